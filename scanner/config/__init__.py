@@ -1,0 +1,131 @@
+"""Load, validate and render the TOML configuration.
+
+``load(path)`` returns an immutable :class:`Config`; with no path the shipped defaults
+apply. Errors name the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+
+from scanner.config.model import (
+    ChecksConfig,
+    Config,
+    ListenerConfig,
+    PolicyConfig,
+    ReinjectConfig,
+    ServerConfig,
+)
+from scanner.config.schema import build, to_plain
+from scanner.errors import ConfigError
+
+DEFAULT_PATH = "/etc/scanner/scanner.toml"
+ENV_VAR = "SCANNER_CONFIG"
+
+__all__ = [
+    "ChecksConfig", "Config", "ConfigError", "ListenerConfig", "PolicyConfig",
+    "ReinjectConfig", "ServerConfig", "load", "loads", "render", "resolve_path",
+]
+
+
+def resolve_path(path: str | None) -> str | None:
+    """The file to read: the given one, $SCANNER_CONFIG, or the default if it exists."""
+    if path:
+        return path
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR]
+    return DEFAULT_PATH if os.path.exists(DEFAULT_PATH) else None
+
+
+def load(path: str | None) -> Config:
+    """Read and validate ``path`` (None = shipped defaults only)."""
+    if path is None:
+        return Config()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration file is not UTF-8 text") from None
+    return loads(text, path)
+
+
+def loads(text: str, source: str = "<string>") -> Config:
+    """Validate TOML text; ``source`` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    data = dict(data)
+    data["source"] = source
+    config = build(Config, data, "", source)
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: Config) -> None:
+    src = config.source
+    for net in config.server.xforward_hosts + config.policy.mynetworks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(f"{src}: '{net}' is not an IP network (e.g. 127.0.0.0/8)") from None
+    seen: set[tuple[str, int]] = set()
+    if not config.listeners:
+        raise ConfigError(f"{src}: 'listeners' is empty; give at least one [[listeners]] table")
+    for i, lst in enumerate(config.listeners):
+        try:
+            ipaddress.ip_address(lst.address)
+        except ValueError:
+            raise ConfigError(
+                f"{src}: 'listeners[{i}].address' = {lst.address!r} is not an IP address"
+            ) from None
+        key = (lst.address, lst.port)
+        if key in seen:
+            raise ConfigError(f"{src}: 'listeners[{i}]' repeats {lst.address}:{lst.port}")
+        seen.add(key)
+    if config.reinject.port in {p for a, p in seen if a in (config.reinject.host, "0.0.0.0")}:
+        raise ConfigError(
+            f"{src}: 'reinject.port' {config.reinject.port} is one of our own listeners; "
+            "it must point at Postfix's reinjection smtpd (a mail loop otherwise)"
+        )
+
+
+def render(config: Config) -> str:
+    """The effective configuration as TOML text (for ``scanner config show``)."""
+    plain = to_plain(config)
+    source = plain.pop("source")
+    lines = [f"# effective configuration (read from {source}, defaults filled in)"]
+    listeners = plain.pop("listeners")
+    checks = plain.pop("checks")
+    settings = checks.pop("settings")
+    for section, values in plain.items():
+        lines.append(f"\n[{section}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+    lines.append("\n[checks]")
+    lines.extend(f"{k} = {_toml_value(v)}" for k, v in checks.items())
+    for name, table in settings.items():
+        lines.append(f"\n[checks.settings.{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    for lst in listeners:
+        lines.append("\n[[listeners]]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in lst.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return repr(value)

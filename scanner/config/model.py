@@ -1,0 +1,103 @@
+"""The configuration schema: frozen dataclasses with shipped defaults and documentation.
+
+Every key of the TOML file maps to a field here. ``scanner config show`` prints the
+effective values; the README's configuration reference follows this file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
+
+from scanner.config.schema import opt
+
+PROTOCOLS = ("smtp", "lmtp")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """One listening socket; the policy bank names the per-listener policy overlay."""
+
+    address: str = opt("127.0.0.1", "IP address to listen on (loopback unless you know why)")
+    port: int = opt(10024, "TCP port", min=1, max=65535)
+    protocol: str = opt("smtp", "smtp (ESMTP) or lmtp (one reply per recipient)",
+                        choices=PROTOCOLS)
+    policy_bank: str = opt("", "policy bank for mail received here, e.g. ORIGINATING")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Process model, limits and timeouts of ``scanner serve``."""
+
+    workers: int = opt(0, "pre-forked worker processes; 0 = one per CPU core", min=0, max=64)
+    concurrency: int = opt(10, "connections Postfix may open (its maxproc for the filter)",
+                           min=1, max=1000)
+    hostname: str = opt("", "name in the greeting and Received header; empty = FQDN")
+    message_timeout: float = opt(
+        600.0, "seconds for scanning and reinjecting one message; Postfix's "
+        "*_data_done_timeout must be larger", min=5.0)
+    idle_timeout: float = opt(300.0, "seconds an idle SMTP connection is kept", min=1.0)
+    max_message_size: int = opt(104857600, "largest message accepted, bytes (SIZE)", min=1024)
+    max_line_length: int = opt(
+        65536, "longest line accepted in commands and DATA, bytes; longer -> 500 5.5.2",
+        min=1002)
+    xforward_hosts: tuple[str, ...] = opt(
+        ["127.0.0.0/8", "::1"], "networks allowed to send XFORWARD")
+    log_level: str = opt("info", "debug, info, warning or error", choices=LOG_LEVELS)
+    log_file: str = opt("", "append log lines to this file; empty = standard error")
+    syslog: bool = opt(False, "also log to syslog (facility mail, ident scanner)")
+    pid_file: str = opt("", "write the master's PID here")
+    tmp_dir: str = opt("", "private temporary directory root; empty = system default")
+
+
+@dataclass(frozen=True, slots=True)
+class ReinjectConfig:
+    """Where scanned mail goes next (Postfix's reinjection listener)."""
+
+    host: str = opt("127.0.0.1", "next hop address")
+    port: int = opt(10025, "next hop port", min=1, max=65535)
+    protocol: str = opt("smtp", "smtp or lmtp", choices=PROTOCOLS)
+    connect_timeout: float = opt(30.0, "seconds to connect to the next hop", min=0.1)
+    timeout: float = opt(300.0, "seconds for any one reply of the next hop", min=0.1)
+    helo: str = opt("", "name in our EHLO/LHLO; empty = server hostname")
+    xforward: bool = opt(True, "pass the client's XFORWARD attributes on when offered")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """What the shipped policy does with outcomes of the spine."""
+
+    on_check_failure: str = opt(
+        "tempfail", "a check that crashed: tempfail (451, Postfix retries) or unchecked "
+        "(pass, tagged UNCHECKED)", choices=("tempfail", "unchecked"))
+    local_domains: tuple[str, ...] = opt(
+        [], "domains whose recipients count as local (Inbound); empty = all")
+    mynetworks: tuple[str, ...] = opt(
+        ["127.0.0.0/8", "::1"], "client networks whose mail counts as originating (MYNETS)")
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksConfig:
+    """Which checks run; per-check settings live in [checks.settings.NAME]."""
+
+    enabled: tuple[str, ...] = opt(["*"], "check names to run; '*' = every installed check "
+                                   "that is on by default")
+    disabled: tuple[str, ...] = opt([], "check names never to run")
+    timeout: float = opt(120.0, "seconds one check may take before it counts as failed",
+                         min=0.1)
+    settings: Mapping[str, Any] = opt({}, "per-check tables, checked by each check")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration of one scanner instance."""
+
+    server: ServerConfig = opt(ServerConfig)
+    listeners: tuple[ListenerConfig, ...] = opt(
+        lambda: (ListenerConfig(),), "listening sockets ([[listeners]] tables)")
+    reinject: ReinjectConfig = opt(ReinjectConfig)
+    policy: PolicyConfig = opt(PolicyConfig)
+    checks: ChecksConfig = opt(ChecksConfig)
+    source: str = opt("<defaults>", "file this configuration was read from")

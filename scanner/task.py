@@ -1,0 +1,140 @@
+"""Per-message data that flows through the pipeline: envelope, client, hits, verdicts.
+
+Everything here is plain data. Behaviour lives in the pipeline stages; a stage reads
+what earlier stages recorded on the :class:`Task` and adds its own findings.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What we know about the SMTP client that handed the message to Postfix.
+
+    Filled from XFORWARD when Postfix sends it; ``None`` means "not known"
+    (Postfix's ``[UNAVAILABLE]``).
+    """
+
+    addr: str | None = None
+    name: str | None = None
+    port: str | None = None
+    helo: str | None = None
+    proto: str | None = None
+    ident: str | None = None
+    source: str | None = None
+
+    def as_xforward(self) -> dict[str, str]:
+        """The XFORWARD attributes to pass on to the next hop (unknown -> [UNAVAILABLE])."""
+        values = {
+            "NAME": self.name,
+            "ADDR": self.addr,
+            "PORT": self.port,
+            "PROTO": self.proto,
+            "HELO": self.helo,
+            "IDENT": self.ident,
+            "SOURCE": self.source,
+        }
+        return {k: ("[UNAVAILABLE]" if v is None else v) for k, v in values.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One envelope recipient with its ESMTP RCPT parameters, exactly as received."""
+
+    address: str
+    params: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The SMTP envelope of one transaction, parameters kept verbatim (case included)."""
+
+    sender: str
+    recipients: tuple[Recipient, ...]
+    mail_params: tuple[tuple[str, str | None], ...] = ()
+    smtputf8: bool = False
+    body_8bit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A named symbol raised by a check; its score is ``weight(symbol) * factor``."""
+
+    symbol: str
+    factor: float = 1.0
+    options: tuple[str, ...] = ()
+    part: str | None = None
+
+
+class Destiny(enum.Enum):
+    """What happens to the message for one recipient (amavis's D_* destinies)."""
+
+    PASS = "PASS"
+    DISCARD = "DISCARD"
+    BOUNCE = "BOUNCE"
+    REJECT = "REJECT"
+    TEMPFAIL = "TEMPFAIL"
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The policy's decision for one recipient."""
+
+    category: str
+    destiny: Destiny
+    score: float
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class DeliveryResult:
+    """The next hop's answer for one recipient: SMTP code, enhanced code and text."""
+
+    code: int
+    text: str
+    via: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+@dataclass(slots=True)
+class Task:
+    """All per-message state. Created by the SMTP layer, filled by the pipeline stages."""
+
+    mail_id: str
+    envelope: Envelope
+    raw: bytes
+    client: ClientInfo = field(default_factory=ClientInfo)
+    policy_bank: str = ""
+    listener: str = ""
+    peer: tuple[str, int] | None = None
+    queue_id: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    message: Message | None = None
+    parts: list[Any] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+    add_headers: list[tuple[str, str]] = field(default_factory=list)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    results: dict[str, DeliveryResult] = field(default_factory=dict)
+    failed_checks: list[str] = field(default_factory=list)
+
+    def add_hit(self, hit: Hit) -> None:
+        self.hits.append(hit)
+
+    def symbols(self) -> set[str]:
+        return {h.symbol for h in self.hits}
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
