@@ -1,0 +1,52 @@
+"""The check contract: a named component that looks at a Task and returns symbol hits.
+
+A check never decides the message's fate and never crashes the pipeline: the runner
+turns an exception or a timeout into the symbol ``<NAME>_FAIL`` and policy decides
+what that means. Checks are found through the ``scanner.checks`` entry point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+from scanner.config import Config
+from scanner.task import Hit, Task
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class NoSettings:
+    """Settings of a check that takes none."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """What a check gets besides its own settings."""
+
+    config: Config
+    run_cpu: Callable[..., Awaitable[Any]]
+    """``await ctx.run_cpu(func, *args)`` runs CPU-heavy work off the event loop."""
+
+
+@runtime_checkable
+class Check(Protocol):
+    """One check. ``name`` is snake_case; ``symbols`` maps each symbol it may emit to a
+    one-line description (weights live in ``scanner/data/scores.toml``)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    symbols: ClassVar[Mapping[str, str]]
+    default_enabled: ClassVar[bool]
+    Settings: ClassVar[type]
+
+    def __init__(self, settings: Any, context: CheckContext) -> None: ...
+
+    async def run(self, task: Task) -> Iterable[Hit]: ...
+
+
+def fail_symbol(check_name: str) -> str:
+    """The symbol that stands for 'this check could not do its job'."""
+    return f"{check_name.upper()}_FAIL"

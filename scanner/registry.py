@@ -1,0 +1,62 @@
+"""Find checks through the ``scanner.checks`` entry point group and build them.
+
+Built-in checks are registered the same way as third-party ones (pyproject.toml).
+Duplicate names and settings for unknown checks stop start-up.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from importlib.metadata import entry_points
+
+from scanner.checks.base import CheckContext
+from scanner.config import Config
+from scanner.config.schema import build
+from scanner.errors import ConfigError
+
+log = logging.getLogger("scanner.registry")
+
+GROUP = "scanner.checks"
+
+
+def available_checks() -> dict[str, type]:
+    """Every installed check class by name."""
+    found: dict[str, type] = {}
+    for ep in entry_points(group=GROUP):
+        cls = ep.load()
+        name = getattr(cls, "name", ep.name)
+        if name in found:
+            raise ConfigError(f"two checks are registered as '{name}': {found[name]} and {cls}")
+        found[name] = cls
+    return found
+
+
+def _wanted(name: str, cls: type, config: Config) -> bool:
+    checks = config.checks
+    if any(fnmatch.fnmatchcase(name, pat) for pat in checks.disabled):
+        return False
+    if name in checks.enabled:
+        return True
+    return "*" in checks.enabled and bool(getattr(cls, "default_enabled", True))
+
+
+def build_checks(config: Config, context: CheckContext) -> list:
+    """Instantiate the enabled checks with their validated settings, in name order."""
+    classes = available_checks()
+    for name in list(config.checks.settings) + list(config.checks.enabled):
+        if name != "*" and name not in classes:
+            raise ConfigError(
+                f"{config.source}: no check named '{name}' is installed; installed: "
+                + ", ".join(sorted(classes))
+            )
+    checks = []
+    for name in sorted(classes):
+        cls = classes[name]
+        raw = config.checks.settings.get(name, {})
+        settings = build(cls.Settings, raw, f"checks.settings.{name}", config.source)
+        if not _wanted(name, cls, config):
+            log.debug("check %s is disabled", name)
+            continue
+        checks.append(cls(settings, context))
+    return checks

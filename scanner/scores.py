@@ -1,0 +1,88 @@
+"""The score table: symbol -> weight, category and tempfail flag, kept as data.
+
+Shipped as ``scanner/data/scores/*.toml`` (one file per check family, read in name
+order); sites may add files that override entries.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from scanner.errors import ConfigError
+
+CATEGORIES = ("", "VIRUS", "BANNED", "UNCHECKED", "BAD-HEADER", "OVERSIZED")
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolDef:
+    """What one symbol means to policy."""
+
+    weight: float = 0.0
+    description: str = ""
+    category: str = ""
+    tempfail: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreTable:
+    """All known symbols plus the default for ``*_FAIL`` symbols."""
+
+    symbols: dict[str, SymbolDef]
+    fail: SymbolDef
+
+    def get(self, symbol: str) -> SymbolDef:
+        found = self.symbols.get(symbol)
+        if found is not None:
+            return found
+        if symbol.endswith("_FAIL"):
+            return self.fail
+        return SymbolDef()
+
+    def knows(self, symbol: str) -> bool:
+        return symbol in self.symbols or symbol.endswith("_FAIL")
+
+
+def load_scores(extra: tuple[str, ...] = ()) -> ScoreTable:
+    """The shipped table, then each file in ``extra`` overriding entries."""
+    symbols: dict[str, SymbolDef] = {}
+    fail: SymbolDef | None = None
+    shipped = resources.files("scanner").joinpath("data/scores")
+    for entry in sorted(shipped.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            data = tomllib.loads(entry.read_text("utf-8"))
+            fail = _merge(symbols, data, f"scanner/data/scores/{entry.name}") or fail
+    for path in extra:
+        try:
+            data = tomllib.loads(Path(path).read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read score table: {exc}") from None
+        fail = _merge(symbols, data, path) or fail
+    return ScoreTable(symbols, fail or SymbolDef())
+
+
+def _merge(into: dict[str, SymbolDef], data: dict, source: str) -> SymbolDef | None:
+    for name, entry in data.get("symbols", {}).items():
+        into[name] = _symbol(entry, f"symbols.{name}", source)
+    if "fail" in data:
+        return _symbol(data["fail"], "fail", source)
+    return None
+
+
+def _symbol(entry: dict, where: str, source: str) -> SymbolDef:
+    allowed = {"weight", "description", "category", "tempfail"}
+    unknown = set(entry) - allowed
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{where}.{sorted(unknown)[0]}'; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+    weight = entry.get("weight", 0.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float):
+        raise ConfigError(f"{source}: '{where}.weight' must be a number")
+    category = entry.get("category", "")
+    if category not in CATEGORIES:
+        raise ConfigError(f"{source}: '{where}.category' = {category!r}; use one of "
+                          + ", ".join(repr(c) for c in CATEGORIES))
+    return SymbolDef(float(weight), str(entry.get("description", "")), category,
+                     bool(entry.get("tempfail", False)))
