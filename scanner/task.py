@@ -120,6 +120,8 @@ class Task:
     policy_bank: str = ""
     listener: str = ""
     peer: tuple[str, int] | None = None
+    helo: str | None = None
+    log_id: str = ""
     queue_id: str | None = None
     started: float = field(default_factory=time.monotonic)
     message: Message | None = None

@@ -1,0 +1,53 @@
+"""The one summary line per message, in amavis's ``$log_short_templ`` shape.
+
+``Passed CLEAN {RelayedInbound}, [1.2.3.4]:5678 [1.2.3.4] <from> -> <to>, Queue-ID: X,
+Message-ID: <id>, mail_id: XXXXXXXXXXXX, Hits: -, size: 123, queued_as: Y, 12 ms``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Everything the log line reports."""
+
+    log_id: str
+    verb: str
+    category: str
+    actions: list[str]
+    client_addr: str | None
+    client_port: str | None
+    sender: str
+    recipients: list[str]
+    queue_id: str | None
+    message_id: str
+    mail_id: str
+    hits: str
+    size: int
+    queued_as: list[str]
+    elapsed_ms: int
+    quarantine: str | None = None
+
+
+def render(s: Summary) -> str:
+    client = f"[{s.client_addr}]:{s.client_port or 0} [{s.client_addr}]" if s.client_addr \
+        else "[]:0 []"
+    parts = [
+        f"({s.log_id}) {s.verb} {s.category} {{{','.join(s.actions)}}}",
+        f"{client} <{s.sender}> -> " + ",".join(f"<{r}>" for r in s.recipients),
+    ]
+    if s.quarantine:
+        parts.append(f"quarantine: {s.quarantine}")
+    parts += [
+        f"Queue-ID: {s.queue_id or '-'}",
+        f"Message-ID: {s.message_id or '-'}",
+        f"mail_id: {s.mail_id}",
+        f"Hits: {s.hits}",
+        f"size: {s.size}",
+    ]
+    if s.queued_as:
+        parts.append(f"queued_as: {', '.join(s.queued_as)}")
+    parts.append(f"{s.elapsed_ms} ms")
+    return ", ".join(parts)

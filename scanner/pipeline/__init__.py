@@ -1,0 +1,1 @@
+"""The per-message pipeline: parse -> unpack -> checks -> policy -> actions -> reinject."""

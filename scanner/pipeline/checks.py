@@ -1,0 +1,39 @@
+"""Run the enabled checks on a Task, concurrently, each isolated from the others.
+
+A check that raises or overruns its time becomes the hit ``<NAME>_FAIL`` (options: the
+exception type) plus a log line with the traceback; the message goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from scanner.checks.base import fail_symbol
+from scanner.task import Hit, Task
+
+log = logging.getLogger("scanner.checks")
+
+
+async def run_checks(task: Task, checks: Sequence, timeout: float) -> None:
+    """Run every check; add their hits (or FAIL hits) to ``task``."""
+    results = await asyncio.gather(*(_run_one(task, c, timeout) for c in checks))
+    for hits in results:
+        for hit in hits:
+            task.add_hit(hit)
+
+
+async def _run_one(task: Task, check: object, timeout: float) -> list[Hit]:
+    name = getattr(check, "name", type(check).__name__)
+    try:
+        hits = await asyncio.wait_for(check.run(task), timeout)  # type: ignore[attr-defined]
+        return list(hits or [])
+    except asyncio.TimeoutError:
+        log.error("(%s) check %s timed out after %g s", task.mail_id, name, timeout)
+        task.failed_checks.append(name)
+        return [Hit(fail_symbol(name), options=("timeout",))]
+    except Exception as exc:
+        log.exception("(%s) check %s failed: %s", task.mail_id, name, exc)
+        task.failed_checks.append(name)
+        return [Hit(fail_symbol(name), options=(type(exc).__name__,))]

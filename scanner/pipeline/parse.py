@@ -1,0 +1,41 @@
+"""Parse stage: the header section as an ``email`` Message, plus Postfix's queue id.
+
+Parsing never fails: the lenient compat32 policy records defects instead of raising.
+The full MIME tree is the decoders' job (unpack stage).
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+_QUEUE_ID = re.compile(r"\bwith\s+\S+\s+id\s+([0-9A-Za-z]+)", re.IGNORECASE)
+HEADER_SCAN_LIMIT = 1 << 20
+
+
+def parse_headers(raw: bytes) -> Message:
+    """The header section of ``raw`` (at most the first MiB is looked at)."""
+    end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_LIMIT)
+    head = raw[: end + 4] if end >= 0 else raw[:HEADER_SCAN_LIMIT]
+    return BytesHeaderParser(policy=compat32).parsebytes(head)
+
+
+def postfix_queue_id(msg: Message) -> str | None:
+    """The queue id from the topmost Received header (Postfix wrote it), as amavis does."""
+    received = msg.get("Received")
+    if received is None:
+        return None
+    m = _QUEUE_ID.search(" ".join(str(received).split()))
+    return m.group(1) if m else None
+
+
+def header_text(msg: Message | None, name: str) -> str:
+    """A header value as one clean line, or ''."""
+    if msg is None:
+        return ""
+    value = msg.get(name)
+    if value is None:
+        return ""
+    return " ".join(str(value).split())

@@ -1,0 +1,1 @@
+"""Reinjection: hand scanned mail to the next hop (Postfix's reinjection smtpd)."""

@@ -1,0 +1,151 @@
+"""A small asyncio SMTP/LMTP client for reinjection.
+
+Why our own: smtplib blocks the event loop and its LMTP ``data()`` reads one reply
+where LMTP sends one per recipient; aiosmtplib speaks no LMTP. A reinjection client
+needs per-recipient replies, XFORWARD, verbatim DSN parameters and PIPELINING, and
+nothing else, so it stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from scanner.errors import NextHopError
+
+
+@dataclass(slots=True)
+class Reply:
+    """One (possibly multi-line) reply of the next hop."""
+
+    code: int
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The reply on one line: ``250 2.0.0 Ok: queued as ABC``."""
+        return f"{self.code} {' '.join(self.lines)}".strip()
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 400
+
+
+class SMTPClient:
+    """One connection to the next hop."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 timeout: float, lmtp: bool) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._timeout = timeout
+        self.lmtp = lmtp
+        self.extensions: dict[str, str] = {}
+
+    @classmethod
+    async def connect(cls, host: str, port: int, *, connect_timeout: float, timeout: float,
+                      lmtp: bool) -> SMTPClient:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, limit=1 << 16), connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise NextHopError(f"cannot connect to [{host}]:{port}: {_why(exc)}") from None
+        return cls(reader, writer, timeout, lmtp)
+
+    async def read_reply(self) -> Reply:
+        """Read one reply (all its continuation lines)."""
+        reply = Reply(0)
+        while True:
+            try:
+                raw = await asyncio.wait_for(self._reader.readline(), self._timeout)
+            except (OSError, asyncio.TimeoutError, ValueError) as exc:
+                raise NextHopError(f"no reply from next hop: {_why(exc)}") from None
+            if not raw:
+                raise NextHopError("next hop closed the connection")
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if len(line) < 3 or not line[:3].isdigit():
+                raise NextHopError(f"garbage from next hop: {line[:80]!r}")
+            reply.code = int(line[:3])
+            reply.lines.append(line[4:])
+            if len(line) == 3 or line[3] != "-":
+                return reply
+
+    async def send_line(self, line: str) -> None:
+        self._writer.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
+        await self._drain()
+
+    def queue_line(self, line: str) -> None:
+        """Buffer a command without flushing (for PIPELINING)."""
+        self._writer.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
+
+    async def flush(self) -> None:
+        """Send what :meth:`queue_line` buffered."""
+        await self._drain()
+
+    async def _drain(self) -> None:
+        try:
+            await asyncio.wait_for(self._writer.drain(), self._timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise NextHopError(f"cannot write to next hop: {_why(exc)}") from None
+
+    async def command(self, line: str) -> Reply:
+        await self.send_line(line)
+        return await self.read_reply()
+
+    async def greet(self, name: str) -> None:
+        """Read the banner and send EHLO/LHLO; remember the advertised extensions."""
+        banner = await self.read_reply()
+        if banner.code != 220:
+            raise NextHopError(f"next hop greeting: {banner.text}", )
+        reply = await self.command(f"{'LHLO' if self.lmtp else 'EHLO'} {name}")
+        if reply.code != 250:
+            raise NextHopError(f"next hop refused {'LHLO' if self.lmtp else 'EHLO'}: "
+                               f"{reply.text}")
+        for line in reply.lines[1:]:
+            key, _, value = line.partition(" ")
+            self.extensions[key.upper()] = value
+
+    def supports(self, extension: str) -> bool:
+        return extension.upper() in self.extensions
+
+    async def send_data(self, data: bytes) -> None:
+        """Send the message body, dot-stuffed, ending with CRLF.CRLF."""
+        self._writer.write(dot_stuff(data))
+        self._writer.write(b".\r\n")
+        await self._drain()
+
+    async def quit(self) -> None:
+        """Say goodbye politely; never raises."""
+        try:
+            self._writer.write(b"QUIT\r\n")
+            await asyncio.wait_for(self._writer.drain(), 5)
+            await asyncio.wait_for(self._reader.readline(), 5)
+        except (OSError, asyncio.TimeoutError, ValueError):
+            pass
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        except OSError:
+            pass
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """RFC 5321 transparency: double a dot that starts a line; end the data with CRLF.
+
+    A dot after a bare LF is doubled too, so no receiver can mistake ``LF . CRLF`` in
+    the content for the end of data (SMTP smuggling).
+    """
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\n.", b"\n..")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

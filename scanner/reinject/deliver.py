@@ -1,0 +1,203 @@
+"""Send one message to the next hop and report what happened to every recipient.
+
+The result for each recipient is an SMTP reply line ready to be quoted back to
+Postfix, amavis style: ``250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: ...``.
+With ``all_or_nothing`` (our SMTP listener: one reply covers every recipient) a
+temporary failure of any recipient stops the transaction before DATA, so nothing is
+delivered twice when Postfix retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from scanner.config import ReinjectConfig
+from scanner.errors import NextHopError
+from scanner.reinject.client import Reply, SMTPClient
+from scanner.smtp import params as esmtp
+from scanner.smtp import xtext
+from scanner.task import ClientInfo, Recipient
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+_QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9]+)")
+XFORWARD_LINE_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """Where and how to reinject."""
+
+    host: str
+    port: int
+    lmtp: bool
+    connect_timeout: float
+    timeout: float
+    helo: str
+    xforward: bool
+
+    @classmethod
+    def from_config(cls, cfg: ReinjectConfig, default_helo: str) -> NextHop:
+        return cls(cfg.host, cfg.port, cfg.protocol == "lmtp", cfg.connect_timeout,
+                   cfg.timeout, cfg.helo or default_helo, cfg.xforward)
+
+    @property
+    def label(self) -> str:
+        return f"{'lmtp' if self.lmtp else 'smtp'}:[{self.host}]:{self.port}"
+
+
+@dataclass(slots=True)
+class Delivery:
+    """Per-recipient replies (keyed by position in the recipient list) and queue ids."""
+
+    replies: list[str]
+    queued_as: list[str] = field(default_factory=list)
+    awaiting_final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to send: envelope, parameters, content, client attributes."""
+
+    sender: str
+    recipients: Sequence[Recipient]
+    mail_params: tuple[esmtp.Param, ...]
+    data: bytes
+    client: ClientInfo
+
+
+def quote(hop: NextHop, reply: Reply) -> str:
+    """Our reply to Postfix quoting the next hop's, with a 2xx/451/5xx code."""
+    first = reply.lines[0] if reply.lines else ""
+    m = _ENHANCED.match(first)
+    enhanced = m.group(0) if m else f"{reply.code // 100}.0.0"
+    code = reply.code
+    if 400 <= code < 500:
+        code, enhanced = 451, (enhanced if enhanced.startswith("4") else "4.3.0")
+    elif code < 200 or 300 <= code < 400:
+        code, enhanced = 451, "4.3.0"
+    return f"{code} {enhanced} from MTA({hop.label}): {reply.text}"
+
+
+def tempfail(hop: NextHop, why: str) -> str:
+    return f"451 4.4.1 Next hop {hop.label} failed: {why}"
+
+
+async def deliver(hop: NextHop, out: Outgoing, *, all_or_nothing: bool) -> Delivery:
+    """Reinject ``out``; never raises for next-hop problems (they become 451 replies)."""
+    result = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
+    client: SMTPClient | None = None
+    try:
+        client = await SMTPClient.connect(hop.host, hop.port, lmtp=hop.lmtp,
+                                          connect_timeout=hop.connect_timeout,
+                                          timeout=hop.timeout)
+        await client.greet(hop.helo)
+        await _xforward(client, hop, out.client)
+        await _transaction(client, hop, out, result, all_or_nothing)
+    except NextHopError as exc:
+        why = str(exc)
+        result.replies = [r if not r.startswith("451 4.4.1 Next hop") else tempfail(hop, why)
+                          for r in result.replies]
+        if result.awaiting_final:  # the dot went out; the outcome is unknown: retry all
+            result.replies = [tempfail(hop, why)] * len(out.recipients)
+    finally:
+        if client is not None:
+            asyncio.get_running_loop().create_task(client.quit())
+    return result
+
+
+async def _xforward(client: SMTPClient, hop: NextHop, info: ClientInfo) -> None:
+    if not hop.xforward or not client.supports("XFORWARD"):
+        return
+    offered = set(client.extensions["XFORWARD"].upper().split())
+    line = "XFORWARD"
+    for key, value in info.as_xforward().items():
+        if key not in offered:
+            continue
+        item = f" {key}={xtext.encode(value) if value != '[UNAVAILABLE]' else value}"
+        if len(line) + len(item) > XFORWARD_LINE_MAX:
+            await _expect_ok(client, line)
+            line = "XFORWARD"
+        line += item
+    if line != "XFORWARD":
+        await _expect_ok(client, line)
+
+
+async def _expect_ok(client: SMTPClient, line: str) -> None:
+    reply = await client.command(line)
+    if reply.code != 250:
+        raise NextHopError(f"next hop refused XFORWARD: {reply.text}")
+
+
+def _mail_params(client: SMTPClient, out: Outgoing) -> list[esmtp.Param]:
+    keep: list[esmtp.Param] = []
+    for key, value in out.mail_params:
+        if ((key == "BODY" and client.supports("8BITMIME"))
+                or (key == "SMTPUTF8" and client.supports("SMTPUTF8"))
+                or (key in ("RET", "ENVID") and client.supports("DSN"))):
+            keep.append((key, value))
+    if client.supports("SIZE"):
+        keep.append(("SIZE", str(len(out.data))))
+    return keep
+
+
+def _rcpt_params(client: SMTPClient, rcpt: Recipient) -> list[esmtp.Param]:
+    if not client.supports("DSN"):
+        return []
+    return [(k, v) for k, v in rcpt.params if k in ("NOTIFY", "ORCPT")]
+
+
+async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
+                       all_or_nothing: bool) -> None:
+    sender = out.sender if out.sender and out.sender != "<>" else ""
+    mail = f"MAIL FROM:<{sender}> {esmtp.render(_mail_params(client, out))}".rstrip()
+    commands = [mail] + [
+        f"RCPT TO:<{r.address}> {esmtp.render(_rcpt_params(client, r))}".rstrip()
+        for r in out.recipients
+    ]
+    if client.supports("PIPELINING"):
+        for line in commands:
+            client.queue_line(line)
+        await client.flush()
+        replies = await _read_pipelined(client, len(commands))
+    else:
+        replies = [await client.command(line) for line in commands]
+    mail_reply, rcpt_replies = replies[0], replies[1:]
+    if not mail_reply.ok:
+        result.replies = [quote(hop, mail_reply)] * len(out.recipients)
+        return
+    result.replies = [quote(hop, r) if not r.ok else "" for r in rcpt_replies]
+    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok]
+    first_temp = next((quote(hop, r) for r in rcpt_replies if 400 <= r.code < 500), None)
+    if not accepted or (all_or_nothing and first_temp):
+        for i in accepted:  # accepted by the next hop, but we send no DATA: retry them
+            result.replies[i] = first_temp or tempfail(hop, "transaction abandoned")
+        await client.command("RSET")
+        return
+    await _data(client, hop, out, result, accepted)
+
+
+async def _read_pipelined(client: SMTPClient, count: int) -> list[Reply]:
+    return [await client.read_reply() for _ in range(count)]
+
+
+async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
+                accepted: list[int]) -> None:
+    go = await client.command("DATA")
+    if go.code != 354:
+        for i in accepted:
+            result.replies[i] = quote(hop, go)
+        return
+    result.awaiting_final = True
+    await client.send_data(out.data)
+    final = [await client.read_reply() for _ in (accepted if client.lmtp else [0])]
+    if not client.lmtp:
+        final = final * len(accepted)
+    for i, reply in zip(accepted, final, strict=True):
+        result.replies[i] = quote(hop, reply)
+        m = _QUEUED_AS.search(reply.text)
+        if reply.ok and m and m.group(1) not in result.queued_as:
+            result.queued_as.append(m.group(1))
+    result.awaiting_final = False

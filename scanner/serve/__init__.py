@@ -1,0 +1,1 @@
+"""``scanner serve``: the pre-forking master and its asyncio worker processes."""

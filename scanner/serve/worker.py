@@ -1,0 +1,94 @@
+"""One worker process: an asyncio loop serving every listening socket it inherited.
+
+CPU-heavy stages run in a small thread pool so the loop keeps serving other
+connections; several workers (processes) use every core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import socket
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from scanner.checks.base import CheckContext
+from scanner.config import Config, ListenerConfig
+from scanner.mailid import LogIds
+from scanner.pipeline.processor import Listener, Processor
+from scanner.registry import build_checks
+from scanner.reinject.deliver import NextHop
+from scanner.scores import load_scores
+from scanner.smtp.handler import FilterHandler
+from scanner.smtp.server import FilterLMTP, FilterSMTP
+
+log = logging.getLogger("scanner")
+
+
+def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
+               hostname: str) -> None:
+    """Serve until SIGTERM; then stop accepting and let open transactions finish."""
+    asyncio.run(_serve(config, sockets, hostname))
+
+
+async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
+                 hostname: str) -> None:
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cpu")
+
+    async def run_cpu(func: Any, *args: Any) -> Any:
+        return await loop.run_in_executor(executor, partial(func, *args))
+
+    checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu))
+    processor = Processor(config, checks, load_scores(),
+                          NextHop.from_config(config.reinject, hostname), hostname)
+    networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.server.xforward_hosts)
+    log_ids = LogIds()
+    servers = []
+    for lcfg, sock in sockets:
+        listener = Listener(lcfg.port, "LMTP" if lcfg.protocol == "lmtp" else "ESMTP",
+                            lcfg.policy_bank)
+        handler = FilterHandler(processor, listener, config.server.max_message_size, log_ids)
+        cls = FilterLMTP if lcfg.protocol == "lmtp" else FilterSMTP
+
+        def factory(cls: type = cls, handler: FilterHandler = handler) -> FilterSMTP:
+            return cls(handler, max_line_length=config.server.max_line_length,
+                       xforward_networks=networks, hostname=hostname,
+                       ident="scanner", data_size_limit=config.server.max_message_size,
+                       timeout=config.server.idle_timeout, loop=loop)
+
+        servers.append(await loop.create_server(factory, sock=sock))
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(checks))
+    log.debug("worker ready with checks: %s", ", ".join(c.name for c in checks) or "none")
+    await stop.wait()
+    for server in servers:
+        server.close()
+    await _drain_connections(config.server.message_timeout)
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _reload(checks: Sequence) -> None:
+    """SIGHUP: let every check that can reload its data do so (e.g. a new model)."""
+    for check in checks:
+        reload = getattr(check, "reload", None)
+        if reload is None:
+            continue
+        try:
+            reload()
+        except Exception:
+            log.exception("reloading check %s failed; keeping the old state", check.name)
+
+
+async def _drain_connections(limit: float) -> None:
+    """Give running transactions up to ``limit`` seconds to finish."""
+    current = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not current]
+    if pending:
+        await asyncio.wait(pending, timeout=limit)

@@ -1,0 +1,1 @@
+"""The SMTP/LMTP side: our listener (on aiosmtpd) and the protocol helpers."""

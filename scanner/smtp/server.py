@@ -1,0 +1,208 @@
+"""Our SMTP and LMTP listeners: aiosmtpd's protocol engine with filter-specific commands.
+
+aiosmtpd gives us the state machine, DATA dot-unstuffing, size and line limits and
+timeouts. We override what a content filter needs and aiosmtpd does not do:
+MAIL/RCPT parameters kept verbatim (aiosmtpd upper-cases them, which corrupts DSN's
+case-sensitive ENVID and ORCPT, and refuses every RCPT parameter), DSN, XFORWARD,
+PIPELINING/ENHANCEDSTATUSCODES advertising and enhanced codes on every reply.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from scanner.smtp import params as esmtp
+from scanner.smtp import xforward
+from scanner.smtp.replies import with_enhanced
+
+
+class FilterSession(Session):
+    """An SMTP session plus the XFORWARD attributes Postfix sent for the next mail."""
+
+    def __init__(self, loop: Any) -> None:
+        super().__init__(loop)
+        self.xforward: dict[str, str | None] = {}
+        self.xforward_allowed = False
+
+
+class FilterEnvelope(Envelope):
+    """An envelope whose ESMTP parameters keep their original case."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mail_params: list[esmtp.Param] = []
+        self.rcpt_params: list[list[esmtp.Param]] = []
+
+
+class FilterSMTP(SMTP):
+    """ESMTP listener for Postfix's content_filter transport."""
+
+    protocol_name = "ESMTP"
+
+    def __init__(self, handler: Any, *, max_line_length: int, xforward_networks: tuple,
+                 **kwargs: Any) -> None:
+        self.line_length_limit = max_line_length
+        super().__init__(handler, decode_data=False, enable_SMTPUTF8=True, **kwargs)
+        self.command_size_limits = collections.defaultdict(lambda: 4096)
+        self._xforward_networks = xforward_networks
+        self._in_ehlo = False
+
+    def _create_session(self) -> FilterSession:
+        return FilterSession(self.loop)
+
+    def _create_envelope(self) -> FilterEnvelope:
+        return FilterEnvelope()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        session = self.session
+        if isinstance(session, FilterSession) and peer:
+            session.xforward_allowed = self._peer_allowed(peer[0])
+
+    def _peer_allowed(self, host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self._xforward_networks)
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and not self._in_ehlo:
+            status = "\r\n".join(with_enhanced(line) for line in status.split("\r\n"))
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        syntaxerr = "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]"
+        arg = self._strip_command_keyword("FROM:", arg or "")
+        if not arg:
+            await self.push(syntaxerr)
+            return
+        if arg.startswith("<>"):
+            address, rest = "<>", arg[2:]
+        else:
+            address, rest = self._getaddr(arg)
+        if address is None:
+            await self.push("553 5.1.3 Error: malformed address")
+            return
+        if not address:
+            await self.push(syntaxerr)
+            return
+        if self.envelope.mail_from:
+            await self.push("503 5.5.1 Error: nested MAIL command")
+            return
+        try:
+            params = esmtp.split_params(rest or "")
+            esmtp.check_mail_params(params, self.data_size_limit or 2**63, True)
+        except esmtp.ParamError as exc:
+            await self.push(exc.reply)
+            return
+        self.envelope.mail_from = address
+        self.envelope.mail_params = params
+        self.envelope.mail_options = [esmtp.render([p]) for p in params]
+        self.envelope.smtp_utf8 = any(k == "SMTPUTF8" for k, _ in params)
+        await self.push("250 2.1.0 Ok")
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if not self.envelope.mail_from:
+            await self.push("503 5.5.1 Error: need MAIL command")
+            return
+        syntaxerr = "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]"
+        arg = self._strip_command_keyword("TO:", arg or "")
+        if not arg:
+            await self.push(syntaxerr)
+            return
+        address, rest = self._getaddr(arg)
+        if address is None:
+            await self.push("553 5.1.3 Error: malformed address")
+            return
+        if not address:
+            await self.push(syntaxerr)
+            return
+        try:
+            params = esmtp.split_params(rest or "")
+            esmtp.check_rcpt_params(params)
+        except esmtp.ParamError as exc:
+            await self.push(exc.reply)
+            return
+        status = await self._call_handler_hook("RCPT", address, params)
+        if status.startswith("250"):
+            self.envelope.rcpt_tos.append(address)
+            self.envelope.rcpt_params.append(params)
+        await self.push(status)
+
+    async def smtp_XFORWARD(self, arg: str | None) -> None:
+        session = self.session
+        assert isinstance(session, FilterSession)
+        if not session.xforward_allowed:
+            await self.push("550 5.7.0 Error: insufficient authorization")
+            return
+        if self.envelope.mail_from:
+            await self.push("503 5.5.1 Error: MAIL transaction in progress")
+            return
+        try:
+            session.xforward.update(xforward.parse(arg))
+        except esmtp.ParamError as exc:
+            await self.push(exc.reply)
+            return
+        await self.push("250 2.0.0 Ok")
+
+    async def smtp_RSET(self, arg: str) -> None:
+        session = self.session
+        if isinstance(session, FilterSession):
+            session.xforward = {}
+        await super().smtp_RSET(arg)
+
+    def _set_post_data_state(self) -> None:
+        session = self.session
+        if isinstance(session, FilterSession):
+            session.xforward = {}
+        super()._set_post_data_state()
+
+
+class FilterLMTP(FilterSMTP):
+    """LMTP listener: LHLO instead of EHLO, one DATA reply per recipient."""
+
+    protocol_name = "LMTP"
+    show_smtp_greeting = False
+
+    async def smtp_LHLO(self, arg: str) -> None:
+        """The LMTP greeting, used instead of HELO/EHLO."""
+        if not arg:
+            await self.push("501 5.5.4 Syntax: LHLO hostname")
+            return
+        await FilterSMTP.smtp_EHLO(self, arg)
+
+    async def smtp_HELO(self, arg: str) -> None:
+        await self.push('500 5.5.1 Error: command "HELO" not recognized in LMTP')
+
+    async def smtp_EHLO(self, arg: str) -> None:
+        await self.push('500 5.5.1 Error: command "EHLO" not recognized in LMTP')
+
+    async def push(self, status: Any) -> None:
+        # aiosmtpd answers DATA-phase errors (too long, too big) with one line; LMTP
+        # owes one reply per recipient, so repeat such a reply for each of them.
+        if (isinstance(status, str) and self._data_phase_error(status)
+                and len(self.envelope.rcpt_tos) > 1):
+            status = "\r\n".join([status] * len(self.envelope.rcpt_tos))
+        await super().push(status)
+
+    def _data_phase_error(self, status: str) -> bool:
+        return status.startswith(("552 Error: Too much", "500 Line too long"))

@@ -1,0 +1,29 @@
+"""RFC 3461 xtext encoding, used by XFORWARD values and the DSN ENVID/ORCPT parameters."""
+
+from __future__ import annotations
+
+import re
+
+_HEX = re.compile(r"\+([0-9A-Fa-f]{2})")
+
+
+class XtextError(ValueError):
+    """A value is not valid xtext."""
+
+
+def decode(value: str) -> str:
+    """Decode ``+XX`` escapes; a ``+`` not followed by two hex digits is an error."""
+    if "+" in _HEX.sub("", value):
+        raise XtextError(f"bad xtext escape in {value!r}")
+    return _HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
+
+
+def encode(value: str) -> str:
+    """Escape ``+``, ``=``, controls, space and non-ASCII as ``+XX`` (UTF-8 bytes)."""
+    out = []
+    for byte in value.encode("utf-8", "surrogateescape"):
+        if 33 <= byte <= 126 and byte not in (ord("+"), ord("=")):
+            out.append(chr(byte))
+        else:
+            out.append(f"+{byte:02X}")
+    return "".join(out)

@@ -1,0 +1,29 @@
+"""Headers we add to passed mail: the amavis-style trace ``Received:`` header."""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+
+from scanner import PRODUCT
+from scanner.task import Task
+
+
+def received_header(task: Task, hostname: str, port: int, protocol: str,
+                    recipients: list[str]) -> tuple[str, str]:
+    """``Received: from HELO ([peer]) by HOST (scanner, port N) with ESMTP id MAILID ...``."""
+    peer = task.peer[0] if task.peer else "127.0.0.1"
+    helo = task.helo or "localhost"
+    value = (f"from {helo} ([{peer}])\r\n\tby {hostname} ({PRODUCT}, port {port})"
+             f" with {protocol} id {task.mail_id}")
+    if len(recipients) == 1:
+        value += f"\r\n\tfor <{recipients[0]}>"
+    value += f"; {formatdate(localtime=True)}"
+    return "Received", value
+
+
+def prepend_headers(raw: bytes, headers: list[tuple[str, str]]) -> bytes:
+    """New header lines (CRLF-terminated, already folded) in front of the message."""
+    if not headers:
+        return raw
+    block = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return block.encode("utf-8", "surrogateescape") + raw
