@@ -1,0 +1,227 @@
+"""CLAMAV: scan the message and its decoded parts with clamd (INSTREAM).
+
+What is scanned: the whole raw message once (clamd understands MIME, mbox and many
+archive formats itself), then every part the decoders put in ``task.parts`` whose bytes
+differ from anything already scanned (deduplicated by SHA-256), so a signature is found
+wherever either clamd or our decoders can reach it. Parts are optional: with an empty
+``task.parts`` only the raw message is scanned.
+
+Outcomes are symbols, never exceptions:
+
+* ``CLAMAV_VIRUS`` (category VIRUS): options are the virus names, ``part`` the part path
+  (None for the whole message).
+* ``CLAMAV_UNCHECKED`` (category UNCHECKED): something was not scanned because it is
+  larger than clamd's StreamMaxLength (``stream_max_length``), or clamd said so, or
+  clamd hit a scan limit (``Heuristics.Limits.Exceeded.*``, reported when clamd.conf
+  has ``AlertExceedsMax yes``); also clamd failures when ``fail_action = "unchecked"``.
+* ``CLAMAV_FAIL`` (``tempfail`` in the shipped score table): every endpoint failed,
+  timed out or answered garbage and ``fail_action = "tempfail"``.
+
+A virus outranks failures: once something is infected, failures and unscanned pieces
+no longer change the outcome and are not reported. Definite answers (clean, infected)
+are kept in a per-process LRU cache keyed by the SHA-256 of the scanned bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from scanner.checks.base import CheckContext
+from scanner.checks.clamd_client import ClamdClient, ClamdError, ScanReply, Status
+from scanner.config.schema import opt
+from scanner.errors import ConfigError
+from scanner.task import Hit, Task
+
+log = logging.getLogger("scanner.checks.clamav")
+
+VIRUS = "CLAMAV_VIRUS"
+FAIL = "CLAMAV_FAIL"
+UNCHECKED = "CLAMAV_UNCHECKED"
+LIMITS_PREFIX = "Heuristics.Limits.Exceeded"
+"""clamd's name for "a scan limit was hit" (with AlertExceedsMax): not scanned, not a virus."""
+_HASH_IN_THREAD = 1024 * 1024  # hash larger data off the event loop
+
+
+@dataclass(frozen=True, slots=True)
+class ClamAVSettings:
+    """Settings of the ClamAV check ([checks.settings.clamav])."""
+
+    endpoints: tuple[str, ...] = opt(
+        ["unix:/var/run/clamav/clamd.ctl"],
+        "clamd sockets tried in order: unix:/path or tcp:host:port")
+    timeout: float = opt(60.0, "seconds for one scan request (send + clamd's answer)",
+                         min=0.1)
+    connect_timeout: float = opt(5.0, "seconds to connect to one endpoint", min=0.1)
+    stream_max_length: int = opt(
+        25 * 1024 * 1024, "clamd's StreamMaxLength, bytes; larger data is not sent and "
+        "counts as UNCHECKED", min=1)
+    chunk_size: int = opt(64 * 1024, "INSTREAM chunk size, bytes", min=1024,
+                          max=16 * 1024 * 1024)
+    cache_size: int = opt(10000, "results remembered per worker by SHA-256; 0 = no cache",
+                          min=0)
+    fail_action: str = opt(
+        "tempfail", "clamd unusable: tempfail (CLAMAV_FAIL, Postfix retries) or unchecked "
+        "(CLAMAV_UNCHECKED, mail passes tagged)", choices=("tempfail", "unchecked"))
+    first_infected_stops_scan: bool = opt(True, "stop at the first infected piece")
+    scan_parts: bool = opt(True, "also scan decoded parts, not only the raw message")
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """One thing to scan: the raw message or a decoded part."""
+
+    path: str | None
+    sha256: str
+    size: int
+    data: Callable[[], bytes]
+
+
+class ResultCache:
+    """A bounded LRU map from SHA-256 to a definite clamd answer."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, ScanReply] = OrderedDict()
+
+    def get(self, key: str) -> ScanReply | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key: str, reply: ScanReply) -> None:
+        if self.size <= 0 or reply.status not in (Status.CLEAN, Status.INFECTED):
+            return
+        self._items[key] = reply
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class ClamAV:
+    """Scan with clamd; report viruses, unscanned pieces and clamd failures."""
+
+    name: ClassVar[str] = "clamav"
+    description: ClassVar[str] = "ClamAV (clamd INSTREAM) on the raw message and its parts"
+    symbols: ClassVar[dict[str, str]] = {
+        VIRUS: "clamd found a virus (options: names; part: where)",
+        FAIL: "clamd could not be used (unreachable, timeout, bad answer)",
+        UNCHECKED: "something was not virus-scanned (too large, or clamd failed and "
+                   "fail_action = unchecked)",
+    }
+    default_enabled: ClassVar[bool] = True
+    Settings: ClassVar[type] = ClamAVSettings
+
+    def __init__(self, settings: ClamAVSettings, context: CheckContext) -> None:
+        self.settings = settings
+        self.context = context
+        try:
+            self.client = ClamdClient(
+                settings.endpoints, timeout=settings.timeout,
+                connect_timeout=settings.connect_timeout, chunk_size=settings.chunk_size)
+        except ValueError as exc:
+            raise ConfigError(f"checks.settings.clamav.endpoints: {exc}") from None
+        self.cache = ResultCache(settings.cache_size)
+
+    async def run(self, task: Task) -> Iterable[Hit]:
+        hits: list[Hit] = []
+        unchecked: list[str] = []
+        for piece in await self._pieces(task):
+            where = piece.path or "message"
+            if piece.size > self.settings.stream_max_length:
+                unchecked.append(f"{where}: {piece.size} bytes > stream_max_length")
+                continue
+            try:
+                reply = await self._scan(piece)
+            except ClamdError as exc:
+                return hits or [self._failure(f"{where}: {exc}")]
+            if reply.status is Status.TOO_LARGE:
+                unchecked.append(f"{where}: clamd: size limit exceeded")
+                continue
+            viruses = tuple(n for n in reply.names if not n.startswith(LIMITS_PREFIX))
+            unchecked += [f"{where}: clamd: {n}" for n in reply.names if n not in viruses]
+            if viruses:
+                log.info("%s: %s in %s", task.mail_id, ", ".join(viruses), where)
+                hits.append(Hit(VIRUS, options=viruses, part=piece.path))
+                if self.settings.first_infected_stops_scan:
+                    break
+        if not hits and unchecked:
+            hits.append(Hit(UNCHECKED, options=tuple(unchecked)))
+        return hits
+
+    def _failure(self, detail: str) -> Hit:
+        if self.settings.fail_action == "unchecked":
+            return Hit(UNCHECKED, options=(f"clamd failed: {detail}",))
+        return Hit(FAIL, options=(detail,))
+
+    async def _scan(self, piece: _Piece) -> ScanReply:
+        cached = self.cache.get(piece.sha256)
+        if cached is not None:
+            return cached
+        reply = await self.client.instream(piece.data())
+        self.cache.put(piece.sha256, reply)
+        return reply
+
+    async def _pieces(self, task: Task) -> list[_Piece]:
+        """The raw message first, then each new part, each bytes-identical one once."""
+        raw = task.raw
+        pieces = [_Piece(None, await _sha256(raw), len(raw), lambda: raw)]
+        if self.settings.scan_parts:
+            seen = {pieces[0].sha256}
+            for piece in _parts(task):
+                if piece.size and piece.sha256 not in seen:
+                    seen.add(piece.sha256)
+                    pieces.append(piece)
+        return pieces
+
+
+async def _sha256(data: bytes) -> str:
+    if len(data) >= _HASH_IN_THREAD:  # hashlib releases the GIL for large inputs
+        return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+    return hashlib.sha256(data).hexdigest()
+
+
+def _parts(task: Task) -> Iterator[_Piece]:
+    """Decoded parts as pieces, read defensively (the decoders may be absent)."""
+    for part in getattr(task, "parts", None) or ():
+        getter = getattr(part, "data", None)
+        if getter is None:
+            continue
+        data_of: Callable[[], bytes] = getter if callable(getter) else (lambda g=getter: g)
+        digest = _hex_digest(getattr(part, "sha256", None))
+        size = getattr(part, "size", None)
+        if digest is None or not isinstance(size, int):
+            blob = data_of()
+            digest, size = hashlib.sha256(blob).hexdigest(), len(blob)
+            data_of = _constant(blob)
+        yield _Piece(_path_of(part), digest, size, data_of)
+
+
+def _constant(blob: bytes) -> Callable[[], bytes]:
+    return lambda: blob
+
+
+def _hex_digest(value: Any) -> str | None:
+    if callable(value):
+        value = value()
+    if isinstance(value, bytes | bytearray) and len(value) == 32:
+        return bytes(value).hex()
+    if isinstance(value, str) and len(value) == 64:
+        return value.lower()
+    return None
+
+
+def _path_of(part: Any) -> str | None:
+    path = getattr(part, "path_string", None)
+    if callable(path):
+        path = path()
+    return str(path) if path is not None else None

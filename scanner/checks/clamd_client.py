@@ -1,0 +1,247 @@
+"""A small asyncio client for clamd: INSTREAM scans over Unix or TCP sockets.
+
+Why not pyclamd: it uses blocking sockets, so one slow scan would stall the worker's
+event loop and every other message in flight. This client speaks the protocol with
+asyncio streams instead, with a connect timeout and a per-request timeout.
+
+Protocol (clamd's ``z``-prefixed commands, NUL-terminated): ``zINSTREAM\\0``, then
+chunks of ``<4-byte big-endian length><bytes>``, then a zero length. The reply is
+``stream: OK``, ``stream: NAME FOUND`` (several with AllMatch), or ``... ERROR``;
+``INSTREAM size limit exceeded. ERROR`` means the data was larger than clamd's
+StreamMaxLength. Endpoints are written ``unix:/path`` or ``tcp:host:port``
+(``tcp:[::1]:3310`` for IPv6); several are tried in order until one answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import re
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+log = logging.getLogger("scanner.checks.clamd")
+
+MAX_REPLY = 64 * 1024
+"""Longest reply we read; anything longer is not clamd talking."""
+
+_EXTENDED_INFO = re.compile(r"\([0-9a-fA-F]{32,64}:\d+\)$")
+
+
+class ClamdError(Exception):
+    """clamd could not be used: connection, timeout, protocol or server error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a clamd listens: a Unix socket path, or a TCP host and port."""
+
+    kind: str
+    address: str
+    port: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.address}"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"tcp:{host}:{self.port}"
+
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.kind == "unix":
+            return await asyncio.open_unix_connection(self.address)
+        return await asyncio.open_connection(self.address, self.port)
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``unix:/path`` or ``tcp:host:port`` -> :class:`Endpoint`; ValueError otherwise."""
+    kind, sep, rest = text.partition(":")
+    if sep and kind == "unix" and rest.startswith("/"):
+        return Endpoint("unix", rest)
+    if sep and kind == "tcp":
+        host, sep2, port = rest.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if sep2 and host and port.isdigit() and 0 < int(port) < 65536:
+            return Endpoint("tcp", host, int(port))
+    raise ValueError(f"{text!r} is not a clamd endpoint; write unix:/path/to/clamd.ctl "
+                     "or tcp:host:port")
+
+
+class Status(enum.Enum):
+    """A definite answer from clamd."""
+
+    CLEAN = "clean"
+    INFECTED = "infected"
+    TOO_LARGE = "too-large"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReply:
+    """clamd's answer to one INSTREAM: status, virus names, and who answered."""
+
+    status: Status
+    names: tuple[str, ...] = ()
+    endpoint: str = ""
+
+
+def parse_reply(raw: bytes) -> ScanReply:
+    """Interpret an INSTREAM reply; raise :class:`ClamdError` for errors and garbage."""
+    text = raw.decode("utf-8", "replace")
+    records = [r.strip() for r in re.split(r"[\0\n]", text) if r.strip()]
+    if not records:
+        raise ClamdError("clamd closed the connection without an answer")
+    names: list[str] = []
+    clean = 0
+    for record in records:
+        if record.endswith(" ERROR"):
+            if "size limit exceeded" in record.lower():
+                return ScanReply(Status.TOO_LARGE)
+            raise ClamdError(f"clamd error: {record[:200]}")
+        if not record.startswith("stream: "):
+            raise ClamdError(f"unexpected answer from clamd: {record[:200]!r}")
+        body = record[len("stream: "):]
+        if body == "OK":
+            clean += 1
+        elif body.endswith(" FOUND") and len(body) > len(" FOUND"):
+            name = _EXTENDED_INFO.sub("", body[: -len(" FOUND")].strip())
+            if name and name not in names:
+                names.append(name)
+        else:
+            raise ClamdError(f"unexpected answer from clamd: {record[:200]!r}")
+    if names:
+        return ScanReply(Status.INFECTED, tuple(names))
+    return ScanReply(Status.CLEAN)
+
+
+class ClamdClient:
+    """Scan bytes with the first clamd endpoint that answers.
+
+    An endpoint that failed is tried after the healthy ones for ``retry_after``
+    seconds, so a dead first endpoint does not cost a timeout on every request.
+    """
+
+    def __init__(self, endpoints: Sequence[str | Endpoint], *, timeout: float = 30.0,
+                 connect_timeout: float = 5.0, chunk_size: int = 64 * 1024,
+                 retry_after: float = 10.0) -> None:
+        if not endpoints:
+            raise ValueError("at least one clamd endpoint is needed")
+        self.endpoints = [e if isinstance(e, Endpoint) else parse_endpoint(e)
+                          for e in endpoints]
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.chunk_size = chunk_size
+        self.retry_after = retry_after
+        self.requests = 0
+        """INSTREAM requests sent (each endpoint attempt counts once)."""
+        self._down_until: dict[Endpoint, float] = {}
+
+    def _ordered(self) -> list[Endpoint]:
+        now = time.monotonic()
+        healthy = [e for e in self.endpoints if self._down_until.get(e, 0.0) <= now]
+        return healthy + [e for e in self.endpoints if e not in healthy]
+
+    async def instream(self, data: bytes) -> ScanReply:
+        """Scan ``data``; raise :class:`ClamdError` when no endpoint gave an answer."""
+        errors: list[str] = []
+        for endpoint in self._ordered():
+            try:
+                reply = await self._instream_at(endpoint, data)
+            except ClamdError as exc:
+                self._down_until[endpoint] = time.monotonic() + self.retry_after
+                log.warning("clamd %s: %s", endpoint, exc)
+                errors.append(f"{endpoint}: {exc}")
+                continue
+            self._down_until.pop(endpoint, None)
+            return ScanReply(reply.status, reply.names, str(endpoint))
+        raise ClamdError("; ".join(errors))
+
+    async def command(self, command: str) -> str:
+        """Send a simple command (PING, VERSION) to the first endpoint that answers."""
+        errors: list[str] = []
+        for endpoint in self._ordered():
+            try:
+                raw = await self._exchange(endpoint, [f"z{command}\0".encode("ascii")])
+            except ClamdError as exc:
+                errors.append(f"{endpoint}: {exc}")
+                continue
+            return raw.rstrip(b"\0\n").decode("utf-8", "replace")
+        raise ClamdError("; ".join(errors))
+
+    async def ping(self) -> bool:
+        """True when some endpoint answers PONG."""
+        try:
+            return await self.command("PING") == "PONG"
+        except ClamdError:
+            return False
+
+    async def _instream_at(self, endpoint: Endpoint, data: bytes) -> ScanReply:
+        self.requests += 1
+        view = memoryview(data)
+        pieces: list[bytes | memoryview] = [b"zINSTREAM\0"]
+        for offset in range(0, len(view), self.chunk_size):
+            chunk = view[offset:offset + self.chunk_size]
+            pieces.append(struct.pack("!I", len(chunk)))
+            pieces.append(chunk)
+        pieces.append(b"\0\0\0\0")
+        return parse_reply(await self._exchange(endpoint, pieces))
+
+    async def _exchange(self, endpoint: Endpoint, pieces: list[bytes | memoryview]) -> bytes:
+        """Connect, send ``pieces``, read the reply until clamd closes the connection."""
+        try:
+            reader, writer = await asyncio.wait_for(endpoint.open(), self.connect_timeout)
+        except TimeoutError:
+            raise ClamdError(f"connect timed out after {self.connect_timeout} s") from None
+        except OSError as exc:
+            raise ClamdError(f"cannot connect: {exc.strerror or exc}") from None
+        # Read while sending: clamd answers and closes early when the stream is too
+        # long, and that answer must be collected before the broken pipe is noticed.
+        reading = asyncio.ensure_future(self._read_reply(reader))
+        try:
+            async with asyncio.timeout(self.timeout):
+                send_error = await self._send(writer, pieces)
+                reply = await reading
+        except TimeoutError:
+            raise ClamdError(f"no answer within {self.timeout} s") from None
+        except OSError as exc:
+            raise ClamdError(f"connection failed: {exc.strerror or exc}") from None
+        finally:
+            if reading.done() and not reading.cancelled():
+                reading.exception()  # mark as retrieved; it is re-raised above if needed
+            reading.cancel()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+        if send_error and not reply:
+            raise ClamdError(f"connection lost while sending: {send_error}")
+        return reply
+
+    async def _send(self, writer: asyncio.StreamWriter,
+                    pieces: list[bytes | memoryview]) -> str:
+        """Write everything; clamd may close early (size limit), so report, not raise."""
+        try:
+            for i, piece in enumerate(pieces):
+                writer.write(piece)
+                if i % 16 == 15:
+                    await writer.drain()
+            await writer.drain()
+        except (ConnectionError, BrokenPipeError) as exc:
+            return str(exc) or type(exc).__name__
+        return ""
+
+    async def _read_reply(self, reader: asyncio.StreamReader) -> bytes:
+        reply = b""
+        while len(reply) <= MAX_REPLY:
+            try:
+                chunk = await reader.read(4096)
+            except ConnectionError:
+                break
+            if not chunk:
+                break
+            reply += chunk
+        if len(reply) > MAX_REPLY:
+            raise ClamdError(f"reply longer than {MAX_REPLY} bytes")
+        return reply

@@ -1,0 +1,361 @@
+"""The clamav check and its clamd client, against a private clamd and a fake one.
+
+The real-clamd tests start ``scanner.testing.clamd.ClamdInstance`` (a tiny, test-owned
+signature database; no freshclam) and are skipped, visibly, when clamd is missing.
+Failure modes (hanging, garbage, hanging up) use ``FakeClamd``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import scanner.config
+from scanner.checks.base import CheckContext
+from scanner.checks.clamav import ClamAV, ClamAVSettings
+from scanner.checks.clamd_client import (
+    ClamdClient,
+    ClamdError,
+    Endpoint,
+    Status,
+    parse_endpoint,
+    parse_reply,
+)
+from scanner.config.schema import build
+from scanner.errors import ConfigError
+from scanner.scores import load_scores
+from scanner.task import Envelope, Hit, Recipient, Task
+from scanner.testing.clamd import (
+    TESTFILES_DIR,
+    ClamdInstance,
+    FakeClamd,
+    clamd_binary,
+    eicar,
+)
+
+EICAR = "Eicar-Test-Signature.UNOFFICIAL"
+TEST_FILE = "ClamAV-Test-File.UNOFFICIAL"
+MISSED_IN_MAIL = {"clam_cache_emax.tgz"}
+"""Test files clamd does not find inside a mail with MaxRecursion 16 (Debian's value):
+clam.exe sits about 17 levels deep (nested tar.gz) plus the MIME and base64 layers."""
+
+needs_clamd = pytest.mark.skipif(clamd_binary() is None,
+                                 reason="clamd not installed (apt-get install clamav-daemon)")
+needs_testfiles = pytest.mark.skipif(
+    not TESTFILES_DIR.is_dir(), reason="clamav-testfiles not installed (apt-get install "
+    "clamav-testfiles)")
+
+
+async def _run_here(func: Any, *args: Any) -> Any:
+    return func(*args)
+
+
+def make_check(endpoints: list[str], **settings: Any) -> ClamAV:
+    config = ClamAVSettings(endpoints=tuple(endpoints), **settings)
+    return ClamAV(config, CheckContext(config=scanner.config.load(None), run_cpu=_run_here))
+
+
+def make_task(raw: bytes, parts: list[Any] | None = None) -> Task:
+    envelope = Envelope(sender="a@b", recipients=(Recipient("c@d"),))
+    return Task(mail_id="test", envelope=envelope, raw=raw, parts=parts or [])
+
+
+def mail(body: str = "Hello, nothing to see here.\n",
+         attachment: tuple[str, bytes] | None = None) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "a@b", "c@d", "test"
+    msg.set_content(body)
+    if attachment is not None:
+        msg.add_attachment(attachment[1], maintype="application", subtype="octet-stream",
+                           filename=attachment[0])
+    return msg.as_bytes()
+
+
+def scan(check: ClamAV, task: Task) -> list[Hit]:
+    return list(asyncio.run(check.run(task)))
+
+
+@dataclass
+class FakePart:
+    """Just the attributes of decoders.part.Part that the check reads."""
+
+    path: str
+    blob: bytes
+    is_leaf: bool = True
+    sha256: str = field(init=False)
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.blob).hexdigest()
+        self.size = len(self.blob)
+
+    def data(self) -> bytes:
+        return self.blob
+
+    def path_string(self) -> str:
+        return self.path
+
+
+@pytest.fixture(scope="module")
+def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClamdInstance]:
+    if clamd_binary() is None:
+        pytest.skip("clamd not installed (apt-get install clamav-daemon)")
+    instance = ClamdInstance(tmp_path_factory.mktemp("clamd"), tcp=True)
+    instance.start()
+    print(f"private clamd started in {instance.startup_seconds:.3f} s")
+    yield instance
+    instance.close()
+
+
+# --- protocol pieces --------------------------------------------------------------
+
+
+def test_parse_endpoint() -> None:
+    assert parse_endpoint("unix:/run/clamav/clamd.ctl") == Endpoint("unix", "/run/clamav/clamd.ctl")
+    assert parse_endpoint("tcp:127.0.0.1:3310") == Endpoint("tcp", "127.0.0.1", 3310)
+    assert parse_endpoint("tcp:[::1]:3310") == Endpoint("tcp", "::1", 3310)
+    assert str(Endpoint("tcp", "::1", 3310)) == "tcp:[::1]:3310"
+    for bad in ("", "/run/clamd.ctl", "unix:relative", "tcp:host", "tcp:host:0", "udp:a:1"):
+        with pytest.raises(ValueError):
+            parse_endpoint(bad)
+
+
+def test_parse_reply() -> None:
+    assert parse_reply(b"stream: OK\0").status is Status.CLEAN
+    found = parse_reply(b"stream: Win.Test.EICAR_HDB-1 FOUND\0")
+    assert (found.status, found.names) == (Status.INFECTED, ("Win.Test.EICAR_HDB-1",))
+    extended = parse_reply(b"stream: Foo.Bar(44d88612fea8a8f36de82e1278abb02f:68) FOUND\0")
+    assert extended.names == ("Foo.Bar",)
+    several = parse_reply(b"stream: A FOUND\0stream: B FOUND\0stream: A FOUND\0")
+    assert several.names == ("A", "B")
+    assert parse_reply(b"INSTREAM size limit exceeded. ERROR\0").status is Status.TOO_LARGE
+    for bad in (b"", b"\0", b"Can't allocate memory ERROR\0", b"PONG\0", b"stream: maybe\0",
+                b"\xff\xfe garbage", b"stream:  FOUND\0"):
+        with pytest.raises(ClamdError):
+            parse_reply(bad)
+
+
+def test_settings_are_validated() -> None:
+    built = build(ClamAVSettings, {"endpoints": ["tcp:127.0.0.1:3310"], "fail_action":
+                                   "unchecked"}, "checks.settings.clamav", "t.toml")
+    assert built.endpoints == ("tcp:127.0.0.1:3310",) and built.fail_action == "unchecked"
+    assert ClamAVSettings().endpoints == ("unix:/var/run/clamav/clamd.ctl",)
+    assert ClamAVSettings().stream_max_length == 25 * 1024 * 1024
+    with pytest.raises(ConfigError, match="fail_action"):
+        build(ClamAVSettings, {"fail_action": "pass"}, "checks.settings.clamav", "t.toml")
+    with pytest.raises(ConfigError, match="endpoints"):
+        make_check(["localhost:3310"])
+
+
+def test_score_table_lists_the_symbols() -> None:
+    table = load_scores()
+    assert set(ClamAV.symbols) <= set(table.symbols)
+    assert table.get("CLAMAV_VIRUS").category == "VIRUS"
+    assert table.get("CLAMAV_UNCHECKED").category == "UNCHECKED"
+    assert table.get("CLAMAV_FAIL").tempfail
+
+
+# --- the real clamd ---------------------------------------------------------------
+
+
+@needs_clamd
+def test_private_clamd_starts_fast(clamd: ClamdInstance) -> None:
+    assert clamd.ping()
+    assert clamd.startup_seconds is not None and clamd.startup_seconds < 10
+    assert asyncio.run(ClamdClient([clamd.tcp_endpoint]).command("PING")) == "PONG"
+
+
+@needs_clamd
+def test_eicar_in_plain_body(clamd: ClamdInstance) -> None:
+    body = "Look at this:\n" + eicar().decode() + "\n"
+    hits = scan(make_check(clamd.endpoints), make_task(mail(body)))
+    assert hits == [Hit("CLAMAV_VIRUS", options=(EICAR,), part=None)]
+
+
+@needs_clamd
+def test_clean_mail(clamd: ClamdInstance) -> None:
+    assert scan(make_check(clamd.endpoints), make_task(mail())) == []
+
+
+@needs_clamd
+@needs_testfiles
+def test_clamav_testfiles_attached(clamd: ClamdInstance) -> None:
+    files = sorted(p for p in TESTFILES_DIR.iterdir() if p.is_file())
+    assert len(files) >= 40
+    check = make_check(clamd.endpoints)
+    missed = set()
+    for path in files:
+        hits = scan(check, make_task(mail(attachment=(path.name, path.read_bytes()))))
+        if not hits:
+            missed.add(path.name)
+            continue
+        assert hits == [Hit("CLAMAV_VIRUS", options=(TEST_FILE,), part=None)], path.name
+    assert missed == MISSED_IN_MAIL
+
+
+@needs_clamd
+@needs_testfiles
+def test_decoded_parts_are_scanned_too(clamd: ClamdInstance) -> None:
+    outer = (TESTFILES_DIR / "clam_cache_emax.tgz").read_bytes()
+    inner = (TESTFILES_DIR / "clam.exe").read_bytes()
+    raw = mail(attachment=("deep.tgz", outer))
+    parts = [FakePart("1", b"text part\n"), FakePart("2", outer), FakePart("2/9", inner)]
+    hits = scan(make_check(clamd.endpoints), make_task(raw, parts))
+    assert hits == [Hit("CLAMAV_VIRUS", options=(TEST_FILE,), part="2/9")]
+
+
+@needs_clamd
+def test_first_infected_stops_scan(clamd: ClamdInstance) -> None:
+    raw = mail(eicar().decode() + "\n")
+    parts = [FakePart("2", eicar() + b" variant"), FakePart("3", b"clean")]
+    stop = scan(make_check(clamd.endpoints), make_task(raw, parts))
+    assert [h.part for h in stop] == [None]
+    every = scan(make_check(clamd.endpoints, first_infected_stops_scan=False),
+                 make_task(raw, parts))
+    assert [(h.symbol, h.part) for h in every] == [("CLAMAV_VIRUS", None),
+                                                   ("CLAMAV_VIRUS", "2")]
+
+
+@needs_clamd
+def test_first_endpoint_dead_second_alive(clamd: ClamdInstance, tmp_path: Path) -> None:
+    dead = [f"unix:{tmp_path}/nothing.sock", "tcp:127.0.0.1:1"]
+    check = make_check([*dead, clamd.tcp_endpoint])
+    raw = mail(eicar().decode())
+    assert [h.symbol for h in scan(check, make_task(raw))] == ["CLAMAV_VIRUS"]
+
+
+@needs_clamd
+def test_larger_than_stream_max_length_is_unchecked(clamd: ClamdInstance) -> None:
+    check = make_check(clamd.endpoints, stream_max_length=2048)
+    hits = scan(check, make_task(mail("x" * 4096)))
+    assert [h.symbol for h in hits] == ["CLAMAV_UNCHECKED"]
+    assert "stream_max_length" in hits[0].options[0]
+    assert check.client.requests == 0
+
+
+@needs_clamd
+def test_clamd_size_limit_is_unchecked(tmp_path: Path) -> None:
+    with ClamdInstance(tmp_path, stream_max_length=64 * 1024) as small:
+        check = make_check([small.unix_endpoint])  # believes clamd takes 25 MiB
+        hits = scan(check, make_task(mail("y" * 200_000)))
+        assert [h.symbol for h in hits] == ["CLAMAV_UNCHECKED"]
+        assert "size limit" in hits[0].options[0]
+        assert len(check.cache) == 0
+
+
+@needs_clamd
+@needs_testfiles
+def test_scan_limit_alert_is_unchecked_not_virus(tmp_path: Path) -> None:
+    deep = (TESTFILES_DIR / "clam_cache_emax.tgz").read_bytes()
+    with ClamdInstance(tmp_path, extra={"AlertExceedsMax": "yes"}) as alerting:
+        hits = scan(make_check([alerting.unix_endpoint]), make_task(deep))
+    assert [h.symbol for h in hits] == ["CLAMAV_UNCHECKED"]
+    assert "Heuristics.Limits.Exceeded.MaxRecursion" in hits[0].options[0]
+
+
+@needs_clamd
+def test_cache_avoids_second_request(tmp_path: Path) -> None:
+    task = make_task(mail(eicar().decode()))
+    with ClamdInstance(tmp_path) as own:
+        check = make_check([own.unix_endpoint])
+        first = scan(check, task)
+        own.stop()
+        assert not own.ping()
+        assert scan(check, task) == first
+        assert check.client.requests == 1
+        assert [h.symbol for h in scan(check, make_task(mail("new"), []))] == ["CLAMAV_FAIL"]
+
+
+@needs_clamd
+def test_stopped_or_killed_clamd_fails(tmp_path: Path) -> None:
+    with ClamdInstance(tmp_path) as own:
+        check = make_check([own.unix_endpoint], cache_size=0)
+        assert scan(check, make_task(mail())) == []
+        own.kill()  # the socket file stays behind: connection refused
+        hits = scan(check, make_task(mail()))
+        assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
+        own.start()
+        own.stop()  # clean shutdown removes the socket: no such file
+        assert [h.symbol for h in scan(check, make_task(mail()))] == ["CLAMAV_FAIL"]
+        unchecked = make_check([own.unix_endpoint], fail_action="unchecked")
+        hits = scan(unchecked, make_task(mail()))
+        assert [h.symbol for h in hits] == ["CLAMAV_UNCHECKED"]
+        assert hits[0].options[0].startswith("clamd failed:")
+        own.restart()
+        assert scan(check, make_task(mail())) == []
+
+
+# --- a fake clamd for failure modes -----------------------------------------------
+
+
+def fake_scan(fake: FakeClamd, task: Task, **settings: Any) -> tuple[list[Hit], float]:
+    async def go() -> tuple[list[Hit], float]:
+        async with fake:
+            check = make_check([fake.endpoint], **settings)
+            began = time.monotonic()
+            hits = list(await check.run(task))
+            return hits, time.monotonic() - began
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("answer", [b"hello there\0", b"stream: bogus\0", b"\0" * 3,
+                                    b"Can't allocate memory ERROR\0", None])
+def test_bad_answers_fail(tmp_path: Path, answer: bytes | None) -> None:
+    fake = FakeClamd(tmp_path / "fake.sock", answer)
+    hits, _ = fake_scan(fake, make_task(mail()))
+    assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
+    assert fake.requests == 1
+
+
+def test_hanging_clamd_fails_within_timeout(tmp_path: Path) -> None:
+    fake = FakeClamd(tmp_path / "fake.sock", hang=True)
+    hits, elapsed = fake_scan(fake, make_task(mail()), timeout=0.5)
+    assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
+    assert "0.5" in hits[0].options[0]
+    assert 0.4 < elapsed < 3.0
+
+
+def test_failures_are_not_cached_and_parts_deduplicated(tmp_path: Path) -> None:
+    raw = mail()
+    parts = [FakePart("0", raw), FakePart("1", b"a"), FakePart("2", b"a"), FakePart("3", b"")]
+    fake = FakeClamd(tmp_path / "fake.sock", b"stream: OK\0")
+    assert fake_scan(fake, make_task(raw, parts))[0] == []
+    assert fake.payloads == [raw, b"a"]
+    broken = FakeClamd(tmp_path / "broken.sock", b"nonsense\0")
+
+    async def twice() -> int:
+        async with broken:
+            check = make_check([broken.endpoint])
+            for _ in range(2):
+                assert [h.symbol for h in await check.run(make_task(raw))] == ["CLAMAV_FAIL"]
+            return len(check.cache)
+    assert asyncio.run(twice()) == 0
+    assert broken.requests == 2
+
+
+def test_chunking(tmp_path: Path) -> None:
+    blob = bytes(range(256)) * 40
+    fake = FakeClamd(tmp_path / "fake.sock", b"stream: OK\0")
+    fake_scan(fake, make_task(blob), chunk_size=1024)
+    assert fake.payloads == [blob]
+
+
+def test_virus_outranks_later_failure(tmp_path: Path) -> None:
+    def answer(payload: bytes) -> bytes | None:
+        return b"stream: Some.Virus FOUND\0" if payload == b"first" else None
+
+    fake = FakeClamd(tmp_path / "fake.sock", answer)
+    task = make_task(b"first", [FakePart("2", b"second")])
+    hits, _ = fake_scan(fake, task, first_infected_stops_scan=False)
+    assert hits == [Hit("CLAMAV_VIRUS", options=("Some.Virus",))]
+    assert fake.requests == 2
+    alone, _ = fake_scan(FakeClamd(tmp_path / "f2.sock", answer), make_task(b"second"))
+    assert [h.symbol for h in alone] == ["CLAMAV_FAIL"]
