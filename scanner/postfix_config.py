@@ -28,6 +28,7 @@ DATA_DONE_MARGIN = 120
 
 #: Overrides of the reinjection smtpd: no second filtering, no checks that already ran
 #: before the filter, no limits that could throttle the filter's own connections.
+#: ``$loopback`` stands for the loopback networks (IPv6 added for an IPv6 listener).
 REINJECT_OVERRIDES: tuple[tuple[str, str], ...] = (
     ("content_filter", ""),
     ("smtpd_delay_reject", "no"),
@@ -39,8 +40,8 @@ REINJECT_OVERRIDES: tuple[tuple[str, str], ...] = (
     ("smtpd_data_restrictions", "reject_unauth_pipelining"),
     ("smtpd_end_of_data_restrictions", ""),
     ("smtpd_restriction_classes", ""),
-    ("mynetworks", "127.0.0.0/8"),
-    ("smtpd_authorized_xforward_hosts", "127.0.0.0/8"),
+    ("mynetworks", "$loopback"),
+    ("smtpd_authorized_xforward_hosts", "$loopback"),
     ("receive_override_options",
      "no_header_body_checks,no_unknown_recipient_checks,no_milters"),
     ("smtpd_milters", ""),
@@ -137,8 +138,13 @@ def filter_transport(
 
 def reinject_service(*, host: str, port: int, maxproc: int) -> str:
     """The master.cf smtpd that takes filtered mail back, with no second filtering."""
+    loopback = "127.0.0.0/8"
+    if ipaddress.ip_address(host).version == 6:
+        loopback += ",[::1]/128"
+    options = [(name, value.replace("$loopback", loopback))
+               for name, value in REINJECT_OVERRIDES]
     return master_entry(service_address(host, port), "inet", "smtpd", private="n",
-                        maxproc=maxproc, options=REINJECT_OVERRIDES)
+                        maxproc=maxproc, options=options)
 
 
 def filter_main_settings(*, maxproc: int, name: str = TRANSPORT) -> dict[str, str]:
@@ -150,7 +156,7 @@ def filter_main_settings(*, maxproc: int, name: str = TRANSPORT) -> dict[str, st
 
 
 def _transport_name(protocol: str, primary: str) -> str:
-    return TRANSPORT if protocol == primary else f"{TRANSPORT}-{protocol}"
+    return TRANSPORT if protocol == primary else f"{TRANSPORT}_{protocol}"
 
 
 def _content_filter(listener: ListenerConfig, primary: str) -> str:
@@ -165,11 +171,11 @@ def _main_cf(config: Config, primary: str) -> list[str]:
         lines.append("# No listener without a policy bank: set content_filter per service (below).")
     else:
         lines.append(f"content_filter = {_content_filter(default, primary)}")
+    settings: dict[str, str] = {}
     for protocol in _protocols(config, primary):
-        settings = filter_main_settings(maxproc=config.server.concurrency,
-                                        name=_transport_name(protocol, primary))
-        lines.extend(f"{key} = {value}" for key, value in settings.items()
-                     if f"{key} = {value}" not in lines)
+        settings.update(filter_main_settings(maxproc=config.server.concurrency,
+                                             name=_transport_name(protocol, primary)))
+    lines.extend(f"{key} = {value}" for key, value in settings.items())
     lines.extend(_per_service_comments(config, default, primary))
     return lines
 
@@ -184,8 +190,9 @@ def _per_service_comments(
         bank = lst.policy_bank or "none"
         lines += [
             "#",
-            f"# Listener {lst.address}:{lst.port} (policy bank {bank}): route the mail of one",
-            "# Postfix service there by overriding content_filter on it in master.cf, e.g.:",
+            f"# Listener {service_address(lst.address, lst.port)} (policy bank {bank}): "
+            "to filter the mail",
+            "# of one Postfix service there, override content_filter on it in master.cf, e.g.:",
             "#   submission inet n       -       n       -       -       smtpd",
             f"#     -o content_filter={_content_filter(lst, primary)}",
         ]

@@ -1,0 +1,206 @@
+"""Unit tests of the Postfix stanza generator (scanner.postfix_config)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from scanner.config import Config, loads
+from scanner.postfix_config import (
+    data_done_timeout,
+    filter_transport,
+    master_entry,
+    nexthop,
+    reinject_maxproc,
+    reinject_service,
+    render_stanzas,
+)
+
+POSTCONF = "/usr/sbin/postconf"
+
+
+def _config(toml: str = "") -> Config:
+    return loads(toml, "test.toml")
+
+
+def _section(text: str, name: str) -> list[str]:
+    """Lines of the main.cf or master.cf part of render_stanzas output."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"# --- {name}"))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("# --- ")),
+               len(lines))
+    return lines[start + 1 : end]
+
+
+def _service(master: list[str], name: str) -> list[str]:
+    """One master.cf service: its first line and its continuation lines."""
+    start = next(i for i, line in enumerate(master) if line.split()[:1] == [name])
+    block = [master[start]]
+    for line in master[start + 1 :]:
+        if not line.startswith(" "):
+            break
+        block.append(line.strip())
+    return block
+
+
+def test_defaults() -> None:
+    text = render_stanzas(_config())
+    main = _section(text, "main.cf")
+    assert "content_filter = scanner:[127.0.0.1]:10024" in main
+    assert "receive_override_options = no_address_mappings" in main
+    assert "scanner_destination_concurrency_limit = 10" in main
+    master = _section(text, "master.cf")
+    transport = _service(master, "scanner")
+    assert transport[0].split() == ["scanner", "unix", "-", "-", "n", "-", "10", "smtp"]
+    assert "-o smtp_send_xforward_command=yes" in transport
+    assert "-o smtp_data_done_timeout=720" in transport
+    assert "-o disable_mime_output_conversion=yes" in transport
+    assert "-o smtp_generic_maps=" in transport
+
+
+def test_reinjection_service() -> None:
+    master = _section(render_stanzas(_config()), "master.cf")
+    service = _service(master, "127.0.0.1:10025")
+    assert service[0].split() == ["127.0.0.1:10025", "inet", "n", "-", "n", "-", "20", "smtpd"]
+    assert service[1] == "-o content_filter="
+    for option in (
+        "smtpd_delay_reject=no",
+        "smtpd_client_restrictions=permit_mynetworks,reject",
+        "smtpd_recipient_restrictions=permit_mynetworks,reject",
+        "mynetworks=127.0.0.0/8",
+        "smtpd_authorized_xforward_hosts=127.0.0.0/8",
+        "receive_override_options=no_header_body_checks,no_unknown_recipient_checks,"
+        "no_milters",
+        "smtpd_milters=",
+        "local_recipient_maps=",
+        "relay_recipient_maps=",
+        "smtpd_error_sleep_time=0",
+        "smtpd_client_connection_count_limit=0",
+        "smtpd_client_connection_rate_limit=0",
+    ):
+        assert f"-o {option}" in service
+
+
+@pytest.mark.parametrize("timeout, expected", [(5.0, 125), (30.5, 151), (600.0, 720)])
+def test_data_done_timeout_exceeds_message_timeout(timeout: float, expected: int) -> None:
+    assert data_done_timeout(timeout) == expected
+    assert data_done_timeout(timeout) > timeout
+
+
+def test_message_timeout_and_concurrency_are_used() -> None:
+    text = render_stanzas(_config("[server]\nconcurrency = 50\nmessage_timeout = 99.2\n"))
+    master = _section(text, "master.cf")
+    transport = _service(master, "scanner")
+    assert transport[0].split()[6] == "50"
+    assert "-o smtp_data_done_timeout=220" in transport
+    reinject = _service(master, "127.0.0.1:10025")
+    assert int(reinject[0].split()[6]) >= 50
+    assert "scanner_destination_concurrency_limit = 50" in _section(text, "main.cf")
+
+
+@pytest.mark.parametrize("maxproc", [1, 10, 20, 300])
+def test_reinjection_never_has_fewer_processes(maxproc: int) -> None:
+    assert reinject_maxproc(maxproc) >= maxproc
+
+
+def test_lmtp_listener_gets_lmtp_transport() -> None:
+    text = render_stanzas(_config('[[listeners]]\nport = 10024\nprotocol = "lmtp"\n'))
+    transport = _service(_section(text, "master.cf"), "scanner")
+    assert transport[0].split()[-1] == "lmtp"
+    assert "-o lmtp_send_xforward_command=yes" in transport
+    assert "-o lmtp_data_done_timeout=720" in transport
+    assert not any("smtp_" in line for line in transport)
+
+
+def test_policy_bank_listener_becomes_a_comment() -> None:
+    text = render_stanzas(_config(
+        '[[listeners]]\nport = 10026\npolicy_bank = "ORIGINATING"\n'
+        '[[listeners]]\nport = 10024\n'
+    ))
+    main = _section(text, "main.cf")
+    assert "content_filter = scanner:[127.0.0.1]:10024" in main
+    assert "#     -o content_filter=scanner:[127.0.0.1]:10026" in main
+    assert any("ORIGINATING" in line and line.startswith("#") for line in main)
+
+
+def test_no_default_listener_sets_no_global_filter() -> None:
+    text = render_stanzas(_config('[[listeners]]\nport = 10026\npolicy_bank = "ORIGINATING"\n'))
+    main = _section(text, "main.cf")
+    assert not any(line.startswith("content_filter") for line in main)
+    assert "#     -o content_filter=scanner:[127.0.0.1]:10026" in main
+
+
+def test_mixed_protocols_get_two_transports() -> None:
+    text = render_stanzas(_config(
+        '[[listeners]]\nport = 10024\n'
+        '[[listeners]]\nport = 10026\nprotocol = "lmtp"\npolicy_bank = "ORIGINATING"\n'
+    ))
+    master = _section(text, "master.cf")
+    assert _service(master, "scanner")[0].split()[-1] == "smtp"
+    assert _service(master, "scanner_lmtp")[0].split()[-1] == "lmtp"
+    assert "#     -o content_filter=scanner_lmtp:[127.0.0.1]:10026" in _section(text, "main.cf")
+
+
+def test_ipv6_addresses() -> None:
+    text = render_stanzas(_config(
+        '[[listeners]]\naddress = "::1"\nport = 10024\n[reinject]\nhost = "::1"\n'
+    ))
+    assert "content_filter = scanner:[::1]:10024" in _section(text, "main.cf")
+    service = _service(_section(text, "master.cf"), "[::1]:10025")
+    assert "-o mynetworks=127.0.0.0/8,[::1]/128" in service
+
+
+def test_wildcard_listener_is_reached_over_loopback() -> None:
+    assert nexthop("0.0.0.0", 10024) == "[127.0.0.1]:10024"
+    assert nexthop("::", 10024) == "[::1]:10024"
+
+
+def test_master_entry_rejects_whitespace_in_options() -> None:
+    with pytest.raises(ValueError):
+        master_entry("x", "unix", "smtp", options=[("smtp_helo_name", "a b")])
+
+
+def test_filter_transport_rejects_unknown_protocol() -> None:
+    with pytest.raises(ValueError):
+        filter_transport(protocol="http", maxproc=1, timeout=10)
+
+
+def test_private_instance_uses_the_same_pieces() -> None:
+    from scanner.testing.postfix import PostfixInstance
+
+    inst = PostfixInstance(base=Path("/nonexistent/pf"), smtpd_port=2525, reinject_port=2526,
+                           filter="scanner:[127.0.0.1]:2527", filter_protocol="lmtp",
+                           filter_maxproc=7, filter_timeout=321)
+    master = inst.master_cf()
+    assert filter_transport(protocol="lmtp", maxproc=7, timeout=321) in master
+    assert reinject_service(host="127.0.0.1", port=2526, maxproc=reinject_maxproc(7)) in master
+    main = inst.main_cf()
+    assert main["content_filter"] == "scanner:[127.0.0.1]:2527"
+    assert main["receive_override_options"] == "no_address_mappings"
+    assert main["scanner_destination_concurrency_limit"] == "7"
+
+
+@pytest.mark.skipif(not os.access(POSTCONF, os.X_OK), reason="postconf is not installed")
+def test_postconf_accepts_the_output(tmp_path: Path) -> None:
+    text = render_stanzas(_config(
+        '[server]\nconcurrency = 4\n[[listeners]]\nport = 10024\n'
+        '[[listeners]]\nport = 10026\nprotocol = "lmtp"\npolicy_bank = "ORIGINATING"\n'
+    ))
+    (tmp_path / "main.cf").write_text("\n".join(_section(text, "main.cf")) + "\n")
+    (tmp_path / "master.cf").write_text("\n".join(_section(text, "master.cf")) + "\n")
+    result = subprocess.run([POSTCONF, "-c", str(tmp_path), "-M", "scanner/unix"],
+                            capture_output=True, text=True, check=True)
+    assert result.stderr == ""
+    assert result.stdout.split()[:8] == ["scanner", "unix", "-", "-", "n", "-", "4", "smtp"]
+    result = subprocess.run([POSTCONF, "-c", str(tmp_path), "-P"],
+                            capture_output=True, text=True, check=True)
+    assert result.stderr == ""
+    assert "127.0.0.1:10025/inet/content_filter =" in result.stdout.splitlines()
+    assert "scanner_lmtp/unix/lmtp_send_xforward_command = yes" in result.stdout
+    result = subprocess.run([POSTCONF, "-c", str(tmp_path), "-h", "content_filter",
+                             "scanner_destination_concurrency_limit"],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["scanner:[127.0.0.1]:10024", "4"]
