@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
@@ -36,10 +37,8 @@ def run(args: argparse.Namespace) -> int:
         return Master(config, sockets, hostname, workers).run()
     finally:
         if config.server.pid_file:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(config.server.pid_file)
-            except OSError:
-                pass
 
 
 def _preflight(config: cfgmod.Config) -> None:

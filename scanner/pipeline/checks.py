@@ -29,7 +29,7 @@ async def _run_one(task: Task, check: object, timeout: float) -> list[Hit]:
     try:
         hits = await asyncio.wait_for(check.run(task), timeout)  # type: ignore[attr-defined]
         return list(hits or [])
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.error("(%s) check %s timed out after %g s", task.mail_id, name, timeout)
         task.failed_checks.append(name)
         return [Hit(fail_symbol(name), options=("timeout",))]

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from scanner import logline
 from scanner.config import Config
+from scanner.dsn import build_failure_dsn, wants_failure_dsn
 from scanner.pipeline import policy
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
 from scanner.reinject.deliver import NextHop, Outgoing, deliver
 from scanner.scores import ScoreTable
-from scanner.task import Destiny, Task
+from scanner.task import Destiny, Recipient, Task
 from scanner.trace import prepend_headers, received_header
 
 log = logging.getLogger("scanner")
@@ -51,7 +52,7 @@ class Processor:
         try:
             return await asyncio.wait_for(self._process(task, listener),
                                           self._config.server.message_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("(%s) processing timed out after %g s, mail_id: %s, tempfail",
                       task.log_id, self._config.server.message_timeout, task.mail_id)
             return [f"451 4.5.0 Error in processing, id={task.log_id}, timed out"] * n
@@ -101,7 +102,39 @@ class Processor:
             queued_as = result.queued_as
             for reply in result.replies:
                 _add(actions, _delivery_action(reply) + direction)
+        if listener.protocol != "LMTP":
+            replies = await self._report_partial_failure(task, replies, actions, direction)
         return replies, actions, queued_as
+
+    async def _report_partial_failure(self, task: Task, replies: list[str], actions: list[str],
+                                      direction: str) -> list[str]:
+        """SMTP can't refuse some recipients after DATA: bounce those ourselves."""
+        if not any(r.startswith("2") for r in replies) or any(r.startswith("4") for r in replies):
+            return replies
+        rcpts = task.envelope.recipients
+        failed = [i for i, r in enumerate(replies) if r.startswith("5")]
+        if not failed:
+            return replies
+        notify = [i for i in failed if wants_failure_dsn(task, rcpts[i])]
+        if notify:
+            dsn = build_failure_dsn(task, [(rcpts[i], replies[i]) for i in notify],
+                                    self._hostname)
+            out = Outgoing("", [Recipient(task.envelope.sender)], (), dsn, task.client)
+            sent = await deliver(self._hop, out, all_or_nothing=True)
+            if not sent.replies[0].startswith("2"):
+                log.warning("(%s) could not send a DSN (%s); deferring the whole message",
+                            task.log_id, sent.replies[0])
+                return [sent.replies[0] if r.startswith("5") else
+                        f"451 4.5.0 Error in processing, id={task.log_id}, DSN failed"
+                        for r in replies]
+            _add(actions, f"Bounced{direction}")
+        out_replies = list(replies)
+        for i in failed:
+            done = "DSN was sent" if i in notify else "no DSN requested"
+            out_replies[i] = f"250 2.5.0 Ok <{rcpts[i].address}>, {done}, id={task.log_id}"
+            if i not in notify:
+                _add(actions, f"NoBounce{direction}")
+        return out_replies
 
     def _direction(self, task: Task, listener: Listener) -> str:
         originating = listener.policy_bank.upper() == "ORIGINATING"

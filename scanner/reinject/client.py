@@ -9,6 +9,7 @@ nothing else, so it stays small.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from scanner.errors import NextHopError
@@ -48,7 +49,7 @@ class SMTPClient:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, limit=1 << 16), connect_timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise NextHopError(f"cannot connect to [{host}]:{port}: {_why(exc)}") from None
         return cls(reader, writer, timeout, lmtp)
 
@@ -58,7 +59,7 @@ class SMTPClient:
         while True:
             try:
                 raw = await asyncio.wait_for(self._reader.readline(), self._timeout)
-            except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, OSError, ValueError) as exc:
                 raise NextHopError(f"no reply from next hop: {_why(exc)}") from None
             if not raw:
                 raise NextHopError("next hop closed the connection")
@@ -85,7 +86,7 @@ class SMTPClient:
     async def _drain(self) -> None:
         try:
             await asyncio.wait_for(self._writer.drain(), self._timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise NextHopError(f"cannot write to next hop: {_why(exc)}") from None
 
     async def command(self, line: str) -> Reply:
@@ -120,15 +121,13 @@ class SMTPClient:
             self._writer.write(b"QUIT\r\n")
             await asyncio.wait_for(self._writer.drain(), 5)
             await asyncio.wait_for(self._reader.readline(), 5)
-        except (OSError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, OSError, ValueError):
             pass
         self.close()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._writer.close()
-        except OSError:
-            pass
 
 
 def dot_stuff(data: bytes) -> bytes:

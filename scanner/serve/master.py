@@ -8,6 +8,7 @@ and exit; SIGHUP is passed on to the workers (reload hooks).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -108,10 +109,8 @@ class Master:
 
 
 def _kill(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _die_with_parent(master_pid: int) -> None:

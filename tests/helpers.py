@@ -1,0 +1,66 @@
+"""Shared helpers for the test suite (not fixtures: plain functions)."""
+
+from __future__ import annotations
+
+import smtplib
+from pathlib import Path
+
+from scanner.testing.filter import FilterProcess
+from scanner.testing.postfix import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CORPORA = REPO.parent / "shared" / "corpora"
+
+
+def filter_config(listen: int, reinject: int, *, lmtp_port: int | None = None,
+                  extra: str = "", workers: int = 1, log_file: Path | None = None,
+                  server_extra: str = "") -> str:
+    """A TOML config for a test filter: loopback ports, no ClamAV unless asked."""
+    text = f"""
+[server]
+workers = {workers}
+hostname = "scanner.test"
+message_timeout = 20
+{f'log_file = "{log_file}"' if log_file else ''}
+{server_extra}
+
+[[listeners]]
+port = {listen}
+"""
+    if lmtp_port:
+        text += f"""
+[[listeners]]
+port = {lmtp_port}
+protocol = "lmtp"
+"""
+    text += f"""
+[reinject]
+port = {reinject}
+timeout = 3
+connect_timeout = 2
+"""
+    if "[checks]" not in extra:
+        text += '\n[checks]\ndisabled = ["clamav"]\n'
+    return text + extra
+
+
+def start_filter(tmp: Path, reinject: int, **kw: object) -> tuple[FilterProcess, int]:
+    port = free_port()
+    lmtp = kw.pop("lmtp_port", None)
+    ports = [port] + ([lmtp] if lmtp else [])
+    proc = FilterProcess(tmp, filter_config(port, reinject, lmtp_port=lmtp,  # type: ignore[arg-type]
+                                            log_file=tmp / "scanner.log", **kw), ports)
+    proc.start()
+    return proc, port
+
+
+def message(subject: str = "test", body: str = "hello\r\n", extra: str = "") -> bytes:
+    return (f"From: Alice <alice@example.org>\r\nTo: bob@example.test\r\n"
+            f"Subject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.')}@example.org>\r\n"
+            f"{extra}\r\n{body}").encode()
+
+
+def smtp(port: int) -> smtplib.SMTP:
+    s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    s.ehlo("postfix.test")
+    return s

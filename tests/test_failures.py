@@ -1,0 +1,174 @@
+"""Failure handling of the spine: crashing checks, pipeline errors, dying processes,
+and configuration errors that name the file and key."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scanner.config import load, loads
+from scanner.errors import ConfigError
+from scanner.pipeline.processor import Listener, Processor
+from scanner.reinject.deliver import NextHop
+from scanner.scores import load_scores
+from scanner.task import Envelope, Recipient, Task
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+from tests.helpers import message, smtp, start_filter
+from tests.test_spine import smtplib_error
+
+FAULT = """
+[checks]
+disabled = ["clamav"]
+enabled = ["*", "fault_injection"]
+[checks.settings.fault_injection]
+mode = "{mode}"
+"""
+
+
+@pytest.fixture
+def sink():
+    s = Sink(free_port()).start()
+    yield s
+    s.stop()
+
+
+def test_crashing_check_defers_by_default(tmp_path: Path, sink: Sink):
+    proc, port = start_filter(tmp_path, sink.port, extra=FAULT.format(mode="always"))
+    try:
+        s = smtp(port)
+        with pytest.raises(smtplib_error()) as err:
+            s.sendmail("a@example.org", ["b@example.test"],
+                       message("boom", extra="X-Scanner-Fault: yes\r\n"))
+        assert err.value.smtp_code == 451
+        assert b"FAULT_INJECTION_FAIL" in err.value.smtp_error
+        assert s.sendmail("a@example.org", ["b@example.test"], message("fine")) == {}
+        s.quit()
+    finally:
+        proc.stop()
+    assert len(sink.received) == 1
+    log = "\n".join(proc.log_lines())
+    assert "check fault_injection failed" in log and "Traceback" in log
+    assert "InjectedFault" in log
+
+
+def test_crashing_check_passes_as_unchecked_when_configured(tmp_path: Path, sink: Sink):
+    extra = FAULT.format(mode="always") + '\n[policy]\non_check_failure = "unchecked"\n'
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    try:
+        s = smtp(port)
+        assert s.sendmail("a@example.org", ["b@example.test"],
+                          message("boom", extra="X-Scanner-Fault: yes\r\n")) == {}
+        s.quit()
+    finally:
+        proc.stop()
+    assert len(sink.wait_for(1)) == 1
+    assert any("Passed UNCHECKED {RelayedInbound}" in ln for ln in proc.summary_lines())
+
+
+def test_exception_in_pipeline_gives_451_with_id(monkeypatch, caplog):
+    def broken(raw: bytes) -> None:
+        raise RuntimeError("parser exploded")
+
+    monkeypatch.setattr("scanner.pipeline.processor.parse_headers", broken)
+    config = load(None)
+    hop = NextHop("127.0.0.1", free_port(), False, 1, 1, "t", True)
+    proc = Processor(config, [], load_scores(), hop, "scanner.test")
+    task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=message("x"),
+                envelope=Envelope("a@example.org", (Recipient("b@example.test"),)))
+    replies = asyncio.run(proc.handle(task, Listener(10024, "ESMTP", "")))
+    assert replies == ["451 4.5.0 Error in processing, id=00001-01"]
+    assert "parser exploded" in caplog.text and "Traceback" in caplog.text
+
+
+def test_killed_worker_is_replaced(tmp_path: Path, sink: Sink):
+    proc, port = start_filter(tmp_path, sink.port, workers=2)
+    try:
+        children = _children(proc.proc.pid)
+        assert len(children) == 2
+        os.kill(children[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = _children(proc.proc.pid)
+            if len(now) == 2 and children[0] not in now:
+                break
+            time.sleep(0.1)
+        assert len(_children(proc.proc.pid)) == 2
+        for i in range(4):
+            s = smtp(port)
+            assert s.sendmail("a@example.org", ["b@example.test"], message(f"after {i}")) == {}
+            s.quit()
+    finally:
+        proc.stop()
+
+
+def test_workers_die_with_a_killed_master(tmp_path: Path, sink: Sink):
+    proc, port = start_filter(tmp_path, sink.port, workers=2)
+    children = _children(proc.proc.pid)
+    proc.kill_master()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.05)
+    assert not any(_alive(c) for c in children)
+    # the port is free again: a new filter can start at once
+    proc.start()
+    proc.stop()
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[server]\nworkerz = 1\n", "unknown key 'server.workerz'"),
+    ("[server]\nworkers = 'x'\n", "'server.workers' must be an integer"),
+    ("[reinject]\nprotocol = 'uucp'\n", "'reinject.protocol' = 'uucp' is not allowed"),
+    ("[[listeners]]\nport = 99999\n", "'listeners[0].port' = 99999 is too large"),
+    ("[server]\nxforward_hosts = ['nonsense']\n", "'nonsense' is not an IP network"),
+    ("[server\n", "not valid TOML"),
+    ("[reinject]\nport = 10024\n", "mail loop"),
+])
+def test_config_errors_name_file_and_key(text: str, needle: str):
+    with pytest.raises(ConfigError) as err:
+        loads(text, "/etc/scanner/x.toml")
+    assert str(err.value).startswith("/etc/scanner/x.toml: ")
+    assert needle in str(err.value)
+
+
+def test_cli_reports_config_error_and_exits_2(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[checks.settings.no_such_check]\nx = 1\n")
+    for args in (["config", "check", str(bad)], ["serve", "--config", str(bad)]):
+        run = subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 2
+        assert f"{bad}: no check named 'no_such_check'" in run.stderr
+    missing = subprocess.run([sys.executable, "-m", "scanner", "config", "check",
+                              str(tmp_path / "nope.toml")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "nope.toml: cannot read" in missing.stderr
+
+
+def test_config_show_round_trips(tmp_path: Path):
+    run = subprocess.run([sys.executable, "-m", "scanner", "config", "show"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    shown = tmp_path / "shown.toml"
+    shown.write_text(run.stdout)
+    assert load(str(shown)).server == load(None).server
+    assert load(str(shown)).listeners == load(None).listeners

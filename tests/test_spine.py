@@ -1,0 +1,284 @@
+"""The SMTP/LMTP spine against a scriptable next hop: replies, parameters, XFORWARD,
+limits and the transactional rule (no 250 before the next hop accepted)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+from tests.helpers import message, smtp, start_filter
+
+
+@pytest.fixture
+def sink():
+    s = Sink(free_port()).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def lmtp_sink():
+    s = Sink(free_port(), lmtp=True).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def scanner(tmp_path: Path, sink: Sink):
+    proc, port = start_filter(tmp_path, sink.port, lmtp_port=free_port())
+    yield proc, port
+    proc.stop()
+
+
+def test_ehlo_advertises_filter_extensions(scanner):
+    _, port = scanner
+    s = smtp(port)
+    features = set(s.esmtp_features)
+    assert {"pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes", "dsn",
+            "xforward"} <= features
+    s.quit()
+
+
+def test_relays_and_quotes_next_hop_reply(scanner, sink):
+    proc, port = scanner
+    s = smtp(port)
+    code, text = s.docmd("XFORWARD", "NAME=mx.example.org ADDR=192.0.2.7 PORT=4567 "
+                         "PROTO=ESMTP HELO=mx.example.org SOURCE=REMOTE")
+    assert code == 250
+    raw = message("relay", body=".leading dot\r\nbody\r\n")
+    s.mail("alice@example.org", ["BODY=8BITMIME", "ENVID=Mixed+2BCase", "RET=HDRS"])
+    s.rcpt("bob@example.test", ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;Bob@Example.TEST"])
+    code, text = s.data(raw)
+    s.quit()
+    assert code == 250
+    assert text.decode() == ("2.0.0 from MTA(smtp:[127.0.0.1]:%d): 250 2.0.0 Ok: queued as "
+                             "SINK1" % sink.port)
+    got = sink.wait_for(1)[0]
+    assert got.sender == "alice@example.org"
+    assert ("ENVID", "Mixed+2BCase") in got.mail_params
+    assert ("RET", "HDRS") in got.mail_params
+    assert ("BODY", "8BITMIME") in got.mail_params
+    assert ("ORCPT", "rfc822;Bob@Example.TEST") in got.rcpt_params[0]
+    assert got.xforward["ADDR"] == "192.0.2.7" and got.xforward["NAME"] == "mx.example.org"
+    # our Received header first, then the original bytes unchanged
+    assert got.data.startswith(b"Received: from postfix.test ([127.0.0.1])\r\n\tby scanner.test")
+    assert got.data.endswith(raw)
+    time.sleep(0.2)
+    line = proc.summary_lines()[-1]
+    assert "Passed CLEAN {RelayedInbound}, [192.0.2.7]:4567 [192.0.2.7] <alice@example.org> ->"\
+        " <bob@example.test>" in line
+    assert "Message-ID: <relay@example.org>" in line and "queued_as: SINK1" in line
+
+
+def test_many_recipients_and_transactions_on_one_connection(scanner, sink):
+    _, port = scanner
+    s = smtp(port)
+    rcpts = [f"user{i}@example.test" for i in range(50)]
+    for n in range(3):
+        refused = s.sendmail("alice@example.org", rcpts, message(f"batch {n}"))
+        assert refused == {}
+    s.rset()
+    assert s.noop()[0] == 250
+    s.quit()
+    got = sink.wait_for(3)
+    assert len(got) == 3 and all(g.recipients == rcpts for g in got)
+
+
+def test_next_hop_temporary_rcpt_failure_defers_everything(scanner, sink):
+    _, port = scanner
+    sink.behaviour.rcpt_reply = (lambda r: "450 4.2.0 try later" if r.startswith("b")
+                                 else "250 2.1.5 Ok")
+    s = smtp(port)
+    with pytest.raises(smtplib_error()) as err:
+        s.sendmail("alice@example.org", ["a@example.test", "b@example.test"], message("t"))
+    assert err.value.smtp_code == 451
+    s.quit()
+    assert sink.received == []  # nothing delivered: Postfix's retry cannot duplicate
+
+
+def test_next_hop_permanent_failure_is_passed_back(scanner, sink):
+    _, port = scanner
+    sink.behaviour.data_reply = lambda r: "554 5.7.1 content refused"
+    s = smtp(port)
+    with pytest.raises(smtplib_error()) as err:
+        s.sendmail("alice@example.org", ["a@example.test"], message("p"))
+    assert err.value.smtp_code == 554
+    assert b"5.7.1 from MTA(smtp:[127.0.0.1]" in err.value.smtp_error
+    s.quit()
+
+
+def test_mixed_outcome_over_smtp_sends_dsn_to_sender(scanner, sink):
+    _, port = scanner
+    sink.behaviour.rcpt_reply = (lambda r: "550 5.1.1 no such user" if r.startswith("gone")
+                                 else "250 2.1.5 Ok")
+    s = smtp(port)
+    s.mail("alice@example.org", ["ENVID=env1"])
+    s.rcpt("bob@example.test")
+    s.rcpt("gone@example.test", ["NOTIFY=FAILURE"])
+    code, _ = s.data(message("mixed"))
+    s.quit()
+    assert code == 250
+    got = sink.wait_for(2)
+    assert got[0].recipients == ["bob@example.test"]
+    dsn = got[1]
+    assert dsn.sender == "<>" and dsn.recipients == ["alice@example.org"]
+    assert b"Final-Recipient: rfc822; gone@example.test" in dsn.data
+    assert b"Status: 5.1.1" in dsn.data and b"Original-Envelope-Id: env1" in dsn.data
+
+
+def test_next_hop_down_gives_451(tmp_path: Path):
+    dead = free_port()
+    proc, port = start_filter(tmp_path, dead)
+    try:
+        s = smtp(port)
+        with pytest.raises(smtplib_error()) as err:
+            s.sendmail("alice@example.org", ["a@example.test"], message("down"))
+        assert err.value.smtp_code == 451
+        assert b"4.4.1" in err.value.smtp_error
+        s.quit()
+    finally:
+        proc.stop()
+
+
+def test_next_hop_hanging_gives_451_within_timeout(scanner, sink):
+    _, port = scanner
+    sink.behaviour.delay = 6  # the filter's reinject timeout is 3 s
+    s = smtp(port)
+    started = time.monotonic()
+    with pytest.raises(smtplib_error()) as err:
+        s.sendmail("alice@example.org", ["a@example.test"], message("hang"))
+    assert err.value.smtp_code == 451
+    assert time.monotonic() - started < 6
+    s.quit()
+
+
+def test_lmtp_gives_one_reply_per_recipient(tmp_path: Path, sink: Sink):
+    lmtp_port = free_port()
+    proc, _ = start_filter(tmp_path, sink.port, lmtp_port=lmtp_port)
+    sink.behaviour.rcpt_reply = (lambda r: "550 5.1.1 unknown" if r.startswith("x")
+                                 else "450 4.2.1 busy" if r.startswith("y") else "250 2.1.5 Ok")
+    try:
+        import smtplib
+        lm = smtplib.LMTP("127.0.0.1", lmtp_port)
+        lm.ehlo("postfix.test")
+        lm.mail("alice@example.org")
+        for r in ("a@example.test", "x@example.test", "y@example.test"):
+            lm.rcpt(r)
+        lm.putcmd("data")
+        assert lm.getreply()[0] == 354
+        lm.send(message("lmtp") + b".\r\n")
+        codes = [lm.getreply()[0] for _ in range(3)]
+        lm.quit()
+    finally:
+        proc.stop()
+    assert codes == [250, 550, 451]
+    got = sink.wait_for(1)
+    assert got[0].recipients == ["a@example.test"]
+
+
+def test_xforward_refused_inside_transaction_and_on_garbage(scanner):
+    _, port = scanner
+    s = smtp(port)
+    assert s.docmd("XFORWARD", "ADDR=not-an-ip")[0] == 501
+    assert s.docmd("XFORWARD", "BOGUS=1")[0] == 501
+    assert s.docmd("XFORWARD", "")[0] == 501
+    assert s.docmd("XFORWARD", "ADDR=[UNAVAILABLE] NAME=+ZZ")[0] == 501
+    assert s.docmd("XFORWARD", "ADDR=IPV6:2001:db8::1 NAME=[UNAVAILABLE]")[0] == 250
+    s.mail("alice@example.org")
+    assert s.docmd("XFORWARD", "ADDR=192.0.2.1")[0] == 503
+    s.quit()
+
+
+def test_xforward_only_from_configured_hosts(tmp_path: Path, sink: Sink):
+    proc, port = start_filter(tmp_path, sink.port,
+                              server_extra='xforward_hosts = ["192.0.2.0/24"]')
+    try:
+        s = smtp(port)
+        assert "xforward" not in s.esmtp_features
+        assert s.docmd("XFORWARD", "ADDR=192.0.2.1")[0] == 550
+        s.quit()
+    finally:
+        proc.stop()
+
+
+def test_bad_parameters_and_commands(scanner):
+    _, port = scanner
+    s = smtp(port)
+    assert s.docmd("MAIL FROM:<a@example.org> FOO=bar")[0] == 555
+    assert s.docmd("MAIL FROM:<a@example.org> BODY=9BIT")[0] == 501
+    assert s.docmd("MAIL FROM:<a@example.org> SIZE=999999999999")[0] == 552
+    assert s.docmd("RCPT TO:<b@example.test>")[0] == 503
+    assert s.docmd("MAIL FROM:<>")[0] == 250
+    assert s.docmd("RCPT TO:<b@example.test> NOTIFY=SOMETIMES")[0] == 501
+    assert s.docmd("RCPT TO:<b@example.test> ORCPT=rfc822")[0] == 501
+    assert s.docmd("DATA")[0] == 503
+    assert s.docmd("FROB")[0] == 500
+    code, text = s.docmd("X" * 70000)
+    assert code == 500
+    s.quit()
+
+
+def test_oversized_and_long_lines_are_refused(tmp_path: Path, sink: Sink):
+    proc, port = start_filter(tmp_path, sink.port,
+                              server_extra="max_message_size = 20000\nmax_line_length = 2000")
+    try:
+        s = smtp(port)
+        big = message("big", body=("x" * 900 + "\r\n") * 30)
+        with pytest.raises(smtplib_error()) as err:
+            s.sendmail("a@example.org", ["b@example.test"], big)
+        assert err.value.smtp_code == 552
+        with pytest.raises(smtplib_error()) as err:
+            s.sendmail("a@example.org", ["b@example.test"], message("long", body="y" * 3000))
+        assert err.value.smtp_code == 500
+        assert s.noop()[0] == 250  # the session goes on after both refusals
+        s.quit()
+    finally:
+        proc.stop()
+    assert sink.received == []
+
+
+def test_binary_and_8bit_content_is_kept(scanner, sink):
+    _, port = scanner
+    raw = (b"From: a@example.org\r\nSubject: caf\xe9 \xff\r\nTo: b@example.test\r\n\r\n"
+           b"nul\x00byte\r\n\xc3\xa9t\xc3\xa9\r\nlone\rcr\r\n")
+    s = smtp(port)
+    s.sendmail("a@example.org", ["b@example.test"], raw, mail_options=["BODY=8BITMIME"])
+    s.sendmail("j\u00fcrgen@example.org", ["m\u00fcller@example.test"], raw,
+               mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    s.quit()
+    got = sink.wait_for(2)
+    assert all(g.data.endswith(raw) for g in got)
+    assert got[1].sender == "j\u00fcrgen@example.org"
+    assert ("SMTPUTF8", None) in got[1].mail_params
+
+
+def test_client_disconnect_mid_data_delivers_nothing(scanner, sink):
+    _, port = scanner
+    sock = socket.create_connection(("127.0.0.1", port))
+    f = sock.makefile("rb")
+    f.readline()
+    for line in (b"EHLO x\r\n", b"MAIL FROM:<a@example.org>\r\n", b"RCPT TO:<b@example.test>\r\n",
+                 b"DATA\r\n"):
+        sock.sendall(line)
+        while True:
+            reply = f.readline()
+            if reply[3:4] != b"-":
+                break
+    sock.sendall(b"Subject: cut\r\n\r\nhalf a mess")
+    sock.close()
+    time.sleep(1)
+    assert sink.received == []
+    s = smtp(port)  # the server is still fine
+    assert s.noop()[0] == 250
+    s.quit()
+
+
+def smtplib_error():
+    import smtplib
+    return (smtplib.SMTPDataError, smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused,
+            smtplib.SMTPResponseException)
