@@ -1,0 +1,98 @@
+"""Archives read through libarchive (``libarchive-c`` over Debian's libarchive13).
+
+Covers rar (v4 and v5), cab, iso9660, cpio (binary both endians, odc, newc), ar/deb,
+rpm, lha/lzh, xar, .Z, and serves as the fallback reader for 7z and damaged zips.
+Entries are streamed block by block through the counted writer. Encrypted entries (or
+archives whose headers are encrypted) flag the part ``encrypted``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from decoders.base import Child, CorruptPart
+from decoders.context import DecodeContext
+from decoders.mimeutil import clean_name
+from decoders.part import Part
+
+MEMORY_READ = 64 * 1024 * 1024  # self-extractor detection needs the data in one buffer
+HANDLES = frozenset({"rar", "cab", "iso", "cpio", "ar", "deb", "rpm", "lha", "xar", "Z"})
+
+
+def _is_encrypted_fn() -> Any:
+    from libarchive import ffi
+
+    fn = getattr(ffi, "_scanner_entry_is_encrypted", None)
+    if fn is None:
+        fn = ffi.libarchive.archive_entry_is_encrypted
+        fn.argtypes = [ctypes.c_void_p]
+        fn.restype = ctypes.c_int
+        ffi._scanner_entry_is_encrypted = fn  # cache the prototype on the ffi module
+    return fn
+
+
+def _reader(part: Part, fmt: str) -> AbstractContextManager[Any]:
+    import libarchive
+
+    if part.spooled_path is not None and part.size > MEMORY_READ:
+        return libarchive.file_reader(part.spooled_path, format_name=fmt)
+    return libarchive.memory_reader(part.data(), format_name=fmt)
+
+
+def _encrypted_error(text: str) -> bool:
+    text = text.lower()
+    return "encrypt" in text or "passphrase" in text or "password" in text
+
+
+class LibarchiveDecoder:
+    """Extracts entries of the archive formats libarchive reads."""
+
+    name = "libarchive"
+    handles = HANDLES
+    order = 30
+
+    def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:
+        import libarchive
+
+        fmt = "raw" if part.detected_type == "Z" else "all"
+        is_encrypted = _is_encrypted_fn()
+        try:
+            with _reader(part, fmt) as archive:
+                for entry in archive:
+                    ctx.check_time()
+                    if not entry.isfile:
+                        continue
+                    name = clean_name(entry.pathname)
+                    if is_encrypted(entry._entry_p) > 0:
+                        ctx.mark_encrypted(part, name)
+                        continue
+                    writer = ctx.writer()
+                    try:
+                        for block in entry.get_blocks():
+                            writer.write(block)
+                    except libarchive.ArchiveError as exc:
+                        writer.discard()
+                        if _encrypted_error(str(exc)):
+                            ctx.mark_encrypted(part, name)
+                            continue
+                        raise
+                    except BaseException:
+                        writer.discard()
+                        raise
+                    if fmt == "raw":
+                        name = _strip_z(part.name)
+                    yield Child(blob=writer.finish(), name=name)
+        except libarchive.ArchiveError as exc:
+            if _encrypted_error(str(exc)):
+                ctx.mark_encrypted(part, part.name)
+                return
+            raise CorruptPart(f"libarchive: {str(exc)[:160]}") from exc
+
+
+def _strip_z(name: str | None) -> str | None:
+    if name and name.lower().endswith(".z"):
+        return name[:-2]
+    return None

@@ -1,0 +1,166 @@
+"""File typing: libmagic's long description mapped to amavis-like short types.
+
+``detect()`` returns ``(short_type, magic_description)``. A few types are refined beyond
+what libmagic says: OLE compound files become doc/xls/ppt/msi/msg by their streams,
+OOXML zips become docm/xlsm/pptm when they carry a VBA project, and text that starts
+like an RFC 5322 header block (or an mbox ``From`` line) becomes ``mail``.
+
+``mismatch_hits()`` compares the detected type with the declared MIME type and the name
+extension and yields ``MIME_TYPE_MISMATCH`` / ``MIME_EXT_MISMATCH`` hits naming the part.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zipfile
+from typing import TYPE_CHECKING
+
+from decoders.filetype_tables import COMPILED, EXT_TYPES, MIME_TYPES, OOXML_MIME_PREFIX
+from scanner.task import Hit
+
+if TYPE_CHECKING:
+    import magic as magic_module
+
+    from decoders.context import Blob
+    from decoders.part import Part
+
+HEAD = 1024 * 1024
+_HEADER_LINE = re.compile(rb"^[!-9;-~]{1,76}:[ \t]?.*$")
+_OOXML_MACRO = {"docx": "docm", "xlsx": "xlsm", "pptx": "pptm", "ooxml": "ooxml"}
+
+
+@functools.lru_cache(maxsize=1)
+def _magic() -> magic_module.Magic | None:
+    try:
+        import magic
+
+        return magic.Magic()
+    except Exception:  # libmagic missing or broken: types fall back to "dat"
+        return None
+
+
+def describe(head: bytes) -> str:
+    """libmagic's long description of ``head`` ("data" when libmagic is unavailable)."""
+    m = _magic()
+    if m is None or not head:
+        return "empty" if not head else "data"
+    try:
+        return m.from_buffer(head)
+    except Exception:
+        return "data"
+
+
+def short_type(description: str) -> str:
+    for pattern, short in COMPILED:
+        if pattern.search(description):
+            return short
+    return "dat"
+
+
+def looks_like_mail(head: bytes) -> bool:
+    """True when ``head`` starts with an mbox From line or several header fields."""
+    lines = head[:4096].split(b"\n", 12)
+    if lines and lines[0].startswith(b"From "):
+        lines = lines[1:]
+    fields = 0
+    for line in lines[:10]:
+        line = line.rstrip(b"\r")
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            continue
+        if not _HEADER_LINE.match(line):
+            return False
+        fields += 1
+    return fields >= 2
+
+
+def _refine_ole(blob: Blob) -> str:
+    try:
+        import olefile
+
+        with blob.open() as fh, olefile.OleFileIO(fh) as ole:
+            names = {"/".join(p).lower() for p in ole.listdir()}
+    except Exception:
+        return "ole"
+    if "worddocument" in names:
+        return "doc"
+    if "workbook" in names or "book" in names:
+        return "xls"
+    if "powerpoint document" in names:
+        return "ppt"
+    if any(n.startswith("__substg1.0_") for n in names):
+        return "msg"
+    if "\x05summaryinformation" in names and any(len(n) > 0 and ord(n[0]) > 0x3800 for n in names):
+        return "msi"
+    return "ole"
+
+
+def _refine_zip(blob: Blob, short: str) -> str:
+    try:
+        with blob.open() as fh, zipfile.ZipFile(fh) as zf:
+            names = zf.namelist()
+    except Exception:
+        return short
+    lowered = [n.lower() for n in names]
+    if "[content_types].xml" not in lowered:
+        return short
+    if short in ("zip", "ooxml"):
+        if any(n.startswith("word/") for n in lowered):
+            short = "docx"
+        elif any(n.startswith("xl/") for n in lowered):
+            short = "xlsx"
+        elif any(n.startswith("ppt/") for n in lowered):
+            short = "pptx"
+    if any(n.endswith("vbaproject.bin") for n in lowered):
+        return _OOXML_MACRO.get(short, short)
+    return short
+
+
+def detect(blob: Blob) -> tuple[str, str]:
+    """The short type and libmagic description of ``blob``."""
+    with blob.open() as fh:
+        head = fh.read(HEAD)
+    description = describe(head)
+    short = short_type(description)
+    if short == "ole":
+        short = _refine_ole(blob)
+    elif short in ("zip", "docx", "xlsx", "pptx", "ooxml"):
+        short = _refine_zip(blob, short)
+    elif short in ("asc", "dat") and looks_like_mail(head):
+        short = "mail"
+    return short, description
+
+
+def extension(name: str | None) -> str | None:
+    if not name or "." not in name:
+        return None
+    ext = name.rsplit(".", 1)[1].strip().lower()
+    return ext or None
+
+
+def _expected_for_mime(declared: str) -> frozenset[str] | None:
+    if declared in MIME_TYPES:
+        return MIME_TYPES[declared]
+    if declared.startswith(OOXML_MIME_PREFIX):
+        return frozenset({"docx", "docm", "xlsx", "xlsm", "pptx", "pptm", "ooxml", "zip", "ole"})
+    return None
+
+
+def mismatch_hits(part: Part) -> list[Hit]:
+    """MIME_TYPE_MISMATCH / MIME_EXT_MISMATCH when declared type or extension disagree."""
+    hits: list[Hit] = []
+    detected = part.detected_type
+    if not detected or detected == "empty" or part.size == 0:
+        return hits
+    path = part.path_string()
+    declared = (part.declared_type or "").lower()
+    expected = _expected_for_mime(declared) if declared else None
+    if expected is not None and detected not in expected:
+        hits.append(Hit("MIME_TYPE_MISMATCH", options=(declared, detected), part=path))
+    ext = extension(part.name)
+    allowed = EXT_TYPES.get(ext) if ext else None
+    if allowed is not None and detected not in allowed:
+        hits.append(Hit("MIME_EXT_MISMATCH", options=(ext or "", detected), part=path))
+    return hits

@@ -1,0 +1,96 @@
+"""MIME decoder: a message (type ``mail``) -> its leaf body parts, flattened like amavis.
+
+Multiparts are split on their boundary lines (nested multiparts are walked in place,
+up to ``MAX_NESTING``), each leaf body is transfer-decoded (base64, quoted-printable,
+uuencode, 7bit/8bit/binary) and emitted with its headers, declared type and decoded
+file name. ``message/rfc822`` bodies are emitted as raw ``mail`` parts, so each nested
+message is one decoding level and the depth limit applies. text/plain and text/html
+bodies carry their decoded text (HTML converted to text).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from email.message import Message
+
+from decoders.base import Child
+from decoders.context import DecodeContext
+from decoders.html import html_to_text
+from decoders.mimeutil import (
+    content_type,
+    decode_transfer,
+    filename,
+    header_list,
+    parse_headers,
+    split_head_body,
+    to_text,
+)
+from decoders.part import Part
+
+MAX_NESTING = 64
+MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+
+
+def _split(body: bytes, boundary: str) -> Iterator[bytes]:
+    """Body parts between ``--boundary`` lines; stops at the closing delimiter."""
+    pattern = re.compile(
+        rb"(?:\A|\r?\n)--"
+        + re.escape(boundary.encode("utf-8", "replace"))
+        + rb"(--)?[ \t]*(?=\r?\n|\Z)"
+    )
+    start: int | None = None
+    for m in pattern.finditer(body):
+        if start is not None:
+            yield body[start : m.start()]
+        if m.group(1):
+            return
+        nl = body.find(b"\n", m.end())
+        start = len(body) if nl < 0 else nl + 1
+    if start is not None and start < len(body):
+        yield body[start:]  # unterminated last part
+
+
+class MimeDecoder:
+    """Splits a message into its MIME leaf parts."""
+
+    name = "mime"
+    handles = frozenset({"mail"})
+    order = 10
+
+    def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:
+        head, body = split_head_body(part.data())
+        msg = parse_headers(head)
+        part.headers = header_list(msg)
+        yield from self._entity(msg, body, ctx, 0)
+
+    def _entity(
+        self, msg: Message, body: bytes, ctx: DecodeContext, nesting: int
+    ) -> Iterator[Child]:
+        ctype = content_type(msg)
+        if ctype and ctype.startswith("multipart/") and nesting < MAX_NESTING:
+            boundary = msg.get_boundary()
+            if boundary:
+                for chunk in _split(body, boundary):
+                    ctx.check_time()
+                    head, sub_body = split_head_body(chunk)
+                    yield from self._entity(parse_headers(head), sub_body, ctx, nesting + 1)
+                return
+        yield self._leaf(msg, body, ctype, ctx)
+
+    def _leaf(self, msg: Message, body: bytes, ctype: str | None, ctx: DecodeContext) -> Child:
+        cte = str(msg.get("content-transfer-encoding", "") or "")
+        data = decode_transfer(body, cte)
+        child = Child(
+            blob=ctx.blob(data),
+            name=filename(msg),
+            declared_type=ctype,
+            headers=header_list(msg),
+        )
+        if ctype in MESSAGE_TYPES:
+            child.detected_type = "mail"
+        elif ctype in (None, "text/plain", "text/html") and not (ctype is None and child.name):
+            charset = msg.get_content_charset() if msg.get("content-type") else None
+            text = to_text(data, charset)
+            child.text = html_to_text(text) if ctype == "text/html" else text
+        return child

@@ -1,0 +1,131 @@
+"""Helpers for the MIME decoder: header/body split, header parsing, transfer decoding,
+file-name decoding (RFC 2231 parameters and RFC 2047 encoded words) and charsets.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+from email import policy
+from email.header import decode_header
+from email.message import Message
+from email.parser import BytesHeaderParser
+
+_SEP = re.compile(rb"\r?\n\r?\n")
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_CTRL = re.compile(r"[\x00-\x1f\x7f]")
+_PARSER = BytesHeaderParser(policy=policy.compat32)
+
+
+def split_head_body(raw: bytes) -> tuple[bytes, bytes]:
+    """Header block and body; a leading mbox ``From`` line is dropped."""
+    if raw.startswith(b"From "):
+        nl = raw.find(b"\n")
+        raw = raw[nl + 1 :] if nl >= 0 else b""
+    if raw.startswith((b"\r\n", b"\n")):
+        return b"", raw[2:] if raw.startswith(b"\r\n") else raw[1:]
+    m = _SEP.search(raw)
+    if m is None:
+        return raw, b""
+    return raw[: m.start()] + b"\n", raw[m.end() :]
+
+
+def parse_headers(block: bytes) -> Message:
+    """A header-only :class:`email.message.Message` (lenient, never raises on junk)."""
+    try:
+        return _PARSER.parsebytes(block)
+    except Exception:
+        return Message()
+
+
+def header_list(msg: Message) -> list[tuple[str, str]]:
+    return [(str(k), decode_words(str(v))) for k, v in msg.items()]
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words; undecodable pieces are kept as they are."""
+    if "=?" not in value:
+        return value
+    try:
+        out = []
+        for chunk, charset in decode_header(value):
+            if isinstance(chunk, bytes):
+                out.append(chunk.decode(safe_charset(charset), "replace"))
+            else:
+                out.append(chunk)
+        return "".join(out)
+    except Exception:
+        return value
+
+
+def safe_charset(charset: str | None, default: str = "utf-8") -> str:
+    if not charset:
+        return default
+    try:
+        return codecs.lookup(charset.strip().strip('"').lower()).name
+    except (LookupError, ValueError):
+        return default
+
+
+def clean_name(name: str | None) -> str | None:
+    """A printable, bounded file name (control characters removed)."""
+    if name is None:
+        return None
+    name = _CTRL.sub("", name).strip()
+    return name[:255] or None
+
+
+def filename(msg: Message) -> str | None:
+    """The part's file name from Content-Disposition/Content-Type (RFC 2231 and 2047)."""
+    try:
+        name = msg.get_filename() or msg.get_param("name")
+    except Exception:
+        return None
+    if isinstance(name, tuple):  # an undecoded RFC 2231 triple
+        charset, _, text = name
+        name = text.encode("latin-1", "replace").decode(safe_charset(charset), "replace")
+    if not isinstance(name, str):
+        return None
+    return clean_name(decode_words(name))
+
+
+def content_type(msg: Message) -> str | None:
+    if msg.get("content-type") is None:
+        return None
+    try:
+        return msg.get_content_type()
+    except Exception:
+        return None
+
+
+def decode_base64(body: bytes) -> bytes:
+    data = _B64_JUNK.sub(b"", body.split(b"=", 1)[0])
+    data = data[: len(data) - len(data) % 4] if len(data) % 4 == 1 else data
+    data += b"=" * (-len(data) % 4)
+    try:
+        return binascii.a2b_base64(data)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def decode_transfer(body: bytes, cte: str) -> bytes:
+    """Undo the Content-Transfer-Encoding (base64, quoted-printable, uuencode)."""
+    cte = cte.strip().lower()
+    if cte == "base64":
+        return decode_base64(body)
+    if cte == "quoted-printable":
+        try:
+            return binascii.a2b_qp(body)
+        except (binascii.Error, ValueError):
+            return body
+    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
+        from decoders.uue import uudecode_all
+
+        found = uudecode_all(body)
+        return found[0][1] if found else body
+    return body
+
+
+def to_text(data: bytes, charset: str | None, limit: int = 1024 * 1024) -> str:
+    return data[:limit].decode(safe_charset(charset), "replace")

@@ -1,0 +1,125 @@
+"""ZIP (and zip-based OOXML/ODF/JAR) via :mod:`zipfile`, deflate64 via ``inflate64``.
+
+Members are streamed through the counted writer, so sizes claimed by the headers are
+never trusted. Encrypted members (traditional PKWARE or AES) are not extracted: the
+part is flagged ``encrypted``. Deflate64 members are inflated from their raw data with
+``inflate64``; other unsupported methods (implode, ...) are reported and skipped. A
+zip whose central directory is unreadable is retried with libarchive's streaming reader.
+An OOXML file with a VBA project gets the ``macro`` flag.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from decoders.base import Child, CorruptPart, Unsupported
+from decoders.context import DecodeContext
+from decoders.filetype_tables import ZIP_FAMILY
+from decoders.mimeutil import clean_name
+from decoders.part import Part
+
+DEFLATE64 = 9
+IMPLODE = 6
+AES = 99
+IN_CHUNK = 16 * 1024
+READ_CHUNK = 64 * 1024
+
+
+def _raw_deflate64(fh: BinaryIO, info: zipfile.ZipInfo, ctx: DecodeContext) -> Child:
+    import inflate64
+
+    fh.seek(info.header_offset)
+    head = fh.read(30)
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        raise CorruptPart(f"{info.filename}: bad local header")
+    nlen, xlen = struct.unpack("<HH", head[26:30])
+    fh.seek(info.header_offset + 30 + nlen + xlen)
+    left = info.compress_size
+    inflater = inflate64.Inflater()
+    writer = ctx.writer()
+    crc = 0
+    try:
+        while left > 0:
+            chunk = fh.read(min(IN_CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            out = inflater.inflate(chunk)
+            crc = zlib.crc32(out, crc)
+            writer.write(out)
+    except BaseException:
+        writer.discard()
+        raise
+    blob = writer.finish()
+    if crc != info.CRC:
+        raise CorruptPart(f"{info.filename}: CRC mismatch")
+    return Child(blob=blob, name=clean_name(info.filename))
+
+
+def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, ctx: DecodeContext) -> Child:
+    writer = ctx.writer()
+    try:
+        with zf.open(info) as src:
+            while True:
+                data = src.read(READ_CHUNK)
+                if not data:
+                    break
+                writer.write(data)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        writer.discard()
+        raise CorruptPart(f"{info.filename}: {exc}") from exc
+    except BaseException:
+        writer.discard()
+        raise
+    return Child(blob=writer.finish(), name=clean_name(info.filename))
+
+
+class ZipDecoder:
+    """Extracts the members of zip archives and zip-based documents."""
+
+    name = "zip"
+    handles = ZIP_FAMILY
+    order = 20
+
+    def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:
+        if part.detected_type in ("docm", "xlsm", "pptm"):
+            part.flags.add("macro")
+        problems: list[str] = []
+        with part.open() as fh:
+            try:
+                zf = zipfile.ZipFile(fh)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+                from decoders.archive import LibarchiveDecoder
+
+                found = 0
+                for child in LibarchiveDecoder().decode(part, ctx):
+                    found += 1
+                    yield child
+                if found or "encrypted" in part.flags:
+                    return
+                raise CorruptPart(f"zip: {exc}") from exc
+            with zf:
+                for info in zf.infolist():
+                    ctx.check_time()
+                    if info.is_dir():
+                        continue
+                    if info.flag_bits & 0x1 or info.compress_type == AES:
+                        ctx.mark_encrypted(part, info.filename)
+                        continue
+                    try:
+                        if info.compress_type == DEFLATE64:
+                            yield _raw_deflate64(fh, info, ctx)
+                        else:
+                            yield _member(zf, info, ctx)
+                    except NotImplementedError as exc:
+                        problems.append(f"{info.filename}: {exc}")
+                    except CorruptPart as exc:
+                        problems.append(str(exc))
+        if problems:
+            if all("compression" in p for p in problems):
+                raise Unsupported("; ".join(problems)[:200])
+            raise CorruptPart("; ".join(problems)[:200])

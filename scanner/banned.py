@@ -1,0 +1,156 @@
+"""Banned files: rules on part names, declared MIME types and detected types.
+
+Pure functions over the part tree produced by :func:`decoders.unpack.unpack`. The
+shipped default is the equivalent of amavis's Debian ``$banned_filename_re``:
+
+* double extensions such as ``.pdf.exe``
+  (``\\.[^./]*\\.(exe|vbs|pif|scr|bat|cmd|com|cpl|dll)\\.?$``),
+* Windows CLSID names (``{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}``),
+* MIME types ``application/x-msdownload``, ``application/x-msdos-program``, ``application/hta``,
+* anything inside Unix archives (rpm, cpio, tar) is allowed from here on,
+* names ending in ``.exe .vbs .pif .scr .bat .cmd .com .cpl``,
+* parts whose detected type is ``exe-ms``.
+
+Rules are tried in order and the first that matches decides (``ban`` or ``allow``), at
+any depth. A rule with ``inside`` also matches when an ancestor of the part matches
+(that is how "allow anything in a tar" works). Site and policy rules come from a list
+of dicts ``{"match": "name"|"type"|"mime", "regex": "...", "action": "ban"|"allow"}``
+and are placed before the defaults, so an allow rule there overrides a default ban.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from scanner.task import Hit
+
+MATCH_KINDS = ("name", "type", "mime")
+ACTIONS = ("ban", "allow")
+SYMBOL = "BANNED_FILE"
+
+
+class BannedPart(Protocol):
+    """What a rule looks at (satisfied by :class:`decoders.part.Part`)."""
+
+    index: int
+    parent: int | None
+    name: str | None
+    declared_type: str | None
+    detected_type: str | None
+
+    def path_string(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One banned-file rule; ``regex`` is matched case-insensitively with ``search``."""
+
+    match: str
+    regex: re.Pattern[str]
+    action: str = "ban"
+    inside: bool = False
+
+    def describe(self) -> str:
+        return f"{self.match}:{self.regex.pattern}"
+
+
+def rule(match: str, regex: str, action: str = "ban", inside: bool = False) -> Rule:
+    """Build a validated rule; raises ValueError on a bad kind, action or regex."""
+    if match not in MATCH_KINDS:
+        raise ValueError(f"banned rule: match must be one of {MATCH_KINDS}, not {match!r}")
+    if action not in ACTIONS:
+        raise ValueError(f"banned rule: action must be one of {ACTIONS}, not {action!r}")
+    try:
+        compiled = re.compile(regex, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"banned rule: bad regex {regex!r}: {exc}") from exc
+    return Rule(match, compiled, action, inside)
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    rule("name", r"\.[^./]*\.(exe|vbs|pif|scr|bat|cmd|com|cpl|dll)\.?$"),
+    rule("name", r"\{[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\}?$"),
+    rule("mime", r"^application/x-msdownload$"),
+    rule("mime", r"^application/x-msdos-program$"),
+    rule("mime", r"^application/hta$"),
+    rule("type", r"^(rpm|cpio|tar)$", "allow", inside=True),
+    rule("name", r".\.(exe|vbs|pif|scr|bat|cmd|com|cpl)$"),
+    rule("type", r"^exe-ms$"),
+)
+
+
+def rules_from_dicts(items: Iterable[Mapping[str, Any]]) -> list[Rule]:
+    """Rules from config dicts (keys: match, regex, action, optional inside)."""
+    out = []
+    for i, item in enumerate(items):
+        unknown = set(item) - {"match", "regex", "action", "inside"}
+        if unknown:
+            raise ValueError(f"banned rule #{i + 1}: unknown keys {sorted(unknown)}")
+        if "match" not in item or "regex" not in item:
+            raise ValueError(f"banned rule #{i + 1}: needs 'match' and 'regex'")
+        out.append(
+            rule(
+                str(item["match"]),
+                str(item["regex"]),
+                str(item.get("action", "ban")),
+                bool(item.get("inside", False)),
+            )
+        )
+    return out
+
+
+def build_rules(
+    extra: Iterable[Mapping[str, Any]] = (), replace_defaults: bool = False
+) -> tuple[Rule, ...]:
+    """Policy rules first, then (unless replaced) the shipped defaults."""
+    own = rules_from_dicts(extra)
+    return tuple(own) if replace_defaults else (*own, *DEFAULT_RULES)
+
+
+def _value(part: BannedPart, kind: str) -> str | None:
+    if kind == "name":
+        return part.name
+    if kind == "mime":
+        return part.declared_type
+    return part.detected_type
+
+
+def _matches(r: Rule, chain: Sequence[BannedPart]) -> bool:
+    candidates = chain if r.inside else chain[:1]
+    for p in candidates:
+        value = _value(p, r.match)
+        if value and r.regex.search(value):
+            return True
+    return False
+
+
+def verdict(
+    part: BannedPart, ancestors: Sequence[BannedPart], rules: Sequence[Rule]
+) -> Rule | None:
+    """The first rule matching ``part`` (ancestors count for ``inside`` rules), or None."""
+    chain = (part, *ancestors)
+    for r in rules:
+        if _matches(r, chain):
+            return r
+    return None
+
+
+def find_banned(parts: Sequence[BannedPart], rules: Sequence[Rule] | None = None) -> list[Hit]:
+    """``BANNED_FILE`` hits for every part whose first matching rule bans it."""
+    rules = DEFAULT_RULES if rules is None else rules
+    by_index = {p.index: p for p in parts}
+    hits = []
+    for p in parts:
+        ancestors = []
+        parent = by_index.get(p.parent) if p.parent is not None else None
+        while parent is not None and len(ancestors) < 64:
+            ancestors.append(parent)
+            parent = by_index.get(parent.parent) if parent.parent is not None else None
+        r = verdict(p, ancestors, rules)
+        if r is not None and r.action == "ban":
+            path = p.path_string()
+            hits.append(Hit(SYMBOL, options=(path, r.describe()), part=path))
+    return hits
