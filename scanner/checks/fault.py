@@ -4,10 +4,13 @@ Off by default. When enabled, a message carrying the header named by ``header``
 (default ``X-Scanner-Fault``) makes the check raise. With ``mode = "once"`` it raises
 only the first time this process sees that Message-ID, so a retried message passes:
 that is how the tests prove that a crashing check defers mail instead of losing it.
+With ``mode = "sleep"`` it holds the message for ``seconds`` instead, so tests can kill
+the filter while transactions are open.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -22,8 +25,9 @@ class FaultSettings:
     """Settings of the fault-injection check."""
 
     header: str = opt("X-Scanner-Fault", "header that triggers the fault")
-    mode: str = opt("always", "always: raise every time; once: first time per Message-ID",
-                    choices=("always", "once"))
+    mode: str = opt("always", "always: raise every time; once: first time per Message-ID; "
+                    "sleep: wait `seconds`, then pass", choices=("always", "once", "sleep"))
+    seconds: float = opt(5.0, "how long mode 'sleep' holds a message", min=0.0)
 
 
 class InjectedFault(RuntimeError):
@@ -46,6 +50,9 @@ class FaultInjection:
     async def run(self, task: Task) -> Iterable[Hit]:
         msg = task.message
         if msg is None or msg.get(self._settings.header) is None:
+            return []
+        if self._settings.mode == "sleep":
+            await asyncio.sleep(self._settings.seconds)
             return []
         if self._settings.mode == "once":
             key = str(msg.get("Message-ID", "")) or task.mail_id

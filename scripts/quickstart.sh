@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Set up scanner on a Debian 12 machine and either start the filter or run the tests.
+#
+#   scripts/quickstart.sh serve [scanner serve options]   set up, then run the filter
+#   scripts/quickstart.sh test  [pytest options]          set up, then run the test suite
+#
+# Debian packages are installed with apt-get when missing and we are root; Python
+# dependencies go into .venv beside this script's repository.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+mode="${1:-}"
+shift || true
+
+runtime_pkgs=(python3 python3-venv libmagic1 clamav-daemon)
+test_pkgs=(postfix clamav-daemon clamav-testfiles swaks libarchive13)
+
+need_pkgs() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "quickstart: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+        return 0
+    fi
+    echo "quickstart: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+setup_venv() {
+    local extra="$1"
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+    fi
+    .venv/bin/python -m pip install -q --upgrade pip >&2
+    .venv/bin/python -m pip install -q -e ".${extra}" >&2
+}
+
+case "$mode" in
+    serve)
+        need_pkgs "${runtime_pkgs[@]}"
+        setup_venv ""
+        exec .venv/bin/scanner serve "$@"
+        ;;
+    test)
+        need_pkgs "${runtime_pkgs[@]}" "${test_pkgs[@]}"
+        setup_venv "[test]"
+        # The machine's own Postfix and clamd are not used by the tests (they start private
+        # instances); stop them if apt just started them so they hold no ports we need.
+        exec .venv/bin/python -m pytest "$@"
+        ;;
+    *)
+        echo "usage: $0 serve|test [args...]" >&2
+        exit 64
+        ;;
+esac

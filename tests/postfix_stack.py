@@ -1,0 +1,125 @@
+"""A real Postfix with the real filter in its content_filter path, for end-to-end tests.
+
+``Stack`` = a private :class:`PostfixInstance` (injection smtpd -> content_filter ->
+our filter -> reinjection smtpd -> virtual delivery into Maildirs) plus a
+:class:`FilterProcess` running ``scanner serve``.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+import shutil
+import time
+from collections import Counter
+from email.policy import compat32
+
+import pytest
+
+from scanner.testing.filter import FilterProcess
+from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir, postfix_available
+from tests.helpers import filter_config
+
+FAST_RETRY = {
+    "minimal_backoff_time": "2s",
+    "maximal_backoff_time": "4s",
+    "queue_run_delay": "1s",
+}
+
+
+def require_postfix() -> None:
+    why = postfix_available()
+    if why:
+        pytest.skip(why)
+
+
+class Stack:
+    """Postfix + filter, both private, loopback only."""
+
+    def __init__(self, *, extra: str = "", workers: int = 2, protocol: str = "smtp",
+                 maxproc: int = 10) -> None:
+        self.base = make_base_dir("scanner-e2e-")
+        self.filter_port = free_port()
+        self.postfix = PostfixInstance(
+            base=self.base / "postfix", smtpd_port=free_port(), reinject_port=free_port(),
+            filter=f"scanner:[127.0.0.1]:{self.filter_port}", filter_protocol=protocol,
+            filter_maxproc=maxproc, filter_timeout=120, extra_main=dict(FAST_RETRY))
+        listener_extra = f'\n[[listeners]]\nport = {self.filter_port}\nprotocol = "lmtp"\n' \
+            if protocol == "lmtp" else ""
+        text = filter_config(self.filter_port, self.postfix.reinject_port, workers=workers,
+                             log_file=self.base / "filter" / "scanner.log", extra=extra)
+        if protocol == "lmtp":
+            text = text.replace(f"[[listeners]]\nport = {self.filter_port}\n", "")
+            text += listener_extra
+        self.filter = FilterProcess(self.base / "filter", text, [self.filter_port])
+
+    def start(self) -> Stack:
+        self.postfix.start()
+        self.filter.start()
+        return self
+
+    def stop(self) -> None:
+        self.filter.stop()
+        self.postfix.stop()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def set_reinjection(self, up: bool) -> None:
+        """Take the reinjection smtpd out of master.cf (or put it back) and reload."""
+        master = self.postfix.conf_dir / "master.cf"
+        text = master.read_text()
+        marker = f"127.0.0.1:{self.postfix.reinject_port} "
+        lines = text.splitlines()
+        out, skipping = [], False
+        for line in lines:
+            if line.startswith(marker) or line.startswith("#OFF#" + marker):
+                skipping = True
+            elif not line.startswith((" ", "\t", "#OFF#  ", "#OFF#\t")):
+                skipping = False
+            if skipping:
+                bare = line[5:] if line.startswith("#OFF#") else line
+                line = bare if up else "#OFF#" + bare
+            out.append(line)
+        master.write_text("\n".join(out) + "\n")
+        self.postfix._postfix("reload")
+
+
+def delivered_ids(stack: Stack, user: str | None = None) -> Counter:
+    """Message-IDs of delivered mail, with their counts (a count > 1 is a duplicate)."""
+    ids: Counter = Counter()
+    for path in stack.postfix.maildir_messages(user):
+        msg = email.message_from_bytes(path.read_bytes(), policy=compat32)
+        ids[str(msg.get("Message-ID", "")).strip()] += 1
+    return ids
+
+
+def wait_ids(stack: Stack, wanted: set[str], timeout: float, flush_every: float = 3.0) -> Counter:
+    """Wait until every Message-ID in ``wanted`` was delivered (flushing the queue)."""
+    deadline = time.monotonic() + timeout
+    next_flush = time.monotonic() + flush_every
+    while True:
+        ids = delivered_ids(stack)
+        if wanted <= set(ids):
+            return ids
+        if time.monotonic() > deadline:
+            missing = sorted(wanted - set(ids))
+            raise AssertionError(
+                f"{len(missing)} of {len(wanted)} never delivered (e.g. {missing[:3]})\n"
+                f"queue: {stack.postfix.queue()}\n--- postfix log ---\n"
+                f"{stack.postfix.log_tail(30)}\n--- filter log ---\n"
+                + "\n".join(stack.filter.log_lines()[-20:]))
+        if time.monotonic() > next_flush:
+            stack.postfix.flush()
+            next_flush = time.monotonic() + flush_every
+        time.sleep(0.1)
+
+
+def split_delivered(raw: bytes) -> tuple[bytes, bytes]:
+    """Header block and body of a delivered (LF) message."""
+    head, _, body = raw.partition(b"\n\n")
+    return head, body
+
+
+MID = re.compile(rb"^Message-ID: (.*)$", re.M | re.I)
