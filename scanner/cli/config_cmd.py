@@ -13,7 +13,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="check or show the configuration")
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, func, text in (("check", _check, "validate a configuration file"),
-                             ("show", _show, "print the effective configuration")):
+                             ("show", _show, "print the effective configuration"),
+                             ("keys", _keys, "print every key with default and meaning")):
         cp = csub.add_parser(name, help=text)
         cp.add_argument("file", nargs="?", help="TOML file (default: as for serve)")
         cp.set_defaults(func=func)
@@ -40,6 +41,11 @@ def _check(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     print(cfgmod.render(_load(args.file)), end="")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    print(cfgmod.reference(), end="")
     return 0
 
 

@@ -27,7 +27,7 @@ ENV_VAR = "SCANNER_CONFIG"
 
 __all__ = [
     "ChecksConfig", "Config", "ConfigError", "ListenerConfig", "PolicyConfig",
-    "ReinjectConfig", "ServerConfig", "load", "loads", "render", "resolve_path",
+    "ReinjectConfig", "ServerConfig", "load", "loads", "reference", "render", "resolve_path",
 ]
 
 
@@ -114,6 +114,32 @@ def render(config: Config) -> str:
         lines.append("\n[[listeners]]")
         lines.extend(f"{k} = {_toml_value(v)}" for k, v in lst.items())
     return "\n".join(lines) + "\n"
+
+
+def reference() -> str:
+    """Markdown tables of every key: section, key, default and meaning (for the README)."""
+    import dataclasses
+
+    out: list[str] = []
+
+    def table(title: str, cls: type) -> None:
+        out.append(f"\n#### `{title}`\n\n{(cls.__doc__ or '').strip()}\n")
+        out.append("| key | default | meaning |\n|---|---|---|")
+        instance = cls()
+        for f in dataclasses.fields(cls):
+            default = _toml_value(to_plain(getattr(instance, f.name)))
+            meaning = f.metadata.get("help", "")
+            choices = f.metadata.get("choices")
+            if choices:
+                meaning += " (one of: " + ", ".join(choices) + ")"
+            out.append(f"| `{f.name}` | `{default}` | {meaning} |")
+
+    table("[server]", ServerConfig)
+    table("[[listeners]]", ListenerConfig)
+    table("[reinject]", ReinjectConfig)
+    table("[policy]", PolicyConfig)
+    table("[checks]", ChecksConfig)
+    return "\n".join(out) + "\n"
 
 
 def _toml_value(value: object) -> str:
