@@ -282,3 +282,16 @@ def smtplib_error():
     import smtplib
     return (smtplib.SMTPDataError, smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused,
             smtplib.SMTPResponseException)
+
+
+def test_next_hop_connection_is_reused_and_a_dead_one_replaced(scanner, sink):
+    _, port = scanner
+    s = smtp(port)
+    for i in range(5):
+        assert s.sendmail("a@example.org", ["b@example.test"], message(f"reuse {i}")) == {}
+    assert len(sink.connections) == 1  # one worker, one pooled connection
+    sink.drop_connections()  # the next hop closes idle connections
+    assert s.sendmail("a@example.org", ["b@example.test"], message("after drop")) == {}
+    s.quit()
+    assert len(sink.wait_for(6)) == 6
+    assert len(sink.connections) == 2

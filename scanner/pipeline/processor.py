@@ -19,6 +19,7 @@ from scanner.pipeline import policy
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
 from scanner.reinject.deliver import NextHop, Outgoing, deliver
+from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
 from scanner.task import Destiny, Recipient, Task
 from scanner.trace import prepend_headers, received_header
@@ -43,7 +44,7 @@ class Processor:
         self._config = config
         self._checks = list(checks)
         self._scores = scores
-        self._hop = hop
+        self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
         self._hostname = hostname
 
     async def handle(self, task: Task, listener: Listener) -> list[str]:
@@ -96,7 +97,7 @@ class Processor:
                                        listener.protocol, [r.address for r in group])]
             out = Outgoing(task.envelope.sender, group, task.envelope.mail_params,
                            prepend_headers(task.raw, headers + task.add_headers), task.client)
-            result = await deliver(self._hop, out, all_or_nothing=listener.protocol != "LMTP")
+            result = await deliver(self._pool, out, all_or_nothing=listener.protocol != "LMTP")
             for i, reply in zip(passed, result.replies, strict=True):
                 replies[i] = reply
             queued_as = result.queued_as
@@ -120,7 +121,7 @@ class Processor:
             dsn = build_failure_dsn(task, [(rcpts[i], replies[i]) for i in notify],
                                     self._hostname)
             out = Outgoing("", [Recipient(task.envelope.sender)], (), dsn, task.client)
-            sent = await deliver(self._hop, out, all_or_nothing=True)
+            sent = await deliver(self._pool, out, all_or_nothing=True)
             if not sent.replies[0].startswith("2"):
                 log.warning("(%s) could not send a DSN (%s); deferring the whole message",
                             task.log_id, sent.replies[0])

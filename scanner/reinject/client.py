@@ -106,6 +106,10 @@ class SMTPClient:
             key, _, value = line.partition(" ")
             self.extensions[key.upper()] = value
 
+    def alive(self) -> bool:
+        """False once the next hop closed the connection or we did."""
+        return not (self._reader.at_eof() or self._writer.is_closing())
+
     def supports(self, extension: str) -> bool:
         return extension.upper() in self.extensions
 

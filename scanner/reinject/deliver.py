@@ -9,7 +9,6 @@ delivered twice when Postfix retries.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from scanner.config import ReinjectConfig
 from scanner.errors import NextHopError
 from scanner.reinject.client import Reply, SMTPClient
+from scanner.reinject.pool import ConnectionPool
 from scanner.smtp import params as esmtp
 from scanner.smtp import xtext
 from scanner.task import ClientInfo, Recipient
@@ -55,6 +55,7 @@ class Delivery:
     replies: list[str]
     queued_as: list[str] = field(default_factory=list)
     awaiting_final: bool = False
+    answered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,30 +86,47 @@ def tempfail(hop: NextHop, why: str) -> str:
     return f"451 4.4.1 Next hop {hop.label} failed: {why}"
 
 
-async def deliver(hop: NextHop, out: Outgoing, *, all_or_nothing: bool) -> Delivery:
-    """Reinject ``out``; never raises for next-hop problems (they become 451 replies)."""
-    result = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
-    client: SMTPClient | None = None
-    try:
-        client = await SMTPClient.connect(hop.host, hop.port, lmtp=hop.lmtp,
-                                          connect_timeout=hop.connect_timeout,
-                                          timeout=hop.timeout)
-        await client.greet(hop.helo)
-        await _xforward(client, hop, out.client)
-        await _transaction(client, hop, out, result, all_or_nothing)
-    except NextHopError as exc:
-        why = str(exc)
-        result.replies = [r if not r.startswith("451 4.4.1 Next hop") else tempfail(hop, why)
-                          for r in result.replies]
-        if result.awaiting_final:  # the dot went out; the outcome is unknown: retry all
-            result.replies = [tempfail(hop, why)] * len(out.recipients)
-    finally:
-        if client is not None:
-            asyncio.get_running_loop().create_task(client.quit())
-    return result
+async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) -> Delivery:
+    """Reinject ``out``; never raises for next-hop problems (they become 451 replies).
+
+    A pooled connection that turns out to be dead before the next hop said anything
+    about this message is replaced by a fresh one, once.
+    """
+    hop: NextHop = pool.hop  # type: ignore[assignment]
+    for attempt in (1, 2):
+        result = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
+        client: SMTPClient | None = None
+        reused = False
+        try:
+            client, reused = await pool.acquire()
+            await _xforward(client, hop, out.client, result)
+            await _transaction(client, hop, out, result, all_or_nothing)
+            pool.release(client)
+            return result
+        except NextHopError as exc:
+            if client is not None:
+                pool.discard(client)
+            if reused and not result.answered and attempt == 1:
+                continue
+            _fail(result, hop, str(exc), len(out.recipients))
+            return result
+        except BaseException:
+            if client is not None:
+                pool.discard(client)
+            raise
+    raise AssertionError("unreachable")
 
 
-async def _xforward(client: SMTPClient, hop: NextHop, info: ClientInfo) -> None:
+def _fail(result: Delivery, hop: NextHop, why: str, count: int) -> None:
+    if result.awaiting_final:  # the dot went out; the outcome is unknown: retry all
+        result.replies = [tempfail(hop, why)] * count
+        return
+    result.replies = [r if not r.startswith("451 4.4.1 Next hop") else tempfail(hop, why)
+                      for r in result.replies]
+
+
+async def _xforward(client: SMTPClient, hop: NextHop, info: ClientInfo,
+                    result: Delivery) -> None:
     if not hop.xforward or not client.supports("XFORWARD"):
         return
     offered = set(client.extensions["XFORWARD"].upper().split())
@@ -118,15 +136,16 @@ async def _xforward(client: SMTPClient, hop: NextHop, info: ClientInfo) -> None:
             continue
         item = f" {key}={xtext.encode(value) if value != '[UNAVAILABLE]' else value}"
         if len(line) + len(item) > XFORWARD_LINE_MAX:
-            await _expect_ok(client, line)
+            await _expect_ok(client, line, result)
             line = "XFORWARD"
         line += item
     if line != "XFORWARD":
-        await _expect_ok(client, line)
+        await _expect_ok(client, line, result)
 
 
-async def _expect_ok(client: SMTPClient, line: str) -> None:
+async def _expect_ok(client: SMTPClient, line: str, result: Delivery) -> None:
     reply = await client.command(line)
+    result.answered = True
     if reply.code != 250:
         raise NextHopError(f"next hop refused XFORWARD: {reply.text}")
 
@@ -164,6 +183,7 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         replies = await _read_pipelined(client, len(commands))
     else:
         replies = [await client.command(line) for line in commands]
+    result.answered = True
     mail_reply, rcpt_replies = replies[0], replies[1:]
     if not mail_reply.ok:
         result.replies = [quote(hop, mail_reply)] * len(out.recipients)

@@ -79,6 +79,7 @@ class Sink:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.AbstractServer | None = None
+        self.connections: list[FilterSMTP] = []
 
     @property
     def received(self) -> list[Received]:
@@ -96,8 +97,10 @@ class Sink:
         nets = (ipaddress.ip_network("127.0.0.0/8"),)
 
         def factory() -> FilterSMTP:
-            return cls(handler, max_line_length=1 << 20, xforward_networks=nets,
-                       hostname="sink.test", loop=self._loop)
+            proto = cls(handler, max_line_length=1 << 20, xforward_networks=nets,
+                        hostname="sink.test", loop=self._loop)
+            self.connections.append(proto)
+            return proto
 
         self._server = await self._loop.create_server(factory, "127.0.0.1", self.port)
 
@@ -109,6 +112,16 @@ class Sink:
         asyncio.run_coroutine_threadsafe(_close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server side (an idle-timeout)."""
+        def _drop() -> None:
+            for proto in self.connections:
+                if proto.transport is not None:
+                    proto.transport.close()
+
+        self._loop.call_soon_threadsafe(_drop)
+        time.sleep(0.2)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         deadline = time.monotonic() + timeout
