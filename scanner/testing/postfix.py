@@ -143,7 +143,6 @@ class PostfixInstance:
         self.data_dir = self.base / "data"
         self.mail_dir = self.base / "mail"
         self.log_file = self.base / "log" / "postfix.log"
-        self._running = False
         self.users: set[str] = set()
         self.add_users(*users)
 
@@ -220,7 +219,9 @@ class PostfixInstance:
     def add_users(self, *names: str) -> None:
         """Give local parts (or addresses in our domains) a Maildir; works while running.
 
-        Addresses in other domains are ignored. The map is replaced atomically and
+        Addresses in other domains are ignored; local parts other than plain
+        ``[a-z0-9._+=-]`` ones raise :class:`PostfixError`. :meth:`send` registers
+        plain recipients by itself. The map is replaced atomically and
         Postfix daemons notice the new file before their next connection.
         """
         new = {user for user in map(self._local_part, names) if user and user not in self.users}
@@ -231,9 +232,7 @@ class PostfixInstance:
             self._write_vmailbox()
 
     def _local_part(self, name: str) -> str | None:
-        local, _, domain = name.strip("<>").lower().rpartition("@")
-        if not local:
-            local, domain = domain, ""
+        local, domain = _split(name)
         if domain and domain not in self.domains:
             return None
         if not _LOCAL_PART.fullmatch(local):
@@ -292,9 +291,7 @@ class PostfixInstance:
         if reason:
             raise PostfixError(reason)
         self.write_config()
-        self._postfix("check")
-        self._postfix("start")
-        self._running = True
+        self._postfix("start")  # runs 'postfix check' and creates the queue directories
         try:
             wait_for_port(self.smtpd_port, timeout)
             wait_for_port(self.reinject_port, timeout)
@@ -305,20 +302,25 @@ class PostfixInstance:
     def stop(self) -> None:
         """Stop this instance only; kill leftovers of it if ``postfix stop`` left any."""
         pid = self.master_pid()
-        if pid is not None and _alive(pid):
+        if pid is not None:
             self._postfix("stop", check=False)
             if not _wait_gone(pid, 5.0):
                 self._postfix("abort", check=False)
                 _wait_gone(pid, 2.0)
         self._kill_leftovers(pid)
-        self._running = False
 
     def master_pid(self) -> int | None:
-        """PID of this instance's master process from its pid file, if any."""
+        """PID of this instance's running master, or None.
+
+        The pid file may be stale, so the process must also work in our queue directory
+        (the master's cwd); a recycled PID of some other process is never returned.
+        """
         try:
-            return int((self.queue_dir / "pid" / "master.pid").read_text().split()[0])
+            pid = int((self.queue_dir / "pid" / "master.pid").read_text().split()[0])
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
         except (OSError, ValueError, IndexError):
             return None
+        return pid if cwd == self.queue_dir else None
 
     def processes(self, master_pid: int | None = None) -> list[int]:
         """PIDs of processes that belong to this instance (process group or cwd)."""
@@ -392,7 +394,7 @@ class PostfixInstance:
     ) -> str:
         """Send one message to the injection smtpd; return Postfix's queue ID."""
         rcpts = [recipients] if isinstance(recipients, str) else list(recipients)
-        self.add_users(*rcpts)
+        self.add_users(*(r for r in rcpts if _LOCAL_PART.fullmatch(_split(r)[0])))
         with smtplib.SMTP("127.0.0.1", self.smtpd_port, timeout=timeout) as smtp:
             smtp.ehlo("client.test")
             code, reply = smtp.mail(sender, list(mail_options))
@@ -455,6 +457,12 @@ class PostfixInstance:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def _split(address: str) -> tuple[str, str]:
+    """Lower-cased (local part, domain); a bare name is a local part with no domain."""
+    local, _, domain = address.strip("<>").lower().rpartition("@")
+    return (local, domain) if local else (domain, "")
+
+
 def _standard_services() -> list[str]:
     """The Postfix services every instance needs, none chrooted."""
     return [
@@ -492,9 +500,17 @@ def _mkdir(path: Path, uid: int, gid: int, mode: int) -> None:
 
 
 def _write(path: Path, text: str) -> None:
+    """Write a root-owned configuration file dated a few seconds back.
+
+    Postfix re-reads a configuration file for up to two seconds while its mtime is
+    not yet in the past (it guards against half-written files), which would add two
+    seconds to every postmap, postconf and postfix command right after writing it.
+    """
     path.write_text(text, encoding="utf-8")
     os.chown(path, 0, 0)
     path.chmod(0o644)
+    past = time.time() - 10
+    os.utime(path, (past, past))
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,575 @@
+"""Throughput benchmark: a private Postfix alone, with the loop ceiling, and with scanner.
+
+Pushes N messages through three configurations in one run and reports messages per
+second from the first send until the last message is in the Maildir:
+
+  a) Postfix alone, no content_filter;
+  b) the loop ceiling: content_filter straight back at Postfix's own reinjection smtpd
+     (the cost of the extra queue pass, the upper bound for any after-queue filter);
+  c) Postfix with ``python -m scanner serve`` as the content filter.
+
+For (c) it also reports the filter's per-message time (median, p95) from its log lines
+and its memory (PSS of the master and its workers). Needs root and Postfix; see
+README.md next to this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import smtplib
+import statistics
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from scanner.postfix_config import data_done_timeout  # noqa: E402
+from scanner.testing.postfix import (  # noqa: E402
+    PostfixError,
+    PostfixInstance,
+    free_port,
+    make_base_dir,
+    postfix_available,
+    wait_for_port,
+)
+
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "spamassassin-public.tar.xz"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+SENDER = "sender@example.test"
+RECIPIENTS = tuple(f"user{i}@example.test" for i in range(20))
+SMTP_SOURCE_RCPT = "bench@example.test"
+MESSAGE_TIMEOUT = 600.0  # scanner's server.message_timeout in the generated config
+LABELS = {
+    "a": "Postfix alone (no content_filter)",
+    "b": "loop ceiling (content_filter -> own reinjection smtpd)",
+    "c": "Postfix + scanner serve",
+}
+
+
+@dataclass
+class Result:
+    """The outcome of one configuration."""
+
+    config: str
+    label: str
+    messages: int = 0
+    seconds: float = 0.0
+    rate: float = 0.0
+    deferred: int = 0
+    bounced: int = 0
+    error: str | None = None
+    filter: dict[str, object] = field(default_factory=dict)
+
+
+# -- messages ---------------------------------------------------------------------------
+
+
+def load_corpus(path: Path, count: int, seed: int) -> list[bytes]:
+    """``count`` messages from the corpus tarball (ham and spam), CRLF line ends."""
+    messages: list[bytes] = []
+    with tarfile.open(path, "r:xz") as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 3 and parts[1] in ("ham", "spam"):
+                fh = tar.extractfile(member)
+                if fh is not None:
+                    messages.append(fh.read())
+    if not messages:
+        raise SystemExit(f"{path}: no messages under spamassassin-public/ham or spam")
+    rng = random.Random(seed)
+    rng.shuffle(messages)
+    chosen = [messages[i % len(messages)] for i in range(count)]
+    return [to_crlf(strip_mbox_from(m)) for m in chosen]
+
+
+def strip_mbox_from(message: bytes) -> bytes:
+    """Drop a leading mbox ``From `` separator line."""
+    if message.startswith(b"From "):
+        _, _, rest = message.partition(b"\n")
+        return rest
+    return message
+
+
+def to_crlf(message: bytes) -> bytes:
+    """Normalise every line end to CRLF."""
+    return message.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+# -- sending -----------------------------------------------------------------------------
+
+
+class Sender:
+    """Send messages over ``connections`` parallel SMTP sessions, reusing each session."""
+
+    def __init__(self, port: int, messages: Sequence[bytes], connections: int) -> None:
+        self.port = port
+        self.messages = messages
+        self.connections = max(1, min(connections, len(messages)))
+        self._next = 0
+        self._lock = threading.Lock()
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=self._session, args=(i,), daemon=True)
+                   for i in range(self.connections)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self.errors:
+            raise RuntimeError(f"{len(self.errors)} send errors, first: {self.errors[0]}")
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self._next >= len(self.messages):
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def _session(self, number: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=300) as smtp:
+                smtp.ehlo(f"bench{number}.test")
+                while (index := self._take()) is not None:
+                    rcpt = RECIPIENTS[index % len(RECIPIENTS)]
+                    smtp.sendmail(SENDER, [rcpt], self.messages[index])
+        except (OSError, smtplib.SMTPException) as exc:
+            self.errors.append(f"session {number}: {exc!r}")
+
+
+def smtp_source(port: int, count: int, connections: int, size: int) -> None:
+    """Send ``count`` generated messages with Postfix's smtp-source."""
+    argv = [SMTP_SOURCE, "-4", "-d", "-s", str(connections), "-m", str(count), "-l", str(size),
+            "-f", SENDER, "-t", SMTP_SOURCE_RCPT, "-S", "bench", f"127.0.0.1:{port}"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"smtp-source failed ({result.returncode}): {result.stderr.strip()}")
+
+
+# -- delivery ------------------------------------------------------------------------------
+
+
+def delivered(inst: PostfixInstance) -> int:
+    """Number of messages in all Maildirs of the instance (cheap enough to poll)."""
+    total = 0
+    domain_dir = inst.mail_dir / "example.test"
+    try:
+        users = list(os.scandir(domain_dir))
+    except FileNotFoundError:
+        return 0
+    for user in users:
+        for sub in ("new", "cur"):
+            with contextlib.suppress(FileNotFoundError):
+                total += sum(1 for _ in os.scandir(os.path.join(user.path, sub)))
+    return total
+
+
+def wait_count(inst: PostfixInstance, target: int, stall: float,
+               alive: Callable[[], str | None] = lambda: None) -> float:
+    """Wait until ``target`` messages are delivered; monotonic time when it happened."""
+    last, last_change = -1, time.monotonic()
+    while True:
+        now_count = delivered(inst)
+        now = time.monotonic()
+        if now_count >= target:
+            return now
+        if now_count != last:
+            last, last_change = now_count, now
+        problem = alive()
+        if problem or now - last_change > stall:
+            why = problem or f"no delivery for {stall:g} s"
+            raise RuntimeError(f"stuck at {now_count}/{target} delivered: {why}\n"
+                               f"{_deferral_hint(inst.log_text())}"
+                               f"--- postfix log tail ---\n{inst.log_tail(5)}")
+        time.sleep(0.02)
+
+
+def _deferral_hint(log: str) -> str:
+    """The last reason Postfix gave for deferring a message, with advice for check failures."""
+    reasons = [line.partition("status=deferred ")[2] for line in log.splitlines()
+               if "status=deferred " in line]
+    if not reasons:
+        return ""
+    hint = f"last deferral: {reasons[-1]}\n"
+    if "_FAIL" in reasons[-1]:
+        hint += ("a scanner check failed: make what it needs reachable (e.g. clamd) or run "
+                 "with --disable-checks NAME\n")
+    return hint
+
+
+# -- the filter ----------------------------------------------------------------------------
+
+
+class ScannerProcess:
+    """``python -m scanner serve`` in its own session, with a generated configuration."""
+
+    def __init__(self, base: Path, port: int, reinject_port: int, args: argparse.Namespace):
+        self.base = base
+        self.port = port
+        self.log_file = base / "scanner.log"
+        self.out_file = base / "scanner.out"
+        self.config_file = base / "scanner.toml"
+        self.config_file.write_text(scanner_toml(base, port, reinject_port, args))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        probe = subprocess.run([sys.executable, "-c", "import scanner.cli.serve_cmd"],
+                               capture_output=True, text=True, cwd=ROOT, check=False)
+        if probe.returncode != 0:
+            last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+            raise RuntimeError(f"'scanner serve' is not importable yet: {last}")
+        with open(self.out_file, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "scanner", "serve", "--config", str(self.config_file)],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if problem := self.problem():
+                raise RuntimeError(problem)
+            try:
+                wait_for_port(self.port, 0.5)
+                return
+            except PostfixError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"scanner does not listen on port {self.port} after "
+                                       f"{timeout:g} s\n{self.tail()}") from None
+
+    def problem(self) -> str | None:
+        """Why the filter is unusable (it exited), or None."""
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"scanner serve exited with status {self.proc.returncode}\n{self.tail()}"
+        return None
+
+    def tail(self, lines: int = 15) -> str:
+        text = ""
+        for path in (self.out_file, self.log_file):
+            if path.exists():
+                text += path.read_text(encoding="utf-8", errors="replace")
+        return "--- scanner output ---\n" + "\n".join(text.splitlines()[-lines:])
+
+    def log_size(self) -> int:
+        return self.log_file.stat().st_size if self.log_file.exists() else 0
+
+    def filter_times(self, offset: int) -> list[int]:
+        """Per-message times (ms) from the summary log lines written after ``offset``."""
+        if not self.log_file.exists():
+            return []
+        with open(self.log_file, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", "replace")
+        times = []
+        for line in text.splitlines():
+            head, sep, tail = line.rstrip().rpartition(", ")
+            if sep and "mail_id:" in head and tail.endswith(" ms"):
+                number = tail[:-3]
+                if number.isdigit():
+                    times.append(int(number))
+        return times
+
+    def pids(self) -> list[int]:
+        """The master and all its live descendants."""
+        return [] if self.proc is None else [self.proc.pid, *descendants(self.proc.pid)]
+
+    def memory(self) -> dict[str, object]:
+        """PSS (KiB) of the master and all its descendants, and how many they are."""
+        pids = self.pids()
+        return {"pss_kib": sum(pss_kib(pid) for pid in pids), "processes": len(pids)}
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by the master and its descendants."""
+        return sum(cpu_seconds(pid) for pid in self.pids())
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+
+def scanner_toml(base: Path, port: int, reinject_port: int, args: argparse.Namespace) -> str:
+    """The filter's configuration for one benchmark run."""
+    lines = [
+        "[server]",
+        f"workers = {args.workers}",
+        f"concurrency = {args.filter_maxproc}",
+        f"message_timeout = {MESSAGE_TIMEOUT}",
+        'hostname = "scanner.test"',
+        f'log_file = "{base / "scanner.log"}"',
+        f'pid_file = "{base / "scanner.pid"}"',
+        "",
+        "[[listeners]]",
+        'address = "127.0.0.1"',
+        f"port = {port}",
+        'protocol = "smtp"',
+        "",
+        "[reinject]",
+        'host = "127.0.0.1"',
+        f"port = {reinject_port}",
+    ]
+    checks = _names(args.checks)
+    disabled = _names(args.disable_checks)
+    if checks != ["*"] or disabled:
+        lines += ["", "[checks]", f"enabled = {json.dumps(checks)}",
+                  f"disabled = {json.dumps(disabled)}"]
+    text = "\n".join(lines) + "\n"
+    if args.extra_toml:
+        text += "\n" + Path(args.extra_toml).read_text(encoding="utf-8")
+    return text
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid``."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of one process in KiB (0 if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process and its reaped children."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# -- one configuration -----------------------------------------------------------------------
+
+
+def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -> Result:
+    """Build a fresh Postfix for configuration ``kind`` (a, b, c), push N messages, measure."""
+    result = Result(config=kind, label=LABELS[kind])
+    base = make_base_dir(prefix=f"scanner-bench-{kind}-")
+    reinject_port, filter_port = free_port(), free_port()
+    target = {"a": None, "b": reinject_port, "c": filter_port}[kind]
+    inst = PostfixInstance(
+        base=base, smtpd_port=free_port(), reinject_port=reinject_port,
+        filter=None if target is None else f"scanner:[127.0.0.1]:{target}",
+        filter_maxproc=args.filter_maxproc, filter_timeout=data_done_timeout(MESSAGE_TIMEOUT),
+        extra_main=dict(p.split("=", 1) for p in args.postfix_param),
+    )
+    scanner = ScannerProcess(base, filter_port, reinject_port, args) if kind == "c" else None
+    try:
+        inst.start()
+        if scanner is not None:
+            scanner.start()
+        alive = scanner.problem if scanner is not None else (lambda: None)
+        _push(inst, args, messages[: args.warmup], alive)  # spawn processes, fill caches
+        offset = scanner.log_size() if scanner is not None else 0
+        cpu = scanner.cpu() if scanner is not None else 0.0
+        started = time.monotonic()
+        done = _push(inst, args, messages[args.warmup:], alive)
+        result.messages = args.messages
+        result.seconds = round(done - started, 3)
+        result.rate = round(args.messages / (done - started), 1)
+        if scanner is not None:
+            result.filter = _filter_stats(scanner, offset)
+            result.filter["cpu_seconds"] = round(scanner.cpu() - cpu, 2)
+        log = inst.log_text()
+        result.deferred = log.count("status=deferred")
+        result.bounced = log.count("status=bounced")
+    except (RuntimeError, PostfixError, OSError) as exc:
+        result.error = str(exc)
+    finally:
+        if scanner is not None:
+            scanner.stop()
+        inst.stop()
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    return result
+
+
+def _push(inst: PostfixInstance, args: argparse.Namespace, messages: Sequence[bytes],
+          alive: Callable[[], str | None]) -> float:
+    """Send a batch and wait until all of it (and everything before) is delivered."""
+    if not messages:
+        return time.monotonic()
+    target = delivered(inst) + len(messages)
+    port = inst.smtpd_port
+    if args.source == "smtp-source":
+        job = _Job(lambda: smtp_source(port, len(messages), args.connections, args.size))
+    else:
+        job = _Job(Sender(port, messages, args.connections).run)
+    job.start()
+    done = wait_count(inst, target, args.stall_timeout, lambda: job.error or alive())
+    job.join()
+    return done
+
+
+class _Job(threading.Thread):
+    """Run the sender in the background; keep its error for the delivery watcher."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.work = work
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except (RuntimeError, OSError, smtplib.SMTPException) as exc:
+            self.error = f"sending failed: {exc}"
+
+
+def _filter_stats(scanner: ScannerProcess, offset: int) -> dict[str, object]:
+    stats: dict[str, object] = dict(scanner.memory())
+    times = sorted(scanner.filter_times(offset))
+    stats["log_lines"] = len(times)
+    if times:
+        stats["median_ms"] = statistics.median(times)
+        stats["p95_ms"] = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+    return stats
+
+
+# -- reporting -----------------------------------------------------------------------------
+
+
+def summary(results: dict[str, Result], args: argparse.Namespace) -> dict[str, object]:
+    """Everything printed, as one JSON-able dict."""
+    def ratio(x: str, y: str) -> float | None:
+        rx, ry = results.get(x), results.get(y)
+        if rx and ry and rx.rate and ry.rate and not rx.error and not ry.error:
+            return round(rx.rate / ry.rate, 3)
+        return None
+
+    return {
+        "messages": args.messages, "connections": args.connections, "source": args.source,
+        "filter_maxproc": args.filter_maxproc, "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "results": {k: asdict(r) for k, r in results.items()},
+        "ratio_c_to_b": ratio("c", "b"), "ratio_c_to_a": ratio("c", "a"),
+    }
+
+
+def print_text(data: dict[str, object]) -> None:
+    print(f"{data['messages']} messages, {data['connections']} connections, "
+          f"source {data['source']}, filter maxproc {data['filter_maxproc']}, "
+          f"scanner workers {data['workers']}, {data['cpus']} CPUs")
+    results = data["results"]
+    assert isinstance(results, dict)
+    for kind, res in results.items():
+        if res["error"]:
+            print(f"({kind}) {res['label']}: FAILED\n    " +
+                  "\n    ".join(str(res["error"]).splitlines()))
+            continue
+        print(f"({kind}) {res['label']}: {res['rate']:.1f} msg/s "
+              f"({res['messages']} in {res['seconds']:.2f} s; deferred {res['deferred']}, "
+              f"bounced {res['bounced']})")
+        flt = res["filter"]
+        if flt:
+            print(f"    filter time median {flt.get('median_ms', '-')} ms, "
+                  f"p95 {flt.get('p95_ms', '-')} ms ({flt['log_lines']} log lines); "
+                  f"PSS {int(flt['pss_kib']) / 1024:.1f} MiB in {flt['processes']} processes; "
+                  f"CPU {flt['cpu_seconds']} s during the timed run")
+    for key, text in (("ratio_c_to_b", "(c)/(b)"), ("ratio_c_to_a", "(c)/(a)")):
+        value = data[key]
+        print(f"{text} = {value:.3f}" if value is not None else f"{text} = n/a")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-n", "--messages", type=int, default=500, help="messages per configuration")
+    p.add_argument("--connections", type=int, default=20, help="parallel SMTP sessions")
+    p.add_argument("--source", choices=("corpus", "smtp-source"), default="corpus")
+    p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    p.add_argument("--size", type=int, default=4096, help="smtp-source payload bytes")
+    p.add_argument("--seed", type=int, default=1, help="corpus sampling seed")
+    p.add_argument("--configs", default="abc", help="which configurations to run, e.g. ab")
+    p.add_argument("--warmup", type=int, default=20, help="untimed messages sent first")
+    p.add_argument("--workers", type=int, default=2, help="scanner worker processes")
+    p.add_argument("--filter-maxproc", type=int, default=10,
+                   help="Postfix maxproc of the filter transport = scanner concurrency")
+    p.add_argument("--checks", default="*", help="scanner checks to enable (comma list)")
+    p.add_argument("--disable-checks", default="", help="scanner checks to disable")
+    p.add_argument("--extra-toml", help="TOML text appended to the scanner configuration")
+    p.add_argument("--postfix-param", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra main.cf setting for every configuration (repeatable)")
+    p.add_argument("--stall-timeout", type=float, default=60.0,
+                   help="give up when no message is delivered for this long")
+    p.add_argument("--keep", action="store_true", help="keep the instance directories")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args = p.parse_args(argv)
+    if args.messages < 1 or args.connections < 1 or args.warmup < 0:
+        p.error("--messages and --connections must be positive, --warmup not negative")
+    if set(args.configs) - set("abc") or not args.configs:
+        p.error("--configs takes letters from 'abc'")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if reason := postfix_available():
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    if args.source == "smtp-source" and not os.access(SMTP_SOURCE, os.X_OK):
+        print(f"cannot run: {SMTP_SOURCE} is not installed (package postfix)", file=sys.stderr)
+        return 2
+    total = args.messages + args.warmup
+    messages: list[bytes] = []
+    if args.source == "corpus":
+        messages = load_corpus(args.corpus, total, args.seed)
+    else:
+        messages = [b""] * total  # placeholders: smtp-source makes its own
+    results: dict[str, Result] = {}
+    for kind in sorted(set(args.configs)):
+        if not args.json:
+            print(f"running ({kind}) {LABELS[kind]} ...", file=sys.stderr, flush=True)
+        results[kind] = run_config(kind, args, messages)
+    data = summary(results, args)
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        print()
+    else:
+        print_text(data)
+    return 0 if not any(r.error for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
