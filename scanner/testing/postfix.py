@@ -309,6 +309,14 @@ class PostfixInstance:
                 _wait_gone(pid, 2.0)
         self._kill_leftovers(pid)
 
+    def reload(self) -> None:
+        """Make the running instance re-read main.cf and master.cf (postfix reload).
+
+        Edit the files with a modification time in the past (see :func:`_write`), or
+        every Postfix command waits up to two seconds for them to settle.
+        """
+        self._postfix("reload")
+
     def master_pid(self) -> int | None:
         """PID of this instance's running master, or None.
 
