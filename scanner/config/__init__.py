@@ -14,6 +14,7 @@ from pathlib import Path
 from scanner.config.model import (
     ChecksConfig,
     Config,
+    DecodeConfig,
     ListenerConfig,
     PolicyConfig,
     ReinjectConfig,
@@ -26,7 +27,7 @@ DEFAULT_PATH = "/etc/scanner/scanner.toml"
 ENV_VAR = "SCANNER_CONFIG"
 
 __all__ = [
-    "ChecksConfig", "Config", "ConfigError", "ListenerConfig", "PolicyConfig",
+    "ChecksConfig", "Config", "ConfigError", "DecodeConfig", "ListenerConfig", "PolicyConfig",
     "ReinjectConfig", "ServerConfig", "load", "loads", "reference", "render", "resolve_path",
 ]
 
@@ -138,6 +139,7 @@ def reference() -> str:
     table("[[listeners]]", ListenerConfig)
     table("[reinject]", ReinjectConfig)
     table("[policy]", PolicyConfig)
+    table("[decode]", DecodeConfig)
     table("[checks]", ChecksConfig)
     return "\n".join(out) + "\n"
 

@@ -6,8 +6,8 @@ effective values; the README's configuration reference follows this file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from scanner.config.schema import opt
@@ -79,6 +79,23 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DecodeConfig:
+    """Unpacking of MIME parts and archives, with amavis's bomb limits (Debian values)."""
+
+    enabled: bool = opt(True, "decode MIME and archives (off: checks see the raw message only)")
+    max_depth: int = opt(14, "deepest nesting decoded (amavis $MAXLEVELS)", min=1, max=100)
+    max_parts: int = opt(1500, "most parts per message (amavis $MAXFILES)", min=1)
+    min_quota: int = opt(102400, "expansion quota floor, bytes ($MIN_EXPANSION_QUOTA)", min=0)
+    min_factor: int = opt(5, "quota is at least this times the message size", min=0)
+    max_quota: int = opt(314572800, "quota ceiling for the factor below, bytes", min=0)
+    max_factor: int = opt(500, "quota is at most this times the size (up to max_quota)",
+                          min=0)
+    time_budget: float = opt(30.0, "seconds of decoding per message", min=0.1)
+    spool_threshold: int = opt(1048576, "parts larger than this go to a private temp file",
+                               min=0)
+
+
+@dataclass(frozen=True, slots=True)
 class ChecksConfig:
     """Which checks run; per-check settings live in [checks.settings.NAME]."""
 
@@ -99,5 +116,6 @@ class Config:
         lambda: (ListenerConfig(),), "listening sockets ([[listeners]] tables)")
     reinject: ReinjectConfig = opt(ReinjectConfig)
     policy: PolicyConfig = opt(PolicyConfig)
+    decode: DecodeConfig = opt(DecodeConfig)
     checks: ChecksConfig = opt(ChecksConfig)
     source: str = opt("<defaults>", "file this configuration was read from")

@@ -84,9 +84,8 @@ def _scalar(tp: Any, value: Any, key: str, source: str, meta: Mapping[str, Any])
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
         value = float(value)
-    elif tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+    elif tp is str and not isinstance(value, str):
+        raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         allowed = ", ".join(repr(c) for c in choices)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from decoders.registry import load_decoders
 from scanner import logline
 from scanner.config import Config
 from scanner.dsn import build_failure_dsn, wants_failure_dsn
 from scanner.pipeline import policy
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
+from scanner.pipeline.unpack import limits_from, unpack_task
 from scanner.reinject.deliver import NextHop, Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
@@ -25,6 +28,12 @@ from scanner.task import Destiny, Recipient, Task
 from scanner.trace import prepend_headers, received_header
 
 log = logging.getLogger("scanner")
+RunCpu = Callable[..., Awaitable[Any]]
+
+
+async def _inline(func: Callable[..., Any], *args: Any) -> Any:
+    """Run CPU work in the loop (used only where no executor is given, e.g. tests)."""
+    return func(*args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +49,12 @@ class Processor:
     """Scans and reinjects; one per worker process."""
 
     def __init__(self, config: Config, checks: Sequence, scores: ScoreTable,
-                 hop: NextHop, hostname: str) -> None:
+                 hop: NextHop, hostname: str, run_cpu: RunCpu | None = None,
+                 decoders: Sequence | None = None) -> None:
         self._config = config
+        self._run_cpu = run_cpu or _inline
+        self._decoders = list(decoders) if decoders is not None else None
+        self._limits = limits_from(config)
         self._checks = list(checks)
         self._scores = scores
         self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
@@ -65,7 +78,17 @@ class Processor:
     async def _process(self, task: Task, listener: Listener) -> list[str]:
         task.message = parse_headers(task.raw)
         task.queue_id = postfix_queue_id(task.message)
-        await run_checks(task, self._checks, self._config.checks.timeout)
+        unpacked = None
+        try:
+            if self._config.decode.enabled:
+                if self._decoders is None:
+                    self._decoders = load_decoders()
+                unpacked = await unpack_task(task, self._run_cpu, self._limits, self._decoders,
+                                             self._config.server.tmp_dir or None)
+            await run_checks(task, self._checks, self._config.checks.timeout)
+        finally:
+            if unpacked is not None:
+                unpacked.close()
         policy.decide(task, self._scores, self._config.policy)
         replies, actions, queued_as = await self._act(task, listener)
         self._log_summary(task, listener, actions, queued_as)
@@ -187,4 +210,9 @@ def _log_category(task: Task, category: str) -> str:
     if category == "VIRUS":
         names = sorted({o for h in task.hits if h.symbol.endswith("_VIRUS") for o in h.options})
         return f"INFECTED ({', '.join(names)})" if names else "INFECTED"
+    if category == "BANNED":
+        banned = [h.part for h in task.hits if h.symbol == "BANNED_FILE" and h.part]
+        return f"BANNED ({banned[0]})" if banned else "BANNED"
+    if category == "UNCHECKED" and any(h.symbol == "DECODE_ENCRYPTED" for h in task.hits):
+        return "UNCHECKED-ENCRYPTED"
     return category

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from decoders.registry import load_decoders
 from scanner.checks.base import CheckContext
 from scanner.config import Config, ListenerConfig
 from scanner.mailid import LogIds
@@ -45,7 +46,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
 
     checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu))
     processor = Processor(config, checks, load_scores(),
-                          NextHop.from_config(config.reinject, hostname), hostname)
+                          NextHop.from_config(config.reinject, hostname), hostname,
+                          run_cpu=run_cpu, decoders=load_decoders())
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.server.xforward_hosts)
     log_ids = LogIds()
     servers = []

@@ -1,0 +1,84 @@
+"""The unpack stage inside the running filter: parts reach the checks, banned files and
+decoding limits change the outcome."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+from tests.helpers import smtp, start_filter
+
+
+@pytest.fixture
+def sink():
+    s = Sink(free_port()).start()
+    yield s
+    s.stop()
+
+
+def _with_attachment(name: str, payload: bytes, mid: str) -> bytes:
+    b64 = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    return (b"From: a@example.org\r\nTo: b@example.test\r\nSubject: attachment\r\n"
+            b"Message-ID: <" + mid.encode() + b"@example.org>\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+            b"--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+            b"--b1\r\nContent-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n"
+            b'Content-Disposition: attachment; filename="' + name.encode() + b'"\r\n\r\n'
+            + b64 + b"--b1--\r\n")
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, data in entries.items():
+            z.writestr(n, data)
+    return buf.getvalue()
+
+
+def test_banned_name_inside_zip_is_discarded(tmp_path: Path, sink: Sink):
+    extra = '\n[checks]\ndisabled = ["clamav"]\n'
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    try:
+        s = smtp(port)
+        banned = _with_attachment("docs.zip", _zip({"invoice.pdf.exe": b"MZ fake"}), "ban1")
+        clean = _with_attachment("docs.zip", _zip({"notes.txt": b"just text\n"}), "ok1")
+        code, text = _send(s, banned)
+        assert code == 250 and b"discarded" in text
+        code, text = _send(s, clean)
+        assert code == 250 and b"from MTA" in text
+        s.quit()
+    finally:
+        proc.stop()
+    got = sink.wait_for(1)
+    assert len(got) == 1 and b"ok1@example.org" in got[0].data
+    lines = proc.summary_lines()
+    blocked = [ln for ln in lines if "ban1@" in ln][0]
+    assert "Blocked BANNED (P=p004,L=1/2/1," in blocked and "N=invoice.pdf.exe)" in blocked
+    assert "{DiscardedInbound}" in blocked
+
+
+def test_zip_bomb_is_unchecked_not_clean(tmp_path: Path, sink: Sink):
+    extra = '\n[checks]\ndisabled = ["clamav"]\n'
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    bomb = _zip({"zeros.bin": b"\0" * (60 * 1024 * 1024)})
+    try:
+        s = smtp(port)
+        code, _ = _send(s, _with_attachment("bomb.zip", bomb, "bomb1"))
+        assert code == 250
+        s.quit()
+    finally:
+        proc.stop()
+    line = [ln for ln in proc.summary_lines() if "bomb1@" in ln][0]
+    assert "Passed UNCHECKED" in line
+
+
+def _send(s, raw: bytes) -> tuple[int, bytes]:
+    s.mail("a@example.org")
+    s.rcpt("b@example.test")
+    return s.data(raw)
