@@ -56,7 +56,13 @@ class Child:
 
 @runtime_checkable
 class Decoder(Protocol):
-    """What a decoder plug-in provides (registered under the ``scanner.decoders`` group)."""
+    """What a decoder plug-in provides (registered under the ``scanner.decoders`` group).
+
+    Optional extras: ``order`` (int, lower is tried first, default 100) and
+    ``wants(part) -> bool``, a cheap test for decoders of common types (plain text,
+    HTML, executables) that usually find nothing; parts it declines stay leaves and
+    never count against the depth limit.
+    """
 
     name: str
     handles: frozenset[str]

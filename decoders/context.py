@@ -49,8 +49,9 @@ class Blob:
 class BlobWriter:
     """Collects one child's bytes; raises :class:`LimitExceeded` when a limit is hit."""
 
-    def __init__(self, ctx: DecodeContext) -> None:
+    def __init__(self, ctx: DecodeContext, counted: bool = True) -> None:
         self._ctx = ctx
+        self._counted = counted
         self._buf = io.BytesIO()
         self._file: BinaryIO | None = None
         self._path: str | None = None
@@ -61,7 +62,8 @@ class BlobWriter:
         n = len(data)
         if not n:
             return 0
-        self._ctx.charge(n)
+        if self._counted:
+            self._ctx.charge(n)
         self._hash.update(data)
         self.size += n
         if self._file is None and self._ctx.should_spool(self.size):
@@ -158,9 +160,9 @@ class DecodeContext:
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
 
-    def blob(self, chunks: bytes | Iterable[bytes]) -> Blob:
-        """Store bytes (or an iterable of chunks) as a counted blob."""
-        w = self.writer()
+    def blob(self, chunks: bytes | Iterable[bytes], counted: bool = True) -> Blob:
+        """Store bytes (or an iterable of chunks) as a blob, counted unless it is input."""
+        w = BlobWriter(self, counted)
         try:
             if isinstance(chunks, bytes | bytearray | memoryview):
                 for i in range(0, len(chunks), CHUNK):

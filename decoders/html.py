@@ -68,6 +68,9 @@ class HtmlDecoder:
     handles = frozenset({"html"})
     order = 50
 
+    def wants(self, part: Part) -> bool:
+        return _DATA_URI.search(part.data()) is not None
+
     def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:
         raw = part.data()
         for n, m in enumerate(_DATA_URI.finditer(raw), 1):

@@ -68,10 +68,12 @@ def safe_charset(charset: str | None, default: str = "utf-8") -> str:
         return default
 
 
-def clean_name(name: str | None) -> str | None:
+def clean_name(name: str | bytes | None) -> str | None:
     """A printable, bounded file name (control characters removed)."""
     if name is None:
         return None
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
     name = _CTRL.sub("", name).strip()
     return name[:255] or None
 

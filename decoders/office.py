@@ -6,6 +6,7 @@ Used by the OLE decoder (doc/xls/ppt) and for OOXML VBA projects (``vbaProject.b
 from __future__ import annotations
 
 import logging
+import warnings
 
 MAX_VBA_SCAN = 32 * 1024 * 1024
 
@@ -15,7 +16,9 @@ def has_macros(data: bytes, name: str | None = None) -> bool:
     if len(data) > MAX_VBA_SCAN:
         return False
     try:
-        from oletools.olevba import VBA_Parser
+        with warnings.catch_warnings():  # olevba uses deprecated pyparsing names
+            warnings.simplefilter("ignore")
+            from oletools.olevba import VBA_Parser
 
         logging.getLogger("olevba").setLevel(logging.CRITICAL)
         parser = VBA_Parser(name or "part", data=data)

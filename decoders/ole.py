@@ -9,6 +9,7 @@ password protected.
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from collections.abc import Iterator
@@ -66,8 +67,10 @@ class OleDecoder:
         import olefile
 
         data = part.data()
+        if len(data) < 512 or not olefile.isOleFile(io.BytesIO(data)):
+            raise CorruptPart("ole: not an OLE2 compound file")
         try:
-            ole = olefile.OleFileIO(data)
+            ole = olefile.OleFileIO(io.BytesIO(data))
         except Exception as exc:
             raise CorruptPart(f"ole: {exc}") from exc
         with ole:

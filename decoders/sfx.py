@@ -14,6 +14,7 @@ from decoders.context import DecodeContext
 from decoders.part import Part
 
 MAX_SFX = 64 * 1024 * 1024
+SIGNATURES = (b"PK\x03\x04", b"Rar!\x1a\x07", b"7z\xbc\xaf\x27\x1c", b"MSCF\0\0\0\0")
 
 
 class SfxDecoder:
@@ -22,6 +23,12 @@ class SfxDecoder:
     name = "sfx"
     handles = frozenset({"exe-ms"})
     order = 90
+
+    def wants(self, part: Part) -> bool:
+        if part.size > MAX_SFX:
+            return False
+        data = part.data()
+        return any(sig in data for sig in SIGNATURES)
 
     def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:
         if part.size > MAX_SFX:

@@ -117,6 +117,13 @@ class _Expander:
         decoder = dispatch(self.decoders, part.detected_type)
         if decoder is None:
             return
+        wants = getattr(decoder, "wants", None)
+        if wants is not None:
+            try:
+                if not wants(part):
+                    return
+            except Exception:
+                return
         try:
             self.ctx.check_time()
             if part.depth >= self.ctx.limits.max_depth:
@@ -174,8 +181,7 @@ def unpack(
         if decoders is None:
             decoders = load_decoders()
         expander = _Expander(ctx, decoders, out)
-        blob = ctx.blob(raw)
-        ctx.produced = 0  # the message itself is input, not expansion
+        blob = ctx.blob(raw, counted=False)  # the message itself is input, not expansion
         root = Part(index=1, level=(1,), blob=blob)
         expander.type_part(root, "mail")
         out.parts.append(root)

@@ -75,12 +75,13 @@ class UuDecoder:
     handles = frozenset({"uue", "asc"})
     order = 60
 
+    def wants(self, part: Part) -> bool:
+        return part.size <= MAX_SCAN and _BEGIN.search(part.data()) is not None
+
     def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:
         if part.size > MAX_SCAN:
             return
         text = part.data()
-        if b"begin " not in text:
-            return
         for name, lines in iter_blocks(text):
             writer = ctx.writer()
             try:

@@ -1,0 +1,164 @@
+"""Archive formats built at test time with real libraries, decoded back to their members."""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import os
+import zipfile
+
+import pytest
+
+from decoders import unpack
+from decoders.unpack import Unpacked
+from tests.decoders.builders import (
+    libarchive_bytes,
+    message,
+    sevenzip_bytes,
+    tar_bytes,
+    zip_bytes,
+)
+
+PAYLOAD = {"docs/readme.txt": b"plain words\n" * 20, "bin/blob.dat": os.urandom(3000)}
+
+
+def members(result: Unpacked) -> dict[str, bytes]:
+    return {p.name: p.data() for p in result.parts if p.name in PAYLOAD}
+
+
+def check(name: str, data: bytes, container_type: str) -> Unpacked:
+    result = unpack(message((name, data)))
+    assert result.parts[2].detected_type == container_type
+    assert members(result) == PAYLOAD, [p.path_string() for p in result.parts]
+    assert not result.unchecked
+    return result
+
+
+@pytest.mark.parametrize(
+    "method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+)
+def test_zip_methods(method: int) -> None:
+    check("a.zip", zip_bytes(PAYLOAD, method), "zip").close()
+
+
+def test_zip64() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in PAYLOAD.items():
+            with zf.open(name, "w", force_zip64=True) as fh:
+                fh.write(data)
+    check("z64.zip", buf.getvalue(), "zip").close()
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_tar_family(mode: str) -> None:
+    with check("a.tar", tar_bytes(PAYLOAD, mode), "tar" if mode == "w" else mode[2:]) as r:
+        if mode != "w":
+            assert r.parts[3].detected_type == "tar"
+
+
+def test_tar_zstd() -> None:
+    import zstandard
+
+    data = zstandard.ZstdCompressor().compress(tar_bytes(PAYLOAD))
+    with check("a.tar.zst", data, "zst") as result:
+        assert result.parts[3].name == "a.tar"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "compress", "short"),
+    [
+        (".bz2", bz2.compress, "bz2"),
+        (".xz", lzma.compress, "xz"),
+        (".lzma", lambda d: lzma.compress(d, lzma.FORMAT_ALONE), "lzma"),
+    ],
+)
+def test_plain_compressors(suffix: str, compress: object, short: str) -> None:
+    data = b"compressible text " * 500
+    with unpack(message(("notes.txt" + suffix, compress(data)))) as result:  # type: ignore[operator]
+        assert result.parts[2].detected_type == short
+        assert result.parts[3].data() == data
+        assert result.parts[3].name == "notes.txt"
+
+
+def test_7z() -> None:
+    check("a.7z", sevenzip_bytes(PAYLOAD), "7z").close()
+
+
+@pytest.mark.parametrize("header_encryption", [False, True])
+def test_7z_encrypted(header_encryption: bool) -> None:
+    data = sevenzip_bytes(PAYLOAD, password="secret", header_encryption=header_encryption)
+    with unpack(message(("locked.7z", data))) as result:
+        assert result.encrypted and result.unchecked
+        assert "DECODE_ENCRYPTED" in result.symbols()
+        assert "encrypted" in result.parts[2].flags
+        assert result.parts[2].is_leaf
+
+
+def test_zip_encrypted_member() -> None:
+    data = libarchive_bytes("zip", PAYLOAD, options="encryption=zipcrypt", passphrase="pw")
+    with unpack(message(("locked.zip", data))) as result:
+        assert result.encrypted
+        hit = next(h for h in result.hits if h.symbol == "DECODE_ENCRYPTED")
+        assert set(hit.options) == set(PAYLOAD)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "short"),
+    [
+        ("cpio", "a.cpio", "cpio"),
+        ("cpio_newc", "b.cpio", "cpio"),
+        ("ar_svr4", "c.a", "ar"),
+        ("iso9660", "d.iso", "iso"),
+    ],
+)
+def test_libarchive_formats(fmt: str, name: str, short: str) -> None:
+    payload = (
+        {k.replace("/", "_"): v for k, v in PAYLOAD.items()} if fmt.startswith("ar") else PAYLOAD
+    )
+    with unpack(message((name, libarchive_bytes(fmt, payload)))) as result:
+        assert result.parts[2].detected_type == short
+        got = {p.name.rsplit("/", 1)[-1]: p.data() for p in result.parts[3:]}
+        assert {k.rsplit("/", 1)[-1].rsplit("_", 1)[-1]: v for k, v in payload.items()}.items() <= {
+            k.rsplit("_", 1)[-1]: v for k, v in got.items()
+        }.items()
+
+
+def test_corrupt_zip_member_is_reported_and_rest_decoded() -> None:
+    data = bytearray(zip_bytes({"good.txt": b"fine " * 100, "bad.txt": os.urandom(2000)}))
+    start = data.find(b"bad.txt") + len("bad.txt") + 10
+    data[start : start + 50] = b"\xff" * 50
+    with unpack(message(("mixed.zip", bytes(data)))) as result:
+        assert any(p.name == "good.txt" for p in result.parts)
+        hit = next(h for h in result.hits if h.symbol == "DECODE_CORRUPT")
+        assert hit.options[0].startswith("P=p003")
+        assert "corrupt" in result.parts[2].flags
+
+
+def test_truncated_gzip_keeps_partial_output() -> None:
+    import gzip
+
+    data = gzip.compress(os.urandom(100_000))[:50_000]
+    with unpack(message(("cut.gz", data))) as result:
+        assert result.parts[3].size > 0
+        assert "DECODE_CORRUPT" in result.symbols()
+
+
+def test_ooxml_macro_flag() -> None:
+    parts = {
+        "[Content_Types].xml": b"<Types/>",
+        "word/document.xml": b"<w:document/>",
+        "word/vbaProject.bin": b"\xd0\xcf\x11\xe0" + b"\0" * 100,
+    }
+    with unpack(message(("invoice.docm", zip_bytes(parts)))) as result:
+        doc = result.parts[2]
+        assert doc.detected_type == "docm"
+        assert "macro" in doc.flags
+
+
+def test_plain_docx_has_no_macro_flag() -> None:
+    parts = {"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<w:document/>"}
+    with unpack(message(("letter.docx", zip_bytes(parts)))) as result:
+        assert result.parts[2].detected_type == "docx"
+        assert "macro" not in result.parts[2].flags

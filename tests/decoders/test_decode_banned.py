@@ -1,0 +1,91 @@
+"""Banned-file rules at any depth, defaults like amavis's Debian config, policy overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from decoders import unpack
+from scanner.banned import DEFAULT_RULES, build_rules, find_banned, rules_from_dicts
+from tests.decoders.builders import message, pe_exe, tar_bytes, zip_bytes
+
+EXE = pe_exe()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "report.pdf.exe",
+        "photo.jpg.scr",
+        "a.doc.dll.",
+        "setup.exe",
+        "run.BAT",
+        "x.cpl",
+        "{12345678-1234-1234-1234-123456789abc}",
+    ],
+)
+def test_default_bans_names(name: str) -> None:
+    with unpack(message((name, b"harmless text\n"))) as result:
+        hits = find_banned(result.parts)
+        assert [h.symbol for h in hits] == ["BANNED_FILE"]
+        assert hits[0].options[0] == result.parts[2].path_string()
+
+
+@pytest.mark.parametrize("name", ["report.pdf", "archive.tar.gz", "notes.txt", "v1.2.txt"])
+def test_default_allows_ordinary_names(name: str) -> None:
+    with unpack(message((name, b"harmless text\n"))) as result:
+        assert find_banned(result.parts) == []
+
+
+def test_executable_deep_inside_zip_is_banned_with_its_path() -> None:
+    inner = zip_bytes({"stage2/tool.bin": EXE})
+    raw = message(("foto.zip", zip_bytes({"nested.zip": inner})))
+    with unpack(raw) as result:
+        hits = find_banned(result.parts)
+        assert len(hits) == 1
+        assert hits[0].part.startswith("P=p005,L=1/2/1/1,T=exe-ms,N=stage2/tool.bin")
+
+
+def test_anything_inside_tar_is_allowed_except_double_extensions() -> None:
+    raw = message(("bundle.tar", tar_bytes({"bin/tool.exe": EXE, "doc.pdf.exe": EXE})))
+    with unpack(raw) as result:
+        hits = find_banned(result.parts)
+        assert [h.part.rsplit("N=", 1)[1] for h in hits] == ["doc.pdf.exe"]
+
+
+def test_declared_mime_type_rule() -> None:
+    raw = message(("page.bin", b"<script>1</script>")).replace(
+        b"application/octet-stream", b"application/hta"
+    )
+    with unpack(raw) as result:
+        hits = find_banned(result.parts)
+        assert hits and "mime:" in hits[0].options[1]
+
+
+def test_policy_allow_overrides_default_ban() -> None:
+    rules = build_rules([{"match": "name", "regex": r"^setup\.exe$", "action": "allow"}])
+    with unpack(message(("setup.exe", b"text"))) as result:
+        assert find_banned(result.parts, rules) == []
+        assert find_banned(result.parts, DEFAULT_RULES)
+
+
+def test_policy_can_replace_defaults() -> None:
+    rules = build_rules([{"match": "type", "regex": "^zip$"}], replace_defaults=True)
+    raw = message(("a.zip", zip_bytes({"x.exe": EXE})))
+    with unpack(raw) as result:
+        hits = find_banned(result.parts, rules)
+        assert [h.part.split(",")[0] for h in hits] == ["P=p003"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"match": "colour", "regex": "x"},
+        {"match": "name", "regex": "("},
+        {"match": "name"},
+        {"match": "name", "regex": "x", "action": "maybe"},
+        {"match": "name", "regex": "x", "extra": 1},
+    ],
+)
+def test_bad_rules_are_rejected(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        rules_from_dicts([bad])

@@ -1,0 +1,91 @@
+"""MIME decoding: structure, transfer encodings, file names, text, damaged input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from decoders import unpack
+from tests.decoders.builders import message, nested_rfc822
+
+MIME = Path(__file__).resolve().parents[2] / "corpora" / "mime"
+
+
+def load(name: str) -> bytes:
+    return (MIME / name).read_bytes()
+
+
+def test_nested_multipart_is_flattened_with_levels() -> None:
+    with unpack(load("nested-multipart.eml")) as result:
+        levels = [p.level for p in result.parts]
+        assert levels[:6] == [(1,), (1, 1), (1, 2), (1, 3), (1, 4), (1, 5)]
+        assert result.parts[0].headers[0] == ("From", "Alice <alice@example.org>")
+        assert ("Subject", "Report Übersicht") in result.parts[0].headers
+
+
+def test_quoted_printable_and_charset() -> None:
+    with unpack(load("nested-multipart.eml")) as result:
+        assert result.parts[1].text == "Grüße aus dem Lager."
+        assert result.parts[1].declared_type == "text/plain"
+
+
+def test_html_yields_visible_text_only() -> None:
+    with unpack(load("nested-multipart.eml")) as result:
+        html = result.parts[2]
+        assert html.text == "Hello warehouse"
+        assert html.detected_type == "html"
+
+
+def test_rfc2231_and_rfc2047_names() -> None:
+    with unpack(load("nested-multipart.eml")) as result:
+        names = [p.name for p in result.parts]
+        assert "übersicht.txt" in names
+        assert "résumé.pdf.exe" in names
+        assert result.parts[3].data() == b"Stock list\n"
+
+
+def test_uuencode_inside_text_part() -> None:
+    with unpack(load("nested-multipart.eml")) as result:
+        uu = [p for p in result.parts if p.name == "tool.txt"]
+        assert len(uu) == 1 and uu[0].data() == b"hello"
+        assert uu[0].level == (1, 5, 1)
+
+
+def test_bad_base64_is_decoded_leniently() -> None:
+    with unpack(load("bad-base64.eml")) as result:
+        assert result.parts[1].data() == b"Hello world"
+        assert "DECODE_FAIL" not in result.symbols()
+
+
+def test_unterminated_multipart_keeps_last_part() -> None:
+    with unpack(load("unterminated-multipart.eml")) as result:
+        assert [p.text for p in result.parts[1:]] == ["first part", "second part never closed\n"]
+
+
+def test_headers_only_message() -> None:
+    with unpack(load("headers-only.eml")) as result:
+        assert result.parts[0].headers[0][0] == "Subject"
+        assert result.parts[1].size == 0
+
+
+def test_base64_attachment_bytes_and_path_string() -> None:
+    payload = bytes(range(256)) * 10
+    with unpack(message(("foto.bin", payload))) as result:
+        att = result.parts[2]
+        assert att.data() == payload
+        assert att.path_string() == "P=p003,L=1/2,M=application/octet-stream,T=dat,N=foto.bin"
+        assert att.parent == 1
+
+
+def test_nested_message_is_its_own_level() -> None:
+    with unpack(nested_rfc822(3)) as result:
+        mails = [p for p in result.parts if p.detected_type == "mail"]
+        assert [p.depth for p in mails] == [1, 2, 3]
+        assert mails[1].declared_type == "message/rfc822"
+        assert ("Subject", "level 2") in mails[1].headers
+
+
+def test_empty_and_garbage_input_never_raise() -> None:
+    for raw in (b"", b"\0" * 100, b"--\n--\n", b"Content-Type: multipart/mixed\n\n--x\n"):
+        with unpack(raw) as result:
+            assert result.parts[0].index == 1
+            assert "DECODE_FAIL" not in result.symbols()
