@@ -70,6 +70,7 @@ class Hit:
     factor: float = 1.0
     options: tuple[str, ...] = ()
     part: str | None = None
+    source: str = ""
 
 
 class Destiny(enum.Enum):
@@ -84,12 +85,21 @@ class Destiny(enum.Enum):
 
 @dataclass(slots=True)
 class Verdict:
-    """The policy's decision for one recipient."""
+    """The policy's decision for one recipient.
+
+    ``hits`` are the hits that count for this recipient (bypassed checks left out, sender
+    list symbols added); ``policy`` is the recipient's effective policy.
+    """
 
     category: str
     destiny: Destiny
     score: float
     reason: str = ""
+    quarantine: bool = False
+    lover: bool = False
+    spam_scanned: bool = True
+    hits: list[Hit] = field(default_factory=list)
+    policy: Any = None
 
 
 @dataclass(slots=True)

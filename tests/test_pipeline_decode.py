@@ -42,7 +42,7 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 
 
 def test_banned_name_inside_zip_is_discarded(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav"]\n'
+    extra = '\n[checks]\ndisabled = ["clamav"]\n[policy]\nquarantine = []\n'
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     try:
         s = smtp(port)
@@ -82,3 +82,17 @@ def _send(s, raw: bytes) -> tuple[int, bytes]:
     s.mail("a@example.org")
     s.rcpt("b@example.test")
     return s.data(raw)
+
+
+def test_blocked_mail_is_deferred_when_it_cannot_be_quarantined(tmp_path: Path, sink: Sink):
+    extra = '\n[checks]\ndisabled = ["clamav"]\n'  # quarantine wanted, none usable
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    try:
+        s = smtp(port)
+        banned = _with_attachment("docs.zip", _zip({"run.exe": b"MZ fake"}), "ban2")
+        code, text = _send(s, banned)
+        s.quit()
+    finally:
+        proc.stop()
+    assert code == 451 and b"quarantine failed" in text
+    assert sink.received == []

@@ -36,6 +36,7 @@ class BannedFiles:
     description: ClassVar[str] = "Banned file names and types, at any depth"
     symbols: ClassVar[dict[str, str]] = {"BANNED_FILE": "a part matches a banned-file rule"}
     default_enabled: ClassVar[bool] = True
+    kind: ClassVar[str] = "banned"
     Settings: ClassVar[type] = BannedSettings
 
     def __init__(self, settings: BannedSettings, context: CheckContext) -> None:

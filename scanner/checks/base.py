@@ -40,6 +40,9 @@ class Check(Protocol):
     description: ClassVar[str]
     symbols: ClassVar[Mapping[str, str]]
     default_enabled: ClassVar[bool]
+    kind: ClassVar[str]
+    """virus, banned, header, spam or other: which bypass_*_checks policy flag drops its
+    hits for a recipient (other: never dropped)."""
     Settings: ClassVar[type]
 
     def __init__(self, settings: Any, context: CheckContext) -> None: ...

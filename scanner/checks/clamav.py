@@ -119,6 +119,7 @@ class ClamAV:
                    "fail_action = unchecked)",
     }
     default_enabled: ClassVar[bool] = True
+    kind: ClassVar[str] = "virus"
     Settings: ClassVar[type] = ClamAVSettings
 
     def __init__(self, settings: ClamAVSettings, context: CheckContext) -> None:

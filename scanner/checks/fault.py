@@ -41,6 +41,7 @@ class FaultInjection:
     description: ClassVar[str] = "Raises on messages carrying a trigger header (testing aid)"
     symbols: ClassVar[dict[str, str]] = {}
     default_enabled: ClassVar[bool] = False
+    kind: ClassVar[str] = "other"
     Settings: ClassVar[type] = FaultSettings
 
     def __init__(self, settings: FaultSettings, context: CheckContext) -> None:

@@ -99,22 +99,30 @@ def render(config: Config) -> str:
     """The effective configuration as TOML text (for ``scanner config show``)."""
     plain = to_plain(config)
     source = plain.pop("source")
-    lines = [f"# effective configuration (read from {source}, defaults filled in)"]
     listeners = plain.pop("listeners")
-    checks = plain.pop("checks")
-    settings = checks.pop("settings")
+    lines = [f"# effective configuration (read from {source}, defaults filled in)"]
     for section, values in plain.items():
-        lines.append(f"\n[{section}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
-    lines.append("\n[checks]")
-    lines.extend(f"{k} = {_toml_value(v)}" for k, v in checks.items())
-    for name, table in settings.items():
-        lines.append(f"\n[checks.settings.{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+        _table(lines, _key(section), values)
     for lst in listeners:
         lines.append("\n[[listeners]]")
         lines.extend(f"{k} = {_toml_value(v)}" for k, v in lst.items())
     return "\n".join(lines) + "\n"
+
+
+def _key(name: str) -> str:
+    bare = name.replace("_", "").replace("-", "").isalnum()
+    return name if bare else '"' + name.replace('"', '\\"') + '"'
+
+
+def _table(lines: list[str], header: str, values: dict) -> None:
+    """One TOML table, its scalar keys first, then its sub-tables."""
+    scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in values.items() if isinstance(v, dict)}
+    if scalars or not tables:
+        lines.append(f"\n[{header}]")
+        lines.extend(f"{_key(k)} = {_toml_value(v)}" for k, v in scalars.items())
+    for k, v in tables.items():
+        _table(lines, f"{header}.{_key(k)}", v)
 
 
 def reference() -> str:
@@ -139,6 +147,9 @@ def reference() -> str:
     table("[[listeners]]", ListenerConfig)
     table("[reinject]", ReinjectConfig)
     table("[policy]", PolicyConfig)
+    out.append("\nPolicy banks (`[policy_banks.NAME]`) and per-recipient tables "
+               "(`[policy.recipients.\"PATTERN\"]`) take any `[policy]` key except "
+               "`local_domains`, `mynetworks` and `recipients`.")
     table("[decode]", DecodeConfig)
     table("[checks]", ChecksConfig)
     return "\n".join(out) + "\n"

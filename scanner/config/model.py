@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scanner.config.policy import PolicyConfig, PolicyOverride
 from scanner.config.schema import opt
 
 PROTOCOLS = ("smtp", "lmtp")
@@ -66,19 +67,6 @@ class ReinjectConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class PolicyConfig:
-    """What the shipped policy does with outcomes of the spine."""
-
-    on_check_failure: str = opt(
-        "tempfail", "a check that crashed: tempfail (451, Postfix retries) or unchecked "
-        "(pass, tagged UNCHECKED)", choices=("tempfail", "unchecked"))
-    local_domains: tuple[str, ...] = opt(
-        [], "domains whose recipients count as local (Inbound); empty = all")
-    mynetworks: tuple[str, ...] = opt(
-        ["127.0.0.0/8", "::1"], "client networks whose mail counts as originating (MYNETS)")
-
-
-@dataclass(frozen=True, slots=True)
 class DecodeConfig:
     """Unpacking of MIME parts and archives, with amavis's bomb limits (Debian values)."""
 
@@ -116,6 +104,8 @@ class Config:
         lambda: (ListenerConfig(),), "listening sockets ([[listeners]] tables)")
     reinject: ReinjectConfig = opt(ReinjectConfig)
     policy: PolicyConfig = opt(PolicyConfig)
+    policy_banks: Mapping[str, PolicyOverride] = opt(
+        {}, "named partial policies: [policy_banks.ORIGINATING], [policy_banks.MYNETS]")
     decode: DecodeConfig = opt(DecodeConfig)
     checks: ChecksConfig = opt(ChecksConfig)
     source: str = opt("<defaults>", "file this configuration was read from")

@@ -68,6 +68,10 @@ def _convert(tp: Any, value: Any, key: str, source: str, meta: Mapping[str, Any]
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a table, got {_kind(value)}")
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is not Any:
+            return types.MappingProxyType({
+                k: _convert(args[1], v, f'{key}."{k}"', source, {}) for k, v in value.items()})
         return types.MappingProxyType(dict(value))
     return _scalar(tp, value, key, source, meta)
 
@@ -101,7 +105,8 @@ def _scalar(tp: Any, value: Any, key: str, source: str, meta: Mapping[str, Any])
 def to_plain(obj: Any) -> Any:
     """The inverse of :func:`build`: dataclasses back to TOML-ready dicts and lists."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if getattr(obj, f.name) is not None}
     if isinstance(obj, tuple | list):
         return [to_plain(v) for v in obj]
     if isinstance(obj, Mapping):

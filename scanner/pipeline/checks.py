@@ -7,6 +7,7 @@ exception type) plus a log line with the traceback; the message goes on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -28,12 +29,12 @@ async def _run_one(task: Task, check: object, timeout: float) -> list[Hit]:
     name = getattr(check, "name", type(check).__name__)
     try:
         hits = await asyncio.wait_for(check.run(task), timeout)  # type: ignore[attr-defined]
-        return list(hits or [])
+        return [h if h.source else dataclasses.replace(h, source=name) for h in hits or []]
     except TimeoutError:
         log.error("(%s) check %s timed out after %g s", task.mail_id, name, timeout)
         task.failed_checks.append(name)
-        return [Hit(fail_symbol(name), options=("timeout",))]
+        return [Hit(fail_symbol(name), options=("timeout",), source=name)]
     except Exception as exc:
         log.exception("(%s) check %s failed: %s", task.mail_id, name, exc)
         task.failed_checks.append(name)
-        return [Hit(fail_symbol(name), options=(type(exc).__name__,))]
+        return [Hit(fail_symbol(name), options=(type(exc).__name__,), source=name)]

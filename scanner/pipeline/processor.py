@@ -15,17 +15,17 @@ from typing import Any
 
 from decoders.registry import load_decoders
 from scanner import logline
+from scanner.actions.run import Context, Outcome, carry_out
 from scanner.config import Config
-from scanner.dsn import build_failure_dsn, wants_failure_dsn
-from scanner.pipeline import policy
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
 from scanner.pipeline.unpack import limits_from, unpack_task
-from scanner.reinject.deliver import NextHop, Outgoing, deliver
+from scanner.policy.decide import PRECEDENCE, decide
+from scanner.policy.effective import bank_names, is_local, message_policy, recipient_policy
+from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
-from scanner.task import Destiny, Recipient, Task
-from scanner.trace import prepend_headers, received_header
+from scanner.task import Destiny, Task
 
 log = logging.getLogger("scanner")
 RunCpu = Callable[..., Awaitable[Any]]
@@ -50,8 +50,12 @@ class Processor:
 
     def __init__(self, config: Config, checks: Sequence, scores: ScoreTable,
                  hop: NextHop, hostname: str, run_cpu: RunCpu | None = None,
-                 decoders: Sequence | None = None) -> None:
+                 decoders: Sequence | None = None, quarantine: Any = None) -> None:
         self._config = config
+        self._quarantine = quarantine
+        self._kinds = {c.name: getattr(c, "kind", "other") for c in checks}
+        self._kinds.update(decode="virus", policy="spam")
+        self._virus_scanner = any(getattr(c, "kind", "") == "virus" for c in checks)
         self._run_cpu = run_cpu or _inline
         self._decoders = list(decoders) if decoders is not None else None
         self._limits = limits_from(config)
@@ -89,121 +93,57 @@ class Processor:
         finally:
             if unpacked is not None:
                 unpacked.close()
-        policy.decide(task, self._scores, self._config.policy)
-        replies, actions, queued_as = await self._act(task, listener)
-        self._log_summary(task, listener, actions, queued_as)
-        return replies
+        self._decide(task, listener)
+        outcome = await carry_out(task, Context(
+            pool=self._pool, scores=self._scores, hostname=self._hostname, port=listener.port,
+            protocol=listener.protocol, direction=self._direction(task, listener),
+            virus_scanned=self._virus_scanner, quarantine=self._quarantine,
+            run_cpu=self._run_cpu))
+        self._log_summary(task, outcome)
+        return outcome.replies
 
-    async def _act(self, task: Task, listener: Listener) -> tuple[list[str], list[str], list]:
-        rcpts = task.envelope.recipients
-        replies = [""] * len(rcpts)
-        actions: list[str] = []
-        direction = self._direction(task, listener)
-        passed = [i for i, r in enumerate(rcpts)
-                  if task.verdicts[r.address].destiny is Destiny.PASS]
-        queued_as: list[str] = []
-        for i, rcpt in enumerate(rcpts):
-            verdict = task.verdicts[rcpt.address]
-            if verdict.destiny is Destiny.DISCARD:
-                replies[i] = f"250 2.7.0 Ok, discarded, id={task.log_id} - {verdict.category}"
-                _add(actions, f"Discarded{direction}")
-            elif verdict.destiny is Destiny.REJECT:
-                replies[i] = f"554 5.7.0 Reject, id={task.log_id} - {verdict.category}"
-                _add(actions, f"Rejected{direction}")
-            elif verdict.destiny is Destiny.TEMPFAIL:
-                replies[i] = (f"451 4.5.0 Error in processing, id={task.log_id}, "
-                              f"{verdict.reason or 'check failed'}")
-                _add(actions, f"Tempfailed{direction}")
-        if passed:
-            group = [rcpts[i] for i in passed]
-            headers = [received_header(task, self._hostname, listener.port,
-                                       listener.protocol, [r.address for r in group])]
-            out = Outgoing(task.envelope.sender, group, task.envelope.mail_params,
-                           prepend_headers(task.raw, headers + task.add_headers), task.client)
-            result = await deliver(self._pool, out, all_or_nothing=listener.protocol != "LMTP")
-            for i, reply in zip(passed, result.replies, strict=True):
-                replies[i] = reply
-            queued_as = result.queued_as
-            for reply in result.replies:
-                _add(actions, _delivery_action(reply) + direction)
-        if listener.protocol != "LMTP":
-            replies = await self._report_partial_failure(task, replies, actions, direction)
-        return replies, actions, queued_as
-
-    async def _report_partial_failure(self, task: Task, replies: list[str], actions: list[str],
-                                      direction: str) -> list[str]:
-        """SMTP can't refuse some recipients after DATA: bounce those ourselves."""
-        if not any(r.startswith("2") for r in replies) or any(r.startswith("4") for r in replies):
-            return replies
-        rcpts = task.envelope.recipients
-        failed = [i for i, r in enumerate(replies) if r.startswith("5")]
-        if not failed:
-            return replies
-        notify = [i for i in failed if wants_failure_dsn(task, rcpts[i])]
-        if notify:
-            dsn = build_failure_dsn(task, [(rcpts[i], replies[i]) for i in notify],
-                                    self._hostname)
-            out = Outgoing("", [Recipient(task.envelope.sender)], (), dsn, task.client)
-            sent = await deliver(self._pool, out, all_or_nothing=True)
-            if not sent.replies[0].startswith("2"):
-                log.warning("(%s) could not send a DSN (%s); deferring the whole message",
-                            task.log_id, sent.replies[0])
-                return [sent.replies[0] if r.startswith("5") else
-                        f"451 4.5.0 Error in processing, id={task.log_id}, DSN failed"
-                        for r in replies]
-            _add(actions, f"Bounced{direction}")
-        out_replies = list(replies)
-        for i in failed:
-            done = "DSN was sent" if i in notify else "no DSN requested"
-            out_replies[i] = f"250 2.5.0 Ok <{rcpts[i].address}>, {done}, id={task.log_id}"
-            if i not in notify:
-                _add(actions, f"NoBounce{direction}")
-        return out_replies
+    def _decide(self, task: Task, listener: Listener) -> None:
+        banks = bank_names(self._config, listener.policy_bank, task.client.addr)
+        base = message_policy(self._config, banks)
+        for rcpt in task.envelope.recipients:
+            policy = recipient_policy(base, rcpt.address)
+            task.verdicts[rcpt.address] = decide(task, rcpt.address, policy, self._scores,
+                                                 self._kinds)
 
     def _direction(self, task: Task, listener: Listener) -> str:
         originating = listener.policy_bank.upper() == "ORIGINATING"
-        local = self._config.policy.local_domains
-        all_local = not local or all(
-            r.address.rpartition("@")[2].lower() in local for r in task.envelope.recipients)
+        policy = self._config.policy
+        all_local = all(is_local(policy, r.address) for r in task.envelope.recipients)
         if originating:
-            return "Internal" if all_local and local else "Outbound"
+            return "Internal" if all_local and policy.local_domains else "Outbound"
         return "Inbound" if all_local else "OpenRelay"
 
-    def _log_summary(self, task: Task, listener: Listener, actions: list[str],
-                     queued_as: list[str]) -> None:
+    def _log_summary(self, task: Task, outcome: Outcome) -> None:
         verdicts = list(task.verdicts.values())
-        category = verdicts[0].category if verdicts else "CLEAN"
-        blocked = any(v.destiny is not Destiny.PASS for v in verdicts)
-        scored = any(self._scores.get(h.symbol).weight for h in task.hits)
+        worst = min(verdicts, key=lambda v: PRECEDENCE.index(v.category)) if verdicts else None
+        category = worst.category if worst else "CLEAN"
+        blocked = any(v.destiny not in (Destiny.PASS, Destiny.TEMPFAIL) for v in verdicts)
+        scored = worst is not None and worst.spam_scanned and any(
+            self._scores.get(h.symbol).weight for h in worst.hits)
         summary = logline.Summary(
             log_id=task.log_id,
             verb="Blocked" if blocked else "Passed",
             category=_log_category(task, category),
-            actions=actions,
+            actions=outcome.actions,
             client_addr=task.client.addr,
             client_port=task.client.port,
-            sender=task.envelope.sender if task.envelope.sender != "<>" else "",
+            sender=task.envelope.sender,
             recipients=[r.address for r in task.envelope.recipients],
             queue_id=task.queue_id,
             message_id=header_text(task.message, "Message-ID"),
             mail_id=task.mail_id,
-            hits=f"{policy.score_of(task, self._scores):.3f}" if scored else "-",
+            hits=f"{worst.score:.3f}" if scored and worst else "-",
             size=len(task.raw),
-            queued_as=queued_as,
+            queued_as=outcome.queued_as,
             elapsed_ms=task.elapsed_ms(),
+            quarantine=outcome.quarantine,
         )
         log.info("%s", logline.render(summary))
-
-
-def _add(actions: list[str], action: str) -> None:
-    if action not in actions:
-        actions.append(action)
-
-
-def _delivery_action(reply: str) -> str:
-    if reply.startswith("2"):
-        return "Relayed"
-    return "Tempfailed" if reply.startswith("4") else "Rejected"
 
 
 def _log_category(task: Task, category: str) -> str:

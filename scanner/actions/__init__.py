@@ -1,0 +1,1 @@
+"""Actions: carry out the verdicts (tag, quarantine, deliver, bounce, reject, notify)."""

@@ -1,0 +1,46 @@
+"""Edits of the header section on raw bytes: add headers, prefix the Subject.
+
+The body and every existing header byte stay as they were; only the lines we add or
+the Subject value we prefix change.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SUBJECT = re.compile(rb"(?im)^subject:[ \t]*")
+
+
+def header_end(raw: bytes) -> int:
+    """Offset of the blank line ending the header section (len(raw) if none)."""
+    if raw.startswith((b"\r\n", b"\n")):
+        return 0
+    crlf = raw.find(b"\r\n\r\n")
+    lf = raw.find(b"\n\n")
+    ends = [e for e in (crlf, lf) if e >= 0]
+    return min(ends) if ends else len(raw)
+
+
+def prefix_subject(raw: bytes, prefix: str) -> bytes:
+    """Put ``prefix`` in front of the Subject value (adding a Subject when there is none)."""
+    if not prefix:
+        return raw
+    end = header_end(raw)
+    m = _SUBJECT.search(raw, 0, end)
+    tag = prefix.encode("utf-8")
+    if m is None:
+        return b"Subject: " + tag.rstrip() + b"\r\n" + raw
+    return raw[: m.end()] + tag + raw[m.end():]
+
+
+def fold(name: str, value: str, width: int = 78) -> str:
+    """Fold a long structured value at spaces into CRLF + TAB continuation lines."""
+    words = value.split(" ")
+    lines, current = [], f"{name}: "
+    for word in words:
+        if len(current) + len(word) + 1 > width and current.strip() not in (f"{name}:", ""):
+            lines.append(current.rstrip())
+            current = "\t"
+        current += word + " "
+    lines.append(current.rstrip())
+    return "\r\n".join(lines)[len(name) + 2:]

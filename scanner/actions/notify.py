@@ -1,0 +1,70 @@
+"""Optional admin notifications for blocked VIRUS and BANNED mail (off by default).
+
+``[policy] notify_admin = { virus = "postmaster@example.com" }``: one short
+plain-text message per notified category, sent through the reinjection next hop from
+the null sender. A failure is logged, never deferring the message itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from email.utils import formatdate, make_msgid
+
+from scanner.pipeline.parse import header_text
+from scanner.reinject.deliver import Outgoing, deliver
+from scanner.reinject.pool import ConnectionPool
+from scanner.task import ClientInfo, Recipient, Task
+
+log = logging.getLogger("scanner")
+KEYS = {"VIRUS": "virus", "BANNED": "banned", "UNCHECKED": "unchecked", "SPAM": "spam",
+        "BAD-HEADER": "bad_header"}
+
+
+def _targets(task: Task) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in task.verdicts.values():
+        key = KEYS.get(v.category)
+        admin = (v.policy.notify_admin or {}).get(key) if key and v.policy else None
+        if admin:
+            out.setdefault(admin, v.category)
+    return out
+
+
+def build_notice(task: Task, admin: str, category: str, hostname: str,
+                 quarantine: str | None) -> bytes:
+    symbols = sorted({f"{h.symbol}({','.join(h.options)})" if h.options else h.symbol
+                      for v in task.verdicts.values() for h in v.hits})
+    lines = [
+        f"From: Content filter <postmaster@{hostname}>",
+        f"To: <{admin}>",
+        f"Subject: {category} from <{task.envelope.sender}>",
+        f"Date: {formatdate(localtime=True)}",
+        f"Message-ID: {make_msgid(domain=hostname)}",
+        "Auto-Submitted: auto-generated",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        f"A message was blocked as {category}.",
+        "",
+        f"mail_id:    {task.mail_id}",
+        f"Queue-ID:   {task.queue_id or '-'}",
+        f"Sender:     <{task.envelope.sender}>",
+        "Recipients: " + ", ".join(f"<{r.address}>" for r in task.envelope.recipients),
+        f"Client:     [{task.client.addr or ''}] {task.client.name or ''}",
+        f"Subject:    {header_text(task.message, 'Subject')}",
+        f"Message-ID: {header_text(task.message, 'Message-ID')}",
+        f"Symbols:    {' '.join(symbols)}",
+        f"Quarantine: {quarantine or '(not quarantined)'}",
+        "",
+    ]
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+async def notify_admins(task: Task, pool: ConnectionPool, hostname: str,
+                        quarantine: str | None) -> None:
+    for admin, category in _targets(task).items():
+        notice = build_notice(task, admin, category, hostname, quarantine)
+        result = await deliver(pool, Outgoing("", [Recipient(admin)], (), notice,
+                                              ClientInfo()), all_or_nothing=True)
+        if not result.replies[0].startswith("2"):
+            log.warning("(%s) admin notification to <%s> failed: %s", task.log_id, admin,
+                        result.replies[0])

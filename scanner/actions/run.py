@@ -1,0 +1,205 @@
+"""Carry out the per-recipient verdicts of one message and build the replies.
+
+Order matters for "nothing is lost": the quarantine copy is written and fsynced first
+(a failure there defers the whole message), then passed recipients are delivered in
+groups with identical edits, then bounces and notifications go out. Under SMTP a
+temporary failure anywhere defers everything, before anything is delivered when possible.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scanner.actions.bounce import bounce_allowed
+from scanner.actions.headers import prefix_subject
+from scanner.actions.notify import notify_admins
+from scanner.actions.tagging import Edits, edits_for
+from scanner.dsn import build_failure_dsn, wants_failure_dsn
+from scanner.pipeline.parse import header_text
+from scanner.reinject.deliver import Outgoing, deliver
+from scanner.reinject.pool import ConnectionPool
+from scanner.scores import ScoreTable
+from scanner.task import Destiny, Recipient, Task
+from scanner.trace import prepend_headers, received_header
+
+log = logging.getLogger("scanner")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Replies per recipient plus what the log line reports."""
+
+    replies: list[str]
+    actions: list[str] = field(default_factory=list)
+    queued_as: list[str] = field(default_factory=list)
+    quarantine: str | None = None
+
+    def add(self, action: str) -> None:
+        if action not in self.actions:
+            self.actions.append(action)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the actions need besides the Task."""
+
+    pool: ConnectionPool
+    scores: ScoreTable
+    hostname: str
+    port: int
+    protocol: str  # ESMTP or LMTP
+    direction: str
+    virus_scanned: bool
+    quarantine: Any  # scanner.quarantine.store.Quarantine or None
+    run_cpu: Callable[..., Awaitable[Any]]
+
+
+async def carry_out(task: Task, ctx: Context) -> Outcome:
+    rcpts = task.envelope.recipients
+    verdicts = [task.verdicts[r.address] for r in rcpts]
+    out = Outcome([""] * len(rcpts))
+    smtp = ctx.protocol != "LMTP"
+    temp = [i for i, v in enumerate(verdicts) if v.destiny is Destiny.TEMPFAIL]
+    for i in temp:
+        out.replies[i] = (f"451 4.5.0 Error in processing, id={task.log_id}, "
+                          f"{verdicts[i].reason or 'check failed'}")
+    if temp and smtp:
+        out.replies = [out.replies[temp[0]]] * len(rcpts)
+        out.add(f"Tempfailed{ctx.direction}")
+        return out
+    live = [i for i in range(len(rcpts)) if i not in temp]
+    held = [i for i in live if verdicts[i].quarantine]
+    if not await _quarantine(task, ctx, out, held):
+        if smtp:
+            return out
+        live = [i for i in live if i not in held]
+    await _deliver_groups(task, ctx, out, [i for i in live
+                                           if verdicts[i].destiny is Destiny.PASS])
+    await _blocked(task, ctx, out, [i for i in live if verdicts[i].destiny is not Destiny.PASS])
+    if temp:
+        out.add(f"Tempfailed{ctx.direction}")
+    if smtp:
+        out.replies = await _partial_failure(task, ctx, out)
+    await notify_admins(task, ctx.pool, ctx.hostname, out.quarantine)
+    return out
+
+
+async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> bool:
+    """Store one copy for the held recipients; False (replies set to 451) on failure."""
+    if not idx:
+        return True
+    rcpts = [task.envelope.recipients[i].address for i in idx]
+    verdict = task.verdicts[rcpts[0]]
+    try:
+        if ctx.quarantine is None:
+            raise RuntimeError("no quarantine is configured")
+        record = await ctx.run_cpu(
+            lambda: ctx.quarantine.store(
+                mail_id=task.mail_id, raw=task.raw, sender=task.envelope.sender,
+                recipients=rcpts, category=verdict.category, score=verdict.score,
+                symbols=sorted({h.symbol for h in verdict.hits}),
+                subject=header_text(task.message, "Subject"),
+                message_id=header_text(task.message, "Message-ID"),
+                client_addr=task.client.addr, policy_bank=task.policy_bank))
+    except Exception as exc:
+        log.error("(%s) quarantine failed: %s; deferring", task.log_id, exc)
+        reply = f"451 4.5.0 Error in processing, id={task.log_id}, quarantine failed"
+        targets = range(len(out.replies)) if ctx.protocol != "LMTP" else idx
+        for i in targets:
+            out.replies[i] = reply
+        out.add(f"Tempfailed{ctx.direction}")
+        return False
+    out.quarantine = str(getattr(record, "relative_path", "") or getattr(record, "path", ""))
+    out.add("Quarantined")
+    return True
+
+
+async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:
+    groups: dict[tuple, list[tuple[int, Edits]]] = {}
+    for i in idx:
+        rcpt = task.envelope.recipients[i]
+        edits = edits_for(task, rcpt.address, task.verdicts[rcpt.address], ctx.scores,
+                          ctx.hostname, ctx.virus_scanned)
+        groups.setdefault((edits.headers, edits.subject_prefix), []).append((i, edits))
+    for (headers, prefix), members in groups.items():
+        recipients = [Recipient(e.address, task.envelope.recipients[i].params)
+                      for i, e in members]
+        trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,
+                                [r.address for r in recipients])
+        data = prepend_headers(prefix_subject(task.raw, prefix),
+                               [trace, *task.add_headers, *headers])
+        msg = Outgoing(task.envelope.sender, recipients, task.envelope.mail_params, data,
+                       task.client)
+        result = await deliver(ctx.pool, msg, all_or_nothing=ctx.protocol != "LMTP")
+        for (i, _), reply in zip(members, result.replies, strict=True):
+            out.replies[i] = reply
+            out.add(_delivery_action(reply) + ctx.direction)
+        out.queued_as += [q for q in result.queued_as if q not in out.queued_as]
+
+
+async def _blocked(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:
+    for i in idx:
+        rcpt = task.envelope.recipients[i]
+        v = task.verdicts[rcpt.address]
+        what = f"id={task.log_id} - {v.category}"
+        if v.destiny is Destiny.DISCARD:
+            out.replies[i] = f"250 2.7.0 Ok, discarded, {what}"
+            out.add(f"Discarded{ctx.direction}")
+        elif v.destiny is Destiny.REJECT:
+            out.replies[i] = f"554 5.7.0 Reject, {what}"
+            out.add(f"Rejected{ctx.direction}")
+        elif v.destiny is Destiny.BOUNCE:
+            out.replies[i] = await _bounce(task, ctx, out, rcpt, v, what)
+
+
+async def _bounce(task: Task, ctx: Context, out: Outcome, rcpt: Recipient, verdict: Any,
+                  what: str) -> str:
+    if not bounce_allowed(task, verdict) or not wants_failure_dsn(task, rcpt):
+        out.add(f"NoBounce{ctx.direction}")
+        return f"250 2.5.0 Ok, {what}, no DSN sent"
+    reason = f"554 5.7.0 Message content rejected, {what}"
+    dsn = build_failure_dsn(task, [(rcpt, reason)], ctx.hostname)
+    sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], (), dsn,
+                                            task.client), all_or_nothing=True)
+    if not sent.replies[0].startswith("2"):
+        out.add(f"Tempfailed{ctx.direction}")
+        return f"451 4.5.0 Error in processing, id={task.log_id}, DSN not sent"
+    out.add(f"Bounced{ctx.direction}")
+    return f"250 2.5.0 Ok, {what}, DSN was sent"
+
+
+async def _partial_failure(task: Task, ctx: Context, out: Outcome) -> list[str]:
+    """SMTP can't refuse some recipients after DATA: bounce those ourselves."""
+    replies = out.replies
+    if not any(r.startswith("2") for r in replies) or any(r.startswith("4") for r in replies):
+        return replies
+    rcpts = task.envelope.recipients
+    failed = [i for i, r in enumerate(replies) if r.startswith("5")]
+    if not failed:
+        return replies
+    notify = [i for i in failed if wants_failure_dsn(task, rcpts[i])]
+    if notify:
+        dsn = build_failure_dsn(task, [(rcpts[i], replies[i]) for i in notify], ctx.hostname)
+        sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], (), dsn,
+                                                task.client), all_or_nothing=True)
+        if not sent.replies[0].startswith("2"):
+            log.warning("(%s) could not send a DSN (%s); deferring the whole message",
+                        task.log_id, sent.replies[0])
+            return [f"451 4.5.0 Error in processing, id={task.log_id}, DSN failed"] * len(replies)
+        out.add(f"Bounced{ctx.direction}")
+    fixed = list(replies)
+    for i in failed:
+        done = "DSN was sent" if i in notify else "no DSN requested"
+        fixed[i] = f"250 2.5.0 Ok <{rcpts[i].address}>, {done}, id={task.log_id}"
+        if i not in notify:
+            out.add(f"NoBounce{ctx.direction}")
+    return fixed
+
+
+def _delivery_action(reply: str) -> str:
+    if reply.startswith("2"):
+        return "Relayed"
+    return "Tempfailed" if reply.startswith("4") else "Rejected"

@@ -1,0 +1,105 @@
+"""What each passed recipient's copy gets: spam headers, subject tag, alerts, extension.
+
+amavis-compatible: X-Spam-Flag/Score/Level/Status from tag_level on (only for local
+recipients and only when spam checks ran for them), X-Spam-Flag YES, the subject tag
+and the address extension from tag2_level on, X-Virus-Scanned when a virus scanner
+ran, an alert header when a lover receives VIRUS or BANNED mail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scanner.actions.headers import fold
+from scanner.config.policy import PolicyConfig
+from scanner.policy.effective import is_local
+from scanner.scores import ScoreTable
+from scanner.task import Task, Verdict
+
+MAX_LEVEL_STARS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Edits:
+    """Header lines to add, a Subject prefix and the (maybe extended) recipient address."""
+
+    headers: tuple[tuple[str, str], ...]
+    subject_prefix: str
+    address: str
+
+
+def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
+              hostname: str, virus_scanned: bool) -> Edits:
+    policy: PolicyConfig = verdict.policy
+    headers: list[tuple[str, str]] = []
+    if virus_scanned and policy.virus_scanned_header and not policy.bypass_virus_checks:
+        headers.append((policy.virus_scanned_header,
+                        policy.virus_scanned_value.replace("{hostname}", hostname)))
+    local = is_local(policy, address)
+    spammy = verdict.spam_scanned and verdict.score >= policy.tag2_level
+    if local and policy.spam_headers and verdict.spam_scanned \
+            and verdict.score >= policy.tag_level:
+        headers += spam_headers(verdict, policy, scores)
+    alert = _alert(task, verdict)
+    if alert:
+        headers.append(("X-Amavis-Alert", alert))
+    prefix = ""
+    if local and spammy:
+        prefix = policy.subject_tag2
+    elif verdict.category == "UNCHECKED":
+        prefix = policy.subject_tag_unchecked
+    new_address = address
+    if local and spammy and policy.addr_extension_spam:
+        new_address = extend(address, policy.addr_extension_spam, policy.recipient_delimiter)
+    return Edits(tuple(headers), prefix, new_address)
+
+
+def spam_headers(verdict: Verdict, policy: PolicyConfig,
+                 scores: ScoreTable) -> list[tuple[str, str]]:
+    p = policy.header_prefix
+    spam = verdict.score >= policy.tag2_level
+    tests = ", ".join(f"{sym}={_num(w)}" for sym, w in _tests(verdict, scores))
+    status = (f"{'Yes' if spam else 'No'}, score={_num(verdict.score)} "
+              f"tagged_above={_num(policy.tag_level)} required={_num(policy.tag2_level)} "
+              f"tests=[{tests}] autolearn=disabled")
+    return [
+        (f"{p}Flag", "YES" if spam else "NO"),
+        (f"{p}Score", f"{verdict.score:.3f}"),
+        (f"{p}Level", "*" * max(0, min(MAX_LEVEL_STARS, int(verdict.score)))),
+        (f"{p}Status", fold(f"{p}Status", status)),
+    ]
+
+
+def _tests(verdict: Verdict, scores: ScoreTable) -> list[tuple[str, float]]:
+    out: dict[str, float] = {}
+    for h in verdict.hits:
+        weight = scores.get(h.symbol).weight * h.factor
+        if weight:
+            out[h.symbol] = out.get(h.symbol, 0.0) + weight
+    return sorted(out.items())
+
+
+def _num(value: float) -> str:
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def _alert(task: Task, verdict: Verdict) -> str:
+    if not verdict.lover:
+        return ""
+    if verdict.category == "VIRUS":
+        names = sorted({o for h in verdict.hits if h.symbol.endswith("_VIRUS")
+                        for o in h.options})
+        return f"INFECTED, message contains virus: {', '.join(names)}"
+    if verdict.category == "BANNED":
+        parts = [h.part for h in verdict.hits if h.symbol == "BANNED_FILE" and h.part]
+        return f"BANNED, message contains {parts[0] if parts else 'a banned part'}"
+    return ""
+
+
+def extend(address: str, extension: str, delimiter: str) -> str:
+    """``user@dom`` -> ``user+spam@dom`` (an existing extension is kept before ours)."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address
+    return f"{local}{delimiter}{extension}@{domain}"

@@ -1,0 +1,112 @@
+"""The policy part of the configuration: levels, destinies, tagging, lists, lovers, bypass.
+
+``PolicyConfig`` is the ``[policy]`` table. ``PolicyOverride`` has the same per-recipient
+keys, all optional; it is used for policy banks (``[policy_banks.NAME]``) and for
+per-recipient tables (``[policy.recipients."@example.com"]``). The effective policy of a
+recipient is ``[policy]``, then its bank, then the most specific recipient entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scanner.config.schema import opt
+
+DESTINY_NAMES = ("pass", "discard", "bounce", "reject")
+CATEGORY_KEYS = ("virus", "banned", "unchecked", "spam", "bad_header", "oversized")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """Decisions per recipient (amavis's Debian defaults)."""
+
+    tag_level: float = opt(2.0, "score from which X-Spam-* headers are added (sa_tag_level)")
+    tag2_level: float = opt(6.31, "score from which mail is spam: X-Spam-Flag YES, subject "
+                            "tag, address extension (sa_tag2_level)")
+    kill_level: float = opt(6.31, "score from which the spam destiny applies (sa_kill_level)")
+    dsn_cutoff_level: float = opt(10.0, "no bounce (DSN) for spam at or above this score")
+    virus_destiny: str = opt("discard", "what happens to VIRUS mail", choices=DESTINY_NAMES)
+    banned_destiny: str = opt("discard", "what happens to BANNED mail", choices=DESTINY_NAMES)
+    unchecked_destiny: str = opt("pass", "what happens to UNCHECKED mail (not fully "
+                                 "scanned: encrypted, bombs)", choices=DESTINY_NAMES)
+    spam_destiny: str = opt("pass", "what happens to SPAM (score >= kill_level)",
+                            choices=DESTINY_NAMES)
+    bad_header_destiny: str = opt("pass", "what happens to BAD-HEADER mail",
+                                  choices=DESTINY_NAMES)
+    oversized_destiny: str = opt("pass", "what happens to OVERSIZED mail",
+                                 choices=DESTINY_NAMES)
+    quarantine: tuple[str, ...] = opt(
+        ["virus", "banned", "unchecked", "spam", "bad_header"],
+        "categories whose blocked (not passed) mail is kept in the quarantine")
+    oversized_size: int = opt(0, "messages larger than this (bytes) are OVERSIZED; 0 = never",
+                              min=0)
+    subject_tag2: str = opt("***SPAM*** ", "prefix for the Subject of spam (>= tag2_level); "
+                            "empty = none")
+    subject_tag_unchecked: str = opt("***UNCHECKED*** ", "prefix for the Subject of "
+                                     "passed UNCHECKED mail; empty = none")
+    addr_extension_spam: str = opt("", "deliver spam to user+EXT@domain; empty = off")
+    recipient_delimiter: str = opt("+", "separator of the address extension")
+    spam_lover: bool = opt(False, "pass spam to this recipient whatever the destiny")
+    virus_lover: bool = opt(False, "pass viruses to this recipient (tagged)")
+    banned_lover: bool = opt(False, "pass banned files to this recipient (tagged)")
+    bad_header_lover: bool = opt(False, "pass bad headers to this recipient")
+    unchecked_lover: bool = opt(False, "pass unchecked mail to this recipient")
+    bypass_spam_checks: bool = opt(False, "ignore spam symbols for this recipient")
+    bypass_virus_checks: bool = opt(False, "ignore virus symbols for this recipient")
+    bypass_banned_checks: bool = opt(False, "ignore banned-file symbols for this recipient")
+    bypass_header_checks: bool = opt(False, "ignore bad-header symbols for this recipient")
+    allow_senders: tuple[str, ...] = opt(
+        [], "senders never spam for this recipient: user@dom, user@, @dom, @.dom (subdomains)")
+    block_senders: tuple[str, ...] = opt([], "senders always spam for this recipient "
+                                         "(same patterns)")
+    quarantine_to: str = opt("", "deliver quarantined copies to this address as well; "
+                             "empty = store only")
+    on_check_failure: str = opt(
+        "tempfail", "a check that crashed: tempfail (451, Postfix retries) or unchecked "
+        "(pass, tagged UNCHECKED)", choices=("tempfail", "unchecked"))
+    local_domains: tuple[str, ...] = opt(
+        [], "domains whose recipients are local: spam headers only for them; empty = all")
+    mynetworks: tuple[str, ...] = opt(
+        ["127.0.0.0/8", "::1"], "client networks of the MYNETS policy bank")
+    spam_headers: bool = opt(True, "add X-Spam-Flag/Score/Level/Status to local mail")
+    header_prefix: str = opt("X-Spam-", "prefix of the spam headers")
+    virus_scanned_header: str = opt("X-Virus-Scanned", "header added when mail was virus "
+                                    "scanned; empty = none")
+    virus_scanned_value: str = opt("scanner at {hostname}", "its value ({hostname} is "
+                                   "replaced)")
+    notify_admin: Mapping[str, str] = opt(
+        {}, "admin address per category for a notification, e.g. { virus = "
+        "\"postmaster@example.com\" }; empty = off")
+    recipients: Mapping[str, PolicyOverride] = opt(
+        {}, "per-recipient overrides: [policy.recipients.\"user@dom\"] (or \"@dom\", "
+        "\"@.dom\", \"user@\") with any key above except local_domains/mynetworks/recipients")
+
+
+NOT_OVERRIDABLE = ("local_domains", "mynetworks", "recipients")
+
+
+def _override_class() -> type:
+    fields = []
+    for f in dataclasses.fields(PolicyConfig):
+        if f.name in NOT_OVERRIDABLE:
+            continue
+        tp = PolicyConfig.__annotations__[f.name]
+        fields.append((f.name, f"{tp} | None",
+                       dataclasses.field(default=None, metadata=f.metadata)))
+    cls = dataclasses.make_dataclass("PolicyOverride", fields, frozen=True, slots=True)
+    cls.__doc__ = "A partial [policy]: only the keys given change the effective policy."
+    cls.__module__ = __name__
+    return cls
+
+
+PolicyOverride = _override_class()
+
+
+def apply(base: PolicyConfig, override: Any) -> PolicyConfig:
+    """``base`` with every non-None field of ``override`` replacing its own."""
+    changes = {f.name: getattr(override, f.name) for f in dataclasses.fields(override)
+               if getattr(override, f.name) is not None}
+    return dataclasses.replace(base, **changes) if changes else base

@@ -1,0 +1,1 @@
+"""Policy: the per-recipient decision (category, destiny, quarantine) from symbol hits."""

@@ -1,0 +1,85 @@
+"""Per-recipient verdicts: which hits count, the score, the category and the destiny.
+
+Categories follow amavis's precedence. A recipient's bypass flags drop the hits of the
+matching kind of check; allow/block sender lists add SENDER_ALLOWLISTED or
+SENDER_BLOCKLISTED; lovers pass what their category would block. Symbols flagged
+``tempfail`` (e.g. CLAMAV_FAIL) defer the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from scanner.config.policy import PolicyConfig
+from scanner.policy.lookup import listed
+from scanner.scores import ScoreTable
+from scanner.task import Destiny, Hit, Task, Verdict
+
+PRECEDENCE = ("VIRUS", "BANNED", "UNCHECKED", "SPAM", "SPAMMY", "BAD-HEADER", "OVERSIZED",
+              "CLEAN")
+CATEGORY_KEY = {"VIRUS": "virus", "BANNED": "banned", "UNCHECKED": "unchecked",
+                "SPAM": "spam", "BAD-HEADER": "bad_header", "OVERSIZED": "oversized"}
+DESTINY = {"pass": Destiny.PASS, "discard": Destiny.DISCARD, "bounce": Destiny.BOUNCE,
+           "reject": Destiny.REJECT}
+ALLOW, BLOCK = "SENDER_ALLOWLISTED", "SENDER_BLOCKLISTED"
+KIND_OF_CATEGORY = {"VIRUS": "virus", "UNCHECKED": "virus", "BANNED": "banned",
+                    "BAD-HEADER": "header"}
+
+
+def hit_kind(hit: Hit, scores: ScoreTable, kinds: Mapping[str, str]) -> str:
+    """virus, banned, header, spam or other: which bypass flag drops this hit."""
+    if hit.source in kinds:
+        return kinds[hit.source]
+    category = scores.get(hit.symbol).category
+    return KIND_OF_CATEGORY.get(category, "spam" if category == "" else "other")
+
+
+def counted_hits(task: Task, policy: PolicyConfig, scores: ScoreTable,
+                 kinds: Mapping[str, str]) -> list[Hit]:
+    """The hits that count for a recipient with ``policy``, plus sender-list symbols."""
+    bypass = {"virus": policy.bypass_virus_checks, "banned": policy.bypass_banned_checks,
+              "header": policy.bypass_header_checks, "spam": policy.bypass_spam_checks}
+    hits = [h for h in task.hits if not bypass.get(hit_kind(h, scores, kinds), False)]
+    if not policy.bypass_spam_checks:
+        sender = task.envelope.sender
+        if listed(policy.allow_senders, sender, policy.recipient_delimiter):
+            hits.append(Hit(ALLOW, source="policy"))
+        elif listed(policy.block_senders, sender, policy.recipient_delimiter):
+            hits.append(Hit(BLOCK, source="policy"))
+    return hits
+
+
+def decide(task: Task, address: str, policy: PolicyConfig, scores: ScoreTable,
+           kinds: Mapping[str, str]) -> Verdict:
+    """The verdict for one recipient."""
+    hits = counted_hits(task, policy, scores, kinds)
+    score = round(sum(scores.get(h.symbol).weight * h.factor for h in hits), 3)
+    found = {scores.get(h.symbol).category for h in hits} - {""}
+    failed = [h for h in hits if h.symbol.endswith("_FAIL") and h.source in task.failed_checks]
+    if failed and policy.on_check_failure == "unchecked":
+        found.add("UNCHECKED")
+    if not policy.bypass_spam_checks:
+        if score >= policy.kill_level:
+            found.add("SPAM")
+        elif score >= policy.tag2_level:
+            found.add("SPAMMY")
+    if policy.oversized_size and len(task.raw) > policy.oversized_size:
+        found.add("OVERSIZED")
+    category = next((c for c in PRECEDENCE if c in found), "CLEAN")
+    tempfail = sorted({h.symbol for h in hits if scores.get(h.symbol).tempfail})
+    if failed and policy.on_check_failure == "tempfail":
+        tempfail = sorted(set(tempfail) | {h.symbol for h in failed})
+    verdict = Verdict(category, Destiny.PASS, score, hits=hits, policy=policy,
+                      spam_scanned=not policy.bypass_spam_checks)
+    if tempfail:
+        verdict.destiny, verdict.reason = Destiny.TEMPFAIL, ",".join(tempfail)
+        return verdict
+    key = CATEGORY_KEY.get(category)
+    if key is None:
+        return verdict
+    if getattr(policy, f"{key}_lover"):
+        verdict.lover = True
+        return verdict
+    verdict.destiny = DESTINY[getattr(policy, f"{key}_destiny")]
+    verdict.quarantine = verdict.destiny is not Destiny.PASS and key in policy.quarantine
+    return verdict

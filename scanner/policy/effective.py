@@ -1,0 +1,66 @@
+"""The effective policy of one recipient: [policy], then policy banks, then the recipient.
+
+Banks apply in this order: MYNETS (when the client address is in ``mynetworks`` and a
+MYNETS bank exists), then the listener's bank. ORIGINATING has a built-in default (no
+spam scoring for outbound mail) unless the configuration defines its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+from scanner.config import Config
+from scanner.config.policy import PolicyConfig, PolicyOverride, apply
+from scanner.policy.lookup import lookup
+
+BUILTIN_BANKS: Mapping[str, PolicyOverride] = {
+    "ORIGINATING": PolicyOverride(bypass_spam_checks=True, spam_headers=False),
+}
+
+
+def bank_names(config: Config, listener_bank: str, client_addr: str | None) -> list[str]:
+    """The banks that apply to a message, in order."""
+    names = []
+    if client_addr and _in_networks(client_addr, config.policy.mynetworks) \
+            and "MYNETS" in config.policy_banks:
+        names.append("MYNETS")
+    if listener_bank:
+        names.append(listener_bank)
+    return names
+
+
+def message_policy(config: Config, banks: list[str]) -> PolicyConfig:
+    """[policy] with the banks applied (recipient tables not yet)."""
+    policy = config.policy
+    for name in banks:
+        override = config.policy_banks.get(name) or BUILTIN_BANKS.get(name)
+        if override is not None:
+            policy = apply(policy, override)
+    return policy
+
+
+def recipient_policy(base: PolicyConfig, address: str) -> PolicyConfig:
+    """The message policy with the most specific recipient entry applied."""
+    override = lookup(base.recipients, address, base.recipient_delimiter)
+    return apply(base, override) if override is not None else base
+
+
+def is_local(policy: PolicyConfig, address: str) -> bool:
+    """A recipient in one of ``local_domains`` (every recipient when the list is empty)."""
+    if not policy.local_domains:
+        return True
+    domain = address.rpartition("@")[2].lower()
+    for d in policy.local_domains:
+        d = d.lower()
+        if domain == d or (d.startswith(".") and domain.endswith(d)):
+            return True
+    return False
+
+
+def _in_networks(addr: str, networks: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)

@@ -1,0 +1,139 @@
+"""Per-recipient policy: lookups, banks, verdicts, tagging and bounce rules."""
+
+from __future__ import annotations
+
+from scanner.actions.bounce import bounce_allowed
+from scanner.actions.headers import prefix_subject
+from scanner.actions.tagging import edits_for, extend
+from scanner.config import loads
+from scanner.policy.decide import decide
+from scanner.policy.effective import bank_names, message_policy, recipient_policy
+from scanner.policy.lookup import candidates, listed, lookup
+from scanner.scores import load_scores
+from scanner.task import ClientInfo, Destiny, Envelope, Hit, Recipient, Task
+
+SCORES = load_scores()
+
+
+def _task(hits: list[Hit], sender: str = "a@example.org", raw: bytes = b"Subject: hi\r\n\r\nx\r\n",
+          rcpts: tuple[str, ...] = ("bob@example.test",)) -> Task:
+    t = Task(mail_id="abcdefghijkl", raw=raw,
+             envelope=Envelope(sender, tuple(Recipient(r) for r in rcpts)), log_id="1-1")
+    t.hits.extend(hits)
+    return t
+
+
+def _verdict(config_text: str, hits: list[Hit], rcpt: str = "bob@example.test",
+             bank: str = "", sender: str = "a@example.org", client: str | None = None):
+    config = loads(config_text, "t.toml")
+    task = _task(hits, sender)
+    task.client = ClientInfo(addr=client)
+    base = message_policy(config, bank_names(config, bank, client))
+    return decide(task, rcpt, recipient_policy(base, rcpt), SCORES, {"clamav": "virus"}), task
+
+
+def test_lookup_order_is_most_specific_first():
+    assert candidates("User+ext@Mail.Example.COM") == [
+        "user+ext@mail.example.com", "user@mail.example.com", "user+ext@", "user@",
+        "@mail.example.com", "@.mail.example.com", "@.example.com", "@.com", "@."]
+    table = {"@.example.com": 1, "user@mail.example.com": 2, "@.": 0}
+    assert lookup(table, "user+x@mail.example.com") == 2
+    assert lookup(table, "other@deep.sub.example.com") == 1
+    assert lookup(table, "x@elsewhere.net") == 0
+    assert listed(["@.example.org"], "a@lists.example.org")
+    assert not listed(["@example.org"], "a@lists.example.org")
+    assert listed(["<>"], "") and not listed(["@."], "")
+
+
+def test_virus_is_discarded_and_quarantined_by_default():
+    v, _ = _verdict("", [Hit("CLAMAV_VIRUS", options=("Eicar-Signature",), source="clamav")])
+    assert (v.category, v.destiny, v.quarantine) == ("VIRUS", Destiny.DISCARD, True)
+
+
+def test_levels_make_spammy_and_spam():
+    v, _ = _verdict("[policy]\nblock_senders = ['@example.org']\nspam_destiny='reject'\n", [])
+    assert (v.category, v.destiny, v.quarantine) == ("SPAM", Destiny.REJECT, True)
+    v, _ = _verdict("[policy]\nallow_senders = ['a@']\n", [])
+    assert v.category == "CLEAN" and v.score == -100
+
+
+def test_per_recipient_override_and_lovers():
+    cfg = """
+[policy]
+spam_destiny = "discard"
+block_senders = ["@example.org"]
+[policy.recipients."@friends.test"]
+spam_lover = true
+"""
+    v, _ = _verdict(cfg, [], rcpt="x@friends.test")
+    assert v.category == "SPAM" and v.destiny is Destiny.PASS and v.lover
+    v, _ = _verdict(cfg, [], rcpt="x@other.test")
+    assert v.destiny is Destiny.DISCARD
+
+
+def test_originating_bank_bypasses_spam_but_not_viruses():
+    hits = [Hit("CLAMAV_VIRUS", options=("Eicar-Signature",), source="clamav")]
+    cfg = "[policy]\nblock_senders = ['@example.org']\n"
+    v, _ = _verdict(cfg, [], bank="ORIGINATING")
+    assert v.category == "CLEAN" and not v.spam_scanned
+    v, _ = _verdict(cfg, hits, bank="ORIGINATING")
+    assert v.category == "VIRUS"
+
+
+def test_mynets_bank_applies_by_client_network():
+    cfg = "[policy_banks.MYNETS]\nvirus_lover = true\n"
+    hits = [Hit("CLAMAV_VIRUS", options=("X",), source="clamav")]
+    v, _ = _verdict(cfg, hits, client="127.0.0.5")
+    assert v.lover and v.destiny is Destiny.PASS
+    v, _ = _verdict(cfg, hits, client="192.0.2.1")
+    assert v.destiny is Destiny.DISCARD
+
+
+def test_tempfail_symbol_and_crashed_check():
+    v, _ = _verdict("", [Hit("CLAMAV_FAIL", source="clamav")])
+    assert v.destiny is Destiny.TEMPFAIL and "CLAMAV_FAIL" in v.reason
+    config = loads("[policy]\non_check_failure='unchecked'\n", "t")
+    task = _task([Hit("X_FAIL", source="x")])
+    task.failed_checks.append("x")
+    v = decide(task, "bob@example.test", config.policy, SCORES, {})
+    assert v.category == "UNCHECKED" and v.destiny is Destiny.PASS
+
+
+def test_spam_headers_subject_tag_and_extension_for_local_recipients():
+    cfg = "[policy]\nblock_senders=['@example.org']\nlocal_domains=['example.test']\n" \
+          "addr_extension_spam='spam'\n"
+    v, task = _verdict(cfg, [])
+    e = edits_for(task, "bob@example.test", v, SCORES, "mx.test", virus_scanned=True)
+    names = dict(e.headers)
+    assert names["X-Spam-Flag"] == "YES" and names["X-Spam-Score"] == "100.000"
+    assert names["X-Spam-Level"] == "*" * 64
+    assert "tests=[SENDER_BLOCKLISTED=100]" in names["X-Spam-Status"]
+    assert names["X-Virus-Scanned"] == "scanner at mx.test"
+    assert e.subject_prefix == "***SPAM*** " and e.address == "bob+spam@example.test"
+    v, task = _verdict(cfg, [], rcpt="carol@remote.test")
+    e = edits_for(task, "carol@remote.test", v, SCORES, "mx.test", virus_scanned=False)
+    assert e.headers == () and e.subject_prefix == "" and e.address == "carol@remote.test"
+
+
+def test_prefix_subject_keeps_everything_else():
+    raw = b"From: a\r\nSubject:  =?utf-8?q?caf=C3=A9?=\r\n\tcontinued\r\n\r\nSubject: body\r\n"
+    assert prefix_subject(raw, "***SPAM*** ") == (
+        b"From: a\r\nSubject:  ***SPAM*** =?utf-8?q?caf=C3=A9?=\r\n\tcontinued\r\n\r\n"
+        b"Subject: body\r\n")
+    assert prefix_subject(b"From: a\r\n\r\nb", "T ").startswith(b"Subject: T\r\nFrom: a")
+    assert extend("u@d.test", "spam", "+") == "u+spam@d.test"
+
+
+def test_bounce_rules():
+    cfg = "[policy]\nvirus_destiny='bounce'\n"
+    eicar = [Hit("CLAMAV_VIRUS", options=("Eicar-Signature",), source="clamav")]
+    worm = [Hit("CLAMAV_VIRUS", options=("Win.Worm.Mydoom",), source="clamav")]
+    v, task = _verdict(cfg, eicar)
+    task.message = None
+    assert bounce_allowed(task, v)
+    v, task = _verdict(cfg, worm)
+    assert not bounce_allowed(task, v)  # such viruses fake their senders
+    v, task = _verdict(cfg, eicar, sender="")
+    assert not bounce_allowed(task, v)
+    v, task = _verdict("[policy]\nblock_senders=['@example.org']\nspam_destiny='bounce'\n", [])
+    assert v.score >= v.policy.dsn_cutoff_level and not bounce_allowed(task, v)
