@@ -26,29 +26,58 @@ if TYPE_CHECKING:
     from decoders.part import Part
 
 HEAD = 1024 * 1024
+NO_CHECK_SOFT = 0x004000  # libmagic MAGIC_NO_CHECK_SOFT
+BINHEX_MARK = b"(This file must be converted with BinHex"
+_UUE = re.compile(rb"^begin [0-7]{3,4} \S", re.M)
+_HTML = re.compile(rb"<(!doctype html|html|head|body|meta|title|table|div|font|center|p|br|a )")
+_HTML_ANY = re.compile(rb"<(html|body|table|div|font|br|p)[\s>]")
 _HEADER_LINE = re.compile(rb"^[!-9;-~]{1,76}:[ \t]?.*$")
 _OOXML_MACRO = {"docx": "docm", "xlsx": "xlsm", "pptx": "pptm", "ooxml": "ooxml"}
 
 
-@functools.lru_cache(maxsize=1)
-def _magic() -> magic_module.Magic | None:
+@functools.lru_cache(maxsize=2)
+def _magic(soft: bool = True) -> magic_module.Magic | None:
     try:
         import magic
 
-        return magic.Magic()
+        m = magic.Magic()
+        if not soft:
+            magic.magic_setflags(m.cookie, NO_CHECK_SOFT)
+        return m
     except Exception:  # libmagic missing or broken: types fall back to "dat"
         return None
 
 
-def describe(head: bytes) -> str:
-    """libmagic's long description of ``head`` ("data" when libmagic is unavailable)."""
-    m = _magic()
+def describe(head: bytes, soft: bool = True) -> str:
+    """libmagic's long description of ``head`` ("data" when libmagic is unavailable).
+
+    ``soft=False`` skips libmagic's pattern database (about 60 times faster): it still
+    tells text from binary, compressed data, tar and ELF, but names no other format.
+    """
+    m = _magic(soft)
     if m is None or not head:
         return "empty" if not head else "data"
     try:
         return m.from_buffer(head)
     except Exception:
         return "data"
+
+
+def classify_text(head: bytes) -> str | None:
+    """Short type of a text part from its first bytes, or None to ask full libmagic."""
+    start = head[:2048].lstrip()
+    lower = start[:1024].lower()
+    if _UUE.search(head[:65536]):
+        return "uue"
+    if BINHEX_MARK in head[:4096]:
+        return "hqx"
+    if _HTML.match(lower) or (lower.startswith(b"<") and _HTML_ANY.search(lower)):
+        return "html"
+    if looks_like_mail(head):
+        return "mail"
+    if start[:1] in (b"%", b"{", b"<", b"#", b"@") or start[:4] == b"0707":
+        return None  # pdf, rtf, xml, postscript, scripts, text tar/cpio: full libmagic
+    return "asc"
 
 
 def short_type(description: str) -> str:
@@ -122,6 +151,11 @@ def detect(blob: Blob) -> tuple[str, str]:
     """The short type and libmagic description of ``blob``."""
     with blob.open() as fh:
         head = fh.read(HEAD)
+    quick = describe(head, soft=False)
+    if "text" in quick and b"\0" not in head[:65536] and head[257:262] != b"ustar":
+        short_text = classify_text(head)
+        if short_text is not None:
+            return short_text, quick
     description = describe(head)
     short = short_type(description)
     if short == "ole":

@@ -32,7 +32,10 @@ MAX_NESTING = 64
 MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 
 
-def _split(body: bytes, boundary: str) -> Iterator[bytes]:
+_NL = re.compile(rb"\n")
+
+
+def _split(body: memoryview, boundary: str) -> Iterator[memoryview]:
     """Body parts between ``--boundary`` lines; stops at the closing delimiter."""
     pattern = re.compile(
         rb"(?:\A|\r?\n)--"
@@ -45,8 +48,8 @@ def _split(body: bytes, boundary: str) -> Iterator[bytes]:
             yield body[start : m.start()]
         if m.group(1):
             return
-        nl = body.find(b"\n", m.end())
-        start = len(body) if nl < 0 else nl + 1
+        nl = _NL.search(body, m.end())
+        start = len(body) if nl is None else nl.end()
     if start is not None and start < len(body):
         yield body[start:]  # unterminated last part
 
@@ -65,7 +68,7 @@ class MimeDecoder:
         yield from self._entity(msg, body, ctx, 0)
 
     def _entity(
-        self, msg: Message, body: bytes, ctx: DecodeContext, nesting: int
+        self, msg: Message, body: memoryview, ctx: DecodeContext, nesting: int
     ) -> Iterator[Child]:
         ctype = content_type(msg)
         if ctype and ctype.startswith("multipart/") and nesting < MAX_NESTING:
@@ -78,7 +81,7 @@ class MimeDecoder:
                 return
         yield self._leaf(msg, body, ctype, ctx)
 
-    def _leaf(self, msg: Message, body: bytes, ctype: str | None, ctx: DecodeContext) -> Child:
+    def _leaf(self, msg: Message, body: memoryview, ctype: str | None, ctx: DecodeContext) -> Child:
         cte = str(msg.get("content-transfer-encoding", "") or "")
         data = decode_transfer(body, cte)
         child = Child(

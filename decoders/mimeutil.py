@@ -13,22 +13,26 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 
 _SEP = re.compile(rb"\r?\n\r?\n")
+_NL = re.compile(rb"\n")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 _PARSER = BytesHeaderParser(policy=policy.compat32)
 
 
-def split_head_body(raw: bytes) -> tuple[bytes, bytes]:
-    """Header block and body; a leading mbox ``From`` line is dropped."""
-    if raw.startswith(b"From "):
-        nl = raw.find(b"\n")
-        raw = raw[nl + 1 :] if nl >= 0 else b""
-    if raw.startswith((b"\r\n", b"\n")):
-        return b"", raw[2:] if raw.startswith(b"\r\n") else raw[1:]
-    m = _SEP.search(raw)
+def split_head_body(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
+    """Header block and body (a zero-copy view); a leading mbox ``From`` line is dropped."""
+    view = memoryview(raw)
+    if view[:5] == b"From ":
+        nl = _NL.search(view)
+        view = view[nl.end() :] if nl else view[:0]
+    if view[:2] == b"\r\n":
+        return b"", view[2:]
+    if view[:1] == b"\n":
+        return b"", view[1:]
+    m = _SEP.search(view)
     if m is None:
-        return raw, b""
-    return raw[: m.start()] + b"\n", raw[m.end() :]
+        return bytes(view), view[:0]
+    return bytes(view[: m.start()]) + b"\n", view[m.end() :]
 
 
 def parse_headers(block: bytes) -> Message:
@@ -101,8 +105,12 @@ def content_type(msg: Message) -> str | None:
         return None
 
 
-def decode_base64(body: bytes) -> bytes:
-    data = _B64_JUNK.sub(b"", body.split(b"=", 1)[0])
+def decode_base64(body: bytes | memoryview) -> bytes:
+    try:  # the common case: clean base64, decoded without extra copies
+        return binascii.a2b_base64(body)
+    except (binascii.Error, ValueError):
+        pass
+    data = _B64_JUNK.sub(b"", bytes(body).split(b"=", 1)[0])
     data = data[: len(data) - len(data) % 4] if len(data) % 4 == 1 else data
     data += b"=" * (-len(data) % 4)
     try:
@@ -111,7 +119,7 @@ def decode_base64(body: bytes) -> bytes:
         return b""
 
 
-def decode_transfer(body: bytes, cte: str) -> bytes:
+def decode_transfer(body: bytes | memoryview, cte: str) -> bytes | memoryview:
     """Undo the Content-Transfer-Encoding (base64, quoted-printable, uuencode)."""
     cte = cte.strip().lower()
     if cte == "base64":
@@ -124,10 +132,10 @@ def decode_transfer(body: bytes, cte: str) -> bytes:
     if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
         from decoders.uue import uudecode_all
 
-        found = uudecode_all(body)
+        found = uudecode_all(bytes(body))
         return found[0][1] if found else body
     return body
 
 
-def to_text(data: bytes, charset: str | None, limit: int = 1024 * 1024) -> str:
-    return data[:limit].decode(safe_charset(charset), "replace")
+def to_text(data: bytes | memoryview, charset: str | None, limit: int = 1024 * 1024) -> str:
+    return bytes(data[:limit]).decode(safe_charset(charset), "replace")

@@ -12,6 +12,7 @@ that ``close()`` (or leaving its ``with`` block) removes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from decoders.base import (
     Limits,
     Unsupported,
 )
-from decoders.context import DecodeContext
+from decoders.context import Blob, DecodeContext
 from decoders.filetype import detect, mismatch_hits
 from decoders.part import Part
 from decoders.registry import dispatch, load_decoders
@@ -181,7 +182,8 @@ def unpack(
         if decoders is None:
             decoders = load_decoders()
         expander = _Expander(ctx, decoders, out)
-        blob = ctx.blob(raw, counted=False)  # the message itself is input, not expansion
+        raw = bytes(raw)
+        blob = Blob(len(raw), hashlib.sha256(raw).hexdigest(), data=raw)  # input: not counted
         root = Part(index=1, level=(1,), blob=blob)
         expander.type_part(root, "mail")
         out.parts.append(root)
