@@ -37,7 +37,7 @@ class Stack:
     """Postfix + filter, both private, loopback only."""
 
     def __init__(self, *, extra: str = "", workers: int = 2, protocol: str = "smtp",
-                 maxproc: int = 10) -> None:
+                 maxproc: int = 20) -> None:
         self.base = make_base_dir("scanner-e2e-")
         self.filter_port = free_port()
         self.postfix = PostfixInstance(

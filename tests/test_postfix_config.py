@@ -51,10 +51,10 @@ def test_defaults() -> None:
     main = _section(text, "main.cf")
     assert "content_filter = scanner:[127.0.0.1]:10024" in main
     assert "receive_override_options = no_address_mappings" in main
-    assert "scanner_destination_concurrency_limit = 10" in main
+    assert "scanner_destination_concurrency_limit = 20" in main
     master = _section(text, "master.cf")
     transport = _service(master, "scanner")
-    assert transport[0].split() == ["scanner", "unix", "-", "-", "n", "-", "10", "smtp"]
+    assert transport[0].split() == ["scanner", "unix", "-", "-", "n", "-", "20", "smtp"]
     assert "-o smtp_send_xforward_command=yes" in transport
     assert "-o smtp_data_done_timeout=720" in transport
     assert "-o disable_mime_output_conversion=yes" in transport
@@ -64,7 +64,7 @@ def test_defaults() -> None:
 def test_reinjection_service() -> None:
     master = _section(render_stanzas(_config()), "master.cf")
     service = _service(master, "127.0.0.1:10025")
-    assert service[0].split() == ["127.0.0.1:10025", "inet", "n", "-", "n", "-", "20", "smtpd"]
+    assert service[0].split() == ["127.0.0.1:10025", "inet", "n", "-", "n", "-", "40", "smtpd"]
     assert service[1] == "-o content_filter="
     for option in (
         "smtpd_delay_reject=no",

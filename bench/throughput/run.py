@@ -523,7 +523,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--configs", default="abc", help="which configurations to run, e.g. ab")
     p.add_argument("--warmup", type=int, default=20, help="untimed messages sent first")
     p.add_argument("--workers", type=int, default=2, help="scanner worker processes")
-    p.add_argument("--filter-maxproc", type=int, default=10,
+    p.add_argument("--filter-maxproc", type=int, default=20,
                    help="Postfix maxproc of the filter transport = scanner concurrency")
     p.add_argument("--checks", default="*", help="scanner checks to enable (comma list)")
     p.add_argument("--disable-checks", default="", help="scanner checks to disable")

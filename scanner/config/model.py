@@ -33,7 +33,7 @@ class ServerConfig:
     """Process model, limits and timeouts of ``scanner serve``."""
 
     workers: int = opt(0, "pre-forked worker processes; 0 = one per CPU core", min=0, max=64)
-    concurrency: int = opt(10, "connections Postfix may open (its maxproc for the filter)",
+    concurrency: int = opt(20, "connections Postfix may open (its maxproc for the filter)",
                            min=1, max=1000)
     hostname: str = opt("", "name in the greeting and Received header; empty = FQDN")
     message_timeout: float = opt(
