@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from decoders.registry import load_decoders
+from decoders.unpack import Unpacked
 from scanner import logline
 from scanner.actions.run import Context, Outcome, carry_out
 from scanner.config import Config
@@ -79,7 +80,11 @@ class Processor:
                           task.log_id, task.mail_id)
             return [f"451 4.5.0 Error in processing, id={task.log_id}"] * n
 
-    async def _process(self, task: Task, listener: Listener) -> list[str]:
+    async def analyse(self, task: Task, listener: Listener,
+                      keep_parts: bool = False) -> Unpacked | None:
+        """parse -> unpack -> checks -> policy: fill ``task`` up to its verdicts.
+
+        With ``keep_parts`` the caller gets the unpacked result and must close it."""
         task.message = parse_headers(task.raw)
         task.queue_id = postfix_queue_id(task.message)
         unpacked = None
@@ -91,9 +96,13 @@ class Processor:
                                              self._config.server.tmp_dir or None)
             await run_checks(task, self._checks, self._config.checks.timeout)
         finally:
-            if unpacked is not None:
+            if unpacked is not None and not keep_parts:
                 unpacked.close()
         self._decide(task, listener)
+        return unpacked if keep_parts else None
+
+    async def _process(self, task: Task, listener: Listener) -> list[str]:
+        await self.analyse(task, listener)
         outcome = await carry_out(task, Context(
             pool=self._pool, scores=self._scores, hostname=self._hostname, port=listener.port,
             protocol=listener.protocol, direction=self._direction(task, listener),

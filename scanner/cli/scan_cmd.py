@@ -1,0 +1,110 @@
+"""``scanner scan FILE...``: run the pipeline on message files and show what it finds.
+
+Parsing, unpacking, every enabled check and the policy run as in the daemon; nothing
+is delivered, quarantined or bounced. Per message it prints the part tree, the symbols
+with their scores and the verdict; ``--json`` prints one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from decoders.render import parts_json, tree_text
+from scanner import config as cfgmod
+from scanner.checks.base import CheckContext
+from scanner.mailid import new_mail_id
+from scanner.pipeline.processor import Listener, Processor
+from scanner.registry import build_checks
+from scanner.reinject.deliver import NextHop
+from scanner.scores import ScoreTable, load_scores
+from scanner.task import Envelope, Recipient, Task
+
+MAX_INPUT = 512 * 1024 * 1024
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("scan", help="scan message files (or - for stdin) and show the result")
+    p.add_argument("files", nargs="+", metavar="FILE", help="message file, or - for stdin")
+    p.add_argument("--config", "-c", help="TOML file (default: as for serve)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.add_argument("--sender", default="sender@example.org", help="envelope sender")
+    p.add_argument("--rcpt", action="append", help="envelope recipient (repeatable)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = cfgmod.load(cfgmod.resolve_path(args.config))
+    return asyncio.run(_scan_all(args, config))
+
+
+async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1)
+
+    async def run_cpu(func: Any, *a: Any) -> Any:
+        return await loop.run_in_executor(executor, partial(func, *a))
+
+    checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu))
+    scores = load_scores()
+    hop = NextHop.from_config(config.reinject, "localhost")
+    processor = Processor(config, checks, scores, hop, "localhost", run_cpu=run_cpu)
+    status = 0
+    for name in args.files:
+        raw = _read(name)
+        if raw is None:
+            status = 1
+            continue
+        task = Task(mail_id=new_mail_id(), raw=raw, log_id="scan",
+                    envelope=Envelope(args.sender, tuple(Recipient(r) for r in
+                                                         (args.rcpt or ["rcpt@example.test"]))))
+        unpacked = await processor.analyse(task, Listener(0, "ESMTP", ""), keep_parts=True)
+        try:
+            print(_render(name, task, scores, args.json), flush=True)
+        finally:
+            if unpacked is not None:
+                unpacked.close()
+    executor.shutdown()
+    return status
+
+
+def _read(name: str) -> bytes | None:
+    try:
+        if name == "-":
+            return sys.stdin.buffer.read(MAX_INPUT)
+        with open(name, "rb") as fh:
+            return fh.read(MAX_INPUT)
+    except OSError as exc:
+        print(f"scanner: cannot read {name}: {exc.strerror}", file=sys.stderr)
+        return None
+
+
+def _render(name: str, task: Task, scores: ScoreTable, as_json: bool) -> str:
+    verdict = next(iter(task.verdicts.values()))
+    symbols: dict[str, float] = {}
+    for h in verdict.hits:
+        symbols[h.symbol] = round(symbols.get(h.symbol, 0.0)
+                                  + scores.get(h.symbol).weight * h.factor, 3)
+    if as_json:
+        return json.dumps({
+            "file": name, "category": verdict.category, "score": verdict.score,
+            "destiny": verdict.destiny.value, "symbols": symbols,
+            "hits": [{"symbol": h.symbol, "options": list(h.options), "part": h.part,
+                      "source": h.source} for h in verdict.hits],
+            "parts": parts_json(task.parts),
+        }, ensure_ascii=False)
+    lines = [f"== {name}", tree_text(task.parts).rstrip("\n") or "(no parts)", "symbols:"]
+    for h in verdict.hits:
+        opts = f" ({', '.join(h.options)})" if h.options else ""
+        where = f" [{h.part}]" if h.part else ""
+        lines.append(f"  {h.symbol}={scores.get(h.symbol).weight * h.factor:g}{opts}{where}")
+    if not verdict.hits:
+        lines.append("  (none)")
+    lines.append(f"category: {verdict.category}  score: {verdict.score:g}  "
+                 f"destiny: {verdict.destiny.value}")
+    return "\n".join(lines)
