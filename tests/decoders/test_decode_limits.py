@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import resource
 import time
 import tracemalloc
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tests.decoders.builders import (
     nested_zip_bomb,
     zip_bytes,
 )
+from tests.decoders.quine import quine_zip
 
 MiB = 1024 * 1024
 
@@ -85,6 +88,20 @@ def test_zip_lying_about_its_size_is_counted_by_real_bytes(tmp_root: str) -> Non
         produced = sum(p.size for p in result.parts[3:])
         assert produced <= 1 * MiB + 256 * 1024
         assert result.symbols() & {"DECODE_LIMIT_QUOTA", "DECODE_CORRUPT"}
+
+
+def test_quine_zip_stops_at_depth(tmp_root: str) -> None:
+    quine = quine_zip()
+    with zipfile.ZipFile(io.BytesIO(quine)) as zf:
+        assert zf.read(zf.namelist()[0]) == quine  # it really contains itself
+    raw = message(("r.zip", quine))
+    result, elapsed, peak = measured(raw, tmp_root=tmp_root)
+    with result:
+        assert_bounded(result, elapsed, peak, raw)
+        assert "DECODE_LIMIT_DEPTH" in result.symbols()
+        assert result.unchecked
+        copies = [p for p in result.parts if p.sha256 == result.parts[2].sha256]
+        assert len(copies) == Limits().max_depth - 1  # p003 at depth 2 .. depth 14
 
 
 def test_hundred_deep_rfc822(tmp_root: str) -> None:
