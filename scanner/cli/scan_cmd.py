@@ -92,7 +92,7 @@ def _render(name: str, task: Task, scores: ScoreTable, as_json: bool) -> str:
                                   + scores.get(h.symbol).weight * h.factor, 3)
     if as_json:
         return json.dumps({
-            "file": name, "category": verdict.category, "score": verdict.score,
+            "file": name, "category": verdict.category, "score": float(verdict.score),
             "destiny": verdict.destiny.value, "symbols": symbols,
             "hits": [{"symbol": h.symbol, "options": list(h.options), "part": h.part,
                       "source": h.source} for h in verdict.hits],
