@@ -22,6 +22,7 @@ from scanner.config.model import (
 )
 from scanner.config.schema import build, to_plain
 from scanner.errors import ConfigError
+from scanner.quarantine.config import QuarantineConfig
 
 DEFAULT_PATH = "/etc/scanner/scanner.toml"
 ENV_VAR = "SCANNER_CONFIG"
@@ -152,6 +153,7 @@ def reference() -> str:
                "`local_domains`, `mynetworks` and `recipients`.")
     table("[decode]", DecodeConfig)
     table("[checks]", ChecksConfig)
+    table("[quarantine]", QuarantineConfig)
     return "\n".join(out) + "\n"
 
 

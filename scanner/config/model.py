@@ -12,6 +12,7 @@ from typing import Any
 
 from scanner.config.policy import PolicyConfig, PolicyOverride
 from scanner.config.schema import opt
+from scanner.quarantine.config import QuarantineConfig
 
 PROTOCOLS = ("smtp", "lmtp")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -108,4 +109,5 @@ class Config:
         {}, "named partial policies: [policy_banks.ORIGINATING], [policy_banks.MYNETS]")
     decode: DecodeConfig = opt(DecodeConfig)
     checks: ChecksConfig = opt(ChecksConfig)
+    quarantine: QuarantineConfig = opt(QuarantineConfig)
     source: str = opt("<defaults>", "file this configuration was read from")

@@ -1,0 +1,19 @@
+"""The quarantine: held mail kept gzip-compressed on disk, listed in an index, released
+through the reinjection path or amavis's AM.PDP socket (see docs/quarantine.md).
+
+Entry points: :class:`~scanner.quarantine.store.Quarantine` (store, list, read, delete,
+expire), :func:`~scanner.quarantine.release.release`, and
+:func:`~scanner.quarantine.ampdp.start_ampdp_server`.
+"""
+
+from scanner.quarantine.config import QuarantineConfig
+from scanner.quarantine.record import (
+    AlreadyReleased,
+    BadSecret,
+    QuarantineError,
+    QuarantineRecord,
+    UnknownMailId,
+)
+
+__all__ = ["AlreadyReleased", "BadSecret", "QuarantineConfig", "QuarantineError",
+           "QuarantineRecord", "UnknownMailId"]

@@ -1,0 +1,58 @@
+"""The ``[quarantine]`` configuration section: where held mail is kept and who may release it.
+
+Held messages are stored gzip-compressed below ``directory``; ``index`` names the
+database that lists them (SQLite next to the files by default, PostgreSQL when several
+filter hosts share one index). ``ampdp_socket`` is the Unix socket that speaks amavis's
+AM.PDP release protocol, so the stock ``amavisd-release`` client can release mail.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from scanner.config.schema import opt
+from scanner.errors import ConfigError
+
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineConfig:
+    """Quarantine storage, its index, release and the AM.PDP socket (see docs/quarantine.md)."""
+
+    directory: str = opt("/var/lib/scanner/quarantine",
+                         "directory holding the gzip-compressed quarantined messages")
+    subdir_levels: int = opt(1, "subdirectories named after the first characters of the "
+                             "mail_id (1: 7/spam-7vykgLjHGVrk.gz, 0: none)", min=0, max=2)
+    index: str = opt("sqlite:", "index database: 'sqlite:' (DIRECTORY/index.sqlite), "
+                     "'sqlite:/path/file', or 'postgresql://user@host/db' (needs psycopg)")
+    ampdp_socket: str = opt("/var/lib/scanner/scanner.sock",
+                            "Unix socket for AM.PDP release requests (amavisd-release); "
+                            "empty = off")
+    socket_mode: int = opt(0o660, "permissions of the AM.PDP socket (432 = 0o660; TOML "
+                           "takes 0o660)", min=0, max=0o777)
+    socket_group: str = opt("", "group (name or number) given to the AM.PDP socket; "
+                            "empty = unchanged")
+    allowed_uids: tuple[int, ...] = opt(
+        [0], "user ids allowed to use the AM.PDP socket (checked with SO_PEERCRED); the "
+        "user running scanner is always allowed")
+    allowed_gids: tuple[int, ...] = opt([], "group ids whose members' processes may use "
+                                        "the AM.PDP socket (primary group of the peer)")
+    require_secret: bool = opt(False, "AM.PDP release requests must carry the message's "
+                               "secret_id (a secret_id that is given is always checked)")
+    release_header: str = opt("X-Quarantine-Released",
+                              "header prepended to released mail: 'by WHO at DATE, id=ID'")
+    requeue_host: str = opt("127.0.0.1", "where 'requeue' requests send mail so it is "
+                            "scanned again (Postfix's port 25 listener)")
+    requeue_port: int = opt(25, "port for 'requeue' requests", min=1, max=65535)
+
+    def __post_init__(self) -> None:
+        if not _HEADER_NAME.match(self.release_header):
+            raise ConfigError(f"'quarantine.release_header' = {self.release_header!r} is not "
+                              "a header field name (printable ASCII, no colon or space)")
+        index = self.index
+        if not (index.startswith("sqlite:") or index.startswith(("postgresql://",
+                                                                   "postgres://"))):
+            raise ConfigError(f"'quarantine.index' = {index!r}: use 'sqlite:', "
+                              "'sqlite:/path/file' or 'postgresql://user@host/dbname'")

@@ -1,0 +1,101 @@
+"""What the quarantine knows about one held message, its file name, and its error type."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scanner.errors import ScannerError
+
+MAIL_ID_RE = re.compile(r"^[A-Za-z0-9_-]{12}$")
+
+# amavis's file name prefixes where it has one, the category in lower case otherwise
+_PREFIXES = {
+    "VIRUS": "virus",
+    "BANNED": "banned",
+    "SPAM": "spam",
+    "SPAMMY": "spammy",
+    "BAD-HEADER": "badh",
+    "UNCHECKED": "unchecked",
+    "OVERSIZED": "oversized",
+    "CLEAN": "clean",
+}
+
+
+class QuarantineError(ScannerError):
+    """A quarantine operation failed; the message says what (id, file, index, next hop)."""
+
+
+class UnknownMailId(QuarantineError):
+    """No index row for this mail_id."""
+
+
+class AlreadyReleased(QuarantineError):
+    """The message was released before, is being released, or an earlier release broke off."""
+
+
+class BadSecret(QuarantineError):
+    """The secret_id given with a release request does not match."""
+
+
+def category_prefix(category: str) -> str:
+    """``SPAM`` -> ``spam``, ``BAD-HEADER`` -> ``badh``; safe for a file name."""
+    known = _PREFIXES.get(category.upper())
+    if known:
+        return known
+    cleaned = re.sub(r"[^a-z0-9]+", "", category.lower())
+    return cleaned or "other"
+
+
+def relative_path(mail_id: str, category: str, subdir_levels: int) -> str:
+    """``7vykgLjHGVrk``, ``SPAM``, 1 -> ``7/spam-7vykgLjHGVrk.gz`` (amavis's layout)."""
+    dirs = [mail_id[i] for i in range(subdir_levels)]
+    return "/".join([*dirs, f"{category_prefix(category)}-{mail_id}.gz"])
+
+
+def check_mail_id(mail_id: str) -> str:
+    """The id unchanged if it has the shape of a mail_id; QuarantineError otherwise."""
+    if not MAIL_ID_RE.match(mail_id or ""):
+        raise UnknownMailId(f"{mail_id!r} is not a mail_id (12 characters A-Z a-z 0-9 - _)")
+    return mail_id
+
+
+@dataclass(slots=True)
+class QuarantineRecord:
+    """One index row. Times are Unix seconds; ``path`` is absolute, ``relative_path``
+    is below the quarantine directory (the form logged and used by amavisd-release)."""
+
+    mail_id: str
+    secret_id: str
+    stored_at: float
+    sender: str
+    recipients: list[str]
+    category: str
+    score: float | None
+    symbols: list[str]
+    size: int
+    subject: str
+    message_id: str
+    client_addr: str | None
+    policy_bank: str
+    relative_path: str
+    path: str
+    host: str = ""
+    release_started: float | None = None
+    released_by: str | None = None
+    released_at: float | None = None
+    released_to: list[str] = field(default_factory=list)
+    release_result: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        """held, releasing (or interrupted), released."""
+        if self.released_at is not None:
+            return "released"
+        return "releasing" if self.release_started is not None else "held"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state
+        return data
