@@ -3,7 +3,8 @@
 Members are streamed through the counted writer, so sizes claimed by the headers are
 never trusted. Encrypted members (traditional PKWARE or AES) are not extracted: the
 part is flagged ``encrypted``. Deflate64 members are inflated from their raw data with
-``inflate64``; other unsupported methods (implode, ...) are reported and skipped. A
+``inflate64``, imploded ones (method 6) with our own :mod:`decoders.implode`; other
+unsupported methods (shrink, reduce, ...) are reported and skipped. A
 zip whose central directory is unreadable is retried with libarchive's streaming reader.
 An OOXML file with a VBA project gets the ``macro`` flag.
 """
@@ -27,17 +28,49 @@ IMPLODE = 6
 AES = 99
 IN_CHUNK = 16 * 1024
 READ_CHUNK = 64 * 1024
+MAX_IMPLODED = 16 * 1024 * 1024
 
 
-def _raw_deflate64(fh: BinaryIO, info: zipfile.ZipInfo, ctx: DecodeContext) -> Child:
-    import inflate64
-
+def _seek_data(fh: BinaryIO, info: zipfile.ZipInfo) -> None:
+    """Position ``fh`` at the member's compressed data (after its local header)."""
     fh.seek(info.header_offset)
     head = fh.read(30)
     if len(head) < 30 or head[:4] != b"PK\x03\x04":
         raise CorruptPart(f"{info.filename}: bad local header")
     nlen, xlen = struct.unpack("<HH", head[26:30])
     fh.seek(info.header_offset + 30 + nlen + xlen)
+
+
+def _raw_implode(fh: BinaryIO, info: zipfile.ZipInfo, ctx: DecodeContext) -> Child:
+    from decoders.implode import explode
+
+    if info.compress_size > MAX_IMPLODED:
+        raise Unsupported(f"{info.filename}: imploded member too large")
+    _seek_data(fh, info)
+    data = fh.read(info.compress_size)
+    writer = ctx.writer()
+    crc = 0
+
+    def emit(chunk: bytes) -> None:
+        nonlocal crc
+        crc = zlib.crc32(chunk, crc)
+        writer.write(chunk)
+
+    try:
+        explode(data, info.flag_bits, info.file_size, emit)
+    except BaseException:
+        writer.discard()
+        raise
+    blob = writer.finish()
+    if crc != info.CRC:
+        raise CorruptPart(f"{info.filename}: CRC mismatch")
+    return Child(blob=blob, name=clean_name(info.filename))
+
+
+def _raw_deflate64(fh: BinaryIO, info: zipfile.ZipInfo, ctx: DecodeContext) -> Child:
+    import inflate64
+
+    _seek_data(fh, info)
     left = info.compress_size
     inflater = inflate64.Inflater()
     writer = ctx.writer()
@@ -89,6 +122,7 @@ class ZipDecoder:
         if part.detected_type in ("docm", "xlsm", "pptm"):
             part.flags.add("macro")
         problems: list[str] = []
+        unsupported: list[str] = []
         with part.open() as fh:
             try:
                 zf = zipfile.ZipFile(fh)
@@ -113,13 +147,15 @@ class ZipDecoder:
                     try:
                         if info.compress_type == DEFLATE64:
                             yield _raw_deflate64(fh, info, ctx)
+                        elif info.compress_type == IMPLODE:
+                            yield _raw_implode(fh, info, ctx)
                         else:
                             yield _member(zf, info, ctx)
-                    except NotImplementedError as exc:
-                        problems.append(f"{info.filename}: {exc}")
+                    except (NotImplementedError, Unsupported) as exc:
+                        unsupported.append(f"{info.filename}: {exc}")
                     except CorruptPart as exc:
                         problems.append(str(exc))
         if problems:
-            if all("compression" in p for p in problems):
-                raise Unsupported("; ".join(problems)[:200])
-            raise CorruptPart("; ".join(problems)[:200])
+            raise CorruptPart("; ".join(problems + unsupported)[:200])
+        if unsupported:
+            raise Unsupported("; ".join(unsupported)[:200])

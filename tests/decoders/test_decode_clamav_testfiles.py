@@ -25,6 +25,7 @@ CLAIMED = {
     "clam.exe.mbox.uu": "uue",
     "clam.exe.rtf": "rtf",
     "clam.exe.szdd": "szdd",
+    "clam.impl.zip": "zip",
     "clam.mail": "mail",
     "clam.newc.cpio": "cpio",
     "clam.odc.cpio": "cpio",
@@ -38,7 +39,6 @@ CLAIMED = {
 # Not reached, with the reason (see decoders/FORMATS.md): they stay leaves for ClamAV.
 NOT_CLAIMED = {
     "clam.arj": "no maintained ARJ reader for Python or libarchive",
-    "clam.impl.zip": "PKZIP 'implode' method: neither zipfile nor libarchive reads it",
     "clam.sis": "Symbian SIS: no library",
     "clam_cache_emax.tgz": "nests tgz files deeper than the depth limit (by design)",
     "clam-aspack.exe": "runtime packer",
