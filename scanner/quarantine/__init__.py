@@ -6,6 +6,9 @@ expire), :func:`~scanner.quarantine.release.release`, and
 :func:`~scanner.quarantine.ampdp.start_ampdp_server`.
 """
 
+# The configuration package imports our config module for its [quarantine] section;
+# loading it first keeps that cycle harmless whichever module is imported first.
+import scanner.config  # noqa: F401, I001
 from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.record import (
     AlreadyReleased,
