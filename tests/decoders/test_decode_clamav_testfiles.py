@@ -12,6 +12,7 @@ from tests.decoders.builders import message
 # wrapper -> short type the wrapper itself must be detected as
 CLAIMED = {
     "clam.7z": "7z",
+    "clam.arj": "arj",
     "clam.bin-be.cpio": "cpio",
     "clam.bin-le.cpio": "cpio",
     "clam.bz2.zip": "zip",
@@ -38,7 +39,6 @@ CLAIMED = {
 }
 # Not reached, with the reason (see decoders/FORMATS.md): they stay leaves for ClamAV.
 NOT_CLAIMED = {
-    "clam.arj": "no maintained ARJ reader for Python or libarchive",
     "clam.sis": "Symbian SIS: no library",
     "clam_cache_emax.tgz": "nests tgz files deeper than the depth limit (by design)",
     "clam-aspack.exe": "runtime packer",

@@ -27,6 +27,7 @@ BUILT_INS = {
     "binhex",
     "mspack",
     "sfx",
+    "arj",
 }
 
 
