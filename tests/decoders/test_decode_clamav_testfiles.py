@@ -32,6 +32,7 @@ CLAIMED = {
     "clam.odc.cpio": "cpio",
     "clam.ole.doc": "doc",
     "clam.pdf": "pdf",
+    "clam.sis": "sis",
     "clam.ppt": "ppt",
     "clam.tar.gz": "gz",
     "clam.tnef": "tnef",
@@ -39,7 +40,6 @@ CLAIMED = {
 }
 # Not reached, with the reason (see decoders/FORMATS.md): they stay leaves for ClamAV.
 NOT_CLAIMED = {
-    "clam.sis": "Symbian SIS: no library",
     "clam_cache_emax.tgz": "nests tgz files deeper than the depth limit (by design)",
     "clam-aspack.exe": "runtime packer",
     "clam-fsg.exe": "runtime packer",

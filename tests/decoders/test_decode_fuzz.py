@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -121,3 +122,15 @@ def test_fuzz_seeds_are_valid() -> None:
         with unpack(message(("f.bin", data))) as result:
             assert len(result.parts) > 3 or result.parts[2].flags, result.parts[2].path_string()
         assert io.BytesIO(data).read(1)
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["clam.sis", "clam.arj", "clam.cab", "clam.tnef", "clam.ppt", "clam.pdf"]),
+    st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), min_size=1, max_size=6),
+)
+def test_mutated_clamav_samples(name: str, edits: list[tuple[int, int]]) -> None:
+    path = Path("/usr/share/clamav-testfiles") / name
+    if not path.is_file():
+        return  # clamav-testfiles absent: covered by the skip in the wrapper tests
+    check_limits(message((name, mutate(path.read_bytes(), edits, 0))), LIMITS)

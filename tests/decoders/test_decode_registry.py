@@ -28,6 +28,7 @@ BUILT_INS = {
     "mspack",
     "sfx",
     "arj",
+    "sis",
 }
 
 
