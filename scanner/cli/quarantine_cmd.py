@@ -1,0 +1,201 @@
+"""``scanner quarantine list|show|release|delete|expire``: manage held mail.
+
+Works while ``scanner serve`` runs and from cron. Exit codes: 0 done; 1 the request
+failed (unknown id, corrupt file, already released, bad address, next hop refused);
+2 configuration or usage error; 75 temporary failure (next hop unreachable or 4xx,
+index busy): try again later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pwd
+import socket
+import sys
+from collections.abc import Callable
+
+from scanner import config as cfgmod
+from scanner.quarantine.record import QuarantineError, QuarantineRecord
+from scanner.quarantine.when import format_time, parse_duration, parse_since
+
+EX_FAIL = 1
+EX_TEMPFAIL = 75
+Command = Callable[[argparse.Namespace], int]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quarantine", help="list, show, release, delete or expire held mail")
+    qsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", help="TOML file (default: as for serve)")
+
+    lp = qsub.add_parser("list", parents=[common], help="list quarantined messages")
+    lp.add_argument("--category", help="only this category (SPAM, VIRUS, BANNED, ...)")
+    lp.add_argument("--rcpt", help="only messages for this recipient address")
+    lp.add_argument("--since", help="only newer: a duration (2d, 12h) or a date (2024-03-01)")
+    lp.add_argument("--json", action="store_true", help="print a JSON array")
+    lp.set_defaults(func=_list)
+
+    sp = qsub.add_parser("show", parents=[common], help="show one message's index entry")
+    sp.add_argument("mail_id")
+    sp.add_argument("--raw", action="store_true", help="print the message itself")
+    sp.add_argument("--json", action="store_true", help="print the entry as JSON")
+    sp.set_defaults(func=_show)
+
+    rp = qsub.add_parser("release", parents=[common],
+                         help="deliver a message through the [reinject] next hop")
+    rp.add_argument("mail_id")
+    rp.add_argument("--to", nargs="+", metavar="ADDR", help="deliver to these addresses "
+                    "instead of the original recipients")
+    rp.add_argument("--by", help="who releases (in the release header; default: your "
+                    "login name)")
+    rp.add_argument("--force", action="store_true", help="release even if released before "
+                    "or if an earlier release broke off")
+    rp.set_defaults(func=_release)
+
+    dp = qsub.add_parser("delete", parents=[common], help="remove a message for good")
+    dp.add_argument("mail_id")
+    dp.add_argument("--force", action="store_true",
+                    help="delete even if an earlier release broke off")
+    dp.set_defaults(func=_delete)
+
+    ep = qsub.add_parser("expire", parents=[common], help="remove messages older than a "
+                         "given age (for cron)")
+    ep.add_argument("--older-than", required=True, metavar="AGE",
+                    help="e.g. 30d, 12h, 2w")
+    ep.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    ep.set_defaults(func=_expire)
+
+
+def _quarantine(args: argparse.Namespace):  # -> (Config, Quarantine)
+    from scanner.quarantine.store import Quarantine
+
+    config = cfgmod.load(cfgmod.resolve_path(args.config))
+    return config, Quarantine(config.quarantine)
+
+
+def _fail(text: str, code: int = EX_FAIL) -> int:
+    print(f"scanner quarantine: {text}", file=sys.stderr)
+    return code
+
+
+def _guarded(func: Command) -> Command:
+    """Turn the errors users cause into a message and an exit code."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except QuarantineError as exc:
+            busy = "database is locked" in str(exc)
+            return _fail(str(exc), EX_TEMPFAIL if busy else EX_FAIL)
+        except ValueError as exc:
+            return _fail(str(exc), 2)
+    return run
+
+
+def _short(rec: QuarantineRecord) -> str:
+    score = f"{rec.score:.3f}" if rec.score is not None else "-"
+    rcpts = ",".join(rec.recipients)
+    return (f"{format_time(rec.stored_at)}  {rec.mail_id}  {rec.category:<10} {score:>8} "
+            f"{rec.size:>9}  {rec.state:<9} <{rec.sender}> -> {rcpts}  {rec.subject!r}")
+
+
+@_guarded
+def _list(args: argparse.Namespace) -> int:
+    _, q = _quarantine(args)
+    since = parse_since(args.since) if args.since else None
+    records = q.list(category=args.category, rcpt=args.rcpt, since=since)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in records], indent=1, ensure_ascii=False))
+    else:
+        for rec in records:
+            print(_short(rec))
+    return 0
+
+
+@_guarded
+def _show(args: argparse.Namespace) -> int:
+    _, q = _quarantine(args)
+    rec = q.get(args.mail_id)
+    if args.raw:
+        data = q.read_record(rec)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return 0
+    if args.json:
+        print(json.dumps(rec.as_dict(), indent=1, ensure_ascii=False))
+        return 0
+    rows = [
+        ("mail_id", rec.mail_id), ("secret_id", rec.secret_id),
+        ("stored", format_time(rec.stored_at)), ("host", rec.host),
+        ("category", rec.category),
+        ("score", f"{rec.score:.3f}" if rec.score is not None else "-"),
+        ("symbols", " ".join(rec.symbols) or "-"), ("sender", f"<{rec.sender}>"),
+        ("recipients", ", ".join(rec.recipients)), ("subject", rec.subject),
+        ("message-id", rec.message_id or "-"), ("client", rec.client_addr or "-"),
+        ("policy bank", rec.policy_bank or "-"), ("size", str(rec.size)),
+        ("file", rec.path), ("state", rec.state),
+    ]
+    if rec.state != "held" or rec.release_result:
+        rows += [("release by", rec.released_by or "-"),
+                 ("release started", format_time(rec.release_started)),
+                 ("released", format_time(rec.released_at)),
+                 ("released to", ", ".join(rec.released_to) or "-")]
+        rows += [("reply", r) for r in rec.release_result]
+    for key, value in rows:
+        print(f"{key + ':':<17}{value}")
+    return 0
+
+
+def _login_name() -> str:
+    name = os.environ.get("SUDO_USER")
+    if not name:
+        try:
+            name = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            name = f"uid {os.getuid()}"
+    return f"{name} via scanner quarantine release"
+
+
+@_guarded
+def _release(args: argparse.Namespace) -> int:
+    from scanner.quarantine.release import release
+    from scanner.reinject.deliver import NextHop
+
+    config, q = _quarantine(args)
+    hop = NextHop.from_config(config.reinject, config.server.hostname or socket.getfqdn())
+    replies = asyncio.run(release(q, hop, args.mail_id, recipients=args.to,
+                                  requested_by=args.by or _login_name(), force=args.force))
+    targets = args.to or q.get(args.mail_id).recipients
+    for rcpt, reply in zip(targets, replies, strict=False):
+        print(f"<{rcpt.strip('<>')}>: {reply}")
+    codes = {r[:1] for r in replies}
+    if codes == {"2"}:
+        return 0
+    if "2" in codes:
+        return _fail(f"{args.mail_id} released to some recipients only (see above)")
+    if "4" in codes:
+        return _fail(f"{args.mail_id} was not released: the next hop {hop.label} failed "
+                     "temporarily (see above); try again later", EX_TEMPFAIL)
+    return _fail(f"{args.mail_id} was not released: the next hop refused it (see above)")
+
+
+@_guarded
+def _delete(args: argparse.Namespace) -> int:
+    _, q = _quarantine(args)
+    rec = q.delete(args.mail_id, force=args.force)
+    print(f"deleted {rec.mail_id} ({rec.relative_path})")
+    return 0
+
+
+@_guarded
+def _expire(args: argparse.Namespace) -> int:
+    _, q = _quarantine(args)
+    age = parse_duration(args.older_than)
+    count = q.expire(age)
+    if not args.quiet:
+        print(f"expired {count} message(s) older than {args.older_than}")
+    return 0

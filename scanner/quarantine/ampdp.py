@@ -1,0 +1,304 @@
+"""The AM.PDP release socket: lets amavis's ``amavisd-release`` release our quarantine.
+
+Speaks the release part of amavis's policy-delegation protocol over a Unix socket:
+``request=release`` and ``request=requeue`` with ``mail_id``, ``secret_id``,
+``mail_file``, ``partition_tag``, ``quar_type``, ``requested_by``, ``sender`` and
+``recipient`` lines; the answer has one ``setreply`` per recipient. Who may connect is
+decided by the socket's mode and group and, per connection, by the peer's uid/gid
+(SO_PEERCRED) against ``[quarantine] allowed_uids``/``allowed_gids``.
+
+The master binds the socket (:func:`bind_ampdp_socket`) before forking; each worker
+serves it with :func:`start_ampdp_server` (or :func:`serve_ampdp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import grp
+import logging
+import os
+import socket
+import stat
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from scanner.mailid import LogIds
+from scanner.quarantine.ampdp_proto import (
+    MAX_LINE,
+    ProtocolError,
+    format_message,
+    read_message,
+)
+from scanner.quarantine.config import QuarantineConfig
+from scanner.quarantine.record import (
+    AlreadyReleased,
+    BadSecret,
+    QuarantineError,
+    UnknownMailId,
+)
+from scanner.quarantine.release import release
+from scanner.quarantine.store import Quarantine
+from scanner.reinject.deliver import NextHop
+from scanner.reinject.pool import ConnectionPool
+
+log = logging.getLogger("scanner")
+REQUEST_TIMEOUT = 60.0
+Attrs = list[tuple[str, tuple[str, ...]]]
+
+
+# -- the socket ----------------------------------------------------------------------------
+
+def bind_ampdp_socket(cfg: QuarantineConfig) -> socket.socket:
+    """A listening Unix socket at ``cfg.ampdp_socket`` with the configured mode and group.
+
+    A stale socket file (nobody listening) is replaced; a live one or a non-socket file
+    in the way raises :class:`QuarantineError`.
+    """
+    path = cfg.ampdp_socket
+    if len(os.fsencode(path)) > 107:
+        raise QuarantineError(f"AM.PDP socket path {path!r} is longer than 107 bytes")
+    _remove_stale(path)
+    parent = os.path.dirname(path) or "."
+    os.makedirs(parent, 0o755, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # never reachable by others between bind and chmod
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise QuarantineError(f"cannot bind the AM.PDP socket {path}: {exc.strerror}") from None
+    finally:
+        os.umask(old)
+    try:
+        if cfg.socket_group:
+            os.chown(path, -1, _gid(cfg.socket_group))
+        os.chmod(path, cfg.socket_mode)
+        sock.listen(64)
+    except (OSError, KeyError) as exc:
+        sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise QuarantineError(f"cannot set up the AM.PDP socket {path}: {exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _gid(group: str) -> int:
+    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+
+
+def _remove_stale(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise QuarantineError(f"{path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise QuarantineError(f"cannot check the old socket {path}: {exc.strerror}") from None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    finally:
+        probe.close()
+    raise QuarantineError(f"another process serves the AM.PDP socket {path}")
+
+
+def unlink_ampdp_socket(sock: socket.socket) -> None:
+    """Remove the socket file if it is still ours (call once, in the master, at exit)."""
+    path = sock.getsockname()
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        if stat.S_ISSOCK(st.st_mode):
+            os.unlink(path)
+
+
+# -- serving -------------------------------------------------------------------------------
+
+async def start_ampdp_server(path_or_sock: str | socket.socket, q: Quarantine, config: Any,
+                             hostname: str | None = None) -> asyncio.AbstractServer:
+    """Serve AM.PDP on a bound socket (or bind ``path`` here); ``config`` is the whole
+    configuration (``[quarantine]`` and ``[reinject]`` are used)."""
+    if isinstance(path_or_sock, str):
+        cfg = config.quarantine
+        if path_or_sock != cfg.ampdp_socket:
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, ampdp_socket=path_or_sock)
+        sock = bind_ampdp_socket(cfg)
+    else:
+        sock = path_or_sock
+    service = AmpdpService(q, config, hostname or config.server.hostname or socket.getfqdn())
+    return await asyncio.start_unix_server(service.handle, sock=sock, limit=MAX_LINE + 2)
+
+
+async def serve_ampdp(sock: socket.socket, q: Quarantine, config: Any,
+                      hostname: str | None = None) -> None:
+    """Serve until cancelled."""
+    server = await start_ampdp_server(sock, q, config, hostname)
+    async with server:
+        await server.serve_forever()
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a Unix socket."""
+    data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", data)
+    return pid, uid, gid
+
+
+def _process_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+class AmpdpService:
+    """Answers release/requeue requests on accepted connections."""
+
+    def __init__(self, q: Quarantine, config: Any, hostname: str) -> None:
+        self.q = q
+        self.cfg: QuarantineConfig = config.quarantine
+        reinject = config.reinject
+        self.release_hop = NextHop.from_config(reinject, hostname)
+        self.requeue_hop = NextHop(self.cfg.requeue_host, self.cfg.requeue_port, False,
+                                   reinject.connect_timeout, reinject.timeout,
+                                   reinject.helo or hostname, reinject.xforward)
+        self.pools = {"release": ConnectionPool(self.release_hop, max_idle=2),
+                      "requeue": ConnectionPool(self.requeue_hop, max_idle=2)}
+        self.log_ids = LogIds()
+
+    def allowed(self, uid: int, gid: int) -> bool:
+        return (uid == os.geteuid() or uid in self.cfg.allowed_uids
+                or gid in self.cfg.allowed_gids)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        try:
+            pid, uid, gid = peer_credentials(sock)
+        except OSError:
+            pid, uid, gid = 0, -1, -1
+        try:
+            while True:
+                try:
+                    attrs = await asyncio.wait_for(read_message(reader), REQUEST_TIMEOUT)
+                except (ProtocolError, TimeoutError) as exc:
+                    why = str(exc) or "timed out waiting for a request"
+                    writer.write(format_message(_error("", "554 5.5.2", why, 69)))
+                    await writer.drain()
+                    return
+                if attrs is None:
+                    return
+                log_id = self.log_ids.next()
+                if not self.allowed(uid, gid):
+                    log.warning("(%s) AM.PDP: refused uid %d gid %d (pid %d %s)", log_id, uid,
+                                gid, pid, _process_name(pid))
+                    writer.write(format_message(_error(
+                        log_id, "554 5.7.1", f"permission denied: uid {uid} gid {gid} may "
+                        "not use this socket (see [quarantine] allowed_uids)", 69)))
+                    await writer.drain()
+                    return
+                who = _requester(attrs, pid, uid)
+                writer.write(format_message(await self.answer(attrs, who, log_id)))
+                await writer.drain()
+        except (ConnectionError, BrokenPipeError):
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def answer(self, attrs: Sequence[tuple[str, str]], who: str, log_id: str) -> Attrs:
+        """The response attributes for one request."""
+        values: dict[str, list[str]] = {}
+        for name, value in attrs:
+            values.setdefault(name.lower(), []).append(value)
+        request = (values.get("request") or [""])[0].strip().lower()
+        if request not in ("release", "requeue"):
+            if request == "am.pdp":  # a milter client pointed at us by mistake: defer
+                return _error(log_id, "451 4.5.0", "this socket only releases quarantined "
+                              "mail; it does not scan (request=AM.PDP)", 75, "tempfail")
+            return _error(log_id, "554 5.5.1", f"unsupported request {request!r} (release "
+                          "and requeue are served here)", 69)
+        mail_id = _mail_id(values)
+        secret = (values.get("secret_id") or [""])[0].strip() or None
+        rcpts = [r.strip() for r in values.get("recipient", []) if r.strip()]
+        sender = values.get("sender", [None])[0]
+        ref = f"rel-{mail_id}" if mail_id else "rel-?"
+        try:
+            if secret is None and self.cfg.require_secret:
+                raise BadSecret(f"a secret_id is required to release {mail_id}")
+            replies = await release(self.q, self.pools[request], mail_id, recipients=rcpts or None,
+                                    requested_by=who, secret_id=secret,
+                                    sender=sender.strip() if sender is not None else None)
+        except (UnknownMailId, BadSecret, AlreadyReleased) as exc:
+            log.info("(%s) AM.PDP %s %s by %s refused: %s", log_id, request, mail_id, who, exc)
+            return _error(log_id, "550 5.7.1" if isinstance(exc, BadSecret) else "550 5.7.0",
+                          f"Not released, id={ref}: {exc}", 69)
+        except QuarantineError as exc:
+            log.warning("(%s) AM.PDP %s %s by %s failed: %s", log_id, request, mail_id, who,
+                        exc)
+            return _error(log_id, "550 5.3.0", f"Not released, id={ref}: {exc}", 69)
+        except Exception as exc:
+            log.exception("(%s) AM.PDP %s %s failed", log_id, request, mail_id)
+            return _error(log_id, "451 4.5.0", f"Error in processing, id={ref}: {exc}", 75)
+        out: Attrs = [("version_server", ("2",)), ("log_id", (log_id,))]
+        for reply in replies:
+            out.append(("setreply", _amavis_reply(reply, ref)))
+        codes = {r[:1] for r in replies}
+        exit_code = 0 if codes == {"2"} else 75 if "4" in codes else 69
+        log.info("(%s) AM.PDP %s %s by %s: %s", log_id, request, mail_id, who, "; ".join(replies))
+        out.append(("exit_code", (str(exit_code),)))
+        return out
+
+
+def _error(log_id: str, code: str, text: str, exit_code: int,
+           return_value: str | None = None) -> Attrs:
+    rcode, xcode = code.split()
+    out: Attrs = [("version_server", ("2",))]
+    if log_id:
+        out.append(("log_id", (log_id,)))
+    out.append(("setreply", (rcode, xcode, text)))
+    if return_value:
+        out.append(("return_value", (return_value,)))
+    out.append(("exit_code", (str(exit_code),)))
+    return out
+
+
+def _amavis_reply(reply: str, ref: str) -> tuple[str, str, str]:
+    """``250 2.0.0 from MTA(...): 250 ...`` -> ``250 2.6.0 Ok, id=rel-X, from MTA(...): ...``."""
+    code, _, rest = reply.partition(" ")
+    enhanced, _, text = rest.partition(" ")
+    if code.startswith("2"):
+        return code, "2.6.0", f"Ok, id={ref}, {text}"
+    return code, enhanced, f"Failed, id={ref}, {text}"
+
+
+def _mail_id(values: dict[str, list[str]]) -> str:
+    """The mail_id asked for; derived from ``mail_file`` when only that is usable.
+
+    ``amavisd-release`` extracts the id from a file name with a pattern that expects
+    letters or digits at both ends; for ids starting with ``_`` or ending in ``-``/``_``
+    it sends the whole name, which still ends in the 12-character id.
+    """
+    given = (values.get("mail_id") or [""])[0].strip()
+    if len(given) == 12:
+        return given
+    source = (values.get("mail_file") or [given])[0].strip()
+    name = os.path.basename(source.split("[", 1)[0])
+    stem = name[:-3] if name.endswith(".gz") else name
+    return stem[-12:] if len(stem) >= 12 else given
+
+
+def _requester(attrs: Sequence[tuple[str, str]], pid: int, uid: int) -> str:
+    asked = next((v.strip() for k, v in attrs if k.lower() == "requested_by" and v.strip()), "")
+    name = asked or _process_name(pid) or "AM.PDP client"
+    return f"{name} (AM.PDP, uid {uid})"

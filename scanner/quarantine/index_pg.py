@@ -1,0 +1,78 @@
+"""The PostgreSQL quarantine index, for several filter hosts sharing one list.
+
+Needs the ``psycopg`` package (version 3). Each host keeps its files on its own disk
+(or on shared storage); the ``host`` column says where a message was stored, and a
+release must run on a host that can read the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from scanner.quarantine.index import SCHEMA, Index, Run
+from scanner.quarantine.record import QuarantineError
+
+_LOCK_KEY = 0x5C4A7E1  # advisory lock serialising schema creation between hosts
+
+
+def _redact(dsn: str) -> str:
+    """The DSN without its password, for error messages."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"
+
+
+class PostgresIndex(Index):
+    """Index rows in the database named by a ``postgresql://`` URL."""
+
+    def __init__(self, dsn: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise QuarantineError("quarantine.index is a PostgreSQL URL but the psycopg "
+                                  "package is not installed (pip install 'psycopg[binary]')"
+                                  ) from None
+        self._psycopg = psycopg
+        self.dsn = dsn
+        self.location = _redact(dsn)
+        self._ready = False
+
+    def _connect(self) -> Any:
+        psycopg = self._psycopg
+        try:
+            con = psycopg.connect(self.dsn, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise QuarantineError(
+                f"cannot connect to the quarantine index {self.location}: {exc}") from exc
+        if not self._ready:
+            try:
+                with con.transaction():
+                    con.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                    for statement in SCHEMA:
+                        con.execute(statement)
+                self._ready = True
+            except psycopg.Error as exc:
+                con.close()
+                raise QuarantineError(f"quarantine index {self.location}: {exc}") from exc
+        return con
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool) -> Iterator[Run]:
+        psycopg = self._psycopg
+        con = self._connect()
+
+        def run(sql: str, args: Sequence[Any]) -> Any:
+            return con.execute(sql.replace("?", "%s"), tuple(args))
+
+        try:
+            with con.transaction():
+                yield run
+        except psycopg.Error as exc:
+            raise QuarantineError(f"quarantine index {self.location}: {exc}") from exc
+        finally:
+            con.close()

@@ -1,0 +1,108 @@
+"""The SQLite quarantine index (the default): WAL mode, busy timeout, one file.
+
+A connection is opened per operation, so the index works from threads, forked
+workers and cron jobs at the same time without sharing handles. When root (cron, the
+CLI) creates or touches the database, its files are given to the owner of the
+directory, so the daemon running as another user can still write them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from scanner.quarantine.index import SCHEMA, Index, Run
+from scanner.quarantine.record import QuarantineError
+
+BUSY_TIMEOUT_MS = 30000
+
+
+class SqliteIndex(Index):
+    """Index rows in ``path`` (created with the schema on first write)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.location = path
+        self._ready = False
+
+    def _exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            parent = os.path.dirname(self.path) or "."
+            if not os.path.isdir(parent):
+                os.makedirs(parent, 0o750, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                  isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise QuarantineError(f"cannot open the quarantine index {self.path}: {exc}") from exc
+        try:
+            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            con.execute("PRAGMA synchronous = FULL")
+            if not self._ready:
+                self._create(con)
+        except sqlite3.Error as exc:
+            con.close()
+            raise QuarantineError(f"quarantine index {self.path}: {exc}") from exc
+        return con
+
+    def _create(self, con: sqlite3.Connection) -> None:
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in SCHEMA:
+                con.execute(statement)
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            raise
+        self._ready = True
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool) -> Iterator[Run]:
+        con = self._connect()
+
+        def run(sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
+            return con.execute(sql, tuple(args))
+
+        try:
+            con.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield run
+                con.execute("COMMIT")
+            except BaseException:
+                _rollback(con)
+                raise
+        except sqlite3.Error as exc:
+            raise QuarantineError(f"quarantine index {self.path}: {exc}") from exc
+        finally:
+            con.close()
+            if write:
+                self._fix_owner()
+
+    def _fix_owner(self) -> None:
+        """Running as root: hand new database files to the directory's owner."""
+        if os.geteuid() != 0:
+            return
+        try:
+            st = os.stat(os.path.dirname(self.path) or ".")
+        except OSError:
+            return
+        if st.st_uid == 0:
+            return
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                fst = os.stat(self.path + suffix)
+                if fst.st_uid != st.st_uid:
+                    os.chown(self.path + suffix, st.st_uid, st.st_gid)
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open (SQLite ends some by itself on errors)."""
+    if con.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")

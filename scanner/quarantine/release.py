@@ -1,0 +1,106 @@
+"""Release a quarantined message: send it, unchanged but for one header, to the next hop.
+
+Exactly once: a per-message file lock keeps two releasers on one host apart, and the
+index row moves from ``held`` to ``releasing`` by a conditional UPDATE that only one
+releaser (on any host) can win. The row becomes ``released`` when the next hop took
+the message for at least one recipient, goes back to ``held`` when it took it for
+none, and stays ``releasing`` when the outcome is unknown (the connection broke after
+the end of data): then only ``force`` releases it again.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Sequence
+from email.utils import formatdate
+
+from scanner.quarantine.record import BadSecret, QuarantineError
+from scanner.quarantine.store import Quarantine
+from scanner.reinject.deliver import NextHop, Outgoing, deliver
+from scanner.reinject.pool import ConnectionPool
+from scanner.task import ClientInfo, Recipient
+
+_LOCAL = re.compile(r'^(?:[^\s<>()\[\],;:\\"@\x00-\x1f\x7f]+|"(?:[^"\\\r\n]|\\.)*")$')
+_LABEL = re.compile(r"^(?!-)[^\s<>()\[\],;:\\\"@.\x00-\x1f\x7f]{1,63}(?<!-)$")
+_LITERAL = re.compile(r"^\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]$")
+
+
+def check_address(addr: str) -> str:
+    """``<user@example.org>`` -> ``user@example.org``; QuarantineError if not an address."""
+    value = addr.strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1]
+    local, at, domain = value.rpartition("@")
+    ok = (at and 0 < len(local) <= 64 and len(value) <= 254 and _LOCAL.match(local)
+          and (_LITERAL.match(domain) or (
+              "." in domain or domain.lower() == "localhost")
+              and all(_LABEL.match(label) for label in domain.split("."))))
+    if not ok:
+        raise QuarantineError(f"{addr!r} is not a valid recipient address (user@domain)")
+    return value
+
+
+def release_header(name: str, who: str, mail_id: str) -> tuple[str, str]:
+    """``X-Quarantine-Released: by WHO at DATE, id=MAIL_ID``."""
+    safe = re.sub(r"[\x00-\x1f\x7f]+", " ", who).strip()[:200] or "unknown"
+    return name, f"by {safe} at {formatdate(localtime=True)}, id={mail_id}"
+
+
+def _params(raw: bytes, sender: str, recipients: Sequence[str]) -> tuple:
+    params: list[tuple[str, str | None]] = []
+    if any(b >= 0x80 for b in raw):
+        params.append(("BODY", "8BITMIME"))
+    if not all(a.isascii() for a in [sender, *recipients]):
+        params.append(("SMTPUTF8", None))
+    return tuple(params)
+
+
+async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id: str, *,
+                  recipients: list[str] | None, requested_by: str,
+                  secret_id: str | None = None, sender: str | None = None,
+                  force: bool = False) -> list[str]:
+    """Deliver the message; one reply line per recipient (2xx = the next hop took it).
+
+    Raises :class:`QuarantineError` (or a subclass) before sending anything for an
+    unknown id, a wrong ``secret_id``, a message released (or being released) already,
+    an invalid address, or a missing or corrupt file.
+    """
+    rec = q.get(mail_id)
+    if secret_id and not hmac.compare_digest(secret_id.encode(), rec.secret_id.encode()):
+        raise BadSecret(f"wrong secret_id for {mail_id}")
+    targets = [check_address(a) for a in recipients] if recipients else list(rec.recipients)
+    if not targets:
+        raise QuarantineError(f"{mail_id} has no recipients to release to; give some")
+    env_sender = rec.sender
+    if sender is not None:
+        env_sender = "" if sender.strip() in ("", "<>") else check_address(sender)
+    with q.lock(rec, "release"):
+        token = q.index.claim(mail_id, requested_by, force=force)
+        if token is None:
+            raise q.why_not_held(mail_id)
+        try:
+            raw = q.read_record(rec)
+        except BaseException as exc:
+            q.index.abort(mail_id, token, [f"not sent: {exc}"])
+            raise
+        header = release_header(q.cfg.release_header, requested_by, mail_id)
+        data = f"{header[0]}: {header[1]}\r\n".encode() + raw
+        out = Outgoing(env_sender, [Recipient(a) for a in targets],
+                       _params(raw, env_sender, targets), data, ClientInfo(addr=rec.client_addr))
+        pool = pool_or_hop if isinstance(pool_or_hop, ConnectionPool) else ConnectionPool(
+            pool_or_hop, max_idle=1)
+        try:
+            result = await deliver(pool, out, all_or_nothing=True)
+        finally:
+            if pool is not pool_or_hop:
+                await pool.close()
+        # anything else (a cancellation, a bug) leaves the row 'releasing': outcome unknown
+        accepted = [a for a, r in zip(targets, result.replies, strict=True) if r.startswith("2")]
+        if accepted:
+            q.index.finish(mail_id, token, accepted, result.replies)
+        elif result.awaiting_final:
+            q.index.note(mail_id, token, result.replies)
+        else:
+            q.index.abort(mail_id, token, result.replies)
+        return result.replies

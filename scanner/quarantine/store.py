@@ -1,0 +1,228 @@
+"""The quarantine: store held mail durably, look it up, read it back, delete and expire it.
+
+``store()`` is what the pipeline calls before it answers Postfix: the gzip file is
+complete and fsynced and its index row committed when it returns, or it raises
+:class:`QuarantineError` having left nothing behind (the caller then answers 451).
+The index row is the commit point: a file without a row is debris that ``sweep()``
+removes, never a message anyone sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from scanner.mailid import new_secret_id
+from scanner.quarantine import files
+from scanner.quarantine.config import QuarantineConfig
+from scanner.quarantine.index import Index, open_index
+from scanner.quarantine.record import (
+    AlreadyReleased,
+    QuarantineError,
+    QuarantineRecord,
+    UnknownMailId,
+    check_mail_id,
+    relative_path,
+)
+from scanner.quarantine.when import format_time
+
+DEBRIS_MIN_AGE = 3600.0  # temporary and row-less files younger than this may be in use
+MAX_TEXT = 2000
+
+
+def _clean(text: str | None, limit: int = MAX_TEXT) -> str:
+    """Text safe for any index: valid UTF-8, no NUL, bounded length."""
+    if not text:
+        return ""
+    fixed = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return fixed.replace("\x00", "")[:limit]
+
+
+class Quarantine:
+    """Quarantined messages below ``cfg.directory``, listed in ``cfg.index``."""
+
+    def __init__(self, cfg: QuarantineConfig, *, index: Index | None = None,
+                 hostname: str | None = None) -> None:
+        self.cfg = cfg
+        self.directory = Path(cfg.directory)
+        self.hostname = hostname or socket.gethostname()
+        self._index = index
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            self._index = open_index(self.cfg.index, self.cfg.directory)
+        return self._index
+
+    # -- storing -------------------------------------------------------------------------
+
+    def store(self, *, mail_id: str, raw: bytes, sender: str, recipients: list[str],
+              category: str, score: float | None, symbols: list[str], subject: str,
+              message_id: str, client_addr: str | None, policy_bank: str) -> QuarantineRecord:
+        """Write the message and its index row; QuarantineError (nothing kept) on failure."""
+        try:
+            check_mail_id(mail_id)
+        except UnknownMailId as exc:
+            raise QuarantineError(str(exc)) from None
+        rel = relative_path(mail_id, category, self.cfg.subdir_levels)
+        rec = QuarantineRecord(
+            mail_id=mail_id, secret_id=new_secret_id(), stored_at=time.time(),
+            sender=_clean(sender if sender != "<>" else ""),
+            recipients=[_clean(r, 600) for r in recipients], category=_clean(category).upper(),
+            score=score, symbols=[_clean(s, 200) for s in symbols], size=len(raw),
+            subject=_clean(subject), message_id=_clean(message_id, 1000),
+            client_addr=_clean(client_addr) or None, policy_bank=_clean(policy_bank),
+            relative_path=rel, path=str(self.directory / rel), host=self.hostname)
+        path = files.write_atomic(self.directory, rel, raw)
+        try:
+            self.index.insert(rec)
+        except BaseException as exc:
+            files.remove(path)
+            if isinstance(exc, Exception):
+                raise QuarantineError(f"cannot add {mail_id} to the quarantine index "
+                                      f"{self.index.location}: {exc}") from exc
+            raise
+        return rec
+
+    # -- looking up ----------------------------------------------------------------------
+
+    def _with_path(self, rec: QuarantineRecord) -> QuarantineRecord:
+        rec.path = str(self.directory / rec.relative_path)
+        return rec
+
+    def get(self, mail_id: str) -> QuarantineRecord:
+        """The index row; UnknownMailId (naming a stray file if one exists) otherwise."""
+        check_mail_id(mail_id)
+        rec = self.index.get(mail_id)
+        if rec is None:
+            stray = self.find_files(mail_id)
+            hint = (f"; the file {stray[0]} exists without one (a store that broke off, "
+                    "or an index restored from an older backup)") if stray else ""
+            raise UnknownMailId(f"unknown mail_id {mail_id}: no row in the quarantine index "
+                                f"{self.index.location}{hint}")
+        return self._with_path(rec)
+
+    def find_files(self, mail_id: str) -> list[Path]:
+        """Quarantine files on this host named after ``mail_id`` (index or not)."""
+        sub = self.directory.joinpath(*mail_id[:self.cfg.subdir_levels])
+        return sorted(sub.glob(f"*-{mail_id}.gz")) if sub.is_dir() else []
+
+    def read_record(self, rec: QuarantineRecord) -> bytes:
+        path = Path(rec.path or self.directory / rec.relative_path)
+        try:
+            return files.read_gz(path)
+        except QuarantineError as exc:
+            if not path.exists() and rec.host and rec.host != self.hostname:
+                raise QuarantineError(f"{exc}; the message was stored on host {rec.host}, "
+                                      "run the command there") from None
+            raise
+
+    def read(self, mail_id: str) -> bytes:
+        """The raw message as it was stored."""
+        return self.read_record(self.get(mail_id))
+
+    def list(self, category: str | None = None, rcpt: str | None = None,
+             since: float | None = None) -> list[QuarantineRecord]:
+        return [self._with_path(r) for r in self.index.list(category, rcpt, since)]
+
+    # -- the per-message lock ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, rec: QuarantineRecord, what: str) -> Iterator[None]:
+        """Hold an exclusive lock on the message's file (while releasing or deleting).
+
+        A missing file gives no lock and no error here; reading it reports that.
+        """
+        try:
+            fd = os.open(rec.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            yield
+            return
+        except OSError as exc:
+            raise QuarantineError(f"cannot open {rec.path} to {what}: {exc.strerror}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AlreadyReleased(f"{rec.mail_id} is being released by another process "
+                                      f"right now; not going to {what} it") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def why_not_held(self, mail_id: str) -> QuarantineError:
+        """The error to report when a claim or delete found the row not ``held``."""
+        rec = self.index.get(mail_id)
+        if rec is None:
+            return UnknownMailId(f"unknown mail_id {mail_id}: its index row was removed "
+                                 "(expired or deleted) a moment ago")
+        if rec.released_at is not None:
+            return AlreadyReleased(
+                f"{mail_id} was already released at {format_time(rec.released_at)} by "
+                f"{rec.released_by} to {', '.join(rec.released_to) or '?'}; "
+                "use --force to send it again")
+        last = f" (last reply: {rec.release_result[0]})" if rec.release_result else ""
+        return AlreadyReleased(
+            f"a release of {mail_id} started at {format_time(rec.release_started or 0)} by "
+            f"{rec.released_by} did not finish{last}; the next hop may have it already; "
+            "check its log, then use --force to release it anyway")
+
+    # -- removing ------------------------------------------------------------------------
+
+    def delete(self, mail_id: str, *, force: bool = False) -> QuarantineRecord:
+        """Remove row and file. Refused while a release runs (or broke off) unless forced."""
+        rec = self.get(mail_id)
+        with self.lock(rec, "delete"):
+            if not self.index.delete(mail_id, force=force):
+                raise self.why_not_held(mail_id)
+            files.remove(Path(rec.path))
+        return rec
+
+    def expire(self, older_than_seconds: float) -> int:
+        """Remove messages stored more than ``older_than_seconds`` ago; how many went.
+
+        Messages being released are kept (a release that broke off over a day ago is
+        not), then debris older than the cut-off is swept (see :meth:`sweep`).
+        """
+        cutoff = time.time() - older_than_seconds
+        count = 0
+        for rec in self.index.list(before=cutoff):
+            if self.index.delete_expired(rec.mail_id, cutoff):
+                files.remove(self.directory / rec.relative_path)
+                count += 1
+        self.sweep(max(older_than_seconds, DEBRIS_MIN_AGE))
+        return count
+
+    def sweep(self, min_age: float = DEBRIS_MIN_AGE) -> list[Path]:
+        """Remove temporary files and files without an index row older than ``min_age``."""
+        if not self.directory.is_dir():
+            return []
+        cutoff = time.time() - max(min_age, DEBRIS_MIN_AGE)
+        old: dict[str, Path] = {}
+        removed: list[Path] = []
+        for path in files.walk(self.directory):
+            try:
+                if path.lstat().st_mtime >= cutoff:
+                    continue
+            except OSError:
+                continue
+            if files.is_temp(path):
+                if files.remove(path):
+                    removed.append(path)
+                continue
+            mail_id = files.mail_id_of(path)
+            if mail_id is not None:
+                old[mail_id] = path
+        known = self.index.known(list(old))
+        for mail_id, path in old.items():
+            if mail_id not in known and files.remove(path):
+                removed.append(path)
+        return removed
+
+
+__all__ = ["Quarantine", "QuarantineError", "QuarantineRecord"]

@@ -1,0 +1,1 @@
+"""Tests of the quarantine: store, index, release, CLI and the AM.PDP socket."""

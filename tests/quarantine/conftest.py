@@ -1,0 +1,40 @@
+"""Fixtures of the quarantine tests: a quarantine in a temporary directory, a next hop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scanner.quarantine.config import QuarantineConfig
+from scanner.quarantine.store import Quarantine
+from scanner.reinject.deliver import NextHop
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+
+
+@pytest.fixture
+def qdir(tmp_path: Path) -> Path:
+    return tmp_path / "quarantine"
+
+
+@pytest.fixture
+def quarantine(qdir: Path) -> Quarantine:
+    return Quarantine(QuarantineConfig(directory=str(qdir)), hostname="filter1.test")
+
+
+@pytest.fixture
+def sink():
+    s = Sink(free_port()).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def hop(sink: Sink) -> NextHop:
+    return NextHop("127.0.0.1", sink.port, False, 2.0, 3.0, "scanner.test", True)
+
+
+@pytest.fixture
+def dead_hop() -> NextHop:
+    return NextHop("127.0.0.1", free_port(), False, 1.0, 2.0, "scanner.test", True)

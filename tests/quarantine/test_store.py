@@ -1,0 +1,165 @@
+"""Storing and reading back: file layout, index fields, filters, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from scanner.mailid import new_mail_id
+from scanner.quarantine.config import QuarantineConfig
+from scanner.quarantine.record import QuarantineError, UnknownMailId, relative_path
+from scanner.quarantine.store import Quarantine
+
+from .util import sample, store
+
+
+def test_round_trip_file_layout_and_index_fields(quarantine: Quarantine, qdir: Path):
+    raw = sample("round trip", b"8bit \xe9t\xe9\r\n")
+    mail_id = new_mail_id()
+    rec = quarantine.store(mail_id=mail_id, raw=raw, sender="spam@example.org",
+                           recipients=["Bob@Example.test", "carol@example.test"],
+                           category="spam", score=7.25, symbols=["A", "B"],
+                           subject="round trip", message_id="<round.trip@example.org>",
+                           client_addr="192.0.2.7", policy_bank="MYNETS")
+    assert rec.relative_path == f"{mail_id[0]}/spam-{mail_id}.gz"
+    path = qdir / rec.relative_path
+    assert rec.path == str(path)
+    assert gzip.decompress(path.read_bytes()) == raw
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
+    got = quarantine.get(mail_id)
+    assert got.secret_id == rec.secret_id and len(got.secret_id) == 12
+    assert got.secret_id != mail_id
+    assert (got.sender, got.recipients, got.category, got.score, got.symbols) == (
+        "spam@example.org", ["Bob@Example.test", "carol@example.test"], "SPAM", 7.25,
+        ["A", "B"])
+    assert (got.subject, got.message_id, got.size, got.client_addr, got.policy_bank) == (
+        "round trip", "<round.trip@example.org>", len(raw), "192.0.2.7", "MYNETS")
+    assert got.host == "filter1.test" and got.state == "held"
+    assert abs(got.stored_at - time.time()) < 60
+    assert quarantine.read(mail_id) == raw
+
+
+def test_list_filters(quarantine: Quarantine):
+    spam = store(quarantine, recipients=["bob@example.test"])
+    virus = store(quarantine, category="VIRUS", recipients=["carol@example.test"])
+    assert [r.mail_id for r in quarantine.list()] == [spam.mail_id, virus.mail_id]
+    assert [r.mail_id for r in quarantine.list(category="virus")] == [virus.mail_id]
+    assert [r.mail_id for r in quarantine.list(rcpt="<BOB@example.test>")] == [spam.mail_id]
+    assert quarantine.list(rcpt="nobody@example.test") == []
+    assert len(quarantine.list(since=time.time() - 60)) == 2
+    assert quarantine.list(since=time.time() + 60) == []
+
+
+@pytest.mark.parametrize(("levels", "expect"), [(0, "virus-{id}.gz"),
+                                                (2, "{a}/{b}/virus-{id}.gz")])
+def test_subdir_levels(tmp_path: Path, levels: int, expect: str):
+    q = Quarantine(QuarantineConfig(directory=str(tmp_path), subdir_levels=levels))
+    rec = store(q, category="VIRUS")
+    mid = rec.mail_id
+    assert rec.relative_path == expect.format(id=mid, a=mid[0], b=mid[1])
+    assert (tmp_path / rec.relative_path).is_file()
+    assert q.read(mid) == q.read_record(q.get(mid))
+
+
+def test_category_prefixes():
+    assert relative_path("7vykgLjHGVrk", "SPAM", 1) == "7/spam-7vykgLjHGVrk.gz"
+    assert relative_path("7vykgLjHGVrk", "BAD-HEADER", 1) == "7/badh-7vykgLjHGVrk.gz"
+    assert relative_path("7vykgLjHGVrk", "Weird/../cat", 0) == "weirdcat-7vykgLjHGVrk.gz"
+
+
+def test_unknown_and_malformed_ids(quarantine: Quarantine):
+    with pytest.raises(UnknownMailId, match="unknown mail_id AAAAAAAAAAAA"):
+        quarantine.get("AAAAAAAAAAAA")
+    with pytest.raises(UnknownMailId, match="is not a mail_id"):
+        quarantine.get("../etc/passwd")
+    with pytest.raises(QuarantineError, match="is not a mail_id"):
+        store(quarantine, mail_id="short")
+
+
+def test_same_mail_id_twice_keeps_the_first(quarantine: Quarantine, qdir: Path):
+    first = store(quarantine, subject="first")
+    with pytest.raises(QuarantineError, match="exists already"):
+        store(quarantine, mail_id=first.mail_id, subject="second")
+    assert b"first" in quarantine.read(first.mail_id)
+    assert len(quarantine.list()) == 1
+
+
+def test_index_failure_leaves_no_file(tmp_path: Path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    q = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"),
+                                    index=f"sqlite:{blocker}/index.sqlite"))
+    with pytest.raises(QuarantineError, match="index"):
+        store(q)
+    assert [p for p in (tmp_path / "q").rglob("*") if p.is_file()] == []
+
+
+def test_text_that_no_database_takes(quarantine: Quarantine):
+    subject = "caf\udce9 \x00nul " + "x" * 5000
+    rec = store(quarantine, subject=subject)
+    got = quarantine.get(rec.mail_id)
+    assert got.subject.startswith("caf\ufffd nul ") and len(got.subject) == 2000
+
+
+def test_corrupt_and_missing_files(quarantine: Quarantine, qdir: Path):
+    rec = store(quarantine)
+    path = qdir / rec.relative_path
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(QuarantineError, match=f"{path} is corrupt"):
+        quarantine.read(rec.mail_id)
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(QuarantineError, match="is corrupt"):
+        quarantine.read(rec.mail_id)
+    path.unlink()
+    with pytest.raises(QuarantineError, match=f"{path} is missing"):
+        quarantine.read(rec.mail_id)
+
+
+def test_row_missing_but_file_present_is_named(quarantine: Quarantine, qdir: Path):
+    rec = store(quarantine)
+    quarantine.index.delete(rec.mail_id)
+    with pytest.raises(UnknownMailId, match=f"the file {qdir / rec.relative_path} exists"):
+        quarantine.get(rec.mail_id)
+
+
+def test_delete(quarantine: Quarantine, qdir: Path):
+    rec = store(quarantine)
+    quarantine.delete(rec.mail_id)
+    assert not (qdir / rec.relative_path).exists()
+    with pytest.raises(UnknownMailId):
+        quarantine.delete(rec.mail_id)
+
+
+def test_expire_and_sweep(quarantine: Quarantine, qdir: Path):
+    old = store(quarantine, subject="old")
+    new = store(quarantine, subject="new")
+    # age the first message by a day (index and file)
+    with quarantine.index._transaction(write=True) as run:
+        run("UPDATE quarantine SET stored_at = stored_at - 86400 WHERE mail_id = ?",
+            [old.mail_id])
+    debris = qdir / "x" / ".tmp-123-abc"
+    stray = qdir / "x" / "spam-xxxxxxxxxxxx.gz"
+    debris.parent.mkdir()
+    for p in (debris, stray):
+        p.write_bytes(b"junk")
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
+    assert quarantine.expire(3600) == 1
+    assert [r.mail_id for r in quarantine.list()] == [new.mail_id]
+    assert not (qdir / old.relative_path).exists()
+    assert (qdir / new.relative_path).exists()
+    assert not debris.exists() and not stray.exists()
+
+
+def test_sweep_keeps_young_debris(quarantine: Quarantine, qdir: Path):
+    store(quarantine)
+    young = qdir / "y" / ".tmp-1-2"
+    young.parent.mkdir()
+    young.write_bytes(b"in use")
+    assert quarantine.sweep() == []
+    assert young.exists()
