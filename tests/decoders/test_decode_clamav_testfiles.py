@@ -40,7 +40,7 @@ CLAIMED = {
 }
 # Not reached, with the reason (see decoders/FORMATS.md): they stay leaves for ClamAV.
 NOT_CLAIMED = {
-    "clam_cache_emax.tgz": "nests tgz files deeper than the depth limit (by design)",
+    "clam_cache_emax.tgz": "clam.exe sits at depth 20, past the depth limit of 14 (by design)",
     "clam-aspack.exe": "runtime packer",
     "clam-fsg.exe": "runtime packer",
     "clam-mew.exe": "runtime packer",
@@ -97,3 +97,15 @@ def test_unclaimed_wrappers_stay_intact_without_errors(clam_dir: Path, name: str
         wrapper = result.parts[2]
         assert wrapper.size == len(data)
         assert "DECODE_FAIL" not in result.symbols()
+
+
+def test_cache_emax_is_deeper_than_the_depth_limit(clam_dir: Path, clam_sha256: str) -> None:
+    from decoders import Limits
+
+    raw = message(("clam_cache_emax.tgz", (clam_dir / "clam_cache_emax.tgz").read_bytes()))
+    with unpack(raw) as result:
+        assert "DECODE_LIMIT_DEPTH" in result.symbols() and result.unchecked
+        assert not any(p.sha256 == clam_sha256 for p in result.parts)
+    with unpack(raw, limits=Limits(max_depth=30)) as result:
+        assert any(p.sha256 == clam_sha256 for p in result.parts)
+        assert not result.unchecked
