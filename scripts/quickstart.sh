@@ -13,8 +13,8 @@ cd "$here"
 mode="${1:-}"
 shift || true
 
-runtime_pkgs=(python3 python3-venv libmagic1 clamav-daemon)
-test_pkgs=(postfix clamav-daemon clamav-testfiles swaks libarchive13)
+runtime_pkgs=(python3 python3-venv libmagic1 libarchive13 clamav-daemon)
+test_pkgs=(postfix clamav-daemon clamav-testfiles swaks arj)
 
 need_pkgs() {
     local missing=()
