@@ -55,6 +55,9 @@ class Context:
     virus_scanned: bool
     quarantine: Any  # scanner.quarantine.store.Quarantine or None
     run_cpu: Callable[..., Awaitable[Any]]
+    signers: tuple[Any, ...] = ()
+    """Checks with ``async sign(task, data) -> [(name, value)]`` (e.g. DKIM): called on
+    the final bytes of each delivered copy; their headers go in front."""
 
 
 async def carry_out(task: Task, ctx: Context) -> Outcome:
@@ -131,6 +134,7 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
                                 [r.address for r in recipients])
         data = prepend_headers(prefix_subject(task.raw, prefix),
                                [trace, *task.add_headers, *headers])
+        data = await _sign(task, ctx.signers, data)
         msg = Outgoing(task.envelope.sender, recipients, task.envelope.mail_params, data,
                        task.client)
         result = await deliver(ctx.pool, msg, all_or_nothing=ctx.protocol != "LMTP")
@@ -138,6 +142,12 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
             out.replies[i] = reply
             out.add(_delivery_action(reply) + ctx.direction)
         out.queued_as += [q for q in result.queued_as if q not in out.queued_as]
+
+
+async def _sign(task: Task, signers: tuple[Any, ...], data: bytes) -> bytes:
+    """Prepend the signers' headers; a signer that raises defers the message (451)."""
+    added = [h for signer in signers for h in await signer.sign(task, data)]
+    return prepend_headers(data, added)
 
 
 async def _blocked(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:

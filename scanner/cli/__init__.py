@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _optional_commands(sub: argparse._SubParsersAction) -> None:
     """Sub-commands of components that may not be installed in every build."""
     try:
+        from scanner.cli import dkim_cmd
+    except ImportError:
+        pass
+    else:
+        dkim_cmd.add_parser(sub)
+    try:
         from scanner.cli import quarantine_cmd
     except ImportError:
         pass

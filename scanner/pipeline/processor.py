@@ -61,6 +61,7 @@ class Processor:
         self._decoders = list(decoders) if decoders is not None else None
         self._limits = limits_from(config)
         self._checks = list(checks)
+        self._signers = tuple(c for c in checks if callable(getattr(c, "sign", None)))
         self._scores = scores
         self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
         self._hostname = hostname
@@ -107,7 +108,7 @@ class Processor:
             pool=self._pool, scores=self._scores, hostname=self._hostname, port=listener.port,
             protocol=listener.protocol, direction=self._direction(task, listener),
             virus_scanned=self._virus_scanner, quarantine=self._quarantine,
-            run_cpu=self._run_cpu))
+            run_cpu=self._run_cpu, signers=self._signers))
         self._log_summary(task, outcome)
         return outcome.replies
 

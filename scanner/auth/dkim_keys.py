@@ -1,0 +1,70 @@
+"""Fetch DKIM public keys (``SELECTOR._domainkey.DOMAIN`` TXT) ahead of verification.
+
+dkimpy looks keys up synchronously through a ``dnsfunc``; we look them all up first,
+concurrently and under the message's DNS budget, then hand dkimpy a ``dnsfunc`` that
+answers from this table. The table also knows which lookups failed temporarily, so a
+DNS timeout becomes ``temperror`` instead of dkimpy's "fail".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from dkim.util import InvalidTagValueList, parse_tag_value
+
+from scanner.dns.client import Answer
+
+Lookup = Callable[[str, str], Awaitable[Answer]]
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def key_name(selector: str, domain: str) -> str:
+    return f"{selector.strip().lower()}._domainkey.{domain.strip().rstrip('.').lower()}"
+
+
+def header_section(raw: bytes) -> bytes:
+    """The header lines of a message (up to the empty line), for cheap parsing."""
+    m = _HEADER_END.search(raw)
+    return raw[: m.end()] if m else raw
+
+
+def tags(value: bytes) -> dict[str, str] | None:
+    """The tag=value list of a signature header as text; None when it is malformed."""
+    try:
+        parsed = parse_tag_value(value)
+    except (InvalidTagValueList, ValueError):
+        return None
+    return {k.decode("ascii", "replace").lower(): v.decode("utf-8", "replace")
+            for k, v in parsed.items()}
+
+
+@dataclass(slots=True)
+class KeyTable:
+    """Key records by name: the TXT text, or absent; plus the names that timed out."""
+
+    records: dict[str, bytes] = field(default_factory=dict)
+    temporary: set[str] = field(default_factory=set)
+
+    def dnsfunc(self, name: bytes | str, timeout: float = 5) -> bytes:
+        """dkimpy's ``dnsfunc(name, timeout)``: the TXT record, b'' when there is none."""
+        text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
+        return self.records.get(text.rstrip(".").lower(), b"")
+
+
+async def fetch_keys(names: Iterable[str], lookup: Lookup) -> KeyTable:
+    """Look every key record up concurrently."""
+    wanted = sorted(set(names))
+    answers = await asyncio.gather(*(lookup(n, "TXT") for n in wanted))
+    table = KeyTable()
+    for name, answer in zip(wanted, answers, strict=True):
+        if answer.temporary:
+            table.temporary.add(name)
+            continue
+        texts = answer.texts()
+        keys = [t for t in texts if "p=" in t] or texts
+        if keys:
+            table.records[name] = keys[0].encode("utf-8", "replace")
+    return table

@@ -1,0 +1,96 @@
+"""Verify every DKIM signature of a message with dkimpy (RFC 6376).
+
+Keys are fetched first (:mod:`scanner.auth.dkim_keys`), then dkimpy verifies each
+signature off the event loop. Each signature gets an RFC 8601 result:
+
+- ``pass``: the signature verifies;
+- ``fail``: the body hash or the signature does not match (the message was changed);
+- ``permerror``: a malformed signature, no key, a revoked or unusable key, expired;
+- ``temperror``: the key lookup timed out or the DNS server failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dkim
+
+from scanner.auth.dkim_keys import KeyTable, Lookup, fetch_keys, header_section, key_name, tags
+
+RunCpu = Callable[..., Awaitable[Any]]
+QUIET_LOG = logging.getLogger("scanner.dkimpy")
+QUIET_LOG.setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True, slots=True)
+class DkimResult:
+    """The verdict on one DKIM-Signature header."""
+
+    result: str
+    domain: str = ""
+    selector: str = ""
+    b: str = ""
+    reason: str = ""
+
+    @property
+    def header_b(self) -> str:
+        """The first 8 characters of b= (RFC 6008), to tell signatures apart."""
+        return "".join(self.b.split())[:8]
+
+
+def signature_tags(raw: bytes) -> list[dict[str, str] | None]:
+    """The tags of each DKIM-Signature header, in order (None: unparseable)."""
+    headers, _ = dkim.rfc822_parse(header_section(raw))
+    return [tags(value) for name, value in headers if name.lower() == b"dkim-signature"]
+
+
+async def verify_all(raw: bytes, lookup: Lookup, run_cpu: RunCpu, max_signatures: int = 10,
+                     minkey: int = 1024) -> list[DkimResult]:
+    """A result for each of the first ``max_signatures`` signatures ([] when unsigned)."""
+    sigs = signature_tags(raw)[:max_signatures]
+    if not sigs:
+        return []
+    names = [key_name(t["s"], t["d"]) for t in sigs if t and t.get("s") and t.get("d")]
+    keys = await fetch_keys(names, lookup)
+    return await run_cpu(_verify_sync, raw, sigs, keys, minkey)
+
+
+def _verify_sync(raw: bytes, sigs: list[dict[str, str] | None], keys: KeyTable,
+                 minkey: int) -> list[DkimResult]:
+    verifier = dkim.DKIM(raw, logger=QUIET_LOG, minkey=minkey)
+    return [_verify_one(verifier, i, t, keys) for i, t in enumerate(sigs)]
+
+
+def _verify_one(verifier: dkim.DKIM, idx: int, sig: dict[str, str] | None, keys: KeyTable
+                ) -> DkimResult:
+    if sig is None:
+        return DkimResult("permerror", reason="malformed signature")
+    domain = sig.get("d", "").strip().lower()
+    selector = sig.get("s", "").strip()
+    base = {"domain": domain, "selector": selector, "b": sig.get("b", "")}
+    if not domain or not selector:
+        return DkimResult("permerror", **base, reason="signature without d= or s=")
+    name = key_name(selector, domain)
+    if name in keys.temporary:
+        return DkimResult("temperror", **base, reason="key lookup failed")
+    record = keys.records.get(name)
+    if not record:
+        return DkimResult("permerror", **base, reason="no key")
+    try:
+        dkim.evaluate_pk(name, record)
+    except dkim.DKIMException as exc:
+        return DkimResult("permerror", **base, reason=f"bad key: {exc}")
+    try:
+        ok = verifier.verify(idx=idx, dnsfunc=keys.dnsfunc)
+    except dkim.ValidationError as exc:
+        verdict = "fail" if "body hash mismatch" in str(exc) else "permerror"
+        return DkimResult(verdict, **base, reason=str(exc))
+    except dkim.DKIMException as exc:
+        return DkimResult("permerror", **base, reason=str(exc))
+    except Exception as exc:  # dkimpy on hostile input: never let it crash the check
+        return DkimResult("permerror", **base, reason=f"{type(exc).__name__}: {exc}")
+    return DkimResult("pass" if ok else "fail", **base,
+                      reason="" if ok else "signature did not verify")

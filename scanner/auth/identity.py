@@ -1,0 +1,57 @@
+"""The identities authentication looks at: envelope sender, HELO and From domains."""
+
+from __future__ import annotations
+
+import ipaddress
+from email.message import Message
+from email.utils import getaddresses
+
+from scanner.auth.psl import normalise
+
+
+def address_domain(address: str) -> str:
+    """The normalised domain of ``local@domain`` (angle brackets allowed), or ''."""
+    addr = address.strip().strip("<>").strip()
+    if "@" not in addr:
+        return ""
+    return normalise(addr.rpartition("@")[2])
+
+
+def sender_identity(sender: str, helo: str) -> tuple[str, str]:
+    """(address, domain) SPF checks for MAIL FROM: ``postmaster@HELO`` for the null sender."""
+    addr = sender.strip().strip("<>").strip()
+    if addr and "@" in addr:
+        return addr, address_domain(addr)
+    helo_name = helo_domain(helo)
+    return (f"postmaster@{helo_name}", helo_name) if helo_name else ("", "")
+
+
+def helo_domain(helo: str) -> str:
+    """The HELO name if it is a multi-label domain name (not an address literal), else ''."""
+    name = (helo or "").strip()
+    if not name or name.startswith("["):
+        return ""
+    try:
+        ipaddress.ip_address(name)
+        return ""
+    except ValueError:
+        pass
+    name = normalise(name)
+    return name if "." in name else ""
+
+
+def from_domains(msg: Message | None) -> list[str]:
+    """The distinct domains of the From header's addresses (RFC 5322.From), in order."""
+    if msg is None:
+        return []
+    values = [str(v) for v in msg.get_all("From", [])]
+    found: list[str] = []
+    for _, addr in getaddresses(values):
+        domain = address_domain(addr)
+        if domain and domain not in found:
+            found.append(domain)
+    return found
+
+
+def from_header_count(msg: Message | None) -> int:
+    return 0 if msg is None else len(msg.get_all("From", []))

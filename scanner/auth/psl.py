@@ -1,0 +1,59 @@
+"""Registered ("organizational") domains from the public suffix list.
+
+The list is the one shipped as data in the ``publicsuffixlist`` package (refreshed with
+each release), or a file given by the operator, such as Debian's
+``/usr/share/publicsuffix/public_suffix_list.dat``. By default only the ICANN section is
+used, as DMARC implementations do, so ``foo.github.io`` reduces to ``github.io``.
+Unknown top-level labels count as one-label suffixes (``mail.example.test`` ->
+``example.test``).
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+from publicsuffixlist import PublicSuffixList
+
+_lock = threading.Lock()
+_lists: dict[tuple[str, bool], PublicSuffixList] = {}
+
+
+def suffix_list(path: str = "", icann_only: bool = True) -> PublicSuffixList:
+    """The list from ``path`` (empty: the packaged copy), loaded once per process."""
+    key = (path, icann_only)
+    with _lock:
+        psl = _lists.get(key)
+        if psl is None:
+            if path:
+                with open(path, encoding="utf-8") as fh:
+                    psl = PublicSuffixList(fh, only_icann=icann_only)
+            else:
+                psl = PublicSuffixList(only_icann=icann_only)
+            _lists[key] = psl
+    return psl
+
+
+def normalise(domain: str) -> str:
+    """Lowercase ASCII (IDNA) form without the final dot; '' when not a usable name."""
+    name = domain.strip().rstrip(".").lower()
+    if not name:
+        return ""
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return ""
+    return name
+
+
+@lru_cache(maxsize=8192)
+def org_domain(domain: str, path: str = "", icann_only: bool = True) -> str:
+    """The registered domain of ``domain`` (``a.b.example.co.uk`` -> ``example.co.uk``).
+
+    A public suffix itself is its own organizational domain (RFC 7489 section 3.2).
+    """
+    name = normalise(domain)
+    if not name:
+        return ""
+    return suffix_list(path, icann_only).privatesuffix(name) or name

@@ -1,0 +1,118 @@
+"""Host names of the URLs in a message body, for URI blacklists.
+
+Looks at the decoded leaves' text (plain text, and HTML turned into text) and at raw
+HTML (``href``, ``src``, ``action`` attributes). Understands ``scheme://`` URLs
+(http, https, ftp), bare ``www.`` names, user-info and ports, percent-encoded and
+internationalised names, and IP-address hosts (dotted, bracketed IPv6, one decimal
+number). Deliberately small: a general URI extractor belongs to the rules engine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+_URL = re.compile(r"(?i)\b(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
+_WWW = re.compile(r"(?i)(?<![\w.@/-])(www\d{0,3}\.[a-z0-9\u00a1-\uffff.-]+)")
+_ATTR = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
+MAX_TEXT = 1 << 20
+
+
+@dataclass(slots=True)
+class Found:
+    """Distinct host names and IP addresses, in order of appearance."""
+
+    hosts: list[str] = field(default_factory=list)
+    ips: list[str] = field(default_factory=list)
+
+    def add(self, host: str) -> None:
+        ip = _as_ip(host)
+        if ip is not None:
+            if ip not in self.ips:
+                self.ips.append(ip)
+            return
+        name = normalise_host(host)
+        if name and name not in self.hosts:
+            self.hosts.append(name)
+
+
+def from_text(text: str, found: Found | None = None) -> Found:
+    """Hosts of ``scheme://`` URLs and bare ``www.`` names in plain text."""
+    found = found or Found()
+    for m in _URL.finditer(text):
+        found.add(_authority_host(m.group(1)))
+    for m in _WWW.finditer(text):
+        found.add(m.group(1).rstrip("."))
+    return found
+
+
+def from_html(html: str, found: Found | None = None) -> Found:
+    """Hosts of URL attributes and of URLs in the markup's text."""
+    found = found or Found()
+    for m in _ATTR.finditer(html):
+        value = urllib.parse.unquote(next(g for g in m.groups() if g is not None).strip())
+        if value.startswith("//"):
+            value = "http:" + value
+        from_text(value, found)
+    return from_text(html, found)
+
+
+def from_parts(parts: Iterable[Any]) -> Found:
+    """Hosts from every decoded leaf: ``.text`` always, raw markup of HTML leaves."""
+    found = Found()
+    for part in parts:
+        if not getattr(part, "is_leaf", True):
+            continue
+        text = getattr(part, "text", None)
+        if text:
+            from_text(text[:MAX_TEXT], found)
+        kind = (getattr(part, "declared_type", None) or "").lower()
+        if kind == "text/html" or getattr(part, "detected_type", None) == "html":
+            try:
+                html = part.data()[:MAX_TEXT].decode("utf-8", "replace")
+            except OSError:
+                continue
+            from_html(html, found)
+    return found
+
+
+def _authority_host(authority: str) -> str:
+    host = urllib.parse.unquote(authority).rpartition("@")[2]
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _as_ip(host: str) -> str | None:
+    text = host.strip().rstrip(".")
+    if text.isdigit():
+        number = int(text)
+        return str(ipaddress.IPv4Address(number)) if number < 2 ** 32 else None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def normalise_host(host: str) -> str:
+    """Lowercase ASCII host name, or '' when it is not a plausible public name."""
+    name = host.strip().strip(".").lower()
+    if not name:
+        return ""
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return ""
+    labels = name.split(".")
+    if len(labels) < 2 or len(name) > 253:
+        return ""
+    if not all(_LABEL.match(label) for label in labels) or not _TLD.match(labels[-1]):
+        return ""
+    return name

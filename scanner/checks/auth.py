@@ -1,0 +1,157 @@
+"""auth: SPF (MAIL FROM and HELO), DKIM, DMARC and ARC, plus Authentication-Results.
+
+One check because DMARC needs the SPF and DKIM results. All DNS queries of a message
+(SPF records, DKIM and ARC keys, the DMARC policy) run concurrently under the
+``dns.budget``; a DNS timeout becomes a ``*_TEMPFAIL`` symbol (weight 0), never an
+exception, so the check degrades gracefully without DNS and is on by default.
+
+The client checked is the first untrusted relay (:mod:`scanner.auth.received`). Mail
+that never passed an untrusted host (``ALL_TRUSTED``) and mail of the policy banks in
+``skip_policy_banks`` (our own users' submissions) is not verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar
+
+from scanner.auth import authres, report
+from scanner.auth.arc import ArcResult, verify_arc
+from scanner.auth.dkim_verify import verify_all
+from scanner.auth.dmarc import DmarcResult, discover, evaluate
+from scanner.auth.identity import from_domains, helo_domain, sender_identity
+from scanner.auth.received import Relay, networks_setting, task_origin
+from scanner.auth.spf import SpfChecker, SpfResult
+from scanner.checks.base import CheckContext
+from scanner.config.schema import opt
+from scanner.dns import Deadline, DnsSettings, get_client
+from scanner.task import Hit, Task
+
+log = logging.getLogger("scanner.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Settings of the auth check ([checks.settings.auth])."""
+
+    dns: DnsSettings = opt(DnsSettings, "resolvers, timeouts and cache")
+    spf: bool = opt(True, "check SPF for MAIL FROM and for the HELO name")
+    dkim: bool = opt(True, "verify every DKIM signature")
+    dmarc: bool = opt(True, "evaluate DMARC (needs spf and dkim)")
+    arc: bool = opt(True, "verify the ARC chain")
+    add_header: bool = opt(True, "add an Authentication-Results header to passed mail")
+    authserv_id: str = opt("", "authserv-id of the header; empty = server.hostname or FQDN")
+    trusted_networks: tuple[str, ...] = opt(
+        [], "relays whose Received headers are believed; empty = [policy] mynetworks")
+    internal_networks: tuple[str, ...] = opt(
+        [], "our own MX/relays (also trusted); empty = trusted_networks")
+    trust_authenticated: bool = opt(
+        True, "a hop a trusted relay recorded as authenticated (ESMTPA) counts as trusted")
+    skip_policy_banks: tuple[str, ...] = opt(
+        ["ORIGINATING"], "policy banks whose mail is not verified (our users' own mail)")
+    max_signatures: int = opt(10, "DKIM signatures verified per message", min=1, max=50)
+    min_key_bits: int = opt(1024, "shorter RSA keys make a DKIM signature permerror",
+                            min=512, max=8192)
+    psl_file: str = opt("", "public suffix list file; empty = the copy shipped with the "
+                        "publicsuffixlist package")
+
+
+class Auth:
+    """SPF, DKIM, DMARC and ARC verification."""
+
+    name: ClassVar[str] = "auth"
+    description: ClassVar[str] = "SPF, DKIM, DMARC and ARC verification; Authentication-Results"
+    symbols: ClassVar[dict[str, str]] = report.SYMBOLS
+    default_enabled: ClassVar[bool] = True
+    kind: ClassVar[str] = "spam"
+    Settings: ClassVar[type] = AuthSettings
+
+    def __init__(self, settings: AuthSettings, context: CheckContext) -> None:
+        cfg = context.config
+        where = "checks.settings.auth"
+        self._s = settings
+        self._run_cpu = context.run_cpu
+        self._dns = get_client(settings.dns, f"{where}.dns", cfg.source)
+        self._trusted = networks_setting(settings.trusted_networks, cfg.policy.mynetworks,
+                                         f"{where}.trusted_networks", cfg.source)
+        self._internal = networks_setting(settings.internal_networks,
+                                          settings.trusted_networks or cfg.policy.mynetworks,
+                                          f"{where}.internal_networks", cfg.source)
+        self._skip = {b.upper() for b in settings.skip_policy_banks}
+        self._authserv_id = (settings.authserv_id or cfg.server.hostname
+                             or socket.getfqdn())
+
+    async def run(self, task: Task) -> Iterable[Hit]:
+        if task.policy_bank.upper() in self._skip:
+            return []
+        origin = task_origin(task, self._trusted, self._internal,
+                             self._s.trust_authenticated)
+        relay = origin.first_untrusted
+        if relay is None:
+            return [Hit("ALL_TRUSTED", options=(origin.source,))]
+        deadline = Deadline(self._s.dns.budget)
+        lookup = partial(self._dns.query, deadline=deadline)
+        out = await self._verify(task, relay, lookup)
+        if self._s.add_header:
+            task.add_headers.append(authres.header(self._authserv_id, report.resinfos(out)))
+        hits = report.hits(out, self._s.psl_file)
+        log.debug("(%s) auth: %s", task.log_id, " ".join(h.symbol for h in hits))
+        return hits
+
+    async def _verify(self, task: Task, relay: Relay, lookup: Any) -> report.Outcome:
+        s = self._s
+        out = report.Outcome(helo=helo_domain(relay.helo) or relay.helo)
+        sender = task.envelope.sender if task.envelope.sender != "<>" else ""
+        out.null_sender = not sender
+        mailfrom, mailfrom_domain = sender_identity(sender, relay.helo)
+        out.mailfrom = sender or mailfrom
+        domains = from_domains(task.message)
+        out.from_domain = domains[0] if len(domains) == 1 else ""
+        spf = SpfChecker(lookup, self._authserv_id)
+
+        async def nothing() -> None:
+            return None
+
+        helo = helo_domain(relay.helo)
+        jobs = [
+            self._spf(spf, relay.ip, mailfrom_domain, mailfrom, relay.helo) if s.spf
+            else nothing(),
+            self._spf(spf, relay.ip, helo, f"postmaster@{helo}", relay.helo)
+            if s.spf and helo and sender else nothing(),
+            verify_all(task.raw, lookup, self._run_cpu, s.max_signatures, s.min_key_bits)
+            if s.dkim else nothing(),
+            verify_arc(task.raw, lookup, self._run_cpu, s.min_key_bits) if s.arc
+            else nothing(),
+            discover(out.from_domain, lookup, s.psl_file) if s.dmarc and out.from_domain
+            else nothing(),
+        ]
+        spf_mf, spf_helo, dkim, arc, policy = await asyncio.gather(*jobs)
+        out.spf = spf_mf if isinstance(spf_mf, SpfResult) else None
+        out.spf_helo = spf_helo if isinstance(spf_helo, SpfResult) else None
+        out.dkim_checked = s.dkim
+        out.dkim = list(dkim) if dkim else []
+        out.arc = arc if isinstance(arc, ArcResult) else None
+        if s.dmarc:
+            out.dmarc = self._dmarc(out, domains, policy)
+        return out
+
+    async def _spf(self, spf: SpfChecker, ip: str, domain: str, sender: str, helo: str
+                   ) -> SpfResult:
+        if not domain:
+            return SpfResult("none", "", reason="no domain to check")
+        return await spf.check_host(ip, domain, sender, helo)
+
+    def _dmarc(self, out: report.Outcome, domains: list[str], policy: Any
+               ) -> DmarcResult:
+        if not domains:
+            return DmarcResult("permerror", reason="no From domain")
+        if len(domains) > 1:
+            return DmarcResult("permerror", reason="several From domains")
+        # SPF's identity is MAIL FROM, or postmaster@HELO for the null sender (RFC 7489 4.1)
+        spf = (out.spf.result, out.spf.domain) if out.spf is not None else None
+        return evaluate(out.from_domain, policy, spf, out.dkim, self._s.psl_file)

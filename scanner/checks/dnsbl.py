@@ -1,0 +1,153 @@
+"""dnsbl: the connecting client's IP address on DNS blacklists (IPv4 and IPv6).
+
+The client is the first untrusted relay (XFORWARD, else the Received chain), or per
+list the last external relay. Every list is queried concurrently under the ``dns.budget``.
+A list that answers with a refusal code (public resolver, over quota) gives
+``DNSBL_BLOCKED``, never a listing; a timeout gives ``DNSBL_TEMPFAIL`` (weight 0).
+
+Off by default: public lists have usage terms and refuse queries that arrive through
+big public resolvers, so they need a local caching resolver (``unbound``) and a
+decision by the operator. The shipped list set is a sensible start once enabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
+
+from scanner.auth.received import networks_setting, task_origin
+from scanner.checks.base import CheckContext
+from scanner.config.schema import opt
+from scanner.dns import Deadline, DnsSettings, get_client
+from scanner.dns.blocked import DEFAULT_BLOCKED
+from scanner.dns.lists import CodeMap, build_codemap
+from scanner.dns.reverse import list_query
+from scanner.task import Hit, Task
+
+log = logging.getLogger("scanner.dnsbl")
+
+NOT_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3", "::/128", "::1/128", "fc00::/7",
+    "fe80::/10", "ff00::/8"))
+
+
+@dataclass(frozen=True, slots=True)
+class DnsblList:
+    """One IP blacklist ([[checks.settings.dnsbl.lists]])."""
+
+    zone: str = opt("", "the list's DNS zone, e.g. zen.spamhaus.org")
+    symbol: str = opt("", "symbol for a listing answer that codes/bitmask do not name")
+    codes: Mapping[str, str] = opt({}, "answer address -> symbol")
+    bitmask: Mapping[str, str] = opt({}, "bit of the answer's last octet -> symbol")
+    blocked: tuple[str, ...] = opt(list(DEFAULT_BLOCKED),
+                                   "answers meaning 'query refused' (never a listing)")
+    ipv4: bool = opt(True, "look up IPv4 clients")
+    ipv6: bool = opt(False, "look up IPv6 clients (only for lists that carry IPv6)")
+    scope: str = opt("untrusted", "untrusted: the first untrusted relay; last-external: "
+                     "the first relay outside internal_networks",
+                     choices=("untrusted", "last-external"))
+
+
+DEFAULT_LISTS = [
+    DnsblList(zone="zen.spamhaus.org", ipv6=True, codes={
+        "127.0.0.2": "RCVD_IN_SBL", "127.0.0.3": "RCVD_IN_SBL_CSS",
+        "127.0.0.4": "RCVD_IN_XBL", "127.0.0.5": "RCVD_IN_XBL", "127.0.0.6": "RCVD_IN_XBL",
+        "127.0.0.7": "RCVD_IN_XBL", "127.0.0.9": "RCVD_IN_SBL",
+        "127.0.0.10": "RCVD_IN_PBL", "127.0.0.11": "RCVD_IN_PBL"}),
+    DnsblList(zone="bl.spamcop.net", symbol="RCVD_IN_SPAMCOP"),
+    DnsblList(zone="psbl.surriel.com", symbol="RCVD_IN_PSBL"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DnsblSettings:
+    """Settings of the dnsbl check ([checks.settings.dnsbl])."""
+
+    dns: DnsSettings = opt(DnsSettings, "resolvers, timeouts and cache")
+    lists: tuple[DnsblList, ...] = opt(DEFAULT_LISTS, "the lists to query")
+    trusted_networks: tuple[str, ...] = opt(
+        [], "relays whose Received headers are believed; empty = [policy] mynetworks")
+    internal_networks: tuple[str, ...] = opt(
+        [], "our own MX/relays (also trusted); empty = trusted_networks")
+    trust_authenticated: bool = opt(True, "an authenticated hop (ESMTPA) counts as trusted")
+    skip_policy_banks: tuple[str, ...] = opt(["ORIGINATING"],
+                                             "policy banks whose mail is not looked up")
+    skip_local: bool = opt(True, "never look up loopback, private and link-local addresses")
+
+
+class Dnsbl:
+    """Client IP on DNS blacklists."""
+
+    name: ClassVar[str] = "dnsbl"
+    description: ClassVar[str] = "Client IP address on DNS blacklists"
+    symbols: ClassVar[dict[str, str]] = {
+        "DNSBL_BLOCKED": "a list refused our query (public resolver or over quota)",
+        "DNSBL_TEMPFAIL": "a list could not be queried in time (DNS)",
+        **{s: "listed on a configured DNS blacklist" for lst in DEFAULT_LISTS
+           for s in (lst.symbol, *lst.codes.values()) if s},
+    }
+    default_enabled: ClassVar[bool] = False
+    kind: ClassVar[str] = "spam"
+    Settings: ClassVar[type] = DnsblSettings
+
+    def __init__(self, settings: DnsblSettings, context: CheckContext) -> None:
+        cfg, where = context.config, "checks.settings.dnsbl"
+        self._s = settings
+        self._dns = get_client(settings.dns, f"{where}.dns", cfg.source)
+        self._lists: list[tuple[DnsblList, CodeMap]] = [
+            (lst, build_codemap(lst.zone, lst.symbol, lst.codes, lst.bitmask, lst.blocked,
+                                f"{where}.lists[{i}]", cfg.source))
+            for i, lst in enumerate(settings.lists)]
+        self._trusted = networks_setting(settings.trusted_networks, cfg.policy.mynetworks,
+                                         f"{where}.trusted_networks", cfg.source)
+        self._internal = networks_setting(settings.internal_networks,
+                                          settings.trusted_networks or cfg.policy.mynetworks,
+                                          f"{where}.internal_networks", cfg.source)
+        self._skip = {b.upper() for b in settings.skip_policy_banks}
+
+    async def run(self, task: Task) -> Iterable[Hit]:
+        if task.policy_bank.upper() in self._skip or not self._lists:
+            return []
+        origin = task_origin(task, self._trusted, self._internal,
+                             self._s.trust_authenticated)
+        relays = {"untrusted": origin.first_untrusted, "last-external": origin.last_external}
+        jobs: list[tuple[CodeMap, str]] = []
+        for lst, codes in self._lists:
+            relay = relays[lst.scope]
+            if relay is not None and self._wanted(relay.ip, lst):
+                jobs.append((codes, relay.ip))
+        if not jobs:
+            return []
+        deadline = Deadline(self._s.dns.budget)
+        query = partial(self._dns.query, deadline=deadline)
+        answers = await asyncio.gather(*(query(list_query(ip, c.zone), "A") for c, ip in jobs))
+        hits: list[Hit] = []
+        blocked: list[str] = []
+        failed: list[str] = []
+        for (codes, ip), answer in zip(jobs, answers, strict=True):
+            if answer.temporary:
+                failed.append(codes.zone)
+                continue
+            listed, refused = codes.read(answer.addresses())
+            blocked += [f"{codes.zone}={code}" for code in refused]
+            hits += [Hit(symbol, options=(ip, codes.zone, code)) for symbol, code in listed]
+        if blocked:
+            log.warning("(%s) DNSBL query refused: %s (public resolver or quota?)",
+                        task.log_id, ", ".join(blocked))
+            hits.append(Hit("DNSBL_BLOCKED", options=tuple(blocked)))
+        if failed:
+            hits.append(Hit("DNSBL_TEMPFAIL", options=tuple(failed)))
+        return hits
+
+    def _wanted(self, ip: str, lst: DnsblList) -> bool:
+        addr = ipaddress.ip_address(ip)
+        if (addr.version == 4 and not lst.ipv4) or (addr.version == 6 and not lst.ipv6):
+            return False
+        return not (self._s.skip_local and any(
+            addr.version == n.version and addr in n for n in NOT_PUBLIC))

@@ -1,0 +1,155 @@
+"""uribl: domains of the URLs in the body on URI blacklists (SURBL-style lookups).
+
+Host names found in the decoded text and HTML (:mod:`scanner.auth.urls`) are reduced
+to their registered domain with the public suffix list (``www.shop.example.co.uk`` ->
+``example.co.uk``) and looked up as ``DOMAIN.ZONE``; IP-address hosts as reversed
+octets on lists with ``ips = true``. All lookups run concurrently under the
+``dns.budget``. Refusal answers give ``URIBL_BLOCKED``, timeouts ``URIBL_TEMPFAIL``.
+
+Off by default for the same reasons as dnsbl: usage terms and public-resolver blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
+
+from scanner.auth.psl import org_domain
+from scanner.auth.urls import from_parts
+from scanner.checks.base import CheckContext
+from scanner.config.schema import opt
+from scanner.dns import Deadline, DnsSettings, get_client
+from scanner.dns.blocked import DEFAULT_BLOCKED
+from scanner.dns.lists import CodeMap, build_codemap
+from scanner.dns.reverse import list_query
+from scanner.task import Hit, Task
+
+log = logging.getLogger("scanner.uribl")
+
+
+@dataclass(frozen=True, slots=True)
+class UriblList:
+    """One URI blacklist ([[checks.settings.uribl.lists]])."""
+
+    zone: str = opt("", "the list's DNS zone, e.g. dbl.spamhaus.org")
+    symbol: str = opt("", "symbol for a listing answer that codes/bitmask do not name")
+    codes: Mapping[str, str] = opt({}, "answer address -> symbol")
+    bitmask: Mapping[str, str] = opt({}, "bit of the answer's last octet -> symbol")
+    blocked: tuple[str, ...] = opt(list(DEFAULT_BLOCKED),
+                                   "answers meaning 'query refused' (never a listing)")
+    domains: bool = opt(True, "look up registered domains")
+    ips: bool = opt(False, "look up IP-address URL hosts (reversed octets)")
+
+
+DEFAULT_LISTS = [
+    UriblList(zone="dbl.spamhaus.org", codes={
+        "127.0.1.2": "URIBL_DBL_SPAM", "127.0.1.4": "URIBL_DBL_PHISH",
+        "127.0.1.5": "URIBL_DBL_MALWARE", "127.0.1.6": "URIBL_DBL_BOTNETCC",
+        "127.0.1.102": "URIBL_DBL_ABUSED", "127.0.1.103": "URIBL_DBL_ABUSED",
+        "127.0.1.104": "URIBL_DBL_PHISH", "127.0.1.105": "URIBL_DBL_MALWARE",
+        "127.0.1.106": "URIBL_DBL_BOTNETCC"},
+        blocked=["127.255.255.0/24", "127.0.1.255/32"]),
+    UriblList(zone="multi.uribl.com", bitmask={
+        "2": "URIBL_BLACK", "4": "URIBL_GREY", "8": "URIBL_RED"},
+        blocked=["127.0.0.1/32", "127.255.255.0/24"]),
+    UriblList(zone="multi.surbl.org", ips=True, bitmask={
+        "8": "URIBL_SURBL_PH", "16": "URIBL_SURBL_MW", "64": "URIBL_SURBL_ABUSE",
+        "128": "URIBL_SURBL_CR"},
+        blocked=["127.0.0.1/32", "127.255.255.0/24"]),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UriblSettings:
+    """Settings of the uribl check ([checks.settings.uribl])."""
+
+    dns: DnsSettings = opt(DnsSettings, "resolvers, timeouts and cache")
+    lists: tuple[UriblList, ...] = opt(DEFAULT_LISTS, "the lists to query")
+    max_domains: int = opt(20, "distinct domains (and IPs) looked up per message, in order "
+                           "of appearance", min=1, max=500)
+    skip_domains: tuple[str, ...] = opt(
+        [], "registered domains never looked up (your own, big senders' link domains)")
+    skip_policy_banks: tuple[str, ...] = opt([], "policy banks whose mail is not looked up")
+    psl_file: str = opt("", "public suffix list file; empty = the packaged copy")
+
+
+class Uribl:
+    """URL domains on URI blacklists."""
+
+    name: ClassVar[str] = "uribl"
+    description: ClassVar[str] = "Domains of URLs in the body on URI blacklists"
+    symbols: ClassVar[dict[str, str]] = {
+        "URIBL_BLOCKED": "a list refused our query (public resolver or over quota)",
+        "URIBL_TEMPFAIL": "a list could not be queried in time (DNS)",
+        **{s: "a URL domain is on a configured URI blacklist" for lst in DEFAULT_LISTS
+           for s in (lst.symbol, *lst.codes.values(), *lst.bitmask.values()) if s},
+    }
+    default_enabled: ClassVar[bool] = False
+    kind: ClassVar[str] = "spam"
+    Settings: ClassVar[type] = UriblSettings
+
+    def __init__(self, settings: UriblSettings, context: CheckContext) -> None:
+        cfg, where = context.config, "checks.settings.uribl"
+        self._s = settings
+        self._dns = get_client(settings.dns, f"{where}.dns", cfg.source)
+        self._lists: list[tuple[UriblList, CodeMap]] = [
+            (lst, build_codemap(lst.zone, lst.symbol, lst.codes, lst.bitmask, lst.blocked,
+                                f"{where}.lists[{i}]", cfg.source))
+            for i, lst in enumerate(settings.lists)]
+        self._skip_domains = {d.strip(".").lower() for d in settings.skip_domains}
+        self._skip_banks = {b.upper() for b in settings.skip_policy_banks}
+
+    def targets(self, task: Task) -> tuple[list[str], list[str]]:
+        """(registered domains, IP addresses) to look up, at most ``max_domains`` in all."""
+        found = from_parts(task.parts)
+        domains: list[str] = []
+        for host in found.hosts:
+            domain = org_domain(host, self._s.psl_file)
+            if domain and "." in domain and domain not in domains \
+                    and domain not in self._skip_domains:
+                domains.append(domain)
+        limit = self._s.max_domains
+        domains = domains[:limit]
+        return domains, found.ips[: max(0, limit - len(domains))]
+
+    async def run(self, task: Task) -> Iterable[Hit]:
+        if task.policy_bank.upper() in self._skip_banks or not self._lists:
+            return []
+        domains, ips = self.targets(task)
+        jobs: list[tuple[CodeMap, str, str]] = []
+        for lst, codes in self._lists:
+            if lst.domains:
+                jobs += [(codes, d, f"{d}.{codes.zone}") for d in domains]
+            if lst.ips:
+                jobs += [(codes, ip, list_query(ip, codes.zone)) for ip in ips
+                         if ":" not in ip]
+        if not jobs:
+            return []
+        query = partial(self._dns.query, deadline=Deadline(self._s.dns.budget))
+        answers = await asyncio.gather(*(query(name, "A") for _, _, name in jobs))
+        listed: dict[str, list[str]] = {}
+        blocked: list[str] = []
+        failed: list[str] = []
+        for (codes, target, _), answer in zip(jobs, answers, strict=True):
+            if answer.temporary:
+                if codes.zone not in failed:
+                    failed.append(codes.zone)
+                continue
+            found, refused = codes.read(answer.addresses())
+            blocked += [f"{codes.zone}={c}" for c in refused if f"{codes.zone}={c}" not in blocked]
+            for symbol, _ in found:
+                listed.setdefault(symbol, [])
+                if target not in listed[symbol]:
+                    listed[symbol].append(target)
+        hits = [Hit(symbol, options=tuple(targets)) for symbol, targets in listed.items()]
+        if blocked:
+            log.warning("(%s) URIBL query refused: %s (public resolver or quota?)",
+                        task.log_id, ", ".join(blocked))
+            hits.append(Hit("URIBL_BLOCKED", options=tuple(blocked)))
+        if failed:
+            hits.append(Hit("URIBL_TEMPFAIL", options=tuple(failed)))
+        return hits

@@ -1,0 +1,49 @@
+"""Sort a blacklist's A answers into listed, blocked and bogus.
+
+Public lists refuse queries from big public resolvers (and from anyone over a quota) by
+answering with a special code instead of NXDOMAIN: Spamhaus 127.255.255.252/254/255,
+URIBL and SURBL 127.0.0.1, Spamhaus DBL 127.0.1.255 for IP queries. Such an answer
+means "we did not look", never "listed". Answers outside 127.0.0.0/8 are bogus (a
+resolver that rewrites NXDOMAIN to an advertising page) and count as blocked too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+DEFAULT_BLOCKED = ("127.255.255.0/24",)
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Sorted:
+    """A list's answer split up: real listing codes and refusal/bogus codes."""
+
+    listed: tuple[str, ...]
+    blocked: tuple[str, ...]
+
+
+def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
+    """Networks from text (ValueError on a bad one)."""
+    return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+def sort_answer(addresses: Sequence[str], blocked: Sequence[Network]) -> Sorted:
+    """Split the A records a list returned into listing codes and refusals."""
+    listed: list[str] = []
+    refused: list[str] = []
+    for text in addresses:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            refused.append(text)
+            continue
+        if addr.version != 4 or addr not in LOOPBACK or any(addr in n for n in blocked):
+            refused.append(text)
+        else:
+            listed.append(text)
+    return Sorted(tuple(listed), tuple(refused))

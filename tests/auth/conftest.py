@@ -1,0 +1,88 @@
+"""Fixtures of the authentication tests: one NSD for the session, keys, check builders.
+
+Every DNS query of these tests goes to the NSD started here on a loopback port; the
+tests skip (with the reason) when Debian's ``nsd`` package is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scanner.auth.keygen import generate, record_text
+from scanner.checks.base import CheckContext
+from scanner.config import Config, loads
+from scanner.config.schema import build
+from scanner.dns import DnsSettings
+from scanner.testing.dns_server import BlackHole, DnsServer, find_nsd
+from tests.auth.zones import all_zones
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Private key files and their public records (k1: 1024 bits, k2: 2048 bits)."""
+
+    files: dict[str, Path]
+    records: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def dkim_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    base = tmp_path_factory.mktemp("dkim-keys")
+    files, records = {}, {}
+    for name, bits in (("k1", 1024), ("k2", 2048)):
+        pem, public = generate(bits)
+        files[name] = base / f"{name}.key"
+        files[name].write_bytes(pem)
+        records[name] = record_text(public)
+    return Keys(files, records)
+
+
+@pytest.fixture(scope="session")
+def dns_server(dkim_keys: Keys) -> Iterator[DnsServer]:
+    if find_nsd() is None:
+        pytest.skip("nsd is not installed (apt-get install -y nsd): no test DNS server")
+    server = DnsServer(all_zones(dkim_keys.records))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def black_hole() -> Iterator[BlackHole]:
+    with BlackHole() as hole:
+        yield hole
+
+
+@pytest.fixture()
+def dns_settings(dns_server: DnsServer) -> DnsSettings:
+    return DnsSettings(resolvers=(dns_server.resolver,), timeout=1.0, budget=3.0,
+                       cache_size=0)
+
+
+async def run_inline(func: Any, *args: Any) -> Any:
+    return func(*args)
+
+
+def make_check(cls: type, settings: dict[str, Any], config: Config | None = None) -> Any:
+    """A check built like the registry does, from a settings table."""
+    config = config or loads("")
+    built = build(cls.Settings, settings, f"checks.settings.{cls.name}", config.source)
+    return cls(built, CheckContext(config=config, run_cpu=run_inline))
+
+
+def dns_table(server: DnsServer, **extra: Any) -> dict[str, Any]:
+    """The ``dns`` settings table pointing at the test server."""
+    return {"resolvers": [server.resolver], "timeout": 1.0, "budget": 3.0,
+            "cache_size": 0, **extra}
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,218 @@
+"""DKIM: our signer, verification of every signature with keys from NSD, ARC, genkey,
+and a cross-check of our signatures with OpenDKIM's ``opendkim-testmsg``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import dkim
+import pytest
+
+from scanner.auth.arc import verify_arc
+from scanner.auth.dkim_sign import SigningKey, choose_keys, header_list, load_key, sign
+from scanner.auth.dkim_verify import DkimResult, verify_all
+from scanner.cli import main
+from scanner.dns import Deadline, DnsSettings, get_client
+from scanner.testing.dns_server import DnsServer, find_nsd
+from tests.auth.conftest import Keys, run, run_inline
+
+MESSAGE = (b"From: Alice <alice@good.test>\r\nTo: bob@example.test\r\n"
+           b"Subject: quarterly report\r\nDate: Mon, 02 Jun 2025 10:00:00 +0000\r\n"
+           b"Message-ID: <r1@good.test>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+           b"Numbers are up.\r\nSee you.\r\n")
+
+
+def signed(keys: Keys, message: bytes = MESSAGE, selector: str = "s1", key: str = "k1",
+           domain: str = "good.test") -> bytes:
+    k = SigningKey(domain, selector, load_key(str(keys.files[key])))
+    name, value = sign(message, k)
+    return f"{name}: {value}\r\n".encode() + message
+
+
+def verify(settings: DnsSettings, raw: bytes) -> list[DkimResult]:
+    client = get_client(settings)
+
+    async def go() -> list[DkimResult]:
+        deadline = Deadline(settings.budget)
+        return await verify_all(raw, lambda n, t: client.query(n, t, deadline), run_inline)
+
+    return run(go())
+
+
+def test_our_signature_verifies(dkim_keys: Keys, dns_settings: DnsSettings) -> None:
+    raw = signed(dkim_keys)
+    assert raw.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;")
+    [result] = verify(dns_settings, raw)
+    assert (result.result, result.domain, result.selector) == ("pass", "good.test", "s1")
+    assert len(result.header_b) == 8
+
+
+def test_every_signature_is_verified(dkim_keys: Keys, dns_settings: DnsSettings) -> None:
+    once = signed(dkim_keys)
+    twice = signed(dkim_keys, once, selector="s2", key="k2")
+    results = verify(dns_settings, twice)
+    assert [(r.selector, r.result) for r in results] == [("s2", "pass"), ("s1", "pass")]
+
+
+def test_changed_body_fails(dkim_keys: Keys, dns_settings: DnsSettings) -> None:
+    raw = signed(dkim_keys).replace(b"Numbers are up.", b"Numbers are down.")
+    [result] = verify(dns_settings, raw)
+    assert result.result == "fail" and "body hash" in result.reason
+
+
+def test_oversigned_headers_cannot_be_added(dkim_keys: Keys, dns_settings: DnsSettings
+                                            ) -> None:
+    raw = signed(dkim_keys)
+    for extra in (b"From: Mallory <m@evil.test>\r\n", b"Reply-To: m@evil.test\r\n",
+                  b"Subject: urgent\r\n"):
+        end = raw.index(b"\r\n\r\n") + 2
+        tampered = raw[:end] + extra + raw[end:]
+        [result] = verify(dns_settings, tampered)
+        assert result.result == "fail", extra
+    relaxed = raw.replace(b"Subject: quarterly report", b"subject:   quarterly  report")
+    assert verify(dns_settings, relaxed)[0].result == "pass"  # relaxed canonicalisation
+
+
+def test_key_problems_are_permerror(dkim_keys: Keys, dns_settings: DnsSettings) -> None:
+    revoked = signed(dkim_keys, selector="revoked")
+    unknown = signed(dkim_keys, selector="nosuch")
+    wrong = signed(dkim_keys, selector="s2", key="k1")  # s2 publishes k2
+    assert verify(dns_settings, revoked)[0].result == "permerror"
+    assert verify(dns_settings, unknown)[0].reason == "no key"
+    assert verify(dns_settings, wrong)[0].result == "fail"
+    garbage = b"DKIM-Signature: v=1; a=rsa-sha256; this is not a tag list\r\n" + MESSAGE
+    assert verify(dns_settings, garbage)[0].result == "permerror"
+    assert verify(dns_settings, MESSAGE) == []
+
+
+def test_key_lookup_timeout_is_temperror(dkim_keys: Keys, black_hole) -> None:
+    settings = DnsSettings(resolvers=(black_hole.resolver,), timeout=0.2, budget=0.5,
+                           cache_size=0)
+    [result] = verify(settings, signed(dkim_keys))
+    assert result.result == "temperror"
+
+
+def test_header_list_oversigns() -> None:
+    names = ["Received", "From", "To", "To", "Subject", "X-Mailer"]
+    h = header_list(names, ["from", "to", "subject", "reply-to", "x-mailer"],
+                    ["from", "to", "reply-to"])
+    assert h == ["from", "from", "to", "to", "to", "subject", "reply-to", "x-mailer"]
+
+
+def test_key_choice(dkim_keys: Keys) -> None:
+    pem = load_key(str(dkim_keys.files["k1"]))
+    keys = [SigningKey("example.com", "a", pem), SigningKey("sub.example.com", "b", pem),
+            SigningKey("exact.test", "c", pem, subdomains=False)]
+    assert [k.selector for k in choose_keys(keys, ["x.sub.example.com"])] == ["b"]
+    assert [k.selector for k in choose_keys(keys, ["mail.example.com"])] == ["a"]
+    assert choose_keys(keys, ["mail.exact.test"]) == []
+    assert [k.selector for k in choose_keys(keys, ["other.test", "exact.test"])] == ["c"]
+
+
+def arc_sealed(keys: Keys) -> bytes:
+    base = (b"Authentication-Results: relay.arc.test; spf=pass smtp.mailfrom=arc.test\r\n"
+            + MESSAGE)
+    headers = dkim.arc_sign(base, b"arc", b"arc.test", keys.files["k2"].read_bytes(),
+                            b"relay.arc.test")
+    return b"".join(headers) + base
+
+
+def test_arc_chain(dkim_keys: Keys, dns_settings: DnsSettings, black_hole) -> None:
+    client = get_client(dns_settings)
+
+    def check(raw: bytes, settings: DnsSettings = dns_settings) -> str:
+        c = get_client(settings)
+        deadline = Deadline(settings.budget)
+        return run(verify_arc(raw, lambda n, t: c.query(n, t, deadline), run_inline)).result
+
+    sealed = arc_sealed(dkim_keys)
+    assert check(sealed) == "pass"
+    assert check(sealed.replace(b"Numbers are up.", b"Numbers are down.")) == "fail"
+    assert check(MESSAGE) == "none"
+    slow = DnsSettings(resolvers=(black_hole.resolver,), timeout=0.2, budget=0.5,
+                       cache_size=0)
+    assert check(sealed, slow) == "temperror"
+    assert client is not None
+
+
+def test_genkey_writes_key_and_prints_record(tmp_path: Path, capsys: pytest.CaptureFixture
+                                             ) -> None:
+    path = tmp_path / "example.key"
+    assert main(["dkim", "genkey", "Example.COM", "sel-1", "--key-file", str(path),
+                 "--bits", "1024"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("sel-1._domainkey.example.com. 3600 IN TXT (")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    record = "".join(re.findall(r'"([^"]*)"', out))
+    assert record.startswith("v=DKIM1; k=rsa; p=")
+    key = SigningKey("example.com", "sel-1", load_key(str(path)))
+    name, value = sign(MESSAGE, key)
+    raw = f"{name}: {value}\r\n".encode() + MESSAGE
+    assert dkim.verify(raw, dnsfunc=lambda n, timeout=5: record.encode())
+    assert main(["dkim", "genkey", "example.com", "sel-1", "--key-file", str(path)]) == 1
+    assert main(["dkim", "genkey", "nodot", "s"]) == 2
+
+
+def _opendkim_verifies(server: DnsServer, raw: bytes, tmp_path: Path
+                       ) -> subprocess.CompletedProcess:
+    """Run opendkim-testmsg (which only uses /etc/resolv.conf, port 53) inside private
+    network and mount namespaces with its own resolv.conf and an NSD on 127.0.0.1:53."""
+    inner = DnsServer(server.zones, base=tmp_path / "nsd53", port=53)
+    conf = inner.write_config()
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    message = tmp_path / "signed.eml"
+    message.write_bytes(raw)
+    script = f"""
+set -e
+ip link set lo up
+mount --bind {resolv} /etc/resolv.conf
+{find_nsd()} -d -c {conf} >/dev/null 2>&1 &
+NSD=$!
+{sys.executable} - <<'EOF'
+import time, dns.message, dns.query
+for _ in range(100):
+    try:
+        dns.query.udp(dns.message.make_query("good.test.", "SOA"), "127.0.0.1", timeout=0.1)
+        break
+    except Exception:
+        time.sleep(0.05)
+EOF
+set +e
+opendkim-testmsg < {message}
+RC=$?
+kill $NSD
+exit $RC
+"""
+    return subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_opendkim_verifies_our_signature(dkim_keys: Keys, dns_server: DnsServer,
+                                         tmp_path: Path) -> None:
+    needed = [t for t in ("opendkim-testmsg", "unshare", "ip") if shutil.which(t) is None]
+    if needed:
+        pytest.skip(f"missing {', '.join(needed)} (apt-get install -y opendkim-tools)")
+    if os.geteuid() != 0:
+        pytest.skip("needs root for private network and mount namespaces")
+    good = _opendkim_verifies(dns_server, signed(dkim_keys).replace(b"\r\n", b"\n"),
+                              tmp_path)
+    if "Operation not permitted" in good.stderr:
+        pytest.skip(f"namespaces not available here: {good.stderr.strip()}")
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = _opendkim_verifies(
+        dns_server, signed(dkim_keys).replace(b"\r\n", b"\n").replace(b"up.", b"down."),
+        tmp_path / "bad")
+    assert bad.returncode != 0, "opendkim-testmsg accepted a changed body"
+
+
+def test_nsd_is_available_or_skipped() -> None:
+    if find_nsd() is None:
+        pytest.skip("nsd is not installed (apt-get install -y nsd)")

@@ -1,0 +1,108 @@
+"""The DNS layer against a real NSD: statuses, timeouts, budget, cache, resolver syntax,
+blocked-answer detection."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from scanner.dns import Deadline, DnsSettings, Status, get_client
+from scanner.dns.blocked import DEFAULT_BLOCKED, parse_networks, sort_answer
+from scanner.dns.reverse import list_query, reversed_ip, unmapped
+from scanner.dns.settings import parse_resolver
+from scanner.errors import ConfigError
+from scanner.testing.dns_server import DnsServer, zone_text
+from tests.auth.conftest import run
+
+
+def test_answers_have_a_status(dns_settings: DnsSettings) -> None:
+    client = get_client(dns_settings)
+
+    async def go() -> list:
+        d = Deadline(5)
+        return [await client.query("ip4.spf.test", "TXT", d),
+                await client.query("nothing.spf.test", "TXT", d),
+                await client.query("mail1.spf.test", "TXT", d),
+                await client.query("outside.invalid", "A", d),
+                await client.query("mx.spf.test", "MX", d),
+                await client.query("40.2.0.192.in-addr.arpa", "PTR", d)]
+
+    ok, nx, nodata, refused, mx, ptr = run(go())
+    assert ok.status is Status.OK and ok.texts() == ["v=spf1 ip4:192.0.2.1 -all"]
+    assert nx.status is Status.NXDOMAIN and nx.void and not nx.temporary
+    assert nodata.status is Status.NODATA and nodata.void
+    assert refused.status is Status.ERROR and refused.temporary
+    assert sorted(mx.names()) == ["mail1.spf.test", "mail2.spf.test"]
+    assert ptr.names() == ["host40.ptr.spf.test"]
+
+
+def test_timeout_is_bounded_by_query_timeout_and_budget(black_hole) -> None:
+    client = get_client(DnsSettings(resolvers=(black_hole.resolver,), timeout=0.3,
+                                    budget=1.0, cache_size=0))
+
+    async def go() -> tuple:
+        began = time.monotonic()
+        first = await client.query("a.example", "A", Deadline(5))
+        one = time.monotonic() - began
+        began = time.monotonic()
+        spent = Deadline(0.1)
+        second = await client.query("b.example", "A", spent)
+        third = await client.query("c.example", "A", spent)
+        return first, one, second, third, time.monotonic() - began
+
+    first, one, second, third, two = run(go())
+    assert first.status is Status.TIMEOUT and 0.25 < one < 1.0
+    assert second.status is Status.TIMEOUT and third.status is Status.TIMEOUT
+    assert two < 0.5  # the budget ran out: the third query did not wait at all
+
+
+def test_cache_answers_after_the_server_is_gone() -> None:
+    server = DnsServer({"cache.test": zone_text("cache.test", 'x TXT "hello"\n')})
+    server.start()
+    client = get_client(DnsSettings(resolvers=(server.resolver,), timeout=0.5,
+                                    cache_size=100))
+    try:
+        first = run(client.query("x.cache.test", "TXT", Deadline(2)))
+        missing = run(client.query("y.cache.test", "TXT", Deadline(2)))
+    finally:
+        server.stop()
+    again = run(client.query("x.cache.test", "TXT", Deadline(2)))
+    missing_again = run(client.query("y.cache.test", "TXT", Deadline(2)))
+    assert first.texts() == again.texts() == ["hello"]
+    assert missing.status is missing_again.status is Status.NXDOMAIN  # negative caching
+
+
+def test_clients_are_shared_per_configuration(dns_settings: DnsSettings) -> None:
+    assert get_client(dns_settings) is get_client(dns_settings)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("127.0.0.1", ("127.0.0.1", 53)),
+    ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+    ("::1", ("::1", 53)),
+    ("[2001:db8::1]:5300", ("2001:db8::1", 5300)),
+])
+def test_resolver_syntax(text: str, expected: tuple[str, int]) -> None:
+    assert parse_resolver(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["localhost", "127.0.0.1:0", "[::1", "1.2.3.4:x"])
+def test_bad_resolver_names_the_key(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"checks.settings.auth.dns.resolvers\[0\]"):
+        get_client(DnsSettings(resolvers=(bad,)), "checks.settings.auth.dns", "x.toml")
+
+
+def test_blocked_answers_are_never_listings() -> None:
+    nets = parse_networks(DEFAULT_BLOCKED)
+    sorted_ = sort_answer(["127.0.0.2", "127.255.255.254", "203.0.113.5", "127.0.0.10"],
+                          nets)
+    assert sorted_.listed == ("127.0.0.2", "127.0.0.10")
+    assert sorted_.blocked == ("127.255.255.254", "203.0.113.5")
+
+
+def test_reversed_names() -> None:
+    assert reversed_ip("192.0.2.1") == "1.2.0.192"
+    assert list_query("2001:db8::1", "bl.test.").startswith("1.0.0.0.0.0.0.0.")
+    assert list_query("2001:db8::1", "bl.test").endswith(".8.b.d.0.1.0.0.2.bl.test")
+    assert unmapped("::ffff:192.0.2.1") == "192.0.2.1"
