@@ -6,11 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from scanner import config as cfgmod
+from scanner.quarantine.ampdp import start_ampdp_server
 from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.store import Quarantine
 from scanner.reinject.deliver import NextHop
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
+
+from .util import LoopThread, config_text
 
 
 @pytest.fixture
@@ -38,3 +42,23 @@ def hop(sink: Sink) -> NextHop:
 @pytest.fixture
 def dead_hop() -> NextHop:
     return NextHop("127.0.0.1", free_port(), False, 1.0, 2.0, "scanner.test", True)
+
+
+@pytest.fixture
+def server(tmp_path: Path, sink: Sink):
+    """(config, quarantine, socket path) with our AM.PDP server running."""
+    def start(extra: str = "", sock_dir: Path | None = None):
+        path = (sock_dir or tmp_path) / "scanner.sock"
+        text = config_text(tmp_path / "q", sink.port, path,
+                           extra + f"requeue_port = {sink.port}\n")
+        config = cfgmod.loads(text)
+        q = Quarantine(config.quarantine)
+        servers.append(loop.run(start_ampdp_server(str(path), q, config)))
+        return config, q, path
+
+    loop = LoopThread()
+    servers: list = []
+    yield start
+    for srv in servers:
+        srv.close()
+    loop.stop()

@@ -66,3 +66,24 @@ directory = "{directory}"
 ampdp_socket = "{socket_path or ''}"
 """
     return text + extra
+
+
+class LoopThread:
+    """An asyncio loop in a background thread (to run our AM.PDP server in tests)."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro, timeout: float = 10.0):  # noqa: ANN001, ANN201 - any coroutine
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)

@@ -1,0 +1,177 @@
+"""The AM.PDP release socket: framing, replies, permissions, and stale sockets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from scanner import config as cfgmod
+from scanner.quarantine.ampdp import bind_ampdp_socket
+from scanner.quarantine.ampdp_proto import decode, encode_field, format_attr, parse_line
+from scanner.quarantine.record import QuarantineError
+from scanner.testing.sink import Sink
+
+from .util import ampdp, config_text, store
+
+
+def test_encoding_round_trip():
+    for text in ["plain", "with space", "100% sure", "a\r\nb\x00c", "caf\u00e9 \u2603", ""]:
+        assert decode(encode_field(text).encode()) == text
+    assert format_attr("setreply", "250", "2.6.0", "Ok, id=rel-x") == \
+        b"setreply=250 2.6.0 Ok,%20id=rel-x\r\n"
+    assert parse_line(b"recipient=%3cbob@example.test%3e\r\n") == (
+        "recipient", "<bob@example.test>")
+
+
+def _values(answer: list[tuple[str, str]], name: str) -> list[str]:
+    return [v for k, v in answer if k == name]
+
+
+def test_release_round_trip(server, sink: Sink):
+    config, q, path = server()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+    rec = store(q, recipients=["bob@example.test", "carol@example.test"])
+    [answer] = ampdp(path, [("request", "release"), ("mail_id", rec.mail_id),
+                            ("secret_id", rec.secret_id), ("quar_type", "Z"),
+                            ("mail_file", rec.relative_path),
+                            ("requested_by", "<boss@example.test>")])
+    assert answer[0] == ("version_server", "2")
+    replies = _values(answer, "setreply")
+    assert replies == [f"250 2.6.0 Ok, id=rel-{rec.mail_id}, from MTA(smtp:[127.0.0.1]:"
+                       f"{sink.port}): 250 2.0.0 Ok: queued as SINK1"] * 2
+    assert _values(answer, "exit_code") == ["0"] and _values(answer, "log_id")
+    got = sink.wait_for(1)[0]
+    assert got.recipients == ["bob@example.test", "carol@example.test"]
+    assert got.data.startswith(b"X-Quarantine-Released: by <boss@example.test> (AM.PDP, uid ")
+
+
+def test_several_requests_on_one_connection(server, sink: Sink):
+    config, q, path = server()
+    a, b = store(q), store(q)
+    answers = ampdp(path,
+                    [("request", "release"), ("mail_id", a.mail_id),
+                     ("recipient", "<x@example.test>"), ("recipient", "y@example.test"),
+                     ("sender", "<>")],
+                    [("request", "release"), ("mail_id", a.mail_id)],
+                    [("request", "release"), ("mail_id", "unknownABCDE")],
+                    [("request", "release"), ("mail_id", b.mail_id),
+                     ("secret_id", "wrongSECRET0")],
+                    [("request", "release"), ("mail_id", b.mail_id),
+                     ("recipient", "bad address")],
+                    [("request", "report"), ("mail_id", b.mail_id)],
+                    [("request", "AM.PDP"), ("mail_file", "/tmp/x")])
+    first = _values(answers[0], "setreply")
+    assert len(first) == 2 and all(r.startswith("250 2.6.0 Ok") for r in first)
+    assert sink.wait_for(1)[0].recipients == ["x@example.test", "y@example.test"]
+    assert sink.received[0].sender in ("", "<>")  # the null sender
+    expect = [("550 5.7.0", "already released", "69"),
+              ("550 5.7.0", "unknown mail_id unknownABCDE", "69"),
+              ("550 5.7.1", "wrong secret_id", "69"),
+              ("550 5.3.0", "'bad address' is not a valid recipient", "69"),
+              ("554 5.5.1", "unsupported request 'report'", "69"),
+              ("451 4.5.0", "does not scan", "75")]
+    for answer, (code, text, exit_code) in zip(answers[1:], expect, strict=True):
+        [reply] = _values(answer, "setreply")
+        assert reply.startswith(code) and text in reply, reply
+        assert _values(answer, "exit_code") == [exit_code]
+    assert len(sink.received) == 1
+
+
+def test_mail_file_names_the_message(server, sink: Sink):
+    """amavisd-release sends a whole file name as mail_id when the id starts with '_'."""
+    config, q, path = server()
+    rec = store(q, mail_id="_startsOdd9-")
+    [answer] = ampdp(path, [("request", "requeue"), ("mail_id", "spam-_startsOdd9-"),
+                            ("mail_file", rec.relative_path)])
+    assert _values(answer, "setreply")[0].startswith("250 2.6.0 Ok, id=rel-_startsOdd9-")
+    assert len(sink.wait_for(1)) == 1
+
+
+def test_require_secret(server, sink: Sink):
+    config, q, path = server("require_secret = true\n")
+    rec = store(q)
+    [answer] = ampdp(path, [("request", "release"), ("mail_id", rec.mail_id)])
+    assert "a secret_id is required" in _values(answer, "setreply")[0]
+    [answer] = ampdp(path, [("request", "release"), ("mail_id", rec.mail_id),
+                            ("secret_id", rec.secret_id)])
+    assert _values(answer, "exit_code") == ["0"]
+
+
+def test_broken_framing_is_answered_then_closed(server):
+    config, q, path = server()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        s.sendall(b"no equals sign here\r\n\r\n")
+        data = s.makefile("rb").read()
+    assert b"setreply=554 5.5.2 not%20an%20attribute%20line" in data
+
+
+CLIENT = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(sys.argv[1])
+    except OSError as exc:
+        print("CONNECT", exc.strerror); sys.exit()
+    s.sendall(b"request=release\\r\\nmail_id=AAAAAAAAAAAA\\r\\n\\r\\n")
+    s.shutdown(socket.SHUT_WR)
+    print(s.makefile("rb").read().decode())
+""")
+
+
+def _as_nobody(path: Path) -> str:
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    out = subprocess.run([python, "-c", CLIENT, str(path)], capture_output=True,
+                         text=True, user=65534, group=65534, timeout=20, cwd="/")
+    return out.stdout + out.stderr
+
+
+@pytest.fixture
+def public_dir():
+    """A directory others can traverse (pytest's tmp_path is mode 700)."""
+    path = Path(tempfile.mkdtemp(prefix="scanner-ampdp-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    for p in path.iterdir():
+        p.unlink()
+    path.rmdir()
+
+
+def test_peer_credentials_and_socket_mode(server, public_dir: Path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    _, _, path = server("socket_mode = 0o660\n", sock_dir=public_dir)
+    assert "CONNECT Permission denied" in _as_nobody(path)  # mode 660 root:root
+    path.chmod(0o666)
+    assert "permission%20denied:%20uid%2065534" in _as_nobody(path)
+    (public_dir / "scanner.sock").unlink()
+    _, _, path = server("socket_mode = 0o666\nallowed_uids = [0, 65534]\n",
+                        sock_dir=public_dir)
+    assert "unknown%20mail_id%20AAAAAAAAAAAA" in _as_nobody(path)
+
+
+def test_stale_live_and_foreign_files(tmp_path: Path):
+    config = cfgmod.loads(config_text(tmp_path / "q", 1, tmp_path / "s.sock"))
+    cfg = config.quarantine
+    first = bind_ampdp_socket(cfg)
+    with pytest.raises(QuarantineError, match="another process serves"):
+        bind_ampdp_socket(cfg)
+    first.close()  # the file stays behind, nobody listens: stale
+    second = bind_ampdp_socket(cfg)
+    assert stat.S_ISSOCK(os.stat(tmp_path / "s.sock").st_mode)
+    second.close()
+    (tmp_path / "s.sock").unlink()
+    (tmp_path / "s.sock").write_text("precious")
+    with pytest.raises(QuarantineError, match="is not a socket"):
+        bind_ampdp_socket(cfg)
+    assert (tmp_path / "s.sock").read_text() == "precious"

@@ -1,0 +1,172 @@
+"""``scanner quarantine``: output, exit codes and error messages, as cron and admins see them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from scanner import config as cfgmod
+from scanner.quarantine.store import Quarantine
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+
+from .util import REPO, config_text, sample, store
+
+
+@pytest.fixture
+def setup(tmp_path: Path, sink: Sink):
+    path = tmp_path / "scanner.toml"
+    path.write_text(config_text(tmp_path / "q", sink.port), encoding="utf-8")
+    q = Quarantine(cfgmod.load(str(path)).quarantine)
+    return path, q
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("SCANNER_CONFIG", None)
+    action, *rest = args
+    return subprocess.run([sys.executable, "-m", "scanner", "quarantine", action,
+                           "--config", str(config), *rest],
+                          capture_output=True, env=env, timeout=60)
+
+
+def test_list_show_and_raw(setup):
+    config, q = setup
+    spam = store(q, subject="spam one")
+    virus = store(q, category="VIRUS", subject="virus one", recipients=["carol@example.test"])
+    out = cli(config, "list")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert len(lines) == 2 and spam.mail_id in lines[0] and "'virus one'" in lines[1]
+    out = cli(config, "list", "--json", "--category", "VIRUS", "--since", "1h")
+    assert [r["mail_id"] for r in json.loads(out.stdout)] == [virus.mail_id]
+    assert json.loads(out.stdout)[0]["state"] == "held"
+    out = cli(config, "list", "--json", "--rcpt", "carol@example.test", "--since", "2000-01-01")
+    assert [r["mail_id"] for r in json.loads(out.stdout)] == [virus.mail_id]
+    out = cli(config, "show", spam.mail_id)
+    text = out.stdout.decode()
+    assert out.returncode == 0 and f"secret_id:       {spam.secret_id}" in text
+    assert "state:           held" in text and spam.relative_path in text
+    out = cli(config, "show", spam.mail_id, "--raw")
+    assert out.stdout == sample("spam one")
+
+
+def test_errors_name_what_failed(setup, tmp_path: Path):
+    config, q = setup
+    out = cli(config, "show", "AAAAAAAAAAAA")
+    assert out.returncode == 1
+    assert b"unknown mail_id AAAAAAAAAAAA: no row in the quarantine index" in out.stderr
+    rec = store(q)
+    path = Path(rec.path)
+    path.write_bytes(b"\x1f\x8b garbage")
+    out = cli(config, "show", rec.mail_id, "--raw")
+    assert out.returncode == 1 and f"{path} is corrupt".encode() in out.stderr
+    out = cli(config, "release", rec.mail_id)
+    assert out.returncode == 1 and b"is corrupt" in out.stderr
+    out = cli(config, "list", "--since", "yesterday")
+    assert out.returncode == 2 and b"neither a duration" in out.stderr
+    out = cli(config, "expire", "--older-than", "soon")
+    assert out.returncode == 2 and b"not a duration" in out.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[quarantine]\nsubdir_levels = 9\n")
+    out = cli(bad, "list")
+    assert out.returncode == 2 and b"subdir_levels" in out.stderr
+
+
+def test_release_exit_codes(setup, sink: Sink):
+    config, q = setup
+    rec = store(q, recipients=["bob@example.test", "carol@example.test"])
+    out = cli(config, "release", rec.mail_id, "--to", "not-an-address")
+    assert out.returncode == 1 and b"'not-an-address' is not a valid recipient" in out.stderr
+    out = cli(config, "release", rec.mail_id, "--by", "helpdesk")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().splitlines()[0].startswith(
+        "<bob@example.test>: 250 2.0.0 from MTA(smtp:[127.0.0.1]:")
+    assert sink.wait_for(1)[0].data.startswith(b"X-Quarantine-Released: by helpdesk at ")
+    out = cli(config, "release", rec.mail_id)
+    assert out.returncode == 1 and b"already released" in out.stderr
+    out = cli(config, "release", rec.mail_id, "--to", "admin@example.test", "--force")
+    assert out.returncode == 0
+    assert sink.wait_for(2)[1].recipients == ["admin@example.test"]
+    assert len(sink.received) == 2
+
+
+def test_release_with_the_next_hop_down_is_a_temporary_failure(tmp_path: Path):
+    config = tmp_path / "scanner.toml"
+    config.write_text(config_text(tmp_path / "q", free_port()))
+    q = Quarantine(cfgmod.load(str(config)).quarantine)
+    rec = store(q)
+    out = cli(config, "release", rec.mail_id)
+    assert out.returncode == 75
+    assert b"451 4.4.1 Next hop smtp:[127.0.0.1]:" in out.stdout
+    assert b"failed temporarily" in out.stderr
+    assert q.get(rec.mail_id).state == "held"
+
+
+def test_delete_and_expire(setup):
+    config, q = setup
+    old = store(q, subject="old")
+    new = store(q, subject="new")
+    with q.index._transaction(write=True) as run:
+        run("UPDATE quarantine SET stored_at = ? WHERE mail_id = ?",
+            [time.time() - 31 * 86400, old.mail_id])
+    out = cli(config, "expire", "--older-than", "30d")
+    assert out.returncode == 0 and out.stdout == b"expired 1 message(s) older than 30d\n"
+    assert cli(config, "expire", "--older-than", "30d", "-q").stdout == b""
+    out = cli(config, "delete", new.mail_id)
+    assert out.returncode == 0 and new.relative_path.encode() in out.stdout
+    out = cli(config, "delete", new.mail_id)
+    assert out.returncode == 1 and b"unknown mail_id" in out.stderr
+    assert q.list() == []
+
+
+def test_two_cli_releases_at_once_deliver_once(setup, sink: Sink):
+    config, q = setup
+    sink.behaviour.delay = 0.5
+    rec = store(q)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-m", "scanner", "quarantine", "release",
+                               rec.mail_id, "--config", str(config)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    results = sorted((p.wait(30), p.stderr.read()) for p in procs)  # type: ignore[union-attr]
+    for p in procs:
+        p.stdout.close()  # type: ignore[union-attr]
+        p.stderr.close()  # type: ignore[union-attr]
+    assert [code for code, _ in results] == [0, 1]
+    assert b"released" in results[1][1]
+    time.sleep(0.2)
+    assert len(sink.received) == 1
+
+
+def test_cli_works_while_the_daemon_stores(setup):
+    """Readers (cron, admins) and the writing daemon share the SQLite index (WAL)."""
+    config, q = setup
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def writer() -> None:
+        while not stop.is_set():
+            try:
+                store(q)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        outs = [cli(config, "list", "--json") for _ in range(3)]
+        outs.append(cli(config, "expire", "--older-than", "1d"))
+    finally:
+        stop.set()
+        thread.join(10)
+    assert errors == []
+    assert [o.returncode for o in outs] == [0, 0, 0, 0], [o.stderr for o in outs]
+    assert len(json.loads(outs[2].stdout)) > 0
