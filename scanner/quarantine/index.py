@@ -96,7 +96,8 @@ class Index(ABC):
         cond = "" if force else " AND released_at IS NULL AND release_started IS NULL"
         with self._transaction(write=True) as run:
             cur = run("UPDATE quarantine SET release_started = ?, release_token = ?, "
-                      f"released_by = ?, released_at = NULL WHERE mail_id = ?{cond}",
+                      "released_by = ?, released_at = NULL, release_result = '[]' "
+                      f"WHERE mail_id = ?{cond}",
                       [time.time(), token, by, mail_id])
             return token if cur.rowcount == 1 else None
 

@@ -32,6 +32,7 @@ from scanner.quarantine.record import (
 from scanner.quarantine.when import format_time
 
 DEBRIS_MIN_AGE = 3600.0  # temporary and row-less files younger than this may be in use
+RUNNING = 900.0  # a release claimed this recently, with no outcome yet, may be running
 MAX_TEXT = 2000
 
 
@@ -166,11 +167,16 @@ class Quarantine:
                 f"{mail_id} was already released at {format_time(rec.released_at)} by "
                 f"{rec.released_by} to {', '.join(rec.released_to) or '?'}; "
                 "use --force to send it again")
+        started = format_time(rec.release_started or 0)
+        if not rec.release_result and time.time() - (rec.release_started or 0) < RUNNING:
+            return AlreadyReleased(
+                f"{mail_id} is being released (started at {started} by {rec.released_by}, "
+                "perhaps on another host); see 'show' for the outcome")
         last = f" (last reply: {rec.release_result[0]})" if rec.release_result else ""
         return AlreadyReleased(
-            f"a release of {mail_id} started at {format_time(rec.release_started or 0)} by "
-            f"{rec.released_by} did not finish{last}; the next hop may have it already; "
-            "check its log, then use --force to release it anyway")
+            f"a release of {mail_id} started at {started} by {rec.released_by} did not "
+            f"finish{last}; the next hop may have it already; check its log, then use "
+            "--force to release it anyway")
 
     # -- removing ------------------------------------------------------------------------
 

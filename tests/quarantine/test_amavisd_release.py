@@ -4,7 +4,8 @@ The client has its socket path built in (``$socketname`` in its "USER CONFIGURAB
 block, ``/var/lib/amavis/amavisd.sock``). Two ways to point it at us are tested: the
 unmodified program with ``/var/lib/amavis/amavisd.sock`` a symlink to our socket
 (in a private mount namespace, so the machine's /var/lib/amavis is untouched), and a
-copy with ``$socketname`` edited.
+copy with ``$socketname`` edited. ``$AMAVISD_RELEASE`` may name the program elsewhere
+(e.g. extracted with ``apt-get download amavisd-new; dpkg-deb -x amavisd-new_*.deb DIR``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from scanner.testing.sink import Sink
 
 from .util import sample, store
 
-CLIENT = Path("/usr/sbin/amavisd-release")
+CLIENT = Path(os.environ.get("AMAVISD_RELEASE") or "/usr/sbin/amavisd-release")
 
 pytestmark = pytest.mark.skipif(
     not CLIENT.exists() or not shutil.which("perl"),
-    reason="amavisd-release not installed (apt-get install amavisd-new)")
+    reason=f"{CLIENT} not found (apt-get install amavisd-new, or set AMAVISD_RELEASE)")
 
 
 def _edited_copy(tmp_path: Path, socket_path: Path) -> list[str]:
