@@ -51,6 +51,10 @@ class SqliteIndex(Index):
         return con
 
     def _create(self, con: sqlite3.Connection) -> None:
+        have = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
+        if {"quarantine", "quarantine_rcpt"} <= have:  # readers need no write access
+            self._ready = True
+            return
         con.execute("PRAGMA journal_mode = WAL")
         con.execute("BEGIN IMMEDIATE")
         try:
