@@ -75,7 +75,8 @@ def parse_received(value: str) -> Relay | None:
     rdns = ""
     for inner in _PAREN.findall(clause):
         name = inner.split("[", 1)[0].strip()
-        if name and " " not in name and name.lower() != "unknown" and "=" not in name:
+        if name and " " not in name and name.lower() != "unknown" and "=" not in name \
+                and _first_ip(f"[{name}]") is None:
             rdns = name.lower()
             break
     by_m = _BY.search(" " + text)

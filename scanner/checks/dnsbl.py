@@ -24,12 +24,13 @@ from scanner.auth.received import networks_setting, task_origin
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
-from scanner.dns.blocked import DEFAULT_BLOCKED
+from scanner.dns.blocked import DEFAULT_BLOCKED, WarnOnce
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import list_query
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.dnsbl")
+_warn = WarnOnce()
 
 NOT_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
@@ -138,8 +139,11 @@ class Dnsbl:
             blocked += [f"{codes.zone}={code}" for code in refused]
             hits += [Hit(symbol, options=(ip, codes.zone, code)) for symbol, code in listed]
         if blocked:
-            log.warning("(%s) DNSBL query refused: %s (public resolver or quota?)",
-                        task.log_id, ", ".join(blocked))
+            zones = sorted({b.split("=")[0] for b in blocked})
+            if any([_warn.due(z) for z in zones]):
+                log.warning("(%s) DNSBL query refused: %s; not counted as listed. Use a "
+                            "local resolver, not a public one (or check the list's quota)",
+                            task.log_id, ", ".join(blocked))
             hits.append(Hit("DNSBL_BLOCKED", options=tuple(blocked)))
         if failed:
             hits.append(Hit("DNSBL_TEMPFAIL", options=tuple(failed)))

@@ -23,12 +23,13 @@ from scanner.auth.urls import from_parts
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
-from scanner.dns.blocked import DEFAULT_BLOCKED
+from scanner.dns.blocked import DEFAULT_BLOCKED, WarnOnce
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import list_query
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.uribl")
+_warn = WarnOnce()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +148,11 @@ class Uribl:
                     listed[symbol].append(target)
         hits = [Hit(symbol, options=tuple(targets)) for symbol, targets in listed.items()]
         if blocked:
-            log.warning("(%s) URIBL query refused: %s (public resolver or quota?)",
-                        task.log_id, ", ".join(blocked))
+            zones = sorted({b.split("=")[0] for b in blocked})
+            if any([_warn.due(z) for z in zones]):
+                log.warning("(%s) URIBL query refused: %s; not counted as listed. Use a "
+                            "local resolver, not a public one (or check the list's quota)",
+                            task.log_id, ", ".join(blocked))
             hits.append(Hit("URIBL_BLOCKED", options=tuple(blocked)))
         if failed:
             hits.append(Hit("URIBL_TEMPFAIL", options=tuple(failed)))

@@ -1,0 +1,169 @@
+"""The auth check end to end on Tasks: symbols, Authentication-Results, trust, budget."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from scanner.auth.dkim_sign import SigningKey, load_key, sign
+from scanner.checks.auth import Auth
+from scanner.scores import load_scores
+from scanner.task import ClientInfo, Hit
+from scanner.testing.dns_server import BlackHole, DnsServer
+from scanner.testing.tasks import task_from_bytes
+from tests.auth.conftest import Keys, dns_table, make_check, run
+
+GOOD = ClientInfo(addr="192.0.2.1", name="mail.good.test", helo="mail.good.test")
+BAD = ClientInfo(addr="192.0.2.99", name=None, helo="spoofer.spf.test")
+
+
+def mail(author: str, body: str = "Hello there.\r\n", extra: str = "") -> bytes:
+    return (f"From: Someone <{author}>\r\nTo: bob@ours.test\r\nSubject: hello\r\n"
+            f"Date: Mon, 02 Jun 2025 10:00:00 +0000\r\nMessage-ID: <m1@x.test>\r\n"
+            f"{extra}\r\n{body}").encode()
+
+
+def signed(keys: Keys, raw: bytes, domain: str, selector: str = "s1", key: str = "k1"
+           ) -> bytes:
+    name, value = sign(raw, SigningKey(domain, selector, load_key(str(keys.files[key]))))
+    return f"{name}: {value}\r\n".encode() + raw
+
+
+def check_for(server: DnsServer | BlackHole, **settings: Any) -> Auth:
+    table = {"dns": dns_table(server), "authserv_id": "mx.ours.test", **settings}
+    return make_check(Auth, table)
+
+
+def scan(check: Auth, raw: bytes, sender: str, client: ClientInfo = GOOD,
+         bank: str = "") -> tuple[dict[str, Hit], list[tuple[str, str]]]:
+    with task_from_bytes(raw, sender=sender, client=client, policy_bank=bank) as task:
+        hits = list(run(check.run(task)))
+        return {h.symbol: h for h in hits}, task.add_headers
+
+
+def test_everything_passes(dns_server: DnsServer, dkim_keys: Keys) -> None:
+    raw = signed(dkim_keys, mail("alice@good.test"), "good.test")
+    hits, headers = scan(check_for(dns_server), raw, "alice@good.test")
+    assert set(hits) == {"SPF_PASS", "SPF_HELO_NONE", "DKIM_SIGNED", "DKIM_VALID",
+                         "DKIM_VALID_AU", "DMARC_PASS"}
+    [(name, value)] = headers
+    assert name == "Authentication-Results"
+    assert value.startswith("mx.ours.test;\r\n\tspf=pass (good.test: ip4:192.0.2.1/32) "
+                            "smtp.mailfrom=alice@good.test;")
+    assert "dkim=pass header.d=good.test header.s=s1 header.b=" in value
+    assert "dmarc=pass (p=reject dis=none) header.from=good.test" in value
+    assert value.endswith("arc=none")
+
+
+def test_spoofed_sender_hits_dmarc_reject(dns_server: DnsServer) -> None:
+    hits, headers = scan(check_for(dns_server), mail("ceo@good.test"), "ceo@good.test", BAD)
+    assert {"SPF_HARDFAIL", "DMARC_REJECT", "SPF_HELO_NONE"} <= set(hits)
+    assert "dmarc=fail (p=reject dis=reject) header.from=good.test" in headers[0][1]
+    scores = load_scores()
+    total = sum(scores.get(s).weight for s in hits)
+    assert 3.0 < total < 6.31  # strong, but not a reject on its own
+
+
+@pytest.mark.parametrize("author,symbol", [
+    ("x@quar.test", "DMARC_QUARANTINE"),
+    ("x@none.test", "DMARC_POLICY_NONE"),
+    ("x@pct.test", "DMARC_QUARANTINE"),  # pct=0: reject is downgraded
+    ("x@child.sub.test", "DMARC_REJECT"),  # sp=reject at the organizational domain
+    ("x@nodmarc.test", "DMARC_NA"),
+])
+def test_dmarc_policies(dns_server: DnsServer, author: str, symbol: str) -> None:
+    hits, _ = scan(check_for(dns_server), mail(author), author, BAD)
+    assert symbol in hits
+    assert hits[symbol].options == (author.split("@")[1],)
+
+
+def test_forwarded_mail_passes_dmarc_through_dkim(dns_server: DnsServer, dkim_keys: Keys
+                                                   ) -> None:
+    raw = signed(dkim_keys, mail("alice@good.test"), "good.test")
+    hits, _ = scan(check_for(dns_server), raw, "alice@good.test", BAD)
+    assert {"SPF_HARDFAIL", "DKIM_VALID_AU", "DMARC_PASS"} <= set(hits)
+
+
+def test_strict_alignment(dns_server: DnsServer, dkim_keys: Keys) -> None:
+    raw = signed(dkim_keys, mail("news@news.strict.test"), "strict.test")
+    hits, _ = scan(check_for(dns_server), raw, "news@news.strict.test", BAD)
+    assert {"DKIM_VALID", "DKIM_VALID_AU", "DMARC_REJECT"} <= set(hits)
+
+
+def test_third_party_signature_and_broken_signature(dns_server: DnsServer, dkim_keys: Keys
+                                                    ) -> None:
+    raw = signed(dkim_keys, mail("x@nodmarc.test"), "good.test")
+    hits, _ = scan(check_for(dns_server), raw, "x@nodmarc.test", BAD)
+    assert "DKIM_VALID" in hits and "DKIM_VALID_AU" not in hits
+    broken = raw.replace(b"Hello there.", b"Hello world.")
+    hits, headers = scan(check_for(dns_server), broken, "x@nodmarc.test", BAD)
+    assert "DKIM_INVALID" in hits and "DKIM_VALID" not in hits
+    assert "dkim=fail (body hash mismatch" in headers[0][1]
+
+
+def test_null_sender_uses_helo(dns_server: DnsServer) -> None:
+    client = ClientInfo(addr="192.0.2.1", helo="helo.spf.test")
+    hits, headers = scan(check_for(dns_server), mail("mailer-daemon@helo.spf.test"), "",
+                         client)
+    assert "SPF_PASS" in hits and "SPF_HELO_PASS" not in hits
+    assert "spf=pass (helo.spf.test: a) smtp.helo=helo.spf.test" in headers[0][1]
+
+
+def test_bad_from_is_permerror(dns_server: DnsServer) -> None:
+    two = mail("a@good.test", extra="From: b@quar.test\r\n")
+    hits, _ = scan(check_for(dns_server), two, "a@good.test")
+    assert "DMARC_PERMERROR" in hits
+
+
+def test_trusted_and_originating_mail_is_not_verified(dns_server: DnsServer) -> None:
+    local = ClientInfo(addr="127.0.0.1", name="localhost", helo="localhost")
+    hits, headers = scan(check_for(dns_server), mail("a@good.test"), "a@good.test", local)
+    assert set(hits) == {"ALL_TRUSTED"} and headers == []
+    hits, headers = scan(check_for(dns_server), mail("a@good.test"), "a@good.test",
+                         bank="ORIGINATING")
+    assert hits == {} and headers == []
+
+
+def test_client_from_received_chain(dns_server: DnsServer) -> None:
+    chain = ("Received: from mx1.ours.test (mx1.ours.test [10.1.2.3]) by mx2.ours.test "
+             "(Postfix) with ESMTP id 1; Mon, 2 Jun 2025 10:00:01 +0000\r\n"
+             "Received: from mail.good.test (mail.good.test [192.0.2.1]) by mx1.ours.test "
+             "(Postfix) with ESMTP id 2; Mon, 2 Jun 2025 10:00:00 +0000\r\n")
+    raw = chain.encode() + mail("a@good.test")
+    check = check_for(dns_server, trusted_networks=["127.0.0.0/8", "10.0.0.0/8"])
+    hits, _ = scan(check, raw, "a@good.test", ClientInfo())
+    assert {"SPF_PASS", "DMARC_PASS"} <= set(hits)
+    hits, _ = scan(check_for(dns_server), raw, "a@good.test", ClientInfo())
+    assert "SPF_HARDFAIL" in hits  # 10.1.2.3 is not trusted by default: it is the client
+
+
+def test_dns_timeouts_tempfail_within_budget(black_hole: BlackHole, dkim_keys: Keys) -> None:
+    check = check_for(black_hole, dns={"resolvers": [black_hole.resolver], "timeout": 0.3,
+                                       "budget": 0.6, "cache_size": 0})
+    raw = signed(dkim_keys, mail("a@good.test"), "good.test")
+    began = time.monotonic()
+    hits, headers = scan(check, raw, "a@good.test", GOOD)
+    elapsed = time.monotonic() - began
+    assert {"SPF_TEMPFAIL", "SPF_HELO_TEMPFAIL", "DKIM_TEMPFAIL", "DMARC_TEMPFAIL"} <= set(hits)
+    assert elapsed < 2.0
+    scores = load_scores()
+    assert sum(scores.get(s).weight for s in hits) <= 0.1  # DKIM_SIGNED only
+    assert not any(scores.get(s).tempfail for s in hits)
+    assert "spf=temperror" in headers[0][1] and "dmarc=temperror" in headers[0][1]
+
+
+def test_no_dns_at_all_is_quick(dns_server: DnsServer) -> None:
+    check = check_for(dns_server, dns={"resolvers": ["127.0.0.1:9"], "timeout": 0.5,
+                                       "budget": 1.0, "cache_size": 0})
+    began = time.monotonic()
+    hits, _ = scan(check, mail("a@good.test"), "a@good.test", GOOD)
+    assert time.monotonic() - began < 2.0
+    assert "SPF_TEMPFAIL" in hits and "DMARC_TEMPFAIL" in hits
+
+
+def test_switches(dns_server: DnsServer) -> None:
+    check = check_for(dns_server, spf=False, dkim=False, arc=False, add_header=False)
+    hits, headers = scan(check, mail("a@good.test"), "a@good.test", BAD)
+    assert set(hits) == {"DMARC_REJECT"} and headers == []

@@ -1,0 +1,89 @@
+"""DMARC: record parsing, discovery with the organizational-domain fallback, alignment,
+policy and pct."""
+
+from __future__ import annotations
+
+import pytest
+
+from scanner.auth.dkim_verify import DkimResult
+from scanner.auth.dmarc import Discovery, DmarcRecord, aligned, discover, evaluate, parse_record
+from scanner.auth.psl import org_domain
+from scanner.dns import Deadline, DnsSettings, get_client
+from tests.auth.conftest import run
+
+REJECT = Discovery("ok", DmarcRecord(p="reject"), "example.com")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("v=DMARC1; p=reject", DmarcRecord("reject")),
+    ("v=DMARC1;p=quarantine;sp=none;adkim=s;aspf=s;pct=20",
+     DmarcRecord("quarantine", "none", "s", "s", 20)),
+    ("v=DMARC1; p=bogus; rua=mailto:x@example.com", DmarcRecord("none")),
+    ("v=DMARC1; p=none; pct=500; adkim=x", DmarcRecord("none")),
+    ("v=DMARC1; rua=mailto:x@example.com", DmarcRecord("none")),
+])
+def test_parse_record(text: str, expected: DmarcRecord) -> None:
+    assert parse_record(text) == expected
+
+
+@pytest.mark.parametrize("text", ["v=DMARC1", "p=reject; v=DMARC1", "v=DMARC2; p=reject",
+                                  "v=DMARC1; p=reject; junk", ""])
+def test_invalid_records(text: str) -> None:
+    assert parse_record(text) is None
+
+
+def test_alignment_uses_the_public_suffix_list() -> None:
+    assert org_domain("a.b.example.co.uk") == "example.co.uk"
+    assert org_domain("co.uk") == "co.uk"
+    assert aligned("mail.example.co.uk", "example.co.uk", "r")
+    assert not aligned("example.co.uk", "other.co.uk", "r")
+    assert not aligned("mail.example.com", "example.com", "s")
+    assert aligned("Example.COM.", "example.com", "s")
+
+
+def test_pass_needs_an_aligned_identifier() -> None:
+    dkim_other = [DkimResult("pass", "other.example")]
+    dkim_ours = [DkimResult("pass", "mail.example.com")]
+    assert evaluate("example.com", REJECT, ("pass", "other.example"), dkim_other
+                    ).result == "fail"
+    assert evaluate("example.com", REJECT, ("fail", "example.com"), dkim_ours
+                    ).dkim_aligned is True
+    ok = evaluate("example.com", REJECT, ("pass", "bounce.example.com"), [])
+    assert (ok.result, ok.spf_aligned, ok.dkim_aligned) == ("pass", True, False)
+
+
+def test_policy_and_pct() -> None:
+    fail = evaluate("example.com", REJECT, ("fail", "example.com"), [])
+    assert (fail.result, fail.policy, fail.disposition) == ("fail", "reject", "reject")
+    half = Discovery("ok", DmarcRecord(p="reject", pct=50), "example.com")
+    assert evaluate("example.com", half, None, [], sample=lambda: 0.3).disposition == "reject"
+    assert evaluate("example.com", half, None, [], sample=lambda: 0.7
+                    ).disposition == "quarantine"
+    sub = Discovery("ok", DmarcRecord(p="none", sp="reject"), "example.com")
+    assert evaluate("x.example.com", sub, None, []).disposition == "reject"
+    assert evaluate("example.com", sub, None, []).disposition == "none"
+
+
+def test_temporary_errors() -> None:
+    assert evaluate("example.com", Discovery("temperror"), None, []).result == "temperror"
+    spf_temp = evaluate("example.com", REJECT, ("temperror", "example.com"), [])
+    dkim_temp = evaluate("example.com", REJECT, None, [DkimResult("temperror", "example.com")])
+    unrelated = evaluate("example.com", REJECT, None, [DkimResult("temperror", "other.test")])
+    assert (spf_temp.result, dkim_temp.result, unrelated.result) == (
+        "temperror", "temperror", "fail")
+    assert evaluate("example.com", Discovery("none"), None, []).result == "none"
+
+
+@pytest.mark.parametrize("domain,status,where,policy", [
+    ("good.test", "ok", "good.test", "reject"),
+    ("mail.good.test", "ok", "good.test", "reject"),
+    ("child.sub.test", "ok", "sub.test", "none"),
+    ("nodmarc.test", "none", "", None),
+    ("outside.invalid", "temperror", "outside.invalid", None),
+])
+def test_discovery(dns_settings: DnsSettings, domain: str, status: str, where: str,
+                   policy: str | None) -> None:
+    client = get_client(dns_settings)
+    found = run(discover(domain, lambda n, t: client.query(n, t, Deadline(5))))
+    assert (found.status, found.domain) == (status, where)
+    assert (found.record.p if found.record else None) == policy

@@ -1,0 +1,152 @@
+"""DNSBL and URIBL checks against test lists served by NSD; URL extraction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scanner.auth.urls import from_html, from_text
+from scanner.checks.dnsbl import Dnsbl
+from scanner.checks.uribl import Uribl
+from scanner.errors import ConfigError
+from scanner.task import ClientInfo, Hit
+from scanner.testing.dns_server import BlackHole, DnsServer
+from scanner.testing.tasks import task_from_bytes
+from tests.auth.conftest import dns_table, make_check, run
+
+LISTS = [
+    {"zone": "bl.test", "ipv6": True,
+     "codes": {"127.0.0.2": "RCVD_IN_SBL", "127.0.0.4": "RCVD_IN_XBL",
+               "127.0.0.10": "RCVD_IN_PBL"}},
+    {"zone": "refused.test", "symbol": "RCVD_IN_REFUSED"},
+]
+MESSAGE = b"From: a@good.test\r\nTo: b@ours.test\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+def dnsbl(server: DnsServer | BlackHole, **extra: Any) -> Dnsbl:
+    return make_check(Dnsbl, {"dns": dns_table(server), "lists": LISTS, **extra})
+
+
+def dnsbl_hits(check: Dnsbl, ip: str, bank: str = "", raw: bytes = MESSAGE
+               ) -> dict[str, Hit]:
+    with task_from_bytes(raw, client=ClientInfo(addr=ip, helo="x.test"),
+                         policy_bank=bank) as task:
+        return {h.symbol: h for h in run(check.run(task))}
+
+
+def test_listed_client(dns_server: DnsServer) -> None:
+    check = dnsbl(dns_server)
+    hits = dnsbl_hits(check, "192.0.2.66")
+    assert hits["RCVD_IN_SBL"].options == ("192.0.2.66", "bl.test", "127.0.0.2")
+    assert hits["DNSBL_BLOCKED"].options == ("refused.test=127.255.255.254",)
+    assert "RCVD_IN_REFUSED" not in hits
+    assert {"RCVD_IN_SBL", "RCVD_IN_PBL"} <= set(dnsbl_hits(check, "192.0.2.68"))
+    assert "RCVD_IN_XBL" in dnsbl_hits(check, "192.0.2.67")
+    assert "RCVD_IN_SBL" in dnsbl_hits(check, "2001:db8::66")
+
+
+def test_refusal_and_bogus_answers_are_not_listings(dns_server: DnsServer) -> None:
+    check = make_check(Dnsbl, {"dns": dns_table(dns_server), "lists": LISTS[:1]})
+    assert set(dnsbl_hits(check, "192.0.2.69")) == {"DNSBL_BLOCKED"}  # 127.255.255.254
+    assert set(dnsbl_hits(check, "192.0.2.70")) == {"DNSBL_BLOCKED"}  # 203.0.113.5
+    assert dnsbl_hits(check, "192.0.2.71") == {}
+
+
+def test_skipped_clients(dns_server: DnsServer) -> None:
+    check = dnsbl(dns_server)
+    assert dnsbl_hits(check, "10.1.2.3") == {}  # private address
+    assert dnsbl_hits(check, "127.0.0.2") == {}  # trusted
+    assert dnsbl_hits(check, "192.0.2.66", bank="ORIGINATING") == {}
+    ipv4_only = make_check(Dnsbl, {"dns": dns_table(dns_server),
+                                   "lists": [{**LISTS[0], "ipv6": False}]})
+    assert dnsbl_hits(ipv4_only, "2001:db8::66") == {}
+
+
+def test_client_from_received_chain(dns_server: DnsServer) -> None:
+    raw = (b"Received: from bad.example (bad.example [192.0.2.66]) by mx.ours.test "
+           b"(Postfix) with ESMTP id 1; Mon, 2 Jun 2025 10:00:00 +0000\r\n" + MESSAGE)
+    with task_from_bytes(raw, client=ClientInfo()) as task:
+        hits = {h.symbol for h in run(dnsbl(dns_server).run(task))}
+    assert "RCVD_IN_SBL" in hits
+
+
+def test_timeout_is_tempfail(black_hole: BlackHole) -> None:
+    check = make_check(Dnsbl, {"dns": {"resolvers": [black_hole.resolver], "timeout": 0.2,
+                                       "budget": 0.4}, "lists": LISTS})
+    hits = dnsbl_hits(check, "192.0.2.66")
+    assert set(hits) == {"DNSBL_TEMPFAIL"}
+    assert hits["DNSBL_TEMPFAIL"].options == ("bl.test", "refused.test")
+
+
+@pytest.mark.parametrize("lists,key", [
+    ([{"zone": "not a zone", "symbol": "X_Y"}], "lists[0].zone"),
+    ([{"zone": "bl.test", "symbol": "lower"}], "lists[0].symbol"),
+    ([{"zone": "bl.test", "symbol": "DNSBL_FAIL"}], "lists[0].symbol"),
+    ([{"zone": "bl.test", "codes": {"x": "SYM_A"}}], "lists[0].codes"),
+    ([{"zone": "bl.test", "bitmask": {"300": "SYM_A"}}], "lists[0].bitmask"),
+    ([{"zone": "bl.test"}], "lists[0].symbol"),
+    ([{"zone": "bl.test", "symbol": "SYM_A", "blocked": ["nonsense"]}], "lists[0].blocked"),
+    ([{"zone": "bl.test", "symbol": "SYM_A", "scope": "everyone"}], "lists[0].scope"),
+])
+def test_bad_list_settings_name_the_key(lists: list, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        make_check(Dnsbl, {"lists": lists})
+
+
+def test_default_lists_are_valid_and_off_by_default() -> None:
+    check = make_check(Dnsbl, {})
+    assert Dnsbl.default_enabled is False and Uribl.default_enabled is False
+    assert len(check._lists) == 3
+    assert len(make_check(Uribl, {})._lists) == 3
+
+
+URIBL_LISTS = [
+    {"zone": "ubl.test", "codes": {"127.0.1.2": "URIBL_DBL_SPAM",
+                                   "127.0.1.4": "URIBL_DBL_PHISH"}},
+    {"zone": "mbl.test", "ips": True, "blocked": ["127.0.0.1/32"],
+     "bitmask": {"2": "URIBL_BLACK", "4": "URIBL_GREY", "8": "URIBL_RED"}},
+]
+HTML_MAIL = (
+    b"From: a@x.test\r\nTo: b@ours.test\r\nSubject: offer\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/alternative; boundary=XX\r\n\r\n--XX\r\n"
+    b"Content-Type: text/plain\r\n\r\nSee http://www.shop.evil-domain.test/buy and "
+    b"www.grey.test or https://user@203.0.113.5:8080/x, also www.quota.test.\r\n"
+    b"--XX\r\nContent-Type: text/html\r\n\r\n<p>Hi <a href=\"https://login.phish.test/"
+    b"x\">your bank</a> <img src='//cdn.clean.test/p.png'></p>\r\n--XX--\r\n")
+
+
+def test_uribl_lookups(dns_server: DnsServer) -> None:
+    check = make_check(Uribl, {"dns": dns_table(dns_server), "lists": URIBL_LISTS})
+    with task_from_bytes(HTML_MAIL) as task:
+        domains, ips = check.targets(task)
+        hits = {h.symbol: h for h in run(check.run(task))}
+    assert domains == ["evil-domain.test", "grey.test", "quota.test", "phish.test",
+                       "clean.test"]
+    assert ips == ["203.0.113.5"]
+    assert hits["URIBL_DBL_SPAM"].options == ("evil-domain.test",)
+    assert hits["URIBL_DBL_PHISH"].options == ("phish.test",)
+    assert hits["URIBL_BLACK"].options == ("grey.test",)
+    assert hits["URIBL_GREY"].options == ("grey.test",)
+    assert hits["URIBL_RED"].options == ("203.0.113.5",)
+    assert hits["URIBL_BLOCKED"].options == ("mbl.test=127.0.0.1",)
+
+
+def test_uribl_limits_and_skips(dns_server: DnsServer) -> None:
+    check = make_check(Uribl, {"dns": dns_table(dns_server), "lists": URIBL_LISTS,
+                               "max_domains": 2, "skip_domains": ["evil-domain.test"]})
+    with task_from_bytes(HTML_MAIL) as task:
+        assert check.targets(task) == (["grey.test", "quota.test"], [])
+
+
+def test_url_extraction() -> None:
+    found = from_text("go to HTTP://WWW.Example.CO.UK/path?q=1, ftp://files.example.org:21/ "
+                      "or www2.example.net. Mail me@notaurl.example. Bad: http://-x-.test/ "
+                      "http://[2001:db8::1]/ http://3221225985/ http://xn--bcher-kva.example/"
+                      " https://b%C3%BCcher.example/ http://localhost/")
+    assert found.hosts == ["www.example.co.uk", "files.example.org", "xn--bcher-kva.example",
+                           "www2.example.net"]
+    assert found.ips == ["2001:db8::1", "192.0.2.1"]
+    html = from_html('<a href="http://a.example/">x</a><form action="//b.example/s">'
+                     "<img src=http://c.example/i.png>")
+    assert html.hosts == ["a.example", "b.example", "c.example"]

@@ -1,0 +1,101 @@
+"""DKIM signing through the real processor: originating mail leaves signed (on the final
+bytes, our Received header included) and verifies; other mail is not signed; inbound
+mail gets Authentication-Results."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from scanner.auth.dkim_verify import verify_all
+from scanner.checks.auth import Auth
+from scanner.checks.dkim import DkimSign
+from scanner.config import loads
+from scanner.dns import Deadline, DnsSettings, get_client
+from scanner.errors import ConfigError
+from scanner.pipeline.processor import Listener, Processor
+from scanner.reinject.deliver import NextHop
+from scanner.scores import load_scores
+from scanner.task import ClientInfo, Envelope, Recipient, Task
+from scanner.testing.dns_server import DnsServer
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+from tests.auth.conftest import Keys, dns_table, make_check, run_inline
+
+CONFIG = loads('[server]\nhostname = "scanner.test"\n[checks]\ndisabled = ["clamav"]\n')
+MESSAGE = (b"From: Carol <carol@mail.signer.test>\r\nTo: dave@elsewhere.test\r\n"
+           b"Subject: minutes\r\nMessage-ID: <c1@signer.test>\r\n\r\nAttached.\r\n")
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    s = Sink(free_port()).start()
+    yield s
+    s.stop()
+
+
+def signer(keys: Keys, **extra: Any) -> DkimSign:
+    table = {"keys": [{"domain": "signer.test", "selector": "s1",
+                       "key_file": str(keys.files["k1"])}], **extra}
+    return make_check(DkimSign, table, CONFIG)
+
+
+def deliver(checks: list, sink: Sink, bank: str, client: ClientInfo | None = None) -> bytes:
+    hop = NextHop("127.0.0.1", sink.port, False, 2, 5, "scanner.test", True)
+    proc = Processor(CONFIG, checks, load_scores(), hop, "scanner.test", run_cpu=run_inline)
+    task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=MESSAGE,
+                envelope=Envelope("carol@signer.test", (Recipient("dave@elsewhere.test"),)),
+                client=client or ClientInfo(addr="127.0.0.1", helo="localhost"),
+                policy_bank=bank)
+    replies = asyncio.run(proc.handle(task, Listener(10026, "ESMTP", bank)))
+    assert replies[0].startswith("250"), replies
+    return sink.wait_for(1)[-1].data
+
+
+def test_originating_mail_is_signed_and_verifies(dkim_keys: Keys, dns_server: DnsServer,
+                                                 sink: Sink) -> None:
+    data = deliver([signer(dkim_keys)], sink, "ORIGINATING")
+    assert data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; "
+                           b"d=signer.test;")
+    assert b"\r\nReceived: from localhost ([127.0.0.1])" in data.split(b"\r\n\r\n")[0]
+    settings = DnsSettings(resolvers=(dns_server.resolver,), cache_size=0)
+    client = get_client(settings)
+
+    async def check() -> list:
+        deadline = Deadline(5)
+        return await verify_all(data, lambda n, t: client.query(n, t, deadline), run_inline)
+
+    [result] = asyncio.run(check())
+    assert (result.result, result.domain) == ("pass", "signer.test")
+
+
+def test_other_banks_and_unknown_domains_are_not_signed(dkim_keys: Keys, sink: Sink) -> None:
+    assert not deliver([signer(dkim_keys)], sink, "").startswith(b"DKIM-Signature")
+    other = make_check(DkimSign, {"keys": [{"domain": "other.test", "selector": "s1",
+                                            "key_file": str(dkim_keys.files["k1"])}]}, CONFIG)
+    assert not deliver([other], sink, "ORIGINATING").startswith(b"DKIM-Signature")
+
+
+def test_inbound_mail_gets_authentication_results(dns_server: DnsServer, sink: Sink) -> None:
+    auth = make_check(Auth, {"dns": dns_table(dns_server), "authserv_id": "scanner.test"},
+                      CONFIG)
+    data = deliver([auth], sink, "", ClientInfo(addr="192.0.2.1", helo="mail.signer.test"))
+    head = data.split(b"\r\n\r\n")[0].decode()
+    assert "\r\nAuthentication-Results: scanner.test;\r\n\tspf=pass" in head
+    assert "dmarc=pass (p=reject dis=none) header.from=mail.signer.test" in head
+
+
+def test_bad_key_settings_stop_start_up(tmp_path) -> None:
+    bad = tmp_path / "bad.key"
+    bad.write_text("not a key")
+    with pytest.raises(ConfigError, match=r"dkim_sign.keys\[0\].key_file"):
+        make_check(DkimSign, {"keys": [{"domain": "x.test", "selector": "s",
+                                        "key_file": str(bad)}]})
+    with pytest.raises(ConfigError, match=r"dkim_sign.keys\[0\].domain"):
+        make_check(DkimSign, {"keys": [{"domain": "nodot", "selector": "s",
+                                        "key_file": str(bad)}]})
+    with pytest.raises(ConfigError, match="must include From"):
+        make_check(DkimSign, {"headers": ["subject"]})
