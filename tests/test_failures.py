@@ -91,7 +91,7 @@ def test_exception_in_pipeline_gives_451_with_id(monkeypatch, caplog):
 def test_killed_worker_is_replaced(tmp_path: Path, sink: Sink):
     proc, port = start_filter(tmp_path, sink.port, workers=2)
     try:
-        children = _children(proc.proc.pid)
+        children = _wait_children(proc.proc.pid, 2)
         assert len(children) == 2
         os.kill(children[0], signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -111,15 +111,28 @@ def test_killed_worker_is_replaced(tmp_path: Path, sink: Sink):
 
 def test_workers_die_with_a_killed_master(tmp_path: Path, sink: Sink):
     proc, port = start_filter(tmp_path, sink.port, workers=2)
-    children = _children(proc.proc.pid)
+    children = _wait_children(proc.proc.pid, 2)
     proc.kill_master()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(_alive(c) for c in children):
         time.sleep(0.05)
     assert not any(_alive(c) for c in children)
-    # the port is free again: a new filter can start at once
+    # the port is free again: a new filter can start at once, and stops promptly even
+    # when told to while it is still forking its workers
     proc.start()
+    started = time.monotonic()
     proc.stop()
+    assert time.monotonic() - started < 10
+
+
+def _wait_children(pid: int, n: int, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _children(pid)
+        if len(found) >= n:
+            return found
+        time.sleep(0.05)
+    return _children(pid)
 
 
 def _children(pid: int) -> list[int]:

@@ -61,8 +61,10 @@ class Master:
         log.info("starting %d workers on %s", self._n,
                  ", ".join(f"{lst.protocol}:[{lst.address}]:{lst.port}"
                            for lst, _ in self._sockets))
-        while len(self._children) < self._n:
+        while len(self._children) < self._n and not self._stopping:
             self._spawn()
+        if self._stopping:  # told to stop while forking: tell the late ones too
+            self._on_stop(signal.SIGTERM, None)
         while self._children:
             try:
                 pid, status = os.wait()
@@ -76,7 +78,8 @@ class Master:
             log.error("worker %d exited (status %d); starting a new one", pid, status)
             if time.monotonic() - started < 1.0:
                 time.sleep(1.0)  # do not spin on a worker that dies at start
-            self._spawn()
+            if not self._stopping:
+                self._spawn()
         log.info("all workers stopped")
         return 0
 
