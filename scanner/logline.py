@@ -34,8 +34,10 @@ class Summary:
 def render(s: Summary) -> str:
     client = f"[{s.client_addr}]:{s.client_port or 0} [{s.client_addr}]" if s.client_addr \
         else "[]:0 []"
+    actions = [a for a in s.actions if a != "Quarantined"]
+    actions += ["Quarantined"] if "Quarantined" in s.actions else []
     parts = [
-        f"({s.log_id}) {s.verb} {s.category} {{{','.join(s.actions)}}}",
+        f"({s.log_id}) {s.verb} {s.category} {{{','.join(actions)}}}",
         f"{client} <{s.sender}> -> " + ",".join(f"<{r}>" for r in s.recipients),
     ]
     if s.quarantine:

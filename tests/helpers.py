@@ -41,6 +41,9 @@ connect_timeout = 2
 """
     if "[checks]" not in extra:
         text += '\n[checks]\ndisabled = ["clamav"]\n'
+    if "[quarantine]" not in extra:
+        qdir = (log_file.parent if log_file else Path("/tmp")) / "quarantine"
+        text += f'\n[quarantine]\ndirectory = "{qdir}"\nampdp_socket = ""\n'
     return text + extra
 
 

@@ -84,9 +84,33 @@ def _send(s, raw: bytes) -> tuple[int, bytes]:
     return s.data(raw)
 
 
-def test_blocked_mail_is_deferred_when_it_cannot_be_quarantined(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav"]\n'  # quarantine wanted, none usable
+def test_banned_mail_is_quarantined_before_the_reply(tmp_path: Path, sink: Sink):
+    extra = '\n[checks]\ndisabled = ["clamav"]\n'
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    try:
+        s = smtp(port)
+        code, text = _send(s, _with_attachment("docs.zip", _zip({"a.scr": b"MZ"}), "ban3"))
+        s.quit()
+    finally:
+        proc.stop()
+    assert code == 250 and b"discarded" in text
+    line = [ln for ln in proc.summary_lines() if "ban3@" in ln][0]
+    assert "{DiscardedInbound,Quarantined}" in line
+    mail_id = line.split("mail_id: ")[1].split(",")[0]
+    stored = tmp_path / "quarantine" / mail_id[0] / f"banned-{mail_id}.gz"
+    assert f"quarantine: {mail_id[0]}/banned-{mail_id}.gz," in line
+    import gzip
+    assert b"ban3@example.org" in gzip.decompress(stored.read_bytes())
+    assert sink.received == []
+
+
+def test_blocked_mail_is_deferred_when_it_cannot_be_quarantined(tmp_path: Path, sink: Sink):
+    extra = '\n[checks]\ndisabled = ["clamav"]\n'
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    qdir = tmp_path / "quarantine"  # break the quarantine while the filter runs
+    import shutil
+    shutil.rmtree(qdir)
+    qdir.write_text("not a directory")
     try:
         s = smtp(port)
         banned = _with_attachment("docs.zip", _zip({"run.exe": b"MZ fake"}), "ban2")

@@ -10,6 +10,9 @@ import socket
 
 from scanner import config as cfgmod
 from scanner.checks.base import CheckContext
+from scanner.errors import ConfigError
+from scanner.quarantine.ampdp import bind_ampdp_socket, unlink_ampdp_socket
+from scanner.quarantine.record import QuarantineError
 from scanner.registry import build_checks
 from scanner.scores import load_scores
 from scanner.serve.logs import setup_logging
@@ -29,16 +32,36 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config.server, hostname)
     _preflight(config)
     sockets = bind_listeners(config)
+    ampdp = _bind_ampdp(config)
     if config.server.pid_file:
         with open(config.server.pid_file, "w", encoding="ascii") as fh:
             fh.write(f"{os.getpid()}\n")
     workers = config.server.workers or os.cpu_count() or 1
     try:
-        return Master(config, sockets, hostname, workers).run()
+        return Master(config, sockets, hostname, workers, ampdp).run()
     finally:
+        if ampdp is not None:
+            unlink_ampdp_socket(ampdp)
         if config.server.pid_file:
             with contextlib.suppress(OSError):
                 os.unlink(config.server.pid_file)
+
+
+def _bind_ampdp(config: cfgmod.Config) -> socket.socket | None:
+    """Prepare the quarantine directory and bind the AM.PDP release socket, if configured."""
+    q = config.quarantine
+    try:
+        os.makedirs(q.directory, mode=0o750, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{config.source}: 'quarantine.directory' {q.directory}: cannot "
+                          f"create it: {exc.strerror}") from None
+    if not q.ampdp_socket:
+        return None
+    try:
+        return bind_ampdp_socket(q)
+    except (OSError, QuarantineError) as exc:
+        raise ConfigError(f"{config.source}: 'quarantine.ampdp_socket' {q.ampdp_socket}: "
+                          f"{exc}; set it to \"\" to run without AM.PDP") from None
 
 
 def _preflight(config: cfgmod.Config) -> None:

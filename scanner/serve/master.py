@@ -45,8 +45,10 @@ def bind_listeners(config: Config) -> list[tuple[ListenerConfig, socket.socket]]
 class Master:
     """Keeps ``n`` workers alive until told to stop."""
 
-    def __init__(self, config: Config, sockets: list, hostname: str, workers: int) -> None:
+    def __init__(self, config: Config, sockets: list, hostname: str, workers: int,
+                 ampdp: socket.socket | None = None) -> None:
         self._config = config
+        self._ampdp = ampdp
         self._sockets = sockets
         self._hostname = hostname
         self._n = workers
@@ -92,7 +94,7 @@ class Master:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                run_worker(self._config, self._sockets, self._hostname)
+                run_worker(self._config, self._sockets, self._hostname, self._ampdp)
             except BaseException:
                 log.exception("worker crashed")
                 code = 1

@@ -21,6 +21,8 @@ from scanner.checks.base import CheckContext
 from scanner.config import Config, ListenerConfig
 from scanner.mailid import LogIds
 from scanner.pipeline.processor import Listener, Processor
+from scanner.quarantine.ampdp import start_ampdp_server
+from scanner.quarantine.store import Quarantine
 from scanner.registry import build_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import load_scores
@@ -31,13 +33,23 @@ log = logging.getLogger("scanner")
 
 
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
-               hostname: str) -> None:
+               hostname: str, ampdp: socket.socket | None = None) -> None:
     """Serve until SIGTERM; then stop accepting and let open transactions finish."""
-    asyncio.run(_serve(config, sockets, hostname))
+    asyncio.run(_serve(config, sockets, hostname, ampdp))
+
+
+def _open_quarantine(config: Config, hostname: str) -> Quarantine | None:
+    """The quarantine, or None (then mail that should be held is deferred, never lost)."""
+    try:
+        return Quarantine(config.quarantine, hostname=hostname)
+    except Exception as exc:
+        log.error("quarantine %s unusable: %s; blocked mail will be deferred",
+                  config.quarantine.directory, exc)
+        return None
 
 
 async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
-                 hostname: str) -> None:
+                 hostname: str, ampdp: socket.socket | None) -> None:
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cpu")
 
@@ -45,9 +57,10 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
         return await loop.run_in_executor(executor, partial(func, *args))
 
     checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu))
+    quarantine = _open_quarantine(config, hostname)
     processor = Processor(config, checks, load_scores(),
                           NextHop.from_config(config.reinject, hostname), hostname,
-                          run_cpu=run_cpu, decoders=load_decoders())
+                          run_cpu=run_cpu, decoders=load_decoders(), quarantine=quarantine)
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.server.xforward_hosts)
     log_ids = LogIds()
     servers = []
@@ -64,6 +77,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                        timeout=config.server.idle_timeout, loop=loop)
 
         servers.append(await loop.create_server(factory, sock=sock))
+    if ampdp is not None and quarantine is not None:
+        servers.append(await start_ampdp_server(ampdp, quarantine, config, hostname))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
