@@ -14,7 +14,7 @@ mode="${1:-}"
 shift || true
 
 runtime_pkgs=(python3 python3-venv libmagic1 libarchive13 clamav-daemon)
-test_pkgs=(postfix clamav-daemon clamav-testfiles swaks arj)
+test_pkgs=(postfix clamav-daemon clamav-testfiles swaks arj postgresql)
 
 need_pkgs() {
     local missing=()
@@ -40,6 +40,22 @@ setup_venv() {
     .venv/bin/python -m pip install -q -e ".${extra}" >&2
 }
 
+# The stock amavisd-release client, for the AM.PDP compatibility test. Installing the
+# amavisd-new package would also start amavisd on port 10024, so unpack the client only.
+amavisd_release_client() {
+    [ -x /usr/sbin/amavisd-release ] && return 0
+    local dir="$here/.cache/amavisd"
+    if [ ! -x "$dir/root/usr/sbin/amavisd-release" ]; then
+        mkdir -p "$dir"
+        (cd "$dir" && { apt-get download amavisd-new >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get download amavisd-new >/dev/null 2>&1; }; } \
+            && dpkg-deb -x amavisd-new_*.deb root) || true
+    fi
+    if [ -x "$dir/root/usr/sbin/amavisd-release" ]; then
+        export AMAVISD_RELEASE="$dir/root/usr/sbin/amavisd-release"
+    fi
+}
+
 case "$mode" in
     serve)
         need_pkgs "${runtime_pkgs[@]}"
@@ -49,6 +65,7 @@ case "$mode" in
     test)
         need_pkgs "${runtime_pkgs[@]}" "${test_pkgs[@]}"
         setup_venv "[test]"
+        amavisd_release_client
         # The machine's own Postfix and clamd are not used by the tests (they start private
         # instances); stop them if apt just started them so they hold no ports we need.
         exec .venv/bin/python -m pytest "$@"
