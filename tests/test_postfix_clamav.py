@@ -3,8 +3,10 @@ dies during a burst (every message deferred, then delivered once, none unscanned
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import time
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +86,67 @@ def test_clamd_killed_during_a_burst_defers_then_delivers(clamd: ClamdInstance):
         assert sum("Passed CLEAN {RelayedInbound}" in ln for ln in lines) == len(wanted)
     finally:
         stack.remove()
+
+
+TESTFILES = Path("/usr/share/clamav-testfiles")
+
+
+@pytest.mark.slow
+def test_every_clamav_testfile_is_blocked_through_postfix():
+    """Each of Debian's clamav-testfiles, attached to its own mail, is blocked as INFECTED,
+    discarded and quarantined; nothing reaches the Maildir. clamd runs with the settings
+    the README recommends (MaxRecursion 20, AlertExceedsMax yes)."""
+    require_postfix()
+    if clamd_binary() is None:
+        pytest.skip("clamd not installed (apt-get install clamav-daemon)")
+    files = sorted(p for p in TESTFILES.glob("*") if p.is_file()) if TESTFILES.is_dir() else []
+    if not files:
+        pytest.skip("clamav-testfiles not installed (apt-get install clamav-testfiles)")
+    inst = ClamdInstance(make_base_dir("scanner-clamd-"),
+                         extra={"MaxRecursion": "20", "AlertExceedsMax": "yes"})
+    inst.start()
+    stack = Stack(extra=_clam_extra(inst)).start()
+    try:
+        mids = {}
+        for i, path in enumerate(files):
+            mid = f"virus-{i}"
+            mids[path.name] = f"<{mid}@example.org>"
+            stack.postfix.send("a@example.org", "bob@example.test",
+                               _attach(mid, path.name, path.read_bytes()))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(_logged(stack, mids)) < len(mids):
+            time.sleep(0.5)
+        lines = _logged(stack, mids)
+        missing = sorted(n for n, m in mids.items() if m not in lines)
+        assert not missing, f"not logged: {missing}"
+        not_blocked = sorted(n for n, m in mids.items()
+                             if "Blocked INFECTED (" not in lines[m]
+                             or "{DiscardedInbound,Quarantined}" not in lines[m])
+        assert not_blocked == [], f"not blocked as INFECTED: {not_blocked}"
+        assert stack.postfix.maildir_messages() == []
+        quarantined = list((stack.base / "filter" / "quarantine").glob("*/virus-*.gz"))
+        assert len(quarantined) == len(files)
+    finally:
+        stack.remove()
+        inst.close()
+
+
+def _attach(mid: str, name: str, payload: bytes) -> bytes:
+    b64 = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    return (b"From: a@example.org\r\nTo: bob@example.test\r\nSubject: sample\r\n"
+            b"Message-ID: <" + mid.encode() + b"@example.org>\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+            b"Content-Type: text/plain\r\n\r\nsee attachment\r\n--b\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+            b'Content-Disposition: attachment; filename="' + name.encode() + b'"\r\n\r\n'
+            + b64 + b"--b--\r\n")
+
+
+def _logged(stack: Stack, mids: dict[str, str]) -> dict[str, str]:
+    wanted = set(mids.values())
+    out = {}
+    for line in stack.filter.summary_lines():
+        mid = line.split("Message-ID: ")[1].split(",")[0] if "Message-ID: " in line else ""
+        if mid in wanted:
+            out[mid] = line
+    return out
