@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from scanner.postfix_config import data_done_timeout  # noqa: E402
+from scanner.testing.clamd import ClamdInstance  # noqa: E402
 from scanner.testing.postfix import (  # noqa: E402
     PostfixError,
     PostfixInstance,
@@ -55,7 +56,8 @@ MESSAGE_TIMEOUT = 600.0  # scanner's server.message_timeout in the generated con
 LABELS = {
     "a": "Postfix alone (no content_filter)",
     "b": "loop ceiling (content_filter -> own reinjection smtpd)",
-    "c": "Postfix + scanner serve",
+    "c": "Postfix + scanner serve (ClamAV check off)",
+    "d": "Postfix + scanner serve (ClamAV check on, private clamd)",
 }
 
 
@@ -216,13 +218,15 @@ def _deferral_hint(log: str) -> str:
 class ScannerProcess:
     """``python -m scanner serve`` in its own session, with a generated configuration."""
 
-    def __init__(self, base: Path, port: int, reinject_port: int, args: argparse.Namespace):
+    def __init__(self, base: Path, port: int, reinject_port: int, args: argparse.Namespace,
+                 clamd_endpoint: str | None = None):
         self.base = base
         self.port = port
         self.log_file = base / "scanner.log"
         self.out_file = base / "scanner.out"
         self.config_file = base / "scanner.toml"
-        self.config_file.write_text(scanner_toml(base, port, reinject_port, args))
+        self.config_file.write_text(scanner_toml(base, port, reinject_port, args,
+                                                 clamd_endpoint))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
@@ -303,8 +307,9 @@ class ScannerProcess:
             self.proc.wait(timeout=5)
 
 
-def scanner_toml(base: Path, port: int, reinject_port: int, args: argparse.Namespace) -> str:
-    """The filter's configuration for one benchmark run."""
+def scanner_toml(base: Path, port: int, reinject_port: int, args: argparse.Namespace,
+                 clamd_endpoint: str | None = None) -> str:
+    """The filter's configuration for one benchmark run (ClamAV on only with a clamd)."""
     lines = [
         "[server]",
         f"workers = {args.workers}",
@@ -323,11 +328,15 @@ def scanner_toml(base: Path, port: int, reinject_port: int, args: argparse.Names
         'host = "127.0.0.1"',
         f"port = {reinject_port}",
     ]
+    lines += ["", "[quarantine]", f'directory = "{base / "quarantine"}"', 'ampdp_socket = ""']
     checks = _names(args.checks)
-    disabled = _names(args.disable_checks)
-    if checks != ["*"] or disabled:
-        lines += ["", "[checks]", f"enabled = {json.dumps(checks)}",
-                  f"disabled = {json.dumps(disabled)}"]
+    disabled = [n for n in _names(args.disable_checks) if n != "clamav"]
+    if clamd_endpoint is None:
+        disabled.append("clamav")
+    lines += ["", "[checks]", f"enabled = {json.dumps(checks)}",
+              f"disabled = {json.dumps(disabled)}"]
+    if clamd_endpoint is not None:
+        lines += ["", "[checks.settings.clamav]", f"endpoints = [{json.dumps(clamd_endpoint)}]"]
     text = "\n".join(lines) + "\n"
     if args.extra_toml:
         text += "\n" + Path(args.extra_toml).read_text(encoding="utf-8")
@@ -387,15 +396,21 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
     result = Result(config=kind, label=LABELS[kind])
     base = make_base_dir(prefix=f"scanner-bench-{kind}-")
     reinject_port, filter_port = free_port(), free_port()
-    target = {"a": None, "b": reinject_port, "c": filter_port}[kind]
+    target = {"a": None, "b": reinject_port, "c": filter_port, "d": filter_port}[kind]
     inst = PostfixInstance(
         base=base, smtpd_port=free_port(), reinject_port=reinject_port,
         filter=None if target is None else f"scanner:[127.0.0.1]:{target}",
         filter_maxproc=args.filter_maxproc, filter_timeout=data_done_timeout(MESSAGE_TIMEOUT),
         extra_main=dict(p.split("=", 1) for p in args.postfix_param),
     )
-    scanner = ScannerProcess(base, filter_port, reinject_port, args) if kind == "c" else None
+    clamd = ClamdInstance(base / "clamd", max_threads=4) if kind == "d" else None
+    scanner = None
     try:
+        if clamd is not None:
+            clamd.start()
+        if kind in "cd":
+            scanner = ScannerProcess(base, filter_port, reinject_port, args,
+                                     clamd.unix_endpoint if clamd is not None else None)
         inst.start()
         if scanner is not None:
             scanner.start()
@@ -414,12 +429,14 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
         log = inst.log_text()
         result.deferred = log.count("status=deferred")
         result.bounced = log.count("status=bounced")
-    except (RuntimeError, PostfixError, OSError) as exc:
+    except (RuntimeError, PostfixError, OSError, TimeoutError) as exc:
         result.error = str(exc)
     finally:
         if scanner is not None:
             scanner.stop()
         inst.stop()
+        if clamd is not None:
+            clamd.close()
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     return result
@@ -470,6 +487,15 @@ def _filter_stats(scanner: ScannerProcess, offset: int) -> dict[str, object]:
 # -- reporting -----------------------------------------------------------------------------
 
 
+def _median(results: list[Result]) -> Result:
+    """The run with the median rate (a failed run wins, so failures are never hidden)."""
+    failed = [r for r in results if r.error]
+    if failed:
+        return failed[0]
+    ordered = sorted(results, key=lambda r: r.rate)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def summary(results: dict[str, Result], args: argparse.Namespace) -> dict[str, object]:
     """Everything printed, as one JSON-able dict."""
     def ratio(x: str, y: str) -> float | None:
@@ -483,7 +509,10 @@ def summary(results: dict[str, Result], args: argparse.Namespace) -> dict[str, o
         "filter_maxproc": args.filter_maxproc, "workers": args.workers,
         "cpus": os.cpu_count(),
         "results": {k: asdict(r) for k, r in results.items()},
+        "rounds": args.rounds,
         "ratio_c_to_b": ratio("c", "b"), "ratio_c_to_a": ratio("c", "a"),
+        "ratio_d_to_b": ratio("d", "b"), "ratio_d_to_c": ratio("d", "c"),
+        "round_rates": {k: v for k, v in getattr(args, "round_rates", {}).items()},
     }
 
 
@@ -507,9 +536,14 @@ def print_text(data: dict[str, object]) -> None:
                   f"p95 {flt.get('p95_ms', '-')} ms ({flt['log_lines']} log lines); "
                   f"PSS {int(flt['pss_kib']) / 1024:.1f} MiB in {flt['processes']} processes; "
                   f"CPU {flt['cpu_seconds']} s during the timed run")
-    for key, text in (("ratio_c_to_b", "(c)/(b)"), ("ratio_c_to_a", "(c)/(a)")):
+    if data["rounds"] > 1:
+        print(f"medians of {data['rounds']} interleaved rounds; rates per round: "
+              f"{data['round_rates']}")
+    for key, text in (("ratio_c_to_b", "(c)/(b)"), ("ratio_c_to_a", "(c)/(a)"),
+                      ("ratio_d_to_b", "(d)/(b)"), ("ratio_d_to_c", "(d)/(c)")):
         value = data[key]
-        print(f"{text} = {value:.3f}" if value is not None else f"{text} = n/a")
+        if value is not None:
+            print(f"{text} = {value:.3f}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -520,7 +554,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     p.add_argument("--size", type=int, default=4096, help="smtp-source payload bytes")
     p.add_argument("--seed", type=int, default=1, help="corpus sampling seed")
-    p.add_argument("--configs", default="abc", help="which configurations to run, e.g. ab")
+    p.add_argument("--configs", default="abcd", help="which configurations to run, e.g. bc")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the configurations this many times, interleaved; report medians")
     p.add_argument("--warmup", type=int, default=20, help="untimed messages sent first")
     p.add_argument("--workers", type=int, default=2, help="scanner worker processes")
     p.add_argument("--filter-maxproc", type=int, default=20,
@@ -537,8 +573,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.messages < 1 or args.connections < 1 or args.warmup < 0:
         p.error("--messages and --connections must be positive, --warmup not negative")
-    if set(args.configs) - set("abc") or not args.configs:
-        p.error("--configs takes letters from 'abc'")
+    if set(args.configs) - set("abcd") or not args.configs:
+        p.error("--configs takes letters from 'abcd'")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     return args
 
 
@@ -556,11 +594,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         messages = load_corpus(args.corpus, total, args.seed)
     else:
         messages = [b""] * total  # placeholders: smtp-source makes its own
-    results: dict[str, Result] = {}
-    for kind in sorted(set(args.configs)):
-        if not args.json:
-            print(f"running ({kind}) {LABELS[kind]} ...", file=sys.stderr, flush=True)
-        results[kind] = run_config(kind, args, messages)
+    runs: dict[str, list[Result]] = {}
+    for number in range(args.rounds):
+        for kind in sorted(set(args.configs)):
+            if not args.json:
+                print(f"round {number + 1}: running ({kind}) {LABELS[kind]} ...",
+                      file=sys.stderr, flush=True)
+            runs.setdefault(kind, []).append(run_config(kind, args, messages))
+    results = {kind: _median(rs) for kind, rs in runs.items()}
+    args.round_rates = {kind: [r.rate for r in rs] for kind, rs in runs.items()}
     data = summary(results, args)
     if args.json:
         json.dump(data, sys.stdout, indent=2)
