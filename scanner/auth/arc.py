@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 import dkim
 
-from scanner.auth.dkim_keys import KeyTable, Lookup, fetch_keys, header_section, key_name, tags
+from scanner.auth.dkim_keys import (
+    KeyTable,
+    Lookup,
+    fetch_keys,
+    has_header,
+    key_name,
+    parsed_headers,
+    tags,
+)
 from scanner.auth.dkim_verify import QUIET_LOG, RunCpu
 
 ARC_SIGNING = (b"arc-seal", b"arc-message-signature")
@@ -29,7 +37,11 @@ class ArcResult:
 
 async def verify_arc(raw: bytes, lookup: Lookup, run_cpu: RunCpu, minkey: int = 1024
                      ) -> ArcResult:
-    headers, _ = dkim.rfc822_parse(header_section(raw))
+    headers = parsed_headers(raw)
+    if headers is None:
+        if has_header(raw, b"ARC-Seal"):
+            return ArcResult("fail", reason="malformed header section")
+        return ArcResult("none")
     signing = [tags(v) for n, v in headers if n.lower() in ARC_SIGNING]
     if not signing:
         return ArcResult("none")

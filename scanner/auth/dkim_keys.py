@@ -13,6 +13,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from scanner.dns.client import Answer
@@ -29,6 +30,22 @@ def header_section(raw: bytes) -> bytes:
     """The header lines of a message (up to the empty line), for cheap parsing."""
     m = _HEADER_END.search(raw)
     return raw[: m.end()] if m else raw
+
+
+def parsed_headers(raw: bytes) -> list[tuple[bytes, bytes]] | None:
+    """dkimpy's view of the header section; None when dkimpy cannot parse it (a line
+    that is no header field, a continuation line first, ...)."""
+    try:
+        headers, _ = dkim.rfc822_parse(header_section(raw))
+    except Exception:  # MessageFormatError, IndexError on hostile input
+        return None
+    return [(bytes(name), bytes(value)) for name, value in headers]
+
+
+def has_header(raw: bytes, name: bytes) -> bool:
+    """Does the header section hold a field ``name`` (checked without dkimpy)?"""
+    head = header_section(raw).lower()
+    return head.startswith(name.lower() + b":") or (b"\n" + name.lower() + b":") in head
 
 
 def tags(value: bytes) -> dict[str, str] | None:

@@ -18,7 +18,15 @@ from typing import Any
 
 import dkim
 
-from scanner.auth.dkim_keys import KeyTable, Lookup, fetch_keys, header_section, key_name, tags
+from scanner.auth.dkim_keys import (
+    KeyTable,
+    Lookup,
+    fetch_keys,
+    has_header,
+    key_name,
+    parsed_headers,
+    tags,
+)
 
 RunCpu = Callable[..., Awaitable[Any]]
 QUIET_LOG = logging.getLogger("scanner.dkimpy")
@@ -41,16 +49,24 @@ class DkimResult:
         return "".join(self.b.split())[:8]
 
 
-def signature_tags(raw: bytes) -> list[dict[str, str] | None]:
-    """The tags of each DKIM-Signature header, in order (None: unparseable)."""
-    headers, _ = dkim.rfc822_parse(header_section(raw))
+def signature_tags(raw: bytes) -> list[dict[str, str] | None] | None:
+    """The tags of each DKIM-Signature header, in order (None: unparseable); None for
+    the whole list when dkimpy cannot parse the header section at all."""
+    headers = parsed_headers(raw)
+    if headers is None:
+        return None
     return [tags(value) for name, value in headers if name.lower() == b"dkim-signature"]
 
 
 async def verify_all(raw: bytes, lookup: Lookup, run_cpu: RunCpu, max_signatures: int = 10,
                      minkey: int = 1024) -> list[DkimResult]:
     """A result for each of the first ``max_signatures`` signatures ([] when unsigned)."""
-    sigs = signature_tags(raw)[:max_signatures]
+    found = signature_tags(raw)
+    if found is None:
+        if has_header(raw, b"DKIM-Signature"):
+            return [DkimResult("permerror", reason="malformed header section")]
+        return []
+    sigs = found[:max_signatures]
     if not sigs:
         return []
     names = [key_name(t["s"], t["d"]) for t in sigs if t and t.get("s") and t.get("d")]
@@ -60,7 +76,10 @@ async def verify_all(raw: bytes, lookup: Lookup, run_cpu: RunCpu, max_signatures
 
 def _verify_sync(raw: bytes, sigs: list[dict[str, str] | None], keys: KeyTable,
                  minkey: int) -> list[DkimResult]:
-    verifier = dkim.DKIM(raw, logger=QUIET_LOG, minkey=minkey)
+    try:
+        verifier = dkim.DKIM(raw, logger=QUIET_LOG, minkey=minkey)
+    except Exception as exc:  # the body or headers defeat dkimpy's parser
+        return [DkimResult("permerror", reason=f"unparseable message: {exc}")] * len(sigs)
     return [_verify_one(verifier, i, t, keys) for i, t in enumerate(sigs)]
 
 

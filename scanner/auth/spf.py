@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -237,8 +238,12 @@ class SpfChecker:
             return ""
 
 
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
 def _valid_domain(name: str) -> bool:
-    """A multi-label name with labels of 1..63 characters, at most 253 in all."""
+    """A multi-label name of letters, digits, hyphens and underscores, labels of 1..63
+    characters, at most 253 in all (an address literal like ``[192.0.2.1]`` is not)."""
     if not name or len(name) > 253 or "." not in name:
         return False
-    return all(0 < len(label) < 64 for label in name.split("."))
+    return all(_LABEL.match(label) for label in name.split("."))

@@ -6,7 +6,9 @@ headers) and whose ``DKIM-Signature`` headers it prepends. The key is chosen by 
 author's domain (From), else the envelope sender's; ``subdomains = true`` lets a
 domain's key sign for its subdomains. Keys are read at start (a bad key stops start-up)
 and again on SIGHUP. A signing error raises: the message is deferred (451), not sent
-unsigned, since unsigned mail from a DMARC ``p=reject`` domain would bounce elsewhere.
+unsigned, since unsigned mail from a DMARC ``p=reject`` domain would bounce elsewhere;
+only a message whose header section dkimpy cannot parse (it never could be signed)
+goes out unsigned, with a warning.
 
 Keys come from ``scanner dkim genkey DOMAIN SELECTOR``.
 """
@@ -17,6 +19,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
+
+import dkim
 
 from scanner.auth import dkim_sign
 from scanner.auth.identity import address_domain, from_domains
@@ -113,7 +117,12 @@ class DkimSign:
         keys = self.keys_for(task)
         headers = []
         for key in keys:
-            headers.append(await self._run_cpu(dkim_sign.sign, data, key, self._s.headers,
-                                               self._s.oversign))
+            try:
+                headers.append(await self._run_cpu(dkim_sign.sign, data, key,
+                                                   self._s.headers, self._s.oversign))
+            except (dkim.MessageFormatError, IndexError) as exc:
+                # a header section dkimpy cannot parse will never sign: send it unsigned
+                log.warning("(%s) not DKIM-signed, malformed message: %s", task.log_id, exc)
+                return []
             log.info("(%s) DKIM signed: d=%s s=%s", task.log_id, key.domain, key.selector)
         return headers

@@ -5,6 +5,7 @@ mail gets Authentication-Results."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from scanner.checks.dkim import DkimSign
 from scanner.config import loads
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.errors import ConfigError
+from scanner.pipeline.parse import parse_headers
 from scanner.pipeline.processor import Listener, Processor
 from scanner.reinject.deliver import NextHop
 from scanner.scores import load_scores
@@ -99,3 +101,26 @@ def test_bad_key_settings_stop_start_up(tmp_path) -> None:
                                         "key_file": str(bad)}]})
     with pytest.raises(ConfigError, match="must include From"):
         make_check(DkimSign, {"headers": ["subject"]})
+
+
+def test_dns_outage_still_delivers_within_the_budget(black_hole, sink: Sink) -> None:
+    auth = make_check(Auth, {"dns": {"resolvers": [black_hole.resolver], "timeout": 0.5,
+                                     "budget": 1.0}, "authserv_id": "scanner.test"}, CONFIG)
+    began = time.monotonic()
+    data = deliver([auth], sink, "", ClientInfo(addr="192.0.2.1", helo="mail.signer.test"))
+    assert time.monotonic() - began < 3.0
+    head = data.split(b"\r\n\r\n")[0].decode()
+    assert "spf=temperror" in head and "dmarc=temperror" in head
+
+
+def test_sighup_reload_keeps_old_keys_on_error(dkim_keys: Keys, tmp_path) -> None:
+    key = tmp_path / "k.key"
+    key.write_bytes(dkim_keys.files["k1"].read_bytes())
+    check = make_check(DkimSign, {"keys": [{"domain": "signer.test", "selector": "s1",
+                                            "key_file": str(key)}]}, CONFIG)
+    key.unlink()
+    check.reload()
+    task = Task(mail_id="abcdefghijkl", raw=MESSAGE, policy_bank="ORIGINATING",
+                envelope=Envelope("carol@signer.test", (Recipient("d@x.test"),)))
+    task.message = parse_headers(MESSAGE)
+    assert [k.selector for k in check.keys_for(task)] == ["s1"]
