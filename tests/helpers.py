@@ -15,7 +15,8 @@ SHARED_CORPORA = REPO.parent / "shared" / "corpora"
 def filter_config(listen: int, reinject: int, *, lmtp_port: int | None = None,
                   extra: str = "", workers: int = 1, log_file: Path | None = None,
                   server_extra: str = "") -> str:
-    """A TOML config for a test filter: loopback ports, no ClamAV unless asked."""
+    """A TOML config for a test filter: loopback ports, a private quarantine, and no
+    network checks (ClamAV, DNS) unless ``extra`` brings its own [checks] table."""
     text = f"""
 [server]
 workers = {workers}
@@ -40,7 +41,7 @@ timeout = 3
 connect_timeout = 2
 """
     if "[checks]" not in extra:
-        text += '\n[checks]\ndisabled = ["clamav"]\n'
+        text += '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
     if "[quarantine]" not in extra:
         qdir = (log_file.parent if log_file else Path("/tmp")) / "quarantine"
         text += f'\n[quarantine]\ndirectory = "{qdir}"\nampdp_socket = ""\n'

@@ -26,7 +26,7 @@ from tests.test_spine import smtplib_error
 
 FAULT = """
 [checks]
-disabled = ["clamav"]
+disabled = ["clamav", "auth", "dnsbl", "uribl"]
 enabled = ["*", "fault_injection"]
 [checks.settings.fault_injection]
 mode = "{mode}"

@@ -42,7 +42,7 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 
 
 def test_banned_name_inside_zip_is_discarded(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav"]\n[policy]\nquarantine = []\n'
+    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n[policy]\nquarantine = []\n'
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     try:
         s = smtp(port)
@@ -64,7 +64,7 @@ def test_banned_name_inside_zip_is_discarded(tmp_path: Path, sink: Sink):
 
 
 def test_zip_bomb_is_unchecked_not_clean(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav"]\n'
+    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     bomb = _zip({"zeros.bin": b"\0" * (60 * 1024 * 1024)})
     try:
@@ -85,7 +85,7 @@ def _send(s, raw: bytes) -> tuple[int, bytes]:
 
 
 def test_banned_mail_is_quarantined_before_the_reply(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav"]\n'
+    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     try:
         s = smtp(port)
@@ -105,7 +105,7 @@ def test_banned_mail_is_quarantined_before_the_reply(tmp_path: Path, sink: Sink)
 
 
 def test_blocked_mail_is_deferred_when_it_cannot_be_quarantined(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav"]\n'
+    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     qdir = tmp_path / "quarantine"  # break the quarantine while the filter runs
     import shutil

@@ -29,7 +29,7 @@ def clamd():
 
 
 def _clam_extra(clamd: ClamdInstance) -> str:
-    return (f'\n[checks]\ndisabled = []\n[checks.settings.clamav]\n'
+    return (f'\n[checks]\ndisabled = ["auth", "dnsbl", "uribl"]\n[checks.settings.clamav]\n'
             f'endpoints = ["{clamd.unix_endpoint}"]\ntimeout = 5\nconnect_timeout = 2\n')
 
 

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.postfix, pytest.mark.slow]
 
 SLEEP = """
 [checks]
-disabled = ["clamav"]
+disabled = ["clamav", "auth", "dnsbl", "uribl"]
 enabled = ["*", "fault_injection"]
 [checks.settings.fault_injection]
 mode = "sleep"
