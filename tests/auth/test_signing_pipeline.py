@@ -52,7 +52,14 @@ def deliver(checks: list, sink: Sink, bank: str, client: ClientInfo | None = Non
                 envelope=Envelope("carol@signer.test", (Recipient("dave@elsewhere.test"),)),
                 client=client or ClientInfo(addr="127.0.0.1", helo="localhost"),
                 policy_bank=bank)
-    replies = asyncio.run(proc.handle(task, Listener(10026, "ESMTP", bank)))
+
+    async def go() -> list[str]:
+        try:
+            return await proc.handle(task, Listener(10026, "ESMTP", bank))
+        finally:
+            await proc._pool.close()  # no connection left open to the sink
+
+    replies = asyncio.run(go())
     assert replies[0].startswith("250"), replies
     return sink.wait_for(1)[-1].data
 
