@@ -1,0 +1,200 @@
+"""Policy and actions through the real Postfix: each category with its destiny ends where
+it should (Maildir, quarantine, DSN in the sender's Maildir, 5xx in Postfix's log), with
+the right headers and log line; mixed recipients are split; release round trip; a
+broken quarantine defers mail until it works again."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+from scanner.testing.clamd import ClamdInstance, clamd_binary, eicar
+from scanner.testing.postfix import make_base_dir
+from tests.postfix_stack import Stack, require_postfix, split_delivered, wait_ids
+
+pytestmark = [pytest.mark.postfix, pytest.mark.slow]
+
+POLICY = """
+[policy]
+local_domains = ["example.test"]
+[policy.recipients."bouncer@example.test"]
+banned_destiny = "bounce"
+[policy.recipients."rejecter@example.test"]
+spam_destiny = "reject"
+block_senders = ["@spam.example"]
+[policy.recipients."dave@example.test"]
+spam_destiny = "discard"
+block_senders = ["@spam.example"]
+[policy.recipients."lover@example.test"]
+spam_lover = true
+spam_destiny = "discard"
+block_senders = ["@spam.example"]
+[policy.recipients."tagged@example.test"]
+block_senders = ["@spam.example"]
+"""
+
+
+@pytest.fixture(scope="module")
+def stack():
+    require_postfix()
+    if clamd_binary() is None:
+        pytest.skip("clamd not installed (apt-get install clamav-daemon)")
+    clamd = ClamdInstance(make_base_dir("scanner-clamd-"))
+    clamd.start()
+    extra = (f'\n[checks]\ndisabled = ["auth", "dnsbl", "uribl"]\n'
+             f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\n' + POLICY)
+    s = Stack(extra=extra).start()
+    s.postfix.add_users("bouncer", "rejecter", "lover", "tagged")
+    yield s
+    s.remove()
+    clamd.close()
+
+
+def _msg(mid: str, body: bytes = b"hello\r\n", headers: bytes = b"",
+         sender: str = "alice@example.test") -> bytes:
+    return (b"From: " + sender.encode() + b"\r\nTo: someone@example.test\r\n"
+            b"Subject: policy " + mid.encode() + b"\r\nMessage-ID: <" + mid.encode() +
+            b"@example.org>\r\n" + headers + b"\r\n" + body)
+
+
+def _banned(mid: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("setup.exe.txt", b"harmless")
+        z.writestr("invoice.pdf.exe", b"MZ harmless")
+    b64 = base64.encodebytes(buf.getvalue()).replace(b"\n", b"\r\n")
+    return _msg(mid, b"--b\r\nContent-Type: text/plain\r\n\r\nsee zip\r\n--b\r\n"
+                b"Content-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n"
+                b'Content-Disposition: attachment; filename="docs.zip"\r\n\r\n' + b64 +
+                b"--b--\r\n", b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n')
+
+
+def _line(stack: Stack, mid: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [ln for ln in stack.filter.summary_lines() if f"<{mid}@example.org>" in ln]
+        if found:
+            return found[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"no log line for {mid}:\n" + "\n".join(stack.filter.log_lines()[-10:]))
+
+
+def _mail_id(line: str) -> str:
+    return line.split("mail_id: ")[1].split(",")[0]
+
+
+def _delivered_to(stack: Stack, user: str, mid: str) -> list[bytes]:
+    return [p.read_bytes() for p in stack.postfix.maildir_messages(user)
+            if f"<{mid}@example.org>".encode() in p.read_bytes()]
+
+
+def test_virus_is_discarded_and_quarantined(stack: Stack):
+    stack.postfix.send("alice@example.test", "bob@example.test", _msg("virus1", eicar() + b"\r\n"))
+    line = _line(stack, "virus1")
+    assert "Blocked INFECTED (" in line and "{DiscardedInbound,Quarantined}" in line
+    mail_id = _mail_id(line)
+    assert f"quarantine: {mail_id[0]}/virus-{mail_id}.gz" in line
+    assert _delivered_to(stack, "bob", "virus1") == []
+
+
+def test_banned_with_bounce_destiny_sends_dsn_to_sender(stack: Stack):
+    stack.postfix.send("alice@example.test", "bouncer@example.test", _banned("banned1"))
+    line = _line(stack, "banned1")
+    assert "Blocked BANNED (" in line and "{BouncedInbound,Quarantined}" in line
+    deadline = time.monotonic() + 30
+    dsn = []
+    while time.monotonic() < deadline and not dsn:
+        dsn = [p.read_bytes() for p in stack.postfix.maildir_messages("alice")
+               if b"banned1@example.org" in p.read_bytes()
+               and b"multipart/report" in p.read_bytes()]
+        time.sleep(0.2)
+    assert dsn, "no DSN in the sender's Maildir"
+    assert b"Final-Recipient: rfc822; bouncer@example.test" in dsn[0]
+    assert b"Action: failed" in dsn[0]
+    assert _delivered_to(stack, "bouncer", "banned1") == []
+
+
+def test_spam_with_reject_destiny_is_refused_to_postfix(stack: Stack):
+    stack.postfix.send("promo@spam.example", "rejecter@example.test",
+                       _msg("spam1", sender="promo@spam.example"))
+    line = _line(stack, "spam1")
+    assert "Blocked SPAM {RejectedInbound,Quarantined}" in line
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "554 5.7.0 Reject" not in stack.postfix.log_text():
+        time.sleep(0.2)
+    log = stack.postfix.log_text()
+    assert "554 5.7.0 Reject" in log and "status=bounced" in log
+
+
+def test_mixed_recipients_are_split(stack: Stack):
+    rcpts = ["dave@example.test", "lover@example.test", "tagged@example.test",
+             "carol@example.test"]
+    stack.postfix.send("promo@spam.example", rcpts, _msg("mixed1", sender="promo@spam.example"))
+    line = _line(stack, "mixed1")
+    assert line.count("@example.test>") == 4
+    assert "Quarantined" in line and "DiscardedInbound" in line and "RelayedInbound" in line
+    wait_ids(stack, {"<mixed1@example.org>"}, 30)
+    time.sleep(1)
+    assert _delivered_to(stack, "dave", "mixed1") == []  # discarded (quarantined)
+    lover = _delivered_to(stack, "lover", "mixed1")
+    tagged = _delivered_to(stack, "tagged", "mixed1")
+    carol = _delivered_to(stack, "carol", "mixed1")
+    assert len(lover) == len(tagged) == len(carol) == 1
+    for raw in lover + tagged:
+        head, _ = split_delivered(raw)
+        assert b"X-Spam-Flag: YES" in head and b"Subject: ***SPAM*** policy mixed1" in head
+        assert b"tests=[SENDER_BLOCKLISTED=100]" in head
+    head, _ = split_delivered(carol[0])  # carol has no block list: clean, no tags
+    assert b"X-Spam-Flag" not in head and b"Subject: policy mixed1" in head
+
+
+def test_release_round_trip(stack: Stack):
+    stack.postfix.send("promo@spam.example", "dave@example.test",
+                       _msg("release1", sender="promo@spam.example"))
+    mail_id = _mail_id(_line(stack, "release1"))
+    assert _delivered_to(stack, "dave", "release1") == []
+    run = subprocess.run([sys.executable, "-m", "scanner", "quarantine", "release", mail_id,
+                          "--config", str(stack.filter.config_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    wait_ids(stack, {"<release1@example.org>"}, 30)
+    got = _delivered_to(stack, "dave", "release1")
+    assert len(got) == 1 and b"X-Quarantine-Released:" in got[0]
+    again = subprocess.run([sys.executable, "-m", "scanner", "quarantine", "release", mail_id,
+                            "--config", str(stack.filter.config_path)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "released" in (again.stderr + again.stdout)
+    time.sleep(1)
+    assert len(_delivered_to(stack, "dave", "release1")) == 1
+
+
+def test_broken_quarantine_defers_until_it_works(stack: Stack):
+    qdir = stack.base / "filter" / "quarantine"
+    saved = stack.base / "filter" / "quarantine.saved"
+    shutil.move(qdir, saved)
+    qdir.write_text("the disk is full")
+    try:
+        stack.postfix.send("alice@example.test", "bob@example.test", _banned("qfail1"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "quarantine failed" not in stack.postfix.log_text():
+            time.sleep(0.2)
+        assert "451 4.5.0 Error in processing" in stack.postfix.log_text()
+        assert stack.postfix.queue(), "the message must wait in Postfix's queue"
+    finally:
+        qdir.unlink()
+        shutil.move(saved, qdir)
+    stack.postfix.flush()
+    line = _line(stack, "qfail1", timeout=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "Quarantined" not in line:
+        stack.postfix.flush()
+        time.sleep(1)
+        line = _line(stack, "qfail1")
+    assert "Blocked BANNED" in line and "Quarantined" in line
