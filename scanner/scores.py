@@ -2,12 +2,18 @@
 
 Shipped as ``scanner/data/scores/*.toml`` (one file per check family, read in name
 order); sites may add files that override entries.
+
+Checks whose symbols come from data they load (a SpamAssassin rule set names its own
+rules and carries their scores) declare those weights at run time in
+:data:`PROVIDED`; a score-file entry for the same symbol still wins.
 """
 
 from __future__ import annotations
 
+import threading
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -26,15 +32,54 @@ class SymbolDef:
     tempfail: bool = False
 
 
+class ProvidedWeights:
+    """Symbol definitions declared at run time, per provider (e.g. the ``rules`` check).
+
+    ``set(provider, defs)`` replaces everything that provider declared before (a
+    reload); lookups see either the old or the new set, never a mix.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_provider: dict[str, dict[str, SymbolDef]] = {}
+        self._merged: dict[str, SymbolDef] = {}
+
+    def set(self, provider: str, defs: Mapping[str, SymbolDef]) -> None:
+        with self._lock:
+            self._by_provider[provider] = dict(defs)
+            merged: dict[str, SymbolDef] = {}
+            for name in sorted(self._by_provider):
+                merged.update(self._by_provider[name])
+            self._merged = merged
+
+    def get(self, symbol: str) -> SymbolDef | None:
+        return self._merged.get(symbol)
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._merged
+
+
+PROVIDED = ProvidedWeights()
+"""This process's run-time symbol definitions (filled when checks are built)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ScoreTable:
-    """All known symbols plus the default for ``*_FAIL`` symbols."""
+    """All known symbols plus the default for ``*_FAIL`` symbols.
+
+    Lookup order: score files, then weights provided at run time, then the ``*_FAIL``
+    default, else weight 0.
+    """
 
     symbols: dict[str, SymbolDef]
     fail: SymbolDef
+    provided: ProvidedWeights = field(default=PROVIDED, compare=False)
 
     def get(self, symbol: str) -> SymbolDef:
         found = self.symbols.get(symbol)
+        if found is not None:
+            return found
+        found = self.provided.get(symbol)
         if found is not None:
             return found
         if symbol.endswith("_FAIL"):
@@ -42,7 +87,7 @@ class ScoreTable:
         return SymbolDef()
 
     def knows(self, symbol: str) -> bool:
-        return symbol in self.symbols or symbol.endswith("_FAIL")
+        return symbol in self.symbols or symbol in self.provided or symbol.endswith("_FAIL")
 
 
 def load_scores(extra: tuple[str, ...] = ()) -> ScoreTable:

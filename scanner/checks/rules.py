@@ -1,0 +1,135 @@
+"""The ``rules`` check: SpamAssassin-style rules and amavis's BAD-HEADER checks.
+
+Rules are loaded and compiled once, when the check is built (and again on SIGHUP):
+the shipped set (``scanner/rules/cf/``), then ``sa_compat_paths`` (e.g. Debian's
+``/usr/share/spamassassin``), then the admin ``dirs``. A broken rule is logged with
+file and line and left out; it never stops the server. Each rule hit is a symbol
+named after the rule whose weight is the rule's own ``score`` (declared to the score
+table at load time; a score-file entry overrides it); a ``tflags multiple`` rule
+counts once per match. Evaluation runs off the event loop within ``time_budget``
+seconds; running out gives ``RULES_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from scanner.checks.base import CheckContext
+from scanner.config.schema import opt
+from scanner.rules import badheader
+from scanner.rules.compiler import RuleSet
+from scanner.rules.engine import evaluate
+from scanner.rules.loader import load_rules
+from scanner.rules.uris import text_uri_regex
+from scanner.rules.views import MessageView, ViewLimits
+from scanner.scores import PROVIDED, SymbolDef
+from scanner.task import Hit, Task
+
+log = logging.getLogger("scanner.rules")
+MAX_LOGGED_PROBLEMS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RulesSettings:
+    """Settings of the rules check ([checks.settings.rules])."""
+
+    shipped: bool = opt(True, "load the project's rule set (scanner/rules/cf)")
+    sa_compat_paths: tuple[str, ...] = opt(
+        [], "SpamAssassin rule directories loaded after the shipped set, e.g. "
+        "/usr/share/spamassassin and /etc/spamassassin")
+    dirs: tuple[str, ...] = opt([], "admin rule directories (*.pre, *.cf), loaded last")
+    score_set: int = opt(0, "which of a four-value score line to use (SpamAssassin score "
+                         "sets: 0 no net/bayes, 1 net, 2 bayes, 3 both)", min=0, max=3)
+    body_part_scan_size: int = opt(50000, "bytes of each text part body rules see; 0 = all",
+                                   min=0)
+    rawbody_part_scan_size: int = opt(500000, "bytes of each text part rawbody rules see; "
+                                      "0 = all", min=0)
+    max_uris: int = opt(10000, "most URIs (with their cleaned forms) uri rules see", min=1)
+    time_budget: float = opt(2.0, "seconds of rule evaluation per message; then "
+                             "RULES_TIMEOUT", min=0.01)
+    hyperscan: bool = opt(True, "prefilter with Hyperscan when the package is installed")
+    cache_dir: str = opt("", "where compiled Hyperscan databases are cached; empty = a "
+                         "private directory under the system temp dir; '-' = no cache")
+    bad_header: bool = opt(True, "emit amavis's BAD_HEADER_* symbols")
+
+
+class Rules:
+    """SpamAssassin-compatible rules plus BAD-HEADER checks."""
+
+    name: ClassVar[str] = "rules"
+    description: ClassVar[str] = ("SpamAssassin-compatible rules (shipped set, SpamAssassin "
+                                  "and admin directories) and amavis BAD-HEADER checks")
+    symbols: ClassVar[dict[str, str]] = {
+        "RULES_TIMEOUT": "rule evaluation ran out of time_budget",
+        **{s: f"amavis BAD-HEADER-{n}" for s, n in badheader.CODES.items()},
+    }
+    default_enabled: ClassVar[bool] = True
+    Settings: ClassVar[type] = RulesSettings
+
+    def __init__(self, settings: RulesSettings, context: CheckContext) -> None:
+        self._settings = settings
+        self._run_cpu = context.run_cpu
+        self._lock = threading.Lock()
+        self._limits = ViewLimits(settings.body_part_scan_size,
+                                  settings.rawbody_part_scan_size, settings.max_uris)
+        self._rs, self._finder = self._load()
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self._rs
+
+    def _cache_dir(self) -> Path | None:
+        value = self._settings.cache_dir
+        if value == "-":
+            return None
+        if value:
+            return Path(value)
+        return Path(tempfile.gettempdir()) / f"scanner-rules-{os.getuid()}"
+
+    def _load(self) -> tuple[RuleSet, object]:
+        s = self._settings
+        rs = load_rules(list(s.sa_compat_paths) + list(s.dirs), shipped=s.shipped,
+                        score_set=s.score_set, use_hyperscan=s.hyperscan,
+                        cache_dir=self._cache_dir())
+        for problem in rs.problems[:MAX_LOGGED_PROBLEMS]:
+            log.warning("rules: %s", problem)
+        if len(rs.problems) > MAX_LOGGED_PROBLEMS:
+            log.warning("rules: %d more problems; see `scanner rules lint`",
+                        len(rs.problems) - MAX_LOGGED_PROBLEMS)
+        PROVIDED.set(self.name, {name: SymbolDef(score, rs.by_name[name].description)
+                                 for name, score in rs.scores().items()})
+        return rs, text_uri_regex(rs.tlds)
+
+    def reload(self) -> None:
+        """SIGHUP: reread every rule file; the old rules stay if loading fails."""
+        rs, finder = self._load()
+        with self._lock:
+            self._rs, self._finder = rs, finder
+
+    async def run(self, task: Task) -> Iterable[Hit]:
+        return await self._run_cpu(self.scan, task)
+
+    def scan(self, task: Task) -> list[Hit]:
+        """All hits for one message (CPU work; runs in a worker thread)."""
+        with self._lock:
+            rs, finder = self._rs, self._finder
+        sender = task.envelope.sender.strip("<>") or None
+        view = MessageView(task.raw, task.parts, envelope_from=sender, limits=self._limits,
+                           uri_finder=finder, redirectors=rs.redirectors)  # type: ignore[arg-type]
+        result = evaluate(rs, view, self._settings.time_budget)
+        hits = [Hit(h.name, factor=float(h.count),
+                    options=(f"{h.count}x",) if h.count > 1 else ()) for h in result.hits]
+        if result.timed_out:
+            log.warning("(%s) rules: time budget of %g s exhausted in rule %s",
+                        task.log_id, self._settings.time_budget, result.timed_out)
+            hits.append(Hit("RULES_TIMEOUT", options=(result.timed_out,)))
+        if self._settings.bad_header:
+            hits.extend(badheader.check(task.raw, task.envelope.smtputf8))
+        return hits

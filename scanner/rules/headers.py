@@ -1,0 +1,168 @@
+"""Header fields as SpamAssassin's ``header`` rules see them.
+
+The header section is split the way SpamAssassin does it: a line starting with space
+or tab continues the previous field; the name ends at the first colon (white space
+before the colon is dropped); a line without a colon is skipped. Values are kept raw
+(folding and leading space included) and decoded: unfolded, trimmed, RFC 2047
+encoded-words decoded to UTF-8 octets (except in ``Received``, ``Message-ID``,
+``Date``, ``References`` and similar fields), with a newline appended. Names and
+values are capped at 256 and 8,192 bytes, as SpamAssassin does, so a 1 MB header line
+costs no more than an 8 KB one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import quopri
+import re
+from dataclasses import dataclass, field
+from email.utils import getaddresses
+
+MAX_NAME = 256
+MAX_VALUE = 8192
+MAX_ALL = 65536
+_NO_DECODE = re.compile(r"^(?:Received|(?:Resent-)?(?:Message-ID|Date)|MIME-Version|References|"
+                        r"In-Reply-To|List-.*)$", re.I)
+_EW_GAP = re.compile(rb"(=\?[A-Za-z0-9*_-]+\?[bqBQ]\?[^?]*\?=)\s+"
+                     rb"(?==\?[A-Za-z0-9*_-]+\?[bqBQ]\?[^?]*\?=)")
+_EW = re.compile(rb"=\?([A-Za-z0-9*_-]+)\?([bqBQ])\?([^?]*)\?=")
+
+
+@dataclass(slots=True)
+class HeaderBlock:
+    """One header section: fields in order, by lower-case name."""
+
+    order: list[tuple[str, bytes]] = field(default_factory=list)
+    """(name as written, raw value) in order."""
+    pristine: bytes = b""
+    truncated: bool = False
+
+    def raw(self, name: str) -> list[bytes]:
+        key = name.lower()
+        return [v for n, v in self.order if n.lower() == key]
+
+    def decoded(self, name: str) -> list[bytes]:
+        return [decode_value(v, name) + b"\n" for v in self.raw(name)]
+
+    def all_decoded(self) -> list[bytes]:
+        out: list[bytes] = []
+        size = 0
+        for name, value in self.order:
+            line = name.encode("latin-1") + b": " + decode_value(value, name) + b"\n"
+            size += len(line)
+            if size > MAX_ALL:
+                break
+            out.append(line)
+        return out
+
+
+def split_header(raw: bytes) -> tuple[bytes, bytes]:
+    """(header section incl. the blank line, body), line ends as LF."""
+    text = raw.replace(b"\r\n", b"\n")
+    if text.startswith(b"From ") and not text.startswith(b"From:"):
+        text = text.split(b"\n", 1)[1] if b"\n" in text else b""
+    if text.startswith(b"\n"):
+        return b"\n", text[1:]
+    head, sep, body = text.partition(b"\n\n")
+    if not sep:
+        return text, b""
+    return head + b"\n\n", body
+
+
+def parse_block(head: bytes) -> HeaderBlock:
+    """Fields of a header section (LF line ends)."""
+    block = HeaderBlock(pristine=head)
+    current: list[bytes] | None = None
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if current is not None:
+                current.append(b"\n" + line)
+            continue
+        if current is not None:
+            _add(block, current)
+            current = None
+        if not line:
+            break
+        if line.startswith(b"--"):
+            break
+        current = [line]
+    if current is not None:
+        _add(block, current)
+    return block
+
+
+def _add(block: HeaderBlock, pieces: list[bytes]) -> None:
+    field_bytes = b"".join(pieces)
+    name, colon, value = field_bytes.partition(b":")
+    if not colon:
+        return
+    name = name.rstrip(b" \t")
+    if len(name) > MAX_NAME:
+        name = name[:MAX_NAME]
+        block.truncated = True
+    if len(value) > MAX_VALUE:
+        value = value[:MAX_VALUE]
+        block.truncated = True
+    block.order.append((name.decode("latin-1"), value + b"\n"))
+
+
+def unfold(value: bytes) -> bytes:
+    return re.sub(rb"\n[ \t]+", b" ", value).strip()
+
+
+def decode_value(raw: bytes, name: str) -> bytes:
+    """SpamAssassin's decoded form of a raw value (without the final newline)."""
+    value = unfold(raw)
+    value = re.sub(rb"\r?\n", b"", value)
+    if _NO_DECODE.match(name) or b"=?" not in value:
+        return value
+    value = _EW_GAP.sub(rb"\1", value)
+    return _EW.sub(_decode_word, value)
+
+
+def _decode_word(m: re.Match) -> bytes:
+    charset = m.group(1).decode("ascii").split("*", 1)[0]
+    data = m.group(3)
+    try:
+        if m.group(2) in (b"B", b"b"):
+            octets = base64.b64decode(data + b"=" * (-len(data) % 4))
+        else:
+            octets = quopri.decodestring(data.replace(b"_", b" "), header=True)
+    except (binascii.Error, ValueError):
+        return m.group(0)
+    return to_utf8(octets, charset)
+
+
+def to_utf8(octets: bytes, charset: str) -> bytes:
+    """Octets in ``charset`` as UTF-8 (unknown charsets: unchanged)."""
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        return octets
+    try:
+        return octets.decode(charset, "replace").encode("utf-8")
+    except (UnicodeError, LookupError):
+        return octets
+
+
+def addresses(value: bytes) -> list[tuple[str, str]]:
+    """(display name, address) pairs of a raw address header value."""
+    text = unfold(value).decode("latin-1")
+    try:
+        pairs = getaddresses([text])
+    except (ValueError, IndexError):
+        return []
+    return [(n, a) for n, a in pairs if a or n]
+
+
+def name_of(phrase: str) -> bytes:
+    """A display name as ``:name`` returns it: decoded, white space normalised."""
+    decoded = decode_value(phrase.encode("latin-1"), "From")
+    if decoded.strip():
+        decoded = b" ".join(decoded.split())
+        m = re.fullmatch(rb"'(.*?)'", decoded)
+        if m:
+            decoded = m.group(1)
+    return decoded

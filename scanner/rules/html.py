@@ -1,0 +1,118 @@
+"""Render HTML to the text SpamAssassin's ``body`` rules see, and collect its links.
+
+Rendering follows SpamAssassin's rules for what is text: script and style content is
+dropped, comments are dropped, entities are decoded, ``&nbsp;`` is a space; ``<br>`` and
+``<div>`` give a newline; ``<li>``, ``<td>``, ``<th>``, ``<dd>``, ``<dt>``, headings and
+``<embed>`` a space; ``<p>``, ``<hr>``, ``<blockquote>``, ``<pre>`` and ``<title>`` a blank
+line. Runs of white space inside text become one space. Hidden text (same colour as
+the background, tiny fonts) stays in, as in SpamAssassin's ``body`` view.
+
+Links come from ``a``/``area``/``link``/``base`` ``href``, ``img``/``frame``/``iframe``/
+``embed``/``script``/``bgsound`` ``src``, ``form`` ``action``, ``background`` attributes
+and ``<meta http-equiv=refresh>``. The renderer works on ``str``; callers decide how
+octets map to characters.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+MAX_HTML = 4 * 1024 * 1024
+MAX_LINKS = 20000
+_WS_NEWLINE = frozenset({"br", "div"})
+_WS_SPACE = frozenset({"li", "th", "td", "dd", "dt", "embed", "h1", "h2", "h3", "h4", "h5",
+                       "h6"})
+_WS_PARA = frozenset({"p", "hr", "blockquote", "pre", "listing", "plaintext", "xmp", "title"})
+_LINK_ATTRS = {"a": ("href",), "area": ("href",), "link": ("href",), "base": ("href",),
+               "img": ("src",), "frame": ("src",), "iframe": ("src",), "embed": ("src",),
+               "script": ("src",), "bgsound": ("src",), "form": ("action",),
+               "body": ("background",), "table": ("background",), "tr": ("background",),
+               "td": ("background",)}
+_TEXT_WS = re.compile(r"[ \t\n\r\f\x0b]+|\xa0")
+_SELF_CLOSE = re.compile(r"<(\w+)\s*/>")
+_REFRESH_URL = re.compile(r"url\s*=\s*['\"]?([^'\">\s]+)", re.I)
+
+
+class _Renderer(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self.ws: list[bool] = []
+        self.skip: dict[str, int] = {"script": 0, "style": 0}
+        self.links: list[str] = []
+        self.tags = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag(tag, +1)
+        self.tags += 1
+        names = _LINK_ATTRS.get(tag)
+        if len(self.links) < MAX_LINKS:
+            if names:
+                for key, value in attrs:
+                    if key in names and value is not None:
+                        self.links.append(value)
+            if tag == "meta":
+                values = dict(attrs)
+                if (values.get("http-equiv") or "").lower() == "refresh":
+                    m = _REFRESH_URL.search(values.get("content") or "")
+                    if m:
+                        self.links.append(m.group(1))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._tag(tag, -1)
+
+    def _tag(self, tag: str, step: int) -> None:
+        if tag in self.skip:
+            self.skip[tag] = max(0, self.skip[tag] + step)
+        if tag in _WS_NEWLINE:
+            self._whitespace("\n")
+        elif tag in _WS_SPACE:
+            self._whitespace(" ")
+        elif tag in _WS_PARA:
+            self._whitespace("\n\n")
+
+    def _whitespace(self, text: str) -> None:
+        if self.chunks and not self.ws[-1] and self.chunks[-1].endswith(" "):
+            self.chunks[-1] = self.chunks[-1][:-1]
+        self.chunks.append(text)
+        self.ws.append(True)
+
+    def handle_data(self, data: str) -> None:
+        if self.skip["script"] or self.skip["style"]:
+            return
+        text = _TEXT_WS.sub(" ", data)
+        if self.chunks and self.ws[-1] and text.startswith(" "):
+            text = text[1:]
+        self.chunks.append(text)
+        self.ws.append(False)
+
+
+def render(html: str) -> tuple[str, list[str], int]:
+    """(rendered text, link targets in document order, number of tags)."""
+    html = html[:MAX_HTML].replace("&nbsp;", " ")
+    html = _SELF_CLOSE.sub(r"<\1>", html)
+    parser = _Renderer()
+    try:
+        parser.feed(html)
+        parser.close()
+    except (AssertionError, ValueError, IndexError):  # malformed markup: keep what we have
+        pass
+    return "".join(parser.chunks), parser.links, parser.tags
+
+
+_LOOKS_HTML = re.compile(r"^(.{0,18}?<(?:body|head|html|img|pre|table|title)(?:\s.{0,18}?)?>)",
+                         re.I | re.S)
+
+
+def looks_like_html(text: str) -> bool:
+    """SpamAssassin's test for text/plain parts that are really HTML."""
+    m = _LOOKS_HTML.match(text)
+    if not m:
+        return False
+    pad = m.group(1)
+    newlines = pad.count("\n")
+    return newlines * 2 + (len(pad) - newlines) < 24

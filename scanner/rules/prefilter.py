@@ -1,0 +1,307 @@
+"""One scan per text finds the rules that may match; the exact regex confirms them.
+
+With the ``hyperscan`` package, every pattern that Hyperscan accepts goes into one
+database compiled in prefilter mode (``HS_FLAG_PREFILTER``: back references and
+look-arounds are approximated by a superset), and each text kind is scanned once.
+Texts are joined with newlines and scanned in multi-line mode, so a rule that
+matches one paragraph (or URI) also matches the joined text; patterns whose meaning
+depends on the absolute start or end of the text (``\\A``, ``\\z``, ``\\G``) are
+never prefiltered.
+
+Without Hyperscan (or for patterns it rejects), a pure-Python prefilter checks a
+literal that every match must contain (see :func:`required_literal`); patterns
+without one run on every message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from scanner.rules.perlre import Translated
+
+log = logging.getLogger("scanner.rules")
+
+try:  # optional: the pure-Python prefilter is used without it
+    import hyperscan as _hs
+except ImportError:  # pragma: no cover - depends on the installation
+    _hs = None
+
+_ABS_ANCHOR = re.compile(r"\\[AzZG]|\\Z")
+_BIG_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+MIN_LITERAL = 3
+MAX_HS_PATTERN = 2500
+MAX_HS_REPEAT = 60
+CHUNK = 64
+"""Patterns longer than this, or with a bounded repeat above MAX_HS_REPEAT, take
+Hyperscan seconds to compile each (measured: up to 25 s); they use the literal
+prefilter instead."""
+
+
+def hyperscan_available() -> bool:
+    return _hs is not None
+
+
+class Prefilter:
+    """Candidate rules (by index) for a text, for one family of rules."""
+
+    def __init__(self, patterns: Sequence[Translated], use_hyperscan: bool = True,
+                 cache_dir: Path | None = None) -> None:
+        self.size = len(patterns)
+        self.always: list[int] = []
+        self.literals: list[tuple[int, bytes, bool]] = []
+        self._dbs: list = []
+        self._local = threading.local()
+        self.cache_dir = cache_dir
+        hs_ids: list[int] = []
+        for i, tr in enumerate(patterns):
+            if use_hyperscan and _hs is not None and hs_suitable(tr):
+                hs_ids.append(i)
+            else:
+                self._no_hs(i, tr)
+        rejected: list[int] = []
+        for n in range(0, len(hs_ids), CHUNK):
+            chunk = [(i, patterns[i]) for i in hs_ids[n:n + CHUNK]]
+            rejected.extend(self._chunk(chunk))
+        for i in rejected:
+            self._no_hs(i, patterns[i])
+        self.hs_count = len(hs_ids) - len(rejected)
+
+    def _no_hs(self, i: int, tr: Translated) -> None:
+        lit = required_literal(tr.python, "i" in tr.flags)
+        if lit is None:
+            self.always.append(i)
+        else:
+            self.literals.append((i, lit, "i" in tr.flags))
+
+    def _chunk(self, items: list[tuple[int, Translated]]) -> list[int]:
+        """Build (or load from the cache) one database; returns rejected rule indexes."""
+        assert _hs is not None
+        key = hashlib.sha256(repr((_hs.__version__, [(tr.pcre, _flags(tr)) for _, tr in items]))
+                             .encode("utf-8", "surrogateescape")).hexdigest()
+        cached = self._load(key, items)
+        if cached is not None:
+            return cached
+        bad_pos: list[int] = []
+        good = list(range(len(items)))
+        db = None
+        while good:
+            try:
+                db = _compile_db([items[p] for p in good])
+                break
+            except _hs.error:
+                found = _find_bad([items[p] for p in good])
+                bad_ids = set(found)
+                if not bad_ids:
+                    log.warning("hyperscan: cannot build a database; literal prefilter used")
+                    bad_pos.extend(good)
+                    good, db = [], None
+                    break
+                bad_pos.extend(p for p in good if items[p][0] in bad_ids)
+                good = [p for p in good if items[p][0] not in bad_ids]
+        if db is not None:
+            self._dbs.append(db)
+        self._save(key, db, bad_pos)
+        return [items[p][0] for p in bad_pos]
+
+    def _load(self, key: str, items: list[tuple[int, Translated]]) -> list[int] | None:
+        if self.cache_dir is None or _hs is None:
+            return None
+        path = self.cache_dir / f"hs-{key}.db"
+        try:
+            data = path.read_bytes()
+            header, _, blob = data.partition(b"\n")
+            bad_pos = json.loads(header)
+            if blob:
+                self._dbs.append(_hs.loadb(blob, _hs.HS_MODE_BLOCK))
+        except (OSError, ValueError, _hs.error):
+            return None
+        return [items[p][0] for p in bad_pos]
+
+    def _save(self, key: str, db: object, bad_pos: list[int]) -> None:
+        if self.cache_dir is None or _hs is None:
+            return
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            blob = _hs.dumpb(db) if db is not None else b""
+            tmp = self.cache_dir / f".hs-{key}.{os.getpid()}"
+            tmp.write_bytes(json.dumps(bad_pos).encode() + b"\n" + blob)
+            tmp.replace(self.cache_dir / f"hs-{key}.db")
+        except (OSError, _hs.error) as exc:
+            log.debug("hyperscan cache not written: %s", exc)
+
+    def _scratches(self) -> list:
+        """Hyperscan scratch space of the calling thread (one per database)."""
+        scratches = getattr(self._local, "scratches", None)
+        if scratches is None:
+            assert _hs is not None
+            scratches = [_hs.Scratch(db) for db in self._dbs]
+            self._local.scratches = scratches
+        return scratches
+
+    def candidates(self, texts: Sequence[bytes], joined: bytes | None = None) -> set[int]:
+        """Indexes of the rules that may match one of ``texts``."""
+        found: set[int] = set(self.always)
+        if not texts:
+            return found
+        data = joined if joined is not None else b"\n".join(texts)
+        if self._dbs:
+            def on_match(rule: int, start: int, end: int, flags: int, ctx: object) -> None:
+                found.add(rule)
+            for db, scratch in zip(self._dbs, self._scratches(), strict=True):
+                db.scan(data, match_event_handler=on_match, scratch=scratch)
+        if self.literals:
+            lower = data.lower()
+            for i, lit, caseless in self.literals:
+                if lit in (lower if caseless else data):
+                    found.add(i)
+        return found
+
+
+def _compile_db(items: list[tuple[int, Translated]]) -> object:
+    assert _hs is not None
+    db = _hs.Database()
+    db.compile(expressions=[tr.pcre.encode("latin-1") for _, tr in items],  # type: ignore[union-attr]
+               ids=[i for i, _ in items], elements=len(items),
+               flags=[_flags(tr) for _, tr in items])
+    return db
+
+
+def _find_bad(items: list[tuple[int, Translated]]) -> list[int]:
+    """Bisect to the rule indexes Hyperscan rejects."""
+    assert _hs is not None
+    if len(items) == 1:
+        return [items[0][0]]
+    mid = len(items) // 2
+    bad: list[int] = []
+    for half in (items[:mid], items[mid:]):
+        try:
+            _compile_db(half)
+        except _hs.error:
+            bad.extend(_find_bad(half))
+    return bad
+
+
+def hs_suitable(tr: Translated) -> bool:
+    """Whether a pattern goes into the Hyperscan database (cheap to compile, exact
+    enough to prefilter)."""
+    pcre = tr.pcre
+    if pcre is None or len(pcre) > MAX_HS_PATTERN or _ABS_ANCHOR.search(pcre):
+        return False
+    for m in _BIG_REPEAT.finditer(pcre):
+        if pcre[m.start() - 1:m.start()] == "\\":
+            continue
+        bounds = [int(x) for x in m.groups() if x]
+        if bounds and max(bounds) > MAX_HS_REPEAT:
+            return False
+    return True
+
+
+def _flags(tr: Translated) -> int:
+    assert _hs is not None
+    flags = (_hs.HS_FLAG_PREFILTER | _hs.HS_FLAG_SINGLEMATCH | _hs.HS_FLAG_ALLOWEMPTY
+             | _hs.HS_FLAG_MULTILINE)
+    if "i" in tr.flags:
+        flags |= _hs.HS_FLAG_CASELESS
+    if "s" in tr.flags:
+        flags |= _hs.HS_FLAG_DOTALL
+    return flags
+
+
+_META = set(".^$*+?{}[]\\|()")
+
+
+def required_literal(pattern: str, caseless: bool) -> bytes | None:
+    """The longest literal that every match of ``pattern`` contains, or None.
+
+    Only the top-level sequence is looked at: a top-level alternation gives None;
+    groups, classes and optional or repeated items end the current literal.
+    """
+    best = ""
+    current = ""
+    i = 0
+    depth = 0
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if depth == 0 and not nxt.isalnum():
+                current += nxt
+                i += 2
+                if _quantified(pattern, i):
+                    current = current[:-1]
+                    best, current = _longer(best, current), ""
+                continue
+            if depth == 0 and nxt == "x" and re.match(r"[0-9a-fA-F]{2}", pattern[i + 2:i + 4]):
+                current += chr(int(pattern[i + 2:i + 4], 16))
+                i += 4
+                if _quantified(pattern, i):
+                    current = current[:-1]
+                    best, current = _longer(best, current), ""
+                continue
+            best, current = _longer(best, current), ""
+            i += 2
+            continue
+        if c == "[":
+            best, current = _longer(best, current), ""
+            i = _skip_class(pattern, i)
+            continue
+        if c == "(":
+            best, current = _longer(best, current), ""
+            depth += 1
+            i += 1
+            continue
+        if c == ")":
+            depth -= 1
+            i += 1
+            continue
+        if c == "|":
+            if depth == 0:
+                return None
+            i += 1
+            continue
+        if depth > 0:
+            i += 1
+            continue
+        if c in _META:
+            if c in "*?{":
+                current = current[:-1]
+            best, current = _longer(best, current), ""
+            i += 1
+            continue
+        current += c
+        i += 1
+        if _quantified(pattern, i):
+            current = current[:-1]
+            best, current = _longer(best, current), ""
+    best = _longer(best, current)
+    if len(best) < MIN_LITERAL:
+        return None
+    out = best.encode("latin-1", "replace")
+    return out.lower() if caseless else out
+
+
+def _quantified(pattern: str, i: int) -> bool:
+    return i < len(pattern) and pattern[i] in "*?{"
+
+
+def _longer(a: str, b: str) -> str:
+    return b if len(b) > len(a) else a
+
+
+def _skip_class(pattern: str, i: int) -> int:
+    j = i + 1
+    if j < len(pattern) and pattern[j] == "^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1
+    while j < len(pattern) and pattern[j] != "]":
+        j += 2 if pattern[j] == "\\" else 1
+    return j + 1

@@ -1,0 +1,237 @@
+"""The URI list that ``uri`` rules see: links from text and HTML, plus cleaned variants.
+
+Text: what a mail client would turn into a link — ``scheme://...``, ``www.`` and
+``ftp.`` hosts, ``mailto:`` and bare e-mail addresses, and bare host names with a
+known top-level domain (then prefixed with ``http://``). HTML: every link attribute
+(see :mod:`scanner.rules.html`), made absolute against ``<base href>``.
+
+Each URI is kept as found and in cleaned forms, as SpamAssassin does: backslashes to
+slashes, percent-decoding, a scheme added when missing, ``&#NN;`` entities decoded,
+user info and trailing junk dropped from the host (case kept), default ports removed, numeric and
+hexadecimal IPv4 hosts in dotted-decimal form, and the targets of redirectors
+(``redirector_pattern`` rules and any embedded ``http://...``) added as URIs of
+their own. The list is capped at ``max_uris`` entries.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterable, Sequence
+
+import regex
+
+COMMON_TLDS = frozenset([
+    "com", "net", "org", "edu", "gov", "mil", "int", "info", "biz", "name", "pro", "aero", "coop",
+    "museum", "mobi", "asia", "tel", "travel", "jobs", "cat", "xxx", "post", "arpa", "app", "dev",
+    "io", "co", "me", "tv", "cc", "ws", "bz", "online", "site", "top", "xyz", "club", "shop",
+    "store", "tech", "space", "website", "live", "life", "world", "today", "email", "link", "click",
+    "work", "news", "blog", "cloud", "digital", "agency", "center", "company", "group", "media",
+    "network", "solutions", "services", "systems", "ru", "cn", "de", "uk", "jp", "fr", "br", "it",
+    "pl", "nl", "au", "in", "es", "ca", "ch", "se", "be", "at", "dk", "cz", "no", "fi", "hu", "gr",
+    "pt", "ro", "ie", "nz"
+])
+MAX_URI_LENGTH = 8192
+_END = "><\"`}\\]{[|\\s\\x1b\\xa0"
+_SCHEME_RE = (r"(?:(?:https?|ftp)://|(?:www\d{0,2}|ftp)\.)[^" + _END + r"]{1,2048}")
+_MAIL_RE = (r"(?:mailto:[^" + _END + r",('\x80-\xff]{1,2048}|[^" + _END
+            + r",('\x80-\xff@]{1,251}@[^" + _END + r",('\x80-\xff]{1,251})")
+_TRAIL = re.compile(r"[-~!@#^&*()_+=:;'?,.]*$")
+_IPV4_PARTS = re.compile(r"^((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)"
+                         r"((?:0x[0-9a-f]+|\d+)\.)(0x[0-9a-f]+|\d+)$", re.I)
+_HTTP = re.compile(r"^(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$", re.I | re.S)
+
+
+def text_uri_regex(tlds: Iterable[str]) -> regex.Pattern:
+    """The link finder for rendered text, with the given top-level domains."""
+    names = sorted({t.lower() for t in tlds} | COMMON_TLDS, key=len, reverse=True)
+    tld = "(?:" + "|".join(regex.escape(t) for t in names) + "|[a-z]{2})"
+    schemeless = (r"([a-z\d][a-z\d._-]{0,251}\." + tld + r")\.?(?::\d{1,5})?(?:/[^"
+                  + _END + r"]{1,2048})?")
+    start = r"[!\"#$&'()*+,/:;<=>?@\[\\\]^`{|}~\s\x1b\xa0]"
+    pattern = (r"(?:\b|(?<=[><\"'`,{\[(|\s\x1b\xa0]))(?:(" + _SCHEME_RE + r")(?=[" + _END
+               + r"]|\Z)|(" + _MAIL_RE + r")(?=[" + _END + r",('\x80-\xff]|\Z)|(?:^|(?<="
+               + start + r"))(" + schemeless + r")(?=[" + _END + r"]|\Z))")
+    return regex.compile(pattern.encode("latin-1"), regex.I | regex.ASCII | regex.VERSION0)
+
+
+def from_text(paragraphs: Sequence[bytes], finder: regex.Pattern, limit: int) -> list[str]:
+    """Links in rendered text, with a scheme added (SpamAssassin's text URI parser)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for para in paragraphs:
+        for m in finder.finditer(para, timeout=1.0):
+            raw = (m.group(1) or m.group(2) or m.group(3)).decode("latin-1")
+            kind = "scheme" if m.group(1) else "mail" if m.group(2) else "bare"
+            raw = re.sub(r"^([^(]*)\).*$", r"\1", raw, flags=re.S)
+            raw = _TRAIL.sub("", raw)
+            if raw in seen:
+                continue
+            seen.add(raw)
+            uri = _with_scheme(raw, kind)
+            if uri:
+                out.append(uri)
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def _with_scheme(raw: str, kind: str) -> str | None:
+    if kind == "mail" and "@" not in raw:
+        return None
+    if re.match(r"^[cm]id:", raw, re.I) or re.match(r"^\w+:/{0,2}$", raw):
+        return None
+    uri = raw
+    if not re.match(r"^(?:https?|ftp|mailto):", uri, re.I):
+        if re.match(r"^ftp\.", uri, re.I):
+            uri = "ftp://" + uri
+        elif re.match(r"^www\d{0,2}\.", uri, re.I) or re.search(r"/.+@", uri):
+            uri = "http://" + uri
+        elif "@" in uri:
+            if not re.search(r"@.+?\.", uri) or "&nbsp;" in uri:
+                return None
+            uri = "mailto:" + re.sub(r"^(?:skype|e?-?mail)?:+", "", uri, flags=re.I)
+        else:
+            if "." not in uri:
+                return None
+            uri = "http://" + uri
+    return uri
+
+
+def from_html(links: Sequence[str], limit: int) -> list[str]:
+    """HTML link targets, made absolute against the first ``<base href>``."""
+    base = None
+    out: list[str] = []
+    for link in links:
+        link = link.strip()
+        if base is None and re.match(r"^https?://", link, re.I) and link.endswith("/"):
+            base = link
+        if base and not re.match(r"^[a-z][a-z0-9+.-]*:", link, re.I) and \
+                not link.startswith("//") and link:
+            link = urllib.parse.urljoin(base, link)
+        out.append(link)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def canonicalize(uris: Iterable[str], redirectors: Sequence[regex.Pattern],
+                 limit: int) -> list[str]:
+    """Every URI plus its cleaned variants, each once, in first-seen order."""
+    todo = list(uris)
+    result: dict[str, None] = {}
+    i = 0
+    while i < len(todo) and len(result) < limit:
+        uri = todo[i]
+        i += 1
+        for variant in _variants(uri, redirectors, todo):
+            if len(variant) > MAX_URI_LENGTH:
+                variant = variant[:MAX_URI_LENGTH]
+            result.setdefault(variant, None)
+    return list(result)[:limit]
+
+
+def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -> list[str]:
+    uri = uri.replace("\n", "").replace("\r", "").strip()
+    if len(uri) <= 1 or re.match(r"^(?:[#?&]|/(?!/))", uri):
+        return []
+    out = [uri]
+    if re.match(r"^mailto:", uri, re.I) or re.match(r"^[^:]*@", uri):
+        for pattern, prefix in ((r"^([^@]+@[^?]+)\?", ""), (r"^([^@]+@[^?&]+)&", "")):
+            m = re.match(pattern, uri)
+            if m:
+                out.append(prefix + m.group(1))
+        if "%20" in uri:
+            m = re.match(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", uri)
+            if m:
+                out.append("mailto:" + m.group(1))
+        m = re.match(r"^[^?&]*<([^@>]+@[^>]+)>", uri)
+        if m:
+            out.append("mailto:" + m.group(1))
+        return out
+    nuri = uri.replace("\\", "/")
+    nuri = re.sub(r"^(https?:)/{0,2}", r"\1//", nuri, flags=re.I)
+    if re.search(r"%[0-9a-fA-F]{2}", nuri):
+        nuri = urllib.parse.unquote(nuri, encoding="latin-1")
+    if not re.match(r"^[-_a-z0-9]+:", nuri, re.I):
+        nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
+    nuri = re.sub(r"^(https?://[^/?#]+)([?#])", r"\1/\2", nuri, flags=re.I)
+    nuri = re.sub(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);", lambda m: chr(int(m.group(1))), nuri)
+    nuri = re.sub(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);",
+                  lambda m: chr(int(m.group(1), 16)), nuri)
+    nuri = re.sub(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", ".", nuri, flags=re.I)
+    if nuri != uri:
+        out.append(nuri)
+    m = _HTTP.match(nuri)
+    if not m:
+        return out
+    proto, auth, host, rest, port = m.group(1), m.group(2) or "", m.group(3), m.group(4), \
+        m.group(5)
+    if port is not None and port != "":
+        if proto.lower() == "http://" and re.match(r"^:80\b", rest):
+            out.append(proto + host + rest[3:])
+        elif re.match(r"^:443\b", rest):
+            out.append(proto + host + rest[4:])
+    stripped = re.sub(r"[\x00-\x20]", "", host)
+    if stripped != host:
+        host = stripped
+        out.append(proto + host + rest)
+    target = _redirect_target(proto + host + rest, rest, redirectors)
+    if target:
+        todo.append(target)
+    if "@" in host:
+        host = re.sub(r"^[^@]+@", "", host)
+        out.append(proto + host + rest)
+    trimmed = re.sub(r"[^0-9A-Za-z]+$", "", host)
+    if trimmed != host:
+        host = trimmed
+        out.append(proto + host + rest)
+    ip = _numeric_host(host)
+    if ip:
+        out.append(proto + ip + rest)
+    elif proto.lower() == "http://" and not auth and port in (None, "") and \
+            host != "localhost":
+        single = re.match(r"^(?:www\.)?([^.]+)$", host)
+        if single:
+            out.append(f"{proto}www.{single.group(1)}.com{rest}")
+    return out
+
+
+def _redirect_target(url: str, rest: str, redirectors: Sequence[regex.Pattern]) -> str | None:
+    data = url.encode("latin-1", "replace")
+    for rx in redirectors:
+        try:
+            m = rx.search(data, timeout=0.1)
+        except TimeoutError:
+            continue
+        if m and m.groups() and m.group(1) and b"." in m.group(1):
+            return m.group(1).decode("latin-1")
+    m = re.search(r"(https?:/{0,2}[^&#]+)", rest, re.I)
+    if m and "." in m.group(1):
+        return m.group(1)
+    return None
+
+
+def _numeric_host(host: str) -> str | None:
+    m = _IPV4_PARTS.match(host)
+    if m:
+        octets = []
+        for chunk in m.groups():
+            chunk = chunk.rstrip(".")
+            if chunk.lower().startswith("0x"):
+                octets.append(str(int(chunk, 16)))
+            elif re.match(r"^0+[0-7]+$", chunk):
+                octets.append(str(int(chunk, 8)))
+            else:
+                octets.append(str(int(chunk)) if chunk else "0")
+        return ".".join(octets)
+    if re.match(r"^0x[0-9a-f]+$", host, re.I):
+        return _ulong_ip(int(host[-8:] if len(host) > 10 else host[2:], 16))
+    if re.match(r"^[0-9]+$", host):
+        return _ulong_ip(int(host))
+    return None
+
+
+def _ulong_ip(value: int) -> str:
+    value &= 0xFFFFFFFF
+    return ".".join(str((value >> s) & 255) for s in (24, 16, 8, 0))

@@ -1,0 +1,333 @@
+"""The texts rules look at, built once per message: SpamAssassin's views of a message.
+
+- ``header``: :mod:`scanner.rules.headers` values, pseudo-headers ``ALL``, ``ToCc``,
+  ``EnvelopeFrom``, ``MESSAGEID``, and the ``:raw``, ``:addr``, ``:name``, ``:first``,
+  ``:last`` modifiers;
+- ``body``: the Subject as first line, then every text/plain and text/html part
+  (HTML rendered), each cut at ``body_part_scan_size``; blank lines separate
+  paragraphs, other white space runs become one space, and lines longer than 2,048
+  bytes are split at a space;
+- ``rawbody``: every text part, transfer-decoded but not rendered, cut at
+  ``rawbody_part_scan_size`` and split into pieces of 2,048-4,096 bytes;
+- ``full``: the message as received (LF line ends);
+- ``uri``: see :mod:`scanner.rules.uris`.
+
+Text parts come from the decoders' part tree when the pipeline built one (MIME leaves
+only, not archive members), else from a small MIME walk of the raw bytes. Octets stay
+octets: a part declared UTF-8 (or US-ASCII) that is valid UTF-8 is treated as
+characters for white space, like SpamAssassin; everything else byte by byte.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from functools import cached_property
+from typing import Any
+
+import regex
+
+from scanner.rules import headers as hdr
+from scanner.rules.html import render
+from scanner.rules.uris import canonicalize, from_html, from_text
+
+MAX_LINE = 2048
+_UNICODE_WS = re.compile(r"\s+")
+_ASCII_WS = re.compile(r"[ \t\n\r\f\x0b]+")
+_PARA = re.compile(r"\n+\s*\n+")
+
+
+@dataclass(frozen=True, slots=True)
+class ViewLimits:
+    """Size limits of the body views and the URI list."""
+
+    body_part_scan_size: int = 50000
+    rawbody_part_scan_size: int = 500000
+    max_uris: int = 10000
+
+
+@dataclass(slots=True)
+class TextPart:
+    """One MIME leaf: its content type, charset, headers and decoded octets."""
+
+    ctype: str
+    charset: str
+    data: bytes
+    headers: hdr.HeaderBlock
+    name: str = ""
+
+
+@dataclass
+class MessageView:
+    """Lazily built views of one message."""
+
+    raw: bytes
+    parts: Sequence[Any] = ()
+    envelope_from: str | None = None
+    limits: ViewLimits = field(default_factory=ViewLimits)
+    uri_finder: regex.Pattern | None = None
+    redirectors: Sequence[regex.Pattern] = ()
+    valid_host: Callable[[str], bool] | None = None
+
+    @cached_property
+    def _split(self) -> tuple[bytes, bytes]:
+        return hdr.split_header(self.raw)
+
+    @cached_property
+    def headers(self) -> hdr.HeaderBlock:
+        return hdr.parse_block(self._split[0])
+
+    @cached_property
+    def full(self) -> bytes:
+        head, body = self._split
+        return head + body
+
+    @cached_property
+    def leaves(self) -> list[TextPart]:
+        return _leaves_from_parts(self.parts) if self.parts else _leaves_from_raw(self.raw)
+
+    # -- header values ---------------------------------------------------------------
+    def header(self, spec: str) -> list[bytes]:
+        """Values for a header spec like ``Subject``, ``From:addr``, ``ALL:raw``."""
+        name, *mods = spec.split(":")
+        raw = "raw" in mods
+        block = self.headers
+        if name == "ALL":
+            if raw:
+                return [n.encode("latin-1") + b":" + v for n, v in block.order]
+            return block.all_decoded()
+        if name.lower() == "envelopefrom":
+            values = [self.envelope_from.encode("utf-8", "replace")] if self.envelope_from \
+                else self._envelope_guess()
+        elif name.lower() == "tocc":
+            values = self._get("To", raw) + self._get("Cc", raw)
+        elif name == "MESSAGEID":
+            values = [v for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID",
+                                  "Message-Id") for v in self._get(h, raw) if v]
+        else:
+            need_raw = raw or "addr" in mods or "name" in mods
+            values = self._get(name, need_raw)
+        if values and "first" in mods:
+            values = values[:1]
+        elif values and "last" in mods:
+            values = values[-1:]
+        if "addr" in mods or "name" in mods:
+            out: list[bytes] = []
+            for value in values:
+                for display, address in hdr.addresses(value):
+                    if "addr" in mods:
+                        if address:
+                            out.append(address.encode("latin-1", "replace"))
+                    elif display:
+                        out.append(display.encode("latin-1", "replace") if raw
+                                   else hdr.name_of(display))
+            values = out
+        return values
+
+    def _get(self, name: str, raw: bool) -> list[bytes]:
+        if raw:
+            return [re.sub(rb"\r?\n\s+", b" ", v) for v in self.headers.raw(name)]
+        return self.headers.decoded(name)
+
+    def _envelope_guess(self) -> list[bytes]:
+        for name in ("X-Envelope-From", "Envelope-Sender", "Return-Path"):
+            for value in self.headers.raw(name):
+                m = re.search(rb"<?([^\s<>]*@[^\s<>]+|)>?", value.strip())
+                if m is not None:
+                    return [m.group(1) + b"\n"]
+        return []
+
+    def header_text(self, spec: str, unset: bytes | None) -> bytes | None:
+        """The string a header rule matches: values joined, or ``unset``/None if none."""
+        values = self.header(spec)
+        if not values:
+            return unset
+        joiner = b"" if values[0].endswith(b"\n") else b"\n"
+        return joiner.join(values)
+
+    # -- body views ------------------------------------------------------------------
+    @cached_property
+    def subject(self) -> bytes:
+        values = self.headers.decoded("Subject")
+        return values[-1] if values else b"\n"
+
+    @cached_property
+    def _rendered(self) -> tuple[list[tuple[str, bool]], list[str]]:
+        pieces: list[tuple[str, bool]] = []
+        links: list[str] = []
+        for part in self.leaves:
+            if part.ctype not in ("text/plain", "text/html") and \
+                    not re.search(r"\.s?html?$", part.name, re.I):
+                continue
+            is_html = part.ctype == "text/html" or bool(re.search(r"\.s?html?$", part.name, re.I))
+            text, chars = _as_text(part.data, part.charset)
+            if is_html and text:
+                text, found, _ = render(text)
+                links.extend(found)
+            text = _truncate(text, self.limits.body_part_scan_size, " ")
+            pieces.append((text, chars))
+        return pieces, links
+
+    @cached_property
+    def body(self) -> list[bytes]:
+        pieces, _ = self._rendered
+        chars = any(c for _, c in pieces)
+        text = "\n".join(t for t, _ in pieces)
+        text = _PARA.sub("\x00", text)
+        text = (_UNICODE_WS if chars else _ASCII_WS).sub(" ", text).replace("\x00", "\n")
+        data = text.encode("utf-8" if chars else "latin-1", "replace")
+        return _short_lines(self.subject + data)
+
+    @cached_property
+    def body_joined(self) -> bytes:
+        return b"\n".join(self.body)
+
+    @cached_property
+    def rawbody(self) -> list[bytes]:
+        out: list[bytes] = []
+        for part in self.leaves:
+            if not (part.ctype.startswith("text") or part.ctype.startswith("message")) \
+                    or part.ctype == "text/calendar":
+                continue
+            data = _truncate_bytes(part.data, self.limits.rawbody_part_scan_size)
+            out.extend(_short_paragraphs(data))
+        return out
+
+    @cached_property
+    def rawbody_joined(self) -> bytes:
+        return b"\n".join(self.rawbody)
+
+    @cached_property
+    def uris(self) -> list[bytes]:
+        limit = self.limits.max_uris
+        found: list[str] = []
+        if self.uri_finder is not None:
+            for uri in from_text(self.body, self.uri_finder, limit):
+                if self.valid_host is None or self.valid_host(uri):
+                    found.append(uri)
+        found.extend(from_html(self._rendered[1], limit))
+        cleaned = canonicalize(found, self.redirectors, limit)
+        return [u.encode("utf-8", "replace") if any(ord(c) > 255 for c in u)
+                else u.encode("latin-1") for u in cleaned]
+
+    @cached_property
+    def uris_joined(self) -> bytes:
+        return b"\n".join(self.uris)
+
+
+def _as_text(data: bytes, charset: str) -> tuple[str, bool]:
+    """(text, is characters): UTF-8 decoded when declared so and valid, else Latin-1."""
+    if charset in ("", "us-ascii", "utf-8", "utf8") and not data.isascii():
+        try:
+            return data.decode("utf-8"), True
+        except UnicodeDecodeError:
+            pass
+    return data.decode("latin-1"), False
+
+
+def _truncate(text: str, size: int, sep: str) -> str:
+    if not size or len(text) <= size:
+        return text
+    for mark in ("\n", sep):
+        idx = text.find(mark, size)
+        if idx >= 0 and idx - size <= 1024:
+            return text[:idx + 1]
+    return text[:size]
+
+
+def _truncate_bytes(data: bytes, size: int) -> bytes:
+    if not size or len(data) <= size:
+        return data
+    for mark in (b"\n", b">", b" "):
+        idx = data.find(mark, size)
+        if idx >= 0 and idx - size <= 1024:
+            return data[:idx + 1]
+    return data[:size]
+
+
+def _short_lines(text: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    for line in text.splitlines(keepends=True):
+        while len(line) > MAX_LINE:
+            cut = line.rfind(b" ", 0, MAX_LINE + 1) + 1 or MAX_LINE
+            out.append(line[:cut])
+            line = line[cut:]
+        out.append(line)
+    return out
+
+
+def _short_paragraphs(data: bytes) -> list[bytes]:
+    if len(data) <= MAX_LINE:
+        return [data]
+    out: list[bytes] = []
+    ofs = 0
+    n = len(data)
+    while n - ofs > 2 * MAX_LINE:
+        j = -1
+        for mark in (b"\n", b">", b" "):
+            j = data.find(mark, ofs + MAX_LINE)
+            if j >= 0 and j - ofs + 1 <= 2 * MAX_LINE:
+                break
+            j = -1
+        if j < 0:
+            j = ofs + MAX_LINE
+        out.append(data[ofs:j + 1])
+        ofs = j + 1
+    if ofs < n:
+        out.append(data[ofs:])
+    return out
+
+
+def _content_type(block: hdr.HeaderBlock) -> tuple[str, str, str]:
+    values = block.raw("Content-Type")
+    value = hdr.unfold(values[-1]).decode("latin-1") if values else ""
+    ctype = value.split(";", 1)[0].strip().lower() or "text/plain"
+    m = re.search(r"charset\s*=\s*\"?([^\";\s]+)", value, re.I)
+    name = re.search(r"name\s*=\s*\"?([^\";]+)", value, re.I)
+    return ctype, (m.group(1).lower() if m else ""), (name.group(1) if name else "")
+
+
+def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
+    """MIME leaves of the decoders' part tree (children of ``mail`` parts)."""
+    by_index = {p.index: p for p in parts}
+    out: list[TextPart] = []
+    for part in parts:
+        parent = by_index.get(part.parent) if part.parent is not None else None
+        if parent is None or parent.detected_type != "mail" or part.detected_type == "mail":
+            continue
+        block = hdr.HeaderBlock(order=[(n, b" " + v.encode("utf-8", "replace") + b"\n")
+                                       for n, v in part.headers])
+        ctype, charset, name = _content_type(block)
+        if not block.raw("Content-Type") and part.declared_type:
+            ctype = part.declared_type.lower()
+        out.append(TextPart(ctype, charset, part.data(), block, part.name or name))
+    return out
+
+
+def _leaves_from_raw(raw: bytes) -> list[TextPart]:
+    """MIME leaves by the standard library's parser (when there is no part tree)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    out: list[TextPart] = []
+    for sub in msg.walk():
+        if sub.is_multipart():
+            continue
+        out.append(_leaf(sub))
+    return out
+
+
+def _leaf(sub: Message) -> TextPart:
+    block = hdr.HeaderBlock(order=[(str(n), b" " + str(v).encode("utf-8", "replace") + b"\n")
+                                   for n, v in sub.items()])
+    ctype, charset, name = _content_type(block)
+    try:
+        data = sub.get_payload(decode=True)
+    except (ValueError, AssertionError):
+        data = None
+    if not isinstance(data, bytes):
+        payload = sub.get_payload()
+        data = payload.encode("latin-1", "replace") if isinstance(payload, str) else b""
+    return TextPart(ctype, charset, data, block, sub.get_filename() or name)
