@@ -73,7 +73,8 @@ def _banned(mid: str) -> bytes:
     return _msg(mid, b"--b\r\nContent-Type: text/plain\r\n\r\nsee zip\r\n--b\r\n"
                 b"Content-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n"
                 b'Content-Disposition: attachment; filename="docs.zip"\r\n\r\n' + b64 +
-                b"--b--\r\n", b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n')
+                b"--b--\r\n",
+                b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n')
 
 
 def _line(stack: Stack, mid: str, timeout: float = 30) -> str:
