@@ -80,12 +80,15 @@ class PolicyConfig:
     notify_admin: Mapping[str, str] = opt(
         {}, "admin address per category for a notification, e.g. { virus = "
         "\"postmaster@example.com\" }; empty = off")
+    sql_lookup: str = opt("", "per-recipient policy rows from SQL: sqlite:/path/file or "
+                          "postgresql://...; table scanner_policy(pattern, settings JSON)")
     recipients: Mapping[str, PolicyOverride] = opt(
         {}, "per-recipient overrides: [policy.recipients.\"user@dom\"] (or \"@dom\", "
-        "\"@.dom\", \"user@\") with any key above except local_domains/mynetworks/recipients")
+        "\"@.dom\", \"user@\") with any key above except local_domains/mynetworks/"
+        "recipients/sql_lookup")
 
 
-NOT_OVERRIDABLE = ("local_domains", "mynetworks", "recipients")
+NOT_OVERRIDABLE = ("local_domains", "mynetworks", "recipients", "sql_lookup")
 
 
 def _override_class() -> type:

@@ -18,11 +18,13 @@ from decoders.unpack import Unpacked
 from scanner import logline
 from scanner.actions.run import Context, Outcome, carry_out
 from scanner.config import Config
+from scanner.config.policy import apply
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
 from scanner.pipeline.unpack import limits_from, unpack_task
 from scanner.policy.decide import PRECEDENCE, decide
 from scanner.policy.effective import bank_names, is_local, message_policy, recipient_policy
+from scanner.policy.sql import SqlPolicy
 from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
@@ -65,6 +67,7 @@ class Processor:
         self._scores = scores
         self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
         self._hostname = hostname
+        self._sql = SqlPolicy(config.policy.sql_lookup) if config.policy.sql_lookup else None
 
     async def handle(self, task: Task, listener: Listener) -> list[str]:
         """One reply per recipient. Never raises (except cancellation)."""
@@ -117,6 +120,9 @@ class Processor:
         base = message_policy(self._config, banks)
         for rcpt in task.envelope.recipients:
             policy = recipient_policy(base, rcpt.address)
+            if self._sql is not None:
+                row = self._sql.override_for(rcpt.address)
+                policy = apply(policy, row) if row is not None else policy
             task.verdicts[rcpt.address] = decide(task, rcpt.address, policy, self._scores,
                                                  self._kinds)
 

@@ -137,3 +137,26 @@ def test_bounce_rules():
     assert not bounce_allowed(task, v)
     v, task = _verdict("[policy]\nblock_senders=['@example.org']\nspam_destiny='bounce'\n", [])
     assert v.score >= v.policy.dsn_cutoff_level and not bounce_allowed(task, v)
+
+
+def test_sql_policy_rows_override_by_specificity(tmp_path, caplog):
+    import sqlite3
+
+    from scanner.policy.sql import SqlPolicy
+
+    db = tmp_path / "policy.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE scanner_policy (pattern TEXT PRIMARY KEY, settings TEXT)")
+        conn.executemany("INSERT INTO scanner_policy VALUES (?, ?)", [
+            ("@example.test", '{"spam_destiny": "discard"}'),
+            ("Boss@Example.test", '{"spam_lover": true}'),
+            ("@broken.test", '{"spam_destiny": "explode"}'),
+        ])
+    sql = SqlPolicy(f"sqlite:{db}")
+    assert sql.override_for("x@example.test").spam_destiny == "discard"
+    assert sql.override_for("boss@example.test").spam_lover is True
+    assert sql.override_for("x@broken.test") is None and "ignored" in caplog.text
+    assert sql.override_for("x@elsewhere.test") is None
+    missing = SqlPolicy(f"sqlite:{tmp_path / 'nope.sqlite'}")
+    assert missing.override_for("x@example.test") is None  # logged, mail keeps flowing
+    assert "policy SQL lookup failed" in caplog.text
