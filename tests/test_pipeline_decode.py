@@ -120,3 +120,22 @@ def test_blocked_mail_is_deferred_when_it_cannot_be_quarantined(tmp_path: Path, 
         proc.stop()
     assert code == 451 and b"quarantine failed" in text
     assert sink.received == []
+
+
+def test_admin_is_notified_of_banned_mail(tmp_path: Path, sink: Sink):
+    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+             '[policy]\nnotify_admin = { banned = "postmaster@example.test" }\n')
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    try:
+        s = smtp(port)
+        code, _ = _send(s, _with_attachment("docs.zip", _zip({"x.pif": b"MZ"}), "ban4"))
+        s.quit()
+    finally:
+        proc.stop()
+    assert code == 250
+    got = sink.wait_for(1)
+    assert len(got) == 1 and got[0].recipients == ["postmaster@example.test"]
+    assert got[0].sender == "<>"
+    notice = got[0].data
+    assert b"Subject: BANNED from <a@example.org>" in notice
+    assert b"Message-ID: <ban4@example.org>" in notice and b"Quarantine: " in notice
