@@ -51,7 +51,7 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
         return await loop.run_in_executor(executor, partial(func, *a))
 
     checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu))
-    scores = load_scores()
+    scores = load_scores(config.checks.score_files)
     hop = NextHop.from_config(config.reinject, "localhost")
     processor = Processor(config, checks, scores, hop, "localhost", run_cpu=run_cpu)
     status = 0

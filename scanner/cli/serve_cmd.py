@@ -70,7 +70,7 @@ def _preflight(config: cfgmod.Config) -> None:
         return None
 
     checks = build_checks(config, CheckContext(config=config, run_cpu=no_cpu))
-    load_scores()
+    load_scores(config.checks.score_files)
     logging.getLogger("scanner").info(
         "scanner starting (config %s), checks: %s", config.source,
         ", ".join(c.name for c in checks) or "none")

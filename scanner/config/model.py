@@ -93,6 +93,9 @@ class ChecksConfig:
     disabled: tuple[str, ...] = opt([], "check names never to run")
     timeout: float = opt(120.0, "seconds one check may take before it counts as failed",
                          min=0.1)
+    score_files: tuple[str, ...] = opt(
+        [], "site score tables read after the shipped ones (same format as "
+        "scanner/data/scores/*.toml): change weights, add symbols of your own lists")
     settings: Mapping[str, Any] = opt({}, "per-check tables, checked by each check")
 
 

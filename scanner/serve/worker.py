@@ -58,7 +58,7 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
 
     checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu))
     quarantine = _open_quarantine(config, hostname)
-    processor = Processor(config, checks, load_scores(),
+    processor = Processor(config, checks, load_scores(config.checks.score_files),
                           NextHop.from_config(config.reinject, hostname), hostname,
                           run_cpu=run_cpu, decoders=load_decoders(), quarantine=quarantine)
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.server.xforward_hosts)

@@ -160,3 +160,13 @@ def test_sql_policy_rows_override_by_specificity(tmp_path, caplog):
     missing = SqlPolicy(f"sqlite:{tmp_path / 'nope.sqlite'}")
     assert missing.override_for("x@example.test") is None  # logged, mail keeps flowing
     assert "policy SQL lookup failed" in caplog.text
+
+
+def test_site_score_files_override_and_add(tmp_path):
+    site = tmp_path / "site.toml"
+    site.write_text('[symbols.SENDER_BLOCKLISTED]\nweight = 50.0\n'
+                    '[symbols.RCVD_IN_MYLIST]\nweight = 3.0\ndescription = "ours"\n')
+    table = load_scores((str(site),))
+    assert table.get("SENDER_BLOCKLISTED").weight == 50.0
+    assert table.get("RCVD_IN_MYLIST").weight == 3.0
+    assert table.get("SENDER_ALLOWLISTED").weight == -100.0  # shipped entries stay
