@@ -112,6 +112,10 @@ class _Run:
             values: list[bytes] = []
             name, *mods = rule.target.split(":")
             for part in self.view.leaves:
+                if name == "ALL":
+                    values.append(b"".join(n.encode("latin-1") + b":" + v
+                                           for n, v in part.headers.order))
+                    continue
                 raw = part.headers.raw(name)
                 values.extend(raw if "raw" in mods else part.headers.decoded(name))
             if rule.exists:

@@ -274,6 +274,10 @@ def required_literal(pattern: str, caseless: bool) -> bytes | None:
             if c in "*?{":
                 current = current[:-1]
             best, current = _longer(best, current), ""
+            if c == "{":
+                end = pattern.find("}", i)
+                i = n if end < 0 else end + 1
+                continue
             i += 1
             continue
         current += c

@@ -1,8 +1,9 @@
 """The texts rules look at, built once per message: SpamAssassin's views of a message.
 
 - ``header``: :mod:`scanner.rules.headers` values, pseudo-headers ``ALL``, ``ToCc``,
-  ``EnvelopeFrom``, ``MESSAGEID``, and the ``:raw``, ``:addr``, ``:name``, ``:first``,
-  ``:last`` modifiers;
+  ``EnvelopeFrom``, ``MESSAGEID`` (and this engine's ``FromReplyTo``: the first From
+  and Reply-To addresses, space-separated), and the ``:raw``, ``:addr``, ``:name``,
+  ``:first``, ``:last`` modifiers;
 - ``body``: the Subject as first line, then every text/plain and text/html part
   (HTML rendered), each cut at ``body_part_scan_size``; blank lines separate
   paragraphs, other white space runs become one space, and lines longer than 2,048
@@ -105,6 +106,8 @@ class MessageView:
                 else self._envelope_guess()
         elif name.lower() == "tocc":
             values = self._get("To", raw) + self._get("Cc", raw)
+        elif name == "FromReplyTo":
+            values = self._from_reply_to()
         elif name == "MESSAGEID":
             values = [v for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID",
                                   "Message-Id") for v in self._get(h, raw) if v]
@@ -127,6 +130,14 @@ class MessageView:
                                    else hdr.name_of(display))
             values = out
         return values
+
+    def _from_reply_to(self) -> list[bytes]:
+        """This engine's pseudo-header: "<From address> <Reply-To address>"."""
+        sender = self.header("From:addr:first")
+        reply = self.header("Reply-To:addr:first")
+        if not sender or not reply:
+            return []
+        return [sender[0] + b" " + reply[0]]
 
     def _get(self, name: str, raw: bool) -> list[bytes]:
         if raw:

@@ -1,0 +1,211 @@
+"""Rule types, SpamAssassin semantics, metas, scores, bad input."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from scanner.rules.prefilter import hyperscan_available, required_literal
+
+from .helpers import message, names, ruleset, run
+
+
+def test_header_rules_and_modifiers() -> None:
+    rs = ruleset(r"""
+header H_SUBJ     Subject =~ /^hello$/
+header H_NEG      X-Missing !~ /x/
+header H_EXISTS   exists:Message-ID
+header H_NOTEXIST exists:X-Nope
+header H_UNSET    X-Missing =~ /^fallback$/ [if-unset: fallback]
+header H_ADDR     From:addr =~ /^alice\@example\.org$/
+header H_NAME     From:name =~ /^Alice$/
+header H_RAW      Subject:raw =~ /^ =\?utf-8\?/
+header H_DECODED  Subject =~ /^Grüße/
+header H_ALL      ALL =~ /^To: bob\@example\.net$/m
+header H_TOCC     ToCc =~ /carol/
+header H_MSGID    MESSAGEID =~ /<1\@example/
+""")
+    raw = message(subject="=?utf-8?Q?Gr=C3=BC=C3=9Fe?=", headers="Cc: carol@example.net\n")
+    got = names(run(rs, raw))
+    assert got == {"H_NEG", "H_EXISTS", "H_UNSET", "H_ADDR", "H_NAME", "H_RAW", "H_DECODED",
+                   "H_ALL", "H_TOCC", "H_MSGID"}
+    assert "H_SUBJ" in names(run(rs, message()))
+
+
+def test_body_sees_subject_first_and_rendered_html() -> None:
+    rs = ruleset(r"""
+body B_SUBJ  /^Special offer/
+body B_HTML  /click here now/
+body B_TAG   /<b>/
+rawbody R_TAG /<b>click/
+body B_JOIN  /here\s+now/
+""")
+    html = "<html><body><p><b>click</b> here\n   now</p><script>ignored()</script></body></html>\n"
+    got = names(run(rs, message(subject="Special offer", body=html, ctype="text/html")))
+    assert got == {"B_SUBJ", "B_HTML", "R_TAG", "B_JOIN"}
+
+
+def test_body_paragraphs_and_scan_size() -> None:
+    rs = ruleset("body B_CROSS /first\\s+second/\nbody B_LATE /needle/\n")
+    body = "first\n\nsecond\n" + "x " * 40000 + "\nneedle\n"
+    got = names(run(rs, message(body=body), body_part_scan_size=1000))
+    assert got == set()
+    assert names(run(rs, message(body=body), body_part_scan_size=200000)) == {"B_LATE"}
+
+
+def test_uri_rules_see_text_and_html_links_and_cleaned_forms() -> None:
+    rs = ruleset(r"""
+uri U_TEXT  /^http:\/\/www\.example\.com\/x$/
+uri U_HTML  /^https:\/\/html\.example\.org\//
+uri U_IP    /^http:\/\/192\.0\.2\.1\//
+uri U_MAIL  /^mailto:bob\@example\.net$/
+""")
+    body = ("<html><body>see www.example.com/x and <a href='https://html.example.org/a'>x</a>"
+            "<a href='http://0xc0000201/'>y</a> mail bob@example.net</body></html>")
+    assert names(run(rs, message(body=body, ctype="text/html"))) == {
+        "U_TEXT", "U_HTML", "U_IP", "U_MAIL"}
+
+
+def test_full_rule_and_multiple_counts() -> None:
+    rs = ruleset("""
+full  F_ONE /^Subject: hello$/m
+body  B_MANY /spam/
+tflags B_MANY multiple maxhits=3
+score B_MANY 0.5
+""")
+    result = run(rs, message(body="spam spam spam spam spam\n"))
+    hits = {h.name: h for h in result.hits}
+    assert set(hits) == {"F_ONE", "B_MANY"}
+    assert hits["B_MANY"].count == 3
+    assert result.score == pytest.approx(1.0 + 1.5)
+
+
+def test_meta_boolean_and_arithmetic() -> None:
+    rs = ruleset(r"""
+body __A /alpha/
+body __B /beta/
+body __C /gamma/
+meta M_AND   __A && __B
+meta M_NOT   __A && !__C
+meta M_SUM   (__A + __B + __C) >= 2
+meta M_MISS  __A && !__NOT_DEFINED
+meta M_META  M_AND && M_SUM
+meta M_DIV   __A / 0
+""")
+    result = run(rs, message(body="alpha beta\n"))
+    assert names(result) == {"M_AND", "M_NOT", "M_SUM", "M_MISS", "M_META"}
+    assert any("undefined rule __NOT_DEFINED" in str(p) for p in rs.problems)
+
+
+def test_scores_defaults_and_disabled_rules() -> None:
+    rs = ruleset("""
+body R_DEFAULT /x/
+body T_TESTING /x/
+body R_NICE /x/
+tflags R_NICE nice
+body R_ZERO /x/
+score R_ZERO 0
+body R_SETS /x/
+score R_SETS 1.5 2.5 3.5 4.5
+""")
+    scores = rs.scores()
+    assert scores == {"R_DEFAULT": 1.0, "T_TESTING": 0.01, "R_NICE": -1.0, "R_SETS": 1.5}
+    assert "R_ZERO" not in names(run(rs, message(body="x\n")))
+
+
+def test_conditionals_and_replace_tags() -> None:
+    rs = ruleset(r"""
+ifplugin Mail::SpamAssassin::Plugin::NotInstalledAnywhere
+body NO_PLUGIN /x/
+endif
+ifplugin Mail::SpamAssassin::Plugin::ReplaceTags
+if (version >= 3.004000) && can(Mail::SpamAssassin::Conf::feature_bug6558_free)
+body YES_BLOCK /x/
+else
+body NO_ELSE /x/
+endif
+endif
+replace_tag   V  (?:v|\\\/)
+replace_tag   I  [i1!]
+replace_inter SP [\s.]*
+body TAGGED /<inter SP><V><I>agra/i
+replace_rules TAGGED
+""")
+    got = names(run(rs, message(body="x buy V. 1agra\n")))
+    assert got == {"YES_BLOCK", "TAGGED"}
+
+
+def test_broken_rules_are_reported_and_skipped() -> None:
+    rs = ruleset("""
+body GOOD /ok/
+body BAD_RE /unterminated
+body BAD_COMPILE /(abc/
+header BAD_HEADER Subject ~~ /x/
+meta BAD_META (GOOD &&
+body BAD_PERL /a(?{ 1 })b/
+score GOOD not-a-number
+bogus_directive whatever
+meta LOOP_A LOOP_B
+meta LOOP_B LOOP_A
+""")
+    problems = {p.rule: p for p in rs.problems if p.rule}
+    assert {"BAD_RE", "BAD_COMPILE", "BAD_HEADER", "BAD_META", "BAD_PERL"} <= set(problems)
+    assert all(p.file == "test.cf" and p.line > 0 for p in problems.values())
+    assert any("cycle" in p.message for p in rs.problems)
+    assert rs.stats.untranslatable["embedded Perl code"] == 1
+    assert names(run(rs, message(body="ok\n"))) == {"GOOD"}
+
+
+def test_catastrophic_pattern_gives_timeout_within_budget() -> None:
+    rs = ruleset("body EVIL /(a|aa)+b/\nbody LATER /zzz/\n", use_hyperscan=False)
+    body = "a" * 60 + "\n"
+    started = time.monotonic()
+    result = run(rs, message(body=body), budget=0.3)
+    assert time.monotonic() - started < 2.0
+    assert result.timed_out == "EVIL"
+
+
+def test_large_rule_file_loads_quickly() -> None:
+    text = "".join(f"header R_{i} Subject =~ /word{i}\\b/\n" for i in range(100000))
+    started = time.monotonic()
+    from scanner.rules.cfparser import read_text
+    from scanner.rules.model import ParsedConfig
+    cfg = ParsedConfig()
+    read_text(text, "big.cf", cfg)
+    assert len(cfg.rules) == 100000
+    assert time.monotonic() - started < 10
+
+
+def test_many_urls_are_bounded() -> None:
+    rs = ruleset("uri U_ANY /h9999\\.example/\nuri U_ALL /example/\ntflags U_ALL multiple\n")
+    links = "".join(f"<a href='http://h{i}.example.com/p'>l</a>" for i in range(10000))
+    raw = message(body=f"<html><body>{links}</body></html>", ctype="text/html")
+    started = time.monotonic()
+    result = run(rs, raw, budget=10.0)
+    assert time.monotonic() - started < 10
+    assert names(result) == {"U_ANY", "U_ALL"}
+
+
+def test_megabyte_header_line_is_bounded() -> None:
+    rs = ruleset("header H_LONG X-Long =~ /(a|aa)+y/\nheader H_OK X-Long =~ /^a/\n")
+    raw = message(headers="X-Long: " + "a" * 1_000_000 + "\n")
+    started = time.monotonic()
+    result = run(rs, raw, budget=0.5)
+    assert time.monotonic() - started < 3
+    assert result.timed_out in ("H_LONG", "H_OK")
+
+
+def test_required_literal() -> None:
+    assert required_literal("hello\\s+world", False) == b"hello"
+    assert required_literal("a|b", False) is None
+    assert required_literal("ab[cd]{0,200}xyzw", True) == b"xyzw"
+    assert required_literal("(?:abc)", False) is None
+
+
+@pytest.mark.skipif(not hyperscan_available(), reason="hyperscan package not installed")
+def test_same_hits_with_and_without_hyperscan() -> None:
+    text = "body A /foo\\s+bar/i\nbody B /^baz/\nbody C /(?<!x)qux/\nrawbody D /<i>/\n"
+    raw = message(body="FOO  bar\n\nbaz qux <i>x</i>\n")
+    assert names(run(ruleset(text), raw)) == names(run(ruleset(text, False), raw)) == {
+        "A", "B", "C", "D"}

@@ -1,0 +1,55 @@
+"""The shipped rule set: every rule has a message that hits it and one that must not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scanner.rules import badheader
+from scanner.rules.compiler import RuleSet
+
+from .conftest import CORPUS
+from .helpers import names, run
+
+HITS = sorted((CORPUS / "hits").glob("*.eml"))
+MISSES = sorted((CORPUS / "misses").glob("*.eml"))
+
+
+def test_shipped_rules_load_cleanly(shipped: RuleSet) -> None:
+    assert shipped.problems == []
+    assert len(shipped.scores()) >= 40
+
+
+def test_every_reported_rule_has_a_hit_and_a_miss_message(shipped: RuleSet) -> None:
+    rules = set(shipped.scores())
+    assert rules == {p.stem for p in HITS} == {p.stem for p in MISSES}
+
+
+@pytest.mark.parametrize("path", HITS, ids=lambda p: p.stem)
+def test_hit_message(shipped: RuleSet, path: Path) -> None:
+    assert path.stem in names(run(shipped, path.read_bytes()))
+
+
+@pytest.mark.parametrize("path", MISSES, ids=lambda p: p.stem)
+def test_miss_message(shipped: RuleSet, path: Path) -> None:
+    assert path.stem not in names(run(shipped, path.read_bytes()))
+
+
+@pytest.mark.parametrize("path", sorted((CORPUS / "badheader" / "hits").glob("*.eml")),
+                         ids=lambda p: p.stem)
+def test_bad_header_hit(path: Path) -> None:
+    hits = {h.symbol: h for h in badheader.check(path.read_bytes())}
+    assert path.stem in hits
+    assert hits[path.stem].options[0] == f"BAD-HEADER-{badheader.CODES[path.stem]}"
+
+
+@pytest.mark.parametrize("path", sorted((CORPUS / "badheader" / "misses").glob("*.eml")),
+                         ids=lambda p: p.stem)
+def test_bad_header_miss(path: Path) -> None:
+    assert badheader.check(path.read_bytes()) == []
+
+
+def test_eight_bit_allowed_with_smtputf8() -> None:
+    raw = (CORPUS / "badheader" / "hits" / "BAD_HEADER_8BIT.eml").read_bytes()
+    assert badheader.check(raw, smtputf8=True) == []
