@@ -12,7 +12,7 @@ BAD_HEADER_CONTROL   3   control characters (NUL, bare CR, other C0 except TAB)
 BAD_HEADER_EMPTY_LINE 4  a folded line made of white space only
 BAD_HEADER_LONG_LINE 5   a line longer than 998 octets (RFC 5322 2.1.1)
 BAD_HEADER_SYNTAX    6   a line that is neither ``name:`` nor a continuation
-BAD_HEADER_MISSING   7   no ``From:`` or no ``Date:`` field
+BAD_HEADER_MISSING   7   no ``From:`` field (a missing Date is a scored rule)
 BAD_HEADER_DUPLICATE 8   a field allowed once (RFC 5322 3.6) appears more than once
 ===================  ==  =====================================================
 
@@ -28,7 +28,9 @@ from scanner.task import Hit
 MAX_LINE = 998
 SINGLE = ("Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Message-ID", "In-Reply-To",
           "References", "Subject")
-REQUIRED = ("From", "Date")
+REQUIRED = ("From",)
+"""Date is required too (RFC 5322), but MTAs add it on submission; its absence is scored
+by the SC_MISSING_DATE rule instead of changing the category."""
 CODES = {"BAD_HEADER_8BIT": 2, "BAD_HEADER_CONTROL": 3, "BAD_HEADER_EMPTY_LINE": 4,
          "BAD_HEADER_LONG_LINE": 5, "BAD_HEADER_SYNTAX": 6, "BAD_HEADER_MISSING": 7,
          "BAD_HEADER_DUPLICATE": 8}
