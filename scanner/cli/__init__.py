@@ -38,6 +38,12 @@ def _optional_commands(sub: argparse._SubParsersAction) -> None:
     else:
         quarantine_cmd.add_parser(sub)
     try:
+        from scanner.cli import rules_cmd
+    except ImportError:
+        pass
+    else:
+        rules_cmd.add_parser(sub)
+    try:
         from scanner.cli import ml_commands
     except ImportError:
         return

@@ -1,0 +1,51 @@
+"""The ``rules`` check in the pipeline: symbols, weights through the score table."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from scanner.checks.base import CheckContext
+from scanner.checks.rules import Rules, RulesSettings
+from scanner.config import load
+from scanner.scores import load_scores
+from scanner.testing.tasks import task_from_bytes
+
+from .conftest import CORPUS
+
+
+async def _inline(func, *args):  # type: ignore[no-untyped-def]
+    return func(*args)
+
+
+def _check(tmp_path: Path, **kw: object) -> Rules:
+    settings = RulesSettings(cache_dir=str(tmp_path / "cache"), **kw)  # type: ignore[arg-type]
+    return Rules(settings, CheckContext(config=load(None), run_cpu=_inline))
+
+
+def test_hits_carry_rule_scores_and_bad_header(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "local.cf").write_text(
+        "body SITE_WORD /planning meeting/\nscore SITE_WORD 2.25\nscore SC_MISSING_DATE 3\n")
+    check = _check(tmp_path, dirs=(str(tmp_path / "site"),))
+    raw = (CORPUS / "hits" / "SC_MISSING_DATE.eml").read_bytes().replace(b"\n", b"\r\n")
+    raw = b"Subject: dup\r\n" + raw
+    with task_from_bytes(raw) as task:
+        hits = {h.symbol: h for h in asyncio.run(check.run(task))}
+    assert {"SITE_WORD", "SC_MISSING_DATE", "BAD_HEADER_DUPLICATE"} <= set(hits)
+    table = load_scores()
+    assert table.get("SITE_WORD").weight == 2.25
+    assert table.get("SC_MISSING_DATE").weight == 3.0
+    assert table.get("BAD_HEADER_DUPLICATE").category == "BAD-HEADER"
+    assert hits["BAD_HEADER_DUPLICATE"].options[0] == "BAD-HEADER-8"
+
+
+def test_timeout_symbol(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "evil.cf").write_text("body EVIL /(a|aa)+b/\n")
+    check = _check(tmp_path, dirs=(str(tmp_path / "site"),), shipped=False, time_budget=0.2,
+                   hyperscan=False)
+    raw = b"From: a@example.org\r\nSubject: x\r\n\r\n" + b"a" * 80 + b"\r\n"
+    with task_from_bytes(raw) as task:
+        hits = {h.symbol: h for h in asyncio.run(check.run(task))}
+    assert hits["RULES_TIMEOUT"].options == ("EVIL",)

@@ -1,0 +1,35 @@
+"""``scanner rules list|test|lint``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scanner.cli import main
+
+from .conftest import CORPUS
+
+
+def test_rules_test_reports_hits(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "test", str(CORPUS / "hits" / "SC_SUBJ_LEET.eml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [h["rule"] for h in out["hits"]] == ["SC_SUBJ_LEET"]
+    assert out["score"] == 1.5
+
+
+def test_rules_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "list", "--json"]) == 0
+    rules = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rules["SC_ATTACH_DOUBLE_EXT"]["score"] == 2.5
+
+
+def test_rules_lint_reports_file_and_line(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "local.cf").write_text("body OK /fine/\nbody BROKEN /(unclosed/\n")
+    assert main(["rules", "lint", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'local.cf'}:2: BROKEN:" in out
+    (tmp_path / "local.cf").write_text("body OK /fine/\n")
+    assert main(["rules", "lint", str(tmp_path)]) == 0
