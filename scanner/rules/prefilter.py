@@ -34,14 +34,11 @@ except ImportError:  # pragma: no cover - depends on the installation
     _hs = None
 
 _ABS_ANCHOR = re.compile(r"\\[AzZG]|\\Z")
-_BIG_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_BIG_REPEAT = re.compile(r"(\\)?\{(\d+)(?:,(\d*))?\}")
 MIN_LITERAL = 3
 MAX_HS_PATTERN = 2500
 MAX_HS_REPEAT = 60
 CHUNK = 64
-"""Patterns longer than this, or with a bounded repeat above MAX_HS_REPEAT, take
-Hyperscan seconds to compile each (measured: up to 25 s); they use the literal
-prefilter instead."""
 
 
 def hyperscan_available() -> bool:
@@ -83,7 +80,8 @@ class Prefilter:
     def _chunk(self, items: list[tuple[int, Translated]]) -> list[int]:
         """Build (or load from the cache) one database; returns rejected rule indexes."""
         assert _hs is not None
-        key = hashlib.sha256(repr((_hs.__version__, [(tr.pcre, _flags(tr)) for _, tr in items]))
+        key = hashlib.sha256(repr((_hs.__version__, MAX_HS_REPEAT,
+                                   [(tr.pcre, _flags(tr)) for _, tr in items]))
                              .encode("utf-8", "surrogateescape")).hexdigest()
         cached = self._load(key, items)
         if cached is not None:
@@ -189,16 +187,21 @@ def _find_bad(items: list[tuple[int, Translated]]) -> list[int]:
 
 
 def hs_suitable(tr: Translated) -> bool:
-    """Whether a pattern goes into the Hyperscan database (cheap to compile, exact
-    enough to prefilter)."""
+    """Whether a pattern goes into the Hyperscan database.
+
+    Long patterns and bounded repeats above MAX_HS_REPEAT take Hyperscan seconds each
+    to compile (measured: up to 25 s for one pattern); relaxing the repeats instead
+    made the prefilter pass so often that evaluation got slower. They use the literal
+    prefilter (or always run).
+    """
     pcre = tr.pcre
     if pcre is None or len(pcre) > MAX_HS_PATTERN or _ABS_ANCHOR.search(pcre):
         return False
     for m in _BIG_REPEAT.finditer(pcre):
-        if pcre[m.start() - 1:m.start()] == "\\":
+        if m.group(1):
             continue
-        bounds = [int(x) for x in m.groups() if x]
-        if bounds and max(bounds) > MAX_HS_REPEAT:
+        bounds = [int(x) for x in m.groups()[1:] if x]
+        if max(bounds) > MAX_HS_REPEAT:
             return False
     return True
 
