@@ -102,17 +102,3 @@ def render(html: str) -> tuple[str, list[str], int]:
     except (AssertionError, ValueError, IndexError):  # malformed markup: keep what we have
         pass
     return "".join(parser.chunks), parser.links, parser.tags
-
-
-_LOOKS_HTML = re.compile(r"^(.{0,18}?<(?:body|head|html|img|pre|table|title)(?:\s.{0,18}?)?>)",
-                         re.I | re.S)
-
-
-def looks_like_html(text: str) -> bool:
-    """SpamAssassin's test for text/plain parts that are really HTML."""
-    m = _LOOKS_HTML.match(text)
-    if not m:
-        return False
-    pad = m.group(1)
-    newlines = pad.count("\n")
-    return newlines * 2 + (len(pad) - newlines) < 24
