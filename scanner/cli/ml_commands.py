@@ -1,0 +1,224 @@
+"""``scanner train``, ``scanner eval`` and ``scanner learn``: the spam model's commands.
+
+Wiring only; the work is in :mod:`scanner.ml`. Each ``add_*_parser`` registers one
+sub-command whose ``func(args)`` returns the exit code: 0 on success, 1 when the job
+could not be done (nothing readable, one class only, a bad model file), 2 for usage.
+Run ``python -m scanner.cli.ml_commands train ...`` without the main dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scanner.ml.errors import ModelError, TrainingError
+
+if TYPE_CHECKING:
+    from scanner.ml.corpus import Corpus
+    from scanner.ml.features import FeatureSettings
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "default.model"
+_MAX_STDIN = 64 << 20
+
+
+def _err(message: str) -> None:
+    print(f"scanner: {message}", file=sys.stderr)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ham", nargs="+", default=[], metavar="PATH",
+                        help="ham: Maildir, mbox, MH folder, directory, .gz/.xz, tar[#prefix]")
+    parser.add_argument("--spam", nargs="+", default=[], metavar="PATH", help="spam: as --ham")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="feature extraction processes (default: one per CPU)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``scanner train``."""
+    parser = subparsers.add_parser(
+        "train", help="train the spam model from ham and spam mailboxes",
+        description="Train (or with --update, continue training) the spam classifier.")
+    _common(parser)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH),
+                        help=f"model file to write (default: {DEFAULT_MODEL_PATH})")
+    parser.add_argument("--update", action="store_true",
+                        help="continue training the existing --model with this mail")
+    parser.add_argument("--features", metavar="TOML",
+                        help="feature and trainer settings file (new models only)")
+    parser.set_defaults(func=run_train)
+    return parser
+
+
+def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``scanner eval``."""
+    from scanner.ml.evaluate import DEFAULT_THRESHOLD
+
+    parser = subparsers.add_parser(
+        "eval", help="measure the spam model (ROC AUC, recall at low false-positive rates)",
+        description="Score labelled mail with --model, or cross-validate with --folds K.")
+    _common(parser)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--model", help=f"model to evaluate (default: {DEFAULT_MODEL_PATH})")
+    group.add_argument("--folds", type=int, help="stratified K-fold cross-validation")
+    parser.add_argument("--features", metavar="TOML", help="settings for --folds training")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help=f"probability counted as spam (default {DEFAULT_THRESHOLD})")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.set_defaults(func=run_eval)
+    return parser
+
+
+def add_learn_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``scanner learn``."""
+    parser = subparsers.add_parser(
+        "learn", help="learn one message as spam or ham (IMAPSieve hooks)",
+        description="Update the model with one message read from FILE or stdin.")
+    label = parser.add_mutually_exclusive_group(required=True)
+    label.add_argument("--spam", action="store_true", help="the message is spam")
+    label.add_argument("--ham", action="store_true", help="the message is ham")
+    parser.add_argument("file", nargs="?", default="-", help="message file, - for stdin")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH), help="model file")
+    parser.add_argument("--verbose", action="store_true", help="say what happened")
+    parser.set_defaults(func=run_learn)
+    return parser
+
+
+def _problem(name: str, reason: str) -> None:
+    _err(f"skipped {name}: {reason}")
+
+
+def _read(args: argparse.Namespace, settings: FeatureSettings, label: str) -> Corpus:
+    from scanner.ml.corpus import read_corpus
+    from scanner.ml.progress import Progress
+
+    if not args.ham and not args.spam:
+        raise TrainingError("give at least one --ham or --spam path")
+    progress = None if args.quiet else Progress(label)
+    corpus = read_corpus(args.ham, args.spam, settings, jobs=args.jobs,
+                         on_problem=_problem, progress=progress)
+    if not corpus.labels.size:
+        raise TrainingError("no readable messages in the given paths")
+    return corpus
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``scanner train``: returns the exit code."""
+    from scanner.ml.config_file import load_settings_file
+    from scanner.ml.learn import model_lock, replace_model
+    from scanner.ml.model import load_model, save_model
+    from scanner.ml.train import fit_model, update_model
+
+    started = time.monotonic()
+    try:
+        if args.update:
+            if args.features:
+                _err("--features is ignored with --update (the model keeps its settings)")
+            settings = load_model(args.model).settings
+            corpus = _read(args, settings, "reading")
+            with model_lock(args.model):
+                model = load_model(args.model)
+                if model.settings != settings:
+                    raise ModelError(f"{args.model}: the model changed while reading mail")
+                counts = update_model(model, corpus)
+                save_model(model, args.model)
+            summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+        else:
+            settings, options = load_settings_file(args.features)
+            corpus = _read(args, settings, "reading")
+            model = fit_model(corpus, settings, options)
+            replace_model(model, args.model)
+            summary = f"trained on {corpus.ham} ham and {corpus.spam} spam"
+    except (ModelError, TrainingError, FileNotFoundError) as exc:
+        _err(str(exc))
+        return 1
+    data = Path(args.model).read_bytes()
+    print(f"{args.model}: {summary}; {corpus.duplicates} duplicates, {corpus.conflicts} "
+          f"filed as both, {corpus.problems} unreadable skipped; {len(data)} bytes, sha256 "
+          f"{hashlib.sha256(data).hexdigest()[:16]}, {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``scanner eval``: returns the exit code."""
+    from scanner.ml.config_file import load_settings_file
+    from scanner.ml.evaluate import cross_validate, report, score_rows
+    from scanner.ml.model import load_model
+
+    try:
+        if args.folds:
+            settings, options = load_settings_file(args.features)
+            corpus = _read(args, settings, "reading")
+
+            def on_fold(fold: int, total: int) -> None:
+                if not args.quiet:
+                    print(f"fold {fold}/{total} done", file=sys.stderr)
+
+            probabilities = cross_validate(corpus, settings, options, args.folds, on_fold)
+            method = f"{args.folds}-fold cross-validation"
+        else:
+            model_path = args.model or str(DEFAULT_MODEL_PATH)
+            model = load_model(model_path)
+            corpus = _read(args, model.settings, "reading")
+            probabilities = score_rows(model, corpus)
+            method = f"model {model_path}"
+    except (ModelError, TrainingError, FileNotFoundError, ValueError) as exc:
+        _err(str(exc))
+        return 1
+    result = report(corpus.labels, probabilities, args.threshold, method)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+    else:
+        print(result.text())
+    return 0
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    """``scanner learn``: returns the exit code."""
+    from scanner.ml.learn import learn_message
+
+    try:
+        if args.file == "-":
+            raw = sys.stdin.buffer.read(_MAX_STDIN)
+        else:
+            with open(args.file, "rb") as handle:
+                raw = handle.read(_MAX_STDIN)
+    except OSError as exc:
+        _err(f"{args.file}: cannot read ({exc.strerror})")
+        return 1
+    if not raw.strip():
+        _err(f"{'standard input' if args.file == '-' else args.file}: empty message, "
+             "nothing learned")
+        return 1
+    try:
+        outcome = learn_message(args.model, raw, spam=bool(args.spam))
+    except ModelError as exc:
+        _err(str(exc))
+        return 1
+    if args.verbose:
+        print(f"{args.model}: {outcome} as {'spam' if args.spam else 'ham'}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point with only the train, eval and learn sub-commands."""
+    parser = argparse.ArgumentParser(prog="scanner")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_parser(sub)
+    add_eval_parser(sub)
+    add_learn_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Training: fit the linear model on a :class:`Corpus`, calibrate it, build a Model.
+
+The learner is scikit-learn's ``LinearSVC`` (L2-regularised squared hinge loss, liblinear,
+fixed ``random_state``); its decision values are mapped to probabilities by Platt scaling
+fitted on out-of-fold decisions of an inner stratified K-fold. Only this module (and
+:mod:`scanner.ml.evaluate` through it) imports scikit-learn; the saved model needs none.
+See ``models/README.md`` for the comparison that chose this learner.
+
+Everything is deterministic: rows come sorted by digest, folds are assigned by rank
+within each class, and no timestamp enters the model unless ``SOURCE_DATE_EPOCH`` is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from scanner.ml.calibration import Calibration, fit_platt
+from scanner.ml.corpus import Corpus
+from scanner.ml.errors import TrainingError
+from scanner.ml.features import FeatureSettings
+from scanner.ml.model import DEFAULT_AGGRESSIVENESS, Model
+
+LEARNER = "LinearSVC"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOptions:
+    """Learner settings (stored in the model's training metadata)."""
+
+    C: float = 1.0
+    calibration_folds: int = 3
+    seed: int = 0
+    max_iter: int = 5000
+    value_dtype: str = "float16"
+    aggressiveness: float = DEFAULT_AGGRESSIVENESS
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainOptions:
+        """Options from a ``[trainer]`` table; unknown keys are an error."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown trainer options: {', '.join(sorted(unknown))}")
+        options = cls(**data)
+        if options.C <= 0 or options.aggressiveness <= 0:
+            raise ValueError("C and aggressiveness must be positive")
+        if options.calibration_folds < 2:
+            raise ValueError("calibration_folds must be at least 2")
+        if options.value_dtype not in ("float16", "float32"):
+            raise ValueError("value_dtype must be float16 or float32")
+        return options
+
+
+def stratified_folds(labels: np.ndarray, k: int) -> np.ndarray:
+    """Fold number per row: within each class, rows (already in digest order) dealt round-robin.
+
+    Digest order is effectively random but fully reproducible, so this is a seeded-free
+    stratified shuffle split that anyone can recompute from the messages alone.
+    """
+    folds = np.zeros(labels.size, dtype=np.int64)
+    for value in (0, 1):
+        members = np.flatnonzero(labels == value)
+        folds[members] = np.arange(members.size) % k
+    return folds
+
+
+def check_trainable(labels: np.ndarray) -> None:
+    """Raise :class:`TrainingError` unless both classes are present."""
+    ham = int((labels == 0).sum())
+    spam = int((labels == 1).sum())
+    if ham == 0 or spam == 0:
+        raise TrainingError(
+            f"training needs both ham and spam; got {ham} ham and {spam} spam "
+            "(use --update to add one class to an existing model)"
+        )
+
+
+def fit_linear(corpus: Corpus, settings: FeatureSettings, options: TrainOptions
+               ) -> tuple[np.ndarray, float]:
+    """Fit the SVM; returns (weights rounded to the stored precision, bias)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import LinearSVC
+
+    check_trainable(corpus.labels)
+    X = corpus.matrix(settings.dimension)
+    learner = LinearSVC(C=options.C, loss="squared_hinge", dual=True,
+                        random_state=options.seed, max_iter=options.max_iter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        learner.fit(X, corpus.labels)
+    weights = learner.coef_.ravel().astype(options.value_dtype).astype(np.float32)
+    return weights, float(learner.intercept_[0])
+
+
+def fit_model(corpus: Corpus, settings: FeatureSettings, options: TrainOptions) -> Model:
+    """Fit weights and calibration and wrap them in a :class:`Model`."""
+    check_trainable(corpus.labels)
+    weights, bias = fit_linear(corpus, settings, options)
+    calibration = _calibrate(corpus, settings, options)
+    return Model(settings, weights, bias, calibration, training=training_metadata(
+        corpus, options), value_dtype=options.value_dtype)
+
+
+def _calibrate(corpus: Corpus, settings: FeatureSettings, options: TrainOptions
+               ) -> Calibration:
+    k = options.calibration_folds
+    smallest = min(corpus.ham, corpus.spam)
+    if smallest < k:  # too few messages for an inner split: a neutral sigmoid
+        return Calibration(a=-2.0, b=0.0)
+    folds = stratified_folds(corpus.labels, k)
+    decisions = np.zeros(corpus.labels.size)
+    for fold in range(k):
+        train = corpus.subset(folds != fold)
+        weights, bias = fit_linear(train, settings, options)
+        for i in np.flatnonzero(folds == fold):
+            indices, values = corpus.rows[i]
+            decisions[i] = float(np.dot(weights[indices], values)) + bias
+    return fit_platt(decisions, corpus.labels)
+
+
+def corpus_digest(corpus: Corpus) -> str:
+    """SHA-256 over the sorted (digest, label) pairs: identifies the training set."""
+    h = hashlib.sha256()
+    for digest, label in zip(corpus.digests, corpus.labels.tolist(), strict=True):
+        h.update(digest)
+        h.update(b"\x01" if label else b"\x00")
+    return h.hexdigest()
+
+
+def training_metadata(corpus: Corpus, options: TrainOptions) -> dict[str, Any]:
+    """What goes into the model's ``training`` section (no wall-clock time)."""
+    import sklearn
+
+    meta: dict[str, Any] = {
+        "learner": LEARNER,
+        "options": asdict(options),
+        "aggressiveness": options.aggressiveness,
+        "ham": corpus.ham,
+        "spam": corpus.spam,
+        "duplicates_skipped": corpus.duplicates,
+        "conflicts_dropped": corpus.conflicts,
+        "corpus_sha256": corpus_digest(corpus),
+        "sklearn_version": sklearn.__version__,
+        "online": {"ham": 0, "spam": 0},
+    }
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        meta["created_epoch"] = int(epoch)
+    return meta
+
+
+def update_model(model: Model, corpus: Corpus) -> dict[str, int]:
+    """Online (PA-I) updates of an existing model with new mail, in digest order."""
+    counts = {"learned": 0, "unchanged": 0, "duplicate": 0}
+    for digest, label, row in zip(corpus.digests, corpus.labels.tolist(), corpus.rows,
+                                  strict=True):
+        counts[model.learn_features(digest, row, bool(label))] += 1
+    return counts

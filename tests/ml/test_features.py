@@ -1,0 +1,119 @@
+"""Feature vectors: determinism, header whitelist, redaction, Received and XFORWARD."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from scanner.ml.features import Extractor, FeatureSettings
+from scanner.ml.received import external_hops, parse_hop, registered_domain
+from scanner.ml.text import message_text
+from scanner.ml.tokens import client_and_relays, received_tokens
+from tests.ml.conftest import CORPORA, REPO
+
+SETTINGS = FeatureSettings(hash_bits=18)
+
+
+def vector(raw: bytes, settings: FeatureSettings = SETTINGS, **kw: str) -> tuple:
+    return Extractor(settings).vector(raw, **kw)
+
+
+def same(a: tuple, b: tuple) -> bool:
+    return np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1])
+
+
+def test_vector_shape_and_norm() -> None:
+    idx, val = vector((CORPORA / "spam-html.eml").read_bytes())
+    assert idx.dtype == np.int64 and val.dtype == np.float32
+    assert np.all(np.diff(idx) > 0) and idx.max() < 2**18
+    assert np.all(np.isfinite(val)) and val.size > 50
+
+
+def test_same_vector_in_another_process() -> None:
+    """Hashing is not salted per process (no use of hash())."""
+    raw = (CORPORA / "ham-plain.eml").read_bytes()
+    idx, val = vector(raw)
+    code = (
+        "import sys, numpy as np\n"
+        "from scanner.ml.features import Extractor, FeatureSettings\n"
+        "i, v = Extractor(FeatureSettings(hash_bits=18)).vector(sys.stdin.buffer.read())\n"
+        "print(int(i.sum()), float(v.sum()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=raw, capture_output=True,
+                         check=True, cwd=REPO, env={"PYTHONHASHSEED": "123", "PATH": ""})
+    total, weight = out.stdout.split()
+    assert int(total) == int(idx.sum())
+    assert abs(float(weight) - float(val.sum())) < 1e-4
+
+
+def test_collector_and_filter_headers_are_ignored() -> None:
+    raw = (CORPORA / "collector-headers.eml").read_bytes()
+    stripped = b"\n".join(
+        line for line in raw.split(b"\n")
+        if not line.startswith((b"X-Spam", b"X-Keywords", b"Status", b"X-Status", b"X-UID",
+                                b"Delivery-Date", b"Delivered-To", b"From sender"))
+    )
+    assert same(vector(raw), vector(stripped))
+
+
+def test_date_and_by_clause_do_not_matter() -> None:
+    raw = (CORPORA / "ham-plain.eml").read_bytes()
+    head, _, body = raw.partition(b"\n\n")
+    head = head.replace(b"2025", b"2002").replace(b"mx.example.net", b"relay.collector.test")
+    assert same(vector(raw), vector(head + b"\n\n" + body))
+
+
+def test_redaction_removes_strings_from_text_and_tokens() -> None:
+    raw = (CORPORA / "ham-plain.eml").read_bytes()
+    clean = raw.replace(b"Alice\n", b"Visit today.\nAlice\n")
+    tainted = raw.replace(b"Alice\n", b"Visit Secret-Collector.test today.\nAlice\n")
+    tainted = tainted.replace(b"Subject: ", b"Subject: secret-collector.test ")
+    settings = FeatureSettings(hash_bits=18, redact=("secret-collector.test",))
+    assert same(vector(clean, settings), vector(tainted, settings))
+    assert not same(vector(clean), vector(tainted))
+    extractor = Extractor(settings)
+    assert extractor._keep(["url:host=www.secret-collector.test", "url:tld=test"]) == [
+        "url:tld=test"]
+
+
+def test_received_parsing_and_internal_hops() -> None:
+    hop = parse_hop("from helo.example (rdns.example.com [198.51.100.7]) by mx.local with ESMTP")
+    assert hop is not None and hop.host == "rdns.example.com" and hop.addr == "198.51.100.7"
+    assert parse_hop("(qmail 123 invoked by uid 0); 1 Jan 2025") is None
+    received = [
+        "from localhost (localhost [127.0.0.1]) by mx.site.test",
+        "from mx2.site.test (mx2.site.test [203.0.113.9]) by mx.site.test",
+        "from sender.example.com (sender.example.com [198.51.100.20]) by mx2.site.test",
+        "from pc (dsl-1-2-3-4.pool.example.net [192.0.2.44]) by sender.example.com",
+    ]
+    hops = external_hops(received, ("site.test",))
+    assert [h.host for h in hops] == ["sender.example.com", "dsl-1-2-3-4.pool.example.net"]
+    assert registered_domain("a.b.example.co.uk") == "example.co.uk"
+
+
+def test_xforward_client_replaces_first_hop() -> None:
+    raw = (CORPORA / "ham-plain.eml").read_bytes()
+    mt = message_text(raw)
+    client, relays = client_and_relays(mt, (), None, None)
+    assert client is not None and client.host == "mail.example.org"
+    client, relays = client_and_relays(mt, (), "unknown", "203.0.113.5")
+    assert client is not None and client.host == "" and relays == []
+    tokens = list(received_tokens(client, relays))
+    assert "client:no_rdns" in tokens and "client:net16=203.0" in tokens
+    assert not same(vector(raw), vector(raw, client_name="unknown", client_addr="203.0.113.5"))
+
+
+def test_settings_round_trip_and_validation() -> None:
+    settings = FeatureSettings(hash_bits=17, internal_hosts=("a.test",), redact=("x",))
+    assert FeatureSettings.from_dict(settings.to_dict()) == settings
+    for bad in ({"hash_bits": 40}, {"nonsense": 1}, {"block_weights": {"nope": 1.0}},
+                {"version": 99}):
+        data = settings.to_dict()
+        data.update(bad)
+        try:
+            FeatureSettings.from_dict(data)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad}")

@@ -1,0 +1,77 @@
+"""``scanner learn``: single messages, stdin, and concurrent learners."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanner.cli.ml_commands import main
+from scanner.ml.learn import learn_message, model_lock
+from scanner.ml.model import load_model
+from tests.ml.conftest import REPO, synthetic_message
+
+
+@pytest.fixture()
+def model_copy(trained_model_path: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "live.model"
+    shutil.copy(trained_model_path, path)
+    return path
+
+
+def test_learn_moves_the_score(model_copy: Path) -> None:
+    raw = synthetic_message(False, 777).replace(b"Hi,", b"casino bonus lottery winner cash")
+    before = load_model(model_copy).score_message(raw)
+    assert learn_message(model_copy, raw, spam=True) == "learned"
+    after = load_model(model_copy).score_message(raw)
+    assert after > before
+    assert learn_message(model_copy, raw, spam=True) == "duplicate"
+    assert learn_message(model_copy, raw, spam=False) in ("learned", "unchanged")
+    assert load_model(model_copy).score_message(raw) < after
+
+
+def test_learn_from_stdin_and_empty_input(model_copy: Path) -> None:
+    raw = synthetic_message(True, 4242)
+    cmd = [sys.executable, "-m", "scanner.cli.ml_commands", "learn", "--spam",
+           "--model", str(model_copy), "--verbose"]
+    done = subprocess.run(cmd, input=raw, capture_output=True, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    assert b"as spam" in done.stderr
+    empty = subprocess.run(cmd, input=b"", capture_output=True, cwd=REPO, check=False)
+    assert empty.returncode == 1 and b"empty message" in empty.stderr
+
+
+def test_lock_timeout(model_copy: Path) -> None:
+    from scanner.ml.errors import ModelError
+
+    with model_lock(model_copy), pytest.raises(ModelError, match="timed out"):
+        learn_message(model_copy, synthetic_message(True, 1), spam=True, timeout=0.3)
+
+
+def test_concurrent_learners_leave_a_valid_model(model_copy: Path, tmp_path: Path) -> None:
+    processes = []
+    for i in range(6):
+        message = tmp_path / f"m{i}.eml"
+        message.write_bytes(synthetic_message(i % 2 == 0, 9000 + i))
+        label = "--spam" if i % 2 == 0 else "--ham"
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "scanner.cli.ml_commands", "learn", label, str(message),
+             "--model", str(model_copy)], cwd=REPO, stderr=subprocess.PIPE))
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    model = load_model(model_copy)
+    assert model.training["online"] == {"ham": 3, "spam": 3}
+    assert len(model.learned) == 6
+    leftovers = [p.name for p in model_copy.parent.iterdir() if p.suffix == ".tmp"]
+    assert leftovers == []
+
+
+def test_main_learn_with_file(model_copy: Path, tmp_path: Path) -> None:
+    message = tmp_path / "one.eml"
+    message.write_bytes(synthetic_message(False, 31337))
+    assert main(["learn", "--ham", str(message), "--model", str(model_copy)]) == 0
+    assert main(["learn", "--ham", str(tmp_path / "absent"), "--model", str(model_copy)]) == 1

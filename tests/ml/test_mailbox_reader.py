@@ -1,0 +1,118 @@
+"""Mailbox formats: Maildir, mbox, MH, directories, compressed files and tar archives."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from scanner.ml.mailbox_reader import detect_format, iter_messages
+from tests.ml.conftest import synthetic_message
+
+MSGS = [synthetic_message(i % 2 == 1, i) for i in range(4)]
+
+
+def collect(path: Path | str) -> tuple[list[str], list[bytes], list[tuple[str, str]]]:
+    problems: list[tuple[str, str]] = []
+    items = list(iter_messages(str(path), lambda n, r: problems.append((n, r))))
+    return [n for n, _ in items], [r for _, r in items], problems
+
+
+def mbox_bytes(messages: list[bytes]) -> bytes:
+    out = b""
+    for i, msg in enumerate(messages):
+        out += f"From sender{i}@example.org Mon Jan  6 10:00:0{i} 2025\n".encode()
+        out += msg.replace(b"\r\n", b"\n") + b"\n"
+    return out
+
+
+def test_maildir(tmp_path: Path) -> None:
+    for sub in ("cur", "new", "tmp"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "new" / "1.host").write_bytes(MSGS[0])
+    (tmp_path / "cur" / "2.host:2,S").write_bytes(MSGS[1])
+    (tmp_path / "tmp" / "3.host").write_bytes(MSGS[2])  # being delivered: not read
+    assert detect_format(str(tmp_path)) == "maildir"
+    names, raws, problems = collect(tmp_path)
+    assert raws == [MSGS[0], MSGS[1]] and not problems
+
+
+def test_mh_folder(tmp_path: Path) -> None:
+    for i, msg in enumerate(MSGS, start=1):
+        (tmp_path / str(i * 5)).write_bytes(msg)
+    (tmp_path / ".mh_sequences").write_text("unseen: 5\n")
+    assert detect_format(str(tmp_path)) == "mh"
+    names, raws, _ = collect(tmp_path)
+    assert raws == MSGS
+    assert [Path(n).name for n in names] == ["5", "10", "15", "20"]
+
+
+def test_mbox_with_unescaped_from_in_body(tmp_path: Path) -> None:
+    body_with_from = MSGS[0].replace(b"\nHi,\n", b"\nHi,\n\nFrom the desk of the editor\n")
+    path = tmp_path / "box"
+    path.write_bytes(mbox_bytes([body_with_from, MSGS[1], MSGS[2]]))
+    assert detect_format(str(path)) == "mbox"
+    names, raws, problems = collect(path)
+    assert len(raws) == 3 and not problems
+    assert b"From the desk of the editor" in raws[0]
+    assert names == [f"{path}:1", f"{path}:2", f"{path}:3"]
+
+
+def test_directory_of_files_with_junk(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(MSGS[0])
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_bytes(MSGS[1])
+    (tmp_path / "junk.bin").write_bytes(os.urandom(4096).replace(b":", b"."))
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / ".hidden").write_bytes(MSGS[2])
+    assert detect_format(str(tmp_path)) == "directory"
+    names, raws, problems = collect(tmp_path)
+    assert raws == [MSGS[0], MSGS[1]]
+    assert sorted(Path(n).name for n, _ in problems) == ["empty", "junk.bin"]
+
+
+@pytest.mark.parametrize("opener", [gzip.compress, lzma.compress, bz2.compress])
+def test_compressed_mbox_and_message(tmp_path: Path, opener) -> None:  # type: ignore[no-untyped-def]
+    box = tmp_path / "box.z"
+    box.write_bytes(opener(mbox_bytes(MSGS)))
+    assert detect_format(str(box)) == "compressed"
+    assert len(collect(box)[1]) == 4
+    single = tmp_path / "one.z"
+    single.write_bytes(opener(MSGS[3]))
+    assert collect(single)[1] == [MSGS[3]]
+
+
+def test_tar_xz_of_a_directory_with_prefix(tmp_path: Path) -> None:
+    archive = tmp_path / "corpus.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        for i, msg in enumerate(MSGS):
+            info = tarfile.TarInfo(f"corpus/{'spam' if i % 2 else 'ham'}/{i}")
+            info.size = len(msg)
+            tar.addfile(info, io.BytesIO(msg))
+    assert detect_format(str(archive)) == "tar"
+    assert len(collect(archive)[1]) == 4
+    names, raws, _ = collect(f"{archive}#corpus/spam")
+    assert raws == [MSGS[1], MSGS[3]]
+    assert names[0] == f"{archive}#corpus/spam/1"
+
+
+def test_corrupt_compressed_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "bad.gz"
+    path.write_bytes(gzip.compress(MSGS[0])[:30])
+    names, raws, problems = collect(path)
+    assert raws == [] and problems and problems[0][0] == str(path)
+
+
+def test_missing_path_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        collect(tmp_path / "nope")
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    assert collect(tmp_path) == ([], [], [])

@@ -1,0 +1,29 @@
+"""The shipped model (models/default.model) loads, validates and tells ham from spam."""
+
+from __future__ import annotations
+
+import pytest
+
+from scanner.cli.ml_commands import DEFAULT_MODEL_PATH
+from scanner.ml.bands import band_for
+from scanner.ml.model import load_model
+from tests.ml.conftest import CORPORA, REPO
+
+
+def test_default_path_points_into_the_repository() -> None:
+    assert DEFAULT_MODEL_PATH == REPO / "models" / "default.model"
+
+
+def test_shipped_model_scores_our_samples() -> None:
+    if not DEFAULT_MODEL_PATH.exists():
+        pytest.skip("models/default.model has not been trained yet")
+    model = load_model(DEFAULT_MODEL_PATH)
+    assert DEFAULT_MODEL_PATH.stat().st_size < 4 << 20
+    ham = model.score_message((CORPORA / "ham-plain.eml").read_bytes(),
+                              client_name="mail.example.org", client_addr="203.0.113.5")
+    spam = model.score_message((CORPORA / "spam-html.eml").read_bytes(),
+                               client_name="unknown", client_addr="198.51.100.7")
+    assert spam > ham
+    assert band_for(ham) in ("BAYES_00", "BAYES_05", "BAYES_20", "BAYES_40")
+    assert band_for(spam) in ("BAYES_80", "BAYES_95", "BAYES_99", "BAYES_999")
+    assert model.training["ham"] == 4150 and model.training["spam"] == 1896

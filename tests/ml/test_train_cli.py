@@ -1,0 +1,120 @@
+"""``scanner train`` / ``eval``: reproducibility, bad input, exit codes, --update."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scanner.cli.ml_commands import main
+from scanner.ml.model import load_model
+from tests.ml.conftest import CORPORA, synthetic_message, write_messages
+
+
+def train(*args: str) -> int:
+    return main(["train", "--quiet", "--jobs", "1", *args])
+
+
+def test_train_is_byte_reproducible_across_formats_and_order(
+        synthetic_corpus: tuple[Path, Path], settings_file: Path, tmp_path: Path) -> None:
+    ham, spam = synthetic_corpus
+    first, second, third = (tmp_path / f"{n}.model" for n in ("a", "b", "c"))
+    assert train("--features", str(settings_file), "--ham", str(ham), "--spam", str(spam),
+                 "--model", str(first)) == 0
+    assert train("--features", str(settings_file), "--ham", str(ham), "--spam", str(spam),
+                 "--model", str(second), "--jobs", "2") == 0
+    assert first.read_bytes() == second.read_bytes()
+    # The same mail as an mbox (ham) and a Maildir (spam), in another order: same model.
+    box = mailbox.mbox(str(tmp_path / "ham.mbox"))
+    for path in sorted(ham.iterdir(), reverse=True):
+        box.add(path.read_bytes())
+    box.close()
+    maildir = mailbox.Maildir(str(tmp_path / "spam.maildir"))
+    for path in sorted(spam.iterdir(), reverse=True):
+        maildir.add(path.read_bytes())
+    assert train("--features", str(settings_file), "--ham", str(tmp_path / "ham.mbox"),
+                 "--spam", str(tmp_path / "spam.maildir"), "--model", str(third)) == 0
+    assert third.read_bytes() == first.read_bytes()
+
+
+def test_duplicates_and_unreadable_files_are_skipped(
+        synthetic_corpus: tuple[Path, Path], settings_file: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ham, spam = synthetic_corpus
+    extra = tmp_path / "extra"
+    shutil.copytree(ham, extra)
+    (extra / "junk").write_bytes(b"\x00\x01binary junk\xff" * 100)
+    model = tmp_path / "m.model"
+    assert train("--features", str(settings_file), "--ham", str(ham), str(extra),
+                 "--spam", str(spam), "--model", str(model)) == 0
+    out = capsys.readouterr()
+    assert "skipped" in out.err and "junk" in out.err
+    assert "60 duplicates" in out.out
+    assert load_model(model).training["ham"] == 60
+
+
+def test_one_class_or_nothing_readable_fails(
+        synthetic_corpus: tuple[Path, Path], settings_file: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ham, _ = synthetic_corpus
+    model = tmp_path / "m.model"
+    assert train("--features", str(settings_file), "--ham", str(ham),
+                 "--model", str(model)) == 1
+    assert "both ham and spam" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train("--ham", str(empty), "--spam", str(empty), "--model", str(model)) == 1
+    assert "no readable messages" in capsys.readouterr().err
+    assert train("--ham", str(tmp_path / "missing"), "--model", str(model)) == 1
+    assert not model.exists()
+
+
+def test_update_and_eval(trained_model_path: Path, tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "m.model"
+    shutil.copy(trained_model_path, model)
+    new_spam = write_messages(tmp_path / "new_spam", True, 10, start=1000)
+    assert train("--update", "--spam", str(new_spam), "--model", str(model)) == 0
+    updated = load_model(model)
+    assert updated.training["online"]["spam"] == 10
+    assert len(updated.learned) == 10
+    assert model.read_bytes() != trained_model_path.read_bytes()
+    # learning the same mail again changes nothing
+    before = model.read_bytes()
+    assert train("--update", "--spam", str(new_spam), "--model", str(model)) == 0
+    assert load_model(model).training["online"]["spam"] == 10
+    assert "10 duplicate" in capsys.readouterr().out
+    assert before != b""
+    held_ham = write_messages(tmp_path / "held_ham", False, 20, start=5000)
+    held_spam = write_messages(tmp_path / "held_spam", True, 20, start=5000)
+    assert main(["eval", "--quiet", "--jobs", "1", "--model", str(model), "--json",
+                 "--ham", str(held_ham), "--spam", str(held_spam)]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["ham"] == 20 and figures["spam"] == 20
+    assert figures["roc_auc"] > 0.95
+    assert set(figures["confusion"]) == {"tp", "fn", "fp", "tn"}
+
+
+def test_eval_folds(synthetic_corpus: tuple[Path, Path], settings_file: Path,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    ham, spam = synthetic_corpus
+    assert main(["eval", "--quiet", "--jobs", "1", "--folds", "3", "--features",
+                 str(settings_file), "--ham", str(ham), "--spam", str(spam)]) == 0
+    text = capsys.readouterr().out
+    assert "3-fold cross-validation" in text and "(1-ROCA)%" in text
+    assert "at 0.1% FPR" in text and "threshold 0.9" in text
+
+
+def test_bad_model_file_gives_clear_error(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"not a model")
+    assert main(["eval", "--quiet", "--model", str(bad), "--ham", str(CORPORA)]) == 1
+    assert str(bad) in capsys.readouterr().err
+    message = tmp_path / "msg.eml"
+    message.write_bytes(synthetic_message(True, 1))
+    assert main(["learn", "--spam", str(message), "--model", str(bad)]) == 1
+    assert "not a scanner spam model" in capsys.readouterr().err
