@@ -56,8 +56,8 @@ def test_relays_and_quotes_next_hop_reply(scanner, sink):
     code, text = s.data(raw)
     s.quit()
     assert code == 250
-    assert text.decode() == ("2.0.0 from MTA(smtp:[127.0.0.1]:%d): 250 2.0.0 Ok: queued as "
-                             "SINK1" % sink.port)
+    assert text.decode() == (f"2.0.0 from MTA(smtp:[127.0.0.1]:{sink.port}): 250 2.0.0 Ok: "
+                             "queued as SINK1")
     got = sink.wait_for(1)[0]
     assert got.sender == "alice@example.org"
     assert ("ENVID", "Mixed+2BCase") in got.mail_params
@@ -295,3 +295,23 @@ def test_next_hop_connection_is_reused_and_a_dead_one_replaced(scanner, sink):
     s.quit()
     assert len(sink.wait_for(6)) == 6
     assert len(sink.connections) == 2
+
+
+def test_pipelined_commands_get_their_replies_in_order(scanner, sink):
+    _, port = scanner
+    sock = socket.create_connection(("127.0.0.1", port))
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(b"EHLO client.test\r\n")
+    while f.readline()[3:4] == b"-":
+        pass
+    sock.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                 b"RCPT TO:<c@example.test> NOTIFY=NEVER\r\nRCPT TO:<d@example.test> FOO=1\r\n"
+                 b"DATA\r\n")
+    codes = [f.readline()[:3] for _ in range(5)]
+    assert codes == [b"250", b"250", b"250", b"555", b"354"]
+    sock.sendall(b"Subject: piped\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+    assert f.readline().startswith(b"250 2.0.0 from MTA")
+    assert f.readline().startswith(b"221")
+    sock.close()
+    assert sink.wait_for(1)[0].recipients == ["b@example.test", "c@example.test"]
