@@ -47,7 +47,10 @@ def _ppt_objects(stream: bytes, ctx: DecodeContext) -> Iterator[bytes]:
             body = stream[pos + 8 : pos + 8 + length]
             if ver_inst >> 4 == 1:  # compressed: 4-byte size then zlib
                 out = zlib.decompressobj()
-                data = out.decompress(body[4:], ctx.remaining + 1)
+                try:
+                    data = out.decompress(body[4:], ctx.remaining + 1)
+                except zlib.error as exc:
+                    raise CorruptPart(f"ole: damaged PowerPoint object: {exc}") from None
                 if len(data) > ctx.remaining:
                     raise LimitExceeded("quota", f"{ctx.quota} bytes")
                 yield data
