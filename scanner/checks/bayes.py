@@ -1,0 +1,104 @@
+"""BAYES_*: the trained spam classifier's calibrated probability as SpamAssassin bands.
+
+The model file (``scanner/ml`` msgpack format, never pickle) is loaded at start and
+checked for changes every ``reload_interval`` seconds (its size, mtime and inode), and
+on SIGHUP: a new file written by ``scanner train``/``scanner learn`` (atomic replace) is
+loaded off the event loop, validated, and swapped in between messages. A file that
+fails to load is logged and the old model stays. Scoring runs in the worker's CPU pool.
+Symbols: ``BAYES_00`` ... ``BAYES_99`` and ``BAYES_999`` (with BAYES_99, as SpamAssassin);
+the option is the probability.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from scanner.checks.base import CheckContext
+from scanner.config.schema import opt
+from scanner.errors import ConfigError
+from scanner.ml.bands import BAND_NAMES, bands_for
+from scanner.ml.errors import ModelError
+from scanner.ml.model import Model, load_model
+from scanner.task import Hit, Task
+
+log = logging.getLogger("scanner.checks.bayes")
+SHIPPED_MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "models", "default.model")
+
+
+@dataclass(frozen=True, slots=True)
+class BayesSettings:
+    """Settings of the classifier check ([checks.settings.bayes])."""
+
+    model: str = opt("", "model file; empty = the shipped models/default.model")
+    reload_interval: float = opt(5.0, "seconds between checks for a new model file; 0 = "
+                                 "only on SIGHUP", min=0.0)
+
+
+class Bayes:
+    """Score messages with the trained model."""
+
+    name: ClassVar[str] = "bayes"
+    description: ClassVar[str] = "Trained spam classifier (BAYES_* bands)"
+    symbols: ClassVar[dict[str, str]] = {b: "model probability band" for b in BAND_NAMES}
+    default_enabled: ClassVar[bool] = True
+    kind: ClassVar[str] = "spam"
+    Settings: ClassVar[type] = BayesSettings
+
+    def __init__(self, settings: BayesSettings, context: CheckContext) -> None:
+        self._path = os.path.abspath(settings.model or SHIPPED_MODEL)
+        self._interval = settings.reload_interval
+        self._run_cpu = context.run_cpu
+        self._model: Model | None = None
+        if not settings.model and not os.path.exists(self._path):
+            log.warning("no model at %s: the classifier adds no symbols until one is "
+                        "trained (scanner train) or configured", self._path)
+        else:
+            try:
+                self._model = load_model(self._path)
+            except ModelError as exc:
+                raise ConfigError(f"{context.config.source}: [checks.settings.bayes] model: "
+                                  f"{exc}") from None
+        self._stamp = self._file_stamp()
+        self._checked = time.monotonic()
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def reload(self) -> bool:
+        """Load the model file again; keep the old model if the new one is bad."""
+        stamp = self._file_stamp()
+        try:
+            model = load_model(self._path)
+        except ModelError as exc:
+            log.error("keeping the current model: %s", exc)
+            self._stamp = stamp
+            return False
+        self._model, self._stamp = model, stamp
+        log.info("model reloaded from %s", self._path)
+        return True
+
+    async def _maybe_reload(self) -> None:
+        if not self._interval or time.monotonic() - self._checked < self._interval:
+            return
+        self._checked = time.monotonic()
+        if self._file_stamp() != self._stamp:
+            await self._run_cpu(self.reload)
+
+    async def run(self, task: Task) -> Iterable[Hit]:
+        await self._maybe_reload()
+        model = self._model  # a reload swaps the reference; this message keeps its model
+        if model is None:
+            return []
+        client = task.client
+        p: Any = await self._run_cpu(model.score_message, task.raw, client.name, client.addr,
+                                     task.envelope.sender or None)
+        return [Hit(band, options=(f"{p:.4f}",)) for band in bands_for(p)]

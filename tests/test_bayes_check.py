@@ -1,0 +1,131 @@
+"""The classifier check: bands from a trained model, hot reload without losing a message,
+bad model files never replacing a good one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scanner.checks.base import CheckContext
+from scanner.checks.bayes import Bayes, BayesSettings
+from scanner.config import load
+from scanner.errors import ConfigError
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+from scanner.testing.tasks import task_from_bytes
+from tests.helpers import smtp, start_filter
+from tests.ml.conftest import synthetic_message
+
+
+def _train(tmp: Path, name: str, inverted: bool = False) -> Path:
+    ham, spam = tmp / f"{name}-ham", tmp / f"{name}-spam"
+    ham.mkdir()
+    spam.mkdir()
+    for i in range(60):
+        (ham / f"{i}.eml").write_bytes(synthetic_message(inverted, i))
+        (spam / f"{i}.eml").write_bytes(synthetic_message(not inverted, i))
+    out = tmp / f"{name}.model"
+    subprocess.run([sys.executable, "-m", "scanner", "train", "--ham", str(ham), "--spam",
+                    str(spam), "--model", str(out)], check=True, capture_output=True,
+                   timeout=300)
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("models")
+    return _train(tmp, "normal"), _train(tmp, "inverted", inverted=True)
+
+
+async def _inline(func, *args):
+    return func(*args)
+
+
+def _bands(check: Bayes, raw: bytes) -> list[str]:
+    with task_from_bytes(raw) as task:
+        return [h.symbol for h in asyncio.run(check.run(task))]
+
+
+def test_bands_follow_the_model(models):
+    normal, _ = models
+    check = Bayes(BayesSettings(model=str(normal), reload_interval=0),
+                  CheckContext(config=load(None), run_cpu=_inline))
+    spam_bands = _bands(check, synthetic_message(True, 999))
+    ham_bands = _bands(check, synthetic_message(False, 999))
+    assert spam_bands[0] in ("BAYES_95", "BAYES_99")
+    assert ham_bands[0] in ("BAYES_00", "BAYES_05")
+
+
+def test_missing_or_bad_model_is_a_config_error(tmp_path: Path):
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"\x93NUMPY not a model")
+    for path in (tmp_path / "missing.model", bad):
+        with pytest.raises(ConfigError, match=str(path)):
+            Bayes(BayesSettings(model=str(path)), CheckContext(config=load(None),
+                                                               run_cpu=_inline))
+
+
+def test_file_watch_swaps_good_models_and_keeps_the_old_on_bad_ones(models, tmp_path, caplog):
+    normal, inverted = models
+    live = tmp_path / "live.model"
+    shutil.copy(normal, live)
+    check = Bayes(BayesSettings(model=str(live), reload_interval=0.01),
+                  CheckContext(config=load(None), run_cpu=_inline))
+    spam = synthetic_message(True, 5000)
+    assert _bands(check, spam)[0] in ("BAYES_95", "BAYES_99")
+    tmp = tmp_path / "new.model"
+    tmp.write_bytes(live.read_bytes()[:100])  # a truncated file, atomically put in place
+    os.replace(tmp, live)
+    time.sleep(0.05)
+    assert _bands(check, spam)[0] in ("BAYES_95", "BAYES_99")  # old model kept
+    assert "keeping the current model" in caplog.text
+    shutil.copy(inverted, tmp)
+    os.replace(tmp, live)
+    time.sleep(0.05)
+    assert _bands(check, spam)[0] in ("BAYES_00", "BAYES_05")  # the new model is used
+
+
+def test_running_filter_swaps_model_without_failing_a_message(models, tmp_path: Path):
+    normal, inverted = models
+    live = tmp_path / "live.model"
+    shutil.copy(normal, live)
+    sink = Sink(free_port()).start()
+    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "rules"]\n'
+             f'[checks.settings.bayes]\nmodel = "{live}"\nreload_interval = 0.1\n'
+             '[policy]\nspam_destiny = "pass"\n')
+    proc, port = start_filter(tmp_path / "f", sink.port, extra=extra)
+    try:
+        s = smtp(port)
+        codes = []
+        for i in range(30):
+            if i == 10:
+                tmp = tmp_path / "swap.model"
+                shutil.copy(inverted, tmp)
+                os.replace(tmp, live)
+                time.sleep(0.3)
+            code, _ = _send(s, synthetic_message(True, 7000 + i))
+            codes.append(code)
+        s.quit()
+    finally:
+        proc.stop()
+        sink.stop()
+    assert codes == [250] * 30
+    lines = proc.summary_lines()
+    assert len(lines) == 30
+    hits = [float(ln.split("Hits: ")[1].split(",")[0]) for ln in lines]
+    assert all(h >= 3.0 for h in hits[:10]), hits  # BAYES_95 or higher: old model
+    assert all(h < 0 for h in hits[12:]), hits  # BAYES_00/05: the swapped-in model
+    assert "model reloaded" in "\n".join(proc.log_lines())
+
+
+def _send(s, raw: bytes) -> tuple[int, bytes]:
+    s.mail("a@example.org")
+    s.rcpt("b@example.test")
+    return s.data(raw)
