@@ -151,7 +151,7 @@ def test_mixed_recipients_are_split(stack: Stack):
     for raw in lover + tagged:
         head, _ = split_delivered(raw)
         assert b"X-Spam-Flag: YES" in head and b"Subject: ***SPAM*** policy mixed1" in head
-        assert b"tests=[SENDER_BLOCKLISTED=100]" in head
+        assert b"SENDER_BLOCKLISTED=100" in head
     head, _ = split_delivered(carol[0])  # carol has no block list: clean, no tags
     assert b"X-Spam-Flag" not in head and b"Subject: policy mixed1" in head
 

@@ -104,11 +104,15 @@ class Master:
         self._children[pid] = time.monotonic()
 
     def _on_stop(self, signum: int, frame: object) -> None:
+        if os.getpid() != self._master_pid:
+            os._exit(0)  # a worker signalled before it installed its own handlers
         self._stopping = True
         for pid in list(self._children):
             _kill(pid, signal.SIGTERM)
 
     def _on_hup(self, signum: int, frame: object) -> None:
+        if os.getpid() != self._master_pid:
+            return
         for pid in list(self._children):
             _kill(pid, signal.SIGHUP)
 
