@@ -68,6 +68,7 @@ case "$mode" in
         amavisd_release_client
         # The machine's own Postfix and clamd are not used by the tests (they start private
         # instances); stop them if apt just started them so they hold no ports we need.
+        .venv/bin/ruff check --quiet . || { echo "quickstart: ruff found problems" >&2; exit 1; }
         exec .venv/bin/python -m pytest "$@"
         ;;
     *)

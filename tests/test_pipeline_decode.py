@@ -42,7 +42,8 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 
 
 def test_banned_name_inside_zip_is_discarded(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n[policy]\nquarantine = []\n'
+    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+             '[policy]\nquarantine = []\n')
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     try:
         s = smtp(port)

@@ -6,6 +6,7 @@ accepts connections, and can stop it gently (SIGTERM) or kill it (SIGKILL).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -24,7 +25,8 @@ def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g} s")
+                raise TimeoutError(
+                    f"nothing listens on {host}:{port} after {timeout:g} s") from None
             time.sleep(0.05)
 
 
@@ -71,10 +73,8 @@ class FilterProcess:
         """SIGKILL the whole process group (master and workers) at once."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(10)
         self.proc = None
 
