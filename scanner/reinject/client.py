@@ -115,8 +115,7 @@ class SMTPClient:
 
     async def send_data(self, data: bytes) -> None:
         """Send the message body, dot-stuffed, ending with CRLF.CRLF."""
-        self._writer.write(dot_stuff(data))
-        self._writer.write(b".\r\n")
+        self._writer.write(dot_stuff(data) + b".\r\n")
         await self._drain()
 
     async def quit(self) -> None:

@@ -56,6 +56,7 @@ class Delivery:
     queued_as: list[str] = field(default_factory=list)
     awaiting_final: bool = False
     answered: bool = False
+    abandon: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +100,11 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
         reused = False
         try:
             client, reused = await pool.acquire()
-            await _xforward(client, hop, out.client, result)
             await _transaction(client, hop, out, result, all_or_nothing)
-            pool.release(client)
+            if result.abandon:
+                pool.discard(client)
+            else:
+                pool.release(client)
             return result
         except NextHopError as exc:
             if client is not None:
@@ -125,29 +128,30 @@ def _fail(result: Delivery, hop: NextHop, why: str, count: int) -> None:
                       for r in result.replies]
 
 
-async def _xforward(client: SMTPClient, hop: NextHop, info: ClientInfo,
-                    result: Delivery) -> None:
+def _xforward_lines(client: SMTPClient, hop: NextHop, info: ClientInfo) -> list[str]:
+    """The XFORWARD commands to send (none if off or not offered), each under 500 bytes."""
     if not hop.xforward or not client.supports("XFORWARD"):
-        return
+        return []
     offered = set(client.extensions["XFORWARD"].upper().split())
+    lines: list[str] = []
     line = "XFORWARD"
     for key, value in info.as_xforward().items():
         if key not in offered:
             continue
         item = f" {key}={xtext.encode(value) if value != '[UNAVAILABLE]' else value}"
         if len(line) + len(item) > XFORWARD_LINE_MAX:
-            await _expect_ok(client, line, result)
+            lines.append(line)
             line = "XFORWARD"
         line += item
     if line != "XFORWARD":
-        await _expect_ok(client, line, result)
+        lines.append(line)
+    return lines
 
 
-async def _expect_ok(client: SMTPClient, line: str, result: Delivery) -> None:
-    reply = await client.command(line)
-    result.answered = True
-    if reply.code != 250:
-        raise NextHopError(f"next hop refused XFORWARD: {reply.text}")
+def _check_xforward(replies: list[Reply]) -> None:
+    for reply in replies:
+        if reply.code != 250:
+            raise NextHopError(f"next hop refused XFORWARD: {reply.text}")
 
 
 def _mail_params(client: SMTPClient, out: Outgoing) -> list[esmtp.Param]:
@@ -170,42 +174,52 @@ def _rcpt_params(client: SMTPClient, rcpt: Recipient) -> list[esmtp.Param]:
 
 async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
                        all_or_nothing: bool) -> None:
+    """XFORWARD, MAIL, RCPTs (and DATA) in one batch when the next hop pipelines."""
     sender = out.sender if out.sender and out.sender != "<>" else ""
     mail = f"MAIL FROM:<{sender}> {esmtp.render(_mail_params(client, out))}".rstrip()
     commands = [mail] + [
         f"RCPT TO:<{r.address}> {esmtp.render(_rcpt_params(client, r))}".rstrip()
         for r in out.recipients
     ]
+    xforward = _xforward_lines(client, hop, out.client)
+    go: Reply | None = None
     if client.supports("PIPELINING"):
-        for line in commands:
+        for line in [*xforward, *commands, "DATA"]:
             client.queue_line(line)
         await client.flush()
-        replies = await _read_pipelined(client, len(commands))
+        xf_replies = [await client.read_reply() for _ in xforward]
+        result.answered = True
+        _check_xforward(xf_replies)
+        replies = [await client.read_reply() for _ in commands]
+        go = await client.read_reply()
     else:
+        for line in xforward:
+            _check_xforward([await client.command(line)])
+            result.answered = True
         replies = [await client.command(line) for line in commands]
     result.answered = True
     mail_reply, rcpt_replies = replies[0], replies[1:]
+    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok] if mail_reply.ok else []
     if not mail_reply.ok:
         result.replies = [quote(hop, mail_reply)] * len(out.recipients)
-        return
-    result.replies = [quote(hop, r) if not r.ok else "" for r in rcpt_replies]
-    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok]
+    else:
+        result.replies = [quote(hop, r) if not r.ok else "" for r in rcpt_replies]
     first_temp = next((quote(hop, r) for r in rcpt_replies if 400 <= r.code < 500), None)
     if not accepted or (all_or_nothing and first_temp):
-        for i in accepted:  # accepted by the next hop, but we send no DATA: retry them
+        for i in accepted:  # accepted by the next hop, but we send no data: retry them
             result.replies[i] = first_temp or tempfail(hop, "transaction abandoned")
-        await client.command("RSET")
+        if go is not None and go.code == 354:
+            result.abandon = True  # mid-DATA: only closing the connection cancels it
+        else:
+            await client.command("RSET")
         return
-    await _data(client, hop, out, result, accepted)
-
-
-async def _read_pipelined(client: SMTPClient, count: int) -> list[Reply]:
-    return [await client.read_reply() for _ in range(count)]
+    if go is None:
+        go = await client.command("DATA")
+    await _data(client, hop, out, result, accepted, go)
 
 
 async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
-                accepted: list[int]) -> None:
-    go = await client.command("DATA")
+                accepted: list[int], go: Reply) -> None:
     if go.code != 354:
         for i in accepted:
             result.replies[i] = quote(hop, go)

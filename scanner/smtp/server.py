@@ -50,6 +50,7 @@ class FilterSMTP(SMTP):
         self.command_size_limits = collections.defaultdict(lambda: 4096)
         self._xforward_networks = xforward_networks
         self._in_ehlo = False
+        self._held: list[str] = []
 
     def _create_session(self) -> FilterSession:
         return FilterSession(self.loop)
@@ -76,7 +77,19 @@ class FilterSMTP(SMTP):
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and not self._in_ehlo:
             status = "\r\n".join(with_enhanced(line) for line in status.split("\r\n"))
+        if isinstance(status, str) and self._more_commands_waiting():
+            # PIPELINING: the client sent more commands; answer them in one write
+            self._held.append(status)
+            return
+        if self._held:
+            status = "\r\n".join([*self._held, status])
+            self._held = []
         await super().push(status)
+
+    def _more_commands_waiting(self) -> bool:
+        """A complete command line is already buffered (asyncio StreamReader internals)."""
+        buffered = getattr(self._reader, "_buffer", None)
+        return bool(buffered) and b"\n" in buffered and self.transport is not None
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
