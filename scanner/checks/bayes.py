@@ -4,7 +4,9 @@ The model file (``scanner/ml`` msgpack format, never pickle) is loaded at start 
 checked for changes every ``reload_interval`` seconds (its size, mtime and inode), and
 on SIGHUP: a new file written by ``scanner train``/``scanner learn`` (atomic replace) is
 loaded off the event loop, validated, and swapped in between messages. A file that
-fails to load is logged and the old model stays. Scoring runs in the worker's CPU pool.
+fails to load is logged and the old model stays; an unusable *shipped* model only
+turns the check off (a model the admin configured must load, or start-up stops).
+Scoring runs in the worker's CPU pool.
 Symbols: ``BAYES_00`` ... ``BAYES_99`` and ``BAYES_999`` (with BAYES_99, as SpamAssassin);
 the option is the probability.
 """
@@ -54,15 +56,14 @@ class Bayes:
         self._interval = settings.reload_interval
         self._run_cpu = context.run_cpu
         self._model: Model | None = None
-        if not settings.model and not os.path.exists(self._path):
-            log.warning("no model at %s: the classifier adds no symbols until one is "
-                        "trained (scanner train) or configured", self._path)
-        else:
-            try:
-                self._model = load_model(self._path)
-            except ModelError as exc:
+        try:
+            self._model = load_model(self._path)
+        except ModelError as exc:
+            if settings.model:  # a model the admin chose must work
                 raise ConfigError(f"{context.config.source}: [checks.settings.bayes] model: "
                                   f"{exc}") from None
+            log.warning("shipped model unusable (%s): the classifier adds no symbols until "
+                        "a model is trained (scanner train) or configured", exc)
         self._stamp = self._file_stamp()
         self._checked = time.monotonic()
 
