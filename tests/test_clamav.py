@@ -242,12 +242,17 @@ def test_larger_than_stream_max_length_is_unchecked(clamd: ClamdInstance) -> Non
 
 
 @needs_clamd
-def test_clamd_size_limit_is_unchecked(tmp_path: Path) -> None:
+def test_clamd_size_limit_is_never_clean(tmp_path: Path) -> None:
+    # The check believes clamd takes 25 MiB, clamd takes 64 KiB. clamd answers "size
+    # limit exceeded" and closes while we still send; usually the answer is read
+    # (UNCHECKED), but the kernel may drop it when our next write is reset, and then
+    # the outcome is CLAMAV_FAIL (tempfail). Either way the message is not clean.
     with ClamdInstance(tmp_path, stream_max_length=64 * 1024) as small:
-        check = make_check([small.unix_endpoint])  # believes clamd takes 25 MiB
+        check = make_check([small.unix_endpoint])
         hits = scan(check, make_task(mail("y" * 200_000)))
-        assert [h.symbol for h in hits] == ["CLAMAV_UNCHECKED"]
-        assert "size limit" in hits[0].options[0]
+        assert [h.symbol for h in hits] in (["CLAMAV_UNCHECKED"], ["CLAMAV_FAIL"])
+        if hits[0].symbol == "CLAMAV_UNCHECKED":
+            assert "size limit" in hits[0].options[0]
         assert len(check.cache) == 0
 
 

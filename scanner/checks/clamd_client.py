@@ -202,7 +202,7 @@ class ClamdClient:
         reading = asyncio.ensure_future(self._read_reply(reader))
         try:
             async with asyncio.timeout(self.timeout):
-                send_error = await self._send(writer, pieces)
+                send_error = await self._send(writer, pieces, reading)
                 reply = await reading
         except TimeoutError:
             raise ClamdError(f"no answer within {self.timeout} s") from None
@@ -219,11 +219,13 @@ class ClamdClient:
             raise ClamdError(f"connection lost while sending: {send_error}")
         return reply
 
-    async def _send(self, writer: asyncio.StreamWriter,
-                    pieces: list[bytes | memoryview]) -> str:
+    async def _send(self, writer: asyncio.StreamWriter, pieces: list[bytes | memoryview],
+                    reading: asyncio.Future) -> str:
         """Write everything; clamd may close early (size limit), so report, not raise."""
         try:
             for i, piece in enumerate(pieces):
+                if reading.done():  # clamd already answered (and closed): stop writing
+                    return "clamd answered before the end of the stream"
                 writer.write(piece)
                 if i % 16 == 15:
                     await writer.drain()
@@ -238,6 +240,9 @@ class ClamdClient:
             try:
                 chunk = await reader.read(4096)
             except ConnectionError:
+                # The reset of our write may hide an answer already received (clamd's
+                # "size limit exceeded" before it closed): keep what was buffered.
+                reply += bytes(getattr(reader, "_buffer", b""))
                 break
             if not chunk:
                 break

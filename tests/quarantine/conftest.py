@@ -44,6 +44,10 @@ def dead_hop() -> NextHop:
     return NextHop("127.0.0.1", free_port(), False, 1.0, 2.0, "scanner.test", True)
 
 
+async def _close_server(srv) -> None:
+    srv.close()
+
+
 @pytest.fixture
 def server(tmp_path: Path, sink: Sink):
     """(config, quarantine, socket path) with our AM.PDP server running."""
@@ -59,6 +63,6 @@ def server(tmp_path: Path, sink: Sink):
     loop = LoopThread()
     servers: list = []
     yield start
-    for srv in servers:
-        srv.close()
+    for srv in servers:  # close each server inside its own loop (not thread-safe otherwise)
+        loop.run(_close_server(srv))
     loop.stop()
