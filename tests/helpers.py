@@ -41,7 +41,7 @@ timeout = 3
 connect_timeout = 2
 """
     if "[checks]" not in extra:
-        text += '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+        text += '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
     if "[quarantine]" not in extra:
         qdir = (log_file.parent if log_file else Path("/tmp")) / "quarantine"
         text += f'\n[quarantine]\ndirectory = "{qdir}"\nampdp_socket = ""\n'

@@ -26,7 +26,7 @@ from tests.test_spine import smtplib_error
 
 FAULT = """
 [checks]
-disabled = ["clamav", "auth", "dnsbl", "uribl"]
+disabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]
 enabled = ["*", "fault_injection"]
 [checks.settings.fault_injection]
 mode = "{mode}"

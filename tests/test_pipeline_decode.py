@@ -42,7 +42,7 @@ def _zip(entries: dict[str, bytes]) -> bytes:
 
 
 def test_banned_name_inside_zip_is_discarded(tmp_path: Path, sink: Sink):
-    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
              '[policy]\nquarantine = []\n')
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     try:
@@ -65,7 +65,7 @@ def test_banned_name_inside_zip_is_discarded(tmp_path: Path, sink: Sink):
 
 
 def test_zip_bomb_is_unchecked_not_clean(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     bomb = _zip({"zeros.bin": b"\0" * (60 * 1024 * 1024)})
     try:
@@ -86,7 +86,7 @@ def _send(s, raw: bytes) -> tuple[int, bytes]:
 
 
 def test_banned_mail_is_quarantined_before_the_reply(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     try:
         s = smtp(port)
@@ -106,7 +106,7 @@ def test_banned_mail_is_quarantined_before_the_reply(tmp_path: Path, sink: Sink)
 
 
 def test_blocked_mail_is_deferred_when_it_cannot_be_quarantined(tmp_path: Path, sink: Sink):
-    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     qdir = tmp_path / "quarantine"  # break the quarantine while the filter runs
     import shutil
@@ -124,7 +124,7 @@ def test_blocked_mail_is_deferred_when_it_cannot_be_quarantined(tmp_path: Path, 
 
 
 def test_admin_is_notified_of_banned_mail(tmp_path: Path, sink: Sink):
-    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
              '[policy]\nnotify_admin = { banned = "postmaster@example.test" }\n')
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     try:

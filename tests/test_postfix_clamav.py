@@ -29,8 +29,9 @@ def clamd():
 
 
 def _clam_extra(clamd: ClamdInstance) -> str:
-    return (f'\n[checks]\ndisabled = ["auth", "dnsbl", "uribl"]\n[checks.settings.clamav]\n'
-            f'endpoints = ["{clamd.unix_endpoint}"]\ntimeout = 5\nconnect_timeout = 2\n')
+    return ('\n[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
+            f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\n'
+            'timeout = 5\nconnect_timeout = 2\n')
 
 
 def _msg(mid: str) -> bytes:

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.postfix, pytest.mark.slow]
 
 SLEEP = """
 [checks]
-disabled = ["clamav", "auth", "dnsbl", "uribl"]
+disabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]
 enabled = ["*", "fault_injection"]
 [checks.settings.fault_injection]
 mode = "sleep"

@@ -48,7 +48,7 @@ def stack():
         pytest.skip("clamd not installed (apt-get install clamav-daemon)")
     clamd = ClamdInstance(make_base_dir("scanner-clamd-"))
     clamd.start()
-    extra = (f'\n[checks]\ndisabled = ["auth", "dnsbl", "uribl"]\n'
+    extra = (f'\n[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
              f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\n' + POLICY)
     s = Stack(extra=extra).start()
     s.postfix.add_users("bouncer", "rejecter", "lover", "tagged")

@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-NO_CLAMD = '[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+NO_CLAMD = '[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
 
 
 def _zip_message(tmp: Path) -> Path:
