@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import re
 from email.header import decode_header
+from functools import lru_cache
 
 _ALIASES = {
     "x-unknown": "",
@@ -29,6 +30,7 @@ _ALIASES = {
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
 
+@lru_cache(maxsize=256)
 def normalise_charset(charset: str | None) -> str:
     """A Python codec name for a declared MIME charset, or ``""`` if it is unusable."""
     if not charset:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from scanner.ml.bands import BAND_NAMES, band_for
 from scanner.ml.corpus import Corpus
 from scanner.ml.features import FeatureSettings
 from scanner.ml.model import Model
@@ -42,6 +43,7 @@ class Report:
     fp: int
     tn: int
     method: str
+    bands: dict[str, tuple[int, int]]
 
     @property
     def one_minus_roca_pct(self) -> float:
@@ -59,6 +61,7 @@ class Report:
                                    for p, r in self.recall_at_fpr.items()},
             "threshold": self.threshold,
             "confusion": {"tp": self.tp, "fn": self.fn, "fp": self.fp, "tn": self.tn},
+            "bands": {name: {"ham": h, "spam": s} for name, (h, s) in self.bands.items()},
         }
 
     def text(self) -> str:
@@ -73,6 +76,8 @@ class Report:
             f"spam recall  {recalls}",
             f"threshold {self.threshold:g}: TP {self.tp}  FN {self.fn}  FP {self.fp}  "
             f"TN {self.tn}   (spam recall {spam_recall:.2f}%, false positives {fpr:.3f}%)",
+            "bands (ham/spam): " + "  ".join(f"{name[6:]} {h}/{s}"
+                                            for name, (h, s) in self.bands.items()),
         ])
 
 
@@ -127,7 +132,16 @@ def report(labels: np.ndarray, probabilities: np.ndarray, threshold: float, meth
         fp=int((predicted & (labels == 0)).sum()),
         tn=int((~predicted & (labels == 0)).sum()),
         method=method,
+        bands=band_counts(labels, p),
     )
+
+
+def band_counts(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, tuple[int, int]]:
+    """(ham, spam) per BAYES_* band (the single band of :func:`band_for`)."""
+    counts = {name: [0, 0] for name in BAND_NAMES}
+    for label, p in zip(labels.tolist(), probabilities.tolist(), strict=True):
+        counts[band_for(p)][1 if label else 0] += 1
+    return {name: (h, s) for name, (h, s) in counts.items()}
 
 
 def score_rows(model: Model, corpus: Corpus) -> np.ndarray:

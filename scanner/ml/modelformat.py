@@ -6,14 +6,15 @@ Layout (all msgpack, no pickle, no extension types)::
      "sha256": <hex digest of payload>, "payload": <bytes: msgpack map>}
 
     payload = {"feature_settings": {...}, "linear": {"dimension", "bias", "nnz",
-               "value_dtype", "indices", "values"}, "calibration": {"method", "a", "b"},
+               "value_dtype", "mask", "values"}, "calibration": {"method", "a", "b"},
                "training": {...}, "learned": <bytes>}
 
-``indices`` are the non-zero weight positions, delta-encoded as little-endian uint32 and
-zlib-compressed; ``values`` are the weights at those positions (little-endian float16 or
-float32, zlib-compressed). Decoding validates every field and bounds every size, so a
-corrupt, truncated or foreign file raises :class:`~scanner.ml.errors.ModelError` naming
-the file instead of yielding a half-valid model.
+``mask`` is a bitmap of the non-zero weight positions (``numpy.packbits``, little bit
+order, zlib); ``values`` are the weights at those positions in position order
+(little-endian float16 or float32, stored byte plane by byte plane, zlib). Decoding
+validates every field and bounds every size, so a corrupt, truncated or foreign file
+raises :class:`~scanner.ml.errors.ModelError` naming the file instead of yielding a
+half-valid model.
 """
 
 from __future__ import annotations
@@ -39,37 +40,44 @@ def pack_weights(weights: np.ndarray, value_dtype: str = "float16") -> dict[str,
     """Sparse, compressed form of a dense weight vector (zeros are not stored)."""
     dtype = _DTYPES[value_dtype]
     stored = weights.astype(dtype)
-    indices = np.flatnonzero(stored).astype(np.int64)
-    deltas = np.diff(indices, prepend=-1).astype("<u4")
+    mask = stored != 0
     return {
         "dimension": int(weights.size),
-        "nnz": int(indices.size),
+        "nnz": int(np.count_nonzero(mask)),
         "value_dtype": value_dtype,
-        "indices": zlib.compress(deltas.tobytes(), 9),
-        "values": zlib.compress(stored[indices].tobytes(), 9),
+        "mask": zlib.compress(np.packbits(mask, bitorder="little").tobytes(), 6),
+        "values": zlib.compress(_planes(stored[mask]), 6),
     }
 
 
 def unpack_weights(linear: dict[str, Any], name: str) -> np.ndarray:
     """Dense float32 weights from :func:`pack_weights` output, fully validated."""
     dimension = _int(linear, "dimension", name, 1 << 10, 1 << 24)
+    if dimension & (dimension - 1):
+        raise ModelError(f"{name}: weight dimension {dimension} is not a power of two")
     nnz = _int(linear, "nnz", name, 0, dimension)
     dtype_name = linear.get("value_dtype")
     if dtype_name not in _DTYPES:
         raise ModelError(f"{name}: unsupported weight type {dtype_name!r}")
     dtype = _DTYPES[dtype_name]
-    deltas = np.frombuffer(_inflate(linear, "indices", name, nnz * 4), dtype="<u4")
-    values = np.frombuffer(_inflate(linear, "values", name, nnz * dtype.itemsize), dtype=dtype)
-    if deltas.size != nnz or values.size != nnz:
-        raise ModelError(f"{name}: weight arrays do not match their declared size")
-    indices = np.cumsum(deltas.astype(np.int64)) - 1
-    if nnz and (deltas.min() == 0 or indices[-1] >= dimension):
-        raise ModelError(f"{name}: weight indices are out of range or not increasing")
-    if not np.all(np.isfinite(values)):
-        raise ModelError(f"{name}: weights contain NaN or infinity")
+    bits = np.frombuffer(_inflate(linear, "mask", name, dimension // 8), dtype=np.uint8)
+    mask = np.unpackbits(bits, bitorder="little").astype(bool)
+    if int(np.count_nonzero(mask)) != nnz:
+        raise ModelError(f"{name}: weight mask does not match the declared count")
+    planes = _inflate(linear, "values", name, nnz * dtype.itemsize)
+    values = np.frombuffer(planes, dtype=np.uint8).reshape(dtype.itemsize, nnz).T
+    values = np.ascontiguousarray(values).view(dtype).ravel()
+    if not np.all(np.isfinite(values)) or (nnz and np.any(values == 0)):
+        raise ModelError(f"{name}: weights contain zeros, NaN or infinity")
     weights = np.zeros(dimension, dtype=np.float32)
-    weights[indices] = values.astype(np.float32)
+    weights[mask] = values.astype(np.float32)
     return weights
+
+
+def _planes(values: np.ndarray) -> bytes:
+    """Little-endian values stored byte plane by byte plane (compresses far better)."""
+    raw = np.ascontiguousarray(values).view(np.uint8).reshape(values.size, values.itemsize)
+    return np.ascontiguousarray(raw.T).tobytes()
 
 
 def encode(payload: dict[str, Any]) -> bytes:

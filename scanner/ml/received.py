@@ -24,6 +24,7 @@ _DYNAMIC = re.compile(
     r"(?i)(?:\d{1,3}[-.]\d{1,3}[-.]\d{1,3}|dsl|dyn|dial|pool|ppp|cable|dhcp|client|"
     r"broadband|customer|static|host\d|user\d|\bip\d)"
 )
+_RETRIEVAL = re.compile(r"(?i)\bwith\s+(?:imaps?|pop3?s?|lmtp)\b|\(fetchmail")
 _PRIVATE_NETS = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
 _SLD = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go", "ltd",
@@ -102,14 +103,18 @@ def is_internal(hop: Hop, internal_hosts: tuple[str, ...]) -> bool:
 
 
 def external_hops(received: list[str], internal_hosts: tuple[str, ...]) -> list[Hop]:
-    """The sender-side hops below the receiving site, nearest first."""
+    """The sender-side hops below the receiving site, nearest first.
+
+    A hop recorded as a mailbox retrieval or local delivery (``with IMAP``, ``POP3``,
+    ``LMTP``, fetchmail) is the recipient's own plumbing and never the sender.
+    """
     hops: list[Hop] = []
     inside = True
     for header in received:
         hop = parse_hop(header)
         if hop is None:
             continue
-        if inside and is_internal(hop, internal_hosts):
+        if inside and (is_internal(hop, internal_hosts) or _RETRIEVAL.search(header)):
             continue
         inside = False
         hops.append(hop)

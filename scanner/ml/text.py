@@ -13,8 +13,10 @@ text part are converted to text.
 
 from __future__ import annotations
 
+import binascii
 import email
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
@@ -24,6 +26,8 @@ from scanner.ml.html_text import html_to_text
 
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$")
 _URL_IN_TEXT = re.compile(r"""(?i)\b(?:(?:https?|ftp)://|www\.)[^\s<>"'()\[\]{}]{2,}""")
+_CTYPE = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)")
+_PARAM = re.compile(r"""([A-Za-z0-9_*-]+)\s*=\s*("[^"]*"|[^\s;]+)""")
 _LOOKS_HTML = re.compile(r"(?i)<\s*(?:html|body|table|font|a\s+href|div|p)\b")
 
 
@@ -56,7 +60,6 @@ class MessageText:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body_text: str = ""
     html_tags: list[str] = field(default_factory=list)
-    html_source: str = ""
     urls: list[str] = field(default_factory=list)
     parts: list[PartInfo] = field(default_factory=list)
     has_html: bool = False
@@ -111,13 +114,21 @@ def parse_headers(section: bytes, limit: int) -> list[tuple[str, str]]:
         headers.append((match.group(1).decode("ascii").lower(), bytearray(match.group(2))))
     out = []
     for name, value in headers:
-        text = decode_bytes(bytes(value).strip(), "utf-8")
+        data = bytes(value).strip()
+        try:
+            text = data.decode("ascii")
+        except UnicodeDecodeError:
+            text = decode_bytes(data, "utf-8")
         out.append((name, decode_header_value(text)))
     return out
 
 
 def message_text(raw: bytes | Message, limits: ExtractLimits | None = None) -> MessageText:
-    """Extract headers, body text, HTML tags, URLs and part descriptions from a message."""
+    """Extract headers, body text, HTML tags, URLs and part descriptions from a message.
+
+    A message that is not multipart is decoded directly (its headers are already
+    parsed); only MIME trees go through :mod:`email`'s parser, which costs more.
+    """
     limits = limits or ExtractLimits()
     if isinstance(raw, Message):
         try:
@@ -127,50 +138,96 @@ def message_text(raw: bytes | Message, limits: ExtractLimits | None = None) -> M
     raw = strip_mbox_from(raw)
     result = MessageText(truncated=len(raw) > limits.max_message_bytes)
     raw = raw[: limits.max_message_bytes]
-    section, _ = split_header_section(raw)
+    section, body = split_header_section(raw)
     result.headers = parse_headers(section, limits.max_header_bytes)
-    try:
-        msg = email.message_from_bytes(raw, policy=compat32)
-    except Exception:
-        return result
     texts: list[str] = []
     urls: list[str] = []
-    html_sources: list[str] = []
-    try:
-        for count, part in enumerate(msg.walk()):
-            if count >= limits.max_parts:
-                result.truncated = True
-                break
-            _read_part(part, limits, result, texts, urls, html_sources)
-    except Exception:  # a pathological structure: keep what we have
-        result.defects += 1
+    info = _single_part_info(result)
+    if info is not None:
+        result.parts.append(info)
+        _add_text(info, lambda: decode_transfer(body, info.encoding), limits, result, texts,
+                  urls)
+    else:
+        _walk_mime(raw, limits, result, texts, urls)
     result.body_text = "\n".join(texts)
-    result.html_source = "\n".join(html_sources)
     for text in texts:
-        urls.extend(m.group(0) for m in _URL_IN_TEXT.finditer(text))
+        if "://" in text or "www." in text or "WWW." in text:
+            urls.extend(m.group(0) for m in _URL_IN_TEXT.finditer(text))
     result.urls = urls[: limits.max_urls]
     return result
 
 
-def _read_part(
-    part: Message,
+def _walk_mime(raw: bytes, limits: ExtractLimits, result: MessageText, texts: list[str],
+               urls: list[str]) -> None:
+    try:
+        msg = email.message_from_bytes(raw, policy=compat32)
+        for count, part in enumerate(msg.walk()):
+            if count >= limits.max_parts:
+                result.truncated = True
+                break
+            result.defects += len(getattr(part, "defects", ()) or ())
+            if part.is_multipart():
+                continue
+            info = _part_info(part)
+            result.parts.append(info)
+            _add_text(info, lambda p=part: p.get_payload(decode=True), limits, result, texts,
+                      urls)
+    except Exception:  # a pathological structure: keep what we have
+        result.defects += 1
+
+
+def _single_part_info(result: MessageText) -> PartInfo | None:
+    """The part description of a message that is not multipart, else ``None``."""
+    value = result.header("content-type")
+    match = _CTYPE.match(value)
+    ctype = match.group(1).lower() if match else "text/plain"
+    if ctype.startswith(("multipart/", "message/")):
+        return None
+    params = dict((k.lower(), v.strip('"')) for k, v in _PARAM.findall(value))
+    disposition_value = result.header("content-disposition")
+    disposition = disposition_value.split(";", 1)[0].strip().lower()
+    disp_params = dict((k.lower(), v.strip('"')) for k, v in _PARAM.findall(disposition_value))
+    return PartInfo(
+        content_type=ctype[:100],
+        charset=params.get("charset", "").lower()[:40],
+        encoding=result.header("content-transfer-encoding").strip().lower()[:40],
+        filename=(disp_params.get("filename") or params.get("name") or "")[:200],
+        disposition=disposition[:40],
+    )
+
+
+def decode_transfer(body: bytes, encoding: str) -> bytes:
+    """Undo a Content-Transfer-Encoding leniently (bad base64 keeps what decodes)."""
+    if encoding == "base64":
+        data = re.sub(rb"[^A-Za-z0-9+/]", b"", body)
+        rest = len(data) % 4
+        data = data[:-1] if rest == 1 else data + b"=" * ((4 - rest) % 4)
+        try:
+            return binascii.a2b_base64(data)
+        except binascii.Error:
+            return body
+    if encoding == "quoted-printable":
+        try:
+            return binascii.a2b_qp(body)
+        except binascii.Error:
+            return body
+    return body
+
+
+def _add_text(
+    info: PartInfo,
+    payload_of: Callable[[], object],
     limits: ExtractLimits,
     result: MessageText,
     texts: list[str],
     urls: list[str],
-    html_sources: list[str],
 ) -> None:
-    result.defects += len(getattr(part, "defects", ()) or ())
-    if part.is_multipart():
-        return
-    info = _part_info(part)
-    result.parts.append(info)
     if info.content_type not in ("text/plain", "text/html"):
         return
     if info.disposition == "attachment" and info.content_type != "text/plain":
         return
     try:
-        payload = part.get_payload(decode=True)
+        payload = payload_of()
     except Exception:
         payload = None
     if not isinstance(payload, bytes):
@@ -181,7 +238,6 @@ def _read_part(
     text = decode_bytes(payload, info.charset)
     if info.content_type == "text/html" or _LOOKS_HTML.search(text[:4096]):
         converted = html_to_text(text)
-        html_sources.append(text)
         result.has_html = True
         result.html_tags.extend(converted.tags)
         urls.extend(converted.urls)

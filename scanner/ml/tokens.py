@@ -29,6 +29,7 @@ _MAILER_WORD = re.compile(r"[^\W\d_]{2,20}")
 _PATH_WORD = re.compile(r"[A-Za-z]{3,20}")
 _IPV4_HOST = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _MAX_RELAYS = 4
+_VERP = re.compile(r"bounce|return|errors|-\d{3,}|\d{5,}|[=+]")
 
 
 @lru_cache(maxsize=512)
@@ -189,9 +190,8 @@ def client_and_relays(
 
 def received_tokens(client: Hop | None, relays: list[Hop]) -> Iterator[str]:
     """Tokens for the connecting client and the relays below it."""
-    if client is None:
-        yield "client:none"
-        return
+    if client is None:  # no external hop (local submission): say nothing rather than
+        return          # learn what a collector's internal mail looks like
     yield from _host_tokens("client", client.host, client.addr)
     for hop in relays[:_MAX_RELAYS]:
         if hop.addr and is_private_addr(hop.addr):
@@ -199,18 +199,33 @@ def received_tokens(client: Hop | None, relays: list[Hop]) -> Iterator[str]:
         yield from _host_tokens("relay", hop.host, hop.addr)
 
 
-def alignment_tokens(mt: MessageText, client: Hop | None) -> Iterator[str]:
+def alignment_tokens(mt: MessageText, client: Hop | None, sender: str | None = None
+                     ) -> Iterator[str]:
     """Whether From, Return-Path, Message-ID, URLs and the client agree on a domain.
 
     Legitimate bulk mail is usually sent from the sender's own infrastructure; spam
-    mostly is not. These tokens carry that without naming any particular domain.
+    mostly is not. These tokens carry that without naming any particular domain, and
+    the conjunctions (``align:n=``) give the linear model what it cannot add up itself.
     """
     from_domain = registered_domain(parseaddr(mt.header("from"))[1].rpartition("@")[2])
     if not from_domain:
         return
+    agree = 0
     client_domain = registered_domain(client.host) if client and client.host else ""
     if client_domain:
+        agree += client_domain == from_domain
         yield "align:client_from" if client_domain == from_domain else "align:client_not_from"
+    return_path = mt.header("return-path") or (f"<{sender}>" if sender else "")
+    rp_local, _, rp_domain = parseaddr(return_path)[1].lower().rpartition("@")
+    if rp_domain:
+        agree += registered_domain(rp_domain) == from_domain
+        if client_domain and registered_domain(rp_domain) == client_domain:
+            yield "align:rp_client"
+        if _VERP.search(rp_local):
+            yield "rp:bounce_address"
+    mid_domain = mt.header("message-id").strip().strip("<>").rpartition("@")[2].lower()
+    if mid_domain:
+        agree += registered_domain(mid_domain) == from_domain
     url_domains = set()
     for url in mt.urls[:50]:
         try:
@@ -220,9 +235,11 @@ def alignment_tokens(mt: MessageText, client: Hop | None) -> Iterator[str]:
         if host:
             url_domains.add(registered_domain(host))
     if url_domains:
+        agree += from_domain in url_domains
         yield "align:url_from" if from_domain in url_domains else "align:url_not_from"
         if client_domain and client_domain in url_domains:
             yield "align:url_client"
+    yield f"align:n={agree}"
 
 
 def _host_tokens(prefix: str, name: str, addr: str) -> Iterator[str]:

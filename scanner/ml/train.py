@@ -1,7 +1,8 @@
 """Training: fit the linear model on a :class:`Corpus`, calibrate it, build a Model.
 
 The learner is scikit-learn's ``LinearSVC`` (L2-regularised squared hinge loss, liblinear,
-fixed ``random_state``); its decision values are mapped to probabilities by Platt scaling
+fixed ``random_state``; ``ham_weight`` makes a misclassified ham cost more than a spam);
+its decision values are mapped to probabilities by Platt scaling
 fitted on out-of-fold decisions of an inner stratified K-fold. Only this module (and
 :mod:`scanner.ml.evaluate` through it) imports scikit-learn; the saved model needs none.
 See ``models/README.md`` for the comparison that chose this learner.
@@ -34,6 +35,7 @@ class TrainOptions:
     """Learner settings (stored in the model's training metadata)."""
 
     C: float = 1.0
+    ham_weight: float = 1.0
     calibration_folds: int = 3
     seed: int = 0
     max_iter: int = 5000
@@ -48,8 +50,8 @@ class TrainOptions:
         if unknown:
             raise ValueError(f"unknown trainer options: {', '.join(sorted(unknown))}")
         options = cls(**data)
-        if options.C <= 0 or options.aggressiveness <= 0:
-            raise ValueError("C and aggressiveness must be positive")
+        if options.C <= 0 or options.aggressiveness <= 0 or options.ham_weight <= 0:
+            raise ValueError("C, ham_weight and aggressiveness must be positive")
         if options.calibration_folds < 2:
             raise ValueError("calibration_folds must be at least 2")
         if options.value_dtype not in ("float16", "float32"):
@@ -90,6 +92,7 @@ def fit_linear(corpus: Corpus, settings: FeatureSettings, options: TrainOptions
     check_trainable(corpus.labels)
     X = corpus.matrix(settings.dimension)
     learner = LinearSVC(C=options.C, loss="squared_hinge", dual=True,
+                        class_weight={0: options.ham_weight, 1: 1.0},
                         random_state=options.seed, max_iter=options.max_iter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -1,0 +1,1 @@
+"""Tests of the spam classifier (scanner.ml) and its commands."""

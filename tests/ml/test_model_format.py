@@ -95,7 +95,12 @@ def test_tampered_payload_is_validated(trained_model_path: Path, tmp_path: Path)
     payload["linear"]["nnz"] += 1
     path = tmp_path / "tampered.model"
     path.write_bytes(modelformat.encode(payload))  # valid checksum, inconsistent content
-    _expect_error(path, "wrong length")
+    _expect_error(path, "does not match the declared count")
+    payload["linear"]["nnz"] -= 1
+    payload["linear"]["values"] = payload["linear"]["values"][:-3]
+    path.write_bytes(modelformat.encode(payload))
+    _expect_error(path, "")
+    payload = msgpack.unpackb(outer["payload"], raw=False)
     payload["linear"]["nnz"] -= 1
     payload["feature_settings"]["hash_bits"] = 17
     path.write_bytes(modelformat.encode(payload))
