@@ -145,7 +145,7 @@ def test_expire_and_sweep(quarantine: Quarantine, qdir: Path):
             [old.mail_id])
     debris = qdir / "x" / ".tmp-123-abc"
     stray = qdir / "x" / "spam-xxxxxxxxxxxx.gz"
-    debris.parent.mkdir()
+    debris.parent.mkdir(exist_ok=True)  # a stored message may already use "x/"
     for p in (debris, stray):
         p.write_bytes(b"junk")
         os.utime(p, (time.time() - 7200, time.time() - 7200))
@@ -159,7 +159,7 @@ def test_expire_and_sweep(quarantine: Quarantine, qdir: Path):
 def test_sweep_keeps_young_debris(quarantine: Quarantine, qdir: Path):
     store(quarantine)
     young = qdir / "y" / ".tmp-1-2"
-    young.parent.mkdir()
+    young.parent.mkdir(exist_ok=True)  # the stored message may already use "y/"
     young.write_bytes(b"in use")
     assert quarantine.sweep() == []
     assert young.exists()
