@@ -41,7 +41,9 @@ def candidates() -> dict[str, Callable[[], Any]]:
     from sklearn.svm import LinearSVC
 
     return {
-        "LinearSVC C=1 (chosen)": lambda: LinearSVC(C=1.0, random_state=0, max_iter=5000),
+        "LinearSVC C=1, ham weight 8 (chosen)": lambda: LinearSVC(
+            C=1.0, class_weight={0: 8.0, 1: 1.0}, random_state=0, max_iter=5000),
+        "LinearSVC C=1": lambda: LinearSVC(C=1.0, random_state=0, max_iter=5000),
         "LinearSVC C=4": lambda: LinearSVC(C=4.0, random_state=0, max_iter=5000),
         "LogisticRegression C=10": lambda: LogisticRegression(C=10, solver="liblinear"),
         "LogisticRegression C=100": lambda: LogisticRegression(C=100, solver="liblinear"),

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scanner.ml import tokens as tk  # noqa: E402
-from scanner.ml.features import _DIGITS, _SPACES, _WORDS, Extractor  # noqa: E402
+from scanner.ml.features import _DIGITS, _WORDS, Extractor  # noqa: E402
 from scanner.ml.hashing import bucket, hash_char_ngrams, hash_tokens  # noqa: E402
 from scanner.ml.mailbox_reader import iter_messages  # noqa: E402
 from scanner.ml.model import load_model  # noqa: E402
@@ -53,11 +53,11 @@ def token_map(ex: Extractor, paths: list[str], limit: int) -> dict[int, Counter[
             add("received", rec, hash_tokens(rec, "r"))
             urls = ex._keep(tk.url_tokens(mt.urls))
             add("urls", urls, hash_tokens(urls, "u"))
-            subject = _SPACES.sub(" ", ex._clean(mt.header("subject"))).strip().translate(_DIGITS)
+            subject = " ".join(ex._clean(mt.header("subject")).split()).translate(_DIGITS)
             subj = ex._keep(tk.subject_tokens(subject))
             add("subject", subj, hash_tokens(subj, "s"))
-            body = _SPACES.sub(" ", ex._clean(mt.body_text[: s.max_text_chars * 2].lower()))
-            body = body.strip()[: s.max_text_chars].translate(_DIGITS)
+            body = ex._clean(mt.body_text[: s.max_text_chars * 2].lower())
+            body = " ".join(body.split())[: s.max_text_chars].translate(_DIGITS)
             words = _WORDS.findall(body)
             add("words", words, hash_tokens(words, "w"))
             grams = [body[i : i + s.char_ngram] for i in range(len(body) - s.char_ngram + 1)]

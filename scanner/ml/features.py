@@ -49,7 +49,6 @@ _WORDS = re.compile(r"[^\W_]{2,24}")
 # Digits become 0 in text n-grams and words: dates, years, versions and numbers in
 # general tie mail to its time ("2002" was the strongest ham word of the 2002 corpus).
 _DIGITS = str.maketrans("123456789", "000000000")
-_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +145,8 @@ class Extractor:
         """The raw 64-bit hashes of every block (before bucketing and weighting)."""
         s = self.settings
         body = self._clean(mt.body_text[: s.max_text_chars * 2].lower())
-        body = _SPACES.sub(" ", body).strip()[: s.max_text_chars].translate(_DIGITS)
-        subject = _SPACES.sub(" ", self._clean(mt.header("subject"))).strip()
+        body = " ".join(body.split())[: s.max_text_chars].translate(_DIGITS)
+        subject = " ".join(self._clean(mt.header("subject")).split())
         subject = subject.translate(_DIGITS)
         words = _WORDS.findall(body)
         word_hashes = hash_tokens(words, "w")

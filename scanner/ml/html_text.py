@@ -27,6 +27,9 @@ _BLOCK = frozenset({
     "p", "div", "br", "tr", "td", "th", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4",
     "h5", "h6", "blockquote", "pre", "hr", "center", "section", "article", "form", "body",
 })
+_BLOCK_TAG = re.compile(
+    r"<\s*/?\s*(?:" + "|".join(sorted(_BLOCK, key=len, reverse=True))
+    + r")\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.I)
 _MAX_TAGS = 5000
 
 
@@ -41,29 +44,32 @@ class HtmlText:
 
 
 def html_to_text(source: str) -> HtmlText:
-    """Convert HTML to text plus tag names and URLs; tolerant of any malformed input."""
+    """Convert HTML to text plus tag names and URLs; tolerant of any malformed input.
+
+    Block-level tags become line breaks and inline tags vanish (so ``F<b></b>REE``
+    reads "FREE", as a mail client shows it); ``alt`` texts are appended to the text.
+    """
     result = HtmlText()
     title = _TITLE.search(source)
     if title:
         result.title = html.unescape(_TAG.sub(" ", title.group(1))).strip()
     body = _DROP.sub(" ", source)
-
-    def replace(match: re.Match[str]) -> str:
-        closing, name, attrs = match.groups()
-        name = name.lower()
-        alt = ""
-        if not closing:
-            if len(result.tags) < _MAX_TAGS:
-                result.tags.append(name)
-            if attrs:
-                for attr in _ATTR.finditer(attrs):
-                    value = html.unescape(attr.group(2) or attr.group(3) or attr.group(4)
-                                          or "").strip()
-                    if attr.group(1).lower() == "alt":
-                        alt = f" {value} "
-                    elif value:
-                        result.urls.append(value)
-        return ("\n" if name in _BLOCK else "") + alt
-
-    result.text = html.unescape(_TAG.sub(replace, body))
+    alts: list[str] = []
+    for closing, name, attrs in _TAG.findall(body):
+        if closing:
+            continue
+        if len(result.tags) < _MAX_TAGS:
+            result.tags.append(name.lower())
+        if "=" not in attrs:
+            continue
+        for attr, double, single, bare in _ATTR.findall(attrs):
+            value = html.unescape(double or single or bare).strip()
+            if attr.lower() == "alt":
+                alts.append(value)
+            elif value:
+                result.urls.append(value)
+    text = _TAG.sub("", _BLOCK_TAG.sub("\n", body))
+    if alts:
+        text += "\n" + " ".join(alts)
+    result.text = html.unescape(text)
     return result
