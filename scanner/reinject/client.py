@@ -42,6 +42,7 @@ class SMTPClient:
         self._timeout = timeout
         self.lmtp = lmtp
         self.extensions: dict[str, str] = {}
+        self._queued: list[bytes] = []
 
     @classmethod
     async def connect(cls, host: str, port: int, *, connect_timeout: float, timeout: float,
@@ -76,11 +77,13 @@ class SMTPClient:
         await self._drain()
 
     def queue_line(self, line: str) -> None:
-        """Buffer a command without flushing (for PIPELINING)."""
-        self._writer.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
+        """Buffer a command without sending it (for PIPELINING)."""
+        self._queued.append(line.encode("utf-8", "surrogateescape") + b"\r\n")
 
     async def flush(self) -> None:
-        """Send what :meth:`queue_line` buffered."""
+        """Send what :meth:`queue_line` buffered, in one write (one TCP segment)."""
+        queued, self._queued = b"".join(self._queued), []
+        self._writer.write(queued)
         await self._drain()
 
     async def _drain(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import socket
 from collections.abc import Sequence
@@ -34,8 +35,22 @@ log = logging.getLogger("scanner")
 
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                hostname: str, ampdp: socket.socket | None = None) -> None:
-    """Serve until SIGTERM; then stop accepting and let open transactions finish."""
-    asyncio.run(_serve(config, sockets, hostname, ampdp))
+    """Serve until SIGTERM; then stop accepting and let open transactions finish.
+
+    With ``SCANNER_PROFILE_DIR`` set in the environment, the worker runs under cProfile
+    and writes ``worker-PID.prof`` there when it stops (for benchmarks, not production).
+    """
+    profile_dir = os.environ.get("SCANNER_PROFILE_DIR")
+    if not profile_dir:
+        asyncio.run(_serve(config, sockets, hostname, ampdp))
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(asyncio.run, _serve(config, sockets, hostname, ampdp))
+    finally:
+        profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
 
 
 def _open_quarantine(config: Config, hostname: str) -> Quarantine | None:

@@ -1,23 +1,30 @@
 """Our SMTP and LMTP listeners: aiosmtpd's protocol engine with filter-specific commands.
 
-aiosmtpd gives us the state machine, DATA dot-unstuffing, size and line limits and
-timeouts. We override what a content filter needs and aiosmtpd does not do:
-MAIL/RCPT parameters kept verbatim (aiosmtpd upper-cases them, which corrupts DSN's
-case-sensitive ENVID and ORCPT, and refuses every RCPT parameter), DSN, XFORWARD,
-PIPELINING/ENHANCEDSTATUSCODES advertising and enhanced codes on every reply.
+aiosmtpd gives us the state machine, command parsing and timeouts. We override DATA
+(read in bulk, see :mod:`scanner.smtp.data`) and what a content filter needs and
+aiosmtpd does not do: MAIL/RCPT parameters kept verbatim (aiosmtpd upper-cases them,
+which corrupts DSN's case-sensitive ENVID and ORCPT, and refuses every RCPT parameter),
+DSN, XFORWARD, PIPELINING/ENHANCEDSTATUSCODES advertising and enhanced codes on every reply.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import ipaddress
+import re
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from scanner.smtp import params as esmtp
 from scanner.smtp import xforward
+from scanner.smtp.data import DataState, read_data
 from scanner.smtp.replies import with_enhanced
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_PLAIN_ANGLE_ADDR = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>")
 
 
 class FilterSession(Session):
@@ -131,6 +138,15 @@ class FilterSMTP(SMTP):
         self.envelope.smtp_utf8 = any(k == "SMTPUTF8" for k, _ in params)
         await self.push("250 2.1.0 Ok")
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """``<local@domain> rest``: a fast path for plain addresses, else aiosmtpd's parser."""
+        match = _PLAIN_ANGLE_ADDR.match(arg)
+        if match:
+            rest = arg[match.end():].lstrip(" \t")
+            if not rest.startswith("("):  # a comment: let the full parser skip it
+                return match.group(1), rest
+        return super()._getaddr(arg)
+
     async def smtp_RCPT(self, arg: str | None) -> None:
         if await self.check_helo_needed():
             return
@@ -182,6 +198,37 @@ class FilterSMTP(SMTP):
         if isinstance(session, FilterSession):
             session.xforward = {}
         await super().smtp_RSET(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA command with the bulk reader of :mod:`scanner.smtp.data`."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        envelope = self.envelope
+        assert envelope is not None
+        if not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            state, content = await read_data(self._reader, line_limit=self.line_length_limit,
+                                              size_limit=self.data_size_limit)
+        except asyncio.CancelledError:
+            self._writer.close()  # the connection went away during DATA
+            raise
+        except asyncio.IncompleteReadError:
+            self._writer.close()
+            return
+        if state is not DataState.OK:
+            await self.push(state.value)
+            self._set_post_data_state()
+            return
+        envelope.content = envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def _set_post_data_state(self) -> None:
         session = self.session
