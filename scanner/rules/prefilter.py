@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 _ABS_ANCHOR = re.compile(r"\\[AzZG]|\\Z")
 _BIG_REPEAT = re.compile(r"(\\)?\{(\d+)(?:,(\d*))?\}")
 MIN_LITERAL = 3
-MAX_HS_PATTERN = 2500
+MAX_HS_LONG_PATTERN = 16000
 MAX_HS_REPEAT = 60
 CHUNK = 64
 
@@ -189,13 +189,16 @@ def _find_bad(items: list[tuple[int, Translated]]) -> list[int]:
 def hs_suitable(tr: Translated) -> bool:
     """Whether a pattern goes into the Hyperscan database.
 
-    Long patterns and bounded repeats above MAX_HS_REPEAT take Hyperscan seconds each
-    to compile (measured: up to 25 s for one pattern); relaxing the repeats instead
-    made the prefilter pass so often that evaluation got slower. They use the literal
-    prefilter (or always run).
+    Bounded repeats above MAX_HS_REPEAT take Hyperscan seconds each to compile
+    (measured: up to 25 s for one pattern), the more so in long patterns; relaxing the
+    repeats instead made the prefilter pass so often that evaluation got slower. Such
+    patterns use the literal prefilter (or always run). Long patterns without big
+    repeats (SpamAssassin's generated FUZZY_* alternations of look-alike characters,
+    3-12 KB) compile in 0.03-0.8 s, are selective, and cost the most when they run on
+    every message, so patterns go in up to MAX_HS_LONG_PATTERN characters.
     """
     pcre = tr.pcre
-    if pcre is None or len(pcre) > MAX_HS_PATTERN or _ABS_ANCHOR.search(pcre):
+    if pcre is None or len(pcre) > MAX_HS_LONG_PATTERN or _ABS_ANCHOR.search(pcre):
         return False
     for m in _BIG_REPEAT.finditer(pcre):
         if m.group(1):
