@@ -57,10 +57,28 @@ class Rule:
 
 
 @dataclass(slots=True)
+class HeaderGroup:
+    """Header rules reading the same header text, with a prefilter over their patterns.
+
+    ``prefiltered[i]`` is the rule's index in ``prefilter`` (None: the rule always runs).
+    """
+
+    target: str
+    unset: bytes | None
+    rules: list[Rule]
+    prefilter: Prefilter | None = None
+    prefiltered: list[int | None] = field(default_factory=list)
+
+
+MIN_HEADER_GROUP = 4  # fewer rules on one header: a prefilter scan costs more than it saves
+
+
+@dataclass(slots=True)
 class RuleSet:
     """Compiled rules by kind, metas in evaluation order, their prefilters and stats."""
 
     header: list[Rule] = field(default_factory=list)
+    header_groups: list[HeaderGroup] = field(default_factory=list)
     mimeheader: list[Rule] = field(default_factory=list)
     text: dict[str, list[Rule]] = field(default_factory=lambda: {k: [] for k in TEXT_KINDS})
     prefilters: dict[str, Prefilter] = field(default_factory=dict)
@@ -128,6 +146,7 @@ def compile_ruleset(cfg: ParsedConfig, score_set: int = 0, use_hyperscan: bool =
         rs.prefilters[kind] = pf
         st.always_run += len(pf.always)
         st.prefiltered += len(rs.text[kind]) - len(pf.always)
+    rs.header_groups = _header_groups(rs.header, use_hyperscan, cache_dir)
     for pattern, file, line in cfg.redirector_patterns:
         try:
             body, flags, _ = split_delimited(pattern)
@@ -135,6 +154,27 @@ def compile_ruleset(cfg: ParsedConfig, score_set: int = 0, use_hyperscan: bool =
         except (ValueError, regex.error) as exc:
             rs.problems.append(Problem(file, line, f"redirector_pattern: {exc}"))
     return rs
+
+
+def _header_groups(rules: list[Rule], use_hyperscan: bool,
+                   cache_dir: Path | None) -> list[HeaderGroup]:
+    """Group header rules by the text they read; prefilter the bigger groups."""
+    groups: dict[tuple[str, bytes | None], HeaderGroup] = {}
+    for rule in rules:
+        key = (rule.target, rule.unset)
+        if key not in groups:
+            groups[key] = HeaderGroup(rule.target, rule.unset, [])
+        groups[key].rules.append(rule)
+    for group in groups.values():
+        scanned = [r for r in group.rules if not r.exists and r.translated is not None]
+        if len(scanned) < MIN_HEADER_GROUP:
+            group.prefiltered = [None] * len(group.rules)
+            continue
+        group.prefilter = Prefilter([r.translated for r in scanned],  # type: ignore[misc]
+                                    use_hyperscan=use_hyperscan, cache_dir=cache_dir)
+        index = {id(r): i for i, r in enumerate(scanned)}
+        group.prefiltered = [index.get(id(r)) for r in group.rules]
+    return list(groups.values())
 
 
 def _score(cfg: ParsedConfig, name: str, score_set: int) -> float:

@@ -93,19 +93,23 @@ class _Run:
         return hits
 
     def headers(self) -> None:
-        cache: dict[tuple[str, bytes | None], bytes | None] = {}
-        for rule in self.rs.header:
-            key = (rule.target, rule.unset)
-            if key not in cache:
-                cache[key] = self.view.header_text(rule.target, rule.unset)
-            text = cache[key]
-            if rule.exists:
-                hit = int(text is not None)
-            else:
-                found = self.count(rule, [text if text is not None else b""])
-                hit = found if not rule.negate else int(found == 0)
-            if hit:
-                self.values[rule.name] = hit
+        for group in self.rs.header_groups:
+            text = self.view.header_text(group.target, group.unset)
+            subject = text if text is not None else b""
+            candidates = (group.prefilter.candidates([subject], subject)
+                          if group.prefilter is not None else None)
+            for rule, index in zip(group.rules, group.prefiltered, strict=True):
+                if rule.exists:
+                    hit = int(text is not None)
+                else:
+                    if candidates is not None and index is not None \
+                            and index not in candidates:
+                        found = 0  # the prefilter proves the pattern cannot match
+                    else:
+                        found = self.count(rule, [subject])
+                    hit = found if not rule.negate else int(found == 0)
+                if hit:
+                    self.values[rule.name] = hit
 
     def mimeheaders(self) -> None:
         for rule in self.rs.mimeheader:

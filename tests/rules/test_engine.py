@@ -209,3 +209,28 @@ def test_same_hits_with_and_without_hyperscan() -> None:
     raw = message(body="FOO  bar\n\nbaz qux <i>x</i>\n")
     assert names(run(ruleset(text), raw)) == names(run(ruleset(text, False), raw)) == {
         "A", "B", "C", "D"}
+
+
+HEADER_RULES = "".join([
+    "header S1 Subject =~ /\\bfree\\b/i\n", "header S2 Subject =~ /^re:/i\n",
+    "header S3 Subject !~ /meeting/\n", "header S4 Subject =~ /[A-Z]{5}/\n",
+    "header S5 Subject =~ /\\$\\d+/\n", "header S6 exists:Subject\n",
+    "header F1 From =~ /example\\.org/\n", "header F2 From:addr =~ /^alice@/\n",
+    "header M1 X-Mailer =~ /outlook/i [if-unset: none]\n",
+    "header M2 X-Mailer =~ /none/\n", "header M3 X-Mailer =~ /mutt/i\n",
+    "header M4 X-Mailer !~ /./\n", "header M5 X-Mailer =~ /^$/\n",
+])
+
+
+@pytest.mark.parametrize("use_hyperscan", [True, False])
+@pytest.mark.parametrize("subject", ["FREE money $100", "Re: the meeting", "", "hello"])
+def test_header_group_prefilter_changes_nothing(use_hyperscan: bool, subject: str) -> None:
+    if use_hyperscan and not hyperscan_available():
+        pytest.skip("hyperscan package not installed")
+    rs = ruleset(HEADER_RULES, use_hyperscan)
+    assert any(g.prefilter is not None for g in rs.header_groups)
+    raw = message(subject=subject)
+    with_prefilter = run(rs, raw).values
+    for group in rs.header_groups:
+        group.prefilter = None
+    assert run(rs, raw).values == with_prefilter
