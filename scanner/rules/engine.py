@@ -73,24 +73,34 @@ class _Run:
         return left
 
     def count(self, rule: Rule, texts: Sequence[bytes], skip_first: bool = False) -> int:
-        """Matches of ``rule`` in ``texts`` (1 at most unless multiple)."""
+        """Matches of ``rule`` in ``texts`` (1 at most unless multiple).
+
+        Every regex call gets the time left of the message's budget as its timeout.
+        """
         pattern = rule.pattern
         assert pattern is not None
-        hits = 0
-        for n, text in enumerate(texts):
-            if skip_first and n == 0:
-                continue
-            try:
-                if rule.multiple:
-                    for _ in pattern.finditer(text, timeout=self.left(rule), concurrent=True):
-                        hits += 1
-                        if rule.maxhits and hits >= rule.maxhits:
-                            return hits
-                elif pattern.search(text, timeout=self.left(rule), concurrent=True):
-                    return 1
-            except TimeoutError:
-                raise _Deadline(rule.name) from None
-        return hits
+        deadline = self.deadline
+        if skip_first:
+            texts = texts[1:]
+        try:
+            if not rule.multiple:
+                search = pattern.search
+                for text in texts:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise _Deadline(rule.name)
+                    if search(text, timeout=left, concurrent=True):
+                        return 1
+                return 0
+            hits = 0
+            for text in texts:
+                for _ in pattern.finditer(text, timeout=self.left(rule), concurrent=True):
+                    hits += 1
+                    if rule.maxhits and hits >= rule.maxhits:
+                        return hits
+            return hits
+        except TimeoutError:
+            raise _Deadline(rule.name) from None
 
     def headers(self) -> None:
         for group in self.rs.header_groups:

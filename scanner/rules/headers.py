@@ -38,13 +38,28 @@ class HeaderBlock:
     """(name as written, raw value) in order."""
     pristine: bytes = b""
     truncated: bool = False
+    _index: dict[str, list[bytes]] | None = field(default=None, repr=False, compare=False)
+    _decoded: dict[str, list[bytes]] = field(default_factory=dict, repr=False, compare=False)
 
     def raw(self, name: str) -> list[bytes]:
-        key = name.lower()
-        return [v for n, v in self.order if n.lower() == key]
+        """Raw values of every field called ``name`` (any case), in order."""
+        index = self._index
+        if index is None or sum(map(len, index.values())) != len(self.order):
+            index = {}
+            for n, v in self.order:
+                index.setdefault(n.lower(), []).append(v)
+            self._index = index
+            self._decoded.clear()
+        return index.get(name.lower(), [])
 
     def decoded(self, name: str) -> list[bytes]:
-        return [decode_value(v, name) + b"\n" for v in self.raw(name)]
+        """Decoded values (encoded words, charsets) of every field called ``name``."""
+        values = self.raw(name)
+        key = name.lower()
+        cached = self._decoded.get(key)
+        if cached is None:
+            cached = self._decoded[key] = [decode_value(v, name) + b"\n" for v in values]
+        return list(cached)
 
     def all_decoded(self) -> list[bytes]:
         out: list[bytes] = []
