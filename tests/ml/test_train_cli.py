@@ -118,3 +118,17 @@ def test_bad_model_file_gives_clear_error(tmp_path: Path,
     message.write_bytes(synthetic_message(True, 1))
     assert main(["learn", "--spam", str(message), "--model", str(bad)]) == 1
     assert "not a scanner spam model" in capsys.readouterr().err
+
+
+def test_a_50_mb_message_is_read_truncated(synthetic_corpus: tuple[Path, Path],
+                                           settings_file: Path, tmp_path: Path) -> None:
+    ham, spam = synthetic_corpus
+    big = tmp_path / "big"
+    shutil.copytree(ham, big)
+    line = b"all work and no play makes jack a dull boy " * 2 + b"\n"
+    body = line * (50 * 1024 * 1024 // len(line))
+    (big / "huge.eml").write_bytes(b"From: a@example.org\nSubject: huge\n\n" + body)
+    model = tmp_path / "m.model"
+    assert train("--features", str(settings_file), "--ham", str(big), "--spam", str(spam),
+                 "--model", str(model)) == 0
+    assert load_model(model).training["ham"] == 61
