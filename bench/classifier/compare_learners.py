@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Compare candidate learners on scanner's features, on the same K folds as run.py.
 
-This is the measurement behind the choice of LinearSVC in scanner/ml/train.py. Every
+This is the measurement behind the choice of learner in scanner/ml/train.py (a LinearSVC,
+blended with an NB-SVM and a logistic-loss SGD model; the blend rows time all members). Every
 candidate sees the same feature rows (models/default.features.toml) and the same
 digest-ordered stratified folds; pooled out-of-fold decision values are compared. The
 last row is the reference "plain hashed character 4-gram logistic regression" on the
@@ -56,6 +57,50 @@ def candidates() -> dict[str, Callable[[], Any]]:
     }
 
 
+class NBSVM:
+    """LinearSVC on features scaled by their naive-Bayes log-count ratio (Wang & Manning)."""
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+
+    def fit(self, X: Any, y: np.ndarray) -> NBSVM:
+        from sklearn.svm import LinearSVC
+
+        spam = self.alpha + np.asarray(X[y == 1].sum(axis=0)).ravel()
+        ham = self.alpha + np.asarray(X[y == 0].sum(axis=0)).ravel()
+        self.ratio = np.log((spam / spam.sum()) / (ham / ham.sum()))
+        self.svm = LinearSVC(C=1.0, class_weight={0: 8.0, 1: 1.0}, random_state=0,
+                             max_iter=5000).fit(X.multiply(self.ratio).tocsr(), y)
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return self.svm.decision_function(X.multiply(self.ratio).tocsr())
+
+
+def blends(X: Any, y: np.ndarray, folds: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Pooled decisions of the blend members and of z-scored mixes of them."""
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.svm import LinearSVC
+
+    svm = pooled(X, y, folds, lambda: LinearSVC(C=1.0, class_weight={0: 8.0, 1: 1.0},
+                                                random_state=0, max_iter=5000))
+    sgd = pooled(X, y, folds, lambda: SGDClassifier(loss="log_loss", alpha=1e-6, max_iter=20,
+                                                    tol=None, random_state=0))
+    rows = []
+    for alpha in (0.1, 0.03):
+        nb = pooled(X, y, folds, lambda a=alpha: NBSVM(a))
+        rows.append((f"NB-SVM alpha={alpha}", nb))
+        for w_svm, w_nb, w_sgd in ((0.5, 0.5, 0.0), (0.4, 0.3, 0.3), (0.34, 0.33, 0.33)):
+            mix = w_svm * _z(svm) + w_nb * _z(nb) + w_sgd * _z(sgd)
+            rows.append((f"blend SVM {w_svm} + NB-SVM(alpha={alpha}) {w_nb} + SGD {w_sgd}",
+                         mix))
+    return rows
+
+
+def _z(scores: np.ndarray) -> np.ndarray:
+    return (scores - scores.mean()) / scores.std()
+
+
 def pooled(X: Any, y: np.ndarray, folds: np.ndarray, make: Callable[[], Any]) -> np.ndarray:
     scores = np.zeros(y.size)
     for fold in np.unique(folds):
@@ -96,6 +141,9 @@ def main() -> int:
     for name, make in candidates().items():
         started = time.perf_counter()
         scores = pooled(X, y, folds, make)
+        print(row(name, y, scores, time.perf_counter() - started), flush=True)
+    started = time.perf_counter()
+    for name, scores in blends(X, y, folds):
         print(row(name, y, scores, time.perf_counter() - started), flush=True)
     from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.linear_model import LogisticRegression

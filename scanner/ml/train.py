@@ -27,7 +27,7 @@ from scanner.ml.errors import TrainingError
 from scanner.ml.features import FeatureSettings
 from scanner.ml.model import DEFAULT_AGGRESSIVENESS, Model
 
-LEARNER = "LinearSVC"
+LEARNER = "LinearSVC"  # plus NB-SVM and SGD members when the options blend them
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,9 @@ class TrainOptions:
 
     C: float = 1.0
     ham_weight: float = 1.0
+    nb_weight: float = 0.0
+    nb_alpha: float = 0.1
+    sgd_weight: float = 0.0
     calibration_folds: int = 3
     seed: int = 0
     max_iter: int = 5000
@@ -52,6 +55,10 @@ class TrainOptions:
         options = cls(**data)
         if options.C <= 0 or options.aggressiveness <= 0 or options.ham_weight <= 0:
             raise ValueError("C, ham_weight and aggressiveness must be positive")
+        if options.nb_weight < 0 or options.sgd_weight < 0 \
+                or options.nb_weight + options.sgd_weight >= 1 or options.nb_alpha <= 0:
+            raise ValueError("nb_weight and sgd_weight must be >= 0 with a sum below 1, "
+                             "nb_alpha positive")
         if options.calibration_folds < 2:
             raise ValueError("calibration_folds must be at least 2")
         if options.value_dtype not in ("float16", "float32"):
@@ -85,20 +92,69 @@ def check_trainable(labels: np.ndarray) -> None:
 
 def fit_linear(corpus: Corpus, settings: FeatureSettings, options: TrainOptions
                ) -> tuple[np.ndarray, float]:
-    """Fit the SVM; returns (weights rounded to the stored precision, bias)."""
+    """Fit the linear model; returns (weights rounded to the stored precision, bias).
+
+    The model is one linear SVM, or with ``nb_weight``/``sgd_weight`` a blend of up to
+    three linear learners on the same features: the SVM, an NB-SVM (the SVM trained on
+    features scaled by their naive-Bayes log-count ratio, Wang and Manning 2012) and a
+    logistic-loss SGD model. Each member's decision values are scaled to unit standard
+    deviation on the training rows before they are mixed; the blend of linear models is
+    itself one weight vector, so scoring and online learning do not change.
+    """
+    check_trainable(corpus.labels)
+    X = corpus.matrix(settings.dimension)
+    y = corpus.labels
+    members: list[tuple[float, np.ndarray, float]] = []
+    svm_weight = 1.0 - options.nb_weight - options.sgd_weight
+    members.append((svm_weight, *_fit_svm(X, y, options)))
+    if options.nb_weight > 0:
+        ratio = _log_count_ratio(X, y, options.nb_alpha)
+        weights, bias = _fit_svm(X.multiply(ratio).tocsr(), y, options)
+        members.append((options.nb_weight, weights * ratio, bias))
+    if options.sgd_weight > 0:
+        members.append((options.sgd_weight, *_fit_sgd(X, y, options)))
+    if len(members) == 1:
+        weights, bias = members[0][1], members[0][2]
+    else:
+        weights = np.zeros(settings.dimension)
+        bias = 0.0
+        for share, w, b in members:
+            spread = float(np.std(X @ w + b)) or 1.0
+            weights += (share / spread) * w
+            bias += share * b / spread
+    stored = np.asarray(weights).astype(options.value_dtype).astype(np.float32)
+    return stored, float(bias)
+
+
+def _fit_svm(X: Any, y: np.ndarray, options: TrainOptions) -> tuple[np.ndarray, float]:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
-    check_trainable(corpus.labels)
-    X = corpus.matrix(settings.dimension)
     learner = LinearSVC(C=options.C, loss="squared_hinge", dual=True,
                         class_weight={0: options.ham_weight, 1: 1.0},
                         random_state=options.seed, max_iter=options.max_iter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        learner.fit(X, corpus.labels)
-    weights = learner.coef_.ravel().astype(options.value_dtype).astype(np.float32)
-    return weights, float(learner.intercept_[0])
+        learner.fit(X, y)
+    return learner.coef_.ravel().astype(np.float64), float(learner.intercept_[0])
+
+
+def _fit_sgd(X: Any, y: np.ndarray, options: TrainOptions) -> tuple[np.ndarray, float]:
+    from sklearn.linear_model import SGDClassifier
+
+    learner = SGDClassifier(loss="log_loss", alpha=1e-6, max_iter=20, tol=None,
+                            random_state=options.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        learner.fit(X, y)
+    return learner.coef_.ravel().astype(np.float64), float(learner.intercept_[0])
+
+
+def _log_count_ratio(X: Any, y: np.ndarray, alpha: float) -> np.ndarray:
+    """log( P(feature | spam) / P(feature | ham) ) with additive smoothing ``alpha``."""
+    spam = alpha + np.asarray(X[y == 1].sum(axis=0)).ravel()
+    ham = alpha + np.asarray(X[y == 0].sum(axis=0)).ravel()
+    return np.log((spam / spam.sum()) / (ham / ham.sum()))
 
 
 def fit_model(corpus: Corpus, settings: FeatureSettings, options: TrainOptions) -> Model:
@@ -136,12 +192,22 @@ def corpus_digest(corpus: Corpus) -> str:
     return h.hexdigest()
 
 
+def learner_name(options: TrainOptions) -> str:
+    """The learner, or the members of the blend, as stored in the model."""
+    names = [LEARNER]
+    if options.nb_weight > 0:
+        names.append(f"NB-SVM ({options.nb_weight:g})")
+    if options.sgd_weight > 0:
+        names.append(f"SGD log-loss ({options.sgd_weight:g})")
+    return " + ".join(names)
+
+
 def training_metadata(corpus: Corpus, options: TrainOptions) -> dict[str, Any]:
     """What goes into the model's ``training`` section (no wall-clock time)."""
     import sklearn
 
     meta: dict[str, Any] = {
-        "learner": LEARNER,
+        "learner": learner_name(options),
         "options": asdict(options),
         "aggressiveness": options.aggressiveness,
         "ham": corpus.ham,
