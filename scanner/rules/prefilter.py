@@ -15,6 +15,7 @@ without one run on every message.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -56,19 +57,20 @@ class Prefilter:
         self._dbs: list = []
         self._local = threading.local()
         self.cache_dir = cache_dir
-        hs_ids: list[int] = []
+        entries: list[tuple[int, Translated]] = []  # (rule index, pattern for Hyperscan)
         for i, tr in enumerate(patterns):
             if use_hyperscan and _hs is not None and hs_suitable(tr):
-                hs_ids.append(i)
+                entries.append((i, tr))
+            elif use_hyperscan and _hs is not None and (parts := split_long(tr)):
+                entries.extend((i, part) for part in parts)
             else:
                 self._no_hs(i, tr)
-        rejected: list[int] = []
-        for n in range(0, len(hs_ids), CHUNK):
-            chunk = [(i, patterns[i]) for i in hs_ids[n:n + CHUNK]]
-            rejected.extend(self._chunk(chunk))
-        for i in rejected:
+        rejected: set[int] = set()
+        for n in range(0, len(entries), CHUNK):
+            rejected.update(self._chunk(entries[n:n + CHUNK]))
+        for i in sorted(rejected):
             self._no_hs(i, patterns[i])
-        self.hs_count = len(hs_ids) - len(rejected)
+        self.hs_count = len({i for i, _ in entries} - rejected)
 
     def _no_hs(self, i: int, tr: Translated) -> None:
         lit = required_literal(tr.python, "i" in tr.flags)
@@ -207,6 +209,153 @@ def hs_suitable(tr: Translated) -> bool:
         if max(bounds) > MAX_HS_REPEAT:
             return False
     return True
+
+
+def split_long(tr: Translated) -> list[Translated] | None:
+    r"""A pattern too long for Hyperscan as several shorter ones with the same matches.
+
+    ``P(?:A|B)S`` matches exactly what ``P(?:A)S`` and ``P(?:B)S`` match together, and
+    Hyperscan reports the same rule for each part. SpamAssassin's 37-224 KB look-alike
+    patterns (``__PAY_ME``, ``__YOUR_PASSWORD``, ...) are ``(?:^|\s)(?:phrase|...)``
+    with alternations inside the phrases too; distributed over them, every part fits.
+    A part that is a long sequence of medium items is cut to its leading items (a match
+    of the whole starts with a match of those), so the parts may match more than the
+    pattern: fine for a prefilter. None when the pattern is not of that shape or needs
+    more than MAX_PARTS parts.
+    """
+    pcre = tr.pcre
+    if pcre is None or len(pcre) <= MAX_HS_LONG_PATTERN or _ABS_ANCHOR.search(pcre):
+        return None
+    parts: list[str] = []
+    if not _distribute(pcre, parts):
+        return None
+    out = [dataclasses.replace(tr, pcre=part) for part in parts]
+    return out if all(hs_suitable(part) for part in out) else None
+
+
+MAX_PARTS = 200
+
+
+def _distribute(pattern: str, out: list[str]) -> bool:
+    """Append to ``out`` patterns of at most MAX_HS_LONG_PATTERN characters whose union
+    matches what ``pattern`` matches; False if that is not possible here."""
+    if len(pattern) <= MAX_HS_LONG_PATTERN:
+        out.append(pattern)
+        return len(out) <= MAX_PARTS
+    items = _top_level(pattern)
+    if items is None:
+        return False
+    if "|" in items:
+        return all(_distribute("".join(branch), out) for branch in _split(items))
+    k = max(range(len(items)), key=lambda n: len(items[n]))
+    group = items[k]
+    if len(group) <= MAX_HS_LONG_PATTERN // 2:
+        # A long sequence of medium items: every match starts with a match of its
+        # leading items, so those are a (looser) prefilter for the whole.
+        lead = ""
+        for item in items:
+            if len(lead) + len(item) > MAX_HS_LONG_PATTERN:
+                break
+            lead += item
+        out.append(lead)
+        return len(out) <= MAX_PARTS
+    if group.startswith("(?:") and group.endswith(")?"):  # optional: without it, or with it
+        head, tail = "".join(items[:k]), "".join(items[k + 1:])
+        return _distribute(head + tail, out) and _distribute(head + group[:-1] + tail, out)
+    if not (group.startswith("(?:") and group.endswith(")")):
+        return False  # the long item is repeated or not a plain group
+    inner = _top_level(group[3:-1])
+    if inner is None:
+        return False
+    head, tail = "".join(items[:k]), "".join(items[k + 1:])
+    if "|" not in inner:  # a plain group: its items take its place
+        return _distribute(head + "".join(inner) + tail, out)
+    return all(_distribute(f"{head}(?:{''.join(branch)}){tail}", out)
+               for branch in _split(inner))
+
+
+def _split(items: list[str]) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    for item in items:
+        if item == "|":
+            out.append([])
+        else:
+            out[-1].append(item)
+    return out
+
+
+_ESCAPE = re.compile(r"\\(?:x\{[0-9a-fA-F]+\}|x[0-9a-fA-F]{2}|[^0-9a-zA-Z]|[dDwWsSbBnrtfvea])")
+_QUANT = re.compile(r"(?:[*+?]|\{\d+(?:,\d*)?\})[?+]?")
+
+
+def _top_level(pattern: str) -> list[str] | None:
+    """Top-level atoms of a regex (each with its quantifier) and ``|`` separators; None
+    for anything this small scanner does not understand."""
+    items: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "|":
+            items.append("|")
+            i += 1
+            continue
+        if c == "\\":
+            m = _ESCAPE.match(pattern, i)
+            end = m.end() if m else None
+        elif c == "[":
+            end = _class_end(pattern, i)
+        elif c == "(":
+            end = _group_end(pattern, i)
+        elif c in "*+?{)":
+            return None
+        else:
+            end = i + 1
+        if end is None:
+            return None
+        m = _QUANT.match(pattern, end)
+        items.append(pattern[i:m.end() if m else end])
+        i = m.end() if m else end
+    return items
+
+
+def _class_end(p: str, i: int) -> int | None:
+    j = i + 1
+    if p.startswith("^", j):
+        j += 1
+    if p.startswith("]", j):
+        j += 1
+    while j < len(p):
+        if p[j] == "\\":
+            j += 2
+        elif p[j] == "]":
+            return j + 1
+        else:
+            j += 1
+    return None
+
+
+def _group_end(p: str, i: int) -> int | None:
+    depth = 0
+    j = i
+    while j < len(p):
+        c = p[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "[":
+            end = _class_end(p, j)
+            if end is None:
+                return None
+            j = end
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    return None
 
 
 def _flags(tr: Translated) -> int:

@@ -234,3 +234,35 @@ def test_header_group_prefilter_changes_nothing(use_hyperscan: bool, subject: st
     for group in rs.header_groups:
         group.prefilter = None
     assert run(rs, raw).values == with_prefilter
+
+
+def _lookalike_word(word: str) -> str:
+    """A SpamAssassin-style look-alike group per letter (about 250 characters each)."""
+    return "".join("(?:[" + c + c.upper() + "]|" + "|".join(f"q{c}{n:02d}" for n in range(60))
+                   + ")" for c in word)
+
+
+@pytest.mark.skipif(not hyperscan_available(), reason="hyperscan package not installed")
+def test_patterns_too_long_for_hyperscan_are_split_and_still_agree() -> None:
+    from scanner.rules.perlre import translate
+    from scanner.rules.prefilter import MAX_HS_LONG_PATTERN, split_long
+
+    words = ["password", "webcamera", "bitcoinwallet", "deadline", "paymenow", "malware",
+             "recorded", "contacts"]
+    alternation = "(?:^|\\s)(?:" + "|".join(_lookalike_word(w) for w in words) + ")\\b"
+    sequence = _lookalike_word("abcdefghijklmnopqrstuvwxyz" * 3)
+    for pattern in (alternation, sequence):
+        assert len(pattern) > MAX_HS_LONG_PATTERN
+        parts = split_long(translate(pattern, "i"))
+        assert parts and all(len(p.pcre or "") <= MAX_HS_LONG_PATTERN for p in parts)
+    assert len(split_long(translate(alternation, "i")) or []) == len(words)
+    text = f"body LONG_ALT /{alternation}/i\nbody LONG_SEQ /{sequence}/i\n"
+    with_hs, without = ruleset(text), ruleset(text, use_hyperscan=False)
+    assert not with_hs.prefilters["body"].always  # both went into Hyperscan
+    for body in ("please send the PASSWORD now", "your webcamera", "password-less",
+                 "abcdefghijklmnopqrstuvwxyz" * 3, "abcdefghijklm", "nothing to see"):
+        raw = message(body=body + "\n")
+        assert names(run(with_hs, raw)) == names(run(without, raw)), body
+    assert names(run(with_hs, message(body="send the PASSWORD now\n"))) == {"LONG_ALT"}
+    assert names(run(with_hs, message(body="abcdefghijklmnopqrstuvwxyz" * 3 + "\n"))) == {
+        "LONG_SEQ"}
