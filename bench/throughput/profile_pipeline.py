@@ -3,7 +3,8 @@
 Runs ``Processor.analyse`` (parse, unpack, every enabled check, policy) on N messages of
 the SpamAssassin corpus with the CPU stages called inline, so one profiler sees all of
 it, and prints the median and mean milliseconds per message per check, plus (with
-``--profile``) the functions with the most own time. Nothing is delivered.
+``--profile``) the functions with the most own time. Nothing is delivered. Messages are
+picked as bench/throughput/run.py picks them (same seed, same sample, CRLF line ends).
 
     .venv/bin/python bench/throughput/profile_pipeline.py -n 1000 [--profile]
     .venv/bin/python bench/throughput/profile_pipeline.py --disable-checks bayes,rules
@@ -16,10 +17,8 @@ import asyncio
 import cProfile
 import json
 import pstats
-import random
 import statistics
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -38,16 +37,10 @@ from scanner.reinject.deliver import NextHop  # noqa: E402
 from scanner.scores import load_scores  # noqa: E402
 from scanner.task import Envelope, Recipient, Task  # noqa: E402
 
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "spamassassin-public.tar.xz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus import DEFAULT_CORPUS, load_corpus  # noqa: E402
+
 DNS_CHECKS = "auth,dnsbl,uribl,clamav"
-
-
-def corpus_sample(path: Path, count: int, seed: int) -> list[bytes]:
-    with tarfile.open(path) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and "/ham/" in m.name
-                   or m.isfile() and "/spam/" in m.name]
-        random.Random(seed).shuffle(members)
-        return [tar.extractfile(m).read() for m in members[:count]]  # type: ignore[union-attr]
 
 
 def build(disabled: list[str], tmp: Path) -> tuple[Processor, list[Any]]:
@@ -104,7 +97,7 @@ def main() -> int:
                    help=f"checks to disable (default {DNS_CHECKS})")
     p.add_argument("--profile", action="store_true", help="print the top functions")
     args = p.parse_args()
-    messages = corpus_sample(args.corpus, args.messages, args.seed)
+    messages = load_corpus(args.corpus, args.messages, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         processor, checks = build([n for n in args.disable_checks.split(",") if n],
                                   Path(tmp))

@@ -38,19 +38,19 @@ class HeaderBlock:
     """(name as written, raw value) in order."""
     pristine: bytes = b""
     truncated: bool = False
-    _index: dict[str, list[bytes]] | None = field(default=None, repr=False, compare=False)
+    _index: dict[str, list[bytes]] = field(default_factory=dict, repr=False, compare=False)
+    _indexed: int = field(default=0, repr=False, compare=False)
     _decoded: dict[str, list[bytes]] = field(default_factory=dict, repr=False, compare=False)
 
     def raw(self, name: str) -> list[bytes]:
         """Raw values of every field called ``name`` (any case), in order."""
-        index = self._index
-        if index is None or sum(map(len, index.values())) != len(self.order):
-            index = {}
+        if self._indexed != len(self.order):  # built lazily, again if fields were added
+            self._index = {}
             for n, v in self.order:
-                index.setdefault(n.lower(), []).append(v)
-            self._index = index
+                self._index.setdefault(n.lower(), []).append(v)
+            self._indexed = len(self.order)
             self._decoded.clear()
-        return index.get(name.lower(), [])
+        return list(self._index.get(name.lower(), ()))
 
     def decoded(self, name: str) -> list[bytes]:
         """Decoded values (encoded words, charsets) of every field called ``name``."""

@@ -319,19 +319,9 @@ def _top_level(pattern: str) -> list[str] | None:
 
 
 def _class_end(p: str, i: int) -> int | None:
-    j = i + 1
-    if p.startswith("^", j):
-        j += 1
-    if p.startswith("]", j):
-        j += 1
-    while j < len(p):
-        if p[j] == "\\":
-            j += 2
-        elif p[j] == "]":
-            return j + 1
-        else:
-            j += 1
-    return None
+    """End of the character class at ``i``, or None when it is not closed."""
+    end = _skip_class(p, i)
+    return end if end <= len(p) else None
 
 
 def _group_end(p: str, i: int) -> int | None:
