@@ -20,6 +20,7 @@ from scanner.reinject.deliver import NextHop
 from scanner.scores import load_scores
 from scanner.task import Envelope, Recipient, Task
 from scanner.testing.postfix import free_port
+from scanner.testing.procs import alive as _alive
 from scanner.testing.sink import Sink
 from tests.helpers import message, smtp, start_filter
 from tests.test_spine import smtplib_error
@@ -139,14 +140,6 @@ def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
                          text=True).stdout
     return [int(x) for x in out.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize("text,needle", [

@@ -42,6 +42,8 @@ from scanner.postfix_config import (
     reinject_maxproc,
     reinject_service,
 )
+from scanner.testing.postfix_layout import make_dir, standard_services, write_config_file
+from scanner.testing.procs import belongs, wait_gone
 
 POSTFIX = "/usr/sbin/postfix"
 POSTQUEUE = "/usr/sbin/postqueue"
@@ -199,7 +201,7 @@ class PostfixInstance:
         """The complete master.cf: the standard services plus our three listeners/transports."""
         parts = [
             master_entry(f"127.0.0.1:{self.smtpd_port}", "inet", "smtpd", private="n"),
-            *_standard_services(),
+            *standard_services(),
             filter_transport(protocol=self.filter_protocol, maxproc=self.filter_maxproc,
                              timeout=self.filter_timeout, name=TRANSPORT),
             reinject_service(host="127.0.0.1", port=self.reinject_port,
@@ -242,7 +244,7 @@ class PostfixInstance:
 
     def _write_vmailbox(self) -> None:
         tmp = self._vmailbox.with_name("vmailbox.new")
-        _write(tmp, self.vmailbox_map())
+        write_config_file(tmp, self.vmailbox_map())
         self._run([POSTMAP, "-c", str(self.conf_dir), f"hash:{tmp}"])
         os.replace(tmp.with_name("vmailbox.new.db"), self._vmailbox.with_suffix(".db"))
         os.replace(tmp, self._vmailbox)
@@ -251,15 +253,16 @@ class PostfixInstance:
         """Create the directory tree with the ownership Postfix wants and write the config."""
         self._check_base()
         postfix = pwd.getpwnam("postfix")
-        _mkdir(self.base, 0, 0, 0o755)
-        _mkdir(self.conf_dir, 0, 0, 0o755)
-        _mkdir(self.queue_dir, 0, 0, 0o755)
-        _mkdir(self.log_file.parent, 0, 0, 0o755)
-        _mkdir(self.data_dir, postfix.pw_uid, postfix.pw_gid, 0o700)
-        _mkdir(self.mail_dir, self._mail_uid(), self._mail_gid(), 0o755)
-        main = "".join(f"{key} = {value}\n" for key, value in self.main_cf().items())
-        _write(self.conf_dir / "main.cf", "# main.cf of a private test instance\n" + main)
-        _write(self.conf_dir / "master.cf", self.master_cf())
+        make_dir(self.base, 0, 0, 0o755)
+        make_dir(self.conf_dir, 0, 0, 0o755)
+        make_dir(self.queue_dir, 0, 0, 0o755)
+        make_dir(self.log_file.parent, 0, 0, 0o755)
+        make_dir(self.data_dir, postfix.pw_uid, postfix.pw_gid, 0o700)
+        make_dir(self.mail_dir, self._mail_uid(), self._mail_gid(), 0o755)
+        main = "# main.cf of a private test instance\n" + "".join(
+            f"{key} = {value}\n" for key, value in self.main_cf().items())
+        write_config_file(self.conf_dir / "main.cf", main)
+        write_config_file(self.conf_dir / "master.cf", self.master_cf())
         self._write_vmailbox()
 
     def _check_base(self) -> None:
@@ -304,9 +307,9 @@ class PostfixInstance:
         pid = self.master_pid()
         if pid is not None:
             self._postfix("stop", check=False)
-            if not _wait_gone(pid, 5.0):
+            if not wait_gone(pid, 5.0):
                 self._postfix("abort", check=False)
-                _wait_gone(pid, 2.0)
+                wait_gone(pid, 2.0)
         self._kill_leftovers(pid)
 
     def reload(self) -> None:
@@ -335,7 +338,7 @@ class PostfixInstance:
         pgid = master_pid if master_pid is not None else self.master_pid()
         found = []
         for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and _belongs(entry, pgid, self.queue_dir):
+            if entry.name.isdigit() and belongs(entry, pgid, self.queue_dir):
                 found.append(int(entry.name))
         return found
 
@@ -469,87 +472,3 @@ def _split(address: str) -> tuple[str, str]:
     """Lower-cased (local part, domain); a bare name is a local part with no domain."""
     local, _, domain = address.strip("<>").lower().rpartition("@")
     return (local, domain) if local else (domain, "")
-
-
-def _standard_services() -> list[str]:
-    """The Postfix services every instance needs, none chrooted."""
-    return [
-        master_entry("pickup", "unix", "pickup", private="n", wakeup="60", maxproc=1),
-        master_entry("cleanup", "unix", "cleanup", private="n", maxproc=0),
-        master_entry("qmgr", "unix", "qmgr", private="n", wakeup="300", maxproc=1),
-        master_entry("tlsmgr", "unix", "tlsmgr", wakeup="1000?", maxproc=1),
-        master_entry("rewrite", "unix", "trivial-rewrite"),
-        master_entry("bounce", "unix", "bounce", maxproc=0),
-        master_entry("defer", "unix", "bounce", maxproc=0),
-        master_entry("trace", "unix", "bounce", maxproc=0),
-        master_entry("verify", "unix", "verify", maxproc=1),
-        master_entry("flush", "unix", "flush", private="n", wakeup="1000?", maxproc=0),
-        master_entry("proxymap", "unix", "proxymap"),
-        master_entry("proxywrite", "unix", "proxymap", maxproc=1),
-        master_entry("smtp", "unix", "smtp"),
-        master_entry("relay", "unix", "smtp"),
-        master_entry("showq", "unix", "showq", private="n"),
-        master_entry("error", "unix", "error"),
-        master_entry("retry", "unix", "error"),
-        master_entry("discard", "unix", "discard"),
-        master_entry("local", "unix", "local", unpriv="n"),
-        master_entry("virtual", "unix", "virtual", unpriv="n"),
-        master_entry("lmtp", "unix", "lmtp"),
-        master_entry("anvil", "unix", "anvil", maxproc=1),
-        master_entry("scache", "unix", "scache", maxproc=1),
-        master_entry("postlog", "unix-dgram", "postlogd", private="n", maxproc=1),
-    ]
-
-
-def _mkdir(path: Path, uid: int, gid: int, mode: int) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    os.chown(path, uid, gid)
-    path.chmod(mode)
-
-
-def _write(path: Path, text: str) -> None:
-    """Write a root-owned configuration file dated a few seconds back.
-
-    Postfix re-reads a configuration file for up to two seconds while its mtime is
-    not yet in the past (it guards against half-written files), which would add two
-    seconds to every postmap, postconf and postfix command right after writing it.
-    """
-    path.write_text(text, encoding="utf-8")
-    os.chown(path, 0, 0)
-    path.chmod(0o644)
-    past = time.time() - 10
-    os.utime(path, (past, past))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Wait until process ``pid`` has exited; False if it is still there after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def _belongs(proc: Path, pgid: int | None, queue_dir: Path) -> bool:
-    """Whether /proc/PID is in our master's process group or works inside our queue."""
-    try:
-        stat = (proc / "stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        if pgid is not None and int(fields[2]) == pgid:
-            return True
-        cwd = Path(os.readlink(proc / "cwd"))
-    except (OSError, ValueError, IndexError):
-        return False
-    return cwd == queue_dir or queue_dir in cwd.parents
-
