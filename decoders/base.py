@@ -51,6 +51,7 @@ class Child:
     headers: list[tuple[str, str]] = field(default_factory=list)
     flags: set[str] = field(default_factory=set)
     text: str | None = None
+    html: str | None = None  # an HTML leaf's decoded markup; its text is rendered on demand
     detected_type: str | None = None
 
 

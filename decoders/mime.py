@@ -16,7 +16,6 @@ from email.message import Message
 
 from decoders.base import Child
 from decoders.context import DecodeContext
-from decoders.html import html_to_text
 from decoders.mimeutil import (
     content_type,
     decode_transfer,
@@ -95,5 +94,8 @@ class MimeDecoder:
         elif ctype in (None, "text/plain", "text/html") and not (ctype is None and child.name):
             charset = msg.get_content_charset() if msg.get("content-type") else None
             text = to_text(data, charset)
-            child.text = html_to_text(text) if ctype == "text/html" else text
+            if ctype == "text/html":
+                child.html = text  # rendered only when someone reads Part.text
+            else:
+                child.text = text
         return child

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from decoders.context import Blob
+from decoders.html_text import html_to_text
 
 
 @dataclass(eq=False)
@@ -27,10 +28,23 @@ class Part:
     name: str | None = None
     parent: int | None = None
     flags: set[str] = field(default_factory=set)
-    text: str | None = None
+    plain_text: str | None = None
+    html: str | None = None
     is_leaf: bool = True
     headers: list[tuple[str, str]] = field(default_factory=list)
     decoder: str | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The readable text of a text leaf: plain text as is, HTML rendered (once, on demand).
+
+        Rendering is deferred because most consumers (rules, the classifier) render HTML
+        their own way; only those that want this generic text pay for it.
+        """
+        if self.plain_text is None and self.html is not None:
+            self.plain_text = html_to_text(self.html)
+            self.html = None
+        return self.plain_text
 
     @property
     def size(self) -> int:

@@ -97,7 +97,8 @@ class _Expander:
             name=child.name,
             parent=parent.index,
             flags=set(child.flags),
-            text=child.text,
+            plain_text=child.text,
+            html=child.html,
             headers=child.headers,
         )
         self.type_part(part, child.detected_type)

@@ -31,7 +31,9 @@ def test_quoted_printable_and_charset() -> None:
 def test_html_yields_visible_text_only() -> None:
     with unpack(load("nested-multipart.eml")) as result:
         html = result.parts[2]
+        assert html.plain_text is None and "<" in (html.html or "")  # not rendered yet
         assert html.text == "Hello warehouse"
+        assert html.plain_text == "Hello warehouse" and html.html is None  # rendered once
         assert html.detected_type == "html"
 
 
