@@ -40,6 +40,26 @@ _TRAIL = re.compile(r"[-~!@#^&*()_+=:;'?,.]*$")
 _IPV4_PARTS = re.compile(r"^((?:0x[0-9a-f]+|\d+)\.)((?:0x[0-9a-f]+|\d+)\.)"
                          r"((?:0x[0-9a-f]+|\d+)\.)(0x[0-9a-f]+|\d+)$", re.I)
 _HTTP = re.compile(r"^(https?://)([^@/?#]*@)?([^/?#:]+)((?::(\d*))?.*)$", re.I | re.S)
+# _variants() runs these for every URI: compiled once here.
+_RELATIVE = re.compile(r"^(?:[#?&]|/(?!/))")
+_MAILTO = re.compile(r"^mailto:", re.I)
+_MAIL_LIKE = re.compile(r"^[^:]*@")
+_MAIL_QUERY = re.compile(r"^([^@]+@[^?]+)\?")
+_MAIL_AMP = re.compile(r"^([^@]+@[^?&]+)&")
+_MAIL_SPACES = re.compile(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)")
+_MAIL_ANGLE = re.compile(r"^[^?&]*<([^@>]+@[^>]+)>")
+_HTTP_SLASHES = re.compile(r"^(https?:)/{0,2}", re.I)
+_PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
+_HAS_SCHEME = re.compile(r"^[-_a-z0-9]+:", re.I)
+_QUERY_AFTER_HOST = re.compile(r"^(https?://[^/?#]+)([?#])", re.I)
+_DEC_ENTITY = re.compile(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);")
+_HEX_ENTITY = re.compile(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);")
+_DOT_ENTITY = re.compile(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", re.I)
+_CTRL = re.compile(r"[\x00-\x20]")
+_TRAILING_JUNK = re.compile(r"[^0-9A-Za-z]+$")
+_DEFAULT_HTTP_PORT = re.compile(r"^:80\b")
+_DEFAULT_HTTPS_PORT = re.compile(r"^:443\b")
+_SINGLE_LABEL = re.compile(r"^(?:www\.)?([^.]+)$")
 
 
 def text_uri_regex(tlds: Iterable[str]) -> regex.Pattern:
@@ -142,33 +162,33 @@ def canonicalize(uris: Iterable[str], redirectors: Sequence[regex.Pattern],
 
 def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -> list[str]:
     uri = uri.replace("\n", "").replace("\r", "").strip()
-    if len(uri) <= 1 or re.match(r"^(?:[#?&]|/(?!/))", uri):
+    if len(uri) <= 1 or _RELATIVE.match(uri):
         return []
     out = [uri]
-    if re.match(r"^mailto:", uri, re.I) or re.match(r"^[^:]*@", uri):
-        for pattern, prefix in ((r"^([^@]+@[^?]+)\?", ""), (r"^([^@]+@[^?&]+)&", "")):
-            m = re.match(pattern, uri)
+    if "@" in uri and _MAIL_LIKE.match(uri) or _MAILTO.match(uri):
+        for pattern in (_MAIL_QUERY, _MAIL_AMP):
+            m = pattern.match(uri)
             if m:
-                out.append(prefix + m.group(1))
+                out.append(m.group(1))
         if "%20" in uri:
-            m = re.match(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)", uri)
+            m = _MAIL_SPACES.match(uri)
             if m:
                 out.append("mailto:" + m.group(1))
-        m = re.match(r"^[^?&]*<([^@>]+@[^>]+)>", uri)
+        m = _MAIL_ANGLE.match(uri)
         if m:
             out.append("mailto:" + m.group(1))
         return out
     nuri = uri.replace("\\", "/")
-    nuri = re.sub(r"^(https?:)/{0,2}", r"\1//", nuri, flags=re.I)
-    if re.search(r"%[0-9a-fA-F]{2}", nuri):
+    nuri = _HTTP_SLASHES.sub(r"\1//", nuri)
+    if "%" in nuri and _PERCENT.search(nuri):
         nuri = urllib.parse.unquote(nuri, encoding="latin-1")
-    if not re.match(r"^[-_a-z0-9]+:", nuri, re.I):
+    if not _HAS_SCHEME.match(nuri):
         nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
-    nuri = re.sub(r"^(https?://[^/?#]+)([?#])", r"\1/\2", nuri, flags=re.I)
-    nuri = re.sub(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);", lambda m: chr(int(m.group(1))), nuri)
-    nuri = re.sub(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);",
-                  lambda m: chr(int(m.group(1), 16)), nuri)
-    nuri = re.sub(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", ".", nuri, flags=re.I)
+    nuri = _QUERY_AFTER_HOST.sub(r"\1/\2", nuri)
+    if "&#" in nuri:
+        nuri = _DEC_ENTITY.sub(lambda m: chr(int(m.group(1))), nuri)
+        nuri = _HEX_ENTITY.sub(lambda m: chr(int(m.group(1), 16)), nuri)
+        nuri = _DOT_ENTITY.sub(".", nuri)
     if nuri != uri:
         out.append(nuri)
     m = _HTTP.match(nuri)
@@ -177,11 +197,11 @@ def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -
     proto, auth, host, rest, port = m.group(1), m.group(2) or "", m.group(3), m.group(4), \
         m.group(5)
     if port is not None and port != "":
-        if proto.lower() == "http://" and re.match(r"^:80\b", rest):
+        if proto.lower() == "http://" and _DEFAULT_HTTP_PORT.match(rest):
             out.append(proto + host + rest[3:])
-        elif re.match(r"^:443\b", rest):
+        elif _DEFAULT_HTTPS_PORT.match(rest):
             out.append(proto + host + rest[4:])
-    stripped = re.sub(r"[\x00-\x20]", "", host)
+    stripped = _CTRL.sub("", host)
     if stripped != host:
         host = stripped
         out.append(proto + host + rest)
@@ -191,7 +211,7 @@ def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -
     if "@" in host:
         host = re.sub(r"^[^@]+@", "", host)
         out.append(proto + host + rest)
-    trimmed = re.sub(r"[^0-9A-Za-z]+$", "", host)
+    trimmed = _TRAILING_JUNK.sub("", host)
     if trimmed != host:
         host = trimmed
         out.append(proto + host + rest)
@@ -200,7 +220,7 @@ def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -
         out.append(proto + ip + rest)
     elif proto.lower() == "http://" and not auth and port in (None, "") and \
             host != "localhost":
-        single = re.match(r"^(?:www\.)?([^.]+)$", host)
+        single = _SINGLE_LABEL.match(host)
         if single:
             out.append(f"{proto}www.{single.group(1)}.com{rest}")
     return out
