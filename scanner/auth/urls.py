@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scanner.auth.psl import normalise
+
 _URL = re.compile(r"(?i)\b(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
 _WWW = re.compile(r"(?i)(?<![\w.@/-])(www\d{0,3}\.[a-z0-9\u00a1-\uffff.-]+)")
 _ATTR = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
@@ -102,14 +104,9 @@ def _as_ip(host: str) -> str | None:
 
 def normalise_host(host: str) -> str:
     """Lowercase ASCII host name, or '' when it is not a plausible public name."""
-    name = host.strip().strip(".").lower()
+    name = normalise(host.strip().lstrip("."))
     if not name:
         return ""
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            return ""
     labels = name.split(".")
     if len(labels) < 2 or len(name) > 253:
         return ""

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from scanner.auth.urls import from_html, from_text
+from decoders import unpack
+from scanner.auth.urls import from_html, from_parts, from_text, normalise_host
 from scanner.checks.dnsbl import Dnsbl
 from scanner.checks.uribl import Uribl
 from scanner.errors import ConfigError
@@ -150,3 +151,28 @@ def test_url_extraction() -> None:
     html = from_html('<a href="http://a.example/">x</a><form action="//b.example/s">'
                      "<img src=http://c.example/i.png>")
     assert html.hosts == ["a.example", "b.example", "c.example"]
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("WWW.Example.COM.", "www.example.com"),
+    (" .example.org ", "example.org"),
+    ("bücher.example", "xn--bcher-kva.example"),
+    ("localhost", ""),
+    ("-x-.test", ""),
+    ("a..example", ""),
+    ("", ""),
+    ("x" * 250 + ".com", ""),
+])
+def test_normalise_host(host: str, expected: str) -> None:
+    assert normalise_host(host) == expected
+
+
+def test_hosts_from_decoded_parts_include_rendered_html_text() -> None:
+    raw = (b"From: a@example.org\r\nContent-Type: text/html\r\n\r\n"
+           b"<p>visit www.&#101;xample-one.test today</p>"
+           b'<a href="http://two.example/x">two</a>\r\n')
+    with unpack(raw) as result:
+        found = from_parts(result.parts)
+    # the entity-encoded host only appears in the rendered text, the link only in markup
+    assert "www.example-one.test" in found.hosts
+    assert "two.example" in found.hosts
