@@ -67,8 +67,8 @@ case "$mode" in
         need_pkgs "${runtime_pkgs[@]}" "${test_pkgs[@]}"
         setup_venv "[test]"
         amavisd_release_client
-        # The machine's own Postfix and clamd are not used by the tests (they start private
-        # instances); stop them if apt just started them so they hold no ports we need.
+        # The machine's own Postfix, clamd, nsd and PostgreSQL (if apt started them) are
+        # left alone: the tests start private instances on free loopback ports.
         .venv/bin/ruff check --quiet . || { echo "quickstart: ruff found problems" >&2; exit 1; }
         exec .venv/bin/python -m pytest "$@"
         ;;
