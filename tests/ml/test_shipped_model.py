@@ -27,3 +27,16 @@ def test_shipped_model_scores_our_samples() -> None:
     assert band_for(ham) in ("BAYES_00", "BAYES_05", "BAYES_20", "BAYES_40")
     assert band_for(spam) in ("BAYES_80", "BAYES_95", "BAYES_99", "BAYES_999")
     assert model.training["ham"] == 4150 and model.training["spam"] == 1896
+
+
+def test_shipped_model_on_modern_style_mail() -> None:
+    """Mail unlike the 2002 training corpus: ordinary HTML ham must not look like spam."""
+    model = load_model(DEFAULT_MODEL_PATH)
+    modern = CORPORA / "modern"
+    scores = {p.name: model.score_message(p.read_bytes()) for p in sorted(modern.glob("*.eml"))}
+    ham = {n: s for n, s in scores.items() if n.startswith("ham-")}
+    spam = {n: s for n, s in scores.items() if n.startswith("spam-")}
+    assert len(ham) == 3 and len(spam) == 2
+    assert all(s < 0.5 for s in ham.values()), scores
+    assert all(s > 0.8 for s in spam.values()), scores
+    assert min(spam.values()) > max(ham.values())
