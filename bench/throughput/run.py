@@ -323,7 +323,8 @@ def print_text(data: dict[str, object]) -> None:
             print(f"    filter time median {flt.get('median_ms', '-')} ms, "
                   f"p95 {flt.get('p95_ms', '-')} ms ({flt['log_lines']} log lines); "
                   f"PSS {int(flt['pss_kib']) / 1024:.1f} MiB in {flt['processes']} processes; "
-                  f"CPU {flt['cpu_seconds']} s during the timed run")
+                  f"CPU {flt['cpu_seconds']} s during the timed run "
+                  f"({1000 * flt['cpu_seconds'] / res['messages']:.1f} ms per message)")
     if data["rounds"] > 1:
         print(f"medians of {data['rounds']} interleaved rounds; rates per round: "
               f"{data['round_rates']}")
