@@ -32,6 +32,15 @@ _UUE = re.compile(rb"^begin [0-7]{3,4} \S", re.M)
 _HTML = re.compile(rb"<(!doctype html|html|head|body|meta|title|table|div|font|center|p|br|a )")
 _HTML_ANY = re.compile(rb"<(html|body|table|div|font|br|p)[\s>]")
 _HEADER_LINE = re.compile(rb"^[!-9;-~]{1,76}:[ \t]?.*$")
+# Header fields that only a message (or a news article) starts with; not Date, which
+# many other "Key: value" text formats have.
+_MAIL_HEADERS = frozenset({
+    b"from", b"to", b"cc", b"subject", b"received", b"return-path", b"message-id",
+    b"mime-version", b"content-type", b"sender", b"reply-to", b"delivered-to",
+    b"x-mailer", b"in-reply-to", b"references", b"relay-version", b"path", b"xref",
+    b"newsgroups", b"x-original-to", b"envelope-to", b"dkim-signature", b"arc-seal",
+    b"authentication-results",
+})
 _OOXML_MACRO = {"docx": "docm", "xlsx": "xlsm", "pptx": "pptm", "ooxml": "ooxml"}
 
 
@@ -88,11 +97,18 @@ def short_type(description: str) -> str:
 
 
 def looks_like_mail(head: bytes) -> bool:
-    """True when ``head`` starts with an mbox From line or several header fields."""
+    """True when ``head`` starts with a header section (after an optional mbox From line).
+
+    A header section here is two or more header-shaped lines of which at least one is a
+    message header (``From``, ``Received``, ``Subject``, ...): text that merely starts
+    with ``Key: value`` lines (an RSS item's ``URL:``/``Date:``, a form, a log) stays
+    text, as file(1) leaves it.
+    """
     lines = head[:4096].split(b"\n", 12)
     if lines and lines[0].startswith(b"From "):
         lines = lines[1:]
     fields = 0
+    known = False
     for line in lines[:10]:
         line = line.rstrip(b"\r")
         if not line:
@@ -102,7 +118,8 @@ def looks_like_mail(head: bytes) -> bool:
         if not _HEADER_LINE.match(line):
             return False
         fields += 1
-    return fields >= 2
+        known = known or line.split(b":", 1)[0].strip().lower() in _MAIL_HEADERS
+    return fields >= 2 and known
 
 
 def _refine_ole(blob: Blob) -> str:

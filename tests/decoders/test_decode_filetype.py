@@ -68,3 +68,22 @@ def test_consistent_types_give_no_symbol() -> None:
     )
     with unpack(raw) as result:
         assert not {"MIME_TYPE_MISMATCH", "MIME_EXT_MISMATCH"} & result.symbols()
+
+
+def test_key_value_text_is_not_mail() -> None:
+    # an RSS item mailed as text/plain: header-shaped lines, but no message header
+    rss = (b"URL: http://news.example/2002/09/24#item\r\nDate: Tue, 24 Sep 2002 15:05:13 GMT\r\n"
+           b"\r\nThe story itself.\r\n")
+    assert not looks_like_mail(rss)
+    assert looks_like_mail(b"Date: Tue, 24 Sep 2002\r\nSubject: hi\r\n\r\nbody")
+    assert looks_like_mail(b"Received: from a by b\r\n\tid 1\r\nFrom: x@y\r\n\r\n")
+
+
+def test_text_part_starting_with_key_value_lines_keeps_its_body() -> None:
+    raw = (b"From: a@example.org\r\nSubject: feed\r\nContent-Type: text/plain\r\n\r\n"
+           b"URL: http://news.example/item\r\nDate: Tue, 24 Sep 2002 15:05:13 GMT\r\n\r\n"
+           b"The story itself.\r\n")
+    with unpack(raw) as result:
+        leaves = [p for p in result.parts if p.index != 1]
+    assert [p.detected_type for p in leaves] == ["asc"]
+    assert leaves[0].text.startswith("URL: http://news.example/item")
