@@ -25,7 +25,6 @@ import random
 import re
 import subprocess
 import sys
-import tarfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from scanner.ml.mailbox_reader import iter_messages  # noqa: E402
 from scanner.rules.engine import evaluate  # noqa: E402
 from scanner.rules.loader import load_rules  # noqa: E402
 from scanner.rules.uris import text_uri_regex  # noqa: E402
@@ -48,14 +48,8 @@ _ROW = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Za-z0-9_]+)(?:\s|$)")
 
 def select(count: int, seed: int) -> list[tuple[str, bytes]]:
     """(name, message) pairs: a seeded sample of ham and spam, mbox line dropped."""
-    found: list[tuple[str, bytes]] = []
-    with tarfile.open(CORPUS, "r:xz") as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if member.isfile() and len(parts) == 3 and parts[1] in ("ham", "spam"):
-                fh = tar.extractfile(member)
-                if fh is not None:
-                    found.append((f"{parts[1]}/{parts[2]}", fh.read()))
+    found = [("/".join(name.rsplit("/", 2)[-2:]), raw) for kind in ("ham", "spam")
+             for name, raw in iter_messages(f"{CORPUS}#spamassassin-public/{kind}")]
     found.sort()
     random.Random(seed).shuffle(found)
     chosen: list[tuple[str, bytes]] = []

@@ -3,37 +3,28 @@
 from __future__ import annotations
 
 import random
-import tarfile
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from scanner.ml.mailbox_reader import iter_messages  # noqa: E402
+from scanner.ml.text import strip_mbox_from  # noqa: E402
+
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "spamassassin-public.tar.xz"
 
 
 def load_corpus(path: Path, count: int, seed: int) -> list[bytes]:
     """``count`` messages from the corpus tarball (ham and spam), CRLF line ends."""
-    messages: list[bytes] = []
-    with tarfile.open(path, "r:xz") as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if member.isfile() and len(parts) == 3 and parts[1] in ("ham", "spam"):
-                fh = tar.extractfile(member)
-                if fh is not None:
-                    messages.append(fh.read())
+    messages = [raw for kind in ("ham", "spam")
+                for _, raw in iter_messages(f"{path}#spamassassin-public/{kind}")]
     if not messages:
         raise SystemExit(f"{path}: no messages under spamassassin-public/ham or spam")
     rng = random.Random(seed)
     rng.shuffle(messages)
     chosen = [messages[i % len(messages)] for i in range(count)]
     return [to_crlf(strip_mbox_from(m)) for m in chosen]
-
-
-def strip_mbox_from(message: bytes) -> bytes:
-    """Drop a leading mbox ``From `` separator line."""
-    if message.startswith(b"From "):
-        _, _, rest = message.partition(b"\n")
-        return rest
-    return message
 
 
 def to_crlf(message: bytes) -> bytes:
