@@ -96,6 +96,7 @@ def main() -> int:
     p.add_argument("--disable-checks", default=DNS_CHECKS,
                    help=f"checks to disable (default {DNS_CHECKS})")
     p.add_argument("--profile", action="store_true", help="print the top functions")
+    p.add_argument("--callers", default="", help="with --profile: also list by cumulative time the functions matching this regex")
     args = p.parse_args()
     messages = load_corpus(args.corpus, args.messages, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +114,10 @@ def main() -> int:
             print(f"  {name:<16} {statistics.median(values):7.2f} / "
                   f"{statistics.fmean(values):7.2f}")
     if profiler:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("tottime").print_stats(40)
+        if args.callers:
+            stats.sort_stats("cumulative").print_stats(args.callers)
     return 0
 
 

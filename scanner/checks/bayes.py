@@ -26,6 +26,7 @@ from scanner.errors import ConfigError
 from scanner.ml.bands import BAND_NAMES, bands_for
 from scanner.ml.errors import ModelError
 from scanner.ml.model import Model, load_model
+from scanner.pipeline.cpu import inline_cpu
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.checks.bayes")
@@ -92,7 +93,8 @@ class Bayes:
             return
         self._checked = time.monotonic()
         if self._file_stamp() != self._stamp:
-            await self._run_cpu(self.reload)
+            with inline_cpu(False):  # reading a model file: never in the event loop
+                await self._run_cpu(self.reload)
 
     async def run(self, task: Task) -> Iterable[Hit]:
         await self._maybe_reload()

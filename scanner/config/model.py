@@ -45,6 +45,10 @@ class ServerConfig:
     max_line_length: int = opt(
         65536, "longest line accepted in commands and DATA, bytes; longer -> 500 5.5.2",
         min=1002)
+    inline_cpu_max_size: int = opt(
+        32768, "messages up to this many bytes are analysed in the worker's event loop "
+        "(cheaper than a thread hand-over), larger ones in its thread pool; 0 = always "
+        "the pool", min=0)
     xforward_hosts: tuple[str, ...] = opt(
         ["127.0.0.0/8", "::1"], "networks allowed to send XFORWARD")
     log_level: str = opt("info", "debug, info, warning or error", choices=LOG_LEVELS)

@@ -20,6 +20,7 @@ from scanner.actions.run import Context, Outcome, carry_out
 from scanner.config import Config
 from scanner.config.policy import apply
 from scanner.pipeline.checks import run_checks
+from scanner.pipeline.cpu import inline_cpu
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
 from scanner.pipeline.unpack import limits_from, unpack_task
 from scanner.policy.decide import PRECEDENCE, decide
@@ -93,12 +94,14 @@ class Processor:
         task.queue_id = postfix_queue_id(task.message)
         unpacked = None
         try:
-            if self._config.decode.enabled:
-                if self._decoders is None:
-                    self._decoders = load_decoders()
-                unpacked = await unpack_task(task, self._run_cpu, self._limits, self._decoders,
-                                             self._config.server.tmp_dir or None)
-            await run_checks(task, self._checks, self._config.checks.timeout)
+            with inline_cpu(len(task.raw) <= self._config.server.inline_cpu_max_size):
+                if self._config.decode.enabled:
+                    if self._decoders is None:
+                        self._decoders = load_decoders()
+                    unpacked = await unpack_task(task, self._run_cpu, self._limits,
+                                                 self._decoders,
+                                                 self._config.server.tmp_dir or None)
+                await run_checks(task, self._checks, self._config.checks.timeout)
         finally:
             if unpacked is not None and not keep_parts:
                 unpacked.close()

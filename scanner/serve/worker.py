@@ -1,7 +1,8 @@
 """One worker process: an asyncio loop serving every listening socket it inherited.
 
 CPU-heavy stages run in a small thread pool so the loop keeps serving other
-connections; several workers (processes) use every core.
+connections, except the analysis of small messages, which is cheaper inline
+(:mod:`scanner.pipeline.cpu`); several workers (processes) use every core.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import signal
 import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Any
 
 from decoders.registry import load_decoders
 from scanner.checks.base import CheckContext
 from scanner.config import Config, ListenerConfig
 from scanner.mailid import LogIds
+from scanner.pipeline.cpu import make_run_cpu
 from scanner.pipeline.processor import Listener, Processor
 from scanner.quarantine.ampdp import start_ampdp_server
 from scanner.quarantine.store import Quarantine
@@ -68,9 +68,7 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cpu")
 
-    async def run_cpu(func: Any, *args: Any) -> Any:
-        return await loop.run_in_executor(executor, partial(func, *args))
-
+    run_cpu = make_run_cpu(loop, executor)
     checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu))
     quarantine = _open_quarantine(config, hostname)
     processor = Processor(config, checks, load_scores(config.checks.score_files),
