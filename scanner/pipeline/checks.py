@@ -28,7 +28,8 @@ async def run_checks(task: Task, checks: Sequence, timeout: float) -> None:
 async def _run_one(task: Task, check: object, timeout: float) -> list[Hit]:
     name = getattr(check, "name", type(check).__name__)
     try:
-        hits = await asyncio.wait_for(check.run(task), timeout)  # type: ignore[attr-defined]
+        async with asyncio.timeout(timeout):  # cheaper than wait_for: no Task per check
+            hits = await check.run(task)  # type: ignore[attr-defined]
         return [h if h.source else dataclasses.replace(h, source=name) for h in hits or []]
     except TimeoutError:
         log.error("(%s) check %s timed out after %g s", task.mail_id, name, timeout)

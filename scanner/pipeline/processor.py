@@ -74,8 +74,8 @@ class Processor:
         """One reply per recipient. Never raises (except cancellation)."""
         n = len(task.envelope.recipients)
         try:
-            return await asyncio.wait_for(self._process(task, listener),
-                                          self._config.server.message_timeout)
+            async with asyncio.timeout(self._config.server.message_timeout):
+                return await self._process(task, listener)
         except TimeoutError:
             log.error("(%s) processing timed out after %g s, mail_id: %s, tempfail",
                       task.log_id, self._config.server.message_timeout, task.mail_id)

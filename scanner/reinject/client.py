@@ -59,7 +59,8 @@ class SMTPClient:
         reply = Reply(0)
         while True:
             try:
-                raw = await asyncio.wait_for(self._reader.readline(), self._timeout)
+                async with asyncio.timeout(self._timeout):  # no extra Task, unlike wait_for
+                    raw = await self._reader.readline()
             except (TimeoutError, OSError, ValueError) as exc:
                 raise NextHopError(f"no reply from next hop: {_why(exc)}") from None
             if not raw:
@@ -88,7 +89,8 @@ class SMTPClient:
 
     async def _drain(self) -> None:
         try:
-            await asyncio.wait_for(self._writer.drain(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._writer.drain()
         except (TimeoutError, OSError) as exc:
             raise NextHopError(f"cannot write to next hop: {_why(exc)}") from None
 
