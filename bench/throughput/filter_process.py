@@ -100,9 +100,10 @@ class ScannerProcess:
         pids = self.pids()
         return {"pss_kib": sum(pss_kib(pid) for pid in pids), "processes": len(pids)}
 
-    def cpu(self) -> float:
-        """CPU seconds used so far by the master and its descendants."""
-        return sum(cpu_seconds(pid) for pid in self.pids())
+    def cpu(self) -> tuple[float, float]:
+        """(user, system) CPU seconds used so far by the master and its descendants."""
+        times = [cpu_seconds(pid) for pid in self.pids()]
+        return sum(t[0] for t in times), sum(t[1] for t in times)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -186,11 +187,11 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process and its reaped children."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of one process and its reaped children."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    ticks = sum(int(v) for v in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[13])) / tick, (int(fields[12]) + int(fields[14])) / tick

@@ -96,7 +96,8 @@ def main() -> int:
     p.add_argument("--disable-checks", default=DNS_CHECKS,
                    help=f"checks to disable (default {DNS_CHECKS})")
     p.add_argument("--profile", action="store_true", help="print the top functions")
-    p.add_argument("--callers", default="", help="with --profile: also list by cumulative time the functions matching this regex")
+    p.add_argument("--callers", default="", metavar="REGEX",
+                   help="with --profile: also list matching functions by cumulative time")
     args = p.parse_args()
     messages = load_corpus(args.corpus, args.messages, args.seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -205,7 +205,7 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
         alive = scanner.problem if scanner is not None else (lambda: None)
         _push(inst, args, messages[: args.warmup], alive)  # spawn processes, fill caches
         offset = scanner.log_size() if scanner is not None else 0
-        cpu = scanner.cpu() if scanner is not None else 0.0
+        cpu = scanner.cpu() if scanner is not None else (0.0, 0.0)
         started = time.monotonic()
         done = _push(inst, args, messages[args.warmup:], alive)
         result.messages = args.messages
@@ -213,7 +213,11 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
         result.rate = round(args.messages / (done - started), 1)
         if scanner is not None:
             result.filter = _filter_stats(scanner, offset)
-            result.filter["cpu_seconds"] = round(scanner.cpu() - cpu, 2)
+            user, system = (now - before for now, before in zip(scanner.cpu(), cpu,
+                                                                 strict=True))
+            result.filter["cpu_seconds"] = round(user + system, 2)
+            result.filter["cpu_user_seconds"] = round(user, 2)
+            result.filter["cpu_system_seconds"] = round(system, 2)
         log = inst.log_text()
         result.deferred = log.count("status=deferred")
         result.bounced = log.count("status=bounced")
@@ -324,7 +328,9 @@ def print_text(data: dict[str, object]) -> None:
                   f"p95 {flt.get('p95_ms', '-')} ms ({flt['log_lines']} log lines); "
                   f"PSS {int(flt['pss_kib']) / 1024:.1f} MiB in {flt['processes']} processes; "
                   f"CPU {flt['cpu_seconds']} s during the timed run "
-                  f"({1000 * flt['cpu_seconds'] / res['messages']:.1f} ms per message)")
+                  f"({1000 * flt['cpu_seconds'] / res['messages']:.1f} ms per message: "
+                  f"user {1000 * flt['cpu_user_seconds'] / res['messages']:.1f}, "
+                  f"system {1000 * flt['cpu_system_seconds'] / res['messages']:.1f})")
     if data["rounds"] > 1:
         print(f"medians of {data['rounds']} interleaved rounds; rates per round: "
               f"{data['round_rates']}")
