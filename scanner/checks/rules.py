@@ -27,7 +27,7 @@ from scanner.rules import badheader
 from scanner.rules.compiler import RuleSet
 from scanner.rules.engine import evaluate
 from scanner.rules.loader import load_rules
-from scanner.rules.uris import text_uri_regex
+from scanner.rules.uris import UriFinder, text_uri_regex
 from scanner.rules.views import MessageView, ViewLimits
 from scanner.scores import PROVIDED, SymbolDef
 from scanner.task import Hit, Task
@@ -93,7 +93,7 @@ class Rules:
             return Path(value)
         return Path(tempfile.gettempdir()) / f"scanner-rules-{os.getuid()}"
 
-    def _load(self) -> tuple[RuleSet, object]:
+    def _load(self) -> tuple[RuleSet, UriFinder]:
         s = self._settings
         rs = load_rules(list(s.sa_compat_paths) + list(s.dirs), shipped=s.shipped,
                         score_set=s.score_set, use_hyperscan=s.hyperscan,
@@ -122,7 +122,7 @@ class Rules:
             rs, finder = self._rs, self._finder
         sender = task.envelope.sender.strip("<>") or None
         view = MessageView(task.raw, task.parts, envelope_from=sender, limits=self._limits,
-                           uri_finder=finder, redirectors=rs.redirectors)  # type: ignore[arg-type]
+                           uri_finder=finder, redirectors=rs.redirectors)
         result = evaluate(rs, view, self._settings.time_budget)
         hits = [Hit(h.name, factor=float(h.count),
                     options=(f"{h.count}x",) if h.count > 1 else ()) for h in result.hits]

@@ -34,7 +34,7 @@ import regex
 
 from scanner.rules import headers as hdr
 from scanner.rules.html import render
-from scanner.rules.uris import canonicalize, from_html, from_text
+from scanner.rules.uris import UriFinder, canonicalize, from_html, from_text
 
 MAX_LINE = 2048
 _UNICODE_WS = re.compile(r"\s+")
@@ -70,7 +70,7 @@ class MessageView:
     parts: Sequence[Any] = ()
     envelope_from: str | None = None
     limits: ViewLimits = field(default_factory=ViewLimits)
-    uri_finder: regex.Pattern | None = None
+    uri_finder: UriFinder | None = None
     redirectors: Sequence[regex.Pattern] = ()
     valid_host: Callable[[str], bool] | None = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.rules.uris import _MAYBE_URI, COMMON_TLDS, text_uri_regex
+from scanner.rules.uris import _MAYBE_URI, COMMON_TLDS, FAST_MAX, text_uri_regex
 
 FINDER = text_uri_regex(COMMON_TLDS)
 PIECES = st.sampled_from([
@@ -21,3 +21,26 @@ def test_no_finder_match_without_the_precheck(pieces: list[str]) -> None:
     text = "".join(pieces).encode("latin-1")
     if FINDER.search(text):
         assert _MAYBE_URI.search(text), text
+
+
+LONG = st.lists(st.sampled_from(["www.", "http://", "mailto:", "a.", "a-", "x@y.", "1.",
+                                 "com", " ", "\t", "a" * 50, ".org/", "@"]), max_size=400)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(PIECES, max_size=40).map("".join), LONG.map("".join)))
+def test_both_engines_find_the_same_links(text: str) -> None:
+    """The fast (re) and the guarded (regex, with timeout) engines agree match by match."""
+    data = text.encode("latin-1")
+    fast = [(m.span(), m.groups()) for m in FINDER.fast.finditer(data)]
+    guarded = [(m.span(), m.groups()) for m in FINDER.guarded.finditer(data, timeout=10)]
+    assert fast == guarded
+
+
+def test_long_paragraphs_go_to_the_guarded_engine() -> None:
+    short = b"see www.example.com now"
+    long = short + b" " * FAST_MAX
+    assert type(next(FINDER.finditer(short))) is type(FINDER.fast.search(short))
+    assert type(next(FINDER.finditer(long))) is type(FINDER.guarded.search(long))
+    assert type(FINDER.fast.search(short)) is not type(FINDER.guarded.search(long))
+    assert [m.group(0) for m in FINDER.finditer(long)] == [b"www.example.com"]
