@@ -40,11 +40,16 @@ def namespace_seed(namespace: str) -> int:
     return zlib.crc32(namespace.encode("utf-8"))
 
 
-def hash_tokens(tokens: Iterable[str], namespace: str) -> np.ndarray:
-    """Hash string tokens of one family to unsigned 64-bit values (before bucketing).
+def mix(keys: np.ndarray) -> np.ndarray:
+    """Finish keys from :func:`token_keys` / :func:`char_ngram_keys` into hashes.
 
-    Each distinct token is hashed once (words repeat a lot within a message).
-    """
+    Element-wise, so mixing several key arrays concatenated equals concatenating their
+    mixed arrays; the extractor mixes all of a message's keys in one call."""
+    return _mix(keys)
+
+
+def token_keys(tokens: Iterable[str], namespace: str) -> np.ndarray:
+    """The unmixed keys of :func:`hash_tokens`."""
     seed = namespace_seed(namespace)
     seq = tokens if isinstance(tokens, list) else list(tokens)
     known: dict[str, int] = {}
@@ -52,7 +57,15 @@ def hash_tokens(tokens: Iterable[str], namespace: str) -> np.ndarray:
         if token not in known:
             known[token] = zlib.crc32(token.encode("utf-8", "surrogatepass"), seed)
     raw = np.fromiter((known[t] for t in seq), dtype=np.uint64, count=len(seq))
-    return _mix(raw + np.uint64(seed << 32))
+    return raw + np.uint64(seed << 32)
+
+
+def hash_tokens(tokens: Iterable[str], namespace: str) -> np.ndarray:
+    """Hash string tokens of one family to unsigned 64-bit values (before bucketing).
+
+    Each distinct token is hashed once (words repeat a lot within a message).
+    """
+    return _mix(token_keys(tokens, namespace))
 
 
 def hash_pairs(hashes: np.ndarray, namespace: str) -> np.ndarray:
@@ -65,6 +78,11 @@ def hash_pairs(hashes: np.ndarray, namespace: str) -> np.ndarray:
 
 def hash_char_ngrams(text: str, n: int, namespace: str) -> np.ndarray:
     """Hash every character n-gram of ``text`` (by code point), vectorised with numpy."""
+    return _mix(char_ngram_keys(text, n, namespace))
+
+
+def char_ngram_keys(text: str, n: int, namespace: str) -> np.ndarray:
+    """The unmixed keys of :func:`hash_char_ngrams`."""
     if n < 1 or n > len(_NGRAM_MULTIPLIERS):
         raise ValueError(f"character n-gram length must be 1..{len(_NGRAM_MULTIPLIERS)}")
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
@@ -75,7 +93,7 @@ def hash_char_ngrams(text: str, n: int, namespace: str) -> np.ndarray:
     acc = np.full(count, namespace_seed(namespace), dtype=np.uint64)
     for offset in range(n):
         acc += codes[offset : offset + count] * _NGRAM_MULTIPLIERS[offset]
-    return _mix(acc)
+    return acc
 
 
 def bucket(hashes: np.ndarray, bits: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 _IPV6 = re.compile(r"(?i)\[(?:ipv6:)?([0-9a-f:]*:[0-9a-f:.]+)\]")
@@ -40,6 +41,7 @@ class Hop:
     helo: str  # the name the sender gave, or ""
 
 
+@lru_cache(maxsize=8192)  # pure; the same relays and domains recur from message to message
 def registered_domain(host: str) -> str:
     """A cheap registered-domain guess: last two labels, three under ``co.uk``-like SLDs."""
     labels = [p for p in host.lower().strip(".").split(".") if p]
@@ -74,6 +76,7 @@ def parse_hop(received: str) -> Hop | None:
     return Hop(host=host.strip("."), addr=addr, helo=helo)
 
 
+@lru_cache(maxsize=8192)  # pure; ipaddress parsing is slow Python
 def is_private_addr(addr: str) -> bool:
     """True for loopback, RFC 1918 / ULA, shared (CGNAT), link-local and unparsable addresses.
 
