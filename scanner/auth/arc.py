@@ -21,7 +21,8 @@ from scanner.auth.dkim_keys import (
     parsed_headers,
     tags,
 )
-from scanner.auth.dkim_verify import QUIET_LOG, RunCpu
+from scanner.auth.dkim_verify import QUIET_LOG
+from scanner.pipeline.cpu import RunCpu
 
 ARC_SIGNING = (b"arc-seal", b"arc-message-signature")
 

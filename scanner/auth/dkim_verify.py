@@ -12,9 +12,7 @@ signature off the event loop. Each signature gets an RFC 8601 result:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import dkim
 
@@ -27,8 +25,8 @@ from scanner.auth.dkim_keys import (
     parsed_headers,
     tags,
 )
+from scanner.pipeline.cpu import RunCpu
 
-RunCpu = Callable[..., Awaitable[Any]]
 QUIET_LOG = logging.getLogger("scanner.dkimpy")
 QUIET_LOG.setLevel(logging.CRITICAL)
 

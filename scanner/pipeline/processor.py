@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from scanner.actions.run import Context, Outcome, carry_out
 from scanner.config import Config
 from scanner.config.policy import apply
 from scanner.pipeline.checks import run_checks
-from scanner.pipeline.cpu import inline_cpu
+from scanner.pipeline.cpu import RunCpu, inline_cpu
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
 from scanner.pipeline.unpack import limits_from, unpack_task
 from scanner.policy.decide import PRECEDENCE, decide
@@ -32,7 +32,6 @@ from scanner.scores import ScoreTable
 from scanner.task import Destiny, Task
 
 log = logging.getLogger("scanner")
-RunCpu = Callable[..., Awaitable[Any]]
 
 
 async def _inline(func: Callable[..., Any], *args: Any) -> Any:
