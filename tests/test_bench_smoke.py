@@ -1,0 +1,89 @@
+"""The benchmark scripts still run end to end (tiny inputs; no timing is asserted).
+
+Performance and accuracy targets are measured by hand with the scripts in ``bench/``
+(figures and commands in README.md, "Performance"). This smoke test only proves that
+each script runs on the real corpus and reports what it promises, so the commands the
+README quotes keep working as the code changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpora" / "spamassassin-public.tar.xz"
+
+pytestmark = [
+    pytest.mark.corpora,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CORPUS.exists(),
+                       reason=f"{CORPUS} is missing: the benchmarks read ../shared/corpora"),
+]
+
+
+def _run(*args: str, timeout: float = 600) -> str:
+    """Run a bench script (its default corpus path is ../shared/corpora, as here)."""
+    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.postfix
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("postfix"),
+                    reason="the throughput bench runs a private Postfix: needs root and postfix")
+def test_throughput_bench_runs_the_loop_ceiling_and_the_filter() -> None:
+    data = json.loads(_run("bench/throughput/run.py", "-n", "30", "--configs", "bc",
+                           "--warmup", "5", "--json"))
+    for kind in ("b", "c"):
+        result = data["results"][kind]
+        assert result["error"] is None
+        assert (result["messages"], result["deferred"], result["bounced"]) == (30, 0, 0)
+        assert result["rate"] > 0
+    flt = data["results"]["c"]["filter"]
+    assert flt["log_lines"] == 30  # one summary line per message
+    assert flt["cpu_seconds"] > 0 and flt["pss_kib"] > 0 and flt["processes"] == 3
+    assert data["ratio_c_to_b"] > 0
+
+
+def test_profile_pipeline_times_each_check() -> None:
+    out = _run("bench/throughput/profile_pipeline.py", "-n", "20")
+    assert "20 messages; ms per message (median / mean):" in out
+    for name in ("total", "banned", "bayes", "rules"):
+        assert any(line.split()[:1] == [name] for line in out.splitlines()), out
+
+
+def test_decode_bench_decodes_corpus_and_big_attachments() -> None:
+    runs = [json.loads(line) for line in
+            _run("bench/decode/bench_decode.py", "--limit", "30", "--json").splitlines()
+            if line.startswith("{")]
+    corpus = next(r for r in runs if r["run"] == "spamassassin-public")
+    assert corpus["messages"] == 30 and corpus["parts"] >= 30
+    assert any(r["run"].startswith("attachment") and r["decoded_MB"] > 29 for r in runs)
+
+
+def test_auth_bench_reports_latencies() -> None:
+    data = json.loads(_run("bench/auth/bench_auth.py", "--messages", "20", "--json"))
+    for key in ("cold", "warm", "dkim_sign_2048"):
+        assert data[key]["n"] > 0 and data[key]["p50_ms"] > 0
+
+
+def test_rules_bench_loads_and_scores_both_rule_sets() -> None:
+    out = _run("bench/rules/run.py", "--count", "20", "--no-hyperscan")
+    assert "shipped: 42 reported rules" in out and "per message median" in out
+    if Path("/usr/share/spamassassin").is_dir():  # Debian's spamassassin package
+        assert "debian spamassassin 4.0:" in out
+
+
+def test_classifier_bench_trains_evaluates_and_scores() -> None:
+    out = _run("bench/classifier/run.py", "--only", "scanner", "--folds", "2")
+    row = next(line for line in out.splitlines() if line.startswith("| scanner |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 7 and all(cells[1:]), row  # every figure filled in
