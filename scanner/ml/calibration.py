@@ -84,4 +84,17 @@ def fit_platt(decisions: np.ndarray, labels: np.ndarray, max_iter: int = 100) ->
             step /= 2.0
         else:
             break
-    return Calibration(a=float(a), b=float(b))
+    return Calibration(a=_stable(a), b=_stable(b))
+
+
+def _stable(value: float) -> float:
+    """``value`` rounded to 5 decimal places.
+
+    numpy picks its exp/log and reduction kernels by CPU (AVX-512 or not), so the last
+    digits of the fitted parameters differ between machines (seen: 7e-8 on ``a`` and
+    3e-8 on ``b`` for the shipped model), and with them the model file's bytes.
+    Rounding makes the file the same on any machine unless a parameter lands within
+    that noise of a rounding boundary (under 1 % here); a logit moves by at most about
+    1e-5, a probability by less than 1e-5.
+    """
+    return round(value, 5)

@@ -123,7 +123,10 @@ def fit_linear(corpus: Corpus, settings: FeatureSettings, options: TrainOptions
             weights += (share / spread) * w
             bias += share * b / spread
     stored = np.asarray(weights).astype(options.value_dtype).astype(np.float32)
-    return stored, float(bias)
+    # The blend's spreads come from numpy reductions whose last bits depend on the CPU;
+    # storing the bias in single precision (as the weights) keeps the file's bytes the
+    # same across machines.
+    return stored, float(np.float32(bias))
 
 
 def _fit_svm(X: Any, y: np.ndarray, options: TrainOptions) -> tuple[np.ndarray, float]:

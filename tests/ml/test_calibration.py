@@ -39,3 +39,14 @@ def test_metrics() -> None:
 def test_one_class_calibration_is_refused() -> None:
     with pytest.raises(ValueError):
         fit_platt(np.array([1.0, 2.0]), np.array([1, 1]))
+
+
+def test_last_bit_noise_in_the_decisions_does_not_change_the_fit() -> None:
+    """What another CPU's numpy kernels do to the decisions leaves the stored fit alone."""
+    rng = np.random.default_rng(1)
+    decisions = rng.normal(size=3000) * 2
+    labels = (rng.random(3000) < 1 / (1 + np.exp(-3.0 * decisions))).astype(int)
+    fitted = fit_platt(decisions, labels)
+    assert (round(fitted.a, 5), round(fitted.b, 5)) == (fitted.a, fitted.b)
+    noisy = decisions * (1 + rng.normal(size=3000) * 1e-12)
+    assert fit_platt(noisy, labels) == fitted
