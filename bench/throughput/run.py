@@ -204,6 +204,8 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
             scanner.start()
         alive = scanner.problem if scanner is not None else (lambda: None)
         _push(inst, args, messages[: args.warmup], alive)  # spawn processes, fill caches
+        if scanner is not None:  # a summary line is written just after the 250 reply
+            _wait_log_lines(scanner, 0, args.warmup)
         offset = scanner.log_size() if scanner is not None else 0
         cpu = scanner.cpu() if scanner is not None else (0.0, 0.0)
         started = time.monotonic()
@@ -212,6 +214,7 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
         result.seconds = round(done - started, 3)
         result.rate = round(args.messages / (done - started), 1)
         if scanner is not None:
+            _wait_log_lines(scanner, offset, args.messages)
             result.filter = _filter_stats(scanner, offset)
             user, system = (now - before for now, before in zip(scanner.cpu(), cpu,
                                                                  strict=True))
@@ -264,6 +267,18 @@ class _Job(threading.Thread):
             self.work()
         except (RuntimeError, OSError, smtplib.SMTPException) as exc:
             self.error = f"sending failed: {exc}"
+
+
+def _wait_log_lines(scanner: ScannerProcess, offset: int, count: int,
+                    limit: float = 10.0) -> None:
+    """Wait (briefly) until ``count`` summary lines follow ``offset`` in the filter's log.
+
+    Postfix may deliver a message before the filter has written its log line (the line
+    follows the reply), so counting right after the last delivery can miss or, for the
+    warm-up, misattribute a line."""
+    deadline = time.monotonic() + limit
+    while len(scanner.filter_times(offset)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _filter_stats(scanner: ScannerProcess, offset: int) -> dict[str, object]:
