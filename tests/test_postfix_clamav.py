@@ -64,9 +64,16 @@ def test_clamd_killed_during_a_burst_defers_then_delivers(clamd: ClamdInstance):
             return f"<{mid}@example.org>"
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(send, m) for m in mids]
-            time.sleep(0.3)
+            # The first third is under way, and clamd demonstrably scanning (some of it
+            # delivered), when clamd dies; the rest of the burst follows the kill. (A
+            # fixed sleep before the kill raced the filter: a fast one had finished the
+            # whole burst.)
+            futures = [pool.submit(send, m) for m in mids[:10]]
+            deadline = time.monotonic() + 60
+            while not delivered_ids(stack) and time.monotonic() < deadline:
+                time.sleep(0.02)
             clamd.kill()
+            futures += [pool.submit(send, m) for m in mids[10:]]
             wanted = {f.result(60) for f in futures}
         time.sleep(3)
         early = delivered_ids(stack)
