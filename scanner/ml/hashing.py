@@ -24,8 +24,12 @@ _NGRAM_MULTIPLIERS = (
 )
 
 
-def _mix(values: np.ndarray) -> np.ndarray:
-    """A 64-bit finaliser (splitmix64 style) applied element-wise; wraps modulo 2**64."""
+def mix(values: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser (splitmix64 style) applied element-wise; wraps modulo 2**64.
+
+    It turns keys from :func:`token_keys` / :func:`char_ngram_keys` into hashes. Being
+    element-wise, mixing several key arrays concatenated equals concatenating their
+    mixed arrays; the extractor mixes all of a message's keys in one call."""
     z = values * _M1
     z ^= z >> np.uint64(30)
     z *= _M2
@@ -38,14 +42,6 @@ def _mix(values: np.ndarray) -> np.ndarray:
 def namespace_seed(namespace: str) -> int:
     """A 32-bit seed that separates one feature family from another."""
     return zlib.crc32(namespace.encode("utf-8"))
-
-
-def mix(keys: np.ndarray) -> np.ndarray:
-    """Finish keys from :func:`token_keys` / :func:`char_ngram_keys` into hashes.
-
-    Element-wise, so mixing several key arrays concatenated equals concatenating their
-    mixed arrays; the extractor mixes all of a message's keys in one call."""
-    return _mix(keys)
 
 
 def token_keys(tokens: Iterable[str], namespace: str) -> np.ndarray:
@@ -65,7 +61,7 @@ def hash_tokens(tokens: Iterable[str], namespace: str) -> np.ndarray:
 
     Each distinct token is hashed once (words repeat a lot within a message).
     """
-    return _mix(token_keys(tokens, namespace))
+    return mix(token_keys(tokens, namespace))
 
 
 def hash_pairs(hashes: np.ndarray, namespace: str) -> np.ndarray:
@@ -73,12 +69,12 @@ def hash_pairs(hashes: np.ndarray, namespace: str) -> np.ndarray:
     if hashes.size < 2:
         return np.zeros(0, dtype=np.uint64)
     seed = np.uint64(namespace_seed(namespace))
-    return _mix(hashes[:-1] * _NGRAM_MULTIPLIERS[0] + hashes[1:] + seed)
+    return mix(hashes[:-1] * _NGRAM_MULTIPLIERS[0] + hashes[1:] + seed)
 
 
 def hash_char_ngrams(text: str, n: int, namespace: str) -> np.ndarray:
     """Hash every character n-gram of ``text`` (by code point), vectorised with numpy."""
-    return _mix(char_ngram_keys(text, n, namespace))
+    return mix(char_ngram_keys(text, n, namespace))
 
 
 def char_ngram_keys(text: str, n: int, namespace: str) -> np.ndarray:
