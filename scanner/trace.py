@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from email.utils import formatdate
+from functools import lru_cache
 
 from scanner import PRODUCT
 from scanner.task import Task
@@ -17,8 +19,13 @@ def received_header(task: Task, hostname: str, port: int, protocol: str,
              f" with {protocol} id {task.mail_id}")
     if len(recipients) == 1:
         value += f"\r\n\tfor <{recipients[0]}>"
-    value += f"; {formatdate(localtime=True)}"
+    value += f"; {_date(int(time.time()))}"
     return "Received", value
+
+
+@lru_cache(maxsize=2)  # formatting the date costs more than the rest of the header
+def _date(second: int) -> str:
+    return formatdate(second, localtime=True)
 
 
 def prepend_headers(raw: bytes, headers: list[tuple[str, str]]) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import hashlib
 import json
 import pstats
 import statistics
@@ -61,7 +62,7 @@ def build(disabled: list[str], tmp: Path) -> tuple[Processor, list[Any]]:
 
 
 async def analyse_all(processor: Processor, checks: list[Any], messages: list[bytes],
-                      ) -> dict[str, list[float]]:
+                      digest: Any = None) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {"total": []}
     for check in checks:  # time each check by wrapping its run method
         timings[check.name] = []
@@ -83,6 +84,10 @@ async def analyse_all(processor: Processor, checks: list[Any], messages: list[by
         start = time.perf_counter()
         unpacked = await processor.analyse(task, listener)
         timings["total"].append((time.perf_counter() - start) * 1000)
+        if digest is not None:  # every hit of every message, to prove a change neutral
+            hits = sorted((h.symbol, round(h.factor, 6), h.options, h.part or "", h.source)
+                          for h in task.hits)
+            digest.update(repr(hits).encode())
         if unpacked is not None:
             unpacked.close()
     return timings
@@ -98,6 +103,11 @@ def main() -> int:
     p.add_argument("--profile", action="store_true", help="print the top functions")
     p.add_argument("--callers", default="", metavar="REGEX",
                    help="with --profile: also list matching functions by cumulative time")
+    p.add_argument("--digest", action="store_true",
+                   help="print a SHA-256 over every message's hits (same digest = same "
+                        "results, for checking that an optimisation changed nothing)")
+    p.add_argument("--dump", default="", metavar="FILE",
+                   help="with --profile: also write the raw profile (pstats format)")
     args = p.parse_args()
     messages = load_corpus(args.corpus, args.messages, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +116,8 @@ def main() -> int:
         profiler = cProfile.Profile() if args.profile else None
         if profiler:
             profiler.enable()
-        timings = asyncio.run(analyse_all(processor, checks, messages))
+        digest = hashlib.sha256() if args.digest else None
+        timings = asyncio.run(analyse_all(processor, checks, messages, digest))
         if profiler:
             profiler.disable()
     print(f"{len(messages)} messages; ms per message (median / mean):")
@@ -114,8 +125,12 @@ def main() -> int:
         if values:
             print(f"  {name:<16} {statistics.median(values):7.2f} / "
                   f"{statistics.fmean(values):7.2f}")
+    if digest is not None:
+        print(f"hits digest: {digest.hexdigest()}")
     if profiler:
         stats = pstats.Stats(profiler)
+        if args.dump:
+            stats.dump_stats(args.dump)
         stats.sort_stats("tottime").print_stats(40)
         if args.callers:
             stats.sort_stats("cumulative").print_stats(args.callers)

@@ -20,6 +20,7 @@ from functools import lru_cache
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 _IPV6 = re.compile(r"(?i)\[(?:ipv6:)?([0-9a-f:]*:[0-9a-f:.]+)\]")
 _HOSTNAME = re.compile(r"(?i)(?<![\w.-])((?:[a-z0-9_-]+\.)+[a-z][a-z0-9-]*)(?![\w-])")
+_RDNS_IN_PARENS = re.compile(r"\(([^()\[\]\s]+)\s*\[")
 _FROM_CLAUSE = re.compile(r"(?is)^\s*from\s+(.*?)(?:\s+by\s|\s+with\s|;|$)")
 _DYNAMIC = re.compile(
     r"(?i)(?:\d{1,3}[-.]\d{1,3}[-.]\d{1,3}|dsl|dyn|dial|pool|ppp|cable|dhcp|client|"
@@ -69,7 +70,7 @@ def parse_hop(received: str) -> Hop | None:
     names = [n.lower() for n in _HOSTNAME.findall(clause) if not _IPV4.fullmatch(n)]
     helo = clause.split(None, 1)[0].strip("[]()").lower() if clause.split() else ""
     # "from HELO (rdns [ip])": the rdns is the name inside the parentheses.
-    inside = re.search(r"\(([^()\[\]\s]+)\s*\[", clause)
+    inside = _RDNS_IN_PARENS.search(clause)
     host = inside.group(1).lower() if inside else (names[0] if names else "")
     if host.startswith("[") or _IPV4.fullmatch(host or ""):
         host = ""

@@ -30,6 +30,9 @@ _PATH_WORD = re.compile(r"[A-Za-z]{3,20}")
 _IPV4_HOST = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _MAX_RELAYS = 4
 _VERP = re.compile(r"bounce|return|errors|-\d{3,}|\d{5,}|[=+]")
+_SUBJ_REPLY = re.compile(r"(?i)\s*(re|aw|sv)\s*:")
+_SUBJ_FORWARD = re.compile(r"(?i)\s*(fw|fwd|wg)\s*:")
+_DOUBLE_EXT = re.compile(r"\.[a-z0-9]{2,4}\.[a-z0-9]{2,4}$")
 
 
 @lru_cache(maxsize=512)
@@ -152,9 +155,9 @@ def subject_tokens(subject: str) -> Iterator[str]:
     lower = subject.lower()
     for word in _WORD.findall(lower):
         yield f"subj:w={word}"
-    if re.match(r"(?i)\s*(re|aw|sv)\s*:", subject):
+    if _SUBJ_REPLY.match(subject):
         yield "subj:reply"
-    if re.match(r"(?i)\s*(fw|fwd|wg)\s*:", subject):
+    if _SUBJ_FORWARD.match(subject):
         yield "subj:forward"
     letters = [c for c in subject if c.isalpha()]
     if len(letters) >= 6 and sum(c.isupper() for c in letters) > 0.7 * len(letters):
@@ -307,7 +310,7 @@ def part_tokens(mt: MessageText) -> Iterator[str]:
             ext = name.rsplit(".", 1)[-1] if "." in name else ""
             yield f"att:ext={ext[:10]}"
             yield f"att:type={part.content_type}"
-            if re.search(r"\.[a-z0-9]{2,4}\.[a-z0-9]{2,4}$", name):
+            if _DOUBLE_EXT.search(name):
                 yield "att:double_ext"
     if mt.has_html and not mt.has_plain:
         yield "body:html_only"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from functools import lru_cache
 
 from scanner.config import Config
 from scanner.config.policy import PolicyConfig, PolicyOverride, apply
@@ -22,8 +23,8 @@ BUILTIN_BANKS: Mapping[str, PolicyOverride] = {
 def bank_names(config: Config, listener_bank: str, client_addr: str | None) -> list[str]:
     """The banks that apply to a message, in order."""
     names = []
-    if client_addr and _in_networks(client_addr, config.policy.mynetworks) \
-            and "MYNETS" in config.policy_banks:
+    if client_addr and "MYNETS" in config.policy_banks \
+            and _in_networks(client_addr, config.policy.mynetworks):
         names.append("MYNETS")
     if listener_bank:
         names.append(listener_bank)
@@ -63,4 +64,9 @@ def _in_networks(addr: str, networks: tuple[str, ...]) -> bool:
         ip = ipaddress.ip_address(addr)
     except ValueError:
         return False
-    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
+    return any(ip in net for net in _parsed(networks))
+
+
+@lru_cache(maxsize=16)  # pure; the configuration's tuple is parsed once, not per message
+def _parsed(networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in networks)

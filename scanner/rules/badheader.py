@@ -43,7 +43,13 @@ _NON_ASCII = re.compile(rb"[\x80-\xff]")
 def header_section(raw: bytes) -> list[bytes]:
     """Lines of the top-level header section (line ends removed; bare CR kept)."""
     lines: list[bytes] = []
-    for line in raw.split(b"\n"):
+    end = raw.find(b"\n\n")  # split the header section only, not the whole body
+    if end >= 0:
+        crlf = raw.find(b"\n\r\n", 0, end)
+        end = crlf if crlf >= 0 else end
+    else:
+        end = raw.find(b"\n\r\n")
+    for line in (raw[: end + 1] if end >= 0 else raw).split(b"\n"):
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line:

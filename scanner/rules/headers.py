@@ -28,6 +28,8 @@ _NO_DECODE = re.compile(r"^(?:Received|(?:Resent-)?(?:Message-ID|Date)|MIME-Vers
 _EW_GAP = re.compile(rb"(=\?[A-Za-z0-9*_-]+\?[bqBQ]\?[^?]*\?=)\s+"
                      rb"(?==\?[A-Za-z0-9*_-]+\?[bqBQ]\?[^?]*\?=)")
 _EW = re.compile(rb"=\?([A-Za-z0-9*_-]+)\?([bqBQ])\?([^?]*)\?=")
+_FOLD = re.compile(rb"\n[ \t]+")
+_NEWLINE = re.compile(rb"\r?\n")
 
 
 @dataclass(slots=True)
@@ -124,13 +126,13 @@ def _add(block: HeaderBlock, pieces: list[bytes]) -> None:
 
 
 def unfold(value: bytes) -> bytes:
-    return re.sub(rb"\n[ \t]+", b" ", value).strip()
+    return _FOLD.sub(b" ", value).strip()
 
 
 def decode_value(raw: bytes, name: str) -> bytes:
     """SpamAssassin's decoded form of a raw value (without the final newline)."""
     value = unfold(raw)
-    value = re.sub(rb"\r?\n", b"", value)
+    value = _NEWLINE.sub(b"", value)
     if _NO_DECODE.match(name) or b"=?" not in value:
         return value
     value = _EW_GAP.sub(rb"\1", value)

@@ -114,6 +114,23 @@ def text_uri_regex(tlds: Iterable[str]) -> UriFinder:
 # letter (bare host names: every top-level domain starts with a letter). Paragraphs
 # without any are skipped; most prose has none, and this scan is 3x cheaper.
 _MAYBE_URI = re.compile(rb"://|@|www|ftp|mailto:|[a-z0-9._-]\.[a-z]", re.I)
+# Precompiled (a module-level re.match() pays a cache lookup on every call).
+_CLOSE_PAREN = re.compile(r"^([^(]*)\).*$", re.S)
+_CID = re.compile(r"^[cm]id:", re.I)
+_SCHEME_ONLY = re.compile(r"^\w+:/{0,2}$")
+_KNOWN_SCHEME = re.compile(r"^(?:https?|ftp|mailto):", re.I)
+_FTP_HOST = re.compile(r"^ftp\.", re.I)
+_WWW_HOST = re.compile(r"^www\d{0,2}\.", re.I)
+_PATH_AT = re.compile(r"/.+@")
+_AT_DOT = re.compile(r"@.+?\.")
+_MAIL_PREFIX = re.compile(r"^(?:skype|e?-?mail)?:+", re.I)
+_HTTP_PREFIX = re.compile(r"^https?://", re.I)
+_ANY_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
+_USERINFO = re.compile(r"^[^@]+@")
+_EMBEDDED_URL = re.compile(r"(https?:/{0,2}[^&#]+)", re.I)
+_OCTAL = re.compile(r"^0+[0-7]+$")
+_HEX_HOST = re.compile(r"^0x[0-9a-f]+$", re.I)
+_DECIMAL_HOST = re.compile(r"^[0-9]+$")
 
 
 def from_text(paragraphs: Sequence[bytes], finder: UriFinder, limit: int) -> list[str]:
@@ -126,7 +143,7 @@ def from_text(paragraphs: Sequence[bytes], finder: UriFinder, limit: int) -> lis
         for m in finder.finditer(para):
             raw = (m.group(1) or m.group(2) or m.group(3)).decode("latin-1")
             kind = "scheme" if m.group(1) else "mail" if m.group(2) else "bare"
-            raw = re.sub(r"^([^(]*)\).*$", r"\1", raw, flags=re.S)
+            raw = _CLOSE_PAREN.sub(r"\1", raw)
             raw = _TRAIL.sub("", raw)
             if raw in seen:
                 continue
@@ -142,18 +159,18 @@ def from_text(paragraphs: Sequence[bytes], finder: UriFinder, limit: int) -> lis
 def _with_scheme(raw: str, kind: str) -> str | None:
     if kind == "mail" and "@" not in raw:
         return None
-    if re.match(r"^[cm]id:", raw, re.I) or re.match(r"^\w+:/{0,2}$", raw):
+    if _CID.match(raw) or _SCHEME_ONLY.match(raw):
         return None
     uri = raw
-    if not re.match(r"^(?:https?|ftp|mailto):", uri, re.I):
-        if re.match(r"^ftp\.", uri, re.I):
+    if not _KNOWN_SCHEME.match(uri):
+        if _FTP_HOST.match(uri):
             uri = "ftp://" + uri
-        elif re.match(r"^www\d{0,2}\.", uri, re.I) or re.search(r"/.+@", uri):
+        elif _WWW_HOST.match(uri) or _PATH_AT.search(uri):
             uri = "http://" + uri
         elif "@" in uri:
-            if not re.search(r"@.+?\.", uri) or "&nbsp;" in uri:
+            if not _AT_DOT.search(uri) or "&nbsp;" in uri:
                 return None
-            uri = "mailto:" + re.sub(r"^(?:skype|e?-?mail)?:+", "", uri, flags=re.I)
+            uri = "mailto:" + _MAIL_PREFIX.sub("", uri)
         else:
             if "." not in uri:
                 return None
@@ -167,9 +184,9 @@ def from_html(links: Sequence[str], limit: int) -> list[str]:
     out: list[str] = []
     for link in links:
         link = link.strip()
-        if base is None and re.match(r"^https?://", link, re.I) and link.endswith("/"):
+        if base is None and _HTTP_PREFIX.match(link) and link.endswith("/"):
             base = link
-        if base and not re.match(r"^[a-z][a-z0-9+.-]*:", link, re.I) and \
+        if base and not _ANY_SCHEME.match(link) and \
                 not link.startswith("//") and link:
             link = urllib.parse.urljoin(base, link)
         out.append(link)
@@ -243,7 +260,7 @@ def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -
     if target:
         todo.append(target)
     if "@" in host:
-        host = re.sub(r"^[^@]+@", "", host)
+        host = _USERINFO.sub("", host)
         out.append(proto + host + rest)
     trimmed = _TRAILING_JUNK.sub("", host)
     if trimmed != host:
@@ -269,7 +286,7 @@ def _redirect_target(url: str, rest: str, redirectors: Sequence[regex.Pattern]) 
             continue
         if m and m.groups() and m.group(1) and b"." in m.group(1):
             return m.group(1).decode("latin-1")
-    m = re.search(r"(https?:/{0,2}[^&#]+)", rest, re.I)
+    m = _EMBEDDED_URL.search(rest)
     if m and "." in m.group(1):
         return m.group(1)
     return None
@@ -283,14 +300,14 @@ def _numeric_host(host: str) -> str | None:
             chunk = chunk.rstrip(".")
             if chunk.lower().startswith("0x"):
                 octets.append(str(int(chunk, 16)))
-            elif re.match(r"^0+[0-7]+$", chunk):
+            elif _OCTAL.match(chunk):
                 octets.append(str(int(chunk, 8)))
             else:
                 octets.append(str(int(chunk)) if chunk else "0")
         return ".".join(octets)
-    if re.match(r"^0x[0-9a-f]+$", host, re.I):
+    if _HEX_HOST.match(host):
         return _ulong_ip(int(host[-8:] if len(host) > 10 else host[2:], 16))
-    if re.match(r"^[0-9]+$", host):
+    if _DECIMAL_HOST.match(host):
         return _ulong_ip(int(host))
     return None
 

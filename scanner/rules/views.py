@@ -40,6 +40,11 @@ MAX_LINE = 2048
 _UNICODE_WS = re.compile(r"\s+")
 _ASCII_WS = re.compile(r"[ \t\n\r\f\x0b]+")
 _PARA = re.compile(r"\n+\s*\n+")
+_RAW_FOLD = re.compile(rb"\r?\n\s+")
+_ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
+_HTML_NAME = re.compile(r"\.s?html?$", re.I)
+_CHARSET_PARAM = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.I)
+_NAME_PARAM = re.compile(r"name\s*=\s*\"?([^\";]+)", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +146,13 @@ class MessageView:
 
     def _get(self, name: str, raw: bool) -> list[bytes]:
         if raw:
-            return [re.sub(rb"\r?\n\s+", b" ", v) for v in self.headers.raw(name)]
+            return [_RAW_FOLD.sub(b" ", v) for v in self.headers.raw(name)]
         return self.headers.decoded(name)
 
     def _envelope_guess(self) -> list[bytes]:
         for name in ("X-Envelope-From", "Envelope-Sender", "Return-Path"):
             for value in self.headers.raw(name):
-                m = re.search(rb"<?([^\s<>]*@[^\s<>]+|)>?", value.strip())
+                m = _ENVELOPE_ADDR.search(value.strip())
                 if m is not None:
                     return [m.group(1) + b"\n"]
         return []
@@ -172,9 +177,9 @@ class MessageView:
         links: list[str] = []
         for part in self.leaves:
             if part.ctype not in ("text/plain", "text/html") and \
-                    not re.search(r"\.s?html?$", part.name, re.I):
+                    not _HTML_NAME.search(part.name):
                 continue
-            is_html = part.ctype == "text/html" or bool(re.search(r"\.s?html?$", part.name, re.I))
+            is_html = part.ctype == "text/html" or bool(_HTML_NAME.search(part.name))
             text, chars = _as_text(part.data, part.charset)
             if is_html and text:
                 text, found, _ = render(text)
@@ -297,8 +302,8 @@ def _content_type(block: hdr.HeaderBlock) -> tuple[str, str, str]:
     values = block.raw("Content-Type")
     value = hdr.unfold(values[-1]).decode("latin-1") if values else ""
     ctype = value.split(";", 1)[0].strip().lower() or "text/plain"
-    m = re.search(r"charset\s*=\s*\"?([^\";\s]+)", value, re.I)
-    name = re.search(r"name\s*=\s*\"?([^\";]+)", value, re.I)
+    m = _CHARSET_PARAM.search(value)
+    name = _NAME_PARAM.search(value)
     return ctype, (m.group(1).lower() if m else ""), (name.group(1) if name else "")
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import time
 
 from scanner.ml.charsets import decode_bytes, decode_header_value, normalise_charset
 from scanner.ml.html_text import html_to_text
-from scanner.ml.text import ExtractLimits, message_text, strip_mbox_from
+from scanner.ml.text import ExtractLimits, message_text, split_header_section, strip_mbox_from
 from tests.ml.conftest import CORPORA
 
 
@@ -94,3 +96,18 @@ def test_strip_mbox_from() -> None:
     assert strip_mbox_from(b"From x Mon\nA: b\n") == b"A: b\n"
     assert strip_mbox_from(b"A: b\n") == b"A: b\n"
     assert strip_mbox_from(b"From nothing-else") == b""
+
+
+def test_header_split_equals_the_regular_expression_it_replaced() -> None:
+    """Exhaustive over short strings of CR, LF and text: the same split as \\r?\\n\\r?\\n."""
+
+    def reference(raw: bytes) -> tuple[bytes, bytes]:
+        m = re.search(rb"\r?\n\r?\n", raw)
+        return (raw, b"") if m is None else (raw[: m.start()], raw[m.end() :])
+
+    for length in range(8):
+        for combo in itertools.product((b"\r", b"\n", b"a"), repeat=length):
+            raw = b"".join(combo)
+            assert split_header_section(raw) == reference(raw), raw
+    assert split_header_section(b"A: 1\r\n\r\nbody\r\n") == (b"A: 1", b"body\r\n")
+    assert split_header_section(b"A: 1\n\nbody") == (b"A: 1", b"body")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,22 @@ def test_bad_header_miss(path: Path) -> None:
 def test_eight_bit_allowed_with_smtputf8() -> None:
     raw = (CORPUS / "badheader" / "hits" / "BAD_HEADER_8BIT.eml").read_bytes()
     assert badheader.check(raw, smtputf8=True) == []
+
+
+def test_header_section_stops_at_the_first_empty_line() -> None:
+    """Exhaustive over short strings of CR, LF and text: only the header section is split,
+    with the same lines as splitting the whole message and stopping at the empty line."""
+
+    def reference(raw: bytes) -> list[bytes]:
+        lines = []
+        for line in raw.split(b"\n"):
+            line = line[:-1] if line.endswith(b"\r") else line
+            if not line:
+                break
+            lines.append(line)
+        return lines
+
+    for length in range(9):
+        for combo in itertools.product((b"\r", b"\n", b"a"), repeat=length):
+            raw = b"".join(combo)
+            assert badheader.header_section(raw) == reference(raw), raw
