@@ -69,6 +69,9 @@ class ReinjectConfig:
     timeout: float = opt(300.0, "seconds for any one reply of the next hop", min=0.1)
     helo: str = opt("", "name in our EHLO/LHLO; empty = server hostname")
     xforward: bool = opt(True, "pass the client's XFORWARD attributes on when offered")
+    chunking: bool = opt(True, "send commands and content in one batch with BDAT (CHUNKING, "
+                         "RFC 3030) when the next hop offers it: one round trip instead of "
+                         "two")
 
 
 @dataclass(frozen=True, slots=True)

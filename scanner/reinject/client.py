@@ -42,6 +42,7 @@ class SMTPClient:
         self._timeout = timeout
         self.lmtp = lmtp
         self.extensions: dict[str, str] = {}
+        self.xforward_accepted = False  # this connection accepted XFORWARD once
         self._queued: list[bytes] = []
 
     @classmethod
@@ -80,6 +81,10 @@ class SMTPClient:
     def queue_line(self, line: str) -> None:
         """Buffer a command without sending it (for PIPELINING)."""
         self._queued.append(line.encode("utf-8", "surrogateescape") + b"\r\n")
+
+    def queue_raw(self, data: bytes) -> None:
+        """Buffer octets as they are (BDAT content)."""
+        self._queued.append(data)
 
     async def flush(self) -> None:
         """Send what :meth:`queue_line` buffered, in one write (one TCP segment)."""

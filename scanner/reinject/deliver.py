@@ -37,11 +37,12 @@ class NextHop:
     timeout: float
     helo: str
     xforward: bool
+    chunking: bool = True
 
     @classmethod
     def from_config(cls, cfg: ReinjectConfig, default_helo: str) -> NextHop:
         return cls(cfg.host, cfg.port, cfg.protocol == "lmtp", cfg.connect_timeout,
-                   cfg.timeout, cfg.helo or default_helo, cfg.xforward)
+                   cfg.timeout, cfg.helo or default_helo, cfg.xforward, cfg.chunking)
 
     @property
     def label(self) -> str:
@@ -182,6 +183,9 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         for r in out.recipients
     ]
     xforward = _xforward_lines(client, hop, out.client)
+    if _use_bdat(client, hop, out, all_or_nothing, xforward):
+        await _bdat_transaction(client, hop, out, result, xforward, commands)
+        return
     go: Reply | None = None
     if client.supports("PIPELINING"):
         for line in [*xforward, *commands, "DATA"]:
@@ -190,12 +194,14 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         xf_replies = [await client.read_reply() for _ in xforward]
         result.answered = True
         _check_xforward(xf_replies)
+        client.xforward_accepted = True
         replies = [await client.read_reply() for _ in commands]
         go = await client.read_reply()
     else:
         for line in xforward:
             _check_xforward([await client.command(line)])
             result.answered = True
+            client.xforward_accepted = True
         replies = [await client.command(line) for line in commands]
     result.answered = True
     mail_reply, rcpt_replies = replies[0], replies[1:]
@@ -235,3 +241,60 @@ async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Deliver
         if reply.ok and m and m.group(1) not in result.queued_as:
             result.queued_as.append(m.group(1))
     result.awaiting_final = False
+
+
+def _use_bdat(client: SMTPClient, hop: NextHop, out: Outgoing, all_or_nothing: bool,
+              xforward: list[str]) -> bool:
+    """Whether to send commands and content in one batch with ``BDAT n LAST`` (RFC 3030).
+
+    Only when the next hop pipelines and offers CHUNKING, and only where the content
+    going out before the RCPT replies are known cannot break a rule: with one reply for
+    all recipients (our SMTP listener) only for a single recipient, since one refused
+    recipient among several must stop the whole transaction; and with XFORWARD only
+    once this connection has accepted it (a refused XFORWARD must stop the transaction
+    before any content is sent).
+    """
+    return (hop.chunking and client.supports("CHUNKING") and client.supports("PIPELINING")
+            and (not all_or_nothing or len(out.recipients) == 1)
+            and (not xforward or client.xforward_accepted))
+
+
+async def _bdat_transaction(client: SMTPClient, hop: NextHop, out: Outgoing,
+                            result: Delivery, xforward: list[str], commands: list[str],
+                            ) -> None:
+    """XFORWARD, MAIL, RCPTs and ``BDAT n LAST`` with the content: one write, one wait.
+
+    Once the batch is out the outcome is unknown until the replies arrive, so any
+    failure from here on answers every recipient with a temporary error (as after
+    DATA's final dot) and the pooled-connection retry does not apply.
+    """
+    data = out.data if out.data.endswith(b"\r\n") else out.data + b"\r\n"
+    for line in [*xforward, *commands]:
+        client.queue_line(line)
+    client.queue_line(f"BDAT {len(data)} LAST")
+    client.queue_raw(data)
+    result.answered = True
+    result.awaiting_final = True
+    await client.flush()
+    xf_replies = [await client.read_reply() for _ in xforward]
+    replies = [await client.read_reply() for _ in commands]
+    mail_reply, rcpt_replies = replies[0], replies[1:]
+    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok] if mail_reply.ok else []
+    final = [await client.read_reply() for _ in (accepted if client.lmtp and accepted else [0])]
+    result.awaiting_final = False
+    if any(r.code != 250 for r in xf_replies):
+        # Cannot happen on a connection that accepted XFORWARD before; the content has
+        # been answered for, so the next hop's replies below stand. Keep the
+        # connection out of the pool.
+        result.abandon = True
+    if not mail_reply.ok:
+        result.replies = [quote(hop, mail_reply)] * len(out.recipients)
+        return
+    result.replies = [quote(hop, r) if not r.ok else "" for r in rcpt_replies]
+    if not client.lmtp:
+        final = final * len(accepted)
+    for i, reply in zip(accepted, final, strict=True):
+        result.replies[i] = quote(hop, reply)
+        m = _QUEUED_AS.search(reply.text)
+        if reply.ok and m and m.group(1) not in result.queued_as:
+            result.queued_as.append(m.group(1))
