@@ -31,9 +31,12 @@ class ClientInfo:
 
     def as_xforward(self) -> dict[str, str]:
         """The XFORWARD attributes to pass on to the next hop (unknown -> [UNAVAILABLE])."""
+        addr = self.addr
+        if addr is not None and ":" in addr and not addr.upper().startswith("IPV6:"):
+            addr = "IPV6:" + addr  # Postfix's smtpd takes IPv6 only in this RFC 5321 form
         values = {
             "NAME": self.name,
-            "ADDR": self.addr,
+            "ADDR": addr,
             "PORT": self.port,
             "PROTO": self.proto,
             "HELO": self.helo,

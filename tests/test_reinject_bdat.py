@@ -29,10 +29,14 @@ class Script:
     chunking: bool = True
     rcpt: dict[str, str] = field(default_factory=dict)  # address -> reply (default 250)
     xforward_reply: str = "250 2.0.0 Ok"
-    drop_after_bdat: bool = False
+    xforward_replies: list[str] = field(default_factory=list)  # used first, one each
+    mail_reply: str = "250 2.1.0 Ok"
+    drop_at_bdat: int = 0  # close the connection after reading the n-th BDAT chunk
+    idle_421_after: float | None = None  # say 421 and close when idle this long
     commands: list[str] = field(default_factory=list)
     contents: list[bytes] = field(default_factory=list)
     connections: int = 0
+    bdats: int = 0
 
 
 async def _next_hop(script: Script, reader: asyncio.StreamReader,
@@ -41,7 +45,16 @@ async def _next_hop(script: Script, reader: asyncio.StreamReader,
     writer.write(b"220 hop ESMTP\r\n")
     accepted: list[str] = []
     mail_ok = False
-    while line := await reader.readline():
+    while True:
+        try:
+            async with asyncio.timeout(script.idle_421_after):
+                line = await reader.readline()
+        except TimeoutError:  # like Postfix's smtpd: a parting reply, then close
+            writer.write(b"421 4.4.2 hop Error: timeout exceeded\r\n")
+            await writer.drain()
+            break
+        if not line:
+            break
         cmd = line.decode().rstrip("\r\n")
         script.commands.append(cmd)
         verb = cmd.split(" ", 1)[0].upper()
@@ -51,10 +64,15 @@ async def _next_hop(script: Script, reader: asyncio.StreamReader,
             writer.write(("".join(f"250-{e}\r\n" for e in ["hop", *ext[:-1]])
                           + f"250 {ext[-1]}\r\n").encode())
         elif verb == "XFORWARD":
-            writer.write(script.xforward_reply.encode() + b"\r\n")
+            reply = (script.xforward_replies.pop(0) if script.xforward_replies
+                     else script.xforward_reply)
+            writer.write(reply.encode() + b"\r\n")
+            if reply.startswith("421"):
+                await writer.drain()
+                break
         elif verb == "MAIL":
-            mail_ok, accepted = True, []
-            writer.write(b"250 2.1.0 Ok\r\n")
+            mail_ok, accepted = script.mail_reply.startswith("2"), []
+            writer.write(script.mail_reply.encode() + b"\r\n")
         elif verb == "RCPT":
             address = cmd.split("<", 1)[1].split(">", 1)[0]
             reply = script.rcpt.get(address, "250 2.1.5 Ok")
@@ -64,24 +82,29 @@ async def _next_hop(script: Script, reader: asyncio.StreamReader,
         elif verb == "BDAT":
             size = int(cmd.split()[1])
             data = await reader.readexactly(size)
-            if script.drop_after_bdat:
+            script.bdats += 1
+            if script.bdats == script.drop_at_bdat:
                 writer.close()
                 return
             if accepted:
                 script.contents.append(data)
-            replies = ([f"250 2.0.0 <{a}> Ok: queued as Q{len(script.contents)}"
-                        for a in accepted] if script.lmtp and accepted
-                       else [f"250 2.0.0 Ok: queued as Q{len(script.contents)}" if accepted
-                             else "554 5.5.1 Error: no valid recipients"])
+            replies = [f"250 2.0.0 Ok: queued as Q{len(script.contents)}" if accepted
+                       else "554 5.5.1 Error: no valid recipients"]
             writer.write("".join(r + "\r\n" for r in replies).encode())
             mail_ok, accepted = False, []
         elif verb == "DATA":
+            if not accepted:
+                writer.write(b"554 5.5.1 Error: no valid recipients\r\n")
+                continue
             writer.write(b"354 go ahead\r\n")
             body = bytearray()
             while (chunk := await reader.readline()) != b".\r\n":
                 body += chunk
             script.contents.append(bytes(body))
-            writer.write(f"250 2.0.0 Ok: queued as Q{len(script.contents)}\r\n".encode())
+            replies = ([f"250 2.0.0 <{a}> Ok: queued as Q{len(script.contents)}"
+                        for a in accepted] if script.lmtp
+                       else [f"250 2.0.0 Ok: queued as Q{len(script.contents)}"])
+            writer.write("".join(r + "\r\n" for r in replies).encode())
             mail_ok, accepted = False, []
         elif verb == "RSET":
             mail_ok, accepted = False, []
@@ -94,16 +117,22 @@ async def _next_hop(script: Script, reader: asyncio.StreamReader,
 
 
 def _run(script: Script, outs: list[Outgoing], *, all_or_nothing: bool = True,
-         xforward: bool = True) -> list[list[str]]:
+         xforward: bool = True, chunking: bool = True, pause: float = 0.0,
+         ) -> list[list[str]]:
     async def main() -> list[list[str]]:
         server = await asyncio.start_server(
             lambda r, w: _next_hop(script, r, w), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        hop = NextHop("127.0.0.1", port, script.lmtp, 2, 2, "scanner.test", xforward)
+        hop = NextHop("127.0.0.1", port, script.lmtp, 2, 2, "scanner.test", xforward,
+                      chunking)
         pool = ConnectionPool(hop)
         try:
-            return [(await deliver(pool, out, all_or_nothing=all_or_nothing)).replies
-                    for out in outs]
+            replies = []
+            for out in outs:
+                replies.append((await deliver(pool, out, all_or_nothing=all_or_nothing))
+                               .replies)
+                await asyncio.sleep(pause)
+            return replies
         finally:
             await pool.close()
             server.close()
@@ -119,20 +148,23 @@ def _bdat_batches(script: Script) -> int:
     return sum(c.startswith("BDAT ") for c in script.commands)
 
 
-def test_single_recipient_goes_out_in_one_batch_after_xforward_was_accepted_once():
+def test_single_recipient_goes_out_in_one_batch():
     script = Script()
     replies = _run(script, [_out("b@example.test"), _out("b@example.test")])
     assert [r[0].split(": ", 1)[1] for r in replies] == [
         "250 2.0.0 Ok: queued as Q1", "250 2.0.0 Ok: queued as Q2"]
-    # the first message on the connection used DATA (XFORWARD not yet known to be
-    # accepted there), the second BDAT: with the same content (CRLF added at the end,
-    # no dot-stuffing in a chunk)
-    assert "DATA" in script.commands and _bdat_batches(script) == 1
-    assert script.contents == [CONTENT.replace(b"\n.", b"\n..") + b"\r\n", CONTENT + b"\r\n"]
+    # both with BDAT, the content as it is (CRLF added at the end, no dot-stuffing)
+    assert "DATA" not in script.commands and _bdat_batches(script) == 2
+    assert script.contents == [CONTENT + b"\r\n"] * 2
     assert script.connections == 1
+    # XFORWARD went first, the size counts the CRLF added at the end
+    size = len(CONTENT) + 2
+    assert script.commands[1].startswith("XFORWARD ")
+    assert script.commands[2] == "MAIL FROM:<a@example.org>"  # no SIZE offered here
+    assert script.commands[4] == f"BDAT {size} LAST"
 
 
-def test_without_xforward_the_first_message_already_uses_bdat():
+def test_without_xforward_bdat_too():
     script = Script()
     _run(script, [_out("b@example.test")], xforward=False)
     assert _bdat_batches(script) == 1 and "DATA" not in script.commands
@@ -144,7 +176,8 @@ def test_several_recipients_with_one_reply_for_all_use_data():
     the transaction before any content is sent, which BDAT in one batch cannot do."""
     script = Script(rcpt={"busy@example.test": "452 4.2.2 Mailbox full"})
     replies = _run(script, [_out("b@example.test"), _out("b@example.test", "busy@example.test")])
-    assert _bdat_batches(script) == 0
+    assert _bdat_batches(script) == 1  # the first message only
+    assert "DATA" in script.commands
     assert all(r.startswith("451 4.2.2") for r in replies[1])
     assert len(script.contents) == 1  # the second message was not delivered to anyone
 
@@ -152,29 +185,101 @@ def test_several_recipients_with_one_reply_for_all_use_data():
 def test_refused_single_recipient_delivers_nothing():
     script = Script(rcpt={"busy@example.test": "452 4.2.2 Mailbox full"})
     replies = _run(script, [_out("b@example.test"), _out("busy@example.test")])
-    assert _bdat_batches(script) == 1
+    assert _bdat_batches(script) == 2
     assert replies[1][0].startswith("451 4.2.2 from MTA(smtp:")
     assert len(script.contents) == 1
 
 
-def test_lmtp_next_hop_gets_one_batch_and_answers_per_recipient():
+def test_lmtp_next_hop_keeps_data_and_answers_per_recipient():
+    """An LMTP server that refuses a whole BDAT answers once, not per recipient: the
+    number of replies to wait for would be unknown, so LMTP keeps DATA."""
     script = Script(lmtp=True, rcpt={"gone@example.test": "550 5.1.1 No such user"})
     replies = _run(script, [_out("b@example.test"),
                             _out("b@example.test", "gone@example.test", "c@example.test")],
                    all_or_nothing=False)
-    assert _bdat_batches(script) == 1  # the second message
+    assert _bdat_batches(script) == 0
     second = replies[1]
     assert second[0].endswith("<b@example.test> Ok: queued as Q2")
     assert second[1].startswith("550 5.1.1 from MTA(lmtp:")
     assert second[2].endswith("<c@example.test> Ok: queued as Q2")
 
 
+def test_several_recipients_with_a_reply_each_use_bdat():
+    """Behind an LMTP listener (a reply per recipient) an SMTP next hop gets BDAT even
+    for several recipients: a refused one simply gets its own reply."""
+    script = Script(rcpt={"gone@example.test": "550 5.1.1 No such user"})
+    replies = _run(script, [_out("b@example.test", "gone@example.test", "c@example.test")],
+                   all_or_nothing=False)
+    assert _bdat_batches(script) == 1
+    assert replies[0][0].endswith("Ok: queued as Q1") and replies[0][2] == replies[0][0]
+    assert replies[0][1].startswith("550 5.1.1 from MTA(smtp:")
+
+
+@pytest.mark.parametrize("chunking", [True, False])
+def test_refused_xforward_is_logged_and_the_message_delivered(chunking: bool,
+                                                              caplog: pytest.LogCaptureFixture):
+    """As Postfix's own smtp client: a refused XFORWARD costs the next hop the client's
+    attributes, never the message (a 451 would defer it on every retry)."""
+    script = Script(xforward_reply="501 5.5.4 Bad ADDR syntax")
+    replies = _run(script, [_out("b@example.test"), _out("b@example.test")],
+                   chunking=chunking)
+    assert all(r[0].startswith("250 2.0.0 from MTA(smtp:") for r in replies), replies
+    assert len(script.contents) == 2 and script.connections == 1
+    assert _bdat_batches(script) == (2 if chunking else 0)
+    assert "refused XFORWARD, delivering without it: 501 5.5.4" in caplog.text
+
+
+@pytest.mark.parametrize("chunking", [True, False])
+def test_refused_mail_leaves_the_connection_in_step(chunking: bool):
+    """A refused MAIL in a pipelined batch: every reply is read (BDAT's too), so the
+    next message on the same connection gets its own reply, not a stale one."""
+    script = Script(mail_reply="452 4.3.1 Insufficient system storage")
+    replies = _run(script, [_out("b@example.test")], chunking=chunking)
+    assert replies[0][0].startswith("451 4.3.1 from MTA(smtp:")
+    script.mail_reply = "250 2.1.0 Ok"
+    script.commands.clear()
+
+    replies = _run(script, [_out("b@example.test")] * 3, chunking=chunking)
+    assert [r[0].rsplit(" ", 1)[1] for r in replies] == ["Q1", "Q2", "Q3"]
+    assert len(script.contents) == 3
+
+
+def test_ipv6_client_and_bad_name_go_out_in_forms_postfix_accepts():
+    script = Script()
+    out = Outgoing("a@example.org", [Recipient("b@example.test")], (), CONTENT,
+                   ClientInfo(addr="2001:db8::1", name="bad_name!x", helo="h"))
+    _run(script, [out])
+    xforward = next(c for c in script.commands if c.startswith("XFORWARD"))
+    assert "ADDR=IPV6:2001:db8::1" in xforward.split()
+    assert "NAME=[UNAVAILABLE]" in xforward.split()
+
+
+@pytest.mark.parametrize("chunking", [True, False])
+def test_a_pooled_connection_the_next_hop_timed_out_is_not_reused(chunking: bool):
+    """Postfix's smtpd says 421 and closes an idle connection (after 10 s under stress);
+    the unread 421 must not be taken for the next message's reply."""
+    script = Script(idle_421_after=0.2)
+    replies = _run(script, [_out("b@example.test")] * 2, chunking=chunking, pause=0.6)
+    assert all(r[0].startswith("250 2.0.0 from MTA(smtp:") for r in replies), replies
+    assert script.connections == 2 and len(script.contents) == 2
+
+
+def test_a_421_to_xforward_on_a_reused_connection_is_retried_on_a_fresh_one():
+    """421 means the next hop processed nothing of the batch and is closing."""
+    script = Script(xforward_replies=["250 2.0.0 Ok", "421 4.3.2 Service shutting down"])
+    replies = _run(script, [_out("b@example.test")] * 2, chunking=False)
+    assert all(r[0].startswith("250 2.0.0 from MTA(smtp:") for r in replies), replies
+    assert script.connections == 2 and len(script.contents) == 2
+
+
 def test_connection_lost_after_the_batch_is_a_temporary_failure_and_not_retried():
-    script = Script(drop_after_bdat=True)
+    script = Script(drop_at_bdat=2)
     replies = _run(script, [_out("b@example.test"), _out("b@example.test")])
+    assert replies[0][0].startswith("250 2.0.0 from MTA(smtp:")
     assert replies[1][0].startswith("451 4.4.1 Next hop smtp:")
-    # no second attempt on a new connection: the content may have been accepted
-    assert _bdat_batches(script) == 1 and script.connections == 1
+    # no second attempt on a new connection, although the one that failed was a reused
+    # one: the content may have been accepted
+    assert _bdat_batches(script) == 2 and script.connections == 1
 
 
 def test_chunking_off_in_the_configuration_keeps_data():
@@ -196,7 +301,7 @@ def test_chunking_off_in_the_configuration_keeps_data():
 
 @pytest.mark.postfix
 def test_postfix_reinjection_smtpd_accepts_our_bdat():
-    """A real Postfix smtpd: both messages delivered intact, its log counts one BDAT."""
+    """A real Postfix smtpd: both messages delivered intact, its log counts two BDATs."""
     require_postfix()
     postfix = PostfixInstance(base=make_base_dir(), smtpd_port=free_port(),
                               reinject_port=free_port(), filter=None)
@@ -221,8 +326,49 @@ def test_postfix_reinjection_smtpd_accepts_our_bdat():
         bodies = sorted(p.read_bytes().split(b"\n\n", 1)[1] for p in paths)
         assert bodies == [b".starts with a dot\nlast line without CRLF\n"] * 2
         deadline = time.monotonic() + 10
-        while "bdat=1" not in postfix.log_text():
+        while "bdat=2" not in postfix.log_text():
             assert time.monotonic() < deadline, postfix.log_tail(20)
             time.sleep(0.1)
+    finally:
+        postfix.remove()
+
+
+@pytest.mark.parametrize("protocols", ["all", "ipv4"])
+def test_postfix_takes_an_ipv6_client_or_delivers_without_xforward(
+        protocols: str, caplog: pytest.LogCaptureFixture):
+    """An IPv6 client: Postfix with IPv6 on takes XFORWARD ADDR=IPV6:...; an IPv4-only one
+    refuses the address, and the message is still delivered (with a warning) instead of
+    being deferred forever."""
+    require_postfix()
+    postfix = PostfixInstance(base=make_base_dir(), smtpd_port=free_port(),
+                              reinject_port=free_port(), filter=None,
+                              extra_main={"inet_protocols": protocols})
+    postfix.start()
+    try:
+        async def main() -> list[str]:
+            hop = NextHop("127.0.0.1", postfix.reinject_port, False, 5, 30, "scanner.test",
+                          True)
+            pool = ConnectionPool(hop)
+            try:
+                return (await deliver(pool, Outgoing(
+                    "a@example.org", [Recipient("bob@example.test")], (), CONTENT,
+                    ClientInfo(addr="2001:db8::25", name="v6.example", port="4711")),
+                    all_or_nothing=True)).replies
+            finally:
+                await pool.close()
+
+        with caplog.at_level("WARNING", logger="scanner"):
+            replies = asyncio.run(main())
+        assert replies[0].startswith("250 2.0.0 from MTA(smtp:"), replies
+        postfix.wait_delivered(1, 30, user="bob")
+        refused = "refused XFORWARD, delivering without it" in caplog.text
+        if protocols == "all":
+            assert not refused, caplog.text
+            deadline = time.monotonic() + 10
+            while "2001:db8::25" not in postfix.log_text():
+                assert time.monotonic() < deadline, postfix.log_tail(20)
+                time.sleep(0.1)
+        else:
+            assert refused and "Bad ADDR syntax" in caplog.text, caplog.text
     finally:
         postfix.remove()

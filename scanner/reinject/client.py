@@ -42,7 +42,6 @@ class SMTPClient:
         self._timeout = timeout
         self.lmtp = lmtp
         self.extensions: dict[str, str] = {}
-        self.xforward_accepted = False  # this connection accepted XFORWARD once
         self._queued: list[bytes] = []
 
     @classmethod
@@ -117,8 +116,15 @@ class SMTPClient:
             self.extensions[key.upper()] = value
 
     def alive(self) -> bool:
-        """False once the next hop closed the connection or we did."""
-        return not (self._reader.at_eof() or self._writer.is_closing())
+        """False once the next hop closed the connection or we did, or sent anything
+        between transactions: unasked output can only be a parting reply (Postfix's
+        ``421 4.4.2 ... Error: timeout exceeded`` before it closes) or junk, and
+        either would be read as the reply to our next command."""
+        reader = self._reader
+        if reader.at_eof() or self._writer.is_closing():
+            return False
+        # StreamReader offers no public peek; these attributes exist since Python 3.4.
+        return not (getattr(reader, "_buffer", b"") or getattr(reader, "_eof", False))
 
     def supports(self, extension: str) -> bool:
         return extension.upper() in self.extensions

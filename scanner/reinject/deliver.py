@@ -9,6 +9,8 @@ delivered twice when Postfix retries.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +26,12 @@ from scanner.task import ClientInfo, Recipient
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9]+)")
 XFORWARD_LINE_MAX = 500
+# What Postfix's smtpd takes as XFORWARD NAME (its valid_hostname()); anything else is
+# refused with 501, so it is sent as [UNAVAILABLE] instead.
+_HOSTNAME = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
+_XFORWARD_PROTO_MAX = 64
+
+log = logging.getLogger("scanner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,7 @@ def _xforward_lines(client: SMTPClient, hop: NextHop, info: ClientInfo) -> list[
     for key, value in info.as_xforward().items():
         if key not in offered:
             continue
+        value = _acceptable(key, value)
         item = f" {key}={xtext.encode(value) if value != '[UNAVAILABLE]' else value}"
         if len(line) + len(item) > XFORWARD_LINE_MAX:
             lines.append(line)
@@ -149,10 +158,28 @@ def _xforward_lines(client: SMTPClient, hop: NextHop, info: ClientInfo) -> list[
     return lines
 
 
-def _check_xforward(replies: list[Reply]) -> None:
+def _acceptable(key: str, value: str) -> str:
+    """``value``, or ``[UNAVAILABLE]`` where Postfix's smtpd would refuse it."""
+    if value == "[UNAVAILABLE]":
+        return value
+    if key == "NAME" and (len(value) > 255 or not _HOSTNAME.fullmatch(value)):
+        return "[UNAVAILABLE]"
+    if key == "PROTO" and len(value) > _XFORWARD_PROTO_MAX:
+        return "[UNAVAILABLE]"
+    return value
+
+
+def _check_xforward(hop: NextHop, replies: list[Reply]) -> None:
+    """A refused XFORWARD is logged and the transaction goes on, as Postfix's own
+    smtp client does: the next hop merely loses the original client's attributes,
+    while a temporary failure would defer the message on every retry. Only 421
+    (the next hop is closing the connection) stops it."""
     for reply in replies:
+        if reply.code == 421:
+            raise NextHopError(f"next hop closing: {reply.text}")
         if reply.code != 250:
-            raise NextHopError(f"next hop refused XFORWARD: {reply.text}")
+            log.warning("next hop %s refused XFORWARD, delivering without it: %s",
+                        hop.label, reply.text)
 
 
 def _mail_params(client: SMTPClient, out: Outgoing) -> list[esmtp.Param]:
@@ -162,8 +189,8 @@ def _mail_params(client: SMTPClient, out: Outgoing) -> list[esmtp.Param]:
                 or (key == "SMTPUTF8" and client.supports("SMTPUTF8"))
                 or (key in ("RET", "ENVID") and client.supports("DSN"))):
             keep.append((key, value))
-    if client.supports("SIZE"):
-        keep.append(("SIZE", str(len(out.data))))
+    if client.supports("SIZE"):  # what goes out: the content ends with CRLF
+        keep.append(("SIZE", str(len(out.data) + (0 if out.data.endswith(b"\r\n") else 2))))
     return keep
 
 
@@ -183,7 +210,7 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         for r in out.recipients
     ]
     xforward = _xforward_lines(client, hop, out.client)
-    if _use_bdat(client, hop, out, all_or_nothing, xforward):
+    if _use_bdat(client, hop, out, all_or_nothing):
         await _bdat_transaction(client, hop, out, result, xforward, commands)
         return
     go: Reply | None = None
@@ -191,17 +218,14 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         for line in [*xforward, *commands, "DATA"]:
             client.queue_line(line)
         await client.flush()
-        xf_replies = [await client.read_reply() for _ in xforward]
+        _check_xforward(hop, [await client.read_reply() for _ in xforward])
         result.answered = True
-        _check_xforward(xf_replies)
-        client.xforward_accepted = True
         replies = [await client.read_reply() for _ in commands]
         go = await client.read_reply()
     else:
         for line in xforward:
-            _check_xforward([await client.command(line)])
-            result.answered = True
-            client.xforward_accepted = True
+            _check_xforward(hop, [await client.command(line)])
+        result.answered = True
         replies = [await client.command(line) for line in commands]
     result.answered = True
     mail_reply, rcpt_replies = replies[0], replies[1:]
@@ -243,20 +267,19 @@ async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Deliver
     result.awaiting_final = False
 
 
-def _use_bdat(client: SMTPClient, hop: NextHop, out: Outgoing, all_or_nothing: bool,
-              xforward: list[str]) -> bool:
+def _use_bdat(client: SMTPClient, hop: NextHop, out: Outgoing, all_or_nothing: bool) -> bool:
     """Whether to send commands and content in one batch with ``BDAT n LAST`` (RFC 3030).
 
-    Only when the next hop pipelines and offers CHUNKING, and only where the content
+    Only when an SMTP next hop pipelines and offers CHUNKING, and only where content
     going out before the RCPT replies are known cannot break a rule: with one reply for
     all recipients (our SMTP listener) only for a single recipient, since one refused
-    recipient among several must stop the whole transaction; and with XFORWARD only
-    once this connection has accepted it (a refused XFORWARD must stop the transaction
-    before any content is sent).
+    recipient among several must stop the whole transaction. Not towards LMTP: an LMTP
+    server that refuses the whole ``BDAT`` answers once, not once per recipient, and
+    the count of replies to wait for would be unknown.
     """
-    return (hop.chunking and client.supports("CHUNKING") and client.supports("PIPELINING")
-            and (not all_or_nothing or len(out.recipients) == 1)
-            and (not xforward or client.xforward_accepted))
+    return (hop.chunking and not client.lmtp and client.supports("CHUNKING")
+            and client.supports("PIPELINING")
+            and (not all_or_nothing or len(out.recipients) == 1))
 
 
 async def _bdat_transaction(client: SMTPClient, hop: NextHop, out: Outgoing,
@@ -280,21 +303,17 @@ async def _bdat_transaction(client: SMTPClient, hop: NextHop, out: Outgoing,
     replies = [await client.read_reply() for _ in commands]
     mail_reply, rcpt_replies = replies[0], replies[1:]
     accepted = [i for i, r in enumerate(rcpt_replies) if r.ok] if mail_reply.ok else []
-    final = [await client.read_reply() for _ in (accepted if client.lmtp and accepted else [0])]
+    final = await client.read_reply()  # BDAT's: one reply, whatever came before
     result.awaiting_final = False
-    if any(r.code != 250 for r in xf_replies):
-        # Cannot happen on a connection that accepted XFORWARD before; the content has
-        # been answered for, so the next hop's replies below stand. Keep the
-        # connection out of the pool.
-        result.abandon = True
+    # After the batch, even a 421 cannot be retried (the outcome is already decided).
+    with contextlib.suppress(NextHopError):
+        _check_xforward(hop, xf_replies)
     if not mail_reply.ok:
         result.replies = [quote(hop, mail_reply)] * len(out.recipients)
         return
     result.replies = [quote(hop, r) if not r.ok else "" for r in rcpt_replies]
-    if not client.lmtp:
-        final = final * len(accepted)
-    for i, reply in zip(accepted, final, strict=True):
-        result.replies[i] = quote(hop, reply)
-        m = _QUEUED_AS.search(reply.text)
-        if reply.ok and m and m.group(1) not in result.queued_as:
-            result.queued_as.append(m.group(1))
+    for i in accepted:
+        result.replies[i] = quote(hop, final)
+    m = _QUEUED_AS.search(final.text)
+    if final.ok and m:
+        result.queued_as.append(m.group(1))
