@@ -33,6 +33,8 @@ MAX_IMPLODED = 16 * 1024 * 1024
 
 def _seek_data(fh: BinaryIO, info: zipfile.ZipInfo) -> None:
     """Position ``fh`` at the member's compressed data (after its local header)."""
+    if info.header_offset < 0:
+        raise CorruptPart(f"{info.filename}: local header offset before the archive")
     fh.seek(info.header_offset)
     head = fh.read(30)
     if len(head) < 30 or head[:4] != b"PK\x03\x04":
@@ -102,7 +104,8 @@ def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, ctx: DecodeContext) -> C
                 if not data:
                     break
                 writer.write(data)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        # ValueError: a central directory whose offsets point before the file start
         writer.discard()
         raise CorruptPart(f"{info.filename}: {exc}") from exc
     except BaseException:

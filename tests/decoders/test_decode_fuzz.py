@@ -97,6 +97,16 @@ def test_mutated_containers_in_messages(seed: int, edits: list[tuple[int, int]],
     check_limits(message(("f.bin", data)), LIMITS)
 
 
+def test_zip_member_offset_before_the_archive_is_corrupt_not_a_crash() -> None:
+    # found by the property test above: one byte of the central directory changed so
+    # a member's local header offset points before the start of the file, and
+    # zipfile raised "ValueError: negative seek value" (a DECODE_FAIL)
+    data = mutate(seeds()[0], [(26614, 2)], 0)
+    with unpack(message(("f.bin", data)), limits=LIMITS) as result:
+        assert "DECODE_FAIL" not in result.symbols(), result.hits
+        assert "DECODE_CORRUPT" in result.symbols(), result.hits
+
+
 @SETTINGS
 @given(st.binary(max_size=2048), st.data())
 def test_every_decoder_on_random_input(data: bytes, draw: st.DataObject) -> None:
