@@ -129,7 +129,7 @@ class ZipDecoder:
         with part.open() as fh:
             try:
                 zf = zipfile.ZipFile(fh)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
                 from decoders.archive import LibarchiveDecoder
 
                 found = 0
@@ -142,7 +142,7 @@ class ZipDecoder:
             with zf:
                 for info in zf.infolist():
                     ctx.check_time()
-                    if info.is_dir():
+                    if info.filename.endswith("/"):  # not is_dir(): it fails on ""
                         continue
                     if info.flag_bits & 0x1 or info.compress_type == AES:
                         ctx.mark_encrypted(part, info.filename)

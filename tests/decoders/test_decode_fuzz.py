@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zipfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -105,6 +106,30 @@ def test_zip_member_offset_before_the_archive_is_corrupt_not_a_crash() -> None:
     with unpack(message(("f.bin", data)), limits=LIMITS) as result:
         assert "DECODE_FAIL" not in result.symbols(), result.hits
         assert "DECODE_CORRUPT" in result.symbols(), result.hits
+
+
+def test_zip_member_without_a_name_is_still_extracted() -> None:
+    # zipfile's ZipInfo.is_dir() raised IndexError on an empty member name, which
+    # had turned the whole archive into a DECODE_FAIL; the member must reach ClamAV
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(""), b"the payload of a nameless member")
+    with unpack(message(("f.bin", buf.getvalue())), limits=LIMITS) as result:
+        assert "DECODE_FAIL" not in result.symbols(), result.hits
+        assert any(p.data() == b"the payload of a nameless member" for p in result.parts)
+
+
+def test_zip_claiming_a_future_version_is_corrupt_or_read_not_a_crash() -> None:
+    # zipfile raises NotImplementedError("zip file version 24.6") from its constructor
+    # when "version needed to extract" in the central directory is above 6.3
+    data = bytearray(zip_bytes({"a.txt": b"hello " * 50}))
+    central = data.find(b"PK\x01\x02")
+    data[central + 6] = 246
+    with unpack(message(("f.bin", bytes(data))), limits=LIMITS) as result:
+        assert "DECODE_FAIL" not in result.symbols(), result.hits
+        assert result.symbols() & {"DECODE_CORRUPT"} or any(
+            p.data() == b"hello " * 50 for p in result.parts
+        ), result.hits
 
 
 @SETTINGS
