@@ -14,6 +14,8 @@ def received_header(task: Task, hostname: str, port: int, protocol: str,
                     recipients: list[str]) -> tuple[str, str]:
     """``Received: from HELO ([peer]) by HOST (scanner, port N) with ESMTP id MAILID ...``."""
     peer = task.peer[0] if task.peer else "127.0.0.1"
+    if ":" in peer:  # RFC 5321 4.1.3 address literal, as amavis writes it: [IPv6:::1]
+        peer = "IPv6:" + peer
     helo = task.helo or "localhost"
     value = (f"from {helo} ([{peer}])\r\n\tby {hostname} ({PRODUCT}, port {port})"
              f" with {protocol} id {task.mail_id}")
