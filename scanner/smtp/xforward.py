@@ -10,6 +10,7 @@ from scanner.smtp.params import ParamError
 ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 UNAVAILABLE = ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
 MAX_VALUE = 255
+MAX_PROTO = 64  # Postfix smtpd's limit
 
 
 def parse(arg: str | None) -> dict[str, str | None]:
@@ -43,7 +44,9 @@ def _valid(key: str, value: str) -> str:
             raise ParamError("501 5.5.4 Bad XFORWARD ADDR value") from None
     if key == "PORT" and not (value.isdigit() and int(value) <= 65535):
         raise ParamError("501 5.5.4 Bad XFORWARD PORT value")
-    if key == "PROTO" and value.upper() not in ("SMTP", "ESMTP"):
+    if key == "PROTO" and len(value) > MAX_PROTO:
+        # any name, as Postfix's smtpd takes it: SMTP and ESMTP from smtpd, but QMQP
+        # from qmqpd; refusing one would drop HELO, IDENT and SOURCE of the same command
         raise ParamError("501 5.5.4 Bad XFORWARD PROTO value")
     if key == "SOURCE" and value.upper() not in ("LOCAL", "REMOTE"):
         raise ParamError("501 5.5.4 Bad XFORWARD SOURCE value")

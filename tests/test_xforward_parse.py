@@ -1,0 +1,37 @@
+"""XFORWARD attribute parsing: what Postfix sends is accepted, garbage gets 501."""
+
+from __future__ import annotations
+
+import pytest
+
+from scanner.smtp import xforward
+from scanner.smtp.params import ParamError
+
+
+def test_what_postfix_sends_for_smtp_and_local_mail() -> None:
+    assert xforward.parse("NAME=mx.example.org ADDR=192.0.2.7 PORT=40000") == {
+        "NAME": "mx.example.org", "ADDR": "192.0.2.7", "PORT": "40000"}
+    assert xforward.parse("PROTO=ESMTP HELO=[127.0.0.1] IDENT=CF44920C584 SOURCE=LOCAL") == {
+        "PROTO": "ESMTP", "HELO": "[127.0.0.1]", "IDENT": "CF44920C584", "SOURCE": "LOCAL"}
+    assert xforward.parse("SOURCE=LOCAL") == {"SOURCE": "LOCAL"}  # pickup (sendmail)
+
+
+def test_unavailable_values_and_ipv6() -> None:
+    assert xforward.parse("NAME=[UNAVAILABLE] ADDR=IPV6:2001:db8::1") == {
+        "NAME": None, "ADDR": "2001:db8::1"}
+
+
+@pytest.mark.parametrize("proto", ["QMQP", "SMTP", "esmtp", "X" * 64])
+def test_any_protocol_name_postfix_would_take(proto: str) -> None:
+    # qmqpd's mail carries PROTO=QMQP; a 501 would lose HELO, IDENT and SOURCE too
+    assert xforward.parse(f"PROTO={proto} HELO=client.test")["PROTO"] == proto
+
+
+@pytest.mark.parametrize("arg", [
+    "PROTO=" + "X" * 65, "ADDR=not-an-ip", "PORT=70000", "SOURCE=ELSEWHERE", "BOGUS=1",
+    "NAME=a+0Db", "", "HELO=" + "h" * 256,
+])
+def test_garbage_is_refused(arg: str) -> None:
+    with pytest.raises(ParamError) as info:
+        xforward.parse(arg)
+    assert info.value.reply.startswith("501 5.5.4")
