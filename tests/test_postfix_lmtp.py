@@ -89,3 +89,27 @@ def test_a_rejecting_recipient_is_bounced_and_the_others_delivered(stack: Stack)
     assert len(carol) == 1
     assert not [p for p in stack.postfix.maildir_messages("rejecter")
                 if b"<lmtp2@example.org>" in p.read_bytes()]
+
+
+def test_next_hop_down_defers_each_recipient_then_delivers_once(stack: Stack):
+    stack.set_reinjection(up=False)
+    try:
+        qid = stack.postfix.send("alice@example.org", ["bob@example.test", "dave@example.test"],
+                                 _msg("lmtp3"))
+        log = _wait_log(stack, f"{qid}: to=<", 2)
+        mine = [ln for ln in log.splitlines() if f"{qid}: to=<" in ln]
+        # one 451 per recipient from the LMTP listener, both kept in Postfix's queue
+        assert all("status=deferred" in ln and "451 4.4.1" in ln for ln in mine), mine
+        assert qid in stack.postfix.queue_ids()
+    finally:
+        stack.set_reinjection(up=True)
+    stack.postfix.flush()
+    wait_ids(stack, {"<lmtp3@example.org>"}, 60)
+    for user in ("bob", "dave"):
+        deadline = time.monotonic() + 30
+        got: list[bytes] = []
+        while time.monotonic() < deadline and not got:
+            got = [p.read_bytes() for p in stack.postfix.maildir_messages(user)
+                   if b"<lmtp3@example.org>" in p.read_bytes()]
+            time.sleep(0.2)
+        assert len(got) == 1, user
