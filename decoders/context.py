@@ -118,6 +118,7 @@ class DecodeContext:
         self.in_memory = 0
         self.deadline = time.monotonic() + limits.time_budget
         self.encrypted_names: list[str] = []
+        self.ambiguities: dict[int, str] = {}  # part index -> why its MIME is ambiguous
         self._tmp_root = tmp_root
         self._tmpdir: str | None = None
 

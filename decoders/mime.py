@@ -17,6 +17,7 @@ from email.message import Message
 from decoders.base import Child
 from decoders.context import DecodeContext
 from decoders.mimeutil import (
+    ambiguity,
     content_type,
     decode_transfer,
     filename,
@@ -64,11 +65,15 @@ class MimeDecoder:
         head, body = split_head_body(part.data())
         msg = parse_headers(head)
         part.headers = header_list(msg)
-        yield from self._entity(msg, body, ctx, 0)
+        yield from self._entity(msg, body, ctx, 0, part)
 
     def _entity(
-        self, msg: Message, body: memoryview, ctx: DecodeContext, nesting: int
+        self, msg: Message, body: memoryview, ctx: DecodeContext, nesting: int, part: Part
     ) -> Iterator[Child]:
+        why = ambiguity(msg)
+        if why is not None and "ambiguous" not in part.flags:
+            part.flags.add("ambiguous")
+            ctx.ambiguities[part.index] = why
         ctype = content_type(msg)
         if ctype and ctype.startswith("multipart/") and nesting < MAX_NESTING:
             boundary = msg.get_boundary()
@@ -76,7 +81,8 @@ class MimeDecoder:
                 for chunk in _split(body, boundary):
                     ctx.check_time()
                     head, sub_body = split_head_body(chunk)
-                    yield from self._entity(parse_headers(head), sub_body, ctx, nesting + 1)
+                    yield from self._entity(parse_headers(head), sub_body, ctx, nesting + 1,
+                                            part)
                 return
         yield self._leaf(msg, body, ctype, ctx)
 

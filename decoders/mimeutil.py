@@ -43,6 +43,43 @@ def parse_headers(block: bytes) -> Message:
         return Message()
 
 
+_WS = re.compile(r"\s+")
+
+
+def ambiguity(msg: Message) -> str | None:
+    """Why readers could split this entity differently, or None (CVE-2024-28054 class).
+
+    Parsers disagree on which of two conflicting values counts: Python's ``email``
+    and most mail clients take the first ``boundary`` parameter, MIME-tools (amavis)
+    the last; the same goes for a repeated Content-Type or Content-Transfer-Encoding
+    header. Content hidden behind the other reading would escape banned-file and virus
+    checks, so a message like that cannot be called checked.
+    """
+    for name in ("content-type", "content-transfer-encoding"):
+        values = msg.get_all(name) or []
+        if len(values) > 1 and len({_normal(str(v)) for v in values}) > 1:
+            return f"{len(values)} different {name} headers"
+    try:
+        params = msg.get_params(header="content-type") or []
+    except Exception:  # unparsable parameters: the split itself reports the damage
+        return None
+    boundaries = {str(v) for k, v in params if k.strip().lower() == "boundary"}
+    if len(boundaries) > 1:
+        return f"{len(boundaries)} different boundary parameters"
+    return None
+
+
+def _normal(value: str) -> tuple[str, frozenset[str]]:
+    """A header value as ``(value, {parameters})``: case, spacing, quotes, order ignored."""
+    head, *params = _WS.sub(" ", value).split(";")
+    cleaned = set()
+    for param in params:
+        key, _, val = param.partition("=")
+        if key.strip():
+            cleaned.add(f"{key.strip().lower()}={val.strip().strip(chr(34))}")
+    return head.strip().lower(), frozenset(cleaned)
+
+
 def header_list(msg: Message) -> list[tuple[str, str]]:
     return [(str(k), decode_words(str(v))) for k, v in msg.items()]
 

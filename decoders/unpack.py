@@ -162,6 +162,9 @@ class _Expander:
             if close is not None:
                 with contextlib.suppress(Exception):
                     close()
+        if "ambiguous" in part.flags:
+            self.out.unchecked = True
+            self.hit("MIME_AMBIGUOUS", part, self.ctx.ambiguities.pop(part.index, "ambiguous"))
         if "encrypted" in part.flags:
             self.out.encrypted = True
             self.out.unchecked = True

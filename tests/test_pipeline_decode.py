@@ -140,3 +140,27 @@ def test_admin_is_notified_of_banned_mail(tmp_path: Path, sink: Sink):
     notice = got[0].data
     assert b"Subject: BANNED from <a@example.org>" in notice
     assert b"Message-ID: <ban4@example.org>" in notice and b"Quarantine: " in notice
+
+
+def test_ambiguous_mime_boundary_is_unchecked_and_tagged(tmp_path: Path, sink: Sink):
+    # CVE-2024-28054: two boundary parameters, two possible part lists
+    extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    raw = (b"From: a@example.org\r\nTo: b@example.test\r\nSubject: two readings\r\n"
+           b"Message-ID: <amb1@example.org>\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="a"; boundary="b"\r\n\r\n'
+           b"--a\r\nContent-Type: text/plain\r\n\r\nharmless\r\n"
+           b"--b\r\nContent-Type: application/octet-stream\r\n\r\nMZ payload\r\n--b--\r\n"
+           b"--a--\r\n")
+    try:
+        s = smtp(port)
+        code, _ = _send(s, raw)
+        s.quit()
+    finally:
+        proc.stop()
+    assert code == 250
+    line = [ln for ln in proc.summary_lines() if "amb1@" in ln][0]
+    assert "Passed UNCHECKED {RelayedInbound}" in line
+    got = sink.wait_for(1)
+    assert b"Subject: ***UNCHECKED*** two readings" in got[0].data
+    assert got[0].data.endswith(raw.split(b"\r\n\r\n", 1)[1])  # body untouched

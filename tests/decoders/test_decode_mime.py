@@ -91,3 +91,50 @@ def test_empty_and_garbage_input_never_raise() -> None:
         with unpack(raw) as result:
             assert result.parts[0].index == 1
             assert "DECODE_FAIL" not in result.symbols()
+
+
+def _two_readings(content_type: bytes, extra_headers: bytes = b"") -> bytes:
+    """Parts under boundary "a" look harmless; under "b" an executable hides."""
+    return (b"From: x@example.org\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: " + content_type + b"\r\n" + extra_headers + b"\r\n"
+            b"--a\r\nContent-Type: text/plain\r\n\r\nharmless\r\n"
+            b"--b\r\nContent-Type: application/octet-stream\r\n"
+            b'Content-Disposition: attachment; filename="run.exe"\r\n\r\nMZ payload\r\n'
+            b"--b--\r\n--a--\r\n")
+
+
+def test_conflicting_boundary_parameters_make_the_message_unchecked() -> None:
+    # CVE-2024-28054: mail clients take the first boundary, MIME-tools the last
+    raw = _two_readings(b'multipart/mixed; boundary="a"; boundary="b"')
+    with unpack(raw) as result:
+        hits = [h for h in result.hits if h.symbol == "MIME_AMBIGUOUS"]
+        assert len(hits) == 1 and hits[0].options == ("2 different boundary parameters",)
+        assert hits[0].part == result.parts[0].path_string()
+        assert result.unchecked
+
+
+def test_repeated_content_type_or_encoding_headers_are_ambiguous() -> None:
+    raw = _two_readings(b'multipart/mixed; boundary="a"',
+                        b'Content-Type: multipart/mixed; boundary="b"\r\n')
+    with unpack(raw) as result:
+        assert [h.options for h in result.hits if h.symbol == "MIME_AMBIGUOUS"] == [
+            ("2 different content-type headers",)]
+        assert result.unchecked
+    nested = (b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n"
+              b"Content-Type: application/octet-stream\r\n"
+              b"Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+              b"TVogcGF5bG9hZA==\r\n--z--\r\n")
+    with unpack(nested) as result:
+        assert [h.options for h in result.hits if h.symbol == "MIME_AMBIGUOUS"] == [
+            ("2 different content-transfer-encoding headers",)]
+
+
+def test_repeating_the_same_value_is_not_ambiguous() -> None:
+    raw = _two_readings(b'multipart/mixed; boundary="a"; boundary=a',
+                        b'Content-Type: multipart/mixed;  boundary="a"\r\n')
+    with unpack(raw) as result:
+        assert "MIME_AMBIGUOUS" not in result.symbols()
+        assert not result.unchecked
+    for path in sorted((Path(__file__).resolve().parents[2] / "corpora" / "mime").glob("*.eml")):
+        with unpack(path.read_bytes()) as result:
+            assert "MIME_AMBIGUOUS" not in result.symbols(), path.name
