@@ -148,12 +148,15 @@ def test_mixed_recipients_are_split(stack: Stack):
     tagged = _delivered_to(stack, "tagged", "mixed1")
     carol = _delivered_to(stack, "carol", "mixed1")
     assert len(lover) == len(tagged) == len(carol) == 1
+    quarantine_id = f"X-Quarantine-ID: <{_mail_id(line)}>".encode()
     for raw in lover + tagged:
         head, _ = split_delivered(raw)
         assert b"X-Spam-Flag: YES" in head and b"Subject: ***SPAM*** policy mixed1" in head
         assert b"SENDER_BLOCKLISTED=100" in head
+        assert quarantine_id in head  # passed copies point at the held one, as amavis's
     head, _ = split_delivered(carol[0])  # carol has no block list: clean, no tags
     assert b"X-Spam-Flag" not in head and b"Subject: policy mixed1" in head
+    assert quarantine_id in head
 
 
 def test_release_round_trip(stack: Stack):

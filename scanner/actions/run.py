@@ -132,8 +132,9 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
                       for i, e in members]
         trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,
                                 [r.address for r in recipients])
+        quarantined = [("X-Quarantine-ID", f"<{task.mail_id}>")] if out.quarantine else []
         data = prepend_headers(prefix_subject(task.raw, prefix),
-                               [trace, *task.add_headers, *headers])
+                               [trace, *task.add_headers, *quarantined, *headers])
         data = await _sign(task, ctx.signers, data)
         msg = Outgoing(task.envelope.sender, recipients, task.envelope.mail_params, data,
                        task.client)
