@@ -19,6 +19,7 @@ import quopri
 import re
 from dataclasses import dataclass, field
 from email.utils import getaddresses
+from functools import lru_cache
 
 MAX_NAME = 256
 MAX_VALUE = 8192
@@ -164,14 +165,15 @@ def to_utf8(octets: bytes, charset: str) -> bytes:
         return octets
 
 
-def addresses(value: bytes) -> list[tuple[str, str]]:
+@lru_cache(maxsize=1024)  # pure; From/To are read by several rules and recur across mail
+def addresses(value: bytes) -> tuple[tuple[str, str], ...]:
     """(display name, address) pairs of a raw address header value."""
     text = unfold(value).decode("latin-1")
     try:
         pairs = getaddresses([text])
     except (ValueError, IndexError):
-        return []
-    return [(n, a) for n, a in pairs if a or n]
+        return ()
+    return tuple((n, a) for n, a in pairs if a or n)
 
 
 def name_of(phrase: str) -> bytes:
