@@ -15,9 +15,11 @@ from decoders.part import Part
 
 
 def _name(attachment: object) -> str | None:
-    for getter in ("long_filename", "name"):
-        value = getattr(attachment, getter, None)
+    # tnefparse decodes names as UTF-8 inside its properties (UnicodeDecodeError on
+    # anything else), so every read is guarded and the raw bytes are the last resort
+    for getter in ("long_filename", "name", "_name"):
         try:
+            value = getattr(attachment, getter, None)
             value = value() if callable(value) else value
         except Exception:
             value = None

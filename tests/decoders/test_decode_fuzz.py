@@ -7,6 +7,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -106,6 +107,19 @@ def test_zip_member_offset_before_the_archive_is_corrupt_not_a_crash() -> None:
     with unpack(message(("f.bin", data)), limits=LIMITS) as result:
         assert "DECODE_FAIL" not in result.symbols(), result.hits
         assert "DECODE_CORRUPT" in result.symbols(), result.hits
+
+
+def test_tnef_attachment_name_that_is_not_utf8_is_kept_not_a_crash() -> None:
+    # found by test_mutated_clamav_samples: one byte of the attachment's title changed
+    # to 0x80; tnefparse's ``name`` property raised UnicodeDecodeError (DECODE_FAIL)
+    path = Path("/usr/share/clamav-testfiles/clam.tnef")
+    if not path.is_file():
+        pytest.skip("clamav-testfiles not installed (apt-get install clamav-testfiles)")
+    data = mutate(path.read_bytes(), [(3896, 14)], 0)
+    with unpack(message(("clam.tnef", data)), limits=LIMITS) as result:
+        assert "DECODE_FAIL" not in result.symbols(), result.hits
+        members = [p for p in result.parts if p.level[:-1] == result.parts[2].level]
+        assert members and members[0].size == 544 and members[0].name
 
 
 def test_zip_member_without_a_name_is_still_extracted() -> None:
