@@ -66,6 +66,9 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
         return data.decode("cp1252", errors="replace")
 
 
+MAX_DECODED_HEADER = 16 * 1024  # characters of a header value that are RFC 2047 decoded
+
+
 def decode_header_value(value: object) -> str:
     """Decode a raw header value (with RFC 2047 encoded words) to text, never raising."""
     if value is None:
@@ -77,6 +80,9 @@ def decode_header_value(value: object) -> str:
             return ""
     if "=?" not in value:
         return _unfold(value)
+    if len(value) > MAX_DECODED_HEADER:  # decode_header is quadratic in encoded words
+        return _unfold(decode_header_value(value[:MAX_DECODED_HEADER]) + " "
+                       + value[MAX_DECODED_HEADER:])
     try:
         pieces = decode_header(value)
     except Exception:
