@@ -3,14 +3,15 @@
 TNEF stores attachments uncompressed, so the output can't exceed the input; the bytes
 still go through the counted writer. tnefparse runs under a step budget
 (:mod:`decoders.guard`): crafted property counts made it loop for minutes and take
-gigabytes; such a part is DECODE_CORRUPT and stays a leaf for ClamAV.
+gigabytes; such a part is a decoding limit (DECODE_LIMIT_TIME, message UNCHECKED) and
+stays a leaf for ClamAV.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from decoders.base import Child, CorruptPart
+from decoders.base import Child, CorruptPart, LimitExceeded
 from decoders.context import DecodeContext
 from decoders.guard import BudgetExceeded, step_budget
 from decoders.mimeutil import clean_name
@@ -55,7 +56,7 @@ class TnefDecoder:
                              ctx.deadline):
                 tnef = tnefparse.TNEF(data)
         except BudgetExceeded as exc:  # counts in the file made the parser loop
-            raise CorruptPart(f"tnef: {exc}") from None
+            raise LimitExceeded("time", f"tnef: {exc}") from None
         except Exception as exc:
             raise CorruptPart(f"tnef: {type(exc).__name__}: {exc}"[:200]) from exc
         for attachment in tnef.attachments:
