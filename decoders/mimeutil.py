@@ -90,15 +90,21 @@ def header_list(msg: Message) -> list[tuple[str, str]]:
 MAX_DECODED_HEADER = 16 * 1024
 
 
+def decode_header_pieces(value: str) -> list[tuple[bytes | str, str | None]]:
+    """``email.header.decode_header`` of the first ``MAX_DECODED_HEADER`` characters,
+    then the rest of ``value`` as one undecoded ``str`` piece. Raises what it raises."""
+    if len(value) <= MAX_DECODED_HEADER:
+        return decode_header(value)
+    return [*decode_header(value[:MAX_DECODED_HEADER]), (value[MAX_DECODED_HEADER:], None)]
+
+
 def decode_words(value: str) -> str:
     """Decode RFC 2047 encoded words; undecodable pieces are kept as they are."""
     if "=?" not in value:
         return value
-    if len(value) > MAX_DECODED_HEADER:
-        return decode_words(value[:MAX_DECODED_HEADER]) + value[MAX_DECODED_HEADER:]
     try:
         out = []
-        for chunk, charset in decode_header(value):
+        for chunk, charset in decode_header_pieces(value):
             if isinstance(chunk, bytes):
                 out.append(chunk.decode(safe_charset(charset), "replace"))
             else:

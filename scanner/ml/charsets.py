@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import codecs
 import re
-from email.header import decode_header
 from functools import lru_cache
+
+from decoders.mimeutil import decode_header_pieces
 
 _ALIASES = {
     "x-unknown": "",
@@ -66,9 +67,6 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-MAX_DECODED_HEADER = 16 * 1024  # characters of a header value that are RFC 2047 decoded
-
-
 def decode_header_value(value: object) -> str:
     """Decode a raw header value (with RFC 2047 encoded words) to text, never raising."""
     if value is None:
@@ -80,11 +78,8 @@ def decode_header_value(value: object) -> str:
             return ""
     if "=?" not in value:
         return _unfold(value)
-    if len(value) > MAX_DECODED_HEADER:  # decode_header is quadratic in encoded words
-        return _unfold(decode_header_value(value[:MAX_DECODED_HEADER]) + " "
-                       + value[MAX_DECODED_HEADER:])
     try:
-        pieces = decode_header(value)
+        pieces = decode_header_pieces(value)  # bounded: decode_header is quadratic
     except Exception:
         return _unfold(_ENCODED_WORD.sub(" ", value))
     out: list[str] = []
