@@ -24,6 +24,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scanner.streams import buffered
+
 log = logging.getLogger("scanner.checks.clamd")
 
 MAX_REPLY = 64 * 1024
@@ -242,7 +244,7 @@ class ClamdClient:
             except ConnectionError:
                 # The reset of our write may hide an answer already received (clamd's
                 # "size limit exceeded" before it closed): keep what was buffered.
-                reply += bytes(getattr(reader, "_buffer", b""))
+                reply += buffered(reader)
                 break
             if not chunk:
                 break

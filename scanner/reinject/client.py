@@ -13,6 +13,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from scanner.errors import NextHopError
+from scanner.streams import buffered
 
 
 @dataclass(slots=True)
@@ -120,11 +121,9 @@ class SMTPClient:
         between transactions: unasked output can only be a parting reply (Postfix's
         ``421 4.4.2 ... Error: timeout exceeded`` before it closes) or junk, and
         either would be read as the reply to our next command."""
-        reader = self._reader
-        if reader.at_eof() or self._writer.is_closing():
+        if self._reader.at_eof() or self._writer.is_closing():
             return False
-        # StreamReader offers no public peek; these attributes exist since Python 3.4.
-        return not (getattr(reader, "_buffer", b"") or getattr(reader, "_eof", False))
+        return not buffered(self._reader)
 
     def supports(self, extension: str) -> bool:
         return extension.upper() in self.extensions

@@ -21,6 +21,7 @@ from scanner.smtp import params as esmtp
 from scanner.smtp import xforward
 from scanner.smtp.data import DataState, read_data
 from scanner.smtp.replies import with_enhanced
+from scanner.streams import buffered
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -95,8 +96,7 @@ class FilterSMTP(SMTP):
 
     def _more_commands_waiting(self) -> bool:
         """A complete command line is already buffered (asyncio StreamReader internals)."""
-        buffered = getattr(self._reader, "_buffer", None)
-        return bool(buffered) and b"\n" in buffered and self.transport is not None
+        return b"\n" in buffered(self._reader) and self.transport is not None
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
