@@ -82,6 +82,17 @@ def test_rules_bench_loads_and_scores_both_rule_sets() -> None:
         assert "debian spamassassin 4.0:" in out
 
 
+def test_rule_hitrates_on_the_projects_rule_corpus() -> None:
+    """The hit/miss messages as spam/ham: each rule hits its own hit message only."""
+    out = _run("bench/rules/hitrates.py", "--ham", "corpora/rules/misses",
+               "--spam", "corpora/rules/hits")
+    n = len(list(Path("corpora/rules/hits").glob("*.eml")))
+    assert f"{n} ham, {n} spam" in out
+    row = next(line for line in out.splitlines() if line.startswith("SC_SUBJ_LEET "))
+    ham, spam, so, score = (float(c) for c in row.split()[1:])
+    assert ham == 0 and spam == round(100 / n, 2) and so == 1 and score == 1.5
+
+
 def test_classifier_bench_trains_evaluates_and_scores() -> None:
     out = _run("bench/classifier/run.py", "--only", "scanner", "--folds", "2")
     row = next(line for line in out.splitlines() if line.startswith("| scanner |"))

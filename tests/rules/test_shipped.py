@@ -73,3 +73,33 @@ def test_header_section_stops_at_the_first_empty_line() -> None:
         for combo in itertools.product((b"\r", b"\n", b"a"), repeat=length):
             raw = b"".join(combo)
             assert badheader.header_section(raw) == reference(raw), raw
+
+
+@pytest.mark.parametrize("name", ["Jürgen Müller", "王伟", "Иван Петров", "김민수",
+                                  "Łukasz Żółw", "田中 美咲"])
+@pytest.mark.parametrize("encoding", ["b", "q"])
+def test_non_ascii_sender_names_are_not_penalised(shipped: RuleSet, name: str,
+                                                  encoding: str) -> None:
+    """Every non-ASCII display name is an encoded word; that alone says nothing."""
+    from email.header import Header
+    encoded = Header(name, "utf-8").encode() if encoding == "b" else (
+        "=?utf-8?q?" + "".join(c if c.isascii() and c.isalnum() else
+                               "".join(f"={b:02X}" for b in c.encode()) for c in name) + "?=")
+    raw = f"From: {encoded} <sender@example.org>\nTo: bob@example.net\n\nHi\n".encode()
+    hits = names(run(shipped, raw))
+    assert f"?{encoding}?" in encoded.lower()
+    assert "SC_FROM_ENCODED_ASCII" not in hits
+    ascii_raw = raw.replace(encoded.encode(), b"=?utf-8?b?QWNjb3VudCBTZXJ2aWNl?=")
+    assert "SC_FROM_ENCODED_ASCII" in names(run(shipped, ascii_raw))
+
+
+@pytest.mark.parametrize("list_header", ["List-Id: <dns.lists.example.org>",
+                                         "List-Post: <mailto:dns@lists.example.org>",
+                                         "Mailing-List: list dns@lists.example.org"])
+def test_reply_to_the_list_is_not_a_mismatch(shipped: RuleSet, list_header: str) -> None:
+    """A discussion list's Reply-To: points at the list, in another domain than From:."""
+    raw = (b"From: Bob <bob@example.net>\nReply-To: dns@lists.example.org\n"
+           b"To: dns@lists.example.org\nSubject: zone transfers\n\nHi\n")
+    assert "SC_REPLYTO_OTHER_DOMAIN" in names(run(shipped, raw))
+    listed = raw.replace(b"\n\n", b"\n" + list_header.encode() + b"\n\n", 1)
+    assert "SC_REPLYTO_OTHER_DOMAIN" not in names(run(shipped, listed))
