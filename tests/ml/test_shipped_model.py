@@ -40,3 +40,12 @@ def test_shipped_model_on_modern_style_mail() -> None:
     assert all(s < 0.5 for s in ham.values()), scores
     assert all(s > 0.8 for s in spam.values()), scores
     assert min(spam.values()) > max(ham.values())
+
+
+def test_shipped_model_on_mail_in_other_languages() -> None:
+    """Personal mail in languages without ham in the corpus: uncertain at worst, never spam."""
+    model = load_model(DEFAULT_MODEL_PATH)
+    scores = {p.name: model.score_message(p.read_bytes())
+              for p in sorted((CORPORA / "intl").glob("*.eml"))}
+    assert len(scores) == 7
+    assert all(s < 0.9 for s in scores.values()), scores  # at most BAYES_80
