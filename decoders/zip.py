@@ -83,7 +83,10 @@ def _raw_deflate64(fh: BinaryIO, info: zipfile.ZipInfo, ctx: DecodeContext) -> C
             if not chunk:
                 break
             left -= len(chunk)
-            out = inflater.inflate(chunk)
+            try:
+                out = inflater.inflate(chunk)
+            except ValueError as exc:  # inflate64's "error code is -3": a corrupt stream
+                raise CorruptPart(f"{info.filename}: deflate64: {exc}") from exc
             crc = zlib.crc32(out, crc)
             writer.write(out)
     except BaseException:

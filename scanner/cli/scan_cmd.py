@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -23,6 +24,7 @@ from scanner.pipeline.processor import Listener, Processor
 from scanner.registry import build_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import ScoreTable, load_scores
+from scanner.serve.logs import quiet_libraries
 from scanner.task import Envelope, Recipient, Task
 
 MAX_INPUT = 512 * 1024 * 1024
@@ -40,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = cfgmod.load(cfgmod.resolve_path(args.config))
+    quiet_libraries(logging.getLogger().getEffectiveLevel())
     return asyncio.run(_scan_all(args, config))
 
 

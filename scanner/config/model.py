@@ -51,7 +51,8 @@ class ServerConfig:
         "the pool", min=0)
     xforward_hosts: tuple[str, ...] = opt(
         ["127.0.0.0/8", "::1"], "networks allowed to send XFORWARD")
-    log_level: str = opt("info", "debug, info, warning or error", choices=LOG_LEVELS)
+    log_level: str = opt("info", "debug, info, warning or error; debug also logs what the "
+                         "decoder libraries say about each file", choices=LOG_LEVELS)
     log_file: str = opt("", "append log lines to this file; empty = standard error")
     syslog: bool = opt(False, "also log to syslog (facility mail, ident scanner)")
     pid_file: str = opt("", "write the master's PID here")

@@ -1,0 +1,61 @@
+"""Logging set-up: the decoder libraries' own chatter stays out of the mail log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from decoders import Limits, unpack
+from scanner.config.model import ServerConfig
+from scanner.serve.logs import LIBRARY_LOGGERS, setup_logging
+from tests.decoders.builders import message
+
+TNEF = Path("/usr/share/clamav-testfiles/clam.tnef")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in (*LIBRARY_LOGGERS, "mail.log")}
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        if handler not in handlers:
+            handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
+
+
+def _damaged_tnef() -> bytes:
+    if not TNEF.is_file():
+        pytest.skip("clamav-testfiles not installed (apt-get install clamav-testfiles)")
+    data = bytearray(TNEF.read_bytes())
+    for pos in range(40, len(data), 97):  # damage the attribute blocks, keep the signature
+        data[pos] ^= 0x5A
+    return bytes(data)
+
+
+@pytest.mark.parametrize("level, silent", [("info", True), ("warning", True), ("debug", False)])
+def test_decoder_library_lines_only_at_debug(restore_logging: None, tmp_path: Path,
+                                             level: str, silent: bool) -> None:
+    log = tmp_path / "scanner.log"
+    setup_logging(ServerConfig(log_level=level, log_file=str(log)), "mx.example.org")
+    with unpack(message(("winmail.dat", _damaged_tnef())),
+                limits=Limits(max_depth=6, max_parts=40, time_budget=5.0)) as result:
+        assert result.parts  # decoded or marked, never a crash
+    logging.getLogger("scanner").warning("after the decoding")  # our own lines still flow
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    lines = log.read_text().splitlines()
+    assert lines[-1].endswith("after the decoding")
+    if silent:
+        assert lines == lines[-1:]
+    else:  # the same file makes tnefparse talk: the silent case above is not vacuous
+        assert len(lines) > 1
