@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from scanner.testing.dns_server import find_nsd
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpora" / "spamassassin-public.tar.xz"
 
@@ -51,6 +53,19 @@ def test_throughput_bench_runs_the_loop_ceiling_and_the_filter() -> None:
     assert flt["log_lines"] == 30  # one summary line per message
     assert flt["cpu_seconds"] > 0 and flt["pss_kib"] > 0 and flt["processes"] == 3
     assert data["ratio_c_to_b"] > 0
+
+
+@pytest.mark.postfix
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("postfix") or find_nsd() is None,
+                    reason="needs root, postfix and nsd")
+def test_throughput_bench_with_every_check_and_a_local_dns_server() -> None:
+    data = json.loads(_run("bench/throughput/run.py", "-n", "20", "--configs", "c",
+                           "--warmup", "5", "--disable-checks", "", "--local-dns", "--json"))
+    assert data["dns"] == "local NSD, every name NXDOMAIN" and data["disabled_checks"] == ""
+    result = data["results"]["c"]
+    assert result["error"] is None
+    assert (result["messages"], result["deferred"], result["bounced"]) == (20, 0, 0)
+    assert result["filter"]["log_lines"] == 20
 
 
 def test_profile_pipeline_times_each_check() -> None:

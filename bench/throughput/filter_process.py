@@ -146,6 +146,9 @@ def scanner_toml(base: Path, port: int, reinject_port: int, args: argparse.Names
               f"disabled = {json.dumps(disabled)}"]
     if clamd_endpoint is not None:
         lines += ["", "[checks.settings.clamav]", f"endpoints = [{json.dumps(clamd_endpoint)}]"]
+    resolver = getattr(args, "local_dns_resolver", None)
+    for check in ("auth", "dnsbl", "uribl") if resolver else ():
+        lines += ["", f"[checks.settings.{check}.dns]", f"resolvers = [{json.dumps(resolver)}]"]
     text = "\n".join(lines) + "\n"
     if args.extra_toml:
         text += "\n" + Path(args.extra_toml).read_text(encoding="utf-8")

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from scanner.postfix_config import data_done_timeout  # noqa: E402
 from scanner.testing.clamd import ClamdInstance  # noqa: E402
+from scanner.testing.dns_server import ROOT, DnsServer, zone_text  # noqa: E402
 from scanner.testing.postfix import (  # noqa: E402
     PostfixError,
     PostfixInstance,
@@ -315,6 +316,9 @@ def summary(results: dict[str, Result], args: argparse.Namespace) -> dict[str, o
         "messages": args.messages, "connections": args.connections, "source": args.source,
         "filter_maxproc": args.filter_maxproc, "workers": args.workers,
         "cpus": os.cpu_count(),
+        "checks": args.checks, "disabled_checks": args.disable_checks,
+        "dns": ("local NSD, every name NXDOMAIN" if getattr(args, "local_dns_resolver", None)
+                else "the system's resolvers"),
         "results": {k: asdict(r) for k, r in results.items()},
         "rounds": args.rounds,
         "ratio_c_to_b": ratio("c", "b"), "ratio_c_to_a": ratio("c", "a"),
@@ -327,6 +331,8 @@ def print_text(data: dict[str, object]) -> None:
     print(f"{data['messages']} messages, {data['connections']} connections, "
           f"source {data['source']}, filter maxproc {data['filter_maxproc']}, "
           f"scanner workers {data['workers']}, {data['cpus']} CPUs")
+    print(f"checks {data['checks']}, disabled {data['disabled_checks'] or '-'}; "
+          f"DNS checks ask {data['dns']}")
     results = data["results"]
     assert isinstance(results, dict)
     for kind, res in results.items():
@@ -376,6 +382,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="scanner checks to disable (default: the DNS checks, which need a "
                    "resolver this machine lacks; see bench/auth for their latency)")
     p.add_argument("--extra-toml", help="TOML text appended to the scanner configuration")
+    p.add_argument("--local-dns", action="store_true",
+                   help="point the DNS checks (auth, dnsbl, uribl) at a private NSD holding "
+                   "an empty root zone: every lookup is answered NXDOMAIN at once, as a "
+                   "local caching resolver answers most DNSBL queries (needs nsd; combine "
+                   "with --disable-checks '' to turn the DNS checks on)")
     p.add_argument("--postfix-param", action="append", default=[], metavar="NAME=VALUE",
                    help="extra main.cf setting for every configuration (repeatable)")
     p.add_argument("--stall-timeout", type=float, default=60.0,
@@ -392,6 +403,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _start_local_dns(stack: contextlib.ExitStack) -> str:
+    """A private NSD answering NXDOMAIN for every name; its ``resolvers`` entry."""
+    server = DnsServer({ROOT: zone_text(ROOT, "")})
+    server.start()
+    stack.callback(server.stop)
+    return server.resolver
+
+
+def _run_rounds(args: argparse.Namespace, messages: list[bytes]) -> dict[str, list[Result]]:
+    runs: dict[str, list[Result]] = {}
+    for number in range(args.rounds):
+        for kind in sorted(set(args.configs)):
+            if not args.json:
+                print(f"round {number + 1}: running ({kind}) {LABELS[kind]} ...",
+                      file=sys.stderr, flush=True)
+            runs.setdefault(kind, []).append(run_config(kind, args, messages))
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if reason := postfix_available():
@@ -406,13 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         messages = load_corpus(args.corpus, total, args.seed)
     else:
         messages = [b""] * total  # placeholders: smtp-source makes its own
-    runs: dict[str, list[Result]] = {}
-    for number in range(args.rounds):
-        for kind in sorted(set(args.configs)):
-            if not args.json:
-                print(f"round {number + 1}: running ({kind}) {LABELS[kind]} ...",
-                      file=sys.stderr, flush=True)
-            runs.setdefault(kind, []).append(run_config(kind, args, messages))
+    with contextlib.ExitStack() as stack:
+        args.local_dns_resolver = _start_local_dns(stack) if args.local_dns else None
+        runs = _run_rounds(args, messages)
     results = {kind: _median(rs) for kind, rs in runs.items()}
     args.round_rates = {kind: [r.rate for r in rs] for kind, rs in runs.items()}
     data = summary(results, args)
