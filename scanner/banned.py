@@ -1,7 +1,8 @@
 """Banned files: rules on part names, declared MIME types and detected types.
 
 Pure functions over the part tree produced by :func:`decoders.unpack.unpack`. The
-shipped default is the equivalent of amavis's Debian ``$banned_filename_re``:
+shipped default is the equivalent of amavis's Debian ``$banned_filename_re``, plus
+today's delivery formats:
 
 * double extensions such as ``.pdf.exe``
   (``\\.[^./]*\\.(exe|vbs|pif|scr|bat|cmd|com|cpl|dll)\\.?$``),
@@ -9,6 +10,9 @@ shipped default is the equivalent of amavis's Debian ``$banned_filename_re``:
 * MIME types ``application/x-msdownload``, ``application/x-msdos-program``, ``application/hta``,
 * anything inside Unix archives (rpm, cpio, tar) is allowed from here on,
 * names ending in ``.exe .vbs .pif .scr .bat .cmd .com .cpl``,
+* and, beyond amavis's list, script, shortcut, installer, add-in and disk-image names
+  that Outlook and Gmail block too (``.js .wsf .hta .lnk .ps1 .msi .iso .img .vhd
+  .xll`` ..., see ``MODERN_DELIVERY``),
 * parts whose detected type is ``exe-ms``.
 
 Rules are tried in order and the first that matches decides (``ban`` or ``allow``), at
@@ -70,6 +74,13 @@ def rule(match: str, regex: str, action: str = "ban", inside: bool = False) -> R
     return Rule(match, compiled, action, inside)
 
 
+# Scripts, shortcuts, installers, add-ins and disk images: how malware has reached users
+# since amavis's list was written (.js/.wsf/.hta droppers, .lnk shortcuts, .iso/.img/.vhd
+# images whose contents escape Windows' Mark of the Web, .xll Excel add-ins). Outlook
+# and Gmail refuse all of them as attachments, so legitimate mail rarely carries them.
+MODERN_DELIVERY = (r".\.(vbe|js|jse|wsf|wsh|wsc|hta|lnk|ps1|msi|msp|scf|sct|reg|jar|jnlp"
+                   r"|chm|iso|img|vhdx?|xll|appx|appxbundle|msix|msixbundle)$")
+
 DEFAULT_RULES: tuple[Rule, ...] = (
     rule("name", r"\.[^./]*\.(exe|vbs|pif|scr|bat|cmd|com|cpl|dll)\.?$"),
     rule("name", r"\{[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\}?$"),
@@ -78,6 +89,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     rule("mime", r"^application/hta$"),
     rule("type", r"^(rpm|cpio|tar)$", "allow", inside=True),
     rule("name", r".\.(exe|vbs|pif|scr|bat|cmd|com|cpl)$"),
+    rule("name", MODERN_DELIVERY),
     rule("type", r"^exe-ms$"),
 )
 

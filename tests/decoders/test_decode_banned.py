@@ -21,6 +21,16 @@ EXE = pe_exe()
         "run.BAT",
         "x.cpl",
         "{12345678-1234-1234-1234-123456789abc}",
+        "invoice.js",
+        "scan_0042.wsf",
+        "Payment.HTA",
+        "document.pdf.lnk",
+        "shipment.iso",
+        "statement.img",
+        "backup.vhdx",
+        "addin.xll",
+        "setup.msi",
+        "update.ps1",
     ],
 )
 def test_default_bans_names(name: str) -> None:
@@ -30,7 +40,9 @@ def test_default_bans_names(name: str) -> None:
         assert hits[0].options[0] == result.parts[2].path_string()
 
 
-@pytest.mark.parametrize("name", ["report.pdf", "archive.tar.gz", "notes.txt", "v1.2.txt"])
+@pytest.mark.parametrize("name", ["report.pdf", "archive.tar.gz", "notes.txt", "v1.2.txt",
+                                  "styles.json", "photo.imgur.png", "isolation.docx",
+                                  "data.jsonl", "archive.zip"])
 def test_default_allows_ordinary_names(name: str) -> None:
     with unpack(message((name, b"harmless text\n"))) as result:
         assert find_banned(result.parts) == []
@@ -89,3 +101,11 @@ def test_policy_can_replace_defaults() -> None:
 def test_bad_rules_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         rules_from_dicts([bad])
+
+
+def test_script_inside_a_zip_is_banned() -> None:
+    with unpack(message(("invoice.zip", zip_bytes({"invoice.pdf.js": b"WScript.Echo(1)"})))
+                ) as result:
+        hits = find_banned(result.parts)
+        assert [h.symbol for h in hits] == ["BANNED_FILE"]
+        assert hits[0].options[0].endswith("N=invoice.pdf.js")
