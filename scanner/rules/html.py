@@ -9,17 +9,21 @@ the background, tiny fonts) stays in, as in SpamAssassin's ``body`` view.
 
 Links come from ``a``/``area``/``link``/``base`` ``href``, ``img``/``frame``/``iframe``/
 ``embed``/``script``/``bgsound`` ``src``, ``form`` ``action``, ``background`` attributes
-and ``<meta http-equiv=refresh>``. The renderer works on ``str``; callers decide how
-octets map to characters.
+and ``<meta http-equiv=refresh>``. Anchors (``<a href>``) are also kept with the text
+they show, for the link-text mismatch (see :mod:`scanner.rules.views`). The renderer
+works on ``str``; callers decide how octets map to characters.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 MAX_HTML = 4 * 1024 * 1024
 MAX_LINKS = 20000
+MAX_ANCHORS = 1000
+MAX_ANCHOR_TEXT = 300
 _WS_NEWLINE = frozenset({"br", "div"})
 _WS_SPACE = frozenset({"li", "th", "td", "dd", "dt", "embed", "h1", "h2", "h3", "h4", "h5",
                        "h6"})
@@ -41,11 +45,18 @@ class _Renderer(HTMLParser):
         self.ws: list[bool] = []
         self.skip: dict[str, int] = {"script": 0, "style": 0}
         self.links: list[str] = []
+        self.anchors: list[tuple[str, str]] = []
+        self._anchor: tuple[str, int] | None = None  # open <a>: href, first chunk
         self.tags = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._tag(tag, +1)
         self.tags += 1
+        if tag == "a":
+            self.close_anchor()  # <a> does not nest: a new one ends the last
+            href = next((v for k, v in attrs if k == "href" and v), None)
+            if href is not None and len(self.anchors) < MAX_ANCHORS:
+                self._anchor = (href, len(self.chunks))
         names = _LINK_ATTRS.get(tag)
         if len(self.links) < MAX_LINKS:
             if names:
@@ -64,6 +75,16 @@ class _Renderer(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         self._tag(tag, -1)
+        if tag == "a":
+            self.close_anchor()
+
+    def close_anchor(self) -> None:
+        """Record the open anchor with the text shown inside it."""
+        if self._anchor is not None:
+            href, first = self._anchor
+            self._anchor = None
+            text = "".join(self.chunks[first:]).strip()[:MAX_ANCHOR_TEXT]
+            self.anchors.append((href, text))
 
     def _tag(self, tag: str, step: int) -> None:
         if tag in self.skip:
@@ -91,8 +112,18 @@ class _Renderer(HTMLParser):
         self.ws.append(False)
 
 
-def render(html: str) -> tuple[str, list[str], int]:
-    """(rendered text, link targets in document order, number of tags)."""
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What :func:`render` found in one HTML text."""
+
+    text: str
+    links: list[str]  # link targets in document order
+    tags: int
+    anchors: list[tuple[str, str]] = field(default_factory=list)  # (href, text shown)
+
+
+def render(html: str) -> Rendered:
+    """Render ``html``: its text, link targets, tag count and anchors."""
     html = html[:MAX_HTML].replace("&nbsp;", " ")
     html = _SELF_CLOSE.sub(r"<\1>", html)
     parser = _Renderer()
@@ -101,4 +132,5 @@ def render(html: str) -> tuple[str, list[str], int]:
         parser.close()
     except (AssertionError, ValueError, IndexError):  # malformed markup: keep what we have
         pass
-    return "".join(parser.chunks), parser.links, parser.tags
+    parser.close_anchor()
+    return Rendered("".join(parser.chunks), parser.links, parser.tags, parser.anchors)

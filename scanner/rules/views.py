@@ -2,8 +2,10 @@
 
 - ``header``: :mod:`scanner.rules.headers` values, pseudo-headers ``ALL``, ``ToCc``,
   ``EnvelopeFrom``, ``MESSAGEID`` (and this engine's ``FromReplyTo``: the first From
-  and Reply-To addresses, space-separated), and the ``:raw``, ``:addr``, ``:name``,
-  ``:first``, ``:last`` modifiers;
+  and Reply-To addresses, space-separated; and ``LinkMismatch``: one value per HTML
+  link whose text shows a web address (``http://``, ``https://`` or ``www.``) in
+  another registered domain than the link leads to, as "SHOWN TARGET" registered
+  domains), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
 - ``body``: the Subject as first line, then every text/plain and text/html part
   (HTML rendered), each cut at ``body_part_scan_size``; blank lines separate
   paragraphs, other white space runs become one space, and lines longer than 2,048
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 import regex
 
@@ -113,6 +116,8 @@ class MessageView:
             values = self._get("To", raw) + self._get("Cc", raw)
         elif name == "FromReplyTo":
             values = self._from_reply_to()
+        elif name == "LinkMismatch":
+            values = self._link_mismatch
         elif name == "MESSAGEID":
             values = [v for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID",
                                   "Message-Id") for v in self._get(h, raw) if v]
@@ -144,6 +149,16 @@ class MessageView:
             return []
         return [sender[0] + b" " + reply[0]]
 
+    @cached_property
+    def _link_mismatch(self) -> list[bytes]:
+        """This engine's pseudo-header: "SHOWN TARGET" per deceptive HTML link."""
+        out = []
+        for href, text in self._rendered[2]:
+            pair = link_mismatch(href, text)
+            if pair is not None:
+                out.append(f"{pair[0]} {pair[1]}".encode("ascii"))
+        return out
+
     def _get(self, name: str, raw: bool) -> list[bytes]:
         if raw:
             return [_RAW_FOLD.sub(b" ", v) for v in self.headers.raw(name)]
@@ -172,9 +187,10 @@ class MessageView:
         return values[-1] if values else b"\n"
 
     @cached_property
-    def _rendered(self) -> tuple[list[tuple[str, bool]], list[str]]:
+    def _rendered(self) -> tuple[list[tuple[str, bool]], list[str], list[tuple[str, str]]]:
         pieces: list[tuple[str, bool]] = []
         links: list[str] = []
+        anchors: list[tuple[str, str]] = []
         for part in self.leaves:
             if part.ctype not in ("text/plain", "text/html") and \
                     not _HTML_NAME.search(part.name):
@@ -182,15 +198,17 @@ class MessageView:
             is_html = part.ctype == "text/html" or bool(_HTML_NAME.search(part.name))
             text, chars = _as_text(part.data, part.charset)
             if is_html and text:
-                text, found, _ = render(text)
-                links.extend(found)
+                rendered = render(text)
+                text = rendered.text
+                links.extend(rendered.links)
+                anchors.extend(rendered.anchors)
             text = _truncate(text, self.limits.body_part_scan_size, " ")
             pieces.append((text, chars))
-        return pieces, links
+        return pieces, links, anchors
 
     @cached_property
     def body(self) -> list[bytes]:
-        pieces, _ = self._rendered
+        pieces = self._rendered[0]
         chars = any(c for _, c in pieces)
         text = "\n".join(t for t, _ in pieces)
         text = _PARA.sub("\x00", text)
@@ -347,3 +365,55 @@ def _leaf(sub: Message) -> TextPart:
         payload = sub.get_payload()
         data = payload.encode("latin-1", "replace") if isinstance(payload, str) else b""
     return TextPart(ctype, charset, data, block, sub.get_filename() or name)
+
+
+_SHOWN_ADDRESS = re.compile(r"(?:https?://|www\.)([^\s/:?#<>\"'@]+)(?:[/:?#]|\s|$)", re.I)
+_USERINFO = re.compile(r"^(?:https?://)?[^\s/]*@", re.I)
+
+
+def link_mismatch(href: str, text: str) -> tuple[str, str] | None:
+    """(shown, target) registered domains when a link's text shows a web address in
+    another registered domain than its http(s) target; None otherwise.
+
+    Only text that starts with ``http://``, ``https://`` or ``www.`` counts as showing an
+    address ("click here" shows none), and its domain must end in a known public suffix
+    ("www.example.o" split by a line break does not). Registered domains come from the
+    public suffix list, so ``www.example.co.uk`` and ``mail.example.co.uk`` agree.
+    """
+    from scanner.auth.psl import suffix_list
+
+    shown = text.strip()
+    m = _SHOWN_ADDRESS.match(shown)
+    if m is None or _USERINFO.match(shown):
+        return None
+    try:
+        target = urlsplit(href.strip())
+        target_host = target.hostname
+    except ValueError:
+        return None
+    if target.scheme.lower() not in ("http", "https") or not target_host:
+        return None
+    psl = suffix_list()
+    shown_org = _private(psl, m.group(1))
+    target_org = _private(psl, target_host)
+    if shown_org is None or target_org is None or shown_org == target_org:
+        return None
+    return shown_org, target_org
+
+
+def _private(psl: Any, host: str) -> str | None:
+    name = host.strip().rstrip(".").lower()
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    if _IPV4.match(name):
+        return name
+    try:
+        return psl.privatesuffix(name, accept_unknown=False)
+    except Exception:  # the list rejects odd labels
+        return None
+
+
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
