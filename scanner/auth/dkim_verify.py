@@ -59,6 +59,8 @@ def signature_tags(raw: bytes) -> list[dict[str, str] | None] | None:
 async def verify_all(raw: bytes, lookup: Lookup, run_cpu: RunCpu, max_signatures: int = 10,
                      minkey: int = 1024) -> list[DkimResult]:
     """A result for each of the first ``max_signatures`` signatures ([] when unsigned)."""
+    if not has_header(raw, b"DKIM-Signature"):  # unsigned: skip dkimpy's header parse
+        return []
     found = signature_tags(raw)
     if found is None:
         if has_header(raw, b"DKIM-Signature"):
