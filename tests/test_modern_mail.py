@@ -1,0 +1,53 @@
+"""Today's phishing and ordinary mail through the whole analysis (corpora/modern)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+MODERN = REPO / "corpora" / "modern"
+CONFIG = '[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+PHISHING = {"SC_HTML_PASSWORD_INPUT", "SC_HTML_SCRIPT_DECODE", "SC_HTML_SCRIPT_REDIRECT",
+            "SC_URI_DATA_HTML", "SC_HTML_LINK_MISMATCH"}
+TAG2 = 6.31  # the default spam level (policy.tag2_level)
+
+
+def _scan(tmp: Path, name: str) -> dict:
+    cfg = tmp / "c.toml"
+    cfg.write_text(CONFIG + f'[quarantine]\ndirectory = "{tmp / "q"}"\nampdp_socket = ""\n')
+    run = subprocess.run([sys.executable, "-m", "scanner", "scan", "-c", str(cfg), "--json",
+                          str(MODERN / name)], capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("name, symbols", [
+    ("spam-html-attachment.eml", {"SC_HTML_PASSWORD_INPUT", "SC_HTML_SCRIPT_DECODE",
+                                  "SC_ATTACH_HTML"}),
+    ("spam-bank-link.eml", {"SC_HTML_LINK_MISMATCH"}),
+])
+def test_phishing_is_recognised(tmp_path: Path, name: str, symbols: set[str]) -> None:
+    data = _scan(tmp_path, name)
+    assert symbols <= set(data["symbols"]), data["symbols"]
+    assert data["score"] > 2.0  # at least amavis's tag_level: it gets X-Spam headers
+
+
+def test_disk_image_attachment_is_banned(tmp_path: Path) -> None:
+    data = _scan(tmp_path, "spam-iso.eml")
+    assert data["category"] == "BANNED" and "BANNED_FILE" in data["symbols"]
+
+
+def test_tracked_newsletter_stays_clean(tmp_path: Path) -> None:
+    data = _scan(tmp_path, "ham-tracked-newsletter.eml")
+    assert data["category"] == "CLEAN" and data["score"] < TAG2 / 2, data["symbols"]
+
+
+def test_password_reset_notice_is_not_phishing(tmp_path: Path) -> None:
+    data = _scan(tmp_path, "ham-password-reset.eml")
+    assert data["category"] == "CLEAN" and not PHISHING & set(data["symbols"])
