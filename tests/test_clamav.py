@@ -353,14 +353,84 @@ def test_chunking(tmp_path: Path) -> None:
     assert fake.payloads == [blob]
 
 
-def test_virus_outranks_later_failure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reuse, requests", [(False, 2), (True, 3)])
+def test_virus_outranks_later_failure(tmp_path: Path, reuse: bool, requests: int) -> None:
     def answer(payload: bytes) -> bytes | None:
         return b"stream: Some.Virus FOUND\0" if payload == b"first" else None
 
     fake = FakeClamd(tmp_path / "fake.sock", answer)
     task = make_task(b"first", [FakePart("2", b"second")])
-    hits, _ = fake_scan(fake, task, first_infected_stops_scan=False)
+    hits, _ = fake_scan(fake, task, first_infected_stops_scan=False, reuse_connections=reuse)
     assert hits == [Hit("CLAMAV_VIRUS", options=("Some.Virus",))]
-    assert fake.requests == 2
+    # with a kept session, a hang-up without an answer looks like clamd closing an idle
+    # connection, so the second piece is tried once more on a new connection
+    assert fake.requests == requests
     alone, _ = fake_scan(FakeClamd(tmp_path / "f2.sock", answer), make_task(b"second"))
     assert [h.symbol for h in alone] == ["CLAMAV_FAIL"]
+
+
+# --- kept-open sessions (zIDSESSION) ----------------------------------------------
+
+
+@needs_clamd
+def test_scans_share_one_session_connection(tmp_path: Path) -> None:
+    with ClamdInstance(tmp_path) as own:
+        check = make_check([own.unix_endpoint], cache_size=0)
+        plain = make_check([own.unix_endpoint], cache_size=0, reuse_connections=False)
+
+        async def go(c: ClamAV) -> list[list[str]]:
+            out = []
+            for body in ("one", eicar().decode(), "three", "four"):
+                out.append([h.symbol for h in await c.run(make_task(mail(body)))])
+            return out
+
+        expected = [[], ["CLAMAV_VIRUS"], [], []]
+        assert asyncio.run(go(check)) == expected
+        assert check.client.requests == 4 and check.client.connections == 1
+        assert asyncio.run(go(plain)) == expected
+        assert plain.client.requests == plain.client.connections == 4
+
+
+@needs_clamd
+def test_session_closed_by_a_clamd_restart_is_replaced(tmp_path: Path) -> None:
+    with ClamdInstance(tmp_path) as own:
+        check = make_check([own.unix_endpoint], cache_size=0)
+
+        async def go() -> list[list[str]]:
+            first = [h.symbol for h in await check.run(make_task(mail("before")))]
+            own.restart()  # the kept connection dies with the old clamd
+            second = [h.symbol for h in await check.run(make_task(mail(eicar().decode())))]
+            return [first, second]
+
+        assert asyncio.run(go()) == [[], ["CLAMAV_VIRUS"]]
+        assert check.client.connections == 2
+
+
+@needs_clamd
+def test_large_pieces_and_old_sessions_get_their_own_connection(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scanner.checks.clamd_client as client_module
+
+    with ClamdInstance(tmp_path) as own:
+        check = make_check([own.unix_endpoint], cache_size=0, scan_parts=False)
+
+        async def go() -> None:
+            await check.run(make_task(mail("small")))
+            assert check.client.connections == 1
+            await check.run(make_task(mail("z" * (client_module.SESSION_MAX + 10))))
+            assert check.client.connections == 2  # large: a connection of its own
+            await check.run(make_task(mail("small again")))
+            assert check.client.connections == 2  # the session is still there
+            monkeypatch.setattr(client_module, "SESSION_IDLE", 0.0)
+            await check.run(make_task(mail("after a long pause")))
+            assert check.client.connections == 3  # too old to trust: a new one
+
+        asyncio.run(go())
+        assert check.client.requests == 4
+
+
+def test_hanging_session_fails_once_within_timeout(tmp_path: Path) -> None:
+    fake = FakeClamd(tmp_path / "fake.sock", hang=True)
+    hits, elapsed = fake_scan(fake, make_task(mail()), timeout=0.5)
+    assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
+    assert fake.requests == 1 and elapsed < 1.5  # no second wait on a new connection

@@ -70,6 +70,8 @@ class ClamAVSettings:
         "(CLAMAV_UNCHECKED, mail passes tagged)", choices=("tempfail", "unchecked"))
     first_infected_stops_scan: bool = opt(True, "stop at the first infected piece")
     scan_parts: bool = opt(True, "also scan decoded parts, not only the raw message")
+    reuse_connections: bool = opt(True, "keep connections to clamd open between scans "
+                                  "(clamd's IDSESSION) for pieces up to 64 KiB")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +130,8 @@ class ClamAV:
         try:
             self.client = ClamdClient(
                 settings.endpoints, timeout=settings.timeout,
-                connect_timeout=settings.connect_timeout, chunk_size=settings.chunk_size)
+                connect_timeout=settings.connect_timeout, chunk_size=settings.chunk_size,
+                reuse=settings.reuse_connections)
         except ValueError as exc:
             raise ConfigError(f"checks.settings.clamav.endpoints: {exc}") from None
         self.cache = ResultCache(settings.cache_size)

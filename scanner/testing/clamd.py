@@ -280,7 +280,9 @@ class FakeClamd:
     It reads each ``zINSTREAM`` request completely (``payloads`` keeps the data) and
     then, depending on the arguments: sends ``answer`` and closes; with ``hang=True``
     never answers; with ``answer=None`` closes without a word. ``answer`` may also be
-    a function of the payload returning one of those. Use inside a running
+    a function of the payload returning one of those. After ``zIDSESSION`` it answers
+    each request with clamd's ``N: `` prefix and keeps the connection open (unless the
+    answer is None). ``connections`` counts connections. Use inside a running
     event loop: ``async with FakeClamd(path, b"garbage\\0") as fake: ...``.
     """
 
@@ -290,6 +292,7 @@ class FakeClamd:
         self.answer = answer
         self.hang = hang
         self.requests = 0
+        self.connections = 0
         self.payloads: list[bytes] = []
         self._server: asyncio.AbstractServer | None = None
         self._hung: list[asyncio.StreamWriter] = []
@@ -299,21 +302,33 @@ class FakeClamd:
         return f"unix:{self.socket_path}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             command = await reader.readuntil(b"\0")
-            self.requests += 1
-            payload = bytearray()
-            if command == b"zINSTREAM\0":
-                while size := int.from_bytes(await reader.readexactly(4), "big"):
-                    payload += await reader.readexactly(size)
-            self.payloads.append(bytes(payload))
-            if self.hang:
-                self._hung.append(writer)
-                return
-            answer = self.answer(bytes(payload)) if callable(self.answer) else self.answer
-            if answer is not None:
-                writer.write(answer)
+            session = command == b"zIDSESSION\0"
+            number = 0
+            while True:
+                if session:
+                    command = await reader.readuntil(b"\0")
+                    if command == b"zEND\0":
+                        break
+                    number += 1
+                self.requests += 1
+                payload = bytearray()
+                if command == b"zINSTREAM\0":
+                    while size := int.from_bytes(await reader.readexactly(4), "big"):
+                        payload += await reader.readexactly(size)
+                self.payloads.append(bytes(payload))
+                if self.hang:
+                    self._hung.append(writer)
+                    return
+                answer = self.answer(bytes(payload)) if callable(self.answer) else self.answer
+                if answer is None:
+                    break
+                writer.write((f"{number}: ".encode() if session else b"") + answer)
                 await writer.drain()
+                if not session:
+                    break
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         writer.close()
