@@ -433,4 +433,4 @@ def test_hanging_session_fails_once_within_timeout(tmp_path: Path) -> None:
     fake = FakeClamd(tmp_path / "fake.sock", hang=True)
     hits, elapsed = fake_scan(fake, make_task(mail()), timeout=0.5)
     assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
-    assert fake.requests == 1 and elapsed < 1.5  # no second wait on a new connection
+    assert fake.requests == 1 and elapsed < 3.0  # no second attempt on a new connection
