@@ -60,3 +60,15 @@ def build_checks(config: Config, context: CheckContext) -> list:
             continue
         checks.append(cls(settings, context))
     return checks
+
+
+def close_checks(checks: list) -> None:
+    """Let every check that holds connections or files release them (``close()``)."""
+    for check in checks:
+        close = getattr(check, "close", None)
+        if not callable(close):
+            continue
+        try:
+            close()
+        except Exception:
+            log.exception("closing check %s failed", getattr(check, "name", check))

@@ -434,3 +434,24 @@ def test_hanging_session_fails_once_within_timeout(tmp_path: Path) -> None:
     hits, elapsed = fake_scan(fake, make_task(mail()), timeout=0.5)
     assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
     assert fake.requests == 1 and elapsed < 3.0  # no second attempt on a new connection
+
+
+@needs_clamd
+def test_scan_command_closes_its_clamd_sessions(tmp_path: Path) -> None:
+    """`scanner scan` under Python's development mode: no unclosed connection is left."""
+    import subprocess
+    import sys
+
+    with ClamdInstance(tmp_path / "clamd") as own:
+        cfg = tmp_path / "scan.toml"
+        cfg.write_text('[checks]\ndisabled = ["auth", "dnsbl", "uribl"]\n'
+                       f'[checks.settings.clamav]\nendpoints = ["{own.unix_endpoint}"]\n'
+                       f'[quarantine]\ndirectory = "{tmp_path / "q"}"\nampdp_socket = ""\n')
+        message = tmp_path / "m.eml"
+        message.write_bytes(mail(eicar().decode()))
+        run = subprocess.run([sys.executable, "-X", "dev", "-m", "scanner", "scan", "-c",
+                              str(cfg), str(message), str(message)],
+                             capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("CLAMAV_VIRUS") == 2
+    assert "ResourceWarning" not in run.stderr, run.stderr[-2000:]

@@ -136,6 +136,10 @@ class ClamAV:
             raise ConfigError(f"checks.settings.clamav.endpoints: {exc}") from None
         self.cache = ResultCache(settings.cache_size)
 
+    def close(self) -> None:
+        """Close the connections kept open to clamd."""
+        self.client.close()
+
     async def run(self, task: Task) -> Iterable[Hit]:
         hits: list[Hit] = []
         unchecked: list[str] = []

@@ -21,7 +21,7 @@ from scanner import config as cfgmod
 from scanner.checks.base import CheckContext
 from scanner.mailid import new_mail_id
 from scanner.pipeline.processor import Listener, Processor
-from scanner.registry import build_checks
+from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import ScoreTable, load_scores
 from scanner.serve.logs import quiet_libraries
@@ -72,6 +72,7 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
         finally:
             if unpacked is not None:
                 unpacked.close()
+    close_checks(checks)
     executor.shutdown()
     return status
 

@@ -24,7 +24,7 @@ from scanner.pipeline.cpu import make_run_cpu
 from scanner.pipeline.processor import Listener, Processor
 from scanner.quarantine.ampdp import start_ampdp_server
 from scanner.quarantine.store import Quarantine
-from scanner.registry import build_checks
+from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import load_scores
 from scanner.smtp.handler import FilterHandler
@@ -101,6 +101,7 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     for server in servers:
         server.close()
     await _drain_connections(config.server.message_timeout)
+    close_checks(checks)
     executor.shutdown(wait=False, cancel_futures=True)
 
 
