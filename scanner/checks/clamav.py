@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from scanner.checks.base import CheckContext
-from scanner.checks.clamd_client import ClamdClient, ClamdError, ScanReply, Status
+from scanner.checks.clamd_client import (
+    LIMITS_PREFIX,
+    ClamdClient,
+    ClamdError,
+    ScanReply,
+    Status,
+)
 from scanner.config.schema import opt
 from scanner.errors import ConfigError
 from scanner.task import Hit, Task
@@ -43,8 +49,6 @@ log = logging.getLogger("scanner.checks.clamav")
 VIRUS = "CLAMAV_VIRUS"
 FAIL = "CLAMAV_FAIL"
 UNCHECKED = "CLAMAV_UNCHECKED"
-LIMITS_PREFIX = "Heuristics.Limits.Exceeded"
-"""clamd's name for "a scan limit was hit" (with AlertExceedsMax): not scanned, not a virus."""
 _HASH_IN_THREAD = 1024 * 1024  # hash larger data off the event loop
 
 

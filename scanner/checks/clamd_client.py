@@ -46,6 +46,8 @@ SESSION_IDLE = 10.0
 IdleTimeout is 30 s by default)."""
 SESSION_POOL = 16
 """Idle sessions kept per endpoint."""
+LIMITS_PREFIX = "Heuristics.Limits.Exceeded"
+"""clamd's name for "a scan limit was hit" (with AlertExceedsMax): not scanned, not a virus."""
 
 _EXTENDED_INFO = re.compile(r"\([0-9a-fA-F]{32,64}:\d+\)$")
 
@@ -56,6 +58,10 @@ class ClamdError(Exception):
 
 class _Stale(Exception):
     """A session connection was gone before clamd said anything."""
+
+
+class _AskAlone(Exception):
+    """Ask again on a connection of its own, which is read to the end."""
 
 
 class _Session:
@@ -230,8 +236,7 @@ class ClamdClient:
     async def _instream_at(self, endpoint: Endpoint, data: bytes) -> ScanReply:
         if self.reuse and len(data) <= SESSION_MAX:
             return await self._session_instream(endpoint, data)
-        self.requests += 1
-        return parse_reply(await self._exchange(endpoint, self._pieces(data)))
+        return await self._alone(endpoint, data)
 
     def _pieces(self, data: bytes) -> list[bytes | memoryview]:
         view = memoryview(data)
@@ -251,12 +256,20 @@ class ClamdClient:
                 return await self._ask(pooled, data)
             except _Stale:
                 pass  # clamd closed it while it was idle: once more on a new session
+            except _AskAlone:
+                return await self._alone(endpoint, data)
         session = _Session(endpoint, *await self._connect(endpoint))
         session.writer.write(b"zIDSESSION\0")
         try:
             return await self._ask(session, data)
         except _Stale as exc:
             raise ClamdError(str(exc)) from None
+        except _AskAlone:
+            return await self._alone(endpoint, data)
+
+    async def _alone(self, endpoint: Endpoint, data: bytes) -> ScanReply:
+        self.requests += 1
+        return parse_reply(await self._exchange(endpoint, self._pieces(data)))
 
     async def _ask(self, session: _Session, data: bytes) -> ScanReply:
         """One INSTREAM on ``session``; it goes back to the pool only after a clean answer."""
@@ -283,6 +296,9 @@ class ClamdClient:
         except OSError as exc:  # reset or broken pipe before any answer
             session.close()
             raise _Stale(f"connection failed: {exc.strerror or exc}") from None
+        except asyncio.CancelledError:
+            session.close()  # an answer may still come: never reuse this connection
+            raise
         number, sep, rest = raw.partition(b": ")
         try:
             if not sep or number != str(session.sent).encode():
@@ -291,10 +307,16 @@ class ClamdClient:
         except ClamdError:
             session.close()
             raise
-        if reply.status is Status.TOO_LARGE:
-            session.close()  # clamd ends the session after that error
-        else:
+        if reply.status is Status.CLEAN:
             self._give(session)
+            return reply
+        # With AllMatch clamd may send more records for the same request; how many is
+        # not known, so the session is not reused. A virus name is enough as it is, but a
+        # limit alert read alone could hide a virus named after it: ask again alone.
+        session.close()
+        if reply.status is Status.INFECTED and all(n.startswith(LIMITS_PREFIX)
+                                                   for n in reply.names):
+            raise _AskAlone()
         return reply
 
     def _take(self, endpoint: Endpoint) -> _Session | None:
