@@ -5,7 +5,6 @@ Used by the OLE decoder (doc/xls/ppt) and for OOXML VBA projects (``vbaProject.b
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 MAX_VBA_SCAN = 32 * 1024 * 1024
@@ -20,7 +19,6 @@ def has_macros(data: bytes, name: str | None = None) -> bool:
             warnings.simplefilter("ignore")
             from oletools.olevba import VBA_Parser
 
-        logging.getLogger("olevba").setLevel(logging.CRITICAL)
         parser = VBA_Parser(name or "part", data=data)
         try:
             return bool(parser.detect_vba_macros())

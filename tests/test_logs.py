@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from decoders import Limits, unpack
+from decoders.registry import LIBRARY_LOGGERS
 from scanner.config.model import ServerConfig
-from scanner.serve.logs import LIBRARY_LOGGERS, setup_logging
+from scanner.serve.logs import setup_logging
 from tests.decoders.builders import message
 
 TNEF = Path("/usr/share/clamav-testfiles/clam.tnef")

@@ -57,3 +57,16 @@ def org_domain(domain: str, path: str = "", icann_only: bool = True) -> str:
     if not name:
         return ""
     return suffix_list(path, icann_only).privatesuffix(name) or name
+
+
+@lru_cache(maxsize=8192)
+def known_org_domain(domain: str) -> str:
+    """Like :func:`org_domain`, but ``""`` unless ``domain`` ends in a suffix the list
+    knows (``www.example.o``, cut short by a line break, has no registered domain)."""
+    name = normalise(domain)
+    if not name:
+        return ""
+    try:
+        return suffix_list().privatesuffix(name, accept_unknown=False) or ""
+    except Exception:  # labels the list's code rejects
+        return ""

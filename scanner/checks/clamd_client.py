@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scanner.streams import buffered
+from scanner.streams import buffered, idle_and_open
 
 log = logging.getLogger("scanner.checks.clamd")
 
@@ -78,8 +78,8 @@ class _Session:
 
     def usable(self) -> bool:
         """Open, of this event loop, nothing unread, not idle too long."""
-        return (self.loop is asyncio.get_running_loop() and not self.writer.is_closing()
-                and not self.reader.at_eof() and not buffered(self.reader)
+        return (self.loop is asyncio.get_running_loop()
+                and idle_and_open(self.reader, self.writer)
                 and time.monotonic() - self.idle_since < SESSION_IDLE)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from decoders.registry import quiet_libraries
 from decoders.render import parts_json, tree_text
 from scanner import config as cfgmod
 from scanner.checks.base import CheckContext
@@ -24,7 +25,6 @@ from scanner.pipeline.processor import Listener, Processor
 from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import ScoreTable, load_scores
-from scanner.serve.logs import quiet_libraries
 from scanner.task import Envelope, Recipient, Task
 
 MAX_INPUT = 512 * 1024 * 1024

@@ -13,7 +13,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from scanner.errors import NextHopError
-from scanner.streams import buffered
+from scanner.streams import idle_and_open
 
 
 @dataclass(slots=True)
@@ -121,9 +121,7 @@ class SMTPClient:
         between transactions: unasked output can only be a parting reply (Postfix's
         ``421 4.4.2 ... Error: timeout exceeded`` before it closes) or junk, and
         either would be read as the reply to our next command."""
-        if self._reader.at_eof() or self._writer.is_closing():
-            return False
-        return not buffered(self._reader)
+        return idle_and_open(self._reader, self._writer)
 
     def supports(self, extension: str) -> bool:
         return extension.upper() in self.extensions

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import regex
 
+from scanner.auth.psl import known_org_domain
 from scanner.rules import headers as hdr
 from scanner.rules.html import render
 from scanner.rules.uris import UriFinder, canonicalize, from_html, from_text
@@ -380,8 +381,6 @@ def link_mismatch(href: str, text: str) -> tuple[str, str] | None:
     ("www.example.o" split by a line break does not). Registered domains come from the
     public suffix list, so ``www.example.co.uk`` and ``mail.example.co.uk`` agree.
     """
-    from scanner.auth.psl import suffix_list
-
     shown = text.strip()
     m = _SHOWN_ADDRESS.match(shown)
     if m is None or _USERINFO.match(shown):
@@ -393,27 +392,17 @@ def link_mismatch(href: str, text: str) -> tuple[str, str] | None:
         return None
     if target.scheme.lower() not in ("http", "https") or not target_host:
         return None
-    psl = suffix_list()
-    shown_org = _private(psl, m.group(1))
-    target_org = _private(psl, target_host)
-    if shown_org is None or target_org is None or shown_org == target_org:
+    shown_org = _registered(m.group(1))
+    target_org = _registered(target_host)
+    if not shown_org or not target_org or shown_org == target_org:
         return None
     return shown_org, target_org
 
 
-def _private(psl: Any, host: str) -> str | None:
-    name = host.strip().rstrip(".").lower()
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    if _IPV4.match(name):
-        return name
-    try:
-        return psl.privatesuffix(name, accept_unknown=False)
-    except Exception:  # the list rejects odd labels
-        return None
+def _registered(host: str) -> str:
+    """An IPv4 address as it is, a name as its registered domain ("" if unknown)."""
+    name = host.strip().rstrip(".")
+    return name if _IPV4.match(name) else known_org_domain(name)
 
 
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")

@@ -6,17 +6,10 @@ import logging
 import logging.handlers
 import sys
 
+from decoders.registry import quiet_libraries
 from scanner.config import ServerConfig
 
 FORMAT = "%(asctime)s %(hostname)s scanner[%(process)d]: %(message)s"
-
-# Libraries the decoders use log problems of one file in their own words, without the
-# message's mail_id, as often as hostile mail likes: 200 damaged winmail.dat files made
-# tnefparse log 2,330 warnings and 12 errors; libarchive warns about every odd archive.
-# The summary line's DECODE_* symbols already say what came of it, so these loggers are
-# silenced unless log_level is "debug".
-LIBRARY_LOGGERS = ("libarchive", "tnefparse", "olevba", "olefile", "oletools", "crypto",
-                   "msoffcrypto", "py7zr")
 
 
 class _HostFilter(logging.Filter):
@@ -52,11 +45,4 @@ def setup_logging(cfg: ServerConfig, hostname: str) -> None:
             logging.getLogger("scanner").warning("syslog unavailable: %s", exc)
     root.setLevel(cfg.log_level.upper())
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's chatter
-    quiet_libraries(root.level)
-
-
-def quiet_libraries(level: int) -> None:
-    """Silence the decoder libraries' own loggers unless ``level`` is DEBUG or lower."""
-    for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(
-            logging.NOTSET if level <= logging.DEBUG else logging.CRITICAL)
+    quiet_libraries(root.level)  # the decoders' libraries: only at debug
