@@ -4,15 +4,16 @@ A query never raises for DNS trouble: it returns an :class:`Answer` whose
 :class:`Status` says what happened (OK, NXDOMAIN, NODATA, TIMEOUT, ERROR). TIMEOUT and
 ERROR are the temporary outcomes callers turn into ``*_TEMPFAIL`` results.
 
-The cache is dnspython's ``LRUCache``: bounded, TTL-honouring, caching negative answers
-for the SOA minimum. :func:`get_client` keeps one client per resolver configuration in
-the process, so every check using the same resolvers shares one cache.
+The cache (:mod:`scanner.dns.cache`) keeps final answers, positive and negative, for
+their TTLs in front of dnspython. :func:`get_client` keeps one client per resolver
+configuration in the process, so every check using the same resolvers shares one cache.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ import dns.rdatatype
 import dns.resolver
 
 from scanner.dns.budget import Deadline
+from scanner.dns.cache import ANY_TYPE, AnswerCache, cache_key, negative_ttl
 from scanner.dns.settings import DnsSettings, resolver_addresses
 
 log = logging.getLogger("scanner.dns")
@@ -84,9 +86,11 @@ class Answer:
 class DnsClient:
     """Queries through one resolver configuration; safe to share between checks."""
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver, timeout: float) -> None:
+    def __init__(self, resolver: dns.asyncresolver.Resolver, timeout: float,
+                 cache_size: int = 0) -> None:
         self._resolver = resolver
         self._timeout = timeout
+        self._cache = AnswerCache(cache_size)
 
     @property
     def resolver(self) -> dns.asyncresolver.Resolver:
@@ -95,6 +99,10 @@ class DnsClient:
     async def query(self, name: str, rdtype: str, deadline: Deadline,
                     timeout: float | None = None) -> Answer:
         """Look ``name`` up; bounded by ``timeout`` (default: configured) and ``deadline``."""
+        key = cache_key(name)
+        cached = self._cache.get(key, rdtype)
+        if cached is not None:
+            return cached
         limit = min(timeout or self._timeout, deadline.remaining())
         if limit <= 0:
             return Answer(Status.TIMEOUT)
@@ -105,8 +113,10 @@ class DnsClient:
         try:
             answer = await self._resolver.resolve(qname, rdtype, lifetime=limit,
                                                   raise_on_no_answer=False, search=False)
-        except dns.resolver.NXDOMAIN:
-            return Answer(Status.NXDOMAIN)
+        except dns.resolver.NXDOMAIN as exc:
+            result = Answer(Status.NXDOMAIN)
+            self._cache.put(key, ANY_TYPE, result, negative_ttl(_nxdomain_response(exc)))
+            return result
         except dns.exception.Timeout:
             log.debug("DNS %s %s: timeout after %.2f s", name, rdtype, limit)
             return Answer(Status.TIMEOUT)
@@ -121,10 +131,22 @@ class DnsClient:
             log.debug("DNS %s %s: %s", name, rdtype, exc)
             return Answer(Status.ERROR)
         if answer.rrset is None:
-            return Answer(Status.NODATA)
-        wanted = dns.rdatatype.from_text(rdtype)
-        records = tuple(r for r in answer.rrset if r.rdtype == wanted)
-        return Answer(Status.OK, records) if records else Answer(Status.NODATA)
+            result = Answer(Status.NODATA)
+        else:
+            wanted = dns.rdatatype.from_text(rdtype)
+            records = tuple(r for r in answer.rrset if r.rdtype == wanted)
+            result = Answer(Status.OK, records) if records else Answer(Status.NODATA)
+        self._cache.put(key, rdtype, result, answer.expiration - time.time())
+        return result
+
+
+def _nxdomain_response(exc: dns.resolver.NXDOMAIN) -> Any:
+    """The response that said NXDOMAIN for the name asked (None if not at hand)."""
+    try:
+        responses = exc.responses()
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return next(iter(responses.values()), None) if responses else None
 
 
 _clients: dict[tuple[Any, ...], DnsClient] = {}
@@ -138,13 +160,12 @@ def get_client(settings: DnsSettings, where: str = "dns", source: str = "<defaul
     key = (tuple(servers), settings.cache_size, settings.timeout)
     client = _clients.get(key)
     if client is None:
-        client = DnsClient(_make_resolver(servers, settings.cache_size), settings.timeout)
+        client = DnsClient(_make_resolver(servers), settings.timeout, settings.cache_size)
         _clients[key] = client
     return client
 
 
-def _make_resolver(servers: list[tuple[str, int]], cache_size: int
-                   ) -> dns.asyncresolver.Resolver:
+def _make_resolver(servers: list[tuple[str, int]]) -> dns.asyncresolver.Resolver:
     if servers:
         resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in servers]
@@ -159,6 +180,4 @@ def _make_resolver(servers: list[tuple[str, int]], cache_size: int
     resolver.lifetime = 30.0
     resolver.retry_servfail = False
     resolver.use_edns(0, 0, 1232)
-    if cache_size:
-        resolver.cache = dns.resolver.LRUCache(cache_size)
-    return resolver
+    return resolver  # no dnspython cache: DnsClient keeps final answers itself

@@ -9,6 +9,7 @@ import pytest
 
 from scanner.dns import Deadline, DnsSettings, Status, get_client
 from scanner.dns.blocked import DEFAULT_BLOCKED, parse_networks, sort_answer
+from scanner.dns.cache import AnswerCache
 from scanner.dns.reverse import list_query, reversed_ip, unmapped
 from scanner.dns.settings import parse_resolver
 from scanner.errors import ConfigError
@@ -71,6 +72,51 @@ def test_cache_answers_after_the_server_is_gone() -> None:
     missing_again = run(client.query("y.cache.test", "TXT", Deadline(2)))
     assert first.texts() == again.texts() == ["hello"]
     assert missing.status is missing_again.status is Status.NXDOMAIN  # negative caching
+
+
+def test_cache_honours_ttls_and_types() -> None:
+    """Positive answers for their TTL, NXDOMAIN for every type, NODATA for its own type;
+    nothing with TTL 0 and no negative answer when the SOA's minimum is 0."""
+    kept = DnsServer({
+        "kept.test": zone_text("kept.test", 'x TXT "hello"\nz 0 TXT "fleeting"\n',
+                               negative_ttl=30),
+        "unkept.test": zone_text("unkept.test", 'x TXT "hi"\n', negative_ttl=0)})
+    kept.start()
+    client = get_client(DnsSettings(resolvers=(kept.resolver,), timeout=0.3, budget=2.0,
+                                    cache_size=100))
+    names = [("X.kept.test.", "TXT"), ("x.kept.test", "A"), ("y.kept.test", "TXT"),
+             ("z.kept.test", "TXT"), ("nope.unkept.test", "TXT")]
+    try:
+        before = [run(client.query(n, t, Deadline(2))) for n, t in names]
+    finally:
+        kept.stop()
+    after = [run(client.query(n, t, Deadline(2))) for n, t in names]
+    after_other_type = run(client.query("y.kept.test", "MX", Deadline(2)))
+    uncached_type = run(client.query("x.kept.test", "MX", Deadline(2)))
+    assert [a.status for a in before] == [Status.OK, Status.NODATA, Status.NXDOMAIN,
+                                          Status.OK, Status.NXDOMAIN]
+    assert after[:3] == before[:3]  # same answers, from the cache (the server is gone)
+    assert after[0].texts() == ["hello"]
+    assert after_other_type.status is Status.NXDOMAIN  # the name does not exist at all
+    assert uncached_type.temporary  # NODATA for A says nothing about MX
+    assert after[3].temporary and after[4].temporary  # TTL 0 and SOA minimum 0
+
+
+def test_answer_cache_expiry_and_bound() -> None:
+    now = [100.0]
+    cache = AnswerCache(2, clock=lambda: now[0])
+    cache.put("a", "A", "one", 10)
+    cache.put("b", "A", "two", 5)
+    assert cache.get("a", "A") == "one" and cache.get("b", "TXT") is None
+    now[0] = 106.0
+    assert cache.get("b", "A") is None and cache.get("a", "A") == "one"
+    cache.put("c", "A", "three", 10)
+    cache.put("d", "A", "four", 10)  # over the bound: the oldest entry goes
+    assert len(cache) == 2 and cache.get("a", "A") is None
+    assert cache.get("d", "A") == "four"
+    cache.put("e", "A", "never", 0)
+    assert cache.get("e", "A") is None
+    assert AnswerCache(0).get("x", "A") is None
 
 
 def test_clients_are_shared_per_configuration(dns_settings: DnsSettings) -> None:
