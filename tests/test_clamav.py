@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -19,8 +21,9 @@ from typing import Any
 import pytest
 
 import scanner.config
+from decoders.unpack import unpack
 from scanner.checks.base import CheckContext
-from scanner.checks.clamav import ClamAV, ClamAVSettings
+from scanner.checks.clamav import ClamAV, ClamAVSettings, covered_by_message
 from scanner.checks.clamd_client import (
     ClamdClient,
     ClamdError,
@@ -210,6 +213,103 @@ def test_decoded_parts_are_scanned_too(clamd: ClamdInstance) -> None:
     parts = [FakePart("1", b"text part\n"), FakePart("2", outer), FakePart("2/9", inner)]
     hits = scan(make_check(clamd.endpoints), make_task(raw, parts))
     assert hits == [Hit("CLAMAV_VIRUS", options=(TEST_FILE,), part="2/9")]
+
+
+def decoded(raw: bytes) -> Any:
+    """The message through the real decoders (the caller closes the result)."""
+    return unpack(raw)
+
+
+def mixed_mail() -> bytes:
+    """Inline text and HTML, a text attachment, a zip with a text file, an attached mail."""
+    inner = EmailMessage()
+    inner["Subject"] = "inner"
+    inner.set_content("the attached mail's own text\n")
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "a@b", "c@d", "mixed"
+    msg.set_content("inline text, non-ASCII too: \u00e9t\u00e9\n")
+    msg.add_alternative("<html><body><p>inline HTML</p></body></html>", subtype="html")
+    msg.add_attachment("a named text file\n", filename="notes.txt")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("inside.txt", "text inside an archive\n")
+    msg.add_attachment(buf.getvalue(), maintype="application", subtype="zip",
+                       filename="x.zip")
+    msg.add_attachment(inner)
+    return msg.as_bytes()
+
+
+def test_inline_text_of_the_mime_structure_counts_as_covered() -> None:
+    result = decoded(mixed_mail())
+    try:
+        by_index = {p.index: p for p in result.parts}
+        covered = sorted((p.name or "", p.declared_type or "", covered_by_message(p, by_index))
+                         for p in result.parts)
+    finally:
+        result.close()
+    assert covered == [
+        ("", "", True),                    # the message itself (scanned whole anyway)
+        ("", "message/rfc822", True),      # the attached mail, a MIME container
+        ("", "text/html", True),           # inline HTML
+        ("", "text/plain", True),          # the inline text
+        ("", "text/plain", True),          # the attached mail's text
+        ("inside.txt", "", False),         # from the zip decoder, not from MIME
+        ("notes.txt", "text/plain", False),  # an attachment is always sent
+        ("x.zip", "application/zip", False),
+    ]
+
+
+def test_flags_or_binary_content_are_never_covered() -> None:
+    result = decoded(mail("just text\n"))
+    try:
+        by_index = {p.index: p for p in result.parts}
+        leaf = next(p for p in result.parts if p.is_leaf)
+        assert covered_by_message(leaf, by_index)
+        leaf.flags.add("corrupt")
+        assert not covered_by_message(leaf, by_index)
+        leaf.flags.clear()
+        by_index[leaf.parent].flags.add("ambiguous")
+        assert not covered_by_message(leaf, by_index)
+        by_index[leaf.parent].flags.clear()
+        leaf.detected_type = "exe"  # declared text, detected otherwise: sent
+        assert not covered_by_message(leaf, by_index)
+        leaf.detected_type, leaf.declared_type = "asc", "application/octet-stream"
+        assert not covered_by_message(leaf, by_index)
+    finally:
+        result.close()
+    assert not covered_by_message(FakePart("1", b"x"), {})  # unknown part kinds: sent
+
+
+@needs_clamd
+def test_inline_text_is_scanned_once_within_the_message(clamd: ClamdInstance) -> None:
+    """A virus in an inline text part (base64, so not visible in the raw bytes) is found
+    by clamd's own MIME parsing of the whole message; the part is not sent again unless
+    scan_text_parts is on."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "a@b", "c@d", "inline"
+    msg.set_content("Look: " + eicar().decode() + "\n", cte="base64")
+    raw = msg.as_bytes()
+    assert eicar() not in raw
+    for scan_text, requests in ((False, 1), (True, 2)):
+        result = decoded(raw)
+        try:
+            check = make_check(clamd.endpoints, cache_size=0, scan_text_parts=scan_text,
+                               first_infected_stops_scan=False)
+            hits = scan(check, make_task(raw, result.parts))
+            check.close()
+        finally:
+            result.close()
+        assert hits[0] == Hit("CLAMAV_VIRUS", options=(EICAR,), part=None)
+        assert check.client.requests == requests, scan_text
+    raw = mixed_mail()
+    result = decoded(raw)
+    try:
+        check = make_check(clamd.endpoints, cache_size=0)
+        assert scan(check, make_task(raw, result.parts)) == []
+        check.close()
+    finally:
+        result.close()
+    assert check.client.requests == 4  # the message, notes.txt, x.zip, inside.txt
 
 
 @needs_clamd

@@ -3,8 +3,11 @@
 What is scanned: the whole raw message once (clamd understands MIME, mbox and many
 archive formats itself), then every part the decoders put in ``task.parts`` whose bytes
 differ from anything already scanned (deduplicated by SHA-256), so a signature is found
-wherever either clamd or our decoders can reach it. Parts are optional: with an empty
-``task.parts`` only the raw message is scanned.
+wherever either clamd or our decoders can reach it. Not sent again by default (as
+rspamd's antivirus module leaves text parts out unless ``scan_text_mime``): the
+message's own MIME containers and the inline text in them (see
+:func:`covered_by_message`), which clamd already reads from the whole message. Parts
+are optional: with an empty ``task.parts`` only the raw message is scanned.
 
 Outcomes are symbols, never exceptions:
 
@@ -28,7 +31,7 @@ import asyncio
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -74,6 +77,10 @@ class ClamAVSettings:
         "(CLAMAV_UNCHECKED, mail passes tagged)", choices=("tempfail", "unchecked"))
     first_infected_stops_scan: bool = opt(True, "stop at the first infected piece")
     scan_parts: bool = opt(True, "also scan decoded parts, not only the raw message")
+    scan_text_parts: bool = opt(
+        False, "also send the message's own MIME containers and inline text parts (no "
+        "file name, declared and detected as plain text or HTML, no decoding trouble) "
+        "separately; clamd reads them from the whole message already")
     reuse_connections: bool = opt(True, "keep connections to clamd open between scans "
                                   "(clamd's IDSESSION) for pieces up to 64 KiB")
 
@@ -189,7 +196,11 @@ class ClamAV:
         pieces = [_Piece(None, await _sha256(raw), len(raw), lambda: raw)]
         if self.settings.scan_parts:
             seen = {pieces[0].sha256}
-            for piece in _parts(task):
+            parts = getattr(task, "parts", None) or ()
+            if not self.settings.scan_text_parts:
+                by_index = {getattr(p, "index", None): p for p in parts}
+                parts = [p for p in parts if not covered_by_message(p, by_index)]
+            for piece in _parts(parts):
                 if piece.size and piece.sha256 not in seen:
                     seen.add(piece.sha256)
                     pieces.append(piece)
@@ -202,9 +213,47 @@ async def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _parts(task: Task) -> Iterator[_Piece]:
+_TEXT_DECLARED = frozenset({None, "text/plain", "text/html"})
+_TEXT_DETECTED = frozenset({"asc", "html"})
+
+
+def covered_by_message(part: Any, by_index: Mapping[Any, Any]) -> bool:
+    """True for what clamd finds by itself in the whole message: the message's own MIME
+    structure and the inline text in it.
+
+    That is a part without a file name and without flags (decoding trouble, ambiguity),
+    whose every ancestor was split by the MIME decoder and has no flags either, and which
+    is itself either a MIME container (multipart, message/rfc822) or a leaf declared (or
+    defaulted) text/plain or text/html and detected as plain text or HTML. clamd's own
+    MIME parser extracts exactly these entities from the raw message. Attachments and
+    parts from any other container (archives, TNEF, Office files, uuencode) never count
+    as covered, nor does anything that is not a decoders ``Part``.
+    """
+    try:
+        if part.name or part.flags:
+            return False
+        if part.is_leaf:
+            if (part.declared_type not in _TEXT_DECLARED
+                    or part.detected_type not in _TEXT_DETECTED):
+                return False
+        elif part.decoder != "mime":
+            return False
+        parent = part.parent
+        for _ in range(len(by_index) + 1):
+            if parent is None:
+                return True
+            ancestor = by_index.get(parent)
+            if ancestor is None or ancestor.decoder != "mime" or ancestor.flags:
+                return False
+            parent = ancestor.parent
+    except AttributeError:  # not a decoders Part: scan it
+        return False
+    return False
+
+
+def _parts(parts: Iterable[Any]) -> Iterator[_Piece]:
     """Decoded parts as pieces, read defensively (the decoders may be absent)."""
-    for part in getattr(task, "parts", None) or ():
+    for part in parts:
         getter = getattr(part, "data", None)
         if getter is None:
             continue
