@@ -13,6 +13,7 @@ event loop.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ class AnswerCache:
     def __init__(self, size: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._size = size
         self._clock = clock
-        self._entries: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._entries: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -50,7 +51,7 @@ class AnswerCache:
         key = (name, rdtype)
         self._entries.pop(key, None)
         while len(self._entries) >= self._size:
-            del self._entries[next(iter(self._entries))]
+            self._entries.popitem(last=False)  # O(1), unlike a dict's first key
         self._entries[key] = (self._clock() + ttl, answer)
 
 
