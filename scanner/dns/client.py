@@ -100,6 +100,7 @@ class DnsClient:
                     timeout: float | None = None) -> Answer:
         """Look ``name`` up; bounded by ``timeout`` (default: configured) and ``deadline``."""
         key = cache_key(name)
+        rdtype = rdtype.upper()
         cached = self._cache.get(key, rdtype)
         if cached is not None:
             return cached
