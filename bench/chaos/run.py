@@ -1,0 +1,258 @@
+"""Chaos soak: corpus mail through a real Postfix and the filter while things get killed.
+
+Every check is on (the DNS checks ask a private NSD, ClamAV a private clamd). While the
+messages flow, at random intervals one of these happens: a scanner worker is killed
+with SIGKILL (the master starts another), the master is killed (its workers follow) and
+the filter is started again, the whole filter process group is killed and started
+again, or clamd is killed and started again. The messages are handed to Postfix evenly
+over the chaos time, so the filter is busy throughout. Afterwards Postfix's queue is flushed
+until every message is delivered or the time runs out, and the Maildir is counted by
+an ``X-Chaos-Id`` header added to each message.
+
+What it proves: no message is lost (``missing`` must be empty). Duplicates are the
+price of SMTP's own window (the next hop has the message, Postfix has not yet got our
+250 when the filter dies) and are counted, not hidden.
+
+    .venv/bin/python bench/chaos/run.py                  # 2,000 messages, 40 s of chaos
+    .venv/bin/python bench/chaos/run.py -n 500 --seconds 15 --seed 3 --json
+
+Needs root, postfix and nsd; clamd is used when installed (``--no-clamav`` to skip it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import contextlib
+import email
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from email.policy import compat32
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench" / "throughput"))
+
+from corpus import DEFAULT_CORPUS, load_corpus  # noqa: E402
+
+from scanner.testing.clamd import ClamdInstance, clamd_binary  # noqa: E402
+from scanner.testing.dns_server import ROOT as DNS_ROOT  # noqa: E402
+from scanner.testing.dns_server import DnsServer, zone_text  # noqa: E402
+from tests.postfix_stack import Stack  # noqa: E402
+
+ACTIONS = ("worker", "worker", "worker", "master", "group", "clamd")
+"""Drawn uniformly: killing one worker is the most common event, as in real life."""
+SUMMARY = re.compile(r"\b(?:Passed|Blocked) (\S+)")
+
+
+@dataclass
+class Result:
+    """What one soak run did and found."""
+
+    messages: int
+    seed: int
+    chaos_seconds: float
+    events: dict[str, int] = field(default_factory=dict)
+    delivered: int = 0
+    missing: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    duplicate_ids: list[int] = field(default_factory=list)
+    categories: dict[str, int] = field(default_factory=dict)
+    tempfailed_lines: int = 0
+    seconds: float = 0.0
+    clamav: bool = True
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+class Chaos:
+    """Kills things at random until told to stop; counts what it did."""
+
+    def __init__(self, stack: Stack, clamd: ClamdInstance | None, rng: random.Random) -> None:
+        self.stack, self.clamd, self.rng = stack, clamd, rng
+        self.events: collections.Counter[str] = collections.Counter()
+        self.lock = threading.Lock()
+
+    def run(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(self.rng.uniform(0.5, 2.5))
+            action = self.rng.choice(ACTIONS if self.clamd else ACTIONS[:-1])
+            with self.lock:
+                getattr(self, f"_{action}")()
+        self.settle()
+
+    def settle(self) -> None:
+        """Everything running again."""
+        with self.lock:
+            if self.stack.filter.proc is None:
+                self.stack.filter.start()
+            if self.clamd is not None and not self.clamd.running:
+                self.clamd.start()
+
+    def _worker(self) -> None:
+        proc = self.stack.filter.proc
+        kids = _children(proc.pid) if proc is not None else []
+        if kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.rng.choice(kids), signal.SIGKILL)
+            self.events["worker killed"] += 1
+
+    def _master(self) -> None:
+        self.stack.filter.kill_master()
+        time.sleep(self.rng.uniform(0.1, 1.5))
+        self.stack.filter.start()
+        self.events["master killed, filter restarted"] += 1
+
+    def _group(self) -> None:
+        self.stack.filter.kill()
+        time.sleep(self.rng.uniform(0.1, 1.0))
+        self.stack.filter.start()
+        self.events["all filter processes killed, restarted"] += 1
+
+    def _clamd(self) -> None:
+        assert self.clamd is not None
+        self.clamd.kill()
+        time.sleep(self.rng.uniform(0.2, 2.0))
+        self.clamd.start()
+        self.events["clamd killed, restarted"] += 1
+
+
+def _config(resolver: str, clamd: ClamdInstance | None) -> str:
+    text = "[checks]\ndisabled = []\n" if clamd else '[checks]\ndisabled = ["clamav"]\n'
+    if clamd is not None:
+        text += f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\ntimeout = 10\n'
+    for check in ("auth", "dnsbl", "uribl"):
+        text += f'[checks.settings.{check}.dns]\nresolvers = ["{resolver}"]\n'
+    return text
+
+
+def _delivered(stack: Stack) -> collections.Counter[int]:
+    ids: collections.Counter[int] = collections.Counter()
+    for path in stack.postfix.maildir_messages(None):
+        msg = email.message_from_bytes(path.read_bytes(), policy=compat32)
+        value = str(msg.get("X-Chaos-Id", "")).strip()
+        if value.isdigit():
+            ids[int(value)] += 1
+    return ids
+
+
+def _send(stack: Stack, messages: list[bytes], spread: float, threads: int = 10) -> None:
+    """Hand every message to Postfix, evenly over ``spread`` seconds, so that the filter
+    is busy the whole time the chaos goes on."""
+    start = time.monotonic()
+    step = spread / max(1, len(messages))
+
+    def one(item: tuple[int, bytes]) -> None:
+        number, raw = item
+        time.sleep(max(0.0, start + number * step - time.monotonic()))
+        data = b"X-Chaos-Id: %d\r\n" % number + raw
+        for _ in range(60):  # Postfix's injection smtpd is never killed; retry hiccups
+            try:
+                stack.postfix.send("chaos@example.org", "bob@example.test", data)
+                return
+            except Exception:  # noqa: BLE001 - any hiccup: try again
+                time.sleep(0.5)
+        raise RuntimeError(f"message {number} could not be handed to Postfix")
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, enumerate(messages)))
+
+
+def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: float
+         ) -> Result:
+    """One run: start everything, send, make chaos, drain, count."""
+    rng = random.Random(seed)
+    messages = load_corpus(DEFAULT_CORPUS, n, seed)
+    result = Result(messages=n, seed=seed, chaos_seconds=seconds, clamav=use_clamav)
+    began = time.monotonic()
+    with contextlib.ExitStack() as stack_:
+        dns = DnsServer({DNS_ROOT: zone_text(DNS_ROOT, "")})
+        dns.start()
+        stack_.callback(dns.stop)
+        clamd = None
+        if use_clamav:
+            base = Path(tempfile.mkdtemp(prefix="scanner-chaos-clamd-"))
+            stack_.callback(shutil.rmtree, base, True)
+            clamd = ClamdInstance(base)
+            clamd.start()
+            stack_.callback(clamd.close)
+        stack = Stack(extra=_config(dns.resolver, clamd), workers=2).start()
+        stack_.callback(stack.remove)
+        chaos = Chaos(stack, clamd, rng)
+        thread = threading.Thread(target=chaos.run, args=(seconds,))
+        thread.start()
+        try:
+            _send(stack, messages, seconds)
+        finally:
+            thread.join()
+        chaos.settle()
+        deadline = time.monotonic() + drain_timeout
+        while True:
+            ids = _delivered(stack)
+            missing = [i for i in range(n) if i not in ids]
+            if not missing or time.monotonic() > deadline:
+                break
+            stack.postfix.flush()
+            time.sleep(2)
+        result.events = dict(chaos.events)
+        result.delivered = len(ids)
+        result.missing = missing
+        result.duplicate_ids = sorted(i for i, c in ids.items() if c > 1)
+        result.duplicates = sum(c - 1 for c in ids.values())
+        lines = stack.filter.log_lines()
+        result.categories = dict(collections.Counter(
+            m.group(1) for line in lines for m in [SUMMARY.search(line)] if m))
+        result.tempfailed_lines = sum("Tempfailed" in line for line in lines)
+    result.seconds = round(time.monotonic() - began, 1)
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-n", "--messages", type=int, default=2000)
+    p.add_argument("--seconds", type=float, default=40.0, help="how long to make chaos")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-clamav", action="store_true", help="ClamAV check off, no clamd")
+    p.add_argument("--drain-timeout", type=float, default=400.0,
+                   help="seconds to wait for the queue to empty after the chaos")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    use_clamav = not args.no_clamav and clamd_binary() is not None
+    result = soak(args.messages, args.seconds, args.seed, use_clamav, args.drain_timeout)
+    if args.json:
+        print(json.dumps(asdict(result)))
+    else:
+        print(f"{result.messages} messages, seed {result.seed}, {result.chaos_seconds:g} s "
+              f"of chaos (ClamAV {'on' if result.clamav else 'off'}): {result.events}")
+        print(f"delivered {result.delivered} of {result.messages}; missing "
+              f"{len(result.missing)} {result.missing[:20]}; duplicates {result.duplicates}")
+        print(f"summary lines by category {result.categories}; tempfailed "
+              f"{result.tempfailed_lines}; {result.seconds} s in all")
+    return 0 if not result.missing else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
