@@ -34,9 +34,11 @@ pytestmark = [
 ]
 
 
-def test_random_kills_lose_no_message() -> None:
+@pytest.mark.parametrize("protocol, recipients", [("smtp", 1), ("lmtp", 3)])
+def test_random_kills_lose_no_message(protocol: str, recipients: int) -> None:
     args = [sys.executable, "bench/chaos/run.py", "-n", "400", "--seconds", "12",
-            "--seed", "5", "--drain-timeout", "240", "--json"]
+            "--seed", "5", "--drain-timeout", "240", "--protocol", protocol,
+            "--recipients", str(recipients), "--json"]
     if clamd_binary() is None:
         args.append("--no-clamav")
     run = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -45,7 +47,7 @@ def test_random_kills_lose_no_message() -> None:
     print("chaos soak:", result["events"], "duplicates", result["duplicates"])
     kills = sum(n for what, n in result["events"].items() if not what.startswith("clamd"))
     assert kills >= 3, result["events"]  # the chaos happened
-    assert result["missing"] == [] and result["delivered"] == 400, result
+    assert result["missing"] == [] and result["delivered"] == 400 * recipients, result
     assert run.returncode == 0
     assert result["duplicates"] <= kills * CONCURRENCY, result
     assert sum(result["categories"].values()) >= 400  # every message was analysed

@@ -15,6 +15,7 @@ price of SMTP's own window (the next hop has the message, Postfix has not yet go
 
     .venv/bin/python bench/chaos/run.py                  # 2,000 messages, 40 s of chaos
     .venv/bin/python bench/chaos/run.py -n 500 --seconds 15 --seed 3 --json
+    .venv/bin/python bench/chaos/run.py --recipients 3 --protocol lmtp
 
 Needs root, postfix and nsd; clamd is used when installed (``--no-clamav`` to skip it).
 """
@@ -65,13 +66,15 @@ class Result:
     chaos_seconds: float
     events: dict[str, int] = field(default_factory=dict)
     delivered: int = 0
-    missing: list[int] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
     duplicates: int = 0
-    duplicate_ids: list[int] = field(default_factory=list)
+    duplicate_ids: list[str] = field(default_factory=list)
     categories: dict[str, int] = field(default_factory=dict)
     tempfailed_lines: int = 0
     seconds: float = 0.0
     clamav: bool = True
+    recipients: int = 1
+    protocol: str = "smtp"
 
 
 def _children(pid: int) -> list[int]:
@@ -149,17 +152,23 @@ def _config(resolver: str, clamd: ClamdInstance | None) -> str:
     return text
 
 
-def _delivered(stack: Stack) -> collections.Counter[int]:
-    ids: collections.Counter[int] = collections.Counter()
+def _delivered(stack: Stack) -> collections.Counter[tuple[int, str]]:
+    """Copies per (message number, Maildir user)."""
+    ids: collections.Counter[tuple[int, str]] = collections.Counter()
     for path in stack.postfix.maildir_messages(None):
         msg = email.message_from_bytes(path.read_bytes(), policy=compat32)
         value = str(msg.get("X-Chaos-Id", "")).strip()
         if value.isdigit():
-            ids[int(value)] += 1
+            ids[(int(value), path.parent.parent.name)] += 1
     return ids
 
 
-def _send(stack: Stack, messages: list[bytes], spread: float, threads: int = 10) -> None:
+def _recipients(count: int) -> list[str]:
+    return [f"user{i}@example.test" for i in range(count)]
+
+
+def _send(stack: Stack, messages: list[bytes], spread: float, recipients: list[str],
+          threads: int = 10) -> None:
     """Hand every message to Postfix, evenly over ``spread`` seconds, so that the filter
     is busy the whole time the chaos goes on."""
     start = time.monotonic()
@@ -171,7 +180,7 @@ def _send(stack: Stack, messages: list[bytes], spread: float, threads: int = 10)
         data = b"X-Chaos-Id: %d\r\n" % number + raw
         for _ in range(60):  # Postfix's injection smtpd is never killed; retry hiccups
             try:
-                stack.postfix.send("chaos@example.org", "bob@example.test", data)
+                stack.postfix.send("chaos@example.org", recipients, data)
                 return
             except Exception:  # noqa: BLE001 - any hiccup: try again
                 time.sleep(0.5)
@@ -181,12 +190,15 @@ def _send(stack: Stack, messages: list[bytes], spread: float, threads: int = 10)
         list(pool.map(one, enumerate(messages)))
 
 
-def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: float
-         ) -> Result:
+def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: float,
+         recipients: int = 1, protocol: str = "smtp") -> Result:
     """One run: start everything, send, make chaos, drain, count."""
     rng = random.Random(seed)
     messages = load_corpus(DEFAULT_CORPUS, n, seed)
-    result = Result(messages=n, seed=seed, chaos_seconds=seconds, clamav=use_clamav)
+    result = Result(messages=n, seed=seed, chaos_seconds=seconds, clamav=use_clamav,
+                    recipients=recipients, protocol=protocol)
+    rcpts = _recipients(recipients)
+    wanted = {(i, r.split("@")[0]) for i in range(n) for r in rcpts}
     began = time.monotonic()
     with contextlib.ExitStack() as stack_:
         dns = DnsServer({DNS_ROOT: zone_text(DNS_ROOT, "")})
@@ -199,28 +211,30 @@ def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: flo
             clamd = ClamdInstance(base)
             clamd.start()
             stack_.callback(clamd.close)
-        stack = Stack(extra=_config(dns.resolver, clamd), workers=2).start()
+        stack = Stack(extra=_config(dns.resolver, clamd), workers=2, protocol=protocol)
+        stack.postfix.add_users(*rcpts)
+        stack.start()
         stack_.callback(stack.remove)
         chaos = Chaos(stack, clamd, rng)
         thread = threading.Thread(target=chaos.run, args=(seconds,))
         thread.start()
         try:
-            _send(stack, messages, seconds)
+            _send(stack, messages, seconds, rcpts)
         finally:
             thread.join()
         chaos.settle()
         deadline = time.monotonic() + drain_timeout
         while True:
             ids = _delivered(stack)
-            missing = [i for i in range(n) if i not in ids]
+            missing = sorted(wanted - set(ids))
             if not missing or time.monotonic() > deadline:
                 break
             stack.postfix.flush()
             time.sleep(2)
         result.events = dict(chaos.events)
-        result.delivered = len(ids)
-        result.missing = missing
-        result.duplicate_ids = sorted(i for i, c in ids.items() if c > 1)
+        result.delivered = len(set(ids) & wanted)
+        result.missing = [f"{i} to {user}" for i, user in missing]
+        result.duplicate_ids = sorted(f"{i} to {user}" for (i, user), c in ids.items() if c > 1)
         result.duplicates = sum(c - 1 for c in ids.values())
         lines = stack.filter.log_lines()
         result.categories = dict(collections.Counter(
@@ -238,16 +252,22 @@ def main() -> int:
     p.add_argument("--no-clamav", action="store_true", help="ClamAV check off, no clamd")
     p.add_argument("--drain-timeout", type=float, default=400.0,
                    help="seconds to wait for the queue to empty after the chaos")
+    p.add_argument("--recipients", type=int, default=1,
+                   help="recipients per message (user0..userK-1@example.test)")
+    p.add_argument("--protocol", choices=("smtp", "lmtp"), default="smtp",
+                   help="Postfix's filter transport and the filter's listener")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     use_clamav = not args.no_clamav and clamd_binary() is not None
-    result = soak(args.messages, args.seconds, args.seed, use_clamav, args.drain_timeout)
+    result = soak(args.messages, args.seconds, args.seed, use_clamav, args.drain_timeout,
+                  args.recipients, args.protocol)
     if args.json:
         print(json.dumps(asdict(result)))
     else:
-        print(f"{result.messages} messages, seed {result.seed}, {result.chaos_seconds:g} s "
+        print(f"{result.messages} messages to {result.recipients} recipients each over "
+              f"{result.protocol.upper()}, seed {result.seed}, {result.chaos_seconds:g} s "
               f"of chaos (ClamAV {'on' if result.clamav else 'off'}): {result.events}")
-        print(f"delivered {result.delivered} of {result.messages}; missing "
+        print(f"delivered {result.delivered} of {result.messages * result.recipients}; missing "
               f"{len(result.missing)} {result.missing[:20]}; duplicates {result.duplicates}")
         print(f"summary lines by category {result.categories}; tempfailed "
               f"{result.tempfailed_lines}; {result.seconds} s in all")
