@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from scanner.smtp import xtext
 from scanner.smtp.params import ParamError
@@ -11,6 +12,7 @@ ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 UNAVAILABLE = ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
 MAX_VALUE = 255
 MAX_PROTO = 64  # Postfix smtpd's limit
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def parse(arg: str | None) -> dict[str, str | None]:
@@ -34,7 +36,7 @@ def parse(arg: str | None) -> dict[str, str | None]:
 
 
 def _valid(key: str, value: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if _CONTROL.search(value):
         raise ParamError(f"501 5.5.4 Bad XFORWARD {key} value (control characters)")
     if key == "ADDR":
         bare = value[5:] if value.upper().startswith("IPV6:") else value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _HEX = re.compile(r"\+([0-9A-Fa-f]{2})")
+_PLAIN = re.compile(r"[!-*,-<>-~]*")  # printable ASCII without "+" and "=": kept as is
 
 
 class XtextError(ValueError):
@@ -20,6 +21,8 @@ def decode(value: str) -> str:
 
 def encode(value: str) -> str:
     """Escape ``+``, ``=``, controls, space and non-ASCII as ``+XX`` (UTF-8 bytes)."""
+    if _PLAIN.fullmatch(value):  # the usual case (host names, addresses): nothing to do
+        return value
     out = []
     for byte in value.encode("utf-8", "surrogateescape"):
         if 33 <= byte <= 126 and byte not in (ord("+"), ord("=")):
