@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import time
 import zipfile
 from collections.abc import Iterator
@@ -396,6 +397,33 @@ def test_stopped_or_killed_clamd_fails(tmp_path: Path) -> None:
         assert hits[0].options[0].startswith("clamd failed:")
         own.restart()
         assert scan(check, make_task(mail())) == []
+
+
+def test_a_clamd_outage_is_logged_once_per_retry_interval(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """While clamd is down every request fails; the log gets the first failure, then a
+    count at most every ``retry_after`` seconds, and a line when clamd answers again."""
+    path = tmp_path / "clamd.sock"
+
+    async def go(retry_after: float, fails: int) -> None:
+        client = ClamdClient([f"unix:{path}"], retry_after=retry_after)
+        for _ in range(fails):
+            with pytest.raises(ClamdError):
+                await client.instream(b"data")
+        async with FakeClamd(path):
+            assert (await client.instream(b"data")).status is Status.CLEAN
+            client.close()
+
+    caplog.set_level(logging.WARNING, logger="scanner.checks.clamd")
+    asyncio.run(go(3600.0, 5))
+    lines = [r.getMessage() for r in caplog.records if r.name == "scanner.checks.clamd"]
+    assert len(lines) == 2, lines
+    assert "cannot connect" in lines[0] and "more failed" not in lines[0]
+    assert lines[1].endswith("answering again (4 more failed requests since the last report)")
+    caplog.clear()
+    asyncio.run(go(0.0, 3))  # no interval: every failure is reported
+    lines = [r.getMessage() for r in caplog.records if r.name == "scanner.checks.clamd"]
+    assert sum("cannot connect" in m for m in lines) == 3 and "answering again" in lines[-1]
 
 
 # --- a fake clamd for failure modes -----------------------------------------------

@@ -193,6 +193,8 @@ class ClamdClient:
         """Connections opened to clamd."""
         self._down_until: dict[Endpoint, float] = {}
         self._idle: dict[Endpoint, list[_Session]] = {}
+        self._reported: dict[Endpoint, float] = {}  # when a failure was last logged
+        self._unreported: dict[Endpoint, int] = {}  # failures since then
 
     def _ordered(self) -> list[Endpoint]:
         now = time.monotonic()
@@ -207,12 +209,35 @@ class ClamdClient:
                 reply = await self._instream_at(endpoint, data)
             except ClamdError as exc:
                 self._down_until[endpoint] = time.monotonic() + self.retry_after
-                log.warning("clamd %s: %s", endpoint, exc)
+                self._report_failure(endpoint, exc)
                 errors.append(f"{endpoint}: {exc}")
                 continue
             self._down_until.pop(endpoint, None)
+            self._report_recovery(endpoint)
             return ScanReply(reply.status, reply.names, str(endpoint))
         raise ClamdError("; ".join(errors))
+
+    def _report_failure(self, endpoint: Endpoint, exc: ClamdError) -> None:
+        """Log a failing endpoint at once, then at most once per ``retry_after`` seconds
+        with the number of failures in between: while clamd is down, every message and
+        every retry by Postfix fails the same way (each still gets its own CLAMAV_FAIL in
+        its summary line), and one warning per message would bury everything else."""
+        now = time.monotonic()
+        last = self._reported.get(endpoint)
+        if last is not None and now - last < self.retry_after:
+            self._unreported[endpoint] = self._unreported.get(endpoint, 0) + 1
+            return
+        more = self._unreported.pop(endpoint, 0)
+        log.warning("clamd %s: %s%s", endpoint, exc,
+                    f" ({more} more failed requests since the last report)" if more else "")
+        self._reported[endpoint] = now
+
+    def _report_recovery(self, endpoint: Endpoint) -> None:
+        if self._reported.pop(endpoint, None) is not None:
+            more = self._unreported.pop(endpoint, 0)
+            log.warning("clamd %s: answering again%s", endpoint,
+                        f" ({more} more failed requests since the last report)" if more
+                        else "")
 
     async def command(self, command: str) -> str:
         """Send a simple command (PING, VERSION) to the first endpoint that answers."""
