@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scanner.streams import buffered, idle_and_open
+from scanner.throttle import LogThrottle, held_note
 
 log = logging.getLogger("scanner.checks.clamd")
 
@@ -193,8 +194,7 @@ class ClamdClient:
         """Connections opened to clamd."""
         self._down_until: dict[Endpoint, float] = {}
         self._idle: dict[Endpoint, list[_Session]] = {}
-        self._reported: dict[Endpoint, float] = {}  # when a failure was last logged
-        self._unreported: dict[Endpoint, int] = {}  # failures since then
+        self._failures = LogThrottle(retry_after)
 
     def _ordered(self) -> list[Endpoint]:
         now = time.monotonic()
@@ -222,22 +222,15 @@ class ClamdClient:
         with the number of failures in between: while clamd is down, every message and
         every retry by Postfix fails the same way (each still gets its own CLAMAV_FAIL in
         its summary line), and one warning per message would bury everything else."""
-        now = time.monotonic()
-        last = self._reported.get(endpoint)
-        if last is not None and now - last < self.retry_after:
-            self._unreported[endpoint] = self._unreported.get(endpoint, 0) + 1
-            return
-        more = self._unreported.pop(endpoint, 0)
-        log.warning("clamd %s: %s%s", endpoint, exc,
-                    f" ({more} more failed requests since the last report)" if more else "")
-        self._reported[endpoint] = now
+        held = self._failures.due(endpoint)
+        if held is not None:
+            log.warning("clamd %s: %s%s", endpoint, exc, held_note(held, "more failed requests"))
 
     def _report_recovery(self, endpoint: Endpoint) -> None:
-        if self._reported.pop(endpoint, None) is not None:
-            more = self._unreported.pop(endpoint, 0)
+        held = self._failures.end(endpoint)
+        if held is not None:
             log.warning("clamd %s: answering again%s", endpoint,
-                        f" ({more} more failed requests since the last report)" if more
-                        else "")
+                        held_note(held, "more failed requests"))
 
     async def command(self, command: str) -> str:
         """Send a simple command (PING, VERSION) to the first endpoint that answers."""

@@ -24,13 +24,13 @@ from scanner.auth.received import networks_setting, task_origin
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
-from scanner.dns.blocked import DEFAULT_BLOCKED, WarnOnce
+from scanner.dns.blocked import DEFAULT_BLOCKED
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import list_query
 from scanner.task import Hit, Task
+from scanner.throttle import LogThrottle, held_note
 
 log = logging.getLogger("scanner.dnsbl")
-_warn = WarnOnce()
 
 NOT_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
@@ -101,6 +101,8 @@ class Dnsbl:
         cfg, where = context.config, "checks.settings.dnsbl"
         self._s = settings
         self._dns = get_client(settings.dns, f"{where}.dns", cfg.source)
+        # a blocked list refuses every query: say so once per zone per ten minutes
+        self._refusals = LogThrottle(600.0)
         self._lists: list[tuple[DnsblList, CodeMap]] = [
             (lst, build_codemap(lst.zone, lst.symbol, lst.codes, lst.bitmask, lst.blocked,
                                 f"{where}.lists[{i}]", cfg.source))
@@ -140,10 +142,11 @@ class Dnsbl:
             hits += [Hit(symbol, options=(ip, codes.zone, code)) for symbol, code in listed]
         if blocked:
             zones = sorted({b.split("=")[0] for b in blocked})
-            if any([_warn.due(z) for z in zones]):
+            due = [held for z in zones if (held := self._refusals.due(z)) is not None]
+            if due:
                 log.warning("(%s) DNSBL query refused: %s; not counted as listed. Use a "
-                            "local resolver, not a public one (or check the list's quota)",
-                            task.log_id, ", ".join(blocked))
+                            "local resolver, not a public one (or check the list's quota)%s",
+                            task.log_id, ", ".join(blocked), held_note(max(due), "more refusals"))
             hits.append(Hit("DNSBL_BLOCKED", options=tuple(blocked)))
         if failed:
             hits.append(Hit("DNSBL_TEMPFAIL", options=tuple(failed)))

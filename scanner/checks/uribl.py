@@ -23,13 +23,13 @@ from scanner.auth.urls import from_parts
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
-from scanner.dns.blocked import DEFAULT_BLOCKED, WarnOnce
+from scanner.dns.blocked import DEFAULT_BLOCKED
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import list_query
 from scanner.task import Hit, Task
+from scanner.throttle import LogThrottle, held_note
 
 log = logging.getLogger("scanner.uribl")
-_warn = WarnOnce()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,8 @@ class Uribl:
         cfg, where = context.config, "checks.settings.uribl"
         self._s = settings
         self._dns = get_client(settings.dns, f"{where}.dns", cfg.source)
+        # a blocked list refuses every query: say so once per zone per ten minutes
+        self._refusals = LogThrottle(600.0)
         self._lists: list[tuple[UriblList, CodeMap]] = [
             (lst, build_codemap(lst.zone, lst.symbol, lst.codes, lst.bitmask, lst.blocked,
                                 f"{where}.lists[{i}]", cfg.source))
@@ -149,10 +151,11 @@ class Uribl:
         hits = [Hit(symbol, options=tuple(targets)) for symbol, targets in listed.items()]
         if blocked:
             zones = sorted({b.split("=")[0] for b in blocked})
-            if any([_warn.due(z) for z in zones]):
+            due = [held for z in zones if (held := self._refusals.due(z)) is not None]
+            if due:
                 log.warning("(%s) URIBL query refused: %s; not counted as listed. Use a "
-                            "local resolver, not a public one (or check the list's quota)",
-                            task.log_id, ", ".join(blocked))
+                            "local resolver, not a public one (or check the list's quota)%s",
+                            task.log_id, ", ".join(blocked), held_note(max(due), "more refusals"))
             hits.append(Hit("URIBL_BLOCKED", options=tuple(blocked)))
         if failed:
             hits.append(Hit("URIBL_TEMPFAIL", options=tuple(failed)))

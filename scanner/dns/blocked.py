@@ -10,7 +10,6 @@ resolver that rewrites NXDOMAIN to an advertising page) and count as blocked too
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -48,19 +47,3 @@ def sort_answer(addresses: Sequence[str], blocked: Sequence[Network]) -> Sorted:
         else:
             listed.append(text)
     return Sorted(tuple(listed), tuple(refused))
-
-
-class WarnOnce:
-    """Say "this list refuses us" at most once per zone per ``interval`` seconds: a
-    blocked list refuses every query, and one log line per message helps nobody."""
-
-    def __init__(self, interval: float = 600.0) -> None:
-        self._interval = interval
-        self._last: dict[str, float] = {}
-
-    def due(self, zone: str) -> bool:
-        now = time.monotonic()
-        if now - self._last.get(zone, -self._interval - 1.0) < self._interval:
-            return False
-        self._last[zone] = now
-        return True

@@ -22,6 +22,7 @@ from scanner.reinject.pool import ConnectionPool
 from scanner.smtp import params as esmtp
 from scanner.smtp import xtext
 from scanner.task import ClientInfo, Recipient
+from scanner.throttle import LogThrottle, held_note
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9]+)")
@@ -46,6 +47,9 @@ class NextHop:
     helo: str
     xforward: bool
     chunking: bool = True
+    warnings: LogThrottle = field(default_factory=lambda: LogThrottle(600.0), compare=False,
+                                  hash=False, repr=False)
+    """Repeated trouble with this hop (a refused XFORWARD) is logged once per 10 minutes."""
 
     @classmethod
     def from_config(cls, cfg: ReinjectConfig, default_helo: str) -> NextHop:
@@ -177,9 +181,9 @@ def _check_xforward(hop: NextHop, replies: list[Reply]) -> None:
     for reply in replies:
         if reply.code == 421:
             raise NextHopError(f"next hop closing: {reply.text}")
-        if reply.code != 250:
-            log.warning("next hop %s refused XFORWARD, delivering without it: %s",
-                        hop.label, reply.text)
+        if reply.code != 250 and (held := hop.warnings.due("xforward")) is not None:
+            log.warning("next hop %s refused XFORWARD, delivering without it: %s%s",
+                        hop.label, reply.text, held_note(held, "more refusals"))
 
 
 def _mail_params(client: SMTPClient, out: Outgoing) -> list[esmtp.Param]:
