@@ -4,7 +4,9 @@ Every check is on (the DNS checks ask a private NSD, ClamAV a private clamd). Wh
 messages flow, at random intervals one of these happens: a scanner worker is killed
 with SIGKILL (the master starts another), the master is killed (its workers follow) and
 the filter is started again, the whole filter process group is killed and started
-again, or clamd is killed and started again. The messages are handed to Postfix evenly
+again, the next hop's processes (Postfix's reinjection smtpd) are killed in the middle
+of whatever they are receiving (Postfix's master starts new ones), or clamd is killed
+and started again. The messages are handed to Postfix evenly
 over the chaos time, so the filter is busy throughout. Afterwards Postfix's queue is flushed
 until every message is delivered or the time runs out, and the Maildir is counted by
 an ``X-Chaos-Id`` header added to each message.
@@ -52,7 +54,7 @@ from scanner.testing.dns_server import ROOT as DNS_ROOT  # noqa: E402
 from scanner.testing.dns_server import DnsServer, zone_text  # noqa: E402
 from tests.postfix_stack import Stack  # noqa: E402
 
-ACTIONS = ("worker", "worker", "worker", "master", "group", "clamd")
+ACTIONS = ("worker", "worker", "worker", "master", "group", "nexthop", "clamd")
 """Drawn uniformly: killing one worker is the most common event, as in real life."""
 SUMMARY = re.compile(r"\b(?:Passed|Blocked) (\S+)")
 
@@ -134,6 +136,19 @@ class Chaos:
         time.sleep(self.rng.uniform(0.1, 1.0))
         self.stack.filter.start()
         self.events["all filter processes killed, restarted"] += 1
+
+    def _nexthop(self) -> None:
+        marker = b"-n\x00127.0.0.1:%d\x00" % self.stack.postfix.reinject_port
+        killed = 0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if marker in (entry / "cmdline").read_bytes():
+                        os.kill(int(entry.name), signal.SIGKILL)
+                        killed += 1
+                except (OSError, ProcessLookupError):
+                    continue
+        self.events["next hop smtpd killed" if killed else "next hop idle, nothing killed"] += 1
 
     def _clamd(self) -> None:
         assert self.clamd is not None
