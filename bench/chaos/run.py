@@ -5,11 +5,12 @@ messages flow, at random intervals one of these happens: a scanner worker is kil
 with SIGKILL (the master starts another), the master is killed (its workers follow) and
 the filter is started again, the whole filter process group is killed and started
 again, the next hop's processes (Postfix's reinjection smtpd) are killed in the middle
-of whatever they are receiving (Postfix's master starts new ones), or clamd is killed
-and started again. The messages are handed to Postfix evenly
-over the chaos time, so the filter is busy throughout. Afterwards Postfix's queue is flushed
-until every message is delivered or the time runs out, and the Maildir is counted by
-an ``X-Chaos-Id`` header added to each message.
+of whatever they are receiving (Postfix's master starts new ones), a worker or clamd is
+frozen (SIGSTOP) for 1-4 s and then let go, or clamd is killed and started again. The
+messages are handed to Postfix evenly over the chaos time, so the filter is busy
+throughout. Afterwards Postfix's queue is flushed until every message is delivered or
+the time runs out, and the Maildir is counted by an ``X-Chaos-Id`` header added to each
+message.
 
 What it proves: no message is lost (``missing`` must be empty). Duplicates are the
 price of SMTP's own window (the next hop has the message, Postfix has not yet got our
@@ -54,7 +55,8 @@ from scanner.testing.dns_server import ROOT as DNS_ROOT  # noqa: E402
 from scanner.testing.dns_server import DnsServer, zone_text  # noqa: E402
 from tests.postfix_stack import Stack  # noqa: E402
 
-ACTIONS = ("worker", "worker", "worker", "master", "group", "nexthop", "clamd")
+ACTIONS = ("worker", "worker", "worker", "master", "group", "nexthop", "freeze_worker",
+           "freeze_clamd", "clamd")
 """Drawn uniformly: killing one worker is the most common event, as in real life."""
 SUMMARY = re.compile(r"\b(?:Passed|Blocked) (\S+)")
 
@@ -104,7 +106,7 @@ class Chaos:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             time.sleep(self.rng.uniform(0.5, 2.5))
-            action = self.rng.choice(ACTIONS if self.clamd else ACTIONS[:-1])
+            action = self.rng.choice(ACTIONS if self.clamd else ACTIONS[:-2])
             with self.lock:
                 getattr(self, f"_{action}")()
         self.settle()
@@ -149,6 +151,28 @@ class Chaos:
                 except (OSError, ProcessLookupError):
                     continue
         self.events["next hop smtpd killed" if killed else "next hop idle, nothing killed"] += 1
+
+    def _freeze_worker(self) -> None:
+        proc = self.stack.filter.proc
+        kids = _children(proc.pid) if proc is not None else []
+        if kids:
+            self._freeze(self.rng.choice(kids), "worker frozen for a while")
+
+    def _freeze_clamd(self) -> None:
+        assert self.clamd is not None
+        pid = self.clamd.pid
+        if pid is not None:
+            self._freeze(pid, "clamd frozen for a while")
+
+    def _freeze(self, pid: int, event: str) -> None:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return
+        time.sleep(self.rng.uniform(1.0, 4.0))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        self.events[event] += 1
 
     def _clamd(self) -> None:
         assert self.clamd is not None
