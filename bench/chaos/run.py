@@ -252,6 +252,10 @@ def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: flo
             stack_.callback(clamd.close)
         stack = Stack(extra=_config(dns.resolver, clamd), workers=2, protocol=protocol)
         stack_.callback(stack.remove)
+        # Postfix's master stops starting a service whose processes died abnormally for
+        # service_throttle_time (60 s by default: "bad command startup -- throttling");
+        # the filter answers 451 meanwhile. 5 s keeps a next-hop kill to seconds here.
+        stack.postfix.extra_main["service_throttle_time"] = "5s"
         stack.postfix.add_users(*rcpts)
         stack.start()
         chaos = Chaos(stack, clamd, rng)
