@@ -3,7 +3,8 @@
 Corpus mail flows through a real Postfix and the filter with every check on (private
 NSD and clamd) while workers, the master, the whole filter and clamd are killed with
 SIGKILL at random and started again, the next hop (Postfix's reinjection smtpd) is
-killed mid-transaction, and workers and clamd are frozen for seconds. Every message must end up in the Maildir.
+killed mid-transaction, and workers and clamd are frozen for seconds. Every message
+must end up in the Maildir.
 Duplicates can only come from SMTP's own window (the next hop had the message, our 250
 had not reached Postfix): they are counted and bounded by what was in flight, and
 printed (pytest -s) for the record.
