@@ -374,3 +374,35 @@ def test_postfix_takes_an_ipv6_client_or_delivers_without_xforward(
             assert refused and "Bad ADDR syntax" in caplog.text, caplog.text
     finally:
         postfix.remove()
+
+
+def test_a_next_hop_outage_is_logged_once_then_its_end(caplog: pytest.LogCaptureFixture):
+    """Every message fails the same way while the next hop is down: the filter's log
+    says so once (each message still gets its 451 and its summary line), then says
+    when the next hop accepts again, with the number of failures in between."""
+    script = Script()
+    port = free_port()
+
+    async def main() -> list[str]:
+        hop = NextHop("127.0.0.1", port, False, 1, 2, "scanner.test", True, True)
+        pool = ConnectionPool(hop)
+        replies = [(await deliver(pool, _out("b@example.test"), all_or_nothing=True))
+                   .replies[0] for _ in range(3)]
+        server = await asyncio.start_server(
+            lambda r, w: _next_hop(script, r, w), "127.0.0.1", port)
+        try:
+            replies.append((await deliver(pool, _out("b@example.test"), all_or_nothing=True))
+                           .replies[0])
+        finally:
+            await pool.close()
+            server.close()
+        return replies
+
+    caplog.set_level("WARNING", logger="scanner")
+    replies = asyncio.run(main())
+    assert all(r.startswith("451 4.4.1 Next hop") for r in replies[:3]), replies
+    assert replies[3].startswith("250 2.0.0 from MTA(smtp:"), replies
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("next hop")]
+    assert len(lines) == 2, lines
+    assert "failed" in lines[0] and "more failed" not in lines[0]
+    assert lines[1].endswith("accepting again (2 more failed deliveries since the last report)")

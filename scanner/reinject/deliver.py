@@ -49,7 +49,8 @@ class NextHop:
     chunking: bool = True
     warnings: LogThrottle = field(default_factory=lambda: LogThrottle(600.0), compare=False,
                                   hash=False, repr=False)
-    """Repeated trouble with this hop (a refused XFORWARD) is logged once per 10 minutes."""
+    """Repeated trouble with this hop (down, refusing XFORWARD) is logged once per 10
+    minutes, with a count."""
 
     @classmethod
     def from_config(cls, cfg: ReinjectConfig, default_helo: str) -> NextHop:
@@ -118,6 +119,7 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
                 pool.discard(client)
             else:
                 pool.release(client)
+            _report_recovery(hop)
             return result
         except NextHopError as exc:
             if client is not None:
@@ -125,12 +127,30 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
             if reused and not result.answered and attempt == 1:
                 continue
             _fail(result, hop, str(exc), len(out.recipients))
+            _report_failure(hop, str(exc))
             return result
         except BaseException:
             if client is not None:
                 pool.discard(client)
             raise
     raise AssertionError("unreachable")
+
+
+def _report_failure(hop: NextHop, why: str) -> None:
+    """The next hop could not be used (unreachable, timed out, connection lost): logged
+    at once, then once per 10 minutes with a count (every message fails the same way
+    while it lasts; each one's summary line says Tempfailed)."""
+    held = hop.warnings.due("down")
+    if held is not None:
+        log.warning("next hop %s failed: %s%s",
+                    hop.label, why, held_note(held, "more failed deliveries"))
+
+
+def _report_recovery(hop: NextHop) -> None:
+    held = hop.warnings.end("down")
+    if held is not None:
+        log.warning("next hop %s accepting again%s", hop.label,
+                    held_note(held, "more failed deliveries"))
 
 
 def _fail(result: Delivery, hop: NextHop, why: str, count: int) -> None:
