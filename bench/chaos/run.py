@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "throughput"))
 
 from corpus import DEFAULT_CORPUS, load_corpus  # noqa: E402
+from filter_process import descendants  # noqa: E402
 
 from scanner.testing.clamd import ClamdInstance, clamd_binary  # noqa: E402
 from scanner.testing.dns_server import ROOT as DNS_ROOT  # noqa: E402
@@ -81,19 +82,6 @@ class Result:
     protocol: str = "smtp"
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
-
-
 class Chaos:
     """Kills things at random until told to stop; counts what it did."""
 
@@ -119,12 +107,17 @@ class Chaos:
             if self.clamd is not None and not self.clamd.running:
                 self.clamd.start()
 
-    def _worker(self) -> None:
+    def _a_worker(self) -> int | None:
+        """A random worker of the running filter (its master's only child processes)."""
         proc = self.stack.filter.proc
-        kids = _children(proc.pid) if proc is not None else []
-        if kids:
+        kids = descendants(proc.pid) if proc is not None else []
+        return self.rng.choice(kids) if kids else None
+
+    def _worker(self) -> None:
+        pid = self._a_worker()
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.rng.choice(kids), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             self.events["worker killed"] += 1
 
     def _master(self) -> None:
@@ -153,10 +146,9 @@ class Chaos:
         self.events["next hop smtpd killed" if killed else "next hop idle, nothing killed"] += 1
 
     def _freeze_worker(self) -> None:
-        proc = self.stack.filter.proc
-        kids = _children(proc.pid) if proc is not None else []
-        if kids:
-            self._freeze(self.rng.choice(kids), "worker frozen for a while")
+        pid = self._a_worker()
+        if pid is not None:
+            self._freeze(pid, "worker frozen for a while")
 
     def _freeze_clamd(self) -> None:
         assert self.clamd is not None
