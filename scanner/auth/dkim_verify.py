@@ -62,10 +62,8 @@ async def verify_all(raw: bytes, lookup: Lookup, run_cpu: RunCpu, max_signatures
     if not has_header(raw, b"DKIM-Signature"):  # unsigned: skip dkimpy's header parse
         return []
     found = signature_tags(raw)
-    if found is None:
-        if has_header(raw, b"DKIM-Signature"):
-            return [DkimResult("permerror", reason="malformed header section")]
-        return []
+    if found is None:  # signed, but dkimpy cannot parse the header section
+        return [DkimResult("permerror", reason="malformed header section")]
     sigs = found[:max_signatures]
     if not sigs:
         return []
