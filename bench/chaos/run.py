@@ -52,8 +52,7 @@ from corpus import DEFAULT_CORPUS, load_corpus  # noqa: E402
 from filter_process import descendants  # noqa: E402
 
 from scanner.testing.clamd import ClamdInstance, clamd_binary  # noqa: E402
-from scanner.testing.dns_server import ROOT as DNS_ROOT  # noqa: E402
-from scanner.testing.dns_server import DnsServer, zone_text  # noqa: E402
+from scanner.testing.dns_server import dns_checks_toml, nxdomain_server  # noqa: E402
 from tests.postfix_stack import Stack  # noqa: E402
 
 ACTIONS = ("worker", "worker", "worker", "master", "group", "nexthop", "freeze_worker",
@@ -178,9 +177,7 @@ def _config(resolver: str, clamd: ClamdInstance | None) -> str:
     text = "[checks]\ndisabled = []\n" if clamd else '[checks]\ndisabled = ["clamav"]\n'
     if clamd is not None:
         text += f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\ntimeout = 10\n'
-    for check in ("auth", "dnsbl", "uribl"):
-        text += f'[checks.settings.{check}.dns]\nresolvers = ["{resolver}"]\n'
-    return text
+    return text + dns_checks_toml(resolver)
 
 
 def _delivered(stack: Stack) -> collections.Counter[tuple[int, str]]:
@@ -232,7 +229,7 @@ def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: flo
     wanted = {(i, r.split("@")[0]) for i in range(n) for r in rcpts}
     began = time.monotonic()
     with contextlib.ExitStack() as stack_:
-        dns = DnsServer({DNS_ROOT: zone_text(DNS_ROOT, "")})
+        dns = nxdomain_server()
         dns.start()
         stack_.callback(dns.stop)
         clamd = None

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from scanner.testing.dns_server import dns_checks_toml  # noqa: E402
 from scanner.testing.postfix import PostfixError, wait_for_port  # noqa: E402
 
 MESSAGE_TIMEOUT = 600.0  # scanner's server.message_timeout in the generated config
@@ -146,10 +147,10 @@ def scanner_toml(base: Path, port: int, reinject_port: int, args: argparse.Names
               f"disabled = {json.dumps(disabled)}"]
     if clamd_endpoint is not None:
         lines += ["", "[checks.settings.clamav]", f"endpoints = [{json.dumps(clamd_endpoint)}]"]
-    resolver = getattr(args, "local_dns_resolver", None)
-    for check in ("auth", "dnsbl", "uribl") if resolver else ():
-        lines += ["", f"[checks.settings.{check}.dns]", f"resolvers = [{json.dumps(resolver)}]"]
     text = "\n".join(lines) + "\n"
+    resolver = getattr(args, "local_dns_resolver", None)
+    if resolver:
+        text += dns_checks_toml(resolver)
     if args.extra_toml:
         text += "\n" + Path(args.extra_toml).read_text(encoding="utf-8")
     return text

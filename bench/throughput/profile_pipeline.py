@@ -39,7 +39,7 @@ from scanner.registry import build_checks  # noqa: E402
 from scanner.reinject.deliver import NextHop  # noqa: E402
 from scanner.scores import load_scores  # noqa: E402
 from scanner.task import Envelope, Recipient, Task  # noqa: E402
-from scanner.testing.dns_server import ROOT, DnsServer, zone_text  # noqa: E402
+from scanner.testing.dns_server import dns_checks_toml, nxdomain_server  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import DEFAULT_CORPUS, load_corpus  # noqa: E402
@@ -50,8 +50,8 @@ DNS_CHECKS = "auth,dnsbl,uribl,clamav"
 def build(disabled: list[str], tmp: Path, resolver: str = "") -> tuple[Processor, list[Any]]:
     text = (f'[checks]\ndisabled = {json.dumps(disabled)}\n'
             f'[quarantine]\ndirectory = "{tmp / "q"}"\nampdp_socket = ""\n')
-    for check in ("auth", "dnsbl", "uribl") if resolver else ():
-        text += f"[checks.settings.{check}.dns]\nresolvers = [{json.dumps(resolver)}]\n"
+    if resolver:
+        text += dns_checks_toml(resolver)
     path = tmp / "scanner.toml"
     path.write_text(text)
     config = cfgmod.load(str(path))
@@ -121,7 +121,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         resolver = ""
         if args.local_dns:
-            server = DnsServer({ROOT: zone_text(ROOT, "")})
+            server = nxdomain_server()
             server.start()
             stack.callback(server.stop)
             resolver = server.resolver

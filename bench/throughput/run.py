@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from scanner.postfix_config import data_done_timeout  # noqa: E402
 from scanner.testing.clamd import ClamdInstance  # noqa: E402
-from scanner.testing.dns_server import ROOT, DnsServer, zone_text  # noqa: E402
+from scanner.testing.dns_server import nxdomain_server  # noqa: E402
 from scanner.testing.postfix import (  # noqa: E402
     PostfixError,
     PostfixInstance,
@@ -405,7 +405,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _start_local_dns(stack: contextlib.ExitStack) -> str:
     """A private NSD answering NXDOMAIN for every name; its ``resolvers`` entry."""
-    server = DnsServer({ROOT: zone_text(ROOT, "")})
+    server = nxdomain_server()
     server.start()
     stack.callback(server.stop)
     return server.resolver

@@ -205,3 +205,19 @@ class BlackHole:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+DNS_CHECKS = ("auth", "dnsbl", "uribl")
+"""The checks that take a ``dns`` table."""
+
+
+def nxdomain_server() -> DnsServer:
+    """An NSD (not started) holding only an empty root zone: every name is NXDOMAIN at
+    once. The benchmarks use it to measure the DNS checks' own work without a network."""
+    return DnsServer({ROOT: zone_text(ROOT, "")})
+
+
+def dns_checks_toml(resolver: str) -> str:
+    """Configuration text pointing every DNS-using check at ``resolver``."""
+    return "".join(f'\n[checks.settings.{check}.dns]\nresolvers = ["{resolver}"]\n'
+                   for check in DNS_CHECKS)
