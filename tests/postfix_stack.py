@@ -37,7 +37,7 @@ class Stack:
     """Postfix + filter, both private, loopback only."""
 
     def __init__(self, *, extra: str = "", workers: int = 2, protocol: str = "smtp",
-                 maxproc: int = 20) -> None:
+                 maxproc: int = 20, server_extra: str = "") -> None:
         self.base = make_base_dir("scanner-e2e-")
         self.filter_port = free_port()
         self.postfix = PostfixInstance(
@@ -47,7 +47,8 @@ class Stack:
         listener_extra = f'\n[[listeners]]\nport = {self.filter_port}\nprotocol = "lmtp"\n' \
             if protocol == "lmtp" else ""
         text = filter_config(self.filter_port, self.postfix.reinject_port, workers=workers,
-                             log_file=self.base / "filter" / "scanner.log", extra=extra)
+                             log_file=self.base / "filter" / "scanner.log", extra=extra,
+                             server_extra=server_extra)
         if protocol == "lmtp":
             text = text.replace(f"[[listeners]]\nport = {self.filter_port}\n", "")
             text += listener_extra

@@ -5,12 +5,20 @@ Off by default. When enabled, a message carrying the header named by ``header``
 only the first time this process sees that Message-ID, so a retried message passes:
 that is how the tests prove that a crashing check defers mail instead of losing it.
 With ``mode = "sleep"`` it holds the message for ``seconds`` instead, so tests can kill
-the filter while transactions are open.
+the filter while transactions are open. ``mode = "block"`` holds it for ``seconds``
+without yielding to the event loop (a stuck computation: the watchdog's case) and
+``"block_thread"`` in the worker's thread pool (a stuck library call). With
+``once_dir`` set, "once", "block" and "block_thread" act once per Message-ID across
+processes (a marker file per Message-ID there), so a retried message passes even when
+the first attempt's worker was killed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -26,8 +34,14 @@ class FaultSettings:
 
     header: str = opt("X-Scanner-Fault", "header that triggers the fault")
     mode: str = opt("always", "always: raise every time; once: first time per Message-ID; "
-                    "sleep: wait `seconds`, then pass", choices=("always", "once", "sleep"))
-    seconds: float = opt(5.0, "how long mode 'sleep' holds a message", min=0.0)
+                    "sleep: wait `seconds`, then pass; block: hold the event loop for "
+                    "`seconds`; block_thread: hold a thread-pool thread for `seconds`",
+                    choices=("always", "once", "sleep", "block", "block_thread"))
+    seconds: float = opt(5.0, "how long modes sleep, block and block_thread hold a message",
+                         min=0.0)
+    once_dir: str = opt("", "directory of marker files: once, block and block_thread act "
+                        "once per Message-ID across processes; empty = every time (block) "
+                        "or once per process (once)")
 
 
 class InjectedFault(RuntimeError):
@@ -46,18 +60,40 @@ class FaultInjection:
 
     def __init__(self, settings: FaultSettings, context: CheckContext) -> None:
         self._settings = settings
+        self._run_cpu = context.run_cpu
         self._seen: set[str] = set()
 
     async def run(self, task: Task) -> Iterable[Hit]:
         msg = task.message
-        if msg is None or msg.get(self._settings.header) is None:
+        s = self._settings
+        if msg is None or msg.get(s.header) is None:
             return []
-        if self._settings.mode == "sleep":
-            await asyncio.sleep(self._settings.seconds)
+        if s.mode == "sleep":
+            await asyncio.sleep(s.seconds)
             return []
-        if self._settings.mode == "once":
-            key = str(msg.get("Message-ID", "")) or task.mail_id
-            if key in self._seen:
-                return []
+        key = str(msg.get("Message-ID", "")) or task.mail_id
+        if s.mode != "always" and not self._first_time(key):
+            return []
+        if s.mode == "block":
+            time.sleep(s.seconds)  # on purpose: the event loop is stuck meanwhile
+            return []
+        if s.mode == "block_thread":
+            await self._run_cpu(time.sleep, s.seconds)
+            return []
+        raise InjectedFault(f"fault injected by header {s.header}")
+
+    def _first_time(self, key: str) -> bool:
+        """True the first time ``key`` is seen (by any process, with ``once_dir``)."""
+        if not self._settings.once_dir:
+            if self._settings.mode != "once":
+                return True
+            first = key not in self._seen
             self._seen.add(key)
-        raise InjectedFault(f"fault injected by header {self._settings.header}")
+            return first
+        name = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:32]
+        try:
+            os.close(os.open(os.path.join(self._settings.once_dir, name),
+                             os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
+        return True

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from scanner import __version__
-from scanner.cli import config_cmd, scan_cmd, serve_cmd
+from scanner.cli import config_cmd, scan_cmd, serve_cmd, status_cmd
 from scanner.errors import ConfigError
 
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_parser(sub)
     config_cmd.add_parsers(sub)
     scan_cmd.add_parser(sub)
+    status_cmd.add_parser(sub)
     _optional_commands(sub)
     return parser
 

@@ -17,6 +17,7 @@ from scanner.registry import build_checks
 from scanner.scores import load_scores
 from scanner.serve.logs import setup_logging
 from scanner.serve.master import Master, bind_listeners
+from scanner.serve.scoreboard import Scoreboard, StatusFileError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,14 +33,16 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config.server, hostname)
     _preflight(config)
     sockets = bind_listeners(config)
+    workers = config.server.workers or os.cpu_count() or 1
+    board = _scoreboard(config, workers)
     ampdp = _bind_ampdp(config)
     if config.server.pid_file:
         with open(config.server.pid_file, "w", encoding="ascii") as fh:
             fh.write(f"{os.getpid()}\n")
-    workers = config.server.workers or os.cpu_count() or 1
     try:
-        return Master(config, sockets, hostname, workers, ampdp).run()
+        return Master(config, sockets, hostname, workers, ampdp, board).run()
     finally:
+        board.close()
         if ampdp is not None:
             unlink_ampdp_socket(ampdp)
         if config.server.pid_file:
@@ -62,6 +65,16 @@ def _bind_ampdp(config: cfgmod.Config) -> socket.socket | None:
     except (OSError, QuarantineError) as exc:
         raise ConfigError(f"{config.source}: 'quarantine.ampdp_socket' {q.ampdp_socket}: "
                           f"{exc}; set it to \"\" to run without AM.PDP") from None
+
+
+def _scoreboard(config: cfgmod.Config, workers: int) -> Scoreboard:
+    """The workers' shared scoreboard, in ``server.status_file`` when one is set."""
+    path = config.server.status_file
+    try:
+        return Scoreboard(workers, path)
+    except StatusFileError as exc:
+        raise ConfigError(f"{config.source}: 'server.status_file' {path}: {exc.strerror}; "
+                          f"set it to \"\" to run without a status file") from None
 
 
 def _preflight(config: cfgmod.Config) -> None:

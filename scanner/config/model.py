@@ -56,6 +56,15 @@ class ServerConfig:
     log_file: str = opt("", "append log lines to this file; empty = standard error")
     syslog: bool = opt(False, "also log to syslog (facility mail, ident scanner)")
     pid_file: str = opt("", "write the master's PID here")
+    status_file: str = opt(
+        "", "file holding the workers' live state and counters, read by `scanner status` "
+        "(like amavisd-nanny's database); empty = kept in memory only (the watchdog works "
+        "either way)")
+    watchdog_timeout: float = opt(
+        60.0, "seconds a worker's event loop may go without its heartbeat (one a second) "
+        "before the master kills and replaces the worker; its open transactions get no "
+        "reply, so Postfix retries them. A worker whose thread-pool stage runs longer "
+        "than message_timeout plus this retires itself. 0 = off", min=0.0)
     tmp_dir: str = opt("", "private temporary directory root; empty = system default")
 
 

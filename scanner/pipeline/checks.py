@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from scanner.checks.base import fail_symbol
 from scanner.task import Hit, Task
@@ -17,16 +17,22 @@ from scanner.task import Hit, Task
 log = logging.getLogger("scanner.checks")
 
 
-async def run_checks(task: Task, checks: Sequence, timeout: float) -> None:
-    """Run every check; add their hits (or FAIL hits) to ``task``."""
-    results = await asyncio.gather(*(_run_one(task, c, timeout) for c in checks))
+async def run_checks(task: Task, checks: Sequence, timeout: float,
+                     stage: Callable[[str, str], None] | None = None) -> None:
+    """Run every check; add their hits (or FAIL hits) to ``task``.
+
+    ``stage(mail_id, "check NAME")`` is called as each check starts (the scoreboard)."""
+    results = await asyncio.gather(*(_run_one(task, c, timeout, stage) for c in checks))
     for hits in results:
         for hit in hits:
             task.add_hit(hit)
 
 
-async def _run_one(task: Task, check: object, timeout: float) -> list[Hit]:
+async def _run_one(task: Task, check: object, timeout: float,
+                   stage: Callable[[str, str], None] | None) -> list[Hit]:
     name = getattr(check, "name", type(check).__name__)
+    if stage is not None:
+        stage(task.mail_id, "check " + name)
     try:
         async with asyncio.timeout(timeout):  # cheaper than wait_for: no Task per check
             hits = await check.run(task)  # type: ignore[attr-defined]

@@ -14,6 +14,8 @@ signing) always go to the pool.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
@@ -37,12 +39,42 @@ def inline_cpu(enabled: bool) -> Iterator[None]:
         _INLINE.reset(token)
 
 
-def make_run_cpu(loop: asyncio.AbstractEventLoop, executor: Executor) -> RunCpu:
+class PoolJobs:
+    """The stages running in a worker's thread pool right now, with their start times.
+
+    A stage keeps running in its thread after the message's own timeout gave up on it
+    (a thread cannot be stopped from outside); the worker's heartbeat asks
+    :meth:`oldest` to find such orphans and retire the worker.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[int, tuple[float, str]] = {}
+        self._tokens = itertools.count()
+
+    def run(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Call ``func(*args)`` (in a pool thread) while it is listed as running."""
+        token = next(self._tokens)
+        self._running[token] = (time.monotonic(), getattr(func, "__qualname__", "stage"))
+        try:
+            return func(*args)
+        finally:
+            del self._running[token]
+
+    def oldest(self) -> tuple[float, str] | None:
+        """(start, name) of the longest-running stage, or None when the pool is idle."""
+        running = list(self._running.values())  # one C call: safe against the threads
+        return min(running) if running else None
+
+
+def make_run_cpu(loop: asyncio.AbstractEventLoop, executor: Executor,
+                 jobs: PoolJobs | None = None) -> RunCpu:
     """``await run_cpu(func, *args)``: inline when marked so, else in ``executor``."""
 
     async def run_cpu(func: Callable[..., Any], *args: Any) -> Any:
         if _INLINE.get():
             return func(*args)
+        if jobs is not None:
+            return await loop.run_in_executor(executor, partial(jobs.run, func, *args))
         return await loop.run_in_executor(executor, partial(func, *args))
 
     return run_cpu

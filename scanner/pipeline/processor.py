@@ -29,6 +29,7 @@ from scanner.policy.sql import SqlPolicy
 from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
+from scanner.serve.scoreboard import NullSlot, summary_counters
 from scanner.task import Destiny, Task
 
 log = logging.getLogger("scanner")
@@ -53,8 +54,11 @@ class Processor:
 
     def __init__(self, config: Config, checks: Sequence, scores: ScoreTable,
                  hop: NextHop, hostname: str, run_cpu: RunCpu | None = None,
-                 decoders: Sequence | None = None, quarantine: Any = None) -> None:
+                 decoders: Sequence | None = None, quarantine: Any = None,
+                 board: Any = None) -> None:
         self._config = config
+        # the worker's scoreboard slot: stages and counters for the watchdog and status
+        self._board = board if board is not None else NullSlot()
         self._quarantine = quarantine
         self._kinds = {c.name: getattr(c, "kind", "other") for c in checks}
         self._kinds.update(decode="virus", policy="spam")
@@ -72,17 +76,24 @@ class Processor:
     async def handle(self, task: Task, listener: Listener) -> list[str]:
         """One reply per recipient. Never raises (except cancellation)."""
         n = len(task.envelope.recipients)
+        counted: list[str] = []
+        self._board.begin(task.mail_id)
         try:
             async with asyncio.timeout(self._config.server.message_timeout):
-                return await self._process(task, listener)
+                replies, counted = await self._process(task, listener)
+                return replies
         except TimeoutError:
+            counted = ["timeouts"]
             log.error("(%s) processing timed out after %g s, mail_id: %s, tempfail",
                       task.log_id, self._config.server.message_timeout, task.mail_id)
             return [f"451 4.5.0 Error in processing, id={task.log_id}, timed out"] * n
         except Exception:
+            counted = ["errors"]
             log.exception("(%s) error in processing, mail_id: %s, tempfail",
                           task.log_id, task.mail_id)
             return [f"451 4.5.0 Error in processing, id={task.log_id}"] * n
+        finally:
+            self._board.end(counted)
 
     async def analyse(self, task: Task, listener: Listener,
                       keep_parts: bool = False) -> Unpacked | None:
@@ -92,30 +103,35 @@ class Processor:
         task.message = parse_headers(task.raw)
         task.queue_id = postfix_queue_id(task.message)
         unpacked = None
+        board = self._board
         try:
             with inline_cpu(len(task.raw) <= self._config.server.inline_cpu_max_size):
                 if self._config.decode.enabled:
                     if self._decoders is None:
                         self._decoders = load_decoders()
+                    board.stage(task.mail_id, "unpack")
                     unpacked = await unpack_task(task, self._run_cpu, self._limits,
                                                  self._decoders,
                                                  self._config.server.tmp_dir or None)
-                await run_checks(task, self._checks, self._config.checks.timeout)
+                await run_checks(task, self._checks, self._config.checks.timeout,
+                                 board.stage)
         finally:
             if unpacked is not None and not keep_parts:
                 unpacked.close()
+        board.stage(task.mail_id, "policy")
         self._decide(task, listener)
         return unpacked if keep_parts else None
 
-    async def _process(self, task: Task, listener: Listener) -> list[str]:
+    async def _process(self, task: Task, listener: Listener) -> tuple[list[str], list[str]]:
+        """The replies, and the scoreboard counters the message adds to."""
         await self.analyse(task, listener)
+        self._board.stage(task.mail_id, "actions")
         outcome = await carry_out(task, Context(
             pool=self._pool, scores=self._scores, hostname=self._hostname, port=listener.port,
             protocol=listener.protocol, direction=self._direction(task, listener),
             virus_scanned=self._virus_scanner, quarantine=self._quarantine,
             run_cpu=self._run_cpu, signers=self._signers))
-        self._log_summary(task, outcome)
-        return outcome.replies
+        return outcome.replies, self._log_summary(task, outcome)
 
     def _decide(self, task: Task, listener: Listener) -> None:
         banks = bank_names(self._config, listener.policy_bank, task.client.addr)
@@ -136,7 +152,8 @@ class Processor:
             return "Internal" if all_local and policy.local_domains else "Outbound"
         return "Inbound" if all_local else "OpenRelay"
 
-    def _log_summary(self, task: Task, outcome: Outcome) -> None:
+    def _log_summary(self, task: Task, outcome: Outcome) -> list[str]:
+        """Log the summary line; return the scoreboard counters it adds to."""
         verdicts = list(task.verdicts.values())
         worst = min(verdicts, key=lambda v: PRECEDENCE.index(v.category)) if verdicts else None
         category = worst.category if worst else "CLEAN"
@@ -162,6 +179,7 @@ class Processor:
             quarantine=outcome.quarantine,
         )
         log.info("%s", logline.render(summary))
+        return summary_counters(summary.verb, category, outcome.actions)
 
 
 def _log_category(task: Task, category: str) -> str:

@@ -4,6 +4,12 @@ Workers inherit the listening sockets and the kernel spreads new connections amo
 them. A worker dies with its master (PR_SET_PDEATHSIG), so a killed master never
 leaves orphans holding the ports. SIGTERM/SIGINT: workers finish open transactions
 and exit; SIGHUP is passed on to the workers (reload hooks).
+
+Watchdog: every worker has a slot on the shared scoreboard
+(:mod:`scanner.serve.scoreboard`) and beats there once a second from its event loop.
+A worker silent for ``server.watchdog_timeout`` seconds (its loop is stuck: a runaway
+computation, a library call that never returns) is killed with SIGKILL and replaced;
+its open transactions never got a reply, so Postfix retries them.
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ import socket
 import time
 
 from scanner.config import Config, ListenerConfig
+from scanner.serve.scoreboard import Scoreboard
 from scanner.serve.worker import run_worker
 
 log = logging.getLogger("scanner")
 PR_SET_PDEATHSIG = 1
+POLL_INTERVAL = 0.25  # how often the master reaps children and reads heartbeats
+STARTUP_GRACE = 120.0  # a worker loading its checks has not beaten yet: wait longer
 
 
 def bind_listeners(config: Config) -> list[tuple[ListenerConfig, socket.socket]]:
@@ -46,13 +55,15 @@ class Master:
     """Keeps ``n`` workers alive until told to stop."""
 
     def __init__(self, config: Config, sockets: list, hostname: str, workers: int,
-                 ampdp: socket.socket | None = None) -> None:
+                 ampdp: socket.socket | None = None, board: Scoreboard | None = None) -> None:
         self._config = config
         self._ampdp = ampdp
         self._sockets = sockets
         self._hostname = hostname
         self._n = workers
-        self._children: dict[int, float] = {}
+        self._board = board if board is not None else Scoreboard(workers)
+        self._children: dict[int, tuple[float, int]] = {}  # pid -> (started, slot)
+        self._killed: set[int] = set()  # pids the watchdog killed
         self._stopping = False
         self._master_pid = os.getpid()
 
@@ -63,29 +74,64 @@ class Master:
         log.info("starting %d workers on %s", self._n,
                  ", ".join(f"{lst.protocol}:[{lst.address}]:{lst.port}"
                            for lst, _ in self._sockets))
-        while len(self._children) < self._n and not self._stopping:
-            self._spawn()
+        for index in range(self._n):
+            if self._stopping:
+                break
+            self._spawn(index)
         if self._stopping:  # told to stop while forking: tell the late ones too
             self._on_stop(signal.SIGTERM, None)
         while self._children:
             try:
-                pid, status = os.wait()
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             except InterruptedError:
                 continue
-            started = self._children.pop(pid, None)
-            if self._stopping or started is None:
+            if pid == 0:
+                if not self._stopping:
+                    self._watchdog()
+                time.sleep(POLL_INTERVAL)
                 continue
-            log.error("worker %d exited (status %d); starting a new one", pid, status)
-            if time.monotonic() - started < 1.0:
-                time.sleep(1.0)  # do not spin on a worker that dies at start
-            if not self._stopping:
-                self._spawn()
+            self._reaped(pid, status)
         log.info("all workers stopped")
         return 0
 
-    def _spawn(self) -> None:
+    def _reaped(self, pid: int, status: int) -> None:
+        started, index = self._children.pop(pid, (None, -1))
+        killed = pid in self._killed
+        self._killed.discard(pid)
+        if self._stopping or started is None:
+            return
+        if not killed:
+            log.error("worker %d exited (%s); starting a new one", pid, _describe(status))
+        if time.monotonic() - started < 1.0:
+            time.sleep(1.0)  # do not spin on a worker that dies at start
+        if not self._stopping:
+            self._spawn(index, restart=True)
+
+    def _watchdog(self) -> None:
+        """SIGKILL every worker whose event loop has not beaten for watchdog_timeout."""
+        limit = self._config.server.watchdog_timeout
+        if not limit:
+            return
+        now = time.monotonic()
+        for pid, (_, index) in list(self._children.items()):
+            state = self._board.read_slot(index)
+            silent = now - state.heartbeat
+            allowed = limit if state.heartbeat != state.spawned else max(limit, STARTUP_GRACE)
+            if silent <= allowed or pid in self._killed:
+                continue
+            doing = (f"; last stage '{state.stage}' of mail_id {state.mail_id}, entered "
+                     f"{now - state.stage_since:.0f} s ago" if state.mail_id else "")
+            log.error("worker %d unresponsive for %.0f s (%d open transactions, which "
+                      "Postfix will retry%s); killing it and starting a new one",
+                      pid, silent, state.open_transactions, doing)
+            self._killed.add(pid)
+            self._board.killed_by_watchdog()
+            _kill(pid, signal.SIGKILL)
+
+    def _spawn(self, index: int, restart: bool = False) -> None:
+        self._board.spawned(index, restart)  # fresh heartbeat before the fork
         pid = os.fork()
         if pid == 0:
             code = 0
@@ -94,14 +140,16 @@ class Master:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                run_worker(self._config, self._sockets, self._hostname, self._ampdp)
+                run_worker(self._config, self._sockets, self._hostname, self._ampdp,
+                           self._board.slot(index))
             except BaseException:
                 log.exception("worker crashed")
                 code = 1
             finally:
                 logging.shutdown()
                 os._exit(code)
-        self._children[pid] = time.monotonic()
+        self._board.set_pid(index, pid)
+        self._children[pid] = (time.monotonic(), index)
 
     def _on_stop(self, signum: int, frame: object) -> None:
         if os.getpid() != self._master_pid:
@@ -115,6 +163,16 @@ class Master:
             return
         for pid in list(self._children):
             _kill(pid, signal.SIGHUP)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(sig).name}"
+        except ValueError:
+            return f"killed by signal {sig}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def _kill(pid: int, sig: int) -> None:

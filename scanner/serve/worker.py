@@ -3,6 +3,10 @@
 CPU-heavy stages run in a small thread pool so the loop keeps serving other
 connections, except the analysis of small messages, which is cheaper inline
 (:mod:`scanner.pipeline.cpu`); several workers (processes) use every core.
+
+A heartbeat task writes the time into the worker's scoreboard slot every second (the
+master kills a worker whose loop stops beating) and retires the worker when a stage
+has been stuck in its thread pool for longer than any message may take.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,21 +25,26 @@ from decoders.registry import load_decoders
 from scanner.checks.base import CheckContext
 from scanner.config import Config, ListenerConfig
 from scanner.mailid import LogIds
-from scanner.pipeline.cpu import make_run_cpu
+from scanner.pipeline.cpu import PoolJobs, make_run_cpu
 from scanner.pipeline.processor import Listener, Processor
 from scanner.quarantine.ampdp import start_ampdp_server
 from scanner.quarantine.store import Quarantine
 from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import load_scores
+from scanner.serve.scoreboard import WorkerSlot
 from scanner.smtp.handler import FilterHandler
 from scanner.smtp.server import FilterLMTP, FilterSMTP
 
 log = logging.getLogger("scanner")
 
 
+HEARTBEAT_INTERVAL = 1.0
+
+
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
-               hostname: str, ampdp: socket.socket | None = None) -> None:
+               hostname: str, ampdp: socket.socket | None = None,
+               slot: WorkerSlot | None = None) -> None:
     """Serve until SIGTERM; then stop accepting and let open transactions finish.
 
     With ``SCANNER_PROFILE_DIR`` set in the environment, the worker runs under cProfile
@@ -42,13 +52,13 @@ def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.so
     """
     profile_dir = os.environ.get("SCANNER_PROFILE_DIR")
     if not profile_dir:
-        asyncio.run(_serve(config, sockets, hostname, ampdp))
+        asyncio.run(_serve(config, sockets, hostname, ampdp, slot))
         return
     import cProfile
 
     profiler = cProfile.Profile()
     try:
-        profiler.runcall(asyncio.run, _serve(config, sockets, hostname, ampdp))
+        profiler.runcall(asyncio.run, _serve(config, sockets, hostname, ampdp, slot))
     finally:
         profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
 
@@ -64,16 +74,19 @@ def _open_quarantine(config: Config, hostname: str) -> Quarantine | None:
 
 
 async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
-                 hostname: str, ampdp: socket.socket | None) -> None:
+                 hostname: str, ampdp: socket.socket | None,
+                 slot: WorkerSlot | None = None) -> None:
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cpu")
 
-    run_cpu = make_run_cpu(loop, executor)
+    jobs = PoolJobs()
+    run_cpu = make_run_cpu(loop, executor, jobs)
     checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu))
     quarantine = _open_quarantine(config, hostname)
     processor = Processor(config, checks, load_scores(config.checks.score_files),
                           NextHop.from_config(config.reinject, hostname), hostname,
-                          run_cpu=run_cpu, decoders=load_decoders(), quarantine=quarantine)
+                          run_cpu=run_cpu, decoders=load_decoders(), quarantine=quarantine,
+                          board=slot)
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.server.xforward_hosts)
     log_ids = LogIds()
     servers = []
@@ -97,12 +110,37 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(checks))
     log.debug("worker ready with checks: %s", ", ".join(c.name for c in checks) or "none")
+    heartbeat = asyncio.create_task(_heartbeat(slot, jobs, config, stop))
     await stop.wait()
+    heartbeat.cancel()
     for server in servers:
         server.close()
     await _drain_connections(config.server.message_timeout)
     close_checks(checks)
     executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _heartbeat(slot: WorkerSlot | None, jobs: PoolJobs, config: Config,
+                     stop: asyncio.Event) -> None:
+    """Beat every second; retire the worker when a pool stage is stuck for good.
+
+    A stage older than ``message_timeout + watchdog_timeout`` belongs to a message that
+    was answered 451 long ago; its thread cannot be stopped and holds one of the pool's
+    two threads, so the worker stops accepting, lets the others finish and exits (the
+    master starts a fresh one)."""
+    limit = config.server.message_timeout + config.server.watchdog_timeout
+    while True:
+        if slot is not None:
+            slot.beat()
+        oldest = jobs.oldest()
+        if config.server.watchdog_timeout and oldest is not None \
+                and time.monotonic() - oldest[0] > limit:
+            log.error("worker %d: stage %s stuck in the thread pool for %.0f s (longer "
+                      "than server.message_timeout + server.watchdog_timeout); retiring "
+                      "this worker", os.getpid(), oldest[1], time.monotonic() - oldest[0])
+            stop.set()
+            return
+        await asyncio.sleep(HEARTBEAT_INTERVAL)
 
 
 def _reload(checks: Sequence) -> None:

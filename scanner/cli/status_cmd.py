@@ -1,0 +1,119 @@
+"""``scanner status``: what the running filter's workers are doing (amavisd-nanny style).
+
+Reads ``server.status_file`` (the scoreboard the master and workers keep in shared
+memory) and prints one line per worker (PID, open transactions, seconds since its last
+heartbeat, the stage and mail_id it entered last) and the counters since the master
+started (messages, categories, actions, errors, worker restarts, watchdog kills).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any
+
+from scanner import config as cfgmod
+from scanner.errors import ConfigError
+from scanner.policy.decide import PRECEDENCE
+from scanner.serve.scoreboard import ACTIONS, BoardState, StatusFileError, read_board
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show what the running filter's workers are doing")
+    p.add_argument("--config", "-c", help=f"TOML file (default: ${cfgmod.ENV_VAR} or "
+                   f"{cfgmod.DEFAULT_PATH} if present, else shipped defaults)")
+    p.add_argument("--file", help="status file to read (default: server.status_file)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.file
+    if not path:
+        config = cfgmod.load(cfgmod.resolve_path(args.config))
+        path = config.server.status_file
+        if not path:
+            raise ConfigError(f"{config.source}: 'server.status_file' is empty: set it to a "
+                              "file (e.g. /var/lib/scanner/status) and restart scanner "
+                              "serve to use scanner status")
+    try:
+        board = read_board(path)
+    except StatusFileError as exc:
+        print(f"scanner status: {path}: {exc.strerror}")
+        return 1
+    running = _alive(board.master_pid)
+    if args.json:
+        print(json.dumps(as_dict(board, path, running), indent=2))
+    else:
+        print(render(board, path, running))
+    return 0 if running else 3
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def as_dict(board: BoardState, path: str, running: bool) -> dict[str, Any]:
+    now = time.monotonic()
+    return {
+        "file": path,
+        "running": running,
+        "master_pid": board.master_pid,
+        "started": board.started_wall,
+        "uptime_seconds": round(now - board.started_mono, 1) if running else None,
+        "worker_restarts": board.restarts,
+        "watchdog_kills": board.watchdog_kills,
+        "workers": [{
+            "slot": i, "pid": s.pid, "open_transactions": s.open_transactions,
+            "heartbeat_age": round(now - s.heartbeat, 2),
+            "stage": s.stage or None, "mail_id": s.mail_id or None,
+            "stage_age": round(now - s.stage_since, 2) if s.mail_id else None,
+            "starts": s.starts,
+        } for i, s in enumerate(board.slots)],
+        "counters": board.totals(),
+    }
+
+
+def render(board: BoardState, path: str, running: bool) -> str:
+    now = time.monotonic()
+    if running:
+        head = (f"scanner serve: master {board.master_pid}, up {_age(now - board.started_mono)}, "
+                f"{len(board.slots)} workers ({path})")
+    else:
+        head = f"scanner serve is not running ({path} holds the last figures)"
+    lines = [head, "",
+             f"{'slot':>4} {'pid':>7} {'open':>4} {'beat':>6}  doing"]
+    for i, s in enumerate(board.slots):
+        doing = (f"{s.stage} mail_id {s.mail_id} for {now - s.stage_since:.1f} s"
+                 if s.mail_id else "idle")
+        beat = f"{now - s.heartbeat:.1f}s" if running else "-"
+        lines.append(f"{i:>4} {s.pid:>7} {s.open_transactions:>4} {beat:>6}  {doing}")
+    totals = board.totals()
+    lines += ["", f"messages {totals['messages']}: passed {totals['passed']}, blocked "
+              f"{totals['blocked']}; errors {totals['errors']}, timeouts {totals['timeouts']}"]
+    cats = [f"{c} {totals['category:' + c]}" for c in PRECEDENCE if totals["category:" + c]]
+    acts = [f"{a} {totals['action:' + a]}" for a in ACTIONS if totals["action:" + a]]
+    lines.append("categories: " + (", ".join(cats) or "-"))
+    lines.append("actions: " + (", ".join(acts) or "-"))
+    lines.append(f"worker restarts {board.restarts}, watchdog kills {board.watchdog_kills}")
+    return "\n".join(lines)
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h{minutes:02d}m"
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}"

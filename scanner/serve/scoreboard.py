@@ -1,0 +1,273 @@
+"""The workers' shared scoreboard: live state for the watchdog and ``scanner status``.
+
+The master maps one block of shared memory before it forks (backed by
+``server.status_file`` when set, else anonymous) and gives every worker a slot in it,
+as amavisd-nanny's database does for amavis's children. A worker writes only its own
+slot: a heartbeat from its event loop every second, how many transactions it has
+open, the stage and mail_id it entered last, and cumulative counters (messages,
+categories, actions, errors). The master reads the heartbeats to find workers whose
+event loop is stuck; ``scanner status`` reads the file.
+
+Times are ``time.monotonic()`` values (CLOCK_MONOTONIC is one clock for every process
+of the machine), so any process can tell how old a heartbeat is. Reads are not locked:
+a value read while a worker writes it is at worst one update old, which a status view
+can afford.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import mmap
+import os
+import struct
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from scanner.policy.decide import PRECEDENCE
+
+MAGIC = b"SCANSTAT"
+VERSION = 1
+ACTIONS = ("Relayed", "Tempfailed", "Quarantined", "Discarded", "Rejected", "Bounced",
+           "NoBounce")
+# Every counter a slot keeps, in file order. "errors": 451 after an exception inside
+# the filter; "timeouts": 451 after server.message_timeout.
+COUNTERS = ("messages", "passed", "blocked", "errors", "timeouts",
+            *(f"category:{c}" for c in PRECEDENCE), *(f"action:{a}" for a in ACTIONS))
+_COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
+_ACTION_NAMES = {a: f"action:{a}" for a in ACTIONS}
+
+# magic, version, slots, master pid, started (wall clock), started (monotonic),
+# worker starts after the first ones, watchdog kills
+_HEADER = struct.Struct("<8sHHiddII")
+HEADER_SIZE = 64
+# pid, starts of this slot, spawned, heartbeat, open transactions, (padding),
+# stage since, stage, mail_id, counters
+_SLOT_HEAD = "<iIddII"
+_STAGE = struct.Struct("<d24s12s")
+_SLOT = struct.Struct(f"{_SLOT_HEAD}d24s12s{len(COUNTERS)}Q")
+_HEARTBEAT_AT = struct.calcsize("<iId")
+_OPEN_AT = struct.calcsize("<iIdd")
+_STAGE_AT = struct.calcsize(_SLOT_HEAD)
+_COUNTERS_AT = _STAGE_AT + _STAGE.size
+SLOT_SIZE = _SLOT.size
+_MASTER_PID_AT = struct.calcsize("<8sHH")
+_RESTARTS_AT = struct.calcsize("<8sHHidd")
+_KILLS_AT = _RESTARTS_AT + 4
+
+
+def board_size(slots: int) -> int:
+    return HEADER_SIZE + slots * SLOT_SIZE
+
+
+class StatusFileError(OSError):
+    """The status file cannot be created, locked or read."""
+
+
+class Scoreboard:
+    """The master's view: creates the shared block, hands out slots, reads heartbeats."""
+
+    def __init__(self, slots: int, path: str = "") -> None:
+        self.slots = slots
+        self.path = path
+        self._fd = -1
+        size = board_size(slots)
+        if path:
+            self._fd = _open_locked(path, size)
+            self._map = mmap.mmap(self._fd, size)
+        else:
+            self._map = mmap.mmap(-1, size)  # MAP_SHARED: the forked workers see it
+        self._map[:size] = bytes(size)
+        self._restarts = 0
+        self._kills = 0
+        self._write_header(os.getpid())
+
+    def _write_header(self, master_pid: int) -> None:
+        _HEADER.pack_into(self._map, 0, MAGIC, VERSION, self.slots, master_pid, time.time(),
+                          time.monotonic(), self._restarts, self._kills)
+
+    def slot(self, index: int) -> WorkerSlot:
+        return WorkerSlot(self._map, HEADER_SIZE + index * SLOT_SIZE)
+
+    def spawned(self, index: int, restart: bool) -> None:
+        """The master is about to fork for slot ``index``: fresh state, counters kept."""
+        self.slot(index).reset(0)
+        if restart:
+            self._restarts += 1
+            struct.pack_into("<I", self._map, _RESTARTS_AT, self._restarts)
+
+    def set_pid(self, index: int, pid: int) -> None:
+        struct.pack_into("<i", self._map, HEADER_SIZE + index * SLOT_SIZE, pid)
+
+    def killed_by_watchdog(self) -> None:
+        self._kills += 1
+        struct.pack_into("<I", self._map, _KILLS_AT, self._kills)
+
+    def read_slot(self, index: int) -> SlotState:
+        return SlotState.unpack(bytes(self._map[HEADER_SIZE + index * SLOT_SIZE:
+                                                HEADER_SIZE + (index + 1) * SLOT_SIZE]))
+
+    def close(self) -> None:
+        """The master stops: mark the board as no longer served (pid 0) and unmap it."""
+        with contextlib.suppress(ValueError):
+            struct.pack_into("<i", self._map, _MASTER_PID_AT, 0)
+            self._map.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _open_locked(path: str, size: int) -> int:
+    """Open (create) the status file, locked against a second master using it."""
+    try:
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, 0o755, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise StatusFileError(exc.errno, f"cannot create it: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StatusFileError(0, "another scanner serve is using it") from None
+    os.ftruncate(fd, size)
+    return fd
+
+
+class WorkerSlot:
+    """One worker's part of the board; only that worker writes to it after the fork."""
+
+    __slots__ = ("_map", "_at", "_open")
+
+    def __init__(self, board: mmap.mmap, at: int) -> None:
+        self._map = board
+        self._at = at
+        self._open = 0
+
+    def reset(self, pid: int) -> None:
+        now = time.monotonic()
+        state = self._read()
+        _SLOT.pack_into(self._map, self._at, pid, state.starts + 1, now, now, 0, 0, now,
+                        b"", b"", *state.counter_values)
+
+    def beat(self) -> None:
+        struct.pack_into("<d", self._map, self._at + _HEARTBEAT_AT, time.monotonic())
+
+    def begin(self, mail_id: str) -> None:
+        self._open += 1
+        struct.pack_into("<I", self._map, self._at + _OPEN_AT, self._open)
+        self.stage(mail_id, "parse")
+
+    def stage(self, mail_id: str, name: str) -> None:
+        _STAGE.pack_into(self._map, self._at + _STAGE_AT, time.monotonic(),
+                         name.encode("ascii", "replace")[:24],
+                         mail_id.encode("ascii", "replace")[:12])
+
+    def end(self, counters: Iterable[str]) -> None:
+        self._open = max(0, self._open - 1)
+        struct.pack_into("<I", self._map, self._at + _OPEN_AT, self._open)
+        if self._open == 0:
+            _STAGE.pack_into(self._map, self._at + _STAGE_AT, time.monotonic(), b"", b"")
+        for name in counters:
+            index = _COUNTER_INDEX.get(name)
+            if index is None:
+                continue
+            at = self._at + _COUNTERS_AT + 8 * index
+            (value,) = struct.unpack_from("<Q", self._map, at)
+            struct.pack_into("<Q", self._map, at, value + 1)
+
+    def _read(self) -> SlotState:
+        return SlotState.unpack(bytes(self._map[self._at:self._at + SLOT_SIZE]))
+
+
+class NullSlot:
+    """A board slot that records nothing (``scanner scan``, tests, benchmarks)."""
+
+    def begin(self, mail_id: str) -> None:
+        pass
+
+    def stage(self, mail_id: str, name: str) -> None:
+        pass
+
+    def end(self, counters: Iterable[str]) -> None:
+        pass
+
+
+def summary_counters(verb: str, category: str, actions: Iterable[str]) -> list[str]:
+    """The counters a message adds to: its verb, category (one of the policy's
+    categories, e.g. VIRUS) and the actions of its summary log line."""
+    names = ["messages", "passed" if verb == "Passed" else "blocked", "category:" + category]
+    for action in actions:
+        for prefix, name in _ACTION_NAMES.items():
+            if action.startswith(prefix):
+                names.append(name)
+                break
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class SlotState:
+    """One slot as read back."""
+
+    pid: int
+    starts: int
+    spawned: float
+    heartbeat: float
+    open_transactions: int
+    stage_since: float
+    stage: str
+    mail_id: str
+    counter_values: tuple[int, ...]
+
+    @classmethod
+    def unpack(cls, data: bytes) -> SlotState:
+        pid, starts, spawned, beat, open_, _, since, stage, mail_id, *counters = \
+            _SLOT.unpack(data)
+        return cls(pid, starts, spawned, beat, open_, since,
+                   stage.rstrip(b"\0").decode("ascii", "replace"),
+                   mail_id.rstrip(b"\0").decode("ascii", "replace"), tuple(counters))
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return dict(zip(COUNTERS, self.counter_values, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class BoardState:
+    """The whole board as read back by ``scanner status``."""
+
+    master_pid: int
+    started_wall: float
+    started_mono: float
+    restarts: int
+    watchdog_kills: int
+    slots: list[SlotState] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        out = dict.fromkeys(COUNTERS, 0)
+        for slot in self.slots:
+            for name, value in slot.counters.items():
+                out[name] += value
+        return out
+
+
+def read_board(path: str) -> BoardState:
+    """Read a status file written by a running (or stopped) ``scanner serve``."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise StatusFileError(exc.errno, f"cannot read it: {exc.strerror}") from None
+    if len(data) < _HEADER.size or data[:8] != MAGIC:
+        raise StatusFileError(0, "not a scanner status file")
+    magic, version, slots, pid, wall, mono, restarts, kills = _HEADER.unpack_from(data)
+    if version != VERSION:
+        raise StatusFileError(0, f"status file version {version}, this scanner reads "
+                                 f"{VERSION}")
+    if len(data) < board_size(slots):
+        raise StatusFileError(0, "status file is truncated")
+    states = [SlotState.unpack(data[HEADER_SIZE + i * SLOT_SIZE:
+                                    HEADER_SIZE + (i + 1) * SLOT_SIZE]) for i in range(slots)]
+    return BoardState(pid, wall, mono, restarts, kills, states)

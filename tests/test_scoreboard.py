@@ -1,0 +1,227 @@
+"""The workers' scoreboard, the thread-pool job list and ``scanner status`` (unit level).
+
+The watchdog itself (a real daemon behind a real Postfix) is in tests/test_watchdog.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from scanner.cli.status_cmd import as_dict, render
+from scanner.pipeline.cpu import PoolJobs
+from scanner.serve.scoreboard import (
+    COUNTERS,
+    Scoreboard,
+    StatusFileError,
+    read_board,
+    summary_counters,
+)
+from scanner.testing.postfix import free_port
+
+
+def test_slot_state_round_trips_through_the_file(tmp_path):
+    path = str(tmp_path / "status")
+    board = Scoreboard(2, path)
+    try:
+        board.spawned(1, restart=False)
+        board.set_pid(1, 4242)
+        slot = board.slot(1)
+        slot.begin("AbCdEfGhIjKl")
+        slot.stage("AbCdEfGhIjKl", "check rules")
+        state = read_board(path)
+        assert state.master_pid == os.getpid()
+        worker = state.slots[1]
+        assert (worker.pid, worker.open_transactions) == (4242, 1)
+        assert (worker.stage, worker.mail_id) == ("check rules", "AbCdEfGhIjKl")
+        assert time.monotonic() - worker.stage_since < 5
+        slot.end(summary_counters("Blocked", "SPAM", ["RelayedInbound", "Quarantined"]))
+        worker = read_board(path).slots[1]
+        assert worker.open_transactions == 0 and worker.mail_id == ""
+        counters = worker.counters
+        assert counters["messages"] == counters["blocked"] == counters["category:SPAM"] == 1
+        assert counters["action:Relayed"] == counters["action:Quarantined"] == 1
+        assert counters["passed"] == counters["category:CLEAN"] == 0
+        assert read_board(path).slots[0].counters == dict.fromkeys(COUNTERS, 0)
+    finally:
+        board.close()
+    assert read_board(path).master_pid == 0, "a stopped master clears its pid"
+
+
+def test_a_restarted_slot_keeps_its_counters_and_counts_the_restart(tmp_path):
+    board = Scoreboard(1, str(tmp_path / "status"))
+    try:
+        board.spawned(0, restart=False)
+        board.slot(0).begin("A")
+        board.slot(0).end(["messages", "passed", "category:CLEAN"])
+        board.killed_by_watchdog()
+        board.spawned(0, restart=True)
+        state = read_board(board.path)
+        assert (state.restarts, state.watchdog_kills) == (1, 1)
+        slot = state.slots[0]
+        assert slot.starts == 2 and slot.open_transactions == 0
+        assert slot.counters["messages"] == 1
+        assert state.totals()["category:CLEAN"] == 1
+    finally:
+        board.close()
+
+
+def test_heartbeat_moves(tmp_path):
+    board = Scoreboard(1)
+    board.spawned(0, restart=False)
+    before = board.read_slot(0).heartbeat
+    time.sleep(0.01)
+    board.slot(0).beat()
+    assert board.read_slot(0).heartbeat > before
+    board.close()
+
+
+def test_a_second_master_cannot_use_the_same_status_file(tmp_path):
+    path = str(tmp_path / "status")
+    first = Scoreboard(1, path)
+    try:
+        with pytest.raises(StatusFileError, match="another scanner serve"):
+            Scoreboard(1, path)
+    finally:
+        first.close()
+    Scoreboard(1, path).close()  # free again once the first one is gone
+
+
+def test_unusable_and_foreign_status_files(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StatusFileError, match="cannot create"):
+        Scoreboard(1, str(tmp_path / "file" / "status"))
+    (tmp_path / "foreign").write_bytes(b"not a scoreboard at all, just text" * 3)
+    with pytest.raises(StatusFileError, match="not a scanner status file"):
+        read_board(str(tmp_path / "foreign"))
+    with pytest.raises(StatusFileError, match="cannot read"):
+        read_board(str(tmp_path / "missing"))
+    board = Scoreboard(3, str(tmp_path / "short"))
+    board.close()
+    data = (tmp_path / "short").read_bytes()
+    (tmp_path / "short").write_bytes(data[: len(data) - 10])
+    with pytest.raises(StatusFileError, match="truncated"):
+        read_board(str(tmp_path / "short"))
+
+
+def test_summary_counters_name_existing_counters():
+    names = summary_counters("Passed", "CLEAN", ["RelayedInbound", "TempfailedOutbound",
+                                                 "NoBounceInbound"])
+    assert names == ["messages", "passed", "category:CLEAN", "action:Relayed",
+                     "action:Tempfailed", "action:NoBounce"]
+    assert set(names) <= set(COUNTERS)
+
+
+def test_status_rendering(tmp_path):
+    board = Scoreboard(2, str(tmp_path / "status"))
+    try:
+        for i in range(2):
+            board.spawned(i, restart=False)
+            board.set_pid(i, 100 + i)
+        board.slot(0).begin("XyXyXyXyXyXy")
+        board.slot(0).stage("XyXyXyXyXyXy", "unpack")
+        board.slot(1).end(summary_counters("Passed", "VIRUS", ["DiscardedInbound"]))
+        state = read_board(board.path)
+        text = render(state, board.path, running=True)
+        assert "unpack mail_id XyXyXyXyXyXy" in text
+        assert "VIRUS 1" in text and "Discarded 1" in text
+        assert "idle" in text
+        data = as_dict(state, board.path, running=True)
+        assert data["workers"][0]["open_transactions"] == 1
+        assert data["counters"]["category:VIRUS"] == 1
+        assert "not running" in render(state, board.path, running=False)
+    finally:
+        board.close()
+
+
+def _scanner(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("SCANNER_CONFIG", None)
+    return subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_status_command_exit_codes(tmp_path):
+    config = tmp_path / "scanner.toml"
+    config.write_text("[server]\nworkers = 1\n")
+    out = _scanner("status", "--config", str(config))
+    assert out.returncode == 2 and "'server.status_file' is empty" in out.stderr
+    out = _scanner("status", "--file", str(tmp_path / "missing"))
+    assert out.returncode == 1 and "cannot read it" in out.stdout
+    board = Scoreboard(1, str(tmp_path / "status"))
+    try:
+        out = _scanner("status", "--file", board.path)
+        assert out.returncode == 0 and f"master {os.getpid()}" in out.stdout
+    finally:
+        board.close()
+    out = _scanner("status", "--file", board.path)
+    assert out.returncode == 3 and "not running" in out.stdout
+
+
+def test_serve_names_the_key_of_an_unusable_status_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    config = tmp_path / "scanner.toml"
+    config.write_text(f'[server]\nworkers = 1\nstatus_file = "{tmp_path}/file/status"\n'
+                      f'[[listeners]]\nport = {free_port()}\n'
+                      f'[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
+                      f'[quarantine]\ndirectory = "{tmp_path}/q"\nampdp_socket = ""\n')
+    out = _scanner("serve", "--config", str(config))
+    assert out.returncode != 0
+    assert "'server.status_file'" in out.stderr and str(config) in out.stderr
+
+
+def test_pool_jobs_lists_running_stages_oldest_first():
+    jobs = PoolJobs()
+    assert jobs.oldest() is None
+    release = threading.Event()
+    started = threading.Event()
+
+    def stage() -> str:
+        started.set()
+        release.wait(10)
+        return "done"
+
+    thread = threading.Thread(target=jobs.run, args=(stage,))
+    thread.start()
+    started.wait(10)
+    since, name = jobs.oldest()  # type: ignore[misc]
+    assert name.endswith("stage") and time.monotonic() - since < 5
+    release.set()
+    thread.join(10)
+    assert jobs.oldest() is None
+    assert jobs.run(lambda x: x * 2, 21) == 42
+
+
+def test_master_watchdog_spares_a_starting_worker_and_kills_a_silent_one(tmp_path):
+    from scanner import config as cfgmod
+    from scanner.serve.master import Master
+
+    path = tmp_path / "scanner.toml"
+    path.write_text("[server]\nwatchdog_timeout = 0.5\n")
+    config = cfgmod.load(str(path))
+    board = Scoreboard(1, str(tmp_path / "status"))
+    master = Master(config, [], "scanner.test", 1, board=board)
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        board.spawned(0, restart=False)
+        master._children[child.pid] = (time.monotonic(), 0)
+        time.sleep(0.7)
+        master._watchdog()  # never beaten yet: still loading its checks
+        assert child.poll() is None
+        board.slot(0).beat()
+        master._watchdog()  # beat just now
+        assert child.poll() is None
+        time.sleep(0.7)
+        master._watchdog()  # silent for longer than watchdog_timeout
+        assert child.wait(5) == -9
+        assert read_board(board.path).watchdog_kills == 1
+    finally:
+        if child.poll() is None:
+            child.kill()
+        board.close()
+
