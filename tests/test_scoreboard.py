@@ -6,6 +6,7 @@ The watchdog itself (a real daemon behind a real Postfix) is in tests/test_watch
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from scanner.cli.status_cmd import as_dict, render
+from scanner.cli.status_cmd import as_dict, prometheus, render
 from scanner.pipeline.cpu import PoolJobs
 from scanner.serve.scoreboard import (
     COUNTERS,
@@ -135,6 +136,22 @@ def test_status_rendering(tmp_path):
         assert data["workers"][0]["open_transactions"] == 1
         assert data["counters"]["category:VIRUS"] == 1
         assert "not running" in render(state, board.path, running=False)
+        text = prometheus(state, running=True)
+        sample = re.compile(r'^(scanner_[a-z_]+)(\{[a-z]+="[A-Za-z0-9-]+"\})? [0-9.e+-]+$')
+        declared = set()
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                declared.add(line.split()[2])
+                continue
+            if line.startswith("# HELP "):
+                continue
+            match = sample.match(line)
+            assert match, line
+            assert match.group(1) in declared, f"{line}: no TYPE line before it"
+        assert 'scanner_categories_total{category="VIRUS"} 1\n' in text
+        assert 'scanner_worker_open_transactions{slot="0"} 1\n' in text
+        assert "scanner_up 1\n" in text
+        assert "scanner_up 0\n" in prometheus(state, running=False)
     finally:
         board.close()
 
@@ -152,7 +169,7 @@ def test_status_command_exit_codes(tmp_path):
     out = _scanner("status", "--config", str(config))
     assert out.returncode == 2 and "'server.status_file' is empty" in out.stderr
     out = _scanner("status", "--file", str(tmp_path / "missing"))
-    assert out.returncode == 1 and "cannot read it" in out.stdout
+    assert out.returncode == 1 and "cannot read it" in out.stderr and out.stdout == ""
     board = Scoreboard(1, str(tmp_path / "status"))
     try:
         out = _scanner("status", "--file", board.path)

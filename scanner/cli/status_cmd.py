@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -25,7 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", "-c", help=f"TOML file (default: ${cfgmod.ENV_VAR} or "
                    f"{cfgmod.DEFAULT_PATH} if present, else shipped defaults)")
     p.add_argument("--file", help="status file to read (default: server.status_file)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="machine-readable output")
+    form.add_argument("--prometheus", action="store_true",
+                      help="Prometheus text format (for node_exporter's textfile collector)")
     p.set_defaults(func=run)
 
 
@@ -41,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         board = read_board(path)
     except StatusFileError as exc:
-        print(f"scanner status: {path}: {exc.strerror}")
+        print(f"scanner status: {path}: {exc.strerror}", file=sys.stderr)
         return 1
     running = _alive(board.master_pid)
     if args.json:
         print(json.dumps(as_dict(board, path, running), indent=2))
+    elif args.prometheus:
+        print(prometheus(board, running), end="")
     else:
         print(render(board, path, running))
     return 0 if running else 3
@@ -107,6 +113,55 @@ def render(board: BoardState, path: str, running: bool) -> str:
     lines.append("actions: " + (", ".join(acts) or "-"))
     lines.append(f"worker restarts {board.restarts}, watchdog kills {board.watchdog_kills}")
     return "\n".join(lines)
+
+
+_METRICS = {
+    "messages": ("scanner_messages_total", "counter",
+                 "Messages scanned with a summary log line since the master started."),
+    "errors": ("scanner_errors_total", "counter",
+               "Messages answered 451 after an error inside the filter."),
+    "timeouts": ("scanner_timeouts_total", "counter",
+                 "Messages answered 451 after server.message_timeout."),
+}
+
+
+def prometheus(board: BoardState, running: bool) -> str:
+    """The scoreboard in Prometheus's text exposition format."""
+    now = time.monotonic()
+    totals = board.totals()
+    out: list[str] = []
+
+    def metric(name: str, kind: str, text: str, samples: list[tuple[str, float]]) -> None:
+        out.append(f"# HELP {name} {text}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+
+    metric("scanner_up", "gauge", "1 if the scanner serve master is running.",
+           [("", int(running))])
+    for key, (name, kind, text) in _METRICS.items():
+        metric(name, kind, text, [("", totals[key])])
+    metric("scanner_verdicts_total", "counter", "Messages passed or blocked.",
+           [('{verdict="passed"}', totals["passed"]),
+            ('{verdict="blocked"}', totals["blocked"])])
+    metric("scanner_categories_total", "counter", "Messages by category.",
+           [(f'{{category="{c}"}}', totals["category:" + c]) for c in PRECEDENCE])
+    metric("scanner_actions_total", "counter", "Actions taken, as in the summary log line.",
+           [(f'{{action="{a}"}}', totals["action:" + a]) for a in ACTIONS])
+    metric("scanner_worker_restarts_total", "counter",
+           "Workers started again after one exited or was killed.", [("", board.restarts)])
+    metric("scanner_watchdog_kills_total", "counter",
+           "Workers killed by the watchdog (event loop silent too long).",
+           [("", board.watchdog_kills)])
+    if running:
+        metric("scanner_uptime_seconds", "gauge", "Seconds since the master started.",
+               [("", round(now - board.started_mono, 1))])
+        metric("scanner_worker_open_transactions", "gauge", "Open transactions per worker.",
+               [(f'{{slot="{i}"}}', s.open_transactions) for i, s in enumerate(board.slots)])
+        metric("scanner_worker_heartbeat_age_seconds", "gauge",
+               "Seconds since each worker's last heartbeat.",
+               [(f'{{slot="{i}"}}', round(now - s.heartbeat, 2))
+                for i, s in enumerate(board.slots)])
+    return "\n".join(out) + "\n"
 
 
 def _age(seconds: float) -> str:
