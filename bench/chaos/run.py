@@ -6,7 +6,9 @@ with SIGKILL (the master starts another), the master is killed (its workers foll
 the filter is started again, the whole filter process group is killed and started
 again, the next hop's processes (Postfix's reinjection smtpd) are killed in the middle
 of whatever they are receiving (Postfix's master starts new ones), a worker or clamd is
-frozen (SIGSTOP) for 1-4 s and then let go, or clamd is killed and started again. The
+frozen (SIGSTOP) for 1-2.5 s and then let go, a worker hangs (SIGSTOP) for longer
+than the soak's ``server.watchdog_timeout`` (3 s) so that the master's watchdog must
+kill and replace it, or clamd is killed and started again. The
 messages are handed to Postfix evenly over the chaos time, so the filter is busy
 throughout. Afterwards Postfix's queue is flushed until every message is delivered or
 the time runs out, and the Maildir is counted by an ``X-Chaos-Id`` header added to each
@@ -56,9 +58,11 @@ from scanner.testing.dns_server import dns_checks_toml, nxdomain_server  # noqa:
 from tests.postfix_stack import Stack  # noqa: E402
 
 ACTIONS = ("worker", "worker", "worker", "master", "group", "nexthop", "freeze_worker",
-           "freeze_clamd", "clamd")
+           "hang_worker", "freeze_clamd", "clamd")
 """Drawn uniformly: killing one worker is the most common event, as in real life."""
 SUMMARY = re.compile(r"\b(?:Passed|Blocked) (\S+)")
+WATCHDOG = 3.0
+"""The soak filter's server.watchdog_timeout: a hung worker must be gone soon after."""
 
 
 @dataclass
@@ -147,23 +151,38 @@ class Chaos:
     def _freeze_worker(self) -> None:
         pid = self._a_worker()
         if pid is not None:
-            self._freeze(pid, "worker frozen for a while")
+            self._freeze(pid, "worker frozen for a while", self.rng.uniform(1.0, 2.5))
+
+    def _hang_worker(self) -> None:
+        """Freeze a worker for longer than the watchdog allows: it must be killed."""
+        pid = self._a_worker()
+        if pid is None or not self._freeze(pid, "", WATCHDOG + self.rng.uniform(2.0, 3.0)):
+            return
+        time.sleep(0.5)  # the master reaps it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            self.events["worker hung, killed by the watchdog"] += 1
+        else:
+            self.events["worker hung, NOT KILLED by the watchdog"] += 1
 
     def _freeze_clamd(self) -> None:
         assert self.clamd is not None
         pid = self.clamd.pid
         if pid is not None:
-            self._freeze(pid, "clamd frozen for a while")
+            self._freeze(pid, "clamd frozen for a while", self.rng.uniform(1.0, 4.0))
 
-    def _freeze(self, pid: int, event: str) -> None:
+    def _freeze(self, pid: int, event: str, seconds: float) -> bool:
         try:
             os.kill(pid, signal.SIGSTOP)
         except ProcessLookupError:
-            return
-        time.sleep(self.rng.uniform(1.0, 4.0))
+            return False
+        time.sleep(seconds)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
-        self.events[event] += 1
+        if event:
+            self.events[event] += 1
+        return True
 
     def _clamd(self) -> None:
         assert self.clamd is not None
@@ -239,7 +258,8 @@ def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: flo
             clamd = ClamdInstance(base)
             clamd.start()
             stack_.callback(clamd.close)
-        stack = Stack(extra=_config(dns.resolver, clamd), workers=2, protocol=protocol)
+        stack = Stack(extra=_config(dns.resolver, clamd), workers=2, protocol=protocol,
+                      server_extra=f"watchdog_timeout = {WATCHDOG}")
         stack_.callback(stack.remove)
         # Postfix's master stops starting a service whose processes died abnormally for
         # service_throttle_time (60 s by default: "bad command startup -- throttling");
