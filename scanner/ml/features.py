@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from scanner.ml.deobfuscate import deobfuscate
 from scanner.ml.hashing import (
     bucket,
     char_ngram_keys,
@@ -74,12 +75,19 @@ class FeatureSettings:
     internal_hosts: tuple[str, ...] = ()
     redact: tuple[str, ...] = ()
     limits: ExtractLimits = field(default_factory=ExtractLimits)
+    # body and Subject text also yield the words hidden by invisible characters, styled
+    # and look-alike letters (scanner.ml.deobfuscate); off by default (models/README.md
+    # has the measurement) and written to the model file only when on, so files from
+    # before the setting and files without it are the same
+    fold_obfuscation: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the model file."""
         data = asdict(self)
         data["internal_hosts"] = list(self.internal_hosts)
         data["redact"] = list(self.redact)
+        if not self.fold_obfuscation:
+            del data["fold_obfuscation"]
         return data
 
     @classmethod
@@ -151,9 +159,12 @@ class Extractor:
     ) -> dict[str, np.ndarray]:
         """The raw 64-bit hashes of every block (before bucketing and weighting)."""
         s = self.settings
-        body = self._clean(mt.body_text[: s.max_text_chars * 2].lower(), is_lower=True)
+        body_text, subject_text = mt.body_text[: s.max_text_chars * 2], mt.header("subject")
+        if s.fold_obfuscation:
+            body_text, subject_text = _unmasked(body_text), _unmasked(subject_text)
+        body = self._clean(body_text.lower(), is_lower=True)
         body = " ".join(body.split())[: s.max_text_chars].translate(_DIGITS)
-        subject = " ".join(self._clean(mt.header("subject")).split())
+        subject = " ".join(self._clean(subject_text).split())
         subject = subject.translate(_DIGITS)
         words = _WORDS.findall(body)
         word_hashes = hash_tokens(words, "w")
@@ -164,7 +175,7 @@ class Extractor:
         header_list = list(header_tokens(mt, sender)) + list(part_tokens(mt))
         header_list.extend(alignment_tokens(mt, client, sender))
         header_list.append(f"body:len={bucket_count(len(body) // 64)}")
-        header_list.append(f"body:caps={_caps_class(mt.body_text[: s.max_text_chars])}")
+        header_list.append(f"body:caps={_caps_class(body_text[: s.max_text_chars])}")
         header_lines = [
             f"{name}: {mt.header(name)}" for name in _HDRCHAR_HEADERS if mt.header(name)
         ]
@@ -247,6 +258,20 @@ class Extractor:
         values = values[order]
         starts = np.flatnonzero(np.concatenate(([True], indices[1:] != indices[:-1])))
         return indices[starts], np.add.reduceat(values, starts).astype(np.float32)
+
+
+def _unmasked(text: str) -> str:
+    """``text`` followed by the words its disguises hide (scanner.ml.deobfuscate).
+
+    The text stays as written (a disguise is evidence in itself); the plain words it
+    hides are appended, so "acc<U+200B>ount" or "Pаypal" also yield "account" and
+    "paypal" and their character n-grams."""
+    folded = deobfuscate(text)
+    if folded == text:
+        return text
+    seen = set(_WORDS.findall(text.lower()))
+    hidden = [w for w in _WORDS.findall(folded.lower()) if w not in seen]
+    return text + "\n" + " ".join(hidden) if hidden else text
 
 
 _UPPER = bytes(range(65, 91))

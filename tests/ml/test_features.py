@@ -117,3 +117,53 @@ def test_settings_round_trip_and_validation() -> None:
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+def _obfuscated(text: str, subject: str = "Your account") -> bytes:
+    return ("From: Service <service@example.com>\nTo: bob@example.net\n"
+            f"Subject: {subject}\nMIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+            f"{text}\n").encode()
+
+
+def test_disguised_words_also_yield_the_plain_words() -> None:
+    from scanner.ml.hashing import bucket, hash_tokens
+
+    def has_word(vec: tuple, word: str) -> bool:
+        return int(bucket(hash_tokens([word], "w"), 18)[0]) in set(vec[0].tolist())
+
+    on = FeatureSettings(hash_bits=18, fold_obfuscation=True)
+    tricks = {
+        # zero-width spaces and a soft hyphen inside words
+        "Dear customer, your pay\u200bpal acc\u200bount is lim\u00adited.": "account",
+        # Cyrillic look-alikes inside Latin words
+        "Dear customer, your p\u0430yp\u0430l account is limited.": "paypal",
+        # styled letters: fullwidth and mathematical bold
+        "Dear customer, your \uff50\uff41\uff59\uff50\uff41\uff4c account is limited.":
+            "paypal",
+        "Verify it for \U0001d41f\U0001d42b\U0001d41e\U0001d41e today.": "free",
+    }
+    for text, word in tricks.items():
+        raw = _obfuscated(text)
+        assert has_word(vector(raw, on), word), text
+        assert not has_word(vector(raw), word), text
+    plain = _obfuscated("Dear customer, your paypal account is limited.")
+    assert same(vector(plain), vector(plain, on)), "undisguised text is unchanged"
+
+
+def test_words_in_one_script_and_ordinary_symbols_are_not_folded() -> None:
+    from scanner.ml.deobfuscate import deobfuscate
+
+    text = "Привет, Ivan: 5 μg, ½ cup, café™ — 東京、ありがとう。 Ελλάδα"
+    assert deobfuscate(text) == text
+    assert deobfuscate("plain ascii") == "plain ascii"
+    assert deobfuscate("P\u0430yP\u0430l \u0421\u0430sh") == "PayPal Cash"
+
+
+def test_the_setting_is_stored_only_when_on() -> None:
+    """Model files written before the setting existed (or with it off) are the same."""
+    assert "fold_obfuscation" not in FeatureSettings(hash_bits=18).to_dict()
+    on = FeatureSettings(hash_bits=18, fold_obfuscation=True)
+    assert on.to_dict()["fold_obfuscation"] is True
+    assert FeatureSettings.from_dict(on.to_dict()) == on
+    assert FeatureSettings.from_dict(FeatureSettings().to_dict()).fold_obfuscation is False
