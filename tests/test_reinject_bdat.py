@@ -406,3 +406,23 @@ def test_a_next_hop_outage_is_logged_once_then_its_end(caplog: pytest.LogCapture
     assert len(lines) == 2, lines
     assert "failed" in lines[0] and "more failed" not in lines[0]
     assert lines[1].endswith("accepting again (2 more failed deliveries since the last report)")
+
+
+def test_a_big_message_arrives_intact_with_bdat_and_with_data():
+    """Content above the size that is joined with the commands is written as a piece of
+    its own (no extra copy of a big message): the octets must not change."""
+    from scanner.reinject.client import _JOIN_LIMIT, dot_stuff
+
+    lines = [b"Subject: big\r\n", b"\r\n"]
+    while sum(map(len, lines)) <= 2 * _JOIN_LIMIT:
+        n = len(lines)
+        lines.append(b"." * (n % 3) + b"line %d of a big message\r\n" % n)
+    content = b"".join(lines)
+    out = Outgoing("a@example.org", [Recipient("b@example.test")], (), content,
+                   ClientInfo(addr="192.0.2.1"))
+    bdat = Script()
+    assert _run(bdat, [out])[0][0].startswith("250 ")
+    assert _bdat_batches(bdat) == 1 and bdat.contents == [content]
+    data = Script(chunking=False)
+    assert _run(data, [out], chunking=False)[0][0].startswith("250 ")
+    assert "DATA" in data.commands and data.contents == [dot_stuff(content)]

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from scanner.errors import NextHopError
 from scanner.streams import idle_and_open
 
+# Writes up to this size are joined into one buffer (one TCP segment for commands and
+# small content); a larger piece is written by itself, saving a copy of a big message.
+_JOIN_LIMIT = 256 * 1024
+
 
 @dataclass(slots=True)
 class Reply:
@@ -87,9 +91,16 @@ class SMTPClient:
         self._queued.append(data)
 
     async def flush(self) -> None:
-        """Send what :meth:`queue_line` buffered, in one write (one TCP segment)."""
-        queued, self._queued = b"".join(self._queued), []
-        self._writer.write(queued)
+        """Send what :meth:`queue_line` buffered, in one write (one TCP segment).
+
+        A large piece (a big message's BDAT content) is written on its own instead of
+        being joined to the commands: joining would copy the whole message once more."""
+        queued, self._queued = self._queued, []
+        if sum(map(len, queued)) <= _JOIN_LIMIT:
+            self._writer.write(b"".join(queued))
+        else:
+            for piece in queued:
+                self._writer.write(piece)
         await self._drain()
 
     async def _drain(self) -> None:
@@ -128,7 +139,12 @@ class SMTPClient:
 
     async def send_data(self, data: bytes) -> None:
         """Send the message body, dot-stuffed, ending with CRLF.CRLF."""
-        self._writer.write(dot_stuff(data) + b".\r\n")
+        data = dot_stuff(data)
+        if len(data) <= _JOIN_LIMIT:
+            self._writer.write(data + b".\r\n")
+        else:  # no copy of a big message just to append three bytes
+            self._writer.write(data)
+            self._writer.write(b".\r\n")
         await self._drain()
 
     async def quit(self) -> None:

@@ -88,7 +88,9 @@ async def read_data(reader: asyncio.StreamReader, *, line_limit: int,
             del buf[:-len(_END)]  # keep only what the end-of-data test needs
     if state is not DataState.OK:
         return state, b""
-    return state, unstuff(bytes(buf[:-len(_TAIL)]))
+    with memoryview(buf) as view:  # one copy into bytes, not two via a bytearray slice
+        content = bytes(view[:-len(_TAIL)])
+    return state, unstuff(content)
 
 
 def unstuff(data: bytes) -> bytes:
