@@ -5,9 +5,10 @@ messages flow, at random intervals one of these happens: a scanner worker is kil
 with SIGKILL (the master starts another), the master is killed (its workers follow) and
 the filter is started again, the whole filter process group is killed and started
 again, the next hop's processes (Postfix's reinjection smtpd) are killed in the middle
-of whatever they are receiving (Postfix's master starts new ones), a worker or clamd is
-frozen (SIGSTOP) for 1-2.5 s and then let go, a worker hangs (SIGSTOP) for longer
-than the soak's ``server.watchdog_timeout`` (3 s) so that the master's watchdog must
+of whatever they are receiving (Postfix's master starts new ones), a worker is frozen
+(SIGSTOP) for 1-1.5 s and let go (less than the watchdog allows, counting up to a second
+since its last heartbeat), clamd is frozen for 1-4 s, a worker hangs (SIGSTOP) for
+longer than the soak's ``server.watchdog_timeout`` (3 s) so that the master's watchdog must
 kill and replace it, or clamd is killed and started again. The
 messages are handed to Postfix evenly over the chaos time, so the filter is busy
 throughout. Afterwards Postfix's queue is flushed until every message is delivered or
@@ -151,7 +152,7 @@ class Chaos:
     def _freeze_worker(self) -> None:
         pid = self._a_worker()
         if pid is not None:
-            self._freeze(pid, "worker frozen for a while", self.rng.uniform(1.0, 2.5))
+            self._freeze(pid, "worker frozen for a while", self.rng.uniform(1.0, 1.5))
 
     def _hang_worker(self) -> None:
         """Freeze a worker for longer than the watchdog allows: it must be killed."""
