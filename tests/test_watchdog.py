@@ -5,7 +5,8 @@ worker's heartbeat; the master must kill it after ``server.watchdog_timeout``, s
 new one, and Postfix must deliver the message on retry (the marker file makes the
 retry pass). A stage stuck in the thread pool (``block_thread``) must make its worker
 retire itself once it is older than message_timeout + watchdog_timeout. ``scanner
-status`` must show the kills, restarts and counters.
+status`` must show the kills, restarts and counters. A worker that has handled
+``server.max_requests`` messages makes way for a fresh one without losing any.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import time
 
 import pytest
 
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+from tests.helpers import message, smtp, start_filter
 from tests.postfix_stack import Stack, delivered_ids, require_postfix, wait_ids
-
-pytestmark = [pytest.mark.postfix, pytest.mark.slow]
 
 
 def _fault_config(mode: str, once_dir: str, seconds: int) -> str:
@@ -73,6 +75,8 @@ def stack_factory():
         s.remove()
 
 
+@pytest.mark.postfix
+@pytest.mark.slow
 def test_stuck_event_loop_is_killed_and_its_mail_retried(stack_factory, tmp_path):
     once = tmp_path / "once"
     once.mkdir()
@@ -100,6 +104,8 @@ def test_stuck_event_loop_is_killed_and_its_mail_retried(stack_factory, tmp_path
     assert delivered_ids(stack)["<stuck-1@example.org>"] == 1
 
 
+@pytest.mark.postfix
+@pytest.mark.slow
 def test_stage_stuck_in_the_thread_pool_retires_the_worker(stack_factory, tmp_path):
     once = tmp_path / "once"
     once.mkdir()
@@ -115,7 +121,31 @@ def test_stage_stuck_in_the_thread_pool_retires_the_worker(stack_factory, tmp_pa
     assert "processing timed out after 5 s" in text
     ids = wait_ids(stack, {"<orphan-1@example.org>"}, 90)
     assert ids["<orphan-1@example.org>"] == 1
-    text = _wait_log(stack, "exited (exit status 0); starting a new one", 30)
+    text = _wait_log(stack, "retired; starting a new one", 30)
     # the new worker takes mail
     stack.postfix.send("a@example.org", "bob@example.test", _msg("orphan-2"))
     wait_ids(stack, {"<orphan-2@example.org>"}, 60)
+
+
+def test_workers_make_way_after_max_requests(tmp_path):
+    sink = Sink(free_port()).start()
+    status_file = tmp_path / "status"
+    proc, port = start_filter(tmp_path, sink.port, workers=1,
+                              server_extra=f'max_requests = 3\nstatus_file = "{status_file}"')
+    try:
+        for i in range(10):
+            client = smtp(port)  # a new connection each time: the old worker may be gone
+            client.sendmail("alice@example.org", ["bob@example.test"],
+                            message(f"recycle {i}"))
+            client.quit()
+            time.sleep(0.4)  # the retirement check runs once a second
+        log = "\n".join(proc.log_lines())
+        assert log.count("retiring after") >= 2, log
+        assert log.count("retired; starting a new one") >= 2
+        assert "exited (" not in log
+        assert len(sink.received) == 10
+        status = _status(str(status_file))
+        assert status["worker_restarts"] >= 2 and status["counters"]["messages"] == 10
+    finally:
+        proc.stop()
+        sink.stop()

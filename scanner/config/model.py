@@ -60,6 +60,9 @@ class ServerConfig:
         "", "file holding the workers' live state and counters, read by `scanner status` "
         "(like amavisd-nanny's database); empty = kept in memory only (the watchdog works "
         "either way)")
+    max_requests: int = opt(
+        0, "messages a worker handles before it makes way for a fresh one (amavis's "
+        "$max_requests; checked once a second); 0 = never", min=0)
     watchdog_timeout: float = opt(
         60.0, "seconds a worker's event loop may go without its heartbeat (one a second) "
         "before the master kills and replaces the worker; its open transactions get no "

@@ -59,6 +59,7 @@ class Processor:
         self._config = config
         # the worker's scoreboard slot: stages and counters for the watchdog and status
         self._board = board if board is not None else NullSlot()
+        self.handled = 0  # messages handled (server.max_requests)
         self._quarantine = quarantine
         self._kinds = {c.name: getattr(c, "kind", "other") for c in checks}
         self._kinds.update(decode="virus", policy="spam")
@@ -76,6 +77,7 @@ class Processor:
     async def handle(self, task: Task, listener: Listener) -> list[str]:
         """One reply per recipient. Never raises (except cancellation)."""
         n = len(task.envelope.recipients)
+        self.handled += 1
         counted: list[str] = []
         self._board.begin(task.mail_id)
         try:

@@ -24,7 +24,7 @@ import time
 
 from scanner.config import Config, ListenerConfig
 from scanner.serve.scoreboard import Scoreboard
-from scanner.serve.worker import run_worker
+from scanner.serve.worker import RETIRED, run_worker
 
 log = logging.getLogger("scanner")
 PR_SET_PDEATHSIG = 1
@@ -102,7 +102,9 @@ class Master:
         self._killed.discard(pid)
         if self._stopping or started is None:
             return
-        if not killed:
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == RETIRED:
+            log.info("worker %d retired; starting a new one", pid)
+        elif not killed:
             log.error("worker %d exited (%s); starting a new one", pid, _describe(status))
         if time.monotonic() - started < 1.0:
             time.sleep(1.0)  # do not spin on a worker that dies at start
@@ -140,8 +142,8 @@ class Master:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                run_worker(self._config, self._sockets, self._hostname, self._ampdp,
-                           self._board.slot(index))
+                code = run_worker(self._config, self._sockets, self._hostname,
+                                  self._ampdp, self._board.slot(index))
             except BaseException:
                 log.exception("worker crashed")
                 code = 1

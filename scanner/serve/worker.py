@@ -40,25 +40,27 @@ log = logging.getLogger("scanner")
 
 
 HEARTBEAT_INTERVAL = 1.0
+RETIRED = 3
+"""Exit status of a worker that retired on its own (max_requests, a stuck pool stage)."""
 
 
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                hostname: str, ampdp: socket.socket | None = None,
-               slot: WorkerSlot | None = None) -> None:
-    """Serve until SIGTERM; then stop accepting and let open transactions finish.
+               slot: WorkerSlot | None = None) -> int:
+    """Serve until SIGTERM or retirement; then stop accepting and let open transactions
+    finish. Returns the exit status: 0, or :data:`RETIRED`.
 
     With ``SCANNER_PROFILE_DIR`` set in the environment, the worker runs under cProfile
     and writes ``worker-PID.prof`` there when it stops (for benchmarks, not production).
     """
     profile_dir = os.environ.get("SCANNER_PROFILE_DIR")
     if not profile_dir:
-        asyncio.run(_serve(config, sockets, hostname, ampdp, slot))
-        return
+        return asyncio.run(_serve(config, sockets, hostname, ampdp, slot))
     import cProfile
 
     profiler = cProfile.Profile()
     try:
-        profiler.runcall(asyncio.run, _serve(config, sockets, hostname, ampdp, slot))
+        return profiler.runcall(asyncio.run, _serve(config, sockets, hostname, ampdp, slot))
     finally:
         profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
 
@@ -75,7 +77,7 @@ def _open_quarantine(config: Config, hostname: str) -> Quarantine | None:
 
 async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                  hostname: str, ampdp: socket.socket | None,
-                 slot: WorkerSlot | None = None) -> None:
+                 slot: WorkerSlot | None = None) -> int:
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cpu")
 
@@ -110,36 +112,45 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(checks))
     log.debug("worker ready with checks: %s", ", ".join(c.name for c in checks) or "none")
-    heartbeat = asyncio.create_task(_heartbeat(slot, jobs, config, stop))
+    heartbeat = asyncio.create_task(_heartbeat(slot, jobs, config, stop, processor))
     await stop.wait()
+    retired = heartbeat.done() and heartbeat.result()
     heartbeat.cancel()
     for server in servers:
         server.close()
     await _drain_connections(config.server.message_timeout)
     close_checks(checks)
     executor.shutdown(wait=False, cancel_futures=True)
+    return RETIRED if retired else 0
 
 
 async def _heartbeat(slot: WorkerSlot | None, jobs: PoolJobs, config: Config,
-                     stop: asyncio.Event) -> None:
-    """Beat every second; retire the worker when a pool stage is stuck for good.
+                     stop: asyncio.Event, processor: Processor) -> bool:
+    """Beat every second; retire the worker (set ``stop``, return True) when it has
+    handled ``server.max_requests`` messages or a pool stage is stuck for good.
 
     A stage older than ``message_timeout + watchdog_timeout`` belongs to a message that
     was answered 451 long ago; its thread cannot be stopped and holds one of the pool's
     two threads, so the worker stops accepting, lets the others finish and exits (the
     master starts a fresh one)."""
-    limit = config.server.message_timeout + config.server.watchdog_timeout
+    server = config.server
+    limit = server.message_timeout + server.watchdog_timeout
     while True:
         if slot is not None:
             slot.beat()
         oldest = jobs.oldest()
-        if config.server.watchdog_timeout and oldest is not None \
+        if server.watchdog_timeout and oldest is not None \
                 and time.monotonic() - oldest[0] > limit:
             log.error("worker %d: stage %s stuck in the thread pool for %.0f s (longer "
                       "than server.message_timeout + server.watchdog_timeout); retiring "
                       "this worker", os.getpid(), oldest[1], time.monotonic() - oldest[0])
             stop.set()
-            return
+            return True
+        if server.max_requests and processor.handled >= server.max_requests:
+            log.info("worker %d retiring after %d messages (server.max_requests)",
+                     os.getpid(), processor.handled)
+            stop.set()
+            return True
         await asyncio.sleep(HEARTBEAT_INTERVAL)
 
 
