@@ -134,6 +134,8 @@ def test_status_rendering(tmp_path):
         assert "idle" in text
         data = as_dict(state, board.path, running=True)
         assert data["workers"][0]["open_transactions"] == 1
+        assert data["workers"][1]["messages"] == 1 and data["workers"][1]["starts"] == 1
+        assert "      1         1    0" in text  # slot 1: starts, messages, open
         assert data["counters"]["category:VIRUS"] == 1
         assert "not running" in render(state, board.path, running=False)
         text = prometheus(state, running=True)

@@ -84,7 +84,7 @@ def as_dict(board: BoardState, path: str, running: bool) -> dict[str, Any]:
             "heartbeat_age": round(now - s.heartbeat, 2),
             "stage": s.stage or None, "mail_id": s.mail_id or None,
             "stage_age": round(now - s.stage_since, 2) if s.mail_id else None,
-            "starts": s.starts,
+            "starts": s.starts, "messages": s.counters["messages"],
         } for i, s in enumerate(board.slots)],
         "counters": board.totals(),
     }
@@ -98,12 +98,14 @@ def render(board: BoardState, path: str, running: bool) -> str:
     else:
         head = f"scanner serve is not running ({path} holds the last figures)"
     lines = [head, "",
-             f"{'slot':>4} {'pid':>7} {'open':>4} {'beat':>6}  doing"]
+             f"{'slot':>4} {'pid':>7} {'starts':>6} {'messages':>9} {'open':>4} {'beat':>6}  "
+             "doing"]
     for i, s in enumerate(board.slots):
         doing = (f"{s.stage} mail_id {s.mail_id} for {now - s.stage_since:.1f} s"
                  if s.mail_id else "idle")
         beat = f"{now - s.heartbeat:.1f}s" if running else "-"
-        lines.append(f"{i:>4} {s.pid:>7} {s.open_transactions:>4} {beat:>6}  {doing}")
+        lines.append(f"{i:>4} {s.pid:>7} {s.starts:>6} {s.counters['messages']:>9} "
+                     f"{s.open_transactions:>4} {beat:>6}  {doing}")
     totals = board.totals()
     lines += ["", f"messages {totals['messages']}: passed {totals['passed']}, blocked "
               f"{totals['blocked']}; errors {totals['errors']}, timeouts {totals['timeouts']}"]
