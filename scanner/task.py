@@ -144,6 +144,7 @@ class Task:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     results: dict[str, DeliveryResult] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
+    digest: bytes = b""  # content digest (scanner.serve.scoreboard.message_digest)
 
     def add_hit(self, hit: Hit) -> None:
         self.hits.append(hit)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,12 +19,18 @@ from scanner.cli.status_cmd import as_dict, prometheus, render
 from scanner.pipeline.cpu import PoolJobs
 from scanner.serve.scoreboard import (
     COUNTERS,
+    HANG_RECORDS,
     Scoreboard,
     StatusFileError,
+    message_digest,
     read_board,
     summary_counters,
 )
 from scanner.testing.postfix import free_port
+
+
+def _task(mail_id: str, raw: bytes = b"x") -> SimpleNamespace:
+    return SimpleNamespace(mail_id=mail_id, digest=message_digest(raw))
 
 
 def test_slot_state_round_trips_through_the_file(tmp_path):
@@ -33,13 +40,14 @@ def test_slot_state_round_trips_through_the_file(tmp_path):
         board.spawned(1, restart=False)
         board.set_pid(1, 4242)
         slot = board.slot(1)
-        slot.begin("AbCdEfGhIjKl")
-        slot.stage("AbCdEfGhIjKl", "check rules")
+        slot.begin(_task("AbCdEfGhIjKl"))
+        slot.stage(_task("AbCdEfGhIjKl"), "check rules")
         state = read_board(path)
         assert state.master_pid == os.getpid()
         worker = state.slots[1]
         assert (worker.pid, worker.open_transactions) == (4242, 1)
         assert (worker.stage, worker.mail_id) == ("check rules", "AbCdEfGhIjKl")
+        assert worker.digest == message_digest(b"x")
         assert time.monotonic() - worker.stage_since < 5
         slot.end(summary_counters("Blocked", "SPAM", ["RelayedInbound", "Quarantined"]))
         worker = read_board(path).slots[1]
@@ -58,7 +66,7 @@ def test_a_restarted_slot_keeps_its_counters_and_counts_the_restart(tmp_path):
     board = Scoreboard(1, str(tmp_path / "status"))
     try:
         board.spawned(0, restart=False)
-        board.slot(0).begin("A")
+        board.slot(0).begin(_task("A"))
         board.slot(0).end(["messages", "passed", "category:CLEAN"])
         board.killed_by_watchdog()
         board.spawned(0, restart=True)
@@ -124,8 +132,8 @@ def test_status_rendering(tmp_path):
         for i in range(2):
             board.spawned(i, restart=False)
             board.set_pid(i, 100 + i)
-        board.slot(0).begin("XyXyXyXyXyXy")
-        board.slot(0).stage("XyXyXyXyXyXy", "unpack")
+        board.slot(0).begin(_task("XyXyXyXyXyXy"))
+        board.slot(0).stage(_task("XyXyXyXyXyXy"), "unpack")
         board.slot(1).end(summary_counters("Passed", "VIRUS", ["DiscardedInbound"]))
         state = read_board(board.path)
         text = render(state, board.path, running=True)
@@ -205,15 +213,15 @@ def test_pool_jobs_lists_running_stages_oldest_first():
         release.wait(10)
         return "done"
 
-    thread = threading.Thread(target=jobs.run, args=(stage,))
+    thread = threading.Thread(target=jobs.run, args=(b"digest", stage))
     thread.start()
     started.wait(10)
-    since, name = jobs.oldest()  # type: ignore[misc]
-    assert name.endswith("stage") and time.monotonic() - since < 5
+    since, name, digest = jobs.oldest()  # type: ignore[misc]
+    assert name.endswith("stage") and time.monotonic() - since < 5 and digest == b"digest"
     release.set()
     thread.join(10)
     assert jobs.oldest() is None
-    assert jobs.run(lambda x: x * 2, 21) == 42
+    assert jobs.run(b"", lambda x: x * 2, 21) == 42
 
 
 def test_master_watchdog_spares_a_starting_worker_and_kills_a_silent_one(tmp_path):
@@ -244,3 +252,36 @@ def test_master_watchdog_spares_a_starting_worker_and_kills_a_silent_one(tmp_pat
             child.kill()
         board.close()
 
+
+
+def test_hang_records_are_summed_over_slots_and_survive_restarts(tmp_path):
+    board = Scoreboard(2, str(tmp_path / "status"))
+    try:
+        for i in range(2):
+            board.spawned(i, restart=False)
+        bad, other = message_digest(b"bad" * 1000), message_digest(b"other")
+        assert board.slot(0).hangs(bad) == 0
+        board.slot(0).record_hang(bad)
+        board.spawned(0, restart=True)  # the killed worker's successor keeps the record
+        board.slot(1).record_hang(bad)
+        board.slot(1).record_hang(other)
+        assert board.slot(0).hangs(bad) == 2 and board.slot(1).hangs(other) == 1
+        board.slot(1).record_hang(bad)
+        assert board.slot(0).hangs(bad) == 3
+        records = read_board(board.path).hang_records()
+        assert [(r.digest, r.count) for r in records] == [(bad.hex(), 3), (other.hex(), 1)]
+        # a full list makes way for new digests, oldest first
+        for n in range(HANG_RECORDS):
+            board.slot(1).record_hang(message_digest(b"%d" % n))
+        assert board.slot(1).hangs(other) == 0 and board.slot(0).hangs(bad) == 1
+        board.slot(0).record_hang(b"\0" * 16)  # no message: nothing recorded
+        assert len(read_board(board.path).slots[0].hang_records) == 1
+    finally:
+        board.close()
+
+
+def test_message_digest_is_stable_and_bounded():
+    raw = b"Subject: x\r\n\r\n" + b"a" * (3 << 20)
+    assert message_digest(raw) == message_digest(bytes(raw))
+    assert message_digest(raw) != message_digest(raw + b"b")  # the length counts
+    assert len(message_digest(b"")) == 16

@@ -259,8 +259,11 @@ def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: flo
             clamd = ClamdInstance(base)
             clamd.start()
             stack_.callback(clamd.close)
+        # hang_limit = 0: a worker frozen from outside is not the message's fault; with
+        # the default, a message that happened to be in two frozen workers would be
+        # refused (451, kept by Postfix) and counted missing here.
         stack = Stack(extra=_config(dns.resolver, clamd), workers=2, protocol=protocol,
-                      server_extra=f"watchdog_timeout = {WATCHDOG}")
+                      server_extra=f"watchdog_timeout = {WATCHDOG}\nhang_limit = 0")
         stack_.callback(stack.remove)
         # Postfix's master stops starting a service whose processes died abnormally for
         # service_throttle_time (60 s by default: "bad command startup -- throttling");

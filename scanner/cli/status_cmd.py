@@ -87,6 +87,8 @@ def as_dict(board: BoardState, path: str, running: bool) -> dict[str, Any]:
             "starts": s.starts, "messages": s.counters["messages"],
         } for i, s in enumerate(board.slots)],
         "counters": board.totals(),
+        "hung_messages": [{"digest": r.digest, "count": r.count, "last": r.last}
+                          for r in board.hang_records()],
     }
 
 
@@ -108,12 +110,18 @@ def render(board: BoardState, path: str, running: bool) -> str:
                      f"{s.open_transactions:>4} {beat:>6}  {doing}")
     totals = board.totals()
     lines += ["", f"messages {totals['messages']}: passed {totals['passed']}, blocked "
-              f"{totals['blocked']}; errors {totals['errors']}, timeouts {totals['timeouts']}"]
+              f"{totals['blocked']}; errors {totals['errors']}, timeouts {totals['timeouts']}, "
+              f"refused as hanging {totals['hung']}"]
     cats = [f"{c} {totals['category:' + c]}" for c in PRECEDENCE if totals["category:" + c]]
     acts = [f"{a} {totals['action:' + a]}" for a in ACTIONS if totals["action:" + a]]
     lines.append("categories: " + (", ".join(cats) or "-"))
     lines.append("actions: " + (", ".join(acts) or "-"))
     lines.append(f"worker restarts {board.restarts}, watchdog kills {board.watchdog_kills}")
+    hung = board.hang_records()
+    if hung:
+        lines.append("messages that stopped a worker (digest, times, last):")
+        lines += [f"  {r.digest} {r.count} "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.last))}" for r in hung]
     return "\n".join(lines)
 
 
@@ -124,6 +132,9 @@ _METRICS = {
                "Messages answered 451 after an error inside the filter."),
     "timeouts": ("scanner_timeouts_total", "counter",
                  "Messages answered 451 after server.message_timeout."),
+    "hung": ("scanner_hung_refusals_total", "counter",
+             "Messages answered 451 unscanned: they stopped a worker server.hang_limit "
+             "times."),
 }
 
 

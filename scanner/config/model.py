@@ -63,6 +63,11 @@ class ServerConfig:
     max_requests: int = opt(
         0, "messages a worker handles before it makes way for a fresh one (amavis's "
         "$max_requests; checked once a second); 0 = never", min=0)
+    hang_limit: int = opt(
+        2, "a message that stopped a worker this many times (the watchdog killed the "
+        "worker while busy with it, or its stage stuck in the thread pool) is answered 451 "
+        "at once from then on, without scanning, so Postfix keeps it until it expires; "
+        "0 = scan it every time", min=0)
     watchdog_timeout: float = opt(
         60.0, "seconds a worker's event loop may go without its heartbeat (one a second) "
         "before the master kills and replaces the worker; its open transactions get no "

@@ -18,10 +18,10 @@ log = logging.getLogger("scanner.checks")
 
 
 async def run_checks(task: Task, checks: Sequence, timeout: float,
-                     stage: Callable[[str, str], None] | None = None) -> None:
+                     stage: Callable[[Task, str], None] | None = None) -> None:
     """Run every check; add their hits (or FAIL hits) to ``task``.
 
-    ``stage(mail_id, "check NAME")`` is called as each check starts (the scoreboard)."""
+    ``stage(task, "check NAME")`` is called as each check starts (the scoreboard)."""
     results = await asyncio.gather(*(_run_one(task, c, timeout, stage) for c in checks))
     for hits in results:
         for hit in hits:
@@ -29,10 +29,10 @@ async def run_checks(task: Task, checks: Sequence, timeout: float,
 
 
 async def _run_one(task: Task, check: object, timeout: float,
-                   stage: Callable[[str, str], None] | None) -> list[Hit]:
+                   stage: Callable[[Task, str], None] | None) -> list[Hit]:
     name = getattr(check, "name", type(check).__name__)
     if stage is not None:
-        stage(task.mail_id, "check " + name)
+        stage(task, "check " + name)
     try:
         async with asyncio.timeout(timeout):  # cheaper than wait_for: no Task per check
             hits = await check.run(task)  # type: ignore[attr-defined]

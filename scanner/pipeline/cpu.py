@@ -27,6 +27,8 @@ RunCpu = Callable[..., Awaitable[Any]]
 
 # Per asyncio task (each SMTP session and the check tasks it starts), never process-wide.
 _INLINE: ContextVar[bool] = ContextVar("scanner_cpu_inline", default=False)
+# The content digest of the message the current asyncio task works on (PoolJobs).
+_MESSAGE: ContextVar[bytes] = ContextVar("scanner_cpu_message", default=b"")
 
 
 @contextmanager
@@ -48,22 +50,35 @@ class PoolJobs:
     """
 
     def __init__(self) -> None:
-        self._running: dict[int, tuple[float, str]] = {}
+        self._running: dict[int, tuple[float, str, bytes]] = {}
         self._tokens = itertools.count()
 
-    def run(self, func: Callable[..., Any], *args: Any) -> Any:
-        """Call ``func(*args)`` (in a pool thread) while it is listed as running."""
+    def run(self, digest: bytes, func: Callable[..., Any], *args: Any) -> Any:
+        """Call ``func(*args)`` (in a pool thread) while it is listed as running, for
+        the message with content ``digest``."""
         token = next(self._tokens)
-        self._running[token] = (time.monotonic(), getattr(func, "__qualname__", "stage"))
+        self._running[token] = (time.monotonic(), getattr(func, "__qualname__", "stage"),
+                                digest)
         try:
             return func(*args)
         finally:
             del self._running[token]
 
-    def oldest(self) -> tuple[float, str] | None:
-        """(start, name) of the longest-running stage, or None when the pool is idle."""
+    def oldest(self) -> tuple[float, str, bytes] | None:
+        """(start, name, message digest) of the longest-running stage, or None when the
+        pool is idle."""
         running = list(self._running.values())  # one C call: safe against the threads
         return min(running) if running else None
+
+
+@contextmanager
+def current_message(digest: bytes) -> Iterator[None]:
+    """Within this block, stages sent to the thread pool are listed with ``digest``."""
+    token = _MESSAGE.set(digest)
+    try:
+        yield
+    finally:
+        _MESSAGE.reset(token)
 
 
 def make_run_cpu(loop: asyncio.AbstractEventLoop, executor: Executor,
@@ -74,7 +89,8 @@ def make_run_cpu(loop: asyncio.AbstractEventLoop, executor: Executor,
         if _INLINE.get():
             return func(*args)
         if jobs is not None:
-            return await loop.run_in_executor(executor, partial(jobs.run, func, *args))
+            return await loop.run_in_executor(
+                executor, partial(jobs.run, _MESSAGE.get(), func, *args))
         return await loop.run_in_executor(executor, partial(func, *args))
 
     return run_cpu

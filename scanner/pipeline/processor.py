@@ -20,7 +20,7 @@ from scanner.actions.run import Context, Outcome, carry_out
 from scanner.config import Config
 from scanner.config.policy import apply
 from scanner.pipeline.checks import run_checks
-from scanner.pipeline.cpu import RunCpu, inline_cpu
+from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
 from scanner.pipeline.unpack import limits_from, unpack_task
 from scanner.policy.decide import PRECEDENCE, decide
@@ -29,7 +29,7 @@ from scanner.policy.sql import SqlPolicy
 from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
-from scanner.serve.scoreboard import NullSlot, summary_counters
+from scanner.serve.scoreboard import NullSlot, message_digest, summary_counters
 from scanner.task import Destiny, Task
 
 log = logging.getLogger("scanner")
@@ -78,11 +78,22 @@ class Processor:
         """One reply per recipient. Never raises (except cancellation)."""
         n = len(task.envelope.recipients)
         self.handled += 1
+        task.digest = message_digest(task.raw)
+        limit = self._config.server.hang_limit
+        hangs = self._board.hangs(task.digest) if limit else 0
+        if hangs >= limit > 0:
+            log.error("(%s) message %s stopped the filter %d times before; not scanned "
+                      "again: tempfail (server.hang_limit %d)", task.log_id,
+                      task.digest.hex(), hangs, limit)
+            self._board.count(["hung"])
+            return [f"451 4.3.0 Message stopped the content filter {hangs} times, not "
+                    f"scanned again, id={task.log_id}"] * n
         counted: list[str] = []
-        self._board.begin(task.mail_id)
+        self._board.begin(task)
         try:
             async with asyncio.timeout(self._config.server.message_timeout):
-                replies, counted = await self._process(task, listener)
+                with current_message(task.digest):
+                    replies, counted = await self._process(task, listener)
                 return replies
         except TimeoutError:
             counted = ["timeouts"]
@@ -111,7 +122,7 @@ class Processor:
                 if self._config.decode.enabled:
                     if self._decoders is None:
                         self._decoders = load_decoders()
-                    board.stage(task.mail_id, "unpack")
+                    board.stage(task, "unpack")
                     unpacked = await unpack_task(task, self._run_cpu, self._limits,
                                                  self._decoders,
                                                  self._config.server.tmp_dir or None)
@@ -120,14 +131,14 @@ class Processor:
         finally:
             if unpacked is not None and not keep_parts:
                 unpacked.close()
-        board.stage(task.mail_id, "policy")
+        board.stage(task, "policy")
         self._decide(task, listener)
         return unpacked if keep_parts else None
 
     async def _process(self, task: Task, listener: Listener) -> tuple[list[str], list[str]]:
         """The replies, and the scoreboard counters the message adds to."""
         await self.analyse(task, listener)
-        self._board.stage(task.mail_id, "actions")
+        self._board.stage(task, "actions")
         outcome = await carry_out(task, Context(
             pool=self._pool, scores=self._scores, hostname=self._hostname, port=listener.port,
             protocol=listener.protocol, direction=self._direction(task, listener),

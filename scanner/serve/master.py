@@ -123,13 +123,16 @@ class Master:
             allowed = limit if state.heartbeat != state.spawned else max(limit, STARTUP_GRACE)
             if silent <= allowed or pid in self._killed:
                 continue
-            doing = (f"; last stage '{state.stage}' of mail_id {state.mail_id}, entered "
-                     f"{now - state.stage_since:.0f} s ago" if state.mail_id else "")
+            doing = (f"; last stage '{state.stage}' of mail_id {state.mail_id} (message "
+                     f"{state.digest.hex()}), entered {now - state.stage_since:.0f} s ago"
+                     if state.mail_id else "")
             log.error("worker %d unresponsive for %.0f s (%d open transactions, which "
                       "Postfix will retry%s); killing it and starting a new one",
                       pid, silent, state.open_transactions, doing)
             self._killed.add(pid)
             self._board.killed_by_watchdog()
+            if state.mail_id:  # the message it was busy with when it went silent
+                self._board.slot(index).record_hang(state.digest)
             _kill(pid, signal.SIGKILL)
 
     def _spawn(self, index: int, restart: bool = False) -> None:

@@ -4,9 +4,16 @@ The master maps one block of shared memory before it forks (backed by
 ``server.status_file`` when set, else anonymous) and gives every worker a slot in it,
 as amavisd-nanny's database does for amavis's children. A worker writes only its own
 slot: a heartbeat from its event loop every second, how many transactions it has
-open, the stage and mail_id it entered last, and cumulative counters (messages,
-categories, actions, errors). The master reads the heartbeats to find workers whose
-event loop is stuck; ``scanner status`` reads the file.
+open, the stage, mail_id and content digest of the message it entered last, and
+cumulative counters (messages, categories, actions, errors). The master reads the
+heartbeats to find workers whose event loop is stuck; ``scanner status`` reads the file.
+
+Each slot also keeps a few *hang records*: digests of messages that stopped a worker
+(the watchdog killed the worker while that message's stage was the last one entered,
+or its stage stuck in the thread pool) with a count. The master writes them into the
+slot of the worker it kills (that worker is gone), a retiring worker into its own.
+Any worker sums the records of every slot to recognise a message that keeps stopping
+the filter (``server.hang_limit``).
 
 Times are ``time.monotonic()`` values (CLOCK_MONOTONIC is one clock for every process
 of the machine), so any process can tell how old a heartbeat is. Reads are not locked:
@@ -18,22 +25,27 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import mmap
 import os
 import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from scanner.policy.decide import PRECEDENCE
 
 MAGIC = b"SCANSTAT"
-VERSION = 1
+VERSION = 2
+HANG_RECORDS = 8  # per slot; the oldest record makes way for a new digest
+DIGEST_BYTES = 16
+_DIGEST_HEAD = 1 << 20  # a message's digest covers its first MiB and its length
 ACTIONS = ("Relayed", "Tempfailed", "Quarantined", "Discarded", "Rejected", "Bounced",
            "NoBounce")
 # Every counter a slot keeps, in file order. "errors": 451 after an exception inside
 # the filter; "timeouts": 451 after server.message_timeout.
-COUNTERS = ("messages", "passed", "blocked", "errors", "timeouts",
+COUNTERS = ("messages", "passed", "blocked", "errors", "timeouts", "hung",
             *(f"category:{c}" for c in PRECEDENCE), *(f"action:{a}" for a in ACTIONS))
 _COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 _ACTION_NAMES = {a: f"action:{a}" for a in ACTIONS}
@@ -43,14 +55,17 @@ _ACTION_NAMES = {a: f"action:{a}" for a in ACTIONS}
 _HEADER = struct.Struct("<8sHHiddII")
 HEADER_SIZE = 64
 # pid, starts of this slot, spawned, heartbeat, open transactions, (padding),
-# stage since, stage, mail_id, counters
+# stage since, stage, mail_id, digest, counters, hang records (digest, count, when)
 _SLOT_HEAD = "<iIddII"
-_STAGE = struct.Struct("<d24s12s")
-_SLOT = struct.Struct(f"{_SLOT_HEAD}d24s12s{len(COUNTERS)}Q")
+_STAGE = struct.Struct(f"<d24s12s{DIGEST_BYTES}s")
+_HANG = struct.Struct(f"<{DIGEST_BYTES}sId")
+_SLOT = struct.Struct(f"{_SLOT_HEAD}d24s12s{DIGEST_BYTES}s{len(COUNTERS)}Q"
+                      + f"{DIGEST_BYTES}sId" * HANG_RECORDS)
 _HEARTBEAT_AT = struct.calcsize("<iId")
 _OPEN_AT = struct.calcsize("<iIdd")
 _STAGE_AT = struct.calcsize(_SLOT_HEAD)
 _COUNTERS_AT = _STAGE_AT + _STAGE.size
+_HANGS_AT = _COUNTERS_AT + 8 * len(COUNTERS)
 SLOT_SIZE = _SLOT.size
 _MASTER_PID_AT = struct.calcsize("<8sHH")
 _RESTARTS_AT = struct.calcsize("<8sHHidd")
@@ -88,7 +103,7 @@ class Scoreboard:
                           time.monotonic(), self._restarts, self._kills)
 
     def slot(self, index: int) -> WorkerSlot:
-        return WorkerSlot(self._map, HEADER_SIZE + index * SLOT_SIZE)
+        return WorkerSlot(self._map, HEADER_SIZE + index * SLOT_SIZE, self.slots)
 
     def spawned(self, index: int, restart: bool) -> None:
         """The master is about to fork for slot ``index``: fresh state, counters kept."""
@@ -137,39 +152,48 @@ def _open_locked(path: str, size: int) -> int:
 
 
 class WorkerSlot:
-    """One worker's part of the board; only that worker writes to it after the fork."""
+    """One worker's part of the board; only that worker writes to it after the fork
+    (the hang records also by the master once the worker is gone)."""
 
-    __slots__ = ("_map", "_at", "_open")
+    __slots__ = ("_map", "_at", "_open", "_slots")
 
-    def __init__(self, board: mmap.mmap, at: int) -> None:
+    def __init__(self, board: mmap.mmap, at: int, slots: int) -> None:
         self._map = board
         self._at = at
         self._open = 0
+        self._slots = slots
 
     def reset(self, pid: int) -> None:
+        """A new worker takes the slot: fresh state; counters and hang records stay."""
         now = time.monotonic()
         state = self._read()
         _SLOT.pack_into(self._map, self._at, pid, state.starts + 1, now, now, 0, 0, now,
-                        b"", b"", *state.counter_values)
+                        b"", b"", b"", *state.counter_values, *state.hang_values)
 
     def beat(self) -> None:
         struct.pack_into("<d", self._map, self._at + _HEARTBEAT_AT, time.monotonic())
 
-    def begin(self, mail_id: str) -> None:
+    def begin(self, task: Any) -> None:
         self._open += 1
         struct.pack_into("<I", self._map, self._at + _OPEN_AT, self._open)
-        self.stage(mail_id, "parse")
+        self.stage(task, "parse")
 
-    def stage(self, mail_id: str, name: str) -> None:
+    def stage(self, task: Any, name: str) -> None:
+        """``task`` (a :class:`scanner.task.Task`) enters stage ``name``."""
         _STAGE.pack_into(self._map, self._at + _STAGE_AT, time.monotonic(),
                          name.encode("ascii", "replace")[:24],
-                         mail_id.encode("ascii", "replace")[:12])
+                         task.mail_id.encode("ascii", "replace")[:12], task.digest)
 
     def end(self, counters: Iterable[str]) -> None:
         self._open = max(0, self._open - 1)
         struct.pack_into("<I", self._map, self._at + _OPEN_AT, self._open)
         if self._open == 0:
-            _STAGE.pack_into(self._map, self._at + _STAGE_AT, time.monotonic(), b"", b"")
+            _STAGE.pack_into(self._map, self._at + _STAGE_AT, time.monotonic(), b"", b"",
+                             b"")
+        self.count(counters)
+
+    def count(self, counters: Iterable[str]) -> None:
+        """Add one to each named counter."""
         for name in counters:
             index = _COUNTER_INDEX.get(name)
             if index is None:
@@ -178,6 +202,31 @@ class WorkerSlot:
             (value,) = struct.unpack_from("<Q", self._map, at)
             struct.pack_into("<Q", self._map, at, value + 1)
 
+    def record_hang(self, digest: bytes) -> None:
+        """The message with ``digest`` stopped this slot's worker once more."""
+        if not digest.strip(b"\0"):
+            return
+        records = [_HANG.unpack_from(self._map, self._at + _HANGS_AT + i * _HANG.size)
+                   for i in range(HANG_RECORDS)]
+        index = next((i for i, r in enumerate(records) if r[0] == digest), None)
+        count = 1
+        if index is None:  # a free record, else the oldest one
+            index = min(range(HANG_RECORDS), key=lambda i: (records[i][1] > 0, records[i][2]))
+        else:
+            count = records[index][1] + 1
+        _HANG.pack_into(self._map, self._at + _HANGS_AT + index * _HANG.size, digest, count,
+                        time.time())
+
+    def hangs(self, digest: bytes) -> int:
+        """How often the message with ``digest`` stopped a worker, summed over slots."""
+        total = 0
+        for slot in range(self._slots):
+            at = HEADER_SIZE + slot * SLOT_SIZE + _HANGS_AT
+            for i in range(HANG_RECORDS):
+                if self._map[at + i * _HANG.size:at + i * _HANG.size + DIGEST_BYTES] == digest:
+                    total += _HANG.unpack_from(self._map, at + i * _HANG.size)[1]
+        return total
+
     def _read(self) -> SlotState:
         return SlotState.unpack(bytes(self._map[self._at:self._at + SLOT_SIZE]))
 
@@ -185,14 +234,30 @@ class WorkerSlot:
 class NullSlot:
     """A board slot that records nothing (``scanner scan``, tests, benchmarks)."""
 
-    def begin(self, mail_id: str) -> None:
+    def begin(self, task: Any) -> None:
         pass
 
-    def stage(self, mail_id: str, name: str) -> None:
+    def stage(self, task: Any, name: str) -> None:
         pass
 
     def end(self, counters: Iterable[str]) -> None:
         pass
+
+    def count(self, counters: Iterable[str]) -> None:
+        pass
+
+    def record_hang(self, digest: bytes) -> None:
+        pass
+
+    def hangs(self, digest: bytes) -> int:
+        return 0
+
+
+def message_digest(raw: bytes) -> bytes:
+    """A message's identity across Postfix's retries: BLAKE2b of its first MiB and length."""
+    h = hashlib.blake2b(memoryview(raw)[:_DIGEST_HEAD], digest_size=DIGEST_BYTES)
+    h.update(len(raw).to_bytes(8, "little"))
+    return h.digest()
 
 
 def summary_counters(verb: str, category: str, actions: Iterable[str]) -> list[str]:
@@ -208,6 +273,15 @@ def summary_counters(verb: str, category: str, actions: Iterable[str]) -> list[s
 
 
 @dataclass(frozen=True, slots=True)
+class HangRecord:
+    """A message that stopped a worker: its digest, how often, when last (wall clock)."""
+
+    digest: str
+    count: int
+    last: float
+
+
+@dataclass(frozen=True, slots=True)
 class SlotState:
     """One slot as read back."""
 
@@ -219,19 +293,29 @@ class SlotState:
     stage_since: float
     stage: str
     mail_id: str
+    digest: bytes
     counter_values: tuple[int, ...]
+    hang_values: tuple[Any, ...]
 
     @classmethod
     def unpack(cls, data: bytes) -> SlotState:
-        pid, starts, spawned, beat, open_, _, since, stage, mail_id, *counters = \
-            _SLOT.unpack(data)
+        values = _SLOT.unpack(data)
+        pid, starts, spawned, beat, open_, _, since, stage, mail_id, digest = values[:10]
+        counters = values[10:10 + len(COUNTERS)]
         return cls(pid, starts, spawned, beat, open_, since,
                    stage.rstrip(b"\0").decode("ascii", "replace"),
-                   mail_id.rstrip(b"\0").decode("ascii", "replace"), tuple(counters))
+                   mail_id.rstrip(b"\0").decode("ascii", "replace"), digest,
+                   tuple(counters), tuple(values[10 + len(COUNTERS):]))
 
     @property
     def counters(self) -> dict[str, int]:
         return dict(zip(COUNTERS, self.counter_values, strict=True))
+
+    @property
+    def hang_records(self) -> list[HangRecord]:
+        v = self.hang_values
+        return [HangRecord(v[i].hex(), v[i + 1], v[i + 2]) for i in range(0, len(v), 3)
+                if v[i + 1]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +328,17 @@ class BoardState:
     restarts: int
     watchdog_kills: int
     slots: list[SlotState] = field(default_factory=list)
+
+    def hang_records(self) -> list[HangRecord]:
+        """Every message that stopped a worker, counts summed over slots, most first."""
+        merged: dict[str, list[float]] = {}
+        for slot in self.slots:
+            for record in slot.hang_records:
+                entry = merged.setdefault(record.digest, [0, 0.0])
+                entry[0] += record.count
+                entry[1] = max(entry[1], record.last)
+        return sorted((HangRecord(d, int(c), t) for d, (c, t) in merged.items()),
+                      key=lambda r: (-r.count, -r.last))
 
     def totals(self) -> dict[str, int]:
         out = dict.fromkeys(COUNTERS, 0)

@@ -141,9 +141,12 @@ async def _heartbeat(slot: WorkerSlot | None, jobs: PoolJobs, config: Config,
         oldest = jobs.oldest()
         if server.watchdog_timeout and oldest is not None \
                 and time.monotonic() - oldest[0] > limit:
-            log.error("worker %d: stage %s stuck in the thread pool for %.0f s (longer "
-                      "than server.message_timeout + server.watchdog_timeout); retiring "
-                      "this worker", os.getpid(), oldest[1], time.monotonic() - oldest[0])
+            log.error("worker %d: stage %s of message %s stuck in the thread pool for "
+                      "%.0f s (longer than server.message_timeout + "
+                      "server.watchdog_timeout); retiring this worker", os.getpid(),
+                      oldest[1], oldest[2].hex() or "-", time.monotonic() - oldest[0])
+            if slot is not None:
+                slot.record_hang(oldest[2])
             stop.set()
             return True
         if server.max_requests and processor.handled >= server.max_requests:
