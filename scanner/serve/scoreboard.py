@@ -70,6 +70,8 @@ SLOT_SIZE = _SLOT.size
 _MASTER_PID_AT = struct.calcsize("<8sHH")
 _RESTARTS_AT = struct.calcsize("<8sHHidd")
 _KILLS_AT = _RESTARTS_AT + 4
+# after the header proper: 1 once any hang record exists (a cheap test for every message)
+_ANY_HANG_AT = _HEADER.size
 
 
 def board_size(slots: int) -> int:
@@ -216,9 +218,12 @@ class WorkerSlot:
             count = records[index][1] + 1
         _HANG.pack_into(self._map, self._at + _HANGS_AT + index * _HANG.size, digest, count,
                         time.time())
+        self._map[_ANY_HANG_AT] = 1
 
     def hangs(self, digest: bytes) -> int:
         """How often the message with ``digest`` stopped a worker, summed over slots."""
+        if not self._map[_ANY_HANG_AT]:
+            return 0
         total = 0
         for slot in range(self._slots):
             at = HEADER_SIZE + slot * SLOT_SIZE + _HANGS_AT
