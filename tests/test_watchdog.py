@@ -156,11 +156,12 @@ def test_workers_make_way_after_max_requests(tmp_path):
 def test_a_message_that_keeps_stopping_workers_is_refused_unscanned(stack_factory, tmp_path):
     status_file = str(tmp_path / "status")
     stack = stack_factory(extra=_fault_config("block", "", 3600),  # blocks every time
-                          server_extra=f'watchdog_timeout = 2\nstatus_file = "{status_file}"')
+                          server_extra=f'watchdog_timeout = 3\nstatus_file = "{status_file}"')
     stack.start()
     stack.postfix.send("a@example.org", "bob@example.test", _msg("poison-1", fault=True))
     text = _wait_log(stack, "not scanned again", 120)
-    assert text.count("unresponsive for") == 2  # killed twice (server.hang_limit = 2)
+    # killed twice while busy with it (server.hang_limit = 2), then refused unscanned
+    assert text.count("last stage 'check fault_injection'") == 2, text
     wanted = set()
     for i in range(5):
         stack.postfix.send("a@example.org", "bob@example.test", _msg(f"fine-{i}"))
@@ -170,5 +171,5 @@ def test_a_message_that_keeps_stopping_workers_is_refused_unscanned(stack_factor
     assert len(stack.postfix.queue()) == 1, "Postfix keeps the refused message"
     assert "451 4.3.0 Message stopped the content filter 2 times" in stack.postfix.log_text()
     status = _status(status_file)
-    assert status["watchdog_kills"] == 2 and status["counters"]["hung"] >= 1
+    assert status["watchdog_kills"] >= 2 and status["counters"]["hung"] >= 1
     assert [h["count"] for h in status["hung_messages"]] == [2]
