@@ -18,7 +18,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from functools import partial
 from typing import Any
@@ -32,13 +32,18 @@ _MESSAGE: ContextVar[bytes] = ContextVar("scanner_cpu_message", default=b"")
 
 
 @contextmanager
-def inline_cpu(enabled: bool) -> Iterator[None]:
-    """Within this block (and tasks started in it), ``run_cpu`` runs stages inline."""
-    token = _INLINE.set(enabled)
+def _set_within(var: ContextVar[Any], value: Any) -> Iterator[None]:
+    """``var`` holds ``value`` within this block (and in tasks started in it)."""
+    token = var.set(value)
     try:
         yield
     finally:
-        _INLINE.reset(token)
+        var.reset(token)
+
+
+def inline_cpu(enabled: bool) -> AbstractContextManager[None]:
+    """Within this block (and tasks started in it), ``run_cpu`` runs stages inline."""
+    return _set_within(_INLINE, enabled)
 
 
 class PoolJobs:
@@ -71,14 +76,9 @@ class PoolJobs:
         return min(running) if running else None
 
 
-@contextmanager
-def current_message(digest: bytes) -> Iterator[None]:
+def current_message(digest: bytes) -> AbstractContextManager[None]:
     """Within this block, stages sent to the thread pool are listed with ``digest``."""
-    token = _MESSAGE.set(digest)
-    try:
-        yield
-    finally:
-        _MESSAGE.reset(token)
+    return _set_within(_MESSAGE, digest)
 
 
 def make_run_cpu(loop: asyncio.AbstractEventLoop, executor: Executor,
