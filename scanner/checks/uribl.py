@@ -23,11 +23,11 @@ from scanner.auth.urls import from_parts
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
-from scanner.dns.blocked import DEFAULT_BLOCKED
+from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import list_query
 from scanner.task import Hit, Task
-from scanner.throttle import LogThrottle, held_note
+from scanner.throttle import LogThrottle
 
 log = logging.getLogger("scanner.uribl")
 
@@ -150,12 +150,7 @@ class Uribl:
                     listed[symbol].append(target)
         hits = [Hit(symbol, options=tuple(targets)) for symbol, targets in listed.items()]
         if blocked:
-            zones = sorted({b.split("=")[0] for b in blocked})
-            due = [held for z in zones if (held := self._refusals.due(z)) is not None]
-            if due:
-                log.warning("(%s) URIBL query refused: %s; not counted as listed. Use a "
-                            "local resolver, not a public one (or check the list's quota)%s",
-                            task.log_id, ", ".join(blocked), held_note(max(due), "more refusals"))
+            warn_refused(log, self._refusals, "URIBL", task.log_id, blocked)
             hits.append(Hit("URIBL_BLOCKED", options=tuple(blocked)))
         if failed:
             hits.append(Hit("URIBL_TEMPFAIL", options=tuple(failed)))

@@ -10,8 +10,11 @@ resolver that rewrites NXDOMAIN to an advertising page) and count as blocked too
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from scanner.throttle import LogThrottle, held_note
 
 DEFAULT_BLOCKED = ("127.255.255.0/24",)
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -47,3 +50,15 @@ def sort_answer(addresses: Sequence[str], blocked: Sequence[Network]) -> Sorted:
         else:
             listed.append(text)
     return Sorted(tuple(listed), tuple(refused))
+
+
+def warn_refused(log: logging.Logger, throttle: LogThrottle, kind: str, log_id: str,
+                 refused: Sequence[str]) -> None:
+    """Log "``kind`` query refused" for ``refused`` ("zone=answer" strings), at most once
+    per zone per the throttle's interval: a blocked list refuses every query."""
+    zones = sorted({r.split("=")[0] for r in refused})
+    due = [held for zone in zones if (held := throttle.due(zone)) is not None]
+    if due:
+        log.warning("(%s) %s query refused: %s; not counted as listed. Use a local "
+                    "resolver, not a public one (or check the list's quota)%s", log_id, kind,
+                    ", ".join(refused), held_note(max(due), "more refusals"))

@@ -96,12 +96,16 @@ class SMTPClient:
         A large piece (a big message's BDAT content) is written on its own instead of
         being joined to the commands: joining would copy the whole message once more."""
         queued, self._queued = self._queued, []
-        if sum(map(len, queued)) <= _JOIN_LIMIT:
-            self._writer.write(b"".join(queued))
-        else:
-            for piece in queued:
-                self._writer.write(piece)
+        self._write(queued)
         await self._drain()
+
+    def _write(self, pieces: list[bytes]) -> None:
+        """One write for small pieces together; each piece alone when they are large."""
+        if sum(map(len, pieces)) <= _JOIN_LIMIT:
+            self._writer.write(b"".join(pieces))
+        else:
+            for piece in pieces:
+                self._writer.write(piece)
 
     async def _drain(self) -> None:
         try:
@@ -139,12 +143,7 @@ class SMTPClient:
 
     async def send_data(self, data: bytes) -> None:
         """Send the message body, dot-stuffed, ending with CRLF.CRLF."""
-        data = dot_stuff(data)
-        if len(data) <= _JOIN_LIMIT:
-            self._writer.write(data + b".\r\n")
-        else:  # no copy of a big message just to append three bytes
-            self._writer.write(data)
-            self._writer.write(b".\r\n")
+        self._write([dot_stuff(data), b".\r\n"])  # a big message is not copied for 3 bytes
         await self._drain()
 
     async def quit(self) -> None:
