@@ -29,3 +29,22 @@ def test_zero_interval_reports_everything() -> None:
 def test_held_note() -> None:
     assert held_note(0) == ""
     assert held_note(4, "more failed requests") == " (4 more failed requests since the last report)"
+
+
+def test_dnsbl_and_uribl_refusals_are_logged_once_per_zone(caplog) -> None:
+    import logging
+
+    from scanner.dns.blocked import warn_refused
+
+    now = [0.0]
+    throttle = LogThrottle(600.0, clock=lambda: now[0])
+    log = logging.getLogger("scanner.test.refused")
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        for _ in range(3):
+            warn_refused(log, throttle, "DNSBL", "1-01", ["zen.example=127.255.255.254"])
+        now[0] = 601.0
+        warn_refused(log, throttle, "DNSBL", "1-02", ["zen.example=127.255.255.254"])
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("(1-01) DNSBL query refused: zen.example=127.255.255.254;")
+    assert lines[1].endswith("(2 more refusals since the last report)")
