@@ -122,8 +122,7 @@ class Scoreboard:
         struct.pack_into("<I", self._map, _KILLS_AT, self._kills)
 
     def read_slot(self, index: int) -> SlotState:
-        return SlotState.unpack(bytes(self._map[HEADER_SIZE + index * SLOT_SIZE:
-                                                HEADER_SIZE + (index + 1) * SLOT_SIZE]))
+        return self.slot(index).state()
 
     def close(self) -> None:
         """The master stops: mark the board as no longer served (pid 0) and unmap it."""
@@ -168,7 +167,7 @@ class WorkerSlot:
     def reset(self, pid: int) -> None:
         """A new worker takes the slot: fresh state; counters and hang records stay."""
         now = time.monotonic()
-        state = self._read()
+        state = self.state()
         _SLOT.pack_into(self._map, self._at, pid, state.starts + 1, now, now, 0, 0, now,
                         b"", b"", b"", *state.counter_values, *state.hang_values)
 
@@ -232,7 +231,8 @@ class WorkerSlot:
                     total += _HANG.unpack_from(self._map, at + i * _HANG.size)[1]
         return total
 
-    def _read(self) -> SlotState:
+    def state(self) -> SlotState:
+        """The slot as it is now."""
         return SlotState.unpack(bytes(self._map[self._at:self._at + SLOT_SIZE]))
 
 
