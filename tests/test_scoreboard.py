@@ -280,6 +280,65 @@ def test_hang_records_are_summed_over_slots_and_survive_restarts(tmp_path):
         board.close()
 
 
+def test_a_new_master_carries_recent_hang_records_over_and_nothing_else(tmp_path,
+                                                                        monkeypatch):
+    import scanner.serve.scoreboard as sb
+
+    path = str(tmp_path / "status")
+    bad, other, stale = (message_digest(b) for b in (b"bad", b"other", b"stale"))
+    first = Scoreboard(2, path)
+    first.spawned(0, restart=False)
+    first.slot(0).record_hang(bad)
+    first.slot(1).record_hang(bad)
+    first.slot(1).record_hang(other)
+    first.slot(0).end(["messages", "passed"])
+    first.killed_by_watchdog()
+    real_time = time.time
+    monkeypatch.setattr(sb.time, "time", lambda: real_time() - sb.HANG_MEMORY - 60)
+    first.slot(0).record_hang(stale)  # recorded longer ago than Postfix keeps mail
+    monkeypatch.undo()
+    first.close()
+
+    second = Scoreboard(1, path)  # fewer slots than before: records are merged
+    try:
+        assert second.carried == 2
+        assert second.slot(0).hangs(bad) == 2 and second.slot(0).hangs(other) == 1
+        assert second.slot(0).hangs(stale) == 0
+        state = read_board(path)
+        assert state.totals() == dict.fromkeys(COUNTERS, 0)  # counters start from zero
+        assert (state.restarts, state.watchdog_kills) == (0, 0)
+    finally:
+        second.close()
+
+    # more records than the new board holds: the newest are kept
+    crowded = Scoreboard(3, path)
+    for n in range(2 * HANG_RECORDS + 3):
+        crowded.slot(n % 3).record_hang(message_digest(b"%d" % n))
+    crowded.close()
+    small = Scoreboard(1, path)
+    try:
+        assert small.carried == HANG_RECORDS
+        kept = {r.digest for r in read_board(path).hang_records()}
+        newest = {message_digest(b"%d" % n).hex()
+                  for n in range(HANG_RECORDS + 3, 2 * HANG_RECORDS + 3)}
+        assert kept == newest
+    finally:
+        small.close()
+
+
+def test_nothing_is_carried_from_a_foreign_or_truncated_file(tmp_path):
+    path = tmp_path / "status"
+    path.write_bytes(b"not a scoreboard at all, just text" * 3)
+    board = Scoreboard(1, str(path))
+    assert board.carried == 0 and read_board(str(path)).hang_records() == []
+    board.slot(0).record_hang(message_digest(b"bad"))
+    board.close()
+    path.write_bytes(path.read_bytes()[:-10])
+    board = Scoreboard(1, str(path))
+    assert board.carried == 0
+    board.close()
+
+
 def test_message_digest_is_stable_and_bounded():
     raw = b"Subject: x\r\n\r\n" + b"a" * (3 << 20)
     assert message_digest(raw) == message_digest(bytes(raw))

@@ -66,7 +66,8 @@ class ServerConfig:
     hang_limit: int = opt(
         2, "a message that stopped a worker this many times (the watchdog killed the "
         "worker while busy with it, or its stage stuck in the thread pool) is answered 451 "
-        "at once from then on, without scanning, so Postfix keeps it until it expires; "
+        "at once from then on, without scanning, so Postfix keeps it until it expires "
+        "(with a status_file the count survives restarts for 5 days); "
         "0 = scan it every time", min=0)
     watchdog_timeout: float = opt(
         60.0, "seconds a worker's event loop may go without its heartbeat (one a second) "

@@ -74,6 +74,11 @@ class Master:
         log.info("starting %d workers on %s", self._n,
                  ", ".join(f"{lst.protocol}:[{lst.address}]:{lst.port}"
                            for lst, _ in self._sockets))
+        if self._board.carried:
+            log.warning("%d message(s) that stopped workers in the previous run are still "
+                        "remembered for server.hang_limit (scanner status lists them; remove "
+                        "the status file while scanner is stopped to forget them)",
+                        self._board.carried)
         for index in range(self._n):
             if self._stopping:
                 break

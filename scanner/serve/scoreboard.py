@@ -13,7 +13,10 @@ Each slot also keeps a few *hang records*: digests of messages that stopped a wo
 or its stage stuck in the thread pool) with a count. The master writes them into the
 slot of the worker it kills (that worker is gone), a retiring worker into its own.
 Any worker sums the records of every slot to recognise a message that keeps stopping
-the filter (``server.hang_limit``).
+the filter (``server.hang_limit``). With a status file, a new master carries the
+previous run's hang records over (those younger than :data:`HANG_MEMORY`), so a
+restart does not give a poison message another ``hang_limit`` workers; everything else
+starts from zero.
 
 Times are ``time.monotonic()`` values (CLOCK_MONOTONIC is one clock for every process
 of the machine), so any process can tell how old a heartbeat is. Reads are not locked:
@@ -41,6 +44,9 @@ VERSION = 2
 HANG_RECORDS = 8  # per slot; the oldest record makes way for a new digest
 DIGEST_BYTES = 16
 _DIGEST_HEAD = 1 << 20  # a message's digest covers its first MiB and its length
+# Hang records older than this are not carried into a new run: Postfix has bounced the
+# message by then (maximal_queue_lifetime, 5 days by default).
+HANG_MEMORY = 5 * 86400.0
 ACTIONS = ("Relayed", "Tempfailed", "Quarantined", "Discarded", "Rejected", "Bounced",
            "NoBounce")
 # Every counter a slot keeps, in file order. "errors": 451 after an exception inside
@@ -90,8 +96,11 @@ class Scoreboard:
         self.path = path
         self._fd = -1
         size = board_size(slots)
+        previous: list[tuple[bytes, int, float]] = []
         if path:
-            self._fd = _open_locked(path, size)
+            self._fd = _open_locked(path)
+            previous = carried_hangs(_read_all(self._fd), time.time())
+            os.ftruncate(self._fd, size)
             self._map = mmap.mmap(self._fd, size)
         else:
             self._map = mmap.mmap(-1, size)  # MAP_SHARED: the forked workers see it
@@ -99,6 +108,19 @@ class Scoreboard:
         self._restarts = 0
         self._kills = 0
         self._write_header(os.getpid())
+        self.carried = self._restore_hangs(previous)
+
+    def _restore_hangs(self, records: list[tuple[bytes, int, float]]) -> int:
+        """Write the previous run's hang records into the slots (the newest ones, as many
+        as fit); return how many were kept."""
+        kept = sorted(records, key=lambda r: -r[2])[:self.slots * HANG_RECORDS]
+        for n, (digest, count, when) in enumerate(kept):
+            slot, index = divmod(n, HANG_RECORDS)
+            _HANG.pack_into(self._map, HEADER_SIZE + slot * SLOT_SIZE + _HANGS_AT
+                            + index * _HANG.size, digest, count, when)
+        if kept:
+            self._map[_ANY_HANG_AT] = 1
+        return len(kept)
 
     def _write_header(self, master_pid: int) -> None:
         _HEADER.pack_into(self._map, 0, MAGIC, VERSION, self.slots, master_pid, time.time(),
@@ -134,7 +156,7 @@ class Scoreboard:
             self._fd = -1
 
 
-def _open_locked(path: str, size: int) -> int:
+def _open_locked(path: str) -> int:
     """Open (create) the status file, locked against a second master using it."""
     try:
         parent = os.path.dirname(path)
@@ -148,8 +170,25 @@ def _open_locked(path: str, size: int) -> int:
     except OSError:
         os.close(fd)
         raise StatusFileError(0, "another scanner serve is using it") from None
-    os.ftruncate(fd, size)
     return fd
+
+
+def _read_all(fd: int) -> bytes:
+    """The status file's current contents (what the previous master left)."""
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size, 0) if size else b""
+
+
+def carried_hangs(data: bytes, now: float) -> list[tuple[bytes, int, float]]:
+    """The hang records of a previous run's board (``data``, the file's bytes), merged
+    per digest, without those older than :data:`HANG_MEMORY`; [] if ``data`` is not a
+    complete board of this version."""
+    try:
+        board = parse_board(data)
+    except StatusFileError:
+        return []
+    return [(bytes.fromhex(r.digest), r.count, r.last) for r in board.hang_records()
+            if now - r.last < HANG_MEMORY]
 
 
 class WorkerSlot:
@@ -360,6 +399,11 @@ def read_board(path: str) -> BoardState:
             data = fh.read()
     except OSError as exc:
         raise StatusFileError(exc.errno, f"cannot read it: {exc.strerror}") from None
+    return parse_board(data)
+
+
+def parse_board(data: bytes) -> BoardState:
+    """A status file's contents as a :class:`BoardState`."""
     if len(data) < _HEADER.size or data[:8] != MAGIC:
         raise StatusFileError(0, "not a scanner status file")
     magic, version, slots, pid, wall, mono, restarts, kills = _HEADER.unpack_from(data)
