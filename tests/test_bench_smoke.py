@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.testing.clamd import clamd_binary
 from scanner.testing.dns_server import find_nsd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +67,17 @@ def test_throughput_bench_with_every_check_and_a_local_dns_server() -> None:
     assert result["error"] is None
     assert (result["messages"], result["deferred"], result["bounced"]) == (20, 0, 0)
     assert result["filter"]["log_lines"] == 20
+
+
+@pytest.mark.skipif(clamd_binary() is None, reason="clamd is not installed (clamav-daemon)")
+def test_clamd_tmp_bench_compares_tmpfs_and_disk(tmp_path: Path) -> None:
+    out = _run("bench/throughput/clamd_tmp.py", "-n", "10", "--rounds", "1",
+               "--tmpfs", str(tmp_path / "a"), "--disk", str(tmp_path / "b"))
+    for where in ("a", "b"):
+        assert f"{tmp_path / where}: clamd CPU" in out
+    assert "10 messages, 1 rounds, medians:" in out
+    left = [p for where in ("a", "b") for p in (tmp_path / where).iterdir()]
+    assert left == []  # each clamd's temporary directory is removed with it
 
 
 def test_profile_pipeline_times_each_check() -> None:

@@ -122,6 +122,18 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClamdInstance]:
 # --- protocol pieces --------------------------------------------------------------
 
 
+
+def test_a_private_clamd_can_keep_its_temporary_files_on_another_file_system(tmp_path):
+    (tmp_path / "fast").mkdir()
+    clamd = ClamdInstance(tmp_path / "clamd", tmp_root=tmp_path / "fast")
+    assert clamd.tmp_dir.parent == tmp_path / "fast"
+    assert f"TemporaryDirectory {clamd.tmp_dir}\n" in clamd.config_text()
+    clamd.close()  # never started: only its directories go
+    assert not clamd.tmp_dir.exists()
+    default = ClamdInstance(tmp_path / "plain")
+    assert default.tmp_dir == tmp_path / "plain" / "tmp"
+
+
 def test_parse_endpoint() -> None:
     assert parse_endpoint("unix:/run/clamav/clamd.ctl") == Endpoint("unix", "/run/clamav/clamd.ctl")
     assert parse_endpoint("tcp:127.0.0.1:3310") == Endpoint("tcp", "127.0.0.1", 3310)

@@ -192,7 +192,9 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
         filter_maxproc=args.filter_maxproc, filter_timeout=data_done_timeout(MESSAGE_TIMEOUT),
         extra_main=dict(p.split("=", 1) for p in args.postfix_param),
     )
-    clamd = ClamdInstance(base / "clamd", max_threads=4) if kind == "d" else None
+    clamd = (ClamdInstance(base / "clamd", max_threads=4,
+                           tmp_root=Path(args.clamd_tmp) if args.clamd_tmp else None)
+             if kind == "d" else None)
     scanner = None
     try:
         if clamd is not None:
@@ -319,6 +321,7 @@ def summary(results: dict[str, Result], args: argparse.Namespace) -> dict[str, o
         "checks": args.checks, "disabled_checks": args.disable_checks,
         "dns": ("local NSD, every name NXDOMAIN" if getattr(args, "local_dns_resolver", None)
                 else "the system's resolvers"),
+        "clamd_tmp": args.clamd_tmp or "instance directory (disk)",
         "results": {k: asdict(r) for k, r in results.items()},
         "rounds": args.rounds,
         "ratio_c_to_b": ratio("c", "b"), "ratio_c_to_a": ratio("c", "a"),
@@ -333,6 +336,8 @@ def print_text(data: dict[str, object]) -> None:
           f"scanner workers {data['workers']}, {data['cpus']} CPUs")
     print(f"checks {data['checks']}, disabled {data['disabled_checks'] or '-'}; "
           f"DNS checks ask {data['dns']}")
+    if "d" in data["results"]:  # type: ignore[operator]
+        print(f"(d)'s clamd keeps its temporary files in {data['clamd_tmp']}")
     results = data["results"]
     assert isinstance(results, dict)
     for kind, res in results.items():
@@ -391,6 +396,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="extra main.cf setting for every configuration (repeatable)")
     p.add_argument("--stall-timeout", type=float, default=60.0,
                    help="give up when no message is delivered for this long")
+    p.add_argument("--clamd-tmp", default="/dev/shm" if os.path.isdir("/dev/shm") else "",
+                   metavar="DIR",
+                   help="where (d)'s clamd keeps its temporary files: a tmpfs, as the README "
+                        "recommends (default /dev/shm); '' = the instance directory on disk")
     p.add_argument("--keep", action="store_true", help="keep the instance directories")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = p.parse_args(argv)
