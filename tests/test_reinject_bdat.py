@@ -426,3 +426,16 @@ def test_a_big_message_arrives_intact_with_bdat_and_with_data():
     data = Script(chunking=False)
     assert _run(data, [out], chunking=False)[0][0].startswith("250 ")
     assert "DATA" in data.commands and data.contents == [dot_stuff(content)]
+
+
+def test_dot_stuffing_makes_every_line_end_crlf_first():
+    """A bare LF would end a line for Postfix but not for an RFC-strict next hop; as
+    CRLF both read the same lines (found by tests/test_smtp_fuzz.py)."""
+    from scanner.reinject.client import dot_stuff
+    from scanner.smtp.data import unstuff
+
+    assert dot_stuff(b"a\n.\nb") == b"a\r\n..\r\nb\r\n"
+    assert dot_stuff(b".x\r\n.\r\nc\r\n") == b"..x\r\n..\r\nc\r\n"
+    assert dot_stuff(b"a\r\n\n.b\r\n") == b"a\r\n\r\n..b\r\n"
+    same = b"no bare line feed\r\n.here\r\n"
+    assert unstuff(dot_stuff(same)) == same

@@ -223,6 +223,21 @@ def test_bad_parameters_and_commands(scanner):
     s.quit()
 
 
+def test_addresses_the_email_parser_trips_over_are_malformed(scanner):
+    """Python's address parser raises IndexError on a lone "<" (found by
+    tests/test_smtp_fuzz.py): a 553 like any malformed address, no traceback."""
+    proc, port = scanner
+    s = smtp(port)
+    for junk in ("<", "< ", "<\t"):
+        assert s.docmd("MAIL FROM:" + junk)[0] == 553
+    assert s.docmd("MAIL FROM:<a@example.org>")[0] == 250
+    assert s.docmd("RCPT TO:<")[0] == 553
+    assert s.docmd("RCPT TO:<>")[0] == 501  # the null path is no recipient
+    assert s.docmd("RCPT TO:<b@example.test>")[0] == 250
+    s.quit()
+    assert not any("Traceback" in line for line in proc.log_lines())
+
+
 def test_oversized_and_long_lines_are_refused(tmp_path: Path, sink: Sink):
     proc, port = start_filter(tmp_path, sink.port,
                               server_extra="max_message_size = 20000\nmax_line_length = 2000")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass, field
 
 from scanner.errors import NextHopError
@@ -164,15 +165,22 @@ class SMTPClient:
 def dot_stuff(data: bytes) -> bytes:
     """RFC 5321 transparency: double a dot that starts a line; end the data with CRLF.
 
-    A dot after a bare LF is doubled too, so no receiver can mistake ``LF . CRLF`` in
-    the content for the end of data (SMTP smuggling).
+    A bare LF becomes CRLF first. Postfix (and most MTAs) end a line at a bare LF, an
+    RFC-strict receiver only at CRLF; with CRLF everywhere both see the same lines, so
+    a dot after a bare LF can neither end the data early at the one (SMTP smuggling)
+    nor gain a second dot at the other. Postfix stores every line that way anyway.
     """
+    if data.count(b"\n") != data.count(b"\r\n"):
+        data = _BARE_LF.sub(b"\r\n", data)
     if data.startswith(b"."):
         data = b"." + data
-    data = data.replace(b"\n.", b"\n..")
+    data = data.replace(b"\r\n.", b"\r\n..")
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def _why(exc: BaseException) -> str:

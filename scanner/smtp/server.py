@@ -145,7 +145,10 @@ class FilterSMTP(SMTP):
             rest = arg[match.end():].lstrip(" \t")
             if not rest.startswith("("):  # a comment: let the full parser skip it
                 return match.group(1), rest
-        return super()._getaddr(arg)
+        try:
+            return super()._getaddr(arg)
+        except Exception:  # junk the email parser trips over ("<" raises IndexError)
+            return None, None  # malformed address: 553
 
     async def smtp_RCPT(self, arg: str | None) -> None:
         if await self.check_helo_needed():
@@ -164,6 +167,9 @@ class FilterSMTP(SMTP):
             return
         if not address:
             await self.push(syntaxerr)
+            return
+        if address == "<>":  # the null path is a sender, never a recipient
+            await self.push("501 5.1.3 Bad recipient address syntax")
             return
         try:
             params = esmtp.split_params(rest or "")
