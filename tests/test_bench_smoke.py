@@ -63,6 +63,7 @@ def test_throughput_bench_with_every_check_and_a_local_dns_server() -> None:
     data = json.loads(_run("bench/throughput/run.py", "-n", "20", "--configs", "c",
                            "--warmup", "5", "--disable-checks", "", "--local-dns", "--json"))
     assert data["dns"] == "local NSD, every name NXDOMAIN" and data["disabled_checks"] == ""
+    assert {"dnsbl", "uribl"} <= set(data["checks"].split(","))  # off in the product
     result = data["results"]["c"]
     assert result["error"] is None
     assert (result["messages"], result["deferred"], result["bounced"]) == (20, 0, 0)

@@ -48,7 +48,7 @@ DNS_CHECKS = "auth,dnsbl,uribl,clamav"
 
 
 def build(disabled: list[str], tmp: Path, resolver: str = "") -> tuple[Processor, list[Any]]:
-    text = (f'[checks]\ndisabled = {json.dumps(disabled)}\n'
+    text = (f'[checks]\nenabled = ["*", "dnsbl", "uribl"]\ndisabled = {json.dumps(disabled)}\n'
             f'[quarantine]\ndirectory = "{tmp / "q"}"\nampdp_socket = ""\n')
     if resolver:
         text += dns_checks_toml(resolver)

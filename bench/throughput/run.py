@@ -382,7 +382,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="scanner worker processes")
     p.add_argument("--filter-maxproc", type=int, default=20,
                    help="Postfix maxproc of the filter transport = scanner concurrency")
-    p.add_argument("--checks", default="*", help="scanner checks to enable (comma list)")
+    p.add_argument("--checks", default="*,dnsbl,uribl",
+                   help="scanner checks to enable (comma list; default every check, "
+                   "including dnsbl and uribl, which the product leaves off by default)")
     p.add_argument("--disable-checks", default="auth,dnsbl,uribl",
                    help="scanner checks to disable (default: the DNS checks, which need a "
                    "resolver this machine lacks; see bench/auth for their latency)")

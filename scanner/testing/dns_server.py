@@ -105,6 +105,10 @@ class DnsServer:
             "  do-ip6: no",
             "  hide-version: yes",
             "  round-robin: no",
+            # no response rate limiting: NSD drops or truncates answers beyond 200 a
+            # second per kind by default, which no local caching resolver does
+            "  rrl-ratelimit: 0",
+            "  rrl-whitelist-ratelimit: 0",
             "remote-control:",
             "  control-enable: no",
         ]
