@@ -1,4 +1,5 @@
-"""An async DNS client over dnspython: typed answers, per-query timeouts, shared cache.
+"""An async DNS client (dnspython messages, our own transport): typed answers, per-query
+timeouts, shared cache.
 
 A query never raises for DNS trouble: it returns an :class:`Answer` whose
 :class:`Status` says what happened (OK, NXDOMAIN, NODATA, TIMEOUT, ERROR). TIMEOUT and
@@ -17,22 +18,28 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import dns.asyncresolver
+import dns.asyncquery
 import dns.exception
+import dns.message
 import dns.name
 import dns.nameserver
+import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
 from scanner.dns.budget import Deadline
 from scanner.dns.cache import ANY_TYPE, AnswerCache, cache_key, negative_ttl
 from scanner.dns.settings import DnsSettings, resolver_addresses
+from scanner.dns.stub import quick_nxdomain, truncated, udp_exchange
 
 log = logging.getLogger("scanner.dns")
 
 ATTEMPT_TIMEOUT = 2.0
 """Seconds before one nameserver is retried or the next one is asked (within the query's
 own timeout)."""
+
+
+_MAX_TTL = 2**31 - 1  # dnspython's "no TTL seen"
 
 
 class Status(enum.Enum):
@@ -84,17 +91,23 @@ class Answer:
 
 
 class DnsClient:
-    """Queries through one resolver configuration; safe to share between checks."""
+    """Queries through one resolver configuration; safe to share between checks.
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver, timeout: float,
+    Each query goes to the resolvers in turn over UDP (TCP when the answer is
+    truncated), ``ATTEMPT_TIMEOUT`` per try, until the query's time is up; a resolver
+    that fails (SERVFAIL, REFUSED, unreachable, garbage) is not asked again for that
+    query. dnspython builds the queries and parses the answers, except a plain NXDOMAIN,
+    which :func:`scanner.dns.stub.quick_nxdomain` reads (see there why)."""
+
+    def __init__(self, servers: list[tuple[str, int]], timeout: float,
                  cache_size: int = 0) -> None:
-        self._resolver = resolver
+        self._servers = servers
         self._timeout = timeout
         self._cache = AnswerCache(cache_size)
 
     @property
-    def resolver(self) -> dns.asyncresolver.Resolver:
-        return self._resolver
+    def servers(self) -> list[tuple[str, int]]:
+        return list(self._servers)
 
     async def query(self, name: str, rdtype: str, deadline: Deadline,
                     timeout: float | None = None) -> Answer:
@@ -108,46 +121,69 @@ class DnsClient:
         if limit <= 0:
             return Answer(Status.TIMEOUT)
         try:
-            qname = dns.name.from_text(name)
+            request = dns.message.make_query(dns.name.from_text(name), rdtype, use_edns=0,
+                                             payload=1232)
         except (dns.exception.DNSException, ValueError):
             return Answer(Status.NXDOMAIN)  # not a valid name: it cannot exist
-        try:
-            answer = await self._resolver.resolve(qname, rdtype, lifetime=limit,
-                                                  raise_on_no_answer=False, search=False)
-        except dns.resolver.NXDOMAIN as exc:
-            result = Answer(Status.NXDOMAIN)
-            self._cache.put(key, ANY_TYPE, result, negative_ttl(_nxdomain_response(exc)))
-            return result
-        except dns.exception.Timeout:
-            log.debug("DNS %s %s: timeout after %.2f s", name, rdtype, limit)
-            return Answer(Status.TIMEOUT)
-        except (dns.resolver.NoNameservers, dns.resolver.YXDOMAIN,
-                dns.resolver.NoResolverConfiguration) as exc:
-            log.debug("DNS %s %s: %s", name, rdtype, exc)
-            return Answer(Status.ERROR)
-        except dns.exception.DNSException as exc:
-            log.debug("DNS %s %s: %s", name, rdtype, exc)
-            return Answer(Status.ERROR)
-        except OSError as exc:  # no route, no socket: the network is down
-            log.debug("DNS %s %s: %s", name, rdtype, exc)
-            return Answer(Status.ERROR)
-        if answer.rrset is None:
-            result = Answer(Status.NODATA)
+        answer, ttl = await self._ask(request, name, rdtype, limit)
+        if answer.status is Status.NXDOMAIN:
+            self._cache.put(key, ANY_TYPE, answer, ttl)
+        elif not answer.temporary:
+            self._cache.put(key, rdtype, answer, ttl)
+        return answer
+
+    async def _ask(self, request: dns.message.Message, name: str, rdtype: str,
+                   limit: float) -> tuple[Answer, float]:
+        """Ask the resolvers in turn until one answers or ``limit`` seconds are gone."""
+        wire = request.to_wire()
+        end = time.monotonic() + limit
+        usable = list(self._servers)
+        while usable:
+            for server in list(usable):
+                left = end - time.monotonic()
+                if left <= 0:
+                    log.debug("DNS %s %s: timeout after %.2f s", name, rdtype, limit)
+                    return Answer(Status.TIMEOUT), 0.0
+                try:
+                    outcome = await self._once(request, wire, server, left)
+                except (OSError, EOFError, dns.exception.DNSException) as exc:
+                    log.debug("DNS %s %s at %s:%d: %s", name, rdtype, *server, exc)
+                    usable.remove(server)
+                    continue
+                if outcome is not None:
+                    return outcome
+        log.debug("DNS %s %s: every resolver failed", name, rdtype)
+        return Answer(Status.ERROR), 0.0
+
+    async def _once(self, request: dns.message.Message, wire: bytes,
+                    server: tuple[str, int], left: float) -> tuple[Answer, float] | None:
+        """One try at one resolver: the answer and how long to keep it, None after a
+        timeout; an exception when the resolver failed."""
+        reply = await udp_exchange(wire, server, min(ATTEMPT_TIMEOUT, left))
+        if reply is None:
+            return None
+        ttl = quick_nxdomain(wire, reply)
+        if ttl is not None:
+            return Answer(Status.NXDOMAIN), ttl
+        if truncated(reply):
+            response = await dns.asyncquery.tcp(request, server[0], timeout=left,
+                                                port=server[1])
         else:
-            wanted = dns.rdatatype.from_text(rdtype)
-            records = tuple(r for r in answer.rrset if r.rdtype == wanted)
-            result = Answer(Status.OK, records) if records else Answer(Status.NODATA)
-        self._cache.put(key, rdtype, result, answer.expiration - time.time())
-        return result
-
-
-def _nxdomain_response(exc: dns.resolver.NXDOMAIN) -> Any:
-    """The response that said NXDOMAIN for the name asked (None if not at hand)."""
-    try:
-        responses = exc.responses()
-    except (AttributeError, KeyError, TypeError):
-        return None
-    return next(iter(responses.values()), None) if responses else None
+            response = dns.message.from_wire(reply)
+        if not request.is_response(response):
+            raise dns.exception.FormError("the reply does not answer the question")
+        rcode = response.rcode()
+        if rcode == dns.rcode.NXDOMAIN:
+            return Answer(Status.NXDOMAIN), negative_ttl(response)
+        if rcode != dns.rcode.NOERROR:
+            raise dns.exception.DNSException(dns.rcode.to_text(rcode))
+        chain = response.resolve_chaining()
+        wanted = request.question[0].rdtype
+        records = tuple(r for r in chain.answer or () if r.rdtype == wanted)
+        status = Status.OK if records else Status.NODATA
+        # no SOA with a NODATA leaves dnspython's maximum: keep nothing (RFC 2308)
+        ttl = float(chain.minimum_ttl) if chain.minimum_ttl < _MAX_TTL else 0.0
+        return Answer(status, records), ttl
 
 
 _clients: dict[tuple[Any, ...], DnsClient] = {}
@@ -161,24 +197,23 @@ def get_client(settings: DnsSettings, where: str = "dns", source: str = "<defaul
     key = (tuple(servers), settings.cache_size, settings.timeout)
     client = _clients.get(key)
     if client is None:
-        client = DnsClient(_make_resolver(servers), settings.timeout, settings.cache_size)
+        client = DnsClient(servers or _system_servers(), settings.timeout,
+                           settings.cache_size)
         _clients[key] = client
     return client
 
 
-def _make_resolver(servers: list[tuple[str, int]]) -> dns.asyncresolver.Resolver:
-    if servers:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in servers]
-    else:
-        try:
-            resolver = dns.asyncresolver.Resolver()
-        except dns.resolver.NoResolverConfiguration:
-            log.warning("no usable /etc/resolv.conf; DNS goes to 127.0.0.1")
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = ["127.0.0.1"]
-    resolver.timeout = ATTEMPT_TIMEOUT
-    resolver.lifetime = 30.0
-    resolver.retry_servfail = False
-    resolver.use_edns(0, 0, 1232)
-    return resolver  # no dnspython cache: DnsClient keeps final answers itself
+def _system_servers() -> list[tuple[str, int]]:
+    """The resolvers of /etc/resolv.conf (127.0.0.1 when it lists none)."""
+    try:
+        resolver = dns.resolver.Resolver()
+    except dns.resolver.NoResolverConfiguration:
+        log.warning("no usable /etc/resolv.conf; DNS goes to 127.0.0.1")
+        return [("127.0.0.1", 53)]
+    found = []
+    for server in resolver.nameservers:
+        if isinstance(server, str):
+            found.append((server, resolver.port))
+        elif isinstance(server, dns.nameserver.Do53Nameserver):
+            found.append((server.address, server.port))
+    return found or [("127.0.0.1", 53)]

@@ -152,3 +152,64 @@ def test_reversed_names() -> None:
     assert list_query("2001:db8::1", "bl.test.").startswith("1.0.0.0.0.0.0.0.")
     assert list_query("2001:db8::1", "bl.test").endswith(".8.b.d.0.1.0.0.2.bl.test")
     assert unmapped("::ffff:192.0.2.1") == "192.0.2.1"
+
+
+def test_a_truncated_answer_is_fetched_over_tcp_and_resolvers_fail_over() -> None:
+    """A TXT answer larger than our EDNS size (1,232 bytes) comes back truncated over
+    UDP and is asked again over TCP; a resolver that refuses the name is left for the
+    next one."""
+    big = " ".join(f'"{n:03d}{"x" * 60}"' for n in range(40))  # 40 strings, ~2.6 KB
+    server = DnsServer({"big.test": zone_text("big.test", f"t TXT {big}\n")})
+    other = DnsServer({"other.test": zone_text("other.test", 'x TXT "y"\n')})
+    server.start()
+    other.start()
+    try:
+        client = get_client(DnsSettings(resolvers=(other.resolver, server.resolver),
+                                        timeout=2.0, cache_size=0))
+        answer = run(client.query("t.big.test", "TXT", Deadline(5)))
+    finally:
+        server.stop()
+        other.stop()
+    assert answer.status is Status.OK
+    text = answer.texts()[0]
+    assert len(text) == 40 * 63 and text.startswith("000x") and "039x" in text
+
+
+def test_quick_nxdomain_reads_only_a_plain_answer_to_our_question() -> None:
+    import asyncio
+
+    import dns.message
+
+    from scanner.dns.stub import quick_nxdomain, udp_exchange
+
+    server = DnsServer({"neg.test": zone_text("neg.test", 'x TXT "y"\n', ttl=300,
+                                              negative_ttl=42)})
+    server.start()
+    host, port = server.resolver.rsplit(":", 1)
+
+    async def ask(name: str, rdtype: str = "A") -> tuple[bytes, bytes]:
+        wire = dns.message.make_query(name, rdtype, use_edns=0, payload=1232).to_wire()
+        reply = await udp_exchange(wire, (host, int(port)), 2.0)
+        assert reply is not None
+        return wire, reply
+
+    try:
+        query, reply = asyncio.run(ask("nope.neg.test"))
+        positive_query, positive = asyncio.run(ask("x.neg.test", "TXT"))
+        nodata_query, nodata = asyncio.run(ask("x.neg.test", "MX"))
+    finally:
+        server.stop()
+    assert quick_nxdomain(query, reply) == 42.0  # min(SOA TTL 300, MINIMUM 42)
+    assert quick_nxdomain(positive_query, positive) is None  # records: dnspython's job
+    assert quick_nxdomain(nodata_query, nodata) is None  # NOERROR
+    other_id = bytes([query[0] ^ 1]) + query[1:]
+    assert quick_nxdomain(other_id, reply) is None
+    other_question = query.replace(b"\x04nope", b"\x04nopf")
+    assert quick_nxdomain(other_question, reply) is None
+    assert quick_nxdomain(query, reply.replace(b"\x04nope", b"\x04NoPe")) == 42.0  # any case
+    other_type = query.replace(b"\x04test\x00\x00\x01", b"\x04test\x00\x00\x1c")  # AAAA
+    assert other_type != query and quick_nxdomain(other_type, reply) is None
+    for cut in (3, 11, 20, len(reply) - 16):  # the header, the question, the SOA (not
+        assert quick_nxdomain(query, reply[:cut]) is None  # the OPT record after it)
+    truncated = reply[:2] + bytes([reply[2] | 0x02]) + reply[3:]
+    assert quick_nxdomain(query, truncated) is None

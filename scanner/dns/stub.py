@@ -1,0 +1,95 @@
+"""The DNS client's transport: one UDP exchange, and a quick reading of plain NXDOMAINs.
+
+dnspython builds every query and parses every answer that carries records, but its
+stub resolver and message parser cost more CPU than a mail filter can spend on the
+answer it gets most: NXDOMAIN, "not listed", from DNS blocklists (measured against a
+private NSD, 3,000 queries: 0.40 ms of CPU per query through ``dns.asyncresolver``,
+0.32 ms with dnspython's ``asyncquery.udp`` and parser, 0.13 ms when the reply is not
+parsed into a message). :func:`quick_nxdomain` reads such a reply's header, checks it
+answers our question, and takes the negative TTL from its SOA (RFC 2308) without
+building a message; every other reply goes to dnspython.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+NXDOMAIN = 3
+_FLAG_QR = 0x8000
+_FLAG_TC = 0x0200
+_OPCODE = 0x7800
+_SOA = 6
+
+
+def skip_name(data: bytes, pos: int) -> int | None:
+    """The offset after the (possibly compressed) name at ``pos``, or None if malformed."""
+    for _ in range(128):  # a name has at most 127 labels
+        if pos >= len(data):
+            return None
+        length = data[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:  # a compression pointer ends the name
+            return pos + 2 if pos + 2 <= len(data) else None
+        if length & 0xC0:
+            return None
+        pos += 1 + length
+    return None
+
+
+def quick_nxdomain(query: bytes, reply: bytes) -> float | None:
+    """The negative TTL (0.0 without an SOA) if ``reply`` is a plain NXDOMAIN answer to
+    ``query``: same id, a response, not truncated, standard query, the same question,
+    no answer records. None for anything else, which the caller hands to dnspython."""
+    if len(reply) < 12 or reply[:2] != query[:2]:
+        return None
+    flags, qdcount, ancount, nscount = struct.unpack_from("!HHHH", reply, 2)
+    if (not flags & _FLAG_QR or flags & (_FLAG_TC | _OPCODE) or flags & 0xF != NXDOMAIN
+            or qdcount != 1 or ancount):
+        return None
+    name_end = skip_name(query, 12)
+    if name_end is None or len(reply) < name_end + 4:
+        return None
+    if (reply[12:name_end].lower() != query[12:name_end].lower()
+            or reply[name_end:name_end + 4] != query[name_end:name_end + 4]):
+        return None
+    pos = name_end + 4
+    for _ in range(nscount):
+        after = skip_name(reply, pos)
+        if after is None or after + 10 > len(reply):
+            return None
+        rtype, _class, ttl, rdlength = struct.unpack_from("!HHIH", reply, after)
+        pos = after + 10 + rdlength
+        if pos > len(reply):
+            return None
+        if rtype == _SOA and rdlength >= 22:  # MINIMUM: the last field of the SOA
+            (minimum,) = struct.unpack_from("!I", reply, pos - 4)
+            return float(min(ttl, minimum))
+    return 0.0
+
+
+def truncated(reply: bytes) -> bool:
+    return len(reply) >= 4 and bool((reply[2] << 8 | reply[3]) & _FLAG_TC)
+
+
+async def udp_exchange(query: bytes, server: tuple[str, int], timeout: float) -> bytes | None:
+    """Send ``query`` to ``server``; the first datagram back with the query's id, or None
+    after ``timeout``. The socket is connected, so the kernel drops datagrams from
+    anyone else; its source port is the kernel's random choice. OSError (no route,
+    port unreachable) propagates."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, server)
+        await loop.sock_sendall(sock, query)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    reply = await loop.sock_recv(sock, 65535)
+                    if reply[:2] == query[:2]:
+                        return reply
+        except TimeoutError:
+            return None
