@@ -105,10 +105,6 @@ class DnsClient:
         self._timeout = timeout
         self._cache = AnswerCache(cache_size)
 
-    @property
-    def servers(self) -> list[tuple[str, int]]:
-        return list(self._servers)
-
     async def query(self, name: str, rdtype: str, deadline: Deadline,
                     timeout: float | None = None) -> Answer:
         """Look ``name`` up; bounded by ``timeout`` (default: configured) and ``deadline``."""

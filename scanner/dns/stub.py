@@ -71,6 +71,7 @@ def quick_nxdomain(query: bytes, reply: bytes) -> float | None:
 
 
 def truncated(reply: bytes) -> bool:
+    """The reply's TC flag: it did not fit, ask again over TCP."""
     return len(reply) >= 4 and bool((reply[2] << 8 | reply[3]) & _FLAG_TC)
 
 
