@@ -175,7 +175,7 @@ def _open_locked(path: str) -> int:
 
 def _read_all(fd: int) -> bytes:
     """The status file's current contents (what the previous master left)."""
-    size = os.fstat(fd).st_size
+    size = min(os.fstat(fd).st_size, board_size(0xFFFF))  # no more than a board can be
     return os.pread(fd, size, 0) if size else b""
 
 
