@@ -15,6 +15,7 @@ Received header, which says the same, is skipped.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -59,6 +60,7 @@ class Origin:
         return self.first_untrusted is None
 
 
+@functools.lru_cache(maxsize=1024)  # the auth and dnsbl checks read the same headers
 def parse_received(value: str) -> Relay | None:
     """The connecting host of one Received header; None when it names no address."""
     text = " ".join(value.split())
@@ -99,11 +101,17 @@ def _first_ip(clause: str) -> str | None:
 
 
 def in_networks(ip: str, networks: Sequence[Network]) -> bool:
+    addr = _address(ip)
+    return addr is not None and any(addr.version == n.version and addr in n
+                                    for n in networks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        addr = ipaddress.ip_address(ip)
+        return ipaddress.ip_address(ip)
     except ValueError:
-        return False
-    return any(addr.version == n.version and addr in n for n in networks)
+        return None
 
 
 def find_origin(received: Sequence[str], client: ClientInfo, trusted: Sequence[Network],

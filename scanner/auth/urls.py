@@ -93,6 +93,8 @@ def _authority_host(authority: str) -> str:
 
 def _as_ip(host: str) -> str | None:
     text = host.strip().rstrip(".")
+    if ":" not in text and not text[:1].isdigit():  # no address: skip ipaddress's raise
+        return None
     if text.isdigit():
         number = int(text)
         return str(ipaddress.IPv4Address(number)) if number < 2 ** 32 else None
