@@ -35,7 +35,7 @@ from scanner.pipeline.processor import Listener, Processor
 from scanner.registry import build_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import load_scores
-from scanner.task import Envelope, Recipient, Task
+from scanner.task import ClientInfo, Envelope, Recipient, Task
 from scanner.testing.dns_server import DNS_CHECKS, dns_checks_toml, find_nsd, nxdomain_server
 from tests.helpers import REPO
 
@@ -101,10 +101,18 @@ def analysis(tmp_path_factory: pytest.TempPathFactory,
             dns.stop()
 
 
-def test_the_dns_checks_are_fuzzed_too() -> None:
+def test_the_dns_checks_are_fuzzed_too(analysis) -> None:
+    """The DNS checks of the fixture really run (an SPF result needs its DNS answer)."""
     if find_nsd() is None:
         pytest.skip("nsd is not installed: the mangled messages skip SPF/DKIM/DMARC/ARC, "
                     "DNSBL and URIBL (apt-get install nsd)")
+    processor, loop = analysis
+    task = Task(mail_id="fuzzfuzzfuzz", log_id="fuzz", raw=SEEDS[0].read_bytes(),
+                envelope=Envelope("sender@example.org", (Recipient("rcpt@example.test"),)),
+                client=ClientInfo(addr="192.0.2.1", name="mx.example.org",
+                                  helo="mx.example.org"))
+    loop.run_until_complete(processor.analyse(task, Listener(10024, "ESMTP", "")))
+    assert "SPF_NONE" in task.symbols()  # every name is NXDOMAIN: no SPF record
 
 
 _edit = st.one_of(
