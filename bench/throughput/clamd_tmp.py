@@ -26,16 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import DEFAULT_CORPUS, load_corpus  # noqa: E402
+from filter_process import cpu_seconds  # noqa: E402
 
 from scanner.checks.clamd_client import ClamdClient  # noqa: E402
 from scanner.testing.clamd import ClamdInstance  # noqa: E402
-
-
-def process_cpu(pid: int) -> float:
-    """User + system seconds of process ``pid`` (every thread)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def scan_all(endpoint: str, messages: list[bytes]) -> None:
@@ -53,10 +47,10 @@ def one_round(tmp_root: str, messages: list[bytes]) -> tuple[float, float]:
         clamd.start()
         try:
             assert clamd.pid is not None
-            before, started = process_cpu(clamd.pid), time.perf_counter()
+            before, started = sum(cpu_seconds(clamd.pid)), time.perf_counter()
             asyncio.run(scan_all(clamd.unix_endpoint, messages))
             wall = time.perf_counter() - started
-            cpu = process_cpu(clamd.pid) - before
+            cpu = sum(cpu_seconds(clamd.pid)) - before
         finally:
             clamd.close()
     n = len(messages)
