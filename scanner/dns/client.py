@@ -13,6 +13,7 @@ configuration in the process, so every check using the same resolvers shares one
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import dns.resolver
 from scanner.dns.budget import Deadline
 from scanner.dns.cache import ANY_TYPE, AnswerCache, cache_key, negative_ttl
 from scanner.dns.settings import DnsSettings, resolver_addresses
-from scanner.dns.stub import quick_nxdomain, truncated, udp_exchange
+from scanner.dns.stub import EDNS_PAYLOAD, build_query, quick_nxdomain, truncated, udp_exchange
 
 log = logging.getLogger("scanner.dns")
 
@@ -96,8 +97,9 @@ class DnsClient:
     Each query goes to the resolvers in turn over UDP (TCP when the answer is
     truncated), ``ATTEMPT_TIMEOUT`` per try, until the query's time is up; a resolver
     that fails (SERVFAIL, REFUSED, unreachable, garbage) is not asked again for that
-    query. dnspython builds the queries and parses the answers, except a plain NXDOMAIN,
-    which :func:`scanner.dns.stub.quick_nxdomain` reads (see there why)."""
+    query. dnspython parses the answers, except a plain NXDOMAIN, which
+    :func:`scanner.dns.stub.quick_nxdomain` reads; :func:`scanner.dns.stub.build_query`
+    writes the queries of ordinary names, dnspython the rest (see there why)."""
 
     def __init__(self, servers: list[tuple[str, int]], timeout: float,
                  cache_size: int = 0) -> None:
@@ -116,22 +118,19 @@ class DnsClient:
         limit = min(timeout or self._timeout, deadline.remaining())
         if limit <= 0:
             return Answer(Status.TIMEOUT)
-        try:
-            request = dns.message.make_query(dns.name.from_text(name), rdtype, use_edns=0,
-                                             payload=1232)
-        except (dns.exception.DNSException, ValueError):
+        wire = _query_wire(name, rdtype)
+        if wire is None:
             return Answer(Status.NXDOMAIN)  # not a valid name: it cannot exist
-        answer, ttl = await self._ask(request, name, rdtype, limit)
+        answer, ttl = await self._ask(wire, name, rdtype, limit)
         if answer.status is Status.NXDOMAIN:
             self._cache.put(key, ANY_TYPE, answer, ttl)
         elif not answer.temporary:
             self._cache.put(key, rdtype, answer, ttl)
         return answer
 
-    async def _ask(self, request: dns.message.Message, name: str, rdtype: str,
+    async def _ask(self, wire: bytes, name: str, rdtype: str,
                    limit: float) -> tuple[Answer, float]:
         """Ask the resolvers in turn until one answers or ``limit`` seconds are gone."""
-        wire = request.to_wire()
         end = time.monotonic() + limit
         usable = list(self._servers)
         while usable:
@@ -141,7 +140,7 @@ class DnsClient:
                     log.debug("DNS %s %s: timeout after %.2f s", name, rdtype, limit)
                     return Answer(Status.TIMEOUT), 0.0
                 try:
-                    outcome = await self._once(request, wire, server, left)
+                    outcome = await self._once(wire, server, left)
                 except (OSError, EOFError, dns.exception.DNSException) as exc:
                     log.debug("DNS %s %s at %s:%d: %s", name, rdtype, *server, exc)
                     usable.remove(server)
@@ -151,8 +150,8 @@ class DnsClient:
         log.debug("DNS %s %s: every resolver failed", name, rdtype)
         return Answer(Status.ERROR), 0.0
 
-    async def _once(self, request: dns.message.Message, wire: bytes,
-                    server: tuple[str, int], left: float) -> tuple[Answer, float] | None:
+    async def _once(self, wire: bytes, server: tuple[str, int], left: float
+                    ) -> tuple[Answer, float] | None:
         """One try at one resolver: the answer and how long to keep it, None after a
         timeout; an exception when the resolver failed."""
         reply = await udp_exchange(wire, server, min(ATTEMPT_TIMEOUT, left))
@@ -161,6 +160,7 @@ class DnsClient:
         ttl = quick_nxdomain(wire, reply)
         if ttl is not None:
             return Answer(Status.NXDOMAIN), ttl
+        request = dns.message.from_wire(wire)
         if truncated(reply):
             response = await dns.asyncquery.tcp(request, server[0], timeout=left,
                                                 port=server[1])
@@ -180,6 +180,25 @@ class DnsClient:
         # no SOA with a NODATA leaves dnspython's maximum: keep nothing (RFC 2308)
         ttl = float(chain.minimum_ttl) if chain.minimum_ttl < _MAX_TTL else 0.0
         return Answer(status, records), ttl
+
+
+def _query_wire(name: str, rdtype: str) -> bytes | None:
+    """The query packet for ``name``/``rdtype`` (our builder, dnspython for unusual
+    names), or None when the name is invalid and so cannot exist."""
+    code = _rdtype_code(rdtype)
+    wire = build_query(name, code)
+    if wire is not None:
+        return wire
+    try:
+        return dns.message.make_query(dns.name.from_text(name), code, use_edns=0,
+                                      payload=EDNS_PAYLOAD).to_wire()
+    except (dns.exception.DNSException, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _rdtype_code(rdtype: str) -> int:
+    return int(dns.rdatatype.from_text(rdtype))
 
 
 _clients: dict[tuple[Any, ...], DnsClient] = {}

@@ -213,3 +213,43 @@ def test_quick_nxdomain_reads_only_a_plain_answer_to_our_question() -> None:
         assert quick_nxdomain(query, reply[:cut]) is None  # the OPT record after it)
     truncated = reply[:2] + bytes([reply[2] | 0x02]) + reply[3:]
     assert quick_nxdomain(query, truncated) is None
+
+
+@pytest.mark.parametrize("name,rdtype", [
+    ("2.0.0.127.zen.example.org", "A"), ("example.com.", "TXT"), ("_dmarc.Example.COM", "TXT"),
+    ("a" * 63 + ".com", "MX"), ("sel._domainkey.mail.example", "TXT"),
+    (".".join("0123456789abcdef0123456789abcdef") + ".ip6.arpa", "PTR"),
+    ("_spf.x-y.example", "AAAA")])
+def test_query_packets_are_the_bytes_dnspython_writes(name: str, rdtype: str) -> None:
+    import dns.message
+    import dns.rdatatype
+
+    from scanner.dns.stub import build_query
+
+    theirs = dns.message.make_query(name, rdtype, use_edns=0, payload=1232)
+    ours = build_query(name, dns.rdatatype.from_text(rdtype), theirs.id)
+    assert ours == theirs.to_wire()
+    fresh = [build_query(name, 1) for _ in range(8)]
+    assert len({q[:2] for q in fresh if q}) > 1  # the id is random per query
+
+
+@pytest.mark.parametrize("name", ["a..b", "a" * 64 + ".com", "bücher.example", "a\\.b.example",
+                                  ".".join(["a" * 63] * 4)])
+def test_unusual_names_are_left_to_dnspython(name: str) -> None:
+    from scanner.dns.client import _query_wire
+    from scanner.dns.stub import build_query
+
+    assert build_query(name, 1) is None
+    wire = _query_wire(name, "A")
+    if name == "bücher.example":  # IDNA: dnspython writes its A-label
+        assert wire is not None and b"xn--bcher-kva" in wire
+    elif name == "a\\.b.example":  # an escaped dot inside one label
+        assert wire is not None and b"\x03a.b\x07example" in wire
+    else:  # invalid: the client answers NXDOMAIN without asking
+        assert wire is None
+
+
+def test_invalid_names_are_nxdomain_without_a_query(dns_settings: DnsSettings) -> None:
+    client = get_client(dns_settings)
+    answer = run(client.query("a" * 64 + ".example", "A", Deadline(5)))
+    assert answer.status is Status.NXDOMAIN
