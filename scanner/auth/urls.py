@@ -12,14 +12,21 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.auth.psl import normalise
 
-_URL = re.compile(r"(?i)\b(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
-_WWW = re.compile(r"(?i)(?<![\w.@/-])(www\d{0,3}\.[a-z0-9\u00a1-\uffff.-]+)")
+# The two finders start with a condition on the character before the match (a word
+# boundary; no word character, dot, @, slash or hyphen before "www"). Written inside
+# the pattern, that condition stops ``re`` from jumping to candidate positions and
+# makes it test every position of the text, so it is checked by _after() instead:
+# the same matches (tests/auth/test_urls.py compares both forms) in half the time.
+_URL = re.compile(r"(?i)(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
+_NOT_AFTER_URL = re.compile(r"\w")
+_WWW = re.compile(r"(?i)(www\d{0,3}\.[a-z0-9\u00a1-\uffff.-]+)")
+_NOT_AFTER_WWW = re.compile(r"[\w.@/-]")
 _ATTR = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
@@ -47,11 +54,28 @@ class Found:
 def from_text(text: str, found: Found | None = None) -> Found:
     """Hosts of ``scheme://`` URLs and bare ``www.`` names in plain text."""
     found = found or Found()
-    for m in _URL.finditer(text):
-        found.add(_authority_host(m.group(1)))
-    for m in _WWW.finditer(text):
+    if "://" in text:
+        for m in _after(_URL, _NOT_AFTER_URL, text):
+            found.add(_authority_host(m.group(1)))
+    for m in _after(_WWW, _NOT_AFTER_WWW, text):
         found.add(m.group(1).rstrip("."))
     return found
+
+
+def _after(pattern: re.Pattern[str], excluded: re.Pattern[str], text: str
+           ) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)`` for matches not right after a character ``excluded``
+    matches: what a lookbehind ``(?<!excluded)`` in front of the pattern finds (a
+    refused start is retried one character later, as the regex engine does)."""
+    pos = 0
+    search = pattern.search
+    while (m := search(text, pos)) is not None:
+        start = m.start()
+        if start and excluded.match(text, start - 1):
+            pos = start + 1
+            continue
+        yield m
+        pos = m.end()
 
 
 def from_html(html: str, found: Found | None = None) -> Found:
