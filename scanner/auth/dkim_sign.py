@@ -1,18 +1,28 @@
 """DKIM signing (RFC 6376) of outgoing mail with dkimpy: keys, header lists, signature.
 
-Signatures are relaxed/relaxed rsa-sha256. The header fields that carry meaning are
-signed once per occurrence, and those in the *oversign* list once more, so that nobody
-can add another instance (a second From, a Subject where there was none) without
-breaking the signature.
+Signatures are relaxed/relaxed, rsa-sha256 or ed25519-sha256 (RFC 8463) after the key
+file. The header fields that carry meaning are signed once per occurrence, and those in
+the *oversign* list once more, so that nobody can add another instance (a second From,
+a Subject where there was none) without breaking the signature.
+
+Key files: RSA as PEM (PKCS#1 ``BEGIN RSA PRIVATE KEY`` or PKCS#8 ``BEGIN PRIVATE
+KEY``); Ed25519 as PKCS#8 PEM (``openssl genpkey -algorithm ed25519``, ``scanner dkim
+genkey --type ed25519``) or as the bare base64 seed dkimpy's ``dknewkey`` writes.
+RFC 8463 asks Ed25519 signers to sign with RSA as well, because verifiers without
+Ed25519 ignore such a signature: configure two keys for the domain and both sign.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 from scanner.auth.dkim_keys import header_section
@@ -32,13 +42,26 @@ OVERSIGN_HEADERS = (
     "references", "list-id", "list-unsubscribe", "list-unsubscribe-post")
 
 
+RSA = "rsa-sha256"
+ED25519 = "ed25519-sha256"
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateKey:
+    """A signing key in the form dkimpy takes: PKCS#1 PEM for RSA, the base64 seed for
+    Ed25519, with the signature algorithm (a=) it makes."""
+
+    algorithm: str
+    data: bytes = field(repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class SigningKey:
     """A private key with the d= and s= it signs as."""
 
     domain: str
     selector: str
-    pem: bytes
+    key: PrivateKey
     subdomains: bool = True
     path: str = ""
 
@@ -46,15 +69,43 @@ class SigningKey:
         return domain == self.domain or (self.subdomains and domain.endswith("." + self.domain))
 
 
-def load_key(path: str) -> bytes:
-    """The PEM text of an RSA private key file; ValueError when dkimpy cannot use it."""
+def load_key(path: str) -> PrivateKey:
+    """The RSA or Ed25519 private key in ``path``; ValueError saying what is wrong when
+    it is neither (or encrypted: the filter cannot ask for a passphrase)."""
     with open(path, "rb") as fh:
-        pem = fh.read()
+        data = fh.read()
+    if b"-----BEGIN" not in data:
+        return _ed25519_seed(path, data)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a usable private key: {exc}") from None
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+        return PrivateKey(ED25519, base64.b64encode(seed))
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{path}: a {type(key).__name__}; DKIM signs with RSA or Ed25519")
+    pem = key.private_bytes(serialization.Encoding.PEM,
+                            serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
     try:
         parse_pem_private_key(pem)
     except (UnparsableKeyError, ValueError, IndexError) as exc:
         raise ValueError(f"{path}: not an RSA private key dkimpy can use ({exc})") from None
-    return pem
+    return PrivateKey(RSA, pem)
+
+
+def _ed25519_seed(path: str, data: bytes) -> PrivateKey:
+    """dkimpy's own Ed25519 key file: the 32-byte seed in base64 on one line."""
+    try:
+        seed = base64.b64decode(data.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        seed = b""
+    if len(seed) != 32:
+        raise ValueError(f"{path}: neither a PEM private key nor a base64 Ed25519 seed "
+                         "(32 bytes)")
+    return PrivateKey(ED25519, base64.b64encode(seed))
 
 
 def choose_keys(keys: Sequence[SigningKey], domains: Iterable[str]) -> list[SigningKey]:
@@ -87,7 +138,8 @@ def sign(data: bytes, key: SigningKey, sign_headers: Sequence[str] = SIGN_HEADER
     include = header_list(names, sign_headers, oversign)
     if "from" not in include:
         include.insert(0, "from")
-    line = dkim.sign(data, key.selector.encode("ascii"), key.domain.encode("ascii"), key.pem,
+    line = dkim.sign(data, key.selector.encode("ascii"), key.domain.encode("ascii"),
+                     key.key.data, signature_algorithm=key.key.algorithm.encode("ascii"),
                      canonicalize=(b"relaxed", b"relaxed"),
                      include_headers=[h.encode("ascii") for h in include], logger=QUIET_LOG)
     name, _, value = line.decode("ascii").partition(":")

@@ -39,7 +39,7 @@ class KeySettings:
 
     domain: str = opt("", "signing domain (d=)")
     selector: str = opt("", "selector (s=): the key is published at SELECTOR._domainkey.DOMAIN")
-    key_file: str = opt("", "PEM RSA private key (scanner dkim genkey writes one)")
+    key_file: str = opt("", "private key file, RSA or Ed25519 (scanner dkim genkey writes one)")
     subdomains: bool = opt(True, "also sign mail whose author is in a subdomain of domain")
 
 
@@ -85,10 +85,10 @@ class DkimSign:
                 raise ConfigError(f"{self._source}: '{where}.selector' = {k.selector!r} is "
                                   "not a selector (letters, digits, - and .)")
             try:
-                pem = dkim_sign.load_key(k.key_file)
+                key = dkim_sign.load_key(k.key_file)
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"{self._source}: '{where}.key_file': {exc}") from None
-            keys.append(dkim_sign.SigningKey(domain, k.selector, pem, k.subdomains,
+            keys.append(dkim_sign.SigningKey(domain, k.selector, key, k.subdomains,
                                              k.key_file))
         if "from" not in {h.lower() for h in self._s.headers}:
             raise ConfigError(f"{self._source}: 'checks.settings.dkim_sign.headers' must "

@@ -12,7 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from scanner.auth.keygen import generate, record_text, write_private, zone_line
+from scanner.auth.keygen import (
+    generate,
+    generate_ed25519,
+    record_text,
+    write_private,
+    zone_line,
+)
 from scanner.auth.psl import normalise
 
 
@@ -22,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g = dsub.add_parser("genkey", help="generate a key pair and print the DNS TXT record")
     g.add_argument("domain", help="signing domain (d=), e.g. example.com")
     g.add_argument("selector", help="selector (s=), e.g. 2025a")
+    g.add_argument("--type", choices=("rsa", "ed25519"), default="rsa", dest="key_type",
+                   help="key type (default rsa; RFC 8463 asks Ed25519 signers to sign "
+                   "with an RSA key as well)")
     g.add_argument("--bits", type=int, default=2048, choices=(1024, 2048, 3072, 4096),
                    help="RSA key size (default 2048)")
     g.add_argument("--key-file", help="where to write the private key "
@@ -43,7 +52,7 @@ def _genkey(args: argparse.Namespace) -> int:
               "(letters, digits, - and .)", file=sys.stderr)
         return 2
     path = Path(args.key_file or f"{domain}.{selector}.key")
-    pem, public = generate(args.bits)
+    pem, public = generate_ed25519() if args.key_type == "ed25519" else generate(args.bits)
     try:
         write_private(path, pem, force=args.force)
     except FileExistsError:
@@ -53,7 +62,7 @@ def _genkey(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"scanner dkim genkey: cannot write {path}: {exc}", file=sys.stderr)
         return 1
-    print(zone_line(domain, selector, record_text(public, args.testing)))
+    print(zone_line(domain, selector, record_text(public, args.testing, args.key_type)))
     print(f"; private key written to {path.resolve()} (mode 600). Configuration:\n"
           f"; [[checks.settings.dkim_sign.keys]]\n"
           f'; domain = "{domain}"\n; selector = "{selector}"\n'

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from scanner.auth.keygen import generate, record_text
+from scanner.auth.keygen import generate, generate_ed25519, record_text
 from scanner.checks.base import CheckContext
 from scanner.config import Config, loads
 from scanner.config.schema import build
@@ -25,7 +25,8 @@ from tests.auth.zones import all_zones
 
 @dataclass(frozen=True)
 class Keys:
-    """Private key files and their public records (k1: 1024 bits, k2: 2048 bits)."""
+    """Private key files and their public records (k1: RSA 1024 bits, k2: RSA 2048 bits,
+    ed: Ed25519)."""
 
     files: dict[str, Path]
     records: dict[str, str]
@@ -40,6 +41,10 @@ def dkim_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
         files[name] = base / f"{name}.key"
         files[name].write_bytes(pem)
         records[name] = record_text(public)
+    pem, public = generate_ed25519()
+    files["ed"] = base / "ed.key"
+    files["ed"].write_bytes(pem)
+    records["ed"] = record_text(public, key_type="ed25519")
     return Keys(files, records)
 
 

@@ -92,6 +92,62 @@ def test_key_problems_are_permerror(dkim_keys: Keys, dns_settings: DnsSettings) 
     assert verify(dns_settings, MESSAGE) == []
 
 
+def test_ed25519_signatures_sign_and_verify(dkim_keys: Keys, dns_settings: DnsSettings
+                                            ) -> None:
+    """RFC 8463: an Ed25519 key signs with a=ed25519-sha256 and verifies, alone and
+    beside an RSA signature (the dual signing RFC 8463 asks for)."""
+    raw = signed(dkim_keys, selector="ed", key="ed")
+    assert raw.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;")
+    [result] = verify(dns_settings, raw)
+    assert (result.result, result.selector) == ("pass", "ed")
+    changed = raw.replace(b"Numbers are up.", b"Numbers are down.")
+    assert verify(dns_settings, changed)[0].result == "fail"
+    dual = signed(dkim_keys, signed(dkim_keys), selector="ed", key="ed")
+    assert [(r.selector, r.result) for r in verify(dns_settings, dual)] == [
+        ("ed", "pass"), ("s1", "pass")]
+    # an Ed25519 signature checked against the RSA key of s1: not a pass
+    swapped = raw.replace(b"s=ed;", b"s=s1;")
+    assert verify(dns_settings, swapped)[0].result in ("fail", "permerror")
+
+
+def test_key_files_of_both_types_and_their_errors(dkim_keys: Keys, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from scanner.auth.dkim_sign import ED25519, RSA
+
+    assert load_key(str(dkim_keys.files["k1"])).algorithm == RSA
+    ed = load_key(str(dkim_keys.files["ed"]))
+    assert ed.algorithm == ED25519
+    seed_file = tmp_path / "dknewkey.key"  # dkimpy's dknewkey: the seed in base64
+    seed = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+        serialization.NoEncryption())
+    seed_file.write_text(__import__("base64").b64encode(seed).decode() + "\n")
+    assert load_key(str(seed_file)).algorithm == ED25519
+    pkcs8 = tmp_path / "rsa8.key"  # an RSA key as PKCS#8 ("BEGIN PRIVATE KEY")
+    pkcs8.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=1024)
+                      .private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    assert load_key(str(pkcs8)).algorithm == RSA
+    ec_file = tmp_path / "ec.key"
+    ec_file.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    locked = tmp_path / "locked.key"
+    locked.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret")))
+    junk = tmp_path / "junk.key"
+    junk.write_text("not a key\n")
+    for bad, words in ((ec_file, "RSA or Ed25519"), (locked, "not a usable private key"),
+                       (junk, "neither a PEM private key")):
+        with pytest.raises(ValueError, match=words) as err:
+            load_key(str(bad))
+        assert str(bad) in str(err.value)
+
+
 def test_key_lookup_timeout_is_temperror(dkim_keys: Keys, black_hole) -> None:
     settings = DnsSettings(resolvers=(black_hole.resolver,), timeout=0.2, budget=0.5,
                            cache_size=0)
@@ -158,6 +214,15 @@ def test_genkey_writes_key_and_prints_record(tmp_path: Path, capsys: pytest.Capt
     assert dkim.verify(raw, dnsfunc=lambda n, timeout=5: record.encode())
     assert main(["dkim", "genkey", "example.com", "sel-1", "--key-file", str(path)]) == 1
     assert main(["dkim", "genkey", "nodot", "s"]) == 2
+    ed_path = tmp_path / "ed.key"
+    assert main(["dkim", "genkey", "example.com", "ed-1", "--type", "ed25519",
+                 "--key-file", str(ed_path)]) == 0
+    record = "".join(re.findall(r'"([^"]*)"', capsys.readouterr().out))
+    assert record.startswith("v=DKIM1; k=ed25519; p=") and len(record) == 66
+    name, value = sign(MESSAGE, SigningKey("example.com", "ed-1", load_key(str(ed_path))))
+    assert "a=ed25519-sha256" in value
+    raw = f"{name}: {value}\r\n".encode() + MESSAGE
+    assert dkim.verify(raw, dnsfunc=lambda n, timeout=5: record.encode())
 
 
 def _opendkim_verifies(server: DnsServer, raw: bytes, tmp_path: Path
@@ -211,6 +276,11 @@ def test_opendkim_verifies_our_signature(dkim_keys: Keys, dns_server: DnsServer,
         dns_server, signed(dkim_keys).replace(b"\r\n", b"\n").replace(b"up.", b"down."),
         tmp_path / "bad")
     assert bad.returncode != 0, "opendkim-testmsg accepted a changed body"
+    ed = signed(dkim_keys, selector="ed", key="ed").replace(b"\r\n", b"\n")
+    checked = _opendkim_verifies(dns_server, ed, tmp_path / "ed")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    edbad = _opendkim_verifies(dns_server, ed.replace(b"up.", b"down."), tmp_path / "edbad")
+    assert edbad.returncode != 0, "opendkim-testmsg accepted a changed body (Ed25519)"
 
 
 def test_nsd_is_available_or_skipped() -> None:

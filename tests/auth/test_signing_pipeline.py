@@ -81,6 +81,37 @@ def test_originating_mail_is_signed_and_verifies(dkim_keys: Keys, dns_server: Dn
     assert (result.result, result.domain) == ("pass", "signer.test")
 
 
+def test_rsa_and_ed25519_keys_both_sign(dkim_keys: Keys, dns_server: DnsServer,
+                                        sink: Sink) -> None:
+    """RFC 8463's dual signing: two keys of the domain, one of each type, both sign; an
+    inbound filter then reports both signatures as passing."""
+    keys = [{"domain": "signer.test", "selector": "s1", "key_file": str(dkim_keys.files["k1"])},
+            {"domain": "signer.test", "selector": "ed", "key_file": str(dkim_keys.files["ed"])}]
+    data = deliver([make_check(DkimSign, {"keys": keys}, CONFIG)], sink, "ORIGINATING")
+    head = data.split(b"\r\n\r\n")[0]
+    assert head.count(b"DKIM-Signature:") == 2
+    assert b"a=ed25519-sha256" in head and b"a=rsa-sha256" in head
+    auth = make_check(Auth, {"dns": dns_table(dns_server), "authserv_id": "scanner.test"},
+                      CONFIG)
+    hop = NextHop("127.0.0.1", sink.port, False, 2, 5, "scanner.test", True)
+    proc = Processor(CONFIG, [auth], load_scores(), hop, "scanner.test", run_cpu=run_inline)
+    task = Task(mail_id="abcdefghijkm", log_id="00001-02", raw=data,
+                envelope=Envelope("carol@signer.test", (Recipient("dave@elsewhere.test"),)),
+                client=ClientInfo(addr="192.0.2.1", helo="mail.signer.test"))
+
+    async def go() -> list[str]:
+        try:
+            return await proc.handle(task, Listener(10024, "ESMTP", ""))
+        finally:
+            await proc._pool.close()
+
+    assert asyncio.run(go())[0].startswith("250")
+    results = sink.wait_for(2)[-1].data.split(b"\r\n\r\n")[0].decode()
+    results = " ".join(results.split())
+    assert results.count("dkim=pass") == 2, results
+    assert "header.s=ed" in results and "header.s=s1" in results
+
+
 def test_other_banks_and_unknown_domains_are_not_signed(dkim_keys: Keys, sink: Sink) -> None:
     assert not deliver([signer(dkim_keys)], sink, "").startswith(b"DKIM-Signature")
     other = make_check(DkimSign, {"keys": [{"domain": "other.test", "selector": "s1",

@@ -128,14 +128,14 @@ quota.test          A 127.0.0.1
 
 
 def all_zones(public_keys: dict[str, str]) -> dict[str, str]:
-    """Every zone; ``public_keys`` maps a key name (k1, k2) to its ``v=DKIM1`` record."""
-    k1, k2 = public_keys["k1"], public_keys["k2"]
+    """Every zone; ``public_keys`` maps a key name (k1, k2, ed) to its ``v=DKIM1`` record."""
+    k1, k2, ed = public_keys["k1"], public_keys["k2"], public_keys["ed"]
     good_spf = "v=spf1 ip4:192.0.2.1 -all"
     zones = {
         "spf.test": spf_zone(),
         "2.0.192.in-addr.arpa": reverse_zone(),
         "good.test": sender_zone("good.test", "v=DMARC1; p=reject; rua=mailto:d@good.test",
-                                 good_spf, {"s1": k1, "s2": k2,
+                                 good_spf, {"s1": k1, "s2": k2, "ed": ed,
                                             "revoked": "v=DKIM1; k=rsa; p="}),
         "quar.test": sender_zone("quar.test", "v=DMARC1; p=quarantine", good_spf,
                                  {"s1": k1}),
@@ -149,7 +149,7 @@ def all_zones(public_keys: dict[str, str]) -> dict[str, str]:
         "nodmarc.test": sender_zone("nodmarc.test", None, good_spf, {"s1": k1}),
         "soft.test": sender_zone("soft.test", "v=DMARC1; p=reject", "v=spf1 ~all", {}),
         "signer.test": sender_zone("signer.test", "v=DMARC1; p=reject", good_spf,
-                                   {"s1": k1, "s2": k2}),
+                                   {"s1": k1, "s2": k2, "ed": ed}),
         "arc.test": sender_zone("arc.test", None, good_spf, {"arc": k2}),
     }
     zones.update(dnsbl_zones())
