@@ -16,7 +16,32 @@ _SEP = re.compile(rb"\r?\n\r?\n")
 _NL = re.compile(rb"\n")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
-_PARSER = BytesHeaderParser(policy=policy.compat32)
+
+
+class Entity(Message):
+    """``email.message.Message`` that parses the parameters of a header once.
+
+    The stdlib parses a header's parameters again on every ``get_param`` call (the
+    charset, the name, the file name and the boundary of one part are four parses),
+    at about 3 microseconds per byte of header. A part whose Content-Type carries
+    kilobytes of junk parameters then cost milliseconds per call, and a message made of
+    such parts seconds of analysis per megabyte. The parsed list is kept per header
+    *value*, so a changed header is parsed afresh; everything else is the stdlib's.
+    """
+
+    def _get_params_preserve(self, failobj: object, header: str) -> object:
+        value = self.get(header)
+        if value is None:
+            return failobj
+        key = (header.lower(), str(value))
+        cache: dict[tuple[str, str], list] = self.__dict__.setdefault("_param_cache", {})
+        params = cache.get(key)
+        if params is None:
+            params = cache[key] = super()._get_params_preserve(failobj, header)
+        return list(params)
+
+
+_PARSER = BytesHeaderParser(_class=Entity, policy=policy.compat32)
 
 
 def split_head_body(raw: bytes | memoryview) -> tuple[bytes, memoryview]:

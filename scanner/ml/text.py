@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
 
+from decoders.mimeutil import Entity
 from scanner.ml.charsets import decode_bytes, decode_header_value
 from scanner.ml.html_text import html_to_text
 
@@ -168,7 +169,7 @@ def message_text(raw: bytes | Message, limits: ExtractLimits | None = None) -> M
 def _walk_mime(raw: bytes, limits: ExtractLimits, result: MessageText, texts: list[str],
                urls: list[str]) -> None:
     try:
-        msg = email.message_from_bytes(raw, policy=compat32)
+        msg = email.message_from_bytes(raw, _class=Entity, policy=compat32)
         for count, part in enumerate(msg.walk()):
             if count >= limits.max_parts:
                 result.truncated = True
