@@ -11,7 +11,9 @@ from html.parser import HTMLParser
 
 _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table"})
 _SKIP = frozenset({"script", "style", "head", "title"})
-MAX_HTML = 8 * 1024 * 1024
+# the same bound as the rules' renderer: its only reader, the URIBL host finder, reads
+# the first MiB of a part's markup itself (scanner.auth.urls.MAX_TEXT)
+MAX_HTML = 1024 * 1024
 
 
 class _TextParser(HTMLParser):

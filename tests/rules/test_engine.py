@@ -187,6 +187,24 @@ def test_many_urls_are_bounded() -> None:
     assert names(result) == {"U_ANY", "U_ALL"}
 
 
+def test_html_beyond_the_first_mib_is_not_rendered() -> None:
+    """Tag soup costs html.parser about 2.5 us per byte, so only the first MiB of an
+    HTML part's markup is rendered (links and text after it are not seen)."""
+    from decoders.html_text import MAX_HTML as PART_TEXT_MAX
+    from decoders.html_text import html_to_text
+    from scanner.rules.html import MAX_HTML, render
+
+    assert MAX_HTML == PART_TEXT_MAX == 1 << 20
+    soup = "<b>" * (MAX_HTML // 3)
+    before = "<p>early words <a href='http://early.example/'>x</a></p>"
+    after = "<p>late words <a href='http://late.example/'>y</a></p>"
+    rendered = render(before + soup + after)
+    assert "early words" in rendered.text and "late words" not in rendered.text
+    assert rendered.links == ["http://early.example/"]
+    text = html_to_text(before + soup + after)
+    assert "early words" in text and "late words" not in text
+
+
 def test_megabyte_header_line_is_bounded() -> None:
     rs = ruleset("header H_LONG X-Long =~ /(a|aa)+y/\nheader H_OK X-Long =~ /^a/\n")
     raw = message(headers="X-Long: " + "a" * 1_000_000 + "\n")
