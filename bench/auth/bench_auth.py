@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from scanner.auth.dkim_sign import SigningKey, load_key, sign  # noqa: E402
-from scanner.auth.keygen import generate, record_text  # noqa: E402
 from scanner.checks.auth import Auth  # noqa: E402
 from scanner.checks.base import CheckContext  # noqa: E402
 from scanner.checks.dnsbl import Dnsbl  # noqa: E402
@@ -41,7 +40,7 @@ from scanner.config.schema import build  # noqa: E402
 from scanner.task import ClientInfo  # noqa: E402
 from scanner.testing.dns_server import DnsServer, find_nsd  # noqa: E402
 from scanner.testing.tasks import task_from_bytes  # noqa: E402
-from tests.auth.zones import all_zones  # noqa: E402
+from tests.auth.zones import all_zones, make_keys  # noqa: E402
 
 
 async def inline(func: Any, *args: Any) -> Any:
@@ -132,13 +131,7 @@ def main() -> int:
         print("nsd is not installed (apt-get install -y nsd)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        keys = {}
-        files = {}
-        for name, bits in (("k1", 1024), ("k2", 2048)):
-            pem, public = generate(bits)
-            files[name] = Path(tmp) / f"{name}.key"
-            files[name].write_bytes(pem)
-            keys[name] = record_text(public)
+        files, keys = make_keys(Path(tmp))
         server = DnsServer(all_zones(keys))
         server.start()
         try:
@@ -147,6 +140,7 @@ def main() -> int:
                 "cold": summary(asyncio.run(series(server, 0, mails, args.messages))),
                 "warm": summary(asyncio.run(series(server, 20000, mails, args.messages))),
                 "dkim_sign_2048": signing_cost(files["k2"], 100),
+                "dkim_sign_ed25519": signing_cost(files["ed"], 100),
             }
         finally:
             server.stop()
@@ -154,7 +148,7 @@ def main() -> int:
         print(json.dumps(result, indent=2))
     else:
         for name, row in result.items():
-            print(f"{name:16} n={row['n']:<5} p50={row['p50_ms']:7.2f} ms  "
+            print(f"{name:18} n={row['n']:<5} p50={row['p50_ms']:7.2f} ms  "
                   f"p95={row['p95_ms']:7.2f} ms  mean={row['mean_ms']:7.2f} ms  "
                   f"max={row['max_ms']:7.2f} ms")
     return 0

@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 
-from scanner.auth.keygen import generate, generate_ed25519, record_text
 from scanner.checks.base import CheckContext
 from scanner.config import Config, loads
 from scanner.config.schema import build
 from scanner.dns import DnsSettings
 from scanner.testing.dns_server import BlackHole, DnsServer, find_nsd
-from tests.auth.zones import all_zones
+from tests.auth.zones import all_zones, make_keys
 
 
 @dataclass(frozen=True)
@@ -34,18 +33,7 @@ class Keys:
 
 @pytest.fixture(scope="session")
 def dkim_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    base = tmp_path_factory.mktemp("dkim-keys")
-    files, records = {}, {}
-    for name, bits in (("k1", 1024), ("k2", 2048)):
-        pem, public = generate(bits)
-        files[name] = base / f"{name}.key"
-        files[name].write_bytes(pem)
-        records[name] = record_text(public)
-    pem, public = generate_ed25519()
-    files["ed"] = base / "ed.key"
-    files["ed"].write_bytes(pem)
-    records["ed"] = record_text(public, key_type="ed25519")
-    return Keys(files, records)
+    return Keys(*make_keys(tmp_path_factory.mktemp("dkim-keys")))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@ domains, 192.0.2.66..70 are on the test DNSBL, 2001:db8::/32 is IPv6. Domains un
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from scanner.auth.keygen import generate, generate_ed25519, record_text
 from scanner.testing.dns_server import zone_text
 
 GOOD_IP = "192.0.2.1"
@@ -125,6 +128,18 @@ quota.test          A 127.0.0.1
 5.113.0.203         A 127.0.0.8
 """),
     }
+
+
+def make_keys(base: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """Key files in ``base`` and their ``v=DKIM1`` records, by the names the zones use:
+    k1 (RSA 1024 bits), k2 (RSA 2048 bits), ed (Ed25519)."""
+    files, records = {}, {}
+    for name, bits in (("k1", 1024), ("k2", 2048), ("ed", 0)):
+        pem, public = generate_ed25519() if name == "ed" else generate(bits)
+        files[name] = base / f"{name}.key"
+        files[name].write_bytes(pem)
+        records[name] = record_text(public, key_type="ed25519" if name == "ed" else "rsa")
+    return files, records
 
 
 def all_zones(public_keys: dict[str, str]) -> dict[str, str]:
