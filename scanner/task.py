@@ -141,6 +141,8 @@ class Task:
     parts: list[Any] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
     add_headers: list[tuple[str, str]] = field(default_factory=list)
+    # byte ranges of header fields of ``raw`` that delivered copies leave out
+    drop_fields: list[tuple[int, int]] = field(default_factory=list)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     results: dict[str, DeliveryResult] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)

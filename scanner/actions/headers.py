@@ -1,7 +1,8 @@
-"""Edits of the header section on raw bytes: add headers, prefix the Subject.
+"""Edits of the header section on raw bytes: add headers, prefix the Subject, leave out
+header fields (forged Authentication-Results).
 
-The body and every existing header byte stay as they were; only the lines we add or
-the Subject value we prefix change.
+The body and every other existing header byte stay as they were; only the lines we add,
+the fields we leave out or the Subject value we prefix change.
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ def header_end(raw: bytes) -> int:
     lf = raw.find(b"\n\n")
     ends = [e for e in (crlf, lf) if e >= 0]
     return min(ends) if ends else len(raw)
+
+
+def without(raw: bytes, ranges: list[tuple[int, int]]) -> bytes:
+    """``raw`` without the byte ranges (whole header fields, as the checks found them)."""
+    if not ranges:
+        return raw
+    pieces, pos = [], 0
+    for start, end in sorted(ranges):
+        if start >= pos:
+            pieces.append(raw[pos:start])
+            pos = end
+    pieces.append(raw[pos:])
+    return b"".join(pieces)
 
 
 def prefix_subject(raw: bytes, prefix: str) -> bytes:

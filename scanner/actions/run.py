@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.actions.bounce import bounce_allowed
-from scanner.actions.headers import prefix_subject
+from scanner.actions.headers import prefix_subject, without
 from scanner.actions.notify import notify_admins
 from scanner.actions.tagging import Edits, edits_for
 from scanner.dsn import build_failure_dsn, wants_failure_dsn
@@ -122,6 +122,7 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
 
 async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:
     groups: dict[tuple, list[tuple[int, Edits]]] = {}
+    raw = without(task.raw, task.drop_fields)
     for i in idx:
         rcpt = task.envelope.recipients[i]
         edits = edits_for(task, rcpt.address, task.verdicts[rcpt.address], ctx.scores,
@@ -133,7 +134,7 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
         trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,
                                 [r.address for r in recipients])
         quarantined = [("X-Quarantine-ID", f"<{task.mail_id}>")] if out.quarantine else []
-        data = prepend_headers(prefix_subject(task.raw, prefix),
+        data = prepend_headers(prefix_subject(raw, prefix),
                                [trace, *task.add_headers, *quarantined, *headers])
         data = await _sign(task, ctx.signers, data)
         msg = Outgoing(task.envelope.sender, recipients, task.envelope.mail_params, data,

@@ -7,6 +7,11 @@ One header with our authserv-id and one resinfo per method, folded one per line:
         dkim=pass header.d=example.com header.s=s1 header.b=AbCdEfGh;
         dmarc=pass (p=reject dis=none) header.from=example.com;
         arc=none
+
+RFC 8601 section 5 asks whoever adds the header to remove those already present that
+claim our authserv-id: a sender can forge ``dkim=pass`` under our name for the mail
+client or a Sieve rule to believe. :func:`own_fields` finds them in the received bytes
+(the authserv-id after optional comments, compared without case; quoted or not).
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ import re
 from dataclasses import dataclass, field
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-./=?^_`{|}~@]+$")
+# one header field (with its continuation lines) of the header section
+_FIELD = re.compile(rb"(?m)^([!-9;-~]+)[ \t]*:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)(?:\r?\n|\Z)")
+_COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
+_AUTHSERV_ID = re.compile(rb'\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;()"]+))')
 
 
 @dataclass(slots=True)
@@ -42,6 +51,35 @@ def header(authserv_id: str, items: list[ResInfo]) -> tuple[str, str]:
         return "Authentication-Results", f"{authserv_id}; none"
     body = ";\r\n\t".join(i.render() for i in items)
     return "Authentication-Results", f"{authserv_id};\r\n\t{body}"
+
+
+def own_fields(raw: bytes, authserv_id: str) -> list[tuple[int, int]]:
+    """Byte ranges (start, end) of the header fields of ``raw`` that are
+    ``Authentication-Results`` with ``authserv_id`` as their authserv-id."""
+    end = _header_end(raw)
+    wanted = authserv_id.strip().lower().encode("ascii", "replace")
+    found = []
+    for m in _FIELD.finditer(raw, 0, end):
+        if m.group(1).lower() != b"authentication-results":
+            continue
+        value = m.group(2).replace(b"\r\n", b"").replace(b"\n", b"")
+        for _ in range(3):  # comments may nest: take the innermost ones out first
+            value = _COMMENT.sub(b" ", value)
+        ident = _AUTHSERV_ID.match(value)
+        if ident is None:
+            continue
+        text = ident.group(1) if ident.group(1) is not None else ident.group(2)
+        if text.replace(b"\\", b"").lower() == wanted:
+            found.append((m.start(), m.end()))
+    return found
+
+
+def _header_end(raw: bytes) -> int:
+    """Offset just past the line end of the last header line (the blank line's start)."""
+    crlf, lf = raw.find(b"\r\n\r\n"), raw.find(b"\n\n")
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf + 2
+    return lf + 1 if lf >= 0 else len(raw)
 
 
 def _value(value: str) -> str:

@@ -45,6 +45,9 @@ class AuthSettings:
     dmarc: bool = opt(True, "evaluate DMARC (needs spf and dkim)")
     arc: bool = opt(True, "verify the ARC chain")
     add_header: bool = opt(True, "add an Authentication-Results header to passed mail")
+    remove_own_results: bool = opt(
+        True, "with add_header: leave out Authentication-Results headers that already carry "
+        "our authserv-id (forged by the sender, or from an earlier pass; RFC 8601 section 5)")
     authserv_id: str = opt("", "authserv-id of the header; empty = server.hostname or FQDN")
     trusted_networks: tuple[str, ...] = opt(
         [], "relays whose Received headers are believed; empty = [policy] mynetworks")
@@ -98,6 +101,8 @@ class Auth:
         lookup = partial(self._dns.query, deadline=deadline)
         out = await self._verify(task, relay, lookup)
         if self._s.add_header:
+            if self._s.remove_own_results:
+                task.drop_fields.extend(authres.own_fields(task.raw, self._authserv_id))
             task.add_headers.append(authres.header(self._authserv_id, report.resinfos(out)))
         hits = report.hits(out, self._s.psl_file)
         log.debug("(%s) auth: %s", task.log_id, " ".join(h.symbol for h in hits))

@@ -85,3 +85,25 @@ def test_inbound_and_originating(scanner: tuple[int, int], sink: Sink,
     deadline = Deadline(5)
     [result] = run(verify_all(data, lambda n, t: client.query(n, t, deadline), run_inline))
     assert (result.result, result.domain) == ("pass", "signer.test")
+
+
+def test_forged_results_under_our_name_are_left_out(scanner: tuple[int, int],
+                                                    sink: Sink) -> None:
+    """RFC 8601 section 5: an Authentication-Results header claiming our authserv-id
+    (here a forged dkim=pass for a bank) does not reach the mailbox; other hosts' stay."""
+    inbound, _ = scanner
+    mail = (b"From: Alice <alice@good.test>\r\nTo: rcpt@elsewhere.test\r\nSubject: hi\r\n"
+            b"Authentication-Results: scanner.test;\r\n\tdkim=pass header.d=bank.example\r\n"
+            b"Authentication-Results: (trust me) SCANNER.TEST; dmarc=pass\r\n"
+            b"Authentication-Results: relay.other.example; spf=pass\r\n"
+            b"Message-ID: <e2e2@good.test>\r\n\r\nAuthentication-Results: scanner.test; body\r\n")
+    send(inbound, "alice@good.test", mail,
+         "ADDR=192.0.2.1 NAME=mail.good.test HELO=mail.good.test PROTO=ESMTP")
+    data = sink.wait_for(1)[-1].data
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"bank.example" not in head and b"trust me" not in head
+    assert head.count(b"Authentication-Results: scanner.test;") == 1  # ours, on top
+    assert head.index(b"Authentication-Results: scanner.test;") < head.index(b"From: Alice")
+    assert b"Authentication-Results: relay.other.example; spf=pass\r\n" in head
+    assert head.endswith(b"Message-ID: <e2e2@good.test>")
+    assert body == b"Authentication-Results: scanner.test; body\r\n"
