@@ -16,7 +16,7 @@ from typing import Any
 from scanner.actions.bounce import bounce_allowed
 from scanner.actions.headers import prefix_subject, without
 from scanner.actions.notify import notify_admins
-from scanner.actions.tagging import Edits, edits_for
+from scanner.actions.tagging import Edits, edits_for, spam_header_fields
 from scanner.dsn import build_failure_dsn, wants_failure_dsn
 from scanner.pipeline.parse import header_text
 from scanner.reinject.deliver import Outgoing, deliver
@@ -122,13 +122,17 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
 
 async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:
     groups: dict[tuple, list[tuple[int, Edits]]] = {}
-    raw = without(task.raw, task.drop_fields)
     for i in idx:
         rcpt = task.envelope.recipients[i]
         edits = edits_for(task, rcpt.address, task.verdicts[rcpt.address], ctx.scores,
                           ctx.hostname, ctx.virus_scanned)
-        groups.setdefault((edits.headers, edits.subject_prefix), []).append((i, edits))
-    for (headers, prefix), members in groups.items():
+        key = (edits.headers, edits.subject_prefix, edits.drop_spam_headers)
+        groups.setdefault(key, []).append((i, edits))
+    for (headers, prefix, drop_prefix), members in groups.items():
+        dropped = task.drop_fields
+        if drop_prefix:
+            dropped = dropped + spam_header_fields(task.raw, drop_prefix)
+        raw = without(task.raw, dropped)
         recipients = [Recipient(e.address, task.envelope.recipients[i].params)
                       for i, e in members]
         trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,

@@ -3,7 +3,11 @@
 amavis-compatible: X-Spam-Flag/Score/Level/Status from tag_level on (only for local
 recipients and only when spam checks ran for them), X-Spam-Flag YES, the subject tag
 and the address extension from tag2_level on, X-Virus-Scanned when a virus scanner
-ran, an alert header when a lover receives VIRUS or BANNED mail.
+ran, an alert header when a lover receives VIRUS or BANNED mail. For the same
+recipients the spam headers the message arrived with are left out
+(``remove_existing_spam_headers``, as amavis does), whatever the score: an
+``X-Spam-Flag: NO`` or ``X-Spam-Status: No`` the sender wrote must not reach a mail
+client or Sieve rule that trusts those headers.
 """
 
 from __future__ import annotations
@@ -12,20 +16,24 @@ from dataclasses import dataclass
 
 from scanner.actions.headers import fold
 from scanner.config.policy import PolicyConfig
+from scanner.headerfields import fields
 from scanner.policy.effective import is_local
 from scanner.scores import ScoreTable
 from scanner.task import Task, Verdict
 
 MAX_LEVEL_STARS = 64
+SPAM_HEADER_NAMES = ("Flag", "Score", "Level", "Status", "Report", "Tests", "Checker-Version")
 
 
 @dataclass(frozen=True, slots=True)
 class Edits:
-    """Header lines to add, a Subject prefix and the (maybe extended) recipient address."""
+    """Header lines to add, a Subject prefix, the (maybe extended) recipient address and
+    the prefix of arriving spam headers to leave out ('' = keep them)."""
 
     headers: tuple[tuple[str, str], ...]
     subject_prefix: str
     address: str
+    drop_spam_headers: str = ""
 
 
 def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
@@ -51,7 +59,16 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
     new_address = address
     if local and spammy and policy.addr_extension_spam:
         new_address = extend(address, policy.addr_extension_spam, policy.recipient_delimiter)
-    return Edits(tuple(headers), prefix, new_address)
+    drop = (policy.header_prefix if local and verdict.spam_scanned
+            and policy.remove_existing_spam_headers and policy.header_prefix else "")
+    return Edits(tuple(headers), prefix, new_address, drop)
+
+
+def spam_header_fields(raw: bytes, header_prefix: str) -> list[tuple[int, int]]:
+    """Byte ranges of the header fields of ``raw`` named ``header_prefix`` + one of
+    :data:`SPAM_HEADER_NAMES` (names compared without case)."""
+    names = {(header_prefix + n).lower().encode("ascii", "replace") for n in SPAM_HEADER_NAMES}
+    return [(f.start, f.end) for f in fields(raw) if f.name in names]
 
 
 def spam_headers(verdict: Verdict, policy: PolicyConfig,

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from scanner.headerfields import fields
+
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-./=?^_`{|}~@]+$")
-# one header field (with its continuation lines) of the header section
-_FIELD = re.compile(rb"(?m)^([!-9;-~]+)[ \t]*:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)(?:\r?\n|\Z)")
 _COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
 _AUTHSERV_ID = re.compile(rb'\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;()"]+))')
 
@@ -56,13 +56,12 @@ def header(authserv_id: str, items: list[ResInfo]) -> tuple[str, str]:
 def own_fields(raw: bytes, authserv_id: str) -> list[tuple[int, int]]:
     """Byte ranges (start, end) of the header fields of ``raw`` that are
     ``Authentication-Results`` with ``authserv_id`` as their authserv-id."""
-    end = _header_end(raw)
     wanted = authserv_id.strip().lower().encode("ascii", "replace")
     found = []
-    for m in _FIELD.finditer(raw, 0, end):
-        if m.group(1).lower() != b"authentication-results":
+    for hf in fields(raw):
+        if hf.name != b"authentication-results":
             continue
-        value = m.group(2).replace(b"\r\n", b"").replace(b"\n", b"")
+        value = hf.value.replace(b"\r\n", b"").replace(b"\n", b"")
         for _ in range(3):  # comments may nest: take the innermost ones out first
             value = _COMMENT.sub(b" ", value)
         ident = _AUTHSERV_ID.match(value)
@@ -70,16 +69,8 @@ def own_fields(raw: bytes, authserv_id: str) -> list[tuple[int, int]]:
             continue
         text = ident.group(1) if ident.group(1) is not None else ident.group(2)
         if text.replace(b"\\", b"").lower() == wanted:
-            found.append((m.start(), m.end()))
+            found.append((hf.start, hf.end))
     return found
-
-
-def _header_end(raw: bytes) -> int:
-    """Offset just past the line end of the last header line (the blank line's start)."""
-    crlf, lf = raw.find(b"\r\n\r\n"), raw.find(b"\n\n")
-    if crlf >= 0 and (lf < 0 or crlf < lf):
-        return crlf + 2
-    return lf + 1 if lf >= 0 else len(raw)
 
 
 def _value(value: str) -> str:

@@ -73,6 +73,10 @@ class PolicyConfig:
         ["127.0.0.0/8", "::1"], "client networks of the MYNETS policy bank")
     spam_headers: bool = opt(True, "add X-Spam-Flag/Score/Level/Status to local mail")
     header_prefix: str = opt("X-Spam-", "prefix of the spam headers")
+    remove_existing_spam_headers: bool = opt(
+        True, "leave out the spam headers (header_prefix + Flag, Score, Level, Status, "
+        "Report, Tests, Checker-Version) a message arrives with, for local recipients whose "
+        "mail we spam-check, so a sender cannot forge a verdict (amavis's setting)")
     virus_scanned_header: str = opt("X-Virus-Scanned", "header added when mail was virus "
                                     "scanned; empty = none")
     virus_scanned_value: str = opt("scanner at {hostname}", "its value ({hostname} is "
