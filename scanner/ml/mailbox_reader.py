@@ -30,6 +30,9 @@ from typing import BinaryIO
 
 ProblemHandler = Callable[[str, str], None]
 MAX_MESSAGE_BYTES = 64 << 20
+# mbox lines are read in pieces of at most this size: a line of gigabytes (a .gz of one
+# endless line is a few megabytes) must not be held in memory whole
+MAX_LINE_PIECE = 1 << 20
 
 _FROM_LINE = re.compile(rb"^From \S+.*(?:\d{1,2}:\d{2}|\b\d{4}\s*$)")
 _HEADER_START = re.compile(rb"^[!-9;-~]+[ \t]*:")
@@ -161,19 +164,22 @@ def _split_stream(name: str, handle: BinaryIO, on_problem: ProblemHandler
         return
     chunks: list[bytes] = [first]
     count = 0
-    previous_blank = True
+    previous_blank = False
+    at_line_start = False  # the first line's "From " is read, its rest follows
     size = len(first)
-    for line_no, line in enumerate(handle):
-        if line_no > 0 and previous_blank and line.startswith(b"From ") and _FROM_LINE.match(line):
+    while piece := handle.readline(MAX_LINE_PIECE):
+        starts_line, at_line_start = at_line_start, piece.endswith(b"\n")
+        if starts_line and previous_blank and piece.startswith(b"From ") \
+                and _FROM_LINE.match(piece):
             count += 1
             raw = b"".join(chunks)
             if _check(f"{name}:{count}", raw, on_problem):
                 yield f"{name}:{count}", raw
-            chunks, size = [line], len(line)
-        elif size < MAX_MESSAGE_BYTES:
-            chunks.append(line)
-            size += len(line)
-        previous_blank = line in (b"\n", b"\r\n")
+            chunks, size = [piece], len(piece)
+        elif size < MAX_MESSAGE_BYTES:  # beyond it the message is cut, not kept whole
+            chunks.append(piece)
+            size += len(piece)
+        previous_blank = starts_line and piece in (b"\n", b"\r\n")
     count += 1
     raw = b"".join(chunks)
     label = f"{name}:{count}" if count > 1 else name

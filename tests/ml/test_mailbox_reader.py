@@ -116,3 +116,25 @@ def test_missing_path_raises(tmp_path: Path) -> None:
 
 def test_empty_folder(tmp_path: Path) -> None:
     assert collect(tmp_path) == ([], [], [])
+
+
+def test_endless_mbox_lines_are_read_in_pieces(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line longer than MAX_LINE_PIECE is read in pieces and the message is cut at
+    MAX_MESSAGE_BYTES (a .gz of one endless line must not be held whole: it was a
+    MemoryError); the newline that ends a long line is not a blank line, so the
+    "From " line after it separates nothing (mbox wants a blank line first)."""
+    import scanner.ml.mailbox_reader as reader
+
+    monkeypatch.setattr(reader, "MAX_LINE_PIECE", 1024)
+    monkeypatch.setattr(reader, "MAX_MESSAGE_BYTES", 8192)
+    separator_inside = b"y" * 1024 + b"\n" + b"From a@b Mon Jan  6 10:00:00 2025\n"
+    first = MSGS[0].replace(b"\r\n", b"\n") + b"\n" + separator_inside + b"z" * 100_000 + b"\n"
+    path = tmp_path / "box.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(mbox_bytes([first, MSGS[1]]))
+    names, raws, problems = collect(path)
+    assert not problems and names == [f"{path}:1", f"{path}:2"]
+    assert 8192 <= len(raws[0]) < 8192 + 1024  # cut at the limit, a piece at most beyond
+    assert raws[1].startswith(b"From sender1@example.org") and raws[1].endswith(b"\n")
+    assert MSGS[1].replace(b"\r\n", b"\n") in raws[1]
