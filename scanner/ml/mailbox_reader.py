@@ -23,6 +23,7 @@ import gzip
 import lzma
 import os
 import re
+import stat
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -51,6 +52,8 @@ def iter_messages(path: str, on_problem: ProblemHandler = _ignore) -> Iterator[t
             yield from _read_tar(archive, prefix.strip("/"), on_problem)
             return
         raise FileNotFoundError(f"{path}: no such file or directory")
+    if not os.path.isdir(path) and not _regular(path, on_problem):
+        return
     kind = detect_format(path)
     if kind == "maildir":
         for sub in ("new", "cur"):
@@ -113,8 +116,25 @@ def _walk(root: str) -> Iterator[str]:
                 yield os.path.join(folder, name)
 
 
+def _regular(name: str, on_problem: ProblemHandler) -> bool:
+    """A regular file (symlinks followed)? A FIFO would block the reader for ever and a
+    device never ends, so anything else is reported and skipped."""
+    try:
+        mode = os.stat(name).st_mode
+    except OSError as exc:
+        on_problem(name, f"cannot read: {exc.strerror or exc}")
+        return False
+    if not stat.S_ISREG(mode):
+        on_problem(name, "not a regular file (a pipe, socket or device): save the mail "
+                         "to a file first")
+        return False
+    return True
+
+
 def _read_files(files: Iterable[str], on_problem: ProblemHandler) -> Iterator[tuple[str, bytes]]:
     for name in files:
+        if not _regular(name, on_problem):
+            continue
         try:
             if _is_tar(name):
                 yield from _read_tar(name, "", on_problem)

@@ -138,3 +138,18 @@ def test_endless_mbox_lines_are_read_in_pieces(tmp_path: Path,
     assert 8192 <= len(raws[0]) < 8192 + 1024  # cut at the limit, a piece at most beyond
     assert raws[1].startswith(b"From sender1@example.org") and raws[1].endswith(b"\n")
     assert MSGS[1].replace(b"\r\n", b"\n") in raws[1]
+
+
+def test_pipes_and_devices_are_reported_not_read(tmp_path: Path) -> None:
+    """A FIFO in a mail folder would block training for ever: reported and skipped."""
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    (folder / "1.eml").write_bytes(MSGS[0])
+    os.mkfifo(folder / "2.eml")  # no writer: opening it would wait for ever
+    (folder / "3.eml").symlink_to("/dev/zero")
+    names, raws, problems = collect(folder)
+    assert raws == [MSGS[0]]
+    assert sorted(n for n, _ in problems) == [str(folder / "2.eml"), str(folder / "3.eml")]
+    assert all("not a regular file" in why for _, why in problems)
+    names, raws, problems = collect(folder / "2.eml")  # given by name: the same
+    assert raws == [] and "not a regular file" in problems[0][1]
