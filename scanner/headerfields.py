@@ -1,25 +1,23 @@
-"""The header fields of raw message bytes with their byte ranges, for leaving some out.
+"""Header fields of raw message bytes, by name, with their byte ranges (for leaving
+some out of a delivered copy).
 
 A field is its name line plus continuation lines, up to and including its line end;
 the blank line that ends the header section and the body are never part of one. Bare
-LF line ends are read as well as CRLF.
+LF line ends are read as well as CRLF. Names are matched without case.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-
-_FIELD = re.compile(
-    rb"(?m)^([!-9;-~]+)[ \t]*:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)(?:\r?\n|\Z)")
 
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One header field: its lower-case name, raw value (folds kept) and byte range."""
+    """One header field: its raw value (folds kept) and its byte range."""
 
-    name: bytes
     value: bytes
     start: int
     end: int
@@ -30,13 +28,28 @@ def section_end(raw: bytes) -> int:
     starts); len(raw) when the message has no blank line."""
     if raw.startswith((b"\r\n", b"\n")):
         return 0
-    crlf, lf = raw.find(b"\r\n\r\n"), raw.find(b"\n\n")
-    if crlf >= 0 and (lf < 0 or crlf < lf):
-        return crlf + 2
-    return lf + 1 if lf >= 0 else len(raw)
+    crlf = raw.find(b"\r\n\r\n")
+    lf = raw.find(b"\n\n", 0, crlf if crlf >= 0 else len(raw))  # not through the body
+    if lf >= 0:
+        return lf + 1
+    return crlf + 2 if crlf >= 0 else len(raw)
 
 
-def fields(raw: bytes) -> Iterator[Field]:
-    """Every header field of ``raw``, in order."""
-    for m in _FIELD.finditer(raw, 0, section_end(raw)):
-        yield Field(m.group(1).lower(), m.group(2), m.start(), m.end())
+def named(raw: bytes, names: tuple[str, ...]) -> list[Field]:
+    """The header fields of ``raw`` called one of ``names``, in order."""
+    end = section_end(raw)
+    common, field = _patterns(names)
+    if common not in raw[:end].lower():  # the usual case: one fast substring search
+        return []
+    return [Field(m.group(1), m.start(), m.end()) for m in field.finditer(raw, 0, end)]
+
+
+@functools.lru_cache(maxsize=32)
+def _patterns(names: tuple[str, ...]) -> tuple[bytes, re.Pattern[bytes]]:
+    """(what every name starts with, in lower case; a pattern of the named fields at a
+    line start)."""
+    encoded = [n.encode("ascii", "replace") for n in names]
+    alternatives = b"|".join(re.escape(n) for n in encoded)
+    field = re.compile(rb"(?im)^(?:" + alternatives
+                       + rb")[ \t]*:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)(?:\r?\n|\Z)")
+    return os.path.commonprefix([n.lower() for n in encoded]), field

@@ -17,9 +17,10 @@ def header_end(raw: bytes) -> int:
     if raw.startswith((b"\r\n", b"\n")):
         return 0
     crlf = raw.find(b"\r\n\r\n")
-    lf = raw.find(b"\n\n")
-    ends = [e for e in (crlf, lf) if e >= 0]
-    return min(ends) if ends else len(raw)
+    lf = raw.find(b"\n\n", 0, crlf if crlf >= 0 else len(raw))  # not through the body
+    if lf >= 0:
+        return lf
+    return crlf if crlf >= 0 else len(raw)
 
 
 def without(raw: bytes, ranges: list[tuple[int, int]]) -> bytes:

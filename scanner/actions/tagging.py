@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from scanner.actions.headers import fold
 from scanner.config.policy import PolicyConfig
-from scanner.headerfields import fields
+from scanner.headerfields import named
 from scanner.policy.effective import is_local
 from scanner.scores import ScoreTable
 from scanner.task import Task, Verdict
@@ -67,8 +67,8 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
 def spam_header_fields(raw: bytes, header_prefix: str) -> list[tuple[int, int]]:
     """Byte ranges of the header fields of ``raw`` named ``header_prefix`` + one of
     :data:`SPAM_HEADER_NAMES` (names compared without case)."""
-    names = {(header_prefix + n).lower().encode("ascii", "replace") for n in SPAM_HEADER_NAMES}
-    return [(f.start, f.end) for f in fields(raw) if f.name in names]
+    names = tuple(header_prefix + n for n in SPAM_HEADER_NAMES)
+    return [(f.start, f.end) for f in named(raw, names)]
 
 
 def spam_headers(verdict: Verdict, policy: PolicyConfig,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from scanner.headerfields import fields
+from scanner.headerfields import named
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-./=?^_`{|}~@]+$")
 _COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
@@ -58,9 +58,7 @@ def own_fields(raw: bytes, authserv_id: str) -> list[tuple[int, int]]:
     ``Authentication-Results`` with ``authserv_id`` as their authserv-id."""
     wanted = authserv_id.strip().lower().encode("ascii", "replace")
     found = []
-    for hf in fields(raw):
-        if hf.name != b"authentication-results":
-            continue
+    for hf in named(raw, ("Authentication-Results",)):
         value = hf.value.replace(b"\r\n", b"").replace(b"\n", b"")
         for _ in range(3):  # comments may nest: take the innermost ones out first
             value = _COMMENT.sub(b" ", value)
