@@ -98,7 +98,8 @@ def split_header_section(raw: bytes) -> tuple[bytes, bytes]:
     """Split raw message bytes into header section and body at the first empty line."""
     # The first LF followed by an optional CR and another LF (what the regular expression
     # \r?\n\r?\n finds first), located with bytes.find, which is far cheaper.
-    lf_lf, lf_cr_lf = raw.find(b"\n\n"), raw.find(b"\n\r\n")
+    lf_cr_lf = raw.find(b"\n\r\n")  # LF LF only before it: not through a CRLF body
+    lf_lf = raw.find(b"\n\n", 0, lf_cr_lf + 1 if lf_cr_lf >= 0 else len(raw))
     if lf_lf < 0 and lf_cr_lf < 0:
         return raw, b""
     if lf_cr_lf < 0 or 0 <= lf_lf < lf_cr_lf:

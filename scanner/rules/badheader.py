@@ -43,12 +43,12 @@ _NON_ASCII = re.compile(rb"[\x80-\xff]")
 def header_section(raw: bytes) -> list[bytes]:
     """Lines of the top-level header section (line ends removed; bare CR kept)."""
     lines: list[bytes] = []
-    end = raw.find(b"\n\n")  # split the header section only, not the whole body
-    if end >= 0:
-        crlf = raw.find(b"\n\r\n", 0, end)
-        end = crlf if crlf >= 0 else end
-    else:
-        end = raw.find(b"\n\r\n")
+    # the first blank line: CRLF mail has no LF LF, so look for that only before the
+    # first LF CR LF instead of through the whole body
+    crlf = raw.find(b"\n\r\n")
+    end = raw.find(b"\n\n", 0, crlf + 1 if crlf >= 0 else len(raw))
+    if end < 0:
+        end = crlf
     for line in (raw[: end + 1] if end >= 0 else raw).split(b"\n"):
         if line.endswith(b"\r"):
             line = line[:-1]
