@@ -9,7 +9,6 @@ DNS timeout becomes ``temperror`` instead of dkimpy's "fail".
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -19,7 +18,6 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 from scanner.dns.client import Answer
 
 Lookup = Callable[[str, str], Awaitable[Answer]]
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 def key_name(selector: str, domain: str) -> str:
@@ -27,9 +25,14 @@ def key_name(selector: str, domain: str) -> str:
 
 
 def header_section(raw: bytes) -> bytes:
-    """The header lines of a message (up to the empty line), for cheap parsing."""
-    m = _HEADER_END.search(raw)
-    return raw[: m.end()] if m else raw
+    """The header lines of a message (up to and including the empty line), for cheap
+    parsing: what ``\\r?\\n\\r?\\n`` would end at, found with two plain searches
+    (LF LF only before the first LF CR LF, not through a CRLF body)."""
+    lf_cr_lf = raw.find(b"\n\r\n")
+    lf_lf = raw.find(b"\n\n", 0, lf_cr_lf + 1 if lf_cr_lf >= 0 else len(raw))
+    if lf_lf >= 0:
+        return raw[: lf_lf + 2]
+    return raw[: lf_cr_lf + 3] if lf_cr_lf >= 0 else raw
 
 
 def parsed_headers(raw: bytes) -> list[tuple[bytes, bytes]] | None:
