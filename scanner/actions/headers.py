@@ -9,18 +9,9 @@ from __future__ import annotations
 
 import re
 
+from scanner.headerfields import section_end
+
 _SUBJECT = re.compile(rb"(?im)^subject:[ \t]*")
-
-
-def header_end(raw: bytes) -> int:
-    """Offset of the blank line ending the header section (len(raw) if none)."""
-    if raw.startswith((b"\r\n", b"\n")):
-        return 0
-    crlf = raw.find(b"\r\n\r\n")
-    lf = raw.find(b"\n\n", 0, crlf if crlf >= 0 else len(raw))  # not through the body
-    if lf >= 0:
-        return lf
-    return crlf if crlf >= 0 else len(raw)
 
 
 def without(raw: bytes, ranges: list[tuple[int, int]]) -> bytes:
@@ -40,8 +31,7 @@ def prefix_subject(raw: bytes, prefix: str) -> bytes:
     """Put ``prefix`` in front of the Subject value (adding a Subject when there is none)."""
     if not prefix:
         return raw
-    end = header_end(raw)
-    m = _SUBJECT.search(raw, 0, end)
+    m = _SUBJECT.search(raw, 0, section_end(raw))
     tag = prefix.encode("utf-8")
     if m is None:
         return b"Subject: " + tag.rstrip() + b"\r\n" + raw
