@@ -173,10 +173,15 @@ def evaluate(rs: RuleSet, view: MessageView, budget: float = 5.0) -> Result:
     try:
         run.headers()
         run.mimeheaders()
-        run.texts("body", view.body, view.body_joined)
-        run.texts("uri", view.uris, view.uris_joined)
-        run.texts("rawbody", view.rawbody, view.rawbody_joined)
-        run.texts("full", [view.full], view.full)
+        # a view is built only when rules read it (the full view copies the message)
+        if rs.text["body"]:
+            run.texts("body", view.body, view.body_joined)
+        if rs.text["uri"]:
+            run.texts("uri", view.uris, view.uris_joined)
+        if rs.text["rawbody"]:
+            run.texts("rawbody", view.rawbody, view.rawbody_joined)
+        if rs.text["full"]:
+            run.texts("full", [view.full], view.full)
     except _Deadline as exc:
         result.timed_out = exc.rule
     run.metas()

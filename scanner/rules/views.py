@@ -84,16 +84,12 @@ class MessageView:
     valid_host: Callable[[str], bool] | None = None
 
     @cached_property
-    def _split(self) -> tuple[bytes, bytes]:
-        return hdr.split_header(self.raw)
-
-    @cached_property
     def headers(self) -> hdr.HeaderBlock:
-        return hdr.parse_block(self._split[0])
+        return hdr.parse_block(hdr.header_part(self.raw))
 
     @cached_property
     def full(self) -> bytes:
-        head, body = self._split
+        head, body = hdr.split_header(self.raw)
         return head + body
 
     @cached_property

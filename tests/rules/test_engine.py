@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from scanner.rules.engine import evaluate
 from scanner.rules.prefilter import hyperscan_available, required_literal
 
 from .helpers import message, names, ruleset, run
@@ -284,3 +287,30 @@ def test_patterns_too_long_for_hyperscan_are_split_and_still_agree() -> None:
     assert names(run(with_hs, message(body="send the PASSWORD now\n"))) == {"LONG_ALT"}
     assert names(run(with_hs, message(body="abcdefghijklmnopqrstuvwxyz" * 3 + "\n"))) == {
         "LONG_SEQ"}
+
+
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"From ", b"From:", b":", b" ", b"X: y"]),
+                max_size=16).map(b"".join))
+def test_header_part_is_the_head_of_split_header(raw: bytes) -> None:
+    """The header views read header_part(), which skips converting the body."""
+    from scanner.rules.headers import header_part, split_header
+
+    assert header_part(raw) == split_header(raw)[0]
+
+
+def test_views_are_built_only_for_the_rules_that_read_them() -> None:
+    """The full view copies the whole message (twice, before): not built without full
+    rules; body and uri views likewise."""
+    from scanner.rules.uris import text_uri_regex
+    from scanner.rules.views import MessageView
+
+    raw = message(body="see http://example.com/ now\n")
+    for rules, built, skipped in (
+            ("header H1 Subject =~ /hello/\n", set(), {"full", "body", "uris", "rawbody"}),
+            ("full F1 /example/\n", {"full"}, {"body", "uris", "rawbody"}),
+            ("body B1 /see/\nuri U1 /example/\n", {"body", "uris"}, {"full", "rawbody"})):
+        rs = ruleset(rules)
+        view = MessageView(raw, uri_finder=text_uri_regex(rs.tlds), redirectors=rs.redirectors)
+        result = evaluate(rs, view, 5.0)
+        assert result.hits, rules
+        assert built <= set(vars(view)) and not skipped & set(vars(view)), rules
