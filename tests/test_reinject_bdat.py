@@ -410,13 +410,16 @@ def test_a_next_hop_outage_is_logged_once_then_its_end(caplog: pytest.LogCapture
 
 def test_a_big_message_arrives_intact_with_bdat_and_with_data():
     """Content above the size that is joined with the commands is written as a piece of
-    its own (no extra copy of a big message): the octets must not change."""
-    from scanner.reinject.client import _JOIN_LIMIT, dot_stuff
+    its own, in slices drained one by one (no extra copy of a big message): the octets
+    must not change."""
+    from scanner.reinject.client import _SLICE, dot_stuff
 
     lines = [b"Subject: big\r\n", b"\r\n"]
-    while sum(map(len, lines)) <= 2 * _JOIN_LIMIT:
+    size = sum(map(len, lines))
+    while size <= 2.5 * _SLICE:  # three slices, the last one short
         n = len(lines)
         lines.append(b"." * (n % 3) + b"line %d of a big message\r\n" % n)
+        size += len(lines[-1])
     content = b"".join(lines)
     out = Outgoing("a@example.org", [Recipient("b@example.test")], (), content,
                    ClientInfo(addr="192.0.2.1"))

@@ -19,6 +19,10 @@ from scanner.streams import idle_and_open
 # Writes up to this size are joined into one buffer (one TCP segment for commands and
 # small content); a larger piece is written by itself, saving a copy of a big message.
 _JOIN_LIMIT = 256 * 1024
+# a large piece goes out in slices of this size, each written once the socket has
+# taken the previous one: asyncio would otherwise copy what the socket cannot take at
+# once (most of a big message) into its own buffer, a second copy of the message
+_SLICE = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -97,16 +101,20 @@ class SMTPClient:
         A large piece (a big message's BDAT content) is written on its own instead of
         being joined to the commands: joining would copy the whole message once more."""
         queued, self._queued = self._queued, []
-        self._write(queued)
-        await self._drain()
+        await self._write(queued)
 
-    def _write(self, pieces: list[bytes]) -> None:
-        """One write for small pieces together; each piece alone when they are large."""
+    async def _write(self, pieces: list[bytes]) -> None:
+        """One write for small pieces together; when they are large, each piece alone
+        and in slices, draining in between (the writes end drained either way)."""
         if sum(map(len, pieces)) <= _JOIN_LIMIT:
             self._writer.write(b"".join(pieces))
         else:
             for piece in pieces:
-                self._writer.write(piece)
+                view = memoryview(piece)  # not released here: a transport may hold a slice
+                for start in range(0, len(view), _SLICE):
+                    self._writer.write(view[start:start + _SLICE])
+                    await self._drain()
+        await self._drain()
 
     async def _drain(self) -> None:
         try:
@@ -144,8 +152,7 @@ class SMTPClient:
 
     async def send_data(self, data: bytes) -> None:
         """Send the message body, dot-stuffed, ending with CRLF.CRLF."""
-        self._write([dot_stuff(data), b".\r\n"])  # a big message is not copied for 3 bytes
-        await self._drain()
+        await self._write([dot_stuff(data), b".\r\n"])  # not copied again for 3 bytes
 
     async def quit(self) -> None:
         """Say goodbye politely; never raises."""
