@@ -90,6 +90,7 @@ async def read_data(reader: asyncio.StreamReader, *, line_limit: int,
         return state, b""
     with memoryview(buf) as view:  # one copy into bytes, not two via a bytearray slice
         content = bytes(view[:-len(_TAIL)])
+    del buf  # before un-stuffing, which copies the message once more if a line needs it
     return state, unstuff(content)
 
 
