@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 from pathlib import Path
+from typing import Any
 
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
@@ -68,3 +70,26 @@ def smtp(port: int) -> smtplib.SMTP:
     s = smtplib.SMTP("127.0.0.1", port, timeout=30)
     s.ehlo("postfix.test")
     return s
+
+
+def handle_at_sink(config: Any, checks: list, task: Any, sink_port: int, port: int = 10024,
+                   bank: str = "") -> list[str]:
+    """Run ``task`` through a real Processor (no SMTP listener) whose next hop is the
+    test sink on ``sink_port``; the replies it would give Postfix."""
+    from scanner.pipeline.processor import Listener, Processor
+    from scanner.reinject.deliver import NextHop
+    from scanner.scores import load_scores
+
+    async def run_inline(func: Any, *args: Any) -> Any:
+        return func(*args)
+
+    hop = NextHop("127.0.0.1", sink_port, False, 2, 5, "scanner.test", True)
+    proc = Processor(config, checks, load_scores(), hop, "scanner.test", run_cpu=run_inline)
+
+    async def go() -> list[str]:
+        try:
+            return await proc.handle(task, Listener(port, "ESMTP", bank))
+        finally:
+            await proc._pool.close()  # no connection left open to the sink
+
+    return asyncio.run(go())

@@ -18,14 +18,12 @@ from scanner.config import loads
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.errors import ConfigError
 from scanner.pipeline.parse import parse_headers
-from scanner.pipeline.processor import Listener, Processor
-from scanner.reinject.deliver import NextHop
-from scanner.scores import load_scores
 from scanner.task import ClientInfo, Envelope, Recipient, Task
 from scanner.testing.dns_server import DnsServer
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from tests.auth.conftest import Keys, dns_table, make_check, run_inline
+from tests.helpers import handle_at_sink
 
 CONFIG = loads('[server]\nhostname = "scanner.test"\n[checks]\ndisabled = ["clamav"]\n')
 MESSAGE = (b"From: Carol <carol@mail.signer.test>\r\nTo: dave@elsewhere.test\r\n"
@@ -46,20 +44,11 @@ def signer(keys: Keys, **extra: Any) -> DkimSign:
 
 
 def deliver(checks: list, sink: Sink, bank: str, client: ClientInfo | None = None) -> bytes:
-    hop = NextHop("127.0.0.1", sink.port, False, 2, 5, "scanner.test", True)
-    proc = Processor(CONFIG, checks, load_scores(), hop, "scanner.test", run_cpu=run_inline)
     task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=MESSAGE,
                 envelope=Envelope("carol@signer.test", (Recipient("dave@elsewhere.test"),)),
                 client=client or ClientInfo(addr="127.0.0.1", helo="localhost"),
                 policy_bank=bank)
-
-    async def go() -> list[str]:
-        try:
-            return await proc.handle(task, Listener(10026, "ESMTP", bank))
-        finally:
-            await proc._pool.close()  # no connection left open to the sink
-
-    replies = asyncio.run(go())
+    replies = handle_at_sink(CONFIG, checks, task, sink.port, 10026, bank)
     assert replies[0].startswith("250"), replies
     return sink.wait_for(1)[-1].data
 
@@ -93,19 +82,10 @@ def test_rsa_and_ed25519_keys_both_sign(dkim_keys: Keys, dns_server: DnsServer,
     assert b"a=ed25519-sha256" in head and b"a=rsa-sha256" in head
     auth = make_check(Auth, {"dns": dns_table(dns_server), "authserv_id": "scanner.test"},
                       CONFIG)
-    hop = NextHop("127.0.0.1", sink.port, False, 2, 5, "scanner.test", True)
-    proc = Processor(CONFIG, [auth], load_scores(), hop, "scanner.test", run_cpu=run_inline)
     task = Task(mail_id="abcdefghijkm", log_id="00001-02", raw=data,
                 envelope=Envelope("carol@signer.test", (Recipient("dave@elsewhere.test"),)),
                 client=ClientInfo(addr="192.0.2.1", helo="mail.signer.test"))
-
-    async def go() -> list[str]:
-        try:
-            return await proc.handle(task, Listener(10024, "ESMTP", ""))
-        finally:
-            await proc._pool.close()
-
-    assert asyncio.run(go())[0].startswith("250")
+    assert handle_at_sink(CONFIG, [auth], task, sink.port)[0].startswith("250")
     results = sink.wait_for(2)[-1].data.split(b"\r\n\r\n")[0].decode()
     results = " ".join(results.split())
     assert results.count("dkim=pass") == 2, results

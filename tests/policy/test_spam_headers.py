@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -11,12 +10,10 @@ import pytest
 from scanner.actions.headers import without
 from scanner.actions.tagging import spam_header_fields
 from scanner.config import loads
-from scanner.pipeline.processor import Listener, Processor
-from scanner.reinject.deliver import NextHop
-from scanner.scores import load_scores
 from scanner.task import ClientInfo, Envelope, Recipient, Task
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
+from tests.helpers import handle_at_sink
 
 FORGED = (b"From: promo@spam.example\r\nTo: bob@example.test\r\nSubject: deal\r\n"
           b"X-Spam-Flag: NO\r\n"
@@ -43,21 +40,11 @@ def sink() -> Iterator[Sink]:
 
 def deliver(sink: Sink, config_text: str, rcpts: list[str]) -> list[bytes]:
     config = loads('[checks]\nenabled = []\n' + config_text, "t.toml")
-    hop = NextHop("127.0.0.1", sink.port, False, 2, 5, "scanner.test", True)
-    proc = Processor(config, [], load_scores(), hop, "scanner.test",
-                     run_cpu=lambda f, *a: asyncio.sleep(0, f(*a)))
     task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=FORGED,
                 envelope=Envelope("promo@spam.example", tuple(Recipient(r) for r in rcpts)),
                 client=ClientInfo(addr="192.0.2.7", helo="mx.spam.example"))
-
-    async def go() -> list[str]:
-        try:
-            return await proc.handle(task, Listener(10024, "ESMTP", ""))
-        finally:
-            await proc._pool.close()
-
     before = len(sink.received)
-    replies = asyncio.run(go())
+    replies = handle_at_sink(config, [], task, sink.port)
     assert all(r.startswith("250") for r in replies), replies
     return [m.data for m in sink.wait_for(before + 1)[before:]]
 
