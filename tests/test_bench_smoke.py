@@ -70,6 +70,15 @@ def test_throughput_bench_with_every_check_and_a_local_dns_server() -> None:
     assert result["filter"]["log_lines"] == 20
 
 
+def test_big_message_bench_reports_a_workers_peak_memory() -> None:
+    data = json.loads(_run("bench/throughput/big_message.py", "--attachment-mib", "1",
+                           "--parallel", "2", "--json"))
+    assert data["delivered"] == 2 and data["errors"] == []
+    assert data["message_bytes"] > 1 << 20
+    assert data["peak_rss_after_mib"] >= data["peak_rss_before_mib"] > 0
+    assert data["growth_per_message_in_sizes"] >= 0
+
+
 @pytest.mark.skipif(clamd_binary() is None, reason="clamd is not installed (clamav-daemon)")
 def test_clamd_tmp_bench_compares_tmpfs_and_disk(tmp_path: Path) -> None:
     out = _run("bench/throughput/clamd_tmp.py", "-n", "10", "--rounds", "1",
