@@ -70,6 +70,16 @@ def test_throughput_bench_with_every_check_and_a_local_dns_server() -> None:
     assert result["filter"]["log_lines"] == 20
 
 
+def test_crafted_input_bench_reports_every_pattern() -> None:
+    # --max-ratio 1000: nothing is timed here, the exit status must not depend on it
+    data = json.loads(_run("bench/throughput/crafted.py", "--small", "2000", "--large", "8000",
+                           "--max-ratio", "1000", "--json"))
+    rows = {r["pattern"]: r for r in data["rows"]}
+    assert {"html lt", "junk parameters", "nested multipart", "many received"} <= set(rows)
+    assert all(r["large_bytes"] > r["small_bytes"] > 0 for r in rows.values())
+    assert data["super_linear"] == []
+
+
 def test_big_message_bench_reports_a_workers_peak_memory() -> None:
     data = json.loads(_run("bench/throughput/big_message.py", "--attachment-mib", "1",
                            "--parallel", "2", "--json"))
