@@ -23,16 +23,27 @@ class Field:
     end: int
 
 
+def blank_line(raw: bytes, start: int = 0) -> tuple[int, int]:
+    """The first blank line at or after ``start``: (offset of the LF that ends the line
+    before it, offset just past it), what ``\\n\\r?\\n`` would find; (-1, -1) if
+    there is none. LF LF is looked for only before the first LF CR LF, so the body of
+    CRLF mail (which has no LF LF) is not searched through."""
+    lf_cr_lf = raw.find(b"\n\r\n", start)
+    lf_lf = raw.find(b"\n\n", start, lf_cr_lf + 1 if lf_cr_lf >= 0 else len(raw))
+    if lf_lf >= 0:
+        return lf_lf, lf_lf + 2
+    if lf_cr_lf >= 0:
+        return lf_cr_lf, lf_cr_lf + 3
+    return -1, -1
+
+
 def section_end(raw: bytes) -> int:
     """Offset just past the line end of the last header line (where the blank line
     starts); len(raw) when the message has no blank line."""
     if raw.startswith((b"\r\n", b"\n")):
         return 0
-    crlf = raw.find(b"\r\n\r\n")
-    lf = raw.find(b"\n\n", 0, crlf if crlf >= 0 else len(raw))  # not through the body
-    if lf >= 0:
-        return lf + 1
-    return crlf + 2 if crlf >= 0 else len(raw)
+    lf, _ = blank_line(raw)
+    return lf + 1 if lf >= 0 else len(raw)
 
 
 def named(raw: bytes, names: tuple[str, ...]) -> list[Field]:

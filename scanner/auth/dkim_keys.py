@@ -16,6 +16,7 @@ import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from scanner.dns.client import Answer
+from scanner.headerfields import blank_line
 
 Lookup = Callable[[str, str], Awaitable[Answer]]
 
@@ -26,13 +27,9 @@ def key_name(selector: str, domain: str) -> str:
 
 def header_section(raw: bytes) -> bytes:
     """The header lines of a message (up to and including the empty line), for cheap
-    parsing: what ``\\r?\\n\\r?\\n`` would end at, found with two plain searches
-    (LF LF only before the first LF CR LF, not through a CRLF body)."""
-    lf_cr_lf = raw.find(b"\n\r\n")
-    lf_lf = raw.find(b"\n\n", 0, lf_cr_lf + 1 if lf_cr_lf >= 0 else len(raw))
-    if lf_lf >= 0:
-        return raw[: lf_lf + 2]
-    return raw[: lf_cr_lf + 3] if lf_cr_lf >= 0 else raw
+    parsing: where ``\\r?\\n\\r?\\n`` would end."""
+    _, end = blank_line(raw)
+    return raw[:end] if end >= 0 else raw
 
 
 def parsed_headers(raw: bytes) -> list[tuple[bytes, bytes]] | None:

@@ -38,7 +38,7 @@ _OPT = b"\x00" + struct.pack("!HHIH", 41, EDNS_PAYLOAD, 0, 0)
 
 def build_query(name: str, rdtype: int, query_id: int | None = None) -> bytes | None:
     """The wire form of a recursive query for ``name`` (absolute; a final dot optional)
-    with EDNS0 (payload 1232, RFC 9715's advice), or None when the name needs
+    with EDNS0 (payload 1232, the DNS Flag Day 2020 figure), or None when the name needs
     dnspython (escapes, non-ASCII, an empty or over-long label, over 255 octets)."""
     if not name.isascii() or "\\" in name:
         return None

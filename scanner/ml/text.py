@@ -22,6 +22,7 @@ from email.message import Message
 from email.policy import compat32
 
 from decoders.mimeutil import Entity
+from scanner.headerfields import blank_line
 from scanner.ml.charsets import decode_bytes, decode_header_value
 from scanner.ml.html_text import html_to_text
 
@@ -96,16 +97,9 @@ def strip_mbox_from(raw: bytes) -> bytes:
 
 def split_header_section(raw: bytes) -> tuple[bytes, bytes]:
     """Split raw message bytes into header section and body at the first empty line."""
-    # The first LF followed by an optional CR and another LF (what the regular expression
-    # \r?\n\r?\n finds first), located with bytes.find, which is far cheaper.
-    lf_cr_lf = raw.find(b"\n\r\n")  # LF LF only before it: not through a CRLF body
-    lf_lf = raw.find(b"\n\n", 0, lf_cr_lf + 1 if lf_cr_lf >= 0 else len(raw))
-    if lf_lf < 0 and lf_cr_lf < 0:
+    first, end = blank_line(raw)  # what \r?\n\r?\n finds first
+    if first < 0:
         return raw, b""
-    if lf_cr_lf < 0 or 0 <= lf_lf < lf_cr_lf:
-        first, end = lf_lf, lf_lf + 2
-    else:
-        first, end = lf_cr_lf, lf_cr_lf + 3
     start = first - 1 if first > 0 and raw[first - 1] == 13 else first
     return raw[:start], raw[end:]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 
+from scanner.headerfields import blank_line
 from scanner.task import Hit
 
 MAX_LINE = 998
@@ -43,12 +44,7 @@ _NON_ASCII = re.compile(rb"[\x80-\xff]")
 def header_section(raw: bytes) -> list[bytes]:
     """Lines of the top-level header section (line ends removed; bare CR kept)."""
     lines: list[bytes] = []
-    # the first blank line: CRLF mail has no LF LF, so look for that only before the
-    # first LF CR LF instead of through the whole body
-    crlf = raw.find(b"\n\r\n")
-    end = raw.find(b"\n\n", 0, crlf + 1 if crlf >= 0 else len(raw))
-    if end < 0:
-        end = crlf
+    end, _ = blank_line(raw)
     for line in (raw[: end + 1] if end >= 0 else raw).split(b"\n"):
         if line.endswith(b"\r"):
             line = line[:-1]

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from email.utils import getaddresses
 from functools import lru_cache
 
+from scanner.headerfields import blank_line
+
 MAX_NAME = 256
 MAX_VALUE = 8192
 MAX_ALL = 65536
@@ -86,11 +88,7 @@ def header_part(raw: bytes) -> bytes:
             return b""
     if raw.startswith((b"\n", b"\r\n"), start):
         return b"\n"
-    # the first LF followed by LF or CR LF: "\n\n" once CR LF is LF
-    lf_cr_lf = raw.find(b"\n\r\n", start)
-    end = raw.find(b"\n\n", start, lf_cr_lf + 1 if lf_cr_lf >= 0 else len(raw))
-    if end < 0:
-        end = lf_cr_lf
+    end, _ = blank_line(raw, start)  # "\n\n" once CR LF is LF
     if end < 0:
         return raw[start:].replace(b"\r\n", b"\n")
     return raw[start:end + 1].replace(b"\r\n", b"\n") + b"\n"
