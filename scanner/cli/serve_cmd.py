@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config.server, hostname)
     _preflight(config)
     sockets = bind_listeners(config)
-    workers = config.server.workers or os.cpu_count() or 1
+    workers = _workers(config)
     board = _scoreboard(config, workers)
     ampdp = _bind_ampdp(config)
     if config.server.pid_file:
@@ -48,6 +48,19 @@ def run(args: argparse.Namespace) -> int:
         if config.server.pid_file:
             with contextlib.suppress(OSError):
                 os.unlink(config.server.pid_file)
+
+
+def _workers(config: cfgmod.Config) -> int:
+    """``server.workers`` (0: one per core), at most ``server.concurrency``: every worker
+    serves its share of the connections, and a share cannot be empty."""
+    workers = config.server.workers or os.cpu_count() or 1
+    if workers > config.server.concurrency:
+        logging.getLogger("scanner").info(
+            "starting %d worker(s), not %d: server.concurrency is %d and every worker "
+            "takes a share of it", config.server.concurrency, workers,
+            config.server.concurrency)
+        workers = config.server.concurrency
+    return workers
 
 
 def _bind_ampdp(config: cfgmod.Config) -> socket.socket | None:

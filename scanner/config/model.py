@@ -34,8 +34,10 @@ class ServerConfig:
     """Process model, limits and timeouts of ``scanner serve``."""
 
     workers: int = opt(0, "pre-forked worker processes; 0 = one per CPU core", min=0, max=64)
-    concurrency: int = opt(20, "connections Postfix may open (its maxproc for the filter)",
-                           min=1, max=1000)
+    concurrency: int = opt(
+        20, "SMTP/LMTP connections served at once (amavis's $max_servers; Postfix's maxproc "
+        "for the filter); each worker keeps at most its share open, a connection beyond "
+        "the limit waits in the listen queue", min=1, max=1000)
     hostname: str = opt("", "name in the greeting and Received header; empty = FQDN")
     message_timeout: float = opt(
         600.0, "seconds for scanning and reinjecting one message; Postfix's "

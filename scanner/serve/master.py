@@ -23,6 +23,7 @@ import socket
 import time
 
 from scanner.config import Config, ListenerConfig
+from scanner.serve.accept import worker_shares
 from scanner.serve.scoreboard import Scoreboard
 from scanner.serve.worker import RETIRED, run_worker
 
@@ -61,6 +62,7 @@ class Master:
         self._sockets = sockets
         self._hostname = hostname
         self._n = workers
+        self._shares = worker_shares(config.server.concurrency, workers)
         self._board = board if board is not None else Scoreboard(workers)
         self._children: dict[int, tuple[float, int]] = {}  # pid -> (started, slot)
         self._killed: set[int] = set()  # pids the watchdog killed
@@ -151,7 +153,8 @@ class Master:
                     signal.signal(sig, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 code = run_worker(self._config, self._sockets, self._hostname,
-                                  self._ampdp, self._board.slot(index))
+                                  self._ampdp, self._board.slot(index),
+                                  self._shares[index])
             except BaseException:
                 log.exception("worker crashed")
                 code = 1

@@ -32,6 +32,7 @@ from scanner.quarantine.store import Quarantine
 from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import load_scores
+from scanner.serve.accept import ConnectionLimit
 from scanner.serve.scoreboard import WorkerSlot
 from scanner.smtp.handler import FilterHandler
 from scanner.smtp.server import FilterLMTP, FilterSMTP
@@ -46,21 +47,25 @@ RETIRED = 3
 
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                hostname: str, ampdp: socket.socket | None = None,
-               slot: WorkerSlot | None = None) -> int:
+               slot: WorkerSlot | None = None, connections: int = 0) -> int:
     """Serve until SIGTERM or retirement; then stop accepting and let open transactions
     finish. Returns the exit status: 0, or :data:`RETIRED`.
+
+    ``connections``: this worker's share of ``server.concurrency`` (SMTP/LMTP connections
+    it keeps open at most, :mod:`scanner.serve.accept`); 0 = the whole setting.
 
     With ``SCANNER_PROFILE_DIR`` set in the environment, the worker runs under cProfile
     and writes ``worker-PID.prof`` there when it stops (for benchmarks, not production).
     """
     profile_dir = os.environ.get("SCANNER_PROFILE_DIR")
     if not profile_dir:
-        return asyncio.run(_serve(config, sockets, hostname, ampdp, slot))
+        return asyncio.run(_serve(config, sockets, hostname, ampdp, slot, connections))
     import cProfile
 
     profiler = cProfile.Profile()
     try:
-        return profiler.runcall(asyncio.run, _serve(config, sockets, hostname, ampdp, slot))
+        return profiler.runcall(asyncio.run,
+                                _serve(config, sockets, hostname, ampdp, slot, connections))
     finally:
         profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
 
@@ -77,7 +82,7 @@ def _open_quarantine(config: Config, hostname: str) -> Quarantine | None:
 
 async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                  hostname: str, ampdp: socket.socket | None,
-                 slot: WorkerSlot | None = None) -> int:
+                 slot: WorkerSlot | None = None, connections: int = 0) -> int:
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cpu")
 
@@ -91,6 +96,7 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                           board=slot)
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.server.xforward_hosts)
     log_ids = LogIds()
+    limit = ConnectionLimit(connections or config.server.concurrency, loop)
     servers = []
     for lcfg, sock in sockets:
         listener = Listener(lcfg.port, "LMTP" if lcfg.protocol == "lmtp" else "ESMTP",
@@ -104,7 +110,7 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                        ident="scanner", data_size_limit=config.server.max_message_size,
                        timeout=config.server.idle_timeout, loop=loop)
 
-        servers.append(await loop.create_server(factory, sock=sock))
+        limit.serve(sock, factory)
     if ampdp is not None and quarantine is not None:
         servers.append(await start_ampdp_server(ampdp, quarantine, config, hostname))
     stop = asyncio.Event()
@@ -116,6 +122,7 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     await stop.wait()
     retired = heartbeat.done() and heartbeat.result()
     heartbeat.cancel()
+    limit.close()
     for server in servers:
         server.close()
     await _drain_connections(config.server.message_timeout)

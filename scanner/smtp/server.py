@@ -73,6 +73,12 @@ class FilterSMTP(SMTP):
         if isinstance(session, FilterSession) and peer:
             session.xforward_allowed = self._peer_allowed(peer[0])
 
+    @property
+    def session_task(self) -> asyncio.Task | None:
+        """The task serving this connection (aiosmtpd's handler coroutine); it ends
+        when the session does (QUIT, timeout, the client gone)."""
+        return self._handler_coroutine
+
     def _peer_allowed(self, host: str) -> bool:
         try:
             addr = ipaddress.ip_address(host.split("%")[0])

@@ -1,0 +1,132 @@
+"""Accepting SMTP/LMTP connections within the worker's share of ``server.concurrency``.
+
+amavis's ``$max_servers`` and Postfix's ``maxproc`` bound how many messages are in
+flight, and with them memory (README, Sizing memory). Every worker gets a fixed share
+of ``server.concurrency`` (:func:`worker_shares`; the shares add up to exactly the
+setting) and accepts a new connection only while fewer than its share are open. The
+listening sockets are shared by all workers, so a connection that finds one worker full
+is accepted by another; only when every worker is full does it wait in the kernel's
+listen queue (Postfix's TCP connect succeeds at once and it waits for the greeting,
+``smtp_helo_timeout``, 300 s by default) until a connection closes.
+
+asyncio's ``create_server`` cannot pause accepting, so the accept loop is ours: one task
+per listening socket, all of them drawing on one semaphore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+from collections.abc import Callable
+
+log = logging.getLogger("scanner")
+
+ACCEPT_RETRY_DELAY = 1.0
+"""Seconds to wait after the process ran out of file descriptors or memory."""
+_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def worker_shares(concurrency: int, workers: int) -> list[int]:
+    """Each worker's connection limit: ``concurrency`` spread as evenly as it goes.
+
+    >>> worker_shares(20, 3)
+    [7, 7, 6]
+    """
+    base, extra = divmod(concurrency, workers)
+    return [base + (1 if index < extra else 0) for index in range(workers)]
+
+
+class ConnectionLimit:
+    """Accept loops for a worker's listening sockets, at most ``limit`` connections open."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        if limit < 1:
+            raise ValueError("a worker's connection limit must be at least 1")
+        self.limit = limit
+        self._loop = loop
+        self._free = asyncio.Semaphore(limit)
+        self._open = 0
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def open(self) -> int:
+        """Connections accepted and not yet finished."""
+        return self._open
+
+    def serve(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:
+        """Start accepting on ``sock`` (non-blocking, listening), a protocol per connection."""
+        self._tasks.append(self._loop.create_task(self._accept_loop(sock, factory)))
+
+    def close(self) -> None:
+        """Stop accepting; open connections go on until they end."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+
+    async def _accept_loop(self, sock: socket.socket,
+                           factory: Callable[[], asyncio.Protocol]) -> None:
+        while True:
+            await self._free.acquire()
+            if self._free.locked():
+                log.debug("all %d connection slots of this worker in use; further "
+                          "connections go to other workers or wait", self.limit)
+            try:
+                conn = await self._accept(sock)
+            except BaseException:
+                self._free.release()
+                raise
+            if conn is None:
+                self._free.release()
+                continue
+            await self._start(conn, factory)
+
+    async def _accept(self, sock: socket.socket) -> socket.socket | None:
+        """One accepted connection, or None after an error that is worth retrying."""
+        try:
+            conn, _ = await self._loop.sock_accept(sock)
+        except OSError as exc:
+            if exc.errno in _RESOURCE_ERRORS:
+                log.error("cannot accept connections on %s: %s; retrying in %.0f s",
+                          _name(sock), exc.strerror, ACCEPT_RETRY_DELAY)
+                await asyncio.sleep(ACCEPT_RETRY_DELAY)
+            return None  # ECONNABORTED and the like: the client gave up, go on
+        conn.setblocking(False)
+        return conn
+
+    async def _start(self, conn: socket.socket,
+                     factory: Callable[[], asyncio.Protocol]) -> None:
+        """Run a protocol on ``conn``; its slot is freed when its session task ends."""
+        self._open += 1
+        try:
+            _, protocol = await self._loop.connect_accepted_socket(factory, conn)
+        except Exception as exc:  # the connection died before the protocol got it
+            log.info("connection from %s dropped before its greeting: %s", _peer(conn), exc)
+            conn.close()
+            self._finished()
+            return
+        session = getattr(protocol, "session_task", None)
+        if session is None or session.done():  # closed at once
+            self._finished()
+        else:
+            session.add_done_callback(lambda _task: self._finished())
+
+    def _finished(self) -> None:
+        self._open -= 1
+        self._free.release()
+
+
+def _name(sock: socket.socket) -> str:
+    with contextlib.suppress(OSError):
+        host, port = sock.getsockname()[:2]
+        return f"[{host}]:{port}"
+    return "a listening socket"
+
+
+def _peer(conn: socket.socket) -> str:
+    with contextlib.suppress(OSError):
+        host, port = conn.getpeername()[:2]
+        return f"[{host}]:{port}"
+    return "a client"

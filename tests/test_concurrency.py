@@ -1,0 +1,113 @@
+"""server.concurrency is enforced: a worker keeps at most its share of connections open,
+and a connection beyond the limit waits in the listen queue until one closes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from scanner.serve.accept import ConnectionLimit, worker_shares
+from scanner.testing.postfix import free_port
+from tests.helpers import start_filter
+
+
+@pytest.mark.parametrize("concurrency,workers", [(20, 2), (20, 3), (3, 2), (1, 1), (7, 7)])
+def test_shares_add_up_to_the_setting_and_are_never_empty(concurrency, workers):
+    shares = worker_shares(concurrency, workers)
+    assert sum(shares) == concurrency and len(shares) == workers
+    assert min(shares) >= 1 and max(shares) - min(shares) <= 1
+
+
+def test_a_limit_below_one_is_refused():
+    async def go() -> None:
+        ConnectionLimit(0, asyncio.get_running_loop())
+
+    with pytest.raises(ValueError, match="at least 1"):
+        asyncio.run(go())
+
+
+class _Session(asyncio.Protocol):
+    """Greets, then keeps a session task running until the peer closes (like aiosmtpd)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.closed = asyncio.get_running_loop().create_future()
+        self.session_task = asyncio.get_running_loop().create_task(self._session())
+        transport.write(b"220 hello\r\n")  # type: ignore[attr-defined]
+
+    async def _session(self) -> None:
+        await self.closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set_result(None)
+
+
+async def _greeting(reader: asyncio.StreamReader, seconds: float) -> bytes | None:
+    try:
+        return await asyncio.wait_for(reader.readline(), seconds)
+    except TimeoutError:
+        return None
+
+
+def test_the_third_connection_waits_until_one_of_two_closes():
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        limit = ConnectionLimit(2, loop)
+        limit.serve(listener, _Session)
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        first, second = [await _greeting(r, 5) for r, _ in clients[:2]]
+        assert first == second == b"220 hello\r\n"
+        assert await _greeting(clients[2][0], 0.5) is None  # in the listen queue
+        assert limit.open == 2
+        clients[0][1].close()
+        assert await _greeting(clients[2][0], 5) == b"220 hello\r\n"
+        assert limit.open == 2
+        limit.close()
+        for _, writer in clients[1:]:
+            writer.close()
+        for _ in range(50):
+            if limit.open == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert limit.open == 0
+        listener.close()
+
+    asyncio.run(go())
+
+
+def _greeted(sock: socket.socket, seconds: float) -> bytes:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(512)
+    except TimeoutError:
+        return b""
+
+
+def test_scanner_serve_keeps_at_most_server_concurrency_connections(tmp_path):
+    """Two workers, concurrency 3 (shares 2 and 1): three sessions are greeted, the
+    fourth only after one of them quits; the daemon keeps serving all of them."""
+    proc, port = start_filter(tmp_path, free_port(), workers=2,
+                              server_extra="concurrency = 3")
+    try:
+        time.sleep(1.0)  # both workers up (the port opens before they fork)
+        open_ = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        for sock in open_:
+            assert _greeted(sock, 10).startswith(b"220 ")
+        waiting = socket.create_connection(("127.0.0.1", port))
+        assert _greeted(waiting, 2) == b""
+        open_[1].sendall(b"QUIT\r\n")
+        assert _greeted(open_[1], 10).startswith(b"221 ")
+        open_[1].close()
+        assert _greeted(waiting, 10).startswith(b"220 ")
+        waiting.sendall(b"NOOP\r\n")
+        assert _greeted(waiting, 10).startswith(b"250 ")
+        for sock in (open_[0], open_[2], waiting):
+            sock.close()
+    finally:
+        proc.stop()
