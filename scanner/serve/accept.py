@@ -70,9 +70,6 @@ class ConnectionLimit:
                            factory: Callable[[], asyncio.Protocol]) -> None:
         while True:
             await self._free.acquire()
-            if self._free.locked():
-                log.debug("all %d connection slots of this worker in use; further "
-                          "connections go to other workers or wait", self.limit)
             try:
                 conn = await self._accept(sock)
             except BaseException:
@@ -82,6 +79,9 @@ class ConnectionLimit:
                 self._free.release()
                 continue
             await self._start(conn, factory)
+            if self._free.locked():
+                log.debug("all %d connection slots of this worker in use; further "
+                          "connections go to other workers or wait", self.limit)
 
     async def _accept(self, sock: socket.socket) -> socket.socket | None:
         """One accepted connection, or None after an error that is worth retrying."""
