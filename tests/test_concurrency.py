@@ -111,3 +111,16 @@ def test_scanner_serve_keeps_at_most_server_concurrency_connections(tmp_path):
             sock.close()
     finally:
         proc.stop()
+
+
+def test_no_more_workers_than_connections(tmp_path, caplog):
+    from scanner import config as cfgmod
+    from scanner.cli.serve_cmd import _workers
+
+    path = tmp_path / "scanner.toml"
+    path.write_text("[server]\nworkers = 4\nconcurrency = 2\n")
+    with caplog.at_level("INFO", logger="scanner"):
+        assert _workers(cfgmod.load(str(path))) == 2
+    assert "starting 2 worker(s), not 4" in caplog.text
+    path.write_text("[server]\nworkers = 3\nconcurrency = 20\n")
+    assert _workers(cfgmod.load(str(path))) == 3
