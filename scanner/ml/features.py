@@ -80,19 +80,14 @@ class FeatureSettings:
     # has the measurement) and written to the model file only when on, so files from
     # before the setting and files without it are the same
     fold_obfuscation: bool = False
-    # every feature present counts 1 instead of 1 + log(count) (binary features, as in
-    # Sculley and Wachman's relaxed online SVMs of TREC 2007); off by default and written
-    # to the model file only when on
-    binary: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the model file."""
         data = asdict(self)
         data["internal_hosts"] = list(self.internal_hosts)
         data["redact"] = list(self.redact)
-        for flag in ("fold_obfuscation", "binary"):
-            if not data[flag]:
-                del data[flag]
+        if not self.fold_obfuscation:
+            del data["fold_obfuscation"]
         return data
 
     @classmethod
@@ -250,10 +245,7 @@ class Extractor:
         if not keys:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         unique, counts = np.unique(np.concatenate(keys), return_counts=True)
-        if s.binary:
-            values = np.ones(counts.size)
-        else:
-            values = 1.0 + np.log(counts.astype(np.float64))
+        values = 1.0 + np.log(counts.astype(np.float64))
         block = unique >> bits
         norms = np.sqrt(np.bincount(block, weights=values * values, minlength=len(BLOCKS)))
         scale = np.zeros(len(BLOCKS))
