@@ -32,9 +32,12 @@ def _err(message: str) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ham", nargs="+", default=[], metavar="PATH",
-                        help="ham: Maildir, mbox, MH folder, directory, .gz/.xz, tar[#prefix]")
-    parser.add_argument("--spam", nargs="+", default=[], metavar="PATH", help="spam: as --ham")
+    # "extend": --ham A --ham B reads both (with nargs="+" alone the last one won silently)
+    parser.add_argument("--ham", nargs="+", action="extend", default=[], metavar="PATH",
+                        help="ham: Maildir, mbox, MH folder, directory, .gz/.xz, tar[#prefix]; "
+                        "several paths, or the option repeated")
+    parser.add_argument("--spam", nargs="+", action="extend", default=[], metavar="PATH",
+                        help="spam: as --ham")
     parser.add_argument("--jobs", type=int, default=0,
                         help="feature extraction processes (default: one per CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

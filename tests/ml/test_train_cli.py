@@ -56,6 +56,24 @@ def test_duplicates_and_unreadable_files_are_skipped(
     assert load_model(model).training["ham"] == 60
 
 
+def test_a_repeated_ham_or_spam_option_adds_its_paths(
+        synthetic_corpus: tuple[Path, Path], settings_file: Path, tmp_path: Path) -> None:
+    """``--ham A --ham B`` reads both folders, as ``--ham A B`` does (argparse's
+    ``nargs="+"`` alone would keep only B, silently)."""
+    ham, spam = synthetic_corpus
+    halves = [tmp_path / "ham1", tmp_path / "ham2"]
+    for index, path in enumerate(sorted(ham.iterdir())):
+        halves[index % 2].mkdir(exist_ok=True)
+        shutil.copy(path, halves[index % 2])
+    repeated, listed = tmp_path / "repeated.model", tmp_path / "listed.model"
+    assert train("--features", str(settings_file), "--ham", str(halves[0]),
+                 "--ham", str(halves[1]), "--spam", str(spam), "--model", str(repeated)) == 0
+    assert train("--features", str(settings_file), "--ham", str(ham), "--spam", str(spam),
+                 "--model", str(listed)) == 0
+    assert load_model(repeated).training["ham"] == 60
+    assert repeated.read_bytes() == listed.read_bytes()
+
+
 def test_one_class_or_nothing_readable_fails(
         synthetic_corpus: tuple[Path, Path], settings_file: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
