@@ -148,3 +148,20 @@ def test_classifier_bench_trains_evaluates_and_scores() -> None:
     row = next(line for line in out.splitlines() if line.startswith("| scanner |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert len(cells) == 7 and all(cells[1:]), row  # every figure filled in
+
+
+def test_cross_period_bench_trains_on_older_folders_and_tests_on_later_ones(tmp_path: Path
+                                                                            ) -> None:
+    out = _run("bench/classifier/cross_period.py", "--only", "scanner",
+               "--json", str(tmp_path / "figures.json"))
+    assert "train: ham easy_ham hard_ham, spam spam; test: ham easy_ham_2, spam spam_2" in out
+    figures = json.loads((tmp_path / "figures.json").read_text())["scanner"]
+    assert figures["train_messages"] == 3250 and figures["test_messages"] == 2796
+    assert 0 < figures["one_minus_roca_pct"] < 100  # a real evaluation, not a constant
+
+
+def test_cross_period_bench_refuses_to_test_on_its_training_mail() -> None:
+    done = subprocess.run([sys.executable, "bench/classifier/cross_period.py", "--only",
+                           "scanner", "--test-ham", "hard_ham"], cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "both trained on and tested: hard_ham" in done.stderr
