@@ -4,8 +4,12 @@ and a connection beyond the limit waits in the listen queue until one closes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -81,6 +85,12 @@ def test_the_third_connection_waits_until_one_of_two_closes():
     asyncio.run(go())
 
 
+def _status(path: Path) -> dict:
+    done = subprocess.run([sys.executable, "-m", "scanner", "status", "--file", str(path),
+                           "--json"], capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(done.stdout)
+
+
 def _greeted(sock: socket.socket, seconds: float) -> bytes:
     sock.settimeout(seconds)
     try:
@@ -92,8 +102,9 @@ def _greeted(sock: socket.socket, seconds: float) -> bytes:
 def test_scanner_serve_keeps_at_most_server_concurrency_connections(tmp_path):
     """Two workers, concurrency 3 (shares 2 and 1): three sessions are greeted, the
     fourth only after one of them quits; the daemon keeps serving all of them."""
+    status = tmp_path / "status"
     proc, port = start_filter(tmp_path, free_port(), workers=2,
-                              server_extra="concurrency = 3")
+                              server_extra=f'concurrency = 3\nstatus_file = "{status}"')
     try:
         time.sleep(1.0)  # both workers up (the port opens before they fork)
         open_ = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
@@ -101,6 +112,9 @@ def test_scanner_serve_keeps_at_most_server_concurrency_connections(tmp_path):
             assert _greeted(sock, 10).startswith(b"220 ")
         waiting = socket.create_connection(("127.0.0.1", port))
         assert _greeted(waiting, 2) == b""
+        workers = _status(status)["workers"]
+        assert sorted(w["connection_limit"] for w in workers) == [1, 2]
+        assert [w["connections"] for w in workers] == [w["connection_limit"] for w in workers]
         open_[1].sendall(b"QUIT\r\n")
         assert _greeted(open_[1], 10).startswith(b"221 ")
         open_[1].close()

@@ -134,6 +134,8 @@ def test_status_rendering(tmp_path):
             board.set_pid(i, 100 + i)
         board.slot(0).begin(_task("XyXyXyXyXyXy"))
         board.slot(0).stage(_task("XyXyXyXyXyXy"), "unpack")
+        board.slot(0).connections(3, 10)
+        board.slot(1).connections(0, 10)
         board.slot(1).end(summary_counters("Passed", "VIRUS", ["DiscardedInbound"]))
         state = read_board(board.path)
         text = render(state, board.path, running=True)
@@ -142,8 +144,11 @@ def test_status_rendering(tmp_path):
         assert "idle" in text
         data = as_dict(state, board.path, running=True)
         assert data["workers"][0]["open_transactions"] == 1
+        assert (data["workers"][0]["connections"], data["workers"][0]["connection_limit"]) \
+            == (3, 10)
         assert data["workers"][1]["messages"] == 1 and data["workers"][1]["starts"] == 1
-        assert "      1         1    0" in text  # slot 1: starts, messages, open
+        assert "      1         1    0/10    0" in text  # slot 1: starts, messages, conn, open
+        assert "    3/10    1" in text  # slot 0: 3 of its 10 connections, 1 transaction
         assert data["counters"]["category:VIRUS"] == 1
         assert "not running" in render(state, board.path, running=False)
         text = prometheus(state, running=True)
@@ -160,6 +165,8 @@ def test_status_rendering(tmp_path):
             assert match.group(1) in declared, f"{line}: no TYPE line before it"
         assert 'scanner_categories_total{category="VIRUS"} 1\n' in text
         assert 'scanner_worker_open_transactions{slot="0"} 1\n' in text
+        assert 'scanner_worker_connections{slot="0"} 3\n' in text
+        assert 'scanner_worker_connection_limit{slot="1"} 10\n' in text
         assert "scanner_up 1\n" in text
         assert "scanner_up 0\n" in prometheus(state, running=False)
     finally:

@@ -81,6 +81,7 @@ def as_dict(board: BoardState, path: str, running: bool) -> dict[str, Any]:
         "watchdog_kills": board.watchdog_kills,
         "workers": [{
             "slot": i, "pid": s.pid, "open_transactions": s.open_transactions,
+            "connections": s.connections, "connection_limit": s.connection_limit,
             "heartbeat_age": round(now - s.heartbeat, 2),
             "stage": s.stage or None, "mail_id": s.mail_id or None,
             "stage_age": round(now - s.stage_since, 2) if s.mail_id else None,
@@ -100,14 +101,15 @@ def render(board: BoardState, path: str, running: bool) -> str:
     else:
         head = f"scanner serve is not running ({path} holds the last figures)"
     lines = [head, "",
-             f"{'slot':>4} {'pid':>7} {'starts':>6} {'messages':>9} {'open':>4} {'beat':>6}  "
-             "doing"]
+             f"{'slot':>4} {'pid':>7} {'starts':>6} {'messages':>9} {'conn':>7} {'open':>4} "
+             f"{'beat':>6}  doing"]
     for i, s in enumerate(board.slots):
         doing = (f"{s.stage} mail_id {s.mail_id} for {now - s.stage_since:.1f} s"
                  if s.mail_id else "idle")
         beat = f"{now - s.heartbeat:.1f}s" if running else "-"
+        conn = f"{s.connections}/{s.connection_limit}"
         lines.append(f"{i:>4} {s.pid:>7} {s.starts:>6} {s.counters['messages']:>9} "
-                     f"{s.open_transactions:>4} {beat:>6}  {doing}")
+                     f"{conn:>7} {s.open_transactions:>4} {beat:>6}  {doing}")
     totals = board.totals()
     lines += ["", f"messages {totals['messages']}: passed {totals['passed']}, blocked "
               f"{totals['blocked']}; errors {totals['errors']}, timeouts {totals['timeouts']}, "
@@ -170,6 +172,12 @@ def prometheus(board: BoardState, running: bool) -> str:
                [("", round(now - board.started_mono, 1))])
         metric("scanner_worker_open_transactions", "gauge", "Open transactions per worker.",
                [(f'{{slot="{i}"}}', s.open_transactions) for i, s in enumerate(board.slots)])
+        metric("scanner_worker_connections", "gauge",
+               "Open SMTP/LMTP connections per worker.",
+               [(f'{{slot="{i}"}}', s.connections) for i, s in enumerate(board.slots)])
+        metric("scanner_worker_connection_limit", "gauge",
+               "Each worker's share of server.concurrency.",
+               [(f'{{slot="{i}"}}', s.connection_limit) for i, s in enumerate(board.slots)])
         metric("scanner_worker_heartbeat_age_seconds", "gauge",
                "Seconds since each worker's last heartbeat.",
                [(f'{{slot="{i}"}}', round(now - s.heartbeat, 2))

@@ -42,7 +42,9 @@ def worker_shares(concurrency: int, workers: int) -> list[int]:
 class ConnectionLimit:
     """Accept loops for a worker's listening sockets, at most ``limit`` connections open."""
 
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop,
+                 on_change: Callable[[int, int], None] | None = None) -> None:
+        """``on_change(open, limit)`` is told every change (the worker's scoreboard slot)."""
         if limit < 1:
             raise ValueError("a worker's connection limit must be at least 1")
         self.limit = limit
@@ -50,6 +52,8 @@ class ConnectionLimit:
         self._free = asyncio.Semaphore(limit)
         self._open = 0
         self._tasks: list[asyncio.Task] = []
+        self._on_change = on_change
+        self._report()
 
     @property
     def open(self) -> int:
@@ -100,6 +104,7 @@ class ConnectionLimit:
                      factory: Callable[[], asyncio.Protocol]) -> None:
         """Run a protocol on ``conn``; its slot is freed when its session task ends."""
         self._open += 1
+        self._report()
         try:
             _, protocol = await self._loop.connect_accepted_socket(factory, conn)
         except Exception as exc:  # the connection died before the protocol got it
@@ -116,6 +121,11 @@ class ConnectionLimit:
     def _finished(self) -> None:
         self._open -= 1
         self._free.release()
+        self._report()
+
+    def _report(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self._open, self.limit)
 
 
 def _name(sock: socket.socket) -> str:

@@ -3,10 +3,11 @@
 The master maps one block of shared memory before it forks (backed by
 ``server.status_file`` when set, else anonymous) and gives every worker a slot in it,
 as amavisd-nanny's database does for amavis's children. A worker writes only its own
-slot: a heartbeat from its event loop every second, how many transactions it has
-open, the stage, mail_id and content digest of the message it entered last, and
-cumulative counters (messages, categories, actions, errors). The master reads the
-heartbeats to find workers whose event loop is stuck; ``scanner status`` reads the file.
+slot: a heartbeat from its event loop every second, how many connections (against its
+share of ``server.concurrency``) and transactions it has open, the stage, mail_id and
+content digest of the message it entered last, and cumulative counters (messages,
+categories, actions, errors). The master reads the heartbeats to find workers whose
+event loop is stuck; ``scanner status`` reads the file.
 
 Each slot also keeps a few *hang records*: digests of messages that stopped a worker
 (the watchdog killed the worker while that message's stage was the last one entered,
@@ -60,15 +61,17 @@ _ACTION_NAMES = {a: f"action:{a}" for a in ACTIONS}
 # worker starts after the first ones, watchdog kills
 _HEADER = struct.Struct("<8sHHiddII")
 HEADER_SIZE = 64
-# pid, starts of this slot, spawned, heartbeat, open transactions, (padding),
+# pid, starts of this slot, spawned, heartbeat, open transactions, open connections
+# and the worker's connection limit (two 16-bit fields in what was padding before),
 # stage since, stage, mail_id, digest, counters, hang records (digest, count, when)
-_SLOT_HEAD = "<iIddII"
+_SLOT_HEAD = "<iIddIHH"
 _STAGE = struct.Struct(f"<d24s12s{DIGEST_BYTES}s")
 _HANG = struct.Struct(f"<{DIGEST_BYTES}sId")
 _SLOT = struct.Struct(f"{_SLOT_HEAD}d24s12s{DIGEST_BYTES}s{len(COUNTERS)}Q"
                       + f"{DIGEST_BYTES}sId" * HANG_RECORDS)
 _HEARTBEAT_AT = struct.calcsize("<iId")
 _OPEN_AT = struct.calcsize("<iIdd")
+_CONNECTIONS_AT = _OPEN_AT + 4
 _STAGE_AT = struct.calcsize(_SLOT_HEAD)
 _COUNTERS_AT = _STAGE_AT + _STAGE.size
 _HANGS_AT = _COUNTERS_AT + 8 * len(COUNTERS)
@@ -207,11 +210,16 @@ class WorkerSlot:
         """A new worker takes the slot: fresh state; counters and hang records stay."""
         now = time.monotonic()
         state = self.state()
-        _SLOT.pack_into(self._map, self._at, pid, state.starts + 1, now, now, 0, 0, now,
+        _SLOT.pack_into(self._map, self._at, pid, state.starts + 1, now, now, 0, 0, 0, now,
                         b"", b"", b"", *state.counter_values, *state.hang_values)
 
     def beat(self) -> None:
         struct.pack_into("<d", self._map, self._at + _HEARTBEAT_AT, time.monotonic())
+
+    def connections(self, open_: int, limit: int) -> None:
+        """The worker's open SMTP/LMTP connections and its share of server.concurrency."""
+        struct.pack_into("<HH", self._map, self._at + _CONNECTIONS_AT, min(open_, 0xFFFF),
+                         min(limit, 0xFFFF))
 
     def begin(self, task: Any) -> None:
         self._open += 1
@@ -334,6 +342,8 @@ class SlotState:
     spawned: float
     heartbeat: float
     open_transactions: int
+    connections: int
+    connection_limit: int
     stage_since: float
     stage: str
     mail_id: str
@@ -344,12 +354,13 @@ class SlotState:
     @classmethod
     def unpack(cls, data: bytes) -> SlotState:
         values = _SLOT.unpack(data)
-        pid, starts, spawned, beat, open_, _, since, stage, mail_id, digest = values[:10]
-        counters = values[10:10 + len(COUNTERS)]
-        return cls(pid, starts, spawned, beat, open_, since,
+        pid, starts, spawned, beat, open_, conns, limit, since, stage, mail_id, digest = \
+            values[:11]
+        counters = values[11:11 + len(COUNTERS)]
+        return cls(pid, starts, spawned, beat, open_, conns, limit, since,
                    stage.rstrip(b"\0").decode("ascii", "replace"),
                    mail_id.rstrip(b"\0").decode("ascii", "replace"), digest,
-                   tuple(counters), tuple(values[10 + len(COUNTERS):]))
+                   tuple(counters), tuple(values[11 + len(COUNTERS):]))
 
     @property
     def counters(self) -> dict[str, int]:

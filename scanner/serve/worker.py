@@ -96,7 +96,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                           board=slot)
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.server.xforward_hosts)
     log_ids = LogIds()
-    limit = ConnectionLimit(connections or config.server.concurrency, loop)
+    limit = ConnectionLimit(connections or config.server.concurrency, loop,
+                            on_change=slot.connections if slot is not None else None)
     servers = []
     for lcfg, sock in sockets:
         listener = Listener(lcfg.port, "LMTP" if lcfg.protocol == "lmtp" else "ESMTP",
