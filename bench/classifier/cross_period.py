@@ -32,7 +32,7 @@ REPO = HERE.parents[1]
 sys.path[:0] = [str(REPO), str(HERE)]
 
 from competitors import Bogofilter, SpamAssassinBayes, timed  # noqa: E402
-from run import DEFAULT_CORPUS, SETTINGS, accuracy  # noqa: E402
+from run import DEFAULT_CORPUS, SETTINGS, accuracy, accuracy_cells  # noqa: E402
 
 from scanner.ml.config_file import load_settings_file  # noqa: E402
 from scanner.ml.corpus import read_corpus  # noqa: E402
@@ -103,10 +103,8 @@ def table(results: dict[str, dict[str, float]]) -> str:
             "recall @1% FPR | spam >= 0.9 | ham >= 0.9 | training |",
             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, f in results.items():
-        rows.append(f"| {name} | {f['one_minus_roca_pct']:.4f} | "
-                    f"{f['recall_at_0.1pct_fpr']:.2f}% | {f['recall_at_1pct_fpr']:.2f}% | "
-                    f"{f['spam_at_0.9']:.1f}% | {f['ham_at_0.9']:.2f}% | "
-                    f"{f['train_seconds']:.1f} s |")
+        rows.append(f"| {name} | {accuracy_cells(f)} | {f['spam_at_0.9']:.1f}% | "
+                    f"{f['ham_at_0.9']:.2f}% | {f['train_seconds']:.1f} s |")
     return "\n".join(rows)
 
 

@@ -129,6 +129,12 @@ def competitor_figures(tool: Bogofilter | SpamAssassinBayes, names: Sequence[str
     return figures
 
 
+def accuracy_cells(f: dict[str, float]) -> str:
+    """The three accuracy columns of a results table row."""
+    return (f"{f['one_minus_roca_pct']:.4f} | {f['recall_at_0.1pct_fpr']:.2f}% | "
+            f"{f['recall_at_1pct_fpr']:.2f}%")
+
+
 def table(results: dict[str, dict[str, float]], folds: int) -> str:
     rows = [
         f"| system ({folds}-fold CV, same folds) | (1-ROCA)% | recall @0.1% FPR | "
@@ -137,10 +143,8 @@ def table(results: dict[str, dict[str, float]], folds: int) -> str:
     ]
     for name, f in results.items():
         single = f"{f['single_median_ms']:.2f} ms" if "single_median_ms" in f else "n/a"
-        rows.append(
-            f"| {name} | {f['one_minus_roca_pct']:.4f} | {f['recall_at_0.1pct_fpr']:.2f}% | "
-            f"{f['recall_at_1pct_fpr']:.2f}% | {f['train_seconds']:.1f} s | "
-            f"{f['batch_msgs_per_second']:.0f} | {single} |")
+        rows.append(f"| {name} | {accuracy_cells(f)} | {f['train_seconds']:.1f} s | "
+                    f"{f['batch_msgs_per_second']:.0f} | {single} |")
     return "\n".join(rows)
 
 
