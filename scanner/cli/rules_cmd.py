@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from scanner.cli.scan_cmd import read_input
 from scanner.config import load
 from scanner.config.schema import build
 from scanner.rules import badheader
@@ -89,7 +90,9 @@ def _list(args: argparse.Namespace) -> int:
 
 def _test(args: argparse.Namespace) -> int:
     rs, s = _ruleset(args)
-    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    raw = read_input(args.file)
+    if raw is None:
+        return 1
     view = MessageView(raw, limits=ViewLimits(s.body_part_scan_size, s.rawbody_part_scan_size,
                                               s.max_uris),
                        uri_finder=text_uri_regex(rs.tlds), redirectors=rs.redirectors)

@@ -59,7 +59,7 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
     processor = Processor(config, checks, scores, hop, "localhost", run_cpu=run_cpu)
     status = 0
     for name in args.files:
-        raw = _read(name)
+        raw = read_input(name)
         if raw is None:
             status = 1
             continue
@@ -77,7 +77,9 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
     return status
 
 
-def _read(name: str) -> bytes | None:
+def read_input(name: str) -> bytes | None:
+    """A message file (``-``: standard input), at most MAX_INPUT bytes; None, with the
+    reason on standard error, when it cannot be read."""
     try:
         if name == "-":
             return sys.stdin.buffer.read(MAX_INPUT)

@@ -33,3 +33,10 @@ def test_rules_lint_reports_file_and_line(tmp_path: Path,
     assert f"{tmp_path / 'local.cf'}:2: BROKEN:" in out
     (tmp_path / "local.cf").write_text("body OK /fine/\n")
     assert main(["rules", "lint", str(tmp_path)]) == 0
+
+
+def test_rules_test_names_a_file_it_cannot_read(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such.eml"
+    assert main(["rules", "test", str(missing)]) == 1
+    assert f"cannot read {missing}: No such file or directory" in capsys.readouterr().err
