@@ -10,6 +10,7 @@ rules and carries their scores) declare those weights at run time in
 
 from __future__ import annotations
 
+import math
 import threading
 import tomllib
 from collections.abc import Mapping
@@ -123,8 +124,9 @@ def _symbol(entry: dict, where: str, source: str) -> SymbolDef:
         raise ConfigError(f"{source}: unknown key '{where}.{sorted(unknown)[0]}'; "
                           f"allowed: {', '.join(sorted(allowed))}")
     weight = entry.get("weight", 0.0)
-    if isinstance(weight, bool) or not isinstance(weight, int | float):
-        raise ConfigError(f"{source}: '{where}.weight' must be a number")
+    if isinstance(weight, bool) or not isinstance(weight, int | float) \
+            or not math.isfinite(weight):
+        raise ConfigError(f"{source}: '{where}.weight' must be a finite number, got {weight!r}")
     category = entry.get("category", "")
     if category not in CATEGORIES:
         raise ConfigError(f"{source}: '{where}.category' = {category!r}; use one of "

@@ -147,7 +147,13 @@ def _children(pid: int) -> list[int]:
     ("[server]\nworkers = 'x'\n", "'server.workers' must be an integer"),
     ("[reinject]\nprotocol = 'uucp'\n", "'reinject.protocol' = 'uucp' is not allowed"),
     ("[[listeners]]\nport = 99999\n", "'listeners[0].port' = 99999 is too large"),
-    ("[server]\nxforward_hosts = ['nonsense']\n", "'nonsense' is not an IP network"),
+    ("[server]\nxforward_hosts = ['nonsense']\n",
+     "'server.xforward_hosts[0]' = 'nonsense' is not an IP network"),
+    ("[policy]\nmynetworks = ['10.0.0.0/8', '300.1.1.1/8']\n",
+     "'policy.mynetworks[1]' = '300.1.1.1/8' is not an IP network"),
+    ("[server]\nmessage_timeout = inf\n", "'server.message_timeout' must be a finite number"),
+    ("[policy]\ntag2_level = nan\n", "'policy.tag2_level' must be a finite number"),
+    ("[reinject]\nhost = ''\n", "'reinject.host' is empty"),
     ("[server\n", "not valid TOML"),
     ("[reinject]\nport = 10024\n", "mail loop"),
 ])
@@ -169,6 +175,18 @@ def test_cli_reports_config_error_and_exits_2(tmp_path: Path):
     missing = subprocess.run([sys.executable, "-m", "scanner", "config", "check",
                               str(tmp_path / "nope.toml")], capture_output=True, text=True)
     assert missing.returncode == 2 and "nope.toml: cannot read" in missing.stderr
+
+
+def test_config_check_reads_the_score_files_as_serve_does(tmp_path: Path):
+    scores = tmp_path / "local-scores.toml"
+    scores.write_text("[symbols.SC_LOCAL]\nweight = nan\n")
+    config = tmp_path / "scanner.toml"
+    config.write_text(f'[checks]\nscore_files = ["{scores}"]\n')
+    for args in (["config", "check", str(config)], ["serve", "--config", str(config)]):
+        run = subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 2, run.stderr
+        assert f"{scores}: 'symbols.SC_LOCAL.weight' must be a finite number" in run.stderr
 
 
 def test_config_show_round_trips(tmp_path: Path):

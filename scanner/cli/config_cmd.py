@@ -7,6 +7,7 @@ import argparse
 from scanner import config as cfgmod
 from scanner.checks.base import CheckContext
 from scanner.registry import build_checks
+from scanner.scores import load_scores
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -27,13 +28,20 @@ def _load(path: str | None) -> cfgmod.Config:
     return cfgmod.load(cfgmod.resolve_path(path))
 
 
-def _check(args: argparse.Namespace) -> int:
-    config = _load(args.file)
-
+def preflight(config: cfgmod.Config) -> list:
+    """Build every enabled check and read the score files once, as ``scanner serve``
+    does at start-up, so a bad check setting or score file stops here with its name."""
     async def no_cpu(*_args: object) -> None:
         return None
 
     checks = build_checks(config, CheckContext(config=config, run_cpu=no_cpu))
+    load_scores(config.checks.score_files)
+    return checks
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    checks = preflight(config)
     print(f"{config.source}: OK ({len(config.listeners)} listener(s), checks: "
           f"{', '.join(c.name for c in checks) or 'none'})")
     return 0

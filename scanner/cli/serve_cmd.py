@@ -9,12 +9,10 @@ import os
 import socket
 
 from scanner import config as cfgmod
-from scanner.checks.base import CheckContext
+from scanner.cli.config_cmd import preflight
 from scanner.errors import ConfigError
 from scanner.quarantine.ampdp import bind_ampdp_socket, unlink_ampdp_socket
 from scanner.quarantine.record import QuarantineError
-from scanner.registry import build_checks
-from scanner.scores import load_scores
 from scanner.serve.logs import setup_logging
 from scanner.serve.master import Master, bind_listeners
 from scanner.serve.scoreboard import Scoreboard, StatusFileError
@@ -92,11 +90,7 @@ def _scoreboard(config: cfgmod.Config, workers: int) -> Scoreboard:
 
 def _preflight(config: cfgmod.Config) -> None:
     """Build the checks once in the master so a bad check setting stops start-up here."""
-    async def no_cpu(*_args: object) -> None:
-        return None
-
-    checks = build_checks(config, CheckContext(config=config, run_cpu=no_cpu))
-    load_scores(config.checks.score_files)
+    checks = preflight(config)
     logging.getLogger("scanner").info(
         "scanner starting (config %s), checks: %s", config.source,
         ", ".join(c.name for c in checks) or "none")

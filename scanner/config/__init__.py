@@ -70,11 +70,17 @@ def loads(text: str, source: str = "<string>") -> Config:
 
 def _check_semantics(config: Config) -> None:
     src = config.source
-    for net in config.server.xforward_hosts + config.policy.mynetworks:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise ConfigError(f"{src}: '{net}' is not an IP network (e.g. 127.0.0.0/8)") from None
+    for key, nets in (("server.xforward_hosts", config.server.xforward_hosts),
+                      ("policy.mynetworks", config.policy.mynetworks)):
+        for i, net in enumerate(nets):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"{src}: '{key}[{i}]' = {net!r} is not an IP network "
+                                  "(e.g. 127.0.0.0/8)") from None
+    if not config.reinject.host.strip():
+        raise ConfigError(f"{src}: 'reinject.host' is empty; give the address of Postfix's "
+                          "reinjection smtpd (e.g. 127.0.0.1)")
     seen: set[tuple[str, int]] = set()
     if not config.listeners:
         raise ConfigError(f"{src}: 'listeners' is empty; give at least one [[listeners]] table")

@@ -8,6 +8,7 @@ Unknown keys and wrong types raise :class:`ConfigError` naming the file and key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -88,6 +89,8 @@ def _scalar(tp: Any, value: Any, key: str, source: str, meta: Mapping[str, Any])
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # TOML has inf and nan
+            raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
     elif tp is str and not isinstance(value, str):
         raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
     choices = meta.get("choices")
