@@ -189,6 +189,30 @@ def test_config_check_reads_the_score_files_as_serve_does(tmp_path: Path):
         assert f"{scores}: 'symbols.SC_LOCAL.weight' must be a finite number" in run.stderr
 
 
+@pytest.mark.parametrize("setting,needle", [
+    ('tmp_dir = "{missing}"', "'server.tmp_dir' {missing}: not a directory"),
+    ('log_file = "{missing}/scanner.log"',
+     "'server.log_file' {missing}/scanner.log: cannot open it: No such file or directory"),
+    ('pid_file = "{missing}/scanner.pid"',
+     "'server.pid_file' {missing}/scanner.pid: cannot write it: No such file or directory"),
+])
+def test_serve_names_an_unusable_file_or_directory_setting(tmp_path: Path, setting: str,
+                                                           needle: str):
+    """A path in [server] that cannot be used stops start-up with the key and the reason
+    (log_file and pid_file ended in a traceback, tmp_dir was found only by the first
+    big message)."""
+    missing = tmp_path / "missing"
+    config = tmp_path / "scanner.toml"
+    config.write_text(f"[server]\n{setting.format(missing=missing)}\n[[listeners]]\n"
+                      f"port = {free_port()}\n[quarantine]\ndirectory = \"{tmp_path}/q\"\n"
+                      'ampdp_socket = ""\n')
+    run = subprocess.run([sys.executable, "-m", "scanner", "serve", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert f"{config}: {needle.format(missing=missing)}" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
 def test_config_show_round_trips(tmp_path: Path):
     run = subprocess.run([sys.executable, "-m", "scanner", "config", "show"],
                          capture_output=True, text=True, timeout=60, check=True)

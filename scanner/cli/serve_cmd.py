@@ -28,24 +28,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = cfgmod.load(cfgmod.resolve_path(args.config))
     hostname = config.server.hostname or socket.getfqdn()
-    setup_logging(config.server, hostname)
+    setup_logging(config.server, hostname, config.source)
     _preflight(config)
+    _check_tmp_dir(config)
     sockets = bind_listeners(config)
     workers = _workers(config)
-    board = _scoreboard(config, workers)
-    ampdp = _bind_ampdp(config)
     if config.server.pid_file:
-        with open(config.server.pid_file, "w", encoding="ascii") as fh:
-            fh.write(f"{os.getpid()}\n")
+        _write_pid_file(config)
     try:
-        return Master(config, sockets, hostname, workers, ampdp, board).run()
+        board = _scoreboard(config, workers)
+        ampdp = _bind_ampdp(config)
+        try:
+            return Master(config, sockets, hostname, workers, ampdp, board).run()
+        finally:
+            board.close()
+            if ampdp is not None:
+                unlink_ampdp_socket(ampdp)
     finally:
-        board.close()
-        if ampdp is not None:
-            unlink_ampdp_socket(ampdp)
         if config.server.pid_file:
             with contextlib.suppress(OSError):
                 os.unlink(config.server.pid_file)
+
+
+def _check_tmp_dir(config: cfgmod.Config) -> None:
+    """``server.tmp_dir`` must be a directory we can write (big parts are spooled there)."""
+    path = config.server.tmp_dir
+    if path and not (os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)):
+        reason = "not a directory" if not os.path.isdir(path) else "not writable"
+        raise ConfigError(f"{config.source}: 'server.tmp_dir' {path}: {reason}; create it "
+                          "for the user running scanner serve, or set it to \"\" for the "
+                          "system default")
+
+
+def _write_pid_file(config: cfgmod.Config) -> None:
+    try:
+        with open(config.server.pid_file, "w", encoding="ascii") as fh:
+            fh.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise ConfigError(f"{config.source}: 'server.pid_file' {config.server.pid_file}: "
+                          f"cannot write it: {exc.strerror}") from None
 
 
 def _workers(config: cfgmod.Config) -> int:

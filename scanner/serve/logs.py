@@ -8,6 +8,7 @@ import sys
 
 from decoders.registry import quiet_libraries
 from scanner.config import ServerConfig
+from scanner.errors import ConfigError
 
 FORMAT = "%(asctime)s %(hostname)s scanner[%(process)d]: %(message)s"
 
@@ -22,14 +23,18 @@ class _HostFilter(logging.Filter):
         return True
 
 
-def setup_logging(cfg: ServerConfig, hostname: str) -> None:
-    """Configure the root logger from the [server] section."""
+def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration") -> None:
+    """Configure the root logger from the [server] section of the file ``source``."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     stream: logging.Handler
     if cfg.log_file:
-        stream = logging.FileHandler(cfg.log_file, encoding="utf-8")
+        try:
+            stream = logging.FileHandler(cfg.log_file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: 'server.log_file' {cfg.log_file}: cannot open it: "
+                              f"{exc.strerror}") from None
     else:
         stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(logging.Formatter(FORMAT, "%b %d %H:%M:%S"))
