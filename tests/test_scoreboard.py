@@ -351,3 +351,34 @@ def test_message_digest_is_stable_and_bounded():
     assert message_digest(raw) == message_digest(bytes(raw))
     assert message_digest(raw) != message_digest(raw + b"b")  # the length counts
     assert len(message_digest(b"")) == 16
+
+
+def test_master_blocks_stop_signals_across_fork(tmp_path, monkeypatch):
+    """A SIGTERM during a fork must wait until the child is registered (master side) or
+    has its own dispositions (child side); otherwise CPython can drop it and a worker
+    misses "stop". The parent side is checked here with a fork that only records the
+    signal mask it was called with."""
+    import signal
+
+    from scanner import config as cfgmod
+    from scanner.serve import master as master_mod
+
+    config = cfgmod.load(None)
+    board = Scoreboard(1)
+    master = master_mod.Master(config, [], "scanner.test", 1, board=board)
+    masks = []
+
+    def fake_fork() -> int:
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        return 999999  # the parent's view; no child is started
+
+    monkeypatch.setattr(master_mod.os, "fork", fake_fork)
+    try:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        master._spawn(0)
+        after = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert {signal.SIGTERM, signal.SIGINT, signal.SIGHUP} <= masks[0]
+        assert after == before and signal.SIGTERM not in after
+        assert 999999 in master._children
+    finally:
+        board.close()

@@ -30,6 +30,7 @@ from scanner.serve.worker import RETIRED, run_worker
 log = logging.getLogger("scanner")
 PR_SET_PDEATHSIG = 1
 POLL_INTERVAL = 0.25  # how often the master reaps children and reads heartbeats
+_CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 STARTUP_GRACE = 120.0  # a worker loading its checks has not beaten yet: wait longer
 
 
@@ -143,15 +144,27 @@ class Master:
             _kill(pid, signal.SIGKILL)
 
     def _spawn(self, index: int, restart: bool = False) -> None:
+        """Fork a worker for slot ``index``.
+
+        The stop and reload signals are blocked across the fork: a SIGTERM that reaches
+        the master then waits until the new child is in ``_children`` (so ``_on_stop``
+        signals it too), and one that reaches the child waits until the child has set
+        its own dispositions. Without the block, a SIGTERM arriving in the child while
+        it still had the master's Python handler could be dropped when that handler was
+        replaced before it ran (CPython skips pending signals whose handler became
+        SIG_DFL): a worker then missed "stop" and served on (seen 4 times in 60 quick
+        start-stop cycles on a loaded machine)."""
         self._board.spawned(index, restart)  # fresh heartbeat before the fork
+        signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
-                _die_with_parent(self._master_pid)
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
+                _die_with_parent(self._master_pid)
                 code = run_worker(self._config, self._sockets, self._hostname,
                                   self._ampdp, self._board.slot(index),
                                   self._shares[index])
@@ -161,8 +174,11 @@ class Master:
             finally:
                 logging.shutdown()
                 os._exit(code)
-        self._board.set_pid(index, pid)
-        self._children[pid] = (time.monotonic(), index)
+        try:
+            self._board.set_pid(index, pid)
+            self._children[pid] = (time.monotonic(), index)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
 
     def _on_stop(self, signum: int, frame: object) -> None:
         if os.getpid() != self._master_pid:
