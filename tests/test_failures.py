@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -211,6 +212,39 @@ def test_serve_names_an_unusable_file_or_directory_setting(tmp_path: Path, setti
     assert run.returncode == 2, run.stderr
     assert f"{config}: {needle.format(missing=missing)}" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_stop_says_421_to_idle_sessions_and_lets_a_transaction_finish(tmp_path: Path,
+                                                                       sink: Sink):
+    """SIGTERM: a session outside a transaction gets 421 at once; one whose message is
+    being scanned gets its 250 (after the next hop took the message), then 421; the
+    filter exits without waiting for server.message_timeout (20 s here)."""
+    extra = FAULT.format(mode="sleep") + "seconds = 2\n"
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    idle = smtp(port)
+    busy = socket.create_connection(("127.0.0.1", port), timeout=30)
+    busy.recv(512)
+    body = message("slow", extra="X-Scanner-Fault: yes\r\n")
+    busy.sendall(b"EHLO postfix.test\r\nMAIL FROM:<a@example.org>\r\n"
+                 b"RCPT TO:<b@example.test>\r\nDATA\r\n")
+    time.sleep(0.5)
+    busy.sendall(body + b"\r\n.\r\n")
+    time.sleep(0.5)  # the message is in the fault check's 2 s sleep now
+    started = time.monotonic()
+    proc.proc.send_signal(signal.SIGTERM)
+    assert idle.sock.recv(512).startswith(b"421 4.3.2")  # type: ignore[union-attr]
+    replies = b""
+    while b"\r\n421 " not in replies and not replies.startswith(b"421 "):
+        chunk = busy.recv(4096)
+        if not chunk:
+            break
+        replies += chunk
+    assert b"250 2.0.0 from MTA(smtp:[127.0.0.1]:" in replies, replies
+    assert b"421 4.3.2" in replies
+    proc.proc.wait(15)
+    assert time.monotonic() - started < 10
+    assert len(sink.received) == 1
+    busy.close()
 
 
 def test_config_show_round_trips(tmp_path: Path):

@@ -52,6 +52,7 @@ class ConnectionLimit:
         self._free = asyncio.Semaphore(limit)
         self._open = 0
         self._tasks: list[asyncio.Task] = []
+        self._sessions: set[asyncio.Protocol] = set()
         self._on_change = on_change
         self._report()
 
@@ -69,6 +70,18 @@ class ConnectionLimit:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
+
+    def close_idle(self) -> int:
+        """Say goodbye (421) to every session outside a transaction; how many there were.
+
+        Called while the worker stops, repeatedly, so a session is closed as soon as its
+        transaction is over; sessions inside one are left to finish."""
+        closed = 0
+        for protocol in list(self._sessions):
+            goodbye = getattr(protocol, "close_if_idle", None)
+            if goodbye is not None and goodbye():
+                closed += 1
+        return closed
 
     async def _accept_loop(self, sock: socket.socket,
                            factory: Callable[[], asyncio.Protocol]) -> None:
@@ -116,9 +129,11 @@ class ConnectionLimit:
         if session is None or session.done():  # closed at once
             self._finished()
         else:
-            session.add_done_callback(lambda _task: self._finished())
+            self._sessions.add(protocol)
+            session.add_done_callback(lambda _task: self._finished(protocol))
 
-    def _finished(self) -> None:
+    def _finished(self, protocol: asyncio.Protocol | None = None) -> None:
+        self._sessions.discard(protocol)  # type: ignore[arg-type]
         self._open -= 1
         self._free.release()
         self._report()

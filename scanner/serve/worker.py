@@ -41,6 +41,7 @@ log = logging.getLogger("scanner")
 
 
 HEARTBEAT_INTERVAL = 1.0
+DRAIN_POLL = 0.2  # while stopping: how often sessions are checked for idleness
 RETIRED = 3
 """Exit status of a worker that retired on its own (max_requests, a stuck pool stage)."""
 
@@ -126,7 +127,7 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     limit.close()
     for server in servers:
         server.close()
-    await _drain_connections(config.server.message_timeout)
+    await _drain_connections(limit, config.server.message_timeout)
     close_checks(checks)
     executor.shutdown(wait=False, cancel_futures=True)
     return RETIRED if retired else 0
@@ -177,9 +178,16 @@ def _reload(checks: Sequence) -> None:
             log.exception("reloading check %s failed; keeping the old state", check.name)
 
 
-async def _drain_connections(limit: float) -> None:
-    """Give running transactions up to ``limit`` seconds to finish."""
+async def _drain_connections(connections: ConnectionLimit, seconds: float) -> None:
+    """Give running transactions up to ``seconds`` to finish; sessions outside a
+    transaction get ``421`` and are closed, each as soon as it is idle."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
     current = asyncio.current_task()
-    pending = [t for t in asyncio.all_tasks() if t is not current]
-    if pending:
-        await asyncio.wait(pending, timeout=limit)
+    while True:
+        connections.close_idle()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        left = deadline - loop.time()
+        if not pending or left <= 0:
+            return
+        await asyncio.wait(pending, timeout=min(DRAIN_POLL, left))

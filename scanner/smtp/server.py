@@ -79,6 +79,19 @@ class FilterSMTP(SMTP):
         when the session does (QUIT, timeout, the client gone)."""
         return self._handler_coroutine
 
+    def close_if_idle(self) -> bool:
+        """While the filter stops: outside a transaction (no MAIL yet, or the last one
+        answered), reply ``421`` and close (RFC 5321 3.8); return whether it did."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        envelope = self.envelope
+        if envelope is not None and envelope.mail_from is not None:
+            return False  # a transaction is open: it finishes first
+        transport.write(b"421 4.3.2 Service shutting down, closing transmission channel\r\n")
+        transport.close()
+        return True
+
     def _peer_allowed(self, host: str) -> bool:
         try:
             addr = ipaddress.ip_address(host.split("%")[0])
