@@ -35,13 +35,6 @@ mode = "{mode}"
 """
 
 
-@pytest.fixture
-def sink():
-    s = Sink(free_port()).start()
-    yield s
-    s.stop()
-
-
 def test_crashing_check_defers_by_default(tmp_path: Path, sink: Sink):
     proc, port = start_filter(tmp_path, sink.port, extra=FAULT.format(mode="always"))
     try:

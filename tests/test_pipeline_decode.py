@@ -8,18 +8,8 @@ import io
 import zipfile
 from pathlib import Path
 
-import pytest
-
-from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from tests.helpers import smtp, start_filter
-
-
-@pytest.fixture
-def sink():
-    s = Sink(free_port()).start()
-    yield s
-    s.stop()
 
 
 def _with_attachment(name: str, payload: bytes, mid: str) -> bytes:

@@ -15,13 +15,6 @@ from tests.helpers import message, smtp, start_filter
 
 
 @pytest.fixture
-def sink():
-    s = Sink(free_port()).start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
 def lmtp_sink():
     s = Sink(free_port(), lmtp=True).start()
     yield s

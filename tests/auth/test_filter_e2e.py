@@ -19,13 +19,6 @@ from tests.helpers import filter_config, smtp
 
 
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink(free_port()).start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
 def scanner(tmp_path: Path, sink: Sink, dns_server: DnsServer, dkim_keys: Keys
             ) -> Iterator[tuple[int, int]]:
     inbound, originating = free_port(), free_port()

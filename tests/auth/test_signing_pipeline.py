@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from scanner.errors import ConfigError
 from scanner.pipeline.parse import parse_headers
 from scanner.task import ClientInfo, Envelope, Recipient, Task
 from scanner.testing.dns_server import DnsServer
-from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from tests.auth.conftest import Keys, dns_table, make_check, run_inline
 from tests.helpers import handle_at_sink
@@ -28,13 +26,6 @@ from tests.helpers import handle_at_sink
 CONFIG = loads('[server]\nhostname = "scanner.test"\n[checks]\ndisabled = ["clamav"]\n')
 MESSAGE = (b"From: Carol <carol@mail.signer.test>\r\nTo: dave@elsewhere.test\r\n"
            b"Subject: minutes\r\nMessage-ID: <c1@signer.test>\r\n\r\nAttached.\r\n")
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink(free_port()).start()
-    yield s
-    s.stop()
 
 
 def signer(keys: Keys, **extra: Any) -> DkimSign:

@@ -3,15 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from scanner.actions.headers import without
 from scanner.actions.tagging import spam_header_fields
 from scanner.config import loads
 from scanner.task import ClientInfo, Envelope, Recipient, Task
-from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from tests.helpers import handle_at_sink
 
@@ -29,13 +24,6 @@ def test_spam_header_fields_are_found_by_name() -> None:
                     b"X-Spam-Other: kept\r\nMessage-ID: <f1@spam.example>\r\n\r\n"
                     b"X-Spam-Flag: NO in the body stays\r\n")
     assert spam_header_fields(FORGED, "X-Filter-") == []
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink(free_port()).start()
-    yield s
-    s.stop()
 
 
 def deliver(sink: Sink, config_text: str, rcpts: list[str]) -> list[bytes]:

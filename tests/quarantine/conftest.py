@@ -28,13 +28,6 @@ def quarantine(qdir: Path) -> Quarantine:
 
 
 @pytest.fixture
-def sink():
-    s = Sink(free_port()).start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
 def hop(sink: Sink) -> NextHop:
     return NextHop("127.0.0.1", sink.port, False, 2.0, 3.0, "scanner.test", True)
 
