@@ -107,7 +107,8 @@ class ConnectionLimit:
         except OSError as exc:
             if exc.errno in _RESOURCE_ERRORS:
                 log.error("cannot accept connections on %s: %s; retrying in %.0f s",
-                          _name(sock), exc.strerror, ACCEPT_RETRY_DELAY)
+                          _address(sock.getsockname, "a listening socket"), exc.strerror,
+                          ACCEPT_RETRY_DELAY)
                 await asyncio.sleep(ACCEPT_RETRY_DELAY)
             return None  # ECONNABORTED and the like: the client gave up, go on
         conn.setblocking(False)
@@ -121,7 +122,8 @@ class ConnectionLimit:
         try:
             _, protocol = await self._loop.connect_accepted_socket(factory, conn)
         except Exception as exc:  # the connection died before the protocol got it
-            log.info("connection from %s dropped before its greeting: %s", _peer(conn), exc)
+            log.info("connection from %s dropped before its greeting: %s",
+                     _address(conn.getpeername, "a client"), exc)
             conn.close()
             self._finished()
             return
@@ -133,7 +135,8 @@ class ConnectionLimit:
             session.add_done_callback(lambda _task: self._finished(protocol))
 
     def _finished(self, protocol: asyncio.Protocol | None = None) -> None:
-        self._sessions.discard(protocol)  # type: ignore[arg-type]
+        if protocol is not None:
+            self._sessions.discard(protocol)
         self._open -= 1
         self._free.release()
         self._report()
@@ -143,15 +146,9 @@ class ConnectionLimit:
             self._on_change(self._open, self.limit)
 
 
-def _name(sock: socket.socket) -> str:
+def _address(address: Callable[[], tuple], unknown: str) -> str:
+    """``[host]:port`` from ``sock.getsockname`` or ``getpeername``; ``unknown`` if gone."""
     with contextlib.suppress(OSError):
-        host, port = sock.getsockname()[:2]
+        host, port = address()[:2]
         return f"[{host}]:{port}"
-    return "a listening socket"
-
-
-def _peer(conn: socket.socket) -> str:
-    with contextlib.suppress(OSError):
-        host, port = conn.getpeername()[:2]
-        return f"[{host}]:{port}"
-    return "a client"
+    return unknown
