@@ -32,7 +32,13 @@ REPO = HERE.parents[1]
 sys.path[:0] = [str(REPO), str(HERE)]
 
 from competitors import Bogofilter, SpamAssassinBayes, timed  # noqa: E402
-from run import DEFAULT_CORPUS, SETTINGS, accuracy, accuracy_cells  # noqa: E402
+from run import (  # noqa: E402
+    SETTINGS,
+    accuracy,
+    accuracy_cells,
+    add_common_options,
+    corpus_missing,
+)
 
 from scanner.ml.config_file import load_settings_file  # noqa: E402
 from scanner.ml.corpus import read_corpus  # noqa: E402
@@ -73,10 +79,7 @@ def scanner_figures(features: Path, train: tuple[list[Path], list[Path]],
     held = read_corpus([str(d) for d in test[0]], [str(d) for d in test[1]], settings,
                        jobs=jobs)
     scores = np.array([model.score(row) for row in held.rows])
-    figures = accuracy(held.labels.astype(int), scores)
-    figures["train_seconds"] = seconds
-    figures["spam_at_0.9"] = float(np.mean(scores[held.labels == 1] >= 0.9) * 100)
-    figures["ham_at_0.9"] = float(np.mean(scores[held.labels == 0] >= 0.9) * 100)
+    figures = _figures(held.labels.astype(int), scores, seconds)
     figures["train_messages"] = int(corpus.labels.size)
     figures["test_messages"] = int(held.labels.size)
     return figures
@@ -91,8 +94,14 @@ def competitor_figures(tool: Bogofilter | SpamAssassinBayes, workdir: Path,
     result = tool.score(db, ham + spam, jobs)
     scores = np.array([result.get(name, 0.5) for name in ham + spam])
     labels = np.array([0] * len(ham) + [1] * len(spam))
+    return _figures(labels, scores, seconds)
+
+
+def _figures(labels: np.ndarray, scores: np.ndarray, train_seconds: float
+             ) -> dict[str, float]:
+    """The accuracy figures plus the shares of spam and ham at probability 0.9 or above."""
     figures = accuracy(labels, scores)
-    figures["train_seconds"] = seconds
+    figures["train_seconds"] = train_seconds
     figures["spam_at_0.9"] = float(np.mean(scores[labels == 1] >= 0.9) * 100)
     figures["ham_at_0.9"] = float(np.mean(scores[labels == 0] >= 0.9) * 100)
     return figures
@@ -110,7 +119,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="corpus .tar.xz")
+    add_common_options(parser)
     parser.add_argument("--features", type=Path, default=SETTINGS,
                         help="scanner's feature and trainer settings (default: the shipped)")
     parser.add_argument("--train-ham", nargs="+", default=["easy_ham", "hard_ham"],
@@ -118,13 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train-spam", nargs="+", default=["spam"], choices=GROUPS)
     parser.add_argument("--test-ham", nargs="+", default=["easy_ham_2"], choices=GROUPS)
     parser.add_argument("--test-spam", nargs="+", default=["spam_2"], choices=GROUPS)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--only", nargs="+", choices=("scanner", "bogofilter", "sa"),
-                        default=["scanner", "bogofilter", "sa"])
-    parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    if not Path(args.corpus).exists():
-        print(f"{args.corpus}: corpus not found", file=sys.stderr)
+    if corpus_missing(args):
         return 1
     overlap = set(args.train_ham + args.train_spam) & set(args.test_ham + args.test_spam)
     if overlap:

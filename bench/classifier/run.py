@@ -148,17 +148,30 @@ def table(results: dict[str, dict[str, float]], folds: int) -> str:
     return "\n".join(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """--corpus, --jobs, --only and --json, as both classifier benchmarks take them."""
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="corpus .tar.xz")
-    parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--jobs", type=int, default=2, help="processes for batch scoring")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="processes (feature extraction, batch scoring)")
     parser.add_argument("--only", nargs="+", choices=("scanner", "bogofilter", "sa"),
                         default=["scanner", "bogofilter", "sa"])
     parser.add_argument("--json", help="also write the figures to this JSON file")
+
+
+def corpus_missing(args: argparse.Namespace) -> bool:
+    """Say so on stderr when --corpus does not exist."""
+    if Path(args.corpus).exists():
+        return False
+    print(f"{args.corpus}: corpus not found", file=sys.stderr)
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--folds", type=int, default=10)
+    add_common_options(parser)
     args = parser.parse_args(argv)
-    if not Path(args.corpus).exists():
-        print(f"{args.corpus}: corpus not found", file=sys.stderr)
+    if corpus_missing(args):
         return 1
     with tempfile.TemporaryDirectory(prefix="bench-classifier-") as tmp:
         workdir = Path(tmp)
