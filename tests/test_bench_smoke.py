@@ -165,3 +165,24 @@ def test_cross_period_bench_refuses_to_test_on_its_training_mail() -> None:
                            "scanner", "--test-ham", "hard_ham"], cwd=REPO,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "both trained on and tested: hard_ham" in done.stderr
+
+
+def test_tag2_bench_scores_held_out_mail_with_the_shipped_and_a_given_table(
+        tmp_path: Path) -> None:
+    # the classifier alone decides above 0.99: never less than the shipped 5.5 (+ 1.0)
+    table = tmp_path / "alone.toml"
+    table.write_text("[symbols.BAYES_99]\nweight = 6.5\n[symbols.BAYES_999]\nweight = 0.0\n")
+    out = _run("bench/classifier/tag2.py", "--folds", "2", "--scores", str(table),
+               "--json", str(tmp_path / "figures.json"))
+    assert "score >= tag2_level 6.31" in out
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    shipped, alone = figures["shipped"], figures[str(table)]
+    sizes = {name: (f["ham"], f["spam"]) for name, f in shipped.items()}
+    assert sizes == {"cross-validated (2 folds)": (4150, 1896), "later mail": (1400, 1396),
+                     "earlier mail": (2750, 500)}
+    for name, f in shipped.items():
+        assert 0 < f["spam_flagged"] < f["spam"]  # measured, neither none nor all
+        # a heavier BAYES_99 can only add messages above tag2_level
+        assert alone[name]["spam_flagged"] >= f["spam_flagged"]
+        assert alone[name]["ham_flagged"] >= f["ham_flagged"]
+    assert any(alone[n]["spam_flagged"] > f["spam_flagged"] for n, f in shipped.items())
