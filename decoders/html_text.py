@@ -1,4 +1,4 @@
-"""The visible text of an HTML leaf, as ``Part.text`` gives it (URL checks read it).
+"""The visible text of an HTML leaf, as ``Part.text`` gives it.
 
 ``html_to_text()`` drops scripts, styles and tags, keeps line structure and unescapes
 entities. The rules engine and the classifier render HTML their own way; this one is
@@ -11,8 +11,7 @@ from html.parser import HTMLParser
 
 _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table"})
 _SKIP = frozenset({"script", "style", "head", "title"})
-# the same bound as the rules' renderer: its only reader, the URIBL host finder, reads
-# the first MiB of a part's markup itself (scanner.auth.urls.MAX_TEXT)
+# the same bound as the rules' renderer (whose text the URIBL host finder reads instead)
 MAX_HTML = 1024 * 1024
 
 

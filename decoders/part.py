@@ -9,7 +9,7 @@ message). ``path_string()`` gives amavis's namepath, e.g.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from decoders.context import Blob
 from decoders.html_text import html_to_text
@@ -33,6 +33,9 @@ class Part:
     is_leaf: bool = True
     headers: list[tuple[str, str]] = field(default_factory=list)
     decoder: str | None = None
+    # what consumers derive from the bytes and share, by key (the rules' rendered HTML,
+    # which the URI blocklist check reads too): computed once per part and message
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def text(self) -> str | None:

@@ -1,6 +1,6 @@
 """Host names of the URLs in a message body, for URI blacklists.
 
-Looks at the decoded leaves' text (plain text, and HTML turned into text) and at raw
+Looks at the decoded leaves' text (plain text, and HTML rendered to text) and at raw
 HTML (``href``, ``src``, ``action`` attributes). Understands ``scheme://`` URLs
 (http, https, ftp), bare ``www.`` names, user-info and ports, percent-encoded and
 internationalised names, and IP-address hosts (dotted, bracketed IPv6, one decimal
@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,13 +89,22 @@ def from_html(html: str, found: Found | None = None) -> Found:
     return from_text(html, found)
 
 
-def from_parts(parts: Iterable[Any]) -> Found:
-    """Hosts from every decoded leaf: ``.text`` always, raw markup of HTML leaves."""
+def from_parts(parts: Iterable[Any], html_text: Callable[[Any], str] | None = None
+               ) -> Found:
+    """Hosts from every decoded leaf: its text always, raw markup of HTML leaves.
+
+    The text of an HTML leaf is ``html_text(part)`` when given (the URI blocklist check
+    passes the rules' rendering, which the rules have made or will make anyway), else
+    the part's own ``.text``.
+    """
     found = Found()
     for part in parts:
         if not getattr(part, "is_leaf", True):
             continue
-        text = getattr(part, "text", None)
+        if html_text is not None and getattr(part, "html", None) is not None:
+            text = html_text(part)
+        else:
+            text = getattr(part, "text", None)
         if text:
             from_text(text[:MAX_TEXT], found)
         kind = (getattr(part, "declared_type", None) or "").lower()

@@ -1,6 +1,7 @@
 """uribl: domains of the URLs in the body on URI blacklists (SURBL-style lookups).
 
-Host names found in the decoded text and HTML (:mod:`scanner.auth.urls`) are reduced
+Host names found in the decoded text and HTML (:mod:`scanner.auth.urls`; the text of an
+HTML part is the rules' rendering of it, made once for both) are reduced
 to their registered domain with the public suffix list (``www.shop.example.co.uk`` ->
 ``example.co.uk``) and looked up as ``DOMAIN.ZONE``; IP-address hosts as reversed
 octets on lists with ``ips = true``. All lookups run concurrently under the
@@ -26,6 +27,7 @@ from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import list_query
+from scanner.rules.views import html_text
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
 
@@ -108,7 +110,7 @@ class Uribl:
 
     def targets(self, task: Task) -> tuple[list[str], list[str]]:
         """(registered domains, IP addresses) to look up, at most ``max_domains`` in all."""
-        found = from_parts(task.parts)
+        found = from_parts(task.parts, html_text)
         domains: list[str] = []
         for host in found.hosts:
             domain = org_domain(host, self._s.psl_file)

@@ -37,7 +37,7 @@ import regex
 
 from scanner.auth.psl import known_org_domain
 from scanner.rules import headers as hdr
-from scanner.rules.html import render
+from scanner.rules.html import Rendered, render
 from scanner.rules.uris import UriFinder, canonicalize, from_html, from_text
 
 MAX_LINE = 2048
@@ -49,6 +49,7 @@ _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.I)
 _NAME_PARAM = re.compile(r"name\s*=\s*\"?([^\";]+)", re.I)
+_RENDER_MEMO = "rules.render"  # key of the rendered HTML in a decoders' part's memo
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class TextPart:
     data: bytes
     headers: hdr.HeaderBlock
     name: str = ""
+    source: Any = None  # the decoders' part it was made from, if any (its render cache)
 
 
 @dataclass
@@ -195,7 +197,7 @@ class MessageView:
             is_html = part.ctype == "text/html" or bool(_HTML_NAME.search(part.name))
             text, chars = _as_text(part.data, part.charset)
             if is_html and text:
-                rendered = render(text)
+                rendered = _render(text, part.source)
                 text = rendered.text
                 links.extend(rendered.links)
                 anchors.extend(rendered.anchors)
@@ -330,13 +332,38 @@ def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
         parent = by_index.get(part.parent) if part.parent is not None else None
         if parent is None or parent.detected_type != "mail" or part.detected_type == "mail":
             continue
-        block = hdr.HeaderBlock(order=[(n, b" " + v.encode("utf-8", "replace") + b"\n")
-                                       for n, v in part.headers])
-        ctype, charset, name = _content_type(block)
-        if not block.raw("Content-Type") and part.declared_type:
-            ctype = part.declared_type.lower()
-        out.append(TextPart(ctype, charset, part.data(), block, part.name or name))
+        out.append(_leaf_of(part))
     return out
+
+
+def _leaf_of(part: Any) -> TextPart:
+    """One decoders' part as the rules see it (content type and charset from its headers)."""
+    block = hdr.HeaderBlock(order=[(n, b" " + v.encode("utf-8", "replace") + b"\n")
+                                   for n, v in part.headers])
+    ctype, charset, name = _content_type(block)
+    if not block.raw("Content-Type") and part.declared_type:
+        ctype = part.declared_type.lower()
+    return TextPart(ctype, charset, part.data(), block, part.name or name, part)
+
+
+def _render(text: str, source: Any) -> Rendered:
+    """``render(text)``, kept in the decoders' part's ``memo`` when there is one, so that
+    the rules and :func:`html_text` (the URI blocklist check) render a leaf only once."""
+    memo = getattr(source, "memo", None)
+    if memo is None:
+        return render(text)
+    rendered = memo.get(_RENDER_MEMO)
+    if rendered is None:
+        rendered = memo[_RENDER_MEMO] = render(text)
+    return rendered
+
+
+def html_text(part: Any) -> str:
+    """The text the body rules see in one HTML leaf of the decoders' part tree: its bytes
+    decoded as the rules decode them, then rendered (shared with the rules' own render)."""
+    leaf = _leaf_of(part)
+    text = _as_text(leaf.data, leaf.charset)[0]
+    return _render(text, part).text if text else ""
 
 
 def _leaves_from_raw(raw: bytes) -> list[TextPart]:

@@ -176,3 +176,29 @@ def test_hosts_from_decoded_parts_include_rendered_html_text() -> None:
     # the entity-encoded host only appears in the rendered text, the link only in markup
     assert "www.example-one.test" in found.hosts
     assert "two.example" in found.hosts
+
+
+def test_uribl_reads_the_rules_rendering_of_html_made_once_per_part(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import scanner.rules.views as views
+
+    rendered: list[str] = []
+    real = views.render
+
+    def counting(text: str) -> Any:
+        rendered.append(text)
+        return real(text)
+
+    monkeypatch.setattr(views, "render", counting)
+    raw = (b"From: a@example.org\r\nContent-Type: text/html; charset=iso-8859-1\r\n\r\n"
+           b"<p>visit www.&#101;xample-one.test today</p>\r\n")
+    with unpack(raw) as result:
+        found = from_parts(result.parts, views.html_text)
+        body = views.MessageView(raw, parts=result.parts).body_joined
+    assert found.hosts == ["www.example-one.test"]
+    assert b"visit www.example-one.test today" in body
+    assert len(rendered) == 1  # the rules' body view reused the URI finder's render
+    with unpack(raw) as result:  # and the other way round
+        assert b"www.example-one.test" in views.MessageView(raw, parts=result.parts).body_joined
+        assert from_parts(result.parts, views.html_text).hosts == ["www.example-one.test"]
+    assert len(rendered) == 2
