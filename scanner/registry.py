@@ -1,7 +1,8 @@
 """Find checks through the ``scanner.checks`` entry point group and build them.
 
 Built-in checks are registered the same way as third-party ones (pyproject.toml).
-Duplicate names and settings for unknown checks stop start-up.
+Duplicate names, and settings, ``enabled`` names or ``disabled`` patterns that name no
+installed check, stop start-up.
 """
 
 from __future__ import annotations
@@ -44,12 +45,7 @@ def _wanted(name: str, cls: type, config: Config) -> bool:
 def build_checks(config: Config, context: CheckContext) -> list:
     """Instantiate the enabled checks with their validated settings, in name order."""
     classes = available_checks()
-    for name in list(config.checks.settings) + list(config.checks.enabled):
-        if name != "*" and name not in classes:
-            raise ConfigError(
-                f"{config.source}: no check named '{name}' is installed; installed: "
-                + ", ".join(sorted(classes))
-            )
+    _check_names(config, classes)
     checks = []
     for name in sorted(classes):
         cls = classes[name]
@@ -60,6 +56,23 @@ def build_checks(config: Config, context: CheckContext) -> list:
             continue
         checks.append(cls(settings, context))
     return checks
+
+
+def _check_names(config: Config, classes: dict[str, type]) -> None:
+    """Every check a config names is installed (``disabled`` patterns match one)."""
+    checks = config.checks
+    installed = ", ".join(sorted(classes))
+    named = [(f"checks.settings.{name}", name) for name in checks.settings]
+    named += [(f"checks.enabled[{i}]", name) for i, name in enumerate(checks.enabled)]
+    for key, name in named:
+        if name != "*" and name not in classes:
+            raise ConfigError(f"{config.source}: {key}: no check named '{name}' is "
+                              f"installed; installed: {installed}")
+    for i, pattern in enumerate(checks.disabled):
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in classes):
+            raise ConfigError(f"{config.source}: checks.disabled[{i}]: '{pattern}' names no "
+                              f"installed check (a name or a pattern such as 'dns*'); "
+                              f"installed: {installed}")
 
 
 def close_checks(checks: list) -> None:

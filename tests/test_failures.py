@@ -165,10 +165,27 @@ def test_cli_reports_config_error_and_exits_2(tmp_path: Path):
         run = subprocess.run([sys.executable, "-m", "scanner", *args], capture_output=True,
                              text=True, timeout=60)
         assert run.returncode == 2
-        assert f"{bad}: no check named 'no_such_check'" in run.stderr
+        assert f"{bad}: checks.settings.no_such_check: no check named 'no_such_check'" \
+            in run.stderr
     missing = subprocess.run([sys.executable, "-m", "scanner", "config", "check",
                               str(tmp_path / "nope.toml")], capture_output=True, text=True)
     assert missing.returncode == 2 and "nope.toml: cannot read" in missing.stderr
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('enabled = ["*", "dnsbll"]', "checks.enabled[1]: no check named 'dnsbll' is installed"),
+    ('disabled = ["clamav", "bayse"]', "checks.disabled[1]: 'bayse' names no installed check"),
+    ('disabled = ["dns*", "zz*"]', "checks.disabled[1]: 'zz*' names no installed check"),
+])
+def test_check_names_that_match_no_installed_check_stop_start_up(tmp_path: Path, text: str,
+                                                                  needle: str):
+    # a typo in 'disabled' used to leave the check running without a word
+    bad = tmp_path / "typo.toml"
+    bad.write_text(f"[checks]\n{text}\n")
+    run = subprocess.run([sys.executable, "-m", "scanner", "config", "check", str(bad)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and f"{bad}: {needle}" in run.stderr
+    assert "installed: auth, banned, bayes, clamav" in run.stderr
 
 
 def test_config_check_reads_the_score_files_as_serve_does(tmp_path: Path):

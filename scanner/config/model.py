@@ -118,7 +118,8 @@ class ChecksConfig:
 
     enabled: tuple[str, ...] = opt(["*"], "check names to run; '*' = every installed check "
                                    "that is on by default")
-    disabled: tuple[str, ...] = opt([], "check names never to run")
+    disabled: tuple[str, ...] = opt([], "check names or patterns ('dns*') never to run; "
+                                    "each must match an installed check")
     timeout: float = opt(120.0, "seconds one check may take before it counts as failed",
                          min=0.1)
     score_files: tuple[str, ...] = opt(
