@@ -150,6 +150,9 @@ def _children(pid: int) -> list[int]:
     ("[reinject]\nhost = ''\n", "'reinject.host' is empty"),
     ("[server\n", "not valid TOML"),
     ("[reinject]\nport = 10024\n", "mail loop"),
+    # a typo here used to mean "not quarantined": discarded mail would be gone
+    ('[policy]\nquarantine = ["virus", "spamm"]\n', "'policy.quarantine[1]' = 'spamm'"),
+    ('[policy_banks.X]\nquarantine = ["Spam"]\n', "'policy_banks.\"X\".quarantine[0]'"),
 ])
 def test_config_errors_name_file_and_key(text: str, needle: str):
     with pytest.raises(ConfigError) as err:

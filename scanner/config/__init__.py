@@ -147,7 +147,8 @@ def reference() -> str:
             meaning = f.metadata.get("help", "")
             choices = f.metadata.get("choices")
             if choices:
-                meaning += " (one of: " + ", ".join(choices) + ")"
+                each = "each " if default.startswith("[") else ""  # an array
+                meaning += f" ({each}one of: " + ", ".join(choices) + ")"
             out.append(f"| `{f.name}` | `{default}` | {meaning} |")
 
     table("[server]", ServerConfig)

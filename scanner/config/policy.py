@@ -40,7 +40,8 @@ class PolicyConfig:
                                  choices=DESTINY_NAMES)
     quarantine: tuple[str, ...] = opt(
         ["virus", "banned", "unchecked", "spam", "bad_header"],
-        "categories whose blocked (not passed) mail is kept in the quarantine")
+        "categories whose blocked (not passed) mail is kept in the quarantine",
+        choices=CATEGORY_KEYS)
     oversized_size: int = opt(0, "messages larger than this (bytes) are OVERSIZED; 0 = never",
                               min=0)
     subject_tag2: str = opt("***SPAM*** ", "prefix for the Subject of spam (>= tag2_level); "
