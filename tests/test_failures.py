@@ -153,6 +153,13 @@ def _children(pid: int) -> list[int]:
     # a typo here used to mean "not quarantined": discarded mail would be gone
     ('[policy]\nquarantine = ["virus", "spamm"]\n', "'policy.quarantine[1]' = 'spamm'"),
     ('[policy_banks.X]\nquarantine = ["Spam"]\n', "'policy_banks.\"X\".quarantine[0]'"),
+    # address patterns without an @ never match: the setting would do nothing
+    ('[policy.recipients."example.com"]\nspam_lover = true\n',
+     "'policy.recipients.\"example.com\"': 'example.com' is not an address pattern"),
+    ('[policy]\nallow_senders = ["<>", "example.org"]\n',
+     "'policy.allow_senders[1]' = 'example.org' never matches; write '@example.org'"),
+    ('[policy.recipients."@x.org"]\nblock_senders = ["spam.test"]\n',
+     "'policy.recipients.\"@x.org\".block_senders[0]' = 'spam.test' never matches"),
 ])
 def test_config_errors_name_file_and_key(text: str, needle: str):
     with pytest.raises(ConfigError) as err:

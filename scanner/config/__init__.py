@@ -78,6 +78,7 @@ def _check_semantics(config: Config) -> None:
             except ValueError:
                 raise ConfigError(f"{src}: '{key}[{i}]' = {net!r} is not an IP network "
                                   "(e.g. 127.0.0.0/8)") from None
+    _check_address_patterns(config)
     if not config.reinject.host.strip():
         raise ConfigError(f"{src}: 'reinject.host' is empty; give the address of Postfix's "
                           "reinjection smtpd (e.g. 127.0.0.1)")
@@ -100,6 +101,29 @@ def _check_semantics(config: Config) -> None:
             f"{src}: 'reinject.port' {config.reinject.port} is one of our own listeners; "
             "it must point at Postfix's reinjection smtpd (a mail loop otherwise)"
         )
+
+
+def _check_address_patterns(config: Config) -> None:
+    """Recipient table keys and sender lists hold address patterns, which all have an @
+    (a bare domain never matches: amavis's form is @domain or @.domain)."""
+    src = config.source
+    for pattern in config.policy.recipients:
+        if "@" not in pattern:
+            raise ConfigError(f"{src}: 'policy.recipients.\"{pattern}\"': {pattern!r} is not "
+                              f"an address pattern and never matches; write '@{pattern}' for "
+                              f"the domain, '@.{pattern}' for it and its subdomains, or "
+                              f"'user@{pattern}'")
+    tables = [("policy", config.policy)]
+    tables += [(f'policy_banks."{n}"', bank) for n, bank in config.policy_banks.items()]
+    tables += [(f'policy.recipients."{n}"', t) for n, t in config.policy.recipients.items()]
+    for where, table in tables:
+        for name in ("allow_senders", "block_senders"):
+            for i, pattern in enumerate(getattr(table, name, None) or ()):
+                if "@" not in pattern and pattern != "<>":
+                    raise ConfigError(
+                        f"{src}: '{where}.{name}[{i}]' = {pattern!r} never matches; "
+                        f"write '@{pattern}' for the domain, '@.{pattern}' for it and its "
+                        f"subdomains, 'user@{pattern}', or '<>' for the null sender")
 
 
 def render(config: Config) -> str:
