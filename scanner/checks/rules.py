@@ -23,6 +23,7 @@ from typing import ClassVar
 
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
+from scanner.errors import ConfigError
 from scanner.rules import badheader
 from scanner.rules.compiler import RuleSet
 from scanner.rules.engine import evaluate
@@ -60,6 +61,16 @@ class RulesSettings:
     bad_header: bool = opt(True, "emit amavis's BAD_HEADER_* symbols")
 
 
+def _check_dirs(settings: RulesSettings, source: str) -> None:
+    """A configured rule directory that is missing stops start-up (a mistyped path would
+    leave the site's rules out without a word); later, a reload only logs it."""
+    for key in ("sa_compat_paths", "dirs"):
+        for i, path in enumerate(getattr(settings, key)):
+            if not Path(path).is_dir():
+                raise ConfigError(f"{source}: 'checks.settings.rules.{key}[{i}]' = {path!r} "
+                                  "is not a directory; fix the path or remove the entry")
+
+
 class Rules:
     """SpamAssassin-compatible rules plus BAD-HEADER checks."""
 
@@ -74,6 +85,7 @@ class Rules:
     Settings: ClassVar[type] = RulesSettings
 
     def __init__(self, settings: RulesSettings, context: CheckContext) -> None:
+        _check_dirs(settings, context.config.source)
         self._settings = settings
         self._run_cpu = context.run_cpu
         self._lock = threading.Lock()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from scanner.checks.base import CheckContext
 from scanner.checks.rules import Rules, RulesSettings
 from scanner.config import load
+from scanner.errors import ConfigError
 from scanner.scores import load_scores
 from scanner.testing.tasks import task_from_bytes
 
@@ -49,3 +52,17 @@ def test_timeout_symbol(tmp_path: Path) -> None:
     with task_from_bytes(raw) as task:
         hits = {h.symbol: h for h in asyncio.run(check.run(task))}
     assert hits["RULES_TIMEOUT"].options == ("EVIL",)
+
+
+def test_a_missing_rule_directory_stops_start_up_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    with pytest.raises(ConfigError) as err:
+        _check(tmp_path, dirs=(str(tmp_path / "site"), str(tmp_path / "sitee")))
+    assert "'checks.settings.rules.dirs[1]'" in str(err.value)
+    assert "sitee' is not a directory" in str(err.value)
+    with pytest.raises(ConfigError, match=r"rules\.sa_compat_paths\[0\]"):
+        _check(tmp_path, sa_compat_paths=(str(tmp_path / "nope"),))
+    check = _check(tmp_path, dirs=(str(tmp_path / "site"),))  # a reload only logs it
+    (tmp_path / "site").rmdir()
+    check.reload()
+    assert "SC_MISSING_DATE" in check.ruleset.by_name
