@@ -13,10 +13,11 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scanner.errors import ConfigError
 from scanner.ml.errors import ModelError, TrainingError
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help=f"probability counted as spam (default {DEFAULT_THRESHOLD})")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--config", "-c", help="TOML file whose policy.tag2_level and "
+                        "checks.score_files the tag2 confusion matrix uses (default: as "
+                        "for serve)")
     parser.set_defaults(func=run_eval)
     return parser
 
@@ -155,6 +159,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from scanner.ml.model import load_model
 
     try:
+        tag2 = _tag2_weights(args.config)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    try:
         if args.folds:
             settings, options = load_settings_file(args.features)
             corpus = _read(args, settings, "reading")
@@ -174,12 +183,27 @@ def run_eval(args: argparse.Namespace) -> int:
     except (ModelError, TrainingError, FileNotFoundError, ValueError) as exc:
         _err(str(exc))
         return 1
-    result = report(corpus.labels, probabilities, args.threshold, method)
+    result = report(corpus.labels, probabilities, args.threshold, method, tag2)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     else:
         print(result.text())
     return 0
+
+
+def _tag2_weights(path: str | None) -> tuple[float, Callable[[float], float]]:
+    """policy.tag2_level and the BAYES_* weight of a probability, from the config."""
+    from scanner import config as cfgmod
+    from scanner.ml.bands import bands_for
+    from scanner.scores import load_scores
+
+    config = cfgmod.load(cfgmod.resolve_path(path))
+    table = load_scores(config.checks.score_files)
+
+    def weight(probability: float) -> float:
+        return sum(table.get(symbol).weight for symbol in bands_for(probability))
+
+    return config.policy.tag2_level, weight
 
 
 def run_learn(args: argparse.Namespace) -> int:

@@ -5,9 +5,11 @@ uses :func:`scanner.ml.train.stratified_folds` (deterministic, digest-ordered), 
 a full model (weights and calibration) on K-1 folds and pools the calibrated
 probabilities of every held-out fold.
 
-The default decision threshold is :data:`DEFAULT_THRESHOLD` = 0.9: the Bayes symbol
-alone never reaches amavis's tag2 level (6.31), so the threshold is set where the model
-is confident enough to carry a message towards it (BAYES_80 and above in SA's bands).
+Two confusion matrices: at the probability :data:`DEFAULT_THRESHOLD` = 0.9 (``--threshold``,
+where the model is confident: BAYES_80 and above in SpamAssassin's bands), and at the
+configured ``policy.tag2_level`` counting only the weights of the BAYES_* symbols each
+probability gives (with the shipped table, BAYES_999 alone reaches 6.31; everything
+below needs points from other checks, which ``bench/classifier/tag2.py`` adds).
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ FPR_POINTS = (0.001, 0.01)
 
 
 @dataclass(frozen=True, slots=True)
+class Tag2:
+    """Messages whose BAYES_* weights alone reach ``level`` (policy.tag2_level)."""
+
+    level: float
+    tp: int
+    fn: int
+    fp: int
+    tn: int
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """Figures of one evaluation."""
 
@@ -44,6 +57,7 @@ class Report:
     tn: int
     method: str
     bands: dict[str, tuple[int, int]]
+    tag2: Tag2 | None = None
 
     @property
     def one_minus_roca_pct(self) -> float:
@@ -62,23 +76,34 @@ class Report:
             "threshold": self.threshold,
             "confusion": {"tp": self.tp, "fn": self.fn, "fp": self.fp, "tn": self.tn},
             "bands": {name: {"ham": h, "spam": s} for name, (h, s) in self.bands.items()},
+            **({"tag2": {"level": self.tag2.level, "tp": self.tag2.tp, "fn": self.tag2.fn,
+                         "fp": self.tag2.fp, "tn": self.tag2.tn}} if self.tag2 else {}),
         }
 
     def text(self) -> str:
         """Human-readable figures."""
         recalls = "  ".join(f"at {p * 100:g}% FPR: {r * 100:.2f}%"
                             for p, r in self.recall_at_fpr.items())
-        spam_recall = self.tp / self.spam * 100 if self.spam else math.nan
-        fpr = self.fp / self.ham * 100 if self.ham else math.nan
-        return "\n".join([
+        lines = [
             f"messages: {self.ham} ham, {self.spam} spam ({self.method})",
             f"ROC AUC: {self.auc:.6f}   (1-ROCA)%: {self.one_minus_roca_pct:.4f}",
             f"spam recall  {recalls}",
-            f"threshold {self.threshold:g}: TP {self.tp}  FN {self.fn}  FP {self.fp}  "
-            f"TN {self.tn}   (spam recall {spam_recall:.2f}%, false positives {fpr:.3f}%)",
-            "bands (ham/spam): " + "  ".join(f"{name[6:]} {h}/{s}"
-                                            for name, (h, s) in self.bands.items()),
-        ])
+            f"threshold {self.threshold:g}: " + self._confusion(self.tp, self.fn, self.fp,
+                                                                self.tn),
+        ]
+        if self.tag2 is not None:
+            t = self.tag2
+            lines.append(f"tag2_level {t.level:g}, BAYES_* weights alone: "
+                         + self._confusion(t.tp, t.fn, t.fp, t.tn))
+        lines.append("bands (ham/spam): " + "  ".join(f"{name[6:]} {h}/{s}"
+                                                     for name, (h, s) in self.bands.items()))
+        return "\n".join(lines)
+
+    def _confusion(self, tp: int, fn: int, fp: int, tn: int) -> str:
+        spam_recall = tp / self.spam * 100 if self.spam else math.nan
+        fpr = fp / self.ham * 100 if self.ham else math.nan
+        return (f"TP {tp}  FN {fn}  FP {fp}  TN {tn}   (spam recall {spam_recall:.2f}%, "
+                f"false positives {fpr:.3f}%)")
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -115,9 +140,10 @@ def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
     return float((spam > ham[allowed]).mean())
 
 
-def report(labels: np.ndarray, probabilities: np.ndarray, threshold: float, method: str
-           ) -> Report:
-    """All figures for pooled probabilities."""
+def report(labels: np.ndarray, probabilities: np.ndarray, threshold: float, method: str,
+           tag2: tuple[float, Callable[[float], float]] | None = None) -> Report:
+    """All figures for pooled probabilities; ``tag2`` is (tag2_level, the BAYES_* weight
+    a probability gets) for the confusion matrix at the tag2 level."""
     labels = np.asarray(labels)
     p = np.asarray(probabilities)
     predicted = p >= threshold
@@ -133,7 +159,17 @@ def report(labels: np.ndarray, probabilities: np.ndarray, threshold: float, meth
         tn=int((~predicted & (labels == 0)).sum()),
         method=method,
         bands=band_counts(labels, p),
+        tag2=None if tag2 is None else tag2_confusion(labels, p, *tag2),
     )
+
+
+def tag2_confusion(labels: np.ndarray, probabilities: np.ndarray, level: float,
+                   weight: Callable[[float], float]) -> Tag2:
+    """Spam and ham whose BAYES_* weight ``weight(p)`` reaches ``level``."""
+    flagged = np.array([weight(float(p)) >= level for p in probabilities], dtype=bool)
+    spam = labels == 1
+    return Tag2(level, int((flagged & spam).sum()), int((~flagged & spam).sum()),
+                int((flagged & ~spam).sum()), int((~flagged & ~spam).sum()))
 
 
 def band_counts(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, tuple[int, int]]:

@@ -126,6 +126,42 @@ def test_eval_folds(synthetic_corpus: tuple[Path, Path], settings_file: Path,
     assert "at 0.1% FPR" in text and "threshold 0.9" in text
 
 
+def test_eval_counts_what_reaches_the_configured_tag2_level(
+        trained_model_path: Path, synthetic_corpus: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    ham, spam = synthetic_corpus
+    monkeypatch.delenv("SCANNER_CONFIG", raising=False)
+
+    def figures(*config: str) -> dict:
+        assert main(["eval", "--quiet", "--jobs", "1", "--model", str(trained_model_path),
+                     "--json", "--ham", str(ham), "--spam", str(spam), *config]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    (tmp_path / "empty.toml").write_text("")  # the shipped defaults
+    shipped = figures("--config", str(tmp_path / "empty.toml"))
+    tag2 = shipped["tag2"]
+    assert tag2["level"] == 6.31 and tag2["tp"] + tag2["fn"] == 40
+    # only BAYES_999 (5.5 + 1.0) reaches 6.31 alone with the shipped table
+    assert tag2["tp"] + tag2["fp"] == shipped["bands"]["BAYES_999"]["spam"] \
+        + shipped["bands"]["BAYES_999"]["ham"]
+    scores = tmp_path / "site-scores.toml"
+    scores.write_text("[symbols.BAYES_60]\nweight = 6.0\n[symbols.BAYES_80]\nweight = 6.0\n"
+                      "[symbols.BAYES_95]\nweight = 6.0\n[symbols.BAYES_99]\nweight = 6.0\n"
+                      "[symbols.BAYES_999]\nweight = 0.0\n")
+    config = tmp_path / "site.toml"
+    config.write_text(f'[policy]\ntag2_level = 5.0\n[checks]\nscore_files = ["{scores}"]\n')
+    site = figures("--config", str(config))["tag2"]
+    bands = shipped["bands"]
+    above = ("BAYES_60", "BAYES_80", "BAYES_95", "BAYES_99", "BAYES_999")
+    assert site["level"] == 5.0 and tag2["tp"] < site["tp"], (tag2, site)
+    assert site["tp"] == sum(bands[b]["spam"] for b in above)
+    assert site["fp"] == sum(bands[b]["ham"] for b in above)
+    config.write_text("[policy]\ntag2_level = 'x'\n")
+    assert main(["eval", "--quiet", "--model", str(trained_model_path), "--ham", str(ham),
+                 "--config", str(config)]) == 2
+    assert "'policy.tag2_level' must be a number" in capsys.readouterr().err
+
+
 def test_bad_model_file_gives_clear_error(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.model"
