@@ -40,10 +40,9 @@ from cross_period import extract_groups  # noqa: E402
 from run import DEFAULT_CORPUS, SETTINGS, corpus_missing  # noqa: E402
 
 from scanner.config.policy import PolicyConfig  # noqa: E402
-from scanner.ml.bands import bands_for  # noqa: E402
 from scanner.ml.config_file import load_settings_file  # noqa: E402
-from scanner.ml.corpus import read_corpus  # noqa: E402
-from scanner.ml.evaluate import cross_validate, score_rows  # noqa: E402
+from scanner.ml.corpus import Corpus, read_corpus  # noqa: E402
+from scanner.ml.evaluate import bayes_weight, cross_validate, score_rows  # noqa: E402
 from scanner.ml.train import fit_model  # noqa: E402
 from scanner.scores import ScoreTable, load_scores  # noqa: E402
 
@@ -80,11 +79,11 @@ def held_out(dirs: dict[str, Path], features: Path, folds: int, jobs: int
     """Held-out probabilities: cross-validated, later mail, earlier mail."""
     settings, options = load_settings_file(features)
 
-    def read(ham: Sequence[str], spam: Sequence[str]):  # noqa: ANN202
+    def read(ham: Sequence[str], spam: Sequence[str]) -> Corpus:
         return read_corpus([str(dirs[g]) for g in ham], [str(dirs[g]) for g in spam],
                            settings, jobs=jobs)
 
-    def scored(corpus, probabilities: np.ndarray) -> Scored:  # noqa: ANN001
+    def scored(corpus: Corpus, probabilities: np.ndarray) -> Scored:
         return [(n, int(lab), float(p))
                 for n, lab, p in zip(corpus.names, corpus.labels, probabilities, strict=True)]
 
@@ -99,11 +98,6 @@ def held_out(dirs: dict[str, Path], features: Path, folds: int, jobs: int
     return sets
 
 
-def bayes_points(table: ScoreTable, probability: float) -> float:
-    """The weights of the BAYES_* symbols the classifier emits for ``probability``."""
-    return sum(table.get(symbol).weight for symbol in bands_for(probability))
-
-
 def figures(rows: Scored, points: dict[str, float], table: ScoreTable, level: float
             ) -> dict[str, float]:
     """Spam and ham at or above ``level``: counts and shares."""
@@ -111,7 +105,7 @@ def figures(rows: Scored, points: dict[str, float], table: ScoreTable, level: fl
     total = {0: 0, 1: 0}
     for name, label, probability in rows:
         total[label] += 1
-        flagged[label] += points[name] + bayes_points(table, probability) >= level
+        flagged[label] += points[name] + bayes_weight(table, probability) >= level
     return {"spam": total[1], "ham": total[0], "spam_flagged": flagged[1],
             "ham_flagged": flagged[0],
             "spam_pct": 100 * flagged[1] / max(total[1], 1),

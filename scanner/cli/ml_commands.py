@@ -193,17 +193,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _tag2_weights(path: str | None) -> tuple[float, Callable[[float], float]]:
     """policy.tag2_level and the BAYES_* weight of a probability, from the config."""
+    from functools import partial
+
     from scanner import config as cfgmod
-    from scanner.ml.bands import bands_for
+    from scanner.ml.evaluate import bayes_weight
     from scanner.scores import load_scores
 
     config = cfgmod.load(cfgmod.resolve_path(path))
-    table = load_scores(config.checks.score_files)
-
-    def weight(probability: float) -> float:
-        return sum(table.get(symbol).weight for symbol in bands_for(probability))
-
-    return config.policy.tag2_level, weight
+    return config.policy.tag2_level, partial(bayes_weight,
+                                             load_scores(config.checks.score_files))
 
 
 def run_learn(args: argparse.Namespace) -> int:

@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from scanner.ml.bands import BAND_NAMES, band_for
+from scanner.ml.bands import BAND_NAMES, band_for, bands_for
 from scanner.ml.corpus import Corpus
 from scanner.ml.features import FeatureSettings
 from scanner.ml.model import Model
 from scanner.ml.train import TrainOptions, check_trainable, fit_model, stratified_folds
+from scanner.scores import ScoreTable
 
 DEFAULT_THRESHOLD = 0.9
 FPR_POINTS = (0.001, 0.01)
@@ -161,6 +162,11 @@ def report(labels: np.ndarray, probabilities: np.ndarray, threshold: float, meth
         bands=band_counts(labels, p),
         tag2=None if tag2 is None else tag2_confusion(labels, p, *tag2),
     )
+
+
+def bayes_weight(table: ScoreTable, probability: float) -> float:
+    """The summed weights of the BAYES_* symbols the classifier emits for ``probability``."""
+    return sum(table.get(symbol).weight for symbol in bands_for(probability))
 
 
 def tag2_confusion(labels: np.ndarray, probabilities: np.ndarray, level: float,
