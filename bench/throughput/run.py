@@ -429,6 +429,7 @@ def _run_rounds(args: argparse.Namespace, messages: list[bytes]) -> dict[str, li
             if not args.json:
                 print(f"round {number + 1}: running ({kind}) {LABELS[kind]} ...",
                       file=sys.stderr, flush=True)
+            os.sync()  # the last run's queue and Maildir files written out, not in our time
             runs.setdefault(kind, []).append(run_config(kind, args, messages))
     return runs
 
