@@ -202,3 +202,14 @@ def test_uribl_reads_the_rules_rendering_of_html_made_once_per_part(
         assert b"www.example-one.test" in views.MessageView(raw, parts=result.parts).body_joined
         assert from_parts(result.parts, views.html_text).hosts == ["www.example-one.test"]
     assert len(rendered) == 2
+
+
+def test_uribl_reads_html_in_other_charsets_by_its_declared_charset() -> None:
+    import scanner.rules.views as views
+
+    html = "<p>Заходите на www.пример.рф сегодня</p>".encode("windows-1251")
+    raw = (b"From: a@example.org\r\nContent-Type: text/html; charset=windows-1251\r\n\r\n"
+           + html + b"\r\n")
+    with unpack(raw) as result:
+        found = from_parts(result.parts, views.html_text)
+    assert found.hosts == ["www.xn--e1afmkfd.xn--p1ai"]
