@@ -14,7 +14,7 @@ from tests.helpers import REPO
 MODERN = REPO / "corpora" / "modern"
 CONFIG = '[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
 PHISHING = {"SC_HTML_PASSWORD_INPUT", "SC_HTML_SCRIPT_DECODE", "SC_HTML_SCRIPT_REDIRECT",
-            "SC_URI_DATA_HTML", "SC_HTML_LINK_MISMATCH"}
+            "SC_URI_DATA_HTML", "SC_HTML_LINK_MISMATCH", "SC_ATTACH_HTML_PHISH"}
 TAG2 = 6.31  # the default spam level (policy.tag2_level)
 
 
@@ -29,7 +29,7 @@ def _scan(tmp: Path, name: str) -> dict:
 
 @pytest.mark.parametrize("name, symbols", [
     ("spam-html-attachment.eml", {"SC_HTML_PASSWORD_INPUT", "SC_HTML_SCRIPT_DECODE",
-                                  "SC_ATTACH_HTML"}),
+                                  "SC_ATTACH_HTML", "SC_ATTACH_HTML_PHISH"}),
     ("spam-bank-link.eml", {"SC_HTML_LINK_MISMATCH"}),
 ])
 def test_phishing_is_recognised(tmp_path: Path, name: str, symbols: set[str]) -> None:
