@@ -16,6 +16,7 @@ CONFIG = '[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
 PHISHING = {"SC_HTML_PASSWORD_INPUT", "SC_HTML_SCRIPT_DECODE", "SC_HTML_SCRIPT_REDIRECT",
             "SC_URI_DATA_HTML", "SC_HTML_LINK_MISMATCH", "SC_ATTACH_HTML_PHISH"}
 TAG2 = 6.31  # the default spam level (policy.tag2_level)
+TAG_LEVEL = 2.0  # X-Spam headers from here (policy.tag_level)
 
 
 def _scan(tmp: Path, name: str) -> dict:
@@ -51,3 +52,12 @@ def test_tracked_newsletter_stays_clean(tmp_path: Path) -> None:
 def test_password_reset_notice_is_not_phishing(tmp_path: Path) -> None:
     data = _scan(tmp_path, "ham-password-reset.eml")
     assert data["category"] == "CLEAN" and not PHISHING & set(data["symbols"])
+
+
+@pytest.mark.parametrize("name", ["ham-code-review-notification.eml", "ham-verification-code.eml",
+                                  "ham-calendar-invitation.eml", "ham-personal-german.eml",
+                                  "ham-shop-order.eml"])
+def test_everyday_modern_ham_stays_below_tag_level(tmp_path: Path, name: str) -> None:
+    data = _scan(tmp_path, name)
+    assert data["category"] == "CLEAN" and data["score"] < TAG_LEVEL, data["symbols"]
+
