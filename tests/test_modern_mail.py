@@ -61,3 +61,10 @@ def test_everyday_modern_ham_stays_below_tag_level(tmp_path: Path, name: str) ->
     data = _scan(tmp_path, name)
     assert data["category"] == "CLEAN" and data["score"] < TAG_LEVEL, data["symbols"]
 
+
+@pytest.mark.parametrize("name", ["spam-crypto.eml", "spam-parcel-fee.eml",
+                                  "spam-mailbox-full.eml", "spam-advance-fee.eml"])
+def test_everyday_modern_spam_reaches_at_least_tag_level(tmp_path: Path, name: str) -> None:
+    data = _scan(tmp_path, name)
+    assert data["score"] >= TAG_LEVEL, data["symbols"]
+
