@@ -94,8 +94,8 @@ def from_parts(parts: Iterable[Any], html_text: Callable[[Any], str] | None = No
     """Hosts from every decoded leaf: its text always, raw markup of HTML leaves.
 
     The text of an HTML leaf is ``html_text(part)`` when given (the URI blocklist check
-    passes the rules' rendering, which the rules have made or will make anyway), else
-    the part's own ``.text``.
+    passes :func:`scanner.rules.views.html_text`: the rules' renderer, sharing the
+    render the rules make anyway), else the part's own ``.text``.
     """
     found = Found()
     for part in parts:
