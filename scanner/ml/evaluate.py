@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -77,8 +77,7 @@ class Report:
             "threshold": self.threshold,
             "confusion": {"tp": self.tp, "fn": self.fn, "fp": self.fp, "tn": self.tn},
             "bands": {name: {"ham": h, "spam": s} for name, (h, s) in self.bands.items()},
-            **({"tag2": {"level": self.tag2.level, "tp": self.tag2.tp, "fn": self.tag2.fn,
-                         "fp": self.tag2.fp, "tn": self.tag2.tn}} if self.tag2 else {}),
+            **({"tag2": asdict(self.tag2)} if self.tag2 else {}),
         }
 
     def text(self) -> str:
