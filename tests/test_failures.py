@@ -160,12 +160,29 @@ def _children(pid: int) -> list[int]:
      "'policy.allow_senders[1]' = 'example.org' never matches; write '@example.org'"),
     ('[policy.recipients."@x.org"]\nblock_senders = ["spam.test"]\n',
      "'policy.recipients.\"@x.org\".block_senders[0]' = 'spam.test' never matches"),
+    # a misspelt listener bank gave that listener's mail the inbound policy, silently
+    ('[[listeners]]\npolicy_bank = "ORIGINATNG"\n',
+     "'listeners[0].policy_bank' = 'ORIGINATNG' names no policy bank; use one of "
+     "['ORIGINATING'] or define [policy_banks.ORIGINATNG]"),
+    ('[[listeners]]\npolicy_bank = "Originating"\n',
+     "bank names are case-sensitive; write 'ORIGINATING'"),
+    ('[[listeners]]\n[[listeners]]\nport = 10026\npolicy_bank = "SUBMISION"\n'
+     '[policy_banks.SUBMISSION]\n',
+     "'listeners[1].policy_bank' = 'SUBMISION' names no policy bank; use one of "
+     "['ORIGINATING', 'SUBMISSION']"),
 ])
 def test_config_errors_name_file_and_key(text: str, needle: str):
     with pytest.raises(ConfigError) as err:
         loads(text, "/etc/scanner/x.toml")
     assert str(err.value).startswith("/etc/scanner/x.toml: ")
     assert needle in str(err.value)
+
+
+def test_listener_banks_that_exist_are_accepted():
+    config = loads('[[listeners]]\npolicy_bank = "ORIGINATING"\n[[listeners]]\nport = 10026\n'
+                   'policy_bank = "SUBMISSION"\n[policy_banks.SUBMISSION]\n'
+                   '[[listeners]]\nport = 10027\n')
+    assert [lst.policy_bank for lst in config.listeners] == ["ORIGINATING", "SUBMISSION", ""]
 
 
 def test_cli_reports_config_error_and_exits_2(tmp_path: Path):

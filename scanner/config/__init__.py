@@ -20,6 +20,7 @@ from scanner.config.model import (
     ReinjectConfig,
     ServerConfig,
 )
+from scanner.config.policy import BUILTIN_BANKS
 from scanner.config.schema import build, to_plain
 from scanner.errors import ConfigError
 from scanner.quarantine.config import QuarantineConfig
@@ -92,6 +93,7 @@ def _check_semantics(config: Config) -> None:
             raise ConfigError(
                 f"{src}: 'listeners[{i}].address' = {lst.address!r} is not an IP address"
             ) from None
+        _check_listener_bank(config, i, lst.policy_bank)
         key = (lst.address, lst.port)
         if key in seen:
             raise ConfigError(f"{src}: 'listeners[{i}]' repeats {lst.address}:{lst.port}")
@@ -101,6 +103,22 @@ def _check_semantics(config: Config) -> None:
             f"{src}: 'reinject.port' {config.reinject.port} is one of our own listeners; "
             "it must point at Postfix's reinjection smtpd (a mail loop otherwise)"
         )
+
+
+def _check_listener_bank(config: Config, index: int, bank: str) -> None:
+    """A listener's bank must exist: a misspelt name would give that listener's mail
+    the inbound policy (spam-checked, not DKIM-signed) without a word."""
+    known = {*config.policy_banks, *BUILTIN_BANKS}
+    if not bank or bank in known:
+        return
+    where = f"{config.source}: 'listeners[{index}].policy_bank' = {bank!r}"
+    same = [name for name in sorted(known) if name.upper() == bank.upper()]
+    if same:
+        raise ConfigError(f"{where}: bank names are case-sensitive; write {same[0]!r}")
+    raise ConfigError(
+        f"{where} names no policy bank; use one of {sorted(known)} or define "
+        f"[policy_banks.{bank}] (an empty table makes it a label for the checks' "
+        "policy_banks settings without changing the policy)")
 
 
 def _check_address_patterns(config: Config) -> None:

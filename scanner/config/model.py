@@ -26,7 +26,8 @@ class ListenerConfig:
     port: int = opt(10024, "TCP port", min=1, max=65535)
     protocol: str = opt("smtp", "smtp (ESMTP) or lmtp (one reply per recipient)",
                         choices=PROTOCOLS)
-    policy_bank: str = opt("", "policy bank for mail received here, e.g. ORIGINATING")
+    policy_bank: str = opt("", "policy bank for mail received here: ORIGINATING (built in) or "
+                                  "the NAME of a [policy_banks.NAME] table (case-sensitive)")
 
 
 @dataclass(frozen=True, slots=True)

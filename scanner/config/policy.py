@@ -112,6 +112,11 @@ def _override_class() -> type:
 
 PolicyOverride = _override_class()
 
+# Banks that mean something without a [policy_banks.NAME] table (one given replaces it).
+BUILTIN_BANKS: Mapping[str, Any] = {
+    "ORIGINATING": PolicyOverride(bypass_spam_checks=True, spam_headers=False),
+}
+
 
 def apply(base: PolicyConfig, override: Any) -> PolicyConfig:
     """``base`` with every non-None field of ``override`` replacing its own."""

@@ -8,16 +8,13 @@ spam scoring for outbound mail) unless the configuration defines its own.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from functools import lru_cache
 
 from scanner.config import Config
-from scanner.config.policy import PolicyConfig, PolicyOverride, apply
+from scanner.config.policy import BUILTIN_BANKS, PolicyConfig, apply
 from scanner.policy.lookup import lookup
 
-BUILTIN_BANKS: Mapping[str, PolicyOverride] = {
-    "ORIGINATING": PolicyOverride(bypass_spam_checks=True, spam_headers=False),
-}
+__all__ = ["BUILTIN_BANKS", "bank_names", "is_local", "message_policy", "recipient_policy"]
 
 
 def bank_names(config: Config, listener_bank: str, client_addr: str | None) -> list[str]:
