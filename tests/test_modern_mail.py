@@ -56,7 +56,8 @@ def test_password_reset_notice_is_not_phishing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["ham-code-review-notification.eml", "ham-verification-code.eml",
                                   "ham-calendar-invitation.eml", "ham-personal-german.eml",
-                                  "ham-shop-order.eml"])
+                                  "ham-shop-order.eml", "ham-signup-confirmation.eml",
+                                  "ham-security-alert.eml"])
 def test_everyday_modern_ham_stays_below_tag_level(tmp_path: Path, name: str) -> None:
     data = _scan(tmp_path, name)
     assert data["category"] == "CLEAN" and data["score"] < TAG_LEVEL, data["symbols"]
@@ -68,3 +69,14 @@ def test_everyday_modern_spam_reaches_at_least_tag_level(tmp_path: Path, name: s
     data = _scan(tmp_path, name)
     assert data["score"] >= TAG_LEVEL, data["symbols"]
 
+
+
+def test_shop_footer_guarantee_is_no_sales_pitch(tmp_path: Path) -> None:
+    # "Dear customer" and a money-back guarantee are ordinary in a shop's confirmation; the
+    # rules give them at most a single pitch (SC_RISK_FREE), never SC_PITCH_2 or a generic
+    # greeting. (The classifier, trained on 2002-2005 mail, rates this one 0.95-0.99:
+    # BAYES_95, so the message carries X-Spam headers; that is the model's limit, see
+    # corpora/modern/README.md.)
+    data = _scan(tmp_path, "ham-shop-confirmation.eml")
+    rules = {k: v for k, v in data["symbols"].items() if not k.startswith("BAYES_")}
+    assert data["category"] == "CLEAN" and sum(rules.values()) <= 0.5, data["symbols"]
