@@ -31,7 +31,9 @@ def _scan(tmp: Path, name: str) -> dict:
 @pytest.mark.parametrize("name, symbols", [
     ("spam-html-attachment.eml", {"SC_HTML_PASSWORD_INPUT", "SC_HTML_SCRIPT_DECODE",
                                   "SC_ATTACH_HTML", "SC_ATTACH_HTML_PHISH"}),
-    ("spam-bank-link.eml", {"SC_HTML_LINK_MISMATCH"}),
+    ("spam-bank-link.eml", {"SC_HTML_LINK_MISMATCH", "SC_ACCOUNT_THREAT"}),
+    ("spam-mailbox-full.eml", {"SC_ACCOUNT_THREAT", "SC_URI_NUMERIC_IP"}),
+    ("spam-advance-fee.eml", {"SC_ADVANCE_FEE"}),
 ])
 def test_phishing_is_recognised(tmp_path: Path, name: str, symbols: set[str]) -> None:
     data = _scan(tmp_path, name)
