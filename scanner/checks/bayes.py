@@ -68,6 +68,11 @@ class Bayes:
         self._stamp = self._file_stamp()
         self._checked = time.monotonic()
 
+    @property
+    def model(self) -> Model | None:
+        """The model in use (None when none could be loaded)."""
+        return self._model
+
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
             st = os.stat(self._path)

@@ -2,7 +2,9 @@
 
 Parsing, unpacking, every enabled check and the policy run as in the daemon; nothing
 is delivered, quarantined or bounced. Per message it prints the part tree, the symbols
-with their scores and the verdict; ``--json`` prints one JSON object per line.
+with their scores and the verdict; ``--json`` prints one JSON object per line;
+``--explain`` adds why the classifier scored the message as it did
+(:mod:`scanner.ml.explain`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from decoders.render import parts_json, tree_text
 from scanner import config as cfgmod
 from scanner.checks.base import CheckContext
 from scanner.mailid import new_mail_id
+from scanner.ml.explain import Explanation, explain
+from scanner.ml.model import Model
 from scanner.pipeline.processor import Listener, Processor
 from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
@@ -37,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per message")
     p.add_argument("--sender", default="sender@example.org", help="envelope sender")
     p.add_argument("--rcpt", action="append", help="envelope recipient (repeatable)")
+    p.add_argument("--explain", action="store_true",
+                   help="also show the classifier's decision split by feature block and "
+                        "the tokens that pushed it most")
     p.set_defaults(func=run)
 
 
@@ -57,6 +64,9 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
     scores = load_scores(config.checks.score_files)
     hop = NextHop.from_config(config.reinject, "localhost")
     processor = Processor(config, checks, scores, hop, "localhost", run_cpu=run_cpu)
+    model = _model(checks) if args.explain else None
+    if args.explain and model is None:
+        print("scanner: --explain: the bayes check is off or has no model", file=sys.stderr)
     status = 0
     for name in args.files:
         raw = read_input(name)
@@ -68,7 +78,8 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
                                                          (args.rcpt or ["rcpt@example.test"]))))
         unpacked = await processor.analyse(task, Listener(0, "ESMTP", ""), keep_parts=True)
         try:
-            print(_render(name, task, scores, args.json), flush=True)
+            why = explain(model, raw, sender=args.sender) if model is not None else None
+            print(_render(name, task, scores, args.json, why), flush=True)
         finally:
             if unpacked is not None:
                 unpacked.close()
@@ -90,7 +101,13 @@ def read_input(name: str) -> bytes | None:
         return None
 
 
-def _render(name: str, task: Task, scores: ScoreTable, as_json: bool) -> str:
+def _model(checks: list) -> Model | None:
+    """The classifier's model, when the bayes check is on and has one."""
+    return next((c.model for c in checks if c.name == "bayes"), None)
+
+
+def _render(name: str, task: Task, scores: ScoreTable, as_json: bool,
+            why: Explanation | None = None) -> str:
     verdict = next(iter(task.verdicts.values()))
     symbols: dict[str, float] = {}
     for h in verdict.hits:
@@ -103,7 +120,7 @@ def _render(name: str, task: Task, scores: ScoreTable, as_json: bool) -> str:
             "hits": [{"symbol": h.symbol, "options": list(h.options), "part": h.part,
                       "source": h.source} for h in verdict.hits],
             "parts": parts_json(task.parts),
-        }, ensure_ascii=False)
+        } | ({"explain": why.to_dict()} if why is not None else {}), ensure_ascii=False)
     lines = [f"== {name}", tree_text(task.parts).rstrip("\n") or "(no parts)", "symbols:"]
     for h in verdict.hits:
         opts = f" ({', '.join(h.options)})" if h.options else ""
@@ -113,4 +130,6 @@ def _render(name: str, task: Task, scores: ScoreTable, as_json: bool) -> str:
         lines.append("  (none)")
     lines.append(f"category: {verdict.category}  score: {verdict.score:g}  "
                  f"destiny: {verdict.destiny.value}")
+    if why is not None:
+        lines.append(why.text())
     return "\n".join(lines)

@@ -127,6 +127,22 @@ class FeatureSettings:
         return 1 << self.hash_bits
 
 
+@dataclass(frozen=True, slots=True)
+class Texts:
+    """What the blocks of one message are hashed from (:meth:`Extractor.texts`)."""
+
+    body: str  # cleaned, lower-case, digits as 0: the chars block and the words
+    words: list[str]
+    subject: str
+    subject_tokens: list[str]
+    headers: list[str]
+    header_text: str  # the hdrchars block
+    received: list[str]
+    urls: list[str]
+    url_text: str  # the urlchars block
+    html: list[str]
+
+
 class Extractor:
     """Turns messages into sparse vectors according to one :class:`FeatureSettings`."""
 
@@ -150,14 +166,14 @@ class Extractor:
         blocks = self.block_hashes(mt, client_name, client_addr, sender)
         return self._combine(blocks)
 
-    def block_hashes(
+    def texts(
         self,
         mt: MessageText,
         client_name: str | None = None,
         client_addr: str | None = None,
         sender: str | None = None,
-    ) -> dict[str, np.ndarray]:
-        """The raw 64-bit hashes of every block (before bucketing and weighting)."""
+    ) -> Texts:
+        """The cleaned texts and token lists the blocks are hashed from."""
         s = self.settings
         body_text, subject_text = mt.body_text[: s.max_text_chars * 2], mt.header("subject")
         if s.fold_obfuscation:
@@ -166,11 +182,6 @@ class Extractor:
         body = " ".join(body.split())[: s.max_text_chars].translate(_DIGITS)
         subject = " ".join(self._clean(subject_text).split())
         subject = subject.translate(_DIGITS)
-        words = _WORDS.findall(body)
-        word_hashes = hash_tokens(words, "w")
-        word_parts = [word_hashes]
-        if s.word_bigrams:
-            word_parts.append(hash_pairs(word_hashes, "w2"))
         client, relays = client_and_relays(mt, s.internal_hosts, client_name, client_addr)
         header_list = list(header_tokens(mt, sender)) + list(part_tokens(mt))
         header_list.extend(alignment_tokens(mt, client, sender))
@@ -179,25 +190,50 @@ class Extractor:
         header_lines = [
             f"{name}: {mt.header(name)}" for name in _HDRCHAR_HEADERS if mt.header(name)
         ]
-        header_text = self._clean("\n".join(header_lines).lower(), is_lower=True).translate(_DIGITS)
+        return Texts(
+            body=body,
+            words=_WORDS.findall(body),
+            subject=subject,
+            subject_tokens=self._keep(subject_tokens(subject)),
+            headers=self._keep(header_list),
+            header_text=self._clean("\n".join(header_lines).lower(), is_lower=True
+                                    ).translate(_DIGITS),
+            received=self._keep(received_tokens(client, relays)),
+            urls=self._keep(url_tokens(mt.urls)),
+            url_text=self._clean(" ".join(mt.urls[:_MAX_URLCHAR_URLS]).lower(), is_lower=True
+                                 ).translate(_DIGITS),
+            html=list(html_tokens(mt.html_tags)),
+        )
+
+    def block_hashes(
+        self,
+        mt: MessageText,
+        client_name: str | None = None,
+        client_addr: str | None = None,
+        sender: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The raw 64-bit hashes of every block (before bucketing and weighting)."""
+        n = self.settings.char_ngram
+        t = self.texts(mt, client_name, client_addr, sender)
+        word_hashes = hash_tokens(t.words, "w")
+        word_parts = [word_hashes]
+        if self.settings.word_bigrams:
+            word_parts.append(hash_pairs(word_hashes, "w2"))
         # Unmixed keys of every other block, finished by one mix() call for all of them
         # (element-wise, so the hashes are the same as block by block, at a fraction
         # of the numpy calls).
         keys = {
-            "hdrchars": char_ngram_keys(header_text, s.char_ngram, "hc"),
-            "chars": char_ngram_keys(body, s.char_ngram, "c"),
+            "hdrchars": char_ngram_keys(t.header_text, n, "hc"),
+            "chars": char_ngram_keys(t.body, n, "c"),
             "subject": np.concatenate([
-                token_keys(self._keep(subject_tokens(subject)), "s"),
-                char_ngram_keys(" " + subject.lower() + " ", s.char_ngram, "sc"),
+                token_keys(t.subject_tokens, "s"),
+                char_ngram_keys(" " + t.subject.lower() + " ", n, "sc"),
             ]),
-            "headers": token_keys(self._keep(header_list), "h"),
-            "received": token_keys(self._keep(received_tokens(client, relays)), "r"),
-            "urls": token_keys(self._keep(url_tokens(mt.urls)), "u"),
-            "urlchars": char_ngram_keys(
-                self._clean(" ".join(mt.urls[:_MAX_URLCHAR_URLS]).lower(), is_lower=True
-                            ).translate(_DIGITS),
-                s.char_ngram, "uc"),
-            "html": token_keys(html_tokens(mt.html_tags), "t"),
+            "headers": token_keys(t.headers, "h"),
+            "received": token_keys(t.received, "r"),
+            "urls": token_keys(t.urls, "u"),
+            "urlchars": char_ngram_keys(t.url_text, n, "uc"),
+            "html": token_keys(t.html, "t"),
         }
         mixed = mix(np.concatenate(list(keys.values())))
         blocks = {"words": np.concatenate(word_parts)}
@@ -206,6 +242,10 @@ class Extractor:
             blocks[name] = mixed[start : start + block.size]
             start += block.size
         return blocks
+
+    def combine(self, blocks: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, values)`` of block hashes: the vector of :meth:`vector`."""
+        return self._combine(blocks)
 
     def _clean(self, text: str, is_lower: bool = False) -> str:
         """Remove redacted strings (cheap substring test first: they are rare).
