@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from scanner.ml.evaluate import bayes_weight
+from scanner.scores import load_scores
 from scanner.testing.clamd import clamd_binary
 from scanner.testing.dns_server import find_nsd
 
@@ -173,7 +175,7 @@ def test_tag2_bench_scores_held_out_mail_with_the_shipped_and_a_given_table(
     table = tmp_path / "alone.toml"
     table.write_text("[symbols.BAYES_99]\nweight = 6.5\n[symbols.BAYES_999]\nweight = 0.0\n")
     out = _run("bench/classifier/tag2.py", "--folds", "2", "--scores", str(table),
-               "--json", str(tmp_path / "figures.json"))
+               "--json", str(tmp_path / "figures.json"), "--dump", str(tmp_path / "rows.jsonl"))
     assert "score >= tag2_level 6.31" in out
     figures = json.loads((tmp_path / "figures.json").read_text())
     shipped, alone = figures["shipped"], figures[str(table)]
@@ -186,3 +188,14 @@ def test_tag2_bench_scores_held_out_mail_with_the_shipped_and_a_given_table(
         assert alone[name]["spam_flagged"] >= f["spam_flagged"]
         assert alone[name]["ham_flagged"] >= f["ham_flagged"]
     assert any(alone[n]["spam_flagged"] > f["spam_flagged"] for n, f in shipped.items())
+    # the dump holds every held-out message, and the shipped figures follow from it
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    table_now = load_scores(())
+    for name, f in shipped.items():
+        mine = [r for r in rows if r["set"] == name]
+        assert len(mine) == f["ham"] + f["spam"]
+        assert all((r["label"] == "ham") == r["file"].startswith(("easy_ham", "hard_ham"))
+                   for r in mine)
+        flagged = sum(sum(r["symbols"].values()) + bayes_weight(table_now, r["probability"])
+                      >= 6.31 for r in mine if r["label"] == "spam")
+        assert flagged == f["spam_flagged"]

@@ -18,6 +18,10 @@ ClamAV and every DNS-based check off (their answers would be today's, not the
 mail's time): the shipped rules, banned-file and bad-header checks.
 
     .venv/bin/python bench/classifier/tag2.py [--scores TOML ...] [--tag2 6.31] [--json OUT]
+        [--dump ROWS.jsonl]
+
+``--dump`` writes every held-out message with its probability and the other checks'
+symbols, which is how to see what the spam left below ``tag2_level`` carries.
 """
 
 from __future__ import annotations
@@ -56,9 +60,10 @@ OFF = ["bayes", "clamav", "dnsbl", "uribl", "auth", "dkim_sign"]
 Scored = list[tuple[str, int, float]]
 
 
-def other_points(files: list[str], score_files: Sequence[Path], workdir: Path
-                 ) -> dict[str, float]:
-    """Each file's score from every content check but the classifier."""
+def other_points(files: list[str], score_files: Sequence[Path], workdir: Path,
+                 symbols: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    """Each file's score from every content check but the classifier (and, into
+    ``symbols`` when given, the symbols that make it up)."""
     config = workdir / "scan.toml"
     config.write_text("[checks]\n" f"disabled = {json.dumps(OFF)}\n"
                       f"score_files = {json.dumps([str(p) for p in score_files])}\n")
@@ -71,6 +76,8 @@ def other_points(files: list[str], score_files: Sequence[Path], workdir: Path
         for line in done.stdout.splitlines():
             row = json.loads(line)
             points[row["file"]] = float(sum(row["symbols"].values()))
+            if symbols is not None:
+                symbols[row["file"]] = row["symbols"]
     return points
 
 
@@ -112,6 +119,18 @@ def figures(rows: Scored, points: dict[str, float], table: ScoreTable, level: fl
             "ham_pct": 100 * flagged[0] / max(total[0], 1)}
 
 
+def write_dump(path: Path, sets: dict[str, Scored], symbols: dict[str, dict[str, float]],
+               corpus: Path) -> None:
+    """One JSON line per held-out message; files named relative to the corpus."""
+    with path.open("w", encoding="utf-8") as out:
+        for set_name, rows in sets.items():
+            for name, label, probability in rows:
+                out.write(json.dumps({
+                    "set": set_name, "file": str(Path(name).relative_to(corpus)),
+                    "label": "spam" if label else "ham", "probability": probability,
+                    "symbols": symbols[name]}) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="corpus .tar.xz")
@@ -124,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tag2", type=float, default=PolicyConfig().tag2_level,
                         help="policy.tag2_level (default: the shipped)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--dump", help="also write one JSON line per held-out message: set, "
+                        "file, label, probability and the other checks' symbols (shipped "
+                        "table), to study what the misses carry")
     args = parser.parse_args(argv)
     if corpus_missing(args):
         return 1
@@ -135,12 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("classifier ...", file=sys.stderr)
         sets = held_out(dirs, args.features, args.folds, args.jobs)
         files = sorted({name for rows in sets.values() for name, _, _ in rows})
+        symbols: dict[str, dict[str, float]] = {}
         for table_name, extra in tables.items():
             print(f"other checks ({table_name}) ...", file=sys.stderr)
-            points = other_points(files, [Path(p) for p in extra], workdir)
+            points = other_points(files, [Path(p) for p in extra], workdir,
+                                  symbols if not extra else None)
             table = load_scores(extra)
             results[table_name] = {name: figures(rows, points, table, args.tag2)
                                    for name, rows in sets.items()}
+        if args.dump:
+            write_dump(Path(args.dump), sets, symbols, workdir / "corpus")
     print(f"score >= tag2_level {args.tag2}: spam caught, ham flagged "
           "(content checks only: no DNS lists, no SPF/DKIM, no ClamAV)")
     print("| score table | " + " | ".join(next(iter(results.values()))) + " |")
