@@ -62,7 +62,8 @@ def explain(model: Model, raw: bytes, client_name: str | None = None,
     """Split ``model``'s decision on ``raw`` by block and name the strongest tokens."""
     extractor = model.extractor
     mt = message_text(raw, extractor.settings.limits)
-    hashes = extractor.block_hashes(mt, client_name, client_addr, sender)
+    texts = extractor.texts(mt, client_name, client_addr, sender)
+    hashes = extractor.hashes_of(texts)
     empty = np.zeros(0, dtype=np.uint64)
     blocks: dict[str, float] = {}
     bucket_values: dict[str, dict[int, float]] = {}
@@ -72,8 +73,7 @@ def explain(model: Model, raw: bytes, client_name: str | None = None,
         blocks[name] = float(np.dot(model.weights[indices], values))
         bucket_values[name] = dict(zip(indices.tolist(), values.tolist(), strict=True))
     decision = model.bias + sum(blocks.values())
-    shares = _token_shares(model, extractor.texts(mt, client_name, client_addr, sender),
-                           bucket_values)
+    shares = _token_shares(model, texts, bucket_values)
     shares.sort(key=lambda row: row[2])
     return Explanation(
         probability=model.calibration.probability(decision), decision=decision,

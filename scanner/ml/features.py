@@ -213,8 +213,11 @@ class Extractor:
         sender: str | None = None,
     ) -> dict[str, np.ndarray]:
         """The raw 64-bit hashes of every block (before bucketing and weighting)."""
+        return self.hashes_of(self.texts(mt, client_name, client_addr, sender))
+
+    def hashes_of(self, t: Texts) -> dict[str, np.ndarray]:
+        """:meth:`block_hashes` of texts already made by :meth:`texts`."""
         n = self.settings.char_ngram
-        t = self.texts(mt, client_name, client_addr, sender)
         word_hashes = hash_tokens(t.words, "w")
         word_parts = [word_hashes]
         if self.settings.word_bigrams:
