@@ -14,8 +14,6 @@ from scanner.config import Config
 from scanner.config.policy import BUILTIN_BANKS, PolicyConfig, apply
 from scanner.policy.lookup import lookup
 
-__all__ = ["BUILTIN_BANKS", "bank_names", "is_local", "message_policy", "recipient_policy"]
-
 
 def bank_names(config: Config, listener_bank: str, client_addr: str | None) -> list[str]:
     """The banks that apply to a message, in order."""
