@@ -26,11 +26,12 @@ from scanner.errors import ConfigError
 from scanner.ml.bands import BAND_NAMES, bands_for
 from scanner.ml.errors import ModelError
 from scanner.ml.model import Model, load_model
+from scanner.ml.shipped import shipped_model_path
 from scanner.pipeline.cpu import inline_cpu
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.checks.bayes")
-SHIPPED_MODEL = os.path.join(os.path.dirname(__file__), "..", "..", "models", "default.model")
+SHIPPED_MODEL = str(shipped_model_path())
 
 
 @dataclass(frozen=True, slots=True)

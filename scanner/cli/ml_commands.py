@@ -19,17 +19,38 @@ from typing import TYPE_CHECKING
 
 from scanner.errors import ConfigError
 from scanner.ml.errors import ModelError, TrainingError
+from scanner.ml.shipped import shipped_model_path
 
 if TYPE_CHECKING:
     from scanner.ml.corpus import Corpus
     from scanner.ml.features import FeatureSettings
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "default.model"
+DEFAULT_MODEL_PATH = shipped_model_path()
 _MAX_STDIN = 64 << 20
 
 
 def _err(message: str) -> None:
     print(f"scanner: {message}", file=sys.stderr)
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", help="configuration whose [checks.settings.bayes] "
+                        "model is the default --model (default: as for serve)")
+
+
+def _model_path(args: argparse.Namespace) -> str:
+    """``--model``, else the configuration's bayes model, else the shipped model: by
+    default the commands work on the model the filter started with that configuration
+    reads."""
+    if args.model:
+        return str(args.model)
+    from scanner import config as cfgmod
+
+    config = cfgmod.load(cfgmod.resolve_path(args.config))
+    configured = config.checks.settings.get("bayes", {}).get("model", "")
+    if configured and not isinstance(configured, str):
+        raise ConfigError(f"{config.source}: checks.settings.bayes.model must be a file name")
+    return configured or str(DEFAULT_MODEL_PATH)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -50,8 +71,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "train", help="train the spam model from ham and spam mailboxes",
         description="Train (or with --update, continue training) the spam classifier.")
     _common(parser)
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH),
-                        help=f"model file to write (default: {DEFAULT_MODEL_PATH})")
+    parser.add_argument("--model", help="model file to write (default: the model the "
+                        "configuration's [checks.settings.bayes] uses, else the shipped one)")
+    _config_option(parser)
     parser.add_argument("--update", action="store_true",
                         help="continue training the existing --model with this mail")
     parser.add_argument("--features", metavar="TOML",
@@ -69,15 +91,15 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         description="Score labelled mail with --model, or cross-validate with --folds K.")
     _common(parser)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--model", help=f"model to evaluate (default: {DEFAULT_MODEL_PATH})")
+    group.add_argument("--model", help="model to evaluate (default: the configured model, "
+                       "else the shipped one)")
     group.add_argument("--folds", type=int, help="stratified K-fold cross-validation")
     parser.add_argument("--features", metavar="TOML", help="settings for --folds training")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help=f"probability counted as spam (default {DEFAULT_THRESHOLD})")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--config", "-c", help="TOML file whose policy.tag2_level and "
-                        "checks.score_files the tag2 confusion matrix uses (default: as "
-                        "for serve)")
+    parser.add_argument("--config", "-c", help="TOML file whose policy.tag2_level, "
+                        "checks.score_files and bayes model are used (default: as for serve)")
     parser.set_defaults(func=run_eval)
     return parser
 
@@ -91,7 +113,9 @@ def add_learn_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     label.add_argument("--spam", action="store_true", help="the message is spam")
     label.add_argument("--ham", action="store_true", help="the message is ham")
     parser.add_argument("file", nargs="?", default="-", help="message file, - for stdin")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH), help="model file")
+    parser.add_argument("--model", help="model file (default: the model the configuration's "
+                        "[checks.settings.bayes] uses, else the shipped one)")
+    _config_option(parser)
     parser.add_argument("--verbose", action="store_true", help="say what happened")
     parser.set_defaults(func=run_learn)
     return parser
@@ -124,29 +148,37 @@ def run_train(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     try:
+        path = _model_path(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    try:
         if args.update:
             if args.features:
                 _err("--features is ignored with --update (the model keeps its settings)")
-            settings = load_model(args.model).settings
+            settings = load_model(path).settings
             corpus = _read(args, settings, "reading")
-            with model_lock(args.model):
-                model = load_model(args.model)
+            with model_lock(path):
+                model = load_model(path)
                 if model.settings != settings:
-                    raise ModelError(f"{args.model}: the model changed while reading mail")
+                    raise ModelError(f"{path}: the model changed while reading mail")
                 counts = update_model(model, corpus)
-                save_model(model, args.model)
+                save_model(model, path)
             summary = ", ".join(f"{v} {k}" for k, v in counts.items())
         else:
             settings, options = load_settings_file(args.features)
             corpus = _read(args, settings, "reading")
+            if not args.quiet:
+                print(f"training on {corpus.labels.size} messages (the learners, then "
+                      f"{options.calibration_folds} calibration folds)", file=sys.stderr)
             model = fit_model(corpus, settings, options)
-            replace_model(model, args.model)
+            replace_model(model, path)
             summary = f"trained on {corpus.ham} ham and {corpus.spam} spam"
     except (ModelError, TrainingError, FileNotFoundError) as exc:
         _err(str(exc))
         return 1
-    data = Path(args.model).read_bytes()
-    print(f"{args.model}: {summary}; {corpus.duplicates} duplicates, {corpus.conflicts} "
+    data = Path(path).read_bytes()
+    print(f"{path}: {summary}; {corpus.duplicates} duplicates, {corpus.conflicts} "
           f"filed as both, {corpus.problems} unreadable skipped; {len(data)} bytes, sha256 "
           f"{hashlib.sha256(data).hexdigest()[:16]}, {time.monotonic() - started:.1f}s")
     return 0
@@ -175,7 +207,7 @@ def run_eval(args: argparse.Namespace) -> int:
             probabilities = cross_validate(corpus, settings, options, args.folds, on_fold)
             method = f"{args.folds}-fold cross-validation"
         else:
-            model_path = args.model or str(DEFAULT_MODEL_PATH)
+            model_path = _model_path(args)
             model = load_model(model_path)
             corpus = _read(args, model.settings, "reading")
             probabilities = score_rows(model, corpus)
@@ -222,12 +254,17 @@ def run_learn(args: argparse.Namespace) -> int:
              "nothing learned")
         return 1
     try:
-        outcome = learn_message(args.model, raw, spam=bool(args.spam))
+        path = _model_path(args)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    try:
+        outcome = learn_message(path, raw, spam=bool(args.spam))
     except ModelError as exc:
         _err(str(exc))
         return 1
     if args.verbose:
-        print(f"{args.model}: {outcome} as {'spam' if args.spam else 'ham'}", file=sys.stderr)
+        print(f"{path}: {outcome} as {'spam' if args.spam else 'ham'}", file=sys.stderr)
     return 0
 
 

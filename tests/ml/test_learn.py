@@ -75,3 +75,27 @@ def test_main_learn_with_file(model_copy: Path, tmp_path: Path) -> None:
     message.write_bytes(synthetic_message(False, 31337))
     assert main(["learn", "--ham", str(message), "--model", str(model_copy)]) == 0
     assert main(["learn", "--ham", str(tmp_path / "absent"), "--model", str(model_copy)]) == 1
+
+
+def test_learn_and_train_default_to_the_configured_model(model_copy: Path, tmp_path: Path,
+                                                          monkeypatch, capsys) -> None:
+    """Without --model, learn (and train --update) work on the model the filter reads:
+    [checks.settings.bayes] model of --config or $SCANNER_CONFIG, not the shipped file."""
+    config = tmp_path / "scanner.toml"
+    config.write_text(f'[checks.settings.bayes]\nmodel = "{model_copy}"\n')
+    message = tmp_path / "one.eml"
+    message.write_bytes(synthetic_message(True, 5150))
+    before = model_copy.read_bytes()
+    assert main(["learn", "--spam", str(message), "--config", str(config), "--verbose"]) == 0
+    assert str(model_copy) in capsys.readouterr().err
+    assert model_copy.read_bytes() != before
+    monkeypatch.setenv("SCANNER_CONFIG", str(config))
+    other = tmp_path / "two.eml"
+    other.write_bytes(synthetic_message(False, 5151))
+    learnt = model_copy.read_bytes()
+    assert main(["train", "--update", "--ham", str(other), "--quiet"]) == 0
+    assert str(model_copy) in capsys.readouterr().out
+    assert model_copy.read_bytes() != learnt
+    config.write_text("[checks.settings.bayes]\nmodel = 3\n")
+    assert main(["learn", "--spam", str(message)]) == 2
+    assert "checks.settings.bayes.model" in capsys.readouterr().err
