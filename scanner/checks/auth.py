@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +29,7 @@ from scanner.auth.spf import SpfChecker, SpfResult
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
+from scanner.hostname import configured_hostname
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.auth")
@@ -86,8 +86,7 @@ class Auth:
                                           settings.trusted_networks or cfg.policy.mynetworks,
                                           f"{where}.internal_networks", cfg.source)
         self._skip = {b.upper() for b in settings.skip_policy_banks}
-        self._authserv_id = (settings.authserv_id or cfg.server.hostname
-                             or socket.getfqdn())
+        self._authserv_id = settings.authserv_id or configured_hostname(cfg.server.hostname)
 
     async def run(self, task: Task) -> Iterable[Hit]:
         if task.policy_bank.upper() in self._skip:

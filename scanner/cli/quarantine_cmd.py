@@ -13,11 +13,11 @@ import asyncio
 import json
 import os
 import pwd
-import socket
 import sys
 from collections.abc import Callable
 
 from scanner import config as cfgmod
+from scanner.hostname import configured_hostname
 from scanner.quarantine.record import QuarantineError, QuarantineRecord
 from scanner.quarantine.when import format_time, parse_duration, parse_since
 
@@ -166,7 +166,7 @@ def _release(args: argparse.Namespace) -> int:
     from scanner.reinject.deliver import NextHop
 
     config, q = _quarantine(args)
-    hop = NextHop.from_config(config.reinject, config.server.hostname or socket.getfqdn())
+    hop = NextHop.from_config(config.reinject, configured_hostname(config.server.hostname))
     replies = asyncio.run(release(q, hop, args.mail_id, recipients=args.to,
                                   requested_by=args.by or _login_name(), force=args.force))
     targets = args.to or q.get(args.mail_id).recipients

@@ -39,7 +39,9 @@ class ServerConfig:
         20, "SMTP/LMTP connections served at once (amavis's $max_servers; Postfix's maxproc "
         "for the filter); each worker keeps at most its share open, a connection beyond "
         "the limit waits in the listen queue", min=1, max=1000)
-    hostname: str = opt("", "name in the greeting and Received header; empty = FQDN")
+    hostname: str = opt("", "name in the greeting, Received and X-Virus-Scanned headers, "
+                        "Authentication-Results and log lines; empty = the host name, "
+                        "fully qualified if the resolver knows it so (not localhost)")
     message_timeout: float = opt(
         600.0, "seconds for scanning and reinjecting one message; Postfix's "
         "*_data_done_timeout must be larger", min=5.0)

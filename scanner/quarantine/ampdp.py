@@ -25,6 +25,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from scanner.hostname import configured_hostname
 from scanner.mailid import LogIds
 from scanner.quarantine.ampdp_proto import (
     MAX_LINE,
@@ -135,7 +136,7 @@ async def start_ampdp_server(path_or_sock: str | socket.socket, q: Quarantine, c
         sock = bind_ampdp_socket(cfg)
     else:
         sock = path_or_sock
-    service = AmpdpService(q, config, hostname or config.server.hostname or socket.getfqdn())
+    service = AmpdpService(q, config, hostname or configured_hostname(config.server.hostname))
     return await asyncio.start_unix_server(service.handle, sock=sock, limit=MAX_LINE + 2)
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from scanner.hostname import local_hostname
 from scanner.mailid import new_secret_id
 from scanner.quarantine import files
 from scanner.quarantine.config import QuarantineConfig
@@ -51,7 +51,7 @@ class Quarantine:
                  hostname: str | None = None) -> None:
         self.cfg = cfg
         self.directory = Path(cfg.directory)
-        self.hostname = hostname or socket.gethostname()
+        self.hostname = hostname or local_hostname()
         self._index = index
 
     @property
