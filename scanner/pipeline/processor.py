@@ -170,7 +170,10 @@ class Processor:
         verdicts = list(task.verdicts.values())
         worst = min(verdicts, key=lambda v: PRECEDENCE.index(v.category)) if verdicts else None
         category = worst.category if worst else "CLEAN"
-        blocked = any(v.destiny not in (Destiny.PASS, Destiny.TEMPFAIL) for v in verdicts)
+        # amavis's verbs: "Passed" for mail the next hop took, "Blocked" for mail kept
+        # from it (discarded, rejected, bounced, or deferred with 4xx for a retry).
+        relayed = any(a.startswith("Relayed") for a in outcome.actions)
+        blocked = not relayed or any(v.destiny is not Destiny.PASS for v in verdicts)
         scored = worst is not None and worst.spam_scanned and any(
             self._scores.get(h.symbol).weight for h in worst.hits)
         summary = logline.Summary(
