@@ -10,10 +10,11 @@ from __future__ import annotations
 import fnmatch
 import logging
 from importlib.metadata import entry_points
+from typing import Any
 
 from scanner.checks.base import CheckContext
 from scanner.config import Config
-from scanner.config.schema import build
+from scanner.config.schema import build, to_plain
 from scanner.errors import ConfigError
 
 log = logging.getLogger("scanner.registry")
@@ -56,6 +57,24 @@ def build_checks(config: Config, context: CheckContext) -> list:
             continue
         checks.append(cls(settings, context))
     return checks
+
+
+def effective_check_settings(config: Config) -> tuple[dict[str, Any], list[str]]:
+    """The enabled checks' settings with the defaults filled in (validated as for
+    :func:`build_checks`), as TOML-ready tables by check name; and the names of the
+    installed checks the configuration leaves off."""
+    classes = available_checks()
+    _check_names(config, classes)
+    tables: dict[str, Any] = {}
+    off: list[str] = []
+    for name in sorted(classes):
+        if not _wanted(name, classes[name], config):
+            off.append(name)
+            continue
+        raw = config.checks.settings.get(name, {})
+        tables[name] = to_plain(build(classes[name].Settings, raw, f"checks.settings.{name}",
+                                      config.source))
+    return tables, off
 
 
 def _check_names(config: Config, classes: dict[str, type]) -> None:

@@ -606,3 +606,28 @@ def test_limit_alert_in_a_session_is_asked_again_alone(tmp_path: Path) -> None:
     assert [h.symbol for h in hits] == ["CLAMAV_VIRUS"]
     assert hits[0].options == ("Some.Virus",)
     assert (fake.requests, fake.connections) == (2, 2)  # the session, then alone
+
+
+@needs_clamd
+def test_config_check_says_when_clamd_does_not_answer(tmp_path: Path) -> None:
+    """`scanner config check` (and `serve` at start) warn when clamd is not there, and
+    say what will happen to mail; the configuration itself is valid (exit 0)."""
+    import subprocess
+    import sys
+
+    def check(endpoint: str, extra: str = "") -> subprocess.CompletedProcess:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[checks.settings.clamav]\nendpoints = ["{endpoint}"]\n{extra}')
+        return subprocess.run([sys.executable, "-X", "dev", "-m", "scanner", "config",
+                               "check", str(cfg)], capture_output=True, text=True, timeout=60)
+
+    absent = check(f"unix:{tmp_path / 'none.sock'}")
+    assert absent.returncode == 0, absent.stderr
+    assert "warning: clamav: clamd at unix:" in absent.stderr
+    assert "does not answer PING" in absent.stderr and "451" in absent.stderr
+    unchecked = check(f"unix:{tmp_path / 'none.sock'}", 'fail_action = "unchecked"\n')
+    assert "passed as UNCHECKED" in unchecked.stderr
+    with ClamdInstance(tmp_path / "clamd") as own:
+        present = check(own.unix_endpoint)
+    assert present.returncode == 0 and "warning" not in present.stderr, present.stderr
+    assert "ResourceWarning" not in present.stderr

@@ -52,6 +52,9 @@ def test_crashing_check_defers_by_default(tmp_path: Path, sink: Sink):
     log = "\n".join(proc.log_lines())
     assert "check fault_injection failed" in log and "Traceback" in log
     assert "InjectedFault" in log
+    lines = proc.summary_lines()
+    assert "Blocked CLEAN {TempfailedInbound}" in lines[0]  # deferred: not passed
+    assert "Passed CLEAN {RelayedInbound}" in lines[1]
 
 
 def test_crashing_check_passes_as_unchecked_when_configured(tmp_path: Path, sink: Sink):
@@ -291,3 +294,30 @@ def test_config_show_round_trips(tmp_path: Path):
     shown.write_text(run.stdout)
     assert load(str(shown)).server == load(None).server
     assert load(str(shown)).listeners == load(None).listeners
+
+
+def test_config_show_fills_in_the_enabled_checks_settings(tmp_path: Path):
+    """`config show` is a complete template: every enabled check's table with defaults
+    (DNSBL's per-code inline tables quoted so TOML reads them back), the checks left off
+    named in a comment, and the output reads back to the same configuration."""
+    given = tmp_path / "given.toml"
+    given.write_text('[checks]\nenabled = ["*", "dnsbl"]\n'
+                     '[checks.settings.clamav]\ntimeout = 30.0\n'
+                     '[checks.settings.uribl]\nlists = []\n'
+                     '[policy]\nsubject_tag2 = "[SPAM \\"x\\"]\\t"\n')
+    run = subprocess.run([sys.executable, "-m", "scanner", "config", "show", str(given)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert "# installed checks this configuration leaves off: fault_injection, uribl" \
+        in run.stdout
+    shown = tmp_path / "shown.toml"
+    shown.write_text(run.stdout)
+    again = load(str(shown))
+    settings = again.checks.settings
+    assert settings["clamav"]["timeout"] == 30.0
+    assert settings["clamav"]["endpoints"] == ["unix:/var/run/clamav/clamd.ctl"]
+    assert settings["bayes"] == {"model": "", "reload_interval": 5.0}
+    assert settings["dnsbl"]["lists"][0]["codes"]["127.0.0.2"] == "RCVD_IN_SBL"
+    assert settings["uribl"] == {"lists": []}  # off: as written
+    assert again.policy == load(str(given)).policy
+    subprocess.run([sys.executable, "-m", "scanner", "config", "check", str(shown)],
+                   capture_output=True, timeout=60, check=True)

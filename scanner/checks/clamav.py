@@ -151,6 +151,16 @@ class ClamAV:
         """Close the connections kept open to clamd."""
         self.client.close()
 
+    async def probe(self) -> str | None:
+        """A look at clamd when the filter starts: None when it answers PING, else what
+        will happen to mail until it does (start-up goes on: clamd may come up later)."""
+        if await self.client.ping():
+            return None
+        fate = ("deferred (451 ... CLAMAV_FAIL) and kept in Postfix's queue"
+                if self.settings.fail_action == "tempfail" else "passed as UNCHECKED")
+        return (f"clamd at {', '.join(self.settings.endpoints)} does not answer PING: every "
+                f"message will be {fate} until it does (README, ClamAV)")
+
     async def run(self, task: Task) -> Iterable[Hit]:
         hits: list[Hit] = []
         unchecked: list[str] = []

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import sys
+from typing import Any
 
 from scanner import config as cfgmod
 from scanner.checks.base import CheckContext
-from scanner.registry import build_checks
+from scanner.registry import build_checks, close_checks, effective_check_settings
 from scanner.scores import load_scores
 
 
@@ -39,16 +43,50 @@ def preflight(config: cfgmod.Config) -> list:
     return checks
 
 
+def probe_checks(checks: list, timeout: float = 5.0) -> list[str]:
+    """Ask the checks that can look at their services (``async probe() -> str | None``,
+    e.g. clamd answering PING) whether they work; the problems found, by check."""
+    async def one(check: Any) -> str | None:
+        try:
+            async with asyncio.timeout(timeout):
+                return await check.probe()
+        except TimeoutError:
+            return f"no answer within {timeout:g} s"
+        except Exception as exc:  # a probe must never stop start-up
+            return f"probe failed: {exc}"
+
+    async def every() -> list[str]:
+        probes = [c for c in checks if callable(getattr(c, "probe", None))]
+        found = await asyncio.gather(*(one(c) for c in probes))
+        return [f"{c.name}: {problem}" for c, problem in zip(probes, found, strict=True)
+                if problem]
+
+    try:
+        return asyncio.run(every())
+    finally:
+        close_checks(checks)
+
+
 def _check(args: argparse.Namespace) -> int:
     config = _load(args.file)
     checks = preflight(config)
+    for problem in probe_checks(checks):
+        print(f"scanner: warning: {problem}", file=sys.stderr)
     print(f"{config.source}: OK ({len(config.listeners)} listener(s), checks: "
           f"{', '.join(c.name for c in checks) or 'none'})")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    print(cfgmod.render(_load(args.file)), end="")
+    config = _load(args.file)
+    # The enabled checks' tables with their defaults filled in; the settings of a check
+    # that is off stay as written (a check enabled later validates them then).
+    tables, off = effective_check_settings(config)
+    settings = {**{k: v for k, v in config.checks.settings.items() if k in off}, **tables}
+    checks = dataclasses.replace(config.checks, settings=dict(sorted(settings.items())))
+    text = cfgmod.render(dataclasses.replace(config, checks=checks))
+    note = f"# installed checks this configuration leaves off: {', '.join(off) or 'none'}\n"
+    print(text.replace("\n[checks]\n", f"\n{note}[checks]\n", 1), end="")
     return 0
 
 

@@ -9,8 +9,9 @@ import os
 import socket
 
 from scanner import config as cfgmod
-from scanner.cli.config_cmd import preflight
+from scanner.cli.config_cmd import preflight, probe_checks
 from scanner.errors import ConfigError
+from scanner.hostname import configured_hostname
 from scanner.quarantine.ampdp import bind_ampdp_socket, unlink_ampdp_socket
 from scanner.quarantine.record import QuarantineError
 from scanner.serve.logs import setup_logging
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = cfgmod.load(cfgmod.resolve_path(args.config))
-    hostname = config.server.hostname or socket.getfqdn()
+    hostname = configured_hostname(config.server.hostname)
     setup_logging(config.server, hostname, config.source)
     _preflight(config)
     _check_tmp_dir(config)
@@ -112,6 +113,8 @@ def _scoreboard(config: cfgmod.Config, workers: int) -> Scoreboard:
 def _preflight(config: cfgmod.Config) -> None:
     """Build the checks once in the master so a bad check setting stops start-up here."""
     checks = preflight(config)
-    logging.getLogger("scanner").info(
-        "scanner starting (config %s), checks: %s", config.source,
-        ", ".join(c.name for c in checks) or "none")
+    log = logging.getLogger("scanner")
+    log.info("scanner starting (config %s), checks: %s", config.source,
+             ", ".join(c.name for c in checks) or "none")
+    for problem in probe_checks(checks):
+        log.warning("%s", problem)

@@ -7,6 +7,7 @@ apply. Errors name the file, the key and what is allowed.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -159,8 +160,8 @@ def render(config: Config) -> str:
 
 
 def _key(name: str) -> str:
-    bare = name.replace("_", "").replace("-", "").isalnum()
-    return name if bare else '"' + name.replace('"', '\\"') + '"'
+    bare = name.replace("_", "").replace("-", "").isalnum() and name.isascii()
+    return name if bare else json.dumps(name, ensure_ascii=False)
 
 
 def _table(lines: list[str], header: str, values: dict) -> None:
@@ -211,11 +212,12 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
+    if isinstance(value, str):  # JSON's escapes are valid in a TOML basic string
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return repr(value)
