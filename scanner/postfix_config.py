@@ -222,9 +222,14 @@ def _master_cf(config: Config, primary: str) -> list[str]:
     return lines
 
 
-def render_stanzas(config: Config) -> str:
-    """The main.cf lines and master.cf services for ``config``, ready to paste."""
+def render_stanzas(config: Config, part: str = "") -> str:
+    """The main.cf lines and master.cf services for ``config``, ready to paste;
+    ``part`` "main" or "master" gives that file's lines alone (for scripts)."""
     primary = _primary_protocol(config)
+    if part == "main":
+        return "\n".join(_main_cf(config, primary)) + "\n"
+    if part == "master":
+        return "\n".join(_master_cf(config, primary)) + "\n"
     header = [
         f"# Postfix settings for scanner (from {config.source}).",
         "# Add the main.cf lines to main.cf and the services to master.cf, then run",

@@ -204,3 +204,26 @@ def test_postconf_accepts_the_output(tmp_path: Path) -> None:
                              "scanner_destination_concurrency_limit"],
                             capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["scanner:[127.0.0.1]:10024", "4"]
+
+
+@pytest.mark.skipif(not os.path.exists(POSTCONF), reason="postfix not installed")
+def test_readme_recipe_applies_the_parts(tmp_path: Path) -> None:
+    """README "Postfix wiring": the main.cf part through `postconf -e`, the master.cf
+    part appended; Postfix then reads back every setting and both services."""
+    import sys
+
+    for name in ("main.cf", "master.cf"):
+        (tmp_path / name).write_text(Path("/etc/postfix", name).read_text())
+    script = (
+        f"{sys.executable} -m scanner postfix-config --part main | grep -v '^#' | "
+        f"while read -r line; do {POSTCONF} -c {tmp_path} -e \"$line\"; done && "
+        f"{sys.executable} -m scanner postfix-config --part master >> {tmp_path}/master.cf")
+    subprocess.run(["sh", "-c", script], check=True, timeout=60)
+    main = subprocess.run([POSTCONF, "-c", str(tmp_path), "-n"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "content_filter = scanner:[127.0.0.1]:10024" in main
+    assert "scanner_destination_concurrency_limit = 20" in main
+    services = subprocess.run([POSTCONF, "-c", str(tmp_path), "-M"], capture_output=True,
+                              text=True, check=True).stdout
+    assert "scanner    unix" in services and "127.0.0.1:10025 inet" in services
+    assert "smtp_data_done_timeout=720" in services

@@ -25,6 +25,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         cp.set_defaults(func=func)
     pf = sub.add_parser("postfix-config", help="print matching main.cf/master.cf stanzas")
     pf.add_argument("--config", "-c", help="TOML file (default: as for serve)")
+    pf.add_argument("--part", choices=("main", "master"), default="",
+                    help="print only the main.cf lines or only the master.cf services")
     pf.set_defaults(func=_postfix)
 
 
@@ -98,5 +100,5 @@ def _keys(args: argparse.Namespace) -> int:
 def _postfix(args: argparse.Namespace) -> int:
     from scanner.postfix_config import render_stanzas
 
-    print(render_stanzas(_load(args.config)), end="")
+    print(render_stanzas(_load(args.config), args.part), end="")
     return 0
