@@ -199,3 +199,15 @@ def test_tag2_bench_scores_held_out_mail_with_the_shipped_and_a_given_table(
         flagged = sum(sum(r["symbols"].values()) + bayes_weight(table_now, r["probability"])
                       >= 6.31 for r in mine if r["label"] == "spam")
         assert flagged == f["spam_flagged"]
+
+
+def test_learn_one_bench_measures_each_step_size() -> None:
+    out = _run("bench/classifier/learn_one.py", "--samples", "10", "--aggressiveness",
+               "1,0.1", "--no-batch")
+    rows = {tuple(line.split()[:2]): line.split() for line in out.splitlines()
+            if line.split()[:1] in (["1"], ["0.1"])}
+    assert set(rows) == {("1", "right"), ("1", "wrong"), ("0.1", "right"), ("0.1", "wrong"),
+                         ("1", "102"), ("0.1", "102")}
+    # a smaller cap moves a mislabelled ham less, and drags no more ham with it
+    assert float(rows[("1", "wrong")][3]) > float(rows[("0.1", "wrong")][3])
+    assert int(rows[("1", "wrong")][6]) >= int(rows[("0.1", "wrong")][6])

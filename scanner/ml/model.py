@@ -28,7 +28,7 @@ from scanner.ml.text import strip_mbox_from
 
 Features = tuple[np.ndarray, np.ndarray]
 MAX_LEARNED = 20000
-DEFAULT_AGGRESSIVENESS = 1.0
+DEFAULT_AGGRESSIVENESS = 0.25  # see models/README.md, "Online learning"
 
 
 def message_digest(raw: bytes) -> bytes:
