@@ -175,3 +175,23 @@ def test_stale_live_and_foreign_files(tmp_path: Path):
     with pytest.raises(QuarantineError, match="is not a socket"):
         bind_ampdp_socket(cfg)
     assert (tmp_path / "s.sock").read_text() == "precious"
+
+
+def test_stray_empty_lines_between_requests_are_skipped(server):
+    """A lone empty line is a separator, not a request: it gets no answer, and the
+    request after it gets exactly one (the fuzz test's requests always carry an
+    attribute for that reason)."""
+    config, q, path = server()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        reader = sock.makefile("rb")
+        sock.sendall(b"\r\n\n" + format_attr("request", "release")
+                     + format_attr("mail_id", "unknownABCDE") + b"\r\n")
+        answer = []
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            answer.append(parse_line(line))
+        assert ("exit_code", "69") in answer
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            reader.readline()  # nothing more: the empty lines were not answered
