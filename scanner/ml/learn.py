@@ -26,6 +26,15 @@ def lock_path(model_path: str | os.PathLike[str]) -> str:
     return os.fspath(model_path) + ".lock"
 
 
+def _shared_mode(model_path: str | os.PathLike[str]) -> int:
+    """The lock file's mode: whoever may write the model may take its lock (the model's
+    read/write bits; 0644 for a new model)."""
+    try:
+        return os.stat(model_path).st_mode & 0o666
+    except OSError:
+        return 0o644
+
+
 @contextlib.contextmanager
 def model_lock(model_path: str | os.PathLike[str],
                timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
@@ -33,10 +42,14 @@ def model_lock(model_path: str | os.PathLike[str],
     path = lock_path(model_path)
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
+    mode = _shared_mode(model_path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
     except OSError as exc:
         raise ModelError(f"{path}: cannot open lock file ({exc.strerror})") from exc
+    with contextlib.suppress(OSError):  # the umask must not lock out the model's group
+        if os.fstat(fd).st_uid == os.geteuid() and os.fstat(fd).st_mode & 0o666 != mode:
+            os.fchmod(fd, mode)
     try:
         deadline = time.monotonic() + timeout
         delay = 0.01

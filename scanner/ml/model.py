@@ -190,12 +190,26 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     name = os.fspath(path)
     try:
         with open(name, "rb") as handle:
-            data = handle.read(modelformat.MAX_FILE_BYTES + 1)
+            # Read what the file holds, not the limit: read(n) reserves n bytes first,
+            # and a 256 MiB reservation fails under Dovecot's default vsz_limit (256 MB)
+            # for the `scanner learn` it runs.
+            size = os.fstat(handle.fileno()).st_size
+            if size > modelformat.MAX_FILE_BYTES:
+                raise ModelError(f"{name}: model file is too large")
+            data = handle.read(size + 1)
     except OSError as exc:
         raise ModelError(f"{name}: cannot read model file ({exc.strerror or exc})") from exc
     if len(data) > modelformat.MAX_FILE_BYTES:
         raise ModelError(f"{name}: model file is too large")
     return Model.from_bytes(data, name)
+
+
+def _mode_of(path: Path, default: int) -> int:
+    """The permission bits of an existing file (a model shared by a group stays 0664)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return default
 
 
 def save_model(model: Model, path: str | os.PathLike[str]) -> None:
@@ -211,7 +225,7 @@ def save_model(model: Model, path: str | os.PathLike[str]) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, _mode_of(target, 0o644))
         os.replace(tmp, target)
         replaced = True
     finally:

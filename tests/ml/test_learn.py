@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -99,3 +100,40 @@ def test_learn_and_train_default_to_the_configured_model(model_copy: Path, tmp_p
     config.write_text("[checks.settings.bayes]\nmodel = 3\n")
     assert main(["learn", "--spam", str(message)]) == 2
     assert "checks.settings.bayes.model" in capsys.readouterr().err
+
+
+def _limited(limit_bytes: int, umask: int = 0o022):  # type: ignore[no-untyped-def]
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+        os.umask(umask)
+    return apply
+
+
+def test_learn_runs_within_dovecots_default_memory_limit(model_copy: Path, tmp_path: Path
+                                                         ) -> None:
+    """Dovecot runs the IMAPSieve hook with vsz_limit 256 MB by default: learn must fit
+    (reading the model with read(MAX_FILE_BYTES) reserved 256 MiB and failed)."""
+    message = tmp_path / "one.eml"
+    message.write_bytes(synthetic_message(True, 2718))
+    done = subprocess.run([sys.executable, "-m", "scanner", "learn", "--spam", "--model",
+                           str(model_copy), str(message)], capture_output=True, cwd=REPO,
+                          preexec_fn=_limited(256 << 20), timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_group_shared_model_stays_writable_for_the_group(model_copy: Path, tmp_path: Path
+                                                           ) -> None:
+    """docs/classifier.md shares the model with the mail users' group (0664): a learn
+    under a strict umask keeps the model 0664 and makes the lock file 0664 too, so the
+    next user can take it."""
+    model_copy.chmod(0o664)
+    message = tmp_path / "one.eml"
+    message.write_bytes(synthetic_message(True, 2719))
+    done = subprocess.run([sys.executable, "-m", "scanner", "learn", "--spam", "--model",
+                           str(model_copy), str(message)], capture_output=True, cwd=REPO,
+                          preexec_fn=_limited(4 << 30, umask=0o077), timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert model_copy.stat().st_mode & 0o777 == 0o664
+    assert Path(f"{model_copy}.lock").stat().st_mode & 0o777 == 0o664
