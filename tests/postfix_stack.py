@@ -37,7 +37,11 @@ class Stack:
     """Postfix + filter, both private, loopback only."""
 
     def __init__(self, *, extra: str = "", workers: int = 2, protocol: str = "smtp",
-                 maxproc: int = 20, server_extra: str = "") -> None:
+                 maxproc: int = 20, server_extra: str = "",
+                 listener_protocol: str | None = None) -> None:
+        """``protocol``: Postfix's filter transport and the filter's listener;
+        ``listener_protocol`` gives the listener another one (a misconfiguration)."""
+        listener_protocol = listener_protocol or protocol
         self.base = make_base_dir("scanner-e2e-")
         self.filter_port = free_port()
         self.postfix = PostfixInstance(
@@ -45,11 +49,11 @@ class Stack:
             filter=f"scanner:[127.0.0.1]:{self.filter_port}", filter_protocol=protocol,
             filter_maxproc=maxproc, filter_timeout=120, extra_main=dict(FAST_RETRY))
         listener_extra = f'\n[[listeners]]\nport = {self.filter_port}\nprotocol = "lmtp"\n' \
-            if protocol == "lmtp" else ""
+            if listener_protocol == "lmtp" else ""
         text = filter_config(self.filter_port, self.postfix.reinject_port, workers=workers,
                              log_file=self.base / "filter" / "scanner.log", extra=extra,
                              server_extra=server_extra)
-        if protocol == "lmtp":
+        if listener_protocol == "lmtp":
             text = text.replace(f"[[listeners]]\nport = {self.filter_port}\n", "")
             text += listener_extra
         self.filter = FilterProcess(self.base / "filter", text, [self.filter_port])

@@ -124,3 +124,28 @@ def _connections_to(port: int) -> int:
             if local.endswith(":" + hexport) and state == "01":
                 count += 1
     return count
+
+
+@pytest.mark.parametrize(("transport", "listener"), [("lmtp", "smtp"), ("smtp", "lmtp")])
+def test_a_transport_of_the_wrong_protocol_defers_instead_of_bouncing(make_stack,
+                                                                     transport, listener):
+    """Postfix's lmtp transport at an SMTP listener (or smtp at LMTP): the greeting gets
+    421, so Postfix defers the mail (a 5xx bounced it to the sender), the filter logs
+    why, and the mail waits in the queue for the configuration to be mended."""
+    stack = make_stack(protocol=transport, listener_protocol=listener, workers=1)
+    qid = stack.postfix.send("a@example.org", "bob@example.test", _msg(f"wrong-{transport}"))
+    greeting = "LHLO" if transport == "lmtp" else "EHLO"
+    deadline = time.monotonic() + 60
+    entry: dict = {}
+    while time.monotonic() < deadline:
+        entry = next((e for e in stack.postfix.queue() if e["queue_id"] == qid), {})
+        reasons = " ".join(r.get("delay_reason", "") for r in entry.get("recipients", []))
+        if "421 4.3.5" in reasons:
+            break
+        time.sleep(0.5)
+    assert entry.get("queue_name") == "deferred", entry
+    assert f"421 4.3.5 {greeting}" in reasons, entry
+    log = stack.postfix.log_text()
+    assert f"{qid}: to=<bob@example.test>" in log and "status=bounced" not in log
+    assert not stack.postfix.maildir_messages("bob")
+    assert any(f"greeted with {greeting}" in ln for ln in stack.filter.log_lines())

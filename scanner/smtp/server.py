@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
+import logging
 import re
 from typing import Any
 
@@ -22,6 +23,8 @@ from scanner.smtp import xforward
 from scanner.smtp.data import DataState, read_data
 from scanner.smtp.replies import with_enhanced
 from scanner.streams import buffered
+
+log = logging.getLogger("scanner.smtp")
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -91,6 +94,26 @@ class FilterSMTP(SMTP):
         transport.write(b"421 4.3.2 Service shutting down, closing transmission channel\r\n")
         transport.close()
         return True
+
+    async def smtp_LHLO(self, arg: str) -> None:
+        await self.wrong_protocol("LHLO", "LMTP")
+
+    async def wrong_protocol(self, command: str, spoken: str) -> None:
+        """The client greets in the other protocol: Postfix's transport points at the
+        wrong listener. Answer 421 and close, so that Postfix keeps the mail queued; a
+        5xx to the greeting makes it bounce every message."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        peer = transport.get_extra_info("peername") or ("?",)
+        local = transport.get_extra_info("sockname") or ("?", "?")
+        log.warning("client %s greeted with %s, but listener port %s speaks %s: its mail "
+                    "stays in the client's queue until the transport matches the listener "
+                    "(scanner postfix-config prints it)", peer[0], command, local[1],
+                    self.protocol_name)
+        transport.write(f"421 4.3.5 {command}: this is {self.protocol_name}, not {spoken}; "
+                        "check the Postfix transport, closing connection\r\n".encode())
+        transport.close()
 
     def _peer_allowed(self, host: str) -> bool:
         try:
@@ -276,10 +299,10 @@ class FilterLMTP(FilterSMTP):
         await FilterSMTP.smtp_EHLO(self, arg)
 
     async def smtp_HELO(self, arg: str) -> None:
-        await self.push('500 5.5.1 Error: command "HELO" not recognized in LMTP')
+        await self.wrong_protocol("HELO", "SMTP")
 
     async def smtp_EHLO(self, arg: str) -> None:
-        await self.push('500 5.5.1 Error: command "EHLO" not recognized in LMTP')
+        await self.wrong_protocol("EHLO", "SMTP")
 
     async def push(self, status: Any) -> None:
         # aiosmtpd answers DATA-phase errors (too long, too big) with one line; LMTP
