@@ -2,6 +2,10 @@
 
 ``Passed CLEAN {RelayedInbound}, [1.2.3.4]:5678 [1.2.3.4] <from> -> <to>, Queue-ID: X,
 Message-ID: <id>, mail_id: XXXXXXXXXXXX, Hits: -, size: 123, queued_as: Y, 12 ms``
+
+As amavis, the policy banks in force follow the actions (``{RelayedOutbound},
+ORIGINATING [...]``, several joined by ``/``), and ``LOCAL`` precedes a client address
+in ``mynetworks``.
 """
 
 from __future__ import annotations
@@ -29,11 +33,17 @@ class Summary:
     queued_as: list[str]
     elapsed_ms: int
     quarantine: str | None = None
+    policy_banks: tuple[str, ...] = ()
+    local: bool = False
 
 
 def render(s: Summary) -> str:
     client = f"[{s.client_addr}]:{s.client_port or 0} [{s.client_addr}]" if s.client_addr \
         else "[]:0 []"
+    if s.local and s.client_addr:
+        client = "LOCAL " + client
+    if s.policy_banks:
+        client = "/".join(s.policy_banks) + " " + client
     actions = [a for a in s.actions if a != "Quarantined"]
     actions += ["Quarantined"] if "Quarantined" in s.actions else []
     parts = [

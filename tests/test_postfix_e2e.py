@@ -39,7 +39,7 @@ def test_clean_mail_gets_trace_header_and_body_is_untouched(stack: Stack):
     assert f"(scanner, port {stack.filter_port}) with ESMTP id".encode() in head
     lines = [ln for ln in stack.filter.summary_lines() if "clean1@example.org" in ln]
     assert len(lines) == 1
-    assert "Passed CLEAN {RelayedInbound}, [127.0.0.1]:" in lines[0]
+    assert "Passed CLEAN {RelayedInbound}, LOCAL [127.0.0.1]:" in lines[0]  # in mynetworks
     assert f"Queue-ID: {qid}," in lines[0]
     assert "queued_as: " in lines[0]
     # Postfix's log shows the amavis-style 250 quoting the reinjection's reply

@@ -24,7 +24,13 @@ from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
 from scanner.pipeline.unpack import limits_from, unpack_task
 from scanner.policy.decide import PRECEDENCE, decide
-from scanner.policy.effective import bank_names, is_local, message_policy, recipient_policy
+from scanner.policy.effective import (
+    bank_names,
+    client_is_local,
+    is_local,
+    message_policy,
+    recipient_policy,
+)
 from scanner.policy.sql import SqlPolicy
 from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
@@ -193,6 +199,8 @@ class Processor:
             queued_as=outcome.queued_as,
             elapsed_ms=task.elapsed_ms(),
             quarantine=outcome.quarantine,
+            policy_banks=tuple(bank_names(self._config, task.policy_bank, task.client.addr)),
+            local=client_is_local(self._config, task.client.addr),
         )
         log.info("%s", logline.render(summary))
         return summary_counters(summary.verb, category, outcome.actions)

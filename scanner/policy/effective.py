@@ -54,6 +54,11 @@ def is_local(policy: PolicyConfig, address: str) -> bool:
     return False
 
 
+def client_is_local(config: Config, client_addr: str | None) -> bool:
+    """The client address is in ``policy.mynetworks`` (amavis's LOCAL in the log line)."""
+    return bool(client_addr) and _in_networks(str(client_addr), config.policy.mynetworks)
+
+
 def _in_networks(addr: str, networks: tuple[str, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(addr)
