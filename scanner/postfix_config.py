@@ -173,7 +173,7 @@ def _main_cf(config: Config, primary: str) -> list[str]:
         lines.append(f"content_filter = {_content_filter(default, primary)}")
     settings: dict[str, str] = {}
     for protocol in _protocols(config, primary):
-        settings.update(filter_main_settings(maxproc=config.server.concurrency,
+        settings.update(filter_main_settings(maxproc=_maxproc_each(config, primary),
                                              name=_transport_name(protocol, primary)))
     lines.extend(f"{key} = {value}" for key, value in settings.items())
     lines.extend(_per_service_comments(config, default, primary))
@@ -210,12 +210,25 @@ def _primary_protocol(config: Config) -> str:
     return default.protocol
 
 
+def _maxproc_each(config: Config, primary: str) -> int:
+    """Each filter transport's share of ``server.concurrency``: with an SMTP and an LMTP
+    listener there are two transports, and together they must not open more
+    connections than the filter serves (the rest would wait in its listen queue)."""
+    return max(1, config.server.concurrency // len(_protocols(config, primary)))
+
+
 def _master_cf(config: Config, primary: str) -> list[str]:
     concurrency = config.server.concurrency
     timeout = data_done_timeout(config.server.message_timeout)
     lines = ["# --- master.cf " + "-" * 64]
-    for protocol in _protocols(config, primary):
-        lines.append(filter_transport(protocol=protocol, maxproc=concurrency, timeout=timeout,
+    protocols = _protocols(config, primary)
+    if len(protocols) > 1:
+        lines.append(f"# {len(protocols)} filter transports (one per protocol) share "
+                     f"server.concurrency ({concurrency}): {_maxproc_each(config, primary)} "
+                     "processes each.")
+    for protocol in protocols:
+        lines.append(filter_transport(protocol=protocol, maxproc=_maxproc_each(config, primary),
+                                      timeout=timeout,
                                       name=_transport_name(protocol, primary)).rstrip("\n"))
     lines.append(reinject_service(host=config.reinject.host, port=config.reinject.port,
                                   maxproc=reinject_maxproc(concurrency)).rstrip("\n"))
@@ -224,12 +237,12 @@ def _master_cf(config: Config, primary: str) -> list[str]:
 
 def render_stanzas(config: Config, part: str = "") -> str:
     """The main.cf lines and master.cf services for ``config``, ready to paste;
-    ``part`` "main" or "master" gives that file's lines alone (for scripts)."""
+    ``part`` "main" or "master" gives that file's settings alone, without comments
+    (for scripts: ``postconf -e`` each main.cf line, append the master.cf services)."""
     primary = _primary_protocol(config)
-    if part == "main":
-        return "\n".join(_main_cf(config, primary)) + "\n"
-    if part == "master":
-        return "\n".join(_master_cf(config, primary)) + "\n"
+    if part in ("main", "master"):
+        lines = _main_cf(config, primary) if part == "main" else _master_cf(config, primary)
+        return "\n".join(line for line in lines if not line.startswith("#")) + "\n"
     header = [
         f"# Postfix settings for scanner (from {config.source}).",
         "# Add the main.cf lines to main.cf and the services to master.cf, then run",

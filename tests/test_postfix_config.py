@@ -142,6 +142,10 @@ def test_mixed_protocols_get_two_transports() -> None:
     assert _service(master, "scanner")[0].split()[-1] == "smtp"
     assert _service(master, "scanner_lmtp")[0].split()[-1] == "lmtp"
     assert "#     -o content_filter=scanner_lmtp:[127.0.0.1]:10026" in _section(text, "main.cf")
+    # the two transports share server.concurrency (20) instead of 20 processes each
+    assert [int(_service(master, n)[0].split()[6]) for n in ("scanner", "scanner_lmtp")] \
+        == [10, 10]
+    assert "scanner_lmtp_destination_concurrency_limit = 10" in _section(text, "main.cf")
 
 
 def test_ipv6_addresses() -> None:
@@ -194,7 +198,8 @@ def test_postconf_accepts_the_output(tmp_path: Path) -> None:
     result = subprocess.run([POSTCONF, "-c", str(tmp_path), "-M", "scanner/unix"],
                             capture_output=True, text=True, check=True)
     assert result.stderr == ""
-    assert result.stdout.split()[:8] == ["scanner", "unix", "-", "-", "n", "-", "4", "smtp"]
+    # two transports (smtp and lmtp) share server.concurrency 4
+    assert result.stdout.split()[:8] == ["scanner", "unix", "-", "-", "n", "-", "2", "smtp"]
     result = subprocess.run([POSTCONF, "-c", str(tmp_path), "-P"],
                             capture_output=True, text=True, check=True)
     assert result.stderr == ""
@@ -203,7 +208,7 @@ def test_postconf_accepts_the_output(tmp_path: Path) -> None:
     result = subprocess.run([POSTCONF, "-c", str(tmp_path), "-h", "content_filter",
                              "scanner_destination_concurrency_limit"],
                             capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["scanner:[127.0.0.1]:10024", "4"]
+    assert result.stdout.split() == ["scanner:[127.0.0.1]:10024", "2"]
 
 
 @pytest.mark.skipif(not os.path.exists(POSTCONF), reason="postfix not installed")
@@ -215,15 +220,21 @@ def test_readme_recipe_applies_the_parts(tmp_path: Path) -> None:
     for name in ("main.cf", "master.cf"):
         (tmp_path / name).write_text(Path("/etc/postfix", name).read_text())
     script = (
-        f"{sys.executable} -m scanner postfix-config --part main | grep -v '^#' | "
+        f"{sys.executable} -m scanner postfix-config --part main | "
         f"while read -r line; do {POSTCONF} -c {tmp_path} -e \"$line\"; done && "
         f"{sys.executable} -m scanner postfix-config --part master >> {tmp_path}/master.cf")
     subprocess.run(["sh", "-c", script], check=True, timeout=60)
+    # "Changing the wiring later": remove the services, append them again
+    rewire = (f"{POSTCONF} -c {tmp_path} -MX scanner/unix scanner_smtp/unix "
+              f"scanner_lmtp/unix 127.0.0.1:10025/inet && "
+              f"{sys.executable} -m scanner postfix-config --part master >> {tmp_path}/master.cf")
+    subprocess.run(["sh", "-c", rewire], check=True, timeout=60)
     main = subprocess.run([POSTCONF, "-c", str(tmp_path), "-n"], capture_output=True,
                           text=True, check=True).stdout
     assert "content_filter = scanner:[127.0.0.1]:10024" in main
     assert "scanner_destination_concurrency_limit = 20" in main
     services = subprocess.run([POSTCONF, "-c", str(tmp_path), "-M"], capture_output=True,
                               text=True, check=True).stdout
-    assert "scanner    unix" in services and "127.0.0.1:10025 inet" in services
+    assert services.count("scanner    unix") == 1 and services.count("127.0.0.1:10025 inet") == 1
+    assert "#" not in (tmp_path / "master.cf").read_text().split("127.0.0.1:10025")[-1]
     assert "smtp_data_done_timeout=720" in services
