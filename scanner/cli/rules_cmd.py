@@ -132,14 +132,16 @@ def _lint(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"summary": summary, "problems": [
             {"file": p.file, "line": p.line, "rule": p.rule, "message": p.message}
-            for p in rs.problems]}, indent=1))
+            for p in rs.problems], "unknown_directives": [
+            {"file": p.file, "line": p.line, "message": p.message} for p in rs.unknown]},
+            indent=1))
     else:
-        for p in rs.problems:
+        for p in [*rs.problems, *rs.unknown]:
             print(p)
         print(f"{summary['loaded']} of {summary['defined_non_eval']} rules loaded "
               f"({summary['loaded_pct']}%), by type {summary['by_type']}; "
               f"{summary['eval_rules_skipped']} eval/plugin rules skipped; "
               f"untranslatable regex features: {summary['untranslatable'] or 'none'}; "
-              f"{len(rs.problems)} problems")
+              f"{len(rs.problems)} problems; {len(rs.unknown)} unknown directives ignored")
     failed = sum(rs.stats.failed.values()) or any(p.line == 0 for p in rs.problems)
     return 1 if failed else 0

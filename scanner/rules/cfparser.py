@@ -158,6 +158,7 @@ def _directive(word: str, rest: str, cfg: ParsedConfig, file: str, line: int,
         cfg.skipped[word] += 1
     else:
         cfg.skipped[f"unknown:{word}"] += 1
+        cfg.unknown.append(Problem(file, line, f"unknown directive '{word}', ignored"))
 
 
 def _split(text: str) -> tuple[str, str]:

@@ -85,6 +85,7 @@ class RuleSet:
     metas: list[Rule] = field(default_factory=list)
     by_name: dict[str, Rule] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    unknown: list[Problem] = field(default_factory=list)
     stats: LoadStats = field(default_factory=LoadStats)
     tlds: set[str] = field(default_factory=set)
     redirectors: list[regex.Pattern] = field(default_factory=list)
@@ -100,7 +101,8 @@ class RuleSet:
 def compile_ruleset(cfg: ParsedConfig, score_set: int = 0, use_hyperscan: bool = True,
                     cache_dir: Path | None = None) -> RuleSet:
     """Compile everything that can run; record the rest."""
-    rs = RuleSet(problems=list(cfg.problems), tlds=set(cfg.tlds), files=list(cfg.files))
+    rs = RuleSet(problems=list(cfg.problems), unknown=list(cfg.unknown), tlds=set(cfg.tlds),
+                 files=list(cfg.files))
     st = rs.stats
     unsupported: set[str] = set()
     for name, rd in cfg.rules.items():

@@ -68,6 +68,9 @@ class ParsedConfig:
     problems: list[Problem] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     """Directives or rule kinds skipped, by name (e.g. ``eval:header``, ``askdns``)."""
+    unknown: list[Problem] = field(default_factory=list)
+    """Directives this engine does not know (ignored), where they are: a typo in a site
+    rule file ("descibe") shows up in ``scanner rules lint``."""
     files: list[str] = field(default_factory=list)
     lines: int = 0
 

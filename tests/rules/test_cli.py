@@ -35,6 +35,20 @@ def test_rules_lint_reports_file_and_line(tmp_path: Path,
     assert main(["rules", "lint", str(tmp_path)]) == 0
 
 
+def test_rules_lint_names_unknown_directives(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in a directive ("descibe") is ignored, as SpamAssassin's parser ignores what
+    it does not know, but lint says where it is."""
+    (tmp_path / "local.cf").write_text("body LOCAL_OK /fine/\ndescibe LOCAL_OK typo\n")
+    assert main(["rules", "lint", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'local.cf'}:2: unknown directive 'descibe', ignored" in out
+    assert "1 unknown directives ignored" in out
+    assert main(["rules", "lint", "--json", str(tmp_path)]) == 0
+    [unknown] = json.loads(capsys.readouterr().out)["unknown_directives"]
+    assert unknown["line"] == 2
+
+
 def test_rules_test_names_a_file_it_cannot_read(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "no-such.eml"
