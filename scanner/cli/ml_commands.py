@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scanner.bounded import read_at_most
 from scanner.errors import ConfigError
 from scanner.ml.errors import ModelError, TrainingError
 from scanner.ml.shipped import shipped_model_path
@@ -242,10 +243,10 @@ def run_learn(args: argparse.Namespace) -> int:
 
     try:
         if args.file == "-":
-            raw = sys.stdin.buffer.read(_MAX_STDIN)
+            raw = read_at_most(sys.stdin.buffer, _MAX_STDIN)
         else:
             with open(args.file, "rb") as handle:
-                raw = handle.read(_MAX_STDIN)
+                raw = read_at_most(handle, _MAX_STDIN)
     except OSError as exc:
         _err(f"{args.file}: cannot read ({exc.strerror})")
         return 1

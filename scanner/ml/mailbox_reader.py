@@ -29,6 +29,8 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
+from scanner.bounded import read_at_most
+
 ProblemHandler = Callable[[str, str], None]
 MAX_MESSAGE_BYTES = 64 << 20
 # mbox lines are read in pieces of at most this size: a line of gigabytes (a .gz of one
@@ -177,7 +179,7 @@ def _split_stream(name: str, handle: BinaryIO, on_problem: ProblemHandler
     """One message, or several if the stream is an mbox."""
     first = handle.read(5)
     if first != b"From ":
-        rest = handle.read(MAX_MESSAGE_BYTES - len(first))
+        rest = read_at_most(handle, MAX_MESSAGE_BYTES - len(first))
         raw = first + rest
         if _check(name, raw, on_problem):
             yield name, raw

@@ -31,7 +31,15 @@ def test_sieve_scripts_compile_with_the_shipped_dovecot_settings(script: str,
     assert (tmp_path / script).with_suffix(".svbin").exists()
 
 
+def _dovecot_vsz_limit() -> None:
+    """Dovecot's default_vsz_limit (256 MB), which its pipe programs run under."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (256 << 20, 256 << 20))
+
+
 def test_learn_hook_script_updates_the_model(tmp_path: Path) -> None:
+    """The hook, under Dovecot's default memory limit, learns into the model."""
     model = tmp_path / "site.model"
     shutil.copy(ROOT / "models" / "default.model", model)
     before = len(load_model(model).learned)
@@ -43,6 +51,7 @@ def test_learn_hook_script_updates_the_model(tmp_path: Path) -> None:
     for flag, seed in (("--spam", 1), ("--ham", 2)):
         done = subprocess.run([str(CONTRIB / "scanner-learn"), flag],
                               input=synthetic_message(flag == "--spam", seed), env=env,
-                              capture_output=True, check=False, cwd=tmp_path)
+                              capture_output=True, check=False, cwd=tmp_path,
+                              preexec_fn=_dovecot_vsz_limit)
         assert done.returncode == 0, done.stderr.decode()
     assert len(load_model(model).learned) == before + 2
