@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from scanner.cli.scan_cmd import read_input
-from scanner.config import load
+from scanner.config import load, resolve_path
 from scanner.config.schema import build
 from scanner.rules import badheader
 from scanner.rules.compiler import RuleSet
@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _settings(args: argparse.Namespace):  # -> RulesSettings
     from scanner.checks.rules import RulesSettings
-    config = load(args.config)
+    config = load(resolve_path(args.config))
     raw = config.checks.settings.get("rules", {})
     return build(RulesSettings, raw, "checks.settings.rules", config.source)
 

@@ -21,7 +21,7 @@ from scanner.config.model import (
     ReinjectConfig,
     ServerConfig,
 )
-from scanner.config.policy import BUILTIN_BANKS
+from scanner.config.policy import BUILTIN_BANKS, NOT_OVERRIDABLE
 from scanner.config.schema import build, to_plain
 from scanner.errors import ConfigError
 from scanner.quarantine.config import QuarantineConfig
@@ -198,9 +198,10 @@ def reference() -> str:
     table("[[listeners]]", ListenerConfig)
     table("[reinject]", ReinjectConfig)
     table("[policy]", PolicyConfig)
+    fixed = [f"`{name}`" for name in NOT_OVERRIDABLE]
     out.append("\nPolicy banks (`[policy_banks.NAME]`) and per-recipient tables "
                "(`[policy.recipients.\"PATTERN\"]`) take any `[policy]` key except "
-               "`local_domains`, `mynetworks` and `recipients`.")
+               f"{', '.join(fixed[:-1])} and {fixed[-1]}.")
     table("[decode]", DecodeConfig)
     table("[checks]", ChecksConfig)
     table("[quarantine]", QuarantineConfig)

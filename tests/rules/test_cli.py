@@ -54,3 +54,17 @@ def test_rules_test_names_a_file_it_cannot_read(tmp_path: Path,
     missing = tmp_path / "no-such.eml"
     assert main(["rules", "test", str(missing)]) == 1
     assert f"cannot read {missing}: No such file or directory" in capsys.readouterr().err
+
+
+def test_rules_list_reads_the_configuration_serve_would(tmp_path: Path, monkeypatch,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """Without --config, `rules list/test` use $SCANNER_CONFIG like every command."""
+    site = tmp_path / "rules"
+    site.mkdir()
+    (site / "local.cf").write_text("header LOCAL_SITE Subject =~ /site/\nscore LOCAL_SITE 2\n")
+    config = tmp_path / "scanner.toml"
+    config.write_text(f'[checks.settings.rules]\ndirs = ["{site}"]\n')
+    monkeypatch.setenv("SCANNER_CONFIG", str(config))
+    assert main(["rules", "list", "--json"]) == 0
+    assert "LOCAL_SITE" in {r["name"] for r in json.loads(capsys.readouterr().out)}
