@@ -54,6 +54,12 @@ def _model_path(args: argparse.Namespace) -> str:
     return configured or str(DEFAULT_MODEL_PATH)
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    from scanner.ml.corpus import default_jobs
+
+    return args.jobs if args.jobs > 0 else default_jobs()
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     # "extend": --ham A --ham B reads both (with nargs="+" alone the last one won silently)
     parser.add_argument("--ham", nargs="+", action="extend", default=[], metavar="PATH",
@@ -62,7 +68,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spam", nargs="+", action="extend", default=[], metavar="PATH",
                         help="spam: as --ham")
     parser.add_argument("--jobs", type=int, default=0,
-                        help="feature extraction processes (default: one per CPU)")
+                        help="processes for feature extraction and for fitting (default: "
+                        "one per CPU; each fitting process holds a copy of the training "
+                        "matrix)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -172,7 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"training on {corpus.labels.size} messages (the learners, then "
                       f"{options.calibration_folds} calibration folds)", file=sys.stderr)
-            model = fit_model(corpus, settings, options)
+            model = fit_model(corpus, settings, options, jobs=_jobs(args))
             replace_model(model, path)
             summary = f"trained on {corpus.ham} ham and {corpus.spam} spam"
     except (ModelError, TrainingError, FileNotFoundError) as exc:
@@ -205,7 +213,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 if not args.quiet:
                     print(f"fold {fold}/{total} done", file=sys.stderr)
 
-            probabilities = cross_validate(corpus, settings, options, args.folds, on_fold)
+            probabilities = cross_validate(corpus, settings, options, args.folds, on_fold,
+                                           jobs=_jobs(args))
             method = f"{args.folds}-fold cross-validation"
         else:
             model_path = _model_path(args)

@@ -25,6 +25,7 @@ from scanner.ml.bands import BAND_NAMES, band_for, bands_for
 from scanner.ml.corpus import Corpus
 from scanner.ml.features import FeatureSettings
 from scanner.ml.model import Model
+from scanner.ml.parallel import fork_map
 from scanner.ml.train import TrainOptions, check_trainable, fit_model, stratified_folds
 from scanner.scores import ScoreTable
 
@@ -198,18 +199,27 @@ def cross_validate(
     options: TrainOptions,
     folds: int,
     on_fold: Callable[[int, int], None] | None = None,
+    jobs: int = 1,
 ) -> np.ndarray:
-    """Out-of-fold calibrated probabilities from stratified K-fold cross-validation."""
+    """Out-of-fold calibrated probabilities from stratified K-fold cross-validation; the
+    folds run in up to ``jobs`` processes (same result whatever ``jobs``)."""
     check_trainable(corpus.labels)
     if folds < 2 or folds > min(corpus.ham, corpus.spam):
         raise ValueError(f"--folds must be between 2 and the size of the smaller class "
                          f"({min(corpus.ham, corpus.spam)})")
     assignment = stratified_folds(corpus.labels, folds)
     probabilities = np.zeros(corpus.labels.size)
-    for fold in range(folds):
-        model = fit_model(corpus.subset(assignment != fold), settings, options)
-        held_out = corpus.subset(assignment == fold)
-        probabilities[assignment == fold] = score_rows(model, held_out)
+    state = (corpus, settings, options, assignment)
+    for done, (fold, values) in enumerate(fork_map(_fold, state, range(folds), jobs), 1):
+        probabilities[assignment == fold] = values
         if on_fold is not None:
-            on_fold(fold + 1, folds)
+            on_fold(done, folds)
     return probabilities
+
+
+def _fold(state: tuple[Corpus, FeatureSettings, TrainOptions, np.ndarray], fold: int
+          ) -> np.ndarray:
+    """The held-out probabilities of one fold, from a model fitted on the others."""
+    corpus, settings, options, assignment = state
+    model = fit_model(corpus.subset(assignment != fold), settings, options)
+    return score_rows(model, corpus.subset(assignment == fold))

@@ -26,6 +26,7 @@ from scanner.ml.corpus import Corpus
 from scanner.ml.errors import TrainingError
 from scanner.ml.features import FeatureSettings
 from scanner.ml.model import DEFAULT_AGGRESSIVENESS, Model
+from scanner.ml.parallel import fork_map
 
 LEARNER = "LinearSVC"  # plus NB-SVM and SGD members when the options blend them
 
@@ -160,30 +161,44 @@ def _log_count_ratio(X: Any, y: np.ndarray, alpha: float) -> np.ndarray:
     return np.log((spam / spam.sum()) / (ham / ham.sum()))
 
 
-def fit_model(corpus: Corpus, settings: FeatureSettings, options: TrainOptions) -> Model:
-    """Fit weights and calibration and wrap them in a :class:`Model`."""
+def fit_model(corpus: Corpus, settings: FeatureSettings, options: TrainOptions,
+              jobs: int = 1) -> Model:
+    """Fit weights and calibration and wrap them in a :class:`Model`.
+
+    The fit on all the mail and the fits of the calibration folds are independent and
+    run in up to ``jobs`` processes (:func:`scanner.ml.parallel.fork_map`); the result
+    does not depend on ``jobs``."""
     check_trainable(corpus.labels)
-    weights, bias = fit_linear(corpus, settings, options)
-    calibration = _calibrate(corpus, settings, options)
+    k = options.calibration_folds
+    calibrated = min(corpus.ham, corpus.spam) >= k  # else too few for an inner split
+    parts: list[int] = [-1, *range(k)] if calibrated else [-1]
+    folds = stratified_folds(corpus.labels, k)
+    results = dict(fork_map(_fit_part, (corpus, settings, options, folds), parts, jobs))
+    weights, bias = results[0]
+    if calibrated:
+        decisions = np.zeros(corpus.labels.size)
+        for index in range(1, len(parts)):
+            held, values = results[index]
+            decisions[held] = values
+        calibration = fit_platt(decisions, corpus.labels)
+    else:
+        calibration = Calibration(a=-2.0, b=0.0)  # a neutral sigmoid
     return Model(settings, weights, bias, calibration, training=training_metadata(
         corpus, options), value_dtype=options.value_dtype)
 
 
-def _calibrate(corpus: Corpus, settings: FeatureSettings, options: TrainOptions
-               ) -> Calibration:
-    k = options.calibration_folds
-    smallest = min(corpus.ham, corpus.spam)
-    if smallest < k:  # too few messages for an inner split: a neutral sigmoid
-        return Calibration(a=-2.0, b=0.0)
-    folds = stratified_folds(corpus.labels, k)
-    decisions = np.zeros(corpus.labels.size)
-    for fold in range(k):
-        train = corpus.subset(folds != fold)
-        weights, bias = fit_linear(train, settings, options)
-        for i in np.flatnonzero(folds == fold):
-            indices, values = corpus.rows[i]
-            decisions[i] = float(np.dot(weights[indices], values)) + bias
-    return fit_platt(decisions, corpus.labels)
+def _fit_part(state: tuple[Corpus, FeatureSettings, TrainOptions, np.ndarray], part: int
+              ) -> Any:
+    """Part -1: the weights on all the mail; part f: the out-of-fold decisions of
+    calibration fold f (held-out row numbers and their decision values)."""
+    corpus, settings, options, folds = state
+    if part < 0:
+        return fit_linear(corpus, settings, options)
+    weights, bias = fit_linear(corpus.subset(folds != part), settings, options)
+    held = np.flatnonzero(folds == part)
+    values = np.array([float(np.dot(weights[corpus.rows[i][0]], corpus.rows[i][1])) + bias
+                       for i in held])
+    return held, values
 
 
 def corpus_digest(corpus: Corpus) -> str:
