@@ -63,6 +63,20 @@ def test_bands_follow_the_model(models):
     assert ham_bands[0] in ("BAYES_00", "BAYES_05")
 
 
+def test_a_missing_shipped_model_is_reported_at_start(monkeypatch, tmp_path: Path, models):
+    """The shipped model missing (a broken install) only turns the check off, so the
+    start-up probe says so and what it means; with a model there is nothing to say."""
+    import scanner.checks.bayes as bayes_module
+
+    absent = tmp_path / "share" / "default.model"
+    monkeypatch.setattr(bayes_module, "SHIPPED_MODEL", str(absent))
+    context = CheckContext(config=load(None), run_cpu=_inline)
+    problem = asyncio.run(Bayes(BayesSettings(), context).probe())
+    assert problem is not None and str(absent) in problem and "BAYES_*" in problem
+    normal, _ = models
+    assert asyncio.run(Bayes(BayesSettings(model=str(normal)), context).probe()) is None
+
+
 def test_missing_or_bad_model_is_a_config_error(tmp_path: Path):
     bad = tmp_path / "bad.model"
     bad.write_bytes(b"\x93NUMPY not a model")

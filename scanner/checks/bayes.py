@@ -69,6 +69,14 @@ class Bayes:
         self._stamp = self._file_stamp()
         self._checked = time.monotonic()
 
+    async def probe(self) -> str | None:
+        """At start-up: None when a model is loaded, else what that means for mail."""
+        if self._model is not None:
+            return None
+        return (f"no usable model at {self._path}: BAYES_* symbols are not added, so spam "
+                "is scored by the other checks alone (scanner train, or set "
+                "[checks.settings.bayes] model)")
+
     @property
     def model(self) -> Model | None:
         """The model in use (None when none could be loaded)."""
