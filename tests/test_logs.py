@@ -60,3 +60,48 @@ def test_decoder_library_lines_only_at_debug(restore_logging: None, tmp_path: Pa
         assert lines == lines[-1:]
     else:  # the same file makes tnefparse talk: the silent case above is not vacuous
         assert len(lines) > 1
+
+
+def _flush() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+def test_the_log_file_is_reopened_after_logrotate_moves_it(restore_logging: None,
+                                                          tmp_path: Path) -> None:
+    log = tmp_path / "scanner.log"
+    setup_logging(ServerConfig(log_file=str(log)), "mx.example.org")
+    logging.getLogger("scanner").info("before rotation")
+    _flush()
+    log.rename(tmp_path / "scanner.log.1")
+    logging.getLogger("scanner").info("after rotation")
+    _flush()
+    assert "before rotation" in (tmp_path / "scanner.log.1").read_text()
+    assert "after rotation" not in (tmp_path / "scanner.log.1").read_text()
+    assert "after rotation" in log.read_text()
+
+
+def test_syslog_without_a_socket_is_one_warning_not_a_traceback_per_line(
+        restore_logging: None, tmp_path: Path, monkeypatch, capsys) -> None:
+    import scanner.serve.logs as logs
+
+    monkeypatch.setattr(logs, "SYSLOG_SOCKET", str(tmp_path / "no-dev-log"))
+    setup_logging(ServerConfig(syslog=True), "mx.example.org")
+    for n in range(5):
+        logging.getLogger("scanner").info("line %d", n)
+    err = capsys.readouterr().err
+    assert err.count("syslog unavailable") == 1 and "No such file or directory" in err
+    assert "Traceback" not in err and "Logging error" not in err
+    assert err.count("scanner[") == 6  # the warning and the five lines, on standard error
+
+
+def test_under_systemd_standard_error_lines_leave_time_and_host_to_the_journal(
+        restore_logging: None, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    setup_logging(ServerConfig(), "mx.example.org")
+    logging.getLogger("scanner").info("to the journal")
+    assert capsys.readouterr().err.startswith("scanner[")
+    monkeypatch.delenv("JOURNAL_STREAM")
+    setup_logging(ServerConfig(), "mx.example.org")
+    logging.getLogger("scanner").info("to a terminal")
+    assert " mx scanner[" in capsys.readouterr().err

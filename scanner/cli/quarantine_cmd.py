@@ -74,6 +74,12 @@ def _quarantine(args: argparse.Namespace):  # -> (Config, Quarantine)
     from scanner.quarantine.store import Quarantine
 
     config = cfgmod.load(cfgmod.resolve_path(args.config))
+    directory = config.quarantine.directory
+    if os.path.isdir(directory) and not os.access(directory, os.R_OK | os.X_OK):
+        # without this a list looks empty and show/release fail half-way
+        raise QuarantineError(
+            f"{directory}: permission denied: run this as root or as the user scanner "
+            "serve runs as (runuser -u scanner -- scanner quarantine ...)")
     return config, Quarantine(config.quarantine)
 
 
@@ -92,6 +98,8 @@ def _guarded(func: Command) -> Command:
             return _fail(str(exc), EX_TEMPFAIL if busy else EX_FAIL)
         except ValueError as exc:
             return _fail(str(exc), 2)
+        except OSError as exc:  # a file of the quarantine this user may not read
+            return _fail(f"{exc.filename or 'quarantine'}: {exc.strerror or exc}")
     return run
 
 

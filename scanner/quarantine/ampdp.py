@@ -124,9 +124,12 @@ def unlink_ampdp_socket(sock: socket.socket) -> None:
 # -- serving -------------------------------------------------------------------------------
 
 async def start_ampdp_server(path_or_sock: str | socket.socket, q: Quarantine, config: Any,
-                             hostname: str | None = None) -> asyncio.AbstractServer:
+                             hostname: str | None = None, log_ids: LogIds | None = None
+                             ) -> asyncio.AbstractServer:
     """Serve AM.PDP on a bound socket (or bind ``path`` here); ``config`` is the whole
-    configuration (``[quarantine]`` and ``[reinject]`` are used)."""
+    configuration (``[quarantine]`` and ``[reinject]`` are used). ``log_ids``: the
+    worker's counter, shared with its SMTP sessions so that no two log lines of one
+    worker carry the same ``(PID-NN)``."""
     if isinstance(path_or_sock, str):
         cfg = config.quarantine
         if path_or_sock != cfg.ampdp_socket:
@@ -137,6 +140,8 @@ async def start_ampdp_server(path_or_sock: str | socket.socket, q: Quarantine, c
     else:
         sock = path_or_sock
     service = AmpdpService(q, config, hostname or configured_hostname(config.server.hostname))
+    if log_ids is not None:
+        service.log_ids = log_ids
     return await asyncio.start_unix_server(service.handle, sock=sock, limit=MAX_LINE + 2)
 
 

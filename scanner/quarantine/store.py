@@ -166,7 +166,7 @@ class Quarantine:
             return AlreadyReleased(
                 f"{mail_id} was already released at {format_time(rec.released_at)} by "
                 f"{rec.released_by} to {', '.join(rec.released_to) or '?'}; "
-                "use --force to send it again")
+                "`scanner quarantine release --force` sends it again")
         started = format_time(rec.release_started or 0)
         if not rec.release_result and time.time() - (rec.release_started or 0) < RUNNING:
             return AlreadyReleased(

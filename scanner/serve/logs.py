@@ -1,9 +1,16 @@
-"""Logging set-up: one stream (stderr or a file) and optionally syslog (facility mail)."""
+"""Logging set-up: one stream (stderr or a file) and optionally syslog (facility mail).
+
+A log file is reopened when logrotate moves it away (``WatchedFileHandler``), so no
+``copytruncate`` is needed. Under systemd (``$JOURNAL_STREAM`` set) standard error lines
+carry no timestamp and host of their own: the journal adds them.
+"""
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
+import socket
 import sys
 
 from decoders.registry import quiet_libraries
@@ -11,6 +18,8 @@ from scanner.config import ServerConfig
 from scanner.errors import ConfigError
 
 FORMAT = "%(asctime)s %(hostname)s scanner[%(process)d]: %(message)s"
+JOURNAL_FORMAT = "scanner[%(process)d]: %(message)s"
+SYSLOG_SOCKET = "/dev/log"
 
 
 class _HostFilter(logging.Filter):
@@ -29,25 +38,46 @@ def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration
     for handler in list(root.handlers):
         root.removeHandler(handler)
     stream: logging.Handler
+    journal = False
     if cfg.log_file:
         try:
-            stream = logging.FileHandler(cfg.log_file, encoding="utf-8")
+            stream = logging.handlers.WatchedFileHandler(cfg.log_file, encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{source}: 'server.log_file' {cfg.log_file}: cannot open it: "
                               f"{exc.strerror}") from None
     else:
         stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(logging.Formatter(FORMAT, "%b %d %H:%M:%S"))
+        journal = bool(os.environ.get("JOURNAL_STREAM"))
+    stream.setFormatter(logging.Formatter(JOURNAL_FORMAT) if journal
+                        else logging.Formatter(FORMAT, "%b %d %H:%M:%S"))
     stream.addFilter(_HostFilter(hostname.split(".")[0]))
     root.addHandler(stream)
     if cfg.syslog:
-        try:
+        problem = _syslog_problem(SYSLOG_SOCKET)
+        if problem:
+            logging.getLogger("scanner").warning(
+                "syslog unavailable (%s: %s): logging to %s only", SYSLOG_SOCKET, problem,
+                cfg.log_file or "standard error")
+        else:
             sys_handler = logging.handlers.SysLogHandler(
-                "/dev/log", facility=logging.handlers.SysLogHandler.LOG_MAIL)
-            sys_handler.setFormatter(logging.Formatter("scanner[%(process)d]: %(message)s"))
+                SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+            sys_handler.setFormatter(logging.Formatter(JOURNAL_FORMAT))
             root.addHandler(sys_handler)
-        except OSError as exc:
-            logging.getLogger("scanner").warning("syslog unavailable: %s", exc)
     root.setLevel(cfg.log_level.upper())
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's chatter
     quiet_libraries(root.level)  # the decoders' libraries: only at debug
+
+
+def _syslog_problem(path: str) -> str:
+    """Why syslog's socket cannot take messages ("" when it can). SysLogHandler itself
+    does not fail when the socket is missing; it then prints a traceback per record."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        probe = socket.socket(socket.AF_UNIX, kind)
+        try:
+            probe.connect(path)
+            return ""
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        finally:
+            probe.close()
+    return problem

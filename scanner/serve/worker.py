@@ -114,7 +114,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
 
         limit.serve(sock, factory)
     if ampdp is not None and quarantine is not None:
-        servers.append(await start_ampdp_server(ampdp, quarantine, config, hostname))
+        servers.append(await start_ampdp_server(ampdp, quarantine, config, hostname,
+                                                log_ids))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)

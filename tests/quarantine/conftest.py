@@ -44,13 +44,13 @@ async def _close_server(srv) -> None:
 @pytest.fixture
 def server(tmp_path: Path, sink: Sink):
     """(config, quarantine, socket path) with our AM.PDP server running."""
-    def start(extra: str = "", sock_dir: Path | None = None):
+    def start(extra: str = "", sock_dir: Path | None = None, log_ids=None):  # type: ignore[no-untyped-def]
         path = (sock_dir or tmp_path) / "scanner.sock"
         text = config_text(tmp_path / "q", sink.port, path,
                            extra + f"requeue_port = {sink.port}\n")
         config = cfgmod.loads(text)
         q = Quarantine(config.quarantine)
-        servers.append(loop.run(start_ampdp_server(str(path), q, config)))
+        servers.append(loop.run(start_ampdp_server(str(path), q, config, log_ids=log_ids)))
         return config, q, path
 
     loop = LoopThread()

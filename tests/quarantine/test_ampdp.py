@@ -195,3 +195,16 @@ def test_stray_empty_lines_between_requests_are_skipped(server):
         sock.settimeout(0.5)
         with pytest.raises(TimeoutError):
             reader.readline()  # nothing more: the empty lines were not answered
+
+
+def test_release_log_ids_continue_the_workers_counter(server):
+    """In a worker, AM.PDP requests and SMTP transactions share one (PID-NN) counter."""
+    from scanner.mailid import LogIds
+
+    ids = LogIds()
+    first_smtp = ids.next()  # what the worker's first SMTP transaction got
+    config, q, path = server(log_ids=ids)
+    [answer] = ampdp(path, [("request", "release"), ("mail_id", "unknownABCDE")])
+    [log_id] = [v for k, v in answer if k == "log_id"]
+    assert first_smtp.endswith("-01") and log_id.endswith("-02"), log_id
+    assert ids.next().endswith("-03")

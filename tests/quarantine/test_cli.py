@@ -170,3 +170,29 @@ def test_cli_works_while_the_daemon_stores(setup):
     assert errors == []
     assert [o.returncode for o in outs] == [0, 0, 0, 0], [o.stderr for o in outs]
     assert len(json.loads(outs[2].stdout)) > 0
+
+
+def test_a_user_who_may_not_read_the_quarantine_is_told_so(setup, monkeypatch, capsys):
+    """Run by a user without access to the quarantine directory (0750 scanner:scanner):
+    an error naming it and who may, exit 1; not an empty list or a traceback. (Root
+    passes every access check, so the refusal is simulated.)"""
+    from scanner.cli import main
+    from scanner.quarantine import store as store_module
+
+    config, q = setup
+    rec = store(q)
+    real_access = os.access
+    directory = str(Path(rec.path).parents[1])
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == directory
+                        else real_access(p, mode))
+    for action in (["list"], ["show", rec.mail_id], ["release", rec.mail_id]):
+        assert main(["quarantine", action[0], "--config", str(config), *action[1:]]) == 1
+        err = capsys.readouterr().err
+        assert f"{directory}: permission denied" in err and "runuser -u scanner" in err
+    monkeypatch.setattr(os, "access", real_access)
+
+    def denied(*args: object, **kw: object) -> None:
+        raise PermissionError(13, "Permission denied", f"{directory}/_")
+    monkeypatch.setattr(store_module.Quarantine, "get", denied)
+    assert main(["quarantine", "show", rec.mail_id, "--config", str(config)]) == 1
+    assert f"{directory}/_: Permission denied" in capsys.readouterr().err
