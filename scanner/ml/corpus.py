@@ -78,8 +78,11 @@ def _init_worker(settings: dict[str, Any]) -> None:
 
 
 def _extract(raw: bytes) -> Row:
+    """A message's row; indices as int32 (bucket numbers below 2**hash_bits, at most
+    2**24): a third less memory per stored feature than the extractor's int64."""
     assert _worker_extractor is not None
-    return _worker_extractor.vector(raw)
+    indices, values = _worker_extractor.vector(raw)
+    return indices.astype(np.int32), values
 
 
 def default_jobs() -> int:
