@@ -29,7 +29,15 @@ class SqliteIndex(Index):
         self._ready = False
 
     def _exists(self) -> bool:
-        return os.path.exists(self.path)
+        """Whether the index file exists; an index this user may not read is an error,
+        not an empty quarantine (``os.path.exists`` says False for both)."""
+        try:
+            os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise QuarantineError(f"quarantine index {self.path}: {exc.strerror}") from exc
+        return True
 
     def _connect(self) -> sqlite3.Connection:
         try:

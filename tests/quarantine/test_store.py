@@ -163,3 +163,18 @@ def test_sweep_keeps_young_debris(quarantine: Quarantine, qdir: Path):
     young.write_bytes(b"in use")
     assert quarantine.sweep() == []
     assert young.exists()
+
+
+def test_an_index_this_user_may_not_read_is_an_error_not_an_empty_quarantine(
+        quarantine: Quarantine, monkeypatch) -> None:
+    store(quarantine)
+    index_path = quarantine.index.path
+    real_stat = os.stat
+
+    def denied(path, *args, **kw):  # type: ignore[no-untyped-def]
+        if os.fspath(path) == index_path:
+            raise PermissionError(13, "Permission denied", index_path)
+        return real_stat(path, *args, **kw)
+    monkeypatch.setattr(os, "stat", denied)
+    with pytest.raises(QuarantineError, match="Permission denied"):
+        quarantine.list()
