@@ -131,6 +131,7 @@ class Task:
     raw: bytes
     client: ClientInfo = field(default_factory=ClientInfo)
     policy_bank: str = ""
+    policy_banks: tuple[str, ...] = ()  # every bank in force (MYNETS, the listener's)
     listener: str = ""
     peer: tuple[str, int] | None = None
     helo: str | None = None

@@ -154,6 +154,7 @@ class Processor:
 
     def _decide(self, task: Task, listener: Listener) -> None:
         banks = bank_names(self._config, listener.policy_bank, task.client.addr)
+        task.policy_banks = tuple(banks)  # the log line names them
         base = message_policy(self._config, banks)
         for rcpt in task.envelope.recipients:
             policy = recipient_policy(base, rcpt.address)
@@ -199,7 +200,7 @@ class Processor:
             queued_as=outcome.queued_as,
             elapsed_ms=task.elapsed_ms(),
             quarantine=outcome.quarantine,
-            policy_banks=tuple(bank_names(self._config, task.policy_bank, task.client.addr)),
+            policy_banks=task.policy_banks,
             local=client_is_local(self._config, task.client.addr),
         )
         log.info("%s", logline.render(summary))
