@@ -91,6 +91,19 @@ def test_big_message_bench_reports_a_workers_peak_memory() -> None:
     assert data["growth_per_message_in_sizes"] >= 0
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("smtp-sink") or find_nsd() is None
+                    or clamd_binary() is None,
+                    reason="needs root, postfix's smtp-sink, nsd and clamd")
+def test_memory_soak_samples_every_worker_after_each_step() -> None:
+    data = json.loads(_run("bench/throughput/soak_memory.py", "-n", "30", "--step", "15",
+                           "--connections", "3", "--json"))
+    assert data["messages"] == data["logged"] == 30 and data["clamav"] is True
+    assert [s["messages"] for s in data["samples"]] == [15, 30]
+    for point in data["samples"]:
+        assert point["master"]["pss"] > 0
+        assert len(point["workers"]) == 2 and all(w["rss"] > 0 for w in point["workers"])
+
+
 @pytest.mark.skipif(clamd_binary() is None, reason="clamd is not installed (clamav-daemon)")
 def test_clamd_tmp_bench_compares_tmpfs_and_disk(tmp_path: Path) -> None:
     out = _run("bench/throughput/clamd_tmp.py", "-n", "10", "--rounds", "1",
