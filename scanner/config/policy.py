@@ -69,7 +69,10 @@ class PolicyConfig:
         "tempfail", "a check that crashed: tempfail (451, Postfix retries) or unchecked "
         "(pass, tagged UNCHECKED)", choices=("tempfail", "unchecked"))
     local_domains: tuple[str, ...] = opt(
-        [], "domains whose recipients are local: spam headers only for them; empty = all")
+        [], "domains whose recipients are local (spam headers only for them), read as "
+        "amavis's @local_domains_acl: example.com (that domain), .example.com (it and its "
+        "subdomains), user@example.com, '.' (every domain), '!ENTRY' (not local); the "
+        "first entry that matches decides; empty = all")
     mynetworks: tuple[str, ...] = opt(
         ["127.0.0.0/8", "::1"], "client networks of the MYNETS policy bank")
     spam_headers: bool = opt(True, "add X-Spam-Flag/Score/Level/Status to local mail")

@@ -43,15 +43,33 @@ def recipient_policy(base: PolicyConfig, address: str) -> PolicyConfig:
 
 
 def is_local(policy: PolicyConfig, address: str) -> bool:
-    """A recipient in one of ``local_domains`` (every recipient when the list is empty)."""
+    """A recipient ``local_domains`` calls local (every recipient when the list is empty).
+
+    The entries read as amavis reads ``@local_domains_acl`` (README.lookups): the first
+    entry that matches decides; ``example.com`` matches that domain only,
+    ``.example.com`` the domain and its subdomains, ``user@example.com`` that address,
+    ``.`` every domain, and a leading ``!`` makes a match mean "not local".
+    """
     if not policy.local_domains:
         return True
-    domain = address.rpartition("@")[2].lower()
-    for d in policy.local_domains:
-        d = d.lower()
-        if domain == d or (d.startswith(".") and domain.endswith(d)):
-            return True
+    full = address.lower()
+    domain = full.rpartition("@")[2]
+    for entry in policy.local_domains:
+        negated = entry.startswith("!")
+        pattern = entry[1:].lower() if negated else entry.lower()
+        if _acl_match(pattern, full, domain):
+            return not negated
     return False
+
+
+def _acl_match(pattern: str, address: str, domain: str) -> bool:
+    if "@" in pattern:
+        return address == pattern
+    if pattern == ".":
+        return True
+    if pattern.startswith("."):
+        return domain == pattern[1:] or domain.endswith(pattern)
+    return domain == pattern
 
 
 def client_is_local(config: Config, client_addr: str | None) -> bool:
