@@ -23,6 +23,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         cp = csub.add_parser(name, help=text)
         cp.add_argument("file", nargs="?", help="TOML file (default: as for serve)")
         cp.set_defaults(func=func)
+    fa = csub.add_parser("from-amavis", help="write a scanner configuration from an "
+                         "amavis one (Debian's conf.d directories by default)")
+    fa.add_argument("paths", nargs="*", metavar="PATH",
+                    help="amavis configuration files or conf.d directories, read in the "
+                         "order given (default: /usr/share/amavis/conf.d and "
+                         "/etc/amavis/conf.d, else /etc/amavisd.conf)")
+    fa.add_argument("--output", "-o", help="write the TOML here instead of standard output "
+                                           "(an existing file is not overwritten)")
+    fa.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="give a Perl scalar a value before reading, e.g. "
+                         "--set mydomain=example.com when /etc/mailname is missing")
+    fa.set_defaults(func=_from_amavis)
     pf = sub.add_parser("postfix-config", help="print matching main.cf/master.cf stanzas")
     pf.add_argument("--config", "-c", help="TOML file (default: as for serve)")
     pf.add_argument("--part", choices=("main", "master"), default="",
@@ -94,6 +106,38 @@ def _show(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> int:
     print(cfgmod.reference(), end="")
+    return 0
+
+
+def _from_amavis(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scanner.errors import ConfigError
+    from scanner.migrate.amavis import convert_to_toml, default_paths
+
+    predefined = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().lstrip("$").isidentifier():
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE, e.g. mydomain=example.com")
+        predefined[name.strip().lstrip("$")] = value
+    paths = [Path(p) for p in args.paths] or default_paths()
+    text, conversion = convert_to_toml(paths, predefined)
+    if args.output:
+        try:
+            with open(args.output, "x", encoding="utf-8") as out:
+                out.write(text)
+        except FileExistsError:
+            raise ConfigError(f"{args.output}: exists already; choose another --output "
+                              "or remove it") from None
+        except OSError as exc:
+            raise ConfigError(f"{args.output}: cannot write: {exc.strerror}") from None
+    else:
+        print(text, end="")
+    converted = sum(len(v) for v in conversion.sections.values()) + bool(conversion.listeners)
+    print(f"scanner: converted {converted} setting(s) from {len(conversion.files)} file(s); "
+          f"{len(conversion.notes)} not converted, listed as comments at the end"
+          + (f" of {args.output}" if args.output else ""), file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Migration helpers: read another filter's configuration and write scanner's."""

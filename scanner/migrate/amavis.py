@@ -1,0 +1,516 @@
+"""``scanner config from-amavis``: an amavis configuration turned into scanner.toml.
+
+Reads amavis's Perl configuration files (Debian's ``/usr/share/amavis/conf.d`` and
+``/etc/amavis/conf.d`` in ``run-parts`` order, or an ``amavisd.conf``) with
+:mod:`scanner.migrate.perlconf`, keeps the last assignment of every variable, maps the
+settings that have a scanner equivalent onto ``scanner.toml`` keys (each with a comment
+naming the amavis variable and where it was set), and lists every other assignment at
+the end, grouped by why it was not converted, so an administrator can go through them.
+The result is validated as a scanner configuration before it is returned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scanner import config as cfgmod
+from scanner.config import _toml_value
+from scanner.errors import ConfigError
+from scanner.migrate.perlconf import UNREAD, Constant, Statement, read_files
+
+DEBIAN_DIRS = (Path("/usr/share/amavis/conf.d"), Path("/etc/amavis/conf.d"))
+SINGLE_FILES = (Path("/etc/amavisd.conf"), Path("/etc/amavis/amavisd.conf"),
+                Path("/usr/local/etc/amavisd.conf"))
+_RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+DESTINIES = {"D_PASS": "pass", "D_DISCARD": "discard", "D_BOUNCE": "bounce",
+             "D_REJECT": "reject"}
+
+# amavis scalar -> (section, key, kind)
+SCALARS: dict[str, tuple[str, str, str]] = {
+    "$sa_tag_level_deflt": ("policy", "tag_level", "number"),
+    "$sa_tag2_level_deflt": ("policy", "tag2_level", "number"),
+    "$sa_kill_level_deflt": ("policy", "kill_level", "number"),
+    "$sa_dsn_cutoff_level": ("policy", "dsn_cutoff_level", "number"),
+    "$sa_spam_subject_tag": ("policy", "subject_tag2", "text"),
+    "$undecipherable_subject_tag": ("policy", "subject_tag_unchecked", "text"),
+    "$final_virus_destiny": ("policy", "virus_destiny", "destiny"),
+    "$final_banned_destiny": ("policy", "banned_destiny", "destiny"),
+    "$final_spam_destiny": ("policy", "spam_destiny", "destiny"),
+    "$final_bad_header_destiny": ("policy", "bad_header_destiny", "destiny"),
+    "$final_unchecked_destiny": ("policy", "unchecked_destiny", "destiny"),
+    "$addr_extension_spam": ("policy", "addr_extension_spam", "text"),
+    "$recipient_delimiter": ("policy", "recipient_delimiter", "text"),
+    "$remove_existing_spam_headers": ("policy", "remove_existing_spam_headers", "flag"),
+    "$X_HEADER_TAG": ("policy", "virus_scanned_header", "text"),
+    "$myhostname": ("server", "hostname", "text"),
+    "$max_servers": ("server", "concurrency", "count"),
+    "$max_requests": ("server", "max_requests", "count"),
+    "$child_timeout": ("server", "message_timeout", "number"),
+    "$smtpd_timeout": ("server", "idle_timeout", "number"),
+    "$DO_SYSLOG": ("server", "syslog", "flag"),
+    "$log_level": ("server", "log_level", "log_level"),
+    "$MAXLEVELS": ("decode", "max_depth", "count"),
+    "$MAXFILES": ("decode", "max_parts", "count"),
+    "$MIN_EXPANSION_QUOTA": ("decode", "min_quota", "count"),
+    "$MAX_EXPANSION_QUOTA": ("decode", "max_quota", "count"),
+    "$MIN_EXPANSION_FACTOR": ("decode", "min_factor", "count"),
+    "$MAX_EXPANSION_FACTOR": ("decode", "max_factor", "count"),
+    "$quarantine_subdir_levels": ("quarantine", "subdir_levels", "count"),
+}
+
+# amavis list of lookups = (1) -> a per-recipient flag that is then true for everyone
+FLAG_MAPS = {
+    "@bypass_virus_checks_maps": "bypass_virus_checks",
+    "@bypass_spam_checks_maps": "bypass_spam_checks",
+    "@bypass_banned_checks_maps": "bypass_banned_checks",
+    "@bypass_header_checks_maps": "bypass_header_checks",
+    "@spam_lovers_maps": "spam_lover",
+    "@virus_lovers_maps": "virus_lover",
+    "@banned_files_lovers_maps": "banned_lover",
+    "@bad_header_lovers_maps": "bad_header_lover",
+    "@unchecked_lovers_maps": "unchecked_lover",
+}
+
+ADMINS = {"$virus_admin": "virus", "$banned_admin": "banned", "$spam_admin": "spam",
+          "$bad_header_admin": "bad_header"}
+
+LISTENER_VARS = ("$inet_socket_port", "$inet_socket_bind")
+REINJECT_VARS = ("$forward_method", "$notify_method")
+
+PATH_VARS = {"$MYHOME", "$TEMPBASE", "$QUARANTINEDIR", "$pid_file", "$lock_file",
+             "$db_home", "$LOGFILE", "$unix_socketname", "$helpers_home", "$daemon_chroot_dir",
+             "$ENV{TMPDIR}", "$daemon_user", "$daemon_group"}
+PROGRAM_VARS = {"$file", "$gzip", "$bzip2", "$lzop", "$rpm2cpio", "$cabextract",
+                "$uncompress", "$unfreeze", "$arc", "$unarj", "$unrar", "$zoo", "$lha",
+                "$pax", "$cpio", "$ar", "$ripole", "$dspam", "$tnef", "$unzoo", "$lz4",
+                "$lrzip", "$rar", "$xz", "$7zip", "$7z"}
+
+ADVICE: dict[str, str] = {
+    "$banned_filename_re": "banned names and types are Perl regular expressions; write the "
+    "site's own as [checks.settings.banned] rules (README \"Policy\"); the shipped defaults "
+    "are amavis's Debian list plus today's script and disk-image types",
+    "@banned_filename_maps": "see $banned_filename_re",
+    "@score_sender_maps": "per-sender score changes: use allow_senders / block_senders in "
+    "[policy] or [policy.recipients.\"PATTERN\"], or rules of your own (docs/rules.md)",
+    "@av_scanners": "scanner talks to clamd itself ([checks.settings.clamav] endpoints); "
+    "other scanners are not supported",
+    "@av_scanners_backup": "see @av_scanners",
+    "$X_HEADER_LINE": "scanner writes \"scanner at HOSTNAME\" (policy.virus_scanned_value); "
+    "set that key to keep the old text",
+    "$sa_local_tests_only": "scanner's network checks are the auth (SPF, DKIM, DMARC), "
+    "dnsbl and uribl checks; list them in [checks] disabled to stay off the network",
+    "$sa_mail_body_size_limit": "scanner reads every message; the classifier and rules "
+    "read a bounded part of it (docs/classifier.md, docs/rules.md)",
+    "$enable_dkim_verification": "scanner verifies DKIM in the auth check (on by default)",
+    "$enable_dkim_signing": "DKIM signing: [checks.settings.dkim_sign] (README \"Sender "
+    "authentication\")",
+    "@mynetworks": "entries with '!' cannot be expressed in policy.mynetworks",
+    "$policy_bank": "policy banks are [policy_banks.NAME] tables with scanner's [policy] "
+    "keys; write them by hand (README \"Policy\")",
+    "$interface_policy": "only ORIGINATING is converted; other banks need a "
+    "[policy_banks.NAME] table written by hand, then the listener's policy_bank",
+    "@viruses_that_fake_sender_maps": "scanner sends no virus notices to senders",
+    "@keep_decoded_original_maps": "scanner always gives clamd the original message",
+    "@local_domains_maps": "convert the lookup tables into policy.local_domains entries",
+    "@bypass_virus_checks_maps": "per-recipient lookups: write [policy.recipients.\"PATTERN\"] "
+    "bypass_virus_checks = true for the recipients your tables name (empty tables, as in "
+    "Debian's 15-content_filter_mode, mean: check everyone, scanner's default)",
+    "@bypass_spam_checks_maps": "as @bypass_virus_checks_maps, with bypass_spam_checks",
+    "@bypass_banned_checks_maps": "as @bypass_virus_checks_maps, with bypass_banned_checks",
+    "@bypass_header_checks_maps": "as @bypass_virus_checks_maps, with bypass_header_checks",
+    "$unix_socketname": "the AM.PDP socket for amavisd-release is [quarantine] "
+    "ampdp_socket; point amavisd-release's $socketname at it (docs/quarantine.md)",
+}
+
+_CLAMD_ENTRY = re.compile(
+    r"""\[\s*['"]ClamAV-clamd['"]\s*,\s*\\&ask_daemon\s*,\s*\[\s*"[^"]*"\s*,\s*"([^"]+)"\s*\]""")
+_METHOD = re.compile(r"^(smtp|lmtp):\[?([^\]\s]+?)\]?:(\d+)$")
+
+
+@dataclass(slots=True)
+class Note:
+    """An amavis assignment that was not converted, and why."""
+
+    where: str
+    target: str
+    text: str
+    reason: str
+
+
+@dataclass(slots=True)
+class Conversion:
+    """What ``from-amavis`` made of a set of amavis files."""
+
+    files: list[str]
+    sections: dict[str, dict[str, tuple[Any, str]]] = field(default_factory=dict)
+    listeners: list[dict[str, Any]] = field(default_factory=list)
+    listener_origin: str = ""
+    notes: list[Note] = field(default_factory=list)
+
+    def set(self, section: str, key: str, value: Any, origin: str) -> None:
+        self.sections.setdefault(section, {})[key] = (value, origin)
+
+    def note(self, statement: Statement, reason: str) -> None:
+        self.notes.append(Note(statement.where, statement.target or "", statement.text,
+                               reason))
+
+
+def config_files(paths: Iterable[Path]) -> list[Path]:
+    """The files to read: files as given, directories as ``run-parts --list`` lists them."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            try:
+                names = sorted(p.name for p in path.iterdir())
+            except OSError as exc:
+                raise ConfigError(f"{path}: cannot list the amavis configuration directory: "
+                                  f"{exc.strerror}") from None
+            found += [path / n for n in names
+                      if _RUN_PARTS_NAME.match(n) and (path / n).is_file()]
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ConfigError(f"{path}: no such amavis configuration file or directory")
+    return found
+
+
+def default_paths() -> list[Path]:
+    """Debian's conf.d directories if present, else the first amavisd.conf found."""
+    dirs = [d for d in DEBIAN_DIRS if d.is_dir()]
+    if dirs:
+        return dirs
+    for path in SINGLE_FILES:
+        if path.exists():
+            return [path]
+    raise ConfigError("no amavis configuration found (looked for "
+                      + ", ".join(str(p) for p in (*DEBIAN_DIRS, *SINGLE_FILES))
+                      + "); name the files or directories to convert")
+
+
+def convert(paths: list[Path], predefined: dict[str, str] | None = None) -> Conversion:
+    """Read the amavis files and map what can be mapped."""
+    files = config_files(paths)
+    if not files:
+        raise ConfigError(f"{', '.join(map(str, paths))}: no amavis configuration files "
+                          "there (run-parts names only: letters, digits, '_' and '-')")
+    for path in files:
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the amavis configuration file: "
+                              f"{exc.strerror}") from None
+    statements = read_files(files, {"myproduct_name": "amavis", **(predefined or {})})
+    conversion = Conversion(files=[str(f) for f in files])
+    last = _last_assignments(statements, conversion)
+    _map(last, conversion)
+    return conversion
+
+
+def _last_assignments(statements: list[Statement], conversion: Conversion
+                      ) -> dict[str, Statement]:
+    last: dict[str, Statement] = {}
+    for statement in statements:
+        if not statement.target:
+            conversion.note(statement, f"{statement.reason}: not converted")
+            continue
+        last[statement.target] = statement
+    return last
+
+
+def _map(last: dict[str, Statement], conv: Conversion) -> None:
+    handled: set[str] = set()
+    for target, statement in last.items():
+        if target in SCALARS or target in FLAG_MAPS or target in ADMINS:
+            handled.add(target)
+            if target == "$myhostname" and "`hostname" in statement.text:
+                conv.note(statement, "this host's own name: scanner finds it itself "
+                                     "(server.hostname left empty)")
+            elif statement.value is UNREAD:
+                conv.note(statement, _unread(statement))
+            elif target in SCALARS:
+                _scalar(statement, conv)
+            elif target in FLAG_MAPS:
+                _flag_map(statement, conv)
+    _admins(last, conv, handled)
+    _lists(last, conv, handled)
+    _listeners(last, conv, handled)
+    _reinject(last, conv, handled)
+    _clamd(last, conv, handled)
+    for target, statement in last.items():
+        if target not in handled:
+            conv.note(statement, _why_not(statement))
+
+
+def _unread(statement: Statement) -> str:
+    advice = ADVICE.get(statement.target.split("{")[0])
+    text = f"the value could not be read ({statement.reason})"
+    return f"{text}; {advice}" if advice else text
+
+
+def _why_not(statement: Statement) -> str:
+    target = statement.target
+    base = target.split("{")[0]
+    if base in ADVICE:
+        return ADVICE[base]
+    if target in PATH_VARS or target.startswith("$ENV{"):
+        return ("a path, user or environment setting of amavis's installation; scanner's "
+                "own are described in README \"Install\"")
+    if target in PROGRAM_VARS:
+        return ("an external decoder program: scanner decodes with libraries "
+                "(README \"Decoding\"); nothing to set")
+    if statement.value is UNREAD:
+        return f"the value could not be read ({statement.reason}); no scanner equivalent known"
+    return "no scanner equivalent"
+
+
+def _scalar(statement: Statement, conv: Conversion) -> None:
+    section, key, kind = SCALARS[statement.target]
+    value = statement.value
+    converted = _KINDS[kind](value)
+    if converted is None:
+        shown = value.name if isinstance(value, Constant) else repr(value)
+        conv.note(statement, f"{shown} is not a valid {kind} for {section}.{key}"
+                  + (" (scanner's destinies: pass, discard, bounce, reject)"
+                     if kind == "destiny" else ""))
+        return
+    conv.set(section, key, converted, f"{statement.target} ({statement.where})")
+
+
+def _as_number(value: Any) -> int | float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def _as_count(value: Any) -> int | None:
+    number = _as_number(value)
+    return int(number) if number is not None and number == int(number) else None
+
+
+def _as_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _as_flag(value: Any) -> bool | None:
+    if value is None:
+        return False
+    if isinstance(value, int | float | str):
+        return bool(value) and value != "0"
+    return None
+
+
+def _as_destiny(value: Any) -> str | None:
+    return DESTINIES.get(value.name) if isinstance(value, Constant) else None
+
+
+def _as_log_level(value: Any) -> str | None:
+    number = _as_count(value)
+    if number is None:
+        return None
+    return "debug" if number >= 3 else "info"
+
+
+_KINDS: dict[str, Callable[[Any], Any]] = {
+    "number": _as_number, "count": _as_count, "text": _as_text, "flag": _as_flag,
+    "destiny": _as_destiny, "log_level": _as_log_level,
+}
+
+
+def _flag_map(statement: Statement, conv: Conversion) -> None:
+    key = FLAG_MAPS[statement.target]
+    value = statement.value
+    if value == [1]:
+        conv.set("policy", key, True, f"{statement.target} = (1) ({statement.where}): "
+                 + ("amavis did not do these checks for anyone; delete this line to have "
+                    "them done" if key.startswith("bypass") else "true for everyone"))
+    elif value in ([], [0]):
+        conv.set("policy", key, False, f"{statement.target} ({statement.where})")
+    else:
+        conv.note(statement, ADVICE.get(statement.target, "per-recipient lookups: write "
+                                        f"[policy.recipients.\"PATTERN\"] {key} = true"))
+
+
+def _admins(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
+    admins: dict[str, str] = {}
+    origins: list[str] = []
+    for target, category in ADMINS.items():
+        statement = last.get(target)
+        if statement is None or statement.value is UNREAD:
+            continue
+        if isinstance(statement.value, str) and statement.value:
+            admins[category] = statement.value
+            origins.append(f"{target} ({statement.where})")
+    # amavis's @banned_admin_maps falls back to $virus_admin when $banned_admin is unset
+    if "virus" in admins and "banned" not in admins and "$banned_admin" not in last:
+        admins["banned"] = admins["virus"]
+    if admins:
+        conv.set("policy", "notify_admin", admins, ", ".join(origins))
+
+
+def _lists(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
+    acl = last.get("@local_domains_acl")
+    if acl is not None:
+        handled.add("@local_domains_acl")
+        if acl.value is UNREAD:
+            conv.note(acl, _unread(acl))
+        elif all(isinstance(v, str) for v in acl.value):
+            conv.set("policy", "local_domains", list(acl.value),
+                     f"@local_domains_acl ({acl.where})")
+        else:
+            conv.note(acl, "only strings can be converted")
+    nets = last.get("@mynetworks")
+    if nets is not None:
+        handled.add("@mynetworks")
+        if nets.value is UNREAD:
+            conv.note(nets, _unread(nets))
+        elif all(isinstance(v, str) and not v.startswith("!") for v in nets.value):
+            conv.set("policy", "mynetworks", [v.strip("[]").replace("]/", "/")
+                                              for v in nets.value],
+                     f"@mynetworks ({nets.where})")
+        else:
+            conv.note(nets, ADVICE["@mynetworks"])
+
+
+def _listeners(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
+    ports_st = last.get("$inet_socket_port")
+    bind_st = last.get("$inet_socket_bind")
+    handled.update(t for t in LISTENER_VARS if t in last)
+    if ports_st is None or ports_st.value is UNREAD:
+        if ports_st is not None:
+            conv.note(ports_st, _unread(ports_st))
+        return
+    ports = ports_st.value if isinstance(ports_st.value, list) else [ports_st.value]
+    addresses: list[Any] = ["127.0.0.1"]
+    if bind_st is not None and bind_st.value is not UNREAD and bind_st.value is not None:
+        addresses = bind_st.value if isinstance(bind_st.value, list) else [bind_st.value]
+    elif bind_st is not None and bind_st.value is UNREAD:
+        conv.note(bind_st, _unread(bind_st))
+    if not all(isinstance(p, int) for p in ports) or not all(
+            isinstance(a, str) for a in addresses):
+        conv.note(ports_st, "ports and addresses must be numbers and strings")
+        return
+    for address in addresses:
+        for port in ports:
+            listener: dict[str, Any] = {"address": address.strip("[]"), "port": port}
+            bank = last.get(f"$interface_policy{{{port}}}")
+            if bank is not None:
+                handled.add(bank.target)
+                if bank.value == "ORIGINATING":
+                    listener["policy_bank"] = "ORIGINATING"
+                else:
+                    conv.note(bank, ADVICE["$interface_policy"])
+            conv.listeners.append(listener)
+    origin = f"$inet_socket_port ({ports_st.where})"
+    if bind_st is not None:
+        origin += f", $inet_socket_bind ({bind_st.where})"
+    conv.listener_origin = origin
+
+
+def _reinject(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
+    forward = last.get("$forward_method")
+    notify = last.get("$notify_method")
+    handled.update(t for t in REINJECT_VARS if t in last)
+    if forward is None:
+        if notify is not None:
+            conv.note(notify, "scanner sends notices and DSNs to the same next hop as mail "
+                              "([reinject])")
+        return
+    m = _METHOD.match(forward.value) if isinstance(forward.value, str) else None
+    if not m:
+        conv.note(forward, f"{forward.value!r} is not smtp:[HOST]:PORT or lmtp:[HOST]:PORT")
+        return
+    origin = f"$forward_method ({forward.where})"
+    conv.set("reinject", "protocol", m.group(1), origin)
+    conv.set("reinject", "host", m.group(2), origin)
+    conv.set("reinject", "port", int(m.group(3)), origin)
+    if notify is not None and notify.value != forward.value:
+        conv.note(notify, "scanner sends notices and DSNs to the same next hop as mail "
+                          "([reinject])")
+
+
+def _clamd(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
+    statement = last.get("@av_scanners")
+    if statement is None:
+        return
+    sockets = _CLAMD_ENTRY.findall(statement.text)
+    if not sockets:
+        return  # listed among the notes with its advice
+    handled.add("@av_scanners")
+    conv.note(statement, "ClamAV-clamd's socket is converted ([checks.settings.clamav] "
+                         "endpoints); the other scanners of the list are not supported")
+    endpoints = [f"tcp:{s.strip('[]')}" if ":" in s and not s.startswith("/") else f"unix:{s}"
+                 for s in sockets]
+    conv.set("checks.settings.clamav", "endpoints", endpoints,
+             f"@av_scanners ClamAV-clamd ({statement.where})")
+
+
+def render(conv: Conversion) -> str:
+    """The converted configuration as TOML, the notes as comments at the end."""
+    lines = ["# scanner configuration converted from amavis (scanner config from-amavis).",
+             "# Read, in this order:"]
+    lines += [f"#   {f}" for f in conv.files]
+    lines += ["# Review it, then run `scanner config check FILE`. Settings amavis had that",
+              "# are not converted are listed at the end.", ""]
+    for section in ("server", "reinject", "policy", "decode", "quarantine",
+                    "checks.settings.clamav"):
+        values = conv.sections.get(section)
+        if not values:
+            continue
+        lines.append(f"[{section}]")
+        for key, (value, origin) in values.items():
+            lines.append(f"{key} = {_toml_value(value)}  # {origin}")
+        lines.append("")
+    if conv.listeners:
+        lines.append(f"# listeners from {conv.listener_origin}")
+        for listener in conv.listeners:
+            lines.append("[[listeners]]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in listener.items()]
+            lines.append("")
+    lines += _render_notes(conv.notes)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _render_notes(notes: list[Note]) -> list[str]:
+    if not notes:
+        return ["# Every amavis setting found was converted."]
+    lines = [f"# Not converted ({len(notes)}):"]
+    by_reason: dict[str, list[Note]] = {}
+    for note in notes:
+        by_reason.setdefault(note.reason, []).append(note)
+    for reason, group in by_reason.items():
+        lines.append("#")
+        lines.append(f"# {reason}:")
+        for note in group:
+            first = " ".join(note.text.split())
+            if len(first) > 70:
+                first = first[:67] + "..."
+            lines.append(f"#   {note.where}: {first}")
+    return lines
+
+
+def _drop_invalid(conv: Conversion) -> None:
+    """Move a converted value scanner refuses (e.g. ``$max_servers = 0``) to the notes."""
+    for section, values in conv.sections.items():
+        for key, (value, origin) in list(values.items()):
+            try:
+                cfgmod.loads(f"[{section}]\n{key} = {_toml_value(value)}\n", "amavis")
+            except ConfigError as exc:
+                del values[key]
+                reason = str(exc).removeprefix("amavis: ")
+                conv.notes.append(Note(origin, key, f"{key} = {_toml_value(value)}",
+                                       f"scanner refuses the converted value ({reason})"))
+
+
+def convert_to_toml(paths: list[Path], predefined: dict[str, str] | None = None
+                    ) -> tuple[str, Conversion]:
+    """Convert and check that scanner accepts the result (a ConfigError names the key)."""
+    conv = convert(paths, predefined)
+    _drop_invalid(conv)
+    text = render(conv)
+    cfgmod.loads(text, "the converted configuration")
+    return text, conv

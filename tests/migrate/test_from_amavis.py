@@ -1,0 +1,171 @@
+"""``scanner config from-amavis``: amavis settings mapped onto scanner.toml."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanner import config as cfgmod
+from scanner.errors import ConfigError
+from scanner.migrate.amavis import config_files, convert_to_toml
+
+REPO = Path(__file__).resolve().parents[2]
+
+SITE_CONF = r"""
+use strict;
+$mydomain = 'example.com';
+$myhostname = 'mx1.example.com';
+$max_servers = 4;            # amavis's processes
+$max_requests = 50;
+$inet_socket_port = [10024, 10026];
+$interface_policy{'10026'} = 'ORIGINATING';
+$forward_method = 'smtp:[127.0.0.1]:10025';
+$notify_method  = $forward_method;
+@local_domains_acl = ( ".$mydomain", "example.net" );
+@mynetworks = qw( 127.0.0.0/8 [::1] 192.168.0.0/16 );
+$sa_tag_level_deflt  = 3.0;
+$sa_tag2_level_deflt = 5.5;
+$sa_kill_level_deflt = 8;
+$sa_dsn_cutoff_level = 12;
+$sa_spam_subject_tag = '[SPAM] ';
+$final_virus_destiny = D_REJECT;
+$final_spam_destiny  = D_DISCARD;
+$virus_admin = "postmaster\@$mydomain";
+$MAXLEVELS = 10;
+$MAX_EXPANSION_QUOTA = 100*1024*1024;
+$QUARANTINEDIR = '/var/virusmails';
+$banned_filename_re = new_RE( qr'\.exe$'i );
+@av_scanners = (
+ ['ClamAV-clamd',
+   \&ask_daemon, ["CONTSCAN {}\n", "/run/clamav/clamd.ctl"],
+   qr/\bOK$/m, qr/\bFOUND$/m, qr/^.*?: (?!Infected Archive)(.*) FOUND$/m ],
+);
+1;  # ensure a defined return
+"""
+
+
+def _convert(tmp_path: Path, text: str) -> tuple[cfgmod.Config, str]:
+    path = tmp_path / "amavisd.conf"
+    path.write_text(text, encoding="utf-8")
+    toml, _ = convert_to_toml([path])
+    return cfgmod.loads(toml, "converted"), toml
+
+
+def test_a_site_configuration_maps_onto_scanner_keys(tmp_path: Path) -> None:
+    config, toml = _convert(tmp_path, SITE_CONF)
+    assert (config.server.hostname, config.server.concurrency, config.server.max_requests) \
+        == ("mx1.example.com", 4, 50)
+    assert [(x.address, x.port, x.policy_bank) for x in config.listeners] == [
+        ("127.0.0.1", 10024, ""), ("127.0.0.1", 10026, "ORIGINATING")]
+    assert (config.reinject.protocol, config.reinject.host, config.reinject.port) \
+        == ("smtp", "127.0.0.1", 10025)
+    policy = config.policy
+    assert policy.local_domains == (".example.com", "example.net")
+    assert policy.mynetworks == ("127.0.0.0/8", "::1", "192.168.0.0/16")
+    assert (policy.tag_level, policy.tag2_level, policy.kill_level,
+            policy.dsn_cutoff_level) == (3.0, 5.5, 8, 12)
+    assert policy.subject_tag2 == "[SPAM] "
+    assert (policy.virus_destiny, policy.spam_destiny) == ("reject", "discard")
+    # amavis's @banned_admin_maps falls back to $virus_admin
+    assert dict(policy.notify_admin) == {"virus": "postmaster@example.com",
+                                         "banned": "postmaster@example.com"}
+    assert (config.decode.max_depth, config.decode.max_quota) == (10, 100 * 1024 * 1024)
+    assert config.checks.settings["clamav"]["endpoints"] == ["unix:/run/clamav/clamd.ctl"]
+    # each converted key says where it came from; what was not converted is listed
+    assert "tag2_level = 5.5  # $sa_tag2_level_deflt (" in toml
+    notes = toml[toml.index("# Not converted"):]
+    assert "$banned_filename_re = new_RE" in notes and "[checks.settings.banned]" in notes
+    assert "$QUARANTINEDIR = '/var/virusmails'" in notes
+    assert all(line.startswith("#") for line in notes.splitlines())
+
+
+def test_the_last_assignment_wins_in_run_parts_order(tmp_path: Path) -> None:
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    (conf_d / "20-defaults").write_text("$sa_tag2_level_deflt = 6.31;\n")
+    (conf_d / "50-user").write_text("$sa_tag2_level_deflt = 5.0;\n")
+    (conf_d / "50-user.dpkg-old").write_text("$sa_tag2_level_deflt = 1.0;\n")
+    (conf_d / "99-editor~").write_text("$sa_tag2_level_deflt = 2.0;\n")
+    assert [p.name for p in config_files([conf_d])] == ["20-defaults", "50-user"]
+    toml, _ = convert_to_toml([conf_d])
+    assert cfgmod.loads(toml).policy.tag2_level == 5.0
+
+
+def test_a_later_unreadable_value_is_not_replaced_by_an_earlier_one(tmp_path: Path) -> None:
+    _, toml = _convert(tmp_path, "@bypass_virus_checks_maps = (1);\n"
+                                 "@bypass_virus_checks_maps = (\\%bypass_virus_checks);\n")
+    assert "bypass_virus_checks = " not in toml.split("# Not converted")[0]
+    assert "[policy.recipients.\"PATTERN\"]" in toml
+
+
+def test_values_scanner_refuses_become_notes_not_errors(tmp_path: Path) -> None:
+    config, toml = _convert(tmp_path, "$max_servers = 0;\n$sa_tag_level_deflt = 'high';\n"
+                                      "$final_spam_destiny = D_TEMPFAIL;\n")
+    assert config.server.concurrency == 20 and config.policy.spam_destiny == "pass"
+    assert "'server.concurrency' = 0 is too small" in toml
+    assert "D_TEMPFAIL is not a valid destiny" in toml
+
+
+def test_missing_inputs_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'nope'}: no such amavis"):
+        convert_to_toml([tmp_path / "nope"])
+    with pytest.raises(ConfigError, match="no amavis configuration files there"):
+        convert_to_toml([tmp_path])
+
+
+def _debian_root() -> Path | None:
+    for root in (Path("/"), REPO / ".cache" / "amavisd" / "root"):
+        if (root / "etc/amavis/conf.d/20-debian_defaults").exists() \
+                and (root / "usr/share/amavis/conf.d").is_dir():
+            return root
+    return None
+
+
+@pytest.mark.skipif(_debian_root() is None,
+                    reason="Debian's amavisd-new configuration is not here (scripts/"
+                           "quickstart.sh test unpacks the package into .cache/amavisd)")
+def test_debians_own_configuration_converts_and_validates(tmp_path: Path) -> None:
+    root = _debian_root()
+    assert root is not None
+    share, etc = tmp_path / "share", tmp_path / "etc"
+    shutil.copytree(root / "usr/share/amavis/conf.d", share)
+    shutil.copytree(root / "etc/amavis/conf.d", etc)
+    toml, conversion = convert_to_toml([share, etc], {"mydomain": "example.org"})
+    config = cfgmod.loads(toml)
+    assert config.policy.local_domains == (".example.org",)
+    assert (config.policy.tag2_level, config.policy.virus_destiny) == (6.31, "discard")
+    # Debian's package switches both checks off until 15-content_filter_mode is edited
+    assert config.policy.bypass_virus_checks and config.policy.bypass_spam_checks
+    assert len(conversion.notes) > 20
+    # the administrator's usual edit: the two blocks of 15-content_filter_mode uncommented
+    mode = etc / "15-content_filter_mode"
+    mode.write_text(mode.read_text().replace("#@bypass", "@bypass").replace("#   \\", "   \\"))
+    config = cfgmod.loads(convert_to_toml([share, etc], {"mydomain": "example.org"})[0])
+    assert not config.policy.bypass_virus_checks and not config.policy.bypass_spam_checks
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SCANNER_CONFIG"}
+    return subprocess.run([sys.executable, "-m", "scanner", "config", "from-amavis", *args],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+
+
+def test_the_command_writes_a_file_it_will_not_overwrite(tmp_path: Path) -> None:
+    source = tmp_path / "amavisd.conf"
+    source.write_text(SITE_CONF)
+    out = tmp_path / "scanner.toml"
+    done = _cli(str(source), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "not converted, listed as comments at the end of" in done.stderr
+    assert cfgmod.load(str(out)).server.concurrency == 4
+    again = _cli(str(source), "-o", str(out))
+    assert again.returncode == 2 and f"{out}: exists already" in again.stderr
+    missing = _cli(str(tmp_path / "none.conf"))
+    assert missing.returncode == 2 and "none.conf: no such amavis" in missing.stderr
+    bad_set = _cli(str(source), "--set", "no equals sign")
+    assert bad_set.returncode == 2 and "expected NAME=VALUE" in bad_set.stderr
