@@ -116,7 +116,8 @@ ADVICE: dict[str, str] = {
     "[policy_banks.NAME] table written by hand, then the listener's policy_bank",
     "@viruses_that_fake_sender_maps": "scanner sends no virus notices to senders",
     "@keep_decoded_original_maps": "scanner always gives clamd the original message",
-    "@local_domains_maps": "convert the lookup tables into policy.local_domains entries",
+    "@local_domains_maps": "only lists of domain strings ([\".example.com\", ...]) are "
+    "converted; turn hash and regex tables into policy.local_domains entries by hand",
     "@bypass_virus_checks_maps": "per-recipient lookups: write [policy.recipients.\"PATTERN\"] "
     "bypass_virus_checks = true for the recipients your tables name (empty tables, as in "
     "Debian's 15-content_filter_mode, mean: check everyone, scanner's default)",
@@ -353,16 +354,7 @@ def _admins(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> 
 
 
 def _lists(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
-    acl = last.get("@local_domains_acl")
-    if acl is not None:
-        handled.add("@local_domains_acl")
-        if acl.value is UNREAD:
-            conv.note(acl, _unread(acl))
-        elif all(isinstance(v, str) for v in acl.value):
-            conv.set("policy", "local_domains", list(acl.value),
-                     f"@local_domains_acl ({acl.where})")
-        else:
-            conv.note(acl, "only strings can be converted")
+    _local_domains(last, conv, handled)
     nets = last.get("@mynetworks")
     if nets is not None:
         handled.add("@mynetworks")
@@ -374,6 +366,33 @@ def _lists(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> N
                      f"@mynetworks ({nets.where})")
         else:
             conv.note(nets, ADVICE["@mynetworks"])
+
+
+def _local_domains(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
+    """``@local_domains_maps`` (a list of ACLs, e.g. ``( [".$mydomain"] )``) wins over
+    ``@local_domains_acl``, as in amavis, where the maps list refers to the ACL."""
+    maps, acl = last.get("@local_domains_maps"), last.get("@local_domains_acl")
+    for statement in (maps, acl):
+        if statement is not None:
+            handled.add(statement.target)
+    if maps is not None and maps.value is not UNREAD and all(
+            isinstance(t, list) and all(isinstance(v, str) for v in t) for t in maps.value):
+        entries = [v for table in maps.value for v in table]
+        conv.set("policy", "local_domains", entries, f"@local_domains_maps ({maps.where})")
+        if acl is not None:
+            conv.note(acl, "@local_domains_maps, converted instead, decides")
+        return
+    if maps is not None:
+        conv.note(maps, _unread(maps) if maps.value is UNREAD else ADVICE["@local_domains_maps"])
+    if acl is None:
+        return
+    if acl.value is UNREAD:
+        conv.note(acl, _unread(acl))
+    elif all(isinstance(v, str) for v in acl.value):
+        conv.set("policy", "local_domains", list(acl.value),
+                 f"@local_domains_acl ({acl.where})")
+    else:
+        conv.note(acl, "only strings can be converted")
 
 
 def _listeners(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:

@@ -169,3 +169,12 @@ def test_the_command_writes_a_file_it_will_not_overwrite(tmp_path: Path) -> None
     assert missing.returncode == 2 and "none.conf: no such amavis" in missing.stderr
     bad_set = _cli(str(source), "--set", "no equals sign")
     assert bad_set.returncode == 2 and "expected NAME=VALUE" in bad_set.stderr
+
+
+def test_local_domains_maps_of_acls_become_local_domains(tmp_path: Path) -> None:
+    config, _ = _convert(tmp_path, "$mydomain = 'example.com';\n"
+                                   "@local_domains_maps = ( [\".$mydomain\"], ['example.net'] );\n")
+    assert config.policy.local_domains == (".example.com", "example.net")
+    _, toml = _convert(tmp_path, "@local_domains_maps = ( \\%local_domains );\n")
+    assert "local_domains =" not in toml.split("# Not converted")[0]
+    assert "@local_domains_maps = ( \\%local_domains )" in toml
