@@ -175,6 +175,18 @@ def test_cross_period_bench_trains_on_older_folders_and_tests_on_later_ones(tmp_
     assert 0 < figures["one_minus_roca_pct"] < 100  # a real evaluation, not a constant
 
 
+def test_format_shift_bench_scores_every_packaging_of_the_same_messages(tmp_path: Path
+                                                                       ) -> None:
+    out = _run("bench/classifier/format_shift.py", "--json", str(tmp_path / "f.json"))
+    assert "later single-text/plain messages: " in out
+    figures = json.loads((tmp_path / "f.json").read_text())
+    assert set(figures) == {"original", "utf8-base64", "utf8-qp", "html-alternative"}
+    for form in figures.values():
+        assert 0 <= form["ham_mean"] < form["spam_mean"] <= 1
+    # the forms are scored on really different bytes: some figure must differ
+    assert len({round(f["spam_mean"], 6) for f in figures.values()}) > 1
+
+
 def test_cross_period_bench_refuses_to_test_on_its_training_mail() -> None:
     done = subprocess.run([sys.executable, "bench/classifier/cross_period.py", "--only",
                            "scanner", "--test-ham", "hard_ham"], cwd=REPO,
