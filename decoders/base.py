@@ -53,6 +53,7 @@ class Child:
     text: str | None = None
     html: str | None = None  # an HTML leaf's decoded markup; its text is rendered on demand
     detected_type: str | None = None
+    aliases: tuple[str, ...] = ()  # other names the container gives the same bytes
 
 
 @runtime_checkable

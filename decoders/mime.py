@@ -20,7 +20,7 @@ from decoders.mimeutil import (
     ambiguity,
     content_type,
     decode_transfer,
-    filename,
+    filenames,
     header_list,
     parse_headers,
     split_head_body,
@@ -89,11 +89,13 @@ class MimeDecoder:
     def _leaf(self, msg: Message, body: memoryview, ctype: str | None, ctx: DecodeContext) -> Child:
         cte = str(msg.get("content-transfer-encoding", "") or "")
         data = decode_transfer(body, cte)
+        names = filenames(msg)
         child = Child(
             blob=ctx.blob(data),
-            name=filename(msg),
+            name=names[0] if names else None,
             declared_type=ctype,
             headers=header_list(msg),
+            aliases=tuple(names[1:]),
         )
         if ctype in MESSAGE_TYPES:
             child.detected_type = "mail"

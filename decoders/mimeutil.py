@@ -172,6 +172,66 @@ def filename(msg: Message) -> str | None:
     return clean_name(decode_words(name))
 
 
+_NAME_PARAMS = frozenset({"filename", "name"})
+_RAW_NAME = re.compile(r"(?i)(?:^|;)\s*(?:file)?name\*?(?:\d+\*?)?\s*=\s*(\"[^\"]*\"|[^;\s]+)")
+
+
+def filenames(msg: Message) -> list[str]:
+    """Every file name the entity declares, the one :func:`filename` picks first.
+
+    Readers disagree when an entity names itself more than once: Content-Type ``name=``
+    against Content-Disposition ``filename=``, ``filename=`` against ``filename*=``, a
+    repeated parameter or header. A name with a NUL also counts as what a C reader sees
+    (cut at the NUL). Banned-name rules must see all of them.
+    """
+    found: list[str] = []
+    first = filename(msg)
+    if first is not None:
+        found.append(first)
+    for header in ("content-disposition", "content-type"):
+        for value in msg.get_all(header) or []:
+            for raw in _header_names(str(value)):
+                for variant in (raw, raw.split("\0", 1)[0]):
+                    name = clean_name(decode_words(variant))
+                    if name is not None and name not in found:
+                        found.append(name)
+    return found
+
+
+def _header_names(value: str) -> list[str]:
+    """The name/filename parameters of one header value (RFC 2231 decoded); a value the
+    stdlib cannot parse (``filename*=`` mixed with ``filename*0*=``) is read with a
+    plain pattern instead."""
+    entity = Entity()
+    entity["content-type"] = value
+    try:
+        params = entity.get_params(header="content-type") or []
+    except Exception:
+        return [_unquote_2231(m.strip('"')) for m in _RAW_NAME.findall(value)]
+    names = []
+    for key, val in params[1:]:
+        if key.strip().lower() not in _NAME_PARAMS:
+            continue
+        if isinstance(val, tuple):  # an undecoded RFC 2231 triple
+            charset, _, text = val
+            val = text.encode("latin-1", "replace").decode(safe_charset(charset), "replace")
+        names.append(str(val))
+    return names
+
+
+_RFC2231_PREFIX = re.compile(r"^[\w.-]*'[\w-]*'")
+
+
+def _unquote_2231(value: str) -> str:
+    """``utf-8''a%2Ejs`` -> ``a.js``; other values unchanged."""
+    m = _RFC2231_PREFIX.match(value)
+    if m is None:
+        return value
+    from urllib.parse import unquote
+
+    return unquote(value[m.end() :], errors="replace")
+
+
 def content_type(msg: Message) -> str | None:
     if msg.get("content-type") is None:
         return None

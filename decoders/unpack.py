@@ -95,6 +95,7 @@ class _Expander:
             blob=child.blob,
             declared_type=child.declared_type,
             name=child.name,
+            aliases=child.aliases,
             parent=parent.index,
             flags=set(child.flags),
             plain_text=child.text,
