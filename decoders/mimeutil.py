@@ -15,6 +15,8 @@ from email.parser import BytesHeaderParser
 _SEP = re.compile(rb"\r?\n\r?\n")
 _NL = re.compile(rb"\n")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_PAD_THEN_DATA = re.compile(rb"=[^A-Za-z0-9+/]*[A-Za-z0-9+/]")  # data after padding
+_PADDING = re.compile(rb"=+")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -242,11 +244,26 @@ def content_type(msg: Message) -> str | None:
 
 
 def decode_base64(body: bytes | memoryview) -> bytes:
+    """Decode a base64 body leniently: junk characters are skipped, missing padding
+    is added, and padding in the middle does not end the data.
+
+    ``binascii`` stops at the first padding, so a body made of separately encoded
+    pieces (``TQ==`` then the rest of an executable) decoded to its first piece
+    alone, while readers that go on past the padding got the whole file (clamd's
+    whole-message scan missed it too). The pieces are decoded one after the other.
+    """
+    if _PAD_THEN_DATA.search(body) is not None:
+        return b"".join(_b64_piece(p) for p in _PADDING.split(bytes(body)))
     try:  # the common case: clean base64, decoded without extra copies
         return binascii.a2b_base64(body)
     except (binascii.Error, ValueError):
         pass
-    data = _B64_JUNK.sub(b"", bytes(body).split(b"=", 1)[0])
+    return _b64_piece(bytes(body))
+
+
+def _b64_piece(piece: bytes) -> bytes:
+    """One run of base64 without padding inside: junk dropped, padding made right."""
+    data = _B64_JUNK.sub(b"", piece.split(b"=", 1)[0])
     data = data[: len(data) - len(data) % 4] if len(data) % 4 == 1 else data
     data += b"=" * (-len(data) % 4)
     try:
@@ -255,9 +272,18 @@ def decode_base64(body: bytes | memoryview) -> bytes:
         return b""
 
 
+_CTE_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def transfer_encoding(value: str) -> str:
+    """A Content-Transfer-Encoding value as a token: comments (RFC 2045 allows them),
+    quotes, spacing and case removed, so ``"base64"`` and ``base64 (x)`` are ``base64``."""
+    return _CTE_COMMENT.sub("", value).replace('"', "").strip().lower()
+
+
 def decode_transfer(body: bytes | memoryview, cte: str) -> bytes | memoryview:
     """Undo the Content-Transfer-Encoding (base64, quoted-printable, uuencode)."""
-    cte = cte.strip().lower()
+    cte = transfer_encoding(cte)
     if cte == "base64":
         return decode_base64(body)
     if cte == "quoted-printable":
