@@ -4,9 +4,10 @@ Part 1 is the whole message; every decoded part follows depth first. Each part i
 (libmagic), handed to the first decoder for its type, and its children are expanded in
 turn. Limits are enforced on bytes actually produced: hitting one stops that branch,
 records a ``DECODE_LIMIT_*`` hit and marks the message unchecked. Decoder errors become
-``DECODE_CORRUPT`` (damaged part) or ``DECODE_FAIL`` (unexpected error) and decoding goes
-on with the rest. ``unpack`` never raises; the result owns a private temporary directory
-that ``close()`` (or leaving its ``with`` block) removes.
+``DECODE_CORRUPT`` (damaged part) or ``DECODE_FAIL`` (unexpected error), which mark the
+message unchecked too (what the part holds past the damage was never looked at), and
+decoding goes on with the rest. ``unpack`` never raises; the result owns a private
+temporary directory that ``close()`` (or leaving its ``with`` block) removes.
 """
 
 from __future__ import annotations
@@ -151,12 +152,14 @@ class _Expander:
             self.limit(exc, part)
         except Unsupported as exc:
             self.hit("DECODE_UNSUPPORTED", part, str(exc)[:200])
-        except CorruptPart as exc:
+        except CorruptPart as exc:  # what lies past the damage was not checked
             part.flags.add("corrupt")
+            self.out.unchecked = True
             self.hit("DECODE_CORRUPT", part, part.path_string(), str(exc)[:200])
         except Exception as exc:  # a decoder bug or a library choking on hostile input
             log.debug("decoder %s failed on %s", decoder.name, part.path_string(), exc_info=True)
             part.flags.add("corrupt")
+            self.out.unchecked = True
             self.hit("DECODE_FAIL", part, decoder.name, f"{type(exc).__name__}: {exc}"[:200])
         finally:
             close = getattr(children, "close", None)

@@ -209,3 +209,19 @@ def test_truncated_tar_member_keeps_what_was_there() -> None:
         member = result.parts[3]
         assert member.name == "setup.exe" and member.data() == exe[:10_000]
         assert "corrupt" in member.flags and "DECODE_CORRUPT" in result.symbols()
+
+
+@pytest.mark.parametrize("what", ["zip cut in its first member", "7z cut short", "tgz cut short"])
+def test_truncated_archive_is_unchecked_not_clean(what: str) -> None:
+    # a damaged container hides whatever lies past the damage: it used to be
+    # DECODE_CORRUPT with no category, i.e. a CLEAN message
+    from scanner.scores import load_scores
+
+    exe = pe_exe(os.urandom(4000))
+    whole = {"zip cut in its first member": zip_bytes({"setup.exe": exe}, zipfile.ZIP_STORED),
+             "7z cut short": sevenzip_bytes({"setup.exe": exe}),
+             "tgz cut short": tar_bytes({"setup.exe": exe}, "w:gz")}[what]
+    with unpack(message(("files.bin", whole[: len(whole) // 3]))) as result:
+        assert result.unchecked, result.hits
+        categories = {load_scores().get(h.symbol).category for h in result.hits}
+        assert "UNCHECKED" in categories, result.hits
