@@ -62,8 +62,8 @@ class Decoder(Protocol):
 
     Optional extras: ``order`` (int, lower is tried first, default 100) and
     ``wants(part) -> bool``, a cheap test for decoders of common types (plain text,
-    HTML, executables) that usually find nothing; parts it declines stay leaves and
-    never count against the depth limit.
+    HTML, executables) that usually find nothing; a part it declines goes to the next
+    decoder of its type, or stays a leaf (never counting against the depth limit).
     """
 
     name: str

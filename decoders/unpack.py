@@ -31,7 +31,7 @@ from decoders.base import (
 from decoders.context import Blob, DecodeContext
 from decoders.filetype import detect, mismatch_hits
 from decoders.part import Part
-from decoders.registry import dispatch, load_decoders
+from decoders.registry import candidates, load_decoders
 from scanner.task import Hit
 
 log = logging.getLogger(__name__)
@@ -117,17 +117,21 @@ class _Expander:
         part.magic = description
         part.detected_type = forced or short
 
+    def choose(self, part: Part) -> Decoder | None:
+        """The first decoder for the part's type whose ``wants`` (if any) accepts it."""
+        for decoder in candidates(self.decoders, part.detected_type):
+            wants = getattr(decoder, "wants", None)
+            try:
+                if wants is None or wants(part):
+                    return decoder
+            except Exception:
+                continue
+        return None
+
     def expand(self, part: Part) -> None:
-        decoder = dispatch(self.decoders, part.detected_type)
+        decoder = self.choose(part)
         if decoder is None:
             return
-        wants = getattr(decoder, "wants", None)
-        if wants is not None:
-            try:
-                if not wants(part):
-                    return
-            except Exception:
-                return
         try:
             self.ctx.check_time()
             if part.depth >= self.ctx.limits.max_depth:
