@@ -225,3 +225,14 @@ def test_truncated_archive_is_unchecked_not_clean(what: str) -> None:
         assert result.unchecked, result.hits
         categories = {load_scores().get(h.symbol).category for h in result.hits}
         assert "UNCHECKED" in categories, result.hits
+
+
+@pytest.mark.parametrize("junk", [b"hello world\n" * 300, os.urandom(3000).replace(b"PK", b"pk")],
+                         ids=["text", "binary"])
+def test_zip_behind_prepended_junk_is_decoded(junk: bytes) -> None:
+    # 7-Zip, WinRAR and Python's zipfile open it; libmagic called it text or data, so
+    # an invoice.js inside was never seen
+    data = junk + zip_bytes({"invoice.js": b"WScript.Echo(1)\n"})
+    with unpack(message(("files.zip", data))) as result:
+        assert result.parts[2].detected_type == "zip"
+        assert [p.name for p in result.parts[3:]] == ["invoice.js"]
