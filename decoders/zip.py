@@ -213,7 +213,9 @@ class ZipDecoder:
                     if info.filename.endswith("/"):  # not is_dir(): it fails on ""
                         continue
                     if info.flag_bits & 0x1 or info.compress_type == AES:
-                        ctx.mark_encrypted(part, info.filename)
+                        named = ctx.name_only(part, clean_name(info.filename))
+                        if named is not None:
+                            yield named
                         continue
                     try:
                         if info.compress_type == DEFLATE64:

@@ -95,7 +95,25 @@ def test_7z_encrypted(header_encryption: bool) -> None:
         assert result.encrypted and result.unchecked
         assert "DECODE_ENCRYPTED" in result.symbols()
         assert "encrypted" in result.parts[2].flags
-        assert result.parts[2].is_leaf
+        # readable headers: the members' names come out as empty parts; else a leaf
+        names = {p.name for p in result.parts[3:]}
+        assert names == (set() if header_encryption else set(PAYLOAD))
+        assert all(p.size == 0 and "encrypted-member" in p.flags for p in result.parts[3:])
+
+
+@pytest.mark.parametrize("kind", ["zipcrypto", "7z"])
+def test_banned_name_inside_an_encrypted_archive_is_banned(kind: str) -> None:
+    # the names of an encrypted zip's or 7z's members are readable: a setup.exe there
+    # was only UNCHECKED (passed, tagged, by default), never BANNED
+    from scanner.banned import find_banned
+
+    members = {"setup.exe": pe_exe(), "readme.txt": b"see setup\n"}
+    data = (libarchive_bytes("zip", members, options="encryption=zipcrypt", passphrase="pw")
+            if kind == "zipcrypto" else sevenzip_bytes(members, password="pw"))
+    with unpack(message(("locked.bin", data))) as result:
+        assert "DECODE_ENCRYPTED" in result.symbols()
+        hits = find_banned(result.parts)
+        assert [h.part.rsplit("N=", 1)[-1] for h in hits] == ["setup.exe"]
 
 
 def test_zip_encrypted_member() -> None:
