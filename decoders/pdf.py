@@ -142,6 +142,7 @@ def _lzw(data: bytes, limit: int) -> bytes:
         while nbits >= width:
             nbits -= width
             code = (bits >> nbits) & ((1 << width) - 1)
+            bits &= (1 << nbits) - 1  # keep only the bits not used yet
             if code == 256:
                 table, width, prev = table[:258], 9, b""
                 continue
@@ -154,7 +155,7 @@ def _lzw(data: bytes, limit: int) -> bytes:
             else:
                 return bytes(out)  # a code that cannot be there: damaged stream
             out += entry
-            if prev:
+            if prev and len(table) < 4096:  # a full table stays as it is until a clear
                 table.append(prev + entry[:1])
             prev = entry
             if len(table) + 1 >= 1 << width and width < 12:

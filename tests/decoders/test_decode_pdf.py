@@ -95,3 +95,16 @@ def test_lzw_filter_example_of_the_pdf_reference() -> None:
 
     encoded = bytes.fromhex("800B6050220C0C8501")
     assert _unfilter(b"/Filter /LZWDecode", encoded, 100) == b"-----A---B"
+
+
+def test_lzw_time_is_linear_in_the_stream() -> None:
+    # the bit buffer was never trimmed, so every code cost time in proportion to the
+    # bytes read so far: 2 MB of codes took minutes instead of a fraction of a second
+    import time
+
+    from decoders.pdf import _unfilter
+
+    began = time.monotonic()
+    out = _unfilter(b"/Filter /LZW", b"\x80" + b"\0" * 2_000_000, 50_000_000)
+    assert len(out) > 1_000_000
+    assert time.monotonic() - began < 10
