@@ -11,6 +11,7 @@ from email import policy
 from email.header import decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser
+from email.utils import unquote
 
 _SEP = re.compile(rb"\r?\n\r?\n")
 _NL = re.compile(rb"\n")
@@ -191,8 +192,9 @@ def filenames(msg: Message) -> list[str]:
     if first is not None:
         found.append(first)
     for header in ("content-disposition", "content-type"):
-        for value in msg.get_all(header) or []:
-            for raw in _header_names(str(value)):
+        for i, value in enumerate(msg.get_all(header) or []):
+            # the first value's parameters are already parsed (and cached) on ``msg``
+            for raw in _header_names(msg if i == 0 else None, header, str(value)):
                 for variant in (raw, raw.split("\0", 1)[0]):
                     name = clean_name(decode_words(variant))
                     if name is not None and name not in found:
@@ -200,14 +202,15 @@ def filenames(msg: Message) -> list[str]:
     return found
 
 
-def _header_names(value: str) -> list[str]:
-    """The name/filename parameters of one header value (RFC 2231 decoded); a value the
-    stdlib cannot parse (``filename*=`` mixed with ``filename*0*=``) is read with a
-    plain pattern instead."""
-    entity = Entity()
-    entity["content-type"] = value
-    try:
-        params = entity.get_params(header="content-type") or []
+def _header_names(msg: Message | None, header: str, value: str) -> list[str]:
+    """The name/filename parameters of one header value (RFC 2231 decoded), parsed on
+    ``msg`` when it holds the value first, else on its own; a value the stdlib cannot
+    parse (``filename*=`` mixed with ``filename*0*=``) is read with a plain pattern."""
+    if msg is None:
+        msg = Entity()
+        msg[header] = value
+    try:  # the raw (cached) list: get_params would unquote every junk parameter too
+        params = msg._get_params_preserve(None, header) or []  # type: ignore[attr-defined]
     except Exception:
         return [_unquote_2231(m.strip('"')) for m in _RAW_NAME.findall(value)]
     names = []
@@ -216,8 +219,9 @@ def _header_names(value: str) -> list[str]:
             continue
         if isinstance(val, tuple):  # an undecoded RFC 2231 triple
             charset, _, text = val
-            val = text.encode("latin-1", "replace").decode(safe_charset(charset), "replace")
-        names.append(str(val))
+            val = unquote(text).encode("latin-1", "replace").decode(
+                safe_charset(charset), "replace")
+        names.append(unquote(str(val)))
     return names
 
 
