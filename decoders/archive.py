@@ -67,7 +67,9 @@ class LibarchiveDecoder:
                         continue
                     name = clean_name(entry.pathname)
                     if is_encrypted(entry._entry_p) > 0:
-                        ctx.mark_encrypted(part, name)
+                        named = ctx.name_only(part, name)
+                        if named is not None:
+                            yield named
                         continue
                     writer = ctx.writer()
                     try:
@@ -76,7 +78,9 @@ class LibarchiveDecoder:
                     except libarchive.ArchiveError as exc:
                         writer.discard()
                         if _encrypted_error(str(exc)):
-                            ctx.mark_encrypted(part, name)
+                            named = ctx.name_only(part, name)
+                            if named is not None:
+                                yield named
                             continue
                         raise
                     except BaseException:

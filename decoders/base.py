@@ -53,6 +53,7 @@ class Child:
     text: str | None = None
     html: str | None = None  # an HTML leaf's decoded markup; its text is rendered on demand
     detected_type: str | None = None
+    aliases: tuple[str, ...] = ()  # other names the container gives the same bytes
 
 
 @runtime_checkable
@@ -61,8 +62,8 @@ class Decoder(Protocol):
 
     Optional extras: ``order`` (int, lower is tried first, default 100) and
     ``wants(part) -> bool``, a cheap test for decoders of common types (plain text,
-    HTML, executables) that usually find nothing; parts it declines stay leaves and
-    never count against the depth limit.
+    HTML, executables) that usually find nothing; a part it declines goes to the next
+    decoder of its type, or stays a leaf (never counting against the depth limit).
     """
 
     name: str

@@ -16,9 +16,12 @@ import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from decoders.base import LimitExceeded, Limits
+
+if TYPE_CHECKING:
+    from decoders.base import Child
 
 CHUNK = 64 * 1024
 
@@ -157,6 +160,17 @@ class DecodeContext:
             flags.add("encrypted")
         if member:
             self.encrypted_names.append(member)
+
+    def name_only(self, part: object, name: str | None) -> Child | None:
+        """A child for an encrypted member: no bytes (none could be read), but its name,
+        so banned-name rules still apply to it (``setup.exe`` in an encrypted zip is
+        banned, not only unchecked). Also marks ``part`` encrypted."""
+        from decoders.base import Child
+
+        self.mark_encrypted(part, name)
+        if not name:
+            return None
+        return Child(blob=self.blob(b""), name=name, flags={"encrypted-member"})
 
     def writer(self) -> BlobWriter:
         return BlobWriter(self)

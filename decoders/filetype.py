@@ -3,7 +3,9 @@
 ``detect()`` returns ``(short_type, magic_description)``. A few types are refined beyond
 what libmagic says: OLE compound files become doc/xls/ppt/msi/msg by their streams,
 OOXML zips become docm/xlsm/pptm when they carry a VBA project, and text that starts
-like an RFC 5322 header block (or an mbox ``From`` line) becomes ``mail``.
+like an RFC 5322 header block (or an mbox ``From`` line) becomes ``mail``, and text or
+data that ends like a zip (junk prepended to an archive, which 7-Zip still opens)
+becomes ``zip``.
 
 ``mismatch_hits()`` compares the detected type with the declared MIME type and the name
 extension and yields ``MIME_TYPE_MISMATCH`` / ``MIME_EXT_MISMATCH`` hits naming the part.
@@ -41,6 +43,8 @@ _MAIL_HEADERS = frozenset({
     b"newsgroups", b"x-original-to", b"envelope-to", b"dkim-signature", b"arc-seal",
     b"authentication-results",
 })
+_EOCD = b"PK\x05\x06"
+_EOCD_SEARCH = 22 + 65535 + 4  # the record plus the longest zip comment
 _OOXML_MACRO = {"docx": "docm", "xlsx": "xlsm", "pptx": "pptm", "ooxml": "ooxml"}
 
 
@@ -164,6 +168,22 @@ def _refine_zip(blob: Blob, short: str) -> str:
     return short
 
 
+def zip_at_end(blob: Blob) -> bool:
+    """True when ``blob`` ends like a zip (an end-of-central-directory record) although
+    it does not start like one: 7-Zip, WinRAR and Python open a zip behind any
+    prepended junk, so text or data in front must not hide it."""
+    if blob.size < 22:
+        return False
+    with blob.open() as fh:
+        fh.seek(max(0, blob.size - _EOCD_SEARCH))
+        if _EOCD not in fh.read():
+            return False
+        try:
+            return zipfile.is_zipfile(fh)
+        except (OSError, ValueError):
+            return False
+
+
 def detect(blob: Blob) -> tuple[str, str]:
     """The short type and libmagic description of ``blob``."""
     with blob.open() as fh:
@@ -172,6 +192,8 @@ def detect(blob: Blob) -> tuple[str, str]:
     if "text" in quick and b"\0" not in head[:65536] and head[257:262] != b"ustar":
         short_text = classify_text(head)
         if short_text is not None:
+            if short_text == "asc" and zip_at_end(blob):
+                return "zip", quick
             return short_text, quick
     description = describe(head)
     short = short_type(description)
@@ -181,6 +203,8 @@ def detect(blob: Blob) -> tuple[str, str]:
         short = _refine_zip(blob, short)
     elif short in ("asc", "dat") and looks_like_mail(head):
         short = "mail"
+    elif short in ("asc", "dat") and zip_at_end(blob):
+        short = "zip"
     return short, description
 
 

@@ -1,7 +1,9 @@
 """MIME decoder: a message (type ``mail``) -> its leaf body parts, flattened like amavis.
 
 Multiparts are split on their boundary lines (nested multiparts are walked in place,
-up to ``MAX_NESTING``), each leaf body is transfer-decoded (base64, quoted-printable,
+up to ``MAX_NESTING``; deeper ones stay leaves and the part gets ``DECODE_LIMIT_DEPTH``;
+a multipart without a boundary parameter is split on its first ``--token`` line and
+flagged ambiguous), each leaf body is transfer-decoded (base64, quoted-printable,
 uuencode, 7bit/8bit/binary) and emitted with its headers, declared type and decoded
 file name. ``message/rfc822`` bodies are emitted as raw ``mail`` parts, so each nested
 message is one decoding level and the depth limit applies. text/plain and text/html
@@ -14,13 +16,13 @@ import re
 from collections.abc import Iterator
 from email.message import Message
 
-from decoders.base import Child
+from decoders.base import Child, LimitExceeded
 from decoders.context import DecodeContext
 from decoders.mimeutil import (
     ambiguity,
     content_type,
     decode_transfer,
-    filename,
+    filenames,
     header_list,
     parse_headers,
     split_head_body,
@@ -54,6 +56,21 @@ def _split(body: memoryview, boundary: str) -> Iterator[memoryview]:
         yield body[start:]  # unterminated last part
 
 
+_FIRST_DELIMITER = re.compile(rb"(?:\A|\n)--([^\r\n]{1,70}?)[ \t]*\r?\n")
+
+
+def guess_boundary(body: memoryview) -> str | None:
+    """The boundary of a multipart that names none: its first ``--token`` line.
+
+    clamd and some mail readers split such a body on its first delimiter line,
+    others show it as text; the message is flagged ambiguous either way.
+    """
+    m = _FIRST_DELIMITER.search(body[: 64 * 1024])
+    if m is None:
+        return None
+    return m.group(1).decode("latin-1").removesuffix("--") or None
+
+
 class MimeDecoder:
     """Splits a message into its MIME leaf parts."""
 
@@ -65,35 +82,48 @@ class MimeDecoder:
         head, body = split_head_body(part.data())
         msg = parse_headers(head)
         part.headers = header_list(msg)
-        yield from self._entity(msg, body, ctx, 0, part)
+        too_deep: list[bool] = []
+        yield from self._entity(msg, body, ctx, 0, part, too_deep)
+        if too_deep:  # after every other part is out: the branch beyond stays unread
+            raise LimitExceeded("depth", f"{MAX_NESTING} nested multiparts")
 
     def _entity(
-        self, msg: Message, body: memoryview, ctx: DecodeContext, nesting: int, part: Part
+        self, msg: Message, body: memoryview, ctx: DecodeContext, nesting: int, part: Part,
+        too_deep: list[bool],
     ) -> Iterator[Child]:
         why = ambiguity(msg)
         if why is not None and "ambiguous" not in part.flags:
             part.flags.add("ambiguous")
             ctx.ambiguities[part.index] = why
         ctype = content_type(msg)
-        if ctype and ctype.startswith("multipart/") and nesting < MAX_NESTING:
-            boundary = msg.get_boundary()
+        if ctype and ctype.startswith("multipart/"):
+            if nesting >= MAX_NESTING:
+                too_deep.append(True)
+                yield self._leaf(msg, body, ctype, ctx)
+                return
+            boundary = msg.get_boundary() or guess_boundary(body)
+            if boundary and not msg.get_boundary() and "ambiguous" not in part.flags:
+                part.flags.add("ambiguous")
+                ctx.ambiguities[part.index] = f"{ctype} without boundary parameter"
             if boundary:
                 for chunk in _split(body, boundary):
                     ctx.check_time()
                     head, sub_body = split_head_body(chunk)
                     yield from self._entity(parse_headers(head), sub_body, ctx, nesting + 1,
-                                            part)
+                                            part, too_deep)
                 return
         yield self._leaf(msg, body, ctype, ctx)
 
     def _leaf(self, msg: Message, body: memoryview, ctype: str | None, ctx: DecodeContext) -> Child:
         cte = str(msg.get("content-transfer-encoding", "") or "")
         data = decode_transfer(body, cte)
+        names = filenames(msg)
         child = Child(
             blob=ctx.blob(data),
-            name=filename(msg),
+            name=names[0] if names else None,
             declared_type=ctype,
             headers=header_list(msg),
+            aliases=tuple(names[1:]),
         )
         if ctype in MESSAGE_TYPES:
             child.detected_type = "mail"

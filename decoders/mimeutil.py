@@ -11,10 +11,13 @@ from email import policy
 from email.header import decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser
+from email.utils import unquote
 
 _SEP = re.compile(rb"\r?\n\r?\n")
 _NL = re.compile(rb"\n")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_PAD_THEN_DATA = re.compile(rb"=[^A-Za-z0-9+/]*[A-Za-z0-9+/]")  # data after padding
+_PADDING = re.compile(rb"=+")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -172,6 +175,69 @@ def filename(msg: Message) -> str | None:
     return clean_name(decode_words(name))
 
 
+_NAME_PARAMS = frozenset({"filename", "name"})
+_RAW_NAME = re.compile(r"(?i)(?:^|;)\s*(?:file)?name\*?(?:\d+\*?)?\s*=\s*(\"[^\"]*\"|[^;\s]+)")
+
+
+def filenames(msg: Message) -> list[str]:
+    """Every file name the entity declares, the one :func:`filename` picks first.
+
+    Readers disagree when an entity names itself more than once: Content-Type ``name=``
+    against Content-Disposition ``filename=``, ``filename=`` against ``filename*=``, a
+    repeated parameter or header. A name with a NUL also counts as what a C reader sees
+    (cut at the NUL). Banned-name rules must see all of them.
+    """
+    found: list[str] = []
+    first = filename(msg)
+    if first is not None:
+        found.append(first)
+    for header in ("content-disposition", "content-type"):
+        for i, value in enumerate(msg.get_all(header) or []):
+            # the first value's parameters are already parsed (and cached) on ``msg``
+            for raw in _header_names(msg if i == 0 else None, header, str(value)):
+                for variant in (raw, raw.split("\0", 1)[0]):
+                    name = clean_name(decode_words(variant))
+                    if name is not None and name not in found:
+                        found.append(name)
+    return found
+
+
+def _header_names(msg: Message | None, header: str, value: str) -> list[str]:
+    """The name/filename parameters of one header value (RFC 2231 decoded), parsed on
+    ``msg`` when it holds the value first, else on its own; a value the stdlib cannot
+    parse (``filename*=`` mixed with ``filename*0*=``) is read with a plain pattern."""
+    if msg is None:
+        msg = Entity()
+        msg[header] = value
+    try:  # the raw (cached) list: get_params would unquote every junk parameter too
+        params = msg._get_params_preserve(None, header) or []  # type: ignore[attr-defined]
+    except Exception:
+        return [_unquote_2231(m.strip('"')) for m in _RAW_NAME.findall(value)]
+    names = []
+    for key, val in params[1:]:
+        if key.strip().lower() not in _NAME_PARAMS:
+            continue
+        if isinstance(val, tuple):  # an undecoded RFC 2231 triple
+            charset, _, text = val
+            val = unquote(text).encode("latin-1", "replace").decode(
+                safe_charset(charset), "replace")
+        names.append(unquote(str(val)))
+    return names
+
+
+_RFC2231_PREFIX = re.compile(r"^[\w.-]*'[\w-]*'")
+
+
+def _unquote_2231(value: str) -> str:
+    """``utf-8''a%2Ejs`` -> ``a.js``; other values unchanged."""
+    m = _RFC2231_PREFIX.match(value)
+    if m is None:
+        return value
+    from urllib.parse import unquote
+
+    return unquote(value[m.end() :], errors="replace")
+
+
 def content_type(msg: Message) -> str | None:
     if msg.get("content-type") is None:
         return None
@@ -182,11 +248,26 @@ def content_type(msg: Message) -> str | None:
 
 
 def decode_base64(body: bytes | memoryview) -> bytes:
+    """Decode a base64 body leniently: junk characters are skipped, missing padding
+    is added, and padding in the middle does not end the data.
+
+    ``binascii`` stops at the first padding, so a body made of separately encoded
+    pieces (``TQ==`` then the rest of an executable) decoded to its first piece
+    alone, while readers that go on past the padding got the whole file (clamd's
+    whole-message scan missed it too). The pieces are decoded one after the other.
+    """
+    if _PAD_THEN_DATA.search(body) is not None:
+        return b"".join(_b64_piece(p) for p in _PADDING.split(bytes(body)))
     try:  # the common case: clean base64, decoded without extra copies
         return binascii.a2b_base64(body)
     except (binascii.Error, ValueError):
         pass
-    data = _B64_JUNK.sub(b"", bytes(body).split(b"=", 1)[0])
+    return _b64_piece(bytes(body))
+
+
+def _b64_piece(piece: bytes) -> bytes:
+    """One run of base64 without padding inside: junk dropped, padding made right."""
+    data = _B64_JUNK.sub(b"", piece.split(b"=", 1)[0])
     data = data[: len(data) - len(data) % 4] if len(data) % 4 == 1 else data
     data += b"=" * (-len(data) % 4)
     try:
@@ -195,9 +276,18 @@ def decode_base64(body: bytes | memoryview) -> bytes:
         return b""
 
 
+_CTE_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def transfer_encoding(value: str) -> str:
+    """A Content-Transfer-Encoding value as a token: comments (RFC 2045 allows them),
+    quotes, spacing and case removed, so ``"base64"`` and ``base64 (x)`` are ``base64``."""
+    return _CTE_COMMENT.sub("", value).replace('"', "").strip().lower()
+
+
 def decode_transfer(body: bytes | memoryview, cte: str) -> bytes | memoryview:
     """Undo the Content-Transfer-Encoding (base64, quoted-printable, uuencode)."""
-    cte = cte.strip().lower()
+    cte = transfer_encoding(cte)
     if cte == "base64":
         return decode_base64(body)
     if cte == "quoted-printable":

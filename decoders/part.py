@@ -26,6 +26,10 @@ class Part:
     detected_type: str | None = None
     magic: str | None = None
     name: str | None = None
+    # other names the container declares for these bytes (Content-Type name= against
+    # Content-Disposition filename=, a zip's local header against its central directory):
+    # readers differ on which one they use, so banned-name rules look at every one
+    aliases: tuple[str, ...] = ()
     parent: int | None = None
     flags: set[str] = field(default_factory=set)
     plain_text: str | None = None

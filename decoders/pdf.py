@@ -4,12 +4,14 @@ Our own small scanner (in the spirit of pdfid): names are normalised (``#xx`` es
 decoded, so ``/J#61vaScript`` counts), compressed object streams are inflated and
 scanned too. Flags: ``pdf_javascript`` (/JavaScript, /JS), ``pdf_openaction``
 (/OpenAction, /AA), ``pdf_launch`` (/Launch), ``pdf_embedded`` (/EmbeddedFile(s)),
-``pdf_encrypted`` (/Encrypt). Streams of type /EmbeddedFile are yielded (Flate and
-ASCIIHex filters undone) under the name their file specification gives.
+``pdf_encrypted`` (/Encrypt). Streams of type /EmbeddedFile are yielded (their filter
+chain undone in order: Flate, ASCIIHex, ASCII85, RunLength, LZW) under the name their
+file specification gives.
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 import re
 import zlib
@@ -27,6 +29,7 @@ _STREAM = re.compile(rb"stream\r?\n")
 _EF_REF = re.compile(rb"/EF\s*<<[^>]*?/(?:UF|F)\s+(\d+)\s+\d+\s+R", re.S)
 _FNAME = re.compile(rb"/(?:UF|F)\s*\(((?:\\.|[^\\)])*)\)", re.S)
 _LENGTH = re.compile(rb"/Length\s+(\d+)(?!\s+\d+\s+R)")
+_FILTER = re.compile(rb"/Filter\s*(\[[^\]]*\]|/[^\s/<>\[\]()%{}]+)")
 FLAGS = {
     b"/JavaScript": "pdf_javascript",
     b"/JS": "pdf_javascript",
@@ -68,20 +71,105 @@ def _objects(data: bytes) -> Iterator[tuple[int, bytes, bytes | None]]:
         yield int(m.group(1)), head, raw
 
 
+def filters(head: bytes) -> list[bytes]:
+    """The stream's /Filter names in the order they are undone (a name or an array)."""
+    m = _FILTER.search(head)
+    if m is None:
+        return []
+    return [_norm(n.group(0)) for n in _NAME.finditer(m.group(1))]
+
+
 def _unfilter(head: bytes, raw: bytes, limit: int) -> bytes:
-    keys = names(head)
-    if b"/FlateDecode" in keys or b"/Fl" in keys:
-        try:
-            out = zlib.decompressobj().decompress(raw, limit + 1)
-        except zlib.error:
-            return raw
+    """Undo the stream's filter chain; an unknown filter stops it (the rest stays as it is)."""
+    out = raw
+    for name in filters(head):
+        undo = _FILTERS.get(name)
+        if undo is None:
+            return out
+        out = undo(out, limit)
         if len(out) > limit:
             raise LimitExceeded("quota", "pdf stream")
-        return out
-    if b"/ASCIIHexDecode" in keys or b"/AHx" in keys:
-        hexdigits = re.sub(rb"[^0-9A-Fa-f]", b"", raw.split(b">")[0])
-        return binascii.unhexlify(hexdigits[: len(hexdigits) // 2 * 2])
-    return raw
+    return out
+
+
+def _flate(data: bytes, limit: int) -> bytes:
+    d = zlib.decompressobj()
+    try:
+        return d.decompress(data, limit + 1)
+    except zlib.error:
+        return data
+
+
+def _ascii_hex(data: bytes, limit: int) -> bytes:
+    hexdigits = re.sub(rb"[^0-9A-Fa-f]", b"", data.split(b">")[0])
+    if len(hexdigits) % 2:
+        hexdigits += b"0"  # PDF: a missing last digit is 0
+    return binascii.unhexlify(hexdigits)
+
+
+def _ascii85(data: bytes, limit: int) -> bytes:
+    text = re.sub(rb"\s", b"", data)
+    text = text.removeprefix(b"<~").split(b"~>")[0]
+    try:
+        return base64.a85decode(text)
+    except ValueError:
+        return data
+
+
+def _run_length(data: bytes, limit: int) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(data) and len(out) <= limit:
+        n = data[i]
+        if n == 128:
+            break
+        if n < 128:
+            out += data[i + 1 : i + 2 + n]
+            i += n + 2
+        else:
+            out += data[i + 1 : i + 2] * (257 - n)
+            i += 2
+    return bytes(out)
+
+
+def _lzw(data: bytes, limit: int) -> bytes:
+    """LZWDecode with early change (PDF's default): 9- to 12-bit codes, 256 clear, 257 end."""
+    out = bytearray()
+    table: list[bytes] = [bytes([i]) for i in range(256)] + [b"", b""]
+    width, prev, bits, nbits = 9, b"", 0, 0
+    for byte in data:
+        bits, nbits = (bits << 8) | byte, nbits + 8
+        while nbits >= width:
+            nbits -= width
+            code = (bits >> nbits) & ((1 << width) - 1)
+            bits &= (1 << nbits) - 1  # keep only the bits not used yet
+            if code == 256:
+                table, width, prev = table[:258], 9, b""
+                continue
+            if code == 257 or len(out) > limit:
+                return bytes(out)
+            if code < len(table):
+                entry = table[code]
+            elif code == len(table) and prev:
+                entry = prev + prev[:1]
+            else:
+                return bytes(out)  # a code that cannot be there: damaged stream
+            out += entry
+            if prev and len(table) < 4096:  # a full table stays as it is until a clear
+                table.append(prev + entry[:1])
+            prev = entry
+            if len(table) + 1 >= 1 << width and width < 12:
+                width += 1
+    return bytes(out)
+
+
+_FILTERS = {
+    b"/FlateDecode": _flate, b"/Fl": _flate,
+    b"/ASCIIHexDecode": _ascii_hex, b"/AHx": _ascii_hex,
+    b"/ASCII85Decode": _ascii85, b"/A85": _ascii85,
+    b"/RunLengthDecode": _run_length, b"/RL": _run_length,
+    b"/LZWDecode": _lzw, b"/LZW": _lzw,
+}
 
 
 def _literal(text: bytes) -> str:

@@ -3,7 +3,8 @@
 Built-in decoders are registered the same way as third-party ones (see pyproject.toml).
 An entry point may name a class (instantiated without arguments) or a ready instance.
 Order: a decoder's optional ``order`` attribute (default 100), then its name; the
-unpacker uses the first decoder whose ``handles`` contains a part's detected type.
+unpacker uses the first decoder whose ``handles`` contains a part's detected type and
+whose optional ``wants`` accepts the part.
 """
 
 from __future__ import annotations
@@ -63,3 +64,11 @@ def dispatch(decoders: Sequence[Decoder], short_type: str | None) -> Decoder | N
         if short_type in decoder.handles:
             return decoder
     return None
+
+
+def candidates(decoders: Sequence[Decoder], short_type: str | None) -> list[Decoder]:
+    """Every decoder handling ``short_type``, in order; the unpacker takes the first
+    whose ``wants`` accepts the part (text can hold uuencode or yEnc)."""
+    if not short_type:
+        return []
+    return [d for d in decoders if short_type in d.handles]

@@ -26,6 +26,7 @@ def tree_text(parts: Sequence[Part]) -> str:
             bits.append(f"M={p.declared_type}")
         if p.name:
             bits.append(f"N={p.name!r}")
+        bits.extend(f"alias={a!r}" for a in p.aliases)
         bits.append(_size(p.size))
         if p.flags:
             bits.append("[" + ",".join(sorted(p.flags)) + "]")
@@ -34,7 +35,7 @@ def tree_text(parts: Sequence[Part]) -> str:
 
 
 def parts_json(parts: Sequence[Part]) -> list[dict[str, Any]]:
-    """JSON-ready dicts: path, declared and detected type, name, size, sha256, flags."""
+    """JSON-ready dicts: path, declared and detected type, name and aliases, size, sha256, flags."""
     return [
         {
             "path": p.path_string(),
@@ -45,6 +46,7 @@ def parts_json(parts: Sequence[Part]) -> list[dict[str, Any]]:
             "detected_type": p.detected_type,
             "magic": p.magic,
             "name": p.name,
+            "aliases": list(p.aliases),
             "size": p.size,
             "sha256": p.sha256,
             "flags": sorted(p.flags),

@@ -4,9 +4,10 @@ Part 1 is the whole message; every decoded part follows depth first. Each part i
 (libmagic), handed to the first decoder for its type, and its children are expanded in
 turn. Limits are enforced on bytes actually produced: hitting one stops that branch,
 records a ``DECODE_LIMIT_*`` hit and marks the message unchecked. Decoder errors become
-``DECODE_CORRUPT`` (damaged part) or ``DECODE_FAIL`` (unexpected error) and decoding goes
-on with the rest. ``unpack`` never raises; the result owns a private temporary directory
-that ``close()`` (or leaving its ``with`` block) removes.
+``DECODE_CORRUPT`` (damaged part) or ``DECODE_FAIL`` (unexpected error), which mark the
+message unchecked too (what the part holds past the damage was never looked at), and
+decoding goes on with the rest. ``unpack`` never raises; the result owns a private
+temporary directory that ``close()`` (or leaving its ``with`` block) removes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from decoders.base import (
 from decoders.context import Blob, DecodeContext
 from decoders.filetype import detect, mismatch_hits
 from decoders.part import Part
-from decoders.registry import dispatch, load_decoders
+from decoders.registry import candidates, load_decoders
 from scanner.task import Hit
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class _Expander:
             blob=child.blob,
             declared_type=child.declared_type,
             name=child.name,
+            aliases=child.aliases,
             parent=parent.index,
             flags=set(child.flags),
             plain_text=child.text,
@@ -115,17 +117,21 @@ class _Expander:
         part.magic = description
         part.detected_type = forced or short
 
+    def choose(self, part: Part) -> Decoder | None:
+        """The first decoder for the part's type whose ``wants`` (if any) accepts it."""
+        for decoder in candidates(self.decoders, part.detected_type):
+            wants = getattr(decoder, "wants", None)
+            try:
+                if wants is None or wants(part):
+                    return decoder
+            except Exception:
+                continue
+        return None
+
     def expand(self, part: Part) -> None:
-        decoder = dispatch(self.decoders, part.detected_type)
+        decoder = self.choose(part)
         if decoder is None:
             return
-        wants = getattr(decoder, "wants", None)
-        if wants is not None:
-            try:
-                if not wants(part):
-                    return
-            except Exception:
-                return
         try:
             self.ctx.check_time()
             if part.depth >= self.ctx.limits.max_depth:
@@ -150,12 +156,14 @@ class _Expander:
             self.limit(exc, part)
         except Unsupported as exc:
             self.hit("DECODE_UNSUPPORTED", part, str(exc)[:200])
-        except CorruptPart as exc:
+        except CorruptPart as exc:  # what lies past the damage was not checked
             part.flags.add("corrupt")
+            self.out.unchecked = True
             self.hit("DECODE_CORRUPT", part, part.path_string(), str(exc)[:200])
         except Exception as exc:  # a decoder bug or a library choking on hostile input
             log.debug("decoder %s failed on %s", decoder.name, part.path_string(), exc_info=True)
             part.flags.add("corrupt")
+            self.out.unchecked = True
             self.hit("DECODE_FAIL", part, decoder.name, f"{type(exc).__name__}: {exc}"[:200])
         finally:
             close = getattr(children, "close", None)

@@ -4,13 +4,17 @@ Members are streamed through the counted writer, so sizes claimed by the headers
 never trusted. Encrypted members (traditional PKWARE or AES) are not extracted: the
 part is flagged ``encrypted``. Deflate64 members are inflated from their raw data with
 ``inflate64``, imploded ones (method 6) with our own :mod:`decoders.implode`; other
-unsupported methods (shrink, reduce, ...) are reported and skipped. A
-zip whose central directory is unreadable is retried with libarchive's streaming reader.
+unsupported methods (shrink, reduce, ...) are reported and skipped. A damaged member
+(bad CRC, lying sizes, truncated data) still yields what could be read, under its name,
+and the zip is reported corrupt; a local header naming a member differently from the
+central directory gives the part an alias. A zip whose central directory is
+unreadable is retried with libarchive's streaming reader.
 An OOXML file with a VBA project gets the ``macro`` flag.
 """
 
 from __future__ import annotations
 
+import copy
 import struct
 import zipfile
 import zlib
@@ -18,7 +22,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from decoders.base import Child, CorruptPart, Unsupported
-from decoders.context import DecodeContext
+from decoders.context import BlobWriter, DecodeContext
 from decoders.filetype_tables import ZIP_FAMILY
 from decoders.mimeutil import clean_name
 from decoders.part import Part
@@ -98,8 +102,39 @@ def _raw_deflate64(fh: BinaryIO, info: zipfile.ZipInfo, ctx: DecodeContext) -> C
     return Child(blob=blob, name=clean_name(info.filename))
 
 
-def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, ctx: DecodeContext) -> Child:
+def _local_name(fh: BinaryIO, info: zipfile.ZipInfo) -> str | None:
+    """The member's name as its local header gives it (decoded as zipfile does)."""
+    try:
+        fh.seek(info.header_offset)
+        head = fh.read(30)
+        if len(head) < 30 or head[:4] != b"PK\x03\x04":
+            return None
+        raw = fh.read(struct.unpack("<H", head[26:28])[0])
+    except (OSError, ValueError):
+        return None
+    return raw.decode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace")
+
+
+def _member(zf: zipfile.ZipFile, fh: BinaryIO, info: zipfile.ZipInfo,
+            ctx: DecodeContext) -> tuple[Child, str | None]:
+    """The member and, when it is damaged, what is wrong with it.
+
+    A damaged member still yields what it produced, under its name, flagged ``corrupt``:
+    7-Zip and unzip keep a file whose CRC or size is wrong, so its bytes and its name
+    must reach the checks. A deflated member whose declared size or CRC lies is
+    inflated again from its raw data to the end of its stream. A local header that
+    names the member differently from the central directory (readers that stream the
+    archive see that name) gives the part an alias.
+    """
+    aliases: tuple[str, ...] = ()
+    local = _local_name(fh, info)
+    if local is not None and local != info.orig_filename:
+        renamed = copy.copy(info)
+        renamed.orig_filename = local
+        aliases = tuple(n for n in (clean_name(local),) if n)
+        info = renamed
     writer = ctx.writer()
+    problem = None
     try:
         with zf.open(info) as src:
             while True:
@@ -109,12 +144,42 @@ def _member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, ctx: DecodeContext) -> C
                 writer.write(data)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
         # ValueError: a central directory whose offsets point before the file start
-        writer.discard()
-        raise CorruptPart(f"{info.filename}: {exc}") from exc
+        problem = f"{info.filename}: {exc}"
     except BaseException:
         writer.discard()
         raise
-    return Child(blob=writer.finish(), name=clean_name(info.filename))
+    if problem is not None and info.compress_type == zipfile.ZIP_DEFLATED:
+        writer = _reinflate(fh, info, ctx, writer)
+    child = Child(blob=writer.finish(), name=clean_name(info.filename), aliases=aliases)
+    if problem is not None:
+        child.flags.add("corrupt")
+    return child, problem
+
+
+def _reinflate(fh: BinaryIO, info: zipfile.ZipInfo, ctx: DecodeContext,
+               partial: BlobWriter) -> BlobWriter:
+    """Inflate a damaged member from its raw data, ignoring its sizes and CRC; keep
+    ``partial`` (what zipfile produced) when that gives no more."""
+    writer = ctx.writer()
+    try:
+        _seek_data(fh, info)
+        inflater = zlib.decompressobj(-15)
+        while not inflater.eof:
+            chunk = inflater.unconsumed_tail or fh.read(IN_CHUNK)
+            if not chunk:
+                break
+            writer.write(inflater.decompress(chunk, READ_CHUNK))
+    except (CorruptPart, zlib.error, OSError, ValueError):
+        pass
+    except BaseException:
+        writer.discard()
+        partial.discard()
+        raise
+    if writer.size > partial.size:
+        partial.discard()
+        return writer
+    writer.discard()
+    return partial
 
 
 class ZipDecoder:
@@ -148,7 +213,9 @@ class ZipDecoder:
                     if info.filename.endswith("/"):  # not is_dir(): it fails on ""
                         continue
                     if info.flag_bits & 0x1 or info.compress_type == AES:
-                        ctx.mark_encrypted(part, info.filename)
+                        named = ctx.name_only(part, clean_name(info.filename))
+                        if named is not None:
+                            yield named
                         continue
                     try:
                         if info.compress_type == DEFLATE64:
@@ -156,7 +223,10 @@ class ZipDecoder:
                         elif info.compress_type == IMPLODE:
                             yield _raw_implode(fh, info, ctx)
                         else:
-                            yield _member(zf, info, ctx)
+                            child, problem = _member(zf, fh, info, ctx)
+                            if problem is not None:
+                                problems.append(problem)
+                            yield child
                     except (NotImplementedError, Unsupported) as exc:
                         unsupported.append(f"{info.filename}: {exc}")
                     except CorruptPart as exc:

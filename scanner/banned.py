@@ -15,6 +15,10 @@ today's delivery formats:
   .xll`` ..., see ``MODERN_DELIVERY``),
 * parts whose detected type is ``exe-ms``.
 
+Name rules look at every name a part has: the one its container gives first and the
+other names it declares too (:attr:`decoders.part.Part.aliases`), each also as Windows
+saves it (trailing dots and spaces dropped), so ``invoice.js.`` is ``invoice.js``.
+
 Rules are tried in order and the first that matches decides (``ban`` or ``allow``), at
 any depth. A rule with ``inside`` also matches when an ancestor of the part matches
 (that is how "allow anything in a tar" works). Site and policy rules come from a list
@@ -42,6 +46,7 @@ class BannedPart(Protocol):
     index: int
     parent: int | None
     name: str | None
+    aliases: tuple[str, ...]
     declared_type: str | None
     detected_type: str | None
 
@@ -122,21 +127,34 @@ def build_rules(
     return tuple(own) if replace_defaults else (*own, *DEFAULT_RULES)
 
 
-def _value(part: BannedPart, kind: str) -> str | None:
+def windows_name(name: str) -> str:
+    """The name Windows saves a file under: trailing dots and spaces are dropped, so
+    ``invoice.js.`` and ``invoice.js `` are ``invoice.js``."""
+    return name.rstrip(". ")
+
+
+def part_names(part: BannedPart) -> list[str]:
+    """Every name of ``part`` (its name and aliases), each also as Windows saves it."""
+    out: list[str] = []
+    for name in (part.name, *getattr(part, "aliases", ())):
+        if not name:
+            continue
+        for variant in (name, windows_name(name)):
+            if variant and variant not in out:
+                out.append(variant)
+    return out
+
+
+def _values(part: BannedPart, kind: str) -> list[str]:
     if kind == "name":
-        return part.name
-    if kind == "mime":
-        return part.declared_type
-    return part.detected_type
+        return part_names(part)
+    value = part.declared_type if kind == "mime" else part.detected_type
+    return [value] if value else []
 
 
 def _matches(r: Rule, chain: Sequence[BannedPart]) -> bool:
     candidates = chain if r.inside else chain[:1]
-    for p in candidates:
-        value = _value(p, r.match)
-        if value and r.regex.search(value):
-            return True
-    return False
+    return any(r.regex.search(value) for p in candidates for value in _values(p, r.match))
 
 
 def verdict(

@@ -6,6 +6,7 @@ import bz2
 import io
 import lzma
 import os
+import struct
 import zipfile
 
 import pytest
@@ -15,6 +16,7 @@ from decoders.unpack import Unpacked
 from tests.decoders.builders import (
     libarchive_bytes,
     message,
+    pe_exe,
     sevenzip_bytes,
     tar_bytes,
     zip_bytes,
@@ -93,7 +95,25 @@ def test_7z_encrypted(header_encryption: bool) -> None:
         assert result.encrypted and result.unchecked
         assert "DECODE_ENCRYPTED" in result.symbols()
         assert "encrypted" in result.parts[2].flags
-        assert result.parts[2].is_leaf
+        # readable headers: the members' names come out as empty parts; else a leaf
+        names = {p.name for p in result.parts[3:]}
+        assert names == (set() if header_encryption else set(PAYLOAD))
+        assert all(p.size == 0 and "encrypted-member" in p.flags for p in result.parts[3:])
+
+
+@pytest.mark.parametrize("kind", ["zipcrypto", "7z"])
+def test_banned_name_inside_an_encrypted_archive_is_banned(kind: str) -> None:
+    # the names of an encrypted zip's or 7z's members are readable: a setup.exe there
+    # was only UNCHECKED (passed, tagged, by default), never BANNED
+    from scanner.banned import find_banned
+
+    members = {"setup.exe": pe_exe(), "readme.txt": b"see setup\n"}
+    data = (libarchive_bytes("zip", members, options="encryption=zipcrypt", passphrase="pw")
+            if kind == "zipcrypto" else sevenzip_bytes(members, password="pw"))
+    with unpack(message(("locked.bin", data))) as result:
+        assert "DECODE_ENCRYPTED" in result.symbols()
+        hits = find_banned(result.parts)
+        assert [h.part.rsplit("N=", 1)[-1] for h in hits] == ["setup.exe"]
 
 
 def test_zip_encrypted_member() -> None:
@@ -162,3 +182,75 @@ def test_plain_docx_has_no_macro_flag() -> None:
     with unpack(message(("letter.docx", zip_bytes(parts)))) as result:
         assert result.parts[2].detected_type == "docx"
         assert "macro" not in result.parts[2].flags
+
+
+def _zip_with(name: str, data: bytes) -> tuple[bytearray, int]:
+    """A one-member deflated zip and the offset of its central directory entry."""
+    raw = bytearray(zip_bytes({name: data}))
+    return raw, raw.rfind(b"PK\x01\x02")
+
+
+def test_zip_member_with_bad_crc_keeps_its_bytes_and_name() -> None:
+    # 7-Zip and unzip extract such a member with a warning; it used to be dropped,
+    # name and all, so a setup.exe in it was neither banned nor scanned by us
+    exe = pe_exe()
+    raw, cd = _zip_with("setup.exe", exe)
+    raw[14:18] = raw[cd + 16 : cd + 20] = b"\0\0\0\0"
+    with unpack(message(("a.zip", bytes(raw)))) as result:
+        member = result.parts[3]
+        assert (member.name, member.data(), member.detected_type) == ("setup.exe", exe, "exe-ms")
+        assert "corrupt" in member.flags and "DECODE_CORRUPT" in result.symbols()
+
+
+def test_zip_member_whose_sizes_lie_is_inflated_to_its_end() -> None:
+    exe = pe_exe(b"x" * 500)
+    raw, cd = _zip_with("report.pdf", exe)
+    raw[22:26] = raw[cd + 24 : cd + 28] = struct.pack("<I", 4)  # "4 bytes uncompressed"
+    with unpack(message(("a.zip", bytes(raw)))) as result:
+        assert result.parts[3].data() == exe
+        assert result.parts[3].detected_type == "exe-ms"
+
+
+def test_zip_local_header_name_differing_from_central_directory_is_an_alias() -> None:
+    raw, cd = _zip_with("invoice.js", b"WScript.Echo(1)\n")
+    raw[30:40] = b"invoice.tx"  # local header: another name of the same length
+    with unpack(message(("a.zip", bytes(raw)))) as result:
+        member = result.parts[3]
+        assert member.data() == b"WScript.Echo(1)\n"
+        assert {member.name, *member.aliases} == {"invoice.js", "invoice.tx"}
+
+
+def test_truncated_tar_member_keeps_what_was_there() -> None:
+    exe = pe_exe(os.urandom(20_000))
+    data = tar_bytes({"setup.exe": exe})[: 512 + 10_000]
+    with unpack(message(("a.tar", data))) as result:
+        member = result.parts[3]
+        assert member.name == "setup.exe" and member.data() == exe[:10_000]
+        assert "corrupt" in member.flags and "DECODE_CORRUPT" in result.symbols()
+
+
+@pytest.mark.parametrize("what", ["zip cut in its first member", "7z cut short", "tgz cut short"])
+def test_truncated_archive_is_unchecked_not_clean(what: str) -> None:
+    # a damaged container hides whatever lies past the damage: it used to be
+    # DECODE_CORRUPT with no category, i.e. a CLEAN message
+    from scanner.scores import load_scores
+
+    exe = pe_exe(os.urandom(4000))
+    whole = {"zip cut in its first member": zip_bytes({"setup.exe": exe}, zipfile.ZIP_STORED),
+             "7z cut short": sevenzip_bytes({"setup.exe": exe}),
+             "tgz cut short": tar_bytes({"setup.exe": exe}, "w:gz")}[what]
+    with unpack(message(("files.bin", whole[: len(whole) // 3]))) as result:
+        assert result.unchecked, result.hits
+        categories = {load_scores().get(h.symbol).category for h in result.hits}
+        assert "UNCHECKED" in categories, result.hits
+
+
+@pytest.mark.parametrize("junk", [b"hello world\n" * 300, os.urandom(3000).replace(b"PK", b"pk")],
+                         ids=["text", "binary"])
+def test_zip_behind_prepended_junk_is_decoded(junk: bytes) -> None:
+    # 7-Zip, WinRAR and Python's zipfile open it; libmagic called it text or data, so
+    # an invoice.js inside was never seen
+    data = junk + zip_bytes({"invoice.js": b"WScript.Echo(1)\n"})
+    with unpack(message(("files.zip", data))) as result:
+        assert result.parts[2].detected_type == "zip"
+        assert [p.name for p in result.parts[3:]] == ["invoice.js"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from decoders import unpack
 from tests.decoders.builders import message, nested_rfc822
 
@@ -166,3 +168,58 @@ def test_huge_encoded_word_header_is_decoded_in_its_first_16_kib_only() -> None:
            b' filename="' + value.encode() + b'"\r\n\r\nx\r\n--b--\r\n')
     with unpack(raw) as result:
         assert result.parts[-1].name and result.parts[-1].name.startswith("ää")
+
+
+def _attachment(cte: str, body: bytes) -> bytes:
+    return (b"From: a@example.org\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: " + cte.encode() + b"\r\n\r\n" + body + b"\r\n--B--\r\n")
+
+
+def test_base64_padding_in_the_middle_does_not_end_the_data() -> None:
+    # each piece encoded on its own: binascii stopped after "M", hiding the rest
+    import base64
+
+    from tests.decoders.builders import pe_exe
+
+    exe = pe_exe()
+    body = base64.b64encode(exe[:1]) + b"\r\n" + base64.b64encode(exe[1:])
+    with unpack(_attachment("base64", body)) as result:
+        assert result.parts[1].data() == exe
+        assert result.parts[1].detected_type == "exe-ms"
+
+
+@pytest.mark.parametrize("cte", ['"base64"', "base64 (sent by x)", " BASE64 "])
+def test_transfer_encoding_with_quotes_or_comments(cte: str) -> None:
+    import base64
+
+    with unpack(_attachment(cte, base64.b64encode(b"hello world"))) as result:
+        assert result.parts[1].data() == b"hello world"
+
+
+def test_multiparts_nested_past_the_walk_limit_are_a_depth_limit() -> None:
+    # 70 nested multiparts: the walk stopped at 64 and kept the rest as one
+    # undecoded leaf, so the attachment at the bottom was never seen, and no limit said so
+    from decoders.mime import MAX_NESTING
+
+    body = (b'Content-Type: application/octet-stream; name="setup.exe"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n")
+    for i in range(MAX_NESTING + 6):
+        b = b"L%d" % i
+        body = (b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b
+                + b"\r\n" + body + b"\r\n--" + b + b"--\r\n")
+    with unpack(b"From: a@example.org\r\n" + body) as result:
+        assert "DECODE_LIMIT_DEPTH" in result.symbols()
+        assert result.unchecked
+
+
+def test_multipart_without_boundary_is_split_on_its_first_delimiter() -> None:
+    raw = (b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed\r\n\r\n"
+           b"--X\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+           b'--X\r\nContent-Type: application/octet-stream; name="setup.exe"\r\n'
+           b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--X--\r\n")
+    with unpack(raw) as result:
+        assert [p.name for p in result.parts] == [None, None, "setup.exe"]
+        assert result.parts[2].data() == b"hello"
+        assert "MIME_AMBIGUOUS" in result.symbols() and result.unchecked

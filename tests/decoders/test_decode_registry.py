@@ -24,6 +24,7 @@ BUILT_INS = {
     "pdf",
     "html",
     "uue",
+    "yenc",
     "binhex",
     "mspack",
     "sfx",
@@ -77,3 +78,12 @@ def test_decoder_exception_becomes_decode_fail() -> None:
         assert hit.options[0] == "broken" and "bug in a plug-in" in hit.options[1]
         assert hit.part.startswith("P=p003")
         assert "corrupt" in result.parts[2].flags
+
+
+def test_a_decoder_that_declines_a_part_leaves_it_to_the_next_one() -> None:
+    # plain text is handled by uue and yenc; uue's ``wants`` declining a yEnc body
+    # must not stop the yEnc decoder from getting it
+    from decoders.registry import candidates
+
+    names = [d.name for d in candidates(load_decoders(), "asc")]
+    assert names.index("uue") < names.index("yenc")
