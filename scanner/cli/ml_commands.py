@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scanner.bounded import read_at_most
+from scanner.bounded import read_at_most, read_stdin_at_most
 from scanner.errors import ConfigError
 from scanner.ml.errors import ModelError, TrainingError
 from scanner.ml.shipped import shipped_model_path
@@ -252,7 +252,7 @@ def run_learn(args: argparse.Namespace) -> int:
 
     try:
         if args.file == "-":
-            raw = read_at_most(sys.stdin.buffer, _MAX_STDIN)
+            raw = read_stdin_at_most(_MAX_STDIN)
         else:
             with open(args.file, "rb") as handle:
                 raw = read_at_most(handle, _MAX_STDIN)
