@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from scanner.errors import ConfigError
+from scanner.scores import load_scores
 from tests.helpers import REPO
 
 NO_NETWORK = '[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
@@ -42,3 +46,37 @@ def test_closed_standard_input_is_reported_not_a_traceback(tmp_path: Path):
         no_traceback(run)
         assert run.returncode == 1, (args, run.stderr)
         assert b"standard input is closed" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"[symbols]\nMY_RULE = 3\n", "'symbols.MY_RULE' must be a table"),
+    (b"symbols = [1]\n", "'symbols' must be a table"),
+    (b"fail = 3\n", "'fail' must be a table"),
+    (b"\xff[symbols.MY_RULE]\nweight = 1\n", "(checks.score_files[0]): the score table is "
+                                             "not UTF-8 text"),
+    (b"[MY_RULE]\nweight = 5\n", "unknown key 'MY_RULE'; a score table has [symbols.NAME]"),
+    (b'[symbols.MY_RULE]\ntempfail = "no"\n', "'symbols.MY_RULE.tempfail' must be true or "
+                                              "false, got 'no'"),
+    (b"[symbols.MY_RULE]\ndescription = 5\n", "'symbols.MY_RULE.description' must be a "
+                                              "string"),
+    (b"[symbols\n", "(checks.score_files[0]): not valid TOML: "),
+])
+def test_a_bad_site_score_file_is_a_configuration_error(tmp_path: Path, content: bytes,
+                                                        needle: str):
+    """A score file that is not the shape the loader expects stops start-up with its name
+    (it was a traceback, or, for a table outside [symbols], silently changed nothing)."""
+    scores = tmp_path / "site-scores.toml"
+    scores.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        load_scores((str(scores),))
+    assert str(caught.value).startswith(str(scores)) and needle in str(caught.value)
+
+
+def test_a_missing_score_file_names_the_key(tmp_path: Path):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[checks]\nscore_files = ["{tmp_path}/nope.toml"]\n')
+    run = scanner("config", "check", str(config))
+    no_traceback(run)
+    assert run.returncode == 2
+    assert (f"{tmp_path}/nope.toml (checks.score_files[0]): cannot read the score table: "
+            "No such file or directory").encode() in run.stderr
