@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.config import loads
 from scanner.errors import ConfigError
 from scanner.scores import load_scores
 from tests.helpers import REPO
@@ -80,3 +81,61 @@ def test_a_missing_score_file_names_the_key(tmp_path: Path):
     assert run.returncode == 2
     assert (f"{tmp_path}/nope.toml (checks.score_files[0]): cannot read the score table: "
             "No such file or directory").encode() in run.stderr
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[policy]\nsql_lookup = "mysql://db/x"\n', "'policy.sql_lookup' = 'mysql://db/x': use"),
+    ('[server]\nhostname = "mx\\r\\nX-Injected: 1"\n', "'server.hostname' = "),
+    ('[server]\nhostname = "mail example"\n', "is not a host name"),
+    ('[reinject]\nhelo = "a b"\n', "'reinject.helo' = 'a b' is not a host name"),
+    ('[policy]\nheader_prefix = "X Spam:"\n', "'policy.header_prefix' = 'X Spam:' is not a "
+                                              "header field name"),
+    ('[policy]\nvirus_scanned_header = "X-Scanned: yes"\n', "'policy.virus_scanned_header'"),
+    ('[policy]\nvirus_scanned_value = "ok\\nBcc: x@example.org"\n',
+     "'policy.virus_scanned_value' = 'ok\\nBcc: x@example.org' is not one line of header "
+     "text"),
+    ('[policy.recipients."a@example.com"]\nsubject_tag2 = "[SPAM]\\r\\nX: y "\n',
+     "'policy.recipients.\"a@example.com\".subject_tag2'"),
+    ('[policy_banks.OUT]\nsubject_tag_unchecked = "x\\ny"\n',
+     "'policy_banks.\"OUT\".subject_tag_unchecked'"),
+    ('[[listeners]]\naddress = "0.0.0.0"\nport = 10024\n[[listeners]]\nport = 10024\n',
+     "'listeners[1]' 127.0.0.1:10024 overlaps 'listeners[0]' 0.0.0.0:10024"),
+    ('[[listeners]]\naddress = "::"\nport = 10025\n',
+     "'reinject.port' 10025 is one of our own listeners (:::10025)"),
+    ('[reinject]\nhost = "localhost"\nport = 10024\n',
+     "'reinject.port' 10024 is one of our own listeners (127.0.0.1:10024)"),
+    ('[quarantine]\nindex = "mysql://x"\n', "'quarantine.index' = 'mysql://x': use"),
+])
+def test_values_serve_cannot_use_stop_the_configuration_with_file_and_key(text: str,
+                                                                         needle: str):
+    """Each was accepted by ``config check``: a bad SQL URL then crashed every worker at
+    its start, a host name or header text with a line break wrote extra lines into SMTP
+    replies and headers, overlapping listeners failed to bind, and a next hop on a
+    wildcard or 'localhost' listener looped mail. Errors of a section's own checks
+    (quarantine.index) now name the file too."""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, "/etc/scanner/site.toml")
+    assert str(caught.value).startswith("/etc/scanner/site.toml: ")
+    assert needle in str(caught.value)
+
+
+def test_a_check_settings_error_names_the_file(tmp_path: Path):
+    config = tmp_path / "c.toml"
+    config.write_text('[checks.settings.clamav]\nendpoints = ["clamd.sock"]\n')
+    run = scanner("config", "check", str(config))
+    no_traceback(run)
+    assert run.returncode == 2
+    assert (f"{config}: checks.settings.clamav.endpoints: 'clamd.sock' is not a clamd "
+            "endpoint").encode() in run.stderr
+
+
+@pytest.mark.parametrize("text", [
+    '[server]\nhostname = "mx1.example.com"\n',
+    '[policy]\nsubject_tag2 = "[SPAM]\\t"\nheader_prefix = ""\n',
+    '[[listeners]]\naddress = "0.0.0.0"\nport = 10024\n[[listeners]]\naddress = "::1"\n'
+    'port = 10024\n',
+    '[[listeners]]\naddress = "0.0.0.0"\nport = 10024\n',
+    '[policy]\nsql_lookup = "sqlite:/var/lib/scanner/policy.sqlite"\n',
+])
+def test_good_values_next_to_those_stay_accepted(text: str):
+    loads(text, "site.toml")
