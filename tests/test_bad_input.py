@@ -12,6 +12,9 @@ import pytest
 
 from scanner.config import loads
 from scanner.errors import ConfigError
+from scanner.ml.errors import ModelError
+from scanner.ml.model import load_model, save_model
+from scanner.ml.shipped import shipped_model_path
 from scanner.scores import load_scores
 from tests.helpers import REPO
 
@@ -139,3 +142,57 @@ def test_a_check_settings_error_names_the_file(tmp_path: Path):
 ])
 def test_good_values_next_to_those_stay_accepted(text: str):
     loads(text, "site.toml")
+
+
+MODERN = REPO / "corpora" / "modern"
+
+
+def _modern_split(tmp_path: Path) -> tuple[Path, Path]:
+    ham, spam = tmp_path / "ham", tmp_path / "spam"
+    for folder, prefix in ((ham, "ham-"), (spam, "spam-")):
+        folder.mkdir()
+        for path in MODERN.glob(f"{prefix}*.eml"):
+            (folder / path.name).write_bytes(path.read_bytes())
+    return ham, spam
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("train", "--jobs", "-5"), "argument --jobs: -5 is negative"),
+    (("eval", "--jobs", "-1"), "argument --jobs: -1 is negative"),
+    (("eval", "--folds", "0"), "argument --folds: 0: cross-validation needs at least 2"),
+    (("eval", "--threshold", "nan"), "argument --threshold: nan is not a probability"),
+    (("eval", "--threshold", "2"), "argument --threshold: 2 is not a probability"),
+])
+def test_ml_option_values_out_of_range_are_usage_errors(tmp_path: Path, args: tuple,
+                                                        needle: str):
+    """--jobs -5 was a ValueError traceback from multiprocessing (train) or its bare
+    message (eval); --folds 0 silently scored the configured model instead of
+    cross-validating; a threshold of nan or 2 counted nothing as spam."""
+    ham, spam = _modern_split(tmp_path)
+    run = scanner(*args, "--quiet", "--model" if args[0] == "train" else "--json",
+                  *((str(tmp_path / "m.model"),) if args[0] == "train" else ()),
+                  "--ham", str(ham), "--spam", str(spam))
+    no_traceback(run)
+    assert run.returncode == 2 and needle.encode() in run.stderr, run.stderr
+
+
+def test_train_into_a_directory_or_unwritable_place_is_reported(tmp_path: Path):
+    ham, spam = _modern_split(tmp_path)
+    (tmp_path / "models").mkdir()
+    run = scanner("train", "--quiet", "--jobs", "1", "--model", str(tmp_path / "models"),
+                  "--ham", str(ham), "--spam", str(spam))
+    no_traceback(run)
+    assert run.returncode == 1
+    assert f"{tmp_path / 'models'}: is a directory".encode() in run.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    model = load_model(shipped_model_path())
+    with pytest.raises(ModelError, match="cannot write the model file"):
+        save_model(model, blocker / "site.model")
+
+
+def test_the_same_mail_as_ham_and_spam_is_named_as_the_reason(tmp_path: Path):
+    ham, _ = _modern_split(tmp_path)
+    run = scanner("eval", "--quiet", "--jobs", "1", "--ham", str(ham), "--spam", str(ham))
+    assert run.returncode == 1
+    assert b"every message was given as both ham and spam" in run.stderr, run.stderr
