@@ -196,3 +196,18 @@ def test_the_same_mail_as_ham_and_spam_is_named_as_the_reason(tmp_path: Path):
     run = scanner("eval", "--quiet", "--jobs", "1", "--ham", str(ham), "--spam", str(ham))
     assert run.returncode == 1
     assert b"every message was given as both ham and spam" in run.stderr, run.stderr
+
+
+def test_a_fifo_among_the_rule_files_is_skipped_not_waited_on(tmp_path: Path):
+    """``rules lint FIFO`` and an ``include`` of a FIFO blocked for ever (so would
+    ``scanner serve`` at start with such an include in a rules directory)."""
+    fifo = tmp_path / "rules.cf"
+    os.mkfifo(fifo)
+    rules = tmp_path / "rules.d"
+    rules.mkdir()
+    (rules / "local.cf").write_text(f"include {fifo}\nheader SC_T Subject =~ /x/\n")
+    for args in (("rules", "lint", str(fifo)), ("rules", "lint", str(rules))):
+        run = scanner(*args, timeout=30)
+        no_traceback(run)
+        assert run.returncode == 1
+        assert f"{fifo}:0: not a regular file".encode() in run.stdout, run.stdout
