@@ -211,3 +211,28 @@ def test_a_fifo_among_the_rule_files_is_skipped_not_waited_on(tmp_path: Path):
         no_traceback(run)
         assert run.returncode == 1
         assert f"{fifo}:0: not a regular file".encode() in run.stdout, run.stdout
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[server]\ntmp_dir = "{missing}"\n', "'server.tmp_dir' {missing}: not a directory"),
+    ('[server]\npid_file = "{missing}/scanner.pid"\n',
+     "'server.pid_file' {missing}/scanner.pid: the directory {missing} does not exist"),
+    ('[server]\nlog_file = "{missing}/scanner.log"\n',
+     "'server.log_file' {missing}/scanner.log: the directory {missing} does not exist"),
+    ('[quarantine]\ndirectory = "{file}/quarantine"\nampdp_socket = ""\n',
+     "'quarantine.directory' {file}/quarantine: cannot create it: {file} is not a directory"),
+    ('[quarantine]\nsocket_group = "no-such-group-here"\n',
+     "'quarantine.socket_group' 'no-such-group-here': no such group"),
+])
+def test_config_check_stops_at_what_serve_stops_at(tmp_path: Path, text: str, needle: str):
+    """README: ``config check`` validates 'as scanner serve does at start-up'; these
+    settings stop serve with exit 2, and ``config check`` said OK."""
+    values = {"missing": str(tmp_path / "missing"), "file": str(tmp_path / "a-file")}
+    (tmp_path / "a-file").write_text("")
+    config = tmp_path / "c.toml"
+    config.write_text(NO_NETWORK + text.format(**values))
+    run = scanner("config", "check", str(config))
+    no_traceback(run)
+    assert run.returncode == 2, run.stdout
+    assert f"{config}: {needle.format(**values)}".encode() in run.stderr, run.stderr
+    assert not (tmp_path / "missing").exists()  # nothing created on the way
