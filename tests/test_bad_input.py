@@ -236,3 +236,27 @@ def test_config_check_stops_at_what_serve_stops_at(tmp_path: Path, text: str, ne
     assert run.returncode == 2, run.stdout
     assert f"{config}: {needle.format(**values)}".encode() in run.stderr, run.stderr
     assert not (tmp_path / "missing").exists()  # nothing created on the way
+
+
+def test_sighup_says_when_the_configuration_file_changed_or_broke(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """SIGHUP does not re-read the configuration; an edited file, or one that no longer
+    loads (the next restart would fail), went unmentioned."""
+    from scanner.config import load
+    from scanner.serve.master import report_config_on_hup
+
+    path = tmp_path / "scanner.toml"
+    path.write_text(NO_NETWORK)
+    config = load(str(path))
+    with caplog.at_level("WARNING", logger="scanner"):
+        report_config_on_hup(config)
+        assert caplog.text == ""
+        path.write_text(NO_NETWORK + "[policy]\nspam_destiny = \"discard\"\n")
+        report_config_on_hup(config)
+        assert f"SIGHUP: {path} has changed since start" in caplog.text
+        assert "restart scanner serve to apply it" in caplog.text
+        caplog.clear()
+        path.write_text("[server\n")
+        report_config_on_hup(config)
+    assert f"SIGHUP: {path}: not valid TOML" in caplog.text
+    assert "still running with the configuration read at start" in caplog.text
