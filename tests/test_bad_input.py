@@ -260,3 +260,17 @@ def test_sighup_says_when_the_configuration_file_changed_or_broke(
         report_config_on_hup(config)
     assert f"SIGHUP: {path}: not valid TOML" in caplog.text
     assert "still running with the configuration read at start" in caplog.text
+
+
+def test_quarantine_list_refuses_a_category_it_never_holds(tmp_path: Path):
+    """``--category SPAMM`` (or the configuration's spelling ``bad_header``) listed
+    nothing with exit 0, as if nothing were held."""
+    from scanner.cli.quarantine_cmd import _category
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[quarantine]\ndirectory = "{tmp_path}/q"\nampdp_socket = ""\n')
+    run = scanner("quarantine", "list", "--config", str(config), "--category", "SPAMM")
+    no_traceback(run)
+    assert run.returncode == 2
+    assert b"'SPAMM' is not a quarantine category; use one of VIRUS," in run.stderr
+    assert _category("bad_header") == "BAD-HEADER" and _category("spam") == "SPAM"
