@@ -8,6 +8,8 @@ harmless on a server, fatal under an address-space limit such as Dovecot's defau
 
 from __future__ import annotations
 
+import errno
+import sys
 from typing import BinaryIO
 
 CHUNK = 1 << 20
@@ -24,3 +26,12 @@ def read_at_most(stream: BinaryIO, limit: int) -> bytes:
         parts.append(data)
         left -= len(data)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def read_stdin_at_most(limit: int) -> bytes:
+    """Standard input as :func:`read_at_most` reads it. A closed standard input (a hook
+    started with ``<&-``: Python then has no ``sys.stdin``) is an ``OSError`` like any
+    unreadable file, for the caller to report, not an ``AttributeError``."""
+    if sys.stdin is None:
+        raise OSError(errno.EBADF, "standard input is closed")
+    return read_at_most(sys.stdin.buffer, limit)

@@ -55,8 +55,18 @@ def build_checks(config: Config, context: CheckContext) -> list:
         if not _wanted(name, cls, config):
             log.debug("check %s is disabled", name)
             continue
-        checks.append(cls(settings, context))
+        checks.append(_construct(cls, settings, context, config.source))
     return checks
+
+
+def _construct(cls: type, settings: Any, context: CheckContext, source: str) -> Any:
+    """One check; a ConfigError it raises about its settings is given the file name."""
+    try:
+        return cls(settings, context)
+    except ConfigError as exc:
+        if str(exc).startswith(f"{source}:"):
+            raise
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def effective_check_settings(config: Config) -> tuple[dict[str, Any], list[str]]:

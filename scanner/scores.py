@@ -92,7 +92,8 @@ class ScoreTable:
 
 
 def load_scores(extra: tuple[str, ...] = ()) -> ScoreTable:
-    """The shipped table, then each file in ``extra`` overriding entries."""
+    """The shipped table, then each file in ``extra`` (``checks.score_files``) overriding
+    entries."""
     symbols: dict[str, SymbolDef] = {}
     fail: SymbolDef | None = None
     shipped = resources.files("scanner").joinpath("data/scores")
@@ -100,24 +101,46 @@ def load_scores(extra: tuple[str, ...] = ()) -> ScoreTable:
         if entry.name.endswith(".toml"):
             data = tomllib.loads(entry.read_text("utf-8"))
             fail = _merge(symbols, data, f"scanner/data/scores/{entry.name}") or fail
-    for path in extra:
-        try:
-            data = tomllib.loads(Path(path).read_text("utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read score table: {exc}") from None
-        fail = _merge(symbols, data, path) or fail
+    for i, path in enumerate(extra):
+        fail = _merge(symbols, _read_site_file(path, i), path) or fail
     return ScoreTable(symbols, fail or SymbolDef())
 
 
+def _read_site_file(path: str, index: int) -> dict:
+    """One site score file as TOML data; any failure names the file and its key."""
+    where = f"{path} (checks.score_files[{index}])"
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read the score table: {exc.strerror}; fix the "
+                          "path or remove it from checks.score_files") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: the score table is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+
+
 def _merge(into: dict[str, SymbolDef], data: dict, source: str) -> SymbolDef | None:
-    for name, entry in data.get("symbols", {}).items():
+    unknown = sorted(set(data) - {"symbols", "fail"})
+    if unknown:  # e.g. [MY_SYMBOL] for [symbols.MY_SYMBOL]: it would change nothing
+        raise ConfigError(f"{source}: unknown key '{unknown[0]}'; a score table has "
+                          "[symbols.NAME] tables and an optional [fail] table")
+    table = data.get("symbols", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: 'symbols' must be a table of [symbols.NAME] tables")
+    for name, entry in table.items():
         into[name] = _symbol(entry, f"symbols.{name}", source)
     if "fail" in data:
         return _symbol(data["fail"], "fail", source)
     return None
 
 
-def _symbol(entry: dict, where: str, source: str) -> SymbolDef:
+def _symbol(entry: object, where: str, source: str) -> SymbolDef:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{source}: '{where}' must be a table ([{where}] with weight = "
+                          f"...), got {entry!r}")
     allowed = {"weight", "description", "category", "tempfail"}
     unknown = set(entry) - allowed
     if unknown:
@@ -131,5 +154,12 @@ def _symbol(entry: dict, where: str, source: str) -> SymbolDef:
     if category not in CATEGORIES:
         raise ConfigError(f"{source}: '{where}.category' = {category!r}; use one of "
                           + ", ".join(repr(c) for c in CATEGORIES))
-    return SymbolDef(float(weight), str(entry.get("description", "")), category,
-                     bool(entry.get("tempfail", False)))
+    tempfail = entry.get("tempfail", False)
+    if not isinstance(tempfail, bool):  # bool("no") is True: it would defer the mail
+        raise ConfigError(f"{source}: '{where}.tempfail' must be true or false, "
+                          f"got {tempfail!r}")
+    description = entry.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{source}: '{where}.description' must be a string, "
+                          f"got {description!r}")
+    return SymbolDef(float(weight), description, category, tempfail)

@@ -63,7 +63,7 @@ class RulesSettings:
 
 def _check_dirs(settings: RulesSettings, source: str) -> None:
     """A configured rule directory that is missing stops start-up (a mistyped path would
-    leave the site's rules out without a word); later, a reload only logs it."""
+    leave the site's rules out without a word); at a reload the current rules stay."""
     for key in ("sa_compat_paths", "dirs"):
         for i, path in enumerate(getattr(settings, key)):
             if not Path(path).is_dir():
@@ -120,7 +120,15 @@ class Rules:
         return rs, text_uri_regex(rs.tlds)
 
     def reload(self) -> None:
-        """SIGHUP: reread every rule file; the old rules stay if loading fails."""
+        """SIGHUP: reread every rule file; the old rules stay if loading fails or a
+        configured directory is gone (start-up would refuse it)."""
+        s = self._settings
+        gone = [p for p in (*s.sa_compat_paths, *s.dirs) if not Path(p).is_dir()]
+        if gone:
+            log.error("rules: keeping the current rules: %s is not a directory any more "
+                      "(checks.settings.rules); restore it, then send SIGHUP again",
+                      ", ".join(gone))
+            return
         rs, finder = self._load()
         with self._lock:
             self._rs, self._finder = rs, finder

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import grp
+import os
 import sys
 from typing import Any
 
 from scanner import config as cfgmod
 from scanner.checks.base import CheckContext
+from scanner.errors import ConfigError
 from scanner.registry import build_checks, close_checks, effective_check_settings
 from scanner.scores import load_scores
 
@@ -81,8 +84,44 @@ def probe_checks(checks: list, timeout: float = 5.0) -> list[str]:
         close_checks(checks)
 
 
+def check_paths(config: cfgmod.Config) -> None:
+    """What ``scanner serve`` finds out about files and directories at start, looked at
+    without creating anything: the same settings stop ``config check`` (exit 2)."""
+    src, server = config.source, config.server
+    if server.tmp_dir and not os.path.isdir(server.tmp_dir):
+        raise ConfigError(f"{src}: 'server.tmp_dir' {server.tmp_dir}: not a directory; "
+                          "create it for the user running scanner serve, or set it to \"\" "
+                          "for the system default")
+    for key, path in (("log_file", server.log_file), ("pid_file", server.pid_file)):
+        parent = os.path.dirname(os.path.abspath(path)) if path else ""
+        if path and not os.path.isdir(parent):
+            raise ConfigError(f"{src}: 'server.{key}' {path}: the directory {parent} does "
+                              "not exist; create it for the user running scanner serve")
+    directory = config.quarantine.directory
+    existing = _nearest_existing(directory)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{src}: 'quarantine.directory' {directory}: cannot create it: "
+                          f"{existing} is not a directory")
+    group = config.quarantine.socket_group
+    if config.quarantine.ampdp_socket and group and not group.isdigit():
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise ConfigError(f"{src}: 'quarantine.socket_group' {group!r}: no such group; "
+                              "give an existing group name or number, or \"\"") from None
+
+
+def _nearest_existing(path: str) -> str:
+    """``path`` itself if it exists, else its nearest ancestor that does."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
 def _check(args: argparse.Namespace) -> int:
     config = _load(args.file)
+    check_paths(config)
     checks = preflight(config)
     for problem in probe_checks(checks):
         print(f"scanner: warning: {problem}", file=sys.stderr)

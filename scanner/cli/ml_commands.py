@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scanner.bounded import read_at_most
+from scanner.bounded import read_at_most, read_stdin_at_most
 from scanner.errors import ConfigError
 from scanner.ml.errors import ModelError, TrainingError
 from scanner.ml.shipped import shipped_model_path
@@ -32,6 +32,40 @@ _MAX_STDIN = 64 << 20
 
 def _err(message: str) -> None:
     print(f"scanner: {message}", file=sys.stderr)
+
+
+def _count(text: str) -> int:
+    """``--jobs``: 0 (one per CPU) or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 for one per CPU, "
+                                         "or a number of processes")
+    return value
+
+
+def _folds(text: str) -> int:
+    """``--folds``: at least 2 (whether the classes are that large is checked later)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value}: cross-validation needs at least 2 folds")
+    return value
+
+
+def _probability(text: str) -> float:
+    """``--threshold``: a probability, 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
+    return value
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +101,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         "several paths, or the option repeated")
     parser.add_argument("--spam", nargs="+", action="extend", default=[], metavar="PATH",
                         help="spam: as --ham")
-    parser.add_argument("--jobs", type=int, default=0,
+    parser.add_argument("--jobs", type=_count, default=0,
                         help="processes for feature extraction and for fitting (default: "
                         "one per CPU; each fitting process holds a copy of the training "
                         "matrix)")
@@ -102,9 +136,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--model", help="model to evaluate (default: the configured model, "
                        "else the shipped one)")
-    group.add_argument("--folds", type=int, help="stratified K-fold cross-validation")
+    group.add_argument("--folds", type=_folds, help="stratified K-fold cross-validation "
+                       "(K at least 2)")
     parser.add_argument("--features", metavar="TOML", help="settings for --folds training")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD,
                         help=f"probability counted as spam (default {DEFAULT_THRESHOLD})")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--config", "-c", help="TOML file whose policy.tag2_level, "
@@ -144,6 +179,10 @@ def _read(args: argparse.Namespace, settings: FeatureSettings, label: str) -> Co
     corpus = read_corpus(args.ham, args.spam, settings, jobs=args.jobs,
                          on_problem=_problem, progress=progress)
     if not corpus.labels.size:
+        if corpus.conflicts:
+            raise TrainingError(f"every message was given as both ham and spam "
+                                f"({corpus.conflicts} filed as both are left out); give "
+                                "different paths to --ham and --spam")
         raise TrainingError("no readable messages in the given paths")
     return corpus
 
@@ -252,7 +291,7 @@ def run_learn(args: argparse.Namespace) -> int:
 
     try:
         if args.file == "-":
-            raw = read_at_most(sys.stdin.buffer, _MAX_STDIN)
+            raw = read_stdin_at_most(_MAX_STDIN)
         else:
             with open(args.file, "rb") as handle:
                 raw = read_at_most(handle, _MAX_STDIN)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
+from scanner.policy.decide import CATEGORY_KEY
 from scanner.quarantine.record import QuarantineError, QuarantineRecord
 from scanner.quarantine.when import format_time, parse_duration, parse_since
 
@@ -33,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--config", "-c", help="TOML file (default: as for serve)")
 
     lp = qsub.add_parser("list", parents=[common], help="list quarantined messages")
-    lp.add_argument("--category", help="only this category (SPAM, VIRUS, BANNED, ...)")
+    lp.add_argument("--category", type=_category,
+                    help="only this category (SPAM, VIRUS, BANNED, ...)")
     lp.add_argument("--rcpt", help="only messages for this recipient address")
     lp.add_argument("--since", help="only newer: a duration (2d, 12h) or a date (2024-03-01)")
     lp.add_argument("--json", action="store_true", help="print a JSON array")
@@ -81,6 +83,16 @@ def _quarantine(args: argparse.Namespace):  # -> (Config, Quarantine)
             f"{directory}: permission denied: run this as root or as the user scanner "
             "serve runs as (runuser -u scanner -- scanner quarantine ...)")
     return config, Quarantine(config.quarantine)
+
+
+def _category(text: str) -> str:
+    """``--category``: a category the quarantine holds, as amavis or the configuration
+    writes it (BAD-HEADER or bad_header); a misspelt one would list nothing."""
+    name = text.strip().upper().replace("_", "-")
+    if name not in CATEGORY_KEY:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a quarantine category; use one "
+                                         f"of {', '.join(CATEGORY_KEY)}")
+    return name
 
 
 def _fail(text: str, code: int = EX_FAIL) -> int:

@@ -26,6 +26,8 @@ from scanner.config.schema import build, to_plain
 from scanner.errors import ConfigError
 from scanner.quarantine.config import QuarantineConfig
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 DEFAULT_PATH = "/etc/scanner/scanner.toml"
 ENV_VAR = "SCANNER_CONFIG"
 
@@ -81,29 +83,86 @@ def _check_semantics(config: Config) -> None:
                 raise ConfigError(f"{src}: '{key}[{i}]' = {net!r} is not an IP network "
                                   "(e.g. 127.0.0.0/8)") from None
     _check_address_patterns(config)
+    _check_sql_lookup(config)
     if not config.reinject.host.strip():
         raise ConfigError(f"{src}: 'reinject.host' is empty; give the address of Postfix's "
                           "reinjection smtpd (e.g. 127.0.0.1)")
-    seen: set[tuple[str, int]] = set()
     if not config.listeners:
         raise ConfigError(f"{src}: 'listeners' is empty; give at least one [[listeners]] table")
+    addresses = []
     for i, lst in enumerate(config.listeners):
         try:
-            ipaddress.ip_address(lst.address)
+            addresses.append(ipaddress.ip_address(lst.address))
         except ValueError:
             raise ConfigError(
                 f"{src}: 'listeners[{i}].address' = {lst.address!r} is not an IP address"
             ) from None
         _check_listener_bank(config, i, lst.policy_bank)
-        key = (lst.address, lst.port)
-        if key in seen:
-            raise ConfigError(f"{src}: 'listeners[{i}]' repeats {lst.address}:{lst.port}")
-        seen.add(key)
-    if config.reinject.port in {p for a, p in seen if a in (config.reinject.host, "0.0.0.0")}:
-        raise ConfigError(
-            f"{src}: 'reinject.port' {config.reinject.port} is one of our own listeners; "
-            "it must point at Postfix's reinjection smtpd (a mail loop otherwise)"
-        )
+    _check_listener_overlap(config, addresses)
+    _check_reinject_loop(config, addresses)
+
+
+def _covers(listener: IPAddress, address: IPAddress) -> bool:
+    """Does a socket bound to ``listener`` take connections to ``address`` (same port)?
+    0.0.0.0 takes every IPv4 address, :: every address (Linux binds it dual-stack)."""
+    if listener == address or (listener.is_unspecified and listener.version == 6):
+        return True
+    return listener.is_unspecified and address.version == 4
+
+
+def _check_listener_overlap(config: Config, addresses: list[IPAddress]) -> None:
+    """Two listeners on one port must not take the same connections: ``scanner serve``
+    could not bind the second one (Address already in use)."""
+    for i, (lst, addr) in enumerate(zip(config.listeners, addresses, strict=True)):
+        for j in range(i):
+            other = config.listeners[j]
+            if other.port != lst.port:
+                continue
+            if addr == addresses[j]:
+                raise ConfigError(f"{config.source}: 'listeners[{i}]' repeats "
+                                  f"{lst.address}:{lst.port}")
+            if _covers(addresses[j], addr) or _covers(addr, addresses[j]):
+                raise ConfigError(
+                    f"{config.source}: 'listeners[{i}]' {lst.address}:{lst.port} overlaps "
+                    f"'listeners[{j}]' {other.address}:{other.port} (0.0.0.0 and :: take the "
+                    "port on every address); give one of them another port")
+
+
+def _reinject_addresses(host: str) -> list[IPAddress]:
+    """The addresses ``reinject.host`` names, as far as we can tell without DNS."""
+    if host.lower() in ("localhost", "localhost."):
+        return [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        return []
+
+
+def _check_reinject_loop(config: Config, addresses: list[IPAddress]) -> None:
+    """The next hop must not be one of our own listeners: every message would come back
+    to us for ever."""
+    hop = config.reinject
+    for target in _reinject_addresses(hop.host):
+        for lst, addr in zip(config.listeners, addresses, strict=True):
+            if lst.port == hop.port and _covers(addr, target):
+                raise ConfigError(
+                    f"{config.source}: 'reinject.port' {hop.port} is one of our own "
+                    f"listeners ({lst.address}:{lst.port}); it must point at Postfix's "
+                    "reinjection smtpd (a mail loop otherwise)")
+
+
+def _check_sql_lookup(config: Config) -> None:
+    """A policy SQL URL of another kind would stop every worker at its start."""
+    url = config.policy.sql_lookup
+    if not url:
+        return
+    if url.startswith("sqlite:") and url[len("sqlite:"):].strip():
+        return
+    if url.startswith(("postgresql://", "postgres://")):
+        return
+    raise ConfigError(f"{config.source}: 'policy.sql_lookup' = {url!r}: use "
+                      "'sqlite:/path/to/file' or 'postgresql://user@host/dbname' (or \"\" "
+                      "for no SQL lookups)")
 
 
 def _check_listener_bank(config: Config, index: int, bank: str) -> None:

@@ -41,7 +41,8 @@ class ServerConfig:
         "the limit waits in the listen queue", min=1, max=1000)
     hostname: str = opt("", "name in the greeting, Received and X-Virus-Scanned headers, "
                         "Authentication-Results and log lines; empty = the host name, "
-                        "fully qualified if the resolver knows it so (not localhost)")
+                        "fully qualified if the resolver knows it so (not localhost)",
+                        text="hostname")
     message_timeout: float = opt(
         600.0, "seconds for scanning and reinjecting one message; Postfix's "
         "*_data_done_timeout must be larger", min=5.0)
@@ -91,7 +92,7 @@ class ReinjectConfig:
     protocol: str = opt("smtp", "smtp or lmtp", choices=PROTOCOLS)
     connect_timeout: float = opt(30.0, "seconds to connect to the next hop", min=0.1)
     timeout: float = opt(300.0, "seconds for any one reply of the next hop", min=0.1)
-    helo: str = opt("", "name in our EHLO/LHLO; empty = server hostname")
+    helo: str = opt("", "name in our EHLO/LHLO; empty = server hostname", text="hostname")
     xforward: bool = opt(True, "pass the client's XFORWARD attributes on when offered")
     chunking: bool = opt(True, "send commands and content in one batch with BDAT (CHUNKING, "
                          "RFC 3030) when the next hop offers it: one round trip instead of "

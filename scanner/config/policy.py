@@ -45,9 +45,10 @@ class PolicyConfig:
     oversized_size: int = opt(0, "messages larger than this (bytes) are OVERSIZED; 0 = never",
                               min=0)
     subject_tag2: str = opt("***SPAM*** ", "prefix for the Subject of spam (>= tag2_level); "
-                            "empty = none")
+                            "empty = none", text="header_text")
     subject_tag_unchecked: str = opt("***UNCHECKED*** ", "prefix for the Subject of "
-                                     "passed UNCHECKED mail; empty = none")
+                                     "passed UNCHECKED mail; empty = none",
+                                     text="header_text")
     addr_extension_spam: str = opt("", "deliver spam to user+EXT@domain; empty = off")
     recipient_delimiter: str = opt("+", "separator of the address extension")
     spam_lover: bool = opt(False, "pass spam to this recipient whatever the destiny")
@@ -76,15 +77,15 @@ class PolicyConfig:
     mynetworks: tuple[str, ...] = opt(
         ["127.0.0.0/8", "::1"], "client networks of the MYNETS policy bank")
     spam_headers: bool = opt(True, "add X-Spam-Flag/Score/Level/Status to local mail")
-    header_prefix: str = opt("X-Spam-", "prefix of the spam headers")
+    header_prefix: str = opt("X-Spam-", "prefix of the spam headers", text="header_name")
     remove_existing_spam_headers: bool = opt(
         True, "leave out the spam headers (header_prefix + Flag, Score, Level, Status, "
         "Report, Tests, Checker-Version) a message arrives with, for local recipients whose "
         "mail we spam-check, so a sender cannot forge a verdict (amavis's setting)")
     virus_scanned_header: str = opt("X-Virus-Scanned", "header added when mail was virus "
-                                    "scanned; empty = none")
+                                    "scanned; empty = none", text="header_name")
     virus_scanned_value: str = opt("scanner at {hostname}", "its value ({hostname} is "
-                                   "replaced)")
+                                   "replaced)", text="header_text")
     notify_admin: Mapping[str, str] = opt(
         {}, "admin address per category for a notification, e.g. { virus = "
         "\"postmaster@example.com\" }; empty = off")

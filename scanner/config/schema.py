@@ -1,14 +1,17 @@
 """Turn parsed TOML into frozen dataclasses, checking every key and value.
 
 A dataclass field may carry metadata: ``choices`` (allowed values), ``min``/``max``
-(numeric bounds) and ``help`` (one line shown in errors and ``config show``).
-Unknown keys and wrong types raise :class:`ConfigError` naming the file and key.
+(numeric bounds), ``text`` (the form a string must have, one of :data:`TEXT_FORMS`) and
+``help`` (one line shown in errors and ``config show``). Unknown keys and wrong types
+raise :class:`ConfigError` naming the file and key; so do the checks a dataclass makes
+in ``__post_init__``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -17,6 +20,17 @@ from typing import Any, TypeVar, get_args, get_origin
 from scanner.errors import ConfigError
 
 T = TypeVar("T")
+
+# Strings that end up in SMTP replies or mail headers: a CR or LF there would start a
+# new reply line or header field. Each form: (pattern of a non-empty value, what it is).
+TEXT_FORMS: dict[str, tuple[re.Pattern[str], str]] = {
+    "hostname": (re.compile(r"(?=.{1,253}$)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?"),
+                 "a host name (letters, digits, '-', '_' and dots)"),
+    "header_name": (re.compile(r"[!-9;-~]+"),
+                    "a header field name (printable ASCII, no colon or space)"),
+    "header_text": (re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*"),
+                    "one line of header text (no line breaks or control characters)"),
+}
 
 
 def build(cls: type[T], data: Mapping[str, Any], where: str, source: str) -> T:
@@ -39,6 +53,10 @@ def build(cls: type[T], data: Mapping[str, Any], where: str, source: str) -> T:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise ConfigError(f"{source}: [{where}] {exc}") from None
+    except ConfigError as exc:  # a check of __post_init__, which knows no file name
+        if str(exc).startswith(f"{source}:"):
+            raise
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _join(where: str, key: str) -> str:
@@ -93,6 +111,11 @@ def _scalar(tp: Any, value: Any, key: str, source: str, meta: Mapping[str, Any])
             raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
     elif tp is str and not isinstance(value, str):
         raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+    form = meta.get("text")
+    if form is not None and value:
+        pattern, what = TEXT_FORMS[form]
+        if not pattern.fullmatch(value):
+            raise ConfigError(f"{source}: '{key}' = {value!r} is not {what}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         allowed = ", ".join(repr(c) for c in choices)

@@ -56,18 +56,22 @@ def iter_messages(path: str, on_problem: ProblemHandler = _ignore) -> Iterator[t
         raise FileNotFoundError(f"{path}: no such file or directory")
     if not os.path.isdir(path) and not _regular(path, on_problem):
         return
-    kind = detect_format(path)
+    try:
+        kind = detect_format(path)
+    except OSError as exc:  # a directory this user may not list
+        on_problem(path, f"cannot read the directory: {exc.strerror or exc}")
+        return
     if kind == "maildir":
         for sub in ("new", "cur"):
             folder = os.path.join(path, sub)
             if os.path.isdir(folder):
-                yield from _read_files(_plain_files(folder), on_problem)
+                yield from _read_files(_plain_files(folder, on_problem), on_problem)
     elif kind == "mh":
-        names = [n for n in os.listdir(path) if n.isdigit()]
+        names = [n for n in _listdir(path, on_problem) if n.isdigit()]
         files = [os.path.join(path, n) for n in sorted(names, key=int)]
         yield from _read_files(files, on_problem)
     elif kind == "directory":
-        yield from _read_files(_walk(path), on_problem)
+        yield from _read_files(_walk(path, on_problem), on_problem)
     else:
         yield from _read_files([path], on_problem)
 
@@ -102,16 +106,28 @@ def _is_tar(path: str) -> bool:
         return False
 
 
-def _plain_files(folder: str) -> list[str]:
+def _listdir(folder: str, on_problem: ProblemHandler) -> list[str]:
+    """The names in ``folder``; none, reported, when it cannot be listed."""
+    try:
+        return os.listdir(folder)
+    except OSError as exc:
+        on_problem(folder, f"cannot read the directory: {exc.strerror or exc}")
+        return []
+
+
+def _plain_files(folder: str, on_problem: ProblemHandler) -> list[str]:
     return [
         os.path.join(folder, n)
-        for n in sorted(os.listdir(folder))
+        for n in sorted(_listdir(folder, on_problem))
         if not n.startswith(".") and os.path.isfile(os.path.join(folder, n))
     ]
 
 
-def _walk(root: str) -> Iterator[str]:
-    for folder, dirs, files in os.walk(root):
+def _walk(root: str, on_problem: ProblemHandler) -> Iterator[str]:
+    def unreadable(exc: OSError) -> None:  # os.walk skips such a directory silently
+        on_problem(exc.filename or root, f"cannot read the directory: {exc.strerror or exc}")
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith("."):

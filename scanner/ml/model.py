@@ -217,6 +217,17 @@ def save_model(model: Model, path: str | os.PathLike[str]) -> None:
     target = Path(path)
     data = model.to_bytes()
     directory = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():  # found only after the whole training otherwise
+        raise ModelError(f"{target}: is a directory; give the model's file name")
+    try:
+        _write_atomically(target, directory, data)
+    except OSError as exc:  # a read-only directory, a full disk
+        raise ModelError(f"{target}: cannot write the model file "
+                         f"({exc.strerror or exc})") from exc
+    model.path = os.fspath(target)
+
+
+def _write_atomically(target: Path, directory: Path, data: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     replaced = False
@@ -242,4 +253,3 @@ def save_model(model: Model, path: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(dir_fd)
-    model.path = os.fspath(target)

@@ -13,6 +13,7 @@ and line, and reading goes on.
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 
 from scanner.rules.conditions import Conditions
@@ -67,7 +68,12 @@ def rule_files(directory: Path) -> list[Path]:
 def _read_file(path: Path, cfg: ParsedConfig, conds: Conditions, depth: int) -> None:
     name = str(path)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block start-up for ever
+            cfg.problems.append(Problem(name, 0, "not a regular file (a directory, pipe "
+                                                 "or device), skipped"))
+            return
+        if info.st_size > MAX_FILE_BYTES:
             cfg.problems.append(Problem(name, 0, f"file larger than {MAX_FILE_BYTES} bytes, "
                                                  "skipped"))
             return

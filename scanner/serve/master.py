@@ -22,7 +22,8 @@ import signal
 import socket
 import time
 
-from scanner.config import Config, ListenerConfig
+from scanner.config import Config, ListenerConfig, load
+from scanner.errors import ConfigError
 from scanner.serve.accept import worker_shares
 from scanner.serve.scoreboard import Scoreboard
 from scanner.serve.worker import RETIRED, run_worker
@@ -190,8 +191,26 @@ class Master:
     def _on_hup(self, signum: int, frame: object) -> None:
         if os.getpid() != self._master_pid:
             return
+        report_config_on_hup(self._config)
         for pid in list(self._children):
             _kill(pid, signal.SIGHUP)
+
+
+def report_config_on_hup(config: Config) -> None:
+    """SIGHUP reloads the checks' data, not the configuration file: say so when the file
+    was changed, and warn at once when it no longer loads (the next start would fail)."""
+    if not os.path.isfile(config.source):  # the shipped defaults
+        return
+    try:
+        current = load(config.source)
+    except ConfigError as exc:
+        log.error("SIGHUP: %s; still running with the configuration read at start "
+                  "(fix it before the next restart: scanner config check %s)", exc,
+                  config.source)
+        return
+    if current != config:
+        log.warning("SIGHUP: %s has changed since start; SIGHUP reloads only the checks' "
+                    "data (model, rules): restart scanner serve to apply it", config.source)
 
 
 def _describe(status: int) -> str:

@@ -153,3 +153,44 @@ def test_pipes_and_devices_are_reported_not_read(tmp_path: Path) -> None:
     assert all("not a regular file" in why for _, why in problems)
     names, raws, problems = collect(folder / "2.eml")  # given by name: the same
     assert raws == [] and "not a regular file" in problems[0][1]
+
+
+def _deny(monkeypatch: pytest.MonkeyPatch, name: str, denied: Path) -> None:
+    """Make ``os.NAME`` fail with EACCES for ``denied``, as for a directory of mode 000
+    when not root (the tests run as root, who may read everything)."""
+    real = getattr(os, name)
+
+    def guarded(path: object = ".", *args: object) -> object:
+        if os.fspath(path) == str(denied):
+            raise PermissionError(13, "Permission denied", str(denied))
+        return real(path, *args)
+
+    monkeypatch.setattr(os, name, guarded)
+
+
+def test_unreadable_directories_are_reported_not_raised_or_skipped_silently(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unlistable Maildir or cur/ raised PermissionError out of iter_messages (a
+    traceback in train and eval); an unlistable subdirectory of a plain directory
+    was skipped by os.walk without a word."""
+    maildir = tmp_path / "Maildir"
+    (maildir / "cur").mkdir(parents=True)
+    (maildir / "cur" / "1:2,S").write_bytes(MSGS[0])
+    _deny(monkeypatch, "listdir", maildir / "cur")
+    names, _, problems = collect(maildir)
+    assert names == [] and problems == [(str(maildir / "cur"),
+                                         "cannot read the directory: Permission denied")]
+
+    plain = tmp_path / "plain"
+    (plain / "sub").mkdir(parents=True)
+    (plain / "a.eml").write_bytes(MSGS[1])
+    (plain / "sub" / "b.eml").write_bytes(MSGS[2])
+    _deny(monkeypatch, "listdir", plain)
+    names, _, problems = collect(plain)
+    assert names == [] and problems == [(str(plain),
+                                         "cannot read the directory: Permission denied")]
+    monkeypatch.undo()
+    _deny(monkeypatch, "scandir", plain / "sub")
+    names, _, problems = collect(plain)
+    assert names == [str(plain / "a.eml")]
+    assert problems == [(str(plain / "sub"), "cannot read the directory: Permission denied")]

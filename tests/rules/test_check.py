@@ -62,7 +62,24 @@ def test_a_missing_rule_directory_stops_start_up_naming_the_key(tmp_path: Path) 
     assert "sitee' is not a directory" in str(err.value)
     with pytest.raises(ConfigError, match=r"rules\.sa_compat_paths\[0\]"):
         _check(tmp_path, sa_compat_paths=(str(tmp_path / "nope"),))
-    check = _check(tmp_path, dirs=(str(tmp_path / "site"),))  # a reload only logs it
+    check = _check(tmp_path, dirs=(str(tmp_path / "site"),))  # a reload keeps the rules
     (tmp_path / "site").rmdir()
     check.reload()
     assert "SC_MISSING_DATE" in check.ruleset.by_name
+
+
+def test_a_reload_keeps_the_rules_when_a_rule_directory_is_gone(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGHUP after the site's rule directory was moved away dropped its rules without
+    more than a 'problems' count; start-up refuses such a configuration, so the reload
+    keeps what it has and says why."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "local.cf").write_text("header SITE_WORD Subject =~ /win/\nscore SITE_WORD 2\n")
+    check = _check(tmp_path, dirs=(str(site),))
+    (site / "local.cf").unlink()
+    site.rmdir()
+    with caplog.at_level("ERROR", logger="scanner"):
+        check.reload()
+    assert "SITE_WORD" in check.ruleset.by_name
+    assert f"keeping the current rules: {site} is not a directory any more" in caplog.text
