@@ -140,7 +140,8 @@ def test_a_transport_of_the_wrong_protocol_defers_instead_of_bouncing(make_stack
     while time.monotonic() < deadline:
         entry = next((e for e in stack.postfix.queue() if e["queue_id"] == qid), {})
         reasons = " ".join(r.get("delay_reason", "") for r in entry.get("recipients", []))
-        if "421 4.3.5" in reasons:
+        # the reason is written while the file is still in "active"; wait for the move
+        if "421 4.3.5" in reasons and entry.get("queue_name") == "deferred":
             break
         time.sleep(0.5)
     assert entry.get("queue_name") == "deferred", entry
