@@ -67,13 +67,16 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A named symbol raised by a check; its score is ``weight(symbol) * factor``."""
+    """A named symbol raised by a check; its score is ``weight(symbol) * factor``.
+
+    ``recipient`` set: the hit counts for that envelope recipient only (e.g. pen pals)."""
 
     symbol: str
     factor: float = 1.0
     options: tuple[str, ...] = ()
     part: str | None = None
     source: str = ""
+    recipient: str | None = None
 
 
 class Destiny(enum.Enum):

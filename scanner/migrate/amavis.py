@@ -61,6 +61,7 @@ SCALARS: dict[str, tuple[str, str, str]] = {
     "$MIN_EXPANSION_FACTOR": ("decode", "min_factor", "count"),
     "$MAX_EXPANSION_FACTOR": ("decode", "max_factor", "count"),
     "$quarantine_subdir_levels": ("quarantine", "subdir_levels", "count"),
+    "$penpals_halflife": ("checks.settings.penpals", "halflife_days", "days"),
 }
 
 # amavis list of lookups = (1) -> a per-recipient flag that is then true for everyone
@@ -124,6 +125,11 @@ ADVICE: dict[str, str] = {
     "@bypass_spam_checks_maps": "as @bypass_virus_checks_maps, with bypass_spam_checks",
     "@bypass_banned_checks_maps": "as @bypass_virus_checks_maps, with bypass_banned_checks",
     "@bypass_header_checks_maps": "as @bypass_virus_checks_maps, with bypass_header_checks",
+    "$penpals_bonus_score": "scanner's pen pals weights are PENPALS_REPLY -3.0 and "
+    "PENPALS_KNOWN -1.0 (a site score file changes them); turn the check on with [checks] "
+    "enabled = [\"*\", \"penpals\"] (README \"Policy\", Pen pals)",
+    "$penpals_threshold_low": "see $penpals_bonus_score",
+    "$penpals_threshold_high": "see $penpals_bonus_score",
     "$unix_socketname": "the AM.PDP socket for amavisd-release is [quarantine] "
     "ampdp_socket; point amavisd-release's $socketname at it (docs/quarantine.md)",
 }
@@ -309,6 +315,11 @@ def _as_destiny(value: Any) -> str | None:
     return DESTINIES.get(value.name) if isinstance(value, Constant) else None
 
 
+def _as_days(value: Any) -> float | None:
+    number = _as_number(value)  # amavis counts seconds
+    return round(number / 86400, 3) if number is not None and number > 0 else None
+
+
 def _as_log_level(value: Any) -> str | None:
     number = _as_count(value)
     if number is None:
@@ -318,7 +329,7 @@ def _as_log_level(value: Any) -> str | None:
 
 _KINDS: dict[str, Callable[[Any], Any]] = {
     "number": _as_number, "count": _as_count, "text": _as_text, "flag": _as_flag,
-    "destiny": _as_destiny, "log_level": _as_log_level,
+    "destiny": _as_destiny, "log_level": _as_log_level, "days": _as_days,
 }
 
 
@@ -476,7 +487,7 @@ def render(conv: Conversion) -> str:
     lines += ["# Review it, then run `scanner config check FILE`. Settings amavis had that",
               "# are not converted are listed at the end.", ""]
     for section in ("server", "reinject", "policy", "decode", "quarantine",
-                    "checks.settings.clamav"):
+                    "checks.settings.clamav", "checks.settings.penpals"):
         values = conv.sections.get(section)
         if not values:
             continue

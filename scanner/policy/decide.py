@@ -1,5 +1,7 @@
 """Per-recipient verdicts: which hits count, the score, the category and the destiny.
 
+A hit made for one recipient (``Hit.recipient``, e.g. pen pals) counts for that one only.
+
 Categories follow amavis's precedence. A recipient's bypass flags drop the hits of the
 matching kind of check; allow/block sender lists add SENDER_ALLOWLISTED or
 SENDER_BLOCKLISTED; lovers pass what their category would block. Symbols flagged
@@ -35,11 +37,13 @@ def hit_kind(hit: Hit, scores: ScoreTable, kinds: Mapping[str, str]) -> str:
 
 
 def counted_hits(task: Task, policy: PolicyConfig, scores: ScoreTable,
-                 kinds: Mapping[str, str]) -> list[Hit]:
-    """The hits that count for a recipient with ``policy``, plus sender-list symbols."""
+                 kinds: Mapping[str, str], address: str = "") -> list[Hit]:
+    """The hits that count for recipient ``address`` with ``policy``, plus sender-list
+    symbols; hits made for another recipient are left out."""
     bypass = {"virus": policy.bypass_virus_checks, "banned": policy.bypass_banned_checks,
               "header": policy.bypass_header_checks, "spam": policy.bypass_spam_checks}
-    hits = [h for h in task.hits if not bypass.get(hit_kind(h, scores, kinds), False)]
+    hits = [h for h in task.hits if not bypass.get(hit_kind(h, scores, kinds), False)
+            and (h.recipient is None or h.recipient.lower() == address.lower())]
     if not policy.bypass_spam_checks:
         sender = task.envelope.sender
         if listed(policy.allow_senders, sender, policy.recipient_delimiter):
@@ -52,7 +56,7 @@ def counted_hits(task: Task, policy: PolicyConfig, scores: ScoreTable,
 def decide(task: Task, address: str, policy: PolicyConfig, scores: ScoreTable,
            kinds: Mapping[str, str]) -> Verdict:
     """The verdict for one recipient."""
-    hits = counted_hits(task, policy, scores, kinds)
+    hits = counted_hits(task, policy, scores, kinds, address)
     score = round(sum(scores.get(h.symbol).weight * h.factor for h in hits), 3)
     found = {scores.get(h.symbol).category for h in hits} - {""}
     failed = [h for h in hits if h.symbol.endswith("_FAIL") and h.source in task.failed_checks]

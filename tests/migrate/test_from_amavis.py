@@ -178,3 +178,10 @@ def test_local_domains_maps_of_acls_become_local_domains(tmp_path: Path) -> None
     _, toml = _convert(tmp_path, "@local_domains_maps = ( \\%local_domains );\n")
     assert "local_domains =" not in toml.split("# Not converted")[0]
     assert "@local_domains_maps = ( \\%local_domains )" in toml
+
+
+def test_pen_pals_settings_carry_over(tmp_path: Path) -> None:
+    config, toml = _convert(tmp_path, "$penpals_bonus_score = 8;\n"
+                                      "$penpals_halflife = 14*24*60*60;\n")
+    assert config.checks.settings["penpals"]["halflife_days"] == 14.0
+    assert "PENPALS_REPLY -3.0" in toml  # the bonus score is explained, not converted

@@ -1,0 +1,133 @@
+"""penpals: mail from someone our user wrote to lately scores lower (amavis's pen pals).
+
+Outgoing mail (received on a listener whose policy bank is in ``record_banks``, by
+default ORIGINATING) is remembered: the sender, each recipient and the Message-ID
+(:mod:`scanner.penpals_store`). Incoming mail is then looked up per recipient:
+
+* ``PENPALS_REPLY``: In-Reply-To or References names a message this recipient sent;
+* ``PENPALS_KNOWN``: otherwise, this recipient wrote to the envelope sender before.
+
+Both weigh less the older that correspondence is: the hit's factor is
+``2 ** (-age / halflife)``, as amavis's ``$penpals_halflife`` works. The hits belong to
+one recipient each (``Hit.recipient``), so the other recipients of the same message
+are not affected. Off by default: it needs the site's outgoing mail to pass the filter
+and a database file the workers can write. Trouble with the database never defers
+mail: the check logs it and gives no bonus.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.message import Message
+from typing import ClassVar
+
+from scanner.checks.base import CheckContext
+from scanner.config.schema import opt
+from scanner.penpals_store import PenPalsStore, normalise
+from scanner.policy.effective import bank_names
+from scanner.task import Hit, Task
+from scanner.throttle import LogThrottle
+
+log = logging.getLogger("scanner.penpals")
+
+DAY = 86400.0
+_MSGID = re.compile(r"<([^<>\s]{1,250})>")
+
+
+@dataclass(frozen=True, slots=True)
+class PenPalsSettings:
+    """Settings of the pen pals check ([checks.settings.penpals])."""
+
+    database: str = opt("/var/lib/scanner/penpals.sqlite",
+                        "SQLite file shared by the workers (created if missing)")
+    halflife_days: float = opt(7.0, "the bonus halves with every this many days since our "
+                               "user wrote (amavis's $penpals_halflife)", min=0.01)
+    max_age_days: float = opt(60.0, "correspondence older than this is forgotten", min=1.0)
+    record_banks: tuple[str, ...] = opt(
+        ["ORIGINATING"], "policy banks whose mail counts as written by our users "
+        "(the listener's bank, or MYNETS)")
+
+
+class PenPals:
+    """Record outgoing mail; give incoming replies and correspondents a bonus."""
+
+    name: ClassVar[str] = "penpals"
+    description: ClassVar[str] = "Replies to and mail from people our users wrote to"
+    symbols: ClassVar[dict[str, str]] = {
+        "PENPALS_REPLY": "a reply to a message this recipient sent",
+        "PENPALS_KNOWN": "the recipient wrote to this sender lately",
+    }
+    default_enabled: ClassVar[bool] = False
+    kind: ClassVar[str] = "spam"
+    Settings: ClassVar[type] = PenPalsSettings
+
+    def __init__(self, settings: PenPalsSettings, context: CheckContext) -> None:
+        self._s = settings
+        self._config = context.config
+        self._store = PenPalsStore(settings.database, settings.max_age_days * DAY)
+        self._throttle = LogThrottle(60.0)
+
+    async def run(self, task: Task) -> Iterable[Hit]:
+        delimiter = self._config.policy.recipient_delimiter
+        sender = normalise(task.envelope.sender, delimiter) if task.envelope.sender else ""
+        if not sender:  # bounces and notices: nobody to correspond with
+            return []
+        try:
+            if self._outgoing(task):
+                self._store.record(sender, [normalise(r.address, delimiter)
+                                            for r in task.envelope.recipients],
+                                   _message_id(task.message))
+                return []
+            return self._incoming(task, sender, delimiter)
+        except (sqlite3.Error, OSError) as exc:
+            held = self._throttle.due("db")
+            if held is not None:
+                log.warning("penpals: %s: %s; no pen pals bonus meanwhile (mail is not "
+                            "held up)%s", self._s.database, exc,
+                            f" ({held} more since the last report)" if held else "")
+            return []
+
+    def _outgoing(self, task: Task) -> bool:
+        banks = bank_names(self._config, task.policy_bank, task.client.addr)
+        return any(b in self._s.record_banks for b in banks)
+
+    def _incoming(self, task: Task, sender: str, delimiter: str) -> list[Hit]:
+        referenced = _referenced(task.message)
+        now = time.time()
+        hits = []
+        for rcpt in task.envelope.recipients:
+            found = self._store.lookup(normalise(rcpt.address, delimiter), sender,
+                                       referenced, now)
+            if found.replied_at is not None:
+                hits.append(self._hit("PENPALS_REPLY", now - found.replied_at, rcpt.address))
+            elif found.wrote_at is not None:
+                hits.append(self._hit("PENPALS_KNOWN", now - found.wrote_at, rcpt.address))
+        return hits
+
+    def _hit(self, symbol: str, age: float, recipient: str) -> Hit:
+        age = max(0.0, age)
+        factor = round(2.0 ** (-age / (self._s.halflife_days * DAY)), 3)
+        return Hit(symbol, factor=factor, options=(f"{age / DAY:.1f}d",), recipient=recipient)
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def _message_id(msg: Message | None) -> str | None:
+    if msg is None:
+        return None
+    found = _MSGID.findall(str(msg.get("Message-ID", "") or ""))
+    return found[0] if found else None
+
+
+def _referenced(msg: Message | None) -> list[str]:
+    """Message-IDs named by In-Reply-To and References (the newest last)."""
+    if msg is None:
+        return []
+    text = " ".join(str(msg.get(h, "") or "") for h in ("References", "In-Reply-To"))
+    return _MSGID.findall(text[:20000])

@@ -1,0 +1,165 @@
+"""Pen pals: outgoing mail is remembered, replies and correspondents score lower."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from pathlib import Path
+
+import pytest
+
+from scanner import config as cfgmod
+from scanner.checks.base import CheckContext
+from scanner.checks.penpals import PenPals, PenPalsSettings
+from scanner.penpals_store import PenPalsStore, normalise
+from scanner.policy.decide import decide
+from scanner.scores import load_scores
+from scanner.task import Hit
+from scanner.testing.filter import FilterProcess
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+from scanner.testing.tasks import task_from_bytes
+
+DAY = 86400.0
+
+
+def _msg(message_id: str, extra: str = "") -> bytes:
+    return (f"From: someone\r\nTo: someone\r\nSubject: lunch\r\nMessage-ID: <{message_id}>\r\n"
+            f"{extra}\r\nSee you at noon.\r\n").encode()
+
+
+def test_addresses_are_compared_without_case_and_extension() -> None:
+    assert normalise("<Alice+Lists@Example.COM>") == "alice@example.com"
+    assert normalise("bob-x@example.org", "-") == "bob@example.org"
+
+
+def test_the_store_remembers_pairs_and_message_ids(tmp_path: Path) -> None:
+    store = PenPalsStore(str(tmp_path / "db" / "penpals.sqlite"), max_age=30 * DAY)
+    store.record("alice@example.test", ["bob@example.org"], "m1@example.test", now=1000.0)
+    store.record("alice@example.test", ["bob@example.org"], "m2@example.test", now=2000.0)
+    found = store.lookup("alice@example.test", "bob@example.org", ["m1@example.test"], 3000.0)
+    assert (found.wrote_at, found.replied_at) == (2000.0, 1000.0)
+    # another local user, another remote: nothing known
+    assert store.lookup("carol@example.test", "bob@example.org", ["m1@example.test"],
+                        3000.0).replied_at is None
+    assert store.lookup("alice@example.test", "eve@example.net", [], 3000.0).wrote_at is None
+    # past max_age it is forgotten, and purge removes it
+    late = 2000.0 + 31 * DAY
+    assert store.lookup("alice@example.test", "bob@example.org", ["m2@example.test"],
+                        late).wrote_at is None
+    assert store.purge(late) == 3
+    store.close()
+
+
+def _check(tmp_path: Path, config: cfgmod.Config | None = None) -> PenPals:
+    async def no_cpu(*_a: object) -> None:
+        return None
+    config = config or cfgmod.load(None)
+    settings = PenPalsSettings(database=str(tmp_path / "penpals.sqlite"))
+    return PenPals(settings, CheckContext(config=config, run_cpu=no_cpu))
+
+
+def _run(check: PenPals, raw: bytes, sender: str, recipients: tuple[str, ...],
+         bank: str = "") -> list[Hit]:
+    with task_from_bytes(raw, sender=sender, recipients=recipients, policy_bank=bank) as task:
+        return list(asyncio.run(check.run(task)))
+
+
+def test_replies_and_correspondents_get_a_bonus_for_their_recipient_only(tmp_path: Path
+                                                                         ) -> None:
+    check = _check(tmp_path)
+    out = _run(check, _msg("q1@example.test"), "alice@example.test",
+               ("bob@example.org", "dave@example.org"), bank="ORIGINATING")
+    assert out == []  # outgoing mail is only remembered
+    reply = _msg("r1@example.org", "In-Reply-To: <q1@example.test>\r\n")
+    hits = _run(check, reply, "bob@example.org", ("Alice@Example.test", "carol@example.test"))
+    assert [(h.symbol, h.recipient) for h in hits] == [("PENPALS_REPLY", "Alice@Example.test")]
+    assert hits[0].factor == pytest.approx(1.0, abs=0.001)
+    # dave got the same message from alice: writing back without a reference is KNOWN
+    hits = _run(check, _msg("d1@example.org"), "dave@example.org", ("alice@example.test",))
+    assert [h.symbol for h in hits] == ["PENPALS_KNOWN"]
+    # strangers, bounces and a forged reference to someone else's message get nothing
+    assert _run(check, reply, "eve@example.net", ("carol@example.test",)) == []
+    assert _run(check, reply, "", ("alice@example.test",)) == []
+    check.close()
+
+
+def test_the_bonus_halves_with_every_halflife(tmp_path: Path) -> None:
+    check = _check(tmp_path)
+    check._store.record("alice@example.test", ["bob@example.org"], None,
+                        now=__import__("time").time() - 14 * DAY)
+    hits = _run(check, _msg("x@example.org"), "bob@example.org", ("alice@example.test",))
+    assert [h.symbol for h in hits] == ["PENPALS_KNOWN"]
+    assert hits[0].factor == pytest.approx(0.25, abs=0.01)  # two halflives of 7 days
+    assert hits[0].options == ("14.0d",)
+
+
+def test_database_trouble_gives_no_bonus_and_no_failure(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    async def no_cpu(*_a: object) -> None:
+        return None
+    check = PenPals(PenPalsSettings(database=str(tmp_path / "file" / "penpals.sqlite")),
+                    CheckContext(config=cfgmod.load(None), run_cpu=no_cpu))
+    assert _run(check, _msg("z@example.org"), "bob@example.org", ("alice@example.test",)) == []
+    assert "no pen pals bonus meanwhile" in caplog.text
+
+
+def test_a_recipients_hit_counts_in_its_own_verdict_only(tmp_path: Path) -> None:
+    scores = load_scores()
+    policy = cfgmod.load(None).policy
+    with task_from_bytes(_msg("v@example.org"), recipients=("a@example.test", "b@example.test")
+                         ) as task:
+        task.hits.append(Hit("PENPALS_REPLY", recipient="a@example.test", source="penpals"))
+        a = decide(task, "a@example.test", policy, scores, {})
+        b = decide(task, "b@example.test", policy, scores, {})
+    assert a.score == pytest.approx(b.score - 3.0)
+    assert "PENPALS_REPLY" in {h.symbol for h in a.hits}
+    assert "PENPALS_REPLY" not in {h.symbol for h in b.hits}
+
+
+def test_through_the_filter_a_reply_to_outgoing_mail_is_tagged_for_its_recipient(
+        tmp_path: Path, sink: Sink) -> None:
+    inbound, outbound = free_port(), free_port()
+    config = f"""
+[server]
+workers = 2
+hostname = "scanner.test"
+log_file = "{tmp_path / 'scanner.log'}"
+
+[[listeners]]
+port = {inbound}
+
+[[listeners]]
+port = {outbound}
+policy_bank = "ORIGINATING"
+
+[reinject]
+port = {sink.port}
+
+[policy]
+tag_level = -100.0     # X-Spam-Status on every message, to read the symbols
+
+[checks]
+enabled = ["*", "penpals"]
+disabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]
+
+[checks.settings.penpals]
+database = "{tmp_path / 'penpals.sqlite'}"
+
+[quarantine]
+directory = "{tmp_path / 'quarantine'}"
+ampdp_socket = ""
+"""
+    with FilterProcess(tmp_path, config, [inbound, outbound]):
+        with smtplib.SMTP("127.0.0.1", outbound, timeout=30) as smtp:
+            smtp.sendmail("alice@example.test", ["bob@example.org"], _msg("out1@example.test"))
+        reply = _msg("in1@example.org", "In-Reply-To: <out1@example.test>\r\n")
+        with smtplib.SMTP("127.0.0.1", inbound, timeout=30) as smtp:
+            smtp.sendmail("bob@example.org", ["alice@example.test", "carol@example.test"], reply)
+        got = sink.wait_for(3)
+    copies = {tuple(r.recipients): r.data for r in got if r.sender == "bob@example.org"}
+    assert set(copies) == {("alice@example.test",), ("carol@example.test",)}
+    assert b"PENPALS_REPLY" in copies[("alice@example.test",)]
+    assert b"PENPALS" not in copies[("carol@example.test",)]
