@@ -4,6 +4,7 @@ what failed and an exit code from the README, never a traceback or a hang."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,27 @@ def test_quarantine_list_refuses_a_category_it_never_holds(tmp_path: Path):
     assert run.returncode == 2
     assert b"'SPAMM' is not a quarantine category; use one of VIRUS," in run.stderr
     assert _category("bad_header") == "BAD-HEADER" and _category("spam") == "SPAM"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[policy]\nnotify_admin = { viruz = "a@example.com" }\n',
+     "'policy.notify_admin.viruz': no such category"),
+    ('[policy]\nnotify_admin = { virus = "post master@example.com" }\n',
+     "'policy.notify_admin.virus' = 'post master@example.com' is not an address"),
+    ('[policy_banks.ORIGINATING]\nnotify_admin = { spamm = "a@example.com" }\n',
+     "'policy_banks.\"ORIGINATING\".notify_admin.spamm': no such category"),
+])
+def test_a_notify_admin_table_that_would_never_notify_is_refused(text: str,
+                                                                 expected: str) -> None:
+    from scanner import config as cfgmod
+    from scanner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        cfgmod.loads(text, "x.toml")
+
+
+def test_every_notified_category_is_one_the_configuration_accepts() -> None:
+    from scanner.actions.notify import KEYS
+    from scanner.config import NOTIFY_CATEGORIES
+
+    assert set(KEYS.values()) == set(NOTIFY_CATEGORIES)

@@ -10,6 +10,7 @@ import ipaddress
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from scanner.config.model import (
@@ -202,6 +203,22 @@ def _check_address_patterns(config: Config) -> None:
                         f"{src}: '{where}.{name}[{i}]' = {pattern!r} never matches; "
                         f"write '@{pattern}' for the domain, '@.{pattern}' for it and its "
                         f"subdomains, 'user@{pattern}', or '<>' for the null sender")
+        _check_notify_admin(src, where, getattr(table, "notify_admin", None) or {})
+
+
+NOTIFY_CATEGORIES = ("virus", "banned", "unchecked", "spam", "bad_header")
+"""The keys of ``notify_admin`` (scanner.actions.notify.KEYS' values)."""
+
+
+def _check_notify_admin(src: str, where: str, table: Mapping[str, str]) -> None:
+    """A mistyped category (``viruz``) would silently never notify anyone."""
+    for key, address in table.items():
+        if key not in NOTIFY_CATEGORIES:
+            raise ConfigError(f"{src}: '{where}.notify_admin.{key}': no such category; use "
+                              + ", ".join(NOTIFY_CATEGORIES))
+        if not isinstance(address, str) or not address or any(c.isspace() for c in address):
+            raise ConfigError(f"{src}: '{where}.notify_admin.{key}' = {address!r} is not "
+                              "an address (user@example.com)")
 
 
 def render(config: Config) -> str:

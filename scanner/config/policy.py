@@ -87,8 +87,8 @@ class PolicyConfig:
     virus_scanned_value: str = opt("scanner at {hostname}", "its value ({hostname} is "
                                    "replaced)", text="header_text")
     notify_admin: Mapping[str, str] = opt(
-        {}, "admin address per category for a notification, e.g. { virus = "
-        "\"postmaster@example.com\" }; empty = off")
+        {}, "admin address per category (virus, banned, unchecked, spam, bad_header) for "
+        "a notification, e.g. { virus = \"postmaster@example.com\" }; empty = off")
     sql_lookup: str = opt("", "per-recipient policy rows from SQL: sqlite:/path/file or "
                           "postgresql://...; table scanner_policy(pattern, settings JSON)")
     recipients: Mapping[str, PolicyOverride] = opt(
