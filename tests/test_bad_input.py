@@ -299,3 +299,11 @@ def test_every_notified_category_is_one_the_configuration_accepts() -> None:
     from scanner.config import NOTIFY_CATEGORIES
 
     assert set(KEYS.values()) == set(NOTIFY_CATEGORIES)
+
+
+def test_eval_of_one_class_only_is_an_error_not_nan_figures(tmp_path: Path):
+    ham, _ = _modern_split(tmp_path)
+    run = scanner("eval", "--quiet", "--model", str(shipped_model_path()), "--ham", str(ham))
+    no_traceback(run)
+    assert run.returncode == 1 and b"no readable spam among the messages given" in run.stderr
+    assert b"nan" not in run.stdout

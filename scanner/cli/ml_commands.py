@@ -264,6 +264,12 @@ def run_eval(args: argparse.Namespace) -> int:
     except (ModelError, TrainingError, FileNotFoundError, ValueError) as exc:
         _err(str(exc))
         return 1
+    missing = [name for label, name in ((0, "ham"), (1, "spam"))
+               if not (corpus.labels == label).any()]
+    if missing:  # ROC AUC and recall at a false-positive rate need both classes
+        _err(f"no readable {missing[0]} among the messages given: eval needs ham and spam "
+             f"(--ham PATH... --spam PATH...)")
+        return 1
     result = report(corpus.labels, probabilities, args.threshold, method, tag2)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
