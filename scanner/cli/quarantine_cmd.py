@@ -124,7 +124,13 @@ def _short(rec: QuarantineRecord) -> str:
 
 @_guarded
 def _list(args: argparse.Namespace) -> int:
-    _, q = _quarantine(args)
+    config, q = _quarantine(args)
+    directory = config.quarantine.directory
+    if not os.path.isdir(directory):  # a mistyped path or --config would list nothing
+        print(f"scanner quarantine: {directory} does not exist (nothing quarantined yet, "
+              f"or quarantine.directory of {config.source} is not the filter's)",
+              file=sys.stderr)
+        return 0
     since = parse_since(args.since) if args.since else None
     records = q.list(category=args.category, rcpt=args.rcpt, since=since)
     if args.json:

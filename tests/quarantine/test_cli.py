@@ -196,3 +196,12 @@ def test_a_user_who_may_not_read_the_quarantine_is_told_so(setup, monkeypatch, c
     monkeypatch.setattr(store_module.Quarantine, "get", denied)
     assert main(["quarantine", "show", rec.mail_id, "--config", str(config)]) == 1
     assert f"{directory}/_: Permission denied" in capsys.readouterr().err
+
+
+def test_listing_a_quarantine_directory_that_does_not_exist_says_so(tmp_path: Path):
+    config = tmp_path / "scanner.toml"
+    config.write_text(config_text(tmp_path / "mistyped", free_port()))
+    out = cli(config, "list")
+    assert out.returncode == 0 and out.stdout == b""
+    assert f"{tmp_path / 'mistyped'} does not exist".encode() in out.stderr
+    assert not (tmp_path / "mistyped").exists()  # listing creates nothing
