@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -200,6 +201,9 @@ def run_train(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _err(str(exc))
         return 2
+    if problem := _unwritable_model(path):  # say so before minutes of training
+        _err(f"{path}: {problem}")
+        return 1
     try:
         if args.update:
             if args.features:
@@ -230,6 +234,20 @@ def run_train(args: argparse.Namespace) -> int:
           f"filed as both, {corpus.problems} unreadable skipped; {len(data)} bytes, sha256 "
           f"{hashlib.sha256(data).hexdigest()[:16]}, {time.monotonic() - started:.1f}s")
     return 0
+
+
+def _unwritable_model(path: str) -> str | None:
+    """Why a model file could not be written at ``path`` (checked before training), or
+    None. The model is written next to itself and renamed, so its directory counts."""
+    if os.path.isdir(path):
+        return "is a directory; give a file name (e.g. /var/lib/scanner/site.model)"
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"cannot write the model file: {directory} is not a directory"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return (f"cannot write the model file: no permission to create files in {directory}; "
+                "run as the user who owns it or choose another --model")
+    return None
 
 
 def run_eval(args: argparse.Namespace) -> int:
