@@ -71,7 +71,17 @@ def _ruleset(args: argparse.Namespace) -> tuple[RuleSet, object]:
     return rs, s
 
 
+def _missing_dir(args: argparse.Namespace) -> bool:
+    """A mistyped --dir would list or test the other rules without a word: say so."""
+    missing = [d for d in args.dir if not Path(d).is_dir()]
+    if missing:
+        print(f"scanner rules: {missing[0]}: no such rule directory", file=sys.stderr)
+    return bool(missing)
+
+
 def _list(args: argparse.Namespace) -> int:
+    if _missing_dir(args):
+        return 1
     rs, _ = _ruleset(args)
     rules = sorted(rs.by_name.values(), key=lambda r: r.name)
     if not args.all:
@@ -89,6 +99,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
+    if _missing_dir(args):
+        return 1
     rs, s = _ruleset(args)
     raw = read_input(args.file)
     if raw is None:

@@ -68,3 +68,11 @@ def test_rules_list_reads_the_configuration_serve_would(tmp_path: Path, monkeypa
     monkeypatch.setenv("SCANNER_CONFIG", str(config))
     assert main(["rules", "list", "--json"]) == 0
     assert "LOCAL_SITE" in {r["name"] for r in json.loads(capsys.readouterr().out)}
+
+
+@pytest.mark.parametrize("action", ["list", "test"])
+def test_a_missing_extra_rule_directory_is_an_error(tmp_path: Path, action: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    extra = [str(CORPUS / "hits" / "SC_SUBJ_LEET.eml")] if action == "test" else []
+    assert main(["rules", action, *extra, "--dir", str(tmp_path / "mistyped")]) == 1
+    assert f"{tmp_path / 'mistyped'}: no such rule directory" in capsys.readouterr().err
