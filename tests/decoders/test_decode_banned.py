@@ -6,7 +6,7 @@ import pytest
 
 from decoders import unpack
 from scanner.banned import DEFAULT_RULES, build_rules, find_banned, rules_from_dicts
-from tests.decoders.builders import message, pe_exe, tar_bytes, zip_bytes
+from tests.decoders.builders import libarchive_bytes, message, pe_exe, tar_bytes, zip_bytes
 
 EXE = pe_exe()
 
@@ -57,8 +57,20 @@ def test_executable_deep_inside_zip_is_banned_with_its_path() -> None:
         assert hits[0].part.startswith("P=p005,L=1/2/1/1,T=exe-ms,N=stage2/tool.bin")
 
 
-def test_anything_inside_tar_is_allowed_except_double_extensions() -> None:
-    raw = message(("bundle.tar", tar_bytes({"bin/tool.exe": EXE, "doc.pdf.exe": EXE})))
+def test_a_tar_is_searched_like_a_zip() -> None:
+    """amavis allows anything inside tar; Windows 11 opens .tar/.tgz in Explorer, so
+    an executable in a tarball reaches users as one in a zip does."""
+    raw = message(("bundle.tar.gz", tar_bytes({"bin/tool.exe": EXE, "run.js": b"x=1"},
+                                              mode="w:gz")))
+    with unpack(raw) as result:
+        hits = find_banned(result.parts)
+        names = {h.part.rsplit("N=", 1)[1].split(",")[0] for h in hits}
+        assert {"bin/tool.exe", "run.js"} <= names
+
+
+def test_anything_inside_cpio_is_allowed_except_double_extensions() -> None:
+    raw = message(("bundle.cpio", libarchive_bytes("cpio", {"bin/tool.exe": EXE,
+                                                            "doc.pdf.exe": EXE})))
     with unpack(raw) as result:
         hits = find_banned(result.parts)
         assert [h.part.rsplit("N=", 1)[1] for h in hits] == ["doc.pdf.exe"]
