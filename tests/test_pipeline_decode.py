@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -100,9 +101,13 @@ def test_blocked_mail_is_deferred_when_it_cannot_be_quarantined(tmp_path: Path, 
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     qdir = tmp_path / "quarantine"  # break the quarantine while the filter runs
     import shutil
-    shutil.rmtree(qdir)
-    qdir.write_text("not a directory")
     try:
+        # the listening sockets accept before the master has made the directory
+        deadline = time.monotonic() + 20
+        while not qdir.is_dir() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.rmtree(qdir)
+        qdir.write_text("not a directory")
         s = smtp(port)
         banned = _with_attachment("docs.zip", _zip({"run.exe": b"MZ fake"}), "ban2")
         code, text = _send(s, banned)
