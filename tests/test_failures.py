@@ -307,7 +307,7 @@ def test_config_show_fills_in_the_enabled_checks_settings(tmp_path: Path):
                      '[policy]\nsubject_tag2 = "[SPAM \\"x\\"]\\t"\n')
     run = subprocess.run([sys.executable, "-m", "scanner", "config", "show", str(given)],
                          capture_output=True, text=True, timeout=60, check=True)
-    assert "# installed checks this configuration leaves off: fault_injection, uribl" \
+    assert "# installed checks this configuration leaves off: fault_injection, penpals, uribl" \
         in run.stdout
     shown = tmp_path / "shown.toml"
     shown.write_text(run.stdout)
