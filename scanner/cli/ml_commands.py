@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -322,9 +323,12 @@ def run_learn(args: argparse.Namespace) -> int:
     except OSError as exc:
         _err(f"{args.file}: cannot read ({exc.strerror})")
         return 1
+    name = "standard input" if args.file == "-" else args.file
     if not raw.strip():
-        _err(f"{'standard input' if args.file == '-' else args.file}: empty message, "
-             "nothing learned")
+        _err(f"{name}: empty message, nothing learned")
+        return 1
+    if problem := _not_a_message(raw):
+        _err(f"{name}: {problem}; nothing learned")
         return 1
     try:
         path = _model_path(args)
@@ -339,6 +343,24 @@ def run_learn(args: argparse.Namespace) -> int:
     if args.verbose:
         print(f"{path}: {outcome} as {'spam' if args.spam else 'ham'}", file=sys.stderr)
     return 0
+
+
+_COMPRESSED = (b"\x1f\x8b", b"\xfd7zXZ\x00", b"BZh", b"PK\x03\x04", b"\x28\xb5\x2f\xfd")
+_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
+
+
+def _not_a_message(raw: bytes) -> str | None:
+    """Why ``raw`` cannot be one mail message (learning it would teach the model
+    noise), or None. ``train`` reads compressed mailboxes; ``learn`` takes one message."""
+    if raw.startswith(_COMPRESSED):
+        return ("a compressed file or archive, not a message (decompress it first: "
+                "zcat FILE | scanner learn --spam -)")
+    first = raw.lstrip(b"\r\n")
+    if first.startswith(b"From "):  # an mbox separator line
+        first = first.split(b"\n", 1)[1] if b"\n" in first else b""
+    if not _FIELD.match(first):
+        return "does not start with header lines (Name: value), so it is not a mail message"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

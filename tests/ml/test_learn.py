@@ -140,3 +140,26 @@ def test_a_group_shared_model_stays_writable_for_the_group(model_copy: Path, tmp
     assert done.returncode == 0, done.stderr[-2000:]
     assert model_copy.stat().st_mode & 0o777 == 0o664
     assert Path(f"{model_copy}.lock").stat().st_mode & 0o777 == 0o664
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (__import__("gzip").compress(b"Subject: x\n\nbody\n"), b"a compressed file or archive"),
+    (os.urandom(64).replace(b":", b"") + b"\x00junk", b"does not start with header lines"),
+    (b"just a line of text\nand another\n", b"does not start with header lines"),
+])
+def test_learn_refuses_what_is_not_one_message(model_copy: Path, data: bytes,
+                                               reason: bytes) -> None:
+    before = model_copy.read_bytes()
+    cmd = [sys.executable, "-m", "scanner.cli.ml_commands", "learn", "--spam",
+           "--model", str(model_copy), "-"]
+    done = subprocess.run(cmd, input=data, capture_output=True, cwd=REPO, check=False)
+    assert done.returncode == 1 and reason in done.stderr and b"nothing learned" in done.stderr
+    assert model_copy.read_bytes() == before
+
+
+def test_learn_takes_a_message_after_an_mbox_from_line(model_copy: Path) -> None:
+    raw = b"From alice@example.org Sat Dec  5 10:00:00 2026\n" + synthetic_message(True, 99)
+    cmd = [sys.executable, "-m", "scanner.cli.ml_commands", "learn", "--spam",
+           "--model", str(model_copy), "-"]
+    done = subprocess.run(cmd, input=raw, capture_output=True, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
