@@ -107,7 +107,12 @@ def _guarded(func: Command) -> Command:
             return func(args)
         except QuarantineError as exc:
             busy = "database is locked" in str(exc)
-            return _fail(str(exc), EX_TEMPFAIL if busy else EX_FAIL)
+            text = str(exc)
+            if "readonly database" in text:  # SQLite's words for "not your index"
+                text += ("; this user may not write the quarantine index: run this as root "
+                         "or as the user scanner serve runs as (runuser -u scanner -- "
+                         "scanner quarantine ...)")
+            return _fail(text, EX_TEMPFAIL if busy else EX_FAIL)
         except ValueError as exc:
             return _fail(str(exc), 2)
         except OSError as exc:  # a file of the quarantine this user may not read

@@ -205,3 +205,24 @@ def test_listing_a_quarantine_directory_that_does_not_exist_says_so(tmp_path: Pa
     assert out.returncode == 0 and out.stdout == b""
     assert f"{tmp_path / 'mistyped'} does not exist".encode() in out.stderr
     assert not (tmp_path / "mistyped").exists()  # listing creates nothing
+
+
+def test_a_readonly_index_says_which_user_to_run_as(setup, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]):
+    """As a user who may read the quarantine directory but not write its index, SQLite
+    says only 'attempt to write a readonly database' (seen as nobody in the bad-input
+    sweep); the message says what to do."""
+    from scanner.cli import main
+    from scanner.quarantine.record import QuarantineError
+
+    config, q = setup
+    store(q)
+
+    def readonly(*_a: object, **_k: object) -> list:
+        raise QuarantineError(f"quarantine index {q.directory}/index.sqlite: attempt to "
+                              "write a readonly database")
+    monkeypatch.setattr(Quarantine, "list", readonly)
+    assert main(["quarantine", "list", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "readonly database; this user may not write the quarantine index" in err
+    assert "runuser -u scanner" in err
