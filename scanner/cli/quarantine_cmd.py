@@ -28,7 +28,8 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quarantine", help="list, show, release, delete or expire held mail")
+    p = sub.add_parser("quarantine", help="list, show, release, delete, expire or reindex "
+                       "held mail")
     qsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", "-c", help="TOML file (default: as for serve)")
@@ -70,6 +71,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="e.g. 30d, 12h, 2w")
     ep.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     ep.set_defaults(func=_expire)
+
+    xp = qsub.add_parser("reindex", parents=[common], help="give quarantine files that have "
+                         "no index row one again, from the envelope each file carries (after "
+                         "a lost or corrupt index)")
+    xp.add_argument("--dry-run", "-n", action="store_true",
+                    help="only say what would be added")
+    xp.set_defaults(func=_reindex)
 
 
 def _quarantine(args: argparse.Namespace):  # -> (Config, Quarantine)
@@ -219,6 +227,19 @@ def _delete(args: argparse.Namespace) -> int:
     _, q = _quarantine(args)
     rec = q.delete(args.mail_id, force=args.force)
     print(f"deleted {rec.mail_id} ({rec.relative_path})")
+    return 0
+
+
+@_guarded
+def _reindex(args: argparse.Namespace) -> int:
+    _, q = _quarantine(args)
+    added, skipped = q.reindex(dry_run=args.dry_run)
+    for rec in added:
+        print(("would add  " if args.dry_run else "added  ") + _short(rec))
+    for problem in skipped:
+        print(f"scanner quarantine: left out {problem}", file=sys.stderr)
+    print(f"{len(added)} row(s) {'would be ' if args.dry_run else ''}added, "
+          f"{len(skipped)} file(s) left out", file=sys.stderr)
     return 0
 
 

@@ -4,7 +4,9 @@
 complete and fsynced and its index row committed when it returns, or it raises
 :class:`QuarantineError` having left nothing behind (the caller then answers 451).
 The index row is the commit point: a file without a row is debris that ``sweep()``
-removes, never a message anyone sees.
+removes once it is older than the expiry age, never a message anyone sees. Each file
+starts with the message's envelope (:mod:`scanner.quarantine.envelope`), so after a lost
+or replaced index ``reindex()`` can give the files their rows back.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from pathlib import Path
 
 from scanner.hostname import local_hostname
 from scanner.mailid import new_secret_id
-from scanner.quarantine import files
+from scanner.quarantine import envelope, files
 from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.index import Index, open_index
 from scanner.quarantine.record import (
@@ -79,7 +83,10 @@ class Quarantine:
             subject=_clean(subject), message_id=_clean(message_id, 1000),
             client_addr=_clean(client_addr) or None, policy_bank=_clean(policy_bank),
             relative_path=rel, path=str(self.directory / rel), host=self.hostname)
-        path = files.write_atomic(self.directory, rel, raw)
+        stored = envelope.wrap(raw, sender=rec.sender, recipients=rec.recipients,
+                               mail_id=mail_id, category=rec.category,
+                               stored_at=rec.stored_at)
+        path = files.write_atomic(self.directory, rel, stored)
         try:
             self.index.insert(rec)
         except BaseException as exc:
@@ -116,7 +123,7 @@ class Quarantine:
     def read_record(self, rec: QuarantineRecord) -> bytes:
         path = Path(rec.path or self.directory / rec.relative_path)
         try:
-            return files.read_gz(path)
+            return envelope.split(files.read_gz(path))[1]  # the message, as received
         except QuarantineError as exc:
             if not path.exists() and rec.host and rec.host != self.hostname:
                 raise QuarantineError(f"{exc}; the message was stored on host {rec.host}, "
@@ -203,6 +210,52 @@ class Quarantine:
                 count += 1
         self.sweep(max(older_than_seconds, DEBRIS_MIN_AGE))
         return count
+
+    def reindex(self, *, dry_run: bool = False) -> tuple[list[QuarantineRecord], list[str]]:
+        """Index rows for quarantine files that have none, from the envelope each file
+        carries (a lost or replaced index); returns (rows added, files left out and why).
+        The rows get new secret_ids, no score and no symbols; release works as before."""
+        if not self.directory.is_dir():
+            raise QuarantineError(f"{self.directory}: no such quarantine directory")
+        found = {files.mail_id_of(p): p for p in files.walk(self.directory)
+                 if files.mail_id_of(p) is not None}
+        known = self.index.known(list(found))
+        added: list[QuarantineRecord] = []
+        skipped: list[str] = []
+        for mail_id, path in sorted(found.items()):
+            if mail_id in known:
+                continue
+            try:
+                rec = self._record_from_file(mail_id, path)
+            except QuarantineError as exc:
+                skipped.append(f"{path}: {exc}")
+                continue
+            if not dry_run:
+                self.index.insert(rec)
+            added.append(rec)
+        return added, skipped
+
+    def _record_from_file(self, mail_id: str, path: Path) -> QuarantineRecord:
+        env, raw = envelope.split(files.read_gz(path))
+        if env is None or not env.recipients:
+            raise QuarantineError("no envelope in the file (stored before 2026-12-05): its "
+                                  "recipients are unknown; release it by hand (zcat)")
+        if env.mail_id != mail_id:
+            raise QuarantineError(f"the file's envelope names {env.mail_id!r}, not its own "
+                                  "mail_id")
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
+        category = env.category or path.name.rsplit("-", 1)[0].upper()
+        return QuarantineRecord(
+            mail_id=mail_id, secret_id=new_secret_id(),
+            stored_at=env.stored_at if env.stored_at is not None else path.stat().st_mtime,
+            sender=env.sender, recipients=env.recipients, category=_clean(category),
+            score=None, symbols=[], size=len(raw),
+            subject=_clean(str(headers.get("Subject", "") or "")),
+            message_id=_clean(str(headers.get("Message-ID", "") or ""), 1000),
+            client_addr=None, policy_bank="",
+            relative_path=str(path.relative_to(self.directory)), path=str(path),
+            host=self.hostname)
 
     def sweep(self, min_age: float = DEBRIS_MIN_AGE) -> list[Path]:
         """Remove temporary files and files without an index row older than ``min_age``."""

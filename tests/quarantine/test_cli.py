@@ -226,3 +226,19 @@ def test_a_readonly_index_says_which_user_to_run_as(setup, monkeypatch: pytest.M
     err = capsys.readouterr().err
     assert "readonly database; this user may not write the quarantine index" in err
     assert "runuser -u scanner" in err
+
+
+def test_reindex_after_the_index_was_moved_aside(setup, sink: Sink):
+    config, q = setup
+    rec = store(q, recipients=["bob@example.test"])
+    (q.directory / "index.sqlite").rename(q.directory / "index.sqlite.corrupt")
+    out = cli(config, "reindex", "--dry-run")
+    assert out.returncode == 0 and b"would add  " in out.stdout
+    assert b"1 row(s) would be added, 0 file(s) left out" in out.stderr
+    out = cli(config, "reindex")
+    assert out.returncode == 0 and rec.mail_id.encode() in out.stdout
+    out = cli(config, "release", rec.mail_id)
+    assert out.returncode == 0, out.stderr
+    got = sink.wait_for(1)[0]
+    assert got.recipients == ["bob@example.test"]
+    assert b"X-Envelope-To" not in got.data and b"X-Scanner-Quarantine" not in got.data

@@ -29,7 +29,11 @@ def test_round_trip_file_layout_and_index_fields(quarantine: Quarantine, qdir: P
     assert rec.relative_path == f"{mail_id[0]}/spam-{mail_id}.gz"
     path = qdir / rec.relative_path
     assert rec.path == str(path)
-    assert gzip.decompress(path.read_bytes()) == raw
+    stored = gzip.decompress(path.read_bytes())
+    assert stored.endswith(raw)  # the message as received, after its envelope block
+    assert stored.startswith(b"X-Scanner-Quarantine: 1; bytes=")
+    assert (b"X-Envelope-To: <Bob@Example.test>,\r\n <carol@example.test>\r\n"
+            in stored[:-len(raw)])
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
     got = quarantine.get(mail_id)
@@ -178,3 +182,34 @@ def test_an_index_this_user_may_not_read_is_an_error_not_an_empty_quarantine(
     monkeypatch.setattr(os, "stat", denied)
     with pytest.raises(QuarantineError, match="Permission denied"):
         quarantine.list()
+
+
+def test_a_lost_index_is_rebuilt_from_the_envelopes_in_the_files(qdir: Path) -> None:
+    """Move the index aside (corrupt, or lost with a disk): the files still say whom
+    each message was for; reindex gives them rows and release works again."""
+    from scanner.quarantine.config import QuarantineConfig
+
+    first = Quarantine(QuarantineConfig(directory=str(qdir)), hostname="filter1.test")
+    raw = sample("lost index", b"body\r\n")
+    kept = first.store(mail_id=new_mail_id(), raw=raw, sender="spam@example.org",
+                       recipients=["bob@example.test", "carol@example.test"],
+                       category="spam", score=9.0, symbols=["X"], subject="lost index",
+                       message_id="<lost@example.org>", client_addr=None, policy_bank="")
+    legacy = qdir / "z" / "virus-zzzzzzzzzzzz.gz"  # written before envelopes existed
+    legacy.parent.mkdir(exist_ok=True)
+    legacy.write_bytes(gzip.compress(raw))
+    (qdir / "index.sqlite").rename(qdir / "index.sqlite.corrupt")
+    second = Quarantine(QuarantineConfig(directory=str(qdir)), hostname="filter1.test")
+    assert second.list() == []
+    preview, _ = second.reindex(dry_run=True)
+    assert [r.mail_id for r in preview] == [kept.mail_id] and second.list() == []
+    added, skipped = second.reindex()
+    assert [r.mail_id for r in added] == [kept.mail_id]
+    assert len(skipped) == 1 and "virus-zzzzzzzzzzzz.gz: no envelope" in skipped[0]
+    got = second.get(kept.mail_id)
+    assert (got.sender, got.recipients, got.category, got.subject, got.size) == (
+        "spam@example.org", ["bob@example.test", "carol@example.test"], "SPAM",
+        "lost index", len(raw))
+    assert int(got.stored_at) == int(kept.stored_at)
+    assert second.read(kept.mail_id) == raw
+    assert second.reindex() == ([], skipped)  # nothing left to add
