@@ -133,6 +133,13 @@ ADVICE: dict[str, str] = {
     "$unix_socketname": "the AM.PDP socket for amavisd-release is [quarantine] "
     "ampdp_socket; point amavisd-release's $socketname at it (docs/quarantine.md)",
 }
+# Debian's 25-amavis_helpers: the bank of amavisd-release's socket, not one to write by hand
+ADVICE["$interface_policy{SOCK}"] = ADVICE["$policy_bank{AM.PDP-SOCK}"] = \
+    ADVICE["$unix_socketname"]
+
+# amavis's ORIGINATING bank that only marks mail as our users' own (Debian's examples)
+_PLAIN_ORIGINATING = re.compile(r"^\{\s*originating\s*=>\s*1\s*,?\s*\}$")
+_BYPASS_SPAM_ONE = re.compile(r"bypass_spam_checks_maps\s*=>\s*\[\s*1\s*\]")
 
 _CLAMD_ENTRY = re.compile(
     r"""\[\s*['"]ClamAV-clamd['"]\s*,\s*\\&ask_daemon\s*,\s*\[\s*"[^"]*"\s*,\s*"([^"]+)"\s*\]""")
@@ -158,6 +165,7 @@ class Conversion:
     listeners: list[dict[str, Any]] = field(default_factory=list)
     listener_origin: str = ""
     notes: list[Note] = field(default_factory=list)
+    predefined: dict[str, str] = field(default_factory=dict)
 
     def set(self, section: str, key: str, value: Any, origin: str) -> None:
         self.sections.setdefault(section, {})[key] = (value, origin)
@@ -212,7 +220,11 @@ def convert(paths: list[Path], predefined: dict[str, str] | None = None) -> Conv
             raise ConfigError(f"{path}: cannot read the amavis configuration file: "
                               f"{exc.strerror}") from None
     statements = read_files(files, {"myproduct_name": "amavis", **(predefined or {})})
-    conversion = Conversion(files=[str(f) for f in files])
+    if not any(statement.target for statement in statements):
+        raise ConfigError(f"{', '.join(map(str, files))}: no amavis settings there (every "
+                          "assignment is commented out, as in amavisd.conf-default); name "
+                          "the configuration amavisd reads (amavisd -c FILE)")
+    conversion = Conversion(files=[str(f) for f in files], predefined=dict(predefined or {}))
     last = _last_assignments(statements, conversion)
     _map(last, conversion)
     return conversion
@@ -237,6 +249,9 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
             if target == "$myhostname" and "`hostname" in statement.text:
                 conv.note(statement, "this host's own name: scanner finds it itself "
                                      "(server.hostname left empty)")
+            elif target in FLAG_MAPS and _only_empty_tables(statement, last, conv):
+                conv.set("policy", FLAG_MAPS[target], False,
+                         f"{target} ({statement.where}): amavis's own tables, empty here")
             elif statement.value is UNREAD:
                 conv.note(statement, _unread(statement))
             elif target in SCALARS:
@@ -250,20 +265,40 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
     _clamd(last, conv, handled)
     for target, statement in last.items():
         if target not in handled:
-            conv.note(statement, _why_not(statement))
+            conv.note(statement, _why_not(statement, conv.predefined))
+
+
+def _only_empty_tables(statement: Statement, last: dict[str, Statement],
+                       conv: Conversion) -> bool:
+    """Debian's ``@bypass_virus_checks_maps = (\\%bypass_virus_checks,
+    \\@bypass_virus_checks_acl, \\$bypass_virus_checks_re)`` (15-content_filter_mode,
+    uncommented to turn the checks on) names amavis's own tables; they are empty unless
+    a file fills them, and empty tables bypass nobody."""
+    base = statement.target[1:].removesuffix("_maps")
+    value = statement.text.split("=", 1)[-1].strip()
+    form = rf"\(\s*\\%{base}\s*,\s*\\@{base}_acl\s*,\s*\\\${base}_re\s*,?\s*\)"
+    if statement.value is not UNREAD or not re.fullmatch(form, value):
+        return False
+    tables = {base, f"{base}_acl", f"{base}_re"}
+    filled = any(t[1:].split("{")[0] in tables for t in last)
+    return not filled and not any(base in note.text for note in conv.notes)
 
 
 def _unread(statement: Statement) -> str:
-    advice = ADVICE.get(statement.target.split("{")[0])
+    advice = ADVICE.get(statement.target) or ADVICE.get(statement.target.split("{")[0])
     text = f"the value could not be read ({statement.reason})"
+    unknown = re.search(r"uses \$(\w+), whose value is not known", statement.reason)
+    if unknown:
+        text += f"; give it with --set {unknown.group(1)}=VALUE"
     return f"{text}; {advice}" if advice else text
 
 
-def _why_not(statement: Statement) -> str:
+def _why_not(statement: Statement, predefined: dict[str, str]) -> str:
     target = statement.target
     base = target.split("{")[0]
-    if base in ADVICE:
-        return ADVICE[base]
+    advice = ADVICE.get(target) or ADVICE.get(base)
+    if advice:
+        return advice
     if target in PATH_VARS or target.startswith("$ENV{"):
         return ("a path, user or environment setting of amavis's installation; scanner's "
                 "own are described in README \"Install\"")
@@ -271,8 +306,20 @@ def _why_not(statement: Statement) -> str:
         return ("an external decoder program: scanner decodes with libraries "
                 "(README \"Decoding\"); nothing to set")
     if statement.value is UNREAD:
-        return f"the value could not be read ({statement.reason}); no scanner equivalent known"
+        return f"the value could not be read ({statement.reason}); " + _set_hint(target,
+                                                                               predefined)
     return "no scanner equivalent"
+
+
+def _set_hint(target: str, predefined: dict[str, str]) -> str:
+    """What ``--set`` did or can do for an amavis scalar whose value could not be read."""
+    name = target[1:]
+    if not target.startswith("$") or not name.isidentifier():
+        return "no scanner equivalent known"
+    if name in predefined:
+        return f"the value given with --set {name}={predefined[name]} is used instead"
+    return (f"no scanner equivalent; later settings that use ${name} are listed here too "
+            f"unless you give it with --set {name}=VALUE")
 
 
 def _scalar(statement: Statement, conv: Conversion) -> None:
@@ -432,6 +479,7 @@ def _listeners(last: dict[str, Statement], conv: Conversion, handled: set[str]) 
                 handled.add(bank.target)
                 if bank.value == "ORIGINATING":
                     listener["policy_bank"] = "ORIGINATING"
+                    _originating_bank(last, conv, handled, bank)
                 else:
                     conv.note(bank, ADVICE["$interface_policy"])
             conv.listeners.append(listener)
@@ -439,6 +487,25 @@ def _listeners(last: dict[str, Statement], conv: Conversion, handled: set[str]) 
     if bind_st is not None:
         origin += f", $inet_socket_bind ({bind_st.where})"
     conv.listener_origin = origin
+
+
+def _originating_bank(last: dict[str, Statement], conv: Conversion, handled: set[str],
+                      interface: Statement) -> None:
+    """Write ``[policy_banks.ORIGINATING]``: scanner's built-in bank of that name skips
+    spam checks, amavis's checks its users' mail for spam unless the bank says
+    ``bypass_spam_checks_maps => [1]``."""
+    if "policy_banks.ORIGINATING" in conv.sections:
+        return
+    bank = last.get("$policy_bank{ORIGINATING}")
+    bypass = bank is not None and bool(_BYPASS_SPAM_ONE.search(bank.text))
+    origin = f"{interface.target} ({interface.where}): "
+    origin += ("amavis's bank says bypass_spam_checks_maps => [1]" if bypass else
+               "amavis spam-checks mail of this bank; scanner's built-in ORIGINATING bank "
+               "would not")
+    if bank is not None and _PLAIN_ORIGINATING.fullmatch(bank.text.split("=", 1)[-1].strip()):
+        handled.add(bank.target)
+        origin += f" ($policy_bank{{'ORIGINATING'}} ({bank.where}) sets nothing else)"
+    conv.set("policy_banks.ORIGINATING", "bypass_spam_checks", bypass, origin)
 
 
 def _reinject(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
@@ -487,7 +554,8 @@ def render(conv: Conversion) -> str:
     lines += ["# Review it, then run `scanner config check FILE`. Settings amavis had that",
               "# are not converted are listed at the end.", ""]
     for section in ("server", "reinject", "policy", "decode", "quarantine",
-                    "checks.settings.clamav", "checks.settings.penpals"):
+                    "policy_banks.ORIGINATING", "checks.settings.clamav",
+                    "checks.settings.penpals"):
         values = conv.sections.get(section)
         if not values:
             continue

@@ -187,3 +187,68 @@ def test_pen_pals_settings_carry_over(tmp_path: Path) -> None:
                                       "$penpals_halflife = 14*24*60*60;\n")
     assert config.checks.settings["penpals"]["halflife_days"] == 14.0
     assert "PENPALS_REPLY -3.0" in toml  # the bonus score is explained, not converted
+
+
+# Debian's 15-content_filter_mode with its two blocks uncommented (checks turned on)
+DEBIAN_CHECKS_ON = r"""
+@bypass_virus_checks_maps = (
+   \%bypass_virus_checks, \@bypass_virus_checks_acl, \$bypass_virus_checks_re);
+@bypass_spam_checks_maps = (
+   \%bypass_spam_checks, \@bypass_spam_checks_acl, \$bypass_spam_checks_re);
+1;
+"""
+
+
+def test_debians_checks_on_form_is_converted_not_reported_unreadable(tmp_path: Path) -> None:
+    config, toml = _convert(tmp_path, "@bypass_virus_checks_maps = (1);\n"
+                                      "@bypass_spam_checks_maps = (1);\n" + DEBIAN_CHECKS_ON)
+    assert not config.policy.bypass_virus_checks and not config.policy.bypass_spam_checks
+    assert "bypass_virus_checks = false  # @bypass_virus_checks_maps (" in toml
+    assert "could not be read" not in toml
+    # a site that fills one of the tables has a real lookup: listed for a decision
+    _, toml = _convert(tmp_path, DEBIAN_CHECKS_ON
+                       + "$bypass_virus_checks{'abuse@example.com'} = 1;\n")
+    assert "bypass_virus_checks = " not in toml.split("# Not converted")[0]
+    assert "bypass_spam_checks = false" in toml
+
+
+def test_an_originating_listener_keeps_amaviss_spam_checks(tmp_path: Path) -> None:
+    site = ("$inet_socket_port = [10024, 10026];\n"
+            "$interface_policy{'10026'} = 'ORIGINATING';\n")
+    config, toml = _convert(tmp_path, site
+                            + "$policy_bank{'ORIGINATING'} = { originating => 1 };\n")
+    bank = config.policy_banks["ORIGINATING"]
+    assert bank.bypass_spam_checks is False
+    # amavis's plain ORIGINATING bank is fully expressed, not left "to write by hand"
+    assert "write them by hand" not in toml and "# Every amavis setting found was converted" in toml
+    config, _ = _convert(tmp_path, site + "$policy_bank{'ORIGINATING'} = {\n"
+                         "  originating => 1, bypass_spam_checks_maps => [1] };\n")
+    assert config.policy_banks["ORIGINATING"].bypass_spam_checks is True
+
+
+def test_debians_amavisd_release_bank_points_at_the_ampdp_socket(tmp_path: Path) -> None:
+    _, toml = _convert(tmp_path, "$interface_policy{'SOCK'} = 'AM.PDP-SOCK';\n"
+                                 "$policy_bank{'AM.PDP-SOCK'} = {\n"
+                                 "  protocol => 'AM.PDP', auth_required_release => 0 };\n")
+    notes = toml[toml.index("# Not converted"):]
+    assert "write them by hand" not in notes and "only ORIGINATING is converted" not in notes
+    assert notes.count("ampdp_socket") == 1  # one group: both lines under that advice
+
+
+def test_a_file_without_settings_is_an_error_not_a_full_conversion(tmp_path: Path) -> None:
+    path = tmp_path / "amavisd.conf-default"
+    path.write_text("use strict;\n# $max_servers = 2;\n# $mydomain = 'example.com';\n1;\n")
+    with pytest.raises(ConfigError, match="no amavis settings there.*amavisd -c FILE"):
+        convert_to_toml([path])
+
+
+def test_notes_say_what_set_does_for_an_unreadable_scalar(tmp_path: Path) -> None:
+    conf = ("chomp($mydomain = `head -n 1 /nonexistent/mailname`);\n"
+            "$X_HEADER_LINE = \"x\";\n@local_domains_acl = ( \".$mydomain\" );\n")
+    _, toml = _convert(tmp_path, conf)
+    assert "unless you give it with --set mydomain=VALUE" in toml
+    assert "(uses $mydomain, whose value is not known here); give it with --set mydomain=" in toml
+    path = tmp_path / "amavisd.conf"
+    toml, _ = convert_to_toml([path], {"mydomain": "example.org"})
+    assert "the value given with --set mydomain=example.org is used instead" in toml
+    assert "local_domains = [\".example.org\"]" in toml
