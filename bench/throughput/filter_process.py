@@ -181,12 +181,21 @@ def descendants(pid: int) -> list[int]:
 
 def pss_kib(pid: int) -> int:
     """Proportional set size of one process in KiB (0 if it is gone)."""
+    return _proc_kib(pid, "smaps_rollup", "Pss:")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of one process in KiB (0 if it is gone)."""
+    return _proc_kib(pid, "status", "VmRSS:")
+
+
+def _proc_kib(pid: int, name: str, field: str) -> int:
     try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        text = Path(f"/proc/{pid}/{name}").read_text()
     except OSError:
         return 0
     for line in text.splitlines():
-        if line.startswith("Pss:"):
+        if line.startswith(field):
             return int(line.split()[1])
     return 0
 

@@ -34,24 +34,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import DEFAULT_CORPUS, load_corpus  # noqa: E402
-from filter_process import ScannerProcess, descendants, pss_kib  # noqa: E402
+from filter_process import ScannerProcess, descendants, pss_kib, rss_kib  # noqa: E402
 from run import Sender  # noqa: E402
 
 from scanner.testing.clamd import ClamdInstance  # noqa: E402
 from scanner.testing.dns_server import nxdomain_server  # noqa: E402
 from scanner.testing.postfix import free_port, make_base_dir, wait_for_port  # noqa: E402
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of one process in KiB (0 if it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def sample(scanner: ScannerProcess) -> dict[str, object]:

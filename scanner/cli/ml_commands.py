@@ -38,10 +38,7 @@ def _err(message: str) -> None:
 
 def _count(text: str) -> int:
     """``--jobs``: 0 (one per CPU) or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative; give 0 for one per CPU, "
                                          "or a number of processes")
@@ -50,13 +47,17 @@ def _count(text: str) -> int:
 
 def _folds(text: str) -> int:
     """``--folds``: at least 2 (whether the classes are that large is checked later)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _whole_number(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"{value}: cross-validation needs at least 2 folds")
     return value
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
 def _probability(text: str) -> float:
