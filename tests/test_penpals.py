@@ -14,7 +14,7 @@ from scanner.checks.penpals import PenPals, PenPalsSettings
 from scanner.penpals_store import PenPalsStore, normalise
 from scanner.policy.decide import decide
 from scanner.scores import load_scores
-from scanner.task import Hit
+from scanner.task import Destiny, Hit, Verdict
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
@@ -65,11 +65,22 @@ def _run(check: PenPals, raw: bytes, sender: str, recipients: tuple[str, ...],
         return list(asyncio.run(check.run(task)))
 
 
+def _send_out(check: PenPals, raw: bytes, sender: str, recipients: tuple[str, ...],
+              category: str = "CLEAN") -> list[Hit]:
+    """Outgoing mail through the check, then delivered: what the processor does."""
+    with task_from_bytes(raw, sender=sender, recipients=recipients,
+                         policy_bank="ORIGINATING") as task:
+        hits = list(asyncio.run(check.run(task)))
+        task.verdicts = {r: Verdict(category, Destiny.PASS, 0.0) for r in recipients}
+        check.after_delivery(task, list(recipients))
+        return hits
+
+
 def test_replies_and_correspondents_get_a_bonus_for_their_recipient_only(tmp_path: Path
                                                                          ) -> None:
     check = _check(tmp_path)
-    out = _run(check, _msg("q1@example.test"), "alice@example.test",
-               ("bob@example.org", "dave@example.org"), bank="ORIGINATING")
+    out = _send_out(check, _msg("q1@example.test"), "alice@example.test",
+                    ("bob@example.org", "dave@example.org"))
     assert out == []  # outgoing mail is only remembered
     reply = _msg("r1@example.org", "In-Reply-To: <q1@example.test>\r\n")
     hits = _run(check, reply, "bob@example.org", ("Alice@Example.test", "carol@example.test"))
@@ -82,6 +93,18 @@ def test_replies_and_correspondents_get_a_bonus_for_their_recipient_only(tmp_pat
     assert _run(check, reply, "eve@example.net", ("carol@example.test",)) == []
     assert _run(check, reply, "", ("alice@example.test",)) == []
     check.close()
+
+
+def test_outgoing_spam_is_not_remembered(tmp_path: Path) -> None:
+    """A hijacked account's spam run must not make its victims pen pals."""
+    check = _check(tmp_path)
+    _send_out(check, _msg("s1@example.test"), "alice@example.test", ("victim@example.org",),
+              category="SPAM")
+    reply = _msg("v1@example.org", "In-Reply-To: <s1@example.test>\r\n")
+    assert _run(check, reply, "victim@example.org", ("alice@example.test",)) == []
+    _send_out(check, _msg("s2@example.test"), "alice@example.test", ("victim@example.org",))
+    assert [h.symbol for h in _run(check, _msg("v2@example.org"), "victim@example.org",
+                                   ("alice@example.test",))] == ["PENPALS_KNOWN"]
 
 
 def test_the_bonus_halves_with_every_halflife(tmp_path: Path) -> None:
@@ -103,7 +126,7 @@ def test_database_trouble_gives_no_bonus_and_no_failure(tmp_path: Path,
     check = PenPals(PenPalsSettings(database=str(tmp_path / "file" / "penpals.sqlite")),
                     CheckContext(config=cfgmod.load(None), run_cpu=no_cpu))
     assert _run(check, _msg("z@example.org"), "bob@example.org", ("alice@example.test",)) == []
-    assert "no pen pals bonus meanwhile" in caplog.text
+    assert "no pen pals memory meanwhile" in caplog.text
 
 
 def test_a_recipients_hit_counts_in_its_own_verdict_only(tmp_path: Path) -> None:

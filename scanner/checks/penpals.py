@@ -1,8 +1,9 @@
 """penpals: mail from someone our user wrote to lately scores lower (amavis's pen pals).
 
 Outgoing mail (received on a listener whose policy bank is in ``record_banks``, by
-default ORIGINATING) is remembered: the sender, each recipient and the Message-ID
-(:mod:`scanner.penpals_store`). Incoming mail is then looked up per recipient:
+default ORIGINATING) is remembered once the next hop has taken it (``after_delivery``),
+unless it was judged spam, a virus or banned: the sender, each recipient it passed for
+and the Message-ID (:mod:`scanner.penpals_store`). Incoming mail is then looked up per recipient:
 
 * ``PENPALS_REPLY``: In-Reply-To or References names a message this recipient sent;
 * ``PENPALS_KNOWN``: otherwise, this recipient wrote to the envelope sender before.
@@ -36,6 +37,8 @@ from scanner.throttle import LogThrottle
 log = logging.getLogger("scanner.penpals")
 
 DAY = 86400.0
+RECORDED = frozenset({"CLEAN", "BAD-HEADER", "OVERSIZED"})
+"""Categories of outgoing mail that is remembered (not spam, viruses, banned files)."""
 _MSGID = re.compile(r"<([^<>\s]{1,250})>")
 
 
@@ -77,20 +80,36 @@ class PenPals:
         sender = normalise(task.envelope.sender, delimiter) if task.envelope.sender else ""
         if not sender:  # bounces and notices: nobody to correspond with
             return []
+        if self._outgoing(task):
+            return []  # remembered in after_delivery, once it has gone out
         try:
-            if self._outgoing(task):
-                self._store.record(sender, [normalise(r.address, delimiter)
-                                            for r in task.envelope.recipients],
-                                   _message_id(task.message))
-                return []
             return self._incoming(task, sender, delimiter)
         except (sqlite3.Error, OSError) as exc:
-            held = self._throttle.due("db")
-            if held is not None:
-                log.warning("penpals: %s: %s; no pen pals bonus meanwhile (mail is not "
-                            "held up)%s", self._s.database, exc,
-                            f" ({held} more since the last report)" if held else "")
+            self._report(exc)
             return []
+
+    def after_delivery(self, task: Task, passed: list[str]) -> None:
+        """Outgoing mail the next hop took for ``passed`` recipients: remember them,
+        unless the message was judged spam or worse (a hijacked account's spam run must
+        not make its victims pen pals)."""
+        delimiter = self._config.policy.recipient_delimiter
+        sender = normalise(task.envelope.sender, delimiter) if task.envelope.sender else ""
+        if not sender or not self._outgoing(task):
+            return
+        if any(task.verdicts[a].category not in RECORDED for a in passed):
+            return
+        try:
+            self._store.record(sender, [normalise(a, delimiter) for a in passed],
+                               _message_id(task.message))
+        except (sqlite3.Error, OSError) as exc:
+            self._report(exc)
+
+    def _report(self, exc: Exception) -> None:
+        held = self._throttle.due("db")
+        if held is not None:
+            log.warning("penpals: %s: %s; no pen pals memory meanwhile (mail is not held "
+                        "up)%s", self._s.database, exc,
+                        f" ({held} more since the last report)" if held else "")
 
     def _outgoing(self, task: Task) -> bool:
         banks = bank_names(self._config, task.policy_bank, task.client.addr)

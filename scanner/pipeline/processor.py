@@ -150,7 +150,27 @@ class Processor:
             protocol=listener.protocol, direction=self._direction(task, listener),
             virus_scanned=self._virus_scanner, quarantine=self._quarantine,
             run_cpu=self._run_cpu, signers=self._signers))
+        self._after_delivery(task, outcome)
         return outcome.replies, self._log_summary(task, outcome)
+
+    def _after_delivery(self, task: Task, outcome: Outcome) -> None:
+        """Tell checks that want it (``after_delivery(task, recipients)``, e.g. pen pals
+        recording outgoing mail) which recipients the next hop took the message for,
+        passed (not discarded, rejected or bounced). A failing hook is only logged."""
+        passed = [r.address for r, reply in zip(task.envelope.recipients, outcome.replies,
+                                                strict=False)
+                  if reply.startswith("2") and (v := task.verdicts.get(r.address)) is not None
+                  and v.destiny is Destiny.PASS]
+        if not passed:
+            return
+        for check in self._checks:
+            hook = getattr(check, "after_delivery", None)
+            if callable(hook):
+                try:
+                    hook(task, passed)
+                except Exception:
+                    log.exception("(%s) %s: after_delivery failed", task.log_id,
+                                  getattr(check, "name", check))
 
     def _decide(self, task: Task, listener: Listener) -> None:
         banks = bank_names(self._config, listener.policy_bank, task.client.addr)
