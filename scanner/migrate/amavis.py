@@ -262,6 +262,7 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
     _lists(last, conv, handled)
     _listeners(last, conv, handled)
     _reinject(last, conv, handled)
+    _status_file(last, conv, handled)
     _clamd(last, conv, handled)
     for target, statement in last.items():
         if target not in handled:
@@ -506,6 +507,21 @@ def _originating_bank(last: dict[str, Statement], conv: Conversion, handled: set
         handled.add(bank.target)
         origin += f" ($policy_bank{{'ORIGINATING'}} ({bank.where}) sets nothing else)"
     conv.set("policy_banks.ORIGINATING", "bypass_spam_checks", bypass, origin)
+
+
+STATUS_FILE = "/var/lib/scanner/status"
+
+
+def _status_file(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
+    """``$enable_db`` gave amavis the database amavisd-nanny and amavisd-agent read;
+    ``scanner status`` reads ``server.status_file`` (empty by default)."""
+    statement = last.get("$enable_db")
+    if statement is None or statement.value is UNREAD or not _as_flag(statement.value):
+        return
+    handled.add("$enable_db")
+    conv.set("server", "status_file", STATUS_FILE,
+             f"$enable_db ({statement.where}): amavisd-nanny's database; `scanner status` "
+             "reads this file")
 
 
 def _reinject(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:

@@ -252,3 +252,11 @@ def test_notes_say_what_set_does_for_an_unreadable_scalar(tmp_path: Path) -> Non
     toml, _ = convert_to_toml([path], {"mydomain": "example.org"})
     assert "the value given with --set mydomain=example.org is used instead" in toml
     assert "local_domains = [\".example.org\"]" in toml
+
+
+def test_amavis_nanny_database_becomes_the_status_file(tmp_path: Path) -> None:
+    config, toml = _convert(tmp_path, "$enable_db = 1;\n")
+    assert config.server.status_file == "/var/lib/scanner/status"
+    assert "amavisd-nanny's database" in toml
+    config, _ = _convert(tmp_path, "$enable_db = 0;\n")
+    assert config.server.status_file == ""
