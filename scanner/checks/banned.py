@@ -45,6 +45,15 @@ class BannedFiles:
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"{context.config.source}: [checks.settings.banned] rules: {exc}") from None
+        self._decoding = context.config.decode.enabled
+
+    async def probe(self) -> str | None:
+        """Said at start-up and by ``config check``: without decoding there are no parts,
+        so no file is ever banned (ClamAV still scans the whole message)."""
+        if self._decoding:
+            return None
+        return ("decode.enabled = false: attachments are not unpacked, so no file name or "
+                "type is ever banned; turn decoding on or disable the banned check")
 
     async def run(self, task: Task) -> Iterable[Hit]:
         return find_banned(task.parts, self._rules)

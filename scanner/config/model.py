@@ -103,7 +103,8 @@ class ReinjectConfig:
 class DecodeConfig:
     """Unpacking of MIME parts and archives, with amavis's bomb limits (Debian values)."""
 
-    enabled: bool = opt(True, "decode MIME and archives (off: checks see the raw message only)")
+    enabled: bool = opt(True, "decode MIME and archives (off: checks see the raw message "
+                        "only, so no file is ever banned; serve and config check warn)")
     max_depth: int = opt(14, "deepest nesting decoded (amavis $MAXLEVELS)", min=1, max=100)
     max_parts: int = opt(1500, "most parts per message (amavis $MAXFILES)", min=1)
     min_quota: int = opt(102400, "expansion quota floor, bytes ($MIN_EXPANSION_QUOTA)", min=0)

@@ -121,3 +121,25 @@ def test_script_inside_a_zip_is_banned() -> None:
         hits = find_banned(result.parts)
         assert [h.symbol for h in hits] == ["BANNED_FILE"]
         assert hits[0].options[0].endswith("N=invoice.pdf.js")
+
+
+def test_the_banned_check_warns_when_decoding_is_off() -> None:
+    """With decode.enabled = false there are no parts: nothing is ever banned. serve
+    and config check say so (the check's probe), instead of passing it silently."""
+    import asyncio
+
+    from scanner import config as cfgmod
+    from scanner.checks.banned import BannedFiles, BannedSettings
+    from scanner.checks.base import CheckContext
+
+    async def no_cpu(*_a: object) -> None:
+        return None
+
+    def probe(text: str) -> str | None:
+        config = cfgmod.loads(text, "t.toml")
+        check = BannedFiles(BannedSettings(), CheckContext(config=config, run_cpu=no_cpu))
+        return asyncio.run(check.probe())
+
+    assert probe("") is None
+    warning = probe("[decode]\nenabled = false\n")
+    assert warning is not None and "no file name or type is ever banned" in warning
