@@ -52,6 +52,10 @@ def _genkey(args: argparse.Namespace) -> int:
               "(letters, digits, - and .)", file=sys.stderr)
         return 2
     path = Path(args.key_file or f"{domain}.{selector}.key")
+    if path.is_dir():  # --force could not replace a directory either
+        print(f"scanner dkim genkey: {path} is a directory; give the key file's name, e.g. "
+              f"--key-file {path / f'{domain}.{selector}.key'}", file=sys.stderr)
+        return 2
     pem, public = generate_ed25519() if args.key_type == "ed25519" else generate(args.bits)
     try:
         write_private(path, pem, force=args.force)

@@ -214,6 +214,11 @@ def test_genkey_writes_key_and_prints_record(tmp_path: Path, capsys: pytest.Capt
     assert dkim.verify(raw, dnsfunc=lambda n, timeout=5: record.encode())
     assert main(["dkim", "genkey", "example.com", "sel-1", "--key-file", str(path)]) == 1
     assert main(["dkim", "genkey", "nodot", "s"]) == 2
+    capsys.readouterr()
+    assert main(["dkim", "genkey", "example.com", "sel-1", "--key-file", str(tmp_path),
+                 "--force"]) == 2  # a directory: --force would not help
+    err = capsys.readouterr().err
+    assert f"{tmp_path} is a directory" in err and "example.com.sel-1.key" in err
     ed_path = tmp_path / "ed.key"
     assert main(["dkim", "genkey", "example.com", "ed-1", "--type", "ed25519",
                  "--key-file", str(ed_path)]) == 0
