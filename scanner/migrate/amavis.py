@@ -6,13 +6,15 @@ Reads amavis's Perl configuration files (Debian's ``/usr/share/amavis/conf.d`` a
 settings that have a scanner equivalent onto ``scanner.toml`` keys (each with a comment
 naming the amavis variable and where it was set), and lists every other assignment at
 the end, grouped by why it was not converted, so an administrator can go through them.
-The result is validated as a scanner configuration before it is returned.
+The result is validated as a scanner configuration before it is returned. The mapping
+tables live in :mod:`scanner.migrate.amavis_tables`, the TOML output in
+:mod:`scanner.migrate.amavis_render`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,122 +22,25 @@ from typing import Any
 from scanner import config as cfgmod
 from scanner.config import _toml_value
 from scanner.errors import ConfigError
+from scanner.migrate.amavis_render import render
+from scanner.migrate.amavis_tables import (
+    ADMINS,
+    ADVICE,
+    FLAG_MAPS,
+    KINDS,
+    LISTENER_VARS,
+    PATH_VARS,
+    PROGRAM_VARS,
+    REINJECT_VARS,
+    SCALARS,
+    as_flag,
+)
 from scanner.migrate.perlconf import UNREAD, Constant, Statement, read_files
 
 DEBIAN_DIRS = (Path("/usr/share/amavis/conf.d"), Path("/etc/amavis/conf.d"))
 SINGLE_FILES = (Path("/etc/amavisd.conf"), Path("/etc/amavis/amavisd.conf"),
                 Path("/usr/local/etc/amavisd.conf"))
 _RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-DESTINIES = {"D_PASS": "pass", "D_DISCARD": "discard", "D_BOUNCE": "bounce",
-             "D_REJECT": "reject"}
-
-# amavis scalar -> (section, key, kind)
-SCALARS: dict[str, tuple[str, str, str]] = {
-    "$sa_tag_level_deflt": ("policy", "tag_level", "number"),
-    "$sa_tag2_level_deflt": ("policy", "tag2_level", "number"),
-    "$sa_kill_level_deflt": ("policy", "kill_level", "number"),
-    "$sa_dsn_cutoff_level": ("policy", "dsn_cutoff_level", "number"),
-    "$sa_spam_subject_tag": ("policy", "subject_tag2", "text"),
-    "$undecipherable_subject_tag": ("policy", "subject_tag_unchecked", "text"),
-    "$final_virus_destiny": ("policy", "virus_destiny", "destiny"),
-    "$final_banned_destiny": ("policy", "banned_destiny", "destiny"),
-    "$final_spam_destiny": ("policy", "spam_destiny", "destiny"),
-    "$final_bad_header_destiny": ("policy", "bad_header_destiny", "destiny"),
-    "$final_unchecked_destiny": ("policy", "unchecked_destiny", "destiny"),
-    "$addr_extension_spam": ("policy", "addr_extension_spam", "text"),
-    "$recipient_delimiter": ("policy", "recipient_delimiter", "text"),
-    "$remove_existing_spam_headers": ("policy", "remove_existing_spam_headers", "flag"),
-    "$X_HEADER_TAG": ("policy", "virus_scanned_header", "text"),
-    "$myhostname": ("server", "hostname", "text"),
-    "$max_servers": ("server", "concurrency", "count"),
-    "$max_requests": ("server", "max_requests", "count"),
-    "$child_timeout": ("server", "message_timeout", "number"),
-    "$smtpd_timeout": ("server", "idle_timeout", "number"),
-    "$DO_SYSLOG": ("server", "syslog", "flag"),
-    "$log_level": ("server", "log_level", "log_level"),
-    "$MAXLEVELS": ("decode", "max_depth", "count"),
-    "$MAXFILES": ("decode", "max_parts", "count"),
-    "$MIN_EXPANSION_QUOTA": ("decode", "min_quota", "count"),
-    "$MAX_EXPANSION_QUOTA": ("decode", "max_quota", "count"),
-    "$MIN_EXPANSION_FACTOR": ("decode", "min_factor", "count"),
-    "$MAX_EXPANSION_FACTOR": ("decode", "max_factor", "count"),
-    "$quarantine_subdir_levels": ("quarantine", "subdir_levels", "count"),
-    "$penpals_halflife": ("checks.settings.penpals", "halflife_days", "days"),
-}
-
-# amavis list of lookups = (1) -> a per-recipient flag that is then true for everyone
-FLAG_MAPS = {
-    "@bypass_virus_checks_maps": "bypass_virus_checks",
-    "@bypass_spam_checks_maps": "bypass_spam_checks",
-    "@bypass_banned_checks_maps": "bypass_banned_checks",
-    "@bypass_header_checks_maps": "bypass_header_checks",
-    "@spam_lovers_maps": "spam_lover",
-    "@virus_lovers_maps": "virus_lover",
-    "@banned_files_lovers_maps": "banned_lover",
-    "@bad_header_lovers_maps": "bad_header_lover",
-    "@unchecked_lovers_maps": "unchecked_lover",
-}
-
-ADMINS = {"$virus_admin": "virus", "$banned_admin": "banned", "$spam_admin": "spam",
-          "$bad_header_admin": "bad_header"}
-
-LISTENER_VARS = ("$inet_socket_port", "$inet_socket_bind")
-REINJECT_VARS = ("$forward_method", "$notify_method")
-
-PATH_VARS = {"$MYHOME", "$TEMPBASE", "$QUARANTINEDIR", "$pid_file", "$lock_file",
-             "$db_home", "$LOGFILE", "$unix_socketname", "$helpers_home", "$daemon_chroot_dir",
-             "$ENV{TMPDIR}", "$daemon_user", "$daemon_group"}
-PROGRAM_VARS = {"$file", "$gzip", "$bzip2", "$lzop", "$rpm2cpio", "$cabextract",
-                "$uncompress", "$unfreeze", "$arc", "$unarj", "$unrar", "$zoo", "$lha",
-                "$pax", "$cpio", "$ar", "$ripole", "$dspam", "$tnef", "$unzoo", "$lz4",
-                "$lrzip", "$rar", "$xz", "$7zip", "$7z"}
-
-ADVICE: dict[str, str] = {
-    "$banned_filename_re": "banned names and types are Perl regular expressions; write the "
-    "site's own as [checks.settings.banned] rules (README \"Policy\"); the shipped defaults "
-    "are amavis's Debian list plus today's script and disk-image types",
-    "@banned_filename_maps": "see $banned_filename_re",
-    "@score_sender_maps": "per-sender score changes: use allow_senders / block_senders in "
-    "[policy] or [policy.recipients.\"PATTERN\"], or rules of your own (docs/rules.md)",
-    "@av_scanners": "scanner talks to clamd itself ([checks.settings.clamav] endpoints); "
-    "other scanners are not supported",
-    "@av_scanners_backup": "see @av_scanners",
-    "$X_HEADER_LINE": "scanner writes \"scanner at HOSTNAME\" (policy.virus_scanned_value); "
-    "set that key to keep the old text",
-    "$sa_local_tests_only": "scanner's network checks are the auth (SPF, DKIM, DMARC), "
-    "dnsbl and uribl checks; list them in [checks] disabled to stay off the network",
-    "$sa_mail_body_size_limit": "scanner reads every message; the classifier and rules "
-    "read a bounded part of it (docs/classifier.md, docs/rules.md)",
-    "$enable_dkim_verification": "scanner verifies DKIM in the auth check (on by default)",
-    "$enable_dkim_signing": "DKIM signing: [checks.settings.dkim_sign] (README \"Sender "
-    "authentication\")",
-    "@mynetworks": "entries with '!' cannot be expressed in policy.mynetworks",
-    "$policy_bank": "policy banks are [policy_banks.NAME] tables with scanner's [policy] "
-    "keys; write them by hand (README \"Policy\")",
-    "$interface_policy": "only ORIGINATING is converted; other banks need a "
-    "[policy_banks.NAME] table written by hand, then the listener's policy_bank",
-    "@viruses_that_fake_sender_maps": "scanner sends no virus notices to senders",
-    "@keep_decoded_original_maps": "scanner always gives clamd the original message",
-    "@local_domains_maps": "only lists of domain strings ([\".example.com\", ...]) are "
-    "converted; turn hash and regex tables into policy.local_domains entries by hand",
-    "@bypass_virus_checks_maps": "per-recipient lookups: write [policy.recipients.\"PATTERN\"] "
-    "bypass_virus_checks = true for the recipients your tables name (empty tables, as in "
-    "Debian's 15-content_filter_mode, mean: check everyone, scanner's default)",
-    "@bypass_spam_checks_maps": "as @bypass_virus_checks_maps, with bypass_spam_checks",
-    "@bypass_banned_checks_maps": "as @bypass_virus_checks_maps, with bypass_banned_checks",
-    "@bypass_header_checks_maps": "as @bypass_virus_checks_maps, with bypass_header_checks",
-    "$penpals_bonus_score": "scanner's pen pals weights are PENPALS_REPLY -3.0 and "
-    "PENPALS_KNOWN -1.0 (a site score file changes them); turn the check on with [checks] "
-    "enabled = [\"*\", \"penpals\"] (README \"Policy\", Pen pals)",
-    "$penpals_threshold_low": "see $penpals_bonus_score",
-    "$penpals_threshold_high": "see $penpals_bonus_score",
-    "$unix_socketname": "the AM.PDP socket for amavisd-release is [quarantine] "
-    "ampdp_socket; point amavisd-release's $socketname at it (docs/quarantine.md)",
-}
-# Debian's 25-amavis_helpers: the bank of amavisd-release's socket, not one to write by hand
-ADVICE["$interface_policy{SOCK}"] = ADVICE["$policy_bank{AM.PDP-SOCK}"] = \
-    ADVICE["$unix_socketname"]
 
 # amavis's ORIGINATING bank that only marks mail as our users' own (Debian's examples)
 _PLAIN_ORIGINATING = re.compile(r"^\{\s*originating\s*=>\s*1\s*,?\s*\}$")
@@ -144,7 +49,6 @@ _BYPASS_SPAM_ONE = re.compile(r"bypass_spam_checks_maps\s*=>\s*\[\s*1\s*\]")
 _CLAMD_ENTRY = re.compile(
     r"""\[\s*['"]ClamAV-clamd['"]\s*,\s*\\&ask_daemon\s*,\s*\[\s*"[^"]*"\s*,\s*"([^"]+)"\s*\]""")
 _METHOD = re.compile(r"^(smtp|lmtp):\[?([^\]\s]+?)\]?:(\d+)$")
-
 
 @dataclass(slots=True)
 class Note:
@@ -326,7 +230,7 @@ def _set_hint(target: str, predefined: dict[str, str]) -> str:
 def _scalar(statement: Statement, conv: Conversion) -> None:
     section, key, kind = SCALARS[statement.target]
     value = statement.value
-    converted = _KINDS[kind](value)
+    converted = KINDS[kind](value)
     if converted is None:
         shown = value.name if isinstance(value, Constant) else repr(value)
         conv.note(statement, f"{shown} is not a valid {kind} for {section}.{key}"
@@ -334,51 +238,6 @@ def _scalar(statement: Statement, conv: Conversion) -> None:
                      if kind == "destiny" else ""))
         return
     conv.set(section, key, converted, f"{statement.target} ({statement.where})")
-
-
-def _as_number(value: Any) -> int | float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
-
-
-def _as_count(value: Any) -> int | None:
-    number = _as_number(value)
-    return int(number) if number is not None and number == int(number) else None
-
-
-def _as_text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _as_flag(value: Any) -> bool | None:
-    if value is None:
-        return False
-    if isinstance(value, int | float | str):
-        return bool(value) and value != "0"
-    return None
-
-
-def _as_destiny(value: Any) -> str | None:
-    return DESTINIES.get(value.name) if isinstance(value, Constant) else None
-
-
-def _as_days(value: Any) -> float | None:
-    number = _as_number(value)  # amavis counts seconds
-    return round(number / 86400, 3) if number is not None and number > 0 else None
-
-
-def _as_log_level(value: Any) -> str | None:
-    number = _as_count(value)
-    if number is None:
-        return None
-    return "debug" if number >= 3 else "info"
-
-
-_KINDS: dict[str, Callable[[Any], Any]] = {
-    "number": _as_number, "count": _as_count, "text": _as_text, "flag": _as_flag,
-    "destiny": _as_destiny, "log_level": _as_log_level, "days": _as_days,
-}
 
 
 def _flag_map(statement: Statement, conv: Conversion) -> None:
@@ -516,7 +375,7 @@ def _status_file(last: dict[str, Statement], conv: Conversion, handled: set[str]
     """``$enable_db`` gave amavis the database amavisd-nanny and amavisd-agent read;
     ``scanner status`` reads ``server.status_file`` (empty by default)."""
     statement = last.get("$enable_db")
-    if statement is None or statement.value is UNREAD or not _as_flag(statement.value):
+    if statement is None or statement.value is UNREAD or not as_flag(statement.value):
         return
     handled.add("$enable_db")
     conv.set("server", "status_file", STATUS_FILE,
@@ -560,51 +419,6 @@ def _clamd(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> N
                  for s in sockets]
     conv.set("checks.settings.clamav", "endpoints", endpoints,
              f"@av_scanners ClamAV-clamd ({statement.where})")
-
-
-def render(conv: Conversion) -> str:
-    """The converted configuration as TOML, the notes as comments at the end."""
-    lines = ["# scanner configuration converted from amavis (scanner config from-amavis).",
-             "# Read, in this order:"]
-    lines += [f"#   {f}" for f in conv.files]
-    lines += ["# Review it, then run `scanner config check FILE`. Settings amavis had that",
-              "# are not converted are listed at the end.", ""]
-    for section in ("server", "reinject", "policy", "decode", "quarantine",
-                    "policy_banks.ORIGINATING", "checks.settings.clamav",
-                    "checks.settings.penpals"):
-        values = conv.sections.get(section)
-        if not values:
-            continue
-        lines.append(f"[{section}]")
-        for key, (value, origin) in values.items():
-            lines.append(f"{key} = {_toml_value(value)}  # {origin}")
-        lines.append("")
-    if conv.listeners:
-        lines.append(f"# listeners from {conv.listener_origin}")
-        for listener in conv.listeners:
-            lines.append("[[listeners]]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in listener.items()]
-            lines.append("")
-    lines += _render_notes(conv.notes)
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def _render_notes(notes: list[Note]) -> list[str]:
-    if not notes:
-        return ["# Every amavis setting found was converted."]
-    lines = [f"# Not converted ({len(notes)}):"]
-    by_reason: dict[str, list[Note]] = {}
-    for note in notes:
-        by_reason.setdefault(note.reason, []).append(note)
-    for reason, group in by_reason.items():
-        lines.append("#")
-        lines.append(f"# {reason}:")
-        for note in group:
-            first = " ".join(note.text.split())
-            if len(first) > 70:
-                first = first[:67] + "..."
-            lines.append(f"#   {note.where}: {first}")
-    return lines
 
 
 def _drop_invalid(conv: Conversion) -> None:
