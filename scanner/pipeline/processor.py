@@ -74,6 +74,9 @@ class Processor:
         self._decoders = list(decoders) if decoders is not None else None
         self._limits = limits_from(config)
         self._checks = list(checks)
+        self._delivery_hooks = [(getattr(c, "name", str(c)), c.after_delivery)
+                                for c in self._checks
+                                if callable(getattr(c, "after_delivery", None))]
         self._signers = tuple(c for c in checks if callable(getattr(c, "sign", None)))
         self._scores = scores
         self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
@@ -157,20 +160,19 @@ class Processor:
         """Tell checks that want it (``after_delivery(task, recipients)``, e.g. pen pals
         recording outgoing mail) which recipients the next hop took the message for,
         passed (not discarded, rejected or bounced). A failing hook is only logged."""
+        if not self._delivery_hooks:  # the common case: nothing to do per message
+            return
         passed = [r.address for r, reply in zip(task.envelope.recipients, outcome.replies,
                                                 strict=False)
                   if reply.startswith("2") and (v := task.verdicts.get(r.address)) is not None
                   and v.destiny is Destiny.PASS]
         if not passed:
             return
-        for check in self._checks:
-            hook = getattr(check, "after_delivery", None)
-            if callable(hook):
-                try:
-                    hook(task, passed)
-                except Exception:
-                    log.exception("(%s) %s: after_delivery failed", task.log_id,
-                                  getattr(check, "name", check))
+        for name, hook in self._delivery_hooks:
+            try:
+                hook(task, passed)
+            except Exception:
+                log.exception("(%s) %s: after_delivery failed", task.log_id, name)
 
     def _decide(self, task: Task, listener: Listener) -> None:
         banks = bank_names(self._config, listener.policy_bank, task.client.addr)
