@@ -217,8 +217,8 @@ class Quarantine:
         The rows get new secret_ids, no score and no symbols; release works as before."""
         if not self.directory.is_dir():
             raise QuarantineError(f"{self.directory}: no such quarantine directory")
-        found = {files.mail_id_of(p): p for p in files.walk(self.directory)
-                 if files.mail_id_of(p) is not None}
+        named = ((files.mail_id_of(p), p) for p in files.walk(self.directory))
+        found = {mail_id: p for mail_id, p in named if mail_id is not None}
         known = self.index.known(list(found))
         added: list[QuarantineRecord] = []
         skipped: list[str] = []
