@@ -115,6 +115,17 @@ def _local_name(fh: BinaryIO, info: zipfile.ZipInfo) -> str | None:
     return raw.decode("utf-8" if info.flag_bits & 0x800 else "cp437", "replace")
 
 
+def _is_empty_directory(info: zipfile.ZipInfo) -> bool:
+    """A directory entry: a name ending in ``/`` and nothing stored under it.
+
+    Not ``ZipInfo.is_dir()``, which fails on an empty name. An entry named like a
+    directory that holds data (``setup.exe/``) is decoded as a member: extractors
+    differ in what they make of it, and skipping it hid its bytes from the checks.
+    (An empty deflate stream takes 2 bytes.)
+    """
+    return info.filename.endswith("/") and info.file_size == 0 and info.compress_size <= 2
+
+
 def _member(zf: zipfile.ZipFile, fh: BinaryIO, info: zipfile.ZipInfo,
             ctx: DecodeContext) -> tuple[Child, str | None]:
     """The member and, when it is damaged, what is wrong with it.
@@ -150,7 +161,9 @@ def _member(zf: zipfile.ZipFile, fh: BinaryIO, info: zipfile.ZipInfo,
         raise
     if problem is not None and info.compress_type == zipfile.ZIP_DEFLATED:
         writer = _reinflate(fh, info, ctx, writer)
-    child = Child(blob=writer.finish(), name=clean_name(info.filename), aliases=aliases)
+    # a "directory" holding data is read as a file under its name without the slash
+    child = Child(blob=writer.finish(), name=clean_name(info.filename.rstrip("/")),
+                  aliases=aliases)
     if problem is not None:
         child.flags.add("corrupt")
     return child, problem
@@ -210,7 +223,7 @@ class ZipDecoder:
             with zf:
                 for info in zf.infolist():
                     ctx.check_time()
-                    if info.filename.endswith("/"):  # not is_dir(): it fails on ""
+                    if _is_empty_directory(info):
                         continue
                     if info.flag_bits & 0x1 or info.compress_type == AES:
                         named = ctx.name_only(part, clean_name(info.filename))

@@ -254,3 +254,17 @@ def test_zip_behind_prepended_junk_is_decoded(junk: bytes) -> None:
     with unpack(message(("files.zip", data))) as result:
         assert result.parts[2].detected_type == "zip"
         assert [p.name for p in result.parts[3:]] == ["invoice.js"]
+
+
+def test_zip_directory_entry_holding_data_is_decoded() -> None:
+    # an entry named like a folder ("setup.exe/") but holding bytes used to be skipped,
+    # so an executable stored under it was neither typed nor banned by us
+    exe = pe_exe()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("docs/", b"")  # a real, empty directory entry
+        zf.writestr("setup.exe/", exe)
+    with unpack(message(("files.zip", buf.getvalue()))) as result:
+        members = [(p.name, p.detected_type) for p in result.parts[3:]]
+        assert members == [("setup.exe", "exe-ms")], members
+        assert result.parts[3].data() == exe
