@@ -32,7 +32,7 @@ class TarDecoder:
                 try:
                     for info in archive:
                         ctx.check_time()
-                        if not info.isfile():
+                        if not _holds_a_file(info):
                             continue
                         src = archive.extractfile(info)
                         if src is None:
@@ -44,6 +44,13 @@ class TarDecoder:
                             raise CorruptPart(problem)
                 except (tarfile.TarError, OSError, EOFError) as exc:
                     raise CorruptPart(f"tar: {exc}") from exc
+
+
+def _holds_a_file(info: tarfile.TarInfo) -> bool:
+    """A regular member, or one of a type this reader does not know: GNU tar and
+    libarchive (which Windows uses) extract those as normal files, so their data is
+    decoded like a file's (skipping them hid a ``setup.exe`` typed ``Q``)."""
+    return info.isfile() or info.type not in tarfile.SUPPORTED_TYPES
 
 
 def _rest_of(fh: BinaryIO, info: tarfile.TarInfo, ctx: DecodeContext) -> BlobWriter:

@@ -7,6 +7,7 @@ import io
 import lzma
 import os
 import struct
+import tarfile
 import zipfile
 
 import pytest
@@ -267,4 +268,19 @@ def test_zip_directory_entry_holding_data_is_decoded() -> None:
     with unpack(message(("files.zip", buf.getvalue()))) as result:
         members = [(p.name, p.detected_type) for p in result.parts[3:]]
         assert members == [("setup.exe", "exe-ms")], members
+        assert result.parts[3].data() == exe
+
+
+def test_tar_member_of_an_unknown_type_is_decoded_as_a_file() -> None:
+    # GNU tar ("Unknown file type 'Q', extracted as normal file") and libarchive extract
+    # such a member as a file; it used to be skipped, so setup.exe was never banned
+    exe = pe_exe()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("setup.exe")
+        info.size, info.type = len(exe), b"Q"
+        tf.addfile(info, io.BytesIO(exe))
+        tf.addfile(tarfile.TarInfo("notes.txt"), io.BytesIO(b""))
+    with unpack(message(("files.tar", buf.getvalue()))) as result:
+        assert [(p.name, p.detected_type) for p in result.parts[3:4]] == [("setup.exe", "exe-ms")]
         assert result.parts[3].data() == exe
