@@ -137,6 +137,29 @@ def test_admin_is_notified_of_banned_mail(tmp_path: Path, sink: Sink):
     assert b"Message-ID: <ban4@example.org>" in notice and b"Quarantine: " in notice
 
 
+def test_local_recipient_is_told_of_banned_mail(tmp_path: Path, sink: Sink):
+    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
+             '[policy]\nnotify_recipient = ["banned"]\nlocal_domains = ["example.test"]\n')
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    try:
+        s = smtp(port)
+        s.mail("a@example.org")
+        s.rcpt("b@example.test")
+        s.rcpt("far@example.net")  # not local: no notice, as amavis's $warn_offsite
+        code, _ = s.data(_with_attachment("docs.zip", _zip({"x.pif": b"MZ"}), "ban5"))
+        s.quit()
+    finally:
+        proc.stop()
+    assert code == 250
+    got = sink.wait_for(1)
+    assert [(m.sender, m.recipients) for m in got] == [("<>", ["b@example.test"])]
+    notice = got[0].data
+    mail_id = [ln for ln in proc.summary_lines() if "ban5@" in ln][0].split("mail_id: ")[1][:12]
+    assert b"Subject: A message to you was blocked (BANNED)" in notice
+    assert b"Found:      file: x.pif" in notice and mail_id.encode() in notice
+    assert b"Subject:    attachment" in notice  # the blocked message's own Subject
+
+
 def test_ambiguous_mime_boundary_is_unchecked_and_tagged(tmp_path: Path, sink: Sink):
     # CVE-2024-28054: two boundary parameters, two possible part lists
     extra = '\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'

@@ -16,6 +16,7 @@ from typing import Any
 from scanner.actions.bounce import bounce_allowed
 from scanner.actions.headers import prefix_subject, without
 from scanner.actions.notify import notify_admins
+from scanner.actions.recipient_notice import notify_recipients
 from scanner.actions.tagging import Edits, edits_for, spam_header_fields
 from scanner.dsn import build_failure_dsn, wants_failure_dsn
 from scanner.pipeline.parse import header_text
@@ -87,6 +88,7 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
     if smtp:
         out.replies = await _partial_failure(task, ctx, out)
     await notify_admins(task, ctx.pool, ctx.hostname, out.quarantine)
+    await notify_recipients(task, ctx.pool, ctx.hostname, out.replies, out.quarantine)
     return out
 
 

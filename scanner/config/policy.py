@@ -89,6 +89,10 @@ class PolicyConfig:
     notify_admin: Mapping[str, str] = opt(
         {}, "admin address per category (virus, banned, unchecked, spam, bad_header) for "
         "a notification, e.g. { virus = \"postmaster@example.com\" }; empty = off")
+    notify_recipient: tuple[str, ...] = opt(
+        [], "categories whose blocked mail its local recipients are told about, with the "
+        "quarantine id (amavis's $warnvirusrecip, $warnbannedrecip, $warnbadhrecip): virus, "
+        "banned, bad_header; empty = off", choices=("virus", "banned", "bad_header"))
     sql_lookup: str = opt("", "per-recipient policy rows from SQL: sqlite:/path/file or "
                           "postgresql://...; table scanner_policy(pattern, settings JSON)")
     recipients: Mapping[str, PolicyOverride] = opt(

@@ -65,6 +65,10 @@ FLAG_MAPS = {
 ADMINS = {"$virus_admin": "virus", "$banned_admin": "banned", "$spam_admin": "spam",
           "$bad_header_admin": "bad_header"}
 
+# amavis's recipient warnings -> policy.notify_recipient categories
+WARN_RECIPIENT = {"$warnvirusrecip": "virus", "$warnbannedrecip": "banned",
+                  "$warnbadhrecip": "bad_header"}
+
 LISTENER_VARS = ("$inet_socket_port", "$inet_socket_bind")
 REINJECT_VARS = ("$forward_method", "$notify_method")
 
@@ -114,6 +118,8 @@ ADVICE: dict[str, str] = {
     "PENPALS_KNOWN -1.0 (a site score file changes them); turn the check on with [checks] "
     "enabled = [\"*\", \"penpals\"] (README \"Policy\", Pen pals)",
     "$penpals_threshold_low": "see $penpals_bonus_score",
+    "$warn_offsite": "scanner tells local recipients only (policy.local_domains), as amavis "
+    "does by default",
     "$penpals_threshold_high": "see $penpals_bonus_score",
     "$unix_socketname": "the AM.PDP socket for amavisd-release is [quarantine] "
     "ampdp_socket; point amavisd-release's $socketname at it (docs/quarantine.md)",
