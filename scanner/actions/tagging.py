@@ -12,6 +12,7 @@ client or Sieve rule that trusts those headers.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 from scanner.actions.headers import fold
@@ -79,12 +80,29 @@ def spam_headers(verdict: Verdict, policy: PolicyConfig,
     status = (f"{'Yes' if spam else 'No'}, score={_num(verdict.score)} "
               f"tagged_above={_num(policy.tag_level)} required={_num(policy.tag2_level)} "
               f"tests=[{tests}] autolearn=disabled")
-    return [
+    headers = [
         (f"{p}Flag", "YES" if spam else "NO"),
         (f"{p}Score", f"{verdict.score:.3f}"),
         (f"{p}Level", "*" * max(0, min(MAX_LEVEL_STARS, int(verdict.score)))),
         (f"{p}Status", fold(f"{p}Status", status)),
     ]
+    if spam and policy.spam_report:
+        headers.append((f"{p}Report", spam_report(verdict, scores)))
+    return headers
+
+
+def spam_report(verdict: Verdict, scores: ScoreTable) -> str:
+    """SpamAssassin's report layout: one ``* points SYMBOL description`` line per
+    symbol, highest points first, descriptions wrapped under themselves."""
+    lines: list[str] = []
+    ranked = sorted(_tests(verdict, scores), key=lambda item: (-item[1], item[0]))
+    for symbol, points in ranked:
+        description = scores.get(symbol).description.encode("ascii", "replace").decode()
+        head = f"* {points:5.1f} {symbol}"
+        wrapped = textwrap.wrap(description, width=max(20, 74 - len(head))) or [""]
+        lines.append(f"{head} {wrapped[0]}".rstrip())
+        lines += [f"*{' ' * (len(head) - 1)} {more}" for more in wrapped[1:]]
+    return "\r\n\t".join(lines) if lines else "(no symbols)"
 
 
 def _tests(verdict: Verdict, scores: ScoreTable) -> list[tuple[str, float]]:

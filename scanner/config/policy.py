@@ -77,6 +77,9 @@ class PolicyConfig:
     mynetworks: tuple[str, ...] = opt(
         ["127.0.0.0/8", "::1"], "client networks of the MYNETS policy bank")
     spam_headers: bool = opt(True, "add X-Spam-Flag/Score/Level/Status to local mail")
+    spam_report: bool = opt(False, "also add X-Spam-Report (each symbol with its points and "
+                            "description, one per line) to spam (>= tag2_level) for local "
+                            "recipients (amavis's $sa_spam_report_header)")
     header_prefix: str = opt("X-Spam-", "prefix of the spam headers", text="header_name")
     remove_existing_spam_headers: bool = opt(
         True, "leave out the spam headers (header_prefix + Flag, Score, Level, Status, "

@@ -31,6 +31,7 @@ SCALARS: dict[str, tuple[str, str, str]] = {
     "$addr_extension_spam": ("policy", "addr_extension_spam", "text"),
     "$recipient_delimiter": ("policy", "recipient_delimiter", "text"),
     "$remove_existing_spam_headers": ("policy", "remove_existing_spam_headers", "flag"),
+    "$sa_spam_report_header": ("policy", "spam_report", "flag"),
     "$X_HEADER_TAG": ("policy", "virus_scanned_header", "text"),
     "$myhostname": ("server", "hostname", "text"),
     "$max_servers": ("server", "concurrency", "count"),

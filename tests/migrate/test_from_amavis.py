@@ -269,3 +269,8 @@ def test_recipient_warnings_become_notify_recipient(tmp_path: Path) -> None:
     assert "local recipients only" in toml  # $warn_offsite is explained, not converted
     config, _ = _convert(tmp_path, "$warnvirusrecip = 0;\n$mydomain = 'example.com';\n")
     assert config.policy.notify_recipient == ()
+
+
+def test_spam_report_header_setting_carries_over(tmp_path: Path) -> None:
+    config, _ = _convert(tmp_path, "$sa_spam_report_header = 1;\n")
+    assert config.policy.spam_report is True

@@ -115,6 +115,25 @@ def test_spam_headers_subject_tag_and_extension_for_local_recipients():
     assert e.headers == () and e.subject_prefix == "" and e.address == "carol@remote.test"
 
 
+def test_spam_report_lists_each_symbol_with_points_and_description():
+    cfg = ("[policy]\nlocal_domains=['example.test']\nblock_senders=['@example.org']\n"
+           "spam_report=true\n")
+    hits = [Hit("BAYES_99", source="bayes")]
+    v, task = _verdict(cfg, hits)
+    names = dict(edits_for(task, "bob@example.test", v, SCORES, "mx.test", False).headers)
+    lines = names["X-Spam-Report"].split("\r\n\t")
+    assert lines[0].startswith("* 100.0 SENDER_BLOCKLISTED "), lines
+    assert "*   5.5 BAYES_99 Spam probability 99 to 100%" in lines, lines
+    assert lines.index("*   5.5 BAYES_99 Spam probability 99 to 100%") > 1  # wrapped above
+    assert all(len(ln) <= 78 and ln.isascii() for ln in lines)
+    v, task = _verdict(cfg.replace("spam_report=true", "spam_report=false"), hits)
+    names = dict(edits_for(task, "bob@example.test", v, SCORES, "mx.test", False).headers)
+    assert "X-Spam-Report" not in names and names["X-Spam-Flag"] == "YES"
+    v, task = _verdict("[policy]\nlocal_domains=['example.test']\nspam_report=true\n", hits)
+    names = dict(edits_for(task, "bob@example.test", v, SCORES, "mx.test", False).headers)
+    assert names["X-Spam-Flag"] == "NO" and "X-Spam-Report" not in names  # spam only
+
+
 def test_prefix_subject_keeps_everything_else():
     raw = b"From: a\r\nSubject:  =?utf-8?q?caf=C3=A9?=\r\n\tcontinued\r\n\r\nSubject: body\r\n"
     assert prefix_subject(raw, "***SPAM*** ") == (
