@@ -7,6 +7,7 @@ the null sender. A failure is logged, never deferring the message itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from email.utils import formatdate, make_msgid
 
@@ -59,12 +60,29 @@ def build_notice(task: Task, admin: str, category: str, hostname: str,
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 
 
+NOTICE_TIMEOUT = 30.0  # seconds for one notice: it must not hold Postfix's reply long
+
+
+async def send_notice(pool: ConnectionPool, address: str, data: bytes, log_id: str,
+                      what: str, smtputf8: bool = False) -> None:
+    """Send one notice from the null sender; any failure is logged, never raised (the
+    message itself has been dealt with: an exception now would defer, and so repeat, it)."""
+    params = (("SMTPUTF8", None),) if smtputf8 else ()
+    try:
+        async with asyncio.timeout(NOTICE_TIMEOUT):
+            result = await deliver(pool, Outgoing("", [Recipient(address)], params, data,
+                                                  ClientInfo()), all_or_nothing=True)
+        reply = result.replies[0]
+    except TimeoutError:
+        reply = f"no answer within {NOTICE_TIMEOUT:g} s"
+    except Exception as exc:
+        reply = f"{type(exc).__name__}: {exc}"
+    if not reply.startswith("2"):
+        log.warning("(%s) %s to <%s> failed: %s", log_id, what, address, reply)
+
+
 async def notify_admins(task: Task, pool: ConnectionPool, hostname: str,
                         quarantine: str | None) -> None:
     for admin, category in _targets(task).items():
         notice = build_notice(task, admin, category, hostname, quarantine)
-        result = await deliver(pool, Outgoing("", [Recipient(admin)], (), notice,
-                                              ClientInfo()), all_or_nothing=True)
-        if not result.replies[0].startswith("2"):
-            log.warning("(%s) admin notification to <%s> failed: %s", task.log_id, admin,
-                        result.replies[0])
+        await send_notice(pool, admin, notice, task.log_id, "admin notification")

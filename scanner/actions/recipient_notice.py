@@ -19,11 +19,11 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, make_msgid
 
+from scanner.actions.notify import send_notice
 from scanner.pipeline.parse import header_text
 from scanner.policy.effective import is_local
-from scanner.reinject.deliver import Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
-from scanner.task import ClientInfo, Destiny, Recipient, Task
+from scanner.task import Destiny, Task
 
 log = logging.getLogger("scanner")
 KEYS = {"VIRUS": "virus", "BANNED": "banned", "BAD-HEADER": "bad_header"}
@@ -105,10 +105,10 @@ async def notify_recipients(task: Task, pool: ConnectionPool, hostname: str,
     for address in recipients_to_notify(task, replies):
         verdict = task.verdicts[address]
         held = task.mail_id if quarantine and verdict.quarantine else None
-        data, utf8 = build_recipient_notice(task, address, verdict.category, hostname, held)
-        params = (("SMTPUTF8", None),) if utf8 else ()
-        result = await deliver(pool, Outgoing("", [Recipient(address)], params, data,
-                                              ClientInfo()), all_or_nothing=True)
-        if not result.replies[0].startswith("2"):
-            log.warning("(%s) notice to recipient <%s> failed: %s", task.log_id, address,
-                        result.replies[0])
+        try:
+            data, utf8 = build_recipient_notice(task, address, verdict.category, hostname,
+                                                held)
+        except Exception:  # an address the email package cannot write: logged, no notice
+            log.exception("(%s) notice to recipient <%s> not built", task.log_id, address)
+            continue
+        await send_notice(pool, address, data, task.log_id, "notice to recipient", utf8)

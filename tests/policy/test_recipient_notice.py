@@ -68,3 +68,19 @@ def test_a_non_ascii_address_asks_for_smtputf8() -> None:
                                         "mx.example.test", None)
     assert utf8 and "jürgen@example.test".encode() in data
     assert b"(not kept)" in data
+
+
+def test_a_notice_that_fails_is_logged_never_raised(caplog) -> None:
+    import asyncio
+
+    from scanner.actions.notify import send_notice
+
+    class BrokenPool:
+        @property
+        def hop(self):
+            raise RuntimeError("pool exploded")
+
+    asyncio.run(send_notice(BrokenPool(), "b@example.test", b"x", "00001-01",  # type: ignore[arg-type]
+                            "notice to recipient"))
+    assert "notice to recipient to <b@example.test> failed: RuntimeError: pool exploded" \
+        in caplog.text
