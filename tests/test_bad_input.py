@@ -284,6 +284,12 @@ def test_quarantine_list_refuses_a_category_it_never_holds(tmp_path: Path):
      "'policy.notify_admin.virus' = 'post master@example.com' is not an address"),
     ('[policy_banks.ORIGINATING]\nnotify_admin = { spamm = "a@example.com" }\n',
      "'policy_banks.\"ORIGINATING\".notify_admin.spamm': no such category"),
+    ('[policy]\nnotify_recipient = ["virus"]\n',
+     "'policy.notify_recipient' needs 'policy.local_domains'"),
+    ('[policy]\nnotify_recipient = ["viruz"]\nlocal_domains = ["example.com"]\n',
+     "'policy.notify_recipient[0]' = 'viruz' is not allowed"),
+    ('[policy.recipients."@example.com"]\nnotify_recipient = ["banned"]\n',
+     "'policy.recipients.\"@example.com\".notify_recipient' needs 'policy.local_domains'"),
 ])
 def test_a_notify_admin_table_that_would_never_notify_is_refused(text: str,
                                                                  expected: str) -> None:

@@ -204,6 +204,11 @@ def _check_address_patterns(config: Config) -> None:
                         f"write '@{pattern}' for the domain, '@.{pattern}' for it and its "
                         f"subdomains, 'user@{pattern}', or '<>' for the null sender")
         _check_notify_admin(src, where, getattr(table, "notify_admin", None) or {})
+        if getattr(table, "notify_recipient", None) and not config.policy.local_domains:
+            # an empty list calls every recipient local: outsiders would be told too
+            raise ConfigError(f"{src}: '{where}.notify_recipient' needs "
+                              "'policy.local_domains': only local recipients are told, "
+                              "so list your domains there")
 
 
 NOTIFY_CATEGORIES = ("virus", "banned", "unchecked", "spam", "bad_header")
