@@ -445,12 +445,20 @@ def _clamd(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> N
              f"@av_scanners ClamAV-clamd ({statement.where})")
 
 
+_NEEDS = {("policy", "notify_recipient"): ("local_domains",)}
+
+
 def _drop_invalid(conv: Conversion) -> None:
     """Move a converted value scanner refuses (e.g. ``$max_servers = 0``) to the notes."""
     for section, values in conv.sections.items():
         for key, (value, origin) in list(values.items()):
+            # a key that needs another one is checked with it (notify_recipient needs
+            # local_domains)
+            context = "".join(f"{k} = {_toml_value(values[k][0])}\n" for k in _NEEDS.get(
+                (section, key), ()) if k in values)
             try:
-                cfgmod.loads(f"[{section}]\n{key} = {_toml_value(value)}\n", "amavis")
+                cfgmod.loads(f"[{section}]\n{context}{key} = {_toml_value(value)}\n",
+                             "amavis")
             except ConfigError as exc:
                 del values[key]
                 reason = str(exc).removeprefix("amavis: ")

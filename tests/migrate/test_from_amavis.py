@@ -263,10 +263,15 @@ def test_amavis_nanny_database_becomes_the_status_file(tmp_path: Path) -> None:
 
 
 def test_recipient_warnings_become_notify_recipient(tmp_path: Path) -> None:
-    config, toml = _convert(tmp_path, "$warnbannedrecip = 1;\n$warnvirusrecip = 0;\n"
+    config, toml = _convert(tmp_path, "@local_domains_acl = ( '.example.com' );\n"
+                                      "$warnbannedrecip = 1;\n$warnvirusrecip = 0;\n"
                                       "$warnbadhrecip = 1;\n$warn_offsite = 1;\n")
     assert config.policy.notify_recipient == ("banned", "bad_header")
     assert "local recipients only" in toml  # $warn_offsite is explained, not converted
+    # without local domains scanner would tell everyone: left as a note with the reason
+    config, toml = _convert(tmp_path, "$warnbannedrecip = 1;\n$mydomain = 'example.com';\n")
+    assert config.policy.notify_recipient == ()
+    assert "needs 'policy.local_domains'" in toml
     config, _ = _convert(tmp_path, "$warnvirusrecip = 0;\n$mydomain = 'example.com';\n")
     assert config.policy.notify_recipient == ()
 
