@@ -100,13 +100,16 @@ def delivered_ids(stack: Stack, user: str | None = None) -> Counter:
     return ids
 
 
-def wait_ids(stack: Stack, wanted: set[str], timeout: float, flush_every: float = 3.0) -> Counter:
-    """Wait until every Message-ID in ``wanted`` was delivered (flushing the queue)."""
+def wait_ids(stack: Stack, wanted: set[str], timeout: float, flush_every: float = 3.0,
+             copies: int = 1) -> Counter:
+    """Wait until every Message-ID in ``wanted`` was delivered ``copies`` times, counted
+    over every mailbox (flushing the queue); a message to several local users lands in
+    each of their mailboxes one after the other."""
     deadline = time.monotonic() + timeout
     next_flush = time.monotonic() + flush_every
     while True:
         ids = delivered_ids(stack)
-        if wanted <= set(ids):
+        if all(ids[w] >= copies for w in wanted):
             return ids
         if time.monotonic() > deadline:
             missing = sorted(wanted - set(ids))

@@ -55,8 +55,8 @@ def test_three_recipients_each_delivered_once_over_lmtp(stack: Stack):
     qid = stack.postfix.send("alice@example.org",
                              ["bob@example.test", "carol@example.test", "dave@example.test"],
                              _msg("lmtp1"))
+    wait_ids(stack, {"<lmtp1@example.org>"}, 30, copies=3)  # one per user
     for user in ("bob", "carol", "dave"):
-        wait_ids(stack, {"<lmtp1@example.org>"}, 30)
         got = [p.read_bytes() for p in stack.postfix.maildir_messages(user)
                if b"<lmtp1@example.org>" in p.read_bytes()]
         assert len(got) == 1, user
