@@ -16,6 +16,12 @@ text into ``&lt;``, which the parser reads as the same text without searching:
   is the one difference, such an end tag is no longer shown as text);
 * every ``<`` that neither a letter nor ``/``, ``!`` or ``?`` follows: always text.
 
+:func:`shorten_charrefs` (applied by :func:`prepare` too) writes a decimal character
+reference of eight or more digits as ``&#1114112``, which decodes to the same U+FFFD:
+``html.unescape`` turned one of more than 4,300 digits into a ValueError (Python's limit
+on integer conversion), which failed the classifier (a tempfail) and stopped the
+rules' rendering at that point.
+
 Otherwise the text, links and tags the renderers see are the same
 (tests/decoders/test_decode_htmlprep.py compares them on generated markup).
 """
@@ -28,10 +34,27 @@ _COMMENT_OPEN = "<!--"
 _COMMENT_CLOSE = re.compile(r"--\s*>")  # html.parser's own comment end
 _LONE_LT = re.compile(r"<(?![A-Za-z/!?])")
 _NOT_END_TAG = re.compile(r"<(?!/)")
+_LONG_DECIMAL_REF = re.compile(r"&#(\d{8,})")
+_BEYOND_UNICODE = "1114112"  # 0x110000: decodes to U+FFFD, as any larger number does
+
+
+def shorten_charrefs(html: str) -> str:
+    """``html`` with each decimal character reference of 8 or more digits written with
+    as few digits as decode to the same character (U+FFFD when its value is beyond
+    Unicode, which eight significant digits always are)."""
+    if "&#" not in html:
+        return html
+    return _LONG_DECIMAL_REF.sub(_shorter_ref, html)
+
+
+def _shorter_ref(m: re.Match[str]) -> str:
+    digits = m.group(1).lstrip("0") or "0"
+    return "&#" + (digits if len(digits) < 8 else _BEYOND_UNICODE)
 
 
 def prepare(html: str) -> str:
     """``html`` with the ``<`` the parser would read as text written as ``&lt;``."""
+    html = shorten_charrefs(html)
     last_gt = html.rfind(">")
     head, tail = html[: last_gt + 1], html[last_gt + 1 :]
     head = _unclosed_comments_as_text(head)

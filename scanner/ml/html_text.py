@@ -13,6 +13,8 @@ import html
 import re
 from dataclasses import dataclass, field
 
+from decoders.htmlprep import shorten_charrefs
+
 # A tag's unquoted part never holds "<": a start tag without its ">" then fails at the
 # next "<" instead of running to the end of the text, which from every "<a " of
 # "<a <a <a ..." was quadratic (16 KB: 3.7 s; a 128 KB part: minutes).
@@ -63,6 +65,7 @@ def html_to_text(source: str) -> HtmlText:
     reads "FREE", as a mail client shows it); ``alt`` texts are appended to the text.
     """
     result = HtmlText()
+    source = shorten_charrefs(source)  # html.unescape fails on a 4,300-digit reference
     title = _title(source)
     if title:
         result.title = html.unescape(_TAG.sub(" ", title.group(1))).strip()
