@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
+from decoders.htmlprep import prepare
+
 _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table"})
 _SKIP = frozenset({"script", "style", "head", "title"})
 # the same bound as the rules' renderer (whose text the URIBL host finder reads instead)
@@ -42,7 +44,7 @@ def html_to_text(html: str) -> str:
     """Visible text of an HTML document, whitespace collapsed per line."""
     parser = _TextParser()
     try:
-        parser.feed(html[:MAX_HTML])
+        parser.feed(prepare(html[:MAX_HTML]))  # no quadratic tag soup
         parser.close()
     except Exception:
         pass

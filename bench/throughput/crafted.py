@@ -2,7 +2,9 @@
 
 Each pattern (tag soup, unclosed tags, entity and URL soup, thousands of Received or To
 entries, encoded words, folded headers, nested and many MIME parts, junk MIME parameters,
-base64/QP junk, zero-width and mixed-script text, ...) is built at ``--small`` and
+base64/QP junk, zero-width and mixed-script text, and those of the CPU audit of
+2026-12-06: quoted semicolons in a Content-Type, ``<!`` and ``<a`` soup, long dotted file
+names, nested From comments, crafted PDFs, ...) is built at ``--small`` and
 ``--large`` bytes and run through parse, unpack, every check but ClamAV and policy, as
 ``profile_pipeline.py`` runs them (the DNS checks against a private NSD with
 ``--local-dns``). Prints the CPU time at both sizes, their ratio against the size ratio
@@ -25,6 +27,7 @@ import json
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,6 +69,23 @@ def _nested(size: int) -> bytes:
     levels = b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n"
                       % (i, i + 1) for i in range(size // 60))
     return HEAD + b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n" + levels + b"hi\r\n"
+
+
+def _attach(data: bytes) -> bytes:
+    """A message with ``data`` attached as a PDF (base64)."""
+    b64 = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return (HEAD + b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+            b"Content-Type: application/pdf; name=a.pdf\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + b64 + b"\r\n--B--\r\n")
+
+
+_INNER = zlib.compress(zlib.compress(b"\0" * (16 << 20), 9), 9)  # 16 MiB, doubly deflated
+
+
+def _objstm(n: int) -> bytes:
+    """One PDF object stream that inflates to 16 MiB (its filter applied twice)."""
+    return (b"%d 0 obj\n<< /Type /ObjStm /Filter [/FlateDecode /FlateDecode] /Length %d >>"
+            b"\nstream\n" % (n, len(_INNER)) + _INNER + b"\nendstream\nendobj\n")
 
 
 _WORD = b"=?utf-8?b?" + base64.b64encode(b"hello") + b"?="
@@ -113,6 +133,27 @@ PATTERNS: dict[str, Callable[[int], bytes]] = {
     "many parts": lambda s: _parts(b"--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n", s),
     "junk parameters": lambda s: _parts(
         b"--B\r\nContent-Type: text/plain" + b"; " * 2000 + b"\r\n\r\nhi\r\n", s),
+    # found by the CPU audit of 2026-12-06 (quadratic or near it before its fixes)
+    "quoted semicolons": lambda s: HEAD + b'Content-Type: text/plain; a="' + b";" * s
+    + b'"\r\n\r\nhi\r\n',
+    "many parameters": lambda s: HEAD + b"Content-Type: text/plain" + b"; a=b" * (s // 5)
+    + b"\r\n\r\nhi\r\n",
+    "html bang": lambda s: _body(b"text/html", _lines(b"<!", s)),
+    "html a open": lambda s: _body(b"text/html", _lines(b"<a ", s)),
+    "html a style": lambda s: _body(b"text/html", _lines(b"<a style=", s)),
+    "long dotted name": lambda s: _parts(
+        b'--B\r\nContent-Type: application/octet-stream; name="' + b"a." * (s // 2)
+        + b'"\r\n\r\nhi\r\n', s + 100),
+    "nested comments": lambda s: HEAD.replace(
+        b"From: a@example.org", b"From: " + b"(" * 600 + b"a@example.org" + b")" * 600)
+    + b"Content-Type: text/plain\r\n\r\n" + _lines(b"hi ", s),
+    "long charref": lambda s: _body(b"text/html", b"<p>&#" + b"1" * s + b";</p>"),
+    "pdf unclosed /EF": lambda s: _attach(b"%PDF-1.4\n1 0 obj\n" + b"/EF <<" * (s // 8)
+                                          + b"\nendobj\n"),
+    "pdf digit run": lambda s: _attach(b"%PDF-1.4\n1 0 obj\n<< >>\nstream\n" + b"4" * (s * 3 // 4)
+                                       + b"\nendstream\nendobj\n"),
+    "pdf object streams": lambda s: _attach(b"%PDF-1.4\n" + b"".join(
+        _objstm(i) for i in range(max(1, s * 3 // 4 // len(_objstm(0)))))),
 }
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 from email.message import Message
-from email.utils import getaddresses
 
+from scanner.addresses import parse_addresses
 from scanner.auth.psl import normalise
 
 
@@ -46,7 +46,7 @@ def from_domains(msg: Message | None) -> list[str]:
         return []
     values = [str(v) for v in msg.get_all("From", [])]
     found: list[str] = []
-    for _, addr in getaddresses(values):
+    for _, addr in parse_addresses(values):  # [] for a From it cannot parse
         domain = address_domain(addr)
         if domain and domain not in found:
             found.append(domain)

@@ -9,16 +9,27 @@ broken markup simply yields whatever text the patterns recover.
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from decoders.htmlprep import shorten_charrefs
 
 _DROP = re.compile(
     r"<!--.*?(?:-->|$)|<(script|style|noscript|template|title)\b[^>]*>.*?(?:</\1\s*>|$)",
     re.S | re.I,
 )
+_DROP_HEAD = re.compile(r"<!--|<(?:script|style|noscript|template|title)\b", re.I)
 _TITLE = re.compile(r"<title\b[^>]*>(.*?)</title\s*>", re.S | re.I)
+_TITLE_END = re.compile(r"</title\s*>", re.I)
 _TAG = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9:-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
+_TAG_HEAD = re.compile(r"<\s*/?\s*[a-zA-Z]")
+# the same without "<" outside quotes: never reads far, and where it matches, _TAG
+# matches the same text (its reading takes the same steps up to the same ">")
+_TAG_FAST = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9:-]*)((?:[^<>\"']|\"[^\"]*\"|'[^']*')*)>")
+_SPECIAL = re.compile(r"[>\"']")
 _ATTR = re.compile(
     r"""\b(href|src|action|background|alt)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""",
     re.I,
@@ -30,6 +41,11 @@ _BLOCK = frozenset({
 _BLOCK_TAG = re.compile(
     r"<\s*/?\s*(?:" + "|".join(sorted(_BLOCK, key=len, reverse=True))
     + r")\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.I)
+_BLOCK_TAG_FAST = re.compile(
+    r"<\s*/?\s*(?:" + "|".join(sorted(_BLOCK, key=len, reverse=True))
+    + r")\b(?:[^<>\"']|\"[^\"]*\"|'[^']*')*>", re.I)
+_BLOCK_TAG_HEAD = re.compile(
+    r"<\s*/?\s*(?:" + "|".join(sorted(_BLOCK, key=len, reverse=True)) + r")\b", re.I)
 _MAX_TAGS = 5000
 
 
@@ -43,6 +59,115 @@ class HtmlText:
     title: str = ""
 
 
+class _TagEnds:
+    """Where a tag begun at each place of a text ends, found for all places at once.
+
+    ``_TAG`` and ``_BLOCK_TAG`` read a tag's attributes as runs of plain characters and
+    quoted strings up to a ``>``. Whether that succeeds depends only on the first
+    ``>``, ``"`` or ``'`` after the tag's ``<``: a ``>`` ends the tag; a quote jumps to
+    its closing quote and the reading goes on from the next such character; a quote
+    that nothing closes fails it. Searching from every ``<a`` of ``<a <a <a ...``
+    without ``>`` had read to the end of the text each time (quadratic: 16 KB took
+    3.7 s, a 128 KB part minutes); here each such character is looked at once, right
+    to left, and the patterns are only run where they match (so the results are the
+    patterns' own).
+    """
+
+    def __init__(self, text: str) -> None:
+        self.positions = [m.start() for m in _SPECIAL.finditer(text)]
+        self.ends = self._ends(text, self.positions)
+
+    @staticmethod
+    def _ends(text: str, positions: list[int]) -> list[bool]:
+        """For each special character: does a reading positioned there reach a ``>``?"""
+        ends = [False] * (len(positions) + 1)  # the last entry: past the end, fails
+        next_quote: dict[str, int] = {}  # quote -> index of its next occurrence
+        for i in range(len(positions) - 1, -1, -1):
+            char = text[positions[i]]
+            if char == ">":
+                ends[i] = True
+            else:
+                closing = next_quote.get(char)
+                ends[i] = closing is not None and ends[closing + 1]
+                next_quote[char] = i
+        return ends
+
+    def can_end(self, start: int) -> bool:
+        """Can a tag that begins at ``start`` (a ``<``) reach its ``>``?"""
+        return self.ends[bisect.bisect_left(self.positions, start)]
+
+
+def _matches(pattern: re.Pattern[str], head: re.Pattern[str], text: str,
+             can_match: Callable[[int], bool]) -> list[re.Match[str]]:
+    """``list(pattern.finditer(text))`` for a pattern whose every match begins with
+    ``head``, trying it only where ``can_match(start)`` says a match is possible."""
+    found: list[re.Match[str]] = []
+    pos = 0
+    while (h := head.search(text, pos)) is not None:
+        start = h.start()
+        m = pattern.match(text, start) if can_match(start) else None
+        if m is None:
+            pos = start + 1
+            continue
+        found.append(m)
+        pos = max(m.end(), start + 1)
+    return found
+
+
+def _replace(matches: list[re.Match[str]], text: str, replacement: str) -> str:
+    """``text`` with each of ``matches`` (in order, not overlapping) replaced."""
+    out: list[str] = []
+    done = 0
+    for m in matches:
+        out.append(text[done : m.start()])
+        out.append(replacement)
+        done = m.end()
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _clean(fast: re.Pattern[str], head: re.Pattern[str], text: str) -> bool:
+    """Does no tag begin between two matches of ``fast``? Then ``fast`` finds exactly
+    what the full pattern finds (ordinary markup), and reads no further than it."""
+    return head.search(fast.sub("\0", text)) is None
+
+
+def _findall(pattern: re.Pattern[str], fast: re.Pattern[str], head: re.Pattern[str],
+             text: str) -> list[tuple[str, ...]]:
+    """``pattern.findall(text)`` in linear time."""
+    if _clean(fast, head, text):
+        return fast.findall(text)
+    return [m.groups() for m in _matches(pattern, head, text, _TagEnds(text).can_end)]
+
+
+def _sub(pattern: re.Pattern[str], fast: re.Pattern[str], head: re.Pattern[str],
+         replacement: str, text: str) -> str:
+    """``pattern.sub(replacement, text)`` (a plain replacement) in linear time."""
+    if _clean(fast, head, text):
+        return fast.sub(replacement, text)
+    return _replace(_matches(pattern, head, text, _TagEnds(text).can_end), text, replacement)
+
+
+def _drop(source: str) -> str:
+    """``_DROP.sub(" ", source)``: a script-like tag after the last ``>`` cannot end, and
+    is not tried (each one had read to the end of the text)."""
+    last_gt = source.rfind(">")
+
+    def can_match(start: int) -> bool:
+        return start < last_gt or source.startswith("<!--", start)
+
+    return _replace(_matches(_DROP, _DROP_HEAD, source, can_match), source, " ")
+
+
+def _title(source: str) -> re.Match[str] | None:
+    """The first ``<title>...</title>``, searched only up to the last ``</title>``: a
+    ``<title>`` after it has no end, and each one used to look for it to the end."""
+    last = None
+    for last in _TITLE_END.finditer(source):  # noqa: B007 - the last one is wanted
+        pass
+    return _TITLE.search(source, 0, last.end()) if last is not None else None
+
+
 def html_to_text(source: str) -> HtmlText:
     """Convert HTML to text plus tag names and URLs; tolerant of any malformed input.
 
@@ -50,12 +175,14 @@ def html_to_text(source: str) -> HtmlText:
     reads "FREE", as a mail client shows it); ``alt`` texts are appended to the text.
     """
     result = HtmlText()
-    title = _TITLE.search(source)
+    source = shorten_charrefs(source)  # html.unescape fails on a 4,300-digit reference
+    title = _title(source)
     if title:
-        result.title = html.unescape(_TAG.sub(" ", title.group(1))).strip()
-    body = _DROP.sub(" ", source)
+        inner = title.group(1)
+        result.title = html.unescape(_sub(_TAG, _TAG_FAST, _TAG_HEAD, " ", inner)).strip()
+    body = _drop(source)
     alts: list[str] = []
-    for closing, name, attrs in _TAG.findall(body):
+    for closing, name, attrs in _findall(_TAG, _TAG_FAST, _TAG_HEAD, body):
         if closing:
             continue
         if len(result.tags) < _MAX_TAGS:
@@ -68,7 +195,8 @@ def html_to_text(source: str) -> HtmlText:
                 alts.append(value)
             elif value:
                 result.urls.append(value)
-    text = _TAG.sub("", _BLOCK_TAG.sub("\n", body))
+    blocks = _sub(_BLOCK_TAG, _BLOCK_TAG_FAST, _BLOCK_TAG_HEAD, "\n", body)
+    text = _sub(_TAG, _TAG_FAST, _TAG_HEAD, "", blocks)
     if alts:
         text += "\n" + " ".join(alts)
     result.text = html.unescape(text)

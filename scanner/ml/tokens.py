@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from email.utils import parseaddr as _parseaddr
 from email.utils import parsedate_tz
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from scanner.addresses import parse_address
 from scanner.ml.received import (
     Hop,
     external_hops,
@@ -37,8 +37,9 @@ _DOUBLE_EXT = re.compile(r"\.[a-z0-9]{2,4}\.[a-z0-9]{2,4}$")
 
 @lru_cache(maxsize=512)
 def parseaddr(value: str) -> tuple[str, str]:
-    """``email.utils.parseaddr`` with a small cache (From is read several times)."""
-    return _parseaddr(value)
+    """``email.utils.parseaddr`` with a small cache (From is read several times);
+    ``("", "")`` for a header it cannot parse (hundreds of nested comments)."""
+    return parse_address(value)
 
 
 def bucket_count(value: int) -> str:

@@ -18,9 +18,9 @@ import codecs
 import quopri
 import re
 from dataclasses import dataclass, field
-from email.utils import getaddresses
 from functools import lru_cache
 
+from scanner.addresses import parse_addresses
 from scanner.headerfields import blank_line
 
 MAX_NAME = 256
@@ -187,10 +187,7 @@ def to_utf8(octets: bytes, charset: str) -> bytes:
 def addresses(value: bytes) -> tuple[tuple[str, str], ...]:
     """(display name, address) pairs of a raw address header value."""
     text = unfold(value).decode("latin-1")
-    try:
-        pairs = getaddresses([text])
-    except (ValueError, IndexError):
-        return ()
+    pairs = parse_addresses([text])  # [] for a header it cannot parse
     return tuple((n, a) for n, a in pairs if a or n)
 
 

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from decoders.htmlprep import prepare
+
 # html.parser spends ~2.5 us per "<" of tag soup: markup beyond the first MiB of a part
 # (far beyond the body_part_scan_size of text the body rules read) is not rendered,
 # which bounds a crafted part at seconds instead of tens of seconds.
@@ -128,7 +130,7 @@ class Rendered:
 def render(html: str) -> Rendered:
     """Render ``html``: its text, link targets, tag count and anchors."""
     html = html[:MAX_HTML].replace("&nbsp;", " ")
-    html = _SELF_CLOSE.sub(r"<\1>", html)
+    html = prepare(_SELF_CLOSE.sub(r"<\1>", html))  # no quadratic tag soup
     parser = _Renderer()
     try:
         parser.feed(html)

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import regex
 
+from decoders.mimeutil import Entity
 from scanner.auth.psl import known_org_domain
 from scanner.rules import headers as hdr
 from scanner.rules.html import Rendered, render
@@ -366,8 +367,9 @@ def html_text(part: Any) -> str:
 
 
 def _leaves_from_raw(raw: bytes) -> list[TextPart]:
-    """MIME leaves by the standard library's parser (when there is no part tree)."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    """MIME leaves by the standard library's parser (when there is no part tree), with
+    parameters parsed by :class:`decoders.mimeutil.Entity` (linear, once per header)."""
+    msg = email.message_from_bytes(raw, _class=Entity, policy=email.policy.compat32)
     out: list[TextPart] = []
     for sub in msg.walk():
         if sub.is_multipart():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import re
 import zlib
 
 import pytest
 
+from decoders import pdf as pdfmod
 from decoders import unpack
 from tests.decoders.builders import message, pe_exe
 
@@ -108,3 +110,101 @@ def test_lzw_time_is_linear_in_the_stream() -> None:
     out = _unfilter(b"/Filter /LZW", b"\x80" + b"\0" * 2_000_000, 50_000_000)
     assert len(out) > 1_000_000
     assert time.monotonic() - began < 10
+
+
+class _Counting:
+    """Wraps a compiled pattern and counts the calls of one of its methods."""
+
+    def __init__(self, pattern: re.Pattern[bytes], method: str) -> None:
+        self.pattern, self.method, self.calls = pattern, method, 0
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.pattern, name)
+        if name != self.method:
+            return attr
+
+        def counted(*args: object) -> object:
+            self.calls += 1
+            return attr(*args)
+
+        return counted
+
+
+def test_unclosed_ef_dictionaries_are_tried_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/EF <<`` repeated without ``>``: each one ran to the end (263 KB: 29 s)."""
+    counting = _Counting(pdfmod._EF_REF, "match")
+    monkeypatch.setattr(pdfmod, "_EF_REF", counting)
+    head = b"/EF <<" * 20000
+    assert list(pdfmod.ef_refs(head)) == []
+    assert counting.calls == 1
+    head = b"<< /EF << /F 7 0 R >> /F (a.exe) /EF << /UF 8 0 R >>"
+    assert [m.group(1) for m in pdfmod.ef_refs(head)] == [b"7", b"8"]
+    assert [m.group(1) for m in pdfmod.ef_refs(head)] == [
+        m.group(1) for m in counting.pattern.finditer(head)]
+
+
+@pytest.mark.parametrize("head, name", [
+    (b"/F (a.exe) " + b"/F (" * 20000, b"a.exe"),
+    (b"/F (a\\) b.exe) /F (x\\)", b"a\\) b.exe"),
+    (b"/F (a\\\\) b.exe) /F (x\\)", b"a\\\\"),
+    (b"/F (" * 20000, None),
+])
+def test_file_name_search_stops_at_the_last_string_end(
+        monkeypatch: pytest.MonkeyPatch, head: bytes, name: bytes | None) -> None:
+    """A ``/F (`` that no ``)`` ends ran to the end from each start (quadratic); the
+    search now ends at the last ``)`` that ends a string, and finds the same name."""
+    short = head[:200]
+    expected = pdfmod._FNAME.search(short)
+    assert (expected.group(1) if expected else None) == (name if b"a" in short else None)
+    counting = _Counting(pdfmod._FNAME, "search")
+    monkeypatch.setattr(pdfmod, "_FNAME", counting)
+    m = pdfmod.file_name(head)
+    assert (m.group(1) if m else None) == name
+    assert counting.calls == (0 if name is None else 1)
+
+
+def test_object_numbers_are_not_retried_inside_digit_runs() -> None:
+    data = b"7 0 obj\n<< >>\nstream\n" + b"41" * 50000 + b"\nendstream\nendobj\n8 0 obj"
+    assert [m.group(1) for m in pdfmod._OBJ.finditer(data)] == [b"7", b"8"]
+    assert pdfmod._OBJ.pattern.startswith(rb"(?<!\d)(\d++)")  # whole runs only
+
+
+def test_unclosed_filter_arrays_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    counting = _Counting(pdfmod._FILTER_VALUE, "match")
+    monkeypatch.setattr(pdfmod, "_FILTER_VALUE", counting)
+    assert pdfmod.filters(b"/Filter [" * 20000) == []
+    assert counting.calls == 0
+    assert pdfmod.filters(b"/Filter [/AHx /Fl] /Filter [") == [b"/AHx", b"/Fl"]
+
+
+def test_long_filter_chains_are_not_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setitem(pdfmod._FILTERS, b"/AHx", lambda data, limit: calls.append(1) or data)
+    chain = b"/Filter [" + b"/AHx " * (pdfmod.MAX_FILTERS + 1) + b"]"
+    assert pdfmod._unfilter(chain, b"41", 100) == b"41" and calls == []
+    chain = b"/Filter [" + b"/AHx " * pdfmod.MAX_FILTERS + b"]"
+    pdfmod._unfilter(chain, b"41", 100)
+    assert len(calls) == pdfmod.MAX_FILTERS
+
+
+def test_object_streams_share_one_inflation_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each object stream used to get MAX_OBJSTM of its own: a small PDF of many
+    doubly deflated streams inflated gigabytes."""
+    monkeypatch.setattr(pdfmod, "MAX_OBJSTM", 1 << 20)
+    inflated: list[int] = []
+    flate = pdfmod._flate
+
+    def counting(data: bytes, limit: int) -> bytes:
+        out = flate(data, limit)
+        inflated.append(len(out))
+        return out
+
+    monkeypatch.setitem(pdfmod._FILTERS, b"/FlateDecode", counting)
+    inner = zlib.compress(zlib.compress(b"\0" * (512 << 10)))
+    head = b"/Type /ObjStm /Filter [/FlateDecode /FlateDecode]"
+    doc = pdf(*[stream(head, inner)] * 40)
+    with unpack(message(("a.pdf", doc))) as r:
+        assert "DECODE_LIMIT_QUOTA" in r.symbols()
+    outer = inflated[1::2]  # the second inflation of each stream is its content
+    assert sum(outer) <= (1 << 20) + 1
+    assert len(outer) <= 3  # two streams fit, the third is over the budget
