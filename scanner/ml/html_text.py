@@ -126,25 +126,31 @@ def _replace(matches: list[re.Match[str]], text: str, replacement: str) -> str:
     return "".join(out)
 
 
-def _clean(fast: re.Pattern[str], head: re.Pattern[str], text: str) -> bool:
-    """Does no tag begin between two matches of ``fast``? Then ``fast`` finds exactly
-    what the full pattern finds (ordinary markup), and reads no further than it."""
-    return head.search(fast.sub("\0", text)) is None
+def _heads(head: re.Pattern[str], text: str) -> int:
+    """How many tags begin in ``text``."""
+    return len(head.findall(text))
 
+
+# The fast pattern is used when every place a tag begins (``head``) begins one of its
+# matches: then no tag begins between two of them, so it finds exactly what the full
+# pattern finds (ordinary markup) and reads no further than it. A tag head inside a
+# match (a "<" in a quoted attribute) sends the text the slow way.
 
 def _findall(pattern: re.Pattern[str], fast: re.Pattern[str], head: re.Pattern[str],
              text: str) -> list[tuple[str, ...]]:
     """``pattern.findall(text)`` in linear time."""
-    if _clean(fast, head, text):
-        return fast.findall(text)
+    found = fast.findall(text)
+    if len(found) == _heads(head, text):
+        return found
     return [m.groups() for m in _matches(pattern, head, text, _TagEnds(text).can_end)]
 
 
 def _sub(pattern: re.Pattern[str], fast: re.Pattern[str], head: re.Pattern[str],
          replacement: str, text: str) -> str:
     """``pattern.sub(replacement, text)`` (a plain replacement) in linear time."""
-    if _clean(fast, head, text):
-        return fast.sub(replacement, text)
+    out, count = fast.subn(replacement, text)
+    if count == _heads(head, text):
+        return out
     return _replace(_matches(pattern, head, text, _TagEnds(text).can_end), text, replacement)
 
 
@@ -181,8 +187,12 @@ def html_to_text(source: str) -> HtmlText:
         inner = title.group(1)
         result.title = html.unescape(_sub(_TAG, _TAG_FAST, _TAG_HEAD, " ", inner)).strip()
     body = _drop(source)
+    tags: list[tuple[str, ...]] = _TAG_FAST.findall(body)
+    fast = len(tags) == _heads(_TAG_HEAD, body)
+    if not fast:
+        tags = [m.groups() for m in _matches(_TAG, _TAG_HEAD, body, _TagEnds(body).can_end)]
     alts: list[str] = []
-    for closing, name, attrs in _findall(_TAG, _TAG_FAST, _TAG_HEAD, body):
+    for closing, name, attrs in tags:
         if closing:
             continue
         if len(result.tags) < _MAX_TAGS:
@@ -195,9 +205,13 @@ def html_to_text(source: str) -> HtmlText:
                 alts.append(value)
             elif value:
                 result.urls.append(value)
-    blocks = _sub(_BLOCK_TAG, _BLOCK_TAG_FAST, _BLOCK_TAG_HEAD, "\n", body)
-    text = _sub(_TAG, _TAG_FAST, _TAG_HEAD, "", blocks)
+    if fast:  # every tag head begins a match: the fast patterns find what the full ones do
+        text = _TAG_FAST.sub("", _BLOCK_TAG_FAST.sub("\n", body))
+    else:
+        blocks = _sub(_BLOCK_TAG, _BLOCK_TAG_FAST, _BLOCK_TAG_HEAD, "\n", body)
+        text = _sub(_TAG, _TAG_FAST, _TAG_HEAD, "", blocks)
     if alts:
         text += "\n" + " ".join(alts)
     result.text = html.unescape(text)
     return result
+
