@@ -22,6 +22,10 @@ reference of eight or more digits as ``&#1114112``, which decodes to the same U+
 on integer conversion), which failed the classifier (a tempfail) and stopped the
 rules' rendering at that point.
 
+``<![`` followed by a keyword html.parser does not know (``<![foo[``, ``<![ x``) made
+it raise AssertionError, and the renderers lost the rest of the document: it is written
+``<!_[``, which the parser reads as a comment up to the next ``>``, as browsers read it.
+
 Otherwise the text, links and tags the renderers see are the same
 (tests/decoders/test_decode_htmlprep.py compares them on generated markup).
 """
@@ -36,6 +40,10 @@ _LONE_LT = re.compile(r"<(?![A-Za-z/!?])")
 _NOT_END_TAG = re.compile(r"<(?!/)")
 _LONG_DECIMAL_REF = re.compile(r"&#(\d{8,})")
 _BEYOND_UNICODE = "1114112"  # 0x110000: decodes to U+FFFD, as any larger number does
+# "<![" followed by anything but the marked-section keywords html.parser knows: it raises
+# AssertionError there and the renderers lost the rest of the document (its text, links)
+_BAD_MARKED_SECTION = re.compile(
+    r"<!\[(?!(?:temp|cdata|ignore|include|rcdata|if|else|endif)(?![-_.a-zA-Z0-9]))", re.I)
 
 
 def shorten_charrefs(html: str) -> str:
@@ -55,6 +63,8 @@ def _shorter_ref(m: re.Match[str]) -> str:
 def prepare(html: str) -> str:
     """``html`` with the ``<`` the parser would read as text written as ``&lt;``."""
     html = shorten_charrefs(html)
+    if "<![" in html:  # a browser reads it as a comment up to the next ">": so do we
+        html = _BAD_MARKED_SECTION.sub("<!_[", html)
     last_gt = html.rfind(">")
     head, tail = html[: last_gt + 1], html[last_gt + 1 :]
     head = _unclosed_comments_as_text(head)

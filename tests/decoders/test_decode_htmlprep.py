@@ -68,3 +68,19 @@ def test_ordinary_markup_is_left_alone() -> None:
 def test_an_end_tag_still_ends_a_script_after_an_unclosed_comment() -> None:
     rendered = rules_html.render("<script><!-- var a = 1;</script><p>shown")
     assert rendered.text.strip() == "shown"
+
+
+@pytest.mark.parametrize("section", ["<![foo[ x ]]>", "<![ if mso]>", "<![1]>", "<![iffy]>"])
+def test_an_unknown_marked_section_does_not_hide_the_rest(section: str) -> None:
+    # html.parser raised AssertionError there: the text and links after it were lost to
+    # the rules and to URIBL
+    from scanner.rules.html import render
+
+    r = render(f"<p>hello</p>{section}<p>buy at <a href=\"http://x.example/a\">here</a></p>")
+    assert "buy at" in r.text and "http://x.example/a" in r.links
+    assert "x ]]" not in r.text  # read as a comment to the next ">", as browsers do
+
+
+def test_known_marked_sections_are_left_alone() -> None:
+    html = "<![CDATA[ a ]]><![if !mso]><p>b</p><![endif]>"
+    assert prepare(html) == html
