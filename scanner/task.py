@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -77,6 +78,17 @@ class Hit:
     part: str | None = None
     source: str = ""
     recipient: str | None = None
+
+
+def virus_names(hits: Iterable[Hit]) -> list[str]:
+    """The virus names the hits report (options of ``*_VIRUS`` symbols), sorted, once each."""
+    return sorted({o for h in hits if h.symbol.endswith("_VIRUS") for o in h.options})
+
+
+def banned_parts(hits: Iterable[Hit]) -> list[str]:
+    """The part descriptions (``P=p004,L=1/2,T=exe-ms,N=x.exe``) of ``BANNED_FILE`` hits,
+    in order, once each."""
+    return list(dict.fromkeys(h.part for h in hits if h.symbol == "BANNED_FILE" and h.part))
 
 
 class Destiny(enum.Enum):

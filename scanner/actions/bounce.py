@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from scanner.pipeline.parse import header_text
-from scanner.task import Task, Verdict
+from scanner.task import Task, Verdict, virus_names
 
 NON_FAKING = re.compile(r"^(eicar|.*test[-_.]?file|joke\.|junk\.)", re.IGNORECASE)
 
@@ -24,6 +24,6 @@ def bounce_allowed(task: Task, verdict: Verdict) -> bool:
             verdict.score >= verdict.policy.dsn_cutoff_level:
         return False
     if verdict.category == "VIRUS":
-        names = [o for h in verdict.hits if h.symbol.endswith("_VIRUS") for o in h.options]
+        names = virus_names(verdict.hits)
         return bool(names) and all(NON_FAKING.match(n) for n in names)
     return True

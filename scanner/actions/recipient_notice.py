@@ -19,14 +19,13 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, make_msgid
 
-from scanner.actions.notify import send_notice
+from scanner.actions.notify import KEYS, send_notice
 from scanner.pipeline.parse import header_text
 from scanner.policy.effective import is_local
 from scanner.reinject.pool import ConnectionPool
-from scanner.task import Destiny, Task
+from scanner.task import Destiny, Task, banned_parts, virus_names
 
 log = logging.getLogger("scanner")
-KEYS = {"VIRUS": "virus", "BANNED": "banned", "BAD-HEADER": "bad_header"}
 _WHY = {"VIRUS": "it contained a virus", "BANNED": "it contained a type of file that is "
         "not accepted here", "BAD-HEADER": "its header section is malformed"}
 
@@ -48,11 +47,9 @@ def recipients_to_notify(task: Task, replies: Sequence[str]) -> list[str]:
 def reason_detail(task: Task, category: str) -> str:
     """What was found, in the words of the log line: virus names, banned file names."""
     if category == "VIRUS":
-        names = sorted({o for h in task.hits if h.symbol.endswith("_VIRUS") for o in h.options})
-        return "virus: " + (", ".join(names) or "(unnamed)")
+        return "virus: " + (", ".join(virus_names(task.hits)) or "(unnamed)")
     if category == "BANNED":
-        files = sorted({_part_name(h.part) for h in task.hits
-                        if h.symbol == "BANNED_FILE" and h.part})
+        files = sorted({_part_name(part) for part in banned_parts(task.hits)})
         return "file: " + (", ".join(f or "(no name)" for f in files) or "(unnamed)")
     found = sorted({h.symbol for h in task.hits if h.symbol.startswith("BAD_HEADER")})
     return "header problem: " + (", ".join(found) or "(unnamed)")

@@ -20,7 +20,7 @@ from scanner.config.policy import PolicyConfig
 from scanner.headerfields import named
 from scanner.policy.effective import is_local
 from scanner.scores import ScoreTable
-from scanner.task import Task, Verdict
+from scanner.task import Task, Verdict, banned_parts, virus_names
 
 MAX_LEVEL_STARS = 64
 SPAM_HEADER_NAMES = ("Flag", "Score", "Level", "Status", "Report", "Tests", "Checker-Version")
@@ -123,11 +123,9 @@ def _alert(task: Task, verdict: Verdict) -> str:
     if not verdict.lover:
         return ""
     if verdict.category == "VIRUS":
-        names = sorted({o for h in verdict.hits if h.symbol.endswith("_VIRUS")
-                        for o in h.options})
-        return f"INFECTED, message contains virus: {', '.join(names)}"
+        return f"INFECTED, message contains virus: {', '.join(virus_names(verdict.hits))}"
     if verdict.category == "BANNED":
-        parts = [h.part for h in verdict.hits if h.symbol == "BANNED_FILE" and h.part]
+        parts = banned_parts(verdict.hits)
         return f"BANNED, message contains {parts[0] if parts else 'a banned part'}"
     return ""
 

@@ -36,7 +36,7 @@ from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
 from scanner.serve.scoreboard import NullSlot, message_digest, summary_counters
-from scanner.task import Destiny, Task
+from scanner.task import Destiny, Task, banned_parts, virus_names
 
 log = logging.getLogger("scanner")
 
@@ -231,10 +231,10 @@ class Processor:
 
 def _log_category(task: Task, category: str) -> str:
     if category == "VIRUS":
-        names = sorted({o for h in task.hits if h.symbol.endswith("_VIRUS") for o in h.options})
+        names = virus_names(task.hits)
         return f"INFECTED ({', '.join(names)})" if names else "INFECTED"
     if category == "BANNED":
-        banned = [h.part for h in task.hits if h.symbol == "BANNED_FILE" and h.part]
+        banned = banned_parts(task.hits)
         return f"BANNED ({banned[0]})" if banned else "BANNED"
     if category == "UNCHECKED" and any(h.symbol == "DECODE_ENCRYPTED" for h in task.hits):
         return "UNCHECKED-ENCRYPTED"
