@@ -93,3 +93,22 @@ def handle_at_sink(config: Any, checks: list, task: Any, sink_port: int, port: i
             await proc._pool.close()  # no connection left open to the sink
 
     return asyncio.run(go())
+
+
+class CallCounter:
+    """Wraps a compiled pattern (or any object) and counts the calls of one method, for
+    tests that bound how often a search is tried instead of timing it."""
+
+    def __init__(self, target: object, method: str) -> None:
+        self.pattern, self.method, self.calls = target, method, 0
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.pattern, name)
+        if name != self.method:
+            return attr
+
+        def counted(*args: object) -> object:
+            self.calls += 1
+            return attr(*args)
+
+        return counted

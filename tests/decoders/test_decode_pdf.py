@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 import zlib
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from decoders import pdf as pdfmod
 from decoders import unpack
 from tests.decoders.builders import message, pe_exe
+from tests.helpers import CallCounter
 
 
 def pdf(*objects: bytes) -> bytes:
@@ -112,27 +112,9 @@ def test_lzw_time_is_linear_in_the_stream() -> None:
     assert time.monotonic() - began < 10
 
 
-class _Counting:
-    """Wraps a compiled pattern and counts the calls of one of its methods."""
-
-    def __init__(self, pattern: re.Pattern[bytes], method: str) -> None:
-        self.pattern, self.method, self.calls = pattern, method, 0
-
-    def __getattr__(self, name: str) -> object:
-        attr = getattr(self.pattern, name)
-        if name != self.method:
-            return attr
-
-        def counted(*args: object) -> object:
-            self.calls += 1
-            return attr(*args)
-
-        return counted
-
-
 def test_unclosed_ef_dictionaries_are_tried_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """``/EF <<`` repeated without ``>``: each one ran to the end (263 KB: 29 s)."""
-    counting = _Counting(pdfmod._EF_REF, "match")
+    counting = CallCounter(pdfmod._EF_REF, "match")
     monkeypatch.setattr(pdfmod, "_EF_REF", counting)
     head = b"/EF <<" * 20000
     assert list(pdfmod.ef_refs(head)) == []
@@ -156,7 +138,7 @@ def test_file_name_search_stops_at_the_last_string_end(
     short = head[:200]
     expected = pdfmod._FNAME.search(short)
     assert (expected.group(1) if expected else None) == (name if b"a" in short else None)
-    counting = _Counting(pdfmod._FNAME, "search")
+    counting = CallCounter(pdfmod._FNAME, "search")
     monkeypatch.setattr(pdfmod, "_FNAME", counting)
     m = pdfmod.file_name(head)
     assert (m.group(1) if m else None) == name
@@ -170,7 +152,7 @@ def test_object_numbers_are_not_retried_inside_digit_runs() -> None:
 
 
 def test_unclosed_filter_arrays_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    counting = _Counting(pdfmod._FILTER_VALUE, "match")
+    counting = CallCounter(pdfmod._FILTER_VALUE, "match")
     monkeypatch.setattr(pdfmod, "_FILTER_VALUE", counting)
     assert pdfmod.filters(b"/Filter [" * 20000) == []
     assert counting.calls == 0

@@ -15,27 +15,10 @@ from hypothesis import strategies as st
 
 from scanner.ml import html_text
 from scanner.ml.html_text import html_to_text
+from tests.helpers import CallCounter
 
 PIECES = ["<", ">", "<a", "<A", " href=", "'", '"', "x", " ", "\n", "<b>", "</b>", "<p",
           "<div", "=", "http://e.test/", "alt=", "<br/>", "</", "/", "<p>", "\0"]
-
-
-class _Counting:
-    """Wraps a compiled pattern and counts the calls of one method."""
-
-    def __init__(self, pattern: object, method: str) -> None:
-        self.pattern, self.method, self.calls = pattern, method, 0
-
-    def __getattr__(self, name: str) -> object:
-        attr = getattr(self.pattern, name)
-        if name != self.method:
-            return attr
-
-        def counted(*args: object) -> object:
-            self.calls += 1
-            return attr(*args)
-
-        return counted
 
 
 @settings(max_examples=500)
@@ -63,7 +46,7 @@ def test_ordinary_markup_is_read_as_before() -> None:
 @pytest.mark.parametrize("soup", ["<a ", "<a '>' ", "<p "])
 def test_tags_that_cannot_end_are_not_tried(monkeypatch: pytest.MonkeyPatch,
                                             soup: str) -> None:
-    counting = _Counting(html_text._TAG, "match")
+    counting = CallCounter(html_text._TAG, "match")
     monkeypatch.setattr(html_text, "_TAG", counting)
     result = html_to_text(soup * 20000)
     assert result.tags == []
@@ -72,7 +55,7 @@ def test_tags_that_cannot_end_are_not_tried(monkeypatch: pytest.MonkeyPatch,
 
 def test_unclosed_scripts_after_the_last_tag_end_are_not_tried(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    counting = _Counting(html_text._DROP, "match")
+    counting = CallCounter(html_text._DROP, "match")
     monkeypatch.setattr(html_text, "_DROP", counting)
     html_to_text("<p>x</p>" + "<script " * 20000)
     assert counting.calls == 0
@@ -84,7 +67,7 @@ def test_unclosed_scripts_after_the_last_tag_end_are_not_tried(
 ])
 def test_titles_are_looked_for_once(monkeypatch: pytest.MonkeyPatch, html: str, title: str,
                                     ) -> None:
-    counting = _Counting(html_text._TITLE, "search")
+    counting = CallCounter(html_text._TITLE, "search")
     monkeypatch.setattr(html_text, "_TITLE", counting)
     assert html_to_text(html).title == title
     assert counting.calls == (1 if title else 0)
