@@ -38,14 +38,10 @@ _BLOCK = frozenset({
     "p", "div", "br", "tr", "td", "th", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4",
     "h5", "h6", "blockquote", "pre", "hr", "center", "section", "article", "form", "body",
 })
-_BLOCK_TAG = re.compile(
-    r"<\s*/?\s*(?:" + "|".join(sorted(_BLOCK, key=len, reverse=True))
-    + r")\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.I)
-_BLOCK_TAG_FAST = re.compile(
-    r"<\s*/?\s*(?:" + "|".join(sorted(_BLOCK, key=len, reverse=True))
-    + r")\b(?:[^<>\"']|\"[^\"]*\"|'[^']*')*>", re.I)
-_BLOCK_TAG_HEAD = re.compile(
-    r"<\s*/?\s*(?:" + "|".join(sorted(_BLOCK, key=len, reverse=True)) + r")\b", re.I)
+_BLOCK_HEAD = r"<\s*/?\s*(?:" + "|".join(sorted(_BLOCK, key=len, reverse=True)) + r")\b"
+_BLOCK_TAG = re.compile(_BLOCK_HEAD + r"(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.I)
+_BLOCK_TAG_FAST = re.compile(_BLOCK_HEAD + r"(?:[^<>\"']|\"[^\"]*\"|'[^']*')*>", re.I)
+_BLOCK_TAG_HEAD = re.compile(_BLOCK_HEAD, re.I)
 _MAX_TAGS = 5000
 
 
