@@ -5,7 +5,8 @@ Message-ID: <id>, mail_id: XXXXXXXXXXXX, Hits: -, size: 123, queued_as: Y, 12 ms
 
 As amavis, the policy banks in force follow the actions (``{RelayedOutbound},
 ORIGINATING [...]``, several joined by ``/``), and ``LOCAL`` precedes a client address
-in ``mynetworks``.
+in ``mynetworks``. ``dkim_sd=selector:domain`` lists the valid DKIM signatures the
+message came with and ``dkim_new=`` the ones we added (several joined by ``,``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Summary:
     quarantine: str | None = None
     policy_banks: tuple[str, ...] = ()
     local: bool = False
+    dkim_sd: tuple[str, ...] = ()
+    dkim_new: tuple[str, ...] = ()
 
 
 def render(s: Summary) -> str:
@@ -61,5 +64,9 @@ def render(s: Summary) -> str:
     ]
     if s.queued_as:
         parts.append(f"queued_as: {', '.join(s.queued_as)}")
+    if s.dkim_sd:
+        parts.append(f"dkim_sd={','.join(s.dkim_sd)}")
+    if s.dkim_new:
+        parts.append(f"dkim_new={','.join(s.dkim_new)}")
     parts.append(f"{s.elapsed_ms} ms")
     return ", ".join(parts)

@@ -163,6 +163,10 @@ class Task:
     results: dict[str, DeliveryResult] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
     digest: bytes = b""  # content digest (scanner.serve.scoreboard.message_digest)
+    # "selector:domain" of the valid DKIM signatures found, and of those we added: the
+    # log line's dkim_sd= and dkim_new= fields, as amavis writes them
+    dkim_valid: list[str] = field(default_factory=list)
+    dkim_new: list[str] = field(default_factory=list)
 
     def add_hit(self, hit: Hit) -> None:
         self.hits.append(hit)

@@ -32,6 +32,14 @@ def test_render_banks_and_local() -> None:
                  local=True))
 
 
+def test_render_dkim_fields_after_queued_as() -> None:
+    """amavis's order: ``queued_as: X, dkim_sd=s:d, dkim_new=s:d, N ms``."""
+    line = render(_summary(dkim_sd=("s1:a.example", "ed:a.example"), dkim_new=("k:b.example",)))
+    assert line.endswith("queued_as: N1, dkim_sd=s1:a.example,ed:a.example, "
+                         "dkim_new=k:b.example, 5 ms")
+    assert "dkim_" not in render(_summary())
+
+
 @pytest.mark.parametrize(("bank", "addr", "shown"), [
     ("ORIGINATING", "127.0.0.1", "{RelayedOutbound}, ORIGINATING LOCAL [127.0.0.1]:"),
     ("ORIGINATING", "192.0.2.7", "{RelayedOutbound}, ORIGINATING [192.0.2.7]:"),

@@ -103,6 +103,8 @@ class Auth:
             if self._s.remove_own_results:
                 task.drop_fields.extend(authres.own_fields(task.raw, self._authserv_id))
             task.add_headers.append(authres.header(self._authserv_id, report.resinfos(out)))
+        task.dkim_valid = list(dict.fromkeys(
+            f"{d.selector}:{d.domain}" for d in out.dkim if d.result == "pass"))
         hits = report.hits(out, self._s.psl_file)
         log.debug("(%s) auth: %s", task.log_id, " ".join(h.symbol for h in hits))
         return hits

@@ -125,4 +125,6 @@ class DkimSign:
                 log.warning("(%s) not DKIM-signed, malformed message: %s", task.log_id, exc)
                 return []
             log.info("(%s) DKIM signed: d=%s s=%s", task.log_id, key.domain, key.selector)
+            if (signed := f"{key.selector}:{key.domain}") not in task.dkim_new:
+                task.dkim_new.append(signed)
         return headers

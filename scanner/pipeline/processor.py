@@ -224,6 +224,8 @@ class Processor:
             quarantine=outcome.quarantine,
             policy_banks=task.policy_banks,
             local=client_is_local(self._config, task.client.addr),
+            dkim_sd=tuple(task.dkim_valid),
+            dkim_new=tuple(task.dkim_new),
         )
         log.info("%s", logline.render(summary))
         return summary_counters(summary.verb, category, outcome.actions)

@@ -5,6 +5,7 @@ mail gets Authentication-Results."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -62,9 +63,11 @@ def test_originating_mail_is_signed_and_verifies(dkim_keys: Keys, dns_server: Dn
 
 
 def test_rsa_and_ed25519_keys_both_sign(dkim_keys: Keys, dns_server: DnsServer,
-                                        sink: Sink) -> None:
+                                        sink: Sink, caplog: pytest.LogCaptureFixture) -> None:
     """RFC 8463's dual signing: two keys of the domain, one of each type, both sign; an
-    inbound filter then reports both signatures as passing."""
+    inbound filter then reports both signatures as passing. The log lines name them as
+    amavis does: dkim_new= on the signing pass, dkim_sd= on the verifying one."""
+    caplog.set_level(logging.INFO, logger="scanner")
     keys = [{"domain": "signer.test", "selector": "s1", "key_file": str(dkim_keys.files["k1"])},
             {"domain": "signer.test", "selector": "ed", "key_file": str(dkim_keys.files["ed"])}]
     data = deliver([make_check(DkimSign, {"keys": keys}, CONFIG)], sink, "ORIGINATING")
@@ -81,6 +84,12 @@ def test_rsa_and_ed25519_keys_both_sign(dkim_keys: Keys, dns_server: DnsServer,
     results = " ".join(results.split())
     assert results.count("dkim=pass") == 2, results
     assert "header.s=ed" in results and "header.s=s1" in results
+    lines = [r.getMessage() for r in caplog.records if "mail_id: abcdefghij" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert ", dkim_new=s1:signer.test,ed:signer.test, " in lines[0]
+    assert "dkim_sd=" not in lines[0]
+    assert ", dkim_sd=s1:signer.test,ed:signer.test, " in lines[1]
+    assert "dkim_new=" not in lines[1]
 
 
 def test_other_banks_and_unknown_domains_are_not_signed(dkim_keys: Keys, sink: Sink) -> None:
