@@ -42,6 +42,19 @@ def _reader(part: Part, fmt: str) -> AbstractContextManager[Any]:
     return libarchive.memory_reader(part.data(), format_name=fmt)
 
 
+# directory, symlink, character and block device, fifo, socket (archive_entry.h AE_IF*)
+_NOT_FILES = frozenset({0o040000, 0o120000, 0o020000, 0o060000, 0o010000, 0o140000})
+
+
+def _carries_file(entry: Any) -> bool:
+    """Whether an entry is decoded: a regular file, an entry whose type no format
+    defines (a cpio or rar header carries the mode bits as written, and libarchive's
+    extractors, bsdtar and Windows Explorer among them, write such an entry as a
+    regular file), or any entry that stores data, whatever its type says. Directories,
+    links and devices without data are skipped."""
+    return entry.filetype not in _NOT_FILES or (entry.size or 0) > 0
+
+
 def _encrypted_error(text: str) -> bool:
     text = text.lower()
     return "encrypt" in text or "passphrase" in text or "password" in text
@@ -63,9 +76,12 @@ class LibarchiveDecoder:
             with _reader(part, fmt) as archive:
                 for entry in archive:
                     ctx.check_time()
-                    if not entry.isfile:
+                    if not _carries_file(entry):
                         continue
+                    # a "directory" holding data is read as a file: its name without "/"
+                    # (the path is bytes when libarchive cannot decode it)
                     name = clean_name(entry.pathname)
+                    name = name.rstrip("/") or None if name else None
                     if is_encrypted(entry._entry_p) > 0:
                         named = ctx.name_only(part, name)
                         if named is not None:

@@ -2,7 +2,9 @@
 
 No maintained Python or libarchive reader exists, so this is our own. Garbled
 (password-protected) members flag the part ``encrypted``; method 4 ("fastest") is
-decoded too. Each member's CRC-32 is checked.
+decoded too. Each member's CRC-32 is checked. An entry of another type (directory,
+volume or chapter label) is skipped only when it stores nothing: data under any type
+is decoded, as a member that an extractor might write out.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class ArjDecoder:
             name = clean_name(header[first:].split(b"\0", 1)[0].decode("cp437"))
             body = data[pos : pos + packed]
             found = (header, pos + packed)
-            if ftype not in (0, 1):  # directories, volume labels, comments
+            if ftype not in (0, 1) and packed == 0:  # directories, labels, comments
                 continue
             if len(body) < packed:
                 raise CorruptPart(f"arj: {name}: data truncated")

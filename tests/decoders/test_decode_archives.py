@@ -284,3 +284,28 @@ def test_tar_member_of_an_unknown_type_is_decoded_as_a_file() -> None:
     with unpack(message(("files.tar", buf.getvalue()))) as result:
         assert [(p.name, p.detected_type) for p in result.parts[3:4]] == [("setup.exe", "exe-ms")]
         assert result.parts[3].data() == exe
+
+
+def _newc(name: str, data: bytes, mode: int) -> bytes:
+    """One cpio "newc" entry with the mode bits as given (the format does not check)."""
+    encoded = name.encode() + b"\0"
+    fields = [1, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0]
+    out = b"070701" + b"".join(b"%08X" % v for v in fields) + encoded
+    out += b"\0" * (-len(out) % 4)
+    return out + data + b"\0" * (-len(data) % 4)
+
+
+@pytest.mark.parametrize("mode", [0o000644, 0o030644, 0o070644, 0o040755],
+                         ids=["type-0", "type-3", "type-7", "dir-with-data"])
+def test_libarchive_entry_of_no_file_type_holding_data_is_decoded(mode: int) -> None:
+    # libarchive reads a cpio (or rar) entry's type from the mode bits as written; one
+    # that names no type is written as a regular file by libarchive's extractors
+    # (bsdtar, Windows Explorer), and a "directory" with data is data all the same: both
+    # used to be skipped, so a setup.exe there was neither typed nor banned
+    exe = pe_exe()
+    data = (_newc("setup.exe" + ("/" if mode == 0o040755 else ""), exe, mode)
+            + _newc("docs", b"", 0o040755) + _newc("TRAILER!!!", b"", 0))
+    with unpack(message(("files.cpio", data))) as result:
+        assert result.parts[2].detected_type == "cpio"
+        assert [(p.name, p.detected_type) for p in result.parts[3:]] == [("setup.exe", "exe-ms")]
+        assert result.parts[3].data() == exe

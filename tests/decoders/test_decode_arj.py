@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decoders import unpack
-from decoders.arj import ArjDecoder
+from decoders.arj import ArjDecoder, _header
 from decoders.base import DecodeError, Limits
 from decoders.context import DecodeContext
 from decoders.part import Part
@@ -74,3 +76,16 @@ CACHED = (
     if Path("/usr/share/clamav-testfiles/clam.arj").is_file()
     else b"`\xea\x00\x00"
 )
+
+
+@pytest.mark.parametrize("ftype", [3, 4, 5])
+def test_arj_entry_of_another_type_holding_data_is_decoded(tmp_path: Path, ftype: int) -> None:
+    # a directory or label entry that stores data used to be skipped, data unseen
+    raw = bytearray(arj_archive(tmp_path, 1))
+    _, pos = _header(bytes(raw), 0)  # the main header; the first file header follows
+    (size,) = struct.unpack_from("<H", raw, pos + 2)
+    raw[pos + 4 + 6] = ftype
+    struct.pack_into("<I", raw, pos + 4 + size, zlib.crc32(raw[pos + 4 : pos + 4 + size]))
+    with unpack(message(("a.arj", bytes(raw)))) as result:
+        got = {p.name: p.data() for p in result.parts[3:]}
+        assert got == {"text.txt": TEXT, "rand.bin": RANDOM}
