@@ -132,13 +132,13 @@ def _heads(head: re.Pattern[str], text: str) -> int:
 # pattern finds (ordinary markup) and reads no further than it. A tag head inside a
 # match (a "<" in a quoted attribute) sends the text the slow way.
 
-def _findall(pattern: re.Pattern[str], fast: re.Pattern[str], head: re.Pattern[str],
-             text: str) -> list[tuple[str, ...]]:
-    """``pattern.findall(text)`` in linear time."""
-    found = fast.findall(text)
-    if len(found) == _heads(head, text):
-        return found
-    return [m.groups() for m in _matches(pattern, head, text, _TagEnds(text).can_end)]
+def _tags(text: str) -> tuple[list[tuple[str, ...]], bool]:
+    """``_TAG.findall(text)`` in linear time, and whether the fast patterns found it
+    (then they also find what the full ones would substitute)."""
+    found = _TAG_FAST.findall(text)
+    if len(found) == _heads(_TAG_HEAD, text):
+        return found, True
+    return [m.groups() for m in _matches(_TAG, _TAG_HEAD, text, _TagEnds(text).can_end)], False
 
 
 def _sub(pattern: re.Pattern[str], fast: re.Pattern[str], head: re.Pattern[str],
@@ -183,10 +183,7 @@ def html_to_text(source: str) -> HtmlText:
         inner = title.group(1)
         result.title = html.unescape(_sub(_TAG, _TAG_FAST, _TAG_HEAD, " ", inner)).strip()
     body = _drop(source)
-    tags: list[tuple[str, ...]] = _TAG_FAST.findall(body)
-    fast = len(tags) == _heads(_TAG_HEAD, body)
-    if not fast:
-        tags = [m.groups() for m in _matches(_TAG, _TAG_HEAD, body, _TagEnds(body).can_end)]
+    tags, fast = _tags(body)
     alts: list[str] = []
     for closing, name, attrs in tags:
         if closing:
