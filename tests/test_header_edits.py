@@ -1,0 +1,97 @@
+"""The copy handed back to Postfix: added headers, the Subject tag and left-out fields
+change nothing else, keep the message's line ends and stay valid RFC 5322 / 2047.
+
+``corpora/headers`` holds the edge cases (no blank line, a leading blank line, an mbox
+``From `` line, a line without a colon, 100 KB header lines, 8-bit and encoded
+subjects, two Subjects, ...); ``scripts/header_differential.py`` runs the same check
+over any directory (the SpamAssassin corpus, for one).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from scanner.actions.headers import prefix_subject
+from scanner.task import Envelope, Recipient, Task
+from scanner.trace import prepend_headers
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = sorted((ROOT / "corpora" / "headers").glob("*.eml"))
+
+
+def _differential():
+    spec = importlib.util.spec_from_file_location(
+        "header_differential", ROOT / "scripts" / "header_differential.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DIFF = _differential()
+TASK = Task(mail_id="abcdefghijkl", envelope=Envelope("a@example.org",
+            (Recipient("bob@example.test"),)), raw=b"", peer=("127.0.0.1", 4567),
+            helo="localhost")
+
+
+def _subjects(raw: bytes) -> list[str]:
+    return [str(s) for s in
+            email.message_from_bytes(raw, policy=email.policy.default).get_all("Subject") or []]
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_edge_case_messages_come_out_intact(path: Path, crlf: bool) -> None:
+    raw = path.read_bytes()
+    if crlf:
+        raw = re.sub(rb"(?<!\r)\n", b"\r\n", raw)
+    assert DIFF.check(raw, TASK) == []
+
+
+def test_added_lines_end_like_the_message() -> None:
+    headers = [("Received", "from a\r\n\tby b; date"), ("X-Spam-Flag", "YES")]
+    lf = prepend_headers(b"Subject: s\nFrom: a\n\nbody\n", headers)
+    assert lf == b"Received: from a\n\tby b; date\nX-Spam-Flag: YES\nSubject: s\nFrom: a\n\nbody\n"
+    crlf = prepend_headers(b"Subject: s\r\n\r\nbody\nbare LF in the body\r\n", headers)
+    assert crlf.startswith(b"Received: from a\r\n\tby b; date\r\nX-Spam-Flag: YES\r\nSubject")
+    tagged = prefix_subject(b"From: a\n\nb\n", "***SPAM*** ")
+    assert tagged == b"Subject: ***SPAM***\nFrom: a\n\nb\n"
+    assert prefix_subject(b"\nbody only\n", "T ") == b"Subject: T\n\nbody only\n"
+    assert prefix_subject(b"", "T ") == b"Subject: T\r\n"
+
+
+def test_every_subject_field_is_tagged() -> None:
+    """amavis edits every Subject field; a client showing the second one (or a spammer
+    adding one) must not see it untagged. The obsolete ``Subject :`` form counts too."""
+    raw = b"Subject: first\r\nX: 1\r\nsubject: second\r\n\r\nSubject: body\r\n"
+    assert prefix_subject(raw, "***SPAM*** ") == (
+        b"Subject: ***SPAM*** first\r\nX: 1\r\nsubject: ***SPAM*** second\r\n\r\n"
+        b"Subject: body\r\n")
+    raw = b"From: a\r\nSubject : obsolete\r\n\r\nb"
+    assert prefix_subject(raw, "***SPAM*** ") == (
+        b"From: a\r\nSubject : ***SPAM*** obsolete\r\n\r\nb")
+
+
+@pytest.mark.parametrize("subject, shown", [
+    (b"Subject: plain text", "[Спам] plain text"),
+    (b"Subject: =?utf-8?q?na=C3=AFve?= text", "[Спам] naïve text"),
+    (b"Subject:\r\n =?utf-8?q?na=C3=AFve?=", "[Спам] naïve"),
+    (b"Subject: " + "Grüße".encode(), "[Спам] Grüße"),
+    (b"X-Other: no subject", "[Спам]"),
+])
+def test_a_non_ascii_tag_is_rfc2047_encoded(subject: bytes, shown: str) -> None:
+    """A tag like ``[Спам] `` (policy.subject_tag2 may be any text) goes in as an
+    encoded word, as amavis encodes it, not as raw 8-bit bytes, and reads back as the
+    tag plus the original text with one space between."""
+    raw = b"From: a@example.org\r\n" + subject + b"\r\n\r\nbody\r\n"
+    out = prefix_subject(raw, "[Спам] ")
+    head = out.split(b"\r\n\r\n")[0]
+    added = head.replace(subject.partition(b":")[2].strip(), b"")
+    assert added.isascii(), head
+    assert " ".join(_subjects(out)[0].split()) == shown and _subjects(out)[0] == shown
+    assert out.endswith(b"\r\n\r\nbody\r\n")
