@@ -95,3 +95,52 @@ def test_a_non_ascii_tag_is_rfc2047_encoded(subject: bytes, shown: str) -> None:
     assert added.isascii(), head
     assert " ".join(_subjects(out)[0].split()) == shown and _subjects(out)[0] == shown
     assert out.endswith(b"\r\n\r\nbody\r\n")
+
+
+def _lover_edits(policy_text: str, hits: list):
+    from scanner.actions.tagging import edits_for
+    from scanner.config import loads
+    from scanner.policy.decide import decide
+    from scanner.policy.effective import bank_names, message_policy, recipient_policy
+    from scanner.scores import load_scores
+
+    config = loads("[policy]\nlocal_domains=['example.test']\nbanned_lover=true\n"
+                   + policy_text, "t.toml")
+    task = Task(mail_id="abcdefghijkl", raw=b"Subject: s\r\n\r\nx\r\n", log_id="1-1",
+                envelope=Envelope("a@example.org", (Recipient("bob@example.test"),)))
+    task.hits.extend(hits)
+    policy = recipient_policy(message_policy(config, bank_names(config, "", None)),
+                              "bob@example.test")
+    scores = load_scores()
+    verdict = decide(task, "bob@example.test", policy, scores, {"clamav": "virus"})
+    return dict(edits_for(task, "bob@example.test", verdict, scores, "mx.test", True).headers)
+
+
+def test_added_text_fields_are_ascii_and_short_whatever_they_carry() -> None:
+    """X-Virus-Scanned (its text is configurable) and X-Amavis-Alert (it names the
+    banned file: any characters, a Content-Type of any length) are unstructured
+    fields: non-ASCII text goes in as encoded words, long text is folded, and no line
+    passes 998 octets."""
+    from scanner.task import Hit
+
+    name = "Счёт-фактура №" + "😀" * 240 + ".exe"
+    part = f"P=p003,L=1,M=application/x-msdownload,T=exe-ms,N={name}"
+    long_type = f"P=p004,L=1,M=application/{'x' * 2000},T=exe-ms,N=a.exe"
+    for desc in (part, long_type):
+        headers = _lover_edits(
+            'virus_scanned_value = "Geprüft von {hostname}"\n',
+            [Hit("BANNED_FILE", source="banned", options=(desc, "x"), part=desc)])
+        raw = prepend_headers(b"Subject: s\r\n\r\nx\r\n", list(headers.items()))
+        head = raw.split(b"\r\n\r\n")[0]
+        assert head.isascii()
+        assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert str(msg["X-Virus-Scanned"]) == "Geprüft von mx.test"
+        alert = " ".join(str(msg["X-Amavis-Alert"]).split())  # a fold reads as a TAB
+        assert alert.startswith(f"BANNED, message contains {desc[:40]}")
+    assert alert.endswith("xxx...")
+    headers = _lover_edits("", [Hit("BANNED_FILE", source="banned", options=(part, "x"),
+                                    part=part)])
+    raw = prepend_headers(b"Subject: s\r\n\r\nx\r\n", list(headers.items()))
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert " ".join(str(msg["X-Amavis-Alert"]).split()) == f"BANNED, message contains {part}"
