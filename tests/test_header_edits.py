@@ -144,3 +144,40 @@ def test_added_text_fields_are_ascii_and_short_whatever_they_carry() -> None:
     raw = prepend_headers(b"Subject: s\r\n\r\nx\r\n", list(headers.items()))
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert " ".join(str(msg["X-Amavis-Alert"]).split()) == f"BANNED, message contains {part}"
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"], ids=["crlf", "lf"])
+def test_recipient_groups_get_only_their_own_edits(sink, eol: bytes) -> None:
+    """One message, three recipients whose copies differ: tagged with the shipped tag,
+    tagged with their own tag, and a remote one left alone. Each group gets one copy;
+    every copy has the same body and only its own group's edits."""
+    from scanner.config import loads
+    from scanner.task import ClientInfo
+    from tests.helpers import handle_at_sink
+
+    body = b"Body line\r\n.dot line\r\nX-Spam-Flag: NO in the body\r\n\r\n"
+    raw = (b"From: promo@spam.example\r\nTo: many@example.test\r\nSubject: deal\r\n"
+           b"X-Spam-Flag: NO\r\nMessage-ID: <g1@spam.example>\r\n\r\n" + body)
+    raw = raw.replace(b"\r\n", eol)
+    config = loads("[checks]\nenabled = []\n[policy]\nlocal_domains = ['example.test']\n"
+                   "block_senders = ['@spam.example']\nspam_destiny = 'pass'\n"
+                   "[policy.recipients.\"dave@example.test\"]\nsubject_tag2 = '[S] '\n",
+                   "t.toml")
+    rcpts = ["bob@example.test", "carol@remote.test", "dave@example.test"]
+    task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=raw,
+                envelope=Envelope("promo@spam.example", tuple(Recipient(r) for r in rcpts)),
+                client=ClientInfo(addr="192.0.2.7", helo="mx.spam.example"))
+    before = len(sink.received)
+    assert all(r.startswith("250") for r in handle_at_sink(config, [], task, sink.port))
+    copies = {m.recipients[0]: m.data.replace(b"\r\n", b"\n")
+              for m in sink.wait_for(before + 3)[before:]}
+    assert sorted(copies) == sorted(rcpts)
+    assert {c.partition(b"\n\n")[2] for c in copies.values()} == {body.replace(b"\r\n", b"\n")}
+    bob, carol, dave = (copies[r].partition(b"\n\n")[0] for r in rcpts)
+    assert b"Subject: ***SPAM*** deal" in bob and b"X-Spam-Flag: YES" in bob
+    assert b"X-Spam-Flag: NO" not in bob and b"[S]" not in bob
+    assert b"Subject: [S] deal" in dave and b"X-Spam-Flag: YES" in dave
+    assert b"***SPAM***" not in dave and b"X-Spam-Flag: NO" not in dave
+    assert b"Subject: deal" in carol and b"X-Spam-Flag: NO" in carol
+    assert b"X-Spam-Flag: YES" not in carol and b"X-Spam-Status" not in carol
+    assert b"for <carol@remote.test>" in carol and b"for <bob@" not in carol
