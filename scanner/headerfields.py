@@ -46,6 +46,14 @@ def section_end(raw: bytes) -> int:
     return lf + 1 if lf >= 0 else len(raw)
 
 
+def line_end(raw: bytes) -> bytes:
+    """How the lines of ``raw`` end: LF when its first line ends with a bare LF, else
+    CRLF (also for a message of one unterminated line). Lines we add end the same way,
+    so a bare-LF message gets no CRLF lines mixed in, nor a CRLF message bare LFs."""
+    lf = raw.find(b"\n")
+    return b"\n" if lf == 0 or lf > 0 and raw[lf - 1] != 13 else b"\r\n"
+
+
 def named(raw: bytes, names: tuple[str, ...]) -> list[Field]:
     """The header fields of ``raw`` called one of ``names``, in order."""
     end = section_end(raw)

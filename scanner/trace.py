@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from email.utils import formatdate
 from functools import lru_cache
 
 from scanner import PRODUCT
+from scanner.headerfields import line_end
 from scanner.task import Task
 
 
@@ -31,8 +33,13 @@ def _date(second: int) -> str:
 
 
 def prepend_headers(raw: bytes, headers: list[tuple[str, str]]) -> bytes:
-    """New header lines (CRLF-terminated, already folded) in front of the message."""
+    """New header lines (already folded) in front of the message, their lines ending as
+    the message's do (:func:`scanner.headerfields.line_end`): a bare-LF message gets
+    no CRLF mixed into its header section."""
     if not headers:
         return raw
     block = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    return block.encode("utf-8", "surrogateescape") + raw
+    return _LINE_END.sub(line_end(raw), block.encode("utf-8", "surrogateescape")) + raw
+
+
+_LINE_END = re.compile(rb"\r?\n")

@@ -7,11 +7,15 @@ the fields we leave out or the Subject value we prefix change.
 
 from __future__ import annotations
 
+import base64
 import re
 
-from scanner.headerfields import section_end
+from scanner.headerfields import line_end, section_end
 
-_SUBJECT = re.compile(rb"(?im)^subject:[ \t]*")
+# every Subject field, also the obsolete "Subject :" form (as headerfields.named reads it)
+_SUBJECT = re.compile(rb"(?im)^subject[ \t]*:[ \t]*")
+_ENCODED_WORD_NEXT = re.compile(rb"(?:\r?\n[ \t]+)?=\?")
+_WORD_OCTETS = 45  # UTF-8 octets per encoded word: 60 base64 characters, 72 in all
 
 
 def without(raw: bytes, ranges: list[tuple[int, int]]) -> bytes:
@@ -28,14 +32,48 @@ def without(raw: bytes, ranges: list[tuple[int, int]]) -> bytes:
 
 
 def prefix_subject(raw: bytes, prefix: str) -> bytes:
-    """Put ``prefix`` in front of the Subject value (adding a Subject when there is none)."""
+    """Put ``prefix`` in front of the value of every Subject field, as amavis edits
+    them all; without one, add ``Subject: PREFIX`` (trailing space trimmed), ending
+    like the message's lines. A prefix that is not ASCII goes in as RFC 2047 encoded
+    words, so the header stays 7-bit and reads back as prefix + original text."""
     if not prefix:
         return raw
-    m = _SUBJECT.search(raw, 0, section_end(raw))
-    tag = prefix.encode("utf-8")
-    if m is None:
-        return b"Subject: " + tag.rstrip() + b"\r\n" + raw
-    return raw[: m.end()] + tag + raw[m.end():]
+    starts = [m.end() for m in _SUBJECT.finditer(raw, 0, section_end(raw))]
+    if not starts:
+        return b"Subject: " + _tag(prefix.rstrip(" \t"), False) + line_end(raw) + raw
+    pieces, pos = [], 0
+    for at in starts:
+        pieces += [raw[pos:at], _tag(prefix, bool(_ENCODED_WORD_NEXT.match(raw, at)))]
+        pos = at
+    pieces.append(raw[pos:])
+    return b"".join(pieces)
+
+
+def _tag(prefix: str, before_encoded_word: bool) -> bytes:
+    """The prefix's bytes. Encoded, its trailing space goes inside the last encoded word
+    when an encoded word follows (white space between two of them is dropped when they
+    are read), else after it as plain text (which is kept)."""
+    if prefix.isascii():
+        return prefix.encode("ascii")
+    text = prefix.rstrip(" \t")
+    space = prefix[len(text):]
+    if before_encoded_word and space:
+        return encode_words(text + space) + b" "
+    return encode_words(text) + space.encode("ascii")
+
+
+def encode_words(text: str) -> bytes:
+    """``text`` as RFC 2047 encoded words (UTF-8, base64), each under 76 characters,
+    separated by spaces (which a reader drops between encoded words)."""
+    words, chunk = [], b""
+    for char in text:
+        octets = char.encode("utf-8", "surrogateescape")
+        if len(chunk) + len(octets) > _WORD_OCTETS:
+            words.append(chunk)
+            chunk = b""
+        chunk += octets
+    words.append(chunk)
+    return b" ".join(b"=?UTF-8?B?" + base64.b64encode(w) + b"?=" for w in words if w)
 
 
 def fold(name: str, value: str, width: int = 78) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
-from scanner.actions.headers import fold
+from scanner.actions.headers import encode_words, fold
 from scanner.config.policy import PolicyConfig
 from scanner.headerfields import named
 from scanner.policy.effective import is_local
@@ -23,6 +23,7 @@ from scanner.scores import ScoreTable
 from scanner.task import Task, Verdict, banned_parts, virus_names
 
 MAX_LEVEL_STARS = 64
+LONGEST_WORD = 900  # characters; a longer word of an added text field is cut, with "..."
 SPAM_HEADER_NAMES = ("Flag", "Score", "Level", "Status", "Report", "Tests", "Checker-Version")
 
 
@@ -42,8 +43,9 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
     policy: PolicyConfig = verdict.policy
     headers: list[tuple[str, str]] = []
     if virus_scanned and policy.virus_scanned_header and not policy.bypass_virus_checks:
-        headers.append((policy.virus_scanned_header,
-                        policy.virus_scanned_value.replace("{hostname}", hostname)))
+        headers.append((policy.virus_scanned_header, text_field(
+            policy.virus_scanned_header,
+            policy.virus_scanned_value.replace("{hostname}", hostname))))
     local = is_local(policy, address)
     spammy = verdict.spam_scanned and verdict.score >= policy.tag2_level
     if local and policy.spam_headers and verdict.spam_scanned \
@@ -51,7 +53,7 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
         headers += spam_headers(verdict, policy, scores)
     alert = _alert(task, verdict)
     if alert:
-        headers.append(("X-Amavis-Alert", alert))
+        headers.append(("X-Amavis-Alert", text_field("X-Amavis-Alert", alert)))
     prefix = ""
     if local and spammy:
         prefix = policy.subject_tag2
@@ -63,6 +65,19 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
     drop = (policy.header_prefix if local and verdict.spam_scanned
             and policy.remove_existing_spam_headers and policy.header_prefix else "")
     return Edits(tuple(headers), prefix, new_address, drop)
+
+
+def text_field(name: str, text: str) -> str:
+    """The value of an unstructured field we add, valid whatever ``text`` holds (a
+    configured text, a file name, a Content-Type of any length): RFC 2047 encoded words
+    when it is not ASCII, folded at spaces, no word over :data:`LONGEST_WORD`, so no
+    line passes RFC 5322's 998 octets (amavis cuts such lines with "..." too)."""
+    words = [w if len(w) <= LONGEST_WORD else w[:LONGEST_WORD - 3] + "..."
+             for w in text.split(" ")]
+    text = " ".join(words)
+    if not text.isascii():
+        text = encode_words(text).decode("ascii")
+    return fold(name, text)
 
 
 def spam_header_fields(raw: bytes, header_prefix: str) -> list[tuple[int, int]]:

@@ -1,0 +1,183 @@
+"""The copy handed back to Postfix: added headers, the Subject tag and left-out fields
+change nothing else, keep the message's line ends and stay valid RFC 5322 / 2047.
+
+``corpora/headers`` holds the edge cases (no blank line, a leading blank line, an mbox
+``From `` line, a line without a colon, 100 KB header lines, 8-bit and encoded
+subjects, two Subjects, ...); ``scripts/header_differential.py`` runs the same check
+over any directory (the SpamAssassin corpus, for one).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from scanner.actions.headers import prefix_subject
+from scanner.task import Envelope, Recipient, Task
+from scanner.trace import prepend_headers
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = sorted((ROOT / "corpora" / "headers").glob("*.eml"))
+
+
+def _differential():
+    spec = importlib.util.spec_from_file_location(
+        "header_differential", ROOT / "scripts" / "header_differential.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DIFF = _differential()
+TASK = Task(mail_id="abcdefghijkl", envelope=Envelope("a@example.org",
+            (Recipient("bob@example.test"),)), raw=b"", peer=("127.0.0.1", 4567),
+            helo="localhost")
+
+
+def _subjects(raw: bytes) -> list[str]:
+    return [str(s) for s in
+            email.message_from_bytes(raw, policy=email.policy.default).get_all("Subject") or []]
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["lf", "crlf"])
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_edge_case_messages_come_out_intact(path: Path, crlf: bool) -> None:
+    raw = path.read_bytes()
+    if crlf:
+        raw = re.sub(rb"(?<!\r)\n", b"\r\n", raw)
+    assert DIFF.check(raw, TASK) == []
+
+
+def test_added_lines_end_like_the_message() -> None:
+    headers = [("Received", "from a\r\n\tby b; date"), ("X-Spam-Flag", "YES")]
+    lf = prepend_headers(b"Subject: s\nFrom: a\n\nbody\n", headers)
+    assert lf == b"Received: from a\n\tby b; date\nX-Spam-Flag: YES\nSubject: s\nFrom: a\n\nbody\n"
+    crlf = prepend_headers(b"Subject: s\r\n\r\nbody\nbare LF in the body\r\n", headers)
+    assert crlf.startswith(b"Received: from a\r\n\tby b; date\r\nX-Spam-Flag: YES\r\nSubject")
+    tagged = prefix_subject(b"From: a\n\nb\n", "***SPAM*** ")
+    assert tagged == b"Subject: ***SPAM***\nFrom: a\n\nb\n"
+    assert prefix_subject(b"\nbody only\n", "T ") == b"Subject: T\n\nbody only\n"
+    assert prefix_subject(b"", "T ") == b"Subject: T\r\n"
+
+
+def test_every_subject_field_is_tagged() -> None:
+    """amavis edits every Subject field; a client showing the second one (or a spammer
+    adding one) must not see it untagged. The obsolete ``Subject :`` form counts too."""
+    raw = b"Subject: first\r\nX: 1\r\nsubject: second\r\n\r\nSubject: body\r\n"
+    assert prefix_subject(raw, "***SPAM*** ") == (
+        b"Subject: ***SPAM*** first\r\nX: 1\r\nsubject: ***SPAM*** second\r\n\r\n"
+        b"Subject: body\r\n")
+    raw = b"From: a\r\nSubject : obsolete\r\n\r\nb"
+    assert prefix_subject(raw, "***SPAM*** ") == (
+        b"From: a\r\nSubject : ***SPAM*** obsolete\r\n\r\nb")
+
+
+@pytest.mark.parametrize("subject, shown", [
+    (b"Subject: plain text", "[Спам] plain text"),
+    (b"Subject: =?utf-8?q?na=C3=AFve?= text", "[Спам] naïve text"),
+    (b"Subject:\r\n =?utf-8?q?na=C3=AFve?=", "[Спам] naïve"),
+    (b"Subject: " + "Grüße".encode(), "[Спам] Grüße"),
+    (b"X-Other: no subject", "[Спам]"),
+])
+def test_a_non_ascii_tag_is_rfc2047_encoded(subject: bytes, shown: str) -> None:
+    """A tag like ``[Спам] `` (policy.subject_tag2 may be any text) goes in as an
+    encoded word, as amavis encodes it, not as raw 8-bit bytes, and reads back as the
+    tag plus the original text with one space between."""
+    raw = b"From: a@example.org\r\n" + subject + b"\r\n\r\nbody\r\n"
+    out = prefix_subject(raw, "[Спам] ")
+    head = out.split(b"\r\n\r\n")[0]
+    added = head.replace(subject.partition(b":")[2].strip(), b"")
+    assert added.isascii(), head
+    assert " ".join(_subjects(out)[0].split()) == shown and _subjects(out)[0] == shown
+    assert out.endswith(b"\r\n\r\nbody\r\n")
+
+
+def _lover_edits(policy_text: str, hits: list):
+    from scanner.actions.tagging import edits_for
+    from scanner.config import loads
+    from scanner.policy.decide import decide
+    from scanner.policy.effective import bank_names, message_policy, recipient_policy
+    from scanner.scores import load_scores
+
+    config = loads("[policy]\nlocal_domains=['example.test']\nbanned_lover=true\n"
+                   + policy_text, "t.toml")
+    task = Task(mail_id="abcdefghijkl", raw=b"Subject: s\r\n\r\nx\r\n", log_id="1-1",
+                envelope=Envelope("a@example.org", (Recipient("bob@example.test"),)))
+    task.hits.extend(hits)
+    policy = recipient_policy(message_policy(config, bank_names(config, "", None)),
+                              "bob@example.test")
+    scores = load_scores()
+    verdict = decide(task, "bob@example.test", policy, scores, {"clamav": "virus"})
+    return dict(edits_for(task, "bob@example.test", verdict, scores, "mx.test", True).headers)
+
+
+def test_added_text_fields_are_ascii_and_short_whatever_they_carry() -> None:
+    """X-Virus-Scanned (its text is configurable) and X-Amavis-Alert (it names the
+    banned file: any characters, a Content-Type of any length) are unstructured
+    fields: non-ASCII text goes in as encoded words, long text is folded, and no line
+    passes 998 octets."""
+    from scanner.task import Hit
+
+    name = "Счёт-фактура №" + "😀" * 240 + ".exe"
+    part = f"P=p003,L=1,M=application/x-msdownload,T=exe-ms,N={name}"
+    long_type = f"P=p004,L=1,M=application/{'x' * 2000},T=exe-ms,N=a.exe"
+    for desc in (part, long_type):
+        headers = _lover_edits(
+            'virus_scanned_value = "Geprüft von {hostname}"\n',
+            [Hit("BANNED_FILE", source="banned", options=(desc, "x"), part=desc)])
+        raw = prepend_headers(b"Subject: s\r\n\r\nx\r\n", list(headers.items()))
+        head = raw.split(b"\r\n\r\n")[0]
+        assert head.isascii()
+        assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert str(msg["X-Virus-Scanned"]) == "Geprüft von mx.test"
+        alert = " ".join(str(msg["X-Amavis-Alert"]).split())  # a fold reads as a TAB
+        assert alert.startswith(f"BANNED, message contains {desc[:40]}")
+    assert alert.endswith("xxx...")
+    headers = _lover_edits("", [Hit("BANNED_FILE", source="banned", options=(part, "x"),
+                                    part=part)])
+    raw = prepend_headers(b"Subject: s\r\n\r\nx\r\n", list(headers.items()))
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert " ".join(str(msg["X-Amavis-Alert"]).split()) == f"BANNED, message contains {part}"
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"], ids=["crlf", "lf"])
+def test_recipient_groups_get_only_their_own_edits(sink, eol: bytes) -> None:
+    """One message, three recipients whose copies differ: tagged with the shipped tag,
+    tagged with their own tag, and a remote one left alone. Each group gets one copy;
+    every copy has the same body and only its own group's edits."""
+    from scanner.config import loads
+    from scanner.task import ClientInfo
+    from tests.helpers import handle_at_sink
+
+    body = b"Body line\r\n.dot line\r\nX-Spam-Flag: NO in the body\r\n\r\n"
+    raw = (b"From: promo@spam.example\r\nTo: many@example.test\r\nSubject: deal\r\n"
+           b"X-Spam-Flag: NO\r\nMessage-ID: <g1@spam.example>\r\n\r\n" + body)
+    raw = raw.replace(b"\r\n", eol)
+    config = loads("[checks]\nenabled = []\n[policy]\nlocal_domains = ['example.test']\n"
+                   "block_senders = ['@spam.example']\nspam_destiny = 'pass'\n"
+                   "[policy.recipients.\"dave@example.test\"]\nsubject_tag2 = '[S] '\n",
+                   "t.toml")
+    rcpts = ["bob@example.test", "carol@remote.test", "dave@example.test"]
+    task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=raw,
+                envelope=Envelope("promo@spam.example", tuple(Recipient(r) for r in rcpts)),
+                client=ClientInfo(addr="192.0.2.7", helo="mx.spam.example"))
+    before = len(sink.received)
+    assert all(r.startswith("250") for r in handle_at_sink(config, [], task, sink.port))
+    copies = {m.recipients[0]: m.data.replace(b"\r\n", b"\n")
+              for m in sink.wait_for(before + 3)[before:]}
+    assert sorted(copies) == sorted(rcpts)
+    assert {c.partition(b"\n\n")[2] for c in copies.values()} == {body.replace(b"\r\n", b"\n")}
+    bob, carol, dave = (copies[r].partition(b"\n\n")[0] for r in rcpts)
+    assert b"Subject: ***SPAM*** deal" in bob and b"X-Spam-Flag: YES" in bob
+    assert b"X-Spam-Flag: NO" not in bob and b"[S]" not in bob
+    assert b"Subject: [S] deal" in dave and b"X-Spam-Flag: YES" in dave
+    assert b"***SPAM***" not in dave and b"X-Spam-Flag: NO" not in dave
+    assert b"Subject: deal" in carol and b"X-Spam-Flag: NO" in carol
+    assert b"X-Spam-Flag: YES" not in carol and b"X-Spam-Status" not in carol
+    assert b"for <carol@remote.test>" in carol and b"for <bob@" not in carol
