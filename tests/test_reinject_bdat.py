@@ -335,6 +335,51 @@ def test_postfix_reinjection_smtpd_accepts_our_bdat():
         postfix.remove()
 
 
+@pytest.mark.postfix
+@pytest.mark.parametrize("chunking", [True, False], ids=["bdat", "data"])
+def test_bare_line_feeds_go_out_as_crlf_to_a_postfix_that_forbids_them(chunking: bool):
+    """A message with bare LFs (a file released or scanned, a bare-LF client) goes out
+    with CRLF lines by DATA and by BDAT (RFC 3030 wants CRLF in BDAT content), to a
+    Postfix that restricts bare LFs (smtpd_forbid_bare_newline; "reject" in 3.9+ refuses
+    such content). BDAT sent the content as it was and appended CRLF to its bare-LF end:
+    the recipient got an extra empty line at the end of the message."""
+    require_postfix()
+    postfix = PostfixInstance(base=make_base_dir(), smtpd_port=free_port(),
+                              reinject_port=free_port(), filter=None, extra_main={
+                                  "smtpd_forbid_bare_newline": "yes",  # "normal" from 3.9
+                                  "smtpd_forbid_bare_newline_exclusions": ""})
+    postfix.start()
+    content = b"Subject: bare\n\n.dot line\nsecond\r\nthird\n"
+    try:
+        async def main() -> list[str]:
+            hop = NextHop("127.0.0.1", postfix.reinject_port, False, 5, 30, "scanner.test",
+                          True, chunking)
+            pool = ConnectionPool(hop)
+            try:
+                return (await deliver(pool, Outgoing(
+                    "a@example.org", [Recipient("bob@example.test")], (), content,
+                    ClientInfo(addr="192.0.2.1", name="client.example")),
+                    all_or_nothing=True)).replies
+            finally:
+                await pool.close()
+
+        replies = asyncio.run(main())
+        assert replies[0].startswith("250 2.0.0 from MTA(smtp:"), replies
+        [path] = postfix.wait_delivered(1, 30, user="bob")
+        assert path.read_bytes().split(b"\n\n", 1)[1] == b".dot line\nsecond\nthird\n"
+    finally:
+        postfix.remove()
+
+
+def test_bdat_content_and_size_count_crlf_lines():
+    script = Script()
+    out = Outgoing("a@example.org", [Recipient("b@example.test")], (),
+                   b"Subject: t\n\nbare\nlines", ClientInfo(addr="192.0.2.1"))
+    assert _run(script, [out])[0][0].startswith("250 ")
+    assert script.contents == [b"Subject: t\r\n\r\nbare\r\nlines\r\n"]
+    assert f"BDAT {len(script.contents[0])} LAST" in script.commands
+
+
 @pytest.mark.parametrize("protocols", ["all", "ipv4"])
 def test_postfix_takes_an_ipv6_client_or_delivers_without_xforward(
         protocols: str, caplog: pytest.LogCaptureFixture):

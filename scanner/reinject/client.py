@@ -169,22 +169,30 @@ class SMTPClient:
             self._writer.close()
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """RFC 5321 transparency: double a dot that starts a line; end the data with CRLF.
+def crlf_lines(data: bytes) -> bytes:
+    """``data`` with every line ending in CRLF, the last one too: the content as DATA
+    (after dot-stuffing) and BDAT send it.
 
-    A bare LF becomes CRLF first. Postfix (and most MTAs) end a line at a bare LF, an
-    RFC-strict receiver only at CRLF; with CRLF everywhere both see the same lines, so
-    a dot after a bare LF can neither end the data early at the one (SMTP smuggling)
-    nor gain a second dot at the other. Postfix stores every line that way anyway.
+    Postfix (and most MTAs) end a line at a bare LF, an RFC-strict receiver only at
+    CRLF; with CRLF everywhere both see the same lines, so a dot after a bare LF can
+    neither end the data early at the one (SMTP smuggling) nor gain a second dot at the
+    other. RFC 3030 requires CRLF in BDAT content, and a Postfix set to
+    ``smtpd_forbid_bare_newline = reject`` (3.9+) refuses bare LFs. Postfix stores every
+    line the same way whichever ending it came with, so nothing changes for the
+    recipient.
     """
     if data.count(b"\n") != data.count(b"\r\n"):
         data = _BARE_LF.sub(b"\r\n", data)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """RFC 5321 transparency: double a dot that starts a line; every line, the last
+    one too, ends with CRLF (:func:`crlf_lines`)."""
+    data = crlf_lines(data)
     if data.startswith(b"."):
         data = b"." + data
-    data = data.replace(b"\r\n.", b"\r\n..")
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
+    return data.replace(b"\r\n.", b"\r\n..")
 
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")

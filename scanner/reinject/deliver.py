@@ -13,11 +13,11 @@ import contextlib
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scanner.config import ReinjectConfig
 from scanner.errors import NextHopError
-from scanner.reinject.client import Reply, SMTPClient
+from scanner.reinject.client import Reply, SMTPClient, crlf_lines
 from scanner.reinject.pool import ConnectionPool
 from scanner.smtp import params as esmtp
 from scanner.smtp import xtext
@@ -108,6 +108,7 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
     about this message is replaced by a fresh one, once.
     """
     hop: NextHop = pool.hop  # type: ignore[assignment]
+    out = replace(out, data=crlf_lines(out.data))  # as it goes out, SIZE counts it so
     for attempt in (1, 2):
         result = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
         client: SMTPClient | None = None
@@ -213,8 +214,8 @@ def _mail_params(client: SMTPClient, out: Outgoing) -> list[esmtp.Param]:
                 or (key == "SMTPUTF8" and client.supports("SMTPUTF8"))
                 or (key in ("RET", "ENVID") and client.supports("DSN"))):
             keep.append((key, value))
-    if client.supports("SIZE"):  # what goes out: the content ends with CRLF
-        keep.append(("SIZE", str(len(out.data) + (0 if out.data.endswith(b"\r\n") else 2))))
+    if client.supports("SIZE"):  # the content as it goes out (crlf_lines)
+        keep.append(("SIZE", str(len(out.data))))
     return keep
 
 
@@ -315,7 +316,7 @@ async def _bdat_transaction(client: SMTPClient, hop: NextHop, out: Outgoing,
     failure from here on answers every recipient with a temporary error (as after
     DATA's final dot) and the pooled-connection retry does not apply.
     """
-    data = out.data if out.data.endswith(b"\r\n") else out.data + b"\r\n"
+    data = out.data  # every line ends with CRLF (deliver made it so), as RFC 3030 wants
     for line in [*xforward, *commands]:
         client.queue_line(line)
     client.queue_line(f"BDAT {len(data)} LAST")
