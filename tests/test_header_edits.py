@@ -77,6 +77,22 @@ def test_every_subject_field_is_tagged() -> None:
         b"From: a\r\nSubject : ***SPAM*** obsolete\r\n\r\nb")
 
 
+def test_a_subject_tagged_before_is_not_tagged_twice() -> None:
+    """As amavis, the tag is removed wherever it already stands before it is put in
+    front (a reply to spam, a second pass through a filter); the rest stays as it was."""
+    raw = b"Subject: ***SPAM*** Re: ***SPAM*** offer\r\n\tcontinued\r\nTo: b\r\n\r\n***SPAM*** "
+    assert prefix_subject(raw, "***SPAM*** ") == (
+        b"Subject: ***SPAM*** Re: offer\r\n\tcontinued\r\nTo: b\r\n\r\n***SPAM*** ")
+    # without its trailing space the text is not the tag; a tag under 3 characters is
+    # never removed (amavis's precaution)
+    assert prefix_subject(b"Subject: ***SPAM***\n\n", "***SPAM*** ") == (
+        b"Subject: ***SPAM*** ***SPAM***\n\n")
+    assert prefix_subject(b"Subject: S x\n\n", "S ") == b"Subject: S S x\n\n"
+    # the field's end is its last continuation line's, past a bare CR inside a line
+    assert prefix_subject(b"Subject: a\r***SPAM*** b\n ***SPAM*** c\nX: ***SPAM*** \n\n",
+                          "***SPAM*** ") == b"Subject: ***SPAM*** a\rb\n c\nX: ***SPAM*** \n\n"
+
+
 @pytest.mark.parametrize("subject, shown", [
     (b"Subject: plain text", "[Спам] plain text"),
     (b"Subject: =?utf-8?q?na=C3=AFve?= text", "[Спам] naïve text"),

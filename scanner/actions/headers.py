@@ -35,18 +35,39 @@ def prefix_subject(raw: bytes, prefix: str) -> bytes:
     """Put ``prefix`` in front of the value of every Subject field, as amavis edits
     them all; without one, add ``Subject: PREFIX`` (trailing space trimmed), ending
     like the message's lines. A prefix that is not ASCII goes in as RFC 2047 encoded
-    words, so the header stays 7-bit and reads back as prefix + original text."""
+    words, so the header stays 7-bit and reads back as prefix + original text.
+
+    As amavis, the prefix (3 characters or more) is first removed wherever the value
+    already holds it, so mail that passes twice (a reply, a second filter pass) does
+    not read ``***SPAM*** ***SPAM*** ...``; only a plain ASCII prefix written as such
+    is found (amavis decodes encoded words first)."""
     if not prefix:
         return raw
-    starts = [m.end() for m in _SUBJECT.finditer(raw, 0, section_end(raw))]
+    section = section_end(raw)
+    starts = [m.end() for m in _SUBJECT.finditer(raw, 0, section)]
     if not starts:
         return b"Subject: " + _tag(prefix.rstrip(" \t"), False) + line_end(raw) + raw
+    old = prefix.encode("ascii") if prefix.isascii() and len(prefix) >= 3 else b""
     pieces, pos = [], 0
     for at in starts:
+        end = _field_end(raw, at, section)
         pieces += [raw[pos:at], _tag(prefix, bool(_ENCODED_WORD_NEXT.match(raw, at)))]
         pos = at
+        if old and old in raw[at:end]:  # tagged before (a second pass): not twice
+            pieces.append(raw[at:end].replace(old, b""))
+            pos = end
     pieces.append(raw[pos:])
     return b"".join(pieces)
+
+
+def _field_end(raw: bytes, pos: int, limit: int) -> int:
+    """Where the header field holding offset ``pos`` ends: past the line end of its last
+    continuation line (a bare CR inside a line does not end it), at most ``limit``."""
+    while (lf := raw.find(b"\n", pos, limit)) >= 0:
+        pos = lf + 1
+        if pos >= limit or raw[pos] not in b" \t":
+            return pos
+    return limit
 
 
 def _tag(prefix: str, before_encoded_word: bool) -> bytes:
