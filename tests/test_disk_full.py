@@ -1,0 +1,79 @@
+"""A full disk under a running filter: the log file and the decoder's spool on a small
+tmpfs (so the tests need root, as tests/quarantine/test_atomicity.py does). Mail must
+neither be answered 5xx after the next hop took it nor pass unscanned."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scanner.testing.filter import FilterProcess
+from scanner.testing.postfix import free_port
+from scanner.testing.sink import Sink
+from tests.helpers import filter_config, message, smtp
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """mount(options) -> a fresh tmpfs directory; unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        where = tmp_path / f"small{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                              capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _filter(tmp_path: Path, sink: Sink, log_file: Path, extra: str = "",
+            server_extra: str = "") -> tuple[FilterProcess, int]:
+    port = free_port()
+    text = filter_config(port, sink.port, log_file=log_file, extra=extra,
+                         server_extra=server_extra)
+    text = text.replace(f'directory = "{log_file.parent / "quarantine"}"',
+                        f'directory = "{tmp_path / "quarantine"}"')
+    proc = FilterProcess(tmp_path / "filter", text, [port])
+    proc.start()
+    return proc, port
+
+
+def test_a_log_file_that_cannot_be_reopened_fails_no_message(tmp_path: Path, sink: Sink,
+                                                             small_fs):
+    """logrotate moved the log away and the new one cannot be created (no inode left):
+    Python's WatchedFileHandler raised from every log call, so a message the next hop
+    had taken was answered 500 (Postfix bounces it although it was delivered)."""
+    logs = small_fs("size=256k,nr_inodes=3")  # the directory and two files
+    log_file = logs / "scanner.log"
+    (logs / "filler").write_bytes(b"")
+    proc, port = _filter(tmp_path, sink, log_file)
+    try:
+        s = smtp(port)
+        assert s.sendmail("a@example.org", ["b@example.test"], message("before")) == {}
+        os.rename(log_file, logs / "scanner.log.1")  # logrotate; no inode for a new file
+        assert s.sendmail("a@example.org", ["b@example.test"], message("full")) == {}
+        (logs / "filler").unlink()  # room again: logging resumes
+        assert s.sendmail("a@example.org", ["b@example.test"], message("after")) == {}
+        s.quit()
+    finally:
+        proc.stop()
+    assert len(sink.wait_for(3)) == 3
+    stderr = proc.stderr_text()
+    assert f"cannot write the log file {log_file}: No space left on device" in stderr
+    assert "Traceback" not in stderr
+    text = log_file.read_text()
+    assert "Passed CLEAN" in text and "<after@example.org>" in text
+    assert "log line(s) could not be written" in text
