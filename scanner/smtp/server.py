@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ipaddress
 import logging
 import re
@@ -62,6 +63,13 @@ class FilterSMTP(SMTP):
         self._xforward_networks = xforward_networks
         self._in_ehlo = False
         self._held: list[str] = []
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A hook that raised: 451 (Postfix retries), not aiosmtpd's "500 Error: ..."."""
+        with contextlib.suppress(Exception):
+            log.error("%r SMTP session exception", getattr(self.session, "peer", None),
+                      exc_info=error)
+        return "451 4.3.0 Error in processing, try again later"
 
     def _create_session(self) -> FilterSession:
         return FilterSession(self.loop)
@@ -274,7 +282,12 @@ class FilterSMTP(SMTP):
             self._set_post_data_state()
             return
         envelope.content = envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
+        try:
+            status = await self._call_handler_hook("DATA")
+        except Exception as exc:  # never aiosmtpd's "500 Error": Postfix would bounce
+            status = "\r\n".join([await self.handle_exception(exc)]
+                                 * (len(envelope.rcpt_tos) if self.protocol_name == "LMTP"
+                                    else 1))
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
 
