@@ -4,8 +4,11 @@ neither be answered 5xx after the next hop took it nor pass unscanned."""
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import subprocess
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from tests.helpers import filter_config, message, smtp
+from tests.test_spine import smtplib_error
 
 
 @pytest.fixture
@@ -77,3 +81,49 @@ def test_a_log_file_that_cannot_be_reopened_fails_no_message(tmp_path: Path, sin
     text = log_file.read_text()
     assert "Passed CLEAN" in text and "<after@example.org>" in text
     assert "log line(s) could not be written" in text
+
+
+def _zip_message(subject: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("report.txt", os.urandom(150_000))
+    b64 = base64.encodebytes(buf.getvalue()).decode().replace("\n", "\r\n")
+    body = ("--XX\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n"
+            "--XX\r\nContent-Type: application/zip; name=report.zip\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n" + b64 + "--XX--\r\n")
+    return message(subject, body, extra="MIME-Version: 1.0\r\n"
+                   "Content-Type: multipart/mixed; boundary=XX\r\n")
+
+
+def test_a_full_decoder_spool_defers_instead_of_passing_unchecked(tmp_path: Path,
+                                                                  sink: Sink, small_fs):
+    """server.tmp_dir full: the attachment that should be spooled there cannot be
+    decoded. That was DECODE_FAIL (a decoder bug on hostile input), so with the default
+    unchecked_destiny the mail passed as UNCHECKED, its attachment never looked into;
+    a full disk is our failure, not the mail's: 451, and Postfix retries."""
+    spool = small_fs("size=1m")
+    (spool / "filler").write_bytes(b"x" * 900_000)
+    proc, port = _filter(tmp_path, sink, tmp_path / "filter" / "scanner.log",
+                         extra="\n[decode]\nspool_threshold = 4096\n",
+                         server_extra=f'tmp_dir = "{spool}"')
+    try:
+        s = smtp(port)
+        with pytest.raises(smtplib_error()) as err:
+            s.sendmail("a@example.org", ["b@example.test"], _zip_message("full"))
+        assert err.value.smtp_code == 451
+        assert b"DECODE_SPOOL_FAIL" in err.value.smtp_error
+        assert sink.received == []
+        (spool / "filler").unlink()  # room again
+        assert s.sendmail("a@example.org", ["b@example.test"], _zip_message("room")) == {}
+        s.quit()
+    finally:
+        proc.stop()
+    assert len(sink.wait_for(1)) == 1
+    assert b"UNCHECKED" not in sink.received[0].data
+    log = "\n".join(proc.log_lines())
+    assert f"decoding stopped: the temporary directory {spool}" in log
+    assert "No space left on device" in log and "Traceback" not in log
+    lines = proc.summary_lines()
+    assert "Blocked CLEAN {TempfailedInbound}" in lines[0]
+    assert "Passed CLEAN {RelayedInbound}" in lines[1]
+    assert os.listdir(spool) == []  # nothing left behind either time
