@@ -5,9 +5,11 @@ neither be answered 5xx after the next hop took it nor pass unscanned."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import subprocess
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,3 +129,22 @@ def test_a_full_decoder_spool_defers_instead_of_passing_unchecked(tmp_path: Path
     assert "Blocked CLEAN {TempfailedInbound}" in lines[0]
     assert "Passed CLEAN {RelayedInbound}" in lines[1]
     assert os.listdir(spool) == []  # nothing left behind either time
+
+
+def test_a_status_file_on_a_full_disk_stops_start_up_with_the_key_named(tmp_path: Path,
+                                                                        small_fs):
+    """The status file is sized sparse and then written through mmap: with no block
+    left, the master died of SIGBUS at start, saying nothing."""
+    full = small_fs("size=64k")
+    with open(full / "filler", "wb") as filler, contextlib.suppress(OSError):
+        filler.write(b"x" * (64 << 10))  # as much as fits
+    config = tmp_path / "scanner.toml"
+    config.write_text(f'[server]\nworkers = 1\nstatus_file = "{full}/status"\n'
+                      f'[[listeners]]\nport = {free_port()}\n'
+                      f'[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
+                      f'[quarantine]\ndirectory = "{tmp_path}/q"\nampdp_socket = ""\n')
+    out = subprocess.run([sys.executable, "-m", "scanner", "serve", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert f"'server.status_file' {full}/status: cannot allocate it: No space left" \
+        in out.stderr
