@@ -150,6 +150,26 @@ def test_next_hop_hanging_gives_451_within_timeout(scanner, sink):
     s.quit()
 
 
+@pytest.mark.parametrize("answer", ["600 6.0.0 what", "2500 queued", "250garbage",
+                                    "550-5.0.0 no\r\n250 2.0.0 ok",
+                                    "250-2.0.0 ok\r\n550 5.0.0 no"])
+def test_a_malformed_final_reply_of_the_next_hop_is_a_451(scanner, sink, answer: str):
+    """A final reply that is not one well-formed 2xx-5xx reply leaves the outcome
+    unknown: 451 (the next hop may have queued it: SMTP's duplicate window), never its
+    code passed on (Postfix bounces on a 600; a '550-' then '250' read as 250 loses a
+    message the next hop refused)."""
+    _, port = scanner
+    sink.behaviour.data_reply = lambda rcpt: answer
+    s = smtp(port)
+    with pytest.raises(smtplib_error()) as err:
+        s.sendmail("alice@example.org", ["a@example.test"], message("odd"))
+    assert err.value.smtp_code == 451
+    assert b"garbage from next hop" in err.value.smtp_error
+    sink.behaviour.data_reply = lambda rcpt: "250 2.0.0 Ok: queued as SINK2"
+    assert s.sendmail("alice@example.org", ["a@example.test"], message("fine")) == {}
+    s.quit()
+
+
 def test_lmtp_gives_one_reply_per_recipient(tmp_path: Path, sink: Sink):
     lmtp_port = free_port()
     proc, _ = start_filter(tmp_path, sink.port, lmtp_port=lmtp_port)
