@@ -32,7 +32,7 @@ class Script:
     xforward_replies: list[str] = field(default_factory=list)  # used first, one each
     mail_reply: str = "250 2.1.0 Ok"
     drop_at_bdat: int = 0  # close the connection after reading the n-th BDAT chunk
-    lmtp_replies_then_drop: int | None = None  # after DATA: send this many, then close
+    lmtp_replies_then_drop: int | None = None  # after DATA's dot: this many, then close
     drop_at_data: bool = False  # close the connection instead of answering DATA
     pipelining: bool = True
     idle_421_after: float | None = None  # say 421 and close when idle this long
@@ -307,6 +307,15 @@ def test_lmtp_replies_received_before_the_connection_broke_are_kept():
     assert "<b@example.test> Ok: queued as Q1" in replies[0]
     assert [r[:10] for r in replies[1:]] == ["451 4.4.1 "] * 2
     assert len(script.contents) == 1 and script.connections == 1  # not sent again
+
+
+def test_connection_lost_after_data_dot_is_a_temporary_failure_and_not_retried():
+    """The DATA path of the BDAT test above: the next hop has the content (it may have
+    queued it: SMTP's duplicate window, one copy) and closes before its reply."""
+    script = Script(chunking=False, lmtp_replies_then_drop=0)
+    replies = _run(script, [_out("b@example.test")])[0]
+    assert replies[0].startswith("451 4.4.1 Next hop smtp:")
+    assert len(script.contents) == 1 and script.connections == 1
 
 
 @pytest.mark.parametrize("all_or_nothing", [True, False])
