@@ -148,3 +148,23 @@ def test_a_status_file_on_a_full_disk_stops_start_up_with_the_key_named(tmp_path
     assert out.returncode == 2, (out.returncode, out.stderr)
     assert f"'server.status_file' {full}/status: cannot allocate it: No space left" \
         in out.stderr
+
+
+def test_learn_on_a_full_disk_leaves_the_model_as_it_was(small_fs):
+    """`scanner learn` (Dovecot's hook) writes the model next to the old one and renames
+    it: with no room, it says so and the model stays whole and loadable."""
+    models = small_fs("size=2m")
+    model = models / "site.model"
+    model.write_bytes((Path(__file__).parents[1] / "models" / "default.model").read_bytes())
+    before = model.read_bytes()
+    with open(models / "filler", "wb") as filler, contextlib.suppress(OSError):
+        filler.write(b"x" * (2 << 20))
+    out = subprocess.run([sys.executable, "-m", "scanner", "learn", "--spam", "--model",
+                          str(model), "-"], input=message("cheap pills"), capture_output=True,
+                         timeout=120)
+    assert out.returncode != 0
+    assert b"cannot write the model file (No space left on device)" in out.stderr
+    assert b"Traceback" not in out.stderr
+    assert model.read_bytes() == before
+    assert sorted(p.name for p in models.iterdir()) == ["filler", "site.model",
+                                                        "site.model.lock"]
