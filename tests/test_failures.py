@@ -347,6 +347,8 @@ def test_an_exception_escaping_the_data_handler_is_a_451_per_recipient(lmtp: boo
             replies = [f.readline() for _ in range(2 if lmtp else 1)]
             conn.sendall(b"NOOP\r\n")
             assert f.readline().startswith(b"250")  # the session goes on
+            conn.sendall(b"QUIT\r\n")  # and ends before the listener stops
+            assert f.readline().startswith(b"221")
     finally:
         listener.stop()
     assert all(r.startswith(b"451 4.3.0 ") for r in replies), replies
