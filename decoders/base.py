@@ -95,6 +95,14 @@ class LimitExceeded(DecodeError):
         self.detail = detail
 
 
+class SpoolFailed(BaseException):
+    """The private temporary directory did not take a part's bytes (disk full, quota,
+    I/O error): our failure, not the message's, so it is no ``DecodeError`` and not
+    ``DECODE_FAIL``; :func:`decoders.unpack.unpack` stops and reports
+    ``DECODE_SPOOL_FAIL``, which defers the message. A ``BaseException`` because
+    decoders turn a library's ``OSError`` or ``Exception`` into :class:`CorruptPart`."""
+
+
 LIMIT_SYMBOLS = {
     "depth": "DECODE_LIMIT_DEPTH",
     "files": "DECODE_LIMIT_FILES",

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from decoders.base import LimitExceeded, Limits
+from decoders.base import LimitExceeded, Limits, SpoolFailed
 
 if TYPE_CHECKING:
     from decoders.base import Child
@@ -49,6 +49,12 @@ class Blob:
         return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
 
 
+def _spool_failed(ctx: DecodeContext, exc: OSError) -> SpoolFailed:
+    root = ctx.tmp_root or tempfile.gettempdir()
+    return SpoolFailed(f"the temporary directory {root} did not take a part: "
+                       f"{exc.strerror or exc}")
+
+
 class BlobWriter:
     """Collects one child's bytes; raises :class:`LimitExceeded` when a limit is hit."""
 
@@ -72,7 +78,10 @@ class BlobWriter:
         if self._file is None and self._ctx.should_spool(self.size):
             self._spool()
         if self._file is not None:
-            self._file.write(data)
+            try:
+                self._file.write(data)
+            except OSError as exc:
+                raise _spool_failed(self._ctx, exc) from exc
         else:
             self._buf.write(data)
         return n
@@ -89,15 +98,21 @@ class BlobWriter:
         directory = self._ctx.spool_dir()
         if directory is None:
             return
-        fd, self._path = tempfile.mkstemp(prefix="part-", dir=directory)
-        self._file = os.fdopen(fd, "wb")
-        self._file.write(self._buf.getvalue())
+        try:
+            fd, self._path = tempfile.mkstemp(prefix="part-", dir=directory)
+            self._file = os.fdopen(fd, "wb")
+            self._file.write(self._buf.getvalue())
+        except OSError as exc:
+            raise _spool_failed(self._ctx, exc) from exc
         self._buf = io.BytesIO()
 
     def finish(self) -> Blob:
         digest = self._hash.hexdigest()
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:  # the buffered rest did not fit
+                raise _spool_failed(self._ctx, exc) from exc
             return Blob(self.size, digest, path=self._path)
         data = self._buf.getvalue()
         self._ctx.in_memory += len(data)
@@ -105,7 +120,8 @@ class BlobWriter:
 
     def discard(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk: the buffered rest is lost
+                self._file.close()
         if self._path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
@@ -199,6 +215,11 @@ class DecodeContext:
             w.discard()
             raise
         return w.finish()
+
+    @property
+    def tmp_root(self) -> str | None:
+        """Where the private temporary directory is made (None: the system's default)."""
+        return self._tmp_root
 
     @property
     def tmpdir(self) -> str | None:

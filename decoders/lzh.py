@@ -28,6 +28,8 @@ class MsbBits:
         self.end = len(data) * 8
 
     def peek(self, n: int) -> int:
+        if n > 25:  # no code of the format is that long (16 bits at most): damaged tables
+            raise CorruptPart(f"lzh: a {n}-bit code")
         start = self.pos >> 3
         word = int.from_bytes(self.data[start : start + 4].ljust(4, b"\0"), "big")
         return (word >> (32 - (self.pos & 7) - n)) & ((1 << n) - 1)

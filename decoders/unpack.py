@@ -6,8 +6,10 @@ turn. Limits are enforced on bytes actually produced: hitting one stops that bra
 records a ``DECODE_LIMIT_*`` hit and marks the message unchecked. Decoder errors become
 ``DECODE_CORRUPT`` (damaged part) or ``DECODE_FAIL`` (unexpected error), which mark the
 message unchecked too (what the part holds past the damage was never looked at), and
-decoding goes on with the rest. ``unpack`` never raises; the result owns a private
-temporary directory that ``close()`` (or leaving its ``with`` block) removes.
+decoding goes on with the rest. A temporary directory that does not take a part (disk
+full) stops decoding with ``DECODE_SPOOL_FAIL``, which defers the message. ``unpack``
+never raises; the result owns a private temporary directory that ``close()`` (or
+leaving its ``with`` block) removes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from decoders.base import (
     Decoder,
     LimitExceeded,
     Limits,
+    SpoolFailed,
     Unsupported,
 )
 from decoders.context import Blob, DecodeContext
@@ -200,6 +203,10 @@ def unpack(
         expander.type_part(root, "mail")
         out.parts.append(root)
         expander.expand(root)
+    except SpoolFailed as exc:  # a full disk is ours: defer, never pass it unchecked
+        log.error("decoding stopped: %s; the message is deferred", exc)
+        out.unchecked = True
+        out.hits.append(Hit("DECODE_SPOOL_FAIL", options=(str(exc)[:200],)))
     except Exception as exc:
         log.exception("unpack failed")
         out.hits.append(

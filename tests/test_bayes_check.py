@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -143,3 +144,37 @@ def _send(s, raw: bytes) -> tuple[int, bytes]:
     s.mail("a@example.org")
     s.rcpt("b@example.test")
     return s.data(raw)
+
+
+def test_a_new_worker_keeps_the_model_when_the_file_broke_after_start(models, tmp_path: Path):
+    """The model file is damaged while the filter runs and then a worker is replaced
+    (killed, max_requests, the watchdog): the new worker could not load the model, and
+    a configured model that does not load stopped it at once, so every replacement
+    crashed and no mail was served. It keeps the model read before, as SIGHUP does."""
+    normal, _ = models
+    live = tmp_path / "live.model"
+    shutil.copy(normal, live)
+    sink = Sink(free_port()).start()
+    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "rules"]\n'
+             f'[checks.settings.bayes]\nmodel = "{live}"\nreload_interval = 0\n'
+             '[policy]\nspam_destiny = "pass"\n')
+    proc, port = start_filter(tmp_path / "f", sink.port, extra=extra)
+    try:
+        s = smtp(port)
+        assert _send(s, synthetic_message(True, 9000))[0] == 250
+        s.quit()
+        live.write_bytes(live.read_bytes()[:100])  # truncated in place
+        worker = int(subprocess.run(["pgrep", "-P", str(proc.proc.pid)], capture_output=True,
+                                    text=True, timeout=10).stdout.split()[0])
+        os.kill(worker, signal.SIGKILL)
+        s = smtp(port)  # waits for the replacement's greeting
+        assert _send(s, synthetic_message(True, 9001))[0] == 250
+        s.quit()
+    finally:
+        proc.stop()
+        sink.stop()
+    hits = [float(ln.split("Hits: ")[1].split(",")[0]) for ln in proc.summary_lines()]
+    assert len(hits) == 2 and all(h >= 3.0 for h in hits), hits  # scored by the model
+    log = "\n".join(proc.log_lines())
+    assert "worker crashed" not in log and "Traceback" not in log
+    assert f"keeping the model read before: {live}: " in log

@@ -321,3 +321,34 @@ def test_config_show_fills_in_the_enabled_checks_settings(tmp_path: Path):
     assert again.policy == load(str(given)).policy
     subprocess.run([sys.executable, "-m", "scanner", "config", "check", str(shown)],
                    capture_output=True, timeout=60, check=True)
+
+
+@pytest.mark.parametrize("lmtp", [False, True])
+def test_an_exception_escaping_the_data_handler_is_a_451_per_recipient(lmtp: bool):
+    """aiosmtpd answers an exception from a hook with '500 Error: (...)': after DATA
+    that makes Postfix bounce the message (it may even have been delivered). Our
+    listener (here as the test sink) answers 451, one reply per LMTP recipient."""
+    def broken(rcpt: str) -> str:
+        raise RuntimeError("handler exploded")
+
+    listener = Sink(free_port(), lmtp=lmtp).start()
+    listener.behaviour.data_reply = broken
+    try:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=30) as conn:
+            f = conn.makefile("rb")
+            f.readline()
+            conn.sendall(b"LHLO t\r\n" if lmtp else b"EHLO t\r\n")
+            while f.readline()[3:4] == b"-":
+                pass
+            conn.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                         b"RCPT TO:<c@example.test>\r\nDATA\r\n")
+            assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+            conn.sendall(message("x") + b".\r\n")
+            replies = [f.readline() for _ in range(2 if lmtp else 1)]
+            conn.sendall(b"NOOP\r\n")
+            assert f.readline().startswith(b"250")  # the session goes on
+            conn.sendall(b"QUIT\r\n")  # and ends before the listener stops
+            assert f.readline().startswith(b"221")
+    finally:
+        listener.stop()
+    assert all(r.startswith(b"451 4.3.0 ") for r in replies), replies

@@ -32,6 +32,9 @@ class Script:
     xforward_replies: list[str] = field(default_factory=list)  # used first, one each
     mail_reply: str = "250 2.1.0 Ok"
     drop_at_bdat: int = 0  # close the connection after reading the n-th BDAT chunk
+    lmtp_replies_then_drop: int | None = None  # after DATA's dot: this many, then close
+    drop_at_data: bool = False  # close the connection instead of answering DATA
+    pipelining: bool = True
     idle_421_after: float | None = None  # say 421 and close when idle this long
     commands: list[str] = field(default_factory=list)
     contents: list[bytes] = field(default_factory=list)
@@ -59,7 +62,8 @@ async def _next_hop(script: Script, reader: asyncio.StreamReader,
         script.commands.append(cmd)
         verb = cmd.split(" ", 1)[0].upper()
         if verb in ("EHLO", "LHLO"):
-            ext = ["PIPELINING", "XFORWARD NAME ADDR PROTO HELO", "8BITMIME"]
+            ext = ["PIPELINING"] if script.pipelining else []
+            ext += ["XFORWARD NAME ADDR PROTO HELO", "8BITMIME"]
             ext += ["CHUNKING"] if script.chunking else []
             writer.write(("".join(f"250-{e}\r\n" for e in ["hop", *ext[:-1]])
                           + f"250 {ext[-1]}\r\n").encode())
@@ -93,6 +97,8 @@ async def _next_hop(script: Script, reader: asyncio.StreamReader,
             writer.write("".join(r + "\r\n" for r in replies).encode())
             mail_ok, accepted = False, []
         elif verb == "DATA":
+            if script.drop_at_data:
+                break
             if not accepted:
                 writer.write(b"554 5.5.1 Error: no valid recipients\r\n")
                 continue
@@ -104,6 +110,11 @@ async def _next_hop(script: Script, reader: asyncio.StreamReader,
             replies = ([f"250 2.0.0 <{a}> Ok: queued as Q{len(script.contents)}"
                         for a in accepted] if script.lmtp
                        else [f"250 2.0.0 Ok: queued as Q{len(script.contents)}"])
+            if script.lmtp_replies_then_drop is not None:
+                replies = replies[:script.lmtp_replies_then_drop]
+                writer.write("".join(r + "\r\n" for r in replies).encode())
+                await writer.drain()
+                break
             writer.write("".join(r + "\r\n" for r in replies).encode())
             mail_ok, accepted = False, []
         elif verb == "RSET":
@@ -282,6 +293,44 @@ def test_connection_lost_after_the_batch_is_a_temporary_failure_and_not_retried(
     # no second attempt on a new connection, although the one that failed was a reused
     # one: the content may have been accepted
     assert _bdat_batches(script) == 2 and script.connections == 1
+
+
+def test_lmtp_replies_received_before_the_connection_broke_are_kept():
+    """An LMTP next hop answers the first recipient after DATA's dot, then the
+    connection breaks: that recipient has been delivered, so it gets the 250 (a 451
+    would make Postfix deliver it again, outside SMTP's duplicate window); only the
+    ones without a reply are deferred."""
+    script = Script(lmtp=True, lmtp_replies_then_drop=1)
+    replies = _run(script, [_out("b@example.test", "c@example.test", "d@example.test")],
+                   all_or_nothing=False)[0]
+    assert replies[0].startswith("250 2.0.0 from MTA(lmtp:")
+    assert "<b@example.test> Ok: queued as Q1" in replies[0]
+    assert [r[:10] for r in replies[1:]] == ["451 4.4.1 "] * 2
+    assert len(script.contents) == 1 and script.connections == 1  # not sent again
+
+
+def test_connection_lost_after_data_dot_is_a_temporary_failure_and_not_retried():
+    """The DATA path of the BDAT test above: the next hop has the content (it may have
+    queued it: SMTP's duplicate window, one copy) and closes before its reply."""
+    script = Script(chunking=False, lmtp_replies_then_drop=0)
+    replies = _run(script, [_out("b@example.test")])[0]
+    assert replies[0].startswith("451 4.4.1 Next hop smtp:")
+    assert len(script.contents) == 1 and script.connections == 1
+
+
+@pytest.mark.parametrize("all_or_nothing", [True, False])
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_connection_lost_before_the_reply_to_data_defers_every_recipient(
+        all_or_nothing: bool, pipelining: bool):
+    """The recipients were accepted, then the connection broke before DATA's 354: no
+    content went out, so every recipient gets a 451 (without PIPELINING their reply was
+    left empty)."""
+    script = Script(lmtp=not all_or_nothing, chunking=False, drop_at_data=True,
+                    pipelining=pipelining)
+    replies = _run(script, [_out("b@example.test", "c@example.test")],
+                   all_or_nothing=all_or_nothing)[0]
+    assert [r[:10] for r in replies] == ["451 4.4.1 "] * 2, replies
+    assert script.contents == []
 
 
 def test_chunking_off_in_the_configuration_keeps_data():

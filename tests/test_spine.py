@@ -150,6 +150,57 @@ def test_next_hop_hanging_gives_451_within_timeout(scanner, sink):
     s.quit()
 
 
+@pytest.mark.parametrize("answer", ["600 6.0.0 what", "2500 queued", "250garbage",
+                                    "550-5.0.0 no\r\n250 2.0.0 ok",
+                                    "250-2.0.0 ok\r\n550 5.0.0 no"])
+def test_a_malformed_final_reply_of_the_next_hop_is_a_451(scanner, sink, answer: str):
+    """A final reply that is not one well-formed 2xx-5xx reply leaves the outcome
+    unknown: 451 (the next hop may have queued it: SMTP's duplicate window), never its
+    code passed on (Postfix bounces on a 600; a '550-' then '250' read as 250 loses a
+    message the next hop refused)."""
+    _, port = scanner
+    sink.behaviour.data_reply = lambda rcpt: answer
+    s = smtp(port)
+    with pytest.raises(smtplib_error()) as err:
+        s.sendmail("alice@example.org", ["a@example.test"], message("odd"))
+    assert err.value.smtp_code == 451
+    assert b"garbage from next hop" in err.value.smtp_error
+    sink.behaviour.data_reply = lambda rcpt: "250 2.0.0 Ok: queued as SINK2"
+    assert s.sendmail("alice@example.org", ["a@example.test"], message("fine")) == {}
+    s.quit()
+
+
+def test_idle_timeout_does_not_cut_a_message_being_scanned_or_sent(tmp_path: Path,
+                                                                   sink: Sink):
+    """aiosmtpd's timer was reset per command only: server.idle_timeout (300 s) ran from
+    the DATA command through the body and the whole scan and reinjection, which may
+    take server.message_timeout (600 s), so a slow message was cut off silently (no
+    reply, its processing cancelled) and met the same end at every retry. It is an
+    idle timeout again: a client that stops sending mid-DATA is still dropped."""
+    proc, port = start_filter(tmp_path, sink.port, server_extra="idle_timeout = 1")
+    try:
+        sink.behaviour.delay = 2  # the next hop answers after the idle timeout
+        s = smtp(port)
+        assert s.sendmail("a@example.org", ["b@example.test"], message("slow")) == {}
+        s.quit()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            f = conn.makefile("rb")
+            f.readline()
+            conn.sendall(b"HELO t\r\nMAIL FROM:<a@example.org>\r\n"
+                         b"RCPT TO:<b@example.test>\r\nDATA\r\n")
+            assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+            for _ in range(3):  # a slow body, each piece within the idle time
+                conn.sendall(b"Subject: trickle\r\n")
+                time.sleep(0.5)
+            conn.sendall(b"\r\nbody\r\n")  # then it stalls: dropped, nothing sent on
+            assert f.readline() == b""
+    finally:
+        proc.stop()
+    assert len(sink.wait_for(1)) == 1
+    time.sleep(0.5)
+    assert len(sink.received) == 1
+
+
 def test_lmtp_gives_one_reply_per_recipient(tmp_path: Path, sink: Sink):
     lmtp_port = free_port()
     proc, _ = start_filter(tmp_path, sink.port, lmtp_port=lmtp_port)

@@ -4,7 +4,8 @@ The model file (``scanner/ml`` msgpack format, never pickle) is loaded at start 
 checked for changes every ``reload_interval`` seconds (its size, mtime and inode), and
 on SIGHUP: a new file written by ``scanner train``/``scanner learn`` (atomic replace) is
 loaded off the event loop, validated, and swapped in between messages. A file that
-fails to load is logged and the old model stays; an unusable *shipped* model only
+fails to load is logged and the old model stays (also in a worker started after the
+file broke: it keeps the model the master read at start-up); an unusable *shipped* model only
 turns the check off (a model the admin configured must load, or start-up stops).
 Scoring runs in the worker's CPU pool.
 Symbols: ``BAYES_00`` ... ``BAYES_99`` and ``BAYES_999`` (with BAYES_99, as SpamAssassin);
@@ -33,6 +34,12 @@ from scanner.task import Hit, Task
 log = logging.getLogger("scanner.checks.bayes")
 SHIPPED_MODEL = str(shipped_model_path())
 
+_LAST_GOOD: dict[str, Model] = {}
+"""The model last loaded from each path in this process. The master loads it at
+start-up, so a worker forked later (a replacement after a crash, max_requests, the
+watchdog) keeps it when the file has been damaged since, as a running worker does on
+SIGHUP, instead of failing to start."""
+
 
 @dataclass(frozen=True, slots=True)
 class BayesSettings:
@@ -59,9 +66,12 @@ class Bayes:
         self._run_cpu = context.run_cpu
         self._model: Model | None = None
         try:
-            self._model = load_model(self._path)
+            self._model = _LAST_GOOD[self._path] = load_model(self._path)
         except ModelError as exc:
-            if settings.model:  # a model the admin chose must work
+            if self._path in _LAST_GOOD:  # damaged since start-up: keep what we had
+                self._model = _LAST_GOOD[self._path]
+                log.error("keeping the model read before: %s", exc)
+            elif settings.model:  # a model the admin chose must work
                 raise ConfigError(f"{context.config.source}: [checks.settings.bayes] model: "
                                   f"{exc}") from None
             log.warning("shipped model unusable (%s): the classifier adds no symbols until "
@@ -99,6 +109,7 @@ class Bayes:
             self._stamp = stamp
             return False
         self._model, self._stamp = model, stamp
+        _LAST_GOOD[self._path] = model
         log.info("model reloaded from %s", self._path)
         return True
 

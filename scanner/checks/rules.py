@@ -61,6 +61,17 @@ class RulesSettings:
     bad_header: bool = opt(True, "emit amavis's BAD_HEADER_* symbols")
 
 
+_LAST_GOOD: dict[RulesSettings, tuple[RuleSet, UriFinder]] = {}
+"""The rules last loaded for each settings in this process. The master loads them at
+start-up, so a worker forked later (a replacement after a crash, max_requests, the
+watchdog) keeps them when a rule directory has gone since, as a reload does, instead
+of failing to start."""
+
+
+def _gone(settings: RulesSettings) -> list[str]:
+    return [p for p in (*settings.sa_compat_paths, *settings.dirs) if not Path(p).is_dir()]
+
+
 def _check_dirs(settings: RulesSettings, source: str) -> None:
     """A configured rule directory that is missing stops start-up (a mistyped path would
     leave the site's rules out without a word); at a reload the current rules stay."""
@@ -85,13 +96,20 @@ class Rules:
     Settings: ClassVar[type] = RulesSettings
 
     def __init__(self, settings: RulesSettings, context: CheckContext) -> None:
-        _check_dirs(settings, context.config.source)
         self._settings = settings
         self._run_cpu = context.run_cpu
         self._lock = threading.Lock()
         self._limits = ViewLimits(settings.body_part_scan_size,
                                   settings.rawbody_part_scan_size, settings.max_uris)
-        self._rs, self._finder = self._load()
+        gone = _gone(settings)
+        if gone and settings in _LAST_GOOD:
+            log.error("rules: keeping the rules read before: %s is not a directory any "
+                      "more (checks.settings.rules); restore it, then send SIGHUP",
+                      ", ".join(gone))
+            self._rs, self._finder = _LAST_GOOD[settings]
+            return
+        _check_dirs(settings, context.config.source)
+        self._rs, self._finder = _LAST_GOOD[settings] = self._load()
 
     @property
     def ruleset(self) -> RuleSet:
@@ -122,14 +140,13 @@ class Rules:
     def reload(self) -> None:
         """SIGHUP: reread every rule file; the old rules stay if loading fails or a
         configured directory is gone (start-up would refuse it)."""
-        s = self._settings
-        gone = [p for p in (*s.sa_compat_paths, *s.dirs) if not Path(p).is_dir()]
+        gone = _gone(self._settings)
         if gone:
             log.error("rules: keeping the current rules: %s is not a directory any more "
                       "(checks.settings.rules); restore it, then send SIGHUP again",
                       ", ".join(gone))
             return
-        rs, finder = self._load()
+        rs, finder = _LAST_GOOD[self._settings] = self._load()
         with self._lock:
             self._rs, self._finder = rs, finder
 

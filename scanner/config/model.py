@@ -46,7 +46,9 @@ class ServerConfig:
     message_timeout: float = opt(
         600.0, "seconds for scanning and reinjecting one message; Postfix's "
         "*_data_done_timeout must be larger", min=5.0)
-    idle_timeout: float = opt(300.0, "seconds an idle SMTP connection is kept", min=1.0)
+    idle_timeout: float = opt(300.0, "seconds an SMTP connection is kept while the client "
+                              "sends nothing (also within DATA); not while a message is "
+                              "scanned and reinjected (message_timeout)", min=1.0)
     max_message_size: int = opt(104857600, "largest message accepted, bytes (SIZE)", min=1024)
     max_line_length: int = opt(
         65536, "longest line accepted in commands and DATA, bytes; longer -> 500 5.5.2",

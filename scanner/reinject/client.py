@@ -76,7 +76,11 @@ class SMTPClient:
             if not raw:
                 raise NextHopError("next hop closed the connection")
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if len(line) < 3 or not line[:3].isdigit():
+            # a reply is one code, 2xx to 5xx, on every line (RFC 5321 4.2); anything
+            # else leaves the outcome unknown: never read "2500" or "550-...250" as 250
+            if (len(line) < 3 or not line[:3].isdigit() or line[0] not in "2345"
+                    or line[3:4] not in ("", " ", "-")
+                    or reply.lines and int(line[:3]) != reply.code):
                 raise NextHopError(f"garbage from next hop: {line[:80]!r}")
             reply.code = int(line[:3])
             reply.lines.append(line[4:])

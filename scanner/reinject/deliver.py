@@ -69,6 +69,7 @@ class Delivery:
     replies: list[str]
     queued_as: list[str] = field(default_factory=list)
     awaiting_final: bool = False
+    finished: set[int] = field(default_factory=set)  # recipients with a final reply
     answered: bool = False
     abandon: bool = False
 
@@ -156,9 +157,12 @@ def _report_recovery(hop: NextHop) -> None:
 
 def _fail(result: Delivery, hop: NextHop, why: str, count: int) -> None:
     if result.awaiting_final:  # the dot went out; the outcome is unknown: retry all
-        result.replies = [tempfail(hop, why)] * count
+        # but those the next hop answered already (LMTP: one reply per recipient)
+        result.replies = [result.replies[i] if i in result.finished else tempfail(hop, why)
+                          for i in range(count)]
         return
-    result.replies = [r if not r.startswith("451 4.4.1 Next hop") else tempfail(hop, why)
+    # an accepted recipient's reply is still empty: no content went out
+    result.replies = [r if r and not r.startswith("451 4.4.1 Next hop") else tempfail(hop, why)
                       for r in result.replies]
 
 
@@ -281,11 +285,12 @@ async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Deliver
         return
     result.awaiting_final = True
     await client.send_data(out.data)
-    final = [await client.read_reply() for _ in (accepted if client.lmtp else [0])]
-    if not client.lmtp:
-        final = final * len(accepted)
-    for i, reply in zip(accepted, final, strict=True):
+    reply = None
+    for i in accepted:  # LMTP: one reply each, and those read before a failure stand
+        if reply is None or client.lmtp:
+            reply = await client.read_reply()
         result.replies[i] = quote(hop, reply)
+        result.finished.add(i)
         m = _QUEUED_AS.search(reply.text)
         if reply.ok and m and m.group(1) not in result.queued_as:
             result.queued_as.append(m.group(1))

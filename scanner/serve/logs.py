@@ -1,12 +1,16 @@
 """Logging set-up: one stream (stderr or a file) and optionally syslog (facility mail).
 
 A log file is reopened when logrotate moves it away (``WatchedFileHandler``), so no
-``copytruncate`` is needed. Under systemd (``$JOURNAL_STREAM`` set) standard error lines
-carry no timestamp and host of their own: the journal adds them.
+``copytruncate`` is needed. Writing a log line never fails the caller: a line that
+cannot be written (disk full, a new file that cannot be created) is counted, said once
+on standard error, and the count is logged when the file takes lines again. Under
+systemd (``$JOURNAL_STREAM`` set) standard error lines carry no timestamp and host of
+their own: the journal adds them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -32,6 +36,43 @@ class _HostFilter(logging.Filter):
         return True
 
 
+class LogFile(logging.handlers.WatchedFileHandler):
+    """A ``WatchedFileHandler`` whose ``emit`` never raises.
+
+    Python's reopens a moved file outside its error handling, so when the new file
+    could not be created every log call raised, into the middle of a message (which
+    then got a 5xx after the next hop had taken it)."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename, encoding="utf-8")
+        self.lost = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lost = self.lost
+        try:
+            super().emit(record)
+        except Exception:
+            self.handleError(record)
+        if lost and self.lost == lost:  # written again: say how many were not
+            self.lost = 0
+            note = logging.makeLogRecord({**record.__dict__, "levelno": logging.WARNING,
+                                          "levelname": "WARNING", "args": (),
+                                          "exc_info": None, "exc_text": None,
+                                          "msg": f"{lost} log line(s) could not be written "
+                                                 f"to {self.baseFilename}"})
+            self.emit(note)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.lost:
+            exc = sys.exc_info()[1]
+            reason = getattr(exc, "strerror", None) or exc
+            with contextlib.suppress(Exception):
+                sys.stderr.write(f"scanner: cannot write the log file {self.baseFilename}: "
+                                 f"{reason}; its lines are lost until it can\n")
+                sys.stderr.flush()
+        self.lost += 1
+
+
 def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration") -> None:
     """Configure the root logger from the [server] section of the file ``source``."""
     root = logging.getLogger()
@@ -41,7 +82,7 @@ def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration
     journal = False
     if cfg.log_file:
         try:
-            stream = logging.handlers.WatchedFileHandler(cfg.log_file, encoding="utf-8")
+            stream = LogFile(cfg.log_file)
         except OSError as exc:
             raise ConfigError(f"{source}: 'server.log_file' {cfg.log_file}: cannot open it: "
                               f"{exc.strerror}") from None

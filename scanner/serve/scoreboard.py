@@ -103,7 +103,15 @@ class Scoreboard:
         if path:
             self._fd = _open_locked(path)
             previous = carried_hangs(_read_all(self._fd), time.time())
-            os.ftruncate(self._fd, size)
+            try:
+                os.ftruncate(self._fd, size)
+                # blocks now: a sparse file written through the map dies of SIGBUS on a
+                # full disk, at start or later in a worker
+                os.posix_fallocate(self._fd, 0, size)
+            except OSError as exc:
+                os.close(self._fd)
+                raise StatusFileError(exc.errno, f"cannot allocate it: {exc.strerror}") \
+                    from None
             self._map = mmap.mmap(self._fd, size)
         else:
             self._map = mmap.mmap(-1, size)  # MAP_SHARED: the forked workers see it

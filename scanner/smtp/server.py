@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ipaddress
 import logging
 import re
@@ -62,6 +63,22 @@ class FilterSMTP(SMTP):
         self._xforward_networks = xforward_networks
         self._in_ehlo = False
         self._held: list[str] = []
+        self._scanning = False  # the DATA handler runs: no idle timeout
+
+    def data_received(self, data: bytes) -> None:
+        # aiosmtpd restarts its timer at each command only, so server.idle_timeout ran
+        # from DATA through the whole body: make it an idle time (no bytes for that long)
+        if (self._timeout_handle is not None and self.transport is not None
+                and not self._scanning):
+            self._reset_timeout()
+        super().data_received(data)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A hook that raised: 451 (Postfix retries), not aiosmtpd's "500 Error: ..."."""
+        with contextlib.suppress(Exception):
+            log.error("%r SMTP session exception", getattr(self.session, "peer", None),
+                      exc_info=error)
+        return "451 4.3.0 Error in processing, try again later"
 
     def _create_session(self) -> FilterSession:
         return FilterSession(self.loop)
@@ -274,7 +291,19 @@ class FilterSMTP(SMTP):
             self._set_post_data_state()
             return
         envelope.content = envelope.original_content = content
-        status = await self._call_handler_hook("DATA")
+        if self._timeout_handle is not None:  # scanning is bounded by message_timeout:
+            self._timeout_handle.cancel()     # the idle timer must not cut it short
+        self._scanning = True
+        try:
+            status = await self._call_handler_hook("DATA")
+        except Exception as exc:  # never aiosmtpd's "500 Error": Postfix would bounce
+            status = "\r\n".join([await self.handle_exception(exc)]
+                                 * (len(envelope.rcpt_tos) if self.protocol_name == "LMTP"
+                                    else 1))
+        finally:
+            self._scanning = False
+            if self.transport is not None:
+                self._reset_timeout()
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
 

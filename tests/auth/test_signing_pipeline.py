@@ -142,3 +142,26 @@ def test_sighup_reload_keeps_old_keys_on_error(dkim_keys: Keys, tmp_path) -> Non
                 envelope=Envelope("carol@signer.test", (Recipient("d@x.test"),)))
     task.message = parse_headers(MESSAGE)
     assert [k.selector for k in check.keys_for(task)] == ["s1"]
+
+
+def test_a_new_worker_keeps_the_keys_when_a_key_file_broke_after_start(
+        dkim_keys: Keys, tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    """A key file that became unreadable while the filter runs stopped every worker
+    started since (a replacement after a crash, max_requests, the watchdog): no mail was
+    served. A check built again in the process that read the keys first (the master at
+    start-up; workers are forked from it) keeps them, as SIGHUP does."""
+    key = tmp_path / "k.key"
+    key.write_bytes(dkim_keys.files["k1"].read_bytes())
+    settings = {"keys": [{"domain": "signer.test", "selector": "s1", "key_file": str(key)}]}
+    make_check(DkimSign, settings, CONFIG)  # the master's, at start-up
+    key.write_text("not a key")
+    with caplog.at_level(logging.ERROR, logger="scanner"):
+        again = make_check(DkimSign, settings, CONFIG)  # a replacement worker's
+    task = Task(mail_id="abcdefghijkl", raw=MESSAGE, policy_bank="ORIGINATING",
+                envelope=Envelope("carol@signer.test", (Recipient("d@x.test"),)))
+    task.message = parse_headers(MESSAGE)
+    assert [k.selector for k in again.keys_for(task)] == ["s1"]
+    assert "DKIM keys read before kept:" in caplog.text and str(key) in caplog.text
+    other = {"keys": [{"domain": "other.test", "selector": "s1", "key_file": str(key)}]}
+    with pytest.raises(ConfigError):  # nothing read before for these settings
+        make_check(DkimSign, other, CONFIG)

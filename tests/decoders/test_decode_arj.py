@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from decoders import unpack
@@ -58,6 +58,7 @@ def test_arj_garbled_is_encrypted(tmp_path: Path) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=6))
+@example(edits=[(7261, 173)])  # a 29-bit constant position code: ValueError once
 def test_damaged_arj_raises_only_decode_errors(edits: list[tuple[int, int]]) -> None:
     raw = bytearray(CACHED)
     for pos, value in edits:

@@ -83,3 +83,25 @@ def test_a_reload_keeps_the_rules_when_a_rule_directory_is_gone(
         check.reload()
     assert "SITE_WORD" in check.ruleset.by_name
     assert f"keeping the current rules: {site} is not a directory any more" in caplog.text
+
+
+def test_a_new_worker_keeps_the_rules_when_a_rule_directory_went_away(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The site's rule directory is moved away while the filter runs, then a worker is
+    replaced: the new worker's check refused the missing directory as start-up does, so
+    every replacement died and no mail was served. A check built again in the process
+    that built it first (the master at start-up; workers are forked from it) keeps the
+    rules read then, as a reload does (tests/test_bayes_check.py proves the same for
+    the model through a real worker replacement)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "local.cf").write_text("header SITE_WORD Subject =~ /win/\nscore SITE_WORD 2\n")
+    _check(tmp_path, dirs=(str(site),))  # the master's, at start-up
+    (site / "local.cf").unlink()
+    site.rmdir()
+    with caplog.at_level("ERROR", logger="scanner"):
+        again = _check(tmp_path, dirs=(str(site),))  # a replacement worker's
+    assert "SITE_WORD" in again.ruleset.by_name
+    assert f"keeping the rules read before: {site} is not a directory any more" in caplog.text
+    with pytest.raises(ConfigError):  # other settings: nothing read before, refused
+        _check(tmp_path, dirs=(str(site),), score_set=1)
