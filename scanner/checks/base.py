@@ -7,8 +7,8 @@ what that means. Checks are found through the ``scanner.checks`` entry point gro
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from scanner.config import Config
@@ -22,6 +22,25 @@ class NoSettings:
     """Settings of a check that takes none."""
 
 
+class LastGood:
+    """What checks last loaded from their files (a model, rule directories, keys), by
+    key. ``scanner serve``'s master fills one at start-up and hands it to every worker
+    it forks: a worker started after a file broke (a replacement after a crash,
+    ``max_requests``, the watchdog) keeps what the master read, as a running worker
+    keeps its copy when a reload fails, instead of failing to start."""
+
+    def __init__(self) -> None:
+        self._items: dict[Hashable, Any] = {}
+
+    def keep(self, key: Hashable, value: Any) -> Any:
+        """Remember ``value`` as the last good one for ``key``; return it."""
+        self._items[key] = value
+        return value
+
+    def get(self, key: Hashable) -> Any | None:
+        return self._items.get(key)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckContext:
     """What a check gets besides its own settings."""
@@ -29,6 +48,8 @@ class CheckContext:
     config: Config
     run_cpu: Callable[..., Awaitable[Any]]
     """``await ctx.run_cpu(func, *args)`` runs CPU-heavy work off the event loop."""
+    last_good: LastGood = field(default_factory=LastGood)
+    """What was loaded before (:class:`LastGood`); a fresh one outside ``serve``."""
 
 
 @runtime_checkable

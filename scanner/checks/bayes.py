@@ -34,13 +34,6 @@ from scanner.task import Hit, Task
 log = logging.getLogger("scanner.checks.bayes")
 SHIPPED_MODEL = str(shipped_model_path())
 
-_LAST_GOOD: dict[str, Model] = {}
-"""The model last loaded from each path in this process. The master loads it at
-start-up, so a worker forked later (a replacement after a crash, max_requests, the
-watchdog) keeps it when the file has been damaged since, as a running worker does on
-SIGHUP, instead of failing to start."""
-
-
 @dataclass(frozen=True, slots=True)
 class BayesSettings:
     """Settings of the classifier check ([checks.settings.bayes])."""
@@ -65,17 +58,19 @@ class Bayes:
         self._interval = settings.reload_interval
         self._run_cpu = context.run_cpu
         self._model: Model | None = None
+        self._last_good = context.last_good
         try:
-            self._model = _LAST_GOOD[self._path] = load_model(self._path)
+            self._model = self._last_good.keep(("bayes", self._path), load_model(self._path))
         except ModelError as exc:
-            if self._path in _LAST_GOOD:  # damaged since start-up: keep what we had
-                self._model = _LAST_GOOD[self._path]
+            self._model = self._last_good.get(("bayes", self._path))
+            if self._model is not None:  # damaged since start-up: keep what was read
                 log.error("keeping the model read before: %s", exc)
             elif settings.model:  # a model the admin chose must work
                 raise ConfigError(f"{context.config.source}: [checks.settings.bayes] model: "
                                   f"{exc}") from None
-            log.warning("shipped model unusable (%s): the classifier adds no symbols until "
-                        "a model is trained (scanner train) or configured", exc)
+            else:
+                log.warning("shipped model unusable (%s): the classifier adds no symbols "
+                            "until a model is trained (scanner train) or configured", exc)
         self._stamp = self._file_stamp()
         self._checked = time.monotonic()
 
@@ -109,7 +104,7 @@ class Bayes:
             self._stamp = stamp
             return False
         self._model, self._stamp = model, stamp
-        _LAST_GOOD[self._path] = model
+        self._last_good.keep(("bayes", self._path), model)
         log.info("model reloaded from %s", self._path)
         return True
 

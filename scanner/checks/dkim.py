@@ -56,13 +56,6 @@ class DkimSignSettings:
                                     "instance can be added")
 
 
-_LAST_GOOD: dict[DkimSignSettings, list[dkim_sign.SigningKey]] = {}
-"""The keys last read for each settings in this process. The master reads them at
-start-up, so a worker forked later (after a crash, max_requests, the watchdog) keeps
-them when a key file has become unreadable since, as SIGHUP does, instead of failing
-to start."""
-
-
 class DkimSign:
     """DKIM signing of originating mail (the processor's ``sign`` hook)."""
 
@@ -78,14 +71,16 @@ class DkimSign:
         self._source = context.config.source
         self._run_cpu = context.run_cpu
         self._banks = {b.upper() for b in settings.policy_banks}
+        self._last_good = context.last_good
         try:
-            self._keys = _LAST_GOOD[settings] = self._load()
+            self._keys = self._last_good.keep(("dkim_sign", settings), self._load())
         except ConfigError as exc:
-            if settings not in _LAST_GOOD:
+            before = self._last_good.get(("dkim_sign", settings))
+            if before is None:
                 raise
             # a key file broke since start-up: a worker started now keeps the keys
             log.error("DKIM keys read before kept: %s", exc)
-            self._keys = _LAST_GOOD[settings]
+            self._keys = before
 
     def _load(self) -> list[dkim_sign.SigningKey]:
         keys = []
@@ -112,7 +107,7 @@ class DkimSign:
     def reload(self) -> None:
         """SIGHUP: read the key files again; keep the old keys if that fails."""
         try:
-            self._keys = _LAST_GOOD[self._s] = self._load()
+            self._keys = self._last_good.keep(("dkim_sign", self._s), self._load())
         except ConfigError as exc:
             log.error("DKIM keys not reloaded: %s", exc)
 

@@ -61,13 +61,6 @@ class RulesSettings:
     bad_header: bool = opt(True, "emit amavis's BAD_HEADER_* symbols")
 
 
-_LAST_GOOD: dict[RulesSettings, tuple[RuleSet, UriFinder]] = {}
-"""The rules last loaded for each settings in this process. The master loads them at
-start-up, so a worker forked later (a replacement after a crash, max_requests, the
-watchdog) keeps them when a rule directory has gone since, as a reload does, instead
-of failing to start."""
-
-
 def _gone(settings: RulesSettings) -> list[str]:
     return [p for p in (*settings.sa_compat_paths, *settings.dirs) if not Path(p).is_dir()]
 
@@ -101,15 +94,17 @@ class Rules:
         self._lock = threading.Lock()
         self._limits = ViewLimits(settings.body_part_scan_size,
                                   settings.rawbody_part_scan_size, settings.max_uris)
+        self._last_good = context.last_good
         gone = _gone(settings)
-        if gone and settings in _LAST_GOOD:
+        before = self._last_good.get(("rules", settings))
+        if gone and before is not None:
             log.error("rules: keeping the rules read before: %s is not a directory any "
                       "more (checks.settings.rules); restore it, then send SIGHUP",
                       ", ".join(gone))
-            self._rs, self._finder = _LAST_GOOD[settings]
+            self._rs, self._finder = before
             return
         _check_dirs(settings, context.config.source)
-        self._rs, self._finder = _LAST_GOOD[settings] = self._load()
+        self._rs, self._finder = self._last_good.keep(("rules", settings), self._load())
 
     @property
     def ruleset(self) -> RuleSet:
@@ -146,7 +141,7 @@ class Rules:
                       "(checks.settings.rules); restore it, then send SIGHUP again",
                       ", ".join(gone))
             return
-        rs, finder = _LAST_GOOD[self._settings] = self._load()
+        rs, finder = self._last_good.keep(("rules", self._settings), self._load())
         with self._lock:
             self._rs, self._finder = rs, finder
 

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from scanner import config as cfgmod
-from scanner.checks.base import CheckContext
+from scanner.checks.base import CheckContext, LastGood
 from scanner.errors import ConfigError
 from scanner.registry import build_checks, close_checks, effective_check_settings
 from scanner.scores import load_scores
@@ -49,13 +49,15 @@ def _load(path: str | None) -> cfgmod.Config:
     return cfgmod.load(cfgmod.resolve_path(path))
 
 
-def preflight(config: cfgmod.Config) -> list:
+def preflight(config: cfgmod.Config, last_good: LastGood | None = None) -> list:
     """Build every enabled check and read the score files once, as ``scanner serve``
-    does at start-up, so a bad check setting or score file stops here with its name."""
+    does at start-up, so a bad check setting or score file stops here with its name.
+    What the checks load is kept in ``last_good`` (for the workers serve forks)."""
     async def no_cpu(*_args: object) -> None:
         return None
 
-    checks = build_checks(config, CheckContext(config=config, run_cpu=no_cpu))
+    checks = build_checks(config, CheckContext(config=config, run_cpu=no_cpu,
+                                               last_good=last_good or LastGood()))
     load_scores(config.checks.score_files)
     return checks
 

@@ -9,6 +9,7 @@ import os
 import socket
 
 from scanner import config as cfgmod
+from scanner.checks.base import LastGood
 from scanner.cli.config_cmd import preflight, probe_checks
 from scanner.errors import ConfigError
 from scanner.hostname import configured_hostname
@@ -30,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     config = cfgmod.load(cfgmod.resolve_path(args.config))
     hostname = configured_hostname(config.server.hostname)
     setup_logging(config.server, hostname, config.source)
-    _preflight(config)
+    last_good = LastGood()  # what the checks loaded now, for every worker forked later
+    _preflight(config, last_good)
     _check_tmp_dir(config)
     sockets = bind_listeners(config)
     workers = _workers(config)
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         board = _scoreboard(config, workers)
         ampdp = _bind_ampdp(config)
         try:
-            return Master(config, sockets, hostname, workers, ampdp, board).run()
+            return Master(config, sockets, hostname, workers, ampdp, board,
+                          last_good).run()
         finally:
             board.close()
             if ampdp is not None:
@@ -110,9 +113,9 @@ def _scoreboard(config: cfgmod.Config, workers: int) -> Scoreboard:
                           f"set it to \"\" to run without a status file") from None
 
 
-def _preflight(config: cfgmod.Config) -> None:
+def _preflight(config: cfgmod.Config, last_good: LastGood) -> None:
     """Build the checks once in the master so a bad check setting stops start-up here."""
-    checks = preflight(config)
+    checks = preflight(config, last_good)
     log = logging.getLogger("scanner")
     log.info("scanner starting (config %s), checks: %s", config.source,
              ", ".join(c.name for c in checks) or "none")

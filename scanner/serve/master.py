@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 
+from scanner.checks.base import LastGood
 from scanner.config import Config, ListenerConfig, load
 from scanner.errors import ConfigError
 from scanner.serve.accept import worker_shares
@@ -58,8 +59,10 @@ class Master:
     """Keeps ``n`` workers alive until told to stop."""
 
     def __init__(self, config: Config, sockets: list, hostname: str, workers: int,
-                 ampdp: socket.socket | None = None, board: Scoreboard | None = None) -> None:
+                 ampdp: socket.socket | None = None, board: Scoreboard | None = None,
+                 last_good: LastGood | None = None) -> None:
         self._config = config
+        self._last_good = last_good if last_good is not None else LastGood()
         self._ampdp = ampdp
         self._sockets = sockets
         self._hostname = hostname
@@ -168,7 +171,7 @@ class Master:
                 _die_with_parent(self._master_pid)
                 code = run_worker(self._config, self._sockets, self._hostname,
                                   self._ampdp, self._board.slot(index),
-                                  self._shares[index])
+                                  self._shares[index], self._last_good)
             except BaseException:
                 log.exception("worker crashed")
                 code = 1

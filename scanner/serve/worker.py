@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from decoders.registry import load_decoders
-from scanner.checks.base import CheckContext
+from scanner.checks.base import CheckContext, LastGood
 from scanner.config import Config, ListenerConfig
 from scanner.mailid import LogIds
 from scanner.pipeline.cpu import PoolJobs, make_run_cpu
@@ -48,25 +48,29 @@ RETIRED = 3
 
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                hostname: str, ampdp: socket.socket | None = None,
-               slot: WorkerSlot | None = None, connections: int = 0) -> int:
+               slot: WorkerSlot | None = None, connections: int = 0,
+               last_good: LastGood | None = None) -> int:
     """Serve until SIGTERM or retirement; then stop accepting and let open transactions
     finish. Returns the exit status: 0, or :data:`RETIRED`.
 
     ``connections``: this worker's share of ``server.concurrency`` (SMTP/LMTP connections
     it keeps open at most, :mod:`scanner.serve.accept`); 0 = the whole setting.
+    ``last_good``: what the master's checks loaded at start-up (kept when a file broke
+    since, :class:`scanner.checks.base.LastGood`).
 
     With ``SCANNER_PROFILE_DIR`` set in the environment, the worker runs under cProfile
     and writes ``worker-PID.prof`` there when it stops (for benchmarks, not production).
     """
+    kept = last_good if last_good is not None else LastGood()
     profile_dir = os.environ.get("SCANNER_PROFILE_DIR")
     if not profile_dir:
-        return asyncio.run(_serve(config, sockets, hostname, ampdp, slot, connections))
+        return asyncio.run(_serve(config, sockets, hostname, ampdp, slot, connections, kept))
     import cProfile
 
     profiler = cProfile.Profile()
     try:
         return profiler.runcall(asyncio.run,
-                                _serve(config, sockets, hostname, ampdp, slot, connections))
+                                _serve(config, sockets, hostname, ampdp, slot, connections, kept))
     finally:
         profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
 
@@ -83,13 +87,14 @@ def _open_quarantine(config: Config, hostname: str) -> Quarantine | None:
 
 async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                  hostname: str, ampdp: socket.socket | None,
-                 slot: WorkerSlot | None = None, connections: int = 0) -> int:
+                 slot: WorkerSlot | None, connections: int, last_good: LastGood) -> int:
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cpu")
 
     jobs = PoolJobs()
     run_cpu = make_run_cpu(loop, executor, jobs)
-    checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu))
+    checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu,
+                                               last_good=last_good))
     quarantine = _open_quarantine(config, hostname)
     processor = Processor(config, checks, load_scores(config.checks.score_files),
                           NextHop.from_config(config.reinject, hostname), hostname,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from scanner.checks.base import CheckContext
+from scanner.checks.base import CheckContext, LastGood
 from scanner.config import Config, loads
 from scanner.config.schema import build
 from scanner.dns import DnsSettings
@@ -64,11 +64,13 @@ async def run_inline(func: Any, *args: Any) -> Any:
     return func(*args)
 
 
-def make_check(cls: type, settings: dict[str, Any], config: Config | None = None) -> Any:
+def make_check(cls: type, settings: dict[str, Any], config: Config | None = None,
+               last_good: LastGood | None = None) -> Any:
     """A check built like the registry does, from a settings table."""
     config = config or loads("")
     built = build(cls.Settings, settings, f"checks.settings.{cls.name}", config.source)
-    return cls(built, CheckContext(config=config, run_cpu=run_inline))
+    return cls(built, CheckContext(config=config, run_cpu=run_inline,
+                                   last_good=last_good or LastGood()))
 
 
 def dns_table(server: DnsServer, **extra: Any) -> dict[str, Any]:

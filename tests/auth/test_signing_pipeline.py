@@ -13,6 +13,7 @@ import pytest
 
 from scanner.auth.dkim_verify import verify_all
 from scanner.checks.auth import Auth
+from scanner.checks.base import LastGood
 from scanner.checks.dkim import DkimSign
 from scanner.config import loads
 from scanner.dns import Deadline, DnsSettings, get_client
@@ -153,10 +154,11 @@ def test_a_new_worker_keeps_the_keys_when_a_key_file_broke_after_start(
     key = tmp_path / "k.key"
     key.write_bytes(dkim_keys.files["k1"].read_bytes())
     settings = {"keys": [{"domain": "signer.test", "selector": "s1", "key_file": str(key)}]}
-    make_check(DkimSign, settings, CONFIG)  # the master's, at start-up
+    kept = LastGood()  # what the master read, handed to the workers it forks
+    make_check(DkimSign, settings, CONFIG, kept)  # the master's, at start-up
     key.write_text("not a key")
     with caplog.at_level(logging.ERROR, logger="scanner"):
-        again = make_check(DkimSign, settings, CONFIG)  # a replacement worker's
+        again = make_check(DkimSign, settings, CONFIG, kept)  # a replacement worker's
     task = Task(mail_id="abcdefghijkl", raw=MESSAGE, policy_bank="ORIGINATING",
                 envelope=Envelope("carol@signer.test", (Recipient("d@x.test"),)))
     task.message = parse_headers(MESSAGE)
@@ -164,4 +166,6 @@ def test_a_new_worker_keeps_the_keys_when_a_key_file_broke_after_start(
     assert "DKIM keys read before kept:" in caplog.text and str(key) in caplog.text
     other = {"keys": [{"domain": "other.test", "selector": "s1", "key_file": str(key)}]}
     with pytest.raises(ConfigError):  # nothing read before for these settings
-        make_check(DkimSign, other, CONFIG)
+        make_check(DkimSign, other, CONFIG, kept)
+    with pytest.raises(ConfigError):  # nothing handed on: refused, as at start-up
+        make_check(DkimSign, settings, CONFIG)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.checks.base import CheckContext
+from scanner.checks.base import CheckContext, LastGood
 from scanner.checks.rules import Rules, RulesSettings
 from scanner.config import load
 from scanner.errors import ConfigError
@@ -21,9 +21,10 @@ async def _inline(func, *args):  # type: ignore[no-untyped-def]
     return func(*args)
 
 
-def _check(tmp_path: Path, **kw: object) -> Rules:
+def _check(tmp_path: Path, last_good: LastGood | None = None, **kw: object) -> Rules:
     settings = RulesSettings(cache_dir=str(tmp_path / "cache"), **kw)  # type: ignore[arg-type]
-    return Rules(settings, CheckContext(config=load(None), run_cpu=_inline))
+    return Rules(settings, CheckContext(config=load(None), run_cpu=_inline,
+                                        last_good=last_good or LastGood()))
 
 
 def test_hits_carry_rule_scores_and_bad_header(tmp_path: Path) -> None:
@@ -92,16 +93,20 @@ def test_a_new_worker_keeps_the_rules_when_a_rule_directory_went_away(
     every replacement died and no mail was served. A check built again in the process
     that built it first (the master at start-up; workers are forked from it) keeps the
     rules read then, as a reload does (tests/test_bayes_check.py proves the same for
-    the model through a real worker replacement)."""
+    the model through a real worker replacement). What was read is passed on
+    explicitly (``CheckContext.last_good``): without it the directory is refused."""
     site = tmp_path / "site"
     site.mkdir()
     (site / "local.cf").write_text("header SITE_WORD Subject =~ /win/\nscore SITE_WORD 2\n")
-    _check(tmp_path, dirs=(str(site),))  # the master's, at start-up
+    kept = LastGood()
+    _check(tmp_path, kept, dirs=(str(site),))  # the master's, at start-up
     (site / "local.cf").unlink()
     site.rmdir()
     with caplog.at_level("ERROR", logger="scanner"):
-        again = _check(tmp_path, dirs=(str(site),))  # a replacement worker's
+        again = _check(tmp_path, kept, dirs=(str(site),))  # a replacement worker's
     assert "SITE_WORD" in again.ruleset.by_name
     assert f"keeping the rules read before: {site} is not a directory any more" in caplog.text
     with pytest.raises(ConfigError):  # other settings: nothing read before, refused
-        _check(tmp_path, dirs=(str(site),), score_set=1)
+        _check(tmp_path, kept, dirs=(str(site),), score_set=1)
+    with pytest.raises(ConfigError):  # nothing handed on: refused, as at start-up
+        _check(tmp_path, dirs=(str(site),))
