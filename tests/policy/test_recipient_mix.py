@@ -196,3 +196,88 @@ def test_address_extension_replaces_an_existing_one(sink):
     replies, _ = run(sink, policy, [], ["bob+work@example.test", "ext@remote.test"])
     assert [r[:3] for r in replies] == ["250", "250"]
     assert sorted(copies(sink)) == ["bob+spam@example.test", "ext@remote.test"]
+
+
+def test_smtp_reject_for_some_passed_for_others_follows_the_dsn_rules(sink, caplog):
+    """Over SMTP a policy reject next to a passed recipient becomes a DSN, as in amavis,
+    but not for spam at or above dsn_cutoff_level (a blocklisted sender scores 100)."""
+    policy = ('[policy.recipients."rejecter@example.test"]\nspam_destiny = "reject"\n'
+              "block_senders = ['@spam.example']\n")
+    replies, _ = run(sink, policy, [], ["rejecter@example.test", "carol@example.test"])
+    assert [r[:3] for r in replies] == ["250", "250"], replies
+    assert list(copies(sink)) == ["carol@example.test"]
+    assert dsns(sink) == []  # no backscatter to a spammer's forged sender
+    assert "NoBounceInbound" in summary(caplog)
+
+
+def test_smtp_all_discarded_or_rejected_gives_the_reject(sink):
+    """amavis: when every recipient is discarded or rejected (one at least), Postfix
+    gets the reject (before-queue: the client is refused, no backscatter)."""
+    policy = ("block_senders = ['@spam.example']\n"
+              '[policy.recipients."rejecter@example.test"]\nspam_destiny = "reject"\n'
+              '[policy.recipients."dave@example.test"]\nspam_destiny = "discard"\n')
+    replies, _ = run(sink, policy, [], ["dave@example.test", "rejecter@example.test"])
+    assert [r[:9] for r in replies] == ["554 5.7.0", "554 5.7.0"], replies
+    assert copies(sink) == {} and dsns(sink) == []
+
+
+def test_reject_status_per_category_over_lmtp(sink):
+    policy = ("bad_header_destiny = 'reject'\n"
+              '[policy.recipients."carol@example.test"]\nbypass_header_checks = true\n')
+    replies, _ = run(sink, policy, [BADH], ["bob@example.test", "carol@example.test"],
+                     sender="alice@example.org", protocol="LMTP")
+    assert replies[0].startswith("554 5.6.0 Reject"), replies
+    assert replies[1].startswith("250")
+
+
+def test_bounce_dsn_returns_headers_only(sink):
+    """amavis's DSN: multipart/report, per-recipient fields, Original-Recipient from
+    ORCPT, from <> through the next hop, and only the header section of the message
+    (never the banned file or the virus back to the sender), whatever RET says."""
+    policy = ('[policy.recipients."bouncer@example.test"]\nbanned_destiny = "bounce"\n'
+              '[policy.recipients."carol@example.test"]\nbanned_lover = true\n')
+    rcpt = Recipient("bouncer@example.test", (("ORCPT", "rfc822;Bouncer@Example.TEST"),))
+    replies, _ = run(sink, policy, [BANNED], [rcpt, "carol@example.test"],
+                     sender="alice@example.org", mail_params=(("RET", "FULL"),))
+    assert [r[:3] for r in replies] == ["250", "250"]
+    [dsn] = dsns(sink)
+    assert dsn.recipients == ["alice@example.org"]
+    data = dsn.data
+    assert b"multipart/report; report-type=delivery-status" in data
+    assert b"Original-Recipient: rfc822; Bouncer@Example.TEST" in data
+    assert b"Final-Recipient: rfc822; bouncer@example.test" in data
+    assert b"Action: failed" in data and b"Status: 5.7.0" in data
+    assert b"Diagnostic-Code: smtp; 554 5.7.0" in data
+    assert b"Content-Type: text/rfc822-headers" in data
+    assert b"Message-ID: <mix@spam.example>" in data
+    assert b"BODYMARK" not in data
+    assert list(copies(sink)) == ["carol@example.test"]
+
+
+def test_dsn_deferred_by_the_next_hop_defers_before_any_copy_went_out(sink):
+    """Over SMTP a 451 after delivering the passed copy would make Postfix's retry
+    deliver it twice: the DSN goes first, and a deferred DSN defers everything."""
+    policy = ('[policy.recipients."bouncer@example.test"]\nbanned_destiny = "bounce"\n'
+              '[policy.recipients."carol@example.test"]\nbanned_lover = true\n')
+    sink.behaviour.rcpt_reply = (lambda r: "451 4.3.0 try later" if r == "alice@example.org"
+                                 else "250 2.1.5 Ok")
+    replies, _ = run(sink, policy, [BANNED], ["bouncer@example.test", "carol@example.test"],
+                     sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["451", "451"], replies
+    assert sink.received == []
+    sink.behaviour.rcpt_reply = (lambda r: "550 5.1.1 no such user"
+                                 if r == "alice@example.org" else "250 2.1.5 Ok")
+    replies, _ = run(sink, policy, [BANNED], ["bouncer@example.test", "carol@example.test"],
+                     sender="alice@example.org")
+    # amavis: a DSN refused for good is logged, the message is dealt with
+    assert [r[:3] for r in replies] == ["250", "250"], replies
+    assert list(copies(sink)) == ["carol@example.test"]
+
+
+def test_faked_sender_virus_gets_no_dsn_even_for_a_recipient_blocked_otherwise(sink):
+    policy = ("virus_destiny = 'bounce'\nbanned_destiny = 'bounce'\n"
+              '[policy.recipients."bob@example.test"]\nbypass_virus_checks = true\n')
+    replies, _ = run(sink, policy, [WORM, BANNED], ["bob@example.test"],
+                     sender="alice@example.org")
+    assert replies[0].startswith("250") and "no DSN" in replies[0], replies
+    assert dsns(sink) == []
