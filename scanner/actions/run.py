@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.actions.bounce import bounce_allowed
-from scanner.actions.headers import prefix_subject, without
+from scanner.actions.headers import fold, prefix_subject, without
 from scanner.actions.notify import notify_admins
 from scanner.actions.recipient_notice import notify_recipients
 from scanner.actions.tagging import Edits, edits_for, spam_header_fields
@@ -120,6 +120,7 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
                 subject=header_text(task.message, "Subject"),
                 message_id=header_text(task.message, "Message-ID"),
                 client_addr=task.client.addr, policy_bank=task.policy_bank))
+        await _quarantine_to(task, ctx, rcpts)
     except Exception as exc:
         log.error("(%s) quarantine failed: %s; deferring", task.log_id, exc)
         reply = f"451 4.5.0 Error in processing, id={task.log_id}, quarantine failed"
@@ -131,6 +132,28 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
     out.quarantine = str(getattr(record, "relative_path", "") or getattr(record, "path", ""))
     out.add("Quarantined")
     return True
+
+
+async def _quarantine_to(task: Task, ctx: Context, rcpts: list[str]) -> None:
+    """Deliver the quarantined copy to the held recipients' ``quarantine_to`` addresses
+    (amavis's ``$*_quarantine_to`` mailboxes): the original message with
+    ``X-Quarantine-ID``, ``X-Envelope-From`` and ``X-Envelope-To`` in front, from the
+    null sender (so a copy the mailbox refuses later bounces to no one). Raises unless
+    the next hop took it for every address: the quarantine failed, the message defers."""
+    targets = sorted({task.verdicts[r].policy.quarantine_to for r in rcpts} - {""})
+    if not targets:
+        return
+    data = prepend_headers(task.raw, [
+        ("X-Quarantine-ID", f"<{task.mail_id}>"),
+        ("X-Envelope-From", f"<{task.envelope.sender}>"),
+        ("X-Envelope-To", fold("X-Envelope-To", ", ".join(f"<{r}>" for r in rcpts)))])
+    params = tuple(p for p in task.envelope.mail_params if p[0].upper() in ("BODY", "SMTPUTF8"))
+    result = await deliver(ctx.pool, Outgoing("", [Recipient(t) for t in targets], params,
+                                              data, task.client), all_or_nothing=True)
+    refused = [f"<{t}>: {r}" for t, r in zip(targets, result.replies, strict=True)
+               if not r.startswith("2")]
+    if refused:
+        raise RuntimeError("quarantine_to copy not taken: " + "; ".join(refused))
 
 
 async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:

@@ -67,7 +67,8 @@ class PolicyConfig:
         [], "senders never spam for this recipient: user@dom, user@, @dom, @.dom (subdomains)")
     block_senders: tuple[str, ...] = opt([], "senders always spam for this recipient "
                                          "(same patterns)")
-    quarantine_to: str = opt("", "deliver quarantined copies to this address as well; "
+    quarantine_to: str = opt("", "deliver quarantined copies to this address as well "
+                             "(from <>, X-Envelope-From/-To in front; not taken = 451); "
                              "empty = store only")
     on_check_failure: str = opt(
         "tempfail", "a check that crashed: tempfail (451, Postfix retries) or unchecked "

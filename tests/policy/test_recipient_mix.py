@@ -281,3 +281,30 @@ def test_faked_sender_virus_gets_no_dsn_even_for_a_recipient_blocked_otherwise(s
                      sender="alice@example.org")
     assert replies[0].startswith("250") and "no DSN" in replies[0], replies
     assert dsns(sink) == []
+
+
+def test_quarantine_to_gets_the_held_copy(sink, caplog):
+    """``quarantine_to`` (amavis's $virus_quarantine_to & co. as a mailbox): the held
+    copy also goes to that address, from <>, with the envelope in front; when the next
+    hop will not take it, the quarantine failed and the message is deferred."""
+    policy = ('quarantine_to = "quar@example.test"\n'
+              '[policy.recipients."lover@example.test"]\nvirus_lover = true\n')
+    replies, q = run(sink, policy, [WORM], ["bob@example.test", "lover@example.test"],
+                     sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["250", "250"]
+    assert q.stored[0]["recipients"] == ["bob@example.test"]
+    got = copies(sink)
+    assert sorted(got) == ["lover@example.test", "quar@example.test"]
+    [held] = [m for m in sink.received if m.recipients == ["quar@example.test"]]
+    assert held.sender == "<>"
+    assert held.data.startswith(b"X-Quarantine-ID: <abcdefghijkl>\r\n"
+                                b"X-Envelope-From: <alice@example.org>\r\n"
+                                b"X-Envelope-To: <bob@example.test>\r\n")
+    assert held.data.endswith(RAW)
+    sink.received.clear()
+    sink.behaviour.rcpt_reply = (lambda r: "452 4.2.2 mailbox full" if r.startswith("quar")
+                                 else "250 2.1.5 Ok")
+    replies, _ = run(sink, policy, [WORM], ["bob@example.test", "lover@example.test"],
+                     sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["451", "451"], replies
+    assert sink.received == []
