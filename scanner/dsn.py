@@ -3,7 +3,10 @@
 Over SMTP one reply covers every recipient. When the next hop (or policy) refuses
 some recipients permanently and accepts others, we answer 250 and report the refused
 ones to the envelope sender ourselves, as amavis does. Never to the null sender, and
-never for a recipient whose NOTIFY excludes FAILURE.
+never for a recipient whose NOTIFY excludes FAILURE. As amavis's, the DSN returns only
+the header section of the message (``text/rfc822-headers``), whatever RET asks for
+(RFC 3461 6.2 allows it): the body of mail refused for its content (a virus, a banned
+file, spam) must not go back out with the bounce.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import re
 from email.utils import formatdate, make_msgid
 
+from scanner.headerfields import section_end
 from scanner.smtp import xtext
 from scanner.task import Recipient, Task
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 HEADERS_LIMIT = 256 * 1024
+_LINE_END = re.compile(rb"\r?\n")
 
 
 def wants_failure_dsn(task: Task, rcpt: Recipient) -> bool:
@@ -30,7 +35,6 @@ def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting
     """A multipart/report DSN (bytes, CRLF) listing each failed recipient and its reply."""
     boundary = f"----=_scanner_dsn_{task.mail_id}"
     params = dict(task.envelope.mail_params)
-    ret_headers_only = (params.get("RET") or "").upper() == "HDRS"
     lines = [
         f"From: MAILER-DAEMON@{reporting_mta} (Mail Delivery System)",
         f"To: <{task.envelope.sender}>",
@@ -68,15 +72,16 @@ def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting
             f"Status: {status.group(1) if status else '5.0.0'}",
             f"Diagnostic-Code: smtp; {reply}",
         ]
-    returned = _original(task.raw, ret_headers_only)
-    kind = "text/rfc822-headers" if ret_headers_only else "message/rfc822"
-    head = "\r\n".join(lines + ["", f"--{boundary}", f"Content-Type: {kind}", "", ""])
+    returned = _header_section(task.raw)
+    head = "\r\n".join(lines + ["", f"--{boundary}", "Content-Type: text/rfc822-headers",
+                                 "", ""])
     tail = f"\r\n--{boundary}--\r\n"
     return head.encode("utf-8", "surrogateescape") + returned + tail.encode("ascii")
 
 
-def _original(raw: bytes, headers_only: bool) -> bytes:
-    if not headers_only:
-        return raw
-    end = raw.find(b"\r\n\r\n", 0, HEADERS_LIMIT)
-    return raw[: end + 2] if end >= 0 else raw[:HEADERS_LIMIT]
+def _header_section(raw: bytes) -> bytes:
+    """The header section (at most HEADERS_LIMIT bytes, whole lines), CRLF line ends."""
+    head = raw[:min(section_end(raw), HEADERS_LIMIT)]
+    if len(head) == HEADERS_LIMIT and b"\n" in head:
+        head = head[:head.rfind(b"\n") + 1]
+    return _LINE_END.sub(b"\r\n", head)

@@ -118,6 +118,9 @@ class Verdict:
     spam_scanned: bool = True
     hits: list[Hit] = field(default_factory=list)
     policy: Any = None
+    categories: tuple[str, ...] = ()
+    """Every category the message falls in for this recipient, highest first;
+    ``category`` is the one that blocks it, or the highest when it passes."""
 
 
 @dataclass(slots=True)

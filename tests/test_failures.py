@@ -163,6 +163,11 @@ def _children(pid: int) -> list[int]:
      "'policy.allow_senders[1]' = 'example.org' never matches; write '@example.org'"),
     ('[policy.recipients."@x.org"]\nblock_senders = ["spam.test"]\n',
      "'policy.recipients.\"@x.org\".block_senders[0]' = 'spam.test' never matches"),
+    # amavis's file-name form: delivered to, refused, every held message deferred
+    ('[policy]\nquarantine_to = "virus-quarantine"\n',
+     "'policy.quarantine_to' = 'virus-quarantine' is not an address"),
+    ('[policy.recipients."@x.org"]\nquarantine_to = "q@"\n',
+     "'policy.recipients.\"@x.org\".quarantine_to' = 'q@' is not an address"),
     # a misspelt listener bank gave that listener's mail the inbound policy, silently
     ('[[listeners]]\npolicy_bank = "ORIGINATNG"\n',
      "'listeners[0].policy_bank' = 'ORIGINATNG' names no policy bank; use one of "

@@ -118,7 +118,10 @@ def test_banned_with_bounce_destiny_sends_dsn_to_sender(stack: Stack):
         time.sleep(0.2)
     assert dsn, "no DSN in the sender's Maildir"
     assert b"Final-Recipient: rfc822; bouncer@example.test" in dsn[0]
-    assert b"Action: failed" in dsn[0]
+    assert b"Action: failed" in dsn[0] and b"Status: 5.7.0" in dsn[0]
+    # as amavis's: only the header section returns, never the banned file
+    assert b"Content-Type: text/rfc822-headers" in dsn[0]
+    assert b'filename="docs.zip"' not in dsn[0] and b"see zip" not in dsn[0]
     assert _delivered_to(stack, "bouncer", "banned1") == []
 
 

@@ -1,9 +1,16 @@
 """Carry out the per-recipient verdicts of one message and build the replies.
 
 Order matters for "nothing is lost": the quarantine copy is written and fsynced first
-(a failure there defers the whole message), then passed recipients are delivered in
-groups with identical edits, then bounces and notifications go out. Under SMTP a
-temporary failure anywhere defers everything, before anything is delivered when possible.
+(a failure there defers the whole message), then the DSNs of bounced recipients go out
+(a DSN the next hop defers defers the whole message under SMTP, before any copy was
+delivered, so the retry duplicates nothing), then passed recipients are delivered in
+groups with identical edits, then notifications. Under SMTP a temporary failure
+anywhere defers everything, before anything is delivered when possible.
+
+Over SMTP one reply stands for every recipient, as amavis answers: if every recipient
+was discarded or rejected by policy (at least one rejected) the reject goes back to
+Postfix; if some passed, a policy reject becomes a DSN from us (under amavis's DSN
+rules: none to a faked or null sender, none above ``dsn_cutoff_level``) and 250.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.actions.bounce import bounce_allowed
-from scanner.actions.headers import prefix_subject, without
+from scanner.actions.headers import fold, prefix_subject, without
 from scanner.actions.notify import notify_admins
 from scanner.actions.recipient_notice import notify_recipients
 from scanner.actions.tagging import Edits, edits_for, spam_header_fields
@@ -80,9 +87,13 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
         if smtp:
             return out
         live = [i for i in live if i not in held]
+    await _blocked(task, ctx, out, [i for i in live if verdicts[i].destiny is not Destiny.PASS])
+    deferred = [r for r in out.replies if r.startswith("4")]
+    if deferred and smtp:  # a DSN could not go out: nothing delivered yet, retry it all
+        out.replies = [deferred[0]] * len(rcpts)
+        return out
     await _deliver_groups(task, ctx, out, [i for i in live
                                            if verdicts[i].destiny is Destiny.PASS])
-    await _blocked(task, ctx, out, [i for i in live if verdicts[i].destiny is not Destiny.PASS])
     if temp:
         out.add(f"Tempfailed{ctx.direction}")
     if smtp:
@@ -109,6 +120,7 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
                 subject=header_text(task.message, "Subject"),
                 message_id=header_text(task.message, "Message-ID"),
                 client_addr=task.client.addr, policy_bank=task.policy_bank))
+        await _quarantine_to(task, ctx, rcpts)
     except Exception as exc:
         log.error("(%s) quarantine failed: %s; deferring", task.log_id, exc)
         reply = f"451 4.5.0 Error in processing, id={task.log_id}, quarantine failed"
@@ -120,6 +132,28 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
     out.quarantine = str(getattr(record, "relative_path", "") or getattr(record, "path", ""))
     out.add("Quarantined")
     return True
+
+
+async def _quarantine_to(task: Task, ctx: Context, rcpts: list[str]) -> None:
+    """Deliver the quarantined copy to the held recipients' ``quarantine_to`` addresses
+    (amavis's ``$*_quarantine_to`` mailboxes): the original message with
+    ``X-Quarantine-ID``, ``X-Envelope-From`` and ``X-Envelope-To`` in front, from the
+    null sender (so a copy the mailbox refuses later bounces to no one). Raises unless
+    the next hop took it for every address: the quarantine failed, the message defers."""
+    targets = sorted({task.verdicts[r].policy.quarantine_to for r in rcpts} - {""})
+    if not targets:
+        return
+    data = prepend_headers(task.raw, [
+        ("X-Quarantine-ID", f"<{task.mail_id}>"),
+        ("X-Envelope-From", f"<{task.envelope.sender}>"),
+        ("X-Envelope-To", fold("X-Envelope-To", ", ".join(f"<{r}>" for r in rcpts)))])
+    params = tuple(p for p in task.envelope.mail_params if p[0].upper() in ("BODY", "SMTPUTF8"))
+    result = await deliver(ctx.pool, Outgoing("", [Recipient(t) for t in targets], params,
+                                              data, task.client), all_or_nothing=True)
+    refused = [f"<{t}>: {r}" for t, r in zip(targets, result.replies, strict=True)
+               if not r.startswith("2")]
+    if refused:
+        raise RuntimeError("quarantine_to copy not taken: " + "; ".join(refused))
 
 
 async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:
@@ -167,7 +201,7 @@ async def _blocked(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> No
             out.replies[i] = f"250 2.7.0 Ok, discarded, {what}"
             out.add(f"Discarded{ctx.direction}")
         elif v.destiny is Destiny.REJECT:
-            out.replies[i] = f"554 5.7.0 Reject, {what}"
+            out.replies[i] = f"{reject_status(v.category)} Reject, {what}"
             out.add(f"Rejected{ctx.direction}")
         elif v.destiny is Destiny.BOUNCE:
             out.replies[i] = await _bounce(task, ctx, out, rcpt, v, what)
@@ -178,10 +212,15 @@ async def _bounce(task: Task, ctx: Context, out: Outcome, rcpt: Recipient, verdi
     if not bounce_allowed(task, verdict) or not wants_failure_dsn(task, rcpt):
         out.add(f"NoBounce{ctx.direction}")
         return f"250 2.5.0 Ok, {what}, no DSN sent"
-    reason = f"554 5.7.0 Message content rejected, {what}"
+    reason = f"{reject_status(verdict.category)} Message content rejected, {what}"
     dsn = build_failure_dsn(task, [(rcpt, reason)], ctx.hostname)
     sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], (), dsn,
                                             task.client), all_or_nothing=True)
+    if sent.replies[0].startswith("5"):  # amavis: logged, the message is dealt with
+        log.warning("(%s) DSN to <%s> refused: %s", task.log_id, task.envelope.sender,
+                    sent.replies[0])
+        out.add(f"NoBounce{ctx.direction}")
+        return f"250 2.5.0 Ok, {what}, DSN refused by the next hop"
     if not sent.replies[0].startswith("2"):
         out.add(f"Tempfailed{ctx.direction}")
         return f"451 4.5.0 Error in processing, id={task.log_id}, DSN not sent"
@@ -189,16 +228,31 @@ async def _bounce(task: Task, ctx: Context, out: Outcome, rcpt: Recipient, verdi
     return f"250 2.5.0 Ok, {what}, DSN was sent"
 
 
+def reject_status(category: str) -> str:
+    """amavis's reply code and enhanced status for a category refused by policy."""
+    return {"BAD-HEADER": "554 5.6.0", "OVERSIZED": "552 5.3.4"}.get(category, "554 5.7.0")
+
+
 async def _partial_failure(task: Task, ctx: Context, out: Outcome) -> list[str]:
     """SMTP can't refuse some recipients after DATA: bounce those ourselves."""
     replies = out.replies
-    if not any(r.startswith("2") for r in replies) or any(r.startswith("4") for r in replies):
+    if any(r.startswith("4") for r in replies):
         return replies
     rcpts = task.envelope.recipients
+    verdicts = [task.verdicts[r.address] for r in rcpts]
+    policy_rejected = [i for i, v in enumerate(verdicts)
+                       if v.destiny is Destiny.REJECT and replies[i].startswith("5")]
+    if policy_rejected and all(v.destiny is Destiny.DISCARD or i in policy_rejected
+                               for i, v in enumerate(verdicts)):
+        # amavis: all discarded or rejected (one at least): the reject goes to Postfix
+        return [replies[policy_rejected[0]]] * len(replies)
+    if not any(r.startswith("2") for r in replies):
+        return replies
     failed = [i for i, r in enumerate(replies) if r.startswith("5")]
     if not failed:
         return replies
-    notify = [i for i in failed if wants_failure_dsn(task, rcpts[i])]
+    notify = [i for i in failed if wants_failure_dsn(task, rcpts[i])
+              and (i not in policy_rejected or bounce_allowed(task, verdicts[i]))]
     if notify:
         dsn = build_failure_dsn(task, [(rcpts[i], replies[i]) for i in notify], ctx.hostname)
         sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], (), dsn,
@@ -210,7 +264,7 @@ async def _partial_failure(task: Task, ctx: Context, out: Outcome) -> list[str]:
         out.add(f"Bounced{ctx.direction}")
     fixed = list(replies)
     for i in failed:
-        done = "DSN was sent" if i in notify else "no DSN requested"
+        done = "DSN was sent" if i in notify else "no DSN sent"
         fixed[i] = f"250 2.5.0 Ok <{rcpts[i].address}>, {done}, id={task.log_id}"
         if i not in notify:
             out.add(f"NoBounce{ctx.direction}")

@@ -3,7 +3,8 @@
 amavis-compatible: X-Spam-Flag/Score/Level/Status from tag_level on (only for local
 recipients and only when spam checks ran for them), X-Spam-Flag YES, the subject tag
 and the address extension from tag2_level on, X-Virus-Scanned when a virus scanner
-ran, an alert header when a lover receives VIRUS or BANNED mail. For the same
+ran, an ``X-Amavis-Alert`` for each of VIRUS, BANNED and BAD-HEADER the passed copy holds
+(a lover's, or a category whose destiny is pass), local or not, as amavis adds them. For the same
 recipients the spam headers the message arrived with are left out
 (``remove_existing_spam_headers``, as amavis does), whatever the score: an
 ``X-Spam-Flag: NO`` or ``X-Spam-Status: No`` the sender wrote must not reach a mail
@@ -51,14 +52,13 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
     if local and policy.spam_headers and verdict.spam_scanned \
             and verdict.score >= policy.tag_level:
         headers += spam_headers(verdict, policy, scores)
-    alert = _alert(task, verdict)
-    if alert:
+    for alert in _alerts(verdict, scores):
         headers.append(("X-Amavis-Alert", text_field("X-Amavis-Alert", alert)))
     prefix = ""
-    if local and spammy:
-        prefix = policy.subject_tag2
-    elif verdict.category == "UNCHECKED":
-        prefix = policy.subject_tag_unchecked
+    if local:  # amavis: the first non-empty tag of the categories present, local only
+        tags = [policy.subject_tag_unchecked if "UNCHECKED" in verdict.categories else "",
+                policy.subject_tag2 if spammy else ""]
+        prefix = next((t for t in tags if t), "")
     new_address = address
     if local and spammy and policy.addr_extension_spam:
         new_address = extend(address, policy.addr_extension_spam, policy.recipient_delimiter)
@@ -134,20 +134,29 @@ def _num(value: float) -> str:
     return text if text not in ("", "-0") else "0"
 
 
-def _alert(task: Task, verdict: Verdict) -> str:
-    if not verdict.lover:
-        return ""
-    if verdict.category == "VIRUS":
-        return f"INFECTED, message contains virus: {', '.join(virus_names(verdict.hits))}"
-    if verdict.category == "BANNED":
+def _alerts(verdict: Verdict, scores: ScoreTable) -> list[str]:
+    present = verdict.categories or (verdict.category,)
+    out = []
+    if "VIRUS" in present:
+        out.append(f"INFECTED, message contains virus: {', '.join(virus_names(verdict.hits))}")
+    if "BANNED" in present:
         parts = banned_parts(verdict.hits)
-        return f"BANNED, message contains {parts[0] if parts else 'a banned part'}"
-    return ""
+        out.append(f"BANNED, message contains {parts[0] if parts else 'a banned part'}")
+    if "BAD-HEADER" in present:
+        bad = next((h for h in verdict.hits if scores.get(h.symbol).category == "BAD-HEADER"),
+                   None)
+        what = (", ".join(bad.options) or scores.get(bad.symbol).description) if bad else ""
+        out.append(f"BAD HEADER SECTION, {what or 'malformed'}")
+    return out
 
 
 def extend(address: str, extension: str, delimiter: str) -> str:
-    """``user@dom`` -> ``user+spam@dom`` (an existing extension is kept before ours)."""
+    """``user@dom`` -> ``user+spam@dom``; an existing extension is replaced
+    (``user+work@dom`` -> ``user+spam@dom``), as amavis's ``$replace_existing_extension``
+    (on by default) does, so the delivery agent files it by ours."""
     local, at, domain = address.rpartition("@")
     if not at:
         return address
+    if delimiter and delimiter in local:
+        local = local.split(delimiter, 1)[0]
     return f"{local}{delimiter}{extension}@{domain}"

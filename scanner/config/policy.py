@@ -27,7 +27,8 @@ class PolicyConfig:
     tag2_level: float = opt(6.31, "score from which mail is spam: X-Spam-Flag YES, subject "
                             "tag, address extension (sa_tag2_level)")
     kill_level: float = opt(6.31, "score from which the spam destiny applies (sa_kill_level)")
-    dsn_cutoff_level: float = opt(10.0, "no bounce (DSN) for spam at or above this score")
+    dsn_cutoff_level: float = opt(10.0, "no bounce (DSN) when the recipient's score is at "
+                                  "or above this, whatever blocked the mail")
     virus_destiny: str = opt("discard", "what happens to VIRUS mail", choices=DESTINY_NAMES)
     banned_destiny: str = opt("discard", "what happens to BANNED mail", choices=DESTINY_NAMES)
     unchecked_destiny: str = opt("pass", "what happens to UNCHECKED mail (not fully "
@@ -49,7 +50,9 @@ class PolicyConfig:
     subject_tag_unchecked: str = opt("***UNCHECKED*** ", "prefix for the Subject of "
                                      "passed UNCHECKED mail; empty = none",
                                      text="header_text")
-    addr_extension_spam: str = opt("", "deliver spam to user+EXT@domain; empty = off")
+    addr_extension_spam: str = opt("", "deliver spam (>= tag2_level) of local recipients "
+                                   "to user+EXT@domain, replacing an extension the "
+                                   "address has; empty = off")
     recipient_delimiter: str = opt("+", "separator of the address extension")
     spam_lover: bool = opt(False, "pass spam to this recipient whatever the destiny")
     virus_lover: bool = opt(False, "pass viruses to this recipient (tagged)")
@@ -64,7 +67,8 @@ class PolicyConfig:
         [], "senders never spam for this recipient: user@dom, user@, @dom, @.dom (subdomains)")
     block_senders: tuple[str, ...] = opt([], "senders always spam for this recipient "
                                          "(same patterns)")
-    quarantine_to: str = opt("", "deliver quarantined copies to this address as well; "
+    quarantine_to: str = opt("", "deliver quarantined copies to this address as well "
+                             "(from <>, X-Envelope-From/-To in front; not taken = 451); "
                              "empty = store only")
     on_check_failure: str = opt(
         "tempfail", "a check that crashed: tempfail (451, Postfix retries) or unchecked "

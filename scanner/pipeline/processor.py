@@ -197,12 +197,16 @@ class Processor:
     def _log_summary(self, task: Task, outcome: Outcome) -> list[str]:
         """Log the summary line; return the scoreboard counters it adds to."""
         verdicts = list(task.verdicts.values())
-        worst = min(verdicts, key=lambda v: PRECEDENCE.index(v.category)) if verdicts else None
-        category = worst.category if worst else "CLEAN"
         # amavis's verbs: "Passed" for mail the next hop took, "Blocked" for mail kept
         # from it (discarded, rejected, bounced, or deferred with 4xx for a retry).
         relayed = any(a.startswith("Relayed") for a in outcome.actions)
+        kept = [v for v in verdicts if v.destiny not in (Destiny.PASS, Destiny.TEMPFAIL)]
         blocked = not relayed or any(v.destiny is not Destiny.PASS for v in verdicts)
+        # a Blocked line names the blocking category (amavis's [:ccat|major|blocking]),
+        # which for a lover of a higher one is not the highest category found
+        named = kept or verdicts
+        worst = min(named, key=lambda v: PRECEDENCE.index(v.category)) if named else None
+        category = worst.category if worst else "CLEAN"
         scored = worst is not None and worst.spam_scanned and any(
             self._scores.get(h.symbol).weight for h in worst.hits)
         summary = logline.Summary(

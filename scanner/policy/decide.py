@@ -4,8 +4,14 @@ A hit made for one recipient (``Hit.recipient``, e.g. pen pals) counts for that 
 
 Categories follow amavis's precedence. A recipient's bypass flags drop the hits of the
 matching kind of check; allow/block sender lists add SENDER_ALLOWLISTED or
-SENDER_BLOCKLISTED; lovers pass what their category would block. Symbols flagged
-``tempfail`` (e.g. CLAMAV_FAIL) defer the message.
+SENDER_BLOCKLISTED. As amavis decides a recipient's destiny, every category the
+message falls in for that recipient is looked at, highest first, and the first one
+whose destiny is not ``pass`` and which the recipient does not love blocks (so a virus
+lover still does not get a virus that is also spam his spam destiny discards); with no
+blocking category the verdict's category is the highest one found. A BAD-HEADER bounce
+from the null sender or bulk mail passes instead (amavis: its DSN would be suppressed
+and such headers are mostly harmless). Symbols flagged ``tempfail`` (e.g. CLAMAV_FAIL)
+defer the message.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from scanner.config.policy import PolicyConfig
+from scanner.pipeline.parse import header_text
 from scanner.policy.lookup import listed
 from scanner.scores import ScoreTable
 from scanner.task import Destiny, Hit, Task, Verdict
@@ -26,6 +33,11 @@ DESTINY = {"pass": Destiny.PASS, "discard": Destiny.DISCARD, "bounce": Destiny.B
 ALLOW, BLOCK = "SENDER_ALLOWLISTED", "SENDER_BLOCKLISTED"
 KIND_OF_CATEGORY = {"VIRUS": "virus", "UNCHECKED": "virus", "BANNED": "banned",
                     "BAD-HEADER": "header"}
+
+
+def is_bulk(task: Task) -> bool:
+    """Mail marked ``Precedence: bulk/list/junk``."""
+    return header_text(task.message, "Precedence").lower() in ("bulk", "list", "junk")
 
 
 def hit_kind(hit: Hit, scores: ScoreTable, kinds: Mapping[str, str]) -> str:
@@ -69,21 +81,30 @@ def decide(task: Task, address: str, policy: PolicyConfig, scores: ScoreTable,
             found.add("SPAMMY")
     if policy.oversized_size and len(task.raw) > policy.oversized_size:
         found.add("OVERSIZED")
-    category = next((c for c in PRECEDENCE if c in found), "CLEAN")
+    present = tuple(c for c in PRECEDENCE if c in found)
+    category = present[0] if present else "CLEAN"
     tempfail = sorted({h.symbol for h in hits if scores.get(h.symbol).tempfail})
     if failed and policy.on_check_failure == "tempfail":
         tempfail = sorted(set(tempfail) | {h.symbol for h in failed})
     verdict = Verdict(category, Destiny.PASS, score, hits=hits, policy=policy,
-                      spam_scanned=not policy.bypass_spam_checks)
+                      spam_scanned=not policy.bypass_spam_checks, categories=present)
     if tempfail:
         verdict.destiny, verdict.reason = Destiny.TEMPFAIL, ",".join(tempfail)
         return verdict
-    key = CATEGORY_KEY.get(category)
-    if key is None:
+    for cat in present:  # amavis: the first blocking category, highest first
+        key = CATEGORY_KEY.get(cat)
+        if key is None:
+            continue
+        destiny = DESTINY[getattr(policy, f"{key}_destiny")]
+        if destiny is Destiny.PASS:
+            continue
+        if getattr(policy, f"{key}_lover"):
+            verdict.lover = True
+            continue
+        if destiny is Destiny.BOUNCE and key == "bad_header" \
+                and (not task.envelope.sender or is_bulk(task)):
+            continue
+        verdict.category, verdict.destiny = cat, destiny
+        verdict.quarantine = key in policy.quarantine
         return verdict
-    if getattr(policy, f"{key}_lover"):
-        verdict.lover = True
-        return verdict
-    verdict.destiny = DESTINY[getattr(policy, f"{key}_destiny")]
-    verdict.quarantine = verdict.destiny is not Destiny.PASS and key in policy.quarantine
     return verdict
