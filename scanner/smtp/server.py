@@ -30,6 +30,9 @@ log = logging.getLogger("scanner.smtp")
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _PLAIN_ANGLE_ADDR = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>")
+_FAREWELL = ("221 ", "421 ", "502 5.5.1 Too many unrecognized commands")
+"""Replies after which the connection is closed (the last one is aiosmtpd's, to the
+fifth unknown command)."""
 
 
 class FilterSession(Session):
@@ -108,8 +111,7 @@ class FilterSMTP(SMTP):
         envelope = self.envelope
         if envelope is not None and envelope.mail_from is not None:
             return False  # a transaction is open: it finishes first
-        transport.write(b"421 4.3.2 Service shutting down, closing transmission channel\r\n")
-        transport.close()
+        self._write_closing("421 4.3.2 Service shutting down, closing transmission channel")
         return True
 
     async def smtp_LHLO(self, arg: str) -> None:
@@ -128,9 +130,8 @@ class FilterSMTP(SMTP):
                     "stays in the client's queue until the transport matches the listener "
                     "(scanner postfix-config prints it)", peer[0], command, local[1],
                     self.protocol_name)
-        transport.write(f"421 4.3.5 {command}: this is {self.protocol_name}, not {spoken}; "
-                        "check the Postfix transport, closing connection\r\n".encode())
-        transport.close()
+        self._write_closing(f"421 4.3.5 {command}: this is {self.protocol_name}, not "
+                            f"{spoken}; check the Postfix transport, closing connection")
 
     def _peer_allowed(self, host: str) -> bool:
         try:
@@ -144,14 +145,29 @@ class FilterSMTP(SMTP):
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and not self._in_ehlo:
             status = "\r\n".join(with_enhanced(line) for line in status.split("\r\n"))
-        if isinstance(status, str) and self._more_commands_waiting():
-            # PIPELINING: the client sent more commands; answer them in one write
+        if isinstance(status, str) and not status.isascii():
+            # a reply quoting the client's bytes that are not UTF-8 (surrogate escapes,
+            # as aiosmtpd decodes them): "?" for each, not an exception in place of it
+            status = status.encode("utf-8", "replace").decode("utf-8")
+        if (isinstance(status, str) and not status.startswith(_FAREWELL)
+                and self._more_commands_waiting()):
+            # PIPELINING: the client sent more commands; answer them in one write (but
+            # not a reply after which the connection closes: nothing would send them)
             self._held.append(status)
             return
         if self._held:
             status = "\r\n".join([*self._held, status])
             self._held = []
         await super().push(status)
+
+    def _write_closing(self, reply: str) -> None:
+        """Write ``reply`` (after any replies held for PIPELINING) and close."""
+        transport = self.transport
+        assert transport is not None
+        held, self._held = self._held, []
+        text = "\r\n".join([*held, reply]) + "\r\n"
+        transport.write(text.encode("utf-8", "replace"))
+        transport.close()
 
     def _more_commands_waiting(self) -> bool:
         """A complete command line is already buffered (asyncio StreamReader internals)."""
