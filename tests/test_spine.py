@@ -446,3 +446,25 @@ def test_a_reply_echoing_a_non_utf8_byte_is_still_sent(scanner, pipelined: bool)
     assert [r[:9] for r in replies] == [b"501 5.5.4", b"250 2.1.0", b"250 2.1.5", b"250 2.0.0",
                                         b"221 2.0.0"], replies
     assert b"N?ME" in replies[0]
+
+
+def test_commands_we_do_not_offer_are_refused_as_postfix_does(scanner):
+    """AUTH and STARTTLS are not advertised: aiosmtpd answered 538 (encryption required)
+    and 454 4.0.0 (a temporary failure, so a client might try again) and listed AUTH in
+    HELP. An LMTP session is asked for LHLO, not HELO, before MAIL."""
+    _, port = scanner
+    conn, f = _session(port)
+    replies = []
+    for command in (b"AUTH PLAIN AGEAYg==\r\n", b"STARTTLS\r\n", b"HELP\r\n"):
+        conn.sendall(command)
+        replies.append(f.readline().rstrip(b"\r\n"))
+    conn.close()
+    assert replies[0] == b"503 5.5.1 Error: authentication not enabled"
+    assert replies[1] == b"502 5.5.1 Error: command not implemented"
+    assert replies[2].startswith(b"250 ") and b"AUTH" not in replies[2], replies
+    lmtp_port = scanner[0].ports[1]
+    with socket.create_connection(("127.0.0.1", lmtp_port), timeout=30) as conn:
+        f = conn.makefile("rb")
+        f.readline()
+        conn.sendall(b"MAIL FROM:<a@example.org>\r\nQUIT\r\n")
+        assert f.readline() == b"503 5.5.1 Error: send LHLO first\r\n"

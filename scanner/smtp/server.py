@@ -117,6 +117,14 @@ class FilterSMTP(SMTP):
     async def smtp_LHLO(self, arg: str) -> None:
         await self.wrong_protocol("LHLO", "LMTP")
 
+    # Not advertised, so refused as Postfix's smtpd does without TLS and SASL (aiosmtpd
+    # answered 538 and 454, and listed AUTH in HELP: without @syntax it is not listed)
+    async def smtp_AUTH(self, arg: str) -> None:
+        await self.push("503 5.5.1 Error: authentication not enabled")
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        await self.push("502 5.5.1 Error: command not implemented")
+
     async def wrong_protocol(self, command: str, spoken: str) -> None:
         """The client greets in the other protocol: Postfix's transport points at the
         wrong listener. Answer 421 and close, so that Postfix keeps the mail queued; a
@@ -345,6 +353,9 @@ class FilterLMTP(FilterSMTP):
 
     async def smtp_HELO(self, arg: str) -> None:
         await self.wrong_protocol("HELO", "SMTP")
+
+    async def check_helo_needed(self, helo: str = "LHLO") -> bool:
+        return await super().check_helo_needed("LHLO")
 
     async def smtp_EHLO(self, arg: str) -> None:
         await self.wrong_protocol("EHLO", "SMTP")
