@@ -179,3 +179,20 @@ def test_no_more_workers_than_connections(tmp_path, caplog):
     assert "starting 2 worker(s), not 4" in caplog.text
     path.write_text("[server]\nworkers = 3\nconcurrency = 20\n")
     assert _workers(cfgmod.load(str(path))) == 3
+
+
+def test_scanner_serve_with_two_listeners_and_a_share_of_one_keeps_greeting(tmp_path):
+    """Four cores, server.concurrency 4 and a second listener (ORIGINATING, or LMTP):
+    every worker's share is 1. After its first session each worker's one slot went to
+    the accept loop of the listener nobody used, and the busy one greeted nobody again."""
+    proc, port = start_filter(tmp_path, free_port(), workers=2, lmtp_port=free_port(),
+                              server_extra="concurrency = 2")
+    try:
+        time.sleep(1.0)  # both workers up (the port opens before they fork)
+        for _ in range(6):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                assert _greeted(sock, 10).startswith(b"220 ")
+                sock.sendall(b"QUIT\r\n")
+                assert _greeted(sock, 10).startswith(b"221 ")
+    finally:
+        proc.stop()
