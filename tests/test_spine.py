@@ -193,6 +193,7 @@ def test_idle_timeout_does_not_cut_a_message_being_scanned_or_sent(tmp_path: Pat
                 conn.sendall(b"Subject: trickle\r\n")
                 time.sleep(0.5)
             conn.sendall(b"\r\nbody\r\n")  # then it stalls: dropped, nothing sent on
+            assert f.readline().startswith(b"421 4.4.2 ")  # said why (was a silent close)
             assert f.readline() == b""
     finally:
         proc.stop()

@@ -76,6 +76,16 @@ class FilterSMTP(SMTP):
             self._reset_timeout()
         super().data_received(data)
 
+    def _timeout_cb(self) -> None:
+        """server.idle_timeout passed without a byte from the client: say so with 421
+        (RFC 5321 3.8, as Postfix's smtpd does; aiosmtpd just closed), and close."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        log.info("%r idle for %g s, closing", getattr(self.session, "peer", None),
+                 self._timeout_duration)
+        self._write_closing("421 4.4.2 Timeout exceeded, closing connection")
+
     async def handle_exception(self, error: Exception) -> str:
         """A hook that raised: 451 (Postfix retries), not aiosmtpd's "500 Error: ..."."""
         with contextlib.suppress(Exception):
