@@ -85,6 +85,47 @@ def test_the_third_connection_waits_until_one_of_two_closes():
     asyncio.run(go())
 
 
+def test_an_idle_listener_holds_no_slot_of_the_share():
+    """Two listeners (10024 and an ORIGINATING 10026, say) share a worker's limit. Each
+    accept loop took a slot and held it while waiting for a connection, so a listener
+    nobody used kept one slot to itself: with a share of 2, the busy listener was
+    greeted once at a time; with a share of 1, after its first session its accept loop
+    queued behind the idle one and it never greeted again (Postfix's connects waited
+    for smtp_helo_timeout, mail deferred, until someone used the other listener)."""
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        busy, idle = (socket.create_server(("127.0.0.1", 0)) for _ in range(2))
+        for sock in (busy, idle):
+            sock.setblocking(False)
+        port = busy.getsockname()[1]
+        for share in (2, 1):
+            limit = ConnectionLimit(share, loop)
+            limit.serve(busy, _Session)
+            limit.serve(idle, _Session)
+            await asyncio.sleep(0.05)  # both accept loops wait for a connection
+            for _ in range(2):  # a second round: the first freed its slots again
+                clients = [await asyncio.open_connection("127.0.0.1", port)
+                           for _ in range(share + 1)]
+                greetings = [await _greeting(r, 5) for r, _ in clients[:share]]
+                assert greetings == [b"220 hello\r\n"] * share, (share, greetings)
+                assert await _greeting(clients[share][0], 0.3) is None  # over the share
+                clients[0][1].close()
+                assert await _greeting(clients[share][0], 5) == b"220 hello\r\n"
+                for _, writer in clients[1:]:
+                    writer.close()
+                for _ in range(250):
+                    if limit.open == 0:
+                        break
+                    await asyncio.sleep(0.02)
+                assert limit.open == 0
+            limit.close()
+            await asyncio.sleep(0)
+        busy.close()
+        idle.close()
+
+    asyncio.run(go())
+
+
 def _status(path: Path) -> dict:
     done = subprocess.run([sys.executable, "-m", "scanner", "status", "--file", str(path),
                            "--json"], capture_output=True, text=True, timeout=30, check=True)
@@ -138,3 +179,20 @@ def test_no_more_workers_than_connections(tmp_path, caplog):
     assert "starting 2 worker(s), not 4" in caplog.text
     path.write_text("[server]\nworkers = 3\nconcurrency = 20\n")
     assert _workers(cfgmod.load(str(path))) == 3
+
+
+def test_scanner_serve_with_two_listeners_and_a_share_of_one_keeps_greeting(tmp_path):
+    """Four cores, server.concurrency 4 and a second listener (ORIGINATING, or LMTP):
+    every worker's share is 1. After its first session each worker's one slot went to
+    the accept loop of the listener nobody used, and the busy one greeted nobody again."""
+    proc, port = start_filter(tmp_path, free_port(), workers=2, lmtp_port=free_port(),
+                              server_extra="concurrency = 2")
+    try:
+        time.sleep(1.0)  # both workers up (the port opens before they fork)
+        for _ in range(6):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                assert _greeted(sock, 10).startswith(b"220 ")
+                sock.sendall(b"QUIT\r\n")
+                assert _greeted(sock, 10).startswith(b"221 ")
+    finally:
+        proc.stop()

@@ -357,3 +357,35 @@ def test_an_exception_escaping_the_data_handler_is_a_451_per_recipient(lmtp: boo
     finally:
         listener.stop()
     assert all(r.startswith(b"451 4.3.0 ") for r in replies), replies
+
+
+@pytest.mark.parametrize("how", ["half-close", "close"])
+def test_a_client_gone_during_the_scan_gets_nothing_relayed(tmp_path: Path, sink: Sink,
+                                                           how: str):
+    """The end of the client's input while its message is scanned ends the transaction
+    unanswered and nothing is relayed, even after a mere half-close (SHUT_WR): it cannot
+    be told from Postfix's smtp process going away (killed, or its own timeout), and
+    then relaying would only duplicate the retry. A client must keep sending open
+    until it has the reply (Postfix does)."""
+    extra = FAULT.format(mode="sleep") + "seconds = 2\n"
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            f = conn.makefile("rb")
+            f.readline()
+            conn.sendall(b"HELO t\r\nMAIL FROM:<a@example.org>\r\n"
+                         b"RCPT TO:<b@example.test>\r\nDATA\r\n")
+            assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+            conn.sendall(message("gone", extra="X-Scanner-Fault: yes\r\n") + b".\r\n")
+            time.sleep(0.5)  # in the fault check's 2 s sleep now
+            conn.shutdown(socket.SHUT_WR if how == "half-close" else socket.SHUT_RDWR)
+            if how == "half-close":
+                assert f.readline() == b""  # no reply: the filter closed the connection
+        time.sleep(2.5)  # the scan would have ended and the message been relayed
+        assert sink.received == []
+        s = smtp(port)  # the worker goes on
+        assert s.sendmail("a@example.org", ["b@example.test"], message("after")) == {}
+        s.quit()
+    finally:
+        proc.stop()
+    assert len(sink.received) == 1

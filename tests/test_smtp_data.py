@@ -90,3 +90,20 @@ def test_address_fast_path_agrees_with_aiosmtpd(arg: str) -> None:
     ours = FilterSMTP._getaddr(object.__new__(FilterSMTP), arg)
     theirs = SMTP._getaddr(object.__new__(SMTP), arg)
     assert ours == theirs
+
+
+@pytest.mark.parametrize("value,code", [("9" * 5000, "552"), ("1" + "0" * 30, "552"),
+                                        ("\u0661\u0662", "501"), ("+12", "501"),
+                                        ("0" * 5000 + "12", None)])
+def test_size_values_python_cannot_or_should_not_read(value: str, code: str | None) -> None:
+    """A SIZE of more than 4300 digits made int() raise ValueError (Python's limit on
+    converting long digit strings): a 451 from the session's exception handler, not
+    552; Unicode digits (Arabic-Indic here, read as 12) are no RFC 1870 size-value."""
+    from scanner.smtp.params import ParamError, check_mail_params
+
+    if code is None:  # leading zeros: a small number
+        check_mail_params([("SIZE", value)], 10**8, True)
+        return
+    with pytest.raises(ParamError) as caught:
+        check_mail_params([("SIZE", value)], 10**8, True)
+    assert caught.value.reply.startswith(code)

@@ -193,6 +193,7 @@ def test_idle_timeout_does_not_cut_a_message_being_scanned_or_sent(tmp_path: Pat
                 conn.sendall(b"Subject: trickle\r\n")
                 time.sleep(0.5)
             conn.sendall(b"\r\nbody\r\n")  # then it stalls: dropped, nothing sent on
+            assert f.readline().startswith(b"421 4.4.2 ")  # said why (was a silent close)
             assert f.readline() == b""
     finally:
         proc.stop()
@@ -374,3 +375,97 @@ def test_pipelined_commands_get_their_replies_in_order(scanner, sink):
     assert f.readline().startswith(b"221")
     sock.close()
     assert sink.wait_for(1)[0].recipients == ["b@example.test", "c@example.test"]
+
+
+def _session(port: int, greeting: bytes = b"EHLO postfix.test\r\n") -> tuple[socket.socket, object]:
+    """A raw connection past the greeting and EHLO/LHLO (replies read)."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+    f = conn.makefile("rb")
+    f.readline()
+    conn.sendall(greeting)
+    while f.readline()[3:4] == b"-":
+        pass
+    return conn, f
+
+
+def _all_replies(f: object) -> list[bytes]:
+    """Every reply line until the filter closes the connection."""
+    lines = []
+    while line := f.readline():  # type: ignore[attr-defined]
+        lines.append(line.rstrip(b"\r\n"))
+    return lines
+
+
+def test_replies_held_for_pipelining_are_sent_before_the_connection_closes(scanner, sink):
+    """A reply to a pipelined command waits for the next one's to go out in one write.
+    When that next command closed the connection (QUIT, a wrong greeting, one unknown
+    command too many) while still more commands were buffered, the waiting replies were
+    dropped: after 'DATA ... . QUIT NOOP' the message was relayed but its 250 never
+    sent, so the client would send it again."""
+    _, port = scanner
+    conn, f = _session(port)
+    conn.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+    assert [f.readline()[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+    conn.sendall(message("piped quit") + b".\r\nQUIT\r\nNOOP\r\nRSET\r\n")
+    replies = _all_replies(f)
+    conn.close()
+    assert len(sink.wait_for(1)) == 1
+    assert [r[:4] for r in replies] == [b"250 ", b"221 "], replies
+    assert replies[0].startswith(b"250 2.0.0 from MTA(")
+
+    conn, f = _session(port)
+    conn.sendall(b"NOOP\r\nLHLO x\r\nNOOP\r\n")
+    replies = _all_replies(f)
+    conn.close()
+    assert [r[:9] for r in replies] == [b"250 2.0.0", b"421 4.3.5"], replies
+
+    conn, f = _session(port)
+    conn.sendall(b"".join(b"BOGUS%d\r\n" % i for i in range(7)))
+    replies = _all_replies(f)
+    conn.close()
+    assert [r[:4] for r in replies] == [b"500 "] * 4 + [b"502 "], replies
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_reply_echoing_a_non_utf8_byte_is_still_sent(scanner, pipelined: bool):
+    """A reply that quotes the client (a bad XFORWARD attribute name) with a byte that is
+    not UTF-8 could not be encoded: the exception became a 451, and with PIPELINING it
+    took the replies waiting for the same write with it (four commands, one reply)."""
+    _, port = scanner
+    conn, f = _session(port)
+    commands = [b"XFORWARD N\xffME=x\r\n", b"MAIL FROM:<a@example.org>\r\n",
+                b"RCPT TO:<b@example.test>\r\n", b"RSET\r\n", b"QUIT\r\n"]
+    if pipelined:
+        conn.sendall(b"".join(commands))
+        replies = _all_replies(f)
+    else:
+        replies = []
+        for command in commands:
+            conn.sendall(command)
+            replies.append(f.readline().rstrip(b"\r\n"))
+    conn.close()
+    assert [r[:9] for r in replies] == [b"501 5.5.4", b"250 2.1.0", b"250 2.1.5", b"250 2.0.0",
+                                        b"221 2.0.0"], replies
+    assert b"N?ME" in replies[0]
+
+
+def test_commands_we_do_not_offer_are_refused_as_postfix_does(scanner):
+    """AUTH and STARTTLS are not advertised: aiosmtpd answered 538 (encryption required)
+    and 454 4.0.0 (a temporary failure, so a client might try again) and listed AUTH in
+    HELP. An LMTP session is asked for LHLO, not HELO, before MAIL."""
+    _, port = scanner
+    conn, f = _session(port)
+    replies = []
+    for command in (b"AUTH PLAIN AGEAYg==\r\n", b"STARTTLS\r\n", b"HELP\r\n"):
+        conn.sendall(command)
+        replies.append(f.readline().rstrip(b"\r\n"))
+    conn.close()
+    assert replies[0] == b"503 5.5.1 Error: authentication not enabled"
+    assert replies[1] == b"502 5.5.1 Error: command not implemented"
+    assert replies[2].startswith(b"250 ") and b"AUTH" not in replies[2], replies
+    lmtp_port = scanner[0].ports[1]
+    with socket.create_connection(("127.0.0.1", lmtp_port), timeout=30) as conn:
+        f = conn.makefile("rb")
+        f.readline()
+        conn.sendall(b"MAIL FROM:<a@example.org>\r\nQUIT\r\n")
+        assert f.readline() == b"503 5.5.1 Error: send LHLO first\r\n"

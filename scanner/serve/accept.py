@@ -10,7 +10,11 @@ listen queue (Postfix's TCP connect succeeds at once and it waits for the greeti
 ``smtp_helo_timeout``, 300 s by default) until a connection closes.
 
 asyncio's ``create_server`` cannot pause accepting, so the accept loop is ours: one task
-per listening socket, all of them drawing on one semaphore.
+per listening socket, all of them drawing on one count of open connections. A loop holds
+no slot while it waits: it waits for a free slot, then for its socket to be readable,
+and takes the slot and the connection together (no ``await`` between them). Reserving
+a slot before waiting in ``accept`` let a listener nobody used keep one to itself, and
+with a share of 1 starve the other listener for good.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ class ConnectionLimit:
             raise ValueError("a worker's connection limit must be at least 1")
         self.limit = limit
         self._loop = loop
-        self._free = asyncio.Semaphore(limit)
         self._open = 0
+        self._room = asyncio.Event()  # set while fewer than ``limit`` are open
+        self._room.set()
         self._tasks: list[asyncio.Task] = []
         self._sessions: set[asyncio.Protocol] = set()
         self._on_change = on_change
@@ -86,24 +91,35 @@ class ConnectionLimit:
     async def _accept_loop(self, sock: socket.socket,
                            factory: Callable[[], asyncio.Protocol]) -> None:
         while True:
-            await self._free.acquire()
-            try:
-                conn = await self._accept(sock)
-            except BaseException:
-                self._free.release()
-                raise
+            await self._room.wait()
+            await self._readable(sock)
+            if self._open >= self.limit:  # another listener's connection came first
+                continue
+            conn = await self._accept(sock)
             if conn is None:
-                self._free.release()
                 continue
             await self._start(conn, factory)
-            if self._free.locked():
+            if self._open >= self.limit:
                 log.debug("all %d connection slots of this worker in use; further "
                           "connections go to other workers or wait", self.limit)
 
-    async def _accept(self, sock: socket.socket) -> socket.socket | None:
-        """One accepted connection, or None after an error that is worth retrying."""
+    async def _readable(self, sock: socket.socket) -> None:
+        """Until a connection waits on ``sock`` (or another worker took it meanwhile)."""
+        ready = self._loop.create_future()
+        fd = sock.fileno()
+        self._loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
         try:
-            conn, _ = await self._loop.sock_accept(sock)
+            await ready
+        finally:
+            self._loop.remove_reader(fd)
+
+    async def _accept(self, sock: socket.socket) -> socket.socket | None:
+        """One accepted connection, or None after an error that is worth retrying (or
+        when another worker took the connection first)."""
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
         except OSError as exc:
             if exc.errno in _RESOURCE_ERRORS:
                 log.error("cannot accept connections on %s: %s; retrying in %.0f s",
@@ -117,7 +133,9 @@ class ConnectionLimit:
     async def _start(self, conn: socket.socket,
                      factory: Callable[[], asyncio.Protocol]) -> None:
         """Run a protocol on ``conn``; its slot is freed when its session task ends."""
-        self._open += 1
+        self._open += 1  # before any await: the slot is taken with the connection
+        if self._open >= self.limit:
+            self._room.clear()
         self._report()
         try:
             _, protocol = await self._loop.connect_accepted_socket(factory, conn)
@@ -138,7 +156,7 @@ class ConnectionLimit:
         if protocol is not None:
             self._sessions.discard(protocol)
         self._open -= 1
-        self._free.release()
+        self._room.set()
         self._report()
 
     def _report(self) -> None:

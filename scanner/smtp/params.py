@@ -49,9 +49,11 @@ def check_mail_params(params: list[Param], size_limit: int, smtputf8_ok: bool) -
             if not smtputf8_ok:
                 raise ParamError("555 5.5.4 SMTPUTF8 is not enabled")
         elif key == "SIZE":
-            if value is None or not value.isdigit():
+            if value is None or not (value.isascii() and value.isdigit()):
                 raise ParamError("501 5.5.4 SIZE needs a number")
-            if int(value) > size_limit:
+            # more than 20 digits exceeds any limit (and int() refuses 4300 and more)
+            digits = value.lstrip("0") or "0"
+            if len(digits) > 20 or int(digits) > size_limit:
                 raise ParamError("552 5.3.4 Message size exceeds fixed limit")
         elif key == "RET":
             if value is None or value.upper() not in ("FULL", "HDRS"):

@@ -30,6 +30,9 @@ log = logging.getLogger("scanner.smtp")
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _PLAIN_ANGLE_ADDR = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>")
+_FAREWELL = ("221 ", "421 ", "502 5.5.1 Too many unrecognized commands")
+"""Replies after which the connection is closed (the last one is aiosmtpd's, to the
+fifth unknown command)."""
 
 
 class FilterSession(Session):
@@ -73,6 +76,16 @@ class FilterSMTP(SMTP):
             self._reset_timeout()
         super().data_received(data)
 
+    def _timeout_cb(self) -> None:
+        """server.idle_timeout passed without a byte from the client: say so with 421
+        (RFC 5321 3.8, as Postfix's smtpd does; aiosmtpd just closed), and close."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        log.info("%r idle for %g s, closing", getattr(self.session, "peer", None),
+                 self._timeout_duration)
+        self._write_closing("421 4.4.2 Timeout exceeded, closing connection")
+
     async def handle_exception(self, error: Exception) -> str:
         """A hook that raised: 451 (Postfix retries), not aiosmtpd's "500 Error: ..."."""
         with contextlib.suppress(Exception):
@@ -108,12 +121,19 @@ class FilterSMTP(SMTP):
         envelope = self.envelope
         if envelope is not None and envelope.mail_from is not None:
             return False  # a transaction is open: it finishes first
-        transport.write(b"421 4.3.2 Service shutting down, closing transmission channel\r\n")
-        transport.close()
+        self._write_closing("421 4.3.2 Service shutting down, closing transmission channel")
         return True
 
     async def smtp_LHLO(self, arg: str) -> None:
         await self.wrong_protocol("LHLO", "LMTP")
+
+    # Not advertised, so refused as Postfix's smtpd does without TLS and SASL (aiosmtpd
+    # answered 538 and 454, and listed AUTH in HELP: without @syntax it is not listed)
+    async def smtp_AUTH(self, arg: str) -> None:
+        await self.push("503 5.5.1 Error: authentication not enabled")
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        await self.push("502 5.5.1 Error: command not implemented")
 
     async def wrong_protocol(self, command: str, spoken: str) -> None:
         """The client greets in the other protocol: Postfix's transport points at the
@@ -128,9 +148,8 @@ class FilterSMTP(SMTP):
                     "stays in the client's queue until the transport matches the listener "
                     "(scanner postfix-config prints it)", peer[0], command, local[1],
                     self.protocol_name)
-        transport.write(f"421 4.3.5 {command}: this is {self.protocol_name}, not {spoken}; "
-                        "check the Postfix transport, closing connection\r\n".encode())
-        transport.close()
+        self._write_closing(f"421 4.3.5 {command}: this is {self.protocol_name}, not "
+                            f"{spoken}; check the Postfix transport, closing connection")
 
     def _peer_allowed(self, host: str) -> bool:
         try:
@@ -144,14 +163,29 @@ class FilterSMTP(SMTP):
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and not self._in_ehlo:
             status = "\r\n".join(with_enhanced(line) for line in status.split("\r\n"))
-        if isinstance(status, str) and self._more_commands_waiting():
-            # PIPELINING: the client sent more commands; answer them in one write
+        if isinstance(status, str) and not status.isascii():
+            # a reply quoting the client's bytes that are not UTF-8 (surrogate escapes,
+            # as aiosmtpd decodes them): "?" for each, not an exception in place of it
+            status = status.encode("utf-8", "replace").decode("utf-8")
+        if (isinstance(status, str) and not status.startswith(_FAREWELL)
+                and self._more_commands_waiting()):
+            # PIPELINING: the client sent more commands; answer them in one write (but
+            # not a reply after which the connection closes: nothing would send them)
             self._held.append(status)
             return
         if self._held:
             status = "\r\n".join([*self._held, status])
             self._held = []
         await super().push(status)
+
+    def _write_closing(self, reply: str) -> None:
+        """Write ``reply`` (after any replies held for PIPELINING) and close."""
+        transport = self.transport
+        assert transport is not None
+        held, self._held = self._held, []
+        text = "\r\n".join([*held, reply]) + "\r\n"
+        transport.write(text.encode("utf-8", "replace"))
+        transport.close()
 
     def _more_commands_waiting(self) -> bool:
         """A complete command line is already buffered (asyncio StreamReader internals)."""
@@ -329,6 +363,9 @@ class FilterLMTP(FilterSMTP):
 
     async def smtp_HELO(self, arg: str) -> None:
         await self.wrong_protocol("HELO", "SMTP")
+
+    async def check_helo_needed(self, helo: str = "LHLO") -> bool:
+        return await super().check_helo_needed("LHLO")
 
     async def smtp_EHLO(self, arg: str) -> None:
         await self.wrong_protocol("EHLO", "SMTP")
