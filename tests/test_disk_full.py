@@ -78,7 +78,7 @@ def test_a_log_file_that_cannot_be_reopened_fails_no_message(tmp_path: Path, sin
         proc.stop()
     assert len(sink.wait_for(3)) == 3
     stderr = proc.stderr_text()
-    assert f"cannot write the log file {log_file}: No space left on device" in stderr
+    assert f"cannot write to the log file {log_file}: No space left on device" in stderr
     assert "Traceback" not in stderr
     text = log_file.read_text()
     assert "Passed CLEAN" in text and "<after@example.org>" in text

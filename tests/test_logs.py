@@ -95,6 +95,39 @@ def test_syslog_without_a_socket_is_one_warning_not_a_traceback_per_line(
     assert err.count("scanner[") == 6  # the warning and the five lines, on standard error
 
 
+def test_syslog_that_goes_away_is_said_once_and_used_again_when_back(
+        restore_logging: None, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The syslog daemon stops while the filter runs: every line printed a "Logging
+    error" traceback to standard error; now one line says so, and when the daemon is
+    back the lines go there again with a count of those lost."""
+    import socket
+
+    import scanner.serve.logs as logs
+
+    path = str(tmp_path / "dev-log")
+    daemon = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    daemon.bind(path)
+    monkeypatch.setattr(logs, "SYSLOG_SOCKET", path)
+    setup_logging(ServerConfig(syslog=True), "mx.example.org")
+    log = logging.getLogger("scanner")
+    log.info("first")
+    assert b"first" in daemon.recv(4096)
+    daemon.close()
+    Path(path).unlink()
+    for n in range(5):
+        log.info("lost %d", n)
+    err = capsys.readouterr().err
+    assert err.count(f"cannot write to syslog ({path})") == 1, err
+    assert "Traceback" not in err and "Logging error" not in err
+    daemon = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # the daemon restarted
+    daemon.bind(path)
+    daemon.settimeout(5)
+    log.info("back")
+    got = [daemon.recv(4096), daemon.recv(4096)]
+    daemon.close()
+    assert b"back" in got[0] and b"5 log line(s) could not be written to syslog" in got[1]
+
+
 def test_under_systemd_standard_error_lines_leave_time_and_host_to_the_journal(
         restore_logging: None, monkeypatch, capsys) -> None:
     monkeypatch.setenv("JOURNAL_STREAM", "8:12345")

@@ -36,21 +36,18 @@ class _HostFilter(logging.Filter):
         return True
 
 
-class LogFile(logging.handlers.WatchedFileHandler):
-    """A ``WatchedFileHandler`` whose ``emit`` never raises.
+class _NeverRaises(logging.Handler):
+    """A handler whose ``emit`` never raises: a line it cannot write is counted, said
+    once on standard error (no traceback per line), and the count is logged when a
+    line goes through again."""
 
-    Python's reopens a moved file outside its error handling, so when the new file
-    could not be created every log call raised, into the middle of a message (which
-    then got a 5xx after the next hop had taken it)."""
-
-    def __init__(self, filename: str) -> None:
-        super().__init__(filename, encoding="utf-8")
-        self.lost = 0
+    lost = 0
+    target = "the log"
 
     def emit(self, record: logging.LogRecord) -> None:
         lost = self.lost
         try:
-            super().emit(record)
+            super().emit(record)  # type: ignore[safe-super]
         except Exception:
             self.handleError(record)
         if lost and self.lost == lost:  # written again: say how many were not
@@ -59,7 +56,7 @@ class LogFile(logging.handlers.WatchedFileHandler):
                                           "levelname": "WARNING", "args": (),
                                           "exc_info": None, "exc_text": None,
                                           "msg": f"{lost} log line(s) could not be written "
-                                                 f"to {self.baseFilename}"})
+                                                 f"to {self.target}"})
             self.emit(note)
 
     def handleError(self, record: logging.LogRecord) -> None:
@@ -67,10 +64,29 @@ class LogFile(logging.handlers.WatchedFileHandler):
             exc = sys.exc_info()[1]
             reason = getattr(exc, "strerror", None) or exc
             with contextlib.suppress(Exception):
-                sys.stderr.write(f"scanner: cannot write the log file {self.baseFilename}: "
-                                 f"{reason}; its lines are lost until it can\n")
+                sys.stderr.write(f"scanner: cannot write to {self.target}: {reason}; its "
+                                 "lines are lost until it can\n")
                 sys.stderr.flush()
         self.lost += 1
+
+
+class LogFile(_NeverRaises, logging.handlers.WatchedFileHandler):
+    """The log file: reopened when moved away, and (Python's reopens a moved file
+    outside its error handling, so when the new file could not be created every log
+    call raised, into the middle of a message) never raising."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename, encoding="utf-8")
+        self.target = f"the log file {self.baseFilename}"
+
+
+class Syslog(_NeverRaises, logging.handlers.SysLogHandler):
+    """Syslog (facility mail) that says once, not with a traceback per line, when its
+    socket went away (syslog daemon stopped); it reconnects when the socket is back."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+        self.target = f"syslog ({path})"
 
 
 def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration") -> None:
@@ -100,8 +116,7 @@ def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration
                 "syslog unavailable (%s: %s): logging to %s only", SYSLOG_SOCKET, problem,
                 cfg.log_file or "standard error")
         else:
-            sys_handler = logging.handlers.SysLogHandler(
-                SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+            sys_handler = Syslog(SYSLOG_SOCKET)
             sys_handler.setFormatter(logging.Formatter(JOURNAL_FORMAT))
             root.addHandler(sys_handler)
     root.setLevel(cfg.log_level.upper())
