@@ -84,5 +84,9 @@ async def send_notice(pool: ConnectionPool, address: str, data: bytes, log_id: s
 async def notify_admins(task: Task, pool: ConnectionPool, hostname: str,
                         quarantine: str | None) -> None:
     for admin, category in _targets(task).items():
-        notice = build_notice(task, admin, category, hostname, quarantine)
+        try:
+            notice = build_notice(task, admin, category, hostname, quarantine)
+        except Exception:  # never raised: the message has been dealt with (see send_notice)
+            log.exception("(%s) admin notification to <%s> not built", task.log_id, admin)
+            continue
         await send_notice(pool, admin, notice, task.log_id, "admin notification")

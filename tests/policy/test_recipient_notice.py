@@ -84,3 +84,21 @@ def test_a_notice_that_fails_is_logged_never_raised(caplog) -> None:
                             "notice to recipient"))
     assert "notice to recipient to <b@example.test> failed: RuntimeError: pool exploded" \
         in caplog.text
+
+
+def test_an_admin_notice_that_cannot_be_built_is_logged_never_raised(monkeypatch,
+                                                                      caplog) -> None:
+    """Notices go out after the message was dealt with: an exception there would defer,
+    and so deliver again, a message already delivered (as for recipient notices)."""
+    import asyncio
+
+    from scanner.actions import notify
+
+    def broken(*_args: object) -> bytes:
+        raise ValueError("cannot write this")
+
+    monkeypatch.setattr(notify, "build_notice", broken)
+    policy = PolicyConfig(notify_admin={"banned": "postmaster@example.test"})
+    task = _task({"b@example.test": ("BANNED", Destiny.DISCARD, policy)})
+    asyncio.run(notify.notify_admins(task, None, "mx.example.test", None))  # type: ignore[arg-type]
+    assert "admin notification to <postmaster@example.test> not built" in caplog.text
