@@ -19,7 +19,9 @@ skipped; nothing here raises for bad input except for a path that does not exist
 from __future__ import annotations
 
 import bz2
+import errno
 import gzip
+import io
 import lzma
 import os
 import re
@@ -27,7 +29,7 @@ import stat
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from scanner.bounded import read_at_most
 
@@ -39,7 +41,25 @@ MAX_LINE_PIECE = 1 << 20
 
 _FROM_LINE = re.compile(rb"^From \S+.*(?:\d{1,2}:\d{2}|\b\d{4}\s*$)")
 _HEADER_START = re.compile(rb"^[!-9;-~]+[ \t]*:")
-_COMPRESSED = ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open))
+Opener = Callable[[BinaryIO], BinaryIO]
+
+
+def _gunzip(raw: BinaryIO) -> BinaryIO:
+    return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+def _unxz(raw: BinaryIO) -> BinaryIO:
+    return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value]  # noqa: SIM115
+
+
+def _bunzip2(raw: BinaryIO) -> BinaryIO:
+    return bz2.BZ2File(raw, "rb")  # type: ignore[return-value]  # noqa: SIM115
+
+
+# (magic, decompressing reader over the raw file, tarfile's name for it); the readers
+# leave the raw file open when closed
+_COMPRESSED: tuple[tuple[bytes, Opener, str], ...] = (
+    (b"\x1f\x8b", _gunzip, "gz"), (b"\xfd7zXZ\x00", _unxz, "xz"), (b"BZh", _bunzip2, "bz2"))
 
 
 def _ignore(name: str, reason: str) -> None:
@@ -51,7 +71,7 @@ def iter_messages(path: str, on_problem: ProblemHandler = _ignore) -> Iterator[t
     if not os.path.exists(path):
         archive, sep, prefix = path.partition("#")
         if sep and os.path.isfile(archive):
-            yield from _read_tar(archive, prefix.strip("/"), on_problem)
+            yield from _read_tar_prefix(archive, prefix.strip("/"), on_problem)
             return
         raise FileNotFoundError(f"{path}: no such file or directory")
     if not os.path.isdir(path) and not _regular(path, on_problem):
@@ -88,22 +108,67 @@ def detect_format(path: str) -> str:
             return "mh"
         return "directory"
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(512)
-    except OSError:
+        with _open(path) as handle:
+            tar_mode, opener = _sniff(handle)
+            if tar_mode is not None:
+                return "tar"
+            if opener is not None:
+                return "compressed"
+            head = handle.read(5)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error):
         return "message"
-    if _is_tar(path):
-        return "tar"
-    if any(head.startswith(magic) for magic, _ in _COMPRESSED):
-        return "compressed"
-    return "mbox" if head.startswith(b"From ") else "message"
+    return "mbox" if head == b"From " else "message"
 
 
-def _is_tar(path: str) -> bool:
+class _NoWaitFile(io.FileIO):
+    """A file opened non-blocking whose reads raise instead of returning None when no
+    data is there (a regular file of /proc such as ``/proc/kmsg`` blocks a plain read
+    for ever, waiting for the kernel to log something)."""
+
+    def readinto(self, buffer: Any) -> int:
+        count = super().readinto(buffer)
+        if count is None:
+            raise BlockingIOError(errno.EAGAIN, "it has no data to read without waiting "
+                                  "(a file of /proc or /sys?)")
+        return count
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        if data is None:
+            raise BlockingIOError(errno.EAGAIN, "it has no data to read without waiting "
+                                  "(a file of /proc or /sys?)")
+        return data
+
+
+def _open(name: str) -> BinaryIO:
+    """Open a file for reading without ever waiting for data (:class:`_NoWaitFile`)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    return io.BufferedReader(_NoWaitFile(fd, "rb"))
+
+
+def _sniff(handle: BinaryIO) -> tuple[str | None, Opener | None]:
+    """(tarfile mode if the file is a tar archive, else None; decompressor or None),
+    from the first bytes, with the handle rewound. Not ``tarfile.is_tarfile``: it also
+    tries LZMA's headerless format on any file, which takes a file of zeros for an empty
+    archive after decoding all of it (``/proc/self/pagemap``: for ever)."""
+    head = handle.read(512)
+    handle.seek(0)
+    for magic, opener, suffix in _COMPRESSED:
+        if head.startswith(magic):
+            with opener(handle) as stream:
+                inner = read_at_most(stream, 512)
+            handle.seek(0)
+            return (f"r:{suffix}" if _tar_header(inner) else None), opener
+    return ("r:" if _tar_header(head) else None), None
+
+
+def _tar_header(block: bytes) -> bool:
+    """Is ``block`` a tar header with a valid checksum (the start of a tar archive)?"""
     try:
-        return tarfile.is_tarfile(path)
-    except (OSError, tarfile.TarError, EOFError, lzma.LZMAError, ValueError):
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.TarError:
         return False
+    return True
 
 
 def _listdir(folder: str, on_problem: ProblemHandler) -> list[str]:
@@ -154,39 +219,53 @@ def _read_files(files: Iterable[str], on_problem: ProblemHandler) -> Iterator[tu
         if not _regular(name, on_problem):
             continue
         try:
-            if _is_tar(name):
-                yield from _read_tar(name, "", on_problem)
-                continue
-            with _open_maybe_compressed(name) as handle:
-                yield from _split_stream(name, handle, on_problem)
+            with _open(name) as handle:
+                tar_mode, opener = _sniff(handle)
+                if tar_mode is not None:
+                    yield from _read_tar(name, "", on_problem, handle, tar_mode)
+                elif opener is not None:
+                    with opener(handle) as stream:
+                        yield from _split_stream(name, stream, on_problem)
+                else:
+                    yield from _split_stream(name, handle, on_problem)
         except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
             on_problem(name, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
 
 
-def _open_maybe_compressed(name: str) -> BinaryIO:
-    with open(name, "rb") as probe:
-        head = probe.read(8)
-    for magic, opener in _COMPRESSED:
-        if head.startswith(magic):
-            return opener(name, "rb")  # type: ignore[return-value]
-    return open(name, "rb")  # noqa: SIM115 - returned to a with statement
-
-
-def _read_tar(archive: str, prefix: str, on_problem: ProblemHandler) -> Iterator[tuple[str, bytes]]:
+def _read_tar_prefix(archive: str, prefix: str, on_problem: ProblemHandler
+                     ) -> Iterator[tuple[str, bytes]]:
+    """The members under ``prefix`` of the tar archive ``archive`` (``ARCHIVE#PREFIX``)."""
+    if not _regular(archive, on_problem):
+        return
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with _open(archive) as handle:
+            tar_mode, _ = _sniff(handle)
+            if tar_mode is None:
+                on_problem(archive, f"not a tar archive, so '#{prefix}' selects nothing")
+                return
+            yield from _read_tar(archive, prefix, on_problem, handle, tar_mode)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        on_problem(archive, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _read_tar(archive: str, prefix: str, on_problem: ProblemHandler, handle: BinaryIO,
+              mode: str) -> Iterator[tuple[str, bytes]]:
+    try:
+        with tarfile.open(None, mode, fileobj=handle) as tar:
             members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
+            if prefix:
+                members = [m for m in members if (m.name + "/").startswith(prefix + "/")]
+                if not members:
+                    on_problem(archive, f"has no files under '{prefix}' (ARCHIVE#PREFIX)")
             for member in members:
                 parts = member.name.split("/")
-                if prefix and not (member.name + "/").startswith(prefix + "/"):
-                    continue
                 if any(p.startswith(".") for p in parts):
                     continue
-                handle = tar.extractfile(member)
-                if handle is None:
+                stream = tar.extractfile(member)
+                if stream is None:
                     continue
-                yield from _split_stream(f"{archive}#{member.name}", handle, on_problem)
-    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError) as exc:
+                yield from _split_stream(f"{archive}#{member.name}", stream, on_problem)
+    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, zlib.error) as exc:
         on_problem(archive, f"cannot read archive: {exc}")
 
 

@@ -194,3 +194,58 @@ def test_unreadable_directories_are_reported_not_raised_or_skipped_silently(
     names, _, problems = collect(plain)
     assert names == [str(plain / "a.eml")]
     assert problems == [(str(plain / "sub"), "cannot read the directory: Permission denied")]
+
+
+def test_a_file_of_zeros_is_reported_not_taken_for_a_tar_archive(tmp_path: Path) -> None:
+    """tarfile.is_tarfile tries LZMA's headerless format on any file and takes zeros for
+    an empty archive (after decoding all of them): a Maildir file left as NULs by a crash
+    was skipped without a word, and /proc/self/pagemap hung the reader."""
+    (tmp_path / "1.eml").write_bytes(MSGS[0])
+    (tmp_path / "2.eml").write_bytes(bytes(8192))
+    names, raws, problems = collect(tmp_path)
+    assert raws == [MSGS[0]]
+    assert problems == [(str(tmp_path / "2.eml"),
+                         "does not look like a mail message (no header at the start)")]
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_tar_archives_plain_and_compressed(tmp_path: Path, mode: str) -> None:
+    archive = tmp_path / "box.tar"
+    with tarfile.open(archive, mode) as tar:
+        for i, msg in enumerate(MSGS):
+            info = tarfile.TarInfo(f"mail/{i}")
+            info.size = len(msg)
+            tar.addfile(info, io.BytesIO(msg))
+    assert detect_format(str(archive)) == "tar"
+    names, raws, problems = collect(archive)
+    assert raws == MSGS and not problems
+    names, raws, problems = collect(f"{archive}#nothing/here")
+    assert raws == [] and problems == [(str(archive),
+                                        "has no files under 'nothing/here' (ARCHIVE#PREFIX)")]
+
+
+def test_a_prefix_on_a_file_that_is_no_tar_archive_is_reported(tmp_path: Path) -> None:
+    box = tmp_path / "box"
+    box.write_bytes(mbox_bytes(MSGS))
+    names, raws, problems = collect(f"{box}#sub")
+    assert raws == [] and problems == [(str(box), "not a tar archive, so '#sub' selects nothing")]
+
+
+@pytest.mark.parametrize("name", ["/proc/kmsg", "/proc/self/pagemap"])
+def test_files_of_proc_are_reported_without_hanging(name: str) -> None:
+    """Regular files by stat, yet /proc/kmsg blocks a read until the kernel logs something
+    and /proc/self/pagemap is a file of zeros as large as the address space."""
+    import subprocess
+    import sys
+
+    try:
+        os.close(os.open(name, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError:
+        pytest.skip(f"{name} cannot be opened here")
+    code = ("from scanner.ml.mailbox_reader import iter_messages\n"
+            f"items = list(iter_messages({name!r}, lambda n, r: print('PROBLEM', n, r)))\n"
+            "print('MESSAGES', len(items))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])  # hang guard
+    assert done.returncode == 0, done.stderr
+    assert f"PROBLEM {name}" in done.stdout and "MESSAGES 0" in done.stdout
