@@ -19,9 +19,7 @@ skipped; nothing here raises for bad input except for a path that does not exist
 from __future__ import annotations
 
 import bz2
-import errno
 import gzip
-import io
 import lzma
 import os
 import re
@@ -29,8 +27,9 @@ import stat
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
+from scanner.bounded import open_without_waiting as _open
 from scanner.bounded import read_at_most
 
 ProblemHandler = Callable[[str, str], None]
@@ -118,32 +117,6 @@ def detect_format(path: str) -> str:
     except (OSError, EOFError, lzma.LZMAError, zlib.error):
         return "message"
     return "mbox" if head == b"From " else "message"
-
-
-class _NoWaitFile(io.FileIO):
-    """A file opened non-blocking whose reads raise instead of returning None when no
-    data is there (a regular file of /proc such as ``/proc/kmsg`` blocks a plain read
-    for ever, waiting for the kernel to log something)."""
-
-    def readinto(self, buffer: Any) -> int:
-        count = super().readinto(buffer)
-        if count is None:
-            raise BlockingIOError(errno.EAGAIN, "it has no data to read without waiting "
-                                  "(a file of /proc or /sys?)")
-        return count
-
-    def readall(self) -> bytes:
-        data = super().readall()
-        if data is None:
-            raise BlockingIOError(errno.EAGAIN, "it has no data to read without waiting "
-                                  "(a file of /proc or /sys?)")
-        return data
-
-
-def _open(name: str) -> BinaryIO:
-    """Open a file for reading without ever waiting for data (:class:`_NoWaitFile`)."""
-    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    return io.BufferedReader(_NoWaitFile(fd, "rb"))
 
 
 def _sniff(handle: BinaryIO) -> tuple[str | None, Opener | None]:
