@@ -6,8 +6,9 @@ bytes)`` per message in a stable order (sorted names), so training is reproducib
 * a directory with ``cur/`` or ``new/``: Maildir;
 * a directory with ``.mh_sequences`` or only numeric file names: MH folder;
 * any other directory: every file below it (recursively, dot-files skipped);
-* a file starting with an mbox ``From `` line: mbox (``From `` lines in bodies that do
-  not look like separators — no time of day — are kept as body text);
+* a file starting with an mbox ``From `` line: mbox (a ``From `` line separates
+  messages only after a blank line and with an asctime() date; other ``From `` lines in
+  bodies are kept as body text);
 * ``.gz``, ``.xz``, ``.bz2`` files (detected by content) are decompressed, and tar
   archives (compressed or not) are read member by member; ``ARCHIVE#PREFIX`` limits a
   tar archive to members under ``PREFIX`` (e.g. ``corpus.tar.xz#corpus/spam``).
@@ -38,7 +39,14 @@ MAX_MESSAGE_BYTES = 64 << 20
 # endless line is a few megabytes) must not be held in memory whole
 MAX_LINE_PIECE = 1 << 20
 
-_FROM_LINE = re.compile(rb"^From \S+.*(?:\d{1,2}:\d{2}|\b\d{4}\s*$)")
+# an mbox separator: "From SENDER" and an asctime() date (day, month, day of month,
+# time; a zone or "remote from HOST" may follow), as qmail, Postfix, mutt and Thunderbird
+# ("From - Mon ...") write it; a body line such as "From the desk of the CEO, 12:30 today"
+# is not one
+_FROM_LINE = re.compile(
+    rb"^From \S*\s+(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+"
+    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+\d{1,2}\s+\d{1,2}:\d{2}"
+    rb"(?::\d{2})?\s+(?:\S+\s+)?\d{4}\b")
 _HEADER_START = re.compile(rb"^[!-9;-~]+[ \t]*:")
 Opener = Callable[[BinaryIO], BinaryIO]
 

@@ -249,3 +249,21 @@ def test_files_of_proc_are_reported_without_hanging(name: str) -> None:
                           timeout=120, cwd=Path(__file__).resolve().parents[2])  # hang guard
     assert done.returncode == 0, done.stderr
     assert f"PROBLEM {name}" in done.stdout and "MESSAGES 0" in done.stdout
+
+
+@pytest.mark.parametrize("line", [b"From the desk of the CEO: lunch at 12:30 today",
+                                  b"From 2019 to 2024"])
+def test_a_from_line_in_a_body_with_a_time_or_year_is_body_text(tmp_path: Path,
+                                                                line: bytes) -> None:
+    """Only a From line with an asctime() date separates messages; one with a time of
+    day or a year at its end cut the message in two (the second half skipped as "no
+    header at the start")."""
+    body_with_from = MSGS[0].replace(b"\nHi,\n", b"\nHi,\n\n" + line + b"\n")
+    box = tmp_path / "box"
+    box.write_bytes(mbox_bytes([body_with_from, MSGS[1]]))
+    names, raws, problems = collect(box)
+    assert not problems and len(raws) == 2 and line in raws[0]
+    crlf = tmp_path / "crlf"
+    crlf.write_bytes(box.read_bytes().replace(b"\n", b"\r\n"))
+    names, raws, problems = collect(crlf)
+    assert not problems and len(raws) == 2 and line in raws[0]
