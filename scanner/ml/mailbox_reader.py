@@ -252,7 +252,13 @@ def _read_tar(archive: str, prefix: str, on_problem: ProblemHandler, handle: Bin
 
 def _split_stream(name: str, handle: BinaryIO, on_problem: ProblemHandler
                   ) -> Iterator[tuple[str, bytes]]:
-    """One message, or several if the stream is an mbox."""
+    """One message, or several if the stream is an mbox.
+
+    A ``Content-Length`` header (mboxcl2: From lines in bodies are not escaped) is
+    honoured as mutt does, when it holds: a separator-like line inside the declared
+    body is body text if the body ends exactly there, followed by a blank line, a From
+    line or the end of the file; otherwise the header is wrong and every separator
+    counts."""
     first = handle.read(5)
     if first != b"From ":
         rest = read_at_most(handle, MAX_MESSAGE_BYTES - len(first))
@@ -260,29 +266,78 @@ def _split_stream(name: str, handle: BinaryIO, on_problem: ProblemHandler
         if _check(name, raw, on_problem):
             yield name, raw
         return
-    chunks: list[bytes] = [first]
     count = 0
+
+    def emit(parts: list[bytes]) -> Iterator[tuple[str, bytes]]:
+        nonlocal count
+        count += 1
+        label = f"{name}:{count}"
+        raw = b"".join(parts)
+        if _check(label, raw, on_problem):
+            yield label, raw
+
+    chunks: list[bytes] = [first]
     previous_blank = False
     at_line_start = False  # the first line's "From " is read, its rest follows
     size = len(first)
+    in_header = True  # the From line and the header section of the current message
+    length: int | None = None  # its Content-Length while not yet confirmed or refuted
+    body = 0  # bytes of its body so far
+    inside: list[int] = []  # chunk numbers of separator-like lines inside that length
+    confirming = False  # the body has its declared length: the next line tells
+
+    def refute() -> Iterator[tuple[str, bytes]]:
+        """The Content-Length was wrong: split at the separators it covered."""
+        nonlocal chunks, length, inside, confirming
+        starts = [0, *inside]
+        for begin, end in zip(starts, inside, strict=False):
+            yield from emit(chunks[begin:end])
+        chunks = chunks[starts[-1]:]
+        length, inside, confirming = None, [], False
+
     while piece := handle.readline(MAX_LINE_PIECE):
         starts_line, at_line_start = at_line_start, piece.endswith(b"\n")
-        if starts_line and previous_blank and piece.startswith(b"From ") \
-                and _FROM_LINE.match(piece):
-            count += 1
-            raw = b"".join(chunks)
-            if _check(f"{name}:{count}", raw, on_problem):
-                yield f"{name}:{count}", raw
+        separator = starts_line and piece.startswith(b"From ") and bool(_FROM_LINE.match(piece))
+        if confirming:
+            if piece in (b"\n", b"\r\n") or separator:
+                length, inside, confirming = None, [], False  # it holds
+            else:
+                yield from refute()
+        if separator and previous_blank and length is not None and body < length \
+                and size < MAX_MESSAGE_BYTES:
+            inside.append(len(chunks))  # body text if the length holds
+        elif separator and previous_blank:
+            if inside:
+                yield from refute()
+            yield from emit(chunks)
             chunks, size = [piece], len(piece)
-        elif size < MAX_MESSAGE_BYTES:  # beyond it the message is cut, not kept whole
+            in_header, length, body = True, None, 0
+            previous_blank = False
+            continue
+        if size < MAX_MESSAGE_BYTES:  # beyond it the message is cut, not kept whole
             chunks.append(piece)
             size += len(piece)
+        if in_header:
+            if starts_line and piece in (b"\n", b"\r\n"):
+                in_header = False
+            elif starts_line and piece[:15].lower() == b"content-length:":
+                value = piece[15:].strip()
+                length = int(value) if value.isdigit() and len(value) < 19 else None
+        elif length is not None and not confirming:
+            body += len(piece)
+            if body > length or (body == length and not at_line_start):
+                yield from refute()
+            elif body == length:
+                confirming = True
         previous_blank = starts_line and piece in (b"\n", b"\r\n")
-    count += 1
-    raw = b"".join(chunks)
-    label = f"{name}:{count}" if count > 1 else name
-    if _check(label, raw, on_problem):
-        yield label, raw
+    if inside and not confirming:  # the file ended inside the declared body
+        yield from refute()
+    if count:
+        yield from emit(chunks)
+    else:  # one message: named after the file alone
+        raw = b"".join(chunks)
+        if _check(name, raw, on_problem):
+            yield name, raw
 
 
 def _check(name: str, raw: bytes, on_problem: ProblemHandler) -> bool:

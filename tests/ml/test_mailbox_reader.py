@@ -267,3 +267,39 @@ def test_a_from_line_in_a_body_with_a_time_or_year_is_body_text(tmp_path: Path,
     crlf.write_bytes(box.read_bytes().replace(b"\n", b"\r\n"))
     names, raws, problems = collect(crlf)
     assert not problems and len(raws) == 2 and line in raws[0]
+
+
+def _cl2(messages: list[bytes], lengths: list[int | None] | None = None, eol: bytes = b"\n"
+         ) -> bytes:
+    """An mboxcl2 file: Content-Length headers, From lines in bodies left unescaped."""
+    out = b""
+    for i, msg in enumerate(messages):
+        head, body = msg.replace(b"\r\n", b"\n").split(b"\n\n", 1)
+        length = len(body.replace(b"\n", eol)) if lengths is None else lengths[i]
+        out += f"From sender{i}@example.org Mon Jan  6 10:00:0{i} 2025\n".encode()
+        if length is not None:
+            head += f"\nContent-Length: {length}".encode()
+        out += (head + b"\n\n" + body).replace(b"\n", eol) + eol
+    return out
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_mboxcl2_content_length_keeps_from_lines_in_bodies(tmp_path: Path, eol: bytes) -> None:
+    quoted = b"From alice@example.org Mon Jan  6 09:00:00 2025\nwrote: hello\n"
+    first = MSGS[0].replace(b"\nHi,\n", b"\nHi,\n\n" + quoted + b"\n")
+    box = tmp_path / "box"
+    box.write_bytes(_cl2([first, MSGS[1], first], eol=eol))
+    names, raws, problems = collect(box)
+    assert not problems and names == [f"{box}:1", f"{box}:2", f"{box}:3"]
+    assert quoted.replace(b"\n", eol) in raws[0] and quoted.replace(b"\n", eol) in raws[2]
+
+
+@pytest.mark.parametrize("wrong", [10, 100_000])
+def test_a_wrong_content_length_is_ignored(tmp_path: Path, wrong: int) -> None:
+    """A Content-Length that does not end at a message boundary (too short, or beyond
+    the next messages) is not trusted: every separator counts, as without it."""
+    box = tmp_path / "box"
+    box.write_bytes(_cl2([MSGS[0], MSGS[1], MSGS[2]], [wrong, None, None]))
+    names, raws, problems = collect(box)
+    assert not problems and len(raws) == 3
+    assert raws[1].startswith(b"From sender1@") and raws[2].startswith(b"From sender2@")
