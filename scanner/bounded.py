@@ -9,8 +9,12 @@ harmless on a server, fatal under an address-space limit such as Dovecot's defau
 from __future__ import annotations
 
 import errno
+import io
+import os
+import select
+import stat
 import sys
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
 
@@ -35,3 +39,54 @@ def read_stdin_at_most(limit: int) -> bytes:
     if sys.stdin is None:
         raise OSError(errno.EBADF, "standard input is closed")
     return read_at_most(sys.stdin.buffer, limit)
+
+
+class _NoWaitFile(io.FileIO):
+    """A file opened non-blocking whose reads raise instead of returning None when no
+    data is there."""
+
+    def readinto(self, buffer: Any) -> int:
+        count = super().readinto(buffer)
+        if count is None:
+            raise _would_wait()
+        return count
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        if data is None:
+            raise _would_wait()
+        return data
+
+
+def _would_wait() -> BlockingIOError:
+    return BlockingIOError(errno.EAGAIN, "it has no data to read without waiting "
+                           "(a file of /proc or /sys, a terminal?)")
+
+
+FIFO_WAIT = 30.0
+
+
+def open_without_waiting(name: str, fifo_wait: float | None = None) -> BinaryIO:
+    """Open a file for reading so that neither the open nor a read waits for ever for
+    data that may never come. A regular file of /proc can block a read for ever
+    (``/proc/kmsg`` waits for the kernel to log something): its reads raise
+    ``BlockingIOError``. A FIFO (a plain open waits for a writer for ever) is opened at
+    once and read as a pipe once a process has written to it or closed it
+    (``<(zcat msg.gz)``, ``mkfifo``); after ``fifo_wait`` seconds without either it is
+    an ``OSError`` (ETIMEDOUT); default :data:`FIFO_WAIT`."""
+    if fifo_wait is None:
+        fifo_wait = FIFO_WAIT
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(int(fifo_wait * 1000)):
+                raise OSError(errno.ETIMEDOUT, f"a pipe no process wrote to within "
+                              f"{fifo_wait:g} s")
+            os.set_blocking(fd, True)
+        raw = _NoWaitFile(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return io.BufferedReader(raw)

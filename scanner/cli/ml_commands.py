@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scanner.bounded import read_at_most, read_stdin_at_most
+from scanner.bounded import open_without_waiting, read_at_most, read_stdin_at_most
 from scanner.errors import ConfigError
 from scanner.ml.errors import ModelError, TrainingError
 from scanner.ml.shipped import shipped_model_path
@@ -319,7 +319,7 @@ def run_learn(args: argparse.Namespace) -> int:
         if args.file == "-":
             raw = read_stdin_at_most(_MAX_STDIN)
         else:
-            with open(args.file, "rb") as handle:
+            with open_without_waiting(args.file) as handle:
                 raw = read_at_most(handle, _MAX_STDIN)
     except OSError as exc:
         _err(f"{args.file}: cannot read ({exc.strerror})")

@@ -21,7 +21,7 @@ from typing import Any
 from decoders.registry import quiet_libraries
 from decoders.render import parts_json, tree_text
 from scanner import config as cfgmod
-from scanner.bounded import read_at_most, read_stdin_at_most
+from scanner.bounded import open_without_waiting, read_at_most, read_stdin_at_most
 from scanner.checks.base import CheckContext
 from scanner.mailid import new_mail_id
 from scanner.ml.explain import Explanation, explain
@@ -95,7 +95,7 @@ def read_input(name: str) -> bytes | None:
     try:
         if name == "-":
             return read_stdin_at_most(MAX_INPUT)
-        with open(name, "rb") as fh:
+        with open_without_waiting(name) as fh:
             return read_at_most(fh, MAX_INPUT)
     except OSError as exc:
         print(f"scanner: cannot read {name}: {exc.strerror}", file=sys.stderr)

@@ -6,8 +6,9 @@ bytes)`` per message in a stable order (sorted names), so training is reproducib
 * a directory with ``cur/`` or ``new/``: Maildir;
 * a directory with ``.mh_sequences`` or only numeric file names: MH folder;
 * any other directory: every file below it (recursively, dot-files skipped);
-* a file starting with an mbox ``From `` line: mbox (``From `` lines in bodies that do
-  not look like separators — no time of day — are kept as body text);
+* a file starting with an mbox ``From `` line: mbox (a ``From `` line separates
+  messages only after a blank line and with an asctime() date; other ``From `` lines in
+  bodies are kept as body text);
 * ``.gz``, ``.xz``, ``.bz2`` files (detected by content) are decompressed, and tar
   archives (compressed or not) are read member by member; ``ARCHIVE#PREFIX`` limits a
   tar archive to members under ``PREFIX`` (e.g. ``corpus.tar.xz#corpus/spam``).
@@ -29,6 +30,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
+from scanner.bounded import open_without_waiting as _open
 from scanner.bounded import read_at_most
 
 ProblemHandler = Callable[[str, str], None]
@@ -37,9 +39,34 @@ MAX_MESSAGE_BYTES = 64 << 20
 # endless line is a few megabytes) must not be held in memory whole
 MAX_LINE_PIECE = 1 << 20
 
-_FROM_LINE = re.compile(rb"^From \S+.*(?:\d{1,2}:\d{2}|\b\d{4}\s*$)")
+# an mbox separator: "From SENDER" and an asctime() date (day, month, day of month,
+# time; a zone or "remote from HOST" may follow), as qmail, Postfix, mutt and Thunderbird
+# ("From - Mon ...") write it; a body line such as "From the desk of the CEO, 12:30 today"
+# is not one
+_FROM_LINE = re.compile(
+    rb"^From \S*\s+(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+"
+    rb"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+\d{1,2}\s+\d{1,2}:\d{2}"
+    rb"(?::\d{2})?\s+(?:\S+\s+)?\d{4}\b")
 _HEADER_START = re.compile(rb"^[!-9;-~]+[ \t]*:")
-_COMPRESSED = ((b"\x1f\x8b", gzip.open), (b"\xfd7zXZ\x00", lzma.open), (b"BZh", bz2.open))
+Opener = Callable[[BinaryIO], BinaryIO]
+
+
+def _gunzip(raw: BinaryIO) -> BinaryIO:
+    return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+def _unxz(raw: BinaryIO) -> BinaryIO:
+    return lzma.LZMAFile(raw, "rb")  # type: ignore[return-value]  # noqa: SIM115
+
+
+def _bunzip2(raw: BinaryIO) -> BinaryIO:
+    return bz2.BZ2File(raw, "rb")  # type: ignore[return-value]  # noqa: SIM115
+
+
+# (magic, decompressing reader over the raw file, tarfile's name for it); the readers
+# leave the raw file open when closed
+_COMPRESSED: tuple[tuple[bytes, Opener, str], ...] = (
+    (b"\x1f\x8b", _gunzip, "gz"), (b"\xfd7zXZ\x00", _unxz, "xz"), (b"BZh", _bunzip2, "bz2"))
 
 
 def _ignore(name: str, reason: str) -> None:
@@ -51,7 +78,7 @@ def iter_messages(path: str, on_problem: ProblemHandler = _ignore) -> Iterator[t
     if not os.path.exists(path):
         archive, sep, prefix = path.partition("#")
         if sep and os.path.isfile(archive):
-            yield from _read_tar(archive, prefix.strip("/"), on_problem)
+            yield from _read_tar_prefix(archive, prefix.strip("/"), on_problem)
             return
         raise FileNotFoundError(f"{path}: no such file or directory")
     if not os.path.isdir(path) and not _regular(path, on_problem):
@@ -88,22 +115,41 @@ def detect_format(path: str) -> str:
             return "mh"
         return "directory"
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(512)
-    except OSError:
+        with _open(path) as handle:
+            tar_mode, opener = _sniff(handle)
+            if tar_mode is not None:
+                return "tar"
+            if opener is not None:
+                return "compressed"
+            head = handle.read(5)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error):
         return "message"
-    if _is_tar(path):
-        return "tar"
-    if any(head.startswith(magic) for magic, _ in _COMPRESSED):
-        return "compressed"
-    return "mbox" if head.startswith(b"From ") else "message"
+    return "mbox" if head == b"From " else "message"
 
 
-def _is_tar(path: str) -> bool:
+def _sniff(handle: BinaryIO) -> tuple[str | None, Opener | None]:
+    """(tarfile mode if the file is a tar archive, else None; decompressor or None),
+    from the first bytes, with the handle rewound. Not ``tarfile.is_tarfile``: it also
+    tries LZMA's headerless format on any file, which takes a file of zeros for an empty
+    archive after decoding all of it (``/proc/self/pagemap``: for ever)."""
+    head = handle.read(512)
+    handle.seek(0)
+    for magic, opener, suffix in _COMPRESSED:
+        if head.startswith(magic):
+            with opener(handle) as stream:
+                inner = read_at_most(stream, 512)
+            handle.seek(0)
+            return (f"r:{suffix}" if _tar_header(inner) else None), opener
+    return ("r:" if _tar_header(head) else None), None
+
+
+def _tar_header(block: bytes) -> bool:
+    """Is ``block`` a tar header with a valid checksum (the start of a tar archive)?"""
     try:
-        return tarfile.is_tarfile(path)
-    except (OSError, tarfile.TarError, EOFError, lzma.LZMAError, ValueError):
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.TarError:
         return False
+    return True
 
 
 def _listdir(folder: str, on_problem: ProblemHandler) -> list[str]:
@@ -154,45 +200,65 @@ def _read_files(files: Iterable[str], on_problem: ProblemHandler) -> Iterator[tu
         if not _regular(name, on_problem):
             continue
         try:
-            if _is_tar(name):
-                yield from _read_tar(name, "", on_problem)
-                continue
-            with _open_maybe_compressed(name) as handle:
-                yield from _split_stream(name, handle, on_problem)
+            with _open(name) as handle:
+                tar_mode, opener = _sniff(handle)
+                if tar_mode is not None:
+                    yield from _read_tar(name, "", on_problem, handle, tar_mode)
+                elif opener is not None:
+                    with opener(handle) as stream:
+                        yield from _split_stream(name, stream, on_problem)
+                else:
+                    yield from _split_stream(name, handle, on_problem)
         except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
             on_problem(name, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
 
 
-def _open_maybe_compressed(name: str) -> BinaryIO:
-    with open(name, "rb") as probe:
-        head = probe.read(8)
-    for magic, opener in _COMPRESSED:
-        if head.startswith(magic):
-            return opener(name, "rb")  # type: ignore[return-value]
-    return open(name, "rb")  # noqa: SIM115 - returned to a with statement
-
-
-def _read_tar(archive: str, prefix: str, on_problem: ProblemHandler) -> Iterator[tuple[str, bytes]]:
+def _read_tar_prefix(archive: str, prefix: str, on_problem: ProblemHandler
+                     ) -> Iterator[tuple[str, bytes]]:
+    """The members under ``prefix`` of the tar archive ``archive`` (``ARCHIVE#PREFIX``)."""
+    if not _regular(archive, on_problem):
+        return
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with _open(archive) as handle:
+            tar_mode, _ = _sniff(handle)
+            if tar_mode is None:
+                on_problem(archive, f"not a tar archive, so '#{prefix}' selects nothing")
+                return
+            yield from _read_tar(archive, prefix, on_problem, handle, tar_mode)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        on_problem(archive, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _read_tar(archive: str, prefix: str, on_problem: ProblemHandler, handle: BinaryIO,
+              mode: str) -> Iterator[tuple[str, bytes]]:
+    try:
+        with tarfile.open(None, mode, fileobj=handle) as tar:
             members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
+            if prefix:
+                members = [m for m in members if (m.name + "/").startswith(prefix + "/")]
+                if not members:
+                    on_problem(archive, f"has no files under '{prefix}' (ARCHIVE#PREFIX)")
             for member in members:
                 parts = member.name.split("/")
-                if prefix and not (member.name + "/").startswith(prefix + "/"):
-                    continue
                 if any(p.startswith(".") for p in parts):
                     continue
-                handle = tar.extractfile(member)
-                if handle is None:
+                stream = tar.extractfile(member)
+                if stream is None:
                     continue
-                yield from _split_stream(f"{archive}#{member.name}", handle, on_problem)
-    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError) as exc:
+                yield from _split_stream(f"{archive}#{member.name}", stream, on_problem)
+    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError, zlib.error) as exc:
         on_problem(archive, f"cannot read archive: {exc}")
 
 
 def _split_stream(name: str, handle: BinaryIO, on_problem: ProblemHandler
                   ) -> Iterator[tuple[str, bytes]]:
-    """One message, or several if the stream is an mbox."""
+    """One message, or several if the stream is an mbox.
+
+    A ``Content-Length`` header (mboxcl2: From lines in bodies are not escaped) is
+    honoured as mutt does, when it holds: a separator-like line inside the declared
+    body is body text if the body ends exactly there, followed by a blank line, a From
+    line or the end of the file; otherwise the header is wrong and every separator
+    counts."""
     first = handle.read(5)
     if first != b"From ":
         rest = read_at_most(handle, MAX_MESSAGE_BYTES - len(first))
@@ -200,29 +266,78 @@ def _split_stream(name: str, handle: BinaryIO, on_problem: ProblemHandler
         if _check(name, raw, on_problem):
             yield name, raw
         return
-    chunks: list[bytes] = [first]
     count = 0
+
+    def emit(parts: list[bytes]) -> Iterator[tuple[str, bytes]]:
+        nonlocal count
+        count += 1
+        label = f"{name}:{count}"
+        raw = b"".join(parts)
+        if _check(label, raw, on_problem):
+            yield label, raw
+
+    chunks: list[bytes] = [first]
     previous_blank = False
     at_line_start = False  # the first line's "From " is read, its rest follows
     size = len(first)
+    in_header = True  # the From line and the header section of the current message
+    length: int | None = None  # its Content-Length while not yet confirmed or refuted
+    body = 0  # bytes of its body so far
+    inside: list[int] = []  # chunk numbers of separator-like lines inside that length
+    confirming = False  # the body has its declared length: the next line tells
+
+    def refute() -> Iterator[tuple[str, bytes]]:
+        """The Content-Length was wrong: split at the separators it covered."""
+        nonlocal chunks, length, inside, confirming
+        starts = [0, *inside]
+        for begin, end in zip(starts, inside, strict=False):
+            yield from emit(chunks[begin:end])
+        chunks = chunks[starts[-1]:]
+        length, inside, confirming = None, [], False
+
     while piece := handle.readline(MAX_LINE_PIECE):
         starts_line, at_line_start = at_line_start, piece.endswith(b"\n")
-        if starts_line and previous_blank and piece.startswith(b"From ") \
-                and _FROM_LINE.match(piece):
-            count += 1
-            raw = b"".join(chunks)
-            if _check(f"{name}:{count}", raw, on_problem):
-                yield f"{name}:{count}", raw
+        separator = starts_line and piece.startswith(b"From ") and bool(_FROM_LINE.match(piece))
+        if confirming:
+            if piece in (b"\n", b"\r\n") or separator:
+                length, inside, confirming = None, [], False  # it holds
+            else:
+                yield from refute()
+        if separator and previous_blank and length is not None and body < length \
+                and size < MAX_MESSAGE_BYTES:
+            inside.append(len(chunks))  # body text if the length holds
+        elif separator and previous_blank:
+            if inside:
+                yield from refute()
+            yield from emit(chunks)
             chunks, size = [piece], len(piece)
-        elif size < MAX_MESSAGE_BYTES:  # beyond it the message is cut, not kept whole
+            in_header, length, body = True, None, 0
+            previous_blank = False
+            continue
+        if size < MAX_MESSAGE_BYTES:  # beyond it the message is cut, not kept whole
             chunks.append(piece)
             size += len(piece)
+        if in_header:
+            if starts_line and piece in (b"\n", b"\r\n"):
+                in_header = False
+            elif starts_line and piece[:15].lower() == b"content-length:":
+                value = piece[15:].strip()
+                length = int(value) if value.isdigit() and len(value) < 19 else None
+        elif length is not None and not confirming:
+            body += len(piece)
+            if body > length or (body == length and not at_line_start):
+                yield from refute()
+            elif body == length:
+                confirming = True
         previous_blank = starts_line and piece in (b"\n", b"\r\n")
-    count += 1
-    raw = b"".join(chunks)
-    label = f"{name}:{count}" if count > 1 else name
-    if _check(label, raw, on_problem):
-        yield label, raw
+    if inside and not confirming:  # the file ended inside the declared body
+        yield from refute()
+    if count:
+        yield from emit(chunks)
+    else:  # one message: named after the file alone
+        raw = b"".join(chunks)
+        if _check(name, raw, on_problem):
+            yield name, raw
 
 
 def _check(name: str, raw: bytes, on_problem: ProblemHandler) -> bool:

@@ -163,3 +163,56 @@ def test_learn_takes_a_message_after_an_mbox_from_line(model_copy: Path) -> None
            "--model", str(model_copy), "-"]
     done = subprocess.run(cmd, input=raw, capture_output=True, cwd=REPO, check=False)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.timeout(120)  # hang guard: a plain open of the FIFO waited for a writer for ever
+def test_learn_and_scan_from_a_fifo_no_process_writes_to(model_copy: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    import scanner.bounded
+    from scanner.cli.scan_cmd import read_input
+
+    fifo = tmp_path / "msg"
+    os.mkfifo(fifo)
+    before = model_copy.read_bytes()
+    monkeypatch.setattr(scanner.bounded, "FIFO_WAIT", 0.0)
+    assert main(["learn", "--spam", str(fifo), "--model", str(model_copy)]) == 1
+    assert f"{fifo}: cannot read (a pipe no process wrote to within 0 s)" in \
+        capsys.readouterr().err
+    assert model_copy.read_bytes() == before
+    assert read_input(str(fifo)) is None
+    assert f"cannot read {fifo}: a pipe no process wrote to" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_learn_from_a_fifo_a_process_writes_to_later(model_copy: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    import threading
+
+    fifo = tmp_path / "msg"
+    os.mkfifo(fifo)
+    raw = synthetic_message(True, 31337)
+
+    def writer() -> None:
+        with open(fifo, "wb") as handle:  # waits for the reader, then writes
+            handle.write(raw)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    assert main(["learn", "--spam", "--verbose", str(fifo), "--model", str(model_copy)]) == 0
+    thread.join(60)
+    assert "as spam" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)  # hang guard: a read of /proc/kmsg waits for the kernel to log
+def test_learn_from_proc_kmsg_fails_without_hanging(model_copy: Path,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    try:
+        os.close(os.open("/proc/kmsg", os.O_RDONLY | os.O_NONBLOCK))
+    except OSError:
+        pytest.skip("/proc/kmsg cannot be opened here")
+    assert main(["learn", "--spam", "/proc/kmsg", "--model", str(model_copy)]) == 1
+    assert "/proc/kmsg: " in capsys.readouterr().err
