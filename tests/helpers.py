@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
+import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
@@ -64,6 +67,19 @@ def message(subject: str = "test", body: str = "hello\r\n", extra: str = "") -> 
     return (f"From: Alice <alice@example.org>\r\nTo: bob@example.test\r\n"
             f"Subject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.')}@example.org>\r\n"
             f"{extra}\r\n{body}").encode()
+
+
+@contextlib.contextmanager
+def at_data(port: int) -> Iterator[tuple[socket.socket, BinaryIO]]:
+    """A raw connection to the filter on ``port`` at DATA's 354 (HELO, one sender, one
+    recipient), for tests that send the body their own way; its socket and a reader."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        f = conn.makefile("rb")
+        f.readline()
+        conn.sendall(b"HELO t\r\nMAIL FROM:<a@example.org>\r\n"
+                     b"RCPT TO:<b@example.test>\r\nDATA\r\n")
+        assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+        yield conn, f
 
 
 def smtp(port: int) -> smtplib.SMTP:

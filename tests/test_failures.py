@@ -23,7 +23,7 @@ from scanner.task import Envelope, Recipient, Task
 from scanner.testing.postfix import free_port
 from scanner.testing.procs import alive as _alive
 from scanner.testing.sink import Sink
-from tests.helpers import message, smtp, start_filter
+from tests.helpers import at_data, message, smtp, start_filter
 from tests.test_spine import smtplib_error
 
 FAULT = """
@@ -370,12 +370,7 @@ def test_a_client_gone_during_the_scan_gets_nothing_relayed(tmp_path: Path, sink
     extra = FAULT.format(mode="sleep") + "seconds = 2\n"
     proc, port = start_filter(tmp_path, sink.port, extra=extra)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-            f = conn.makefile("rb")
-            f.readline()
-            conn.sendall(b"HELO t\r\nMAIL FROM:<a@example.org>\r\n"
-                         b"RCPT TO:<b@example.test>\r\nDATA\r\n")
-            assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+        with at_data(port) as (conn, f):
             conn.sendall(message("gone", extra="X-Scanner-Fault: yes\r\n") + b".\r\n")
             time.sleep(0.5)  # in the fault check's 2 s sleep now
             conn.shutdown(socket.SHUT_WR if how == "half-close" else socket.SHUT_RDWR)

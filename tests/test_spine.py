@@ -11,7 +11,7 @@ import pytest
 
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
-from tests.helpers import message, smtp, start_filter
+from tests.helpers import at_data, message, smtp, start_filter
 
 
 @pytest.fixture
@@ -183,12 +183,7 @@ def test_idle_timeout_does_not_cut_a_message_being_scanned_or_sent(tmp_path: Pat
         s = smtp(port)
         assert s.sendmail("a@example.org", ["b@example.test"], message("slow")) == {}
         s.quit()
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-            f = conn.makefile("rb")
-            f.readline()
-            conn.sendall(b"HELO t\r\nMAIL FROM:<a@example.org>\r\n"
-                         b"RCPT TO:<b@example.test>\r\nDATA\r\n")
-            assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+        with at_data(port) as (conn, f):
             for _ in range(3):  # a slow body, each piece within the idle time
                 conn.sendall(b"Subject: trickle\r\n")
                 time.sleep(0.5)
