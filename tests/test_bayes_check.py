@@ -107,15 +107,22 @@ def test_file_watch_swaps_good_models_and_keeps_the_old_on_bad_ones(models, tmp_
     assert _bands(check, spam)[0] in ("BAYES_00", "BAYES_05")  # the new model is used
 
 
-def test_running_filter_swaps_model_without_failing_a_message(models, tmp_path: Path):
-    normal, inverted = models
+def _live_model_filter(model: Path, tmp_path: Path, reload_interval: float):
+    """A filter scoring with a copy of ``model`` (``live.model``, the classifier its only
+    check): (the copy's path, the sink, the filter process, its port)."""
     live = tmp_path / "live.model"
-    shutil.copy(normal, live)
+    shutil.copy(model, live)
     sink = Sink(free_port()).start()
     extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "rules"]\n'
-             f'[checks.settings.bayes]\nmodel = "{live}"\nreload_interval = 0.1\n'
-             '[policy]\nspam_destiny = "pass"\n')
+             f'[checks.settings.bayes]\nmodel = "{live}"\n'
+             f'reload_interval = {reload_interval}\n[policy]\nspam_destiny = "pass"\n')
     proc, port = start_filter(tmp_path / "f", sink.port, extra=extra)
+    return live, sink, proc, port
+
+
+def test_running_filter_swaps_model_without_failing_a_message(models, tmp_path: Path):
+    normal, inverted = models
+    live, sink, proc, port = _live_model_filter(normal, tmp_path, 0.1)
     try:
         s = smtp(port)
         codes = []
@@ -152,13 +159,7 @@ def test_a_new_worker_keeps_the_model_when_the_file_broke_after_start(models, tm
     a configured model that does not load stopped it at once, so every replacement
     crashed and no mail was served. It keeps the model read before, as SIGHUP does."""
     normal, _ = models
-    live = tmp_path / "live.model"
-    shutil.copy(normal, live)
-    sink = Sink(free_port()).start()
-    extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "rules"]\n'
-             f'[checks.settings.bayes]\nmodel = "{live}"\nreload_interval = 0\n'
-             '[policy]\nspam_destiny = "pass"\n')
-    proc, port = start_filter(tmp_path / "f", sink.port, extra=extra)
+    live, sink, proc, port = _live_model_filter(normal, tmp_path, 0)
     try:
         s = smtp(port)
         assert _send(s, synthetic_message(True, 9000))[0] == 250
