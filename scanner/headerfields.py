@@ -63,12 +63,17 @@ def named(raw: bytes, names: tuple[str, ...]) -> list[Field]:
     return [Field(m.group(1), m.start(), m.end()) for m in field.finditer(raw, 0, end)]
 
 
+# the rest of a line: a bare CR inside it does not end it (nor the field, which was then
+# not found at all: a forged field with a bare CR was neither removed nor tagged)
+_LINE = rb"[^\r\n]*(?:\r(?!\n)[^\r\n]*)*"
+
+
 @functools.lru_cache(maxsize=32)
 def _patterns(names: tuple[str, ...]) -> tuple[bytes, re.Pattern[bytes]]:
     """(what every name starts with, in lower case; a pattern of the named fields at a
     line start)."""
     encoded = [n.encode("ascii", "replace") for n in names]
     alternatives = b"|".join(re.escape(n) for n in encoded)
-    field = re.compile(rb"(?im)^(?:" + alternatives
-                       + rb")[ \t]*:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)(?:\r?\n|\Z)")
+    field = re.compile(rb"(?im)^(?:" + alternatives + rb")[ \t]*:(" + _LINE + rb"(?:\r?\n[ \t]"
+                       + _LINE + rb")*)(?:\r?\n|\Z)")
     return os.path.commonprefix([n.lower() for n in encoded]), field

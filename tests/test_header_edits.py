@@ -93,6 +93,15 @@ def test_a_subject_tagged_before_is_not_tagged_twice() -> None:
                           "***SPAM*** ") == b"Subject: ***SPAM*** a\rb\n c\nX: ***SPAM*** \n\n"
 
 
+def test_a_field_with_a_bare_cr_is_found_whole() -> None:
+    """headerfields.named read a bare CR as the end of the line and then found no field
+    at all: a sender's X-Spam-Flag with a bare CR inside was not left out."""
+    from scanner.actions.tagging import spam_header_fields
+
+    raw = b"X-Spam-Flag: NO\r junk\r\n\tmore\r\nSubject: s\r\n\r\nbody"
+    assert spam_header_fields(raw, "X-Spam-") == [(0, raw.index(b"Subject"))]
+
+
 @pytest.mark.parametrize("subject, shown", [
     (b"Subject: plain text", "[Спам] plain text"),
     (b"Subject: =?utf-8?q?na=C3=AFve?= text", "[Спам] naïve text"),

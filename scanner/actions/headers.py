@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import re
 
-from scanner.headerfields import line_end, section_end
+from scanner.headerfields import line_end, named
 
-# every Subject field, also the obsolete "Subject :" form (as headerfields.named reads it)
-_SUBJECT = re.compile(rb"(?im)^subject[ \t]*:[ \t]*")
+# where a field found by headerfields.named (every Subject field, the obsolete
+# "Subject :" form too) has its value: past its name, the colon and the blanks after it
+_VALUE_START = re.compile(rb"[^:]*:[ \t]*")
 _ENCODED_WORD_NEXT = re.compile(rb"(?:\r?\n[ \t]+)?=\?")
 _WORD_OCTETS = 45  # UTF-8 octets per encoded word: 60 base64 characters, 72 in all
 
@@ -43,14 +44,13 @@ def prefix_subject(raw: bytes, prefix: str) -> bytes:
     is found (amavis decodes encoded words first)."""
     if not prefix:
         return raw
-    section = section_end(raw)
-    starts = [m.end() for m in _SUBJECT.finditer(raw, 0, section)]
-    if not starts:
+    fields = named(raw, ("Subject",))
+    if not fields:
         return b"Subject: " + _tag(prefix.rstrip(" \t"), False) + line_end(raw) + raw
     old = prefix.encode("ascii") if prefix.isascii() and len(prefix) >= 3 else b""
     pieces, pos = [], 0
-    for at in starts:
-        end = _field_end(raw, at, section)
+    for field in fields:
+        at, end = _VALUE_START.match(raw, field.start).end(), field.end  # type: ignore[union-attr]
         pieces += [raw[pos:at], _tag(prefix, bool(_ENCODED_WORD_NEXT.match(raw, at)))]
         pos = at
         if old and old in raw[at:end]:  # tagged before (a second pass): not twice
@@ -58,16 +58,6 @@ def prefix_subject(raw: bytes, prefix: str) -> bytes:
             pos = end
     pieces.append(raw[pos:])
     return b"".join(pieces)
-
-
-def _field_end(raw: bytes, pos: int, limit: int) -> int:
-    """Where the header field holding offset ``pos`` ends: past the line end of its last
-    continuation line (a bare CR inside a line does not end it), at most ``limit``."""
-    while (lf := raw.find(b"\n", pos, limit)) >= 0:
-        pos = lf + 1
-        if pos >= limit or raw[pos] not in b" \t":
-            return pos
-    return limit
 
 
 def _tag(prefix: str, before_encoded_word: bool) -> bytes:
