@@ -15,12 +15,12 @@ import re
 from email.utils import formatdate, make_msgid
 
 from scanner.headerfields import section_end
+from scanner.reinject.client import crlf_lines
 from scanner.smtp import xtext
 from scanner.task import Recipient, Task
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 HEADERS_LIMIT = 256 * 1024
-_LINE_END = re.compile(rb"\r?\n")
 
 
 def wants_failure_dsn(task: Task, rcpt: Recipient) -> bool:
@@ -84,4 +84,4 @@ def _header_section(raw: bytes) -> bytes:
     head = raw[:min(section_end(raw), HEADERS_LIMIT)]
     if len(head) == HEADERS_LIMIT and b"\n" in head:
         head = head[:head.rfind(b"\n") + 1]
-    return _LINE_END.sub(b"\r\n", head)
+    return crlf_lines(head) if head else head
