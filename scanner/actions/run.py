@@ -213,19 +213,28 @@ async def _bounce(task: Task, ctx: Context, out: Outcome, rcpt: Recipient, verdi
         out.add(f"NoBounce{ctx.direction}")
         return f"250 2.5.0 Ok, {what}, no DSN sent"
     reason = f"{reject_status(verdict.category)} Message content rejected, {what}"
-    dsn = build_failure_dsn(task, [(rcpt, reason)], ctx.hostname)
-    sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], (), dsn,
-                                            task.client), all_or_nothing=True)
-    if sent.replies[0].startswith("5"):  # amavis: logged, the message is dealt with
-        log.warning("(%s) DSN to <%s> refused: %s", task.log_id, task.envelope.sender,
-                    sent.replies[0])
+    sent = await _send_dsn(task, ctx, [(rcpt, reason)])
+    if sent.startswith("5"):
         out.add(f"NoBounce{ctx.direction}")
         return f"250 2.5.0 Ok, {what}, DSN refused by the next hop"
-    if not sent.replies[0].startswith("2"):
+    if not sent.startswith("2"):
         out.add(f"Tempfailed{ctx.direction}")
         return f"451 4.5.0 Error in processing, id={task.log_id}, DSN not sent"
     out.add(f"Bounced{ctx.direction}")
     return f"250 2.5.0 Ok, {what}, DSN was sent"
+
+
+async def _send_dsn(task: Task, ctx: Context, failed: list[tuple[Recipient, str]]) -> str:
+    """Send one failure DSN to the envelope sender; the next hop's reply. A DSN refused
+    for good (5xx) is logged here: as amavis ("UNABLE TO SEND DSN"), the message is then
+    dealt with, since deferring it would be refused again at every retry."""
+    dsn = build_failure_dsn(task, failed, ctx.hostname)
+    sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], (), dsn,
+                                            task.client), all_or_nothing=True)
+    reply = sent.replies[0]
+    if reply.startswith("5"):
+        log.warning("(%s) DSN to <%s> refused: %s", task.log_id, task.envelope.sender, reply)
+    return reply
 
 
 def reject_status(category: str) -> str:
@@ -253,19 +262,20 @@ async def _partial_failure(task: Task, ctx: Context, out: Outcome) -> list[str]:
         return replies
     notify = [i for i in failed if wants_failure_dsn(task, rcpts[i])
               and (i not in policy_rejected or bounce_allowed(task, verdicts[i]))]
+    done = "no DSN sent"
     if notify:
-        dsn = build_failure_dsn(task, [(rcpts[i], replies[i]) for i in notify], ctx.hostname)
-        sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], (), dsn,
-                                                task.client), all_or_nothing=True)
-        if not sent.replies[0].startswith("2"):
+        sent = await _send_dsn(task, ctx, [(rcpts[i], replies[i]) for i in notify])
+        if sent.startswith("4"):
+            # amavis dies here too: the retry may deliver the passed copies again
             log.warning("(%s) could not send a DSN (%s); deferring the whole message",
-                        task.log_id, sent.replies[0])
+                        task.log_id, sent)
             return [f"451 4.5.0 Error in processing, id={task.log_id}, DSN failed"] * len(replies)
-        out.add(f"Bounced{ctx.direction}")
+        done = "DSN was sent" if sent.startswith("2") else "DSN refused by the next hop"
+        out.add(("Bounced" if sent.startswith("2") else "NoBounce") + ctx.direction)
     fixed = list(replies)
     for i in failed:
-        done = "DSN was sent" if i in notify else "no DSN sent"
-        fixed[i] = f"250 2.5.0 Ok <{rcpts[i].address}>, {done}, id={task.log_id}"
+        fixed[i] = (f"250 2.5.0 Ok <{rcpts[i].address}>, "
+                    f"{done if i in notify else 'no DSN sent'}, id={task.log_id}")
         if i not in notify:
             out.add(f"NoBounce{ctx.direction}")
     return fixed

@@ -308,3 +308,20 @@ def test_quarantine_to_gets_the_held_copy(sink, caplog):
                      sender="alice@example.org")
     assert [r[:3] for r in replies] == ["451", "451"], replies
     assert sink.received == []
+
+
+def test_dsn_for_a_next_hop_refusal_refused_for_good_does_not_defer(sink, caplog):
+    """The next hop refuses one recipient of a clean message for good and takes the
+    other; the DSN for the refused one is refused for good too. amavis logs "UNABLE TO
+    SEND DSN" and is done; deferring would deliver carol's copy again at every retry
+    (for days: the DSN is refused each time)."""
+    sink.behaviour.rcpt_reply = (lambda r: "550 5.1.1 no such user"
+                                 if r in ("bob@example.test", "alice@example.org")
+                                 else "250 2.1.5 Ok")
+    with caplog.at_level(logging.WARNING, logger="scanner"):
+        replies, _ = run(sink, "", [], ["bob@example.test", "carol@example.test"],
+                         sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["250", "250"], replies
+    assert "DSN refused" in replies[0]
+    assert list(copies(sink)) == ["carol@example.test"]
+    assert "DSN to <alice@example.org> refused" in caplog.text
