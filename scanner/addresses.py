@@ -26,3 +26,19 @@ def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
         return getaddresses(values)
     except (RecursionError, ValueError, IndexError):
         return []
+
+
+def split_localpart(local: str, delimiter: str) -> tuple[str, str]:
+    """``("user", "+ext")`` for ``user+ext``: the local part and its address extension
+    (with its delimiter), read as amavis (and Postfix) read them. ``delimiter`` is a set
+    of characters (Postfix's ``recipient_delimiter = +-`` means either); the extension
+    starts at the first of them after at least one character; ``postmaster``,
+    ``mailer-daemon`` and ``double-bounce`` are never split, nor ``owner-list`` and
+    ``list-request`` when ``-`` is a delimiter. ``(local, "")`` when there is none."""
+    if not delimiter or local.lower() in ("postmaster", "mailer-daemon", "double-bounce"):
+        return local, ""
+    if "-" in delimiter and (local[:6].lower() == "owner-" and len(local) > 6
+                             or local[-8:].lower() == "-request" and len(local) > 8):
+        return local, ""
+    at = next((i for i, ch in enumerate(local) if i and ch in delimiter), -1)
+    return (local, "") if at < 0 else (local[:at], local[at:])

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scanner.addresses import split_localpart
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sent (
     local TEXT NOT NULL, remote TEXT NOT NULL, at REAL NOT NULL,
@@ -49,9 +51,7 @@ def normalise(address: str, delimiter: str = "+") -> str:
     local, at, domain = address.strip().strip("<>").rpartition("@")
     if not at:
         return address.strip().lower()
-    if delimiter and delimiter in local:
-        local = local.split(delimiter, 1)[0]
-    return f"{local}@{domain}".lower()
+    return f"{split_localpart(local, delimiter)[0]}@{domain}".lower()
 
 
 class PenPalsStore:

@@ -13,10 +13,14 @@ client or Sieve rule that trusts those headers.
 
 from __future__ import annotations
 
+import re
 import textwrap
+import time
 from dataclasses import dataclass
+from email.utils import formatdate
 
 from scanner.actions.headers import encode_words, fold
+from scanner.addresses import split_localpart
 from scanner.config.policy import PolicyConfig
 from scanner.headerfields import named
 from scanner.policy.effective import is_local
@@ -54,17 +58,63 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
         headers += spam_headers(verdict, policy, scores)
     for alert in _alerts(verdict, scores):
         headers.append(("X-Amavis-Alert", text_field("X-Amavis-Alert", alert)))
-    prefix = ""
-    if local:  # amavis: the first non-empty tag of the categories present, local only
-        tags = [policy.subject_tag_unchecked if "UNCHECKED" in verdict.categories else "",
-                policy.subject_tag2 if spammy else ""]
-        prefix = next((t for t in tags if t), "")
+    prefix = _subject_tag(task, verdict, hostname) if local else ""
     new_address = address
-    if local and spammy and policy.addr_extension_spam:
-        new_address = extend(address, policy.addr_extension_spam, policy.recipient_delimiter)
+    extension = _extension(verdict, spammy) if local else ""
+    if extension:
+        new_address = extend(address, extension, policy.recipient_delimiter)
     drop = (policy.header_prefix if local and verdict.spam_scanned
             and policy.remove_existing_spam_headers and policy.header_prefix else "")
     return Edits(tuple(headers), prefix, new_address, drop)
+
+
+def _subject_tag(task: Task, verdict: Verdict, hostname: str) -> str:
+    """amavis's %subject_tag_maps_by_ccat: the first non-empty tag of the categories
+    present, highest first (VIRUS, UNCHECKED, spam from tag2_level, from tag_level),
+    its macros expanded."""
+    policy: PolicyConfig = verdict.policy
+    present = verdict.categories
+    scanned = verdict.spam_scanned
+    tags = (policy.subject_tag_virus if "VIRUS" in present else "",
+            policy.subject_tag_unchecked if "UNCHECKED" in present else "",
+            policy.subject_tag2 if scanned and verdict.score >= policy.tag2_level else "",
+            policy.subject_tag if scanned and verdict.score >= policy.tag_level else "")
+    tag = next((t for t in tags if t), "")
+    return _MACRO.sub(lambda m: _macro(m.group(1), task, verdict, hostname), tag) \
+        if "_" in tag else tag
+
+
+_MACRO = re.compile(r"_(SCORE|REQD|YESNO|YESNOCAPS|HOSTNAME|DATE|U|LOGID|MAILID|SUBJPREFIX)_")
+
+
+def _macro(name: str, task: Task, verdict: Verdict, hostname: str) -> str:
+    """The value of one of amavis's subject tag macros."""
+    policy: PolicyConfig = verdict.policy
+    spam = verdict.spam_scanned and verdict.score >= policy.tag2_level
+    now = time.time()
+    values = {
+        "SCORE": _num(verdict.score), "REQD": _num(policy.tag2_level),
+        "YESNO": "Yes" if spam else "No", "YESNOCAPS": "YES" if spam else "NO",
+        "HOSTNAME": hostname, "LOGID": task.log_id, "MAILID": task.mail_id,
+        "DATE": formatdate(now, localtime=True),
+        "U": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)),
+        "SUBJPREFIX": "",  # SpamAssassin's subjprefix: no such thing here
+    }
+    return values[name]
+
+
+def _extension(verdict: Verdict, spammy: bool) -> str:
+    """amavis's %addr_extension_maps_by_ccat: the extension of the highest category
+    present among virus, banned, spam and bad header decides, even when it is empty."""
+    policy: PolicyConfig = verdict.policy
+    present = verdict.categories
+    for found, extension in (("VIRUS" in present, policy.addr_extension_virus),
+                             ("BANNED" in present, policy.addr_extension_banned),
+                             (spammy, policy.addr_extension_spam),
+                             ("BAD-HEADER" in present, policy.addr_extension_bad_header)):
+        if found:
+            return extension
+    return ""
 
 
 def text_field(name: str, text: str) -> str:
@@ -153,10 +203,10 @@ def _alerts(verdict: Verdict, scores: ScoreTable) -> list[str]:
 def extend(address: str, extension: str, delimiter: str) -> str:
     """``user@dom`` -> ``user+spam@dom``; an existing extension is replaced
     (``user+work@dom`` -> ``user+spam@dom``), as amavis's ``$replace_existing_extension``
-    (on by default) does, so the delivery agent files it by ours."""
+    (on by default) does, so the delivery agent files it by ours. The first character of
+    ``delimiter`` goes in; any of them starts an existing extension
+    (:func:`scanner.addresses.split_localpart`); no delimiter, no extension (amavis)."""
     local, at, domain = address.rpartition("@")
-    if not at:
+    if not at or not delimiter:  # amavis: no delimiter, no extension
         return address
-    if delimiter and delimiter in local:
-        local = local.split(delimiter, 1)[0]
-    return f"{local}{delimiter}{extension}@{domain}"
+    return f"{split_localpart(local, delimiter)[0]}{delimiter[0]}{extension}@{domain}"

@@ -45,15 +45,34 @@ class PolicyConfig:
         choices=CATEGORY_KEYS)
     oversized_size: int = opt(0, "messages larger than this (bytes) are OVERSIZED; 0 = never",
                               min=0)
+    subject_tag: str = opt("", "prefix for the Subject of mail from tag_level up to "
+                           "tag2_level (amavis's $sa_spam_subject_tag1); empty = none",
+                           text="header_text")
     subject_tag2: str = opt("***SPAM*** ", "prefix for the Subject of spam (>= tag2_level); "
-                            "empty = none", text="header_text")
+                            "empty = none. Subject tags may hold amavis's _SCORE_, _REQD_, "
+                            "_YESNO_, _YESNOCAPS_, _HOSTNAME_, _DATE_, _U_, _LOGID_, "
+                            "_MAILID_ (e.g. \"***SPAM(_SCORE_)*** \")", text="header_text")
     subject_tag_unchecked: str = opt("***UNCHECKED*** ", "prefix for the Subject of "
                                      "passed UNCHECKED mail; empty = none",
                                      text="header_text")
+    subject_tag_virus: str = opt("***INFECTED*** ", "prefix for the Subject of passed "
+                                 "VIRUS mail (virus lovers, virus_destiny pass); empty = "
+                                 "none", text="header_text")
     addr_extension_spam: str = opt("", "deliver spam (>= tag2_level) of local recipients "
                                    "to user+EXT@domain, replacing an extension the "
-                                   "address has; empty = off")
-    recipient_delimiter: str = opt("+", "separator of the address extension")
+                                   "address has; empty = off", text="local_part")
+    addr_extension_virus: str = opt("", "the same for passed VIRUS mail (amavis: the "
+                                    "highest category of virus, banned, spam, bad_header "
+                                    "present decides, even when its extension is empty)",
+                                    text="local_part")
+    addr_extension_banned: str = opt("", "the same for passed BANNED mail",
+                                     text="local_part")
+    addr_extension_bad_header: str = opt("", "the same for passed BAD-HEADER mail",
+                                         text="local_part")
+    recipient_delimiter: str = opt("+", "characters that start an address extension, as "
+                                   "Postfix's recipient_delimiter (\"+-\": either); the "
+                                   "first one is written; empty = no extensions",
+                                   text="local_part")
     spam_lover: bool = opt(False, "pass spam to this recipient whatever the destiny")
     virus_lover: bool = opt(False, "pass viruses to this recipient (tagged)")
     banned_lover: bool = opt(False, "pass banned files to this recipient (tagged)")

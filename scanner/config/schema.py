@@ -30,6 +30,9 @@ TEXT_FORMS: dict[str, tuple[re.Pattern[str], str]] = {
                     "a header field name (printable ASCII, no colon or space)"),
     "header_text": (re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*"),
                     "one line of header text (no line breaks or control characters)"),
+    "local_part": (re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"),
+                   "part of an address's local part (letters, digits and "
+                   "!#$%&'*+/=?^_`{|}~.-; no '@', spaces or quotes)"),
 }
 
 

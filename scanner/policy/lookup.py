@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+from scanner.addresses import split_localpart
+
 V = TypeVar("V")
 
 
@@ -18,7 +20,7 @@ def candidates(address: str, delimiter: str = "+") -> list[str]:
     local, _, domain = address.lower().rpartition("@")
     if not _:
         local, domain = address.lower(), ""
-    base = local.split(delimiter, 1)[0] if delimiter and delimiter in local else local
+    base = split_localpart(local, delimiter)[0]
     keys = []
     locals_ = [local] if base == local else [local, base]
     keys += [f"{lp}@{domain}" for lp in locals_]

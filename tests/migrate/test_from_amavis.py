@@ -33,6 +33,9 @@ $sa_tag2_level_deflt = 5.5;
 $sa_kill_level_deflt = 8;
 $sa_dsn_cutoff_level = 12;
 $sa_spam_subject_tag = '[SPAM] ';
+$sa_spam_subject_tag1 = '[maybe] ';
+$addr_extension_virus = 'virus';
+$recipient_delimiter = '+-';
 $final_virus_destiny = D_REJECT;
 $final_spam_destiny  = D_DISCARD;
 $virus_admin = "postmaster\@$mydomain";
@@ -69,7 +72,8 @@ def test_a_site_configuration_maps_onto_scanner_keys(tmp_path: Path) -> None:
     assert policy.mynetworks == ("127.0.0.0/8", "::1", "192.168.0.0/16")
     assert (policy.tag_level, policy.tag2_level, policy.kill_level,
             policy.dsn_cutoff_level) == (3.0, 5.5, 8, 12)
-    assert policy.subject_tag2 == "[SPAM] "
+    assert (policy.subject_tag2, policy.subject_tag) == ("[SPAM] ", "[maybe] ")
+    assert (policy.addr_extension_virus, policy.recipient_delimiter) == ("virus", "+-")
     assert (policy.virus_destiny, policy.spam_destiny) == ("reject", "discard")
     # amavis's @banned_admin_maps falls back to $virus_admin
     assert dict(policy.notify_admin) == {"virus": "postmaster@example.com",

@@ -325,3 +325,50 @@ def test_dsn_for_a_next_hop_refusal_refused_for_good_does_not_defer(sink, caplog
     assert "DSN refused" in replies[0]
     assert list(copies(sink)) == ["carol@example.test"]
     assert "DSN to <alice@example.org> refused" in caplog.text
+
+
+def test_passed_virus_gets_amavis_infected_subject_tag_before_the_spam_tag(sink):
+    """amavis's %subject_tag_maps_by_ccat: VIRUS ('***INFECTED*** ') comes first, for
+    local recipients only; a banned lover's copy has no tag of its own (undef)."""
+    policy = ('block_senders = ["@spam.example"]\n'
+              '[policy.recipients."lover@example.test"]\nvirus_lover = true\nspam_lover = true\n'
+              '[policy.recipients."ext@remote.test"]\nvirus_lover = true\nspam_lover = true\n')
+    run(sink, policy, [EICAR], ["lover@example.test", "ext@remote.test"])
+    got = copies(sink)
+    assert b"Subject: ***INFECTED*** offer\r\n" in head(got["lover@example.test"])
+    assert b"Subject: offer\r\n" in head(got["ext@remote.test"])
+    sink.received.clear()
+    run(sink, '[policy.recipients."lover@example.test"]\nbanned_lover = true\n', [BANNED],
+        ["lover@example.test"], sender="alice@example.org")
+    assert b"Subject: offer\r\n" in head(copies(sink)["lover@example.test"])
+
+
+def test_subject_tag_macros_and_the_tag_level_tag(sink):
+    """amavis expands _SCORE_, _REQD_, _YESNO_ ... in subject tags
+    ('***SPAM(_SCORE_)*** ' is a common site setting); $sa_spam_subject_tag1 tags mail
+    from tag_level up."""
+    policy = ('subject_tag2 = "[_YESNOCAPS_ _SCORE_/_REQD_ _MAILID_ _FOO_] "\n'
+              'subject_tag = "[maybe _SCORE_] "\n'
+              '[policy.recipients."bob@example.test"]\ntag2_level = 5.0\nkill_level = 9.0\n')
+    run(sink, policy, [BAYES], ["bob@example.test", "low@example.test"])  # BAYES_99: 5.5
+    got = copies(sink)
+    bob, low = head(got["bob@example.test"]), head(got["low@example.test"])
+    assert b"Subject: [YES 5.5/5 abcdefghijkl _FOO_] offer\r\n" in bob, bob
+    assert b"Subject: [maybe 5.5] offer\r\n" in low, low
+
+
+def test_address_extensions_per_category_as_amavis(sink):
+    """amavis's %addr_extension_maps_by_ccat: the highest of virus, banned, spam and bad
+    header present decides, even with an empty extension; no delimiter, no extension."""
+    policy = ('addr_extension_virus = "virus"\naddr_extension_spam = "spam"\n'
+              'addr_extension_bad_header = "badh"\nblock_senders = ["@spam.example"]\n'
+              "virus_destiny = 'pass'\nbad_header_destiny = 'pass'\n"
+              '[policy.recipients."nov@example.test"]\naddr_extension_virus = ""\n'
+              '[policy.recipients."nodelim@example.test"]\nrecipient_delimiter = ""\n')
+    run(sink, policy, [EICAR, BADH], ["bob+work@example.test", "nov@example.test",
+                                      "nodelim@example.test"])
+    assert sorted(copies(sink)) == ["bob+virus@example.test", "nodelim@example.test",
+                                    "nov@example.test"]
+    sink.received.clear()
+    run(sink, policy, [BADH], ["bob@example.test"], sender="alice@example.org")
+    assert list(copies(sink)) == ["bob+badh@example.test"]
