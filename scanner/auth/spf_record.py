@@ -83,7 +83,9 @@ def parse_record(text: str) -> Record:
         raise SpfSyntaxError("not an SPF record")
     mechanisms: list[Mechanism] = []
     modifiers: dict[str, MacroString] = {}
-    for term in text.split()[1:]:
+    # terms are separated by SP only (section 4.6.1): a tab, CR or LF is part of a
+    # term, and so a syntax error
+    for term in filter(None, text.split(" ")[1:]):
         mod = _MODIFIER.match(term)
         if mod:
             name = mod.group(1).lower()

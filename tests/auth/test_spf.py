@@ -160,6 +160,10 @@ def test_macro_expansion(macro: str, expected: str) -> None:
     "v=spf1 redirect=a.test redirect=b.test", "v=spf1 exp=a.test exp=b.test",
     "v=spf1 exists:%{z}.x.test", "v=spf1 a:com", "v=spf1 a:1.2.3.4", "v=spf1 =foo",
     "v=spf1 -ip4:192.0.2.1/024",
+    # terms are separated by spaces only (RFC 7208 4.6.1): other whitespace is in a term
+    "v=spf1 ip4:192.0.2.5\n include:_spf.example.test ~all",
+    "v=spf1 a:ctrl.example.test\rptr -all", "v=spf1 ip4:192.0.2.1\t-all",
+    "v=spf1 -all\n",
 ])
 def test_syntax_errors(record: str) -> None:
     with pytest.raises(SpfSyntaxError):

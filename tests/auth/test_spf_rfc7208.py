@@ -64,8 +64,6 @@ DEVIATIONS: dict[tuple[str, str], str] = {
         "example; the suite expects uppercase (pyspf's). Only exp= text differs: DNS "
         "names are case-insensitive",
     # Known defects, fixed in the commits after the one adding this suite.
-    ("Initial processing", "control-char-policy"): "defect: terms split at any whitespace",
-    ("Initial processing", "badip4"): "defect: terms split at any whitespace",
     ("A mechanism syntax", "a-colon-domain"): "defect: '/' in a domain-spec taken as CIDR",
     ("A mechanism syntax", "a-colon-domain-ip4mapped"):
         "defect: '/' in a domain-spec taken as CIDR",
