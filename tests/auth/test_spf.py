@@ -6,7 +6,12 @@ import pytest
 
 from scanner.auth.spf import SpfChecker, SpfResult
 from scanner.auth.spf_macro import MacroContext, expand
-from scanner.auth.spf_record import SpfSyntaxError, parse_macro_string, parse_record
+from scanner.auth.spf_record import (
+    SpfSyntaxError,
+    macro_text,
+    parse_macro_string,
+    parse_record,
+)
 from scanner.dns import Deadline, DnsSettings, get_client
 from tests.auth.conftest import run
 
@@ -164,6 +169,7 @@ def test_macro_expansion(macro: str, expected: str) -> None:
     "v=spf1 ip4:192.0.2.5\n include:_spf.example.test ~all",
     "v=spf1 a:ctrl.example.test\rptr -all", "v=spf1 ip4:192.0.2.1\t-all",
     "v=spf1 -all\n",
+    "v=spf1 a:example.com/333", "v=spf1 a:%{d}/24/", "v=spf1 a/abc", "v=spf1 mx:x.test/",
 ])
 def test_syntax_errors(record: str) -> None:
     with pytest.raises(SpfSyntaxError):
@@ -174,3 +180,15 @@ def test_unknown_modifiers_are_ignored() -> None:
     record = parse_record("v=spf1 -ip4:192.0.2.0/24 moo=%{d}.cow ~all")
     assert [m.name for m in record.mechanisms] == ["ip4", "all"]
     assert record.mechanisms[0].qualifier == "-"
+
+
+@pytest.mark.parametrize("term,domain,cidr4", [
+    ("a:foo:bar/baz.example.com", "foo:bar/baz.example.com", 32),
+    ("mx:foo:bar/baz.example.com/24", "foo:bar/baz.example.com", 24),
+    ("a:x.example.com/24//64", "x.example.com", 24),
+])
+def test_slash_in_domain_spec(term: str, domain: str, cidr4: int) -> None:
+    """'/' is a legal character of a domain-spec (RFC 7208 7.1); only a CIDR length at
+    the end of the term is one."""
+    (mech,) = parse_record(f"v=spf1 {term}").mechanisms
+    assert (macro_text(mech.domain), mech.cidr4) == (domain, cidr4)

@@ -63,13 +63,6 @@ DEVIATIONS: dict[tuple[str, str], str] = {
         "%{i} of an IPv6 address gives lowercase nibbles, as RFC 7208 section 7.4's "
         "example; the suite expects uppercase (pyspf's). Only exp= text differs: DNS "
         "names are case-insensitive",
-    # Known defects, fixed in the commits after the one adding this suite.
-    ("A mechanism syntax", "a-colon-domain"): "defect: '/' in a domain-spec taken as CIDR",
-    ("A mechanism syntax", "a-colon-domain-ip4mapped"):
-        "defect: '/' in a domain-spec taken as CIDR",
-    ("MX mechanism syntax", "mx-colon-domain"): "defect: '/' in a domain-spec taken as CIDR",
-    ("MX mechanism syntax", "mx-colon-domain-ip4mapped"):
-        "defect: '/' in a domain-spec taken as CIDR",
 }
 
 
