@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dns.exception
 import dns.name
 import dns.rdataclass
 import dns.rdatatype
@@ -169,7 +170,7 @@ class SuiteDns:
     def answer(self, name: str, rdtype: str) -> Answer:
         try:
             dns.name.from_text(name)
-        except (dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.EmptyLabel):
+        except (dns.exception.DNSException, ValueError):
             return Answer(Status.NXDOMAIN)  # as DnsClient: an invalid name cannot exist
         seen: set[str] = set()
         key = _key(name)
