@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dns.rdataclass
+import dns.rdatatype
 import pytest
+from dns.rdtypes.ANY.TXT import TXT
 
 from scanner.auth.spf import SpfChecker, SpfResult
 from scanner.auth.spf_macro import MacroContext, expand
@@ -13,6 +16,7 @@ from scanner.auth.spf_record import (
     parse_record,
 )
 from scanner.dns import Deadline, DnsSettings, get_client
+from scanner.dns.client import Answer, Status
 from tests.auth.conftest import run
 
 CASES = [
@@ -192,3 +196,23 @@ def test_slash_in_domain_spec(term: str, domain: str, cidr4: int) -> None:
     the end of the term is one."""
     (mech,) = parse_record(f"v=spf1 {term}").mechanisms
     assert (macro_text(mech.domain), mech.cidr4) == (domain, cidr4)
+
+
+def test_included_explanation_is_not_fetched() -> None:
+    """An included record's exp= is never used (RFC 7208 sections 5.2 and 6.2), so it is
+    not looked up: those queries would count against no limit."""
+    texts = {"outer.test": "v=spf1 include:inner.test -all exp=why.outer.test",
+             "inner.test": "v=spf1 -all exp=why.inner.test",
+             "why.outer.test": "%{i} is not allowed", "why.inner.test": "never used"}
+    asked: list[str] = []
+
+    async def lookup(name: str, rdtype: str) -> Answer:
+        asked.append(name)
+        if name not in texts:
+            return Answer(Status.NXDOMAIN)
+        return Answer(Status.OK, (TXT(dns.rdataclass.IN, dns.rdatatype.TXT,
+                                      [texts[name].encode()]),))
+
+    result = run(SpfChecker(lookup).check_host("192.0.2.1", "outer.test", "a@outer.test"))
+    assert (result.result, result.explanation) == ("fail", "192.0.2.1 is not allowed")
+    assert asked == ["outer.test", "inner.test", "why.outer.test"]
