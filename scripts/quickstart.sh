@@ -57,6 +57,23 @@ amavisd_release_client() {
     fi
 }
 
+# The RFC 7208 SPF test suite (rfc7208-tests.yml, BSD licence) for
+# tests/auth/test_spf_rfc7208.py. It ships in the pyspf source distribution; we keep
+# only the suite and its licence in .cache/spf-suite (not in the repository). When the
+# download fails, set-up goes on and those tests skip with the reason.
+spf_suite() {
+    local dir="$here/.cache/spf-suite" version="2.0.14"
+    [ -f "$dir/rfc7208-tests.yml" ] && return 0
+    mkdir -p "$dir"
+    (cd "$dir" \
+        && "$here/.venv/bin/python" -m pip download -q "pyspf==$version" --no-deps \
+            --no-binary :all: -d . >/dev/null 2>&1 \
+        && tar -xzf "pyspf-$version.tar.gz" --strip-components=2 \
+            "pyspf-$version/test/rfc7208-tests.yml" \
+            "pyspf-$version/test/rfc7208-tests.LICENSE") \
+        || echo "quickstart: could not fetch the RFC 7208 SPF test suite (its tests skip)" >&2
+}
+
 case "$mode" in
     serve)
         need_pkgs "${runtime_pkgs[@]}"
@@ -67,6 +84,7 @@ case "$mode" in
         need_pkgs "${runtime_pkgs[@]}" "${test_pkgs[@]}"
         setup_venv "[test]"
         amavisd_release_client
+        spf_suite
         # The machine's own Postfix, clamd, nsd and PostgreSQL (if apt started them) are
         # left alone: the tests start private instances on free loopback ports.
         .venv/bin/ruff check --quiet . || { echo "quickstart: ruff found problems" >&2; exit 1; }

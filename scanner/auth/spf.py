@@ -95,8 +95,10 @@ class SpfChecker:
             return SpfResult("permerror", name, reason=str(exc))
         return SpfResult(result, name, mech, explanation)
 
-    async def _check(self, ip: str, domain: str, sender: str, helo: str, state: _State
-                     ) -> tuple[str, str, str]:
+    async def _check(self, ip: str, domain: str, sender: str, helo: str, state: _State,
+                     explain: bool = True) -> tuple[str, str, str]:
+        """Evaluate ``domain``'s record: (result, mechanism, explanation). ``explain``
+        is False for an included record, whose exp= is never used (sections 5.2, 6.2)."""
         if not _valid_domain(domain):
             return "none", "", ""
         record = await self._record(domain)
@@ -107,13 +109,14 @@ class SpfChecker:
             if await self._match(mech, ctx, state):
                 result = QUALIFIERS[mech.qualifier]
                 explanation = ""
-                if result == "fail" and record.exp is not None:
+                if result == "fail" and explain and record.exp is not None:
                     explanation = await self._explain(record.exp, ctx, state)
                 return result, mech.text(), explanation
         if record.redirect is not None:
             state.count_term()
             target = await self._target(record.redirect, ctx, state)
-            result, mech, explanation = await self._check(ip, target, sender, helo, state)
+            result, mech, explanation = await self._check(ip, target, sender, helo, state,
+                                                          explain)
             if result == "none":
                 raise _PermError(f"redirect to {target!r}, which has no SPF record")
             return result, mech, explanation
@@ -167,7 +170,8 @@ class SpfChecker:
         raise _PermError(f"unknown mechanism {name}")
 
     async def _include(self, target: str, ctx: MacroContext, state: _State) -> bool:
-        result, _, _ = await self._check(ctx.ip, target, ctx.sender, ctx.helo, state)
+        result, _, _ = await self._check(ctx.ip, target, ctx.sender, ctx.helo, state,
+                                         explain=False)
         if result == "none":
             raise _PermError(f"include:{target} has no SPF record")
         return result == "pass"

@@ -83,7 +83,9 @@ def parse_record(text: str) -> Record:
         raise SpfSyntaxError("not an SPF record")
     mechanisms: list[Mechanism] = []
     modifiers: dict[str, MacroString] = {}
-    for term in text.split()[1:]:
+    # terms are separated by SP only (section 4.6.1): a tab, CR or LF is part of a
+    # term, and so a syntax error
+    for term in filter(None, text.split(" ")[1:]):
         mod = _MODIFIER.match(term)
         if mod:
             name = mod.group(1).lower()
@@ -128,8 +130,11 @@ def _parse_mechanism(term: str) -> Mechanism:
 
 
 def _split_cidr(rest: str, term: str) -> tuple[str, int, int]:
+    """The domain part and the CIDR lengths of an ``a``/``mx`` argument. Only a
+    dual-cidr-length at the very end is one: any other ``/`` belongs to the domain-spec
+    (a legal character there, section 7.1), which its own check then judges."""
     m = _DUAL_CIDR.search(rest)
-    if m is None or (not m.group(0) and "/" in rest.rpartition("}")[2]):
+    if m is None:  # the pattern is all optional: it always matches, if only empty
         raise SpfSyntaxError(f"bad CIDR length in {term!r}")
     cidr4 = int(m.group(1)) if m.group(1) else 32
     cidr6 = int(m.group(2)) if m.group(2) else 128

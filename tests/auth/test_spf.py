@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dns.rdataclass
+import dns.rdatatype
 import pytest
+from dns.rdtypes.ANY.TXT import TXT
 
 from scanner.auth.spf import SpfChecker, SpfResult
 from scanner.auth.spf_macro import MacroContext, expand
-from scanner.auth.spf_record import SpfSyntaxError, parse_macro_string, parse_record
+from scanner.auth.spf_record import (
+    SpfSyntaxError,
+    macro_text,
+    parse_macro_string,
+    parse_record,
+)
 from scanner.dns import Deadline, DnsSettings, get_client
+from scanner.dns.client import Answer, Status
 from tests.auth.conftest import run
 
 CASES = [
@@ -160,6 +169,11 @@ def test_macro_expansion(macro: str, expected: str) -> None:
     "v=spf1 redirect=a.test redirect=b.test", "v=spf1 exp=a.test exp=b.test",
     "v=spf1 exists:%{z}.x.test", "v=spf1 a:com", "v=spf1 a:1.2.3.4", "v=spf1 =foo",
     "v=spf1 -ip4:192.0.2.1/024",
+    # terms are separated by spaces only (RFC 7208 4.6.1): other whitespace is in a term
+    "v=spf1 ip4:192.0.2.5\n include:_spf.example.test ~all",
+    "v=spf1 a:ctrl.example.test\rptr -all", "v=spf1 ip4:192.0.2.1\t-all",
+    "v=spf1 -all\n",
+    "v=spf1 a:example.com/333", "v=spf1 a:%{d}/24/", "v=spf1 a/abc", "v=spf1 mx:x.test/",
 ])
 def test_syntax_errors(record: str) -> None:
     with pytest.raises(SpfSyntaxError):
@@ -170,3 +184,35 @@ def test_unknown_modifiers_are_ignored() -> None:
     record = parse_record("v=spf1 -ip4:192.0.2.0/24 moo=%{d}.cow ~all")
     assert [m.name for m in record.mechanisms] == ["ip4", "all"]
     assert record.mechanisms[0].qualifier == "-"
+
+
+@pytest.mark.parametrize("term,domain,cidr4", [
+    ("a:foo:bar/baz.example.com", "foo:bar/baz.example.com", 32),
+    ("mx:foo:bar/baz.example.com/24", "foo:bar/baz.example.com", 24),
+    ("a:x.example.com/24//64", "x.example.com", 24),
+])
+def test_slash_in_domain_spec(term: str, domain: str, cidr4: int) -> None:
+    """'/' is a legal character of a domain-spec (RFC 7208 7.1); only a CIDR length at
+    the end of the term is one."""
+    (mech,) = parse_record(f"v=spf1 {term}").mechanisms
+    assert (macro_text(mech.domain), mech.cidr4) == (domain, cidr4)
+
+
+def test_included_explanation_is_not_fetched() -> None:
+    """An included record's exp= is never used (RFC 7208 sections 5.2 and 6.2), so it is
+    not looked up: those queries would count against no limit."""
+    texts = {"outer.test": "v=spf1 include:inner.test -all exp=why.outer.test",
+             "inner.test": "v=spf1 -all exp=why.inner.test",
+             "why.outer.test": "%{i} is not allowed", "why.inner.test": "never used"}
+    asked: list[str] = []
+
+    async def lookup(name: str, rdtype: str) -> Answer:
+        asked.append(name)
+        if name not in texts:
+            return Answer(Status.NXDOMAIN)
+        return Answer(Status.OK, (TXT(dns.rdataclass.IN, dns.rdatatype.TXT,
+                                      [texts[name].encode()]),))
+
+    result = run(SpfChecker(lookup).check_host("192.0.2.1", "outer.test", "a@outer.test"))
+    assert (result.result, result.explanation) == ("fail", "192.0.2.1 is not allowed")
+    assert asked == ["outer.test", "inner.test", "why.outer.test"]
