@@ -11,6 +11,7 @@ the end of data): then only ``force`` releases it again.
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from collections.abc import Sequence
 from email.utils import formatdate
@@ -21,6 +22,7 @@ from scanner.reinject.deliver import NextHop, Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
 from scanner.task import ClientInfo, Recipient
 
+log = logging.getLogger("scanner")
 _LOCAL = re.compile(r'^(?:[^\s<>()\[\],;:\\"@\x00-\x1f\x7f]+|"(?:[^"\\\r\n]|\\.)*")$')
 _LABEL = re.compile(r"^(?!-)[^\s<>()\[\],;:\\\"@.\x00-\x1f\x7f]{1,63}(?<!-)$")
 _LITERAL = re.compile(r"^\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]$")
@@ -97,10 +99,26 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
                 await pool.close()
         # anything else (a cancellation, a bug) leaves the row 'releasing': outcome unknown
         accepted = [a for a, r in zip(targets, result.replies, strict=True) if r.startswith("2")]
-        if accepted:
-            q.index.finish(mail_id, token, accepted, result.replies)
-        elif result.awaiting_final:
-            q.index.note(mail_id, token, result.replies)
-        else:
-            q.index.abort(mail_id, token, result.replies)
+        _record_outcome(q, mail_id, token, accepted, result.replies, result.awaiting_final)
         return result.replies
+
+
+def _record_outcome(q: Quarantine, mail_id: str, token: str, accepted: list[str],
+                    replies: list[str], awaiting_final: bool) -> None:
+    """Move the row on after delivery. The next hop has answered by now, so an index
+    that cannot be written (disk full, database gone) must not turn a delivered message
+    into a reported failure: it is logged, and the row stays ``releasing`` (a further
+    release is refused, so nothing is sent twice)."""
+    try:
+        if accepted:
+            q.index.finish(mail_id, token, accepted, replies)
+        elif awaiting_final:
+            q.index.note(mail_id, token, replies)
+        else:
+            q.index.abort(mail_id, token, replies)
+    except QuarantineError as exc:
+        outcome = (f"delivered to {', '.join(accepted)}" if accepted
+                   else "not delivered")
+        log.error("release of %s %s (%s), but the quarantine index could not record it: "
+                  "%s; it stays 'releasing' (see 'scanner quarantine show %s')", mail_id,
+                  outcome, "; ".join(replies), exc, mail_id)

@@ -162,6 +162,30 @@ def test_unknown_outcome_is_not_released_again(quarantine: Quarantine, sink: Sin
         quarantine.delete(rec.mail_id)
 
 
+def test_delivered_but_the_index_cannot_record_it(quarantine: Quarantine, hop: NextHop,
+                                                  sink: Sink, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture):
+    """The next hop took the message, then the index could not be written (disk full,
+    database gone): the release is reported as delivered (not "not released", which
+    invites a second try), the error is logged, and the row stays 'releasing' so a
+    second release is refused instead of sending the message twice."""
+    rec = store(quarantine)
+
+    def full(*_a: object, **_k: object) -> bool:
+        raise QuarantineError(f"quarantine index {quarantine.index.location}: database or "
+                              "disk is full")
+    monkeypatch.setattr(type(quarantine.index), "finish", full)
+    replies = run_release(quarantine, hop, rec.mail_id)
+    assert replies[0].startswith("250 2.0.0 from MTA"), replies
+    assert "could not record it: quarantine index" in caplog.text
+    assert "database or disk is full" in caplog.text
+    monkeypatch.undo()
+    assert quarantine.get(rec.mail_id).state == "releasing"
+    with pytest.raises(AlreadyReleased, match="being released"):
+        run_release(quarantine, hop, rec.mail_id)
+    assert len(sink.wait_for(1)) == 1
+
+
 CHILD = textwrap.dedent("""
     import asyncio, contextlib, sys, time
     from scanner.quarantine.config import QuarantineConfig
