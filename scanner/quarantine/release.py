@@ -10,6 +10,7 @@ the end of data): then only ``force`` releases it again.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -67,8 +68,12 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
     Raises :class:`QuarantineError` (or a subclass) before sending anything for an
     unknown id, a wrong ``secret_id``, a message released (or being released) already,
     an invalid address, or a missing or corrupt file.
+
+    The index and the file are used from a worker thread: a busy index (SQLite's busy
+    timeout, a PostgreSQL server far away) or a large message must not stop the event
+    loop, which in ``scanner serve`` also runs the worker's SMTP sessions.
     """
-    rec = q.get(mail_id)
+    rec = await asyncio.to_thread(q.get, mail_id)
     if secret_id and not hmac.compare_digest(secret_id.encode(), rec.secret_id.encode()):
         raise BadSecret(f"wrong secret_id for {mail_id}")
     targets = [check_address(a) for a in recipients] if recipients else list(rec.recipients)
@@ -78,13 +83,16 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
     if sender is not None:
         env_sender = "" if sender.strip() in ("", "<>") else check_address(sender)
     with q.lock(rec, "release"):
-        token = q.index.claim(mail_id, requested_by, force=force)
+        token = await asyncio.to_thread(q.index.claim, mail_id, requested_by, force=force)
         if token is None:
-            raise q.why_not_held(mail_id)
+            raise await asyncio.to_thread(q.why_not_held, mail_id)
         try:
-            raw = q.read_record(rec)
-        except BaseException as exc:
-            q.index.abort(mail_id, token, [f"not sent: {exc}"])
+            raw = await asyncio.to_thread(q.read_record, rec)
+        except Exception as exc:
+            await asyncio.to_thread(q.index.abort, mail_id, token, [f"not sent: {exc}"])
+            raise
+        except BaseException as exc:  # cancelled: no awaiting any more
+            q.index.abort(mail_id, token, [f"not sent: {exc!r}"])
             raise
         header = release_header(q.cfg.release_header, requested_by, mail_id)
         data = f"{header[0]}: {header[1]}\r\n".encode() + raw
@@ -99,7 +107,8 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
                 await pool.close()
         # anything else (a cancellation, a bug) leaves the row 'releasing': outcome unknown
         accepted = [a for a, r in zip(targets, result.replies, strict=True) if r.startswith("2")]
-        _record_outcome(q, mail_id, token, accepted, result.replies, result.awaiting_final)
+        await asyncio.to_thread(_record_outcome, q, mail_id, token, accepted, result.replies,
+                                result.awaiting_final)
         return result.replies
 
 

@@ -208,3 +208,40 @@ def test_release_log_ids_continue_the_workers_counter(server):
     [log_id] = [v for k, v in answer if k == "log_id"]
     assert first_smtp.endswith("-01") and log_id.endswith("-02"), log_id
     assert ids.next().endswith("-03")
+
+
+def test_a_release_waiting_for_the_index_does_not_stop_the_worker(server, sink: Sink):
+    """While a release waits for the index's write lock (cron's expire, a reindex, a
+    slow PostgreSQL), the worker's event loop, which also runs its SMTP sessions, keeps
+    serving: another request is answered meanwhile; the release completes once the
+    lock is free."""
+    import sqlite3
+    import threading
+
+    config, q, path = server()
+    rec = store(q)
+    real_claim = q.index.claim
+    waiting = threading.Event()
+
+    def claim(*args, **kw):  # type: ignore[no-untyped-def]
+        waiting.set()  # only observes: the real claim then waits for the real lock
+        return real_claim(*args, **kw)
+    q.index.claim = claim  # type: ignore[method-assign]
+    holder = sqlite3.connect(q.index.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the index's write lock, as another process holds it
+    first: list = []
+    thread = threading.Thread(target=lambda: first.extend(ampdp(path, [
+        ("request", "release"), ("mail_id", rec.mail_id)], timeout=60)))
+    try:
+        thread.start()
+        assert waiting.wait(10), "the release never reached the index"
+        [other] = ampdp(path, [("request", "release"), ("mail_id", "unknownABCDE")],
+                        timeout=10)
+        assert "unknown mail_id unknownABCDE" in _values(other, "setreply")[0]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        thread.join(60)
+    [answer] = first
+    assert _values(answer, "setreply")[0].startswith("250 2.6.0 Ok"), answer
+    assert len(sink.wait_for(1)) == 1
