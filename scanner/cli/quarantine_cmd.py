@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import pwd
+import re
 import sys
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ from scanner.quarantine.when import format_time, parse_duration, parse_since
 EX_FAIL = 1
 EX_TEMPFAIL = 75
 Command = Callable[[argparse.Namespace], int]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -128,11 +130,18 @@ def _guarded(func: Command) -> Command:
     return run
 
 
+def _printable(text: str) -> str:
+    """Text from the mail (subject, addresses, next-hop replies) fit for a terminal:
+    control characters (ESC and CSI start terminal escape sequences) as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _short(rec: QuarantineRecord) -> str:
     score = f"{rec.score:.3f}" if rec.score is not None else "-"
-    rcpts = ",".join(rec.recipients)
+    rcpts = _printable(",".join(rec.recipients))
     return (f"{format_time(rec.stored_at)}  {rec.mail_id}  {rec.category:<10} {score:>8} "
-            f"{rec.size:>9}  {rec.state:<9} <{rec.sender}> -> {rcpts}  {rec.subject!r}")
+            f"{rec.size:>9}  {rec.state:<9} <{_printable(rec.sender)}> -> {rcpts}  "
+            f"{rec.subject!r}")
 
 
 @_guarded
@@ -185,7 +194,7 @@ def _show(args: argparse.Namespace) -> int:
                  ("released to", ", ".join(rec.released_to) or "-")]
         rows += [("reply", r) for r in rec.release_result]
     for key, value in rows:
-        print(f"{key + ':':<17}{value}")
+        print(f"{key + ':':<17}{_printable(value)}")
     return 0
 
 
@@ -210,7 +219,7 @@ def _release(args: argparse.Namespace) -> int:
                                   requested_by=args.by or _login_name(), force=args.force))
     targets = args.to or q.get(args.mail_id).recipients
     for rcpt, reply in zip(targets, replies, strict=False):
-        print(f"<{rcpt.strip('<>')}>: {reply}")
+        print(_printable(f"<{rcpt.strip('<>')}>: {reply}"))
     codes = {r[:1] for r in replies}
     if codes == {"2"}:
         return 0

@@ -58,6 +58,24 @@ def test_list_show_and_raw(setup):
     assert out.stdout == sample("spam one")
 
 
+def test_text_from_the_mail_cannot_drive_the_terminal(setup):
+    """Subject and envelope come from the sender (an RFC 2047 subject decodes to any
+    character): 'show' and 'list' print control characters escaped, so a spammer's
+    ESC or CSI sequences cannot retitle, clear or rewrite the admin's terminal."""
+    config, q = setup
+    evil = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+    rec = q.store(mail_id="evilTERMINAL", raw=sample("x"), sender=f"a{evil}@example.org",
+                  recipients=[f"b{evil}@example.test"], category="SPAM", score=9.0,
+                  symbols=[], subject=f"hi {evil}", message_id=f"<{evil}@x>",
+                  client_addr=None, policy_bank="")
+    for action in (["show", rec.mail_id], ["list"]):
+        out = cli(config, *action)
+        assert out.returncode == 0, out.stderr
+        text = out.stdout.decode()
+        assert not [c for c in text if ord(c) < 0x20 and c != "\n" or 0x7f <= ord(c) <= 0x9f]
+        assert "\\x1b]0;owned\\x07" in text and "\\x9b31m" in text
+
+
 def test_errors_name_what_failed(setup, tmp_path: Path):
     config, q = setup
     out = cli(config, "show", "AAAAAAAAAAAA")
