@@ -3,7 +3,10 @@
 A connection is opened per operation, so the index works from threads, forked
 workers and cron jobs at the same time without sharing handles. When root (cron, the
 CLI) creates or touches the database, its files are given to the owner of the
-directory, so the daemon running as another user can still write them.
+directory, so the daemon running as another user can still write them. The database
+is created readable by owner and group only (SQLite gives its journals the same mode):
+it holds the envelopes and subjects of held mail and the secret_ids that authorise
+releases, and may live outside the 0750 quarantine directory.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from scanner.quarantine.index import SCHEMA, Index, Run
 from scanner.quarantine.record import QuarantineError
 
 BUSY_TIMEOUT_MS = 30000
+DB_MODE = 0o640
 
 
 class SqliteIndex(Index):
@@ -44,6 +48,7 @@ class SqliteIndex(Index):
             parent = os.path.dirname(self.path) or "."
             if not os.path.isdir(parent):
                 os.makedirs(parent, 0o750, exist_ok=True)
+            _create_private(self.path)
             con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                   isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
@@ -111,6 +116,16 @@ class SqliteIndex(Index):
                 fst = os.stat(self.path + suffix)
                 if fst.st_uid != st.st_uid:
                     os.chown(self.path + suffix, st.st_uid, st.st_gid)
+
+
+def _create_private(path: str) -> None:
+    """Create an empty database file with :data:`DB_MODE` unless one exists (SQLite
+    itself would create it world-readable, 0644 under the usual umask)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DB_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _rollback(con: sqlite3.Connection) -> None:

@@ -213,3 +213,28 @@ def test_a_lost_index_is_rebuilt_from_the_envelopes_in_the_files(qdir: Path) -> 
     assert int(got.stored_at) == int(kept.stored_at)
     assert second.read(kept.mail_id) == raw
     assert second.reindex() == ([], skipped)  # nothing left to add
+
+
+def test_the_index_is_not_readable_by_others(tmp_path: Path) -> None:
+    """The index holds envelopes, subjects and the secret_ids that authorise releases;
+    placed outside the 0750 quarantine directory (index = "sqlite:/elsewhere/...") in a
+    directory others may enter, it must still not be readable by them, nor its WAL."""
+    import sqlite3
+
+    public = tmp_path / "public"
+    public.mkdir()
+    public.chmod(0o755)
+    old = os.umask(0o022)
+    try:
+        q = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"),
+                                        index=f"sqlite:{public}/index.sqlite"))
+        store(q)
+        keep = sqlite3.connect(public / "index.sqlite")  # keeps -wal and -shm in place
+        keep.execute("SELECT count(*) FROM quarantine").fetchone()
+        store(q)
+        for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+            mode = stat.S_IMODE((public / name).stat().st_mode)
+            assert mode & 0o007 == 0, f"{name} is {oct(mode)}"
+        keep.close()
+    finally:
+        os.umask(old)
