@@ -37,6 +37,7 @@ from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.record import (
     AlreadyReleased,
     BadSecret,
+    IndexUnavailable,
     QuarantineError,
     UnknownMailId,
 )
@@ -249,6 +250,11 @@ class AmpdpService:
             log.info("(%s) AM.PDP %s %s by %s refused: %s", log_id, request, mail_id, who, exc)
             return _error(log_id, "550 5.7.1" if isinstance(exc, BadSecret) else "550 5.7.0",
                           f"Not released, id={ref}: {exc}", 69)
+        except IndexUnavailable as exc:  # nothing wrong with the message: try again
+            log.warning("(%s) AM.PDP %s %s by %s deferred: %s", log_id, request, mail_id, who,
+                        exc)
+            return _error(log_id, "451 4.5.0", f"Error in processing, id={ref}: {exc}", 75,
+                          "tempfail")
         except QuarantineError as exc:
             log.warning("(%s) AM.PDP %s %s by %s failed: %s", log_id, request, mail_id, who,
                         exc)

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from scanner.quarantine.index import SCHEMA, Index, Run
-from scanner.quarantine.record import QuarantineError
+from scanner.quarantine.record import IndexUnavailable, QuarantineError
 
 BUSY_TIMEOUT_MS = 30000
 DB_MODE = 0o640
@@ -40,7 +40,7 @@ class SqliteIndex(Index):
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise QuarantineError(f"quarantine index {self.path}: {exc.strerror}") from exc
+            raise IndexUnavailable(f"quarantine index {self.path}: {exc.strerror}") from exc
         return True
 
     def _connect(self) -> sqlite3.Connection:
@@ -52,7 +52,7 @@ class SqliteIndex(Index):
             con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                   isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
-            raise QuarantineError(f"cannot open the quarantine index {self.path}: {exc}") from exc
+            raise IndexUnavailable(f"cannot open the quarantine index {self.path}: {exc}") from exc
         try:
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             con.execute("PRAGMA synchronous = FULL")
@@ -60,7 +60,7 @@ class SqliteIndex(Index):
                 self._create(con)
         except sqlite3.Error as exc:
             con.close()
-            raise QuarantineError(f"quarantine index {self.path}: {exc}") from exc
+            raise IndexUnavailable(f"quarantine index {self.path}: {exc}") from exc
         return con
 
     def _create(self, con: sqlite3.Connection) -> None:
@@ -95,7 +95,9 @@ class SqliteIndex(Index):
                 _rollback(con)
                 raise
         except sqlite3.Error as exc:
-            raise QuarantineError(f"quarantine index {self.path}: {exc}") from exc
+            kind = QuarantineError if isinstance(exc, sqlite3.IntegrityError) else \
+                IndexUnavailable  # a duplicate row is no outage
+            raise kind(f"quarantine index {self.path}: {exc}") from exc
         finally:
             con.close()
             if write:

@@ -27,6 +27,11 @@ class QuarantineError(ScannerError):
     """A quarantine operation failed; the message says what (id, file, index, next hop)."""
 
 
+class IndexUnavailable(QuarantineError):
+    """The index could not be used (busy past the timeout, unreachable, unreadable):
+    nothing about the message is wrong; the same request may succeed later."""
+
+
 class UnknownMailId(QuarantineError):
     """No index row for this mail_id."""
 

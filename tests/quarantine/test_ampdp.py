@@ -245,3 +245,31 @@ def test_a_release_waiting_for_the_index_does_not_stop_the_worker(server, sink: 
     [answer] = first
     assert _values(answer, "setreply")[0].startswith("250 2.6.0 Ok"), answer
     assert len(sink.wait_for(1)) == 1
+
+
+def test_an_index_that_is_busy_is_a_temporary_failure(server, sink: Sink,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    """An index that cannot be used right now (another process holds its write lock
+    past the busy timeout, a PostgreSQL server down) is not the message's fault: like
+    amavis's 4xx for a release it cannot do, the answer is 451 4.5.0 with exit_code 75
+    (try again), not a permanent '550 Not released'; the next request succeeds."""
+    import sqlite3
+
+    from scanner.quarantine import index_sqlite
+
+    monkeypatch.setattr(index_sqlite, "BUSY_TIMEOUT_MS", 300)
+    config, q, path = server()
+    rec = store(q)
+    holder = sqlite3.connect(q.index.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        [answer] = ampdp(path, [("request", "release"), ("mail_id", rec.mail_id)])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    [reply] = _values(answer, "setreply")
+    assert reply.startswith(f"451 4.5.0 Error in processing, id=rel-{rec.mail_id}: "), reply
+    assert "database is locked" in reply and _values(answer, "exit_code") == ["75"]
+    assert sink.received == [] and q.get(rec.mail_id).state == "held"
+    [answer] = ampdp(path, [("request", "release"), ("mail_id", rec.mail_id)])
+    assert _values(answer, "setreply")[0].startswith("250 2.6.0 Ok"), answer
