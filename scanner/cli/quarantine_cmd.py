@@ -15,7 +15,8 @@ import os
 import pwd
 import re
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterable
 
 from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
@@ -154,13 +155,24 @@ def _list(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 0
     since = parse_since(args.since) if args.since else None
-    records = q.list(category=args.category, rcpt=args.rcpt, since=since)
+    records = q.records(category=args.category, rcpt=args.rcpt, since=since)
     if args.json:
-        print(json.dumps([r.as_dict() for r in records], indent=1, ensure_ascii=False))
+        _print_json_array(r.as_dict() for r in records)
     else:
         for rec in records:
             print(_short(rec))
     return 0
+
+
+def _print_json_array(items: Iterable[dict]) -> None:
+    """``json.dumps(list(items), indent=1)``, written item by item (a quarantine may
+    hold millions of messages)."""
+    opened = False
+    for item in items:
+        sys.stdout.write(",\n" if opened else "[\n")
+        sys.stdout.write(textwrap.indent(json.dumps(item, indent=1, ensure_ascii=False), " "))
+        opened = True
+    print("\n]" if opened else "[]")
 
 
 @_guarded

@@ -136,7 +136,12 @@ class Quarantine:
 
     def list(self, category: str | None = None, rcpt: str | None = None,
              since: float | None = None) -> list[QuarantineRecord]:
-        return [self._with_path(r) for r in self.index.list(category, rcpt, since)]
+        return list(self.records(category, rcpt, since))
+
+    def records(self, category: str | None = None, rcpt: str | None = None,
+                since: float | None = None) -> Iterator[QuarantineRecord]:
+        """Like :meth:`list`, one at a time (constant memory for any quarantine size)."""
+        return (self._with_path(r) for r in self.index.iter_rows(category, rcpt, since))
 
     # -- the per-message lock ------------------------------------------------------------
 
@@ -204,7 +209,7 @@ class Quarantine:
         """
         cutoff = time.time() - older_than_seconds
         count = 0
-        for rec in self.index.list(before=cutoff):
+        for rec in self.index.iter_rows(before=cutoff):
             if self.index.delete_expired(rec.mail_id, cutoff):
                 files.remove(self.directory / rec.relative_path)
                 count += 1
