@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import pwd
-import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterable
@@ -22,12 +21,12 @@ from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
 from scanner.policy.decide import CATEGORY_KEY
 from scanner.quarantine.record import QuarantineError, QuarantineRecord
+from scanner.quarantine.text import printable
 from scanner.quarantine.when import format_time, parse_duration, parse_since
 
 EX_FAIL = 1
 EX_TEMPFAIL = 75
 Command = Callable[[argparse.Namespace], int]
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -131,17 +130,11 @@ def _guarded(func: Command) -> Command:
     return run
 
 
-def _printable(text: str) -> str:
-    """Text from the mail (subject, addresses, next-hop replies) fit for a terminal:
-    control characters (ESC and CSI start terminal escape sequences) as ``\\xNN``."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def _short(rec: QuarantineRecord) -> str:
     score = f"{rec.score:.3f}" if rec.score is not None else "-"
-    rcpts = _printable(",".join(rec.recipients))
+    rcpts = printable(",".join(rec.recipients))
     return (f"{format_time(rec.stored_at)}  {rec.mail_id}  {rec.category:<10} {score:>8} "
-            f"{rec.size:>9}  {rec.state:<9} <{_printable(rec.sender)}> -> {rcpts}  "
+            f"{rec.size:>9}  {rec.state:<9} <{printable(rec.sender)}> -> {rcpts}  "
             f"{rec.subject!r}")
 
 
@@ -206,7 +199,7 @@ def _show(args: argparse.Namespace) -> int:
                  ("released to", ", ".join(rec.released_to) or "-")]
         rows += [("reply", r) for r in rec.release_result]
     for key, value in rows:
-        print(f"{key + ':':<17}{_printable(value)}")
+        print(f"{key + ':':<17}{printable(value)}")
     return 0
 
 
@@ -231,7 +224,7 @@ def _release(args: argparse.Namespace) -> int:
                                   requested_by=args.by or _login_name(), force=args.force))
     targets = args.to or q.get(args.mail_id).recipients
     for rcpt, reply in zip(targets, replies, strict=False):
-        print(_printable(f"<{rcpt.strip('<>')}>: {reply}"))
+        print(printable(f"<{rcpt.strip('<>')}>: {reply}"))
     codes = {r[:1] for r in replies}
     if codes == {"2"}:
         return 0

@@ -19,6 +19,7 @@ from email.utils import formatdate
 
 from scanner.quarantine.record import BadSecret, QuarantineError
 from scanner.quarantine.store import Quarantine
+from scanner.quarantine.text import printable
 from scanner.reinject.deliver import NextHop, Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
 from scanner.task import ClientInfo, Recipient
@@ -73,6 +74,7 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
     timeout, a PostgreSQL server far away) or a large message must not stop the event
     loop, which in ``scanner serve`` also runs the worker's SMTP sessions.
     """
+    requested_by = printable(requested_by)  # e.g. Latin-1 from a web form: no index takes it
     rec = await asyncio.to_thread(q.get, mail_id)
     if secret_id and not hmac.compare_digest(secret_id.encode(), rec.secret_id.encode()):
         raise BadSecret(f"wrong secret_id for {mail_id}")

@@ -273,3 +273,27 @@ def test_an_index_that_is_busy_is_a_temporary_failure(server, sink: Sink,
     assert sink.received == [] and q.get(rec.mail_id).state == "held"
     [answer] = ampdp(path, [("request", "release"), ("mail_id", rec.mail_id)])
     assert _values(answer, "setreply")[0].startswith("250 2.6.0 Ok"), answer
+
+
+def test_peer_text_cannot_forge_log_lines(server, sink: Sink,
+                                          caplog: pytest.LogCaptureFixture):
+    """requested_by (a self-service front end passes the user's input) and mail_id are
+    %XX-decoded, so they may hold CR, LF or bytes that are not UTF-8: in the log they
+    appear escaped, never as a line of their own (a forged 'Passed CLEAN' line)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="scanner")
+    config, q, path = server()
+    rec = store(q)
+    forged = "\n(4242-01) Passed CLEAN {RelayedInbound}"
+    ampdp(path, [("request", "release"), ("mail_id", rec.mail_id),
+                 ("requested_by", f"web{forged}\udce9")],
+          [("request", "release"), ("mail_id", f"AAAAA\r\n{forged[-5:]}")])
+    assert len(sink.wait_for(1)) == 1
+    lines = [r.getMessage() for r in caplog.records if "AM.PDP" in r.getMessage()]
+    assert len(lines) == 2, lines
+    for line in lines:
+        assert not [c for c in line if ord(c) < 0x20 or 0xDC80 <= ord(c) <= 0xDCFF], line
+    assert "by web\\x0a(4242-01) Passed CLEAN {RelayedInbound}\\xe9 (AM.PDP, uid" in lines[0]
+    assert "AAAAA\\x0d\\x0a" in lines[1]
+    assert q.get(rec.mail_id).released_by.startswith("web\\x0a(4242-01) Passed CLEAN")

@@ -79,6 +79,19 @@ def test_valid_address_forms():
     assert check_address("jörg@bücher.example") == "jörg@bücher.example"
 
 
+def test_who_releases_may_be_any_bytes(quarantine: Quarantine, hop: NextHop, sink: Sink):
+    """--by and AM.PDP's requested_by come from outside (a web form in Latin-1, a
+    decoded %0a): bytes that are not UTF-8 used to make the index write fail (the
+    release an internal error, every time); control characters and such bytes are
+    kept as \\xNN in the header and the index."""
+    rec = store(quarantine)
+    replies = run_release(quarantine, hop, rec.mail_id, requested_by="J\udcf6rg\r\nBcc: x")
+    assert replies[0].startswith("250"), replies
+    header = sink.wait_for(1)[0].data.split(b"\r\n", 1)[0]
+    assert header.startswith(b"X-Quarantine-Released: by J\\xf6rg\\x0d\\x0aBcc: x at ")
+    assert quarantine.get(rec.mail_id).released_by == "J\\xf6rg\\x0d\\x0aBcc: x"
+
+
 def test_second_release_is_refused_unless_forced(quarantine: Quarantine, hop: NextHop,
                                                  sink: Sink):
     rec = store(quarantine)
