@@ -3,13 +3,14 @@
 Works while ``scanner serve`` runs and from cron. Exit codes: 0 done; 1 the request
 failed (unknown id, corrupt file, already released, bad address, next hop refused);
 2 configuration or usage error; 75 temporary failure (next hop unreachable or 4xx,
-index busy): try again later.
+index busy): try again later; 141 (quietly) the reader of the output went away.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pwd
@@ -26,6 +27,7 @@ from scanner.quarantine.when import format_time, parse_duration, parse_since
 
 EX_FAIL = 1
 EX_TEMPFAIL = 75
+EX_PIPE = 141  # what a shell reports for a command ended by SIGPIPE
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -125,9 +127,20 @@ def _guarded(func: Command) -> Command:
             return _fail(text, EX_TEMPFAIL if busy else EX_FAIL)
         except ValueError as exc:
             return _fail(str(exc), 2)
+        except BrokenPipeError:  # the reader went away (list | head): stop quietly
+            _discard_stdout()
+            return EX_PIPE
         except OSError as exc:  # a file of the quarantine this user may not read
             return _fail(f"{exc.filename or 'quarantine'}: {exc.strerror or exc}")
     return run
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so the flush at exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def _short(rec: QuarantineRecord) -> str:

@@ -300,3 +300,23 @@ def test_listing_a_huge_quarantine_takes_constant_memory(setup, tmp_path: Path):
     assert len({r["mail_id"] for r in listed}) == count + 1
     lines = outputs["list"].read_text(encoding="utf-8").splitlines()
     assert [line.split()[1] for line in lines] == [r["mail_id"] for r in listed]
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(setup):
+    """'scanner quarantine list | head -1': the reader closes the pipe early. The
+    command stops without an error message (it said 'quarantine: Broken pipe' with
+    exit 1, as if the quarantine had failed) and exits 141, as SIGPIPE-ended commands do."""
+    config, q = setup
+    rec = store(q)
+    for action in (["list"], ["list", "--json"], ["show", rec.mail_id],
+                   ["show", rec.mail_id, "--raw"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # a reader that has gone away before anything was written
+        try:
+            env = dict(os.environ, PYTHONPATH=str(REPO))
+            out = subprocess.run([sys.executable, "-m", "scanner", "quarantine", action[0],
+                                  "--config", str(config), *action[1:]], stdout=write_end,
+                                 stderr=subprocess.PIPE, env=env, timeout=60)
+        finally:
+            os.close(write_end)
+        assert (out.returncode, out.stderr) == (141, b""), (action, out.stderr)
