@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
 from scanner.policy.decide import CATEGORY_KEY
-from scanner.quarantine.record import QuarantineError, QuarantineRecord
+from scanner.quarantine.record import QuarantineError, QuarantineRecord, mail_id_from
 from scanner.quarantine.text import printable
 from scanner.quarantine.when import format_time, parse_duration, parse_since
 
@@ -47,14 +47,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lp.set_defaults(func=_list)
 
     sp = qsub.add_parser("show", parents=[common], help="show one message's index entry")
-    sp.add_argument("mail_id")
+    sp.add_argument("mail_id", type=mail_id_from, metavar="ID",
+                    help="the mail_id, or its file as logged (7/spam-7vykgLjHGVrk.gz)")
     sp.add_argument("--raw", action="store_true", help="print the message itself")
     sp.add_argument("--json", action="store_true", help="print the entry as JSON")
     sp.set_defaults(func=_show)
 
     rp = qsub.add_parser("release", parents=[common],
                          help="deliver a message through the [reinject] next hop")
-    rp.add_argument("mail_id")
+    rp.add_argument("mail_id", type=mail_id_from, metavar="ID",
+                    help="the mail_id, or its file as logged (7/spam-7vykgLjHGVrk.gz)")
     rp.add_argument("--to", nargs="+", metavar="ADDR", help="deliver to these addresses "
                     "instead of the original recipients")
     rp.add_argument("--by", help="who releases (in the release header; default: your "
@@ -64,7 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rp.set_defaults(func=_release)
 
     dp = qsub.add_parser("delete", parents=[common], help="remove a message for good")
-    dp.add_argument("mail_id")
+    dp.add_argument("mail_id", type=mail_id_from, metavar="ID",
+                    help="the mail_id, or its file as logged (7/spam-7vykgLjHGVrk.gz)")
     dp.add_argument("--force", action="store_true",
                     help="delete even if an earlier release broke off")
     dp.set_defaults(func=_delete)

@@ -320,3 +320,26 @@ def test_output_cut_short_by_its_reader_ends_quietly(setup):
         finally:
             os.close(write_end)
         assert (out.returncode, out.stderr) == (141, b""), (action, out.stderr)
+
+
+def test_ids_as_the_log_line_and_amavisd_release_give_them(setup, sink: Sink):
+    """The log line says 'quarantine: 7/spam-7vykgLjHGVrk.gz' and amavisd-release takes
+    that path: show, release and delete take it too (also the bare file name, an
+    absolute path, amavis's '[partition]' suffix, and ids with '-' or '_' at the ends)."""
+    config, q = setup
+    odd = store(q, mail_id="_odd-id_9-x-")
+    plain = store(q)
+    out = cli(config, "show", odd.relative_path)
+    assert out.returncode == 0 and f"mail_id:         {odd.mail_id}" in out.stdout.decode()
+    for form in (f"spam-{odd.mail_id}.gz", f"{odd.path}", f"{odd.relative_path}[23]",
+                 f" {odd.mail_id} "):
+        out = cli(config, "show", form, "--json")
+        assert out.returncode == 0, (form, out.stderr)
+        assert json.loads(out.stdout)["mail_id"] == odd.mail_id
+    out = cli(config, "release", plain.relative_path)
+    assert out.returncode == 0, out.stderr
+    assert len(sink.wait_for(1)) == 1
+    out = cli(config, "delete", odd.relative_path)
+    assert out.returncode == 0 and odd.relative_path.encode() in out.stdout
+    out = cli(config, "show", "7/virus-short.gz")
+    assert out.returncode == 1 and b"'7/virus-short.gz' is not a mail_id" in out.stderr
