@@ -138,6 +138,23 @@ def test_corrupt_or_missing_file_is_not_released(quarantine: Quarantine, hop: Ne
     assert sink.received == []
 
 
+def test_an_empty_file_is_corrupt_not_an_empty_message(quarantine: Quarantine, hop: NextHop,
+                                                       sink: Sink, qdir: Path):
+    """A quarantine file cut to 0 bytes (a file system repaired after a crash, a
+    careless '> file'): Python's gzip reads it as an empty message, so the release sent
+    nothing but the release header and the message counted as released. It is a
+    corrupt file: nothing is sent, the row stays held, 'show --raw' fails too."""
+    rec = store(quarantine)
+    path = qdir / rec.relative_path
+    path.write_bytes(b"")
+    with pytest.raises(QuarantineError, match=f"{path} is corrupt: it is empty"):
+        run_release(quarantine, hop, rec.mail_id)
+    with pytest.raises(QuarantineError, match="is corrupt"):
+        quarantine.read(rec.mail_id)
+    assert sink.received == []
+    assert quarantine.get(rec.mail_id).state == "held"
+
+
 def test_next_hop_down_then_up(quarantine: Quarantine, dead_hop: NextHop, hop: NextHop,
                                sink: Sink):
     rec = store(quarantine)
