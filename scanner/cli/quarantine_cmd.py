@@ -206,7 +206,8 @@ def _show(args: argparse.Namespace) -> int:
         ("recipients", ", ".join(rec.recipients)), ("subject", rec.subject),
         ("message-id", rec.message_id or "-"), ("client", rec.client_addr or "-"),
         ("policy bank", rec.policy_bank or "-"), ("size", str(rec.size)),
-        ("file", rec.path), ("state", rec.state),
+        ("file", rec.path or f"{rec.relative_path} (not a file of this quarantine: "
+                             "never read or removed)"), ("state", rec.state),
     ]
     if rec.state != "held" or rec.release_result:
         rows += [("release by", rec.released_by or "-"),

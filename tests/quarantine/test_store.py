@@ -238,3 +238,41 @@ def test_the_index_is_not_readable_by_others(tmp_path: Path) -> None:
         keep.close()
     finally:
         os.umask(old)
+
+
+def test_a_forged_index_row_never_reaches_files_outside(quarantine: Quarantine, qdir: Path,
+                                                         tmp_path: Path) -> None:
+    """Whoever may write the index (the service user, whose files root's cron expire
+    reads; another host sharing a PostgreSQL index) could point a row at any file:
+    '../', a path elsewhere, a symlink inside the directory leading out. Release and
+    'show --raw' refuse to read it (nothing is mailed out), and delete and expire remove
+    the row but never the file."""
+    import gzip as gz
+
+    secret = tmp_path / "outside" / "spam-AAAAAAAAAAAA.gz"
+    secret.parent.mkdir()
+    secret.write_bytes(gz.compress(b"Subject: root's secret\r\n\r\nxyz\r\n"))
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    store(quarantine)  # the index and its directory exist
+    forged = {"AAAAAAAAAAAA": "../outside/spam-AAAAAAAAAAAA.gz",
+              "BBBBBBBBBBBB": str(secret.parent / "spam-BBBBBBBBBBBB.gz"),
+              "CCCCCCCCCCCC": "../victim",
+              "LLLLLLLLLLLL": "L/spam-LLLLLLLLLLLL.gz"}
+    (secret.parent / "spam-BBBBBBBBBBBB.gz").write_bytes(secret.read_bytes())
+    for mail_id, rel in forged.items():
+        rec = store(quarantine, mail_id=mail_id)
+        with quarantine.index._transaction(write=True) as run:
+            run("UPDATE quarantine SET relative_path = ?, stored_at = 0 WHERE mail_id = ?",
+                [rel, rec.mail_id])
+        (qdir / rec.relative_path).unlink()
+    (qdir / "L" / "spam-LLLLLLLLLLLL.gz").symlink_to(secret)  # a link inside, leading out
+    for mail_id in forged:
+        with pytest.raises(QuarantineError, match="which is not its file below"):
+            quarantine.read(mail_id)
+        assert quarantine.get(mail_id).path == ""
+    quarantine.delete("CCCCCCCCCCCC")
+    assert quarantine.expire(3600) == 3  # the forged rows left (stored_at 0)
+    assert victim.read_text() == "keep me"
+    assert secret.exists() and (secret.parent / "spam-BBBBBBBBBBBB.gz").exists()
+    assert (qdir / "L" / "spam-LLLLLLLLLLLL.gz").is_symlink()
