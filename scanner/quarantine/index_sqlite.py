@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -104,7 +105,10 @@ class SqliteIndex(Index):
                 self._fix_owner()
 
     def _fix_owner(self) -> None:
-        """Running as root: hand new database files to the directory's owner."""
+        """Running as root: hand new database files to the directory's owner.
+
+        Only regular files, never through a symlink: the directory's owner may put
+        links there, and root following one would hand it any file (/etc/shadow)."""
         if os.geteuid() != 0:
             return
         try:
@@ -115,9 +119,9 @@ class SqliteIndex(Index):
             return
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
-                fst = os.stat(self.path + suffix)
-                if fst.st_uid != st.st_uid:
-                    os.chown(self.path + suffix, st.st_uid, st.st_gid)
+                fst = os.lstat(self.path + suffix)
+                if stat.S_ISREG(fst.st_mode) and fst.st_uid != st.st_uid:
+                    os.chown(self.path + suffix, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
 def _create_private(path: str) -> None:

@@ -276,3 +276,23 @@ def test_a_forged_index_row_never_reaches_files_outside(quarantine: Quarantine, 
     assert victim.read_text() == "keep me"
     assert secret.exists() and (secret.parent / "spam-BBBBBBBBBBBB.gz").exists()
     assert (qdir / "L" / "spam-LLLLLLLLLLLL.gz").is_symlink()
+
+
+def test_root_never_hands_a_linked_file_to_the_service_user(tmp_path: Path) -> None:
+    """Root (cron's expire, an admin) writing the index gives new database files to the
+    directory's owner, the service user. That user may put symlinks in its directory:
+    index.sqlite pointing at a database of root's must stay root's, not be chowned."""
+    import sqlite3
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    qdir = tmp_path / "q"
+    qdir.mkdir()
+    os.chown(qdir, 65534, 65534)  # the service user's quarantine directory
+    roots = tmp_path / "roots.sqlite"  # some database of root's, elsewhere
+    sqlite3.connect(roots).close()
+    (qdir / "index.sqlite").symlink_to(roots)  # planted by the service user
+    q = Quarantine(QuarantineConfig(directory=str(qdir)))
+    store(q)  # as root: a write
+    assert roots.stat().st_uid == 0
+    assert (qdir / "index.sqlite").is_symlink()
