@@ -76,7 +76,8 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
     """
     requested_by = printable(requested_by)  # e.g. Latin-1 from a web form: no index takes it
     rec = await asyncio.to_thread(q.get, mail_id)
-    if secret_id and not hmac.compare_digest(secret_id.encode(), rec.secret_id.encode()):
+    given = (secret_id or "").encode("utf-8", "surrogateescape")  # any bytes a peer sent
+    if secret_id and not hmac.compare_digest(given, rec.secret_id.encode()):
         raise BadSecret(f"wrong secret_id for {mail_id}")
     targets = [check_address(a) for a in recipients] if recipients else list(rec.recipients)
     if not targets:

@@ -109,6 +109,8 @@ def test_secret_id(quarantine: Quarantine, hop: NextHop, sink: Sink):
     with pytest.raises(BadSecret):
         run_release(quarantine, hop, rec.mail_id, secret_id="AAAAAAAAAAAA")
     assert sink.received == []
+    with pytest.raises(BadSecret):  # bytes that are not UTF-8 (%ff over AM.PDP): no crash
+        run_release(quarantine, hop, rec.mail_id, secret_id="\udcff" * 12)
     run_release(quarantine, hop, rec.mail_id, secret_id=rec.secret_id)
     assert len(sink.wait_for(1)) == 1
 
