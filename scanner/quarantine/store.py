@@ -100,21 +100,23 @@ class Quarantine:
     # -- looking up ----------------------------------------------------------------------
 
     def _with_path(self, rec: QuarantineRecord) -> QuarantineRecord:
-        path = self.file_of(rec)
+        path = self.file_of(rec, resolve=False)  # listing touches no file
         rec.path = str(path) if path is not None else ""
         return rec
 
-    def file_of(self, rec: QuarantineRecord) -> Path | None:
+    def file_of(self, rec: QuarantineRecord, *, resolve: bool = True) -> Path | None:
         """The message's file below the directory; None when the row names anything else
-        (``../``, an absolute path, another message's name, a symlink leading out). Such
-        a row, damaged or forged by whoever may write the index (a shared PostgreSQL
-        index, the service user while root runs expire from cron), never makes us read,
-        mail out or remove a file outside the quarantine."""
+        (``../``, an absolute path, another message's name, with ``resolve`` a symlink
+        leading out). Such a row, damaged or forged by whoever may write the index (a
+        shared PostgreSQL index, the service user while root runs expire from cron),
+        never makes us read, mail out or remove a file outside the quarantine."""
         rel = PurePosixPath(rec.relative_path)
         if rel.is_absolute() or ".." in rel.parts or not rel.name.endswith(
                 f"-{rec.mail_id}.gz"):
             return None
         path = self.directory / rel
+        if not resolve:
+            return path
         inside = os.path.realpath(self.directory) + os.sep
         return path if os.path.realpath(path).startswith(inside) else None
 
