@@ -3,27 +3,31 @@
 Works while ``scanner serve`` runs and from cron. Exit codes: 0 done; 1 the request
 failed (unknown id, corrupt file, already released, bad address, next hop refused);
 2 configuration or usage error; 75 temporary failure (next hop unreachable or 4xx,
-index busy): try again later.
+index busy): try again later; 141 (quietly) the reader of the output went away.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pwd
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterable
 
 from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
 from scanner.policy.decide import CATEGORY_KEY
-from scanner.quarantine.record import QuarantineError, QuarantineRecord
+from scanner.quarantine.record import QuarantineError, QuarantineRecord, mail_id_from
+from scanner.quarantine.text import printable
 from scanner.quarantine.when import format_time, parse_duration, parse_since
 
 EX_FAIL = 1
 EX_TEMPFAIL = 75
+EX_PIPE = 141  # what a shell reports for a command ended by SIGPIPE
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -43,14 +47,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lp.set_defaults(func=_list)
 
     sp = qsub.add_parser("show", parents=[common], help="show one message's index entry")
-    sp.add_argument("mail_id")
+    sp.add_argument("mail_id", type=mail_id_from, metavar="ID",
+                    help="the mail_id, or its file as logged (7/spam-7vykgLjHGVrk.gz)")
     sp.add_argument("--raw", action="store_true", help="print the message itself")
     sp.add_argument("--json", action="store_true", help="print the entry as JSON")
     sp.set_defaults(func=_show)
 
     rp = qsub.add_parser("release", parents=[common],
                          help="deliver a message through the [reinject] next hop")
-    rp.add_argument("mail_id")
+    rp.add_argument("mail_id", type=mail_id_from, metavar="ID",
+                    help="the mail_id, or its file as logged (7/spam-7vykgLjHGVrk.gz)")
     rp.add_argument("--to", nargs="+", metavar="ADDR", help="deliver to these addresses "
                     "instead of the original recipients")
     rp.add_argument("--by", help="who releases (in the release header; default: your "
@@ -60,7 +66,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rp.set_defaults(func=_release)
 
     dp = qsub.add_parser("delete", parents=[common], help="remove a message for good")
-    dp.add_argument("mail_id")
+    dp.add_argument("mail_id", type=mail_id_from, metavar="ID",
+                    help="the mail_id, or its file as logged (7/spam-7vykgLjHGVrk.gz)")
     dp.add_argument("--force", action="store_true",
                     help="delete even if an earlier release broke off")
     dp.set_defaults(func=_delete)
@@ -123,16 +130,28 @@ def _guarded(func: Command) -> Command:
             return _fail(text, EX_TEMPFAIL if busy else EX_FAIL)
         except ValueError as exc:
             return _fail(str(exc), 2)
+        except BrokenPipeError:  # the reader went away (list | head): stop quietly
+            _discard_stdout()
+            return EX_PIPE
         except OSError as exc:  # a file of the quarantine this user may not read
             return _fail(f"{exc.filename or 'quarantine'}: {exc.strerror or exc}")
     return run
 
 
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so the flush at exit does not fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
 def _short(rec: QuarantineRecord) -> str:
     score = f"{rec.score:.3f}" if rec.score is not None else "-"
-    rcpts = ",".join(rec.recipients)
+    rcpts = printable(",".join(rec.recipients))
     return (f"{format_time(rec.stored_at)}  {rec.mail_id}  {rec.category:<10} {score:>8} "
-            f"{rec.size:>9}  {rec.state:<9} <{rec.sender}> -> {rcpts}  {rec.subject!r}")
+            f"{rec.size:>9}  {rec.state:<9} <{printable(rec.sender)}> -> {rcpts}  "
+            f"{rec.subject!r}")
 
 
 @_guarded
@@ -145,13 +164,24 @@ def _list(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 0
     since = parse_since(args.since) if args.since else None
-    records = q.list(category=args.category, rcpt=args.rcpt, since=since)
+    records = q.records(category=args.category, rcpt=args.rcpt, since=since)
     if args.json:
-        print(json.dumps([r.as_dict() for r in records], indent=1, ensure_ascii=False))
+        _print_json_array(r.as_dict() for r in records)
     else:
         for rec in records:
             print(_short(rec))
     return 0
+
+
+def _print_json_array(items: Iterable[dict]) -> None:
+    """``json.dumps(list(items), indent=1)``, written item by item (a quarantine may
+    hold millions of messages)."""
+    opened = False
+    for item in items:
+        sys.stdout.write(",\n" if opened else "[\n")
+        sys.stdout.write(textwrap.indent(json.dumps(item, indent=1, ensure_ascii=False), " "))
+        opened = True
+    print("\n]" if opened else "[]")
 
 
 @_guarded
@@ -176,7 +206,8 @@ def _show(args: argparse.Namespace) -> int:
         ("recipients", ", ".join(rec.recipients)), ("subject", rec.subject),
         ("message-id", rec.message_id or "-"), ("client", rec.client_addr or "-"),
         ("policy bank", rec.policy_bank or "-"), ("size", str(rec.size)),
-        ("file", rec.path), ("state", rec.state),
+        ("file", rec.path or f"{rec.relative_path} (not a file of this quarantine: "
+                             "never read or removed)"), ("state", rec.state),
     ]
     if rec.state != "held" or rec.release_result:
         rows += [("release by", rec.released_by or "-"),
@@ -185,7 +216,7 @@ def _show(args: argparse.Namespace) -> int:
                  ("released to", ", ".join(rec.released_to) or "-")]
         rows += [("reply", r) for r in rec.release_result]
     for key, value in rows:
-        print(f"{key + ':':<17}{value}")
+        print(f"{key + ':':<17}{printable(value)}")
     return 0
 
 
@@ -210,7 +241,7 @@ def _release(args: argparse.Namespace) -> int:
                                   requested_by=args.by or _login_name(), force=args.force))
     targets = args.to or q.get(args.mail_id).recipients
     for rcpt, reply in zip(targets, replies, strict=False):
-        print(f"<{rcpt.strip('<>')}>: {reply}")
+        print(printable(f"<{rcpt.strip('<>')}>: {reply}"))
     codes = {r[:1] for r in replies}
     if codes == {"2"}:
         return 0

@@ -13,10 +13,11 @@ from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.record import (
     AlreadyReleased,
     BadSecret,
+    IndexUnavailable,
     QuarantineError,
     QuarantineRecord,
     UnknownMailId,
 )
 
-__all__ = ["AlreadyReleased", "BadSecret", "QuarantineConfig", "QuarantineError",
-           "QuarantineRecord", "UnknownMailId"]
+__all__ = ["AlreadyReleased", "BadSecret", "IndexUnavailable", "QuarantineConfig",
+           "QuarantineError", "QuarantineRecord", "UnknownMailId"]

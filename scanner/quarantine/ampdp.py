@@ -37,11 +37,13 @@ from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.record import (
     AlreadyReleased,
     BadSecret,
+    IndexUnavailable,
     QuarantineError,
     UnknownMailId,
 )
 from scanner.quarantine.release import release
 from scanner.quarantine.store import Quarantine
+from scanner.quarantine.text import printable
 from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 
@@ -207,7 +209,7 @@ class AmpdpService:
                 log_id = self.log_ids.next()
                 if not self.allowed(uid, gid):
                     log.warning("(%s) AM.PDP: refused uid %d gid %d (pid %d %s)", log_id, uid,
-                                gid, pid, _process_name(pid))
+                                gid, pid, printable(_process_name(pid)))
                     writer.write(format_message(_error(
                         log_id, "554 5.7.1", f"permission denied: uid {uid} gid {gid} may "
                         "not use this socket (see [quarantine] allowed_uids)", 69)))
@@ -235,6 +237,7 @@ class AmpdpService:
             return _error(log_id, "554 5.5.1", f"unsupported request {request!r} (release "
                           "and requeue are served here)", 69)
         mail_id = _mail_id(values)
+        shown = printable(mail_id)  # for the log: the peer chose these characters
         secret = (values.get("secret_id") or [""])[0].strip() or None
         rcpts = [r.strip() for r in values.get("recipient", []) if r.strip()]
         sender = values.get("sender", [None])[0]
@@ -246,22 +249,27 @@ class AmpdpService:
                                     requested_by=who, secret_id=secret,
                                     sender=sender.strip() if sender is not None else None)
         except (UnknownMailId, BadSecret, AlreadyReleased) as exc:
-            log.info("(%s) AM.PDP %s %s by %s refused: %s", log_id, request, mail_id, who, exc)
+            log.info("(%s) AM.PDP %s %s by %s refused: %s", log_id, request, shown, who, exc)
             return _error(log_id, "550 5.7.1" if isinstance(exc, BadSecret) else "550 5.7.0",
                           f"Not released, id={ref}: {exc}", 69)
+        except IndexUnavailable as exc:  # nothing wrong with the message: try again
+            log.warning("(%s) AM.PDP %s %s by %s deferred: %s", log_id, request, shown, who,
+                        exc)
+            return _error(log_id, "451 4.5.0", f"Error in processing, id={ref}: {exc}", 75,
+                          "tempfail")
         except QuarantineError as exc:
-            log.warning("(%s) AM.PDP %s %s by %s failed: %s", log_id, request, mail_id, who,
+            log.warning("(%s) AM.PDP %s %s by %s failed: %s", log_id, request, shown, who,
                         exc)
             return _error(log_id, "550 5.3.0", f"Not released, id={ref}: {exc}", 69)
         except Exception as exc:
-            log.exception("(%s) AM.PDP %s %s failed", log_id, request, mail_id)
+            log.exception("(%s) AM.PDP %s %s failed", log_id, request, shown)
             return _error(log_id, "451 4.5.0", f"Error in processing, id={ref}: {exc}", 75)
         out: Attrs = [("version_server", ("2",)), ("log_id", (log_id,))]
         for reply in replies:
             out.append(("setreply", _amavis_reply(reply, ref)))
         codes = {r[:1] for r in replies}
         exit_code = 0 if codes == {"2"} else 75 if "4" in codes else 69
-        log.info("(%s) AM.PDP %s %s by %s: %s", log_id, request, mail_id, who, "; ".join(replies))
+        log.info("(%s) AM.PDP %s %s by %s: %s", log_id, request, shown, who, "; ".join(replies))
         out.append(("exit_code", (str(exit_code),)))
         return out
 
@@ -305,6 +313,9 @@ def _mail_id(values: dict[str, list[str]]) -> str:
 
 
 def _requester(attrs: Sequence[tuple[str, str]], pid: int, uid: int) -> str:
+    """Who asks: ``requested_by`` or the peer's program name, control characters
+    escaped (it goes into log lines, the index and the release header)."""
     asked = next((v.strip() for k, v in attrs if k.lower() == "requested_by" and v.strip()), "")
     name = asked or _process_name(pid) or "AM.PDP client"
-    return f"{name} (AM.PDP, uid {uid})"
+    return f"{printable(name)} (AM.PDP, uid {uid})"
+

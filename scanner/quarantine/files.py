@@ -120,6 +120,8 @@ def read_gz(path: Path) -> bytes:
         raise QuarantineError(f"quarantine file {path} is missing") from None
     except OSError as exc:
         raise QuarantineError(f"cannot read quarantine file {path}: {exc.strerror}") from None
+    if not data:  # gzip reads no member at all as an empty message, not as an error
+        raise QuarantineError(f"quarantine file {path} is corrupt: it is empty (0 bytes)")
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:

@@ -23,6 +23,7 @@ from typing import Any
 from scanner.quarantine.record import QuarantineError, QuarantineRecord
 
 STALE_CLAIM = 86400.0  # expire may remove a row whose release broke off this long ago
+BATCH = 1000  # rows per query when listing
 
 COLUMNS = ("mail_id", "secret_id", "stored_at", "sender", "recipients", "category", "score",
            "symbols", "size", "subject", "message_id", "client_addr", "policy_bank",
@@ -62,6 +63,8 @@ SCHEMA = (
 )
 
 Run = Callable[[str, Sequence[Any]], Any]  # execute one statement, return the cursor
+_MAIL_ID = COLUMNS.index("mail_id")
+_STORED_AT = COLUMNS.index("stored_at")
 
 _IDLE = "(release_started IS NULL OR released_at IS NOT NULL)"
 
@@ -155,25 +158,32 @@ class Index(ABC):
 
     def list(self, category: str | None = None, rcpt: str | None = None,
              since: float | None = None, before: float | None = None) -> list[QuarantineRecord]:
+        return list(self.iter_rows(category, rcpt, since, before))
+
+    def iter_rows(self, category: str | None = None, rcpt: str | None = None,
+                  since: float | None = None, before: float | None = None
+                  ) -> Iterator[QuarantineRecord]:
+        """The matching rows, oldest first, fetched :data:`BATCH` at a time (each batch
+        its own short transaction), so a quarantine of millions of messages is listed
+        or expired in constant memory and without holding a snapshot open."""
         if not self._exists():
-            return []
-        where, args = ["1 = 1"], []
-        if category:
-            where.append("category = ?")
-            args.append(category.upper())
-        if rcpt:
-            where.append("mail_id IN (SELECT mail_id FROM quarantine_rcpt WHERE address = ?)")
-            args.append(rcpt.strip("<>").lower())
-        if since is not None:
-            where.append("stored_at >= ?")
-            args.append(since)
-        if before is not None:
-            where.append("stored_at < ?")
-            args.append(before)
-        with self._transaction(write=False) as run:
-            rows = run(f"SELECT {', '.join(COLUMNS)} FROM quarantine WHERE "
-                       f"{' AND '.join(where)} ORDER BY stored_at, mail_id", args).fetchall()
-        return [_from_db(r) for r in rows]
+            return
+        where, args = _filters(category, rcpt, since, before)
+        after: tuple[float, str] | None = None
+        while True:
+            cond, values = list(where), list(args)
+            if after is not None:
+                cond.append("(stored_at > ? OR (stored_at = ? AND mail_id > ?))")
+                values += [after[0], after[0], after[1]]
+            with self._transaction(write=False) as run:
+                rows = run(f"SELECT {', '.join(COLUMNS)} FROM quarantine WHERE "
+                           f"{' AND '.join(cond)} ORDER BY stored_at, mail_id LIMIT {BATCH}",
+                           values).fetchall()
+            for row in rows:
+                yield _from_db(row)
+            if len(rows) < BATCH:
+                return
+            after = (rows[-1][_STORED_AT], rows[-1][_MAIL_ID])
 
     def known(self, mail_ids: Sequence[str]) -> set[str]:
         """Which of these ids have a row (for finding files without one)."""
@@ -187,6 +197,26 @@ class Index(ABC):
                            chunk).fetchall()
                 found.update(r[0] for r in rows)
         return found
+
+
+def _filters(category: str | None, rcpt: str | None, since: float | None,
+             before: float | None) -> tuple[list[str], list[Any]]:
+    """WHERE conditions and their arguments for :meth:`Index.iter_rows`."""
+    where: list[str] = ["1 = 1"]
+    args: list[Any] = []
+    if category:
+        where.append("category = ?")
+        args.append(category.upper())
+    if rcpt:
+        where.append("mail_id IN (SELECT mail_id FROM quarantine_rcpt WHERE address = ?)")
+        args.append(rcpt.strip("<>").lower())
+    if since is not None:
+        where.append("stored_at >= ?")
+        args.append(since)
+    if before is not None:
+        where.append("stored_at < ?")
+        args.append(before)
+    return where, args
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from scanner.quarantine.index import SCHEMA, Index, Run
-from scanner.quarantine.record import QuarantineError
+from scanner.quarantine.record import IndexUnavailable, QuarantineError
 
 _LOCK_KEY = 0x5C4A7E1  # advisory lock serialising schema creation between hosts
 
@@ -47,7 +47,7 @@ class PostgresIndex(Index):
         try:
             con = psycopg.connect(self.dsn, connect_timeout=10)
         except psycopg.Error as exc:
-            raise QuarantineError(
+            raise IndexUnavailable(
                 f"cannot connect to the quarantine index {self.location}: {exc}") from exc
         if not self._ready:
             try:
@@ -58,7 +58,7 @@ class PostgresIndex(Index):
                 self._ready = True
             except psycopg.Error as exc:
                 con.close()
-                raise QuarantineError(f"quarantine index {self.location}: {exc}") from exc
+                raise IndexUnavailable(f"quarantine index {self.location}: {exc}") from exc
         return con
 
     @contextlib.contextmanager
@@ -73,6 +73,8 @@ class PostgresIndex(Index):
             with con.transaction():
                 yield run
         except psycopg.Error as exc:
-            raise QuarantineError(f"quarantine index {self.location}: {exc}") from exc
+            kind = QuarantineError if isinstance(exc, psycopg.IntegrityError) else \
+                IndexUnavailable  # a duplicate row is no outage
+            raise kind(f"quarantine index {self.location}: {exc}") from exc
         finally:
             con.close()

@@ -3,7 +3,10 @@
 A connection is opened per operation, so the index works from threads, forked
 workers and cron jobs at the same time without sharing handles. When root (cron, the
 CLI) creates or touches the database, its files are given to the owner of the
-directory, so the daemon running as another user can still write them.
+directory, so the daemon running as another user can still write them. The database
+is created readable by owner and group only (SQLite gives its journals the same mode):
+it holds the envelopes and subjects of held mail and the secret_ids that authorise
+releases, and may live outside the 0750 quarantine directory.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from scanner.quarantine.index import SCHEMA, Index, Run
-from scanner.quarantine.record import QuarantineError
+from scanner.quarantine.record import IndexUnavailable, QuarantineError
 
 BUSY_TIMEOUT_MS = 30000
+DB_MODE = 0o640
 
 
 class SqliteIndex(Index):
@@ -36,7 +41,7 @@ class SqliteIndex(Index):
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise QuarantineError(f"quarantine index {self.path}: {exc.strerror}") from exc
+            raise IndexUnavailable(f"quarantine index {self.path}: {exc.strerror}") from exc
         return True
 
     def _connect(self) -> sqlite3.Connection:
@@ -44,10 +49,11 @@ class SqliteIndex(Index):
             parent = os.path.dirname(self.path) or "."
             if not os.path.isdir(parent):
                 os.makedirs(parent, 0o750, exist_ok=True)
+            _create_private(self.path)
             con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                   isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
-            raise QuarantineError(f"cannot open the quarantine index {self.path}: {exc}") from exc
+            raise IndexUnavailable(f"cannot open the quarantine index {self.path}: {exc}") from exc
         try:
             con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             con.execute("PRAGMA synchronous = FULL")
@@ -55,7 +61,7 @@ class SqliteIndex(Index):
                 self._create(con)
         except sqlite3.Error as exc:
             con.close()
-            raise QuarantineError(f"quarantine index {self.path}: {exc}") from exc
+            raise IndexUnavailable(f"quarantine index {self.path}: {exc}") from exc
         return con
 
     def _create(self, con: sqlite3.Connection) -> None:
@@ -90,14 +96,19 @@ class SqliteIndex(Index):
                 _rollback(con)
                 raise
         except sqlite3.Error as exc:
-            raise QuarantineError(f"quarantine index {self.path}: {exc}") from exc
+            kind = QuarantineError if isinstance(exc, sqlite3.IntegrityError) else \
+                IndexUnavailable  # a duplicate row is no outage
+            raise kind(f"quarantine index {self.path}: {exc}") from exc
         finally:
             con.close()
             if write:
                 self._fix_owner()
 
     def _fix_owner(self) -> None:
-        """Running as root: hand new database files to the directory's owner."""
+        """Running as root: hand new database files to the directory's owner.
+
+        Only regular files, never through a symlink: the directory's owner may put
+        links there, and root following one would hand it any file (/etc/shadow)."""
         if os.geteuid() != 0:
             return
         try:
@@ -108,9 +119,19 @@ class SqliteIndex(Index):
             return
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
-                fst = os.stat(self.path + suffix)
-                if fst.st_uid != st.st_uid:
-                    os.chown(self.path + suffix, st.st_uid, st.st_gid)
+                fst = os.lstat(self.path + suffix)
+                if stat.S_ISREG(fst.st_mode) and fst.st_uid != st.st_uid:
+                    os.chown(self.path + suffix, st.st_uid, st.st_gid, follow_symlinks=False)
+
+
+def _create_private(path: str) -> None:
+    """Create an empty database file with :data:`DB_MODE` unless one exists (SQLite
+    itself would create it world-readable, 0644 under the usual umask)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DB_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _rollback(con: sqlite3.Connection) -> None:

@@ -27,6 +27,11 @@ class QuarantineError(ScannerError):
     """A quarantine operation failed; the message says what (id, file, index, next hop)."""
 
 
+class IndexUnavailable(QuarantineError):
+    """The index could not be used (busy past the timeout, unreachable, unreadable):
+    nothing about the message is wrong; the same request may succeed later."""
+
+
 class UnknownMailId(QuarantineError):
     """No index row for this mail_id."""
 
@@ -59,6 +64,22 @@ def check_mail_id(mail_id: str) -> str:
     if not MAIL_ID_RE.match(mail_id or ""):
         raise UnknownMailId(f"{mail_id!r} is not a mail_id (12 characters A-Z a-z 0-9 - _)")
     return mail_id
+
+
+def mail_id_from(text: str) -> str:
+    """The mail_id named by ``text``: the id itself, or the file name or path of its
+    quarantine file as the log line and amavisd-release show it (``7/spam-7vykgLjHGVrk.gz``,
+    also with amavis's ``[partition]`` suffix); ``text`` unchanged otherwise."""
+    value = text.strip()
+    if MAIL_ID_RE.match(value):
+        return value
+    name = value.split("[", 1)[0].rsplit("/", 1)[-1]
+    stem = name[:-3] if name.endswith(".gz") else name
+    if MAIL_ID_RE.match(stem):
+        return stem
+    if len(stem) > 13 and stem[-13] == "-" and MAIL_ID_RE.match(stem[-12:]):
+        return stem[-12:]
+    return text
 
 
 @dataclass(slots=True)

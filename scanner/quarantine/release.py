@@ -10,17 +10,21 @@ the end of data): then only ``force`` releases it again.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import re
 from collections.abc import Sequence
 from email.utils import formatdate
 
 from scanner.quarantine.record import BadSecret, QuarantineError
 from scanner.quarantine.store import Quarantine
+from scanner.quarantine.text import printable
 from scanner.reinject.deliver import NextHop, Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
 from scanner.task import ClientInfo, Recipient
 
+log = logging.getLogger("scanner")
 _LOCAL = re.compile(r'^(?:[^\s<>()\[\],;:\\"@\x00-\x1f\x7f]+|"(?:[^"\\\r\n]|\\.)*")$')
 _LABEL = re.compile(r"^(?!-)[^\s<>()\[\],;:\\\"@.\x00-\x1f\x7f]{1,63}(?<!-)$")
 _LITERAL = re.compile(r"^\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]$")
@@ -65,9 +69,15 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
     Raises :class:`QuarantineError` (or a subclass) before sending anything for an
     unknown id, a wrong ``secret_id``, a message released (or being released) already,
     an invalid address, or a missing or corrupt file.
+
+    The index and the file are used from a worker thread: a busy index (SQLite's busy
+    timeout, a PostgreSQL server far away) or a large message must not stop the event
+    loop, which in ``scanner serve`` also runs the worker's SMTP sessions.
     """
-    rec = q.get(mail_id)
-    if secret_id and not hmac.compare_digest(secret_id.encode(), rec.secret_id.encode()):
+    requested_by = printable(requested_by)  # e.g. Latin-1 from a web form: no index takes it
+    rec = await asyncio.to_thread(q.get, mail_id)
+    given = (secret_id or "").encode("utf-8", "surrogateescape")  # any bytes a peer sent
+    if secret_id and not hmac.compare_digest(given, rec.secret_id.encode()):
         raise BadSecret(f"wrong secret_id for {mail_id}")
     targets = [check_address(a) for a in recipients] if recipients else list(rec.recipients)
     if not targets:
@@ -76,13 +86,16 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
     if sender is not None:
         env_sender = "" if sender.strip() in ("", "<>") else check_address(sender)
     with q.lock(rec, "release"):
-        token = q.index.claim(mail_id, requested_by, force=force)
+        token = await asyncio.to_thread(q.index.claim, mail_id, requested_by, force=force)
         if token is None:
-            raise q.why_not_held(mail_id)
+            raise await asyncio.to_thread(q.why_not_held, mail_id)
         try:
-            raw = q.read_record(rec)
-        except BaseException as exc:
-            q.index.abort(mail_id, token, [f"not sent: {exc}"])
+            raw = await asyncio.to_thread(q.read_record, rec)
+        except Exception as exc:
+            await asyncio.to_thread(q.index.abort, mail_id, token, [f"not sent: {exc}"])
+            raise
+        except BaseException as exc:  # cancelled: no awaiting any more
+            q.index.abort(mail_id, token, [f"not sent: {exc!r}"])
             raise
         header = release_header(q.cfg.release_header, requested_by, mail_id)
         data = f"{header[0]}: {header[1]}\r\n".encode() + raw
@@ -97,10 +110,27 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
                 await pool.close()
         # anything else (a cancellation, a bug) leaves the row 'releasing': outcome unknown
         accepted = [a for a, r in zip(targets, result.replies, strict=True) if r.startswith("2")]
-        if accepted:
-            q.index.finish(mail_id, token, accepted, result.replies)
-        elif result.awaiting_final:
-            q.index.note(mail_id, token, result.replies)
-        else:
-            q.index.abort(mail_id, token, result.replies)
+        await asyncio.to_thread(_record_outcome, q, mail_id, token, accepted, result.replies,
+                                result.awaiting_final)
         return result.replies
+
+
+def _record_outcome(q: Quarantine, mail_id: str, token: str, accepted: list[str],
+                    replies: list[str], awaiting_final: bool) -> None:
+    """Move the row on after delivery. The next hop has answered by now, so an index
+    that cannot be written (disk full, database gone) must not turn a delivered message
+    into a reported failure: it is logged, and the row stays ``releasing`` (a further
+    release is refused, so nothing is sent twice)."""
+    try:
+        if accepted:
+            q.index.finish(mail_id, token, accepted, replies)
+        elif awaiting_final:
+            q.index.note(mail_id, token, replies)
+        else:
+            q.index.abort(mail_id, token, replies)
+    except QuarantineError as exc:
+        outcome = (f"delivered to {', '.join(accepted)}" if accepted
+                   else "not delivered")
+        log.error("release of %s %s (%s), but the quarantine index could not record it: "
+                  "%s; it stays 'releasing' (see 'scanner quarantine show %s')", mail_id,
+                  outcome, "; ".join(replies), exc, mail_id)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from scanner.hostname import local_hostname
 from scanner.mailid import new_secret_id
@@ -100,8 +100,25 @@ class Quarantine:
     # -- looking up ----------------------------------------------------------------------
 
     def _with_path(self, rec: QuarantineRecord) -> QuarantineRecord:
-        rec.path = str(self.directory / rec.relative_path)
+        path = self.file_of(rec, resolve=False)  # listing touches no file
+        rec.path = str(path) if path is not None else ""
         return rec
+
+    def file_of(self, rec: QuarantineRecord, *, resolve: bool = True) -> Path | None:
+        """The message's file below the directory; None when the row names anything else
+        (``../``, an absolute path, another message's name, with ``resolve`` a symlink
+        leading out). Such a row, damaged or forged by whoever may write the index (a
+        shared PostgreSQL index, the service user while root runs expire from cron),
+        never makes us read, mail out or remove a file outside the quarantine."""
+        rel = PurePosixPath(rec.relative_path)
+        if rel.is_absolute() or ".." in rel.parts or not rel.name.endswith(
+                f"-{rec.mail_id}.gz"):
+            return None
+        path = self.directory / rel
+        if not resolve:
+            return path
+        inside = os.path.realpath(self.directory) + os.sep
+        return path if os.path.realpath(path).startswith(inside) else None
 
     def get(self, mail_id: str) -> QuarantineRecord:
         """The index row; UnknownMailId (naming a stray file if one exists) otherwise."""
@@ -121,7 +138,11 @@ class Quarantine:
         return sorted(sub.glob(f"*-{mail_id}.gz")) if sub.is_dir() else []
 
     def read_record(self, rec: QuarantineRecord) -> bytes:
-        path = Path(rec.path or self.directory / rec.relative_path)
+        path = self.file_of(rec)
+        if path is None:
+            raise QuarantineError(f"the index row of {rec.mail_id} names "
+                                  f"{rec.relative_path!r}, which is not its file below "
+                                  f"{self.directory}; not reading it")
         try:
             return envelope.split(files.read_gz(path))[1]  # the message, as received
         except QuarantineError as exc:
@@ -136,7 +157,12 @@ class Quarantine:
 
     def list(self, category: str | None = None, rcpt: str | None = None,
              since: float | None = None) -> list[QuarantineRecord]:
-        return [self._with_path(r) for r in self.index.list(category, rcpt, since)]
+        return list(self.records(category, rcpt, since))
+
+    def records(self, category: str | None = None, rcpt: str | None = None,
+                since: float | None = None) -> Iterator[QuarantineRecord]:
+        """Like :meth:`list`, one at a time (constant memory for any quarantine size)."""
+        return (self._with_path(r) for r in self.index.iter_rows(category, rcpt, since))
 
     # -- the per-message lock ------------------------------------------------------------
 
@@ -146,13 +172,17 @@ class Quarantine:
 
         A missing file gives no lock and no error here; reading it reports that.
         """
+        path = self.file_of(rec)
+        if path is None:  # reading it is refused; a delete removes the row alone
+            yield
+            return
         try:
-            fd = os.open(rec.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             yield
             return
         except OSError as exc:
-            raise QuarantineError(f"cannot open {rec.path} to {what}: {exc.strerror}") from None
+            raise QuarantineError(f"cannot open {path} to {what}: {exc.strerror}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -193,7 +223,9 @@ class Quarantine:
         with self.lock(rec, "delete"):
             if not self.index.delete(mail_id, force=force):
                 raise self.why_not_held(mail_id)
-            files.remove(Path(rec.path))
+            path = self.file_of(rec)
+            if path is not None:
+                files.remove(path)
         return rec
 
     def expire(self, older_than_seconds: float) -> int:
@@ -204,9 +236,11 @@ class Quarantine:
         """
         cutoff = time.time() - older_than_seconds
         count = 0
-        for rec in self.index.list(before=cutoff):
+        for rec in self.index.iter_rows(before=cutoff):
             if self.index.delete_expired(rec.mail_id, cutoff):
-                files.remove(self.directory / rec.relative_path)
+                path = self.file_of(rec)
+                if path is not None:
+                    files.remove(path)
                 count += 1
         self.sweep(max(older_than_seconds, DEBRIS_MIN_AGE))
         return count

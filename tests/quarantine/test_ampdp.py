@@ -208,3 +208,92 @@ def test_release_log_ids_continue_the_workers_counter(server):
     [log_id] = [v for k, v in answer if k == "log_id"]
     assert first_smtp.endswith("-01") and log_id.endswith("-02"), log_id
     assert ids.next().endswith("-03")
+
+
+def test_a_release_waiting_for_the_index_does_not_stop_the_worker(server, sink: Sink):
+    """While a release waits for the index's write lock (cron's expire, a reindex, a
+    slow PostgreSQL), the worker's event loop, which also runs its SMTP sessions, keeps
+    serving: another request is answered meanwhile; the release completes once the
+    lock is free."""
+    import sqlite3
+    import threading
+
+    config, q, path = server()
+    rec = store(q)
+    real_claim = q.index.claim
+    waiting = threading.Event()
+
+    def claim(*args, **kw):  # type: ignore[no-untyped-def]
+        waiting.set()  # only observes: the real claim then waits for the real lock
+        return real_claim(*args, **kw)
+    q.index.claim = claim  # type: ignore[method-assign]
+    holder = sqlite3.connect(q.index.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the index's write lock, as another process holds it
+    first: list = []
+    thread = threading.Thread(target=lambda: first.extend(ampdp(path, [
+        ("request", "release"), ("mail_id", rec.mail_id)], timeout=60)))
+    try:
+        thread.start()
+        assert waiting.wait(10), "the release never reached the index"
+        [other] = ampdp(path, [("request", "release"), ("mail_id", "unknownABCDE")],
+                        timeout=10)
+        assert "unknown mail_id unknownABCDE" in _values(other, "setreply")[0]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        thread.join(60)
+    [answer] = first
+    assert _values(answer, "setreply")[0].startswith("250 2.6.0 Ok"), answer
+    assert len(sink.wait_for(1)) == 1
+
+
+def test_an_index_that_is_busy_is_a_temporary_failure(server, sink: Sink,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    """An index that cannot be used right now (another process holds its write lock
+    past the busy timeout, a PostgreSQL server down) is not the message's fault: like
+    amavis's 4xx for a release it cannot do, the answer is 451 4.5.0 with exit_code 75
+    (try again), not a permanent '550 Not released'; the next request succeeds."""
+    import sqlite3
+
+    from scanner.quarantine import index_sqlite
+
+    monkeypatch.setattr(index_sqlite, "BUSY_TIMEOUT_MS", 300)
+    config, q, path = server()
+    rec = store(q)
+    holder = sqlite3.connect(q.index.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        [answer] = ampdp(path, [("request", "release"), ("mail_id", rec.mail_id)])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    [reply] = _values(answer, "setreply")
+    assert reply.startswith(f"451 4.5.0 Error in processing, id=rel-{rec.mail_id}: "), reply
+    assert "database is locked" in reply and _values(answer, "exit_code") == ["75"]
+    assert sink.received == [] and q.get(rec.mail_id).state == "held"
+    [answer] = ampdp(path, [("request", "release"), ("mail_id", rec.mail_id)])
+    assert _values(answer, "setreply")[0].startswith("250 2.6.0 Ok"), answer
+
+
+def test_peer_text_cannot_forge_log_lines(server, sink: Sink,
+                                          caplog: pytest.LogCaptureFixture):
+    """requested_by (a self-service front end passes the user's input) and mail_id are
+    %XX-decoded, so they may hold CR, LF or bytes that are not UTF-8: in the log they
+    appear escaped, never as a line of their own (a forged 'Passed CLEAN' line)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="scanner")
+    config, q, path = server()
+    rec = store(q)
+    forged = "\n(4242-01) Passed CLEAN {RelayedInbound}"
+    ampdp(path, [("request", "release"), ("mail_id", rec.mail_id),
+                 ("requested_by", f"web{forged}\udce9")],
+          [("request", "release"), ("mail_id", f"AAAAA\r\n{forged[-5:]}")])
+    assert len(sink.wait_for(1)) == 1
+    lines = [r.getMessage() for r in caplog.records if "AM.PDP" in r.getMessage()]
+    assert len(lines) == 2, lines
+    for line in lines:
+        assert not [c for c in line if ord(c) < 0x20 or 0xDC80 <= ord(c) <= 0xDCFF], line
+    assert "by web\\x0a(4242-01) Passed CLEAN {RelayedInbound}\\xe9 (AM.PDP, uid" in lines[0]
+    assert "AAAAA\\x0d\\x0a" in lines[1]
+    assert q.get(rec.mail_id).released_by.startswith("web\\x0a(4242-01) Passed CLEAN")

@@ -58,6 +58,24 @@ def test_list_show_and_raw(setup):
     assert out.stdout == sample("spam one")
 
 
+def test_text_from_the_mail_cannot_drive_the_terminal(setup):
+    """Subject and envelope come from the sender (an RFC 2047 subject decodes to any
+    character): 'show' and 'list' print control characters escaped, so a spammer's
+    ESC or CSI sequences cannot retitle, clear or rewrite the admin's terminal."""
+    config, q = setup
+    evil = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+    rec = q.store(mail_id="evilTERMINAL", raw=sample("x"), sender=f"a{evil}@example.org",
+                  recipients=[f"b{evil}@example.test"], category="SPAM", score=9.0,
+                  symbols=[], subject=f"hi {evil}", message_id=f"<{evil}@x>",
+                  client_addr=None, policy_bank="")
+    for action in (["show", rec.mail_id], ["list"]):
+        out = cli(config, *action)
+        assert out.returncode == 0, out.stderr
+        text = out.stdout.decode()
+        assert not [c for c in text if ord(c) < 0x20 and c != "\n" or 0x7f <= ord(c) <= 0x9f]
+        assert "\\x1b]0;owned\\x07" in text and "\\x9b31m" in text
+
+
 def test_errors_name_what_failed(setup, tmp_path: Path):
     config, q = setup
     out = cli(config, "show", "AAAAAAAAAAAA")
@@ -221,7 +239,7 @@ def test_a_readonly_index_says_which_user_to_run_as(setup, monkeypatch: pytest.M
     def readonly(*_a: object, **_k: object) -> list:
         raise QuarantineError(f"quarantine index {q.directory}/index.sqlite: attempt to "
                               "write a readonly database")
-    monkeypatch.setattr(Quarantine, "list", readonly)
+    monkeypatch.setattr(Quarantine, "records", readonly)
     assert main(["quarantine", "list", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "readonly database; this user may not write the quarantine index" in err
@@ -242,3 +260,86 @@ def test_reindex_after_the_index_was_moved_aside(setup, sink: Sink):
     got = sink.wait_for(1)[0]
     assert got.recipients == ["bob@example.test"]
     assert b"X-Envelope-To" not in got.data and b"X-Scanner-Quarantine" not in got.data
+
+
+def test_listing_a_huge_quarantine_takes_constant_memory(setup, tmp_path: Path):
+    """A big site holds hundreds of thousands of messages: 'list' and 'list --json'
+    read the index in batches and print as they go (they took 0.6 and 2.2 GB for
+    300 000 rows), in order across batches, also where many share one stored_at."""
+    import contextlib
+    import tracemalloc
+
+    from scanner.cli import main
+    from scanner.quarantine.index import COLUMNS
+
+    config, q = setup
+    rec = store(q, subject="a long subject " * 10)
+    count = 10000
+    picked = {"mail_id": "printf('%012d', i)", "stored_at": "stored_at - i / 7"}
+    with q.index._transaction(write=True) as run:
+        run(f"INSERT INTO quarantine ({', '.join(COLUMNS)}) WITH RECURSIVE n(i) AS "
+            f"(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) SELECT "
+            + ", ".join(picked.get(c, c) for c in COLUMNS)
+            + " FROM n, quarantine WHERE quarantine.mail_id = ?", [rec.mail_id])
+    outputs = {"list": tmp_path / "list.txt", "json": tmp_path / "list.json"}
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):  # imports done
+        assert main(["quarantine", "list", "--config", str(config), "--category", "VIRUS"]) == 0
+    tracemalloc.start()
+    try:
+        for kind, target in outputs.items():
+            with open(target, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+                extra = ["--json"] if kind == "json" else []
+                assert main(["quarantine", "list", "--config", str(config), *extra]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.0f} MiB for {count} rows"
+    listed = json.loads(outputs["json"].read_text(encoding="utf-8"))
+    expect = sorted((r["stored_at"], r["mail_id"]) for r in listed)
+    assert [(r["stored_at"], r["mail_id"]) for r in listed] == expect
+    assert len({r["mail_id"] for r in listed}) == count + 1
+    lines = outputs["list"].read_text(encoding="utf-8").splitlines()
+    assert [line.split()[1] for line in lines] == [r["mail_id"] for r in listed]
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(setup):
+    """'scanner quarantine list | head -1': the reader closes the pipe early. The
+    command stops without an error message (it said 'quarantine: Broken pipe' with
+    exit 1, as if the quarantine had failed) and exits 141, as SIGPIPE-ended commands do."""
+    config, q = setup
+    rec = store(q)
+    for action in (["list"], ["list", "--json"], ["show", rec.mail_id],
+                   ["show", rec.mail_id, "--raw"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # a reader that has gone away before anything was written
+        try:
+            env = dict(os.environ, PYTHONPATH=str(REPO))
+            out = subprocess.run([sys.executable, "-m", "scanner", "quarantine", action[0],
+                                  "--config", str(config), *action[1:]], stdout=write_end,
+                                 stderr=subprocess.PIPE, env=env, timeout=60)
+        finally:
+            os.close(write_end)
+        assert (out.returncode, out.stderr) == (141, b""), (action, out.stderr)
+
+
+def test_ids_as_the_log_line_and_amavisd_release_give_them(setup, sink: Sink):
+    """The log line says 'quarantine: 7/spam-7vykgLjHGVrk.gz' and amavisd-release takes
+    that path: show, release and delete take it too (also the bare file name, an
+    absolute path, amavis's '[partition]' suffix, and ids with '-' or '_' at the ends)."""
+    config, q = setup
+    odd = store(q, mail_id="_odd-id_9-x-")
+    plain = store(q)
+    out = cli(config, "show", odd.relative_path)
+    assert out.returncode == 0 and f"mail_id:         {odd.mail_id}" in out.stdout.decode()
+    for form in (f"spam-{odd.mail_id}.gz", f"{odd.path}", f"{odd.relative_path}[23]",
+                 f" {odd.mail_id} "):
+        out = cli(config, "show", form, "--json")
+        assert out.returncode == 0, (form, out.stderr)
+        assert json.loads(out.stdout)["mail_id"] == odd.mail_id
+    out = cli(config, "release", plain.relative_path)
+    assert out.returncode == 0, out.stderr
+    assert len(sink.wait_for(1)) == 1
+    out = cli(config, "delete", odd.relative_path)
+    assert out.returncode == 0 and odd.relative_path.encode() in out.stdout
+    out = cli(config, "show", "7/virus-short.gz")
+    assert out.returncode == 1 and b"'7/virus-short.gz' is not a mail_id" in out.stderr

@@ -79,6 +79,19 @@ def test_valid_address_forms():
     assert check_address("jörg@bücher.example") == "jörg@bücher.example"
 
 
+def test_who_releases_may_be_any_bytes(quarantine: Quarantine, hop: NextHop, sink: Sink):
+    """--by and AM.PDP's requested_by come from outside (a web form in Latin-1, a
+    decoded %0a): bytes that are not UTF-8 used to make the index write fail (the
+    release an internal error, every time); control characters and such bytes are
+    kept as \\xNN in the header and the index."""
+    rec = store(quarantine)
+    replies = run_release(quarantine, hop, rec.mail_id, requested_by="J\udcf6rg\r\nBcc: x")
+    assert replies[0].startswith("250"), replies
+    header = sink.wait_for(1)[0].data.split(b"\r\n", 1)[0]
+    assert header.startswith(b"X-Quarantine-Released: by J\\xf6rg\\x0d\\x0aBcc: x at ")
+    assert quarantine.get(rec.mail_id).released_by == "J\\xf6rg\\x0d\\x0aBcc: x"
+
+
 def test_second_release_is_refused_unless_forced(quarantine: Quarantine, hop: NextHop,
                                                  sink: Sink):
     rec = store(quarantine)
@@ -96,6 +109,8 @@ def test_secret_id(quarantine: Quarantine, hop: NextHop, sink: Sink):
     with pytest.raises(BadSecret):
         run_release(quarantine, hop, rec.mail_id, secret_id="AAAAAAAAAAAA")
     assert sink.received == []
+    with pytest.raises(BadSecret):  # bytes that are not UTF-8 (%ff over AM.PDP): no crash
+        run_release(quarantine, hop, rec.mail_id, secret_id="\udcff" * 12)
     run_release(quarantine, hop, rec.mail_id, secret_id=rec.secret_id)
     assert len(sink.wait_for(1)) == 1
 
@@ -123,6 +138,23 @@ def test_corrupt_or_missing_file_is_not_released(quarantine: Quarantine, hop: Ne
     with pytest.raises(QuarantineError, match="is missing"):
         run_release(quarantine, hop, rec.mail_id)
     assert sink.received == []
+
+
+def test_an_empty_file_is_corrupt_not_an_empty_message(quarantine: Quarantine, hop: NextHop,
+                                                       sink: Sink, qdir: Path):
+    """A quarantine file cut to 0 bytes (a file system repaired after a crash, a
+    careless '> file'): Python's gzip reads it as an empty message, so the release sent
+    nothing but the release header and the message counted as released. It is a
+    corrupt file: nothing is sent, the row stays held, 'show --raw' fails too."""
+    rec = store(quarantine)
+    path = qdir / rec.relative_path
+    path.write_bytes(b"")
+    with pytest.raises(QuarantineError, match=f"{path} is corrupt: it is empty"):
+        run_release(quarantine, hop, rec.mail_id)
+    with pytest.raises(QuarantineError, match="is corrupt"):
+        quarantine.read(rec.mail_id)
+    assert sink.received == []
+    assert quarantine.get(rec.mail_id).state == "held"
 
 
 def test_next_hop_down_then_up(quarantine: Quarantine, dead_hop: NextHop, hop: NextHop,
@@ -160,6 +192,30 @@ def test_unknown_outcome_is_not_released_again(quarantine: Quarantine, sink: Sin
         run_release(quarantine, impatient, rec.mail_id)
     with pytest.raises(QuarantineError, match="did not finish"):
         quarantine.delete(rec.mail_id)
+
+
+def test_delivered_but_the_index_cannot_record_it(quarantine: Quarantine, hop: NextHop,
+                                                  sink: Sink, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture):
+    """The next hop took the message, then the index could not be written (disk full,
+    database gone): the release is reported as delivered (not "not released", which
+    invites a second try), the error is logged, and the row stays 'releasing' so a
+    second release is refused instead of sending the message twice."""
+    rec = store(quarantine)
+
+    def full(*_a: object, **_k: object) -> bool:
+        raise QuarantineError(f"quarantine index {quarantine.index.location}: database or "
+                              "disk is full")
+    monkeypatch.setattr(type(quarantine.index), "finish", full)
+    replies = run_release(quarantine, hop, rec.mail_id)
+    assert replies[0].startswith("250 2.0.0 from MTA"), replies
+    assert "could not record it: quarantine index" in caplog.text
+    assert "database or disk is full" in caplog.text
+    monkeypatch.undo()
+    assert quarantine.get(rec.mail_id).state == "releasing"
+    with pytest.raises(AlreadyReleased, match="being released"):
+        run_release(quarantine, hop, rec.mail_id)
+    assert len(sink.wait_for(1)) == 1
 
 
 CHILD = textwrap.dedent("""

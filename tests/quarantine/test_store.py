@@ -213,3 +213,87 @@ def test_a_lost_index_is_rebuilt_from_the_envelopes_in_the_files(qdir: Path) -> 
     assert int(got.stored_at) == int(kept.stored_at)
     assert second.read(kept.mail_id) == raw
     assert second.reindex() == ([], skipped)  # nothing left to add
+
+
+def test_the_index_is_not_readable_by_others(tmp_path: Path) -> None:
+    """The index holds envelopes, subjects and the secret_ids that authorise releases;
+    placed outside the 0750 quarantine directory (index = "sqlite:/elsewhere/...") in a
+    directory others may enter, it must still not be readable by them, nor its WAL."""
+    import sqlite3
+
+    public = tmp_path / "public"
+    public.mkdir()
+    public.chmod(0o755)
+    old = os.umask(0o022)
+    try:
+        q = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"),
+                                        index=f"sqlite:{public}/index.sqlite"))
+        store(q)
+        keep = sqlite3.connect(public / "index.sqlite")  # keeps -wal and -shm in place
+        keep.execute("SELECT count(*) FROM quarantine").fetchone()
+        store(q)
+        for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+            mode = stat.S_IMODE((public / name).stat().st_mode)
+            assert mode & 0o007 == 0, f"{name} is {oct(mode)}"
+        keep.close()
+    finally:
+        os.umask(old)
+
+
+def test_a_forged_index_row_never_reaches_files_outside(quarantine: Quarantine, qdir: Path,
+                                                         tmp_path: Path) -> None:
+    """Whoever may write the index (the service user, whose files root's cron expire
+    reads; another host sharing a PostgreSQL index) could point a row at any file:
+    '../', a path elsewhere, a symlink inside the directory leading out. Release and
+    'show --raw' refuse to read it (nothing is mailed out), and delete and expire remove
+    the row but never the file."""
+    import gzip as gz
+
+    secret = tmp_path / "outside" / "spam-AAAAAAAAAAAA.gz"
+    secret.parent.mkdir()
+    secret.write_bytes(gz.compress(b"Subject: root's secret\r\n\r\nxyz\r\n"))
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    store(quarantine)  # the index and its directory exist
+    forged = {"AAAAAAAAAAAA": "../outside/spam-AAAAAAAAAAAA.gz",
+              "BBBBBBBBBBBB": str(secret.parent / "spam-BBBBBBBBBBBB.gz"),
+              "CCCCCCCCCCCC": "../victim",
+              "LLLLLLLLLLLL": "L/spam-LLLLLLLLLLLL.gz"}
+    (secret.parent / "spam-BBBBBBBBBBBB.gz").write_bytes(secret.read_bytes())
+    for mail_id, rel in forged.items():
+        rec = store(quarantine, mail_id=mail_id)
+        with quarantine.index._transaction(write=True) as run:
+            run("UPDATE quarantine SET relative_path = ?, stored_at = 0 WHERE mail_id = ?",
+                [rel, rec.mail_id])
+        (qdir / rec.relative_path).unlink()
+    (qdir / "L" / "spam-LLLLLLLLLLLL.gz").symlink_to(secret)  # a link inside, leading out
+    for mail_id in forged:
+        with pytest.raises(QuarantineError, match="which is not its file below"):
+            quarantine.read(mail_id)
+        if mail_id != "LLLLLLLLLLLL":  # the link is only resolved to read or remove
+            assert quarantine.get(mail_id).path == ""
+    quarantine.delete("CCCCCCCCCCCC")
+    assert quarantine.expire(3600) == 3  # the forged rows left (stored_at 0)
+    assert victim.read_text() == "keep me"
+    assert secret.exists() and (secret.parent / "spam-BBBBBBBBBBBB.gz").exists()
+    assert (qdir / "L" / "spam-LLLLLLLLLLLL.gz").is_symlink()
+
+
+def test_root_never_hands_a_linked_file_to_the_service_user(tmp_path: Path) -> None:
+    """Root (cron's expire, an admin) writing the index gives new database files to the
+    directory's owner, the service user. That user may put symlinks in its directory:
+    index.sqlite pointing at a database of root's must stay root's, not be chowned."""
+    import sqlite3
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    qdir = tmp_path / "q"
+    qdir.mkdir()
+    os.chown(qdir, 65534, 65534)  # the service user's quarantine directory
+    roots = tmp_path / "roots.sqlite"  # some database of root's, elsewhere
+    sqlite3.connect(roots).close()
+    (qdir / "index.sqlite").symlink_to(roots)  # planted by the service user
+    q = Quarantine(QuarantineConfig(directory=str(qdir)))
+    store(q)  # as root: a write
+    assert roots.stat().st_uid == 0
+    assert (qdir / "index.sqlite").is_symlink()
