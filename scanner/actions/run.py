@@ -91,6 +91,7 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
     deferred = [r for r in out.replies if r.startswith("4")]
     if deferred and smtp:  # a DSN could not go out: nothing delivered yet, retry it all
         out.replies = [deferred[0]] * len(rcpts)
+        await _unstore_if_retried(task, ctx, out, held, _retried(out.replies, smtp))
         return out
     await _deliver_groups(task, ctx, out, [i for i in live
                                            if verdicts[i].destiny is Destiny.PASS])
@@ -98,9 +99,40 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
         out.add(f"Tempfailed{ctx.direction}")
     if smtp:
         out.replies = await _partial_failure(task, ctx, out)
+    retried = _retried(out.replies, smtp)
+    await _unstore_if_retried(task, ctx, out, held, retried)
+    if all(retried):
+        return out  # notices go out with the attempt that settles the message
     await notify_admins(task, ctx.pool, ctx.hostname, out.quarantine)
     await notify_recipients(task, ctx.pool, ctx.hostname, out.replies, out.quarantine)
     return out
+
+
+def _retried(replies: list[str], smtp: bool) -> list[bool]:
+    """Which recipients Postfix will try again: under SMTP any 4xx defers them all (one
+    reply for the message, see :func:`scanner.smtp.handler.aggregate`)."""
+    if smtp:
+        return [any(r.startswith("4") for r in replies)] * len(replies)
+    return [r.startswith("4") for r in replies]
+
+
+async def _unstore_if_retried(task: Task, ctx: Context, out: Outcome, held: list[int],
+                              retried: list[bool]) -> None:
+    """The held copy was stored, but every held recipient will be tried again: the
+    retry stores the message again under a new mail_id. Remove this copy so the
+    quarantine holds one per message, not one per attempt."""
+    if not out.quarantine or not held or not all(retried[i] for i in held):
+        return
+    try:
+        await ctx.run_cpu(lambda: ctx.quarantine.delete(task.mail_id))
+    except Exception as exc:  # a leftover copy is untidy, not a loss
+        log.warning("(%s) deferred, but its quarantined copy %s stays: %s", task.log_id,
+                    out.quarantine, exc)
+        return
+    log.info("(%s) deferred: quarantined copy %s removed (the retry stores it again)",
+             task.log_id, out.quarantine)
+    out.quarantine = None
+    out.actions = [a for a in out.actions if a != "Quarantined"]
 
 
 async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> bool:
@@ -120,7 +152,11 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
                 subject=header_text(task.message, "Subject"),
                 message_id=header_text(task.message, "Message-ID"),
                 client_addr=task.client.addr, policy_bank=task.policy_bank))
-        await _quarantine_to(task, ctx, rcpts)
+        try:
+            await _quarantine_to(task, ctx, rcpts)
+        except Exception:  # deferred: the retry stores it again, under a new mail_id
+            await ctx.run_cpu(lambda: ctx.quarantine.delete(task.mail_id))
+            raise
     except Exception as exc:
         log.error("(%s) quarantine failed: %s; deferring", task.log_id, exc)
         reply = f"451 4.5.0 Error in processing, id={task.log_id}, quarantine failed"

@@ -16,6 +16,7 @@ from scanner.config import loads
 from scanner.pipeline.processor import Listener, Processor
 from scanner.reinject.deliver import NextHop
 from scanner.scores import load_scores
+from scanner.smtp.handler import aggregate
 from scanner.task import ClientInfo, Envelope, Hit, Recipient, Task
 from scanner.testing.sink import Sink
 
@@ -46,6 +47,9 @@ class FakeQuarantine:
     def store(self, **kw: Any) -> Any:
         self.stored.append(kw)
         return SimpleNamespace(relative_path=f"{kw['mail_id'][0]}/x-{kw['mail_id']}.gz")
+
+    def delete(self, mail_id: str) -> None:
+        self.stored = [kw for kw in self.stored if kw["mail_id"] != mail_id]
 
 
 def run(sink: Sink, policy: str, hits: list[Hit], rcpts: list[str | Recipient],
@@ -304,10 +308,34 @@ def test_quarantine_to_gets_the_held_copy(sink, caplog):
     sink.received.clear()
     sink.behaviour.rcpt_reply = (lambda r: "452 4.2.2 mailbox full" if r.startswith("quar")
                                  else "250 2.1.5 Ok")
-    replies, _ = run(sink, policy, [WORM], ["bob@example.test", "lover@example.test"],
+    replies, q = run(sink, policy, [WORM], ["bob@example.test", "lover@example.test"],
                      sender="alice@example.org")
     assert [r[:3] for r in replies] == ["451", "451"], replies
     assert sink.received == []
+    assert q.stored == []  # the retry stores it again: one held copy, not one per attempt
+
+
+def test_a_deferred_message_leaves_no_held_copy_per_attempt(sink, caplog):
+    """Stored for bob (virus, discarded), then carol's delivery is deferred: over SMTP
+    the whole message is 451 and Postfix retries, which stores it again under a new
+    mail_id; the copy of this attempt is removed, and no notice goes out yet."""
+    policy = 'notify_admin = { virus = "admin@example.test" }\n' \
+             '[policy.recipients."carol@example.test"]\nvirus_lover = true\n'
+    sink.behaviour.rcpt_reply = (lambda r: "451 4.3.0 try later" if r.startswith("carol")
+                                 else "250 2.1.5 Ok")
+    replies, q = run(sink, policy, [WORM], ["bob@example.test", "carol@example.test"],
+                     sender="alice@example.org")
+    assert aggregate(replies).startswith("451 4.3.0"), replies  # Postfix retries both
+    assert q.stored == [] and sink.received == []
+    line = summary(caplog)
+    assert "Quarantined" not in line and "quarantine:" not in line, line
+    assert "quarantined copy a/x-abcdefghijkl.gz removed" in caplog.text
+    sink.behaviour.rcpt_reply = lambda r: "250 2.1.5 Ok"
+    caplog.clear()
+    replies, q = run(sink, policy, [WORM], ["bob@example.test", "carol@example.test"],
+                     sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["250", "250"] and len(q.stored) == 1
+    assert sorted(copies(sink)) == ["admin@example.test", "carol@example.test"]
 
 
 def test_dsn_for_a_next_hop_refusal_refused_for_good_does_not_defer(sink, caplog):
