@@ -15,6 +15,7 @@ from scanner.errors import ConfigError
 from scanner.hostname import configured_hostname
 from scanner.quarantine.ampdp import bind_ampdp_socket, unlink_ampdp_socket
 from scanner.quarantine.record import QuarantineError
+from scanner.scores import ScoreTable
 from scanner.serve.logs import setup_logging
 from scanner.serve.master import Master, bind_listeners
 from scanner.serve.scoreboard import Scoreboard, StatusFileError
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     hostname = configured_hostname(config.server.hostname)
     setup_logging(config.server, hostname, config.source)
     last_good = LastGood()  # what the checks loaded now, for every worker forked later
-    _preflight(config, last_good)
+    scores = _preflight(config, last_good)
     _check_tmp_dir(config)
     sockets = bind_listeners(config)
     workers = _workers(config)
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         ampdp = _bind_ampdp(config)
         try:
             return Master(config, sockets, hostname, workers, ampdp, board,
-                          last_good).run()
+                          last_good, scores).run()
         finally:
             board.close()
             if ampdp is not None:
@@ -113,11 +114,13 @@ def _scoreboard(config: cfgmod.Config, workers: int) -> Scoreboard:
                           f"set it to \"\" to run without a status file") from None
 
 
-def _preflight(config: cfgmod.Config, last_good: LastGood) -> None:
-    """Build the checks once in the master so a bad check setting stops start-up here."""
-    checks = preflight(config, last_good)
+def _preflight(config: cfgmod.Config, last_good: LastGood) -> ScoreTable:
+    """Build the checks once in the master so a bad check setting stops start-up here;
+    the score table, read now for every worker forked later."""
+    checks, scores = preflight(config, last_good)
     log = logging.getLogger("scanner")
     log.info("scanner starting (config %s), checks: %s", config.source,
              ", ".join(c.name for c in checks) or "none")
     for problem in probe_checks(checks):
         log.warning("%s", problem)
+    return scores

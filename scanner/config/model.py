@@ -131,7 +131,8 @@ class ChecksConfig:
                          min=0.1)
     score_files: tuple[str, ...] = opt(
         [], "site score tables read after the shipped ones (same format as "
-        "scanner/data/scores/*.toml): change weights, add symbols of your own lists")
+        "scanner/data/scores/*.toml): change weights, add symbols of your own lists; read "
+        "at start (a restart applies an edit; SIGHUP does not)")
     settings: Mapping[str, Any] = opt({}, "per-check tables, checked by each check")
 
 

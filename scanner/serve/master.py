@@ -25,6 +25,7 @@ import time
 from scanner.checks.base import LastGood
 from scanner.config import Config, ListenerConfig, load
 from scanner.errors import ConfigError
+from scanner.scores import ScoreTable
 from scanner.serve.accept import worker_shares
 from scanner.serve.scoreboard import Scoreboard
 from scanner.serve.worker import RETIRED, run_worker
@@ -60,8 +61,12 @@ class Master:
 
     def __init__(self, config: Config, sockets: list, hostname: str, workers: int,
                  ampdp: socket.socket | None = None, board: Scoreboard | None = None,
-                 last_good: LastGood | None = None) -> None:
+                 last_good: LastGood | None = None,
+                 scores: ScoreTable | None = None) -> None:
+        """``scores``: the score table read at start (every worker uses this one);
+        None = each worker reads the score files itself."""
         self._config = config
+        self._scores = scores
         self._last_good = last_good if last_good is not None else LastGood()
         self._ampdp = ampdp
         self._sockets = sockets
@@ -171,7 +176,7 @@ class Master:
                 _die_with_parent(self._master_pid)
                 code = run_worker(self._config, self._sockets, self._hostname,
                                   self._ampdp, self._board.slot(index),
-                                  self._shares[index], self._last_good)
+                                  self._shares[index], self._last_good, self._scores)
             except BaseException:
                 log.exception("worker crashed")
                 code = 1
