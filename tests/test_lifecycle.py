@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
+from scanner.serve.scoreboard import read_board
 from scanner.testing.procs import wait_gone
 from scanner.testing.sink import Sink
 from tests.helpers import message, smtp, start_filter
-from tests.test_failures import _children, _wait_children
+from tests.test_failures import FAULT, _children, _wait_children
 
 
 def _replace_worker(master: int, worker: int) -> int:
@@ -49,3 +51,72 @@ def test_a_worker_started_later_uses_the_score_files_read_at_start(tmp_path: Pat
         proc.stop()
     assert len(sink.received) == 1
     assert not any("worker crashed" in line for line in proc.log_lines())
+
+
+def _send_until_scanning(port: int, subject: str) -> socket.socket:
+    """A connection whose message (with the fault header) has been sent, so that its
+    scan is under way; its greeting and the replies up to 354 read."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=120)
+    f = conn.makefile("rb")
+    f.readline()
+    conn.sendall(b"HELO postfix.test\r\nMAIL FROM:<a@example.org>\r\n"
+                 b"RCPT TO:<b@example.test>\r\nDATA\r\n")
+    assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+    conn.sendall(message(subject, extra="X-Scanner-Fault: yes\r\n") + b"\r\n.\r\n")
+    return conn
+
+
+def _wait_stage(status_file: Path, stage: str, timeout: float = 30) -> None:
+    """Until a worker has entered ``stage`` (the scoreboard in ``status_file``; the
+    checks of a message run side by side, so the stage shown is the one started last)."""
+    deadline = time.monotonic() + timeout
+    while not any(s.stage.startswith(stage) and s.open_transactions
+                  for s in read_board(str(status_file)).slots):
+        assert time.monotonic() < deadline, f"no worker entered {stage!r}"
+        time.sleep(0.05)
+
+
+def test_a_worker_stuck_while_the_filter_stops_is_killed_by_the_watchdog(tmp_path: Path,
+                                                                          sink: Sink):
+    """The watchdog was off while the filter stopped: a worker whose event loop was
+    stuck then kept the master waiting for as long as it stayed stuck (for ever, without
+    systemd's TimeoutStopSec). Now the master kills it after watchdog_timeout; its
+    message got no reply (Postfix retries it) and nothing was relayed."""
+    extra = FAULT.format(mode="block") + "seconds = 300\n"
+    status = tmp_path / "status"
+    proc, port = start_filter(tmp_path, sink.port, extra=extra,
+                              server_extra=f'watchdog_timeout = 2\nstatus_file = "{status}"')
+    try:
+        conn = _send_until_scanning(port, "stuck")
+        _wait_stage(status, "check fault_injection")
+        proc.proc.send_signal(signal.SIGTERM)
+        proc.proc.wait(120)  # the block lasts 300 s
+        assert conn.recv(4096) == b""  # closed without a reply to the message
+        conn.close()
+    finally:
+        proc.kill()
+    assert any("killing it (scanner is stopping)" in line for line in proc.log_lines())
+    assert sink.received == []
+
+
+def test_a_stopping_worker_that_finishes_a_slow_message_is_not_taken_for_stuck(
+        tmp_path: Path, sink: Sink):
+    """While the filter stops, a worker whose transaction takes longer than
+    watchdog_timeout is healthy: it keeps beating, finishes the message (250 after the
+    next hop took it) and exits on its own."""
+    extra = FAULT.format(mode="sleep") + "seconds = 5\n"
+    status = tmp_path / "status"
+    proc, port = start_filter(tmp_path, sink.port, extra=extra,
+                              server_extra=f'watchdog_timeout = 1\nstatus_file = "{status}"')
+    try:
+        conn = _send_until_scanning(port, "slow")
+        _wait_stage(status, "check ")
+        proc.proc.send_signal(signal.SIGTERM)
+        reply = conn.makefile("rb").readline()
+        assert reply.startswith(b"250 2.0.0 from MTA"), reply
+        assert proc.proc.wait(60) == 0
+        conn.close()
+    finally:
+        proc.stop()
+    assert not any("unresponsive" in line for line in proc.log_lines())
+    assert len(sink.received) == 1

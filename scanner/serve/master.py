@@ -9,7 +9,9 @@ Watchdog: every worker has a slot on the shared scoreboard
 (:mod:`scanner.serve.scoreboard`) and beats there once a second from its event loop.
 A worker silent for ``server.watchdog_timeout`` seconds (its loop is stuck: a runaway
 computation, a library call that never returns) is killed with SIGKILL and replaced;
-its open transactions never got a reply, so Postfix retries them.
+its open transactions never got a reply, so Postfix retries them. The watchdog also
+runs while the filter stops (a stopping worker beats while it lets its transactions
+finish): a worker stuck then would otherwise keep the master from ever exiting.
 """
 
 from __future__ import annotations
@@ -105,8 +107,7 @@ class Master:
             except InterruptedError:
                 continue
             if pid == 0:
-                if not self._stopping:
-                    self._watchdog()
+                self._watchdog()  # also while stopping: a stuck worker never exits
                 time.sleep(POLL_INTERVAL)
                 continue
             self._reaped(pid, status)
@@ -144,8 +145,10 @@ class Master:
                      f"{state.digest.hex()}), entered {now - state.stage_since:.0f} s ago"
                      if state.mail_id else "")
             log.error("worker %d unresponsive for %.0f s (%d open transactions, which "
-                      "Postfix will retry%s); killing it and starting a new one",
-                      pid, silent, state.open_transactions, doing)
+                      "Postfix will retry%s); killing it%s", pid, silent,
+                      state.open_transactions, doing,
+                      " (scanner is stopping)" if self._stopping
+                      else " and starting a new one")
             self._killed.add(pid)
             self._board.killed_by_watchdog()
             if state.mail_id:  # the message it was busy with when it went silent

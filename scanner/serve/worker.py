@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from decoders.registry import load_decoders
@@ -141,7 +141,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     limit.close()
     for server in servers:
         server.close()
-    await _drain_connections(limit, config.server.message_timeout)
+    await _drain_connections(limit, config.server.message_timeout,
+                             slot.beat if slot is not None else None)
     close_checks(checks)
     executor.shutdown(wait=False, cancel_futures=True)
     return RETIRED if retired else 0
@@ -192,13 +193,18 @@ def _reload(checks: Sequence) -> None:
             log.exception("reloading check %s failed; keeping the old state", check.name)
 
 
-async def _drain_connections(connections: ConnectionLimit, seconds: float) -> None:
+async def _drain_connections(connections: ConnectionLimit, seconds: float,
+                             beat: Callable[[], None] | None = None) -> None:
     """Give running transactions up to ``seconds`` to finish; sessions outside a
-    transaction get ``421`` and are closed, each as soon as it is idle."""
+    transaction get ``421`` and are closed, each as soon as it is idle. ``beat`` (the
+    scoreboard heartbeat) is called at every round: the master's watchdog goes on
+    watching a stopping worker, and must not take one that is finishing for stuck."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     current = asyncio.current_task()
     while True:
+        if beat is not None:
+            beat()
         connections.close_idle()
         pending = [t for t in asyncio.all_tasks() if t is not current]
         left = deadline - loop.time()
