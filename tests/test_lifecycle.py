@@ -6,13 +6,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from scanner.serve.scoreboard import read_board
+from scanner.testing.filter import FilterProcess, wait_port
+from scanner.testing.postfix import free_port
 from scanner.testing.procs import wait_gone
 from scanner.testing.sink import Sink
-from tests.helpers import message, smtp, start_filter
+from tests.helpers import filter_config, message, smtp, start_filter
 from tests.test_failures import FAULT, _children, _wait_children
 
 
@@ -120,3 +124,36 @@ def test_a_stopping_worker_that_finishes_a_slow_message_is_not_taken_for_stuck(
         proc.stop()
     assert not any("unresponsive" in line for line in proc.log_lines())
     assert len(sink.received) == 1
+
+
+def test_sighup_while_the_filter_starts_does_not_stop_it(tmp_path: Path, sink: Sink):
+    """SIGHUP's default action ended the master while it was starting (here: waiting
+    5 s for a clamd that accepts connections and never answers the start-up probe):
+    ``systemctl reload`` soon after a start stopped the filter without a log line."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    extra = ('[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
+             '[checks.settings.clamav]\n'
+             f'endpoints = ["tcp:127.0.0.1:{silent.getsockname()[1]}"]\n')
+    port = free_port()
+    proc = FilterProcess(tmp_path, filter_config(port, sink.port, extra=extra,
+                                                 log_file=tmp_path / "scanner.log"), [port])
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "SCANNER_CONFIG"}
+        proc.proc = subprocess.Popen(
+            [sys.executable, "-m", "scanner", "serve", "--config", str(proc.config_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not any("scanner starting" in line for line in proc.log_lines()):
+            assert proc.proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.proc.send_signal(signal.SIGHUP)  # during the probe of the silent clamd
+        wait_port("127.0.0.1", port, 30)
+        assert proc.proc.poll() is None
+        with smtp(port) as s:
+            assert s.noop()[0] == 250
+    finally:
+        proc.stop()
+        silent.close()

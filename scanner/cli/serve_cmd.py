@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import socket
 
 from scanner import config as cfgmod
@@ -29,6 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A reload asked for while we start (``systemctl reload`` right after a start, clamd
+    # slow to answer the start-up probe) must not kill us, SIGHUP's default: the
+    # workers, forked later, read the checks' files then anyway. The master installs
+    # its own handler when it runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = cfgmod.load(cfgmod.resolve_path(args.config))
     hostname = configured_hostname(config.server.hostname)
     setup_logging(config.server, hostname, config.source)
