@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from scanner.serve.scoreboard import read_board
+from scanner.serve.scoreboard import Scoreboard, read_board
 from scanner.testing.filter import FilterProcess, wait_port
 from scanner.testing.postfix import free_port
 from scanner.testing.procs import wait_gone
@@ -157,3 +157,25 @@ def test_sighup_while_the_filter_starts_does_not_stop_it(tmp_path: Path, sink: S
     finally:
         proc.stop()
         silent.close()
+
+
+def test_no_worker_is_forked_once_the_master_is_stopping(monkeypatch):
+    """A SIGTERM handled between the master's "not stopping, restart the worker" and the
+    fork signalled only the workers there were: the new worker, forked next, was never
+    told to stop and the master waited for it for ever. (Unit test: the signal is
+    simulated by setting the flag its handler sets; the fork is a fake.)"""
+    from scanner import config as cfgmod
+    from scanner.serve import master as master_mod
+
+    board = Scoreboard(1)
+    master = master_mod.Master(cfgmod.load(None), [], "scanner.test", 1, board=board)
+    forks = []
+    monkeypatch.setattr(master_mod.os, "fork", lambda: forks.append(1) or 999999)
+    try:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        master._stopping = True  # SIGTERM came just after the caller looked
+        master._spawn(0, restart=True)
+        assert forks == [] and master._children == {}
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+    finally:
+        board.close()

@@ -23,6 +23,7 @@ import os
 import signal
 import socket
 import time
+from typing import NoReturn
 
 from scanner.checks.base import LastGood
 from scanner.config import Config, ListenerConfig, load
@@ -165,32 +166,44 @@ class Master:
         it still had the master's Python handler could be dropped when that handler was
         replaced before it ran (CPython skips pending signals whose handler became
         SIG_DFL): a worker then missed "stop" and served on (seen 4 times in 60 quick
-        start-stop cycles on a loaded machine)."""
-        self._board.spawned(index, restart)  # fresh heartbeat before the fork
+        start-stop cycles on a loaded machine).
+
+        Nothing is forked once the master is stopping: a SIGTERM handled after the
+        caller looked at ``_stopping`` (a worker is restarted) and before the block
+        signalled only the workers there were, and the new one then served on while
+        the master waited for it for ever."""
         signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
-                _die_with_parent(self._master_pid)
-                code = run_worker(self._config, self._sockets, self._hostname,
-                                  self._ampdp, self._board.slot(index),
-                                  self._shares[index], self._last_good, self._scores)
-            except BaseException:
-                log.exception("worker crashed")
-                code = 1
-            finally:
-                logging.shutdown()
-                os._exit(code)
         try:
+            if self._stopping:
+                return
+            self._board.spawned(index, restart)  # fresh heartbeat before the fork
+            pid = os.fork()
+            if pid == 0:
+                self._child(index)  # never returns
             self._board.set_pid(index, pid)
             self._children[pid] = (time.monotonic(), index)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
+
+    def _child(self, index: int) -> NoReturn:
+        """The forked worker for slot ``index``: its own signal dispositions, then serve;
+        exits the process (never returns into the master's code)."""
+        code = 0
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
+            _die_with_parent(self._master_pid)
+            code = run_worker(self._config, self._sockets, self._hostname,
+                              self._ampdp, self._board.slot(index),
+                              self._shares[index], self._last_good, self._scores)
+        except BaseException:
+            log.exception("worker crashed")
+            code = 1
+        finally:
+            logging.shutdown()
+            os._exit(code)
 
     def _on_stop(self, signum: int, frame: object) -> None:
         if os.getpid() != self._master_pid:
