@@ -3,6 +3,7 @@ that come while the filter starts or stops, and a worker that will not stop."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -179,3 +180,66 @@ def test_no_worker_is_forked_once_the_master_is_stopping(monkeypatch):
         assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
     finally:
         board.close()
+
+
+class _FakeClock:
+    """The master's ``time`` module in a unit test: sleeping moves the clock on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_workers_that_die_while_starting_are_restarted_with_growing_delays(monkeypatch,
+                                                                            caplog):
+    """A worker that died during start-up (here: exit status 1 before its first
+    heartbeat) was replaced after a fixed 1 s, and only when it had died within 1 s of
+    its fork: a start-up that failed after loading a model for longer than that was
+    repeated without pause, for ever, with a traceback each time, and the master slept
+    in its signal-handling loop meanwhile. Now each such death is counted and logged,
+    and the slot's next worker waits 1, 2, 4, 8 ... s (unit test: fake fork, wait and
+    clock; the scoreboard is real, and nobody beats on it)."""
+    from scanner import config as cfgmod
+    from scanner.serve import master as master_mod
+
+    clock = _FakeClock()
+    board = Scoreboard(1)
+    master = master_mod.Master(cfgmod.loads("[server]\nwatchdog_timeout = 0\n"), [],
+                               "scanner.test", 1, board=board)
+    forks: list[float] = []
+    dead: list[int] = []
+
+    def fork() -> int:
+        forks.append(clock.now)
+        if len(forks) == 6:
+            master._stopping = True
+        pid = (1 << 22) + 1000 + len(forks)  # above pid_max: never a real process
+        dead.append(pid)
+        return pid
+
+    def waitpid(pid: int, options: int) -> tuple[int, int]:
+        if dead:
+            clock.now += 2.5  # it loads its checks, then dies
+            return dead.pop(), 1 << 8  # exit status 1
+        if not master._children:
+            raise ChildProcessError
+        return 0, 0
+
+    monkeypatch.setattr(master_mod, "time", clock)
+    monkeypatch.setattr(master_mod.os, "fork", fork)
+    monkeypatch.setattr(master_mod.os, "waitpid", waitpid)
+    monkeypatch.setattr(master_mod.signal, "signal", lambda *args: None)
+    try:
+        assert master.run() == 0
+    finally:
+        board.close()
+    waits = [later - (earlier + 2.5) for earlier, later in itertools.pairwise(forks)]
+    assert [round(w) for w in waits] == [1, 2, 4, 8, 16]
+    said = [r.getMessage() for r in caplog.records if "died while starting" in r.getMessage()]
+    assert len(said) == 5 and "5 time(s) in a row in slot 0" in said[-1]
+    assert "starting a new one in 16 s" in said[-1]

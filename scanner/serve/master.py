@@ -38,6 +38,7 @@ PR_SET_PDEATHSIG = 1
 POLL_INTERVAL = 0.25  # how often the master reaps children and reads heartbeats
 _CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 STARTUP_GRACE = 120.0  # a worker loading its checks has not beaten yet: wait longer
+BACKOFF_MAX = 60.0  # longest wait before the next worker of a slot whose workers die starting
 
 
 def bind_listeners(config: Config) -> list[tuple[ListenerConfig, socket.socket]]:
@@ -79,6 +80,8 @@ class Master:
         self._board = board if board is not None else Scoreboard(workers)
         self._children: dict[int, tuple[float, int]] = {}  # pid -> (started, slot)
         self._killed: set[int] = set()  # pids the watchdog killed
+        self._due: dict[int, float] = {}  # slot -> when (monotonic) to start its worker
+        self._failed_starts: dict[int, int] = {}  # slot -> workers in a row that died starting
         self._stopping = False
         self._master_pid = os.getpid()
 
@@ -100,35 +103,64 @@ class Master:
             self._spawn(index)
         if self._stopping:  # told to stop while forking: tell the late ones too
             self._on_stop(signal.SIGTERM, None)
-        while self._children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            except InterruptedError:
+        while self._children or (self._due and not self._stopping):
+            pid, status = self._wait_any()
+            if pid:
+                self._reaped(pid, status)
                 continue
-            if pid == 0:
-                self._watchdog()  # also while stopping: a stuck worker never exits
-                time.sleep(POLL_INTERVAL)
-                continue
-            self._reaped(pid, status)
+            self._watchdog()  # also while stopping: a stuck worker never exits
+            self._start_due()
+            time.sleep(POLL_INTERVAL)
         log.info("all workers stopped")
         return 0
 
+    def _wait_any(self) -> tuple[int, int]:
+        """A worker that exited (pid, wait status), or (0, 0) when none has."""
+        try:
+            return os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none left, whatever _children says
+            self._children.clear()
+            return 0, 0
+
     def _reaped(self, pid: int, status: int) -> None:
+        """Worker ``pid`` is gone: schedule its slot's next worker (unless stopping).
+
+        A worker that dies before its first heartbeat (while loading its checks, or
+        killed by the watchdog's start-up grace) is likely to be followed by one that
+        does the same: the slot's next worker waits 1, 2, 4 ... up to
+        :data:`BACKOFF_MAX` seconds, and each of these deaths is logged with the count.
+        The master goes on reaping, watching and stopping meanwhile."""
         started, index = self._children.pop(pid, (None, -1))
         killed = pid in self._killed
         self._killed.discard(pid)
         if self._stopping or started is None:
             return
+        state = self._board.read_slot(index)
+        if state.heartbeat == state.spawned:  # it never beat: died while starting
+            failures = self._failed_starts.get(index, 0) + 1
+            self._failed_starts[index] = failures
+            delay = min(BACKOFF_MAX, 2.0 ** (failures - 1))
+            log.error("worker %d died while starting (%s), %d time(s) in a row in slot %d "
+                      "(the lines before say why); starting a new one in %.0f s", pid,
+                      "killed by the watchdog" if killed else _describe(status), failures,
+                      index, delay)
+            self._due[index] = time.monotonic() + delay
+            return
+        self._failed_starts.pop(index, None)
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == RETIRED:
             log.info("worker %d retired; starting a new one", pid)
         elif not killed:
             log.error("worker %d exited (%s); starting a new one", pid, _describe(status))
-        if time.monotonic() - started < 1.0:
-            time.sleep(1.0)  # do not spin on a worker that dies at start
-        if not self._stopping:
-            self._spawn(index, restart=True)
+        # do not spin on a worker that dies as soon as it serves
+        self._due[index] = started + 1.0
+
+    def _start_due(self) -> None:
+        """Start the workers whose time has come (see :meth:`_reaped`)."""
+        now = time.monotonic()
+        for index, due in sorted(self._due.items()):
+            if due <= now and not self._stopping:
+                del self._due[index]
+                self._spawn(index, restart=True)
 
     def _watchdog(self) -> None:
         """SIGKILL every worker whose event loop has not beaten for watchdog_timeout."""
