@@ -28,6 +28,7 @@ from typing import NoReturn
 from scanner.checks.base import LastGood
 from scanner.config import Config, ListenerConfig, load
 from scanner.errors import ConfigError
+from scanner.registry import close_checks
 from scanner.scores import ScoreTable
 from scanner.serve.accept import worker_shares
 from scanner.serve.scoreboard import Scoreboard
@@ -254,11 +255,14 @@ class Master:
 
 def report_config_on_hup(config: Config) -> None:
     """SIGHUP reloads the checks' data, not the configuration file: say so when the file
-    was changed, and warn at once when it no longer loads (the next start would fail)."""
+    was changed, and warn at once when the next start would fail on it: the file does
+    not load, or what start-up checks beyond it does not pass (a check's settings, a
+    score file, a path; as ``scanner config check`` does)."""
     if not os.path.isfile(config.source):  # the shipped defaults
         return
     try:
         current = load(config.source)
+        _validate_as_start_does(current)
     except ConfigError as exc:
         log.error("SIGHUP: %s; still running with the configuration read at start "
                   "(fix it before the next restart: scanner config check %s)", exc,
@@ -267,6 +271,21 @@ def report_config_on_hup(config: Config) -> None:
     if current != config:
         log.warning("SIGHUP: %s has changed since start; SIGHUP reloads only the checks' "
                     "data (model, rules): restart scanner serve to apply it", config.source)
+
+
+def _validate_as_start_does(config: Config) -> None:
+    """Raise the :class:`ConfigError` a start with ``config`` would stop with."""
+    # imported here: scanner.cli imports this module (serve_cmd)
+    from scanner.cli.config_cmd import check_paths, preflight
+
+    check_paths(config)
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # what the checks say loading is the workers' to say
+    try:
+        checks, _ = preflight(config)
+        close_checks(checks)
+    finally:
+        logging.disable(previous)
 
 
 def _describe(status: int) -> str:
