@@ -243,3 +243,38 @@ def test_workers_that_die_while_starting_are_restarted_with_growing_delays(monke
     said = [r.getMessage() for r in caplog.records if "died while starting" in r.getMessage()]
     assert len(said) == 5 and "5 time(s) in a row in slot 0" in said[-1]
     assert "starting a new one in 16 s" in said[-1]
+
+
+def test_a_stopping_filter_refuses_new_connections_while_a_transaction_finishes(
+        tmp_path: Path, sink: Sink):
+    """While open transactions finished after SIGTERM, the listening sockets stayed
+    open in the master and every worker: a new connection (Postfix's next delivery) was
+    accepted by the kernel and then waited, without a greeting, until the slowest
+    message was done (up to server.message_timeout, longer than Postfix's 300 s
+    smtp_helo_timeout), holding one of the transport's delivery agents. Now it is
+    refused at once (Postfix defers the mail), and the open transaction still gets its
+    250."""
+    extra = FAULT.format(mode="sleep") + "seconds = 15\n"
+    status = tmp_path / "status"
+    proc, port = start_filter(tmp_path, sink.port, extra=extra, workers=2,
+                              server_extra=f'status_file = "{status}"')
+    try:
+        conn = _send_until_scanning(port, "slow")
+        _wait_stage(status, "check ")
+        proc.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10  # well inside the 15 s of the slow message
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "new connections still accepted"
+            time.sleep(0.05)
+        assert proc.proc.poll() is None  # still finishing the slow message
+        reply = conn.makefile("rb").readline()
+        assert reply.startswith(b"250 2.0.0 from MTA"), reply
+        assert proc.proc.wait(60) == 0
+        conn.close()
+    finally:
+        proc.stop()
+    assert len(sink.received) == 1

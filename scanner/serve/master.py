@@ -2,8 +2,9 @@
 
 Workers inherit the listening sockets and the kernel spreads new connections among
 them. A worker dies with its master (PR_SET_PDEATHSIG), so a killed master never
-leaves orphans holding the ports. SIGTERM/SIGINT: workers finish open transactions
-and exit; SIGHUP is passed on to the workers (reload hooks).
+leaves orphans holding the ports. SIGTERM/SIGINT: the listening sockets are closed (new
+connections are refused), workers finish open transactions and exit; SIGHUP is passed
+on to the workers (reload hooks).
 
 Watchdog: every worker has a slot on the shared scoreboard
 (:mod:`scanner.serve.scoreboard`) and beats there once a second from its event loop.
@@ -242,6 +243,8 @@ class Master:
         if os.getpid() != self._master_pid:
             os._exit(0)  # a worker signalled before it installed its own handlers
         self._stopping = True
+        for _, sock in self._sockets:  # new connections are refused from now on
+            sock.close()
         for pid in list(self._children):
             _kill(pid, signal.SIGTERM)
 

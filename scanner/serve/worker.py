@@ -138,7 +138,7 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     await stop.wait()
     retired = heartbeat.done() and heartbeat.result()
     heartbeat.cancel()
-    limit.close()
+    await limit.stop_listening()
     for server in servers:
         server.close()
     await _drain_connections(limit, config.server.message_timeout,
