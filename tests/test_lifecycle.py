@@ -278,3 +278,30 @@ def test_a_stopping_filter_refuses_new_connections_while_a_transaction_finishes(
     finally:
         proc.stop()
     assert len(sink.received) == 1
+
+
+def test_a_second_serve_on_the_same_configuration_stops_and_says_why(tmp_path: Path,
+                                                                     sink: Sink):
+    """A second ``scanner serve`` with the running one's configuration stops with
+    exit status 1 naming the listener's address, in the log file too (it said "scanner
+    starting" there and nothing more), and leaves the running filter, its pid file
+    and its status file alone."""
+    status, pid_file = tmp_path / "status", tmp_path / "scanner.pid"
+    proc, port = start_filter(tmp_path, sink.port,
+                              server_extra=f'status_file = "{status}"\n'
+                                           f'pid_file = "{pid_file}"')
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "scanner", "serve", "--config", str(proc.config_path)],
+            capture_output=True, text=True, timeout=60)
+        why = f"cannot listen on 127.0.0.1:{port} (smtp listener): Address already in use"
+        assert second.returncode == 1 and f"scanner: {why}" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert any(f"{why}; not starting" in line for line in proc.log_lines())
+        assert pid_file.read_text().strip() == str(proc.proc.pid)
+        assert read_board(str(status)).master_pid == proc.proc.pid
+        with smtp(port) as s:
+            assert s.sendmail("a@example.org", ["b@example.test"], message("first")) == {}
+    finally:
+        proc.stop()
+    assert len(sink.received) == 1

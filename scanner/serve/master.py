@@ -54,8 +54,10 @@ def bind_listeners(config: Config) -> list[tuple[ListenerConfig, socket.socket]]
             sock.bind((lst.address, lst.port))
         except OSError as exc:
             sock.close()
-            raise SystemExit(f"scanner: cannot listen on {lst.address}:{lst.port}: "
-                             f"{exc.strerror}") from None
+            why = (f"cannot listen on {lst.address}:{lst.port} ({lst.protocol} listener): "
+                   f"{exc.strerror}")
+            log.error("%s; not starting", why)  # also in server.log_file, not only stderr
+            raise SystemExit(f"scanner: {why}") from None
         sock.listen(256)
         sock.setblocking(False)
         out.append((lst, sock))
