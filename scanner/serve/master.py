@@ -273,6 +273,11 @@ def report_config_on_hup(config: Config) -> None:
                   "(fix it before the next restart: scanner config check %s)", exc,
                   config.source)
         return
+    except Exception:  # in the master's signal handler: never let it end the master
+        log.exception("SIGHUP: checking %s as a start would failed; still running with "
+                      "the configuration read at start (try: scanner config check %s)",
+                      config.source, config.source)
+        return
     if current != config:
         log.warning("SIGHUP: %s has changed since start; SIGHUP reloads only the checks' "
                     "data (model, rules): restart scanner serve to apply it", config.source)
