@@ -340,3 +340,30 @@ def test_a_graceful_restart_under_load_delivers_everything_once(tmp_path: Path):
         assert {m: c for m, c in ids.items() if c > 1} == {}
     finally:
         stack.remove()
+
+
+def test_a_master_started_with_sigchld_ignored_still_replaces_its_workers(tmp_path: Path,
+                                                                          sink: Sink):
+    """SIGCHLD set to SIG_IGN by the process that started scanner serve is inherited
+    across exec, and the kernel then reaps exited children by itself: the master never
+    saw a worker die, so it was not replaced, and when the only one died the master
+    found no children left and exited ("all workers stopped") with nothing serving."""
+    port = free_port()
+    proc = FilterProcess(tmp_path, filter_config(port, sink.port,
+                                                 log_file=tmp_path / "scanner.log"), [port])
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "SCANNER_CONFIG"}
+        proc.proc = subprocess.Popen(
+            [sys.executable, "-m", "scanner", "serve", "--config", str(proc.config_path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+        wait_port("127.0.0.1", port, 30)
+        [worker] = _wait_children(proc.proc.pid, 1)
+        _replace_worker(proc.proc.pid, worker)
+        assert proc.proc.poll() is None
+        with smtp(port) as s:
+            assert s.sendmail("a@example.org", ["b@example.test"], message("after")) == {}
+    finally:
+        proc.kill()
+    assert len(sink.received) == 1

@@ -90,6 +90,10 @@ class Master:
         self._master_pid = os.getpid()
 
     def run(self) -> int:
+        # SIGCHLD ignored by whatever started us (it is inherited across exec) makes the
+        # kernel reap dead workers itself: never replaced, and the master left at once
+        # when the last one died
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
