@@ -367,3 +367,28 @@ def test_a_master_started_with_sigchld_ignored_still_replaces_its_workers(tmp_pa
     finally:
         proc.kill()
     assert len(sink.received) == 1
+
+
+def test_a_second_serve_with_the_same_pid_file_leaves_the_running_ones_alone(
+        tmp_path: Path, sink: Sink):
+    """A second ``scanner serve`` on another port with the same pid and status files (a
+    copy of the configuration for a test) wrote its pid over the running master's,
+    then stopped on the locked status file and removed the pid file on its way out:
+    the running filter had none left. It now stops at the pid file, naming the pid in
+    it, and leaves the file as it was."""
+    status, pid_file = tmp_path / "status", tmp_path / "scanner.pid"
+    files = f'status_file = "{status}"\npid_file = "{pid_file}"'
+    proc, port = start_filter(tmp_path / "one", sink.port, server_extra=files)
+    try:
+        copy = tmp_path / "copy.toml"
+        copy.write_text(filter_config(free_port(), sink.port, server_extra=files,
+                                      log_file=tmp_path / "copy.log"))
+        second = subprocess.run([sys.executable, "-m", "scanner", "serve", "--config",
+                                 str(copy)], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2, second.stderr
+        assert pid_file.exists() and pid_file.read_text() == f"{proc.proc.pid}\n"
+        assert (f"'server.pid_file' {pid_file}: another scanner serve (pid "
+                f"{proc.proc.pid}) is using it") in second.stderr
+    finally:
+        proc.stop()
+    assert not pid_file.exists()  # removed by its own master when it stopped

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -43,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     _check_tmp_dir(config)
     sockets = bind_listeners(config)
     workers = _workers(config)
-    if config.server.pid_file:
-        _write_pid_file(config)
+    pid_fd = _write_pid_file(config) if config.server.pid_file else -1
     try:
         board = _scoreboard(config, workers)
         ampdp = _bind_ampdp(config)
@@ -56,9 +56,10 @@ def run(args: argparse.Namespace) -> int:
             if ampdp is not None:
                 unlink_ampdp_socket(ampdp)
     finally:
-        if config.server.pid_file:
+        if pid_fd >= 0:
             with contextlib.suppress(OSError):
                 os.unlink(config.server.pid_file)
+            os.close(pid_fd)
 
 
 def _check_tmp_dir(config: cfgmod.Config) -> None:
@@ -71,13 +72,32 @@ def _check_tmp_dir(config: cfgmod.Config) -> None:
                           "system default")
 
 
-def _write_pid_file(config: cfgmod.Config) -> None:
+def _write_pid_file(config: cfgmod.Config) -> int:
+    """Write the master's pid into ``server.pid_file`` and keep the file locked while
+    scanner runs (the descriptor returned). A second ``scanner serve`` with the same pid
+    file (say, a copy of the configuration with another port) stops here, naming the
+    running one, instead of writing its pid over the running one's and removing the
+    file when it stopped later on."""
+    path = config.server.pid_file
+    where = f"{config.source}: 'server.pid_file' {path}"
     try:
-        with open(config.server.pid_file, "w", encoding="ascii") as fh:
-            fh.write(f"{os.getpid()}\n")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise ConfigError(f"{config.source}: 'server.pid_file' {config.server.pid_file}: "
-                          f"cannot write it: {exc.strerror}") from None
+        raise ConfigError(f"{where}: cannot write it: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(f"{where}: another scanner serve (pid {holder}) is using it; "
+                          "give this one a pid file of its own") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except OSError as exc:
+        os.close(fd)
+        raise ConfigError(f"{where}: cannot write it: {exc.strerror}") from None
+    return fd
 
 
 def _workers(config: cfgmod.Config) -> int:

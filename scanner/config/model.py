@@ -63,7 +63,8 @@ class ServerConfig:
                          "decoder libraries say about each file", choices=LOG_LEVELS)
     log_file: str = opt("", "append log lines to this file; empty = standard error")
     syslog: bool = opt(False, "also log to syslog (facility mail, ident scanner)")
-    pid_file: str = opt("", "write the master's PID here")
+    pid_file: str = opt("", "write the master's PID here, locked while it runs (a second "
+                        "scanner serve with the same file stops at start); removed at exit")
     status_file: str = opt(
         "", "file holding the workers' live state and counters, read by `scanner status` "
         "(like amavisd-nanny's database); empty = kept in memory only (the watchdog works "
