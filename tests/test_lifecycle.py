@@ -1,5 +1,7 @@
-"""The daemon's life cycle with real processes: what workers started later read, signals
-that come while the filter starts or stops, and a worker that will not stop."""
+"""The daemon's life cycle, mostly with real processes: what workers started later read,
+signals that come while the filter starts or stops, a worker that will not stop,
+workers that die while starting, a second ``scanner serve`` beside a running one, an
+inherited SIGCHLD disposition, and a graceful restart through a real Postfix."""
 
 from __future__ import annotations
 
