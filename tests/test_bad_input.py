@@ -313,3 +313,53 @@ def test_eval_of_one_class_only_is_an_error_not_nan_figures(tmp_path: Path):
     no_traceback(run)
     assert run.returncode == 1 and b"no readable spam among the messages given" in run.stderr
     assert b"nan" not in run.stdout
+
+
+@pytest.mark.parametrize("edit, needle", [
+    ("[checks.settings.banned]\nrules = 5\n",
+     "'checks.settings.banned.rules' must be an array"),
+    ('[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n'
+     'score_files = ["{tmp}/gone.toml"]\n',
+     "{tmp}/gone.toml (checks.score_files[0]): cannot read the score table"),
+    ('[server]\nlog_file = "{tmp}/missing/scanner.log"\n' + NO_NETWORK,
+     "'server.log_file' {tmp}/missing/scanner.log: the directory"),
+])
+def test_sighup_warns_when_the_next_start_would_fail_beyond_loading_the_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, edit: str, needle: str):
+    """SIGHUP only loaded the edited file: a check setting, a score file or a path that
+    start-up (and ``scanner config check``) refuses passed as "has changed since start;
+    restart to apply it", and the restart then failed."""
+    from scanner.config import load
+    from scanner.serve.master import report_config_on_hup
+
+    path = tmp_path / "scanner.toml"
+    path.write_text(NO_NETWORK)
+    config = load(str(path))
+    path.write_text(edit.format(tmp=tmp_path))
+    with caplog.at_level("WARNING", logger="scanner"):
+        report_config_on_hup(config)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("SIGHUP: ") and needle.format(tmp=tmp_path) in line
+    assert "still running with the configuration read at start" in line
+
+
+def test_an_unexpected_error_while_checking_the_configuration_at_sighup_is_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """The SIGHUP check runs in the master's signal handler: an exception other than a
+    configuration error (a check's constructor failing some other way) must be logged,
+    not raised into the master's loop, which would end the master."""
+    from scanner.cli import config_cmd
+    from scanner.config import load
+    from scanner.serve.master import report_config_on_hup
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a check could not be built")
+
+    path = tmp_path / "scanner.toml"
+    path.write_text(NO_NETWORK)
+    config = load(str(path))
+    monkeypatch.setattr(config_cmd, "preflight", broken)
+    with caplog.at_level("WARNING", logger="scanner"):
+        report_config_on_hup(config)
+    assert f"SIGHUP: checking {path} as a start would failed" in caplog.text
+    assert "a check could not be built" in caplog.text

@@ -14,7 +14,7 @@ from scanner import config as cfgmod
 from scanner.checks.base import CheckContext, LastGood
 from scanner.errors import ConfigError
 from scanner.registry import build_checks, close_checks, effective_check_settings
-from scanner.scores import load_scores
+from scanner.scores import ScoreTable, load_scores
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -49,17 +49,19 @@ def _load(path: str | None) -> cfgmod.Config:
     return cfgmod.load(cfgmod.resolve_path(path))
 
 
-def preflight(config: cfgmod.Config, last_good: LastGood | None = None) -> list:
+def preflight(config: cfgmod.Config,
+              last_good: LastGood | None = None) -> tuple[list, ScoreTable]:
     """Build every enabled check and read the score files once, as ``scanner serve``
-    does at start-up, so a bad check setting or score file stops here with its name.
-    What the checks load is kept in ``last_good`` (for the workers serve forks)."""
+    does at start-up, so a bad check setting or score file stops here with its name;
+    the checks and the score table. What the checks load is kept in ``last_good``, and
+    serve hands the score table to every worker it forks (score files are read at
+    start only)."""
     async def no_cpu(*_args: object) -> None:
         return None
 
     checks = build_checks(config, CheckContext(config=config, run_cpu=no_cpu,
                                                last_good=last_good or LastGood()))
-    load_scores(config.checks.score_files)
-    return checks
+    return checks, load_scores(config.checks.score_files)
 
 
 def probe_checks(checks: list, timeout: float = 5.0) -> list[str]:
@@ -124,7 +126,7 @@ def _nearest_existing(path: str) -> str:
 def _check(args: argparse.Namespace) -> int:
     config = _load(args.file)
     check_paths(config)
-    checks = preflight(config)
+    checks, _ = preflight(config)
     for problem in probe_checks(checks):
         print(f"scanner: warning: {problem}", file=sys.stderr)
     print(f"{config.source}: OK ({len(config.listeners)} listener(s), checks: "

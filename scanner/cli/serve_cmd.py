@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import logging
 import os
+import signal
 import socket
 
 from scanner import config as cfgmod
@@ -15,6 +17,7 @@ from scanner.errors import ConfigError
 from scanner.hostname import configured_hostname
 from scanner.quarantine.ampdp import bind_ampdp_socket, unlink_ampdp_socket
 from scanner.quarantine.record import QuarantineError
+from scanner.scores import ScoreTable
 from scanner.serve.logs import setup_logging
 from scanner.serve.master import Master, bind_listeners
 from scanner.serve.scoreboard import Scoreboard, StatusFileError
@@ -28,30 +31,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A reload asked for while we start (``systemctl reload`` right after a start, clamd
+    # slow to answer the start-up probe) must not kill us, SIGHUP's default: the
+    # workers, forked later, read the checks' files then anyway. The master installs
+    # its own handler when it runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = cfgmod.load(cfgmod.resolve_path(args.config))
     hostname = configured_hostname(config.server.hostname)
     setup_logging(config.server, hostname, config.source)
     last_good = LastGood()  # what the checks loaded now, for every worker forked later
-    _preflight(config, last_good)
+    scores = _preflight(config, last_good)
     _check_tmp_dir(config)
     sockets = bind_listeners(config)
     workers = _workers(config)
-    if config.server.pid_file:
-        _write_pid_file(config)
+    pid_fd = _write_pid_file(config) if config.server.pid_file else -1
     try:
         board = _scoreboard(config, workers)
         ampdp = _bind_ampdp(config)
         try:
             return Master(config, sockets, hostname, workers, ampdp, board,
-                          last_good).run()
+                          last_good, scores).run()
         finally:
             board.close()
             if ampdp is not None:
                 unlink_ampdp_socket(ampdp)
     finally:
-        if config.server.pid_file:
+        if pid_fd >= 0:
             with contextlib.suppress(OSError):
                 os.unlink(config.server.pid_file)
+            os.close(pid_fd)
 
 
 def _check_tmp_dir(config: cfgmod.Config) -> None:
@@ -64,13 +72,32 @@ def _check_tmp_dir(config: cfgmod.Config) -> None:
                           "system default")
 
 
-def _write_pid_file(config: cfgmod.Config) -> None:
+def _write_pid_file(config: cfgmod.Config) -> int:
+    """Write the master's pid into ``server.pid_file`` and keep the file locked while
+    scanner runs (the descriptor returned). A second ``scanner serve`` with the same pid
+    file (say, a copy of the configuration with another port) stops here, naming the
+    running one, instead of writing its pid over the running one's and removing the
+    file when it stopped later on."""
+    path = config.server.pid_file
+    where = f"{config.source}: 'server.pid_file' {path}"
     try:
-        with open(config.server.pid_file, "w", encoding="ascii") as fh:
-            fh.write(f"{os.getpid()}\n")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
-        raise ConfigError(f"{config.source}: 'server.pid_file' {config.server.pid_file}: "
-                          f"cannot write it: {exc.strerror}") from None
+        raise ConfigError(f"{where}: cannot write it: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(f"{where}: another scanner serve (pid {holder}) is using it; "
+                          "give this one a pid file of its own") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except OSError as exc:
+        os.close(fd)
+        raise ConfigError(f"{where}: cannot write it: {exc.strerror}") from None
+    return fd
 
 
 def _workers(config: cfgmod.Config) -> int:
@@ -113,11 +140,13 @@ def _scoreboard(config: cfgmod.Config, workers: int) -> Scoreboard:
                           f"set it to \"\" to run without a status file") from None
 
 
-def _preflight(config: cfgmod.Config, last_good: LastGood) -> None:
-    """Build the checks once in the master so a bad check setting stops start-up here."""
-    checks = preflight(config, last_good)
+def _preflight(config: cfgmod.Config, last_good: LastGood) -> ScoreTable:
+    """Build the checks once in the master so a bad check setting stops start-up here;
+    the score table, read now for every worker forked later."""
+    checks, scores = preflight(config, last_good)
     log = logging.getLogger("scanner")
     log.info("scanner starting (config %s), checks: %s", config.source,
              ", ".join(c.name for c in checks) or "none")
     for problem in probe_checks(checks):
         log.warning("%s", problem)
+    return scores

@@ -63,7 +63,8 @@ class ServerConfig:
                          "decoder libraries say about each file", choices=LOG_LEVELS)
     log_file: str = opt("", "append log lines to this file; empty = standard error")
     syslog: bool = opt(False, "also log to syslog (facility mail, ident scanner)")
-    pid_file: str = opt("", "write the master's PID here")
+    pid_file: str = opt("", "write the master's PID here, locked while it runs (a second "
+                        "scanner serve with the same file stops at start); removed at exit")
     status_file: str = opt(
         "", "file holding the workers' live state and counters, read by `scanner status` "
         "(like amavisd-nanny's database); empty = kept in memory only (the watchdog works "
@@ -131,7 +132,8 @@ class ChecksConfig:
                          min=0.1)
     score_files: tuple[str, ...] = opt(
         [], "site score tables read after the shipped ones (same format as "
-        "scanner/data/scores/*.toml): change weights, add symbols of your own lists")
+        "scanner/data/scores/*.toml): change weights, add symbols of your own lists; read "
+        "at start (a restart applies an edit; SIGHUP does not)")
     settings: Mapping[str, Any] = opt({}, "per-check tables, checked by each check")
 
 

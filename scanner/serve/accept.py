@@ -57,6 +57,7 @@ class ConnectionLimit:
         self._room = asyncio.Event()  # set while fewer than ``limit`` are open
         self._room.set()
         self._tasks: list[asyncio.Task] = []
+        self._listening: list[socket.socket] = []
         self._sessions: set[asyncio.Protocol] = set()
         self._on_change = on_change
         self._report()
@@ -68,6 +69,7 @@ class ConnectionLimit:
 
     def serve(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:
         """Start accepting on ``sock`` (non-blocking, listening), a protocol per connection."""
+        self._listening.append(sock)
         self._tasks.append(self._loop.create_task(self._accept_loop(sock, factory)))
 
     def close(self) -> None:
@@ -75,6 +77,18 @@ class ConnectionLimit:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
+
+    async def stop_listening(self) -> None:
+        """Stop accepting for good and close this process's copies of the listening
+        sockets: once every process of the filter has (the master closes its own when
+        told to stop), a new connection is refused at once instead of waiting in the
+        listen queue, without a greeting, until the last transaction is over."""
+        tasks = list(self._tasks)
+        self.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sock in self._listening:
+            sock.close()
+        self._listening.clear()
 
     def close_idle(self) -> int:
         """Say goodbye (421) to every session outside a transaction; how many there were.

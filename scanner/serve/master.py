@@ -2,14 +2,17 @@
 
 Workers inherit the listening sockets and the kernel spreads new connections among
 them. A worker dies with its master (PR_SET_PDEATHSIG), so a killed master never
-leaves orphans holding the ports. SIGTERM/SIGINT: workers finish open transactions
-and exit; SIGHUP is passed on to the workers (reload hooks).
+leaves orphans holding the ports. SIGTERM/SIGINT: the listening sockets are closed (new
+connections are refused), workers finish open transactions and exit; SIGHUP is passed
+on to the workers (reload hooks).
 
 Watchdog: every worker has a slot on the shared scoreboard
 (:mod:`scanner.serve.scoreboard`) and beats there once a second from its event loop.
 A worker silent for ``server.watchdog_timeout`` seconds (its loop is stuck: a runaway
 computation, a library call that never returns) is killed with SIGKILL and replaced;
-its open transactions never got a reply, so Postfix retries them.
+its open transactions never got a reply, so Postfix retries them. The watchdog also
+runs while the filter stops (a stopping worker beats while it lets its transactions
+finish): a worker stuck then would otherwise keep the master from ever exiting.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ import os
 import signal
 import socket
 import time
+from typing import NoReturn
 
 from scanner.checks.base import LastGood
 from scanner.config import Config, ListenerConfig, load
 from scanner.errors import ConfigError
+from scanner.registry import close_checks
+from scanner.scores import ScoreTable
 from scanner.serve.accept import worker_shares
 from scanner.serve.scoreboard import Scoreboard
 from scanner.serve.worker import RETIRED, run_worker
@@ -34,6 +40,7 @@ PR_SET_PDEATHSIG = 1
 POLL_INTERVAL = 0.25  # how often the master reaps children and reads heartbeats
 _CONTROL_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 STARTUP_GRACE = 120.0  # a worker loading its checks has not beaten yet: wait longer
+BACKOFF_MAX = 60.0  # longest wait before the next worker of a slot whose workers die starting
 
 
 def bind_listeners(config: Config) -> list[tuple[ListenerConfig, socket.socket]]:
@@ -47,8 +54,10 @@ def bind_listeners(config: Config) -> list[tuple[ListenerConfig, socket.socket]]
             sock.bind((lst.address, lst.port))
         except OSError as exc:
             sock.close()
-            raise SystemExit(f"scanner: cannot listen on {lst.address}:{lst.port}: "
-                             f"{exc.strerror}") from None
+            why = (f"cannot listen on {lst.address}:{lst.port} ({lst.protocol} listener): "
+                   f"{exc.strerror}")
+            log.error("%s; not starting", why)  # also in server.log_file, not only stderr
+            raise SystemExit(f"scanner: {why}") from None
         sock.listen(256)
         sock.setblocking(False)
         out.append((lst, sock))
@@ -60,8 +69,12 @@ class Master:
 
     def __init__(self, config: Config, sockets: list, hostname: str, workers: int,
                  ampdp: socket.socket | None = None, board: Scoreboard | None = None,
-                 last_good: LastGood | None = None) -> None:
+                 last_good: LastGood | None = None,
+                 scores: ScoreTable | None = None) -> None:
+        """``scores``: the score table read at start (every worker uses this one);
+        None = each worker reads the score files itself."""
         self._config = config
+        self._scores = scores
         self._last_good = last_good if last_good is not None else LastGood()
         self._ampdp = ampdp
         self._sockets = sockets
@@ -71,10 +84,16 @@ class Master:
         self._board = board if board is not None else Scoreboard(workers)
         self._children: dict[int, tuple[float, int]] = {}  # pid -> (started, slot)
         self._killed: set[int] = set()  # pids the watchdog killed
+        self._due: dict[int, float] = {}  # slot -> when (monotonic) to start its worker
+        self._failed_starts: dict[int, int] = {}  # slot -> workers in a row that died starting
         self._stopping = False
         self._master_pid = os.getpid()
 
     def run(self) -> int:
+        # SIGCHLD ignored by whatever started us (it is inherited across exec) makes the
+        # kernel reap dead workers itself: never replaced, and the master left at once
+        # when the last one died
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -92,36 +111,64 @@ class Master:
             self._spawn(index)
         if self._stopping:  # told to stop while forking: tell the late ones too
             self._on_stop(signal.SIGTERM, None)
-        while self._children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            except InterruptedError:
+        while self._children or (self._due and not self._stopping):
+            pid, status = self._wait_any()
+            if pid:
+                self._reaped(pid, status)
                 continue
-            if pid == 0:
-                if not self._stopping:
-                    self._watchdog()
-                time.sleep(POLL_INTERVAL)
-                continue
-            self._reaped(pid, status)
+            self._watchdog()  # also while stopping: a stuck worker never exits
+            self._start_due()
+            time.sleep(POLL_INTERVAL)
         log.info("all workers stopped")
         return 0
 
+    def _wait_any(self) -> tuple[int, int]:
+        """A worker that exited (pid, wait status), or (0, 0) when none has."""
+        try:
+            return os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # none left, whatever _children says
+            self._children.clear()
+            return 0, 0
+
     def _reaped(self, pid: int, status: int) -> None:
+        """Worker ``pid`` is gone: schedule its slot's next worker (unless stopping).
+
+        A worker that dies before its first heartbeat (while loading its checks, or
+        killed by the watchdog's start-up grace) is likely to be followed by one that
+        does the same: the slot's next worker waits 1, 2, 4 ... up to
+        :data:`BACKOFF_MAX` seconds, and each of these deaths is logged with the count.
+        The master goes on reaping, watching and stopping meanwhile."""
         started, index = self._children.pop(pid, (None, -1))
         killed = pid in self._killed
         self._killed.discard(pid)
         if self._stopping or started is None:
             return
+        state = self._board.read_slot(index)
+        if state.heartbeat == state.spawned:  # it never beat: died while starting
+            failures = self._failed_starts.get(index, 0) + 1
+            self._failed_starts[index] = failures
+            delay = min(BACKOFF_MAX, 2.0 ** (failures - 1))
+            log.error("worker %d died while starting (%s), %d time(s) in a row in slot %d "
+                      "(the lines before say why); starting a new one in %.0f s", pid,
+                      "killed by the watchdog" if killed else _describe(status), failures,
+                      index, delay)
+            self._due[index] = time.monotonic() + delay
+            return
+        self._failed_starts.pop(index, None)
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == RETIRED:
             log.info("worker %d retired; starting a new one", pid)
         elif not killed:
             log.error("worker %d exited (%s); starting a new one", pid, _describe(status))
-        if time.monotonic() - started < 1.0:
-            time.sleep(1.0)  # do not spin on a worker that dies at start
-        if not self._stopping:
-            self._spawn(index, restart=True)
+        # do not spin on a worker that dies as soon as it serves
+        self._due[index] = started + 1.0
+
+    def _start_due(self) -> None:
+        """Start the workers whose time has come (see :meth:`_reaped`)."""
+        now = time.monotonic()
+        for index, due in sorted(self._due.items()):
+            if due <= now and not self._stopping:
+                del self._due[index]
+                self._spawn(index, restart=True)
 
     def _watchdog(self) -> None:
         """SIGKILL every worker whose event loop has not beaten for watchdog_timeout."""
@@ -139,8 +186,10 @@ class Master:
                      f"{state.digest.hex()}), entered {now - state.stage_since:.0f} s ago"
                      if state.mail_id else "")
             log.error("worker %d unresponsive for %.0f s (%d open transactions, which "
-                      "Postfix will retry%s); killing it and starting a new one",
-                      pid, silent, state.open_transactions, doing)
+                      "Postfix will retry%s); killing it%s", pid, silent,
+                      state.open_transactions, doing,
+                      " (scanner is stopping)" if self._stopping
+                      else " and starting a new one")
             self._killed.add(pid)
             self._board.killed_by_watchdog()
             if state.mail_id:  # the message it was busy with when it went silent
@@ -157,37 +206,51 @@ class Master:
         it still had the master's Python handler could be dropped when that handler was
         replaced before it ran (CPython skips pending signals whose handler became
         SIG_DFL): a worker then missed "stop" and served on (seen 4 times in 60 quick
-        start-stop cycles on a loaded machine)."""
-        self._board.spawned(index, restart)  # fresh heartbeat before the fork
+        start-stop cycles on a loaded machine).
+
+        Nothing is forked once the master is stopping: a SIGTERM handled after the
+        caller looked at ``_stopping`` (a worker is restarted) and before the block
+        signalled only the workers there were, and the new one then served on while
+        the master waited for it for ever."""
         signal.pthread_sigmask(signal.SIG_BLOCK, _CONTROL_SIGNALS)
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
-                _die_with_parent(self._master_pid)
-                code = run_worker(self._config, self._sockets, self._hostname,
-                                  self._ampdp, self._board.slot(index),
-                                  self._shares[index], self._last_good)
-            except BaseException:
-                log.exception("worker crashed")
-                code = 1
-            finally:
-                logging.shutdown()
-                os._exit(code)
         try:
+            if self._stopping:
+                return
+            self._board.spawned(index, restart)  # fresh heartbeat before the fork
+            pid = os.fork()
+            if pid == 0:
+                self._child(index)  # never returns
             self._board.set_pid(index, pid)
             self._children[pid] = (time.monotonic(), index)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
 
+    def _child(self, index: int) -> NoReturn:
+        """The forked worker for slot ``index``: its own signal dispositions, then serve;
+        exits the process (never returns into the master's code)."""
+        code = 0
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
+            _die_with_parent(self._master_pid)
+            code = run_worker(self._config, self._sockets, self._hostname,
+                              self._ampdp, self._board.slot(index),
+                              self._shares[index], self._last_good, self._scores)
+        except BaseException:
+            log.exception("worker crashed")
+            code = 1
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
     def _on_stop(self, signum: int, frame: object) -> None:
         if os.getpid() != self._master_pid:
             os._exit(0)  # a worker signalled before it installed its own handlers
         self._stopping = True
+        for _, sock in self._sockets:  # new connections are refused from now on
+            sock.close()
         for pid in list(self._children):
             _kill(pid, signal.SIGTERM)
 
@@ -201,19 +264,42 @@ class Master:
 
 def report_config_on_hup(config: Config) -> None:
     """SIGHUP reloads the checks' data, not the configuration file: say so when the file
-    was changed, and warn at once when it no longer loads (the next start would fail)."""
+    was changed, and warn at once when the next start would fail on it: the file does
+    not load, or what start-up checks beyond it does not pass (a check's settings, a
+    score file, a path; as ``scanner config check`` does)."""
     if not os.path.isfile(config.source):  # the shipped defaults
         return
     try:
         current = load(config.source)
+        _validate_as_start_does(current)
     except ConfigError as exc:
         log.error("SIGHUP: %s; still running with the configuration read at start "
                   "(fix it before the next restart: scanner config check %s)", exc,
                   config.source)
         return
+    except Exception:  # in the master's signal handler: never let it end the master
+        log.exception("SIGHUP: checking %s as a start would failed; still running with "
+                      "the configuration read at start (try: scanner config check %s)",
+                      config.source, config.source)
+        return
     if current != config:
         log.warning("SIGHUP: %s has changed since start; SIGHUP reloads only the checks' "
                     "data (model, rules): restart scanner serve to apply it", config.source)
+
+
+def _validate_as_start_does(config: Config) -> None:
+    """Raise the :class:`ConfigError` a start with ``config`` would stop with."""
+    # imported here: scanner.cli imports this module (serve_cmd)
+    from scanner.cli.config_cmd import check_paths, preflight
+
+    check_paths(config)
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # what the checks say loading is the workers' to say
+    try:
+        checks, _ = preflight(config)
+        close_checks(checks)
+    finally:
+        logging.disable(previous)
 
 
 def _describe(status: int) -> str:

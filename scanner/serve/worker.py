@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from decoders.registry import load_decoders
@@ -31,7 +31,7 @@ from scanner.quarantine.ampdp import start_ampdp_server
 from scanner.quarantine.store import Quarantine
 from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
-from scanner.scores import load_scores
+from scanner.scores import ScoreTable, load_scores
 from scanner.serve.accept import ConnectionLimit
 from scanner.serve.scoreboard import WorkerSlot
 from scanner.smtp.handler import FilterHandler
@@ -49,14 +49,17 @@ RETIRED = 3
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                hostname: str, ampdp: socket.socket | None = None,
                slot: WorkerSlot | None = None, connections: int = 0,
-               last_good: LastGood | None = None) -> int:
+               last_good: LastGood | None = None, scores: ScoreTable | None = None) -> int:
     """Serve until SIGTERM or retirement; then stop accepting and let open transactions
     finish. Returns the exit status: 0, or :data:`RETIRED`.
 
     ``connections``: this worker's share of ``server.concurrency`` (SMTP/LMTP connections
     it keeps open at most, :mod:`scanner.serve.accept`); 0 = the whole setting.
     ``last_good``: what the master's checks loaded at start-up (kept when a file broke
-    since, :class:`scanner.checks.base.LastGood`).
+    since, :class:`scanner.checks.base.LastGood`). ``scores``: the score table the
+    master read at start (score files are read once, so a worker started later neither
+    fails on a file gone since nor scores with an edit the others do not see); None =
+    read the score files now.
 
     With ``SCANNER_PROFILE_DIR`` set in the environment, the worker runs under cProfile
     and writes ``worker-PID.prof`` there when it stops (for benchmarks, not production).
@@ -64,13 +67,15 @@ def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.so
     kept = last_good if last_good is not None else LastGood()
     profile_dir = os.environ.get("SCANNER_PROFILE_DIR")
     if not profile_dir:
-        return asyncio.run(_serve(config, sockets, hostname, ampdp, slot, connections, kept))
+        return asyncio.run(_serve(config, sockets, hostname, ampdp, slot, connections, kept,
+                                  scores))
     import cProfile
 
     profiler = cProfile.Profile()
     try:
         return profiler.runcall(asyncio.run,
-                                _serve(config, sockets, hostname, ampdp, slot, connections, kept))
+                                _serve(config, sockets, hostname, ampdp, slot, connections, kept,
+                                       scores))
     finally:
         profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
 
@@ -87,7 +92,8 @@ def _open_quarantine(config: Config, hostname: str) -> Quarantine | None:
 
 async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                  hostname: str, ampdp: socket.socket | None,
-                 slot: WorkerSlot | None, connections: int, last_good: LastGood) -> int:
+                 slot: WorkerSlot | None, connections: int, last_good: LastGood,
+                 scores: ScoreTable | None) -> int:
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cpu")
 
@@ -96,7 +102,9 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     checks = build_checks(config, CheckContext(config=config, run_cpu=run_cpu,
                                                last_good=last_good))
     quarantine = _open_quarantine(config, hostname)
-    processor = Processor(config, checks, load_scores(config.checks.score_files),
+    if scores is None:
+        scores = load_scores(config.checks.score_files)
+    processor = Processor(config, checks, scores,
                           NextHop.from_config(config.reinject, hostname), hostname,
                           run_cpu=run_cpu, decoders=load_decoders(), quarantine=quarantine,
                           board=slot)
@@ -130,10 +138,11 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     await stop.wait()
     retired = heartbeat.done() and heartbeat.result()
     heartbeat.cancel()
-    limit.close()
+    await limit.stop_listening()
     for server in servers:
         server.close()
-    await _drain_connections(limit, config.server.message_timeout)
+    await _drain_connections(limit, config.server.message_timeout,
+                             slot.beat if slot is not None else None)
     close_checks(checks)
     executor.shutdown(wait=False, cancel_futures=True)
     return RETIRED if retired else 0
@@ -184,13 +193,18 @@ def _reload(checks: Sequence) -> None:
             log.exception("reloading check %s failed; keeping the old state", check.name)
 
 
-async def _drain_connections(connections: ConnectionLimit, seconds: float) -> None:
+async def _drain_connections(connections: ConnectionLimit, seconds: float,
+                             beat: Callable[[], None] | None = None) -> None:
     """Give running transactions up to ``seconds`` to finish; sessions outside a
-    transaction get ``421`` and are closed, each as soon as it is idle."""
+    transaction get ``421`` and are closed, each as soon as it is idle. ``beat`` (the
+    scoreboard heartbeat) is called at every round: the master's watchdog goes on
+    watching a stopping worker, and must not take one that is finishing for stuck."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     current = asyncio.current_task()
     while True:
+        if beat is not None:
+            beat()
         connections.close_idle()
         pending = [t for t in asyncio.all_tasks() if t is not current]
         left = deadline - loop.time()
