@@ -257,9 +257,9 @@ class Master:
     def _on_hup(self, signum: int, frame: object) -> None:
         if os.getpid() != self._master_pid:
             return
-        report_config_on_hup(self._config)
-        for pid in list(self._children):
+        for pid in list(self._children):  # first: the reload must not wait for the check
             _kill(pid, signal.SIGHUP)
+        report_config_on_hup(self._config)
 
 
 def report_config_on_hup(config: Config) -> None:
