@@ -30,6 +30,12 @@ _NOT_AFTER_WWW = re.compile(r"[\w.@/-]")
 _ATTR = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
+# The first character of an authority that cannot be part of a host name: punctuation
+# after a link ("http://www.example.com, ..."), a query glued on with "&" (a redirect
+# target "...?u=http://target.example&id=1"), the port's colon. Letters, digits,
+# "-", "." and "_" are host characters; so is anything outside ASCII (IDN and the
+# dots U+3002, U+FF0E, U+FF61, which IDNA maps to ".").
+_HOST_END = re.compile(r"[\x00-\x2c/:-@\[-\^`{-\x7f]")
 MAX_TEXT = 1 << 20
 
 
@@ -118,10 +124,16 @@ def from_parts(parts: Iterable[Any], html_text: Callable[[Any], str] | None = No
 
 
 def _authority_host(authority: str) -> str:
+    """The host name of a URL's authority: after the user info, before the port and
+    before any character a host name cannot have ('' for an unbracketed IPv6 address,
+    which browsers refuse)."""
     host = urllib.parse.unquote(authority).rpartition("@")[2]
     if host.startswith("["):
         return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+    if host.count(":") > 1:
+        return ""
+    end = _HOST_END.search(host)
+    return host[:end.start()] if end else host
 
 
 def _as_ip(host: str) -> str | None:

@@ -1,0 +1,38 @@
+"""Hosts the URI blacklist check takes from links, case by case (the differential audit
+against SpamAssassin's URI extraction, scripts/uri_differential.py).
+
+Each case is a link a mail client or browser follows to a host we used to miss, or a
+host we used to invent from a link that goes nowhere.
+"""
+
+from __future__ import annotations
+
+from scanner.auth.urls import from_html, from_text
+
+
+def test_punctuation_after_a_link_is_not_part_of_its_host() -> None:
+    found = from_text("Check out http://www.planet-one.com, or http://two.example.org; "
+                      "also http://three.example.net!")
+    assert found.hosts == ["www.planet-one.com", "two.example.org", "three.example.net"]
+
+
+def test_a_redirect_target_ends_at_the_next_query_parameter() -> None:
+    found = from_text("http://r.example.net/s?nURL=http://www.target.example.com&email=x")
+    assert found.hosts == ["r.example.net", "www.target.example.com"]
+
+
+def test_port_and_user_info_around_a_host_cut_short() -> None:
+    found = from_text("http://user:pw@host.example.com:8080, http://paypal.com,x@evil.example/")
+    assert found.hosts == ["host.example.com", "evil.example"]
+
+
+def test_an_unbracketed_ipv6_address_is_no_host() -> None:
+    # browsers refuse http://2001:db8::1/; its first group is no IPv4 address either
+    found = from_text("http://2001:db8::1/ and http://[2001:db8::2]/")
+    assert found.ips == ["2001:db8::2"]
+    assert found.hosts == []
+
+
+def test_html_attribute_links_cut_the_same_way() -> None:
+    found = from_html('<a href="http://www.linked.example.com,">x</a>')
+    assert found.hosts == ["www.linked.example.com"]
