@@ -1,14 +1,19 @@
 """Host names of the URLs in a message body, for URI blacklists.
 
 Looks at the decoded leaves' text (plain text, and HTML rendered to text) and at raw
-HTML (``href``, ``src``, ``action`` attributes). Understands ``scheme://`` URLs
+HTML (``href``, ``src``, ``action`` attributes, read as a browser reads them:
+character references decoded, tabs and newlines dropped, ``http:\\host`` and
+``http:/host`` taken for ``http://host``). Understands ``scheme://`` URLs
 (http, https, ftp), bare ``www.`` names, user-info and ports, percent-encoded and
 internationalised names, and IP-address hosts (dotted, bracketed IPv6, one decimal
-number). Deliberately small: a general URI extractor belongs to the rules engine.
+number). A host ends at the first character a host name cannot have, so trailing
+punctuation and glued-on query parameters are not part of it. Deliberately small: a
+general URI extractor belongs to the rules engine.
 """
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import re
 import urllib.parse
@@ -36,6 +41,9 @@ _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 # "-", "." and "_" are host characters; so is anything outside ASCII (IDN and the
 # dots U+3002, U+FF0E, U+FF61, which IDNA maps to ".").
 _HOST_END = re.compile(r"[\x00-\x2c/:-@\[-\^`{-\x7f]")
+_TAB_NEWLINE = re.compile(r"[\t\n\r]")
+_C0_SPACE = re.compile(r"^[\x00-\x20]+|[\x00-\x20]+$")
+_SPECIAL_SCHEME = re.compile(r"(?i)^(https?|ftp):[/\\]*")
 MAX_TEXT = 1 << 20
 
 
@@ -88,11 +96,23 @@ def from_html(html: str, found: Found | None = None) -> Found:
     """Hosts of URL attributes and of URLs in the markup's text."""
     found = found or Found()
     for m in _ATTR.finditer(html):
-        value = urllib.parse.unquote(next(g for g in m.groups() if g is not None).strip())
-        if value.startswith("//"):
-            value = "http:" + value
-        from_text(value, found)
+        from_text(attribute_url(next(g for g in m.groups() if g is not None)), found)
     return from_text(html, found)
+
+
+def attribute_url(value: str) -> str:
+    """A link attribute's value as a browser reads it: character references decoded
+    (``&#104;ttp://``, ``&#x2e;``), ASCII tabs and newlines removed, surrounding
+    spaces and controls stripped, and for http(s)/ftp any run of slashes and
+    backslashes after the scheme read as ``//`` (``http:\\host``, ``https:/host``);
+    then percent-decoded, and ``//host`` given a scheme."""
+    value = html.unescape(value) if "&" in value else value
+    value = _C0_SPACE.sub("", _TAB_NEWLINE.sub("", value))
+    value = _SPECIAL_SCHEME.sub(r"\1://", value)
+    value = urllib.parse.unquote(value)
+    if value.startswith("//"):
+        value = "http:" + value
+    return value
 
 
 def from_parts(parts: Iterable[Any], html_text: Callable[[Any], str] | None = None

@@ -36,3 +36,28 @@ def test_an_unbracketed_ipv6_address_is_no_host() -> None:
 def test_html_attribute_links_cut_the_same_way() -> None:
     found = from_html('<a href="http://www.linked.example.com,">x</a>')
     assert found.hosts == ["www.linked.example.com"]
+
+
+def test_character_references_in_link_attributes_are_decoded() -> None:
+    found = from_html('<a href="http://ent&#105;ty-one.example.com/x">a</a>'
+                      '<a href="http&#58;//entity-two.example.com/">b</a>'
+                      '<a href="&#104;ttp://entity-three.example.com/">c</a>'
+                      '<a href="http://entity&#x2e;four.example.com/">d</a>'
+                      '<a href="http://entity-five&period;example.com/">e</a>')
+    assert found.hosts == ["entity-one.example.com", "entity-two.example.com",
+                           "entity-three.example.com", "entity.four.example.com",
+                           "entity-five.example.com"]
+
+
+def test_tabs_and_newlines_inside_link_attributes_are_removed() -> None:
+    found = from_html('<a href="http://tab\tin.example.com/">a</a>'
+                      '<a href="ht\ntp://newline-in.example.com/">b</a>')
+    assert found.hosts == ["tabin.example.com", "newline-in.example.com"]
+
+
+def test_backslashes_and_slash_counts_after_the_scheme_of_a_link_attribute() -> None:
+    found = from_html('<a href="http:\\\\back-one.example.com\\x">a</a>'
+                      '<a href="https:/\\back-two.example.com/">b</a>'
+                      '<a href="http:/one-slash.example.com/">c</a>')
+    assert found.hosts == ["back-one.example.com", "back-two.example.com",
+                           "one-slash.example.com"]
