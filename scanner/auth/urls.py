@@ -5,10 +5,11 @@ HTML (``href``, ``src``, ``action`` attributes, read as a browser reads them:
 character references decoded, tabs and newlines dropped, ``http:\\host`` and
 ``http:/host`` taken for ``http://host``). Understands ``scheme://`` URLs
 (http, https, ftp), bare ``www.`` names, user-info and ports, percent-encoded and
-internationalised names, and IP-address hosts (dotted, bracketed IPv6, one decimal
-number). A host ends at the first character a host name cannot have, so trailing
-punctuation and glued-on query parameters are not part of it. Deliberately small: a
-general URI extractor belongs to the rules engine.
+internationalised names, and IP-address hosts (bracketed IPv6, IPv4 in every form
+browsers accept: one to four decimal, octal or hexadecimal parts). A host ends at
+the first character a host name cannot have, so trailing punctuation and glued-on
+query parameters are not part of it. Deliberately small: a general URI extractor
+belongs to the rules engine.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ _HOST_END = re.compile(r"[\x00-\x2c/:-@\[-\^`{-\x7f]")
 _TAB_NEWLINE = re.compile(r"[\t\n\r]")
 _C0_SPACE = re.compile(r"^[\x00-\x20]+|[\x00-\x20]+$")
 _SPECIAL_SCHEME = re.compile(r"(?i)^(https?|ftp):[/\\]*")
+# a host whose last label is a number (decimal, or 0x-hexadecimal) is an IPv4 address
+_NUMERIC_LAST = re.compile(r"(?:^|\.)(?:0x[0-9a-f]*|[0-9]+)$", re.I)
+_HEX = re.compile(r"^[0-9a-f]+$", re.I)
+_OCTAL_DIGITS = re.compile(r"^[0-7]+$")
+_DECIMAL = re.compile(r"^[0-9]+$")
 MAX_TEXT = 1 << 20
 
 
@@ -157,16 +163,58 @@ def _authority_host(authority: str) -> str:
 
 
 def _as_ip(host: str) -> str | None:
+    """The IP address a browser connects to for this host, or None for a name.
+
+    IPv4 hosts are read as browsers (the WHATWG URL standard) and ``inet_aton`` read
+    them: one to four parts, each decimal, octal (leading ``0``) or hexadecimal
+    (``0x``), the last filling the remaining octets (``0xC0A80102``, ``0300.0250.1.2``,
+    ``192.168.010.1`` is 192.168.8.1, ``0x7f.1`` is 127.0.0.1). An IPv4-mapped IPv6
+    address gives its IPv4 address.
+    """
     text = host.strip().rstrip(".")
-    if ":" not in text and not text[:1].isdigit():  # no address: skip ipaddress's raise
+    if ":" in text:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            return None
+        mapped = getattr(address, "ipv4_mapped", None)
+        return str(mapped or address)
+    if not _NUMERIC_LAST.search(text):  # a name: its last label is not a number
         return None
-    if text.isdigit():
-        number = int(text)
-        return str(ipaddress.IPv4Address(number)) if number < 2 ** 32 else None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
+    return _ipv4(text.split("."))
+
+
+def _ipv4(parts: list[str]) -> str | None:
+    """Dotted-quad form of a one- to four-part IPv4 host, or None when invalid."""
+    numbers: list[int] = []
+    for part in parts:
+        number = _ipv4_number(part)
+        if number is None:
+            return None
+        numbers.append(number)
+    if len(numbers) > 4 or any(n > 255 for n in numbers[:-1]):
         return None
+    last_bits = 8 * (5 - len(numbers))
+    if numbers[-1] >= 1 << last_bits:
+        return None
+    value = 0
+    for number in numbers[:-1]:
+        value = value << 8 | number
+    return str(ipaddress.IPv4Address(value << last_bits | numbers[-1]))
+
+
+def _ipv4_number(part: str) -> int | None:
+    """One part of an IPv4 host (decimal, 0-octal or 0x-hexadecimal), or None."""
+    if not part or len(part) > 34:  # longer ones are too large anyway
+        return None
+    if part[:2].lower() == "0x":
+        digits = part[2:]
+        if not digits:
+            return 0
+        return int(digits, 16) if _HEX.match(digits) else None
+    if part.startswith("0") and len(part) > 1:
+        return int(part, 8) if _OCTAL_DIGITS.match(part) else None
+    return int(part) if _DECIMAL.match(part) else None
 
 
 def normalise_host(host: str) -> str:

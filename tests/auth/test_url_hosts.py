@@ -61,3 +61,19 @@ def test_backslashes_and_slash_counts_after_the_scheme_of_a_link_attribute() -> 
                       '<a href="http:/one-slash.example.com/">c</a>')
     assert found.hosts == ["back-one.example.com", "back-two.example.com",
                            "one-slash.example.com"]
+
+
+def test_ipv4_hosts_in_the_forms_browsers_accept() -> None:
+    found = from_text("http://0xC0A80102/ http://0300.0250.01.03/ http://0xc0.0xa8.1.4/ "
+                      "http://192.168.010.6/ http://0x7f.1/ http://192.168.7/ "
+                      "http://3232235777/ http://[::ffff:192.0.2.7]/")
+    assert found.ips == ["192.168.1.2", "192.168.1.3", "192.168.1.4", "192.168.8.6",
+                         "127.0.0.1", "192.168.0.7", "192.168.1.1", "192.0.2.7"]
+    assert found.hosts == []
+
+
+def test_numbers_that_are_no_ipv4_address_give_nothing() -> None:
+    found = from_text("http://256.1.1.1/ http://1.2.3.4.5/ http://4294967296/ "
+                      "http://09.1.1.1/ http://0x1g.1.1.1/ http://1.2.3.com/")
+    assert found.ips == []
+    assert found.hosts == ["1.2.3.com"]
