@@ -4,7 +4,7 @@ Looks at the decoded leaves' text (plain text, and HTML rendered to text) and at
 HTML (``href``, ``src``, ``action`` attributes, read as a browser reads them:
 character references decoded, tabs and newlines dropped, ``http:\\host`` and
 ``http:/host`` taken for ``http://host``). Understands ``scheme://`` URLs
-(http, https, ftp), bare ``www.`` names, user-info and ports, percent-encoded and
+(http, https, ftp), bare ``www.`` and ``ftp.`` names, user-info and ports, percent-encoded and
 internationalised names, and IP-address hosts (bracketed IPv6, IPv4 in every form
 browsers accept: one to four decimal, octal or hexadecimal parts). A host ends at
 the first character a host name cannot have, so trailing punctuation and glued-on
@@ -31,7 +31,7 @@ from scanner.auth.psl import normalise
 # the same matches (tests/auth/test_urls.py compares both forms) in half the time.
 _URL = re.compile(r"(?i)(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
 _NOT_AFTER_URL = re.compile(r"\w")
-_WWW = re.compile(r"(?i)(www\d{0,3}\.[a-z0-9\u00a1-\uffff.-]+)")
+_WWW = re.compile(r"(?i)((?:www\d{0,3}|ftp)\.[a-z0-9_\u00a1-\uffff.-]+)")
 _NOT_AFTER_WWW = re.compile(r"[\w.@/-]")
 _ATTR = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
@@ -72,13 +72,14 @@ class Found:
 
 
 def from_text(text: str, found: Found | None = None) -> Found:
-    """Hosts of ``scheme://`` URLs and bare ``www.`` names in plain text."""
+    """Hosts of ``scheme://`` URLs and bare ``www.`` and ``ftp.`` names in plain text
+    (mail clients make links of both)."""
     found = found or Found()
     if "://" in text:
         for m in _after(_URL, _NOT_AFTER_URL, text):
             found.add(_authority_host(m.group(1)))
     for m in _after(_WWW, _NOT_AFTER_WWW, text):
-        found.add(m.group(1).rstrip("."))
+        found.add(m.group(1).rstrip("._-"))
     return found
 
 

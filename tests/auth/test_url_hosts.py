@@ -77,3 +77,14 @@ def test_numbers_that_are_no_ipv4_address_give_nothing() -> None:
                       "http://09.1.1.1/ http://0x1g.1.1.1/ http://1.2.3.com/")
     assert found.ips == []
     assert found.hosts == ["1.2.3.com"]
+
+
+def test_underscores_in_a_www_name_do_not_cut_it_short() -> None:
+    # "www.under" was looked up for www.under_score.example.com
+    found = from_text("see www.under_score.example.com and www.trailing.example.com_ now")
+    assert found.hosts == ["www.under_score.example.com", "www.trailing.example.com"]
+
+
+def test_bare_ftp_names_are_links_like_www_names() -> None:
+    found = from_text("Address: ftp.files.example.com (128.9.0.32), not sftp.other.example.com")
+    assert found.hosts == ["ftp.files.example.com"]
