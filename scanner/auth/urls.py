@@ -42,6 +42,7 @@ _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 # "-", "." and "_" are host characters; so is anything outside ASCII (IDN and the
 # dots U+3002, U+FF0E, U+FF61, which IDNA maps to ".").
 _HOST_END = re.compile(r"[\x00-\x2c/:-@\[-\^`{-\x7f]")
+_ENCODED_URL = re.compile(r"(?i)(?:https?|ftp)%3a%2f%2f")
 _TAB_NEWLINE = re.compile(r"[\t\n\r]")
 _C0_SPACE = re.compile(r"^[\x00-\x20]+|[\x00-\x20]+$")
 _SPECIAL_SCHEME = re.compile(r"(?i)^(https?|ftp):[/\\]*")
@@ -73,14 +74,21 @@ class Found:
 
 def from_text(text: str, found: Found | None = None) -> Found:
     """Hosts of ``scheme://`` URLs and bare ``www.`` and ``ftp.`` names in plain text
-    (mail clients make links of both)."""
+    (mail clients make links of both), and of percent-encoded URLs inside them (the
+    target of ``https://www.google.com/url?q=https%3A%2F%2Ftarget.example%2F``)."""
     found = found or Found()
+    _scan(text, found)
+    if "%3" in text and _ENCODED_URL.search(text):
+        _scan(urllib.parse.unquote(text), found)
+    return found
+
+
+def _scan(text: str, found: Found) -> None:
     if "://" in text:
         for m in _after(_URL, _NOT_AFTER_URL, text):
             found.add(_authority_host(m.group(1)))
     for m in _after(_WWW, _NOT_AFTER_WWW, text):
         found.add(m.group(1).rstrip("._-"))
-    return found
 
 
 def _after(pattern: re.Pattern[str], excluded: re.Pattern[str], text: str

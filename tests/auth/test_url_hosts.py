@@ -88,3 +88,9 @@ def test_underscores_in_a_www_name_do_not_cut_it_short() -> None:
 def test_bare_ftp_names_are_links_like_www_names() -> None:
     found = from_text("Address: ftp.files.example.com (128.9.0.32), not sftp.other.example.com")
     assert found.hosts == ["ftp.files.example.com"]
+
+
+def test_percent_encoded_redirect_targets_in_text() -> None:
+    found = from_text("http://www.google.com/url?q=http%3A%2F%2Fredir-target.example.com"
+                      "%2Fx&sa=D")
+    assert found.hosts == ["www.google.com", "redir-target.example.com"]
