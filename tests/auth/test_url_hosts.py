@@ -8,6 +8,10 @@ host we used to invent from a link that goes nowhere.
 from __future__ import annotations
 
 from scanner.auth.urls import from_html, from_text
+from scanner.checks.uribl import Uribl
+from scanner.testing.dns_server import DnsServer
+from scanner.testing.tasks import task_from_bytes
+from tests.auth.conftest import dns_table, make_check
 
 
 def test_punctuation_after_a_link_is_not_part_of_its_host() -> None:
@@ -94,3 +98,14 @@ def test_percent_encoded_redirect_targets_in_text() -> None:
     found = from_text("http://www.google.com/url?q=http%3A%2F%2Fredir-target.example.com"
                       "%2Fx&sa=D")
     assert found.hosts == ["www.google.com", "redir-target.example.com"]
+
+
+def test_uribl_does_not_look_up_private_or_loopback_addresses(dns_server: DnsServer) -> None:
+    check = make_check(Uribl, {"dns": dns_table(dns_server), "lists": [
+        {"zone": "mbl.test", "ips": True, "symbol": "URIBL_IP"}]})
+    raw = (b"From: a@x.test\r\nTo: b@ours.test\r\nSubject: hi\r\n\r\n"
+           b"http://127.0.0.2/ http://10.1.2.3/ http://192.168.1.1/ http://0x7f.1/ "
+           b"http://172.16.0.1/ http://169.254.1.1/ http://100.64.0.1/ http://224.0.0.1/ "
+           b"http://0.1.2.3/ http://203.0.113.9/ http://[2001:db8::1]/\r\n")
+    with task_from_bytes(raw) as task:
+        assert check.targets(task) == ([], ["203.0.113.9", "2001:db8::1"])
