@@ -86,7 +86,8 @@ def from_text(text: str, found: Found | None = None) -> Found:
 def _scan(text: str, found: Found) -> None:
     if "://" in text:
         for m in _after(_URL, _NOT_AFTER_URL, text):
-            found.add(_authority_host(m.group(1)))
+            for host in _authority_hosts(m.group(1)):
+                found.add(host)
     for m in _after(_WWW, _NOT_AFTER_WWW, text):
         found.add(m.group(1).rstrip("._-"))
 
@@ -158,11 +159,21 @@ def from_parts(parts: Iterable[Any], html_text: Callable[[Any], str] | None = No
     return found
 
 
-def _authority_host(authority: str) -> str:
-    """The host name of a URL's authority: after the user info, before the port and
-    before any character a host name cannot have ('' for an unbracketed IPv6 address,
-    which browsers refuse)."""
-    host = urllib.parse.unquote(authority).rpartition("@")[2]
+def _authority_hosts(authority: str) -> list[str]:
+    """The host of a URL's authority (after the user info), and before it the host of a
+    query glued on instead of user info: ``target.example&email=me@mail.example`` is a
+    redirector's target followed by another parameter (the redirector goes to
+    ``target.example``; the same text as a URL of its own goes to ``mail.example``)."""
+    userinfo, at, host = urllib.parse.unquote(authority).rpartition("@")
+    if at and "&" in userinfo:
+        return [_host_part(userinfo), _host_part(host)]
+    return [_host_part(host)]
+
+
+def _host_part(host: str) -> str:
+    """The host name at the start of ``host``: before the port and before any character
+    a host name cannot have ('' for an unbracketed IPv6 address, which browsers
+    refuse)."""
     if host.startswith("["):
         return host[1:].partition("]")[0]
     if host.count(":") > 1:

@@ -109,3 +109,11 @@ def test_uribl_does_not_look_up_private_or_loopback_addresses(dns_server: DnsSer
            b"http://0.1.2.3/ http://203.0.113.9/ http://[2001:db8::1]/\r\n")
     with task_from_bytes(raw) as task:
         assert check.targets(task) == ([], ["203.0.113.9", "2001:db8::1"])
+
+
+def test_a_redirect_target_followed_by_a_parameter_with_an_at_sign() -> None:
+    # the redirector goes to www.slim.example.com; the text as a URL of its own would
+    # go to the host after the "@": both are looked up
+    found = from_html('<area href="http://r.example.net/s_link.php?nURL=http://www.slim.'
+                      'example.com&email=me@mail.example.org">')
+    assert found.hosts == ["r.example.net", "www.slim.example.com", "mail.example.org"]
