@@ -133,7 +133,11 @@ def attribute_url(value: str) -> str:
 
 def from_parts(parts: Iterable[Any], html_text: Callable[[Any], str] | None = None
                ) -> Found:
-    """Hosts from every decoded leaf: its text always, raw markup of HTML leaves.
+    """Hosts from every decoded leaf: its text always, raw markup of HTML leaves; and
+    from the text of a text part that the decoders read as a mail of its own because
+    its first lines look like header fields (``Keywords: x`` followed by an indented
+    ``http://...`` line): a mail client shows those lines as text, but they are in no
+    leaf.
 
     The text of an HTML leaf is ``html_text(part)`` when given (the URI blocklist check
     passes :func:`scanner.rules.views.html_text`: the rules' renderer, sharing the
@@ -142,6 +146,8 @@ def from_parts(parts: Iterable[Any], html_text: Callable[[Any], str] | None = No
     found = Found()
     for part in parts:
         if not getattr(part, "is_leaf", True):
+            if _text_read_as_mail(part):
+                from_text(part.plain_text[:MAX_TEXT], found)
             continue
         if html_text is not None and getattr(part, "html", None) is not None:
             text = html_text(part)
@@ -157,6 +163,14 @@ def from_parts(parts: Iterable[Any], html_text: Callable[[Any], str] | None = No
                 continue
             from_html(html, found)
     return found
+
+
+def _text_read_as_mail(part: Any) -> bool:
+    """Whether a container part is text (declared so, or undeclared) that the decoders
+    sniffed as a mail message: its "header" lines are visible text."""
+    declared = (getattr(part, "declared_type", None) or "text/plain").lower()
+    return (getattr(part, "detected_type", None) == "mail" and declared.startswith("text/")
+            and isinstance(getattr(part, "plain_text", None), str))
 
 
 def _authority_hosts(authority: str) -> list[str]:

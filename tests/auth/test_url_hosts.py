@@ -117,3 +117,16 @@ def test_a_redirect_target_followed_by_a_parameter_with_an_at_sign() -> None:
     found = from_html('<area href="http://r.example.net/s_link.php?nURL=http://www.slim.'
                       'example.com&email=me@mail.example.org">')
     assert found.hosts == ["r.example.net", "www.slim.example.com", "mail.example.org"]
+
+
+def test_links_in_a_text_body_that_starts_like_header_fields(dns_server: DnsServer) -> None:
+    # the decoders read such a body as an embedded mail: its first lines are visible
+    # text all the same
+    check = make_check(Uribl, {"dns": dns_table(dns_server), "lists": [
+        {"zone": "ubl.test", "symbol": "URIBL_X"}]})
+    raw = (b"From: a@x.test\r\nTo: b@ours.test\r\nSubject: hi\r\n\r\n"
+           b"Severity: Security\r\nReferences: \r\n    http://www.advisory-site.com/x\r\n"
+           b"\r\nThe text goes on with http://www.body-site.org/ here.\r\n")
+    with task_from_bytes(raw) as task:
+        domains, _ = check.targets(task)
+    assert domains == ["advisory-site.com", "body-site.org"]
