@@ -1,8 +1,8 @@
 """uribl: domains of the URLs in the body on URI blacklists (SURBL-style lookups).
 
 Host names found in the decoded text and HTML (:mod:`scanner.auth.urls`; the text of an
-HTML part is the rules' rendering of it, made once for both) are reduced
-to their registered domain with the public suffix list (``www.shop.example.co.uk`` ->
+HTML part is the rules' rendering of it, made once for both), then in the Subject, are
+reduced to their registered domain with the public suffix list (``www.shop.example.co.uk`` ->
 ``example.co.uk``) and looked up as ``DOMAIN.ZONE``; IP-address hosts as reversed
 octets on lists with ``ips = true``, except addresses no public link can reach
 (private, loopback, link-local, shared, multicast and reserved ranges, as
@@ -23,14 +23,16 @@ from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
 
+from decoders.mimeutil import decode_words
 from scanner.auth.psl import org_domain
-from scanner.auth.urls import from_parts
+from scanner.auth.urls import from_parts, from_text
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import list_query
+from scanner.pipeline.parse import header_text
 from scanner.rules.views import html_text
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
@@ -129,6 +131,9 @@ class Uribl:
     def targets(self, task: Task) -> tuple[list[str], list[str]]:
         """(registered domains, IP addresses) to look up, at most ``max_domains`` in all."""
         found = from_parts(task.parts, html_text)
+        subject = decode_words(header_text(task.message, "Subject"))
+        if subject:  # shown with the message, as SpamAssassin reads it (after the body)
+            from_text(subject, found)
         domains: list[str] = []
         for host in found.hosts:
             domain = org_domain(host, self._s.psl_file)

@@ -130,3 +130,14 @@ def test_links_in_a_text_body_that_starts_like_header_fields(dns_server: DnsServ
     with task_from_bytes(raw) as task:
         domains, _ = check.targets(task)
     assert domains == ["advisory-site.com", "body-site.org"]
+
+
+def test_uribl_reads_links_in_the_subject(dns_server: DnsServer) -> None:
+    check = make_check(Uribl, {"dns": dns_table(dns_server), "lists": [
+        {"zone": "ubl.test", "symbol": "URIBL_X"}]})
+    raw = (b"From: a@x.test\r\nTo: b@ours.test\r\n"
+           b"Subject: =?utf-8?q?Welcome_to_www=2Esubject-site=2Ecom?=\r\n\r\n"
+           b"see http://www.body-site.org/\r\n")
+    with task_from_bytes(raw) as task:
+        domains, _ = check.targets(task)
+    assert domains == ["body-site.org", "subject-site.com"]
