@@ -15,6 +15,9 @@ from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
+# Top-level names reserved for testing and documentation (RFC 2606): in no list, but
+# names under them serve test set-ups (a local DNS zone with a test blacklist).
+RESERVED_TEST_TLDS = frozenset({"test", "example"})
 _lock = threading.Lock()
 _lists: dict[tuple[str, bool], PublicSuffixList] = {}
 
@@ -70,3 +73,16 @@ def known_org_domain(domain: str) -> str:
         return suffix_list().privatesuffix(name, accept_unknown=False) or ""
     except Exception:  # labels the list's code rejects
         return ""
+
+
+@lru_cache(maxsize=4096)
+def known_tld(label: str) -> bool:
+    """Whether ``label`` (lower-case ASCII) is a top-level domain of the packaged list, or
+    one of :data:`RESERVED_TEST_TLDS`: ``www.example.html`` or ``example.comhttp`` (a
+    word glued to a link) is no name that can resolve."""
+    if label in RESERVED_TEST_TLDS:
+        return True
+    try:
+        return suffix_list().publicsuffix(label, accept_unknown=False) is not None
+    except Exception:  # labels the list's code rejects
+        return False

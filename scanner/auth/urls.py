@@ -22,17 +22,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from scanner.auth.psl import normalise
+from scanner.auth.psl import known_tld, normalise
 
 # The two finders start with a condition on the character before the match (a word
-# boundary; no word character, dot, @, slash or hyphen before "www"). Written inside
+# boundary; no word character, dot, @, slash or hyphen before "www"; word characters
+# are ASCII ones, as CJK text runs into a link without a space). Written inside
 # the pattern, that condition stops ``re`` from jumping to candidate positions and
 # makes it test every position of the text, so it is checked by _after() instead:
 # the same matches (tests/auth/test_urls.py compares both forms) in half the time.
 _URL = re.compile(r"(?i)(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
-_NOT_AFTER_URL = re.compile(r"\w")
+_NOT_AFTER_URL = re.compile(r"\w", re.A)
 _WWW = re.compile(r"(?i)((?:www\d{0,3}|ftp)\.[a-z0-9_\u00a1-\uffff.-]+)")
-_NOT_AFTER_WWW = re.compile(r"[\w.@/-]")
+_NOT_AFTER_WWW = re.compile(r"[\w.@/-]", re.A)
 _ATTR = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""")
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
@@ -51,6 +52,7 @@ _NUMERIC_LAST = re.compile(r"(?:^|\.)(?:0x[0-9a-f]*|[0-9]+)$", re.I)
 _HEX = re.compile(r"^[0-9a-f]+$", re.I)
 _OCTAL_DIGITS = re.compile(r"^[0-7]+$")
 _DECIMAL = re.compile(r"^[0-9]+$")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 MAX_TEXT = 1 << 20
 
 
@@ -60,14 +62,21 @@ class Found:
 
     hosts: list[str] = field(default_factory=list)
     ips: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set, repr=False, compare=False)  # raw hosts
 
     def add(self, host: str) -> None:
+        if host in self.seen:  # the same link again: already read
+            return
+        self.seen.add(host)
         ip = _as_ip(host)
         if ip is not None:
             if ip not in self.ips:
                 self.ips.append(ip)
             return
         name = normalise_host(host)
+        if not name and not host.isascii():
+            # CJK text right after a link, "www.example.com请登录": the ASCII part
+            name = normalise_host(_NON_ASCII.split(host, maxsplit=1)[0])
         if name and name not in self.hosts:
             self.hosts.append(name)
 
@@ -252,13 +261,15 @@ def _ipv4_number(part: str) -> int | None:
 
 
 def normalise_host(host: str) -> str:
-    """Lowercase ASCII host name, or '' when it is not a plausible public name."""
+    """Lowercase ASCII host name, or '' when it is not a plausible public name (its
+    top-level domain must be one the public suffix list knows, or .test/.example)."""
     name = normalise(host.strip().lstrip("."))
     if not name:
         return ""
     labels = name.split(".")
     if len(labels) < 2 or len(name) > 253:
         return ""
-    if not all(_LABEL.match(label) for label in labels) or not _TLD.match(labels[-1]):
+    if not all(_LABEL.match(label) for label in labels) or not _TLD.match(labels[-1]) \
+            or not known_tld(labels[-1]):
         return ""
     return name

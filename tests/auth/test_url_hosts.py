@@ -141,3 +141,16 @@ def test_uribl_reads_links_in_the_subject(dns_server: DnsServer) -> None:
     with task_from_bytes(raw) as task:
         domains, _ = check.targets(task)
     assert domains == ["body-site.org", "subject-site.com"]
+
+
+def test_names_under_unknown_top_level_domains_are_not_hosts() -> None:
+    # file names and words glued to a link: nothing that resolves, nothing to look up
+    found = from_text("www.placeurself.html http://cnet.comhttp "
+                      "http://www.ecila.frECHO http://uk.my.yahoo.comm/ www.shop.co.uk "
+                      "http://sub.domain.test/ www.xn--e1afmkfd.xn--p1ai")
+    assert found.hosts == ["sub.domain.test", "www.shop.co.uk", "www.xn--e1afmkfd.xn--p1ai"]
+
+
+def test_cjk_text_right_after_a_link_is_not_part_of_its_host() -> None:
+    found = from_text("請瀏覽www.aacsb.edu.請登錄 或 http://www.site-two.com請 ok")
+    assert found.hosts == ["www.site-two.com", "www.aacsb.edu"]
