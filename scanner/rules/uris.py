@@ -3,7 +3,7 @@
 Text: what a mail client would turn into a link — ``scheme://...``, ``www.`` and
 ``ftp.`` hosts, ``mailto:`` and bare e-mail addresses, and bare host names with a
 known top-level domain (then prefixed with ``http://``). HTML: every link attribute
-(see :mod:`scanner.rules.html`), made absolute against ``<base href>``.
+(see :mod:`scanner.rules.html`), made absolute against the part's ``<base href>``.
 
 Each URI is kept as found and in cleaned forms, as SpamAssassin does: backslashes to
 slashes, percent-decoding, a scheme added when missing, ``&#NN;`` entities decoded,
@@ -124,7 +124,6 @@ _WWW_HOST = re.compile(r"^www\d{0,2}\.", re.I)
 _PATH_AT = re.compile(r"/.+@")
 _AT_DOT = re.compile(r"@.+?\.")
 _MAIL_PREFIX = re.compile(r"^(?:skype|e?-?mail)?:+", re.I)
-_HTTP_PREFIX = re.compile(r"^https?://", re.I)
 _ANY_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 _USERINFO = re.compile(r"^[^@]+@")
 _EMBEDDED_URL = re.compile(r"(https?:/{0,2}[^&#]+)", re.I)
@@ -178,21 +177,26 @@ def _with_scheme(raw: str, kind: str) -> str | None:
     return uri
 
 
-def from_html(links: Sequence[str], limit: int) -> list[str]:
-    """HTML link targets, made absolute against the first ``<base href>``."""
-    base = None
+def from_html(links: Sequence[str], limit: int, base: str = "") -> list[str]:
+    """One HTML part's link targets, relative ones made absolute against the part's
+    ``<base href>`` (:attr:`scanner.rules.html.Rendered.base`; none: kept as they are,
+    and :func:`canonicalize` gives a schemeless ``example.com/x`` its ``http://``)."""
     out: list[str] = []
-    for link in links:
+    for link in links[:limit]:
         link = link.strip()
-        if base is None and _HTTP_PREFIX.match(link) and link.endswith("/"):
-            base = link
-        if base and not _ANY_SCHEME.match(link) and \
-                not link.startswith("//") and link:
-            link = urllib.parse.urljoin(base, link)
+        if base and link and not _ANY_SCHEME.match(link) and not link.startswith("//"):
+            link = _join(base, link)
         out.append(link)
-        if len(out) >= limit:
-            break
     return out
+
+
+def _join(base: str, link: str) -> str:
+    """``link`` resolved against ``base``; as it is when either does not parse (an
+    unclosed IPv6 bracket)."""
+    try:
+        return urllib.parse.urljoin(base, link)
+    except ValueError:
+        return link
 
 
 def canonicalize(uris: Iterable[str], redirectors: Sequence[regex.Pattern],
