@@ -7,7 +7,9 @@ known top-level domain (then prefixed with ``http://``). HTML: every link attrib
 
 Each URI is kept as found and in cleaned forms, as SpamAssassin does: backslashes to
 slashes, percent-decoding, a scheme added when missing, ``&#NN;`` entities decoded,
-user info and trailing junk dropped from the host (case kept), default ports removed, numeric and
+ideographic and fullwidth dots (U+3002, U+FF0E, U+FF61) in the host made ASCII dots,
+user info and trailing ASCII junk dropped from the host (case kept; a name in another
+script keeps its last letters), default ports removed, numeric and
 hexadecimal IPv4 hosts in dotted-decimal form, and the targets of redirectors
 (``redirector_pattern`` rules and any embedded ``http://...``) added as URIs of
 their own. The list is capped at ``max_uris`` entries.
@@ -58,7 +60,11 @@ _DEC_ENTITY = re.compile(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);")
 _HEX_ENTITY = re.compile(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);")
 _DOT_ENTITY = re.compile(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", re.I)
 _CTRL = re.compile(r"[\x00-\x20]")
-_TRAILING_JUNK = re.compile(r"[^0-9A-Za-z]+$")
+# ASCII junk only: a non-ASCII character (or a byte of one: text URIs are UTF-8 read
+# as Latin-1) may be a letter of a name in another script (.рф)
+_TRAILING_JUNK = re.compile(r"[\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]+$")
+# dots that IDNA maps to ".": U+3002, U+FF0E, U+FF61, and their UTF-8 read as Latin-1
+_UNICODE_DOT = re.compile("[\u3002\uff0e\uff61]|\xe3\x80\x82|\xef\xbc\x8e|\xef\xbd\xa1")
 _DEFAULT_HTTP_PORT = re.compile(r"^:80\b")
 _DEFAULT_HTTPS_PORT = re.compile(r"^:443\b")
 _SINGLE_LABEL = re.compile(r"^(?:www\.)?([^.]+)$")
@@ -265,6 +271,9 @@ def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -
         todo.append(target)
     if "@" in host:
         host = _USERINFO.sub("", host)
+        out.append(proto + host + rest)
+    if _UNICODE_DOT.search(host):
+        host = _UNICODE_DOT.sub(".", host)
         out.append(proto + host + rest)
     trimmed = _TRAILING_JUNK.sub("", host)
     if trimmed != host:

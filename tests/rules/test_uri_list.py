@@ -12,7 +12,7 @@ from tests.rules.helpers import message
 def uris(body: str, ctype: str = "text/html; charset=utf-8") -> list[str]:
     raw = message(body=body, ctype=ctype)
     view = MessageView(raw, uri_finder=text_uri_regex(()))
-    return [u.decode("utf-8") for u in view.uris]
+    return [u.decode("utf-8", "replace") for u in view.uris]
 
 
 def test_a_link_ending_in_a_slash_is_no_base_for_later_relative_links() -> None:
@@ -35,3 +35,20 @@ def test_a_base_or_link_that_does_not_parse_breaks_nothing() -> None:
     found = uris('<base href="http://[broken/"><a href="page.html">b</a>'
                  '<a href="http://after.example.com/">c</a>')
     assert "http://after.example.com/" in found
+
+
+def test_unicode_dots_in_a_host_are_dots_and_invent_no_single_label_host() -> None:
+    found = uris("see http://ideo\u3002dot\u3002com/ and http://full\uff0edot\uff0enet/\n",
+                 ctype="text/plain; charset=utf-8")
+    assert "http://ideo.dot.com/" in found and "http://full.dot.net/" in found
+    assert not any(".com.com" in u or ".net.com" in u for u in found)
+
+
+def test_a_top_level_domain_in_another_script_is_not_trimmed_as_junk() -> None:
+    # trimming ".рф" as junk left "www.пример" (HTML) or "www" (UTF-8 text, read byte
+    # by byte), which then gained an invented ".com"
+    found = uris("visit www.\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444 today\n",
+                 ctype="text/plain; charset=utf-8")
+    assert found == ["http://www.пример.рф"]
+    found = uris('<a href="http://www.\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444/">x</a>')
+    assert found == ["http://www.пример.рф/"]
