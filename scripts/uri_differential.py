@@ -82,10 +82,11 @@ _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
 
 def messages(dirs: Iterable[str]) -> Iterator[Path]:
-    """Every regular file under the given directories, sorted."""
+    """Every regular file under the given directories (but README files), sorted."""
     for top in dirs:
         path = Path(top)
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        files = [path] if path.is_file() else sorted(
+            p for p in path.rglob("*") if p.is_file() and not p.name.startswith("README"))
         yield from files
 
 
