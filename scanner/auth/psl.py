@@ -75,14 +75,15 @@ def known_org_domain(domain: str) -> str:
         return ""
 
 
-@lru_cache(maxsize=4096)
-def known_tld(label: str) -> bool:
-    """Whether ``label`` (lower-case ASCII) is a top-level domain of the packaged list, or
-    one of :data:`RESERVED_TEST_TLDS`: ``www.example.html`` or ``example.comhttp`` (a
-    word glued to a link) is no name that can resolve."""
-    if label in RESERVED_TEST_TLDS:
+@lru_cache(maxsize=8192)
+def known_suffix(domain: str) -> bool:
+    """Whether ``domain`` (lower-case ASCII) ends in a public suffix of the packaged list
+    (the whole name is asked: the list has ``co.za`` but no rule for ``za`` alone), or
+    in one of :data:`RESERVED_TEST_TLDS`: ``www.example.html`` or ``example.comhttp``
+    (a word glued to a link) is no name that can resolve."""
+    if domain.rpartition(".")[2] in RESERVED_TEST_TLDS:
         return True
     try:
-        return suffix_list().publicsuffix(label, accept_unknown=False) is not None
+        return suffix_list().publicsuffix(domain, accept_unknown=False) is not None
     except Exception:  # labels the list's code rejects
         return False

@@ -5,8 +5,8 @@ HTML (``href``, ``src``, ``action`` attributes, read as a browser reads them:
 character references decoded, tabs and newlines dropped, ``http:\\host`` and
 ``http:/host`` taken for ``http://host``). Understands ``scheme://`` URLs
 (http, https, ftp), bare ``www.`` and ``ftp.`` names, user-info and ports, percent-encoded and
-internationalised names, and IP-address hosts (bracketed IPv6, IPv4 in every form
-browsers accept: one to four decimal, octal or hexadecimal parts). A host ends at
+internationalised names, and IP-address hosts (bracketed IPv6, IPv4 as browsers read
+it: one or four decimal, octal or hexadecimal parts). A host ends at
 the first character a host name cannot have, so trailing punctuation and glued-on
 query parameters are not part of it. Deliberately small: a general URI extractor
 belongs to the rules engine.
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from scanner.auth.psl import known_tld, normalise
+from scanner.auth.psl import known_suffix, normalise
 
 # The two finders start with a condition on the character before the match (a word
 # boundary; no word character, dot, @, slash or hyphen before "www"; word characters
@@ -209,9 +209,11 @@ def _as_ip(host: str) -> str | None:
     """The IP address a browser connects to for this host, or None for a name.
 
     IPv4 hosts are read as browsers (the WHATWG URL standard) and ``inet_aton`` read
-    them: one to four parts, each decimal, octal (leading ``0``) or hexadecimal
-    (``0x``), the last filling the remaining octets (``0xC0A80102``, ``0300.0250.1.2``,
-    ``192.168.010.1`` is 192.168.8.1, ``0x7f.1`` is 127.0.0.1). An IPv4-mapped IPv6
+    them: each part decimal, octal (leading ``0``) or hexadecimal (``0x``), one part
+    for the whole address (``3232235777``, ``0xC0A80102``) or four (``0300.0250.1.2``;
+    ``192.168.010.1`` is 192.168.8.1). Browsers also take two or three parts, the last
+    filling the remaining octets (``0x7f.1``), but in mail those are dotted quads cut
+    short by a line break (``64.57.207.``), so they give nothing. An IPv4-mapped IPv6
     address gives its IPv4 address.
     """
     text = host.strip().rstrip(".")
@@ -228,14 +230,14 @@ def _as_ip(host: str) -> str | None:
 
 
 def _ipv4(parts: list[str]) -> str | None:
-    """Dotted-quad form of a one- to four-part IPv4 host, or None when invalid."""
+    """Dotted-quad form of a one- or four-part IPv4 host, or None when invalid."""
     numbers: list[int] = []
     for part in parts:
         number = _ipv4_number(part)
         if number is None:
             return None
         numbers.append(number)
-    if len(numbers) > 4 or any(n > 255 for n in numbers[:-1]):
+    if len(numbers) not in (1, 4) or any(n > 255 for n in numbers[:-1]):
         return None
     last_bits = 8 * (5 - len(numbers))
     if numbers[-1] >= 1 << last_bits:
@@ -270,6 +272,6 @@ def normalise_host(host: str) -> str:
     if len(labels) < 2 or len(name) > 253:
         return ""
     if not all(_LABEL.match(label) for label in labels) or not _TLD.match(labels[-1]) \
-            or not known_tld(labels[-1]):
+            or not known_suffix(name):
         return ""
     return name

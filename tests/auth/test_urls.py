@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from scanner.auth import urls
 
 URL_WITH_BOUNDARY = re.compile(
-    r"(?i)(?<![A-Za-z0-9_])(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
+    r"(?i)(?-i:(?<![A-Za-z0-9_]))(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
 WWW_WITH_LOOKBEHIND = re.compile(
-    r"(?i)(?<![A-Za-z0-9_.@/-])((?:www\d{0,3}|ftp)\.[a-z0-9_\u00a1-\uffff.-]+)")
+    r"(?i)(?-i:(?<![A-Za-z0-9_.@/-]))((?:www\d{0,3}|ftp)\.[a-z0-9_\u00a1-\uffff.-]+)")
 
 PIECES = ["http://", "HTTPS://", "ftp://", "www.", "WWW1.", "ftp.", "FTP", "www", "ww", "w",
           ".", "@", "/",
