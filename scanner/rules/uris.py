@@ -9,7 +9,8 @@ Each URI is kept as found and in cleaned forms, as SpamAssassin does: backslashe
 slashes, percent-decoding, a scheme added when missing, ``&#NN;`` entities decoded,
 ideographic and fullwidth dots (U+3002, U+FF0E, U+FF61) in the host made ASCII dots,
 user info and trailing ASCII junk dropped from the host (case kept; a name in another
-script keeps its last letters), default ports removed, numeric and
+script keeps its last letters; a dotted ASCII name followed by other text is added on
+its own), default ports removed, numeric and
 hexadecimal IPv4 hosts in dotted-decimal form, and the targets of redirectors
 (``redirector_pattern`` rules and any embedded ``http://...``) added as URIs of
 their own. The list is capped at ``max_uris`` entries.
@@ -64,6 +65,7 @@ _CTRL = re.compile(r"[\x00-\x20]")
 # as Latin-1) may be a letter of a name in another script (.рф)
 _TRAILING_JUNK = re.compile(r"[\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]+$")
 # dots that IDNA maps to ".": U+3002, U+FF0E, U+FF61, and their UTF-8 read as Latin-1
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _UNICODE_DOT = re.compile("[\u3002\uff0e\uff61]|\xe3\x80\x82|\xef\xbc\x8e|\xef\xbd\xa1")
 _DEFAULT_HTTP_PORT = re.compile(r"^:80\b")
 _DEFAULT_HTTPS_PORT = re.compile(r"^:443\b")
@@ -279,6 +281,10 @@ def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -
     if trimmed != host:
         host = trimmed
         out.append(proto + host + rest)
+    if not host.isascii():
+        ascii_part = _TRAILING_JUNK.sub("", _NON_ASCII.split(host, maxsplit=1)[0])
+        if "." in ascii_part:  # a name followed by other text: "www.example.edu.請"
+            out.append(proto + ascii_part + rest)
     ip = _numeric_host(host)
     if ip:
         out.append(proto + ip + rest)

@@ -52,3 +52,11 @@ def test_a_top_level_domain_in_another_script_is_not_trimmed_as_junk() -> None:
     assert found == ["http://www.пример.рф"]
     found = uris('<a href="http://www.\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444/">x</a>')
     assert found == ["http://www.пример.рф/"]
+
+
+def test_a_name_followed_by_text_in_another_script_is_listed_on_its_own() -> None:
+    # GB2312 text right after the host: kept whole, and the ASCII name added
+    raw = message(body="", ctype="text/plain; charset=gb2312").replace(
+        b"\n\n", b"\n\n" + "请浏览www.aacsb.edu.请登录 谢谢\n".encode("gb2312"), 1)
+    view = MessageView(raw, uri_finder=text_uri_regex(()))
+    assert b"http://www.aacsb.edu" in view.uris
