@@ -138,6 +138,7 @@ _EMBEDDED_URL = re.compile(r"(https?:/{0,2}[^&#]+)", re.I)
 _OCTAL = re.compile(r"^0+[0-7]+$")
 _HEX_HOST = re.compile(r"^0x[0-9a-f]+$", re.I)
 _DECIMAL_HOST = re.compile(r"^[0-9]+$")
+_BARE_HOST_END = re.compile(r"[/:?#]")
 
 
 def from_text(paragraphs: Sequence[bytes], finder: UriFinder, limit: int) -> list[str]:
@@ -179,7 +180,8 @@ def _with_scheme(raw: str, kind: str) -> str | None:
                 return None
             uri = "mailto:" + _MAIL_PREFIX.sub("", uri)
         else:
-            if "." not in uri:
+            # a bare name: "insurance...now" and "users.....er" are ellipses, no names
+            if "." not in uri or ".." in _BARE_HOST_END.split(uri, maxsplit=1)[0]:
                 return None
             uri = "http://" + uri
     return uri

@@ -60,3 +60,9 @@ def test_a_name_followed_by_text_in_another_script_is_listed_on_its_own() -> Non
         b"\n\n", b"\n\n" + "请浏览www.aacsb.edu.请登录 谢谢\n".encode("gb2312"), 1)
     view = MessageView(raw, uri_finder=text_uri_regex(()))
     assert b"http://www.aacsb.edu" in view.uris
+
+
+def test_an_ellipsis_between_words_is_no_bare_host_name() -> None:
+    found = uris("Buy insurance...now, users.....er and cams...free at shop.example.com\n",
+                 ctype="text/plain")
+    assert found == ["http://shop.example.com"]
