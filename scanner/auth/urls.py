@@ -44,6 +44,9 @@ _TLD = re.compile(r"^(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 # dots U+3002, U+FF0E, U+FF61, which IDNA maps to ".").
 _HOST_END = re.compile(r"[\x00-\x2c/:-@\[-\^`{-\x7f]")
 _ENCODED_URL = re.compile(r"(?i)(?:https?|ftp)%3a%2f%2f")
+# a document type declaration and xmlns attributes (bounded: no quadratic rescans)
+_NOT_LINKS = re.compile(r"""(?i)<!doctype[^>]{0,1000}>|\bxmlns(?::[\w.-]{1,40})?\s{0,5}=\s{0,5}"""
+                        r"""(?:"[^"]{0,1000}"|'[^']{0,1000}'|[^\s>]{1,1000})""")
 _TAB_NEWLINE = re.compile(r"[\t\n\r]")
 _C0_SPACE = re.compile(r"^[\x00-\x20]+|[\x00-\x20]+$")
 _SPECIAL_SCHEME = re.compile(r"(?i)^(https?|ftp):[/\\]*")
@@ -123,10 +126,14 @@ def _after(pattern: re.Pattern[str], excluded: re.Pattern[str], text: str
 
 
 def from_html(html: str, found: Found | None = None) -> Found:
-    """Hosts of URL attributes and of URLs in the markup's text."""
+    """Hosts of URL attributes and of URLs in the markup's text, but for the document
+    type's DTD and XML namespaces (``http://www.w3.org/...``,
+    ``http://schemas.microsoft.com/...`` in every Outlook message): names, no links."""
     found = found or Found()
     for m in _ATTR.finditer(html):
         from_text(attribute_url(next(g for g in m.groups() if g is not None)), found)
+    if "<!" in html or "xmlns" in html:
+        html = _NOT_LINKS.sub(" ", html)
     return from_text(html, found)
 
 

@@ -157,3 +157,13 @@ def test_names_under_unknown_top_level_domains_are_not_hosts() -> None:
 def test_cjk_text_right_after_a_link_is_not_part_of_its_host() -> None:
     found = from_text("請瀏覽www.aacsb.edu.請登錄 或 http://www.site-two.com請 ok")
     assert found.hosts == ["www.site-two.com", "www.aacsb.edu"]
+
+
+def test_dtd_and_xml_namespace_names_are_no_links() -> None:
+    # in every XHTML or Outlook message: a lookup of w3.org and microsoft.com each time
+    found = from_html('<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0//EN" '
+                      '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">'
+                      '<html xmlns="http://www.w3.org/1999/xhtml" '
+                      'xmlns:m="http://schemas.microsoft.com/office/2004/12/omml">'
+                      '<p>see http://shown.example.com/</p><a href="http://real.example.com/">x</a>')
+    assert found.hosts == ["real.example.com", "shown.example.com"]
