@@ -3,8 +3,8 @@
 For every message (files read recursively) this compares, as sets of lower-case host
 names and IP addresses:
 
-- ``uribl``: the hosts the URIBL check looks up (:func:`scanner.auth.urls.from_parts`
-  with the rules' HTML rendering, as :class:`scanner.checks.uribl.Uribl` does) against
+- ``uribl``: the hosts the URIBL check reads (:func:`scanner.checks.uribl.link_hosts`:
+  body and Subject; before the check's own filters: skip_domains, private IPs) against
   the hosts SpamAssassin's URIDNSBL plugin would look up: the ``hosts`` of every entry of
   ``get_uri_detail_list`` except ``mailto:`` ones (``uridnsbl_skip_mailto`` is on by
   default) and DKIM-only ones;
@@ -45,10 +45,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from scanner.auth.urls import from_parts
+from scanner.checks.uribl import link_hosts
 from scanner.rules.loader import load_rules
 from scanner.rules.uris import text_uri_regex
-from scanner.rules.views import MessageView, html_text
+from scanner.rules.views import MessageView
 from scanner.testing.tasks import task_from_bytes
 
 SA_RULES = "/usr/share/spamassassin"
@@ -154,7 +154,7 @@ def sa_rules_hosts(row: dict) -> set[str]:
 def our_hosts(raw: bytes, finder, redirectors) -> tuple[set[str], set[str], list[str]]:
     """(URIBL hosts and IPs, hosts of the rules' URI list, the rules' URI list)."""
     with task_from_bytes(raw) as task:
-        found = from_parts(task.parts, html_text)
+        found = link_hosts(task)
         view = MessageView(raw, task.parts, uri_finder=finder, redirectors=redirectors)
         uris = [u.decode("utf-8", "replace") for u in view.uris]
     rules = {h for h in map(uri_host, uris) if h}

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from decoders.mimeutil import decode_words
 from scanner.auth.psl import org_domain
-from scanner.auth.urls import from_parts, from_text
+from scanner.auth.urls import Found, from_parts, from_text
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
@@ -92,6 +92,17 @@ class UriblSettings:
     psl_file: str = opt("", "public suffix list file; empty = the packaged copy")
 
 
+def link_hosts(task: Task) -> Found:
+    """Hosts and IP addresses of the links in the body (:func:`scanner.auth.urls.from_parts`
+    with the rules' rendering of HTML), then in the Subject (shown with the message; read
+    as SpamAssassin reads it, after the body), in order of appearance."""
+    found = from_parts(task.parts, html_text)
+    subject = decode_words(header_text(task.message, "Subject"))
+    if subject:
+        from_text(subject, found)
+    return found
+
+
 def _reachable(ip: str) -> bool:
     """Whether a link to this address could reach a public host (IPv6: always)."""
     if ":" in ip:
@@ -130,10 +141,7 @@ class Uribl:
 
     def targets(self, task: Task) -> tuple[list[str], list[str]]:
         """(registered domains, IP addresses) to look up, at most ``max_domains`` in all."""
-        found = from_parts(task.parts, html_text)
-        subject = decode_words(header_text(task.message, "Subject"))
-        if subject:  # shown with the message, as SpamAssassin reads it (after the body)
-            from_text(subject, found)
+        found = link_hosts(task)
         domains: list[str] = []
         for host in found.hosts:
             domain = org_domain(host, self._s.psl_file)
