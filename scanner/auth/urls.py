@@ -47,6 +47,7 @@ _ENCODED_URL = re.compile(r"(?i)(?:https?|ftp)%3a%2f%2f")
 # a document type declaration and xmlns attributes (bounded: no quadratic rescans)
 _NOT_LINKS = re.compile(r"""(?i)<!doctype[^>]{0,1000}>|\bxmlns(?::[\w.-]{1,40})?\s{0,5}=\s{0,5}"""
                         r"""(?:"[^"]{0,1000}"|'[^']{0,1000}'|[^\s>]{1,1000})""")
+_SCHEME_RELATIVE = re.compile(r"^[/\\]{2,}")
 _TAB_NEWLINE = re.compile(r"[\t\n\r]")
 _C0_SPACE = re.compile(r"^[\x00-\x20]+|[\x00-\x20]+$")
 _SPECIAL_SCHEME = re.compile(r"(?i)^(https?|ftp):[/\\]*")
@@ -142,14 +143,13 @@ def attribute_url(value: str) -> str:
     (``&#104;ttp://``, ``&#x2e;``), ASCII tabs and newlines removed, surrounding
     spaces and controls stripped, and for http(s)/ftp any run of slashes and
     backslashes after the scheme read as ``//`` (``http:\\host``, ``https:/host``);
-    then percent-decoded, and ``//host`` given a scheme."""
+    then percent-decoded, and a scheme-relative ``//host`` (or ``///host``, ``\\\\host``:
+    browsers take any run of slashes and backslashes) given ``http:``."""
     value = html.unescape(value) if "&" in value else value
     value = _C0_SPACE.sub("", _TAB_NEWLINE.sub("", value))
     value = _SPECIAL_SCHEME.sub(r"\1://", value)
     value = urllib.parse.unquote(value)
-    if value.startswith("//"):
-        value = "http:" + value
-    return value
+    return _SCHEME_RELATIVE.sub("http://", value)
 
 
 def from_parts(parts: Iterable[Any], html_text: Callable[[Any], str] | None = None

@@ -167,3 +167,9 @@ def test_dtd_and_xml_namespace_names_are_no_links() -> None:
                       'xmlns:m="http://schemas.microsoft.com/office/2004/12/omml">'
                       '<p>see http://shown.example.com/</p><a href="http://real.example.com/">x</a>')
     assert found.hosts == ["real.example.com", "shown.example.com"]
+
+
+def test_scheme_relative_links_with_extra_slashes_or_backslashes() -> None:
+    found = from_html('<a href="///three.example.com/x">a</a><a href="\\\\back.example.com\\">b</a>'
+                      '<img src="//two.example.com/i.png">')
+    assert found.hosts == ["three.example.com", "back.example.com", "two.example.com"]
