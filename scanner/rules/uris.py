@@ -53,7 +53,7 @@ _MAIL_QUERY = re.compile(r"^([^@]+@[^?]+)\?")
 _MAIL_AMP = re.compile(r"^([^@]+@[^?&]+)&")
 _MAIL_SPACES = re.compile(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)")
 _MAIL_ANGLE = re.compile(r"^[^?&]*<([^@>]+@[^>]+)>")
-_HTTP_SLASHES = re.compile(r"^(https?:)/{0,2}", re.I)
+_HTTP_SLASHES = re.compile(r"^(https?:)/*", re.I)  # browsers take any run of slashes
 _PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
 _HAS_SCHEME = re.compile(r"^[-_a-z0-9]+:", re.I)
 _QUERY_AFTER_HOST = re.compile(r"^(https?://[^/?#]+)([?#])", re.I)
@@ -247,7 +247,8 @@ def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -
     nuri = _HTTP_SLASHES.sub(r"\1//", nuri)
     if "%" in nuri and _PERCENT.search(nuri):
         nuri = urllib.parse.unquote(nuri, encoding="latin-1")
-    if not _HAS_SCHEME.match(nuri):
+    if not _HAS_SCHEME.match(nuri):  # "//host" is scheme-relative: "http://host"
+        nuri = nuri.lstrip("/")
         nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
     nuri = _QUERY_AFTER_HOST.sub(r"\1/\2", nuri)
     if "&#" in nuri:

@@ -66,3 +66,11 @@ def test_an_ellipsis_between_words_is_no_bare_host_name() -> None:
     found = uris("Buy insurance...now, users.....er and cams...free at shop.example.com\n",
                  ctype="text/plain")
     assert found == ["http://shop.example.com"]
+
+
+def test_extra_slashes_after_the_scheme_or_before_a_scheme_relative_host() -> None:
+    # a scheme-relative //two.example.com became http:////two.example.com
+    found = uris('<a href="///three.example.com/x">a</a> <a href="http:////four.example.com/">b'
+                 r'</a> <a href="\\\five.example.com/">c</a> <img src="//two.example.com/i">')
+    assert {"http://three.example.com/x", "http://four.example.com/",
+            "http://five.example.com/", "http://two.example.com/i"} <= set(found)
