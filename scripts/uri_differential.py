@@ -22,6 +22,9 @@ Usage::
 
     PYTHONPATH=. .venv/bin/python scripts/uri_differential.py [--show N] [--uris] DIR...
 
+The script runs against whichever checkout is on ``PYTHONPATH`` (an older one too), so
+counts before and after a change come from the same script.
+
 Prints each differing message (up to ``--show``, default 20) with the hosts only
 SpamAssassin found (``-``) and only we found (``+``), then counts per comparison and
 the most frequent differing hosts (``--json FILE``: every differing message). Host
@@ -45,11 +48,19 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from scanner.checks.uribl import link_hosts
 from scanner.rules.loader import load_rules
 from scanner.rules.uris import text_uri_regex
 from scanner.rules.views import MessageView
 from scanner.testing.tasks import task_from_bytes
+
+try:
+    from scanner.checks.uribl import link_hosts
+except ImportError:  # a checkout from before 2026-12-06 (PYTHONPATH=OLD for "before" counts)
+    from scanner.auth.urls import from_parts
+    from scanner.rules.views import html_text
+
+    def link_hosts(task):  # type: ignore[no-redef]
+        return from_parts(task.parts, html_text)
 
 SA_RULES = "/usr/share/spamassassin"
 PERL = r"""
