@@ -103,6 +103,8 @@ PATTERNS: dict[str, Callable[[int], bytes]] = {
         b"text/html", _lines(b"<a href='http://e1.example.com/'>www.f.example.com</a>", s)),
     "urls": lambda s: _body(b"text/plain", _lines(b"http://a.b.c.example.com/x ", s)),
     "www dots": lambda s: _body(b"text/plain", _lines(b"www.", s)),
+    "distinct urls": lambda s: _body(b"text/plain", b" ".join(
+        b"http://h%d.example.com/" % i for i in range(s // 25))),
     "emails": lambda s: _body(b"text/plain", _lines(b"a@b.example ", s)),
     "http only": lambda s: _body(b"text/plain", _lines(b"http://", s)),
     "base64 junk": lambda s: _body(b"application/octet-stream", _lines(b"!@#$", s),

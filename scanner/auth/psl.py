@@ -15,6 +15,9 @@ from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
+# Top-level names reserved for testing and documentation (RFC 2606): in no list, but
+# names under them serve test set-ups (a local DNS zone with a test blacklist).
+RESERVED_TEST_TLDS = frozenset({"test", "example"})
 _lock = threading.Lock()
 _lists: dict[tuple[str, bool], PublicSuffixList] = {}
 
@@ -70,3 +73,17 @@ def known_org_domain(domain: str) -> str:
         return suffix_list().privatesuffix(name, accept_unknown=False) or ""
     except Exception:  # labels the list's code rejects
         return ""
+
+
+@lru_cache(maxsize=8192)
+def known_suffix(domain: str) -> bool:
+    """Whether ``domain`` (lower-case ASCII) ends in a public suffix of the packaged list
+    (the whole name is asked: the list has ``co.za`` but no rule for ``za`` alone), or
+    in one of :data:`RESERVED_TEST_TLDS`: ``www.example.html`` or ``example.comhttp``
+    (a word glued to a link) is no name that can resolve."""
+    if domain.rpartition(".")[2] in RESERVED_TEST_TLDS:
+        return True
+    try:
+        return suffix_list().publicsuffix(domain, accept_unknown=False) is not None
+    except Exception:  # labels the list's code rejects
+        return False

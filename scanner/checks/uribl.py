@@ -1,11 +1,14 @@
 """uribl: domains of the URLs in the body on URI blacklists (SURBL-style lookups).
 
 Host names found in the decoded text and HTML (:mod:`scanner.auth.urls`; the text of an
-HTML part is the rules' rendering of it, made once for both) are reduced
-to their registered domain with the public suffix list (``www.shop.example.co.uk`` ->
+HTML part is the rules' rendering of it, made once for both), then in the Subject, are
+reduced to their registered domain with the public suffix list (``www.shop.example.co.uk`` ->
 ``example.co.uk``) and looked up as ``DOMAIN.ZONE``; IP-address hosts as reversed
-octets on lists with ``ips = true``. All lookups run concurrently under the
-``dns.budget``. Refusal answers give ``URIBL_BLOCKED``, timeouts ``URIBL_TEMPFAIL``.
+octets on lists with ``ips = true``, except addresses no public link can reach
+(private, loopback, link-local, shared, multicast and reserved ranges, as
+SpamAssassin skips them: ``http://127.0.0.2/`` would hit every list's test entry).
+All lookups run concurrently under the ``dns.budget``. Refusal answers give
+``URIBL_BLOCKED``, timeouts ``URIBL_TEMPFAIL``.
 
 Off by default for the same reasons as dnsbl: usage terms and public-resolver blocking.
 """
@@ -13,25 +16,34 @@ Off by default for the same reasons as dnsbl: usage terms and public-resolver bl
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import ClassVar
 
+from decoders.mimeutil import decode_words
 from scanner.auth.psl import org_domain
-from scanner.auth.urls import from_parts
+from scanner.auth.urls import Found, from_parts, from_text
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import list_query
+from scanner.pipeline.parse import header_text
 from scanner.rules.views import html_text
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
 
 log = logging.getLogger("scanner.uribl")
+
+# IPv4 hosts never looked up: no public link reaches them (SpamAssassin's IP_PRIVATE
+# plus "this network", multicast and the reserved 240/4)
+_UNREACHABLE = tuple(ipaddress.IPv4Network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,25 @@ class UriblSettings:
     psl_file: str = opt("", "public suffix list file; empty = the packaged copy")
 
 
+def link_hosts(task: Task) -> Found:
+    """Hosts and IP addresses of the links in the body (:func:`scanner.auth.urls.from_parts`
+    with the rules' rendering of HTML), then in the Subject (shown with the message; read
+    as SpamAssassin reads it, after the body), in order of appearance."""
+    found = from_parts(task.parts, html_text)
+    subject = decode_words(header_text(task.message, "Subject"))
+    if subject:
+        from_text(subject, found)
+    return found
+
+
+def _reachable(ip: str) -> bool:
+    """Whether a link to this address could reach a public host (IPv6: always)."""
+    if ":" in ip:
+        return True
+    address = ipaddress.IPv4Address(ip)
+    return not any(address in net for net in _UNREACHABLE)
+
+
 class Uribl:
     """URL domains on URI blacklists."""
 
@@ -110,7 +141,7 @@ class Uribl:
 
     def targets(self, task: Task) -> tuple[list[str], list[str]]:
         """(registered domains, IP addresses) to look up, at most ``max_domains`` in all."""
-        found = from_parts(task.parts, html_text)
+        found = link_hosts(task)
         domains: list[str] = []
         for host in found.hosts:
             domain = org_domain(host, self._s.psl_file)
@@ -119,7 +150,8 @@ class Uribl:
                 domains.append(domain)
         limit = self._s.max_domains
         domains = domains[:limit]
-        return domains, found.ips[: max(0, limit - len(domains))]
+        ips = [ip for ip in found.ips if _reachable(ip)]
+        return domains, ips[: max(0, limit - len(domains))]
 
     async def run(self, task: Task) -> Iterable[Hit]:
         if task.policy_bank.upper() in self._skip_banks or not self._lists:

@@ -9,9 +9,11 @@ the background, tiny fonts) stays in, as in SpamAssassin's ``body`` view.
 
 Links come from ``a``/``area``/``link``/``base`` ``href``, ``img``/``frame``/``iframe``/
 ``embed``/``script``/``bgsound`` ``src``, ``form`` ``action``, ``background`` attributes
-and ``<meta http-equiv=refresh>``. Anchors (``<a href>``) are also kept with the text
-they show, for the link-text mismatch (see :mod:`scanner.rules.views`). The renderer
-works on ``str``; callers decide how octets map to characters.
+and ``<meta http-equiv=refresh>``; the first ``<base href>`` that is an absolute
+http(s)/ftp URL is kept apart too, to make relative links absolute. Anchors
+(``<a href>``) are also kept with the text they show, for the link-text mismatch (see
+:mod:`scanner.rules.views`). The renderer works on ``str``; callers decide how octets
+map to characters.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ _LINK_ATTRS = {"a": ("href",), "area": ("href",), "link": ("href",), "base": ("h
 _TEXT_WS = re.compile(r"[ \t\n\r\f\x0b]+|\xa0")
 _SELF_CLOSE = re.compile(r"<(\w+)\s*/>")
 _REFRESH_URL = re.compile(r"url\s*=\s*['\"]?([^'\">\s]+)", re.I)
+# browsers ignore a <base href> that is not an absolute URL (SpamAssassin: of these)
+_ABSOLUTE_BASE = re.compile(r"(?:https?|ftp):/{0,2}[^/\s]", re.I)
 
 
 class _Renderer(HTMLParser):
@@ -53,6 +57,7 @@ class _Renderer(HTMLParser):
         self.anchors: list[tuple[str, str]] = []
         self._anchor: tuple[str, int] | None = None  # open <a>: href, first chunk
         self.tags = 0
+        self.base = ""  # the first <base href> that is an absolute http(s)/ftp URL
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._tag(tag, +1)
@@ -62,6 +67,10 @@ class _Renderer(HTMLParser):
             href = next((v for k, v in attrs if k == "href" and v), None)
             if href is not None and len(self.anchors) < MAX_ANCHORS:
                 self._anchor = (href, len(self.chunks))
+        if tag == "base" and not self.base:
+            href = next((v for k, v in attrs if k == "href" and v), "").strip()
+            if _ABSOLUTE_BASE.match(href):
+                self.base = href
         names = _LINK_ATTRS.get(tag)
         if len(self.links) < MAX_LINKS:
             if names:
@@ -125,6 +134,7 @@ class Rendered:
     links: list[str]  # link targets in document order
     tags: int
     anchors: list[tuple[str, str]] = field(default_factory=list)  # (href, text shown)
+    base: str = ""  # the first absolute http(s)/ftp <base href>, "" if none
 
 
 def render(html: str) -> Rendered:
@@ -138,4 +148,5 @@ def render(html: str) -> Rendered:
     except (AssertionError, ValueError, IndexError):  # malformed markup: keep what we have
         pass
     parser.close_anchor()
-    return Rendered("".join(parser.chunks), parser.links, parser.tags, parser.anchors)
+    return Rendered("".join(parser.chunks), parser.links, parser.tags, parser.anchors,
+                    parser.base)

@@ -3,11 +3,14 @@
 Text: what a mail client would turn into a link — ``scheme://...``, ``www.`` and
 ``ftp.`` hosts, ``mailto:`` and bare e-mail addresses, and bare host names with a
 known top-level domain (then prefixed with ``http://``). HTML: every link attribute
-(see :mod:`scanner.rules.html`), made absolute against ``<base href>``.
+(see :mod:`scanner.rules.html`), made absolute against the part's ``<base href>``.
 
 Each URI is kept as found and in cleaned forms, as SpamAssassin does: backslashes to
 slashes, percent-decoding, a scheme added when missing, ``&#NN;`` entities decoded,
-user info and trailing junk dropped from the host (case kept), default ports removed, numeric and
+ideographic and fullwidth dots (U+3002, U+FF0E, U+FF61) in the host made ASCII dots,
+user info and trailing ASCII junk dropped from the host (case kept; a name in another
+script keeps its last letters; a dotted ASCII name followed by other text is added on
+its own), default ports removed, numeric and
 hexadecimal IPv4 hosts in dotted-decimal form, and the targets of redirectors
 (``redirector_pattern`` rules and any embedded ``http://...``) added as URIs of
 their own. The list is capped at ``max_uris`` entries.
@@ -50,7 +53,7 @@ _MAIL_QUERY = re.compile(r"^([^@]+@[^?]+)\?")
 _MAIL_AMP = re.compile(r"^([^@]+@[^?&]+)&")
 _MAIL_SPACES = re.compile(r"^(?:mailto:)?(?:%20)*([^@]+@[^?&%]+)")
 _MAIL_ANGLE = re.compile(r"^[^?&]*<([^@>]+@[^>]+)>")
-_HTTP_SLASHES = re.compile(r"^(https?:)/{0,2}", re.I)
+_HTTP_SLASHES = re.compile(r"^(https?:)/*", re.I)  # browsers take any run of slashes
 _PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
 _HAS_SCHEME = re.compile(r"^[-_a-z0-9]+:", re.I)
 _QUERY_AFTER_HOST = re.compile(r"^(https?://[^/?#]+)([?#])", re.I)
@@ -58,7 +61,12 @@ _DEC_ENTITY = re.compile(r"&#0*(3[3-9]|[4-9]\d|1[01]\d|12[0-6]);")
 _HEX_ENTITY = re.compile(r"&#x0*(2[1-9]|[3-6][a-fA-F0-9]|7[0-9a-eA-E]);")
 _DOT_ENTITY = re.compile(r"&#(?:x2e|12290|x3002|65294|xff0e|65377|xff61);", re.I)
 _CTRL = re.compile(r"[\x00-\x20]")
-_TRAILING_JUNK = re.compile(r"[^0-9A-Za-z]+$")
+# ASCII junk only: a non-ASCII character (or a byte of one: text URIs are UTF-8 read
+# as Latin-1) may be a letter of a name in another script (.рф)
+_TRAILING_JUNK = re.compile(r"[\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]+$")
+# dots that IDNA maps to ".": U+3002, U+FF0E, U+FF61, and their UTF-8 read as Latin-1
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_UNICODE_DOT = re.compile("[\u3002\uff0e\uff61]|\xe3\x80\x82|\xef\xbc\x8e|\xef\xbd\xa1")
 _DEFAULT_HTTP_PORT = re.compile(r"^:80\b")
 _DEFAULT_HTTPS_PORT = re.compile(r"^:443\b")
 _SINGLE_LABEL = re.compile(r"^(?:www\.)?([^.]+)$")
@@ -124,13 +132,13 @@ _WWW_HOST = re.compile(r"^www\d{0,2}\.", re.I)
 _PATH_AT = re.compile(r"/.+@")
 _AT_DOT = re.compile(r"@.+?\.")
 _MAIL_PREFIX = re.compile(r"^(?:skype|e?-?mail)?:+", re.I)
-_HTTP_PREFIX = re.compile(r"^https?://", re.I)
 _ANY_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 _USERINFO = re.compile(r"^[^@]+@")
 _EMBEDDED_URL = re.compile(r"(https?:/{0,2}[^&#]+)", re.I)
 _OCTAL = re.compile(r"^0+[0-7]+$")
 _HEX_HOST = re.compile(r"^0x[0-9a-f]+$", re.I)
 _DECIMAL_HOST = re.compile(r"^[0-9]+$")
+_BARE_HOST_END = re.compile(r"[/:?#]")
 
 
 def from_text(paragraphs: Sequence[bytes], finder: UriFinder, limit: int) -> list[str]:
@@ -172,27 +180,33 @@ def _with_scheme(raw: str, kind: str) -> str | None:
                 return None
             uri = "mailto:" + _MAIL_PREFIX.sub("", uri)
         else:
-            if "." not in uri:
+            # a bare name: "insurance...now" and "users.....er" are ellipses, no names
+            if "." not in uri or ".." in _BARE_HOST_END.split(uri, maxsplit=1)[0]:
                 return None
             uri = "http://" + uri
     return uri
 
 
-def from_html(links: Sequence[str], limit: int) -> list[str]:
-    """HTML link targets, made absolute against the first ``<base href>``."""
-    base = None
+def from_html(links: Sequence[str], limit: int, base: str = "") -> list[str]:
+    """One HTML part's link targets, relative ones made absolute against the part's
+    ``<base href>`` (:attr:`scanner.rules.html.Rendered.base`; none: kept as they are,
+    and :func:`canonicalize` gives a schemeless ``example.com/x`` its ``http://``)."""
     out: list[str] = []
-    for link in links:
+    for link in links[:limit]:
         link = link.strip()
-        if base is None and _HTTP_PREFIX.match(link) and link.endswith("/"):
-            base = link
-        if base and not _ANY_SCHEME.match(link) and \
-                not link.startswith("//") and link:
-            link = urllib.parse.urljoin(base, link)
+        if base and link and not _ANY_SCHEME.match(link) and not link.startswith("//"):
+            link = _join(base, link)
         out.append(link)
-        if len(out) >= limit:
-            break
     return out
+
+
+def _join(base: str, link: str) -> str:
+    """``link`` resolved against ``base``; as it is when either does not parse (an
+    unclosed IPv6 bracket)."""
+    try:
+        return urllib.parse.urljoin(base, link)
+    except ValueError:
+        return link
 
 
 def canonicalize(uris: Iterable[str], redirectors: Sequence[regex.Pattern],
@@ -233,7 +247,8 @@ def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -
     nuri = _HTTP_SLASHES.sub(r"\1//", nuri)
     if "%" in nuri and _PERCENT.search(nuri):
         nuri = urllib.parse.unquote(nuri, encoding="latin-1")
-    if not _HAS_SCHEME.match(nuri):
+    if not _HAS_SCHEME.match(nuri):  # "//host" is scheme-relative: "http://host"
+        nuri = nuri.lstrip("/")
         nuri = ("ftp://" if nuri.startswith("ftp.") else "http://") + nuri
     nuri = _QUERY_AFTER_HOST.sub(r"\1/\2", nuri)
     if "&#" in nuri:
@@ -262,10 +277,17 @@ def _variants(uri: str, redirectors: Sequence[regex.Pattern], todo: list[str]) -
     if "@" in host:
         host = _USERINFO.sub("", host)
         out.append(proto + host + rest)
+    if _UNICODE_DOT.search(host):
+        host = _UNICODE_DOT.sub(".", host)
+        out.append(proto + host + rest)
     trimmed = _TRAILING_JUNK.sub("", host)
     if trimmed != host:
         host = trimmed
         out.append(proto + host + rest)
+    if not host.isascii():
+        ascii_part = _TRAILING_JUNK.sub("", _NON_ASCII.split(host, maxsplit=1)[0])
+        if "." in ascii_part:  # a name followed by other text: "www.example.edu.請"
+            out.append(proto + ascii_part + rest)
     ip = _numeric_host(host)
     if ip:
         out.append(proto + ip + rest)

@@ -200,7 +200,7 @@ class MessageView:
             if is_html and text:
                 rendered = _render(text, part.source)
                 text = rendered.text
-                links.extend(rendered.links)
+                links.extend(from_html(rendered.links, self.limits.max_uris, rendered.base))
                 anchors.extend(rendered.anchors)
             text = _truncate(text, self.limits.body_part_scan_size, " ")
             pieces.append((text, chars))
@@ -243,7 +243,7 @@ class MessageView:
             for uri in from_text(self.body, self.uri_finder, limit):
                 if self.valid_host is None or self.valid_host(uri):
                     found.append(uri)
-        found.extend(from_html(self._rendered[1], limit))
+        found.extend(self._rendered[1][:limit])
         cleaned = canonicalize(found, self.redirectors, limit)
         return [u.encode("utf-8", "replace") if any(ord(c) > 255 for c in u)
                 else u.encode("latin-1") for u in cleaned]

@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 from scanner.auth import urls
 
 URL_WITH_BOUNDARY = re.compile(
-    r"(?i)\b(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
-WWW_WITH_LOOKBEHIND = re.compile(r"(?i)(?<![\w.@/-])(www\d{0,3}\.[a-z0-9\u00a1-\uffff.-]+)")
+    r"(?i)(?-i:(?<![A-Za-z0-9_]))(?:https?|ftp)://([^\s/?#<>\"'\\\[\]()|]+|\[[0-9a-f:.]+\])")
+WWW_WITH_LOOKBEHIND = re.compile(
+    r"(?i)(?-i:(?<![A-Za-z0-9_.@/-]))((?:www\d{0,3}|ftp)\.[a-z0-9_\u00a1-\uffff.-]+)")
 
-PIECES = ["http://", "HTTPS://", "ftp://", "www.", "WWW1.", "www", "ww", "w", ".", "@", "/",
+PIECES = ["http://", "HTTPS://", "ftp://", "www.", "WWW1.", "ftp.", "FTP", "www", "ww", "w",
+          ".", "@", "/",
           "-", "_", "x", "é", "¡", "ſ", "1", " ", "\n", "[", "::1]", "a.b", "<", ">", "\"",
-          "=", "?", "#", ":", "%41", "\u200b", "ü.de", "example.com"]
+          "=", "?", "#", ":", "%41", "\u200b", "ü.de", "example.com", "請"]
 
 
 def reference(text: str) -> list[str]:
