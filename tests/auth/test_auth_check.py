@@ -117,6 +117,17 @@ def test_bad_from_is_permerror(dns_server: DnsServer) -> None:
     assert "DMARC_PERMERROR" in hits
 
 
+def test_a_broken_subdomain_record_does_not_borrow_the_parent_policy(
+        dns_server: DnsServer) -> None:
+    """typo.good.test publishes "p=rejcet" (no rua): RFC 7489 6.6.3 applies no DMARC,
+    it does not fall back to good.test's p=reject."""
+    hits, headers = scan(check_for(dns_server), mail("x@typo.good.test"), "x@typo.good.test",
+                         BAD)
+    assert "DMARC_NA" in hits and "DMARC_REJECT" not in hits
+    assert ("dmarc=none (invalid DMARC record at typo.good.test) "
+            "header.from=typo.good.test") in headers[0][1]
+
+
 def test_trusted_and_originating_mail_is_not_verified(dns_server: DnsServer) -> None:
     local = ClientInfo(addr="127.0.0.1", name="localhost", helo="localhost")
     hits, headers = scan(check_for(dns_server), mail("a@good.test"), "a@good.test", local)

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from scanner.auth.dkim_verify import DkimResult
-from scanner.auth.dmarc import Discovery, DmarcRecord, aligned, discover, evaluate, parse_record
+from scanner.auth.dmarc import (
+    Discovery,
+    DmarcRecord,
+    aligned,
+    discover,
+    evaluate,
+    is_dmarc,
+    parse_record,
+)
 from scanner.auth.psl import org_domain
 from scanner.dns import Deadline, DnsSettings, get_client
 from tests.auth.conftest import run
@@ -30,6 +38,21 @@ def test_parse_record(text: str, expected: DmarcRecord) -> None:
                                   "v=DMARC1; p=reject; junk", ""])
 def test_invalid_records(text: str) -> None:
     assert parse_record(text) is None
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("v=DMARC1; p=reject", True), ("V=DMARC1; p=reject", True),
+    ("v = DMARC1 ;p=reject", True), ("v\t=\tDMARC1; p=none", True), ("v=DMARC1", True),
+    ("v=DMARC10; p=reject", False), ("v=dmarc1; p=reject", False),
+    ("v=spf1 -all", False), ("p=reject; v=DMARC1", False), ("", False)])
+def test_which_txt_records_are_dmarc_records(text: str, expected: bool) -> None:
+    assert is_dmarc(text) is expected
+
+
+def test_strict_alignment_compares_idna_forms() -> None:
+    assert aligned("bücher.example", "xn--bcher-kva.example", "s")
+    assert aligned("XN--BCHER-KVA.example.", "bücher.example", "s")
+    assert not aligned("mail.bücher.example", "xn--bcher-kva.example", "s")
 
 
 def test_alignment_uses_the_public_suffix_list() -> None:
@@ -80,6 +103,10 @@ def test_temporary_errors() -> None:
     ("child.sub.test", "ok", "sub.test", "none"),
     ("nodmarc.test", "none", "", None),
     ("outside.invalid", "temperror", "outside.invalid", None),
+    # a From domain with DMARC records of its own never falls back to its parent's
+    ("twice.good.test", "none", "twice.good.test", None),  # two records: no policy
+    ("typo.good.test", "none", "typo.good.test", None),  # p=rejcet, no rua: invalid
+    ("upper.good.test", "ok", "upper.good.test", "none"),  # "V = DMARC1" is a record
 ])
 def test_discovery(dns_settings: DnsSettings, domain: str, status: str, where: str,
                    policy: str | None) -> None:
