@@ -128,6 +128,22 @@ def test_a_broken_subdomain_record_does_not_borrow_the_parent_policy(
             "header.from=typo.good.test") in headers[0][1]
 
 
+def test_utf8_from_domain_gets_its_policy(dns_server: DnsServer) -> None:
+    """SMTPUTF8 mail with the From domain in raw UTF-8 (RFC 6532) is judged by the policy
+    of its A-label form, not given up as "no From domain"."""
+    hits, headers = scan(check_for(dns_server), mail("ceo@bücher.test"), "ceo@bücher.test",
+                         BAD)
+    assert "DMARC_REJECT" in hits and "DMARC_PERMERROR" not in hits
+    assert hits["DMARC_REJECT"].options == ("xn--bcher-kva.test",)
+    assert "dmarc=fail (p=reject dis=reject) header.from=xn--bcher-kva.test" in headers[0][1]
+
+
+def test_address_literal_from_is_permerror(dns_server: DnsServer) -> None:
+    hits, headers = scan(check_for(dns_server), mail("a@[192.0.2.1]"), "a@good.test")
+    assert "DMARC_PERMERROR" in hits
+    assert "dmarc=permerror (no From domain)" in headers[0][1]
+
+
 def test_trusted_and_originating_mail_is_not_verified(dns_server: DnsServer) -> None:
     local = ClientInfo(addr="127.0.0.1", name="localhost", helo="localhost")
     hits, headers = scan(check_for(dns_server), mail("a@good.test"), "a@good.test", local)
