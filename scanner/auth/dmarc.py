@@ -58,7 +58,11 @@ class DmarcResult:
 
 
 def parse_record(text: str) -> DmarcRecord | None:
-    """A DMARC record, or None when it is not a valid one (section 6.3, 6.6.3)."""
+    """A DMARC record, or None when it is not a valid one (section 6.3, 6.6.3).
+
+    After ``v=DMARC1``, syntax errors are ignored as section 6.3 asks: an item that is
+    no ``tag=value`` is skipped, a tag with an invalid value takes its default.
+    """
     items = [t.strip() for t in text.split(";")]
     pairs: list[tuple[str, str]] = []
     for item in items:
@@ -66,7 +70,9 @@ def parse_record(text: str) -> DmarcRecord | None:
             continue
         key, eq, value = item.partition("=")
         if not eq:
-            return None
+            if not pairs:
+                return None
+            continue
         pairs.append((key.strip().lower(), value.strip()))
     if not pairs or pairs[0] != ("v", "DMARC1"):
         return None

@@ -29,13 +29,17 @@ REJECT = Discovery("ok", DmarcRecord(p="reject"), "example.com")
     ("v=DMARC1; p=bogus; rua=mailto:x@example.com", DmarcRecord("none")),
     ("v=DMARC1; p=none; pct=500; adkim=x", DmarcRecord("none")),
     ("v=DMARC1; rua=mailto:x@example.com", DmarcRecord("none")),
+    # section 6.3: syntax errors after v= are ignored, not fatal to the record
+    ("v=DMARC1; p=reject; junk", DmarcRecord("reject")),
+    ("v=DMARC1; p=quarantine; rua=mailto:d@example.com; ruf; fo=1",
+     DmarcRecord("quarantine")),
 ])
 def test_parse_record(text: str, expected: DmarcRecord) -> None:
     assert parse_record(text) == expected
 
 
 @pytest.mark.parametrize("text", ["v=DMARC1", "p=reject; v=DMARC1", "v=DMARC2; p=reject",
-                                  "v=DMARC1; p=reject; junk", ""])
+                                  "junk; v=DMARC1; p=reject", "v=DMARC1; junk", ""])
 def test_invalid_records(text: str) -> None:
     assert parse_record(text) is None
 
