@@ -92,6 +92,45 @@ def test_key_problems_are_permerror(dkim_keys: Keys, dns_settings: DnsSettings) 
     assert verify(dns_settings, MESSAGE) == []
 
 
+def test_rsa_sha1_signatures_are_not_accepted(dkim_keys: Keys, dns_settings: DnsSettings
+                                              ) -> None:
+    """RFC 8301 3.1: rsa-sha1 MUST NOT be used for verifying (SHA-1 collisions)."""
+    pem = load_key(str(dkim_keys.files["k1"])).data
+    raw = dkim.sign(MESSAGE, b"s1", b"good.test", pem, signature_algorithm=b"rsa-sha1",
+                    canonicalize=(b"relaxed", b"relaxed"), include_headers=[b"from"]) + MESSAGE
+    [result] = verify(dns_settings, raw)
+    assert (result.result, result.reason) == ("permerror", "rsa-sha1 is not accepted (RFC 8301)")
+
+
+def test_key_record_h_lists_the_hashes_it_allows(dkim_keys: Keys,
+                                                 dns_settings: DnsSettings) -> None:
+    """RFC 6376 6.1.2: a key whose h= lacks the signature's hash MUST NOT verify it."""
+    sha1only = verify(dns_settings, signed(dkim_keys, selector="sha1only"))[0]
+    assert (sha1only.result, sha1only.reason) == (
+        "permerror", "the key does not allow sha256 (h=sha1)")
+
+
+def test_key_record_s_is_a_list_of_services(dkim_keys: Keys,
+                                            dns_settings: DnsSettings) -> None:
+    """RFC 6376 3.6.1: s= (and h=) are colon-separated lists; a key for email and TLSRPT
+    verifies mail, a key for TLSRPT alone does not."""
+    assert verify(dns_settings, signed(dkim_keys, selector="lists"))[0].result == "pass"
+    tlsrpt = verify(dns_settings, signed(dkim_keys, selector="tlsrpt"))[0]
+    assert tlsrpt.result == "permerror"
+
+
+def test_key_record_t_s_forbids_subdomain_identities(dkim_keys: Keys,
+                                                     dns_settings: DnsSettings) -> None:
+    """RFC 6376 3.6.1: with t=s the i= domain must be d= itself, not a subdomain."""
+    pem = load_key(str(dkim_keys.files["k1"])).data
+    for identity, expected in ((b"alice@good.test", "pass"),
+                               (b"alice@mail.good.test", "permerror")):
+        raw = dkim.sign(MESSAGE, b"strict", b"good.test", pem, identity=identity,
+                        canonicalize=(b"relaxed", b"relaxed"),
+                        include_headers=[b"from"]) + MESSAGE
+        assert verify(dns_settings, raw)[0].result == expected, identity
+
+
 def test_ed25519_signatures_sign_and_verify(dkim_keys: Keys, dns_settings: DnsSettings
                                             ) -> None:
     """RFC 8463: an Ed25519 key signs with a=ed25519-sha256 and verifies, alone and
