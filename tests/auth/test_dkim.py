@@ -3,12 +3,8 @@ and a cross-check of our signatures with OpenDKIM's ``opendkim-testmsg``."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import dkim
@@ -20,7 +16,7 @@ from scanner.auth.dkim_verify import DkimResult, verify_all
 from scanner.cli import main
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.testing.dns_server import DnsServer, find_nsd
-from tests.auth.conftest import Keys, run, run_inline
+from tests.auth.conftest import Keys, opendkim_missing, opendkim_verifies, run, run_inline
 
 MESSAGE = (b"From: Alice <alice@good.test>\r\nTo: bob@example.test\r\n"
            b"Subject: quarterly report\r\nDate: Mon, 02 Jun 2025 10:00:00 +0000\r\n"
@@ -269,61 +265,23 @@ def test_genkey_writes_key_and_prints_record(tmp_path: Path, capsys: pytest.Capt
     assert dkim.verify(raw, dnsfunc=lambda n, timeout=5: record.encode())
 
 
-def _opendkim_verifies(server: DnsServer, raw: bytes, tmp_path: Path
-                       ) -> subprocess.CompletedProcess:
-    """Run opendkim-testmsg (which only uses /etc/resolv.conf, port 53) inside private
-    network and mount namespaces with its own resolv.conf and an NSD on 127.0.0.1:53."""
-    inner = DnsServer(server.zones, base=tmp_path / "nsd53", port=53)
-    conf = inner.write_config()
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-    message = tmp_path / "signed.eml"
-    message.write_bytes(raw)
-    script = f"""
-set -e
-ip link set lo up
-mount --bind {resolv} /etc/resolv.conf
-{find_nsd()} -d -c {conf} >/dev/null 2>&1 &
-NSD=$!
-{sys.executable} - <<'EOF'
-import time, dns.message, dns.query
-for _ in range(100):
-    try:
-        dns.query.udp(dns.message.make_query("good.test.", "SOA"), "127.0.0.1", timeout=0.1)
-        break
-    except Exception:
-        time.sleep(0.05)
-EOF
-set +e
-opendkim-testmsg < {message}
-RC=$?
-kill $NSD
-exit $RC
-"""
-    return subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=60)
-
-
 def test_opendkim_verifies_our_signature(dkim_keys: Keys, dns_server: DnsServer,
                                          tmp_path: Path) -> None:
-    needed = [t for t in ("opendkim-testmsg", "unshare", "ip") if shutil.which(t) is None]
-    if needed:
-        pytest.skip(f"missing {', '.join(needed)} (apt-get install -y opendkim-tools)")
-    if os.geteuid() != 0:
-        pytest.skip("needs root for private network and mount namespaces")
-    good = _opendkim_verifies(dns_server, signed(dkim_keys).replace(b"\r\n", b"\n"),
+    if missing := opendkim_missing():
+        pytest.skip(missing)
+    good = opendkim_verifies(dns_server, signed(dkim_keys).replace(b"\r\n", b"\n"),
                               tmp_path)
     if "Operation not permitted" in good.stderr:
         pytest.skip(f"namespaces not available here: {good.stderr.strip()}")
     assert good.returncode == 0, good.stdout + good.stderr
-    bad = _opendkim_verifies(
+    bad = opendkim_verifies(
         dns_server, signed(dkim_keys).replace(b"\r\n", b"\n").replace(b"up.", b"down."),
         tmp_path / "bad")
     assert bad.returncode != 0, "opendkim-testmsg accepted a changed body"
     ed = signed(dkim_keys, selector="ed", key="ed").replace(b"\r\n", b"\n")
-    checked = _opendkim_verifies(dns_server, ed, tmp_path / "ed")
+    checked = opendkim_verifies(dns_server, ed, tmp_path / "ed")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    edbad = _opendkim_verifies(dns_server, ed.replace(b"up.", b"down."), tmp_path / "edbad")
+    edbad = opendkim_verifies(dns_server, ed.replace(b"up.", b"down."), tmp_path / "edbad")
     assert edbad.returncode != 0, "opendkim-testmsg accepted a changed body (Ed25519)"
 
 
