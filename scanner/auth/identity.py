@@ -44,7 +44,8 @@ def from_domains(msg: Message | None) -> list[str]:
     """The distinct domains of the From header's addresses (RFC 5322.From), in order.
 
     A domain in raw UTF-8 (RFC 6532, SMTPUTF8 mail) counts in its A-label form; an
-    address literal (``a@[192.0.2.1]``) or a name that is not valid IDNA has no domain.
+    address literal (``a@[192.0.2.1]``), a name with an empty label or one that is not
+    valid IDNA has no domain.
     """
     if msg is None:
         return []
@@ -52,9 +53,15 @@ def from_domains(msg: Message | None) -> list[str]:
     found: list[str] = []
     for _, addr in parse_addresses(values):  # [] for a From it cannot parse
         domain = address_domain(addr)
-        if domain and not domain.startswith("[") and domain not in found:
+        if _usable(domain) and domain not in found:
             found.append(domain)
     return found
+
+
+def _usable(domain: str) -> bool:
+    """A name DMARC can look up: not an address literal, no empty label
+    (``www..example.com``, ``.example.com`` cannot be in the DNS)."""
+    return bool(domain) and not domain.startswith("[") and "" not in domain.split(".")
 
 
 def _field_text(value: object) -> str:

@@ -144,6 +144,16 @@ def test_address_literal_from_is_permerror(dns_server: DnsServer) -> None:
     assert "dmarc=permerror (no From domain)" in headers[0][1]
 
 
+@pytest.mark.parametrize("author", ["ceo@www..good.test", "ceo@.good.test"])
+def test_from_domain_with_an_empty_label_is_permerror(dns_server: DnsServer, author: str
+                                                      ) -> None:
+    """A From domain that cannot exist in the DNS has no DMARC record to find: that
+    made a spoof of a p=reject domain DMARC_NA (no policy) instead of an error."""
+    hits, headers = scan(check_for(dns_server), mail(author), "x@spf.test", BAD)
+    assert "DMARC_PERMERROR" in hits and "DMARC_NA" not in hits
+    assert "dmarc=permerror (no From domain)" in headers[0][1]
+
+
 def test_trusted_and_originating_mail_is_not_verified(dns_server: DnsServer) -> None:
     local = ClientInfo(addr="127.0.0.1", name="localhost", helo="localhost")
     hits, headers = scan(check_for(dns_server), mail("a@good.test"), "a@good.test", local)
