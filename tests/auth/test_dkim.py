@@ -88,6 +88,36 @@ def test_key_problems_are_permerror(dkim_keys: Keys, dns_settings: DnsSettings) 
     assert verify(dns_settings, MESSAGE) == []
 
 
+@pytest.mark.parametrize("old,new,reason", [
+    (b"t=", b"x=1000000000; t=", "x= value is past"),  # expired in 2001
+    (b"t=", b"t=9999999999; z=", "t= value is in the future"),
+    (b"a=rsa-sha256", b"a=rsa-sha512", "unknown signature algorithm"),
+    (b" b=", b" b=!!", "b= value is not valid base64"),
+    (b"d=good.test", b"d=good.test; l=x", "l= value is not a decimal integer"),
+])
+def test_signature_tag_problems_are_permerror(dkim_keys: Keys, dns_settings: DnsSettings,
+                                              old: bytes, new: bytes, reason: str) -> None:
+    """RFC 6376 6.1.1: a signature with an unusable tag is PERMFAIL (permerror), and a
+    message whose other signature verifies still has that pass."""
+    broken = signed(dkim_keys).replace(old, new, 1)
+    both = signed(dkim_keys, broken, selector="s2", key="k2")
+    results = verify(dns_settings, both)
+    assert [r.result for r in results] == ["pass", "permerror"]
+    assert results[1].reason.startswith(reason), results[1].reason
+
+
+def test_body_length_limit_covers_only_the_signed_part(dkim_keys: Keys,
+                                                       dns_settings: DnsSettings) -> None:
+    """l= (RFC 6376 3.5): text appended after the signed length still verifies, as the
+    RFC allows; a change inside it does not."""
+    pem = load_key(str(dkim_keys.files["k1"])).data
+    raw = dkim.sign(MESSAGE, b"s1", b"good.test", pem, canonicalize=(b"relaxed", b"relaxed"),
+                    include_headers=[b"from"], length=True) + MESSAGE
+    assert verify(dns_settings, raw + b"appended\r\n")[0].result == "pass"
+    assert verify(dns_settings, raw.replace(b"Numbers are up.", b"Numbers are down.")
+                  )[0].result == "fail"
+
+
 def test_rsa_sha1_signatures_are_not_accepted(dkim_keys: Keys, dns_settings: DnsSettings
                                               ) -> None:
     """RFC 8301 3.1: rsa-sha1 MUST NOT be used for verifying (SHA-1 collisions)."""
