@@ -11,12 +11,16 @@ signature off the event loop. Each signature gets an RFC 8601 result:
   (or ``*``), or its ``t=s`` forbids an ``i=`` in a subdomain of ``d=`` (RFC 6376
   3.6.1, 6.1.2);
 - ``temperror``: the key lookup timed out or the DNS server failed.
+
+A result whose key record has ``t=y`` (the domain is testing DKIM) is marked
+``testing``: RFC 6376 3.6.1 treats such a message like an unsigned one when its
+signature fails, which :mod:`scanner.auth.report` does.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dkim
 
@@ -44,6 +48,7 @@ class DkimResult:
     selector: str = ""
     b: str = ""
     reason: str = ""
+    testing: bool = False  # the key record says t=y: a failure counts as no signature
 
     @property
     def header_b(self) -> str:
@@ -100,6 +105,12 @@ def _verify_one(verifier: dkim.DKIM, idx: int, sig: dict[str, str] | None, keys:
     record = keys.records.get(name)
     if not record:
         return DkimResult("permerror", **base, reason="no key")
+    result = _verify_with_key(verifier, idx, sig, name, record, base)
+    return replace(result, testing=True) if testing_key(record) else result
+
+
+def _verify_with_key(verifier: dkim.DKIM, idx: int, sig: dict[str, str], name: str,
+                     record: bytes, base: dict[str, str]) -> DkimResult:
     problem = key_problem(sig, record)
     if problem:
         return DkimResult("permerror", **base, reason=problem)
@@ -123,6 +134,12 @@ def _verify_one(verifier: dkim.DKIM, idx: int, sig: dict[str, str] | None, keys:
         return DkimResult("permerror", **base, reason=f"{type(exc).__name__}: {exc}")
     return DkimResult("pass" if ok else "fail", **base,
                       reason="" if ok else "signature did not verify")
+
+
+def testing_key(record: bytes) -> bool:
+    """Does the key record say its domain is testing DKIM (``t=y``, RFC 6376 3.6.1)?"""
+    key = tags(record)
+    return key is not None and "y" in _colon_list(key.get("t", ""))
 
 
 def key_problem(sig: dict[str, str], record: bytes) -> str:

@@ -154,6 +154,21 @@ def test_from_domain_with_an_empty_label_is_permerror(dns_server: DnsServer, aut
     assert "dmarc=permerror (no From domain)" in headers[0][1]
 
 
+def test_failing_signature_of_a_testing_key_counts_as_unsigned(dns_server: DnsServer,
+                                                               dkim_keys: Keys) -> None:
+    """RFC 6376 3.6.1: mail of a domain testing DKIM (key t=y) is treated like unsigned
+    mail when its signature fails: no DKIM_SIGNED or DKIM_INVALID. A-R still says it."""
+    raw = signed(dkim_keys, mail("alice@good.test"), "good.test", selector="testing")
+    broken = raw.replace(b"Hello there.", b"Hello changed.")
+    hits, headers = scan(check_for(dns_server), broken, "alice@good.test")
+    assert not {"DKIM_SIGNED", "DKIM_INVALID", "DKIM_VALID"} & set(hits), hits
+    assert "dkim=fail (body hash mismatch" in headers[0][1]
+    assert "; key in testing mode t=y) header.d=good.test header.s=testing" in headers[0][1]
+    hits, headers = scan(check_for(dns_server), raw, "alice@good.test")
+    assert {"DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU"} <= set(hits)
+    assert "dkim=pass (key in testing mode t=y) header.d=good.test" in headers[0][1]
+
+
 def test_trusted_and_originating_mail_is_not_verified(dns_server: DnsServer) -> None:
     local = ClientInfo(addr="127.0.0.1", name="localhost", helo="localhost")
     hits, headers = scan(check_for(dns_server), mail("a@good.test"), "a@good.test", local)

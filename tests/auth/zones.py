@@ -158,7 +158,8 @@ def all_zones(public_keys: dict[str, str]) -> dict[str, str]:
                                                 "k=rsa; ", "k=rsa; h=sha1:sha256; "
                                                 "s=email:tlsrpt; "),
                                             "tlsrpt": k1.replace("k=rsa; ", "k=rsa; s=tlsrpt; "),
-                                            "strict": k1.replace("k=rsa; ", "k=rsa; t=y:s; ")},
+                                            "strict": k1.replace("k=rsa; ", "k=rsa; t=y:s; "),
+                                            "testing": k1.replace("k=rsa; ", "k=rsa; t=y; ")},
                                  # subdomains whose own records are broken (RFC 7489 6.6.3)
                                  f"_dmarc.twice TXT {txt('v=DMARC1; p=none')}\n"
                                  f"_dmarc.twice TXT {txt('v=DMARC1; p=quarantine')}\n"
