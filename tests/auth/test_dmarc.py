@@ -68,6 +68,21 @@ def test_alignment_uses_the_public_suffix_list() -> None:
     assert aligned("Example.COM.", "example.com", "s")
 
 
+def test_organizational_domains_come_from_the_icann_section(tmp_path) -> None:
+    """As documented: only the PSL's ICANN section counts, so a private-section suffix
+    (github.io, blogspot.com) is itself the organizational domain of its subdomains."""
+    assert org_domain("foo.github.io") == "github.io"
+    assert org_domain("x.blogspot.com") == "blogspot.com"
+    assert org_domain("Mail.Example.CO.UK.") == "example.co.uk"
+    assert org_domain("a.example.公司") == "example.xn--55qx5d"  # an IDN suffix
+    psl = tmp_path / "psl.dat"
+    psl.write_text("// ===BEGIN ICANN DOMAINS===\ntest\nco.test\n// ===END ICANN DOMAINS===\n"
+                   "// ===BEGIN PRIVATE DOMAINS===\nhosted.test\n"
+                   "// ===END PRIVATE DOMAINS===\n", encoding="utf-8")
+    assert org_domain("a.b.example.co.test", str(psl)) == "example.co.test"
+    assert org_domain("a.b.hosted.test", str(psl)) == "hosted.test"
+
+
 def test_pass_needs_an_aligned_identifier() -> None:
     dkim_other = [DkimResult("pass", "other.example")]
     dkim_ours = [DkimResult("pass", "mail.example.com")]
