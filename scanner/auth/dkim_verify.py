@@ -5,7 +5,8 @@ signature off the event loop. Each signature gets an RFC 8601 result:
 
 - ``pass``: the signature verifies;
 - ``fail``: the body hash or the signature does not match (the message was changed);
-- ``permerror``: a malformed signature, no key, a revoked or unusable key, expired,
+- ``permerror``: a malformed signature, one whose ``h=`` leaves From out, no key, a
+  revoked or unusable key, expired,
   ``rsa-sha1`` (RFC 8301), or a key record that does not allow this signature: its
   ``h=`` lacks the hash, its ``k=`` is another algorithm, its ``s=`` lists no ``email``
   (or ``*``), or its ``t=s`` forbids an ``i=`` in a subdomain of ``d=`` (RFC 6376
@@ -99,6 +100,8 @@ def _verify_one(verifier: dkim.DKIM, idx: int, sig: dict[str, str] | None, keys:
     base = {"domain": domain, "selector": selector, "b": sig.get("b", "")}
     if not domain or not selector:
         return DkimResult("permerror", **base, reason="signature without d= or s=")
+    if "from" not in _colon_list(sig.get("h", "")):  # RFC 6376 6.1.1; dkimpy skips it
+        return DkimResult("permerror", **base, reason="From is not signed (h=)")
     name = key_name(selector, domain)
     if name in keys.temporary:
         return DkimResult("temperror", **base, reason="key lookup failed")

@@ -3,12 +3,16 @@ and a cross-check of our signatures with OpenDKIM's ``opendkim-testmsg``."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import stat
 from pathlib import Path
 
 import dkim
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from scanner.auth.arc import verify_arc
 from scanner.auth.dkim_sign import SigningKey, choose_keys, header_list, load_key, sign
@@ -116,6 +120,31 @@ def test_body_length_limit_covers_only_the_signed_part(dkim_keys: Keys,
     assert verify(dns_settings, raw + b"appended\r\n")[0].result == "pass"
     assert verify(dns_settings, raw.replace(b"Numbers are up.", b"Numbers are down.")
                   )[0].result == "fail"
+
+
+def _signed_without_from(pem: bytes, message: bytes) -> bytes:
+    """A valid rsa-sha256 signature of ``message`` whose h= lists Subject alone (dkimpy
+    refuses to make one), relaxed/relaxed, computed here step by step."""
+    key = serialization.load_pem_private_key(pem, password=None)
+    head, _, body = message.partition(b"\r\n\r\n")
+    body_hash = base64.b64encode(hashlib.sha256(body.rstrip(b"\r\n") + b"\r\n").digest())
+    value = (b"v=1; a=rsa-sha256; c=relaxed/relaxed; d=good.test; s=s1; h=subject; bh="
+             + body_hash + b"; b=")
+    subject = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"subject:")][0]
+    name, _, text = subject.partition(b":")
+    data = b"subject:" + b" ".join(text.split()) + b"\r\ndkim-signature:" + value
+    signature = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return b"DKIM-Signature: " + value + base64.b64encode(signature) + b"\r\n" + message
+
+
+def test_a_signature_that_leaves_from_out_is_permerror(dkim_keys: Keys,
+                                                       dns_settings: DnsSettings) -> None:
+    """RFC 6376 6.1.1: a signature whose h= does not include From MUST be ignored
+    (PERMFAIL); dkimpy verifies it as a pass."""
+    raw = _signed_without_from(load_key(str(dkim_keys.files["k1"])).data, MESSAGE)
+    assert dkim.verify(raw, dnsfunc=lambda n, timeout=5: dkim_keys.records["k1"].encode())
+    [result] = verify(dns_settings, raw)
+    assert (result.result, result.reason) == ("permerror", "From is not signed (h=)")
 
 
 def test_rsa_sha1_signatures_are_not_accepted(dkim_keys: Keys, dns_settings: DnsSettings
