@@ -6,11 +6,10 @@ signature off the event loop. Each signature gets an RFC 8601 result:
 - ``pass``: the signature verifies;
 - ``fail``: the body hash or the signature does not match (the message was changed);
 - ``permerror``: a malformed signature, one whose ``h=`` leaves From out, no key, a
-  revoked or unusable key, expired,
-  ``rsa-sha1`` (RFC 8301), or a key record that does not allow this signature: its
-  ``h=`` lacks the hash, its ``k=`` is another algorithm, its ``s=`` lists no ``email``
-  (or ``*``), or its ``t=s`` forbids an ``i=`` in a subdomain of ``d=`` (RFC 6376
-  3.6.1, 6.1.2);
+  revoked or unusable key, expired, ``rsa-sha1`` (RFC 8301), or a key record that does
+  not allow this signature: its ``h=`` lacks the hash, its ``k=`` is another
+  algorithm, its ``s=`` lists no ``email`` (or ``*``), or its ``t=s`` forbids an
+  ``i=`` in a subdomain of ``d=`` (RFC 6376 3.6.1, 6.1.2);
 - ``temperror``: the key lookup timed out or the DNS server failed.
 
 A result whose key record has ``t=y`` (the domain is testing DKIM) is marked
