@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from scanner.auth.dkim_verify import DkimResult
-from scanner.auth.psl import org_domain
+from scanner.auth.psl import normalise, org_domain
 from scanner.dns.client import Answer
 
 Lookup = Callable[[str, str], Awaitable[Answer]]
@@ -58,7 +58,11 @@ class DmarcResult:
 
 
 def parse_record(text: str) -> DmarcRecord | None:
-    """A DMARC record, or None when it is not a valid one (section 6.3, 6.6.3)."""
+    """A DMARC record, or None when it is not a valid one (section 6.3, 6.6.3).
+
+    After ``v=DMARC1``, syntax errors are ignored as section 6.3 asks: an item that is
+    no ``tag=value`` is skipped, a tag with an invalid value takes its default.
+    """
     items = [t.strip() for t in text.split(";")]
     pairs: list[tuple[str, str]] = []
     for item in items:
@@ -66,7 +70,9 @@ def parse_record(text: str) -> DmarcRecord | None:
             continue
         key, eq, value = item.partition("=")
         if not eq:
-            return None
+            if not pairs:
+                return None
+            continue
         pairs.append((key.strip().lower(), value.strip()))
     if not pairs or pairs[0] != ("v", "DMARC1"):
         return None
@@ -87,11 +93,21 @@ def parse_record(text: str) -> DmarcRecord | None:
 
 
 def is_dmarc(text: str) -> bool:
-    return text.replace(" ", "").startswith("v=DMARC1")
+    """Does the TXT record start with the tag ``v=DMARC1`` (section 6.6.3 steps 2, 4)?
+
+    The tag name is case-insensitive and may have white space around ``=``; the version
+    is exactly ``DMARC1`` (``v=DMARC10`` or ``v=spf1`` is some other record)."""
+    key, eq, value = text.split(";", 1)[0].partition("=")
+    return bool(eq) and key.strip().lower() == "v" and value.strip() == "DMARC1"
 
 
 async def discover(from_domain: str, lookup: Lookup, psl_file: str = "") -> Discovery:
-    """Find the policy record for ``from_domain`` (section 6.6.3)."""
+    """Find the policy record for ``from_domain`` (section 6.6.3).
+
+    The organizational domain is asked only when the From domain has no DMARC record at
+    all: several records, or one that is not valid, end discovery there with no policy
+    (steps 3, 5 and 6), so a subdomain's broken record never borrows its parent's policy.
+    """
     tried = [from_domain]
     org = org_domain(from_domain, psl_file)
     if org and org != from_domain:
@@ -101,17 +117,20 @@ async def discover(from_domain: str, lookup: Lookup, psl_file: str = "") -> Disc
         if answer.temporary:
             return Discovery("temperror", domain=domain, reason=answer.status.value)
         records = [t for t in answer.texts() if is_dmarc(t)]
-        if len(records) != 1:
-            continue  # none, or several: no policy here
+        if not records:
+            continue
+        if len(records) > 1:
+            return Discovery("none", domain=domain, reason=f"several DMARC records at {domain}")
         record = parse_record(records[0])
-        if record is not None:
-            return Discovery("ok", record, domain)
+        if record is None:
+            return Discovery("none", domain=domain, reason=f"invalid DMARC record at {domain}")
+        return Discovery("ok", record, domain)
     return Discovery("none")
 
 
 def aligned(domain: str, from_domain: str, mode: str, psl_file: str = "") -> bool:
     """Identifier alignment (section 3.1): strict = same name, relaxed = same org domain."""
-    domain, from_domain = domain.lower().rstrip("."), from_domain.lower().rstrip(".")
+    domain, from_domain = normalise(domain), normalise(from_domain)
     if not domain or not from_domain:
         return False
     if mode == "s":

@@ -86,21 +86,23 @@ def hits(out: Outcome, psl_file: str = "") -> list[Hit]:
 
 
 def _dkim_hits(out: Outcome, psl_file: str) -> list[Hit]:
-    if not out.dkim:
+    # a signature that fails under a key in testing mode (t=y) counts as none (RFC 6376)
+    counted = [d for d in out.dkim if d.result == "pass" or not d.testing]
+    if not counted:
         return []
-    found = [Hit("DKIM_SIGNED", options=tuple(dict.fromkeys(d.domain for d in out.dkim
+    found = [Hit("DKIM_SIGNED", options=tuple(dict.fromkeys(d.domain for d in counted
                                                              if d.domain)))]
-    valid = [d for d in out.dkim if d.result == "pass"]
+    valid = [d for d in counted if d.result == "pass"]
     if valid:
         found.append(Hit("DKIM_VALID", options=tuple(dict.fromkeys(d.domain for d in valid))))
         if out.from_domain and any(aligned(d.domain, out.from_domain, "r", psl_file)
                                    for d in valid):
             found.append(Hit("DKIM_VALID_AU", options=(out.from_domain,)))
-    elif any(d.result == "temperror" for d in out.dkim):
+    elif any(d.result == "temperror" for d in counted):
         found.append(Hit("DKIM_TEMPFAIL"))
     else:
         found.append(Hit("DKIM_INVALID", options=tuple(
-            f"{d.domain or '?'}: {d.reason}"[:120] for d in out.dkim)))
+            f"{d.domain or '?'}: {d.reason}"[:120] for d in counted)))
     return found
 
 
@@ -129,7 +131,10 @@ def resinfos(out: Outcome) -> list[ResInfo]:
         if not out.dkim:
             items.append(ResInfo("dkim", "none"))
         for d in out.dkim:
-            items.append(ResInfo("dkim", d.result, d.reason if d.result != "pass" else "",
+            reason = d.reason if d.result != "pass" else ""
+            comment = "; ".join(c for c in (reason, "key in testing mode t=y" if d.testing
+                                            else "") if c)
+            items.append(ResInfo("dkim", d.result, comment,
                                  [("header.d", d.domain), ("header.s", d.selector),
                                   ("header.b", d.header_b)]))
     if out.dmarc is not None:

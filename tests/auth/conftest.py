@@ -7,6 +7,10 @@ tests skip (with the reason) when Debian's ``nsd`` package is not installed.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +85,48 @@ def dns_table(server: DnsServer, **extra: Any) -> dict[str, Any]:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def opendkim_missing() -> str:
+    """Why OpenDKIM's opendkim-testmsg cannot run here ('' when it can)."""
+    needed = [t for t in ("opendkim-testmsg", "unshare", "ip") if shutil.which(t) is None]
+    if needed:
+        return f"missing {', '.join(needed)} (apt-get install -y opendkim-tools)"
+    if os.geteuid() != 0:
+        return "needs root for private network and mount namespaces"
+    return ""
+
+
+def opendkim_verifies(server: DnsServer, raw: bytes, tmp_path: Path
+                       ) -> subprocess.CompletedProcess:
+    """Run opendkim-testmsg (which only uses /etc/resolv.conf, port 53) inside private
+    network and mount namespaces with its own resolv.conf and an NSD on 127.0.0.1:53."""
+    inner = DnsServer(server.zones, base=tmp_path / "nsd53", port=53)
+    conf = inner.write_config()
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    message = tmp_path / "signed.eml"
+    message.write_bytes(raw)
+    script = f"""
+set -e
+ip link set lo up
+mount --bind {resolv} /etc/resolv.conf
+{find_nsd()} -d -c {conf} >/dev/null 2>&1 &
+NSD=$!
+{sys.executable} - <<'EOF'
+import time, dns.message, dns.query
+for _ in range(100):
+    try:
+        dns.query.udp(dns.message.make_query("good.test.", "SOA"), "127.0.0.1", timeout=0.1)
+        break
+    except Exception:
+        time.sleep(0.05)
+EOF
+set +e
+opendkim-testmsg < {message}
+RC=$?
+kill $NSD
+exit $RC
+"""
+    return subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60)

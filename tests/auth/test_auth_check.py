@@ -117,6 +117,58 @@ def test_bad_from_is_permerror(dns_server: DnsServer) -> None:
     assert "DMARC_PERMERROR" in hits
 
 
+def test_a_broken_subdomain_record_does_not_borrow_the_parent_policy(
+        dns_server: DnsServer) -> None:
+    """typo.good.test publishes "p=rejcet" (no rua): RFC 7489 6.6.3 applies no DMARC,
+    it does not fall back to good.test's p=reject."""
+    hits, headers = scan(check_for(dns_server), mail("x@typo.good.test"), "x@typo.good.test",
+                         BAD)
+    assert "DMARC_NA" in hits and "DMARC_REJECT" not in hits
+    assert ("dmarc=none (invalid DMARC record at typo.good.test) "
+            "header.from=typo.good.test") in headers[0][1]
+
+
+def test_utf8_from_domain_gets_its_policy(dns_server: DnsServer) -> None:
+    """SMTPUTF8 mail with the From domain in raw UTF-8 (RFC 6532) is judged by the policy
+    of its A-label form, not given up as "no From domain"."""
+    hits, headers = scan(check_for(dns_server), mail("ceo@bücher.test"), "ceo@bücher.test",
+                         BAD)
+    assert "DMARC_REJECT" in hits and "DMARC_PERMERROR" not in hits
+    assert hits["DMARC_REJECT"].options == ("xn--bcher-kva.test",)
+    assert "dmarc=fail (p=reject dis=reject) header.from=xn--bcher-kva.test" in headers[0][1]
+
+
+def test_address_literal_from_is_permerror(dns_server: DnsServer) -> None:
+    hits, headers = scan(check_for(dns_server), mail("a@[192.0.2.1]"), "a@good.test")
+    assert "DMARC_PERMERROR" in hits
+    assert "dmarc=permerror (no From domain)" in headers[0][1]
+
+
+@pytest.mark.parametrize("author", ["ceo@www..good.test", "ceo@.good.test"])
+def test_from_domain_with_an_empty_label_is_permerror(dns_server: DnsServer, author: str
+                                                      ) -> None:
+    """A From domain that cannot exist in the DNS has no DMARC record to find: that
+    made a spoof of a p=reject domain DMARC_NA (no policy) instead of an error."""
+    hits, headers = scan(check_for(dns_server), mail(author), "x@spf.test", BAD)
+    assert "DMARC_PERMERROR" in hits and "DMARC_NA" not in hits
+    assert "dmarc=permerror (no From domain)" in headers[0][1]
+
+
+def test_failing_signature_of_a_testing_key_counts_as_unsigned(dns_server: DnsServer,
+                                                               dkim_keys: Keys) -> None:
+    """RFC 6376 3.6.1: mail of a domain testing DKIM (key t=y) is treated like unsigned
+    mail when its signature fails: no DKIM_SIGNED or DKIM_INVALID. A-R still says it."""
+    raw = signed(dkim_keys, mail("alice@good.test"), "good.test", selector="testing")
+    broken = raw.replace(b"Hello there.", b"Hello changed.")
+    hits, headers = scan(check_for(dns_server), broken, "alice@good.test")
+    assert not {"DKIM_SIGNED", "DKIM_INVALID", "DKIM_VALID"} & set(hits), hits
+    assert "dkim=fail (body hash mismatch" in headers[0][1]
+    assert "; key in testing mode t=y) header.d=good.test header.s=testing" in headers[0][1]
+    hits, headers = scan(check_for(dns_server), raw, "alice@good.test")
+    assert {"DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU"} <= set(hits)
+    assert "dkim=pass (key in testing mode t=y) header.d=good.test" in headers[0][1]
+
+
 def test_trusted_and_originating_mail_is_not_verified(dns_server: DnsServer) -> None:
     local = ClientInfo(addr="127.0.0.1", name="localhost", helo="localhost")
     hits, headers = scan(check_for(dns_server), mail("a@good.test"), "a@good.test", local)

@@ -3,16 +3,16 @@ and a cross-check of our signatures with OpenDKIM's ``opendkim-testmsg``."""
 
 from __future__ import annotations
 
-import os
+import base64
+import hashlib
 import re
-import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import dkim
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from scanner.auth.arc import verify_arc
 from scanner.auth.dkim_sign import SigningKey, choose_keys, header_list, load_key, sign
@@ -20,7 +20,7 @@ from scanner.auth.dkim_verify import DkimResult, verify_all
 from scanner.cli import main
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.testing.dns_server import DnsServer, find_nsd
-from tests.auth.conftest import Keys, run, run_inline
+from tests.auth.conftest import Keys, opendkim_missing, opendkim_verifies, run, run_inline
 
 MESSAGE = (b"From: Alice <alice@good.test>\r\nTo: bob@example.test\r\n"
            b"Subject: quarterly report\r\nDate: Mon, 02 Jun 2025 10:00:00 +0000\r\n"
@@ -90,6 +90,100 @@ def test_key_problems_are_permerror(dkim_keys: Keys, dns_settings: DnsSettings) 
     garbage = b"DKIM-Signature: v=1; a=rsa-sha256; this is not a tag list\r\n" + MESSAGE
     assert verify(dns_settings, garbage)[0].result == "permerror"
     assert verify(dns_settings, MESSAGE) == []
+
+
+@pytest.mark.parametrize("old,new,reason", [
+    (b"t=", b"x=1000000000; t=", "x= value is past"),  # expired in 2001
+    (b"t=", b"t=9999999999; z=", "t= value is in the future"),
+    (b"a=rsa-sha256", b"a=rsa-sha512", "unknown signature algorithm"),
+    (b" b=", b" b=!!", "b= value is not valid base64"),
+    (b"d=good.test", b"d=good.test; l=x", "l= value is not a decimal integer"),
+])
+def test_signature_tag_problems_are_permerror(dkim_keys: Keys, dns_settings: DnsSettings,
+                                              old: bytes, new: bytes, reason: str) -> None:
+    """RFC 6376 6.1.1: a signature with an unusable tag is PERMFAIL (permerror), and a
+    message whose other signature verifies still has that pass."""
+    broken = signed(dkim_keys).replace(old, new, 1)
+    both = signed(dkim_keys, broken, selector="s2", key="k2")
+    results = verify(dns_settings, both)
+    assert [r.result for r in results] == ["pass", "permerror"]
+    assert results[1].reason.startswith(reason), results[1].reason
+
+
+def test_body_length_limit_covers_only_the_signed_part(dkim_keys: Keys,
+                                                       dns_settings: DnsSettings) -> None:
+    """l= (RFC 6376 3.5): text appended after the signed length still verifies, as the
+    RFC allows; a change inside it does not."""
+    pem = load_key(str(dkim_keys.files["k1"])).data
+    raw = dkim.sign(MESSAGE, b"s1", b"good.test", pem, canonicalize=(b"relaxed", b"relaxed"),
+                    include_headers=[b"from"], length=True) + MESSAGE
+    assert verify(dns_settings, raw + b"appended\r\n")[0].result == "pass"
+    assert verify(dns_settings, raw.replace(b"Numbers are up.", b"Numbers are down.")
+                  )[0].result == "fail"
+
+
+def _signed_without_from(pem: bytes, message: bytes) -> bytes:
+    """A valid rsa-sha256 signature of ``message`` whose h= lists Subject alone (dkimpy
+    refuses to make one), relaxed/relaxed, computed here step by step."""
+    key = serialization.load_pem_private_key(pem, password=None)
+    head, _, body = message.partition(b"\r\n\r\n")
+    body_hash = base64.b64encode(hashlib.sha256(body.rstrip(b"\r\n") + b"\r\n").digest())
+    value = (b"v=1; a=rsa-sha256; c=relaxed/relaxed; d=good.test; s=s1; h=subject; bh="
+             + body_hash + b"; b=")
+    subject = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"subject:")][0]
+    name, _, text = subject.partition(b":")
+    data = b"subject:" + b" ".join(text.split()) + b"\r\ndkim-signature:" + value
+    signature = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return b"DKIM-Signature: " + value + base64.b64encode(signature) + b"\r\n" + message
+
+
+def test_a_signature_that_leaves_from_out_is_permerror(dkim_keys: Keys,
+                                                       dns_settings: DnsSettings) -> None:
+    """RFC 6376 6.1.1: a signature whose h= does not include From MUST be ignored
+    (PERMFAIL); dkimpy verifies it as a pass."""
+    raw = _signed_without_from(load_key(str(dkim_keys.files["k1"])).data, MESSAGE)
+    assert dkim.verify(raw, dnsfunc=lambda n, timeout=5: dkim_keys.records["k1"].encode())
+    [result] = verify(dns_settings, raw)
+    assert (result.result, result.reason) == ("permerror", "From is not signed (h=)")
+
+
+def test_rsa_sha1_signatures_are_not_accepted(dkim_keys: Keys, dns_settings: DnsSettings
+                                              ) -> None:
+    """RFC 8301 3.1: rsa-sha1 MUST NOT be used for verifying (SHA-1 collisions)."""
+    pem = load_key(str(dkim_keys.files["k1"])).data
+    raw = dkim.sign(MESSAGE, b"s1", b"good.test", pem, signature_algorithm=b"rsa-sha1",
+                    canonicalize=(b"relaxed", b"relaxed"), include_headers=[b"from"]) + MESSAGE
+    [result] = verify(dns_settings, raw)
+    assert (result.result, result.reason) == ("permerror", "rsa-sha1 is not accepted (RFC 8301)")
+
+
+def test_key_record_h_lists_the_hashes_it_allows(dkim_keys: Keys,
+                                                 dns_settings: DnsSettings) -> None:
+    """RFC 6376 6.1.2: a key whose h= lacks the signature's hash MUST NOT verify it."""
+    sha1only = verify(dns_settings, signed(dkim_keys, selector="sha1only"))[0]
+    assert (sha1only.result, sha1only.reason) == (
+        "permerror", "the key does not allow sha256 (h=sha1)")
+
+
+def test_key_record_s_is_a_list_of_services(dkim_keys: Keys,
+                                            dns_settings: DnsSettings) -> None:
+    """RFC 6376 3.6.1: s= (and h=) are colon-separated lists; a key for email and TLSRPT
+    verifies mail, a key for TLSRPT alone does not."""
+    assert verify(dns_settings, signed(dkim_keys, selector="lists"))[0].result == "pass"
+    tlsrpt = verify(dns_settings, signed(dkim_keys, selector="tlsrpt"))[0]
+    assert tlsrpt.result == "permerror"
+
+
+def test_key_record_t_s_forbids_subdomain_identities(dkim_keys: Keys,
+                                                     dns_settings: DnsSettings) -> None:
+    """RFC 6376 3.6.1: with t=s the i= domain must be d= itself, not a subdomain."""
+    pem = load_key(str(dkim_keys.files["k1"])).data
+    for identity, expected in ((b"alice@good.test", "pass"),
+                               (b"alice@mail.good.test", "permerror")):
+        raw = dkim.sign(MESSAGE, b"strict", b"good.test", pem, identity=identity,
+                        canonicalize=(b"relaxed", b"relaxed"),
+                        include_headers=[b"from"]) + MESSAGE
+        assert verify(dns_settings, raw)[0].result == expected, identity
 
 
 def test_ed25519_signatures_sign_and_verify(dkim_keys: Keys, dns_settings: DnsSettings
@@ -230,61 +324,23 @@ def test_genkey_writes_key_and_prints_record(tmp_path: Path, capsys: pytest.Capt
     assert dkim.verify(raw, dnsfunc=lambda n, timeout=5: record.encode())
 
 
-def _opendkim_verifies(server: DnsServer, raw: bytes, tmp_path: Path
-                       ) -> subprocess.CompletedProcess:
-    """Run opendkim-testmsg (which only uses /etc/resolv.conf, port 53) inside private
-    network and mount namespaces with its own resolv.conf and an NSD on 127.0.0.1:53."""
-    inner = DnsServer(server.zones, base=tmp_path / "nsd53", port=53)
-    conf = inner.write_config()
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-    message = tmp_path / "signed.eml"
-    message.write_bytes(raw)
-    script = f"""
-set -e
-ip link set lo up
-mount --bind {resolv} /etc/resolv.conf
-{find_nsd()} -d -c {conf} >/dev/null 2>&1 &
-NSD=$!
-{sys.executable} - <<'EOF'
-import time, dns.message, dns.query
-for _ in range(100):
-    try:
-        dns.query.udp(dns.message.make_query("good.test.", "SOA"), "127.0.0.1", timeout=0.1)
-        break
-    except Exception:
-        time.sleep(0.05)
-EOF
-set +e
-opendkim-testmsg < {message}
-RC=$?
-kill $NSD
-exit $RC
-"""
-    return subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=60)
-
-
 def test_opendkim_verifies_our_signature(dkim_keys: Keys, dns_server: DnsServer,
                                          tmp_path: Path) -> None:
-    needed = [t for t in ("opendkim-testmsg", "unshare", "ip") if shutil.which(t) is None]
-    if needed:
-        pytest.skip(f"missing {', '.join(needed)} (apt-get install -y opendkim-tools)")
-    if os.geteuid() != 0:
-        pytest.skip("needs root for private network and mount namespaces")
-    good = _opendkim_verifies(dns_server, signed(dkim_keys).replace(b"\r\n", b"\n"),
+    if missing := opendkim_missing():
+        pytest.skip(missing)
+    good = opendkim_verifies(dns_server, signed(dkim_keys).replace(b"\r\n", b"\n"),
                               tmp_path)
     if "Operation not permitted" in good.stderr:
         pytest.skip(f"namespaces not available here: {good.stderr.strip()}")
     assert good.returncode == 0, good.stdout + good.stderr
-    bad = _opendkim_verifies(
+    bad = opendkim_verifies(
         dns_server, signed(dkim_keys).replace(b"\r\n", b"\n").replace(b"up.", b"down."),
         tmp_path / "bad")
     assert bad.returncode != 0, "opendkim-testmsg accepted a changed body"
     ed = signed(dkim_keys, selector="ed", key="ed").replace(b"\r\n", b"\n")
-    checked = _opendkim_verifies(dns_server, ed, tmp_path / "ed")
+    checked = opendkim_verifies(dns_server, ed, tmp_path / "ed")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    edbad = _opendkim_verifies(dns_server, ed.replace(b"up.", b"down."), tmp_path / "edbad")
+    edbad = opendkim_verifies(dns_server, ed.replace(b"up.", b"down."), tmp_path / "edbad")
     assert edbad.returncode != 0, "opendkim-testmsg accepted a changed body (Ed25519)"
 
 

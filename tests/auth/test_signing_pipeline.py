@@ -18,11 +18,19 @@ from scanner.checks.dkim import DkimSign
 from scanner.config import loads
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.errors import ConfigError
+from scanner.headerfields import named
 from scanner.pipeline.parse import parse_headers
 from scanner.task import ClientInfo, Envelope, Recipient, Task
 from scanner.testing.dns_server import DnsServer
 from scanner.testing.sink import Sink
-from tests.auth.conftest import Keys, dns_table, make_check, run_inline
+from tests.auth.conftest import (
+    Keys,
+    dns_table,
+    make_check,
+    opendkim_missing,
+    opendkim_verifies,
+    run_inline,
+)
 from tests.helpers import handle_at_sink
 
 CONFIG = loads('[server]\nhostname = "scanner.test"\n[checks]\ndisabled = ["clamav"]\n')
@@ -36,8 +44,9 @@ def signer(keys: Keys, **extra: Any) -> DkimSign:
     return make_check(DkimSign, table, CONFIG)
 
 
-def deliver(checks: list, sink: Sink, bank: str, client: ClientInfo | None = None) -> bytes:
-    task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=MESSAGE,
+def deliver(checks: list, sink: Sink, bank: str, client: ClientInfo | None = None,
+            raw: bytes = MESSAGE) -> bytes:
+    task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=raw,
                 envelope=Envelope("carol@signer.test", (Recipient("dave@elsewhere.test"),)),
                 client=client or ClientInfo(addr="127.0.0.1", helo="localhost"),
                 policy_bank=bank)
@@ -169,3 +178,48 @@ def test_a_new_worker_keeps_the_keys_when_a_key_file_broke_after_start(
         make_check(DkimSign, other, CONFIG, kept)
     with pytest.raises(ConfigError):  # nothing handed on: refused, as at start-up
         make_check(DkimSign, settings, CONFIG)
+
+
+# bare LF lines, 8-bit text in a header and the body, a 1,400-character header line,
+# trailing white space, a line that starts with a dot, empty lines at the end
+AWKWARD = (b"From: Carol <carol@mail.signer.test>\r\nTo: dave@elsewhere.test\r\n"
+           + "Subject: Grüße aus Köln\r\n".encode()
+           + b"References: " + b" ".join(b"<%d.long.reference@signer.test>" % i
+                                         for i in range(45)) + b"\r\n"
+           + b"Date: Mon, 02 Jun 2025 10:00:00 +0000\r\n"  # OpenDKIM requires one
+           + b"Message-ID: <c2@signer.test>\r\nMIME-Version: 1.0\r\n"
+           + b"Content-Type: text/plain; charset=utf-8\r\n"
+           + b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+           + "Grüße,\nbare LF line \t \n.dot line\r\n  spaced   out  \r\n".encode()
+           + b"\n\r\n\n")
+
+
+def test_awkward_mail_verifies_with_opendkim_as_the_next_hop_gets_it(
+        dkim_keys: Keys, dns_server: DnsServer, sink: Sink, tmp_path) -> None:
+    """Both signatures (RSA and Ed25519) of the bytes the next hop received verify with
+    OpenDKIM's opendkim-testmsg, an implementation independent of dkimpy."""
+    keys = [{"domain": "signer.test", "selector": "s1", "key_file": str(dkim_keys.files["k1"])},
+            {"domain": "signer.test", "selector": "ed", "key_file": str(dkim_keys.files["ed"])}]
+    data = deliver([make_check(DkimSign, {"keys": keys}, CONFIG)], sink, "ORIGINATING",
+                   raw=AWKWARD)
+    settings = DnsSettings(resolvers=(dns_server.resolver,), cache_size=0)
+    client = get_client(settings)
+
+    async def check() -> list:
+        return await verify_all(data, lambda n, t: client.query(n, t, Deadline(5)),
+                                run_inline)
+
+    assert [(r.selector, r.result) for r in asyncio.run(check())] == [
+        ("s1", "pass"), ("ed", "pass")]
+    if missing := opendkim_missing():
+        pytest.skip(missing)
+    sigs = list(named(data, ("DKIM-Signature",)))
+    assert len(sigs) == 2
+    for keep, other in ((sigs[0], sigs[1]), (sigs[1], sigs[0])):
+        alone = data[:other.start] + data[other.end:]  # one signature: opendkim checks it
+        checked = opendkim_verifies(dns_server, alone.replace(b"\r\n", b"\n"),
+                                    tmp_path / str(keep.start))
+        if "Operation not permitted" in checked.stderr:
+            pytest.skip(f"namespaces not available here: {checked.stderr.strip()}")
+        assert checked.returncode == 0, (data[keep.start:keep.end], checked.stdout
+                                         + checked.stderr)

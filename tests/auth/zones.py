@@ -151,7 +151,22 @@ def all_zones(public_keys: dict[str, str]) -> dict[str, str]:
         "2.0.192.in-addr.arpa": reverse_zone(),
         "good.test": sender_zone("good.test", "v=DMARC1; p=reject; rua=mailto:d@good.test",
                                  good_spf, {"s1": k1, "s2": k2, "ed": ed,
-                                            "revoked": "v=DKIM1; k=rsa; p="}),
+                                            "revoked": "v=DKIM1; k=rsa; p=",
+                                            # key records that restrict their use
+                                            "sha1only": k1.replace("k=rsa; ", "k=rsa; h=sha1; "),
+                                            "lists": k1.replace(
+                                                "k=rsa; ", "k=rsa; h=sha1:sha256; "
+                                                "s=email:tlsrpt; "),
+                                            "tlsrpt": k1.replace("k=rsa; ", "k=rsa; s=tlsrpt; "),
+                                            "strict": k1.replace("k=rsa; ", "k=rsa; t=y:s; "),
+                                            "testing": k1.replace("k=rsa; ", "k=rsa; t=y; ")},
+                                 # subdomains whose own records are broken (RFC 7489 6.6.3)
+                                 f"_dmarc.twice TXT {txt('v=DMARC1; p=none')}\n"
+                                 f"_dmarc.twice TXT {txt('v=DMARC1; p=quarantine')}\n"
+                                 f"_dmarc.typo TXT {txt('v=DMARC1; p=rejcet')}\n"
+                                 f"_dmarc.upper TXT {txt('V = DMARC1; p=none')}\n"),
+        "xn--bcher-kva.test": sender_zone("xn--bcher-kva.test", "v=DMARC1; p=reject",
+                                          good_spf, {}),
         "quar.test": sender_zone("quar.test", "v=DMARC1; p=quarantine", good_spf,
                                  {"s1": k1}),
         "none.test": sender_zone("none.test", "v=DMARC1; p=none", good_spf, {"s1": k1}),
