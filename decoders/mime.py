@@ -3,17 +3,20 @@
 Multiparts are split on their boundary lines (nested multiparts are walked in place,
 up to ``MAX_NESTING``; deeper ones stay leaves and the part gets ``DECODE_LIMIT_DEPTH``;
 a multipart without a boundary parameter is split on its first ``--token`` line and
-flagged ambiguous), each leaf body is transfer-decoded (base64, quoted-printable,
-uuencode, 7bit/8bit/binary) and emitted with its headers, declared type and decoded
-file name. ``message/rfc822`` bodies are emitted as raw ``mail`` parts, so each nested
-message is one decoding level and the depth limit applies. text/plain and text/html
+flagged ambiguous; one no delimiter line splits is one text/plain leaf, as Python's
+``email`` shows it; a base64 or quoted-printable multipart is split decoded, flagged
+ambiguous, when only its decoded body holds delimiter lines), each leaf body is
+transfer-decoded (base64, quoted-printable, uuencode, 7bit/8bit/binary) and emitted with
+its headers, declared type and decoded file name. ``message/rfc822`` bodies are emitted
+as raw ``mail`` parts, so each nested message is one decoding level and the depth limit
+applies. text/plain and text/html
 bodies carry their decoded text (HTML converted to text).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from email.message import Message
 
 from decoders.base import Child, LimitExceeded
@@ -27,11 +30,14 @@ from decoders.mimeutil import (
     parse_headers,
     split_head_body,
     to_text,
+    transfer_encoding,
 )
 from decoders.part import Part
 
 MAX_NESTING = 64
 MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+# flag of a multipart body no delimiter line splits: emitted whole, read as text/plain
+UNSPLIT = "unsplit-multipart"
 
 
 _NL = re.compile(rb"\n")
@@ -71,6 +77,13 @@ def guess_boundary(body: memoryview) -> str | None:
     return m.group(1).decode("latin-1").removesuffix("--") or None
 
 
+def _flag_ambiguous(part: Part, ctx: DecodeContext, why: str) -> None:
+    """Mark the message ambiguous (the first reason is kept)."""
+    if "ambiguous" not in part.flags:
+        part.flags.add("ambiguous")
+        ctx.ambiguities[part.index] = why
+
+
 class MimeDecoder:
     """Splits a message into its MIME leaf parts."""
 
@@ -92,29 +105,65 @@ class MimeDecoder:
         too_deep: list[bool],
     ) -> Iterator[Child]:
         why = ambiguity(msg)
-        if why is not None and "ambiguous" not in part.flags:
-            part.flags.add("ambiguous")
-            ctx.ambiguities[part.index] = why
+        if why is not None:
+            _flag_ambiguous(part, ctx, why)
         ctype = content_type(msg)
-        if ctype and ctype.startswith("multipart/"):
-            if nesting >= MAX_NESTING:
-                too_deep.append(True)
-                yield self._leaf(msg, body, ctype, ctx)
+        if not (ctype and ctype.startswith("multipart/")):
+            yield self._leaf(msg, body, ctype, ctx)
+            return
+        if nesting >= MAX_NESTING:
+            too_deep.append(True)
+            yield self._leaf(msg, body, ctype, ctx)
+            return
+        boundary = msg.get_boundary() or guess_boundary(body)
+        if boundary and not msg.get_boundary():
+            _flag_ambiguous(part, ctx, f"{ctype} without boundary parameter")
+        if boundary:
+            split = yield from self._children(body, boundary, ctx, nesting, part, too_deep)
+            if split:
                 return
-            boundary = msg.get_boundary() or guess_boundary(body)
-            if boundary and not msg.get_boundary() and "ambiguous" not in part.flags:
-                part.flags.add("ambiguous")
-                ctx.ambiguities[part.index] = f"{ctype} without boundary parameter"
-            if boundary:
-                for chunk in _split(body, boundary):
-                    ctx.check_time()
-                    head, sub_body = split_head_body(chunk)
-                    yield from self._entity(parse_headers(head), sub_body, ctx, nesting + 1,
-                                            part, too_deep)
+            decoded = self._encoded_multipart(msg, body, boundary)
+            if decoded is not None:
+                _flag_ambiguous(part, ctx, f"{ctype} with a Content-Transfer-Encoding")
+                yield from self._children(decoded, boundary, ctx, nesting, part, too_deep)
                 return
-        yield self._leaf(msg, body, ctype, ctx)
+        # no delimiter line: Python's email and webmail show the body as plain text
+        leaf = self._leaf(msg, body, ctype, ctx, as_text=True)
+        leaf.flags.add(UNSPLIT)
+        yield leaf
 
-    def _leaf(self, msg: Message, body: memoryview, ctype: str | None, ctx: DecodeContext) -> Child:
+    def _children(
+        self, body: memoryview, boundary: str, ctx: DecodeContext, nesting: int, part: Part,
+        too_deep: list[bool],
+    ) -> Generator[Child, None, bool]:
+        """The body parts of one multipart body; returns whether any delimiter split it."""
+        split = False
+        for chunk in _split(body, boundary):
+            split = True
+            ctx.check_time()
+            head, sub_body = split_head_body(chunk)
+            yield from self._entity(parse_headers(head), sub_body, ctx, nesting + 1, part,
+                                    too_deep)
+        return split
+
+    @staticmethod
+    def _encoded_multipart(msg: Message, body: memoryview, boundary: str) -> memoryview | None:
+        """The body of a multipart that declares base64 or quoted-printable (RFC 2045
+        forbids it) and shows its delimiter lines only once decoded, else None.
+
+        Python's email and Thunderbird show such a body as it is; readers that undo the
+        encoding first find the parts, attachments included.
+        """
+        cte = transfer_encoding(str(msg.get("content-transfer-encoding", "") or ""))
+        if cte not in ("base64", "quoted-printable"):
+            return None
+        decoded = memoryview(decode_transfer(body, cte))
+        found = next(iter(_split(decoded, boundary)), None)
+        return decoded if found is not None else None
+
+    def _leaf(self, msg: Message, body: memoryview, ctype: str | None, ctx: DecodeContext,
+              as_text: bool = False) -> Child:
+        """One body part as a child; ``as_text``: read it as text/plain whatever its type."""
         cte = str(msg.get("content-transfer-encoding", "") or "")
         data = decode_transfer(body, cte)
         names = filenames(msg)
@@ -127,7 +176,8 @@ class MimeDecoder:
         )
         if ctype in MESSAGE_TYPES:
             child.detected_type = "mail"
-        elif ctype in (None, "text/plain", "text/html") and not (ctype is None and child.name):
+        elif as_text or (ctype in (None, "text/plain", "text/html")
+                         and not (ctype is None and child.name)):
             charset = msg.get_content_charset() if msg.get("content-type") else None
             text = to_text(data, charset)
             if ctype == "text/html":

@@ -15,7 +15,10 @@ from email.utils import unquote
 
 from decoders.mimeparams import preserved_params
 
-_SEP = re.compile(rb"\r?\n\r?\n")
+_BLANK = re.compile(rb"\r?\n")
+# header field lines (a name, a colon; RFC 5322 obsolete syntax allows white space before
+# it) and their continuation lines, up to the first line that is neither
+_HEADER_LINES = re.compile(rb"(?:(?:[\x21-\x39\x3b-\x7e]+[ \t]*:|[ \t])[^\n]*(?:\n|\Z))*")
 _NL = re.compile(rb"\n")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _PAD_THEN_DATA = re.compile(rb"=[^A-Za-z0-9+/]*[A-Za-z0-9+/]")  # data after padding
@@ -62,10 +65,15 @@ def split_head_body(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
         return b"", view[2:]
     if view[:1] == b"\n":
         return b"", view[1:]
-    m = _SEP.search(view)
-    if m is None:
+    end = _HEADER_LINES.match(view).end()  # type: ignore[union-attr]  # matches ''
+    if end >= len(view):
         return bytes(view), view[:0]
-    return bytes(view[: m.start()]) + b"\n", view[m.end() :]
+    m = _BLANK.match(view, end)
+    if m is not None:  # the empty line that ends the header section
+        return bytes(view[:end]), view[m.end() :]
+    # a line that is no header field ends the section, and is the body's first line
+    # (as Python's email reads it): what follows is text a reader shows
+    return bytes(view[:end]), view[end:]
 
 
 def parse_headers(block: bytes) -> Message:
@@ -243,9 +251,23 @@ def _unquote_2231(value: str) -> str:
     return unquote(value[m.end() :], errors="replace")
 
 
+# the leading type/subtype of a Content-Type value (RFC 2045 tokens)
+_TYPE_TOKEN = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)")
+
+
 def content_type(msg: Message) -> str | None:
-    if msg.get("content-type") is None:
+    """The declared ``type/subtype`` (lower case), None without a Content-Type.
+
+    Only the leading token counts, as in Thunderbird: ``TEXT/PLAIN charset=US-ASCII``
+    (no semicolon) is ``text/plain``, where the stdlib returns the whole value and the
+    part's text went unread. A value without a type/subtype is the stdlib's default.
+    """
+    value = msg.get("content-type")
+    if value is None:
         return None
+    m = _TYPE_TOKEN.match(str(value))
+    if m is not None:
+        return m.group(1).lower()
     try:
         return msg.get_content_type()
     except Exception:

@@ -7,7 +7,8 @@
   another registered domain than the link leads to, as "SHOWN TARGET" registered
   domains), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
 - ``body``: the Subject as first line, then every text/plain and text/html part
-  (HTML rendered), each cut at ``body_part_scan_size``; blank lines separate
+  (HTML rendered; a multipart no delimiter splits counts as text/plain, as Python's
+  ``email`` shows it), each cut at ``body_part_scan_size``; blank lines separate
   paragraphs, other white space runs become one space, and lines longer than 2,048
   bytes are split at a space;
 - ``rawbody``: every text part, transfer-decoded but not rendered, cut at
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 
 import regex
 
+from decoders.mime import UNSPLIT
 from decoders.mimeutil import Entity
 from scanner.auth.psl import known_org_domain
 from scanner.rules import headers as hdr
@@ -51,6 +53,7 @@ _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.I)
 _NAME_PARAM = re.compile(r"name\s*=\s*\"?([^\";]+)", re.I)
 _RENDER_MEMO = "rules.render"  # key of the rendered HTML in a decoders' part's memo
+_TYPE_TOKEN = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +322,9 @@ def _short_paragraphs(data: bytes) -> list[bytes]:
 def _content_type(block: hdr.HeaderBlock) -> tuple[str, str, str]:
     values = block.raw("Content-Type")
     value = hdr.unfold(values[-1]).decode("latin-1") if values else ""
-    ctype = value.split(";", 1)[0].strip().lower() or "text/plain"
+    token = _TYPE_TOKEN.match(value)  # "TEXT/PLAIN charset=x" (no ';') is text/plain
+    ctype = token.group(1).lower() if token else value.split(";", 1)[0].strip().lower()
+    ctype = ctype or "text/plain"
     m = _CHARSET_PARAM.search(value)
     name = _NAME_PARAM.search(value)
     return ctype, (m.group(1).lower() if m else ""), (name.group(1) if name else "")
@@ -338,6 +343,8 @@ def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
         ctype, charset, name = _content_type(block)
         if not block.raw("Content-Type") and part.declared_type:
             ctype = part.declared_type.lower()
+        if UNSPLIT in part.flags:  # a multipart no delimiter splits: its body is text
+            ctype = "text/plain"
         out.append(TextPart(ctype, charset, part.data(), block, part.name or name, part))
     return out
 
@@ -382,6 +389,8 @@ def _leaf(sub: Message) -> TextPart:
     block = hdr.HeaderBlock(order=[(str(n), b" " + str(v).encode("utf-8", "replace") + b"\n")
                                    for n, v in sub.items()])
     ctype, charset, name = _content_type(block)
+    if ctype.startswith("multipart/"):  # the stdlib found no delimiter: the body is text
+        ctype = "text/plain"
     try:
         data = sub.get_payload(decode=True)
     except (ValueError, AssertionError):

@@ -1,0 +1,86 @@
+"""What a mail reader shows against what the checks see: text and attachments of
+damaged or unusual MIME structure reach the part tree and the rules' body view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from decoders import unpack
+from scanner.rules.views import MessageView
+
+MIME = Path(__file__).resolve().parents[2] / "corpora" / "mime"
+
+
+def load(name: str) -> bytes:
+    return (MIME / name).read_bytes()
+
+
+def body_of(raw: bytes) -> bytes:
+    """The rules' body view over the decoders' part tree, Subject line left out."""
+    with unpack(raw) as result:
+        return b"".join(MessageView(raw, result.parts).body[1:])
+
+
+def test_multipart_whose_boundary_never_occurs_is_read_as_text() -> None:
+    # the SpamAssassin corpus's spam 00467: boundary="=Multipart Boundary ..." but the
+    # lines read "--= Multipart Boundary ...": no part came out, rules and URIBL saw no
+    # word, while Python's email (and webmail) show the whole body as text
+    raw = load("boundary-never-occurs.eml")
+    with unpack(raw) as result:
+        leaf = result.parts[1]
+        assert "unsplit-multipart" in leaf.flags
+        assert "http://rates.example.net/apply" in (leaf.text or "")
+        assert not result.unchecked
+    assert b"Refinance today" in body_of(raw)
+
+
+def test_multipart_without_any_delimiter_line_is_text() -> None:
+    raw = (b"From: a@example.org\nSubject: s\nContent-Type: multipart/mixed\n\n"
+           b"Cheap pills at http://pills.example.net/\n")
+    assert b"Cheap pills" in body_of(raw)
+
+
+def test_standard_library_walk_reads_an_unsplit_multipart_as_text() -> None:
+    # without a part tree the view walks the message itself: same reading
+    raw = load("boundary-never-occurs.eml")
+    assert b"Refinance today" in b"".join(MessageView(raw).body)
+
+
+def test_content_type_without_semicolon_is_its_leading_type() -> None:
+    # the corpus's spam_2 00204: "TEXT/PLAIN charset=US-ASCII" was taken as the type
+    # "text/plain charset=us-ascii", which is no text type: no text was read
+    raw = (b"From: a@example.org\nSubject: s\nMIME-Version: 1.0\n"
+           b"Content-Type: TEXT/PLAIN charset=US-ASCII\n\nRomanian software export offer\n")
+    with unpack(raw) as result:
+        assert result.parts[1].declared_type == "text/plain"
+        assert result.parts[1].text == "Romanian software export offer\n"
+    assert b"Romanian software" in body_of(raw)
+
+
+def test_base64_encoded_multipart_shows_its_attachment_and_is_ambiguous() -> None:
+    # RFC 2045 forbids encoding a multipart; readers that decode it first see
+    # invoice.pdf.exe, Python's email shows base64 text: the banned rules must see the
+    # name, and the readings differ, so the message is UNCHECKED
+    with unpack(load("multipart-base64.eml")) as result:
+        assert "invoice.pdf.exe" in [p.name for p in result.parts]
+        assert result.parts[1].text == "The invoice is attached."
+        assert "MIME_AMBIGUOUS" in result.symbols() and result.unchecked
+
+
+def test_part_without_header_separator_keeps_its_text() -> None:
+    # a body part starting with a line that is no header field (no empty line after
+    # the delimiter): Python's email shows that line and the rest as the part's text;
+    # we took every line up to the next delimiter for headers and saw nothing
+    raw = load("part-without-separator.eml")
+    with unpack(raw) as result:
+        texts = [p.text for p in result.parts]
+        assert any(t and "http://notes.example.net/today" in t for t in texts)
+    assert b"minutes of the meeting" in body_of(raw)
+
+
+def test_nested_message_with_a_broken_header_line_keeps_the_rest_as_text() -> None:
+    raw = (b"From: a@example.org\nSubject: s\nContent-Type: message/rfc822\n\n"
+           b"Subject: inner\nthis line ends the header section\n\ninner words\n")
+    with unpack(raw) as result:
+        assert "this line ends the header section" in (result.parts[2].text or "")
+
