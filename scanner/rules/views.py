@@ -19,11 +19,13 @@
 Text parts come from the decoders' part tree when the pipeline built one (MIME leaves
 only, not archive members), else from a small MIME walk of the raw bytes. Octets stay
 octets: a part declared UTF-8 (or US-ASCII) that is valid UTF-8 is treated as
-characters for white space, like SpamAssassin; everything else byte by byte.
+characters for white space, like SpamAssassin; UTF-7, UTF-16 and UTF-32 parts are
+decoded (their octets hide ASCII words); everything else byte by byte.
 """
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.policy
 import re
@@ -257,13 +259,33 @@ class MessageView:
 
 
 def _as_text(data: bytes, charset: str) -> tuple[str, bool]:
-    """(text, is characters): UTF-8 decoded when declared so and valid, else Latin-1."""
+    """(text, is characters): UTF-8 decoded when declared so and valid, else Latin-1;
+    a charset whose octets are not ASCII's letters (UTF-7, UTF-16, UTF-32) is decoded,
+    else its words (``+AHYAaQBhAGcAcgBh-`` is "viagra" in UTF-7) stay hidden from rules."""
+    wide = _wide_codec(charset)
+    if wide:
+        return data.decode(wide, "replace"), True
     if charset in ("", "us-ascii", "utf-8", "utf8") and not data.isascii():
         try:
             return data.decode("utf-8"), True
         except UnicodeDecodeError:
             pass
     return data.decode("latin-1"), False
+
+
+_WIDE_CODECS = frozenset({"utf-7", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
+                          "utf-32-be"})
+
+
+def _wide_codec(charset: str) -> str:
+    """The codec of a charset that does not spell ASCII text as ASCII octets, else ''."""
+    if not charset.startswith(("utf-", "utf", "unicode")):
+        return ""
+    try:
+        name = codecs.lookup(charset).name
+    except (LookupError, ValueError):
+        return ""
+    return name if name in _WIDE_CODECS else ""
 
 
 def _truncate(text: str, size: int, sep: str) -> str:

@@ -84,3 +84,16 @@ def test_nested_message_with_a_broken_header_line_keeps_the_rest_as_text() -> No
     with unpack(raw) as result:
         assert "this line ends the header section" in (result.parts[2].text or "")
 
+
+def test_utf7_body_is_decoded_for_the_rules() -> None:
+    # "+AHYAaQBhAGcAcgBh-" is "viagra" in UTF-7: body rules saw only base64 runs
+    raw = (b"From: a@example.org\nSubject: s\nContent-Type: text/plain; charset=utf-7\n\n"
+           b"Buy +AHYAaQBhAGcAcgBh- now\n")
+    assert b"Buy viagra now" in body_of(raw)
+
+
+def test_utf16_html_body_is_decoded_for_the_rules() -> None:
+    html = "<p>Claim your prize</p>".encode("utf-16")
+    raw = (b"From: a@example.org\nSubject: s\nContent-Type: text/html; charset=UTF-16\n"
+           b"Content-Transfer-Encoding: binary\n\n" + html)
+    assert b"Claim your prize" in body_of(raw)
