@@ -76,8 +76,18 @@ def split_head_body(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
     return bytes(view[:end]), view[end:]
 
 
+# a field name followed by white space before its colon (RFC 5322 obsolete syntax)
+_SPACE_BEFORE_COLON = re.compile(rb"(?m)^([\x21-\x39\x3b-\x7e]+)[ \t]+:")
+
+
 def parse_headers(block: bytes) -> Message:
-    """A header-only :class:`email.message.Message` (lenient, never raises on junk)."""
+    """A header-only :class:`email.message.Message` (lenient, never raises on junk).
+
+    ``Content-Type : x`` (white space before the colon) is a Content-Type field, as
+    Thunderbird and Postfix read it; the stdlib's parser ends the header section at such
+    a line and dropped it with every field after it (an attachment's name included).
+    """
+    block = _SPACE_BEFORE_COLON.sub(rb"\1:", block)
     try:
         return _PARSER.parsebytes(block)
     except Exception:

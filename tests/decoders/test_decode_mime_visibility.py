@@ -97,3 +97,18 @@ def test_utf16_html_body_is_decoded_for_the_rules() -> None:
     raw = (b"From: a@example.org\nSubject: s\nContent-Type: text/html; charset=UTF-16\n"
            b"Content-Transfer-Encoding: binary\n\n" + html)
     assert b"Claim your prize" in body_of(raw)
+
+
+def test_white_space_before_a_field_colon_still_names_the_attachment() -> None:
+    # "Content-Type : ...; name=evil.exe": Thunderbird (and Postfix) read the field,
+    # Python's parser ended the header section there and dropped it and every field
+    # after it, so the banned rules never saw the name and the base64 stayed encoded
+    raw = (b"From: a@example.org\nSubject: s\nMIME-Version: 1.0\n"
+           b'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+           b'see attachment\n--b\nContent-Type : application/octet-stream; name="evil.exe"\n'
+           b'Content-Disposition : attachment; filename="evil.exe"\n'
+           b"Content-Transfer-Encoding : base64\n\naGVsbG8=\n--b--\n")
+    with unpack(raw) as result:
+        exe = [p for p in result.parts if p.name == "evil.exe"]
+        assert len(exe) == 1 and exe[0].data() == b"hello"
+        assert exe[0].declared_type == "application/octet-stream"
