@@ -165,13 +165,33 @@ def decode_words(value: str) -> str:
         return value
 
 
+# codecs mail clients use for a declared charset (the WHATWG Encoding Standard, which
+# Thunderbird follows): supersets that read what senders really write under that label
+_SUPERSETS = {
+    "gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949", "shift_jis": "cp932",
+    "tis-620": "cp874", "iso8859-11": "cp874",
+}
+# labels Python does not know that clients do
+_LABELS = {"x-gbk": "gb18030", "x-sjis": "cp932", "windows-874": "cp874",
+           "iso-8859-8-i": "iso8859-8"}
+
+
 def safe_charset(charset: str | None, default: str = "utf-8") -> str:
+    """The codec to decode a declared charset with: the client's superset where one
+    exists (GB2312 declared, GBK written: its extra characters were replacement marks),
+    ``default`` for an unknown name or one of Python's codecs that is no charset
+    (``charset=base64``, ``zlib``, ``hex``: decoding with them raised, the part was lost
+    and the message UNCHECKED, while a mail client shows the text in its default)."""
     if not charset:
         return default
+    label = charset.strip().strip('"').lower()
     try:
-        return codecs.lookup(charset.strip().strip('"').lower()).name
+        info = codecs.lookup(_LABELS.get(label, label))
     except (LookupError, ValueError):
         return default
+    if not getattr(info, "_is_text_encoding", True):
+        return default
+    return _SUPERSETS.get(info.name, info.name)
 
 
 def clean_name(name: str | bytes | None) -> str | None:

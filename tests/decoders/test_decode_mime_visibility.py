@@ -112,3 +112,24 @@ def test_white_space_before_a_field_colon_still_names_the_attachment() -> None:
         exe = [p for p in result.parts if p.name == "evil.exe"]
         assert len(exe) == 1 and exe[0].data() == b"hello"
         assert exe[0].declared_type == "application/octet-stream"
+
+
+def test_codec_that_is_no_charset_falls_back_to_the_default() -> None:
+    # charset=base64 (or zlib, hex, rot13) named a Python codec that is no text
+    # encoding: decoding raised, the part was lost (DECODE_FAIL, UNCHECKED) and rules
+    # saw no word, while a client shows the text in its default charset
+    for charset in (b"base64", b"zlib", b"hex", b"rot13"):
+        raw = (b"From: a@example.org\nSubject: s\nContent-Type: text/plain; charset="
+               + charset + b"\n\nhello words\n")
+        with unpack(raw) as result:
+            assert result.parts[1].text == "hello words\n", charset
+            assert not result.unchecked
+        assert b"hello words" in body_of(raw)
+
+
+def test_gb2312_declared_gbk_written_is_read_as_gbk() -> None:
+    # "\x81\x40" exists in GBK (Thunderbird reads GB2312 as GBK), not in GB2312
+    raw = (b"From: a@example.org\nSubject: s\nContent-Type: text/plain; charset=GB2312\n\n"
+           b"\x81\x40\xe4\xf9\n")
+    with unpack(raw) as result:
+        assert result.parts[1].text == "\u4e02\u6f8c\n"
