@@ -5,12 +5,12 @@ up to ``MAX_NESTING``; deeper ones stay leaves and the part gets ``DECODE_LIMIT_
 a multipart without a boundary parameter is split on its first ``--token`` line and
 flagged ambiguous; one no delimiter line splits is one text/plain leaf, as Python's
 ``email`` shows it; a base64 or quoted-printable multipart is split decoded, flagged
-ambiguous, when only its decoded body holds delimiter lines), each leaf body is
-transfer-decoded (base64, quoted-printable, uuencode, 7bit/8bit/binary) and emitted with
-its headers, declared type and decoded file name. ``message/rfc822`` bodies are emitted
-as raw ``mail`` parts, so each nested message is one decoding level and the depth limit
-applies. text/plain and text/html
-bodies carry their decoded text (HTML converted to text).
+ambiguous, when only its decoded body holds delimiter lines; a nested boundary that
+clashes with an enclosing one is flagged ambiguous), each leaf body is transfer-decoded
+(base64, quoted-printable, uuencode, 7bit/8bit/binary) and emitted with its headers,
+declared type and decoded file name. ``message/rfc822`` bodies are emitted as raw
+``mail`` parts, so each nested message is one decoding level and the depth limit
+applies. text/plain and text/html bodies carry their decoded text (HTML converted).
 """
 
 from __future__ import annotations
@@ -84,6 +84,17 @@ def _flag_ambiguous(part: Part, ctx: DecodeContext, why: str) -> None:
         ctx.ambiguities[part.index] = why
 
 
+def _clashes(inner: str, outer: str) -> bool:
+    """Whether a delimiter line of the nested boundary is also one of the enclosing one's
+    (the same boundary, or one that is the other plus ``--``).
+
+    RFC 2046 forbids it; readers then disagree on whose line it is: Thunderbird gives
+    it to the innermost open multipart, Python's email and this splitter to the outer
+    one, so a part Thunderbird shows (an attachment included) is in no part here.
+    """
+    return inner == outer or inner == outer + "--" or outer == inner + "--"
+
+
 class MimeDecoder:
     """Splits a message into its MIME leaf parts."""
 
@@ -102,7 +113,7 @@ class MimeDecoder:
 
     def _entity(
         self, msg: Message, body: memoryview, ctx: DecodeContext, nesting: int, part: Part,
-        too_deep: list[bool],
+        too_deep: list[bool], enclosing: tuple[str, ...] = (),
     ) -> Iterator[Child]:
         why = ambiguity(msg)
         if why is not None:
@@ -118,14 +129,20 @@ class MimeDecoder:
         boundary = msg.get_boundary() or guess_boundary(body)
         if boundary and not msg.get_boundary():
             _flag_ambiguous(part, ctx, f"{ctype} without boundary parameter")
+        clash = next((b for b in enclosing if boundary and _clashes(boundary, b)), None)
+        if clash is not None:
+            _flag_ambiguous(part, ctx, f"nested boundary {boundary!r} clashes with {clash!r}")
+        inner = (*enclosing, boundary) if boundary else enclosing
         if boundary:
-            split = yield from self._children(body, boundary, ctx, nesting, part, too_deep)
+            split = yield from self._children(body, boundary, ctx, nesting, part, too_deep,
+                                              inner)
             if split:
                 return
             decoded = self._encoded_multipart(msg, body, boundary)
             if decoded is not None:
                 _flag_ambiguous(part, ctx, f"{ctype} with a Content-Transfer-Encoding")
-                yield from self._children(decoded, boundary, ctx, nesting, part, too_deep)
+                yield from self._children(decoded, boundary, ctx, nesting, part, too_deep,
+                                          inner)
                 return
         # no delimiter line: Python's email and webmail show the body as plain text
         leaf = self._leaf(msg, body, ctype, ctx, as_text=True)
@@ -134,7 +151,7 @@ class MimeDecoder:
 
     def _children(
         self, body: memoryview, boundary: str, ctx: DecodeContext, nesting: int, part: Part,
-        too_deep: list[bool],
+        too_deep: list[bool], enclosing: tuple[str, ...],
     ) -> Generator[Child, None, bool]:
         """The body parts of one multipart body; returns whether any delimiter split it."""
         split = False
@@ -143,7 +160,7 @@ class MimeDecoder:
             ctx.check_time()
             head, sub_body = split_head_body(chunk)
             yield from self._entity(parse_headers(head), sub_body, ctx, nesting + 1, part,
-                                    too_deep)
+                                    too_deep, enclosing)
         return split
 
     @staticmethod

@@ -133,3 +133,26 @@ def test_gb2312_declared_gbk_written_is_read_as_gbk() -> None:
            b"\x81\x40\xe4\xf9\n")
     with unpack(raw) as result:
         assert result.parts[1].text == "\u4e02\u6f8c\n"
+
+
+def test_nested_boundary_that_clashes_with_the_enclosing_one_is_ambiguous() -> None:
+    # inner boundary "abc--" inside outer "abc": the inner separator "--abc--" is the
+    # outer close delimiter. Thunderbird gives the line to the open inner multipart and
+    # shows its text and evil.exe; Python's email and our splitter close the outer one
+    # there and see neither: the readings differ, so the message cannot pass as checked
+    raw = (b"From: a@example.org\nSubject: s\nMIME-Version: 1.0\n"
+           b'Content-Type: multipart/mixed; boundary="abc"\n\n--abc\n'
+           b'Content-Type: multipart/mixed; boundary="abc--"\n\n--abc--\n'
+           b"Content-Type: text/plain\n\ninner text\n--abc--\n"
+           b'Content-Type: application/octet-stream; name="evil.exe"\n'
+           b"Content-Transfer-Encoding: base64\n\naGVsbG8=\n--abc----\n--abc--\n")
+    with unpack(raw) as result:
+        assert "MIME_AMBIGUOUS" in result.symbols() and result.unchecked
+    for inner in (b"abc", b"ab"):  # the same boundary again; one the outer is inner--
+        outer = b"abc" if inner == b"abc" else b"ab--"
+        raw = (b"From: a@example.org\nSubject: s\nContent-Type: multipart/mixed; boundary=\""
+               + outer + b'"\n\n--' + outer + b"\nContent-Type: multipart/mixed; boundary=\""
+               + inner + b'"\n\n--' + inner + b"\nContent-Type: text/plain\n\nx\n--" + outer
+               + b"--\n")
+        with unpack(raw) as result:
+            assert "MIME_AMBIGUOUS" in result.symbols(), inner
