@@ -28,7 +28,7 @@ from decoders.mimeutil import (
     filenames,
     header_list,
     parse_headers,
-    split_head_body,
+    split_header_section,
     to_text,
     transfer_encoding,
 )
@@ -38,6 +38,7 @@ MAX_NESTING = 64
 MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
 # flag of a multipart body no delimiter line splits: emitted whole, read as text/plain
 UNSPLIT = "unsplit-multipart"
+_MIXED_SECTION = "header fields after a line that is no field"
 
 
 _NL = re.compile(rb"\n")
@@ -103,7 +104,9 @@ class MimeDecoder:
     order = 10
 
     def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:
-        head, body = split_head_body(part.data())
+        head, body, mixed = split_header_section(part.data())
+        if mixed:
+            _flag_ambiguous(part, ctx, _MIXED_SECTION)
         msg = parse_headers(head)
         part.headers = header_list(msg)
         too_deep: list[bool] = []
@@ -158,7 +161,9 @@ class MimeDecoder:
         for chunk in _split(body, boundary):
             split = True
             ctx.check_time()
-            head, sub_body = split_head_body(chunk)
+            head, sub_body, mixed = split_header_section(chunk)
+            if mixed:
+                _flag_ambiguous(part, ctx, _MIXED_SECTION)
             yield from self._entity(parse_headers(head), sub_body, ctx, nesting + 1, part,
                                     too_deep, enclosing)
         return split

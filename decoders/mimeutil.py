@@ -16,6 +16,8 @@ from email.utils import unquote
 from decoders.mimeparams import preserved_params
 
 _BLANK = re.compile(rb"\r?\n")
+_SEP = re.compile(rb"\n\r?\n")
+_FIELD_LINE = re.compile(rb"(?m)^[\x21-\x39\x3b-\x7e]+[ \t]*:")
 # header field lines (a name, a colon; RFC 5322 obsolete syntax allows white space before
 # it) and their continuation lines, up to the first line that is neither
 _HEADER_LINES = re.compile(rb"(?:(?:[\x21-\x39\x3b-\x7e]+[ \t]*:|[ \t])[^\n]*(?:\n|\Z))*")
@@ -57,23 +59,42 @@ _PARSER = BytesHeaderParser(_class=Entity, policy=policy.compat32)
 
 def split_head_body(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
     """Header block and body (a zero-copy view); a leading mbox ``From`` line is dropped."""
+    head, body, _ = split_header_section(raw)
+    return head, body
+
+
+def split_header_section(raw: bytes | memoryview) -> tuple[bytes, memoryview, bool]:
+    """Header block, body (a zero-copy view) and whether readers split them differently.
+
+    The section ends at the empty line. A line before it that is no header field
+    (``hello``, an 8-bit name) ends it for Python's email, which shows that line and the
+    rest as text, while Thunderbird reads every line up to the empty line as header
+    fields. Without field lines after it, Python's reading is taken (the body starts at
+    that line: text a reader shows); with field lines after it (a Content-Type naming an
+    attachment Thunderbird offers), Thunderbird's, the line left out, and the third value
+    is True (ambiguous).
+    """
     view = memoryview(raw)
     if view[:5] == b"From ":
         nl = _NL.search(view)
         view = view[nl.end() :] if nl else view[:0]
     if view[:2] == b"\r\n":
-        return b"", view[2:]
+        return b"", view[2:], False
     if view[:1] == b"\n":
-        return b"", view[1:]
+        return b"", view[1:], False
     end = _HEADER_LINES.match(view).end()  # type: ignore[union-attr]  # matches ''
     if end >= len(view):
-        return bytes(view), view[:0]
+        return bytes(view), view[:0], False
     m = _BLANK.match(view, end)
     if m is not None:  # the empty line that ends the header section
-        return bytes(view[:end]), view[m.end() :]
-    # a line that is no header field ends the section, and is the body's first line
-    # (as Python's email reads it): what follows is text a reader shows
-    return bytes(view[:end]), view[end:]
+        return bytes(view[:end]), view[m.end() :], False
+    blank = _SEP.search(view, end)
+    rest = bytes(view[end : blank.start() + 1]) if blank is not None else b""
+    if blank is None or _FIELD_LINE.search(rest) is None:
+        return bytes(view[:end]), view[end:], False  # Python's reading: text from here
+    fields = b"".join(line for line in rest.splitlines(keepends=True)
+                      if _HEADER_LINES.match(line).end() == len(line))  # type: ignore[union-attr]
+    return bytes(view[:end]) + fields, view[blank.end() :], True
 
 
 # a field name followed by white space before its colon (RFC 5322 obsolete syntax)

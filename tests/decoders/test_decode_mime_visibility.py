@@ -156,3 +156,18 @@ def test_nested_boundary_that_clashes_with_the_enclosing_one_is_ambiguous() -> N
                + b"--\n")
         with unpack(raw) as result:
             assert "MIME_AMBIGUOUS" in result.symbols(), inner
+
+
+def test_fields_after_a_line_that_is_no_field_name_the_attachment() -> None:
+    # an 8-bit field name ends the header section for Python's email (the rest is
+    # text), while Thunderbird reads every line up to the empty line as fields and
+    # offers evil.exe: the name must reach the banned rules, and the readings differ
+    raw = (b"From: a@example.org\nSubject: s\nMIME-Version: 1.0\n"
+           b'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+           b"see attachment\n--b\nX-\xff: junk\n"
+           b'Content-Type: application/octet-stream; name="evil.exe"\n'
+           b"Content-Transfer-Encoding: base64\n\naGVsbG8=\n--b--\n")
+    with unpack(raw) as result:
+        exe = [p for p in result.parts if p.name == "evil.exe"]
+        assert len(exe) == 1 and exe[0].data() == b"hello"
+        assert "MIME_AMBIGUOUS" in result.symbols() and result.unchecked
