@@ -15,7 +15,12 @@ from email.utils import unquote
 
 from decoders.mimeparams import preserved_params
 
-_SEP = re.compile(rb"\r?\n\r?\n")
+_BLANK = re.compile(rb"\r?\n")
+_SEP = re.compile(rb"\n\r?\n")
+_FIELD_LINE = re.compile(rb"(?m)^[\x21-\x39\x3b-\x7e]+[ \t]*:")
+# header field lines (a name, a colon; RFC 5322 obsolete syntax allows white space before
+# it) and their continuation lines, up to the first line that is neither
+_HEADER_LINES = re.compile(rb"(?:(?:[\x21-\x39\x3b-\x7e]+[ \t]*:|[ \t])[^\n]*(?:\n|\Z))*")
 _NL = re.compile(rb"\n")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _PAD_THEN_DATA = re.compile(rb"=[^A-Za-z0-9+/]*[A-Za-z0-9+/]")  # data after padding
@@ -54,22 +59,56 @@ _PARSER = BytesHeaderParser(_class=Entity, policy=policy.compat32)
 
 def split_head_body(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
     """Header block and body (a zero-copy view); a leading mbox ``From`` line is dropped."""
+    head, body, _ = split_header_section(raw)
+    return head, body
+
+
+def split_header_section(raw: bytes | memoryview) -> tuple[bytes, memoryview, bool]:
+    """Header block, body (a zero-copy view) and whether readers split them differently.
+
+    The section ends at the empty line. A line before it that is no header field
+    (``hello``, an 8-bit name) ends it for Python's email, which shows that line and the
+    rest as text, while Thunderbird reads every line up to the empty line as header
+    fields. Without field lines after it, Python's reading is taken (the body starts at
+    that line: text a reader shows); with field lines after it (a Content-Type naming an
+    attachment Thunderbird offers), Thunderbird's, the line left out, and the third value
+    is True (ambiguous).
+    """
     view = memoryview(raw)
     if view[:5] == b"From ":
         nl = _NL.search(view)
         view = view[nl.end() :] if nl else view[:0]
     if view[:2] == b"\r\n":
-        return b"", view[2:]
+        return b"", view[2:], False
     if view[:1] == b"\n":
-        return b"", view[1:]
-    m = _SEP.search(view)
-    if m is None:
-        return bytes(view), view[:0]
-    return bytes(view[: m.start()]) + b"\n", view[m.end() :]
+        return b"", view[1:], False
+    end = _HEADER_LINES.match(view).end()  # type: ignore[union-attr]  # matches ''
+    if end >= len(view):
+        return bytes(view), view[:0], False
+    m = _BLANK.match(view, end)
+    if m is not None:  # the empty line that ends the header section
+        return bytes(view[:end]), view[m.end() :], False
+    blank = _SEP.search(view, end)
+    rest = bytes(view[end : blank.start() + 1]) if blank is not None else b""
+    if blank is None or _FIELD_LINE.search(rest) is None:
+        return bytes(view[:end]), view[end:], False  # Python's reading: text from here
+    fields = b"".join(line for line in rest.splitlines(keepends=True)
+                      if _HEADER_LINES.match(line).end() == len(line))  # type: ignore[union-attr]
+    return bytes(view[:end]) + fields, view[blank.end() :], True
+
+
+# a field name followed by white space before its colon (RFC 5322 obsolete syntax)
+_SPACE_BEFORE_COLON = re.compile(rb"(?m)^([\x21-\x39\x3b-\x7e]+)[ \t]+:")
 
 
 def parse_headers(block: bytes) -> Message:
-    """A header-only :class:`email.message.Message` (lenient, never raises on junk)."""
+    """A header-only :class:`email.message.Message` (lenient, never raises on junk).
+
+    ``Content-Type : x`` (white space before the colon) is a Content-Type field, as
+    Thunderbird and Postfix read it; the stdlib's parser ends the header section at such
+    a line and dropped it with every field after it (an attachment's name included).
+    """
+    block = _SPACE_BEFORE_COLON.sub(rb"\1:", block)
     try:
         return _PARSER.parsebytes(block)
     except Exception:
@@ -147,13 +186,33 @@ def decode_words(value: str) -> str:
         return value
 
 
+# codecs mail clients use for a declared charset (the WHATWG Encoding Standard, which
+# Thunderbird follows): supersets that read what senders really write under that label
+_SUPERSETS = {
+    "gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949", "shift_jis": "cp932",
+    "tis-620": "cp874", "iso8859-11": "cp874",
+}
+# labels Python does not know that clients do
+_LABELS = {"x-gbk": "gb18030", "x-sjis": "cp932", "windows-874": "cp874",
+           "iso-8859-8-i": "iso8859-8"}
+
+
 def safe_charset(charset: str | None, default: str = "utf-8") -> str:
+    """The codec to decode a declared charset with: the client's superset where one
+    exists (GB2312 declared, GBK written: its extra characters were replacement marks),
+    ``default`` for an unknown name or one of Python's codecs that is no charset
+    (``charset=base64``, ``zlib``, ``hex``: decoding with them raised, the part was lost
+    and the message UNCHECKED, while a mail client shows the text in its default)."""
     if not charset:
         return default
+    label = charset.strip().strip('"').lower()
     try:
-        return codecs.lookup(charset.strip().strip('"').lower()).name
+        info = codecs.lookup(_LABELS.get(label, label))
     except (LookupError, ValueError):
         return default
+    if not getattr(info, "_is_text_encoding", True):
+        return default
+    return _SUPERSETS.get(info.name, info.name)
 
 
 def clean_name(name: str | bytes | None) -> str | None:
@@ -243,9 +302,23 @@ def _unquote_2231(value: str) -> str:
     return unquote(value[m.end() :], errors="replace")
 
 
+# the leading type/subtype of a Content-Type value (RFC 2045 tokens)
+_TYPE_TOKEN = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)")
+
+
 def content_type(msg: Message) -> str | None:
-    if msg.get("content-type") is None:
+    """The declared ``type/subtype`` (lower case), None without a Content-Type.
+
+    Only the leading token counts, as in Thunderbird: ``TEXT/PLAIN charset=US-ASCII``
+    (no semicolon) is ``text/plain``, where the stdlib returns the whole value and the
+    part's text went unread. A value without a type/subtype is the stdlib's default.
+    """
+    value = msg.get("content-type")
+    if value is None:
         return None
+    m = _TYPE_TOKEN.match(str(value))
+    if m is not None:
+        return m.group(1).lower()
     try:
         return msg.get_content_type()
     except Exception:

@@ -7,7 +7,8 @@
   another registered domain than the link leads to, as "SHOWN TARGET" registered
   domains), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
 - ``body``: the Subject as first line, then every text/plain and text/html part
-  (HTML rendered), each cut at ``body_part_scan_size``; blank lines separate
+  (HTML rendered; a multipart no delimiter splits counts as text/plain, as Python's
+  ``email`` shows it), each cut at ``body_part_scan_size``; blank lines separate
   paragraphs, other white space runs become one space, and lines longer than 2,048
   bytes are split at a space;
 - ``rawbody``: every text part, transfer-decoded but not rendered, cut at
@@ -18,11 +19,13 @@
 Text parts come from the decoders' part tree when the pipeline built one (MIME leaves
 only, not archive members), else from a small MIME walk of the raw bytes. Octets stay
 octets: a part declared UTF-8 (or US-ASCII) that is valid UTF-8 is treated as
-characters for white space, like SpamAssassin; everything else byte by byte.
+characters for white space, like SpamAssassin; UTF-7, UTF-16 and UTF-32 parts are
+decoded (their octets hide ASCII words); everything else byte by byte.
 """
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.policy
 import re
@@ -35,6 +38,7 @@ from urllib.parse import urlsplit
 
 import regex
 
+from decoders.mime import UNSPLIT
 from decoders.mimeutil import Entity
 from scanner.auth.psl import known_org_domain
 from scanner.rules import headers as hdr
@@ -51,6 +55,7 @@ _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.I)
 _NAME_PARAM = re.compile(r"name\s*=\s*\"?([^\";]+)", re.I)
 _RENDER_MEMO = "rules.render"  # key of the rendered HTML in a decoders' part's memo
+_TYPE_TOKEN = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,13 +259,33 @@ class MessageView:
 
 
 def _as_text(data: bytes, charset: str) -> tuple[str, bool]:
-    """(text, is characters): UTF-8 decoded when declared so and valid, else Latin-1."""
+    """(text, is characters): UTF-8 decoded when declared so and valid, else Latin-1;
+    a charset whose octets are not ASCII's letters (UTF-7, UTF-16, UTF-32) is decoded,
+    else its words (``+AHYAaQBhAGcAcgBh-`` is "viagra" in UTF-7) stay hidden from rules."""
+    wide = _wide_codec(charset)
+    if wide:
+        return data.decode(wide, "replace"), True
     if charset in ("", "us-ascii", "utf-8", "utf8") and not data.isascii():
         try:
             return data.decode("utf-8"), True
         except UnicodeDecodeError:
             pass
     return data.decode("latin-1"), False
+
+
+_WIDE_CODECS = frozenset({"utf-7", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
+                          "utf-32-be"})
+
+
+def _wide_codec(charset: str) -> str:
+    """The codec of a charset that does not spell ASCII text as ASCII octets, else ''."""
+    if not charset.startswith(("utf-", "utf", "unicode")):
+        return ""
+    try:
+        name = codecs.lookup(charset).name
+    except (LookupError, ValueError):
+        return ""
+    return name if name in _WIDE_CODECS else ""
 
 
 def _truncate(text: str, size: int, sep: str) -> str:
@@ -319,7 +344,9 @@ def _short_paragraphs(data: bytes) -> list[bytes]:
 def _content_type(block: hdr.HeaderBlock) -> tuple[str, str, str]:
     values = block.raw("Content-Type")
     value = hdr.unfold(values[-1]).decode("latin-1") if values else ""
-    ctype = value.split(";", 1)[0].strip().lower() or "text/plain"
+    token = _TYPE_TOKEN.match(value)  # "TEXT/PLAIN charset=x" (no ';') is text/plain
+    ctype = token.group(1).lower() if token else value.split(";", 1)[0].strip().lower()
+    ctype = ctype or "text/plain"
     m = _CHARSET_PARAM.search(value)
     name = _NAME_PARAM.search(value)
     return ctype, (m.group(1).lower() if m else ""), (name.group(1) if name else "")
@@ -338,6 +365,8 @@ def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
         ctype, charset, name = _content_type(block)
         if not block.raw("Content-Type") and part.declared_type:
             ctype = part.declared_type.lower()
+        if UNSPLIT in part.flags:  # a multipart no delimiter splits: its body is text
+            ctype = "text/plain"
         out.append(TextPart(ctype, charset, part.data(), block, part.name or name, part))
     return out
 
@@ -382,6 +411,8 @@ def _leaf(sub: Message) -> TextPart:
     block = hdr.HeaderBlock(order=[(str(n), b" " + str(v).encode("utf-8", "replace") + b"\n")
                                    for n, v in sub.items()])
     ctype, charset, name = _content_type(block)
+    if ctype.startswith("multipart/"):  # the stdlib found no delimiter: the body is text
+        ctype = "text/plain"
     try:
         data = sub.get_payload(decode=True)
     except (ValueError, AssertionError):
