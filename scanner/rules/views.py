@@ -8,17 +8,20 @@
   domains), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
 - ``body``: the Subject as first line, then every text/plain and text/html part
   (HTML rendered), each cut at ``body_part_scan_size``; blank lines separate
-  paragraphs, other white space runs become one space, and lines longer than 2,048
-  bytes are split at a space;
+  paragraphs, other white space runs (Unicode white space, as Perl sees it) become
+  one space, and lines longer than 2,048 bytes are split at a space;
 - ``rawbody``: every text part, transfer-decoded but not rendered, cut at
   ``rawbody_part_scan_size`` and split into pieces of 2,048-4,096 bytes;
 - ``full``: the message as received (LF line ends);
 - ``uri``: see :mod:`scanner.rules.uris`.
 
 Text parts come from the decoders' part tree when the pipeline built one (MIME leaves
-only, not archive members), else from a small MIME walk of the raw bytes. Octets stay
-octets: a part declared UTF-8 (or US-ASCII) that is valid UTF-8 is treated as
-characters for white space, like SpamAssassin; everything else byte by byte.
+only, not archive members), else from a small MIME walk of the raw bytes. ``body`` text
+is characters, handed to the rules as UTF-8, as SpamAssassin 4 with its default
+``normalize_charset 1`` does: each part's octets are decoded by
+:func:`scanner.rules.charsets.normalize` (valid UTF-8 first, then the declared charset,
+then Windows-1252), and characters from HTML entities (``&eacute;``, ``&#8364;``) are
+UTF-8 too. ``rawbody`` and ``full`` stay octets.
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ import regex
 from decoders.mimeutil import Entity
 from scanner.auth.psl import known_org_domain
 from scanner.rules import headers as hdr
+from scanner.rules.charsets import normalize
 from scanner.rules.html import Rendered, render
 from scanner.rules.uris import UriFinder, canonicalize, from_html, from_text
 
 MAX_LINE = 2048
-_UNICODE_WS = re.compile(r"\s+")
-_ASCII_WS = re.compile(r"[ \t\n\r\f\x0b]+")
-_PARA = re.compile(r"\n+\s*\n+")
+# Perl's \s on characters (Python's \s also takes \x1c-\x1f, which Perl's does not)
+_PERL_SPACE = r"[\t\n\x0b\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_WS = re.compile(_PERL_SPACE + "+")
+_PARA = re.compile(r"\n+" + _PERL_SPACE + r"*\n+")
 _RAW_FOLD = re.compile(rb"\r?\n\s+")
 _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
@@ -187,8 +192,8 @@ class MessageView:
         return values[-1] if values else b"\n"
 
     @cached_property
-    def _rendered(self) -> tuple[list[tuple[str, bool]], list[str], list[tuple[str, str]]]:
-        pieces: list[tuple[str, bool]] = []
+    def _rendered(self) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+        pieces: list[str] = []
         links: list[str] = []
         anchors: list[tuple[str, str]] = []
         for part in self.leaves:
@@ -196,24 +201,22 @@ class MessageView:
                     not _HTML_NAME.search(part.name):
                 continue
             is_html = part.ctype == "text/html" or bool(_HTML_NAME.search(part.name))
-            text, chars = _as_text(part.data, part.charset)
+            text = normalize(part.data, part.charset)
             if is_html and text:
                 rendered = _render(text, part.source)
                 text = rendered.text
                 links.extend(from_html(rendered.links, self.limits.max_uris, rendered.base))
                 anchors.extend(rendered.anchors)
             text = _truncate(text, self.limits.body_part_scan_size, " ")
-            pieces.append((text, chars))
+            pieces.append(text)
         return pieces, links, anchors
 
     @cached_property
     def body(self) -> list[bytes]:
-        pieces = self._rendered[0]
-        chars = any(c for _, c in pieces)
-        text = "\n".join(t for t, _ in pieces)
+        text = "\n".join(self._rendered[0])
         text = _PARA.sub("\x00", text)
-        text = (_UNICODE_WS if chars else _ASCII_WS).sub(" ", text).replace("\x00", "\n")
-        data = text.encode("utf-8" if chars else "latin-1", "replace")
+        text = _WS.sub(" ", text).replace("\x00", "\n")
+        data = text.encode("utf-8", "replace")
         return _short_lines(self.subject + data)
 
     @cached_property
@@ -251,16 +254,6 @@ class MessageView:
     @cached_property
     def uris_joined(self) -> bytes:
         return b"\n".join(self.uris)
-
-
-def _as_text(data: bytes, charset: str) -> tuple[str, bool]:
-    """(text, is characters): UTF-8 decoded when declared so and valid, else Latin-1."""
-    if charset in ("", "us-ascii", "utf-8", "utf8") and not data.isascii():
-        try:
-            return data.decode("utf-8"), True
-        except UnicodeDecodeError:
-            pass
-    return data.decode("latin-1"), False
 
 
 def _truncate(text: str, size: int, sep: str) -> str:
@@ -359,9 +352,9 @@ def _render(text: str, source: Any) -> Rendered:
 def html_text(part: Any) -> str:
     """The visible text of one HTML leaf of the decoders' part tree (``part.html``, decoded
     by its declared charset), rendered as the body rules render HTML. Where the rules
-    decode the bytes to the same string (ASCII, UTF-8 and Latin-1 parts: 92 % of the
-    corpus's HTML parts) both share one render; other charsets differ there and are
-    rendered apart, so a name in Cyrillic or Hangul stays readable."""
+    decode the bytes to the same string (most parts: both read the declared charset;
+    they differ for a part that is valid UTF-8 but declared otherwise, or not valid in
+    its declared charset) both share one render; else they are rendered apart."""
     html = part.html or ""
     return _render(html, part).text if html else ""
 

@@ -1,0 +1,70 @@
+"""The body, rawbody and header views as SpamAssassin 4 builds them (found by
+scripts/body_differential.py): charset normalisation to UTF-8, Perl's white space,
+encoded words."""
+
+from __future__ import annotations
+
+from .helpers import message, names, ruleset, run
+
+
+def _head(subject: bytes = b"hi", ctype: bytes = b"text/plain; charset=us-ascii") -> bytes:
+    return (b"From: Alice <alice@example.org>\nTo: bob@example.net\nSubject: " + subject +
+            b"\nMessage-ID: <1@example.org>\nContent-Type: " + ctype + b"\n\n")
+
+
+def test_body_of_a_latin1_part_is_utf8() -> None:
+    rs = ruleset(r"""
+body B_CAFE   /caf\xc3\xa9 \xc2\xa3100/
+body B_OCTETS /caf\xe9/
+""")
+    raw = _head(ctype=b"text/plain; charset=iso-8859-1") + b"caf\xe9 \xa3100\n"
+    assert names(run(rs, raw)) == {"B_CAFE"}
+
+
+def test_body_of_a_cyrillic_part_is_decoded_by_its_charset() -> None:
+    rs = ruleset(r"body B_PRIVET /\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82/")
+    raw = _head(ctype=b"text/plain; charset=windows-1251") + "привет\n".encode("cp1251")
+    assert names(run(rs, raw)) == {"B_PRIVET"}
+
+
+def test_body_of_valid_utf8_declared_latin1_stays_utf8() -> None:
+    rs = ruleset(r"body B_EURO /\xe2\x82\xac5/")
+    raw = _head(ctype=b"text/plain; charset=iso-8859-1") + "€5\n".encode()
+    assert names(run(rs, raw)) == {"B_EURO"}
+
+
+def test_html_entities_in_an_ascii_part_are_utf8() -> None:
+    rs = ruleset(r"body B_ENT /caf\xc3\xa9 \xe2\x82\xac5/")
+    raw = message(body="<p>caf&eacute; &euro;5</p>\n", ctype="text/html; charset=us-ascii")
+    assert names(run(rs, raw)) == {"B_ENT"}
+
+
+def test_nbsp_octet_in_latin1_text_is_white_space() -> None:
+    rs = ruleset(r"body B_SPACE /win a prize/")
+    raw = _head(ctype=b"text/plain; charset=iso-8859-1") + b"win\xa0a\xa0prize \xe9\n"
+    assert names(run(rs, raw)) == {"B_SPACE"}
+
+
+def test_file_separator_is_not_white_space() -> None:
+    # Perl's \s does not take \x1c-\x1f; Python's does
+    rs = ruleset(r"body B_FS /a\x1cb/")
+    raw = _head(ctype=b"text/plain; charset=utf-8") + "a\x1cb \u00e9\n".encode()
+    assert names(run(rs, raw)) == {"B_FS"}
+
+
+def test_raw_8bit_header_is_read_as_windows_1252() -> None:
+    rs = ruleset(r"""
+header H_POUND  Subject =~ /^\xc2\xa3100 \xe2\x80\x9cnow\xe2\x80\x9d$/
+header H_NAME   From:name =~ /^J\xc3\xb6rg$/
+header H_UTF8   To =~ /^J\xc3\xb6rg </
+""")
+    raw = _head(subject=b"\xa3100 \x93now\x94").replace(
+        b"From: Alice", b"From: J\xf6rg").replace(b"To: bob", "To: Jörg <bob".encode()) \
+        .replace(b"example.net\n", b"example.net>\n")
+    assert names(run(rs, raw)) == {"H_POUND", "H_NAME", "H_UTF8"}
+
+
+def test_iso_8859_1_encoded_word_is_read_as_windows_1252() -> None:
+    rs = ruleset(r"header H_QUOTES Subject =~ /^\xe2\x80\x9chi\xe2\x80\x9d$/")
+    raw = _head(subject=b"=?iso-8859-1?q?=93hi=94?=")
+    assert names(run(rs, raw)) == {"H_QUOTES"}
