@@ -10,18 +10,19 @@
   (HTML rendered), each cut at ``body_part_scan_size``; blank lines separate
   paragraphs, other white space runs (Unicode white space, as Perl sees it) become
   one space, and lines longer than 2,048 bytes are split at a space;
-- ``rawbody``: every text part, transfer-decoded but not rendered, cut at
+- ``rawbody``: every text and message part (a part named ``*.html`` is text/html), and
+  no text/calendar one, transfer-decoded but not rendered, cut at
   ``rawbody_part_scan_size`` and split into pieces of 2,048-4,096 bytes;
 - ``full``: the message as received (LF line ends);
 - ``uri``: see :mod:`scanner.rules.uris`.
 
 Text parts come from the decoders' part tree when the pipeline built one (MIME leaves
-only, not archive members), else from a small MIME walk of the raw bytes. ``body`` text
-is characters, handed to the rules as UTF-8, as SpamAssassin 4 with its default
-``normalize_charset 1`` does: each part's octets are decoded by
-:func:`scanner.rules.charsets.normalize` (valid UTF-8 first, then the declared charset,
-then Windows-1252), and characters from HTML entities (``&eacute;``, ``&#8364;``) are
-UTF-8 too. ``rawbody`` and ``full`` stay octets.
+only, not archive members; a text part that merely looks like a message stays text),
+else from a small MIME walk of the raw bytes. ``body`` text is characters, handed to the
+rules as UTF-8, as SpamAssassin 4 with its default ``normalize_charset 1`` does: each
+part's octets are decoded by :func:`scanner.rules.charsets.normalize` (valid UTF-8
+first, then the declared charset, then Windows-1252), and characters from HTML entities
+(``&eacute;``, ``&#8364;``) are UTF-8 too. ``rawbody`` and ``full`` stay octets.
 """
 
 from __future__ import annotations
@@ -227,7 +228,9 @@ class MessageView:
     def rawbody(self) -> list[bytes]:
         out: list[bytes] = []
         for part in self.leaves:
-            if not (part.ctype.startswith("text") or part.ctype.startswith("message")) \
+            # by the effective type: a part named *.html is text/html (SpamAssassin)
+            ctype = "text/html" if _HTML_NAME.search(part.name) else part.ctype
+            if not (ctype.startswith("text") or ctype.startswith("message")) \
                     or part.ctype == "text/calendar":
                 continue
             data = _truncate_bytes(part.data, self.limits.rawbody_part_scan_size)
@@ -319,12 +322,29 @@ def _content_type(block: hdr.HeaderBlock) -> tuple[str, str, str]:
 
 
 def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
-    """MIME leaves of the decoders' part tree (children of ``mail`` parts)."""
+    """MIME leaves of the decoders' part tree (children of ``mail`` parts).
+
+    A part the decoders read as a message by its content alone (text that starts with
+    header-like lines) is a leaf as declared, as SpamAssassin reads it: only
+    message/rfc822 and message/global parts are messages. Its MIME header block is
+    lost (the decoders replace it by the lines read as headers): the leaf gets its
+    declared Content-Type, no charset.
+    """
     by_index = {p.index: p for p in parts}
+    sniffed = {p.index for p in parts if _sniffed_mail(p, by_index)}
     out: list[TextPart] = []
     for part in parts:
         parent = by_index.get(part.parent) if part.parent is not None else None
-        if parent is None or parent.detected_type != "mail" or part.detected_type == "mail":
+        if parent is None or parent.detected_type != "mail" or \
+                (sniffed and _inside(part, sniffed, by_index)):
+            continue
+        if part.index in sniffed:
+            block = hdr.HeaderBlock(order=[("Content-Type", f" {part.declared_type}\n".encode(
+                "utf-8", "replace"))])
+            out.append(TextPart(part.declared_type.lower(), "", part.data(), block,
+                                part.name or "", part))
+            continue
+        if part.detected_type == "mail":
             continue
         block = hdr.HeaderBlock(order=[(n, b" " + v.encode("utf-8", "replace") + b"\n")
                                        for n, v in part.headers])
@@ -333,6 +353,29 @@ def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
             ctype = part.declared_type.lower()
         out.append(TextPart(ctype, charset, part.data(), block, part.name or name, part))
     return out
+
+
+def _sniffed_mail(part: Any, by_index: dict[int, Any]) -> bool:
+    """A part inside a message, read as a message by its content, but declared as
+    something else than a message (a text/plain body that starts "From: ...")."""
+    parent = by_index.get(part.parent) if part.parent is not None else None
+    declared = (part.declared_type or "").lower()
+    return (part.detected_type == "mail" and parent is not None
+            and parent.detected_type == "mail" and bool(declared)
+            and not declared.startswith("message/"))
+
+
+def _inside(part: Any, sniffed: set[int], by_index: dict[int, Any]) -> bool:
+    """Whether an ancestor of ``part`` is in ``sniffed`` (its content is that leaf's)."""
+    seen = 0
+    index = part.parent
+    while index is not None and seen < 1000:
+        if index in sniffed:
+            return True
+        ancestor = by_index.get(index)
+        index = ancestor.parent if ancestor is not None else None
+        seen += 1
+    return False
 
 
 def _render(text: str, source: Any) -> Rendered:

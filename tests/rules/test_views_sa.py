@@ -1,8 +1,11 @@
 """The body, rawbody and header views as SpamAssassin 4 builds them (found by
 scripts/body_differential.py): charset normalisation to UTF-8, Perl's white space,
-encoded words."""
+encoded words, and text parts that look like messages."""
 
 from __future__ import annotations
+
+from scanner.rules.views import MessageView
+from scanner.testing.tasks import task_from_bytes
 
 from .helpers import message, names, ruleset, run
 
@@ -68,3 +71,35 @@ def test_iso_8859_1_encoded_word_is_read_as_windows_1252() -> None:
     rs = ruleset(r"header H_QUOTES Subject =~ /^\xe2\x80\x9chi\xe2\x80\x9d$/")
     raw = _head(subject=b"=?iso-8859-1?q?=93hi=94?=")
     assert names(run(rs, raw)) == {"H_QUOTES"}
+
+
+def test_text_part_that_looks_like_a_message_stays_text() -> None:
+    raw = _head() + (b"From: Steve Speer\nSubject: http://example.com/news.html\n\n"
+                     b"not sure what the rules are\n")
+    with task_from_bytes(raw) as task:
+        view = MessageView(raw, task.parts)
+        body = b"".join(view.body)
+        rawbody = b"".join(view.rawbody)
+    assert b"From: Steve Speer Subject: http://example.com/news.html" in body
+    assert rawbody.startswith(b"From: Steve Speer\nSubject:")
+    assert b"not sure what the rules are" in body
+
+
+def test_attached_message_is_still_read_as_a_message() -> None:
+    inner = b"From: x@example.org\nSubject: inner\n\ninner text\n"
+    raw = _head(ctype=b'multipart/mixed; boundary="b"') + (
+        b"--b\nContent-Type: text/plain\n\nouter text\n"
+        b"--b\nContent-Type: message/rfc822\n\n" + inner + b"--b--\n")
+    with task_from_bytes(raw) as task:
+        body = b"".join(MessageView(raw, task.parts).body)
+    assert b"outer text" in body and b"inner text" in body
+    assert b"From: x@example.org" not in body
+
+
+def test_rawbody_reads_a_part_named_html_whatever_its_type() -> None:
+    rs = ruleset(r"rawbody R_HTML /<p>html by name<\/p>/")
+    raw = _head(ctype=b'multipart/mixed; boundary="b"') + (
+        b"--b\nContent-Type: text/plain\n\nmain text\n"
+        b'--b\nContent-Type: application/octet-stream; name="page.html"\n\n'
+        b"<p>html by name</p>\n--b--\n")
+    assert names(run(rs, raw)) == {"R_HTML"}
