@@ -35,21 +35,24 @@ _W1252_COMMON = bytes(range(0x80)) + b"\xa0\xa9\xad\x82\x84\x85\x99" + \
     bytes(range(0xe0, 0xf7)) + bytes(range(0xf8, 0xff))
 
 
-def normalize(data: bytes, charset: str) -> str:
-    """``data`` (declared as ``charset``, any case) as characters, never raising."""
+def normalize(data: bytes, charset: str) -> tuple[str, bool]:
+    """``data`` (declared as ``charset``, any case) as text, never raising, and whether
+    it was decoded to characters (False: ASCII octets kept as they are, which Perl
+    keeps as octets)."""
     charset = charset.strip().lower()
     if data.isascii():
         if _ASCII_SUPERSET.fullmatch(charset):
-            return data.decode("ascii")
-        return _declared(data, charset) or data.decode("ascii")
+            return data.decode("ascii"), False
+        text = _declared(data, charset)
+        return (text, True) if text is not None else (data.decode("ascii"), False)
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), True
     except UnicodeDecodeError:
         pass
     text = _declared(data, charset)
     if text is None and not data.translate(None, _W1252_COMMON):
         text = _strict(data, "cp1252")
-    return text if text is not None else data.decode("cp1252", "replace")
+    return (text if text is not None else data.decode("cp1252", "replace")), True
 
 
 def _declared(data: bytes, charset: str) -> str | None:

@@ -1,7 +1,8 @@
 """Render HTML to the text SpamAssassin's ``body`` rules see, and collect its links.
 
 Rendering follows SpamAssassin's rules for what is text: script and style content is
-dropped, comments are dropped, entities are decoded, ``&nbsp;`` is a space; ``<br>`` and
+dropped, comments are dropped, entities are decoded (``&#128;``-``&#159;`` as the C1
+characters U+0080-U+009F, as HTML::Parser does), ``&nbsp;`` is a space; ``<br>`` and
 ``<div>`` give a newline; ``<li>``, ``<td>``, ``<th>``, ``<dd>``, ``<dt>``, headings and
 ``<embed>`` a space; ``<p>``, ``<hr>``, ``<blockquote>``, ``<pre>`` and ``<title>`` a blank
 line. Runs of white space inside text become one space. Hidden text (same colour as
@@ -42,6 +43,9 @@ _LINK_ATTRS = {"a": ("href",), "area": ("href",), "link": ("href",), "base": ("h
                "td": ("background",)}
 _TEXT_WS = re.compile(r"[ \t\n\r\f\x0b]+|\xa0")
 _SELF_CLOSE = re.compile(r"<(\w+)\s*/>")
+# &#128; to &#159;: Python's unescape reads them as Windows-1252 (HTML5), SpamAssassin's
+# HTML::Parser as the code point itself (U+0080-U+009F); the rules see SpamAssassin's
+_C1_REF = re.compile(r"&#(?:0*(12[89]|1[3-5]\d)|[xX]0*([89][0-9a-fA-F]))(?![0-9a-fA-F]);?")
 _REFRESH_URL = re.compile(r"url\s*=\s*['\"]?([^'\">\s]+)", re.I)
 # browsers ignore a <base href> that is not an absolute URL (SpamAssassin: of these)
 _ABSOLUTE_BASE = re.compile(r"(?:https?|ftp):/{0,2}[^/\s]", re.I)
@@ -140,6 +144,8 @@ class Rendered:
 def render(html: str) -> Rendered:
     """Render ``html``: its text, link targets, tag count and anchors."""
     html = html[:MAX_HTML].replace("&nbsp;", " ")
+    if "&#" in html:
+        html = _C1_REF.sub(_c1_char, html)
     html = prepare(_SELF_CLOSE.sub(r"<\1>", html))  # no quadratic tag soup
     parser = _Renderer()
     try:
@@ -150,3 +156,9 @@ def render(html: str) -> Rendered:
     parser.close_anchor()
     return Rendered("".join(parser.chunks), parser.links, parser.tags, parser.anchors,
                     parser.base)
+
+
+def _c1_char(m: re.Match) -> str:
+    """The character of a numeric reference to U+0080-U+009F (see ``_C1_REF``)."""
+    code = int(m.group(1)) if m.group(1) else int(m.group(2), 16)
+    return chr(code) if 128 <= code <= 159 else m.group(0)

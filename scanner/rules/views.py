@@ -21,8 +21,8 @@ only, not archive members; a text part that merely looks like a message stays te
 else from a small MIME walk of the raw bytes. ``body`` text is characters, handed to the
 rules as UTF-8, as SpamAssassin 4 with its default ``normalize_charset 1`` does: each
 part's octets are decoded by :func:`scanner.rules.charsets.normalize` (valid UTF-8
-first, then the declared charset, then Windows-1252), and characters from HTML entities
-(``&eacute;``, ``&#8364;``) are UTF-8 too. ``rawbody`` and ``full`` stay octets.
+first, then the declared charset, then Windows-1252); a body of ASCII parts only stays
+octets (see :meth:`MessageView.body`). ``rawbody`` and ``full`` stay octets.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ MAX_LINE = 2048
 _PERL_SPACE = r"[\t\n\x0b\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 _WS = re.compile(_PERL_SPACE + "+")
 _PARA = re.compile(r"\n+" + _PERL_SPACE + r"*\n+")
+_ASCII_WS = re.compile(r"[ \t\n\r\f\x0b]+")
+_ASCII_PARA = re.compile(r"\n+[ \t\n\r\f\x0b]*\n+")
+_WIDE = re.compile(r"[^\x00-\xff]")
 _RAW_FOLD = re.compile(rb"\r?\n\s+")
 _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
@@ -193,8 +196,8 @@ class MessageView:
         return values[-1] if values else b"\n"
 
     @cached_property
-    def _rendered(self) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-        pieces: list[str] = []
+    def _rendered(self) -> tuple[list[tuple[str, bool]], list[str], list[tuple[str, str]]]:
+        pieces: list[tuple[str, bool]] = []  # (text, is it characters: see body)
         links: list[str] = []
         anchors: list[tuple[str, str]] = []
         for part in self.leaves:
@@ -202,22 +205,30 @@ class MessageView:
                     not _HTML_NAME.search(part.name):
                 continue
             is_html = part.ctype == "text/html" or bool(_HTML_NAME.search(part.name))
-            text = normalize(part.data, part.charset)
+            text, chars = normalize(part.data, part.charset)
             if is_html and text:
                 rendered = _render(text, part.source)
                 text = rendered.text
+                chars = chars or _WIDE.search(text) is not None
                 links.extend(from_html(rendered.links, self.limits.max_uris, rendered.base))
                 anchors.extend(rendered.anchors)
             text = _truncate(text, self.limits.body_part_scan_size, " ")
-            pieces.append(text)
+            pieces.append((text, chars))
         return pieces, links, anchors
 
     @cached_property
     def body(self) -> list[bytes]:
-        text = "\n".join(self._rendered[0])
-        text = _PARA.sub("\x00", text)
-        text = _WS.sub(" ", text).replace("\x00", "\n")
-        data = text.encode("utf-8", "replace")
+        """SpamAssassin's body text. Perl keeps a string as octets until it is given
+        decoded characters or a character above U+00FF: a body whose every part was
+        ASCII (HTML entities such as ``&copy;`` or ``&#150;`` included) stays Latin-1
+        octets with ASCII white space; any decoded part makes all of it UTF-8, with
+        Unicode white space."""
+        pieces = self._rendered[0]
+        chars = any(c for _, c in pieces)
+        text = "\n".join(t for t, _ in pieces)
+        text = (_PARA if chars else _ASCII_PARA).sub("\x00", text)
+        text = (_WS if chars else _ASCII_WS).sub(" ", text).replace("\x00", "\n")
+        data = text.encode("utf-8" if chars else "latin-1", "replace")
         return _short_lines(self.subject + data)
 
     @cached_property

@@ -36,7 +36,7 @@ def test_body_of_valid_utf8_declared_latin1_stays_utf8() -> None:
     assert names(run(rs, raw)) == {"B_EURO"}
 
 
-def test_html_entities_in_an_ascii_part_are_utf8() -> None:
+def test_html_entities_in_an_ascii_part_are_utf8_with_a_wide_one() -> None:
     rs = ruleset(r"body B_ENT /caf\xc3\xa9 \xe2\x82\xac5/")
     raw = message(body="<p>caf&eacute; &euro;5</p>\n", ctype="text/html; charset=us-ascii")
     assert names(run(rs, raw)) == {"B_ENT"}
@@ -103,3 +103,17 @@ def test_rawbody_reads_a_part_named_html_whatever_its_type() -> None:
         b'--b\nContent-Type: application/octet-stream; name="page.html"\n\n'
         b"<p>html by name</p>\n--b--\n")
     assert names(run(rs, raw)) == {"R_HTML"}
+
+
+def test_entities_of_an_ascii_body_stay_latin1_octets() -> None:
+    # Perl keeps the text as octets while no character is above U+00FF
+    rs = ruleset(r"body B_LATIN /\xa92002 one two \x96 dash \x96 hex \xe9t\xe9/")
+    html = "<p>&copy;2002 one&nbsp;two &#150; dash &#x96; hex &eacute;t&eacute;</p>\n"
+    assert names(run(rs, message(body=html, ctype="text/html; charset=us-ascii"))) == \
+        {"B_LATIN"}
+
+
+def test_c1_references_are_c1_characters_in_a_utf8_body() -> None:
+    rs = ruleset(r"body B_C1 /\xc2\x96 \xe2\x82\xac/")
+    html = "<p>&#150; &euro;</p>\n"
+    assert names(run(rs, message(body=html, ctype="text/html; charset=us-ascii"))) == {"B_C1"}
