@@ -339,7 +339,7 @@ def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
     header-like lines) is a leaf as declared, as SpamAssassin reads it: only
     message/rfc822 and message/global parts are messages. Its MIME header block is
     lost (the decoders replace it by the lines read as headers): the leaf gets its
-    declared Content-Type, no charset.
+    declared Content-Type (text/plain when none), no charset.
     """
     by_index = {p.index: p for p in parts}
     sniffed = {p.index for p in parts if _sniffed_mail(p, by_index)}
@@ -350,10 +350,10 @@ def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
                 (sniffed and _inside(part, sniffed, by_index)):
             continue
         if part.index in sniffed:
-            block = hdr.HeaderBlock(order=[("Content-Type", f" {part.declared_type}\n".encode(
+            ctype = (part.declared_type or "text/plain").lower()
+            block = hdr.HeaderBlock(order=[("Content-Type", f" {ctype}\n".encode(
                 "utf-8", "replace"))])
-            out.append(TextPart(part.declared_type.lower(), "", part.data(), block,
-                                part.name or "", part))
+            out.append(TextPart(ctype, "", part.data(), block, part.name or "", part))
             continue
         if part.detected_type == "mail":
             continue
@@ -368,12 +368,16 @@ def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
 
 def _sniffed_mail(part: Any, by_index: dict[int, Any]) -> bool:
     """A part inside a message, read as a message by its content, but declared as
-    something else than a message (a text/plain body that starts "From: ...")."""
+    something else than a message (a text/plain body that starts "From: ..."); one
+    with no Content-Type is text/plain too, but in a multipart/digest."""
     parent = by_index.get(part.parent) if part.parent is not None else None
+    if part.detected_type != "mail" or parent is None or parent.detected_type != "mail":
+        return False
     declared = (part.declared_type or "").lower()
-    return (part.detected_type == "mail" and parent is not None
-            and parent.detected_type == "mail" and bool(declared)
-            and not declared.startswith("message/"))
+    if not declared:
+        return not any(n.lower() == "content-type" and "multipart/digest" in v.lower()
+                       for n, v in parent.headers)
+    return not declared.startswith("message/")
 
 
 def _inside(part: Any, sniffed: set[int], by_index: dict[int, Any]) -> bool:

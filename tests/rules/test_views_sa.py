@@ -117,3 +117,21 @@ def test_c1_references_are_c1_characters_in_a_utf8_body() -> None:
     rs = ruleset(r"body B_C1 /\xc2\x96 \xe2\x82\xac/")
     html = "<p>&#150; &euro;</p>\n"
     assert names(run(rs, message(body=html, ctype="text/html; charset=us-ascii"))) == {"B_C1"}
+
+
+def test_body_without_content_type_that_looks_like_a_message_stays_text() -> None:
+    raw = (b"From: a@example.org\nTo: b@example.net\nSubject: advisory\n\n"
+           b"Severity: Security\nReferences: CAN-2002-0989\n\nGaim is a messaging client\n")
+    with task_from_bytes(raw) as task:
+        body = b"".join(MessageView(raw, task.parts).body)
+    assert b"Severity: Security References: CAN-2002-0989" in body
+    assert b"Gaim is a messaging client" in body
+
+
+def test_digest_part_without_content_type_is_still_a_message() -> None:
+    raw = _head(ctype=b'multipart/digest; boundary="d"') + (
+        b"--d\n\nFrom: x@example.org\nSubject: one\n\ndigest text\n--d--\n")
+    with task_from_bytes(raw) as task:
+        body = b"".join(MessageView(raw, task.parts).body)
+    assert b"digest text" in body
+    assert b"From: x@example.org" not in body
