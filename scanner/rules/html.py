@@ -2,10 +2,12 @@
 
 Rendering follows SpamAssassin's rules for what is text: script and style content is
 dropped, comments are dropped, entities are decoded (``&#128;``-``&#159;`` as the C1
-characters U+0080-U+009F, as HTML::Parser does), ``&nbsp;`` is a space; ``<br>`` and
+characters U+0080-U+009F, as HTML::Parser does), ``&nbsp;`` is a space (an NBSP
+written otherwise, ``&#160;`` or ``&nbsp`` without the semicolon, stays: the body view
+decides), curly double quotes U+201C/U+201D are ``"`` (in attributes too); ``<br>`` and
 ``<div>`` give a newline; ``<li>``, ``<td>``, ``<th>``, ``<dd>``, ``<dt>``, headings and
 ``<embed>`` a space; ``<p>``, ``<hr>``, ``<blockquote>``, ``<pre>`` and ``<title>`` a blank
-line. Runs of white space inside text become one space. Hidden text (same colour as
+line. Runs of ASCII white space inside text become one space. Hidden text (same colour as
 the background, tiny fonts) stays in, as in SpamAssassin's ``body`` view.
 
 Links come from ``a``/``area``/``link``/``base`` ``href``, ``img``/``frame``/``iframe``/
@@ -41,7 +43,9 @@ _LINK_ATTRS = {"a": ("href",), "area": ("href",), "link": ("href",), "base": ("h
                "script": ("src",), "bgsound": ("src",), "form": ("action",),
                "body": ("background",), "table": ("background",), "tr": ("background",),
                "td": ("background",)}
-_TEXT_WS = re.compile(r"[ \t\n\r\f\x0b]+|\xa0")
+# SpamAssassin's text handler: ASCII white space, and "\xc2\xa0" (meant as a UTF-8 NBSP,
+# but matched against characters: U+00C2 U+00A0); a lone NBSP is left to the body view
+_TEXT_WS = re.compile(r"[ \t\n\r\f\x0b]+|\xc2\xa0")
 _SELF_CLOSE = re.compile(r"<(\w+)\s*/>")
 # &#128; to &#159;: Python's unescape reads them as Windows-1252 (HTML5), SpamAssassin's
 # HTML::Parser as the code point itself (U+0080-U+009F); the rules see SpamAssassin's
@@ -144,6 +148,8 @@ class Rendered:
 def render(html: str) -> Rendered:
     """Render ``html``: its text, link targets, tag count and anchors."""
     html = html[:MAX_HTML].replace("&nbsp;", " ")
+    if "\u201c" in html or "\u201d" in html:  # curly double quotes, as SpamAssassin
+        html = html.replace("\u201c", '"').replace("\u201d", '"')
     if "&#" in html:
         html = _C1_REF.sub(_c1_char, html)
     html = prepare(_SELF_CLOSE.sub(r"<\1>", html))  # no quadratic tag soup

@@ -135,3 +135,17 @@ def test_digest_part_without_content_type_is_still_a_message() -> None:
         body = b"".join(MessageView(raw, task.parts).body)
     assert b"digest text" in body
     assert b"From: x@example.org" not in body
+
+
+def test_curly_double_quotes_in_html_are_ascii_quotes() -> None:
+    rs = ruleset(r'body B_FREE /so-called "FREE" money/')
+    raw = _head(ctype=b"text/html; charset=iso-8859-1") + \
+        b"<p>so-called \x93FREE\x94 money</p>\n"
+    assert names(run(rs, raw)) == {"B_FREE"}
+
+
+def test_nbsp_without_semicolon_stays_in_an_ascii_body() -> None:
+    rs = ruleset(r"body B_NBSP /Unsubscribe\xa0\|\xa0Manage \| FAQ/")
+    html = "<p>Unsubscribe&nbsp|&#160;Manage&nbsp;|&nbsp;FAQ</p>\n"
+    assert names(run(rs, message(body=html, ctype="text/html; charset=us-ascii"))) == \
+        {"B_NBSP"}
