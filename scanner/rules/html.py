@@ -1,14 +1,16 @@
 """Render HTML to the text SpamAssassin's ``body`` rules see, and collect its links.
 
 Rendering follows SpamAssassin's rules for what is text: script and style content is
-dropped, comments are dropped, entities are decoded (``&#128;``-``&#159;`` as the C1
-characters U+0080-U+009F, as HTML::Parser does), ``&nbsp;`` is a space (an NBSP
-written otherwise, ``&#160;`` or ``&nbsp`` without the semicolon, stays: the body view
-decides), curly double quotes U+201C/U+201D are ``"`` (in attributes too); ``<br>`` and
-``<div>`` give a newline; ``<li>``, ``<td>``, ``<th>``, ``<dd>``, ``<dt>``, headings and
-``<embed>`` a space; ``<p>``, ``<hr>``, ``<blockquote>``, ``<pre>`` and ``<title>`` a blank
-line. Runs of ASCII white space inside text become one space. Hidden text (same colour as
-the background, tiny fonts) stays in, as in SpamAssassin's ``body`` view.
+dropped, the content of ``<iframe>``, ``<textarea>`` and ``<xmp>`` is text (markup
+included: HTML::Parser reads it literally), comments are dropped, entities are decoded
+(``&#128;``-``&#159;`` as the C1 characters U+0080-U+009F, as HTML::Parser does),
+``&nbsp;`` is a space (an NBSP written otherwise, ``&#160;`` or ``&nbsp`` without the
+semicolon, stays: the body view decides), curly double quotes U+201C/U+201D are ``"``
+(in attributes too); ``<br>`` and ``<div>`` give a newline; ``<li>``, ``<td>``,
+``<th>``, ``<dd>``, ``<dt>``, headings and ``<embed>`` a space; ``<p>``, ``<hr>``,
+``<blockquote>``, ``<pre>`` and ``<title>`` a blank line. Runs of ASCII white space
+inside text become one space. Hidden text (same colour as the background, tiny fonts)
+stays in, as in SpamAssassin's ``body`` view.
 
 Links come from ``a``/``area``/``link``/``base`` ``href``, ``img``/``frame``/``iframe``/
 ``embed``/``script``/``bgsound`` ``src``, ``form`` ``action``, ``background`` attributes
@@ -35,6 +37,9 @@ MAX_LINKS = 20000
 MAX_ANCHORS = 1000
 MAX_ANCHOR_TEXT = 300
 _WS_NEWLINE = frozenset({"br", "div"})
+# HTML::Parser's literal-mode elements besides script and style (which html.parser
+# already reads so): their content is text, tags included, up to the end tag
+_LITERAL = frozenset({"iframe", "textarea", "xmp"})
 _WS_SPACE = frozenset({"li", "th", "td", "dd", "dt", "embed", "h1", "h2", "h3", "h4", "h5",
                        "h6"})
 _WS_PARA = frozenset({"p", "hr", "blockquote", "pre", "listing", "plaintext", "xmp", "title"})
@@ -70,6 +75,8 @@ class _Renderer(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._tag(tag, +1)
         self.tags += 1
+        if tag in _LITERAL:
+            self.set_cdata_mode(tag)  # its content is text up to its end tag
         if tag == "a":
             self.close_anchor()  # <a> does not nest: a new one ends the last
             href = next((v for k, v in attrs if k == "href" and v), None)

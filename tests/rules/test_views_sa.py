@@ -149,3 +149,14 @@ def test_nbsp_without_semicolon_stays_in_an_ascii_body() -> None:
     html = "<p>Unsubscribe&nbsp|&#160;Manage&nbsp;|&nbsp;FAQ</p>\n"
     assert names(run(rs, message(body=html, ctype="text/html; charset=us-ascii"))) == \
         {"B_NBSP"}
+
+
+def test_iframe_and_textarea_content_is_literal_text() -> None:
+    rs = ruleset(r"""
+body B_IFRAME /before<script src="http:\/\/ads\.example\/js"> <\/script> <b>fallback<\/b>/
+body B_AREA   /<p>typed<\/p>/
+""")
+    html = ('before<iframe src="http://frame.example/"><script src="http://ads.example/js">'
+            "\n</script> <b>fallback</b></iframe><textarea><p>typed</p></textarea>\n")
+    assert names(run(rs, message(body=html, ctype="text/html; charset=us-ascii"))) == \
+        {"B_IFRAME", "B_AREA"}
