@@ -6,8 +6,9 @@
   link whose text shows a web address (``http://``, ``https://`` or ``www.``) in
   another registered domain than the link leads to, as "SHOWN TARGET" registered
   domains), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
-- ``body``: the Subject as first line, then every text/plain and text/html part
-  (HTML rendered), each cut at ``body_part_scan_size``; blank lines separate
+- ``body``: the Subject as first line, then every text/plain and text/html part (HTML
+  rendered; every other text/* type but text/calendar and text/x-vcard counts as
+  text/plain), each cut at ``body_part_scan_size``; blank lines separate
   paragraphs, other white space runs (Unicode white space, as Perl sees it) become
   one space, and lines longer than 2,048 bytes are split at a space;
 - ``rawbody``: every text and message part (a part named ``*.html`` is text/html), and
@@ -56,6 +57,8 @@ _ASCII_PARA = re.compile(r"\n+[ \t\n\r\f\x0b]*\n+")
 _WIDE = re.compile(r"[^\x00-\xff]")
 _RAW_FOLD = re.compile(rb"\r?\n\s+")
 _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
+_TEXT_TYPE = re.compile(r"text\b")
+_OWN_TEXT_TYPES = frozenset({"text/html", "text/calendar", "text/x-vcard"})
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.I)
 _NAME_PARAM = re.compile(r"name\s*=\s*\"?([^\";]+)", re.I)
@@ -326,10 +329,19 @@ def _short_paragraphs(data: bytes) -> list[bytes]:
 def _content_type(block: hdr.HeaderBlock) -> tuple[str, str, str]:
     values = block.raw("Content-Type")
     value = hdr.unfold(values[-1]).decode("latin-1") if values else ""
-    ctype = value.split(";", 1)[0].strip().lower() or "text/plain"
+    ctype = sa_type(value.split(";", 1)[0].strip().lower())
     m = _CHARSET_PARAM.search(value)
     name = _NAME_PARAM.search(value)
     return ctype, (m.group(1).lower() if m else ""), (name.group(1) if name else "")
+
+
+def sa_type(ctype: str) -> str:
+    """A MIME type as SpamAssassin reads it: none, and every text/* type but
+    text/html, text/calendar and text/x-vcard, is text/plain (so text/enriched and
+    text/rfc822-headers parts are body text)."""
+    if not ctype or (_TEXT_TYPE.match(ctype) and ctype not in _OWN_TEXT_TYPES):
+        return "text/plain"
+    return ctype
 
 
 def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
@@ -350,7 +362,7 @@ def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
                 (sniffed and _inside(part, sniffed, by_index)):
             continue
         if part.index in sniffed:
-            ctype = (part.declared_type or "text/plain").lower()
+            ctype = sa_type((part.declared_type or "").lower())
             block = hdr.HeaderBlock(order=[("Content-Type", f" {ctype}\n".encode(
                 "utf-8", "replace"))])
             out.append(TextPart(ctype, "", part.data(), block, part.name or "", part))
@@ -361,7 +373,7 @@ def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
                                        for n, v in part.headers])
         ctype, charset, name = _content_type(block)
         if not block.raw("Content-Type") and part.declared_type:
-            ctype = part.declared_type.lower()
+            ctype = sa_type(part.declared_type.lower())
         out.append(TextPart(ctype, charset, part.data(), block, part.name or name, part))
     return out
 

@@ -160,3 +160,18 @@ body B_AREA   /<p>typed<\/p>/
             "\n</script> <b>fallback</b></iframe><textarea><p>typed</p></textarea>\n")
     assert names(run(rs, message(body=html, ctype="text/html; charset=us-ascii"))) == \
         {"B_IFRAME", "B_AREA"}
+
+
+def test_other_text_types_are_body_text_but_vcard_and_calendar() -> None:
+    rs = ruleset(r"""
+body B_ENRICHED /enriched part/
+body B_HEADERS  /Received: from x/
+body B_VCARD    /vcard part/
+body B_CAL      /calendar part/
+""")
+    raw = _head(ctype=b'multipart/mixed; boundary="b"') + (
+        b"--b\nContent-Type: text/enriched\n\nenriched part\n"
+        b"--b\nContent-Type: text/x-vcard\n\nvcard part\n"
+        b"--b\nContent-Type: text/calendar\n\ncalendar part\n"
+        b"--b\nContent-Type: text/rfc822-headers\n\nReceived: from x\n--b--\n")
+    assert names(run(rs, raw)) == {"B_ENRICHED", "B_HEADERS"}
