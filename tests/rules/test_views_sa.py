@@ -175,3 +175,13 @@ body B_CAL      /calendar part/
         b"--b\nContent-Type: text/calendar\n\ncalendar part\n"
         b"--b\nContent-Type: text/rfc822-headers\n\nReceived: from x\n--b--\n")
     assert names(run(rs, raw)) == {"B_ENRICHED", "B_HEADERS"}
+
+
+def test_stray_equals_signs_in_quoted_printable_stay() -> None:
+    raw = _head(ctype=b"text/plain; charset=us-ascii").replace(
+        b"\n\n", b"\nContent-Transfer-Encoding: quoted-printable\n\n", 1) + (
+        b"UNCOVERED\n===============\n=3D==3D==3D end caf=3D=\nsoft\n")
+    with task_from_bytes(raw) as task:
+        rawbody = b"".join(MessageView(raw, task.parts).rawbody)
+    # "=\n" is a soft line break even after "="s: 19 "="s, as SpamAssassin decodes it
+    assert rawbody == b"UNCOVERED\n" + b"=" * 19 + b" end caf=soft\n"
