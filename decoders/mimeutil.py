@@ -21,9 +21,6 @@ _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _PAD_THEN_DATA = re.compile(rb"=[^A-Za-z0-9+/]*[A-Za-z0-9+/]")  # data after padding
 _PADDING = re.compile(rb"=+")
 _QP_STRAY = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*\r?\n)")
-_QP_TRAILING = re.compile(rb"[ \t]+(?=\r?\n)")
-_QP_SOFT = re.compile(rb"=\r?\n")
-_QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -300,10 +297,9 @@ def decode_qp(body: bytes | memoryview) -> bytes:
     readers): ``binascii.a2b_qp`` drops or keeps such ``=`` and the escapes after them
     inconsistently (``==3D`` stayed ``==3D``, ``====`` became ``==``)."""
     data = bytes(body)
-    if _QP_STRAY.search(data) is None:
-        return binascii.a2b_qp(data)
-    data = _QP_SOFT.sub(b"", _QP_TRAILING.sub(b"", data))
-    return _QP_ESCAPE.sub(lambda m: bytes((int(m.group(1), 16),)), data)
+    if _QP_STRAY.search(data) is not None:
+        data = _QP_STRAY.sub(b"=3D", data)  # written as the escape of itself
+    return binascii.a2b_qp(data)
 
 
 def decode_transfer(body: bytes | memoryview, cte: str) -> bytes | memoryview:
