@@ -185,3 +185,11 @@ def test_stray_equals_signs_in_quoted_printable_stay() -> None:
         rawbody = b"".join(MessageView(raw, task.parts).rawbody)
     # "=\n" is a soft line break even after "="s: 19 "="s, as SpamAssassin decodes it
     assert rawbody == b"UNCOVERED\n" + b"=" * 19 + b" end caf=soft\n"
+
+
+def test_soft_line_break_after_a_stray_equals_sign_joins_an_escape() -> None:
+    raw = _head().replace(b"\n\n", b"\nContent-Transfer-Encoding: quoted-printable\n\n", 1) + \
+        b'<embed src=3D"x.cab#version==\n3D5,0,0,0">\n'
+    with task_from_bytes(raw) as task:
+        rawbody = b"".join(MessageView(raw, task.parts).rawbody)
+    assert rawbody == b'<embed src="x.cab#version=5,0,0,0">\n'
