@@ -21,6 +21,7 @@ _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _PAD_THEN_DATA = re.compile(rb"=[^A-Za-z0-9+/]*[A-Za-z0-9+/]")  # data after padding
 _PADDING = re.compile(rb"=+")
 _QP_STRAY = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*\r?\n)")
+_QP_NOT_ESCAPE = re.compile(rb"=(?![0-9A-Fa-f]{2})")
 _QP_TRAILING = re.compile(rb"[ \t]+(?=\r?\n)")
 _QP_SOFT = re.compile(rb"=\r?\n")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
@@ -303,7 +304,7 @@ def decode_qp(body: bytes | memoryview) -> bytes:
         # SpamAssassin's order: trailing blanks, then soft line breaks ("version==\n3D5"
         # is "version=5"), then each stray "=" written as the escape of itself
         data = _QP_SOFT.sub(b"", _QP_TRAILING.sub(b"", data))
-        data = _QP_STRAY.sub(b"=3D", data)
+        data = _QP_NOT_ESCAPE.sub(b"=3D", data)  # soft breaks are gone: "=" LF is text
     return binascii.a2b_qp(data)
 
 

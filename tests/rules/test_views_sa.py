@@ -193,3 +193,11 @@ def test_soft_line_break_after_a_stray_equals_sign_joins_an_escape() -> None:
     with task_from_bytes(raw) as task:
         rawbody = b"".join(MessageView(raw, task.parts).rawbody)
     assert rawbody == b'<embed src="x.cab#version=5,0,0,0">\n'
+
+
+def test_equals_sign_before_a_blank_line_is_a_soft_break_only_once() -> None:
+    raw = _head().replace(b"\n\n", b"\nContent-Transfer-Encoding: quoted-printable\n\n", 1) + \
+        b"=====\n \nThe staff\n"
+    with task_from_bytes(raw) as task:
+        rawbody = b"".join(MessageView(raw, task.parts).rawbody)
+    assert rawbody == b"====\nThe staff\n"
