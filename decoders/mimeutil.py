@@ -25,6 +25,10 @@ _NL = re.compile(rb"\n")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _PAD_THEN_DATA = re.compile(rb"=[^A-Za-z0-9+/]*[A-Za-z0-9+/]")  # data after padding
 _PADDING = re.compile(rb"=+")
+_QP_STRAY = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*\r?\n)")
+_QP_NOT_ESCAPE = re.compile(rb"=(?![0-9A-Fa-f]{2})")
+_QP_TRAILING = re.compile(rb"[ \t]+(?=\r?\n)")
+_QP_SOFT = re.compile(rb"=\r?\n")
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -363,6 +367,20 @@ def transfer_encoding(value: str) -> str:
     return _CTE_COMMENT.sub("", value).replace('"', "").strip().lower()
 
 
+def decode_qp(body: bytes | memoryview) -> bytes:
+    """Quoted-printable decoded; an ``=`` that starts neither an ``=XX`` escape nor a
+    soft line break stays as it is (RFC 2045 6.7, note 1; SpamAssassin and most mail
+    readers): ``binascii.a2b_qp`` drops or keeps such ``=`` and the escapes after them
+    inconsistently (``==3D`` stayed ``==3D``, ``====`` became ``==``)."""
+    data = bytes(body)
+    if _QP_STRAY.search(data) is not None:
+        # SpamAssassin's order: trailing blanks, then soft line breaks ("version==\n3D5"
+        # is "version=5"), then each stray "=" written as the escape of itself
+        data = _QP_SOFT.sub(b"", _QP_TRAILING.sub(b"", data))
+        data = _QP_NOT_ESCAPE.sub(b"=3D", data)  # soft breaks are gone: "=" LF is text
+    return binascii.a2b_qp(data)
+
+
 def decode_transfer(body: bytes | memoryview, cte: str) -> bytes | memoryview:
     """Undo the Content-Transfer-Encoding (base64, quoted-printable, uuencode)."""
     cte = transfer_encoding(cte)
@@ -370,7 +388,7 @@ def decode_transfer(body: bytes | memoryview, cte: str) -> bytes | memoryview:
         return decode_base64(body)
     if cte == "quoted-printable":
         try:
-            return binascii.a2b_qp(body)
+            return decode_qp(body)
         except (binascii.Error, ValueError):
             return body
     if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):

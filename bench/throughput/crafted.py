@@ -2,7 +2,8 @@
 
 Each pattern (tag soup, unclosed tags, entity and URL soup, thousands of Received or To
 entries, encoded words, folded headers, nested and many MIME parts, junk MIME parameters,
-base64/QP junk, zero-width and mixed-script text, and those of the CPU audit of
+base64/QP junk (stray ``=`` too), Latin-1 text, C1 entities, iframe text, zero-width and
+mixed-script text, and those of the CPU audit of
 2026-12-06: quoted semicolons in a Content-Type, ``<!`` and ``<a`` soup, long dotted file
 names, nested From comments, crafted PDFs, ...) is built at ``--small`` and
 ``--large`` bytes and run through parse, unpack, every check but ClamAV and policy, as
@@ -111,6 +112,13 @@ PATTERNS: dict[str, Callable[[int], bytes]] = {
                                    b"base64"),
     "qp soft breaks": lambda s: _body(b"text/plain", b"=\r\n" * (s // 3),
                                       b"quoted-printable"),
+    "qp stray equals": lambda s: _body(b"text/plain", _lines(b"=3D=ZZ", s),
+                                       b"quoted-printable"),
+    "latin-1 text": lambda s: _body(b"text/plain; charset=iso-8859-1",
+                                    _lines(b"caf\xe9 \x93na\xefve\x94 ", s)),
+    "html c1 entities": lambda s: _body(b"text/html", _lines(b"&#150;&#x96;", s)),
+    "html iframe text": lambda s: _body(b"text/html",
+                                        b"<iframe>" + _lines(b"<b>x</b> ", s)),
     "zero width": lambda s: _body(b"text/plain; charset=utf-8",
                                   _lines("a\u200bb".encode(), s)),
     "mixed script": lambda s: _body(b"text/plain; charset=utf-8",

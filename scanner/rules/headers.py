@@ -3,7 +3,8 @@
 The header section is split the way SpamAssassin does it: a line starting with space
 or tab continues the previous field; the name ends at the first colon (white space
 before the colon is dropped); a line without a colon is skipped. Values are kept raw
-(folding and leading space included) and decoded: unfolded, trimmed, RFC 2047
+(folding and leading space included) and decoded: unfolded, trimmed, raw 8-bit
+octets that are not UTF-8 read as Windows-1252 (as SpamAssassin 4 does), RFC 2047
 encoded-words decoded to UTF-8 octets (except in ``Received``, ``Message-ID``,
 ``Date``, ``References`` and similar fields), with a newline appended. Names and
 values are capped at 256 and 8,192 bytes, as SpamAssassin does, so a 1 MB header line
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import quopri
 import re
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ from functools import lru_cache
 
 from scanner.addresses import parse_addresses
 from scanner.headerfields import blank_line
+from scanner.rules.charsets import encoded_word_charset, header_utf8
 
 MAX_NAME = 256
 MAX_VALUE = 8192
@@ -151,7 +152,7 @@ def unfold(value: bytes) -> bytes:
 def decode_value(raw: bytes, name: str) -> bytes:
     """SpamAssassin's decoded form of a raw value (without the final newline)."""
     value = unfold(raw)
-    value = _NEWLINE.sub(b"", value)
+    value = header_utf8(_NEWLINE.sub(b"", value))
     if _NO_DECODE.match(name) or b"=?" not in value:
         return value
     value = _EW_GAP.sub(rb"\1", value)
@@ -172,15 +173,13 @@ def _decode_word(m: re.Match) -> bytes:
 
 
 def to_utf8(octets: bytes, charset: str) -> bytes:
-    """Octets in ``charset`` as UTF-8 (unknown charsets: unchanged)."""
+    """Octets in ``charset`` as UTF-8, as SpamAssassin decodes an encoded word: by the
+    declared charset only (ISO-8859-1 as Windows-1252); 8-bit octets in a charset no
+    codec knows as Windows-1252."""
     try:
-        codecs.lookup(charset)
-    except LookupError:
-        return octets
-    try:
-        return octets.decode(charset, "replace").encode("utf-8")
+        return octets.decode(encoded_word_charset(charset), "replace").encode("utf-8")
     except (UnicodeError, LookupError):
-        return octets
+        return octets.decode("cp1252", "replace").encode("utf-8")
 
 
 @lru_cache(maxsize=1024)  # pure; From/To are read by several rules and recur across mail

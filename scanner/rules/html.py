@@ -1,11 +1,16 @@
 """Render HTML to the text SpamAssassin's ``body`` rules see, and collect its links.
 
 Rendering follows SpamAssassin's rules for what is text: script and style content is
-dropped, comments are dropped, entities are decoded, ``&nbsp;`` is a space; ``<br>`` and
-``<div>`` give a newline; ``<li>``, ``<td>``, ``<th>``, ``<dd>``, ``<dt>``, headings and
-``<embed>`` a space; ``<p>``, ``<hr>``, ``<blockquote>``, ``<pre>`` and ``<title>`` a blank
-line. Runs of white space inside text become one space. Hidden text (same colour as
-the background, tiny fonts) stays in, as in SpamAssassin's ``body`` view.
+dropped, the content of ``<iframe>``, ``<textarea>`` and ``<xmp>`` is text (markup
+included: HTML::Parser reads it literally), comments are dropped, entities are decoded
+(``&#128;``-``&#159;`` as the C1 characters U+0080-U+009F, as HTML::Parser does),
+``&nbsp;`` is a space (an NBSP written otherwise, ``&#160;`` or ``&nbsp`` without the
+semicolon, stays: the body view decides), curly double quotes U+201C/U+201D are ``"``
+(in attributes too); ``<br>`` and ``<div>`` give a newline; ``<li>``, ``<td>``,
+``<th>``, ``<dd>``, ``<dt>``, headings and ``<embed>`` a space; ``<p>``, ``<hr>``,
+``<blockquote>``, ``<pre>`` and ``<title>`` a blank line. Runs of ASCII white space
+inside text become one space. Hidden text (same colour as the background, tiny fonts)
+stays in, as in SpamAssassin's ``body`` view.
 
 Links come from ``a``/``area``/``link``/``base`` ``href``, ``img``/``frame``/``iframe``/
 ``embed``/``script``/``bgsound`` ``src``, ``form`` ``action``, ``background`` attributes
@@ -32,6 +37,9 @@ MAX_LINKS = 20000
 MAX_ANCHORS = 1000
 MAX_ANCHOR_TEXT = 300
 _WS_NEWLINE = frozenset({"br", "div"})
+# HTML::Parser's literal-mode elements besides script and style (which html.parser
+# already reads so): their content is text, tags included, up to the end tag
+_LITERAL = frozenset({"iframe", "textarea", "xmp"})
 _WS_SPACE = frozenset({"li", "th", "td", "dd", "dt", "embed", "h1", "h2", "h3", "h4", "h5",
                        "h6"})
 _WS_PARA = frozenset({"p", "hr", "blockquote", "pre", "listing", "plaintext", "xmp", "title"})
@@ -40,8 +48,13 @@ _LINK_ATTRS = {"a": ("href",), "area": ("href",), "link": ("href",), "base": ("h
                "script": ("src",), "bgsound": ("src",), "form": ("action",),
                "body": ("background",), "table": ("background",), "tr": ("background",),
                "td": ("background",)}
-_TEXT_WS = re.compile(r"[ \t\n\r\f\x0b]+|\xa0")
+# SpamAssassin's text handler: ASCII white space, and "\xc2\xa0" (meant as a UTF-8 NBSP,
+# but matched against characters: U+00C2 U+00A0); a lone NBSP is left to the body view
+_TEXT_WS = re.compile(r"[ \t\n\r\f\x0b]+|\xc2\xa0")
 _SELF_CLOSE = re.compile(r"<(\w+)\s*/>")
+# &#128; to &#159;: Python's unescape reads them as Windows-1252 (HTML5), SpamAssassin's
+# HTML::Parser as the code point itself (U+0080-U+009F); the rules see SpamAssassin's
+_C1_REF = re.compile(r"&#(?:0*(12[89]|1[3-5]\d)|[xX]0*([89][0-9a-fA-F]))(?![0-9a-fA-F]);?")
 _REFRESH_URL = re.compile(r"url\s*=\s*['\"]?([^'\">\s]+)", re.I)
 # browsers ignore a <base href> that is not an absolute URL (SpamAssassin: of these)
 _ABSOLUTE_BASE = re.compile(r"(?:https?|ftp):/{0,2}[^/\s]", re.I)
@@ -62,6 +75,8 @@ class _Renderer(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._tag(tag, +1)
         self.tags += 1
+        if tag in _LITERAL:
+            self.set_cdata_mode(tag)  # its content is text up to its end tag
         if tag == "a":
             self.close_anchor()  # <a> does not nest: a new one ends the last
             href = next((v for k, v in attrs if k == "href" and v), None)
@@ -140,6 +155,10 @@ class Rendered:
 def render(html: str) -> Rendered:
     """Render ``html``: its text, link targets, tag count and anchors."""
     html = html[:MAX_HTML].replace("&nbsp;", " ")
+    if "\u201c" in html or "\u201d" in html:  # curly double quotes, as SpamAssassin
+        html = html.replace("\u201c", '"').replace("\u201d", '"')
+    if "&#" in html:
+        html = _C1_REF.sub(_c1_char, html)
     html = prepare(_SELF_CLOSE.sub(r"<\1>", html))  # no quadratic tag soup
     parser = _Renderer()
     try:
@@ -150,3 +169,9 @@ def render(html: str) -> Rendered:
     parser.close_anchor()
     return Rendered("".join(parser.chunks), parser.links, parser.tags, parser.anchors,
                     parser.base)
+
+
+def _c1_char(m: re.Match) -> str:
+    """The character of a numeric reference to U+0080-U+009F (see ``_C1_REF``)."""
+    code = int(m.group(1)) if m.group(1) else int(m.group(2), 16)
+    return chr(code) if 128 <= code <= 159 else m.group(0)

@@ -6,26 +6,30 @@
   link whose text shows a web address (``http://``, ``https://`` or ``www.``) in
   another registered domain than the link leads to, as "SHOWN TARGET" registered
   domains), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
-- ``body``: the Subject as first line, then every text/plain and text/html part
-  (HTML rendered; a multipart no delimiter splits counts as text/plain, as Python's
-  ``email`` shows it), each cut at ``body_part_scan_size``; blank lines separate
-  paragraphs, other white space runs become one space, and lines longer than 2,048
-  bytes are split at a space;
-- ``rawbody``: every text part, transfer-decoded but not rendered, cut at
+- ``body``: the Subject as first line, then every text/plain and text/html part (HTML
+  rendered; every other text/* type but text/calendar and text/x-vcard counts as
+  text/plain, and so does a multipart no delimiter splits, as Python's ``email`` shows
+  it), each cut at ``body_part_scan_size``; blank lines separate
+  paragraphs, other white space runs (Unicode white space, as Perl sees it) become
+  one space, and lines longer than 2,048 bytes are split at a space;
+- ``rawbody``: every text and message part (a part named ``*.html`` is text/html), and
+  no text/calendar one, transfer-decoded but not rendered, cut at
   ``rawbody_part_scan_size`` and split into pieces of 2,048-4,096 bytes;
 - ``full``: the message as received (LF line ends);
 - ``uri``: see :mod:`scanner.rules.uris`.
 
 Text parts come from the decoders' part tree when the pipeline built one (MIME leaves
-only, not archive members), else from a small MIME walk of the raw bytes. Octets stay
-octets: a part declared UTF-8 (or US-ASCII) that is valid UTF-8 is treated as
-characters for white space, like SpamAssassin; UTF-7, UTF-16 and UTF-32 parts are
-decoded (their octets hide ASCII words); everything else byte by byte.
+only, not archive members; a text part that merely looks like a message stays text),
+else from a small MIME walk of the raw bytes. ``body`` text is characters, handed to the
+rules as UTF-8, as SpamAssassin 4 with its default ``normalize_charset 1`` does: each
+part's octets are decoded by :func:`scanner.rules.charsets.normalize` (valid UTF-8
+first, then the declared charset, then Windows-1252; UTF-7, UTF-16 and UTF-32 parts,
+whose octets hide ASCII words, are decoded as declared); a body of ASCII parts only stays
+octets (see :meth:`MessageView.body`). ``rawbody`` and ``full`` stay octets.
 """
 
 from __future__ import annotations
 
-import codecs
 import email
 import email.policy
 import re
@@ -42,20 +46,27 @@ from decoders.mime import UNSPLIT
 from decoders.mimeutil import Entity
 from scanner.auth.psl import known_org_domain
 from scanner.rules import headers as hdr
+from scanner.rules.charsets import normalize
 from scanner.rules.html import Rendered, render
 from scanner.rules.uris import UriFinder, canonicalize, from_html, from_text
 
 MAX_LINE = 2048
-_UNICODE_WS = re.compile(r"\s+")
+# Perl's \s on characters (Python's \s also takes \x1c-\x1f, which Perl's does not)
+_PERL_SPACE = r"[\t\n\x0b\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_WS = re.compile(_PERL_SPACE + "+")
+_PARA = re.compile(r"\n+" + _PERL_SPACE + r"*\n+")
 _ASCII_WS = re.compile(r"[ \t\n\r\f\x0b]+")
-_PARA = re.compile(r"\n+\s*\n+")
+_ASCII_PARA = re.compile(r"\n+[ \t\n\r\f\x0b]*\n+")
+_WIDE = re.compile(r"[^\x00-\xff]")
 _RAW_FOLD = re.compile(rb"\r?\n\s+")
 _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
+_TEXT_TYPE = re.compile(r"text\b")
+_OWN_TEXT_TYPES = frozenset({"text/html", "text/calendar", "text/x-vcard"})
+_TYPE_TOKEN = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)")
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.I)
 _NAME_PARAM = re.compile(r"name\s*=\s*\"?([^\";]+)", re.I)
 _RENDER_MEMO = "rules.render"  # key of the rendered HTML in a decoders' part's memo
-_TYPE_TOKEN = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +204,7 @@ class MessageView:
 
     @cached_property
     def _rendered(self) -> tuple[list[tuple[str, bool]], list[str], list[tuple[str, str]]]:
-        pieces: list[tuple[str, bool]] = []
+        pieces: list[tuple[str, bool]] = []  # (text, is it characters: see body)
         links: list[str] = []
         anchors: list[tuple[str, str]] = []
         for part in self.leaves:
@@ -201,10 +212,11 @@ class MessageView:
                     not _HTML_NAME.search(part.name):
                 continue
             is_html = part.ctype == "text/html" or bool(_HTML_NAME.search(part.name))
-            text, chars = _as_text(part.data, part.charset)
+            text, chars = normalize(part.data, part.charset)
             if is_html and text:
                 rendered = _render(text, part.source)
                 text = rendered.text
+                chars = chars or _WIDE.search(text) is not None
                 links.extend(from_html(rendered.links, self.limits.max_uris, rendered.base))
                 anchors.extend(rendered.anchors)
             text = _truncate(text, self.limits.body_part_scan_size, " ")
@@ -213,11 +225,16 @@ class MessageView:
 
     @cached_property
     def body(self) -> list[bytes]:
+        """SpamAssassin's body text. Perl keeps a string as octets until it is given
+        decoded characters or a character above U+00FF: a body whose every part was
+        ASCII (HTML entities such as ``&copy;`` or ``&#150;`` included) stays Latin-1
+        octets with ASCII white space; any decoded part makes all of it UTF-8, with
+        Unicode white space."""
         pieces = self._rendered[0]
         chars = any(c for _, c in pieces)
         text = "\n".join(t for t, _ in pieces)
-        text = _PARA.sub("\x00", text)
-        text = (_UNICODE_WS if chars else _ASCII_WS).sub(" ", text).replace("\x00", "\n")
+        text = (_PARA if chars else _ASCII_PARA).sub("\x00", text)
+        text = (_WS if chars else _ASCII_WS).sub(" ", text).replace("\x00", "\n")
         data = text.encode("utf-8" if chars else "latin-1", "replace")
         return _short_lines(self.subject + data)
 
@@ -229,7 +246,9 @@ class MessageView:
     def rawbody(self) -> list[bytes]:
         out: list[bytes] = []
         for part in self.leaves:
-            if not (part.ctype.startswith("text") or part.ctype.startswith("message")) \
+            # by the effective type: a part named *.html is text/html (SpamAssassin)
+            ctype = "text/html" if _HTML_NAME.search(part.name) else part.ctype
+            if not (ctype.startswith("text") or ctype.startswith("message")) \
                     or part.ctype == "text/calendar":
                 continue
             data = _truncate_bytes(part.data, self.limits.rawbody_part_scan_size)
@@ -256,36 +275,6 @@ class MessageView:
     @cached_property
     def uris_joined(self) -> bytes:
         return b"\n".join(self.uris)
-
-
-def _as_text(data: bytes, charset: str) -> tuple[str, bool]:
-    """(text, is characters): UTF-8 decoded when declared so and valid, else Latin-1;
-    a charset whose octets are not ASCII's letters (UTF-7, UTF-16, UTF-32) is decoded,
-    else its words (``+AHYAaQBhAGcAcgBh-`` is "viagra" in UTF-7) stay hidden from rules."""
-    wide = _wide_codec(charset)
-    if wide:
-        return data.decode(wide, "replace"), True
-    if charset in ("", "us-ascii", "utf-8", "utf8") and not data.isascii():
-        try:
-            return data.decode("utf-8"), True
-        except UnicodeDecodeError:
-            pass
-    return data.decode("latin-1"), False
-
-
-_WIDE_CODECS = frozenset({"utf-7", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le",
-                          "utf-32-be"})
-
-
-def _wide_codec(charset: str) -> str:
-    """The codec of a charset that does not spell ASCII text as ASCII octets, else ''."""
-    if not charset.startswith(("utf-", "utf", "unicode")):
-        return ""
-    try:
-        name = codecs.lookup(charset).name
-    except (LookupError, ValueError):
-        return ""
-    return name if name in _WIDE_CODECS else ""
 
 
 def _truncate(text: str, size: int, sep: str) -> str:
@@ -345,30 +334,83 @@ def _content_type(block: hdr.HeaderBlock) -> tuple[str, str, str]:
     values = block.raw("Content-Type")
     value = hdr.unfold(values[-1]).decode("latin-1") if values else ""
     token = _TYPE_TOKEN.match(value)  # "TEXT/PLAIN charset=x" (no ';') is text/plain
-    ctype = token.group(1).lower() if token else value.split(";", 1)[0].strip().lower()
-    ctype = ctype or "text/plain"
+    ctype = sa_type(token.group(1).lower() if token
+                    else value.split(";", 1)[0].strip().lower())
     m = _CHARSET_PARAM.search(value)
     name = _NAME_PARAM.search(value)
     return ctype, (m.group(1).lower() if m else ""), (name.group(1) if name else "")
 
 
+def sa_type(ctype: str) -> str:
+    """A MIME type as SpamAssassin reads it: none, and every text/* type but
+    text/html, text/calendar and text/x-vcard, is text/plain (so text/enriched and
+    text/rfc822-headers parts are body text)."""
+    if not ctype or (_TEXT_TYPE.match(ctype) and ctype not in _OWN_TEXT_TYPES):
+        return "text/plain"
+    return ctype
+
+
 def _leaves_from_parts(parts: Sequence[Any]) -> list[TextPart]:
-    """MIME leaves of the decoders' part tree (children of ``mail`` parts)."""
+    """MIME leaves of the decoders' part tree (children of ``mail`` parts).
+
+    A part the decoders read as a message by its content alone (text that starts with
+    header-like lines) is a leaf as declared, as SpamAssassin reads it: only
+    message/rfc822 and message/global parts are messages. Its MIME header block is
+    lost (the decoders replace it by the lines read as headers): the leaf gets its
+    declared Content-Type (text/plain when none), no charset.
+    """
     by_index = {p.index: p for p in parts}
+    sniffed = {p.index for p in parts if _sniffed_mail(p, by_index)}
     out: list[TextPart] = []
     for part in parts:
         parent = by_index.get(part.parent) if part.parent is not None else None
-        if parent is None or parent.detected_type != "mail" or part.detected_type == "mail":
+        if parent is None or parent.detected_type != "mail" or \
+                (sniffed and _inside(part, sniffed, by_index)):
+            continue
+        if part.index in sniffed:
+            ctype = sa_type((part.declared_type or "").lower())
+            block = hdr.HeaderBlock(order=[("Content-Type", f" {ctype}\n".encode(
+                "utf-8", "replace"))])
+            out.append(TextPart(ctype, "", part.data(), block, part.name or "", part))
+            continue
+        if part.detected_type == "mail":
             continue
         block = hdr.HeaderBlock(order=[(n, b" " + v.encode("utf-8", "replace") + b"\n")
                                        for n, v in part.headers])
         ctype, charset, name = _content_type(block)
         if not block.raw("Content-Type") and part.declared_type:
-            ctype = part.declared_type.lower()
+            ctype = sa_type(part.declared_type.lower())
         if UNSPLIT in part.flags:  # a multipart no delimiter splits: its body is text
             ctype = "text/plain"
         out.append(TextPart(ctype, charset, part.data(), block, part.name or name, part))
     return out
+
+
+def _sniffed_mail(part: Any, by_index: dict[int, Any]) -> bool:
+    """A part inside a message, read as a message by its content, but declared as
+    something else than a message (a text/plain body that starts "From: ..."); one
+    with no Content-Type is text/plain too, but in a multipart/digest."""
+    parent = by_index.get(part.parent) if part.parent is not None else None
+    if part.detected_type != "mail" or parent is None or parent.detected_type != "mail":
+        return False
+    declared = (part.declared_type or "").lower()
+    if not declared:
+        return not any(n.lower() == "content-type" and "multipart/digest" in v.lower()
+                       for n, v in parent.headers)
+    return not declared.startswith("message/")
+
+
+def _inside(part: Any, sniffed: set[int], by_index: dict[int, Any]) -> bool:
+    """Whether an ancestor of ``part`` is in ``sniffed`` (its content is that leaf's)."""
+    seen = 0
+    index = part.parent
+    while index is not None and seen < 1000:
+        if index in sniffed:
+            return True
+        ancestor = by_index.get(index)
+        index = ancestor.parent if ancestor is not None else None
+        seen += 1
+    return False
 
 
 def _render(text: str, source: Any) -> Rendered:
@@ -388,9 +430,9 @@ def _render(text: str, source: Any) -> Rendered:
 def html_text(part: Any) -> str:
     """The visible text of one HTML leaf of the decoders' part tree (``part.html``, decoded
     by its declared charset), rendered as the body rules render HTML. Where the rules
-    decode the bytes to the same string (ASCII, UTF-8 and Latin-1 parts: 92 % of the
-    corpus's HTML parts) both share one render; other charsets differ there and are
-    rendered apart, so a name in Cyrillic or Hangul stays readable."""
+    decode the bytes to the same string (most parts: both read the declared charset;
+    they differ for a part that is valid UTF-8 but declared otherwise, or not valid in
+    its declared charset) both share one render; else they are rendered apart."""
     html = part.html or ""
     return _render(html, part).text if html else ""
 
