@@ -17,7 +17,8 @@ from decoders.mimeparams import preserved_params
 
 _BLANK = re.compile(rb"\r?\n")
 _SEP = re.compile(rb"\n\r?\n")
-_FIELD_LINE = re.compile(rb"(?m)^[\x21-\x39\x3b-\x7e]+[ \t]*:")
+# a Content-* field line: what decides a part's type, name and encoding
+_CONTENT_FIELD_LINE = re.compile(rb"(?mi)^content-[\x21-\x39\x3b-\x7e]*[ \t]*:")
 # header field lines (a name, a colon; RFC 5322 obsolete syntax allows white space before
 # it) and their continuation lines, up to the first line that is neither
 _HEADER_LINES = re.compile(rb"(?:(?:[\x21-\x39\x3b-\x7e]+[ \t]*:|[ \t])[^\n]*(?:\n|\Z))*")
@@ -73,10 +74,11 @@ def split_header_section(raw: bytes | memoryview) -> tuple[bytes, memoryview, bo
     The section ends at the empty line. A line before it that is no header field
     (``hello``, an 8-bit name) ends it for Python's email, which shows that line and the
     rest as text, while Thunderbird reads every line up to the empty line as header
-    fields. Without field lines after it, Python's reading is taken (the body starts at
-    that line: text a reader shows); with field lines after it (a Content-Type naming an
-    attachment Thunderbird offers), Thunderbird's, the line left out, and the third value
-    is True (ambiguous).
+    fields. Without a Content-* field after it, Python's reading is taken (the body
+    starts at that line: text a reader shows; a broken fold of an ordinary field such as
+    a long Subject is not worth an UNCHECKED verdict); with one (a Content-Type naming
+    an attachment Thunderbird offers), Thunderbird's, the line left out, and the third
+    value is True (ambiguous).
     """
     view = memoryview(raw)
     if view[:5] == b"From ":
@@ -94,7 +96,7 @@ def split_header_section(raw: bytes | memoryview) -> tuple[bytes, memoryview, bo
         return bytes(view[:end]), view[m.end() :], False
     blank = _SEP.search(view, end)
     rest = bytes(view[end : blank.start() + 1]) if blank is not None else b""
-    if blank is None or _FIELD_LINE.search(rest) is None:
+    if blank is None or _CONTENT_FIELD_LINE.search(rest) is None:
         return bytes(view[:end]), view[end:], False  # Python's reading: text from here
     fields = b"".join(line for line in rest.splitlines(keepends=True)
                       if _HEADER_LINES.match(line).end() == len(line))  # type: ignore[union-attr]

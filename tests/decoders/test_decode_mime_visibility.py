@@ -171,3 +171,14 @@ def test_fields_after_a_line_that_is_no_field_name_the_attachment() -> None:
         exe = [p for p in result.parts if p.name == "evil.exe"]
         assert len(exe) == 1 and exe[0].data() == b"hello"
         assert "MIME_AMBIGUOUS" in result.symbols() and result.unchecked
+
+
+def test_a_broken_fold_of_an_ordinary_field_is_not_ambiguous() -> None:
+    # a long Subject folded without indentation (old or broken mailers): the readers
+    # differ only on whether "Date:" is a field; no Content-* field follows, so nothing
+    # about the message's structure is in doubt and it is not made UNCHECKED
+    raw = (b"From: a@example.org\nSubject: a long subject\nthat was folded badly\n"
+           b"Date: Sun, 6 Dec 2026 07:00:00 +0000\n\nthe body text\n")
+    with unpack(raw) as result:
+        assert "MIME_AMBIGUOUS" not in result.symbols() and not result.unchecked
+    assert b"the body text" in body_of(raw)
