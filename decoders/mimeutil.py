@@ -312,6 +312,13 @@ def _unquote_2231(value: str) -> str:
 _TYPE_TOKEN = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)")
 
 
+def leading_type(value: str) -> str | None:
+    """The leading ``type/subtype`` token of a Content-Type value, lower case, or None
+    (``TEXT/PLAIN charset=US-ASCII`` without a semicolon is ``text/plain``)."""
+    m = _TYPE_TOKEN.match(value)
+    return m.group(1).lower() if m is not None else None
+
+
 def content_type(msg: Message) -> str | None:
     """The declared ``type/subtype`` (lower case), None without a Content-Type.
 
@@ -322,9 +329,9 @@ def content_type(msg: Message) -> str | None:
     value = msg.get("content-type")
     if value is None:
         return None
-    m = _TYPE_TOKEN.match(str(value))
-    if m is not None:
-        return m.group(1).lower()
+    leading = leading_type(str(value))
+    if leading is not None:
+        return leading
     try:
         return msg.get_content_type()
     except Exception:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 
+from decoders.mimeutil import safe_charset
+
 _ASCII_SUPERSET = re.compile(
     r"(?:us-)?ascii|ansi[_ ]?x3\.4-(?:1986|1968)|iso646-us|iso[ -]?8859(?:-\d{1,2})?|"
     r"windows-\d{4}|utf-?8|(?:koi8|euc)-[a-z]{1,2}|big5|gbk|gb[ -]?18030(?:-20\d\d)?|"
@@ -58,11 +60,16 @@ def normalize(data: bytes, charset: str) -> tuple[str, bool]:
 
 
 def _declared(data: bytes, charset: str) -> str | None:
+    """``data`` decoded strictly in its declared charset, read as the decoders (and mail
+    clients) read the label (:func:`decoders.mimeutil.safe_charset`: GB2312 as GB18030,
+    Shift_JIS as CP932, ...; ISO-8859-1 as Windows-1252, as SpamAssassin); None when it
+    does not decode, or the label is no charset (``base64``, ``zlib``, unknown)."""
     if charset in _SKIP_DECLARED:
         return None
-    if charset in _W1252_NAMES:
-        return _strict(data, "cp1252")
-    return _strict(data, charset)  # LookupError for base64, rot13, zlib ...
+    codec = safe_charset(charset, default="")
+    if not codec:
+        return None
+    return _strict(data, "cp1252" if codec == "iso8859-1" else codec)
 
 
 def _strict(data: bytes, charset: str) -> str | None:

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 import regex
 
 from decoders.mime import UNSPLIT
-from decoders.mimeutil import Entity
+from decoders.mimeutil import Entity, leading_type
 from scanner.auth.psl import known_org_domain
 from scanner.rules import headers as hdr
 from scanner.rules.charsets import normalize
@@ -62,7 +62,6 @@ _RAW_FOLD = re.compile(rb"\r?\n\s+")
 _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
 _TEXT_TYPE = re.compile(r"text\b")
 _OWN_TEXT_TYPES = frozenset({"text/html", "text/calendar", "text/x-vcard"})
-_TYPE_TOKEN = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)")
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.I)
 _NAME_PARAM = re.compile(r"name\s*=\s*\"?([^\";]+)", re.I)
@@ -333,9 +332,7 @@ def _short_paragraphs(data: bytes) -> list[bytes]:
 def _content_type(block: hdr.HeaderBlock) -> tuple[str, str, str]:
     values = block.raw("Content-Type")
     value = hdr.unfold(values[-1]).decode("latin-1") if values else ""
-    token = _TYPE_TOKEN.match(value)  # "TEXT/PLAIN charset=x" (no ';') is text/plain
-    ctype = sa_type(token.group(1).lower() if token
-                    else value.split(";", 1)[0].strip().lower())
+    ctype = sa_type(leading_type(value) or value.split(";", 1)[0].strip().lower())
     m = _CHARSET_PARAM.search(value)
     name = _NAME_PARAM.search(value)
     return ctype, (m.group(1).lower() if m else ""), (name.group(1) if name else "")

@@ -201,3 +201,12 @@ def test_equals_sign_before_a_blank_line_is_a_soft_break_only_once() -> None:
     with task_from_bytes(raw) as task:
         rawbody = b"".join(MessageView(raw, task.parts).rawbody)
     assert rawbody == b"====\nThe staff\n"
+
+
+def test_gb2312_declared_gbk_written_is_read_as_the_decoders_read_it() -> None:
+    # "镕" is in GBK, not in GB2312: a strict GB2312 decode fails and the whole part was
+    # read as Windows-1252; the charset label is read as the decoders read it (GB18030)
+    text = "优惠 镕 促销"
+    rs = ruleset(r"body B_PROMO /\xe4\xbf\x83\xe9\x94\x80/")
+    raw = _head(ctype=b"text/plain; charset=gb2312") + text.encode("gbk") + b"\n"
+    assert names(run(rs, raw)) == {"B_PROMO"}
