@@ -88,19 +88,18 @@ _MACRO = re.compile(r"_(SCORE|REQD|YESNO|YESNOCAPS|HOSTNAME|DATE|U|LOGID|MAILID|
 
 
 def _macro(name: str, task: Task, verdict: Verdict, hostname: str) -> str:
-    """The value of one of amavis's subject tag macros."""
+    """The value of one of amavis's subject tag macros (the clock read only for the two
+    that show it)."""
+    if name == "DATE":
+        return formatdate(time.time(), localtime=True)
+    if name == "U":
+        return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     policy: PolicyConfig = verdict.policy
     spam = verdict.spam_scanned and verdict.score >= policy.tag2_level
-    now = time.time()
-    values = {
-        "SCORE": _num(verdict.score), "REQD": _num(policy.tag2_level),
-        "YESNO": "Yes" if spam else "No", "YESNOCAPS": "YES" if spam else "NO",
-        "HOSTNAME": hostname, "LOGID": task.log_id, "MAILID": task.mail_id,
-        "DATE": formatdate(now, localtime=True),
-        "U": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)),
-        "SUBJPREFIX": "",  # SpamAssassin's subjprefix: no such thing here
-    }
-    return values[name]
+    return {"SCORE": _num(verdict.score), "REQD": _num(policy.tag2_level),
+            "YESNO": "Yes" if spam else "No", "YESNOCAPS": "YES" if spam else "NO",
+            "HOSTNAME": hostname, "LOGID": task.log_id, "MAILID": task.mail_id,
+            "SUBJPREFIX": ""}[name]  # SpamAssassin's subjprefix: no such thing here
 
 
 def _extension(verdict: Verdict, spammy: bool) -> str:
