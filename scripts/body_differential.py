@@ -38,14 +38,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from sa_corpus import messages, perl_rows
 
 from scanner.rules.views import MessageView
 from scanner.testing.tasks import task_from_bytes
@@ -84,33 +82,6 @@ while (my $file = <STDIN>) {
 }
 """
 _WS = re.compile(rb"\s+")
-
-
-def messages(dirs: Iterable[str]) -> Iterator[Path]:
-    """Every regular file under the given paths (but README files), sorted."""
-    for top in dirs:
-        path = Path(top)
-        files = [path] if path.is_file() else sorted(
-            p for p in path.rglob("*") if p.is_file() and not p.name.startswith("README"))
-        yield from files
-
-
-def spamassassin(files: list[Path]) -> Iterator[dict]:
-    """SpamAssassin's views per file, as one JSON row each (one Perl process)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".pl", delete=False) as script:
-        script.write(PERL)
-    try:
-        with tempfile.TemporaryFile("w+") as listing:
-            listing.write("\n".join(map(str, files)) + "\n")
-            listing.seek(0)
-            proc = subprocess.Popen(["perl", script.name, ",".join(HEADERS)], stdin=listing,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                yield json.loads(line)
-            proc.wait()
-    finally:
-        os.unlink(script.name)
 
 
 def octets(value: str | None) -> bytes | None:
@@ -172,7 +143,7 @@ def main() -> int:
     files = list(messages(args.paths))
     counts: Counter[str] = Counter()
     shown: Counter[str] = Counter()
-    for row in spamassassin(files):
+    for row in perl_rows(PERL, files, [",".join(HEADERS)]):
         if "body" not in row:
             counts["spamassassin failed"] += 1
             continue

@@ -30,9 +30,9 @@ import email
 import email.policy
 import re
 import sys
-from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
+
+from sa_corpus import messages
 
 from decoders.html_text import html_to_text
 from decoders.unpack import unpack
@@ -77,16 +77,6 @@ def reference_words(raw: bytes) -> int:
         return words
     except Exception:  # Python's parser gave up: no reference for this one
         return 0
-
-
-def messages(paths: list[str]) -> Iterator[Path]:
-    """Every file under the given paths, sorted."""
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file())
-        else:
-            yield path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,14 +39,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from sa_corpus import messages, perl_rows
 
 from scanner.rules.loader import load_rules
 from scanner.rules.uris import text_uri_regex
@@ -92,30 +90,11 @@ _ENCODED = re.compile(r"%(?:2[1-9a-f]|[3-6][0-9a-f]|7[0-9a-e])", re.I)
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
 
-def messages(dirs: Iterable[str]) -> Iterator[Path]:
-    """Every regular file under the given directories (but README files), sorted."""
-    for top in dirs:
-        path = Path(top)
-        files = [path] if path.is_file() else sorted(
-            p for p in path.rglob("*") if p.is_file() and not p.name.startswith("README"))
-        yield from files
-
-
 def spamassassin(files: list[Path]) -> dict[str, dict]:
     """SpamAssassin's URI detail list and URI list per file (one Perl process)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".pl", delete=False) as script:
-        script.write(PERL)
-    try:
-        proc = subprocess.run(["perl", script.name], input="\n".join(map(str, files)) + "\n",
-                              capture_output=True, text=True, errors="replace", check=False)
-    finally:
-        os.unlink(script.name)
-    out: dict[str, dict] = {}
-    for line in proc.stdout.splitlines():
-        row = json.loads(line)
-        out[row["file"]] = row
+    out = {row["file"]: row for row in perl_rows(PERL, files)}
     if len(out) != len(files):
-        sys.stderr.write(proc.stderr[-2000:])
+        sys.stderr.write(f"SpamAssassin answered for {len(out)} of {len(files)} files\n")
     return out
 
 
