@@ -26,17 +26,11 @@ from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
 from scanner.dns.lists import CodeMap, build_codemap
-from scanner.dns.reverse import list_query
+from scanner.dns.reverse import is_public, list_query
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
 
 log = logging.getLogger("scanner.dnsbl")
-
-NOT_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3", "::/128", "::1/128", "fc00::/7",
-    "fe80::/10", "ff00::/8"))
-
 
 @dataclass(frozen=True, slots=True)
 class DnsblList:
@@ -151,5 +145,4 @@ class Dnsbl:
         addr = ipaddress.ip_address(ip)
         if (addr.version == 4 and not lst.ipv4) or (addr.version == 6 and not lst.ipv6):
             return False
-        return not (self._s.skip_local and any(
-            addr.version == n.version and addr in n for n in NOT_PUBLIC))
+        return not self._s.skip_local or is_public(ip)

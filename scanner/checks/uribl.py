@@ -5,7 +5,7 @@ HTML part is the rules' rendering of it, made once for both), then in the Subjec
 reduced to their registered domain with the public suffix list (``www.shop.example.co.uk`` ->
 ``example.co.uk``) and looked up as ``DOMAIN.ZONE``; IP-address hosts as reversed
 octets on lists with ``ips = true``, except addresses no public link can reach
-(private, loopback, link-local, shared, multicast and reserved ranges, as
+(:data:`scanner.dns.reverse.NOT_PUBLIC`, shared with dnsbl; as
 SpamAssassin skips them: ``http://127.0.0.2/`` would hit every list's test entry).
 All lookups run concurrently under the ``dns.budget``. Refusal answers give
 ``URIBL_BLOCKED``, timeouts ``URIBL_TEMPFAIL``.
@@ -16,7 +16,6 @@ Off by default for the same reasons as dnsbl: usage terms and public-resolver bl
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,20 +30,13 @@ from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
 from scanner.dns.lists import CodeMap, build_codemap
-from scanner.dns.reverse import list_query
+from scanner.dns.reverse import is_public, list_query
 from scanner.pipeline.parse import header_text
 from scanner.rules.views import html_text
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
 
 log = logging.getLogger("scanner.uribl")
-
-# IPv4 hosts never looked up: no public link reaches them (SpamAssassin's IP_PRIVATE
-# plus "this network", multicast and the reserved 240/4)
-_UNREACHABLE = tuple(ipaddress.IPv4Network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3"))
-
 
 @dataclass(frozen=True, slots=True)
 class UriblList:
@@ -103,14 +95,6 @@ def link_hosts(task: Task) -> Found:
     return found
 
 
-def _reachable(ip: str) -> bool:
-    """Whether a link to this address could reach a public host (IPv6: always)."""
-    if ":" in ip:
-        return True
-    address = ipaddress.IPv4Address(ip)
-    return not any(address in net for net in _UNREACHABLE)
-
-
 class Uribl:
     """URL domains on URI blacklists."""
 
@@ -150,7 +134,7 @@ class Uribl:
                 domains.append(domain)
         limit = self._s.max_domains
         domains = domains[:limit]
-        ips = [ip for ip in found.ips if _reachable(ip)]
+        ips = [ip for ip in found.ips if is_public(ip)]
         return domains, ips[: max(0, limit - len(domains))]
 
     async def run(self, task: Task) -> Iterable[Hit]:

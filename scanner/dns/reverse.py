@@ -1,8 +1,24 @@
-"""Query names for IP-keyed lists: reversed octets (IPv4) or nibbles (IPv6)."""
+"""Query names for IP-keyed lists: reversed octets (IPv4) or nibbles (IPv6); and which
+addresses no public list can know (private, loopback, link-local, ...)."""
 
 from __future__ import annotations
 
 import ipaddress
+
+# ranges no public host is in: "this network", private, shared (CGN), loopback,
+# link-local, multicast and reserved (IPv4); unspecified, loopback, unique local,
+# link-local and multicast (IPv6). A list lookup for one of them says nothing (and a
+# list's 127.0.0.2 test entry would match)
+NOT_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/3", "::/128", "::1/128", "fc00::/7",
+    "fe80::/10", "ff00::/8"))
+
+
+def is_public(ip: str) -> bool:
+    """Whether ``ip`` (valid, IPv4 or IPv6) may be a public host (not in :data:`NOT_PUBLIC`)."""
+    addr = ipaddress.ip_address(ip)
+    return not any(addr.version == n.version and addr in n for n in NOT_PUBLIC)
 
 
 def reversed_ip(ip: str) -> str:
