@@ -1,4 +1,4 @@
-"""Optional admin notifications for blocked VIRUS and BANNED mail (off by default).
+"""Optional admin notifications per category of mail (off by default).
 
 ``[policy] notify_admin = { virus = "postmaster@example.com" }``: one short
 plain-text message per notified category, sent through the reinjection next hop from
@@ -12,27 +12,33 @@ import logging
 from email.utils import formatdate, make_msgid
 
 from scanner.pipeline.parse import header_text
+from scanner.policy.decide import beyond_spam_cutoff
 from scanner.reinject.deliver import Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
-from scanner.task import ClientInfo, Recipient, Task
+from scanner.task import ClientInfo, Destiny, Recipient, Task
 
 log = logging.getLogger("scanner")
 KEYS = {"VIRUS": "virus", "BANNED": "banned", "UNCHECKED": "unchecked", "SPAM": "spam",
         "BAD-HEADER": "bad_header"}
 
 
-def _targets(task: Task) -> dict[str, str]:
-    out: dict[str, str] = {}
+def _targets(task: Task) -> dict[str, tuple[str, bool]]:
+    """Admin address -> (category, whether any recipient's copy of it was blocked)."""
+    out: dict[str, tuple[str, bool]] = {}
     for v in task.verdicts.values():
         key = KEYS.get(v.category)
         admin = (v.policy.notify_admin or {}).get(key) if key and v.policy else None
-        if admin:
-            out.setdefault(admin, v.category)
+        if not admin or (key == "spam" and beyond_spam_cutoff(
+                v, v.policy.spam_notify_admin_cutoff_level)):
+            continue
+        category, blocked = out.get(admin, (v.category, False))
+        if category == v.category:
+            out[admin] = (category, blocked or v.destiny is not Destiny.PASS)
     return out
 
 
 def build_notice(task: Task, admin: str, category: str, hostname: str,
-                 quarantine: str | None) -> bytes:
+                 quarantine: str | None, blocked: bool = True) -> bytes:
     symbols = sorted({f"{h.symbol}({','.join(h.options)})" if h.options else h.symbol
                       for v in task.verdicts.values() for h in v.hits})
     lines = [
@@ -44,7 +50,7 @@ def build_notice(task: Task, admin: str, category: str, hostname: str,
         "Auto-Submitted: auto-generated",
         "Content-Type: text/plain; charset=utf-8",
         "",
-        f"A message was blocked as {category}.",
+        f"A message was {'blocked' if blocked else 'delivered'} as {category}.",
         "",
         f"mail_id:    {task.mail_id}",
         f"Queue-ID:   {task.queue_id or '-'}",
@@ -83,9 +89,9 @@ async def send_notice(pool: ConnectionPool, address: str, data: bytes, log_id: s
 
 async def notify_admins(task: Task, pool: ConnectionPool, hostname: str,
                         quarantine: str | None) -> None:
-    for admin, category in _targets(task).items():
+    for admin, (category, blocked) in _targets(task).items():
         try:
-            notice = build_notice(task, admin, category, hostname, quarantine)
+            notice = build_notice(task, admin, category, hostname, quarantine, blocked)
         except Exception:  # never raised: the message has been dealt with (see send_notice)
             log.exception("(%s) admin notification to <%s> not built", task.log_id, admin)
             continue

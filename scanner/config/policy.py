@@ -43,6 +43,14 @@ class PolicyConfig:
         ["virus", "banned", "unchecked", "spam", "bad_header"],
         "categories whose blocked (not passed) mail is kept in the quarantine",
         choices=CATEGORY_KEYS)
+    spam_quarantine_cutoff_level: float = opt(
+        0.0, "spam at or above this score (or from a block_senders sender) is not kept "
+        "in the quarantine, only its destiny applies (amavis's $sa_quarantine_cutoff_level); "
+        "0 = no cutoff")
+    spam_notify_admin_cutoff_level: float = opt(
+        0.0, "no notify_admin notice for spam at or above this score or from a "
+        "block_senders sender (amavis's @spam_notifyadmin_cutoff_level_maps); 0 = no "
+        "cutoff")
     oversized_size: int = opt(0, "messages larger than this (bytes) are OVERSIZED; 0 = never",
                               min=0)
     subject_tag: str = opt("", "prefix for the Subject of mail from tag_level up to "

@@ -21,6 +21,7 @@ SCALARS: dict[str, tuple[str, str, str]] = {
     "$sa_tag2_level_deflt": ("policy", "tag2_level", "number"),
     "$sa_kill_level_deflt": ("policy", "kill_level", "number"),
     "$sa_dsn_cutoff_level": ("policy", "dsn_cutoff_level", "number"),
+    "$sa_quarantine_cutoff_level": ("policy", "spam_quarantine_cutoff_level", "number"),
     "$sa_spam_subject_tag": ("policy", "subject_tag2", "text"),
     "$sa_spam_subject_tag1": ("policy", "subject_tag", "text"),
     "$undecipherable_subject_tag": ("policy", "subject_tag_unchecked", "text"),

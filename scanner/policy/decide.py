@@ -105,6 +105,17 @@ def decide(task: Task, address: str, policy: PolicyConfig, scores: ScoreTable,
                 and (not task.envelope.sender or is_bulk(task)):
             continue
         verdict.category, verdict.destiny = cat, destiny
-        verdict.quarantine = key in policy.quarantine
+        verdict.quarantine = key in policy.quarantine and not (
+            key == "spam" and beyond_spam_cutoff(verdict, policy.spam_quarantine_cutoff_level))
         return verdict
     return verdict
+
+
+def beyond_spam_cutoff(verdict: Verdict, cutoff: float) -> bool:
+    """Whether a spam verdict is past one of amavis's spam cutoffs (quarantine, admin
+    notices): with a cutoff set (not 0), spam scoring at or above it, or spam from a
+    blocked sender that is not also allowed, is not worth keeping or reporting."""
+    if not cutoff:
+        return False
+    symbols = {h.symbol for h in verdict.hits}
+    return verdict.score >= cutoff or (BLOCK in symbols and ALLOW not in symbols)

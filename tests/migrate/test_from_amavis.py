@@ -32,6 +32,7 @@ $sa_tag_level_deflt  = 3.0;
 $sa_tag2_level_deflt = 5.5;
 $sa_kill_level_deflt = 8;
 $sa_dsn_cutoff_level = 12;
+$sa_quarantine_cutoff_level = 25;
 $sa_spam_subject_tag = '[SPAM] ';
 $sa_spam_subject_tag1 = '[maybe] ';
 $addr_extension_virus = 'virus';
@@ -71,7 +72,7 @@ def test_a_site_configuration_maps_onto_scanner_keys(tmp_path: Path) -> None:
     assert policy.local_domains == (".example.com", "example.net")
     assert policy.mynetworks == ("127.0.0.0/8", "::1", "192.168.0.0/16")
     assert (policy.tag_level, policy.tag2_level, policy.kill_level,
-            policy.dsn_cutoff_level) == (3.0, 5.5, 8, 12)
+            policy.dsn_cutoff_level, policy.spam_quarantine_cutoff_level) == (3.0, 5.5, 8, 12, 25)
     assert (policy.subject_tag2, policy.subject_tag) == ("[SPAM] ", "[maybe] ")
     assert (policy.addr_extension_virus, policy.recipient_delimiter) == ("virus", "+-")
     assert (policy.virus_destiny, policy.spam_destiny) == ("reject", "discard")

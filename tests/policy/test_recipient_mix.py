@@ -400,3 +400,43 @@ def test_address_extensions_per_category_as_amavis(sink):
     sink.received.clear()
     run(sink, policy, [BADH], ["bob@example.test"], sender="alice@example.org")
     assert list(copies(sink)) == ["bob+badh@example.test"]
+
+
+SPAM_LEVELS = "kill_level = 2.0\ntag2_level = 2.0\nspam_destiny = 'discard'\n"
+
+
+@pytest.mark.parametrize(("extra", "kept"), [
+    ("", True),                                           # no cutoff: amavis keeps all
+    ("spam_quarantine_cutoff_level = 6.0\n", True),       # BAYES_99 scores 5.5
+    ("spam_quarantine_cutoff_level = 5.5\n", False),      # at the cutoff: not kept
+    ("spam_quarantine_cutoff_level = 50\nblock_senders = ['@spam.example']\n", False),
+])
+def test_spam_quarantine_cutoff_level(sink, caplog, extra, kept):
+    """amavis's $sa_quarantine_cutoff_level: spam at or above it, or from a blocked
+    sender, is discarded as its destiny says but not kept in the quarantine."""
+    replies, q = run(sink, SPAM_LEVELS + extra, [BAYES], ["bob@example.test"])
+    assert [r[:3] for r in replies] == ["250"] and copies(sink) == {}
+    assert len(q.stored) == (1 if kept else 0)
+    line = summary(caplog)
+    assert "Blocked SPAM {Discarded" in line, line
+    assert ("Quarantined" in line) is kept, line
+
+
+@pytest.mark.parametrize(("destiny", "cutoff", "notice"), [
+    ("discard", "", "A message was blocked as SPAM."),
+    ("pass", "", "A message was delivered as SPAM."),
+    ("pass", "spam_notify_admin_cutoff_level = 5.5\n", None),
+])
+def test_spam_admin_notice_says_what_happened_and_honours_its_cutoff(sink, destiny,
+                                                                      cutoff, notice):
+    """amavis notifies the spam admin whatever the destiny (the notice must not call
+    delivered spam blocked) and not at or above @spam_notifyadmin_cutoff_level_maps."""
+    policy = (f"kill_level = 2.0\ntag2_level = 2.0\nspam_destiny = '{destiny}'\n"
+              f'notify_admin = {{ spam = "admin@example.test" }}\n{cutoff}')
+    replies, _ = run(sink, policy, [BAYES], ["bob@example.test"])
+    assert [r[:3] for r in replies] == ["250"]
+    got = copies(sink).get("admin@example.test")
+    if notice is None:
+        assert got is None
+    else:
+        assert got is not None and notice.encode() in got, got
