@@ -168,6 +168,8 @@ def _children(pid: int) -> list[int]:
      "'policy.quarantine_to' = 'virus-quarantine' is not an address"),
     ('[policy.recipients."@x.org"]\nquarantine_to = "q@"\n',
      "'policy.recipients.\"@x.org\".quarantine_to' = 'q@' is not an address"),
+    ('[policy]\narchive_to = "archive"\n',
+     "'policy.archive_to' = 'archive' is not an address"),
     # a misspelt listener bank gave that listener's mail the inbound policy, silently
     ('[[listeners]]\npolicy_bank = "ORIGINATNG"\n',
      "'listeners[0].policy_bank' = 'ORIGINATNG' names no policy bank; use one of "

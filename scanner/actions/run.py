@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.actions.bounce import bounce_allowed
-from scanner.actions.headers import fold, prefix_subject, without
+from scanner.actions.copies import send_copy
+from scanner.actions.headers import prefix_subject, without
 from scanner.actions.notify import notify_admins
 from scanner.actions.recipient_notice import notify_recipients
 from scanner.actions.tagging import Edits, edits_for, spam_header_fields
@@ -82,6 +83,11 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
         out.add(f"Tempfailed{ctx.direction}")
         return out
     live = [i for i in range(len(rcpts)) if i not in temp]
+    unarchived = await _archive(task, ctx, out, live)
+    if unarchived:
+        if smtp:
+            return out
+        live = [i for i in live if i not in unarchived]
     held = [i for i in live if verdicts[i].quarantine]
     if not await _quarantine(task, ctx, out, held):
         if smtp:
@@ -172,24 +178,40 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
 
 async def _quarantine_to(task: Task, ctx: Context, rcpts: list[str]) -> None:
     """Deliver the quarantined copy to the held recipients' ``quarantine_to`` addresses
-    (amavis's ``$*_quarantine_to`` mailboxes): the original message with
-    ``X-Quarantine-ID``, ``X-Envelope-From`` and ``X-Envelope-To`` in front, from the
-    null sender (so a copy the mailbox refuses later bounces to no one). Raises unless
-    the next hop took it for every address: the quarantine failed, the message defers."""
+    (amavis's ``$*_quarantine_to`` mailboxes). Raises unless the next hop took it for
+    every address: the quarantine failed, the message defers."""
     targets = sorted({task.verdicts[r].policy.quarantine_to for r in rcpts} - {""})
-    if not targets:
-        return
-    data = prepend_headers(task.raw, [
-        ("X-Quarantine-ID", f"<{task.mail_id}>"),
-        ("X-Envelope-From", f"<{task.envelope.sender}>"),
-        ("X-Envelope-To", fold("X-Envelope-To", ", ".join(f"<{r}>" for r in rcpts)))])
-    params = tuple(p for p in task.envelope.mail_params if p[0].upper() in ("BODY", "SMTPUTF8"))
-    result = await deliver(ctx.pool, Outgoing("", [Recipient(t) for t in targets], params,
-                                              data, task.client), all_or_nothing=True)
-    refused = [f"<{t}>: {r}" for t, r in zip(targets, result.replies, strict=True)
-               if not r.startswith("2")]
-    if refused:
-        raise RuntimeError("quarantine_to copy not taken: " + "; ".join(refused))
+    if targets:
+        await send_copy(task, ctx.pool, targets, rcpts, "quarantine_to")
+
+
+async def _archive(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> list[int]:
+    """Send every message to its recipients' ``archive_to`` addresses (amavis's
+    ``archive_quarantine_to``), one copy per address naming the recipients it archives
+    for, before anything else happens to it. Returns the recipients whose archiving
+    failed (their replies set to 451; under SMTP every reply)."""
+    by_target: dict[str, list[int]] = {}
+    for i in idx:
+        target = task.verdicts[task.envelope.recipients[i].address].policy.archive_to
+        if target:
+            by_target.setdefault(target, []).append(i)
+    failed: list[int] = []
+    for target, members in sorted(by_target.items()):
+        rcpts = [task.envelope.recipients[i].address for i in members]
+        try:
+            await send_copy(task, ctx.pool, [target], rcpts, "archive_to")
+        except Exception as exc:
+            log.error("(%s) archiving to <%s> failed: %s; deferring", task.log_id, target, exc)
+            failed += members
+            if ctx.protocol != "LMTP":
+                break
+    if failed:
+        reply = f"451 4.5.0 Error in processing, id={task.log_id}, archiving failed"
+        targets = range(len(out.replies)) if ctx.protocol != "LMTP" else failed
+        for i in targets:
+            out.replies[i] = reply
+        out.add(f"Tempfailed{ctx.direction}")
+    return failed
 
 
 async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:

@@ -204,7 +204,8 @@ def _check_address_patterns(config: Config) -> None:
                         f"write '@{pattern}' for the domain, '@.{pattern}' for it and its "
                         f"subdomains, 'user@{pattern}', or '<>' for the null sender")
         _check_notify_admin(src, where, getattr(table, "notify_admin", None) or {})
-        _check_quarantine_to(src, where, getattr(table, "quarantine_to", None) or "")
+        for key in ("quarantine_to", "archive_to"):
+            _check_copy_address(src, f"{where}.{key}", getattr(table, key, None) or "")
         if getattr(table, "notify_recipient", None) and not config.policy.local_domains:
             # an empty list calls every recipient local: outsiders would be told too
             raise ConfigError(f"{src}: '{where}.notify_recipient' needs "
@@ -227,15 +228,18 @@ def _check_notify_admin(src: str, where: str, table: Mapping[str, str]) -> None:
                               "an address (user@example.com)")
 
 
-def _check_quarantine_to(src: str, where: str, address: str) -> None:
-    """amavis's ``$*_quarantine_to`` also takes a file name (``virus-quarantine``); here
-    it is a mailbox, and a name the next hop refuses would defer every held message."""
+def _check_copy_address(src: str, key: str, address: str) -> None:
+    """amavis's ``$*_quarantine_to`` and ``archive_quarantine_to`` also take a file name
+    (``virus-quarantine``); here they are mailboxes, and a name the next hop refuses
+    would defer every message that needs the copy."""
     local, at, domain = address.rpartition("@")
     if address and (not at or not local or not domain or any(c.isspace() for c in address)
                     or "<" in address or ">" in address):
-        raise ConfigError(f"{src}: '{where}.quarantine_to' = {address!r} is not an address "
-                          "(user@example.com); held mail is stored in quarantine.directory "
-                          "anyway, so leave it empty unless a mailbox should get a copy too")
+        hint = ("held mail is stored in quarantine.directory anyway, so leave it empty "
+                "unless a mailbox should get a copy too") if key.endswith("quarantine_to") \
+            else "the archive is a mailbox that gets a copy of every message"
+        raise ConfigError(f"{src}: '{key}' = {address!r} is not an address "
+                          f"(user@example.com); {hint}")
 
 
 def render(config: Config) -> str:

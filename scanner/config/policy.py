@@ -97,6 +97,10 @@ class PolicyConfig:
     quarantine_to: str = opt("", "deliver quarantined copies to this address as well "
                              "(from <>, X-Envelope-From/-To in front; not taken = 451); "
                              "empty = store only")
+    archive_to: str = opt("", "deliver a copy of every message to this address (amavis's "
+                          "archive_quarantine_to): whatever the verdict, before it is "
+                          "delivered or blocked, from <> with X-Envelope-From/-To in "
+                          "front; not taken = 451; empty = no archive")
     on_check_failure: str = opt(
         "tempfail", "a check that crashed: tempfail (451, Postfix retries) or unchecked "
         "(pass, tagged UNCHECKED)", choices=("tempfail", "unchecked"))

@@ -127,6 +127,13 @@ ADVICE: dict[str, str] = {
     "$warn_offsite": "scanner tells local recipients only (policy.local_domains), as amavis "
     "does by default",
     "$penpals_threshold_high": "see $penpals_bonus_score",
+    "$archive_quarantine_to": "scanner archives to a mailbox: policy.archive_to = "
+    "\"archive@example.com\" gets a copy of every message through the next hop "
+    "(amavis's local: file archive has no equivalent)",
+    "$archive_quarantine_method": "see $archive_quarantine_to",
+    "@archive_quarantine_to_maps": "see $archive_quarantine_to",
+    "@spam_notifyadmin_cutoff_level_maps": "one level for everyone: policy."
+    "spam_notify_admin_cutoff_level (per recipient in [policy.recipients.\"PATTERN\"])",
     "$unix_socketname": "the AM.PDP socket for amavisd-release is [quarantine] "
     "ampdp_socket; point amavisd-release's $socketname at it (docs/quarantine.md)",
 }
