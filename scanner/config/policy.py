@@ -41,8 +41,13 @@ class PolicyConfig:
                                  choices=DESTINY_NAMES)
     quarantine: tuple[str, ...] = opt(
         ["virus", "banned", "unchecked", "spam", "bad_header"],
-        "categories whose blocked (not passed) mail is kept in the quarantine",
+        "categories whose blocked mail is kept in the quarantine (passed mail: "
+        "quarantine_passed)",
         choices=CATEGORY_KEYS)
+    quarantine_passed: tuple[str, ...] = opt(
+        [], "categories whose passed mail (destiny pass, or a lover) is kept in the "
+        "quarantine as well, as amavis does whenever the category's *_quarantine_to is "
+        "set (Debian's amavis keeps passed spam this way)", choices=CATEGORY_KEYS)
     spam_quarantine_cutoff_level: float = opt(
         0.0, "spam at or above this score (or from a block_senders sender) is not kept "
         "in the quarantine, only its destiny applies (amavis's $sa_quarantine_cutoff_level); "

@@ -240,6 +240,12 @@ def _scalar(statement: Statement, conv: Conversion) -> None:
                      if kind == "destiny" else ""))
         return
     conv.set(section, key, converted, f"{statement.target} ({statement.where})")
+    if kind == "destiny" and converted == "pass":
+        category = key.removesuffix("_destiny")
+        conv.note(statement, f"converted ({key} = \"pass\"), but amavis also kept passed "
+                  f"{category} mail in its quarantine while ${category}_quarantine_to is "
+                  f"set, as it is by default: add \"{category}\" to policy."
+                  "quarantine_passed to do the same")
 
 
 def _flag_map(statement: Statement, conv: Conversion) -> None:

@@ -8,7 +8,9 @@ SENDER_BLOCKLISTED. As amavis decides a recipient's destiny, every category the
 message falls in for that recipient is looked at, highest first, and the first one
 whose destiny is not ``pass`` and which the recipient does not love blocks (so a virus
 lover still does not get a virus that is also spam his spam destiny discards); with no
-blocking category the verdict's category is the highest one found. A BAD-HEADER bounce
+blocking category the verdict's category is the highest one found, and the mail is
+also kept in the quarantine when ``quarantine_passed`` lists that category (amavis
+quarantines by category whatever the destiny). A BAD-HEADER bounce
 from the null sender or bulk mail passes instead (amavis: its DSN would be suppressed
 and such headers are mostly harmless). Symbols flagged ``tempfail`` (e.g. CLAMAV_FAIL)
 defer the message.
@@ -105,10 +107,17 @@ def decide(task: Task, address: str, policy: PolicyConfig, scores: ScoreTable,
                 and (not task.envelope.sender or is_bulk(task)):
             continue
         verdict.category, verdict.destiny = cat, destiny
-        verdict.quarantine = key in policy.quarantine and not (
-            key == "spam" and beyond_spam_cutoff(verdict, policy.spam_quarantine_cutoff_level))
+        verdict.quarantine = key in policy.quarantine and _kept(verdict, key, policy)
         return verdict
+    kept = [k for k in map(CATEGORY_KEY.get, present) if k in policy.quarantine_passed]
+    verdict.quarantine = bool(kept) and _kept(verdict, kept[0], policy)
     return verdict
+
+
+def _kept(verdict: Verdict, key: str, policy: PolicyConfig) -> bool:
+    """Whether mail of category ``key`` that the policy would keep is worth keeping."""
+    return not (key == "spam"
+                and beyond_spam_cutoff(verdict, policy.spam_quarantine_cutoff_level))
 
 
 def beyond_spam_cutoff(verdict: Verdict, cutoff: float) -> bool:

@@ -284,3 +284,14 @@ def test_recipient_warnings_become_notify_recipient(tmp_path: Path) -> None:
 def test_spam_report_header_setting_carries_over(tmp_path: Path) -> None:
     config, _ = _convert(tmp_path, "$sa_spam_report_header = 1;\n")
     assert config.policy.spam_report is True
+
+
+def test_a_pass_destiny_notes_that_amavis_also_quarantined_passed_mail(tmp_path: Path) -> None:
+    """Debian's amavis passes spam (D_PASS) and, with its default $spam_quarantine_to,
+    keeps it in the quarantine too; scanner keeps blocked mail only unless told."""
+    config, toml = _convert(tmp_path, "$final_spam_destiny = D_PASS;\n"
+                            "$final_virus_destiny = D_DISCARD;\n1;\n")
+    assert config.policy.spam_destiny == "pass" and config.policy.quarantine_passed == ()
+    notes = toml[toml.index("# Not converted"):]
+    assert 'add "spam" to policy.quarantine_passed' in notes
+    assert 'add "virus"' not in notes

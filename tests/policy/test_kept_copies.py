@@ -1,0 +1,131 @@
+"""Copies a site keeps: ``archive_to`` (amavis's archive_quarantine_to as a mailbox: every
+message, whatever its verdict, taken by the next hop before anything else happens to it),
+passed mail in the quarantine (``quarantine_passed``) and amavis's spam cutoffs for the
+quarantine and admin notices."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.policy.test_recipient_mix import BAYES, RAW, WORM, copies, run, summary
+
+ARCHIVE = 'archive_to = "archive@example.test"\n'
+
+
+@pytest.fixture(autouse=True)
+def _log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="scanner")
+
+
+def _archived(sink) -> list:
+    return [m for m in sink.received if m.recipients == ["archive@example.test"]]
+
+
+def test_every_message_is_archived_clean_and_blocked(sink, caplog):
+    replies, q = run(sink, ARCHIVE, [], ["bob@example.test"], sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["250"]
+    [copy] = _archived(sink)
+    assert copy.sender == "<>"
+    assert copy.data.startswith(b"X-Quarantine-ID: <abcdefghijkl>\r\n"
+                                b"X-Envelope-From: <alice@example.org>\r\n"
+                                b"X-Envelope-To: <bob@example.test>\r\n")
+    assert copy.data.endswith(RAW)
+    assert "bob@example.test" in copies(sink)
+    sink.received.clear()
+    replies, q = run(sink, ARCHIVE, [WORM], ["bob@example.test"], sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["250"] and len(q.stored) == 1  # discarded, held
+    assert len(_archived(sink)) == 1 and "bob@example.test" not in copies(sink)
+
+
+def test_one_copy_per_archive_address_naming_its_recipients(sink):
+    policy = ARCHIVE + ('[policy.recipients."@other.test"]\n'
+                        'archive_to = "archive@other.test"\n')
+    run(sink, policy, [], ["bob@example.test", "carol@example.test", "dan@other.test"])
+    got = {tuple(m.recipients): m.data for m in sink.received if m.sender == "<>"}
+    assert sorted(got) == [("archive@example.test",), ("archive@other.test",)]
+    assert b"X-Envelope-To: <bob@example.test>, <carol@example.test>\r\n" \
+        in got[("archive@example.test",)]
+    assert b"X-Envelope-To: <dan@other.test>\r\n" in got[("archive@other.test",)]
+
+
+@pytest.mark.parametrize("protocol", ["ESMTP", "LMTP"])
+def test_an_archive_copy_not_taken_defers_before_anything_is_delivered(sink, caplog,
+                                                                       protocol):
+    policy = ARCHIVE + '[policy.recipients."carol@example.test"]\narchive_to = ""\n'
+    sink.behaviour.rcpt_reply = (lambda r: "452 4.2.2 archive full"
+                                 if r.startswith("archive") else "250 2.1.5 Ok")
+    replies, q = run(sink, policy, [WORM], ["bob@example.test", "carol@example.test"],
+                     protocol=protocol)
+    if protocol == "ESMTP":  # one reply for the message: nothing delivered, nothing held
+        assert [r[:3] for r in replies] == ["451", "451"], replies
+        assert sink.received == [] and q.stored == []
+    else:  # per recipient: carol (no archive) is dealt with, bob is retried
+        assert [r[:3] for r in replies] == ["451", "250"], replies
+        assert q.stored[0]["recipients"] == ["carol@example.test"]
+    assert "archiving to <archive@example.test> failed" in caplog.text
+    assert "Tempfailed" in summary(caplog)
+
+
+SPAM_LEVELS = "kill_level = 2.0\ntag2_level = 2.0\nspam_destiny = 'discard'\n"
+
+
+@pytest.mark.parametrize(("extra", "kept"), [
+    ("", True),                                           # no cutoff: amavis keeps all
+    ("spam_quarantine_cutoff_level = 6.0\n", True),       # BAYES_99 scores 5.5
+    ("spam_quarantine_cutoff_level = 5.5\n", False),      # at the cutoff: not kept
+    ("spam_quarantine_cutoff_level = 50\nblock_senders = ['@spam.example']\n", False),
+])
+def test_spam_quarantine_cutoff_level(sink, caplog, extra, kept):
+    """amavis's $sa_quarantine_cutoff_level: spam at or above it, or from a blocked
+    sender, is discarded as its destiny says but not kept in the quarantine."""
+    replies, q = run(sink, SPAM_LEVELS + extra, [BAYES], ["bob@example.test"])
+    assert [r[:3] for r in replies] == ["250"] and copies(sink) == {}
+    assert len(q.stored) == (1 if kept else 0)
+    line = summary(caplog)
+    assert "Blocked SPAM {Discarded" in line, line
+    assert ("Quarantined" in line) is kept, line
+
+
+@pytest.mark.parametrize(("destiny", "cutoff", "notice"), [
+    ("discard", "", "A message was blocked as SPAM."),
+    ("pass", "", "A message was delivered as SPAM."),
+    ("pass", "spam_notify_admin_cutoff_level = 5.5\n", None),
+])
+def test_spam_admin_notice_says_what_happened_and_honours_its_cutoff(sink, destiny,
+                                                                      cutoff, notice):
+    """amavis notifies the spam admin whatever the destiny (the notice must not call
+    delivered spam blocked) and not at or above @spam_notifyadmin_cutoff_level_maps."""
+    policy = (f"kill_level = 2.0\ntag2_level = 2.0\nspam_destiny = '{destiny}'\n"
+              f'notify_admin = {{ spam = "admin@example.test" }}\n{cutoff}')
+    replies, _ = run(sink, policy, [BAYES], ["bob@example.test"])
+    assert [r[:3] for r in replies] == ["250"]
+    got = copies(sink).get("admin@example.test")
+    if notice is None:
+        assert got is None
+    else:
+        assert got is not None and notice.encode() in got, got
+
+
+@pytest.mark.parametrize(("policy", "kept"), [
+    ("", False),                                            # blocked mail only
+    ("quarantine_passed = ['spam']\n", True),              # as Debian's amavis
+    ("quarantine_passed = ['spam']\nspam_quarantine_cutoff_level = 5\n", False),
+    ("quarantine_passed = ['virus']\n", False),            # another category
+])
+def test_passed_spam_is_kept_when_quarantine_passed_lists_it(sink, caplog, policy, kept):
+    """amavis quarantines by category whatever the destiny: Debian's D_PASS spam with
+    its default $spam_quarantine_to is delivered and kept. The delivered copy names the
+    held one (X-Quarantine-ID)."""
+    levels = "kill_level = 2.0\ntag2_level = 2.0\n"
+    replies, q = run(sink, levels + policy, [BAYES], ["bob@example.test"])
+    assert [r[:3] for r in replies] == ["250"]
+    delivered = copies(sink)["bob@example.test"]
+    assert len(q.stored) == (1 if kept else 0)
+    assert (b"X-Quarantine-ID: <abcdefghijkl>" in delivered) is kept
+    line = summary(caplog)
+    assert line.startswith("(00001-01) Passed SPAM") and ("Quarantined" in line) is kept, line
+    if kept:
+        assert q.stored[0]["category"] == "SPAM"
+        assert q.stored[0]["recipients"] == ["bob@example.test"]
