@@ -126,7 +126,7 @@ def test_a_full_decoder_spool_defers_instead_of_passing_unchecked(tmp_path: Path
     assert f"decoding stopped: the temporary directory {spool}" in log
     assert "No space left on device" in log and "Traceback" not in log
     lines = proc.summary_lines()
-    assert "Blocked CLEAN {TempfailedInbound}" in lines[0]
+    assert "Blocked CLEAN {TempFailedInbound}" in lines[0]
     assert "Passed CLEAN {RelayedInbound}" in lines[1]
     assert os.listdir(spool) == []  # nothing left behind either time
 

@@ -178,7 +178,7 @@ def test_ambiguous_mime_boundary_is_unchecked_and_tagged(tmp_path: Path, sink: S
         proc.stop()
     assert code == 250
     line = [ln for ln in proc.summary_lines() if "amb1@" in ln][0]
-    assert "Passed UNCHECKED {RelayedInbound}" in line
+    assert "Passed UNCHECKED {RelayedTaggedInbound}" in line  # ***UNCHECKED*** tag
     got = sink.wait_for(1)
     assert b"Subject: ***UNCHECKED*** two readings" in got[0].data
     assert got[0].data.endswith(raw.split(b"\r\n\r\n", 1)[1])  # body untouched

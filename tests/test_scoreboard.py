@@ -119,10 +119,10 @@ def test_unusable_and_foreign_status_files(tmp_path):
 
 
 def test_summary_counters_name_existing_counters():
-    names = summary_counters("Passed", "CLEAN", ["RelayedInbound", "TempfailedOutbound",
+    names = summary_counters("Passed", "CLEAN", ["RelayedInbound", "TempFailedOutbound",
                                                  "NoBounceInbound"])
     assert names == ["messages", "passed", "category:CLEAN", "action:Relayed",
-                     "action:Tempfailed", "action:NoBounce"]
+                     "action:TempFailed", "action:NoBounce"]
     assert set(names) <= set(COUNTERS)
 
 

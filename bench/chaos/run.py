@@ -295,7 +295,7 @@ def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: flo
         lines = stack.filter.log_lines()
         result.categories = dict(collections.Counter(
             m.group(1) for line in lines for m in [SUMMARY.search(line)] if m))
-        result.tempfailed_lines = sum("Tempfailed" in line for line in lines)
+        result.tempfailed_lines = sum("TempFailed" in line for line in lines)
     result.seconds = round(time.monotonic() - began, 1)
     return result
 

@@ -16,7 +16,7 @@ rules: none to a faked or null sender, none above ``dsn_cutoff_level``) and 250.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,12 @@ class Outcome:
         if action not in self.actions:
             self.actions.append(action)
 
+    def act(self, action: str, ctx: Context, task: Task, idx: Iterable[int]) -> None:
+        """Log ``action`` for the recipients at ``idx``, each with its mail direction
+        (amavis: ``DiscardedInbound``, ``RelayedOpenRelay``, ...)."""
+        for i in idx:
+            self.add(action + ctx.direction_of(task.envelope.recipients[i].address))
+
 
 @dataclass(frozen=True, slots=True)
 class Context:
@@ -60,13 +66,18 @@ class Context:
     hostname: str
     port: int
     protocol: str  # ESMTP or LMTP
-    direction: str
+    directions: Mapping[str, str]
+    """Each recipient's mail direction for the log (Inbound, OpenRelay, Internal,
+    Outbound), by address."""
     virus_scanned: bool
     quarantine: Any  # scanner.quarantine.store.Quarantine or None
     run_cpu: Callable[..., Awaitable[Any]]
     signers: tuple[Any, ...] = ()
     """Checks with ``async sign(task, data) -> [(name, value)]`` (e.g. DKIM): called on
     the final bytes of each delivered copy; their headers go in front."""
+
+    def direction_of(self, address: str) -> str:
+        return self.directions.get(address, "Inbound")
 
 
 async def carry_out(task: Task, ctx: Context) -> Outcome:
@@ -80,7 +91,7 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
                           f"{verdicts[i].reason or 'check failed'}")
     if temp and smtp:
         out.replies = [out.replies[temp[0]]] * len(rcpts)
-        out.add(f"Tempfailed{ctx.direction}")
+        out.act("TempFailed", ctx, task, range(len(rcpts)))
         return out
     live = [i for i in range(len(rcpts)) if i not in temp]
     unarchived = await _archive(task, ctx, out, live)
@@ -101,8 +112,7 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
         return out
     await _deliver_groups(task, ctx, out, [i for i in live
                                            if verdicts[i].destiny is Destiny.PASS])
-    if temp:
-        out.add(f"Tempfailed{ctx.direction}")
+    out.act("TempFailed", ctx, task, temp)
     if smtp:
         out.replies = await _partial_failure(task, ctx, out)
     retried = _retried(out.replies, smtp)
@@ -169,7 +179,7 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
         targets = range(len(out.replies)) if ctx.protocol != "LMTP" else idx
         for i in targets:
             out.replies[i] = reply
-        out.add(f"Tempfailed{ctx.direction}")
+        out.act("TempFailed", ctx, task, targets)
         return False
     out.quarantine = str(getattr(record, "relative_path", "") or getattr(record, "path", ""))
     out.add("Quarantined")
@@ -210,7 +220,7 @@ async def _archive(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> li
         targets = range(len(out.replies)) if ctx.protocol != "LMTP" else failed
         for i in targets:
             out.replies[i] = reply
-        out.add(f"Tempfailed{ctx.direction}")
+        out.act("TempFailed", ctx, task, targets)
     return failed
 
 
@@ -238,9 +248,11 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
         msg = Outgoing(task.envelope.sender, recipients, task.envelope.mail_params, data,
                        task.client)
         result = await deliver(ctx.pool, msg, all_or_nothing=ctx.protocol != "LMTP")
-        for (i, _), reply in zip(members, result.replies, strict=True):
+        tagged = _tagged(headers, prefix)
+        for (i, edits), reply in zip(members, result.replies, strict=True):
             out.replies[i] = reply
-            out.add(_delivery_action(reply) + ctx.direction)
+            relabelled = edits.address != task.envelope.recipients[i].address
+            out.act(_delivery_action(reply, tagged or relabelled), ctx, task, [i])
         out.queued_as += [q for q in result.queued_as if q not in out.queued_as]
 
 
@@ -257,10 +269,10 @@ async def _blocked(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> No
         what = f"id={task.log_id} - {v.category}"
         if v.destiny is Destiny.DISCARD:
             out.replies[i] = f"250 2.7.0 Ok, discarded, {what}"
-            out.add(f"Discarded{ctx.direction}")
+            out.act("Discarded", ctx, task, [i])
         elif v.destiny is Destiny.REJECT:
             out.replies[i] = f"{reject_status(v.category)} Reject, {what}"
-            out.add(f"Rejected{ctx.direction}")
+            out.act("Rejected", ctx, task, [i])
         elif v.destiny is Destiny.BOUNCE:
             out.replies[i] = await _bounce(task, ctx, out, rcpt, v, what)
 
@@ -268,17 +280,18 @@ async def _blocked(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> No
 async def _bounce(task: Task, ctx: Context, out: Outcome, rcpt: Recipient, verdict: Any,
                   what: str) -> str:
     if not bounce_allowed(task, verdict) or not wants_failure_dsn(task, rcpt):
-        out.add(f"NoBounce{ctx.direction}")
+        out.add("NoBounce" + ctx.direction_of(rcpt.address))
         return f"250 2.5.0 Ok, {what}, no DSN sent"
     reason = f"{reject_status(verdict.category)} Message content rejected, {what}"
     sent = await _send_dsn(task, ctx, [(rcpt, reason)])
+    direction = ctx.direction_of(rcpt.address)
     if sent.startswith("5"):
-        out.add(f"NoBounce{ctx.direction}")
+        out.add("NoBounce" + direction)
         return f"250 2.5.0 Ok, {what}, DSN refused by the next hop"
     if not sent.startswith("2"):
-        out.add(f"Tempfailed{ctx.direction}")
+        out.add("TempFailed" + direction)
         return f"451 4.5.0 Error in processing, id={task.log_id}, DSN not sent"
-    out.add(f"Bounced{ctx.direction}")
+    out.add("Bounced" + direction)
     return f"250 2.5.0 Ok, {what}, DSN was sent"
 
 
@@ -329,17 +342,33 @@ async def _partial_failure(task: Task, ctx: Context, out: Outcome) -> list[str]:
                         task.log_id, sent)
             return [f"451 4.5.0 Error in processing, id={task.log_id}, DSN failed"] * len(replies)
         done = "DSN was sent" if sent.startswith("2") else "DSN refused by the next hop"
-        out.add(("Bounced" if sent.startswith("2") else "NoBounce") + ctx.direction)
+        out.act("Bounced" if sent.startswith("2") else "NoBounce", ctx, task, notify)
     fixed = list(replies)
     for i in failed:
         fixed[i] = (f"250 2.5.0 Ok <{rcpts[i].address}>, "
                     f"{done if i in notify else 'no DSN sent'}, id={task.log_id}")
         if i not in notify:
-            out.add(f"NoBounce{ctx.direction}")
+            out.act("NoBounce", ctx, task, [i])
     return fixed
 
 
-def _delivery_action(reply: str) -> str:
+def _delivery_action(reply: str, tagged: bool) -> str:
+    """amavis's word for one delivery: ``RelayedTagged`` when our edits marked the copy
+    (spam flag YES, a Subject tag, a virus or banned alert, a changed address)."""
     if reply.startswith("2"):
-        return "Relayed"
-    return "Tempfailed" if reply.startswith("4") else "Rejected"
+        return "RelayedTagged" if tagged else "Relayed"
+    return "TempFailed" if reply.startswith("4") else "Rejected"
+
+
+def _tagged(headers: tuple[tuple[str, str], ...], subject_prefix: str) -> bool:
+    """Whether a copy's edits tag it as amavis counts it (``recip_tagged``): not the
+    plain score headers of ham nor a bad-header alert, which amavis calls harmless."""
+    if subject_prefix:
+        return True
+    for name, value in headers:
+        lower = name.lower()
+        if lower.endswith("-flag") and value.strip().upper() == "YES":
+            return True
+        if lower == "x-amavis-alert" and value.lstrip().startswith(("INFECTED", "BANNED")):
+            return True
+    return False

@@ -150,7 +150,7 @@ class Processor:
         self._board.stage(task, "actions")
         outcome = await carry_out(task, Context(
             pool=self._pool, scores=self._scores, hostname=self._hostname, port=listener.port,
-            protocol=listener.protocol, direction=self._direction(task, listener),
+            protocol=listener.protocol, directions=self._directions(task, listener),
             virus_scanned=self._virus_scanner, quarantine=self._quarantine,
             run_cpu=self._run_cpu, signers=self._signers))
         self._after_delivery(task, outcome)
@@ -186,13 +186,20 @@ class Processor:
             task.verdicts[rcpt.address] = decide(task, rcpt.address, policy, self._scores,
                                                  self._kinds)
 
-    def _direction(self, task: Task, listener: Listener) -> str:
+    def _directions(self, task: Task, listener: Listener) -> dict[str, str]:
+        """amavis's mail direction per recipient: Inbound or OpenRelay (local or not),
+        from the ORIGINATING bank Internal or Outbound (with no local_domains, which
+        makes everyone local, originating mail counts as Outbound)."""
         originating = listener.policy_bank.upper() == "ORIGINATING"
         policy = self._config.policy
-        all_local = all(is_local(policy, r.address) for r in task.envelope.recipients)
-        if originating:
-            return "Internal" if all_local and policy.local_domains else "Outbound"
-        return "Inbound" if all_local else "OpenRelay"
+        out = {}
+        for rcpt in task.envelope.recipients:
+            local = is_local(policy, rcpt.address)
+            if originating:
+                out[rcpt.address] = "Internal" if local and policy.local_domains else "Outbound"
+            else:
+                out[rcpt.address] = "Inbound" if local else "OpenRelay"
+        return out
 
     def _log_summary(self, task: Task, outcome: Outcome) -> list[str]:
         """Log the summary line; return the scoreboard counters it adds to."""
@@ -213,7 +220,7 @@ class Processor:
             log_id=task.log_id,
             verb="Blocked" if blocked else "Passed",
             category=_log_category(task, category),
-            actions=outcome.actions,
+            actions=log_order(outcome.actions),
             client_addr=task.client.addr,
             client_port=task.client.port,
             sender=task.envelope.sender,
@@ -233,6 +240,16 @@ class Processor:
         )
         log.info("%s", logline.render(summary))
         return summary_counters(summary.verb, category, outcome.actions)
+
+
+_DIRECTIONS = ("Inbound", "Internal", "Outbound", "OpenRelay")
+
+
+def log_order(actions: list[str]) -> list[str]:
+    """amavis's order in the log line: the delivery statuses sorted by name, then the
+    rest (``Quarantined``) as they happened."""
+    statuses = sorted(a for a in actions if a.endswith(_DIRECTIONS))
+    return statuses + [a for a in actions if not a.endswith(_DIRECTIONS)]
 
 
 def _log_category(task: Task, category: str) -> str:

@@ -141,7 +141,7 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
 def _report_failure(hop: NextHop, why: str) -> None:
     """The next hop could not be used (unreachable, timed out, connection lost): logged
     at once, then once per 10 minutes with a count (every message fails the same way
-    while it lasts; each one's summary line says Tempfailed)."""
+    while it lasts; each one's summary line says TempFailed)."""
     held = hop.warnings.due("down")
     if held is not None:
         log.warning("next hop %s failed: %s%s",

@@ -48,7 +48,7 @@ _DIGEST_HEAD = 1 << 20  # a message's digest covers its first MiB and its length
 # Hang records older than this are not carried into a new run: Postfix has bounced the
 # message by then (maximal_queue_lifetime, 5 days by default).
 HANG_MEMORY = 5 * 86400.0
-ACTIONS = ("Relayed", "Tempfailed", "Quarantined", "Discarded", "Rejected", "Bounced",
+ACTIONS = ("Relayed", "TempFailed", "Quarantined", "Discarded", "Rejected", "Bounced",
            "NoBounce")
 # Every counter a slot keeps, in file order. "errors": 451 after an exception inside
 # the filter; "timeouts": 451 after server.message_timeout.

@@ -65,7 +65,7 @@ def test_an_archive_copy_not_taken_defers_before_anything_is_delivered(sink, cap
         assert [r[:3] for r in replies] == ["451", "250"], replies
         assert q.stored[0]["recipients"] == ["carol@example.test"]
     assert "archiving to <archive@example.test> failed" in caplog.text
-    assert "Tempfailed" in summary(caplog)
+    assert "TempFailed" in summary(caplog)
 
 
 SPAM_LEVELS = "kill_level = 2.0\ntag2_level = 2.0\nspam_destiny = 'discard'\n"
