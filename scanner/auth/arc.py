@@ -25,6 +25,7 @@ from scanner.auth.arc_chain import ArcSet, Chain, Field, parse_chain
 from scanner.auth.dkim_keys import (
     KeyTable,
     Lookup,
+    dkimpy_message,
     fetch_keys,
     has_header,
     key_name,
@@ -69,7 +70,7 @@ async def verify_arc(raw: bytes, lookup: Lookup, run_cpu: RunCpu, minkey: int = 
 def _verify_sync(raw: bytes, chain: Chain, keys: KeyTable, minkey: int) -> ArcResult:
     count = chain.instances
     try:
-        message = dkim.DomainSigner(raw, logger=QUIET_LOG, minkey=minkey)
+        message = dkimpy_message(dkim.DomainSigner, raw, logger=QUIET_LOG, minkey=minkey)
     except Exception as exc:  # hostile input must not crash the check
         return ArcResult("fail", count, f"unparseable message: {type(exc).__name__}: {exc}")
     latest = chain.sets[-1]
