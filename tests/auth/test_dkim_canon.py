@@ -1,81 +1,34 @@
-"""DKIM canonicalisation (RFC 6376 3.4) of unusual messages: signatures are made here by
-a small signer written from the RFC (not dkimpy), keys served from memory, and checked
-with our verifier."""
+"""DKIM canonicalisation (RFC 6376 3.4) of unusual messages: signatures are made by a
+small signer written from the RFC (``tests/auth/dkim_hand.py``, not dkimpy), keys
+served from memory, and checked with our verifier."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
+from functools import partial
 
 import dns.rdataclass
 import dns.rdatatype
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from dns.rdtypes.ANY.TXT import TXT
 
 from scanner.auth.dkim_keys import parsed_headers
 from scanner.auth.dkim_verify import DkimResult, verify_all
 from scanner.auth.keygen import generate, record_text
 from scanner.dns.client import Answer, Status
 from tests.auth.conftest import run, run_inline
+from tests.auth.dkim_hand import hand_signed as signed_with
 
 PEM, PUBLIC = generate(1024)
 RECORD = record_text(PUBLIC)
+hand_signed = partial(signed_with, pem=PEM)
 
 
 async def lookup(name: str, rdtype: str) -> Answer:
-    from dns.rdtypes.ANY.TXT import TXT
     if name != "s1._domainkey.good.test" or rdtype != "TXT":
         return Answer(Status.NXDOMAIN)
     text = RECORD.encode()
     chunks = [text[i:i + 255] for i in range(0, len(text), 255)]
     return Answer(Status.OK, (TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks),))
-
-
-def canon_body(body: bytes, relaxed: bool) -> bytes:
-    """RFC 6376 3.4.3 / 3.4.4: lines end in CRLF only (a bare CR is data)."""
-    lines = body.split(b"\r\n")
-    ended = body.endswith(b"\r\n")
-    if ended:
-        lines.pop()
-    if relaxed:
-        lines = [re.sub(rb"[ \t]+", b" ", line).rstrip(b" ") for line in lines]
-    while lines and lines[-1] == b"":
-        lines.pop()
-    if not lines:
-        return b"" if relaxed else b"\r\n"
-    return b"\r\n".join(lines) + b"\r\n"
-
-
-def canon_field(field: bytes, relaxed: bool) -> bytes:
-    """One header field (with its CRLF) in simple or relaxed form (3.4.1, 3.4.2)."""
-    if not relaxed:
-        return field
-    name, _, value = field.partition(b":")
-    value = re.sub(rb"[ \t]+", b" ", value.replace(b"\r\n", b"")).strip(b" ")
-    return name.strip(b" \t").lower() + b":" + value + b"\r\n"
-
-
-def hand_signed(message: bytes, canon: str, signed: list[bytes]) -> bytes:
-    """``message`` with a DKIM-Signature (rsa-sha256) made without dkimpy."""
-    head, _, body = message.partition(b"\r\n\r\n")
-    fields = re.split(rb"\r\n(?![ \t])", head)
-    header_relaxed, body_relaxed = (part == "relaxed" for part in canon.split("/"))
-    bh = base64.b64encode(hashlib.sha256(canon_body(body, body_relaxed)).digest())
-    tags = (f"v=1; a=rsa-sha256; c={canon}; d=good.test; s=s1; "
-            f"h={':'.join(n.decode() for n in signed)}; bh={bh.decode()}; b=").encode()
-    data = b""
-    by_name = {n.lower(): [f + b"\r\n" for f in fields
-                           if f.split(b":")[0].strip(b" \t").lower() == n.lower()]
-               for n in signed}
-    for name in signed:  # the last instance of a name first (RFC 6376 5.4.2)
-        if by_name[name.lower()]:
-            data += canon_field(by_name[name.lower()].pop(), header_relaxed)
-    data += canon_field(b"DKIM-Signature: " + tags + b"\r\n", header_relaxed)[:-2]
-    key = serialization.load_pem_private_key(PEM, password=None)
-    b = base64.b64encode(key.sign(data, padding.PKCS1v15(), hashes.SHA256()))  # type: ignore[union-attr]
-    return b"DKIM-Signature: " + tags + b + b"\r\n" + message
 
 
 def verify(raw: bytes) -> list[DkimResult]:
