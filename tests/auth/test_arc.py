@@ -160,6 +160,14 @@ def test_broken_structure_fails_without_lookups(keys: Keys) -> None:
         assert keys.asked == []
 
 
+def test_chain_numbered_from_0_fails(keys: Keys) -> None:
+    """dkimpy took a chain whose only set says i=0 for no chain at all (arc=none)."""
+    zero = chain(keys, 1).replace(b"i=1;", b"i=0;")
+    assert zero.count(b"i=0;") == 3
+    result = verify(keys, zero)
+    assert (result.result, result.reason) == ("fail", "ARC instance i=0 is outside 1 to 50")
+
+
 def test_cv_values(keys: Keys) -> None:
     """The latest seal saying cv=fail ends the chain (step 2); the first must say
     cv=none and every later one cv=pass (step 3)."""
