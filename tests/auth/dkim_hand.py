@@ -8,6 +8,7 @@ import base64
 import hashlib
 import re
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -58,3 +59,39 @@ def hand_signed(message: bytes, canon: str, signed: list[bytes], pem: bytes,
     assert isinstance(key, RSAPrivateKey)
     b = base64.b64encode(key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
     return b"DKIM-Signature: " + tags + b + b"\r\n" + message
+
+
+def hand_verifies(raw: bytes, pem: bytes) -> bool:
+    """Does the first DKIM-Signature of ``raw`` (rsa-sha256) verify with the public half
+    of ``pem``, checked the same way without dkimpy?"""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    signature, *fields = re.split(rb"\r\n(?![ \t])", head)
+    name, _, value = signature.partition(b":")
+    assert name.strip().lower() == b"dkim-signature"
+    tags = {}
+    for item in re.sub(rb"\s+", b"", value).split(b";"):
+        if item:
+            key, _, text = item.partition(b"=")
+            tags[key.decode()] = text
+    header_c, _, body_c = tags.get("c", b"simple").decode().partition("/")
+    digest = hashlib.sha256(canon_body(body, body_c == "relaxed")).digest()
+    if base64.b64encode(digest) != tags["bh"]:
+        return False
+    relaxed = header_c == "relaxed"
+    unused = [f + b"\r\n" for f in fields]
+    data = b""
+    for wanted in tags["h"].decode().lower().split(":"):
+        for at in range(len(unused) - 1, -1, -1):  # the last unused instance
+            if unused[at].split(b":")[0].strip(b" \t").lower().decode() == wanted:
+                data += canon_field(unused.pop(at), relaxed)
+                break
+    empty_b = re.sub(rb"([;\s]b[ \t\r\n]*=)[^;]*", rb"\1", b";" + signature)[1:]
+    data += canon_field(empty_b + b"\r\n", relaxed)[:-2]
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, RSAPrivateKey)
+    try:
+        key.public_key().verify(base64.b64decode(tags["b"]), data, padding.PKCS1v15(),
+                                hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True

@@ -4,6 +4,7 @@ served from memory, and checked with our verifier."""
 
 from __future__ import annotations
 
+import re
 from functools import partial
 
 import dns.rdataclass
@@ -12,11 +13,13 @@ import pytest
 from dns.rdtypes.ANY.TXT import TXT
 
 from scanner.auth.dkim_keys import parsed_headers
+from scanner.auth.dkim_sign import RSA, PrivateKey, SigningKey, sign
 from scanner.auth.dkim_verify import DkimResult, verify_all
 from scanner.auth.keygen import generate, record_text
 from scanner.dns.client import Answer, Status
 from tests.auth.conftest import run, run_inline
 from tests.auth.dkim_hand import hand_signed as signed_with
+from tests.auth.dkim_hand import hand_verifies
 
 PEM, PUBLIC = generate(1024)
 RECORD = record_text(PUBLIC)
@@ -85,3 +88,29 @@ def test_bare_cr_in_the_body_is_data(canon: str) -> None:
     assert [r.result for r in verify(raw)] == ["pass"]
     as_crlf = raw.replace(b"one\rstill", b"one\r\nstill")
     assert [r.result for r in verify(as_crlf)] == ["fail"]
+
+
+def test_hand_verifier_checks_dkimpy_signatures() -> None:
+    """The test's own verifier agrees with dkimpy on a plain message (so it can judge
+    the signer below independently)."""
+    key = SigningKey("good.test", "s1", PrivateKey(RSA, PEM))
+    message = HEAD + b"Numbers  are up. \r\n"
+    name, value = sign(message, key)
+    raw = f"{name}: {value}\r\n".encode() + message
+    assert hand_verifies(raw, PEM)
+    assert not hand_verifies(raw.replace(b"Numbers", b"Figures"), PEM)
+    assert not hand_verifies(raw.replace(b"Subject: minutes", b"Subject: minutes!"), PEM)
+
+
+def test_our_signer_signs_white_space_before_the_colon() -> None:
+    """Our signer read the header section with dkimpy's parser too: a message of our
+    own user with ``Subject  : minutes`` raised MessageFormatError and left unsigned."""
+    key = SigningKey("good.test", "s1", PrivateKey(RSA, PEM))
+    message = HEAD.replace(b"Subject: minutes", b"Subject  : minutes") + b"Hello.\r\n"
+    name, value = sign(message, key)
+    assert "subject" in re.search(r"h=([^;]+);", value).group(1)  # type: ignore[union-attr]
+    raw = f"{name}: {value}\r\n".encode() + message
+    assert hand_verifies(raw, PEM)
+    assert [r.result for r in verify(raw)] == ["pass"]
+    changed = raw.replace(b"Subject  : minutes", b"Subject  : minutes!")
+    assert not hand_verifies(changed, PEM)
