@@ -49,6 +49,8 @@ class ArcResult:
 
 async def verify_arc(raw: bytes, lookup: Lookup, run_cpu: RunCpu, minkey: int = 1024
                      ) -> ArcResult:
+    """The chain validation status of ``raw``'s ARC sets; keys come from ``lookup``,
+    the signature checks run through ``run_cpu``."""
     if not any(has_header(raw, name) for name in (b"ARC-Seal", b"ARC-Message-Signature")):
         return ArcResult("none")  # no ARC set: skip dkimpy's header parse
     headers = parsed_headers(raw)
@@ -113,7 +115,9 @@ def _check(message: dkim.DomainSigner, field: Field, mandatory: list[bytes],
     except (InvalidTagValueList, dkim.DKIMException, ValueError) as exc:
         return f"malformed: {exc}"
     if field[0].lower() != b"arc-message-signature" or b"c" not in sig:
-        sig[b"c"] = b"relaxed/relaxed"  # the seal is always relaxed (section 5.1.1)
+        # a seal is always relaxed (section 5.1.1); an AMS without c= is read as
+        # relaxed too, as dkimpy's own ARC verifier reads it
+        sig[b"c"] = b"relaxed/relaxed"
     text = {k.decode("ascii", "replace"): v.decode("utf-8", "replace")
             for k, v in sig.items() if k != b"i"}
     name = key_name(text["s"], text["d"])
