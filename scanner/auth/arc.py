@@ -1,9 +1,17 @@
-"""Verify the ARC chain (RFC 8617) of a message with dkimpy's ARC support.
+"""Verify the ARC chain (RFC 8617) of a message.
 
-Keys of every ARC-Seal and ARC-Message-Signature are fetched first, concurrently and
-under the message's DNS budget; dkimpy then validates the chain off the event loop.
-Results: ``pass``, ``fail``, ``none`` (no ARC headers) or ``temperror`` (a key lookup
-timed out).
+The chain's structure is checked first (:mod:`scanner.auth.arc_chain`); a broken one
+fails without a key lookup. Then the keys of the latest ARC-Message-Signature and of
+every ARC-Seal are fetched, concurrently and under the message's DNS budget, and
+dkimpy's signature verification checks, off the event loop (section 5.2 steps 4 to 6):
+the latest ARC-Message-Signature, then each ARC-Seal from the latest to the first, each
+over the sets up to its own in instance order. dkimpy's own chain walk is not used: it
+needs ``i=N;`` after one space in each ARC-Message-Signature (a field folded or tabbed
+before ``i=`` failed) and hashes the sets in the order they stand in the header (a relay
+that reorders header fields broke the seals).
+
+Results: ``pass``, ``fail``, ``none`` (no ARC headers) or ``temperror`` (a needed key
+lookup timed out).
 """
 
 from __future__ import annotations
@@ -11,20 +19,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dkim
+from dkim.util import InvalidTagValueList, parse_tag_value
 
+from scanner.auth.arc_chain import ArcSet, Chain, Field, parse_chain
 from scanner.auth.dkim_keys import (
     KeyTable,
     Lookup,
+    dkimpy_message,
     fetch_keys,
     has_header,
     key_name,
     parsed_headers,
-    tags,
 )
-from scanner.auth.dkim_verify import QUIET_LOG
+from scanner.auth.dkim_verify import QUIET_LOG, for_dkimpy, key_problem
 from scanner.pipeline.cpu import RunCpu
 
-ARC_SIGNING = (b"arc-seal", b"arc-message-signature")
+AMS_TAGS = [b"i", b"a", b"b", b"bh", b"d", b"h", b"s"]
+SEAL_TAGS = [b"i", b"a", b"b", b"cv", b"d", b"s"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +49,8 @@ class ArcResult:
 
 async def verify_arc(raw: bytes, lookup: Lookup, run_cpu: RunCpu, minkey: int = 1024
                      ) -> ArcResult:
+    """The chain validation status of ``raw``'s ARC sets; keys come from ``lookup``,
+    the signature checks run through ``run_cpu``."""
     if not any(has_header(raw, name) for name in (b"ARC-Seal", b"ARC-Message-Signature")):
         return ArcResult("none")  # no ARC set: skip dkimpy's header parse
     headers = parsed_headers(raw)
@@ -45,25 +58,83 @@ async def verify_arc(raw: bytes, lookup: Lookup, run_cpu: RunCpu, minkey: int = 
         if has_header(raw, b"ARC-Seal"):
             return ArcResult("fail", reason="malformed header section")
         return ArcResult("none")
-    signing = [tags(v) for n, v in headers if n.lower() in ARC_SIGNING]
-    if not signing:
+    chain = parse_chain(headers)
+    if not chain.instances:
         return ArcResult("none")
-    instances = {t.get("i", "") for t in signing if t}
-    names = [key_name(t["s"], t["d"]) for t in signing if t and t.get("s") and t.get("d")]
-    keys = await fetch_keys(names, lookup)
+    if chain.problem:
+        return ArcResult("fail", chain.instances, chain.problem)
+    keys = await fetch_keys(chain.key_names(), lookup)
     if keys.temporary:
-        return ArcResult("temperror", len(instances), "key lookup failed")
-    return await run_cpu(_verify_sync, raw, keys, len(instances), minkey)
+        return ArcResult("temperror", chain.instances, "key lookup failed")
+    return await run_cpu(_verify_sync, raw, chain, keys, minkey)
 
 
-def _verify_sync(raw: bytes, keys: KeyTable, instances: int, minkey: int) -> ArcResult:
+def _verify_sync(raw: bytes, chain: Chain, keys: KeyTable, minkey: int) -> ArcResult:
+    count = chain.instances
     try:
-        cv, _, reason = dkim.arc_verify(raw, logger=QUIET_LOG, dnsfunc=keys.dnsfunc,
-                                        minkey=minkey)
+        message = dkimpy_message(dkim.DomainSigner, raw, logger=QUIET_LOG, minkey=minkey)
     except Exception as exc:  # hostile input must not crash the check
-        return ArcResult("fail", instances, f"{type(exc).__name__}: {exc}")
-    if cv == dkim.CV_Pass:
-        return ArcResult("pass", instances, str(reason))
-    if cv == dkim.CV_None:
-        return ArcResult("none", instances, str(reason))
-    return ArcResult("fail", instances, str(reason))
+        return ArcResult("fail", count, f"unparseable message: {type(exc).__name__}: {exc}")
+    latest = chain.sets[-1]
+    problem = _ams_problem(message, latest, keys)
+    if problem:
+        return ArcResult("fail", count, f"the latest ARC-Message-Signature "
+                         f"(i={latest.instance}) did not verify: {problem}")
+    for arc_set in reversed(chain.sets):
+        message.headers, names = _sealed_fields(chain.sets[:arc_set.instance])
+        problem = _check(message, arc_set.seal, SEAL_TAGS, keys, names)
+        if problem:
+            return ArcResult("fail", count,
+                             f"ARC-Seal i={arc_set.instance} did not verify: {problem}")
+    return ArcResult("pass", count, "success")
+
+
+def _ams_problem(message: dkim.DomainSigner, latest: ArcSet, keys: KeyTable) -> str:
+    signed = [h.strip().lower().encode("ascii", "replace")
+              for h in latest.ams_tags.get("h", "").split(":")]
+    if b"arc-seal" in signed:
+        return "it signs ARC-Seal (h=)"
+    return _check(message, latest.ams, AMS_TAGS, keys, signed)
+
+
+def _sealed_fields(sets: tuple[ArcSet, ...]) -> tuple[list[Field], list[bytes]]:
+    """The header fields the last set's ARC-Seal signs (the sets from the first, each
+    AAR, AMS, AS, but that seal itself) and their names: the fields in reverse, since
+    dkimpy picks repeated names from the bottom of the header up."""
+    fields = [f for s in sets for f in s.fields()][:-1]
+    return fields[::-1], [name.lower() for name, _ in fields]
+
+
+def _check(message: dkim.DomainSigner, field: Field, mandatory: list[bytes],
+           keys: KeyTable, include: list[bytes]) -> str:
+    """Why the ARC signature ``field`` does not verify over ``message.headers`` with
+    ``include``, or '' when it does."""
+    try:
+        sig = parse_tag_value(field[1])
+        dkim.validate_signature_fields(sig, mandatory, True)
+    except (InvalidTagValueList, dkim.DKIMException, ValueError) as exc:
+        return f"malformed: {exc}"
+    if field[0].lower() != b"arc-message-signature" or b"c" not in sig:
+        # a seal is always relaxed (section 5.1.1); an AMS without c= is read as
+        # relaxed too, as dkimpy's own ARC verifier reads it
+        sig[b"c"] = b"relaxed/relaxed"
+    text = {k.decode("ascii", "replace"): v.decode("utf-8", "replace")
+            for k, v in sig.items() if k != b"i"}
+    name = key_name(text["s"], text["d"])
+    record = keys.records.get(name)
+    if not record:
+        return f"no key at {name}"
+    problem = key_problem(text, record)
+    if problem:
+        return problem
+
+    def dnsfunc(_name: bytes | str, timeout: float = 5) -> bytes:
+        return for_dkimpy(record)
+
+    try:
+        ok = message.verify_sig(sig, list(include), field, dnsfunc)
+    except dkim.DKIMException as exc:
+        return str(exc)
+    except Exception as exc:  # dkimpy on hostile input
+        return f"{type(exc).__name__}: {exc}"
+    return "" if ok else f"signature did not verify (d={text['d'].strip()})"

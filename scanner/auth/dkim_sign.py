@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
-from scanner.auth.dkim_keys import header_section
+from scanner.auth.dkim_keys import dkimpy_message
 from scanner.auth.dkim_verify import QUIET_LOG
 
 SIGN_HEADERS = (
@@ -132,15 +132,19 @@ def header_list(present: Iterable[str], sign: Sequence[str], oversign: Sequence[
 
 def sign(data: bytes, key: SigningKey, sign_headers: Sequence[str] = SIGN_HEADERS,
          oversign: Sequence[str] = OVERSIGN_HEADERS) -> tuple[str, str]:
-    """The ``DKIM-Signature`` header (name, folded value) for ``data``."""
-    headers, _ = dkim.rfc822_parse(header_section(data))
-    names = [n.decode("ascii", "replace") for n, _ in headers]
+    """The ``DKIM-Signature`` header (name, folded value) for ``data``; raises
+    ``dkim.MessageFormatError`` when its header section cannot be read. A field written
+    ``Subject  : text`` (obsolete syntax) is read as the verifier reads it
+    (:func:`scanner.auth.dkim_keys.split_message`) and signed relaxed, without that
+    white space."""
+    signer = dkimpy_message(dkim.DKIM, data, logger=QUIET_LOG,
+                            signature_algorithm=key.key.algorithm.encode("ascii"))
+    names = [n.lower().decode("ascii", "replace") for n, _ in signer.headers]
     include = header_list(names, sign_headers, oversign)
     if "from" not in include:
         include.insert(0, "from")
-    line = dkim.sign(data, key.selector.encode("ascii"), key.domain.encode("ascii"),
-                     key.key.data, signature_algorithm=key.key.algorithm.encode("ascii"),
-                     canonicalize=(b"relaxed", b"relaxed"),
-                     include_headers=[h.encode("ascii") for h in include], logger=QUIET_LOG)
+    line = signer.sign(key.selector.encode("ascii"), key.domain.encode("ascii"), key.key.data,
+                       canonicalize=(b"relaxed", b"relaxed"),
+                       include_headers=[h.encode("ascii") for h in include])
     name, _, value = line.decode("ascii").partition(":")
     return name, value.strip(" \r\n")

@@ -27,6 +27,7 @@ import dkim
 from scanner.auth.dkim_keys import (
     KeyTable,
     Lookup,
+    dkimpy_message,
     fetch_keys,
     has_header,
     key_name,
@@ -84,7 +85,7 @@ async def verify_all(raw: bytes, lookup: Lookup, run_cpu: RunCpu, max_signatures
 def _verify_sync(raw: bytes, sigs: list[dict[str, str] | None], keys: KeyTable,
                  minkey: int) -> list[DkimResult]:
     try:
-        verifier = dkim.DKIM(raw, logger=QUIET_LOG, minkey=minkey)
+        verifier = dkimpy_message(dkim.DKIM, raw, logger=QUIET_LOG, minkey=minkey)
     except Exception as exc:  # the body or headers defeat dkimpy's parser
         return [DkimResult("permerror", reason=f"unparseable message: {exc}")] * len(sigs)
     return [_verify_one(verifier, i, t, keys) for i, t in enumerate(sigs)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import dkim
 import pytest
 
 from scanner.auth.dkim_sign import SigningKey, load_key, sign
@@ -219,3 +220,19 @@ def test_switches(dns_server: DnsServer) -> None:
     check = check_for(dns_server, spf=False, dkim=False, arc=False, add_header=False)
     hits, headers = scan(check, mail("a@good.test"), "a@good.test", BAD)
     assert set(hits) == {"DMARC_REJECT"} and headers == []
+
+
+def test_arc_result_in_symbols_and_header(dns_server: DnsServer, dkim_keys: Keys) -> None:
+    """A forwarded message sealed by arc.test (key in NSD): ARC_VALID and arc=pass with
+    the number of sets; a broken chain gives ARC_INVALID and arc=fail."""
+    base = (b"Authentication-Results: mx.arc.test; spf=pass smtp.mailfrom=good.test\r\n"
+            + mail("alice@good.test"))
+    sealed = b"".join(dkim.arc_sign(base, b"arc", b"arc.test",
+                                    dkim_keys.files["k2"].read_bytes(), b"mx.arc.test")) + base
+    hits, headers = scan(check_for(dns_server), sealed, "list@lists.test", BAD)
+    assert "ARC_VALID" in hits and "ARC_INVALID" not in hits
+    assert headers[0][1].endswith("arc=pass (i=1)")
+    broken = sealed.replace(b"Hello there.", b"Hello there!")
+    hits, headers = scan(check_for(dns_server), broken, "list@lists.test", BAD)
+    assert "ARC_INVALID" in hits
+    assert headers[0][1].endswith("arc=fail (i=1)")
