@@ -23,6 +23,8 @@ from scanner.testing.sink import Sink
 from scanner.testing.tasks import task_from_bytes
 from tests.helpers import smtp, start_filter
 from tests.ml.conftest import synthetic_message
+from tests.test_failures import _children, _wait_children
+from tests.test_lifecycle import _replace_worker
 
 
 def _train(tmp: Path, name: str, inverted: bool = False) -> Path:
@@ -107,14 +109,18 @@ def test_file_watch_swaps_good_models_and_keeps_the_old_on_bad_ones(models, tmp_
     assert _bands(check, spam)[0] in ("BAYES_00", "BAYES_05")  # the new model is used
 
 
-def _live_model_filter(model: Path, tmp_path: Path, reload_interval: float):
+def _live_model_filter(model: Path, tmp_path: Path, reload_interval: float,
+                       start_gate: Path | None = None):
     """A filter scoring with a copy of ``model`` (``live.model``, the classifier its only
-    check): (the copy's path, the sink, the filter process, its port)."""
+    check): (the copy's path, the sink, the filter process, its port). ``start_gate``:
+    a worker starting while that file exists waits after loading the model."""
     live = tmp_path / "live.model"
     shutil.copy(model, live)
     sink = Sink(free_port()).start()
+    gate = (f'enabled = ["*", "fault_injection"]\n[checks.settings.fault_injection]\n'
+            f'start_gate = "{start_gate}"\n' if start_gate else "")
     extra = ('\n[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "rules"]\n'
-             f'[checks.settings.bayes]\nmodel = "{live}"\n'
+             f'{gate}[checks.settings.bayes]\nmodel = "{live}"\n'
              f'reload_interval = {reload_interval}\n[policy]\nspam_destiny = "pass"\n')
     proc, port = start_filter(tmp_path / "f", sink.port, extra=extra)
     return live, sink, proc, port
@@ -179,3 +185,48 @@ def test_a_new_worker_keeps_the_model_when_the_file_broke_after_start(models, tm
     log = "\n".join(proc.log_lines())
     assert "worker crashed" not in log and "Traceback" not in log
     assert f"keeping the model read before: {live}: " in log
+
+
+def _hits(proc) -> list[float]:
+    return [float(ln.split("Hits: ")[1].split(",")[0]) for ln in proc.summary_lines()]
+
+
+def _wait_for(what: str, condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_sighup_while_a_worker_starts_reloads_its_model(models, tmp_path: Path):
+    """A worker ignored SIGHUP until its loop's handler was installed, after it had
+    loaded its checks: the reload asked for then (a new model file; here with the file
+    watch off, so SIGHUP is the only way) was lost, and that worker scored with the old
+    model until the next SIGHUP, without a word. The worker is held at a start gate,
+    after the classifier loaded the model, while the model is replaced and it gets
+    SIGHUP; its first message must be scored with the new model."""
+    normal, inverted = models
+    gate = tmp_path / "gate"
+    live, sink, proc, port = _live_model_filter(normal, tmp_path, 0, start_gate=gate)
+    try:
+        [worker] = _wait_children(proc.proc.pid, 1)
+        gate.touch()
+        replacement = _replace_worker(proc.proc.pid, worker)
+        waiting = tmp_path / f"gate.{replacement}"
+        _wait_for("the new worker at the start gate", waiting.exists)
+        tmp = tmp_path / "swap.model"
+        shutil.copy(inverted, tmp)
+        os.replace(tmp, live)
+        os.kill(replacement, signal.SIGHUP)  # the master passes SIGHUP on like this
+        gate.unlink()
+        s = smtp(port)  # the new worker's greeting: it has started
+        assert _send(s, synthetic_message(True, 9100))[0] == 250
+        s.quit()
+        assert _children(proc.proc.pid) == [replacement]  # SIGHUP did not end it
+    finally:
+        proc.stop()
+        sink.stop()
+    hits = _hits(proc)
+    assert len(hits) == 1 and hits[0] < 0, hits  # BAYES_00/05: the new model
+    log = "\n".join(proc.log_lines())
+    assert "SIGHUP came while it started" in log and f"model reloaded from {live}" in log

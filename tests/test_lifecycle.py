@@ -394,3 +394,32 @@ def test_a_second_serve_with_the_same_pid_file_leaves_the_running_ones_alone(
     finally:
         proc.stop()
     assert not pid_file.exists()  # removed by its own master when it stopped
+
+
+def test_a_worker_told_to_stop_while_it_starts_ends_and_the_master_with_it(tmp_path: Path,
+                                                                            sink: Sink):
+    """A stop that reaches a worker still loading its checks (held at a start gate, before
+    its loop's handlers exist) must not be lost: the worker ends, none is left serving,
+    and the master exits. (Its SIGTERM has the default action until then; SIGHUP is the
+    one kept pending, tests/test_bayes_check.py.)"""
+    gate = tmp_path / "gate"
+    extra = ('[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
+             'enabled = ["*", "fault_injection"]\n[checks.settings.fault_injection]\n'
+             f'start_gate = "{gate}"\n')
+    proc, _ = start_filter(tmp_path, sink.port, extra=extra)
+    master = proc.proc
+    try:
+        [worker] = _wait_children(master.pid, 1)
+        gate.touch()
+        replacement = _replace_worker(master.pid, worker)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / f"gate.{replacement}").exists():
+            assert time.monotonic() < deadline, "the new worker never reached the gate"
+            time.sleep(0.02)
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(30) == 0
+        assert wait_gone(replacement, 10)
+    finally:
+        gate.unlink(missing_ok=True)
+        proc.stop()
+    assert any("all workers stopped" in line for line in proc.log_lines())

@@ -227,13 +227,22 @@ class Master:
 
     def _child(self, index: int) -> NoReturn:
         """The forked worker for slot ``index``: its own signal dispositions, then serve;
-        exits the process (never returns into the master's code)."""
+        exits the process (never returns into the master's code).
+
+        While it starts, SIGTERM/SIGINT have their default action (a worker told to stop
+        before it serves has nothing to finish) and SIGHUP is blocked. SIGHUP was
+        ignored there: a reload asked for while a worker loaded its checks (a new model
+        file) was lost, and that worker scored with the old data until the next SIGHUP.
+        Blocked, the signal stays pending (Linux keeps a blocked signal even while its
+        action is to ignore it) until the worker's handler takes it."""
         code = 0
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
+            # SIGHUP stays blocked: one that comes while the worker loads its checks
+            # waits (pending) until its reload handler is there (worker.handle_signals)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS - {signal.SIGHUP})
             _die_with_parent(self._master_pid)
             code = run_worker(self._config, self._sockets, self._hostname,
                               self._ampdp, self._board.slot(index),
