@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
+import smtplib
 import subprocess
 import sys
 import time
@@ -230,3 +231,61 @@ def test_a_sighup_while_a_worker_starts_reloads_its_model(models, tmp_path: Path
     assert len(hits) == 1 and hits[0] < 0, hits  # BAYES_00/05: the new model
     log = "\n".join(proc.log_lines())
     assert "SIGHUP came while it started" in log and f"model reloaded from {live}" in log
+
+
+def _writer_of(fifo: Path) -> int:
+    """Open ``fifo`` for writing once a reader has it open (the worker's reload)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: nobody reads it yet
+            assert time.monotonic() < deadline, "the reload never opened the model file"
+            time.sleep(0.02)
+
+
+def test_a_sighup_storm_during_a_slow_reload_neither_stops_serving_nor_piles_up(
+        models, tmp_path: Path):
+    """SIGHUP reloaded every check in the worker's event loop, once per signal: while
+    the model file was read (here: a FIFO that holds the read until the test writes)
+    the worker greeted no connection and beat no heartbeat, and a storm of SIGHUPs
+    queued a full reload per signal, back to back in the loop, until the watchdog
+    killed the worker with its open transactions. Now the reload runs in the thread
+    pool, the worker serves meanwhile, and the 20 signals that come during it make one
+    more reload, not 20. The held read gets one byte (a truncated file): that reload
+    keeps the old model and says which file; the next one loads the new model."""
+    normal, inverted = models
+    live, sink, proc, port = _live_model_filter(normal, tmp_path, 0)
+    fifo, link = tmp_path / "model.fifo", tmp_path / "link.model"
+    try:
+        [worker] = _wait_children(proc.proc.pid, 1)
+        with smtp(port) as s:  # the worker serves: its start-up is over
+            assert s.noop()[0] == 250
+        os.mkfifo(fifo)
+        os.link(fifo, link)
+        os.replace(link, live)  # the model file is now the FIFO
+        os.kill(worker, signal.SIGHUP)
+        writer = _writer_of(fifo)  # the reload is reading the model file
+        try:
+            for _ in range(20):
+                os.kill(worker, signal.SIGHUP)
+            with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+                assert s.noop()[0] == 250  # served while the reload waits
+            tmp = tmp_path / "swap.model"
+            shutil.copy(inverted, tmp)
+            os.replace(tmp, live)
+            os.write(writer, b"\x85")
+        finally:
+            os.close(writer)
+        _wait_for("the new model", lambda: "model reloaded" in "\n".join(proc.log_lines()))
+        s = smtp(port)
+        assert _send(s, synthetic_message(True, 9200))[0] == 250
+        s.quit()
+    finally:
+        proc.stop()
+        sink.stop()
+    hits = _hits(proc)
+    assert len(hits) == 1 and hits[0] < 0, hits  # scored with the new model
+    log = "\n".join(proc.log_lines())
+    assert log.count(f"keeping the current model: {live}: ") == 1
+    assert log.count(f"model reloaded from {live}") == 1
