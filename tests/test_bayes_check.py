@@ -19,6 +19,7 @@ from scanner.checks.base import CheckContext
 from scanner.checks.bayes import Bayes, BayesSettings
 from scanner.config import load
 from scanner.errors import ConfigError
+from scanner.ml import modelformat
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from scanner.testing.tasks import task_from_bytes
@@ -289,3 +290,30 @@ def test_a_sighup_storm_during_a_slow_reload_neither_stops_serving_nor_piles_up(
     log = "\n".join(proc.log_lines())
     assert log.count(f"keeping the current model: {live}: ") == 1
     assert log.count(f"model reloaded from {live}") == 1
+
+
+def test_a_model_file_that_fails_in_an_unforeseen_way_is_a_bad_file_like_any_other(
+        models, tmp_path: Path, caplog):
+    """A model file with a valid checksum whose feature settings hold a value of the
+    wrong type (block_weights a number) raised AttributeError, not ModelError: the file
+    watch's reload let it out of the check, so the message being scored failed (451 by
+    default) at every reload_interval, and a worker starting with it crashed. Now the
+    old model stays and the error names the file; at start it is a configuration error."""
+    normal, _ = models
+    live = tmp_path / "live.model"
+    shutil.copy(normal, live)
+    check = Bayes(BayesSettings(model=str(live), reload_interval=0.01),
+                  CheckContext(config=load(None), run_cpu=_inline))
+    payload = modelformat.decode(normal.read_bytes(), str(normal))
+    payload["feature_settings"]["block_weights"] = 5
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(modelformat.encode(payload))
+    shutil.copy(bad, tmp_path / "next.model")
+    os.replace(tmp_path / "next.model", live)
+    time.sleep(0.05)  # past reload_interval: the next message looks at the file
+    spam = synthetic_message(True, 9300)
+    assert _bands(check, spam)[0] in ("BAYES_95", "BAYES_99")  # the old model, no error
+    assert f"keeping the current model: {live}: unusable model file (AttributeError" \
+        in caplog.text
+    with pytest.raises(ConfigError, match=f"{bad}: unusable model file"):
+        Bayes(BayesSettings(model=str(bad)), CheckContext(config=load(None), run_cpu=_inline))
