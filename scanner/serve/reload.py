@@ -73,9 +73,11 @@ async def handle_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reloads.request)
-    if signal.sigtimedwait([signal.SIGHUP], 0) is not None:
+    came = signal.sigtimedwait([signal.SIGHUP], 0) is not None  # takes it if pending
+    # unblocked before any thread is started here (threads inherit the mask), and a
+    # SIGHUP from now on goes to the handler
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGHUP])
+    if came:
         log.info("worker %d: SIGHUP came while it started; reloading the checks' data",
                  os.getpid())
         await reloads.now()
-    # one sent from here on is delivered to the handler at once
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGHUP])
