@@ -241,7 +241,7 @@ class Master:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             # SIGHUP stays blocked: one that comes while the worker loads its checks
-            # waits (pending) until its reload handler is there (worker.handle_signals)
+            # waits (pending) until its reload handler is there (reload.handle_signals)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS - {signal.SIGHUP})
             _die_with_parent(self._master_pid)
             code = run_worker(self._config, self._sockets, self._hostname,
