@@ -4,8 +4,9 @@ Reloads run in the worker's thread pool, never in its event loop: loading a mode
 rule set takes tens of milliseconds to seconds, and the loop serves every connection
 and beats the watchdog's heartbeat meanwhile. SIGHUPs are coalesced: one that comes
 while a reload runs makes exactly one more reload after it (the data may have changed
-after the running one read it), however many came. A storm of SIGHUPs thus costs at
-most two reloads at a time, where each signal used to be one more reload in the loop.
+after the running one read it), however many came. A storm of SIGHUPs thus costs one
+reload running and one waiting at most, where each signal used to be one more reload
+in the loop.
 
 A worker started by the master has SIGHUP blocked until :func:`handle_signals` (see
 :mod:`scanner.serve.master`): a SIGHUP that came while it loaded its checks is taken
