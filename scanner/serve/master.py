@@ -87,6 +87,7 @@ class Master:
         self._due: dict[int, float] = {}  # slot -> when (monotonic) to start its worker
         self._failed_starts: dict[int, int] = {}  # slot -> workers in a row that died starting
         self._stopping = False
+        self._hup_seen = False  # a SIGHUP came; the main loop checks the configuration
         self._master_pid = os.getpid()
 
     def run(self) -> int:
@@ -118,6 +119,7 @@ class Master:
                 continue
             self._watchdog()  # also while stopping: a stuck worker never exits
             self._start_due()
+            self._after_hup()
             time.sleep(POLL_INTERVAL)
         log.info("all workers stopped")
         return 0
@@ -264,10 +266,22 @@ class Master:
             _kill(pid, signal.SIGTERM)
 
     def _on_hup(self, signum: int, frame: object) -> None:
+        """Pass SIGHUP on to the workers; the configuration check waits for the main
+        loop (:meth:`_after_hup`). It builds every check, which takes a second or more,
+        and in here a SIGHUP during it ran this handler again inside it: a storm of
+        them nested until Python's recursion limit."""
         if os.getpid() != self._master_pid:
             return
-        for pid in list(self._children):  # first: the reload must not wait for the check
+        for pid in list(self._children):
             _kill(pid, signal.SIGHUP)
+        self._hup_seen = True
+
+    def _after_hup(self) -> None:
+        """In the main loop: check the configuration file once for the SIGHUPs seen
+        since the last check (:func:`report_config_on_hup`)."""
+        if not self._hup_seen or self._stopping:
+            return
+        self._hup_seen = False  # a SIGHUP during the check asks for one more
         report_config_on_hup(self._config)
 
 
@@ -286,7 +300,7 @@ def report_config_on_hup(config: Config) -> None:
                   "(fix it before the next restart: scanner config check %s)", exc,
                   config.source)
         return
-    except Exception:  # in the master's signal handler: never let it end the master
+    except Exception:  # in the master's main loop: never let it end the master
         log.exception("SIGHUP: checking %s as a start would failed; still running with "
                       "the configuration read at start (try: scanner config check %s)",
                       config.source, config.source)
