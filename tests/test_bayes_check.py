@@ -4,6 +4,7 @@ bad model files never replacing a good one."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -317,3 +318,40 @@ def test_a_model_file_that_fails_in_an_unforeseen_way_is_a_bad_file_like_any_oth
         in caplog.text
     with pytest.raises(ConfigError, match=f"{bad}: unusable model file"):
         Bayes(BayesSettings(model=str(bad)), CheckContext(config=load(None), run_cpu=_inline))
+
+
+def test_sighups_while_messages_are_in_flight_fail_none(models, tmp_path: Path):
+    """Four connections send while the model file is replaced (atomically) and the
+    master gets ten SIGHUPs: every message is accepted and scored by a whole model, the
+    old or the new one (never a failure or a mix), and mail after the reload gets the
+    new one."""
+    normal, inverted = models
+    live, sink, proc, port = _live_model_filter(normal, tmp_path, 0)
+
+    def client(n: int) -> list[int]:
+        with smtp(port) as s:
+            return [_send(s, synthetic_message(True, 10_000 + 100 * n + i))[0]
+                    for i in range(10)]
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            sending = [pool.submit(client, n) for n in range(4)]
+            sink.wait_for(4)  # mail is flowing
+            tmp = tmp_path / "swap.model"
+            shutil.copy(inverted, tmp)
+            os.replace(tmp, live)
+            for _ in range(10):
+                os.kill(proc.proc.pid, signal.SIGHUP)
+            codes = [code for f in sending for code in f.result(timeout=120)]
+        _wait_for("the new model", lambda: "model reloaded" in "\n".join(proc.log_lines()))
+        with smtp(port) as s:
+            assert _send(s, synthetic_message(True, 10_999))[0] == 250
+    finally:
+        proc.stop()
+        sink.stop()
+    assert codes == [250] * 40
+    hits = _hits(proc)
+    assert len(hits) == 41 and all(h >= 3.0 or h < 0 for h in hits), hits
+    assert hits[-1] < 0, hits  # after the reload: the new model
+    log = "\n".join(proc.log_lines())
+    assert "failed" not in log and "Traceback" not in log
