@@ -62,8 +62,13 @@ class Reloads:
     async def _run(self) -> None:
         while self._wanted:
             self._wanted = False  # a SIGHUP from now on asks for one more round
-            with inline_cpu(False):  # reading files: never in the event loop
-                await self._run_cpu(reload_checks, self._checks)
+            try:
+                with inline_cpu(False):  # reading files: never in the event loop
+                    await self._run_cpu(reload_checks, self._checks)
+            except Exception as exc:  # the pool is shut down: the worker is stopping
+                log.error("worker %d: SIGHUP reload not done (%s); the checks keep their "
+                          "data", os.getpid(), exc)
+                return
 
 
 async def handle_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
