@@ -355,3 +355,34 @@ def test_sighups_while_messages_are_in_flight_fail_none(models, tmp_path: Path):
     assert hits[-1] < 0, hits  # after the reload: the new model
     log = "\n".join(proc.log_lines())
     assert "failed" not in log and "Traceback" not in log
+
+
+def test_a_worker_started_after_the_file_broke_keeps_the_model_of_the_last_sighup(
+        models, tmp_path: Path):
+    """A new model, put in place and reloaded by SIGHUP; then the file breaks and a worker
+    is replaced: the replacement fell back to the model the master read at start-up
+    (the one replaced long ago), so its mail alone was scored by the old model. The
+    master now keeps what its SIGHUP check loaded."""
+    normal, inverted = models
+    live, sink, proc, port = _live_model_filter(normal, tmp_path, 0)
+    try:
+        [worker] = _wait_children(proc.proc.pid, 1)
+        with smtp(port) as s:
+            assert s.noop()[0] == 250  # started
+        tmp = tmp_path / "swap.model"
+        shutil.copy(inverted, tmp)
+        os.replace(tmp, live)
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        _wait_for("the reloads", lambda: "model reloaded" in "\n".join(proc.log_lines())
+                  and "SIGHUP: " in "\n".join(proc.log_lines()))
+        live.write_bytes(live.read_bytes()[:100])  # truncated in place
+        _replace_worker(proc.proc.pid, worker)
+        with smtp(port) as s:
+            assert _send(s, synthetic_message(True, 9400))[0] == 250
+    finally:
+        proc.stop()
+        sink.stop()
+    hits = _hits(proc)
+    assert len(hits) == 1 and hits[0] < 0, hits  # the model of the last SIGHUP
+    log = "\n".join(proc.log_lines())
+    assert f"keeping the model read before: {live}: " in log

@@ -441,7 +441,7 @@ def test_sighups_during_the_masters_configuration_check_do_not_nest(monkeypatch)
     child = (1 << 22) + 77  # above pid_max: never a real process
     depth, deepest, checks = [0], [0], []
 
-    def check(config: object) -> None:
+    def check(*args: object) -> None:
         depth[0] += 1
         deepest[0] = max(deepest[0], depth[0])
         checks.append(depth[0])

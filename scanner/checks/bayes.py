@@ -5,8 +5,9 @@ checked for changes every ``reload_interval`` seconds (its size, mtime and inode
 on SIGHUP: a new file written by ``scanner train``/``scanner learn`` (atomic replace) is
 loaded off the event loop, validated, and swapped in between messages. A file that
 fails to load is logged and the old model stays (also in a worker started after the
-file broke: it keeps the model the master read at start-up); an unusable *shipped* model only
-turns the check off (a model the admin configured must load, or start-up stops).
+file broke: it keeps the model the master read at start-up or at the last SIGHUP); an
+unusable *shipped* model only turns the check off (a model the admin configured must
+load, or start-up stops).
 Scoring runs in the worker's CPU pool.
 Symbols: ``BAYES_00`` ... ``BAYES_99`` and ``BAYES_999`` (with BAYES_99, as SpamAssassin);
 the option is the probability.

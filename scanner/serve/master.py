@@ -282,19 +282,25 @@ class Master:
         if not self._hup_seen or self._stopping:
             return
         self._hup_seen = False  # a SIGHUP during the check asks for one more
-        report_config_on_hup(self._config)
+        report_config_on_hup(self._config, self._last_good)
 
 
-def report_config_on_hup(config: Config) -> None:
+def report_config_on_hup(config: Config, last_good: LastGood | None = None) -> None:
     """SIGHUP reloads the checks' data, not the configuration file: say so when the file
     was changed, and warn at once when the next start would fail on it: the file does
     not load, or what start-up checks beyond it does not pass (a check's settings, a
-    score file, a path; as ``scanner config check`` does)."""
+    score file, a path; as ``scanner config check`` does).
+
+    When the file is unchanged and passes, what its checks loaded now goes into
+    ``last_good`` (the master's): a worker started later that finds a file broken falls
+    back to this data, as the running workers keep it, not to what the master read at
+    start (a model replaced and reloaded since came back in that worker alone)."""
     if not os.path.isfile(config.source):  # the shipped defaults
         return
+    loaded = LastGood()
     try:
         current = load(config.source)
-        _validate_as_start_does(current)
+        _validate_as_start_does(current, loaded)
     except ConfigError as exc:
         log.error("SIGHUP: %s; still running with the configuration read at start "
                   "(fix it before the next restart: scanner config check %s)", exc,
@@ -308,10 +314,15 @@ def report_config_on_hup(config: Config) -> None:
     if current != config:
         log.warning("SIGHUP: %s has changed since start; SIGHUP reloads only the checks' "
                     "data (model, rules): restart scanner serve to apply it", config.source)
+    elif last_good is not None:
+        last_good.update(loaded)
+        log.info("SIGHUP: %s checked; a worker started from now on that finds a data file "
+                 "broken keeps what was read now", config.source)
 
 
-def _validate_as_start_does(config: Config) -> None:
-    """Raise the :class:`ConfigError` a start with ``config`` would stop with."""
+def _validate_as_start_does(config: Config, loaded: LastGood | None = None) -> None:
+    """Raise the :class:`ConfigError` a start with ``config`` would stop with; what the
+    checks loaded is kept in ``loaded``."""
     # imported here: scanner.cli imports this module (serve_cmd)
     from scanner.cli.config_cmd import check_paths, preflight
 
@@ -319,7 +330,7 @@ def _validate_as_start_does(config: Config) -> None:
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # what the checks say loading is the workers' to say
     try:
-        checks, _ = preflight(config)
+        checks, _ = preflight(config, loaded)
         close_checks(checks)
     finally:
         logging.disable(previous)
