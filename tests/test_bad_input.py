@@ -345,7 +345,7 @@ def test_sighup_warns_when_the_next_start_would_fail_beyond_loading_the_file(
 
 def test_an_unexpected_error_while_checking_the_configuration_at_sighup_is_logged(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    """The SIGHUP check runs in the master's signal handler: an exception other than a
+    """The SIGHUP check runs in the master's main loop: an exception other than a
     configuration error (a check's constructor failing some other way) must be logged,
     not raised into the master's loop, which would end the master."""
     from scanner.cli import config_cmd

@@ -394,3 +394,82 @@ def test_a_second_serve_with_the_same_pid_file_leaves_the_running_ones_alone(
     finally:
         proc.stop()
     assert not pid_file.exists()  # removed by its own master when it stopped
+
+
+def test_a_worker_told_to_stop_while_it_starts_ends_and_the_master_with_it(tmp_path: Path,
+                                                                            sink: Sink):
+    """A stop that reaches a worker still loading its checks (held at a start gate, before
+    its loop's handlers exist) must not be lost: the worker ends, none is left serving,
+    and the master exits. (Its SIGTERM has the default action until then; SIGHUP is the
+    one kept pending, tests/test_bayes_check.py.)"""
+    gate = tmp_path / "gate"
+    extra = ('[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
+             'enabled = ["*", "fault_injection"]\n[checks.settings.fault_injection]\n'
+             f'start_gate = "{gate}"\n')
+    proc, _ = start_filter(tmp_path, sink.port, extra=extra)
+    master = proc.proc
+    try:
+        [worker] = _wait_children(master.pid, 1)
+        gate.touch()
+        replacement = _replace_worker(master.pid, worker)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / f"gate.{replacement}").exists():
+            assert time.monotonic() < deadline, "the new worker never reached the gate"
+            time.sleep(0.02)
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(30) == 0
+        assert wait_gone(replacement, 10)
+    finally:
+        gate.unlink(missing_ok=True)
+        proc.stop()
+    assert any("all workers stopped" in line for line in proc.log_lines())
+
+
+def test_sighups_during_the_masters_configuration_check_do_not_nest(monkeypatch):
+    """The master checked the configuration file (it builds every check, as a start
+    does: a second or more) inside its SIGHUP handler, so a SIGHUP that came meanwhile
+    ran the handler again inside it, and again: a storm of 300 SIGHUPs 5 ms apart
+    reached Python's recursion limit (its log lines were lost to RecursionError; one
+    outside a try would have ended the master). Unit test, deterministic: the stand-in
+    check sends the next SIGHUP itself; fork and wait are fakes, the handler is real."""
+    from scanner import config as cfgmod
+    from scanner.serve import master as master_mod
+
+    board = Scoreboard(1)
+    master = master_mod.Master(cfgmod.loads("[server]\nwatchdog_timeout = 0\n"), [],
+                               "scanner.test", 1, board=board)
+    child = (1 << 22) + 77  # above pid_max: never a real process
+    depth, deepest, checks = [0], [0], []
+
+    def check(*args: object) -> None:
+        depth[0] += 1
+        deepest[0] = max(deepest[0], depth[0])
+        checks.append(depth[0])
+        if len(checks) < 20:
+            os.kill(os.getpid(), signal.SIGHUP)  # delivered before kill returns
+        depth[0] -= 1
+
+    def waitpid(pid: int, options: int) -> tuple[int, int]:
+        if not checks:
+            os.kill(os.getpid(), signal.SIGHUP)
+            return 0, 0
+        if len(checks) < 20:
+            return 0, 0
+        master._stopping = True
+        return child, 0
+
+    real_signal = signal.signal
+    monkeypatch.setattr(master_mod, "report_config_on_hup", check)
+    monkeypatch.setattr(master_mod, "time", _FakeClock())
+    monkeypatch.setattr(master_mod.os, "fork", lambda: child)
+    monkeypatch.setattr(master_mod.os, "waitpid", waitpid)
+    monkeypatch.setattr(master_mod.signal, "signal",
+                        lambda sig, handler: real_signal(sig, handler)
+                        if sig == signal.SIGHUP else None)
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        assert master.run() == 0
+    finally:
+        real_signal(signal.SIGHUP, previous)
+        board.close()
+    assert len(checks) == 20 and deepest[0] == 1, checks

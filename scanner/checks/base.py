@@ -24,10 +24,11 @@ class NoSettings:
 
 class LastGood:
     """What checks last loaded from their files (a model, rule directories, keys), by
-    key. ``scanner serve``'s master fills one at start-up and hands it to every worker
-    it forks: a worker started after a file broke (a replacement after a crash,
-    ``max_requests``, the watchdog) keeps what the master read, as a running worker
-    keeps its copy when a reload fails, instead of failing to start."""
+    key. ``scanner serve``'s master fills one at start-up (and again at SIGHUP, from
+    an unchanged configuration) and hands it to every worker it forks: a worker
+    started after a file broke (a replacement after a crash, ``max_requests``, the
+    watchdog) keeps what the master read, as a running worker keeps its copy when a
+    reload fails, instead of failing to start."""
 
     def __init__(self) -> None:
         self._items: dict[Hashable, Any] = {}
@@ -39,6 +40,10 @@ class LastGood:
 
     def get(self, key: Hashable) -> Any | None:
         return self._items.get(key)
+
+    def update(self, other: LastGood) -> None:
+        """Take everything ``other`` holds (newer loads replace older ones)."""
+        self._items.update(other._items)
 
 
 @dataclass(frozen=True, slots=True)

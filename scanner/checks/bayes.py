@@ -5,8 +5,9 @@ checked for changes every ``reload_interval`` seconds (its size, mtime and inode
 on SIGHUP: a new file written by ``scanner train``/``scanner learn`` (atomic replace) is
 loaded off the event loop, validated, and swapped in between messages. A file that
 fails to load is logged and the old model stays (also in a worker started after the
-file broke: it keeps the model the master read at start-up); an unusable *shipped* model only
-turns the check off (a model the admin configured must load, or start-up stops).
+file broke: it keeps the model the master read at start-up or at the last SIGHUP); an
+unusable *shipped* model only turns the check off (a model the admin configured must
+load, or start-up stops).
 Scoring runs in the worker's CPU pool.
 Symbols: ``BAYES_00`` ... ``BAYES_99`` and ``BAYES_999`` (with BAYES_99, as SpamAssassin);
 the option is the probability.
@@ -60,7 +61,7 @@ class Bayes:
         self._model: Model | None = None
         self._last_good = context.last_good
         try:
-            self._model = self._last_good.keep(("bayes", self._path), load_model(self._path))
+            self._model = self._last_good.keep(("bayes", self._path), _load(self._path))
         except ModelError as exc:
             self._model = self._last_good.get(("bayes", self._path))
             if self._model is not None:  # damaged since start-up: keep what was read
@@ -98,7 +99,7 @@ class Bayes:
         """Load the model file again; keep the old model if the new one is bad."""
         stamp = self._file_stamp()
         try:
-            model = load_model(self._path)
+            model = _load(self._path)
         except ModelError as exc:
             log.error("keeping the current model: %s", exc)
             self._stamp = stamp
@@ -125,3 +126,16 @@ class Bayes:
         p: Any = await self._run_cpu(model.score_message, task.raw, client.name, client.addr,
                                      task.envelope.sender or None)
         return [Hit(band, options=(f"{p:.4f}",)) for band in bands_for(p)]
+
+
+def _load(path: str) -> Model:
+    """:func:`load_model`, with any other error a damaged file causes (a field of the
+    wrong type that validation let through) as the :class:`ModelError` naming the file:
+    the old model stays, start-up says which file, and no message fails on it."""
+    try:
+        return load_model(path)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"{path}: unusable model file ({type(exc).__name__}: {exc}); "
+                         "train it again (scanner train)") from exc

@@ -10,12 +10,16 @@ without yielding to the event loop (a stuck computation: the watchdog's case) an
 ``"block_thread"`` in the worker's thread pool (a stuck library call). With
 ``once_dir`` set, "once", "block" and "block_thread" act once per Message-ID across
 processes (a marker file per Message-ID there), so a retried message passes even when
-the first attempt's worker was killed.
+the first attempt's worker was killed. With ``start_gate`` set, a process building
+this check while that file exists waits there until it is removed (creating
+``FILE.PID`` meanwhile): tests hold a worker in its start-up, after the checks before
+this one (by name) have loaded their data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -42,6 +46,8 @@ class FaultSettings:
     once_dir: str = opt("", "directory of marker files: once, block and block_thread act "
                         "once per Message-ID across processes; empty = every time (block) "
                         "or once per process (once)")
+    start_gate: str = opt("", "a file: building this check waits while it exists, with "
+                          "FILE.PID created meanwhile (tests hold a starting worker)")
 
 
 class InjectedFault(RuntimeError):
@@ -62,6 +68,8 @@ class FaultInjection:
         self._settings = settings
         self._run_cpu = context.run_cpu
         self._seen: set[str] = set()
+        if settings.start_gate:
+            _wait_at_gate(settings.start_gate)
 
     async def run(self, task: Task) -> Iterable[Hit]:
         msg = task.message
@@ -97,3 +105,18 @@ class FaultInjection:
         except FileExistsError:
             return False
         return True
+
+
+def _wait_at_gate(gate: str) -> None:
+    """Hold this process while ``gate`` exists; ``gate.PID`` says it is waiting."""
+    if not os.path.exists(gate):
+        return
+    marker = f"{gate}.{os.getpid()}"
+    with open(marker, "w"):
+        pass
+    try:
+        while os.path.exists(gate):
+            time.sleep(0.01)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(marker)

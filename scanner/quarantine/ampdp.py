@@ -5,7 +5,9 @@ Speaks the release part of amavis's policy-delegation protocol over a Unix socke
 ``mail_file``, ``partition_tag``, ``quar_type``, ``requested_by``, ``sender`` and
 ``recipient`` lines; the answer has one ``setreply`` per recipient. Who may connect is
 decided by the socket's mode and group and, per connection, by the peer's uid/gid
-(SO_PEERCRED) against ``[quarantine] allowed_uids``/``allowed_gids``.
+(SO_PEERCRED) against ``[quarantine] allowed_uids``/``allowed_gids``: a gid counts
+when it is the peer process's (primary) gid or a group its user is a member of in the
+group database (``/etc/group``, NSS), as for a user added to an ``amavis`` group.
 
 The master binds the socket (:func:`bind_ampdp_socket`) before forking; each worker
 serves it with :func:`start_ampdp_server` (or :func:`serve_ampdp`).
@@ -19,6 +21,7 @@ import errno
 import grp
 import logging
 import os
+import pwd
 import socket
 import stat
 import struct
@@ -162,6 +165,26 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
+def member_gids(uid: int, gid: int) -> list[int]:
+    """The groups of the user with ``uid`` in the group database, with ``gid`` (the
+    peer's own); just ``[gid]`` when no user has that uid (logged: its memberships
+    cannot be known, so allowed_gids only counts its process's gid)."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        log.warning("AM.PDP: uid %d has no entry in the user database (getpwuid), so its "
+                    "group memberships are unknown: only its process's gid %d is compared "
+                    "with [quarantine] allowed_gids", uid, gid)
+        return [gid]
+    try:
+        return os.getgrouplist(name, gid)
+    except OSError as exc:
+        log.warning("AM.PDP: the groups of user %s (uid %d) could not be read "
+                    "(getgrouplist: %s): only its process's gid %d is compared with "
+                    "[quarantine] allowed_gids", name, uid, exc.strerror or exc, gid)
+        return [gid]
+
+
 def _process_name(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
@@ -186,8 +209,20 @@ class AmpdpService:
         self.log_ids = LogIds()
 
     def allowed(self, uid: int, gid: int) -> bool:
+        """The peer may use the socket by its uid or its process's gid alone."""
         return (uid == os.geteuid() or uid in self.cfg.allowed_uids
                 or gid in self.cfg.allowed_gids)
+
+    async def permitted(self, uid: int, gid: int) -> bool:
+        """:meth:`allowed`, or the peer's user is a member of an allowed group (the
+        group database is read in a thread: NSS may ask a directory server)."""
+        if self.allowed(uid, gid):
+            return True
+        if not self.cfg.allowed_gids or uid < 0:
+            return False
+        groups = await asyncio.get_running_loop().run_in_executor(None, member_gids, uid,
+                                                                  gid)
+        return not set(groups).isdisjoint(self.cfg.allowed_gids)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -195,6 +230,7 @@ class AmpdpService:
             pid, uid, gid = peer_credentials(sock)
         except OSError:
             pid, uid, gid = 0, -1, -1
+        permitted: bool | None = None  # decided at the first request
         try:
             while True:
                 try:
@@ -207,12 +243,15 @@ class AmpdpService:
                 if attrs is None:
                     return
                 log_id = self.log_ids.next()
-                if not self.allowed(uid, gid):
+                if permitted is None:
+                    permitted = await self.permitted(uid, gid)
+                if not permitted:
                     log.warning("(%s) AM.PDP: refused uid %d gid %d (pid %d %s)", log_id, uid,
                                 gid, pid, printable(_process_name(pid)))
                     writer.write(format_message(_error(
                         log_id, "554 5.7.1", f"permission denied: uid {uid} gid {gid} may "
-                        "not use this socket (see [quarantine] allowed_uids)", 69)))
+                        "not use this socket (see [quarantine] allowed_uids and allowed_gids)",
+                        69)))
                     await writer.drain()
                     return
                 who = _requester(attrs, pid, uid)

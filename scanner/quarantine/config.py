@@ -38,7 +38,8 @@ class QuarantineConfig:
         [0], "user ids allowed to use the AM.PDP socket (checked with SO_PEERCRED); the "
         "user running scanner is always allowed")
     allowed_gids: tuple[int, ...] = opt([], "group ids whose members' processes may use "
-                                        "the AM.PDP socket (primary group of the peer)")
+                                        "the AM.PDP socket (the peer process's gid, or a "
+                                        "group its user is a member of in /etc/group)")
     require_secret: bool = opt(False, "AM.PDP release requests must carry the message's "
                                "secret_id (a secret_id that is given is always checked)")
     release_header: str = opt("X-Quarantine-Released",

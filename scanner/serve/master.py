@@ -87,6 +87,7 @@ class Master:
         self._due: dict[int, float] = {}  # slot -> when (monotonic) to start its worker
         self._failed_starts: dict[int, int] = {}  # slot -> workers in a row that died starting
         self._stopping = False
+        self._hup_seen = False  # a SIGHUP came; the main loop checks the configuration
         self._master_pid = os.getpid()
 
     def run(self) -> int:
@@ -118,6 +119,7 @@ class Master:
                 continue
             self._watchdog()  # also while stopping: a stuck worker never exits
             self._start_due()
+            self._after_hup()
             time.sleep(POLL_INTERVAL)
         log.info("all workers stopped")
         return 0
@@ -227,13 +229,22 @@ class Master:
 
     def _child(self, index: int) -> NoReturn:
         """The forked worker for slot ``index``: its own signal dispositions, then serve;
-        exits the process (never returns into the master's code)."""
+        exits the process (never returns into the master's code).
+
+        While it starts, SIGTERM/SIGINT have their default action (a worker told to stop
+        before it serves has nothing to finish) and SIGHUP is blocked. SIGHUP was
+        ignored there: a reload asked for while a worker loaded its checks (a new model
+        file) was lost, and that worker scored with the old data until the next SIGHUP.
+        Blocked, the signal stays pending (Linux keeps a blocked signal even while its
+        action is to ignore it) until the worker's handler takes it."""
         code = 0
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS)
+            # SIGHUP stays blocked: one that comes while the worker loads its checks
+            # waits (pending) until its reload handler is there (reload.handle_signals)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CONTROL_SIGNALS - {signal.SIGHUP})
             _die_with_parent(self._master_pid)
             code = run_worker(self._config, self._sockets, self._hostname,
                               self._ampdp, self._board.slot(index),
@@ -255,29 +266,47 @@ class Master:
             _kill(pid, signal.SIGTERM)
 
     def _on_hup(self, signum: int, frame: object) -> None:
+        """Pass SIGHUP on to the workers; the configuration check waits for the main
+        loop (:meth:`_after_hup`). It builds every check, which takes a second or more,
+        and in here a SIGHUP during it ran this handler again inside it: a storm of
+        them nested until Python's recursion limit."""
         if os.getpid() != self._master_pid:
             return
-        for pid in list(self._children):  # first: the reload must not wait for the check
+        for pid in list(self._children):
             _kill(pid, signal.SIGHUP)
-        report_config_on_hup(self._config)
+        self._hup_seen = True
+
+    def _after_hup(self) -> None:
+        """In the main loop: check the configuration file once for the SIGHUPs seen
+        since the last check (:func:`report_config_on_hup`)."""
+        if not self._hup_seen or self._stopping:
+            return
+        self._hup_seen = False  # a SIGHUP during the check asks for one more
+        report_config_on_hup(self._config, self._last_good)
 
 
-def report_config_on_hup(config: Config) -> None:
+def report_config_on_hup(config: Config, last_good: LastGood | None = None) -> None:
     """SIGHUP reloads the checks' data, not the configuration file: say so when the file
     was changed, and warn at once when the next start would fail on it: the file does
     not load, or what start-up checks beyond it does not pass (a check's settings, a
-    score file, a path; as ``scanner config check`` does)."""
+    score file, a path; as ``scanner config check`` does).
+
+    When the file is unchanged and passes, what its checks loaded now goes into
+    ``last_good`` (the master's): a worker started later that finds a file broken falls
+    back to this data, as the running workers keep it, not to what the master read at
+    start (a model replaced and reloaded since came back in that worker alone)."""
     if not os.path.isfile(config.source):  # the shipped defaults
         return
+    loaded = LastGood()
     try:
         current = load(config.source)
-        _validate_as_start_does(current)
+        _validate_as_start_does(current, loaded)
     except ConfigError as exc:
         log.error("SIGHUP: %s; still running with the configuration read at start "
                   "(fix it before the next restart: scanner config check %s)", exc,
                   config.source)
         return
-    except Exception:  # in the master's signal handler: never let it end the master
+    except Exception:  # in the master's main loop: never let it end the master
         log.exception("SIGHUP: checking %s as a start would failed; still running with "
                       "the configuration read at start (try: scanner config check %s)",
                       config.source, config.source)
@@ -285,10 +314,15 @@ def report_config_on_hup(config: Config) -> None:
     if current != config:
         log.warning("SIGHUP: %s has changed since start; SIGHUP reloads only the checks' "
                     "data (model, rules): restart scanner serve to apply it", config.source)
+    elif last_good is not None:
+        last_good.update(loaded)
+        log.info("SIGHUP: %s checked; a worker started from now on that finds a data file "
+                 "broken keeps what was read now", config.source)
 
 
-def _validate_as_start_does(config: Config) -> None:
-    """Raise the :class:`ConfigError` a start with ``config`` would stop with."""
+def _validate_as_start_does(config: Config, loaded: LastGood | None = None) -> None:
+    """Raise the :class:`ConfigError` a start with ``config`` would stop with; what the
+    checks loaded is kept in ``loaded``."""
     # imported here: scanner.cli imports this module (serve_cmd)
     from scanner.cli.config_cmd import check_paths, preflight
 
@@ -296,7 +330,7 @@ def _validate_as_start_does(config: Config) -> None:
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # what the checks say loading is the workers' to say
     try:
-        checks, _ = preflight(config)
+        checks, _ = preflight(config, loaded)
         close_checks(checks)
     finally:
         logging.disable(previous)

@@ -15,7 +15,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import ScoreTable, load_scores
 from scanner.serve.accept import ConnectionLimit
+from scanner.serve.reload import Reloads, handle_signals
 from scanner.serve.scoreboard import WorkerSlot
 from scanner.smtp.handler import FilterHandler
 from scanner.smtp.server import FilterLMTP, FilterSMTP
@@ -108,6 +108,9 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                           NextHop.from_config(config.reinject, hostname), hostname,
                           run_cpu=run_cpu, decoders=load_decoders(), quarantine=quarantine,
                           board=slot)
+    stop = asyncio.Event()
+    # before anything is served: a stop or reload from now on is handled, not lost
+    await handle_signals(loop, stop, Reloads(checks, run_cpu))
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.server.xforward_hosts)
     log_ids = LogIds()
     limit = ConnectionLimit(connections or config.server.concurrency, loop,
@@ -129,10 +132,6 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     if ampdp is not None and quarantine is not None:
         servers.append(await start_ampdp_server(ampdp, quarantine, config, hostname,
                                                 log_ids))
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(checks))
     log.debug("worker ready with checks: %s", ", ".join(c.name for c in checks) or "none")
     heartbeat = asyncio.create_task(_heartbeat(slot, jobs, config, stop, processor))
     await stop.wait()
@@ -179,18 +178,6 @@ async def _heartbeat(slot: WorkerSlot | None, jobs: PoolJobs, config: Config,
             stop.set()
             return True
         await asyncio.sleep(HEARTBEAT_INTERVAL)
-
-
-def _reload(checks: Sequence) -> None:
-    """SIGHUP: let every check that can reload its data do so (e.g. a new model)."""
-    for check in checks:
-        reload = getattr(check, "reload", None)
-        if reload is None:
-            continue
-        try:
-            reload()
-        except Exception:
-            log.exception("reloading check %s failed; keeping the old state", check.name)
 
 
 async def _drain_connections(connections: ConnectionLimit, seconds: float,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import secrets
 import shutil
 import socket
 import stat
@@ -10,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -158,6 +162,61 @@ def test_peer_credentials_and_socket_mode(server, public_dir: Path):
     _, _, path = server("socket_mode = 0o666\nallowed_uids = [0, 65534]\n",
                         sock_dir=public_dir)
     assert "unknown%20mail_id%20AAAAAAAAAAAA" in _as_nobody(path)
+
+
+def _as_user(path: Path, uid: int, gid: int, groups: list[int]) -> str:
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    out = subprocess.run([python, "-c", CLIENT, str(path)], capture_output=True, text=True,
+                         user=uid, group=gid, extra_groups=groups, timeout=20, cwd="/")
+    return out.stdout + out.stderr
+
+
+@pytest.fixture
+def group_member() -> Iterator[tuple[int, int, int]]:
+    """(uid, primary gid, gid of a group it belongs to through /etc/group only): a user
+    and a group made for this test (unique names), removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to add a user and a group")
+    tag = secrets.token_hex(4)
+    group, user = f"scang{tag}", f"scanu{tag}"
+    subprocess.run(["groupadd", group], check=True, capture_output=True, timeout=30)
+    try:
+        subprocess.run(["useradd", "-M", "-N", "-g", "nogroup", "-G", group, "-s",
+                        "/usr/sbin/nologin", user], check=True, capture_output=True,
+                       timeout=30)
+        try:
+            yield pwd.getpwnam(user).pw_uid, 65534, grp.getgrnam(group).gr_gid
+        finally:
+            subprocess.run(["userdel", user], check=True, capture_output=True, timeout=30)
+    finally:
+        subprocess.run(["groupdel", group], check=True, capture_output=True, timeout=30)
+
+
+def _unused_uid() -> int:
+    uid = 54321
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+def test_allowed_gids_admits_members_of_the_group_not_only_its_primary_gid(
+        server, public_dir: Path, group_member, caplog):
+    """allowed_gids is documented as the groups "whose members' processes may use" the
+    socket, but only the peer process's primary gid was compared: a user who is a member
+    of the allowed group in /etc/group (an admin added to an amavis group) was refused.
+    Users that are not members, and a uid without a user entry, stay refused."""
+    uid, primary, member_of = group_member
+    _, _, path = server(f"socket_mode = 0o666\nallowed_uids = [0]\n"
+                        f"allowed_gids = [{member_of}]\n", sock_dir=public_dir)
+    assert "unknown%20mail_id%20AAAAAAAAAAAA" in _as_user(path, uid, primary, [member_of])
+    assert "permission%20denied:%20uid%2065534" in _as_nobody(path)
+    stranger = _unused_uid()
+    assert f"permission%20denied:%20uid%20{stranger}%20" in _as_user(path, stranger, primary,
+                                                                    [])
+    assert f"uid {stranger} has no entry in the user database" in caplog.text
 
 
 def test_stale_live_and_foreign_files(tmp_path: Path):
