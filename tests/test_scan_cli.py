@@ -55,3 +55,13 @@ def test_scan_text_from_stdin_and_missing_file(tmp_path: Path):
     out = run.stdout.decode()
     assert out.startswith("== -\n") and "N='a.zip'" in out and "category: CLEAN" in out
     assert b"cannot read" in run.stderr and b"missing.eml" in run.stderr
+
+
+def test_a_sender_option_is_held_as_the_daemon_holds_the_envelope_sender():
+    """aiosmtpd gives the daemon the address without brackets and the handler turns
+    ``<>`` into "": ``--sender '<>'`` is the null sender, not the string "<>"."""
+    from scanner.cli.scan_cmd import envelope_sender
+    assert envelope_sender("<>") == ""
+    assert envelope_sender(" <a@example.org> ") == "a@example.org"
+    assert envelope_sender("a@example.org") == "a@example.org"
+    assert envelope_sender("") == ""

@@ -72,7 +72,7 @@ def _tests_field(data: bytes) -> dict[str, float]:
 
 def _scan(config: Path, files: list[Path], *options: str) -> list[dict]:
     run = subprocess.run([sys.executable, "-m", "scanner", "scan", "--json", "-c", str(config),
-                          "--sender", SENDER, "--rcpt", RCPT, *options, *map(str, files)],
+                          "--rcpt", RCPT, *options, *map(str, files)],
                          capture_output=True, timeout=120)
     assert run.returncode == 0, run.stderr
     return [json.loads(line) for line in run.stdout.splitlines()]
@@ -82,9 +82,10 @@ def _weighted(result: dict) -> dict[str, float]:
     return {k: round(v, 3) for k, v in result["symbols"].items() if round(v, 3)}
 
 
-@pytest.mark.parametrize("client", [None, ("203.0.113.9", "mail.example.net", "mx.test")],
-                         ids=["no-xforward", "xforward"])
-def test_scan_shows_the_daemons_symbols(tmp_path: Path, sink: Sink,
+@pytest.mark.parametrize("sender, client", [
+    (SENDER, None), (SENDER, ("203.0.113.9", "mail.example.net", "mx.test")), ("", None)],
+    ids=["no-xforward", "xforward", "null-sender"])
+def test_scan_shows_the_daemons_symbols(tmp_path: Path, sink: Sink, sender: str,
                                         client: tuple[str, str, str] | None) -> None:
     messages = _messages()
     files = []
@@ -98,7 +99,7 @@ def test_scan_shows_the_daemons_symbols(tmp_path: Path, sink: Sink,
             if client is not None:
                 addr, name, helo = client
                 assert s.docmd(f"XFORWARD ADDR={addr} NAME={name} HELO={helo}")[0] == 250
-            assert s.sendmail(SENDER, [RCPT], raw) == {}
+            assert s.sendmail(sender, [RCPT], raw) == {}
         s.quit()
     finally:
         proc.stop()
@@ -108,7 +109,7 @@ def test_scan_shows_the_daemons_symbols(tmp_path: Path, sink: Sink,
     config.write_text(filter_config(port, sink.port, extra=EXTRA))
     options = ["--client-addr", client[0], "--client-name", client[1], "--client-helo", client[2]] \
         if client else []
-    scanned = _scan(config, files, *options)
+    scanned = _scan(config, files, "--sender", f"<{sender}>", *options)
     hits = [ln.split("Hits: ")[1].split(",")[0] for ln in proc.summary_lines()]
     for name, got, result, score in zip(messages, received, scanned, hits, strict=True):
         assert _weighted(result) == _tests_field(got.data), name

@@ -28,7 +28,7 @@ from scanner.checks.rules import (
     message_view,
     view_limits,
 )
-from scanner.cli.scan_cmd import read_input
+from scanner.cli.scan_cmd import envelope_sender, read_input
 from scanner.config import Config, load, resolve_path
 from scanner.config.schema import build
 from scanner.mailid import new_mail_id
@@ -184,7 +184,7 @@ def _test(args: argparse.Namespace) -> int:
     if raw is None:
         return 1
     trial = try_rules(raw, config, rs, s, load_scores(config.checks.score_files),
-                      sender=args.sender, smtputf8=args.smtputf8)
+                      sender=envelope_sender(args.sender), smtputf8=args.smtputf8)
     result = trial.result
     if args.json:
         print(json.dumps({

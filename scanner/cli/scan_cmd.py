@@ -84,18 +84,19 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
     if args.explain and model is None:
         print("scanner: --explain: the bayes check is off or has no model", file=sys.stderr)
     status = 0
+    sender = envelope_sender(args.sender)
     for name in args.files:
         raw = read_input(name)
         if raw is None:
             status = 1
             continue
         task = Task(mail_id=new_mail_id(), raw=raw, log_id="scan", client=_client(args),
-                    envelope=Envelope(args.sender, tuple(Recipient(r) for r in
-                                                         (args.rcpt or ["rcpt@example.test"]))))
+                    envelope=Envelope(sender, tuple(Recipient(r) for r in
+                                                    (args.rcpt or ["rcpt@example.test"]))))
         unpacked = await processor.analyse(task, Listener(0, "ESMTP", ""), keep_parts=True)
         try:
             why = explain(model, raw, args.client_name, args.client_addr,
-                          args.sender or None) if model is not None else None
+                          sender or None) if model is not None else None
             print(_render(name, task, scores, args.json, why), flush=True)
         finally:
             if unpacked is not None:
@@ -103,6 +104,13 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
     close_checks(checks)
     executor.shutdown()
     return status
+
+
+def envelope_sender(value: str) -> str:
+    """A sender given on the command line as the daemon's Task holds it: the address
+    without angle brackets, "" for the null sender (``<>``)."""
+    value = value.strip()
+    return value[1:-1].strip() if value.startswith("<") and value.endswith(">") else value
 
 
 def _client(args: argparse.Namespace) -> ClientInfo:

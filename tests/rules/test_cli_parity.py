@@ -99,7 +99,8 @@ def test_sender_option_is_the_envelope_sender_and_none_reads_the_header(
     unset = _command(config, message, capsys)
     assert "LOCAL_ENV_RP" in unset and "LOCAL_ENV_BOUNCES" not in unset
     assert unset == _daemon(config, raw, "")
-    given = _command(config, message, capsys, "--sender", "bounces@example.net")
+    assert _command(config, message, capsys, "--sender", "<>") == unset
+    given = _command(config, message, capsys, "--sender", "<bounces@example.net>")
     assert "LOCAL_ENV_BOUNCES" in given and "LOCAL_ENV_RP" not in given
     assert given == _daemon(config, raw, "bounces@example.net")
 
