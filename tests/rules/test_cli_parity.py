@@ -124,6 +124,7 @@ def test_smtputf8_option_allows_8bit_header_text(capsys: pytest.CaptureFixture[s
         assert [b["symbol"] for b in bad] == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decode", ["true", "false"])
 def test_corpora_differential_finds_no_difference(tmp_path: Path, decode: str) -> None:
     """Every message of corpora/: the command's symbols and points equal the daemon's
@@ -131,5 +132,18 @@ def test_corpora_differential_finds_no_difference(tmp_path: Path, decode: str) -
     config = tmp_path / "scanner.toml"
     config.write_text(f"[decode]\nenabled = {decode}\n")
     found = {name: lines for name, lines in DIFF.compare([str(ROOT / "corpora")], str(config))
+             if lines}
+    assert found == {}
+
+
+@pytest.mark.corpora
+@pytest.mark.slow
+@pytest.mark.skipif(not DIFF.SHARED.exists(),
+                    reason=f"{DIFF.SHARED} is missing: the sample reads ../shared/corpora")
+def test_spamassassin_corpus_sample_differential_finds_no_difference(tmp_path: Path) -> None:
+    """Every 20th message of the SpamAssassin public corpus (about 300; 30-60 s)."""
+    config = tmp_path / "scanner.toml"
+    config.write_text("")
+    found = {name: lines for name, lines in DIFF.compare([str(DIFF.SHARED)], str(config))
              if lines}
     assert found == {}
