@@ -109,19 +109,11 @@ class Rules:
     def ruleset(self) -> RuleSet:
         return self._rs
 
-    def _cache_dir(self) -> Path | None:
-        value = self._settings.cache_dir
-        if value == "-":
-            return None
-        if value:
-            return Path(value)
-        return Path(tempfile.gettempdir()) / f"scanner-rules-{os.getuid()}"
-
     def _load(self) -> tuple[RuleSet, UriFinder]:
         s = self._settings
         rs = load_rules(list(s.sa_compat_paths) + list(s.dirs), shipped=s.shipped,
                         score_set=s.score_set, use_hyperscan=s.hyperscan,
-                        cache_dir=self._cache_dir())
+                        cache_dir=cache_dir(s))
         for problem in rs.problems[:MAX_LOGGED_PROBLEMS]:
             log.warning("rules: %s", problem)
         if len(rs.problems) > MAX_LOGGED_PROBLEMS:
@@ -161,6 +153,16 @@ class Rules:
         if self._settings.bad_header:
             hits.extend(bad_header_hits(task))
         return hits
+
+
+def cache_dir(settings: RulesSettings) -> Path | None:
+    """Where compiled Hyperscan databases are kept (``cache_dir``; None: no cache)."""
+    value = settings.cache_dir
+    if value == "-":
+        return None
+    if value:
+        return Path(value)
+    return Path(tempfile.gettempdir()) / f"scanner-rules-{os.getuid()}"
 
 
 def view_limits(settings: RulesSettings) -> ViewLimits:

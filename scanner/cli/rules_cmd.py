@@ -24,6 +24,7 @@ from pathlib import Path
 from scanner.checks.rules import (
     RulesSettings,
     bad_header_hits,
+    cache_dir,
     declare,
     message_view,
     view_limits,
@@ -54,7 +55,8 @@ address, HELO and XFORWARD fields are read by no rule. The file is taken byte fo
 byte: LF line ends are not turned into the CRLF Postfix sends, and no Received header
 of Postfix's is added. Only the rules and BAD-HEADER checks run (no ClamAV, DNS
 lists, SPF/DKIM/DMARC or classifier: 'scanner scan' runs every check); the rules
-themselves never use the network."""
+themselves never use the network. Compiled Hyperscan databases are read from (and
+missing ones written to) the check's cache_dir, as the daemon does."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -105,7 +107,7 @@ def _ruleset(args: argparse.Namespace,
     s = _settings(args, config)
     rs = load_rules(list(s.sa_compat_paths) + list(s.dirs) + list(args.dir),
                     shipped=s.shipped and not args.no_shipped, score_set=s.score_set,
-                    use_hyperscan=s.hyperscan)
+                    use_hyperscan=s.hyperscan, cache_dir=cache_dir(s))
     return rs, s
 
 

@@ -147,3 +147,17 @@ def test_spamassassin_corpus_sample_differential_finds_no_difference(tmp_path: P
     found = {name: lines for name, lines in DIFF.compare([str(DIFF.SHARED)], str(config))
              if lines}
     assert found == {}
+
+
+def test_rules_test_keeps_compiled_databases_where_the_daemon_does(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``cache_dir`` as the daemon reads it: with Debian's rules a start without the
+    cache compiles Hyperscan databases for minutes, with it a few seconds."""
+    pytest.importorskip("hyperscan")
+    cache = tmp_path / "cache"
+    config = _setup(tmp_path, "body LOCAL_QP_FIVE /version=5/\n")
+    config.write_text(config.read_text() + f'cache_dir = "{cache}"\n')
+    message = tmp_path / "qp.eml"
+    message.write_bytes(QP_STRAY)
+    assert "LOCAL_QP_FIVE" in _command(config, message, capsys)
+    assert list(cache.glob("hs-*.db"))
