@@ -55,3 +55,31 @@ def test_scan_text_from_stdin_and_missing_file(tmp_path: Path):
     out = run.stdout.decode()
     assert out.startswith("== -\n") and "N='a.zip'" in out and "category: CLEAN" in out
     assert b"cannot read" in run.stderr and b"missing.eml" in run.stderr
+
+
+def test_a_sender_option_is_held_as_the_daemon_holds_the_envelope_sender():
+    """aiosmtpd gives the daemon the address without brackets and the handler turns
+    ``<>`` into "": ``--sender '<>'`` is the null sender, not the string "<>"."""
+    from scanner.cli.scan_cmd import envelope_sender
+    assert envelope_sender("<>") == ""
+    assert envelope_sender(" <a@example.org> ") == "a@example.org"
+    assert envelope_sender("a@example.org") == "a@example.org"
+    assert envelope_sender("") == ""
+
+
+def test_explain_reads_the_client_the_classifier_read(tmp_path: Path):
+    """--explain splits the decision the bayes check made, client name and address
+    included (they are features of the classifier)."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl"]\n')
+    msg = tmp_path / "m.eml"
+    msg.write_bytes("From: a@example.org\r\nTo: b@example.test\r\nSubject: caf\u00e9\r\n"
+                    "Content-Type: text/plain; charset=utf-8\r\n\r\nBonjour \u00e0 tous\r\n"
+                    .encode())
+    run = subprocess.run([sys.executable, "-m", "scanner", "scan", "-c", str(cfg), "--json",
+                          "--explain", "--client-addr", "203.0.113.9", "--client-name",
+                          "mail.example.net", str(msg)], capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    [bayes] = [h for h in data["hits"] if h["source"] == "bayes"]
+    assert float(bayes["options"][0]) == data["explain"]["probability"]

@@ -92,8 +92,7 @@ class Rules:
         self._settings = settings
         self._run_cpu = context.run_cpu
         self._lock = threading.Lock()
-        self._limits = ViewLimits(settings.body_part_scan_size,
-                                  settings.rawbody_part_scan_size, settings.max_uris)
+        self._limits = view_limits(settings)
         self._last_good = context.last_good
         gone = _gone(settings)
         before = self._last_good.get(("rules", settings))
@@ -110,26 +109,17 @@ class Rules:
     def ruleset(self) -> RuleSet:
         return self._rs
 
-    def _cache_dir(self) -> Path | None:
-        value = self._settings.cache_dir
-        if value == "-":
-            return None
-        if value:
-            return Path(value)
-        return Path(tempfile.gettempdir()) / f"scanner-rules-{os.getuid()}"
-
     def _load(self) -> tuple[RuleSet, UriFinder]:
         s = self._settings
         rs = load_rules(list(s.sa_compat_paths) + list(s.dirs), shipped=s.shipped,
                         score_set=s.score_set, use_hyperscan=s.hyperscan,
-                        cache_dir=self._cache_dir())
+                        cache_dir=cache_dir(s))
         for problem in rs.problems[:MAX_LOGGED_PROBLEMS]:
             log.warning("rules: %s", problem)
         if len(rs.problems) > MAX_LOGGED_PROBLEMS:
             log.warning("rules: %d more problems; see `scanner rules lint`",
                         len(rs.problems) - MAX_LOGGED_PROBLEMS)
-        PROVIDED.set(self.name, {name: SymbolDef(score, rs.by_name[name].description)
-                                 for name, score in rs.scores().items()})
+        declare(rs)
         return rs, text_uri_regex(rs.tlds)
 
     def reload(self) -> None:
@@ -152,9 +142,7 @@ class Rules:
         """All hits for one message (CPU work; runs in a worker thread)."""
         with self._lock:
             rs, finder = self._rs, self._finder
-        sender = task.envelope.sender.strip("<>") or None
-        view = MessageView(task.raw, task.parts, envelope_from=sender, limits=self._limits,
-                           uri_finder=finder, redirectors=rs.redirectors)
+        view = message_view(task, rs, finder, self._limits)
         result = evaluate(rs, view, self._settings.time_budget)
         hits = [Hit(h.name, factor=float(h.count),
                     options=(f"{h.count}x",) if h.count > 1 else ()) for h in result.hits]
@@ -163,5 +151,44 @@ class Rules:
                         task.log_id, self._settings.time_budget, result.timed_out)
             hits.append(Hit("RULES_TIMEOUT", options=(result.timed_out,)))
         if self._settings.bad_header:
-            hits.extend(badheader.check(task.raw, task.envelope.smtputf8))
+            hits.extend(bad_header_hits(task))
         return hits
+
+
+def cache_dir(settings: RulesSettings) -> Path | None:
+    """Where compiled Hyperscan databases are kept (``cache_dir``; None: no cache)."""
+    value = settings.cache_dir
+    if value == "-":
+        return None
+    if value:
+        return Path(value)
+    return Path(tempfile.gettempdir()) / f"scanner-rules-{os.getuid()}"
+
+
+def view_limits(settings: RulesSettings) -> ViewLimits:
+    """The size limits of the rules' views, from the check's settings."""
+    return ViewLimits(settings.body_part_scan_size, settings.rawbody_part_scan_size,
+                      settings.max_uris)
+
+
+def declare(rs: RuleSet) -> None:
+    """Declare each rule's own score to this process's score table (a score-file entry
+    for the same symbol still wins)."""
+    PROVIDED.set(Rules.name, {name: SymbolDef(score, rs.by_name[name].description)
+                              for name, score in rs.scores().items()})
+
+
+def message_view(task: Task, rs: RuleSet, finder: UriFinder | None,
+                 limits: ViewLimits) -> MessageView:
+    """The views the rules read for ``task``: its raw bytes, the part tree the unpack
+    stage built (none: the views walk the raw MIME), and the envelope sender (a null
+    sender: guessed from Return-Path and the like, as SpamAssassin does)."""
+    sender = task.envelope.sender.strip("<>") or None
+    return MessageView(task.raw, task.parts, envelope_from=sender, limits=limits,
+                       uri_finder=finder, redirectors=rs.redirectors)
+
+
+def bad_header_hits(task: Task) -> list[Hit]:
+    """amavis's BAD-HEADER findings for ``task`` (8-bit header text is allowed when
+    the sender gave SMTPUTF8)."""
+    return badheader.check(task.raw, task.envelope.smtputf8)

@@ -7,6 +7,9 @@
 Rule sources are those of ``[checks.settings.rules]`` in the configuration (shipped set,
 ``sa_compat_paths``, ``dirs``); ``--dir`` adds directories for this run. ``lint`` exits 1
 when a rule could not be loaded.
+
+``test`` runs the rules as the daemon's rules check does (:func:`try_rules`); what it
+cannot know is said in :data:`TEST_DESCRIPTION` (its ``--help``).
 """
 
 from __future__ import annotations
@@ -15,17 +18,45 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from scanner.cli.scan_cmd import read_input
-from scanner.config import load, resolve_path
+from scanner.checks.rules import (
+    RulesSettings,
+    bad_header_hits,
+    cache_dir,
+    declare,
+    message_view,
+    view_limits,
+)
+from scanner.cli.scan_cmd import envelope_sender, read_input
+from scanner.config import Config, load, resolve_path
 from scanner.config.schema import build
-from scanner.rules import badheader
+from scanner.mailid import new_mail_id
+from scanner.pipeline.parse import parse_headers
+from scanner.pipeline.unpack import unpack_now
 from scanner.rules.compiler import RuleSet
-from scanner.rules.engine import evaluate
+from scanner.rules.engine import Result, evaluate
 from scanner.rules.loader import load_rules
 from scanner.rules.uris import text_uri_regex
-from scanner.rules.views import MessageView, ViewLimits
+from scanner.scores import ScoreTable, load_scores
+from scanner.task import Envelope, Hit, Task
+
+TEST_DESCRIPTION = """\
+Run the rules on one message as the daemon's rules check does: the part tree of the
+pipeline's own parse and unpack stages under the configuration's [decode] settings,
+the check's size limits and time budget, and the weights of the score table
+(checks.score_files win over a rule's own score).
+
+What only the SMTP session tells, it takes as the daemon would for a message with no
+envelope: a null sender (EnvelopeFrom rules then read Return-Path and the like, as
+SpamAssassin does; --sender gives one) and no SMTPUTF8 (--smtputf8). The client
+address, HELO and XFORWARD fields are read by no rule. The file is taken byte for
+byte: LF line ends are not turned into the CRLF Postfix sends, and no Received header
+of Postfix's is added. Only the rules and BAD-HEADER checks run (no ClamAV, DNS
+lists, SPF/DKIM/DMARC or classifier: 'scanner scan' runs every check); the rules
+themselves never use the network. Compiled Hyperscan databases are read from (and
+missing ones written to) the check's cache_dir, as the daemon does."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,10 +75,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     common(p_list)
     p_list.add_argument("--all", action="store_true", help="include __ sub-rules and score 0")
     p_list.set_defaults(func=_list)
-    p_test = rsub.add_parser("test", help="run the rules on one message file")
+    p_test = rsub.add_parser(
+        "test", help="run the rules on one message file, as the daemon's rules check",
+        description=TEST_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     common(p_test)
     p_test.add_argument("file", help="message file (RFC 822), '-' for standard input")
     p_test.add_argument("--values", action="store_true", help="also show sub-rule values")
+    p_test.add_argument("--sender", default="", metavar="ADDRESS",
+                        help="envelope sender as the daemon would get it (default: none, "
+                             "a null sender; EnvelopeFrom rules then read Return-Path "
+                             "and the like)")
+    p_test.add_argument("--smtputf8", action="store_true",
+                        help="as if the sender gave SMTPUTF8 (8-bit header text is then "
+                             "no BAD-HEADER)")
     p_test.set_defaults(func=_test)
     p_lint = rsub.add_parser("lint", help="load rule directories and report problems")
     p_lint.add_argument("dirs", nargs="+", help="rule directories or single .cf files")
@@ -56,18 +96,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p_lint.set_defaults(func=_lint)
 
 
-def _settings(args: argparse.Namespace):  # -> RulesSettings
-    from scanner.checks.rules import RulesSettings
-    config = load(resolve_path(args.config))
+def _settings(args: argparse.Namespace, config: Config | None = None) -> RulesSettings:
+    config = config or load(resolve_path(args.config))
     raw = config.checks.settings.get("rules", {})
     return build(RulesSettings, raw, "checks.settings.rules", config.source)
 
 
-def _ruleset(args: argparse.Namespace) -> tuple[RuleSet, object]:
-    s = _settings(args)
+def _ruleset(args: argparse.Namespace,
+             config: Config | None = None) -> tuple[RuleSet, RulesSettings]:
+    s = _settings(args, config)
     rs = load_rules(list(s.sa_compat_paths) + list(s.dirs) + list(args.dir),
                     shipped=s.shipped and not args.no_shipped, score_set=s.score_set,
-                    use_hyperscan=s.hyperscan)
+                    use_hyperscan=s.hyperscan, cache_dir=cache_dir(s))
     return rs, s
 
 
@@ -98,41 +138,79 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(slots=True)
+class Trial:
+    """What the rules check would add for one message: rule hits with the weights the
+    daemon's score table gives them, BAD-HEADER hits, and the evaluation itself."""
+
+    result: Result
+    weights: dict[str, float]
+    bad: list[Hit]
+    seconds: float
+
+    @property
+    def score(self) -> float:
+        return round(sum(self.weights[h.name] * h.count for h in self.result.hits), 3)
+
+
+def try_rules(raw: bytes, config: Config, rs: RuleSet, settings: RulesSettings,
+              scores: ScoreTable, sender: str = "", smtputf8: bool = False) -> Trial:
+    """Run the rules on ``raw`` as the daemon's rules check does: the part tree of the
+    pipeline's own parse and unpack stages for ``config``, the check's view of the
+    message, and the weights of the score table (``checks.score_files`` win over a
+    rule's own score). ``sender`` "" is a null envelope sender."""
+    task = Task(mail_id=new_mail_id(), raw=raw, log_id="rules-test",
+                envelope=Envelope(sender, (), smtputf8=smtputf8))
+    task.message = parse_headers(raw)
+    declare(rs)
+    unpacked = unpack_now(task, config)
+    try:
+        view = message_view(task, rs, text_uri_regex(rs.tlds), view_limits(settings))
+        started = time.monotonic()
+        result = evaluate(rs, view, settings.time_budget)
+        elapsed = time.monotonic() - started
+    finally:
+        if unpacked is not None:
+            unpacked.close()
+    bad = bad_header_hits(task) if settings.bad_header else []
+    weights = {h.name: scores.get(h.name).weight for h in result.hits}
+    return Trial(result, weights, bad, elapsed)
+
+
 def _test(args: argparse.Namespace) -> int:
     if _missing_dir(args):
         return 1
-    rs, s = _ruleset(args)
+    config = load(resolve_path(args.config))
+    rs, s = _ruleset(args, config)
     raw = read_input(args.file)
     if raw is None:
         return 1
-    view = MessageView(raw, limits=ViewLimits(s.body_part_scan_size, s.rawbody_part_scan_size,
-                                              s.max_uris),
-                       uri_finder=text_uri_regex(rs.tlds), redirectors=rs.redirectors)
-    started = time.monotonic()
-    result = evaluate(rs, view, s.time_budget)
-    elapsed = time.monotonic() - started
-    bad = badheader.check(raw) if s.bad_header else []
+    trial = try_rules(raw, config, rs, s, load_scores(config.checks.score_files),
+                      sender=envelope_sender(args.sender), smtputf8=args.smtputf8)
+    result = trial.result
     if args.json:
         print(json.dumps({
-            "score": result.score, "ms": round(elapsed * 1000, 2),
-            "hits": [{"rule": h.name, "score": h.score, "count": h.count, "type": h.kind,
-                      "description": h.description} for h in result.hits],
-            "bad_header": [{"symbol": h.symbol, "options": list(h.options)} for h in bad],
+            "score": trial.score, "ms": round(trial.seconds * 1000, 2),
+            "hits": [{"rule": h.name, "score": trial.weights[h.name], "count": h.count,
+                      "type": h.kind, "description": h.description} for h in result.hits],
+            "bad_header": [{"symbol": h.symbol, "options": list(h.options)}
+                           for h in trial.bad],
             "timed_out": result.timed_out,
             "values": result.values if args.values else None}, indent=1))
         return 0
     for h in result.hits:
         times = f" x{h.count}" if h.count > 1 else ""
-        print(f"{h.score * h.count:7.3f} {h.name}{times}  {h.description}")
-    for h in bad:
-        print(f"  BAD-HEADER {h.symbol}: {', '.join(h.options)}")
+        print(f"{trial.weights[h.name] * h.count:7.3f} {h.name}{times}  {h.description}")
+    for b in trial.bad:
+        print(f"  BAD-HEADER {b.symbol}: {', '.join(b.options)}")
     if result.timed_out:
         print(f"RULES_TIMEOUT: time budget exhausted in {result.timed_out}")
     if args.values:
         for name, value in sorted(result.values.items()):
             if name.startswith("__"):
                 print(f"    {name} = {value:g}")
-    print(f"score {result.score:.3f} from {len(result.hits)} rules in {elapsed * 1000:.1f} ms")
+    print(f"score {trial.score:.3f} from {len(result.hits)} rules in "
+          f"{trial.seconds * 1000:.1f} ms")
     return 0
 
 

@@ -5,6 +5,13 @@ is delivered, quarantined or bounced. Per message it prints the part tree, the s
 with their scores and the verdict; ``--json`` prints one JSON object per line;
 ``--explain`` adds why the classifier scored the message as it did
 (:mod:`scanner.ml.explain`).
+
+What the daemon learns from the SMTP session comes from options: the envelope
+(``--sender``, default sender@example.org; ``--rcpt``, default rcpt@example.test) and
+the client Postfix names in XFORWARD (``--client-addr``, ``--client-name``,
+``--client-helo``; default unknown, as for a message that came without XFORWARD). The
+message is taken as the file holds it (Postfix would send CRLF line ends and add its
+Received header).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from scanner.pipeline.processor import Listener, Processor
 from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import ScoreTable, load_scores
-from scanner.task import Envelope, Recipient, Task
+from scanner.task import ClientInfo, Envelope, Recipient, Task
 
 MAX_INPUT = 512 * 1024 * 1024
 
@@ -42,6 +49,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per message")
     p.add_argument("--sender", default="sender@example.org", help="envelope sender")
     p.add_argument("--rcpt", action="append", help="envelope recipient (repeatable)")
+    p.add_argument("--client-addr", metavar="IP",
+                   help="the SMTP client's address, as Postfix's XFORWARD ADDR gives it to "
+                        "the daemon (default: unknown; it selects policy banks such as "
+                        "MYNETS and the classifier reads it)")
+    p.add_argument("--client-name", metavar="NAME",
+                   help="the client's reverse DNS name (XFORWARD NAME; default: unknown)")
+    p.add_argument("--client-helo", metavar="NAME",
+                   help="the client's HELO name (XFORWARD HELO; default: unknown)")
     p.add_argument("--explain", action="store_true",
                    help="also show the classifier's decision split by feature block and "
                         "the tokens that pushed it most")
@@ -69,17 +84,19 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
     if args.explain and model is None:
         print("scanner: --explain: the bayes check is off or has no model", file=sys.stderr)
     status = 0
+    sender = envelope_sender(args.sender)
     for name in args.files:
         raw = read_input(name)
         if raw is None:
             status = 1
             continue
-        task = Task(mail_id=new_mail_id(), raw=raw, log_id="scan",
-                    envelope=Envelope(args.sender, tuple(Recipient(r) for r in
-                                                         (args.rcpt or ["rcpt@example.test"]))))
+        task = Task(mail_id=new_mail_id(), raw=raw, log_id="scan", client=_client(args),
+                    envelope=Envelope(sender, tuple(Recipient(r) for r in
+                                                    (args.rcpt or ["rcpt@example.test"]))))
         unpacked = await processor.analyse(task, Listener(0, "ESMTP", ""), keep_parts=True)
         try:
-            why = explain(model, raw, sender=args.sender) if model is not None else None
+            why = explain(model, raw, args.client_name, args.client_addr,
+                          sender or None) if model is not None else None
             print(_render(name, task, scores, args.json, why), flush=True)
         finally:
             if unpacked is not None:
@@ -87,6 +104,18 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
     close_checks(checks)
     executor.shutdown()
     return status
+
+
+def envelope_sender(value: str) -> str:
+    """A sender given on the command line as the daemon's Task holds it: the address
+    without angle brackets, "" for the null sender (``<>``)."""
+    value = value.strip()
+    return value[1:-1].strip() if value.startswith("<") and value.endswith(">") else value
+
+
+def _client(args: argparse.Namespace) -> ClientInfo:
+    """What Postfix's XFORWARD would tell the daemon about the client, as far as given."""
+    return ClientInfo(addr=args.client_addr, name=args.client_name, helo=args.client_helo)
 
 
 def read_input(name: str) -> bytes | None:

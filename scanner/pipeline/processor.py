@@ -22,7 +22,7 @@ from scanner.config.policy import apply
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
 from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
-from scanner.pipeline.unpack import limits_from, unpack_task
+from scanner.pipeline.unpack import limits_from, tmp_root, unpack_task
 from scanner.policy.decide import PRECEDENCE, decide
 from scanner.policy.effective import (
     bank_names,
@@ -133,8 +133,7 @@ class Processor:
                         self._decoders = load_decoders()
                     board.stage(task, "unpack")
                     unpacked = await unpack_task(task, self._run_cpu, self._limits,
-                                                 self._decoders,
-                                                 self._config.server.tmp_dir or None)
+                                                 self._decoders, tmp_root(self._config))
                 await run_checks(task, self._checks, self._config.checks.timeout,
                                  board.stage)
         finally:

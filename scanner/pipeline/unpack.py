@@ -3,6 +3,9 @@
 The stage hands ``task.raw`` to :func:`decoders.unpack.unpack` in the worker's CPU
 thread pool, stores the parts and decoder hits on the Task, and returns the result so
 the caller can remove its private temporary directory when the message is done.
+:func:`unpack_now` is the same stage run in the calling thread, with the settings the
+processor reads from the configuration, for the command-line tools (``scanner rules
+test``) that must see the part tree the daemon's checks see.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from decoders.base import Decoder, Limits
+from decoders.registry import load_decoders
 from decoders.unpack import Unpacked, unpack
 from scanner.config import Config
 from scanner.task import Task
@@ -23,11 +27,31 @@ def limits_from(config: Config) -> Limits:
                   time_budget=d.time_budget, spool_threshold=d.spool_threshold)
 
 
-async def unpack_task(task: Task, run_cpu: Callable[..., Awaitable[Any]], limits: Limits,
-                      decoders: Sequence[Decoder], tmp_root: str | None) -> Unpacked:
-    """Fill ``task.parts`` and add decoder hits; the caller closes the result."""
-    result: Unpacked = await run_cpu(unpack, task.raw, limits, decoders, tmp_root)
+def tmp_root(config: Config) -> str | None:
+    """Where the stage's private temporary directory goes (None: the system default)."""
+    return config.server.tmp_dir or None
+
+
+def _store(task: Task, result: Unpacked) -> Unpacked:
     task.parts = list(result.parts)
     for hit in result.hits:
         task.add_hit(hit)
     return result
+
+
+async def unpack_task(task: Task, run_cpu: Callable[..., Awaitable[Any]], limits: Limits,
+                      decoders: Sequence[Decoder], tmp_root: str | None) -> Unpacked:
+    """Fill ``task.parts`` and add decoder hits; the caller closes the result."""
+    return _store(task, await run_cpu(unpack, task.raw, limits, decoders, tmp_root))
+
+
+def unpack_now(task: Task, config: Config,
+               decoders: Sequence[Decoder] | None = None) -> Unpacked | None:
+    """The unpack stage as the processor runs it for ``config``, in this thread: None
+    (``task.parts`` left empty) when ``decode.enabled`` is off, as in the daemon; else
+    the result, which the caller closes."""
+    if not config.decode.enabled:
+        return None
+    return _store(task, unpack(task.raw, limits_from(config),
+                               load_decoders() if decoders is None else decoders,
+                               tmp_root(config)))
