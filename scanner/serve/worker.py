@@ -33,6 +33,7 @@ from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import ScoreTable, load_scores
 from scanner.serve.accept import ConnectionLimit
+from scanner.serve.pdp_scan import PdpScanner
 from scanner.serve.scoreboard import WorkerSlot
 from scanner.smtp.handler import FilterHandler
 from scanner.smtp.server import FilterLMTP, FilterSMTP
@@ -126,9 +127,10 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                        timeout=config.server.idle_timeout, loop=loop)
 
         limit.serve(sock, factory)
-    if ampdp is not None and quarantine is not None:
+    if ampdp is not None:  # release requests and scans for amavisd-milter
+        scanner = PdpScanner(processor, config.server.max_message_size)
         servers.append(await start_ampdp_server(ampdp, quarantine, config, hostname,
-                                                log_ids))
+                                                log_ids, scan=scanner.answer))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
