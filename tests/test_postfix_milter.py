@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.postfix_milter import amavisd_milter_argv, milter_main_settings
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir, wait_for_port
 from tests.helpers import filter_config
@@ -40,14 +41,11 @@ class MilterStack:
         self.work = self.base / "milter-work"
         self.work.mkdir(mode=0o750)  # amavisd-milter refuses a world-accessible one
         self.socket = self.base / "filter" / "scanner.sock"
-        # the settings the README gives for before-queue scanning with amavisd-milter
+        # the settings 'scanner postfix-config --milter' prints (filter_config's
+        # message_timeout is 20 s)
         self.postfix = PostfixInstance(
             base=self.base / "postfix", smtpd_port=free_port(), reinject_port=free_port(),
-            extra_main={"smtpd_milters": f"inet:127.0.0.1:{self.milter_port}",
-                        "milter_default_action": "tempfail",
-                        "milter_protocol": "6",
-                        "milter_connect_macros": "j {client_name} {daemon_name} v",
-                        "milter_content_timeout": "300s"})
+            extra_main=milter_main_settings(f"inet:127.0.0.1:{self.milter_port}", 20))
         listen = free_port()
         policy = f"""
 [quarantine]
@@ -67,11 +65,12 @@ spam_destiny = "reject"
     def start(self) -> MilterStack:
         self.postfix.start()
         self.start_filter()
+        argv = amavisd_milter_argv(str(self.socket), 20, 20,
+                                   listen=f"inet:{self.milter_port}@127.0.0.1",
+                                   workdir=str(self.work), program=str(AMAVISD_MILTER))
         with open(self.base / "milter.log", "ab") as log:
             self.milter = subprocess.Popen(
-                [str(AMAVISD_MILTER), "-f", "-s", f"inet:{self.milter_port}@127.0.0.1",
-                 "-S", str(self.socket), "-w", str(self.work),
-                 "-p", str(self.base / "milter.pid"), "-t", "300", "-T", "300"],
+                [*argv, "-f", "-p", str(self.base / "milter.pid")],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.milter_port, 15)
         return self
@@ -163,6 +162,8 @@ def test_clean_mail_is_delivered_with_our_headers(stack: MilterStack):
     assert head.count(b"X-Spam-Flag:") == 1
     lines = [ln for ln in stack.filter.summary_lines() if "<clean@example.org>" in ln]
     assert len(lines) == 1 and "Passed CLEAN {AcceptedInbound}" in lines[0], stack.logs()
+    # -B sends Postfix's {daemon_name} (myhostname) as a bank: unknown, left out
+    assert "mx.postfix.test" not in lines[0]
     # the Queue-ID is Postfix's own: the milter sent it
     qid = lines[0].split("Queue-ID: ")[1].split(",")[0]
     assert qid and f"{qid}: " in stack.postfix.log_text()

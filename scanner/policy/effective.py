@@ -21,7 +21,10 @@ def bank_names(config: Config, listener_bank: str, client_addr: str | None) -> l
     if client_addr and "MYNETS" in config.policy_banks \
             and _in_networks(client_addr, config.policy.mynetworks):
         names.append("MYNETS")
-    names += listener_banks(listener_bank)
+    # as amavis, a bank nobody defined is left out (an AM.PDP client sends what it has:
+    # SMTP_AUTH, the MTA's name); a listener's bank is checked with the configuration
+    names += [n for n in listener_banks(listener_bank)
+              if n in config.policy_banks or n in BUILTIN_BANKS]
     return names
 
 
