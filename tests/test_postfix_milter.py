@@ -11,6 +11,7 @@ the message, nothing is queued or delivered. Needs root, postfix and amavisd-mil
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from scanner.postfix_milter import amavisd_milter_argv, milter_main_settings
+from scanner.testing.clamd import ClamdInstance, clamd_binary, eicar
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir, wait_for_port
 from tests.helpers import filter_config
@@ -35,7 +37,7 @@ AMAVISD_MILTER = shutil.which("amavisd-milter", path="/usr/sbin:/usr/bin:/sbin:/
 class MilterStack:
     """Postfix (milter) -> amavisd-milter -> scanner's AM.PDP socket, all private."""
 
-    def __init__(self) -> None:
+    def __init__(self, clamd: ClamdInstance | None = None) -> None:
         self.base = make_base_dir("scanner-milter-")
         self.milter_port = free_port()
         self.work = self.base / "milter-work"
@@ -57,6 +59,10 @@ tag_level = -999.0
 block_senders = ["@spam.example"]
 spam_destiny = "reject"
 """
+        if clamd is not None:  # the real clamav check (virus_destiny: discard)
+            policy += ('\n[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
+                       f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\n'
+                       'timeout = 5\nconnect_timeout = 2\n')
         self.filter = FilterProcess(self.base / "filter", filter_config(
             listen, self.postfix.reinject_port, log_file=self.base / "filter" / "scanner.log",
             extra=policy), [listen])
@@ -110,9 +116,14 @@ def stack() -> Iterator[MilterStack]:
     require_postfix()
     if AMAVISD_MILTER is None:
         pytest.skip("amavisd-milter not installed (apt-get install amavisd-milter)")
-    s = MilterStack().start()
+    if clamd_binary() is None:
+        pytest.skip("clamd not installed (apt-get install clamav-daemon)")
+    clamd = ClamdInstance(make_base_dir("scanner-clamd-"))
+    clamd.start()
+    s = MilterStack(clamd).start()
     yield s
     s.remove()
+    clamd.close()
 
 
 def _msg(mid: str, sender: str = "alice@example.org", extra: bytes = b"") -> bytes:
@@ -160,6 +171,7 @@ def test_clean_mail_is_delivered_with_our_headers(stack: MilterStack):
     assert b"\nX-Spam-Flag: NO\n" in head and b"X-Spam-Status: No, score=" in head
     assert b"X-Spam-Flag: YES" not in head and b"X-Spam-Score: 99" not in head  # forged
     assert head.count(b"X-Spam-Flag:") == 1
+    assert b"\nX-Virus-Scanned: scanner at scanner.test\n" in head  # clamd scanned it
     lines = [ln for ln in stack.filter.summary_lines() if "<clean@example.org>" in ln]
     assert len(lines) == 1 and "Passed CLEAN {AcceptedInbound}" in lines[0], stack.logs()
     # -B sends Postfix's {daemon_name} (myhostname) as a bank: unknown, left out
@@ -175,6 +187,22 @@ def test_rejected_mail_gets_5xx_at_end_of_data(stack: MilterStack):
     _settled(stack, "rejected")
     lines = [ln for ln in stack.filter.summary_lines() if "<rejected@example.org>" in ln]
     assert len(lines) == 1 and "Blocked SPAM {RejectedInbound" in lines[0], stack.logs()
+
+
+def test_virus_is_discarded_and_quarantined(stack: MilterStack):
+    """clamd finds EICAR; virus_destiny discard: Postfix says 250, delivers nothing."""
+    data = _msg("virus", extra=b"Content-Type: text/plain\r\n").replace(
+        b"Hello.\r\n", eicar() + b"\r\n")
+    code, reply = _send(stack, "alice@example.org", data)
+    assert code == 250, (code, reply)
+    _settled(stack, "virus")
+    assert "milter-discard" in stack.postfix.log_text()
+    lines = [ln for ln in stack.filter.summary_lines() if "<virus@example.org>" in ln]
+    assert len(lines) == 1, stack.logs()
+    assert "Blocked INFECTED (" in lines[0] and "{DiscardedInbound,Quarantined}" in lines[0]
+    mail_id = lines[0].split("mail_id: ")[1].split(",")[0]
+    [kept] = (stack.base / "filter" / "quarantine").rglob(f"virus-{mail_id}.gz")
+    assert eicar() in gzip.decompress(kept.read_bytes())
 
 
 def test_scanner_down_is_4xx_and_nothing_is_lost(stack: MilterStack):
