@@ -6,6 +6,7 @@ return_value and exit_code, and the summary log line."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -41,12 +42,15 @@ EICAR = Hit("CLAMAV_VIRUS", options=("Eicar-Signature",), source="clamav")
 class FakeCheck:
     """A check reporting fixed hits, or raising."""
 
-    def __init__(self, name: str, kind: str, hits: list[Hit], fail: bool = False) -> None:
-        self.name, self.kind, self._hits, self._fail = name, kind, hits, fail
+    def __init__(self, name: str, kind: str, hits: list[Hit], fail: bool = False,
+                 hang: bool = False) -> None:
+        self.name, self.kind, self._hits, self._fail, self._hang = name, kind, hits, fail, hang
 
     async def run(self, task: Task) -> list[Hit]:
         if self._fail:
             raise RuntimeError("backend gone")
+        if self._hang:
+            await asyncio.Event().wait()  # never answers
         return [h for h in self._hits if h.source == self.name]
 
 
@@ -54,7 +58,8 @@ class Scanner:
     """Our AM.PDP server with a Processor behind it, in a background loop."""
 
     def __init__(self, tmp: Path, sink: Sink, policy: str = "", hits: list[Hit] = (),
-                 fail: bool = False, server: str = "", quarantine: str = "",
+                 fail: bool = False, hang: bool = False, server: str = "",
+                 quarantine: str = "",
                  sock_dir: Path | None = None) -> None:
         self.tmp, self.path = tmp, (sock_dir or tmp) / "scanner.sock"
         text = f"""
@@ -76,7 +81,7 @@ local_domains = ["example.test"]
 {policy}"""
         self.config = cfgmod.loads(text, "t.toml")
         self.quarantine = Quarantine(self.config.quarantine)
-        checks = [FakeCheck("bayes", "spam", list(hits), fail),
+        checks = [FakeCheck("bayes", "spam", list(hits), fail, hang),
                   FakeCheck("clamav", "virus", list(hits))]
 
         async def inline(func: Any, *args: Any) -> Any:
@@ -264,6 +269,44 @@ def test_failing_check_passes_unchecked_when_configured(start, caplog):
     answer = start(fail=True, policy='on_check_failure = "unchecked"\n').scan()
     assert answer["return_value"] == ["continue"]
     assert "Passed UNCHECKED {AcceptedInbound}" in summary(caplog)
+
+
+class BrokenQuarantine:
+    def store(self, **kw: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    def delete(self, mail_id: str) -> None:
+        pass
+
+
+def test_quarantine_failure_tempfails(start, caplog):
+    scanner = start(hits=[EICAR])
+    scanner.processor._quarantine = BrokenQuarantine()
+    answer = scanner.scan()
+    assert answer["return_value"] == ["tempfail"] and answer["exit_code"] == ["75"]
+    assert answer["setreply"][0].startswith("451 4.5.0 Error in processing, id=")
+    assert answer["setreply"][0].endswith("quarantine failed")
+    assert "Blocked INFECTED (Eicar-Signature) {TempfailedInbound}" in summary(caplog)
+
+
+def test_internal_error_tempfails(start, caplog):
+    scanner = start()
+
+    async def broken(*args: Any, **kw: Any) -> None:
+        raise KeyError("bug")
+
+    scanner.processor.analyse = broken  # type: ignore[method-assign]
+    answer = scanner.scan()
+    assert answer["return_value"] == ["tempfail"] and answer["exit_code"] == ["75"]
+    assert answer["setreply"][0].startswith("451 4.5.0 Error in processing, id=")
+    assert "error in processing" in caplog.text
+
+
+def test_message_timeout_tempfails(start, caplog):
+    """A check that never answers: server.message_timeout (5 s, its minimum) ends it."""
+    answer = start(hang=True, server="message_timeout = 5\n").scan()
+    assert answer["return_value"] == ["tempfail"] and answer["exit_code"] == ["75"]
+    assert answer["setreply"][0].endswith("timed out")
 
 
 def test_size_limit(start, caplog):
