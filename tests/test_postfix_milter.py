@@ -37,7 +37,8 @@ AMAVISD_MILTER = shutil.which("amavisd-milter", path="/usr/sbin:/usr/bin:/sbin:/
 class MilterStack:
     """Postfix (milter) -> amavisd-milter -> scanner's AM.PDP socket, all private."""
 
-    def __init__(self, clamd: ClamdInstance | None = None) -> None:
+    def __init__(self, clamd: ClamdInstance | None = None, filter_extra: str = "",
+                 postfix_extra: dict[str, str] | None = None) -> None:
         self.base = make_base_dir("scanner-milter-")
         self.milter_port = free_port()
         self.work = self.base / "milter-work"
@@ -47,7 +48,8 @@ class MilterStack:
         # message_timeout is 20 s)
         self.postfix = PostfixInstance(
             base=self.base / "postfix", smtpd_port=free_port(), reinject_port=free_port(),
-            extra_main=milter_main_settings(f"inet:127.0.0.1:{self.milter_port}", 20))
+            extra_main={**milter_main_settings(f"inet:127.0.0.1:{self.milter_port}", 20),
+                        **(postfix_extra or {})})
         listen = free_port()
         policy = f"""
 [quarantine]
@@ -63,6 +65,7 @@ spam_destiny = "reject"
             policy += ('\n[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
                        f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\n'
                        'timeout = 5\nconnect_timeout = 2\n')
+        policy += filter_extra
         self.filter = FilterProcess(self.base / "filter", filter_config(
             listen, self.postfix.reinject_port, log_file=self.base / "filter" / "scanner.log",
             extra=policy), [listen])
