@@ -60,6 +60,12 @@ ampdp_socket = "{self.socket}"
 tag_level = -999.0
 block_senders = ["@spam.example"]
 spam_destiny = "reject"
+
+[policy.recipients."carol@example.test"]
+spam_lover = true
+
+[policy.recipients."dave@example.test"]
+spam_destiny = "discard"
 """
         if clamd is not None:  # the real clamav check (virus_destiny: discard)
             policy += ('\n[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
@@ -190,6 +196,30 @@ def test_rejected_mail_gets_5xx_at_end_of_data(stack: MilterStack):
     _settled(stack, "rejected")
     lines = [ln for ln in stack.filter.summary_lines() if "<rejected@example.org>" in ln]
     assert len(lines) == 1 and "Blocked SPAM {RejectedInbound" in lines[0], stack.logs()
+
+
+def test_blocked_recipients_are_removed_the_others_get_it(stack: MilterStack):
+    """Spam for a lover (passes) and for a recipient who discards it: delrcpt."""
+    with smtplib.SMTP("127.0.0.1", stack.postfix.smtpd_port, timeout=120) as smtp:
+        smtp.ehlo("client.example.org")
+        assert smtp.mail("promo@spam.example")[0] == 250
+        for rcpt in ("carol@example.test", "dave@example.test"):
+            assert smtp.rcpt(rcpt)[0] == 250
+        code, reply = smtp.data(_msg("mixed", "promo@spam.example"))
+    assert code == 250, (code, reply)
+    deadline = time.monotonic() + 30
+    while not [p for p in stack.postfix.maildir_messages("carol")]:
+        assert time.monotonic() < deadline, stack.logs()
+        time.sleep(0.1)
+    [path] = stack.postfix.maildir_messages("carol")
+    assert b"\nX-Spam-Flag: YES\n" in split_delivered(path.read_bytes())[0]
+    time.sleep(1)
+    stack.postfix.flush()
+    assert stack.postfix.maildir_messages("dave") == [], stack.logs()
+    assert stack.postfix.queue() == []
+    lines = [ln for ln in stack.filter.summary_lines() if "<mixed@example.org>" in ln]
+    assert len(lines) == 1 and "Blocked SPAM {AcceptedInbound,DiscardedInbound" in lines[0], \
+        lines
 
 
 def test_virus_is_discarded_and_quarantined(stack: MilterStack):
