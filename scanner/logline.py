@@ -47,7 +47,8 @@ def render(s: Summary) -> str:
         client = "LOCAL " + client
     if s.policy_banks:
         client = "/".join(s.policy_banks) + " " + client
-    actions = [a for a in s.actions if a != "Quarantined"]
+    # amavis lists its status names sorted (its counters' keys), Quarantined after them
+    actions = sorted(a for a in s.actions if a != "Quarantined")
     actions += ["Quarantined"] if "Quarantined" in s.actions else []
     parts = [
         f"({s.log_id}) {s.verb} {s.category} {{{','.join(actions)}}}",

@@ -238,3 +238,29 @@ def test_readme_recipe_applies_the_parts(tmp_path: Path) -> None:
     assert services.count("scanner    unix") == 1 and services.count("127.0.0.1:10025 inet") == 1
     assert "#" not in (tmp_path / "master.cf").read_text().split("127.0.0.1:10025")[-1]
     assert "smtp_data_done_timeout=720" in services
+
+
+def test_milter_settings_follow_the_configuration(tmp_path: Path) -> None:
+    """``postfix-config --milter``: the main.cf lines Postfix reads back, timeouts above
+    server.message_timeout, amavisd-milter's command line with our socket."""
+    from scanner.postfix_milter import render_milter
+
+    text = render_milter(_config('[server]\nmessage_timeout = 200\nconcurrency = 7\n'
+                                 '[quarantine]\nampdp_socket = "/run/s/scanner.sock"\n'))
+    [command] = [ln[4:] for ln in text.splitlines() if ln.startswith("#   amavisd-milter ")]
+    argv = command.split()
+    assert argv[argv.index("-S") + 1] == "/run/s/scanner.sock"
+    assert argv[argv.index("-m") + 1] == "7"
+    assert int(argv[argv.index("-T") + 1]) > 200  # waits longer than we scan
+    assert int(argv[argv.index("-t") + 1]) > int(argv[argv.index("-T") + 1])
+    main = _section(text, "main.cf")
+    (tmp_path / "main.cf").write_text("\n".join(main) + "\n")
+    (tmp_path / "master.cf").write_text("")
+    if not os.path.exists(POSTCONF):
+        return
+    result = subprocess.run([POSTCONF, "-c", str(tmp_path), "-h", "smtpd_milters",
+                             "milter_default_action", "milter_content_timeout"],
+                            capture_output=True, text=True, check=True)
+    assert result.stderr == ""
+    assert result.stdout.split() == ["inet:127.0.0.1:10023", "tempfail",
+                                     f"{argv[argv.index('-t') + 1]}s"]

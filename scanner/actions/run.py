@@ -75,9 +75,16 @@ class Context:
     signers: tuple[Any, ...] = ()
     """Checks with ``async sign(task, data) -> [(name, value)]`` (e.g. DKIM): called on
     the final bytes of each delivered copy; their headers go in front."""
+    deliver: Deliver | None = None
+    """What happens to the passed recipients instead of delivery to the next hop (AM.PDP
+    scanning for a milter: the MTA keeps the message, :mod:`scanner.serve.pdp_scan`);
+    it sets their replies and actions. None: :func:`_deliver_groups`."""
 
     def direction_of(self, address: str) -> str:
         return self.directions.get(address, "Inbound")
+
+
+Deliver = Callable[[Task, Context, Outcome, list[int]], Awaitable[None]]
 
 
 async def carry_out(task: Task, ctx: Context) -> Outcome:
@@ -110,8 +117,8 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
         out.replies = [deferred[0]] * len(rcpts)
         await _unstore_if_retried(task, ctx, out, held, _retried(out.replies, smtp))
         return out
-    await _deliver_groups(task, ctx, out, [i for i in live
-                                           if verdicts[i].destiny is Destiny.PASS])
+    await (ctx.deliver or _deliver_groups)(task, ctx, out, [
+        i for i in live if verdicts[i].destiny is Destiny.PASS])
     out.act("TempFailed", ctx, task, temp)
     if smtp:
         out.replies = await _partial_failure(task, ctx, out)
@@ -224,7 +231,9 @@ async def _archive(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> li
     return failed
 
 
-async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:
+def edit_groups(task: Task, ctx: Context, idx: list[int]) -> list[list[tuple[int, Edits]]]:
+    """The passed recipients ``idx`` grouped by identical edits (one copy per group), in
+    the order of their first member."""
     groups: dict[tuple, list[tuple[int, Edits]]] = {}
     for i in idx:
         rcpt = task.envelope.recipients[i]
@@ -232,23 +241,39 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
                           ctx.hostname, ctx.virus_scanned)
         key = (edits.headers, edits.subject_prefix, edits.drop_spam_headers)
         groups.setdefault(key, []).append((i, edits))
-    for (headers, prefix, drop_prefix), members in groups.items():
-        dropped = task.drop_fields
-        if drop_prefix:
-            dropped = dropped + spam_header_fields(task.raw, drop_prefix)
-        raw = without(task.raw, dropped)
+    return list(groups.values())
+
+
+def dropped_fields(task: Task, drop_prefix: str) -> list[tuple[int, int]]:
+    """Byte ranges of ``task.raw`` a passed copy leaves out: what the checks marked
+    (forged Authentication-Results) and, with ``drop_prefix``, arriving spam headers."""
+    if not drop_prefix:
+        return task.drop_fields
+    return task.drop_fields + spam_header_fields(task.raw, drop_prefix)
+
+
+def added_fields(task: Task, out: Outcome, headers: tuple[tuple[str, str], ...]
+                 ) -> list[tuple[str, str]]:
+    """The header fields a passed copy gets on top (below the trace header), top first."""
+    quarantined = [("X-Quarantine-ID", f"<{task.mail_id}>")] if out.quarantine else []
+    return [*task.add_headers, *quarantined, *headers]
+
+
+async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:
+    for members in edit_groups(task, ctx, idx):
+        edits = members[0][1]
+        raw = without(task.raw, dropped_fields(task, edits.drop_spam_headers))
         recipients = [Recipient(e.address, task.envelope.recipients[i].params)
                       for i, e in members]
         trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,
                                 [r.address for r in recipients])
-        quarantined = [("X-Quarantine-ID", f"<{task.mail_id}>")] if out.quarantine else []
-        data = prepend_headers(prefix_subject(raw, prefix),
-                               [trace, *task.add_headers, *quarantined, *headers])
-        data = await _sign(task, ctx.signers, data)
+        data = prepend_headers(prefix_subject(raw, edits.subject_prefix),
+                               [trace, *added_fields(task, out, edits.headers)])
+        data = prepend_headers(data, await signature_fields(task, ctx.signers, data))
         msg = Outgoing(task.envelope.sender, recipients, task.envelope.mail_params, data,
                        task.client)
         result = await deliver(ctx.pool, msg, all_or_nothing=ctx.protocol != "LMTP")
-        tagged = _tagged(headers, prefix)
+        tagged = _tagged(edits.headers, edits.subject_prefix)
         for (i, edits), reply in zip(members, result.replies, strict=True):
             out.replies[i] = reply
             relabelled = edits.address != task.envelope.recipients[i].address
@@ -256,10 +281,11 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
         out.queued_as += [q for q in result.queued_as if q not in out.queued_as]
 
 
-async def _sign(task: Task, signers: tuple[Any, ...], data: bytes) -> bytes:
-    """Prepend the signers' headers; a signer that raises defers the message (451)."""
-    added = [h for signer in signers for h in await signer.sign(task, data)]
-    return prepend_headers(data, added)
+async def signature_fields(task: Task, signers: tuple[Any, ...], data: bytes
+                           ) -> list[tuple[str, str]]:
+    """The signers' header fields for ``data`` (the final bytes of a copy), to go in
+    front of it; a signer that raises defers the message (451)."""
+    return [h for signer in signers for h in await signer.sign(task, data)]
 
 
 async def _blocked(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:

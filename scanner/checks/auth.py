@@ -30,6 +30,7 @@ from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.hostname import configured_hostname
+from scanner.policy.effective import any_bank_in
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.auth")
@@ -89,7 +90,7 @@ class Auth:
         self._authserv_id = settings.authserv_id or configured_hostname(cfg.server.hostname)
 
     async def run(self, task: Task) -> Iterable[Hit]:
-        if task.policy_bank.upper() in self._skip:
+        if any_bank_in(task.policy_bank, self._skip):
             return []
         origin = task_origin(task, self._trusted, self._internal,
                              self._s.trust_authenticated)

@@ -28,6 +28,7 @@ from scanner.auth.psl import normalise
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.errors import ConfigError
+from scanner.policy.effective import any_bank_in
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.dkim")
@@ -116,7 +117,7 @@ class DkimSign:
 
     def keys_for(self, task: Task) -> list[dkim_sign.SigningKey]:
         """The keys that sign this message ([] when it is not ours to sign)."""
-        if not self._keys or task.policy_bank.upper() not in self._banks:
+        if not self._keys or not any_bank_in(task.policy_bank, self._banks):
             return []
         domains = from_domains(task.message)[:1] + [address_domain(task.envelope.sender)]
         return dkim_sign.choose_keys(self._keys, domains)

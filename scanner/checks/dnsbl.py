@@ -27,6 +27,7 @@ from scanner.dns import Deadline, DnsSettings, get_client
 from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import is_public, list_query
+from scanner.policy.effective import any_bank_in
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
 
@@ -109,7 +110,7 @@ class Dnsbl:
         self._skip = {b.upper() for b in settings.skip_policy_banks}
 
     async def run(self, task: Task) -> Iterable[Hit]:
-        if task.policy_bank.upper() in self._skip or not self._lists:
+        if any_bank_in(task.policy_bank, self._skip) or not self._lists:
             return []
         origin = task_origin(task, self._trusted, self._internal,
                              self._s.trust_authenticated)

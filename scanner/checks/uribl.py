@@ -32,6 +32,7 @@ from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import is_public, list_query
 from scanner.pipeline.parse import header_text
+from scanner.policy.effective import any_bank_in
 from scanner.rules.views import html_text
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
@@ -138,7 +139,7 @@ class Uribl:
         return domains, ips[: max(0, limit - len(domains))]
 
     async def run(self, task: Task) -> Iterable[Hit]:
-        if task.policy_bank.upper() in self._skip_banks or not self._lists:
+        if any_bank_in(task.policy_bank, self._skip_banks) or not self._lists:
             return []
         domains, ips = self.targets(task)
         jobs: list[tuple[CodeMap, str, str]] = []

@@ -42,6 +42,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pf.add_argument("--config", "-c", help="TOML file (default: as for serve)")
     pf.add_argument("--part", choices=("main", "master"), default="",
                     help="print only the main.cf lines or only the master.cf services")
+    pf.add_argument("--milter", action="store_true",
+                    help="print the before-queue settings for amavisd-milter (smtpd_milters, "
+                         "its command line) instead of the content_filter ones")
     pf.set_defaults(func=_postfix)
 
 
@@ -186,6 +189,8 @@ def _from_amavis(args: argparse.Namespace) -> int:
 
 def _postfix(args: argparse.Namespace) -> int:
     from scanner.postfix_config import render_stanzas
+    from scanner.postfix_milter import render_milter
 
-    print(render_stanzas(_load(args.config), args.part), end="")
+    config = _load(args.config)
+    print(render_milter(config) if args.milter else render_stanzas(config, args.part), end="")
     return 0

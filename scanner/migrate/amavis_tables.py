@@ -134,8 +134,10 @@ ADVICE: dict[str, str] = {
     "@archive_quarantine_to_maps": "see $archive_quarantine_to",
     "@spam_notifyadmin_cutoff_level_maps": "one level for everyone: policy."
     "spam_notify_admin_cutoff_level (per recipient in [policy.recipients.\"PATTERN\"])",
-    "$unix_socketname": "the AM.PDP socket for amavisd-release is [quarantine] "
-    "ampdp_socket; point amavisd-release's $socketname at it (docs/quarantine.md)",
+    "$unix_socketname": "the AM.PDP socket for amavisd-release and amavisd-milter is "
+    "[quarantine] ampdp_socket; point amavisd-release's $socketname (docs/quarantine.md) "
+    "and amavisd-milter's -S at it (README \"Before-queue with amavisd-milter\", "
+    "scanner postfix-config --milter)",
 }
 # Debian's 25-amavis_helpers: the bank of amavisd-release's socket, not one to write by hand
 ADVICE["$interface_policy{SOCK}"] = ADVICE["$policy_bank{AM.PDP-SOCK}"] = \

@@ -16,7 +16,7 @@ from typing import Any
 from decoders.registry import load_decoders
 from decoders.unpack import Unpacked
 from scanner import logline
-from scanner.actions.run import Context, Outcome, carry_out
+from scanner.actions.run import Context, Deliver, Outcome, carry_out
 from scanner.config import Config
 from scanner.config.policy import apply
 from scanner.pipeline.checks import run_checks
@@ -28,6 +28,7 @@ from scanner.policy.effective import (
     bank_names,
     client_is_local,
     is_local,
+    listener_banks,
     message_policy,
     recipient_policy,
 )
@@ -83,8 +84,12 @@ class Processor:
         self._hostname = hostname
         self._sql = SqlPolicy(config.policy.sql_lookup) if config.policy.sql_lookup else None
 
-    async def handle(self, task: Task, listener: Listener) -> list[str]:
-        """One reply per recipient. Never raises (except cancellation)."""
+    async def handle(self, task: Task, listener: Listener,
+                     deliver: Deliver | None = None) -> list[str]:
+        """One reply per recipient. Never raises (except cancellation).
+
+        ``deliver`` replaces delivery to the next hop for the passed recipients (see
+        :class:`scanner.actions.run.Context`); everything else stays the same."""
         n = len(task.envelope.recipients)
         self.handled += 1
         task.digest = message_digest(task.raw)
@@ -102,7 +107,7 @@ class Processor:
         try:
             async with asyncio.timeout(self._config.server.message_timeout):
                 with current_message(task.digest):
-                    replies, counted = await self._process(task, listener)
+                    replies, counted = await self._process(task, listener, deliver)
                 return replies
         except TimeoutError:
             counted = ["timeouts"]
@@ -123,7 +128,7 @@ class Processor:
 
         With ``keep_parts`` the caller gets the unpacked result and must close it."""
         task.message = parse_headers(task.raw)
-        task.queue_id = postfix_queue_id(task.message)
+        task.queue_id = task.queue_id or postfix_queue_id(task.message)  # AM.PDP gives it
         unpacked = None
         board = self._board
         try:
@@ -143,7 +148,8 @@ class Processor:
         self._decide(task, listener)
         return unpacked if keep_parts else None
 
-    async def _process(self, task: Task, listener: Listener) -> tuple[list[str], list[str]]:
+    async def _process(self, task: Task, listener: Listener,
+                       deliver: Deliver | None = None) -> tuple[list[str], list[str]]:
         """The replies, and the scoreboard counters the message adds to."""
         await self.analyse(task, listener)
         self._board.stage(task, "actions")
@@ -151,7 +157,7 @@ class Processor:
             pool=self._pool, scores=self._scores, hostname=self._hostname, port=listener.port,
             protocol=listener.protocol, directions=self._directions(task, listener),
             virus_scanned=self._virus_scanner, quarantine=self._quarantine,
-            run_cpu=self._run_cpu, signers=self._signers))
+            run_cpu=self._run_cpu, signers=self._signers, deliver=deliver))
         self._after_delivery(task, outcome)
         return outcome.replies, self._log_summary(task, outcome)
 
@@ -189,7 +195,7 @@ class Processor:
         """amavis's mail direction per recipient: Inbound or OpenRelay (local or not),
         from the ORIGINATING bank Internal or Outbound (with no local_domains, which
         makes everyone local, originating mail counts as Outbound)."""
-        originating = listener.policy_bank.upper() == "ORIGINATING"
+        originating = "ORIGINATING" in (b.upper() for b in listener_banks(listener.policy_bank))
         policy = self._config.policy
         out = {}
         for rcpt in task.envelope.recipients:
@@ -203,9 +209,10 @@ class Processor:
     def _log_summary(self, task: Task, outcome: Outcome) -> list[str]:
         """Log the summary line; return the scoreboard counters it adds to."""
         verdicts = list(task.verdicts.values())
-        # amavis's verbs: "Passed" for mail the next hop took, "Blocked" for mail kept
-        # from it (discarded, rejected, bounced, or deferred with 4xx for a retry).
-        relayed = any(a.startswith("Relayed") for a in outcome.actions)
+        # amavis's verbs: "Passed" for mail the next hop took (or, AM.PDP for a milter,
+        # the MTA goes on delivering: "Accepted"), "Blocked" for mail kept from it
+        # (discarded, rejected, bounced, or deferred with 4xx for a retry).
+        relayed = any(a.startswith(("Relayed", "Accepted")) for a in outcome.actions)
         kept = [v for v in verdicts if v.destiny not in (Destiny.PASS, Destiny.TEMPFAIL)]
         blocked = not relayed or any(v.destiny is not Destiny.PASS for v in verdicts)
         # a Blocked line names the blocking category (amavis's [:ccat|major|blocking]),
@@ -219,7 +226,7 @@ class Processor:
             log_id=task.log_id,
             verb="Blocked" if blocked else "Passed",
             category=_log_category(task, category),
-            actions=log_order(outcome.actions),
+            actions=outcome.actions,
             client_addr=task.client.addr,
             client_port=task.client.port,
             sender=task.envelope.sender,
@@ -239,16 +246,6 @@ class Processor:
         )
         log.info("%s", logline.render(summary))
         return summary_counters(summary.verb, category, outcome.actions)
-
-
-_DIRECTIONS = ("Inbound", "Internal", "Outbound", "OpenRelay")
-
-
-def log_order(actions: list[str]) -> list[str]:
-    """amavis's order in the log line: the delivery statuses sorted by name, then the
-    rest (``Quarantined``) as they happened."""
-    statuses = sorted(a for a in actions if a.endswith(_DIRECTIONS))
-    return statuses + [a for a in actions if not a.endswith(_DIRECTIONS)]
 
 
 def _log_category(task: Task, category: str) -> str:

@@ -21,9 +21,23 @@ def bank_names(config: Config, listener_bank: str, client_addr: str | None) -> l
     if client_addr and "MYNETS" in config.policy_banks \
             and _in_networks(client_addr, config.policy.mynetworks):
         names.append("MYNETS")
-    if listener_bank:
-        names.append(listener_bank)
+    # as amavis, a bank nobody defined is left out (an AM.PDP client sends what it has:
+    # SMTP_AUTH, the MTA's name); a listener's bank is checked with the configuration
+    names += [n for n in listener_banks(listener_bank)
+              if n in config.policy_banks or n in BUILTIN_BANKS]
     return names
+
+
+def listener_banks(listener_bank: str) -> list[str]:
+    """The bank names of a listener (one) or of an AM.PDP request (``A,B``, amavis's
+    ``policy_bank`` attribute), in order, blanks around names dropped."""
+    return [n.strip() for n in listener_bank.split(",") if n.strip()]
+
+
+def any_bank_in(listener_bank: str, upper_names: set[str]) -> bool:
+    """One of the listener's (or AM.PDP request's) banks is in ``upper_names`` (upper
+    case): the checks' ``skip_policy_banks``."""
+    return any(n.upper() in upper_names for n in listener_banks(listener_bank))
 
 
 def message_policy(config: Config, banks: list[str]) -> PolicyConfig:

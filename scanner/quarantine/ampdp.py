@@ -1,13 +1,19 @@
-"""The AM.PDP release socket: lets amavis's ``amavisd-release`` release our quarantine.
+"""The AM.PDP socket: amavis's policy-delegation protocol over a Unix socket.
 
-Speaks the release part of amavis's policy-delegation protocol over a Unix socket:
-``request=release`` and ``request=requeue`` with ``mail_id``, ``secret_id``,
-``mail_file``, ``partition_tag``, ``quar_type``, ``requested_by``, ``sender`` and
-``recipient`` lines; the answer has one ``setreply`` per recipient. Who may connect is
-decided by the socket's mode and group and, per connection, by the peer's uid/gid
-(SO_PEERCRED) against ``[quarantine] allowed_uids``/``allowed_gids``: a gid counts
-when it is the peer process's (primary) gid or a group its user is a member of in the
-group database (``/etc/group``, NSS), as for a user added to an ``amavis`` group.
+A dispatcher for two kinds of clients:
+
+* ``request=release`` and ``request=requeue`` (amavis's ``amavisd-release``) with
+  ``mail_id``, ``secret_id``, ``mail_file``, ``partition_tag``, ``quar_type``,
+  ``requested_by``, ``sender`` and ``recipient`` lines release our quarantine; the answer
+  has one ``setreply`` per recipient;
+* ``request=AM.PDP`` (``amavisd-milter``) scans a message file with the worker's
+  pipeline (:mod:`scanner.serve.pdp_scan`).
+
+Who may connect is decided by the socket's mode and group and, per connection, by the
+peer's uid/gid (SO_PEERCRED) against ``[quarantine] allowed_uids``/``allowed_gids``: a
+gid counts when it is the peer process's (primary) gid or a group its user is a member
+of in the group database (``/etc/group``, NSS), as for a user added to an ``amavis``
+group.
 
 The master binds the socket (:func:`bind_ampdp_socket`) before forking; each worker
 serves it with :func:`start_ampdp_server` (or :func:`serve_ampdp`).
@@ -25,7 +31,7 @@ import pwd
 import socket
 import stat
 import struct
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from scanner.hostname import configured_hostname
@@ -53,6 +59,8 @@ from scanner.reinject.pool import ConnectionPool
 log = logging.getLogger("scanner")
 REQUEST_TIMEOUT = 60.0
 Attrs = list[tuple[str, tuple[str, ...]]]
+Scan = Callable[[dict[str, list[str]], str], Awaitable[Attrs]]
+"""Answers one ``request=AM.PDP``: (attributes by lower-case name, log id) -> answer."""
 
 
 # -- the socket ----------------------------------------------------------------------------
@@ -128,13 +136,16 @@ def unlink_ampdp_socket(sock: socket.socket) -> None:
 
 # -- serving -------------------------------------------------------------------------------
 
-async def start_ampdp_server(path_or_sock: str | socket.socket, q: Quarantine, config: Any,
-                             hostname: str | None = None, log_ids: LogIds | None = None
+async def start_ampdp_server(path_or_sock: str | socket.socket, q: Quarantine | None,
+                             config: Any, hostname: str | None = None,
+                             log_ids: LogIds | None = None, scan: Scan | None = None
                              ) -> asyncio.AbstractServer:
     """Serve AM.PDP on a bound socket (or bind ``path`` here); ``config`` is the whole
     configuration (``[quarantine]`` and ``[reinject]`` are used). ``log_ids``: the
     worker's counter, shared with its SMTP sessions so that no two log lines of one
-    worker carry the same ``(PID-NN)``."""
+    worker carry the same ``(PID-NN)``. ``q`` None: the quarantine is unusable, release
+    requests are deferred. ``scan``: what answers ``request=AM.PDP``
+    (:meth:`scanner.serve.pdp_scan.PdpScanner.answer`)."""
     if isinstance(path_or_sock, str):
         cfg = config.quarantine
         if path_or_sock != cfg.ampdp_socket:
@@ -144,13 +155,14 @@ async def start_ampdp_server(path_or_sock: str | socket.socket, q: Quarantine, c
         sock = bind_ampdp_socket(cfg)
     else:
         sock = path_or_sock
-    service = AmpdpService(q, config, hostname or configured_hostname(config.server.hostname))
+    service = AmpdpService(q, config, hostname or configured_hostname(config.server.hostname),
+                           scan)
     if log_ids is not None:
         service.log_ids = log_ids
     return await asyncio.start_unix_server(service.handle, sock=sock, limit=MAX_LINE + 2)
 
 
-async def serve_ampdp(sock: socket.socket, q: Quarantine, config: Any,
+async def serve_ampdp(sock: socket.socket, q: Quarantine | None, config: Any,
                       hostname: str | None = None) -> None:
     """Serve until cancelled."""
     server = await start_ampdp_server(sock, q, config, hostname)
@@ -194,10 +206,12 @@ def _process_name(pid: int) -> str:
 
 
 class AmpdpService:
-    """Answers release/requeue requests on accepted connections."""
+    """Answers release/requeue and scan requests on accepted connections."""
 
-    def __init__(self, q: Quarantine, config: Any, hostname: str) -> None:
+    def __init__(self, q: Quarantine | None, config: Any, hostname: str,
+                 scan: Scan | None = None) -> None:
         self.q = q
+        self.scan = scan
         self.cfg: QuarantineConfig = config.quarantine
         reinject = config.reinject
         self.release_hop = NextHop.from_config(reinject, hostname)
@@ -269,12 +283,14 @@ class AmpdpService:
         for name, value in attrs:
             values.setdefault(name.lower(), []).append(value)
         request = (values.get("request") or [""])[0].strip().lower()
+        if request == "am.pdp":
+            return await self._scan(values, log_id)
         if request not in ("release", "requeue"):
-            if request == "am.pdp":  # a milter client pointed at us by mistake: defer
-                return _error(log_id, "451 4.5.0", "this socket only releases quarantined "
-                              "mail; it does not scan (request=AM.PDP)", 75, "tempfail")
-            return _error(log_id, "554 5.5.1", f"unsupported request {request!r} (release "
-                          "and requeue are served here)", 69)
+            return _error(log_id, "554 5.5.1", f"unsupported request {request!r} (AM.PDP, "
+                          "release and requeue are served here)", 69)
+        if self.q is None:
+            return _error(log_id, "451 4.5.0", "the quarantine is unusable (see the log); "
+                          "try again later", 75, "tempfail")
         mail_id = _mail_id(values)
         shown = printable(mail_id)  # for the log: the peer chose these characters
         secret = (values.get("secret_id") or [""])[0].strip() or None
@@ -311,6 +327,19 @@ class AmpdpService:
         log.info("(%s) AM.PDP %s %s by %s: %s", log_id, request, shown, who, "; ".join(replies))
         out.append(("exit_code", (str(exit_code),)))
         return out
+
+
+    async def _scan(self, values: dict[str, list[str]], log_id: str) -> Attrs:
+        """A scan for a milter; any failure defers the message (never passes it)."""
+        if self.scan is None:  # a server started without the pipeline (tools, tests)
+            return _error(log_id, "451 4.5.0", "no scanner runs behind this socket "
+                          "(request=AM.PDP)", 75, "tempfail")
+        try:
+            return await self.scan(values, log_id)
+        except Exception as exc:
+            log.exception("(%s) AM.PDP scan failed; tempfail", log_id)
+            return _error(log_id, "451 4.5.0", f"Error in processing, id={log_id}: "
+                          f"{type(exc).__name__}", 75, "tempfail")
 
 
 def _error(log_id: str, code: str, text: str, exit_code: int,

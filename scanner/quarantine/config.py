@@ -3,7 +3,8 @@
 Held messages are stored gzip-compressed below ``directory``; ``index`` names the
 database that lists them (SQLite next to the files by default, PostgreSQL when several
 filter hosts share one index). ``ampdp_socket`` is the Unix socket that speaks amavis's
-AM.PDP release protocol, so the stock ``amavisd-release`` client can release mail.
+AM.PDP protocol, so the stock ``amavisd-release`` client can release mail and
+``amavisd-milter`` can have mail scanned before queue.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ class QuarantineConfig:
     index: str = opt("sqlite:", "index database: 'sqlite:' (DIRECTORY/index.sqlite), "
                      "'sqlite:/path/file', or 'postgresql://user@host/db' (needs psycopg)")
     ampdp_socket: str = opt("/var/lib/scanner/scanner.sock",
-                            "Unix socket for AM.PDP release requests (amavisd-release); "
-                            "empty = off")
+                            "Unix socket for AM.PDP: release requests (amavisd-release) "
+                            "and scans for amavisd-milter; empty = off")
     socket_mode: int = opt(0o660, "permissions of the AM.PDP socket (432 = 0o660; TOML "
                            "takes 0o660)", min=0, max=0o777)
     socket_group: str = opt("", "group (name or number) given to the AM.PDP socket; "

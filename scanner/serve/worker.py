@@ -32,6 +32,7 @@ from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import ScoreTable, load_scores
 from scanner.serve.accept import ConnectionLimit
+from scanner.serve.pdp_scan import PdpScanner
 from scanner.serve.reload import Reloads, handle_signals
 from scanner.serve.scoreboard import WorkerSlot
 from scanner.smtp.handler import FilterHandler
@@ -129,9 +130,10 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                        timeout=config.server.idle_timeout, loop=loop)
 
         limit.serve(sock, factory)
-    if ampdp is not None and quarantine is not None:
+    if ampdp is not None:  # release requests and scans for amavisd-milter
+        scanner = PdpScanner(processor, config.server.max_message_size)
         servers.append(await start_ampdp_server(ampdp, quarantine, config, hostname,
-                                                log_ids))
+                                                log_ids, scan=scanner.answer))
     log.debug("worker ready with checks: %s", ", ".join(c.name for c in checks) or "none")
     heartbeat = asyncio.create_task(_heartbeat(slot, jobs, config, stop, processor))
     await stop.wait()

@@ -82,7 +82,7 @@ def test_several_requests_on_one_connection(server, sink: Sink):
               ("550 5.7.1", "wrong secret_id", "69"),
               ("550 5.3.0", "'bad address' is not a valid recipient", "69"),
               ("554 5.5.1", "unsupported request 'report'", "69"),
-              ("451 4.5.0", "does not scan", "75")]
+              ("451 4.5.0", "no scanner runs behind this socket", "75")]
     for answer, (code, text, exit_code) in zip(answers[1:], expect, strict=True):
         [reply] = _values(answer, "setreply")
         assert reply.startswith(code) and text in reply, reply
