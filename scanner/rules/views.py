@@ -24,8 +24,9 @@ characters, handed to the rules as UTF-8, as SpamAssassin 4 with its default
 ``normalize_charset 1`` does: each part's octets are decoded by
 :func:`scanner.rules.charsets.normalize` (valid UTF-8 first, then the declared charset,
 then Windows-1252; UTF-7, UTF-16 and UTF-32 parts, whose octets hide ASCII words, are
-decoded as declared); a body of ASCII parts only stays octets (see
-:meth:`MessageView.body`). ``rawbody`` and ``full`` stay octets.
+decoded as declared, a BOM-less ``UTF-16`` in the byte order the module explains); a
+body of ASCII parts only stays octets (see :meth:`MessageView.body`). ``rawbody`` and
+``full`` stay octets.
 """
 
 from __future__ import annotations
