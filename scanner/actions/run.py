@@ -210,7 +210,7 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
         trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,
                                 [r.address for r in recipients])
         quarantined = [("X-Quarantine-ID", f"<{task.mail_id}>")] if out.quarantine else []
-        data = prepend_headers(prefix_subject(raw, prefix),
+        data = prepend_headers(prefix_subject(raw, prefix, task.envelope.smtputf8),
                                [trace, *task.add_headers, *quarantined, *headers])
         data = await _sign(task, ctx.signers, data)
         msg = Outgoing(task.envelope.sender, recipients, task.envelope.mail_params, data,
