@@ -18,10 +18,8 @@ import binascii
 import quopri
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from decoders.mimeutil import with_byte_order
-from scanner.addresses import parse_addresses
 from scanner.headerfields import blank_line
 from scanner.rules.charsets import encoded_word_charset, header_utf8
 
@@ -187,16 +185,11 @@ def to_utf8(octets: bytes, charset: str) -> bytes:
         return octets.decode("cp1252", "replace").encode("utf-8")
 
 
-@lru_cache(maxsize=1024)  # pure; From/To are read by several rules and recur across mail
-def addresses(value: bytes) -> tuple[tuple[str, str], ...]:
-    """(display name, address) pairs of a raw address header value."""
-    text = unfold(value).decode("latin-1")
-    pairs = parse_addresses([text])  # [] for a header it cannot parse
-    return tuple((n, a) for n, a in pairs if a or n)
-
-
 def name_of(phrase: str) -> bytes:
-    """A display name as ``:name`` returns it: decoded, white space normalised."""
+    """A display name as ``:name`` returns it: decoded, white space normalised; one of
+    white space only stays as it is (line ends dropped), as SpamAssassin keeps it."""
+    if not phrase.strip(" \t\n\r\f\v"):
+        return _NEWLINE.sub(b"", phrase.encode("latin-1"))
     decoded = decode_value(phrase.encode("latin-1"), "From")
     if decoded.strip():
         decoded = b" ".join(decoded.split())

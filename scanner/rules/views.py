@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import regex
 
 from scanner.auth.psl import known_org_domain
+from scanner.rules import addrparse
 from scanner.rules import headers as hdr
 from scanner.rules.charsets import normalize
 from scanner.rules.html import Rendered, render
@@ -127,13 +128,12 @@ class MessageView:
         if "addr" in mods or "name" in mods:
             out: list[bytes] = []
             for value in values:
-                for display, address in hdr.addresses(value):
+                for phrase, address in addrparse.entries(value):
                     if "addr" in mods:
-                        if address:
-                            out.append(address.encode("latin-1", "replace"))
-                    elif display:
-                        out.append(display.encode("latin-1", "replace") if raw
-                                   else hdr.name_of(display))
+                        if address is not None:
+                            out.append(address.encode("latin-1"))
+                    elif phrase is not None:
+                        out.append(phrase.encode("latin-1") if raw else hdr.name_of(phrase))
             values = out
         return values
 
