@@ -70,7 +70,8 @@ def prefix_subject(raw: bytes, prefix: str, smtputf8: bool = False) -> bytes:
         if old and old.encode("utf-8") in value:  # tagged before (a second pass): not twice
             value = value.replace(old.encode("utf-8"), b"")
         pieces.append(raw[pos:at])
-        text = _text(value)
+        # plain ASCII (no encoded word) reads as its bytes: only these can hold the tag
+        text = _text(value) if b"=?" in value or not value.isascii() or joined else ""
         if old and old in text or joined or not smtputf8 and not value.isascii():
             space = b"" if raw[at - 1:at] in (b" ", b"\t") else b" "
             pieces += [space, _rewritten(prefix + (text.replace(old, "") if old else text),
