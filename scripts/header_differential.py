@@ -8,7 +8,10 @@ independent expectation:
 
 - the body (everything after the header section) is byte-identical;
 - the header fields we did not touch are byte-identical and in order; the left-out
-  ones are exactly the named fields; the Subject differs only by the prefix;
+  ones are exactly the named fields; the Subject differs only by the prefix, or, when
+  it held raw 8-bit octets (the message is not SMTPUTF8), is written anew: ASCII,
+  folded, reading back as the prefix and the original text (as UTF-8, else
+  Windows-1252);
 - every added line is at most 998 octets, ASCII, without NUL or bare CR, folded with
   WSP continuations, and ends like the message's own lines (LF or CRLF);
 - Python's ``email`` (policy.default) reads each added field back as intended and
@@ -62,10 +65,10 @@ def added_headers(task: Task) -> list[tuple[str, str]]:
             *spam_headers(verdict, POLICY, SCORES)]
 
 
-def edit(raw: bytes, headers: list[tuple[str, str]]) -> bytes:
+def edit(raw: bytes, headers: list[tuple[str, str]], smtputf8: bool = False) -> bytes:
     """What ``run._deliver_groups`` makes of ``raw`` for a tagged local recipient."""
     dropped = authres.own_fields(raw, AUTHSERV) + spam_header_fields(raw, "X-Spam-")
-    return prepend_headers(prefix_subject(without(raw, dropped), PREFIX), headers)
+    return prepend_headers(prefix_subject(without(raw, dropped), PREFIX, smtputf8), headers)
 
 
 def split(raw: bytes) -> tuple[list[bytes], bytes]:
@@ -108,23 +111,57 @@ def subject_text(raw: bytes) -> list[str]:
     return [str(v) for v in msg.get_all("Subject") or []]
 
 
+def eight_bit_text(field: bytes) -> str:
+    """The text of a raw 8-bit Subject field: unfolded, UTF-8 else Windows-1252."""
+    value = re.sub(rb"\r?\n(?=[ \t])", b"", field.partition(b":")[2]).strip()
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("cp1252", "replace")
+
+
+def rewritten_problems(field: bytes, eol: bytes, want: str) -> list[str]:
+    """What is wrong with a Subject field written anew whose text should be ``want``."""
+    problems = []
+    lines = field.split(eol)
+    if lines[-1] != b"" or not field.isascii():
+        problems.append(f"rewritten Subject not ASCII or unterminated: {field[:60]!r}")
+    if any(len(ln) > 998 or ln[:1] not in (b" ", b"\t") for ln in lines[1:-1]):
+        problems.append(f"rewritten Subject badly folded: {field[:60]!r}")
+    got = email.message_from_bytes(field + eol, policy=email.policy.default)["Subject"]
+    if " ".join(str(got).split()) != " ".join(want.split()):
+        problems.append(f"rewritten Subject reads {str(got)[:60]!r}, not {want[:60]!r}")
+    return problems
+
+
 def check(raw: bytes, task: Task) -> list[str]:
     problems: list[str] = []
     headers = added_headers(task)
-    out = edit(raw, headers)
+    smtputf8 = task.envelope.smtputf8
+    out = edit(raw, headers, smtputf8)
     eol = eol_of(raw)
     fields, rest = split(raw)
     # expected: the fields without the left-out ones, the first Subject prefixed
     kept = [f for f in fields if not (name_of(f) in SPAM_NAMES or is_own_authres(f))]
     subjects = [i for i, f in enumerate(kept) if name_of(f) == "subject"]
     expect = list(kept)
+    rewritten = {i: eight_bit_text(kept[i]) for i in subjects
+                 if not smtputf8 and not kept[i].isascii()}
     for i in subjects:
         m = re.match(rb"(?i)subject[ \t]*:[ \t]*", expect[i])
         assert m is not None
         expect[i] = expect[i][: m.end()] + PREFIX.encode() + expect[i][m.end():]
     # a Subject we add (there was none) counts as one of the added lines
     block_len = len(out) - len(b"".join(expect)) - len(rest)
+    if rewritten:  # the added block's length from the fields that follow it
+        out_fields = split(out)[0]
+        block_len = len(out) - len(rest) - sum(map(len, out_fields[len(out_fields) - len(kept):]))
     added, tail = out[:block_len], out[block_len:]
+    got_fields, _ = split(tail)
+    for i, text in rewritten.items():
+        if i < len(got_fields) and name_of(got_fields[i]) == "subject":
+            problems += rewritten_problems(got_fields[i], eol, PREFIX + text)
+            expect[i] = got_fields[i]
     if tail != b"".join(expect) + rest:
         got_fields, got_rest = split(tail)
         if got_rest != rest:
@@ -163,6 +200,8 @@ def check(raw: bytes, task: Task) -> list[str]:
     if py_names != [name_of(f) for f in fields if name_of(f)]:
         return problems
     before, after = subject_text(raw), subject_text(out)
+    if rewritten:  # compared with the independent reading above
+        return problems
     if not before:
         if after != [PREFIX.rstrip()]:
             problems.append(f"missing Subject: got {after!r}")

@@ -9,6 +9,7 @@ over any directory (the SpamAssassin corpus, for one).
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import importlib.util
@@ -206,3 +207,70 @@ def test_recipient_groups_get_only_their_own_edits(sink, eol: bytes) -> None:
     assert b"Subject: deal" in carol and b"X-Spam-Flag: NO" in carol
     assert b"X-Spam-Flag: YES" not in carol and b"X-Spam-Status" not in carol
     assert b"for <carol@remote.test>" in carol and b"for <bob@" not in carol
+
+
+def test_a_non_ascii_tag_from_a_first_pass_is_not_added_twice() -> None:
+    """Our own encoded ``***СПАМ*** `` was not recognised on a second pass (only a plain
+    ASCII tag was looked for): the Subject read ``***СПАМ*** ***СПАМ*** hi``."""
+    tag = "***СПАМ*** "
+    for subject in (b"hi", b"=?UTF-8?Q?h=C3=AF?=", "Grüße".encode()):
+        raw = b"From: a\r\nSubject: " + subject + b"\r\n\r\nbody\r\n"
+        twice = prefix_subject(prefix_subject(raw, tag), tag)
+        assert _subjects(twice)[0].count("СПАМ") == 1, twice
+        assert twice.split(b"\r\n\r\n")[0].isascii()
+
+
+def test_an_ascii_tag_inside_an_encoded_word_is_recognised() -> None:
+    """amavis writes a tagged non-ASCII Subject as encoded words, the tag inside them;
+    amavis removes it after decoding, so must we (the copy read ``***SPAM*** ***SPAM***
+    Привет``), and the other fields and the body stay as they were."""
+    inner = base64.b64encode("***SPAM*** Привет".encode()).decode()
+    raw = f"Subject: Re: =?UTF-8?B?{inner}?=\nX: 1\n\nbody\n".encode()
+    out = prefix_subject(raw, "***SPAM*** ")
+    assert _subjects(out) == ["***SPAM*** Re: Привет"]
+    assert out.endswith(b"\nX: 1\n\nbody\n") and out.isascii()
+
+
+def test_a_non_ascii_tag_without_a_trailing_space_stands_apart() -> None:
+    """``[Spam] ¡`` ends with an encoded word; the Subject's first word was glued to it
+    (``=?UTF-8?B?...?=Hola``), which RFC 2047 readers do not decode. Tag and text are
+    now encoded together, as amavis does."""
+    for subject, shown in ((b"Hola", "[Spam] ¡Hola"), (b"=?utf-8?q?Ol=C3=A1?=", "[Spam] ¡Olá")):
+        out = prefix_subject(b"Subject: " + subject + b"\n\nb\n", "[Spam] ¡")
+        assert re.search(rb"\?=[^\s]", out) is None, out
+        assert _subjects(out) == [shown]
+
+
+@pytest.mark.parametrize("subject, text", [
+    ("Grüße – ünïcödé".encode(), "Grüße – ünïcödé"),
+    (b"Caf\xe9 cr\xe8me", "Café crème"),
+    ("Grüße =?utf-8?q?na=C3=AFve?= x".encode(), "Grüße naïve x"),
+    (("lang " * 40 + "ü").encode() + b"\r\n\tfolded", "lang " * 40 + "ü folded"),
+], ids=["utf8", "latin1", "utf8-and-encoded-word", "long-folded"])
+def test_a_raw_8bit_subject_is_encoded_unless_smtputf8(subject: bytes, text: str) -> None:
+    """amavis RFC 2047-encodes the Subject it tags when it holds 8-bit text and the
+    message is not SMTPUTF8; we kept the raw octets, an invalid header for 7-bit mail.
+    The result is ASCII, folded within RFC 2047's 76 columns a line holding encoded
+    words, and reads back as tag plus text."""
+    raw = b"From: a\r\nSubject: " + subject + b"\r\nTo: b\r\n\r\nbody\r\n"
+    out = prefix_subject(raw, "***SPAM*** ")
+    head = out.split(b"\r\n\r\n")[0]
+    assert head.isascii() and all(len(ln) <= 76 for ln in head.split(b"\r\n"))
+    assert " ".join(_subjects(out)[0].split()) == " ".join(("***SPAM*** " + text).split())
+    assert out.startswith(b"From: a\r\nSubject: ") and out.endswith(b"\r\nTo: b\r\n\r\nbody\r\n")
+    # SMTPUTF8 mail may carry UTF-8 headers: the octets stay, the tag goes in front
+    assert prefix_subject(raw, "***SPAM*** ", smtputf8=True) == raw.replace(
+        b"Subject: ", b"Subject: ***SPAM*** ")
+
+
+def test_plain_subjects_are_not_decoded(monkeypatch) -> None:
+    """Only a value with an encoded word or 8-bit octets can hide the tag from the byte
+    search; 10,000 plain Subject fields were each decoded all the same."""
+    from scanner.actions import headers
+
+    calls = []
+    text = headers._text
+    monkeypatch.setattr(headers, "_text", lambda value: calls.append(value) or text(value))
+    raw = b"".join(b"Subject: s %d\n" % i for i in range(100)) + b"Subject: =?utf-8?q?x?=\n\nb\n"
+    out = prefix_subject(raw, "***SPAM*** ")
+    assert out.count(b"Subject: ***SPAM*** ") == 101 and len(calls) == 1

@@ -11,12 +11,17 @@ import base64
 import re
 
 from scanner.headerfields import line_end, named
+from scanner.rules.headers import decode_value
 
 # where a field found by headerfields.named (every Subject field, the obsolete
 # "Subject :" form too) has its value: past its name, the colon and the blanks after it
 _VALUE_START = re.compile(rb"[^:]*:[ \t]*")
 _ENCODED_WORD_NEXT = re.compile(rb"(?:\r?\n[ \t]+)?=\?")
 _WORD_OCTETS = 45  # UTF-8 octets per encoded word: 60 base64 characters, 72 in all
+# UTF-8 octets per encoded word of the Subject: 48 base64 characters, 60 in all, so
+# "Subject: " and one word stay within RFC 2047's 76 characters a line
+_SUBJECT_WORD_OCTETS = 36
+_LONGEST_PLAIN_WORD = 900  # a longer word of a rewritten Subject goes in encoded words
 
 
 def without(raw: bytes, ranges: list[tuple[int, int]]) -> bytes:
@@ -32,7 +37,7 @@ def without(raw: bytes, ranges: list[tuple[int, int]]) -> bytes:
     return b"".join(pieces)
 
 
-def prefix_subject(raw: bytes, prefix: str) -> bytes:
+def prefix_subject(raw: bytes, prefix: str, smtputf8: bool = False) -> bytes:
     """Put ``prefix`` in front of the value of every Subject field, as amavis edits
     them all; without one, add ``Subject: PREFIX`` (trailing space trimmed), ending
     like the message's lines. A prefix that is not ASCII goes in as RFC 2047 encoded
@@ -40,24 +45,60 @@ def prefix_subject(raw: bytes, prefix: str) -> bytes:
 
     As amavis, the prefix (3 characters or more) is first removed wherever the value
     already holds it, so mail that passes twice (a reply, a second filter pass) does
-    not read ``***SPAM*** ***SPAM*** ...``; only a plain ASCII prefix written as such
-    is found (amavis decodes encoded words first)."""
+    not read ``***SPAM*** ***SPAM*** ...``. Written as plain text it is cut out of the
+    bytes and the rest stays as it was; found only in the decoded value (inside
+    encoded words, as amavis writes a tagged non-ASCII Subject, or as our own encoded
+    non-ASCII tag) the field is written anew (:func:`_rewritten`). So is a value with
+    raw 8-bit octets when the message is not SMTPUTF8 (``smtputf8`` False), as amavis
+    encodes it: the copy we hand on then has a valid 7-bit Subject; and so is every
+    value when a non-ASCII prefix does not end with white space (``[Spam] ¡``)."""
     if not prefix:
         return raw
     fields = named(raw, ("Subject",))
     if not fields:
         return b"Subject: " + _tag(prefix.rstrip(" \t"), False) + line_end(raw) + raw
-    old = prefix.encode("ascii") if prefix.isascii() and len(prefix) >= 3 else b""
+    old = prefix if len(prefix) >= 3 else ""
+    eol = line_end(raw)
+    # an encoded tag with no space after it would touch the value's first word, and an
+    # encoded word must stand apart (RFC 2047 section 5): tag and text are encoded together
+    joined = not prefix.isascii() and not prefix[-1].isspace()
     pieces, pos = [], 0
     for field in fields:
-        at, end = _VALUE_START.match(raw, field.start).end(), field.end  # type: ignore[union-attr]
-        pieces += [raw[pos:at], _tag(prefix, bool(_ENCODED_WORD_NEXT.match(raw, at)))]
-        pos = at
-        if old and old in raw[at:end]:  # tagged before (a second pass): not twice
-            pieces.append(raw[at:end].replace(old, b""))
-            pos = end
+        at = _VALUE_START.match(raw, field.start).end()  # type: ignore[union-attr]
+        value_end = raw.index(b":", field.start) + 1 + len(field.value)
+        value = raw[at:value_end]
+        if old and old.encode("utf-8") in value:  # tagged before (a second pass): not twice
+            value = value.replace(old.encode("utf-8"), b"")
+        pieces.append(raw[pos:at])
+        # plain ASCII (no encoded word) reads as its bytes: only these can hold the tag
+        text = _text(value) if b"=?" in value or not value.isascii() or joined else ""
+        if old and old in text or joined or not smtputf8 and not value.isascii():
+            space = b"" if raw[at - 1:at] in (b" ", b"\t") else b" "
+            pieces += [space, _rewritten(prefix + (text.replace(old, "") if old else text),
+                                         eol)]
+        else:
+            pieces += [_tag(prefix, bool(_ENCODED_WORD_NEXT.match(value))), value]
+        pos = value_end
     pieces.append(raw[pos:])
     return b"".join(pieces)
+
+
+def _text(value: bytes) -> str:
+    """A Subject value as its reader sees it: encoded words decoded, raw 8-bit octets
+    read as UTF-8 or else Windows-1252 (:func:`scanner.rules.headers.decode_value`,
+    SpamAssassin's reading, close to amavis's ``safe_decode_mime``), unfolded."""
+    return decode_value(value.replace(b"\r\n", b"\n"), "Subject").decode("utf-8", "replace")
+
+
+def _rewritten(text: str, eol: bytes) -> bytes:
+    """A Subject value written anew: ``text`` (CR and LF made spaces) as it is when
+    ASCII, else (or with a word too long for a line) as RFC 2047 encoded words; folded
+    under 78 columns, lines ending with ``eol``."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    plain = text.isascii() and max(map(len, text.split(" "))) <= _LONGEST_PLAIN_WORD
+    value = text if plain else encode_words(text, _SUBJECT_WORD_OCTETS).decode("ascii")
+    return fold("Subject", value).replace("\r\n", "\n").encode("ascii") \
+        .replace(b"\n", eol)
 
 
 def _tag(prefix: str, before_encoded_word: bool) -> bytes:
@@ -69,17 +110,17 @@ def _tag(prefix: str, before_encoded_word: bool) -> bytes:
     text = prefix.rstrip(" \t")
     space = prefix[len(text):]
     if before_encoded_word and space:
-        return encode_words(text + space) + b" "
-    return encode_words(text) + space.encode("ascii")
+        return encode_words(text + space, _SUBJECT_WORD_OCTETS) + b" "
+    return encode_words(text, _SUBJECT_WORD_OCTETS) + space.encode("ascii")
 
 
-def encode_words(text: str) -> bytes:
+def encode_words(text: str, octets_per_word: int = _WORD_OCTETS) -> bytes:
     """``text`` as RFC 2047 encoded words (UTF-8, base64), each under 76 characters,
     separated by spaces (which a reader drops between encoded words)."""
     words, chunk = [], b""
     for char in text:
         octets = char.encode("utf-8", "surrogateescape")
-        if len(chunk) + len(octets) > _WORD_OCTETS:
+        if len(chunk) + len(octets) > octets_per_word:
             words.append(chunk)
             chunk = b""
         chunk += octets

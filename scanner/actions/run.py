@@ -267,7 +267,8 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
                       for i, e in members]
         trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,
                                 [r.address for r in recipients])
-        data = prepend_headers(prefix_subject(raw, edits.subject_prefix),
+        data = prepend_headers(prefix_subject(raw, edits.subject_prefix,
+                                              task.envelope.smtputf8),
                                [trace, *added_fields(task, out, edits.headers)])
         data = prepend_headers(data, await signature_fields(task, ctx.signers, data))
         msg = Outgoing(task.envelope.sender, recipients, task.envelope.mail_params, data,

@@ -14,17 +14,23 @@ guesses, for octets that are not all ASCII:
 All-ASCII octets stay as they are when declared so or in an ASCII-compatible charset
 (ISO-8859-*, Windows-*, UTF-8, KOI8-*, EUC-*, Big5, GBK, GB18030); in any other
 (ISO-2022-JP, UTF-7, ...) they are decoded as declared. ``Encode::Detect`` (not
-installed with Debian's spamassassin) is not followed. UTF-16 and UTF-32 parts are
-decoded as declared (a byte-order mark decides; without one, Python's little-endian
-default), where SpamAssassin guesses the byte order: their octets would otherwise hide
-every ASCII word from the rules.
+installed with Debian's spamassassin) is not followed.
+
+A part labelled ``UTF-16`` is read in the order its byte-order mark gives; without
+one, by :func:`decoders.mimeutil.with_byte_order` (little-endian only when its NULs say
+so, else big-endian as RFC 2781 says), where SpamAssassin's ``detect_utf16`` guesses
+from spaces and octet sums: the two agree on big-endian text and on ASCII-heavy
+little-endian text. Deliberately unlike SpamAssassin: a ``UTF-16`` part with a BOM is
+decoded (SpamAssassin skips decoding it and reads the octets as Windows-1252), and
+``UTF-16BE``/``UTF-16LE`` labels are taken at their word (SpamAssassin guesses for them
+too). UTF-32 parts are decoded as declared (without a BOM, Python's machine order).
 """
 
 from __future__ import annotations
 
 import re
 
-from decoders.mimeutil import safe_charset
+from decoders.mimeutil import safe_charset, with_byte_order
 
 _ASCII_SUPERSET = re.compile(
     r"(?:us-)?ascii|ansi[_ ]?x3\.4-(?:1986|1968)|iso646-us|iso[ -]?8859(?:-\d{1,2})?|"
@@ -69,7 +75,7 @@ def _declared(data: bytes, charset: str) -> str | None:
     codec = safe_charset(charset, default="")
     if not codec:
         return None
-    return _strict(data, "cp1252" if codec == "iso8859-1" else codec)
+    return _strict(data, "cp1252" if codec == "iso8859-1" else with_byte_order(codec, data))
 
 
 def _strict(data: bytes, charset: str) -> str | None:

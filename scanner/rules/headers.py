@@ -18,9 +18,8 @@ import binascii
 import quopri
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-from scanner.addresses import parse_addresses
+from decoders.mimeutil import with_byte_order
 from scanner.headerfields import blank_line
 from scanner.rules.charsets import encoded_word_charset, header_utf8
 
@@ -174,24 +173,23 @@ def _decode_word(m: re.Match) -> bytes:
 
 def to_utf8(octets: bytes, charset: str) -> bytes:
     """Octets in ``charset`` as UTF-8, as SpamAssassin decodes an encoded word: by the
-    declared charset only (ISO-8859-1 as Windows-1252); 8-bit octets in a charset no
-    codec knows as Windows-1252."""
+    declared charset only (ISO-8859-1 as Windows-1252, a BOM-less UTF-16 in the byte
+    order :func:`decoders.mimeutil.with_byte_order` picks); 8-bit octets in a charset
+    no codec knows as Windows-1252. Deliberately unlike SpamAssassin 4.0.1, whose
+    ``_normalize`` hands back a UTF-16 word's octets undecoded (NULs and all) when it is
+    asked for UTF-8 octets: here the word is decoded."""
     try:
-        return octets.decode(encoded_word_charset(charset), "replace").encode("utf-8")
+        codec = with_byte_order(encoded_word_charset(charset), octets)
+        return octets.decode(codec, "replace").encode("utf-8")
     except (UnicodeError, LookupError):
         return octets.decode("cp1252", "replace").encode("utf-8")
 
 
-@lru_cache(maxsize=1024)  # pure; From/To are read by several rules and recur across mail
-def addresses(value: bytes) -> tuple[tuple[str, str], ...]:
-    """(display name, address) pairs of a raw address header value."""
-    text = unfold(value).decode("latin-1")
-    pairs = parse_addresses([text])  # [] for a header it cannot parse
-    return tuple((n, a) for n, a in pairs if a or n)
-
-
 def name_of(phrase: str) -> bytes:
-    """A display name as ``:name`` returns it: decoded, white space normalised."""
+    """A display name as ``:name`` returns it: decoded, white space normalised; one of
+    white space only stays as it is (line ends dropped), as SpamAssassin keeps it."""
+    if not phrase.strip(" \t\n\r\f\v"):
+        return _NEWLINE.sub(b"", phrase.encode("latin-1"))
     decoded = decode_value(phrase.encode("latin-1"), "From")
     if decoded.strip():
         decoded = b" ".join(decoded.split())

@@ -24,8 +24,9 @@ characters, handed to the rules as UTF-8, as SpamAssassin 4 with its default
 ``normalize_charset 1`` does: each part's octets are decoded by
 :func:`scanner.rules.charsets.normalize` (valid UTF-8 first, then the declared charset,
 then Windows-1252; UTF-7, UTF-16 and UTF-32 parts, whose octets hide ASCII words, are
-decoded as declared); a body of ASCII parts only stays octets (see
-:meth:`MessageView.body`). ``rawbody`` and ``full`` stay octets.
+decoded as declared, a BOM-less ``UTF-16`` in the byte order the module explains); a
+body of ASCII parts only stays octets (see :meth:`MessageView.body`). ``rawbody`` and
+``full`` stay octets.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from urllib.parse import urlsplit
 import regex
 
 from scanner.auth.psl import known_org_domain
+from scanner.rules import addrparse
 from scanner.rules import headers as hdr
 from scanner.rules.charsets import normalize
 from scanner.rules.html import Rendered, render
@@ -126,13 +128,12 @@ class MessageView:
         if "addr" in mods or "name" in mods:
             out: list[bytes] = []
             for value in values:
-                for display, address in hdr.addresses(value):
+                for phrase, address in addrparse.entries(value):
                     if "addr" in mods:
-                        if address:
-                            out.append(address.encode("latin-1", "replace"))
-                    elif display:
-                        out.append(display.encode("latin-1", "replace") if raw
-                                   else hdr.name_of(display))
+                        if address is not None:
+                            out.append(address.encode("latin-1"))
+                    elif phrase is not None:
+                        out.append(phrase.encode("latin-1") if raw else hdr.name_of(phrase))
             values = out
         return values
 

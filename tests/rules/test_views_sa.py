@@ -4,6 +4,8 @@ encoded words, and text parts that look like messages."""
 
 from __future__ import annotations
 
+import base64
+
 from scanner.rules.views import MessageView
 from scanner.testing.tasks import task_from_bytes
 
@@ -210,3 +212,23 @@ def test_gb2312_declared_gbk_written_is_read_as_the_decoders_read_it() -> None:
     rs = ruleset(r"body B_PROMO /\xe4\xbf\x83\xe9\x94\x80/")
     raw = _head(ctype=b"text/plain; charset=gb2312") + text.encode("gbk") + b"\n"
     assert names(run(rs, raw)) == {"B_PROMO"}
+
+
+def test_utf16_part_and_encoded_word_without_bom_are_read_big_endian() -> None:
+    # RFC 2781 4.3 and SpamAssassin's detect_utf16 agree: big-endian; Python's utf-16
+    # codec read them little-endian, and no rule saw a word of them
+    rs = ruleset(r"""
+body   B_BUY   /buy now/
+uri    U_EX    /^http:\/\/example\.com\/buy$/
+header H_PILLS Subject =~ /^Cheap pills$/
+""")
+    subject = b"=?utf-16?B?" + base64.b64encode("Cheap pills".encode("utf-16-be")) + b"?="
+    raw = _head(subject=subject, ctype=b"text/plain; charset=UTF-16") + \
+        "Visit http://example.com/buy now\n".encode("utf-16-be")
+    assert names(run(rs, raw)) == {"B_BUY", "U_EX", "H_PILLS"}
+
+
+def test_utf16_little_endian_without_bom_is_recognised_by_its_nuls() -> None:
+    rs = ruleset(r"body B_BUY /buy now/")
+    raw = _head(ctype=b"text/plain; charset=utf-16") + "buy now\n".encode("utf-16-le")
+    assert names(run(rs, raw)) == {"B_BUY"}
