@@ -80,8 +80,8 @@ def classify_text(head: bytes) -> str | None:
     """Short type of a text part from its first bytes, or None to ask full libmagic."""
     start = head[:2048].lstrip()
     lower = start[:1024].lower()
-    if _UUE.search(head[:65536]):
-        return "uue"
+    if b"begin " in head[:65536] and _UUE.search(head[:65536]):
+        return "uue"  # (the test first: re tries a "^" pattern at every position)
     if BINHEX_MARK in head[:4096]:
         return "hqx"
     if _HTML.match(lower) or (lower.startswith(b"<") and _HTML_ANY.search(lower)):

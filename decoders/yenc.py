@@ -64,7 +64,11 @@ class YencDecoder:
     order = 61
 
     def wants(self, part: Part) -> bool:
-        return part.size <= MAX_SCAN and _BEGIN.search(part.data()) is not None
+        if part.size > MAX_SCAN:
+            return False
+        data = part.data()
+        # "in" first: re tries a pattern starting with "^" at every position
+        return b"=ybegin " in data and _BEGIN.search(data) is not None
 
     def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:
         if part.size > MAX_SCAN:

@@ -118,6 +118,8 @@ def test_clamd_tmp_bench_compares_tmpfs_and_disk(tmp_path: Path) -> None:
 def test_profile_pipeline_times_each_check() -> None:
     out = _run("bench/throughput/profile_pipeline.py", "-n", "20")
     assert "20 messages; ms per message (median / mean):" in out
+    assert any(line.startswith("process CPU ") and line.endswith(" ms per message")
+               for line in out.splitlines()), out
     for name in ("total", "banned", "bayes", "rules"):
         assert any(line.split()[:1] == [name] for line in out.splitlines()), out
 

@@ -120,8 +120,14 @@ def text_uri_regex(tlds: Iterable[str]) -> UriFinder:
 # Every match of the text_uri_regex finder contains one of these: "://", "www" or "ftp"
 # (scheme links), "mailto:" or "@" (mail), or a dot between a host character and a
 # letter (bare host names: every top-level domain starts with a letter). Paragraphs
-# without any are skipped; most prose has none, and this scan is 3x cheaper.
-_MAYBE_URI = re.compile(rb"://|@|www|ftp|mailto:|[a-z0-9._-]\.[a-z]", re.I)
+# without any are skipped; most prose has none, and this scan is 3x cheaper. Written as
+# one class of the alternatives' first characters, a lookbehind then telling which
+# follows (the dot one anchored at its dot), the case spelled out: re jumps between
+# candidate characters instead of trying the whole IGNORECASE alternation at every
+# position ("://|@|www|ftp|mailto:|[a-z0-9._-]\.[a-z]", re.I: same answers, a third of
+# the time; tests/rules/test_uri_precheck.py compares them).
+_MAYBE_URI = re.compile(rb"[:@wWfFmM.](?:(?<=:)//|(?<=@)|(?<=[wW])[wW][wW]|(?<=[fF])[tT][pP]"
+                        rb"|(?<=[mM])[aA][iI][lL][tT][oO]:|(?<=[a-zA-Z0-9._-]\.)[a-zA-Z])")
 # Precompiled (a module-level re.match() pays a cache lookup on every call).
 _CLOSE_PAREN = re.compile(r"^([^(]*)\).*$", re.S)
 _CID = re.compile(r"^[cm]id:", re.I)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +23,18 @@ def test_no_finder_match_without_the_precheck(pieces: list[str]) -> None:
     text = "".join(pieces).encode("latin-1")
     if FINDER.search(text):
         assert _MAYBE_URI.search(text), text
+
+
+MAYBE_URI_IGNORECASE = re.compile(rb"://|@|www|ftp|mailto:|[a-z0-9._-]\.[a-z]", re.I)
+BYTES = st.sampled_from([b"://", b":/", b"@", b"www", b"wWw", b"ww", b"FTP", b"fTp", b"ft",
+                         b"mailto:", b"MAILTO:", b"mailto", b"Mailt", b".", b"a.", b".b", b"_.",
+                         b"-.", b"..", b"Z.Q", b"9.x", b"\xe9.", b".\xe9", b" ", b"\n", b"m", b"f"])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(BYTES | st.binary(max_size=3), max_size=30).map(b"".join))
+def test_the_precheck_answers_as_its_ignorecase_form(text: bytes) -> None:
+    assert bool(_MAYBE_URI.search(text)) == bool(MAYBE_URI_IGNORECASE.search(text))
 
 
 LONG = st.lists(st.sampled_from(["www.", "http://", "mailto:", "a.", "a-", "x@y.", "1.",
