@@ -151,6 +151,37 @@ def test_workers_make_way_after_max_requests(tmp_path):
         sink.stop()
 
 
+def test_a_retiring_worker_serves_a_session_that_just_connected(tmp_path):
+    """A worker past server.max_requests said 421 to every session between
+    transactions, one that had just connected too: Postfix reads a 421 there as the
+    filter being down and holds the message for the queue's next run. It now serves a
+    session until it has been quiet for RETIRE_QUIET seconds, then makes way."""
+    sink = Sink(free_port()).start()
+    proc, port = start_filter(tmp_path, sink.port, workers=1,
+                              server_extra="max_requests = 1")
+    try:
+        first = smtp(port)
+        first.sendmail("alice@example.org", ["bob@example.test"], message("the last one"))
+        second = smtp(port)  # accepted by the same worker, which is now past its limit
+        first.quit()
+        _wait_log_lines(proc, "retiring after 1 messages", 10)
+        time.sleep(1.5)  # the old code's drain answered 421 at once
+        second.sendmail("alice@example.org", ["bob@example.test"], message("one more"))
+        second.quit()
+        _wait_log_lines(proc, "retired; starting a new one", 15)
+        assert len(sink.wait_for(2)) == 2
+    finally:
+        proc.stop()
+        sink.stop()
+
+
+def _wait_log_lines(proc, text: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in "\n".join(proc.log_lines()):
+        assert time.monotonic() < deadline, "\n".join(proc.log_lines())
+        time.sleep(0.1)
+
+
 @pytest.mark.postfix
 @pytest.mark.slow
 def test_a_message_that_keeps_stopping_workers_is_refused_unscanned(stack_factory, tmp_path):

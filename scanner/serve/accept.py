@@ -90,15 +90,16 @@ class ConnectionLimit:
             sock.close()
         self._listening.clear()
 
-    def close_idle(self) -> int:
-        """Say goodbye (421) to every session outside a transaction; how many there were.
+    def close_idle(self, quiet_for: float = 0.0) -> int:
+        """Say goodbye (421) to every session outside a transaction (and quiet for
+        ``quiet_for`` seconds); how many there were.
 
         Called while the worker stops, repeatedly, so a session is closed as soon as its
         transaction is over; sessions inside one are left to finish."""
         closed = 0
         for protocol in list(self._sessions):
             goodbye = getattr(protocol, "close_if_idle", None)
-            if goodbye is not None and goodbye():
+            if goodbye is not None and goodbye(quiet_for):
                 closed += 1
         return closed
 

@@ -45,6 +45,12 @@ HEARTBEAT_INTERVAL = 1.0
 DRAIN_POLL = 0.2  # while stopping: how often sessions are checked for idleness
 RETIRED = 3
 """Exit status of a worker that retired on its own (max_requests, a stuck pool stage)."""
+RETIRE_QUIET = 5.0
+"""A retiring worker (not one told to stop) closes a session between transactions only
+once it has been quiet this long: a client that just connected, or Postfix reusing a
+cached connection (it keeps one unused for 2 s, smtp_connection_cache_time_limit), is
+served instead of getting 421, which Postfix reads as the filter being down (the
+message waits for the queue's next run)."""
 
 
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
@@ -143,7 +149,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     for server in servers:
         server.close()
     await _drain_connections(limit, config.server.message_timeout,
-                             slot.beat if slot is not None else None)
+                             slot.beat if slot is not None else None,
+                             RETIRE_QUIET if retired else 0.0)
     close_checks(checks)
     executor.shutdown(wait=False, cancel_futures=True)
     return RETIRED if retired else 0
@@ -183,9 +190,11 @@ async def _heartbeat(slot: WorkerSlot | None, jobs: PoolJobs, config: Config,
 
 
 async def _drain_connections(connections: ConnectionLimit, seconds: float,
-                             beat: Callable[[], None] | None = None) -> None:
+                             beat: Callable[[], None] | None = None,
+                             quiet_for: float = 0.0) -> None:
     """Give running transactions up to ``seconds`` to finish; sessions outside a
-    transaction get ``421`` and are closed, each as soon as it is idle. ``beat`` (the
+    transaction get ``421`` and are closed, each as soon as it is idle (with
+    ``quiet_for``: once quiet for that long; at the deadline, whatever). ``beat`` (the
     scoreboard heartbeat) is called at every round: the master's watchdog goes on
     watching a stopping worker, and must not take one that is finishing for stuck."""
     loop = asyncio.get_running_loop()
@@ -194,9 +203,9 @@ async def _drain_connections(connections: ConnectionLimit, seconds: float,
     while True:
         if beat is not None:
             beat()
-        connections.close_idle()
-        pending = [t for t in asyncio.all_tasks() if t is not current]
         left = deadline - loop.time()
+        connections.close_idle(quiet_for if left > 0 else 0.0)
+        pending = [t for t in asyncio.all_tasks() if t is not current]
         if not pending or left <= 0:
             return
         await asyncio.wait(pending, timeout=min(DRAIN_POLL, left))

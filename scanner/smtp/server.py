@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import logging
 import re
+import time
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
@@ -67,8 +68,10 @@ class FilterSMTP(SMTP):
         self._in_ehlo = False
         self._held: list[str] = []
         self._scanning = False  # the DATA handler runs: no idle timeout
+        self._active = time.monotonic()  # when the client last sent or we last replied
 
     def data_received(self, data: bytes) -> None:
+        self._active = time.monotonic()
         # aiosmtpd restarts its timer at each command only, so server.idle_timeout ran
         # from DATA through the whole body: make it an idle time (no bytes for that long)
         if (self._timeout_handle is not None and self.transport is not None
@@ -112,15 +115,19 @@ class FilterSMTP(SMTP):
         when the session does (QUIT, timeout, the client gone)."""
         return self._handler_coroutine
 
-    def close_if_idle(self) -> bool:
+    def close_if_idle(self, quiet_for: float = 0.0) -> bool:
         """While the filter stops: outside a transaction (no MAIL yet, or the last one
-        answered), reply ``421`` and close (RFC 5321 3.8); return whether it did."""
+        answered), reply ``421`` and close (RFC 5321 3.8); return whether it did.
+        ``quiet_for``: only when neither side has written for that many seconds (a
+        worker making way for a fresh one lets its clients finish their work)."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return False
         envelope = self.envelope
         if envelope is not None and envelope.mail_from is not None:
             return False  # a transaction is open: it finishes first
+        if quiet_for and time.monotonic() - self._active < quiet_for:
+            return False
         self._write_closing("421 4.3.2 Service shutting down, closing transmission channel")
         return True
 
@@ -176,6 +183,7 @@ class FilterSMTP(SMTP):
         if self._held:
             status = "\r\n".join([*self._held, status])
             self._held = []
+        self._active = time.monotonic()
         await super().push(status)
 
     def _write_closing(self, reply: str) -> None:
