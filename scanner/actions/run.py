@@ -182,11 +182,7 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
             raise
     except Exception as exc:
         log.error("(%s) quarantine failed: %s; deferring", task.log_id, exc)
-        reply = f"451 4.5.0 Error in processing, id={task.log_id}, quarantine failed"
-        targets = range(len(out.replies)) if ctx.protocol != "LMTP" else idx
-        for i in targets:
-            out.replies[i] = reply
-        out.act("TempFailed", ctx, task, targets)
+        _defer(task, ctx, out, idx, "quarantine failed")
         return False
     out.quarantine = str(getattr(record, "relative_path", "") or getattr(record, "path", ""))
     out.add("Quarantined")
@@ -223,12 +219,18 @@ async def _archive(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> li
             if ctx.protocol != "LMTP":
                 break
     if failed:
-        reply = f"451 4.5.0 Error in processing, id={task.log_id}, archiving failed"
-        targets = range(len(out.replies)) if ctx.protocol != "LMTP" else failed
-        for i in targets:
-            out.replies[i] = reply
-        out.act("TempFailed", ctx, task, targets)
+        _defer(task, ctx, out, failed, "archiving failed")
     return failed
+
+
+def _defer(task: Task, ctx: Context, out: Outcome, idx: list[int], why: str) -> None:
+    """451 for the recipients at ``idx`` (LMTP), or for all of them (SMTP has one reply
+    for the message)."""
+    reply = f"451 4.5.0 Error in processing, id={task.log_id}, {why}"
+    targets = range(len(out.replies)) if ctx.protocol != "LMTP" else idx
+    for i in targets:
+        out.replies[i] = reply
+    out.act("TempFailed", ctx, task, targets)
 
 
 def edit_groups(task: Task, ctx: Context, idx: list[int]) -> list[list[tuple[int, Edits]]]:
