@@ -74,11 +74,13 @@ def own_fields(raw: bytes, authserv_id: str) -> list[tuple[int, int]]:
 
 def read_results(value: bytes) -> list[ResInfo]:
     """The resinfo items of an Authentication-Results value (after its authserv-id),
-    comments removed; method, result and property names in lower case. A quoted value
+    comments removed (an unclosed one to the end); method, result and property names
+    in lower case. A quoted value
     holding ``;`` is not supported: such an item is read cut short, never raised on."""
     text = value.replace(b"\r\n", b"").replace(b"\n", b"")
     for _ in range(3):
         text = _COMMENT.sub(b" ", text)
+    text = text.partition(b"(")[0]  # an unclosed comment runs to the end
     items = []
     for part in _EQUALS.sub("=", text.decode("utf-8", "replace")).split(";")[1:]:
         words = part.split()

@@ -164,3 +164,12 @@ def test_override_needs_a_passing_chain() -> None:
     assert trusted_override(good, "good.test", ()) == ""
     assert trusted_override(good, "good.test", ("rc.test",)) == ""  # not a label boundary
     assert trusted_override(None, "good.test", ("arc.test",)) == ""
+
+
+@pytest.mark.parametrize("aar", [b"", b"i=1", b"i=1; mx.arc.test; none",
+                                 b"i=1; mx.arc.test; dmarc=pass header.from=\xff\xfe.test",
+                                 b"i=1; (unclosed; dmarc=pass", b"\x00" * 100])
+def test_unreadable_sealer_results_trust_nothing(aar: bytes) -> None:
+    """Hostile or empty ARC-Authentication-Results never crash and never override."""
+    arc = ArcResult("pass", 1, "success", "arc.test", aar)
+    assert trusted_override(arc, "good.test", ("arc.test",)) == ""
