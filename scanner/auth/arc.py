@@ -45,6 +45,8 @@ class ArcResult:
     result: str
     instances: int = 0
     reason: str = ""
+    sealer: str = ""  # on pass: the d= of the latest ARC-Seal
+    sealer_results: bytes = b""  # on pass: the latest ARC-Authentication-Results value
 
 
 async def verify_arc(raw: bytes, lookup: Lookup, run_cpu: RunCpu, minkey: int = 1024
@@ -86,7 +88,8 @@ def _verify_sync(raw: bytes, chain: Chain, keys: KeyTable, minkey: int) -> ArcRe
         if problem:
             return ArcResult("fail", count,
                              f"ARC-Seal i={arc_set.instance} did not verify: {problem}")
-    return ArcResult("pass", count, "success")
+    return ArcResult("pass", count, "success", latest.seal_tags.get("d", "").strip(),
+                     latest.aar[1])
 
 
 def _ams_problem(message: dkim.DomainSigner, latest: ArcSet, keys: KeyTable) -> str:

@@ -23,6 +23,7 @@ from scanner.headerfields import named
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-./=?^_`{|}~@]+$")
 _COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
+_EQUALS = re.compile(r"\s*=\s*")
 _AUTHSERV_ID = re.compile(rb'\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;()"]+))')
 
 
@@ -69,6 +70,27 @@ def own_fields(raw: bytes, authserv_id: str) -> list[tuple[int, int]]:
         if text.replace(b"\\", b"").lower() == wanted:
             found.append((hf.start, hf.end))
     return found
+
+
+def read_results(value: bytes) -> list[ResInfo]:
+    """The resinfo items of an Authentication-Results value (after its authserv-id),
+    comments removed (an unclosed one to the end); method, result and property names
+    in lower case. A quoted value
+    holding ``;`` is not supported: such an item is read cut short, never raised on."""
+    text = value.replace(b"\r\n", b"").replace(b"\n", b"")
+    for _ in range(3):
+        text = _COMMENT.sub(b" ", text)
+    text = text.partition(b"(")[0]  # an unclosed comment runs to the end
+    items = []
+    for part in _EQUALS.sub("=", text.decode("utf-8", "replace")).split(";")[1:]:
+        words = part.split()
+        method, _, result = (words[0] if words else "").partition("=")
+        if not method or not result:
+            continue  # "none" or garbage
+        props = [(k.lower(), v.strip('"')) for k, _, v in (w.partition("=") for w in words[1:])
+                 if v]
+        items.append(ResInfo(method.lower(), result.lower(), props=props))
+    return items
 
 
 def _value(value: str) -> str:

@@ -43,6 +43,8 @@ SYMBOLS = {
     "DMARC_REJECT": "DMARC fail and the From domain asks for reject",
     "DMARC_QUARANTINE": "DMARC fail and the From domain asks for quarantine",
     "DMARC_POLICY_NONE": "DMARC fail; the From domain's policy is none (monitoring)",
+    "DMARC_ARC_OVERRIDE": "DMARC fail overridden: a trusted ARC sealer saw it pass upstream "
+                          "(arc_trusted_sealers)",
     "DMARC_NA": "the From domain publishes no DMARC policy",
     "DMARC_TEMPFAIL": "DMARC could not be evaluated: DNS timeout or server failure",
     "DMARC_PERMERROR": "no usable From domain (missing, or several domains)",
@@ -66,6 +68,7 @@ class Outcome:
     dkim_checked: bool = False
     dmarc: DmarcResult | None = None
     arc: ArcResult | None = None
+    arc_override: str = ""  # the trusted sealer that overrides a DMARC failure
 
 
 def hits(out: Outcome, psl_file: str = "") -> list[Hit]:
@@ -77,7 +80,11 @@ def hits(out: Outcome, psl_file: str = "") -> list[Hit]:
                          options=_opts(out.spf_helo.domain)))
     found += _dkim_hits(out, psl_file)
     if out.dmarc is not None:
-        found.append(Hit(_dmarc_symbol(out.dmarc), options=_opts(out.dmarc.from_domain)))
+        if out.arc_override and out.dmarc.result == "fail":
+            found.append(Hit("DMARC_ARC_OVERRIDE",
+                             options=(out.dmarc.from_domain, out.arc_override)))
+        else:
+            found.append(Hit(_dmarc_symbol(out.dmarc), options=_opts(out.dmarc.from_domain)))
     if out.arc is not None and out.arc.result != "none":
         symbol = {"pass": "ARC_VALID", "temperror": "ARC_TEMPFAIL"}.get(out.arc.result,
                                                                       "ARC_INVALID")
@@ -140,7 +147,12 @@ def resinfos(out: Outcome) -> list[ResInfo]:
     if out.dmarc is not None:
         dm = out.dmarc
         comment = f"p={dm.policy} dis={dm.disposition}" if dm.policy else dm.reason
-        items.append(ResInfo("dmarc", dm.result, comment, [("header.from", dm.from_domain)]))
+        props = [("header.from", dm.from_domain)]
+        if out.arc_override and dm.result == "fail":
+            # ptype policy (RFC 8601 2.3): a local policy overrode the result
+            comment = f"p={dm.policy} dis=none; trusted ARC sealer {out.arc_override}"
+            props.append(("policy.override", "arc"))
+        items.append(ResInfo("dmarc", dm.result, comment, props))
     if out.arc is not None:
         comment = f"i={out.arc.instances}" if out.arc.instances else ""
         items.append(ResInfo("arc", out.arc.result, comment))

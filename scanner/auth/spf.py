@@ -99,7 +99,7 @@ class SpfChecker:
                      explain: bool = True) -> tuple[str, str, str]:
         """Evaluate ``domain``'s record: (result, mechanism, explanation). ``explain``
         is False for an included record, whose exp= is never used (sections 5.2, 6.2)."""
-        if not _valid_domain(domain):
+        if not valid_domain(domain):
             return "none", "", ""
         record = await self._record(domain)
         if record is None:
@@ -245,7 +245,7 @@ class SpfChecker:
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 
-def _valid_domain(name: str) -> bool:
+def valid_domain(name: str) -> bool:
     """A multi-label name of letters, digits, hyphens and underscores, labels of 1..63
     characters, at most 253 in all (an address literal like ``[192.0.2.1]`` is not)."""
     if not name or len(name) > 253 or "." not in name:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from scanner.auth import authres, report
 from scanner.auth.arc import ArcResult, verify_arc
+from scanner.auth.arc_trust import sealers_setting, trusted_override
 from scanner.auth.dkim_verify import verify_all
 from scanner.auth.dmarc import DmarcResult, discover, evaluate
 from scanner.auth.identity import from_domains, helo_domain, sender_identity
@@ -61,6 +62,11 @@ class AuthSettings:
     max_signatures: int = opt(10, "DKIM signatures verified per message", min=1, max=50)
     min_key_bits: int = opt(1024, "shorter RSA keys make a DKIM signature permerror",
                             min=512, max=8192)
+    arc_trusted_sealers: tuple[str, ...] = opt(
+        [], "ARC sealers (d= domains, subdomains included) whose word overrides a DMARC "
+        "failure: when the chain validates, the latest ARC-Seal is theirs and their "
+        "ARC-Authentication-Results say dmarc=pass, DMARC_ARC_OVERRIDE replaces the "
+        "DMARC failure (docs/auth.md)")
     psl_file: str = opt("", "public suffix list file; empty = the copy shipped with the "
                         "publicsuffixlist package")
 
@@ -86,6 +92,8 @@ class Auth:
         self._internal = networks_setting(settings.internal_networks,
                                           settings.trusted_networks or cfg.policy.mynetworks,
                                           f"{where}.internal_networks", cfg.source)
+        self._sealers = sealers_setting(settings.arc_trusted_sealers,
+                                        f"{where}.arc_trusted_sealers", cfg.source)
         self._skip = {b.upper() for b in settings.skip_policy_banks}
         self._authserv_id = settings.authserv_id or configured_hostname(cfg.server.hostname)
 
@@ -108,6 +116,10 @@ class Auth:
             f"{d.selector}:{d.domain}" for d in out.dkim if d.result == "pass"))
         hits = report.hits(out, self._s.psl_file)
         log.debug("(%s) auth: %s", task.log_id, " ".join(h.symbol for h in hits))
+        if out.arc_override:
+            log.info("(%s) auth: DMARC fail of %s overridden: ARC chain sealed last by the "
+                     "trusted %s, which saw DMARC pass", task.log_id, out.from_domain,
+                     out.arc_override)
         return hits
 
     async def _verify(self, task: Task, relay: Relay, lookup: Any) -> report.Outcome:
@@ -145,6 +157,9 @@ class Auth:
         out.arc = arc if isinstance(arc, ArcResult) else None
         if s.dmarc:
             out.dmarc = self._dmarc(out, domains, policy)
+            if out.dmarc.result == "fail":
+                out.arc_override = trusted_override(out.arc, out.from_domain, self._sealers,
+                                                    s.psl_file)
         return out
 
     async def _spf(self, spf: SpfChecker, ip: str, domain: str, sender: str, helo: str

@@ -180,7 +180,11 @@ def all_zones(public_keys: dict[str, str]) -> dict[str, str]:
         "soft.test": sender_zone("soft.test", "v=DMARC1; p=reject", "v=spf1 ~all", {}),
         "signer.test": sender_zone("signer.test", "v=DMARC1; p=reject", good_spf,
                                    {"s1": k1, "s2": k2, "ed": ed}),
-        "arc.test": sender_zone("arc.test", None, good_spf, {"arc": k2}),
+        "arc.test": sender_zone("arc.test", None, good_spf, {"arc": k2},
+                                # a list host sealing under a subdomain
+                                f"arc._domainkey.lists TXT {txt(k2)}\n"),
+        # an ARC sealer no test trusts
+        "untrusted.test": sender_zone("untrusted.test", None, good_spf, {"arc": k2}),
     }
     zones.update(dnsbl_zones())
     return zones
