@@ -238,21 +238,6 @@ def test_virus_is_discarded_and_quarantined(stack: MilterStack):
     assert eicar() in gzip.decompress(kept.read_bytes())
 
 
-def test_scanner_down_is_4xx_and_nothing_is_lost(stack: MilterStack):
-    stack.filter.stop()
-    try:
-        code, reply = _send(stack, "alice@example.org", _msg("down"))
-        assert 400 <= code < 500, (code, reply)  # amavisd-milter: 451 4.6.0
-        _settled(stack, "down")
-        stack.stop_milter()  # the milter gone too: Postfix's milter_default_action
-        code, reply = _send(stack, "alice@example.org", _msg("nomilter"))
-        assert 400 <= code < 500, (code, reply)  # Postfix: 451 4.7.1 at MAIL FROM
-        _settled(stack, "nomilter")
-    finally:
-        stack.start_filter()
-    assert not list(stack.work.iterdir())  # amavisd-milter removed its work files
-
-
 def test_forged_spam_headers_in_any_case_are_removed(stack: MilterStack):
     """Postfix counts a delheader index over the fields of that name in any case: two
     forged flags spelt differently both go (amavisd-milter applies our delheader as
@@ -268,3 +253,19 @@ def test_forged_spam_headers_in_any_case_are_removed(stack: MilterStack):
     head = split_delivered(path.read_bytes())[0].lower()
     assert head.count(b"x-spam-flag:") == 1 and b"\nx-spam-flag: no\n" in head, head
     assert head.count(b"x-spam-status:") == 1 and b"forged" not in head, head
+
+
+def test_scanner_down_is_4xx_and_nothing_is_lost(stack: MilterStack):
+    stack.filter.stop()
+    try:
+        code, reply = _send(stack, "alice@example.org", _msg("down"))
+        assert 400 <= code < 500, (code, reply)  # amavisd-milter: 451 4.6.0
+        _settled(stack, "down")
+        stack.stop_milter()  # the milter gone too: Postfix's milter_default_action
+        code, reply = _send(stack, "alice@example.org", _msg("nomilter"))
+        assert 400 <= code < 500, (code, reply)  # Postfix: 451 4.7.1 at MAIL FROM
+        _settled(stack, "nomilter")
+    finally:
+        stack.start_filter()
+    assert not list(stack.work.iterdir())  # amavisd-milter removed its work files
+
