@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from scanner.config.model import Config
+from scanner.postfix_config import reinject_maxproc, reinject_service
 
 #: Where amavisd-milter listens for Postfix (amavis's port plan leaves 10023 free).
 MILTER_LISTEN = "inet:10023@127.0.0.1"
@@ -88,5 +89,12 @@ def render_milter(config: Config) -> str:
         "# Mail of your own users as ORIGINATING (DKIM signing, outbound policy): on the",
         "# submission service in master.cf:",
         "#     -o milter_macro_daemon_name=ORIGINATING",
+        "",
+        "# --- master.cf " + "-" * 64,
+        "# Keep (or add) the reinjection smtpd of 'scanner postfix-config': DSNs for",
+        "# recipients refused among passed ones, notices, quarantine releases and",
+        "# quarantine_to copies go out through it ([reinject]), past the milter.",
+        reinject_service(host=config.reinject.host, port=config.reinject.port,
+                         maxproc=reinject_maxproc(config.server.concurrency)).rstrip("\n"),
     ]
     return "\n".join(lines) + "\n"

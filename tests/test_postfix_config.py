@@ -264,3 +264,21 @@ def test_milter_settings_follow_the_configuration(tmp_path: Path) -> None:
     assert result.stderr == ""
     assert result.stdout.split() == ["inet:127.0.0.1:10023", "tempfail",
                                      f"{argv[argv.index('-t') + 1]}s"]
+
+
+def test_milter_settings_keep_the_reinjection_service(tmp_path: Path) -> None:
+    """Before queue too, DSNs, notices and releases go out through [reinject]: the
+    --milter output has its master.cf service, which takes mail without the milter."""
+    from scanner.postfix_milter import render_milter
+
+    text = render_milter(_config('[reinject]\nport = 10035\n'))
+    master = _section(text, "master.cf")
+    service = _service(master, "127.0.0.1:10035")
+    assert "-o smtpd_milters=" in [line.strip() for line in service]
+    (tmp_path / "main.cf").write_text("")
+    (tmp_path / "master.cf").write_text("\n".join(master) + "\n")
+    if not os.path.exists(POSTCONF):
+        return
+    result = subprocess.run([POSTCONF, "-c", str(tmp_path), "-P", "127.0.0.1:10035/inet/"
+                             "smtpd_milters"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "127.0.0.1:10035/inet/smtpd_milters ="

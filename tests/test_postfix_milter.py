@@ -242,6 +242,23 @@ def test_virus_is_discarded_and_quarantined(stack: MilterStack):
     assert eicar() in gzip.decompress(kept.read_bytes())
 
 
+def test_forged_spam_headers_in_any_case_are_removed(stack: MilterStack):
+    """Postfix counts a delheader index over the fields of that name in any case: two
+    forged flags spelt differently both go (amavisd-milter applies our delheader as
+    given; before, the second index pointed past the fields left)."""
+    forged = b"X-Spam-Flag: YES\r\nx-spam-flag: YES\r\nX-SPAM-Status: Yes, forged\r\n"
+    code, reply = _send(stack, "alice@example.org", _msg("anycase", extra=forged))
+    assert code == 250, (reply, stack.logs())
+    deadline = time.monotonic() + 30
+    while not _delivered(stack, "anycase"):
+        assert time.monotonic() < deadline, stack.logs()
+        time.sleep(0.1)
+    [path] = _delivered(stack, "anycase")
+    head = split_delivered(path.read_bytes())[0].lower()
+    assert head.count(b"x-spam-flag:") == 1 and b"\nx-spam-flag: no\n" in head, head
+    assert head.count(b"x-spam-status:") == 1 and b"forged" not in head, head
+
+
 def test_scanner_down_is_4xx_and_nothing_is_lost(stack: MilterStack):
     stack.filter.stop()
     try:
@@ -255,3 +272,4 @@ def test_scanner_down_is_4xx_and_nothing_is_lost(stack: MilterStack):
     finally:
         stack.start_filter()
     assert not list(stack.work.iterdir())  # amavisd-milter removed its work files
+

@@ -126,6 +126,15 @@ def test_summary_counters_name_existing_counters():
     assert set(names) <= set(COUNTERS)
 
 
+def test_milter_scans_count_their_accepted_action():
+    """A message scanned for amavisd-milter (AM.PDP) and passed logs ``AcceptedInbound``
+    where the SMTP path logs ``RelayedInbound``: it is counted, as a relayed one is."""
+    names = summary_counters("Passed", "CLEAN", ["AcceptedInbound", "DiscardedInbound"])
+    assert names == ["messages", "passed", "category:CLEAN", "action:Accepted",
+                     "action:Discarded"]
+    assert set(names) <= set(COUNTERS)
+
+
 def test_status_rendering(tmp_path):
     board = Scoreboard(2, str(tmp_path / "status"))
     try:

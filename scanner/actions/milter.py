@@ -6,7 +6,8 @@ SMTP path would have changed in the copy, as AM.PDP attributes the milter applie
 
 * ``delheader=INDEX NAME`` for each header field a passed copy leaves out (forged
   Authentication-Results, arriving X-Spam-* when ``remove_existing_spam_headers``),
-  INDEX counting fields of that name from 1, highest first so none shifts another;
+  INDEX counting fields of that name (any case) from 1, highest first so none shifts
+  another;
 * ``chgheader=INDEX Subject VALUE`` for each Subject field the subject tag changes;
 * ``insheader=0 NAME VALUE`` for each field added on top (X-Spam-*, X-Virus-Scanned,
   X-Quarantine-ID, Authentication-Results, DKIM-Signature, a new Subject), bottom one
@@ -91,8 +92,8 @@ async def header_operations(task: Task, ctx: Context, out: Outcome, edits: Edits
 
 def deletions(raw: bytes, ranges: list[tuple[int, int]]) -> Attrs:
     """``delheader`` operations for the header fields at ``ranges`` of ``raw``."""
-    indexes: dict[str, set[int]] = {}
-    for start, end in sorted(set(ranges)):
+    indexes: dict[str, tuple[str, set[int]]] = {}  # by lower-case name: the MTA counts
+    for start, end in sorted(set(ranges)):  # X-Spam-Flag and x-spam-flag as one name
         colon = raw.find(b":", start, end)
         if colon < 0:
             continue
@@ -100,8 +101,8 @@ def deletions(raw: bytes, ranges: list[tuple[int, int]]) -> Attrs:
         found = named(raw, (name,))
         index = next((n for n, f in enumerate(found, 1) if f.start == start), 0)
         if index:
-            indexes.setdefault(name, set()).add(index)
-    return [("delheader", (str(i), name)) for name, found in indexes.items()
+            indexes.setdefault(name.lower(), (name, set()))[1].add(index)
+    return [("delheader", (str(i), name)) for name, found in indexes.values()
             for i in sorted(found, reverse=True)]
 
 

@@ -41,14 +41,14 @@ from typing import Any
 from scanner.policy.decide import PRECEDENCE
 
 MAGIC = b"SCANSTAT"
-VERSION = 2
+VERSION = 3  # 3: the Accepted action (AM.PDP scans for a milter) has a counter
 HANG_RECORDS = 8  # per slot; the oldest record makes way for a new digest
 DIGEST_BYTES = 16
 _DIGEST_HEAD = 1 << 20  # a message's digest covers its first MiB and its length
 # Hang records older than this are not carried into a new run: Postfix has bounced the
 # message by then (maximal_queue_lifetime, 5 days by default).
 HANG_MEMORY = 5 * 86400.0
-ACTIONS = ("Relayed", "TempFailed", "Quarantined", "Discarded", "Rejected", "Bounced",
+ACTIONS = ("Relayed", "Accepted", "TempFailed", "Quarantined", "Discarded", "Rejected", "Bounced",
            "NoBounce")
 # Every counter a slot keeps, in file order. "errors": 451 after an exception inside
 # the filter; "timeouts": 451 after server.message_timeout.
