@@ -41,19 +41,28 @@ setup_venv() {
     .venv/bin/python -m pip install -q -e ".${extra}" >&2
 }
 
+# Unpack one program of a Debian package into .cache/DIR/root without installing the
+# package: unpack_deb PACKAGE DIR PATH-IN-PACKAGE; prints the program's path, or nothing.
+unpack_deb() {
+    local package="$1" dir="$here/.cache/$2" program="$3"
+    if [ ! -x "$dir/root$program" ]; then
+        mkdir -p "$dir"
+        (cd "$dir" && { apt-get download "$package" >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get download "$package" >/dev/null 2>&1; }; } \
+            && dpkg-deb -x "${package}"_*.deb root) || true
+    fi
+    [ -x "$dir/root$program" ] && echo "$dir/root$program"
+    return 0
+}
+
 # The stock amavisd-release client, for the AM.PDP compatibility test. Installing the
 # amavisd-new package would also start amavisd on port 10024, so unpack the client only.
 amavisd_release_client() {
     [ -x /usr/sbin/amavisd-release ] && return 0
-    local dir="$here/.cache/amavisd"
-    if [ ! -x "$dir/root/usr/sbin/amavisd-release" ]; then
-        mkdir -p "$dir"
-        (cd "$dir" && { apt-get download amavisd-new >/dev/null 2>&1 \
-            || { apt-get update -qq && apt-get download amavisd-new >/dev/null 2>&1; }; } \
-            && dpkg-deb -x amavisd-new_*.deb root) || true
-    fi
-    if [ -x "$dir/root/usr/sbin/amavisd-release" ]; then
-        export AMAVISD_RELEASE="$dir/root/usr/sbin/amavisd-release"
+    local found
+    found=$(unpack_deb amavisd-new amavisd /usr/sbin/amavisd-release)
+    if [ -n "$found" ]; then
+        export AMAVISD_RELEASE="$found"
     fi
 }
 
@@ -65,15 +74,10 @@ amavisd_milter_binary() {
         export AMAVISD_MILTER=/usr/sbin/amavisd-milter
         return 0
     fi
-    local dir="$here/.cache/amavisd-milter"
-    if [ ! -x "$dir/root/usr/sbin/amavisd-milter" ]; then
-        mkdir -p "$dir"
-        (cd "$dir" && { apt-get download amavisd-milter >/dev/null 2>&1 \
-            || { apt-get update -qq && apt-get download amavisd-milter >/dev/null 2>&1; }; } \
-            && dpkg-deb -x amavisd-milter_*.deb root) || true
-    fi
-    if [ -x "$dir/root/usr/sbin/amavisd-milter" ]; then
-        export AMAVISD_MILTER="$dir/root/usr/sbin/amavisd-milter"
+    local found
+    found=$(unpack_deb amavisd-milter amavisd-milter /usr/sbin/amavisd-milter)
+    if [ -n "$found" ]; then
+        export AMAVISD_MILTER="$found"
     else
         echo "quickstart: could not unpack amavisd-milter (its tests skip)" >&2
     fi
