@@ -1,0 +1,65 @@
+"""The DNS client against a scripted responder (:mod:`tests.auth.fake_dns`): answers a
+real server does not give. RFC 5452 section 9.1 / SpamAssassin's DnsResolver: a datagram
+that does not answer our question is dropped and the wait goes on."""
+
+from __future__ import annotations
+
+import dns.flags
+import dns.rcode
+
+from scanner.dns import Deadline, DnsClient, Status
+from tests.auth.conftest import run
+from tests.auth.fake_dns import FakeResolver, answer
+
+NAME = "2.0.0.127.bl.example"
+
+
+def client_for(fake: FakeResolver, timeout: float = 1.0) -> DnsClient:
+    return DnsClient([("127.0.0.1", fake.port)], timeout, cache_size=0)
+
+
+def with_other_id(wire: bytes) -> bytes:
+    return bytes([wire[0] ^ 0x55, wire[1]]) + wire[2:]
+
+
+def test_datagrams_that_do_not_answer_the_question_are_ignored() -> None:
+    """A late answer to another name with our id, one with another id, garbage with our
+    id and our own query echoed back come first; the real answer after them counts."""
+    def script(wire: bytes) -> list[bytes]:
+        return [answer(wire, rcode=dns.rcode.NXDOMAIN, name="1.0.0.127.bl.example"),
+                with_other_id(answer(wire, "127.0.0.9")),
+                wire[:2] + b"\x81\x80garbage",
+                wire,
+                answer(wire, "127.0.0.2")]
+
+    with FakeResolver(script) as fake:
+        got = run(client_for(fake).query(NAME, "A", Deadline(3)))
+    assert got.status is Status.OK and got.addresses() == ["127.0.0.2"]
+
+
+def test_only_foreign_answers_is_a_timeout_not_an_answer() -> None:
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2", name="other.example")]) as fake:
+        got = run(client_for(fake, timeout=0.3).query(NAME, "A", Deadline(3)))
+    assert got.status is Status.TIMEOUT
+
+
+def test_question_echo_in_other_letter_case_is_an_answer() -> None:
+    with FakeResolver(lambda w: [answer(w, "127.0.0.4", name=NAME.upper())]) as fake:
+        got = run(client_for(fake).query(NAME, "A", Deadline(3)))
+    assert got.status is Status.OK and got.addresses() == ["127.0.0.4"]
+
+
+def test_error_reply_without_a_question_fails_fast() -> None:
+    """FORMERR/SERVFAIL may come without the question (RFC 1035): still our reply."""
+    def script(wire: bytes) -> list[bytes]:
+        return [wire[:2] + bytes([0x81, 0x82]) + bytes(8)]  # SERVFAIL, no sections
+
+    with FakeResolver(script) as fake:
+        got = run(client_for(fake, timeout=2.0).query(NAME, "A", Deadline(3)))
+    assert got.status is Status.ERROR
+
+
+def test_truncated_answer_without_tcp_is_a_failure_not_the_partial_answer() -> None:
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2", flags=dns.flags.TC)]) as fake:
+        got = run(client_for(fake).query(NAME, "A", Deadline(3)))
+    assert got.status is Status.ERROR and got.temporary
