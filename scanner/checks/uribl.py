@@ -127,16 +127,16 @@ class Uribl:
     def targets(self, task: Task) -> tuple[list[str], list[str]]:
         """(registered domains, IP addresses) to look up, at most ``max_domains`` in all."""
         found = link_hosts(task)
-        domains: list[str] = []
-        for host in found.hosts:
-            domain = org_domain(host, self._s.psl_file)
-            if domain and "." in domain and domain not in domains \
-                    and domain not in self._skip_domains:
-                domains.append(domain)
         limit = self._s.max_domains
-        domains = domains[:limit]
+        domains: dict[str, None] = {}  # ordered and O(1) "in": 10,000 links stay linear
+        for host in found.hosts:
+            if len(domains) >= limit:
+                break
+            domain = org_domain(host, self._s.psl_file)
+            if domain and "." in domain and domain not in self._skip_domains:
+                domains[domain] = None
         ips = [ip for ip in found.ips if is_public(ip)]
-        return domains, ips[: max(0, limit - len(domains))]
+        return list(domains), ips[: max(0, limit - len(domains))]
 
     async def run(self, task: Task) -> Iterable[Hit]:
         if any_bank_in(task.policy_bank, self._skip_banks) or not self._lists:
