@@ -63,3 +63,29 @@ def test_truncated_answer_without_tcp_is_a_failure_not_the_partial_answer() -> N
     with FakeResolver(lambda w: [answer(w, "127.0.0.2", flags=dns.flags.TC)]) as fake:
         got = run(client_for(fake).query(NAME, "A", Deadline(3)))
     assert got.status is Status.ERROR and got.temporary
+
+
+def test_list_test_points_are_asked_once_per_interval() -> None:
+    """RFC 5782 test points (127.0.0.1 reversed, ::FFFF:7F00:1 in nibbles, INVALID) are
+    asked at most once per PROBE_INTERVAL per list; a timeout is not remembered."""
+    import logging
+
+    from scanner.dns.health import ListHealth, probe_name
+    from scanner.dns.lists import build_codemap
+
+    assert probe_name("bl.example", "ipv4") == "1.0.0.127.bl.example"
+    assert probe_name("bl.example", "ipv6").startswith("1.0.0.0.0.0.f.7.f.f.f.f.0.0.0.0.")
+    assert probe_name("bl.example", "domain") == "invalid.bl.example"
+    codes = build_codemap("bl.example", "RCVD_IN_X", {}, {}, ["127.255.255.0/24"], "k", "s")
+    now = [0.0]
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2")]) as fake:
+        health = ListHealth(client_for(fake), logging.getLogger("t"), "DNSBL",
+                            interval=300.0, clock=lambda: now[0])
+        first = run(health.wildcarding(codes, "ipv4", Deadline(3)))
+        again = run(health.wildcarding(codes, "ipv4", Deadline(3)))
+        asked_once = len(fake.queries)
+        now[0] = 301.0
+        later = run(health.wildcarding(codes, "ipv4", Deadline(3)))
+        asked = len(fake.queries)
+    assert first and again and later
+    assert (asked_once, asked) == (1, 2)

@@ -229,3 +229,26 @@ def test_uribl_targets_of_a_message_with_30000_link_hosts_take_linear_time() -> 
         spent = time.monotonic() - began
     assert domains == [f"d{i}.example" for i in range(21) if i != 1] and ips == []
     assert spent < 2.0, f"{spent:.2f} s for 30,000 link hosts"
+
+
+def test_a_list_that_lists_everything_is_not_believed(
+        dns_server: DnsServer, caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 5782 section 5: 127.0.0.1 and INVALID must not be listed. dead.test answers
+    127.0.0.2 for every name (a dead list's wildcard): its listings are not counted,
+    the check says BLOCKED with why, and the log names the list once."""
+    dead_ip = {"zone": "dead.test", "symbol": "RCVD_IN_DEAD"}
+    check = make_check(Dnsbl, {"dns": dns_table(dns_server), "lists": [LISTS[0], dead_ip]})
+    with caplog.at_level("WARNING", logger="scanner.dnsbl"):
+        first = dnsbl_hits(check, "192.0.2.66")
+        second = dnsbl_hits(check, "192.0.2.71")
+    assert set(first) == {"RCVD_IN_SBL", "DNSBL_BLOCKED"}
+    assert first["DNSBL_BLOCKED"].options == ("dead.test=lists-everything",)
+    assert set(second) == {"DNSBL_BLOCKED"}
+    assert len([r for r in caplog.records if "dead.test" in r.getMessage()]) == 1
+    dead_uri = {"zone": "dead.test", "symbol": "URIBL_DEAD"}
+    uribl = make_check(Uribl, {"dns": dns_table(dns_server),
+                               "lists": [URIBL_LISTS[0], dead_uri]})
+    with task_from_bytes(HTML_MAIL) as task:
+        hits = {h.symbol: h for h in run(uribl.run(task))}
+    assert set(hits) == {"URIBL_DBL_SPAM", "URIBL_DBL_PHISH", "URIBL_BLOCKED"}
+    assert hits["URIBL_BLOCKED"].options == ("dead.test=lists-everything",)
