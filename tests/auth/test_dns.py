@@ -253,3 +253,39 @@ def test_invalid_names_are_nxdomain_without_a_query(dns_settings: DnsSettings) -
     client = get_client(dns_settings)
     answer = run(client.query("a" * 64 + ".example", "A", Deadline(5)))
     assert answer.status is Status.NXDOMAIN
+
+
+def test_cname_chains_are_followed_and_kept_for_their_shortest_ttl() -> None:
+    """A CNAME chain ending in several A records (a listing code set) gives them all,
+    cached for the lowest TTL on the chain; a dangling CNAME is NXDOMAIN (RFC 6604) and
+    a CNAME loop a server failure, never a crash."""
+    now = [1000.0]
+    server = DnsServer({"chain.test": zone_text("chain.test", """
+a 300 CNAME b
+b 60 CNAME c
+c 30 A 127.0.0.2
+c 30 A 127.0.0.4
+dangling CNAME nowhere
+loop1 CNAME loop2
+loop2 CNAME loop1
+""")})
+    server.start()
+    try:
+        client = get_client(DnsSettings(resolvers=(server.resolver,), timeout=1.0,
+                                        cache_size=10))
+        client._cache._clock = lambda: now[0]
+        chained = run(client.query("a.chain.test", "A", Deadline(3)))
+        dangling = run(client.query("dangling.chain.test", "A", Deadline(3)))
+        loop = run(client.query("loop1.chain.test", "A", Deadline(3)))
+    finally:
+        server.stop()
+    now[0] += 29
+    kept = run(client.query("a.chain.test", "A", Deadline(3)))
+    now[0] += 2
+    expired = run(client.query("a.chain.test", "A", Deadline(3)))
+    assert chained.status is Status.OK
+    assert sorted(chained.addresses()) == ["127.0.0.2", "127.0.0.4"]
+    assert dangling.status is Status.NXDOMAIN
+    assert loop.status is Status.ERROR and loop.temporary
+    assert kept == chained  # from the cache: the server is gone
+    assert expired.temporary  # 30 s, the A records' TTL, are over

@@ -252,3 +252,13 @@ def test_a_list_that_lists_everything_is_not_believed(
         hits = {h.symbol: h for h in run(uribl.run(task))}
     assert set(hits) == {"URIBL_DBL_SPAM", "URIBL_DBL_PHISH", "URIBL_BLOCKED"}
     assert hits["URIBL_BLOCKED"].options == ("dead.test=lists-everything",)
+
+
+def test_an_ipv4_mapped_client_address_is_looked_up_as_ipv4(dns_server: DnsServer) -> None:
+    """A dual-stack listener or another MTA's milter reports IPv4 peers as
+    ::ffff:a.b.c.d; the Received parser already reads them as IPv4, the XFORWARD/milter
+    client address was looked up as IPv6 (IPv4-only lists skipped: unchecked)."""
+    ipv4_only = make_check(Dnsbl, {"dns": dns_table(dns_server),
+                                   "lists": [{**LISTS[0], "ipv6": False}]})
+    hits = dnsbl_hits(ipv4_only, "::ffff:192.0.2.66")
+    assert hits["RCVD_IN_SBL"].options == ("192.0.2.66", "bl.test", "127.0.0.2")
