@@ -29,7 +29,14 @@ import dns.rdatatype
 import dns.resolver
 
 from scanner.dns.budget import Deadline
-from scanner.dns.cache import ANY_TYPE, AnswerCache, cache_key, negative_ttl
+from scanner.dns.cache import (
+    ANY_TYPE,
+    MAX_NEGATIVE_TTL,
+    MAX_TTL,
+    AnswerCache,
+    cache_key,
+    negative_ttl,
+)
 from scanner.dns.settings import DnsSettings, resolver_addresses
 from scanner.dns.stub import EDNS_PAYLOAD, build_query, quick_nxdomain, truncated, udp_exchange
 
@@ -123,9 +130,10 @@ class DnsClient:
             return Answer(Status.NXDOMAIN)  # not a valid name: it cannot exist
         answer, ttl = await self._ask(wire, name, rdtype, limit)
         if answer.status is Status.NXDOMAIN:
-            self._cache.put(key, ANY_TYPE, answer, ttl)
+            self._cache.put(key, ANY_TYPE, answer, min(ttl, MAX_NEGATIVE_TTL))
         elif not answer.temporary:
-            self._cache.put(key, rdtype, answer, ttl)
+            self._cache.put(key, rdtype, answer,
+                            min(ttl, MAX_NEGATIVE_TTL if answer.void else MAX_TTL))
         return answer
 
     async def _ask(self, wire: bytes, name: str, rdtype: str,

@@ -289,3 +289,30 @@ loop2 CNAME loop1
     assert loop.status is Status.ERROR and loop.temporary
     assert kept == chained  # from the cache: the server is gone
     assert expired.temporary  # 30 s, the A records' TTL, are over
+
+
+def test_long_ttls_are_capped_as_a_local_resolver_caps_them() -> None:
+    """A 30-day TTL is kept one day (MAX_TTL), a 7-day negative TTL one hour
+    (MAX_NEGATIVE_TTL): a list's new listing must not stay unseen for a week."""
+    now = [1000.0]
+    server = DnsServer({"long.test": zone_text("long.test", 'x TXT "hello"\n',
+                                               ttl=30 * 86400, negative_ttl=7 * 86400)})
+    server.start()
+    client = get_client(DnsSettings(resolvers=(server.resolver,), timeout=0.5,
+                                    cache_size=10))
+    client._cache._clock = lambda: now[0]
+    names = [("x.long.test", "TXT"), ("nope.long.test", "A"), ("x.long.test", "A")]
+    try:
+        first = [run(client.query(n, t, Deadline(2))) for n, t in names]
+    finally:
+        server.stop()
+    now[0] += 3599
+    within_hour = [run(client.query(n, t, Deadline(2))) for n, t in names]
+    now[0] += 2
+    after_hour = [run(client.query(n, t, Deadline(2))) for n, t in names]
+    now[0] += 86400 - 3600
+    after_day = run(client.query("x.long.test", "TXT", Deadline(2)))
+    assert [a.status for a in first] == [Status.OK, Status.NXDOMAIN, Status.NODATA]
+    assert within_hour == first
+    assert after_hour[0] == first[0] and after_hour[1].temporary and after_hour[2].temporary
+    assert after_day.temporary
