@@ -26,7 +26,7 @@ from scanner.auth.received import networks_setting, task_origin
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
-from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
+from scanner.dns.blocked import DEFAULT_BLOCKED, warn_failed, warn_refused
 from scanner.dns.health import WILDCARD, ListHealth
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import is_public, list_query
@@ -99,7 +99,7 @@ class Dnsbl:
         cfg, where = context.config, "checks.settings.dnsbl"
         self._s = settings
         self._dns = get_client(settings.dns, f"{where}.dns", cfg.source)
-        # a blocked list refuses every query: say so once per zone per ten minutes
+        # a blocked or unreachable list hits every message: log it once per zone per 10 min
         self._refusals = LogThrottle(600.0)
         self._health = ListHealth(self._dns, log, "DNSBL")
         self._lists: list[tuple[DnsblList, CodeMap]] = [
@@ -153,6 +153,7 @@ class Dnsbl:
         if blocked:
             hits.append(Hit("DNSBL_BLOCKED", options=tuple(blocked)))
         if failed:
+            warn_failed(log, self._refusals, "DNSBL", task.log_id, failed)
             hits.append(Hit("DNSBL_TEMPFAIL", options=tuple(failed)))
         return hits
 

@@ -262,3 +262,19 @@ def test_an_ipv4_mapped_client_address_is_looked_up_as_ipv4(dns_server: DnsServe
                                    "lists": [{**LISTS[0], "ipv6": False}]})
     hits = dnsbl_hits(ipv4_only, "::ffff:192.0.2.66")
     assert hits["RCVD_IN_SBL"].options == ("192.0.2.66", "bl.test", "127.0.0.2")
+
+
+def test_failing_lookups_are_logged_once_not_just_a_zero_weight_symbol(
+        dns_server: DnsServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A resolver that refuses us (NSD refuses names outside its zones) leaves the list
+    unchecked on every message: DNSBL_TEMPFAIL each time, and one warning that says so."""
+    check = make_check(Dnsbl, {"dns": dns_table(dns_server), "lists": [
+        LISTS[0], {"zone": "not-served.invalid", "symbol": "RCVD_IN_NOWHERE"}]})
+    with caplog.at_level("WARNING", logger="scanner.dnsbl"):
+        first = dnsbl_hits(check, "192.0.2.66")
+        second = dnsbl_hits(check, "192.0.2.67")
+    assert first["DNSBL_TEMPFAIL"].options == second["DNSBL_TEMPFAIL"].options \
+        == ("not-served.invalid",)
+    assert "RCVD_IN_SBL" in first and "RCVD_IN_XBL" in second
+    warnings = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(warnings) == 1 and "not-served.invalid" in warnings[0]
