@@ -161,7 +161,9 @@ class DnsClient:
     async def _once(self, wire: bytes, server: tuple[str, int], left: float
                     ) -> tuple[Answer, float] | None:
         """One try at one resolver: the answer and how long to keep it, None after a
-        timeout; an exception when the resolver failed."""
+        timeout; an exception when the resolver failed. UDP and a TCP retry together
+        take at most ``left`` seconds."""
+        end = time.monotonic() + left
         reply = await udp_exchange(wire, server, min(ATTEMPT_TIMEOUT, left))
         if reply is None:
             return None
@@ -170,8 +172,8 @@ class DnsClient:
             return Answer(Status.NXDOMAIN), ttl
         request = dns.message.from_wire(wire)
         if truncated(reply):
-            response = await dns.asyncquery.tcp(request, server[0], timeout=left,
-                                                port=server[1])
+            response = await dns.asyncquery.tcp(request, server[0], port=server[1],
+                                                timeout=max(0.0, end - time.monotonic()))
         else:
             response = dns.message.from_wire(reply)
         if not request.is_response(response):

@@ -1,10 +1,11 @@
 """A scripted UDP DNS responder for the answers a real server cannot be made to give
-(a wrong id or question, garbage, a truncated answer with no TCP behind it).
+(a wrong id or question, garbage, a truncated answer with no TCP behind it, a slow one).
 
 :class:`FakeResolver` binds a UDP socket on 127.0.0.1 and, in a thread, hands every
 query it receives to ``script(query_wire) -> list of datagrams``, sending each back in
-order. Nothing listens on TCP at its port. Unit tests only: integration tests use NSD
-(:mod:`scanner.testing.dns_server`).
+order (after ``delay`` seconds: a slow server). Nothing listens on TCP at its port
+unless ``silent_tcp``: then a TCP socket accepts connections and never answers. Unit
+tests only: integration tests use NSD (:mod:`scanner.testing.dns_server`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,17 @@ Script = Callable[[bytes], list[bytes]]
 class FakeResolver:
     """Answers queries on a loopback UDP port as ``script`` says; counts them."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, delay: float = 0.0, silent_tcp: bool = False) -> None:
         self._script = script
+        self._delay = delay
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", 0))
         self.port = int(self._sock.getsockname()[1])
+        self._tcp: socket.socket | None = None
+        if silent_tcp:  # the kernel completes the handshakes; nobody ever reads
+            self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._tcp.bind(("127.0.0.1", self.port))
+            self._tcp.listen(16)
         self._sock.settimeout(0.1)  # how often the thread sees a stop request
         self._stop = threading.Event()
         self.queries: list[bytes] = []
@@ -46,6 +53,8 @@ class FakeResolver:
             except TimeoutError:
                 continue
             self.queries.append(wire)
+            if self._delay:
+                self._stop.wait(self._delay)  # a slow server (not synchronisation)
             for datagram in self._script(wire):
                 self._sock.sendto(datagram, peer)
 
@@ -58,6 +67,8 @@ class FakeResolver:
         self._stop.set()
         self._thread.join(2)
         self._sock.close()
+        if self._tcp is not None:
+            self._tcp.close()
 
 
 def answer(wire: bytes, *addresses: str, rcode: int = dns.rcode.NOERROR, ttl: int = 300,

@@ -89,3 +89,17 @@ def test_list_test_points_are_asked_once_per_interval() -> None:
         asked = len(fake.queries)
     assert first and again and later
     assert (asked_once, asked) == (1, 2)
+
+
+def test_a_slow_truncated_answer_and_a_silent_tcp_stay_within_the_query_timeout() -> None:
+    """The TCP retry after a truncated UDP answer gets what is left of the query's
+    time, not the whole of it again (0.5 s of UDP + 1 s of TCP before)."""
+    import time
+
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2", flags=dns.flags.TC)],
+                      delay=0.5, silent_tcp=True) as fake:
+        began = time.monotonic()
+        got = run(client_for(fake, timeout=1.0).query(NAME, "A", Deadline(5)))
+        spent = time.monotonic() - began
+    assert got.temporary
+    assert spent < 1.3, f"{spent:.2f} s for a 1 s query timeout"
