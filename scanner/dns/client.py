@@ -12,6 +12,7 @@ configuration in the process, so every check using the same resolvers shares one
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import logging
@@ -46,6 +47,12 @@ ATTEMPT_TIMEOUT = 2.0
 """Seconds before one nameserver is retried or the next one is asked (within the query's
 own timeout)."""
 
+
+MAX_IN_FLIGHT = 100
+"""Queries one client has on the wire at once; the rest wait their turn (within their
+own time). Each holds a socket: unbounded, a few messages with many links exhausted the
+process's file descriptors (1,024 under systemd by default) and every further query,
+and the SMTP connections, failed."""
 
 _MAX_TTL = 2**31 - 1  # dnspython's "no TTL seen"
 
@@ -104,7 +111,8 @@ class DnsClient:
     Each query goes to the resolvers in turn over UDP (TCP when the answer is
     truncated), ``ATTEMPT_TIMEOUT`` per try, until the query's time is up; a resolver
     that fails (SERVFAIL, REFUSED, unreachable, garbage) is not asked again for that
-    query. dnspython parses the answers, except a plain NXDOMAIN, which
+    query. At most :data:`MAX_IN_FLIGHT` queries are on the wire at once. dnspython
+    parses the answers, except a plain NXDOMAIN, which
     :func:`scanner.dns.stub.quick_nxdomain` reads; :func:`scanner.dns.stub.build_query`
     writes the queries of ordinary names, dnspython the rest (see there why)."""
 
@@ -113,6 +121,8 @@ class DnsClient:
         self._servers = servers
         self._timeout = timeout
         self._cache = AnswerCache(cache_size)
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
 
     async def query(self, name: str, rdtype: str, deadline: Deadline,
                     timeout: float | None = None) -> Answer:
@@ -128,13 +138,37 @@ class DnsClient:
         wire = _query_wire(name, rdtype)
         if wire is None:
             return Answer(Status.NXDOMAIN)  # not a valid name: it cannot exist
-        answer, ttl = await self._ask(wire, name, rdtype, limit)
+        answer, ttl = await self._ask_in_turn(wire, name, rdtype, limit)
         if answer.status is Status.NXDOMAIN:
             self._cache.put(key, ANY_TYPE, answer, min(ttl, MAX_NEGATIVE_TTL))
         elif not answer.temporary:
             self._cache.put(key, rdtype, answer,
                             min(ttl, MAX_NEGATIVE_TTL if answer.void else MAX_TTL))
         return answer
+
+    async def _ask_in_turn(self, wire: bytes, name: str, rdtype: str,
+                           limit: float) -> tuple[Answer, float]:
+        """:meth:`_ask` once fewer than :data:`MAX_IN_FLIGHT` queries are on the wire;
+        the wait counts against ``limit``."""
+        end = time.monotonic() + limit
+        slots = self._gate()
+        try:
+            async with asyncio.timeout(limit):
+                await slots.acquire()
+        except TimeoutError:
+            return Answer(Status.TIMEOUT), 0.0
+        try:
+            return await self._ask(wire, name, rdtype, max(0.0, end - time.monotonic()))
+        finally:
+            slots.release()
+
+    def _gate(self) -> asyncio.Semaphore:
+        """The in-flight limit of the running event loop (one per worker; tests run
+        several loops one after another)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(MAX_IN_FLIGHT), loop
+        return self._slots
 
     async def _ask(self, wire: bytes, name: str, rdtype: str,
                    limit: float) -> tuple[Answer, float]:
