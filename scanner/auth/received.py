@@ -94,10 +94,16 @@ def _first_ip(clause: str) -> str | None:
             addr = ipaddress.ip_address(candidate)
         except ValueError:
             continue
-        if addr.version == 6 and addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(addr)
+        return plain_ip(addr)
     return None
+
+
+def plain_ip(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The address as text, an IPv4-mapped IPv6 one (``::ffff:192.0.2.1``, as a
+    dual-stack socket reports IPv4 peers) as the IPv4 address it is."""
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
 
 
 def in_networks(ip: str, networks: Sequence[Network]) -> bool:
@@ -133,9 +139,12 @@ def find_origin(received: Sequence[str], client: ClientInfo, trusted: Sequence[N
 def _hops(received: Sequence[str], client: ClientInfo) -> tuple[list[Relay | None], str]:
     parsed = [parse_received(v) for v in received]
     if client.addr:
+        addr = _address(client.addr)
+        # a mapped XFORWARD/milter address: the lists and the Received headers know the IPv4
+        ip = plain_ip(addr) if addr is not None else client.addr
         name = client.name if client.name and client.name.lower() != "unknown" else ""
-        first = Relay(ip=client.addr, rdns=(name or "").lower(), helo=client.helo or "")
-        if parsed and parsed[0] is not None and parsed[0].ip == client.addr:
+        first = Relay(ip=ip, rdns=(name or "").lower(), helo=client.helo or "")
+        if parsed and parsed[0] is not None and parsed[0].ip == ip:
             first = Relay(first.ip, first.rdns, first.helo, parsed[0].by,
                           parsed[0].authenticated)
             parsed = parsed[1:]

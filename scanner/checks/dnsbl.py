@@ -3,7 +3,9 @@
 The client is the first untrusted relay (XFORWARD, else the Received chain), or per
 list the last external relay. Every list is queried concurrently under the ``dns.budget``.
 A list that answers with a refusal code (public resolver, over quota) gives
-``DNSBL_BLOCKED``, never a listing; a timeout gives ``DNSBL_TEMPFAIL`` (weight 0).
+``DNSBL_BLOCKED``, never a listing, and so does a list that lists its RFC 5782
+must-not-list test point 127.0.0.1 (:mod:`scanner.dns.health`); a timeout gives
+``DNSBL_TEMPFAIL`` (weight 0).
 
 Off by default: public lists have usage terms and refuse queries that arrive through
 big public resolvers, so they need a local caching resolver (``unbound``) and a
@@ -24,7 +26,8 @@ from scanner.auth.received import networks_setting, task_origin
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
-from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
+from scanner.dns.blocked import DEFAULT_BLOCKED, warn_failed, warn_refused
+from scanner.dns.health import WILDCARD, ListHealth
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import is_public, list_query
 from scanner.policy.effective import any_bank_in
@@ -83,7 +86,7 @@ class Dnsbl:
     name: ClassVar[str] = "dnsbl"
     description: ClassVar[str] = "Client IP address on DNS blacklists"
     symbols: ClassVar[dict[str, str]] = {
-        "DNSBL_BLOCKED": "a list refused our query (public resolver or over quota)",
+        "DNSBL_BLOCKED": "a list refused our query (public resolver, quota) or lists everything",
         "DNSBL_TEMPFAIL": "a list could not be queried in time (DNS)",
         **{s: "listed on a configured DNS blacklist" for lst in DEFAULT_LISTS
            for s in (lst.symbol, *lst.codes.values()) if s},
@@ -96,8 +99,9 @@ class Dnsbl:
         cfg, where = context.config, "checks.settings.dnsbl"
         self._s = settings
         self._dns = get_client(settings.dns, f"{where}.dns", cfg.source)
-        # a blocked list refuses every query: say so once per zone per ten minutes
+        # a blocked or unreachable list hits every message: log it once per zone per 10 min
         self._refusals = LogThrottle(600.0)
+        self._health = ListHealth(self._dns, log, "DNSBL")
         self._lists: list[tuple[DnsblList, CodeMap]] = [
             (lst, build_codemap(lst.zone, lst.symbol, lst.codes, lst.bitmask, lst.blocked,
                                 f"{where}.lists[{i}]", cfg.source))
@@ -124,21 +128,32 @@ class Dnsbl:
             return []
         deadline = Deadline(self._s.dns.budget)
         query = partial(self._dns.query, deadline=deadline)
-        answers = await asyncio.gather(*(query(list_query(ip, c.zone), "A") for c, ip in jobs))
+        kinds = ["ipv6" if ":" in ip else "ipv4" for _, ip in jobs]
+        answers, wild = await asyncio.gather(
+            asyncio.gather(*(query(list_query(ip, c.zone), "A") for c, ip in jobs)),
+            asyncio.gather(*(self._health.wildcarding(c, kind, deadline)
+                             for (c, _), kind in zip(jobs, kinds, strict=True))))
         hits: list[Hit] = []
         blocked: list[str] = []
         failed: list[str] = []
+        dead = [c.zone for (c, _), bad in zip(jobs, wild, strict=True) if bad]
         for (codes, ip), answer in zip(jobs, answers, strict=True):
             if answer.temporary:
                 failed.append(codes.zone)
                 continue
             listed, refused = codes.read(answer.addresses())
             blocked += [f"{codes.zone}={code}" for code in refused]
-            hits += [Hit(symbol, options=(ip, codes.zone, code)) for symbol, code in listed]
+            if codes.zone not in dead:
+                hits += [Hit(symbol, options=(ip, codes.zone, code)) for symbol, code in listed]
         if blocked:
             warn_refused(log, self._refusals, "DNSBL", task.log_id, blocked)
+        if dead:
+            self._health.warn(task.log_id, dead)
+            blocked += [f"{zone}={WILDCARD}" for zone in dead]
+        if blocked:
             hits.append(Hit("DNSBL_BLOCKED", options=tuple(blocked)))
         if failed:
+            warn_failed(log, self._refusals, "DNSBL", task.log_id, failed)
             hits.append(Hit("DNSBL_TEMPFAIL", options=tuple(failed)))
         return hits
 

@@ -8,7 +8,9 @@ octets on lists with ``ips = true``, except addresses no public link can reach
 (:data:`scanner.dns.reverse.NOT_PUBLIC`, shared with dnsbl; as
 SpamAssassin skips them: ``http://127.0.0.2/`` would hit every list's test entry).
 All lookups run concurrently under the ``dns.budget``. Refusal answers give
-``URIBL_BLOCKED``, timeouts ``URIBL_TEMPFAIL``.
+``URIBL_BLOCKED``, as does a list that lists its RFC 5782 must-not-list test point
+``INVALID`` (or 127.0.0.1 for an IP-only list; :mod:`scanner.dns.health`); timeouts
+``URIBL_TEMPFAIL``.
 
 Off by default for the same reasons as dnsbl: usage terms and public-resolver blocking.
 """
@@ -28,7 +30,8 @@ from scanner.auth.urls import Found, from_parts, from_text
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
-from scanner.dns.blocked import DEFAULT_BLOCKED, warn_refused
+from scanner.dns.blocked import DEFAULT_BLOCKED, warn_failed, warn_refused
+from scanner.dns.health import WILDCARD, ListHealth
 from scanner.dns.lists import CodeMap, build_codemap
 from scanner.dns.reverse import is_public, list_query
 from scanner.pipeline.parse import header_text
@@ -102,7 +105,7 @@ class Uribl:
     name: ClassVar[str] = "uribl"
     description: ClassVar[str] = "Domains of URLs in the body on URI blacklists"
     symbols: ClassVar[dict[str, str]] = {
-        "URIBL_BLOCKED": "a list refused our query (public resolver or over quota)",
+        "URIBL_BLOCKED": "a list refused our query (public resolver, quota) or lists everything",
         "URIBL_TEMPFAIL": "a list could not be queried in time (DNS)",
         **{s: "a URL domain is on a configured URI blacklist" for lst in DEFAULT_LISTS
            for s in (lst.symbol, *lst.codes.values(), *lst.bitmask.values()) if s},
@@ -115,8 +118,9 @@ class Uribl:
         cfg, where = context.config, "checks.settings.uribl"
         self._s = settings
         self._dns = get_client(settings.dns, f"{where}.dns", cfg.source)
-        # a blocked list refuses every query: say so once per zone per ten minutes
+        # a blocked or unreachable list hits every message: log it once per zone per 10 min
         self._refusals = LogThrottle(600.0)
+        self._health = ListHealth(self._dns, log, "URIBL")
         self._lists: list[tuple[UriblList, CodeMap]] = [
             (lst, build_codemap(lst.zone, lst.symbol, lst.codes, lst.bitmask, lst.blocked,
                                 f"{where}.lists[{i}]", cfg.source))
@@ -127,16 +131,16 @@ class Uribl:
     def targets(self, task: Task) -> tuple[list[str], list[str]]:
         """(registered domains, IP addresses) to look up, at most ``max_domains`` in all."""
         found = link_hosts(task)
-        domains: list[str] = []
-        for host in found.hosts:
-            domain = org_domain(host, self._s.psl_file)
-            if domain and "." in domain and domain not in domains \
-                    and domain not in self._skip_domains:
-                domains.append(domain)
         limit = self._s.max_domains
-        domains = domains[:limit]
+        domains: dict[str, None] = {}  # ordered and O(1) "in": 10,000 links stay linear
+        for host in found.hosts:
+            if len(domains) >= limit:
+                break
+            domain = org_domain(host, self._s.psl_file)
+            if domain and "." in domain and domain not in self._skip_domains:
+                domains[domain] = None
         ips = [ip for ip in found.ips if is_public(ip)]
-        return domains, ips[: max(0, limit - len(domains))]
+        return list(domains), ips[: max(0, limit - len(domains))]
 
     async def run(self, task: Task) -> Iterable[Hit]:
         if any_bank_in(task.policy_bank, self._skip_banks) or not self._lists:
@@ -151,8 +155,15 @@ class Uribl:
                          if ":" not in ip]
         if not jobs:
             return []
-        query = partial(self._dns.query, deadline=Deadline(self._s.dns.budget))
-        answers = await asyncio.gather(*(query(name, "A") for _, _, name in jobs))
+        deadline = Deadline(self._s.dns.budget)
+        query = partial(self._dns.query, deadline=deadline)
+        asked = {codes.zone for codes, _, _ in jobs}
+        probes = [(codes, "domain" if lst.domains and domains else "ipv4")
+                  for lst, codes in self._lists if codes.zone in asked]
+        answers, wild = await asyncio.gather(
+            asyncio.gather(*(query(name, "A") for _, _, name in jobs)),
+            asyncio.gather(*(self._health.wildcarding(c, kind, deadline) for c, kind in probes)))
+        dead = [c.zone for (c, _), bad in zip(probes, wild, strict=True) if bad]
         listed: dict[str, list[str]] = {}
         blocked: list[str] = []
         failed: list[str] = []
@@ -163,6 +174,8 @@ class Uribl:
                 continue
             found, refused = codes.read(answer.addresses())
             blocked += [f"{codes.zone}={c}" for c in refused if f"{codes.zone}={c}" not in blocked]
+            if codes.zone in dead:
+                continue
             for symbol, _ in found:
                 listed.setdefault(symbol, [])
                 if target not in listed[symbol]:
@@ -170,7 +183,12 @@ class Uribl:
         hits = [Hit(symbol, options=tuple(targets)) for symbol, targets in listed.items()]
         if blocked:
             warn_refused(log, self._refusals, "URIBL", task.log_id, blocked)
+        if dead:
+            self._health.warn(task.log_id, dead)
+            blocked += [f"{zone}={WILDCARD}" for zone in dead]
+        if blocked:
             hits.append(Hit("URIBL_BLOCKED", options=tuple(blocked)))
         if failed:
+            warn_failed(log, self._refusals, "URIBL", task.log_id, failed)
             hits.append(Hit("URIBL_TEMPFAIL", options=tuple(failed)))
         return hits

@@ -56,9 +56,28 @@ def warn_refused(log: logging.Logger, throttle: LogThrottle, kind: str, log_id: 
                  refused: Sequence[str]) -> None:
     """Log "``kind`` query refused" for ``refused`` ("zone=answer" strings), at most once
     per zone per the throttle's interval: a blocked list refuses every query."""
-    zones = sorted({r.split("=")[0] for r in refused})
-    due = [held for zone in zones if (held := throttle.due(zone)) is not None]
-    if due:
+    held = _due(throttle, {r.split("=")[0] for r in refused})
+    if held is not None:
         log.warning("(%s) %s query refused: %s; not counted as listed. Use a local "
                     "resolver, not a public one (or check the list's quota)%s", log_id, kind,
-                    ", ".join(refused), held_note(max(due), "more refusals"))
+                    ", ".join(refused), held_note(held, "more refusals"))
+
+
+def warn_failed(log: logging.Logger, throttle: LogThrottle, kind: str, log_id: str,
+                zones: Sequence[str]) -> None:
+    """Log "``kind`` look-ups failed" for ``zones`` (timeout, SERVFAIL, REFUSED by our
+    resolver), at most once per zone per the throttle's interval: the message's
+    ``*_TEMPFAIL`` symbol weighs nothing, so without this line a resolver that refuses
+    us leaves every list unchecked with nothing in the log."""
+    held = _due(throttle, {f"failed:{zone}" for zone in zones})
+    if held is not None:
+        log.warning("(%s) %s look-ups failed (DNS timeout or server failure): %s; those "
+                    "lists were not checked. Check the resolvers in the check's dns "
+                    "settings%s", log_id, kind, ", ".join(zones),
+                    held_note(held, "more failures"))
+
+
+def _due(throttle: LogThrottle, keys: Iterable[str]) -> int | None:
+    """None when every key was reported recently, else the most events held back."""
+    due = [held for key in sorted(keys) if (held := throttle.due(key)) is not None]
+    return max(due) if due else None

@@ -5,7 +5,8 @@ dnspython's resolution machinery (query objects, name parsing, its own cache), w
 costs more CPU than the whole rest of a cached SPF or DNSBL check. It keeps positive
 answers for their TTL, NODATA and NXDOMAIN for the negative TTL of RFC 2308 (the SOA's
 TTL or MINIMUM, whichever is lower; without an SOA nothing is kept), an NXDOMAIN for
-every type of that name. Temporary failures are never kept. Bounded: past ``size``
+every type of that name; at most :data:`MAX_TTL` and :data:`MAX_NEGATIVE_TTL`, as a
+local resolver caps them. Temporary failures are never kept. Bounded: past ``size``
 entries the oldest one goes. One instance per DNS client, used only from its process's
 event loop.
 """
@@ -16,6 +17,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+MAX_TTL = 86400.0
+"""The longest an answer is kept, whatever its TTL says (unbound's cache-max-ttl): a
+list's delisting or a changed record is seen within a day."""
+
+MAX_NEGATIVE_TTL = 3600.0
+"""The longest NXDOMAIN/NODATA is kept (unbound's cache-max-negative-ttl; RFC 2308
+section 5 finds one to three hours sensible and over a day problematic): an address
+newly put on a list is seen within the hour, as through the local resolver."""
 
 ANY_TYPE = "*"
 """The type under which an NXDOMAIN is kept: the name does not exist for any type."""

@@ -12,6 +12,7 @@ configuration in the process, so every check using the same resolvers shares one
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import logging
@@ -29,7 +30,14 @@ import dns.rdatatype
 import dns.resolver
 
 from scanner.dns.budget import Deadline
-from scanner.dns.cache import ANY_TYPE, AnswerCache, cache_key, negative_ttl
+from scanner.dns.cache import (
+    ANY_TYPE,
+    MAX_NEGATIVE_TTL,
+    MAX_TTL,
+    AnswerCache,
+    cache_key,
+    negative_ttl,
+)
 from scanner.dns.settings import DnsSettings, resolver_addresses
 from scanner.dns.stub import EDNS_PAYLOAD, build_query, quick_nxdomain, truncated, udp_exchange
 
@@ -39,6 +47,12 @@ ATTEMPT_TIMEOUT = 2.0
 """Seconds before one nameserver is retried or the next one is asked (within the query's
 own timeout)."""
 
+
+MAX_IN_FLIGHT = 100
+"""Queries one client has on the wire at once; the rest wait their turn (within their
+own time). Each holds a socket: unbounded, a few messages with many links exhausted the
+process's file descriptors (1,024 under systemd by default) and every further query,
+and the SMTP connections, failed."""
 
 _MAX_TTL = 2**31 - 1  # dnspython's "no TTL seen"
 
@@ -97,7 +111,8 @@ class DnsClient:
     Each query goes to the resolvers in turn over UDP (TCP when the answer is
     truncated), ``ATTEMPT_TIMEOUT`` per try, until the query's time is up; a resolver
     that fails (SERVFAIL, REFUSED, unreachable, garbage) is not asked again for that
-    query. dnspython parses the answers, except a plain NXDOMAIN, which
+    query. At most :data:`MAX_IN_FLIGHT` queries are on the wire at once. dnspython
+    parses the answers, except a plain NXDOMAIN, which
     :func:`scanner.dns.stub.quick_nxdomain` reads; :func:`scanner.dns.stub.build_query`
     writes the queries of ordinary names, dnspython the rest (see there why)."""
 
@@ -106,6 +121,8 @@ class DnsClient:
         self._servers = servers
         self._timeout = timeout
         self._cache = AnswerCache(cache_size)
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
 
     async def query(self, name: str, rdtype: str, deadline: Deadline,
                     timeout: float | None = None) -> Answer:
@@ -121,12 +138,37 @@ class DnsClient:
         wire = _query_wire(name, rdtype)
         if wire is None:
             return Answer(Status.NXDOMAIN)  # not a valid name: it cannot exist
-        answer, ttl = await self._ask(wire, name, rdtype, limit)
+        answer, ttl = await self._ask_in_turn(wire, name, rdtype, limit)
         if answer.status is Status.NXDOMAIN:
-            self._cache.put(key, ANY_TYPE, answer, ttl)
+            self._cache.put(key, ANY_TYPE, answer, min(ttl, MAX_NEGATIVE_TTL))
         elif not answer.temporary:
-            self._cache.put(key, rdtype, answer, ttl)
+            self._cache.put(key, rdtype, answer,
+                            min(ttl, MAX_NEGATIVE_TTL if answer.void else MAX_TTL))
         return answer
+
+    async def _ask_in_turn(self, wire: bytes, name: str, rdtype: str,
+                           limit: float) -> tuple[Answer, float]:
+        """:meth:`_ask` once fewer than :data:`MAX_IN_FLIGHT` queries are on the wire;
+        the wait counts against ``limit``."""
+        end = time.monotonic() + limit
+        slots = self._gate()
+        try:
+            async with asyncio.timeout(limit):
+                await slots.acquire()
+        except TimeoutError:
+            return Answer(Status.TIMEOUT), 0.0
+        try:
+            return await self._ask(wire, name, rdtype, max(0.0, end - time.monotonic()))
+        finally:
+            slots.release()
+
+    def _gate(self) -> asyncio.Semaphore:
+        """The in-flight limit of the running event loop (one per worker; tests run
+        several loops one after another)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:
+            self._slots, self._slots_loop = asyncio.Semaphore(MAX_IN_FLIGHT), loop
+        return self._slots
 
     async def _ask(self, wire: bytes, name: str, rdtype: str,
                    limit: float) -> tuple[Answer, float]:
@@ -153,7 +195,9 @@ class DnsClient:
     async def _once(self, wire: bytes, server: tuple[str, int], left: float
                     ) -> tuple[Answer, float] | None:
         """One try at one resolver: the answer and how long to keep it, None after a
-        timeout; an exception when the resolver failed."""
+        timeout; an exception when the resolver failed. UDP and a TCP retry together
+        take at most ``left`` seconds."""
+        end = time.monotonic() + left
         reply = await udp_exchange(wire, server, min(ATTEMPT_TIMEOUT, left))
         if reply is None:
             return None
@@ -162,8 +206,8 @@ class DnsClient:
             return Answer(Status.NXDOMAIN), ttl
         request = dns.message.from_wire(wire)
         if truncated(reply):
-            response = await dns.asyncquery.tcp(request, server[0], timeout=left,
-                                                port=server[1])
+            response = await dns.asyncquery.tcp(request, server[0], port=server[1],
+                                                timeout=max(0.0, end - time.monotonic()))
         else:
             response = dns.message.from_wire(reply)
         if not request.is_response(response):

@@ -24,6 +24,7 @@ import socket
 import struct
 
 NXDOMAIN = 3
+_ERRORS = (1, 2, 4, 5)  # FORMERR, SERVFAIL, NOTIMP, REFUSED
 _FLAG_QR = 0x8000
 _FLAG_TC = 0x0200
 _OPCODE = 0x7800
@@ -75,15 +76,20 @@ def skip_name(data: bytes, pos: int) -> int | None:
     return None
 
 
-def quick_nxdomain(query: bytes, reply: bytes) -> float | None:
-    """The negative TTL (0.0 without an SOA) if ``reply`` is a plain NXDOMAIN answer to
-    ``query``: same id, a response, not truncated, standard query, the same question,
-    no answer records. None for anything else, which the caller hands to dnspython."""
+def answers_question(query: bytes, reply: bytes) -> int | None:
+    """The offset after the question if ``reply`` is a response to ``query`` (same id,
+    QR set, standard query, one question equal to ours in any letter case, as RFC 5452
+    section 9.1 and SpamAssassin's DnsResolver match answers), else None. An error
+    response (FORMERR, SERVFAIL, NOTIMP, REFUSED) without a question counts too, as
+    dnspython's ``is_response`` lets it."""
     if len(reply) < 12 or reply[:2] != query[:2]:
         return None
-    flags, qdcount, ancount, nscount = struct.unpack_from("!HHHH", reply, 2)
-    if (not flags & _FLAG_QR or flags & (_FLAG_TC | _OPCODE) or flags & 0xF != NXDOMAIN
-            or qdcount != 1 or ancount):
+    flags, qdcount = struct.unpack_from("!HH", reply, 2)
+    if not flags & _FLAG_QR or flags & _OPCODE:
+        return None
+    if qdcount == 0 and flags & 0xF in _ERRORS:
+        return 12
+    if qdcount != 1:
         return None
     name_end = skip_name(query, 12)
     if name_end is None or len(reply) < name_end + 4:
@@ -91,7 +97,19 @@ def quick_nxdomain(query: bytes, reply: bytes) -> float | None:
     if (reply[12:name_end].lower() != query[12:name_end].lower()
             or reply[name_end:name_end + 4] != query[name_end:name_end + 4]):
         return None
-    pos = name_end + 4
+    return name_end + 4
+
+
+def quick_nxdomain(query: bytes, reply: bytes) -> float | None:
+    """The negative TTL (0.0 without an SOA) if ``reply`` is a plain NXDOMAIN answer to
+    ``query`` (:func:`answers_question`), not truncated, with no answer records. None
+    for anything else, which the caller hands to dnspython."""
+    pos = answers_question(query, reply)
+    if pos is None:
+        return None
+    flags, _qdcount, ancount, nscount = struct.unpack_from("!HHHH", reply, 2)
+    if flags & _FLAG_TC or flags & 0xF != NXDOMAIN or ancount:
+        return None
     for _ in range(nscount):
         after = skip_name(reply, pos)
         if after is None or after + 10 > len(reply):
@@ -112,10 +130,12 @@ def truncated(reply: bytes) -> bool:
 
 
 async def udp_exchange(query: bytes, server: tuple[str, int], timeout: float) -> bytes | None:
-    """Send ``query`` to ``server``; the first datagram back with the query's id, or None
-    after ``timeout``. The socket is connected, so the kernel drops datagrams from
-    anyone else; its source port is the kernel's random choice. OSError (no route,
-    port unreachable) propagates."""
+    """Send ``query`` to ``server``; the first datagram back that answers it
+    (:func:`answers_question`), or None after ``timeout``. Any other datagram (a late
+    answer to an earlier query, a forgery, garbage) is dropped and the wait goes on.
+    The socket is connected, so the kernel drops datagrams from anyone else; its source
+    port is the kernel's random choice. OSError (no route, port unreachable)
+    propagates."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
@@ -126,7 +146,7 @@ async def udp_exchange(query: bytes, server: tuple[str, int], timeout: float) ->
             async with asyncio.timeout(timeout):
                 while True:
                     reply = await loop.sock_recv(sock, 65535)
-                    if reply[:2] == query[:2]:
+                    if answers_question(query, reply) is not None:
                         return reply
         except TimeoutError:
             return None

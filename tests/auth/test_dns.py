@@ -253,3 +253,96 @@ def test_invalid_names_are_nxdomain_without_a_query(dns_settings: DnsSettings) -
     client = get_client(dns_settings)
     answer = run(client.query("a" * 64 + ".example", "A", Deadline(5)))
     assert answer.status is Status.NXDOMAIN
+
+
+def test_cname_chains_are_followed_and_kept_for_their_shortest_ttl() -> None:
+    """A CNAME chain ending in several A records (a listing code set) gives them all,
+    cached for the lowest TTL on the chain; a dangling CNAME is NXDOMAIN (RFC 6604) and
+    a CNAME loop a server failure, never a crash."""
+    now = [1000.0]
+    server = DnsServer({"chain.test": zone_text("chain.test", """
+a 300 CNAME b
+b 60 CNAME c
+c 30 A 127.0.0.2
+c 30 A 127.0.0.4
+dangling CNAME nowhere
+loop1 CNAME loop2
+loop2 CNAME loop1
+""")})
+    server.start()
+    try:
+        client = get_client(DnsSettings(resolvers=(server.resolver,), timeout=1.0,
+                                        cache_size=10))
+        client._cache._clock = lambda: now[0]
+        chained = run(client.query("a.chain.test", "A", Deadline(3)))
+        dangling = run(client.query("dangling.chain.test", "A", Deadline(3)))
+        loop = run(client.query("loop1.chain.test", "A", Deadline(3)))
+    finally:
+        server.stop()
+    now[0] += 29
+    kept = run(client.query("a.chain.test", "A", Deadline(3)))
+    now[0] += 2
+    expired = run(client.query("a.chain.test", "A", Deadline(3)))
+    assert chained.status is Status.OK
+    assert sorted(chained.addresses()) == ["127.0.0.2", "127.0.0.4"]
+    assert dangling.status is Status.NXDOMAIN
+    assert loop.status is Status.ERROR and loop.temporary
+    assert kept == chained  # from the cache: the server is gone
+    assert expired.temporary  # 30 s, the A records' TTL, are over
+
+
+def test_long_ttls_are_capped_as_a_local_resolver_caps_them() -> None:
+    """A 30-day TTL is kept one day (MAX_TTL), a 7-day negative TTL one hour
+    (MAX_NEGATIVE_TTL): a list's new listing must not stay unseen for a week."""
+    now = [1000.0]
+    server = DnsServer({"long.test": zone_text("long.test", 'x TXT "hello"\n',
+                                               ttl=30 * 86400, negative_ttl=7 * 86400)})
+    server.start()
+    client = get_client(DnsSettings(resolvers=(server.resolver,), timeout=0.5,
+                                    cache_size=10))
+    client._cache._clock = lambda: now[0]
+    names = [("x.long.test", "TXT"), ("nope.long.test", "A"), ("x.long.test", "A")]
+    try:
+        first = [run(client.query(n, t, Deadline(2))) for n, t in names]
+    finally:
+        server.stop()
+    now[0] += 3599
+    within_hour = [run(client.query(n, t, Deadline(2))) for n, t in names]
+    now[0] += 2
+    after_hour = [run(client.query(n, t, Deadline(2))) for n, t in names]
+    now[0] += 86400 - 3600
+    after_day = run(client.query("x.long.test", "TXT", Deadline(2)))
+    assert [a.status for a in first] == [Status.OK, Status.NXDOMAIN, Status.NODATA]
+    assert within_hour == first
+    assert after_hour[0] == first[0] and after_hour[1].temporary and after_hour[2].temporary
+    assert after_day.temporary
+
+
+CHILD = """
+import asyncio, collections, resource, sys
+from scanner.dns import Deadline, DnsClient
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+host, port = sys.argv[1].rsplit(":", 1)
+client = DnsClient([(host, int(port))], 3.0, cache_size=0)
+async def go():
+    d = Deadline(8)
+    names = [f"{i}.2.0.192.bl.test" for i in range(500)]
+    return await asyncio.gather(*(client.query(n, "A", d) for n in names))
+print(dict(collections.Counter(a.status.name for a in asyncio.run(go()))))
+"""
+
+
+def test_many_concurrent_queries_do_not_run_out_of_file_descriptors(
+        dns_server: DnsServer) -> None:
+    """500 look-ups at once (a few messages full of links) in a process allowed 128
+    files: each query on the wire holds a socket, so they take turns (MAX_IN_FLIGHT)
+    instead of failing with EMFILE (378 of 500 were ERROR before)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", CHILD, dns_server.resolver], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "{'NXDOMAIN': 495, 'OK': 5}"

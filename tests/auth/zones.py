@@ -118,6 +118,8 @@ def dnsbl_zones() -> dict[str, str]:
 {v6}        A 127.0.0.2
 """),
         "refused.test": zone_text("refused.test", "*  A 127.255.255.254\n"),
+        # a dead list left with a wildcard: lists everything, RFC 5782's 127.0.0.1 too
+        "dead.test": zone_text("dead.test", "*  A 127.0.0.2\n"),
         "ubl.test": zone_text("ubl.test", """
 evil-domain.test    A 127.0.1.2
 phish.test          A 127.0.1.4
