@@ -173,3 +173,20 @@ def test_unreadable_sealer_results_trust_nothing(aar: bytes) -> None:
     """Hostile or empty ARC-Authentication-Results never crash and never override."""
     arc = ArcResult("pass", 1, "success", "arc.test", aar)
     assert trusted_override(arc, "good.test", ("arc.test",)) == ""
+
+
+@pytest.mark.parametrize("aar", [
+    b'i=1; mx.arc.test; spf=fail reason="see; dkim=pass header.d=good.test"',
+    b'i=1; mx.arc.test; spf=fail (x (y (z (w; dkim=pass header.d=good.test)))) ;'
+    b" spf=none",
+    b'(i=2; x) i=1; mx.arc.test; dmarc=fail reason="a; dmarc=pass" header.from=good.test'])
+def test_results_inside_quotes_or_comments_trust_nothing(aar: bytes) -> None:
+    """A ``dkim=pass`` or ``dmarc=pass`` that stands inside a quoted string or a comment
+    of the sealer's ARC-Authentication-Results (text a sender may control, such as an
+    SPF explanation) is no result: the quoted one was read as an item and overrode."""
+    arc = ArcResult("pass", 1, "success", "arc.test", aar)
+    assert trusted_override(arc, "good.test", ("arc.test",)) == ""
+    real = aar.replace(b"spf=fail", b"dkim=pass header.d=good.test; spf=fail")
+    real = real.replace(b"dmarc=fail", b"dmarc=pass")
+    assert trusted_override(ArcResult("pass", 1, "success", "arc.test", real), "good.test",
+                            ("arc.test",)) == "arc.test", real
