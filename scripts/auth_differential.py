@@ -2,8 +2,9 @@
 
 Test messages are made at run time with a fresh key: ARC chains sealed with dkimpy's
 ``arc_sign`` (valid, refolded, reordered, more than 50 sets, tampered, broken
-structure) and DKIM signatures made by dkimpy, by our signer and by Mail::DKIM, over
-bodies with bare CR, bare LF, LF-only lines, trailing white space and ``l=``, and
+structure) or, for ARC-Message-Signatures without ``c=`` (simple/simple), with
+``tests/auth/arc_hand.py``, and DKIM signatures made by dkimpy, by our signer and by
+Mail::DKIM, over bodies with bare CR, bare LF, LF-only lines, trailing white space and ``l=``, and
 headers with trailing white space and obsolete folding; some are then changed the way
 transport changes them (``.postfix``: Postfix makes a bare LF or CR CR LF a CRLF and
 a bare CR inside a line a space; ``.lf-file``: a local file with LF lines).
