@@ -2,8 +2,9 @@
 
 Test messages are made at run time with a fresh key: ARC chains sealed with dkimpy's
 ``arc_sign`` (valid, refolded, reordered, more than 50 sets, tampered, broken
-structure) and DKIM signatures made by dkimpy, by our signer and by Mail::DKIM, over
-bodies with bare CR, bare LF, LF-only lines, trailing white space and ``l=``, and
+structure) or, for ARC-Message-Signatures without ``c=`` (simple/simple), with
+``tests/auth/arc_hand.py``, and DKIM signatures made by dkimpy, by our signer and by
+Mail::DKIM, over bodies with bare CR, bare LF, LF-only lines, trailing white space and ``l=``, and
 headers with trailing white space and obsolete folding; some are then changed the way
 transport changes them (``.postfix``: Postfix makes a bare LF or CR CR LF a CRLF and
 a bare CR inside a line a space; ``.lf-file``: a local file with LF lines).
@@ -188,6 +189,24 @@ def arc_cases(keys: KeyRing) -> dict[str, bytes]:
         "arc-cv-fail-latest": seal(keys, one, "relay2.test", "fail"),
         "arc-cv-pass-first": one.replace(b"cv=none", b"cv=pass"),
         "arc-instance-0": one.replace(b"i=1;", b"i=0;"),
+        **ams_without_c(keys),
+    }
+
+
+def ams_without_c(keys: KeyRing) -> dict[str, bytes]:
+    """ARC-Message-Signatures without c= (simple/simple, RFC 8617 4.1.2, RFC 6376 3.5)
+    over a header whose white space simple and relaxed see differently, sealed by
+    ``tests/auth/arc_hand.py`` (dkimpy's arc_sign always writes c=relaxed/relaxed)."""
+    from tests.auth.arc_hand import hand_sealed
+    spaced = (HEAD + BODIES["trailing-ws"]).replace(
+        b"Subject: minutes", b"Subject:  minutes \r\n\tof the meeting")
+    relaxed_first = hand_sealed(spaced, keys.pem, "relay1.test", "relaxed/relaxed")
+    return {
+        "arc-ams-no-c-simple": hand_sealed(spaced, keys.pem, "relay1.test", None),
+        "arc-ams-no-c-signed-relaxed": hand_sealed(spaced, keys.pem, "relay1.test", None,
+                                                   canon="relaxed/relaxed"),
+        "arc-ams-no-c-on-relaxed-set": hand_sealed(relaxed_first, keys.pem, "relay2.test",
+                                                   None, cv="pass"),
     }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from scanner.auth.arc import ArcResult
-from scanner.auth.authres import ResInfo, read_results
+from scanner.auth.authres import ResInfo, aar_results
 from scanner.auth.dmarc import aligned
 from scanner.auth.psl import normalise
 from scanner.auth.spf import valid_domain
@@ -54,8 +54,8 @@ def trusted_override(arc: ArcResult | None, from_domain: str, trusted: Sequence[
     sealer = normalise(arc.sealer)
     if not any(sealer == t or sealer.endswith("." + t) for t in trusted):
         return ""
-    _, _, results = arc.sealer_results.partition(b";")  # drop the leading i=N;
-    if not upstream_passed(read_results(results), normalise(from_domain), psl_file):
+    if not upstream_passed(aar_results(arc.sealer_results), normalise(from_domain),
+                           psl_file):
         return ""
     return sealer
 

@@ -22,9 +22,6 @@ from dataclasses import dataclass, field
 from scanner.headerfields import named
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-./=?^_`{|}~@]+$")
-_COMMENT = re.compile(rb"\((?:[^()\\]|\\.)*\)")
-_EQUALS = re.compile(r"\s*=\s*")
-_AUTHSERV_ID = re.compile(rb'\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;()"]+))')
 
 
 @dataclass(slots=True)
@@ -57,40 +54,146 @@ def header(authserv_id: str, items: list[ResInfo]) -> tuple[str, str]:
 def own_fields(raw: bytes, authserv_id: str) -> list[tuple[int, int]]:
     """Byte ranges (start, end) of the header fields of ``raw`` that are
     ``Authentication-Results`` with ``authserv_id`` as their authserv-id."""
-    wanted = authserv_id.strip().lower().encode("ascii", "replace")
+    wanted = authserv_id.strip().lower()
     found = []
     for hf in named(raw, ("Authentication-Results",)):
-        value = hf.value.replace(b"\r\n", b"").replace(b"\n", b"")
-        for _ in range(3):  # comments may nest: take the innermost ones out first
-            value = _COMMENT.sub(b" ", value)
-        ident = _AUTHSERV_ID.match(value)
-        if ident is None:
-            continue
-        text = ident.group(1) if ident.group(1) is not None else ident.group(2)
-        if text.replace(b"\\", b"").lower() == wanted:
+        first = next(iter(tokens(hf.value.decode("utf-8", "replace"))), None)
+        if first is not None and first.kind in (_WORD, _QUOTED) and \
+                first.text.lower() == wanted:
             found.append((hf.start, hf.end))
     return found
 
 
 def read_results(value: bytes) -> list[ResInfo]:
-    """The resinfo items of an Authentication-Results value (after its authserv-id),
-    comments removed (an unclosed one to the end); method, result and property names
-    in lower case. A quoted value
-    holding ``;`` is not supported: such an item is read cut short, never raised on."""
-    text = value.replace(b"\r\n", b"").replace(b"\n", b"")
-    for _ in range(3):
-        text = _COMMENT.sub(b" ", text)
-    text = text.partition(b"(")[0]  # an unclosed comment runs to the end
+    """The resinfo items of an Authentication-Results value (its authserv-id first),
+    comments removed; method, result and property names in lower case. Read as RFC
+    8601's grammar says: a ``;`` ends an item only outside a quoted string and a comment
+    (comments nest; a backslash escapes the next character in both); an unclosed quoted
+    string or comment runs to the end of the value. Never raises."""
+    return _resinfos(_segments(tokens(value.decode("utf-8", "replace")))[1:])
+
+
+def aar_results(value: bytes) -> list[ResInfo]:
+    """The resinfo items of an ARC-Authentication-Results value (``i=N;`` first, then
+    an Authentication-Results payload, RFC 8617 4.1.1), read as :func:`read_results`."""
+    return _resinfos(_segments(tokens(value.decode("utf-8", "replace")))[2:])
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A word, a quoted string's content (unescaped), ``;`` or ``=``; ``glued`` when no
+    white space or comment stands between it and the token before."""
+
+    kind: str
+    text: str
+    glued: bool = False
+
+
+_WORD, _QUOTED, _SEMI, _EQUAL = "word", "quoted", ";", "="
+_WHITE = " \t\r\n"
+
+
+def tokens(text: str) -> list[Token]:
+    """The tokens of an Authentication-Results value, comments and white space left out."""
+    out: list[Token] = []
+    at, glued = 0, False
+    while at < len(text):
+        char = text[at]
+        if char in _WHITE or char == "(":
+            at = _comment_end(text, at) if char == "(" else at + 1
+            glued = False
+            continue
+        if char == '"':
+            value, at = _quoted(text, at)
+            out.append(Token(_QUOTED, value, glued))
+        elif char in ";=":
+            out.append(Token(char, char, glued))
+            at += 1
+        else:
+            end = at
+            while end < len(text) and text[end] not in _WHITE and text[end] not in '();="':
+                end += 1
+            out.append(Token(_WORD, text[at:end], glued))
+            at = end
+        glued = True
+    return out
+
+
+def _comment_end(text: str, at: int) -> int:
+    """Where the comment opening at ``at`` ends (nested comments and escapes within)."""
+    depth = 0
+    while at < len(text):
+        char = text[at]
+        if char == "\\":
+            at += 1
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return at + 1
+        at += 1
+    return at
+
+
+def _quoted(text: str, at: int) -> tuple[str, int]:
+    """The content of the quoted string opening at ``at`` (escapes removed), and where
+    it ends."""
+    out, at = [], at + 1
+    while at < len(text) and text[at] != '"':
+        if text[at] == "\\" and at + 1 < len(text):
+            at += 1
+        out.append(text[at])
+        at += 1
+    return "".join(out), at + 1
+
+
+def _segments(found: list[Token]) -> list[list[Token]]:
+    """The tokens between top-level ``;``."""
+    parts: list[list[Token]] = [[]]
+    for token in found:
+        if token.kind == _SEMI:
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    return parts
+
+
+def _resinfos(parts: list[list[Token]]) -> list[ResInfo]:
     items = []
-    for part in _EQUALS.sub("=", text.decode("utf-8", "replace")).split(";")[1:]:
-        words = part.split()
-        method, _, result = (words[0] if words else "").partition("=")
-        if not method or not result:
+    for part in parts:
+        if len(part) < 3 or part[0].kind != _WORD or part[1].kind != _EQUAL:
             continue  # "none" or garbage
-        props = [(k.lower(), v.strip('"')) for k, _, v in (w.partition("=") for w in words[1:])
-                 if v]
-        items.append(ResInfo(method.lower(), result.lower(), props=props))
+        (method, result), *props = _pairs(part)
+        if result:
+            items.append(ResInfo(method.partition("/")[0].strip().lower(), result.lower(),
+                                 props=[(k.lower(), v) for k, v in props if k]))
     return items
+
+
+def _pairs(part: list[Token]) -> list[tuple[str, str]]:
+    """The ``name=value`` pairs of one resinfo; a value is a word or quoted string and
+    what is glued to it (``"a b"@example.com``)."""
+    pairs, at = [], 0
+    while at + 1 < len(part):
+        name, equal = part[at], part[at + 1]
+        if name.kind != _WORD or equal.kind != _EQUAL:
+            at += 1
+            continue
+        at += 2
+        pieces = []
+        while at < len(part) and part[at].kind in (_WORD, _QUOTED) and \
+                (not pieces or part[at].glued):
+            pieces.append(part[at])
+            at += 1
+        pairs.append((name.text, _joined(pieces)))
+    return pairs
+
+
+def _joined(pieces: list[Token]) -> str:
+    if len(pieces) == 1:
+        return pieces[0].text
+    return "".join(_value(p.text) if p.kind == _QUOTED else p.text for p in pieces)
 
 
 def _value(value: str) -> str:

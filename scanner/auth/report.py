@@ -149,9 +149,11 @@ def resinfos(out: Outcome) -> list[ResInfo]:
         comment = f"p={dm.policy} dis={dm.disposition}" if dm.policy else dm.reason
         props = [("header.from", dm.from_domain)]
         if out.arc_override and dm.result == "fail":
-            # ptype policy (RFC 8601 2.3): a local policy overrode the result
-            comment = f"p={dm.policy} dis=none; trusted ARC sealer {out.arc_override}"
-            props.append(("policy.override", "arc"))
+            # a local policy override: RFC 7489's local_policy, as RFC 8617 7.2 reports
+            # one based on ARC. No registered A-R property carries it (dmarc has only
+            # header.from and policy.dmarc), so the comment says it
+            comment = (f"p={dm.policy} dis=none; local_policy override: trusted ARC "
+                       f"sealer {out.arc_override}")
         items.append(ResInfo("dmarc", dm.result, comment, props))
     if out.arc is not None:
         comment = f"i={out.arc.instances}" if out.arc.instances else ""

@@ -42,23 +42,34 @@ def hand_signed(message: bytes, canon: str, signed: list[bytes], pem: bytes,
                 domain: str = "good.test", selector: str = "s1") -> bytes:
     """``message`` with a DKIM-Signature (rsa-sha256) made without dkimpy."""
     head, _, body = message.partition(b"\r\n\r\n")
-    fields = re.split(rb"\r\n(?![ \t])", head)
     header_relaxed, body_relaxed = (part == "relaxed" for part in canon.split("/"))
     bh = base64.b64encode(hashlib.sha256(canon_body(body, body_relaxed)).digest())
     tags = (f"v=1; a=rsa-sha256; c={canon}; d={domain}; s={selector}; "
             f"h={':'.join(n.decode() for n in signed)}; bh={bh.decode()}; b=").encode()
-    data = b""
+    data = signed_fields(head, signed, header_relaxed)
+    data += canon_field(b"DKIM-Signature: " + tags + b"\r\n", header_relaxed)[:-2]
+    return b"DKIM-Signature: " + tags + rsa_sign(data, pem) + b"\r\n" + message
+
+
+def signed_fields(head: bytes, signed: list[bytes], relaxed: bool) -> bytes:
+    """The header fields ``signed`` names, canonicalised, each name's last instance
+    first (RFC 6376 5.4.2)."""
+    fields = re.split(rb"\r\n(?![ \t])", head)
     by_name = {n.lower(): [f + b"\r\n" for f in fields
                            if f.split(b":")[0].strip(b" \t").lower() == n.lower()]
                for n in signed}
-    for name in signed:  # the last instance of a name first (RFC 6376 5.4.2)
+    data = b""
+    for name in signed:
         if by_name[name.lower()]:
-            data += canon_field(by_name[name.lower()].pop(), header_relaxed)
-    data += canon_field(b"DKIM-Signature: " + tags + b"\r\n", header_relaxed)[:-2]
+            data += canon_field(by_name[name.lower()].pop(), relaxed)
+    return data
+
+
+def rsa_sign(data: bytes, pem: bytes) -> bytes:
+    """The base64 rsa-sha256 signature of ``data`` with the key ``pem``."""
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, RSAPrivateKey)
-    b = base64.b64encode(key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
-    return b"DKIM-Signature: " + tags + b + b"\r\n" + message
+    return base64.b64encode(key.sign(data, padding.PKCS1v15(), hashes.SHA256()))
 
 
 def hand_verifies(raw: bytes, pem: bytes) -> bool:

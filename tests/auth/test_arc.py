@@ -16,8 +16,10 @@ import pytest
 from dns.rdtypes.ANY.TXT import TXT
 
 from scanner.auth.arc import ArcResult, verify_arc
+from scanner.auth.dkim_keys import tags as parse_tags
 from scanner.auth.keygen import generate, record_text
 from scanner.dns.client import Answer, Status
+from tests.auth.arc_hand import hand_sealed
 from tests.auth.conftest import run, run_inline
 
 MESSAGE = (b"From: Alice <alice@good.test>\r\nTo: list@lists.test\r\nSubject: minutes\r\n"
@@ -205,3 +207,40 @@ def test_changed_seal_or_results_fail(keys: Keys) -> None:
                      (b"d=relay1.test; s=arc;", b"d=relay2.test; s=arc;")):
         assert old in raw, old
         assert verify(keys, raw.replace(old, new, 1)).result == "fail", old
+
+
+def test_ams_without_c_is_simple(keys: Keys) -> None:
+    """RFC 8617 4.1.2 gives the ARC-Message-Signature the DKIM-Signature's semantics,
+    whose c= default is simple/simple (RFC 6376 3.5); Mail::DKIM and Exim read it so.
+    We read it as relaxed, as dkimpy's ARC verifier does: over a header whose white
+    space simple and relaxed see differently, an AMS signed simple without c= failed and
+    one signed relaxed without saying so passed. Sets made by a sealer written from the
+    RFC (tests/auth/arc_hand.py)."""
+    spaced = MESSAGE.replace(b"Subject: minutes", b"Subject:  minutes \r\n\tof the meeting")
+    simple = hand_sealed(spaced, keys.pem, "relay1.test", None)
+    ams = simple.split(b"ARC-Message-Signature:")[1].split(b"\r\n")[0]
+    assert "c" not in (parse_tags(ams) or {}) and "bh" in (parse_tags(ams) or {})
+    result = verify(keys, simple)
+    assert (result.result, result.instances) == ("pass", 1), result.reason
+    unsaid = hand_sealed(spaced, keys.pem, "relay1.test", None, canon="relaxed/relaxed")
+    result = verify(keys, unsaid)
+    assert result.result == "fail"
+    assert result.reason.startswith("the latest ARC-Message-Signature (i=1) did not verify")
+    on_relaxed = hand_sealed(hand_sealed(spaced, keys.pem, "relay1.test", "relaxed/relaxed"),
+                             keys.pem, "relay2.test", None, cv="pass")
+    result = verify(keys, on_relaxed)
+    assert (result.result, result.instances) == ("pass", 2), result.reason
+
+
+def test_hand_sealer_agrees_with_dkimpy_when_c_is_given(keys: Keys) -> None:
+    """The sealer the test above relies on makes sets dkimpy's ARC verifier takes when
+    the AMS says its c=, and none it takes after a change."""
+    spaced = MESSAGE.replace(b"Subject: minutes", b"Subject:  minutes \r\n\tof the meeting")
+    record = keys.record.encode()
+    for canon in ("simple/simple", "relaxed/relaxed", "relaxed/simple", "simple/relaxed"):
+        raw = hand_sealed(spaced, keys.pem, "relay1.test", canon)
+        assert dkim.arc_verify(raw, dnsfunc=lambda *_, **__: record)[0] == dkim.CV_Pass
+        assert verify(keys, raw).result == "pass", canon
+        changed = raw.replace(b"of the meeting", b"of the  meeting")
+        assert verify(keys, changed).result == ("pass" if canon.startswith("relaxed")
+                                                else "fail"), canon

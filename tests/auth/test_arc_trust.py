@@ -21,8 +21,14 @@ from tests.auth.test_auth_check import check_for, mail, scan, signed
 LIST = ClientInfo(addr="192.0.2.1", name="mail.arc.test", helo="mail.arc.test")
 BOUNCES = "list-bounces@arc.test"  # SPF passes, but does not align with good.test
 UPSTREAM = "dkim=pass header.d=good.test; dmarc=pass header.from=good.test"
-OVERRIDE = ("dmarc=fail (p=reject dis=none; trusted ARC sealer {}) header.from=good.test "
-            "policy.override=arc")
+OVERRIDE = ("dmarc=fail (p=reject dis=none; local_policy override: trusted ARC sealer {}) "
+            "header.from=good.test;")
+# The properties IANA's Email Authentication Methods registry has for the methods we
+# report (RFC 8601, RFC 6008, RFC 7489, RFC 8617 section 10)
+REGISTERED = {("spf", "smtp.mailfrom"), ("spf", "smtp.helo"), ("dkim", "header.d"),
+              ("dkim", "header.i"), ("dkim", "header.b"), ("dkim", "header.a"),
+              ("dkim", "header.s"), ("dmarc", "header.from"), ("dmarc", "policy.dmarc"),
+              ("arc", "smtp.remote-ip"), ("arc", "header.oldest-pass")}
 
 
 def seal(keys: Keys, raw: bytes, sealer: str, results: str = UPSTREAM, cv: str = "",
@@ -58,6 +64,21 @@ def test_trusted_valid_chain_overrides(dns_server: DnsServer, dkim_keys: Keys) -
     assert "DMARC_REJECT" not in hits
     assert hits["DMARC_ARC_OVERRIDE"].options == ("good.test", "arc.test")
     assert OVERRIDE.format("arc.test") in headers[0][1]
+
+
+def test_override_is_written_with_registered_names_only(dns_server: DnsServer,
+                                                        dkim_keys: Keys) -> None:
+    """Our header said ``policy.override=arc``: no such dmarc property is registered
+    (IANA's Email Authentication Methods: dmarc has header.from and policy.dmarc) and
+    "arc" is no DMARC override reason (RFC 7489 appendix C; RFC 8617 7.2 reports an
+    ARC-based override as local_policy). The override is in the comment."""
+    hits, headers = scan(check_for(dns_server, arc_trusted_sealers=["arc.test"]),
+                         listed(dkim_keys), BOUNCES, LIST)
+    assert "DMARC_ARC_OVERRIDE" in hits
+    items = read_results(headers[0][1].encode())
+    assert {i.method for i in items} == {"spf", "dkim", "dmarc", "arc"}
+    assert [(i.method, k) for i in items for k, _ in i.props
+            if (i.method, k) not in REGISTERED] == []
     assert load_scores().get("DMARC_ARC_OVERRIDE").weight <= 0
 
 
@@ -132,7 +153,7 @@ def test_dmarc_pass_gets_no_override(dns_server: DnsServer, dkim_keys: Keys) -> 
     hits, headers = scan(check_for(dns_server, arc_trusted_sealers=["arc.test"]), raw,
                          BOUNCES, LIST)
     assert {"DMARC_PASS", "ARC_VALID"} <= set(hits) and "DMARC_ARC_OVERRIDE" not in hits
-    assert "policy.override" not in headers[0][1]
+    assert "override" not in headers[0][1]
 
 
 @pytest.mark.parametrize("value", ["not a domain", "[192.0.2.1]", "", "localhost", 7])
@@ -173,3 +194,20 @@ def test_unreadable_sealer_results_trust_nothing(aar: bytes) -> None:
     """Hostile or empty ARC-Authentication-Results never crash and never override."""
     arc = ArcResult("pass", 1, "success", "arc.test", aar)
     assert trusted_override(arc, "good.test", ("arc.test",)) == ""
+
+
+@pytest.mark.parametrize("aar", [
+    b'i=1; mx.arc.test; spf=fail reason="see; dkim=pass header.d=good.test"',
+    b'i=1; mx.arc.test; spf=fail (x (y (z (w; dkim=pass header.d=good.test)))) ;'
+    b" spf=none",
+    b'(i=2; x) i=1; mx.arc.test; dmarc=fail reason="a; dmarc=pass" header.from=good.test'])
+def test_results_inside_quotes_or_comments_trust_nothing(aar: bytes) -> None:
+    """A ``dkim=pass`` or ``dmarc=pass`` that stands inside a quoted string or a comment
+    of the sealer's ARC-Authentication-Results (text a sender may control, such as an
+    SPF explanation) is no result: the quoted one was read as an item and overrode."""
+    arc = ArcResult("pass", 1, "success", "arc.test", aar)
+    assert trusted_override(arc, "good.test", ("arc.test",)) == ""
+    real = aar.replace(b"spf=fail", b"dkim=pass header.d=good.test; spf=fail")
+    real = real.replace(b"dmarc=fail", b"dmarc=pass")
+    assert trusted_override(ArcResult("pass", 1, "success", "arc.test", real), "good.test",
+                            ("arc.test",)) == "arc.test", real
