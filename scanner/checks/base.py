@@ -7,6 +7,7 @@ what that means. Checks are found through the ``scanner.checks`` entry point gro
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
@@ -44,6 +45,30 @@ class LastGood:
     def update(self, other: LastGood) -> None:
         """Take everything ``other`` holds (newer loads replace older ones)."""
         self._items.update(other._items)
+
+
+FileStamp = tuple[int, int, int] | None
+"""A file's inode, size and mtime (ns); None when it cannot be looked at."""
+
+
+def file_stamp(path: str) -> FileStamp:
+    """``path``'s :data:`FileStamp`: a replaced or rewritten file has another one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedFile:
+    """A data file a check asks ``scanner serve``'s master to look at every ``interval``
+    seconds (:mod:`scanner.serve.watch`): a change reloads as SIGHUP does. ``stamp``:
+    the file as the check read it."""
+
+    path: str
+    interval: float
+    stamp: FileStamp
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,16 @@
 """BAYES_*: the trained spam classifier's calibrated probability as SpamAssassin bands.
 
 The model file (``scanner/ml`` msgpack format, never pickle) is loaded at start and
-checked for changes every ``reload_interval`` seconds (its size, mtime and inode), and
-on SIGHUP: a new file written by ``scanner train``/``scanner learn`` (atomic replace) is
-loaded off the event loop, validated, and swapped in between messages. A file that
-fails to load is logged and the old model stays (also in a worker started after the
-file broke: it keeps the model the master read at start-up or at the last SIGHUP); an
-unusable *shipped* model only turns the check off (a model the admin configured must
-load, or start-up stops).
+reloaded on SIGHUP. ``scanner serve``'s master looks at the file every
+``reload_interval`` seconds (its size, mtime and inode, :meth:`Bayes.watched`) and
+treats a change as a SIGHUP (:mod:`scanner.serve.watch`): a new file written by
+``scanner train``/``scanner learn`` (atomic replace) is loaded in each worker's thread
+pool, validated, and swapped in between messages; no message waits for the file, and a
+message keeps the model it started with. A file that fails to load is logged (once per
+change) and the old model stays (also in a worker started after the file broke: it
+keeps the model the master read at start-up, at the last SIGHUP or the last change);
+an unusable *shipped* model only turns the check off (a model the admin configured
+must load, or start-up stops).
 Scoring runs in the worker's CPU pool.
 Symbols: ``BAYES_00`` ... ``BAYES_99`` and ``BAYES_999`` (with BAYES_99, as SpamAssassin);
 the option is the probability.
@@ -17,19 +20,17 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from scanner.checks.base import CheckContext
+from scanner.checks.base import CheckContext, WatchedFile, file_stamp
 from scanner.config.schema import opt
 from scanner.errors import ConfigError
 from scanner.ml.bands import BAND_NAMES, bands_for
 from scanner.ml.errors import ModelError
 from scanner.ml.model import Model, load_model
 from scanner.ml.shipped import shipped_model_path
-from scanner.pipeline.cpu import inline_cpu
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.checks.bayes")
@@ -40,8 +41,10 @@ class BayesSettings:
     """Settings of the classifier check ([checks.settings.bayes])."""
 
     model: str = opt("", "model file; empty = the shipped models/default.model")
-    reload_interval: float = opt(5.0, "seconds between checks for a new model file; 0 = "
-                                 "only on SIGHUP", min=0.0)
+    reload_interval: float = opt(5.0, "seconds between scanner serve's looks at the model "
+                                 "file; a changed file is reloaded as on SIGHUP (in the "
+                                 "workers' thread pools, never while a message waits); "
+                                 "0 = only on SIGHUP", min=0.0)
 
 
 class Bayes:
@@ -60,6 +63,7 @@ class Bayes:
         self._run_cpu = context.run_cpu
         self._model: Model | None = None
         self._last_good = context.last_good
+        self._stamp = file_stamp(self._path)  # before reading: a change meanwhile counts
         try:
             self._model = self._last_good.keep(("bayes", self._path), _load(self._path))
         except ModelError as exc:
@@ -72,8 +76,6 @@ class Bayes:
             else:
                 log.warning("shipped model unusable (%s): the classifier adds no symbols "
                             "until a model is trained (scanner train) or configured", exc)
-        self._stamp = self._file_stamp()
-        self._checked = time.monotonic()
 
     async def probe(self) -> str | None:
         """At start-up: None when a model is loaded, else what that means for mail."""
@@ -88,16 +90,14 @@ class Bayes:
         """The model in use (None when none could be loaded)."""
         return self._model
 
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self._path)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+    def watched(self) -> list[WatchedFile]:
+        """The model file, for the master's file watch (none with reload_interval 0)."""
+        return [WatchedFile(self._path, self._interval, self._stamp)] if self._interval else []
 
     def reload(self) -> bool:
-        """Load the model file again; keep the old model if the new one is bad."""
-        stamp = self._file_stamp()
+        """Load the model file again; keep the old model if the new one is bad (SIGHUP,
+        and the master's file watch; runs in the thread pool)."""
+        stamp = file_stamp(self._path)
         try:
             model = _load(self._path)
         except ModelError as exc:
@@ -109,16 +109,7 @@ class Bayes:
         log.info("model reloaded from %s", self._path)
         return True
 
-    async def _maybe_reload(self) -> None:
-        if not self._interval or time.monotonic() - self._checked < self._interval:
-            return
-        self._checked = time.monotonic()
-        if self._file_stamp() != self._stamp:
-            with inline_cpu(False):  # reading a model file: never in the event loop
-                await self._run_cpu(self.reload)
-
     async def run(self, task: Task) -> Iterable[Hit]:
-        await self._maybe_reload()
         model = self._model  # a reload swaps the reference; this message keeps its model
         if model is None:
             return []

@@ -21,6 +21,7 @@ from scanner.scores import ScoreTable
 from scanner.serve.logs import setup_logging
 from scanner.serve.master import Master, bind_listeners
 from scanner.serve.scoreboard import Scoreboard, StatusFileError
+from scanner.serve.watch import FileWatch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     hostname = configured_hostname(config.server.hostname)
     setup_logging(config.server, hostname, config.source)
     last_good = LastGood()  # what the checks loaded now, for every worker forked later
-    scores = _preflight(config, last_good)
+    scores, watch = _preflight(config, last_good)
     _check_tmp_dir(config)
     sockets = bind_listeners(config)
     workers = _workers(config)
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         ampdp = _bind_ampdp(config)
         try:
             return Master(config, sockets, hostname, workers, ampdp, board,
-                          last_good, scores).run()
+                          last_good, scores, watch).run()
         finally:
             board.close()
             if ampdp is not None:
@@ -140,13 +141,15 @@ def _scoreboard(config: cfgmod.Config, workers: int) -> Scoreboard:
                           f"set it to \"\" to run without a status file") from None
 
 
-def _preflight(config: cfgmod.Config, last_good: LastGood) -> ScoreTable:
+def _preflight(config: cfgmod.Config, last_good: LastGood) -> tuple[ScoreTable, FileWatch]:
     """Build the checks once in the master so a bad check setting stops start-up here;
-    the score table, read now for every worker forked later."""
+    the score table, read now for every worker forked later, and the watch of the files
+    the checks read (a change is reloaded as on SIGHUP)."""
     checks, scores = preflight(config, last_good)
+    watch = FileWatch.of_checks(checks)
     log = logging.getLogger("scanner")
     log.info("scanner starting (config %s), checks: %s", config.source,
              ", ".join(c.name for c in checks) or "none")
     for problem in probe_checks(checks):
         log.warning("%s", problem)
-    return scores
+    return scores, watch

@@ -11,9 +11,11 @@ A dispatcher for two kinds of clients:
 
 Who may connect is decided by the socket's mode and group and, per connection, by the
 peer's uid/gid (SO_PEERCRED) against ``[quarantine] allowed_uids``/``allowed_gids``: a
-gid counts when it is the peer process's (primary) gid or a group its user is a member
-of in the group database (``/etc/group``, NSS), as for a user added to an ``amavis``
-group.
+gid counts when it is the peer process's (primary) gid or one of its supplementary
+groups, as the kernel gives them at connect time (SO_PEERGROUPS, Linux 4.13): the
+groups the process really has, as for a user added to an ``amavis`` group who logged in
+again. Where the kernel does not give them (another system, more groups than fit), the
+group database (``/etc/group``, NSS) is asked for the memberships of the peer's user.
 
 The master binds the socket (:func:`bind_ampdp_socket`) before forking; each worker
 serves it with :func:`start_ampdp_server` (or :func:`serve_ampdp`).
@@ -177,6 +179,24 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux; Python 3.11 does not export it
+_GID = struct.Struct("I")  # gid_t
+PEERGROUPS_BUFFER = 1024  # bytes: the most Python's getsockopt reads (256 groups)
+
+
+def peer_groups(sock: socket.socket) -> list[int] | None:
+    """The supplementary groups the peer process had when it connected (SO_PEERGROUPS),
+    or None when the kernel does not say (not Linux, a kernel before 4.13, or more
+    groups than :data:`PEERGROUPS_BUFFER` holds)."""
+    if not hasattr(socket, "SO_PEERCRED"):  # not Linux: 59 means something else
+        return None
+    try:
+        data = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, PEERGROUPS_BUFFER)
+    except OSError:  # ENOPROTOOPT (old kernel), ERANGE (too many groups)
+        return None
+    return [g for (g,) in _GID.iter_unpack(data[:len(data) - len(data) % _GID.size])]
+
+
 def member_gids(uid: int, gid: int) -> list[int]:
     """The groups of the user with ``uid`` in the group database, with ``gid`` (the
     peer's own); just ``[gid]`` when no user has that uid (logged: its memberships
@@ -227,15 +247,18 @@ class AmpdpService:
         return (uid == os.geteuid() or uid in self.cfg.allowed_uids
                 or gid in self.cfg.allowed_gids)
 
-    async def permitted(self, uid: int, gid: int) -> bool:
-        """:meth:`allowed`, or the peer's user is a member of an allowed group (the
-        group database is read in a thread: NSS may ask a directory server)."""
+    async def permitted(self, uid: int, gid: int, groups: list[int] | None = None) -> bool:
+        """:meth:`allowed`, or one of the peer's supplementary ``groups`` is allowed;
+        without them (None: the kernel did not say), the peer's user is a member of an
+        allowed group in the group database (read in a thread: NSS may ask a directory
+        server)."""
         if self.allowed(uid, gid):
             return True
         if not self.cfg.allowed_gids or uid < 0:
             return False
-        groups = await asyncio.get_running_loop().run_in_executor(None, member_gids, uid,
-                                                                  gid)
+        if groups is None:
+            groups = await asyncio.get_running_loop().run_in_executor(None, member_gids,
+                                                                      uid, gid)
         return not set(groups).isdisjoint(self.cfg.allowed_gids)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -244,6 +267,7 @@ class AmpdpService:
             pid, uid, gid = peer_credentials(sock)
         except OSError:
             pid, uid, gid = 0, -1, -1
+        groups = peer_groups(sock)  # now: the groups it had when it connected
         permitted: bool | None = None  # decided at the first request
         try:
             while True:
@@ -258,7 +282,7 @@ class AmpdpService:
                     return
                 log_id = self.log_ids.next()
                 if permitted is None:
-                    permitted = await self.permitted(uid, gid)
+                    permitted = await self.permitted(uid, gid, groups)
                 if not permitted:
                     log.warning("(%s) AM.PDP: refused uid %d gid %d (pid %d %s)", log_id, uid,
                                 gid, pid, printable(_process_name(pid)))

@@ -39,8 +39,10 @@ class QuarantineConfig:
         [0], "user ids allowed to use the AM.PDP socket (checked with SO_PEERCRED); the "
         "user running scanner is always allowed")
     allowed_gids: tuple[int, ...] = opt([], "group ids whose members' processes may use "
-                                        "the AM.PDP socket (the peer process's gid, or a "
-                                        "group its user is a member of in /etc/group)")
+                                        "the AM.PDP socket (the peer process's gid or one "
+                                        "of its supplementary groups, SO_PEERGROUPS; "
+                                        "where the kernel does not give them, a group "
+                                        "its user is a member of in /etc/group)")
     require_secret: bool = opt(False, "AM.PDP release requests must carry the message's "
                                "secret_id (a secret_id that is given is always checked)")
     release_header: str = opt("X-Quarantine-Released",

@@ -4,7 +4,8 @@ Workers inherit the listening sockets and the kernel spreads new connections amo
 them. A worker dies with its master (PR_SET_PDEATHSIG), so a killed master never
 leaves orphans holding the ports. SIGTERM/SIGINT: the listening sockets are closed (new
 connections are refused), workers finish open transactions and exit; SIGHUP is passed
-on to the workers (reload hooks).
+on to the workers (reload hooks), and so is a change of a file the checks asked to
+have watched (the model, :mod:`scanner.serve.watch`).
 
 Watchdog: every worker has a slot on the shared scoreboard
 (:mod:`scanner.serve.scoreboard`) and beats there once a second from its event loop.
@@ -33,6 +34,7 @@ from scanner.registry import close_checks
 from scanner.scores import ScoreTable
 from scanner.serve.accept import worker_shares
 from scanner.serve.scoreboard import Scoreboard
+from scanner.serve.watch import FileWatch
 from scanner.serve.worker import RETIRED, run_worker
 
 log = logging.getLogger("scanner")
@@ -70,9 +72,10 @@ class Master:
     def __init__(self, config: Config, sockets: list, hostname: str, workers: int,
                  ampdp: socket.socket | None = None, board: Scoreboard | None = None,
                  last_good: LastGood | None = None,
-                 scores: ScoreTable | None = None) -> None:
+                 scores: ScoreTable | None = None, watch: FileWatch | None = None) -> None:
         """``scores``: the score table read at start (every worker uses this one);
-        None = each worker reads the score files itself."""
+        None = each worker reads the score files itself. ``watch``: the checks' files
+        whose change is reloaded as a SIGHUP is."""
         self._config = config
         self._scores = scores
         self._last_good = last_good if last_good is not None else LastGood()
@@ -88,6 +91,8 @@ class Master:
         self._failed_starts: dict[int, int] = {}  # slot -> workers in a row that died starting
         self._stopping = False
         self._hup_seen = False  # a SIGHUP came; the main loop checks the configuration
+        self._watch = watch
+        self._changed: list[str] = []  # watched files changed since the last check
         self._master_pid = os.getpid()
 
     def run(self) -> int:
@@ -119,6 +124,7 @@ class Master:
                 continue
             self._watchdog()  # also while stopping: a stuck worker never exits
             self._start_due()
+            self._watch_files()
             self._after_hup()
             time.sleep(POLL_INTERVAL)
         log.info("all workers stopped")
@@ -272,52 +278,73 @@ class Master:
         them nested until Python's recursion limit."""
         if os.getpid() != self._master_pid:
             return
-        for pid in list(self._children):
-            _kill(pid, signal.SIGHUP)
+        self._reload_workers()
         self._hup_seen = True
 
-    def _after_hup(self) -> None:
-        """In the main loop: check the configuration file once for the SIGHUPs seen
-        since the last check (:func:`report_config_on_hup`)."""
-        if not self._hup_seen or self._stopping:
+    def _reload_workers(self) -> None:
+        for pid in list(self._children):
+            _kill(pid, signal.SIGHUP)
+
+    def _watch_files(self) -> None:
+        """In the main loop: a watched file that changed is reloaded as on SIGHUP (the
+        workers reload in their thread pools; the master's check keeps what it loads
+        for the workers forked later)."""
+        if self._watch is None or self._stopping:
             return
+        changed = self._watch.changed()
+        if not changed:
+            return
+        log.info("%s changed; the workers reload the checks' data, as on SIGHUP",
+                 ", ".join(changed))
+        self._reload_workers()
+        self._changed.extend(p for p in changed if p not in self._changed)
+
+    def _after_hup(self) -> None:
+        """In the main loop: check the configuration file once for the SIGHUPs (and
+        watched files' changes) seen since the last check (:func:`report_config_on_hup`)."""
+        if not (self._hup_seen or self._changed) or self._stopping:
+            return
+        cause = "SIGHUP" if self._hup_seen else f"{', '.join(self._changed)} changed"
         self._hup_seen = False  # a SIGHUP during the check asks for one more
-        report_config_on_hup(self._config, self._last_good)
+        self._changed = []
+        report_config_on_hup(self._config, self._last_good, cause)
 
 
-def report_config_on_hup(config: Config, last_good: LastGood | None = None) -> None:
+def report_config_on_hup(config: Config, last_good: LastGood | None = None,
+                         cause: str = "SIGHUP") -> None:
     """SIGHUP reloads the checks' data, not the configuration file: say so when the file
     was changed, and warn at once when the next start would fail on it: the file does
     not load, or what start-up checks beyond it does not pass (a check's settings, a
-    score file, a path; as ``scanner config check`` does).
+    score file, a path; as ``scanner config check`` does). ``cause`` begins the log
+    lines: SIGHUP, or the watched files that changed (:mod:`scanner.serve.watch`).
 
     When the file is unchanged and passes, what its checks loaded now goes into
     ``last_good`` (the master's): a worker started later that finds a file broken falls
     back to this data, as the running workers keep it, not to what the master read at
-    start (a model replaced and reloaded since came back in that worker alone)."""
-    if not os.path.isfile(config.source):  # the shipped defaults
-        return
+    start (a model replaced and reloaded since came back in that worker alone). With
+    the shipped defaults (no file) only the checks' data is loaded again."""
     loaded = LastGood()
     try:
-        current = load(config.source)
+        current = load(config.source) if os.path.isfile(config.source) else config
         _validate_as_start_does(current, loaded)
     except ConfigError as exc:
-        log.error("SIGHUP: %s; still running with the configuration read at start "
-                  "(fix it before the next restart: scanner config check %s)", exc,
+        log.error("%s: %s; still running with the configuration read at start "
+                  "(fix it before the next restart: scanner config check %s)", cause, exc,
                   config.source)
         return
     except Exception:  # in the master's main loop: never let it end the master
-        log.exception("SIGHUP: checking %s as a start would failed; still running with "
+        log.exception("%s: checking %s as a start would failed; still running with "
                       "the configuration read at start (try: scanner config check %s)",
-                      config.source, config.source)
+                      cause, config.source, config.source)
         return
     if current != config:
-        log.warning("SIGHUP: %s has changed since start; SIGHUP reloads only the checks' "
-                    "data (model, rules): restart scanner serve to apply it", config.source)
+        log.warning("%s: %s has changed since start; SIGHUP reloads only the checks' "
+                    "data (model, rules): restart scanner serve to apply it", cause,
+                    config.source)
     elif last_good is not None:
         last_good.update(loaded)
-        log.info("SIGHUP: %s checked; a worker started from now on that finds a data file "
-                 "broken keeps what was read now", config.source)
+        log.info("%s: %s checked; a worker started from now on that finds a data file "
+                 "broken keeps what was read now", cause, config.source)
 
 
 def _validate_as_start_does(config: Config, loaded: LastGood | None = None) -> None:

@@ -1,5 +1,9 @@
 """SIGHUP in a worker: the checks reload their data (a new model, rule files, DKIM keys).
 
+The master sends it when it gets SIGHUP, and when a file the checks asked it to watch
+has changed (the classifier's model, :mod:`scanner.serve.watch`): one way to reload,
+whatever asked for it, and never in a message's path.
+
 Reloads run in the worker's thread pool, never in its event loop: loading a model or a
 rule set takes tens of milliseconds to seconds, and the loop serves every connection
 and beats the watchdog's heartbeat meanwhile. SIGHUPs are coalesced: one that comes

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from scanner import config as cfgmod
+from scanner.quarantine import ampdp as ampdp_module
 from scanner.quarantine.ampdp import bind_ampdp_socket
 from scanner.quarantine.ampdp_proto import decode, encode_field, format_attr, parse_line
 from scanner.quarantine.record import QuarantineError
@@ -203,11 +204,11 @@ def _unused_uid() -> int:
 
 
 def test_allowed_gids_admits_members_of_the_group_not_only_its_primary_gid(
-        server, public_dir: Path, group_member, caplog):
+        server, public_dir: Path, group_member):
     """allowed_gids is documented as the groups "whose members' processes may use" the
     socket, but only the peer process's primary gid was compared: a user who is a member
-    of the allowed group in /etc/group (an admin added to an amavis group) was refused.
-    Users that are not members, and a uid without a user entry, stay refused."""
+    of the allowed group (an admin added to an amavis group) was refused. Users that are
+    not members, and a uid without a user entry, stay refused."""
     uid, primary, member_of = group_member
     _, _, path = server(f"socket_mode = 0o666\nallowed_uids = [0]\n"
                         f"allowed_gids = [{member_of}]\n", sock_dir=public_dir)
@@ -216,7 +217,43 @@ def test_allowed_gids_admits_members_of_the_group_not_only_its_primary_gid(
     stranger = _unused_uid()
     assert f"permission%20denied:%20uid%20{stranger}%20" in _as_user(path, stranger, primary,
                                                                     [])
+
+
+def test_allowed_gids_are_the_groups_the_peer_process_has_not_what_etc_group_says(
+        server, public_dir: Path, group_member):
+    """The peer's groups were read from the group database for its uid, not taken from
+    the process: a process of a member that dropped the group (a daemon started without
+    initgroups, or before the user was added) got in, and a process that has the group
+    (newgrp, a service given SupplementaryGroups=) while /etc/group does not list its
+    user was refused. The kernel's SO_PEERGROUPS says which groups the peer has."""
+    uid, primary, member_of = group_member
+    _, _, path = server(f"socket_mode = 0o666\nallowed_uids = [0]\n"
+                        f"allowed_gids = [{member_of}]\n", sock_dir=public_dir)
+    assert f"permission%20denied:%20uid%20{uid}%20" in _as_user(path, uid, primary, [])
+    assert "nobody" not in grp.getgrgid(member_of).gr_mem  # the database says: no member
+    assert "unknown%20mail_id%20AAAAAAAAAAAA" in _as_user(path, 65534, 65534, [member_of])
+
+
+def test_without_peergroups_the_group_database_decides(server, public_dir: Path,
+                                                       group_member, monkeypatch, caplog):
+    """Where the kernel does not give the peer's groups, the group database is asked for
+    its user's memberships, and a uid without a user entry counts with its gid only."""
+    monkeypatch.setattr(ampdp_module, "peer_groups", lambda sock: None)
+    uid, primary, member_of = group_member
+    _, _, path = server(f"socket_mode = 0o666\nallowed_uids = [0]\n"
+                        f"allowed_gids = [{member_of}]\n", sock_dir=public_dir)
+    assert "unknown%20mail_id%20AAAAAAAAAAAA" in _as_user(path, uid, primary, [])
+    stranger = _unused_uid()
+    assert f"permission%20denied:%20uid%20{stranger}%20" in _as_user(path, stranger, primary,
+                                                                    [member_of])
     assert f"uid {stranger} has no entry in the user database" in caplog.text
+
+
+def test_peer_groups_are_the_connecting_process_s_groups():
+    a, b = socket.socketpair(socket.AF_UNIX)
+    with a, b:
+        groups = ampdp_module.peer_groups(a)
+    assert groups is not None and sorted(groups) == sorted(os.getgroups())
 
 
 def test_stale_live_and_foreign_files(tmp_path: Path):
