@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import smtplib
+import threading
 import time
 from pathlib import Path
 
 from scanner.checks.base import WatchedFile, file_stamp
+from scanner.serve import watch as watch_module
 from scanner.serve.watch import FileWatch
 from tests.helpers import smtp
 from tests.ml.conftest import synthetic_message
@@ -152,3 +154,29 @@ def test_a_change_is_reported_once_at_the_files_interval(tmp_path: Path):
     path.unlink()
     assert watch.changed(start + 20) == [str(path)]  # gone: a change too
     assert watch.changed(start + 25) == []
+
+
+def test_a_hung_stat_does_not_hold_the_master(tmp_path: Path, monkeypatch, caplog):
+    """The master's main loop looks at the files: a stat that hangs (NFS) must not stop
+    it from watching its workers; the change is seen once the stat returns, and the
+    hang is logged once."""
+    path = tmp_path / "m"
+    path.write_bytes(b"one")
+    watch = FileWatch([WatchedFile(str(path), 5.0, file_stamp(str(path)))])
+    release = threading.Event()
+
+    def hanging_stamp(name: str):  # type: ignore[no-untyped-def]
+        release.wait(8)
+        return file_stamp(name)
+
+    monkeypatch.setattr(watch_module, "file_stamp", hanging_stamp)
+    monkeypatch.setattr(watch_module, "STAT_TIMEOUT", 0.2, raising=False)
+    path.write_bytes(b"changed")
+    start = time.monotonic()
+    began = time.monotonic()
+    assert watch.changed(start + 5) == []
+    assert watch.changed(start + 10) == []
+    assert time.monotonic() - began < 5  # two looks, each given up after 0.2 s
+    assert caplog.text.count("takes over") == 1
+    release.set()
+    assert watch.changed(start + 15) == [str(path)]

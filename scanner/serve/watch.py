@@ -12,16 +12,25 @@ for the file to be read and parsed (on a slow or hung file system until
 worker started after the file broke again fell back to the model of the start.
 
 A file is reported once per change: a broken file is logged once by each reload, not
-at every interval.
+at every interval. The ``stat`` runs in a thread of its own and the master waits for it
+at most :data:`STAT_TIMEOUT`: on a hung file system (NFS) the master goes on watching
+its workers, and the file is looked at again once the hung ``stat`` returns.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from scanner.checks.base import FileStamp, WatchedFile, file_stamp
+
+log = logging.getLogger("scanner")
+
+STAT_TIMEOUT = 1.0
+"""Seconds the master waits for one ``stat`` of a watched file."""
 
 
 @dataclass(slots=True)
@@ -29,6 +38,8 @@ class _Entry:
     interval: float
     stamp: FileStamp
     due: float  # monotonic time of the next look
+    pending: Future[FileStamp] | None = None  # a stat that has not returned yet
+    hung: bool = False  # that stat was reported hung
 
 
 class FileWatch:
@@ -36,6 +47,7 @@ class FileWatch:
 
     def __init__(self, files: Iterable[WatchedFile]) -> None:
         now = time.monotonic()
+        self._pool: ThreadPoolExecutor | None = None  # started at the first look
         self._files: dict[str, _Entry] = {}
         for f in files:
             if f.interval > 0:
@@ -60,8 +72,25 @@ class FileWatch:
             if now < entry.due:
                 continue
             entry.due = now + entry.interval
-            stamp = file_stamp(path)
-            if stamp != entry.stamp:
+            looked, stamp = self._look(path, entry)
+            if looked and stamp != entry.stamp:
                 entry.stamp = stamp
                 out.append(path)
         return out
+
+    def _look(self, path: str, entry: _Entry) -> tuple[bool, FileStamp]:
+        """(True, the file's stamp), or (False, None) while its ``stat`` hangs."""
+        if entry.pending is None:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="file-watch")
+            entry.pending = self._pool.submit(file_stamp, path)
+        try:
+            stamp = entry.pending.result(timeout=STAT_TIMEOUT)
+        except TimeoutError:
+            if not entry.hung:  # once per hang
+                entry.hung = True
+                log.warning("looking at %s takes over %.0f s (a hung file system?); its "
+                            "changes are seen once that returns", path, STAT_TIMEOUT)
+            return False, None
+        entry.pending, entry.hung = None, False
+        return True, stamp
