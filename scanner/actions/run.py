@@ -1,7 +1,10 @@
 """Carry out the per-recipient verdicts of one message and build the replies.
 
-Order matters for "nothing is lost": the quarantine copy is written and fsynced first
-(a failure there defers the whole message), then the DSNs of bounced recipients go out
+Order matters for "nothing is lost": the archive copies go first (``archive_to``
+mailboxes, then ``archive_directory`` files; a copy not taken or not written defers the
+message, and a file of a message deferred later is removed, since the retry writes it
+again), then the quarantine copy is written and fsynced (a failure there defers the
+whole message), then the DSNs of bounced recipients go out
 (a DSN the next hop defers defers the whole message under SMTP, before any copy was
 delivered, so the retry duplicates nothing), then passed recipients are delivered in
 groups with identical edits, then notifications. Under SMTP a temporary failure
@@ -97,6 +100,7 @@ Deliver = Callable[[Task, Context, Outcome, list[int]], Awaitable[None]]
 
 
 async def carry_out(task: Task, ctx: Context) -> Outcome:
+    """Archive, quarantine, block, deliver and notify; the replies and log actions."""
     out = await _carry_out(task, ctx)
     await _unarchive_if_retried(task, ctx, out)
     return out
@@ -117,7 +121,9 @@ async def _carry_out(task: Task, ctx: Context) -> Outcome:
         return out
     live = [i for i in range(len(rcpts)) if i not in temp]
     unarchived = await _archive(task, ctx, out, live)
-    unarchived += await _archive_files(task, ctx, out, [i for i in live if i not in unarchived])
+    if not (unarchived and smtp):  # under SMTP all is deferred already
+        unarchived += await _archive_files(task, ctx, out,
+                                           [i for i in live if i not in unarchived])
     if unarchived:
         if smtp:
             return out
