@@ -19,12 +19,12 @@ rules: none to a faked or null sender, none above ``dsn_cutoff_level``) and 250.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scanner.actions import archiving
 from scanner.actions.bounce import bounce_allowed
 from scanner.actions.copies import send_copy
 from scanner.actions.headers import prefix_subject, without
@@ -33,7 +33,6 @@ from scanner.actions.recipient_notice import notify_recipients
 from scanner.actions.tagging import Edits, edits_for, spam_header_fields
 from scanner.dsn import build_failure_dsn, wants_failure_dsn
 from scanner.pipeline.parse import header_text
-from scanner.quarantine import archive
 from scanner.reinject.deliver import Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
@@ -101,15 +100,20 @@ Deliver = Callable[[Task, Context, Outcome, list[int]], Awaitable[None]]
 
 async def carry_out(task: Task, ctx: Context) -> Outcome:
     """Archive, quarantine, block, deliver and notify; the replies and log actions."""
-    out = await _carry_out(task, ctx)
-    await _unarchive_if_retried(task, ctx, out)
+    out = Outcome([""] * len(task.envelope.recipients))
+    try:
+        await _carry_out(task, ctx, out)
+    except BaseException:  # the caller answers 451 for all: the retry archives it again
+        archiving.drop_files(task, out)
+        raise
+    await archiving.unarchive_if_retried(task, ctx, out,
+                                         _retried(out.replies, ctx.protocol != "LMTP"))
     return out
 
 
-async def _carry_out(task: Task, ctx: Context) -> Outcome:
+async def _carry_out(task: Task, ctx: Context, out: Outcome) -> Outcome:
     rcpts = task.envelope.recipients
     verdicts = [task.verdicts[r.address] for r in rcpts]
-    out = Outcome([""] * len(rcpts))
     smtp = ctx.protocol != "LMTP"
     temp = [i for i, v in enumerate(verdicts) if v.destiny is Destiny.TEMPFAIL]
     for i in temp:
@@ -120,11 +124,9 @@ async def _carry_out(task: Task, ctx: Context) -> Outcome:
         out.act("TempFailed", ctx, task, range(len(rcpts)))
         return out
     live = [i for i in range(len(rcpts)) if i not in temp]
-    unarchived = await _archive(task, ctx, out, live)
-    if not (unarchived and smtp):  # under SMTP all is deferred already
-        unarchived += await _archive_files(task, ctx, out,
-                                           [i for i in live if i not in unarchived])
+    unarchived = await archiving.archive(task, ctx, out, live)
     if unarchived:
+        _defer(task, ctx, out, unarchived, "archiving failed")
         if smtp:
             return out
         live = [i for i in live if i not in unarchived]
@@ -218,87 +220,6 @@ async def _quarantine_to(task: Task, ctx: Context, rcpts: list[str]) -> None:
     targets = sorted({task.verdicts[r].policy.quarantine_to for r in rcpts} - {""})
     if targets:
         await send_copy(task, ctx.pool, targets, rcpts, "quarantine_to")
-
-
-async def _archive(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> list[int]:
-    """Send every message to its recipients' ``archive_to`` addresses (amavis's
-    ``archive_quarantine_to``), one copy per address naming the recipients it archives
-    for, before anything else happens to it. Returns the recipients whose archiving
-    failed (their replies set to 451; under SMTP every reply)."""
-    by_target: dict[str, list[int]] = {}
-    for i in idx:
-        target = task.verdicts[task.envelope.recipients[i].address].policy.archive_to
-        if target:
-            by_target.setdefault(target, []).append(i)
-    failed: list[int] = []
-    for target, members in sorted(by_target.items()):
-        rcpts = [task.envelope.recipients[i].address for i in members]
-        try:
-            await send_copy(task, ctx.pool, [target], rcpts, "archive_to")
-        except Exception as exc:
-            log.error("(%s) archiving to <%s> failed: %s; deferring", task.log_id, target, exc)
-            failed += members
-            if ctx.protocol != "LMTP":
-                break
-            continue
-        out.mailed_archive = True
-        out.add("Archived")
-    if failed:
-        _defer(task, ctx, out, failed, "archiving failed")
-    return failed
-
-
-async def _archive_files(task: Task, ctx: Context, out: Outcome, idx: list[int]
-                         ) -> list[int]:
-    """Write every message into its recipients' ``archive_directory`` (amavis's local:
-    archive), one file per directory naming the recipients it archives for, before
-    anything else happens to it. Returns the recipients whose copy could not be written
-    (their replies set to 451; under SMTP every reply)."""
-    by_dir: dict[str, list[int]] = {}
-    for i in idx:
-        directory = task.verdicts[task.envelope.recipients[i].address].policy.archive_directory
-        if directory:
-            by_dir.setdefault(os.path.normpath(directory), []).append(i)
-    failed: list[int] = []
-    for directory, members in sorted(by_dir.items()):
-        rcpts = [task.envelope.recipients[i].address for i in members]
-        try:
-            path = await ctx.run_cpu(lambda d=directory, r=rcpts: archive.write_copy(
-                d, mail_id=task.mail_id, raw=task.raw, sender=task.envelope.sender,
-                recipients=r, subdir_levels=ctx.subdir_levels))
-        except Exception as exc:
-            log.error("(%s) archiving in %s failed: %s; deferring", task.log_id, directory,
-                      exc)
-            failed += members
-            if ctx.protocol != "LMTP":
-                break
-            continue
-        out.archived.append((path, members))
-        out.add("Archived")
-    if failed:
-        _defer(task, ctx, out, failed, "archiving failed")
-    return failed
-
-
-async def _unarchive_if_retried(task: Task, ctx: Context, out: Outcome) -> None:
-    """An archive file was written, but every recipient it is for will be tried again:
-    the retry writes it again under a new mail_id. Remove this one so the archive holds
-    one copy per message, not one per attempt (as :func:`_unstore_if_retried`)."""
-    retried = _retried(out.replies, ctx.protocol != "LMTP")
-    for path, members in list(out.archived):
-        if not all(retried[i] for i in members):
-            continue
-        try:
-            await ctx.run_cpu(lambda p=path: archive.remove_copy(p))
-        except Exception as exc:  # a second copy after the retry is untidy, not a loss
-            log.warning("(%s) deferred, but its archive copy %s stays: %s", task.log_id,
-                        path, exc)
-            continue
-        log.info("(%s) deferred: archive copy %s removed (the retry writes it again)",
-                 task.log_id, path)
-        out.archived.remove((path, members))
-    if not out.archived and not out.mailed_archive:
-        out.actions = [a for a in out.actions if a != "Archived"]
 
 
 def _defer(task: Task, ctx: Context, out: Outcome, idx: list[int], why: str) -> None:

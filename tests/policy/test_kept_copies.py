@@ -204,6 +204,19 @@ def test_a_deferred_message_leaves_no_archive_file_per_attempt(sink, caplog, tmp
     assert "Archived" not in summary(caplog)
 
 
+def test_an_error_after_archiving_leaves_no_archive_file(sink, caplog, tmp_path):
+    """Delivery raises (an internal failure): the filter answers 451 and Postfix
+    retries, which archives the message again; this attempt's file goes."""
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("delivery broke")
+
+    replies, _ = run(sink, f'archive_directory = "{tmp_path}/archive"\n', [],
+                     ["bob@example.test"], deliver=broken)
+    assert [r[:3] for r in replies] == ["451"]
+    assert _archive_files(tmp_path / "archive") == []
+    assert "removed (the retry writes it again)" in caplog.text
+
+
 def test_over_lmtp_an_archive_file_stays_for_recipients_that_were_delivered(sink,
                                                                              tmp_path):
     policy = f'archive_directory = "{tmp_path}/archive"\n'
