@@ -47,9 +47,11 @@ def render(s: Summary) -> str:
         client = "LOCAL " + client
     if s.policy_banks:
         client = "/".join(s.policy_banks) + " " + client
-    # amavis lists its status names sorted (its counters' keys), Quarantined after them
-    actions = sorted(a for a in s.actions if a != "Quarantined")
-    actions += ["Quarantined"] if "Quarantined" in s.actions else []
+    # amavis lists its status names sorted (its counters' keys), then what do_quarantine
+    # added: Quarantined, Archived
+    last = ("Quarantined", "Archived")
+    actions = sorted(a for a in s.actions if a not in last)
+    actions += [a for a in last if a in s.actions]
     parts = [
         f"({s.log_id}) {s.verb} {s.category} {{{','.join(actions)}}}",
         f"{client} <{s.sender}> -> " + ",".join(f"<{r}>" for r in s.recipients),

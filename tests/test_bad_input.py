@@ -222,6 +222,9 @@ def test_a_fifo_among_the_rule_files_is_skipped_not_waited_on(tmp_path: Path):
      "'server.log_file' {missing}/scanner.log: the directory {missing} does not exist"),
     ('[quarantine]\ndirectory = "{file}/quarantine"\nampdp_socket = ""\n',
      "'quarantine.directory' {file}/quarantine: cannot create it: {file} is not a directory"),
+    ('[policy.recipients."@example.com"]\narchive_directory = "{file}/archive"\n',
+     "'policy.recipients.\"@example.com\".archive_directory' {file}/archive: cannot "
+     "create it: {file} is not a directory"),
     ('[quarantine]\nsocket_group = "no-such-group-here"\n',
      "'quarantine.socket_group' 'no-such-group-here': no such group"),
 ])

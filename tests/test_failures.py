@@ -171,6 +171,17 @@ def _children(pid: int) -> list[int]:
      "'policy.recipients.\"@x.org\".quarantine_to' = 'q@' is not an address"),
     ('[policy]\narchive_to = "archive"\n',
      "'policy.archive_to' = 'archive' is not an address"),
+    ('[policy]\narchive_to = "/var/lib/scanner/archive"\n',
+     "archive_directory writes them to files"),
+    # the quarantine's expiry would remove archive files (no index row) from below it
+    ('[policy]\narchive_directory = "archive"\n',
+     "'policy.archive_directory' = 'archive': write an absolute path"),
+    ('[quarantine]\ndirectory = "/srv/q"\n[policy.recipients."@x.org"]\n'
+     'archive_directory = "/srv/q/archive/"\n',
+     "'policy.recipients.\"@x.org\".archive_directory' = '/srv/q/archive/' overlaps "
+     "'quarantine.directory' ('/srv/q')"),
+    ('[policy_banks.B]\narchive_directory = "/var/lib/scanner/quarantine"\n',
+     "overlaps 'quarantine.directory'"),
     # a misspelt listener bank gave that listener's mail the inbound policy, silently
     ('[[listeners]]\npolicy_bank = "ORIGINATNG"\n',
      "'listeners[0].policy_bank' = 'ORIGINATNG' names no policy bank; use one of "
@@ -259,6 +270,21 @@ def test_serve_names_an_unusable_file_or_directory_setting(tmp_path: Path, setti
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run.stderr
     assert f"{config}: {needle.format(missing=missing)}" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_serve_stops_at_an_archive_directory_it_cannot_create(tmp_path: Path):
+    """Found at start, not by every message it would defer (451) while running."""
+    (tmp_path / "a-file").write_text("")
+    config = tmp_path / "scanner.toml"
+    config.write_text(f"[[listeners]]\nport = {free_port()}\n[quarantine]\n"
+                      f"directory = \"{tmp_path}/q\"\nampdp_socket = \"\"\n"
+                      f"[policy_banks.B]\narchive_directory = \"{tmp_path}/a-file/archive\"\n")
+    run = subprocess.run([sys.executable, "-m", "scanner", "serve", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert (f"{config}: 'policy_banks.\"B\".archive_directory' {tmp_path}/a-file/archive: "
+            "cannot create it: Not a directory") in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
 
 

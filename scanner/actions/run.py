@@ -1,7 +1,10 @@
 """Carry out the per-recipient verdicts of one message and build the replies.
 
-Order matters for "nothing is lost": the quarantine copy is written and fsynced first
-(a failure there defers the whole message), then the DSNs of bounced recipients go out
+Order matters for "nothing is lost": the archive copies go first (``archive_to``
+mailboxes, then ``archive_directory`` files; a copy not taken or not written defers the
+message, and a file of a message deferred later is removed, since the retry writes it
+again), then the quarantine copy is written and fsynced (a failure there defers the
+whole message), then the DSNs of bounced recipients go out
 (a DSN the next hop defers defers the whole message under SMTP, before any copy was
 delivered, so the retry duplicates nothing), then passed recipients are delivered in
 groups with identical edits, then notifications. Under SMTP a temporary failure
@@ -18,8 +21,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from scanner.actions import archiving
 from scanner.actions.bounce import bounce_allowed
 from scanner.actions.copies import send_copy
 from scanner.actions.headers import prefix_subject, without
@@ -45,6 +50,10 @@ class Outcome:
     actions: list[str] = field(default_factory=list)
     queued_as: list[str] = field(default_factory=list)
     quarantine: str | None = None
+    archived: list[tuple[Path, list[int]]] = field(default_factory=list)
+    """Archive files written (``archive_directory``), each with its recipients' indexes."""
+    mailed_archive: bool = False
+    """An ``archive_to`` mailbox took a copy (it stays archived, whatever follows)."""
 
     def add(self, action: str) -> None:
         if action not in self.actions:
@@ -79,6 +88,8 @@ class Context:
     """What happens to the passed recipients instead of delivery to the next hop (AM.PDP
     scanning for a milter: the MTA keeps the message, :mod:`scanner.serve.pdp_scan`);
     it sets their replies and actions. None: :func:`_deliver_groups`."""
+    subdir_levels: int = 1
+    """The quarantine's layout, also used for archive files."""
 
     def direction_of(self, address: str) -> str:
         return self.directions.get(address, "Inbound")
@@ -88,9 +99,21 @@ Deliver = Callable[[Task, Context, Outcome, list[int]], Awaitable[None]]
 
 
 async def carry_out(task: Task, ctx: Context) -> Outcome:
+    """Archive, quarantine, block, deliver and notify; the replies and log actions."""
+    out = Outcome([""] * len(task.envelope.recipients))
+    try:
+        await _carry_out(task, ctx, out)
+    except BaseException:  # the caller answers 451 for all: the retry archives it again
+        archiving.drop_files(task, out)
+        raise
+    await archiving.unarchive_if_retried(task, ctx, out,
+                                         _retried(out.replies, ctx.protocol != "LMTP"))
+    return out
+
+
+async def _carry_out(task: Task, ctx: Context, out: Outcome) -> Outcome:
     rcpts = task.envelope.recipients
     verdicts = [task.verdicts[r.address] for r in rcpts]
-    out = Outcome([""] * len(rcpts))
     smtp = ctx.protocol != "LMTP"
     temp = [i for i, v in enumerate(verdicts) if v.destiny is Destiny.TEMPFAIL]
     for i in temp:
@@ -101,8 +124,9 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
         out.act("TempFailed", ctx, task, range(len(rcpts)))
         return out
     live = [i for i in range(len(rcpts)) if i not in temp]
-    unarchived = await _archive(task, ctx, out, live)
+    unarchived = await archiving.archive(task, ctx, out, live)
     if unarchived:
+        _defer(task, ctx, out, unarchived, "archiving failed")
         if smtp:
             return out
         live = [i for i in live if i not in unarchived]
@@ -196,31 +220,6 @@ async def _quarantine_to(task: Task, ctx: Context, rcpts: list[str]) -> None:
     targets = sorted({task.verdicts[r].policy.quarantine_to for r in rcpts} - {""})
     if targets:
         await send_copy(task, ctx.pool, targets, rcpts, "quarantine_to")
-
-
-async def _archive(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> list[int]:
-    """Send every message to its recipients' ``archive_to`` addresses (amavis's
-    ``archive_quarantine_to``), one copy per address naming the recipients it archives
-    for, before anything else happens to it. Returns the recipients whose archiving
-    failed (their replies set to 451; under SMTP every reply)."""
-    by_target: dict[str, list[int]] = {}
-    for i in idx:
-        target = task.verdicts[task.envelope.recipients[i].address].policy.archive_to
-        if target:
-            by_target.setdefault(target, []).append(i)
-    failed: list[int] = []
-    for target, members in sorted(by_target.items()):
-        rcpts = [task.envelope.recipients[i].address for i in members]
-        try:
-            await send_copy(task, ctx.pool, [target], rcpts, "archive_to")
-        except Exception as exc:
-            log.error("(%s) archiving to <%s> failed: %s; deferring", task.log_id, target, exc)
-            failed += members
-            if ctx.protocol != "LMTP":
-                break
-    if failed:
-        _defer(task, ctx, out, failed, "archiving failed")
-    return failed
 
 
 def _defer(task: Task, ctx: Context, out: Outcome, idx: list[int], why: str) -> None:

@@ -109,6 +109,11 @@ def check_paths(config: cfgmod.Config) -> None:
     if not os.path.isdir(existing):
         raise ConfigError(f"{src}: 'quarantine.directory' {directory}: cannot create it: "
                           f"{existing} is not a directory")
+    for where, table in cfgmod.policy_tables(config):
+        archive = getattr(table, "archive_directory", None)
+        if archive and not os.path.isdir(_nearest_existing(archive)):
+            raise ConfigError(f"{src}: '{where}.archive_directory' {archive}: cannot "
+                              f"create it: {_nearest_existing(archive)} is not a directory")
     group = config.quarantine.socket_group
     if config.quarantine.ampdp_socket and group and not group.isdigit():
         try:

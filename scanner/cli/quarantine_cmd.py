@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
-from scanner.policy.decide import CATEGORY_KEY
+from scanner.policy.decide import PRECEDENCE
 from scanner.quarantine.record import QuarantineError, QuarantineRecord, mail_id_from
 from scanner.quarantine.text import printable
 from scanner.quarantine.when import format_time, parse_duration, parse_since
@@ -104,9 +104,9 @@ def _category(text: str) -> str:
     """``--category``: a category the quarantine holds, as amavis or the configuration
     writes it (BAD-HEADER or bad_header); a misspelt one would list nothing."""
     name = text.strip().upper().replace("_", "-")
-    if name not in CATEGORY_KEY:
+    if name not in PRECEDENCE:  # CLEAN and SPAMMY too: quarantine_passed = ["clean"]
         raise argparse.ArgumentTypeError(f"{text!r} is not a quarantine category; use one "
-                                         f"of {', '.join(CATEGORY_KEY)}")
+                                         f"of {', '.join(PRECEDENCE)}")
     return name
 
 

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     last_good = LastGood()  # what the checks loaded now, for every worker forked later
     scores, watch = _preflight(config, last_good)
     _check_tmp_dir(config)
+    _make_archive_directories(config)
     sockets = bind_listeners(config)
     workers = _workers(config)
     pid_fd = _write_pid_file(config) if config.server.pid_file else -1
@@ -71,6 +72,20 @@ def _check_tmp_dir(config: cfgmod.Config) -> None:
         raise ConfigError(f"{config.source}: 'server.tmp_dir' {path}: {reason}; create it "
                           "for the user running scanner serve, or set it to \"\" for the "
                           "system default")
+
+
+def _make_archive_directories(config: cfgmod.Config) -> None:
+    """Create the ``archive_directory`` of every policy table now: one we cannot create
+    stops the start, rather than deferring every message it archives."""
+    for where, table in cfgmod.policy_tables(config):
+        path = getattr(table, "archive_directory", None)
+        if not path:
+            continue
+        try:
+            os.makedirs(path, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{config.source}: '{where}.archive_directory' {path}: "
+                              f"cannot create it: {exc.strerror}") from None
 
 
 def _write_pid_file(config: cfgmod.Config) -> int:

@@ -182,6 +182,14 @@ def _check_listener_bank(config: Config, index: int, bank: str) -> None:
         "policy_banks settings without changing the policy)")
 
 
+def policy_tables(config: Config) -> list[tuple[str, object]]:
+    """``[policy]``, each policy bank and each per-recipient table, with its key path."""
+    tables: list[tuple[str, object]] = [("policy", config.policy)]
+    tables += [(f'policy_banks."{n}"', bank) for n, bank in config.policy_banks.items()]
+    tables += [(f'policy.recipients."{n}"', t) for n, t in config.policy.recipients.items()]
+    return tables
+
+
 def _check_address_patterns(config: Config) -> None:
     """Recipient table keys and sender lists hold address patterns, which all have an @
     (a bare domain never matches: amavis's form is @domain or @.domain)."""
@@ -192,10 +200,7 @@ def _check_address_patterns(config: Config) -> None:
                               f"an address pattern and never matches; write '@{pattern}' for "
                               f"the domain, '@.{pattern}' for it and its subdomains, or "
                               f"'user@{pattern}'")
-    tables = [("policy", config.policy)]
-    tables += [(f'policy_banks."{n}"', bank) for n, bank in config.policy_banks.items()]
-    tables += [(f'policy.recipients."{n}"', t) for n, t in config.policy.recipients.items()]
-    for where, table in tables:
+    for where, table in policy_tables(config):
         for name in ("allow_senders", "block_senders"):
             for i, pattern in enumerate(getattr(table, name, None) or ()):
                 if "@" not in pattern and pattern != "<>":
@@ -206,6 +211,8 @@ def _check_address_patterns(config: Config) -> None:
         _check_notify_admin(src, where, getattr(table, "notify_admin", None) or {})
         for key in ("quarantine_to", "archive_to"):
             _check_copy_address(src, f"{where}.{key}", getattr(table, key, None) or "")
+        _check_archive_directory(config, f"{where}.archive_directory",
+                                 getattr(table, "archive_directory", None) or "")
         if getattr(table, "notify_recipient", None) and not config.policy.local_domains:
             # an empty list calls every recipient local: outsiders would be told too
             raise ConfigError(f"{src}: '{where}.notify_recipient' needs "
@@ -237,9 +244,26 @@ def _check_copy_address(src: str, key: str, address: str) -> None:
                     or "<" in address or ">" in address):
         hint = ("held mail is stored in quarantine.directory anyway, so leave it empty "
                 "unless a mailbox should get a copy too") if key.endswith("quarantine_to") \
-            else "the archive is a mailbox that gets a copy of every message"
+            else ("archive_to is a mailbox that gets a copy of every message; "
+                  "archive_directory writes them to files")
         raise ConfigError(f"{src}: '{key}' = {address!r} is not an address "
                           f"(user@example.com); {hint}")
+
+
+def _check_archive_directory(config: Config, key: str, directory: str) -> None:
+    """An archive directory is absolute and outside the quarantine's: the quarantine's
+    sweep removes files it has no index row for, and reindex would list them as held."""
+    if not directory:
+        return
+    where = f"{config.source}: '{key}' = {directory!r}"
+    if not os.path.isabs(directory):
+        raise ConfigError(f"{where}: write an absolute path (/var/lib/scanner/archive)")
+    archive = os.path.normpath(directory)
+    quarantine = os.path.normpath(config.quarantine.directory)
+    if os.path.commonpath([archive, quarantine]) in (archive, quarantine):
+        raise ConfigError(f"{where} overlaps 'quarantine.directory' ({quarantine!r}), "
+                          "whose expiry removes files it holds no index row for; put the "
+                          "archive beside it (/var/lib/scanner/archive)")
 
 
 def render(config: Config) -> str:

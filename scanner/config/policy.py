@@ -17,6 +17,8 @@ from scanner.config.schema import opt
 
 DESTINY_NAMES = ("pass", "discard", "bounce", "reject")
 CATEGORY_KEYS = ("virus", "banned", "unchecked", "spam", "bad_header", "oversized")
+PASSED_KEYS = (*CATEGORY_KEYS, "clean")
+"""``quarantine_passed`` also takes ``clean``: amavis's $clean_quarantine_method."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,9 @@ class PolicyConfig:
     quarantine_passed: tuple[str, ...] = opt(
         [], "categories whose passed mail (destiny pass, or a lover) is kept in the "
         "quarantine as well, as amavis does whenever the category's *_quarantine_to is "
-        "set (Debian's amavis keeps passed spam this way)", choices=CATEGORY_KEYS)
+        "set (Debian's amavis keeps passed spam this way); clean: mail of none of virus, "
+        "banned, unchecked, spam, bad_header (CLEAN, SPAMMY, OVERSIZED: amavis's "
+        "$clean_quarantine_method)", choices=PASSED_KEYS)
     spam_quarantine_cutoff_level: float = opt(
         0.0, "spam at or above this score (or from a block_senders sender) is not kept "
         "in the quarantine, only its destiny applies (amavis's $sa_quarantine_cutoff_level); "
@@ -106,6 +110,12 @@ class PolicyConfig:
                           "archive_quarantine_to): whatever the verdict, before it is "
                           "delivered or blocked, from <> with X-Envelope-From/-To in "
                           "front; not taken = 451; empty = no archive")
+    archive_directory: str = opt(
+        "", "write a copy of every message into this directory (amavis's local: "
+        "archive_quarantine_method): one gzip file per message, DIR/7/archive-MAILID.gz "
+        "(quarantine.subdir_levels), the envelope in front as in the quarantine; "
+        "whatever the verdict, fsynced before anything else happens to it; not written "
+        "= 451; an absolute path outside quarantine.directory; empty = none")
     on_check_failure: str = opt(
         "tempfail", "a check that crashed: tempfail (451, Postfix retries) or unchecked "
         "(pass, tagged UNCHECKED)", choices=("tempfail", "unchecked"))

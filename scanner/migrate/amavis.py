@@ -22,6 +22,7 @@ from typing import Any
 from scanner import config as cfgmod
 from scanner.config import _toml_value
 from scanner.errors import ConfigError
+from scanner.migrate.amavis_copies import map_copies
 from scanner.migrate.amavis_render import render
 from scanner.migrate.amavis_tables import (
     ADMINS,
@@ -170,6 +171,7 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
     _reinject(last, conv, handled)
     _status_file(last, conv, handled)
     _clamd(last, conv, handled)
+    map_copies(last, conv, handled)
     for target, statement in last.items():
         if target not in handled:
             conv.note(statement, _why_not(statement, conv.predefined))

@@ -127,11 +127,14 @@ ADVICE: dict[str, str] = {
     "$warn_offsite": "scanner tells local recipients only (policy.local_domains), as amavis "
     "does by default",
     "$penpals_threshold_high": "see $penpals_bonus_score",
-    "$archive_quarantine_to": "scanner archives to a mailbox: policy.archive_to = "
-    "\"archive@example.com\" gets a copy of every message through the next hop "
-    "(amavis's local: file archive has no equivalent)",
-    "$archive_quarantine_method": "see $archive_quarantine_to",
-    "@archive_quarantine_to_maps": "see $archive_quarantine_to",
+    "$spam_quarantine_bysender_to": "amavis's by-sender spam quarantine (one more copy "
+    "of SPAM to a destination looked up by the envelope sender) has no equivalent: "
+    "scanner decides copies per recipient and stores held spam once, its sender in the "
+    "index (`scanner quarantine list --category spam --json` shows it); for spam your "
+    "own users send, the usual use, give their policy bank ([policy_banks.ORIGINATING] "
+    "or a listener's bank) quarantine_to = \"ADDRESS\" and keep \"spam\" in its "
+    "quarantine (or quarantine_passed if it passes)",
+    "@spam_quarantine_bysender_to_maps": "see $spam_quarantine_bysender_to",
     "@spam_notifyadmin_cutoff_level_maps": "one level for everyone: policy."
     "spam_notify_admin_cutoff_level (per recipient in [policy.recipients.\"PATTERN\"])",
     "$unix_socketname": "the AM.PDP socket for amavisd-release and amavisd-milter is "

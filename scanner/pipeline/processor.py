@@ -157,7 +157,8 @@ class Processor:
             pool=self._pool, scores=self._scores, hostname=self._hostname, port=listener.port,
             protocol=listener.protocol, directions=self._directions(task, listener),
             virus_scanned=self._virus_scanner, quarantine=self._quarantine,
-            run_cpu=self._run_cpu, signers=self._signers, deliver=deliver))
+            run_cpu=self._run_cpu, signers=self._signers, deliver=deliver,
+            subdir_levels=self._config.quarantine.subdir_levels))
         self._after_delivery(task, outcome)
         return outcome.replies, self._log_summary(task, outcome)
 

@@ -10,7 +10,8 @@ whose destiny is not ``pass`` and which the recipient does not love blocks (so a
 lover still does not get a virus that is also spam his spam destiny discards); with no
 blocking category the verdict's category is the highest one found, and the mail is
 also kept in the quarantine when ``quarantine_passed`` lists that category (amavis
-quarantines by category whatever the destiny). A BAD-HEADER bounce
+quarantines by category whatever the destiny; ``clean`` stands for mail of no category
+amavis quarantines on its own). A BAD-HEADER bounce
 from the null sender or bulk mail passes instead (amavis: its DSN would be suppressed
 and such headers are mostly harmless). Symbols flagged ``tempfail`` (e.g. CLAMAV_FAIL)
 defer the message.
@@ -32,6 +33,8 @@ CATEGORY_KEY = {"VIRUS": "virus", "BANNED": "banned", "UNCHECKED": "unchecked",
                 "SPAM": "spam", "BAD-HEADER": "bad_header", "OVERSIZED": "oversized"}
 DESTINY = {"pass": Destiny.PASS, "discard": Destiny.DISCARD, "bounce": Destiny.BOUNCE,
            "reject": Destiny.REJECT}
+OWN_QUARANTINE = ("virus", "banned", "unchecked", "spam", "bad_header")
+"""Categories amavis quarantines by their own $*_quarantine_method."""
 ALLOW, BLOCK = "SENDER_ALLOWLISTED", "SENDER_BLOCKLISTED"
 KIND_OF_CATEGORY = {"VIRUS": "virus", "UNCHECKED": "virus", "BANNED": "banned",
                     "BAD-HEADER": "header"}
@@ -109,15 +112,24 @@ def decide(task: Task, address: str, policy: PolicyConfig, scores: ScoreTable,
         verdict.category, verdict.destiny = cat, destiny
         verdict.quarantine = key in policy.quarantine and _kept(verdict, key, policy)
         return verdict
-    kept = [k for k in map(CATEGORY_KEY.get, present) if k in policy.quarantine_passed]
+    kept = [k for k in passed_keys(present) if k in policy.quarantine_passed]
     verdict.quarantine = bool(kept) and _kept(verdict, kept[0], policy)
     return verdict
 
 
+def passed_keys(present: tuple[str, ...]) -> list[str]:
+    """The ``quarantine_passed`` keys of passed mail of the categories ``present``:
+    theirs, and ``clean`` when none has a quarantine of its own in amavis (its
+    %quarantine_method_by_ccat has none for SPAMMY and OVERSIZED, which fall back to
+    CC_CLEAN's $clean_quarantine_method)."""
+    keys = [k for k in map(CATEGORY_KEY.get, present) if k is not None]
+    return keys if any(k in OWN_QUARANTINE for k in keys) else [*keys, "clean"]
+
+
 def _kept(verdict: Verdict, key: str, policy: PolicyConfig) -> bool:
     """Whether mail of category ``key`` that the policy would keep is worth keeping."""
-    return not (key == "spam"
-                and beyond_spam_cutoff(verdict, policy.spam_quarantine_cutoff_level))
+    spam = key == "spam" or verdict.category == "SPAMMY"  # amavis: CC_SPAM or CC_SPAMMY
+    return not (spam and beyond_spam_cutoff(verdict, policy.spam_quarantine_cutoff_level))
 
 
 def beyond_spam_cutoff(verdict: Verdict, cutoff: float) -> bool:

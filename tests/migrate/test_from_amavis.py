@@ -295,3 +295,70 @@ def test_a_pass_destiny_notes_that_amavis_also_quarantined_passed_mail(tmp_path:
     notes = toml[toml.index("# Not converted"):]
     assert 'add "spam" to policy.quarantine_passed' in notes
     assert 'add "virus"' not in notes
+
+
+def _notes(toml: str) -> str:
+    return toml[toml.index("# Not converted"):] if "# Not converted" in toml else ""
+
+
+@pytest.mark.parametrize(("text", "directory", "mailbox"), [
+    # Conf.pm's default $archive_quarantine_to = 'archive-quarantine' -> $QUARANTINEDIR
+    ("$archive_quarantine_method = 'local:archive/%m';\n", "/var/lib/scanner/archive", ""),
+    ("$archive_quarantine_method = 'local:archive-%m.gz';\n"
+     "$archive_quarantine_to = '%a';\n", "/var/lib/scanner/archive", ""),
+    # an address: amavis mails it ($notify_method instead of local:)
+    ("$archive_quarantine_method = 'local:archive/%m';\n"
+     "$archive_quarantine_to = \"archive\\@example.com\";\n", "", "archive@example.com"),
+    ("$archive_quarantine_method = 'smtp:[127.0.0.1]:10025';\n"
+     "$archive_quarantine_to = \"archive\\@example.com\";\n", "", "archive@example.com"),
+    # amavis's default: no method, no archive
+    ("$archive_quarantine_to = 'archive-quarantine';\n", "", ""),
+    ("$archive_quarantine_method = 'local:archive/%m';\n$archive_quarantine_to = undef;\n",
+     "", ""),
+    # forms scanner has no equivalent of: noted
+    ("$archive_quarantine_method = 'local:x';\n$archive_quarantine_to = 'archive-mbox';\n",
+     "", ""),
+    ("$archive_quarantine_method = 'sql:';\n", "", ""),
+])
+def test_amavis_archive_becomes_archive_directory_or_archive_to(tmp_path: Path, text: str,
+                                                               directory: str, mailbox: str):
+    config, toml = _convert(tmp_path, "$QUARANTINEDIR = '/var/lib/amavis/virusmails';\n"
+                            + text)
+    assert (config.policy.archive_directory, config.policy.archive_to) == (directory,
+                                                                          mailbox)
+    notes = _notes(toml)
+    if directory:
+        assert "amavis wrote /var/lib/amavis/virusmails/archive" in toml
+    elif not mailbox and "archive_quarantine_method" in text:
+        assert "archive" in notes and "$archive_quarantine_" in notes, toml
+    assert "no scanner equivalent" not in notes
+
+
+def test_per_recipient_archive_maps_are_noted(tmp_path: Path) -> None:
+    config, toml = _convert(tmp_path, "$archive_quarantine_method = 'local:archive/%m';\n"
+                            "@archive_quarantine_to_maps = ({'a@example.com' => 'x'});\n")
+    assert config.policy.archive_directory == "/var/lib/scanner/archive"
+    assert "per-recipient lookups: write [policy.recipients" in _notes(toml)
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("$clean_quarantine_method = 'local:clean-%m';\n", True),   # to clean-quarantine
+    ("$clean_quarantine_method = 'sql:';\n", True),              # amavis's SQL quarantine
+    ("$clean_quarantine_method = undef;\n", False),              # amavis's default
+    ("$clean_quarantine_method = 'local:clean-%m';\n$clean_quarantine_to = undef;\n", False),
+    ("$clean_quarantine_method = 'local:clean-%m';\n"
+     "$clean_quarantine_to = \"clean\\@example.com\";\n", False),  # mailed, not kept: noted
+])
+def test_amavis_clean_quarantine_becomes_quarantine_passed_clean(tmp_path: Path, text: str,
+                                                                 kept: bool):
+    config, toml = _convert(tmp_path, text)
+    assert config.policy.quarantine_passed == (("clean",) if kept else ())
+    if "@" in text:
+        assert 'policy.quarantine_passed = ["clean"]' in _notes(toml)
+
+
+def test_the_by_sender_spam_quarantine_is_explained(tmp_path: Path) -> None:
+    _, toml = _convert(tmp_path, "$spam_quarantine_bysender_to = 'sender-quarantine';\n")
+    notes = _notes(toml)
+    assert "by-sender spam quarantine" in notes and "[policy_banks.ORIGINATING]" in notes
+    assert "no scanner equivalent\n" not in notes

@@ -1,6 +1,7 @@
 """Copies a site keeps: ``archive_to`` (amavis's archive_quarantine_to as a mailbox: every
 message, whatever its verdict, taken by the next hop before anything else happens to it),
-passed mail in the quarantine (``quarantine_passed``) and amavis's spam cutoffs for the
+``archive_directory`` (amavis's local: archive: the same, written to a file), passed mail
+in the quarantine (``quarantine_passed``, ``clean`` too) and amavis's spam cutoffs for the
 quarantine and admin notices."""
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import logging
 
 import pytest
 
-from tests.policy.test_recipient_mix import BAYES, RAW, WORM, copies, run, summary
+from scanner.quarantine import envelope, files
+from tests.policy.test_recipient_mix import BADH, BAYES, RAW, WORM, copies, run, summary
 
 ARCHIVE = 'archive_to = "archive@example.test"\n'
 
@@ -129,3 +131,117 @@ def test_passed_spam_is_kept_when_quarantine_passed_lists_it(sink, caplog, polic
     if kept:
         assert q.stored[0]["category"] == "SPAM"
         assert q.stored[0]["recipients"] == ["bob@example.test"]
+
+
+def _archive_files(directory) -> list:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def test_every_message_is_written_to_the_archive_directory(sink, caplog, tmp_path):
+    """amavis's $archive_quarantine_method = 'local:archive/%m': one file per message,
+    whatever its verdict, written as the quarantine writes (gzip, envelope in front)."""
+    policy = f'archive_directory = "{tmp_path}/archive"\n'
+    replies, q = run(sink, policy, [], ["bob@example.test"], sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["250"] and "bob@example.test" in copies(sink)
+    [path] = _archive_files(tmp_path / "archive")
+    assert path == tmp_path / "archive" / "a" / "archive-abcdefghijkl.gz"
+    env, raw = envelope.split(files.read_gz(path))
+    assert raw == RAW
+    assert (env.sender, env.recipients, env.mail_id) == (
+        "alice@example.org", ["bob@example.test"], "abcdefghijkl")
+    assert "{Archived" not in summary(caplog) and "RelayedInbound,Archived}" in summary(caplog)
+    path.unlink()
+    caplog.clear()
+    replies, q = run(sink, policy, [WORM], ["bob@example.test"], sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["250"] and len(q.stored) == 1  # discarded, held
+    assert len(_archive_files(tmp_path / "archive")) == 1
+    assert "{DiscardedInbound,Quarantined,Archived}" in summary(caplog)
+
+
+def test_one_archive_file_per_directory_naming_its_recipients(sink, tmp_path):
+    policy = (f'archive_directory = "{tmp_path}/main"\n'
+              f'[policy.recipients."@other.test"]\narchive_directory = "{tmp_path}/other/"\n'
+              '[policy.recipients."eve@example.test"]\narchive_directory = ""\n')
+    run(sink, policy, [], ["bob@example.test", "carol@example.test", "dan@other.test",
+                           "eve@example.test"])
+    [main] = _archive_files(tmp_path / "main")
+    [other] = _archive_files(tmp_path / "other")
+    assert envelope.split(files.read_gz(main))[0].recipients == ["bob@example.test",
+                                                                 "carol@example.test"]
+    assert envelope.split(files.read_gz(other))[0].recipients == ["dan@other.test"]
+
+
+@pytest.mark.parametrize("protocol", ["ESMTP", "LMTP"])
+def test_an_archive_file_not_written_defers_before_anything_is_delivered(sink, caplog,
+                                                                         tmp_path, protocol):
+    """As a mailbox copy not taken: the message (over LMTP: its recipients that archive
+    there) is deferred with 451, nothing else happens to it."""
+    (tmp_path / "file").write_bytes(b"not a directory")
+    policy = (f'archive_directory = "{tmp_path}/file/archive"\n'
+              '[policy.recipients."carol@example.test"]\narchive_directory = ""\n')
+    replies, q = run(sink, policy, [WORM], ["bob@example.test", "carol@example.test"],
+                     protocol=protocol)
+    if protocol == "ESMTP":
+        assert [r[:3] for r in replies] == ["451", "451"], replies
+        assert sink.received == [] and q.stored == []
+    else:
+        assert [r[:3] for r in replies] == ["451", "250"], replies
+        assert q.stored[0]["recipients"] == ["carol@example.test"]
+    assert f"archiving in {tmp_path}/file/archive failed" in caplog.text
+    assert "TempFailed" in summary(caplog) and "Archived" not in summary(caplog)
+
+
+def test_a_deferred_message_leaves_no_archive_file_per_attempt(sink, caplog, tmp_path):
+    """Archived, then the next hop defers the delivery: Postfix retries, which archives
+    it again under a new mail_id, so this attempt's file is removed (one per message)."""
+    policy = f'archive_directory = "{tmp_path}/archive"\n'
+    sink.behaviour.rcpt_reply = lambda r: "451 4.3.0 try later"
+    replies, _ = run(sink, policy, [], ["bob@example.test"])
+    assert [r[:3] for r in replies] == ["451"]
+    assert _archive_files(tmp_path / "archive") == []
+    assert "archive copy" in caplog.text and "removed (the retry writes it again)" \
+        in caplog.text
+    assert "Archived" not in summary(caplog)
+
+
+def test_an_error_after_archiving_leaves_no_archive_file(sink, caplog, tmp_path):
+    """Delivery raises (an internal failure): the filter answers 451 and Postfix
+    retries, which archives the message again; this attempt's file goes."""
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("delivery broke")
+
+    replies, _ = run(sink, f'archive_directory = "{tmp_path}/archive"\n', [],
+                     ["bob@example.test"], deliver=broken)
+    assert [r[:3] for r in replies] == ["451"]
+    assert _archive_files(tmp_path / "archive") == []
+    assert "removed (the retry writes it again)" in caplog.text
+
+
+def test_over_lmtp_an_archive_file_stays_for_recipients_that_were_delivered(sink,
+                                                                             tmp_path):
+    policy = f'archive_directory = "{tmp_path}/archive"\n'
+    sink.behaviour.rcpt_reply = (lambda r: "451 4.3.0 try later" if r.startswith("carol")
+                                 else "250 2.1.5 Ok")
+    replies, _ = run(sink, policy, [], ["bob@example.test", "carol@example.test"],
+                     protocol="LMTP")
+    assert [r[:3] for r in replies] == ["250", "451"]
+    assert len(_archive_files(tmp_path / "archive")) == 1
+
+
+@pytest.mark.parametrize(("hits", "extra", "category"), [
+    ([], "", "CLEAN"),
+    ([BAYES], "tag2_level = 5.0\n", "SPAMMY"),             # below kill_level: no spam
+    ([BAYES], "tag2_level = 5.0\nspam_quarantine_cutoff_level = 5.5\n", None),
+    ([BAYES], "tag2_level = 2.0\nkill_level = 2.0\n", None),  # spam: its own key
+    ([BADH], "", None),                                    # bad_header: its own key
+])
+def test_quarantine_passed_clean_keeps_mail_amavis_clean_quarantines(sink, caplog, hits,
+                                                                     extra, category):
+    """amavis's $clean_quarantine_method: passed mail of no category with a quarantine
+    of its own (CLEAN, and SPAMMY, which falls back to CC_CLEAN) is kept and released
+    like any held mail; spam cutoffs apply to SPAMMY as amavis applies them."""
+    replies, q = run(sink, "quarantine_passed = ['clean']\n" + extra, hits,
+                     ["bob@example.test"])
+    assert [r[:3] for r in replies] == ["250"] and "bob@example.test" in copies(sink)
+    assert [s["category"] for s in q.stored] == ([category] if category else [])
+    assert ("Quarantined" in summary(caplog)) is bool(category)

@@ -54,7 +54,7 @@ class FakeQuarantine:
 
 def run(sink: Sink, policy: str, hits: list[Hit], rcpts: list[str | Recipient],
         sender: str = "promo@spam.example", protocol: str = "ESMTP", raw: bytes = RAW,
-        mail_params: tuple = ()) -> tuple[list[str], FakeQuarantine]:
+        mail_params: tuple = (), deliver: Any = None) -> tuple[list[str], FakeQuarantine]:
     config = loads('[checks]\nenabled = []\n[quarantine]\nampdp_socket = ""\n'
                    "[policy]\nlocal_domains = ['example.test']\n" + policy, "t.toml")
     kinds = {"clamav": "virus", "banned": "banned", "badheader": "header", "bayes": "spam",
@@ -78,7 +78,7 @@ def run(sink: Sink, policy: str, hits: list[Hit], rcpts: list[str | Recipient],
 
     async def go() -> list[str]:
         try:
-            return await proc.handle(task, Listener(10024, protocol, ""))
+            return await proc.handle(task, Listener(10024, protocol, ""), deliver)
         finally:
             await proc._pool.close()
 

@@ -37,6 +37,19 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, env=env, timeout=60)
 
 
+def test_passed_clean_and_spammy_mail_is_listed_by_its_category(setup):
+    """quarantine_passed = ["clean"] keeps CLEAN and SPAMMY mail; --category clean was
+    refused as "not a quarantine category", so it could not be listed on its own."""
+    config, q = setup
+    store(q, subject="spam one")
+    clean = store(q, category="CLEAN", subject="clean one")
+    spammy = store(q, category="SPAMMY", subject="spammy one")
+    for name, rec in (("clean", clean), ("SPAMMY", spammy)):
+        out = cli(config, "list", "--json", "--category", name)
+        assert out.returncode == 0, out.stderr
+        assert [r["mail_id"] for r in json.loads(out.stdout)] == [rec.mail_id]
+
+
 def test_list_show_and_raw(setup):
     config, q = setup
     spam = store(q, subject="spam one")
