@@ -6,6 +6,8 @@ broken quarantine defers mail until it works again."""
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import io
 import shutil
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 
 from scanner.testing.clamd import ClamdInstance, clamd_binary, eicar
 from scanner.testing.postfix import make_base_dir
+from tests.helpers import mime_tools_structure
 from tests.postfix_stack import Stack, require_postfix, split_delivered, wait_ids
 
 pytestmark = [pytest.mark.postfix, pytest.mark.slow]
@@ -50,7 +53,7 @@ def stack():
     clamd.start()
     extra = (f'\n[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
              f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\n' + POLICY)
-    s = Stack(extra=extra).start()
+    s = Stack(extra=extra, domains=("example.test", "exämple.test")).start()
     s.postfix.add_users("bouncer", "rejecter", "lover", "tagged")
     yield s
     s.remove()
@@ -123,6 +126,36 @@ def test_banned_with_bounce_destiny_sends_dsn_to_sender(stack: Stack):
     assert b"Content-Type: text/rfc822-headers" in dsn[0]
     assert b'filename="docs.zip"' not in dsn[0] and b"see zip" not in dsn[0]
     assert _delivered_to(stack, "bouncer", "banned1") == []
+
+
+def test_dsn_for_smtputf8_mail_reaches_a_utf8_sender(stack: Stack, tmp_path):
+    """The DSN to alice@exämple.test went out without SMTPUTF8: Postfix's smtpd refused
+    the recipient (501 5.1.3 Bad recipient address syntax), we logged it, and the sender
+    never heard of the bounce. Now it arrives, in RFC 6533 form, as Postfix's own
+    bounce of SMTPUTF8 mail: message/global-delivery-status, message/global-headers."""
+    sender = "alice@exämple.test"
+    data = _banned("banned8").replace(b"Subject: policy banned8",
+                                         "Subject: Grüße banned8".encode())
+    stack.postfix.send(sender, "bouncer@example.test", data, mail_options=["SMTPUTF8"])
+    line = _line(stack, "banned8")
+    assert "{BouncedInbound,Quarantined}" in line, line
+    deadline = time.monotonic() + 30
+    dsn = []
+    while time.monotonic() < deadline and not dsn:
+        dsn = [p.read_bytes() for p in stack.postfix.maildir_messages("alice")
+               if "exämple.test" in str(p) and b"banned8@example.org" in p.read_bytes()]
+        time.sleep(0.2)
+    assert dsn, "no DSN in the sender's Maildir\n" + stack.postfix.log_tail(20)
+    msg = email.message_from_bytes(dsn[0], policy=email.policy.default)
+    assert msg["Auto-Submitted"] == "auto-replied" and msg["To"] == sender
+    assert [p.get_content_type() for p in msg.iter_parts()] == [
+        "text/plain", "message/global-delivery-status", "message/global-headers"]
+    assert b"Final-Recipient: rfc822; bouncer@example.test" in dsn[0]
+    assert b"Status: 5.7.0" in dsn[0] and "Subject: Grüße banned8".encode() in dsn[0]
+    assert b"see zip" not in dsn[0]
+    assert mime_tools_structure(dsn[0], tmp_path) == [
+        "global-delivery-status", "text/plain 7bit", "message/global-delivery-status 7bit",
+        "message/global-headers 8bit"]
 
 
 def test_spam_with_reject_destiny_is_refused_to_postfix(stack: Stack):

@@ -92,7 +92,7 @@ def copies(sink: Sink) -> dict[str, bytes]:
 
 def dsns(sink: Sink) -> list[Any]:
     return [m for m in sink.received
-            if m.sender == "<>" and b"report-type=delivery-status" in m.data]
+            if m.sender == "<>" and b"Content-Type: multipart/report;" in m.data]
 
 
 def head(data: bytes) -> bytes:
@@ -259,6 +259,21 @@ def test_bounce_dsn_returns_headers_only(sink):
     assert b"Message-ID: <mix@spam.example>" in data
     assert b"BODYMARK" not in data
     assert list(copies(sink)) == ["carol@example.test"]
+
+
+def test_a_dsn_to_a_utf8_sender_goes_out_with_smtputf8_and_8bitmime(sink):
+    """Without SMTPUTF8 a next hop must refuse RCPT TO:<jörg@exämple.org> (Postfix:
+    501 5.1.3), and the DSN was lost; its 8-bit parts need BODY=8BITMIME."""
+    policy = '[policy.recipients."bouncer@example.test"]\nbanned_destiny = "bounce"\n'
+    raw = RAW.replace(b"Subject: offer", "Subject: Grüße".encode())
+    replies, _ = run(sink, policy, [BANNED], ["bouncer@example.test"],
+                     sender="jörg@exämple.org", raw=raw,
+                     mail_params=(("SMTPUTF8", None), ("BODY", "8BITMIME")))
+    assert "DSN was sent" in replies[0], replies
+    [dsn] = dsns(sink)
+    assert dsn.recipients == ["jörg@exämple.org"]
+    assert {tuple(p) for p in dsn.mail_params} >= {("SMTPUTF8", None), ("BODY", "8BITMIME")}
+    assert b"report-type=global-delivery-status" in dsn.data
 
 
 def test_dsn_deferred_by_the_next_hop_defers_before_any_copy_went_out(sink):
