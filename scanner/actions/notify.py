@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, make_msgid
 
-from scanner.pipeline.parse import header_text
+from scanner.pipeline.parse import header_display
 from scanner.policy.decide import beyond_spam_cutoff
 from scanner.reinject.deliver import Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
@@ -62,8 +62,8 @@ def build_notice(task: Task, admin: str, category: str, hostname: str,
         f"Recipients: {rcpts[0]}",
         *(f"            {r}" for r in rcpts[1:]),
         f"Client:     [{task.client.addr or ''}] {task.client.name or ''}",
-        f"Subject:    {header_text(task.message, 'Subject')}",
-        f"Message-ID: {header_text(task.message, 'Message-ID')}",
+        f"Subject:    {header_display(task.message, 'Subject')}",
+        f"Message-ID: {header_display(task.message, 'Message-ID')}",
         f"Symbols:    {' '.join(symbols)}",
         f"Quarantine: {quarantine or '(not quarantined)'}",
         "",
