@@ -261,6 +261,22 @@ def test_bounce_dsn_returns_headers_only(sink):
     assert list(copies(sink)) == ["carol@example.test"]
 
 
+def test_one_dsn_for_every_bounced_recipient_of_a_message(sink, caplog):
+    """amavis sends one DSN per message listing the recipients (RFC 3461 5.2.8: one DSN
+    may describe several); scanner sent one per bounced recipient, so a message to 50
+    colleagues came back 50 times. A recipient with NOTIFY=NEVER stays out of it."""
+    policy = "banned_destiny = 'bounce'\n"
+    rcpts = ["bob@example.test", "carol@example.test",
+             Recipient("dave@example.test", (("NOTIFY", "NEVER"),))]
+    replies, _ = run(sink, policy, [BANNED], rcpts, sender="alice@example.org")
+    assert ["DSN was sent" in r for r in replies] == [True, True, False], replies
+    [dsn] = dsns(sink)
+    assert b"Final-Recipient: rfc822; bob@example.test" in dsn.data
+    assert b"Final-Recipient: rfc822; carol@example.test" in dsn.data
+    assert b"dave@example.test" not in dsn.data
+    assert "{BouncedInbound,NoBounceInbound,Quarantined}" in summary(caplog)
+
+
 def test_a_dsn_to_a_utf8_sender_goes_out_with_smtputf8_and_8bitmime(sink):
     """Without SMTPUTF8 a next hop must refuse RCPT TO:<jörg@exämple.org> (Postfix:
     501 5.1.3), and the DSN was lost; its 8-bit parts need BODY=8BITMIME."""
