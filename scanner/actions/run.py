@@ -374,8 +374,10 @@ async def _partial_failure(task: Task, ctx: Context, out: Outcome) -> list[str]:
     failed = [i for i, r in enumerate(replies) if r.startswith("5")]
     if not failed:
         return replies
+    # amavis applies its DSN rules to every failure, a next hop's refusal too: no DSN
+    # for spam above the cutoff, a faked-sender virus or bulk mail (backscatter)
     notify = [i for i in failed if wants_failure_dsn(task, rcpts[i])
-              and (i not in policy_rejected or bounce_allowed(task, verdicts[i]))]
+              and bounce_allowed(task, verdicts[i])]
     done = "no DSN sent"
     if notify:
         sent = await _send_dsn(task, ctx, [(rcpts[i], replies[i]) for i in notify])

@@ -372,6 +372,23 @@ def test_a_deferred_message_leaves_no_held_copy_per_attempt(sink, caplog):
     assert sorted(copies(sink)) == ["admin@example.test", "carol@example.test"]
 
 
+def test_no_dsn_for_a_next_hop_refusal_of_spam_above_the_dsn_cutoff(sink, caplog):
+    """amavis's DSN rules (cutoff level, faked-sender viruses, bulk mail) hold for every
+    failure it reports, the next hop's refusals too: spam from a forged sender that
+    passed (Debian: spam_destiny pass) and that the next hop refused for one
+    recipient must not send backscatter; a clean message's refusal still gets its DSN."""
+    sink.behaviour.rcpt_reply = (lambda r: "550 5.1.1 no such user"
+                                 if r == "bob@example.test" else "250 2.1.5 Ok")
+    replies, _ = run(sink, "block_senders = ['@spam.example']\n", [],
+                     ["bob@example.test", "carol@example.test"])
+    assert [r[:3] for r in replies] == ["250", "250"], replies
+    assert "no DSN sent" in replies[0] and dsns(sink) == []
+    assert list(copies(sink)) == ["carol@example.test"]
+    replies, _ = run(sink, "", [], ["bob@example.test", "carol@example.test"],
+                     sender="alice@example.org")
+    assert "DSN was sent" in replies[0] and len(dsns(sink)) == 1
+
+
 def test_dsn_for_a_next_hop_refusal_refused_for_good_does_not_defer(sink, caplog):
     """The next hop refuses one recipient of a clean message for good and takes the
     other; the DSN for the refused one is refused for good too. amavis logs "UNABLE TO
