@@ -108,7 +108,7 @@ def test_virus_is_discarded_and_quarantined(stack: Stack):
     assert _delivered_to(stack, "bob", "virus1") == []
 
 
-def test_banned_with_bounce_destiny_sends_dsn_to_sender(stack: Stack):
+def test_banned_with_bounce_destiny_sends_dsn_to_sender(stack: Stack, tmp_path):
     stack.postfix.send("alice@example.test", "bouncer@example.test", _banned("banned1"))
     line = _line(stack, "banned1")
     assert "Blocked BANNED (" in line and "{BouncedInbound,Quarantined}" in line
@@ -126,6 +126,16 @@ def test_banned_with_bounce_destiny_sends_dsn_to_sender(stack: Stack):
     assert b"Content-Type: text/rfc822-headers" in dsn[0]
     assert b'filename="docs.zip"' not in dsn[0] and b"see zip" not in dsn[0]
     assert _delivered_to(stack, "bouncer", "banned1") == []
+    # read back as delivered, by the email package and by Perl's MIME-tools
+    msg = email.message_from_bytes(dsn[0], policy=email.policy.default)
+    report = list(msg.iter_parts())[1]
+    per_msg, per_rcpt = report.get_payload()
+    assert per_msg["Reporting-MTA"].startswith("dns; ") and per_msg["Arrival-Date"]
+    assert (per_rcpt["Action"], per_rcpt["Status"]) == ("failed", "5.7.0")
+    assert msg["Auto-Submitted"] == "auto-replied" and msg["Message-ID"] and msg["Date"]
+    assert mime_tools_structure(dsn[0], tmp_path) == [
+        "delivery-status", "text/plain 7bit", "message/delivery-status 7bit",
+        "text/rfc822-headers 7bit"]
 
 
 def test_dsn_for_smtputf8_mail_reaches_a_utf8_sender(stack: Stack, tmp_path):
