@@ -51,10 +51,10 @@ def status_of(reply: str) -> str:
 
 
 def is_global(task: Task, failed: list[tuple[Recipient, str]]) -> bool:
-    """Whether the report must be RFC 6533's global (UTF-8) kind."""
+    """Whether the report must be RFC 6533's global (UTF-8) kind: SMTPUTF8 mail or a
+    non-ASCII address."""
     return task.envelope.smtputf8 or not all(
-        a.isascii() for a in [task.envelope.sender, *(r.address for r, _ in failed),
-                              *(dict(r.params).get("ORCPT") or "" for r, _ in failed)])
+        a.isascii() for a in [task.envelope.sender, *(r.address for r, _ in failed)])
 
 
 def mail_params(task: Task, dsn: bytes) -> tuple[tuple[str, str | None], ...]:
@@ -125,15 +125,14 @@ def _status_fields(task: Task, failed: list[tuple[Recipient, str]], reporting_mt
     params = dict(task.envelope.mail_params)
     lines = [f"Reporting-MTA: dns; {reporting_mta}"]
     if params.get("ENVID"):
-        lines.append(f"Original-Envelope-Id: {xtext.decode(params['ENVID'])}")
+        lines.append(f"Original-Envelope-Id: {_envid(params['ENVID'])}")
     lines.append(f"Arrival-Date: {formatdate(task.arrived, localtime=True)}")
     lines.append(f"X-Scanner-Mail-Id: {task.mail_id}")
     for rcpt, reply in failed:
         lines.append("")
         orcpt = dict(rcpt.params).get("ORCPT")
         if orcpt:
-            kind, _, addr = orcpt.partition(";")
-            lines.append(f"Original-Recipient: {kind}; {_orcpt_address(kind, addr, utf8)}")
+            lines.append("Original-Recipient: {}; {}".format(*_original_recipient(orcpt, utf8)))
         addr_type = "rfc822" if rcpt.address.isascii() else "utf-8"
         lines += [
             f"Final-Recipient: {addr_type}; {rcpt.address}",
@@ -144,13 +143,24 @@ def _status_fields(task: Task, failed: list[tuple[Recipient, str]], reporting_mt
     return lines
 
 
-def _orcpt_address(kind: str, addr: str, utf8: bool) -> str:
-    """ORCPT's address decoded from xtext; a ``utf-8`` one in a global report also from
-    its ``\\x{HEX}`` escapes (RFC 6533: upconvert to the utf-8-address form)."""
-    value = xtext.decode(addr)
+def _original_recipient(orcpt: str, utf8: bool) -> tuple[str, str]:
+    """ORCPT's address type and address, decoded from xtext. A global report gets a
+    non-ASCII one as a ``utf-8`` address (RFC 6533: upconverted, ``\\x{HEX}`` too);
+    a delivery-status part, which is ASCII, keeps the xtext."""
+    kind, _, addr = orcpt.partition(";")
+    value = xtext.decode_text(addr)
     if utf8 and kind.strip().lower() == "utf-8":
         value = _UNITEXT.sub(_unescape, value)
-    return value
+    if value.isascii():
+        return kind, value
+    return ("utf-8", value) if utf8 else (kind, addr)
+
+
+def _envid(value: str) -> str:
+    """ENVID decoded from xtext; as sent if that is not printable US-ASCII (RFC 3461
+    4.4), as amavis sanitizes it."""
+    decoded = xtext.decode(value)
+    return decoded if decoded.isascii() and decoded.isprintable() else value
 
 
 def _unescape(m: re.Match[str]) -> str:

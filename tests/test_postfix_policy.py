@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -166,6 +167,22 @@ def test_dsn_for_smtputf8_mail_reaches_a_utf8_sender(stack: Stack, tmp_path):
     assert mime_tools_structure(dsn[0], tmp_path) == [
         "global-delivery-status", "text/plain 7bit", "message/global-delivery-status 7bit",
         "message/global-headers 8bit"]
+
+
+def test_a_utf8_recipient_with_dsn_parameters_is_delivered(stack: Stack):
+    """Postfix passes a UTF-8 recipient's ORCPT as rfc822;bob@ex+C3+A4mple.test: a
+    parameter check that wants ASCII after xtext refused it (501) and Postfix bounced
+    the mail, so the check refuses control characters only."""
+    stack.postfix.send("alice@example.test", "bob@exämple.test", _msg("utf8rcpt"),
+                       mail_options=["SMTPUTF8"], rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+    assert "Passed CLEAN" in _line(stack, "utf8rcpt"), stack.postfix.log_tail(10)
+    deadline = time.monotonic() + 30
+    got: list[Path] = []
+    while time.monotonic() < deadline and not got:
+        got = [p for p in stack.postfix.maildir_messages("bob")
+               if "exämple.test" in str(p) and b"<utf8rcpt@" in p.read_bytes()]
+        time.sleep(0.2)
+    assert got, stack.postfix.log_tail(10)
 
 
 def test_spam_with_reject_destiny_is_refused_to_postfix(stack: Stack):
