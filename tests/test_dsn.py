@@ -209,3 +209,19 @@ def test_notices_with_8bit_content_declare_8bitmime(sink) -> None:
     asyncio.run(go())
     [got] = sink.wait_for(1)
     assert ("BODY", "8BITMIME") in [tuple(p) for p in got.mail_params]
+
+
+def test_a_latin1_header_section_comes_back_declared_8bit(tmp_path: Path) -> None:
+    """Raw 8-bit headers that are not UTF-8 (legacy mail, no SMTPUTF8): still
+    text/rfc822-headers (message/global-headers is UTF-8 only), declared 8bit, and
+    the DSN goes out with BODY=8BITMIME but without SMTPUTF8."""
+    from scanner.dsn import mail_params
+
+    raw = RAW.replace(b"Subject: hello", "Subject: Grüße".encode("latin-1"))
+    task = _task(raw)
+    data = build_failure_dsn(task, [(task.envelope.recipients[0], "550 5.1.1 no")],
+                             "mx.example.test")
+    assert mail_params(task, data) == (("BODY", "8BITMIME"),)
+    assert mime_tools_structure(data, tmp_path) == [
+        "delivery-status", "text/plain 7bit", "message/delivery-status 7bit",
+        "text/rfc822-headers 8bit"]
