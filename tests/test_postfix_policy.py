@@ -30,6 +30,9 @@ POLICY = """
 local_domains = ["example.test"]
 [policy.recipients."bouncer@example.test"]
 banned_destiny = "bounce"
+[policy.recipients."warned@example.test"]
+notify_recipient = ["banned"]
+notify_admin = { banned = "postmaster@example.test" }
 [policy.recipients."rejecter@example.test"]
 spam_destiny = "reject"
 block_senders = ["@spam.example"]
@@ -55,7 +58,7 @@ def stack():
     extra = (f'\n[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
              f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\n' + POLICY)
     s = Stack(extra=extra, domains=("example.test", "exämple.test")).start()
-    s.postfix.add_users("bouncer", "rejecter", "lover", "tagged")
+    s.postfix.add_users("bouncer", "rejecter", "lover", "tagged", "warned", "postmaster")
     yield s
     s.remove()
     clamd.close()
@@ -183,6 +186,36 @@ def test_a_utf8_recipient_with_dsn_parameters_is_delivered(stack: Stack):
                if "exämple.test" in str(p) and b"<utf8rcpt@" in p.read_bytes()]
         time.sleep(0.2)
     assert got, stack.postfix.log_tail(10)
+
+
+def _wait_for(stack: Stack, user: str, marker: bytes, timeout: float = 30) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [p.read_bytes() for p in stack.postfix.maildir_messages(user)
+                 if marker in p.read_bytes()]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"nothing for {user}\n" + stack.postfix.log_tail(20))
+
+
+def test_recipient_and_admin_notices_arrive_well_formed(stack: Stack):
+    """The notices of a blocked message, through the real Postfix: from <>, MIME with
+    Date, Message-ID, a valid From and Auto-Submitted: auto-generated (RFC 3834)."""
+    data = _banned("notice1").replace(b"Subject: policy notice1",
+                                      "Subject: Rechnung für notice1".encode())
+    stack.postfix.send("alice@exämple.test", "warned@example.test", data,
+                       mail_options=["SMTPUTF8"])
+    assert "{DiscardedInbound,Quarantined}" in _line(stack, "notice1")
+    for user in ("warned", "postmaster"):
+        raw = _wait_for(stack, user, b"notice1" if user == "warned" else b"BANNED from")
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert msg["Return-Path"] == "<>" and msg["Auto-Submitted"] == "auto-generated"
+        assert msg["MIME-Version"] == "1.0" and msg["Date"] and msg["Message-ID"]
+        assert msg["From"].addresses[0].addr_spec.startswith("postmaster@")
+        body = msg.get_content()
+        assert "alice@exämple.test" in body and "Rechnung für notice1" in body, body
+    assert not [m for m in _delivered_to(stack, "warned", "notice1") if b"see zip" in m]
 
 
 def test_spam_with_reject_destiny_is_refused_to_postfix(stack: Stack):
