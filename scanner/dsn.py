@@ -7,6 +7,12 @@ never for a recipient whose NOTIFY excludes FAILURE. As amavis's, the DSN return
 the header section of the message (``text/rfc822-headers``), whatever RET asks for
 (RFC 3461 6.2 allows it): the body of mail refused for its content (a virus, a banned
 file, spam) must not go back out with the bounce.
+
+For an SMTPUTF8 message, or one with a non-ASCII address, the report is RFC 6533's
+``message/global-delivery-status`` (``utf-8`` address types) and goes out with SMTPUTF8,
+as Postfix's own bounces: without it the next hop refuses a UTF-8 sender address. A
+header section in UTF-8 comes back as ``message/global-headers`` (amavis), any 8-bit
+part is declared ``8bit`` and the DSN is sent with BODY=8BITMIME.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from __future__ import annotations
 import re
 from email.utils import formatdate, make_msgid
 
+from scanner.actions.headers import fold
 from scanner.headerfields import section_end
 from scanner.reinject.client import crlf_lines
 from scanner.smtp import xtext
 from scanner.task import Recipient, Task
 
-_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+_REPLY = re.compile(r"^([245])\d\d[ -]\s*(?:([245])\.(\d{1,3}\.\d{1,3})\b)?")
+_UNITEXT = re.compile(r"\\x\{([0-9A-Fa-f]{2,6})\}")
 HEADERS_LIMIT = 256 * 1024
 
 
@@ -31,10 +39,47 @@ def wants_failure_dsn(task: Task, rcpt: Recipient) -> bool:
     return notify is None or "FAILURE" in notify.upper().split(",")
 
 
+def status_of(reply: str) -> str:
+    """The Status field for a refusal: the reply's enhanced code when it leads the text
+    and agrees with the reply's class (RFC 3463), else ``X.0.0`` of that class."""
+    m = _REPLY.match(reply)
+    if m is None:
+        return "5.0.0"
+    if m.group(2) == m.group(1):
+        return f"{m.group(2)}.{m.group(3)}"
+    return f"{m.group(1)}.0.0"
+
+
+def is_global(task: Task, failed: list[tuple[Recipient, str]]) -> bool:
+    """Whether the report must be RFC 6533's global (UTF-8) kind: SMTPUTF8 mail or a
+    non-ASCII address."""
+    return task.envelope.smtputf8 or not all(
+        a.isascii() for a in [task.envelope.sender, *(r.address for r, _ in failed)])
+
+
+def mail_params(task: Task, dsn: bytes) -> tuple[tuple[str, str | None], ...]:
+    """MAIL FROM parameters the DSN needs: SMTPUTF8 when the original used it or the
+    sender's address is not ASCII, BODY=8BITMIME for 8-bit content."""
+    params: list[tuple[str, str | None]] = []
+    if not dsn.isascii():
+        params.append(("BODY", "8BITMIME"))
+    if task.envelope.smtputf8 or not task.envelope.sender.isascii():
+        params.append(("SMTPUTF8", None))
+    return tuple(params)
+
+
 def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting_mta: str) -> bytes:
     """A multipart/report DSN (bytes, CRLF) listing each failed recipient and its reply."""
     boundary = f"----=_scanner_dsn_{task.mail_id}"
-    params = dict(task.envelope.mail_params)
+    utf8 = is_global(task, failed)
+    kind = "global-delivery-status" if utf8 else "delivery-status"
+    notice = [f"<{r.address}>: {reply}" for r, reply in failed]
+    status = _status_fields(task, failed, reporting_mta, utf8)
+    returned = _header_section(task.raw)
+    returned_type = ("message/global-headers" if not returned.isascii() and _is_utf8(returned)
+                     else "text/rfc822-headers")
+    text_8bit = not all(line.isascii() for line in notice)
+    any_8bit = utf8 or text_8bit or not returned.isascii()
     lines = [
         f"From: MAILER-DAEMON@{reporting_mta} (Mail Delivery System)",
         f"To: <{task.envelope.sender}>",
@@ -43,40 +88,100 @@ def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting
         f"Message-ID: {make_msgid(domain=reporting_mta)}",
         "Auto-Submitted: auto-replied",
         "MIME-Version: 1.0",
-        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+        f"Content-Type: multipart/report; report-type={kind};",
+        f'\tboundary="{boundary}"',
+        *_cte(any_8bit),
         "",
         f"--{boundary}",
-        "Content-Type: text/plain; charset=us-ascii",
+        f"Content-Type: text/plain; charset={'utf-8' if text_8bit else 'us-ascii'}",
+        *_cte(text_8bit),
         "",
         f"This is the mail system at host {reporting_mta}.",
         "",
         "Your message could not be delivered to one or more recipients:",
         "",
+        *(fold("X", line) for line in notice),
+        "",
+        f"--{boundary}",
+        f"Content-Type: message/{kind}",
+        *_cte(not all(line.isascii() for line in status)),
+        "",
+        *status,
+        "",
+        f"--{boundary}",
+        f"Content-Type: {returned_type}",
+        *_cte(not returned.isascii()),
+        "",
+        "",
     ]
-    lines += [f"<{r.address}>: {reply}" for r, reply in failed]
-    lines += ["", f"--{boundary}", "Content-Type: message/delivery-status", ""]
-    lines += [f"Reporting-MTA: dns; {reporting_mta}"]
+    tail = f"\r\n--{boundary}--\r\n"
+    return ("\r\n".join(lines).encode("utf-8", "surrogateescape") + returned
+            + tail.encode("ascii"))
+
+
+def _status_fields(task: Task, failed: list[tuple[Recipient, str]], reporting_mta: str,
+                   utf8: bool) -> list[str]:
+    """The lines of the message/(global-)delivery-status part."""
+    params = dict(task.envelope.mail_params)
+    lines = [f"Reporting-MTA: dns; {reporting_mta}"]
     if params.get("ENVID"):
-        lines.append(f"Original-Envelope-Id: {xtext.decode(params['ENVID'])}")
+        lines.append(f"Original-Envelope-Id: {_envid(params['ENVID'])}")
+    lines.append(f"Arrival-Date: {formatdate(task.arrived, localtime=True)}")
     lines.append(f"X-Scanner-Mail-Id: {task.mail_id}")
     for rcpt, reply in failed:
         lines.append("")
         orcpt = dict(rcpt.params).get("ORCPT")
         if orcpt:
-            kind, _, addr = orcpt.partition(";")
-            lines.append(f"Original-Recipient: {kind}; {xtext.decode(addr)}")
-        status = _STATUS.search(reply)
+            lines.append("Original-Recipient: {}; {}".format(*_original_recipient(orcpt, utf8)))
+        addr_type = "rfc822" if rcpt.address.isascii() else "utf-8"
         lines += [
-            f"Final-Recipient: rfc822; {rcpt.address}",
+            f"Final-Recipient: {addr_type}; {rcpt.address}",
             "Action: failed",
-            f"Status: {status.group(1) if status else '5.0.0'}",
-            f"Diagnostic-Code: smtp; {reply}",
+            f"Status: {status_of(reply)}",
+            "Diagnostic-Code: " + fold("Diagnostic-Code", f"smtp; {reply}"),
         ]
-    returned = _header_section(task.raw)
-    head = "\r\n".join(lines + ["", f"--{boundary}", "Content-Type: text/rfc822-headers",
-                                 "", ""])
-    tail = f"\r\n--{boundary}--\r\n"
-    return head.encode("utf-8", "surrogateescape") + returned + tail.encode("ascii")
+    return lines
+
+
+def _original_recipient(orcpt: str, utf8: bool) -> tuple[str, str]:
+    """ORCPT's address type and address, decoded from xtext. A global report gets a
+    non-ASCII one as a ``utf-8`` address (RFC 6533: upconverted, ``\\x{HEX}`` too);
+    a delivery-status part, which is ASCII, keeps the xtext."""
+    kind, _, addr = orcpt.partition(";")
+    value = xtext.decode_text(addr)
+    if utf8 and kind.strip().lower() == "utf-8":
+        value = _UNITEXT.sub(_unescape, value)
+    if value.isascii():
+        return kind, value
+    return ("utf-8", value) if utf8 else (kind, addr)
+
+
+def _envid(value: str) -> str:
+    """ENVID decoded from xtext; as sent if that is not printable US-ASCII (RFC 3461
+    4.4), as amavis sanitizes it."""
+    decoded = xtext.decode(value)
+    return decoded if decoded.isascii() and decoded.isprintable() else value
+
+
+def _unescape(m: re.Match[str]) -> str:
+    """One ``\\x{HEX}`` as its character; kept as it is when that is no character fit
+    for a header field (a control, a surrogate, beyond U+10FFFF)."""
+    code = int(m.group(1), 16)
+    if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+        return m.group(0)
+    return chr(code)
+
+
+def _cte(eight_bit: bool) -> list[str]:
+    return ["Content-Transfer-Encoding: 8bit"] if eight_bit else []
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _header_section(raw: bytes) -> bytes:

@@ -156,6 +156,7 @@ class Task:
     log_id: str = ""
     queue_id: str | None = None
     started: float = field(default_factory=time.monotonic)
+    arrived: float = field(default_factory=time.time)  # wall clock: a DSN's Arrival-Date
     message: Message | None = None
     parts: list[Any] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)

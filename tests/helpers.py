@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import smtplib
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import pytest
 
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
@@ -128,3 +132,29 @@ class CallCounter:
             return attr(*args)
 
         return counted
+
+
+_MIME_TOOLS = """
+use strict; use warnings; use MIME::Parser;
+my $p = MIME::Parser->new; $p->output_to_core(1); $p->decode_headers(0);
+my $e = $p->parse_open($ARGV[0]) or die "cannot parse";
+print $e->head->mime_attr('content-type.report-type'), "\\n";
+for my $part ($e->parts) {
+  print $part->head->mime_type, " ", ($part->head->mime_encoding // ''), "\\n";
+}
+print "WARN $_\\n" for $p->results->warnings;
+"""
+
+
+def mime_tools_structure(data: bytes, tmp: Path) -> list[str]:
+    """How Perl's MIME-tools (amavis's MIME parser, an independent reader) sees a
+    report: its report-type, then "type encoding" of each part, then "WARN ..." lines
+    for whatever it found wrong. Skips the test without Perl's MIME::Parser."""
+    if shutil.which("perl") is None or subprocess.run(
+            ["perl", "-MMIME::Parser", "-e1"], capture_output=True).returncode:
+        pytest.skip("Perl's MIME-tools (libmime-tools-perl) not installed")
+    path = tmp / "report.eml"
+    path.write_bytes(data)
+    out = subprocess.run(["perl", "-e", _MIME_TOOLS, str(path)], capture_output=True,
+                         check=True)
+    return out.stdout.decode().splitlines()

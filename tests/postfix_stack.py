@@ -38,16 +38,19 @@ class Stack:
 
     def __init__(self, *, extra: str = "", workers: int = 2, protocol: str = "smtp",
                  maxproc: int = 20, server_extra: str = "",
-                 listener_protocol: str | None = None) -> None:
+                 listener_protocol: str | None = None,
+                 domains: tuple[str, ...] = ("example.test",)) -> None:
         """``protocol``: Postfix's filter transport and the filter's listener;
-        ``listener_protocol`` gives the listener another one (a misconfiguration)."""
+        ``listener_protocol`` gives the listener another one (a misconfiguration);
+        ``domains``: the domains with Maildirs."""
         listener_protocol = listener_protocol or protocol
         self.base = make_base_dir("scanner-e2e-")
         self.filter_port = free_port()
         self.postfix = PostfixInstance(
             base=self.base / "postfix", smtpd_port=free_port(), reinject_port=free_port(),
             filter=f"scanner:[127.0.0.1]:{self.filter_port}", filter_protocol=protocol,
-            filter_maxproc=maxproc, filter_timeout=120, extra_main=dict(FAST_RETRY))
+            filter_maxproc=maxproc, filter_timeout=120, extra_main=dict(FAST_RETRY),
+            domains=domains)
         listener_extra = f'\n[[listeners]]\nport = {self.filter_port}\nprotocol = "lmtp"\n' \
             if listener_protocol == "lmtp" else ""
         text = filter_config(self.filter_port, self.postfix.reinject_port, workers=workers,

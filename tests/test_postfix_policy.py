@@ -6,17 +6,21 @@ broken quarantine defers mail until it works again."""
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import io
 import shutil
 import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from scanner.testing.clamd import ClamdInstance, clamd_binary, eicar
 from scanner.testing.postfix import make_base_dir
+from tests.helpers import mime_tools_structure
 from tests.postfix_stack import Stack, require_postfix, split_delivered, wait_ids
 
 pytestmark = [pytest.mark.postfix, pytest.mark.slow]
@@ -26,6 +30,9 @@ POLICY = """
 local_domains = ["example.test"]
 [policy.recipients."bouncer@example.test"]
 banned_destiny = "bounce"
+[policy.recipients."warned@example.test"]
+notify_recipient = ["banned"]
+notify_admin = { banned = "postmaster@example.test" }
 [policy.recipients."rejecter@example.test"]
 spam_destiny = "reject"
 block_senders = ["@spam.example"]
@@ -50,8 +57,8 @@ def stack():
     clamd.start()
     extra = (f'\n[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
              f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\n' + POLICY)
-    s = Stack(extra=extra).start()
-    s.postfix.add_users("bouncer", "rejecter", "lover", "tagged")
+    s = Stack(extra=extra, domains=("example.test", "exämple.test")).start()
+    s.postfix.add_users("bouncer", "rejecter", "lover", "tagged", "warned", "postmaster")
     yield s
     s.remove()
     clamd.close()
@@ -105,7 +112,7 @@ def test_virus_is_discarded_and_quarantined(stack: Stack):
     assert _delivered_to(stack, "bob", "virus1") == []
 
 
-def test_banned_with_bounce_destiny_sends_dsn_to_sender(stack: Stack):
+def test_banned_with_bounce_destiny_sends_dsn_to_sender(stack: Stack, tmp_path):
     stack.postfix.send("alice@example.test", "bouncer@example.test", _banned("banned1"))
     line = _line(stack, "banned1")
     assert "Blocked BANNED (" in line and "{BouncedInbound,Quarantined}" in line
@@ -123,6 +130,92 @@ def test_banned_with_bounce_destiny_sends_dsn_to_sender(stack: Stack):
     assert b"Content-Type: text/rfc822-headers" in dsn[0]
     assert b'filename="docs.zip"' not in dsn[0] and b"see zip" not in dsn[0]
     assert _delivered_to(stack, "bouncer", "banned1") == []
+    # read back as delivered, by the email package and by Perl's MIME-tools
+    msg = email.message_from_bytes(dsn[0], policy=email.policy.default)
+    report = list(msg.iter_parts())[1]
+    per_msg, per_rcpt = report.get_payload()
+    assert per_msg["Reporting-MTA"].startswith("dns; ") and per_msg["Arrival-Date"]
+    assert (per_rcpt["Action"], per_rcpt["Status"]) == ("failed", "5.7.0")
+    assert msg["Auto-Submitted"] == "auto-replied" and msg["Message-ID"] and msg["Date"]
+    assert mime_tools_structure(dsn[0], tmp_path) == [
+        "delivery-status", "text/plain 7bit", "message/delivery-status 7bit",
+        "text/rfc822-headers 7bit"]
+
+
+def test_dsn_for_smtputf8_mail_reaches_a_utf8_sender(stack: Stack, tmp_path):
+    """The DSN to alice@exämple.test went out without SMTPUTF8: Postfix's smtpd refused
+    the recipient (501 5.1.3 Bad recipient address syntax), we logged it, and the sender
+    never heard of the bounce. Now it arrives, in RFC 6533 form, as Postfix's own
+    bounce of SMTPUTF8 mail: message/global-delivery-status, message/global-headers."""
+    sender = "alice@exämple.test"
+    data = _banned("banned8").replace(b"Subject: policy banned8",
+                                         "Subject: Grüße banned8".encode())
+    stack.postfix.send(sender, "bouncer@example.test", data, mail_options=["SMTPUTF8"])
+    line = _line(stack, "banned8")
+    assert "{BouncedInbound,Quarantined}" in line, line
+    deadline = time.monotonic() + 30
+    dsn = []
+    while time.monotonic() < deadline and not dsn:
+        dsn = [p.read_bytes() for p in stack.postfix.maildir_messages("alice")
+               if "exämple.test" in str(p) and b"banned8@example.org" in p.read_bytes()]
+        time.sleep(0.2)
+    assert dsn, "no DSN in the sender's Maildir\n" + stack.postfix.log_tail(20)
+    msg = email.message_from_bytes(dsn[0], policy=email.policy.default)
+    assert msg["Auto-Submitted"] == "auto-replied" and msg["To"] == sender
+    assert [p.get_content_type() for p in msg.iter_parts()] == [
+        "text/plain", "message/global-delivery-status", "message/global-headers"]
+    assert b"Final-Recipient: rfc822; bouncer@example.test" in dsn[0]
+    assert b"Status: 5.7.0" in dsn[0] and "Subject: Grüße banned8".encode() in dsn[0]
+    assert b"see zip" not in dsn[0]
+    assert mime_tools_structure(dsn[0], tmp_path) == [
+        "global-delivery-status", "text/plain 7bit", "message/global-delivery-status 7bit",
+        "message/global-headers 8bit"]
+
+
+def test_a_utf8_recipient_with_dsn_parameters_is_delivered(stack: Stack):
+    """Postfix passes a UTF-8 recipient's ORCPT as rfc822;bob@ex+C3+A4mple.test: a
+    parameter check that wants ASCII after xtext refused it (501) and Postfix bounced
+    the mail, so the check refuses control characters only."""
+    stack.postfix.send("alice@example.test", "bob@exämple.test", _msg("utf8rcpt"),
+                       mail_options=["SMTPUTF8"], rcpt_options=["NOTIFY=SUCCESS,FAILURE"])
+    assert "Passed CLEAN" in _line(stack, "utf8rcpt"), stack.postfix.log_tail(10)
+    deadline = time.monotonic() + 30
+    got: list[Path] = []
+    while time.monotonic() < deadline and not got:
+        got = [p for p in stack.postfix.maildir_messages("bob")
+               if "exämple.test" in str(p) and b"<utf8rcpt@" in p.read_bytes()]
+        time.sleep(0.2)
+    assert got, stack.postfix.log_tail(10)
+
+
+def _wait_for(stack: Stack, user: str, marker: bytes, timeout: float = 30) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [p.read_bytes() for p in stack.postfix.maildir_messages(user)
+                 if marker in p.read_bytes()]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"nothing for {user}\n" + stack.postfix.log_tail(20))
+
+
+def test_recipient_and_admin_notices_arrive_well_formed(stack: Stack):
+    """The notices of a blocked message, through the real Postfix: from <>, MIME with
+    Date, Message-ID, a valid From and Auto-Submitted: auto-generated (RFC 3834)."""
+    data = _banned("notice1").replace(b"Subject: policy notice1",
+                                      "Subject: Rechnung für notice1".encode())
+    stack.postfix.send("alice@exämple.test", "warned@example.test", data,
+                       mail_options=["SMTPUTF8"])
+    assert "{DiscardedInbound,Quarantined}" in _line(stack, "notice1")
+    for user in ("warned", "postmaster"):
+        raw = _wait_for(stack, user, b"notice1" if user == "warned" else b"BANNED from")
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert msg["Return-Path"] == "<>" and msg["Auto-Submitted"] == "auto-generated"
+        assert msg["MIME-Version"] == "1.0" and msg["Date"] and msg["Message-ID"]
+        assert msg["From"].addresses[0].addr_spec.startswith("postmaster@")
+        body = msg.get_content()
+        assert "alice@exämple.test" in body and "Rechnung für notice1" in body, body
+    assert not [m for m in _delivered_to(stack, "warned", "notice1") if b"see zip" in m]
 
 
 def test_spam_with_reject_destiny_is_refused_to_postfix(stack: Stack):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from email.message import EmailMessage
+from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, make_msgid
 
-from scanner.pipeline.parse import header_text
+from scanner.pipeline.parse import header_display
 from scanner.policy.decide import beyond_spam_cutoff
 from scanner.reinject.deliver import Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
@@ -39,31 +41,34 @@ def _targets(task: Task) -> dict[str, tuple[str, bool]]:
 
 def build_notice(task: Task, admin: str, category: str, hostname: str,
                  quarantine: str | None, blocked: bool = True) -> bytes:
+    """The notice as a MIME message (a header field that is not ASCII encoded, the
+    body UTF-8 text with a fitting transfer encoding, one recipient a line)."""
     symbols = sorted({f"{h.symbol}({','.join(h.options)})" if h.options else h.symbol
                       for v in task.verdicts.values() for h in v.hits})
-    lines = [
-        f"From: Content filter <postmaster@{hostname}>",
-        f"To: <{admin}>",
-        f"Subject: {category} from <{task.envelope.sender}>",
-        f"Date: {formatdate(localtime=True)}",
-        f"Message-ID: {make_msgid(domain=hostname)}",
-        "Auto-Submitted: auto-generated",
-        "Content-Type: text/plain; charset=utf-8",
-        "",
+    msg = EmailMessage(policy=SMTP if admin.isascii() else SMTPUTF8)
+    msg["From"] = f"Content filter <postmaster@{hostname}>"
+    msg["To"] = f"<{admin}>"
+    msg["Subject"] = f"{category} from <{task.envelope.sender}>"
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain=hostname)
+    msg["Auto-Submitted"] = "auto-generated"
+    rcpts = [f"<{r.address}>" for r in task.envelope.recipients] or [""]
+    msg.set_content("\n".join([
         f"A message was {'blocked' if blocked else 'delivered'} as {category}.",
         "",
         f"mail_id:    {task.mail_id}",
         f"Queue-ID:   {task.queue_id or '-'}",
         f"Sender:     <{task.envelope.sender}>",
-        "Recipients: " + ", ".join(f"<{r.address}>" for r in task.envelope.recipients),
+        f"Recipients: {rcpts[0]}",
+        *(f"            {r}" for r in rcpts[1:]),
         f"Client:     [{task.client.addr or ''}] {task.client.name or ''}",
-        f"Subject:    {header_text(task.message, 'Subject')}",
-        f"Message-ID: {header_text(task.message, 'Message-ID')}",
+        f"Subject:    {header_display(task.message, 'Subject')}",
+        f"Message-ID: {header_display(task.message, 'Message-ID')}",
         f"Symbols:    {' '.join(symbols)}",
         f"Quarantine: {quarantine or '(not quarantined)'}",
         "",
-    ]
-    return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+    ]), charset="utf-8")
+    return msg.as_bytes()
 
 
 NOTICE_TIMEOUT = 30.0  # seconds for one notice: it must not hold Postfix's reply long
@@ -71,9 +76,11 @@ NOTICE_TIMEOUT = 30.0  # seconds for one notice: it must not hold Postfix's repl
 
 async def send_notice(pool: ConnectionPool, address: str, data: bytes, log_id: str,
                       what: str, smtputf8: bool = False) -> None:
-    """Send one notice from the null sender; any failure is logged, never raised (the
+    """Send one notice from the null sender (BODY=8BITMIME for 8-bit content, SMTPUTF8
+    when asked or for a non-ASCII address); any failure is logged, never raised (the
     message itself has been dealt with: an exception now would defer, and so repeat, it)."""
-    params = (("SMTPUTF8", None),) if smtputf8 else ()
+    params = ((("BODY", "8BITMIME"),) if not data.isascii() else ()) + (
+        (("SMTPUTF8", None),) if smtputf8 or not address.isascii() else ())
     try:
         async with asyncio.timeout(NOTICE_TIMEOUT):
             result = await deliver(pool, Outgoing("", [Recipient(address)], params, data,

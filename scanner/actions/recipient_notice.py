@@ -20,7 +20,7 @@ from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, make_msgid
 
 from scanner.actions.notify import KEYS, send_notice
-from scanner.pipeline.parse import header_text
+from scanner.pipeline.parse import header_display
 from scanner.policy.effective import is_local
 from scanner.reinject.pool import ConnectionPool
 from scanner.task import Destiny, Task, banned_parts, virus_names
@@ -77,9 +77,9 @@ def build_recipient_notice(task: Task, recipient: str, category: str, hostname: 
              "            (ask your mail administrator to release it, quoting this id)"]
             if quarantine_id else ["Quarantine: (not kept)"])
     about = [f"{label:<12}{value}" for label, value in (
-        ("Subject:", header_text(task.message, "Subject")),
-        ("Date:", header_text(task.message, "Date")),
-        ("Message-ID:", header_text(task.message, "Message-ID"))) if value]
+        ("Subject:", header_display(task.message, "Subject")),
+        ("Date:", header_display(task.message, "Date")),
+        ("Message-ID:", header_display(task.message, "Message-ID"))) if value]
     msg.set_content("\n".join([
         "A message addressed to you was not delivered:",
         f"{_WHY[category]}.",

@@ -31,7 +31,7 @@ from scanner.actions.headers import prefix_subject, without
 from scanner.actions.notify import notify_admins
 from scanner.actions.recipient_notice import notify_recipients
 from scanner.actions.tagging import Edits, edits_for, spam_header_fields
-from scanner.dsn import build_failure_dsn, wants_failure_dsn
+from scanner.dsn import build_failure_dsn, mail_params, wants_failure_dsn
 from scanner.pipeline.parse import header_text
 from scanner.reinject.deliver import Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
@@ -291,9 +291,9 @@ async def signature_fields(task: Task, signers: tuple[Any, ...], data: bytes
 
 
 async def _blocked(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:
+    bounced: list[int] = []
     for i in idx:
-        rcpt = task.envelope.recipients[i]
-        v = task.verdicts[rcpt.address]
+        v = task.verdicts[task.envelope.recipients[i].address]
         what = f"id={task.log_id} - {v.category}"
         if v.destiny is Destiny.DISCARD:
             out.replies[i] = f"250 2.7.0 Ok, discarded, {what}"
@@ -302,25 +302,38 @@ async def _blocked(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> No
             out.replies[i] = f"{reject_status(v.category)} Reject, {what}"
             out.act("Rejected", ctx, task, [i])
         elif v.destiny is Destiny.BOUNCE:
-            out.replies[i] = await _bounce(task, ctx, out, rcpt, v, what)
+            bounced.append(i)
+    await _bounce(task, ctx, out, bounced)
 
 
-async def _bounce(task: Task, ctx: Context, out: Outcome, rcpt: Recipient, verdict: Any,
-                  what: str) -> str:
-    if not bounce_allowed(task, verdict) or not wants_failure_dsn(task, rcpt):
-        out.add("NoBounce" + ctx.direction_of(rcpt.address))
-        return f"250 2.5.0 Ok, {what}, no DSN sent"
-    reason = f"{reject_status(verdict.category)} Message content rejected, {what}"
-    sent = await _send_dsn(task, ctx, [(rcpt, reason)])
-    direction = ctx.direction_of(rcpt.address)
-    if sent.startswith("5"):
-        out.add("NoBounce" + direction)
-        return f"250 2.5.0 Ok, {what}, DSN refused by the next hop"
-    if not sent.startswith("2"):
-        out.add("TempFailed" + direction)
-        return f"451 4.5.0 Error in processing, id={task.log_id}, DSN not sent"
-    out.add("Bounced" + direction)
-    return f"250 2.5.0 Ok, {what}, DSN was sent"
+async def _bounce(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> None:
+    """One DSN for all the bounced recipients that may have one, as amavis sends one
+    per message (RFC 3461 5.2.8), not one per recipient."""
+    rcpts = task.envelope.recipients
+    verdicts = {i: task.verdicts[rcpts[i].address] for i in idx}
+    what = {i: f"id={task.log_id} - {v.category}" for i, v in verdicts.items()}
+    notify = [i for i in idx if bounce_allowed(task, verdicts[i])
+              and wants_failure_dsn(task, rcpts[i])]
+    for i in idx:
+        if i not in notify:
+            out.add("NoBounce" + ctx.direction_of(rcpts[i].address))
+            out.replies[i] = f"250 2.5.0 Ok, {what[i]}, no DSN sent"
+    if not notify:
+        return
+    sent = await _send_dsn(task, ctx, [
+        (rcpts[i], f"{reject_status(verdicts[i].category)} Message content rejected, "
+                   f"{what[i]}") for i in notify])
+    for i in notify:
+        direction = ctx.direction_of(rcpts[i].address)
+        if sent.startswith("5"):
+            out.add("NoBounce" + direction)
+            out.replies[i] = f"250 2.5.0 Ok, {what[i]}, DSN refused by the next hop"
+        elif not sent.startswith("2"):
+            out.add("TempFailed" + direction)
+            out.replies[i] = f"451 4.5.0 Error in processing, id={task.log_id}, DSN not sent"
+        else:
+            out.add("Bounced" + direction)
+            out.replies[i] = f"250 2.5.0 Ok, {what[i]}, DSN was sent"
 
 
 async def _send_dsn(task: Task, ctx: Context, failed: list[tuple[Recipient, str]]) -> str:
@@ -328,8 +341,9 @@ async def _send_dsn(task: Task, ctx: Context, failed: list[tuple[Recipient, str]
     for good (5xx) is logged here: as amavis ("UNABLE TO SEND DSN"), the message is then
     dealt with, since deferring it would be refused again at every retry."""
     dsn = build_failure_dsn(task, failed, ctx.hostname)
-    sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], (), dsn,
-                                            task.client), all_or_nothing=True)
+    sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)],
+                                            mail_params(task, dsn), dsn, task.client),
+                         all_or_nothing=True)
     reply = sent.replies[0]
     if reply.startswith("5"):
         log.warning("(%s) DSN to <%s> refused: %s", task.log_id, task.envelope.sender, reply)
@@ -359,8 +373,10 @@ async def _partial_failure(task: Task, ctx: Context, out: Outcome) -> list[str]:
     failed = [i for i, r in enumerate(replies) if r.startswith("5")]
     if not failed:
         return replies
+    # amavis applies its DSN rules to every failure, a next hop's refusal too: no DSN
+    # for spam above the cutoff, a faked-sender virus or bulk mail (backscatter)
     notify = [i for i in failed if wants_failure_dsn(task, rcpts[i])
-              and (i not in policy_rejected or bounce_allowed(task, verdicts[i]))]
+              and bounce_allowed(task, verdicts[i])]
     done = "no DSN sent"
     if notify:
         sent = await _send_dsn(task, ctx, [(rcpts[i], replies[i]) for i in notify])

@@ -110,7 +110,9 @@ ADVICE: dict[str, str] = {
     "keys; write them by hand (README \"Policy\")",
     "$interface_policy": "only ORIGINATING is converted; other banks need a "
     "[policy_banks.NAME] table written by hand, then the listener's policy_bank",
-    "@viruses_that_fake_sender_maps": "scanner sends no virus notices to senders",
+    "@viruses_that_fake_sender_maps": "built in, as Debian's: a virus_destiny of bounce "
+    "sends a DSN only for test signatures (EICAR, ClamAV's test files), never for a real "
+    "virus; scanner sends no other virus notices to senders",
     "@keep_decoded_original_maps": "scanner always gives clamd the original message",
     "@local_domains_maps": "only lists of domain strings ([\".example.com\", ...]) are "
     "converted; turn hash and regex tables into policy.local_domains entries by hand",

@@ -11,6 +11,8 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from decoders.mimeutil import decode_words
+
 _QUEUE_ID = re.compile(r"\bwith\s+\S+\s+id\s+([0-9A-Za-z]+)", re.IGNORECASE)
 HEADER_SCAN_LIMIT = 1 << 20
 
@@ -39,3 +41,18 @@ def header_text(msg: Message | None, name: str) -> str:
     if value is None:
         return ""
     return " ".join(str(value).split())
+
+
+def header_display(msg: Message | None, name: str) -> str:
+    """A header value as a person should read it (in a notice): raw UTF-8 as text
+    rather than U+FFFD, RFC 2047 encoded words of an ASCII field decoded, on one
+    line; or ''."""
+    if msg is None:
+        return ""
+    for key, value in msg.raw_items():
+        if key.lower() == name.lower():
+            text = " ".join(value.split())
+            if text.isascii():  # encoded words live in ASCII fields
+                return " ".join(decode_words(text).split())
+            return text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    return ""

@@ -19,7 +19,9 @@ defer the message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from email.utils import getaddresses
 
 from scanner.config.policy import PolicyConfig
 from scanner.pipeline.parse import header_text
@@ -40,9 +42,32 @@ KIND_OF_CATEGORY = {"VIRUS": "virus", "UNCHECKED": "virus", "BANNED": "banned",
                     "BAD-HEADER": "header"}
 
 
+_LIST_FIELDS = ("List-Id", "List-Post", "List-Unsubscribe", "Mailing-List")
+_LIST_SENDER = re.compile(r"^(?:[^@]+-(?:request|bounces|owner|admin)|owner-[^@]+)(?:@|$)",
+                          re.IGNORECASE)
+_LIST_AUTHOR = re.compile(r"^(?:[^@]+-(?:request|bounces|owner)|owner-[^@]+)(?:@|$)",
+                          re.IGNORECASE)
+_AUTO = re.compile(r"^(?:mailer-daemon|double-bounce|mailer|autoreply)(?:@|$)", re.IGNORECASE)
+_BULK_AUTHOR = re.compile(r"^(?:[^@]+-relay|postmaster|uucp)(?:@|$)", re.IGNORECASE)
+_PRECEDENCE = re.compile(r"^(?:list|auto.?reply\b|bulk\b|junk\b)", re.IGNORECASE)
+
+
 def is_bulk(task: Task) -> bool:
-    """Mail marked ``Precedence: bulk/list/junk``."""
-    return header_text(task.message, "Precedence").lower() in ("bulk", "list", "junk")
+    """amavis's ``is_bulk``: mailing-list mail (a List-Id, List-Post, List-Unsubscribe or
+    Mailing-List field; a ``-request``, ``-bounces``, ``-owner``, ``owner-`` sender or
+    author), an auto-response (``Auto-Submitted`` other than ``no``, the null sender, a
+    mailer-daemon, double-bounce, mailer or autoreply sender or author) or bulk mail
+    (``Precedence: list/bulk/junk/auto_reply``; a ``-relay``, postmaster or uucp author).
+    No DSN goes to such mail (RFC 3834: no automatic answer to automatic mail)."""
+    msg, sender = task.message, task.envelope.sender
+    author = (getaddresses([header_text(msg, "From")]) or [("", "")])[0][1]
+    auto = None if msg is None else msg.get("Auto-Submitted")
+    return bool(
+        not sender or (msg is not None and any(msg.get(f) is not None for f in _LIST_FIELDS))
+        or _LIST_SENDER.match(sender) or _LIST_AUTHOR.match(author)
+        or _PRECEDENCE.match(header_text(msg, "Precedence"))
+        or (auto is not None and re.sub(r"\([^)]*\)", "", str(auto)).strip().lower() != "no")
+        or _AUTO.match(sender) or _AUTO.match(author) or _BULK_AUTHOR.match(author))
 
 
 def hit_kind(hit: Hit, scores: ScoreTable, kinds: Mapping[str, str]) -> str:

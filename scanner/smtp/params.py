@@ -85,12 +85,18 @@ def check_rcpt_params(params: list[Param]) -> None:
 
 
 def _xtext(value: str | None, limit: int, name: str) -> None:
+    """Valid xtext without control characters once decoded: the value is copied into a
+    DSN's fields, where a decoded CR or LF would start a field of the client's choosing
+    (RFC 3461 4.2, 4.4 want printable text). UTF-8 passes: Postfix sends a UTF-8
+    address as ``ORCPT=rfc822;b+C3+B8b@...``."""
     if value is None or len(value) > limit:
         raise ParamError(f"501 5.5.4 {name} is missing or too long")
     try:
-        xtext.decode(value)
+        decoded = xtext.decode_text(value)
     except xtext.XtextError:
         raise ParamError(f"501 5.5.4 {name} is not valid xtext") from None
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in decoded):
+        raise ParamError(f"501 5.5.4 {name} holds a control character")
 
 
 def render(params: tuple[Param, ...] | list[Param]) -> str:

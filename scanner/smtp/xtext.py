@@ -19,6 +19,16 @@ def decode(value: str) -> str:
     return _HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
+def decode_text(value: str) -> str:
+    """``decode`` with the octets read as UTF-8 (Postfix writes a UTF-8 address as
+    ``ORCPT=rfc822;b+C3+B8b@...``); as ``decode`` if they are not UTF-8."""
+    decoded = decode(value)
+    try:
+        return decoded.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return decoded
+
+
 def encode(value: str) -> str:
     """Escape ``+``, ``=``, controls, space and non-ASCII as ``+XX`` (UTF-8 bytes)."""
     if _PLAIN.fullmatch(value):  # the usual case (host names, addresses): nothing to do

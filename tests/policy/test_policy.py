@@ -158,6 +158,29 @@ def test_bounce_rules():
     assert v.score >= v.policy.dsn_cutoff_level and not bounce_allowed(task, v)
 
 
+def test_no_dsn_to_mailing_lists_and_auto_responders_as_amavis_is_bulk():
+    """amavis suppresses the DSN of blocked bulk mail, and its is_bulk covers mailing
+    lists and auto-responses (RFC 3834), not only Precedence: a bounce to a list's
+    -bounces address or to an autoresponder is backscatter or a mail loop."""
+    from scanner.pipeline.parse import parse_headers
+
+    cfg = "[policy]\nvirus_destiny='bounce'\n"
+    eicar = [Hit("CLAMAV_VIRUS", options=("Eicar-Signature",), source="clamav")]
+    bulk = [("a@example.org", "List-Id: <users.lists.example.org>"),
+            ("a@example.org", "List-Unsubscribe: <mailto:leave@example.org>"),
+            ("a@example.org", "Auto-Submitted: auto-replied (vacation)"),
+            ("a@example.org", "Precedence: auto_reply"),
+            ("a@example.org", "Precedence: Bulk"),
+            ("users-bounces@lists.example.org", "X-Other: 1"),
+            ("owner-users@example.org", "X-Other: 1"),
+            ("MAILER-DAEMON@example.org", "X-Other: 1"),
+            ("a@example.org", "From: Postmaster <postmaster@example.org>")]
+    for sender, field in bulk + [("a@example.org", "Auto-Submitted: no")]:
+        v, task = _verdict(cfg, eicar, sender=sender)
+        task.message = parse_headers(f"{field}\r\nSubject: hi\r\n\r\nx\r\n".encode())
+        assert bounce_allowed(task, v) is ((sender, field) not in bulk), (sender, field)
+
+
 def test_sql_policy_rows_override_by_specificity(tmp_path, caplog):
     import sqlite3
 

@@ -92,7 +92,7 @@ def copies(sink: Sink) -> dict[str, bytes]:
 
 def dsns(sink: Sink) -> list[Any]:
     return [m for m in sink.received
-            if m.sender == "<>" and b"report-type=delivery-status" in m.data]
+            if m.sender == "<>" and b"Content-Type: multipart/report;" in m.data]
 
 
 def head(data: bytes) -> bytes:
@@ -261,6 +261,37 @@ def test_bounce_dsn_returns_headers_only(sink):
     assert list(copies(sink)) == ["carol@example.test"]
 
 
+def test_one_dsn_for_every_bounced_recipient_of_a_message(sink, caplog):
+    """amavis sends one DSN per message listing the recipients (RFC 3461 5.2.8: one DSN
+    may describe several); scanner sent one per bounced recipient, so a message to 50
+    colleagues came back 50 times. A recipient with NOTIFY=NEVER stays out of it."""
+    policy = "banned_destiny = 'bounce'\n"
+    rcpts = ["bob@example.test", "carol@example.test",
+             Recipient("dave@example.test", (("NOTIFY", "NEVER"),))]
+    replies, _ = run(sink, policy, [BANNED], rcpts, sender="alice@example.org")
+    assert ["DSN was sent" in r for r in replies] == [True, True, False], replies
+    [dsn] = dsns(sink)
+    assert b"Final-Recipient: rfc822; bob@example.test" in dsn.data
+    assert b"Final-Recipient: rfc822; carol@example.test" in dsn.data
+    assert b"dave@example.test" not in dsn.data
+    assert "{BouncedInbound,NoBounceInbound,Quarantined}" in summary(caplog)
+
+
+def test_a_dsn_to_a_utf8_sender_goes_out_with_smtputf8_and_8bitmime(sink):
+    """Without SMTPUTF8 a next hop must refuse RCPT TO:<jörg@exämple.org> (Postfix:
+    501 5.1.3), and the DSN was lost; its 8-bit parts need BODY=8BITMIME."""
+    policy = '[policy.recipients."bouncer@example.test"]\nbanned_destiny = "bounce"\n'
+    raw = RAW.replace(b"Subject: offer", "Subject: Grüße".encode())
+    replies, _ = run(sink, policy, [BANNED], ["bouncer@example.test"],
+                     sender="jörg@exämple.org", raw=raw,
+                     mail_params=(("SMTPUTF8", None), ("BODY", "8BITMIME")))
+    assert "DSN was sent" in replies[0], replies
+    [dsn] = dsns(sink)
+    assert dsn.recipients == ["jörg@exämple.org"]
+    assert {tuple(p) for p in dsn.mail_params} >= {("SMTPUTF8", None), ("BODY", "8BITMIME")}
+    assert b"report-type=global-delivery-status" in dsn.data
+
+
 def test_dsn_deferred_by_the_next_hop_defers_before_any_copy_went_out(sink):
     """Over SMTP a 451 after delivering the passed copy would make Postfix's retry
     deliver it twice: the DSN goes first, and a deferred DSN defers everything."""
@@ -339,6 +370,23 @@ def test_a_deferred_message_leaves_no_held_copy_per_attempt(sink, caplog):
                      sender="alice@example.org")
     assert [r[:3] for r in replies] == ["250", "250"] and len(q.stored) == 1
     assert sorted(copies(sink)) == ["admin@example.test", "carol@example.test"]
+
+
+def test_no_dsn_for_a_next_hop_refusal_of_spam_above_the_dsn_cutoff(sink, caplog):
+    """amavis's DSN rules (cutoff level, faked-sender viruses, bulk mail) hold for every
+    failure it reports, the next hop's refusals too: spam from a forged sender that
+    passed (Debian: spam_destiny pass) and that the next hop refused for one
+    recipient must not send backscatter; a clean message's refusal still gets its DSN."""
+    sink.behaviour.rcpt_reply = (lambda r: "550 5.1.1 no such user"
+                                 if r == "bob@example.test" else "250 2.1.5 Ok")
+    replies, _ = run(sink, "block_senders = ['@spam.example']\n", [],
+                     ["bob@example.test", "carol@example.test"])
+    assert [r[:3] for r in replies] == ["250", "250"], replies
+    assert "no DSN sent" in replies[0] and dsns(sink) == []
+    assert list(copies(sink)) == ["carol@example.test"]
+    replies, _ = run(sink, "", [], ["bob@example.test", "carol@example.test"],
+                     sender="alice@example.org")
+    assert "DSN was sent" in replies[0] and len(dsns(sink)) == 1
 
 
 def test_dsn_for_a_next_hop_refusal_refused_for_good_does_not_defer(sink, caplog):

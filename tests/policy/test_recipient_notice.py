@@ -102,3 +102,18 @@ def test_an_admin_notice_that_cannot_be_built_is_logged_never_raised(monkeypatch
     task = _task({"b@example.test": ("BANNED", Destiny.DISCARD, policy)})
     asyncio.run(notify.notify_admins(task, None, "mx.example.test", None))  # type: ignore[arg-type]
     assert "admin notification to <postmaster@example.test> not built" in caplog.text
+
+
+def test_the_notice_shows_the_subject_as_the_recipient_would_read_it() -> None:
+    """A raw UTF-8 Subject (SMTPUTF8 mail) came out as U+FFFD and an RFC 2047 one as
+    its encoded words; amavis decodes both (safe_decode_mime) in its notices."""
+    on = PolicyConfig()
+    for subject, shown in (("Grüße aus Köln".encode(), "Grüße aus Köln"),
+                           (b"=?utf-8?q?Rechnung_f=C3=BCr?= Mai", "Rechnung für Mai")):
+        task = _task({"b@example.test": ("BANNED", Destiny.DISCARD, on)})
+        task.raw = RAW.replace(b"your invoice", subject)
+        task.message = parse_headers(task.raw)
+        data, _ = build_recipient_notice(task, "b@example.test", "BANNED", "mx.example.test",
+                                         None)
+        body = email.message_from_bytes(data, policy=default).get_content()
+        assert f"Subject:    {shown}" in body, body
