@@ -72,6 +72,10 @@ class Delivery:
     finished: set[int] = field(default_factory=set)  # recipients with a final reply
     answered: bool = False
     abandon: bool = False
+    later: list[int] = field(default_factory=list)
+    """Recipients the next hop had no room for in this transaction ("452 4.5.3 too many
+    recipients") while it took others: for a following transaction."""
+    accepted: int = 0  # recipients the next hop took (RCPT 2xx) in this transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +109,37 @@ def tempfail(hop: NextHop, why: str) -> str:
 async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) -> Delivery:
     """Reinject ``out``; never raises for next-hop problems (they become 451 replies).
 
-    A pooled connection that turns out to be dead before the next hop said anything
-    about this message is replaced by a fresh one, once.
+    A next hop that takes only so many recipients per transaction (Postfix's
+    ``smtpd_recipient_limit``: ``452 4.5.3 Error: too many recipients`` for the rest)
+    gets the others in following transactions, at most as many as it took, as RFC 5321
+    4.5.3.1.10 asks and as amavis and Postfix's own smtp client do. Without that, one
+    reply for all recipients (our SMTP listener) would defer the message at every retry.
     """
     hop: NextHop = pool.hop  # type: ignore[assignment]
     out = replace(out, data=crlf_lines(out.data))  # as it goes out, SIZE counts it so
+    total = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
+    pending, room = list(range(len(out.recipients))), len(out.recipients)
+    while pending:
+        batch, rest = pending[:room], pending[room:]
+        part = await _deliver_once(pool, replace(
+            out, recipients=[out.recipients[i] for i in batch]), all_or_nothing)
+        for j, i in enumerate(batch):
+            total.replies[i] = part.replies[j]
+        total.queued_as += [q for q in part.queued_as if q not in total.queued_as]
+        total.awaiting_final |= part.awaiting_final
+        if not any(r.startswith("2") for r in part.replies):
+            break  # no progress: the rest keep their 451 ("not attempted")
+        if part.later:
+            room = min(room, part.accepted)
+        pending = [batch[j] for j in part.later] + rest
+    return total
+
+
+async def _deliver_once(pool: ConnectionPool, out: Outgoing, all_or_nothing: bool
+                        ) -> Delivery:
+    """One transaction for ``out``. A pooled connection that turns out to be dead before
+    the next hop said anything about this message is replaced by a fresh one, once."""
+    hop: NextHop = pool.hop  # type: ignore[assignment]
     for attempt in (1, 2):
         result = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
         client: SMTPClient | None = None
@@ -136,6 +166,14 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
                 pool.discard(client)
             raise
     raise AssertionError("unreachable")
+
+
+def too_many_recipients(reply: Reply) -> bool:
+    """The next hop's limit of recipients per transaction (RFC 5321 4.5.3.1.10: 452, or
+    552 from old servers; RFC 3463 X.5.3), not a problem of the recipient itself."""
+    first = reply.lines[0] if reply.lines else ""
+    return reply.code in (452, 552) and (
+        first.startswith(("4.5.3", "5.5.3")) or "too many recipients" in reply.text.lower())
 
 
 def _report_failure(hop: NextHop, why: str) -> None:
@@ -258,12 +296,9 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         replies = [await client.command(line) for line in commands]
     result.answered = True
     mail_reply, rcpt_replies = replies[0], replies[1:]
-    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok] if mail_reply.ok else []
-    if not mail_reply.ok:
-        result.replies = [quote(hop, mail_reply)] * len(out.recipients)
-    else:
-        result.replies = [quote(hop, r) if not r.ok else "" for r in rcpt_replies]
-    first_temp = next((quote(hop, r) for r in rcpt_replies if 400 <= r.code < 500), None)
+    accepted = _rcpt_outcome(hop, mail_reply, rcpt_replies, result)
+    first_temp = next((quote(hop, r) for i, r in enumerate(rcpt_replies)
+                       if 400 <= r.code < 500 and i not in result.later), None)
     if not accepted or (all_or_nothing and first_temp):
         for i in accepted:  # accepted by the next hop, but we send no data: retry them
             result.replies[i] = first_temp or tempfail(hop, "transaction abandoned")
@@ -275,6 +310,29 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
     if go is None:
         go = await client.command("DATA")
     await _data(client, hop, out, result, accepted, go)
+
+
+def _rcpt_outcome(hop: NextHop, mail_reply: Reply, rcpt_replies: list[Reply],
+                  result: Delivery) -> list[int]:
+    """The recipients the next hop accepted; the others' replies set in ``result``, and
+    those it had no room for (with others accepted) kept for a later transaction."""
+    if not mail_reply.ok:
+        result.replies = [quote(hop, mail_reply)] * len(rcpt_replies)
+        return []
+    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok]
+    result.accepted = len(accepted)
+    result.later = [i for i, r in enumerate(rcpt_replies)
+                    if accepted and too_many_recipients(r)]
+    result.replies = ["" if r.ok else _quote_rcpt(hop, r) for r in rcpt_replies]
+    return accepted
+
+
+def _quote_rcpt(hop: NextHop, reply: Reply) -> str:
+    """:func:`quote` for a RCPT reply; "too many recipients" is temporary whatever its
+    code (RFC 5321 4.5.3.1.10: a 552 from an old server too)."""
+    if too_many_recipients(reply) and reply.code != 452:
+        return f"451 4.5.3 from MTA({hop.label}): {reply.text}"
+    return quote(hop, reply)
 
 
 async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
@@ -332,16 +390,12 @@ async def _bdat_transaction(client: SMTPClient, hop: NextHop, out: Outgoing,
     xf_replies = [await client.read_reply() for _ in xforward]
     replies = [await client.read_reply() for _ in commands]
     mail_reply, rcpt_replies = replies[0], replies[1:]
-    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok] if mail_reply.ok else []
     final = await client.read_reply()  # BDAT's: one reply, whatever came before
     result.awaiting_final = False
     # After the batch, even a 421 cannot be retried (the outcome is already decided).
     with contextlib.suppress(NextHopError):
         _check_xforward(hop, xf_replies)
-    if not mail_reply.ok:
-        result.replies = [quote(hop, mail_reply)] * len(out.recipients)
-        return
-    result.replies = [quote(hop, r) if not r.ok else "" for r in rcpt_replies]
+    accepted = _rcpt_outcome(hop, mail_reply, rcpt_replies, result)
     for i in accepted:
         result.replies[i] = quote(hop, final)
     m = _QUEUED_AS.search(final.text)
