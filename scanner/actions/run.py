@@ -42,19 +42,25 @@ class Outcome:
     """Replies per recipient plus what the log line reports."""
 
     replies: list[str]
-    actions: list[str] = field(default_factory=list)
+    by_recipient: dict[int, str] = field(default_factory=dict)
+    """Each recipient's one status for the log, with its direction: as amavis counts
+    them, a later status of a recipient replaces its earlier one (a reject that became
+    a DSN is ``Bounced``, not ``Rejected`` too)."""
+    quarantined: bool = False
     queued_as: list[str] = field(default_factory=list)
     quarantine: str | None = None
 
-    def add(self, action: str) -> None:
-        if action not in self.actions:
-            self.actions.append(action)
+    @property
+    def actions(self) -> list[str]:
+        """The statuses of the log line, each once, then ``Quarantined``."""
+        return list(dict.fromkeys(self.by_recipient[i] for i in sorted(self.by_recipient))
+                    ) + (["Quarantined"] if self.quarantined else [])
 
     def act(self, action: str, ctx: Context, task: Task, idx: Iterable[int]) -> None:
         """Log ``action`` for the recipients at ``idx``, each with its mail direction
         (amavis: ``DiscardedInbound``, ``RelayedOpenRelay``, ...)."""
         for i in idx:
-            self.add(action + ctx.direction_of(task.envelope.recipients[i].address))
+            self.by_recipient[i] = action + ctx.direction_of(task.envelope.recipients[i].address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +121,14 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
     deferred = [r for r in out.replies if r.startswith("4")]
     if deferred and smtp:  # a DSN could not go out: nothing delivered yet, retry it all
         out.replies = [deferred[0]] * len(rcpts)
-        await _unstore_if_retried(task, ctx, out, held, _retried(out.replies, smtp))
+        await _unstore_if_retried(task, ctx, out, held, _retried(task, ctx, out, smtp))
         return out
     await (ctx.deliver or _deliver_groups)(task, ctx, out, [
         i for i in live if verdicts[i].destiny is Destiny.PASS])
     out.act("TempFailed", ctx, task, temp)
     if smtp:
         out.replies = await _partial_failure(task, ctx, out)
-    retried = _retried(out.replies, smtp)
+    retried = _retried(task, ctx, out, smtp)
     await _unstore_if_retried(task, ctx, out, held, retried)
     if all(retried):
         return out  # notices go out with the attempt that settles the message
@@ -131,12 +137,18 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
     return out
 
 
-def _retried(replies: list[str], smtp: bool) -> list[bool]:
+def _retried(task: Task, ctx: Context, out: Outcome, smtp: bool) -> list[bool]:
     """Which recipients Postfix will try again: under SMTP any 4xx defers them all (one
-    reply for the message, see :func:`scanner.smtp.handler.aggregate`)."""
+    reply for the message, see :func:`scanner.smtp.handler.aggregate`). Those are
+    logged ``TempFailed``, whatever happened to them before (amavis counts the reply
+    Postfix got: a copy delivered before the deferral is delivered again)."""
+    replies = out.replies
     if smtp:
-        return [any(r.startswith("4") for r in replies)] * len(replies)
-    return [r.startswith("4") for r in replies]
+        retried = [any(r.startswith("4") for r in replies)] * len(replies)
+    else:
+        retried = [r.startswith("4") for r in replies]
+    out.act("TempFailed", ctx, task, [i for i, again in enumerate(retried) if again])
+    return retried
 
 
 async def _unstore_if_retried(task: Task, ctx: Context, out: Outcome, held: list[int],
@@ -155,7 +167,7 @@ async def _unstore_if_retried(task: Task, ctx: Context, out: Outcome, held: list
     log.info("(%s) deferred: quarantined copy %s removed (the retry stores it again)",
              task.log_id, out.quarantine)
     out.quarantine = None
-    out.actions = [a for a in out.actions if a != "Quarantined"]
+    out.quarantined = False
 
 
 async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> bool:
@@ -185,7 +197,7 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
         _defer(task, ctx, out, idx, "quarantine failed")
         return False
     out.quarantine = str(getattr(record, "relative_path", "") or getattr(record, "path", ""))
-    out.add("Quarantined")
+    out.quarantined = True
     return True
 
 
@@ -303,24 +315,24 @@ async def _blocked(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> No
             out.replies[i] = f"{reject_status(v.category)} Reject, {what}"
             out.act("Rejected", ctx, task, [i])
         elif v.destiny is Destiny.BOUNCE:
-            out.replies[i] = await _bounce(task, ctx, out, rcpt, v, what)
+            out.replies[i] = await _bounce(task, ctx, out, i, what)
 
 
-async def _bounce(task: Task, ctx: Context, out: Outcome, rcpt: Recipient, verdict: Any,
-                  what: str) -> str:
+async def _bounce(task: Task, ctx: Context, out: Outcome, i: int, what: str) -> str:
+    rcpt = task.envelope.recipients[i]
+    verdict = task.verdicts[rcpt.address]
     if not bounce_allowed(task, verdict) or not wants_failure_dsn(task, rcpt):
-        out.add("NoBounce" + ctx.direction_of(rcpt.address))
+        out.act("NoBounce", ctx, task, [i])
         return f"250 2.5.0 Ok, {what}, no DSN sent"
     reason = f"{reject_status(verdict.category)} Message content rejected, {what}"
     sent = await _send_dsn(task, ctx, [(rcpt, reason)])
-    direction = ctx.direction_of(rcpt.address)
     if sent.startswith("5"):
-        out.add("NoBounce" + direction)
+        out.act("NoBounce", ctx, task, [i])
         return f"250 2.5.0 Ok, {what}, DSN refused by the next hop"
     if not sent.startswith("2"):
-        out.add("TempFailed" + direction)
+        out.act("TempFailed", ctx, task, [i])
         return f"451 4.5.0 Error in processing, id={task.log_id}, DSN not sent"
-    out.add("Bounced" + direction)
+    out.act("Bounced", ctx, task, [i])
     return f"250 2.5.0 Ok, {what}, DSN was sent"
 
 
