@@ -305,7 +305,7 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         if go is not None and go.code == 354:
             result.abandon = True  # mid-DATA: only closing the connection cancels it
         else:
-            await client.command("RSET")
+            await _reset(client, result)
         return
     if go is None:
         go = await client.command("DATA")
@@ -340,6 +340,7 @@ async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Deliver
     if go.code != 354:
         for i in accepted:
             result.replies[i] = quote(hop, go)
+        await _reset(client, result)  # a refused DATA leaves the transaction open
         return
     result.awaiting_final = True
     await client.send_data(out.data)
@@ -353,6 +354,19 @@ async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Deliver
         if reply.ok and m and m.group(1) not in result.queued_as:
             result.queued_as.append(m.group(1))
     result.awaiting_final = False
+
+
+async def _reset(client: SMTPClient, result: Delivery) -> None:
+    """RSET: end the transaction the next hop still holds (after refused recipients or
+    a refused DATA, Postfix keeps MAIL's and would answer the next message's MAIL with
+    ``503 5.5.1 Error: nested MAIL command``, a 5xx). Unless it says 250 the connection
+    is not reused; the replies already set stand."""
+    try:
+        reply = await client.command("RSET")
+    except NextHopError:
+        reply = None
+    if reply is None or reply.code != 250:
+        result.abandon = True
 
 
 def _use_bdat(client: SMTPClient, hop: NextHop, out: Outgoing, all_or_nothing: bool) -> bool:

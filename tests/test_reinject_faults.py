@@ -1,0 +1,68 @@
+"""Reinjection against a real Postfix smtpd that refuses or fails at each stage.
+
+The next hop is the injection smtpd of a private :class:`PostfixInstance` (no content
+filter), configured through main.cf to refuse at the stage under test; the checks are
+what our replies say and what Postfix delivered, queued or logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from scanner.reinject.deliver import NextHop, Outgoing, deliver
+from scanner.reinject.pool import ConnectionPool
+from scanner.task import ClientInfo, Recipient
+from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir
+from tests.postfix_stack import require_postfix
+
+pytestmark = pytest.mark.postfix
+
+
+def _postfix(**extra: str) -> PostfixInstance:
+    require_postfix()
+    postfix = PostfixInstance(base=make_base_dir(), smtpd_port=free_port(),
+                              reinject_port=free_port(), filter=None, extra_main=extra)
+    postfix.start()
+    return postfix
+
+
+def _out(sender: str, rcpts: list[str], data: bytes = b"Subject: t\r\n\r\nbody\r\n",
+         params: tuple = ()) -> Outgoing:
+    return Outgoing(sender, [Recipient(r) for r in rcpts], params, data,
+                    ClientInfo(addr="192.0.2.1"))
+
+
+def _send_all(postfix: PostfixInstance, outs: list[Outgoing], *, all_or_nothing: bool = True,
+              chunking: bool = True) -> list[list[str]]:
+    """Deliver ``outs`` one after the other over one pool (a connection is reused)."""
+    async def main() -> list[list[str]]:
+        hop = NextHop("127.0.0.1", postfix.smtpd_port, False, 5, 30, "scanner.test", True,
+                      chunking)
+        pool = ConnectionPool(hop)
+        try:
+            return [(await deliver(pool, out, all_or_nothing=all_or_nothing)).replies
+                    for out in outs]
+        finally:
+            await pool.close()
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_refused_data_does_not_spoil_the_next_message_on_the_connection(pipelining: bool):
+    """Postfix keeps the transaction open after refusing DATA: without RSET, the next
+    message on the pooled connection got ``503 5.5.1 Error: nested MAIL command`` for
+    MAIL, a 5xx for every recipient, and Postfix bounced good mail."""
+    postfix = _postfix(
+        smtpd_data_restrictions="check_sender_access inline:{bad@example.org=REJECT}",
+        smtpd_discard_ehlo_keywords="" if pipelining else "pipelining")
+    try:
+        rcpts = ["bob@example.test", "carol@example.test"]
+        first, second = _send_all(postfix, [_out("bad@example.org", rcpts),
+                                            _out("good@example.org", rcpts)])
+        assert [r[:9] for r in first] == ["554 5.7.1"] * 2, first
+        assert all(r.startswith("250 2.0.0 from MTA(smtp:") for r in second), second
+        postfix.wait_delivered(2, 30)
+    finally:
+        postfix.remove()
