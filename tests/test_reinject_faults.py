@@ -66,3 +66,26 @@ def test_a_refused_data_does_not_spoil_the_next_message_on_the_connection(pipeli
         postfix.wait_delivered(2, 30)
     finally:
         postfix.remove()
+
+
+def test_non_ascii_addresses_are_not_sent_to_a_next_hop_without_smtputf8():
+    """RFC 6531 3.4: a message that asked for SMTPUTF8 must not go with non-ASCII
+    addresses to a server that does not offer it. As amavis: a non-ASCII sender fails
+    every recipient (550 5.6.7), a non-ASCII recipient itself (553 5.6.7), and the
+    others are delivered. Before, the addresses went out as they were."""
+    postfix = _postfix(smtputf8_enable="no")
+    utf8 = (("SMTPUTF8", None),)
+    try:
+        by_sender, by_rcpt = _send_all(postfix, [
+            _out("jöe@example.org", ["bob@example.test"], params=utf8),
+            _out("alice@example.org", ["bob@example.test", "jöe@example.test"],
+                 params=utf8)])
+        assert [r[:9] for r in by_sender] == ["550 5.6.7"], by_sender
+        assert by_rcpt[0].startswith("250 2.0.0 from MTA(smtp:"), by_rcpt
+        assert by_rcpt[1].startswith("553 5.6.7 Non-ASCII addresses"), by_rcpt
+        postfix.wait_delivered(1, 30, user="bob")
+        log = postfix.log_text()
+        assert "reject: RCPT" not in log  # jöe was never sent to it
+        assert log.count("client=localhost") == 1  # one transaction: alice's
+    finally:
+        postfix.remove()

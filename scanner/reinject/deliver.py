@@ -118,7 +118,11 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
     hop: NextHop = pool.hop  # type: ignore[assignment]
     out = replace(out, data=crlf_lines(out.data))  # as it goes out, SIZE counts it so
     total = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
-    pending, room = list(range(len(out.recipients))), len(out.recipients)
+    refused = await _unsendable(pool, out)
+    for i, reply in refused.items():
+        total.replies[i] = reply
+    pending = [i for i in range(len(out.recipients)) if i not in refused]
+    room = len(pending)
     while pending:
         batch, rest = pending[:room], pending[room:]
         part = await _deliver_once(pool, replace(
@@ -166,6 +170,34 @@ async def _deliver_once(pool: ConnectionPool, out: Outgoing, all_or_nothing: boo
                 pool.discard(client)
             raise
     raise AssertionError("unreachable")
+
+
+async def _unsendable(pool: ConnectionPool, out: Outgoing) -> dict[int, str]:
+    """Recipients that must not be sent (by position), with their replies: a non-ASCII
+    address of a message that asked for SMTPUTF8 when the next hop does not offer it
+    (RFC 6531 3.4: the client must not send it). As amavis (Out/SMTP.pm): a non-ASCII
+    sender fails every recipient with 550 5.6.7, a non-ASCII recipient itself with
+    553 5.6.7; Postfix's own smtp client bounces such mail too."""
+    if not any(key.upper() == "SMTPUTF8" for key, _ in out.mail_params):
+        return {}
+    addresses = [r.address for r in out.recipients]
+    if out.sender.isascii() and all(a.isascii() for a in addresses):
+        return {}
+    try:
+        client, _ = await pool.acquire()
+    except NextHopError:
+        return {}  # the transaction meets the same trouble and defers
+    offered = client.supports("SMTPUTF8")
+    pool.release(client)
+    if offered:
+        return {}
+    if not out.sender.isascii():
+        return dict.fromkeys(range(len(addresses)),
+                             "550 5.6.7 Non-ASCII addresses not permitted for sender "
+                             "(the next hop does not offer SMTPUTF8)")
+    return {i: "553 5.6.7 Non-ASCII addresses not permitted for recipient "
+               "(the next hop does not offer SMTPUTF8)"
+            for i, a in enumerate(addresses) if not a.isascii()}
 
 
 def too_many_recipients(reply: Reply) -> bool:
