@@ -89,3 +89,38 @@ def test_non_ascii_addresses_are_not_sent_to_a_next_hop_without_smtputf8():
         assert log.count("client=localhost") == 1  # one transaction: alice's
     finally:
         postfix.remove()
+
+
+STAGES = dict(
+    smtpd_delay_reject="no",
+    smtpd_sender_restrictions="check_sender_access inline:{mailperm@example.org=REJECT}",
+    smtpd_recipient_restrictions="check_recipient_access inline:{busy@example.test="
+                                 "DEFER_IF_PERMIT},permit_mynetworks,reject",
+    smtpd_end_of_data_restrictions="check_sender_access inline:{eod@example.org=REJECT,"
+                                   "eodtemp@example.org=DEFER_IF_PERMIT}")
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize(("sender", "rcpts", "expect"), [
+    ("eod@example.org", ["bob@example.test", "carol@example.test"], "554 5.7.1"),  # DATA
+    ("eodtemp@example.org", ["bob@example.test"], "451 4.7.1"),  # BDAT if pipelining
+    ("mailperm@example.org", ["bob@example.test"], "554 5.7.1"),
+    ("alice@example.org", ["bob@example.test", "busy@example.test"], "451 4.7.1"),
+], ids=["end-of-data-5xx", "end-4xx-one-rcpt", "mail-5xx", "rcpt-4xx"])
+def test_a_refusal_at_any_stage_leaves_the_connection_in_step(
+        pipelining: bool, sender: str, rcpts: list[str], expect: str):
+    """Refused at MAIL, RCPT, or by smtpd_end_of_data_restrictions, then a good message
+    on the same connection: the refusal is quoted to every recipient and the next
+    message delivered. After an end-of-data refusal, Postfix 3.7 keeps the transaction
+    open: the next MAIL got ``503 5.5.1 Error: nested MAIL command`` (a 5xx, bounced)."""
+    postfix = _postfix(**STAGES, smtpd_discard_ehlo_keywords=""
+                       if pipelining else "pipelining")
+    try:
+        refused, good = _send_all(postfix, [_out(sender, rcpts),
+                                            _out("good@example.org", ["carol@example.test"])])
+        assert [r[:9] for r in refused] == [expect] * len(rcpts), refused
+        assert good[0].startswith("250 2.0.0 from MTA(smtp:"), good
+        postfix.wait_delivered(1, 30, user="carol")
+        assert postfix.maildir_messages("bob") == []  # nothing of the refused one
+    finally:
+        postfix.remove()

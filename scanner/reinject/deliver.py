@@ -386,13 +386,16 @@ async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Deliver
         if reply.ok and m and m.group(1) not in result.queued_as:
             result.queued_as.append(m.group(1))
     result.awaiting_final = False
+    if not all(result.replies[i].startswith("2") for i in accepted):
+        await _reset(client, result)  # refused at the end: the transaction may stay open
 
 
 async def _reset(client: SMTPClient, result: Delivery) -> None:
-    """RSET: end the transaction the next hop still holds (after refused recipients or
-    a refused DATA, Postfix keeps MAIL's and would answer the next message's MAIL with
-    ``503 5.5.1 Error: nested MAIL command``, a 5xx). Unless it says 250 the connection
-    is not reused; the replies already set stand."""
+    """RSET: end the transaction the next hop still holds. After refused recipients, a
+    refused DATA, or content refused by ``smtpd_end_of_data_restrictions`` (3.7), Postfix
+    keeps the MAIL transaction and would answer the next message's MAIL with ``503 5.5.1
+    Error: nested MAIL command``, a 5xx. Unless RSET gets 250 the connection is not
+    reused; the replies already set stand."""
     try:
         reply = await client.command("RSET")
     except NextHopError:
@@ -447,3 +450,5 @@ async def _bdat_transaction(client: SMTPClient, hop: NextHop, out: Outgoing,
     m = _QUEUED_AS.search(final.text)
     if final.ok and m:
         result.queued_as.append(m.group(1))
+    if not final.ok:
+        await _reset(client, result)  # as after DATA's final dot
