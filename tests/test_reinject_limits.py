@@ -130,3 +130,28 @@ def test_postfix_to_scanner_to_a_reinjection_smtpd_with_a_low_recipient_limit(pr
         assert deferred == []
     finally:
         stack.remove()
+
+
+@pytest.mark.parametrize("all_or_nothing", [True, False])
+def test_an_lmtp_next_hop_with_a_recipient_limit_gets_the_rest_later(all_or_nothing: bool):
+    """The same towards an LMTP next hop (one reply per accepted recipient after DATA)."""
+    script = Script(lmtp=True, chunking=False, rcpt_limit=3)
+
+    async def main() -> list[str]:
+        server = await asyncio.start_server(lambda r, w: _next_hop(script, r, w),
+                                            "127.0.0.1", 0)
+        hop = NextHop("127.0.0.1", server.sockets[0].getsockname()[1], True, 2, 2,
+                      "scanner.test", False, False)
+        pool = ConnectionPool(hop)
+        try:
+            return (await deliver(pool, Outgoing(
+                "a@example.org", [Recipient(r) for r in USERS], (), CONTENT,
+                ClientInfo(addr="192.0.2.1")), all_or_nothing=all_or_nothing)).replies
+        finally:
+            await pool.close()
+            server.close()
+
+    replies = asyncio.run(main())
+    assert all(r.startswith("250 2.0.0 from MTA(lmtp:") for r in replies), replies
+    assert [r.rsplit(" ", 1)[1] for r in replies] == ["Q1"] * 3 + ["Q2"] * 3 + ["Q3"]
+    assert script.connections == 1
