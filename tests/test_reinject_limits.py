@@ -95,6 +95,33 @@ def test_no_progress_leaves_the_recipients_deferred():
     assert sum(c.startswith("MAIL") for c in script.commands) == 1
 
 
+@pytest.mark.postfix
+@pytest.mark.parametrize("all_or_nothing", [True, False], ids=["smtp-in", "lmtp-in"])
+def test_recipients_past_the_overshoot_limit_that_cost_the_connection(all_or_nothing: bool):
+    """Past smtpd_recipient_limit + smtpd_recipient_overshoot_limit Postfix counts each
+    extra recipient as an error and, at smtpd_hard_error_limit, says ``421 4.7.0 Error:
+    too many errors`` and closes: the transaction breaks before any content is taken.
+    The same recipients go again, as many per transaction as it took. Before, every
+    recipient got 451, and every retry broke the same way until Postfix bounced it."""
+    require_postfix()
+    postfix = PostfixInstance(base=make_base_dir(), smtpd_port=free_port(),
+                              reinject_port=free_port(), filter=None, extra_main={
+                                  "smtpd_recipient_limit": "3",
+                                  "smtpd_recipient_overshoot_limit": "1",
+                                  "smtpd_hard_error_limit": "2",
+                                  "smtpd_error_sleep_time": "0"})
+    postfix.start()
+    try:
+        replies = asyncio.run(_deliver(postfix.smtpd_port, USERS, all_or_nothing))
+        assert all(r.startswith("250 2.0.0 from MTA(smtp:") for r in replies), replies
+        postfix.wait_delivered(7, 30)
+        for user in USERS:
+            assert len(postfix.maildir_messages(user.split("@")[0])) == 1, user
+        assert "too many errors after RCPT" in postfix.log_text()  # the case under test
+    finally:
+        postfix.remove()
+
+
 def _limit_reinjection(stack: Stack, limit: int) -> None:
     """Give the reinjection smtpd (only) a recipient limit, and reload."""
     master = stack.postfix.conf_dir / "master.cf"

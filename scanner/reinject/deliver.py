@@ -76,6 +76,8 @@ class Delivery:
     """Recipients the next hop had no room for in this transaction ("452 4.5.3 too many
     recipients") while it took others: for a following transaction."""
     accepted: int = 0  # recipients the next hop took (RCPT 2xx) in this transaction
+    seen: list[Reply] = field(default_factory=list)  # replies to MAIL and RCPTs so far
+    broken: bool = False  # the connection failed during the transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,10 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
         total.queued_as += [q for q in part.queued_as if q not in total.queued_as]
         total.awaiting_final |= part.awaiting_final
         if not any(r.startswith("2") for r in part.replies):
+            fits = _room_before_break(part)
+            if 0 < fits < len(batch):
+                room = fits  # the same recipients again, fewer at a time
+                continue
             break  # no progress: the rest keep their 451 ("not attempted")
         if part.later:
             room = min(room, part.accepted)
@@ -162,6 +168,7 @@ async def _deliver_once(pool: ConnectionPool, out: Outgoing, all_or_nothing: boo
                 pool.discard(client)
             if reused and not result.answered and attempt == 1:
                 continue
+            result.broken = True
             _fail(result, hop, str(exc), len(out.recipients))
             _report_failure(hop, str(exc))
             return result
@@ -198,6 +205,20 @@ async def _unsendable(pool: ConnectionPool, out: Outgoing) -> dict[int, str]:
     return {i: "553 5.6.7 Non-ASCII addresses not permitted for recipient "
                "(the next hop does not offer SMTPUTF8)"
             for i, a in enumerate(addresses) if not a.isascii()}
+
+
+def _room_before_break(part: Delivery) -> int:
+    """How many recipients the next hop took before it said it had no room for more, in
+    a transaction that broke before any content was taken; else 0. Postfix past
+    ``smtpd_recipient_limit`` + ``smtpd_recipient_overshoot_limit`` counts each extra
+    recipient as an error and, at ``smtpd_hard_error_limit``, says 421 and closes."""
+    if not part.broken or len(part.seen) < 2 or not part.seen[0].ok:
+        return 0
+    if part.awaiting_final and not any(r.code == 421 for r in part.seen):
+        return 0  # BDAT went with the batch: unless the next hop said it was closing
+    rcpts = part.seen[1:]
+    first = next((n for n, r in enumerate(rcpts) if too_many_recipients(r)), None)
+    return 0 if first is None else sum(r.ok for r in rcpts[:first])
 
 
 def too_many_recipients(reply: Reply) -> bool:
@@ -319,13 +340,17 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         await client.flush()
         _check_xforward(hop, [await client.read_reply() for _ in xforward])
         result.answered = True
-        replies = [await client.read_reply() for _ in commands]
+        replies = result.seen
+        for _ in commands:
+            replies.append(await client.read_reply())
         go = await client.read_reply()
     else:
         for line in xforward:
             _check_xforward(hop, [await client.command(line)])
         result.answered = True
-        replies = [await client.command(line) for line in commands]
+        replies = result.seen
+        for line in commands:
+            replies.append(await client.command(line))
     result.answered = True
     mail_reply, rcpt_replies = replies[0], replies[1:]
     accepted = _rcpt_outcome(hop, mail_reply, rcpt_replies, result)
@@ -437,7 +462,9 @@ async def _bdat_transaction(client: SMTPClient, hop: NextHop, out: Outgoing,
     result.awaiting_final = True
     await client.flush()
     xf_replies = [await client.read_reply() for _ in xforward]
-    replies = [await client.read_reply() for _ in commands]
+    replies = result.seen
+    for _ in commands:
+        replies.append(await client.read_reply())
     mail_reply, rcpt_replies = replies[0], replies[1:]
     final = await client.read_reply()  # BDAT's: one reply, whatever came before
     result.awaiting_final = False
