@@ -19,18 +19,13 @@ from scanner.config import ReinjectConfig
 from scanner.errors import NextHopError
 from scanner.reinject.client import Reply, SMTPClient, crlf_lines
 from scanner.reinject.pool import ConnectionPool
+from scanner.reinject.xforward import check_xforward, xforward_lines
 from scanner.smtp import params as esmtp
-from scanner.smtp import xtext
 from scanner.task import ClientInfo, Recipient
 from scanner.throttle import LogThrottle, held_note
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9]+)")
-XFORWARD_LINE_MAX = 500
-# What Postfix's smtpd takes as XFORWARD NAME (its valid_hostname()); anything else is
-# refused with 501, so it is sent as [UNAVAILABLE] instead.
-_HOSTNAME = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
-_XFORWARD_PROTO_MAX = 64
 
 log = logging.getLogger("scanner")
 
@@ -257,51 +252,6 @@ def _fail(result: Delivery, hop: NextHop, why: str, count: int) -> None:
                       for r in result.replies]
 
 
-def _xforward_lines(client: SMTPClient, hop: NextHop, info: ClientInfo) -> list[str]:
-    """The XFORWARD commands to send (none if off or not offered), each under 500 bytes."""
-    if not hop.xforward or not client.supports("XFORWARD"):
-        return []
-    offered = set(client.extensions["XFORWARD"].upper().split())
-    lines: list[str] = []
-    line = "XFORWARD"
-    for key, value in info.as_xforward().items():
-        if key not in offered:
-            continue
-        value = _acceptable(key, value)
-        item = f" {key}={xtext.encode(value) if value != '[UNAVAILABLE]' else value}"
-        if len(line) + len(item) > XFORWARD_LINE_MAX:
-            lines.append(line)
-            line = "XFORWARD"
-        line += item
-    if line != "XFORWARD":
-        lines.append(line)
-    return lines
-
-
-def _acceptable(key: str, value: str) -> str:
-    """``value``, or ``[UNAVAILABLE]`` where Postfix's smtpd would refuse it."""
-    if value == "[UNAVAILABLE]":
-        return value
-    if key == "NAME" and (len(value) > 255 or not _HOSTNAME.fullmatch(value)):
-        return "[UNAVAILABLE]"
-    if key == "PROTO" and len(value) > _XFORWARD_PROTO_MAX:
-        return "[UNAVAILABLE]"
-    return value
-
-
-def _check_xforward(hop: NextHop, replies: list[Reply]) -> None:
-    """A refused XFORWARD is logged and the transaction goes on, as Postfix's own
-    smtp client does: the next hop merely loses the original client's attributes,
-    while a temporary failure would defer the message on every retry. Only 421
-    (the next hop is closing the connection) stops it."""
-    for reply in replies:
-        if reply.code == 421:
-            raise NextHopError(f"next hop closing: {reply.text}")
-        if reply.code != 250 and (held := hop.warnings.due("xforward")) is not None:
-            log.warning("next hop %s refused XFORWARD, delivering without it: %s%s",
-                        hop.label, reply.text, held_note(held, "more refusals"))
-
-
 def _mail_params(client: SMTPClient, out: Outgoing) -> list[esmtp.Param]:
     keep: list[esmtp.Param] = []
     for key, value in out.mail_params:
@@ -329,7 +279,7 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         f"RCPT TO:<{r.address}> {esmtp.render(_rcpt_params(client, r))}".rstrip()
         for r in out.recipients
     ]
-    xforward = _xforward_lines(client, hop, out.client)
+    xforward = xforward_lines(client, hop.xforward, out.client)
     if _use_bdat(client, hop, out, all_or_nothing):
         await _bdat_transaction(client, hop, out, result, xforward, commands)
         return
@@ -338,7 +288,7 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         for line in [*xforward, *commands, "DATA"]:
             client.queue_line(line)
         await client.flush()
-        _check_xforward(hop, [await client.read_reply() for _ in xforward])
+        check_xforward(hop, [await client.read_reply() for _ in xforward])
         result.answered = True
         replies = result.seen
         for _ in commands:
@@ -346,7 +296,7 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         go = await client.read_reply()
     else:
         for line in xforward:
-            _check_xforward(hop, [await client.command(line)])
+            check_xforward(hop, [await client.command(line)])
         result.answered = True
         replies = result.seen
         for line in commands:
@@ -470,7 +420,7 @@ async def _bdat_transaction(client: SMTPClient, hop: NextHop, out: Outgoing,
     result.awaiting_final = False
     # After the batch, even a 421 cannot be retried (the outcome is already decided).
     with contextlib.suppress(NextHopError):
-        _check_xforward(hop, xf_replies)
+        check_xforward(hop, xf_replies)
     accepted = _rcpt_outcome(hop, mail_reply, rcpt_replies, result)
     for i in accepted:
         result.replies[i] = quote(hop, final)
