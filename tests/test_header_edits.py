@@ -274,3 +274,20 @@ def test_plain_subjects_are_not_decoded(monkeypatch) -> None:
     raw = b"".join(b"Subject: s %d\n" % i for i in range(100)) + b"Subject: =?utf-8?q?x?=\n\nb\n"
     out = prefix_subject(raw, "***SPAM*** ")
     assert out.count(b"Subject: ***SPAM*** ") == 101 and len(calls) == 1
+
+
+@pytest.mark.parametrize("prefix", ["***SPAM*** ", "[SPAM]"])
+def test_a_subject_tag_never_makes_a_line_longer_than_998_octets(prefix: str):
+    """RFC 5322 2.1.1: a line is at most 998 octets. A Subject line near the limit grew
+    past it with the tag (1005 octets); it is folded at white space instead, so that it
+    unfolds to the tagged value."""
+    words = " ".join(["word"] * 197)  # "Subject: " + 984 octets = 993
+    for value in (words, "x" * 980 + " tail"):
+        raw = f"Subject: {value}\r\nFrom: a@example.org\r\n\r\nbody\r\n".encode()
+        assert max(map(len, raw.split(b"\r\n"))) <= 998
+        tagged = prefix_subject(raw, prefix)
+        assert max(map(len, tagged.split(b"\r\n"))) <= 998, tagged[:120]
+        head = tagged.split(b"\r\n\r\n", 1)[0]
+        subject = head.split(b"\r\nFrom:", 1)[0]
+        assert re.sub(rb"\r\n(?=[ \t])", b"", subject) == f"Subject: {prefix}{value}".encode()
+        assert tagged.endswith(b"\r\nFrom: a@example.org\r\n\r\nbody\r\n")

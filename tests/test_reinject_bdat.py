@@ -31,6 +31,8 @@ class Script:
     xforward_reply: str = "250 2.0.0 Ok"
     xforward_replies: list[str] = field(default_factory=list)  # used first, one each
     mail_reply: str = "250 2.1.0 Ok"
+    rcpt_limit: int = 0  # recipients taken per transaction (0: any number)
+    too_many_reply: str = "452 4.5.3 Error: too many recipients"
     drop_at_bdat: int = 0  # close the connection after reading the n-th BDAT chunk
     lmtp_replies_then_drop: int | None = None  # after DATA's dot: this many, then close
     drop_at_data: bool = False  # close the connection instead of answering DATA
@@ -80,6 +82,8 @@ async def _next_hop(script: Script, reader: asyncio.StreamReader,
         elif verb == "RCPT":
             address = cmd.split("<", 1)[1].split(">", 1)[0]
             reply = script.rcpt.get(address, "250 2.1.5 Ok")
+            if script.rcpt_limit and len(accepted) >= script.rcpt_limit:
+                reply = script.too_many_reply
             if reply.startswith("2") and mail_ok:
                 accepted.append(address)
             writer.write(reply.encode() + b"\r\n")

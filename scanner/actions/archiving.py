@@ -62,7 +62,6 @@ async def _mail_copies(task: Task, ctx: Context, out: Outcome, idx: list[int]) -
                 break
             continue
         out.mailed_archive = True
-        out.add("Archived")
     return failed
 
 
@@ -84,7 +83,6 @@ async def _file_copies(task: Task, ctx: Context, out: Outcome, idx: list[int]) -
                 break
             continue
         out.archived.append((path, members))
-        out.add("Archived")
     return failed
 
 
@@ -96,8 +94,6 @@ async def unarchive_if_retried(task: Task, ctx: Context, out: Outcome,
         if all(retried[i] for i in members) and await ctx.run_cpu(
                 lambda p=path: _drop(task, p)):
             out.archived.remove((path, members))
-    if not out.archived and not out.mailed_archive:
-        out.actions = [a for a in out.actions if a != "Archived"]
 
 
 def drop_files(task: Task, out: Outcome) -> None:

@@ -21,6 +21,7 @@ _WORD_OCTETS = 45  # UTF-8 octets per encoded word: 60 base64 characters, 72 in 
 # UTF-8 octets per encoded word of the Subject: 48 base64 characters, 60 in all, so
 # "Subject: " and one word stay within RFC 2047's 76 characters a line
 _SUBJECT_WORD_OCTETS = 36
+_MAX_LINE = 998  # octets in a line, CRLF not counted (RFC 5322 2.1.1)
 _LONGEST_PLAIN_WORD = 900  # a longer word of a rewritten Subject goes in encoded words
 
 
@@ -69,18 +70,40 @@ def prefix_subject(raw: bytes, prefix: str, smtputf8: bool = False) -> bytes:
         value = raw[at:value_end]
         if old and old.encode("utf-8") in value:  # tagged before (a second pass): not twice
             value = value.replace(old.encode("utf-8"), b"")
-        pieces.append(raw[pos:at])
+        pieces.append(raw[pos:field.start])
+        edited = [raw[field.start:at]]
         # plain ASCII (no encoded word) reads as its bytes: only these can hold the tag
         text = _text(value) if b"=?" in value or not value.isascii() or joined else ""
         if old and old in text or joined or not smtputf8 and not value.isascii():
             space = b"" if raw[at - 1:at] in (b" ", b"\t") else b" "
-            pieces += [space, _rewritten(prefix + (text.replace(old, "") if old else text),
+            edited += [space, _rewritten(prefix + (text.replace(old, "") if old else text),
                                          eol)]
         else:
-            pieces += [_tag(prefix, bool(_ENCODED_WORD_NEXT.match(value))), value]
+            edited += [_tag(prefix, bool(_ENCODED_WORD_NEXT.match(value))), value]
+        pieces.append(_fit(b"".join(edited), eol))
         pos = value_end
     pieces.append(raw[pos:])
     return b"".join(pieces)
+
+
+def _fit(field: bytes, eol: bytes) -> bytes:
+    """``field`` with every line of more than 998 octets folded at its last white space
+    that leaves both parts within the limit (RFC 5322 2.1.1): the tag must not push a
+    Subject line over it. It unfolds to the same value; a line without such a space
+    stays as it is."""
+    lines = field.split(eol)
+    if max(map(len, lines)) <= _MAX_LINE:
+        return field
+    out: list[bytes] = []
+    for line in lines:
+        while len(line) > _MAX_LINE:
+            cut = max(line.rfind(b" ", 1, _MAX_LINE + 1), line.rfind(b"\t", 1, _MAX_LINE + 1))
+            if cut <= 0 or not line[:cut].strip() or not line[cut:].strip():
+                break
+            out.append(line[:cut])
+            line = line[cut:]
+        out.append(line)
+    return eol.join(out)
 
 
 def _text(value: bytes) -> str:

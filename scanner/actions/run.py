@@ -47,7 +47,11 @@ class Outcome:
     """Replies per recipient plus what the log line reports."""
 
     replies: list[str]
-    actions: list[str] = field(default_factory=list)
+    by_recipient: dict[int, str] = field(default_factory=dict)
+    """Each recipient's one status for the log, with its direction: as amavis counts
+    them, a later status of a recipient replaces its earlier one (a reject that became
+    a DSN is ``Bounced``, not ``Rejected`` too)."""
+    quarantined: bool = False
     queued_as: list[str] = field(default_factory=list)
     quarantine: str | None = None
     archived: list[tuple[Path, list[int]]] = field(default_factory=list)
@@ -55,15 +59,19 @@ class Outcome:
     mailed_archive: bool = False
     """An ``archive_to`` mailbox took a copy (it stays archived, whatever follows)."""
 
-    def add(self, action: str) -> None:
-        if action not in self.actions:
-            self.actions.append(action)
+    @property
+    def actions(self) -> list[str]:
+        """The statuses of the log line, each once, then ``Quarantined`` and
+        ``Archived`` (amavis's order)."""
+        return (list(dict.fromkeys(self.by_recipient[i] for i in sorted(self.by_recipient)))
+                + (["Quarantined"] if self.quarantined else [])
+                + (["Archived"] if self.archived or self.mailed_archive else []))
 
     def act(self, action: str, ctx: Context, task: Task, idx: Iterable[int]) -> None:
         """Log ``action`` for the recipients at ``idx``, each with its mail direction
         (amavis: ``DiscardedInbound``, ``RelayedOpenRelay``, ...)."""
         for i in idx:
-            self.add(action + ctx.direction_of(task.envelope.recipients[i].address))
+            self.by_recipient[i] = action + ctx.direction_of(task.envelope.recipients[i].address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +115,7 @@ async def carry_out(task: Task, ctx: Context) -> Outcome:
         archiving.drop_files(task, out)
         raise
     await archiving.unarchive_if_retried(task, ctx, out,
-                                         _retried(out.replies, ctx.protocol != "LMTP"))
+                                         _retried(task, ctx, out, ctx.protocol != "LMTP"))
     return out
 
 
@@ -139,14 +147,14 @@ async def _carry_out(task: Task, ctx: Context, out: Outcome) -> Outcome:
     deferred = [r for r in out.replies if r.startswith("4")]
     if deferred and smtp:  # a DSN could not go out: nothing delivered yet, retry it all
         out.replies = [deferred[0]] * len(rcpts)
-        await _unstore_if_retried(task, ctx, out, held, _retried(out.replies, smtp))
+        await _unstore_if_retried(task, ctx, out, held, _retried(task, ctx, out, smtp))
         return out
     await (ctx.deliver or _deliver_groups)(task, ctx, out, [
         i for i in live if verdicts[i].destiny is Destiny.PASS])
     out.act("TempFailed", ctx, task, temp)
     if smtp:
         out.replies = await _partial_failure(task, ctx, out)
-    retried = _retried(out.replies, smtp)
+    retried = _retried(task, ctx, out, smtp)
     await _unstore_if_retried(task, ctx, out, held, retried)
     if all(retried):
         return out  # notices go out with the attempt that settles the message
@@ -155,12 +163,18 @@ async def _carry_out(task: Task, ctx: Context, out: Outcome) -> Outcome:
     return out
 
 
-def _retried(replies: list[str], smtp: bool) -> list[bool]:
+def _retried(task: Task, ctx: Context, out: Outcome, smtp: bool) -> list[bool]:
     """Which recipients Postfix will try again: under SMTP any 4xx defers them all (one
-    reply for the message, see :func:`scanner.smtp.handler.aggregate`)."""
+    reply for the message, see :func:`scanner.smtp.handler.aggregate`). Those are
+    logged ``TempFailed``, whatever happened to them before (amavis counts the reply
+    Postfix got: a copy delivered before the deferral is delivered again)."""
+    replies = out.replies
     if smtp:
-        return [any(r.startswith("4") for r in replies)] * len(replies)
-    return [r.startswith("4") for r in replies]
+        retried = [any(r.startswith("4") for r in replies)] * len(replies)
+    else:
+        retried = [r.startswith("4") for r in replies]
+    out.act("TempFailed", ctx, task, [i for i, again in enumerate(retried) if again])
+    return retried
 
 
 async def _unstore_if_retried(task: Task, ctx: Context, out: Outcome, held: list[int],
@@ -179,7 +193,7 @@ async def _unstore_if_retried(task: Task, ctx: Context, out: Outcome, held: list
     log.info("(%s) deferred: quarantined copy %s removed (the retry stores it again)",
              task.log_id, out.quarantine)
     out.quarantine = None
-    out.actions = [a for a in out.actions if a != "Quarantined"]
+    out.quarantined = False
 
 
 async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> bool:
@@ -209,7 +223,7 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
         _defer(task, ctx, out, idx, "quarantine failed")
         return False
     out.quarantine = str(getattr(record, "relative_path", "") or getattr(record, "path", ""))
-    out.add("Quarantined")
+    out.quarantined = True
     return True
 
 
@@ -316,7 +330,7 @@ async def _bounce(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> Non
               and wants_failure_dsn(task, rcpts[i])]
     for i in idx:
         if i not in notify:
-            out.add("NoBounce" + ctx.direction_of(rcpts[i].address))
+            out.act("NoBounce", ctx, task, [i])
             out.replies[i] = f"250 2.5.0 Ok, {what[i]}, no DSN sent"
     if not notify:
         return
@@ -324,15 +338,14 @@ async def _bounce(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> Non
         (rcpts[i], f"{reject_status(verdicts[i].category)} Message content rejected, "
                    f"{what[i]}") for i in notify])
     for i in notify:
-        direction = ctx.direction_of(rcpts[i].address)
         if sent.startswith("5"):
-            out.add("NoBounce" + direction)
+            out.act("NoBounce", ctx, task, [i])
             out.replies[i] = f"250 2.5.0 Ok, {what[i]}, DSN refused by the next hop"
         elif not sent.startswith("2"):
-            out.add("TempFailed" + direction)
+            out.act("TempFailed", ctx, task, [i])
             out.replies[i] = f"451 4.5.0 Error in processing, id={task.log_id}, DSN not sent"
         else:
-            out.add("Bounced" + direction)
+            out.act("Bounced", ctx, task, [i])
             out.replies[i] = f"250 2.5.0 Ok, {what[i]}, DSN was sent"
 
 

@@ -19,18 +19,13 @@ from scanner.config import ReinjectConfig
 from scanner.errors import NextHopError
 from scanner.reinject.client import Reply, SMTPClient, crlf_lines
 from scanner.reinject.pool import ConnectionPool
+from scanner.reinject.xforward import check_xforward, xforward_lines
 from scanner.smtp import params as esmtp
-from scanner.smtp import xtext
 from scanner.task import ClientInfo, Recipient
 from scanner.throttle import LogThrottle, held_note
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 _QUEUED_AS = re.compile(r"queued as ([A-Za-z0-9]+)")
-XFORWARD_LINE_MAX = 500
-# What Postfix's smtpd takes as XFORWARD NAME (its valid_hostname()); anything else is
-# refused with 501, so it is sent as [UNAVAILABLE] instead.
-_HOSTNAME = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
-_XFORWARD_PROTO_MAX = 64
 
 log = logging.getLogger("scanner")
 
@@ -72,6 +67,12 @@ class Delivery:
     finished: set[int] = field(default_factory=set)  # recipients with a final reply
     answered: bool = False
     abandon: bool = False
+    later: list[int] = field(default_factory=list)
+    """Recipients the next hop had no room for in this transaction ("452 4.5.3 too many
+    recipients") while it took others: for a following transaction."""
+    accepted: int = 0  # recipients the next hop took (RCPT 2xx) in this transaction
+    seen: list[Reply] = field(default_factory=list)  # replies to MAIL and RCPTs so far
+    broken: bool = False  # the connection failed during the transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +106,45 @@ def tempfail(hop: NextHop, why: str) -> str:
 async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) -> Delivery:
     """Reinject ``out``; never raises for next-hop problems (they become 451 replies).
 
-    A pooled connection that turns out to be dead before the next hop said anything
-    about this message is replaced by a fresh one, once.
+    A next hop that takes only so many recipients per transaction (Postfix's
+    ``smtpd_recipient_limit``: ``452 4.5.3 Error: too many recipients`` for the rest)
+    gets the others in following transactions, at most as many as it took, as RFC 5321
+    4.5.3.1.10 asks and as amavis and Postfix's own smtp client do. Without that, one
+    reply for all recipients (our SMTP listener) would defer the message at every retry.
     """
     hop: NextHop = pool.hop  # type: ignore[assignment]
     out = replace(out, data=crlf_lines(out.data))  # as it goes out, SIZE counts it so
+    total = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
+    refused = await _unsendable(pool, out)
+    for i, reply in refused.items():
+        total.replies[i] = reply
+    pending = [i for i in range(len(out.recipients)) if i not in refused]
+    room = len(pending)
+    while pending:
+        batch, rest = pending[:room], pending[room:]
+        part = await _deliver_once(pool, replace(
+            out, recipients=[out.recipients[i] for i in batch]), all_or_nothing)
+        for j, i in enumerate(batch):
+            total.replies[i] = part.replies[j]
+        total.queued_as += [q for q in part.queued_as if q not in total.queued_as]
+        total.awaiting_final |= part.awaiting_final
+        if not any(r.startswith("2") for r in part.replies):
+            fits = _room_before_break(part)
+            if 0 < fits < len(batch):
+                room = fits  # the same recipients again, fewer at a time
+                continue
+            break  # no progress: the rest keep their 451 ("not attempted")
+        if part.later:
+            room = min(room, part.accepted)
+        pending = [batch[j] for j in part.later] + rest
+    return total
+
+
+async def _deliver_once(pool: ConnectionPool, out: Outgoing, all_or_nothing: bool
+                        ) -> Delivery:
+    """One transaction for ``out``. A pooled connection that turns out to be dead before
+    the next hop said anything about this message is replaced by a fresh one, once."""
+    hop: NextHop = pool.hop  # type: ignore[assignment]
     for attempt in (1, 2):
         result = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
         client: SMTPClient | None = None
@@ -128,6 +163,7 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
                 pool.discard(client)
             if reused and not result.answered and attempt == 1:
                 continue
+            result.broken = True
             _fail(result, hop, str(exc), len(out.recipients))
             _report_failure(hop, str(exc))
             return result
@@ -136,6 +172,56 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
                 pool.discard(client)
             raise
     raise AssertionError("unreachable")
+
+
+async def _unsendable(pool: ConnectionPool, out: Outgoing) -> dict[int, str]:
+    """Recipients that must not be sent (by position), with their replies: a non-ASCII
+    address of a message that asked for SMTPUTF8 when the next hop does not offer it
+    (RFC 6531 3.4: the client must not send it). As amavis (Out/SMTP.pm): a non-ASCII
+    sender fails every recipient with 550 5.6.7, a non-ASCII recipient itself with
+    553 5.6.7; Postfix's own smtp client bounces such mail too."""
+    if not any(key.upper() == "SMTPUTF8" for key, _ in out.mail_params):
+        return {}
+    addresses = [r.address for r in out.recipients]
+    if out.sender.isascii() and all(a.isascii() for a in addresses):
+        return {}
+    try:
+        client, _ = await pool.acquire()
+    except NextHopError:
+        return {}  # the transaction meets the same trouble and defers
+    offered = client.supports("SMTPUTF8")
+    pool.release(client)
+    if offered:
+        return {}
+    if not out.sender.isascii():
+        return dict.fromkeys(range(len(addresses)),
+                             "550 5.6.7 Non-ASCII addresses not permitted for sender "
+                             "(the next hop does not offer SMTPUTF8)")
+    return {i: "553 5.6.7 Non-ASCII addresses not permitted for recipient "
+               "(the next hop does not offer SMTPUTF8)"
+            for i, a in enumerate(addresses) if not a.isascii()}
+
+
+def _room_before_break(part: Delivery) -> int:
+    """How many recipients the next hop took before it said it had no room for more, in
+    a transaction that broke before any content was taken; else 0. Postfix past
+    ``smtpd_recipient_limit`` + ``smtpd_recipient_overshoot_limit`` counts each extra
+    recipient as an error and, at ``smtpd_hard_error_limit``, says 421 and closes."""
+    if not part.broken or len(part.seen) < 2 or not part.seen[0].ok:
+        return 0
+    if part.awaiting_final and not any(r.code == 421 for r in part.seen):
+        return 0  # BDAT went with the batch: unless the next hop said it was closing
+    rcpts = part.seen[1:]
+    first = next((n for n, r in enumerate(rcpts) if too_many_recipients(r)), None)
+    return 0 if first is None else sum(r.ok for r in rcpts[:first])
+
+
+def too_many_recipients(reply: Reply) -> bool:
+    """The next hop's limit of recipients per transaction (RFC 5321 4.5.3.1.10: 452, or
+    552 from old servers; RFC 3463 X.5.3), not a problem of the recipient itself."""
+    first = reply.lines[0] if reply.lines else ""
+    return reply.code in (452, 552) and (
+        first.startswith(("4.5.3", "5.5.3")) or "too many recipients" in reply.text.lower())
 
 
 def _report_failure(hop: NextHop, why: str) -> None:
@@ -166,51 +252,6 @@ def _fail(result: Delivery, hop: NextHop, why: str, count: int) -> None:
                       for r in result.replies]
 
 
-def _xforward_lines(client: SMTPClient, hop: NextHop, info: ClientInfo) -> list[str]:
-    """The XFORWARD commands to send (none if off or not offered), each under 500 bytes."""
-    if not hop.xforward or not client.supports("XFORWARD"):
-        return []
-    offered = set(client.extensions["XFORWARD"].upper().split())
-    lines: list[str] = []
-    line = "XFORWARD"
-    for key, value in info.as_xforward().items():
-        if key not in offered:
-            continue
-        value = _acceptable(key, value)
-        item = f" {key}={xtext.encode(value) if value != '[UNAVAILABLE]' else value}"
-        if len(line) + len(item) > XFORWARD_LINE_MAX:
-            lines.append(line)
-            line = "XFORWARD"
-        line += item
-    if line != "XFORWARD":
-        lines.append(line)
-    return lines
-
-
-def _acceptable(key: str, value: str) -> str:
-    """``value``, or ``[UNAVAILABLE]`` where Postfix's smtpd would refuse it."""
-    if value == "[UNAVAILABLE]":
-        return value
-    if key == "NAME" and (len(value) > 255 or not _HOSTNAME.fullmatch(value)):
-        return "[UNAVAILABLE]"
-    if key == "PROTO" and len(value) > _XFORWARD_PROTO_MAX:
-        return "[UNAVAILABLE]"
-    return value
-
-
-def _check_xforward(hop: NextHop, replies: list[Reply]) -> None:
-    """A refused XFORWARD is logged and the transaction goes on, as Postfix's own
-    smtp client does: the next hop merely loses the original client's attributes,
-    while a temporary failure would defer the message on every retry. Only 421
-    (the next hop is closing the connection) stops it."""
-    for reply in replies:
-        if reply.code == 421:
-            raise NextHopError(f"next hop closing: {reply.text}")
-        if reply.code != 250 and (held := hop.warnings.due("xforward")) is not None:
-            log.warning("next hop %s refused XFORWARD, delivering without it: %s%s",
-                        hop.label, reply.text, held_note(held, "more refusals"))
-
-
 def _mail_params(client: SMTPClient, out: Outgoing) -> list[esmtp.Param]:
     keep: list[esmtp.Param] = []
     for key, value in out.mail_params:
@@ -238,7 +279,7 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         f"RCPT TO:<{r.address}> {esmtp.render(_rcpt_params(client, r))}".rstrip()
         for r in out.recipients
     ]
-    xforward = _xforward_lines(client, hop, out.client)
+    xforward = xforward_lines(client, hop.xforward, out.client)
     if _use_bdat(client, hop, out, all_or_nothing):
         await _bdat_transaction(client, hop, out, result, xforward, commands)
         return
@@ -247,34 +288,58 @@ async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: 
         for line in [*xforward, *commands, "DATA"]:
             client.queue_line(line)
         await client.flush()
-        _check_xforward(hop, [await client.read_reply() for _ in xforward])
+        check_xforward(hop, [await client.read_reply() for _ in xforward])
         result.answered = True
-        replies = [await client.read_reply() for _ in commands]
+        replies = result.seen
+        for _ in commands:
+            replies.append(await client.read_reply())
         go = await client.read_reply()
     else:
         for line in xforward:
-            _check_xforward(hop, [await client.command(line)])
+            check_xforward(hop, [await client.command(line)])
         result.answered = True
-        replies = [await client.command(line) for line in commands]
+        replies = result.seen
+        for line in commands:
+            replies.append(await client.command(line))
     result.answered = True
     mail_reply, rcpt_replies = replies[0], replies[1:]
-    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok] if mail_reply.ok else []
-    if not mail_reply.ok:
-        result.replies = [quote(hop, mail_reply)] * len(out.recipients)
-    else:
-        result.replies = [quote(hop, r) if not r.ok else "" for r in rcpt_replies]
-    first_temp = next((quote(hop, r) for r in rcpt_replies if 400 <= r.code < 500), None)
+    accepted = _rcpt_outcome(hop, mail_reply, rcpt_replies, result)
+    first_temp = next((quote(hop, r) for i, r in enumerate(rcpt_replies)
+                       if 400 <= r.code < 500 and i not in result.later), None)
     if not accepted or (all_or_nothing and first_temp):
         for i in accepted:  # accepted by the next hop, but we send no data: retry them
             result.replies[i] = first_temp or tempfail(hop, "transaction abandoned")
         if go is not None and go.code == 354:
             result.abandon = True  # mid-DATA: only closing the connection cancels it
         else:
-            await client.command("RSET")
+            await _reset(client, result)
         return
     if go is None:
         go = await client.command("DATA")
     await _data(client, hop, out, result, accepted, go)
+
+
+def _rcpt_outcome(hop: NextHop, mail_reply: Reply, rcpt_replies: list[Reply],
+                  result: Delivery) -> list[int]:
+    """The recipients the next hop accepted; the others' replies set in ``result``, and
+    those it had no room for (with others accepted) kept for a later transaction."""
+    if not mail_reply.ok:
+        result.replies = [quote(hop, mail_reply)] * len(rcpt_replies)
+        return []
+    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok]
+    result.accepted = len(accepted)
+    result.later = [i for i, r in enumerate(rcpt_replies)
+                    if accepted and too_many_recipients(r)]
+    result.replies = ["" if r.ok else _quote_rcpt(hop, r) for r in rcpt_replies]
+    return accepted
+
+
+def _quote_rcpt(hop: NextHop, reply: Reply) -> str:
+    """:func:`quote` for a RCPT reply; "too many recipients" is temporary whatever its
+    code (RFC 5321 4.5.3.1.10: a 552 from an old server too)."""
+    if too_many_recipients(reply) and reply.code != 452:
+        return f"451 4.5.3 from MTA({hop.label}): {reply.text}"
+    return quote(hop, reply)
 
 
 async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
@@ -282,6 +347,7 @@ async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Deliver
     if go.code != 354:
         for i in accepted:
             result.replies[i] = quote(hop, go)
+        await _reset(client, result)  # a refused DATA leaves the transaction open
         return
     result.awaiting_final = True
     await client.send_data(out.data)
@@ -295,6 +361,22 @@ async def _data(client: SMTPClient, hop: NextHop, out: Outgoing, result: Deliver
         if reply.ok and m and m.group(1) not in result.queued_as:
             result.queued_as.append(m.group(1))
     result.awaiting_final = False
+    if not all(result.replies[i].startswith("2") for i in accepted):
+        await _reset(client, result)  # refused at the end: the transaction may stay open
+
+
+async def _reset(client: SMTPClient, result: Delivery) -> None:
+    """RSET: end the transaction the next hop still holds. After refused recipients, a
+    refused DATA, or content refused by ``smtpd_end_of_data_restrictions`` (3.7), Postfix
+    keeps the MAIL transaction and would answer the next message's MAIL with ``503 5.5.1
+    Error: nested MAIL command``, a 5xx. Unless RSET gets 250 the connection is not
+    reused; the replies already set stand."""
+    try:
+        reply = await client.command("RSET")
+    except NextHopError:
+        reply = None
+    if reply is None or reply.code != 250:
+        result.abandon = True
 
 
 def _use_bdat(client: SMTPClient, hop: NextHop, out: Outgoing, all_or_nothing: bool) -> bool:
@@ -330,20 +412,20 @@ async def _bdat_transaction(client: SMTPClient, hop: NextHop, out: Outgoing,
     result.awaiting_final = True
     await client.flush()
     xf_replies = [await client.read_reply() for _ in xforward]
-    replies = [await client.read_reply() for _ in commands]
+    replies = result.seen
+    for _ in commands:
+        replies.append(await client.read_reply())
     mail_reply, rcpt_replies = replies[0], replies[1:]
-    accepted = [i for i, r in enumerate(rcpt_replies) if r.ok] if mail_reply.ok else []
     final = await client.read_reply()  # BDAT's: one reply, whatever came before
     result.awaiting_final = False
     # After the batch, even a 421 cannot be retried (the outcome is already decided).
     with contextlib.suppress(NextHopError):
-        _check_xforward(hop, xf_replies)
-    if not mail_reply.ok:
-        result.replies = [quote(hop, mail_reply)] * len(out.recipients)
-        return
-    result.replies = [quote(hop, r) if not r.ok else "" for r in rcpt_replies]
+        check_xforward(hop, xf_replies)
+    accepted = _rcpt_outcome(hop, mail_reply, rcpt_replies, result)
     for i in accepted:
         result.replies[i] = quote(hop, final)
     m = _QUEUED_AS.search(final.text)
     if final.ok and m:
         result.queued_as.append(m.group(1))
+    if not final.ok:
+        await _reset(client, result)  # as after DATA's final dot

@@ -45,3 +45,43 @@ def test_tempfailed_is_spelt_as_amavis_writes_it(sink, caplog):
     replies, _ = run(sink, "", [], ["bob@example.test"])
     assert replies[0].startswith("451")
     assert "Blocked CLEAN {TempFailedInbound}" in summary(caplog)
+
+
+REJECTER = ('[policy.recipients."rejecter@example.test"]\nspam_destiny = "reject"\n'
+            "block_senders = ['@spam.example']\n")
+
+
+def test_a_reject_among_passed_recipients_is_logged_as_its_dsn_only(sink, caplog):
+    """Over SMTP a recipient rejected by policy next to a passed one gets 250 and a DSN
+    (or none): amavis 2.13 counts one status per recipient from the reply Postfix got,
+    D_REJECT with 2xx is ``Bounced`` or ``NoBounce``, never ``Rejected`` too."""
+    replies, _ = run(sink, REJECTER, [], ["rejecter@example.test", "carol@example.test"])
+    assert [r[:3] for r in replies] == ["250", "250"], replies
+    assert "{NoBounceInbound,RelayedInbound,Quarantined}" in summary(caplog), summary(caplog)
+
+
+def test_a_reject_among_passed_recipients_with_a_dsn_is_bounced(sink, caplog):
+    replies, _ = run(sink, REJECTER.replace("block_senders = ['@spam.example']\n",
+                                            "kill_level = 0.5\n"),
+                     [BAYES], ["rejecter@example.test", "carol@example.test"],
+                     sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["250", "250"], replies
+    assert "{BouncedInbound,Relayed" in summary(caplog), summary(caplog)
+    assert "Rejected" not in summary(caplog)
+
+
+def test_a_message_deferred_as_a_whole_over_smtp_is_tempfailed_for_every_recipient(
+        sink, caplog):
+    """One 451 for the message: amavis counts the per-message reply for every recipient
+    (TempFailed), not Relayed for a copy Postfix will have sent again. Here the DSN to
+    the sender is deferred after the passed copy went out (amavis defers then too)."""
+    policy = REJECTER.replace("block_senders = ['@spam.example']\n", "kill_level = 0.5\n")
+
+    def refuse_dsn(rcpt: str) -> str:
+        return "452 4.2.2 Mailbox full" if rcpt == "alice@example.org" else "250 2.1.5 Ok"
+    sink.behaviour.rcpt_reply = refuse_dsn
+    replies, _ = run(sink, policy, [BAYES], ["rejecter@example.test", "carol@example.test"],
+                     sender="alice@example.org")
+    assert [r[:3] for r in replies] == ["451", "451"], replies
+    assert " {TempFailedInbound}, " in summary(caplog), summary(caplog)
+    assert summary(caplog).startswith("(00001-01) Blocked"), summary(caplog)
