@@ -11,7 +11,7 @@ import codecs
 import re
 from functools import lru_cache
 
-from decoders.mimeutil import decode_header_pieces
+from decoders.mimeutil import decode_header_pieces, with_byte_order
 
 _ALIASES = {
     "x-unknown": "",
@@ -58,7 +58,7 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
         codec = ""  # "us-ascii" messages routinely carry 8-bit text
     if codec:
         try:
-            return data.decode(codec, errors="replace")
+            return data.decode(with_byte_order(codec, data), errors="replace")
         except Exception:  # a codec may fail in ways other than UnicodeError
             pass
     try:

@@ -17,7 +17,7 @@ import binascii
 import email
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from email.policy import compat32
 
@@ -173,6 +173,10 @@ def _walk_mime(raw: bytes, limits: ExtractLimits, result: MessageText, texts: li
             if part.is_multipart():
                 continue
             info = _part_info(part)
+            if info.content_type.startswith("multipart/"):
+                # no delimiter line split it: mail clients show the body as plain text,
+                # and so do the decoders (decoders.mime's unsplit-multipart)
+                info = replace(info, content_type="text/plain")
             result.parts.append(info)
             _add_text(info, lambda p=part: p.get_payload(decode=True), limits, result, texts,
                       urls)

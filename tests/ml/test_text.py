@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import re
@@ -111,3 +112,27 @@ def test_header_split_equals_the_regular_expression_it_replaced() -> None:
             assert split_header_section(raw) == reference(raw), raw
     assert split_header_section(b"A: 1\r\n\r\nbody\r\n") == (b"A: 1", b"body\r\n")
     assert split_header_section(b"A: 1\n\nbody") == (b"A: 1", b"body")
+
+
+def test_a_multipart_no_delimiter_splits_is_read_as_text() -> None:
+    # the boundary parameter and the delimiter lines differ by a space (two spam of the
+    # SpamAssassin corpus are written so): mail clients and the decoders show the body
+    raw = (b"From: a@example.com\r\nSubject: offer\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/alternative; boundary="=Boundary 1"\r\n\r\n'
+           b"--= Boundary 1\r\nContent-Type: text/plain\r\n\r\n"
+           b"Refinance your mortgage today at http://rates.example.net/now\r\n")
+    mt = message_text(raw)
+    assert "Refinance your mortgage today" in mt.body_text
+    assert mt.urls == ["http://rates.example.net/now"]
+    assert mt.has_plain
+
+
+def test_utf16_without_a_byte_order_mark_is_read_in_its_byte_order() -> None:
+    for order in ("utf-16-be", "utf-16-le"):
+        raw = (b"From: a@example.com\r\nContent-Type: text/plain; charset=UTF-16\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\n"
+               + base64.encodebytes("Claim your prize now".encode(order)))
+        assert message_text(raw).body_text == "Claim your prize now", order
+    # encoded words in header fields go through the same decoder
+    word = base64.b64encode("Prize".encode("utf-16-be")).decode()
+    assert decode_header_value(f"=?utf-16?b?{word}?=") == "Prize"
