@@ -17,6 +17,11 @@ Outcomes are symbols, never exceptions:
   larger than clamd's StreamMaxLength (``stream_max_length``), or clamd said so, or
   clamd hit a scan limit (``Heuristics.Limits.Exceeded.*``, reported when clamd.conf
   has ``AlertExceedsMax yes``); also clamd failures when ``fail_action = "unchecked"``.
+* ``CLAMAV_SPAM`` (no category; weight 1 times the hit's factor): clamd named something
+  that ``virus_name_to_spam_score`` calls spam, not a virus (its phishing heuristics,
+  Sanesecurity's spam signatures: amavis's ``@virus_name_to_spam_score_maps``, see
+  :mod:`scanner.checks.clamav_names`); options are the names, the factor the highest
+  of their scores. A reply that also names a real virus is a virus, names and all.
 * ``CLAMAV_FAIL`` (``tempfail`` in the shipped score table): every endpoint failed,
   timed out or answered garbage and ``fail_action = "tempfail"``.
 
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from scanner.checks.base import CheckContext
+from scanner.checks.clamav_names import AMAVIS_SPAM_NAMES, NameTable, SpamName
 from scanner.checks.clamd_client import (
     LIMITS_PREFIX,
     ClamdClient,
@@ -52,6 +58,7 @@ log = logging.getLogger("scanner.checks.clamav")
 VIRUS = "CLAMAV_VIRUS"
 FAIL = "CLAMAV_FAIL"
 UNCHECKED = "CLAMAV_UNCHECKED"
+SPAM = "CLAMAV_SPAM"
 _HASH_IN_THREAD = 1024 * 1024  # hash larger data off the event loop
 
 
@@ -83,6 +90,9 @@ class ClamAVSettings:
         "separately; clamd reads them from the whole message already")
     reuse_connections: bool = opt(True, "keep connections to clamd open between scans "
                                   "(clamd's IDSESSION) for pieces up to 64 KiB")
+    virus_name_to_spam_score: tuple[SpamName, ...] = opt(
+        AMAVIS_SPAM_NAMES, "names clamd reports that are spam, not viruses (amavis's "
+        "@virus_name_to_spam_score_maps, its default list): first match wins")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +140,7 @@ class ClamAV:
         FAIL: "clamd could not be used (unreachable, timeout, bad answer)",
         UNCHECKED: "something was not virus-scanned (too large, or clamd failed and "
                    "fail_action = unchecked)",
+        SPAM: "clamd named spam or phishing, not a virus (options: names)",
     }
     default_enabled: ClassVar[bool] = True
     kind: ClassVar[str] = "virus"
@@ -139,13 +150,22 @@ class ClamAV:
         self.settings = settings
         self.context = context
         try:
+            self.names = NameTable(settings.virus_name_to_spam_score)
+        except ValueError as exc:
+            raise ConfigError(f"checks.settings.clamav.virus_name_to_spam_score{exc}"
+                              ) from None
+        try:
             self.client = ClamdClient(
                 settings.endpoints, timeout=settings.timeout,
                 connect_timeout=settings.connect_timeout, chunk_size=settings.chunk_size,
-                reuse=settings.reuse_connections)
+                reuse=settings.reuse_connections, inconclusive=self._not_a_virus)
         except ValueError as exc:
             raise ConfigError(f"checks.settings.clamav.endpoints: {exc}") from None
         self.cache = ResultCache(settings.cache_size)
+
+    def _not_a_virus(self, name: str) -> bool:
+        """A limit alert or a spam name: more records after it must still be read."""
+        return name.startswith(LIMITS_PREFIX) or self.names.spam_score(name) is not None
 
     def close(self) -> None:
         """Close the connections kept open to clamd."""
@@ -164,6 +184,7 @@ class ClamAV:
     async def run(self, task: Task) -> Iterable[Hit]:
         hits: list[Hit] = []
         unchecked: list[str] = []
+        spam: dict[str, float] = {}
         for piece in await self._pieces(task):
             where = piece.path or "message"
             if piece.size > self.settings.stream_max_length:
@@ -176,8 +197,9 @@ class ClamAV:
             if reply.status is Status.TOO_LARGE:
                 unchecked.append(f"{where}: clamd: size limit exceeded")
                 continue
-            viruses = tuple(n for n in reply.names if not n.startswith(LIMITS_PREFIX))
-            unchecked += [f"{where}: clamd: {n}" for n in reply.names if n not in viruses]
+            found = tuple(n for n in reply.names if not n.startswith(LIMITS_PREFIX))
+            unchecked += [f"{where}: clamd: {n}" for n in reply.names if n not in found]
+            viruses = self._viruses(found, spam)
             if viruses:
                 log.info("%s: %s in %s", task.mail_id, ", ".join(viruses), where)
                 hits.append(Hit(VIRUS, options=viruses, part=piece.path))
@@ -185,7 +207,19 @@ class ClamAV:
                     break
         if not hits and unchecked:
             hits.append(Hit(UNCHECKED, options=tuple(unchecked)))
+        if spam:
+            hits.append(Hit(SPAM, factor=max(spam.values()), options=tuple(spam)))
         return hits
+
+    def _viruses(self, found: tuple[str, ...], spam: dict[str, float]) -> tuple[str, ...]:
+        """The virus names of one reply; when every name is spam (amavis: all of them),
+        none, and the names go into ``spam`` with their scores."""
+        scores = [self.names.spam_score(n) for n in found]
+        if any(score is None for score in scores):
+            return found
+        for name, score in zip(found, scores, strict=True):
+            spam.setdefault(name, score or 0.0)
+        return ()
 
     def _failure(self, detail: str) -> Hit:
         if self.settings.fail_action == "unchecked":

@@ -29,7 +29,7 @@ import logging
 import re
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scanner.streams import buffered, idle_and_open
@@ -178,7 +178,8 @@ class ClamdClient:
 
     def __init__(self, endpoints: Sequence[str | Endpoint], *, timeout: float = 30.0,
                  connect_timeout: float = 5.0, chunk_size: int = 64 * 1024,
-                 retry_after: float = 10.0, reuse: bool = True) -> None:
+                 retry_after: float = 10.0, reuse: bool = True,
+                 inconclusive: Callable[[str], bool] | None = None) -> None:
         if not endpoints:
             raise ValueError("at least one clamd endpoint is needed")
         self.endpoints = [e if isinstance(e, Endpoint) else parse_endpoint(e)
@@ -188,6 +189,8 @@ class ClamdClient:
         self.chunk_size = chunk_size
         self.retry_after = retry_after
         self.reuse = reuse
+        self.inconclusive = inconclusive or (lambda name: name.startswith(LIMITS_PREFIX))
+        """Names after which a session's answer is asked again alone (read to the end)."""
         self.requests = 0
         """INSTREAM requests sent (each endpoint attempt counts once)."""
         self.connections = 0
@@ -330,10 +333,10 @@ class ClamdClient:
             return reply
         # With AllMatch clamd may send more records for the same request; how many is
         # not known, so the session is not reused. A virus name is enough as it is, but a
-        # limit alert read alone could hide a virus named after it: ask again alone.
+        # limit alert (or a name the check counts as spam) read alone could hide a virus
+        # named after it: ask again alone.
         session.close()
-        if reply.status is Status.INFECTED and all(n.startswith(LIMITS_PREFIX)
-                                                   for n in reply.names):
+        if reply.status is Status.INFECTED and all(map(self.inconclusive, reply.names)):
             raise _AskAlone()
         return reply
 

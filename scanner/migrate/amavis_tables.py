@@ -111,6 +111,9 @@ ADVICE: dict[str, str] = {
     "$interface_policy": "only ORIGINATING is converted; other banks need a "
     "[policy_banks.NAME] table written by hand, then the listener's policy_bank",
     "@viruses_that_fake_sender_maps": "scanner sends no virus notices to senders",
+    "@virus_name_to_spam_score_maps": "scanner's [checks.settings.clamav] "
+    "virus_name_to_spam_score starts as amavis's default list; write site changes there "
+    "(README \"ClamAV\")",
     "@keep_decoded_original_maps": "scanner always gives clamd the original message",
     "@local_domains_maps": "only lists of domain strings ([\".example.com\", ...]) are "
     "converted; turn hash and regex tables into policy.local_domains entries by hand",
