@@ -27,7 +27,10 @@ Outcomes are symbols, never exceptions:
 
 A virus outranks failures: once something is infected, failures and unscanned pieces
 no longer change the outcome and are not reported. Definite answers (clean, infected)
-are kept in a per-process LRU cache keyed by the SHA-256 of the scanned bytes.
+are kept in a per-process LRU cache keyed by the SHA-256 of the scanned bytes, for
+``cache_ttl`` seconds: an answer holds for the signatures clamd had then, and freshclam
+brings new ones (clamd's VERSION names no database version for third-party signatures,
+so the age of the answer is what is known).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -79,6 +83,8 @@ class ClamAVSettings:
                           max=16 * 1024 * 1024)
     cache_size: int = opt(10000, "results remembered per worker by SHA-256; 0 = no cache",
                           min=0)
+    cache_ttl: float = opt(600.0, "seconds a remembered result is used; clamd may have new "
+                           "signatures by then", min=0.0)
     fail_action: str = opt(
         "tempfail", "clamd unusable: tempfail (CLAMAV_FAIL, Postfix retries) or unchecked "
         "(CLAMAV_UNCHECKED, mail passes tagged)", choices=("tempfail", "unchecked"))
@@ -106,22 +112,30 @@ class _Piece:
 
 
 class ResultCache:
-    """A bounded LRU map from SHA-256 to a definite clamd answer."""
+    """A bounded LRU map from SHA-256 to a definite clamd answer, each used for ``ttl``
+    seconds after clamd gave it (``clock`` tells the time)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, ttl: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.size = size
-        self._items: OrderedDict[str, ScanReply] = OrderedDict()
+        self.ttl = ttl
+        self.clock = clock
+        self._items: OrderedDict[str, tuple[float, ScanReply]] = OrderedDict()
 
     def get(self, key: str) -> ScanReply | None:
         found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-        return found
+        if found is None:
+            return None
+        if self.clock() - found[0] >= self.ttl:  # older signatures: ask clamd again
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return found[1]
 
     def put(self, key: str, reply: ScanReply) -> None:
         if self.size <= 0 or reply.status not in (Status.CLEAN, Status.INFECTED):
             return
-        self._items[key] = reply
+        self._items[key] = (self.clock(), reply)
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
@@ -161,7 +175,7 @@ class ClamAV:
                 reuse=settings.reuse_connections, inconclusive=self._not_a_virus)
         except ValueError as exc:
             raise ConfigError(f"checks.settings.clamav.endpoints: {exc}") from None
-        self.cache = ResultCache(settings.cache_size)
+        self.cache = ResultCache(settings.cache_size, settings.cache_ttl)
 
     def _not_a_virus(self, name: str) -> bool:
         """A limit alert or a spam name: more records after it must still be read."""
