@@ -141,18 +141,24 @@ class ScanReply:
 
 
 def parse_reply(raw: bytes) -> ScanReply:
-    """Interpret an INSTREAM reply; raise :class:`ClamdError` for errors and garbage."""
+    """Interpret an INSTREAM reply; raise :class:`ClamdError` for errors and garbage.
+
+    A virus named before or after an error record still counts: the error says the
+    scan did not finish, not that the name is wrong (with ``fail_action = "unchecked"``
+    the error alone would let the virus pass as UNCHECKED)."""
     text = raw.decode("utf-8", "replace")
     records = [r.strip() for r in re.split(r"[\0\n]", text) if r.strip()]
     if not records:
         raise ClamdError("clamd closed the connection without an answer")
     names: list[str] = []
+    errors: list[str] = []
     clean = 0
     for record in records:
         if record.endswith(" ERROR"):
             if "size limit exceeded" in record.lower():
                 return ScanReply(Status.TOO_LARGE)
-            raise ClamdError(f"clamd error: {record[:200]}")
+            errors.append(record)
+            continue
         if not record.startswith("stream: "):
             raise ClamdError(f"unexpected answer from clamd: {record[:200]!r}")
         body = record[len("stream: "):]
@@ -166,6 +172,8 @@ def parse_reply(raw: bytes) -> ScanReply:
             raise ClamdError(f"unexpected answer from clamd: {record[:200]!r}")
     if names:
         return ScanReply(Status.INFECTED, tuple(names))
+    if errors:
+        raise ClamdError(f"clamd error: {errors[0][:200]}")
     return ScanReply(Status.CLEAN)
 
 
@@ -327,6 +335,8 @@ class ClamdClient:
             reply = parse_reply(rest)
         except ClamdError:
             session.close()
+            if sep and rest.rstrip(b"\0").endswith(b" ERROR"):
+                raise _AskAlone() from None  # a virus may be named after it: read it all
             raise
         if reply.status is Status.CLEAN:
             self._give(session)
