@@ -6,8 +6,10 @@ differ from anything already scanned (deduplicated by SHA-256), so a signature i
 wherever either clamd or our decoders can reach it. Not sent again by default (as
 rspamd's antivirus module leaves text parts out unless ``scan_text_mime``): the
 message's own MIME containers and the inline text in them (see
-:func:`covered_by_message`), which clamd already reads from the whole message. Parts
-are optional: with an empty ``task.parts`` only the raw message is scanned.
+:func:`covered_by_message`), which clamd already reads from the whole message, unless
+clamd did not read the whole message to the end (larger than ``stream_max_length``,
+clamd's size limit, a limit alert): then they are sent as any part. Parts are optional:
+with an empty ``task.parts`` only the raw message is scanned.
 
 Outcomes are symbols, never exceptions:
 
@@ -36,6 +38,7 @@ so the age of the answer is what is known).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -109,6 +112,9 @@ class _Piece:
     sha256: str
     size: int
     data: Callable[[], bytes]
+    covered: bool = False
+    """Inline text or a MIME container clamd reads in the whole message: sent only when
+    the whole message got no complete answer (too large, a limit alert)."""
 
 
 class ResultCache:
@@ -199,7 +205,10 @@ class ClamAV:
         hits: list[Hit] = []
         unchecked: list[str] = []
         spam: dict[str, float] = {}
+        whole_read = False  # clamd read the whole message to the end
         for piece in await self._pieces(task):
+            if piece.covered and whole_read:
+                continue
             where = piece.path or "message"
             if piece.size > self.settings.stream_max_length:
                 unchecked.append(f"{where}: {piece.size} bytes > stream_max_length")
@@ -213,6 +222,7 @@ class ClamAV:
                 continue
             found = tuple(n for n in reply.names if not n.startswith(LIMITS_PREFIX))
             unchecked += [f"{where}: clamd: {n}" for n in reply.names if n not in found]
+            whole_read = whole_read or (piece.path is None and found == reply.names)
             viruses = self._viruses(found, spam)
             if viruses:
                 log.info("%s: %s in %s", task.mail_id, ", ".join(viruses), where)
@@ -249,17 +259,22 @@ class ClamAV:
         return reply
 
     async def _pieces(self, task: Task) -> list[_Piece]:
-        """The raw message first, then each new part, each bytes-identical one once."""
+        """The raw message first, then each new part, each bytes-identical one once;
+        with ``scan_text_parts`` off the parts clamd reads in the whole message are
+        marked ``covered`` (and not counted as seen: only sent if that read failed)."""
         raw = task.raw
         pieces = [_Piece(None, await _sha256(raw), len(raw), lambda: raw)]
         if self.settings.scan_parts:
             seen = {pieces[0].sha256}
             parts = getattr(task, "parts", None) or ()
-            if not self.settings.scan_text_parts:
-                by_index = {getattr(p, "index", None): p for p in parts}
-                parts = [p for p in parts if not covered_by_message(p, by_index)]
-            for piece in _parts(parts):
+            by_index = {getattr(p, "index", None): p for p in parts}
+            covered = {id(p) for p in parts if not self.settings.scan_text_parts
+                       and covered_by_message(p, by_index)}
+            for part, piece in _parts(parts):
                 if piece.size and piece.sha256 not in seen:
+                    if id(part) in covered:
+                        pieces.append(dataclasses.replace(piece, covered=True))
+                        continue
                     seen.add(piece.sha256)
                     pieces.append(piece)
         return pieces
@@ -309,8 +324,8 @@ def covered_by_message(part: Any, by_index: Mapping[Any, Any]) -> bool:
     return False
 
 
-def _parts(parts: Iterable[Any]) -> Iterator[_Piece]:
-    """Decoded parts as pieces, read defensively (the decoders may be absent)."""
+def _parts(parts: Iterable[Any]) -> Iterator[tuple[Any, _Piece]]:
+    """Decoded parts with their pieces, read defensively (the decoders may be absent)."""
     for part in parts:
         getter = getattr(part, "data", None)
         if getter is None:
@@ -322,7 +337,7 @@ def _parts(parts: Iterable[Any]) -> Iterator[_Piece]:
             blob = data_of()
             digest, size = hashlib.sha256(blob).hexdigest(), len(blob)
             data_of = _constant(blob)
-        yield _Piece(_path_of(part), digest, size, data_of)
+        yield part, _Piece(_path_of(part), digest, size, data_of)
 
 
 def _constant(blob: bytes) -> Callable[[], bytes]:
