@@ -115,6 +115,21 @@ def test_clamd_tmp_bench_compares_tmpfs_and_disk(tmp_path: Path) -> None:
     assert left == []  # each clamd's temporary directory is removed with it
 
 
+@pytest.mark.skipif(clamd_binary() is None, reason="clamd is not installed (clamav-daemon)")
+def test_clamd_round_trips_bench_counts_requests_per_attachment() -> None:
+    out = _run("bench/throughput/clamd_round_trips.py", "--counts", "0", "3", "--sizes",
+               "2048", "--messages", "2")
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("0", "2048", "1.00"), ("3", "2048", "4.00")]
+
+
+@pytest.mark.skipif(clamd_binary() is None, reason="clamd is not installed (clamav-daemon)")
+def test_clamd_reload_bench_reports_scans_during_a_reload() -> None:
+    out = _run("bench/throughput/clamd_reload.py", "--seconds", "2", "--workers", "2")
+    assert "ConcurrentDatabaseReload yes, IdleTimeout 30, 1 RELOAD(s), sessions:" in out
+    assert " 0 failed" in out
+
+
 def test_profile_pipeline_times_each_check() -> None:
     out = _run("bench/throughput/profile_pipeline.py", "-n", "20")
     assert "20 messages; ms per message (median / mean):" in out

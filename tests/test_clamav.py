@@ -457,7 +457,9 @@ def test_bad_answers_fail(tmp_path: Path, answer: bytes | None) -> None:
     fake = FakeClamd(tmp_path / "fake.sock", answer)
     hits, _ = fake_scan(fake, make_task(mail()))
     assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
-    assert fake.requests == 1
+    # an ERROR record read on a kept session is asked again alone and read to the end
+    # (a virus may be named after it: tests/test_clamav_replies.py)
+    assert fake.requests == (2 if answer and answer.endswith(b" ERROR\0") else 1)
 
 
 def test_hanging_clamd_fails_within_timeout(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.testing.clamd import ClamdInstance, clamd_binary
+from scanner.testing.clamd import ClamdInstance, clamd_binary, eicar
 from scanner.testing.postfix import make_base_dir
 from tests.postfix_stack import Stack, delivered_ids, require_postfix, split_delivered, wait_ids
 
@@ -158,3 +158,40 @@ def _logged(stack: Stack, mids: dict[str, str]) -> dict[str, str]:
         if mid in wanted:
             out[mid] = line
     return out
+
+
+def test_clamd_phishing_heuristic_passes_as_spam_points_through_postfix():
+    """clamd's phishing heuristic (here with a one-line phishing database; Debian's
+    clamd.conf has PhishingScanURLs on) names a newsletter whose link shows another host
+    than it leads to: amavis scores that 0.1 spam points (@virus_name_to_spam_score_maps)
+    and delivers it; it used to be discarded as INFECTED. A virus still is blocked."""
+    require_postfix()
+    if clamd_binary() is None:
+        pytest.skip("clamd not installed (apt-get install clamav-daemon)")
+    inst = ClamdInstance(make_base_dir("scanner-clamd-"))
+    inst.prepare()
+    (inst.db_dir / "phish.pdb").write_text("H:paypal.com\n", "ascii")
+    inst.start()
+    extra = _clam_extra(inst).replace('"bayes"]', '"bayes", "rules"]')  # ClamAV's score alone
+    stack = Stack(extra=extra).start()
+    try:
+        news = (b"From: news@example.org\r\nTo: bob@example.test\r\nSubject: news\r\n"
+                b"Message-ID: <news-1@example.org>\r\nMIME-Version: 1.0\r\n"
+                b"Content-Type: text/html\r\n\r\n<p>Pay with <a href=\"https://pay.example."
+                b"org/\">https://www.paypal.com/checkout</a></p>\r\n")
+        stack.postfix.send("news@example.org", "bob@example.test", news)
+        stack.postfix.send("a@example.org", "bob@example.test", _attach(
+            "virus-1", "eicar.com", eicar()))
+        wait_ids(stack, {"<news-1@example.org>"}, 60)
+        mids = {"news": "<news-1@example.org>", "virus": "<virus-1@example.org>"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_logged(stack, mids)) < len(mids):
+            time.sleep(0.5)
+        lines = _logged(stack, mids)
+        assert "Passed CLEAN {RelayedInbound}" in lines[mids["news"]]
+        assert "Hits: 0.100," in lines[mids["news"]]
+        assert "Blocked INFECTED (Eicar-Test-Signature.UNOFFICIAL)" in lines[mids["virus"]]
+        assert len(stack.postfix.maildir_messages("bob")) == 1
+    finally:
+        stack.remove()
+        inst.close()

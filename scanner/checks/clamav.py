@@ -6,8 +6,10 @@ differ from anything already scanned (deduplicated by SHA-256), so a signature i
 wherever either clamd or our decoders can reach it. Not sent again by default (as
 rspamd's antivirus module leaves text parts out unless ``scan_text_mime``): the
 message's own MIME containers and the inline text in them (see
-:func:`covered_by_message`), which clamd already reads from the whole message. Parts
-are optional: with an empty ``task.parts`` only the raw message is scanned.
+:func:`covered_by_message`), which clamd already reads from the whole message, unless
+clamd did not read the whole message to the end (larger than ``stream_max_length``,
+clamd's size limit, a limit alert): then they are sent as any part. Parts are optional:
+with an empty ``task.parts`` only the raw message is scanned.
 
 Outcomes are symbols, never exceptions:
 
@@ -17,25 +19,36 @@ Outcomes are symbols, never exceptions:
   larger than clamd's StreamMaxLength (``stream_max_length``), or clamd said so, or
   clamd hit a scan limit (``Heuristics.Limits.Exceeded.*``, reported when clamd.conf
   has ``AlertExceedsMax yes``); also clamd failures when ``fail_action = "unchecked"``.
+* ``CLAMAV_SPAM`` (no category; weight 1 times the hit's factor): clamd named something
+  that ``virus_name_to_spam_score`` calls spam, not a virus (its phishing heuristics,
+  Sanesecurity's spam signatures: amavis's ``@virus_name_to_spam_score_maps``, see
+  :mod:`scanner.checks.clamav_names`); options are the names, the factor the highest
+  of their scores. A reply that also names a real virus is a virus, names and all.
 * ``CLAMAV_FAIL`` (``tempfail`` in the shipped score table): every endpoint failed,
   timed out or answered garbage and ``fail_action = "tempfail"``.
 
 A virus outranks failures: once something is infected, failures and unscanned pieces
 no longer change the outcome and are not reported. Definite answers (clean, infected)
-are kept in a per-process LRU cache keyed by the SHA-256 of the scanned bytes.
+are kept in a per-process LRU cache keyed by the SHA-256 of the scanned bytes, for
+``cache_ttl`` seconds: an answer holds for the signatures clamd had then, and freshclam
+brings new ones (clamd's VERSION names no database version for third-party signatures,
+so the age of the answer is what is known).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from scanner.checks.base import CheckContext
+from scanner.checks.clamav_names import AMAVIS_SPAM_NAMES, NameTable, SpamName
 from scanner.checks.clamd_client import (
     LIMITS_PREFIX,
     ClamdClient,
@@ -52,6 +65,7 @@ log = logging.getLogger("scanner.checks.clamav")
 VIRUS = "CLAMAV_VIRUS"
 FAIL = "CLAMAV_FAIL"
 UNCHECKED = "CLAMAV_UNCHECKED"
+SPAM = "CLAMAV_SPAM"
 _HASH_IN_THREAD = 1024 * 1024  # hash larger data off the event loop
 
 
@@ -72,6 +86,8 @@ class ClamAVSettings:
                           max=16 * 1024 * 1024)
     cache_size: int = opt(10000, "results remembered per worker by SHA-256; 0 = no cache",
                           min=0)
+    cache_ttl: float = opt(600.0, "seconds a remembered result is used; clamd may have new "
+                           "signatures by then", min=0.0)
     fail_action: str = opt(
         "tempfail", "clamd unusable: tempfail (CLAMAV_FAIL, Postfix retries) or unchecked "
         "(CLAMAV_UNCHECKED, mail passes tagged)", choices=("tempfail", "unchecked"))
@@ -83,6 +99,9 @@ class ClamAVSettings:
         "separately; clamd reads them from the whole message already")
     reuse_connections: bool = opt(True, "keep connections to clamd open between scans "
                                   "(clamd's IDSESSION) for pieces up to 64 KiB")
+    virus_name_to_spam_score: tuple[SpamName, ...] = opt(
+        AMAVIS_SPAM_NAMES, "names clamd reports that are spam, not viruses (amavis's "
+        "@virus_name_to_spam_score_maps, its default list): first match wins")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,25 +112,36 @@ class _Piece:
     sha256: str
     size: int
     data: Callable[[], bytes]
+    covered: bool = False
+    """Inline text or a MIME container clamd reads in the whole message: sent only when
+    the whole message got no complete answer (too large, a limit alert)."""
 
 
 class ResultCache:
-    """A bounded LRU map from SHA-256 to a definite clamd answer."""
+    """A bounded LRU map from SHA-256 to a definite clamd answer, each used for ``ttl``
+    seconds after clamd gave it (``clock`` tells the time)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, ttl: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.size = size
-        self._items: OrderedDict[str, ScanReply] = OrderedDict()
+        self.ttl = ttl
+        self.clock = clock
+        self._items: OrderedDict[str, tuple[float, ScanReply]] = OrderedDict()
 
     def get(self, key: str) -> ScanReply | None:
         found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-        return found
+        if found is None:
+            return None
+        if self.clock() - found[0] >= self.ttl:  # older signatures: ask clamd again
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return found[1]
 
     def put(self, key: str, reply: ScanReply) -> None:
         if self.size <= 0 or reply.status not in (Status.CLEAN, Status.INFECTED):
             return
-        self._items[key] = reply
+        self._items[key] = (self.clock(), reply)
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
@@ -130,6 +160,7 @@ class ClamAV:
         FAIL: "clamd could not be used (unreachable, timeout, bad answer)",
         UNCHECKED: "something was not virus-scanned (too large, or clamd failed and "
                    "fail_action = unchecked)",
+        SPAM: "clamd named spam or phishing, not a virus (options: names)",
     }
     default_enabled: ClassVar[bool] = True
     kind: ClassVar[str] = "virus"
@@ -139,13 +170,22 @@ class ClamAV:
         self.settings = settings
         self.context = context
         try:
+            self.names = NameTable(settings.virus_name_to_spam_score)
+        except ValueError as exc:
+            raise ConfigError(f"checks.settings.clamav.virus_name_to_spam_score{exc}"
+                              ) from None
+        try:
             self.client = ClamdClient(
                 settings.endpoints, timeout=settings.timeout,
                 connect_timeout=settings.connect_timeout, chunk_size=settings.chunk_size,
-                reuse=settings.reuse_connections)
+                reuse=settings.reuse_connections, inconclusive=self._not_a_virus)
         except ValueError as exc:
             raise ConfigError(f"checks.settings.clamav.endpoints: {exc}") from None
-        self.cache = ResultCache(settings.cache_size)
+        self.cache = ResultCache(settings.cache_size, settings.cache_ttl)
+
+    def _not_a_virus(self, name: str) -> bool:
+        """A limit alert or a spam name: more records after it must still be read."""
+        return name.startswith(LIMITS_PREFIX) or self.names.spam_score(name) is not None
 
     def close(self) -> None:
         """Close the connections kept open to clamd."""
@@ -164,7 +204,11 @@ class ClamAV:
     async def run(self, task: Task) -> Iterable[Hit]:
         hits: list[Hit] = []
         unchecked: list[str] = []
+        spam: dict[str, float] = {}
+        whole_read = False  # clamd read the whole message to the end
         for piece in await self._pieces(task):
+            if piece.covered and whole_read:
+                continue
             where = piece.path or "message"
             if piece.size > self.settings.stream_max_length:
                 unchecked.append(f"{where}: {piece.size} bytes > stream_max_length")
@@ -176,8 +220,10 @@ class ClamAV:
             if reply.status is Status.TOO_LARGE:
                 unchecked.append(f"{where}: clamd: size limit exceeded")
                 continue
-            viruses = tuple(n for n in reply.names if not n.startswith(LIMITS_PREFIX))
-            unchecked += [f"{where}: clamd: {n}" for n in reply.names if n not in viruses]
+            found = tuple(n for n in reply.names if not n.startswith(LIMITS_PREFIX))
+            unchecked += [f"{where}: clamd: {n}" for n in reply.names if n not in found]
+            whole_read = whole_read or (piece.path is None and found == reply.names)
+            viruses = self._viruses(found, spam)
             if viruses:
                 log.info("%s: %s in %s", task.mail_id, ", ".join(viruses), where)
                 hits.append(Hit(VIRUS, options=viruses, part=piece.path))
@@ -185,7 +231,19 @@ class ClamAV:
                     break
         if not hits and unchecked:
             hits.append(Hit(UNCHECKED, options=tuple(unchecked)))
+        if spam:
+            hits.append(Hit(SPAM, factor=max(spam.values()), options=tuple(spam)))
         return hits
+
+    def _viruses(self, found: tuple[str, ...], spam: dict[str, float]) -> tuple[str, ...]:
+        """The virus names of one reply; when every name is spam (amavis: all of them),
+        none, and the names go into ``spam`` with their scores."""
+        scores = [self.names.spam_score(n) for n in found]
+        if any(score is None for score in scores):
+            return found
+        for name, score in zip(found, scores, strict=True):
+            spam.setdefault(name, score or 0.0)
+        return ()
 
     def _failure(self, detail: str) -> Hit:
         if self.settings.fail_action == "unchecked":
@@ -201,17 +259,22 @@ class ClamAV:
         return reply
 
     async def _pieces(self, task: Task) -> list[_Piece]:
-        """The raw message first, then each new part, each bytes-identical one once."""
+        """The raw message first, then each new part, each bytes-identical one once;
+        with ``scan_text_parts`` off the parts clamd reads in the whole message are
+        marked ``covered`` (and not counted as seen: only sent if that read failed)."""
         raw = task.raw
         pieces = [_Piece(None, await _sha256(raw), len(raw), lambda: raw)]
         if self.settings.scan_parts:
             seen = {pieces[0].sha256}
             parts = getattr(task, "parts", None) or ()
-            if not self.settings.scan_text_parts:
-                by_index = {getattr(p, "index", None): p for p in parts}
-                parts = [p for p in parts if not covered_by_message(p, by_index)]
-            for piece in _parts(parts):
+            by_index = {getattr(p, "index", None): p for p in parts}
+            covered = {id(p) for p in parts if not self.settings.scan_text_parts
+                       and covered_by_message(p, by_index)}
+            for part, piece in _parts(parts):
                 if piece.size and piece.sha256 not in seen:
+                    if id(part) in covered:
+                        pieces.append(dataclasses.replace(piece, covered=True))
+                        continue
                     seen.add(piece.sha256)
                     pieces.append(piece)
         return pieces
@@ -261,8 +324,8 @@ def covered_by_message(part: Any, by_index: Mapping[Any, Any]) -> bool:
     return False
 
 
-def _parts(parts: Iterable[Any]) -> Iterator[_Piece]:
-    """Decoded parts as pieces, read defensively (the decoders may be absent)."""
+def _parts(parts: Iterable[Any]) -> Iterator[tuple[Any, _Piece]]:
+    """Decoded parts with their pieces, read defensively (the decoders may be absent)."""
     for part in parts:
         getter = getattr(part, "data", None)
         if getter is None:
@@ -274,7 +337,7 @@ def _parts(parts: Iterable[Any]) -> Iterator[_Piece]:
             blob = data_of()
             digest, size = hashlib.sha256(blob).hexdigest(), len(blob)
             data_of = _constant(blob)
-        yield _Piece(_path_of(part), digest, size, data_of)
+        yield part, _Piece(_path_of(part), digest, size, data_of)
 
 
 def _constant(blob: bytes) -> Callable[[], bytes]:

@@ -29,7 +29,7 @@ import logging
 import re
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scanner.streams import buffered, idle_and_open
@@ -141,18 +141,24 @@ class ScanReply:
 
 
 def parse_reply(raw: bytes) -> ScanReply:
-    """Interpret an INSTREAM reply; raise :class:`ClamdError` for errors and garbage."""
+    """Interpret an INSTREAM reply; raise :class:`ClamdError` for errors and garbage.
+
+    A virus named before or after an error record still counts: the error says the
+    scan did not finish, not that the name is wrong (with ``fail_action = "unchecked"``
+    the error alone would let the virus pass as UNCHECKED)."""
     text = raw.decode("utf-8", "replace")
     records = [r.strip() for r in re.split(r"[\0\n]", text) if r.strip()]
     if not records:
         raise ClamdError("clamd closed the connection without an answer")
     names: list[str] = []
+    errors: list[str] = []
     clean = 0
     for record in records:
         if record.endswith(" ERROR"):
             if "size limit exceeded" in record.lower():
                 return ScanReply(Status.TOO_LARGE)
-            raise ClamdError(f"clamd error: {record[:200]}")
+            errors.append(record)
+            continue
         if not record.startswith("stream: "):
             raise ClamdError(f"unexpected answer from clamd: {record[:200]!r}")
         body = record[len("stream: "):]
@@ -166,6 +172,8 @@ def parse_reply(raw: bytes) -> ScanReply:
             raise ClamdError(f"unexpected answer from clamd: {record[:200]!r}")
     if names:
         return ScanReply(Status.INFECTED, tuple(names))
+    if errors:
+        raise ClamdError(f"clamd error: {errors[0][:200]}")
     return ScanReply(Status.CLEAN)
 
 
@@ -178,7 +186,8 @@ class ClamdClient:
 
     def __init__(self, endpoints: Sequence[str | Endpoint], *, timeout: float = 30.0,
                  connect_timeout: float = 5.0, chunk_size: int = 64 * 1024,
-                 retry_after: float = 10.0, reuse: bool = True) -> None:
+                 retry_after: float = 10.0, reuse: bool = True,
+                 inconclusive: Callable[[str], bool] | None = None) -> None:
         if not endpoints:
             raise ValueError("at least one clamd endpoint is needed")
         self.endpoints = [e if isinstance(e, Endpoint) else parse_endpoint(e)
@@ -188,6 +197,8 @@ class ClamdClient:
         self.chunk_size = chunk_size
         self.retry_after = retry_after
         self.reuse = reuse
+        self.inconclusive = inconclusive or (lambda name: name.startswith(LIMITS_PREFIX))
+        """Names after which a session's answer is asked again alone (read to the end)."""
         self.requests = 0
         """INSTREAM requests sent (each endpoint attempt counts once)."""
         self.connections = 0
@@ -324,16 +335,18 @@ class ClamdClient:
             reply = parse_reply(rest)
         except ClamdError:
             session.close()
+            if sep and rest.rstrip(b"\0").endswith(b" ERROR"):
+                raise _AskAlone() from None  # a virus may be named after it: read it all
             raise
         if reply.status is Status.CLEAN:
             self._give(session)
             return reply
         # With AllMatch clamd may send more records for the same request; how many is
         # not known, so the session is not reused. A virus name is enough as it is, but a
-        # limit alert read alone could hide a virus named after it: ask again alone.
+        # limit alert (or a name the check counts as spam) read alone could hide a virus
+        # named after it: ask again alone.
         session.close()
-        if reply.status is Status.INFECTED and all(n.startswith(LIMITS_PREFIX)
-                                                   for n in reply.names):
+        if reply.status is Status.INFECTED and all(map(self.inconclusive, reply.names)):
             raise _AskAlone()
         return reply
 

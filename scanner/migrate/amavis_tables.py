@@ -113,6 +113,9 @@ ADVICE: dict[str, str] = {
     "@viruses_that_fake_sender_maps": "built in, as Debian's: a virus_destiny of bounce "
     "sends a DSN only for test signatures (EICAR, ClamAV's test files), never for a real "
     "virus; scanner sends no other virus notices to senders",
+    "@virus_name_to_spam_score_maps": "scanner's [checks.settings.clamav] "
+    "virus_name_to_spam_score starts as amavis's default list; write site changes there "
+    "(README \"ClamAV\")",
     "@keep_decoded_original_maps": "scanner always gives clamd the original message",
     "@local_domains_maps": "only lists of domain strings ([\".example.com\", ...]) are "
     "converted; turn hash and regex tables into policy.local_domains entries by hand",
