@@ -23,14 +23,30 @@ def candidates(address: str, delimiter: str = "+") -> list[str]:
     base = split_localpart(local, delimiter)[0]
     keys = []
     locals_ = [local] if base == local else [local, base]
-    keys += [f"{lp}@{domain}" for lp in locals_]
+    forms = domain_forms(domain)
+    keys += [f"{lp}@{d}" for lp in locals_ for d in forms]
     keys += [f"{lp}@" for lp in locals_]
-    keys.append(f"@{domain}")
-    labels = domain.split(".") if domain else []
-    for i in range(len(labels)):
-        keys.append("@." + ".".join(labels[i:]))
+    keys += [f"@{d}" for d in forms]
+    for i in range(len(domain.split(".")) if domain else 0):
+        keys += ["@." + ".".join(d.split(".")[i:]) for d in forms]
     keys.append("@.")
-    return keys
+    return list(dict.fromkeys(keys))  # an IDN's ASCII labels are the same in both forms
+
+
+def domain_forms(domain: str) -> list[str]:
+    """``domain`` (lower case), then its other IDNA form when it has one: the ACE form
+    (``xn--bcher-kva.example``) of a UTF-8 domain, the UTF-8 form of an ACE one. amavis
+    keeps SQL keys in ACE; an SMTPUTF8 message names the recipient in UTF-8."""
+    if domain.isascii() and "xn--" not in domain:
+        return [domain]
+    try:
+        other = domain.encode("idna").decode("ascii") if not domain.isascii() \
+            else domain.encode("ascii").decode("idna").lower()
+    except UnicodeError:  # not a valid IDN: looked up as given only
+        return [domain]
+    if other == domain or other.count(".") != domain.count("."):
+        return [domain]
+    return [domain, other]
 
 
 def lookup(table: Mapping[str, V], address: str, delimiter: str = "+") -> V | None:

@@ -187,3 +187,10 @@ def test_site_score_files_override_and_add(tmp_path):
     assert table.get("SENDER_BLOCKLISTED").weight == 50.0
     assert table.get("RCVD_IN_MYLIST").weight == 3.0
     assert table.get("SENDER_ALLOWLISTED").weight == -100.0  # shipped entries stay
+
+
+def test_recipient_tables_match_an_idn_in_either_form():
+    table = {"@bücher.example": 1, "boss@xn--bcher-kva.example": 2}
+    assert lookup(table, "u@xn--bcher-kva.example") == 1
+    assert lookup(table, "Boss@Bücher.example") == 2
+    assert lookup(table, "u@b\u00fccher..example") is None  # not an IDN: as given only

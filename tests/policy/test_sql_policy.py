@@ -209,3 +209,15 @@ def test_a_slow_lookup_does_not_stop_the_event_loop(tmp_path, monkeypatch):
 
     assert asyncio.run(go()) is False
     assert task.verdicts["b@example.test"].policy.spam_lover is True
+
+
+def test_idn_rows_match_in_either_form(tmp_path):
+    """amavis keeps SQL keys in ACE (it converts the address's IDN before the lookup);
+    an SMTPUTF8 message names the recipient in UTF-8: the row matches either way, and
+    a UTF-8 row matches an ACE address."""
+    db = _db(tmp_path / "p.sqlite", [("@xn--bcher-kva.example", '{"spam_lover": true}'),
+                                     ("@.пример.test", '{"virus_lover": true}')])
+    policy = _policy(db)
+    assert policy.override_for("Jörg@Bücher.example").spam_lover is True
+    assert policy.override_for("u@xn--bcher-kva.example").spam_lover is True
+    assert policy.override_for("u@mail.xn--e1afmkfd.test").virus_lover is True
