@@ -123,6 +123,19 @@ def check_paths(config: cfgmod.Config) -> None:
                               "give an existing group name or number, or \"\"") from None
 
 
+def sql_policy_problems(config: cfgmod.Config) -> list[str]:
+    """Every bad row and key of the policy SQL table (serve logs them and leaves them
+    out at message time), or why the table cannot be read (serve would defer mail)."""
+    if not config.policy.sql_lookup:
+        return []
+    from scanner.policy.sql import SqlLookupError, SqlPolicy
+
+    try:
+        return SqlPolicy(config.policy.sql_lookup, config).audit()
+    except SqlLookupError as exc:
+        return [f"{exc}; scanner serve defers every message (451) until it can be read"]
+
+
 def _nearest_existing(path: str) -> str:
     """``path`` itself if it exists, else its nearest ancestor that does."""
     path = os.path.abspath(path)
@@ -135,7 +148,7 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args.file)
     check_paths(config)
     checks, _ = preflight(config)
-    for problem in probe_checks(checks):
+    for problem in probe_checks(checks) + sql_policy_problems(config):
         print(f"scanner: warning: {problem}", file=sys.stderr)
     print(f"{config.source}: OK ({len(config.listeners)} listener(s), checks: "
           f"{', '.join(c.name for c in checks) or 'none'})")

@@ -196,13 +196,17 @@ def _check_address_patterns(config: Config) -> None:
     are checked by :func:`check_policy_table`."""
     src = config.source
     for pattern in config.policy.recipients:
-        if "@" not in pattern:
-            raise ConfigError(f"{src}: 'policy.recipients.\"{pattern}\"': {pattern!r} is not "
-                              f"an address pattern and never matches; write '@{pattern}' for "
-                              f"the domain, '@.{pattern}' for it and its subdomains, or "
-                              f"'user@{pattern}'")
+        check_recipient_pattern(src, f'policy.recipients."{pattern}"', pattern)
     for where, table in policy_tables(config):
         check_policy_table(config, src, where, table)
+
+
+def check_recipient_pattern(src: str, where: str, pattern: str) -> None:
+    """A recipient table's key (or a policy SQL row's pattern) is an address pattern."""
+    if "@" not in pattern:
+        raise ConfigError(f"{src}: '{where}': {pattern!r} is not an address pattern and "
+                          f"never matches; write '@{pattern}' for the domain, '@.{pattern}' "
+                          f"for it and its subdomains, or 'user@{pattern}'")
 
 
 def check_policy_table(config: Config, src: str, where: str, table: object) -> None:

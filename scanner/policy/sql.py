@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from scanner.config import Config, check_policy_table
+from scanner.config import Config, check_policy_table, check_recipient_pattern
 from scanner.config.policy import PolicyOverride
 from scanner.config.schema import build
 from scanner.errors import ConfigError
@@ -91,55 +91,83 @@ class SqlPolicy:
     def _rows(self, keys: list[str]) -> dict[str, Any]:
         """settings by lower-cased pattern; of patterns equal but for case, the first in
         the database's order of ``pattern`` (logged)."""
-        rows: dict[str, Any] = {}
-        first: dict[str, str] = {}
-        for original, settings in self._query(keys):
-            lowered = str(original).lower()
-            if lowered in rows:
-                log.error("policy SQL rows %r and %r differ only in case; %r ignored",
-                          first[lowered], original, original)
-                continue
-            rows[lowered], first[lowered] = settings, original
+        rows, problems = _by_pattern(self._query(keys))
+        for problem in problems:
+            log.error("%s", problem)
         return rows
 
     def _parse(self, pattern: str, settings: Any) -> Any:
-        """The row's PolicyOverride, its bad keys left out; None for a row that is not a
-        JSON object."""
+        """The row's PolicyOverride, its bad keys left out (logged); None for a row that
+        is not a JSON object."""
+        override, problems = self.check_row(pattern, settings)
+        for problem in problems:
+            log.error("%s", problem)
+        return override
+
+    def check_row(self, pattern: str, settings: Any) -> tuple[Any, list[str]]:
+        """The row's PolicyOverride of the keys that pass the configuration file's checks
+        (None: settings are no JSON object), and what was wrong with the row."""
         data = settings
         if isinstance(settings, str | bytes):
             try:
                 data = json.loads(settings)
             except ValueError as exc:
-                log.error("policy SQL row %r ignored: settings is not JSON (%s)", pattern, exc)
-                return None
+                return None, [f"policy SQL row {pattern!r} ignored: settings is not JSON "
+                              f"({exc})"]
         if not isinstance(data, Mapping):
             what = "NULL" if settings is None else f"{type(data).__name__} {data!r}"
-            log.error("policy SQL row %r ignored: settings must be a JSON object, got %s",
-                      pattern, what)
-            return None
-        good = {k: v for k, v in data.items() if self._valid(pattern, k, v)}
-        return build(PolicyOverride, good, f"{TABLE}[{pattern}]", SOURCE)
+            return None, [f"policy SQL row {pattern!r} ignored: settings must be a JSON "
+                          f"object, got {what}"]
+        problems: list[str] = []
+        good = {}
+        for key, value in data.items():
+            problem = self._check_key(pattern, key, value)
+            if problem:
+                problems.append(problem)
+            else:
+                good[key] = value
+        return build(PolicyOverride, good, f"{TABLE}[{pattern}]", SOURCE), problems
 
-    def _valid(self, pattern: str, key: str, value: Any) -> bool:
-        """The configuration file's checks on one key of a row; a failure is logged."""
+    def _check_key(self, pattern: str, key: str, value: Any) -> str:
+        """What is wrong with one key of a row by the configuration file's checks; ''."""
         where = f"{TABLE}[{pattern}]"
         try:
             one = build(PolicyOverride, {key: value}, where, SOURCE)
             check_policy_table(self._config, SOURCE, where, one)
         except ConfigError as exc:
-            log.error("policy SQL row %r: key %r ignored: %s", pattern, key, exc)
-            return False
-        return True
+            return f"policy SQL row {pattern!r}: key {key!r} ignored: {exc}"
+        return ""
 
-    def _query(self, keys: list[str]) -> list[tuple[str, Any]]:
+    def audit(self) -> list[str]:
+        """Every problem of every row (``scanner config check``); raises SqlLookupError
+        when the table cannot be read."""
+        try:
+            rows = self._query(None)
+        except Exception as exc:
+            raise SqlLookupError(f"policy SQL table cannot be read: {exc}") from exc
+        _, problems = _by_pattern(rows)
+        for pattern, settings in rows:
+            if pattern is None:
+                problems.append("policy SQL row with a NULL pattern never matches")
+                continue
+            try:
+                check_recipient_pattern(SOURCE, f"{TABLE}[{pattern}]", str(pattern))
+            except ConfigError as exc:
+                problems.append(f"policy SQL row {pattern!r}: {exc}")
+            problems += self.check_row(str(pattern), settings)[1]
+        return problems
+
+    def _query(self, keys: list[str] | None) -> list[tuple[Any, Any]]:
+        """The rows whose lower-cased pattern is one of ``keys`` (None: every row)."""
+        where = "" if keys is None else "WHERE lower(pattern) IN ({}) "
         if self._url.startswith("sqlite:"):
             path = self._url[len("sqlite:"):]
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=TIMEOUT)
             try:
-                marks = ",".join("?" * len(keys))
+                marks = ",".join("?" * len(keys or ()))
                 return db.execute(f"SELECT pattern, settings FROM {TABLE} "
-                                  f"WHERE lower(pattern) IN ({marks}) ORDER BY pattern",
-                                  keys).fetchall()
+                                  f"{where.format(marks)}ORDER BY pattern",
+                                  keys or ()).fetchall()
             finally:
                 db.close()
         import psycopg  # optional dependency: pip install 'scanner[postgresql]'
@@ -147,6 +175,27 @@ class SqlPolicy:
         ms = int(TIMEOUT * 1000)
         with psycopg.connect(self._url, connect_timeout=int(TIMEOUT),
                              options=f"-c statement_timeout={ms}") as db:
-            cur = db.execute(f"SELECT pattern, settings FROM {TABLE} "
-                             "WHERE lower(pattern) = ANY(%s) ORDER BY pattern", (keys,))
+            if keys is None:
+                cur = db.execute(f"SELECT pattern, settings FROM {TABLE} ORDER BY pattern")
+            else:
+                cur = db.execute(f"SELECT pattern, settings FROM {TABLE} "
+                                 "WHERE lower(pattern) = ANY(%s) ORDER BY pattern", (keys,))
             return list(cur.fetchall())
+
+
+def _by_pattern(rows: list[tuple[Any, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """settings by lower-cased pattern, the first of patterns equal but for case; and a
+    problem for each of the others."""
+    found: dict[str, Any] = {}
+    first: dict[str, str] = {}
+    problems = []
+    for original, settings in rows:
+        if original is None:
+            continue
+        lowered = str(original).lower()
+        if lowered in found:
+            problems.append(f"policy SQL rows {first[lowered]!r} and {original!r} differ "
+                            f"only in case; {original!r} ignored")
+            continue
+        found[lowered], first[lowered] = settings, str(original)
+    return found, problems
