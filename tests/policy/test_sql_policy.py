@@ -221,3 +221,32 @@ def test_idn_rows_match_in_either_form(tmp_path):
     assert policy.override_for("Jörg@Bücher.example").spam_lover is True
     assert policy.override_for("u@xn--bcher-kva.example").spam_lover is True
     assert policy.override_for("u@mail.xn--e1afmkfd.test").virus_lover is True
+
+
+def test_postgresql_rows_text_or_jsonb_and_a_locked_table(pg_url, tmp_path, monkeypatch,
+                                                          caplog):
+    """PostgreSQL: settings as text or jsonb (psycopg hands over a dict: it made the
+    lookup raise TypeError); a table locked longer than the timeout is an error (the
+    statement_timeout), not a lookup that waits for ever."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("DROP TABLE IF EXISTS scanner_policy")
+        con.execute("CREATE TABLE scanner_policy (pattern TEXT PRIMARY KEY, settings JSONB)")
+        con.execute("INSERT INTO scanner_policy VALUES ('Boss@example.test', "
+                    "'{\"spam_lover\": true}'), ('@example.test', "
+                    "'{\"archive_directory\": \"rel\", \"virus_lover\": true}')")
+    policy = SqlPolicy(pg_url, _config(tmp_path / "unused.sqlite"))
+    assert policy.override_for("boss+x@example.test").spam_lover is True
+    other = policy.override_for("u@example.test")
+    assert other.virus_lover is True and other.archive_directory is None
+    assert "key 'archive_directory' ignored" in caplog.text
+    monkeypatch.setattr(sqlmod, "TIMEOUT", 0.5)
+    with psycopg.connect(pg_url) as holder:
+        holder.execute("LOCK TABLE scanner_policy IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(sqlmod.SqlLookupError, match="statement timeout"):
+            SqlPolicy(pg_url, _config(tmp_path / "x")).override_for("v@example.test")
+        holder.rollback()
+    down = pg_url.replace("host=", "host=/nonexistent")
+    with pytest.raises(sqlmod.SqlLookupError):
+        SqlPolicy(down, _config(tmp_path / "x")).override_for("v@example.test")
