@@ -17,7 +17,7 @@ from decoders.registry import load_decoders
 from decoders.unpack import Unpacked
 from scanner import logline
 from scanner.actions.run import Context, Deliver, Outcome, carry_out
-from scanner.config import Config
+from scanner.config import Config, PolicyConfig
 from scanner.config.policy import apply
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
@@ -185,7 +185,7 @@ class Processor:
         banks = bank_names(self._config, listener.policy_bank, task.client.addr)
         task.policy_banks = tuple(banks)  # the log line names them
         base = message_policy(self._config, banks)
-        rows = await self._sql_rows(task, base.recipient_delimiter)
+        rows = await self._sql_rows(task, base)
         for rcpt in task.envelope.recipients:
             policy = recipient_policy(base, rcpt.address)
             row = rows.get(rcpt.address)
@@ -193,16 +193,17 @@ class Processor:
             task.verdicts[rcpt.address] = decide(task, rcpt.address, policy, self._scores,
                                                  self._kinds)
 
-    async def _sql_rows(self, task: Task, delimiter: str) -> dict[str, Any]:
+    async def _sql_rows(self, task: Task, base: PolicyConfig) -> dict[str, Any]:
         """Each recipient's policy SQL row (None: no row), read in a thread so a slow or
         locked database holds up this message only, not the worker's other sessions; a
         database that cannot be read raises (the message is deferred)."""
         sql = self._sql
         if sql is None:
             return {}
-        addresses = [r.address for r in task.envelope.recipients]
+        wanted = [(r.address, is_local(base, r.address)) for r in task.envelope.recipients]
+        delimiter = base.recipient_delimiter
         return await asyncio.to_thread(
-            lambda: {a: sql.override_for(a, delimiter) for a in addresses})
+            lambda: {a: sql.override_for(a, delimiter, local) for a, local in wanted})
 
     def _directions(self, task: Task, listener: Listener) -> dict[str, str]:
         """amavis's mail direction per recipient: Inbound or OpenRelay (local or not),

@@ -15,8 +15,10 @@ from scanner.addresses import split_localpart
 V = TypeVar("V")
 
 
-def candidates(address: str, delimiter: str = "+") -> list[str]:
-    """Lookup keys for ``address``, most specific first (all lower-case)."""
+def candidates(address: str, delimiter: str = "+", bare_user: bool = True) -> list[str]:
+    """Lookup keys for ``address``, most specific first (all lower-case); without
+    ``bare_user`` no ``user@`` keys (amavis's SQL lookups try a bare user name only for
+    a local address)."""
     local, _, domain = address.lower().rpartition("@")
     if not _:
         local, domain = address.lower(), ""
@@ -25,7 +27,7 @@ def candidates(address: str, delimiter: str = "+") -> list[str]:
     locals_ = [local] if base == local else [local, base]
     forms = domain_forms(domain)
     keys += [f"{lp}@{d}" for lp in locals_ for d in forms]
-    keys += [f"{lp}@" for lp in locals_]
+    keys += [f"{lp}@" for lp in locals_] if bare_user else []
     keys += [f"@{d}" for d in forms]
     for i in range(len(domain.split(".")) if domain else 0):
         keys += ["@." + ".".join(d.split(".")[i:]) for d in forms]

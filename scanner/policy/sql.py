@@ -59,17 +59,18 @@ class SqlPolicy:
         self._url = url
         self._config = config
         self._ttl = ttl
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._cache: dict[tuple[str, str, bool], tuple[float, Any]] = {}
 
-    def override_for(self, address: str, delimiter: str = "+") -> Any:
+    def override_for(self, address: str, delimiter: str = "+", local: bool = True) -> Any:
         """The most specific valid PolicyOverride for ``address``, or None; raises
-        SqlLookupError when the database cannot be read."""
-        key = (address.lower(), delimiter)
+        SqlLookupError when the database cannot be read. ``user@`` rows apply to
+        ``local`` addresses only (policy.local_domains), as amavis's bare user names."""
+        key = (address.lower(), delimiter, local)
         hit = self._cache.get(key)
         now = time.monotonic()
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
-        keys = candidates(address, delimiter)
+        keys = candidates(address, delimiter, bare_user=local)
         try:
             rows = self._rows(keys)
         except Exception as exc:

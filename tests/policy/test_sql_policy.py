@@ -250,3 +250,26 @@ def test_postgresql_rows_text_or_jsonb_and_a_locked_table(pg_url, tmp_path, monk
     down = pg_url.replace("host=", "host=/nonexistent")
     with pytest.raises(sqlmod.SqlLookupError):
         SqlPolicy(down, _config(tmp_path / "x")).override_for("v@example.test")
+
+
+def test_bare_user_rows_apply_to_local_recipients_only(tmp_path):
+    """amavis's lookup_sql tries a bare user name ('postmaster', here 'postmaster@')
+    only for a recipient local_domains calls local: outbound mail to another site's
+    postmaster does not get our postmaster's policy."""
+    from scanner.pipeline.processor import Listener, Processor
+    from scanner.reinject.deliver import NextHop
+    from scanner.scores import load_scores
+    from scanner.testing.postfix import free_port
+
+    db = _db(tmp_path / "p.sqlite", [("postmaster@", '{"spam_lover": true}'),
+                                     ("@.", '{"virus_lover": true}')])
+    config = _config(db, 'local_domains = ["example.test"]\n')
+    hop = NextHop("127.0.0.1", free_port(), False, 1, 1, "t", True)
+    proc = Processor(config, [], load_scores(), hop, "scanner.test")
+    task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=message("sql"),
+                envelope=Envelope("a@example.org", (Recipient("postmaster@example.test"),
+                                                    Recipient("postmaster@remote.example"))))
+    asyncio.run(proc.analyse(task, Listener(10024, "ESMTP", "")))
+    assert task.verdicts["postmaster@example.test"].policy.spam_lover is True
+    remote = task.verdicts["postmaster@remote.example"].policy
+    assert remote.spam_lover is False and remote.virus_lover is True  # '@.' applies
