@@ -273,3 +273,38 @@ def test_bare_user_rows_apply_to_local_recipients_only(tmp_path):
     assert task.verdicts["postmaster@example.test"].policy.spam_lover is True
     remote = task.verdicts["postmaster@remote.example"].policy
     assert remote.spam_lover is False and remote.virus_lover is True  # '@.' applies
+
+
+def test_a_lookup_waiting_on_the_database_ends_with_the_message_timeout(tmp_path, sink,
+                                                                        monkeypatch):
+    """A database that keeps its lock longer than server.message_timeout: the message
+    gets its '451 ... timed out' at message_timeout, not when the database lets go."""
+    import time
+
+    from scanner.pipeline.processor import Listener, Processor
+    from scanner.reinject.deliver import NextHop
+    from scanner.scores import load_scores
+
+    monkeypatch.setattr(sqlmod, "TIMEOUT", 60.0, raising=False)
+    db = _db(tmp_path / "p.sqlite", [("@example.test", '{"spam_lover": true}')])
+    config = loads(f'[server]\nmessage_timeout = 5.0\n[policy]\nsql_lookup = "sqlite:{db}"\n',
+                   "t.toml")
+    hop = NextHop("127.0.0.1", sink.port, False, 2, 5, "scanner.test", True)
+    proc = Processor(config, [], load_scores(), hop, "scanner.test")
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+
+    async def go() -> tuple[list[str], float]:
+        started = time.monotonic()
+        try:
+            replies = await proc.handle(_task("b@example.test"), Listener(10024, "ESMTP", ""))
+            return replies, time.monotonic() - started
+        finally:  # lets the lookup's thread end, so asyncio.run does not wait for it
+            holder.execute("ROLLBACK")
+            holder.close()
+            await proc._pool.close()
+
+    replies, elapsed = asyncio.run(go())
+    assert replies == ["451 4.5.0 Error in processing, id=00001-01, timed out"]
+    assert elapsed < 30, elapsed  # the lock was held for the lookup's whole 60 s budget
+    assert sink.received == []
