@@ -201,9 +201,7 @@ class Processor:
         if sql is None:
             return {}
         wanted = [(r.address, is_local(base, r.address)) for r in task.envelope.recipients]
-        delimiter = base.recipient_delimiter
-        return await asyncio.to_thread(
-            lambda: {a: sql.override_for(a, delimiter, local) for a, local in wanted})
+        return await asyncio.to_thread(sql.overrides_for, wanted, base.recipient_delimiter)
 
     def _directions(self, task: Task, listener: Listener) -> dict[str, str]:
         """amavis's mail direction per recipient: Inbound or OpenRelay (local or not),

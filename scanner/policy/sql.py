@@ -28,7 +28,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scanner.config import Config, check_policy_table, check_recipient_pattern
@@ -44,6 +44,8 @@ TIMEOUT = 5.0
 """Seconds a lookup waits for SQLite's lock or PostgreSQL's connection and statement."""
 TTL = 60.0
 """Seconds a worker keeps a recipient's row before reading it again."""
+SQLITE_CHUNK = 900
+"""Keys per SQLite query (older SQLite allows 999 parameters)."""
 
 
 class SqlLookupError(Exception):
@@ -65,29 +67,46 @@ class SqlPolicy:
         """The most specific valid PolicyOverride for ``address``, or None; raises
         SqlLookupError when the database cannot be read. ``user@`` rows apply to
         ``local`` addresses only (policy.local_domains), as amavis's bare user names."""
-        key = (address.lower(), delimiter, local)
-        hit = self._cache.get(key)
+        return self.overrides_for([(address, local)], delimiter)[address]
+
+    def overrides_for(self, wanted: Sequence[tuple[str, bool]],
+                      delimiter: str = "+") -> dict[str, Any]:
+        """:meth:`override_for` of each (address, local); the addresses not cached are
+        read with one query (a message to 500 recipients: one connection, not 500)."""
         now = time.monotonic()
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
-        keys = candidates(address, delimiter, bare_user=local)
+        found: dict[str, Any] = {}
+        missing: list[tuple[tuple[str, str, bool], str, list[str]]] = []
+        for address, local in wanted:
+            key = (address.lower(), delimiter, local)
+            hit = self._cache.get(key)
+            if hit is not None and now - hit[0] < self._ttl:
+                found[address] = hit[1]
+            else:
+                missing.append((key, address, candidates(address, delimiter, local)))
+        if not missing:
+            return found
         try:
-            rows = self._rows(keys)
+            rows = self._rows(list(dict.fromkeys(k for *_, keys in missing for k in keys)))
         except Exception as exc:
-            where = self._url.split("@")[-1]
-            log.error("policy SQL lookup for <%s> failed (%s): %s; the message is deferred",
-                      address, where, exc)
+            names = ", ".join(f"<{address}>" for _, address, _ in missing)
+            log.error("policy SQL lookup for %s failed (%s): %s; the message is deferred",
+                      names, self._url.split("@")[-1], exc)
             raise SqlLookupError(f"policy SQL lookup failed: {exc}") from exc
-        result = None
+        if len(self._cache) > 10000:
+            self._cache.clear()
+        for key, address, keys in missing:
+            found[address] = self._most_specific(keys, rows)
+            self._cache[key] = (now, found[address])
+        return found
+
+    def _most_specific(self, keys: list[str], rows: Mapping[str, Any]) -> Any:
+        """The override of the first of ``keys`` with a row that is a JSON object."""
         for k in keys:
             if k in rows:
                 result = self._parse(k, rows[k])
                 if result is not None:
-                    break
-        if len(self._cache) > 10000:
-            self._cache.clear()
-        self._cache[key] = (now, result)
-        return result
+                    return result
+        return None
 
     def _rows(self, keys: list[str]) -> dict[str, Any]:
         """settings by lower-cased pattern; of patterns equal but for case, the first in
@@ -160,15 +179,20 @@ class SqlPolicy:
 
     def _query(self, keys: list[str] | None) -> list[tuple[Any, Any]]:
         """The rows whose lower-cased pattern is one of ``keys`` (None: every row)."""
-        where = "" if keys is None else "WHERE lower(pattern) IN ({}) "
         if self._url.startswith("sqlite:"):
             path = self._url[len("sqlite:"):]
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=TIMEOUT)
             try:
-                marks = ",".join("?" * len(keys or ()))
-                return db.execute(f"SELECT pattern, settings FROM {TABLE} "
-                                  f"{where.format(marks)}ORDER BY pattern",
-                                  keys or ()).fetchall()
+                if keys is None:
+                    return db.execute(f"SELECT pattern, settings FROM {TABLE} "
+                                      "ORDER BY pattern").fetchall()
+                rows = []
+                for i in range(0, len(keys), SQLITE_CHUNK):
+                    chunk = keys[i:i + SQLITE_CHUNK]
+                    rows += db.execute(f"SELECT pattern, settings FROM {TABLE} WHERE "
+                                       f"lower(pattern) IN ({','.join('?' * len(chunk))})",
+                                       chunk).fetchall()
+                return sorted(rows, key=lambda r: str(r[0]))  # as ORDER BY pattern
             finally:
                 db.close()
         import psycopg  # optional dependency: pip install 'scanner[postgresql]'

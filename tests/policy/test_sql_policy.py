@@ -308,3 +308,35 @@ def test_a_lookup_waiting_on_the_database_ends_with_the_message_timeout(tmp_path
     assert replies == ["451 4.5.0 Error in processing, id=00001-01, timed out"]
     assert elapsed < 30, elapsed  # the lock was held for the lookup's whole 60 s budget
     assert sink.received == []
+
+
+def test_a_message_s_recipients_are_read_with_one_query(tmp_path, monkeypatch):
+    """300 recipients (1200 keys, more than one SQLite statement takes): one
+    connection for the message, each recipient with its own row; the next message to
+    them is answered from the cache."""
+    from scanner.pipeline.processor import Listener, Processor
+    from scanner.reinject.deliver import NextHop
+    from scanner.scores import load_scores
+    from scanner.testing.postfix import free_port
+
+    db = _db(tmp_path / "p.sqlite", [(f"u{i}@d{i}.example.test", f'{{"tag2_level": {i}}}')
+                                     for i in range(0, 300, 3)])
+    calls: list[int] = []
+    real = SqlPolicy._query
+
+    def query(self: SqlPolicy, keys: list[str] | None) -> Any:
+        calls.append(len(keys or ()))
+        return real(self, keys)
+
+    monkeypatch.setattr(SqlPolicy, "_query", query)
+    proc = Processor(_config(db), [], load_scores(),
+                     NextHop("127.0.0.1", free_port(), False, 1, 1, "t", True), "scanner.test")
+    rcpts = tuple(Recipient(f"u{i}@d{i}.example.test") for i in range(300))
+    for _ in range(2):
+        task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=message("sql"),
+                    envelope=Envelope("a@example.org", rcpts))
+        asyncio.run(proc.analyse(task, Listener(10024, "ESMTP", "")))
+        for i in range(300):
+            level = task.verdicts[f"u{i}@d{i}.example.test"].policy.tag2_level
+            assert level == (float(i) if i % 3 == 0 else 6.31), i
+    assert len(calls) == 1 and calls[0] > sqlmod.SQLITE_CHUNK, calls
