@@ -85,6 +85,12 @@ class Processor:
         self._sql = SqlPolicy(config.policy.sql_lookup, config) \
             if config.policy.sql_lookup else None
 
+    @property
+    def reloadable(self) -> list[Any]:
+        """What besides the checks reloads on SIGHUP (scanner.serve.reload): the policy
+        SQL lookup's cache."""
+        return [self._sql] if self._sql is not None else []
+
     async def handle(self, task: Task, listener: Listener,
                      deliver: Deliver | None = None) -> list[str]:
         """One reply per recipient. Never raises (except cancellation).

@@ -19,7 +19,8 @@ not JSON) is logged and ignored, so the next less specific row applies.
 A lookup that fails (database missing, unreadable, locked past its busy timeout,
 PostgreSQL down) raises :class:`SqlLookupError`: the message is deferred (451), as amavis
 tempfails it, never delivered with the configuration's policy alone. Results are cached
-per worker for ``ttl`` seconds (a changed row applies within that time).
+per worker for ``ttl`` seconds (a changed row applies within that time, or at once
+after SIGHUP).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class SqlLookupError(Exception):
 class SqlPolicy:
     """Looks up PolicyOverride rows by recipient address."""
 
+    name = "policy SQL lookup"  # reload_checks names it in its log line
+
     def __init__(self, url: str, config: Config, ttl: float = TTL) -> None:
         if not (url.startswith("sqlite:") or url.startswith(("postgresql:", "postgres:"))):
             raise ConfigError(f"policy.sql_lookup = {url!r}: use sqlite:/path or postgresql://")
@@ -62,6 +65,14 @@ class SqlPolicy:
         self._config = config
         self._ttl = ttl
         self._cache: dict[tuple[str, str, bool], tuple[float, Any]] = {}
+        self._generation = 0
+
+    def reload(self) -> None:
+        """SIGHUP (scanner.serve.reload): forget the cached rows, so changed ones apply
+        to the next message."""
+        self._generation += 1  # a lookup running now does not cache what it read before
+        self._cache.clear()
+        log.info("SIGHUP: policy SQL rows are read anew")
 
     def override_for(self, address: str, delimiter: str = "+", local: bool = True) -> Any:
         """The most specific valid PolicyOverride for ``address``, or None; raises
@@ -73,7 +84,7 @@ class SqlPolicy:
                       delimiter: str = "+") -> dict[str, Any]:
         """:meth:`override_for` of each (address, local); the addresses not cached are
         read with one query (a message to 500 recipients: one connection, not 500)."""
-        now = time.monotonic()
+        now, generation = time.monotonic(), self._generation
         found: dict[str, Any] = {}
         missing: list[tuple[tuple[str, str, bool], str, list[str]]] = []
         for address, local in wanted:
@@ -96,7 +107,8 @@ class SqlPolicy:
             self._cache.clear()
         for key, address, keys in missing:
             found[address] = self._most_specific(keys, rows)
-            self._cache[key] = (now, found[address])
+            if generation == self._generation:
+                self._cache[key] = (now, found[address])
         return found
 
     def _most_specific(self, keys: list[str], rows: Mapping[str, Any]) -> Any:

@@ -340,3 +340,25 @@ def test_a_message_s_recipients_are_read_with_one_query(tmp_path, monkeypatch):
             level = task.verdicts[f"u{i}@d{i}.example.test"].policy.tag2_level
             assert level == (float(i) if i % 3 == 0 else 6.31), i
     assert len(calls) == 1 and calls[0] > sqlmod.SQLITE_CHUNK, calls
+
+
+def test_a_reload_during_a_lookup_keeps_its_rows_out_of_the_cache(tmp_path, monkeypatch):
+    """SIGHUP while a lookup is reading: what it read may predate the change the SIGHUP
+    announces, so it is used for its message but not cached."""
+    db = _db(tmp_path / "p.sqlite", [("u@example.test", '{"spam_lover": true}')])
+    policy = _policy(db)
+    calls: list[int] = []
+    real = SqlPolicy._query
+
+    def query(self: SqlPolicy, keys: list[str] | None) -> Any:
+        rows = real(self, keys)
+        calls.append(1)
+        if len(calls) == 1:
+            self.reload()  # the SIGHUP comes after the read, before the result is kept
+        return rows
+
+    monkeypatch.setattr(SqlPolicy, "_query", query)
+    assert policy.override_for("u@example.test").spam_lover is True
+    assert policy.override_for("u@example.test").spam_lover is True
+    assert policy.override_for("u@example.test").spam_lover is True
+    assert len(calls) == 2  # read again after the reload, then cached
