@@ -2,7 +2,9 @@
 
 Patterns: ``user+ext@sub.example.com``, ``user@sub.example.com``, ``user+ext@``,
 ``user@``, ``@sub.example.com``, ``@.sub.example.com``, ``@.example.com``, ``@.com``,
-``@.`` (everyone). ``@.domain`` also matches the domain's subdomains.
+``@.`` (everyone). ``@.domain`` also matches the domain's subdomains. An internationalized
+domain is looked up in its UTF-8 and its ACE (``xn--``) form; the policy SQL lookup
+leaves out the ``user@`` keys for a recipient that is not local, as amavis's SQL lookups.
 """
 
 from __future__ import annotations

@@ -50,15 +50,18 @@ def test_row_values_are_checked_as_the_configuration_files(tmp_path, caplog):
         "notify_admin": {"viruz": "postmaster@example.test"},
         "tag2_level": "5.0",
         "spam_destiny": "explode",
+        "quarantine": ["virus", "spamm"],
         "subject_tag2": "x\\r\\nBcc: victim@example.org",
         "no_such_key": 1
     }""")])
     row = _policy(db).override_for("u@example.test")
     assert row is not None and row.spam_lover is True
     assert (row.archive_directory, row.archive_to, row.quarantine_to, row.block_senders,
-            row.notify_admin, row.tag2_level, row.spam_destiny, row.subject_tag2) == (None,) * 8
+            row.notify_admin, row.tag2_level, row.spam_destiny, row.subject_tag2,
+            row.quarantine) == (None,) * 9
     for key in ("archive_directory", "archive_to", "quarantine_to", "block_senders",
-                "notify_admin", "tag2_level", "spam_destiny", "subject_tag2", "no_such_key"):
+                "notify_admin", "tag2_level", "spam_destiny", "subject_tag2", "quarantine",
+                "no_such_key"):
         assert f"policy SQL row 'u@example.test': key '{key}' ignored" in caplog.text, key
     assert "write an absolute path" in caplog.text
 
