@@ -31,6 +31,7 @@ import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from scanner.config import Config, check_policy_table, check_recipient_pattern
 from scanner.config.policy import PolicyOverride
@@ -193,7 +194,7 @@ class SqlPolicy:
         """The rows whose lower-cased pattern is one of ``keys`` (None: every row)."""
         if self._url.startswith("sqlite:"):
             path = self._url[len("sqlite:"):]
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=TIMEOUT)
+            db = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=TIMEOUT)
             try:
                 if keys is None:
                     return db.execute(f"SELECT pattern, settings FROM {TABLE} "

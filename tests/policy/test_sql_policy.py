@@ -365,3 +365,12 @@ def test_a_reload_during_a_lookup_keeps_its_rows_out_of_the_cache(tmp_path, monk
     assert policy.override_for("u@example.test").spam_lover is True
     assert policy.override_for("u@example.test").spam_lover is True
     assert len(calls) == 2  # read again after the reload, then cached
+
+
+def test_a_database_path_with_uri_characters(tmp_path):
+    """The file is opened read-only through an SQLite URI: '#', '?' and '%' in its path
+    are the file's name, not a fragment, a query or an escape."""
+    folder = tmp_path / "a#b?c%41d"
+    folder.mkdir()
+    db = _db(folder / "p.sqlite", [("@example.test", '{"spam_lover": true}')])
+    assert _policy(db).override_for("u@example.test").spam_lover is True
