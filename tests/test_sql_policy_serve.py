@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import smtplib
 import sqlite3
 import time
 from pathlib import Path
+
+import pytest
 
 from scanner.testing.sink import Sink
 from tests.helpers import message, smtp, start_filter
@@ -50,3 +53,20 @@ def test_sighup_makes_the_workers_read_changed_rows(tmp_path: Path, sink: Sink):
         assert b"\nX-Two-Score:" in _send(port, sink, "after SIGHUP")
     finally:
         proc.stop()
+
+
+def test_serve_warns_at_start_when_the_table_cannot_be_read(tmp_path: Path, sink: Sink):
+    """Before the first message is deferred for it, the start says why mail will be."""
+    extra = f'[policy]\nsql_lookup = "sqlite:{tmp_path / "missing.sqlite"}"\n'
+    proc, port = start_filter(tmp_path, sink.port, extra=extra)
+    try:
+        lines = [ln for ln in proc.log_lines() if "policy SQL table cannot be read" in ln]
+        assert lines and "defers every message (451)" in lines[0], proc.log_lines()[-5:]
+        s = smtp(port)
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            s.sendmail("a@example.org", ["bob@example.test"], message("deferred"))
+        assert refused.value.smtp_code == 451
+        s.quit()
+    finally:
+        proc.stop()
+    assert sink.received == []

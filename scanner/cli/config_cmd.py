@@ -123,15 +123,20 @@ def check_paths(config: cfgmod.Config) -> None:
                               "give an existing group name or number, or \"\"") from None
 
 
-def sql_policy_problems(config: cfgmod.Config) -> list[str]:
+def sql_policy_problems(config: cfgmod.Config, every_row: bool = True) -> list[str]:
     """Every bad row and key of the policy SQL table (serve logs them and leaves them
-    out at message time), or why the table cannot be read (serve would defer mail)."""
+    out at message time; only with ``every_row``), or why the table cannot be read
+    (serve would defer mail)."""
     if not config.policy.sql_lookup:
         return []
     from scanner.policy.sql import SqlLookupError, SqlPolicy
 
+    policy = SqlPolicy(config.policy.sql_lookup, config)
     try:
-        return SqlPolicy(config.policy.sql_lookup, config).audit()
+        if not every_row:
+            policy.probe()
+            return []
+        return policy.audit()
     except SqlLookupError as exc:
         return [f"{exc}; scanner serve defers every message (451) until it can be read"]
 

@@ -171,6 +171,13 @@ class SqlPolicy:
             return f"policy SQL row {pattern!r}: key {key!r} ignored: {exc}"
         return ""
 
+    def probe(self) -> None:
+        """Read the table once (``scanner serve`` at start); raises SqlLookupError."""
+        try:
+            self._query(["@."])
+        except Exception as exc:
+            raise SqlLookupError(f"policy SQL table cannot be read: {exc}") from exc
+
     def audit(self) -> list[str]:
         """Every problem of every row (``scanner config check``); raises SqlLookupError
         when the table cannot be read."""
