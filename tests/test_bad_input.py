@@ -368,3 +368,38 @@ def test_an_unexpected_error_while_checking_the_configuration_at_sighup_is_logge
         report_config_on_hup(config)
     assert f"SIGHUP: checking {path} as a start would failed" in caplog.text
     assert "a check could not be built" in caplog.text
+
+
+def test_config_check_reports_every_bad_policy_sql_row(tmp_path: Path):
+    """An operator with thousands of rows learns of the bad ones before mail does: each
+    is named with its key and the reason (serve leaves them out at message time); a
+    table that cannot be read is a warning too (serve would defer mail). Exit 0: serve
+    starts with such a table."""
+    import sqlite3
+
+    db = tmp_path / "policy.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE scanner_policy (pattern TEXT PRIMARY KEY, settings)")
+        conn.executemany("INSERT INTO scanner_policy VALUES (?, ?)", [
+            ("good@example.com", '{"spam_lover": true}'),
+            ("a@example.com", '{"archive_directory": "relative/dir"}'),
+            ("b@example.com", None),
+            ("example.com", '{"spam_lover": true}'),
+            ("A@example.com", '{"tag2_level": "high"}')])
+    conn.close()
+    config = tmp_path / "c.toml"
+    config.write_text(NO_NETWORK + f'[policy]\nsql_lookup = "sqlite:{db}"\n')
+    run = scanner("config", "check", str(config))
+    no_traceback(run)
+    err = run.stderr.decode()
+    assert run.returncode == 0, err
+    assert "row 'a@example.com': key 'archive_directory' ignored" in err
+    assert "row 'b@example.com' ignored: settings must be a JSON object, got NULL" in err
+    assert "'example.com' is not an address pattern" in err
+    assert "rows 'A@example.com' and 'a@example.com' differ only in case" in err
+    assert "row 'A@example.com': key 'tag2_level' ignored" in err
+    assert "good@example.com" not in err
+    db.unlink()
+    run = scanner("config", "check", str(config))
+    assert run.returncode == 0 and "policy SQL table cannot be read" in run.stderr.decode()
+    assert "defers every message (451)" in run.stderr.decode()

@@ -83,3 +83,16 @@ def test_explain_reads_the_client_the_classifier_read(tmp_path: Path):
     data = json.loads(run.stdout)
     [bayes] = [h for h in data["hits"] if h["source"] == "bayes"]
     assert float(bayes["options"][0]) == data["explain"]["probability"]
+
+
+def test_a_policy_database_that_cannot_be_read_is_reported_not_a_traceback(tmp_path: Path):
+    """The daemon defers such a message (451); ``scanner scan`` says so for that file,
+    goes on with the next one, and exits 1."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[policy]\nsql_lookup = "sqlite:{tmp_path / "gone.sqlite"}"\n' + NO_CLAMD)
+    msg = _zip_message(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "scanner", "scan", "-c", str(cfg), str(msg)],
+                         capture_output=True, timeout=60)
+    assert run.returncode == 1
+    assert b"policy SQL lookup failed" in run.stderr and b"would defer it (451)" in run.stderr
+    assert b"Traceback" not in run.stderr

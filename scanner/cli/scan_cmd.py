@@ -34,6 +34,7 @@ from scanner.mailid import new_mail_id
 from scanner.ml.explain import Explanation, explain
 from scanner.ml.model import Model
 from scanner.pipeline.processor import Listener, Processor
+from scanner.policy.sql import SqlLookupError
 from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import ScoreTable, load_scores
@@ -93,7 +94,14 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
         task = Task(mail_id=new_mail_id(), raw=raw, log_id="scan", client=_client(args),
                     envelope=Envelope(sender, tuple(Recipient(r) for r in
                                                     (args.rcpt or ["rcpt@example.test"]))))
-        unpacked = await processor.analyse(task, Listener(0, "ESMTP", ""), keep_parts=True)
+        try:
+            unpacked = await processor.analyse(task, Listener(0, "ESMTP", ""),
+                                               keep_parts=True)
+        except SqlLookupError as exc:  # the daemon would defer the message (451)
+            print(f"scanner: {name}: {exc}; the filter would defer it (451)",
+                  file=sys.stderr)
+            status = 1
+            continue
         try:
             why = explain(model, raw, args.client_name, args.client_addr,
                           sender or None) if model is not None else None

@@ -12,7 +12,7 @@ import socket
 
 from scanner import config as cfgmod
 from scanner.checks.base import LastGood
-from scanner.cli.config_cmd import preflight, probe_checks
+from scanner.cli.config_cmd import preflight, probe_checks, sql_policy_problems
 from scanner.errors import ConfigError
 from scanner.hostname import configured_hostname
 from scanner.quarantine.ampdp import bind_ampdp_socket, unlink_ampdp_socket
@@ -165,6 +165,6 @@ def _preflight(config: cfgmod.Config, last_good: LastGood) -> tuple[ScoreTable, 
     log = logging.getLogger("scanner")
     log.info("scanner starting (config %s), checks: %s", config.source,
              ", ".join(c.name for c in checks) or "none")
-    for problem in probe_checks(checks):
+    for problem in probe_checks(checks) + sql_policy_problems(config, every_row=False):
         log.warning("%s", problem)
     return scores, watch

@@ -191,33 +191,45 @@ def policy_tables(config: Config) -> list[tuple[str, object]]:
 
 
 def _check_address_patterns(config: Config) -> None:
-    """Recipient table keys and sender lists hold address patterns, which all have an @
-    (a bare domain never matches: amavis's form is @domain or @.domain)."""
+    """Recipient table keys hold address patterns, which all have an @ (a bare domain
+    never matches: amavis's form is @domain or @.domain); each policy table's values
+    are checked by :func:`check_policy_table`."""
     src = config.source
     for pattern in config.policy.recipients:
-        if "@" not in pattern:
-            raise ConfigError(f"{src}: 'policy.recipients.\"{pattern}\"': {pattern!r} is not "
-                              f"an address pattern and never matches; write '@{pattern}' for "
-                              f"the domain, '@.{pattern}' for it and its subdomains, or "
-                              f"'user@{pattern}'")
+        check_recipient_pattern(src, f'policy.recipients."{pattern}"', pattern)
     for where, table in policy_tables(config):
-        for name in ("allow_senders", "block_senders"):
-            for i, pattern in enumerate(getattr(table, name, None) or ()):
-                if "@" not in pattern and pattern != "<>":
-                    raise ConfigError(
-                        f"{src}: '{where}.{name}[{i}]' = {pattern!r} never matches; "
-                        f"write '@{pattern}' for the domain, '@.{pattern}' for it and its "
-                        f"subdomains, 'user@{pattern}', or '<>' for the null sender")
-        _check_notify_admin(src, where, getattr(table, "notify_admin", None) or {})
-        for key in ("quarantine_to", "archive_to"):
-            _check_copy_address(src, f"{where}.{key}", getattr(table, key, None) or "")
-        _check_archive_directory(config, f"{where}.archive_directory",
-                                 getattr(table, "archive_directory", None) or "")
-        if getattr(table, "notify_recipient", None) and not config.policy.local_domains:
-            # an empty list calls every recipient local: outsiders would be told too
-            raise ConfigError(f"{src}: '{where}.notify_recipient' needs "
-                              "'policy.local_domains': only local recipients are told, "
-                              "so list your domains there")
+        check_policy_table(config, src, where, table)
+
+
+def check_recipient_pattern(src: str, where: str, pattern: str) -> None:
+    """A recipient table's key (or a policy SQL row's pattern) is an address pattern."""
+    if "@" not in pattern:
+        raise ConfigError(f"{src}: '{where}': {pattern!r} is not an address pattern and "
+                          f"never matches; write '@{pattern}' for the domain, '@.{pattern}' "
+                          f"for it and its subdomains, or 'user@{pattern}'")
+
+
+def check_policy_table(config: Config, src: str, where: str, table: object) -> None:
+    """The checks beyond types and choices that a [policy] table, a bank, a recipient
+    table or a policy SQL row (scanner.policy.sql) must pass; ``src`` and ``where``
+    name it in the ConfigError."""
+    for name in ("allow_senders", "block_senders"):
+        for i, pattern in enumerate(getattr(table, name, None) or ()):
+            if "@" not in pattern and pattern != "<>":
+                raise ConfigError(
+                    f"{src}: '{where}.{name}[{i}]' = {pattern!r} never matches; "
+                    f"write '@{pattern}' for the domain, '@.{pattern}' for it and its "
+                    f"subdomains, 'user@{pattern}', or '<>' for the null sender")
+    _check_notify_admin(src, where, getattr(table, "notify_admin", None) or {})
+    for key in ("quarantine_to", "archive_to"):
+        _check_copy_address(src, f"{where}.{key}", getattr(table, key, None) or "")
+    _check_archive_directory(config, src, f"{where}.archive_directory",
+                             getattr(table, "archive_directory", None) or "")
+    if getattr(table, "notify_recipient", None) and not config.policy.local_domains:
+        # an empty list calls every recipient local: outsiders would be told too
+        raise ConfigError(f"{src}: '{where}.notify_recipient' needs "
+                          "'policy.local_domains': only local recipients are told, "
+                          "so list your domains there")
 
 
 NOTIFY_CATEGORIES = ("virus", "banned", "unchecked", "spam", "bad_header")
@@ -250,12 +262,12 @@ def _check_copy_address(src: str, key: str, address: str) -> None:
                           f"(user@example.com); {hint}")
 
 
-def _check_archive_directory(config: Config, key: str, directory: str) -> None:
+def _check_archive_directory(config: Config, src: str, key: str, directory: str) -> None:
     """An archive directory is absolute and outside the quarantine's: the quarantine's
     sweep removes files it has no index row for, and reindex would list them as held."""
     if not directory:
         return
-    where = f"{config.source}: '{key}' = {directory!r}"
+    where = f"{src}: '{key}' = {directory!r}"
     if not os.path.isabs(directory):
         raise ConfigError(f"{where}: write an absolute path (/var/lib/scanner/archive)")
     archive = os.path.normpath(directory)

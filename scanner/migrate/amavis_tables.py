@@ -132,6 +132,15 @@ ADVICE: dict[str, str] = {
     "$warn_offsite": "scanner tells local recipients only (policy.local_domains), as amavis "
     "does by default",
     "$penpals_threshold_high": "see $penpals_bonus_score",
+    "@lookup_sql_dsn": "per-recipient policy from SQL is policy.sql_lookup "
+    "(\"sqlite:/path\" or \"postgresql://user@host/db\"), read from a table "
+    "scanner_policy(pattern, settings) whose settings are JSON objects of [policy] keys: "
+    "export amavis's users and policy rows into it (a bare user name 'user' becomes "
+    "'user@'), then `scanner config check` lists every row it cannot use (README "
+    "\"Policy\", per-recipient rows from SQL)",
+    "$sql_select_policy": "see @lookup_sql_dsn",
+    "$sql_select_white_black_list": "per-recipient sender lists are a row's allow_senders "
+    "and block_senders (see @lookup_sql_dsn)",
     "$spam_quarantine_bysender_to": "amavis's by-sender spam quarantine (one more copy "
     "of SPAM to a destination looked up by the envelope sender) has no equivalent: "
     "scanner decides copies per recipient and stores held spam once, its sender in the "

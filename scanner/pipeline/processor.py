@@ -17,7 +17,7 @@ from decoders.registry import load_decoders
 from decoders.unpack import Unpacked
 from scanner import logline
 from scanner.actions.run import Context, Deliver, Outcome, carry_out
-from scanner.config import Config
+from scanner.config import Config, PolicyConfig
 from scanner.config.policy import apply
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
@@ -82,7 +82,14 @@ class Processor:
         self._scores = scores
         self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
         self._hostname = hostname
-        self._sql = SqlPolicy(config.policy.sql_lookup) if config.policy.sql_lookup else None
+        self._sql = SqlPolicy(config.policy.sql_lookup, config) \
+            if config.policy.sql_lookup else None
+
+    @property
+    def reloadable(self) -> list[Any]:
+        """What besides the checks reloads on SIGHUP (scanner.serve.reload): the policy
+        SQL lookup's cache."""
+        return [self._sql] if self._sql is not None else []
 
     async def handle(self, task: Task, listener: Listener,
                      deliver: Deliver | None = None) -> list[str]:
@@ -145,7 +152,7 @@ class Processor:
             if unpacked is not None and not keep_parts:
                 unpacked.close()
         board.stage(task, "policy")
-        self._decide(task, listener)
+        await self._decide(task, listener)
         return unpacked if keep_parts else None
 
     async def _process(self, task: Task, listener: Listener,
@@ -180,17 +187,27 @@ class Processor:
             except Exception:
                 log.exception("(%s) %s: after_delivery failed", task.log_id, name)
 
-    def _decide(self, task: Task, listener: Listener) -> None:
+    async def _decide(self, task: Task, listener: Listener) -> None:
         banks = bank_names(self._config, listener.policy_bank, task.client.addr)
         task.policy_banks = tuple(banks)  # the log line names them
         base = message_policy(self._config, banks)
+        rows = await self._sql_rows(task, base)
         for rcpt in task.envelope.recipients:
             policy = recipient_policy(base, rcpt.address)
-            if self._sql is not None:
-                row = self._sql.override_for(rcpt.address)
-                policy = apply(policy, row) if row is not None else policy
+            row = rows.get(rcpt.address)
+            policy = apply(policy, row) if row is not None else policy
             task.verdicts[rcpt.address] = decide(task, rcpt.address, policy, self._scores,
                                                  self._kinds)
+
+    async def _sql_rows(self, task: Task, base: PolicyConfig) -> dict[str, Any]:
+        """Each recipient's policy SQL row (None: no row), read in a thread so a slow or
+        locked database holds up this message only, not the worker's other sessions; a
+        database that cannot be read raises (the message is deferred)."""
+        sql = self._sql
+        if sql is None:
+            return {}
+        wanted = [(r.address, is_local(base, r.address)) for r in task.envelope.recipients]
+        return await asyncio.to_thread(sql.overrides_for, wanted, base.recipient_delimiter)
 
     def _directions(self, task: Task, listener: Listener) -> dict[str, str]:
         """amavis's mail direction per recipient: Inbound or OpenRelay (local or not),

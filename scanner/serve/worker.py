@@ -117,7 +117,7 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                           board=slot)
     stop = asyncio.Event()
     # before anything is served: a stop or reload from now on is handled, not lost
-    await handle_signals(loop, stop, Reloads(checks, run_cpu))
+    await handle_signals(loop, stop, Reloads([*checks, *processor.reloadable], run_cpu))
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in config.server.xforward_hosts)
     log_ids = LogIds()
     limit = ConnectionLimit(connections or config.server.concurrency, loop,

@@ -362,3 +362,13 @@ def test_the_by_sender_spam_quarantine_is_explained(tmp_path: Path) -> None:
     notes = _notes(toml)
     assert "by-sender spam quarantine" in notes and "[policy_banks.ORIGINATING]" in notes
     assert "no scanner equivalent\n" not in notes
+
+
+def test_sql_lookups_point_at_policy_sql_lookup(tmp_path: Path) -> None:
+    """amavis's SQL lookups have an equivalent (policy.sql_lookup); the converted file
+    says how to get there instead of calling them unconvertible."""
+    _, toml = _convert(tmp_path, "@lookup_sql_dsn = ( ['DBI:Pg:database=mail', 'u', 'p'] );\n"
+                                 "$sql_select_policy = 'SELECT * FROM users';\n")
+    tail = toml.split("# Not converted")[1]
+    assert "no scanner equivalent" not in tail
+    assert "policy.sql_lookup" in tail and "'user@'" in tail
