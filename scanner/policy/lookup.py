@@ -3,6 +3,10 @@
 Patterns: ``user+ext@sub.example.com``, ``user@sub.example.com``, ``user+ext@``,
 ``user@``, ``@sub.example.com``, ``@.sub.example.com``, ``@.example.com``, ``@.com``,
 ``@.`` (everyone). ``@.domain`` also matches the domain's subdomains.
+
+Addresses and patterns are compared as amavis compares them (``make_query_keys``): the
+domain in its A-label form (``@.пример.рф`` and ``@.xn--e1afmkfd.xn--p1ai`` are one
+pattern), the local part with only its ASCII letters folded (:mod:`scanner.idn`).
 """
 
 from __future__ import annotations
@@ -11,15 +15,16 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from scanner.addresses import split_localpart
+from scanner.idn import fold_address
 
 V = TypeVar("V")
 
 
 def candidates(address: str, delimiter: str = "+") -> list[str]:
-    """Lookup keys for ``address``, most specific first (all lower-case)."""
-    local, _, domain = address.lower().rpartition("@")
+    """Lookup keys for ``address``, most specific first (:func:`pattern_key` forms)."""
+    local, _, domain = fold_address(address).rpartition("@")
     if not _:
-        local, domain = address.lower(), ""
+        local, domain = fold_address(address), ""
     base = split_localpart(local, delimiter)[0]
     keys = []
     locals_ = [local] if base == local else [local, base]
@@ -37,7 +42,7 @@ def lookup(table: Mapping[str, V], address: str, delimiter: str = "+") -> V | No
     """The value of the most specific key of ``table`` matching ``address``."""
     if not table:
         return None
-    lowered = {k.lower(): v for k, v in table.items()}
+    lowered = {pattern_key(k): v for k, v in table.items()}
     for key in candidates(address, delimiter):
         if key in lowered:
             return lowered[key]
@@ -46,7 +51,13 @@ def lookup(table: Mapping[str, V], address: str, delimiter: str = "+") -> V | No
 
 def listed(patterns: Iterable[str], address: str, delimiter: str = "+") -> bool:
     """True when any pattern matches ``address`` (the null sender matches only '<>')."""
-    pats = {p.lower() for p in patterns}
+    pats = {pattern_key(p) for p in patterns}
     if not address:
         return "<>" in pats
     return any(key in pats for key in candidates(address, delimiter))
+
+
+def pattern_key(pattern: str) -> str:
+    """A table's or list's pattern as :func:`candidates` spells its keys: ``@.Пример.РФ``
+    -> ``@.xn--e1afmkfd.xn--p1ai``, ``Δ@Example.com`` -> ``Δ@example.com``."""
+    return fold_address(pattern)
