@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from scanner.config import ReinjectConfig
 from scanner.errors import NextHopError
+from scanner.reinject import smtputf8
 from scanner.reinject.client import Reply, SMTPClient, crlf_lines
 from scanner.reinject.pool import ConnectionPool
 from scanner.smtp import params as esmtp
@@ -231,6 +232,34 @@ def _rcpt_params(client: SMTPClient, rcpt: Recipient) -> list[esmtp.Param]:
 
 async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
                        all_or_nothing: bool) -> None:
+    """The transaction of :func:`_send` for the recipients the next hop can be given
+    (internationalised addresses fitted to whether it offers SMTPUTF8: :mod:`.smtputf8`);
+    the others are answered with the refusal :func:`smtputf8.fit` gives them."""
+    out, refused = smtputf8.fit(out, client.supports("SMTPUTF8"), hop.label)
+    if not refused:
+        await _send(client, hop, out, result, all_or_nothing)
+        return
+    for i, reply in refused.items():
+        result.replies[i] = reply
+        result.finished.add(i)
+    kept = [i for i in range(len(out.recipients)) if i not in refused]
+    if not kept:
+        return
+    sub = Delivery([result.replies[i] for i in kept])
+    try:
+        await _send(client, hop, replace(out, recipients=[out.recipients[i] for i in kept]),
+                    sub, all_or_nothing)
+    finally:
+        for j, i in enumerate(kept):
+            result.replies[i] = sub.replies[j]
+        result.finished |= {kept[j] for j in sub.finished}
+        result.queued_as += sub.queued_as
+        result.awaiting_final, result.answered = sub.awaiting_final, sub.answered
+        result.abandon = sub.abandon
+
+
+async def _send(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
+                all_or_nothing: bool) -> None:
     """XFORWARD, MAIL, RCPTs (and DATA) in one batch when the next hop pipelines."""
     sender = out.sender if out.sender and out.sender != "<>" else ""
     mail = f"MAIL FROM:<{sender}> {esmtp.render(_mail_params(client, out))}".rstrip()
