@@ -7,6 +7,12 @@ never for a recipient whose NOTIFY excludes FAILURE. As amavis's, the DSN return
 the header section of the message (``text/rfc822-headers``), whatever RET asks for
 (RFC 3461 6.2 allows it): the body of mail refused for its content (a virus, a banned
 file, spam) must not go back out with the bounce.
+
+Mail with UTF-8 in its envelope or header section (SMTPUTF8 mail) gets RFC 6533's
+forms, as Postfix's bounces: ``message/global-delivery-status``, ``utf-8`` as the
+address type of a non-ASCII address, ``message/global-headers``; and the DSN goes
+out with SMTPUTF8 (:func:`needs_smtputf8`): without it, a DSN to a UTF-8 sender was
+an internationalised message sent without the extension.
 """
 
 from __future__ import annotations
@@ -31,9 +37,24 @@ def wants_failure_dsn(task: Task, rcpt: Recipient) -> bool:
     return notify is None or "FAILURE" in notify.upper().split(",")
 
 
+def needs_smtputf8(task: Task, failed: list[tuple[Recipient, str]]) -> bool:
+    """The DSN for ``failed`` is internationalised: the message was SMTPUTF8 mail, or
+    the sender or a failed recipient is not ASCII (RFC 6533)."""
+    return (task.envelope.smtputf8 or not task.envelope.sender.isascii()
+            or not all(r.address.isascii() for r, _ in failed))
+
+
+def _address_type(address: str) -> str:
+    """RFC 6533 3: ``utf-8`` for a non-ASCII address, else ``rfc822``."""
+    return "rfc822" if address.isascii() else "utf-8"
+
+
 def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting_mta: str) -> bytes:
     """A multipart/report DSN (bytes, CRLF) listing each failed recipient and its reply."""
     boundary = f"----=_scanner_dsn_{task.mail_id}"
+    utf8 = needs_smtputf8(task, failed)
+    status_type = "message/global-delivery-status" if utf8 else "message/delivery-status"
+    headers_type = "message/global-headers" if utf8 else "text/rfc822-headers"
     params = dict(task.envelope.mail_params)
     lines = [
         f"From: MAILER-DAEMON@{reporting_mta} (Mail Delivery System)",
@@ -54,7 +75,7 @@ def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting
         "",
     ]
     lines += [f"<{r.address}>: {reply}" for r, reply in failed]
-    lines += ["", f"--{boundary}", "Content-Type: message/delivery-status", ""]
+    lines += ["", f"--{boundary}", f"Content-Type: {status_type}", ""]
     lines += [f"Reporting-MTA: dns; {reporting_mta}"]
     if params.get("ENVID"):
         lines.append(f"Original-Envelope-Id: {xtext.decode(params['ENVID'])}")
@@ -67,13 +88,13 @@ def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting
             lines.append(f"Original-Recipient: {kind}; {xtext.decode(addr)}")
         status = _STATUS.search(reply)
         lines += [
-            f"Final-Recipient: rfc822; {rcpt.address}",
+            f"Final-Recipient: {_address_type(rcpt.address)}; {rcpt.address}",
             "Action: failed",
             f"Status: {status.group(1) if status else '5.0.0'}",
             f"Diagnostic-Code: smtp; {reply}",
         ]
     returned = _header_section(task.raw)
-    head = "\r\n".join(lines + ["", f"--{boundary}", "Content-Type: text/rfc822-headers",
+    head = "\r\n".join(lines + ["", f"--{boundary}", f"Content-Type: {headers_type}",
                                  "", ""])
     tail = f"\r\n--{boundary}--\r\n"
     return head.encode("utf-8", "surrogateescape") + returned + tail.encode("ascii")

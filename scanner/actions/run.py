@@ -31,7 +31,7 @@ from scanner.actions.headers import prefix_subject, without
 from scanner.actions.notify import notify_admins
 from scanner.actions.recipient_notice import notify_recipients
 from scanner.actions.tagging import Edits, edits_for, spam_header_fields
-from scanner.dsn import build_failure_dsn, wants_failure_dsn
+from scanner.dsn import build_failure_dsn, needs_smtputf8, wants_failure_dsn
 from scanner.pipeline.parse import header_text
 from scanner.reinject.deliver import Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
@@ -328,8 +328,9 @@ async def _send_dsn(task: Task, ctx: Context, failed: list[tuple[Recipient, str]
     for good (5xx) is logged here: as amavis ("UNABLE TO SEND DSN"), the message is then
     dealt with, since deferring it would be refused again at every retry."""
     dsn = build_failure_dsn(task, failed, ctx.hostname)
-    sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], (), dsn,
-                                            task.client), all_or_nothing=True)
+    params = (("SMTPUTF8", None),) if needs_smtputf8(task, failed) else ()
+    sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)], params,
+                                            dsn, task.client), all_or_nothing=True)
     reply = sent.replies[0]
     if reply.startswith("5"):
         log.warning("(%s) DSN to <%s> refused: %s", task.log_id, task.envelope.sender, reply)
