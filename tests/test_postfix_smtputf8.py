@@ -5,6 +5,7 @@ UTF-8 envelope sent without the SMTPUTF8 parameter (RFC 6531 3.5)."""
 from __future__ import annotations
 
 import smtplib
+import socket
 
 import pytest
 
@@ -56,6 +57,30 @@ def test_idn_domain_with_ascii_local_part_goes_out_in_a_label_form(stack: Stack)
     assert len(delivered) == 1
     assert delivered[0].startswith(b"Return-Path: <alice@xn--e1afmkfd.xn--p1ai>\n")
     assert "from=<alice@xn--e1afmkfd.xn--p1ai>" in stack.postfix.log_text()
+
+
+def test_summary_line_of_a_sender_in_latin1_is_logged_with_the_byte_escaped(stack: Stack):
+    """MAIL FROM with a byte that is not UTF-8: the filter takes it (as before) and its
+    summary line must reach the log (the UTF-8 log file refused it: line lost)."""
+    with socket.create_connection(("127.0.0.1", stack.filter_port), timeout=60) as sock:
+        reader = sock.makefile("rb")
+
+        def command(line: bytes) -> bytes:
+            sock.sendall(line + b"\r\n")
+            reply = reader.readline()
+            while reply[3:4] == b"-":
+                reply = reader.readline()
+            return reply
+
+        assert reader.readline().startswith(b"220")
+        assert command(b"EHLO mx.postfix.test").startswith(b"250")
+        assert command(b"MAIL FROM:<j\xfcrgen@example.org>").startswith(b"250")
+        assert command(b"RCPT TO:<bob@example.test>").startswith(b"250")
+        assert command(b"DATA").startswith(b"354")
+        command(b"From: a@example.org\r\nMessage-ID: <latin1@example.org>\r\n\r\nhi\r\n.")
+        command(b"QUIT")
+    lines = [ln for ln in stack.filter.summary_lines() if "<latin1@example.org>" in ln]
+    assert len(lines) == 1 and "<j\\xfcrgen@example.org> -> <bob@example.test>" in lines[0]
 
 
 def _out(sender: str, *rcpts: str, utf8: bool = True) -> Outgoing:
