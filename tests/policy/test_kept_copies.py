@@ -110,6 +110,18 @@ def test_spam_admin_notice_says_what_happened_and_honours_its_cutoff(sink, desti
         assert got is not None and notice.encode() in got, got
 
 
+def test_admin_notice_about_mail_from_a_utf8_sender_asks_for_smtputf8(sink):
+    """The notice names the sender in its Subject header: UTF-8 there needs SMTPUTF8
+    (RFC 6532/6531); it was sent without it, as the recipient notice was not."""
+    policy = ("kill_level = 2.0\ntag2_level = 2.0\nspam_destiny = 'discard'\n"
+              'notify_admin = { spam = "admin@example.test" }\n')
+    run(sink, policy, [BAYES], ["bob@example.test"], sender="jürgen@пример.рф",
+        mail_params=(("SMTPUTF8", None),))
+    [notice] = [m for m in sink.received if m.recipients == ["admin@example.test"]]
+    assert "Subject: SPAM from <jürgen@пример.рф>".encode() in notice.data
+    assert ("SMTPUTF8", None) in notice.mail_params
+
+
 @pytest.mark.parametrize(("policy", "kept"), [
     ("", False),                                            # blocked mail only
     ("quarantine_passed = ['spam']\n", True),              # as Debian's amavis
