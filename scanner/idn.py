@@ -10,7 +10,8 @@ The conversion is IDNA 2008 with the UTS #46 mapping, non-transitional (as libid
 with ``IDN2_NONTRANSITIONAL``, which amavis and SpamAssassin call, Postfix, and today's
 browsers): ``faß.de`` is ``xn--fa-hia.de``, a name of its own, where Python's built-in
 ``idna`` codec (IDNA 2003) maps it to ``fass.de``, somebody else's domain. The dots
-U+3002, U+FF0E and U+FF61 separate labels as "." does.
+U+3002, U+FF0E and U+FF61 separate labels as "." does. A label UTS #46 allows but
+IDNA 2008 does not (``i❤.ws``) gets the A-label browsers use (``xn--i-7iq.ws``).
 
 Local parts are compared with their ASCII letters folded only (amavis lower-cases
 them as octets, so ``Δ`` and ``δ`` stay different): RFC 6531 leaves a UTF-8 local
@@ -44,7 +45,17 @@ def to_ascii(domain: str) -> str:
 
 def _alabel(label: str) -> str:
     mapped = idna.uts46_remap(label, std3_rules=False, transitional=False)
-    return idna.alabel(mapped).decode("ascii").lower()
+    if mapped.isascii():  # full-width or compatibility letters: "ａｂｃ" is "abc"
+        return mapped.lower()
+    try:
+        return idna.alabel(mapped).decode("ascii").lower()
+    except idna.IDNAError:
+        # UTS #46 allows what IDNA 2008 leaves out (symbols and emoji, "i❤.ws"):
+        # browsers go to such a name, so a link to it must reach the URIBL too
+        encoded = "xn--" + mapped.encode("punycode").decode("ascii")
+        if len(encoded) > 63:
+            raise
+        return encoded
 
 
 def fold_domain(domain: str) -> str:
