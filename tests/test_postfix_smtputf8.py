@@ -94,6 +94,14 @@ def test_fit_refuses_only_the_recipients_that_need_smtputf8():
     assert [r.address for r in out.recipients] == ["b@xn--e1afmkfd.xn--p1ai",
                                                    "δ@example.test", "c@x.test"]
     assert list(refused) == [1] and refused[1].startswith("553 5.6.7 from MTA(")
+    # the A-label recipient keeps the address it was given in an ORCPT (RFC 6533
+    # utf-8-addr-xtext), as amavis does; an ORCPT it came with stays
+    assert out.recipients[0].params == (
+        ("ORCPT", "utf-8;b@\\x{43F}\\x{440}\\x{438}\\x{43C}\\x{435}\\x{440}."
+                  "\\x{440}\\x{444}"),)
+    given = Outgoing("a@example.org", [Recipient("b@пример.рф", (("ORCPT", "rfc822;x"),))],
+                     (), b"", ClientInfo())
+    assert fit(given, False, "x")[0].recipients[0].params == (("ORCPT", "rfc822;x"),)
 
 
 def test_fit_leaves_everything_to_a_next_hop_offering_smtputf8():

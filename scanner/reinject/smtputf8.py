@@ -7,7 +7,7 @@ server without the extension; it refuses it or downgrades it. As amavis
 - an address whose local part is ASCII and whose domain is not loses nothing in the
   A-label form of its domain (``user@пример.рф`` -> ``user@xn--e1afmkfd.xn--p1ai``),
   so it goes out that way to a next hop without SMTPUTF8, or when the client did
-  not ask for SMTPUTF8;
+  not ask for SMTPUTF8 (a recipient with an ORCPT naming it as it was written);
 - a message that asked for SMTPUTF8 and still has a UTF-8 local part is refused:
   ``550 5.6.7`` for every recipient when it is the sender's, ``553 5.6.7`` for each
   such recipient (the others are delivered, without the SMTPUTF8 parameter). The
@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from scanner.idn import to_ascii
+from scanner.smtp import xtext
 from scanner.task import Recipient
 
 if TYPE_CHECKING:
@@ -42,6 +43,27 @@ def ace_address(address: str) -> str:
     return f"{local}@{to_ascii(domain) or domain}"
 
 
+def _ace_recipient(rcpt: Recipient) -> Recipient:
+    """``rcpt`` with its domain in A-label form (when :func:`ace_address` changes it),
+    and, unless it has one, an ORCPT keeping the address as it was, as amavis does (a
+    DSN from further on then names the recipient the sender wrote)."""
+    address = ace_address(rcpt.address)
+    if address == rcpt.address:
+        return rcpt
+    params = rcpt.params
+    if not any(key == "ORCPT" for key, _ in params):
+        params = (*params, ("ORCPT", "utf-8;" + utf8_addr_xtext(rcpt.address)))
+    return Recipient(address, params)
+
+
+def utf8_addr_xtext(address: str) -> str:
+    """RFC 6533's utf-8-addr-xtext: a non-ASCII character (and ``\\``) as
+    ``\\x{HEX}``, then xtext (``+``, ``=``, controls and space as ``+XX``)."""
+    text = "".join(c if c.isascii() and c != "\\" else f"\\x{{{ord(c):X}}}"
+                   for c in address)
+    return xtext.encode(text)
+
+
 def fit(out: Outgoing, offered: bool, label: str) -> tuple[Outgoing, dict[int, str]]:
     """``out`` as it may go to a next hop that does (``offered``) or does not offer
     SMTPUTF8, and the replies of the recipients it must not go to (by position)."""
@@ -49,8 +71,7 @@ def fit(out: Outgoing, offered: bool, label: str) -> tuple[Outgoing, dict[int, s
     if offered and requested:
         return out, {}
     sender = ace_address(out.sender)
-    recipients = [r if r.address.isascii() else Recipient(ace_address(r.address), r.params)
-                  for r in out.recipients]
+    recipients = [_ace_recipient(r) for r in out.recipients]
     fitted = replace(out, sender=sender, recipients=recipients)
     if not requested:
         return fitted, {}
