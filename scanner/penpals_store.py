@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scanner.addresses import split_localpart
+from scanner.idn import fold_address, fold_localpart
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sent (
@@ -47,11 +48,13 @@ class Found:
 
 
 def normalise(address: str, delimiter: str = "+") -> str:
-    """``User+Ext@Example.COM`` -> ``user@example.com``."""
+    """``User+Ext@Example.COM`` -> ``user@example.com``, as amavis keeps addresses for
+    its pen pals (``find_or_save_addr``): the domain in A-label form, only the ASCII
+    letters of the local part lower-cased (:func:`scanner.idn.fold_address`)."""
     local, at, domain = address.strip().strip("<>").rpartition("@")
     if not at:
-        return address.strip().lower()
-    return f"{split_localpart(local, delimiter)[0]}@{domain}".lower()
+        return fold_localpart(address.strip())
+    return fold_address(f"{split_localpart(local, delimiter)[0]}@{domain}")
 
 
 class PenPalsStore:

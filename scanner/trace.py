@@ -20,11 +20,19 @@ def received_header(task: Task, hostname: str, port: int, protocol: str,
         peer = "IPv6:" + peer
     helo = task.helo or "localhost"
     value = (f"from {helo} ([{peer}])\r\n\tby {hostname} ({PRODUCT}, port {port})"
-             f" with {protocol} id {task.mail_id}")
+             f" with {with_protocol(protocol, task.envelope.smtputf8)} id {task.mail_id}")
     if len(recipients) == 1:
         value += f"\r\n\tfor <{recipients[0]}>"
     value += f"; {_date(int(time.time()))}"
     return "Received", value
+
+
+def with_protocol(protocol: str, smtputf8: bool) -> str:
+    """The ``with`` protocol of the trace header: for SMTPUTF8 mail RFC 6531's
+    ``UTF8SMTP`` (for ESMTP) or ``UTF8LMTP``, as amavis writes them."""
+    if not smtputf8:
+        return protocol
+    return "UTF8SMTP" if protocol == "ESMTP" else "UTF8" + protocol
 
 
 @lru_cache(maxsize=2)  # formatting the date costs more than the rest of the header

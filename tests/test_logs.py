@@ -138,3 +138,16 @@ def test_under_systemd_standard_error_lines_leave_time_and_host_to_the_journal(
     setup_logging(ServerConfig(), "mx.example.org")
     logging.getLogger("scanner").info("to a terminal")
     assert " mx scanner[" in capsys.readouterr().err
+
+
+def test_a_line_with_bytes_that_are_not_utf8_is_written_with_them_escaped(
+        restore_logging: None, tmp_path: Path) -> None:
+    """An SMTP address in Latin-1 (aiosmtpd keeps the byte as a surrogate escape) made
+    the UTF-8 log file refuse the whole summary line; UTF-8 text stays as it is."""
+    log = tmp_path / "scanner.log"
+    setup_logging(ServerConfig(log_file=str(log)), "mx.example.org")
+    logging.getLogger("scanner").info("Passed CLEAN <j\udcfcrgen@example.org> -> "
+                                      "<δοκιμή@пример.рф>, mail_id: x")
+    _flush()
+    text = log.read_text(encoding="utf-8")
+    assert "Passed CLEAN <j\\xfcrgen@example.org> -> <δοκιμή@пример.рф>, mail_id: x" in text

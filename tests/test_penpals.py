@@ -33,6 +33,15 @@ def test_addresses_are_compared_without_case_and_extension() -> None:
     assert normalise("bob-x@example.org", "-") == "bob@example.org"
 
 
+def test_idn_domains_are_one_correspondent_in_either_spelling() -> None:
+    """As amavis's pen pals (maddr: idn_to_ascii domain, local part lower-cased as
+    octets): user@пример.рф and user@xn--e1afmkfd.xn--p1ai are one address, and a
+    UTF-8 local part keeps its case (Δ is not δ)."""
+    assert normalise("Friend@Пример.РФ") == normalise("friend@xn--e1afmkfd.xn--p1ai")
+    assert normalise("Δοκιμή+x@example.org") == "Δοκιμή@example.org"
+    assert normalise("Δοκιμή@example.org") != normalise("δοκιμή@example.org")
+
+
 def test_the_store_remembers_pairs_and_message_ids(tmp_path: Path) -> None:
     store = PenPalsStore(str(tmp_path / "db" / "penpals.sqlite"), max_age=30 * DAY)
     store.record("alice@example.test", ["bob@example.org"], "m1@example.test", now=1000.0)

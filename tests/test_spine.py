@@ -221,6 +221,20 @@ def test_lmtp_gives_one_reply_per_recipient(tmp_path: Path, sink: Sink):
     assert got[0].recipients == ["a@example.test"]
 
 
+def test_a_utf8_xforward_helo_reaches_the_next_hop_as_sent(scanner, sink):
+    """XFORWARD HELO of an SMTPUTF8 client (its UTF-8 octets xtext-escaped, as Postfix
+    sends it) goes on with the same octets, not encoded twice."""
+    _, port = scanner
+    helo = "+D0+BF+D0+BE+D1+87+D1+82+D0+B0.+D0+BF+D1+80+D0+B8+D0+BC+D0+B5+D1+80.+D1+80+D1+84"
+    s = smtp(port)
+    assert s.docmd("XFORWARD", f"ADDR=192.0.2.7 HELO={helo}")[0] == 250
+    s.sendmail("jürgen@example.org", ["bob@example.test"], message("utf8helo"),
+               mail_options=["SMTPUTF8"])
+    s.quit()
+    got = sink.wait_for(1)[0]
+    assert got.xforward["HELO"] == "почта.пример.рф"
+
+
 def test_xforward_refused_inside_transaction_and_on_garbage(scanner):
     _, port = scanner
     s = smtp(port)

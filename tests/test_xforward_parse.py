@@ -16,6 +16,13 @@ def test_what_postfix_sends_for_smtp_and_local_mail() -> None:
     assert xforward.parse("SOURCE=LOCAL") == {"SOURCE": "LOCAL"}  # pickup (sendmail)
 
 
+def test_a_utf8_helo_name_is_read_as_utf8() -> None:
+    """Postfix xtext-escapes the octets of an SMTPUTF8 client's HELO name (UTF-8): the
+    name is that UTF-8 (one Latin-1 letter per octet gave 'Ð¿Ð¾Ñ\x87...')."""
+    helo = "+D0+BF+D0+BE+D1+87+D1+82+D0+B0.+D0+BF+D1+80+D0+B8+D0+BC+D0+B5+D1+80.+D1+80+D1+84"
+    assert xforward.parse(f"HELO={helo}") == {"HELO": "почта.пример.рф"}
+
+
 def test_unavailable_values_and_ipv6() -> None:
     assert xforward.parse("NAME=[UNAVAILABLE] ADDR=IPV6:2001:db8::1") == {
         "NAME": None, "ADDR": "2001:db8::1"}

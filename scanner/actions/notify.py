@@ -102,4 +102,13 @@ async def notify_admins(task: Task, pool: ConnectionPool, hostname: str,
         except Exception:  # never raised: the message has been dealt with (see send_notice)
             log.exception("(%s) admin notification to <%s> not built", task.log_id, admin)
             continue
-        await send_notice(pool, admin, notice, task.log_id, "admin notification")
+        await send_notice(pool, admin, notice, task.log_id, "admin notification",
+                          needs_smtputf8(task, admin))
+
+
+def needs_smtputf8(task: Task, address: str) -> bool:
+    """A notice to ``address`` about ``task`` names a UTF-8 address (its recipient, or
+    in its header and text the sender and recipients of the message): it goes out
+    with SMTPUTF8, as amavis sends such notifications (RFC 6531)."""
+    return not all(a.isascii() for a in (address, task.envelope.sender,
+                                         *(r.address for r in task.envelope.recipients)))

@@ -15,6 +15,8 @@ from functools import lru_cache
 
 from publicsuffixlist import PublicSuffixList
 
+from scanner.idn import to_ascii
+
 # Top-level names reserved for testing and documentation (RFC 2606): in no list, but
 # names under them serve test set-ups (a local DNS zone with a test blacklist).
 RESERVED_TEST_TLDS = frozenset({"test", "example"})
@@ -38,16 +40,9 @@ def suffix_list(path: str = "", icann_only: bool = True) -> PublicSuffixList:
 
 
 def normalise(domain: str) -> str:
-    """Lowercase ASCII (IDNA) form without the final dot; '' when not a usable name."""
-    name = domain.strip().rstrip(".").lower()
-    if not name:
-        return ""
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            return ""
-    return name
+    """Lowercase A-label form (:func:`scanner.idn.to_ascii`: IDNA 2008, as libidn2)
+    without the final dot; '' when not a usable name."""
+    return to_ascii(domain.strip()).rstrip(".")
 
 
 @lru_cache(maxsize=8192)

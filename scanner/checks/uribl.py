@@ -25,7 +25,7 @@ from functools import partial
 from typing import ClassVar
 
 from decoders.mimeutil import decode_words
-from scanner.auth.psl import org_domain
+from scanner.auth.psl import normalise, org_domain
 from scanner.auth.urls import Found, from_parts, from_text
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
@@ -125,7 +125,7 @@ class Uribl:
             (lst, build_codemap(lst.zone, lst.symbol, lst.codes, lst.bitmask, lst.blocked,
                                 f"{where}.lists[{i}]", cfg.source))
             for i, lst in enumerate(settings.lists)]
-        self._skip_domains = {d.strip(".").lower() for d in settings.skip_domains}
+        self._skip_domains = {normalise(d.strip(".")) for d in settings.skip_domains}
         self._skip_banks = {b.upper() for b in settings.skip_policy_banks}
 
     def targets(self, task: Task) -> tuple[list[str], list[str]]:

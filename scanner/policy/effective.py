@@ -12,7 +12,8 @@ from functools import lru_cache
 
 from scanner.config import Config
 from scanner.config.policy import BUILTIN_BANKS, PolicyConfig, apply
-from scanner.policy.lookup import lookup
+from scanner.idn import fold_domain
+from scanner.policy.lookup import lookup, pattern_key
 
 
 def bank_names(config: Config, listener_bank: str, client_addr: str | None) -> list[str]:
@@ -62,18 +63,26 @@ def is_local(policy: PolicyConfig, address: str) -> bool:
     The entries read as amavis reads ``@local_domains_acl`` (README.lookups): the first
     entry that matches decides; ``example.com`` matches that domain only,
     ``.example.com`` the domain and its subdomains, ``user@example.com`` that address,
-    ``.`` every domain, and a leading ``!`` makes a match mean "not local".
+    ``.`` every domain, and a leading ``!`` makes a match mean "not local". Domains
+    compare in their A-label form (``example.xn--p1ai`` is ``пример.рф``), local parts
+    with their ASCII letters folded, as amavis's ``lookup_acl``.
     """
     if not policy.local_domains:
         return True
-    full = address.lower()
+    full = pattern_key(address)
     domain = full.rpartition("@")[2]
     for entry in policy.local_domains:
         negated = entry.startswith("!")
-        pattern = entry[1:].lower() if negated else entry.lower()
+        pattern = _acl_key(entry[1:] if negated else entry)
         if _acl_match(pattern, full, domain):
             return not negated
     return False
+
+
+def _acl_key(entry: str) -> str:
+    """An entry in the form :func:`pattern_key` gives an address: a domain (with or
+    without its leading dot) in A-label form."""
+    return pattern_key(entry) if "@" in entry else fold_domain(entry)
 
 
 def _acl_match(pattern: str, address: str, domain: str) -> bool:

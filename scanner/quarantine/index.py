@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from scanner.idn import fold_address
 from scanner.quarantine.record import QuarantineError, QuarantineRecord
 
 STALE_CLAIM = 86400.0  # expire may remove a row whose release broke off this long ago
@@ -89,7 +90,7 @@ class Index(ABC):
         marks = ", ".join("?" * len(COLUMNS))
         with self._transaction(write=True) as run:
             run(f"INSERT INTO quarantine ({', '.join(COLUMNS)}) VALUES ({marks})", values)
-            for addr in dict.fromkeys(a.lower() for a in rec.recipients):
+            for addr in dict.fromkeys(fold_address(a) for a in rec.recipients):
                 run("INSERT INTO quarantine_rcpt (mail_id, address) VALUES (?, ?)",
                     [rec.mail_id, addr])
 
@@ -208,8 +209,14 @@ def _filters(category: str | None, rcpt: str | None, since: float | None,
         where.append("category = ?")
         args.append(category.upper())
     if rcpt:
-        where.append("mail_id IN (SELECT mail_id FROM quarantine_rcpt WHERE address = ?)")
-        args.append(rcpt.strip("<>").lower())
+        # as policy lookups compare addresses (A-label domain, ASCII-only case folding);
+        # rows indexed before that kept the address lower-cased as written
+        bare = rcpt.strip("<>")
+        keys = list(dict.fromkeys([fold_address(bare), bare.lower()]))
+        marks = ", ".join("?" * len(keys))
+        where.append(f"mail_id IN (SELECT mail_id FROM quarantine_rcpt WHERE address IN "
+                     f"({marks}))")
+        args.extend(keys)
     if since is not None:
         where.append("stored_at >= ?")
         args.append(since)

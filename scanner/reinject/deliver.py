@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from scanner.config import ReinjectConfig
 from scanner.errors import NextHopError
+from scanner.reinject import smtputf8
 from scanner.reinject.client import Reply, SMTPClient, crlf_lines
 from scanner.reinject.pool import ConnectionPool
 from scanner.reinject.xforward import check_xforward, xforward_lines
@@ -115,10 +116,7 @@ async def deliver(pool: ConnectionPool, out: Outgoing, *, all_or_nothing: bool) 
     hop: NextHop = pool.hop  # type: ignore[assignment]
     out = replace(out, data=crlf_lines(out.data))  # as it goes out, SIZE counts it so
     total = Delivery([tempfail(hop, "not attempted")] * len(out.recipients))
-    refused = await _unsendable(pool, out)
-    for i, reply in refused.items():
-        total.replies[i] = reply
-    pending = [i for i in range(len(out.recipients)) if i not in refused]
+    pending = list(range(len(out.recipients)))
     room = len(pending)
     while pending:
         batch, rest = pending[:room], pending[room:]
@@ -172,34 +170,6 @@ async def _deliver_once(pool: ConnectionPool, out: Outgoing, all_or_nothing: boo
                 pool.discard(client)
             raise
     raise AssertionError("unreachable")
-
-
-async def _unsendable(pool: ConnectionPool, out: Outgoing) -> dict[int, str]:
-    """Recipients that must not be sent (by position), with their replies: a non-ASCII
-    address of a message that asked for SMTPUTF8 when the next hop does not offer it
-    (RFC 6531 3.4: the client must not send it). As amavis (Out/SMTP.pm): a non-ASCII
-    sender fails every recipient with 550 5.6.7, a non-ASCII recipient itself with
-    553 5.6.7; Postfix's own smtp client bounces such mail too."""
-    if not any(key.upper() == "SMTPUTF8" for key, _ in out.mail_params):
-        return {}
-    addresses = [r.address for r in out.recipients]
-    if out.sender.isascii() and all(a.isascii() for a in addresses):
-        return {}
-    try:
-        client, _ = await pool.acquire()
-    except NextHopError:
-        return {}  # the transaction meets the same trouble and defers
-    offered = client.supports("SMTPUTF8")
-    pool.release(client)
-    if offered:
-        return {}
-    if not out.sender.isascii():
-        return dict.fromkeys(range(len(addresses)),
-                             "550 5.6.7 Non-ASCII addresses not permitted for sender "
-                             "(the next hop does not offer SMTPUTF8)")
-    return {i: "553 5.6.7 Non-ASCII addresses not permitted for recipient "
-               "(the next hop does not offer SMTPUTF8)"
-            for i, a in enumerate(addresses) if not a.isascii()}
 
 
 def _room_before_break(part: Delivery) -> int:
@@ -272,6 +242,34 @@ def _rcpt_params(client: SMTPClient, rcpt: Recipient) -> list[esmtp.Param]:
 
 async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
                        all_or_nothing: bool) -> None:
+    """The transaction of :func:`_send` for the recipients the next hop can be given
+    (internationalised addresses fitted to whether it offers SMTPUTF8: :mod:`.smtputf8`);
+    the others are answered with the refusal :func:`smtputf8.fit` gives them."""
+    out, refused = smtputf8.fit(out, client.supports("SMTPUTF8"), hop.label)
+    if not refused:
+        await _send(client, hop, out, result, all_or_nothing)
+        return
+    for i, reply in refused.items():
+        result.replies[i] = reply
+        result.finished.add(i)
+    kept = [i for i in range(len(out.recipients)) if i not in refused]
+    if not kept:
+        return
+    sub = Delivery([result.replies[i] for i in kept])
+    try:
+        await _send(client, hop, replace(out, recipients=[out.recipients[i] for i in kept]),
+                    sub, all_or_nothing)
+    finally:
+        for j, i in enumerate(kept):
+            result.replies[i] = sub.replies[j]
+        result.finished |= {kept[j] for j in sub.finished}
+        result.queued_as += sub.queued_as
+        result.awaiting_final, result.answered = sub.awaiting_final, sub.answered
+        result.abandon = sub.abandon
+
+
+async def _send(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
+                all_or_nothing: bool) -> None:
     """XFORWARD, MAIL, RCPTs (and DATA) in one batch when the next hop pipelines."""
     sender = out.sender if out.sender and out.sender != "<>" else ""
     mail = f"MAIL FROM:<{sender}> {esmtp.render(_mail_params(client, out))}".rstrip()

@@ -36,6 +36,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from scanner.idn import to_ascii
+
 _QUOTED = r'"(?:[^"\\]++|\\.)*+"'
 _PHRASE = rf'(?:{_QUOTED}|[^",;<]++)+'
 _MAIL = rf'(?:{_QUOTED}|[^@\s<>()\[\],:;]+)@(?:[^"\s<>()\[\],:;]+|\[[\d:.]+\])'
@@ -243,8 +245,10 @@ def valid_host(host: str) -> bool:
     as Debian installs it, such a name is never valid)."""
     if not host.isascii():
         try:
-            host = host.encode("latin-1").decode("utf-8").encode("idna").decode("ascii")
+            host = to_ascii(host.encode("latin-1").decode("utf-8"))
         except (UnicodeError, ValueError):
+            return False
+        if not host:
             return False
     labels = host.lower().rstrip(".").split(".")
     if len(labels) < 2 or len(".".join(labels)) > 253:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import logging.handlers
 import os
+import re
 import socket
 import sys
 
@@ -24,6 +25,23 @@ from scanner.errors import ConfigError
 FORMAT = "%(asctime)s %(hostname)s scanner[%(process)d]: %(message)s"
 JOURNAL_FORMAT = "scanner[%(process)d]: %(message)s"
 SYSLOG_SOCKET = "/dev/log"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Formatter(logging.Formatter):
+    """Lines with the bytes of a client's text that are not UTF-8 (kept as surrogate
+    escapes, as an SMTP address ``<j\\xfcrgen@...>`` in Latin-1) written as ``\\xfc``:
+    the UTF-8 log file and syslog cannot take a surrogate, and the line (a message's
+    summary line among them) was lost. Valid UTF-8 (an SMTPUTF8 address) stays as it
+    is, as Postfix logs it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if text.isascii():
+            return text
+        return _SURROGATE.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}"
+                              if "\udc80" <= m.group() <= "\udcff"
+                              else f"\\u{ord(m.group()):04x}", text)
 
 
 class _HostFilter(logging.Filter):
@@ -105,8 +123,8 @@ def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration
     else:
         stream = logging.StreamHandler(sys.stderr)
         journal = bool(os.environ.get("JOURNAL_STREAM"))
-    stream.setFormatter(logging.Formatter(JOURNAL_FORMAT) if journal
-                        else logging.Formatter(FORMAT, "%b %d %H:%M:%S"))
+    stream.setFormatter(_Formatter(JOURNAL_FORMAT) if journal
+                        else _Formatter(FORMAT, "%b %d %H:%M:%S"))
     stream.addFilter(_HostFilter(hostname.split(".")[0]))
     root.addHandler(stream)
     if cfg.syslog:
@@ -117,7 +135,7 @@ def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration
                 cfg.log_file or "standard error")
         else:
             sys_handler = Syslog(SYSLOG_SOCKET)
-            sys_handler.setFormatter(logging.Formatter(JOURNAL_FORMAT))
+            sys_handler.setFormatter(_Formatter(JOURNAL_FORMAT))
             root.addHandler(sys_handler)
     root.setLevel(cfg.log_level.upper())
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's chatter

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _HEX = re.compile(r"\+([0-9A-Fa-f]{2})")
+_HEX_BYTES = re.compile(rb"\+([0-9A-Fa-f]{2})")
 _PLAIN = re.compile(r"[!-*,-<>-~]*")  # printable ASCII without "+" and "=": kept as is
 
 
@@ -13,10 +14,20 @@ class XtextError(ValueError):
 
 
 def decode(value: str) -> str:
-    """Decode ``+XX`` escapes; a ``+`` not followed by two hex digits is an error."""
+    """Decode ``+XX`` escapes; a ``+`` not followed by two hex digits is an error.
+
+    The escapes are octets: read as UTF-8 (Postfix escapes the UTF-8 of an SMTPUTF8
+    HELO name, RFC 6533 the UTF-8 of an ORCPT address), an octet that is not UTF-8
+    kept as a surrogate escape, so that :func:`encode` gives the same text back. One
+    character per octet made ``+D0+BF`` two Latin-1 letters, sent on doubly encoded.
+    """
+    if "+" not in value:
+        return value
     if "+" in _HEX.sub("", value):
         raise XtextError(f"bad xtext escape in {value!r}")
-    return _HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
+    octets = _HEX_BYTES.sub(lambda m: bytes([int(m.group(1), 16)]),
+                            value.encode("utf-8", "surrogateescape"))
+    return octets.decode("utf-8", "surrogateescape")
 
 
 def decode_text(value: str) -> str:

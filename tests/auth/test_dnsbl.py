@@ -278,3 +278,25 @@ def test_failing_lookups_are_logged_once_not_just_a_zero_weight_symbol(
     assert "RCVD_IN_SBL" in first and "RCVD_IN_XBL" in second
     warnings = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
     assert len(warnings) == 1 and "not-served.invalid" in warnings[0]
+
+
+IDN_MAIL = ("From: a@x.test\r\nTo: b@ours.test\r\nSubject: offer\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+            "\r\nSee http://shop\u3002fa\u00df\uff0ede/ and http://\u03c3\u03bf\u03c6\u03cc"
+            "\u03c2\uff61gr/x and https://%D0%BF%D1%80%D0%B8%D0%BC%D0%B5%D1%80.%D1%80%D1%84/"
+            " and http://b\u00fccher.example/ and http://i\u2764.ws/\r\n").encode("utf-8")
+
+
+def test_uribl_looks_up_idn_link_hosts_in_their_idna2008_a_label_form(
+        dns_server: DnsServer) -> None:
+    """The registered domain of a U-label host, with IDNA's other dots or
+    percent-encoded, in the A-label form libidn2 gives SpamAssassin (IDNA 2008,
+    non-transitional): faß.de is xn--fa-hia.de, not fass.de (IDNA 2003, Python's
+    codec), a different domain; final sigma stays. skip_domains in U-labels match."""
+    check = make_check(Uribl, {"dns": dns_table(dns_server), "lists": URIBL_LISTS,
+                               "skip_domains": ["b\u00fccher.example"]})
+    with task_from_bytes(IDN_MAIL) as task:
+        domains, _ = check.targets(task)
+    # i❤.ws: UTS #46 (browsers) takes the symbol IDNA 2008 refuses: the browser's name
+    assert domains == ["xn--fa-hia.de", "xn--0xagbn4a.gr", "xn--e1afmkfd.xn--p1ai",
+                       "xn--i-7iq.ws"]

@@ -6,6 +6,8 @@ quarantine and admin notices."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 
 import pytest
@@ -108,6 +110,20 @@ def test_spam_admin_notice_says_what_happened_and_honours_its_cutoff(sink, desti
         assert got is None
     else:
         assert got is not None and notice.encode() in got, got
+
+
+def test_admin_notice_about_mail_from_a_utf8_sender_asks_for_smtputf8(sink):
+    """The notice names the sender in its text (and, encoded, in its Subject): a UTF-8
+    address there needs SMTPUTF8 (RFC 6532/6531); it was sent without it, as the
+    recipient notice was not."""
+    policy = ("kill_level = 2.0\ntag2_level = 2.0\nspam_destiny = 'discard'\n"
+              'notify_admin = { spam = "admin@example.test" }\n')
+    run(sink, policy, [BAYES], ["bob@example.test"], sender="jürgen@пример.рф",
+        mail_params=(("SMTPUTF8", None),))
+    [notice] = [m for m in sink.received if m.recipients == ["admin@example.test"]]
+    parsed = email.message_from_bytes(notice.data, policy=email.policy.default)
+    assert parsed["Subject"] == "SPAM from <jürgen@пример.рф>"
+    assert ("SMTPUTF8", None) in notice.mail_params
 
 
 @pytest.mark.parametrize(("policy", "kept"), [

@@ -34,6 +34,18 @@ def _local(entries: list[str], address: str) -> bool:
     # "." matches every domain, "!." none
     (["."], "anyone@anywhere.test", True),
     (["!.", "."], "anyone@anywhere.test", False),
+    # an IDN domain is one domain in its A-label and its U-label forms, either way
+    # round (amavis's lookup_acl compares idn_to_ascii forms)
+    (["example.xn--p1ai"], "user@example.рф", True),
+    ([".xn--e1afmkfd.xn--p1ai"], "user@почта.пример.рф", True),
+    (["пример.рф"], "user@xn--e1afmkfd.xn--p1ai", True),
+    (["!Пример.РФ", "."], "user@ПРИМЕР.рф", False),
+    (["boss@пример.рф"], "Boss@xn--e1afmkfd.xn--p1ai", True),
+    # IDNA 2008: faß.de is not fass.de
+    (["fass.de"], "user@faß.de", False),
+    # a UTF-8 local part keeps its case: only ASCII letters fold
+    (["δοκιμή@example.com"], "Δοκιμή@example.com", False),
+    (["δοκιμή@example.com"], "δοκιμή@EXAMPLE.com", True),
 ])
 def test_entries_match_as_amavis_reads_them(entries: list[str], address: str,
                                              expected: bool) -> None:

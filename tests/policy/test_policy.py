@@ -45,6 +45,23 @@ def test_lookup_order_is_most_specific_first():
     assert listed(["<>"], "") and not listed(["@."], "")
 
 
+def test_lookups_compare_idn_domains_in_a_label_form_and_fold_ascii_only():
+    """As amavis's make_query_keys: the domain in A-label form (a table written with
+    either form finds mail to the other), the local part with only ASCII letters
+    lower-cased (Unicode folding would make two UTF-8 mailboxes one)."""
+    assert candidates("Δοκιμή+X@Пример.РФ")[:4] == [
+        "Δοκιμή+x@xn--e1afmkfd.xn--p1ai", "Δοκιμή@xn--e1afmkfd.xn--p1ai", "Δοκιμή+x@",
+        "Δοκιμή@"]
+    table = {"@.пример.рф": "u", "user@example.xn--p1ai": "a"}
+    assert lookup(table, "x@mail.xn--e1afmkfd.xn--p1ai") == "u"
+    assert lookup(table, "USER@Example.рф") == "a"
+    assert listed(["@.xn--e1afmkfd.xn--p1ai"], "spammer@пример.рф")
+    assert listed(["@пример.рф"], "spammer@xn--e1afmkfd.xn--p1ai")
+    assert listed(["δοκιμή@example.com"], "δοκιμή@Example.COM")
+    assert not listed(["δοκιμή@example.com"], "ΔΟΚΙΜΉ@example.com")
+    assert not listed(["@fass.de"], "a@faß.de")  # IDNA 2008: another domain
+
+
 def test_virus_is_discarded_and_quarantined_by_default():
     v, _ = _verdict("", [Hit("CLAMAV_VIRUS", options=("Eicar-Signature",), source="clamav")])
     assert (v.category, v.destiny, v.quarantine) == ("VIRUS", Destiny.DISCARD, True)

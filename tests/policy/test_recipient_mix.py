@@ -292,6 +292,25 @@ def test_a_dsn_to_a_utf8_sender_goes_out_with_smtputf8_and_8bitmime(sink):
     assert b"report-type=global-delivery-status" in dsn.data
 
 
+def test_dsn_to_a_utf8_sender_is_sent_with_smtputf8_in_rfc6533_form(sink):
+    """SMTPUTF8 mail from a UTF-8 sender: the DSN goes to it with SMTPUTF8 (without it,
+    an internationalised message without the extension, RFC 6531 3.5) and in RFC 6533's
+    global forms, as Postfix's bounces of SMTPUTF8 mail."""
+    policy = ('[policy.recipients."δοκιμή@example.test"]\nbanned_destiny = "bounce"\n'
+              '[policy.recipients."carol@example.test"]\nbanned_lover = true\n')
+    replies, _ = run(sink, policy, [BANNED], ["δοκιμή@example.test", "carol@example.test"],
+                     sender="jürgen@example.org", mail_params=(("SMTPUTF8", None),))
+    assert [r[:3] for r in replies] == ["250", "250"], replies
+    [dsn] = dsns(sink)
+    assert dsn.recipients == ["jürgen@example.org"]
+    assert ("SMTPUTF8", None) in dsn.mail_params
+    assert b"Content-Type: message/global-delivery-status" in dsn.data
+    assert "Final-Recipient: utf-8; δοκιμή@example.test".encode() in dsn.data
+    # the returned header section is ASCII here: text/rfc822-headers serves (RFC 6533
+    # asks for message/global-headers when it holds UTF-8)
+    assert b"Content-Type: text/rfc822-headers" in dsn.data
+
+
 def test_dsn_deferred_by_the_next_hop_defers_before_any_copy_went_out(sink):
     """Over SMTP a 451 after delivering the passed copy would make Postfix's retry
     deliver it twice: the DSN goes first, and a deferred DSN defers everything."""

@@ -59,6 +59,22 @@ def test_release_round_trip(server, sink: Sink):
     assert got.data.startswith(b"X-Quarantine-Released: by <boss@example.test> (AM.PDP, uid ")
 
 
+def test_release_to_a_utf8_recipient_named_in_the_request(server, sink: Sink):
+    """amavisd-release's recipient=, %XX-encoded UTF-8 (RFC 6531 addresses), reaches
+    the next hop as that UTF-8 address, with SMTPUTF8."""
+    config, q, path = server()
+    rec = store(q, sender="jürgen@пример.рф", recipients=["δοκιμή@example.test"])
+    [answer] = ampdp(path, [("request", "release"), ("mail_id", rec.mail_id),
+                            ("secret_id", rec.secret_id), ("quar_type", "Z"),
+                            ("mail_file", rec.relative_path),
+                            ("recipient", "<ü@bücher.test>"),
+                            ("requested_by", "<boss@example.test>")])
+    assert _values(answer, "exit_code") == ["0"], answer
+    got = sink.wait_for(1)[0]
+    assert (got.sender, got.recipients) == ("jürgen@пример.рф", ["ü@bücher.test"])
+    assert ("SMTPUTF8", None) in got.mail_params
+
+
 def test_several_requests_on_one_connection(server, sink: Sink):
     config, q, path = server()
     a, b = store(q), store(q)

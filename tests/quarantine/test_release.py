@@ -287,3 +287,17 @@ def test_release_after_expire_finds_nothing(quarantine: Quarantine, hop: NextHop
     with pytest.raises(UnknownMailId):
         run_release(quarantine, hop, rec.mail_id)
     assert sink.received == []
+
+
+def test_release_of_smtputf8_mail_keeps_its_utf8_envelope(quarantine: Quarantine, hop: NextHop,
+                                                          sink: Sink):
+    """A message quarantined with UTF-8 envelope addresses goes out with SMTPUTF8 and
+    its addresses byte for byte (to the original recipient and to one given in UTF-8)."""
+    raw = sample("eai", "Grüße\r\n".encode())
+    rec = store(quarantine, raw, sender="jürgen@пример.рф", recipients=["δοκιμή@example.test"])
+    assert quarantine.get(rec.mail_id).recipients == ["δοκιμή@example.test"]
+    run_release(quarantine, hop, rec.mail_id, recipients=["δοκιμή@example.test", "ü@bücher.test"])
+    [got] = sink.wait_for(1)
+    assert got.sender == "jürgen@пример.рф"
+    assert got.recipients == ["δοκιμή@example.test", "ü@bücher.test"]
+    assert ("SMTPUTF8", None) in got.mail_params

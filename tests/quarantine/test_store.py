@@ -57,6 +57,15 @@ def test_list_filters(quarantine: Quarantine):
     assert [r.mail_id for r in quarantine.list(rcpt="<BOB@example.test>")] == [spam.mail_id]
     assert quarantine.list(rcpt="nobody@example.test") == []
     assert len(quarantine.list(since=time.time() - 60)) == 2
+
+
+def test_list_by_recipient_finds_an_idn_address_in_either_spelling(quarantine: Quarantine):
+    """``quarantine list --rcpt`` compares addresses as the policy does: the A-label
+    and U-label forms of a domain are one, a UTF-8 local part keeps its case."""
+    held = store(quarantine, recipients=["Δοκιμή@Пример.рф"])
+    for form in ("Δοκιμή@xn--e1afmkfd.xn--p1ai", "<Δοκιμή@ПРИМЕР.РФ>", "Δοκιμή@пример.рф"):
+        assert [r.mail_id for r in quarantine.list(rcpt=form)] == [held.mail_id], form
+    assert quarantine.list(rcpt="δοκιμή@пример.рф") == []
     assert quarantine.list(since=time.time() + 60) == []
 
 
