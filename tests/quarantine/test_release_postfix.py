@@ -27,7 +27,7 @@ enabled = []
 local_domains = ["example.test"]
 [policy.recipients."held@example.test"]
 spam_destiny = "discard"
-block_senders = ["alice@example.test"]
+block_senders = ["alice@example.test", "jörg@example.test"]
 """
 
 
@@ -99,3 +99,24 @@ def test_a_released_smtputf8_message_goes_out_as_it_came_in(stack: Stack):
     status = dsn.get_payload()[1].as_bytes()
     assert b"Original-Envelope-Id: release8+envid" in status, status
     assert b"Original-Recipient: rfc822;held@example.test" in status, status
+
+
+def test_a_utf8_sender_is_listed_and_released_as_it_came_in(stack: Stack):
+    """The envelope sender ``list`` shows (its From column) and the release uses."""
+    data = ("From: jörg@example.test\r\nTo: held@example.test\r\n"
+            "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_release9?=\r\n"
+            "Message-ID: <release9@example.org>\r\n\r\nhello\r\n").encode()
+    stack.postfix.send("jörg@example.test", "held@example.test", data,
+                       mail_options=["SMTPUTF8"])
+    line = _line(stack, "release9")
+    assert "{DiscardedInbound,Quarantined}" in line, line
+    mail_id = line.split("mail_id: ")[1].split(",")[0]
+    listed = _scanner(stack, "list").stdout
+    row = next(ln for ln in listed.splitlines() if mail_id in ln)
+    assert "<jörg@example.test> -> held@example.test  'Grüße release9'" in row, row
+    run = _scanner(stack, "release", mail_id)
+    assert run.returncode == 0, run.stderr
+    wait_ids(stack, {"<release9@example.org>"}, 30)
+    got = [p.read_bytes() for p in stack.postfix.maildir_messages("held")
+           if b"<release9@example.org>" in p.read_bytes()]
+    assert len(got) == 1 and "Return-Path: <jörg@example.test>".encode() in got[0]
