@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,21 @@ def test_a_next_hop_without_the_extensions_is_treated_as_for_normal_delivery(
         assert "reject: RCPT" not in postfix.log_text()
     finally:
         postfix.remove()
+
+
+def test_amavisd_release_to_another_recipient(server, sink: Sink, tmp_path: Path):
+    """Over AM.PDP with amavis's own client: the message's parameters go out, and the
+    recipient named in the request gets none of the original recipients'."""
+    from .test_amavisd_release import CLIENT, _edited_copy
+
+    if not CLIENT.exists():
+        pytest.skip(f"{CLIENT} not found (set AMAVISD_RELEASE)")
+    _, q, path = server()
+    rec = _store(q)
+    out = subprocess.run([*_edited_copy(tmp_path, path), rec.mail_id, rec.secret_id,
+                          "admin@example.test"], capture_output=True, text=True, timeout=60)
+    assert out.stderr.startswith("250 2.6.0 Ok"), out.stderr
+    got = sink.wait_for(1)[0]
+    assert got.recipients == ["admin@example.test"] and got.rcpt_params == [[]]
+    assert [tuple(p) for p in got.mail_params if p[0] != "SIZE"] == [
+        ("BODY", "8BITMIME"), ("SMTPUTF8", None), ("RET", "HDRS"), ("ENVID", "QQ+2B314159")]
