@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from email.utils import formatdate
 
+from scanner.actions.headers import encode_words
 from scanner.quarantine.envelope import Envelope
 from scanner.quarantine.record import BadSecret, QuarantineError
 from scanner.quarantine.store import Quarantine
@@ -47,9 +48,14 @@ def check_address(addr: str) -> str:
     return value
 
 
-def release_header(name: str, who: str, mail_id: str) -> tuple[str, str]:
-    """``X-Quarantine-Released: by WHO at DATE, id=MAIL_ID``."""
+def release_header(name: str, who: str, mail_id: str, *, utf8: bool = True
+                   ) -> tuple[str, str]:
+    """``X-Quarantine-Released: by WHO at DATE, id=MAIL_ID``. Without ``utf8`` (the
+    message goes without SMTPUTF8) a non-ASCII WHO is written as RFC 2047 encoded words:
+    a UTF-8 header needs SMTPUTF8 (RFC 6532)."""
     safe = re.sub(r"[\x00-\x1f\x7f]+", " ", who).strip()[:200] or "unknown"
+    if not utf8 and not safe.isascii():
+        safe = encode_words(safe).decode("ascii")
     return name, f"by {safe} at {formatdate(localtime=True)}, id={mail_id}"
 
 
@@ -126,10 +132,11 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
         except BaseException as exc:  # cancelled: no awaiting any more
             q.index.abort(mail_id, token, [f"not sent: {exc!r}"])
             raise
-        header = release_header(q.cfg.release_header, requested_by, mail_id)
+        params = _params(env, raw, env_sender, targets)
+        header = release_header(q.cfg.release_header, requested_by, mail_id,
+                                utf8=any(key == "SMTPUTF8" for key, _ in params))
         data = f"{header[0]}: {header[1]}\r\n".encode() + raw
-        out = Outgoing(env_sender, _recipients(env, targets),
-                       _params(env, raw, env_sender, targets), data,
+        out = Outgoing(env_sender, _recipients(env, targets), params, data,
                        ClientInfo(addr=rec.client_addr))
         pool = pool_or_hop if isinstance(pool_or_hop, ConnectionPool) else ConnectionPool(
             pool_or_hop, max_idle=1)

@@ -49,7 +49,8 @@ def _store(q: Quarantine, raw: bytes = UTF8_RAW, *, params: bool = True,
 
 def _release(q: Quarantine, hop: NextHop, mail_id: str, **kw: object) -> list[str]:
     kw.setdefault("recipients", None)
-    return asyncio.run(release(q, hop, mail_id, requested_by="tester", **kw))  # type: ignore[arg-type]
+    kw.setdefault("requested_by", "tester")
+    return asyncio.run(release(q, hop, mail_id, **kw))  # type: ignore[arg-type]
 
 
 def test_release_sends_the_envelope_parameters_again(quarantine: Quarantine, hop: NextHop,
@@ -208,3 +209,23 @@ def test_amavisd_release_to_another_recipient(server, sink: Sink, tmp_path: Path
     assert got.recipients == ["admin@example.test"] and got.rcpt_params == [[]]
     assert [tuple(p) for p in got.mail_params if p[0] != "SIZE"] == [
         ("BODY", "8BITMIME"), ("SMTPUTF8", None), ("RET", "HDRS"), ("ENVID", "QQ+2B314159")]
+
+
+def test_a_utf8_releaser_name_is_encoded_unless_the_message_is_smtputf8(
+        quarantine: Quarantine, hop: NextHop, sink: Sink):
+    """``--by Jörg``: the release header was raw UTF-8 in front of a 7-bit message sent
+    without SMTPUTF8 (RFC 6532 wants SMTPUTF8 for a UTF-8 header); as encoded words it
+    reads back the same. An SMTPUTF8 message keeps it as UTF-8."""
+    ascii_raw = b"Subject: plain\r\n\r\nbody\r\n"
+    plain = _store(quarantine, ascii_raw, mail_params=(), rcpt_params={})
+    utf8 = _store(quarantine)
+    _release(quarantine, hop, plain.mail_id, requested_by="Jörg Müller")
+    _release(quarantine, hop, utf8.mail_id, requested_by="Jörg Müller")
+    first, second = sink.wait_for(2)
+    assert first.mail_params == [("SIZE", str(len(first.data)))]
+    header = first.data.split(b"\r\n", 1)[0]
+    assert header.isascii(), header
+    value = header.decode().split(": ", 1)[1]
+    assert header_display(parse_headers(header + b"\r\n\r\n"), "X-Quarantine-Released"
+                          ).startswith("by Jörg Müller at "), value
+    assert second.data.startswith("X-Quarantine-Released: by Jörg Müller at ".encode())
