@@ -32,7 +32,7 @@ from scanner.actions.notify import notify_admins
 from scanner.actions.recipient_notice import notify_recipients
 from scanner.actions.tagging import Edits, edits_for, spam_header_fields
 from scanner.dsn import build_failure_dsn, mail_params, wants_failure_dsn
-from scanner.pipeline.parse import header_text
+from scanner.pipeline.parse import header_display, header_text
 from scanner.reinject.deliver import Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
@@ -210,9 +210,12 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
                 mail_id=task.mail_id, raw=task.raw, sender=task.envelope.sender,
                 recipients=rcpts, category=verdict.category, score=verdict.score,
                 symbols=sorted({h.symbol for h in verdict.hits}),
-                subject=header_text(task.message, "Subject"),
+                subject=header_display(task.message, "Subject"),
                 message_id=header_text(task.message, "Message-ID"),
-                client_addr=task.client.addr, policy_bank=task.policy_bank))
+                client_addr=task.client.addr, policy_bank=task.policy_bank,
+                mail_params=task.envelope.mail_params,
+                rcpt_params={task.envelope.recipients[i].address:
+                             task.envelope.recipients[i].params for i in idx}))
         try:
             await _quarantine_to(task, ctx, rcpts)
         except Exception:  # deferred: the retry stores it again, under a new mail_id

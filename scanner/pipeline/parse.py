@@ -34,25 +34,20 @@ def postfix_queue_id(msg: Message) -> str | None:
 
 
 def header_text(msg: Message | None, name: str) -> str:
-    """A header value as one clean line, or ''."""
-    if msg is None:
-        return ""
-    value = msg.get(name)
-    if value is None:
-        return ""
-    return " ".join(str(value).split())
-
-
-def header_display(msg: Message | None, name: str) -> str:
-    """A header value as a person should read it (in a notice): raw UTF-8 as text
-    rather than U+FFFD, RFC 2047 encoded words of an ASCII field decoded, on one
-    line; or ''."""
+    """A header value as one clean line, or ''. Raw UTF-8 (RFC 6532) reads as text;
+    bytes that are not UTF-8 become U+FFFD; RFC 2047 encoded words stay encoded."""
     if msg is None:
         return ""
     for key, value in msg.raw_items():
         if key.lower() == name.lower():
             text = " ".join(value.split())
-            if text.isascii():  # encoded words live in ASCII fields
-                return " ".join(decode_words(text).split())
             return text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     return ""
+
+
+def header_display(msg: Message | None, name: str) -> str:
+    """A header value as a person should read it (in a notice, the quarantine index):
+    :func:`header_text`, with the RFC 2047 encoded words of an ASCII field decoded; or
+    ''."""
+    text = header_text(msg, name)
+    return " ".join(decode_words(text).split()) if text.isascii() else text

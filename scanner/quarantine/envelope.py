@@ -13,22 +13,35 @@ a block of header fields::
     X-Quarantine-ID: <7vykgLjHGVrk>
     X-Quarantine-Category: SPAM
     X-Quarantine-Stored: 1764979200
+    X-Envelope-Params: BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ314159
+    X-Envelope-Rcpt-Params: <bob@example.test> NOTIFY=SUCCESS,FAILURE
+     ORCPT=rfc822;bob@example.test
 
-followed by the message exactly as received. ``bytes`` is the length of the fields
-after the first line, so the block is removed exactly (a message that starts with its
-own ``X-Envelope-To`` keeps it). Files written before this block existed have none and
-read as they are. ``scanner quarantine reindex`` rebuilds index rows from it.
+followed by the message exactly as received. ``X-Envelope-Params`` holds the ESMTP
+parameters of MAIL FROM as received (SIZE left out: it is counted again when the
+message goes out), ``X-Envelope-Rcpt-Params`` (one per recipient that had any) those of
+its RCPT TO, so a release sends the message as it came in. Files written before these
+two fields existed (2026-12-06) have neither: their parameters are unknown.
+``bytes`` is the length of the fields after the first line, so the block is removed
+exactly (a message that starts with its own ``X-Envelope-To`` keeps it). Files written
+before this block existed have none and read as they are. ``scanner quarantine
+reindex`` rebuilds index rows from it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from scanner.smtp import params as esmtp
+from scanner.smtp.params import Param
 
 MARK = b"X-Scanner-Quarantine: 1; bytes="
 _FIRST = re.compile(rb"X-Scanner-Quarantine: 1; bytes=(\d{1,7})\r\n")
 _FIELD = re.compile(rb"^([A-Za-z-]+): ?(.*?)\r\n(?=\S|\Z)", re.S | re.M)
 _ADDR = re.compile(r"<([^<>]*)>")
+_RCPT_PARAMS = re.compile(r"^\s*<([^<>]*)>(.*)$", re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +53,39 @@ class Envelope:
     mail_id: str
     category: str
     stored_at: float | None
+    mail_params: tuple[Param, ...] | None = None
+    """MAIL FROM's parameters; None: a file written before they were kept (unknown)."""
+    rcpt_params: dict[str, tuple[Param, ...]] = field(default_factory=dict)
+    """RCPT TO's parameters by recipient address, for those that had any."""
+
+    def params_of(self, address: str) -> tuple[Param, ...]:
+        """The RCPT parameters the original recipient ``address`` came with (its
+        domain compared without case); () for anyone else."""
+        if address in self.rcpt_params:
+            return self.rcpt_params[address]
+        wanted = _fold(address)
+        return next((p for a, p in self.rcpt_params.items() if _fold(a) == wanted), ())
 
 
 def wrap(raw: bytes, *, sender: str, recipients: list[str], mail_id: str, category: str,
-         stored_at: float) -> bytes:
-    """The block, then ``raw``."""
+         stored_at: float, mail_params: Sequence[Param] | None = None,
+         rcpt_params: Mapping[str, Sequence[Param]] | None = None) -> bytes:
+    """The block, then ``raw``. ``mail_params`` None (not known, e.g. the archive's
+    copies): no ``X-Envelope-Params`` field."""
     rcpts = ",\r\n ".join(f"<{_safe(r)}>" for r in recipients) or "<>"
+    per_rcpt = "".join(
+        f"X-Envelope-Rcpt-Params: <{_safe(r)}> {_render(params)}\r\n"
+        for r, params in (rcpt_params or {}).items() if r in recipients and _render(params))
+    kept = [(k, v) for k, v in mail_params or () if k.upper() != "SIZE"]
+    params = ("" if mail_params is None else
+              f"X-Envelope-Params:{' ' if kept else ''}{_render(kept)}\r\n")
     fields = (f"Return-Path: <{_safe(sender)}>\r\n"
               f"X-Envelope-From: <{_safe(sender)}>\r\n"
               f"X-Envelope-To: {rcpts}\r\n"
               f"X-Quarantine-ID: <{mail_id}>\r\n"
               f"X-Quarantine-Category: {_safe(category)}\r\n"
-              f"X-Quarantine-Stored: {int(stored_at)}\r\n").encode("utf-8", "surrogateescape")
+              f"X-Quarantine-Stored: {int(stored_at)}\r\n"
+              f"{params}{per_rcpt}").encode("utf-8", "surrogateescape")
     return MARK + str(len(fields)).encode() + b"\r\n" + fields + raw
 
 
@@ -67,8 +101,9 @@ def split(data: bytes) -> tuple[Envelope | None, bytes]:
 
 
 def _parse(block: bytes) -> Envelope:
-    fields = {name.decode("ascii").lower(): value.decode("utf-8", "surrogateescape")
-              for name, value in _FIELD.findall(block)}
+    found = [(name.decode("ascii").lower(), value.decode("utf-8", "surrogateescape"))
+             for name, value in _FIELD.findall(block)]
+    fields = dict(found)
     sender = _first_addr(fields.get("x-envelope-from", ""))
     stored = fields.get("x-quarantine-stored", "")
     return Envelope(
@@ -77,7 +112,35 @@ def _parse(block: bytes) -> Envelope:
         mail_id=_first_addr(fields.get("x-quarantine-id", "")),
         category=fields.get("x-quarantine-category", "").strip(),
         stored_at=float(stored) if stored.strip().isdigit() else None,
+        mail_params=(_split_params(fields["x-envelope-params"])
+                     if "x-envelope-params" in fields else None),
+        rcpt_params=dict(_rcpt_params(v) for k, v in found if k == "x-envelope-rcpt-params"),
     )
+
+
+def _rcpt_params(value: str) -> tuple[str, tuple[Param, ...]]:
+    m = _RCPT_PARAMS.match(value)
+    return (m.group(1), _split_params(m.group(2))) if m else ("", ())
+
+
+def _split_params(value: str) -> tuple[Param, ...]:
+    """``BODY=8BITMIME SMTPUTF8`` (folded or not) -> ``(("BODY", "8BITMIME"), ("SMTPUTF8",
+    None))``; () for a damaged field."""
+    try:
+        return tuple(esmtp.split_params(value))
+    except esmtp.ParamError:
+        return ()
+
+
+def _render(params: Sequence[Param]) -> str:
+    """Wire form, folded between parameters; nothing that could end the field."""
+    words = [re.sub(r"\s", "", esmtp.render([p])) for p in params]
+    return "\r\n ".join(w for w in words if w)
+
+
+def _fold(address: str) -> str:
+    local, at, domain = address.rpartition("@")
+    return f"{local}{at}{domain.lower()}"
 
 
 def _first_addr(value: str) -> str:

@@ -17,11 +17,14 @@ import re
 from collections.abc import Sequence
 from email.utils import formatdate
 
+from scanner.actions.headers import encode_words
+from scanner.quarantine.envelope import Envelope
 from scanner.quarantine.record import BadSecret, QuarantineError
 from scanner.quarantine.store import Quarantine
 from scanner.quarantine.text import printable
 from scanner.reinject.deliver import NextHop, Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
+from scanner.smtp import params as esmtp
 from scanner.task import ClientInfo, Recipient
 
 log = logging.getLogger("scanner")
@@ -45,19 +48,51 @@ def check_address(addr: str) -> str:
     return value
 
 
-def release_header(name: str, who: str, mail_id: str) -> tuple[str, str]:
-    """``X-Quarantine-Released: by WHO at DATE, id=MAIL_ID``."""
+def release_header(name: str, who: str, mail_id: str, *, utf8: bool = True
+                   ) -> tuple[str, str]:
+    """``X-Quarantine-Released: by WHO at DATE, id=MAIL_ID``. Without ``utf8`` (the
+    message goes without SMTPUTF8) a non-ASCII WHO is written as RFC 2047 encoded words:
+    a UTF-8 header needs SMTPUTF8 (RFC 6532)."""
     safe = re.sub(r"[\x00-\x1f\x7f]+", " ", who).strip()[:200] or "unknown"
+    if not utf8 and not safe.isascii():
+        safe = encode_words(safe).decode("ascii")
     return name, f"by {safe} at {formatdate(localtime=True)}, id={mail_id}"
 
 
-def _params(raw: bytes, sender: str, recipients: Sequence[str]) -> tuple:
-    params: list[tuple[str, str | None]] = []
-    if any(b >= 0x80 for b in raw):
-        params.append(("BODY", "8BITMIME"))
-    if not all(a.isascii() for a in [sender, *recipients]):
+def _params(env: Envelope | None, raw: bytes, sender: str,
+            recipients: Sequence[str]) -> tuple[esmtp.Param, ...]:
+    """MAIL FROM's parameters: those the message came with (the file's envelope block),
+    plus SMTPUTF8 when a changed sender or recipient needs it. For a file stored before
+    the block kept them: BODY=8BITMIME for 8-bit content, SMTPUTF8 for non-ASCII
+    addresses or a UTF-8 header section (as Postfix's smtputf8_autodetect_classes)."""
+    if env is not None and env.mail_params is not None:
+        params = list(env.mail_params)
+    else:
+        params = [("BODY", "8BITMIME")] if any(b >= 0x80 for b in raw) else []
+        if _utf8_header(raw):
+            params.append(("SMTPUTF8", None))
+    has_utf8 = any(key == "SMTPUTF8" for key, _ in params)
+    if not has_utf8 and not all(a.isascii() for a in [sender, *recipients]):
         params.append(("SMTPUTF8", None))
     return tuple(params)
+
+
+def _utf8_header(raw: bytes) -> bool:
+    """The header section holds non-ASCII text that is valid UTF-8."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    if head.isascii():
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _recipients(env: Envelope | None, targets: Sequence[str]) -> list[Recipient]:
+    """The recipients with the RCPT parameters (NOTIFY, ORCPT) each original recipient
+    came with; a recipient named at release that was not one gets none."""
+    return [Recipient(a, env.params_of(a) if env is not None else ()) for a in targets]
 
 
 async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id: str, *,
@@ -90,17 +125,19 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
         if token is None:
             raise await asyncio.to_thread(q.why_not_held, mail_id)
         try:
-            raw = await asyncio.to_thread(q.read_record, rec)
+            env, raw = await asyncio.to_thread(q.read_stored, rec)
         except Exception as exc:
             await asyncio.to_thread(q.index.abort, mail_id, token, [f"not sent: {exc}"])
             raise
         except BaseException as exc:  # cancelled: no awaiting any more
             q.index.abort(mail_id, token, [f"not sent: {exc!r}"])
             raise
-        header = release_header(q.cfg.release_header, requested_by, mail_id)
+        params = _params(env, raw, env_sender, targets)
+        header = release_header(q.cfg.release_header, requested_by, mail_id,
+                                utf8=any(key == "SMTPUTF8" for key, _ in params))
         data = f"{header[0]}: {header[1]}\r\n".encode() + raw
-        out = Outgoing(env_sender, [Recipient(a) for a in targets],
-                       _params(raw, env_sender, targets), data, ClientInfo(addr=rec.client_addr))
+        out = Outgoing(env_sender, _recipients(env, targets), params, data,
+                       ClientInfo(addr=rec.client_addr))
         pool = pool_or_hop if isinstance(pool_or_hop, ConnectionPool) else ConnectionPool(
             pool_or_hop, max_idle=1)
         try:

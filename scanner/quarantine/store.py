@@ -15,13 +15,14 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path, PurePosixPath
 
 from scanner.hostname import local_hostname
 from scanner.mailid import new_secret_id
+from scanner.pipeline.parse import header_display, header_text
 from scanner.quarantine import envelope, files
 from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.index import Index, open_index
@@ -34,6 +35,7 @@ from scanner.quarantine.record import (
     relative_path,
 )
 from scanner.quarantine.when import format_time
+from scanner.smtp.params import Param
 
 DEBRIS_MIN_AGE = 3600.0  # temporary and row-less files younger than this may be in use
 RUNNING = 900.0  # a release claimed this recently, with no outcome yet, may be running
@@ -68,8 +70,14 @@ class Quarantine:
 
     def store(self, *, mail_id: str, raw: bytes, sender: str, recipients: list[str],
               category: str, score: float | None, symbols: list[str], subject: str,
-              message_id: str, client_addr: str | None, policy_bank: str) -> QuarantineRecord:
-        """Write the message and its index row; QuarantineError (nothing kept) on failure."""
+              message_id: str, client_addr: str | None, policy_bank: str,
+              mail_params: Sequence[Param] | None = None,
+              rcpt_params: Mapping[str, Sequence[Param]] | None = None) -> QuarantineRecord:
+        """Write the message and its index row; QuarantineError (nothing kept) on failure.
+
+        ``mail_params``, ``rcpt_params`` (by recipient): the ESMTP parameters the message
+        came with, written into the file's envelope block for a release to send again
+        (``mail_params`` None: not known, the release guesses as for an older file)."""
         try:
             check_mail_id(mail_id)
         except UnknownMailId as exc:
@@ -85,7 +93,9 @@ class Quarantine:
             relative_path=rel, path=str(self.directory / rel), host=self.hostname)
         stored = envelope.wrap(raw, sender=rec.sender, recipients=rec.recipients,
                                mail_id=mail_id, category=rec.category,
-                               stored_at=rec.stored_at)
+                               stored_at=rec.stored_at, mail_params=mail_params,
+                               rcpt_params={_clean(r, 600): p
+                                            for r, p in (rcpt_params or {}).items()})
         path = files.write_atomic(self.directory, rel, stored)
         try:
             self.index.insert(rec)
@@ -138,13 +148,18 @@ class Quarantine:
         return sorted(sub.glob(f"*-{mail_id}.gz")) if sub.is_dir() else []
 
     def read_record(self, rec: QuarantineRecord) -> bytes:
+        """The message as it was received (without the envelope block)."""
+        return self.read_stored(rec)[1]
+
+    def read_stored(self, rec: QuarantineRecord) -> tuple[envelope.Envelope | None, bytes]:
+        """(the file's envelope block, None for a file without one; the message)."""
         path = self.file_of(rec)
         if path is None:
             raise QuarantineError(f"the index row of {rec.mail_id} names "
                                   f"{rec.relative_path!r}, which is not its file below "
                                   f"{self.directory}; not reading it")
         try:
-            return envelope.split(files.read_gz(path))[1]  # the message, as received
+            return envelope.split(files.read_gz(path))
         except QuarantineError as exc:
             if not path.exists() and rec.host and rec.host != self.hostname:
                 raise QuarantineError(f"{exc}; the message was stored on host {rec.host}, "
@@ -285,8 +300,8 @@ class Quarantine:
             stored_at=env.stored_at if env.stored_at is not None else path.stat().st_mtime,
             sender=env.sender, recipients=env.recipients, category=_clean(category),
             score=None, symbols=[], size=len(raw),
-            subject=_clean(str(headers.get("Subject", "") or "")),
-            message_id=_clean(str(headers.get("Message-ID", "") or ""), 1000),
+            subject=_clean(header_display(headers, "Subject")),
+            message_id=_clean(header_text(headers, "Message-ID"), 1000),
             client_addr=None, policy_bank="",
             relative_path=str(path.relative_to(self.directory)), path=str(path),
             host=self.hostname)
