@@ -7,11 +7,18 @@ As amavis, the policy banks in force follow the actions (``{RelayedOutbound},
 ORIGINATING [...]``, several joined by ``/``), and ``LOCAL`` precedes a client address
 in ``mynetworks``. ``dkim_sd=selector:domain`` lists the valid DKIM signatures the
 message came with and ``dkim_new=`` the ones we added (several joined by ``,``).
+
+A Message-ID longer than ``MESSAGE_ID_MAX`` characters is cut (``...`` marks it): a
+sender chooses it, and a line past journald's 48 KiB would be split before its
+``mail_id``, ``Hits`` and ``N ms`` fields. Control characters are escaped by the log's
+formatter (``scanner.serve.logs``), not here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+MESSAGE_ID_MAX = 998  # RFC 5322's line limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,7 @@ def render(s: Summary) -> str:
         parts.append(f"quarantine: {s.quarantine}")
     parts += [
         f"Queue-ID: {s.queue_id or '-'}",
-        f"Message-ID: {s.message_id or '-'}",
+        f"Message-ID: {_cut(s.message_id) or '-'}",
         f"mail_id: {s.mail_id}",
         f"Hits: {s.hits}",
         f"size: {s.size}",
@@ -73,3 +80,7 @@ def render(s: Summary) -> str:
         parts.append(f"dkim_new={','.join(s.dkim_new)}")
     parts.append(f"{s.elapsed_ms} ms")
     return ", ".join(parts)
+
+
+def _cut(text: str, limit: int = MESSAGE_ID_MAX) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -19,10 +19,10 @@ from email.utils import formatdate
 
 from scanner.quarantine.record import BadSecret, QuarantineError
 from scanner.quarantine.store import Quarantine
-from scanner.quarantine.text import printable
 from scanner.reinject.deliver import NextHop, Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
 from scanner.task import ClientInfo, Recipient
+from scanner.text import printable
 
 log = logging.getLogger("scanner")
 _LOCAL = re.compile(r'^(?:[^\s<>()\[\],;:\\"@\x00-\x1f\x7f]+|"(?:[^"\\\r\n]|\\.)*")$')
