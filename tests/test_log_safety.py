@@ -184,3 +184,19 @@ def test_the_summary_line_through_the_filter(tmp_path: Path, sink: Sink) -> None
     assert ", Message-ID: <\u00fcber\\u202e\\x1b@example.org>, mail_id: " in second
     assert not any(ln.startswith(FORGED[:6]) and "mail_id" in ln and "FORGED" in ln
                    for ln in lines)
+
+
+def test_the_log_file_dates_its_lines_as_syslog_and_amavis_do(
+        restore_logging: None, tmp_path: Path) -> None:  # noqa: F811
+    """``Dec  6``, not ``Dec 06``: logwatch's date filter (``--range today``, its
+    daily cron's ``yesterday``) skipped every line of days 1 to 9."""
+    import time
+
+    log = tmp_path / "scanner.log"
+    setup_logging(ServerConfig(log_file=str(log)), "mx.example.org")
+    [handler] = logging.getLogger().handlers
+    record = logging.makeLogRecord({"msg": "(00005-01) Passed CLEAN", "levelno": 20,
+                                    "created": time.mktime((2026, 12, 6, 9, 5, 7, 0, 0, -1))})
+    handler.handle(record)  # its filter names the host
+    _flush()
+    assert log.read_text().startswith("Dec  6 09:05:07 mx scanner[")

@@ -32,6 +32,9 @@ from scanner.text import printable
 
 FORMAT = "%(asctime)s %(hostname)s scanner[%(process)d]: %(message)s"
 JOURNAL_FORMAT = "scanner[%(process)d]: %(message)s"
+# syslog's (RFC 3164) and amavis's timestamp: the day padded with a space, "Dec  6";
+# logwatch's date filter (its daily --range yesterday) matches only this
+SYSLOG_TIME = "%b %e %H:%M:%S"
 SYSLOG_SOCKET = "/dev/log"
 LOGLINE_MAXLEN = 980  # amavis's $logline_maxlen: under syslog's 1024 with its prefix
 _LOG_ID = re.compile(r"\([0-9A-Za-z.-]+\) ")
@@ -171,7 +174,7 @@ def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration
         stream = logging.StreamHandler(sys.stderr)
         journal = bool(os.environ.get("JOURNAL_STREAM"))
     stream.setFormatter(SafeFormatter(JOURNAL_FORMAT) if journal
-                        else SafeFormatter(FORMAT, "%b %d %H:%M:%S"))
+                        else SafeFormatter(FORMAT, SYSLOG_TIME))
     stream.addFilter(_HostFilter(hostname.split(".")[0]))
     root.addHandler(stream)
     if cfg.syslog:
