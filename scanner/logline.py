@@ -48,12 +48,13 @@ class Summary:
 
 
 def render(s: Summary) -> str:
-    client = f"[{s.client_addr}]:{s.client_port or 0} [{s.client_addr}]" if s.client_addr \
-        else "[]:0 []"
-    if s.local and s.client_addr:
-        client = "LOCAL " + client
-    if s.policy_banks:
-        client = "/".join(s.policy_banks) + " " + client
+    # as amavis's [?%p|| %p][?%a||[?%l|| LOCAL] [:client_addr_port]][?%e|| \[%e\]]: no
+    # client address (no XFORWARD), no client fields; parsers then say "unknown IP"
+    fields = ["/".join(s.policy_banks)] if s.policy_banks else []
+    if s.client_addr:
+        fields += ["LOCAL"] if s.local else []
+        fields += [f"[{s.client_addr}]:{s.client_port or 0}", f"[{s.client_addr}]"]
+    client = "".join(f"{f} " for f in fields)
     # amavis lists its status names sorted (its counters' keys), then what do_quarantine
     # added: Quarantined, Archived
     last = ("Quarantined", "Archived")
@@ -61,7 +62,7 @@ def render(s: Summary) -> str:
     actions += [a for a in last if a in s.actions]
     parts = [
         f"({s.log_id}) {s.verb} {s.category} {{{','.join(actions)}}}",
-        f"{client} <{s.sender}> -> " + ",".join(f"<{r}>" for r in s.recipients),
+        f"{client}<{s.sender}> -> " + ",".join(f"<{r}>" for r in s.recipients),
     ]
     if s.quarantine:
         parts.append(f"quarantine: {s.quarantine}")
