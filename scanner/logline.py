@@ -7,11 +7,18 @@ As amavis, the policy banks in force follow the actions (``{RelayedOutbound},
 ORIGINATING [...]``, several joined by ``/``), and ``LOCAL`` precedes a client address
 in ``mynetworks``. ``dkim_sd=selector:domain`` lists the valid DKIM signatures the
 message came with and ``dkim_new=`` the ones we added (several joined by ``,``).
+
+A Message-ID longer than ``MESSAGE_ID_MAX`` characters is cut (``...`` marks it): a
+sender chooses it, and a line past journald's 48 KiB would be split before its
+``mail_id``, ``Hits`` and ``N ms`` fields. Control characters are escaped by the log's
+formatter (``scanner.serve.logs``), not here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+MESSAGE_ID_MAX = 998  # RFC 5322's line limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +48,13 @@ class Summary:
 
 
 def render(s: Summary) -> str:
-    client = f"[{s.client_addr}]:{s.client_port or 0} [{s.client_addr}]" if s.client_addr \
-        else "[]:0 []"
-    if s.local and s.client_addr:
-        client = "LOCAL " + client
-    if s.policy_banks:
-        client = "/".join(s.policy_banks) + " " + client
+    # as amavis's [?%p|| %p][?%a||[?%l|| LOCAL] [:client_addr_port]][?%e|| \[%e\]]: no
+    # client address (no XFORWARD), no client fields; parsers then say "unknown IP"
+    fields = ["/".join(s.policy_banks)] if s.policy_banks else []
+    if s.client_addr:
+        fields += ["LOCAL"] if s.local else []
+        fields += [f"[{s.client_addr}]:{s.client_port or 0}", f"[{s.client_addr}]"]
+    client = "".join(f"{f} " for f in fields)
     # amavis lists its status names sorted (its counters' keys), then what do_quarantine
     # added: Quarantined, Archived
     last = ("Quarantined", "Archived")
@@ -54,13 +62,13 @@ def render(s: Summary) -> str:
     actions += [a for a in last if a in s.actions]
     parts = [
         f"({s.log_id}) {s.verb} {s.category} {{{','.join(actions)}}}",
-        f"{client} <{s.sender}> -> " + ",".join(f"<{r}>" for r in s.recipients),
+        f"{client}<{s.sender}> -> " + ",".join(f"<{r}>" for r in s.recipients),
     ]
     if s.quarantine:
         parts.append(f"quarantine: {s.quarantine}")
     parts += [
         f"Queue-ID: {s.queue_id or '-'}",
-        f"Message-ID: {s.message_id or '-'}",
+        f"Message-ID: {_cut(s.message_id) or '-'}",
         f"mail_id: {s.mail_id}",
         f"Hits: {s.hits}",
         f"size: {s.size}",
@@ -73,3 +81,7 @@ def render(s: Summary) -> str:
         parts.append(f"dkim_new={','.join(s.dkim_new)}")
     parts.append(f"{s.elapsed_ms} ms")
     return ", ".join(parts)
+
+
+def _cut(text: str, limit: int = MESSAGE_ID_MAX) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -27,9 +27,13 @@ def test_render_banks_and_local() -> None:
     assert "{RelayedOutbound}, MYNETS/ORIGINATING LOCAL [10.0.0.5]:4000 [10.0.0.5] <a@" in line
     plain = render(_summary(actions=["RelayedInbound"], client_addr="192.0.2.7"))
     assert "{RelayedInbound}, [192.0.2.7]:4000 [192.0.2.7] <a@example.org>" in plain
-    assert "{RelayedInbound}, ORIGINATING []:0 [] <a@" in render(
+    # no XFORWARD: amavis writes no client fields ("[]:0 []" made logwatch's amavis
+    # script report the client ":0" instead of "*unknown IP")
+    assert "{RelayedInbound}, ORIGINATING <a@" in render(
         _summary(actions=["RelayedInbound"], client_addr=None, policy_banks=("ORIGINATING",),
                  local=True))
+    assert "{RelayedInbound}, <a@example.org> -> <b@example.net>, Queue-ID" in render(
+        _summary(actions=["RelayedInbound"], client_addr=None))
 
 
 def test_render_dkim_fields_after_queued_as() -> None:

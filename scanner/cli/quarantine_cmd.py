@@ -22,8 +22,8 @@ from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
 from scanner.policy.decide import PRECEDENCE
 from scanner.quarantine.record import QuarantineError, QuarantineRecord, mail_id_from
-from scanner.quarantine.text import printable
 from scanner.quarantine.when import format_time, parse_duration, parse_since
+from scanner.text import printable
 
 EX_FAIL = 1
 EX_TEMPFAIL = 75

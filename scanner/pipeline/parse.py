@@ -13,6 +13,10 @@ from email.policy import compat32
 
 from decoders.mimeutil import decode_words
 
+# amavis's parse_message_id tokens: FWS, a comment, <msg-id>, anything else
+_MSG_ID_TOKENS = re.compile(r"""[ \t]+|\((?:\\.|[^()\\]){0,999}\)"""
+                            r"""|(<(?:"(?:\\.|[^"\\>]){0,999}"|\[(?:\\.|[^\]\\>]){0,999}\]"""
+                            r"""|[^"<>\[\]\\])*>)|[^<( \t]+|.""", re.DOTALL)
 _QUEUE_ID = re.compile(r"\bwith\s+\S+\s+id\s+([0-9A-Za-z]+)", re.IGNORECASE)
 HEADER_SCAN_LIMIT = 1 << 20
 
@@ -51,3 +55,21 @@ def header_display(msg: Message | None, name: str) -> str:
     ''."""
     text = header_text(msg, name)
     return " ".join(decode_words(text).split()) if text.isascii() else text
+
+
+def message_id(msg: Message | None) -> str:
+    """The Message-ID for the log line as amavis's ``parse_message_id`` finds it: the
+    first ``<...>`` of the field (comments and text around it left out, so the field
+    cannot add log fields of its own), else the whole field in ``<>``; raw UTF-8 as
+    text (other bytes kept for ``printable`` to show as ``\\xNN``); or ''."""
+    if msg is None:
+        return ""
+    raw = next((v for k, v in msg.raw_items() if k.lower() == "message-id"), None)
+    if raw is None:
+        return ""
+    text = " ".join(raw.encode("ascii", "surrogateescape")
+                    .decode("utf-8", "surrogateescape").split())
+    found = [m.group(1) for m in _MSG_ID_TOKENS.finditer(text) if m.group(1)]
+    if found:
+        return found[0]
+    return f"<{text.removeprefix('<').removesuffix('>').replace('>', '_')}>" if text else ""

@@ -21,7 +21,7 @@ from scanner.config import Config, PolicyConfig
 from scanner.config.policy import apply
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
-from scanner.pipeline.parse import header_text, parse_headers, postfix_queue_id
+from scanner.pipeline.parse import message_id, parse_headers, postfix_queue_id
 from scanner.pipeline.unpack import limits_from, tmp_root, unpack_task
 from scanner.policy.decide import PRECEDENCE, decide
 from scanner.policy.effective import (
@@ -250,7 +250,7 @@ class Processor:
             sender=task.envelope.sender,
             recipients=[r.address for r in task.envelope.recipients],
             queue_id=task.queue_id,
-            message_id=header_text(task.message, "Message-ID"),
+            message_id=message_id(task.message),
             mail_id=task.mail_id,
             hits=f"{worst.score:.3f}" if scored and worst else "-",
             size=len(task.raw),

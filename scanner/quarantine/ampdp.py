@@ -54,9 +54,9 @@ from scanner.quarantine.record import (
 )
 from scanner.quarantine.release import release
 from scanner.quarantine.store import Quarantine
-from scanner.quarantine.text import printable
 from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
+from scanner.text import printable
 
 log = logging.getLogger("scanner")
 REQUEST_TIMEOUT = 60.0

@@ -21,11 +21,11 @@ from scanner.actions.headers import encode_words
 from scanner.quarantine.envelope import Envelope
 from scanner.quarantine.record import BadSecret, QuarantineError
 from scanner.quarantine.store import Quarantine
-from scanner.quarantine.text import printable
 from scanner.reinject.deliver import NextHop, Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
 from scanner.smtp import params as esmtp
 from scanner.task import ClientInfo, Recipient
+from scanner.text import printable
 
 log = logging.getLogger("scanner")
 _LOCAL = re.compile(r'^(?:[^\s<>()\[\],;:\\"@\x00-\x1f\x7f]+|"(?:[^"\\\r\n]|\\.)*")$')

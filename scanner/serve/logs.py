@@ -6,6 +6,13 @@ cannot be written (disk full, a new file that cannot be created) is counted, sai
 on standard error, and the count is logged when the file takes lines again. Under
 systemd (``$JOURNAL_STREAM`` set) standard error lines carry no timestamp and host of
 their own: the journal adds them.
+
+Every line is escaped as amavis's ``do_log`` does (``scanner.text.printable``): a CR,
+LF or other control character that a sender put in an address, a Message-ID or a file
+name cannot start a forged line, and bytes that were not UTF-8 cannot fail the write.
+A traceback keeps its lines, each indented so that none reads as a line of its own.
+Syslog gets amavis's ``$logline_maxlen`` (980) pieces, continued with ``...`` as amavis
+writes them (``Amavis::Log::write_log``), which log parsers put back together.
 """
 
 from __future__ import annotations
@@ -21,27 +28,55 @@ import sys
 from decoders.registry import quiet_libraries
 from scanner.config import ServerConfig
 from scanner.errors import ConfigError
+from scanner.text import printable
 
 FORMAT = "%(asctime)s %(hostname)s scanner[%(process)d]: %(message)s"
 JOURNAL_FORMAT = "scanner[%(process)d]: %(message)s"
+# syslog's (RFC 3164) and amavis's timestamp: the day padded with a space, "Dec  6";
+# logwatch's date filter (its daily --range yesterday) matches only this
+SYSLOG_TIME = "%b %e %H:%M:%S"
 SYSLOG_SOCKET = "/dev/log"
-_SURROGATE = re.compile("[\ud800-\udfff]")
+LOGLINE_MAXLEN = 980  # amavis's $logline_maxlen: under syslog's 1024 with its prefix
+_LOG_ID = re.compile(r"\([0-9A-Za-z.-]+\) ")
 
 
-class _Formatter(logging.Formatter):
-    """Lines with the bytes of a client's text that are not UTF-8 (kept as surrogate
-    escapes, as an SMTP address ``<j\\xfcrgen@...>`` in Latin-1) written as ``\\xfc``:
-    the UTF-8 log file and syslog cannot take a surrogate, and the line (a message's
-    summary line among them) was lost. Valid UTF-8 (an SMTPUTF8 address) stays as it
-    is, as Postfix logs it."""
+class SafeFormatter(logging.Formatter):
+    """Each line escaped (``printable``); a traceback's lines each indented by a tab."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        if text.isascii():
-            return text
-        return _SURROGATE.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}"
-                              if "\udc80" <= m.group() <= "\udcff"
-                              else f"\\u{ord(m.group()):04x}", text)
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: object) -> str:
+        return _indented(super().formatException(ei))  # type: ignore[arg-type]
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    return "\n".join("\t" + printable(line) for line in text.split("\n"))
+
+
+def syslog_pieces(message: str, maxlen: int = LOGLINE_MAXLEN) -> list[str]:
+    """``message`` in pieces of at most ``maxlen`` octets (UTF-8, cut between
+    characters) as amavis sends a long line to syslog: ``(log_id) first part...``,
+    ``(log_id) ...next part...``, ..., ``(log_id) ...last part``."""
+    found = _LOG_ID.match(message)
+    log_id = found.group() if found else ""
+    rest = message[len(log_id):]
+    pieces, pre = [], ""
+    while len(log_id) + len(pre) + _octets(rest) > maxlen:
+        avail = max(maxlen - len(log_id) - len(pre) - 3, 1)
+        part = rest.encode("utf-8", "surrogatepass")[:avail].decode("utf-8", "ignore") \
+            or rest[0]
+        pieces.append(f"{log_id}{pre}{part}...")
+        pre, rest = "...", rest[len(part):]
+    return [*pieces, f"{log_id}{pre}{rest}"]
+
+
+def _octets(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 class _HostFilter(logging.Filter):
@@ -105,6 +140,21 @@ class Syslog(_NeverRaises, logging.handlers.SysLogHandler):
     def __init__(self, path: str) -> None:
         super().__init__(path, facility=logging.handlers.SysLogHandler.LOG_MAIL)
         self.target = f"syslog ({path})"
+        self.setFormatter(SafeFormatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """A long line as amavis's pieces of at most 980 characters, each one record
+        after the ident ``scanner[PID]: ``."""
+        try:
+            text = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self.ident = f"scanner[{record.process}]: "
+        for piece in syslog_pieces(text):
+            super().emit(logging.makeLogRecord({**record.__dict__, "msg": piece, "args": (),
+                                                "exc_info": None, "exc_text": None,
+                                                "stack_info": None}))
 
 
 def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration") -> None:
@@ -123,8 +173,8 @@ def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration
     else:
         stream = logging.StreamHandler(sys.stderr)
         journal = bool(os.environ.get("JOURNAL_STREAM"))
-    stream.setFormatter(_Formatter(JOURNAL_FORMAT) if journal
-                        else _Formatter(FORMAT, "%b %d %H:%M:%S"))
+    stream.setFormatter(SafeFormatter(JOURNAL_FORMAT) if journal
+                        else SafeFormatter(FORMAT, SYSLOG_TIME))
     stream.addFilter(_HostFilter(hostname.split(".")[0]))
     root.addHandler(stream)
     if cfg.syslog:
@@ -135,7 +185,6 @@ def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration
                 cfg.log_file or "standard error")
         else:
             sys_handler = Syslog(SYSLOG_SOCKET)
-            sys_handler.setFormatter(_Formatter(JOURNAL_FORMAT))
             root.addHandler(sys_handler)
     root.setLevel(cfg.log_level.upper())
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's chatter
