@@ -94,6 +94,18 @@ class Stack:
         self.postfix._postfix("reload")
 
 
+def summary_line(stack: Stack, mid: str, timeout: float = 30) -> str:
+    """The filter's last summary line for the message whose Message-ID is
+    ``<MID@example.org>``, waiting for it up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [ln for ln in stack.filter.summary_lines() if f"<{mid}@example.org>" in ln]
+        if found:
+            return found[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"no log line for {mid}:\n" + "\n".join(stack.filter.log_lines()[-10:]))
+
+
 def delivered_ids(stack: Stack, user: str | None = None) -> Counter:
     """Message-IDs of delivered mail, with their counts (a count > 1 is a duplicate)."""
     ids: Counter = Counter()

@@ -6,7 +6,6 @@ again by the retry and the deferred attempt's file is gone, one file per message
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from scanner.quarantine import envelope, files
 from tests.postfix_stack import Stack, require_postfix, wait_ids
+from tests.postfix_stack import summary_line as _line
 
 pytestmark = [pytest.mark.postfix, pytest.mark.slow]
 
@@ -49,16 +49,6 @@ def _copies(archive_dir: Path, mid: str) -> list[tuple[Path, envelope.Envelope |
         if f"<{mid}@example.org>".encode() in raw:
             found.append((path, env, raw))
     return found
-
-
-def _line(stack: Stack, mid: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [ln for ln in stack.filter.summary_lines() if f"<{mid}@example.org>" in ln]
-        if found:
-            return found[-1]
-        time.sleep(0.1)
-    raise AssertionError(f"no log line for {mid}:\n" + "\n".join(stack.filter.log_lines()[-10:]))
 
 
 def test_every_message_is_archived_once_in_a_file_named_by_its_mail_id(stack, archive_dir):

@@ -22,6 +22,7 @@ from scanner.testing.clamd import ClamdInstance, clamd_binary, eicar
 from scanner.testing.postfix import make_base_dir
 from tests.helpers import mime_tools_structure
 from tests.postfix_stack import Stack, require_postfix, split_delivered, wait_ids
+from tests.postfix_stack import summary_line as _line
 
 pytestmark = [pytest.mark.postfix, pytest.mark.slow]
 
@@ -82,16 +83,6 @@ def _banned(mid: str) -> bytes:
                 b'Content-Disposition: attachment; filename="docs.zip"\r\n\r\n' + b64 +
                 b"--b--\r\n",
                 b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n')
-
-
-def _line(stack: Stack, mid: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [ln for ln in stack.filter.summary_lines() if f"<{mid}@example.org>" in ln]
-        if found:
-            return found[-1]
-        time.sleep(0.1)
-    raise AssertionError(f"no log line for {mid}:\n" + "\n".join(stack.filter.log_lines()[-10:]))
 
 
 def _mail_id(line: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.postfix_stack import Stack, require_postfix, wait_ids
+from tests.postfix_stack import summary_line as _line
 
 pytestmark = [pytest.mark.postfix, pytest.mark.slow]
 
@@ -38,16 +39,6 @@ def stack() -> Iterator[Stack]:
     s.postfix.add_users("held")
     yield s
     s.remove()
-
-
-def _line(stack: Stack, mid: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [ln for ln in stack.filter.summary_lines() if f"<{mid}@example.org>" in ln]
-        if found:
-            return found[-1]
-        time.sleep(0.1)
-    raise AssertionError(f"no log line for {mid}:\n" + "\n".join(stack.filter.log_lines()[-10:]))
 
 
 def _scanner(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
