@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,29 @@ def _run(*args: str, timeout: float = 600) -> str:
                          timeout=timeout)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
+
+
+SMALL_PER_GROUP = 120
+"""Messages per corpus folder in :func:`small_corpus`."""
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first :data:`SMALL_PER_GROUP` messages of each folder of the corpus (same
+    member names), for the classifier benches whose smoke run need not train on all
+    6,046 messages several times over."""
+    out = tmp_path_factory.mktemp("corpus") / "small.tar.xz"
+    taken: dict[str, int] = {}
+    with tarfile.open(CORPUS) as src, tarfile.open(out, "w:xz") as dst:
+        for member in src:
+            group = Path(member.name).name.split("-", 1)[0]
+            if not member.isfile() or "/ham/" not in member.name and "/spam/" not in \
+                    member.name or taken.get(group, 0) >= SMALL_PER_GROUP:
+                continue
+            taken[group] = taken.get(group, 0) + 1
+            dst.addfile(member, src.extractfile(member))
+    assert set(taken) == {"easy_ham", "easy_ham_2", "hard_ham", "spam", "spam_2"}, taken
+    return out
 
 
 @pytest.mark.postfix
@@ -175,8 +199,9 @@ def test_rule_hitrates_on_the_projects_rule_corpus() -> None:
     assert ham == 0 and spam == round(100 / n, 2) and so == 1 and score == 1.5
 
 
-def test_classifier_bench_trains_evaluates_and_scores() -> None:
-    out = _run("bench/classifier/run.py", "--only", "scanner", "--folds", "2")
+def test_classifier_bench_trains_evaluates_and_scores(small_corpus: Path) -> None:
+    out = _run("bench/classifier/run.py", "--only", "scanner", "--folds", "2",
+               "--corpus", str(small_corpus))
     row = next(line for line in out.splitlines() if line.startswith("| scanner |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert len(cells) == 7 and all(cells[1:]), row  # every figure filled in
@@ -212,18 +237,20 @@ def test_cross_period_bench_refuses_to_test_on_its_training_mail() -> None:
 
 
 def test_tag2_bench_scores_held_out_mail_with_the_shipped_and_a_given_table(
-        tmp_path: Path) -> None:
+        tmp_path: Path, small_corpus: Path) -> None:
     # the classifier alone decides above 0.99: never less than the shipped 5.5 (+ 1.0)
     table = tmp_path / "alone.toml"
     table.write_text("[symbols.BAYES_99]\nweight = 6.5\n[symbols.BAYES_999]\nweight = 0.0\n")
     out = _run("bench/classifier/tag2.py", "--folds", "2", "--scores", str(table),
-               "--json", str(tmp_path / "figures.json"), "--dump", str(tmp_path / "rows.jsonl"))
+               "--json", str(tmp_path / "figures.json"), "--dump", str(tmp_path / "rows.jsonl"),
+               "--corpus", str(small_corpus))
     assert "score >= tag2_level 6.31" in out
     figures = json.loads((tmp_path / "figures.json").read_text())
     shipped, alone = figures["shipped"], figures[str(table)]
     sizes = {name: (f["ham"], f["spam"]) for name, f in shipped.items()}
-    assert sizes == {"cross-validated (2 folds)": (4150, 1896), "later mail": (1400, 1396),
-                     "earlier mail": (2750, 500)}
+    n = SMALL_PER_GROUP  # per folder: 3 ham folders, 2 spam folders
+    assert sizes == {"cross-validated (2 folds)": (3 * n, 2 * n), "later mail": (n, n),
+                     "earlier mail": (2 * n, n)}
     for name, f in shipped.items():
         assert 0 < f["spam_flagged"] < f["spam"]  # measured, neither none nor all
         # a heavier BAYES_99 can only add messages above tag2_level
