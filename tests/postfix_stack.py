@@ -33,6 +33,16 @@ def require_postfix() -> None:
         pytest.skip(why)
 
 
+def plain_postfix(**extra: str) -> PostfixInstance:
+    """A started private Postfix with no content filter, ``extra`` main.cf settings (a
+    next hop of its own for reinjection tests); the caller removes it."""
+    require_postfix()
+    postfix = PostfixInstance(base=make_base_dir(), smtpd_port=free_port(),
+                              reinject_port=free_port(), filter=None, extra_main=extra)
+    postfix.start()
+    return postfix
+
+
 class Stack:
     """Postfix + filter, both private, loopback only."""
 

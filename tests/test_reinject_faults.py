@@ -14,18 +14,10 @@ import pytest
 from scanner.reinject.deliver import NextHop, Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
 from scanner.task import ClientInfo, Recipient
-from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir
-from tests.postfix_stack import require_postfix
+from scanner.testing.postfix import PostfixInstance
+from tests.postfix_stack import plain_postfix
 
 pytestmark = pytest.mark.postfix
-
-
-def _postfix(**extra: str) -> PostfixInstance:
-    require_postfix()
-    postfix = PostfixInstance(base=make_base_dir(), smtpd_port=free_port(),
-                              reinject_port=free_port(), filter=None, extra_main=extra)
-    postfix.start()
-    return postfix
 
 
 def _out(sender: str, rcpts: list[str], data: bytes = b"Subject: t\r\n\r\nbody\r\n",
@@ -54,7 +46,7 @@ def test_a_refused_data_does_not_spoil_the_next_message_on_the_connection(pipeli
     """Postfix keeps the transaction open after refusing DATA: without RSET, the next
     message on the pooled connection got ``503 5.5.1 Error: nested MAIL command`` for
     MAIL, a 5xx for every recipient, and Postfix bounced good mail."""
-    postfix = _postfix(
+    postfix = plain_postfix(
         smtpd_data_restrictions="check_sender_access inline:{bad@example.org=REJECT}",
         smtpd_discard_ehlo_keywords="" if pipelining else "pipelining")
     try:
@@ -73,7 +65,7 @@ def test_non_ascii_addresses_are_not_sent_to_a_next_hop_without_smtputf8():
     addresses to a server that does not offer it. As amavis: a non-ASCII sender fails
     every recipient (550 5.6.7), a non-ASCII recipient itself (553 5.6.7), and the
     others are delivered. Before, the addresses went out as they were."""
-    postfix = _postfix(smtputf8_enable="no")
+    postfix = plain_postfix(smtputf8_enable="no")
     utf8 = (("SMTPUTF8", None),)
     try:
         by_sender, by_rcpt = _send_all(postfix, [
@@ -113,7 +105,7 @@ def test_a_refusal_at_any_stage_leaves_the_connection_in_step(
     on the same connection: the refusal is quoted to every recipient and the next
     message delivered. After an end-of-data refusal, Postfix 3.7 keeps the transaction
     open: the next MAIL got ``503 5.5.1 Error: nested MAIL command`` (a 5xx, bounced)."""
-    postfix = _postfix(**STAGES, smtpd_discard_ehlo_keywords=""
+    postfix = plain_postfix(**STAGES, smtpd_discard_ehlo_keywords=""
                        if pipelining else "pipelining")
     try:
         refused, good = _send_all(postfix, [_out(sender, rcpts),

@@ -27,13 +27,35 @@ log = logging.getLogger("scanner")
 
 
 async def archive(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> list[int]:
-    """Archive the message for the recipients at ``idx``: mailboxes, then files. The
-    recipients whose copy failed (under SMTP, after a failure no file is written: the
-    message is deferred anyway)."""
-    failed = await _mail_copies(task, ctx, out, idx)
-    if failed and ctx.protocol != "LMTP":
-        return failed
-    return failed + await _file_copies(task, ctx, out, [i for i in idx if i not in failed])
+    """Archive the message for the recipients at ``idx``: to their ``archive_to``
+    mailboxes, then into their ``archive_directory``, one copy per address or directory
+    naming the recipients it archives for. The recipients whose copy failed (under SMTP
+    the first failure ends it: the message is deferred anyway)."""
+
+    async def mail(target: str, members: list[int], rcpts: list[str]) -> None:
+        await send_copy(task, ctx.pool, [target], rcpts, "archive_to")
+        out.mailed_archive = True
+
+    async def write(directory: str, members: list[int], rcpts: list[str]) -> None:
+        path = await ctx.run_cpu(lambda: files.write_copy(
+            directory, mail_id=task.mail_id, raw=task.raw, sender=task.envelope.sender,
+            recipients=rcpts, subdir_levels=ctx.subdir_levels))
+        out.archived.append((path, members))
+
+    failed: list[int] = []
+    for key, where, copy in (("archive_to", "to <{}>", mail),
+                             ("archive_directory", "in {}", write)):
+        for target, members in _groups(task, [i for i in idx if i not in failed], key):
+            try:
+                await copy(target, members,
+                           [task.envelope.recipients[i].address for i in members])
+            except Exception as exc:
+                log.error("(%s) archiving %s failed: %s; deferring", task.log_id,
+                          where.format(target), exc)
+                failed += members
+                if ctx.protocol != "LMTP":
+                    return failed
+    return failed
 
 
 def _groups(task: Task, idx: list[int], key: str) -> list[tuple[str, list[int]]]:
@@ -45,45 +67,6 @@ def _groups(task: Task, idx: list[int], key: str) -> list[tuple[str, list[int]]]
             value = os.path.normpath(value) if key == "archive_directory" else value
             groups.setdefault(value, []).append(i)
     return sorted(groups.items())
-
-
-async def _mail_copies(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> list[int]:
-    """Send the message to its recipients' ``archive_to`` addresses, one copy per
-    address naming the recipients it archives for."""
-    failed: list[int] = []
-    for target, members in _groups(task, idx, "archive_to"):
-        rcpts = [task.envelope.recipients[i].address for i in members]
-        try:
-            await send_copy(task, ctx.pool, [target], rcpts, "archive_to")
-        except Exception as exc:
-            log.error("(%s) archiving to <%s> failed: %s; deferring", task.log_id, target, exc)
-            failed += members
-            if ctx.protocol != "LMTP":
-                break
-            continue
-        out.mailed_archive = True
-    return failed
-
-
-async def _file_copies(task: Task, ctx: Context, out: Outcome, idx: list[int]) -> list[int]:
-    """Write the message into its recipients' ``archive_directory``, one file per
-    directory naming the recipients it archives for."""
-    failed: list[int] = []
-    for directory, members in _groups(task, idx, "archive_directory"):
-        rcpts = [task.envelope.recipients[i].address for i in members]
-        try:
-            path = await ctx.run_cpu(lambda d=directory, r=rcpts: files.write_copy(
-                d, mail_id=task.mail_id, raw=task.raw, sender=task.envelope.sender,
-                recipients=r, subdir_levels=ctx.subdir_levels))
-        except Exception as exc:
-            log.error("(%s) archiving in %s failed: %s; deferring", task.log_id, directory,
-                      exc)
-            failed += members
-            if ctx.protocol != "LMTP":
-                break
-            continue
-        out.archived.append((path, members))
-    return failed
 
 
 async def unarchive_if_retried(task: Task, ctx: Context, out: Outcome,

@@ -39,19 +39,27 @@ def _targets(task: Task) -> dict[str, tuple[str, bool]]:
     return out
 
 
+def new_notice(to: str, subject: str, hostname: str, utf8: bool) -> EmailMessage:
+    """A notice's header section from our postmaster to ``to``, marked auto-generated
+    (RFC 3834); ``utf8``: written for SMTPUTF8 (a non-ASCII address)."""
+    msg = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
+    msg["From"] = f"Content filter <postmaster@{hostname}>"
+    msg["To"] = f"<{to}>"
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain=hostname)
+    msg["Auto-Submitted"] = "auto-generated"
+    return msg
+
+
 def build_notice(task: Task, admin: str, category: str, hostname: str,
                  quarantine: str | None, blocked: bool = True) -> bytes:
     """The notice as a MIME message (a header field that is not ASCII encoded, the
     body UTF-8 text with a fitting transfer encoding, one recipient a line)."""
     symbols = sorted({f"{h.symbol}({','.join(h.options)})" if h.options else h.symbol
                       for v in task.verdicts.values() for h in v.hits})
-    msg = EmailMessage(policy=SMTP if admin.isascii() else SMTPUTF8)
-    msg["From"] = f"Content filter <postmaster@{hostname}>"
-    msg["To"] = f"<{admin}>"
-    msg["Subject"] = f"{category} from <{task.envelope.sender}>"
-    msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = make_msgid(domain=hostname)
-    msg["Auto-Submitted"] = "auto-generated"
+    msg = new_notice(admin, f"{category} from <{task.envelope.sender}>", hostname,
+                     not admin.isascii())
     rcpts = [f"<{r.address}>" for r in task.envelope.recipients] or [""]
     msg.set_content("\n".join([
         f"A message was {'blocked' if blocked else 'delivered'} as {category}.",

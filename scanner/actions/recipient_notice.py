@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
-from email.utils import formatdate, make_msgid
 
-from scanner.actions.notify import KEYS, send_notice
+from scanner.actions.notify import KEYS, new_notice, send_notice
 from scanner.pipeline.parse import header_display
 from scanner.policy.effective import is_local
 from scanner.reinject.pool import ConnectionPool
@@ -66,13 +63,8 @@ def build_recipient_notice(task: Task, recipient: str, category: str, hostname: 
     """The notice and whether it needs SMTPUTF8 (a non-ASCII address); ``quarantine_id``
     is the mail_id when this recipient's copy was kept (X-Quarantine-ID, release id)."""
     utf8 = not (recipient.isascii() and task.envelope.sender.isascii())
-    msg = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
-    msg["From"] = f"Content filter <postmaster@{hostname}>"
-    msg["To"] = f"<{recipient}>"
-    msg["Subject"] = f"A message to you was blocked ({category})"
-    msg["Date"] = formatdate(localtime=True)
-    msg["Message-ID"] = make_msgid(domain=hostname)
-    msg["Auto-Submitted"] = "auto-generated"
+    msg = new_notice(recipient, f"A message to you was blocked ({category})", hostname,
+                     utf8)
     kept = ([f"Quarantine: {quarantine_id}",
              "            (ask your mail administrator to release it, quoting this id)"]
             if quarantine_id else ["Quarantine: (not kept)"])

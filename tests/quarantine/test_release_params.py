@@ -19,9 +19,8 @@ from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.release import release
 from scanner.quarantine.store import Quarantine
 from scanner.reinject.deliver import NextHop
-from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir
 from scanner.testing.sink import Sink
-from tests.postfix_stack import require_postfix
+from tests.postfix_stack import plain_postfix
 
 UTF8_RAW = ("From: Jörg <joerg@example.org>\r\nTo: bob@example.test\r\n"
             "Subject: Grüße aus Köln\r\nMessage-ID: <utf8.params@example.org>\r\n\r\n"
@@ -164,21 +163,13 @@ def test_reindex_reads_a_utf8_subject(qdir: Path):
     assert second.get(rec.mail_id).subject == "Grüße aus Köln"
 
 
-def _postfix(**extra: str) -> PostfixInstance:
-    require_postfix()
-    postfix = PostfixInstance(base=make_base_dir(), smtpd_port=free_port(),
-                              reinject_port=free_port(), filter=None, extra_main=extra)
-    postfix.start()
-    return postfix
-
-
 @pytest.mark.postfix
 def test_a_next_hop_without_the_extensions_is_treated_as_for_normal_delivery(
         quarantine: Quarantine):
     """Postfix without SMTPUTF8 and 8BITMIME: BODY and SMTPUTF8 are left out for ASCII
     addresses and the message goes; a non-ASCII recipient is refused 553 5.6.7 and never
     sent (RFC 6531 3.4), as the reinjection client does for scanned mail."""
-    postfix = _postfix(smtputf8_enable="no", smtpd_discard_ehlo_keywords="8bitmime")
+    postfix = plain_postfix(smtputf8_enable="no", smtpd_discard_ehlo_keywords="8bitmime")
     try:
         hop = NextHop("127.0.0.1", postfix.smtpd_port, False, 5, 30, "scanner.test", True)
         rec = _store(quarantine, params=False,
