@@ -358,14 +358,14 @@ def test_sighups_while_messages_are_in_flight_fail_none(models, tmp_path: Path):
     assert "failed" not in log and "Traceback" not in log
 
 
-def test_a_worker_started_after_the_file_broke_keeps_the_model_of_the_last_sighup(
-        models, tmp_path: Path):
-    """A new model, put in place and reloaded by SIGHUP; then the file breaks and a worker
-    is replaced: the replacement fell back to the model the master read at start-up
-    (the one replaced long ago), so its mail alone was scored by the old model. The
-    master now keeps what its SIGHUP check loaded."""
+def swap_break_and_replace_a_worker(models, tmp_path: Path, interval: float,  # type: ignore[no-untyped-def]
+                                    reload, seed: int, after_break=None):
+    """A filter on the normal model; the inverted one put in place and reloaded
+    (``reload(proc, live)``), then the file truncated (``after_break(proc)`` waited for)
+    and the worker replaced; one spam sent to the new worker. The stopped filter and
+    the model path, for the checks."""
     normal, inverted = models
-    live, sink, proc, port = _live_model_filter(normal, tmp_path, 0)
+    live, sink, proc, port = _live_model_filter(normal, tmp_path, interval)
     try:
         [worker] = _wait_children(proc.proc.pid, 1)
         with smtp(port) as s:
@@ -373,16 +373,31 @@ def test_a_worker_started_after_the_file_broke_keeps_the_model_of_the_last_sighu
         tmp = tmp_path / "swap.model"
         shutil.copy(inverted, tmp)
         os.replace(tmp, live)
-        os.kill(proc.proc.pid, signal.SIGHUP)
-        _wait_for("the reloads", lambda: "model reloaded" in "\n".join(proc.log_lines())
-                  and "SIGHUP: " in "\n".join(proc.log_lines()))
+        reload(proc, live)
         live.write_bytes(live.read_bytes()[:100])  # truncated in place
+        if after_break is not None:
+            after_break(proc)
         _replace_worker(proc.proc.pid, worker)
         with smtp(port) as s:
-            assert _send(s, synthetic_message(True, 9400))[0] == 250
+            assert _send(s, synthetic_message(True, seed))[0] == 250
     finally:
         proc.stop()
         sink.stop()
+    return live, proc
+
+
+def test_a_worker_started_after_the_file_broke_keeps_the_model_of_the_last_sighup(
+        models, tmp_path: Path):
+    """A new model, put in place and reloaded by SIGHUP; then the file breaks and a worker
+    is replaced: the replacement fell back to the model the master read at start-up
+    (the one replaced long ago), so its mail alone was scored by the old model. The
+    master now keeps what its SIGHUP check loaded."""
+    def reload(proc, live: Path) -> None:  # type: ignore[no-untyped-def]
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        _wait_for("the reloads", lambda: "model reloaded" in "\n".join(proc.log_lines())
+                  and "SIGHUP: " in "\n".join(proc.log_lines()))
+
+    live, proc = swap_break_and_replace_a_worker(models, tmp_path, 0, reload, 9400)
     hits = _hits(proc)
     assert len(hits) == 1 and hits[0] < 0, hits  # the model of the last SIGHUP
     log = "\n".join(proc.log_lines())

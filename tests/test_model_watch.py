@@ -17,9 +17,15 @@ from scanner.serve import watch as watch_module
 from scanner.serve.watch import FileWatch
 from tests.helpers import smtp
 from tests.ml.conftest import synthetic_message
-from tests.test_bayes_check import _hits, _live_model_filter, _send, _wait_for, models
+from tests.test_bayes_check import (
+    _hits,
+    _live_model_filter,
+    _send,
+    _wait_for,
+    models,
+    swap_break_and_replace_a_worker,
+)
 from tests.test_failures import _wait_children
-from tests.test_lifecycle import _replace_worker
 
 __all__ = ["models"]  # the module-scoped fixture, shared with tests/test_bayes_check.py
 
@@ -108,27 +114,17 @@ def test_a_worker_started_after_the_file_broke_keeps_the_model_the_watch_loaded(
     the master read at start, and scored its mail with it, for good (the broken file
     does not change again), while the other workers used the new one. Now the master's
     file watch checks the new file as SIGHUP does and keeps its model."""
-    normal, inverted = models
-    live, sink, proc, port = _live_model_filter(normal, tmp_path, 0.2)
-    try:
-        [worker] = _wait_children(proc.proc.pid, 1)
-        with smtp(port) as s:
-            assert s.noop()[0] == 250  # started
-        tmp = tmp_path / "swap.model"
-        shutil.copy(inverted, tmp)
-        os.replace(tmp, live)
+    def reload(proc, live: Path) -> None:  # type: ignore[no-untyped-def]
         _wait_for("the master's check of the new model", lambda: any(
             f"{live} changed: " in line and " checked; " in line
             for line in proc.log_lines()))
-        live.write_bytes(live.read_bytes()[:100])  # truncated in place
+
+    def failed(proc) -> None:  # type: ignore[no-untyped-def]
         _wait_for("the failed reload", lambda: "keeping the current model" in
                   "\n".join(proc.log_lines()))
-        _replace_worker(proc.proc.pid, worker)
-        with smtp(port) as s:
-            assert _send(s, synthetic_message(True, 13_000))[0] == 250
-    finally:
-        proc.stop()
-        sink.stop()
+
+    live, proc = swap_break_and_replace_a_worker(models, tmp_path, 0.2, reload, 13_000,
+                                                 failed)
     hits = _hits(proc)
     assert len(hits) == 1 and hits[0] < 0, hits  # the model the file watch loaded
     log = "\n".join(proc.log_lines())
