@@ -27,7 +27,6 @@ from scanner.smtp import xtext
 from scanner.task import Recipient, Task
 
 _REPLY = re.compile(r"^([245])\d\d[ -]\s*(?:([245])\.(\d{1,3}\.\d{1,3})\b)?")
-_UNITEXT = re.compile(r"\\x\{([0-9A-Fa-f]{2,6})\}")
 HEADERS_LIMIT = 256 * 1024
 
 
@@ -148,9 +147,9 @@ def _original_recipient(orcpt: str, utf8: bool) -> tuple[str, str]:
     non-ASCII one as a ``utf-8`` address (RFC 6533: upconverted, ``\\x{HEX}`` too);
     a delivery-status part, which is ASCII, keeps the xtext."""
     kind, _, addr = orcpt.partition(";")
-    value = xtext.decode_text(addr)
+    value = xtext.decode(addr)
     if utf8 and kind.strip().lower() == "utf-8":
-        value = _UNITEXT.sub(_unescape, value)
+        value = xtext.decode_utf8_addr(value)
     if value.isascii():
         return kind, value
     return ("utf-8", value) if utf8 else (kind, addr)
@@ -161,15 +160,6 @@ def _envid(value: str) -> str:
     4.4), as amavis sanitizes it."""
     decoded = xtext.decode(value)
     return decoded if decoded.isascii() and decoded.isprintable() else value
-
-
-def _unescape(m: re.Match[str]) -> str:
-    """One ``\\x{HEX}`` as its character; kept as it is when that is no character fit
-    for a header field (a control, a surrogate, beyond U+10FFFF)."""
-    code = int(m.group(1), 16)
-    if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
-        return m.group(0)
-    return chr(code)
 
 
 def _cte(eight_bit: bool) -> list[str]:

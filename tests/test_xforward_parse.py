@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.smtp import xforward
+from scanner.smtp import xforward, xtext
 from scanner.smtp.params import ParamError
 
 
@@ -42,3 +42,16 @@ def test_garbage_is_refused(arg: str) -> None:
     with pytest.raises(ParamError) as info:
         xforward.parse(arg)
     assert info.value.reply.startswith("501 5.5.4")
+
+
+def test_xtext_octets_are_read_as_utf8_once():
+    """The octets of xtext are UTF-8 read once: UTF-8 that itself spells "Ã¼" stays
+    "Ã¼" (the ORCPT/ENVID readers now use this decode, not a helper that read its
+    result again as Latin-1 and made it "ü"), and RFC 6533's \\x{HEX} form of a utf-8
+    ORCPT goes both ways through the one module."""
+    assert xtext.decode("J+C3+83+C2+BCrgen") == "JÃ¼rgen"
+    assert xtext.decode("j+C3+BCrgen") == "jürgen"
+    encoded = xtext.encode_utf8_addr("jörg+x@пример.рф")
+    assert encoded.isascii() and "\\x{F6}" in encoded and "+2B" in encoded
+    assert xtext.decode_utf8_addr(xtext.decode(encoded)) == "jörg+x@пример.рф"
+    assert xtext.decode_utf8_addr("a\\x{0}b") == "a\\x{0}b"  # no control characters

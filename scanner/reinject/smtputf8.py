@@ -52,16 +52,8 @@ def _ace_recipient(rcpt: Recipient) -> Recipient:
         return rcpt
     params = rcpt.params
     if not any(key == "ORCPT" for key, _ in params):
-        params = (*params, ("ORCPT", "utf-8;" + utf8_addr_xtext(rcpt.address)))
+        params = (*params, ("ORCPT", "utf-8;" + xtext.encode_utf8_addr(rcpt.address)))
     return Recipient(address, params)
-
-
-def utf8_addr_xtext(address: str) -> str:
-    """RFC 6533's utf-8-addr-xtext: a non-ASCII character (and ``\\``) as
-    ``\\x{HEX}``, then xtext (``+``, ``=``, controls and space as ``+XX``)."""
-    text = "".join(c if c.isascii() and c != "\\" else f"\\x{{{ord(c):X}}}"
-                   for c in address)
-    return xtext.encode(text)
 
 
 def fit(out: Outgoing, offered: bool, label: str) -> tuple[Outgoing, dict[int, str]]:

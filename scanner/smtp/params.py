@@ -92,7 +92,7 @@ def _xtext(value: str | None, limit: int, name: str) -> None:
     if value is None or len(value) > limit:
         raise ParamError(f"501 5.5.4 {name} is missing or too long")
     try:
-        decoded = xtext.decode_text(value)
+        decoded = xtext.decode(value)
     except xtext.XtextError:
         raise ParamError(f"501 5.5.4 {name} is not valid xtext") from None
     if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in decoded):

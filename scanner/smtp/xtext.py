@@ -30,16 +30,6 @@ def decode(value: str) -> str:
     return octets.decode("utf-8", "surrogateescape")
 
 
-def decode_text(value: str) -> str:
-    """``decode`` with the octets read as UTF-8 (Postfix writes a UTF-8 address as
-    ``ORCPT=rfc822;b+C3+B8b@...``); as ``decode`` if they are not UTF-8."""
-    decoded = decode(value)
-    try:
-        return decoded.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return decoded
-
-
 def encode(value: str) -> str:
     """Escape ``+``, ``=``, controls, space and non-ASCII as ``+XX`` (UTF-8 bytes)."""
     if _PLAIN.fullmatch(value):  # the usual case (host names, addresses): nothing to do
@@ -51,3 +41,29 @@ def encode(value: str) -> str:
         else:
             out.append(f"+{byte:02X}")
     return "".join(out)
+
+
+_UNITEXT = re.compile(r"\\x\{([0-9A-Fa-f]{2,6})\}")
+
+
+def encode_utf8_addr(address: str) -> str:
+    """RFC 6533's utf-8-addr-xtext (an ORCPT of type ``utf-8``): a non-ASCII character
+    (and ``\\``) as ``\\x{HEX}``, then xtext (``+``, ``=``, controls and space as
+    ``+XX``)."""
+    text = "".join(c if c.isascii() and c != "\\" else f"\\x{{{ord(c):X}}}"
+                   for c in address)
+    return encode(text)
+
+
+def decode_utf8_addr(text: str) -> str:
+    """The ``\\x{HEX}`` escapes of an xtext-decoded utf-8-addr as their characters; one
+    that is no character fit for a header field (a control, a surrogate, beyond
+    U+10FFFF) is kept as it is."""
+    return _UNITEXT.sub(_unescape, text)
+
+
+def _unescape(m: re.Match[str]) -> str:
+    code = int(m.group(1), 16)
+    if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+        return m.group(0)
+    return chr(code)
