@@ -6,7 +6,9 @@ unless it was judged spam, a virus or banned: the sender, each recipient it pass
 and the Message-ID (:mod:`scanner.penpals_store`). Incoming mail is then looked up per recipient:
 
 * ``PENPALS_REPLY``: In-Reply-To or References names a message this recipient sent;
-* ``PENPALS_KNOWN``: otherwise, this recipient wrote to the envelope sender before.
+* ``PENPALS_KNOWN``: otherwise, this recipient wrote to the envelope sender before;
+* ``BOUNCE_KILLED``: a bounce (DSN, MDN, feedback report) of a message this recipient
+  did not send: amavis's bounce killer (:mod:`scanner.checks.bounce_killer`).
 
 Both weigh less the older that correspondence is: the hit's factor is
 ``2 ** (-age / halflife)``, as amavis's ``$penpals_halflife`` works. The hits belong to
@@ -28,6 +30,7 @@ from email.message import Message
 from typing import ClassVar
 
 from scanner.checks.base import CheckContext
+from scanner.checks.bounce_killer import bounce_hits
 from scanner.config.schema import opt
 from scanner.penpals_store import PenPalsStore, normalise
 from scanner.policy.effective import bank_names
@@ -64,6 +67,7 @@ class PenPals:
     symbols: ClassVar[dict[str, str]] = {
         "PENPALS_REPLY": "a reply to a message this recipient sent",
         "PENPALS_KNOWN": "the recipient wrote to this sender lately",
+        "BOUNCE_KILLED": "a bounce of a message this recipient did not send (backscatter)",
     }
     default_enabled: ClassVar[bool] = False
     kind: ClassVar[str] = "spam"
@@ -78,12 +82,13 @@ class PenPals:
     async def run(self, task: Task) -> Iterable[Hit]:
         delimiter = self._config.policy.recipient_delimiter
         sender = normalise(task.envelope.sender, delimiter) if task.envelope.sender else ""
-        if not sender:  # bounces and notices: nobody to correspond with
-            return []
         if self._outgoing(task):
             return []  # remembered in after_delivery, once it has gone out
         try:
-            return self._incoming(task, sender, delimiter)
+            hits = bounce_hits(task, self._store, self._config.policy)
+            if sender:  # bounces and notices have nobody to correspond with
+                hits += self._incoming(task, sender, delimiter)
+            return hits
         except (sqlite3.Error, OSError) as exc:
             self._report(exc)
             return []

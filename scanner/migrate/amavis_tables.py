@@ -132,6 +132,10 @@ ADVICE: dict[str, str] = {
     "$warn_offsite": "scanner tells local recipients only (policy.local_domains), as amavis "
     "does by default",
     "$penpals_threshold_high": "see $penpals_bonus_score",
+    "$bounce_killer_score": "scanner's bounce killer is the pen pals check's BOUNCE_KILLED "
+    "symbol, weight 0 as amavis's default; to keep your value, give it that weight in a "
+    "site score file ([symbols.BOUNCE_KILLED] weight = ...; README \"Policy\", Pen pals) "
+    "and set policy.local_domains, whose domains in a returned Message-ID rescue a bounce",
     "@lookup_sql_dsn": "per-recipient policy from SQL is policy.sql_lookup "
     "(\"sqlite:/path\" or \"postgresql://user@host/db\"), read from a table "
     "scanner_policy(pattern, settings) whose settings are JSON objects of [policy] keys: "

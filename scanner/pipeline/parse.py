@@ -67,8 +67,14 @@ def message_id(msg: Message | None) -> str:
     raw = next((v for k, v in msg.raw_items() if k.lower() == "message-id"), None)
     if raw is None:
         return ""
-    text = " ".join(raw.encode("ascii", "surrogateescape")
-                    .decode("utf-8", "surrogateescape").split())
+    return parse_message_id(raw.encode("ascii", "surrogateescape")
+                            .decode("utf-8", "surrogateescape"))
+
+
+def parse_message_id(value: str) -> str:
+    """amavis's ``parse_message_id`` of one field value: its first ``<...>``, else the
+    whole value in ``<>``; '' for an empty value."""
+    text = " ".join(value.split())
     found = [m.group(1) for m in _MSG_ID_TOKENS.finditer(text) if m.group(1)]
     if found:
         return found[0]

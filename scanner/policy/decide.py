@@ -49,25 +49,39 @@ _LIST_AUTHOR = re.compile(r"^(?:[^@]+-(?:request|bounces|owner)|owner-[^@]+)(?:@
                           re.IGNORECASE)
 _AUTO = re.compile(r"^(?:mailer-daemon|double-bounce|mailer|autoreply)(?:@|$)", re.IGNORECASE)
 _BULK_AUTHOR = re.compile(r"^(?:[^@]+-relay|postmaster|uucp)(?:@|$)", re.IGNORECASE)
-_PRECEDENCE = re.compile(r"^(?:list|auto.?reply\b|bulk\b|junk\b)", re.IGNORECASE)
+_PRECEDENCE = re.compile(r"^(?:list|bulk\b|junk\b)", re.IGNORECASE)
+_AUTO_REPLY = re.compile(r"^auto.?reply\b", re.IGNORECASE)
+
+
+def author_address(task: Task) -> str:
+    """The first address of the From field (amavis's rfc2822_from[0]), or ''."""
+    return (getaddresses([header_text(task.message, "From")]) or [("", "")])[0][1]
+
+
+def is_auto(task: Task) -> bool:
+    """amavis's ``is_auto``: an automatic message (``Precedence: auto_reply``,
+    ``Auto-Submitted`` other than ``no``, the null sender, a mailer-daemon,
+    double-bounce, mailer or autoreply sender or author)."""
+    msg, sender = task.message, task.envelope.sender
+    auto = None if msg is None else msg.get("Auto-Submitted")
+    return bool(
+        not sender or _AUTO_REPLY.match(header_text(msg, "Precedence"))
+        or (auto is not None and re.sub(r"\([^)]*\)", "", str(auto)).strip().lower() != "no")
+        or _AUTO.match(sender) or _AUTO.match(author_address(task)))
 
 
 def is_bulk(task: Task) -> bool:
     """amavis's ``is_bulk``: mailing-list mail (a List-Id, List-Post, List-Unsubscribe or
     Mailing-List field; a ``-request``, ``-bounces``, ``-owner``, ``owner-`` sender or
-    author), an auto-response (``Auto-Submitted`` other than ``no``, the null sender, a
-    mailer-daemon, double-bounce, mailer or autoreply sender or author) or bulk mail
-    (``Precedence: list/bulk/junk/auto_reply``; a ``-relay``, postmaster or uucp author).
+    author), an auto-response (:func:`is_auto`) or bulk mail (``Precedence:
+    list/bulk/junk``; a ``-relay``, postmaster or uucp author).
     No DSN goes to such mail (RFC 3834: no automatic answer to automatic mail)."""
-    msg, sender = task.message, task.envelope.sender
-    author = (getaddresses([header_text(msg, "From")]) or [("", "")])[0][1]
-    auto = None if msg is None else msg.get("Auto-Submitted")
+    msg, sender, author = task.message, task.envelope.sender, author_address(task)
     return bool(
-        not sender or (msg is not None and any(msg.get(f) is not None for f in _LIST_FIELDS))
+        is_auto(task)
+        or (msg is not None and any(msg.get(f) is not None for f in _LIST_FIELDS))
         or _LIST_SENDER.match(sender) or _LIST_AUTHOR.match(author)
-        or _PRECEDENCE.match(header_text(msg, "Precedence"))
-        or (auto is not None and re.sub(r"\([^)]*\)", "", str(auto)).strip().lower() != "no")
-        or _AUTO.match(sender) or _AUTO.match(author) or _BULK_AUTHOR.match(author))
+        or _PRECEDENCE.match(header_text(msg, "Precedence")) or _BULK_AUTHOR.match(author))
 
 
 def hit_kind(hit: Hit, scores: ScoreTable, kinds: Mapping[str, str]) -> str:

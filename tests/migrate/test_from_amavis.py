@@ -194,6 +194,12 @@ def test_pen_pals_settings_carry_over(tmp_path: Path) -> None:
     assert "PENPALS_REPLY -3.0" in toml  # the bonus score is explained, not converted
 
 
+def test_the_bounce_killer_score_is_explained(tmp_path: Path) -> None:
+    _, toml = _convert(tmp_path, "$bounce_killer_score = 100;\n")
+    assert "$bounce_killer_score = 100" in toml
+    assert "[symbols.BOUNCE_KILLED] weight" in toml
+
+
 # Debian's 15-content_filter_mode with its two blocks uncommented (checks turned on)
 DEBIAN_CHECKS_ON = r"""
 @bypass_virus_checks_maps = (
