@@ -385,3 +385,12 @@ def _as_nobody(path: Path) -> str:
     out = subprocess.run([python, "-c", CLIENT, str(path)], capture_output=True,
                          text=True, user=65534, group=65534, timeout=20, cwd="/")
     return out.stdout + out.stderr
+
+
+def test_defang_before_queue_passes_the_copy_as_it_is_and_says_so(start, caplog):
+    """A milter can change header fields only: policy.defang cannot wrap the message the
+    MTA keeps; the lover still gets it (with the alert header), and the log says why."""
+    answer = start(hits=[EICAR], policy="virus_lover = true\ndefang = ['virus']\n").scan()
+    assert answer["return_value"] == ["continue"]
+    assert any("X-Amavis-Alert" in v for v in answer["insheader"])
+    assert "policy.defang cannot wrap a message the MTA keeps" in caplog.text

@@ -63,6 +63,10 @@ class MilterCopy:
             log.warning("(%s) AM.PDP: recipients require different header edits; those of "
                         "<%s> apply to the one message the MTA delivers (as amavis)",
                         task.log_id, task.envelope.recipients[first[0]].address)
+        if first[1].defang:
+            log.warning("(%s) AM.PDP: policy.defang cannot wrap a message the MTA keeps "
+                        "(a milter changes header fields only); passed as it is: %s",
+                        task.log_id, " ".join(first[1].defang)[:150])
         self.edits = await header_operations(task, ctx, out, first[1])
         for members in groups:
             for i, edits in members:

@@ -19,13 +19,14 @@ import time
 from dataclasses import dataclass
 from email.utils import formatdate
 
+from scanner.actions.defang import warning_lines
 from scanner.actions.headers import encode_words, fold
 from scanner.addresses import split_localpart
 from scanner.config.policy import PolicyConfig
 from scanner.headerfields import named
 from scanner.policy.effective import is_local
 from scanner.scores import ScoreTable
-from scanner.task import Task, Verdict, banned_parts, virus_names
+from scanner.task import Destiny, Task, Verdict, banned_parts, virus_names
 
 MAX_LEVEL_STARS = 64
 LONGEST_WORD = 900  # characters; a longer word of an added text field is cut, with "..."
@@ -41,6 +42,8 @@ class Edits:
     subject_prefix: str
     address: str
     drop_spam_headers: str = ""
+    defang: tuple[str, ...] = ()
+    """The warning of a defanged copy (:mod:`scanner.actions.defang`); () = as it is."""
 
 
 def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
@@ -65,7 +68,16 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
         new_address = extend(address, extension, policy.recipient_delimiter)
     drop = (policy.header_prefix if local and verdict.spam_scanned
             and policy.remove_existing_spam_headers and policy.header_prefix else "")
-    return Edits(tuple(headers), prefix, new_address, drop)
+    warning = (warning_lines(verdict, policy, scores, _spam_summary(verdict, policy, scores))
+               if local and policy.defang and verdict.destiny is Destiny.PASS else ())
+    return Edits(tuple(headers), prefix, new_address, drop, warning)
+
+
+def _spam_summary(verdict: Verdict, policy: PolicyConfig, scores: ScoreTable) -> str:
+    """SpamAssassin's report summary (amavis's spam_summary) for a defanged copy."""
+    return (f"Content analysis details:   ({verdict.score:.1f} points, "
+            f"{policy.tag2_level:.1f} required)\r\n\t\r\n\t"
+            + spam_report(verdict, scores))
 
 
 def _subject_tag(task: Task, verdict: Verdict, hostname: str) -> str:

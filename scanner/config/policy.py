@@ -146,6 +146,12 @@ class PolicyConfig:
         [], "categories whose blocked mail its local recipients are told about, with the "
         "quarantine id (amavis's $warnvirusrecip, $warnbannedrecip, $warnbadhrecip): virus, "
         "banned, bad_header; empty = off", choices=("virus", "banned", "bad_header"))
+    defang: tuple[str, ...] = opt(
+        [], "categories whose mail, when passed to a local recipient (a lover, a pass "
+        "destiny), is wrapped: a warning as the first part and the original attached "
+        "(amavis's $defang_virus, $defang_banned, $defang_undecipherable, $defang_spam, "
+        "$defang_bad_header): virus, banned, unchecked, spam, bad_header; empty = off",
+        choices=("virus", "banned", "unchecked", "spam", "bad_header"))
     sql_lookup: str = opt("", "per-recipient policy rows from SQL: sqlite:/path/file or "
                           "postgresql://...; table scanner_policy(pattern, settings JSON)")
     recipients: Mapping[str, PolicyOverride] = opt(

@@ -27,6 +27,7 @@ from scanner.migrate.amavis_render import render
 from scanner.migrate.amavis_tables import (
     ADMINS,
     ADVICE,
+    DEFANG,
     FLAG_MAPS,
     KINDS,
     LISTENER_VARS,
@@ -165,7 +166,7 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
             elif target in FLAG_MAPS:
                 _flag_map(statement, conv)
     _admins(last, conv, handled)
-    _warn_recipients(last, conv, handled)
+    _flag_lists(last, conv, handled)
     _lists(last, conv, handled)
     _listeners(last, conv, handled)
     _reinject(last, conv, handled)
@@ -281,26 +282,28 @@ def _admins(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> 
         conv.set("policy", "notify_admin", admins, ", ".join(origins))
 
 
-def _warn_recipients(last: dict[str, Statement], conv: Conversion,
-                     handled: set[str]) -> None:
-    """``$warnbannedrecip`` and its kin -> the categories of ``policy.notify_recipient``."""
-    categories: list[str] = []
-    origins: list[str] = []
-    for target, category in WARN_RECIPIENT.items():
-        statement = last.get(target)
-        if statement is None:
-            continue
-        handled.add(target)
-        flag = None if statement.value is UNREAD else as_flag(statement.value)
-        if flag is None:
-            conv.note(statement, _unread(statement) if statement.value is UNREAD else
-                      "a per-recipient lookup: write [policy.recipients.\"PATTERN\"] "
-                      f"notify_recipient = [\"{category}\"] for the recipients it names")
-        elif flag:
-            categories.append(category)
-            origins.append(f"{target} ({statement.where})")
-    if categories:
-        conv.set("policy", "notify_recipient", categories, ", ".join(origins))
+def _flag_lists(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
+    """amavis's per-category flags that become one list of categories:
+    ``$warnbannedrecip`` and its kin -> ``policy.notify_recipient``, ``$defang_virus``
+    and its kin -> ``policy.defang``."""
+    for table, key in ((WARN_RECIPIENT, "notify_recipient"), (DEFANG, "defang")):
+        categories: list[str] = []
+        origins: list[str] = []
+        for target, category in table.items():
+            statement = last.get(target)
+            if statement is None:
+                continue
+            handled.add(target)
+            flag = None if statement.value is UNREAD else as_flag(statement.value)
+            if flag is None:
+                conv.note(statement, _unread(statement) if statement.value is UNREAD else
+                          "a per-recipient lookup: write [policy.recipients.\"PATTERN\"] "
+                          f"{key} = [\"{category}\"] for the recipients it names")
+            elif flag and category not in categories:
+                categories.append(category)
+                origins.append(f"{target} ({statement.where})")
+        if categories:
+            conv.set("policy", key, categories, ", ".join(origins))
 
 
 def _lists(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:

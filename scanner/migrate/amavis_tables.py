@@ -71,6 +71,11 @@ FLAG_MAPS = {
 ADMINS = {"$virus_admin": "virus", "$banned_admin": "banned", "$spam_admin": "spam",
           "$bad_header_admin": "bad_header"}
 
+# amavis's defanging flags -> policy.defang categories ($defang_spam covers SPAMMY too)
+DEFANG = {"$defang_virus": "virus", "$defang_banned": "banned",
+          "$defang_undecipherable": "unchecked", "$defang_spam": "spam",
+          "$defang_bad_header": "bad_header"}
+
 # amavis's recipient warnings -> policy.notify_recipient categories
 WARN_RECIPIENT = {"$warnvirusrecip": "virus", "$warnbannedrecip": "banned",
                   "$warnbadhrecip": "bad_header"}
@@ -132,6 +137,10 @@ ADVICE: dict[str, str] = {
     "$warn_offsite": "scanner tells local recipients only (policy.local_domains), as amavis "
     "does by default",
     "$penpals_threshold_high": "see $penpals_bonus_score",
+    "$defang_all": "scanner defangs by category (policy.defang); wrapping every passed "
+    "message (amavis's testing aid) has no equivalent",
+    "%defang_maps_by_ccat": "write the categories as policy.defang (per recipient in "
+    "[policy.recipients.\"PATTERN\"] defang = [...])",
     "$bounce_killer_score": "scanner's bounce killer is the pen pals check's BOUNCE_KILLED "
     "symbol, weight 0 as amavis's default; to keep your value, give it that weight in a "
     "site score file ([symbols.BOUNCE_KILLED] weight = ...; README \"Policy\", Pen pals) "

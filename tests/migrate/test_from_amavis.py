@@ -194,6 +194,14 @@ def test_pen_pals_settings_carry_over(tmp_path: Path) -> None:
     assert "PENPALS_REPLY -3.0" in toml  # the bonus score is explained, not converted
 
 
+def test_defang_flags_become_the_defang_categories(tmp_path: Path) -> None:
+    config, toml = _convert(tmp_path, "$defang_virus = 1;\n$defang_banned = 1;\n"
+                                      "$defang_spam = 0;\n$defang_undecipherable = 1;\n"
+                                      "$defang_all = 1;\n")
+    assert config.policy.defang == ("virus", "banned", "unchecked")
+    assert "$defang_all = 1" in toml.split("# Not converted")[1]
+
+
 def test_the_bounce_killer_score_is_explained(tmp_path: Path) -> None:
     _, toml = _convert(tmp_path, "$bounce_killer_score = 100;\n")
     assert "$bounce_killer_score = 100" in toml
