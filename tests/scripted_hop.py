@@ -30,6 +30,8 @@ class Script:
     drop_at_data: bool = False  # close the connection instead of answering DATA
     pipelining: bool = True
     idle_421_after: float | None = None  # say 421 and close when idle this long
+    ehlo_reply: str = ""  # instead of the EHLO/LHLO reply with extensions
+    extensions: list[str] | None = None  # instead of the ones the fields above give
     commands: list[str] = field(default_factory=list)
     contents: list[bytes] = field(default_factory=list)
     connections: int = 0
@@ -55,10 +57,15 @@ async def serve_script(script: Script, reader: asyncio.StreamReader,
         cmd = line.decode().rstrip("\r\n")
         script.commands.append(cmd)
         verb = cmd.split(" ", 1)[0].upper()
-        if verb in ("EHLO", "LHLO"):
+        if verb in ("EHLO", "LHLO") and script.ehlo_reply:
+            writer.write(script.ehlo_reply.encode() + b"\r\n")
+        elif verb == "HELO":
+            writer.write(b"250 hop\r\n")
+        elif verb in ("EHLO", "LHLO"):
             ext = ["PIPELINING"] if script.pipelining else []
             ext += ["XFORWARD NAME ADDR PROTO HELO", "8BITMIME"]
             ext += ["CHUNKING"] if script.chunking else []
+            ext = ext if script.extensions is None else script.extensions
             writer.write(("".join(f"250-{e}\r\n" for e in ["hop", *ext[:-1]])
                           + f"250 {ext[-1]}\r\n").encode())
         elif verb == "XFORWARD":
