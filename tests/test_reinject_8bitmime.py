@@ -175,8 +175,11 @@ def test_a_nested_message_is_converted_inside():
     b"--b\r\n\r\n\xff\r\n",  # no closing delimiter
     b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
     b"--b\r\n\r\nx\r\n--b--\r\n\xff epilogue\r\n",
+    b'MIME-Version: 1.0\r\nContent-Type: multipart/signed; boundary="b"\r\n\r\n'
+    b"--b\r\n\r\n\xff signed\r\n--b\r\nContent-Type: application/pgp-signature\r\n\r\n"
+    b"sig\r\n--b--\r\n",
 ], ids=["not-mime", "8bit-header", "base64", "binary", "message-global", "unclosed",
-        "epilogue"])
+        "epilogue", "signed"])
 def test_what_cannot_be_converted_safely_is_not(message: bytes):
     assert to_7bit(message) is None
 

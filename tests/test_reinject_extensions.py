@@ -1,7 +1,8 @@
 """Reinjection to a next hop that lacks ESMTP extensions (scripted next hop).
 
-EHLO refused with 5xx: HELO, as RFC 5321 3.2 asks and Postfix's smtp client and amavis
-do, and then no extension at all (no parameters, no pipelining, no XFORWARD, no BDAT).
+EHLO refused (but not with 421): HELO, as RFC 5321 3.2 allows and Postfix's smtp
+client and amavis do, and then no extension at all (no parameters, no pipelining, no
+XFORWARD, no BDAT).
 SIZE: a message over the advertised limit is refused before MAIL. DSN: parameters left
 out, and the loss logged. 8BITMIME: see also test_reinject_8bitmime.py (real Postfix).
 """
@@ -31,11 +32,12 @@ def _transaction(script: Script) -> list[str]:
 
 
 @pytest.mark.parametrize("ehlo_reply", ["502 5.5.2 Error: command not recognized",
-                                        "500 5.5.1 Command unrecognized: \"EHLO x\""])
+                                        "500 5.5.1 Command unrecognized: \"EHLO x\"",
+                                        "450 4.7.1 Try HELO"])
 @pytest.mark.parametrize("rcpts", [1, 2])
 def test_a_next_hop_that_refuses_ehlo_gets_helo_and_no_extension(ehlo_reply: str,
                                                                  rcpts: int):
-    """Before: the 5xx to EHLO made every message a 451, retried for ever. Now HELO,
+    """Before: a refused EHLO made every message a 451, retried for ever. Now HELO,
     then MAIL/RCPT without any parameter, no XFORWARD, DATA (not BDAT), one command at
     a time; the message is delivered."""
     script = Script(ehlo_reply=ehlo_reply)
@@ -50,10 +52,10 @@ def test_a_next_hop_that_refuses_ehlo_gets_helo_and_no_extension(ehlo_reply: str
 
 
 @pytest.mark.parametrize("lmtp,reply", [(False, "421 4.3.2 Service shutting down"),
-                                        (False, "450 4.7.1 Try again later"),
                                         (True, "502 5.5.2 Error: command not recognized")])
-def test_no_helo_after_a_temporary_refusal_or_to_lmtp(lmtp: bool, reply: str):
-    """A 4xx to EHLO is temporary, and LMTP has no HELO (RFC 2033): 451, nothing sent."""
+def test_no_helo_after_421_or_to_lmtp(lmtp: bool, reply: str):
+    """421: the next hop is closing (Postfix's smtp client gives up too); LMTP has no
+    HELO (RFC 2033): 451, nothing sent."""
     script = Script(lmtp=lmtp, ehlo_reply=reply)
     replies = run_script(script, [_out()], all_or_nothing=not lmtp)
     assert replies[0][0].startswith("451 4.4.1 Next hop"), replies

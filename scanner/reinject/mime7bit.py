@@ -11,7 +11,9 @@ What cannot be converted safely gives ``None``: a message without ``MIME-Version
 (its charset and structure are unknown), 8-bit octets in a header section or in a
 multipart's preamble or epilogue, a multipart without its boundary or closing
 delimiter, 8-bit octets under ``binary``, base64 or quoted-printable, another
-``message/*`` type, or nesting deeper than :data:`MAX_DEPTH`.
+``message/*`` type, 8-bit octets inside ``multipart/signed`` or
+``multipart/encrypted`` (RFC 1847: converting them voids the signature), or nesting
+deeper than :data:`MAX_DEPTH`.
 
 The input's lines end in CRLF (the reinjection client makes them so).
 """
@@ -27,6 +29,7 @@ from email.policy import compat32
 
 MAX_DEPTH = 20
 _IDENTITY = ("7bit", "8bit")
+_SIGNED = ("multipart/signed", "multipart/encrypted")
 _CTE_FIELD = re.compile(rb"^content-transfer-encoding[ \t]*:.*\r\n(?:[ \t].*\r\n)*",
                         re.IGNORECASE | re.MULTILINE)
 _MIME_VERSION = re.compile(rb"^mime-version[ \t]*:", re.IGNORECASE | re.MULTILINE)
@@ -68,6 +71,8 @@ def _entity(entity: bytes, default: str, depth: int) -> bytes | None:
     msg, ctype, cte = _fields(head, default)
     if cte not in _IDENTITY:
         return None  # binary, or 8-bit octets where an encoding says there are none
+    if ctype in _SIGNED:
+        return None  # RFC 1847: re-encoding the content would void its signature
     if msg.get_content_maintype() == "multipart":
         boundary = msg.get_boundary()
         inner = None if not boundary else _multipart(
