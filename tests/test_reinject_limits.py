@@ -20,7 +20,7 @@ from scanner.reinject.pool import ConnectionPool
 from scanner.task import ClientInfo, Recipient
 from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir
 from tests.postfix_stack import Stack, require_postfix, wait_ids
-from tests.test_reinject_bdat import Script, _next_hop
+from tests.scripted_hop import Script, serve_script
 
 USERS = [f"user{i}@example.test" for i in range(7)]
 CONTENT = b"Subject: many\r\nMessage-ID: <many@example.org>\r\n\r\nfor seven\r\n"
@@ -39,9 +39,9 @@ async def _deliver(port: int, rcpts: list[str], all_or_nothing: bool,
 
 
 def _run_script(script: Script, rcpts: list[str], all_or_nothing: bool) -> list[str]:
-    """Deliver to the scripted next hop of test_reinject_bdat (DATA, no BDAT)."""
+    """Deliver to the scripted next hop of tests/scripted_hop.py (DATA, no BDAT)."""
     async def main() -> list[str]:
-        server = await asyncio.start_server(lambda r, w: _next_hop(script, r, w),
+        server = await asyncio.start_server(lambda r, w: serve_script(script, r, w),
                                             "127.0.0.1", 0)
         try:
             return await _deliver(server.sockets[0].getsockname()[1], rcpts,
@@ -165,7 +165,7 @@ def test_an_lmtp_next_hop_with_a_recipient_limit_gets_the_rest_later(all_or_noth
     script = Script(lmtp=True, chunking=False, rcpt_limit=3)
 
     async def main() -> list[str]:
-        server = await asyncio.start_server(lambda r, w: _next_hop(script, r, w),
+        server = await asyncio.start_server(lambda r, w: serve_script(script, r, w),
                                             "127.0.0.1", 0)
         hop = NextHop("127.0.0.1", server.sockets[0].getsockname()[1], True, 2, 2,
                       "scanner.test", False, False)

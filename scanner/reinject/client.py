@@ -132,11 +132,23 @@ class SMTPClient:
         return await self.read_reply()
 
     async def greet(self, name: str) -> None:
-        """Read the banner and send EHLO/LHLO; remember the advertised extensions."""
+        """Read the banner and send EHLO/LHLO; remember the advertised extensions.
+
+        An SMTP next hop that refuses EHLO (500/502: it does not know the command)
+        gets HELO, as RFC 5321 3.2 and 4.1.4 allow and as Postfix's smtp client does
+        for any reply but 2xx and 421 (amavis: any but 2xx); after HELO there are no
+        extensions at all, so every command goes out without parameters and without
+        pipelining. A 421 says the next hop is closing; LMTP has no HELO (RFC 2033)."""
         banner = await self.read_reply()
         if banner.code != 220:
             raise NextHopError(f"next hop greeting: {banner.text}", )
         reply = await self.command(f"{'LHLO' if self.lmtp else 'EHLO'} {name}")
+        if reply.code != 250 and not self.lmtp and reply.code != 421:
+            refused, reply = reply, await self.command(f"HELO {name}")
+            if reply.code != 250:
+                raise NextHopError(f"next hop refused EHLO ({refused.text}) and HELO: "
+                                   f"{reply.text}")
+            return
         if reply.code != 250:
             raise NextHopError(f"next hop refused {'LHLO' if self.lmtp else 'EHLO'}: "
                                f"{reply.text}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from scanner.config import ReinjectConfig
 from scanner.errors import NextHopError
-from scanner.reinject import smtputf8
+from scanner.reinject import fit
 from scanner.reinject.client import Reply, SMTPClient, crlf_lines
 from scanner.reinject.pool import ConnectionPool
 from scanner.reinject.xforward import check_xforward, xforward_lines
@@ -243,9 +243,9 @@ def _rcpt_params(client: SMTPClient, rcpt: Recipient) -> list[esmtp.Param]:
 async def _transaction(client: SMTPClient, hop: NextHop, out: Outgoing, result: Delivery,
                        all_or_nothing: bool) -> None:
     """The transaction of :func:`_send` for the recipients the next hop can be given
-    (internationalised addresses fitted to whether it offers SMTPUTF8: :mod:`.smtputf8`);
-    the others are answered with the refusal :func:`smtputf8.fit` gives them."""
-    out, refused = smtputf8.fit(out, client.supports("SMTPUTF8"), hop.label)
+    (the message fitted to the extensions it offers: :mod:`.fit`); the others are
+    answered with the refusal :func:`fit.fit` gives them."""
+    out, refused = fit.fit(client, hop, out)
     if not refused:
         await _send(client, hop, out, result, all_or_nothing)
         return
