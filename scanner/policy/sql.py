@@ -56,6 +56,8 @@ TTL = 60.0
 """Seconds a worker keeps a recipient's row before reading it again."""
 SQLITE_CHUNK = 900
 """Keys per SQLite query (older SQLite allows 999 parameters)."""
+SQLITE_STEPS = 10000
+"""SQLite virtual machine steps between two looks at the clock (well under 1 ms)."""
 NO_PRIORITY = -math.inf
 """The place of a row without a usable ``priority``: after every row that has one."""
 
@@ -251,8 +253,13 @@ class SqlPolicy:
             return _named(cur.description, cur.fetchall())
 
     def _sqlite(self, keys: list[str] | None) -> list[Row]:
+        """:meth:`_query` of SQLite: waits for a lock and runs its statements within
+        ``sql_timeout`` in all (then sqlite3 raises 'interrupted'), as PostgreSQL's
+        connect_timeout and statement_timeout bound its lookups."""
+        deadline = time.monotonic() + self._timeout
         path = self._url[len("sqlite:"):]
         db = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=self._timeout)
+        db.set_progress_handler(lambda: time.monotonic() > deadline, SQLITE_STEPS)
         try:
             if keys is None:
                 cur = db.execute(f"SELECT * FROM {TABLE}")

@@ -14,9 +14,10 @@ import pytest
 
 from scanner.config import loads
 from scanner.errors import ConfigError
-from scanner.policy.sql import SqlPolicy
+from scanner.policy.sql import SqlLookupError, SqlPolicy
 from scanner.task import Envelope, Recipient, Task
-from tests.helpers import message
+from scanner.testing.sink import Sink
+from tests.helpers import handle_at_sink, message
 
 
 def _db(path: Path, rows: list[tuple[Any, ...]], priority: bool = False) -> Path:
@@ -159,3 +160,23 @@ def test_sql_timeout_is_not_a_bank_or_recipient_key(tmp_path):
     """It is the lookup's own setting (read before any recipient's policy is known)."""
     with pytest.raises(ConfigError, match=r"unknown key 'policy_banks\.\"X\"\.sql_timeout'"):
         _config(tmp_path / "p.sqlite", "", "[policy_banks.X]\nsql_timeout = 2.0\n")
+
+
+def test_a_slow_sqlite_statement_ends_at_sql_timeout_and_defers(tmp_path, sink: Sink):
+    """sql_timeout bounds the SQLite statement too, as PostgreSQL's statement_timeout
+    does (before, only the wait for a lock: a slow statement ran to its end, here
+    several seconds, and its row applied). The table is a view that takes ~7 s."""
+    db = tmp_path / "p.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE VIEW scanner_policy AS WITH RECURSIVE c(x) AS (SELECT 1 UNION "
+                     "ALL SELECT x + 1 FROM c WHERE x < 20000000) SELECT '@example.test' AS "
+                     "pattern, '{\"spam_lover\": true}' AS settings FROM c WHERE x = 20000000")
+    conn.close()
+    config = _config(db, "sql_timeout = 1.0\n")
+    with pytest.raises(SqlLookupError, match="interrupted"):
+        SqlPolicy(f"sqlite:{db}", config).override_for("u@example.test")
+    task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=message("sql"),
+                envelope=Envelope("a@example.org", (Recipient("u@example.test"),)))
+    assert handle_at_sink(config, [], task, sink.port) == \
+        ["451 4.5.0 Error in processing, id=00001-01"]
+    assert sink.received == []
