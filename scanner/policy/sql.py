@@ -128,8 +128,9 @@ class SqlPolicy:
             raise SqlLookupError(f"policy SQL lookup failed: {exc}") from exc
         if len(self._cache) > 10000:
             self._cache.clear()
+        values = self._checked(rows)
         for key, address, keys in missing:
-            found[address] = self._merged(keys, rows)
+            found[address] = self._merged(keys, rows, values)
             if generation == self._generation:
                 self._cache[key] = (now, found[address])
         return found
@@ -139,27 +140,32 @@ class SqlPolicy:
         """The database URL without its password, for log lines and messages."""
         return redact(self._url)
 
-    def _merged(self, keys: list[str], rows: Mapping[str, Row]) -> Any:
+    def _merged(self, keys: list[str], rows: Mapping[str, Row],
+                values: Mapping[str, dict[str, Any] | None]) -> Any:
         """The rows of ``keys`` merged key by key (amavis's lookup_sql_field): each
         from the first row, by priority and then by ``keys``' order, that sets it; None
-        when no row is a JSON object."""
+        when no row is a JSON object. ``values``: each row's checked keys."""
         ranked = sorted((-_priority(rows[k].priority), i) for i, k in enumerate(keys)
-                        if k in rows)
-        matching = [rows[keys[i]] for _, i in ranked]
+                        if k in rows and values[k] is not None)
+        if not ranked:
+            return None
         merged: dict[str, Any] = {}
-        valid = False
-        for row in matching:
-            values, problems = self.row_values(row.pattern, row.settings)
+        for _, i in ranked:
+            for name, value in (values[keys[i]] or {}).items():
+                if value is not None:
+                    merged.setdefault(name, value)
+        first = rows[keys[ranked[0][1]]].pattern
+        return build(PolicyOverride, merged, f"{TABLE}[{first}]", SOURCE)
+
+    def _checked(self, rows: Mapping[str, Row]) -> dict[str, dict[str, Any] | None]:
+        """:meth:`row_values` of each row, its problems logged (once per query, however
+        many recipients the row matches)."""
+        checked = {}
+        for key, row in rows.items():
+            checked[key], problems = self.row_values(row.pattern, row.settings)
             for problem in problems:
                 log.error("%s", problem)
-            if values is not None:
-                valid = True
-                for name, value in values.items():
-                    if value is not None:
-                        merged.setdefault(name, value)
-        if not valid:
-            return None
-        return build(PolicyOverride, merged, f"{TABLE}[{matching[0].pattern}]", SOURCE)
+        return checked
 
     def _rows(self, keys: list[str]) -> dict[str, Row]:
         """Rows by lower-cased pattern; of patterns equal but for case, the first in

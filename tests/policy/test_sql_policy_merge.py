@@ -180,3 +180,13 @@ def test_a_slow_sqlite_statement_ends_at_sql_timeout_and_defers(tmp_path, sink: 
     assert handle_at_sink(config, [], task, sink.port) == \
         ["451 4.5.0 Error in processing, id=00001-01"]
     assert sink.received == []
+
+
+def test_a_bad_row_is_logged_once_per_query_not_per_recipient(tmp_path, caplog):
+    """A catch-all row with a bad key matches every recipient of a message: one log
+    line for the message's query (before: one per recipient, 300 for a message to 300)."""
+    db = _db(tmp_path / "p.sqlite", [("@.", '{"tag2_level": "high", "spam_lover": true}')])
+    wanted = [(f"u{i}@example.test", True) for i in range(5)]
+    found = _policy(db).overrides_for(wanted)
+    assert all(found[a].spam_lover is True for a, _ in wanted)
+    assert caplog.text.count("key 'tag2_level' ignored") == 1, caplog.text
