@@ -24,6 +24,7 @@ from scanner.config.model import (
 )
 from scanner.config.policy import BUILTIN_BANKS, NOT_OVERRIDABLE
 from scanner.config.schema import build, to_plain
+from scanner.dburl import redact
 from scanner.errors import ConfigError
 from scanner.quarantine.config import QuarantineConfig
 
@@ -161,7 +162,7 @@ def _check_sql_lookup(config: Config) -> None:
         return
     if url.startswith(("postgresql://", "postgres://")):
         return
-    raise ConfigError(f"{config.source}: 'policy.sql_lookup' = {url!r}: use "
+    raise ConfigError(f"{config.source}: 'policy.sql_lookup' = {redact(url)!r}: use "
                       "'sqlite:/path/to/file' or 'postgresql://user@host/dbname' (or \"\" "
                       "for no SQL lookups)")
 
@@ -279,8 +280,11 @@ def _check_archive_directory(config: Config, src: str, key: str, directory: str)
 
 
 def render(config: Config) -> str:
-    """The effective configuration as TOML text (for ``scanner config show``)."""
+    """The effective configuration as TOML text (for ``scanner config show``), the
+    database URLs without their passwords (``***``)."""
     plain = to_plain(config)
+    plain["policy"]["sql_lookup"] = redact(plain["policy"]["sql_lookup"])
+    plain["quarantine"]["index"] = redact(plain["quarantine"]["index"])
     source = plain.pop("source")
     listeners = plain.pop("listeners")
     lines = [f"# effective configuration (read from {source}, defaults filled in)"]

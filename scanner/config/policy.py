@@ -153,14 +153,19 @@ class PolicyConfig:
         "$defang_bad_header): virus, banned, unchecked, spam, bad_header; empty = off",
         choices=("virus", "banned", "unchecked", "spam", "bad_header"))
     sql_lookup: str = opt("", "per-recipient policy rows from SQL: sqlite:/path/file or "
-                          "postgresql://...; table scanner_policy(pattern, settings JSON)")
+                          "postgresql://...; table scanner_policy(pattern, settings JSON"
+                          "[, priority])")
+    sql_timeout: float = opt(5.0, "seconds a policy SQL lookup may take (SQLite: lock wait and "
+                             "statements; PostgreSQL: connection, and statement); then the "
+                             "message is deferred (451)", min=1.0, max=60.0)
     recipients: Mapping[str, PolicyOverride] = opt(
         {}, "per-recipient overrides: [policy.recipients.\"user@dom\"] (or \"@dom\", "
         "\"@.dom\", \"user@\") with any key above except local_domains/mynetworks/"
-        "recipients/sql_lookup")
+        "recipients/sql_lookup/sql_timeout")
 
 
-NOT_OVERRIDABLE = ("local_domains", "mynetworks", "recipients", "sql_lookup")
+NOT_OVERRIDABLE = ("local_domains", "mynetworks", "recipients", "sql_lookup",
+                   "sql_timeout")
 
 
 def _override_class() -> type:

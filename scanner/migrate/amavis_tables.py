@@ -147,10 +147,11 @@ ADVICE: dict[str, str] = {
     "and set policy.local_domains, whose domains in a returned Message-ID rescue a bounce",
     "@lookup_sql_dsn": "per-recipient policy from SQL is policy.sql_lookup "
     "(\"sqlite:/path\" or \"postgresql://user@host/db\"), read from a table "
-    "scanner_policy(pattern, settings) whose settings are JSON objects of [policy] keys: "
-    "export amavis's users and policy rows into it (a bare user name 'user' becomes "
-    "'user@'), then `scanner config check` lists every row it cannot use (README "
-    "\"Policy\", per-recipient rows from SQL)",
+    "scanner_policy(pattern, settings, priority) whose settings are JSON objects of "
+    "[policy] keys: export amavis's users and policy rows into it (a bare user name "
+    "'user' becomes 'user@'; NULL fields left out; users.priority kept, as the rows merge "
+    "key by key in its order, as amavis's), then `scanner config check` lists every row "
+    "it cannot use (README \"Policy\", per-recipient rows from SQL)",
     "$sql_select_policy": "see @lookup_sql_dsn",
     "$sql_select_white_black_list": "per-recipient sender lists are a row's allow_senders "
     "and block_senders (see @lookup_sql_dsn)",

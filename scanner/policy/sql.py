@@ -2,56 +2,76 @@
 
 Table (create it yourself; the filter only reads it):
 
-    CREATE TABLE scanner_policy (pattern TEXT PRIMARY KEY, settings TEXT NOT NULL);
-    INSERT INTO scanner_policy VALUES ('@example.com', '{"spam_destiny": "discard"}');
-    INSERT INTO scanner_policy VALUES ('boss@example.com', '{"spam_lover": true}');
+    CREATE TABLE scanner_policy (pattern TEXT PRIMARY KEY, settings TEXT NOT NULL,
+                                 priority INTEGER NOT NULL DEFAULT 7);  -- optional
+    INSERT INTO scanner_policy VALUES ('@example.com', '{"spam_destiny": "discard"}', 5);
+    INSERT INTO scanner_policy VALUES ('boss@example.com', '{"spam_lover": true}', 8);
 
 ``pattern`` uses the same forms as ``[policy.recipients]``; ``settings`` is a JSON object
-(text, or PostgreSQL json/jsonb) with any overridable ``[policy]`` key. The most specific
-row wins and applies on top of the configuration's own tables.
+(text, or PostgreSQL json/jsonb) with any overridable ``[policy]`` key.
+
+Rows merge field by field, as amavis's ``lookup_sql_field`` takes each field from the
+first row of its ``ORDER BY users.priority DESC`` query where it is not NULL: the rows
+matching a recipient are ordered by ``priority`` (highest first; the column is
+optional) and then from the most specific pattern to the least, and each key comes
+from the first row that sets it (not to JSON ``null``). A key no row sets keeps the
+configuration's value (its recipient table, banks, ``[policy]``).
 
 Every value is checked as the configuration file's (types, choices, levels, addresses,
 archive paths: :func:`scanner.config.check_policy_table`). A key that does not pass, or
-that no ``[policy]`` table has, is logged naming the row and the key and left out (the
-configuration's value applies); a row whose settings are not a JSON object (NULL, empty,
-not JSON) is logged and ignored, so the next less specific row applies.
+that no ``[policy]`` table has, is logged naming the row and the key and counts as not
+set (the next row's value applies); a row whose settings are not a JSON object (NULL,
+empty, not JSON) is logged and ignored.
 
-A lookup that fails (database missing, unreadable, locked past its busy timeout,
-PostgreSQL down) raises :class:`SqlLookupError`: the message is deferred (451), as amavis
-tempfails it, never delivered with the configuration's policy alone. Results are cached
-per worker for ``ttl`` seconds (a changed row applies within that time, or at once
-after SIGHUP).
+A lookup that fails (database missing, unreadable, locked past ``policy.sql_timeout``,
+PostgreSQL down or slower than that) raises :class:`SqlLookupError`: the message is
+deferred (451), as amavis tempfails it, never delivered with the configuration's policy
+alone. Results are cached per worker for ``ttl`` seconds (a changed row applies within
+that time, or at once after SIGHUP). Passwords in the URL never reach a log line or an
+error message (:func:`scanner.dburl.redact`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from scanner.config import Config, check_policy_table, check_recipient_pattern
 from scanner.config.policy import PolicyOverride
 from scanner.config.schema import build
+from scanner.dburl import redact
 from scanner.errors import ConfigError
 from scanner.policy.lookup import candidates
 
 log = logging.getLogger("scanner.policy")
 TABLE = "scanner_policy"
 SOURCE = "policy SQL table"
-TIMEOUT = 5.0
-"""Seconds a lookup waits for SQLite's lock or PostgreSQL's connection and statement."""
 TTL = 60.0
 """Seconds a worker keeps a recipient's row before reading it again."""
 SQLITE_CHUNK = 900
 """Keys per SQLite query (older SQLite allows 999 parameters)."""
+SQLITE_STEPS = 10000
+"""SQLite virtual machine steps between two looks at the clock (well under 1 ms)."""
+NO_PRIORITY = -math.inf
+"""The place of a row without a usable ``priority``: after every row that has one."""
 
 
 class SqlLookupError(Exception):
     """The policy database could not be read: the message must be deferred."""
+
+
+class Row(NamedTuple):
+    """One row of the table: its pattern, settings and priority (None: no column)."""
+
+    pattern: Any
+    settings: Any
+    priority: Any = None
 
 
 class SqlPolicy:
@@ -61,9 +81,11 @@ class SqlPolicy:
 
     def __init__(self, url: str, config: Config, ttl: float = TTL) -> None:
         if not (url.startswith("sqlite:") or url.startswith(("postgresql:", "postgres:"))):
-            raise ConfigError(f"policy.sql_lookup = {url!r}: use sqlite:/path or postgresql://")
+            raise ConfigError(f"policy.sql_lookup = {redact(url)!r}: use sqlite:/path or "
+                              "postgresql://")
         self._url = url
         self._config = config
+        self._timeout = config.policy.sql_timeout
         self._ttl = ttl
         self._cache: dict[tuple[str, str, bool], tuple[float, Any]] = {}
         self._generation = 0
@@ -76,7 +98,7 @@ class SqlPolicy:
         log.info("SIGHUP: policy SQL rows are read anew")
 
     def override_for(self, address: str, delimiter: str = "+", local: bool = True) -> Any:
-        """The most specific valid PolicyOverride for ``address``, or None; raises
+        """The PolicyOverride merged from the rows matching ``address``, or None; raises
         SqlLookupError when the database cannot be read. ``user@`` rows apply to
         ``local`` addresses only (policy.local_domains), as amavis's bare user names."""
         return self.overrides_for([(address, local)], delimiter)[address]
@@ -102,44 +124,61 @@ class SqlPolicy:
         except Exception as exc:
             names = ", ".join(f"<{address}>" for _, address, _ in missing)
             log.error("policy SQL lookup for %s failed (%s): %s; the message is deferred",
-                      names, self._url.split("@")[-1], exc)
+                      names, self.location, exc)
             raise SqlLookupError(f"policy SQL lookup failed: {exc}") from exc
         if len(self._cache) > 10000:
             self._cache.clear()
+        values = self._checked(rows)
         for key, address, keys in missing:
-            found[address] = self._most_specific(keys, rows)
+            found[address] = self._merged(keys, rows, values)
             if generation == self._generation:
                 self._cache[key] = (now, found[address])
         return found
 
-    def _most_specific(self, keys: list[str], rows: Mapping[str, Any]) -> Any:
-        """The override of the first of ``keys`` with a row that is a JSON object."""
-        for k in keys:
-            if k in rows:
-                result = self._parse(k, rows[k])
-                if result is not None:
-                    return result
-        return None
+    @property
+    def location(self) -> str:
+        """The database URL without its password, for log lines and messages."""
+        return redact(self._url)
 
-    def _rows(self, keys: list[str]) -> dict[str, Any]:
-        """settings by lower-cased pattern; of patterns equal but for case, the first in
+    def _merged(self, keys: list[str], rows: Mapping[str, Row],
+                values: Mapping[str, dict[str, Any] | None]) -> Any:
+        """The rows of ``keys`` merged key by key (amavis's lookup_sql_field): each
+        from the first row, by priority and then by ``keys``' order, that sets it; None
+        when no row is a JSON object. ``values``: each row's checked keys."""
+        ranked = sorted((-_priority(rows[k].priority), i) for i, k in enumerate(keys)
+                        if k in rows and values[k] is not None)
+        if not ranked:
+            return None
+        merged: dict[str, Any] = {}
+        for _, i in ranked:
+            for name, value in (values[keys[i]] or {}).items():
+                if value is not None:
+                    merged.setdefault(name, value)
+        first = rows[keys[ranked[0][1]]].pattern
+        return build(PolicyOverride, merged, f"{TABLE}[{first}]", SOURCE)
+
+    def _checked(self, rows: Mapping[str, Row]) -> dict[str, dict[str, Any] | None]:
+        """:meth:`row_values` of each row, its problems logged (once per query, however
+        many recipients the row matches)."""
+        checked = {}
+        for key, row in rows.items():
+            checked[key], problems = self.row_values(row.pattern, row.settings)
+            for problem in problems:
+                log.error("%s", problem)
+        return checked
+
+    def _rows(self, keys: list[str]) -> dict[str, Row]:
+        """Rows by lower-cased pattern; of patterns equal but for case, the first in
         the database's order of ``pattern`` (logged)."""
         rows, problems = _by_pattern(self._query(keys))
         for problem in problems:
             log.error("%s", problem)
         return rows
 
-    def _parse(self, pattern: str, settings: Any) -> Any:
-        """The row's PolicyOverride, its bad keys left out (logged); None for a row that
-        is not a JSON object."""
-        override, problems = self.check_row(pattern, settings)
-        for problem in problems:
-            log.error("%s", problem)
-        return override
-
-    def check_row(self, pattern: str, settings: Any) -> tuple[Any, list[str]]:
-        """The row's PolicyOverride of the keys that pass the configuration file's checks
-        (None: settings are no JSON object), and what was wrong with the row."""
+    def row_values(self, pattern: str, settings: Any) -> tuple[dict[str, Any] | None,
+                                                              list[str]]:
+        """The row's keys that pass the configuration file's checks (None: settings are
+        no JSON object), and what was wrong with the row."""
         data = settings
         if isinstance(settings, str | bytes):
             try:
@@ -159,7 +198,7 @@ class SqlPolicy:
                 problems.append(problem)
             else:
                 good[key] = value
-        return build(PolicyOverride, good, f"{TABLE}[{pattern}]", SOURCE), problems
+        return good, problems
 
     def _check_key(self, pattern: str, key: str, value: Any) -> str:
         """What is wrong with one key of a row by the configuration file's checks; ''."""
@@ -176,7 +215,8 @@ class SqlPolicy:
         try:
             self._query(["@."])
         except Exception as exc:
-            raise SqlLookupError(f"policy SQL table cannot be read: {exc}") from exc
+            raise SqlLookupError(f"policy SQL table cannot be read ({self.location}): "
+                                 f"{exc}") from exc
 
     def audit(self) -> list[str]:
         """Every problem of every row (``scanner config check``); raises SqlLookupError
@@ -184,63 +224,101 @@ class SqlPolicy:
         try:
             rows = self._query(None)
         except Exception as exc:
-            raise SqlLookupError(f"policy SQL table cannot be read: {exc}") from exc
+            raise SqlLookupError(f"policy SQL table cannot be read ({self.location}): "
+                                 f"{exc}") from exc
         _, problems = _by_pattern(rows)
-        for pattern, settings in rows:
-            if pattern is None:
+        for row in rows:
+            if row.pattern is None:
                 problems.append("policy SQL row with a NULL pattern never matches")
                 continue
             try:
-                check_recipient_pattern(SOURCE, f"{TABLE}[{pattern}]", str(pattern))
+                check_recipient_pattern(SOURCE, f"{TABLE}[{row.pattern}]", str(row.pattern))
             except ConfigError as exc:
-                problems.append(f"policy SQL row {pattern!r}: {exc}")
-            problems += self.check_row(str(pattern), settings)[1]
+                problems.append(f"policy SQL row {row.pattern!r}: {exc}")
+            if row.priority is not None and _priority(row.priority) == NO_PRIORITY:
+                problems.append(f"policy SQL row {row.pattern!r}: priority {row.priority!r} "
+                                "is not a number; the row comes after every row that has one")
+            problems += self.row_values(str(row.pattern), row.settings)[1]
         return problems
 
-    def _query(self, keys: list[str] | None) -> list[tuple[Any, Any]]:
-        """The rows whose lower-cased pattern is one of ``keys`` (None: every row)."""
+    def _query(self, keys: list[str] | None) -> list[Row]:
+        """The rows whose lower-cased pattern is one of ``keys`` (None: every row), in
+        the order of ``pattern``; ``priority`` where the table has that column."""
         if self._url.startswith("sqlite:"):
-            path = self._url[len("sqlite:"):]
-            db = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=TIMEOUT)
-            try:
-                if keys is None:
-                    return db.execute(f"SELECT pattern, settings FROM {TABLE} "
-                                      "ORDER BY pattern").fetchall()
-                rows = []
-                for i in range(0, len(keys), SQLITE_CHUNK):
-                    chunk = keys[i:i + SQLITE_CHUNK]
-                    rows += db.execute(f"SELECT pattern, settings FROM {TABLE} WHERE "
-                                       f"lower(pattern) IN ({','.join('?' * len(chunk))})",
-                                       chunk).fetchall()
-                return sorted(rows, key=lambda r: str(r[0]))  # as ORDER BY pattern
-            finally:
-                db.close()
+            return sorted(self._sqlite(keys), key=lambda r: str(r.pattern))
         import psycopg  # optional dependency: pip install 'scanner[postgresql]'
 
-        ms = int(TIMEOUT * 1000)
-        with psycopg.connect(self._url, connect_timeout=int(TIMEOUT),
+        ms = int(self._timeout * 1000)
+        with psycopg.connect(self._url, connect_timeout=math.ceil(self._timeout),
                              options=f"-c statement_timeout={ms}") as db:
             if keys is None:
-                cur = db.execute(f"SELECT pattern, settings FROM {TABLE} ORDER BY pattern")
+                cur = db.execute(f"SELECT * FROM {TABLE} ORDER BY pattern")
             else:
-                cur = db.execute(f"SELECT pattern, settings FROM {TABLE} "
+                cur = db.execute(f"SELECT * FROM {TABLE} "
                                  "WHERE lower(pattern) = ANY(%s) ORDER BY pattern", (keys,))
-            return list(cur.fetchall())
+            return _named(cur.description, cur.fetchall())
+
+    def _sqlite(self, keys: list[str] | None) -> list[Row]:
+        """:meth:`_query` of SQLite: waits for a lock and runs its statements within
+        ``sql_timeout`` in all (then sqlite3 raises 'interrupted'), as PostgreSQL's
+        connect_timeout and statement_timeout bound its lookups."""
+        deadline = time.monotonic() + self._timeout
+        path = self._url[len("sqlite:"):]
+        db = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=self._timeout)
+        db.set_progress_handler(lambda: time.monotonic() > deadline, SQLITE_STEPS)
+        try:
+            if keys is None:
+                cur = db.execute(f"SELECT * FROM {TABLE}")
+                return _named(cur.description, cur.fetchall())
+            rows = []
+            for i in range(0, len(keys), SQLITE_CHUNK):
+                chunk = keys[i:i + SQLITE_CHUNK]
+                cur = db.execute(f"SELECT * FROM {TABLE} WHERE "
+                                 f"lower(pattern) IN ({','.join('?' * len(chunk))})", chunk)
+                rows += _named(cur.description, cur.fetchall())
+            return rows
+        finally:
+            db.close()
 
 
-def _by_pattern(rows: list[tuple[Any, Any]]) -> tuple[dict[str, Any], list[str]]:
-    """settings by lower-cased pattern, the first of patterns equal but for case; and a
+def _named(description: Any, records: list[tuple[Any, ...]]) -> list[Row]:
+    """The rows of a ``SELECT *`` by their column names (``priority`` is optional; a
+    table without ``pattern`` or ``settings`` raises)."""
+    names = [str(d[0]).lower() for d in description]
+    for needed in ("pattern", "settings"):
+        if needed not in names:
+            raise LookupError(f"table {TABLE} has no column {needed!r}")
+    at = {name: names.index(name) for name in ("pattern", "settings", "priority")
+          if name in names}
+    prio = at.get("priority")
+    return [Row(r[at["pattern"]], r[at["settings"]], None if prio is None else r[prio])
+            for r in records]
+
+
+def _priority(value: Any) -> float:
+    """A row's priority as a number; :data:`NO_PRIORITY` for none or not a number."""
+    if value is None or isinstance(value, bool):
+        return NO_PRIORITY
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return NO_PRIORITY
+    return NO_PRIORITY if math.isnan(number) else number
+
+
+def _by_pattern(rows: list[Row]) -> tuple[dict[str, Row], list[str]]:
+    """Rows by lower-cased pattern, the first of patterns equal but for case; and a
     problem for each of the others."""
-    found: dict[str, Any] = {}
+    found: dict[str, Row] = {}
     first: dict[str, str] = {}
     problems = []
-    for original, settings in rows:
-        if original is None:
+    for row in rows:
+        if row.pattern is None:
             continue
-        lowered = str(original).lower()
+        lowered = str(row.pattern).lower()
         if lowered in found:
-            problems.append(f"policy SQL rows {first[lowered]!r} and {original!r} differ "
-                            f"only in case; {original!r} ignored")
+            problems.append(f"policy SQL rows {first[lowered]!r} and {row.pattern!r} differ "
+                            f"only in case; {row.pattern!r} ignored")
             continue
-        found[lowered], first[lowered] = settings, str(original)
+        found[lowered], first[lowered] = row, str(row.pattern)
     return found, problems

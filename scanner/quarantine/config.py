@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from scanner.config.schema import opt
+from scanner.dburl import redact
 from scanner.errors import ConfigError
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
@@ -58,5 +59,5 @@ class QuarantineConfig:
         index = self.index
         if not (index.startswith("sqlite:") or index.startswith(("postgresql://",
                                                                    "postgres://"))):
-            raise ConfigError(f"'quarantine.index' = {index!r}: use 'sqlite:', "
+            raise ConfigError(f"'quarantine.index' = {redact(index)!r}: use 'sqlite:', "
                               "'sqlite:/path/file' or 'postgresql://user@host/dbname'")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from scanner.dburl import redact
 from scanner.idn import fold_address
 from scanner.quarantine.record import QuarantineError, QuarantineRecord
 
@@ -257,5 +258,5 @@ def open_index(spec: str, directory: str) -> Index:
         from scanner.quarantine.index_pg import PostgresIndex
 
         return PostgresIndex(spec)
-    raise QuarantineError(f"quarantine.index = {spec!r}: use 'sqlite:', 'sqlite:/path/file' "
-                          "or 'postgresql://user@host/dbname'")
+    raise QuarantineError(f"quarantine.index = {redact(spec)!r}: use 'sqlite:', "
+                          "'sqlite:/path/file' or 'postgresql://user@host/dbname'")

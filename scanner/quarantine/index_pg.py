@@ -11,20 +11,11 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from scanner.dburl import redact
 from scanner.quarantine.index import SCHEMA, Index, Run
 from scanner.quarantine.record import IndexUnavailable, QuarantineError
 
 _LOCK_KEY = 0x5C4A7E1  # advisory lock serialising schema creation between hosts
-
-
-def _redact(dsn: str) -> str:
-    """The DSN without its password, for error messages."""
-    if "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"
 
 
 class PostgresIndex(Index):
@@ -39,7 +30,7 @@ class PostgresIndex(Index):
                                   ) from None
         self._psycopg = psycopg
         self.dsn = dsn
-        self.location = _redact(dsn)
+        self.location = redact(dsn)
         self._ready = False
 
     def _connect(self) -> Any:

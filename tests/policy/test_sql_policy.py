@@ -135,14 +135,14 @@ def _task(rcpt: str) -> Task:
                 envelope=Envelope("a@example.org", (Recipient(rcpt),)))
 
 
-def test_a_locked_database_defers_the_message(tmp_path, sink: Sink, monkeypatch):
-    """A database locked past the busy timeout: 451 to Postfix, nothing delivered."""
-    monkeypatch.setattr(sqlmod, "TIMEOUT", 0.2, raising=False)
+def test_a_locked_database_defers_the_message(tmp_path, sink: Sink):
+    """A database locked past policy.sql_timeout: 451 to Postfix, nothing delivered."""
     db = _db(tmp_path / "p.sqlite", [("@example.test", '{"spam_lover": true}')])
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        replies = handle_at_sink(_config(db), [], _task("b@example.test"), sink.port)
+        replies = handle_at_sink(_config(db, "sql_timeout = 1.0\n"), [],
+                                 _task("b@example.test"), sink.port)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -182,9 +182,8 @@ def test_a_slow_lookup_does_not_stop_the_event_loop(tmp_path, monkeypatch):
     from scanner.scores import load_scores
     from scanner.testing.postfix import free_port
 
-    monkeypatch.setattr(sqlmod, "TIMEOUT", 30.0, raising=False)
     db = _db(tmp_path / "p.sqlite", [("@example.test", '{"spam_lover": true}')])
-    config = _config(db)
+    config = _config(db, "sql_timeout = 30.0\n")
     started = threading.Event()
     real = SqlPolicy._query
 
@@ -226,8 +225,7 @@ def test_idn_rows_are_matched_in_a_label_form(tmp_path):
     assert policy.override_for("u@mail.xn--e1afmkfd.test") is None
 
 
-def test_postgresql_rows_text_or_jsonb_and_a_locked_table(pg_url, tmp_path, monkeypatch,
-                                                          caplog):
+def test_postgresql_rows_text_or_jsonb_and_a_locked_table(pg_url, tmp_path, caplog):
     """PostgreSQL: settings as text or jsonb (psycopg hands over a dict: it made the
     lookup raise TypeError); a table locked longer than the timeout is an error (the
     statement_timeout), not a lookup that waits for ever."""
@@ -244,11 +242,11 @@ def test_postgresql_rows_text_or_jsonb_and_a_locked_table(pg_url, tmp_path, monk
     other = policy.override_for("u@example.test")
     assert other.virus_lover is True and other.archive_directory is None
     assert "key 'archive_directory' ignored" in caplog.text
-    monkeypatch.setattr(sqlmod, "TIMEOUT", 0.5)
     with psycopg.connect(pg_url) as holder:
         holder.execute("LOCK TABLE scanner_policy IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(sqlmod.SqlLookupError, match="statement timeout"):
-            SqlPolicy(pg_url, _config(tmp_path / "x")).override_for("v@example.test")
+            quick = _config(tmp_path / "x", "sql_timeout = 1.0\n")
+            SqlPolicy(pg_url, quick).override_for("v@example.test")
         holder.rollback()
     down = pg_url.replace("host=", "host=/nonexistent")
     with pytest.raises(sqlmod.SqlLookupError):
@@ -278,8 +276,7 @@ def test_bare_user_rows_apply_to_local_recipients_only(tmp_path):
     assert remote.spam_lover is False and remote.virus_lover is True  # '@.' applies
 
 
-def test_a_lookup_waiting_on_the_database_ends_with_the_message_timeout(tmp_path, sink,
-                                                                        monkeypatch):
+def test_a_lookup_waiting_on_the_database_ends_with_the_message_timeout(tmp_path, sink):
     """A database that keeps its lock longer than server.message_timeout: the message
     gets its '451 ... timed out' at message_timeout, not when the database lets go."""
     import time
@@ -288,10 +285,9 @@ def test_a_lookup_waiting_on_the_database_ends_with_the_message_timeout(tmp_path
     from scanner.reinject.deliver import NextHop
     from scanner.scores import load_scores
 
-    monkeypatch.setattr(sqlmod, "TIMEOUT", 60.0, raising=False)
     db = _db(tmp_path / "p.sqlite", [("@example.test", '{"spam_lover": true}')])
-    config = loads(f'[server]\nmessage_timeout = 5.0\n[policy]\nsql_lookup = "sqlite:{db}"\n',
-                   "t.toml")
+    config = loads(f'[server]\nmessage_timeout = 5.0\n[policy]\nsql_lookup = "sqlite:{db}"\n'
+                   "sql_timeout = 60.0\n", "t.toml")
     hop = NextHop("127.0.0.1", sink.port, False, 2, 5, "scanner.test", True)
     proc = Processor(config, [], load_scores(), hop, "scanner.test")
     holder = sqlite3.connect(db, isolation_level=None)
