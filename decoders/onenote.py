@@ -1,0 +1,142 @@
+"""Microsoft OneNote sections (.one): the files embedded in them.
+
+Our own reader of what [MS-ONESTORE] 2.6.13 calls a FileDataStoreObject: the GUID
+{BDE316E7-2665-4511-A4C4-8D4D0B7A9EAC} in its on-disk (little-endian) form, a 64-bit
+length, 12 reserved bytes, the file's bytes, padding to 8 bytes and the footer GUID
+{71FBA722-0F79-4A0B-BB13-899256426B24}. Every such object in the section is one child,
+found by its header GUID as ClamAV (1.1+) and one-extract find them, so a damaged file
+node tree hides nothing.
+
+A child is named ``embedded-N`` plus the extension OneNote stored for it (``.hta``,
+``.exe``...) when that extension can be tied to the object for certain: the
+ObjectDeclarationFileData3 node's ``<ifndf>{GUID}`` reference and its extension string,
+and a FileDataStoreObjectReferenceFND (file node 0x094) carrying the same GUID whose
+chunk reference points exactly at the object. Otherwise the name is ``embedded-N`` and
+the detected type (exe-ms, lnk...) is what the banned rules see.
+
+A length that runs past the section, or whose footer is not where it says, keeps the
+bytes that are there (``corrupt`` flag) and makes the part ``DECODE_CORRUPT``.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import uuid
+from collections.abc import Iterator
+
+from decoders.base import Child, CorruptPart
+from decoders.context import DecodeContext
+from decoders.filetype_tables import ONENOTE_SECTION
+from decoders.part import Part
+
+OBJECT_HEADER = uuid.UUID("BDE316E7-2665-4511-A4C4-8D4D0B7A9EAC").bytes_le
+OBJECT_FOOTER = uuid.UUID("71FBA722-0F79-4A0B-BB13-899256426B24").bytes_le
+DATA_OFFSET = 16 + 8 + 4 + 8  # guidHeader, cbLength, unused, reserved
+REFERENCE_NODE = 0x094  # FileDataStoreObjectReferenceFND
+_IFNDF = "<ifndf>{".encode("utf-16-le")
+_IFNDF_CHARS = len("<ifndf>{") + 36 + 1  # "<ifndf>{" GUID "}"
+_EXTENSION = re.compile(r"\.[A-Za-z0-9_-]{1,16}")
+# FileNodeChunkReference field sizes and scale by format ([MS-ONESTORE] 2.2.4.2)
+_STP_FORMATS = {0: (8, 1), 1: (4, 1), 2: (2, 8), 3: (4, 8)}
+_CB_FORMATS = {0: (4, 1), 1: (8, 1), 2: (1, 8), 3: (2, 8)}
+
+
+def _declared_extensions(data: bytes) -> dict[bytes, str]:
+    """GUID (on-disk bytes) -> extension, from ``<ifndf>{GUID}`` strings followed by
+    their extension string (both StringInStorageBuffer: a 32-bit count of UTF-16 units)."""
+    found: dict[bytes, str] = {}
+    pos = data.find(_IFNDF)
+    while pos >= 4:
+        end = pos + 2 * _IFNDF_CHARS
+        if struct.unpack_from("<I", data, pos - 4)[0] == _IFNDF_CHARS and end + 4 <= len(data):
+            text = data[pos:end].decode("utf-16-le", "replace")
+            count = struct.unpack_from("<I", data, end)[0]
+            ext = data[end + 4 : end + 4 + 2 * count].decode("utf-16-le", "replace")
+            try:
+                guid = uuid.UUID(text[8:-1]).bytes_le
+            except ValueError:
+                guid = b""
+            if guid and text.endswith("}") and count <= 17 and _EXTENSION.fullmatch(ext):
+                found[guid] = ext
+        pos = data.find(_IFNDF, pos + 2)
+    return found
+
+
+def _referenced_offset(data: bytes, guid_at: int) -> int | None:
+    """The object offset of the FileDataStoreObjectReferenceFND whose GUID starts at
+    ``guid_at``, or None when no such file node ends there."""
+    for stp_format, (stp_size, stp_scale) in _STP_FORMATS.items():
+        for cb_format, (cb_size, _) in _CB_FORMATS.items():
+            start = guid_at - stp_size - cb_size - 4
+            if start < 0:
+                continue
+            header = struct.unpack_from("<I", data, start)[0]
+            if (header & 0x3FF != REFERENCE_NODE
+                    or (header >> 10) & 0x1FFF != 4 + stp_size + cb_size + 16
+                    or (header >> 23) & 3 != stp_format or (header >> 25) & 3 != cb_format):
+                continue
+            stp = int.from_bytes(data[start + 4 : start + 4 + stp_size], "little")
+            return stp * stp_scale
+    return None
+
+
+def object_extensions(data: bytes) -> dict[int, str]:
+    """Object offset -> the extension OneNote declared for it, where certain."""
+    out: dict[int, str] = {}
+    for guid, ext in _declared_extensions(data).items():
+        pos = data.find(guid)
+        while pos >= 0:
+            offset = _referenced_offset(data, pos)
+            if offset is not None and data[offset : offset + 16] == OBJECT_HEADER:
+                out[offset] = ext
+            pos = data.find(guid, pos + 1)
+    return out
+
+
+def _damage(data: bytes, offset: int, length: int) -> str | None:
+    """Why the object at ``offset`` claiming ``length`` bytes is damaged, or None."""
+    end = offset + DATA_OFFSET + length
+    if end > len(data):
+        return f"object at {offset}: length {length} runs past the end ({len(data)} bytes)"
+    footer = end + (-length % 8)
+    if data[footer : footer + 16] != OBJECT_FOOTER:
+        return f"object at {offset}: no footer after {length} bytes"
+    return None
+
+
+class OneNoteDecoder:
+    """Extracts the embedded files (FileDataStoreObjects) of OneNote sections."""
+
+    name = "onenote"
+    handles = frozenset({"one"})
+    order = 55
+
+    def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:
+        data = part.data()
+        if not data.startswith(ONENOTE_SECTION):
+            raise CorruptPart("onenote: no OneNote section header")
+        extensions = object_extensions(data)
+        damage: list[str] = []
+        offset = data.find(OBJECT_HEADER)
+        n = 0
+        while offset >= 0:
+            ctx.check_time()
+            if offset + DATA_OFFSET > len(data):
+                damage.append(f"object at {offset}: header truncated")
+                break
+            n += 1
+            length = struct.unpack_from("<Q", data, offset + 16)[0]
+            problem = _damage(data, offset, length)
+            start = offset + DATA_OFFSET
+            body = data[start : start + min(length, len(data) - start)]
+            flags = set()
+            if problem:
+                damage.append(problem)
+                flags.add("corrupt")
+            name = f"embedded-{n}{extensions.get(offset, '')}"
+            yield Child(blob=ctx.blob(body), name=name, flags=flags)
+            resume = start + len(body) if problem is None else offset + 16
+            offset = data.find(OBJECT_HEADER, resume)
+        if damage:
+            raise CorruptPart("onenote: " + "; ".join(damage[:3]))
