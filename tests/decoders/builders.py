@@ -183,3 +183,36 @@ def onenote_with_named(files: list[tuple[bytes, str]]) -> bytes:
     trailer = b"".join(onenote_reference(g, off, ext)
                        for g, off, (_, ext) in zip(guids, offsets, files, strict=True))
     return onenote_section(objects, trailer)
+
+
+def lnk_bytes(arguments: str = "-c iex") -> bytes:
+    """A Windows shortcut: the ShellLinkHeader ([MS-SHLLINK] 2.1, HasArguments and
+    IsUnicode set) and its command-line arguments."""
+    import uuid
+
+    header = bytearray(76)
+    struct.pack_into("<I", header, 0, 0x4C)
+    header[4:20] = uuid.UUID("00021401-0000-0000-C000-000000000046").bytes_le
+    struct.pack_into("<I", header, 20, 0x20 | 0x80)
+    return bytes(header) + struct.pack("<H", len(arguments)) + arguments.encode("utf-16-le")
+
+
+def fat12_boot_sector(sectors: int = 64) -> bytes:
+    """A blank FAT12 volume image of ``sectors`` 512-byte sectors: its boot sector only."""
+    image = bytearray(512 * sectors)
+    image[0:11] = b"\xeb\x3c\x90MSDOS5.0"
+    struct.pack_into("<HBHBHHBH", image, 11, 512, 1, 1, 2, 224, sectors, 0xF0, 9)
+    image[54:62] = b"FAT12   "
+    image[510:512] = b"\x55\xaa"
+    return bytes(image)
+
+
+def vhd_footer(disk_size: int, dynamic: bool = False) -> bytes:
+    """A VHD footer (the 512-byte "conectix" record) for a disk of ``disk_size`` bytes."""
+    footer = bytearray(512)
+    footer[0:8] = b"conectix"
+    struct.pack_into(">II", footer, 8, 2, 0x00010000)  # features, format version
+    struct.pack_into(">Q", footer, 16, 512 if dynamic else 0xFFFFFFFFFFFFFFFF)
+    struct.pack_into(">QQ", footer, 40, disk_size, disk_size)
+    struct.pack_into(">I", footer, 60, 3 if dynamic else 2)  # disk type
+    return bytes(footer)
