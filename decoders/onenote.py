@@ -15,7 +15,8 @@ chunk reference points exactly at the object. Otherwise the name is ``embedded-N
 the detected type (exe-ms, lnk...) is what the banned rules see.
 
 A length that runs past the section, or whose footer is not where it says, keeps the
-bytes that are there (``corrupt`` flag) and makes the part ``DECODE_CORRUPT``.
+bytes that are there up to the next object header (``corrupt`` flag; the search goes on
+inside them) and makes the part ``DECODE_CORRUPT``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from decoders.part import Part
 OBJECT_HEADER = uuid.UUID("BDE316E7-2665-4511-A4C4-8D4D0B7A9EAC").bytes_le
 OBJECT_FOOTER = uuid.UUID("71FBA722-0F79-4A0B-BB13-899256426B24").bytes_le
 DATA_OFFSET = 16 + 8 + 4 + 8  # guidHeader, cbLength, unused, reserved
-REFERENCE_NODE = 0x094  # FileDataStoreObjectReferenceFND
 _IFNDF = "<ifndf>{".encode("utf-16-le")
 _IFNDF_CHARS = len("<ifndf>{") + 36 + 1  # "<ifndf>{" GUID "}"
 _EXTENSION = re.compile(r"\.[A-Za-z0-9_-]{1,16}")
@@ -42,12 +42,14 @@ _STP_FORMATS = {0: (8, 1), 1: (4, 1), 2: (2, 8), 3: (4, 8)}
 _CB_FORMATS = {0: (4, 1), 1: (8, 1), 2: (1, 8), 3: (2, 8)}
 
 
-def _declared_extensions(data: bytes) -> dict[bytes, str]:
+def _declared_extensions(data: bytes, ctx: DecodeContext) -> dict[bytes, str]:
     """GUID (on-disk bytes) -> extension, from ``<ifndf>{GUID}`` strings followed by
     their extension string (both StringInStorageBuffer: a 32-bit count of UTF-16 units)."""
     found: dict[bytes, str] = {}
     pos = data.find(_IFNDF)
     while pos >= 4:
+        if len(found) % 1024 == 0:
+            ctx.check_time()
         end = pos + 2 * _IFNDF_CHARS
         if struct.unpack_from("<I", data, pos - 4)[0] == _IFNDF_CHARS and end + 4 <= len(data):
             text = data[pos:end].decode("utf-16-le", "replace")
@@ -63,34 +65,47 @@ def _declared_extensions(data: bytes) -> dict[bytes, str]:
     return found
 
 
-def _referenced_offset(data: bytes, guid_at: int) -> int | None:
-    """The object offset of the FileDataStoreObjectReferenceFND whose GUID starts at
-    ``guid_at``, or None when no such file node ends there."""
-    for stp_format, (stp_size, stp_scale) in _STP_FORMATS.items():
-        for cb_format, (cb_size, _) in _CB_FORMATS.items():
-            start = guid_at - stp_size - cb_size - 4
-            if start < 0:
-                continue
-            header = struct.unpack_from("<I", data, start)[0]
-            if (header & 0x3FF != REFERENCE_NODE
-                    or (header >> 10) & 0x1FFF != 4 + stp_size + cb_size + 16
-                    or (header >> 23) & 3 != stp_format or (header >> 25) & 3 != cb_format):
-                continue
-            stp = int.from_bytes(data[start + 4 : start + 4 + stp_size], "little")
-            return stp * stp_scale
-    return None
+def _reference_nodes() -> re.Pattern[bytes]:
+    """Where a FileDataStoreObjectReferenceFND header may start: node id 0x094, a size
+    of 23 to 36 bytes, any formats and base type, the reserved bit clear (zero-width,
+    so that overlapping candidates are all tried)."""
+    sizes = bytes(sorted({(4 + s + c + 16) << 2 for s, _ in _STP_FORMATS.values()
+                          for c, _ in _CB_FORMATS.values()}))
+    return re.compile(rb"(?=\x94[" + re.escape(sizes) + rb"][\x00\x80][\x00-\x7f])")
 
 
-def object_extensions(data: bytes) -> dict[int, str]:
+_REFERENCE_NODES = _reference_nodes()
+
+
+def _references(data: bytes, ctx: DecodeContext) -> dict[bytes, int]:
+    """GUID (on-disk bytes) -> the offset its FileDataStoreObjectReferenceFND points at;
+    one pass over the section."""
+    found: dict[bytes, int] = {}
+    for n, m in enumerate(_REFERENCE_NODES.finditer(data)):
+        if n % 4096 == 0:
+            ctx.check_time()
+        header = struct.unpack_from("<I", data, m.start())[0]
+        stp_size, stp_scale = _STP_FORMATS[(header >> 23) & 3]
+        cb_size = _CB_FORMATS[(header >> 25) & 3][0]
+        guid_at = m.start() + 4 + stp_size + cb_size
+        if (header >> 10) & 0x1FFF != 4 + stp_size + cb_size + 16 or guid_at + 16 > len(data):
+            continue
+        stp = int.from_bytes(data[m.start() + 4 : m.start() + 4 + stp_size], "little")
+        found[data[guid_at : guid_at + 16]] = stp * stp_scale
+    return found
+
+
+def object_extensions(data: bytes, ctx: DecodeContext) -> dict[int, str]:
     """Object offset -> the extension OneNote declared for it, where certain."""
+    declared = _declared_extensions(data, ctx)
+    if not declared:  # nothing to tie: the one pass over the node headers is spared
+        return {}
+    references = _references(data, ctx)
     out: dict[int, str] = {}
-    for guid, ext in _declared_extensions(data).items():
-        pos = data.find(guid)
-        while pos >= 0:
-            offset = _referenced_offset(data, pos)
-            if offset is not None and data[offset : offset + 16] == OBJECT_HEADER:
-                out[offset] = ext
-            pos = data.find(guid, pos + 1)
+    for guid, ext in declared.items():
+        offset = references.get(guid)
+        if offset is not None and data[offset : offset + 16] == OBJECT_HEADER:
+            out[offset] = ext
     return out
 
 
@@ -105,6 +120,14 @@ def _damage(data: bytes, offset: int, length: int) -> str | None:
     return None
 
 
+def _before_next_object(data: bytes, start: int, end: int) -> int:
+    """Where a damaged object's bytes end: at the next object header before ``end``, which
+    is read as an object of its own (so a section of lying lengths yields no more bytes
+    than it holds)."""
+    following = data.find(OBJECT_HEADER, start, end)
+    return end if following < 0 else following
+
+
 class OneNoteDecoder:
     """Extracts the embedded files (FileDataStoreObjects) of OneNote sections."""
 
@@ -116,7 +139,7 @@ class OneNoteDecoder:
         data = part.data()
         if not data.startswith(ONENOTE_SECTION):
             raise CorruptPart("onenote: no OneNote section header")
-        extensions = object_extensions(data)
+        extensions = object_extensions(data, ctx)
         damage: list[str] = []
         offset = data.find(OBJECT_HEADER)
         n = 0
@@ -129,11 +152,13 @@ class OneNoteDecoder:
             length = struct.unpack_from("<Q", data, offset + 16)[0]
             problem = _damage(data, offset, length)
             start = offset + DATA_OFFSET
-            body = data[start : start + min(length, len(data) - start)]
+            end = min(start + length, len(data))
             flags = set()
             if problem:
                 damage.append(problem)
                 flags.add("corrupt")
+                end = _before_next_object(data, start, end)
+            body = data[start:end]
             name = f"embedded-{n}{extensions.get(offset, '')}"
             yield Child(blob=ctx.blob(body), name=name, flags=flags)
             resume = start + len(body) if problem is None else offset + 16

@@ -131,3 +131,17 @@ def test_the_time_budget_is_checked_between_objects() -> None:
     with pytest.raises(LimitExceeded) as caught:
         next(children)
     assert caught.value.kind == "time"
+
+
+def test_lying_lengths_yield_no_more_bytes_than_the_section_holds() -> None:
+    """Each object claims a gigabyte: its bytes end at the next object header, so 4,000
+    of them give the section's bytes once (before, each gave the rest of the section:
+    quadratic, until the quota stopped it)."""
+    liar = onenote_object(b"", length=10**9, footer=False)[:36]
+    raw = onenote_section([liar] * 4000)
+    with _one_parts(raw) as result:
+        kids = _children(result)
+        assert len(kids) == 1497  # the files limit: 1500 parts with the message's three
+        assert sum(k.size for k in kids) == 0
+        assert "DECODE_LIMIT_FILES" in result.symbols() and all("corrupt" in k.flags for k in kids)
+        assert "DECODE_LIMIT_QUOTA" not in result.symbols()
