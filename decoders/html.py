@@ -2,7 +2,8 @@
 
 ``HtmlDecoder`` yields the payloads of base64 ``data:`` URIs (a common way to smuggle an
 executable inside an HTML attachment) as child parts. It also undoes *HTML smuggling*:
-a page whose script turns a large base64 or hex string literal into a file (``atob``,
+a page whose script turns a large base64 or hex string literal (or several joined with
+``+`` or listed in an array) into a file (``atob``,
 ``Uint8Array``, ``new Blob``, ``createObjectURL``, ``msSaveOrOpenBlob``, a ``download``
 attribute) gets each such literal of at least :data:`SMUGGLED_FLOOR` decoded bytes that
 decodes cleanly (strict base64 or even-length hex) as a child flagged ``html-smuggled``,
@@ -29,8 +30,14 @@ _DATA_URI = re.compile(
 SMUGGLED_FLOOR = 1024
 """Fewest decoded bytes a script literal must give to be taken as a smuggled file
 (an inline icon or a font is smaller, and comes as a ``data:`` URI anyway)."""
-# a string literal of base64 (or hex: its digits are base64 characters too) long enough
-_LITERAL = re.compile(rb"([\"'`])([A-Za-z0-9+/\s]{%d,}={0,2})\1" % (SMUGGLED_FLOOR * 4 // 3))
+LITERAL_CHARS = SMUGGLED_FLOOR * 4 // 3
+# a string literal of base64 (or hex: its digits are base64 characters too); a payload
+# may be one literal or several joined with "+" or listed in an array (one match: the
+# content cannot hold a quote, so no literal is tried more than once)
+_LITERAL = rb"[\"'`]([A-Za-z0-9+/\s]+={0,2})[\"'`]"
+_CHUNK = re.compile(_LITERAL)
+_JOINED = re.compile(rb"(?:%s\s*[+,]\s*)*%s" % (_LITERAL.replace(b"(", b"(?:", 1), _LITERAL))
+_B64_RUN = re.compile(rb"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{32}")  # a chunk's worth
 _HEX = re.compile(rb"(?:[0-9A-Fa-f]{2})+")
 _SMUGGLING_API = re.compile(
     rb"\batob\s*\(|Uint8Array|new\s+Blob\b|createObjectURL|msSaveOrOpenBlob|msSaveBlob"
@@ -41,16 +48,28 @@ _DOWNLOAD_NAME = re.compile(
 _SPACE = re.compile(rb"\s+")
 
 
+def literals(raw: bytes, ctx: DecodeContext) -> Iterator[bytes]:
+    """The text of each base64/hex string literal of ``raw`` at least
+    :data:`LITERAL_CHARS` long, literals joined by ``+`` or ``,`` taken as one."""
+    for n, m in enumerate(_JOINED.finditer(raw)):
+        if n % 4096 == 0:
+            ctx.check_time()
+        if m.end() - m.start() < LITERAL_CHARS:
+            continue
+        text = b"".join(c.group(1) for c in _CHUNK.finditer(raw, m.start(), m.end()))
+        if len(text) >= LITERAL_CHARS:
+            yield text
+
+
 def smuggling(raw: bytes) -> bool:
-    """True when a script in ``raw`` may turn a string literal into a file and a
-    literal long enough to be one is there."""
-    return (_SMUGGLING_API.search(raw) is not None
-            and _LITERAL.search(raw) is not None)
+    """True when a script in ``raw`` may turn a string literal into a file and a run of
+    base64 characters is there (the quick test; :func:`literals` finds the payloads)."""
+    return _SMUGGLING_API.search(raw) is not None and _B64_RUN.search(raw) is not None
 
 
-def _decoded_literal(m: re.Match[bytes]) -> bytes | None:
+def _decoded_literal(literal: bytes) -> bytes | None:
     """The literal's bytes if it decodes cleanly and is large enough, else None."""
-    text = _SPACE.sub(b"", m.group(2))
+    text = _SPACE.sub(b"", literal)
     try:
         if _HEX.fullmatch(text):
             data = binascii.unhexlify(text)
@@ -103,9 +122,9 @@ class HtmlDecoder:
     def _smuggled(raw: bytes, ctx: DecodeContext) -> Iterator[Child]:
         names = _download_names(raw)
         n = 0
-        for m in _LITERAL.finditer(raw):
+        for literal in literals(raw, ctx):
             ctx.check_time()
-            data = _decoded_literal(m)
+            data = _decoded_literal(literal)
             if data is None:
                 continue
             n += 1

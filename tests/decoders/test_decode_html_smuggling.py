@@ -96,3 +96,18 @@ def test_the_quota_bounds_a_smuggled_payload() -> None:
     big = base64.b64encode(EXE * 200).decode()
     with _smuggled(_page(big, BLOB_SAVE), min_quota=1000, min_factor=1, max_factor=1) as result:
         assert "DECODE_LIMIT_QUOTA" in result.symbols() and result.unchecked
+
+
+@pytest.mark.parametrize("before, join, after", [
+    ("var d = '", "' +\n  '", "';"),  # concatenated
+    ("var d = ['", "', '", "'].join('');"),  # an array joined
+])
+def test_a_payload_split_into_joined_literals_is_put_back_together(
+        before: str, join: str, after: str) -> None:
+    encoded = base64.b64encode(ZIP).decode()
+    chunks = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
+    page = (f"<html><body><script>{before}{join.join(chunks)}{after}\n{BLOB_SAVE}"
+            "</script></body></html>\n").encode()
+    with _smuggled(page) as result:
+        (part,) = _flagged(result)
+        assert part.data() == ZIP and part.name == "Invoice_0412.zip"
