@@ -47,8 +47,10 @@ def _declared_extensions(data: bytes, ctx: DecodeContext) -> dict[bytes, str]:
     their extension string (both StringInStorageBuffer: a 32-bit count of UTF-16 units)."""
     found: dict[bytes, str] = {}
     pos = data.find(_IFNDF)
+    seen = 0
     while pos >= 4:
-        if len(found) % 1024 == 0:
+        seen += 1
+        if seen % 1024 == 0:
             ctx.check_time()
         end = pos + 2 * _IFNDF_CHARS
         if struct.unpack_from("<I", data, pos - 4)[0] == _IFNDF_CHARS and end + 4 <= len(data):
