@@ -11,8 +11,9 @@ A child is named ``embedded-N`` plus the extension OneNote stored for it (``.hta
 ``.exe``...) when that extension can be tied to the object for certain: the
 ObjectDeclarationFileData3 node's ``<ifndf>{GUID}`` reference and its extension string,
 and a FileDataStoreObjectReferenceFND (file node 0x094) carrying the same GUID whose
-chunk reference points exactly at the object. Otherwise the name is ``embedded-N`` and
-the detected type (exe-ms, lnk...) is what the banned rules see.
+chunk reference points exactly at the object. Otherwise its detected type names it
+where Windows has an extension for that type (:data:`TYPE_EXTENSIONS`: an ``lnk``
+shortcut is ``embedded-N.lnk``, so the banned names apply), else it is ``embedded-N``.
 
 A length that runs past the section, or whose footer is not where it says, keeps the
 bytes that are there up to the next object header (``corrupt`` flag; the search goes on
@@ -27,7 +28,8 @@ import uuid
 from collections.abc import Iterator
 
 from decoders.base import Child, CorruptPart
-from decoders.context import DecodeContext
+from decoders.context import Blob, DecodeContext
+from decoders.filetype import detect
 from decoders.filetype_tables import ONENOTE_SECTION
 from decoders.part import Part
 
@@ -38,6 +40,12 @@ _IFNDF = "<ifndf>{".encode("utf-16-le")
 _IFNDF_CHARS = len("<ifndf>{") + 36 + 1  # "<ifndf>{" GUID "}"
 _EXTENSION = re.compile(r"\.[A-Za-z0-9_-]{1,16}")
 # FileNodeChunkReference field sizes and scale by format ([MS-ONESTORE] 2.2.4.2)
+# detected type -> the extension Windows opens such a file by (for objects whose stored
+# extension could not be tied to them)
+TYPE_EXTENSIONS = {"exe-ms": ".exe", "lnk": ".lnk", "msi": ".msi", "chm": ".chm",
+                   "iso": ".iso", "img": ".img", "vhd": ".vhd", "vhdx": ".vhdx",
+                   "zip": ".zip", "7z": ".7z", "rar": ".rar", "cab": ".cab", "jar": ".jar",
+                   "html": ".html", "pdf": ".pdf", "one": ".one"}
 _STP_FORMATS = {0: (8, 1), 1: (4, 1), 2: (2, 8), 3: (4, 8)}
 _CB_FORMATS = {0: (4, 1), 1: (8, 1), 2: (1, 8), 3: (2, 8)}
 
@@ -130,6 +138,11 @@ def _before_next_object(data: bytes, start: int, end: int) -> int:
     return end if following < 0 else following
 
 
+def _type_extension(blob: Blob) -> str:
+    """The extension of ``blob``'s detected type in :data:`TYPE_EXTENSIONS`, or ``""``."""
+    return TYPE_EXTENSIONS.get(detect(blob)[0], "")
+
+
 class OneNoteDecoder:
     """Extracts the embedded files (FileDataStoreObjects) of OneNote sections."""
 
@@ -160,10 +173,10 @@ class OneNoteDecoder:
                 damage.append(problem)
                 flags.add("corrupt")
                 end = _before_next_object(data, start, end)
-            body = data[start:end]
-            name = f"embedded-{n}{extensions.get(offset, '')}"
-            yield Child(blob=ctx.blob(body), name=name, flags=flags)
-            resume = start + len(body) if problem is None else offset + 16
+            blob = ctx.blob(data[start:end])
+            ext = extensions.get(offset) or _type_extension(blob)
+            yield Child(blob=blob, name=f"embedded-{n}{ext}", flags=flags)
+            resume = end if problem is None else offset + 16
             offset = data.find(OBJECT_HEADER, resume)
         if damage:
             raise CorruptPart("onenote: " + "; ".join(damage[:3]))

@@ -12,8 +12,9 @@ from decoders.context import Blob, DecodeContext
 from decoders.filetype import detect
 from decoders.onenote import OneNoteDecoder
 from decoders.part import Part
-from scanner.banned import find_banned
+from scanner.banned import build_rules, find_banned
 from tests.decoders.builders import (
+    lnk_bytes,
     message,
     onenote_object,
     onenote_reference,
@@ -55,19 +56,36 @@ def test_an_embedded_hta_comes_out_under_its_stored_extension_and_is_banned() ->
         assert [h.options[0] for h in banned] == [kids[0].path_string()]
 
 
-def test_an_embedded_exe_without_a_stored_extension_is_banned_by_its_type() -> None:
-    raw = onenote_section([onenote_object(EXE)])
+def test_an_embedded_exe_without_a_stored_extension_is_named_and_banned_by_its_type() -> None:
+    raw = onenote_section([onenote_object(EXE), onenote_object(b"meeting notes\n")])
+    with _one_parts(raw) as result:
+        exe, text = _children(result)
+        assert (exe.name, exe.detected_type, exe.data()) == ("embedded-1.exe", "exe-ms", EXE)
+        assert (text.name, text.detected_type) == ("embedded-2", "asc")
+        assert [h.options[0] for h in find_banned(result.parts)] == [exe.path_string()]
+
+
+def test_an_embedded_shortcut_without_a_stored_extension_is_banned_as_a_lnk() -> None:
+    raw = onenote_section([onenote_object(lnk_bytes())])
     with _one_parts(raw) as result:
         (kid,) = _children(result)
-        assert kid.name == "embedded-1" and kid.detected_type == "exe-ms" and kid.data() == EXE
+        assert (kid.name, kid.detected_type) == ("embedded-1.lnk", "lnk")
         assert [h.options[0] for h in find_banned(result.parts)] == [kid.path_string()]
 
 
-def test_an_extension_whose_reference_points_elsewhere_names_nothing() -> None:
+def test_a_site_can_ban_onenote_sections_by_type() -> None:
+    rules = build_rules([{"match": "type", "regex": "^one$", "action": "ban"}])
+    with _one_parts(onenote_section([])) as result:
+        assert find_banned(result.parts) == []
+        assert [h.options[0] for h in find_banned(result.parts, rules)] == [
+            result.parts[2].path_string()]
+
+
+def test_an_extension_whose_reference_points_elsewhere_is_not_taken() -> None:
     trailer = onenote_reference("00000001-AAAA-4BBB-8CCC-DDDDDDDDDDDD", 1032, ".hta")
     raw = onenote_section([onenote_object(HTA)], trailer)
     with _one_parts(raw) as result:
-        assert [k.name for k in _children(result)] == ["embedded-1"]
+        assert [k.name for k in _children(result)] == ["embedded-1.html"]  # its type
 
 
 @pytest.mark.parametrize("length, footer, why", [
