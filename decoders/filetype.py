@@ -5,7 +5,10 @@ what libmagic says: OLE compound files become doc/xls/ppt/msi/msg by their strea
 OOXML zips become docm/xlsm/pptm when they carry a VBA project, and text that starts
 like an RFC 5322 header block (or an mbox ``From`` line) becomes ``mail``, and text or
 data that ends like a zip (junk prepended to an archive, which 7-Zip still opens)
-becomes ``zip``.
+becomes ``zip``. Formats libmagic 5.44 does not know are typed by their leading bytes
+(:data:`decoders.filetype_tables.LEADING_BYTES`): a OneNote section is ``one``, a VHDX
+disk image ``vhdx``, a VHD ``vhd`` (a fixed VHD by the footer that ends it), and a raw
+disk or FAT volume image (libmagic's "DOS/MBR boot sector") ``img``.
 
 ``mismatch_hits()`` compares the detected type with the declared MIME type and the name
 extension and yields ``MIME_TYPE_MISMATCH`` / ``MIME_EXT_MISMATCH`` hits naming the part.
@@ -18,7 +21,14 @@ import re
 import zipfile
 from typing import TYPE_CHECKING
 
-from decoders.filetype_tables import COMPILED, EXT_TYPES, MIME_TYPES, OOXML_MIME_PREFIX
+from decoders.filetype_tables import (
+    COMPILED,
+    EXT_TYPES,
+    LEADING_BYTES,
+    MIME_TYPES,
+    OOXML_MIME_PREFIX,
+    VHD_COOKIE,
+)
 from scanner.task import Hit
 
 if TYPE_CHECKING:
@@ -184,10 +194,24 @@ def zip_at_end(blob: Blob) -> bool:
             return False
 
 
+def fixed_vhd(blob: Blob) -> bool:
+    """True when ``blob`` ends with a VHD footer (a fixed VHD: the raw disk, then the
+    512-byte footer; disks made before Virtual PC 2004 have a 511-byte one)."""
+    if blob.size < 511:
+        return False
+    with blob.open() as fh:
+        fh.seek(blob.size - 512 if blob.size >= 512 else 0)
+        tail = fh.read()
+    return tail.startswith(VHD_COOKIE) or tail[1:].startswith(VHD_COOKIE)
+
+
 def detect(blob: Blob) -> tuple[str, str]:
     """The short type and libmagic description of ``blob``."""
     with blob.open() as fh:
         head = fh.read(HEAD)
+    for lead, short, description in LEADING_BYTES:
+        if head.startswith(lead):
+            return short, description
     quick = describe(head, soft=False)
     if "text" in quick and b"\0" not in head[:65536] and head[257:262] != b"ustar":
         short_text = classify_text(head)
@@ -205,6 +229,8 @@ def detect(blob: Blob) -> tuple[str, str]:
         short = "mail"
     elif short in ("asc", "dat") and zip_at_end(blob):
         short = "zip"
+    elif short in ("dat", "img") and fixed_vhd(blob):
+        short, description = "vhd", "Microsoft VHD disk image (fixed)"
     return short, description
 
 

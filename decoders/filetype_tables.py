@@ -36,6 +36,7 @@ MAGIC_TO_SHORT: tuple[tuple[str, str], ...] = (
     (r"cpio archive", "cpio"),
     (r"Microsoft Cabinet", "cab"),
     (r"ISO 9660", "iso"),
+    (r"^DOS/MBR boot sector|^DOS floppy", "img"),  # raw disk or FAT volume image
     (r"^RPM ", "rpm"),
     (r"Debian binary package", "deb"),
     (r"current ar archive|^ar archive", "ar"),
@@ -77,6 +78,17 @@ MAGIC_TO_SHORT: tuple[tuple[str, str], ...] = (
     (r"^data$", "dat"),
 )
 
+# Formats libmagic 5.44 does not name (it calls a OneNote section "Non-ISO extended-ASCII
+# text"): leading bytes -> short type and the description reported in their place
+# the OneNote section file type GUID {7B5C52E4-D88C-4DA7-AEB1-5378D02996D3}, on disk
+ONENOTE_SECTION = bytes.fromhex("e4525c7b8cd8a74daeb15378d02996d3")
+VHD_COOKIE = b"conectix"  # a VHD's footer; a dynamic VHD also starts with a copy of it
+LEADING_BYTES: tuple[tuple[bytes, str, str], ...] = (
+    (ONENOTE_SECTION, "one", "Microsoft OneNote section"),
+    (b"vhdxfile", "vhdx", "Microsoft VHDX disk image"),  # its file type identifier
+    (VHD_COOKIE, "vhd", "Microsoft VHD disk image (dynamic)"),
+)
+
 COMPILED = tuple((re.compile(p, re.I), t) for p, t in MAGIC_TO_SHORT)
 
 ZIP_FAMILY = frozenset(
@@ -104,6 +116,7 @@ EXT_TYPES: dict[str, frozenset[str]] = {
     "tar": frozenset({"tar"}),
     "cab": frozenset({"cab"}),
     "iso": frozenset({"iso"}),
+    "one": frozenset({"one"}),
     "pdf": frozenset({"pdf"}),
     "doc": OLE_FAMILY | {"rtf", "html", "xml", "docx", "docm"},
     "xls": OLE_FAMILY | {"html", "xml", "asc", "xlsx", "xlsm"},

@@ -30,6 +30,7 @@ BUILT_INS = {
     "sfx",
     "arj",
     "sis",
+    "onenote",
 }
 
 
