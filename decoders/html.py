@@ -39,9 +39,18 @@ _CHUNK = re.compile(_LITERAL)
 _JOINED = re.compile(rb"(?:%s\s*[+,]\s*)*%s" % (_LITERAL.replace(b"(", b"(?:", 1), _LITERAL))
 _B64_RUN = re.compile(rb"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{32}")  # a chunk's worth
 _HEX = re.compile(rb"(?:[0-9A-Fa-f]{2})+")
-_SMUGGLING_API = re.compile(
-    rb"\batob\s*\(|Uint8Array|new\s+Blob\b|createObjectURL|msSaveOrOpenBlob|msSaveBlob"
-    rb"|\bdownload\s*=|\.download\b", re.I)
+# the script calls that turn a string into a file: a word each (found with bytes.find in
+# the lowered page; a regex alternation with IGNORECASE tried every position of every HTML
+# part: 0.74 ms for a 16 KB page) and, where the word alone says too little, the context
+# it needs around it
+_SMUGGLING_API = (
+    (b"atob", re.compile(rb"\batob\s*\(")),
+    (b"uint8array", None),
+    (b"blob", re.compile(rb"new\s+blob\b")),
+    (b"createobjecturl", None),
+    (b"mssave", re.compile(rb"mssave(?:oropen)?blob")),
+    (b"download", re.compile(rb"\bdownload\s*=|\.download\b")),
+)
 _DOWNLOAD_NAME = re.compile(
     rb"""(?:\bdownload\s*=\s*|msSave(?:OrOpen)?Blob\s*\([^;]{0,200}?,\s*)(["'])([^"'<>\r\n]{1,255})\1""",
     re.I)
@@ -64,7 +73,18 @@ def literals(raw: bytes, ctx: DecodeContext) -> Iterator[bytes]:
 def smuggling(raw: bytes) -> bool:
     """True when a script in ``raw`` may turn a string literal into a file and a run of
     base64 characters is there (the quick test; :func:`literals` finds the payloads)."""
-    return _SMUGGLING_API.search(raw) is not None and _B64_RUN.search(raw) is not None
+    return _uses_file_api(raw.lower()) and _B64_RUN.search(raw) is not None
+
+
+def _uses_file_api(low: bytes) -> bool:
+    for word, context in _SMUGGLING_API:
+        at = low.find(word)
+        while at >= 0:
+            if context is None or context.search(low, max(0, at - 32),
+                                                  at + len(word) + 32):
+                return True
+            at = low.find(word, at + 1)
+    return False
 
 
 def _decoded_literal(literal: bytes) -> bytes | None:

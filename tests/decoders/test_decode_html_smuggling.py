@@ -111,3 +111,19 @@ def test_a_payload_split_into_joined_literals_is_put_back_together(
     with _smuggled(page) as result:
         (part,) = _flagged(result)
         assert part.data() == ZIP and part.name == "Invoice_0412.zip"
+
+
+@pytest.mark.parametrize("call, found", [
+    ("x = ATOB(d);", True), ("x = atob (d);", True), ("atobx(d)", False),
+    ("new UINT8ARRAY(n)", True), ("new   Blob([d])", True), ("newblob", False),
+    ("blob = 1", False), ("URL.CreateObjectURL(b)", True),
+    ("navigator.msSaveBlob(b, 'x')", True), ("navigator.msSaveOrOpenBlob(b)", True),
+    ("a.Download = 'x.zip'", True), ("<a download='x.zip'>", True),
+    ("download our app today", False), ("downloads = 3", False),
+])
+def test_each_file_api_is_recognised_in_any_case_alone(call: str, found: bool) -> None:
+    """The quick test looks for each call by a word and its context: the same calls the
+    pattern names, in any letter case, and nothing that only shares a word."""
+    from decoders.html import smuggling
+    page = _page(base64.b64encode(ZIP).decode(), call)
+    assert smuggling(page) is found
