@@ -5,7 +5,11 @@
   and Reply-To addresses, space-separated; and ``LinkMismatch``: one value per HTML
   link whose text shows a web address (``http://``, ``https://`` or ``www.``) in
   another registered domain than the link leads to, as "SHOWN TARGET" registered
-  domains), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
+  domains), SpamAssassin's ``X-Spam-Relays-Trusted``, ``-Untrusted``, ``-Internal`` and
+  ``-External`` (:func:`scanner.auth.received.pseudo_headers`: the Task's Received chain
+  when the rules check hands it over, else this message's own Received headers with
+  private addresses trusted, as SpamAssassin guesses when no trusted_networks are
+  configured), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
 - ``body``: the Subject as first line, then every text/plain and text/html part (HTML
   rendered; every other text/* type but text/calendar and text/x-vcard counts as
   text/plain, and so does a multipart no delimiter splits, as Python's ``email`` shows
@@ -32,7 +36,7 @@ body of ASCII parts only stays octets (see :meth:`MessageView.body`). ``rawbody`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -41,12 +45,20 @@ from urllib.parse import urlsplit
 import regex
 
 from scanner.auth.psl import known_org_domain
+from scanner.auth.received import (
+    ORIGINATING_IP_HEADERS,
+    find_chain,
+    originating_ips,
+    pseudo_headers,
+)
+from scanner.dns.reverse import NOT_PUBLIC
 from scanner.rules import addrparse
 from scanner.rules import headers as hdr
 from scanner.rules.charsets import normalize
 from scanner.rules.html import Rendered, render
 from scanner.rules.textparts import TextPart, leaves_from_parts, leaves_from_raw
 from scanner.rules.uris import UriFinder, canonicalize, from_html, from_text
+from scanner.task import ClientInfo
 
 MAX_LINE = 2048
 # Perl's \s on characters (Python's \s also takes \x1c-\x1f, which Perl's does not)
@@ -60,6 +72,8 @@ _RAW_FOLD = re.compile(rb"\r?\n\s+")
 _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _RENDER_MEMO = "rules.render"  # key of the rendered HTML in a decoders' part's memo
+_RELAY_HEADERS = {n.lower(): n for n in ("X-Spam-Relays-Trusted", "X-Spam-Relays-Untrusted",
+                                         "X-Spam-Relays-Internal", "X-Spam-Relays-External")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +96,8 @@ class MessageView:
     uri_finder: UriFinder | None = None
     redirectors: Sequence[regex.Pattern] = ()
     valid_host: Callable[[str], bool] | None = None
+    relays: Mapping[str, str] | None = None
+    """SpamAssassin's X-Spam-Relays-* values; None: worked out from the headers."""
 
     @cached_property
     def headers(self) -> hdr.HeaderBlock:
@@ -115,6 +131,8 @@ class MessageView:
             values = self._from_reply_to()
         elif name == "LinkMismatch":
             values = self._link_mismatch
+        elif name.lower() in _RELAY_HEADERS:
+            values = [self._relay_headers[_RELAY_HEADERS[name.lower()]].encode("latin-1")]
         elif name == "MESSAGEID":
             values = [v for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID",
                                   "Message-Id") for v in self._get(h, raw) if v]
@@ -154,6 +172,16 @@ class MessageView:
             if pair is not None:
                 out.append(f"{pair[0]} {pair[1]}".encode("ascii"))
         return out
+
+    @cached_property
+    def _relay_headers(self) -> Mapping[str, str]:
+        if self.relays is not None:
+            return self.relays
+        received = [v.decode("latin-1") for v in self.headers.raw("Received")]
+        values = [v.decode("latin-1") for name in ORIGINATING_IP_HEADERS
+                  for v in self.headers.raw(name)]
+        return pseudo_headers(find_chain(received, ClientInfo(), NOT_PUBLIC, NOT_PUBLIC,
+                                         originating=originating_ips(values)))
 
     def _get(self, name: str, raw: bool) -> list[bytes]:
         if raw:
