@@ -140,8 +140,10 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
 
     ``internal`` networks are trusted as well. With ``trust_authenticated``, a hop a
     trusted host recorded as authenticated (``with ESMTPA``) is trusted, and so is
-    every hop below it (our own user's side of the submission). ``originating``
-    addresses (:func:`originating_ips`) follow the Received hops, as in SpamAssassin.
+    every Received hop below it (our own user's side of the submission; SpamAssassin
+    judges each of those by its address). ``originating`` addresses
+    (:func:`originating_ips`) follow the Received hops and are judged by their address,
+    as in SpamAssassin.
     """
     hops, source = _hops(received[:MAX_HOPS], client)
     first_originating = len(hops)
@@ -159,7 +161,7 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
             if in_trusted:  # a locally submitted message: it started inside
                 return RelayChain(tuple(out), source, local=True)
             continue
-        if in_trusted and not submitted:
+        if in_trusted and (not submitted or n >= first_originating):
             auth = trust_authenticated and hop.authenticated
             if not auth and not in_networks(hop.ip, trusted_all):
                 in_trusted = in_internal = False

@@ -45,7 +45,7 @@ _SHAPES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = tuple(
         (rf"^\[({_IP})\](?::\d+)? \((.*?)\) by ", ("ip", "sub")),
         # qmail: from rdns (HELO name) (user@[ip]) by ...
         (rf"^(\S+) \((?:HELO|EHLO) ([^)]*)\) \((\S*@)?\[?({_IP})\]?\)",
-         ("rdns", "helo", "-", "ip")),
+         ("rdns", "helo", "ident@", "ip")),
         # Sendmail, Microsoft: from helo ([ip]) by ...
         (rf"^(\S+) \(\[({_IP})\]\)", ("helo", "ip")),
         # qmail: from rdns (ident@ip) by ... (qmail drops a HELO equal to the rDNS);
