@@ -10,14 +10,18 @@ address space). Every hop below the first untrusted one is *untrusted* too (a cl
 nobody we trust vouches for): :class:`RelayChain` keeps them all, as SpamAssassin's
 X-Spam-Relays-Untrusted does, for the DNSBL check's ``all-untrusted`` scope and for
 rules. As in SpamAssassin, a hop with authentication (``with ESMTPA``) recorded by a
-trusted host is trusted, and so is everything below it (SpamAssassin's MSA rule).
+trusted host is trusted, and (unlike SpamAssassin, which judges each by its address)
+so is every Received hop below it: our own user's side of the submission.
 
-Two deliberate differences from SpamAssassin: a hop without an address (a local
-submission) above the trust boundary ends the walk (the message started inside; below
-the boundary such a hop is skipped, as SpamAssassin skips it); and with no networks
-configured SpamAssassin guesses them (private addresses trusted), while here the
-callers' defaults (``[policy] mynetworks``) apply. The pseudo-headers of
-:func:`pseudo_headers` follow SpamAssassin's format field by field.
+Other deliberate differences from SpamAssassin: a hop without an address (a local
+submission, ``from userid 1000``) met in the trusted part ends the search for the
+*client* (the message started inside: ``ALL_TRUSTED``, no SPF or DNSBL look-up), though
+the chain and its pseudo-headers go on below it as SpamAssassin's do; and with no
+networks configured SpamAssassin guesses them (private addresses trusted), while here
+the callers' defaults (``[policy] mynetworks``) apply. A mail fetcher's header
+(``with POP3``/``IMAP``) in the trusted part restarts the chain, as in SpamAssassin.
+The pseudo-headers of :func:`pseudo_headers` follow SpamAssassin's format field by
+field.
 
 With XFORWARD the first hop is what Postfix saw (``task.client``); Postfix's own
 Received header, which says the same, gives its ``by``, ``id`` and ``auth``.
@@ -70,7 +74,9 @@ class RelayChain:
 
     hops: tuple[ChainHop, ...]
     source: str  # "xforward", "received" or "none"
-    local: bool = False  # the walk met a hop without an address in the trusted part
+    # hops before the first one without an address met in the trusted part (a local
+    # submission): the relays that can be the client; None: all of them
+    local_at: int | None = None
 
     @property
     def trusted(self) -> list[Relay]:
@@ -87,10 +93,11 @@ class RelayChain:
     def origin(self) -> Origin:
         """The first untrusted and the last external relay (Received chain only: a
         webmail client's address from X-Originating-IP is no SMTP client)."""
-        untrusted = [h.relay for h in self.hops if not h.trusted and not h.originating]
+        hops = self.hops[:self.local_at]
+        untrusted = [h.relay for h in hops if not h.trusted and not h.originating]
         if not untrusted:
             return Origin(None, None, self.source)
-        external = [h.relay for h in self.hops if not h.internal and not h.originating]
+        external = [h.relay for h in hops if not h.internal and not h.originating]
         return Origin(untrusted[0], external[0] if external else None, self.source)
 
 
@@ -151,15 +158,17 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
     trusted_all = [*trusted, *internal]
     in_trusted = in_internal = True
     submitted = False
+    local_at: int | None = None
     out: list[ChainHop] = []
     for n, hop in enumerate(hops):
         if hop is FETCHED:
             if in_trusted:  # fetched by our own fetchmail: the chain starts again
                 out.clear()
+                local_at = None
             continue
         if hop is None:
-            if in_trusted:  # a locally submitted message: it started inside
-                return RelayChain(tuple(out), source, local=True)
+            if in_trusted and local_at is None:  # a local submission: started inside
+                local_at = len(out)
             continue
         if in_trusted and (not submitted or n >= first_originating):
             auth = trust_authenticated and hop.authenticated
@@ -170,7 +179,7 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
             submitted = auth
         out.append(ChainHop(hop, in_trusted, in_internal,
                             originating=n >= first_originating))
-    return RelayChain(tuple(out), source if first_originating else "none")
+    return RelayChain(tuple(out), source if first_originating else "none", local_at)
 
 
 def originating_ips(values: Sequence[str]) -> list[str]:

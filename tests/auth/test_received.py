@@ -197,3 +197,13 @@ def test_forged_chain_is_walked_only_to_max_hops() -> None:
               f"h{n - 1}.example (Postfix) with SMTP id {n}" for n in range(500)]
     chain = find_chain(forged, ClientInfo(), LOCAL, LOCAL)
     assert len(chain.hops) == MAX_HOPS
+
+
+def test_a_local_submission_ends_the_client_search_but_not_the_chain() -> None:
+    """A list server re-submitted the message locally: no client (ALL_TRUSTED), yet the
+    relays below stay in X-Spam-Relays-Untrusted as SpamAssassin lists them."""
+    resubmitted = ("(from cpunks@localhost) by list.example (8.12.5/8.12.5/Submit) id "
+                   "g6NJo6gW050390; Tue, 23 Jul 2002 14:50:06 -0500")
+    chain = find_chain([resubmitted, OUR_MX], ClientInfo(), LOCAL, LOCAL)
+    assert chain.origin().all_trusted
+    assert [r.ip for r in chain.untrusted] == ["192.0.2.1"]
