@@ -77,6 +77,11 @@ class RelayChain:
     # hops before the first one without an address met in the trusted part (a local
     # submission): the relays that can be the client; None: all of them
     local_at: int | None = None
+    # SpamAssassin's last_trusted_relay_index and last_internal_relay_index: how many
+    # Received headers from the top (less one) are trusted (internal), for ALL-TRUSTED,
+    # ALL-UNTRUSTED, ALL-INTERNAL and ALL-EXTERNAL
+    last_trusted_index: int = -1
+    last_internal_index: int = -1
 
     @property
     def trusted(self) -> list[Relay]:
@@ -153,21 +158,23 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
     as in SpamAssassin.
     """
     hops, source = _hops(received[:MAX_HOPS], client)
+    synthetic = len(hops) - min(len(received), MAX_HOPS)  # XFORWARD's hop, no header
     first_originating = len(hops)
     hops += [Relay(ip=ip) for ip in originating]
     trusted_all = [*trusted, *internal]
     in_trusted = in_internal = True
     submitted = False
     local_at: int | None = None
+    last = [-1, -1]  # SpamAssassin's last trusted and last internal Received index
     out: list[ChainHop] = []
     for n, hop in enumerate(hops):
-        if hop is FETCHED:
-            if in_trusted:  # fetched by our own fetchmail: the chain starts again
+        is_header = synthetic <= n < first_originating
+        if hop is FETCHED or hop is None:
+            last = [last[0] + in_trusted, last[1] + in_internal] if is_header else last
+            if hop is FETCHED and in_trusted:  # our own fetchmail: the chain starts again
                 out.clear()
                 local_at = None
-            continue
-        if hop is None:
-            if in_trusted and local_at is None:  # a local submission: started inside
+            elif hop is None and in_trusted and local_at is None:  # a local submission
                 local_at = len(out)
             continue
         if in_trusted and (not submitted or n >= first_originating):
@@ -179,7 +186,10 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
             submitted = auth
         out.append(ChainHop(hop, in_trusted, in_internal,
                             originating=n >= first_originating))
-    return RelayChain(tuple(out), source if first_originating else "none", local_at)
+        if is_header:
+            last = [last[0] + in_trusted, last[1] + in_internal]
+    return RelayChain(tuple(out), source if first_originating else "none", local_at,
+                      last[0], last[1])
 
 
 def originating_ips(values: Sequence[str]) -> list[str]:

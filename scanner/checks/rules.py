@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from scanner.auth.received import networks_setting, pseudo_headers, task_chain
+from scanner.auth.received import networks_setting, task_chain
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns.blocked import Network
@@ -201,9 +201,9 @@ def message_view(task: Task, rs: RuleSet, finder: UriFinder | None, limits: View
     ``networks`` (trusted, internal), the Task's relay chain (XFORWARD included) as
     SpamAssassin's X-Spam-Relays-* pseudo-headers."""
     sender = task.envelope.sender.strip("<>") or None
-    relays = pseudo_headers(task_chain(task, *networks)) if networks is not None else None
+    chain = task_chain(task, *networks) if networks is not None else None
     return MessageView(task.raw, task.parts, envelope_from=sender, limits=limits,
-                       uri_finder=finder, redirectors=rs.redirectors, relays=relays)
+                       uri_finder=finder, redirectors=rs.redirectors, chain=chain)
 
 
 def bad_header_hits(task: Task) -> list[Hit]:

@@ -6,7 +6,8 @@
   link whose text shows a web address (``http://``, ``https://`` or ``www.``) in
   another registered domain than the link leads to, as "SHOWN TARGET" registered
   domains), SpamAssassin's ``X-Spam-Relays-Trusted``, ``-Untrusted``, ``-Internal`` and
-  ``-External`` (:func:`scanner.auth.received.pseudo_headers`: the Task's Received chain
+  ``-External`` and ``ALL-TRUSTED``, ``ALL-UNTRUSTED``, ``ALL-INTERNAL``,
+  ``ALL-EXTERNAL`` (:func:`scanner.auth.received.pseudo_headers`: the Task's Received chain
   when the rules check hands it over, else this message's own Received headers with
   private addresses trusted, as SpamAssassin guesses when no trusted_networks are
   configured), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
@@ -47,6 +48,7 @@ import regex
 from scanner.auth.psl import known_org_domain
 from scanner.auth.received import (
     ORIGINATING_IP_HEADERS,
+    RelayChain,
     find_chain,
     originating_ips,
     pseudo_headers,
@@ -72,6 +74,8 @@ _RAW_FOLD = re.compile(rb"\r?\n\s+")
 _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _RENDER_MEMO = "rules.render"  # key of the rendered HTML in a decoders' part's memo
+_ALL_RANGES = {"ALL-TRUSTED": ("trusted", False), "ALL-UNTRUSTED": ("trusted", True),
+               "ALL-INTERNAL": ("internal", False), "ALL-EXTERNAL": ("internal", True)}
 _RELAY_HEADERS = {n.lower(): n for n in ("X-Spam-Relays-Trusted", "X-Spam-Relays-Untrusted",
                                          "X-Spam-Relays-Internal", "X-Spam-Relays-External")}
 
@@ -96,8 +100,8 @@ class MessageView:
     uri_finder: UriFinder | None = None
     redirectors: Sequence[regex.Pattern] = ()
     valid_host: Callable[[str], bool] | None = None
-    relays: Mapping[str, str] | None = None
-    """SpamAssassin's X-Spam-Relays-* values; None: worked out from the headers."""
+    chain: RelayChain | None = None
+    """The Task's Received chain; None: worked out from the headers."""
 
     @cached_property
     def headers(self) -> hdr.HeaderBlock:
@@ -122,6 +126,8 @@ class MessageView:
             if raw:
                 return [n.encode("latin-1") + b":" + v for n, v in block.order]
             return block.all_decoded()
+        if name in _ALL_RANGES:
+            return self._all_range(name, raw)
         if name.lower() == "envelopefrom":
             values = [self.envelope_from.encode("utf-8", "replace")] if self.envelope_from \
                 else self._envelope_guess()
@@ -174,14 +180,37 @@ class MessageView:
         return out
 
     @cached_property
-    def _relay_headers(self) -> Mapping[str, str]:
-        if self.relays is not None:
-            return self.relays
+    def _chain(self) -> RelayChain:
+        if self.chain is not None:
+            return self.chain
         received = [v.decode("latin-1") for v in self.headers.raw("Received")]
         values = [v.decode("latin-1") for name in ORIGINATING_IP_HEADERS
                   for v in self.headers.raw(name)]
-        return pseudo_headers(find_chain(received, ClientInfo(), NOT_PUBLIC, NOT_PUBLIC,
-                                         originating=originating_ips(values)))
+        return find_chain(received, ClientInfo(), NOT_PUBLIC, NOT_PUBLIC,
+                          originating=originating_ips(values))
+
+    @cached_property
+    def _relay_headers(self) -> Mapping[str, str]:
+        return pseudo_headers(self._chain)
+
+    def _all_range(self, name: str, raw: bool) -> list[bytes]:
+        """SpamAssassin's ALL-TRUSTED, ALL-INTERNAL (every header line down to the
+        first untrusted / external Received header, inclusive) and ALL-UNTRUSTED,
+        ALL-EXTERNAL (from that Received header to the end)."""
+        part, first_outside = _ALL_RANGES[name]
+        index = (self._chain.last_trusted_index if part == "trusted"
+                 else self._chain.last_internal_index) + 1
+        order = self.headers.order
+        received = [i for i, (n, _) in enumerate(order) if n.lower() == "received"]
+        cut = received[index] if index < len(received) else None
+        if first_outside:
+            chosen = order[cut:] if cut is not None else []
+        else:
+            chosen = order[:cut + 1] if cut is not None else order
+        if raw:
+            return [n.encode("latin-1") + b":" + v for n, v in chosen]
+        return [n.encode("latin-1") + b": " + hdr.decode_value(v, n) + b"\n"
+                for n, v in chosen]
 
     def _get(self, name: str, raw: bool) -> list[bytes]:
         if raw:

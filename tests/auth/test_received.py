@@ -207,3 +207,14 @@ def test_a_local_submission_ends_the_client_search_but_not_the_chain() -> None:
     chain = find_chain([resubmitted, OUR_MX], ClientInfo(), LOCAL, LOCAL)
     assert chain.origin().all_trusted
     assert [r.ip for r in chain.untrusted] == ["192.0.2.1"]
+
+
+def test_spamassassins_received_indexes() -> None:
+    """last_trusted/internal_relay_index count Received headers from the top, the
+    ignored ones in the trusted part too (ALL-TRUSTED, ALL-EXTERNAL read them)."""
+    chain = find_chain([PICKUP, INTERNAL, OUR_MX, SENDER_SIDE], ClientInfo(), SITE, LOCAL)
+    assert (chain.last_trusted_index, chain.last_internal_index) == (1, 0)
+    # XFORWARD's own hop (no Postfix header) is no Received header
+    client = ClientInfo(addr="10.0.0.9", helo="relay.ours.test")
+    chain = find_chain([OUR_MX], client, SITE, SITE)
+    assert (chain.last_trusted_index, chain.last_internal_index) == (-1, -1)
