@@ -28,9 +28,12 @@ _DATE = re.compile(r"[\s;]+(?:(?:Mon|T(?:ue|hu)|Wed|Fri|S(?:at|un)), )?\d+ (?:J(
 _ID = re.compile(r" id <?([^\s<>;]{3,})")
 _HELO_EQ = re.compile(r"\bhelo=([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)")
 _HELO_CMD = re.compile(r"\b(?:HELO|EHLO) ([-A-Za-z0-9.^+_&:=?!@%*$\\/]+)")
-_BY = re.compile(r" by (\S+?)(?:[^-A-Za-z0-9;.]|;?$)")
+_BY = re.compile(r" by (\S+)(?:[^-A-Za-z0-9;.]|$)")
 _AUTH_WITH = re.compile(r"(?i) with ((?:ES|L|UTF8S|UTF8L)MTPS?A|ASMTP|HTTP[SU]?)(?: |;|$)")
 _AUTH_POSTFIX = re.compile(r"\) \(Authenticated sender: \S+\) by \S+ \(([^)]+)\) with ")
+_AUTH_COURIER = re.compile(r"^from .*?(?:\]\)|\)\]) \(AUTH: (LOGIN|PLAIN|DIGEST-MD5|CRAM-MD5) "
+                           r"\S+(?:, .*?)?\) by ")
+_WEBMAIL = re.compile(rf"({_IP})\b(?![.-]).{{10,80}}by (\S+) with HTTP")
 _AUTH_SENDMAIL = re.compile(r"^from .*?(?:\](?: \([^)]*\))?\)|\)\]) .*?\(.*?authenticated.*?\)"
                             r".*? by")
 _ENVFROM = re.compile(r"(?i)(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b")
@@ -38,7 +41,14 @@ _STRIP = re.compile(r"[\s\x00#\[\]()<>|]")
 _SHAPES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = tuple(
     (re.compile(pattern), fields) for pattern, fields in (
         # Postfix, Sendmail: from helo (rdns [ip]) by ... ("[ip] (may be forged))" too)
-        (rf"^(\S+) \((\S+) ?\[({_IP})\]", ("helo", "rdns", "ip")),
+        (rf"^(\S+) \(([^\s()]*[^\s()@]) ?\[({_IP})\]", ("helo", "rdns", "ip")),
+        # from (helo [ip]) by ...
+        (rf"^\((\S+) \[({_IP})\]\) by ", ("helo", "ip")),
+        # qmail: from rdns (HELO name) (ident@[ip]) (envelope-sender <a>) by x with SMTP
+        # (without HELO: it equalled the rDNS); not Microsoft's SMTPSVC (HELO only)
+        (rf"^(?!.* SMTPSVC)(\S+)(?: \((?:HELO|EHLO) ([^ ()]*)\))? \((\S+@)?\[?({_IP})\]?\)"
+         r"(?: \(envelope-sender <\S+>\))? by \S+(?: \(.+\))* with (?:.* )?(?:SMTP|QMQP)"
+         r"(?! id )", ("rdns", "helo?", "ident@", "ip")),
         # Exim: from rdns ([ip] helo=name ident=x) by ... (helo defaults to rdns)
         (rf"^(\S+) \(\[({_IP})\](?::\d+)?(.*?)\) by ", ("rdns+helo", "ip", "sub")),
         # Exim: from [ip] (helo=name) by ...
@@ -48,6 +58,8 @@ _SHAPES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = tuple(
          ("rdns", "helo", "ident@", "ip")),
         # Sendmail, Microsoft: from helo ([ip]) by ...
         (rf"^(\S+) \(\[({_IP})\]\)", ("helo", "ip")),
+        # Sendmail: from helo (ident@[ip]) by host (...
+        (rf"^(\S+) \((\S*@)\[({_IP})\].*\) by \S+ \(", ("helo", "ident@", "ip")),
         # qmail: from rdns (ident@ip) by ... (qmail drops a HELO equal to the rDNS);
         # Microsoft: from helo (ip) by ... with Microsoft SMTP Server
         (rf"^(\S+) \((\S*@)?\[?({_IP})\]?\)", ("rdns+helo", "ident@", "ip")),
@@ -106,7 +118,9 @@ def parse_received(value: str) -> Relay | None:
         return FETCHED  # a mail fetcher's handover
     fields = _common_fields(text)
     rest = re.sub(r"(?i)^\(?from ", "", text)
-    shape = _shape(rest)
+    webmail = re.search(r" \((?:SquirrelMail|NaSMail) authenticated user ", rest) and \
+        _WEBMAIL.search(rest)
+    shape = {"ip": webmail.group(1), "by": webmail.group(2)} if webmail else _shape(rest)
     fields.update({k: v for k, v in shape.items() if v or k not in fields})
     ip = _clean_ip(fields.get("ip", ""))
     if not ip:
@@ -142,6 +156,8 @@ def _common_fields(text: str) -> dict[str, str]:
 def _auth(text: str) -> str:
     if " by " in text and (m := _AUTH_WITH.search(text)):
         return m.group(1)
+    if m := _AUTH_COURIER.search(text):
+        return m.group(1)
     if m := _AUTH_POSTFIX.search(text):
         return "Postfix" if m.group(1) == "Postfix" else f"Postfix ({m.group(1)})"
     if "authenticated" in text and _AUTH_SENDMAIL.search(text):
@@ -160,17 +176,22 @@ def _shape(rest: str) -> dict[str, str]:
             if name == "rdns+helo":
                 out["rdns"] = out["helo"] = value
             elif name == "sub":
+                out["sub"] = value
                 if h := re.search(r"helo=(\S+)", value):
                     out["helo"] = h.group(1)
                 if i := re.search(r"ident=(\S*)", value):
                     out["ident"] = i.group(1)
+            elif name == "helo?":
+                out["helo"] = value if value is not None else out["rdns"]
             elif name == "ident@":
                 if value:
                     out["ident"] = value[:-1]
             elif name != "-":
                 out[name] = value
-        if names[0] == "rdns+helo" and _helo_only(names, rest):
+        if names[0] == "rdns+helo" and _helo_only(names, rest) and \
+                "helo=" not in out.get("sub", ""):
             del out["rdns"]  # other MTAs name the HELO there
+        out.pop("sub", None)
         return out
     m = _ANY_BRACKET.search(rest)
     return {"ip": m.group(1)} if m else {}

@@ -37,7 +37,10 @@ PICKUP = "by mail.ours.test (Postfix, from userid 1000) id 5F00; Mon, 2 Jun 2025
     ("from relay.example (relay.example [::ffff:192.0.2.7]) by mx.test with ESMTP",
      "192.0.2.7", "relay.example", "relay.example"),
     ("from EX01.corp.example (198.51.100.20) by EX02.corp.example (198.51.100.21) "
-     "with Microsoft SMTP Server id 15.1", "198.51.100.20", "", "EX01.corp.example"),
+     "with Microsoft SMTP Server id 15.1", "198.51.100.20", "EX01.corp.example",
+     "EX01.corp.example"),  # as SpamAssassin reads it (checked with Mail::SpamAssassin)
+    ("from Mailer ([216.217.85.158]) by mailer with Microsoft SMTPSVC(5.0.2195.4905)",
+     "216.217.85.158", "", "Mailer"),
 ])
 def test_parse_received(header: str, ip: str, rdns: str, helo: str) -> None:
     relay = parse_received(header)
