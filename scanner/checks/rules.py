@@ -23,6 +23,7 @@ from typing import ClassVar
 
 from scanner.auth.received import networks_setting, task_chain
 from scanner.checks.base import CheckContext
+from scanner.config.model import Config
 from scanner.config.schema import opt
 from scanner.dns.blocked import Network
 from scanner.errors import ConfigError
@@ -101,13 +102,7 @@ class Rules:
         self._lock = threading.Lock()
         self._limits = view_limits(settings)
         self._last_good = context.last_good
-        cfg, where = context.config, "checks.settings.rules"
-        self._networks = (
-            networks_setting(settings.trusted_networks, cfg.policy.mynetworks,
-                             f"{where}.trusted_networks", cfg.source),
-            networks_setting(settings.internal_networks,
-                             settings.trusted_networks or cfg.policy.mynetworks,
-                             f"{where}.internal_networks", cfg.source))
+        self._networks = relay_networks(settings, context.config)
         gone = _gone(settings)
         before = self._last_good.get(("rules", settings))
         if gone and before is not None:
@@ -190,6 +185,18 @@ def declare(rs: RuleSet) -> None:
     for the same symbol still wins)."""
     PROVIDED.set(Rules.name, {name: SymbolDef(score, rs.by_name[name].description)
                               for name, score in rs.scores().items()})
+
+
+def relay_networks(settings: RulesSettings, config: Config
+                   ) -> tuple[tuple[Network, ...], tuple[Network, ...]]:
+    """(trusted, internal) networks of the X-Spam-Relays-* pseudo-headers."""
+    where = "checks.settings.rules"
+    mynetworks = config.policy.mynetworks
+    return (networks_setting(settings.trusted_networks, mynetworks,
+                             f"{where}.trusted_networks", config.source),
+            networks_setting(settings.internal_networks,
+                             settings.trusted_networks or mynetworks,
+                             f"{where}.internal_networks", config.source))
 
 
 def message_view(task: Task, rs: RuleSet, finder: UriFinder | None, limits: ViewLimits,
