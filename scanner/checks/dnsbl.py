@@ -28,7 +28,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import ClassVar
 
@@ -124,6 +124,7 @@ class Dnsbl:
             (lst, build_codemap(lst.zone, lst.symbol, lst.codes, lst.bitmask, lst.blocked,
                                 f"{where}.lists[{i}]", cfg.source))
             for i, lst in enumerate(settings.lists)]
+        self._zones = _zone_codes([codes for _, codes in self._lists])
         self._trusted = networks_setting(settings.trusted_networks, cfg.policy.mynetworks,
                                          f"{where}.trusted_networks", cfg.source)
         self._internal = networks_setting(settings.internal_networks,
@@ -139,16 +140,17 @@ class Dnsbl:
         if not jobs:
             return []
         names = list(dict.fromkeys((c.zone, ip) for c, ip in jobs))  # each name once
-        probes = _probes(jobs)
+        probes = list(dict.fromkeys((c.zone, "ipv6" if ":" in ip else "ipv4")
+                                    for c, ip in jobs))  # one per zone and family
         deadline = Deadline(self._s.dns.budget)
         query = partial(self._dns.query, deadline=deadline)
         replies, wild = await asyncio.gather(
             asyncio.gather(*(query(list_query(ip, zone), "A") for zone, ip in names)),
-            asyncio.gather(*(self._health.wildcarding(codes, kind, deadline)
-                             for codes, kind in probes)))
+            asyncio.gather(*(self._health.wildcarding(self._zones[zone], kind, deadline)
+                             for zone, kind in probes)))
         by_name = dict(zip(names, replies, strict=True))
         answers = [by_name[(c.zone, ip)] for c, ip in jobs]
-        dead = list(dict.fromkeys(c.zone for (c, _), bad in zip(probes, wild, strict=True)
+        dead = list(dict.fromkeys(zone for (zone, _), bad in zip(probes, wild, strict=True)
                                   if bad))
         hits: list[Hit] = []
         blocked: list[str] = []
@@ -198,9 +200,14 @@ class Dnsbl:
         return not self._s.skip_local or is_public(ip)
 
 
-def _probes(jobs: list[tuple[CodeMap, str]]) -> list[tuple[CodeMap, str]]:
-    """One health probe per zone and address family, with the first list's codes."""
-    first: dict[tuple[str, str], CodeMap] = {}
-    for codes, ip in jobs:
-        first.setdefault((codes.zone, "ipv6" if ":" in ip else "ipv4"), codes)
-    return [(codes, kind) for (_, kind), codes in first.items()]
+def _zone_codes(maps: list[CodeMap]) -> dict[str, CodeMap]:
+    """Per zone, every code its lists name (ZEN's SBL and XBL parts are two lists): the
+    health probe's answer is a listing if any list of the zone would count it."""
+    out: dict[str, CodeMap] = {}
+    for codes in maps:
+        seen = out.get(codes.zone)
+        out[codes.zone] = codes if seen is None else replace(
+            seen, symbol=seen.symbol or codes.symbol, codes={**codes.codes, **seen.codes},
+            bitmask={**codes.bitmask, **seen.bitmask},
+            blocked=tuple(dict.fromkeys((*seen.blocked, *codes.blocked))))
+    return out

@@ -360,3 +360,17 @@ def test_uribl_looks_up_idn_link_hosts_in_their_idna2008_a_label_form(
     # i❤.ws: UTS #46 (browsers) takes the symbol IDNA 2008 refuses: the browser's name
     assert domains == ["xn--fa-hia.de", "xn--0xagbn4a.gr", "xn--e1afmkfd.xn--p1ai",
                        "xn--i-7iq.ws"]
+
+
+def test_a_dead_zone_split_into_two_lists_is_not_believed(dns_server: DnsServer) -> None:
+    """ZEN is two lists (SBL codes for every untrusted relay, XBL codes for the last
+    external one): the RFC 5782 probe must count as listed when any list of the zone
+    would count its answer, whichever list asked first. dead.test answers 127.0.0.2."""
+    halves = [{"zone": "dead.test", "codes": {"127.0.0.4": "RCVD_IN_DEAD_XBL"},
+               "scope": "last-external"},
+              {"zone": "dead.test", "codes": {"127.0.0.2": "RCVD_IN_DEAD_SBL"},
+               "scope": "all-untrusted"}]
+    check = make_check(Dnsbl, {"dns": dns_table(dns_server), "lists": halves})
+    hits = dnsbl_hits(check, "192.0.2.71")
+    assert set(hits) == {"DNSBL_BLOCKED"}
+    assert hits["DNSBL_BLOCKED"].options == ("dead.test=lists-everything",)
