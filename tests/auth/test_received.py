@@ -11,9 +11,11 @@ from scanner.auth.received import (
     originating_ips,
     parse_received,
     pseudo_headers,
+    task_chain,
 )
 from scanner.dns.blocked import parse_networks
 from scanner.task import ClientInfo
+from scanner.testing.tasks import task_from_bytes
 
 LOCAL = parse_networks(["127.0.0.0/8", "::1"])
 SITE = parse_networks(["127.0.0.0/8", "10.0.0.0/8"])
@@ -221,3 +223,13 @@ def test_spamassassins_received_indexes() -> None:
     client = ClientInfo(addr="10.0.0.9", helo="relay.ours.test")
     chain = find_chain([OUR_MX], client, SITE, SITE)
     assert (chain.last_trusted_index, chain.last_internal_index) == (-1, -1)
+
+
+def test_the_chain_is_walked_once_per_task_and_networks() -> None:
+    """The auth, dnsbl and rules checks share one walk (same networks: same object)."""
+    raw = f"Received: {OUR_MX}\r\nSubject: x\r\n\r\nbody\r\n".encode()
+    with task_from_bytes(raw) as task:
+        first = task_chain(task, LOCAL, LOCAL)
+        assert task_chain(task, LOCAL, LOCAL) is first
+        assert task_chain(task, SITE, SITE) is not first
+        assert len(task.relay_chains) == 2
