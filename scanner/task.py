@@ -171,6 +171,8 @@ class Task:
     # log line's dkim_sd= and dkim_new= fields, as amavis writes them
     dkim_valid: list[str] = field(default_factory=list)
     dkim_new: list[str] = field(default_factory=list)
+    # the Received chain as scanner.auth.received walked it, by the networks it used
+    relay_chains: dict[tuple, Any] = field(default_factory=dict)
 
     def add_hit(self, hit: Hit) -> None:
         self.hits.append(hit)

@@ -6,11 +6,25 @@ chain from the top (newest) header, a header written by a trusted host is believ
 the walk goes on while the host it names is trusted. The first host that is not is the
 *first untrusted relay*: the client SPF, HELO and DNSBL checks look at. The first host
 outside ``internal_networks`` is the *last external relay* (for lists of dynamic
-address space). A hop without an address (a local submission) ends the walk: the
-message started inside.
+address space). Every hop below the first untrusted one is *untrusted* too (a claim
+nobody we trust vouches for): :class:`RelayChain` keeps them all, as SpamAssassin's
+X-Spam-Relays-Untrusted does, for the DNSBL check's ``all-untrusted`` scope and for
+rules. As in SpamAssassin, a hop with authentication (``with ESMTPA``) recorded by a
+trusted host is trusted, and (unlike SpamAssassin, which judges each by its address)
+so is every Received hop below it: our own user's side of the submission.
+
+Other deliberate differences from SpamAssassin: a hop without an address (a local
+submission, ``from userid 1000``) met in the trusted part ends the search for the
+*client* (the message started inside: ``ALL_TRUSTED``, no SPF or DNSBL look-up), though
+the chain and its pseudo-headers go on below it as SpamAssassin's do; and with no
+networks configured SpamAssassin guesses them (private addresses trusted), while here
+the callers' defaults (``[policy] mynetworks``) apply. A mail fetcher's header
+(``with POP3``/``IMAP``) in the trusted part restarts the chain, as in SpamAssassin.
+The pseudo-headers of :func:`pseudo_headers` follow SpamAssassin's format field by
+field.
 
 With XFORWARD the first hop is what Postfix saw (``task.client``); Postfix's own
-Received header, which says the same, is skipped.
+Received header, which says the same, gives its ``by``, ``id`` and ``auth``.
 """
 
 from __future__ import annotations
@@ -19,31 +33,77 @@ import functools
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from scanner.auth.received_line import FETCHED, Relay, parse_received, plain_ip
 from scanner.dns.blocked import Network, parse_networks
 from scanner.errors import ConfigError
 from scanner.task import ClientInfo, Task
 
-_FROM = re.compile(r"(?is)^\s*from\s+(.*?)(?=\s+by\s|\s+via\s|\s+with\s|\s+id\s|\s+for\s|;|$)")
-_BY = re.compile(r"(?is)\sby\s+([^\s;()]+)")
-_WITH = re.compile(r"(?is)\swith\s+([A-Za-z0-9]+)")
-_BRACKET = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
-_BARE_IP = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3})(?![\w.])")
-_HELO_EQ = re.compile(r"(?i)\bhelo=([^\s)\]]+)")
-_PAREN = re.compile(r"\(([^()]*)\)")
-_AUTH_PROTOS = ("ESMTPA", "ESMTPSA", "LMTPA", "LMTPSA", "UTF8SMTPA", "UTF8SMTPSA")
+__all__ = ["Origin", "Relay", "RelayChain", "find_chain", "find_origin", "originating_ips",
+           "parse_received", "plain_ip", "pseudo_headers", "task_chain", "task_origin",
+           "task_received"]
+# SpamAssassin's originating_ip_headers (10_default_prefs.cf): a webmail client's
+# address, appended below the Received chain as one more hop
+ORIGINATING_IP_HEADERS = ("X-Yahoo-Post-IP", "X-Originating-IP", "X-Apparently-From",
+                          "X-SenderIP", "X-AOL-IP",
+                          "X-MS-Exchange-CrossTenant-OriginalAttributedTenantConnectingIp")
+_ORIGINATING_IP = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:"
+                             r"[0-9A-Fa-f:.]*)(?![\w.:])")
+MAX_HOPS = 100  # Received headers walked; SpamAssassin reads them all, but a longer
+# chain is a forgery or a loop, and the rules see no more than the first hundred
 
 
 @dataclass(frozen=True, slots=True)
-class Relay:
-    """One hop: the host that connected, as the receiving host recorded it."""
+class ChainHop:
+    """One relay of the chain with SpamAssassin's marks."""
 
-    ip: str
-    rdns: str = ""
-    helo: str = ""
-    by: str = ""
-    authenticated: bool = False
+    relay: Relay
+    trusted: bool
+    internal: bool
+    msa: bool = False
+    originating: bool = False  # from an originating_ip_header, not a Received header
+
+    def as_string(self) -> str:
+        return self.relay.as_string(self.internal, self.msa)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayChain:
+    """Every parsed hop, newest first, marked trusted/internal as SpamAssassin marks them."""
+
+    hops: tuple[ChainHop, ...]
+    source: str  # "xforward", "received" or "none"
+    # hops before the first one without an address met in the trusted part (a local
+    # submission): the relays that can be the client; None: all of them
+    local_at: int | None = None
+    # SpamAssassin's last_trusted_relay_index and last_internal_relay_index: how many
+    # Received headers from the top (less one) are trusted (internal), for ALL-TRUSTED,
+    # ALL-UNTRUSTED, ALL-INTERNAL and ALL-EXTERNAL
+    last_trusted_index: int = -1
+    last_internal_index: int = -1
+
+    @property
+    def trusted(self) -> list[Relay]:
+        return [h.relay for h in self.hops if h.trusted]
+
+    @property
+    def untrusted(self) -> list[Relay]:
+        return [h.relay for h in self.hops if not h.trusted]
+
+    @property
+    def external(self) -> list[Relay]:
+        return [h.relay for h in self.hops if not h.internal]
+
+    def origin(self) -> Origin:
+        """The first untrusted and the last external relay (Received chain only: a
+        webmail client's address from X-Originating-IP is no SMTP client)."""
+        hops = self.hops[:self.local_at]
+        untrusted = [h.relay for h in hops if not h.trusted and not h.originating]
+        if not untrusted:
+            return Origin(None, None, self.source)
+        external = [h.relay for h in hops if not h.internal and not h.originating]
+        return Origin(untrusted[0], external[0] if external else None, self.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,50 +120,14 @@ class Origin:
         return self.first_untrusted is None
 
 
-@functools.lru_cache(maxsize=1024)  # the auth and dnsbl checks read the same headers
-def parse_received(value: str) -> Relay | None:
-    """The connecting host of one Received header; None when it names no address."""
-    text = " ".join(value.split())
-    m = _FROM.match(text)
-    if not m:
-        return None
-    clause = m.group(1)
-    ip = _first_ip(clause)
-    if ip is None:
-        return None
-    helo_m = _HELO_EQ.search(clause)
-    first = clause.split(None, 1)[0] if clause.split() else ""
-    helo = helo_m.group(1) if helo_m else first.strip("()[]")
-    rdns = ""
-    for inner in _PAREN.findall(clause):
-        name = inner.split("[", 1)[0].strip()
-        if name and " " not in name and name.lower() != "unknown" and "=" not in name \
-                and _first_ip(f"[{name}]") is None:
-            rdns = name.lower()
-            break
-    by_m = _BY.search(" " + text)
-    with_m = _WITH.search(" " + text)
-    return Relay(ip=ip, rdns=rdns.rstrip("."), helo=helo.rstrip("."),
-                 by=by_m.group(1).lower() if by_m else "",
-                 authenticated=bool(with_m and with_m.group(1).upper() in _AUTH_PROTOS))
-
-
-def _first_ip(clause: str) -> str | None:
-    for candidate in _BRACKET.findall(clause) + _BARE_IP.findall(clause):
-        try:
-            addr = ipaddress.ip_address(candidate)
-        except ValueError:
-            continue
-        return plain_ip(addr)
-    return None
-
-
-def plain_ip(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """The address as text, an IPv4-mapped IPv6 one (``::ffff:192.0.2.1``, as a
-    dual-stack socket reports IPv4 peers) as the IPv4 address it is."""
-    if addr.version == 6 and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
-    return str(addr)
+def pseudo_headers(chain: RelayChain) -> dict[str, str]:
+    """SpamAssassin's X-Spam-Relays-{Trusted,Untrusted,Internal,External} values."""
+    def joined(keep: object) -> str:
+        return " ".join(h.as_string() for h in chain.hops if keep(h))  # type: ignore[operator]
+    return {"X-Spam-Relays-Trusted": joined(lambda h: h.trusted),
+            "X-Spam-Relays-Untrusted": joined(lambda h: not h.trusted),
+            "X-Spam-Relays-Internal": joined(lambda h: h.internal),
+            "X-Spam-Relays-External": joined(lambda h: not h.internal)}
 
 
 def in_networks(ip: str, networks: Sequence[Network]) -> bool:
@@ -120,49 +144,88 @@ def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def find_origin(received: Sequence[str], client: ClientInfo, trusted: Sequence[Network],
-                internal: Sequence[Network], trust_authenticated: bool = True) -> Origin:
-    """Walk XFORWARD and the Received headers (newest first) to the first untrusted relay.
+def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Network],
+               internal: Sequence[Network], trust_authenticated: bool = True,
+               originating: Sequence[str] = ()) -> RelayChain:
+    """Walk XFORWARD and the Received headers (newest first), marking each hop trusted
+    and internal as SpamAssassin does.
 
     ``internal`` networks are trusted as well. With ``trust_authenticated``, a hop a
-    trusted host recorded as authenticated (``with ESMTPA``) is treated as trusted.
+    trusted host recorded as authenticated (``with ESMTPA``) is trusted, and so is
+    every Received hop below it (our own user's side of the submission; SpamAssassin
+    judges each of those by its address). ``originating`` addresses
+    (:func:`originating_ips`) follow the Received hops and are judged by their address,
+    as in SpamAssassin.
     """
-    hops, source = _hops(received, client)
-    trusted_all = list(trusted) + list(internal)
-    first_untrusted = _walk(hops, trusted_all, trust_authenticated)
-    last_external = _walk(hops, list(internal), trust_authenticated)
-    if first_untrusted is None:
-        last_external = None
-    return Origin(first_untrusted, last_external, source if hops else "none")
+    hops, source = _hops(received[:MAX_HOPS], client)
+    synthetic = len(hops) - min(len(received), MAX_HOPS)  # XFORWARD's hop, no header
+    first_originating = len(hops)
+    hops += [Relay(ip=ip) for ip in originating]
+    trusted_all = [*trusted, *internal]
+    in_trusted = in_internal = True
+    submitted = False
+    local_at: int | None = None
+    last = [-1, -1]  # SpamAssassin's last trusted and last internal Received index
+    out: list[ChainHop] = []
+    for n, hop in enumerate(hops):
+        is_header = synthetic <= n < first_originating
+        if hop is FETCHED or hop is None:
+            last = [last[0] + in_trusted, last[1] + in_internal] if is_header else last
+            if hop is FETCHED and in_trusted:  # our own fetchmail: the chain starts again
+                out.clear()
+                local_at = None
+            elif hop is None and in_trusted and local_at is None:  # a local submission
+                local_at = len(out)
+            continue
+        if in_trusted and (not submitted or n >= first_originating):
+            auth = trust_authenticated and hop.authenticated
+            if not auth and not in_networks(hop.ip, trusted_all):
+                in_trusted = in_internal = False
+            elif in_internal and not auth and not in_networks(hop.ip, internal):
+                in_internal = False
+            submitted = auth
+        out.append(ChainHop(hop, in_trusted, in_internal,
+                            originating=n >= first_originating))
+        if is_header:
+            last = [last[0] + in_trusted, last[1] + in_internal]
+    return RelayChain(tuple(out), source if first_originating else "none", local_at,
+                      last[0], last[1])
+
+
+def originating_ips(values: Sequence[str]) -> list[str]:
+    """The first address in each originating_ip_header value (SpamAssassin's order:
+    by header name, then as they appear)."""
+    out: list[str] = []
+    for value in values:
+        for candidate in _ORIGINATING_IP.findall(value):
+            addr = _address(candidate)
+            if addr is not None:
+                out.append(plain_ip(addr))
+                break
+    return out
+
+
+def find_origin(received: Sequence[str], client: ClientInfo, trusted: Sequence[Network],
+                internal: Sequence[Network], trust_authenticated: bool = True) -> Origin:
+    """The first untrusted and the last external relay of :func:`find_chain`."""
+    return find_chain(received, client, trusted, internal, trust_authenticated).origin()
 
 
 def _hops(received: Sequence[str], client: ClientInfo) -> tuple[list[Relay | None], str]:
     parsed = [parse_received(v) for v in received]
-    if client.addr:
-        addr = _address(client.addr)
-        # a mapped XFORWARD/milter address: the lists and the Received headers know the IPv4
-        ip = plain_ip(addr) if addr is not None else client.addr
-        name = client.name if client.name and client.name.lower() != "unknown" else ""
-        first = Relay(ip=ip, rdns=(name or "").lower(), helo=client.helo or "")
-        if parsed and parsed[0] is not None and parsed[0].ip == ip:
-            first = Relay(first.ip, first.rdns, first.helo, parsed[0].by,
-                          parsed[0].authenticated)
-            parsed = parsed[1:]
-        return [first, *parsed], "xforward"
-    return parsed, "received"
-
-
-def _walk(hops: Sequence[Relay | None], networks: Sequence[Network],
-          trust_authenticated: bool) -> Relay | None:
-    for hop in hops:
-        if hop is None:  # a locally submitted message: it started inside
-            return None
-        if in_networks(hop.ip, networks):
-            continue
-        if trust_authenticated and hop.authenticated:
-            return None  # our own user, authenticated to a trusted relay
-        return hop
-    return None
+    if not client.addr:
+        return parsed, "received"
+    addr = _address(client.addr)
+    # a mapped XFORWARD/milter address: the lists and the Received headers know the IPv4
+    ip = plain_ip(addr) if addr is not None else client.addr
+    name = client.name if client.name and client.name.lower() != "unknown" else ""
+    first = Relay(ip=ip, rdns=name, helo=client.helo or "")
+    if parsed and parsed[0] is not None and parsed[0].ip == ip:
+        # Postfix's own header: SpamAssassin in amavis reads this one
+        head = parsed[0]
+        first = replace(head, rdns=head.rdns or first.rdns, helo=head.helo or first.helo)
+        parsed = parsed[1:]
+    return [first, *parsed], "xforward"
 
 
 def networks_setting(values: Sequence[str], default: Sequence[str], key: str, source: str
@@ -174,9 +237,29 @@ def networks_setting(values: Sequence[str], default: Sequence[str], key: str, so
         raise ConfigError(f"{source}: '{key}': {exc}") from None
 
 
+def task_chain(task: Task, trusted: Sequence[Network], internal: Sequence[Network],
+               trust_authenticated: bool = True) -> RelayChain:
+    """:func:`find_chain` for a Task (its XFORWARD client and Received headers), computed
+    once per Task and set of networks: the auth, dnsbl and rules checks share it."""
+    key = (tuple(trusted), tuple(internal), trust_authenticated)
+    chain = task.relay_chains.get(key)
+    if chain is None:
+        msg = task.message
+        values = [str(v) for name in ORIGINATING_IP_HEADERS
+                  for v in (msg.get_all(name, []) if msg is not None else [])]
+        chain = task.relay_chains[key] = find_chain(
+            task_received(task), task.client, trusted, internal, trust_authenticated,
+            originating_ips(values))
+    return chain
+
+
+def task_received(task: Task) -> list[str]:
+    """The values of the Task's Received headers, newest first."""
+    msg = task.message
+    return [str(v) for v in msg.get_all("Received", [])] if msg is not None else []
+
+
 def task_origin(task: Task, trusted: Sequence[Network], internal: Sequence[Network],
                 trust_authenticated: bool = True) -> Origin:
-    """:func:`find_origin` for a Task: its XFORWARD client and Received headers."""
-    msg = task.message
-    received = [str(v) for v in msg.get_all("Received", [])] if msg is not None else []
-    return find_origin(received, task.client, trusted, internal, trust_authenticated)
+    """The first untrusted and last external relay of the Task's :func:`task_chain`."""
+    return task_chain(task, trusted, internal, trust_authenticated).origin()

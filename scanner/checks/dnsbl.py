@@ -1,7 +1,17 @@
 """dnsbl: the connecting client's IP address on DNS blacklists (IPv4 and IPv6).
 
-The client is the first untrusted relay (XFORWARD, else the Received chain), or per
-list the last external relay. Every list is queried concurrently under the ``dns.budget``.
+Per list, the ``scope`` says which relays of the Received chain
+(:mod:`scanner.auth.received`) are looked up: ``untrusted``, the first untrusted relay
+(XFORWARD, else the chain); ``last-external``, the first relay outside
+internal_networks (SpamAssassin's ``-lastexternal``); ``all-untrusted``, every
+untrusted relay with a public address and the untrusted originating addresses
+(X-Originating-IP and the like), as SpamAssassin's ``check_rbl`` without a suffix does,
+at most ``max_relays`` of them (SpamAssassin's ``num_check_received``, 9), the first
+untrusted relay always among them (SpamAssassin keeps the oldest nine, so 200 forged
+Received headers would push the real client out). One name is queried once even when
+two lists of the same zone (ZEN's SBL and XBL parts) ask for it, and a symbol counts
+once however many relays are listed. Every query runs concurrently under the
+``dns.budget``.
 A list that answers with a refusal code (public resolver, over quota) gives
 ``DNSBL_BLOCKED``, never a listing, and so does a list that lists its RFC 5782
 must-not-list test point 127.0.0.1 (:mod:`scanner.dns.health`); a timeout gives
@@ -18,11 +28,11 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import ClassVar
 
-from scanner.auth.received import networks_setting, task_origin
+from scanner.auth.received import RelayChain, networks_setting, task_chain
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
@@ -49,18 +59,23 @@ class DnsblList:
     ipv4: bool = opt(True, "look up IPv4 clients")
     ipv6: bool = opt(False, "look up IPv6 clients (only for lists that carry IPv6)")
     scope: str = opt("untrusted", "untrusted: the first untrusted relay; last-external: "
-                     "the first relay outside internal_networks",
-                     choices=("untrusted", "last-external"))
+                     "the first relay outside internal_networks; all-untrusted: every "
+                     "untrusted relay (at most max_relays), as SpamAssassin's check_rbl "
+                     "without a suffix", choices=("untrusted", "last-external", "all-untrusted"))
 
 
+# SpamAssassin's scopes (20_dnsbl_tests.cf, 72_active.cf): SBL and SpamCop for every
+# untrusted relay, XBL, PBL and PSBL for the last external one
 DEFAULT_LISTS = [
-    DnsblList(zone="zen.spamhaus.org", ipv6=True, codes={
+    DnsblList(zone="zen.spamhaus.org", ipv6=True, scope="all-untrusted", codes={
         "127.0.0.2": "RCVD_IN_SBL", "127.0.0.3": "RCVD_IN_SBL_CSS",
+        "127.0.0.9": "RCVD_IN_SBL"}),
+    DnsblList(zone="zen.spamhaus.org", ipv6=True, scope="last-external", codes={
         "127.0.0.4": "RCVD_IN_XBL", "127.0.0.5": "RCVD_IN_XBL", "127.0.0.6": "RCVD_IN_XBL",
-        "127.0.0.7": "RCVD_IN_XBL", "127.0.0.9": "RCVD_IN_SBL",
-        "127.0.0.10": "RCVD_IN_PBL", "127.0.0.11": "RCVD_IN_PBL"}),
-    DnsblList(zone="bl.spamcop.net", symbol="RCVD_IN_SPAMCOP"),
-    DnsblList(zone="psbl.surriel.com", symbol="RCVD_IN_PSBL"),
+        "127.0.0.7": "RCVD_IN_XBL", "127.0.0.10": "RCVD_IN_PBL",
+        "127.0.0.11": "RCVD_IN_PBL"}),
+    DnsblList(zone="bl.spamcop.net", symbol="RCVD_IN_SPAMCOP", scope="all-untrusted"),
+    DnsblList(zone="psbl.surriel.com", symbol="RCVD_IN_PSBL", scope="last-external"),
 ]
 
 
@@ -78,6 +93,9 @@ class DnsblSettings:
     skip_policy_banks: tuple[str, ...] = opt(["ORIGINATING"],
                                              "policy banks whose mail is not looked up")
     skip_local: bool = opt(True, "never look up loopback, private and link-local addresses")
+    max_relays: int = opt(9, "relays an all-untrusted list looks up at most (the first "
+                          "untrusted one always among them; SpamAssassin's "
+                          "num_check_received)", min=1, max=50)
 
 
 class Dnsbl:
@@ -106,6 +124,7 @@ class Dnsbl:
             (lst, build_codemap(lst.zone, lst.symbol, lst.codes, lst.bitmask, lst.blocked,
                                 f"{where}.lists[{i}]", cfg.source))
             for i, lst in enumerate(settings.lists)]
+        self._zones = _zone_codes([codes for _, codes in self._lists])
         self._trusted = networks_setting(settings.trusted_networks, cfg.policy.mynetworks,
                                          f"{where}.trusted_networks", cfg.source)
         self._internal = networks_setting(settings.internal_networks,
@@ -116,27 +135,26 @@ class Dnsbl:
     async def run(self, task: Task) -> Iterable[Hit]:
         if any_bank_in(task.policy_bank, self._skip) or not self._lists:
             return []
-        origin = task_origin(task, self._trusted, self._internal,
-                             self._s.trust_authenticated)
-        relays = {"untrusted": origin.first_untrusted, "last-external": origin.last_external}
-        jobs: list[tuple[CodeMap, str]] = []
-        for lst, codes in self._lists:
-            relay = relays[lst.scope]
-            if relay is not None and self._wanted(relay.ip, lst):
-                jobs.append((codes, relay.ip))
+        chain = task_chain(task, self._trusted, self._internal, self._s.trust_authenticated)
+        jobs = self._jobs(chain)
         if not jobs:
             return []
+        names = list(dict.fromkeys((c.zone, ip) for c, ip in jobs))  # each name once
+        probes = list(dict.fromkeys((c.zone, "ipv6" if ":" in ip else "ipv4")
+                                    for c, ip in jobs))  # one per zone and family
         deadline = Deadline(self._s.dns.budget)
         query = partial(self._dns.query, deadline=deadline)
-        kinds = ["ipv6" if ":" in ip else "ipv4" for _, ip in jobs]
-        answers, wild = await asyncio.gather(
-            asyncio.gather(*(query(list_query(ip, c.zone), "A") for c, ip in jobs)),
-            asyncio.gather(*(self._health.wildcarding(c, kind, deadline)
-                             for (c, _), kind in zip(jobs, kinds, strict=True))))
+        replies, wild = await asyncio.gather(
+            asyncio.gather(*(query(list_query(ip, zone), "A") for zone, ip in names)),
+            asyncio.gather(*(self._health.wildcarding(self._zones[zone], kind, deadline)
+                             for zone, kind in probes)))
+        by_name = dict(zip(names, replies, strict=True))
+        answers = [by_name[(c.zone, ip)] for c, ip in jobs]
+        dead = list(dict.fromkeys(zone for (zone, _), bad in zip(probes, wild, strict=True)
+                                  if bad))
         hits: list[Hit] = []
         blocked: list[str] = []
         failed: list[str] = []
-        dead = [c.zone for (c, _), bad in zip(jobs, wild, strict=True) if bad]
         for (codes, ip), answer in zip(jobs, answers, strict=True):
             if answer.temporary:
                 failed.append(codes.zone)
@@ -144,7 +162,10 @@ class Dnsbl:
             listed, refused = codes.read(answer.addresses())
             blocked += [f"{codes.zone}={code}" for code in refused]
             if codes.zone not in dead:
-                hits += [Hit(symbol, options=(ip, codes.zone, code)) for symbol, code in listed]
+                hits += [Hit(symbol, options=(ip, codes.zone, code)) for symbol, code in listed
+                         if all(h.symbol != symbol for h in hits)]  # once per symbol
+        blocked = list(dict.fromkeys(blocked))
+        failed = list(dict.fromkeys(failed))
         if blocked:
             warn_refused(log, self._refusals, "DNSBL", task.log_id, blocked)
         if dead:
@@ -157,8 +178,36 @@ class Dnsbl:
             hits.append(Hit("DNSBL_TEMPFAIL", options=tuple(failed)))
         return hits
 
+    def _jobs(self, chain: RelayChain) -> list[tuple[CodeMap, str]]:
+        """(list, address) pairs to look up, by each list's scope."""
+        origin = chain.origin()
+        if origin.first_untrusted is None:
+            return []
+        scopes = {"untrusted": [origin.first_untrusted.ip],
+                  "last-external": [origin.last_external.ip] if origin.last_external else [],
+                  "all-untrusted": list(dict.fromkeys(
+                      [origin.first_untrusted.ip, *(r.ip for r in chain.untrusted)]))}
+        jobs: list[tuple[CodeMap, str]] = []
+        for lst, codes in self._lists:
+            ips = [ip for ip in scopes[lst.scope] if self._wanted(ip, lst)]
+            jobs += [(codes, ip) for ip in ips[:self._s.max_relays]]
+        return jobs
+
     def _wanted(self, ip: str, lst: DnsblList) -> bool:
         addr = ipaddress.ip_address(ip)
         if (addr.version == 4 and not lst.ipv4) or (addr.version == 6 and not lst.ipv6):
             return False
         return not self._s.skip_local or is_public(ip)
+
+
+def _zone_codes(maps: list[CodeMap]) -> dict[str, CodeMap]:
+    """Per zone, every code its lists name (ZEN's SBL and XBL parts are two lists): the
+    health probe's answer is a listing if any list of the zone would count it."""
+    out: dict[str, CodeMap] = {}
+    for codes in maps:
+        seen = out.get(codes.zone)
+        out[codes.zone] = codes if seen is None else replace(
+            seen, symbol=seen.symbol or codes.symbol, codes={**codes.codes, **seen.codes},
+            bitmask={**codes.bitmask, **seen.bitmask},
+            blocked=tuple(dict.fromkeys((*seen.blocked, *codes.blocked))))
+    return out

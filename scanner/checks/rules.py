@@ -16,13 +16,16 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from scanner.auth.received import networks_setting, task_chain
 from scanner.checks.base import CheckContext
+from scanner.config.model import Config
 from scanner.config.schema import opt
+from scanner.dns.blocked import Network
 from scanner.errors import ConfigError
 from scanner.rules import badheader
 from scanner.rules.compiler import RuleSet
@@ -59,6 +62,11 @@ class RulesSettings:
     cache_dir: str = opt("", "where compiled Hyperscan databases are cached; empty = a "
                          "private directory under the system temp dir; '-' = no cache")
     bad_header: bool = opt(True, "emit amavis's BAD_HEADER_* symbols")
+    trusted_networks: tuple[str, ...] = opt(
+        [], "relays whose Received headers are believed (the X-Spam-Relays-* pseudo-headers); "
+        "empty = [policy] mynetworks")
+    internal_networks: tuple[str, ...] = opt(
+        [], "our own MX/relays (also trusted); empty = trusted_networks")
 
 
 def _gone(settings: RulesSettings) -> list[str]:
@@ -94,6 +102,7 @@ class Rules:
         self._lock = threading.Lock()
         self._limits = view_limits(settings)
         self._last_good = context.last_good
+        self._networks = relay_networks(settings, context.config)
         gone = _gone(settings)
         before = self._last_good.get(("rules", settings))
         if gone and before is not None:
@@ -142,7 +151,7 @@ class Rules:
         """All hits for one message (CPU work; runs in a worker thread)."""
         with self._lock:
             rs, finder = self._rs, self._finder
-        view = message_view(task, rs, finder, self._limits)
+        view = message_view(task, rs, finder, self._limits, self._networks)
         result = evaluate(rs, view, self._settings.time_budget)
         hits = [Hit(h.name, factor=float(h.count),
                     options=(f"{h.count}x",) if h.count > 1 else ()) for h in result.hits]
@@ -178,14 +187,30 @@ def declare(rs: RuleSet) -> None:
                               for name, score in rs.scores().items()})
 
 
-def message_view(task: Task, rs: RuleSet, finder: UriFinder | None,
-                 limits: ViewLimits) -> MessageView:
+def relay_networks(settings: RulesSettings, config: Config
+                   ) -> tuple[tuple[Network, ...], tuple[Network, ...]]:
+    """(trusted, internal) networks of the X-Spam-Relays-* pseudo-headers."""
+    where = "checks.settings.rules"
+    mynetworks = config.policy.mynetworks
+    return (networks_setting(settings.trusted_networks, mynetworks,
+                             f"{where}.trusted_networks", config.source),
+            networks_setting(settings.internal_networks,
+                             settings.trusted_networks or mynetworks,
+                             f"{where}.internal_networks", config.source))
+
+
+def message_view(task: Task, rs: RuleSet, finder: UriFinder | None, limits: ViewLimits,
+                 networks: tuple[Sequence[Network], Sequence[Network]] | None = None
+                 ) -> MessageView:
     """The views the rules read for ``task``: its raw bytes, the part tree the unpack
-    stage built (none: the views walk the raw MIME), and the envelope sender (a null
-    sender: guessed from Return-Path and the like, as SpamAssassin does)."""
+    stage built (none: the views walk the raw MIME), the envelope sender (a null
+    sender: guessed from Return-Path and the like, as SpamAssassin does) and, with
+    ``networks`` (trusted, internal), the Task's relay chain (XFORWARD included) as
+    SpamAssassin's X-Spam-Relays-* pseudo-headers."""
     sender = task.envelope.sender.strip("<>") or None
+    chain = task_chain(task, *networks) if networks is not None else None
     return MessageView(task.raw, task.parts, envelope_from=sender, limits=limits,
-                       uri_finder=finder, redirectors=rs.redirectors)
+                       uri_finder=finder, redirectors=rs.redirectors, chain=chain)
 
 
 def bad_header_hits(task: Task) -> list[Hit]:

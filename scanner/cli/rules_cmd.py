@@ -27,6 +27,7 @@ from scanner.checks.rules import (
     cache_dir,
     declare,
     message_view,
+    relay_networks,
     view_limits,
 )
 from scanner.cli.scan_cmd import envelope_sender, read_input
@@ -165,7 +166,8 @@ def try_rules(raw: bytes, config: Config, rs: RuleSet, settings: RulesSettings,
     declare(rs)
     unpacked = unpack_now(task, config)
     try:
-        view = message_view(task, rs, text_uri_regex(rs.tlds), view_limits(settings))
+        view = message_view(task, rs, text_uri_regex(rs.tlds), view_limits(settings),
+                            relay_networks(settings, config))
         started = time.monotonic()
         result = evaluate(rs, view, settings.time_budget)
         elapsed = time.monotonic() - started

@@ -5,7 +5,12 @@
   and Reply-To addresses, space-separated; and ``LinkMismatch``: one value per HTML
   link whose text shows a web address (``http://``, ``https://`` or ``www.``) in
   another registered domain than the link leads to, as "SHOWN TARGET" registered
-  domains), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
+  domains), SpamAssassin's ``X-Spam-Relays-Trusted``, ``-Untrusted``, ``-Internal`` and
+  ``-External`` and ``ALL-TRUSTED``, ``ALL-UNTRUSTED``, ``ALL-INTERNAL``,
+  ``ALL-EXTERNAL`` (:func:`scanner.auth.received.pseudo_headers`: the Task's Received chain
+  when the rules check hands it over, else this message's own Received headers with
+  private addresses trusted, as SpamAssassin guesses when no trusted_networks are
+  configured), and the ``:raw``, ``:addr``, ``:name``, ``:first``, ``:last`` modifiers;
 - ``body``: the Subject as first line, then every text/plain and text/html part (HTML
   rendered; every other text/* type but text/calendar and text/x-vcard counts as
   text/plain, and so does a multipart no delimiter splits, as Python's ``email`` shows
@@ -32,7 +37,7 @@ body of ASCII parts only stays octets (see :meth:`MessageView.body`). ``rawbody`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -41,12 +46,21 @@ from urllib.parse import urlsplit
 import regex
 
 from scanner.auth.psl import known_org_domain
+from scanner.auth.received import (
+    ORIGINATING_IP_HEADERS,
+    RelayChain,
+    find_chain,
+    originating_ips,
+    pseudo_headers,
+)
+from scanner.dns.reverse import NOT_PUBLIC
 from scanner.rules import addrparse
 from scanner.rules import headers as hdr
 from scanner.rules.charsets import normalize
 from scanner.rules.html import Rendered, render
 from scanner.rules.textparts import TextPart, leaves_from_parts, leaves_from_raw
 from scanner.rules.uris import UriFinder, canonicalize, from_html, from_text
+from scanner.task import ClientInfo
 
 MAX_LINE = 2048
 # Perl's \s on characters (Python's \s also takes \x1c-\x1f, which Perl's does not)
@@ -60,6 +74,10 @@ _RAW_FOLD = re.compile(rb"\r?\n\s+")
 _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
 _HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _RENDER_MEMO = "rules.render"  # key of the rendered HTML in a decoders' part's memo
+_ALL_RANGES = {"ALL-TRUSTED": ("trusted", False), "ALL-UNTRUSTED": ("trusted", True),
+               "ALL-INTERNAL": ("internal", False), "ALL-EXTERNAL": ("internal", True)}
+_RELAY_HEADERS = {n.lower(): n for n in ("X-Spam-Relays-Trusted", "X-Spam-Relays-Untrusted",
+                                         "X-Spam-Relays-Internal", "X-Spam-Relays-External")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +100,8 @@ class MessageView:
     uri_finder: UriFinder | None = None
     redirectors: Sequence[regex.Pattern] = ()
     valid_host: Callable[[str], bool] | None = None
+    chain: RelayChain | None = None
+    """The Task's Received chain; None: worked out from the headers."""
 
     @cached_property
     def headers(self) -> hdr.HeaderBlock:
@@ -106,6 +126,8 @@ class MessageView:
             if raw:
                 return [n.encode("latin-1") + b":" + v for n, v in block.order]
             return block.all_decoded()
+        if name in _ALL_RANGES:
+            return self._all_range(name, raw)
         if name.lower() == "envelopefrom":
             values = [self.envelope_from.encode("utf-8", "replace")] if self.envelope_from \
                 else self._envelope_guess()
@@ -115,6 +137,8 @@ class MessageView:
             values = self._from_reply_to()
         elif name == "LinkMismatch":
             values = self._link_mismatch
+        elif name.lower() in _RELAY_HEADERS:
+            values = [self._relay_headers[_RELAY_HEADERS[name.lower()]].encode("latin-1")]
         elif name == "MESSAGEID":
             values = [v for h in ("X-Message-Id", "Resent-Message-Id", "X-Original-Message-ID",
                                   "Message-Id") for v in self._get(h, raw) if v]
@@ -154,6 +178,39 @@ class MessageView:
             if pair is not None:
                 out.append(f"{pair[0]} {pair[1]}".encode("ascii"))
         return out
+
+    @cached_property
+    def _chain(self) -> RelayChain:
+        if self.chain is not None:
+            return self.chain
+        received = [v.decode("latin-1") for v in self.headers.raw("Received")]
+        values = [v.decode("latin-1") for name in ORIGINATING_IP_HEADERS
+                  for v in self.headers.raw(name)]
+        return find_chain(received, ClientInfo(), NOT_PUBLIC, NOT_PUBLIC,
+                          originating=originating_ips(values))
+
+    @cached_property
+    def _relay_headers(self) -> Mapping[str, str]:
+        return pseudo_headers(self._chain)
+
+    def _all_range(self, name: str, raw: bool) -> list[bytes]:
+        """SpamAssassin's ALL-TRUSTED, ALL-INTERNAL (every header line down to the
+        first untrusted / external Received header, inclusive) and ALL-UNTRUSTED,
+        ALL-EXTERNAL (from that Received header to the end)."""
+        part, first_outside = _ALL_RANGES[name]
+        index = (self._chain.last_trusted_index if part == "trusted"
+                 else self._chain.last_internal_index) + 1
+        order = self.headers.order
+        received = [i for i, (n, _) in enumerate(order) if n.lower() == "received"]
+        cut = received[index] if index < len(received) else None
+        if first_outside:
+            chosen = order[cut:] if cut is not None else []
+        else:
+            chosen = order[:cut + 1] if cut is not None else order
+        if raw:
+            return [n.encode("latin-1") + b":" + v for n, v in chosen]
+        return [n.encode("latin-1") + b": " + hdr.decode_value(v, n) + b"\n"
+                for n, v in chosen]
 
     def _get(self, name: str, raw: bool) -> list[bytes]:
         if raw:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from decoders import unpack
+from scanner.auth.received import task_chain
 from scanner.auth.urls import from_html, from_parts, from_text, normalise_host
 from scanner.checks.dnsbl import Dnsbl
 from scanner.checks.uribl import Uribl
@@ -72,6 +73,57 @@ def test_client_from_received_chain(dns_server: DnsServer) -> None:
     assert "RCVD_IN_SBL" in hits
 
 
+def _hop(ip: str, by: str, n: int) -> bytes:
+    return (f"Received: from h{n}.example (h{n}.example [{ip}]) by {by} (Postfix) with "
+            f"ESMTP id Q{n}; Mon, 2 Jun 2025 10:00:00 +0000\r\n").encode()
+
+
+# the client (198.51.100.7, not listed) passed on mail that 192.0.2.66 (listed) sent it
+SECOND_LISTED = (_hop("198.51.100.7", "mx.ours.test", 1)
+                 + _hop("192.0.2.66", "h1.example", 2) + MESSAGE)
+
+
+def test_all_untrusted_scope_finds_a_listed_second_relay(dns_server: DnsServer) -> None:
+    lists = [{**LISTS[0], "scope": "all-untrusted"}]
+    with task_from_bytes(SECOND_LISTED, client=ClientInfo()) as task:
+        hits = {h.symbol: h for h in run(make_check(
+            Dnsbl, {"dns": dns_table(dns_server), "lists": lists}).run(task))}
+    assert hits["RCVD_IN_SBL"].options == ("192.0.2.66", "bl.test", "127.0.0.2")
+    for scope in ("untrusted", "last-external"):  # one relay: the client only
+        one = [{**LISTS[0], "scope": scope}]
+        with task_from_bytes(SECOND_LISTED, client=ClientInfo()) as task:
+            assert run(make_check(Dnsbl, {"dns": dns_table(dns_server),
+                                          "lists": one}).run(task)) == []
+
+
+def test_a_symbol_counts_once_however_many_relays_are_listed(dns_server: DnsServer) -> None:
+    raw = (_hop("192.0.2.66", "mx.ours.test", 1) + _hop("192.0.2.68", "h1.example", 2)
+           + MESSAGE)
+    lists = [{**LISTS[0], "scope": "all-untrusted"}]
+    with task_from_bytes(raw, client=ClientInfo()) as task:
+        hits = [h.symbol for h in run(make_check(
+            Dnsbl, {"dns": dns_table(dns_server), "lists": lists}).run(task))]
+    assert sorted(hits) == ["RCVD_IN_PBL", "RCVD_IN_SBL"]
+
+
+def test_forged_chain_is_looked_up_within_max_relays() -> None:
+    """200 forged Received lines: at most max_relays look-ups per all-untrusted list,
+    the real client (the first untrusted relay) always among them."""
+    forged = b"".join(_hop(f"198.51.{n // 200}.{n % 200 + 1}", f"h{n - 1}.example", n)
+                      for n in range(2, 202))
+    raw = _hop("203.0.113.9", "mx.ours.test", 1) + forged + MESSAGE
+    lists = [{**LISTS[0], "scope": "all-untrusted"},
+             {"zone": "other.test", "symbol": "RCVD_IN_OTHER", "scope": "last-external"}]
+    check = make_check(Dnsbl, {"lists": lists, "max_relays": 4})
+    with task_from_bytes(raw, client=ClientInfo()) as task:
+        chain = task_chain(task, check._trusted, check._internal)
+        jobs = check._jobs(chain)
+    assert len(chain.untrusted) == 100  # the walk itself stops at MAX_HOPS
+    assert [(c.zone, ip) for c, ip in jobs] == [
+        ("bl.test", "203.0.113.9"), ("bl.test", "198.51.0.3"), ("bl.test", "198.51.0.4"),
+        ("bl.test", "198.51.0.5"), ("other.test", "203.0.113.9")]
+
+
 def test_timeout_is_tempfail(black_hole: BlackHole) -> None:
     check = make_check(Dnsbl, {"dns": {"resolvers": [black_hole.resolver], "timeout": 0.2,
                                        "budget": 0.4}, "lists": LISTS})
@@ -98,8 +150,16 @@ def test_bad_list_settings_name_the_key(lists: list, key: str) -> None:
 def test_default_lists_are_valid_and_off_by_default() -> None:
     check = make_check(Dnsbl, {})
     assert Dnsbl.default_enabled is False and Uribl.default_enabled is False
-    assert len(check._lists) == 3
+    assert len(check._lists) == 4
     assert len(make_check(Uribl, {})._lists) == 3
+    # SpamAssassin's scopes: SBL and SpamCop for every untrusted relay, the rest not
+    scopes = {(lst.zone, s): lst.scope for lst, _ in check._lists
+              for s in (lst.symbol, *lst.codes.values()) if s}
+    assert scopes[("zen.spamhaus.org", "RCVD_IN_SBL")] == "all-untrusted"
+    assert scopes[("zen.spamhaus.org", "RCVD_IN_XBL")] == "last-external"
+    assert scopes[("zen.spamhaus.org", "RCVD_IN_PBL")] == "last-external"
+    assert scopes[("bl.spamcop.net", "RCVD_IN_SPAMCOP")] == "all-untrusted"
+    assert scopes[("psbl.surriel.com", "RCVD_IN_PSBL")] == "last-external"
 
 
 URIBL_LISTS = [
@@ -300,3 +360,17 @@ def test_uribl_looks_up_idn_link_hosts_in_their_idna2008_a_label_form(
     # i❤.ws: UTS #46 (browsers) takes the symbol IDNA 2008 refuses: the browser's name
     assert domains == ["xn--fa-hia.de", "xn--0xagbn4a.gr", "xn--e1afmkfd.xn--p1ai",
                        "xn--i-7iq.ws"]
+
+
+def test_a_dead_zone_split_into_two_lists_is_not_believed(dns_server: DnsServer) -> None:
+    """ZEN is two lists (SBL codes for every untrusted relay, XBL codes for the last
+    external one): the RFC 5782 probe must count as listed when any list of the zone
+    would count its answer, whichever list asked first. dead.test answers 127.0.0.2."""
+    halves = [{"zone": "dead.test", "codes": {"127.0.0.4": "RCVD_IN_DEAD_XBL"},
+               "scope": "last-external"},
+              {"zone": "dead.test", "codes": {"127.0.0.2": "RCVD_IN_DEAD_SBL"},
+               "scope": "all-untrusted"}]
+    check = make_check(Dnsbl, {"dns": dns_table(dns_server), "lists": halves})
+    hits = dnsbl_hits(check, "192.0.2.71")
+    assert set(hits) == {"DNSBL_BLOCKED"}
+    assert hits["DNSBL_BLOCKED"].options == ("dead.test=lists-everything",)

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.auth.received import find_origin, parse_received
+from scanner.auth.received import (
+    MAX_HOPS,
+    find_chain,
+    find_origin,
+    originating_ips,
+    parse_received,
+    pseudo_headers,
+    task_chain,
+)
 from scanner.dns.blocked import parse_networks
 from scanner.task import ClientInfo
+from scanner.testing.tasks import task_from_bytes
 
 LOCAL = parse_networks(["127.0.0.0/8", "::1"])
 SITE = parse_networks(["127.0.0.0/8", "10.0.0.0/8"])
@@ -30,7 +39,10 @@ PICKUP = "by mail.ours.test (Postfix, from userid 1000) id 5F00; Mon, 2 Jun 2025
     ("from relay.example (relay.example [::ffff:192.0.2.7]) by mx.test with ESMTP",
      "192.0.2.7", "relay.example", "relay.example"),
     ("from EX01.corp.example (198.51.100.20) by EX02.corp.example (198.51.100.21) "
-     "with Microsoft SMTP Server id 15.1", "198.51.100.20", "", "EX01.corp.example"),
+     "with Microsoft SMTP Server id 15.1", "198.51.100.20", "EX01.corp.example",
+     "EX01.corp.example"),  # as SpamAssassin reads it (checked with Mail::SpamAssassin)
+    ("from Mailer ([216.217.85.158]) by mailer with Microsoft SMTPSVC(5.0.2195.4905)",
+     "216.217.85.158", "", "Mailer"),
 ])
 def test_parse_received(header: str, ip: str, rdns: str, helo: str) -> None:
     relay = parse_received(header)
@@ -91,3 +103,133 @@ def test_last_external_relay_with_internal_networks() -> None:
     origin = find_origin([INTERNAL, OUR_MX], ClientInfo(), SITE, LOCAL)
     assert origin.first_untrusted is not None and origin.first_untrusted.ip == "192.0.2.1"
     assert origin.last_external is not None and origin.last_external.ip == "10.0.0.5"
+
+
+# -- the whole chain and SpamAssassin's pseudo-headers ---------------------------------
+
+PUBLIC = parse_networks(["127.0.0.0/8", "10.0.0.0/8", "192.168.0.0/16"])
+SENDER_SIDE = ("from [192.168.1.5] (helo=laptop) by mail.sender.test with esmtp (Exim 4.96) "
+               "id 1tXyZa-000Abc-1x; Mon, 2 Jun 2025 09:59:59 +0000")
+
+
+@pytest.mark.parametrize("header,expected", [
+    (OUR_MX, "[ ip=192.0.2.1 rdns=mail.sender.test helo=mail.sender.test by=mx.ours.test "
+             "ident= envfrom= intl=0 id=4AbCd1234 auth= msa=0 ]"),
+    # rDNS and HELO keep their case; unknown is no rDNS; a [literal] HELO shows as !..!
+    ("from [198.51.100.4] (unknown [198.51.100.4]) by MX.Test (Postfix) with ESMTPSA id 7F3A",
+     "[ ip=198.51.100.4 rdns= helo=!198.51.100.4! by=MX.Test ident= envfrom= intl=0 "
+     "id=7F3A auth=ESMTPSA msa=0 ]"),
+    # Sendmail: IDENT: and "(may be forged)"
+    ("from Helo.Example (IDENT:joe@Host.Example [198.51.100.5] (may be forged)) by "
+     "mx.test (8.11.6/8.11.6) with ESMTP id g57MJMG21875; Fri, 7 Jun 2002 23:19:22 +0100",
+     "[ ip=198.51.100.5 rdns=Host.Example helo=Helo.Example by=mx.test ident=joe "
+     "envfrom= intl=0 id=g57MJMG21875 auth= msa=0 ]"),
+    # Exim: rDNS first, helo= inside; ident=
+    ("from mail.example ([198.51.100.6] helo=other.example ident=bob) by mx.test with "
+     "esmtp (Exim 4.96) id 1abcde-000001-Ab", "[ ip=198.51.100.6 rdns=mail.example "
+     "helo=other.example by=mx.test ident=bob envfrom= intl=0 id=1abcde-000001-Ab auth= "
+     "msa=0 ]"),
+    # qmail: rDNS, HELO, ident@ip; envelope-sender
+    ("from host.example (HELO hello.example) (joe@198.51.100.8) (envelope-sender "
+     "<a@b.example>) by mx.test (qmail-ldap-1.03) with SMTP; 12 Feb 2003 18:23:19 -0000",
+     "[ ip=198.51.100.8 rdns=host.example helo=hello.example by=mx.test ident=joe "
+     "envfrom=a@b.example intl=0 id= auth= msa=0 ]"),
+])
+def test_relay_as_string_is_spamassassins_format(header: str, expected: str) -> None:
+    relay = parse_received(header)
+    assert relay is not None
+    assert relay.as_string() == expected
+
+
+def test_every_untrusted_relay_is_kept_and_marked() -> None:
+    chain = find_chain([INTERNAL, OUR_MX, SENDER_SIDE], ClientInfo(), SITE, LOCAL)
+    assert [r.ip for r in chain.trusted] == ["10.0.0.5"]
+    assert [r.ip for r in chain.untrusted] == ["192.0.2.1", "192.168.1.5"]
+    assert [r.ip for r in chain.external] == ["10.0.0.5", "192.0.2.1", "192.168.1.5"]
+    headers = pseudo_headers(chain)
+    assert headers["X-Spam-Relays-Internal"] == ""
+    assert headers["X-Spam-Relays-Trusted"].startswith("[ ip=10.0.0.5 rdns=mx1.ours.test ")
+    untrusted = headers["X-Spam-Relays-Untrusted"]
+    assert untrusted.count("[ ip=") == 2 and " ] [ ip=192.168.1.5 rdns= helo=laptop " \
+        "by=mail.sender.test ident= envfrom= intl=0 id=1tXyZa-000Abc-1x auth= msa=0 ]" \
+        in untrusted
+    origin = chain.origin()
+    assert origin.first_untrusted is not None and origin.first_untrusted.ip == "192.0.2.1"
+
+
+def test_internal_relays_say_intl_1() -> None:
+    chain = find_chain([INTERNAL, OUR_MX], ClientInfo(), SITE, SITE)
+    assert pseudo_headers(chain)["X-Spam-Relays-Internal"].startswith(
+        "[ ip=10.0.0.5 rdns=mx1.ours.test helo=mx1.ours.test by=mx2.ours.test ident= "
+        "envfrom= intl=1 id= auth= msa=0 ]")  # an id needs 3 characters
+
+
+def test_a_mail_fetcher_restarts_the_trusted_chain() -> None:
+    fetched = ("from pop.isp.example [192.0.2.40] by localhost with POP3 (fetchmail-6.4) "
+               "for <joe@localhost> (single-drop); Mon, 2 Jun 2025 10:00:02 +0000")
+    local = ("from localhost (localhost [127.0.0.1]) by laptop.home (Postfix) with ESMTP "
+             "id AB12; Mon, 2 Jun 2025 10:00:03 +0000")
+    chain = find_chain([local, fetched, OUR_MX], ClientInfo(), LOCAL, LOCAL)
+    assert chain.trusted == []  # the local handover before the fetcher is forgotten
+    assert [r.ip for r in chain.untrusted] == ["192.0.2.1"]
+
+
+def test_xforward_relay_takes_the_postfix_headers_id() -> None:
+    client = ClientInfo(addr="192.0.2.1", name="mail.sender.test", helo="mail.sender.test")
+    with_header = pseudo_headers(find_chain([OUR_MX], client, LOCAL, ()))
+    assert with_header["X-Spam-Relays-Untrusted"] == (
+        "[ ip=192.0.2.1 rdns=mail.sender.test helo=mail.sender.test by=mx.ours.test "
+        "ident= envfrom= intl=0 id=4AbCd1234 auth= msa=0 ]")
+    # without Postfix's header (a milter, or header_checks removed it): XFORWARD only
+    alone = pseudo_headers(find_chain([], ClientInfo(addr="192.0.2.1", name="unknown",
+                                                     helo="x.example"), LOCAL, ()))
+    assert alone["X-Spam-Relays-Untrusted"] == (
+        "[ ip=192.0.2.1 rdns= helo=x.example by= ident= envfrom= intl=0 id= auth= msa=0 ]")
+
+
+def test_originating_ip_is_a_relay_but_not_the_client() -> None:
+    ips = originating_ips(["[198.51.100.77]", "unknown"])
+    assert ips == ["198.51.100.77"]
+    chain = find_chain([INTERNAL], ClientInfo(), SITE, SITE, originating=ips)
+    assert [r.ip for r in chain.untrusted] == ["198.51.100.77"]
+    assert chain.origin().all_trusted  # a webmail user's address is no SMTP client
+    assert pseudo_headers(chain)["X-Spam-Relays-Untrusted"] == (
+        "[ ip=198.51.100.77 rdns= helo= by= ident= envfrom= intl=0 id= auth= msa=0 ]")
+
+
+def test_forged_chain_is_walked_only_to_max_hops() -> None:
+    forged = [f"from h{n}.example (h{n}.example [198.51.100.{n % 250 + 1}]) by "
+              f"h{n - 1}.example (Postfix) with SMTP id {n}" for n in range(500)]
+    chain = find_chain(forged, ClientInfo(), LOCAL, LOCAL)
+    assert len(chain.hops) == MAX_HOPS
+
+
+def test_a_local_submission_ends_the_client_search_but_not_the_chain() -> None:
+    """A list server re-submitted the message locally: no client (ALL_TRUSTED), yet the
+    relays below stay in X-Spam-Relays-Untrusted as SpamAssassin lists them."""
+    resubmitted = ("(from cpunks@localhost) by list.example (8.12.5/8.12.5/Submit) id "
+                   "g6NJo6gW050390; Tue, 23 Jul 2002 14:50:06 -0500")
+    chain = find_chain([resubmitted, OUR_MX], ClientInfo(), LOCAL, LOCAL)
+    assert chain.origin().all_trusted
+    assert [r.ip for r in chain.untrusted] == ["192.0.2.1"]
+
+
+def test_spamassassins_received_indexes() -> None:
+    """last_trusted/internal_relay_index count Received headers from the top, the
+    ignored ones in the trusted part too (ALL-TRUSTED, ALL-EXTERNAL read them)."""
+    chain = find_chain([PICKUP, INTERNAL, OUR_MX, SENDER_SIDE], ClientInfo(), SITE, LOCAL)
+    assert (chain.last_trusted_index, chain.last_internal_index) == (1, 0)
+    # XFORWARD's own hop (no Postfix header) is no Received header
+    client = ClientInfo(addr="10.0.0.9", helo="relay.ours.test")
+    chain = find_chain([OUR_MX], client, SITE, SITE)
+    assert (chain.last_trusted_index, chain.last_internal_index) == (-1, -1)
+
+
+def test_the_chain_is_walked_once_per_task_and_networks() -> None:
+    """The auth, dnsbl and rules checks share one walk (same networks: same object)."""
+    raw = f"Received: {OUR_MX}\r\nSubject: x\r\n\r\nbody\r\n".encode()
+    with task_from_bytes(raw) as task:
+        first = task_chain(task, LOCAL, LOCAL)
+        assert task_chain(task, LOCAL, LOCAL) is first
+        assert task_chain(task, SITE, SITE) is not first
+        assert len(task.relay_chains) == 2

@@ -12,6 +12,7 @@ from scanner.checks.rules import Rules, RulesSettings
 from scanner.config import load
 from scanner.errors import ConfigError
 from scanner.scores import load_scores
+from scanner.task import ClientInfo
 from scanner.testing.tasks import task_from_bytes
 
 from .conftest import CORPUS
@@ -110,3 +111,36 @@ def test_a_new_worker_keeps_the_rules_when_a_rule_directory_went_away(
         _check(tmp_path, kept, dirs=(str(site),), score_set=1)
     with pytest.raises(ConfigError):  # nothing handed on: refused, as at start-up
         _check(tmp_path, dirs=(str(site),))
+
+
+RELAY_RULES = (
+    "header RDNS_NONE X-Spam-Relays-Untrusted =~ /^[^\\]]+ rdns= /\nscore RDNS_NONE 1.5\n"
+    "header HELO_IS_RDNS X-Spam-Relays-Untrusted =~ /^[^\\]]+ rdns=(\\S+) helo=\\1 /i\n"
+    "score HELO_IS_RDNS 0.5\n")
+
+
+def test_relay_pseudo_headers_come_from_xforward_and_the_chain(tmp_path: Path) -> None:
+    """SpamAssassin's RDNS_NONE (X-Spam-Relays-Untrusted) hits on the client Postfix
+    saw: from XFORWARD when Postfix wrote no Received header, and through the trusted
+    networks the rules check is given."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "relays.cf").write_text(RELAY_RULES)
+    check = _check(tmp_path, dirs=(str(tmp_path / "site"),), shipped=False,
+                   bad_header=False)
+    raw = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nhello\r\n"
+    nameless = ClientInfo(addr="198.51.100.9", name="unknown", helo="pc.example")
+    with task_from_bytes(raw, client=nameless) as task:
+        assert {h.symbol for h in asyncio.run(check.run(task))} == {"RDNS_NONE"}
+    named = ClientInfo(addr="198.51.100.9", name="Mail.Example", helo="mail.example")
+    with task_from_bytes(raw, client=named) as task:
+        assert {h.symbol for h in asyncio.run(check.run(task))} == {"HELO_IS_RDNS"}
+    # a relay of our own (10.0.0.0/8 trusted) handed it on: the hop below is the client
+    inner = (b"Received: from pc.example (unknown [198.51.100.9]) by mx.example.net "
+             b"(Postfix) with ESMTP id 4XyZ12; Mon, 2 Jun 2025 10:00:00 +0000\r\n" + raw)
+    site = _check(tmp_path, dirs=(str(tmp_path / "site"),), shipped=False,
+                  bad_header=False, trusted_networks=("127.0.0.0/8", "10.0.0.0/8"))
+    relay = ClientInfo(addr="10.1.2.3", name="mx.example.net", helo="mx.example.net")
+    with task_from_bytes(inner, client=relay) as task:
+        assert {h.symbol for h in asyncio.run(site.run(task))} == {"RDNS_NONE"}
+        # without 10.0.0.0/8 trusted, our relay itself is the first untrusted one
+        assert {h.symbol for h in asyncio.run(check.run(task))} == {"HELO_IS_RDNS"}

@@ -232,3 +232,21 @@ def test_utf16_little_endian_without_bom_is_recognised_by_its_nuls() -> None:
     rs = ruleset(r"body B_BUY /buy now/")
     raw = _head(ctype=b"text/plain; charset=utf-16") + "buy now\n".encode("utf-16-le")
     assert names(run(rs, raw)) == {"B_BUY"}
+
+
+def test_all_external_starts_at_the_first_external_received_header() -> None:
+    """SpamAssassin's ALL-EXTERNAL/ALL-UNTRUSTED: every header line from the first
+    untrusted Received header on; ALL-TRUSTED: down to it (inclusive)."""
+    raw = (b"Received: from localhost (localhost [127.0.0.1]) by mx.example (Postfix) "
+           b"with ESMTP id AAA1\nX-Top: 1\n"
+           b"Received: from out.example (out.example [198.51.100.2]) by localhost "
+           b"(Postfix) with ESMTP id BBB2\nX-Mid: 2\n"
+           b"Received: from mail pickup service by out.example with Microsoft SMTPSVC\n"
+           b"Subject: s\n\nbody\n")
+    view = MessageView(raw)
+    external = view.header("ALL-EXTERNAL")
+    assert external[0].startswith(b"Received: from out.example") and len(external) == 4
+    assert view.header("ALL-UNTRUSTED") == external
+    assert [line.split(b":")[0] for line in view.header("ALL-TRUSTED")] == [
+        b"Received", b"X-Top", b"Received"]
+    assert view.header("ALL-EXTERNAL:raw")[1] == b"X-Mid: 2\n"
