@@ -27,18 +27,17 @@ import contextlib
 import enum
 import logging
 import re
+import socket
 import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from scanner.streams import buffered, idle_and_open
+from scanner.checks.clamd_wire import MAX_REPLY, ReplyTooLong, exchange, open_socket
+from scanner.streams import idle_and_open
 from scanner.throttle import LogThrottle, held_note
 
 log = logging.getLogger("scanner.checks.clamd")
-
-MAX_REPLY = 64 * 1024
-"""Longest reply we read; anything longer is not clamd talking."""
 
 SESSION_MAX = 64 * 1024
 """Data up to this size is scanned on a kept-open session connection."""
@@ -55,6 +54,11 @@ _EXTENDED_INFO = re.compile(r"\([0-9a-fA-F]{32,64}:\d+\)$")
 
 class ClamdError(Exception):
     """clamd could not be used: connection, timeout, protocol or server error."""
+
+
+class ClamdUnreachable(ClamdError):
+    """No connection, or it was lost before clamd said anything: what a clamd being
+    restarted looks like, worth another try (:attr:`ClamdClient.retry_delays`)."""
 
 
 class _Stale(Exception):
@@ -292,7 +296,7 @@ class ClamdClient:
         try:
             return await self._ask(session, data)
         except _Stale as exc:
-            raise ClamdError(str(exc)) from None
+            raise ClamdUnreachable(str(exc)) from None
         except _AskAlone:
             return await self._alone(endpoint, data)
 
@@ -383,61 +387,35 @@ class ClamdClient:
         except TimeoutError:
             raise ClamdError(f"connect timed out after {self.connect_timeout} s") from None
         except OSError as exc:
-            raise ClamdError(f"cannot connect: {exc.strerror or exc}") from None
+            raise ClamdUnreachable(f"cannot connect: {exc.strerror or exc}") from None
+
+    async def _connect_socket(self, endpoint: Endpoint) -> socket.socket:
+        self.connections += 1
+        try:
+            return await asyncio.wait_for(open_socket(endpoint), self.connect_timeout)
+        except TimeoutError:
+            raise ClamdError(f"connect timed out after {self.connect_timeout} s") from None
+        except OSError as exc:
+            raise ClamdUnreachable(f"cannot connect: {exc.strerror or exc}") from None
 
     async def _exchange(self, endpoint: Endpoint, pieces: list[bytes | memoryview]) -> bytes:
-        """Connect, send ``pieces``, read the reply until clamd closes the connection."""
-        reader, writer = await self._connect(endpoint)
-        # Read while sending: clamd answers and closes early when the stream is too
-        # long, and that answer must be collected before the broken pipe is noticed.
-        reading = asyncio.ensure_future(self._read_reply(reader))
+        """Connect, send ``pieces``, read the reply until clamd closes the connection.
+
+        Reading goes on while sending (:mod:`scanner.checks.clamd_wire`): clamd answers
+        and closes early when the stream is too long, and that answer must be read."""
+        sock = await self._connect_socket(endpoint)
         try:
             async with asyncio.timeout(self.timeout):
-                send_error = await self._send(writer, pieces, reading)
-                reply = await reading
+                reply, send_error = await exchange(sock, pieces)
         except TimeoutError:
             raise ClamdError(f"no answer within {self.timeout} s") from None
+        except ReplyTooLong as exc:
+            raise ClamdError(str(exc)) from None
         except OSError as exc:
-            raise ClamdError(f"connection failed: {exc.strerror or exc}") from None
+            raise ClamdUnreachable(f"connection failed: {exc.strerror or exc}") from None
         finally:
-            if reading.done() and not reading.cancelled():
-                reading.exception()  # mark as retrieved; it is re-raised above if needed
-            reading.cancel()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-        if send_error and not reply:
-            raise ClamdError(f"connection lost while sending: {send_error}")
-        return reply
-
-    async def _send(self, writer: asyncio.StreamWriter, pieces: list[bytes | memoryview],
-                    reading: asyncio.Future) -> str:
-        """Write everything; clamd may close early (size limit), so report, not raise."""
-        try:
-            for i, piece in enumerate(pieces):
-                if reading.done():  # clamd already answered (and closed): stop writing
-                    return "clamd answered before the end of the stream"
-                writer.write(piece)
-                if i % 16 == 15:
-                    await writer.drain()
-            await writer.drain()
-        except (ConnectionError, BrokenPipeError) as exc:
-            return str(exc) or type(exc).__name__
-        return ""
-
-    async def _read_reply(self, reader: asyncio.StreamReader) -> bytes:
-        reply = b""
-        while len(reply) <= MAX_REPLY:
-            try:
-                chunk = await reader.read(4096)
-            except ConnectionError:
-                # The reset of our write may hide an answer already received (clamd's
-                # "size limit exceeded" before it closed): keep what was buffered.
-                reply += buffered(reader)
-                break
-            if not chunk:
-                break
-            reply += chunk
-        if len(reply) > MAX_REPLY:
-            raise ClamdError(f"reply longer than {MAX_REPLY} bytes")
+            sock.close()
+        if not reply:
+            raise ClamdUnreachable(f"connection lost while sending: {send_error}" if send_error
+                                   else "clamd closed the connection without an answer")
         return reply
