@@ -75,11 +75,16 @@ def test_clamd_killed_during_a_burst_defers_then_delivers(clamd: ClamdInstance):
             clamd.kill()
             futures += [pool.submit(send, m) for m in mids[10:]]
             wanted = {f.result(60) for f in futures}
-        time.sleep(3)
+        # Each message tries the dead clamd again after 1 s and 6 s (retry_delays, as
+        # amavis) before its 451 CLAMAV_FAIL: wait for the first deferral in the log.
+        deadline = time.monotonic() + 60
+        while ("CLAMAV_FAIL" not in stack.postfix.log_text()
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert "CLAMAV_FAIL" in stack.postfix.log_text()
         early = delivered_ids(stack)
         deferred = stack.postfix.queue()
         assert deferred, "with clamd dead, messages must wait in Postfix's queue"
-        assert "CLAMAV_FAIL" in stack.postfix.log_text()
         # whatever was delivered before the kill was scanned: it carries the header
         for path in stack.postfix.maildir_messages("bob"):
             assert b"X-Virus-Scanned:" in split_delivered(path.read_bytes())[0]

@@ -144,6 +144,11 @@ class ScanReply:
     endpoint: str = ""
 
 
+def _time_left(delay: float, deadline: float | None) -> bool:
+    """True when a retry after ``delay`` seconds would still start before ``deadline``."""
+    return deadline is None or asyncio.get_running_loop().time() + delay < deadline
+
+
 def parse_reply(raw: bytes) -> ScanReply:
     """Interpret an INSTREAM reply; raise :class:`ClamdError` for errors and garbage.
 
@@ -185,12 +190,17 @@ class ClamdClient:
     """Scan bytes with the first clamd endpoint that answers.
 
     An endpoint that failed is tried after the healthy ones for ``retry_after``
-    seconds, so a dead first endpoint does not cost a timeout on every request.
+    seconds, so a dead first endpoint does not cost a timeout on every request. When
+    every endpoint failed, the ones that could not be reached or hung up without an
+    answer (:class:`ClamdUnreachable`: a clamd being restarted) are tried again after
+    each of ``retry_delays`` in turn, as amavis's ask_daemon_internal does (two more
+    rounds, after 1 s and after 6 s), but only while the caller's deadline leaves time.
     """
 
     def __init__(self, endpoints: Sequence[str | Endpoint], *, timeout: float = 30.0,
                  connect_timeout: float = 5.0, chunk_size: int = 64 * 1024,
                  retry_after: float = 10.0, reuse: bool = True,
+                 retry_delays: Sequence[float] = (1.0, 6.0),
                  inconclusive: Callable[[str], bool] | None = None) -> None:
         if not endpoints:
             raise ValueError("at least one clamd endpoint is needed")
@@ -201,6 +211,7 @@ class ClamdClient:
         self.chunk_size = chunk_size
         self.retry_after = retry_after
         self.reuse = reuse
+        self.retry_delays = tuple(retry_delays)
         self.inconclusive = inconclusive or (lambda name: name.startswith(LIMITS_PREFIX))
         """Names after which a session's answer is asked again alone (read to the end)."""
         self.requests = 0
@@ -216,21 +227,45 @@ class ClamdClient:
         healthy = [e for e in self.endpoints if self._down_until.get(e, 0.0) <= now]
         return healthy + [e for e in self.endpoints if e not in healthy]
 
-    async def instream(self, data: bytes) -> ScanReply:
-        """Scan ``data``; raise :class:`ClamdError` when no endpoint gave an answer."""
+    async def instream(self, data: bytes, deadline: float | None = None) -> ScanReply:
+        """Scan ``data``; raise :class:`ClamdError` when no endpoint gave an answer.
+
+        ``deadline`` (the event loop's clock): no attempt runs past it, and no retry
+        starts unless its delay ends before it."""
         errors: list[str] = []
-        for endpoint in self._ordered():
-            try:
-                reply = await self._instream_at(endpoint, data)
-            except ClamdError as exc:
-                self._down_until[endpoint] = time.monotonic() + self.retry_after
-                self._report_failure(endpoint, exc)
-                errors.append(f"{endpoint}: {exc}")
-                continue
-            self._down_until.pop(endpoint, None)
-            self._report_recovery(endpoint)
-            return ScanReply(reply.status, reply.names, str(endpoint))
+        endpoints = self._ordered()
+        for delay in (0.0, *self.retry_delays):
+            if delay:
+                if not endpoints or not _time_left(delay, deadline):
+                    break
+                log.info("clamd %s: retrying in %g s", ", ".join(map(str, endpoints)), delay)
+                await asyncio.sleep(delay)
+            again: list[Endpoint] = []
+            for endpoint in endpoints:
+                try:
+                    reply = await self._attempt(endpoint, data, deadline)
+                except ClamdError as exc:
+                    self._down_until[endpoint] = time.monotonic() + self.retry_after
+                    self._report_failure(endpoint, exc)
+                    errors.append(f"{endpoint}: {exc}")
+                    if isinstance(exc, ClamdUnreachable):
+                        again.append(endpoint)
+                    continue
+                self._down_until.pop(endpoint, None)
+                self._report_recovery(endpoint)
+                return ScanReply(reply.status, reply.names, str(endpoint))
+            endpoints = again
         raise ClamdError("; ".join(errors))
+
+    async def _attempt(self, endpoint: Endpoint, data: bytes,
+                       deadline: float | None) -> ScanReply:
+        if deadline is None:
+            return await self._instream_at(endpoint, data)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._instream_at(endpoint, data)
+        except TimeoutError:
+            raise ClamdError("no answer before the check's deadline") from None
 
     def _report_failure(self, endpoint: Endpoint, exc: ClamdError) -> None:
         """Log a failing endpoint at once, then at most once per ``retry_after`` seconds
