@@ -65,6 +65,10 @@ class _Stale(Exception):
     """A session connection was gone before clamd said anything."""
 
 
+class _Reset(_Stale):
+    """... with an error (reset, broken pipe), which may have hidden an answer."""
+
+
 class _AskAlone(Exception):
     """Ask again on a connection of its own, which is read to the end."""
 
@@ -330,10 +334,13 @@ class ClamdClient:
         session.writer.write(b"zIDSESSION\0")
         try:
             return await self._ask(session, data)
+        except (_Reset, _AskAlone):
+            # A new session reset before any answer: clamd going away, or (its
+            # StreamMaxLength below 64 KiB) its "size limit exceeded" lost with the
+            # failed write. Alone, on a socket that is read to the end, either shows.
+            return await self._alone(endpoint, data)
         except _Stale as exc:
             raise ClamdUnreachable(str(exc)) from None
-        except _AskAlone:
-            return await self._alone(endpoint, data)
 
     async def _alone(self, endpoint: Endpoint, data: bytes) -> ScanReply:
         self.requests += 1
@@ -363,7 +370,7 @@ class ClamdClient:
             raise ClamdError(f"reply longer than {MAX_REPLY} bytes") from None
         except OSError as exc:  # reset or broken pipe before any answer
             session.close()
-            raise _Stale(f"connection failed: {exc.strerror or exc}") from None
+            raise _Reset(f"connection failed: {exc.strerror or exc}") from None
         except asyncio.CancelledError:
             session.close()  # an answer may still come: never reuse this connection
             raise
