@@ -165,12 +165,17 @@ def test_a_clamd_restarted_during_the_scan_is_waited_for(tmp_path: Path) -> None
     assert check.client.connections == 2  # the refused one, then the answered one
 
 
-@pytest.mark.parametrize("answer", [b"COMMAND READ TIMED OUT\0", b"UNKNOWN COMMAND\0",
-                                    b"stream: Eicar-Test-Sig"])
-def test_odd_answers_fail_at_once_never_clean(tmp_path: Path, answer: bytes) -> None:
+@pytest.mark.parametrize(("answer", "reuse"), [
+    (b"COMMAND READ TIMED OUT\0", False), (b"COMMAND READ TIMED OUT\0", True),
+    (b"UNKNOWN COMMAND\0", False), (b"UNKNOWN COMMAND\0", True),
+    (b"stream: Eicar-Test-Sig", False),  # cut off: clamd closed in the middle
+])
+def test_odd_answers_fail_at_once_never_clean(tmp_path: Path, answer: bytes,
+                                              reuse: bool) -> None:
     """clamd's answers to a slow or unknown command, and a reply cut off mid-way (clamd
-    closed the connection), are failures, not retried (clamd answered)."""
+    closed the connection), are failures, not retried (clamd answered), on a
+    connection of its own as on a kept-open session."""
     fake = FakeClamd(tmp_path / "fake.sock", answer)
-    hits, _ = fake_scan(fake, make_task(b"payload"), reuse_connections=False)
+    hits, _ = fake_scan(fake, make_task(b"payload"), reuse_connections=reuse)
     assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
     assert fake.requests == 1
