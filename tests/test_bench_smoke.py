@@ -154,6 +154,12 @@ def test_clamd_reload_bench_reports_scans_during_a_reload() -> None:
     assert " 0 failed" in out
 
 
+@pytest.mark.skipif(clamd_binary() is None, reason="clamd is not installed (clamav-daemon)")
+def test_clamd_restart_bench_counts_outcomes() -> None:
+    data = json.loads(_run("bench/throughput/clamd_restart.py", "-n", "200"))
+    assert sum(data["outcomes"].values()) == 200 and data["seconds"] > 0
+
+
 def test_profile_pipeline_times_each_check() -> None:
     out = _run("bench/throughput/profile_pipeline.py", "-n", "20")
     assert "20 messages; ms per message (median / mean):" in out

@@ -1,29 +1,25 @@
-"""The clamav check and its clamd client, against a private clamd and a fake one.
+"""The clamav check and its clamd client against a private clamd: the protocol pieces,
+what is scanned and found.
 
 The real-clamd tests start ``scanner.testing.clamd.ClamdInstance`` (a tiny, test-owned
 signature database; no freshclam) and are skipped, visibly, when clamd is missing.
-Failure modes (hanging, garbage, hanging up) use ``FakeClamd``.
+Failures are in tests/test_clamav_failures.py, kept-open sessions in
+tests/test_clamav_sessions.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
-import logging
-import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import scanner.config
 from decoders.unpack import unpack
-from scanner.checks.base import CheckContext
 from scanner.checks.clamav import ClamAV, ClamAVSettings, covered_by_message
 from scanner.checks.clamd_client import (
     ClamdClient,
@@ -36,76 +32,24 @@ from scanner.checks.clamd_client import (
 from scanner.config.schema import build
 from scanner.errors import ConfigError
 from scanner.scores import load_scores
-from scanner.task import Envelope, Hit, Recipient, Task
-from scanner.testing.clamd import (
-    TESTFILES_DIR,
-    ClamdInstance,
-    FakeClamd,
-    clamd_binary,
-    eicar,
+from scanner.task import Hit
+from scanner.testing.clamd import TESTFILES_DIR, ClamdInstance, clamd_binary, eicar
+from tests.clamav_helpers import (
+    EICAR,
+    TEST_FILE,
+    FakePart,
+    mail,
+    make_check,
+    make_task,
+    needs_clamd,
+    needs_testfiles,
+    scan,
 )
 
-EICAR = "Eicar-Test-Signature.UNOFFICIAL"
-TEST_FILE = "ClamAV-Test-File.UNOFFICIAL"
 MISSED_IN_MAIL = {"clam_cache_emax.tgz"}
 """Test files clamd does not find inside a mail with MaxRecursion 16 (Debian's value):
 clam.exe sits about 17 levels deep (nested tar.gz) plus the MIME and base64 layers."""
 
-needs_clamd = pytest.mark.skipif(clamd_binary() is None,
-                                 reason="clamd not installed (apt-get install clamav-daemon)")
-needs_testfiles = pytest.mark.skipif(
-    not TESTFILES_DIR.is_dir(), reason="clamav-testfiles not installed (apt-get install "
-    "clamav-testfiles)")
-
-
-async def _run_here(func: Any, *args: Any) -> Any:
-    return func(*args)
-
-
-def make_check(endpoints: list[str], **settings: Any) -> ClamAV:
-    config = ClamAVSettings(endpoints=tuple(endpoints), **settings)
-    return ClamAV(config, CheckContext(config=scanner.config.load(None), run_cpu=_run_here))
-
-
-def make_task(raw: bytes, parts: list[Any] | None = None) -> Task:
-    envelope = Envelope(sender="a@b", recipients=(Recipient("c@d"),))
-    return Task(mail_id="test", envelope=envelope, raw=raw, parts=parts or [])
-
-
-def mail(body: str = "Hello, nothing to see here.\n",
-         attachment: tuple[str, bytes] | None = None) -> bytes:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "a@b", "c@d", "test"
-    msg.set_content(body)
-    if attachment is not None:
-        msg.add_attachment(attachment[1], maintype="application", subtype="octet-stream",
-                           filename=attachment[0])
-    return msg.as_bytes()
-
-
-def scan(check: ClamAV, task: Task) -> list[Hit]:
-    return list(asyncio.run(check.run(task)))
-
-
-@dataclass
-class FakePart:
-    """Just the attributes of decoders.part.Part that the check reads."""
-
-    path: str
-    blob: bytes
-    is_leaf: bool = True
-    sha256: str = field(init=False)
-    size: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.sha256 = hashlib.sha256(self.blob).hexdigest()
-        self.size = len(self.blob)
-
-    def data(self) -> bytes:
-        return self.blob
-
-    def path_string(self) -> str:
-        return self.path
 
 
 @pytest.fixture(scope="module")
@@ -354,282 +298,3 @@ def test_larger_than_stream_max_length_is_unchecked(clamd: ClamdInstance) -> Non
     assert check.client.requests == 0
 
 
-@needs_clamd
-def test_clamd_size_limit_is_never_clean(tmp_path: Path) -> None:
-    # The check believes clamd takes 25 MiB, clamd takes 64 KiB. clamd answers "size
-    # limit exceeded" and closes while we still send; usually the answer is read
-    # (UNCHECKED), but the kernel may drop it when our next write is reset, and then
-    # the outcome is CLAMAV_FAIL (tempfail). Either way the message is not clean.
-    with ClamdInstance(tmp_path, stream_max_length=64 * 1024) as small:
-        check = make_check([small.unix_endpoint])
-        hits = scan(check, make_task(mail("y" * 200_000)))
-        assert [h.symbol for h in hits] in (["CLAMAV_UNCHECKED"], ["CLAMAV_FAIL"])
-        if hits[0].symbol == "CLAMAV_UNCHECKED":
-            assert "size limit" in hits[0].options[0]
-        assert len(check.cache) == 0
-
-
-@needs_clamd
-@needs_testfiles
-def test_scan_limit_alert_is_unchecked_not_virus(tmp_path: Path) -> None:
-    deep = (TESTFILES_DIR / "clam_cache_emax.tgz").read_bytes()
-    with ClamdInstance(tmp_path, extra={"AlertExceedsMax": "yes"}) as alerting:
-        hits = scan(make_check([alerting.unix_endpoint]), make_task(deep))
-    assert [h.symbol for h in hits] == ["CLAMAV_UNCHECKED"]
-    assert "Heuristics.Limits.Exceeded.MaxRecursion" in hits[0].options[0]
-
-
-@needs_clamd
-def test_cache_avoids_second_request(tmp_path: Path) -> None:
-    task = make_task(mail(eicar().decode()))
-    with ClamdInstance(tmp_path) as own:
-        check = make_check([own.unix_endpoint])
-        first = scan(check, task)
-        own.stop()
-        assert not own.ping()
-        assert scan(check, task) == first
-        assert check.client.requests == 1
-        assert [h.symbol for h in scan(check, make_task(mail("new"), []))] == ["CLAMAV_FAIL"]
-
-
-@needs_clamd
-def test_stopped_or_killed_clamd_fails(tmp_path: Path) -> None:
-    with ClamdInstance(tmp_path) as own:
-        check = make_check([own.unix_endpoint], cache_size=0)
-        assert scan(check, make_task(mail())) == []
-        own.kill()  # the socket file stays behind: connection refused
-        hits = scan(check, make_task(mail()))
-        assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
-        own.start()
-        own.stop()  # clean shutdown removes the socket: no such file
-        assert [h.symbol for h in scan(check, make_task(mail()))] == ["CLAMAV_FAIL"]
-        unchecked = make_check([own.unix_endpoint], fail_action="unchecked")
-        hits = scan(unchecked, make_task(mail()))
-        assert [h.symbol for h in hits] == ["CLAMAV_UNCHECKED"]
-        assert hits[0].options[0].startswith("clamd failed:")
-        own.restart()
-        assert scan(check, make_task(mail())) == []
-
-
-def test_a_clamd_outage_is_logged_once_per_retry_interval(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """While clamd is down every request fails; the log gets the first failure, then a
-    count at most every ``retry_after`` seconds, and a line when clamd answers again."""
-    path = tmp_path / "clamd.sock"
-
-    async def go(retry_after: float, fails: int) -> None:
-        client = ClamdClient([f"unix:{path}"], retry_after=retry_after)
-        for _ in range(fails):
-            with pytest.raises(ClamdError):
-                await client.instream(b"data")
-        async with FakeClamd(path):
-            assert (await client.instream(b"data")).status is Status.CLEAN
-            client.close()
-
-    caplog.set_level(logging.WARNING, logger="scanner.checks.clamd")
-    asyncio.run(go(3600.0, 5))
-    lines = [r.getMessage() for r in caplog.records if r.name == "scanner.checks.clamd"]
-    assert len(lines) == 2, lines
-    assert "cannot connect" in lines[0] and "more failed" not in lines[0]
-    assert lines[1].endswith("answering again (4 more failed requests since the last report)")
-    caplog.clear()
-    asyncio.run(go(0.0, 3))  # no interval: every failure is reported
-    lines = [r.getMessage() for r in caplog.records if r.name == "scanner.checks.clamd"]
-    assert sum("cannot connect" in m for m in lines) == 3 and "answering again" in lines[-1]
-
-
-# --- a fake clamd for failure modes -----------------------------------------------
-
-
-def fake_scan(fake: FakeClamd, task: Task, **settings: Any) -> tuple[list[Hit], float]:
-    async def go() -> tuple[list[Hit], float]:
-        async with fake:
-            check = make_check([fake.endpoint], **settings)
-            began = time.monotonic()
-            hits = list(await check.run(task))
-            return hits, time.monotonic() - began
-    return asyncio.run(go())
-
-
-@pytest.mark.parametrize("answer", [b"hello there\0", b"stream: bogus\0", b"\0" * 3,
-                                    b"Can't allocate memory ERROR\0", None])
-def test_bad_answers_fail(tmp_path: Path, answer: bytes | None) -> None:
-    fake = FakeClamd(tmp_path / "fake.sock", answer)
-    hits, _ = fake_scan(fake, make_task(mail()))
-    assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
-    # an ERROR record read on a kept session is asked again alone and read to the end
-    # (a virus may be named after it: tests/test_clamav_replies.py)
-    assert fake.requests == (2 if answer and answer.endswith(b" ERROR\0") else 1)
-
-
-def test_hanging_clamd_fails_within_timeout(tmp_path: Path) -> None:
-    fake = FakeClamd(tmp_path / "fake.sock", hang=True)
-    hits, elapsed = fake_scan(fake, make_task(mail()), timeout=0.5)
-    assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
-    assert "0.5" in hits[0].options[0]
-    assert 0.4 < elapsed < 3.0
-
-
-def test_failures_are_not_cached_and_parts_deduplicated(tmp_path: Path) -> None:
-    raw = mail()
-    parts = [FakePart("0", raw), FakePart("1", b"a"), FakePart("2", b"a"), FakePart("3", b"")]
-    fake = FakeClamd(tmp_path / "fake.sock", b"stream: OK\0")
-    assert fake_scan(fake, make_task(raw, parts))[0] == []
-    assert fake.payloads == [raw, b"a"]
-    broken = FakeClamd(tmp_path / "broken.sock", b"nonsense\0")
-
-    async def twice() -> int:
-        async with broken:
-            check = make_check([broken.endpoint])
-            for _ in range(2):
-                assert [h.symbol for h in await check.run(make_task(raw))] == ["CLAMAV_FAIL"]
-            return len(check.cache)
-    assert asyncio.run(twice()) == 0
-    assert broken.requests == 2
-
-
-def test_chunking(tmp_path: Path) -> None:
-    blob = bytes(range(256)) * 40
-    fake = FakeClamd(tmp_path / "fake.sock", b"stream: OK\0")
-    fake_scan(fake, make_task(blob), chunk_size=1024)
-    assert fake.payloads == [blob]
-
-
-@pytest.mark.parametrize("reuse", [False, True])
-def test_virus_outranks_later_failure(tmp_path: Path, reuse: bool) -> None:
-    def answer(payload: bytes) -> bytes | None:
-        return b"stream: Some.Virus FOUND\0" if payload == b"first" else None
-
-    fake = FakeClamd(tmp_path / "fake.sock", answer)
-    task = make_task(b"first", [FakePart("2", b"second")])
-    hits, _ = fake_scan(fake, task, first_infected_stops_scan=False, reuse_connections=reuse)
-    assert hits == [Hit("CLAMAV_VIRUS", options=("Some.Virus",))]
-    assert fake.requests == 2  # a session that answered "FOUND" is not reused
-    alone, _ = fake_scan(FakeClamd(tmp_path / "f2.sock", answer), make_task(b"second"))
-    assert [h.symbol for h in alone] == ["CLAMAV_FAIL"]
-
-
-# --- kept-open sessions (zIDSESSION) ----------------------------------------------
-
-
-@needs_clamd
-def test_scans_share_one_session_connection(tmp_path: Path) -> None:
-    with ClamdInstance(tmp_path) as own:
-        check = make_check([own.unix_endpoint], cache_size=0)
-        plain = make_check([own.unix_endpoint], cache_size=0, reuse_connections=False)
-
-        async def go(c: ClamAV) -> list[list[str]]:
-            out = []
-            for body in ("one", eicar().decode(), "three", "four"):
-                out.append([h.symbol for h in await c.run(make_task(mail(body)))])
-            return out
-
-        expected = [[], ["CLAMAV_VIRUS"], [], []]
-        assert asyncio.run(go(check)) == expected
-        # one session for the clean scans; after "FOUND" it is closed (with AllMatch
-        # clamd may send more records for that request), so the next scan opens another
-        assert check.client.requests == 4 and check.client.connections == 2
-        assert asyncio.run(go(plain)) == expected
-        assert plain.client.requests == plain.client.connections == 4
-
-
-@needs_clamd
-def test_session_closed_by_a_clamd_restart_is_replaced(tmp_path: Path) -> None:
-    with ClamdInstance(tmp_path) as own:
-        check = make_check([own.unix_endpoint], cache_size=0)
-
-        async def go() -> list[list[str]]:
-            first = [h.symbol for h in await check.run(make_task(mail("before")))]
-            own.restart()  # the kept connection dies with the old clamd
-            second = [h.symbol for h in await check.run(make_task(mail(eicar().decode())))]
-            return [first, second]
-
-        assert asyncio.run(go()) == [[], ["CLAMAV_VIRUS"]]
-        assert check.client.connections == 2
-
-
-@needs_clamd
-def test_large_pieces_and_old_sessions_get_their_own_connection(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import scanner.checks.clamd_client as client_module
-
-    with ClamdInstance(tmp_path) as own:
-        check = make_check([own.unix_endpoint], cache_size=0, scan_parts=False)
-
-        async def go() -> None:
-            await check.run(make_task(mail("small")))
-            assert check.client.connections == 1
-            await check.run(make_task(mail("z" * (client_module.SESSION_MAX + 10))))
-            assert check.client.connections == 2  # large: a connection of its own
-            await check.run(make_task(mail("small again")))
-            assert check.client.connections == 2  # the session is still there
-            monkeypatch.setattr(client_module, "SESSION_IDLE", 0.0)
-            await check.run(make_task(mail("after a long pause")))
-            assert check.client.connections == 3  # too old to trust: a new one
-
-        asyncio.run(go())
-        assert check.client.requests == 4
-
-
-def test_hanging_session_fails_once_within_timeout(tmp_path: Path) -> None:
-    fake = FakeClamd(tmp_path / "fake.sock", hang=True)
-    hits, elapsed = fake_scan(fake, make_task(mail()), timeout=0.5)
-    assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
-    assert fake.requests == 1 and elapsed < 3.0  # no second attempt on a new connection
-
-
-@needs_clamd
-def test_scan_command_closes_its_clamd_sessions(tmp_path: Path) -> None:
-    """`scanner scan` under Python's development mode: no unclosed connection is left."""
-    import subprocess
-    import sys
-
-    with ClamdInstance(tmp_path / "clamd") as own:
-        cfg = tmp_path / "scan.toml"
-        cfg.write_text('[checks]\ndisabled = ["auth", "dnsbl", "uribl"]\n'
-                       f'[checks.settings.clamav]\nendpoints = ["{own.unix_endpoint}"]\n'
-                       f'[quarantine]\ndirectory = "{tmp_path / "q"}"\nampdp_socket = ""\n')
-        message = tmp_path / "m.eml"
-        message.write_bytes(mail(eicar().decode()))
-        run = subprocess.run([sys.executable, "-X", "dev", "-m", "scanner", "scan", "-c",
-                              str(cfg), str(message), str(message)],
-                             capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.count("CLAMAV_VIRUS") == 2
-    assert "ResourceWarning" not in run.stderr, run.stderr[-2000:]
-
-
-def test_limit_alert_in_a_session_is_asked_again_alone(tmp_path: Path) -> None:
-    """With AllMatch a limit alert may come first and a virus after it: read it all."""
-    fake = FakeClamd(tmp_path / "fake.sock",
-                     b"stream: Heuristics.Limits.Exceeded.MaxFiles FOUND\0"
-                     b"stream: Some.Virus FOUND\0")
-    hits, _ = fake_scan(fake, make_task(b"payload"))
-    assert [h.symbol for h in hits] == ["CLAMAV_VIRUS"]
-    assert hits[0].options == ("Some.Virus",)
-    assert (fake.requests, fake.connections) == (2, 2)  # the session, then alone
-
-
-@needs_clamd
-def test_config_check_says_when_clamd_does_not_answer(tmp_path: Path) -> None:
-    """`scanner config check` (and `serve` at start) warn when clamd is not there, and
-    say what will happen to mail; the configuration itself is valid (exit 0)."""
-    import subprocess
-    import sys
-
-    def check(endpoint: str, extra: str = "") -> subprocess.CompletedProcess:
-        cfg = tmp_path / "c.toml"
-        cfg.write_text(f'[checks.settings.clamav]\nendpoints = ["{endpoint}"]\n{extra}')
-        return subprocess.run([sys.executable, "-X", "dev", "-m", "scanner", "config",
-                               "check", str(cfg)], capture_output=True, text=True, timeout=60)
-
-    absent = check(f"unix:{tmp_path / 'none.sock'}")
-    assert absent.returncode == 0, absent.stderr
-    assert "warning: clamav: clamd at unix:" in absent.stderr
-    assert "does not answer PING" in absent.stderr and "451" in absent.stderr
-    unchecked = check(f"unix:{tmp_path / 'none.sock'}", 'fail_action = "unchecked"\n')
-    assert "passed as UNCHECKED" in unchecked.stderr
-    with ClamdInstance(tmp_path / "clamd") as own:
-        present = check(own.unix_endpoint)
-    assert present.returncode == 0 and "warning" not in present.stderr, present.stderr
-    assert "ResourceWarning" not in present.stderr

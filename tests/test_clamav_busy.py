@@ -87,18 +87,39 @@ def answers_stats(clamd: ClamdInstance, timeout: float) -> bool:
             return False
 
 
+@contextlib.contextmanager
+def started(busy: ClamdInstance, healthy: ClamdInstance) -> Iterator[None]:
+    """Start both clamds and occupy ``busy``; stop both however this ends (a second
+    clamd that fails to start must not leave the first one running)."""
+    workers: list[threading.Thread] = []
+    with contextlib.ExitStack() as cleanup:  # callbacks run last first
+        cleanup.callback(lambda: [worker.join(10) for worker in workers])
+        cleanup.callback(healthy.close)
+        cleanup.callback(busy.close)
+        cleanup.callback(busy.kill)  # ends the slow scan at once: the cores are shared
+        busy.start()
+        healthy.start()
+        workers.append(occupy(busy))
+        yield
+
+
 @pytest.fixture()
 def busy_and_healthy(tmp_path: Path) -> Iterator[tuple[ClamdInstance, ClamdInstance]]:
     busy = ClamdInstance(tmp_path / "busy", max_threads=1, extra={"MaxFiles": "100000"})
     healthy = ClamdInstance(tmp_path / "healthy")
-    busy.start()
-    healthy.start()
-    worker = occupy(busy)
-    yield busy, healthy
-    busy.kill()  # end the slow scan at once: the machine's cores are shared
-    busy.close()
-    healthy.close()
-    worker.join(10)
+    with started(busy, healthy):
+        yield busy, healthy
+
+
+def test_a_second_clamd_failing_to_start_stops_the_first(tmp_path: Path) -> None:
+    busy = ClamdInstance(tmp_path / "busy")
+    broken = ClamdInstance(tmp_path / "broken", extra={"NoSuchClamdOption": "yes"})
+    try:
+        with pytest.raises(RuntimeError, match="during start-up"), started(busy, broken):
+            pass
+        assert not busy.running
+    finally:
+        busy.close()  # so that a failure here does not leak it either
 
 
 def test_a_busy_clamd_fails_within_the_timeout_never_clean(busy_and_healthy) -> None:

@@ -12,7 +12,14 @@ import pytest
 
 from scanner.testing.clamd import ClamdInstance, clamd_binary, eicar
 from scanner.testing.postfix import make_base_dir
-from tests.postfix_stack import Stack, delivered_ids, require_postfix, split_delivered, wait_ids
+from tests.postfix_stack import (
+    Stack,
+    delivered_ids,
+    require_postfix,
+    split_delivered,
+    summary_line,
+    wait_ids,
+)
 
 pytestmark = [pytest.mark.postfix]
 
@@ -75,11 +82,16 @@ def test_clamd_killed_during_a_burst_defers_then_delivers(clamd: ClamdInstance):
             clamd.kill()
             futures += [pool.submit(send, m) for m in mids[10:]]
             wanted = {f.result(60) for f in futures}
-        time.sleep(3)
+        # Each message tries the dead clamd again after 1 s and 6 s (retry_delays, as
+        # amavis) before its 451 CLAMAV_FAIL: wait for the first deferral in the log.
+        deadline = time.monotonic() + 60
+        while ("CLAMAV_FAIL" not in stack.postfix.log_text()
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert "CLAMAV_FAIL" in stack.postfix.log_text()
         early = delivered_ids(stack)
         deferred = stack.postfix.queue()
         assert deferred, "with clamd dead, messages must wait in Postfix's queue"
-        assert "CLAMAV_FAIL" in stack.postfix.log_text()
         # whatever was delivered before the kill was scanned: it carries the header
         for path in stack.postfix.maildir_messages("bob"):
             assert b"X-Virus-Scanned:" in split_delivered(path.read_bytes())[0]
@@ -92,6 +104,31 @@ def test_clamd_killed_during_a_burst_defers_then_delivers(clamd: ClamdInstance):
             assert b"X-Virus-Scanned:" in split_delivered(path.read_bytes())[0]
         lines = stack.filter.summary_lines()
         assert sum("Passed CLEAN {RelayedInbound}" in ln for ln in lines) == len(wanted)
+    finally:
+        stack.remove()
+
+
+@pytest.mark.slow
+def test_clamd_restarted_while_a_message_waits_costs_a_delay_not_a_deferral(
+        clamd: ClamdInstance):
+    """clamd is down when a message arrives (a restart by logrotate or freshclam) and
+    back a moment later: the filter tries it again (retry_delays, as amavis does) and
+    the message is delivered, scanned, without a 451 and a trip through the queue."""
+    require_postfix()
+    stack = Stack(extra=_clam_extra(clamd)).start()
+    try:
+        clamd.stop()  # the socket file is gone: cannot connect
+        stack.postfix.send("a@example.org", "bob@example.test", _msg("restart1"))
+        deadline = time.monotonic() + 60
+        while not any("cannot connect" in ln for ln in stack.filter.log_lines()):
+            assert time.monotonic() < deadline, stack.filter.log_lines()[-10:]
+            time.sleep(0.05)
+        clamd.start()
+        wait_ids(stack, {"<restart1@example.org>"}, 60)
+        assert "CLAMAV_FAIL" not in stack.postfix.log_text()
+        assert "Passed CLEAN {RelayedInbound}" in summary_line(stack, "restart1")
+        raw = stack.postfix.maildir_messages("bob")[0].read_bytes()
+        assert b"X-Virus-Scanned:" in split_delivered(raw)[0]
     finally:
         stack.remove()
 

@@ -25,7 +25,10 @@ Outcomes are symbols, never exceptions:
   :mod:`scanner.checks.clamav_names`); options are the names, the factor the highest
   of their scores. A reply that also names a real virus is a virus, names and all.
 * ``CLAMAV_FAIL`` (``tempfail`` in the shipped score table): every endpoint failed,
-  timed out or answered garbage and ``fail_action = "tempfail"``.
+  timed out or answered garbage and ``fail_action = "tempfail"``. Endpoints that
+  refused the connection or hung up without an answer (a clamd being restarted) are
+  tried again after ``retry_delays`` (amavis: 1 s, then 6 s) while the check's time
+  (``checks.timeout``) allows.
 
 A virus outranks failures: once something is infected, failures and unscanned pieces
 no longer change the outcome and are not reported. Definite answers (clean, infected)
@@ -67,6 +70,8 @@ FAIL = "CLAMAV_FAIL"
 UNCHECKED = "CLAMAV_UNCHECKED"
 SPAM = "CLAMAV_SPAM"
 _HASH_IN_THREAD = 1024 * 1024  # hash larger data off the event loop
+_DEADLINE_RESERVE = 1.0
+"""Seconds before checks.timeout by which the check gives up on clamd by itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,11 @@ class ClamAVSettings:
                           min=0)
     cache_ttl: float = opt(600.0, "seconds a remembered result is used; clamd may have new "
                            "signatures by then", min=0.0)
+    retry_delays: tuple[float, ...] = opt(
+        [1.0, 6.0], "seconds to wait before each new try of the endpoints that refused the "
+        "connection or hung up without an answer (clamd restarting), after every endpoint "
+        "failed: amavis's 1 s, then 6 s; never past checks.timeout; [] = no retry",
+        min=0.0, max=60.0)
     fail_action: str = opt(
         "tempfail", "clamd unusable: tempfail (CLAMAV_FAIL, Postfix retries) or unchecked "
         "(CLAMAV_UNCHECKED, mail passes tagged)", choices=("tempfail", "unchecked"))
@@ -178,7 +188,8 @@ class ClamAV:
             self.client = ClamdClient(
                 settings.endpoints, timeout=settings.timeout,
                 connect_timeout=settings.connect_timeout, chunk_size=settings.chunk_size,
-                reuse=settings.reuse_connections, inconclusive=self._not_a_virus)
+                reuse=settings.reuse_connections, retry_delays=settings.retry_delays,
+                inconclusive=self._not_a_virus)
         except ValueError as exc:
             raise ConfigError(f"checks.settings.clamav.endpoints: {exc}") from None
         self.cache = ResultCache(settings.cache_size, settings.cache_ttl)
@@ -206,6 +217,7 @@ class ClamAV:
         unchecked: list[str] = []
         spam: dict[str, float] = {}
         whole_read = False  # clamd read the whole message to the end
+        deadline = self._deadline()
         for piece in await self._pieces(task):
             if piece.covered and whole_read:
                 continue
@@ -214,7 +226,7 @@ class ClamAV:
                 unchecked.append(f"{where}: {piece.size} bytes > stream_max_length")
                 continue
             try:
-                reply = await self._scan(piece)
+                reply = await self._scan(piece, deadline)
             except ClamdError as exc:
                 return hits or [self._failure(f"{where}: {exc}")]
             if reply.status is Status.TOO_LARGE:
@@ -250,11 +262,20 @@ class ClamAV:
             return Hit(UNCHECKED, options=(f"clamd failed: {detail}",))
         return Hit(FAIL, options=(detail,))
 
-    async def _scan(self, piece: _Piece) -> ScanReply:
+    def _deadline(self) -> float:
+        """When this message's clamd requests must be over (the event loop's clock): a
+        little before the runner's checks.timeout, so that a failure still ends as this
+        check's own outcome (CLAMAV_FAIL or, with fail_action = "unchecked", UNCHECKED)
+        rather than as the runner's timeout."""
+        budget = self.context.config.checks.timeout
+        return asyncio.get_running_loop().time() + budget - min(_DEADLINE_RESERVE,
+                                                                  budget / 10)
+
+    async def _scan(self, piece: _Piece, deadline: float) -> ScanReply:
         cached = self.cache.get(piece.sha256)
         if cached is not None:
             return cached
-        reply = await self.client.instream(piece.data())
+        reply = await self.client.instream(piece.data(), deadline)
         self.cache.put(piece.sha256, reply)
         return reply
 

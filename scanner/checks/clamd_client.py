@@ -27,18 +27,17 @@ import contextlib
 import enum
 import logging
 import re
+import socket
 import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from scanner.streams import buffered, idle_and_open
+from scanner.checks.clamd_wire import MAX_REPLY, ReplyTooLong, exchange, open_socket
+from scanner.streams import idle_and_open
 from scanner.throttle import LogThrottle, held_note
 
 log = logging.getLogger("scanner.checks.clamd")
-
-MAX_REPLY = 64 * 1024
-"""Longest reply we read; anything longer is not clamd talking."""
 
 SESSION_MAX = 64 * 1024
 """Data up to this size is scanned on a kept-open session connection."""
@@ -57,8 +56,17 @@ class ClamdError(Exception):
     """clamd could not be used: connection, timeout, protocol or server error."""
 
 
+class ClamdUnreachable(ClamdError):
+    """No connection, or it was lost before clamd said anything: what a clamd being
+    restarted looks like, worth another try (:attr:`ClamdClient.retry_delays`)."""
+
+
 class _Stale(Exception):
     """A session connection was gone before clamd said anything."""
+
+
+class _Reset(_Stale):
+    """... with an error (reset, broken pipe), which may have hidden an answer."""
 
 
 class _AskAlone(Exception):
@@ -140,6 +148,11 @@ class ScanReply:
     endpoint: str = ""
 
 
+def _time_left(delay: float, deadline: float | None) -> bool:
+    """True when a retry after ``delay`` seconds would still start before ``deadline``."""
+    return deadline is None or asyncio.get_running_loop().time() + delay < deadline
+
+
 def parse_reply(raw: bytes) -> ScanReply:
     """Interpret an INSTREAM reply; raise :class:`ClamdError` for errors and garbage.
 
@@ -181,12 +194,17 @@ class ClamdClient:
     """Scan bytes with the first clamd endpoint that answers.
 
     An endpoint that failed is tried after the healthy ones for ``retry_after``
-    seconds, so a dead first endpoint does not cost a timeout on every request.
+    seconds, so a dead first endpoint does not cost a timeout on every request. When
+    every endpoint failed, the ones that could not be reached or hung up without an
+    answer (:class:`ClamdUnreachable`: a clamd being restarted) are tried again after
+    each of ``retry_delays`` in turn, as amavis's ask_daemon_internal does (two more
+    rounds, after 1 s and after 6 s), but only while the caller's deadline leaves time.
     """
 
     def __init__(self, endpoints: Sequence[str | Endpoint], *, timeout: float = 30.0,
                  connect_timeout: float = 5.0, chunk_size: int = 64 * 1024,
                  retry_after: float = 10.0, reuse: bool = True,
+                 retry_delays: Sequence[float] = (1.0, 6.0),
                  inconclusive: Callable[[str], bool] | None = None) -> None:
         if not endpoints:
             raise ValueError("at least one clamd endpoint is needed")
@@ -197,6 +215,7 @@ class ClamdClient:
         self.chunk_size = chunk_size
         self.retry_after = retry_after
         self.reuse = reuse
+        self.retry_delays = tuple(retry_delays)
         self.inconclusive = inconclusive or (lambda name: name.startswith(LIMITS_PREFIX))
         """Names after which a session's answer is asked again alone (read to the end)."""
         self.requests = 0
@@ -212,21 +231,45 @@ class ClamdClient:
         healthy = [e for e in self.endpoints if self._down_until.get(e, 0.0) <= now]
         return healthy + [e for e in self.endpoints if e not in healthy]
 
-    async def instream(self, data: bytes) -> ScanReply:
-        """Scan ``data``; raise :class:`ClamdError` when no endpoint gave an answer."""
+    async def instream(self, data: bytes, deadline: float | None = None) -> ScanReply:
+        """Scan ``data``; raise :class:`ClamdError` when no endpoint gave an answer.
+
+        ``deadline`` (the event loop's clock): no attempt runs past it, and no retry
+        starts unless its delay ends before it."""
         errors: list[str] = []
-        for endpoint in self._ordered():
-            try:
-                reply = await self._instream_at(endpoint, data)
-            except ClamdError as exc:
-                self._down_until[endpoint] = time.monotonic() + self.retry_after
-                self._report_failure(endpoint, exc)
-                errors.append(f"{endpoint}: {exc}")
-                continue
-            self._down_until.pop(endpoint, None)
-            self._report_recovery(endpoint)
-            return ScanReply(reply.status, reply.names, str(endpoint))
+        endpoints = self._ordered()
+        for delay in (0.0, *self.retry_delays):
+            if delay:
+                if not endpoints or not _time_left(delay, deadline):
+                    break
+                log.info("clamd %s: retrying in %g s", ", ".join(map(str, endpoints)), delay)
+                await asyncio.sleep(delay)
+            again: list[Endpoint] = []
+            for endpoint in endpoints:
+                try:
+                    reply = await self._attempt(endpoint, data, deadline)
+                except ClamdError as exc:
+                    self._down_until[endpoint] = time.monotonic() + self.retry_after
+                    self._report_failure(endpoint, exc)
+                    errors.append(f"{endpoint}: {exc}")
+                    if isinstance(exc, ClamdUnreachable):
+                        again.append(endpoint)
+                    continue
+                self._down_until.pop(endpoint, None)
+                self._report_recovery(endpoint)
+                return ScanReply(reply.status, reply.names, str(endpoint))
+            endpoints = again
         raise ClamdError("; ".join(errors))
+
+    async def _attempt(self, endpoint: Endpoint, data: bytes,
+                       deadline: float | None) -> ScanReply:
+        if deadline is None:
+            return await self._instream_at(endpoint, data)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._instream_at(endpoint, data)
+        except TimeoutError:
+            raise ClamdError("no answer before the check's deadline") from None
 
     def _report_failure(self, endpoint: Endpoint, exc: ClamdError) -> None:
         """Log a failing endpoint at once, then at most once per ``retry_after`` seconds
@@ -291,10 +334,13 @@ class ClamdClient:
         session.writer.write(b"zIDSESSION\0")
         try:
             return await self._ask(session, data)
-        except _Stale as exc:
-            raise ClamdError(str(exc)) from None
-        except _AskAlone:
+        except (_Reset, _AskAlone):
+            # A new session reset before any answer: clamd going away, or (its
+            # StreamMaxLength below 64 KiB) its "size limit exceeded" lost with the
+            # failed write. Alone, on a socket that is read to the end, either shows.
             return await self._alone(endpoint, data)
+        except _Stale as exc:
+            raise ClamdUnreachable(str(exc)) from None
 
     async def _alone(self, endpoint: Endpoint, data: bytes) -> ScanReply:
         self.requests += 1
@@ -324,7 +370,7 @@ class ClamdClient:
             raise ClamdError(f"reply longer than {MAX_REPLY} bytes") from None
         except OSError as exc:  # reset or broken pipe before any answer
             session.close()
-            raise _Stale(f"connection failed: {exc.strerror or exc}") from None
+            raise _Reset(f"connection failed: {exc.strerror or exc}") from None
         except asyncio.CancelledError:
             session.close()  # an answer may still come: never reuse this connection
             raise
@@ -383,61 +429,35 @@ class ClamdClient:
         except TimeoutError:
             raise ClamdError(f"connect timed out after {self.connect_timeout} s") from None
         except OSError as exc:
-            raise ClamdError(f"cannot connect: {exc.strerror or exc}") from None
+            raise ClamdUnreachable(f"cannot connect: {exc.strerror or exc}") from None
+
+    async def _connect_socket(self, endpoint: Endpoint) -> socket.socket:
+        self.connections += 1
+        try:
+            return await asyncio.wait_for(open_socket(endpoint), self.connect_timeout)
+        except TimeoutError:
+            raise ClamdError(f"connect timed out after {self.connect_timeout} s") from None
+        except OSError as exc:
+            raise ClamdUnreachable(f"cannot connect: {exc.strerror or exc}") from None
 
     async def _exchange(self, endpoint: Endpoint, pieces: list[bytes | memoryview]) -> bytes:
-        """Connect, send ``pieces``, read the reply until clamd closes the connection."""
-        reader, writer = await self._connect(endpoint)
-        # Read while sending: clamd answers and closes early when the stream is too
-        # long, and that answer must be collected before the broken pipe is noticed.
-        reading = asyncio.ensure_future(self._read_reply(reader))
+        """Connect, send ``pieces``, read the reply until clamd closes the connection.
+
+        Reading goes on while sending (:mod:`scanner.checks.clamd_wire`): clamd answers
+        and closes early when the stream is too long, and that answer must be read."""
+        sock = await self._connect_socket(endpoint)
         try:
             async with asyncio.timeout(self.timeout):
-                send_error = await self._send(writer, pieces, reading)
-                reply = await reading
+                reply, send_error = await exchange(sock, pieces)
         except TimeoutError:
             raise ClamdError(f"no answer within {self.timeout} s") from None
+        except ReplyTooLong as exc:
+            raise ClamdError(str(exc)) from None
         except OSError as exc:
-            raise ClamdError(f"connection failed: {exc.strerror or exc}") from None
+            raise ClamdUnreachable(f"connection failed: {exc.strerror or exc}") from None
         finally:
-            if reading.done() and not reading.cancelled():
-                reading.exception()  # mark as retrieved; it is re-raised above if needed
-            reading.cancel()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-        if send_error and not reply:
-            raise ClamdError(f"connection lost while sending: {send_error}")
-        return reply
-
-    async def _send(self, writer: asyncio.StreamWriter, pieces: list[bytes | memoryview],
-                    reading: asyncio.Future) -> str:
-        """Write everything; clamd may close early (size limit), so report, not raise."""
-        try:
-            for i, piece in enumerate(pieces):
-                if reading.done():  # clamd already answered (and closed): stop writing
-                    return "clamd answered before the end of the stream"
-                writer.write(piece)
-                if i % 16 == 15:
-                    await writer.drain()
-            await writer.drain()
-        except (ConnectionError, BrokenPipeError) as exc:
-            return str(exc) or type(exc).__name__
-        return ""
-
-    async def _read_reply(self, reader: asyncio.StreamReader) -> bytes:
-        reply = b""
-        while len(reply) <= MAX_REPLY:
-            try:
-                chunk = await reader.read(4096)
-            except ConnectionError:
-                # The reset of our write may hide an answer already received (clamd's
-                # "size limit exceeded" before it closed): keep what was buffered.
-                reply += buffered(reader)
-                break
-            if not chunk:
-                break
-            reply += chunk
-        if len(reply) > MAX_REPLY:
-            raise ClamdError(f"reply longer than {MAX_REPLY} bytes")
+            sock.close()
+        if not reply:
+            raise ClamdUnreachable(f"connection lost while sending: {send_error}" if send_error
+                                   else "clamd closed the connection without an answer")
         return reply
