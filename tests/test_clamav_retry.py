@@ -91,7 +91,8 @@ def test_retries_end_after_the_last_delay(tmp_path: Path) -> None:
     hits, _ = fake_scan(fake, make_task(b"payload"), retry_delays=(0.01, 0.01))
     assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
     assert fake.requests == 3
-    assert hits[0].options[0].count("closed the connection without an answer") == 3
+    assert hits[0].options[0].count("closed the connection without an answer") == 1
+    assert hits[0].options[0].endswith("(3 attempts)")
 
 
 def test_a_refused_connection_is_tried_again_after_the_delay(tmp_path: Path) -> None:
@@ -179,3 +180,37 @@ def test_odd_answers_fail_at_once_never_clean(tmp_path: Path, answer: bytes,
     hits, _ = fake_scan(fake, make_task(b"payload"), reuse_connections=reuse)
     assert [h.symbol for h in hits] == ["CLAMAV_FAIL"]
     assert fake.requests == 1
+
+
+def test_a_clamd_that_stays_down_costs_the_retries_once_per_retry_after(tmp_path: Path
+                                                                        ) -> None:
+    """After a whole retry round found clamd unreachable, the next messages get one
+    attempt each (no delays) until retry_after has passed; then a message retries
+    again. The error names each failure once, with the number of attempts."""
+    from scanner.checks.clamd_client import ClamdClient, ClamdError
+
+    client = ClamdClient([f"unix:{tmp_path / 'missing.ctl'}"], retry_delays=(0.05, 0.05),
+                         retry_after=0.5)
+    attempts: list[float] = []
+    real = client._attempt
+
+    async def counted(*args: Any) -> Any:
+        attempts.append(time.monotonic())
+        return await real(*args)
+
+    client._attempt = counted  # type: ignore[method-assign]
+
+    async def scan() -> str:
+        with pytest.raises(ClamdError) as failed:
+            await client.instream(b"x")
+        return str(failed.value)
+
+    first = asyncio.run(scan())
+    assert len(attempts) == 3 and first.endswith("(3 attempts)")
+    assert first.count("cannot connect") == 1
+    asyncio.run(scan())
+    assert len(attempts) == 4  # given up: one attempt, no delays
+    time.sleep(0.6)
+    asyncio.run(scan())
+    assert len(attempts) == 7  # retry_after passed: a full round again
+    client.close()

@@ -199,6 +199,10 @@ class ClamdClient:
     answer (:class:`ClamdUnreachable`: a clamd being restarted) are tried again after
     each of ``retry_delays`` in turn, as amavis's ask_daemon_internal does (two more
     rounds, after 1 s and after 6 s), but only while the caller's deadline leaves time.
+    An endpoint still unreachable after all of them is not retried again for
+    ``retry_after`` seconds (one attempt per message meanwhile): a clamd that stays
+    down costs the messages of one round the delays, not every message (amavis waits
+    them out for each).
     """
 
     def __init__(self, endpoints: Sequence[str | Endpoint], *, timeout: float = 30.0,
@@ -223,6 +227,7 @@ class ClamdClient:
         self.connections = 0
         """Connections opened to clamd."""
         self._down_until: dict[Endpoint, float] = {}
+        self._given_up_until: dict[Endpoint, float] = {}
         self._idle: dict[Endpoint, list[_Session]] = {}
         self._failures = LogThrottle(retry_after)
 
@@ -238,6 +243,10 @@ class ClamdClient:
         starts unless its delay ends before it."""
         errors: list[str] = []
         endpoints = self._ordered()
+        now = time.monotonic()
+        # an endpoint whose whole retry round failed lately gets one attempt, no retries:
+        # while clamd is down, each message would otherwise wait out every delay first
+        given_up = {e for e in endpoints if self._given_up_until.get(e, 0.0) > now}
         for delay in (0.0, *self.retry_delays):
             if delay:
                 if not endpoints or not _time_left(delay, deadline):
@@ -252,14 +261,19 @@ class ClamdClient:
                     self._down_until[endpoint] = time.monotonic() + self.retry_after
                     self._report_failure(endpoint, exc)
                     errors.append(f"{endpoint}: {exc}")
-                    if isinstance(exc, ClamdUnreachable):
+                    if isinstance(exc, ClamdUnreachable) and endpoint not in given_up:
                         again.append(endpoint)
                     continue
                 self._down_until.pop(endpoint, None)
+                self._given_up_until.pop(endpoint, None)
                 self._report_recovery(endpoint)
                 return ScanReply(reply.status, reply.names, str(endpoint))
             endpoints = again
-        raise ClamdError("; ".join(errors))
+        for endpoint in endpoints:  # still unreachable after every retry allowed
+            self._given_up_until[endpoint] = time.monotonic() + self.retry_after
+        unique = list(dict.fromkeys(errors))
+        raise ClamdError("; ".join(unique) + (f" ({len(errors)} attempts)"
+                                              if len(errors) > len(unique) else ""))
 
     async def _attempt(self, endpoint: Endpoint, data: bytes,
                        deadline: float | None) -> ScanReply:
