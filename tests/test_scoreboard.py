@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import sys
 import threading
@@ -133,6 +134,46 @@ def test_milter_scans_count_their_accepted_action():
     assert names == ["messages", "passed", "category:CLEAN", "action:Accepted",
                      "action:Discarded"]
     assert set(names) <= set(COUNTERS)
+
+
+def test_archived_messages_have_a_counter():
+    """The summary line says ``Archived`` for a copy in ``archive_directory`` or an
+    ``archive_to`` mailbox; the status file counts it, as it counts ``Quarantined``."""
+    names = summary_counters("Passed", "CLEAN", ["RelayedInbound", "Archived"])
+    assert names == ["messages", "passed", "category:CLEAN", "action:Relayed",
+                     "action:Archived"]
+    assert set(names) <= set(COUNTERS)
+
+
+def _version_3_file(path, counters: list[int], hang: tuple[bytes, int, float]) -> None:
+    """A one-slot status file as a master of version 3 (before the Archived counter)
+    wrote it: the same header and slot, 8 action counters instead of 9."""
+    header = struct.pack("<8sHHiddII", b"SCANSTAT", 3, 1, 4242, time.time(),
+                         time.monotonic(), 0, 0).ljust(64, b"\0")
+    slot = struct.pack(f"<iIddIHHd24s12s16s{len(counters)}Q" + "16sId" * 8,
+                       4243, 1, 0.0, time.monotonic(), 0, 2, 10, 0.0, b"", b"", b"",
+                       *counters, *hang, *(b"", 0, 0.0) * 7)
+    path.write_bytes(header + slot)
+
+
+def test_a_version_3_file_is_read_and_its_hang_records_carried_over(tmp_path):
+    """After an upgrade, ``scanner status`` reads the file of the master still running
+    the old version (it stopped with "status file version 3, this scanner reads 4"), and
+    the new master carries its hang records over."""
+    path = tmp_path / "status"
+    old = [n + 1 for n in range(len(COUNTERS) - 1)]  # every counter but Archived
+    bad = message_digest(b"bad")
+    _version_3_file(path, old, (bad, 2, time.time()))
+    board = read_board(str(path))
+    totals = board.totals()
+    assert [totals[c] for c in COUNTERS] == [*old, 0]
+    assert board.master_pid == 4242 and board.slots[0].connections == 2
+    assert [(r.digest, r.count) for r in board.hang_records()] == [(bad.hex(), 2)]
+    new = Scoreboard(1, str(path))
+    try:
+        assert new.carried == 1 and new.slot(0).hangs(bad) == 2
+    finally:
+        new.close()
 
 
 def test_status_rendering(tmp_path):
