@@ -50,7 +50,7 @@ def test_slot_state_round_trips_through_the_file(tmp_path):
         assert (worker.stage, worker.mail_id) == ("check rules", "AbCdEfGhIjKl")
         assert worker.digest == message_digest(b"x")
         assert time.monotonic() - worker.stage_since < 5
-        slot.end(summary_counters("Blocked", "SPAM", ["RelayedInbound", "Quarantined"]))
+        slot.end(summary_counters(["Blocked"], "SPAM", ["RelayedInbound", "Quarantined"]))
         worker = read_board(path).slots[1]
         assert worker.open_transactions == 0 and worker.mail_id == ""
         counters = worker.counters
@@ -120,7 +120,7 @@ def test_unusable_and_foreign_status_files(tmp_path):
 
 
 def test_summary_counters_name_existing_counters():
-    names = summary_counters("Passed", "CLEAN", ["RelayedInbound", "TempFailedOutbound",
+    names = summary_counters(["Passed"], "CLEAN", ["RelayedInbound", "TempFailedOutbound",
                                                  "NoBounceInbound"])
     assert names == ["messages", "passed", "category:CLEAN", "action:Relayed",
                      "action:TempFailed", "action:NoBounce"]
@@ -130,16 +130,25 @@ def test_summary_counters_name_existing_counters():
 def test_milter_scans_count_their_accepted_action():
     """A message scanned for amavisd-milter (AM.PDP) and passed logs ``AcceptedInbound``
     where the SMTP path logs ``RelayedInbound``: it is counted, as a relayed one is."""
-    names = summary_counters("Passed", "CLEAN", ["AcceptedInbound", "DiscardedInbound"])
+    names = summary_counters(["Passed"], "CLEAN", ["AcceptedInbound", "DiscardedInbound"])
     assert names == ["messages", "passed", "category:CLEAN", "action:Accepted",
                      "action:Discarded"]
     assert set(names) <= set(COUNTERS)
 
 
+def test_a_message_with_a_passed_and_a_blocked_line_counts_in_both():
+    """A lover's copy delivered and another recipient's discarded: two summary lines,
+    one message; passed and blocked count lines, as log parsers do."""
+    names = summary_counters(["Passed", "Blocked"], "SPAM",
+                             ["DiscardedInbound", "RelayedTaggedInbound", "Quarantined"])
+    assert names == ["messages", "passed", "blocked", "category:SPAM", "action:Discarded",
+                     "action:Relayed", "action:Quarantined"]
+
+
 def test_archived_messages_have_a_counter():
     """The summary line says ``Archived`` for a copy in ``archive_directory`` or an
     ``archive_to`` mailbox; the status file counts it, as it counts ``Quarantined``."""
-    names = summary_counters("Passed", "CLEAN", ["RelayedInbound", "Archived"])
+    names = summary_counters(["Passed"], "CLEAN", ["RelayedInbound", "Archived"])
     assert names == ["messages", "passed", "category:CLEAN", "action:Relayed",
                      "action:Archived"]
     assert set(names) <= set(COUNTERS)
@@ -186,7 +195,7 @@ def test_status_rendering(tmp_path):
         board.slot(0).stage(_task("XyXyXyXyXyXy"), "unpack")
         board.slot(0).connections(3, 10)
         board.slot(1).connections(0, 10)
-        board.slot(1).end(summary_counters("Passed", "VIRUS", ["DiscardedInbound"]))
+        board.slot(1).end(summary_counters(["Passed"], "VIRUS", ["DiscardedInbound"]))
         state = read_board(board.path)
         text = render(state, board.path, running=True)
         assert "unpack mail_id XyXyXyXyXyXy" in text

@@ -67,6 +67,16 @@ class Outcome:
                 + (["Quarantined"] if self.quarantined else [])
                 + (["Archived"] if self.archived or self.mailed_archive else []))
 
+    @property
+    def passed(self) -> list[int]:
+        """The recipients (indexes) the next hop took the message for, or (a milter's
+        scan) the MTA goes on delivering it to: ``Relayed``/``Accepted``, amavis's
+        D_PASS with a 2xx from the next hop (its ``%D``). Every other recipient was
+        kept from it: discarded, rejected, bounced (a next hop's refusal too) or
+        deferred (amavis's ``%O``)."""
+        return [i for i, status in sorted(self.by_recipient.items())
+                if status.startswith(("Relayed", "Accepted"))]
+
     def act(self, action: str, ctx: Context, task: Task, idx: Iterable[int]) -> None:
         """Log ``action`` for the recipients at ``idx``, each with its mail direction
         (amavis: ``DiscardedInbound``, ``RelayedOpenRelay``, ...)."""

@@ -331,10 +331,14 @@ def message_digest(raw: bytes) -> bytes:
     return h.digest()
 
 
-def summary_counters(verb: str, category: str, actions: Iterable[str]) -> list[str]:
-    """The counters a message adds to: its verb, category (one of the policy's
-    categories, e.g. VIRUS) and the actions of its summary log line."""
-    names = ["messages", "passed" if verb == "Passed" else "blocked", "category:" + category]
+def summary_counters(verbs: Iterable[str], category: str, actions: Iterable[str]
+                     ) -> list[str]:
+    """The counters a message adds to: the verbs of its summary lines (a message with
+    passed and blocked recipients has a ``Passed`` and a ``Blocked`` line, and counts
+    in both, as log parsers count it), its category (one of the policy's categories,
+    e.g. VIRUS) and the actions of its summary lines."""
+    names = ["messages", *("passed" if verb == "Passed" else "blocked" for verb in verbs),
+             "category:" + category]
     for action in actions:
         for prefix, name in _ACTION_NAMES.items():
             if action.startswith(prefix):
