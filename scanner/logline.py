@@ -73,9 +73,12 @@ def render(s: Summary) -> str:
     ]
     if s.quarantine:
         parts.append(f"quarantine: {s.quarantine}")
+    # amavis's [? %Q ||, Queue-ID: %Q][? %m ||, Message-ID: %m]: none, no field
+    if s.queue_id:
+        parts.append(f"Queue-ID: {s.queue_id}")
+    if s.message_id:
+        parts.append(f"Message-ID: {_cut(s.message_id)}")
     parts += [
-        f"Queue-ID: {s.queue_id or '-'}",
-        f"Message-ID: {_cut(s.message_id) or '-'}",
         f"mail_id: {s.mail_id}",
         f"Hits: {s.hits}",
         f"size: {s.size}",
