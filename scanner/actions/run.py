@@ -58,6 +58,9 @@ class Outcome:
     """Archive files written (``archive_directory``), each with its recipients' indexes."""
     mailed_archive: bool = False
     """An ``archive_to`` mailbox took a copy (it stays archived, whatever follows)."""
+    refused: list[int] = field(default_factory=list)
+    """Recipients whose copy the next hop did not take (4xx, 5xx, or unreachable):
+    amavis gives the message its MTA-BLOCKED category then, unless policy blocked it."""
 
     @property
     def actions(self) -> list[str]:
@@ -305,6 +308,8 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
         tagged = _tagged(edits.headers, edits.subject_prefix)
         for (i, edits), reply in zip(members, result.replies, strict=True):
             out.replies[i] = reply
+            if not reply.startswith("2"):
+                out.refused.append(i)
             relabelled = edits.address != task.envelope.recipients[i].address
             out.act(_delivery_action(reply, tagged or relabelled), ctx, task, [i])
         out.queued_as += [q for q in result.queued_as if q not in out.queued_as]

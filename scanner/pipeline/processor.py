@@ -235,10 +235,13 @@ class Processor:
         category = worst.category if worst else "CLEAN"
         scored = worst is not None and worst.spam_scanned and any(
             self._scores.get(h.symbol).weight for h in worst.hits)
+        # amavis: a copy the next hop did not take makes the message's blocking category
+        # MTA-BLOCKED (CC_MTA), unless a recipient's policy blocked it
+        shown = "MTA-BLOCKED" if outcome.refused and not kept else _log_category(task, category)
         summary = logline.Summary(
             log_id=task.log_id,
             verb="",
-            category=_log_category(task, category),
+            category=shown,
             actions=outcome.actions,
             client_addr=task.client.addr,
             client_port=task.client.port,
