@@ -1,4 +1,4 @@
-"""The one summary line per message, in amavis's ``$log_short_templ`` shape.
+"""The summary line of a message, in amavis's ``$log_short_templ`` shape.
 
 ``Passed CLEAN {RelayedInbound}, [1.2.3.4]:5678 [1.2.3.4] <from> -> <to>, Queue-ID: X,
 Message-ID: <id>, mail_id: XXXXXXXXXXXX, Hits: -, size: 123, queued_as: Y, 12 ms``
@@ -8,6 +8,13 @@ ORIGINATING [...]``, several joined by ``/``), and ``LOCAL`` precedes a client a
 in ``mynetworks``. ``dkim_sd=selector:domain`` lists the valid DKIM signatures the
 message came with and ``dkim_new=`` the ones we added (several joined by ``,``).
 
+A message whose recipients had different outcomes gets two lines, as amavis's default
+``$log_templ`` writes them: ``Passed ...`` for the recipients the next hop took (its
+``%D`` list), then ``Blocked ...`` for the others (``%O``: discarded, rejected, bounced,
+deferred); both with the message's category, actions, quarantine, Queue-ID, Message-ID,
+mail_id, Hits, size and DKIM fields, ``queued_as`` on the Passed line only. Recipients
+who all share an outcome get one line.
+
 A Message-ID longer than ``MESSAGE_ID_MAX`` characters is cut (``...`` marks it): a
 sender chooses it, and a line past journald's 48 KiB would be split before its
 ``mail_id``, ``Hits`` and ``N ms`` fields. Control characters are escaped by the log's
@@ -16,7 +23,7 @@ formatter (``scanner.serve.logs``), not here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MESSAGE_ID_MAX = 998  # RFC 5322's line limit
 
@@ -66,9 +73,12 @@ def render(s: Summary) -> str:
     ]
     if s.quarantine:
         parts.append(f"quarantine: {s.quarantine}")
+    # amavis's [? %Q ||, Queue-ID: %Q][? %m ||, Message-ID: %m]: none, no field
+    if s.queue_id:
+        parts.append(f"Queue-ID: {s.queue_id}")
+    if s.message_id:
+        parts.append(f"Message-ID: {_cut(s.message_id)}")
     parts += [
-        f"Queue-ID: {s.queue_id or '-'}",
-        f"Message-ID: {_cut(s.message_id) or '-'}",
         f"mail_id: {s.mail_id}",
         f"Hits: {s.hits}",
         f"size: {s.size}",
@@ -81,6 +91,16 @@ def render(s: Summary) -> str:
         parts.append(f"dkim_new={','.join(s.dkim_new)}")
     parts.append(f"{s.elapsed_ms} ms")
     return ", ".join(parts)
+
+
+def render_lines(s: Summary, passed: list[str], blocked: list[str]) -> list[str]:
+    """amavis's lines for a message: ``Passed`` with the ``passed`` recipients if there
+    are any, then ``Blocked`` with the ``blocked`` ones (no ``queued_as``: amavis's
+    Blocked template has none); ``s``'s own verb and recipients are not used."""
+    lines = [render(replace(s, verb="Passed", recipients=passed))] if passed else []
+    if blocked:
+        lines.append(render(replace(s, verb="Blocked", recipients=blocked, queued_as=[])))
+    return lines
 
 
 def _cut(text: str, limit: int = MESSAGE_ID_MAX) -> str:

@@ -107,11 +107,18 @@ class Stack:
 def summary_line(stack: Stack, mid: str, timeout: float = 30) -> str:
     """The filter's last summary line for the message whose Message-ID is
     ``<MID@example.org>``, waiting for it up to ``timeout`` seconds."""
+    return summary_lines(stack, mid, 1, timeout)[-1]
+
+
+def summary_lines(stack: Stack, mid: str, count: int, timeout: float = 30) -> list[str]:
+    """The filter's summary lines for the message whose Message-ID is
+    ``<MID@example.org>``, once there are ``count`` of them (a message with passed and
+    blocked recipients has two), waiting up to ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = [ln for ln in stack.filter.summary_lines() if f"<{mid}@example.org>" in ln]
-        if found:
-            return found[-1]
+        if len(found) >= count:
+            return found
         time.sleep(0.1)
     raise AssertionError(f"no log line for {mid}:\n" + "\n".join(stack.filter.log_lines()[-10:]))
 

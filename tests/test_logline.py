@@ -61,3 +61,13 @@ def test_the_processor_logs_bank_and_local(sink: Sink, caplog, bank: str, addr: 
         .startswith("250")
     [line] = [r.getMessage() for r in caplog.records if "mail_id: abcdefghijkl" in r.getMessage()]
     assert shown in line, line
+
+
+def test_no_queue_id_or_message_id_field_without_one() -> None:
+    """amavis's template writes ``[? %Q ||, Queue-ID: %Q]`` and ``[? %m ||, Message-ID:
+    ...]``: no field at all when there is none (we wrote ``Queue-ID: -``)."""
+    line = render(_summary(queue_id=None, message_id=""))
+    assert "Queue-ID" not in line and "Message-ID" not in line, line
+    assert "<b@example.net>, mail_id: abcdefghijkl, Hits: -, " in line, line
+    both = render(_summary())
+    assert "<b@example.net>, Queue-ID: Q1, Message-ID: <m@x>, mail_id: " in both, both

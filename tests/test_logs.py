@@ -151,3 +151,32 @@ def test_a_line_with_bytes_that_are_not_utf8_is_written_with_them_escaped(
     _flush()
     text = log.read_text(encoding="utf-8")
     assert "Passed CLEAN <j\\xfcrgen@example.org> -> <δοκιμή@пример.рф>, mail_id: x" in text
+
+
+def test_a_long_line_lost_in_syslog_pieces_counts_as_one_line(
+        restore_logging: None, tmp_path: Path, monkeypatch) -> None:
+    """A line past 980 octets goes to syslog in pieces; lost, it is one lost line, not
+    one per piece (it counted 4 for a 3,000-character line)."""
+    import socket
+
+    import scanner.serve.logs as logs
+
+    path = str(tmp_path / "dev-log")
+    daemon = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    daemon.bind(path)
+    monkeypatch.setattr(logs, "SYSLOG_SOCKET", path)
+    setup_logging(ServerConfig(syslog=True), "mx.example.org")
+    log = logging.getLogger("scanner")
+    log.info("first")
+    assert b"first" in daemon.recv(4096)
+    daemon.close()
+    Path(path).unlink()
+    log.info("(1234-01) %s", "x" * 3000)  # four pieces
+    log.info("short")
+    daemon = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    daemon.bind(path)
+    daemon.settimeout(5)
+    log.info("back")
+    got = [daemon.recv(4096), daemon.recv(4096)]
+    daemon.close()
+    assert b"back" in got[0] and b" 2 log line(s) could not be written to syslog" in got[1]

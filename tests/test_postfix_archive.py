@@ -6,12 +6,14 @@ again by the retry and the deferred attempt's file is gone, one file per message
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from scanner.quarantine import envelope, files
+from scanner.serve.scoreboard import read_board
 from tests.postfix_stack import Stack, require_postfix, wait_ids
 from tests.postfix_stack import summary_line as _line
 
@@ -24,12 +26,17 @@ def archive_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(archive_dir: Path) -> Iterator[Stack]:
+def status_file(archive_dir: Path) -> Path:
+    return archive_dir.parent / "status"
+
+
+@pytest.fixture(scope="module")
+def stack(archive_dir: Path, status_file: Path) -> Iterator[Stack]:
     require_postfix()
     extra = ('\n[checks]\nenabled = []\n[policy]\nlocal_domains = ["example.test"]\n'
              f'archive_directory = "{archive_dir}"\n'
              '[policy.recipients."carol@example.test"]\narchive_directory = ""\n')
-    s = Stack(extra=extra).start()
+    s = Stack(extra=extra, server_extra=f'status_file = "{status_file}"').start()
     yield s
     s.remove()
 
@@ -51,7 +58,19 @@ def _copies(archive_dir: Path, mid: str) -> list[tuple[Path, envelope.Envelope |
     return found
 
 
-def test_every_message_is_archived_once_in_a_file_named_by_its_mail_id(stack, archive_dir):
+def _archived_counter(status_file: Path, wanted: int, timeout: float = 10) -> int:
+    """The status file's Archived counter once it reaches ``wanted`` (the worker counts
+    a message just after its summary line), or its value at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read_board(str(status_file)).totals()["action:Archived"]
+        if value >= wanted or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_every_message_is_archived_once_in_a_file_named_by_its_mail_id(stack, archive_dir,
+                                                                       status_file):
     stack.postfix.send("alice@example.test", ["bob@example.test", "carol@example.test"],
                        _msg("arch1"))
     wait_ids(stack, {"<arch1@example.org>"}, timeout=60, copies=2)
@@ -64,6 +83,7 @@ def test_every_message_is_archived_once_in_a_file_named_by_its_mail_id(stack, ar
     assert (env.sender, env.recipients) == ("alice@example.test", ["bob@example.test"])
     assert raw.endswith(b"\r\n\r\narchived body arch1\r\n")  # as received, Postfix's
     assert raw.startswith(b"Received: ")                       # Received: on top
+    assert _archived_counter(status_file, 1) == 1  # scanner status counts it
 
 
 def test_a_deferred_message_is_archived_once_when_it_goes_through(stack, archive_dir):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import sys
 import threading
@@ -49,7 +50,7 @@ def test_slot_state_round_trips_through_the_file(tmp_path):
         assert (worker.stage, worker.mail_id) == ("check rules", "AbCdEfGhIjKl")
         assert worker.digest == message_digest(b"x")
         assert time.monotonic() - worker.stage_since < 5
-        slot.end(summary_counters("Blocked", "SPAM", ["RelayedInbound", "Quarantined"]))
+        slot.end(summary_counters(["Blocked"], "SPAM", ["RelayedInbound", "Quarantined"]))
         worker = read_board(path).slots[1]
         assert worker.open_transactions == 0 and worker.mail_id == ""
         counters = worker.counters
@@ -119,7 +120,7 @@ def test_unusable_and_foreign_status_files(tmp_path):
 
 
 def test_summary_counters_name_existing_counters():
-    names = summary_counters("Passed", "CLEAN", ["RelayedInbound", "TempFailedOutbound",
+    names = summary_counters(["Passed"], "CLEAN", ["RelayedInbound", "TempFailedOutbound",
                                                  "NoBounceInbound"])
     assert names == ["messages", "passed", "category:CLEAN", "action:Relayed",
                      "action:TempFailed", "action:NoBounce"]
@@ -129,10 +130,59 @@ def test_summary_counters_name_existing_counters():
 def test_milter_scans_count_their_accepted_action():
     """A message scanned for amavisd-milter (AM.PDP) and passed logs ``AcceptedInbound``
     where the SMTP path logs ``RelayedInbound``: it is counted, as a relayed one is."""
-    names = summary_counters("Passed", "CLEAN", ["AcceptedInbound", "DiscardedInbound"])
+    names = summary_counters(["Passed"], "CLEAN", ["AcceptedInbound", "DiscardedInbound"])
     assert names == ["messages", "passed", "category:CLEAN", "action:Accepted",
                      "action:Discarded"]
     assert set(names) <= set(COUNTERS)
+
+
+def test_a_message_with_a_passed_and_a_blocked_line_counts_in_both():
+    """A lover's copy delivered and another recipient's discarded: two summary lines,
+    one message; passed and blocked count lines, as log parsers do."""
+    names = summary_counters(["Passed", "Blocked"], "SPAM",
+                             ["DiscardedInbound", "RelayedTaggedInbound", "Quarantined"])
+    assert names == ["messages", "passed", "blocked", "category:SPAM", "action:Discarded",
+                     "action:Relayed", "action:Quarantined"]
+
+
+def test_archived_messages_have_a_counter():
+    """The summary line says ``Archived`` for a copy in ``archive_directory`` or an
+    ``archive_to`` mailbox; the status file counts it, as it counts ``Quarantined``."""
+    names = summary_counters(["Passed"], "CLEAN", ["RelayedInbound", "Archived"])
+    assert names == ["messages", "passed", "category:CLEAN", "action:Relayed",
+                     "action:Archived"]
+    assert set(names) <= set(COUNTERS)
+
+
+def _version_3_file(path, counters: list[int], hang: tuple[bytes, int, float]) -> None:
+    """A one-slot status file as a master of version 3 (before the Archived counter)
+    wrote it: the same header and slot, 8 action counters instead of 9."""
+    header = struct.pack("<8sHHiddII", b"SCANSTAT", 3, 1, 4242, time.time(),
+                         time.monotonic(), 0, 0).ljust(64, b"\0")
+    slot = struct.pack(f"<iIddIHHd24s12s16s{len(counters)}Q" + "16sId" * 8,
+                       4243, 1, 0.0, time.monotonic(), 0, 2, 10, 0.0, b"", b"", b"",
+                       *counters, *hang, *(b"", 0, 0.0) * 7)
+    path.write_bytes(header + slot)
+
+
+def test_a_version_3_file_is_read_and_its_hang_records_carried_over(tmp_path):
+    """After an upgrade, ``scanner status`` reads the file of the master still running
+    the old version (it stopped with "status file version 3, this scanner reads 4"), and
+    the new master carries its hang records over."""
+    path = tmp_path / "status"
+    old = [n + 1 for n in range(len(COUNTERS) - 1)]  # every counter but Archived
+    bad = message_digest(b"bad")
+    _version_3_file(path, old, (bad, 2, time.time()))
+    board = read_board(str(path))
+    totals = board.totals()
+    assert [totals[c] for c in COUNTERS] == [*old, 0]
+    assert board.master_pid == 4242 and board.slots[0].connections == 2
+    assert [(r.digest, r.count) for r in board.hang_records()] == [(bad.hex(), 2)]
+    new = Scoreboard(1, str(path))
+    try:
+        assert new.carried == 1 and new.slot(0).hangs(bad) == 2
+    finally:
+        new.close()
 
 
 def test_status_rendering(tmp_path):
@@ -145,7 +195,7 @@ def test_status_rendering(tmp_path):
         board.slot(0).stage(_task("XyXyXyXyXyXy"), "unpack")
         board.slot(0).connections(3, 10)
         board.slot(1).connections(0, 10)
-        board.slot(1).end(summary_counters("Passed", "VIRUS", ["DiscardedInbound"]))
+        board.slot(1).end(summary_counters(["Passed"], "VIRUS", ["DiscardedInbound"]))
         state = read_board(board.path)
         text = render(state, board.path, running=True)
         assert "unpack mail_id XyXyXyXyXyXy" in text

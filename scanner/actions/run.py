@@ -59,6 +59,9 @@ class Outcome:
     """Archive files written (``archive_directory``), each with its recipients' indexes."""
     mailed_archive: bool = False
     """An ``archive_to`` mailbox took a copy (it stays archived, whatever follows)."""
+    refused: list[int] = field(default_factory=list)
+    """Recipients whose copy the next hop did not take (4xx, 5xx, or unreachable):
+    amavis gives the message its MTA-BLOCKED category then, unless policy blocked it."""
 
     @property
     def actions(self) -> list[str]:
@@ -67,6 +70,16 @@ class Outcome:
         return (list(dict.fromkeys(self.by_recipient[i] for i in sorted(self.by_recipient)))
                 + (["Quarantined"] if self.quarantined else [])
                 + (["Archived"] if self.archived or self.mailed_archive else []))
+
+    @property
+    def passed(self) -> list[int]:
+        """The recipients (indexes) the next hop took the message for, or (a milter's
+        scan) the MTA goes on delivering it to: ``Relayed``/``Accepted``, amavis's
+        D_PASS with a 2xx from the next hop (its ``%D``). Every other recipient was
+        kept from it: discarded, rejected, bounced (a next hop's refusal too) or
+        deferred (amavis's ``%O``)."""
+        return [i for i, status in sorted(self.by_recipient.items())
+                if status.startswith(("Relayed", "Accepted"))]
 
     def act(self, action: str, ctx: Context, task: Task, idx: Iterable[int]) -> None:
         """Log ``action`` for the recipients at ``idx``, each with its mail direction
@@ -299,6 +312,8 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
         tagged = _tagged(edits.headers, edits.subject_prefix)
         for (i, edits), reply in zip(members, result.replies, strict=True):
             out.replies[i] = reply
+            if not reply.startswith("2"):
+                out.refused.append(i)
             relabelled = edits.address != task.envelope.recipients[i].address
             out.act(_delivery_action(reply, tagged or relabelled), ctx, task, [i])
         out.queued_as += [q for q in result.queued_as if q not in out.queued_as]

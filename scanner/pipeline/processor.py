@@ -175,10 +175,7 @@ class Processor:
         passed (not discarded, rejected or bounced). A failing hook is only logged."""
         if not self._delivery_hooks:  # the common case: nothing to do per message
             return
-        passed = [r.address for r, reply in zip(task.envelope.recipients, outcome.replies,
-                                                strict=False)
-                  if reply.startswith("2") and (v := task.verdicts.get(r.address)) is not None
-                  and v.destiny is Destiny.PASS]
+        passed = [task.envelope.recipients[i].address for i in outcome.passed]
         if not passed:
             return
         for name, hook in self._delivery_hooks:
@@ -225,30 +222,31 @@ class Processor:
         return out
 
     def _log_summary(self, task: Task, outcome: Outcome) -> list[str]:
-        """Log the summary line; return the scoreboard counters it adds to."""
+        """Log the summary lines (amavis's: ``Passed`` for the recipients the next hop
+        took, ``Blocked`` for the others: discarded, rejected, bounced, or deferred with
+        4xx for a retry); return the scoreboard counters they add to."""
         verdicts = list(task.verdicts.values())
-        # amavis's verbs: "Passed" for mail the next hop took (or, AM.PDP for a milter,
-        # the MTA goes on delivering: "Accepted"), "Blocked" for mail kept from it
-        # (discarded, rejected, bounced, or deferred with 4xx for a retry).
-        relayed = any(a.startswith(("Relayed", "Accepted")) for a in outcome.actions)
         kept = [v for v in verdicts if v.destiny not in (Destiny.PASS, Destiny.TEMPFAIL)]
-        blocked = not relayed or any(v.destiny is not Destiny.PASS for v in verdicts)
-        # a Blocked line names the blocking category (amavis's [:ccat|major|blocking]),
-        # which for a lover of a higher one is not the highest category found
+        # both lines name the blocking category (amavis's [:ccat|major], the message's
+        # blocking one when a recipient is blocked), which for a lover of a higher one
+        # is not the highest category found
         named = kept or verdicts
         worst = min(named, key=lambda v: PRECEDENCE.index(v.category)) if named else None
         category = worst.category if worst else "CLEAN"
         scored = worst is not None and worst.spam_scanned and any(
             self._scores.get(h.symbol).weight for h in worst.hits)
+        # amavis: a copy the next hop did not take makes the message's blocking category
+        # MTA-BLOCKED (CC_MTA), unless a recipient's policy blocked it
+        shown = "MTA-BLOCKED" if outcome.refused and not kept else _log_category(task, category)
         summary = logline.Summary(
             log_id=task.log_id,
-            verb="Blocked" if blocked else "Passed",
-            category=_log_category(task, category),
+            verb="",
+            category=shown,
             actions=outcome.actions,
             client_addr=task.client.addr,
             client_port=task.client.port,
             sender=task.envelope.sender,
-            recipients=[r.address for r in task.envelope.recipients],
+            recipients=[],
             queue_id=task.queue_id,
             message_id=message_id(task.message),
             mail_id=task.mail_id,
@@ -262,8 +260,14 @@ class Processor:
             dkim_sd=tuple(task.dkim_valid),
             dkim_new=tuple(task.dkim_new),
         )
-        log.info("%s", logline.render(summary))
-        return summary_counters(summary.verb, category, outcome.actions)
+        took = set(outcome.passed)
+        rcpts = list(enumerate(r.address for r in task.envelope.recipients))
+        passed = [a for i, a in rcpts if i in took]
+        blocked = [a for i, a in rcpts if i not in took]
+        for line in logline.render_lines(summary, passed, blocked):
+            log.info("%s", line)
+        verbs = ["Passed"] * bool(passed) + ["Blocked"] * bool(blocked)
+        return summary_counters(verbs, category, outcome.actions)
 
 
 def _log_category(task: Task, category: str) -> str:

@@ -144,7 +144,9 @@ class Syslog(_NeverRaises, logging.handlers.SysLogHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """A long line as amavis's pieces of at most 980 characters, each one record
-        after the ident ``scanner[PID]: ``."""
+        after the ident ``scanner[PID]: ``. A piece that cannot be written loses the
+        line: it counts once among the lost lines, and its later pieces are not sent
+        (a parser could not join them to anything)."""
         try:
             text = self.format(record)
         except Exception:
@@ -152,9 +154,12 @@ class Syslog(_NeverRaises, logging.handlers.SysLogHandler):
             return
         self.ident = f"scanner[{record.process}]: "
         for piece in syslog_pieces(text):
+            lost = self.lost
             super().emit(logging.makeLogRecord({**record.__dict__, "msg": piece, "args": (),
                                                 "exc_info": None, "exc_text": None,
                                                 "stack_info": None}))
+            if self.lost > lost:
+                return
 
 
 def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration") -> None:

@@ -41,7 +41,8 @@ from typing import Any
 from scanner.policy.decide import PRECEDENCE
 
 MAGIC = b"SCANSTAT"
-VERSION = 3  # 3: the Accepted action (AM.PDP scans for a milter) has a counter
+VERSION = 4  # 3: the Accepted action (AM.PDP scans for a milter) has a counter;
+# 4: the Archived action (archive_directory, archive_to) has one, after the others
 HANG_RECORDS = 8  # per slot; the oldest record makes way for a new digest
 DIGEST_BYTES = 16
 _DIGEST_HEAD = 1 << 20  # a message's digest covers its first MiB and its length
@@ -49,12 +50,16 @@ _DIGEST_HEAD = 1 << 20  # a message's digest covers its first MiB and its length
 # message by then (maximal_queue_lifetime, 5 days by default).
 HANG_MEMORY = 5 * 86400.0
 ACTIONS = ("Relayed", "Accepted", "TempFailed", "Quarantined", "Discarded", "Rejected", "Bounced",
-           "NoBounce")
+           "NoBounce", "Archived")
 # Every counter a slot keeps, in file order. "errors": 451 after an exception inside
 # the filter; "timeouts": 451 after server.message_timeout.
 COUNTERS = ("messages", "passed", "blocked", "errors", "timeouts", "hung",
             *(f"category:{c}" for c in PRECEDENCE), *(f"action:{a}" for a in ACTIONS))
 _COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
+# How many counters a slot of each version this scanner reads has: a file written by a
+# master started before an upgrade (counters were only ever added at the end) is read
+# as it is, its missing counters zero, its hang records carried over.
+_VERSION_COUNTERS = {3: len(COUNTERS) - 1, VERSION: len(COUNTERS)}
 _ACTION_NAMES = {a: f"action:{a}" for a in ACTIONS}
 
 # magic, version, slots, master pid, started (wall clock), started (monotonic),
@@ -67,8 +72,14 @@ HEADER_SIZE = 64
 _SLOT_HEAD = "<iIddIHH"
 _STAGE = struct.Struct(f"<d24s12s{DIGEST_BYTES}s")
 _HANG = struct.Struct(f"<{DIGEST_BYTES}sId")
-_SLOT = struct.Struct(f"{_SLOT_HEAD}d24s12s{DIGEST_BYTES}s{len(COUNTERS)}Q"
-                      + f"{DIGEST_BYTES}sId" * HANG_RECORDS)
+
+
+def _slot_struct(counters: int) -> struct.Struct:
+    return struct.Struct(f"{_SLOT_HEAD}d24s12s{DIGEST_BYTES}s{counters}Q"
+                         + f"{DIGEST_BYTES}sId" * HANG_RECORDS)
+
+
+_SLOT = _slot_struct(len(COUNTERS))
 _HEARTBEAT_AT = struct.calcsize("<iId")
 _OPEN_AT = struct.calcsize("<iIdd")
 _CONNECTIONS_AT = _OPEN_AT + 4
@@ -83,8 +94,8 @@ _KILLS_AT = _RESTARTS_AT + 4
 _ANY_HANG_AT = _HEADER.size
 
 
-def board_size(slots: int) -> int:
-    return HEADER_SIZE + slots * SLOT_SIZE
+def board_size(slots: int, version: int = VERSION) -> int:
+    return HEADER_SIZE + slots * _slot_struct(_VERSION_COUNTERS[version]).size
 
 
 class StatusFileError(OSError):
@@ -320,10 +331,14 @@ def message_digest(raw: bytes) -> bytes:
     return h.digest()
 
 
-def summary_counters(verb: str, category: str, actions: Iterable[str]) -> list[str]:
-    """The counters a message adds to: its verb, category (one of the policy's
-    categories, e.g. VIRUS) and the actions of its summary log line."""
-    names = ["messages", "passed" if verb == "Passed" else "blocked", "category:" + category]
+def summary_counters(verbs: Iterable[str], category: str, actions: Iterable[str]
+                     ) -> list[str]:
+    """The counters a message adds to: the verbs of its summary lines (a message with
+    passed and blocked recipients has a ``Passed`` and a ``Blocked`` line, and counts
+    in both, as log parsers count it), its category (one of the policy's categories,
+    e.g. VIRUS) and the actions of its summary lines."""
+    names = ["messages", *("passed" if verb == "Passed" else "blocked" for verb in verbs),
+             "category:" + category]
     for action in actions:
         for prefix, name in _ACTION_NAMES.items():
             if action.startswith(prefix):
@@ -360,15 +375,17 @@ class SlotState:
     hang_values: tuple[Any, ...]
 
     @classmethod
-    def unpack(cls, data: bytes) -> SlotState:
-        values = _SLOT.unpack(data)
+    def unpack(cls, data: bytes, version: int = VERSION) -> SlotState:
+        """A slot of a file of ``version``; counters it does not have read as zero."""
+        n = _VERSION_COUNTERS[version]
+        values = _slot_struct(n).unpack(data)
         pid, starts, spawned, beat, open_, conns, limit, since, stage, mail_id, digest = \
             values[:11]
-        counters = values[11:11 + len(COUNTERS)]
+        counters = (*values[11:11 + n], *(0,) * (len(COUNTERS) - n))
         return cls(pid, starts, spawned, beat, open_, conns, limit, since,
                    stage.rstrip(b"\0").decode("ascii", "replace"),
                    mail_id.rstrip(b"\0").decode("ascii", "replace"), digest,
-                   tuple(counters), tuple(values[11 + len(COUNTERS):]))
+                   counters, tuple(values[11 + n:]))
 
     @property
     def counters(self) -> dict[str, int]:
@@ -426,11 +443,12 @@ def parse_board(data: bytes) -> BoardState:
     if len(data) < _HEADER.size or data[:8] != MAGIC:
         raise StatusFileError(0, "not a scanner status file")
     magic, version, slots, pid, wall, mono, restarts, kills = _HEADER.unpack_from(data)
-    if version != VERSION:
+    if version not in _VERSION_COUNTERS:
         raise StatusFileError(0, f"status file version {version}, this scanner reads "
-                                 f"{VERSION}")
-    if len(data) < board_size(slots):
+                                 f"{', '.join(map(str, sorted(_VERSION_COUNTERS)))}")
+    if len(data) < board_size(slots, version):
         raise StatusFileError(0, "status file is truncated")
-    states = [SlotState.unpack(data[HEADER_SIZE + i * SLOT_SIZE:
-                                    HEADER_SIZE + (i + 1) * SLOT_SIZE]) for i in range(slots)]
+    size = _slot_struct(_VERSION_COUNTERS[version]).size
+    states = [SlotState.unpack(data[HEADER_SIZE + i * size:HEADER_SIZE + (i + 1) * size],
+                               version) for i in range(slots)]
     return BoardState(pid, wall, mono, restarts, kills, states)
