@@ -17,6 +17,7 @@ from scanner.errors import ConfigError
 from scanner.task import ClientInfo, Envelope, Recipient, Task
 from scanner.testing.sink import Sink
 from tests.helpers import handle_at_sink
+from tests.policy.test_recipient_mix import EICAR, FakeCheck
 from tests.test_pdp_scan import start  # noqa: F401  (fixture)
 
 TEXT = "Sent from Example Ltd: confidential.\n"
@@ -53,13 +54,14 @@ def config(files: Path, bank: str = "allow_disclaimers = true\n"
 
 
 def deliver(sink: Sink, conf: str, bank: str, sender: str, author: str,
-            rcpts: tuple[str, ...] = ("ext@remote.test", "bob@example.test"), copies: int = 2
-            ) -> dict[str, email.message.Message]:
+            rcpts: tuple[str, ...] = ("ext@remote.test", "bob@example.test"), copies: int = 2,
+            checks: list | None = None) -> dict[str, email.message.Message]:
     """Each recipient's copy, once the next hop has the ``copies`` messages."""
     task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=message(author),
                 envelope=Envelope(sender, tuple(Recipient(r) for r in rcpts)),
                 client=ClientInfo(addr="192.0.2.9", helo="pc.example.test"), policy_bank=bank)
-    replies = handle_at_sink(loads(conf, "t.toml"), [], task, sink.port, 10026, bank)
+    replies = handle_at_sink(loads(conf, "t.toml"), checks or [], task, sink.port, 10026,
+                             bank)
     assert all(r.startswith("250") for r in replies), replies
     got = sink.wait_for(copies)
     return {r: email.message_from_bytes(m.data, policy=compat32)
@@ -105,6 +107,18 @@ def test_the_local_author_chooses_the_option_before_the_envelope_sender(files, s
                   copies=1)
     assert bodies(got["ext@remote.test"]) == [
         f"our offer\r\n\r\n{SALES.rstrip()}", "<html><body>our offer<p>Sales</p>\r\n</body></html>"]
+
+
+def test_a_defanged_copy_gets_no_disclaimer_the_outside_one_does(files, sink):
+    """One body edit per copy, as amavis: the local virus lover's copy is wrapped (the
+    original attached unchanged), the outside recipient's gets the disclaimer."""
+    conf = config(files, "allow_disclaimers = true\nvirus_lover = true\ndefang = ['virus']\n")
+    got = deliver(sink, conf, "ORIGINATING", "alice@example.test", "alice@example.test",
+                  checks=[FakeCheck("clamav", "virus", [EICAR])])
+    wrapped = got["bob@example.test"]
+    assert wrapped.get_content_type() == "multipart/mixed"
+    assert TEXT.rstrip() not in wrapped.as_string()
+    assert bodies(got["ext@remote.test"])[0] == f"our offer\r\n\r\n{TEXT.rstrip()}"
 
 
 def test_a_missing_file_is_a_config_error_naming_key_and_file(files):
