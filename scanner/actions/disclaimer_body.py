@@ -12,9 +12,10 @@ then needs 8-bit bytes becomes quoted-printable. A part whose bytes are not vali
 its declared charset is left alone (an edit would mix two encodings: mojibake).
 
 Signed or encrypted mail is never touched: multipart/signed, multipart/encrypted,
-application/pkcs7-mime, and text holding an inline PGP signature or message. Neither is
-an attachment, a forwarded message (message/rfc822) nor a part over
-:data:`MAX_PART` bytes.
+application/pkcs7-mime, and text holding an inline PGP signature or message; neither
+is a message whose text part is over :data:`MAX_PART` bytes. When one of the two parts
+cannot take its disclaimer the message is left as it is, so two alternatives never
+differ. Attachments and forwarded messages (message/rfc822) are never edited.
 """
 
 from __future__ import annotations

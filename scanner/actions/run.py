@@ -288,7 +288,7 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
             log.info("(%s) DEFANGING MAIL: %s", task.log_id, " ".join(edits.defang)[:150])
             raw = defang(raw, task.envelope.sender, edits.defang, task.envelope.smtputf8)
         if edits.disclaimer:
-            raw = with_disclaimer(raw, edits.disclaimer, task.log_id)
+            raw = await ctx.run_cpu(with_disclaimer, raw, edits.disclaimer, task.log_id)
         recipients = [Recipient(e.address, task.envelope.recipients[i].params)
                       for i, e in members]
         trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,
