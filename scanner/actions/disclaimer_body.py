@@ -92,8 +92,9 @@ def _first_texts(raw: bytes, start: int, end: int, head: Message,
         attached = (head.get("Content-Disposition") or "").strip().lower()
         return {} if attached.startswith("attachment") else {ctype: Leaf(start, end, head)}
     boundary = head.get_param("boundary")
-    if not ctype.startswith("multipart/") or not isinstance(boundary, str) \
-            or depth >= MAX_DEPTH:
+    # a digest's parts are messages unless they say otherwise: none is our text
+    if not ctype.startswith("multipart/") or ctype == "multipart/digest" \
+            or not isinstance(boundary, str) or depth >= MAX_DEPTH:
         return {}
     found: dict[str, Leaf] = {}
     for p_start, p_end in _parts(raw, start, end, boundary):

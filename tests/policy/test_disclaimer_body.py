@@ -138,6 +138,15 @@ def test_mixed_with_an_attachment_edits_the_text_not_the_attachment() -> None:
                               b"addressee only.\r\n--a--")
 
 
+def test_the_messages_of_a_digest_are_not_text_parts() -> None:
+    """A digest's parts without Content-Type are message/rfc822 (RFC 2046 5.1.5): the
+    forwarded messages are never edited."""
+    raw = (HEAD + b'Content-Type: multipart/digest; boundary="d"\r\n\r\n--d\r\n\r\n'
+           b"From: x@example.org\r\nSubject: one\r\n\r\nfirst\r\n--d--\r\n")
+    with pytest.raises(Untouched, match="no text part"):
+        add_disclaimer(raw, TEXT, HTML)
+
+
 def test_a_bare_lf_message_gets_bare_lf_lines() -> None:
     raw = ALTERNATIVE.replace(b"\r\n", b"\n")
     out = add_disclaimer(raw, TEXT, HTML)
