@@ -67,6 +67,10 @@ class MilterCopy:
             log.warning("(%s) AM.PDP: policy.defang cannot wrap a message the MTA keeps "
                         "(a milter changes header fields only); passed as it is: %s",
                         task.log_id, " ".join(first[1].defang)[:150])
+        if first[1].disclaimer:
+            log.warning("(%s) AM.PDP: a disclaimer cannot go into a message the MTA keeps "
+                        "(a milter changes header fields only); passed without it",
+                        task.log_id)
         self.edits = await header_operations(task, ctx, out, first[1])
         for members in groups:
             for i, edits in members:

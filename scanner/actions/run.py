@@ -28,6 +28,7 @@ from scanner.actions import archiving
 from scanner.actions.bounce import bounce_allowed
 from scanner.actions.copies import send_copy
 from scanner.actions.defang import defang
+from scanner.actions.disclaimer import with_disclaimer
 from scanner.actions.headers import prefix_subject, without
 from scanner.actions.notify import notify_admins
 from scanner.actions.recipient_notice import notify_recipients
@@ -271,7 +272,8 @@ def edit_groups(task: Task, ctx: Context, idx: list[int]) -> list[list[tuple[int
         rcpt = task.envelope.recipients[i]
         edits = edits_for(task, rcpt.address, task.verdicts[rcpt.address], ctx.scores,
                           ctx.hostname, ctx.virus_scanned)
-        key = (edits.headers, edits.subject_prefix, edits.drop_spam_headers, edits.defang)
+        key = (edits.headers, edits.subject_prefix, edits.drop_spam_headers, edits.defang,
+               edits.disclaimer)
         groups.setdefault(key, []).append((i, edits))
     return list(groups.values())
 
@@ -298,6 +300,8 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
         if edits.defang:
             log.info("(%s) DEFANGING MAIL: %s", task.log_id, " ".join(edits.defang)[:150])
             raw = defang(raw, task.envelope.sender, edits.defang, task.envelope.smtputf8)
+        if edits.disclaimer:
+            raw = await ctx.run_cpu(with_disclaimer, raw, edits.disclaimer, task.log_id)
         recipients = [Recipient(e.address, task.envelope.recipients[i].params)
                       for i, e in members]
         trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from scanner.actions.defang import warning_lines
+from scanner.actions.disclaimer import disclaimer_for
 from scanner.actions.headers import encode_words, fold
 from scanner.addresses import split_localpart
 from scanner.config.policy import PolicyConfig
@@ -44,6 +45,9 @@ class Edits:
     drop_spam_headers: str = ""
     defang: tuple[str, ...] = ()
     """The warning of a defanged copy (:mod:`scanner.actions.defang`); () = as it is."""
+    disclaimer: tuple[str, ...] = ()
+    """The disclaimer files (text, HTML) of the copy (:mod:`scanner.actions.disclaimer`);
+    () = none."""
 
 
 def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
@@ -70,7 +74,8 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
             and policy.remove_existing_spam_headers and policy.header_prefix else "")
     warning = (warning_lines(verdict, policy, scores, _spam_summary(verdict, policy, scores))
                if local and policy.defang and verdict.destiny is Destiny.PASS else ())
-    return Edits(tuple(headers), prefix, new_address, drop, warning)
+    return Edits(tuple(headers), prefix, new_address, drop, warning,
+                 disclaimer_for(task, address, verdict, bool(warning)))
 
 
 def _spam_summary(verdict: Verdict, policy: PolicyConfig, scores: ScoreTable) -> str:

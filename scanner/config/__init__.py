@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from scanner.config.disclaimer import check_disclaimers
 from scanner.config.model import (
     ChecksConfig,
     Config,
@@ -226,6 +227,9 @@ def check_policy_table(config: Config, src: str, where: str, table: object) -> N
         _check_copy_address(src, f"{where}.{key}", getattr(table, key, None) or "")
     _check_archive_directory(config, src, f"{where}.archive_directory",
                              getattr(table, "archive_directory", None) or "")
+    check_disclaimers(src, where, table, bool(config.policy.local_domains),
+                      [o for _, t in policy_tables(config)
+                       for o in (getattr(t, "disclaimer_options", None) or {}).values()])
     if getattr(table, "notify_recipient", None) and not config.policy.local_domains:
         # an empty list calls every recipient local: outsiders would be told too
         raise ConfigError(f"{src}: '{where}.notify_recipient' needs "

@@ -152,6 +152,26 @@ class PolicyConfig:
         "(amavis's $defang_virus, $defang_banned, $defang_undecipherable, $defang_spam, "
         "$defang_bad_header): virus, banned, unchecked, spam, bad_header; empty = off",
         choices=("virus", "banned", "unchecked", "spam", "bad_header"))
+    allow_disclaimers: bool = opt(
+        False, "add the disclaimer (disclaimer_text, disclaimer_html) to passed mail "
+        "whose From, Sender, Resent-From, Resent-Sender or envelope sender is in "
+        "local_domains (amavis's $allow_disclaimers): set it in the bank of your "
+        "submission (e.g. [policy_banks.ORIGINATING]), not for mail from outside")
+    outbound_disclaimers_only: bool = opt(
+        False, "no disclaimer for recipients in local_domains (amavis's "
+        "$outbound_disclaimers_only, off by default as there)")
+    disclaimer_text: str = opt(
+        "", "file (UTF-8) whose text is appended to the first text/plain part, read at "
+        "start; _OPTION_ in the name is replaced by the sender's disclaimer_options "
+        "value; empty = none")
+    disclaimer_html: str = opt(
+        "", "file (UTF-8) whose HTML goes before </body> of the first text/html part "
+        "(_OPTION_ as in disclaimer_text); empty = disclaimer_text, escaped")
+    disclaimer_options: Mapping[str, str] = opt(
+        {}, "sender pattern (user@dom, @dom, @.dom) -> the word that replaces _OPTION_ "
+        "in the disclaimer file names (amavis's @disclaimer_options_bysender_maps), "
+        "looked up for the local From, Resent-From, Resent-Sender, Sender, envelope "
+        "sender in turn; none matches: _OPTION_ becomes ''")
     sql_lookup: str = opt("", "per-recipient policy rows from SQL: sqlite:/path/file or "
                           "postgresql://...; table scanner_policy(pattern, settings JSON"
                           "[, priority])")

@@ -23,6 +23,7 @@ from scanner import config as cfgmod
 from scanner.config import _toml_value
 from scanner.errors import ConfigError
 from scanner.migrate.amavis_copies import map_copies
+from scanner.migrate.amavis_disclaimer import map_disclaimers
 from scanner.migrate.amavis_render import render
 from scanner.migrate.amavis_tables import (
     ADMINS,
@@ -173,6 +174,7 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
     _status_file(last, conv, handled)
     _clamd(last, conv, handled)
     map_copies(last, conv, handled)
+    map_disclaimers(last, conv, handled)
     for target, statement in last.items():
         if target not in handled:
             conv.note(statement, _why_not(statement, conv.predefined))
@@ -456,7 +458,8 @@ def _clamd(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> N
              f"@av_scanners ClamAV-clamd ({statement.where})")
 
 
-_NEEDS = {("policy", "notify_recipient"): ("local_domains",)}
+_NEEDS = {("policy", "notify_recipient"): ("local_domains",),
+          ("policy", "allow_disclaimers"): ("local_domains",)}
 
 
 def _drop_invalid(conv: Conversion) -> None:

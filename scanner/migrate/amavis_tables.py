@@ -141,6 +141,11 @@ ADVICE: dict[str, str] = {
     "message (amavis's testing aid) has no equivalent",
     "%defang_maps_by_ccat": "write the categories as policy.defang (per recipient in "
     "[policy.recipients.\"PATTERN\"] defang = [...])",
+    "@disclaimer_options_bysender_maps": "write the table as [policy.disclaimer_options] "
+    "(sender pattern = the word that replaces _OPTION_ in the disclaimer file names; "
+    "README \"Policy\", Disclaimers)",
+    "$altermime": "scanner adds disclaimers itself, without altermime: nothing to set",
+    "@altermime_args_defang": "scanner defangs with its own wrapper (policy.defang)",
     "$bounce_killer_score": "scanner's bounce killer is the pen pals check's BOUNCE_KILLED "
     "symbol, weight 0 as amavis's default; to keep your value, give it that weight in a "
     "site score file ([symbols.BOUNCE_KILLED] weight = ...; README \"Policy\", Pen pals) "
