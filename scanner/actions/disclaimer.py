@@ -40,7 +40,7 @@ def originators(task: Task) -> list[str]:
 
 
 def disclaimer_for(task: Task, address: str, verdict: Verdict,
-                   defanged: bool) -> tuple[str, str]:
+                   defanged: bool) -> tuple[str, ...]:
     """The disclaimer files (text, HTML; '' = none) of the copy to ``address``, or ()
     when it gets none."""
     policy = verdict.policy
