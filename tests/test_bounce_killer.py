@@ -21,6 +21,7 @@ from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from scanner.testing.tasks import task_from_bytes
+from tests.test_penpals import two_listener_config
 
 CORPORA = Path(__file__).resolve().parents[1] / "corpora"
 DAY = 86400.0
@@ -166,39 +167,9 @@ def test_through_the_filter_backscatter_is_spam_and_our_bounce_is_not(
     (site weight 100) and is tagged as spam."""
     inbound, outbound = free_port(), free_port()
     (tmp_path / "site.toml").write_text("[symbols.BOUNCE_KILLED]\nweight = 100.0\n")
-    config = f"""
-[server]
-workers = 2
-hostname = "scanner.test"
-log_file = "{tmp_path / 'scanner.log'}"
-
-[[listeners]]
-port = {inbound}
-
-[[listeners]]
-port = {outbound}
-policy_bank = "ORIGINATING"
-
-[reinject]
-port = {sink.port}
-
-[policy]
-tag_level = -100.0
-tag2_level = 6.0
-kill_level = 1000.0
-
-[checks]
-enabled = ["*", "penpals"]
-disabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]
-score_files = ["{tmp_path / 'site.toml'}"]
-
-[checks.settings.penpals]
-database = "{tmp_path / 'penpals.sqlite'}"
-
-[quarantine]
-directory = "{tmp_path / 'quarantine'}"
-ampdp_socket = ""
-"""
+    config = two_listener_config(tmp_path, sink, inbound, outbound,
+                                 policy="tag2_level = 6.0\nkill_level = 1000.0",
+                                 checks=f'score_files = ["{tmp_path / "site.toml"}"]')
     original = (b"From: Alex Meyer <reader@example.net>\r\nTo: j.doe@example.org\r\n"
                 b"Subject: Minutes of Tuesday's meeting\r\n"
                 b"Message-ID: <a9b8c7d6-minutes@example.net>\r\n\r\nHi Jo.\r\n")

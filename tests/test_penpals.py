@@ -151,10 +151,12 @@ def test_a_recipients_hit_counts_in_its_own_verdict_only(tmp_path: Path) -> None
     assert "PENPALS_REPLY" not in {h.symbol for h in b.hits}
 
 
-def test_through_the_filter_a_reply_to_outgoing_mail_is_tagged_for_its_recipient(
-        tmp_path: Path, sink: Sink) -> None:
-    inbound, outbound = free_port(), free_port()
-    config = f"""
+def two_listener_config(tmp_path: Path, sink: Sink, inbound: int, outbound: int,
+                        policy: str = "", checks: str = "") -> str:
+    """A filter with an inbound listener and an ORIGINATING one, the pen pals check on
+    (its database under ``tmp_path``), X-Spam-Status on every message; ``policy`` and
+    ``checks`` lines go into those sections."""
+    return f"""
 [server]
 workers = 2
 hostname = "scanner.test"
@@ -172,10 +174,12 @@ port = {sink.port}
 
 [policy]
 tag_level = -100.0     # X-Spam-Status on every message, to read the symbols
+{policy}
 
 [checks]
 enabled = ["*", "penpals"]
 disabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]
+{checks}
 
 [checks.settings.penpals]
 database = "{tmp_path / 'penpals.sqlite'}"
@@ -184,6 +188,12 @@ database = "{tmp_path / 'penpals.sqlite'}"
 directory = "{tmp_path / 'quarantine'}"
 ampdp_socket = ""
 """
+
+
+def test_through_the_filter_a_reply_to_outgoing_mail_is_tagged_for_its_recipient(
+        tmp_path: Path, sink: Sink) -> None:
+    inbound, outbound = free_port(), free_port()
+    config = two_listener_config(tmp_path, sink, inbound, outbound)
     with FilterProcess(tmp_path, config, [inbound, outbound]):
         with smtplib.SMTP("127.0.0.1", outbound, timeout=30) as smtp:
             smtp.sendmail("alice@example.test", ["bob@example.org"], _msg("out1@example.test"))
