@@ -3,8 +3,10 @@
 
 :class:`FakeResolver` binds a UDP socket on 127.0.0.1 and, in a thread, hands every
 query it receives to ``script(query_wire) -> list of datagrams``, sending each back in
-order (after ``delay`` seconds: a slow server). Nothing listens on TCP at its port
-unless ``silent_tcp``: then a TCP socket accepts connections and never answers. Unit
+order (after ``delay`` seconds: a slow server). With ``forged``, the datagrams that
+script makes are sent first, from another socket (``forge_from``: another address or
+port), as an off-path forger would. Nothing listens on TCP at its port unless
+``silent_tcp``: then a TCP socket accepts connections and never answers. Unit
 tests only: integration tests use NSD (:mod:`scanner.testing.dns_server`).
 """
 
@@ -26,12 +28,17 @@ Script = Callable[[bytes], list[bytes]]
 class FakeResolver:
     """Answers queries on a loopback UDP port as ``script`` says; counts them."""
 
-    def __init__(self, script: Script, delay: float = 0.0, silent_tcp: bool = False) -> None:
+    def __init__(self, script: Script, delay: float = 0.0, silent_tcp: bool = False,
+                 forged: Script | None = None, forge_from: str = "127.0.0.1") -> None:
         self._script = script
         self._delay = delay
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(("127.0.0.1", 0))
         self.port = int(self._sock.getsockname()[1])
+        self._forged = forged
+        self._forger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # another address may use our port; our own address needs another port
+        self._forger.bind((forge_from, self.port if forge_from != "127.0.0.1" else 0))
         self._tcp: socket.socket | None = None
         if silent_tcp:  # the kernel completes the handshakes; nobody ever reads
             self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -55,6 +62,8 @@ class FakeResolver:
             self.queries.append(wire)
             if self._delay:
                 self._stop.wait(self._delay)  # a slow server (not synchronisation)
+            for datagram in self._forged(wire) if self._forged else ():
+                self._forger.sendto(datagram, peer)
             for datagram in self._script(wire):
                 self._sock.sendto(datagram, peer)
 
@@ -67,6 +76,7 @@ class FakeResolver:
         self._stop.set()
         self._thread.join(2)
         self._sock.close()
+        self._forger.close()
         if self._tcp is not None:
             self._tcp.close()
 

@@ -1,0 +1,145 @@
+"""Identical queries in flight share one query on the wire (:mod:`scanner.dns.inflight`),
+against a slow scripted server that counts what it is asked: each asker keeps its own
+time limit, a failure reaches every asker, a cancelled asker leaves the query to the
+others, and a query nobody waits for any more is given up."""
+
+from __future__ import annotations
+
+import asyncio
+
+import dns.rcode
+
+from scanner.dns import Deadline, DnsClient, Status
+from scanner.dns.inflight import SharedQueries
+from tests.auth.conftest import run
+from tests.auth.fake_dns import FakeResolver, answer
+
+NAME = "2.0.0.127.bl.example"
+SLOW = 0.4  # the server's delay: long enough for every asker to be waiting
+
+
+def client_for(fake: FakeResolver) -> DnsClient:
+    return DnsClient([("127.0.0.1", fake.port)], 2.0, cache_size=0)
+
+
+def test_concurrent_identical_queries_share_one_query() -> None:
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2")], delay=SLOW) as fake:
+        client = client_for(fake)
+
+        async def go() -> list:
+            d = Deadline(5)
+            return await asyncio.gather(
+                *(client.query(NAME, "A", d) for _ in range(5)),
+                client.query(NAME.upper() + ".", "a", d))  # the same in other spelling
+
+        got = run(go())
+        asked = len(fake.queries)
+    assert [a.addresses() for a in got] == [["127.0.0.2"]] * 6
+    assert asked == 1
+    assert len(client._shared) == 0  # nothing left behind
+
+
+def test_other_types_and_names_are_not_shared() -> None:
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2")]) as fake:
+        client = client_for(fake)
+
+        async def go() -> list:
+            d = Deadline(5)
+            return await asyncio.gather(client.query(NAME, "A", d),
+                                        client.query(NAME, "TXT", d),
+                                        client.query("3.0.0.127.bl.example", "A", d))
+
+        run(go())
+        asked = len(fake.queries)
+    assert asked == 3
+
+
+def test_each_asker_keeps_its_own_deadline() -> None:
+    """An asker with little time left gets TIMEOUT when its time is up; the query goes
+    on for the one that started it with more."""
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2")], delay=SLOW) as fake:
+        client = client_for(fake)
+
+        async def go() -> tuple:
+            first = asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
+            await asyncio.sleep(0)  # let it start the query
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            short = await client.query(NAME, "A", Deadline(0.1))
+            return short, loop.time() - began, await first
+
+        short, waited, long = run(go())
+        asked = len(fake.queries)
+    assert short.status is Status.TIMEOUT and waited < SLOW
+    assert long.status is Status.OK and asked == 1
+
+
+def test_a_cancelled_asker_does_not_cancel_the_query_for_the_others() -> None:
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2")], delay=SLOW) as fake:
+        client = client_for(fake)
+
+        async def go() -> tuple:
+            first = asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
+            second = asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
+            await asyncio.sleep(0)  # both start: one query, two askers
+            first.cancel()
+            return await asyncio.gather(first, second, return_exceptions=True)
+
+        first, second = run(go())
+        asked = len(fake.queries)
+    assert isinstance(first, asyncio.CancelledError)
+    assert second.status is Status.OK and asked == 1
+
+
+def test_a_failure_reaches_every_asker() -> None:
+    with FakeResolver(lambda w: [answer(w, rcode=dns.rcode.SERVFAIL)], delay=SLOW) as fake:
+        client = client_for(fake)
+
+        async def go() -> list:
+            d = Deadline(5)
+            return await asyncio.gather(*(client.query(NAME, "A", d) for _ in range(4)))
+
+        got = run(go())
+        asked = len(fake.queries)
+    assert [a.status for a in got] == [Status.ERROR] * 4 and asked == 1
+
+
+def test_a_query_nobody_waits_for_is_given_up() -> None:
+    """The last asker's time is up: the shared task is cancelled (its socket closed)
+    and the next asker starts a query of its own instead of joining a cancelled one."""
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2")], delay=SLOW) as fake:
+        client = client_for(fake)
+
+        async def go() -> tuple:
+            gone = await client.query(NAME, "A", Deadline(0.05))
+            left = len(client._shared)
+            again = await client.query(NAME, "A", Deadline(5))
+            return gone, left, again
+
+        gone, left, again = run(go())
+    assert gone.status is Status.TIMEOUT and left == 0
+    assert again.status is Status.OK
+
+
+def test_past_the_bound_queries_run_on_their_own() -> None:
+    async def go() -> tuple:
+        shared: SharedQueries[str] = SharedQueries(size=1)
+        calls = []
+        release = asyncio.Event()
+
+        async def work(tag: str) -> str:
+            calls.append(tag)
+            await release.wait()
+            return tag
+
+        tasks = [asyncio.ensure_future(shared.run(key, 5.0, lambda k=key: work(k), "late"))
+                 for key in ("a", "a", "b", "b")]
+        while len(calls) < 3:  # "a" once, "b" twice: the map holds one key
+            await asyncio.sleep(0)
+        held = len(shared)
+        release.set()
+        return await asyncio.gather(*tasks), calls, held
+
+    results, calls, held = asyncio.run(go())
+    assert results == ["a", "a", "b", "b"]
+    assert sorted(calls) == ["a", "b", "b"] and held == 1
