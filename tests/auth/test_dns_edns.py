@@ -5,6 +5,7 @@ NXDOMAIN and NODATA reaching SPF as temperror, none and none (RFC 7208 section 4
 
 from __future__ import annotations
 
+import dns.flags
 import dns.message
 import dns.rcode
 import pytest
@@ -95,3 +96,33 @@ def test_servfail_nxdomain_and_nodata_reach_spf_as_temperror_none_none() -> None
         got = run(go())
     assert got == [Status.ERROR, Status.NXDOMAIN, Status.NODATA,
                    "temperror", "none", "none"]
+
+
+def truncated_without_opt(wire: bytes) -> list[bytes]:
+    """TC and no OPT, whatever the query: EDNS0 ignored, 512 bytes too few."""
+    response = dns.message.make_response(dns.message.from_wire(wire))
+    response.use_edns(False)
+    response.flags |= dns.flags.TC
+    return [response.to_wire()]
+
+
+def formerr_to_opt_else_truncated(wire: bytes) -> list[bytes]:
+    if has_opt(wire):
+        return edns_intolerant(dns.rcode.FORMERR)(wire)
+    return truncated_without_opt(wire)
+
+
+@pytest.mark.parametrize("udp, udp_asked, tcp_asked", [
+    (formerr_to_opt_else_truncated, [True, False], [False]),
+    (truncated_without_opt, [True, False], [True, False]),
+], ids=["formerr-then-tc", "tc-then-formerr-over-tcp"])
+def test_a_long_answer_from_a_server_without_edns_comes_over_tcp_without_it(
+        udp, udp_asked: list[bool], tcp_asked: list[bool]) -> None:
+    """A server of before EDNS0 whose answer does not fit in 512 bytes: FORMERR to the
+    OPT query (over UDP, or over TCP after a truncated UDP answer without OPT); without
+    OPT, TC over UDP and the answer over TCP."""
+    with FakeResolver(udp, tcp_script=edns_intolerant(dns.rcode.FORMERR)) as fake:
+        got = run(client_for(fake).query(NAME, "A", Deadline(3)))
+        asked = [has_opt(q) for q in fake.queries], [has_opt(q) for q in fake.tcp_queries]
+    assert got.status is Status.OK and got.addresses() == ["127.0.0.2"]
+    assert asked == (udp_asked, tcp_asked)
