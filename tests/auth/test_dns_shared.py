@@ -143,3 +143,23 @@ def test_past_the_bound_queries_run_on_their_own() -> None:
     results, calls, held = asyncio.run(go())
     assert results == ["a", "a", "b", "b"]
     assert sorted(calls) == ["a", "b", "b"] and held == 1
+
+
+def test_an_exception_of_the_shared_query_reaches_every_asker() -> None:
+    async def go() -> list:
+        shared: SharedQueries[str] = SharedQueries()
+        calls = []
+
+        async def broken() -> str:
+            calls.append(1)
+            await asyncio.sleep(0)
+            raise OSError("no route")
+
+        got = await asyncio.gather(*(shared.run("k", 5.0, broken, "late") for _ in range(3)),
+                                   return_exceptions=True)
+        return got + [len(calls), len(shared)]
+
+    *errors, calls, left = asyncio.run(go())
+    assert [str(e) for e in errors] == ["no route"] * 3 and all(
+        isinstance(e, OSError) for e in errors)
+    assert (calls, left) == (1, 0)
