@@ -115,7 +115,7 @@ class Answer:
         return out
 
 
-_TIMED_OUT = Answer(Status.TIMEOUT)
+_NO_ANSWER = (Answer(Status.TIMEOUT), 0.0)  # what a time-out gives: answer, TTL
 
 
 class DnsClient:
@@ -139,7 +139,7 @@ class DnsClient:
         self._cache = AnswerCache(cache_size)
         self._slots: asyncio.Semaphore | None = None
         self._slots_loop: asyncio.AbstractEventLoop | None = None
-        self._shared: SharedQueries[Answer] = SharedQueries()
+        self._shared: SharedQueries[tuple[Answer, float]] = SharedQueries()
 
     async def query(self, name: str, rdtype: str, deadline: Deadline,
                     timeout: float | None = None) -> Answer:
@@ -157,20 +157,19 @@ class DnsClient:
         wire = _query_wire(name, rdtype)
         if wire is None:
             return Answer(Status.NXDOMAIN)  # not a valid name: it cannot exist
-        return await self._shared.run(
+        answer, ttl = await self._shared.run(
             (key, rdtype), limit,
-            lambda: self._resolve(wire, key, name, rdtype, timeout), _TIMED_OUT)
+            lambda left: self._ask_in_turn(wire, name, rdtype, left), _NO_ANSWER)
+        self._keep(key, rdtype, answer, ttl)
+        return answer
 
-    async def _resolve(self, wire: bytes, key: str, name: str, rdtype: str,
-                       limit: float) -> Answer:
-        """Ask for ``wire`` within ``limit`` seconds and keep the answer (final ones)."""
-        answer, ttl = await self._ask_in_turn(wire, name, rdtype, limit)
+    def _keep(self, key: str, rdtype: str, answer: Answer, ttl: float) -> None:
+        """Cache a final answer for its TTL (an NXDOMAIN for every type of the name)."""
         if answer.status is Status.NXDOMAIN:
             self._cache.put(key, ANY_TYPE, answer, min(ttl, MAX_NEGATIVE_TTL))
         elif not answer.temporary:
             self._cache.put(key, rdtype, answer,
                             min(ttl, MAX_NEGATIVE_TTL if answer.void else MAX_TTL))
-        return answer
 
     async def _ask_in_turn(self, wire: bytes, name: str, rdtype: str,
                            limit: float) -> tuple[Answer, float]:

@@ -74,21 +74,74 @@ def test_each_asker_keeps_its_own_deadline() -> None:
     assert long.status is Status.OK and asked == 1
 
 
-def test_a_cancelled_asker_does_not_cancel_the_query_for_the_others() -> None:
+def test_a_cancelled_follower_does_not_touch_the_query() -> None:
     with FakeResolver(lambda w: [answer(w, "127.0.0.2")], delay=SLOW) as fake:
         client = client_for(fake)
 
         async def go() -> tuple:
-            first = asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
-            second = asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
+            leader = asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
+            follower = asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
             await asyncio.sleep(0)  # both start: one query, two askers
-            first.cancel()
-            return await asyncio.gather(first, second, return_exceptions=True)
+            follower.cancel()
+            return await asyncio.gather(leader, follower, return_exceptions=True)
 
-        first, second = run(go())
+        leader, follower = run(go())
         asked = len(fake.queries)
-    assert isinstance(first, asyncio.CancelledError)
-    assert second.status is Status.OK and asked == 1
+    assert isinstance(follower, asyncio.CancelledError)
+    assert leader.status is Status.OK and asked == 1
+
+
+def test_the_followers_of_a_cancelled_leader_still_get_their_answer() -> None:
+    """The leader's query goes with it; a task asks again for the followers."""
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2")], delay=SLOW) as fake:
+        client = client_for(fake)
+
+        async def go() -> tuple:
+            leader = asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
+            followers = [asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
+                         for _ in range(3)]
+            await asyncio.sleep(0)
+            leader.cancel()
+            got = await asyncio.gather(leader, *followers, return_exceptions=True)
+            return got, len(client._shared)
+
+        (leader, *followers), left = run(go())
+        asked = len(fake.queries)
+    assert isinstance(leader, asyncio.CancelledError)
+    assert [a.addresses() for a in followers] == [["127.0.0.2"]] * 3
+    assert asked == 2 and left == 0
+
+
+def test_followers_with_more_time_than_the_leader_are_asked_for_again() -> None:
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2")], delay=SLOW) as fake:
+        client = client_for(fake)
+
+        async def go() -> tuple:
+            return await asyncio.gather(client.query(NAME, "A", Deadline(0.1)),
+                                        client.query(NAME, "A", Deadline(5)))
+
+        leader, follower = run(go())
+    assert leader.status is Status.TIMEOUT and follower.status is Status.OK
+
+
+def test_a_query_asked_again_is_given_up_when_its_followers_leave() -> None:
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2")], delay=SLOW) as fake:
+        client = client_for(fake)
+
+        async def go() -> tuple:
+            leader = asyncio.ensure_future(client.query(NAME, "A", Deadline(5)))
+            follower = asyncio.ensure_future(client.query(NAME, "A", Deadline(0.2)))
+            await asyncio.sleep(0)
+            leader.cancel()
+            await asyncio.gather(leader, return_exceptions=True)
+            heir = client._shared._flights[(NAME, "A")].task
+            got = await follower
+            await asyncio.gather(heir, return_exceptions=True)
+            return got, heir, len(client._shared)
+
+        follower, heir, left = run(go())
+    assert follower.status is Status.TIMEOUT
+    assert heir is not None and heir.cancelled() and left == 0
 
 
 def test_a_failure_reaches_every_asker() -> None:
@@ -105,8 +158,8 @@ def test_a_failure_reaches_every_asker() -> None:
 
 
 def test_a_query_nobody_waits_for_is_given_up() -> None:
-    """The last asker's time is up: the shared task is cancelled (its socket closed)
-    and the next asker starts a query of its own instead of joining a cancelled one."""
+    """The only asker's time is up: nothing is left in flight, and the next asker
+    starts a query of its own."""
     with FakeResolver(lambda w: [answer(w, "127.0.0.2")], delay=SLOW) as fake:
         client = client_for(fake)
 
@@ -132,7 +185,7 @@ def test_past_the_bound_queries_run_on_their_own() -> None:
             await release.wait()
             return tag
 
-        tasks = [asyncio.ensure_future(shared.run(key, 5.0, lambda k=key: work(k), "late"))
+        tasks = [asyncio.ensure_future(shared.run(key, 5.0, lambda _, k=key: work(k), "late"))
                  for key in ("a", "a", "b", "b")]
         while len(calls) < 3:  # "a" once, "b" twice: the map holds one key
             await asyncio.sleep(0)
@@ -150,7 +203,7 @@ def test_an_exception_of_the_shared_query_reaches_every_asker() -> None:
         shared: SharedQueries[str] = SharedQueries()
         calls = []
 
-        async def broken() -> str:
+        async def broken(limit: float) -> str:
             calls.append(1)
             await asyncio.sleep(0)
             raise OSError("no route")
