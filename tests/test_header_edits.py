@@ -291,3 +291,25 @@ def test_a_subject_tag_never_makes_a_line_longer_than_998_octets(prefix: str):
         subject = head.split(b"\r\nFrom:", 1)[0]
         assert re.sub(rb"\r\n(?=[ \t])", b"", subject) == f"Subject: {prefix}{value}".encode()
         assert tagged.endswith(b"\r\nFrom: a@example.org\r\n\r\nbody\r\n")
+
+
+@pytest.mark.parametrize("subject, prefix, shown", [
+    (b"\xff\xfe broken =?x-unknown?B?AAAA?= words", "***SPAM*** ",
+     "***SPAM*** \u00ff\u00fe broken =?x-unknown?B?AAAA?= words"),  # corpora/ml/bad-charset
+    (b"hi =?utf-8?B?AAAA?= =?utf-8?q?Ol=C3=A1?=", "[Spam] \u00a1",
+     "[Spam] \u00a1hi =?utf-8?B?AAAA?=Ol\u00e1"),
+    (b"=?utf-8?q?a=0D=0Ab?= \xe9t\xe9", "***SPAM*** ",
+     "***SPAM*** =?utf-8?q?a=0D=0Ab?= \u00e9t\u00e9"),
+], ids=["unknown-charset-nuls", "utf8-nuls-joined-tag", "hidden-crlf"])
+def test_control_characters_hidden_in_an_encoded_word_stay_hidden(
+        subject: bytes, prefix: str, shown: str) -> None:
+    """A Subject written anew (8-bit text, or a tag that must be encoded with the text)
+    decoded ``=?x-unknown?B?AAAA?=`` to three NULs and wrote them back, re-encoded:
+    every reader now saw them. Such a word stays as it was written (RFC 2047 section
+    6.2; amavis's Encode::MIME::Header keeps a word of an unknown charset so); other
+    words are decoded as before."""
+    out = prefix_subject(b"Subject: " + subject + b"\r\n\r\nbody\r\n", prefix)
+    assert out.split(b"\r\n\r\n")[0].isascii()
+    got = _subjects(out)[0]
+    assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]", got), got
+    assert " ".join(got.split()) == shown

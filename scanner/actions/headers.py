@@ -109,8 +109,12 @@ def _fit(field: bytes, eol: bytes) -> bytes:
 def _text(value: bytes) -> str:
     """A Subject value as its reader sees it: encoded words decoded, raw 8-bit octets
     read as UTF-8 or else Windows-1252 (:func:`scanner.rules.headers.decode_value`,
-    SpamAssassin's reading, close to amavis's ``safe_decode_mime``), unfolded."""
-    return decode_value(value.replace(b"\r\n", b"\n"), "Subject").decode("utf-8", "replace")
+    SpamAssassin's reading, close to amavis's ``safe_decode_mime``), unfolded. An
+    encoded word that decodes to control characters (``=?x-unknown?B?AAAA?=``, three
+    NULs) stays as it was written: a Subject written anew from this text would
+    otherwise carry them, re-encoded, where the original only hid them."""
+    return decode_value(value.replace(b"\r\n", b"\n"), "Subject", visible_only=True
+                        ).decode("utf-8", "replace")
 
 
 def _rewritten(text: str, eol: bytes) -> bytes:

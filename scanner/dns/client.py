@@ -38,8 +38,18 @@ from scanner.dns.cache import (
     cache_key,
     negative_ttl,
 )
+from scanner.dns.inflight import SharedQueries
 from scanner.dns.settings import DnsSettings, resolver_addresses
-from scanner.dns.stub import EDNS_PAYLOAD, build_query, quick_nxdomain, truncated, udp_exchange
+from scanner.dns.stub import (
+    EDNS_PAYLOAD,
+    NO_EDNS_RCODES,
+    build_query,
+    quick_nxdomain,
+    truncated,
+    udp_exchange,
+    uses_edns,
+    without_edns,
+)
 
 log = logging.getLogger("scanner.dns")
 
@@ -105,16 +115,22 @@ class Answer:
         return out
 
 
+_NO_ANSWER = (Answer(Status.TIMEOUT), 0.0)  # what a time-out gives: answer, TTL
+
+
 class DnsClient:
     """Queries through one resolver configuration; safe to share between checks.
 
     Each query goes to the resolvers in turn over UDP (TCP when the answer is
     truncated), ``ATTEMPT_TIMEOUT`` per try, until the query's time is up; a resolver
     that fails (SERVFAIL, REFUSED, unreachable, garbage) is not asked again for that
-    query. At most :data:`MAX_IN_FLIGHT` queries are on the wire at once. dnspython
-    parses the answers, except a plain NXDOMAIN, which
-    :func:`scanner.dns.stub.quick_nxdomain` reads; :func:`scanner.dns.stub.build_query`
-    writes the queries of ordinary names, dnspython the rest (see there why)."""
+    query; one that answers FORMERR, NOTIMP or BADVERS to our EDNS0 query is asked
+    again without EDNS (RFC 6891 section 7). Identical queries (name and type) from
+    concurrent askers share one query on the wire (:mod:`scanner.dns.inflight`). At
+    most :data:`MAX_IN_FLIGHT` queries are on the wire at once. dnspython parses the
+    answers, except a plain NXDOMAIN, which :func:`scanner.dns.stub.quick_nxdomain`
+    reads; :func:`scanner.dns.stub.build_query` writes the queries of ordinary names,
+    dnspython the rest (see there why)."""
 
     def __init__(self, servers: list[tuple[str, int]], timeout: float,
                  cache_size: int = 0) -> None:
@@ -123,28 +139,37 @@ class DnsClient:
         self._cache = AnswerCache(cache_size)
         self._slots: asyncio.Semaphore | None = None
         self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._shared: SharedQueries[tuple[Answer, float]] = SharedQueries()
 
     async def query(self, name: str, rdtype: str, deadline: Deadline,
                     timeout: float | None = None) -> Answer:
-        """Look ``name`` up; bounded by ``timeout`` (default: configured) and ``deadline``."""
+        """Look ``name`` up; bounded by ``timeout`` (default: configured) and ``deadline``.
+        An identical query already on the wire is waited for instead of sent again."""
         key = cache_key(name)
         rdtype = rdtype.upper()
         cached = self._cache.get(key, rdtype)
         if cached is not None:
             return cached
-        limit = min(timeout or self._timeout, deadline.remaining())
+        timeout = timeout or self._timeout
+        limit = min(timeout, deadline.remaining())
         if limit <= 0:
             return Answer(Status.TIMEOUT)
         wire = _query_wire(name, rdtype)
         if wire is None:
             return Answer(Status.NXDOMAIN)  # not a valid name: it cannot exist
-        answer, ttl = await self._ask_in_turn(wire, name, rdtype, limit)
+        answer, ttl = await self._shared.run(
+            (key, rdtype), limit,
+            lambda left: self._ask_in_turn(wire, name, rdtype, left), _NO_ANSWER)
+        self._keep(key, rdtype, answer, ttl)
+        return answer
+
+    def _keep(self, key: str, rdtype: str, answer: Answer, ttl: float) -> None:
+        """Cache a final answer for its TTL (an NXDOMAIN for every type of the name)."""
         if answer.status is Status.NXDOMAIN:
             self._cache.put(key, ANY_TYPE, answer, min(ttl, MAX_NEGATIVE_TTL))
         elif not answer.temporary:
             self._cache.put(key, rdtype, answer,
                             min(ttl, MAX_NEGATIVE_TTL if answer.void else MAX_TTL))
-        return answer
 
     async def _ask_in_turn(self, wire: bytes, name: str, rdtype: str,
                            limit: float) -> tuple[Answer, float]:
@@ -213,6 +238,10 @@ class DnsClient:
         if not request.is_response(response):
             raise dns.exception.FormError("the reply does not answer the question")
         rcode = response.rcode()
+        if rcode in NO_EDNS_RCODES and uses_edns(wire):  # RFC 6891 section 7
+            log.debug("DNS at %s:%d: %s to EDNS0; asking without it", *server,
+                      dns.rcode.to_text(rcode))
+            return await self._once(without_edns(wire), server, end - time.monotonic())
         if rcode == dns.rcode.NXDOMAIN:
             return Answer(Status.NXDOMAIN), negative_ttl(response)
         if rcode != dns.rcode.NOERROR:

@@ -25,6 +25,9 @@ import struct
 
 NXDOMAIN = 3
 _ERRORS = (1, 2, 4, 5)  # FORMERR, SERVFAIL, NOTIMP, REFUSED
+NO_EDNS_RCODES = frozenset((1, 4, 16))
+"""FORMERR, NOTIMP, BADVERS: what a server that does not understand our EDNS0 query
+answers (RFC 6891 sections 6.2.2 and 7); the query is asked again without OPT."""
 _FLAG_QR = 0x8000
 _FLAG_TC = 0x0200
 _OPCODE = 0x7800
@@ -58,6 +61,19 @@ def build_query(name: str, rdtype: int, query_id: int | None = None) -> bytes | 
         query_id = secrets.randbits(16)
     return (struct.pack("!H", query_id) + _HEADER_TAIL + bytes(wire)
             + struct.pack("!HH", rdtype, 1) + _OPT)
+
+
+def uses_edns(query: bytes) -> bool:
+    """Whether ``query`` (ours: :func:`build_query`, or dnspython's ``make_query`` with
+    ``use_edns=0``) ends with our OPT record."""
+    return query.endswith(_OPT) and query[10:12] == b"\x00\x01"
+
+
+def without_edns(query: bytes) -> bytes:
+    """``query`` with our OPT record taken out (ARCOUNT 0) and a fresh id: the retry
+    RFC 6891 section 7 asks for after FORMERR, NOTIMP or BADVERS."""
+    return (struct.pack("!H", secrets.randbits(16)) + query[2:10] + b"\x00\x00"
+            + query[12:-len(_OPT)])
 
 
 def skip_name(data: bytes, pos: int) -> int | None:

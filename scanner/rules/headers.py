@@ -33,6 +33,7 @@ _EW_GAP = re.compile(rb"(=\?[A-Za-z0-9*_-]+\?[bqBQ]\?[^?]*\?=)\s+"
 _EW = re.compile(rb"=\?([A-Za-z0-9*_-]+)\?([bqBQ])\?([^?]*)\?=")
 _FOLD = re.compile(rb"\n[ \t]+")
 _NEWLINE = re.compile(rb"\r?\n")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\xc2[\x80-\x9f]")  # in UTF-8
 
 
 @dataclass(slots=True)
@@ -148,14 +149,25 @@ def unfold(value: bytes) -> bytes:
     return _FOLD.sub(b" ", value).strip()
 
 
-def decode_value(raw: bytes, name: str) -> bytes:
-    """SpamAssassin's decoded form of a raw value (without the final newline)."""
+def decode_value(raw: bytes, name: str, visible_only: bool = False) -> bytes:
+    """SpamAssassin's decoded form of a raw value (without the final newline). With
+    ``visible_only`` an encoded word that decodes to control characters (C0 but TAB,
+    DEL, C1) stays as it was written, as RFC 2047 section 6.2 lets a reader show a
+    word it will not decode: text written anew from the result (a tagged Subject)
+    must not carry control characters that were hidden inside an encoded word."""
     value = unfold(raw)
     value = header_utf8(_NEWLINE.sub(b"", value))
     if _NO_DECODE.match(name) or b"=?" not in value:
         return value
     value = _EW_GAP.sub(rb"\1", value)
-    return _EW.sub(_decode_word, value)
+    return _EW.sub(_visible_word if visible_only else _decode_word, value)
+
+
+def _visible_word(m: re.Match) -> bytes:
+    """:func:`_decode_word`, or the word as written when its text has control
+    characters."""
+    decoded = _decode_word(m)
+    return m.group(0) if _CONTROL.search(decoded) else decoded
 
 
 def _decode_word(m: re.Match) -> bytes:

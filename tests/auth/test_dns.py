@@ -345,4 +345,4 @@ def test_many_concurrent_queries_do_not_run_out_of_file_descriptors(
     out = subprocess.run([sys.executable, "-c", CHILD, dns_server.resolver], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "{'NXDOMAIN': 495, 'OK': 5}"
+    assert out.stdout.strip() == "{'NXDOMAIN': 493, 'OK': 7}"  # 66-70, 72, 73 listed

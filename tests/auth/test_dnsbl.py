@@ -55,6 +55,17 @@ def test_refusal_and_bogus_answers_are_not_listings(dns_server: DnsServer) -> No
     assert dnsbl_hits(check, "192.0.2.71") == {}
 
 
+def test_listings_behind_cname_chains(dns_server: DnsServer) -> None:
+    """Some lists answer with a CNAME to one shared record per listing code: the
+    chain's A records are the listing; a CNAME to nothing (NXDOMAIN) is none."""
+    check = make_check(Dnsbl, {"dns": dns_table(dns_server), "lists": LISTS[:1]})
+    for ip in ("192.0.2.72", "192.0.2.73"):  # one CNAME, a chain of two
+        hits = dnsbl_hits(check, ip)
+        assert set(hits) == {"RCVD_IN_SBL"}
+        assert hits["RCVD_IN_SBL"].options == (ip, "bl.test", "127.0.0.2")
+    assert dnsbl_hits(check, "192.0.2.74") == {}
+
+
 def test_skipped_clients(dns_server: DnsServer) -> None:
     check = dnsbl(dns_server)
     assert dnsbl_hits(check, "10.1.2.3") == {}  # private address

@@ -116,6 +116,10 @@ def dnsbl_zones() -> dict[str, str]:
 69.2.0.192  A 127.255.255.254
 70.2.0.192  A 203.0.113.5
 {v6}        A 127.0.0.2
+72.2.0.192  CNAME sbl-listed
+73.2.0.192  CNAME 72.2.0.192
+sbl-listed  A 127.0.0.2
+74.2.0.192  CNAME nowhere
 """),
         "refused.test": zone_text("refused.test", "*  A 127.255.255.254\n"),
         # a dead list left with a wildcard: lists everything, RFC 5782's 127.0.0.1 too
