@@ -89,14 +89,14 @@ def test_a_next_hop_without_8bitmime_gets_converted_or_unchanged_content():
     delivered with its 8-bit parts quoted-printable/base64 (before: sent unconverted,
     and Postfix stored 8-bit octets it had been told nothing about). Without
     BODY=8BITMIME: sent as it is, as Postfix's smtp client does. Not MIME but
-    BODY=8BITMIME: 550 5.6.3, as amavis answers."""
+    BODY=8BITMIME: cannot be converted safely, so sent as it is too (Postfix's smtp
+    client does the same; amavis would refuse it 550 5.6.3), and Postfix takes it."""
     postfix = plain_postfix(smtpd_discard_ehlo_keywords="silent-discard, 8bitmime")
     try:
         replies = _send(postfix, [_out(PLAIN_8BIT), _out(MIME_8BIT),
                                   _out(PLAIN_8BIT, params=())])
-        assert replies[0][0].startswith("550 5.6.3 from MTA(smtp:"), replies
-        assert all(r[0].startswith("250 2.0.0 from MTA(smtp:") for r in replies[1:]), replies
-        found = _delivered(postfix, 2)
+        assert all(r[0].startswith("250 2.0.0 from MTA(smtp:") for r in replies), replies
+        found = _delivered(postfix, 3)
         assert sorted(found) == ["mime8", "plain8"]
         _assert_same_parts(found["mime8"])
         assert found["plain8"].split(b"\n\n", 1)[1] == "Grüße, not MIME\n".encode()
