@@ -19,6 +19,7 @@ from scanner import logline
 from scanner.actions.run import Context, Deliver, Outcome, carry_out
 from scanner.config import Config, PolicyConfig
 from scanner.config.policy import apply
+from scanner.notices import load_templates
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
 from scanner.pipeline.parse import message_id, parse_headers, postfix_queue_id
@@ -82,6 +83,7 @@ class Processor:
         self._scores = scores
         self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
         self._hostname = hostname
+        self._notices = load_templates(config.notices.templates_dir)  # checked at start
         self._sql = SqlPolicy(config.policy.sql_lookup, config) \
             if config.policy.sql_lookup else None
 
@@ -165,7 +167,7 @@ class Processor:
             protocol=listener.protocol, directions=self._directions(task, listener),
             virus_scanned=self._virus_scanner, quarantine=self._quarantine,
             run_cpu=self._run_cpu, signers=self._signers, deliver=deliver,
-            subdir_levels=self._config.quarantine.subdir_levels))
+            subdir_levels=self._config.quarantine.subdir_levels, notices=self._notices))
         self._after_delivery(task, outcome)
         return outcome.replies, self._log_summary(task, outcome)
 
