@@ -180,3 +180,23 @@ def test_shipped_templates_are_the_shipped_texts() -> None:
     assert body.startswith("A message was delivered as BANNED.\n\nmail_id:    abcdefghijkl\n")
     assert "Recipients: <b@example.test>\n            <c@example.test>\n" in body
     assert body.endswith("Quarantine: (not quarantined)\n")
+
+
+def test_scanner_config_check_names_a_broken_template(tmp_path: Path) -> None:
+    """``scanner config check`` (exit 2) names the config file, the template and the
+    variable, as serve's start does."""
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "tpl"
+    broken.mkdir()
+    (broken / "dsn.txt").write_text("Subject: $betreff\n\n", encoding="utf-8")
+    config = tmp_path / "scanner.toml"
+    config.write_text(f'[notices]\ntemplates_dir = "{broken}"\n[checks]\nenabled = []\n'
+                      f'[quarantine]\ndirectory = "{tmp_path}/q"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "SCANNER_CONFIG"}
+    out = subprocess.run([sys.executable, "-m", "scanner", "config", "check", str(config)],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2, out
+    assert f"{config}: {broken}/dsn.txt: line 1: unknown variable $betreff" in out.stderr
