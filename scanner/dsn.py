@@ -135,8 +135,8 @@ def _human_part(task: Task, failed: list[tuple[Recipient, str]], reporting_mta: 
         "message_id": header_display(task.message, "Message-ID")}
     subject, text = templates["dsn"].render(values)
     if not subject.isascii():
-        subject = Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n")
-    return subject, text
+        return Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n"), text
+    return fold("Subject", subject), text
 
 
 def _status_fields(task: Task, failed: list[tuple[Recipient, str]], reporting_mta: str,

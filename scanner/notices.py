@@ -32,12 +32,12 @@ _RECIPIENT = ("hostname", "category", "recipient", "sender", "subject", "date",
               "message_id", "mail_id", "quarantine")
 KINDS: dict[str, frozenset[str]] = {
     "admin-virus": frozenset((*_ADMIN, "virus_names")),
-    "admin-banned": frozenset((*_ADMIN, "banned_files")),
+    "admin-banned": frozenset((*_ADMIN, "banned_files", "banned_parts")),
     "admin-spam": frozenset((*_ADMIN, "score")),
     "admin-unchecked": frozenset(_ADMIN),
     "admin-bad-header": frozenset((*_ADMIN, "header_problems")),
     "recipient-virus": frozenset((*_RECIPIENT, "virus_names")),
-    "recipient-banned": frozenset((*_RECIPIENT, "banned_files")),
+    "recipient-banned": frozenset((*_RECIPIENT, "banned_files", "banned_parts")),
     "recipient-bad-header": frozenset((*_RECIPIENT, "header_problems")),
     "dsn": frozenset(("hostname", "sender", "failed", "mail_id", "subject", "date",
                       "message_id")),
@@ -118,8 +118,9 @@ def parse(text: str, where: str, allowed: frozenset[str]) -> NoticeTemplate:
         if m:
             when, line = (m.group(1), m.group(2)), line[m.end():]
             _check_names(where, number, [m.group(2)], allowed)
-        compiled.append(Line(when, _template(line, where, number, allowed)))
-    return NoticeTemplate(_template(subject.strip(), where, 1, allowed), tuple(compiled))
+        compiled.append(Line(when, _template(clean(line), where, number, allowed)))
+    return NoticeTemplate(_template(clean(subject.strip()), where, 1, allowed),
+                          tuple(compiled))
 
 
 def _template(text: str, where: str, number: int, allowed: frozenset[str]) -> Template:
@@ -142,7 +143,7 @@ def _check_names(where: str, number: int, names: list[str], allowed: frozenset[s
 
 def _read(path: Path | resources.abc.Traversable, where: str) -> str:
     try:
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8-sig")  # a BOM (a Windows editor's) is no text
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:

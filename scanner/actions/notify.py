@@ -90,11 +90,14 @@ def _score(task: Task) -> str:
 
 def found_values(task: Task) -> dict[str, Value]:
     """What was found, in the words of the log line: ``virus_names``, ``banned_files``
-    (the names of banned parts) and ``header_problems`` (BAD_HEADER symbols)."""
-    files = sorted({_part_name(part) for part in banned_parts(task.hits)})
+    (the names of banned parts), ``banned_parts`` (their descriptions, one a line) and
+    ``header_problems`` (BAD_HEADER symbols)."""
+    parts = banned_parts(task.hits)
+    files = sorted({_part_name(part) for part in parts})
     problems = sorted({h.symbol for h in task.hits if h.symbol.startswith("BAD_HEADER")})
     return {"virus_names": ", ".join(virus_names(task.hits)) or "(unnamed)",
             "banned_files": ", ".join(f or "(no name)" for f in files) or "(unnamed)",
+            "banned_parts": tuple(parts) or ("(unnamed)",),
             "header_problems": ", ".join(problems) or "(unnamed)"}
 
 

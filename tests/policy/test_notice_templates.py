@@ -77,7 +77,8 @@ def test_each_admin_notice_is_written_from_its_german_template(tmp_path: Path,
     assert "subject=Rechnung für Mai\n" in body and "queue_id=4QX1\n" in body
     assert "client_name=mx.example.org\n" in body and "blocked=yes\n" in body
     extra = {"VIRUS": "virus_names=Eicar-Test-Signature\n",
-             "BANNED": "banned_files=rechnung.exe\n", "SPAM": "score=7.500\n",
+             "BANNED": "banned_files=rechnung.exe\nbanned_parts=P=p004,L=1/2/1,T=exe-ms,"
+                       "N=rechnung.exe\n", "SPAM": "score=7.500\n",
              "BAD-HEADER": "header_problems=BAD_HEADER_8BIT\n", "UNCHECKED": "symbols="}
     assert extra[category] in body, body
 
@@ -144,6 +145,27 @@ def test_latin1_template_and_missing_dir_are_config_errors(tmp_path: Path) -> No
         load_templates(str(tmp_path))
     with pytest.raises(ConfigError, match="not a directory"):
         load_templates(str(tmp_path / "nowhere"))
+
+
+def test_a_bom_of_a_windows_editor_is_not_taken_for_text(tmp_path: Path) -> None:
+    (tmp_path / "dsn.txt").write_bytes("\ufeffSubject: Zurück\n\nText\n".encode())
+    assert load_templates(str(tmp_path))["dsn"].render({}) == ("Zurück", "Text\n")
+
+
+def test_a_long_dsn_subject_is_folded(tmp_path: Path) -> None:
+    """A $subject in the DSN's Subject (written by hand, not by the email package) is
+    folded: a long one would pass RFC 5322's 998 octets a line."""
+    (tmp_path / "dsn.txt").write_text("Subject: Nicht zugestellt: $subject\n\n$failed\n",
+                                      encoding="utf-8")
+    task = _task()
+    raw = RAW.replace(b"Rechnung f\xc3\xbcr Mai", b"word " * 300)
+    task.raw, task.message = raw, parse_headers(raw)
+    data = build_failure_dsn(task, [(task.envelope.recipients[0], "550 5.1.1 nein")],
+                             "mx.example.test", load_templates(str(tmp_path)))
+    head = data.partition(b"\r\n\r\n")[0]  # (the returned header section has it unfolded)
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    msg = email.message_from_bytes(data, policy=default)
+    assert " ".join(msg["Subject"].split()) == "Nicht zugestellt: " + " ".join(["word"] * 300)
 
 
 def test_config_check_stops_on_a_bad_template(tmp_path: Path) -> None:
