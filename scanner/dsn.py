@@ -18,6 +18,7 @@ human-readable text come from the ``dsn`` template (:mod:`scanner.notices`).
 
 from __future__ import annotations
 
+import quopri
 import re
 from collections.abc import Mapping
 from email.header import Header
@@ -86,7 +87,8 @@ def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting
     returned_type = ("message/global-headers" if not returned.isascii() and _is_utf8(returned)
                      else "text/rfc822-headers")
     text_8bit = not text.isascii()
-    any_8bit = utf8 or text_8bit or not returned.isascii()
+    text_cte, text_lines = _text_body(text)
+    any_8bit = utf8 or (text_8bit and not text_cte) or not returned.isascii()
     lines = [
         f"From: MAILER-DAEMON@{reporting_mta} (Mail Delivery System)",
         f"To: <{task.envelope.sender}>",
@@ -101,9 +103,9 @@ def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting
         "",
         f"--{boundary}",
         f"Content-Type: text/plain; charset={'utf-8' if text_8bit else 'us-ascii'}",
-        *_cte(text_8bit),
+        *(text_cte or _cte(text_8bit)),
         "",
-        *text.split("\n"),
+        *text_lines,
         f"--{boundary}",
         f"Content-Type: message/{kind}",
         *_cte(not all(line.isascii() for line in status)),
@@ -181,6 +183,17 @@ def _envid(value: str) -> str:
     4.4), as amavis sanitizes it."""
     decoded = xtext.decode(value)
     return decoded if decoded.isascii() and decoded.isprintable() else value
+
+
+def _text_body(text: str) -> tuple[list[str], list[str]]:
+    """The text part's Content-Transfer-Encoding field (none: 7bit or 8bit as it is)
+    and lines: quoted-printable when a line would pass 998 octets (RFC 5322 2.1.1; a
+    long value such as $subject in a site's template)."""
+    lines = text.split("\n")
+    if all(len(line.encode("utf-8", "surrogateescape")) <= 998 for line in lines):
+        return [], lines
+    encoded = quopri.encodestring(text.encode("utf-8", "surrogateescape")).decode("ascii")
+    return ["Content-Transfer-Encoding: quoted-printable"], encoded.split("\n")
 
 
 def _cte(eight_bit: bool) -> list[str]:

@@ -154,18 +154,23 @@ def test_a_bom_of_a_windows_editor_is_not_taken_for_text(tmp_path: Path) -> None
 
 def test_a_long_dsn_subject_is_folded(tmp_path: Path) -> None:
     """A $subject in the DSN's Subject (written by hand, not by the email package) is
-    folded: a long one would pass RFC 5322's 998 octets a line."""
-    (tmp_path / "dsn.txt").write_text("Subject: Nicht zugestellt: $subject\n\n$failed\n",
-                                      encoding="utf-8")
+    folded, and its text part quoted-printable: a long one passed RFC 5322's 998
+    octets a line."""
+    (tmp_path / "dsn.txt").write_text("Subject: Nicht zugestellt: $subject\n\n"
+                                      "Ihre Nachricht: $subject\n$failed\n", encoding="utf-8")
     task = _task()
     raw = RAW.replace(b"Rechnung f\xc3\xbcr Mai", b"word " * 300)
     task.raw, task.message = raw, parse_headers(raw)
     data = build_failure_dsn(task, [(task.envelope.recipients[0], "550 5.1.1 nein")],
                              "mx.example.test", load_templates(str(tmp_path)))
-    head = data.partition(b"\r\n\r\n")[0]  # (the returned header section has it unfolded)
-    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    returned = data.rindex(b"Content-Type: text/rfc822-headers")  # has it unfolded
+    assert max(len(line) for line in data[:returned].split(b"\r\n")) <= 998
     msg = email.message_from_bytes(data, policy=default)
-    assert " ".join(msg["Subject"].split()) == "Nicht zugestellt: " + " ".join(["word"] * 300)
+    long_subject = " ".join(["word"] * 300)
+    assert " ".join(msg["Subject"].split()) == f"Nicht zugestellt: {long_subject}"
+    text = next(p for p in msg.walk() if p.get_content_type() == "text/plain")
+    assert text["Content-Transfer-Encoding"] == "quoted-printable"
+    assert text.get_content().startswith(f"Ihre Nachricht: {long_subject}\r\n<b@example")
 
 
 def test_config_check_stops_on_a_bad_template(tmp_path: Path) -> None:
