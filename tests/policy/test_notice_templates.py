@@ -227,3 +227,21 @@ def test_scanner_config_check_names_a_broken_template(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 2, out
     assert f"{config}: {broken}/dsn.txt: line 1: unknown variable $betreff" in out.stderr
+
+
+def test_sighup_warns_of_a_template_broken_since_start(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Templates are read at start; SIGHUP checks what the next start would read."""
+    from scanner.serve.master import report_config_on_hup
+
+    (tmp_path / "dsn.txt").write_text("Subject: gut\n\n$failed\n", encoding="utf-8")
+    path = tmp_path / "scanner.toml"
+    path.write_text(f'[notices]\ntemplates_dir = "{tmp_path}"\n[checks]\nenabled = []\n'
+                    f'[quarantine]\ndirectory = "{tmp_path}/q"\n', encoding="utf-8")
+    config = cfgmod.load(str(path))
+    (tmp_path / "dsn.txt").write_text("Subject: gut\n\n$fehler\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="scanner"):
+        report_config_on_hup(config)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "dsn.txt: line 3: unknown variable $fehler" in line
+    assert "still running with the configuration read at start" in line
