@@ -12,16 +12,22 @@ For an SMTPUTF8 message, or one with a non-ASCII address, the report is RFC 6533
 ``message/global-delivery-status`` (``utf-8`` address types) and goes out with SMTPUTF8,
 as Postfix's own bounces: without it the next hop refuses a UTF-8 sender address. A
 header section in UTF-8 comes back as ``message/global-headers`` (amavis), any 8-bit
-part is declared ``8bit`` and the DSN is sent with BODY=8BITMIME.
+part is declared ``8bit`` and the DSN is sent with BODY=8BITMIME. The Subject and the
+human-readable text come from the ``dsn`` template (:mod:`scanner.notices`).
 """
 
 from __future__ import annotations
 
+import quopri
 import re
+from collections.abc import Mapping
+from email.header import Header
 from email.utils import formatdate, make_msgid
 
 from scanner.actions.headers import fold
 from scanner.headerfields import section_end
+from scanner.notices import NoticeTemplate, Value, built_in, clean
+from scanner.pipeline.parse import header_display
 from scanner.reinject.client import crlf_lines
 from scanner.smtp import xtext
 from scanner.task import Recipient, Task
@@ -67,22 +73,26 @@ def mail_params(task: Task, dsn: bytes) -> tuple[tuple[str, str | None], ...]:
     return tuple(params)
 
 
-def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting_mta: str) -> bytes:
-    """A multipart/report DSN (bytes, CRLF) listing each failed recipient and its reply."""
+def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting_mta: str,
+                      templates: Mapping[str, NoticeTemplate] | None = None) -> bytes:
+    """A multipart/report DSN (bytes, CRLF) listing each failed recipient and its reply;
+    the Subject and the text/plain part from the ``dsn`` template (``templates``:
+    [notices] templates_dir's; None = the shipped ones)."""
     boundary = f"----=_scanner_dsn_{task.mail_id}"
     utf8 = is_global(task, failed)
     kind = "global-delivery-status" if utf8 else "delivery-status"
-    notice = [f"<{r.address}>: {reply}" for r, reply in failed]
+    subject, text = _human_part(task, failed, reporting_mta, templates or built_in())
     status = _status_fields(task, failed, reporting_mta, utf8)
     returned = _header_section(task.raw)
     returned_type = ("message/global-headers" if not returned.isascii() and _is_utf8(returned)
                      else "text/rfc822-headers")
-    text_8bit = not all(line.isascii() for line in notice)
-    any_8bit = utf8 or text_8bit or not returned.isascii()
+    text_8bit = not text.isascii()
+    text_cte, text_lines = _text_body(text)
+    any_8bit = utf8 or (text_8bit and not text_cte) or not returned.isascii()
     lines = [
         f"From: MAILER-DAEMON@{reporting_mta} (Mail Delivery System)",
         f"To: <{task.envelope.sender}>",
-        "Subject: Undelivered mail returned to sender",
+        f"Subject: {subject}",
         f"Date: {formatdate(localtime=True)}",
         f"Message-ID: {make_msgid(domain=reporting_mta)}",
         "Auto-Submitted: auto-replied",
@@ -93,14 +103,9 @@ def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting
         "",
         f"--{boundary}",
         f"Content-Type: text/plain; charset={'utf-8' if text_8bit else 'us-ascii'}",
-        *_cte(text_8bit),
+        *(text_cte or _cte(text_8bit)),
         "",
-        f"This is the mail system at host {reporting_mta}.",
-        "",
-        "Your message could not be delivered to one or more recipients:",
-        "",
-        *(fold("X", line) for line in notice),
-        "",
+        *text_lines,
         f"--{boundary}",
         f"Content-Type: message/{kind}",
         *_cte(not all(line.isascii() for line in status)),
@@ -116,6 +121,24 @@ def build_failure_dsn(task: Task, failed: list[tuple[Recipient, str]], reporting
     tail = f"\r\n--{boundary}--\r\n"
     return ("\r\n".join(lines).encode("utf-8", "surrogateescape") + returned
             + tail.encode("ascii"))
+
+
+def _human_part(task: Task, failed: list[tuple[Recipient, str]], reporting_mta: str,
+                templates: Mapping[str, NoticeTemplate]) -> tuple[str, str]:
+    """The Subject (RFC 2047 encoded if not ASCII) and the text/plain part (``\n``
+    line ends): each failed recipient and its reply a line, folded."""
+    lines: list[str] = []
+    for rcpt, reply in failed:
+        lines += fold("X", clean(f"<{rcpt.address}>: {reply}")).split("\r\n")
+    values: dict[str, Value] = {
+        "hostname": reporting_mta, "sender": task.envelope.sender, "failed": tuple(lines),
+        "mail_id": task.mail_id, "subject": header_display(task.message, "Subject"),
+        "date": header_display(task.message, "Date"),
+        "message_id": header_display(task.message, "Message-ID")}
+    subject, text = templates["dsn"].render(values)
+    if not subject.isascii():
+        return Header(subject, "utf-8", header_name="Subject").encode(linesep="\r\n"), text
+    return fold("Subject", subject), text
 
 
 def _status_fields(task: Task, failed: list[tuple[Recipient, str]], reporting_mta: str,
@@ -160,6 +183,17 @@ def _envid(value: str) -> str:
     4.4), as amavis sanitizes it."""
     decoded = xtext.decode(value)
     return decoded if decoded.isascii() and decoded.isprintable() else value
+
+
+def _text_body(text: str) -> tuple[list[str], list[str]]:
+    """The text part's Content-Transfer-Encoding field (none: 7bit or 8bit as it is)
+    and lines: quoted-printable when a line would pass 998 octets (RFC 5322 2.1.1; a
+    long value such as $subject in a site's template)."""
+    lines = text.split("\n")
+    if all(len(line.encode("utf-8", "surrogateescape")) <= 998 for line in lines):
+        return [], lines
+    encoded = quopri.encodestring(text.encode("utf-8", "surrogateescape")).decode("ascii")
+    return ["Content-Transfer-Encoding: quoted-printable"], encoded.split("\n")
 
 
 def _cte(eight_bit: bool) -> list[str]:

@@ -1,7 +1,8 @@
 """Optional admin notifications per category of mail (off by default).
 
 ``[policy] notify_admin = { virus = "postmaster@example.com" }``: one short
-plain-text message per notified category, sent through the reinjection next hop from
+plain-text message per notified category (its text from the ``admin-CATEGORY``
+template, :mod:`scanner.notices`), sent through the reinjection next hop from
 the null sender. A failure is logged, never deferring the message itself.
 """
 
@@ -9,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, make_msgid
 
+from scanner.notices import NoticeTemplate, Value, built_in
 from scanner.pipeline.parse import header_display
 from scanner.policy.decide import beyond_spam_cutoff
 from scanner.reinject.deliver import Outgoing, deliver
 from scanner.reinject.pool import ConnectionPool
-from scanner.task import ClientInfo, Destiny, Recipient, Task
+from scanner.task import ClientInfo, Destiny, Recipient, Task, banned_parts, virus_names
 
 log = logging.getLogger("scanner")
 KEYS = {"VIRUS": "virus", "BANNED": "banned", "UNCHECKED": "unchecked", "SPAM": "spam",
@@ -53,30 +56,55 @@ def new_notice(to: str, subject: str, hostname: str, utf8: bool) -> EmailMessage
 
 
 def build_notice(task: Task, admin: str, category: str, hostname: str,
-                 quarantine: str | None, blocked: bool = True) -> bytes:
+                 quarantine: str | None, blocked: bool = True,
+                 templates: Mapping[str, NoticeTemplate] | None = None) -> bytes:
     """The notice as a MIME message (a header field that is not ASCII encoded, the
-    body UTF-8 text with a fitting transfer encoding, one recipient a line)."""
+    body UTF-8 text with a fitting transfer encoding, one recipient a line), written
+    from the ``admin-CATEGORY`` template (``templates``: [notices] templates_dir's;
+    None = the shipped ones)."""
     symbols = sorted({f"{h.symbol}({','.join(h.options)})" if h.options else h.symbol
                       for v in task.verdicts.values() for h in v.hits})
-    msg = new_notice(admin, f"{category} from <{task.envelope.sender}>", hostname,
-                     not admin.isascii())
-    rcpts = [f"<{r.address}>" for r in task.envelope.recipients] or [""]
-    msg.set_content("\n".join([
-        f"A message was {'blocked' if blocked else 'delivered'} as {category}.",
-        "",
-        f"mail_id:    {task.mail_id}",
-        f"Queue-ID:   {task.queue_id or '-'}",
-        f"Sender:     <{task.envelope.sender}>",
-        f"Recipients: {rcpts[0]}",
-        *(f"            {r}" for r in rcpts[1:]),
-        f"Client:     [{task.client.addr or ''}] {task.client.name or ''}",
-        f"Subject:    {header_display(task.message, 'Subject')}",
-        f"Message-ID: {header_display(task.message, 'Message-ID')}",
-        f"Symbols:    {' '.join(symbols)}",
-        f"Quarantine: {quarantine or '(not quarantined)'}",
-        "",
-    ]), charset="utf-8")
+    values: dict[str, Value] = {
+        **found_values(task), "hostname": hostname, "category": category,
+        "blocked": "yes" if blocked else "", "mail_id": task.mail_id,
+        "queue_id": task.queue_id or "-", "sender": task.envelope.sender,
+        "recipients": tuple(f"<{r.address}>" for r in task.envelope.recipients) or ("",),
+        "client_addr": task.client.addr or "", "client_name": task.client.name or "",
+        "subject": header_display(task.message, "Subject"),
+        "date": header_display(task.message, "Date"),
+        "message_id": header_display(task.message, "Message-ID"),
+        "symbols": " ".join(symbols), "quarantine": quarantine or "",
+        "score": _score(task)}
+    kind = "admin-" + KEYS.get(category, "unchecked").replace("_", "-")
+    subject, body = (templates or built_in())[kind].render(values)
+    msg = new_notice(admin, subject, hostname, not admin.isascii())
+    msg.set_content(body, charset="utf-8")
     return msg.as_bytes()
+
+
+def _score(task: Task) -> str:
+    """The highest spam score among the recipients' verdicts (as the log line's Hits)."""
+    scores = [v.score for v in task.verdicts.values()]
+    return f"{max(scores):.3f}" if scores else ""
+
+
+def found_values(task: Task) -> dict[str, Value]:
+    """What was found, in the words of the log line: ``virus_names``, ``banned_files``
+    (the names of banned parts), ``banned_parts`` (their descriptions, one a line) and
+    ``header_problems`` (BAD_HEADER symbols)."""
+    parts = banned_parts(task.hits)
+    files = sorted({_part_name(part) for part in parts})
+    problems = sorted({h.symbol for h in task.hits if h.symbol.startswith("BAD_HEADER")})
+    return {"virus_names": ", ".join(virus_names(task.hits)) or "(unnamed)",
+            "banned_files": ", ".join(f or "(no name)" for f in files) or "(unnamed)",
+            "banned_parts": tuple(parts) or ("(unnamed)",),
+            "header_problems": ", ".join(problems) or "(unnamed)"}
+
+
+def _part_name(part: str) -> str:
+    """``N=invoice.exe`` out of the log line's part description (``P=p004,...,N=...``)."""
+    _, sep, name = part.partition(",N=")
+    return name if sep else ""
 
 
 NOTICE_TIMEOUT = 30.0  # seconds for one notice: it must not hold Postfix's reply long
@@ -103,10 +131,12 @@ async def send_notice(pool: ConnectionPool, address: str, data: bytes, log_id: s
 
 
 async def notify_admins(task: Task, pool: ConnectionPool, hostname: str,
-                        quarantine: str | None) -> None:
+                        quarantine: str | None,
+                        templates: Mapping[str, NoticeTemplate] | None = None) -> None:
     for admin, (category, blocked) in _targets(task).items():
         try:
-            notice = build_notice(task, admin, category, hostname, quarantine, blocked)
+            notice = build_notice(task, admin, category, hostname, quarantine, blocked,
+                                  templates)
         except Exception:  # never raised: the message has been dealt with (see send_notice)
             log.exception("(%s) admin notification to <%s> not built", task.log_id, admin)
             continue

@@ -113,6 +113,9 @@ class Context:
     it sets their replies and actions. None: :func:`_deliver_groups`."""
     subdir_levels: int = 1
     """The quarantine's layout, also used for archive files."""
+    notices: Mapping[str, Any] | None = None
+    """The notice templates ([notices] templates_dir, :mod:`scanner.notices`); None =
+    the shipped ones."""
 
     def direction_of(self, address: str) -> str:
         return self.directions.get(address, "Inbound")
@@ -173,8 +176,9 @@ async def _carry_out(task: Task, ctx: Context, out: Outcome) -> Outcome:
     await _unstore_if_retried(task, ctx, out, held, retried)
     if all(retried):
         return out  # notices go out with the attempt that settles the message
-    await notify_admins(task, ctx.pool, ctx.hostname, out.quarantine)
-    await notify_recipients(task, ctx.pool, ctx.hostname, out.replies, out.quarantine)
+    await notify_admins(task, ctx.pool, ctx.hostname, out.quarantine, ctx.notices)
+    await notify_recipients(task, ctx.pool, ctx.hostname, out.replies, out.quarantine,
+                            ctx.notices)
     return out
 
 
@@ -379,7 +383,7 @@ async def _send_dsn(task: Task, ctx: Context, failed: list[tuple[Recipient, str]
     """Send one failure DSN to the envelope sender; the next hop's reply. A DSN refused
     for good (5xx) is logged here: as amavis ("UNABLE TO SEND DSN"), the message is then
     dealt with, since deferring it would be refused again at every retry."""
-    dsn = build_failure_dsn(task, failed, ctx.hostname)
+    dsn = build_failure_dsn(task, failed, ctx.hostname, ctx.notices)
     sent = await deliver(ctx.pool, Outgoing("", [Recipient(task.envelope.sender)],
                                             mail_params(task, dsn), dsn, task.client),
                          all_or_nothing=True)

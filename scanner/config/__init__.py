@@ -19,6 +19,7 @@ from scanner.config.model import (
     Config,
     DecodeConfig,
     ListenerConfig,
+    NoticesConfig,
     PolicyConfig,
     ReinjectConfig,
     ServerConfig,
@@ -346,6 +347,7 @@ def reference() -> str:
     table("[decode]", DecodeConfig)
     table("[checks]", ChecksConfig)
     table("[quarantine]", QuarantineConfig)
+    table("[notices]", NoticesConfig)
     return "\n".join(out) + "\n"
 
 

@@ -138,6 +138,16 @@ class ChecksConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NoticesConfig:
+    """Texts of admin and recipient notices and DSNs (README: Notice templates)."""
+
+    templates_dir: str = opt(
+        "", "directory of site templates, one KIND.txt per notice (admin-virus.txt, "
+        "recipient-banned.txt, dsn.txt, ...); a kind without a file there keeps the "
+        "shipped text; empty = the shipped texts (scanner/data/notices/); read at start")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration of one scanner instance."""
 
@@ -151,4 +161,5 @@ class Config:
     decode: DecodeConfig = opt(DecodeConfig)
     checks: ChecksConfig = opt(ChecksConfig)
     quarantine: QuarantineConfig = opt(QuarantineConfig)
+    notices: NoticesConfig = opt(NoticesConfig)
     source: str = opt("<defaults>", "file this configuration was read from")

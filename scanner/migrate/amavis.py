@@ -24,6 +24,7 @@ from scanner.config import _toml_value
 from scanner.errors import ConfigError
 from scanner.migrate.amavis_copies import map_copies
 from scanner.migrate.amavis_disclaimer import map_disclaimers
+from scanner.migrate.amavis_notices import call_note, map_notices
 from scanner.migrate.amavis_render import render
 from scanner.migrate.amavis_tables import (
     ADMINS,
@@ -143,7 +144,8 @@ def _last_assignments(statements: list[Statement], conversion: Conversion
     last: dict[str, Statement] = {}
     for statement in statements:
         if not statement.target:
-            conversion.note(statement, f"{statement.reason}: not converted")
+            conversion.note(statement, call_note(statement)
+                            or f"{statement.reason}: not converted")
             continue
         last[statement.target] = statement
     return last
@@ -175,6 +177,7 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
     _clamd(last, conv, handled)
     map_copies(last, conv, handled)
     map_disclaimers(last, conv, handled)
+    map_notices(last, conv, handled)
     for target, statement in last.items():
         if target not in handled:
             conv.note(statement, _why_not(statement, conv.predefined))

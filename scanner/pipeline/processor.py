@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from scanner import logline
 from scanner.actions.run import Context, Deliver, Outcome, carry_out
 from scanner.config import Config, PolicyConfig
 from scanner.config.policy import apply
+from scanner.notices import NoticeTemplate, load_templates
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
 from scanner.pipeline.parse import message_id, parse_headers, postfix_queue_id
@@ -62,7 +63,9 @@ class Processor:
     def __init__(self, config: Config, checks: Sequence, scores: ScoreTable,
                  hop: NextHop, hostname: str, run_cpu: RunCpu | None = None,
                  decoders: Sequence | None = None, quarantine: Any = None,
-                 board: Any = None) -> None:
+                 board: Any = None,
+                 notices: Mapping[str, NoticeTemplate] | None = None) -> None:
+        """``notices``: the notice templates read at start (None: read them now)."""
         self._config = config
         # the worker's scoreboard slot: stages and counters for the watchdog and status
         self._board = board if board is not None else NullSlot()
@@ -82,6 +85,8 @@ class Processor:
         self._scores = scores
         self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
         self._hostname = hostname
+        self._notices = notices if notices is not None else \
+            load_templates(config.notices.templates_dir)
         self._sql = SqlPolicy(config.policy.sql_lookup, config) \
             if config.policy.sql_lookup else None
 
@@ -165,7 +170,7 @@ class Processor:
             protocol=listener.protocol, directions=self._directions(task, listener),
             virus_scanned=self._virus_scanner, quarantine=self._quarantine,
             run_cpu=self._run_cpu, signers=self._signers, deliver=deliver,
-            subdir_levels=self._config.quarantine.subdir_levels))
+            subdir_levels=self._config.quarantine.subdir_levels, notices=self._notices))
         self._after_delivery(task, outcome)
         return outcome.replies, self._log_summary(task, outcome)
 
