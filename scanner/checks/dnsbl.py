@@ -25,6 +25,7 @@ decision by the operator. The shipped list set is a sensible start once enabled.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
@@ -194,10 +195,16 @@ class Dnsbl:
         return jobs
 
     def _wanted(self, ip: str, lst: DnsblList) -> bool:
-        addr = ipaddress.ip_address(ip)
-        if (addr.version == 4 and not lst.ipv4) or (addr.version == 6 and not lst.ipv6):
+        version = _ip_version(ip)
+        if (version == 4 and not lst.ipv4) or (version == 6 and not lst.ipv6):
             return False
         return not self._s.skip_local or is_public(ip)
+
+
+@functools.lru_cache(maxsize=4096)  # every list asks it of the same relays
+def _ip_version(ip: str) -> int:
+    """4 or 6; ValueError for no address (not cached)."""
+    return ipaddress.ip_address(ip).version
 
 
 def _zone_codes(maps: list[CodeMap]) -> dict[str, CodeMap]:
