@@ -145,10 +145,9 @@ class Dnsbl:
                                     for c, ip in jobs))  # one per zone and family
         deadline = Deadline(self._s.dns.budget)
         query = partial(self._dns.query, deadline=deadline)
-        replies, wild = await asyncio.gather(
+        replies, wild = await self._health.with_lookups(
             asyncio.gather(*(query(list_query(ip, zone), "A") for zone, ip in names)),
-            asyncio.gather(*(self._health.wildcarding(self._zones[zone], kind, deadline)
-                             for zone, kind in probes)))
+            [(self._zones[zone], kind) for zone, kind in probes], deadline)
         by_name = dict(zip(names, replies, strict=True))
         answers = [by_name[(c.zone, ip)] for c, ip in jobs]
         dead = list(dict.fromkeys(zone for (zone, _), bad in zip(probes, wild, strict=True)
