@@ -23,6 +23,7 @@ def is_public(ip: str) -> bool:
     return not any(addr.version == n.version and addr in n for n in NOT_PUBLIC)
 
 
+@functools.lru_cache(maxsize=4096)  # each address is asked of several lists
 def reversed_ip(ip: str) -> str:
     """``"192.0.2.1"`` -> ``"1.2.0.192"``; IPv6 -> 32 reversed nibbles joined by dots."""
     addr = ipaddress.ip_address(ip)
