@@ -34,6 +34,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from email.message import Message
 
 from scanner.auth.received_line import FETCHED, Relay, parse_received, plain_ip
 from scanner.dns.blocked import Network, parse_networks
@@ -244,13 +245,24 @@ def task_chain(task: Task, trusted: Sequence[Network], internal: Sequence[Networ
     key = (tuple(trusted), tuple(internal), trust_authenticated)
     chain = task.relay_chains.get(key)
     if chain is None:
-        msg = task.message
-        values = [str(v) for name in ORIGINATING_IP_HEADERS
-                  for v in (msg.get_all(name, []) if msg is not None else [])]
+        received, *originating = _values_by_name(task.message,
+                                                 ("Received", *ORIGINATING_IP_HEADERS))
         chain = task.relay_chains[key] = find_chain(
-            task_received(task), task.client, trusted, internal, trust_authenticated,
-            originating_ips(values))
+            received, task.client, trusted, internal, trust_authenticated,
+            originating_ips([v for values in originating for v in values]))
     return chain
+
+
+def _values_by_name(msg: Message | None, names: Sequence[str]) -> list[list[str]]:
+    """Per name, ``[str(v) for v in msg.get_all(name, [])]``, in one pass over the fields
+    (``get_all`` walks them all for each name)."""
+    index = {name.lower(): i for i, name in enumerate(names)}
+    out: list[list[str]] = [[] for _ in names]
+    for key, value in msg.raw_items() if msg is not None else ():
+        i = index.get(key.lower())
+        if i is not None:
+            out[i].append(str(msg.policy.header_fetch_parse(key, value)))  # as get_all
+    return out
 
 
 def task_received(task: Task) -> list[str]:

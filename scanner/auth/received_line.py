@@ -36,7 +36,12 @@ _AUTH_COURIER = re.compile(r"^from .*?(?:\]\)|\)\]) \(AUTH: (LOGIN|PLAIN|DIGEST-
 _WEBMAIL = re.compile(rf"({_IP})\b(?![.-]).{{10,80}}by (\S+) with HTTP")
 _AUTH_SENDMAIL = re.compile(r"^from .*?(?:\](?: \([^)]*\))?\)|\)\]) .*?\(.*?authenticated.*?\)"
                             r".*? by")
-_ENVFROM = re.compile(r"(?i)(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b")
+# "(?i)(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b" with its letter case
+# spelled out (the long s U+017F is an S under IGNORECASE) and one class of first
+# letters ahead, so re jumps to candidate positions instead of trying both at each one
+_ENVFROM = re.compile(r"[EeRr](?:(?<=[Rr])[Ee][Tt][Uu][Rr][Nn]-[Pp][Aa][Tt][Hh]:? |"
+                      r"(?<=[Ee])[Nn][Vv][Ee][Ll][Oo][Pp][Ee]-"
+                      "(?:[Ss\u017f][Ee][Nn][Dd][Ee][Rr]|[Ff][Rr][Oo][Mm])[ =])(\\S+)\\b")
 _STRIP = re.compile(r"[\s\x00#\[\]()<>|]")
 _SHAPES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = tuple(
     (re.compile(pattern), fields) for pattern, fields in (
@@ -69,6 +74,15 @@ _SHAPES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = tuple(
         (rf"^\(?\[?({_IP})\]?\)? by ", ("ip",)),
     ))
 _ANY_BRACKET = re.compile(rf"\[({_IP})\]")
+_TRAILING_SEMICOLON = re.compile(r"\s?;$")
+_FROM = re.compile(r"(?i)^\(?from ")
+_LOCAL = re.compile(r"\bwith local(?:-\S+)? ")
+_FROM_BY_ONLY = re.compile(r"(?i)from (\S+) by [^\s;]+ ?;")
+_BRACKET_V4 = re.compile(r"\[[\d.]+\]")
+_WEBMAIL_USER = re.compile(r" \((?:SquirrelMail|NaSMail) authenticated user ")
+_SUB_HELO = re.compile(r"helo=(\S+)")
+_SUB_IDENT = re.compile(r"ident=(\S*)")
+_IPV6_PREFIX = re.compile(r"(?i)^ipv6:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,19 +120,18 @@ FETCHED = Relay(ip="")
 def parse_received(value: str) -> Relay | None:
     """The connecting host of one Received header; None when it names no address or is
     one SpamAssassin ignores; :data:`FETCHED` for a mail fetcher's header."""
-    text = " ".join(value.split())
-    text = re.sub(r"\s?;$", "", text)
-    if not re.match(r"(?i)\(?from ", text) or re.search(r"\bwith local(?:-\S+)? ", text):
+    text = _TRAILING_SEMICOLON.sub("", " ".join(value.split()))
+    if not _FROM.match(text) or ("with local" in text and _LOCAL.search(text)):
         return None
-    m = re.match(r"(?i)from (\S+) by [^\s;]+ ?;", text)
-    if m and not re.fullmatch(r"\[[\d.]+\]", m.group(1)):
+    m = _FROM_BY_ONLY.match(text)
+    if m and not _BRACKET_V4.fullmatch(m.group(1)):
         return None
     text = _DATE.sub("", text).replace(")by ", ") by ")
-    if re.search(r"with (?:POP3|IMAP)", text):
+    if "with POP3" in text or "with IMAP" in text:
         return FETCHED  # a mail fetcher's handover
     fields = _common_fields(text)
-    rest = re.sub(r"(?i)^\(?from ", "", text)
-    webmail = re.search(r" \((?:SquirrelMail|NaSMail) authenticated user ", rest) and \
+    rest = _FROM.sub("", text, count=1)
+    webmail = " authenticated user " in rest and _WEBMAIL_USER.search(rest) and \
         _WEBMAIL.search(rest)
     shape = {"ip": webmail.group(1), "by": webmail.group(2)} if webmail else _shape(rest)
     fields.update({k: v for k, v in shape.items() if v or k not in fields})
@@ -143,12 +156,15 @@ def _common_fields(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     if m := _ID.search(text):
         out["id"] = m.group(1)
-    if m := (_HELO_EQ.search(text) or _HELO_CMD.search(text)):
+    # each pattern's literal tested first: re tries a pattern starting with \b at every
+    # position of the header
+    if m := (("helo=" in text and _HELO_EQ.search(text))
+             or (("HELO " in text or "EHLO " in text) and _HELO_CMD.search(text))):
         out["helo"] = m.group(1)
     if m := _BY.search(text):
         out["by"] = m.group(1).rstrip(";")
     out["auth"] = _auth(text)
-    if text.lower().startswith("from ") and (m := _ENVFROM.search(text[5:])):
+    if text[:5].lower() == "from " and (m := _ENVFROM.search(text[5:])):
         out["envfrom"] = m.group(1).lstrip("<").rstrip(">")
     return out
 
@@ -156,7 +172,7 @@ def _common_fields(text: str) -> dict[str, str]:
 def _auth(text: str) -> str:
     if " by " in text and (m := _AUTH_WITH.search(text)):
         return m.group(1)
-    if m := _AUTH_COURIER.search(text):
+    if "(AUTH: " in text and (m := _AUTH_COURIER.search(text)):
         return m.group(1)
     if m := _AUTH_POSTFIX.search(text):
         return "Postfix" if m.group(1) == "Postfix" else f"Postfix ({m.group(1)})"
@@ -177,9 +193,9 @@ def _shape(rest: str) -> dict[str, str]:
                 out["rdns"] = out["helo"] = value
             elif name == "sub":
                 out["sub"] = value
-                if h := re.search(r"helo=(\S+)", value):
+                if h := _SUB_HELO.search(value):
                     out["helo"] = h.group(1)
-                if i := re.search(r"ident=(\S*)", value):
+                if i := _SUB_IDENT.search(value):
                     out["ident"] = i.group(1)
             elif name == "helo?":
                 out["helo"] = value if value is not None else out["rdns"]
@@ -204,10 +220,11 @@ def _helo_only(names: tuple[str, ...], rest: str) -> bool:
     return "Exim" not in rest
 
 
+@functools.lru_cache(maxsize=1024)  # the same relays' addresses come back in most mail
 def _clean_ip(text: str) -> str:
     """The address as SpamAssassin keeps it (``IPv6:`` prefix, zone and ``::ffff:`` of an
     IPv4-mapped address removed); "" if it is none."""
-    candidate = re.sub(r"(?i)^ipv6:", "", text.strip("[]")).split("%", 1)[0]
+    candidate = _IPV6_PREFIX.sub("", text.strip("[]")).split("%", 1)[0]
     try:
         addr = ipaddress.ip_address(candidate)
     except ValueError:

@@ -25,6 +25,7 @@ decision by the operator. The shipped list set is a sensible start once enabled.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
@@ -144,10 +145,9 @@ class Dnsbl:
                                     for c, ip in jobs))  # one per zone and family
         deadline = Deadline(self._s.dns.budget)
         query = partial(self._dns.query, deadline=deadline)
-        replies, wild = await asyncio.gather(
+        replies, wild = await self._health.with_lookups(
             asyncio.gather(*(query(list_query(ip, zone), "A") for zone, ip in names)),
-            asyncio.gather(*(self._health.wildcarding(self._zones[zone], kind, deadline)
-                             for zone, kind in probes)))
+            [(self._zones[zone], kind) for zone, kind in probes], deadline)
         by_name = dict(zip(names, replies, strict=True))
         answers = [by_name[(c.zone, ip)] for c, ip in jobs]
         dead = list(dict.fromkeys(zone for (zone, _), bad in zip(probes, wild, strict=True)
@@ -194,10 +194,16 @@ class Dnsbl:
         return jobs
 
     def _wanted(self, ip: str, lst: DnsblList) -> bool:
-        addr = ipaddress.ip_address(ip)
-        if (addr.version == 4 and not lst.ipv4) or (addr.version == 6 and not lst.ipv6):
+        version = _ip_version(ip)
+        if (version == 4 and not lst.ipv4) or (version == 6 and not lst.ipv6):
             return False
         return not self._s.skip_local or is_public(ip)
+
+
+@functools.lru_cache(maxsize=4096)  # every list asks it of the same relays
+def _ip_version(ip: str) -> int:
+    """4 or 6; ValueError for no address (not cached)."""
+    return ipaddress.ip_address(ip).version
 
 
 def _zone_codes(maps: list[CodeMap]) -> dict[str, CodeMap]:

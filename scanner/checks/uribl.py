@@ -160,9 +160,8 @@ class Uribl:
         asked = {codes.zone for codes, _, _ in jobs}
         probes = [(codes, "domain" if lst.domains and domains else "ipv4")
                   for lst, codes in self._lists if codes.zone in asked]
-        answers, wild = await asyncio.gather(
-            asyncio.gather(*(query(name, "A") for _, _, name in jobs)),
-            asyncio.gather(*(self._health.wildcarding(c, kind, deadline) for c, kind in probes)))
+        answers, wild = await self._health.with_lookups(
+            asyncio.gather(*(query(name, "A") for _, _, name in jobs)), probes, deadline)
         dead = [c.zone for (c, _), bad in zip(probes, wild, strict=True) if bad]
         listed: dict[str, list[str]] = {}
         blocked: list[str] = []

@@ -12,9 +12,11 @@ the list as blocked and logs why.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from scanner.dns.budget import Deadline
 from scanner.dns.client import DnsClient
@@ -22,6 +24,7 @@ from scanner.dns.lists import CodeMap
 from scanner.dns.reverse import list_query
 from scanner.throttle import LogThrottle, held_note
 
+T = TypeVar("T")
 PROBE_INTERVAL = 300.0
 """Seconds a test point's answer is believed before it is asked again."""
 
@@ -50,11 +53,32 @@ class ListHealth:
         self._known: dict[str, tuple[float, bool]] = {}  # zone -> (until, wildcards)
         self._warned = LogThrottle(600.0)
 
+    def believed(self, zone: str) -> bool | None:
+        """The zone's last answer while it is believed; None when its test point is due."""
+        known = self._known.get(zone)
+        return known[1] if known is not None and known[0] > self._clock() else None
+
+    async def with_lookups(self, lookups: Awaitable[list[T]],
+                           probes: Sequence[tuple[CodeMap, str]], deadline: Deadline,
+                           ) -> tuple[list[T], list[bool]]:
+        """``lookups``' answers and :meth:`wildcarding` of each (list, kind) of ``probes``,
+        the due test points asked concurrently with the lookups. A probe believed costs
+        no task (most messages: every zone is asked once per :data:`PROBE_INTERVAL`)."""
+        wild = [self.believed(codes.zone) for codes, _ in probes]
+        due = [i for i, known in enumerate(wild) if known is None]
+        if not due:
+            return await lookups, [bool(w) for w in wild]
+        answers, asked = await asyncio.gather(lookups, asyncio.gather(
+            *(self.wildcarding(*probes[i], deadline) for i in due)))
+        for i, listed in zip(due, asked, strict=True):
+            wild[i] = listed
+        return answers, [bool(w) for w in wild]
+
     async def wildcarding(self, codes: CodeMap, kind: str, deadline: Deadline) -> bool:
         """Whether ``codes.zone`` lists its test point (False while unknown)."""
-        known = self._known.get(codes.zone)
-        if known is not None and known[0] > self._clock():
-            return known[1]
+        known = self.believed(codes.zone)
+        if known is not None:
+            return known
         answer = await self._client.query(probe_name(codes.zone, kind), "A", deadline)
         if answer.temporary:
             return False  # unknown: the list's own answers decide, ask again next time

@@ -3,6 +3,7 @@ addresses no public list can know (private, loopback, link-local, ...)."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 # ranges no public host is in: "this network", private, shared (CGN), loopback,
@@ -15,12 +16,14 @@ NOT_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
     "fe80::/10", "ff00::/8"))
 
 
+@functools.lru_cache(maxsize=4096)  # the relays and link hosts of mail come back often
 def is_public(ip: str) -> bool:
     """Whether ``ip`` (valid, IPv4 or IPv6) may be a public host (not in :data:`NOT_PUBLIC`)."""
     addr = ipaddress.ip_address(ip)
     return not any(addr.version == n.version and addr in n for n in NOT_PUBLIC)
 
 
+@functools.lru_cache(maxsize=4096)  # each address is asked of several lists
 def reversed_ip(ip: str) -> str:
     """``"192.0.2.1"`` -> ``"1.2.0.192"``; IPv6 -> 32 reversed nibbles joined by dots."""
     addr = ipaddress.ip_address(ip)

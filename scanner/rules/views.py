@@ -305,13 +305,20 @@ class MessageView:
                 if self.valid_host is None or self.valid_host(uri):
                     found.append(uri)
         found.extend(self._rendered[1][:limit])
-        cleaned = canonicalize(found, self.redirectors, limit)
-        return [u.encode("utf-8", "replace") if any(ord(c) > 255 for c in u)
-                else u.encode("latin-1") for u in cleaned]
+        return [_uri_octets(u) for u in canonicalize(found, self.redirectors, limit)]
 
     @cached_property
     def uris_joined(self) -> bytes:
         return b"\n".join(self.uris)
+
+
+def _uri_octets(uri: str) -> bytes:
+    """A URI as the rules see it: Latin-1 octets, UTF-8 if it has a character above
+    U+00FF (exactly the ones Latin-1 cannot encode)."""
+    try:
+        return uri.encode("latin-1")
+    except UnicodeEncodeError:
+        return uri.encode("utf-8", "replace")
 
 
 def _truncate(text: str, size: int, sep: str) -> str:

@@ -91,6 +91,39 @@ def test_list_test_points_are_asked_once_per_interval() -> None:
     assert (asked_once, asked) == (1, 2)
 
 
+def test_lookups_with_probes_ask_only_the_due_test_points() -> None:
+    """with_lookups gives the lookups' answers and one wildcarding answer per probe, in
+    order; a test point believed is not asked, one due (or due again) is
+    asked alongside the lookups."""
+    import logging
+
+    from scanner.dns.health import ListHealth
+    from scanner.dns.lists import build_codemap
+
+    dead = build_codemap("bl.example", "RCVD_IN_X", {}, {}, ["127.255.255.0/24"], "k", "s")
+    other = build_codemap("ok.example", "RCVD_IN_Y", {}, {}, ["127.255.255.0/24"], "k", "s")
+    now = [0.0]
+
+    async def lookups() -> list[str]:
+        return ["a", "b"]
+
+    with FakeResolver(lambda w: [answer(w, "127.0.0.2") if b"\x02bl\x07example" in w
+                                 else answer(w)]) as fake:
+        health = ListHealth(client_for(fake), logging.getLogger("t"), "DNSBL",
+                            interval=300.0, clock=lambda: now[0])
+        probes = [(dead, "ipv4"), (other, "ipv4")]
+        first = run(health.with_lookups(lookups(), probes, Deadline(3)))
+        asked_first = len(fake.queries)
+        again = run(health.with_lookups(lookups(), probes, Deadline(3)))
+        asked_again = len(fake.queries)
+        now[0] = 301.0
+        later = run(health.with_lookups(lookups(), probes[1:], Deadline(3)))
+        asked_later = len(fake.queries)
+    assert first == again == (["a", "b"], [True, False])
+    assert later == (["a", "b"], [False])
+    assert (asked_first, asked_again, asked_later) == (2, 2, 3)
+
+
 def test_a_slow_truncated_answer_and_a_silent_tcp_stay_within_the_query_timeout() -> None:
     """The TCP retry after a truncated UDP answer gets what is left of the query's
     time, not the whole of it again (0.5 s of UDP + 1 s of TCP before)."""

@@ -233,3 +233,20 @@ def test_the_chain_is_walked_once_per_task_and_networks() -> None:
         assert task_chain(task, LOCAL, LOCAL) is first
         assert task_chain(task, SITE, SITE) is not first
         assert len(task.relay_chains) == 2
+
+
+def test_header_values_read_in_one_pass_as_get_all() -> None:
+    """task_chain reads Received and the originating_ip_headers in one pass over the
+    fields: the same strings, in the same order, as get_all per name."""
+    from scanner.auth.received import ORIGINATING_IP_HEADERS, _values_by_name
+    from scanner.pipeline.parse import parse_headers
+    raw = (b"Received: from a (a [192.0.2.1])\r\n\tby b; Mon, 2 Jun 2025\r\n"
+           b"x-originating-ip: [198.51.100.7]\r\nX-AOL-IP: 203.0.113.9\r\n"
+           b"RECEIVED: from c (c [192.0.2.2]) by d\r\nX-Originating-IP: caf\xc3\xa9 10.0.0.1\r\n"
+           b"X-SenderIP: \xff 192.0.2.99\r\nSubject: x\r\n\r\nbody\r\n")
+    msg = parse_headers(raw)
+    names = ("Received", *ORIGINATING_IP_HEADERS)
+    expected = [[str(v) for v in msg.get_all(name, [])] for name in names]
+    assert _values_by_name(msg, names) == expected
+    assert expected[0][1].startswith("from c") and len(expected[2]) == 2
+    assert _values_by_name(None, names) == [[] for _ in names]
