@@ -97,7 +97,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     rule("type", r"^(rpm|cpio)$", "allow", inside=True),
     rule("name", r".\.(exe|vbs|pif|scr|bat|cmd|com|cpl)$"),
     rule("name", MODERN_DELIVERY),
-    rule("type", r"^exe-ms$"),
+    rule("type", r"^(exe-ms|lnk)$"),
 )
 
 

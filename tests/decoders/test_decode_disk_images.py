@@ -52,6 +52,16 @@ def test_a_shortcut_inside_a_zip_is_typed_lnk_and_banned_by_its_name() -> None:
     assert len(banned) == 1 and banned[0].endswith("T=lnk,N=Invoice.pdf.lnk")
 
 
+def test_a_renamed_shortcut_is_banned_by_its_type() -> None:
+    """A .lnk named like a document (inside a zip, or as the attachment itself) is a
+    shortcut all the same: banned by its detected type, as a renamed exe is."""
+    inner = message(("Invoice.zip", zip_bytes({"Invoice.pdf": LNK})))
+    parts, banned = _banned_paths(inner)
+    assert parts == [("Invoice.zip", "zip"), ("Invoice.pdf", "lnk")]
+    assert len(banned) == 1 and banned[0].endswith("T=lnk,N=Invoice.pdf")
+    assert len(_banned_paths(message(("scan.pdf", LNK)))[1]) == 1
+
+
 def test_a_shortcut_inside_an_iso_is_found_and_banned() -> None:
     iso = libarchive_bytes("iso9660", {"Invoice.lnk": LNK, "readme.txt": b"open me\n"})
     parts, banned = _banned_paths(message(("scan_0412.pdf", iso)))
