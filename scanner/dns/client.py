@@ -116,6 +116,8 @@ class Answer:
 
 
 _NO_ANSWER = (Answer(Status.TIMEOUT), 0.0)  # what a time-out gives: answer, TTL
+NO_EDNS_MEMORY = 900.0
+"""Seconds a resolver that did not understand EDNS0 is asked without it (unbound: 15 min)."""
 
 
 class DnsClient:
@@ -124,13 +126,14 @@ class DnsClient:
     Each query goes to the resolvers in turn over UDP (TCP when the answer is
     truncated), ``ATTEMPT_TIMEOUT`` per try, until the query's time is up; a resolver
     that fails (SERVFAIL, REFUSED, unreachable, garbage) is not asked again for that
-    query; one that answers FORMERR, NOTIMP or BADVERS to our EDNS0 query is asked
-    again without EDNS (RFC 6891 section 7). Identical queries (name and type) from
-    concurrent askers share one query on the wire (:mod:`scanner.dns.inflight`). At
-    most :data:`MAX_IN_FLIGHT` queries are on the wire at once. dnspython parses the
-    answers, except a plain NXDOMAIN, which :func:`scanner.dns.stub.quick_nxdomain`
-    reads; :func:`scanner.dns.stub.build_query` writes the queries of ordinary names,
-    dnspython the rest (see there why)."""
+    query; one that answers FORMERR, NOTIMP or BADVERS to our EDNS0 query is asked again
+    without EDNS (RFC 6891 section 7), and gets plain queries for the next
+    :data:`NO_EDNS_MEMORY` seconds, as unbound remembers such a server. Identical
+    queries (name and type) from concurrent askers share one query on the wire
+    (:mod:`scanner.dns.inflight`). At most :data:`MAX_IN_FLIGHT` queries are on the wire
+    at once. dnspython parses the answers, except a plain NXDOMAIN, which
+    :func:`scanner.dns.stub.quick_nxdomain` reads; :func:`scanner.dns.stub.build_query`
+    writes the queries of ordinary names, dnspython the rest (see there why)."""
 
     def __init__(self, servers: list[tuple[str, int]], timeout: float,
                  cache_size: int = 0) -> None:
@@ -140,6 +143,7 @@ class DnsClient:
         self._slots: asyncio.Semaphore | None = None
         self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._shared: SharedQueries[tuple[Answer, float]] = SharedQueries()
+        self._no_edns: dict[tuple[str, int], float] = {}
 
     async def query(self, name: str, rdtype: str, deadline: Deadline,
                     timeout: float | None = None) -> Answer:
@@ -223,6 +227,8 @@ class DnsClient:
         timeout; an exception when the resolver failed. UDP and a TCP retry together
         take at most ``left`` seconds."""
         end = time.monotonic() + left
+        if uses_edns(wire) and self._no_edns.get(server, 0.0) > time.monotonic():
+            wire = without_edns(wire)  # it did not understand EDNS0 lately
         reply = await udp_exchange(wire, server, min(ATTEMPT_TIMEOUT, left))
         if reply is None:
             return None
@@ -241,7 +247,10 @@ class DnsClient:
         if rcode in NO_EDNS_RCODES and uses_edns(wire):  # RFC 6891 section 7
             log.debug("DNS at %s:%d: %s to EDNS0; asking without it", *server,
                       dns.rcode.to_text(rcode))
-            return await self._once(without_edns(wire), server, end - time.monotonic())
+            got = await self._once(without_edns(wire), server, end - time.monotonic())
+            if got is not None:  # it answers plain queries: ask it so for a while
+                self._no_edns[server] = time.monotonic() + NO_EDNS_MEMORY
+            return got
         if rcode == dns.rcode.NXDOMAIN:
             return Answer(Status.NXDOMAIN), negative_ttl(response)
         if rcode != dns.rcode.NOERROR:

@@ -52,6 +52,24 @@ def test_a_server_without_edns_is_asked_again_without_it(rcode: int, name: str) 
     assert second.question == first.question and second.flags == first.flags
 
 
+def test_a_server_without_edns_is_asked_without_it_for_a_while(monkeypatch) -> None:
+    """After one FORMERR to EDNS0 and a good plain answer, the next queries to that
+    server go without OPT (no extra round trip each); after NO_EDNS_MEMORY, EDNS0 is
+    tried again."""
+    import scanner.dns.client as client_module
+
+    with FakeResolver(edns_intolerant(dns.rcode.FORMERR)) as fake:
+        client = client_for(fake)
+        for name in (NAME, "3.0.0.127.bl.example"):
+            assert run(client.query(name, "A", Deadline(3))).status is Status.OK
+        assert [has_opt(q) for q in fake.queries] == [True, False, False]
+        monkeypatch.setattr(client_module, "NO_EDNS_MEMORY", 0.0)
+        client._no_edns.clear()
+        for name in ("4.0.0.127.bl.example", "5.0.0.127.bl.example"):
+            assert run(client.query(name, "A", Deadline(3))).status is Status.OK
+        assert [has_opt(q) for q in fake.queries][3:] == [True, False, True, False]
+
+
 def test_formerr_without_edns_too_is_a_failure_not_a_loop() -> None:
     with FakeResolver(lambda w: [answer(w, rcode=dns.rcode.FORMERR)]) as fake:
         got = run(client_for(fake).query(NAME, "A", Deadline(3)))
