@@ -214,3 +214,27 @@ def test_a_clamd_that_stays_down_costs_the_retries_once_per_retry_after(tmp_path
     asyncio.run(scan())
     assert len(attempts) == 7  # retry_after passed: a full round again
     client.close()
+
+
+def test_a_connect_that_times_out_is_retried(monkeypatch, tmp_path: Path) -> None:
+    """clamd's listen backlog full: the connection is never completed. That is a
+    failure before any answer, tried again after the delays as amavis does."""
+    import scanner.checks.clamd_client as clamd_client
+    from scanner.checks.clamd_client import ClamdClient, ClamdError
+
+    async def never(*_args: Any) -> Any:
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(clamd_client, "open_socket", never)
+    monkeypatch.setattr(clamd_client.Endpoint, "open", never)
+    client = ClamdClient([f"unix:{tmp_path / 'busy.ctl'}"], connect_timeout=0.05,
+                         retry_delays=(0.01, 0.01), reuse=False)
+
+    async def scan() -> str:
+        with pytest.raises(ClamdError) as failed:
+            await client.instream(b"x")
+        return str(failed.value)
+
+    text = asyncio.run(scan())
+    assert "connect timed out" in text and text.endswith("(3 attempts)"), text
+    client.close()

@@ -440,8 +440,9 @@ class ClamdClient:
         self.connections += 1
         try:
             return await asyncio.wait_for(endpoint.open(), self.connect_timeout)
-        except TimeoutError:
-            raise ClamdError(f"connect timed out after {self.connect_timeout} s") from None
+        except TimeoutError:  # its listen backlog is full: as unreachable (amavis retries)
+            raise ClamdUnreachable(f"connect timed out after {self.connect_timeout} s"
+                                   ) from None
         except OSError as exc:
             raise ClamdUnreachable(f"cannot connect: {exc.strerror or exc}") from None
 
@@ -449,8 +450,9 @@ class ClamdClient:
         self.connections += 1
         try:
             return await asyncio.wait_for(open_socket(endpoint), self.connect_timeout)
-        except TimeoutError:
-            raise ClamdError(f"connect timed out after {self.connect_timeout} s") from None
+        except TimeoutError:  # its listen backlog is full: as unreachable (amavis retries)
+            raise ClamdUnreachable(f"connect timed out after {self.connect_timeout} s"
+                                   ) from None
         except OSError as exc:
             raise ClamdUnreachable(f"cannot connect: {exc.strerror or exc}") from None
 
