@@ -51,7 +51,8 @@ def _carries_file(entry: Any) -> bool:
     defines (a cpio or rar header carries the mode bits as written, and libarchive's
     extractors, bsdtar and Windows Explorer among them, write such an entry as a
     regular file), or any entry that stores data, whatever its type says. Directories,
-    links and devices without data are skipped."""
+    links and devices without data are skipped (also one whose size says data but
+    whose read gives none: an ISO 9660 directory's size is its directory record's)."""
     return entry.filetype not in _NOT_FILES or (entry.size or 0) > 0
 
 
@@ -102,6 +103,9 @@ class LibarchiveDecoder:
                     except BaseException:
                         writer.discard()
                         raise
+                    if entry.filetype in _NOT_FILES and writer.size == 0:
+                        writer.discard()  # a directory whose size is its own record
+                        continue          # (an ISO's directories): nothing was stored
                     if fmt == "raw":
                         name = _strip_z(part.name)
                     yield Child(blob=writer.finish(), name=name)

@@ -66,6 +66,7 @@ def test_a_shortcut_inside_an_iso_is_found_and_banned() -> None:
     iso = libarchive_bytes("iso9660", {"Invoice.lnk": LNK, "readme.txt": b"open me\n"})
     parts, banned = _banned_paths(message(("scan_0412.pdf", iso)))
     assert ("scan_0412.pdf", "iso") in parts and ("Invoice.lnk", "lnk") in parts
+    assert [n for n, _ in parts] == ["scan_0412.pdf", "Invoice.lnk", "readme.txt"]  # no "."
     assert [b.rsplit("N=", 1)[1] for b in banned] == ["Invoice.lnk"]
 
 
