@@ -77,3 +77,15 @@ def _patterns(names: tuple[str, ...]) -> tuple[bytes, re.Pattern[bytes]]:
     field = re.compile(rb"(?im)^(?:" + alternatives + rb")[ \t]*:(" + _LINE + rb"(?:\r?\n[ \t]"
                        + _LINE + rb")*)(?:\r?\n|\Z)")
     return os.path.commonprefix([n.lower() for n in encoded]), field
+
+
+def replace_field(head: bytes, name: str, value: str, eol: bytes) -> bytes:
+    """``head`` (a header section, with or without its blank line) with the first field
+    ``name`` (and its continuation lines) replaced by ``name: value``, or with that
+    field added after the last one when there is none."""
+    line = f"{name}: {value}".encode("latin-1") + eol
+    fields = named(head, (name,))
+    if fields:
+        return head[:fields[0].start] + line + head[fields[0].end:]
+    end = section_end(head)
+    return head[:end] + line + head[end:]

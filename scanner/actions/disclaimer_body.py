@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
-from scanner.headerfields import blank_line, line_end, named, section_end
+from scanner.headerfields import blank_line, line_end, named, replace_field, section_end
 from scanner.pipeline.parse import parse_headers
 
 MAX_PART = 5 * 1024 * 1024
@@ -238,7 +238,7 @@ def _rewritten(head: bytes, text: str, codec: str, cte: str, eol: bytes,
         head = _with_charset(head, "UTF-8", eol)
     new_cte = "quoted-printable" if cte == "7bit" and not data.isascii() else cte
     if new_cte != cte:
-        head = _with_field(head, "Content-Transfer-Encoding", new_cte, eol)
+        head = replace_field(head, "Content-Transfer-Encoding", new_cte, eol)
     if new_cte == "base64":
         b64 = base64.b64encode(data)
         body = eol.join(b64[i:i + 76] for i in range(0, len(b64), 76))
@@ -255,23 +255,12 @@ def _with_charset(head: bytes, charset: str, eol: bytes) -> bytes:
     fields = named(head, ("Content-Type",))
     if not fields:
         if not named(head, ("MIME-Version",)):
-            head = _with_field(head, "MIME-Version", "1.0", eol)
-        return _with_field(head, "Content-Type", f"text/plain; charset={charset}", eol)
+            head = replace_field(head, "MIME-Version", "1.0", eol)
+        return replace_field(head, "Content-Type", f"text/plain; charset={charset}", eol)
     value = fields[0].value.decode("latin-1")
     param = re.compile(r"""(;\s*charset\s*=\s*)("[^"]*"|[^\s;()]*)""", re.IGNORECASE)
     if param.search(value):
         value = param.sub(lambda m: m.group(1) + charset, value, count=1)
     else:
         value = value.rstrip() + f"; charset={charset}"
-    return _with_field(head, "Content-Type", value.strip(), eol)
-
-
-def _with_field(head: bytes, name: str, value: str, eol: bytes) -> bytes:
-    """``head`` (header fields and the blank line) with the field ``name`` replaced by
-    (or, absent, given) ``value``."""
-    line = f"{name}: {value}".encode("latin-1") + eol
-    fields = named(head, (name,))
-    if fields:
-        return head[:fields[0].start] + line + head[fields[0].end:]
-    end = section_end(head)
-    return head[:end] + line + head[end:]
+    return replace_field(head, "Content-Type", value.strip(), eol)

@@ -27,11 +27,11 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from scanner.headerfields import replace_field
+
 MAX_DEPTH = 20
 _IDENTITY = ("7bit", "8bit")
 _SIGNED = ("multipart/signed", "multipart/encrypted")
-_CTE_FIELD = re.compile(rb"^content-transfer-encoding[ \t]*:.*\r\n(?:[ \t].*\r\n)*",
-                        re.IGNORECASE | re.MULTILINE)
 _MIME_VERSION = re.compile(rb"^mime-version[ \t]*:", re.IGNORECASE | re.MULTILINE)
 
 
@@ -120,10 +120,7 @@ def _relabel(head: bytes, cte: str, value: str) -> bytes:
 
 def _set_cte(head: bytes, value: str) -> bytes:
     """``head`` with its Content-Transfer-Encoding field (in place) saying ``value``."""
-    field = b"Content-Transfer-Encoding: " + value.encode("ascii") + b"\r\n"
-    if _CTE_FIELD.search(head):
-        return _CTE_FIELD.sub(lambda _: field, head, count=1)
-    return head + field
+    return replace_field(head, "Content-Transfer-Encoding", value, b"\r\n")
 
 
 def _quoted_printable(body: bytes) -> bytes:
