@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from scanner.actions.body_edits import impossible_before_queue
 from scanner.actions.headers import prefix_subject, without
 from scanner.actions.run import (
     Context,
@@ -63,14 +64,9 @@ class MilterCopy:
             log.warning("(%s) AM.PDP: recipients require different header edits; those of "
                         "<%s> apply to the one message the MTA delivers (as amavis)",
                         task.log_id, task.envelope.recipients[first[0]].address)
-        if first[1].defang:
-            log.warning("(%s) AM.PDP: policy.defang cannot wrap a message the MTA keeps "
-                        "(a milter changes header fields only); passed as it is: %s",
-                        task.log_id, " ".join(first[1].defang)[:150])
-        if first[1].disclaimer:
-            log.warning("(%s) AM.PDP: a disclaimer cannot go into a message the MTA keeps "
-                        "(a milter changes header fields only); passed without it",
-                        task.log_id)
+        if left_out := impossible_before_queue(first[1]):
+            log.warning("(%s) AM.PDP: %s (a milter changes header fields only)",
+                        task.log_id, left_out)
         self.edits = await header_operations(task, ctx, out, first[1])
         for members in groups:
             for i, edits in members:

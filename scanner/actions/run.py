@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from scanner.actions import archiving
+from scanner.actions.body_edits import edited_body
 from scanner.actions.bounce import bounce_allowed
 from scanner.actions.copies import send_copy
-from scanner.actions.defang import defang
-from scanner.actions.disclaimer import with_disclaimer
 from scanner.actions.headers import prefix_subject, without
 from scanner.actions.notify import notify_admins
 from scanner.actions.recipient_notice import notify_recipients
@@ -301,11 +300,7 @@ async def _deliver_groups(task: Task, ctx: Context, out: Outcome, idx: list[int]
     for members in edit_groups(task, ctx, idx):
         edits = members[0][1]
         raw = without(task.raw, dropped_fields(task, edits.drop_spam_headers))
-        if edits.defang:
-            log.info("(%s) DEFANGING MAIL: %s", task.log_id, " ".join(edits.defang)[:150])
-            raw = defang(raw, task.envelope.sender, edits.defang, task.envelope.smtputf8)
-        if edits.disclaimer:
-            raw = await ctx.run_cpu(with_disclaimer, raw, edits.disclaimer, task.log_id)
+        raw = await edited_body(task, ctx, raw, edits)
         recipients = [Recipient(e.address, task.envelope.recipients[i].params)
                       for i, e in members]
         trace = received_header(task, ctx.hostname, ctx.port, ctx.protocol,
