@@ -202,3 +202,16 @@ def test_probe_names_the_backup(tmp_path: Path) -> None:
     assert note is not None and "scanned by backup python" in note
     missing = make_check([DEAD], backup_command=("/nonexistent/clamscan", "{}"))
     assert "not found" in (asyncio.run(missing.probe()) or "")
+
+
+def test_backup_names_are_read_as_clamds_and_marked(tmp_path: Path) -> None:
+    """A spam name is CLAMAV_SPAM and a limit alert CLAMAV_UNCHECKED, as from clamd; the
+    alert's option says that the backup reported it."""
+    script = ('for f in "$1"/*; do echo "$f: Heuristics.Phishing.Email.SpoofedDomain FOUND"; '
+              'echo "$f: Heuristics.Limits.Exceeded.MaxFileSize FOUND"; done; exit 1')
+    check = make_check([DEAD], retry_delays=(),
+                       backup_command=("/bin/sh", "-c", script, "sh", "{}"))
+    hits = scan(check, make_task(mail()))
+    assert [(h.symbol, h.options) for h in hits] == [
+        ("CLAMAV_UNCHECKED", ("message: backup sh: Heuristics.Limits.Exceeded.MaxFileSize",)),
+        ("CLAMAV_SPAM", ("Heuristics.Phishing.Email.SpoofedDomain",))]
