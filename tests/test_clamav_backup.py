@@ -215,3 +215,19 @@ def test_backup_names_are_read_as_clamds_and_marked(tmp_path: Path) -> None:
     assert [(h.symbol, h.options) for h in hits] == [
         ("CLAMAV_UNCHECKED", ("message: backup sh: Heuristics.Limits.Exceeded.MaxFileSize",)),
         ("CLAMAV_SPAM", ("Heuristics.Phishing.Email.SpoofedDomain",))]
+
+
+def test_one_backup_run_at_a_time_per_worker(tmp_path: Path) -> None:
+    """clamscan loads the whole database each run: two messages at once in one worker
+    get their backup scans one after the other (the fake fails if another one runs)."""
+    lock = tmp_path / "running"
+    script = f"mkdir {lock} || exit 2; sleep 0.3; rmdir {lock}"
+    check = make_check([DEAD], retry_delays=(),
+                       backup_command=("/bin/sh", "-c", script, "sh", "{}"))
+
+    async def go() -> list[list[Any]]:
+        runs = [check.run(make_task(mail(f"message {i}"))) for i in range(3)]
+        return [list(hits) for hits in await asyncio.gather(*runs)]
+
+    assert asyncio.run(go()) == [[], [], []]
+    assert check.backup is not None and check.backup.runs == 3
