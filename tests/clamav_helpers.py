@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,8 @@ TEST_FILE = "ClamAV-Test-File.UNOFFICIAL"
 
 needs_clamd = pytest.mark.skipif(clamd_binary() is None,
                                  reason="clamd not installed (apt-get install clamav-daemon)")
+needs_clamscan = pytest.mark.skipif(shutil.which("clamscan") is None,
+                                    reason="clamscan not installed (apt-get install clamav)")
 needs_testfiles = pytest.mark.skipif(
     not TESTFILES_DIR.is_dir(), reason="clamav-testfiles not installed (apt-get install "
     "clamav-testfiles)")
@@ -36,6 +40,11 @@ async def _run_here(func: Any, *args: Any) -> Any:
 def make_check(endpoints: list[str], **settings: Any) -> ClamAV:
     config = ClamAVSettings(endpoints=tuple(endpoints), **settings)
     return ClamAV(config, CheckContext(config=scanner.config.load(None), run_cpu=_run_here))
+
+
+def clamscan_argv(db_dir: Path) -> list[str]:
+    """amavis's ClamAV-clamscan backup entry, with the tests' own signature database."""
+    return ["clamscan", "--stdout", "--no-summary", "-r", f"--database={db_dir}", "{}"]
 
 
 def make_task(raw: bytes, parts: list[Any] | None = None) -> Task:

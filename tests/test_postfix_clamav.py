@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import shutil
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from scanner.testing.clamd import ClamdInstance, clamd_binary, eicar
 from scanner.testing.postfix import make_base_dir
+from tests.clamav_helpers import clamscan_argv
 from tests.postfix_stack import (
     Stack,
     delivered_ids,
@@ -129,6 +131,32 @@ def test_clamd_restarted_while_a_message_waits_costs_a_delay_not_a_deferral(
         assert "Passed CLEAN {RelayedInbound}" in summary_line(stack, "restart1")
         raw = stack.postfix.maildir_messages("bob")[0].read_bytes()
         assert b"X-Virus-Scanned:" in split_delivered(raw)[0]
+    finally:
+        stack.remove()
+
+
+def test_clamd_stopped_the_backup_clamscan_scans_through_postfix(clamd: ClamdInstance):
+    """With clamd stopped and backup_command set to amavis's ClamAV-clamscan entry, mail
+    keeps flowing: the EICAR mail is blocked as INFECTED and the clean one delivered,
+    neither deferred (no 451 CLAMAV_FAIL); the filter's log says the backup scanned."""
+    require_postfix()
+    if shutil.which("clamscan") is None:
+        pytest.skip("clamscan not installed (apt-get install clamav)")
+    argv = ", ".join(f'"{a}"' for a in clamscan_argv(clamd.db_dir))
+    stack = Stack(extra=_clam_extra(clamd) + f"backup_command = [{argv}]\n").start()
+    try:
+        clamd.stop()
+        stack.postfix.send("a@example.org", "bob@example.test", _msg("backup-clean"))
+        stack.postfix.send("a@example.org", "bob@example.test",
+                           _attach("backup-virus", "eicar.com", eicar()))
+        wait_ids(stack, {"<backup-clean@example.org>"}, 60)
+        assert "Passed CLEAN {RelayedInbound}" in summary_line(stack, "backup-clean")
+        line = summary_line(stack, "backup-virus", 60)
+        assert "Blocked INFECTED (Eicar-Test-Signature.UNOFFICIAL)" in line
+        assert "CLAMAV_FAIL" not in stack.postfix.log_text()
+        assert len(stack.postfix.maildir_messages("bob")) == 1
+        log = "\n".join(stack.filter.log_lines())
+        assert "Eicar-Test-Signature.UNOFFICIAL in message (backup clamscan)" in log
     finally:
         stack.remove()
 

@@ -28,7 +28,11 @@ Outcomes are symbols, never exceptions:
   timed out or answered garbage and ``fail_action = "tempfail"``. Endpoints that
   refused the connection or hung up without an answer (a clamd being restarted) are
   tried again after ``retry_delays`` (amavis: 1 s, then 6 s) while the check's time
-  (``checks.timeout``) allows.
+  (``checks.timeout``) allows. With a ``backup_command`` (amavis's
+  ``@av_scanners_backup``, clamscan) the pieces clamd did not answer are scanned by it
+  (:mod:`scanner.checks.clamav_backup`) and only its failure is CLAMAV_FAIL; its
+  results are read as clamd's, are not cached, and are marked in the log and in
+  CLAMAV_UNCHECKED's options with ``backup clamscan``.
 
 A virus outranks failures: once something is infected, failures and unscanned pieces
 no longer change the outcome and are not reported. Definite answers (clean, infected)
@@ -47,10 +51,11 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from scanner.checks.base import CheckContext
+from scanner.checks.clamav_backup import BackupError, BackupScanner
 from scanner.checks.clamav_names import AMAVIS_SPAM_NAMES, NameTable, SpamName
 from scanner.checks.clamd_client import (
     LIMITS_PREFIX,
@@ -62,6 +67,7 @@ from scanner.checks.clamd_client import (
 from scanner.config.schema import opt
 from scanner.errors import ConfigError
 from scanner.task import Hit, Task
+from scanner.throttle import LogThrottle, held_note
 
 log = logging.getLogger("scanner.checks.clamav")
 
@@ -109,9 +115,33 @@ class ClamAVSettings:
         "separately; clamd reads them from the whole message already")
     reuse_connections: bool = opt(True, "keep connections to clamd open between scans "
                                   "(clamd's IDSESSION) for pieces up to 64 KiB")
+    backup_command: tuple[str, ...] = opt(
+        [], "a command-line scanner run on the pieces clamd gave no answer for (amavis's "
+        "@av_scanners_backup), e.g. [\"clamscan\", \"--stdout\", \"--no-summary\", "
+        "\"{}\"]: {} is the directory of the files, {}/* the files; its output is read as "
+        "clamscan's; CLAMAV_FAIL only when it fails too; [] = none")
     virus_name_to_spam_score: tuple[SpamName, ...] = opt(
         AMAVIS_SPAM_NAMES, "names clamd reports that are spam, not viruses (amavis's "
         "@virus_name_to_spam_score_maps, its default list): first match wins")
+
+
+@dataclass(slots=True)
+class _Found:
+    """What the scan of one message found so far."""
+
+    hits: list[Hit] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+    spam: dict[str, float] = field(default_factory=dict)
+    whole_read: bool = False
+    """The whole message was read to the end (by clamd or the backup)."""
+
+    def result(self) -> list[Hit]:
+        hits = list(self.hits)
+        if not hits and self.unchecked:
+            hits.append(Hit(UNCHECKED, options=tuple(self.unchecked)))
+        if self.spam:
+            hits.append(Hit(SPAM, factor=max(self.spam.values()), options=tuple(self.spam)))
+        return hits
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +223,14 @@ class ClamAV:
         except ValueError as exc:
             raise ConfigError(f"checks.settings.clamav.endpoints: {exc}") from None
         self.cache = ResultCache(settings.cache_size, settings.cache_ttl)
+        self.backup: BackupScanner | None = None
+        self._backup_failures = LogThrottle(10.0)
+        if settings.backup_command:
+            try:
+                self.backup = BackupScanner(settings.backup_command,
+                                            context.config.server.tmp_dir)
+            except ValueError as exc:
+                raise ConfigError(f"checks.settings.clamav.backup_command: {exc}") from None
 
     def _not_a_virus(self, name: str) -> bool:
         """A limit alert or a spam name: more records after it must still be read."""
@@ -205,47 +243,92 @@ class ClamAV:
     async def probe(self) -> str | None:
         """A look at clamd when the filter starts: None when it answers PING, else what
         will happen to mail until it does (start-up goes on: clamd may come up later)."""
+        missing = self.backup.missing() if self.backup else None
+        note = f"checks.settings.clamav.backup_command: {missing}" if missing else None
         if await self.client.ping():
-            return None
+            return note
         fate = ("deferred (451 ... CLAMAV_FAIL) and kept in Postfix's queue"
                 if self.settings.fail_action == "tempfail" else "passed as UNCHECKED")
+        if self.backup and not missing:
+            fate = f"scanned by {self.backup.label} (and {fate} if that fails)"
         return (f"clamd at {', '.join(self.settings.endpoints)} does not answer PING: every "
-                f"message will be {fate} until it does (README, ClamAV)")
+                f"message will be {fate} until it does (README, ClamAV)"
+                + (f"; {note}" if note else ""))
 
     async def run(self, task: Task) -> Iterable[Hit]:
-        hits: list[Hit] = []
-        unchecked: list[str] = []
-        spam: dict[str, float] = {}
-        whole_read = False  # clamd read the whole message to the end
+        found = _Found()
         deadline = self._deadline()
-        for piece in await self._pieces(task):
-            if piece.covered and whole_read:
-                continue
-            where = piece.path or "message"
-            if piece.size > self.settings.stream_max_length:
-                unchecked.append(f"{where}: {piece.size} bytes > stream_max_length")
+        pieces = await self._pieces(task)
+        for index, piece in enumerate(pieces):
+            if self._skip(piece, found):
                 continue
             try:
                 reply = await self._scan(piece, deadline)
             except ClamdError as exc:
-                return hits or [self._failure(f"{where}: {exc}")]
-            if reply.status is Status.TOO_LARGE:
-                unchecked.append(f"{where}: clamd: size limit exceeded")
+                detail = f"{piece.path or 'message'}: {exc}"
+                if found.hits:  # a virus outranks failures
+                    return found.hits
+                return await self._backup(task, pieces[index:], found, detail, deadline)
+            if self._take(task, piece, reply, found, "clamd"):
+                break
+        return found.result()
+
+    def _skip(self, piece: _Piece, found: _Found) -> bool:
+        """True for a piece not to be sent: covered by a whole read of the message, or
+        too large (then counted as unchecked)."""
+        if piece.covered and found.whole_read:
+            return True
+        if piece.size > self.settings.stream_max_length:
+            found.unchecked.append(f"{piece.path or 'message'}: {piece.size} bytes > "
+                                   "stream_max_length")
+            return True
+        return False
+
+    def _take(self, task: Task, piece: _Piece, reply: ScanReply, found: _Found,
+              origin: str) -> bool:
+        """Add one piece's answer (from ``origin``) to ``found``; True when the scan
+        should stop there (an infected piece and ``first_infected_stops_scan``)."""
+        where = piece.path or "message"
+        if reply.status is Status.TOO_LARGE:
+            found.unchecked.append(f"{where}: {origin}: size limit exceeded")
+            return False
+        names = tuple(n for n in reply.names if not n.startswith(LIMITS_PREFIX))
+        found.unchecked += [f"{where}: {origin}: {n}" for n in reply.names if n not in names]
+        found.whole_read = found.whole_read or (piece.path is None and names == reply.names)
+        viruses = self._viruses(names, found.spam)
+        if not viruses:
+            return False
+        by = "" if origin == "clamd" else f" ({origin})"
+        log.info("%s: %s in %s%s", task.mail_id, ", ".join(viruses), where, by)
+        found.hits.append(Hit(VIRUS, options=viruses, part=piece.path))
+        return self.settings.first_infected_stops_scan
+
+    async def _backup(self, task: Task, rest: list[_Piece], found: _Found, detail: str,
+                      deadline: float) -> list[Hit]:
+        """clamd gave no answer for ``rest[0]`` (``detail``): scan ``rest`` with the
+        backup command, or fail as without one."""
+        if self.backup is None:
+            return [self._failure(detail)]
+        send = [piece for piece in rest if not self._skip(piece, found)]
+        label = self.backup.label
+        try:
+            replies = await self.backup.scan([piece.data for piece in send], deadline)
+        except BackupError as exc:
+            self._report_backup_failure(task, str(exc))
+            return [self._failure(f"{detail}; {label}: {exc}")]
+        failed = ""
+        for piece, reply in zip(send, replies, strict=True):
+            if piece.covered and found.whole_read:
                 continue
-            found = tuple(n for n in reply.names if not n.startswith(LIMITS_PREFIX))
-            unchecked += [f"{where}: clamd: {n}" for n in reply.names if n not in found]
-            whole_read = whole_read or (piece.path is None and found == reply.names)
-            viruses = self._viruses(found, spam)
-            if viruses:
-                log.info("%s: %s in %s", task.mail_id, ", ".join(viruses), where)
-                hits.append(Hit(VIRUS, options=viruses, part=piece.path))
-                if self.settings.first_infected_stops_scan:
-                    break
-        if not hits and unchecked:
-            hits.append(Hit(UNCHECKED, options=tuple(unchecked)))
-        if spam:
-            hits.append(Hit(SPAM, factor=max(spam.values()), options=tuple(spam)))
-        return hits
+            if isinstance(reply, ClamdError):
+                failed = failed or f"{piece.path or 'message'}: {reply}"
+            elif self._take(task, piece, reply, found, label):
+                break
+        if failed:
+            self._report_backup_failure(task, failed)
+            return found.hits or [self._failure(f"{detail}; {label}: {failed}")]
+        log.info("%s: scanned by %s, clamd gave no answer (%s)", task.mail_id, label, detail)
+        return found.result()
 
     def _viruses(self, found: tuple[str, ...], spam: dict[str, float]) -> tuple[str, ...]:
         """The virus names of one reply; when every name is spam (amavis: all of them),
@@ -256,6 +339,13 @@ class ClamAV:
         for name, score in zip(found, scores, strict=True):
             spam.setdefault(name, score or 0.0)
         return ()
+
+    def _report_backup_failure(self, task: Task, detail: str) -> None:
+        """A warning when the backup failed too, at most one per 10 s (as clamd's)."""
+        held = self._backup_failures.due("backup")
+        if held is not None and self.backup is not None:
+            log.warning("%s: %s failed too: %s%s", task.mail_id, self.backup.label, detail,
+                        held_note(held, "more failed backup scans"))
 
     def _failure(self, detail: str) -> Hit:
         if self.settings.fail_action == "unchecked":

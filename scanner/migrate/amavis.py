@@ -22,6 +22,7 @@ from typing import Any
 from scanner import config as cfgmod
 from scanner.config import _toml_value
 from scanner.errors import ConfigError
+from scanner.migrate.amavis_av import map_av_scanners
 from scanner.migrate.amavis_copies import map_copies
 from scanner.migrate.amavis_disclaimer import map_disclaimers
 from scanner.migrate.amavis_notices import call_note, map_notices
@@ -51,8 +52,6 @@ _RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _PLAIN_ORIGINATING = re.compile(r"^\{\s*originating\s*=>\s*1\s*,?\s*\}$")
 _BYPASS_SPAM_ONE = re.compile(r"bypass_spam_checks_maps\s*=>\s*\[\s*1\s*\]")
 
-_CLAMD_ENTRY = re.compile(
-    r"""\[\s*['"]ClamAV-clamd['"]\s*,\s*\\&ask_daemon\s*,\s*\[\s*"[^"]*"\s*,\s*"([^"]+)"\s*\]""")
 _METHOD = re.compile(r"^(smtp|lmtp):\[?([^\]\s]+?)\]?:(\d+)$")
 
 @dataclass(slots=True)
@@ -174,7 +173,7 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
     _listeners(last, conv, handled)
     _reinject(last, conv, handled)
     _status_file(last, conv, handled)
-    _clamd(last, conv, handled)
+    map_av_scanners(last, conv, handled)
     map_copies(last, conv, handled)
     map_disclaimers(last, conv, handled)
     map_notices(last, conv, handled)
@@ -443,22 +442,6 @@ def _reinject(last: dict[str, Statement], conv: Conversion, handled: set[str]) -
     if notify is not None and notify.value != forward.value:
         conv.note(notify, "scanner sends notices and DSNs to the same next hop as mail "
                           "([reinject])")
-
-
-def _clamd(last: dict[str, Statement], conv: Conversion, handled: set[str]) -> None:
-    statement = last.get("@av_scanners")
-    if statement is None:
-        return
-    sockets = _CLAMD_ENTRY.findall(statement.text)
-    if not sockets:
-        return  # listed among the notes with its advice
-    handled.add("@av_scanners")
-    conv.note(statement, "ClamAV-clamd's socket is converted ([checks.settings.clamav] "
-                         "endpoints); the other scanners of the list are not supported")
-    endpoints = [f"tcp:{s.strip('[]')}" if ":" in s and not s.startswith("/") else f"unix:{s}"
-                 for s in sockets]
-    conv.set("checks.settings.clamav", "endpoints", endpoints,
-             f"@av_scanners ClamAV-clamd ({statement.where})")
 
 
 _NEEDS = {("policy", "notify_recipient"): ("local_domains",),

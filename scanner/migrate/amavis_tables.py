@@ -100,7 +100,9 @@ ADVICE: dict[str, str] = {
     "[policy] or [policy.recipients.\"PATTERN\"], or rules of your own (docs/rules.md)",
     "@av_scanners": "scanner talks to clamd itself ([checks.settings.clamav] endpoints); "
     "other scanners are not supported",
-    "@av_scanners_backup": "see @av_scanners",
+    "@av_scanners_backup": "scanner's backup is one command-line scanner run when clamd "
+    "gives no answer ([checks.settings.clamav] backup_command); only a ClamAV-clamscan "
+    "entry is converted",
     "$X_HEADER_LINE": "scanner writes \"scanner at HOSTNAME\" (policy.virus_scanned_value); "
     "set that key to keep the old text",
     "$sa_local_tests_only": "scanner's network checks are the auth (SPF, DKIM, DMARC), "

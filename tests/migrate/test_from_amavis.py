@@ -386,3 +386,43 @@ def test_sql_lookups_point_at_policy_sql_lookup(tmp_path: Path) -> None:
     tail = toml.split("# Not converted")[1]
     assert "no scanner equivalent" not in tail
     assert "policy.sql_lookup" in tail and "'user@'" in tail
+
+
+CLAMSCAN_BACKUP = r"""
+@av_scanners_backup = (
+  ['ClamAV-clamscan', PROGRAM,
+    "--stdout --no-summary -r --tempdir=$TEMPBASE {}",
+    [0], qr/:.*\sFOUND$/m, qr/^.*?: (?!Infected Archive)(.*) FOUND$/m ],
+  ['F-PROT Antivirus for UNIX', ['fpscan'],
+    '--report --mount --adware {}', [0,8,64], [1,2,3], qr/^\[Found\s+[^\]]*\]\s+<([^ \t(>]*)/m ],
+);
+"""
+
+
+@pytest.mark.skipif(shutil.which("clamscan") is None, reason="clamscan not installed")
+def test_the_clamscan_backup_entry_becomes_backup_command(tmp_path: Path) -> None:
+    """Debian's 15-av_scanners entry, with clamscan installed (amavis used it then)."""
+    config, toml = _convert(tmp_path, CLAMSCAN_BACKUP.replace(
+        "PROGRAM", "['/nonexistent/clamscan', 'clamscan']"))
+    assert config.checks.settings["clamav"]["backup_command"] == [
+        "clamscan", "--stdout", "--no-summary", "-r", "{}"]
+    assert "the other backup scanners are not supported" in toml
+
+
+@pytest.mark.parametrize(("program", "note"), [
+    ("'/nonexistent/clamscan'", 'apt-get install clamav and backup_command = ["clamscan", '
+     '"--stdout", "--no-summary", "-r", "{}"]'),
+])
+def test_a_clamscan_backup_that_amavis_could_not_run_is_a_note(
+        tmp_path: Path, program: str, note: str) -> None:
+    config, toml = _convert(tmp_path, CLAMSCAN_BACKUP.replace("PROGRAM", program))
+    assert "clamav" not in config.checks.settings
+    assert note in toml[toml.index("# Not converted"):]
+
+
+def test_clamscan_arguments_with_a_perl_variable_are_a_note(tmp_path: Path) -> None:
+    text = CLAMSCAN_BACKUP.replace("PROGRAM", "'clamscan'").replace(
+        "-r --tempdir", "--database=$MYDB -r --tempdir")
+    config, toml = _convert(tmp_path, text)
+    assert "clamav" not in config.checks.settings
+    assert "set [checks.settings.clamav]" in toml[toml.index("# Not converted"):]
