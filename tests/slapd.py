@@ -57,9 +57,9 @@ class Slapd:
             f'suffix "{SUFFIX}"', f'rootdn "{ADMIN}"', f"rootpw {PASSWORD}",
             f"directory {self.base / 'data'}",
             "access to * by * read", ""]))
-        log = (self.base / "slapd.log").open("wb")
-        self._proc = subprocess.Popen([SLAPD, "-d", "0", "-h", f"{self.url}/", "-f", str(conf)],
-                                      stdout=log, stderr=subprocess.STDOUT)
+        with (self.base / "slapd.log").open("wb") as log:
+            self._proc = subprocess.Popen([SLAPD, "-d", "0", "-h", f"{self.url}/", "-f",
+                                           str(conf)], stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port, 15)
         except Exception as exc:
@@ -74,9 +74,12 @@ class Slapd:
         """Add one entry, bound as the administrator."""
         import ldap3
 
-        with ldap3.Connection(self.url, ADMIN, PASSWORD, auto_bind=True,
-                              raise_exceptions=True) as conn:
+        conn = ldap3.Connection(ldap3.Server(self.url, get_info=ldap3.NONE), ADMIN, PASSWORD,
+                                auto_bind=True, raise_exceptions=True)
+        try:
             conn.add(dn, attributes=attributes)
+        finally:
+            conn.unbind()
 
     def account(self, cn: str, mail: str | list[str], **attrs: str | list[str]) -> None:
         """An inetOrgPerson + amavisAccount entry ``cn=CN`` under ou=people."""

@@ -139,7 +139,7 @@ class LdapPolicy(CachedSource):
             return {base: self._search(conn, base, list(dict.fromkeys(keys)))
                     for base, keys in by_base.items()}
         finally:
-            conn.unbind()
+            _close(conn)
 
     def _resolve(self, fetched: dict[str, list[Entry]],
                  wanted: list[tuple[str, list[str]]]) -> dict[str, Any]:
@@ -220,12 +220,15 @@ class LdapPolicy(CachedSource):
                                 password=policy.ldap_bind_password or None,
                                 receive_timeout=math.ceil(timeout), read_only=True,
                                 auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=False)
-        conn.open()
-        if policy.ldap_tls and not conn.start_tls():
-            raise ConnectionError(f"StartTLS failed: {_why(conn)}")
-        if policy.ldap_bind_dn and not conn.bind():
-            conn.unbind()
-            raise PermissionError(f"bind as {policy.ldap_bind_dn!r} failed: {_why(conn)}")
+        try:
+            conn.open()
+            if policy.ldap_tls and not conn.start_tls():
+                raise ConnectionError(f"StartTLS failed: {_why(conn)}")
+            if policy.ldap_bind_dn and not conn.bind():
+                raise PermissionError(f"bind as {policy.ldap_bind_dn!r} failed: {_why(conn)}")
+        except BaseException:
+            _close(conn)
+            raise
         return conn
 
     def _search(self, conn: Any, base: str, keys: list[str]) -> list[Entry]:
@@ -294,6 +297,16 @@ def _log_ignored(name: str, dn: str) -> None:
     _logged_ignored.add(name)
     log.warning("policy LDAP entry %r: attribute %s has no equivalent in scanner; ignored "
                 "(logged once; README \"LDAP policy\")", dn, name)
+
+
+def _close(conn: Any) -> None:
+    """Unbind and close; ldap3 leaves the socket of a failed connect open."""
+    try:
+        conn.unbind()
+    finally:
+        sock = getattr(conn, "socket", None)
+        if sock is not None:
+            sock.close()
 
 
 def _why(conn: Any) -> str:
