@@ -81,6 +81,17 @@ class Slapd:
         finally:
             conn.unbind()
 
+    def replace(self, dn: str, **attributes: str) -> None:
+        """Replace attribute values of one entry, bound as the administrator."""
+        import ldap3
+
+        conn = ldap3.Connection(ldap3.Server(self.url, get_info=ldap3.NONE), ADMIN, PASSWORD,
+                                auto_bind=True, raise_exceptions=True)
+        try:
+            conn.modify(dn, {k: [(ldap3.MODIFY_REPLACE, [v])] for k, v in attributes.items()})
+        finally:
+            conn.unbind()
+
     def account(self, cn: str, mail: str | list[str], **attrs: str | list[str]) -> None:
         """An inetOrgPerson + amavisAccount entry ``cn=CN`` under ou=people."""
         self.add(f"cn={cn},{PEOPLE}", objectClass=["inetOrgPerson", "amavisAccount"],

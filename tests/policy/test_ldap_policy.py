@@ -6,6 +6,7 @@ LDAP, then static), and a directory that cannot be read deferring the message.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import sqlite3
 import time
@@ -175,6 +176,20 @@ def test_recipients_of_one_message_get_their_own_entries(slapd: Slapd, sink: Sin
     assert [r[:3] for r in replies] == ["250", "250"], replies
     assert [m.recipients for m in sink.received] == [["v@example.test"]]
     assert searches == [PEOPLE]
+
+
+def test_entries_are_kept_a_minute_and_read_anew_after_sighup(slapd: Slapd, caplog):
+    """The SQL rows' cache (scanner.policy.sources): a changed entry applies after the
+    TTL or at once after SIGHUP (reload)."""
+    caplog.set_level(logging.INFO, "scanner.policy")
+    slapd.account("u", "u@example.test", amavisSpamTag2Level="4.0")
+    policy = LdapPolicy(_config(slapd.url))
+    assert policy.override_for("u@example.test").tag2_level == 4.0
+    slapd.replace(f"cn=u,{PEOPLE}", amavisSpamTag2Level="5.0")
+    assert policy.override_for("u@example.test").tag2_level == 4.0
+    policy.reload()
+    assert "SIGHUP: policy LDAP entries are read anew" in caplog.text
+    assert policy.override_for("u@example.test").tag2_level == 5.0
 
 
 def test_a_base_with_the_domain(slapd: Slapd):
