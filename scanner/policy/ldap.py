@@ -160,10 +160,9 @@ class LdapPolicy(CachedSource):
             found = [at[k] for k in self._mail_keys(entry) if k in at]
             if found:
                 ranked.append((min(found), order, entry.dn))
-        if not ranked:
-            return None
-        merged = first_set(checked[dn] for _, _, dn in sorted(ranked))
-        return build(PolicyOverride, merged, f"ldap[{sorted(ranked)[0][2]}]", SOURCE) \
+        ranked.sort()  # the most specific key first; the server's order among equals
+        merged = first_set(checked[dn] for _, _, dn in ranked)
+        return build(PolicyOverride, merged, f"ldap[{ranked[0][2]}]", SOURCE) \
             if merged else None
 
     def _mail_keys(self, entry: Entry) -> Iterable[str]:
