@@ -1,5 +1,5 @@
-"""Suite-wide test settings: Hypothesis profiles, the scriptable next hop, and a private
-PostgreSQL server.
+"""Suite-wide test settings: Hypothesis profiles, the scriptable next hop, a private
+PostgreSQL server and a private OpenLDAP server.
 
 Local runs draw new random examples every time (that is how the decoder property tests
 found their bugs). CI sets ``HYPOTHESIS_PROFILE=ci`` (``.ci/run``): the examples are
@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -74,4 +75,22 @@ def pg_url() -> Iterator[str]:
     finally:
         subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                         "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def slapd() -> Iterator[Any]:
+    """A private OpenLDAP server (tests/slapd.py) with the project's amavisAccount schema,
+    ``ou=people,dc=example,dc=test`` empty; killed at teardown."""
+    from tests.slapd import Slapd, slapd_missing
+
+    why = slapd_missing()
+    if why:
+        pytest.skip(why)
+    base = Path(tempfile.mkdtemp(prefix="scanner-slapd-", dir="/tmp"))
+    server = Slapd(base).start()
+    try:
+        yield server
+    finally:
+        server.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -129,22 +129,23 @@ def check_paths(config: cfgmod.Config) -> None:
                               "give an existing group name or number, or \"\"") from None
 
 
-def sql_policy_problems(config: cfgmod.Config, every_row: bool = True) -> list[str]:
+def policy_source_problems(config: cfgmod.Config, every_row: bool = True) -> list[str]:
     """Every bad row and key of the policy SQL table (serve logs them and leaves them
-    out at message time; only with ``every_row``), or why the table cannot be read
-    (serve would defer mail)."""
-    if not config.policy.sql_lookup:
-        return []
-    from scanner.policy.sql import SqlLookupError, SqlPolicy
+    out at message time; only with ``every_row``), or why the policy SQL table or LDAP
+    directory cannot be read (serve would defer mail)."""
+    from scanner.policy.sources import PolicyLookupError, make_sources
 
-    policy = SqlPolicy(config.policy.sql_lookup, config)
-    try:
-        if not every_row:
-            policy.probe()
-            return []
-        return policy.audit()
-    except SqlLookupError as exc:
-        return [f"{exc}; scanner serve defers every message (451) until it can be read"]
+    problems = []
+    for source in make_sources(config):
+        try:
+            if not every_row:
+                source.probe()
+                continue
+            problems += source.audit()
+        except PolicyLookupError as exc:
+            problems.append(f"{exc}; scanner serve defers every message (451) until it "
+                            "can be read")
+    return problems
 
 
 def _nearest_existing(path: str) -> str:
@@ -159,7 +160,7 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args.file)
     check_paths(config)
     checks, _ = preflight(config)
-    for problem in probe_checks(checks) + sql_policy_problems(config):
+    for problem in probe_checks(checks) + policy_source_problems(config):
         print(f"scanner: warning: {problem}", file=sys.stderr)
     print(f"{config.source}: OK ({len(config.listeners)} listener(s), checks: "
           f"{', '.join(c.name for c in checks) or 'none'})")

@@ -34,7 +34,7 @@ from scanner.mailid import new_mail_id
 from scanner.ml.explain import Explanation, explain
 from scanner.ml.model import Model
 from scanner.pipeline.processor import Listener, Processor
-from scanner.policy.sql import SqlLookupError
+from scanner.policy.sources import PolicyLookupError
 from scanner.registry import build_checks, close_checks
 from scanner.reinject.deliver import NextHop
 from scanner.scores import ScoreTable, load_scores
@@ -97,7 +97,7 @@ async def _scan_all(args: argparse.Namespace, config: cfgmod.Config) -> int:
         try:
             unpacked = await processor.analyse(task, Listener(0, "ESMTP", ""),
                                                keep_parts=True)
-        except SqlLookupError as exc:  # the daemon would defer the message (451)
+        except PolicyLookupError as exc:  # the daemon would defer the message (451)
             print(f"scanner: {name}: {exc}; the filter would defer it (451)",
                   file=sys.stderr)
             status = 1

@@ -12,7 +12,7 @@ import socket
 
 from scanner import config as cfgmod
 from scanner.checks.base import LastGood
-from scanner.cli.config_cmd import preflight, probe_checks, sql_policy_problems
+from scanner.cli.config_cmd import policy_source_problems, preflight, probe_checks
 from scanner.errors import ConfigError
 from scanner.hostname import configured_hostname
 from scanner.notices import load_templates
@@ -167,6 +167,6 @@ def _preflight(config: cfgmod.Config, last_good: LastGood) -> tuple[ScoreTable, 
     log = logging.getLogger("scanner")
     log.info("scanner starting (config %s), checks: %s", config.source,
              ", ".join(c.name for c in checks) or "none")
-    for problem in probe_checks(checks) + sql_policy_problems(config, every_row=False):
+    for problem in probe_checks(checks) + policy_source_problems(config, every_row=False):
         log.warning("%s", problem)
     return scores, watch

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from scanner.config.disclaimer import check_disclaimers
+from scanner.config.ldap import check_ldap, redacted_password
 from scanner.config.model import (
     ChecksConfig,
     Config,
@@ -88,6 +89,7 @@ def _check_semantics(config: Config) -> None:
                                   "(e.g. 127.0.0.0/8)") from None
     _check_address_patterns(config)
     _check_sql_lookup(config)
+    check_ldap(config)
     if not config.reinject.host.strip():
         raise ConfigError(f"{src}: 'reinject.host' is empty; give the address of Postfix's "
                           "reinjection smtpd (e.g. 127.0.0.1)")
@@ -286,9 +288,12 @@ def _check_archive_directory(config: Config, src: str, key: str, directory: str)
 
 def render(config: Config) -> str:
     """The effective configuration as TOML text (for ``scanner config show``), the
-    database URLs without their passwords (``***``)."""
+    database URLs and the LDAP bind password without their passwords (``***``)."""
     plain = to_plain(config)
     plain["policy"]["sql_lookup"] = redact(plain["policy"]["sql_lookup"])
+    plain["policy"]["ldap_lookup"] = redact(plain["policy"]["ldap_lookup"])
+    plain["policy"]["ldap_bind_password"] = redacted_password(
+        plain["policy"]["ldap_bind_password"])
     plain["quarantine"]["index"] = redact(plain["quarantine"]["index"])
     source = plain.pop("source")
     listeners = plain.pop("listeners")

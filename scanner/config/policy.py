@@ -178,14 +178,32 @@ class PolicyConfig:
     sql_timeout: float = opt(5.0, "seconds a policy SQL lookup may take (SQLite: lock wait and "
                              "statements; PostgreSQL: connection, and statement); then the "
                              "message is deferred (451)", min=1.0, max=60.0)
+    ldap_lookup: str = opt("", "per-recipient policy from LDAP amavisAccount entries "
+                           "(amavis's $enable_ldap): ldap://host[:port] or ldaps://host"
+                           "[:port]; empty = off (needs ldap3: pip install "
+                           "'scanner[ldap]')")
+    ldap_base: str = opt("", "the search base (amavis's base; %d = the recipient's domain), "
+                         "e.g. \"ou=people,dc=example,dc=com\"")
+    ldap_scope: str = opt("sub", "the search scope", choices=("sub", "one", "base"))
+    ldap_query_filter: str = opt("(&(objectClass=amavisAccount)(mail=%m))",
+                                 "the search filter; each (ATTR=%m) matches the "
+                                 "recipient's lookup keys (amavis's query_filter)")
+    ldap_bind_dn: str = opt("", "DN to bind as; empty = anonymous")
+    ldap_bind_password: str = opt("", "its password (shown as *** by config show)")
+    ldap_tls: bool = opt(False, "StartTLS on an ldap:// connection (amavis's tls)")
+    ldap_timeout: float = opt(5.0, "seconds each step of a policy LDAP lookup may take "
+                              "(connection, bind, search); then the message is deferred "
+                              "(451)", min=1.0, max=60.0)
     recipients: Mapping[str, PolicyOverride] = opt(
         {}, "per-recipient overrides: [policy.recipients.\"user@dom\"] (or \"@dom\", "
         "\"@.dom\", \"user@\") with any key above except local_domains/mynetworks/"
-        "recipients/sql_lookup/sql_timeout")
+        "recipients/sql_*/ldap_*")
 
 
 NOT_OVERRIDABLE = ("local_domains", "mynetworks", "recipients", "sql_lookup",
-                   "sql_timeout")
+                   "sql_timeout", "ldap_lookup", "ldap_base", "ldap_scope",
+                   "ldap_query_filter", "ldap_bind_dn", "ldap_bind_password", "ldap_tls",
+                   "ldap_timeout")
 
 
 def _override_class() -> type:

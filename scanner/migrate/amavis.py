@@ -25,6 +25,7 @@ from scanner.errors import ConfigError
 from scanner.migrate.amavis_av import map_av_scanners
 from scanner.migrate.amavis_copies import map_copies
 from scanner.migrate.amavis_disclaimer import map_disclaimers
+from scanner.migrate.amavis_ldap import map_ldap
 from scanner.migrate.amavis_notices import call_note, map_notices
 from scanner.migrate.amavis_render import render
 from scanner.migrate.amavis_tables import (
@@ -176,6 +177,7 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
     map_av_scanners(last, conv, handled)
     map_copies(last, conv, handled)
     map_disclaimers(last, conv, handled)
+    map_ldap(last, conv, handled)
     map_notices(last, conv, handled)
     for target, statement in last.items():
         if target not in handled:
@@ -445,7 +447,10 @@ def _reinject(last: dict[str, Statement], conv: Conversion, handled: set[str]) -
 
 
 _NEEDS = {("policy", "notify_recipient"): ("local_domains",),
-          ("policy", "allow_disclaimers"): ("local_domains",)}
+          ("policy", "allow_disclaimers"): ("local_domains",),
+          ("policy", "ldap_lookup"): ("ldap_base", "ldap_query_filter", "ldap_bind_dn",
+                                      "ldap_tls"),
+          ("policy", "ldap_bind_password"): ("ldap_lookup", "ldap_base", "ldap_bind_dn")}
 
 
 def _drop_invalid(conv: Conversion) -> None:

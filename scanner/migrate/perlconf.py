@@ -9,6 +9,7 @@ assignments of numbers, strings, constants and lists, which this module reads:
     $virus_admin = "postmaster\\@$mydomain";
     @local_domains_acl = ( ".$mydomain", "example.net" );
     $interface_policy{'10026'} = 'ORIGINATING';
+    $default_ldap = { hostname => 'ldap.example.com', timeout => 5 };   # a dict
     chomp($mydomain = `head -n 1 /etc/mailname`);
 
 Everything else (regular expressions, hashes of lookups, subroutine calls, code) is
@@ -219,7 +220,7 @@ class Expression:
       | (?P<qw>qw\s*(?:\((?P<qw1>[^)]*)\)|\[(?P<qw2>[^\]]*)\]|/(?P<qw3>[^/]*)/))
       | (?P<var>\$\{?[A-Za-z_][A-Za-z_0-9]*(?:::[A-Za-z_0-9]+)*\}?)
       | (?P<word>[A-Za-z_][A-Za-z_0-9]*)
-      | (?P<op>=>|\*\*|[-+*/.,()\[\]x])
+      | (?P<op>=>|\*\*|[-+*/.,()\[\]{}x])
     """, re.X | re.S)
 
     def __init__(self, text: str, scalars: Mapping[str, Any]) -> None:
@@ -262,7 +263,7 @@ class Expression:
         items = [self._sum()]
         while self._peek()[1] in (",", "=>"):
             self.pos += 1
-            if self._peek()[1] in (")", "]", ""):
+            if self._peek()[1] in (")", "]", "}", ""):
                 break
             items.append(self._sum())
         return items if len(items) > 1 else items[0]
@@ -316,6 +317,8 @@ class Expression:
         if kind == "var":
             return self._scalar(text.strip("${}"))
         if kind == "word":
+            if self._peek()[1] == "=>":  # a bareword before => is a string in Perl
+                return text
             if text == "undef":
                 return None
             if re.fullmatch(r"[A-Z][A-Z0-9_]*", text):
@@ -330,7 +333,22 @@ class Expression:
             if self._take()[1] != closing:
                 raise Unread(f"expected {closing!r}")
             return value if isinstance(value, list) else [value]
+        if text == "{":
+            return self._hash()
         raise Unread(f"cannot read {text!r}")
+
+    def _hash(self) -> dict[str, Any]:
+        """An anonymous hash of plain values, ``{ key => value, ... }`` (after ``{``)."""
+        if self._peek()[1] == "}":
+            self.pos += 1
+            return {}
+        value = self._list_or_value()
+        if self._take()[1] != "}":
+            raise Unread("expected '}'")
+        items = value if isinstance(value, list) else [value]
+        if len(items) % 2 or not all(isinstance(k, str) for k in items[::2]):
+            raise Unread("a hash whose keys and values do not pair up")
+        return dict(zip(items[::2], items[1::2], strict=True))
 
     def _scalar(self, name: str) -> Any:
         if name not in self.scalars:

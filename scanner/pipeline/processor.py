@@ -33,7 +33,7 @@ from scanner.policy.effective import (
     message_policy,
     recipient_policy,
 )
-from scanner.policy.sql import SqlPolicy
+from scanner.policy.sources import make_sources, overrides_for
 from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
@@ -87,14 +87,13 @@ class Processor:
         self._hostname = hostname
         self._notices = notices if notices is not None else \
             load_templates(config.notices.templates_dir)
-        self._sql = SqlPolicy(config.policy.sql_lookup, config) \
-            if config.policy.sql_lookup else None
+        self._sources = make_sources(config)  # policy SQL, then LDAP
 
     @property
     def reloadable(self) -> list[Any]:
-        """What besides the checks reloads on SIGHUP (scanner.serve.reload): the policy
-        SQL lookup's cache."""
-        return [self._sql] if self._sql is not None else []
+        """What besides the checks reloads on SIGHUP (scanner.serve.reload): the caches
+        of the policy SQL and LDAP lookups."""
+        return list(self._sources)
 
     async def handle(self, task: Task, listener: Listener,
                      deliver: Deliver | None = None) -> list[str]:
@@ -193,7 +192,7 @@ class Processor:
         banks = bank_names(self._config, listener.policy_bank, task.client.addr)
         task.policy_banks = tuple(banks)  # the log line names them
         base = message_policy(self._config, banks)
-        rows = await self._sql_rows(task, base)
+        rows = await self._source_rows(task, base)
         for rcpt in task.envelope.recipients:
             policy = recipient_policy(base, rcpt.address)
             row = rows.get(rcpt.address)
@@ -201,15 +200,15 @@ class Processor:
             task.verdicts[rcpt.address] = decide(task, rcpt.address, policy, self._scores,
                                                  self._kinds)
 
-    async def _sql_rows(self, task: Task, base: PolicyConfig) -> dict[str, Any]:
-        """Each recipient's policy SQL row (None: no row), read in a thread so a slow or
-        locked database holds up this message only, not the worker's other sessions; a
-        database that cannot be read raises (the message is deferred)."""
-        sql = self._sql
-        if sql is None:
+    async def _source_rows(self, task: Task, base: PolicyConfig) -> dict[str, Any]:
+        """Each recipient's settings from policy SQL and LDAP (None: none), read in a
+        thread so a slow or locked source holds up this message only, not the worker's
+        other sessions; a source that cannot be read raises (the message is deferred)."""
+        if not self._sources:
             return {}
         wanted = [(r.address, is_local(base, r.address)) for r in task.envelope.recipients]
-        return await asyncio.to_thread(sql.overrides_for, wanted, base.recipient_delimiter)
+        return await asyncio.to_thread(overrides_for, self._sources, wanted,
+                                       base.recipient_delimiter)
 
     def _directions(self, task: Task, listener: Listener) -> dict[str, str]:
         """amavis's mail direction per recipient: Inbound or OpenRelay (local or not),

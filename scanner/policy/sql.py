@@ -38,22 +38,20 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from scanner.config import Config, check_policy_table, check_recipient_pattern
+from scanner.config import Config, check_recipient_pattern
 from scanner.config.policy import PolicyOverride
 from scanner.config.schema import build
 from scanner.dburl import redact
 from scanner.errors import ConfigError
-from scanner.policy.lookup import candidates
+from scanner.policy.sources import TTL, CachedSource, PolicyLookupError, check_setting, first_set
 
 log = logging.getLogger("scanner.policy")
 TABLE = "scanner_policy"
 SOURCE = "policy SQL table"
-TTL = 60.0
-"""Seconds a worker keeps a recipient's row before reading it again."""
 SQLITE_CHUNK = 900
 """Keys per SQLite query (older SQLite allows 999 parameters)."""
 SQLITE_STEPS = 10000
@@ -62,7 +60,7 @@ NO_PRIORITY = -math.inf
 """The place of a row without a usable ``priority``: after every row that has one."""
 
 
-class SqlLookupError(Exception):
+class SqlLookupError(PolicyLookupError):
     """The policy database could not be read: the message must be deferred."""
 
 
@@ -74,71 +72,34 @@ class Row(NamedTuple):
     priority: Any = None
 
 
-class SqlPolicy:
+class SqlPolicy(CachedSource):
     """Looks up PolicyOverride rows by recipient address."""
 
-    name = "policy SQL lookup"  # reload_checks names it in its log line
+    what = "policy SQL"
+    entries = "rows"
+    error = SqlLookupError
 
     def __init__(self, url: str, config: Config, ttl: float = TTL) -> None:
         if not (url.startswith("sqlite:") or url.startswith(("postgresql:", "postgres:"))):
             raise ConfigError(f"policy.sql_lookup = {redact(url)!r}: use sqlite:/path or "
                               "postgresql://")
+        super().__init__(ttl)
         self._url = url
         self._config = config
         self._timeout = config.policy.sql_timeout
-        self._ttl = ttl
-        self._cache: dict[tuple[str, str, bool], tuple[float, Any]] = {}
-        self._generation = 0
-
-    def reload(self) -> None:
-        """SIGHUP (scanner.serve.reload): forget the cached rows, so changed ones apply
-        to the next message."""
-        self._generation += 1  # a lookup running now does not cache what it read before
-        self._cache.clear()
-        log.info("SIGHUP: policy SQL rows are read anew")
-
-    def override_for(self, address: str, delimiter: str = "+", local: bool = True) -> Any:
-        """The PolicyOverride merged from the rows matching ``address``, or None; raises
-        SqlLookupError when the database cannot be read. ``user@`` rows apply to
-        ``local`` addresses only (policy.local_domains), as amavis's bare user names."""
-        return self.overrides_for([(address, local)], delimiter)[address]
-
-    def overrides_for(self, wanted: Sequence[tuple[str, bool]],
-                      delimiter: str = "+") -> dict[str, Any]:
-        """:meth:`override_for` of each (address, local); the addresses not cached are
-        read with one query (a message to 500 recipients: one connection, not 500)."""
-        now, generation = time.monotonic(), self._generation
-        found: dict[str, Any] = {}
-        missing: list[tuple[tuple[str, str, bool], str, list[str]]] = []
-        for address, local in wanted:
-            key = (address.lower(), delimiter, local)
-            hit = self._cache.get(key)
-            if hit is not None and now - hit[0] < self._ttl:
-                found[address] = hit[1]
-            else:
-                missing.append((key, address, candidates(address, delimiter, local)))
-        if not missing:
-            return found
-        try:
-            rows = self._rows(list(dict.fromkeys(k for *_, keys in missing for k in keys)))
-        except Exception as exc:
-            names = ", ".join(f"<{address}>" for _, address, _ in missing)
-            log.error("policy SQL lookup for %s failed (%s): %s; the message is deferred",
-                      names, self.location, exc)
-            raise SqlLookupError(f"policy SQL lookup failed: {exc}") from exc
-        if len(self._cache) > 10000:
-            self._cache.clear()
-        values = self._checked(rows)
-        for key, address, keys in missing:
-            found[address] = self._merged(keys, rows, values)
-            if generation == self._generation:
-                self._cache[key] = (now, found[address])
-        return found
 
     @property
     def location(self) -> str:
         """The database URL without its password, for log lines and messages."""
         return redact(self._url)
+
+    def _fetch(self, wanted: list[tuple[str, list[str]]]) -> dict[str, Row]:
+        return self._rows(list(dict.fromkeys(k for _, keys in wanted for k in keys)))
+
+    def _resolve(self, fetched: dict[str, Row],
+                 wanted: list[tuple[str, list[str]]]) -> dict[str, Any]:
+        values = self._checked(fetched)
+        return {address: self._merged(keys, fetched, values) for address, keys in wanted}
 
     def _merged(self, keys: list[str], rows: Mapping[str, Row],
                 values: Mapping[str, dict[str, Any] | None]) -> Any:
@@ -149,11 +110,7 @@ class SqlPolicy:
                         if k in rows and values[k] is not None)
         if not ranked:
             return None
-        merged: dict[str, Any] = {}
-        for _, i in ranked:
-            for name, value in (values[keys[i]] or {}).items():
-                if value is not None:
-                    merged.setdefault(name, value)
+        merged = first_set(values[keys[i]] or {} for _, i in ranked)
         first = rows[keys[ranked[0][1]]].pattern
         return build(PolicyOverride, merged, f"{TABLE}[{first}]", SOURCE)
 
@@ -202,13 +159,8 @@ class SqlPolicy:
 
     def _check_key(self, pattern: str, key: str, value: Any) -> str:
         """What is wrong with one key of a row by the configuration file's checks; ''."""
-        where = f"{TABLE}[{pattern}]"
-        try:
-            one = build(PolicyOverride, {key: value}, where, SOURCE)
-            check_policy_table(self._config, SOURCE, where, one)
-        except ConfigError as exc:
-            return f"policy SQL row {pattern!r}: key {key!r} ignored: {exc}"
-        return ""
+        problem = check_setting(self._config, SOURCE, f"{TABLE}[{pattern}]", key, value)
+        return f"policy SQL row {pattern!r}: key {key!r} ignored: {problem}" if problem else ""
 
     def probe(self) -> None:
         """Read the table once (``scanner serve`` at start); raises SqlLookupError."""

@@ -57,6 +57,14 @@ def test_predefined_scalars_stand_in_for_unknown_ones(tmp_path: Path) -> None:
     assert values["@local_domains_acl"] == [".ex.org"]
 
 
+def test_a_hash_of_plain_values_is_read(tmp_path: Path) -> None:
+    """amavis's $default_ldap: barewords before => are strings, as in Perl."""
+    values = _read(tmp_path, "$default_ldap = { hostname => 'ldap.ex.org', port => 389,\n"
+                             "  bind_dn => \"cn=a,$mydomain\", tls => 0, };", mydomain="ex.org")
+    assert values["$default_ldap"] == {"hostname": "ldap.ex.org", "port": 389,
+                                       "bind_dn": "cn=a,ex.org", "tls": 0}
+
+
 def test_the_debian_mailname_idiom_reads_the_first_line(tmp_path: Path) -> None:
     (tmp_path / "mailname").write_text("mail.example.org\nsecond\n")
     values = _read(tmp_path, f"chomp($mydomain = `head -n 1 {tmp_path / 'mailname'}`);\n"
@@ -68,7 +76,8 @@ def test_the_debian_mailname_idiom_reads_the_first_line(tmp_path: Path) -> None:
     ("$x = $nobody_set_this;", "uses $nobody_set_this"),
     ("$x = `rm -rf /tmp/nothing`;", "runs the command"),
     ("$re = new_RE(qr'\\.exe$'i);", "calls new_RE()"),
-    ("$h = { a => 1 };", "cannot read"),
+    ("$h = { a => qr/x/ };", "calls qr()"),
+    ("$h = { a => 1, 2 };", "do not pair up"),
     ('$s = "mail@example.com";', "interpolates an array"),
     ("@maps = (\\%bypass_virus_checks);", "cannot read"),
 ])
