@@ -117,7 +117,8 @@ class Processor:
         counted: list[str] = []
         self._board.begin(task)
         try:
-            async with asyncio.timeout(self._config.server.message_timeout):
+            async with asyncio.timeout(self._config.server.message_timeout) as scope:
+                task.deadline = scope.when()  # checks bound their own retries by it
                 with current_message(task.digest):
                     replies, counted = await self._process(task, listener, deliver)
                 return replies
