@@ -19,7 +19,7 @@ from scanner import logline
 from scanner.actions.run import Context, Deliver, Outcome, carry_out
 from scanner.config import Config, PolicyConfig
 from scanner.config.policy import apply
-from scanner.notices import NoticeTemplate, load_templates
+from scanner.notices import Notices, NoticeTemplate
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
 from scanner.pipeline.parse import message_id, parse_headers, postfix_queue_id
@@ -65,7 +65,8 @@ class Processor:
                  decoders: Sequence | None = None, quarantine: Any = None,
                  board: Any = None,
                  notices: Mapping[str, NoticeTemplate] | None = None) -> None:
-        """``notices``: the notice templates read at start (None: read them now)."""
+        """``notices``: the notice templates read at start (None: read them now); they
+        are read again from ``[notices] templates_dir`` on SIGHUP (:attr:`reloadable`)."""
         self._config = config
         # the worker's scoreboard slot: stages and counters for the watchdog and status
         self._board = board if board is not None else NullSlot()
@@ -85,16 +86,15 @@ class Processor:
         self._scores = scores
         self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
         self._hostname = hostname
-        self._notices = notices if notices is not None else \
-            load_templates(config.notices.templates_dir)
+        self._notices = Notices(config.notices.templates_dir, notices)
         self._sql = SqlPolicy(config.policy.sql_lookup, config) \
             if config.policy.sql_lookup else None
 
     @property
     def reloadable(self) -> list[Any]:
-        """What besides the checks reloads on SIGHUP (scanner.serve.reload): the policy
-        SQL lookup's cache."""
-        return [self._sql] if self._sql is not None else []
+        """What besides the checks reloads on SIGHUP (scanner.serve.reload): the notice
+        templates and the policy SQL lookup's cache."""
+        return [self._notices, *([self._sql] if self._sql is not None else [])]
 
     async def handle(self, task: Task, listener: Listener,
                      deliver: Deliver | None = None) -> list[str]:
