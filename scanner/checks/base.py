@@ -101,6 +101,11 @@ class Check(Protocol):
 
     async def run(self, task: Task) -> Iterable[Hit]: ...
 
+    # A check of another kind whose findings are partly spam scores (the rules: spam
+    # rules and BAD-HEADER) may also have ``async def run_without_spam(task)``: what it
+    # finds besides spam, run instead of ``run`` when the message's spam checks are
+    # skipped (a bounce the bounce killer blocks, scanner.pipeline.checks).
+
 
 def fail_symbol(check_name: str) -> str:
     """The symbol that stands for 'this check could not do its job'."""

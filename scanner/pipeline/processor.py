@@ -153,7 +153,7 @@ class Processor:
                     unpacked = await unpack_task(task, self._run_cpu, self._limits,
                                                  self._decoders, tmp_root(self._config))
                 await run_checks(task, self._checks, self._config.checks.timeout,
-                                 board.stage)
+                                 board.stage, self._scores)
         finally:
             if unpacked is not None and not keep_parts:
                 unpacked.close()
