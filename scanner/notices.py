@@ -9,21 +9,26 @@ not empty) or ``[!name]`` (kept only when it is empty), as amavis's ``[? %x |...
 
 Files are read and checked at start (:func:`load_templates`): a variable the kind does
 not have, a file that is not UTF-8 or has no Subject line is a ConfigError naming the
-file and the variable. Rendering (:meth:`NoticeTemplate.render`) never raises: values
+file and the variable. ``scanner serve`` reads them again on SIGHUP (:class:`Notices`,
+as the checks' data): a broken file then keeps the templates in use, and the error is
+logged. Rendering (:meth:`NoticeTemplate.render`) never raises: values
 lose their control characters (a CR or LF in a value cannot start a header field or a
 line), a multi-line value's further lines are aligned under its first one.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
 
 from scanner.errors import ConfigError
+
+log = logging.getLogger("scanner")
 
 _ADMIN = ("hostname", "category", "blocked", "mail_id", "queue_id", "sender", "recipients",
           "client_addr", "client_name", "subject", "date", "message_id", "symbols",
@@ -166,6 +171,50 @@ def load_templates(templates_dir: str = "") -> dict[str, NoticeTemplate]:
             where = f"scanner/data/notices/{kind}.txt"
             out[kind] = parse(_read(shipped.joinpath(f"{kind}.txt"), where), where, allowed)
     return out
+
+
+def templates_key(templates_dir: str) -> Hashable:
+    """The key under which :class:`scanner.checks.base.LastGood` keeps the templates
+    read from ``templates_dir`` (``scanner config check`` and ``scanner serve``'s
+    master read them at start and again on SIGHUP, for the workers forked later)."""
+    return ("notice templates", templates_dir)
+
+
+class Notices(Mapping[str, NoticeTemplate]):
+    """The templates of ``[notices] templates_dir`` a worker uses, by kind: read again
+    by :meth:`reload` on SIGHUP (:mod:`scanner.serve.reload`), as the checks' data. A
+    broken file then keeps the templates in use, with a log line naming it and its
+    line."""
+
+    name = "notice templates"  # reload_checks names it in its log line
+
+    def __init__(self, templates_dir: str = "",
+                 templates: Mapping[str, NoticeTemplate] | None = None) -> None:
+        """``templates``: those already read from ``templates_dir`` (None: read now)."""
+        self._dir = templates_dir
+        self._templates = dict(templates) if templates is not None \
+            else load_templates(templates_dir)
+
+    def reload(self) -> bool:
+        """Read the templates again; False (the old ones stay, logged) when one is
+        broken (SIGHUP; runs in the thread pool)."""
+        try:
+            templates = load_templates(self._dir)
+        except ConfigError as exc:
+            log.error("keeping the current notice templates: %s", exc)
+            return False
+        self._templates = templates
+        log.info("notice templates reloaded from %s", self._dir or "scanner/data/notices")
+        return True
+
+    def __getitem__(self, kind: str) -> NoticeTemplate:
+        return self._templates[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._templates)
+
+    def __len__(self) -> int:
+        return len(self._templates)
 
 
 _BUILT_IN: dict[str, NoticeTemplate] = {}

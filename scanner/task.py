@@ -156,6 +156,9 @@ class Task:
     log_id: str = ""
     queue_id: str | None = None
     started: float = field(default_factory=time.monotonic)
+    # the event loop's clock time by which the message must be answered (the
+    # processor's server.message_timeout); None: only each stage's own limit applies
+    deadline: float | None = None
     arrived: float = field(default_factory=time.time)  # wall clock: a DSN's Arrival-Date
     message: Message | None = None
     parts: list[Any] = field(default_factory=list)

@@ -93,9 +93,10 @@ def smtp(port: int) -> smtplib.SMTP:
 
 
 def handle_at_sink(config: Any, checks: list, task: Any, sink_port: int, port: int = 10024,
-                   bank: str = "") -> list[str]:
+                   bank: str = "", run_cpu: Any = None) -> list[str]:
     """Run ``task`` through a real Processor (no SMTP listener) whose next hop is the
-    test sink on ``sink_port``; the replies it would give Postfix."""
+    test sink on ``sink_port``; the replies it would give Postfix. ``run_cpu``: the
+    processor's CPU runner (default: in the event loop)."""
     from scanner.pipeline.processor import Listener, Processor
     from scanner.reinject.deliver import NextHop
     from scanner.scores import load_scores
@@ -104,7 +105,8 @@ def handle_at_sink(config: Any, checks: list, task: Any, sink_port: int, port: i
         return func(*args)
 
     hop = NextHop("127.0.0.1", sink_port, False, 2, 5, "scanner.test", True)
-    proc = Processor(config, checks, load_scores(), hop, "scanner.test", run_cpu=run_inline)
+    proc = Processor(config, checks, load_scores(), hop, "scanner.test",
+                     run_cpu=run_cpu or run_inline)
 
     async def go() -> list[str]:
         try:

@@ -16,7 +16,7 @@ from scanner.checks.bounce_killer import _envelope
 from scanner.checks.penpals import PenPals, PenPalsSettings
 from scanner.policy.decide import decide
 from scanner.scores import load_scores
-from scanner.task import Hit
+from scanner.task import Envelope, Hit, Recipient, Task
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
@@ -186,3 +186,106 @@ def test_through_the_filter_backscatter_is_spam_and_our_bounce_is_not(
     forged = next(d for d in bounces if b"forged@bulk-sender" in d)
     assert b"BOUNCE_KILLED" not in ours and b"X-Spam-Flag: YES" not in ours
     assert b"BOUNCE_KILLED" in forged and b"X-Spam-Flag: YES" in forged
+
+
+class _Classifier:
+    """A stand-in for a spam check (the classifier): counts its runs."""
+
+    name = "classifier"
+    kind = "spam"
+    symbols: dict[str, str] = {}
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, task: Task) -> list[Hit]:
+        self.runs += 1
+        return []
+
+
+def _analysed(tmp_path: Path, name: str, weight: float, gate: bool = True,
+              recorded: bool = False) -> tuple[Task, int]:
+    """``name`` (a duplicate Subject added: BAD-HEADER, and a site rule SITE_DUP)
+    analysed with the pen pals check, the rules and a classifier stand-in,
+    BOUNCE_KILLED weighing ``weight``; ``gate`` off: the checks are run without the
+    score table, as before the bounce killer could skip spam checks. The task and how
+    often the classifier ran."""
+    from scanner.checks.rules import Rules, RulesSettings
+    from scanner.pipeline.checks import run_checks
+    from scanner.pipeline.processor import Listener, Processor
+    from scanner.reinject.deliver import NextHop
+
+    async def inline(func: object, *args: object) -> object:
+        return func(*args)  # type: ignore[operator]
+
+    (tmp_path / "site").mkdir(parents=True)
+    (tmp_path / "site" / "local.cf").write_text("header SITE_DUP Subject =~ /duplicate/\n"
+                                                "score SITE_DUP 0.5\n")
+    (tmp_path / "site.toml").write_text(f"[symbols.BOUNCE_KILLED]\nweight = {weight}\n")
+    scores = load_scores([str(tmp_path / "site.toml")])
+    config = cfgmod.load(None)
+    pals = _check(tmp_path)
+    if recorded:
+        pals._store.record(USER, ["j.doe@example.org"], "a9b8c7d6-minutes@example.net")
+    rules = Rules(RulesSettings(cache_dir=str(tmp_path / "cache"),
+                                dirs=(str(tmp_path / "site"),)),
+                  CheckContext(config=config, run_cpu=inline))
+    classifier = _Classifier()
+    checks = [pals, rules, classifier]
+    hop = NextHop("127.0.0.1", free_port(), False, 1, 1, "scanner.test", True)
+    proc = Processor(config, checks, scores, hop, "scanner.test", run_cpu=inline)
+    raw = b"Subject: duplicate\r\n" + _read(name).replace(b"\n", b"\r\n")
+    task = Task(mail_id="abcdefghijkl", log_id="00001-01", raw=raw,
+                envelope=Envelope("", (Recipient(USER),)))
+
+    async def go() -> None:
+        if gate:
+            await proc.analyse(task, Listener(10024, "ESMTP", ""))
+            return
+        from scanner.pipeline.parse import parse_headers
+        from scanner.pipeline.unpack import unpack_now
+        task.message = parse_headers(task.raw)
+        unpacked = unpack_now(task, config)
+        try:
+            await run_checks(task, checks, 120.0)
+        finally:
+            if unpacked is not None:
+                unpacked.close()
+        await proc._decide(task, Listener(10024, "ESMTP", ""))
+
+    asyncio.run(go())
+    pals.close()
+    return task, classifier.runs
+
+
+def _outcome(task: Task) -> tuple[str, str, tuple[str, ...]]:
+    verdict = task.verdicts[USER]
+    return verdict.category, verdict.destiny.value, verdict.categories
+
+
+def test_a_bounce_killed_for_every_recipient_costs_no_spam_checks(tmp_path: Path) -> None:
+    """amavis skips the spam checks of a bounce its killer blocks when
+    $bounce_killer_score > 20 (Amavis.pm, $bypass_spam_checks_by_bounce_killer): the
+    classifier does not run, the rules find BAD-HEADER but run no SpamAssassin rule,
+    and the outcome is the one the full checks give."""
+    task, runs = _analysed(tmp_path / "gate", "dsn-headers-backscatter.eml", 100.0)
+    full, full_runs = _analysed(tmp_path / "full", "dsn-headers-backscatter.eml", 100.0,
+                                gate=False)
+    assert (runs, full_runs) == (0, 1)
+    assert {h.symbol for h in task.hits} == {"BOUNCE_KILLED", "BAD_HEADER_DUPLICATE"}
+    assert {h.symbol for h in full.hits} == {"BOUNCE_KILLED", "BAD_HEADER_DUPLICATE",
+                                             "SITE_DUP"}
+    assert _outcome(task) == _outcome(full)
+    assert _outcome(task)[0] == "SPAM" and "BAD-HEADER" in _outcome(task)[2]
+
+
+@pytest.mark.parametrize("name, weight, recorded", [
+    ("dsn-headers-backscatter.eml", 0.0, False),  # the shipped weight: nothing is killed
+    ("dsn-headers-backscatter.eml", 20.0, False),  # amavis: only above 20
+    ("ham-dsn-bounce.eml", 100.0, True),  # rescued: the bounce of our user's message
+])
+def test_a_bounce_not_certainly_killed_gets_every_check(tmp_path: Path, name: str,
+                                                        weight: float, recorded: bool) -> None:
+    task, runs = _analysed(tmp_path, name, weight, recorded=recorded)
+    assert runs == 1
+    assert "SITE_DUP" in {h.symbol for h in task.hits if h.source == "rules"}

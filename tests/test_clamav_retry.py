@@ -27,7 +27,9 @@ from scanner.checks.base import CheckContext
 from scanner.checks.clamav import ClamAV, ClamAVSettings
 from scanner.task import Hit
 from scanner.testing.clamd import ClamdInstance, FakeClamd, eicar
+from scanner.testing.sink import Sink
 from tests.clamav_helpers import EICAR, fake_scan, mail, make_task, needs_clamd
+from tests.helpers import handle_at_sink
 
 
 async def _run_here(func: Any, *args: Any) -> Any:
@@ -238,3 +240,38 @@ def test_a_connect_that_times_out_is_retried(monkeypatch, tmp_path: Path) -> Non
     text = asyncio.run(scan())
     assert "connect timed out" in text and text.endswith("(3 attempts)"), text
     client.close()
+
+
+def test_retries_end_before_the_messages_own_deadline(sink: Sink, tmp_path: Path) -> None:
+    """The message's time (server.message_timeout, 5 s) is mostly spent unpacking
+    (3 s) when the check starts: the 6 s retry no longer fits in it, though it would
+    in checks.timeout (120 s). The check gives up by itself (fail_action "unchecked":
+    UNCHECKED, delivered), as amavis's retries stop at the task's deadline
+    (Amavis/AV.pm, get_deadline), instead of the whole message timing out (451)."""
+    from decoders.unpack import unpack
+
+    path = tmp_path / "clamd.sock"
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))  # bound, not listening: every attempt is refused
+    config = scanner.config.loads(
+        '[server]\nmessage_timeout = 5.0\n[checks]\ntimeout = 120.0\n'
+        '[quarantine]\nampdp_socket = ""\n', "t.toml")
+    check = ClamAV(ClamAVSettings(endpoints=(f"unix:{path}",), cache_size=0,
+                                  fail_action="unchecked"),
+                   CheckContext(config=config, run_cpu=_run_here))
+
+    async def slow_unpack(func: Any, *args: Any) -> Any:
+        if func is unpack:
+            await asyncio.sleep(3.0)  # stands for a slow unpack, not synchronisation
+        return func(*args)
+
+    task = make_task(mail())
+    task.log_id = "00001-01"
+    try:
+        replies = handle_at_sink(config, [check], task, sink.port, run_cpu=slow_unpack)
+    finally:
+        check.close()
+        dead.close()
+    assert replies[0].startswith("250"), replies
+    assert [h.symbol for h in task.hits if h.source == "clamav"] == ["CLAMAV_UNCHECKED"]
+    assert len(sink.received) == 1

@@ -313,3 +313,21 @@ def test_control_characters_hidden_in_an_encoded_word_stay_hidden(
     got = _subjects(out)[0]
     assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]", got), got
     assert " ".join(got.split()) == shown
+
+
+@pytest.mark.parametrize("subject, written", [
+    (b"Hello \x01 w\xc3\xb6rld", b"Subject: ***SPAM*** Hello \x01 =?UTF-8?B?d8O2cmxk?="),
+    (b"Caf\xe9 \x1b[1m x\x7f", b"Subject: ***SPAM*** =?UTF-8?B?Q2Fmw6k=?= \x1b[1m x\x7f"),
+], ids=["control-before", "controls-after"])
+def test_raw_control_characters_of_a_rewritten_subject_stay_raw(subject: bytes,
+                                                                written: bytes) -> None:
+    """An 8-bit Subject is written anew for 7-bit mail; a raw control character in its
+    ASCII words before or after the 8-bit ones went into our encoded words. amavis's
+    q_encode keeps those words (FWS | utext: TAB, C0 controls but NUL, CR, LF, and
+    DEL) as they are and encodes only from the first 8-bit word to the last: so do we,
+    the tag included. The Subject reads back as before."""
+    out = prefix_subject(b"Subject: " + subject + b"\r\nTo: b\r\n\r\nbody\r\n", "***SPAM*** ")
+    assert out.split(b"\r\n")[0] == written
+    text = subject.decode("utf-8") if subject.startswith(b"Hello") else \
+        subject.decode("cp1252")
+    assert _subjects(out) == ["***SPAM*** " + text]

@@ -23,6 +23,11 @@ _WORD_OCTETS = 45  # UTF-8 octets per encoded word: 60 base64 characters, 72 in 
 _SUBJECT_WORD_OCTETS = 36
 _MAX_LINE = 998  # octets in a line, CRLF not counted (RFC 5322 2.1.1)
 _LONGEST_PLAIN_WORD = 900  # a longer word of a rewritten Subject goes in encoded words
+# a rewritten Subject's ASCII words (controls but NUL, CR, LF included) before the
+# first and after the last one that needs encoding: written as they are (amavis's
+# q_encode: FWS | utext)
+_PLAIN_ENDS = re.compile(r"([\x01-\x09\x0b\x0c\x0e-\x7f]*[ \t])?(.*?)"
+                         r"([ \t][\x01-\x09\x0b\x0c\x0e-\x7f]*)?", re.S)
 
 
 def without(raw: bytes, ranges: list[tuple[int, int]]) -> bytes:
@@ -119,12 +124,23 @@ def _text(value: bytes) -> str:
 
 def _rewritten(text: str, eol: bytes) -> bytes:
     """A Subject value written anew: ``text`` (CR and LF made spaces) as it is when
-    ASCII, else (or with a word too long for a line) as RFC 2047 encoded words; folded
-    under 78 columns, lines ending with ``eol``."""
+    ASCII, else its words from the first to the last one that is not ASCII as RFC 2047
+    encoded words and the ASCII words before and after them as they are, control
+    characters included, as amavis's q_encode keeps its head and tail (a word too long
+    for a line, or a ``=?`` there: encoded too); folded under 78 columns, lines ending
+    with ``eol``."""
     text = text.replace("\r", " ").replace("\n", " ")
-    plain = text.isascii() and max(map(len, text.split(" "))) <= _LONGEST_PLAIN_WORD
-    value = text if plain else encode_words(text, _SUBJECT_WORD_OCTETS).decode("ascii")
-    return fold("Subject", value).replace("\r\n", "\n").encode("ascii") \
+    head, middle, tail = _PLAIN_ENDS.fullmatch(text).groups(default="")  # type: ignore[union-attr]
+    if max(map(len, (head + tail).split(" "))) > _LONGEST_PLAIN_WORD:
+        head, middle, tail = "", text, ""
+    if "=?" in head:  # text that reads as an encoded word (one kept as written) stays
+        head, middle = "", head + middle  # inside ours, so no reader decodes it
+    if "=?" in tail:
+        middle, tail = middle + tail, ""
+    if middle and (not middle.isascii() or
+                   max(map(len, middle.split(" "))) > _LONGEST_PLAIN_WORD):
+        middle = encode_words(middle, _SUBJECT_WORD_OCTETS).decode("ascii")
+    return fold("Subject", head + middle + tail).replace("\r\n", "\n").encode("ascii") \
         .replace(b"\n", eol)
 
 

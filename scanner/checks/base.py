@@ -7,6 +7,7 @@ what that means. Checks are found through the ``scanner.checks`` entry point gro
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -100,7 +101,23 @@ class Check(Protocol):
 
     async def run(self, task: Task) -> Iterable[Hit]: ...
 
+    # A check of another kind whose findings are partly spam scores (the rules: spam
+    # rules and BAD-HEADER) may also have ``async def run_without_spam(task)``: what it
+    # finds besides spam, run instead of ``run`` when the message's spam checks are
+    # skipped (a bounce the bounce killer blocks, scanner.pipeline.checks).
+
 
 def fail_symbol(check_name: str) -> str:
     """The symbol that stands for 'this check could not do its job'."""
     return f"{check_name.upper()}_FAIL"
+
+
+def time_for_check(task: Task, budget: float) -> float:
+    """Seconds a check starting now may take: its ``budget`` (``checks.timeout``), or
+    what is left of the message's own time (``task.deadline``, from
+    ``server.message_timeout``) when that is less, since the time spent before the
+    checks (unpacking) counts against the message's time, not against the checks'."""
+    if task.deadline is None:
+        return budget
+    left = task.deadline - asyncio.get_running_loop().time()
+    return max(0.0, min(budget, left))

@@ -28,7 +28,8 @@ Outcomes are symbols, never exceptions:
   timed out or answered garbage and ``fail_action = "tempfail"``. Endpoints that
   refused the connection or hung up without an answer (a clamd being restarted) are
   tried again after ``retry_delays`` (amavis: 1 s, then 6 s) while the check's time
-  (``checks.timeout``) allows. With a ``backup_command`` (amavis's
+  (``checks.timeout``, or what is left of ``server.message_timeout`` if less) allows.
+  With a ``backup_command`` (amavis's
   ``@av_scanners_backup``, clamscan) the pieces clamd did not answer are scanned by it
   (:mod:`scanner.checks.clamav_backup`) and only its failure is CLAMAV_FAIL; its
   results are read as clamd's, are not cached, and are marked in the log and in
@@ -54,7 +55,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from scanner.checks.base import CheckContext
+from scanner.checks.base import CheckContext, time_for_check
 from scanner.checks.clamav_backup import BackupError, BackupScanner
 from scanner.checks.clamav_names import AMAVIS_SPAM_NAMES, NameTable, SpamName
 from scanner.checks.clamd_client import (
@@ -102,7 +103,8 @@ class ClamAVSettings:
     retry_delays: tuple[float, ...] = opt(
         [1.0, 6.0], "seconds to wait before each new try of the endpoints that refused the "
         "connection or hung up without an answer (clamd restarting), after every endpoint "
-        "failed: amavis's 1 s, then 6 s; never past checks.timeout; [] = no retry",
+        "failed: amavis's 1 s, then 6 s; never past checks.timeout or past what is left of "
+        "server.message_timeout; [] = no retry",
         min=0.0, max=60.0)
     fail_action: str = opt(
         "tempfail", "clamd unusable: tempfail (CLAMAV_FAIL, Postfix retries) or unchecked "
@@ -257,7 +259,7 @@ class ClamAV:
 
     async def run(self, task: Task) -> Iterable[Hit]:
         found = _Found()
-        deadline = self._deadline()
+        deadline = self._deadline(task)
         pieces = await self._pieces(task)
         for index, piece in enumerate(pieces):
             if self._skip(piece, found):
@@ -352,12 +354,13 @@ class ClamAV:
             return Hit(UNCHECKED, options=(f"clamd failed: {detail}",))
         return Hit(FAIL, options=(detail,))
 
-    def _deadline(self) -> float:
+    def _deadline(self, task: Task) -> float:
         """When this message's clamd requests must be over (the event loop's clock): a
-        little before the runner's checks.timeout, so that a failure still ends as this
-        check's own outcome (CLAMAV_FAIL or, with fail_action = "unchecked", UNCHECKED)
-        rather than as the runner's timeout."""
-        budget = self.context.config.checks.timeout
+        little before the runner's checks.timeout or the message's own deadline
+        (server.message_timeout), whichever comes first, so that a failure still ends
+        as this check's own outcome (CLAMAV_FAIL or, with fail_action = "unchecked",
+        UNCHECKED) rather than as the runner's or the message's timeout."""
+        budget = time_for_check(task, self.context.config.checks.timeout)
         return asyncio.get_running_loop().time() + budget - min(_DEADLINE_RESERVE,
                                                                   budget / 10)
 

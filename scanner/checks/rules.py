@@ -147,6 +147,11 @@ class Rules:
     async def run(self, task: Task) -> Iterable[Hit]:
         return await self._run_cpu(self.scan, task)
 
+    async def run_without_spam(self, task: Task) -> Iterable[Hit]:
+        """Only the BAD-HEADER findings: the run of a message whose spam checks are
+        skipped (a bounce the bounce killer blocks, :mod:`scanner.pipeline.checks`)."""
+        return bad_header_hits(task) if self._settings.bad_header else []
+
     def scan(self, task: Task) -> list[Hit]:
         """All hits for one message (CPU work; runs in a worker thread)."""
         with self._lock:

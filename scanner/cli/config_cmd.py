@@ -13,7 +13,7 @@ from typing import Any
 from scanner import config as cfgmod
 from scanner.checks.base import CheckContext, LastGood
 from scanner.errors import ConfigError
-from scanner.notices import load_templates
+from scanner.notices import load_templates, templates_key
 from scanner.registry import build_checks, close_checks, effective_check_settings
 from scanner.scores import ScoreTable, load_scores
 
@@ -58,16 +58,19 @@ def preflight(config: cfgmod.Config,
     """Build every enabled check and read the score files once, as ``scanner serve``
     does at start-up (and check the notice templates), so a bad check setting, score
     file or template stops here with its name;
-    the checks and the score table. What the checks load is kept in ``last_good``, and
+    the checks and the score table. What the checks load (and the templates) is kept in
+    ``last_good``, and
     serve hands the score table to every worker it forks (score files are read at
     start only)."""
     async def no_cpu(*_args: object) -> None:
         return None
 
     try:
-        load_templates(config.notices.templates_dir)
+        templates = load_templates(config.notices.templates_dir)
     except ConfigError as exc:
         raise ConfigError(f"{config.source}: {exc}") from None
+    if last_good is not None:  # serve's workers take them from there
+        last_good.keep(templates_key(config.notices.templates_dir), templates)
     checks = build_checks(config, CheckContext(config=config, run_cpu=no_cpu,
                                                last_good=last_good or LastGood()))
     return checks, load_scores(config.checks.score_files)

@@ -15,7 +15,6 @@ from scanner.checks.base import LastGood
 from scanner.cli.config_cmd import policy_source_problems, preflight, probe_checks
 from scanner.errors import ConfigError
 from scanner.hostname import configured_hostname
-from scanner.notices import load_templates
 from scanner.quarantine.ampdp import bind_ampdp_socket, unlink_ampdp_socket
 from scanner.quarantine.record import QuarantineError
 from scanner.scores import ScoreTable
@@ -43,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(config.server, hostname, config.source)
     last_good = LastGood()  # what the checks loaded now, for every worker forked later
     scores, watch = _preflight(config, last_good)
-    notices = load_templates(config.notices.templates_dir)  # checked by preflight
     _check_tmp_dir(config)
     _make_archive_directories(config)
     sockets = bind_listeners(config)
@@ -54,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         ampdp = _bind_ampdp(config)
         try:
             return Master(config, sockets, hostname, workers, ampdp, board,
-                          last_good, scores, watch, notices).run()
+                          last_good, scores, watch).run()
         finally:
             board.close()
             if ampdp is not None:

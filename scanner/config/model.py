@@ -144,7 +144,8 @@ class NoticesConfig:
     templates_dir: str = opt(
         "", "directory of site templates, one KIND.txt per notice (admin-virus.txt, "
         "recipient-banned.txt, dsn.txt, ...); a kind without a file there keeps the "
-        "shipped text; empty = the shipped texts (scanner/data/notices/); read at start")
+        "shipped text; empty = the shipped texts (scanner/data/notices/); read at start "
+        "and again on SIGHUP (a broken file keeps the templates in use)")
 
 
 @dataclass(frozen=True, slots=True)

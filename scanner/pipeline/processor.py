@@ -19,7 +19,7 @@ from scanner import logline
 from scanner.actions.run import Context, Deliver, Outcome, carry_out
 from scanner.config import Config, PolicyConfig
 from scanner.config.policy import apply
-from scanner.notices import NoticeTemplate, load_templates
+from scanner.notices import Notices, NoticeTemplate
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
 from scanner.pipeline.parse import message_id, parse_headers, postfix_queue_id
@@ -65,7 +65,8 @@ class Processor:
                  decoders: Sequence | None = None, quarantine: Any = None,
                  board: Any = None,
                  notices: Mapping[str, NoticeTemplate] | None = None) -> None:
-        """``notices``: the notice templates read at start (None: read them now)."""
+        """``notices``: the notice templates read at start (None: read them now); they
+        are read again from ``[notices] templates_dir`` on SIGHUP (:attr:`reloadable`)."""
         self._config = config
         # the worker's scoreboard slot: stages and counters for the watchdog and status
         self._board = board if board is not None else NullSlot()
@@ -85,15 +86,14 @@ class Processor:
         self._scores = scores
         self._pool = ConnectionPool(hop, max_idle=config.server.concurrency)
         self._hostname = hostname
-        self._notices = notices if notices is not None else \
-            load_templates(config.notices.templates_dir)
+        self._notices = Notices(config.notices.templates_dir, notices)
         self._sources = make_sources(config)  # policy SQL, then LDAP
 
     @property
     def reloadable(self) -> list[Any]:
-        """What besides the checks reloads on SIGHUP (scanner.serve.reload): the caches
-        of the policy SQL and LDAP lookups."""
-        return list(self._sources)
+        """What besides the checks reloads on SIGHUP (scanner.serve.reload): the notice
+        templates and the caches of the policy SQL and LDAP lookups."""
+        return [self._notices, *self._sources]
 
     async def handle(self, task: Task, listener: Listener,
                      deliver: Deliver | None = None) -> list[str]:
@@ -116,7 +116,8 @@ class Processor:
         counted: list[str] = []
         self._board.begin(task)
         try:
-            async with asyncio.timeout(self._config.server.message_timeout):
+            async with asyncio.timeout(self._config.server.message_timeout) as scope:
+                task.deadline = scope.when()  # checks bound their own retries by it
                 with current_message(task.digest):
                     replies, counted = await self._process(task, listener, deliver)
                 return replies
@@ -151,7 +152,7 @@ class Processor:
                     unpacked = await unpack_task(task, self._run_cpu, self._limits,
                                                  self._decoders, tmp_root(self._config))
                 await run_checks(task, self._checks, self._config.checks.timeout,
-                                 board.stage)
+                                 board.stage, self._scores)
         finally:
             if unpacked is not None and not keep_parts:
                 unpacked.close()

@@ -25,13 +25,11 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Mapping
 from typing import NoReturn
 
 from scanner.checks.base import LastGood
 from scanner.config import Config, ListenerConfig, load
 from scanner.errors import ConfigError
-from scanner.notices import NoticeTemplate
 from scanner.registry import close_checks
 from scanner.scores import ScoreTable
 from scanner.serve.accept import worker_shares
@@ -74,15 +72,13 @@ class Master:
     def __init__(self, config: Config, sockets: list, hostname: str, workers: int,
                  ampdp: socket.socket | None = None, board: Scoreboard | None = None,
                  last_good: LastGood | None = None,
-                 scores: ScoreTable | None = None, watch: FileWatch | None = None,
-                 notices: Mapping[str, NoticeTemplate] | None = None) -> None:
+                 scores: ScoreTable | None = None, watch: FileWatch | None = None) -> None:
         """``scores``: the score table read at start (every worker uses this one);
         None = each worker reads the score files itself. ``watch``: the checks' files
-        whose change is reloaded as a SIGHUP is. ``notices``: the notice templates read
-        at start, as ``scores``."""
+        whose change is reloaded as a SIGHUP is. ``last_good`` holds what the checks
+        loaded and the notice templates (read at start, again on SIGHUP)."""
         self._config = config
         self._scores = scores
-        self._notices = notices
         self._last_good = last_good if last_good is not None else LastGood()
         self._ampdp = ampdp
         self._sockets = sockets
@@ -259,8 +255,7 @@ class Master:
             _die_with_parent(self._master_pid)
             code = run_worker(self._config, self._sockets, self._hostname,
                               self._ampdp, self._board.slot(index),
-                              self._shares[index], self._last_good, self._scores,
-                              self._notices)
+                              self._shares[index], self._last_good, self._scores)
         except BaseException:
             log.exception("worker crashed")
             code = 1

@@ -17,14 +17,14 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from decoders.registry import load_decoders
 from scanner.checks.base import CheckContext, LastGood
 from scanner.config import Config, ListenerConfig
 from scanner.mailid import LogIds
-from scanner.notices import NoticeTemplate
+from scanner.notices import templates_key
 from scanner.pipeline.cpu import PoolJobs, make_run_cpu
 from scanner.pipeline.processor import Listener, Processor
 from scanner.quarantine.ampdp import start_ampdp_server
@@ -57,8 +57,7 @@ message waits for the queue's next run)."""
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                hostname: str, ampdp: socket.socket | None = None,
                slot: WorkerSlot | None = None, connections: int = 0,
-               last_good: LastGood | None = None, scores: ScoreTable | None = None,
-               notices: Mapping[str, NoticeTemplate] | None = None) -> int:
+               last_good: LastGood | None = None, scores: ScoreTable | None = None) -> int:
     """Serve until SIGTERM or retirement; then stop accepting and let open transactions
     finish. Returns the exit status: 0, or :data:`RETIRED`.
 
@@ -68,8 +67,8 @@ def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.so
     since, :class:`scanner.checks.base.LastGood`). ``scores``: the score table the
     master read at start (score files are read once, so a worker started later neither
     fails on a file gone since nor scores with an edit the others do not see); None =
-    read the score files now. ``notices``: the notice templates the master read at
-    start, likewise; None = read them now.
+    read the score files now. The notice templates the master read (at start, again on
+    SIGHUP) are in ``last_good``; none there = read them now.
 
     With ``SCANNER_PROFILE_DIR`` set in the environment, the worker runs under cProfile
     and writes ``worker-PID.prof`` there when it stops (for benchmarks, not production).
@@ -78,14 +77,14 @@ def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.so
     profile_dir = os.environ.get("SCANNER_PROFILE_DIR")
     if not profile_dir:
         return asyncio.run(_serve(config, sockets, hostname, ampdp, slot, connections, kept,
-                                  scores, notices))
+                                  scores))
     import cProfile
 
     profiler = cProfile.Profile()
     try:
         return profiler.runcall(asyncio.run,
                                 _serve(config, sockets, hostname, ampdp, slot, connections, kept,
-                                       scores, notices))
+                                       scores))
     finally:
         profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
 
@@ -103,8 +102,7 @@ def _open_quarantine(config: Config, hostname: str) -> Quarantine | None:
 async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
                  hostname: str, ampdp: socket.socket | None,
                  slot: WorkerSlot | None, connections: int, last_good: LastGood,
-                 scores: ScoreTable | None,
-                 notices: Mapping[str, NoticeTemplate] | None = None) -> int:
+                 scores: ScoreTable | None) -> int:
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cpu")
 
@@ -118,7 +116,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     processor = Processor(config, checks, scores,
                           NextHop.from_config(config.reinject, hostname), hostname,
                           run_cpu=run_cpu, decoders=load_decoders(), quarantine=quarantine,
-                          board=slot, notices=notices)
+                          board=slot,
+                          notices=last_good.get(templates_key(config.notices.templates_dir)))
     stop = asyncio.Event()
     # before anything is served: a stop or reload from now on is handled, not lost
     await handle_signals(loop, stop, Reloads([*checks, *processor.reloadable], run_cpu))

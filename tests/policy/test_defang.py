@@ -12,7 +12,7 @@ from scanner.actions.defang import defang, warning_lines
 from scanner.config import loads
 from scanner.scores import load_scores
 from scanner.task import Destiny, Hit, Verdict
-from tests.policy.test_recipient_mix import BADH, BANNED, BAYES, EICAR, RAW, copies, run
+from tests.policy.recipient_mix import BADH, BANNED, BAYES, EICAR, RAW, copies, run
 
 ORIGINAL = (b"Received: from mx.spam.example (mx.spam.example [192.0.2.7])\r\n"
             b"\tby mx.example.test with ESMTP id 4ABC; Sat,  5 Dec 2026 10:00:00 +0100\r\n"

@@ -17,7 +17,7 @@ from scanner.errors import ConfigError
 from scanner.task import ClientInfo, Envelope, Recipient, Task
 from scanner.testing.sink import Sink
 from tests.helpers import handle_at_sink
-from tests.policy.test_recipient_mix import EICAR, FakeCheck
+from tests.policy.recipient_mix import EICAR, FakeCheck
 from tests.test_pdp_scan import start  # noqa: F401  (fixture)
 
 TEXT = "Sent from Example Ltd: confidential.\n"

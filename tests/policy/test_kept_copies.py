@@ -13,7 +13,7 @@ import logging
 import pytest
 
 from scanner.quarantine import envelope, files
-from tests.policy.test_recipient_mix import BADH, BAYES, RAW, WORM, copies, run, summary
+from tests.policy.recipient_mix import BADH, BAYES, RAW, WORM, copies, run, summary
 
 ARCHIVE = 'archive_to = "archive@example.test"\n'
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from tests.policy.test_recipient_mix import BAYES, WORM, run, summaries, summary
+from tests.policy.recipient_mix import BAYES, WORM, run, summaries, summary
 
 SPAM = "kill_level = 2.0\ntag2_level = 2.0\n"
 

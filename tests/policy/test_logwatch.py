@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.policy.test_recipient_mix import RAW, run, summaries
+from tests.policy.recipient_mix import RAW, run, summaries
 
 PARSER = Path("/usr/share/logwatch/scripts/services/amavis")
 DISCARD = "spam_destiny = 'discard'\nblock_senders = ['@spam.example']\n"

@@ -245,3 +245,73 @@ def test_sighup_warns_of_a_template_broken_since_start(tmp_path: Path,
     [line] = [r.getMessage() for r in caplog.records]
     assert "dsn.txt: line 3: unknown variable $fehler" in line
     assert "still running with the configuration read at start" in line
+
+
+def _reload_config(tmp_path: Path) -> cfgmod.Config:
+    (tmp_path / "dsn.txt").write_text("Subject: alt\n\n$failed\n", encoding="utf-8")
+    path = tmp_path / "scanner.toml"
+    path.write_text(f'[notices]\ntemplates_dir = "{tmp_path}"\n[checks]\nenabled = []\n'
+                    f'[quarantine]\ndirectory = "{tmp_path}/q"\nampdp_socket = ""\n',
+                    encoding="utf-8")
+    return cfgmod.load(str(path))
+
+
+def test_sighup_reads_a_workers_templates_again(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A worker's SIGHUP reload (its checks and the processor's reloadable parts, as
+    scanner.serve.worker wires them) applies an edited template without a restart; a
+    broken edit keeps the templates in use and logs its file and line."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scanner.pipeline.cpu import make_run_cpu
+    from scanner.pipeline.processor import Processor
+    from scanner.reinject.deliver import NextHop
+    from scanner.scores import load_scores
+    from scanner.serve.reload import Reloads
+
+    config = _reload_config(tmp_path)
+    hop = NextHop("127.0.0.1", 9, False, 1, 1, "scanner.test", True)
+    proc = Processor(config, [], load_scores(), hop, "scanner.test")
+
+    async def sighup() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            run_cpu = make_run_cpu(asyncio.get_running_loop(), pool)
+            await Reloads([*proc.reloadable], run_cpu).now()
+
+    def subject() -> str:
+        return proc._notices["dsn"].render({})[0]
+
+    assert subject() == "alt"
+    (tmp_path / "dsn.txt").write_text("Subject: neu\n\n$failed\n", encoding="utf-8")
+    asyncio.run(sighup())
+    assert subject() == "neu"
+    (tmp_path / "dsn.txt").write_text("Subject: kaputt\n\n$fehler\n", encoding="utf-8")
+    with caplog.at_level("ERROR", logger="scanner"):
+        asyncio.run(sighup())
+    assert subject() == "neu"
+    assert f"{tmp_path}/dsn.txt: line 3: unknown variable $fehler" in caplog.text
+
+
+def test_sighup_gives_workers_started_later_the_templates_read_then(tmp_path: Path) -> None:
+    """The master reads the templates again on SIGHUP (as a start would) into what it
+    hands every worker it forks: an edit reaches a worker started later too; a broken
+    edit leaves the last good ones there."""
+    from scanner.checks.base import LastGood
+    from scanner.notices import templates_key
+    from scanner.serve.master import report_config_on_hup
+
+    config = _reload_config(tmp_path)
+    last_good = LastGood()
+    preflight(config, last_good)  # scanner serve's start
+
+    def subject() -> str:
+        return last_good.get(templates_key(str(tmp_path)))["dsn"].render({})[0]
+
+    assert subject() == "alt"
+    (tmp_path / "dsn.txt").write_text("Subject: neu\n\n$failed\n", encoding="utf-8")
+    report_config_on_hup(config, last_good)
+    assert subject() == "neu"
+    (tmp_path / "dsn.txt").write_text("Subject: kaputt\n\n$fehler\n", encoding="utf-8")
+    report_config_on_hup(config, last_good)
+    assert subject() == "neu"
