@@ -94,6 +94,10 @@ class Rules:
         **{s: f"amavis BAD-HEADER-{n}" for s, n in badheader.CODES.items()},
     }
     default_enabled: ClassVar[bool] = True
+    kind: ClassVar[str] = "spam"
+    """Its rule hits are spam scores (dropped for bypass_spam_checks, as amavis then
+    does not call SpamAssassin); its BAD-HEADER hits carry their own source
+    (``bad_header``) and go by their category (bypass_header_checks)."""
     Settings: ClassVar[type] = RulesSettings
 
     def __init__(self, settings: RulesSettings, context: CheckContext) -> None:

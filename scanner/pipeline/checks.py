@@ -54,13 +54,15 @@ async def run_checks(task: Task, checks: Sequence, timeout: float,
 
 
 def without_spam(checks: Sequence) -> list:
-    """``checks`` less those of kind ``spam``; one with ``run_without_spam`` runs that."""
+    """``checks`` less those of kind ``spam``; one with ``run_without_spam`` (the rules:
+    spam rules plus BAD-HEADER) runs that instead, whatever its kind."""
     kept: list[Any] = []
     for check in checks:
-        if getattr(check, "kind", "other") == "spam":
-            continue
         partial = getattr(check, "run_without_spam", None)
-        kept.append(_WithoutSpam(_name(check), partial) if partial is not None else check)
+        if partial is not None:
+            kept.append(_WithoutSpam(_name(check), partial))
+        elif getattr(check, "kind", "other") != "spam":
+            kept.append(check)
     return kept
 
 
