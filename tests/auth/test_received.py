@@ -250,3 +250,73 @@ def test_header_values_read_in_one_pass_as_get_all() -> None:
     assert _values_by_name(msg, names) == expected
     assert expected[0][1].startswith("from c") and len(expected[2]) == 2
     assert _values_by_name(None, names) == [[] for _ in names]
+
+
+# -- msa_networks (SpamAssassin's Conf.pm and Message/Metadata/Received.pm) -----------
+
+MSA_CHAIN = [
+    "from mx1.ours.test (mx1.ours.test [10.0.0.5]) by mx2.ours.test (Postfix) with ESMTP "
+    "id 1AB; Mon, 2 Jun 2025 10:00:01 +0000",
+    "from msa.ours.test (msa.ours.test [10.0.0.9]) by mx1.ours.test (Postfix) with ESMTP "
+    "id 3EF; Mon, 2 Jun 2025 10:00:00 +0000",
+    "from laptop.home.test (dsl.isp.test [192.0.2.50]) by msa.ours.test (Postfix) with "
+    "ESMTP id 2CD; Mon, 2 Jun 2025 10:00:00 +0000"]
+MX1, MSA, LAPTOP, WEBMAIL = (
+    "[ ip=10.0.0.5 rdns=mx1.ours.test helo=mx1.ours.test by=mx2.ours.test ident= envfrom= "
+    "intl=1 id=1AB auth= msa=0 ]",
+    "[ ip=10.0.0.9 rdns=msa.ours.test helo=msa.ours.test by=mx1.ours.test ident= envfrom= "
+    "intl=0 id=3EF auth= msa={} ]",
+    "[ ip=192.0.2.50 rdns=dsl.isp.test helo=laptop.home.test by=msa.ours.test ident= "
+    "envfrom= intl=0 id=2CD auth= msa=0 ]",
+    "[ ip=198.51.100.77 rdns= helo= by= ident= envfrom= intl=0 id= auth= msa=0 ]")
+TEN, MX1_ONLY = parse_networks(["10.0.0.0/8"]), parse_networks(["10.0.0.5/32"])
+
+
+def test_hops_below_an_msa_keep_its_trust() -> None:
+    """SpamAssassin 4.0.1 with trusted_networks 10.0.0.0/8, internal_networks 10.0.0.5,
+    msa_networks 10.0.0.9 and originating_ip_headers X-Originating-IP gives these four
+    values (checked with Mail::SpamAssassin on this machine): the MSA is marked msa=1,
+    the user's hop and the webmail address below it stay trusted and external."""
+    chain = find_chain(MSA_CHAIN, ClientInfo(), TEN, MX1_ONLY, originating=["198.51.100.77"],
+                       msa=parse_networks(["10.0.0.9"]))
+    assert pseudo_headers(chain) == {
+        "X-Spam-Relays-Trusted": " ".join([MX1, MSA.format(1), LAPTOP, WEBMAIL]),
+        "X-Spam-Relays-Untrusted": "",
+        "X-Spam-Relays-Internal": MX1,
+        "X-Spam-Relays-External": " ".join([MSA.format(1), LAPTOP, WEBMAIL])}
+    assert chain.origin().all_trusted  # no SPF or DNSBL look-up of our own user
+    without = find_chain(MSA_CHAIN, ClientInfo(), TEN, MX1_ONLY)
+    assert without.origin().first_untrusted.ip == "192.0.2.50"  # type: ignore[union-attr]
+
+
+def test_an_msa_outside_trusted_networks_is_no_msa() -> None:
+    """SpamAssassin's lint drops an msa_networks entry outside trusted_networks (same
+    check with trusted_networks 10.0.0.5: the MSA's hop is simply untrusted)."""
+    chain = find_chain(MSA_CHAIN, ClientInfo(), MX1_ONLY, MX1_ONLY,
+                       originating=["198.51.100.77"], msa=parse_networks(["10.0.0.9"]))
+    assert pseudo_headers(chain)["X-Spam-Relays-Untrusted"] == " ".join(
+        [MSA.format(0), LAPTOP, WEBMAIL])
+
+
+def test_an_internal_msa_makes_the_hops_below_it_internal() -> None:
+    """As SpamAssassin's msa_networks documentation says: below an MSA that is trusted
+    and internal, every relay is trusted and internal (intl=1)."""
+    chain = find_chain(MSA_CHAIN, ClientInfo(), TEN, TEN, msa=parse_networks(["10.0.0.9"]))
+    assert [(h.relay.ip, h.trusted, h.internal, h.msa) for h in chain.hops] == [
+        ("10.0.0.5", True, True, False), ("10.0.0.9", True, True, True),
+        ("192.0.2.50", True, True, False)]
+
+
+def test_msa_networks_is_a_setting_of_every_chain_reader() -> None:
+    """auth, dnsbl and rules read msa_networks as they read trusted_networks."""
+    from scanner.checks.auth import Auth
+    from scanner.checks.dnsbl import Dnsbl
+    from scanner.checks.rules import RulesSettings, relay_networks
+    from scanner.config import loads
+    from tests.auth.conftest import make_check
+    for cls in (Auth, Dnsbl):
+        check = make_check(cls, {"msa_networks": ["10.0.0.9"]})
+        assert check._nets.msa == parse_networks(["10.0.0.9"])
+    config = loads("")
+    nets = relay_networks(RulesSettings(msa_networks=("10.0.0.9",)), config)
+    assert nets.msa == parse_networks(["10.0.0.9"])
