@@ -57,7 +57,8 @@ while (defined(my $len = <STDIN>)) {
   my $msg = $sa->parse($text, 1);
   my $pms = Mail::SpamAssassin::PerMsgStatus->new($sa, $msg);
   $pms->extract_message_metadata();
-  print join("\t", map { my $v = $pms->get($_); defined $v ? $v : '' } @h), "\n";
+  print join("\t", (map { my $v = $pms->get($_); defined $v ? $v : '' } @h),
+                  $pms->{num_relays_unparseable} || 0), "\n";
   $pms->finish(); $msg->finish();
 }
 """
@@ -79,7 +80,8 @@ def messages(sample: int, seed: int) -> list[tuple[str, bytes]]:
 
 
 def spamassassin(batch: list[bytes], msa: tuple[Network, ...] = ()) -> list[list[str]]:
-    """SpamAssassin's four pseudo-headers per message."""
+    """SpamAssassin's four pseudo-headers and its count of unparseable Received headers
+    (``num_relays_unparseable``) per message."""
     nets = " ".join(str(n) for n in NOT_PUBLIC)
     cf = (f"trusted_networks {nets}\ninternal_networks {nets}\nclear_originating_ip_headers\n"
           f"originating_ip_headers {' '.join(ORIGINATING_IP_HEADERS)}\n")
@@ -90,14 +92,16 @@ def spamassassin(batch: list[bytes], msa: tuple[Network, ...] = ()) -> list[list
         proc = subprocess.run(["perl", "-e", PERL, cf, empty], input=feed,
                               capture_output=True, timeout=3600, check=True)
     lines = proc.stdout.decode("latin-1").split("\n")[:len(batch)]
-    return [(line.split("\t") + [""] * 4)[:4] for line in lines]
+    return [(line.split("\t") + [""] * 5)[:5] for line in lines]
 
 
 def ours(raw: bytes, msa: tuple[Network, ...] = ()) -> list[str]:
+    """Our four pseudo-headers and count of unparseable Received headers."""
     view = MessageView(raw)
     if msa:
         view = MessageView(raw, chain=headers_chain(view.headers, msa))
-    return [(view.header_text(h, b"") or b"").decode("latin-1") for h in HEADERS]
+    return [*((view.header_text(h, b"") or b"").decode("latin-1") for h in HEADERS),
+            str(view.relays_unparseable)]
 
 
 def fields(value: str) -> list[dict[str, str]]:
@@ -114,8 +118,16 @@ def compare(msgs: list[tuple[str, bytes]], show: int, msa: tuple[Network, ...] =
     relays_total = 0
     examples: list[str] = []
     msa_marks = [0, 0]
-    for (name, raw), sa in zip(msgs, theirs, strict=True):
-        mine = ours(raw, msa)
+    unparseable: Counter = Counter()
+    for (name, raw), sa_all in zip(msgs, theirs, strict=True):
+        mine_all = ours(raw, msa)
+        mine, sa = mine_all[:4], sa_all[:4]
+        mark = (mine_all[4] != "0", sa_all[4] != "0")
+        unparseable.update(["ours"] * mark[0] + ["SpamAssassin"] * mark[1]
+                           + ["both"] * (mark == (True, True)))
+        if mark[0] != mark[1] and len(examples) < show:
+            examples.append(f"{name}: unparseable Received headers: ours {mine_all[4]} "
+                            f"SA {sa_all[4]}")
         msa_marks[0] += mine[0].count(" msa=1 ]")
         msa_marks[1] += sa[0].count(" msa=1 ]")
         if mine == sa:
@@ -137,7 +149,7 @@ def compare(msgs: list[tuple[str, bytes]], show: int, msa: tuple[Network, ...] =
                         examples.append(f"{name}: {key}: ours {x.get(key)!r} SA {y[key]!r}")
     return {"messages": len(msgs), "identical": same_msg, "by_header": dict(by_header),
             "by_field": dict(by_field), "relays": relays_total, "examples": examples,
-            "msa_marks": msa_marks}
+            "msa_marks": msa_marks, "unparseable": dict(unparseable)}
 
 
 def main() -> int:
@@ -156,6 +168,7 @@ def main() -> int:
     print(f"differing messages by header: {result['by_header']}")
     print(f"differing relay fields (relays compared: {result['relays']}): "
           f"{result['by_field']}")
+    print(f"messages with an unparseable Received header: {result['unparseable']}")
     if args.msa:
         print("relays marked msa=1 (ours, SpamAssassin's): {}, {}".format(
             *result["msa_marks"]))  # type: ignore[misc]

@@ -19,7 +19,10 @@ submission, ``from userid 1000``) met in the trusted part ends the search for th
 the chain and its pseudo-headers go on below it as SpamAssassin's do; and with no
 networks configured SpamAssassin guesses them (private addresses trusted), while here
 the callers' defaults (``[policy] mynetworks``) apply. A mail fetcher's header
-(``with POP3``/``IMAP``) in the trusted part restarts the chain, as in SpamAssassin.
+(``with POP3``/``IMAP``) in the trusted part restarts the chain, as in SpamAssassin; an
+unparseable header is skipped and counted (``unparseable``, for UNPARSEABLE_RELAY),
+never taken for a local submission. A trusted hop from ``msa_networks`` passes its
+marks to every hop below it.
 The pseudo-headers of :func:`pseudo_headers` follow SpamAssassin's format field by
 field.
 
@@ -37,7 +40,7 @@ from dataclasses import dataclass, replace
 from email.message import Message
 from typing import NamedTuple, Protocol
 
-from scanner.auth.received_line import FETCHED, Relay, parse_received, plain_ip
+from scanner.auth.received_line import FETCHED, UNPARSEABLE, Relay, parse_received, plain_ip
 from scanner.dns.blocked import Network, parse_networks
 from scanner.errors import ConfigError
 from scanner.task import ClientInfo, Task
@@ -84,6 +87,8 @@ class RelayChain:
     # ALL-UNTRUSTED, ALL-INTERNAL and ALL-EXTERNAL
     last_trusted_index: int = -1
     last_internal_index: int = -1
+    # Received headers no known format reads (SpamAssassin's num_relays_unparseable)
+    unparseable: int = 0
 
     @property
     def trusted(self) -> list[Relay]:
@@ -172,9 +177,14 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
     submitted = found_msa = False
     local_at: int | None = None
     last = [-1, -1]  # SpamAssassin's last trusted and last internal Received index
+    unparseable = 0
     out: list[ChainHop] = []
     for n, hop in enumerate(hops):
         is_header = synthetic <= n < first_originating
+        if hop is UNPARSEABLE:  # skipped, as SpamAssassin does, and counted; not local
+            unparseable += 1
+            last = [last[0] + in_trusted, last[1] + in_internal]
+            continue
         if hop is FETCHED or hop is None:
             last = [last[0] + in_trusted, last[1] + in_internal] if is_header else last
             if hop is FETCHED and in_trusted:  # our own fetchmail: the chain starts again
@@ -194,7 +204,7 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
         if is_header:
             last = [last[0] + in_trusted, last[1] + in_internal]
     return RelayChain(tuple(out), source if first_originating else "none", local_at,
-                      last[0], last[1])
+                      last[0], last[1], unparseable)
 
 
 def _judge(hop: Relay, in_internal: bool, trusted: Sequence[Network],

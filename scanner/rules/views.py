@@ -180,6 +180,12 @@ class MessageView:
                 out.append(f"{pair[0]} {pair[1]}".encode("ascii"))
         return out
 
+    @property
+    def relays_unparseable(self) -> int:
+        """Received headers no known format reads (SpamAssassin's
+        num_relays_unparseable)."""
+        return self._chain.unparseable
+
     @cached_property
     def _chain(self) -> RelayChain:
         return self.chain if self.chain is not None else headers_chain(self.headers)
