@@ -5,13 +5,15 @@ parses each message and prints ``$pms->get('X-Spam-Relays-Untrusted')`` and the
 Trusted, Internal and External ones, with trusted_networks and internal_networks set to
 the private and reserved ranges our rules view assumes when no Task hands it a chain
 (:data:`scanner.dns.reverse.NOT_PUBLIC`) and SpamAssassin's default
-originating_ip_headers; then compares them with :class:`scanner.rules.views.MessageView`
-on the same bytes, per header and per relay field.
+originating_ip_headers (and, with ``--msa``, the same msa_networks on both sides); then
+compares them with :class:`scanner.rules.views.MessageView` on the same bytes, per header
+and per relay field.
 
 Messages: every file under ``corpora/`` and a seeded sample of
 ``../shared/corpora/spamassassin-public.tar.xz``.
 
     .venv/bin/python scripts/relays_differential.py [--sample 1000] [--seed 1] [--show 10]
+        [--msa 127.0.0.0/8 --msa 10.0.0.0/8]
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scanner.auth.received import ORIGINATING_IP_HEADERS  # noqa: E402
+from scanner.dns.blocked import Network, parse_networks  # noqa: E402
 from scanner.dns.reverse import NOT_PUBLIC  # noqa: E402
 from scanner.ml.mailbox_reader import iter_messages  # noqa: E402
-from scanner.rules.views import MessageView  # noqa: E402
+from scanner.rules.views import MessageView, headers_chain  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpora" / "spamassassin-public.tar.xz"
 HEADERS = ("X-Spam-Relays-Trusted", "X-Spam-Relays-Untrusted", "X-Spam-Relays-Internal",
@@ -54,7 +57,8 @@ while (defined(my $len = <STDIN>)) {
   my $msg = $sa->parse($text, 1);
   my $pms = Mail::SpamAssassin::PerMsgStatus->new($sa, $msg);
   $pms->extract_message_metadata();
-  print join("\t", map { my $v = $pms->get($_); defined $v ? $v : '' } @h), "\n";
+  print join("\t", (map { my $v = $pms->get($_); defined $v ? $v : '' } @h),
+                  $pms->{num_relays_unparseable} || 0), "\n";
   $pms->finish(); $msg->finish();
 }
 """
@@ -75,22 +79,29 @@ def messages(sample: int, seed: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def spamassassin(batch: list[bytes]) -> list[list[str]]:
-    """SpamAssassin's four pseudo-headers per message."""
+def spamassassin(batch: list[bytes], msa: tuple[Network, ...] = ()) -> list[list[str]]:
+    """SpamAssassin's four pseudo-headers and its count of unparseable Received headers
+    (``num_relays_unparseable``) per message."""
     nets = " ".join(str(n) for n in NOT_PUBLIC)
     cf = (f"trusted_networks {nets}\ninternal_networks {nets}\nclear_originating_ip_headers\n"
           f"originating_ip_headers {' '.join(ORIGINATING_IP_HEADERS)}\n")
+    if msa:
+        cf += f"msa_networks {' '.join(str(n) for n in msa)}\n"
     feed = b"".join(b"%d\n" % len(raw) + raw for raw in batch)
     with tempfile.TemporaryDirectory() as empty:
         proc = subprocess.run(["perl", "-e", PERL, cf, empty], input=feed,
                               capture_output=True, timeout=3600, check=True)
     lines = proc.stdout.decode("latin-1").split("\n")[:len(batch)]
-    return [(line.split("\t") + [""] * 4)[:4] for line in lines]
+    return [(line.split("\t") + [""] * 5)[:5] for line in lines]
 
 
-def ours(raw: bytes) -> list[str]:
+def ours(raw: bytes, msa: tuple[Network, ...] = ()) -> list[str]:
+    """Our four pseudo-headers and count of unparseable Received headers."""
     view = MessageView(raw)
-    return [(view.header_text(h, b"") or b"").decode("latin-1") for h in HEADERS]
+    if msa:
+        view = MessageView(raw, chain=headers_chain(view.headers, msa))
+    return [*((view.header_text(h, b"") or b"").decode("latin-1") for h in HEADERS),
+            str(view.relays_unparseable)]
 
 
 def fields(value: str) -> list[dict[str, str]]:
@@ -98,15 +109,27 @@ def fields(value: str) -> list[dict[str, str]]:
             for relay in _RELAY.findall(value)]
 
 
-def compare(msgs: list[tuple[str, bytes]], show: int) -> dict[str, object]:
-    theirs = spamassassin([raw for _, raw in msgs])
+def compare(msgs: list[tuple[str, bytes]], show: int, msa: tuple[Network, ...] = ()
+            ) -> dict[str, object]:
+    theirs = spamassassin([raw for _, raw in msgs], msa)
     same_msg = 0
     by_header: Counter = Counter()
     by_field: Counter = Counter()
     relays_total = 0
     examples: list[str] = []
-    for (name, raw), sa in zip(msgs, theirs, strict=True):
-        mine = ours(raw)
+    msa_marks = [0, 0]
+    unparseable: Counter = Counter()
+    for (name, raw), sa_all in zip(msgs, theirs, strict=True):
+        mine_all = ours(raw, msa)
+        mine, sa = mine_all[:4], sa_all[:4]
+        mark = (mine_all[4] != "0", sa_all[4] != "0")
+        unparseable.update(["ours"] * mark[0] + ["SpamAssassin"] * mark[1]
+                           + ["both"] * (mark == (True, True)))
+        if mark[0] != mark[1] and len(examples) < show:
+            examples.append(f"{name}: unparseable Received headers: ours {mine_all[4]} "
+                            f"SA {sa_all[4]}")
+        msa_marks[0] += mine[0].count(" msa=1 ]")
+        msa_marks[1] += sa[0].count(" msa=1 ]")
         if mine == sa:
             same_msg += 1
             relays_total += len(fields(sa[1])) + len(fields(sa[0]))
@@ -125,7 +148,8 @@ def compare(msgs: list[tuple[str, bytes]], show: int) -> dict[str, object]:
                     if len(examples) < show:
                         examples.append(f"{name}: {key}: ours {x.get(key)!r} SA {y[key]!r}")
     return {"messages": len(msgs), "identical": same_msg, "by_header": dict(by_header),
-            "by_field": dict(by_field), "relays": relays_total, "examples": examples}
+            "by_field": dict(by_field), "relays": relays_total, "examples": examples,
+            "msa_marks": msa_marks, "unparseable": dict(unparseable)}
 
 
 def main() -> int:
@@ -133,15 +157,21 @@ def main() -> int:
     ap.add_argument("--sample", type=int, default=1000, help="public corpus messages")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--show", type=int, default=15, help="field differences to print")
+    ap.add_argument("--msa", action="append", default=[],
+                    help="an msa_networks entry for both sides (repeatable)")
     args = ap.parse_args()
     msgs = messages(args.sample, args.seed)
-    result = compare(msgs, args.show)
+    result = compare(msgs, args.show, parse_networks(args.msa))
     pct = 100.0 * result["identical"] / max(1, result["messages"])  # type: ignore[operator]
     print(f"messages: {result['messages']}, all four pseudo-headers identical: "
           f"{result['identical']} ({pct:.1f}%)")
     print(f"differing messages by header: {result['by_header']}")
     print(f"differing relay fields (relays compared: {result['relays']}): "
           f"{result['by_field']}")
+    print(f"messages with an unparseable Received header: {result['unparseable']}")
+    if args.msa:
+        print("relays marked msa=1 (ours, SpamAssassin's): {}, {}".format(
+            *result["msa_marks"]))  # type: ignore[misc]
     for line in result["examples"]:  # type: ignore[attr-defined]
         print("  " + line)
     return 0

@@ -19,7 +19,10 @@ submission, ``from userid 1000``) met in the trusted part ends the search for th
 the chain and its pseudo-headers go on below it as SpamAssassin's do; and with no
 networks configured SpamAssassin guesses them (private addresses trusted), while here
 the callers' defaults (``[policy] mynetworks``) apply. A mail fetcher's header
-(``with POP3``/``IMAP``) in the trusted part restarts the chain, as in SpamAssassin.
+(``with POP3``/``IMAP``) in the trusted part restarts the chain, as in SpamAssassin; an
+unparseable header is skipped and counted (``unparseable``, for UNPARSEABLE_RELAY),
+never taken for a local submission. A trusted hop from ``msa_networks`` passes its
+marks to every hop below it.
 The pseudo-headers of :func:`pseudo_headers` follow SpamAssassin's format field by
 field.
 
@@ -35,15 +38,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from email.message import Message
+from typing import NamedTuple, Protocol
 
-from scanner.auth.received_line import FETCHED, Relay, parse_received, plain_ip
+from scanner.auth.received_line import FETCHED, UNPARSEABLE, Relay, parse_received, plain_ip
 from scanner.dns.blocked import Network, parse_networks
 from scanner.errors import ConfigError
 from scanner.task import ClientInfo, Task
 
-__all__ = ["Origin", "Relay", "RelayChain", "find_chain", "find_origin", "originating_ips",
-           "parse_received", "plain_ip", "pseudo_headers", "task_chain", "task_origin",
-           "task_received"]
+__all__ = ["ChainNetworks", "Origin", "Relay", "RelayChain", "chain_networks", "find_chain",
+           "find_origin", "originating_ips", "parse_received", "plain_ip", "pseudo_headers",
+           "task_chain", "task_origin", "task_received"]
 # SpamAssassin's originating_ip_headers (10_default_prefs.cf): a webmail client's
 # address, appended below the Received chain as one more hop
 ORIGINATING_IP_HEADERS = ("X-Yahoo-Post-IP", "X-Originating-IP", "X-Apparently-From",
@@ -83,6 +87,8 @@ class RelayChain:
     # ALL-UNTRUSTED, ALL-INTERNAL and ALL-EXTERNAL
     last_trusted_index: int = -1
     last_internal_index: int = -1
+    # Received headers no known format reads (SpamAssassin's num_relays_unparseable)
+    unparseable: int = 0
 
     @property
     def trusted(self) -> list[Relay]:
@@ -147,7 +153,7 @@ def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Network],
                internal: Sequence[Network], trust_authenticated: bool = True,
-               originating: Sequence[str] = ()) -> RelayChain:
+               originating: Sequence[str] = (), msa: Sequence[Network] = ()) -> RelayChain:
     """Walk XFORWARD and the Received headers (newest first), marking each hop trusted
     and internal as SpamAssassin does.
 
@@ -156,7 +162,11 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
     every Received hop below it (our own user's side of the submission; SpamAssassin
     judges each of those by its address). ``originating`` addresses
     (:func:`originating_ips`) follow the Received hops and are judged by their address,
-    as in SpamAssassin.
+    as in SpamAssassin. A trusted hop from ``msa`` networks (SpamAssassin's
+    ``msa_networks``: a submission server that accepts only our own users) is marked
+    ``msa=1``, and every hop below it, originating addresses included, keeps its trusted
+    and internal marks (SpamAssassin's ``found_msa``); an ``msa`` address outside the
+    trusted networks is no MSA (SpamAssassin's lint drops such an entry).
     """
     hops, source = _hops(received[:MAX_HOPS], client)
     synthetic = len(hops) - min(len(received), MAX_HOPS)  # XFORWARD's hop, no header
@@ -164,12 +174,17 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
     hops += [Relay(ip=ip) for ip in originating]
     trusted_all = [*trusted, *internal]
     in_trusted = in_internal = True
-    submitted = False
+    submitted = found_msa = False
     local_at: int | None = None
     last = [-1, -1]  # SpamAssassin's last trusted and last internal Received index
+    unparseable = 0
     out: list[ChainHop] = []
     for n, hop in enumerate(hops):
         is_header = synthetic <= n < first_originating
+        if hop is UNPARSEABLE:  # skipped, as SpamAssassin does, and counted; not local
+            unparseable += 1
+            last = [last[0] + in_trusted, last[1] + in_internal]
+            continue
         if hop is FETCHED or hop is None:
             last = [last[0] + in_trusted, last[1] + in_internal] if is_header else last
             if hop is FETCHED and in_trusted:  # our own fetchmail: the chain starts again
@@ -178,19 +193,32 @@ def find_chain(received: Sequence[str], client: ClientInfo, trusted: Sequence[Ne
             elif hop is None and in_trusted and local_at is None:  # a local submission
                 local_at = len(out)
             continue
-        if in_trusted and (not submitted or n >= first_originating):
-            auth = trust_authenticated and hop.authenticated
-            if not auth and not in_networks(hop.ip, trusted_all):
-                in_trusted = in_internal = False
-            elif in_internal and not auth and not in_networks(hop.ip, internal):
-                in_internal = False
-            submitted = auth
-        out.append(ChainHop(hop, in_trusted, in_internal,
+        is_msa = False
+        if in_trusted and not found_msa:
+            if not submitted or n >= first_originating:
+                in_trusted, in_internal, submitted = _judge(
+                    hop, in_internal, trusted_all, internal, trust_authenticated)
+            is_msa = found_msa = in_trusted and _is_msa(hop.ip, msa, trusted_all)
+        out.append(ChainHop(hop, in_trusted, in_internal, msa=is_msa,
                             originating=n >= first_originating))
         if is_header:
             last = [last[0] + in_trusted, last[1] + in_internal]
     return RelayChain(tuple(out), source if first_originating else "none", local_at,
-                      last[0], last[1])
+                      last[0], last[1], unparseable)
+
+
+def _judge(hop: Relay, in_internal: bool, trusted: Sequence[Network],
+           internal: Sequence[Network], trust_authenticated: bool) -> tuple[bool, bool, bool]:
+    """(trusted, internal, authenticated) of a hop met in the trusted part of the chain."""
+    auth = trust_authenticated and hop.authenticated
+    if not auth and not in_networks(hop.ip, trusted):
+        return False, False, False
+    return True, in_internal and (auth or in_networks(hop.ip, internal)), auth
+
+
+def _is_msa(ip: str, msa: Sequence[Network], trusted: Sequence[Network]) -> bool:
+    """A trusted hop from ``msa_networks`` (which count only inside the trusted ones)."""
+    return bool(msa) and in_networks(ip, msa) and in_networks(ip, trusted)
 
 
 def originating_ips(values: Sequence[str]) -> list[str]:
@@ -238,18 +266,46 @@ def networks_setting(values: Sequence[str], default: Sequence[str], key: str, so
         raise ConfigError(f"{source}: '{key}': {exc}") from None
 
 
+class NetworkSettings(Protocol):
+    """The ``*_networks`` keys of a check that reads the chain (auth, dnsbl, rules)."""
+
+    trusted_networks: tuple[str, ...]
+    internal_networks: tuple[str, ...]
+    msa_networks: tuple[str, ...]
+
+
+class ChainNetworks(NamedTuple):
+    """A check's trusted, internal and MSA networks, parsed."""
+
+    trusted: tuple[Network, ...]
+    internal: tuple[Network, ...]
+    msa: tuple[Network, ...]
+
+
+def chain_networks(settings: NetworkSettings, mynetworks: Sequence[str], where: str,
+                   source: str) -> ChainNetworks:
+    """A check's networks: trusted (default ``[policy] mynetworks``), internal (default
+    the trusted ones) and MSA (default none), as SpamAssassin's three settings."""
+    trusted = settings.trusted_networks
+    return ChainNetworks(
+        networks_setting(trusted, mynetworks, f"{where}.trusted_networks", source),
+        networks_setting(settings.internal_networks, trusted or mynetworks,
+                         f"{where}.internal_networks", source),
+        networks_setting(settings.msa_networks, (), f"{where}.msa_networks", source))
+
+
 def task_chain(task: Task, trusted: Sequence[Network], internal: Sequence[Network],
-               trust_authenticated: bool = True) -> RelayChain:
+               trust_authenticated: bool = True, msa: Sequence[Network] = ()) -> RelayChain:
     """:func:`find_chain` for a Task (its XFORWARD client and Received headers), computed
     once per Task and set of networks: the auth, dnsbl and rules checks share it."""
-    key = (tuple(trusted), tuple(internal), trust_authenticated)
+    key = (tuple(trusted), tuple(internal), trust_authenticated, tuple(msa))
     chain = task.relay_chains.get(key)
     if chain is None:
         received, *originating = _values_by_name(task.message,
                                                  ("Received", *ORIGINATING_IP_HEADERS))
         chain = task.relay_chains[key] = find_chain(
             received, task.client, trusted, internal, trust_authenticated,
-            originating_ips([v for values in originating for v in values]))
+            originating_ips([v for values in originating for v in values]), msa)
     return chain
 
 
@@ -272,6 +328,6 @@ def task_received(task: Task) -> list[str]:
 
 
 def task_origin(task: Task, trusted: Sequence[Network], internal: Sequence[Network],
-                trust_authenticated: bool = True) -> Origin:
+                trust_authenticated: bool = True, msa: Sequence[Network] = ()) -> Origin:
     """The first untrusted and last external relay of the Task's :func:`task_chain`."""
-    return task_chain(task, trusted, internal, trust_authenticated).origin()
+    return task_chain(task, trusted, internal, trust_authenticated, msa).origin()

@@ -8,8 +8,10 @@ authentication method (``auth``: ``ESMTPA``, ``Postfix``, ...). Field values kee
 case they were written in; :meth:`Relay.as_string` gives SpamAssassin's
 ``[ ip=... rdns=... helo=... by=... ident= envfrom= intl=0 id=... auth= msa=0 ]`` form.
 
-Headers SpamAssassin ignores (no ``from``, local deliveries, mail fetchers) and
-headers without an address give ``None``. SpamAssassin knows some hundred MTA formats;
+Headers SpamAssassin ignores (no ``from``, local deliveries, handovers that log no
+address) give ``None``, a mail fetcher's :data:`FETCHED`, and a header SpamAssassin
+cannot parse either (no address, or an unknown format without ``by``)
+:data:`UNPARSEABLE`. SpamAssassin knows some hundred MTA formats;
 this module covers the common ones (Postfix, Sendmail, Exim, qmail, Microsoft, the
 bracket and parenthesis shapes most others share): ``scripts/relays_differential.py``
 measures how far the two agree.
@@ -51,7 +53,9 @@ _SHAPES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = tuple(
         (rf"^\((\S+) \[({_IP})\]\) by ", ("helo", "ip")),
         # qmail: from rdns (HELO name) (ident@[ip]) (envelope-sender <a>) by x with SMTP
         # (without HELO: it equalled the rDNS); not Microsoft's SMTPSVC (HELO only)
-        (rf"^(?!.* SMTPSVC)(\S+)(?: \((?:HELO|EHLO) ([^ ()]*)\))? \((\S+@)?\[?({_IP})\]?\)"
+        # (Yahoo's authenticated SMTP: "(user@ip with login)")
+        (rf"^(?!.* SMTPSVC)(\S+)(?: \((?:HELO|EHLO) ([^ ()]*)\))? \((\S+@)?\[?({_IP})\]?"
+         r"(?: with (?:login|plain))?\)"
          r"(?: \(envelope-sender <\S+>\))? by \S+(?: \(.+\))* with (?:.* )?(?:SMTP|QMQP)"
          r"(?! id )", ("rdns", "helo?", "ident@", "ip")),
         # Exim: from rdns ([ip] helo=name ident=x) by ... (helo defaults to rdns)
@@ -67,13 +71,63 @@ _SHAPES: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = tuple(
         (rf"^(\S+) \((\S*@)\[({_IP})\].*\) by \S+ \(", ("helo", "ident@", "ip")),
         # qmail: from rdns (ident@ip) by ... (qmail drops a HELO equal to the rDNS);
         # Microsoft: from helo (ip) by ... with Microsoft SMTP Server
-        (rf"^(\S+) \((\S*@)?\[?({_IP})\]?\)", ("rdns+helo", "ident@", "ip")),
+        # (not "from name (ip) by host" and no more: SpamAssassin cannot read that)
+        (rf"^(\S+) \((\S*@)?\[?({_IP})\]?\)(?! by \S+$)", ("rdns+helo", "ident@", "ip")),
+        # TIS smap, csmap: from rdns(ip, HELO name) by ... / from rdns(ip) by ...
+        (rf"^(\S+)\(({_IP}), (?:HELO|EHLO) (\S*)\) by \S+ via smap ", ("rdns", "ip", "helo")),
+        (rf"^(\S+)\(({_IP})\) by \S+ ", ("rdns", "ip")),
+        # from ip (HELO name) by host (ip) with SMTP
+        (rf"^({_IP}) \((?:HELO|EHLO) ([^)\s]*)\) by ", ("ip", "helo")),
+        # from rdns(ip), claiming to be "helo" via SMTP by ...
+        (rf'^(\S+)\(({_IP})\), claiming to be "([^"]*)" via SMTP by ([^\s,]+)',
+         ("rdns", "ip", "helo", "by")),
+        # webmail: from ip ( [ip]) as user name by ... (no HELO)
+        (rf"^(\S+) \( \[({_IP})\]\).*? by \S+ ", ("-", "ip")),
         # from rdns [ip] by ...
         (rf"^(\S+) \[({_IP})\](?::\d+)? by ", ("rdns+helo", "ip")),
         # from [ip] by ... / from (ip) by ...
         (rf"^\(?\[?({_IP})\]?\)? by ", ("ip",)),
     ))
+_LOCALHOST = r"(?:localhost(?:\.localdomain)?|(?<!:)\b127\.0\.0\.1\b|(?:IPv6:)?::1\b)"
+# SpamAssassin's "return 0" cases met when no format gave an address (headers it
+# skips on purpose: local handovers, MTAs that log no address); any other header
+# without an address is unparseable (UNPARSEABLE_RELAY)
+_SKIPPED = re.compile("|".join(f"(?:{p})" for p in (
+    r"^mail pickup service by \S+ with Microsoft SMTPSVC$",
+    r"^\S+ by \S+ with BSMTP",
+    r"^\S+ \(\S+\) by \S+ \(Content Technologies ",
+    rf"^\S+ \([^\s@]+@{_LOCALHOST}\) by \S+ \(",
+    r"^\S+ \S+ by \S+ with local-e?smtp ",
+    r"^127\.0\.0\.1 \(AVG SMTP \S+ \[\S+\]\)",
+    r"^\S+@\S+ by \S+ ",
+    r"^Unknown/Local \(",
+    rf"^{_LOCALHOST} \((?:\S+@)?{_LOCALHOST}[)\[]",
+    rf"^\S+ \((?:\S+@)?{_LOCALHOST}\) ",
+    rf"^\S+ \(\S+@\S+ \[{_LOCALHOST}\]\) ",
+    r"^\(AUTH: \S+\) by \S+ with ",
+    r"^localhost \(localhost \[\[UNIX: localhost\]\]\) by ",
+    r"^\S+\.amazon\.com by \S+\.amazon\.com with ESMTP \(peer crosscheck: ",
+    r"^[^.]+ by \S+ with Novell_GroupWise",
+    r"^no\.name\.available by \S+ via smtpd \(for ",
+    r"^\S+ by \S+ \(.{0,100}\) with qmail-scanner",
+    r"^\S+ \(\[unix socket\]\) by \S+ \(Cyrus v[0-9]*?\.[0-9]*?\.[0-9]*?\) with LMTPA",
+    r"^\S+ by \S+ (?:with|via|for|\()",
+    r"^\S+ (?:(?:with|via|for) \S+|\(unverified\)) by\b",
+    r"^\S+ \(unknown\) by \S+ \(SG\) with \b",
+    r"^\S+ \(\S+ \[local\]\) by \S+ \(OpenSMTPD\) with \b",
+    r"\(LSMTP for",
+    rf"^\(\[{_LOCALHOST}\]\) with MailEnable ",
+    r"^facebook\.com \([^)]+\) by facebook\.com with Thrift id \S+$",
+    r"^\S+ named \S+ by gmailapi\.google\.com with HTTPREST$",
+    r"^\S+ id \S+$",
+    r"^\[<.*? \(Jetsend",
+    # "(from user@localhost) by", jqueuemail's "(from user@domain) by"
+    r"^\S+@localhost\) by \S+ ",
+    r"^[^\s@]+@[^)]+\) by \S+\(jqueuemail\) id [^\s;]+",
+)))
 _ANY_BRACKET = re.compile(rf"\[({_IP})\]")
+_HELO_GUESS = re.compile(r"^(\S+)[^-A-Za-z0-9.]")
+_COMMUNIGATE = re.compile(r"CommuniGate Pro (?:HTTP|SMTP|XIMSS|IMAP)")
 _TRAILING_SEMICOLON = re.compile(r"\s?;$")
 _FROM = re.compile(r"(?i)^\(?from ")
 _LOCAL = re.compile(r"\bwith local(?:-\S+)? ")
@@ -115,11 +169,17 @@ FETCHED = Relay(ip="")
 """What :func:`parse_received` returns for a mail fetcher's header (``with POP3``,
 ``with IMAP``): SpamAssassin restarts the chain there while it is still trusted."""
 
+UNPARSEABLE = Relay(ip="")
+"""What :func:`parse_received` returns for a header SpamAssassin cannot parse either:
+no known format gives its address and it is none of those SpamAssassin skips
+(``num_relays_unparseable``, the UNPARSEABLE_RELAY rule)."""
+
 
 @functools.lru_cache(maxsize=1024)  # the auth, dnsbl and rules checks read the same headers
 def parse_received(value: str) -> Relay | None:
-    """The connecting host of one Received header; None when it names no address or is
-    one SpamAssassin ignores; :data:`FETCHED` for a mail fetcher's header."""
+    """The connecting host of one Received header; None when it is one SpamAssassin
+    ignores; :data:`FETCHED` for a mail fetcher's header; :data:`UNPARSEABLE` when it
+    names no address SpamAssassin could read either."""
     text = _TRAILING_SEMICOLON.sub("", " ".join(value.split()))
     if not _FROM.match(text) or ("with local" in text and _LOCAL.search(text)):
         return None
@@ -134,10 +194,14 @@ def parse_received(value: str) -> Relay | None:
     webmail = " authenticated user " in rest and _WEBMAIL_USER.search(rest) and \
         _WEBMAIL.search(rest)
     shape = {"ip": webmail.group(1), "by": webmail.group(2)} if webmail else _shape(rest)
+    if "skip" in shape:
+        return None
     fields.update({k: v for k, v in shape.items() if v or k not in fields})
     ip = _clean_ip(fields.get("ip", ""))
-    if not ip:
-        return None
+    if not ip or ("fallback" in fields and not fields.get("by")):
+        return UNPARSEABLE
+    if not fields.get("helo"):
+        fields["helo"] = fields.get("guessed_helo", "")
     rdns = fields.get("rdns", "").rstrip(".")
     if "@" in rdns:  # Sendmail: from helo (IDENT:ident@rdns [ip])
         ident, _, rdns = rdns.partition("@")
@@ -178,6 +242,8 @@ def _auth(text: str) -> str:
         return "Postfix" if m.group(1) == "Postfix" else f"Postfix ({m.group(1)})"
     if "authenticated" in text and _AUTH_SENDMAIL.search(text):
         return "Sendmail"
+    if " (account " in text and _COMMUNIGATE.search(text):
+        return "Communigate"
     return ""
 
 
@@ -209,8 +275,21 @@ def _shape(rest: str) -> dict[str, str]:
             del out["rdns"]  # other MTAs name the HELO there
         out.pop("sub", None)
         return out
-    m = _ANY_BRACKET.search(rest)
-    return {"ip": m.group(1)} if m else {}
+    return _fallback(rest)
+
+
+def _fallback(rest: str) -> dict[str, str]:
+    """SpamAssassin's last resort for a format it does not know: a header it skips on
+    purpose gives ``skip``; else the first bracketed address, the first word as the
+    HELO name (when none was found) and ``fallback`` (the result needs a ``by``)."""
+    if _SKIPPED.search(rest):
+        return {"skip": "1"}
+    out = {"fallback": "1"}
+    if m := _HELO_GUESS.match(rest):
+        out["guessed_helo"] = m.group(1)
+    if m := _ANY_BRACKET.search(rest):
+        out["ip"] = m.group(1)
+    return out
 
 
 def _helo_only(names: tuple[str, ...], rest: str) -> bool:

@@ -25,7 +25,7 @@ from scanner.auth.arc_trust import sealers_setting, trusted_override
 from scanner.auth.dkim_verify import verify_all
 from scanner.auth.dmarc import DmarcResult, discover, evaluate
 from scanner.auth.identity import from_domains, helo_domain, sender_identity
-from scanner.auth.received import Relay, networks_setting, task_origin
+from scanner.auth.received import Relay, chain_networks, task_origin
 from scanner.auth.spf import SpfChecker, SpfResult
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
@@ -55,6 +55,10 @@ class AuthSettings:
         [], "relays whose Received headers are believed; empty = [policy] mynetworks")
     internal_networks: tuple[str, ...] = opt(
         [], "our own MX/relays (also trusted); empty = trusted_networks")
+    msa_networks: tuple[str, ...] = opt(
+        [], "MSAs (submission servers that accept only our own, authenticated users; "
+        "within trusted_networks): every hop before one is trusted, as SpamAssassin's "
+        "msa_networks")
     trust_authenticated: bool = opt(
         True, "a hop a trusted relay recorded as authenticated (ESMTPA) counts as trusted")
     skip_policy_banks: tuple[str, ...] = opt(
@@ -87,11 +91,7 @@ class Auth:
         self._s = settings
         self._run_cpu = context.run_cpu
         self._dns = get_client(settings.dns, f"{where}.dns", cfg.source)
-        self._trusted = networks_setting(settings.trusted_networks, cfg.policy.mynetworks,
-                                         f"{where}.trusted_networks", cfg.source)
-        self._internal = networks_setting(settings.internal_networks,
-                                          settings.trusted_networks or cfg.policy.mynetworks,
-                                          f"{where}.internal_networks", cfg.source)
+        self._nets = chain_networks(settings, cfg.policy.mynetworks, where, cfg.source)
         self._sealers = sealers_setting(settings.arc_trusted_sealers,
                                         f"{where}.arc_trusted_sealers", cfg.source)
         self._skip = {b.upper() for b in settings.skip_policy_banks}
@@ -100,8 +100,9 @@ class Auth:
     async def run(self, task: Task) -> Iterable[Hit]:
         if any_bank_in(task.policy_bank, self._skip):
             return []
-        origin = task_origin(task, self._trusted, self._internal,
-                             self._s.trust_authenticated)
+        nets = self._nets
+        origin = task_origin(task, nets.trusted, nets.internal, self._s.trust_authenticated,
+                             nets.msa)
         relay = origin.first_untrusted
         if relay is None:
             return [Hit("ALL_TRUSTED", options=(origin.source,))]

@@ -3,14 +3,19 @@
 Per list, the ``scope`` says which relays of the Received chain
 (:mod:`scanner.auth.received`) are looked up: ``untrusted``, the first untrusted relay
 (XFORWARD, else the chain); ``last-external``, the first relay outside
-internal_networks (SpamAssassin's ``-lastexternal``); ``all-untrusted``, every
+internal_networks with a public address, unless it is trusted (SpamAssassin's
+``-lastexternal``); ``all-untrusted``, every
 untrusted relay with a public address and the untrusted originating addresses
 (X-Originating-IP and the like), as SpamAssassin's ``check_rbl`` without a suffix does,
 at most ``max_relays`` of them (SpamAssassin's ``num_check_received``, 9), the first
 untrusted relay always among them (SpamAssassin keeps the oldest nine, so 200 forged
-Received headers would push the real client out). One name is queried once even when
-two lists of the same zone (ZEN's SBL and XBL parts) ask for it, and a symbol counts
-once however many relays are listed. Every query runs concurrently under the
+Received headers would push the real client out); ``first-trusted``, the first untrusted
+relay with a public address (SpamAssassin's ``-firsttrusted``, whitelists' scope: the
+host our trusted relay itself received the message from); ``not-first-hop``, every
+external relay with a public address but the oldest (SpamAssassin's ``-notfirsthop``,
+for lists of dial-up space: the sender's own host is expected there). One name is
+queried once even when two lists of the same zone (ZEN's SBL and XBL parts) ask for it,
+and a symbol counts once however many relays are listed. Every query runs concurrently under the
 ``dns.budget``.
 A list that answers with a refusal code (public resolver, over quota) gives
 ``DNSBL_BLOCKED``, never a listing, and so does a list that lists its RFC 5782
@@ -33,7 +38,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import ClassVar
 
-from scanner.auth.received import RelayChain, networks_setting, task_chain
+from scanner.auth.received import RelayChain, chain_networks, in_networks, task_chain
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
@@ -46,6 +51,9 @@ from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
 
 log = logging.getLogger("scanner.dnsbl")
+
+SCOPES = ("untrusted", "last-external", "all-untrusted", "first-trusted", "not-first-hop")
+
 
 @dataclass(frozen=True, slots=True)
 class DnsblList:
@@ -62,7 +70,11 @@ class DnsblList:
     scope: str = opt("untrusted", "untrusted: the first untrusted relay; last-external: "
                      "the first relay outside internal_networks; all-untrusted: every "
                      "untrusted relay (at most max_relays), as SpamAssassin's check_rbl "
-                     "without a suffix", choices=("untrusted", "last-external", "all-untrusted"))
+                     "without a suffix; first-trusted: the first untrusted relay with a "
+                     "public address (SpamAssassin's -firsttrusted, for whitelists of "
+                     "senders); not-first-hop: every external relay but the oldest "
+                     "(SpamAssassin's -notfirsthop, for lists of dial-up space)",
+                     choices=SCOPES)
 
 
 # SpamAssassin's scopes (20_dnsbl_tests.cf, 72_active.cf): SBL and SpamCop for every
@@ -90,6 +102,10 @@ class DnsblSettings:
         [], "relays whose Received headers are believed; empty = [policy] mynetworks")
     internal_networks: tuple[str, ...] = opt(
         [], "our own MX/relays (also trusted); empty = trusted_networks")
+    msa_networks: tuple[str, ...] = opt(
+        [], "MSAs (submission servers that accept only our own, authenticated users; "
+        "within trusted_networks): every hop before one is trusted, as SpamAssassin's "
+        "msa_networks")
     trust_authenticated: bool = opt(True, "an authenticated hop (ESMTPA) counts as trusted")
     skip_policy_banks: tuple[str, ...] = opt(["ORIGINATING"],
                                              "policy banks whose mail is not looked up")
@@ -126,17 +142,15 @@ class Dnsbl:
                                 f"{where}.lists[{i}]", cfg.source))
             for i, lst in enumerate(settings.lists)]
         self._zones = _zone_codes([codes for _, codes in self._lists])
-        self._trusted = networks_setting(settings.trusted_networks, cfg.policy.mynetworks,
-                                         f"{where}.trusted_networks", cfg.source)
-        self._internal = networks_setting(settings.internal_networks,
-                                          settings.trusted_networks or cfg.policy.mynetworks,
-                                          f"{where}.internal_networks", cfg.source)
+        self._nets = chain_networks(settings, cfg.policy.mynetworks, where, cfg.source)
         self._skip = {b.upper() for b in settings.skip_policy_banks}
 
     async def run(self, task: Task) -> Iterable[Hit]:
         if any_bank_in(task.policy_bank, self._skip) or not self._lists:
             return []
-        chain = task_chain(task, self._trusted, self._internal, self._s.trust_authenticated)
+        nets = self._nets
+        chain = task_chain(task, nets.trusted, nets.internal, self._s.trust_authenticated,
+                           nets.msa)
         jobs = self._jobs(chain)
         if not jobs:
             return []
@@ -184,14 +198,50 @@ class Dnsbl:
         if origin.first_untrusted is None:
             return []
         scopes = {"untrusted": [origin.first_untrusted.ip],
-                  "last-external": [origin.last_external.ip] if origin.last_external else [],
+                  "last-external": self._last_external(chain),
                   "all-untrusted": list(dict.fromkeys(
-                      [origin.first_untrusted.ip, *(r.ip for r in chain.untrusted)]))}
+                      [origin.first_untrusted.ip, *(r.ip for r in chain.untrusted)])),
+                  "first-trusted": self._first_trusted(chain),
+                  "not-first-hop": self._not_first_hop(chain)}
         jobs: list[tuple[CodeMap, str]] = []
         for lst, codes in self._lists:
             ips = [ip for ip in scopes[lst.scope] if self._wanted(ip, lst)]
             jobs += [(codes, ip) for ip in ips[:self._s.max_relays]]
         return jobs
+
+    def _last_external(self, chain: RelayChain) -> list[str]:
+        """SpamAssassin's ``-lastexternal``: the first external address that is not
+        local, unless it lies in trusted_networks (``_check_rbl_backend``)."""
+        return self._untrusted_start(self._not_local(r.ip for r in chain.external)[:1])
+
+    def _first_trusted(self, chain: RelayChain) -> list[str]:
+        """SpamAssassin's ``-firsttrusted``: the first untrusted address (relays, then
+        originating addresses) that is not local, unless it lies in trusted_networks
+        (``_check_rbl_backend`` in Plugin/DNSEval.pm)."""
+        return self._untrusted_start(self._not_local(r.ip for r in chain.untrusted)[:1])
+
+    def _not_first_hop(self, chain: RelayChain) -> list[str]:
+        """SpamAssassin's ``-notfirsthop``: the external addresses (trusted ones outside
+        internal_networks, then the untrusted ones) that are not local, the oldest left
+        out unless it is the only one; at most max_relays, the first ones in
+        trusted_networks left out (``_check_rbl_backend`` in Plugin/DNSEval.pm)."""
+        ips = self._not_local(r.ip for r in chain.external)
+        if len(ips) > 1:
+            ips.pop()
+        return self._untrusted_start(ips[:self._s.max_relays])
+
+    def _not_local(self, ips: Iterable[str]) -> list[str]:
+        """``ips`` once each, local ones left out with ``skip_local`` (SpamAssassin's
+        ``ip_list_uniq_and_strip_private``, before a scope picks its relays)."""
+        return [ip for ip in dict.fromkeys(ips) if not self._s.skip_local or is_public(ip)]
+
+    def _untrusted_start(self, ips: list[str]) -> list[str]:
+        """``ips`` from the first one outside the trusted networks (SpamAssassin looks
+        up a trusted relay only for a ``nice`` rule, a whitelist)."""
+        nets = [*self._nets.trusted, *self._nets.internal]
+        while ips and in_networks(ips[0], nets):
+            ips = ips[1:]
+        return ips
 
     def _wanted(self, ip: str, lst: DnsblList) -> bool:
         version = _ip_version(ip)

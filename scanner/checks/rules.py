@@ -16,16 +16,15 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from scanner.auth.received import networks_setting, task_chain
+from scanner.auth.received import ChainNetworks, chain_networks, task_chain
 from scanner.checks.base import CheckContext
 from scanner.config.model import Config
 from scanner.config.schema import opt
-from scanner.dns.blocked import Network
 from scanner.errors import ConfigError
 from scanner.rules import badheader
 from scanner.rules.compiler import RuleSet
@@ -67,6 +66,10 @@ class RulesSettings:
         "empty = [policy] mynetworks")
     internal_networks: tuple[str, ...] = opt(
         [], "our own MX/relays (also trusted); empty = trusted_networks")
+    msa_networks: tuple[str, ...] = opt(
+        [], "MSAs (submission servers that accept only our own, authenticated users; "
+        "within trusted_networks): every hop before one is trusted, as SpamAssassin's "
+        "msa_networks")
 
 
 def _gone(settings: RulesSettings) -> list[str]:
@@ -196,28 +199,23 @@ def declare(rs: RuleSet) -> None:
                               for name, score in rs.scores().items()})
 
 
-def relay_networks(settings: RulesSettings, config: Config
-                   ) -> tuple[tuple[Network, ...], tuple[Network, ...]]:
-    """(trusted, internal) networks of the X-Spam-Relays-* pseudo-headers."""
-    where = "checks.settings.rules"
-    mynetworks = config.policy.mynetworks
-    return (networks_setting(settings.trusted_networks, mynetworks,
-                             f"{where}.trusted_networks", config.source),
-            networks_setting(settings.internal_networks,
-                             settings.trusted_networks or mynetworks,
-                             f"{where}.internal_networks", config.source))
+def relay_networks(settings: RulesSettings, config: Config) -> ChainNetworks:
+    """(trusted, internal, msa) networks of the X-Spam-Relays-* pseudo-headers."""
+    return chain_networks(settings, config.policy.mynetworks, "checks.settings.rules",
+                          config.source)
 
 
 def message_view(task: Task, rs: RuleSet, finder: UriFinder | None, limits: ViewLimits,
-                 networks: tuple[Sequence[Network], Sequence[Network]] | None = None
+                 networks: ChainNetworks | None = None
                  ) -> MessageView:
     """The views the rules read for ``task``: its raw bytes, the part tree the unpack
     stage built (none: the views walk the raw MIME), the envelope sender (a null
     sender: guessed from Return-Path and the like, as SpamAssassin does) and, with
-    ``networks`` (trusted, internal), the Task's relay chain (XFORWARD included) as
+    ``networks`` (trusted, internal, msa), the Task's relay chain (XFORWARD included) as
     SpamAssassin's X-Spam-Relays-* pseudo-headers."""
     sender = task.envelope.sender.strip("<>") or None
-    chain = task_chain(task, *networks) if networks is not None else None
+    chain = (task_chain(task, networks.trusted, networks.internal, msa=networks.msa)
+             if networks is not None else None)
     return MessageView(task.raw, task.parts, envelope_from=sender, limits=limits,
                        uri_finder=finder, redirectors=rs.redirectors, chain=chain)
 

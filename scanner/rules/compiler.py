@@ -18,6 +18,7 @@ from pathlib import Path
 import regex
 
 from scanner.rules import expr, replacetags
+from scanner.rules.evals import Eval, find_eval
 from scanner.rules.model import LoadStats, ParsedConfig, Problem, RuleDef
 from scanner.rules.perlre import Translated, Untranslatable, split_delimited, translate
 from scanner.rules.prefilter import Prefilter
@@ -49,6 +50,7 @@ class Rule:
     nosubject: bool = False
     meta: Callable[[Mapping[str, float]], float] | None = None
     deps: tuple[str, ...] = ()
+    evaluate: Eval | None = None  # an eval: rule this engine runs (scanner.rules.evals)
 
     @property
     def reported(self) -> bool:
@@ -83,6 +85,7 @@ class RuleSet:
     text: dict[str, list[Rule]] = field(default_factory=lambda: {k: [] for k in TEXT_KINDS})
     prefilters: dict[str, Prefilter] = field(default_factory=dict)
     metas: list[Rule] = field(default_factory=list)
+    evals: list[Rule] = field(default_factory=list)
     by_name: dict[str, Rule] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     unknown: list[Problem] = field(default_factory=list)
@@ -107,6 +110,12 @@ def compile_ruleset(cfg: ParsedConfig, score_set: int = 0, use_hyperscan: bool =
     unsupported: set[str] = set()
     for name, rd in cfg.rules.items():
         text = rd.text.strip()
+        function = find_eval(rd.kind, text) if text.startswith("eval:") else None
+        if function is not None:
+            rs.by_name[name] = Rule(name, rd.kind, _score(cfg, name, score_set), rd.file,
+                                    rd.line, cfg.descriptions.get(name, ""),
+                                    evaluate=function)
+            continue
         if text.startswith("eval:") or rd.kind not in ("header", "body", "rawbody", "full",
                                                         "uri", "meta", "mimeheader"):
             st.eval_rules[f"{rd.kind}:eval" if text.startswith("eval:") else rd.kind] += 1
@@ -136,7 +145,9 @@ def compile_ruleset(cfg: ParsedConfig, score_set: int = 0, use_hyperscan: bool =
         rule = rs.by_name[name]
         if rule.score == 0:
             continue
-        if rule.kind == "header":
+        if rule.evaluate is not None:
+            rs.evals.append(rule)
+        elif rule.kind == "header":
             rs.header.append(rule)
         elif rule.kind == "mimeheader":
             rs.mimeheader.append(rule)

@@ -1,6 +1,7 @@
 """Evaluate a compiled :class:`RuleSet` on one :class:`MessageView`, within a time budget.
 
-Order: header and mimeheader rules, then body, uri, rawbody and full rules (each
+Order: header and mimeheader rules, the ``eval:`` rules the engine knows
+(:mod:`scanner.rules.evals`), then body, uri, rawbody and full rules (each
 family prefiltered by one scan, candidates confirmed with the exact regex on each
 paragraph, URI or the whole message), then metas in dependency order. Every regex
 call gets the time left as its timeout (the ``regex`` module enforces it inside the
@@ -152,6 +153,13 @@ class _Run:
             if found:
                 self.values[rule.name] = found
 
+    def evals(self) -> None:
+        for rule in self.rs.evals:
+            assert rule.evaluate is not None
+            value = rule.evaluate(self.view)
+            if value:
+                self.values[rule.name] = value
+
     def metas(self) -> None:
         values = self.values
         for rule in self.rs.metas:
@@ -173,6 +181,7 @@ def evaluate(rs: RuleSet, view: MessageView, budget: float = 5.0) -> Result:
     try:
         run.headers()
         run.mimeheaders()
+        run.evals()
         # a view is built only when rules read it (the full view copies the message)
         if rs.text["body"]:
             run.texts("body", view.body, view.body_joined)

@@ -53,6 +53,7 @@ from scanner.auth.received import (
     originating_ips,
     pseudo_headers,
 )
+from scanner.dns.blocked import Network
 from scanner.dns.reverse import NOT_PUBLIC
 from scanner.rules import addrparse
 from scanner.rules import headers as hdr
@@ -179,15 +180,15 @@ class MessageView:
                 out.append(f"{pair[0]} {pair[1]}".encode("ascii"))
         return out
 
+    @property
+    def relays_unparseable(self) -> int:
+        """Received headers no known format reads (SpamAssassin's
+        num_relays_unparseable)."""
+        return self._chain.unparseable
+
     @cached_property
     def _chain(self) -> RelayChain:
-        if self.chain is not None:
-            return self.chain
-        received = [v.decode("latin-1") for v in self.headers.raw("Received")]
-        values = [v.decode("latin-1") for name in ORIGINATING_IP_HEADERS
-                  for v in self.headers.raw(name)]
-        return find_chain(received, ClientInfo(), NOT_PUBLIC, NOT_PUBLIC,
-                          originating=originating_ips(values))
+        return self.chain if self.chain is not None else headers_chain(self.headers)
 
     @cached_property
     def _relay_headers(self) -> Mapping[str, str]:
@@ -310,6 +311,17 @@ class MessageView:
     @cached_property
     def uris_joined(self) -> bytes:
         return b"\n".join(self.uris)
+
+
+def headers_chain(headers: hdr.HeaderBlock, msa: Sequence[Network] = ()) -> RelayChain:
+    """The Received chain of a header block without a Task: no XFORWARD client, the
+    private and reserved ranges trusted and internal (SpamAssassin's guess), ``msa``
+    networks as SpamAssassin's msa_networks."""
+    received = [v.decode("latin-1") for v in headers.raw("Received")]
+    values = [v.decode("latin-1") for name in ORIGINATING_IP_HEADERS
+              for v in headers.raw(name)]
+    return find_chain(received, ClientInfo(), NOT_PUBLIC, NOT_PUBLIC,
+                      originating=originating_ips(values), msa=msa)
 
 
 def _uri_octets(uri: str) -> bytes:

@@ -236,3 +236,20 @@ def test_arc_result_in_symbols_and_header(dns_server: DnsServer, dkim_keys: Keys
     hits, headers = scan(check_for(dns_server), broken, "list@lists.test", BAD)
     assert "ARC_INVALID" in hits
     assert headers[0][1].endswith("arc=fail (i=1)")
+
+
+def test_mail_through_an_msa_is_not_verified(dns_server: DnsServer) -> None:
+    """msa_networks (SpamAssassin's): the user's home connection below our submission
+    server is trusted, so the message is ALL_TRUSTED; without it that connection is the
+    client SPF checks."""
+    chain = (b"Received: from msa.ours.test (msa.ours.test [10.0.0.9]) by mx.ours.test "
+             b"(Postfix) with ESMTP id 3EF; Mon, 2 Jun 2025 10:00:01 +0000\r\n"
+             b"Received: from laptop.home.test (dsl.isp.test [192.0.2.50]) by msa.ours.test "
+             b"(Postfix) with ESMTP id 2CD; Mon, 2 Jun 2025 10:00:00 +0000\r\n")
+    raw = chain + mail("alice@good.test")
+    nets = {"trusted_networks": ["127.0.0.0/8", "10.0.0.0/8"]}
+    hits, _ = scan(check_for(dns_server, msa_networks=["10.0.0.9"], **nets), raw,
+                   "alice@good.test", ClientInfo())
+    assert set(hits) == {"ALL_TRUSTED"}
+    hits, _ = scan(check_for(dns_server, **nets), raw, "alice@good.test", ClientInfo())
+    assert "ALL_TRUSTED" not in hits and any(s.startswith("SPF_") for s in hits)

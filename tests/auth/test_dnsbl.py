@@ -127,7 +127,7 @@ def test_forged_chain_is_looked_up_within_max_relays() -> None:
              {"zone": "other.test", "symbol": "RCVD_IN_OTHER", "scope": "last-external"}]
     check = make_check(Dnsbl, {"lists": lists, "max_relays": 4})
     with task_from_bytes(raw, client=ClientInfo()) as task:
-        chain = task_chain(task, check._trusted, check._internal)
+        chain = task_chain(task, check._nets.trusted, check._nets.internal)
         jobs = check._jobs(chain)
     assert len(chain.untrusted) == 100  # the walk itself stops at MAX_HOPS
     assert [(c.zone, ip) for c, ip in jobs] == [
@@ -385,3 +385,57 @@ def test_a_dead_zone_split_into_two_lists_is_not_believed(dns_server: DnsServer)
     hits = dnsbl_hits(check, "192.0.2.71")
     assert set(hits) == {"DNSBL_BLOCKED"}
     assert hits["DNSBL_BLOCKED"].options == ("dead.test=lists-everything",)
+
+
+def _scope_hits(dns_server: DnsServer, raw: bytes, scope: str, **extra: Any) -> set[str]:
+    lists = [{**LISTS[0], "scope": scope}]
+    check = make_check(Dnsbl, {"dns": dns_table(dns_server), "lists": lists, **extra})
+    with task_from_bytes(raw, client=ClientInfo()) as task:
+        return {h.symbol for h in run(check.run(task))}
+
+
+# the client has a private address (a NAT in front of our MX: untrusted, never looked
+# up); behind it 192.0.2.66 (SBL) and, older, 192.0.2.67 (XBL)
+PRIVATE_CLIENT = (_hop("10.9.9.9", "mx.ours.test", 1) + _hop("192.0.2.66", "h1.example", 2)
+                  + _hop("192.0.2.67", "h2.example", 3) + MESSAGE)
+
+
+def test_first_trusted_scope_looks_up_the_first_public_untrusted_relay(
+        dns_server: DnsServer) -> None:
+    """SpamAssassin's -firsttrusted (Plugin/DNSEval.pm): private addresses are left out
+    before the first untrusted relay is taken, and only that one is looked up."""
+    assert _scope_hits(dns_server, PRIVATE_CLIENT, "first-trusted") == {"RCVD_IN_SBL"}
+    assert _scope_hits(dns_server, PRIVATE_CLIENT, "untrusted") == set()  # 10.9.9.9 only
+    assert _scope_hits(dns_server, SECOND_LISTED, "first-trusted") == set()  # 198.51.100.7
+
+
+def test_not_first_hop_scope_leaves_out_the_oldest_relay(dns_server: DnsServer) -> None:
+    """SpamAssassin's -notfirsthop: every external relay but the oldest (the sender's
+    own host, expected in a dial-up list), which is looked up when it is the only one."""
+    assert _scope_hits(dns_server, PRIVATE_CLIENT, "not-first-hop") == {"RCVD_IN_SBL"}
+    only = _hop("192.0.2.67", "mx.ours.test", 1) + MESSAGE
+    assert _scope_hits(dns_server, only, "not-first-hop") == {"RCVD_IN_XBL"}
+    assert _scope_hits(dns_server, SECOND_LISTED, "not-first-hop") == set()  # .66 oldest
+
+
+def test_not_first_hop_skips_trusted_relays_outside_internal_networks(
+        dns_server: DnsServer) -> None:
+    """A trusted partner relay outside internal_networks is external, and counts for
+    the oldest-hop rule, but is not looked up (SpamAssassin looks up trusted relays
+    only for its nice rules)."""
+    raw = (_hop("192.0.2.66", "mx.ours.test", 1) + _hop("192.0.2.68", "partner.example", 2)
+           + _hop("192.0.2.67", "h2.example", 3) + MESSAGE)
+    nets = {"trusted_networks": ["127.0.0.0/8", "192.0.2.66"],
+            "internal_networks": ["127.0.0.0/8"]}
+    assert _scope_hits(dns_server, raw, "not-first-hop", **nets) == {
+        "RCVD_IN_SBL", "RCVD_IN_PBL"}  # 192.0.2.68; .66 trusted, .67 the oldest
+
+def test_last_external_scope_as_spamassassins_lastexternal(dns_server: DnsServer) -> None:
+    """SpamAssassin's -lastexternal takes the first external relay with a public address
+    and looks it up only if it is not in trusted_networks (Plugin/DNSEval.pm)."""
+    partner = (_hop("192.0.2.66", "mx.ours.test", 1)
+               + _hop("192.0.2.67", "partner.example", 2) + MESSAGE)
+    nets = {"trusted_networks": ["127.0.0.0/8", "192.0.2.66"],
+            "internal_networks": ["127.0.0.0/8"]}
+    assert _scope_hits(dns_server, partner, "last-external", **nets) == set()
+    assert _scope_hits(dns_server, PRIVATE_CLIENT, "last-external") == {"RCVD_IN_SBL"}

@@ -13,6 +13,7 @@ from scanner.auth.received import (
     pseudo_headers,
     task_chain,
 )
+from scanner.auth.received_line import UNPARSEABLE
 from scanner.dns.blocked import parse_networks
 from scanner.task import ClientInfo
 from scanner.testing.tasks import task_from_bytes
@@ -250,3 +251,137 @@ def test_header_values_read_in_one_pass_as_get_all() -> None:
     assert _values_by_name(msg, names) == expected
     assert expected[0][1].startswith("from c") and len(expected[2]) == 2
     assert _values_by_name(None, names) == [[] for _ in names]
+
+
+# -- msa_networks (SpamAssassin's Conf.pm and Message/Metadata/Received.pm) -----------
+
+MSA_CHAIN = [
+    "from mx1.ours.test (mx1.ours.test [10.0.0.5]) by mx2.ours.test (Postfix) with ESMTP "
+    "id 1AB; Mon, 2 Jun 2025 10:00:01 +0000",
+    "from msa.ours.test (msa.ours.test [10.0.0.9]) by mx1.ours.test (Postfix) with ESMTP "
+    "id 3EF; Mon, 2 Jun 2025 10:00:00 +0000",
+    "from laptop.home.test (dsl.isp.test [192.0.2.50]) by msa.ours.test (Postfix) with "
+    "ESMTP id 2CD; Mon, 2 Jun 2025 10:00:00 +0000"]
+MX1, MSA, LAPTOP, WEBMAIL = (
+    "[ ip=10.0.0.5 rdns=mx1.ours.test helo=mx1.ours.test by=mx2.ours.test ident= envfrom= "
+    "intl=1 id=1AB auth= msa=0 ]",
+    "[ ip=10.0.0.9 rdns=msa.ours.test helo=msa.ours.test by=mx1.ours.test ident= envfrom= "
+    "intl=0 id=3EF auth= msa={} ]",
+    "[ ip=192.0.2.50 rdns=dsl.isp.test helo=laptop.home.test by=msa.ours.test ident= "
+    "envfrom= intl=0 id=2CD auth= msa=0 ]",
+    "[ ip=198.51.100.77 rdns= helo= by= ident= envfrom= intl=0 id= auth= msa=0 ]")
+TEN, MX1_ONLY = parse_networks(["10.0.0.0/8"]), parse_networks(["10.0.0.5/32"])
+
+
+def test_hops_below_an_msa_keep_its_trust() -> None:
+    """SpamAssassin 4.0.1 with trusted_networks 10.0.0.0/8, internal_networks 10.0.0.5,
+    msa_networks 10.0.0.9 and originating_ip_headers X-Originating-IP gives these four
+    values (checked with Mail::SpamAssassin on this machine): the MSA is marked msa=1,
+    the user's hop and the webmail address below it stay trusted and external."""
+    chain = find_chain(MSA_CHAIN, ClientInfo(), TEN, MX1_ONLY, originating=["198.51.100.77"],
+                       msa=parse_networks(["10.0.0.9"]))
+    assert pseudo_headers(chain) == {
+        "X-Spam-Relays-Trusted": " ".join([MX1, MSA.format(1), LAPTOP, WEBMAIL]),
+        "X-Spam-Relays-Untrusted": "",
+        "X-Spam-Relays-Internal": MX1,
+        "X-Spam-Relays-External": " ".join([MSA.format(1), LAPTOP, WEBMAIL])}
+    assert chain.origin().all_trusted  # no SPF or DNSBL look-up of our own user
+    without = find_chain(MSA_CHAIN, ClientInfo(), TEN, MX1_ONLY)
+    assert without.origin().first_untrusted.ip == "192.0.2.50"  # type: ignore[union-attr]
+
+
+def test_an_msa_outside_trusted_networks_is_no_msa() -> None:
+    """SpamAssassin's lint drops an msa_networks entry outside trusted_networks (same
+    check with trusted_networks 10.0.0.5: the MSA's hop is simply untrusted)."""
+    chain = find_chain(MSA_CHAIN, ClientInfo(), MX1_ONLY, MX1_ONLY,
+                       originating=["198.51.100.77"], msa=parse_networks(["10.0.0.9"]))
+    assert pseudo_headers(chain)["X-Spam-Relays-Untrusted"] == " ".join(
+        [MSA.format(0), LAPTOP, WEBMAIL])
+
+
+def test_an_internal_msa_makes_the_hops_below_it_internal() -> None:
+    """As SpamAssassin's msa_networks documentation says: below an MSA that is trusted
+    and internal, every relay is trusted and internal (intl=1)."""
+    chain = find_chain(MSA_CHAIN, ClientInfo(), TEN, TEN, msa=parse_networks(["10.0.0.9"]))
+    assert [(h.relay.ip, h.trusted, h.internal, h.msa) for h in chain.hops] == [
+        ("10.0.0.5", True, True, False), ("10.0.0.9", True, True, True),
+        ("192.0.2.50", True, True, False)]
+
+
+def test_msa_networks_is_a_setting_of_every_chain_reader() -> None:
+    """auth, dnsbl and rules read msa_networks as they read trusted_networks."""
+    from scanner.checks.auth import Auth
+    from scanner.checks.dnsbl import Dnsbl
+    from scanner.checks.rules import RulesSettings, relay_networks
+    from scanner.config import loads
+    from tests.auth.conftest import make_check
+    for cls in (Auth, Dnsbl):
+        check = make_check(cls, {"msa_networks": ["10.0.0.9"]})
+        assert check._nets.msa == parse_networks(["10.0.0.9"])
+    config = loads("")
+    nets = relay_networks(RulesSettings(msa_networks=("10.0.0.9",)), config)
+    assert nets.msa == parse_networks(["10.0.0.9"])
+
+
+# -- formats and unparseable headers, as SpamAssassin 4.0.1's parse_received_line ------
+# (each expected value is what Mail::SpamAssassin::Message::Metadata's
+# parse_received_line gave for the same line on this machine)
+
+@pytest.mark.parametrize("header,expected", [
+    # Yahoo's authenticated SMTP after a qmail-style HELO
+    ("from p256.as1.cra.dublin.eircom.net (HELO mfrenchw2k) (mfrench42@159.134.177.0 with "
+     "login) by smtp.mail.vip.sc5.yahoo.com with SMTP; 19 Jul 2002 21:03:45 -0000",
+     "[ ip=159.134.177.0 rdns=p256.as1.cra.dublin.eircom.net helo=mfrenchw2k "
+     "by=smtp.mail.vip.sc5.yahoo.com ident=mfrench42 envfrom= intl=0 id= auth= msa=0 ]"),
+    # TIS smap
+    ("from unknown(10.0.0.13) by gw.educ.irlgov.ie via smap (V2.0) id xma027225",
+     "[ ip=10.0.0.13 rdns= helo= by=gw.educ.irlgov.ie ident= envfrom= intl=0 "
+     "id=xma027225 auth= msa=0 ]"),
+    # no known format: the first word is the HELO name, the bracketed address the client
+    ("from www.emuse.ie (hassle.emuse.ie) [193.120.145.154] by relay01.esat.net with esmtp "
+     "id 17aYOZ-0004tY-00", "[ ip=193.120.145.154 rdns= helo=www.emuse.ie "
+     "by=relay01.esat.net ident= envfrom= intl=0 id=17aYOZ-0004tY-00 auth= msa=0 ]"),
+    # CommuniGate's authentication marker
+    ("from [10.5.1.119] (account kguest HELO tuatha.org) by stockbyte.com (CommuniGate Pro "
+     "SMTP 3.5.9) with ESMTP id 53327", "[ ip=10.5.1.119 rdns= helo=tuatha.org "
+     "by=stockbyte.com ident= envfrom= intl=0 id=53327 auth=Communigate msa=0 ]"),
+    # webmail: no HELO
+    ("from 194.125.220.16 ( [194.125.220.16]) as user rcunniff@mail.boxhost.net by "
+     "webmail.gameshrine.com with HTTP", "[ ip=194.125.220.16 rdns= helo= "
+     "by=webmail.gameshrine.com ident= envfrom= intl=0 id= auth=HTTP msa=0 ]"),
+])
+def test_formats_read_as_spamassassin_reads_them(header: str, expected: str) -> None:
+    relay = parse_received(header)
+    assert relay is not None and relay is not UNPARSEABLE
+    assert relay.as_string() == expected
+
+
+@pytest.mark.parametrize("header,result", [
+    ("from mail.example (mail.example) by relay.example (SMTP) id ABC123", UNPARSEABLE),
+    ("from andira.wanadoo.fr (193.252.19.152) by caroubier.wanadoo.fr; "
+     "28 Jul 2001 15:59:31 +0200", UNPARSEABLE),
+    ("from [192.0.2.8] (helo=x)", UNPARSEABLE),  # no "by"
+    # skipped on purpose by SpamAssassin: a handover that logs no address
+    ("from hdc1 by [63.111.238.7] via smtpd (for [193.120.211.219]) with SMTP", None),
+    (PICKUP, None),
+])
+def test_unparseable_and_skipped_headers(header: str, result: object) -> None:
+    assert parse_received(header) is result
+
+
+def test_an_unparseable_header_is_counted_and_walked_past() -> None:
+    """SpamAssassin skips an unparseable header and judges the next relay by its
+    address (checked with Mail::SpamAssassin: Untrusted holds 192.0.2.7, unparseable
+    1); it is no local submission, so the message is not all trusted."""
+    received = [
+        "from localhost (localhost [127.0.0.1]) by mx.ours.test (Postfix) with ESMTP id 4AbC",
+        "from mail.example (mail.example) by relay.example (SMTP) id ABC123",
+        "from h.example (h.example [192.0.2.7]) by mail.example (Postfix) with ESMTP id 7DE"]
+    chain = find_chain(received, ClientInfo(), LOCAL, LOCAL)
+    assert chain.unparseable == 1
+    assert pseudo_headers(chain)["X-Spam-Relays-Untrusted"] == (
+        "[ ip=192.0.2.7 rdns=h.example helo=h.example by=mail.example ident= envfrom= "
+        "intl=0 id=7DE auth= msa=0 ]")
+    origin = chain.origin()
+    assert origin.first_untrusted is not None and origin.first_untrusted.ip == "192.0.2.7"
+    assert (chain.last_trusted_index, chain.last_internal_index) == (1, 1)

@@ -3,7 +3,10 @@
 ``parse_received`` now uses precompiled patterns, tests literals before patterns that
 re would try at every position, spells out the case of the envelope-sender pattern
 and caches the address clean-up; the old functions are kept here and both are run on
-every Received header of corpora/ and on generated ones.
+every Received header of corpora/ and on generated ones. The old functions follow the
+parse's later deliberate changes of behaviour (marked "SpamAssassin's": unparseable
+headers, its skip list before the bracket fallback, the guessed HELO name,
+CommuniGate's authentication), which share the new module's code.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scanner.auth import received_line as new
-from scanner.auth.received_line import FETCHED, Relay, plain_ip
+from scanner.auth.received_line import FETCHED, UNPARSEABLE, Relay, plain_ip
 
 CORPORA = Path(__file__).resolve().parents[2] / "corpora"
 OLD_ENVFROM = re.compile(r"(?i)(?:return-path:? |envelope-(?:sender|from)[ =])(\S+)\b")
@@ -39,10 +42,14 @@ def old_parse_received(value: str) -> Relay | None:  # noqa: C901 - kept as it w
     webmail = re.search(r" \((?:SquirrelMail|NaSMail) authenticated user ", rest) and \
         new._WEBMAIL.search(rest)
     shape = {"ip": webmail.group(1), "by": webmail.group(2)} if webmail else old_shape(rest)
+    if "skip" in shape:  # SpamAssassin's skip list
+        return None
     fields.update({k: v for k, v in shape.items() if v or k not in fields})
     ip = old_clean_ip(fields.get("ip", ""))
-    if not ip:
-        return None
+    if not ip or ("fallback" in fields and not fields.get("by")):
+        return UNPARSEABLE  # SpamAssassin's unparseable header
+    if not fields.get("helo"):  # SpamAssassin's guessed HELO name
+        fields["helo"] = fields.get("guessed_helo", "")
     rdns = fields.get("rdns", "").rstrip(".")
     if "@" in rdns:
         ident, _, rdns = rdns.partition("@")
@@ -79,6 +86,8 @@ def old_auth(text: str) -> str:
         return "Postfix" if m.group(1) == "Postfix" else f"Postfix ({m.group(1)})"
     if "authenticated" in text and new._AUTH_SENDMAIL.search(text):
         return "Sendmail"
+    if " (account " in text and new._COMMUNIGATE.search(text):  # SpamAssassin's
+        return "Communigate"
     return ""
 
 
@@ -109,8 +118,7 @@ def old_shape(rest: str) -> dict[str, str]:  # noqa: C901 - kept as it was
             del out["rdns"]
         out.pop("sub", None)
         return out
-    m = new._ANY_BRACKET.search(rest)
-    return {"ip": m.group(1)} if m else {}
+    return new._fallback(rest)  # SpamAssassin's
 
 
 def old_clean_ip(text: str) -> str:
