@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,29 @@ def _bin_dir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+@dataclass
+class PgServer:
+    """The private PostgreSQL server of :func:`pg_server`: its URL, and stop/start for
+    tests of an outage (a test that stops it starts it again)."""
+
+    url: str
+    ctl: list[str]  # pg_ctl -D DATA, run as the server's user
+    options: str
+    log: str
+
+    def stop(self) -> None:
+        subprocess.run([*self.ctl, "-m", "immediate", "-w", "stop"], check=True,
+                       capture_output=True)
+
+    def start(self) -> None:
+        subprocess.run([*self.ctl, "-l", self.log, "-w", "-o", self.options, "start"],
+                       check=True, capture_output=True)
+
+
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
+def pg_server() -> Iterator[PgServer]:
     """A private throw-away PostgreSQL server (skipped without psycopg or the server
-    binaries: apt-get install postgresql); its URL, database postgres, user scanner."""
+    binaries: apt-get install postgresql); database postgres, user scanner."""
     pytest.importorskip("psycopg", reason="psycopg is not installed")
     bin_dir = _bin_dir()
     if bin_dir is None:
@@ -65,13 +85,18 @@ def pg_url() -> Iterator[str]:
     data = base / "data"
     subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U",
                     "scanner", "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-l",
-                    str(base / "log"), "-w", "-o",
-                    f"-k {base} -c listen_addresses='' -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    server = PgServer(f"postgresql://scanner@/postgres?host={base}",
+                      [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data)],
+                      f"-k {base} -c listen_addresses='' -c fsync=off", str(base / "log"))
+    server.start()
     try:
-        yield f"postgresql://scanner@/postgres?host={base}"
+        yield server
     finally:
-        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True)
+        subprocess.run([*server.ctl, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of :func:`pg_server`."""
+    return pg_server.url

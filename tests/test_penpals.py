@@ -152,10 +152,10 @@ def test_a_recipients_hit_counts_in_its_own_verdict_only(tmp_path: Path) -> None
 
 
 def two_listener_config(tmp_path: Path, sink: Sink, inbound: int, outbound: int,
-                        policy: str = "", checks: str = "") -> str:
+                        policy: str = "", checks: str = "", database: str = "") -> str:
     """A filter with an inbound listener and an ORIGINATING one, the pen pals check on
-    (its database under ``tmp_path``), X-Spam-Status on every message; ``policy`` and
-    ``checks`` lines go into those sections."""
+    (its database under ``tmp_path`` unless ``database`` names one), X-Spam-Status on
+    every message; ``policy`` and ``checks`` lines go into those sections."""
     return f"""
 [server]
 workers = 2
@@ -182,7 +182,7 @@ disabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]
 {checks}
 
 [checks.settings.penpals]
-database = "{tmp_path / 'penpals.sqlite'}"
+database = "{database or tmp_path / 'penpals.sqlite'}"
 
 [quarantine]
 directory = "{tmp_path / 'quarantine'}"

@@ -290,6 +290,9 @@ def render(config: Config) -> str:
     plain = to_plain(config)
     plain["policy"]["sql_lookup"] = redact(plain["policy"]["sql_lookup"])
     plain["quarantine"]["index"] = redact(plain["quarantine"]["index"])
+    penpals = plain["checks"]["settings"].get("penpals")
+    if isinstance(penpals, dict) and isinstance(penpals.get("database"), str):
+        penpals["database"] = redact(penpals["database"])  # may be a PostgreSQL URL
     source = plain.pop("source")
     listeners = plain.pop("listeners")
     lines = [f"# effective configuration (read from {source}, defaults filled in)"]
