@@ -62,6 +62,16 @@ class PgServer:
         subprocess.run([*self.ctl, "-l", self.log, "-w", "-o", self.options, "start"],
                        check=True, capture_output=True)
 
+    def signal_all(self, sig: int) -> None:
+        """Send ``sig`` to the server and its backends (SIGSTOP: a server that no longer
+        answers on open connections; SIGCONT: on again)."""
+        data = Path(self.ctl[self.ctl.index("-D") + 1])
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(postmaster)],
+                                  capture_output=True, text=True).stdout.split()
+        for pid in [postmaster, *map(int, children)]:
+            os.kill(pid, sig)
+
 
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[PgServer]:

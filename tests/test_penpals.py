@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from scanner import config as cfgmod
+from scanner import penpals_thread
 from scanner.checks.base import CheckContext
 from scanner.checks.penpals import PenPals, PenPalsSettings
 from scanner.penpals_store import PenPalsStore, normalise
@@ -205,3 +208,18 @@ def test_through_the_filter_a_reply_to_outgoing_mail_is_tagged_for_its_recipient
     assert set(copies) == {("alice@example.test",), ("carol@example.test",)}
     assert b"PENPALS_REPLY" in copies[("alice@example.test",)]
     assert b"PENPALS" not in copies[("carol@example.test",)]
+
+
+def test_recordings_waiting_for_a_network_database_are_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hanging database cannot make recordings pile up without end; those that wait
+    are done before the thread ends (a worker's close waits for them)."""
+    monkeypatch.setattr(penpals_thread, "MAX_PENDING", 3)
+    thread = penpals_thread.StoreThread()
+    gate, done = threading.Event(), []
+    assert all(thread.submit(partial(lambda i: (gate.wait(10), done.append(i)), i))
+               for i in range(3))
+    assert not thread.submit(lambda: done.append("dropped"))
+    gate.set()
+    thread.close(lambda: done.append("closed"), wait=10.0)
+    assert done == [0, 1, 2, "closed"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import smtplib
 import threading
 import time
@@ -190,6 +191,36 @@ def test_the_check_waits_for_a_locked_database_no_longer_than_its_timeout(
     hits, queued, waited = asyncio.run(scenario())
     assert hits == [] and queued < 0.05 and 0.4 < waited < 1.0
     assert "no pen pals memory meanwhile (mail is not held up)" in caplog.text
+    check.close()
+
+
+def test_a_server_that_stops_answering_costs_one_timeout_then_none(
+        pg_server: PgServer, caplog: pytest.LogCaptureFixture) -> None:
+    """statement_timeout needs a live server: with the server frozen, the first
+    look-up waits its timeout, the next ones fail at once while that call hangs."""
+    check = _check(_fresh(pg_server.url), timeout=0.5)
+    reply = _msg("r1@example.org", "In-Reply-To: <q1@example.test>\r\n")
+
+    async def look() -> tuple[list, float]:
+        with task_from_bytes(reply, sender=BOB, recipients=(ALICE,)) as task:
+            began = time.monotonic()
+            hits = list(await check.run(task))
+            return hits, time.monotonic() - began
+
+    async def scenario() -> list[tuple[list, float]]:
+        await look()  # connected
+        pg_server.signal_all(signal.SIGSTOP)
+        try:
+            found = [await look(), await look(), await look()]
+        finally:
+            pg_server.signal_all(signal.SIGCONT)
+        await _flush(check)  # the hung call returns once the server goes on
+        return found
+
+    (first, waited), *rest = asyncio.run(scenario())
+    assert first == [] and 0.4 < waited < 1.0
+    assert all(hits == [] and took < 0.1 for hits, took in rest), rest
+    assert "no pen pals memory meanwhile" in caplog.text
     check.close()
 
 

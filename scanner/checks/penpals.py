@@ -18,32 +18,31 @@ and a database file the workers can write. Trouble with the database never defer
 mail: the check logs it and gives no bonus (nor ``BOUNCE_KILLED``).
 
 With a PostgreSQL database (several filter hosts sharing one memory,
-:mod:`scanner.penpals_pg`) the store's calls run in a thread of their own: a message
-waits for its look-ups at most ``timeout`` seconds (then: database trouble, as above),
-and a delivered message is recorded in that thread without waiting, so a database that
-is down or slow neither holds up its reply nor turns it into a deferral.
+:mod:`scanner.penpals_pg`) the store's calls run in a thread of their own
+(:mod:`scanner.penpals_thread`): a message waits for its look-ups at most ``timeout``
+seconds (then: database trouble, as above), and a delivered message is recorded in
+that thread without waiting, so a database that is down or slow neither holds up its
+reply nor turns it into a deferral.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import Message
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar
 
 from scanner.checks.base import CheckContext
 from scanner.checks.bounce_killer import bounce_hits
 from scanner.config.schema import opt
 from scanner.penpals_store import PenPalsUnavailable, Store, normalise, open_store
+from scanner.penpals_thread import MAX_PENDING, StoreThread
 from scanner.policy.effective import bank_names
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
@@ -55,9 +54,6 @@ RECORDED = frozenset({"CLEAN", "BAD-HEADER", "OVERSIZED"})
 """Categories of outgoing mail that is remembered (not spam, viruses, banned files)."""
 _MSGID = re.compile(r"<([^<>\s]{1,250})>")
 STORE_ERRORS = (sqlite3.Error, OSError, PenPalsUnavailable)
-MAX_PENDING = 1000
-"""Recordings that may wait for a PostgreSQL database per process; more are dropped."""
-R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,52 +194,7 @@ class PenPals:
         if self._thread is None:
             self._store.close()
         else:  # after the recordings still waiting
-            self._thread.close(self._store.close)
-
-
-class StoreThread:
-    """The one thread a PostgreSQL store's calls run in, per process (a thread does not
-    survive a fork): calls wait their turn; at most :data:`MAX_PENDING` recordings
-    wait, so a database that hangs cannot make them pile up without end."""
-
-    def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = 0
-        self._slots = threading.BoundedSemaphore(MAX_PENDING)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None or self._pid != os.getpid():
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="penpals")
-            self._pid = os.getpid()
-        return self._pool
-
-    async def call(self, timeout: float, func: Callable[..., R], *args: Any) -> R:
-        """``func(*args)`` in the thread; TimeoutError after ``timeout`` seconds (a
-        call still waiting its turn is then dropped)."""
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
-            return await loop.run_in_executor(self._executor(), partial(func, *args))
-
-    def submit(self, func: Callable[[], None]) -> bool:
-        """Run ``func()`` in the thread without waiting; False when too many wait."""
-        if not self._slots.acquire(blocking=False):
-            return False
-
-        def job() -> None:
-            try:
-                func()
-            finally:
-                self._slots.release()
-
-        self._executor().submit(job)
-        return True
-
-    def close(self, last: Callable[[], None]) -> None:
-        """Run ``last`` after the calls submitted so far, then let the thread end."""
-        if self._pool is not None and self._pid == os.getpid():
-            self._pool.submit(last)
-            self._pool.shutdown(wait=False)
-        self._pool = None
+            self._thread.close(self._store.close, self._s.timeout)
 
 
 def _message_id(msg: Message | None) -> str | None:
