@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from scanner.addresses import split_localpart
-from scanner.dburl import is_postgresql
+from scanner.dburl import is_postgresql, redact
+from scanner.errors import ConfigError
 from scanner.idn import fold_address, fold_localpart
 
 SCHEMA = """
@@ -183,7 +184,11 @@ class PenPalsStore(Store):
 
 def open_store(database: str, max_age: float, timeout: float) -> Store:
     """The store ``database`` names: a ``postgresql://`` URL (``timeout`` bounds each
-    connection and statement) or a SQLite file."""
+    connection and statement) or a SQLite file. Another URL is refused, not taken for a
+    file name (which would put its password into a directory name)."""
+    if "://" in database and not is_postgresql(database):
+        raise ConfigError(f"'checks.settings.penpals.database' = {redact(database)!r}: use "
+                          "a SQLite file path or 'postgresql://user@host/dbname'")
     if is_postgresql(database):
         from scanner.penpals_pg import PostgresStore
 

@@ -14,6 +14,7 @@ from scanner import config as cfgmod
 from scanner import penpals_thread
 from scanner.checks.base import CheckContext
 from scanner.checks.penpals import PenPals, PenPalsSettings
+from scanner.errors import ConfigError
 from scanner.penpals_store import PenPalsStore, normalise
 from scanner.policy.decide import decide
 from scanner.scores import load_scores
@@ -223,3 +224,18 @@ def test_recordings_waiting_for_a_network_database_are_bounded(
     gate.set()
     thread.close(lambda: done.append("closed"), wait=10.0)
     assert done == [0, 1, 2, "closed"]
+
+
+def test_a_database_url_of_another_kind_is_refused_not_made_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt PostgreSQL URL was taken for a relative SQLite path: the filter made
+    ./postgresq:/u:PASSWORD@db.example/ and kept a memory of its own there."""
+    monkeypatch.chdir(tmp_path)
+    async def no_cpu(*_a: object) -> None:
+        return None
+    settings = PenPalsSettings(database="postgresq://u:hunter2@db.example/mail")
+    with pytest.raises(ConfigError) as refused:
+        PenPals(settings, CheckContext(config=cfgmod.load(None), run_cpu=no_cpu))
+    assert "postgresq://u:***@db.example/mail" in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []

@@ -26,7 +26,7 @@ from scanner.config.model import (
 )
 from scanner.config.policy import BUILTIN_BANKS, NOT_OVERRIDABLE
 from scanner.config.schema import build, to_plain
-from scanner.dburl import redact
+from scanner.dburl import is_postgresql, redact
 from scanner.errors import ConfigError
 from scanner.quarantine.config import QuarantineConfig
 
@@ -162,7 +162,7 @@ def _check_sql_lookup(config: Config) -> None:
         return
     if url.startswith("sqlite:") and url[len("sqlite:"):].strip():
         return
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgresql(url):
         return
     raise ConfigError(f"{config.source}: 'policy.sql_lookup' = {redact(url)!r}: use "
                       "'sqlite:/path/to/file' or 'postgresql://user@host/dbname' (or \"\" "
