@@ -18,6 +18,7 @@ import pytest
 from scanner import config as cfgmod
 from scanner.checks.base import CheckContext
 from scanner.checks.penpals import PenPals, PenPalsSettings
+from scanner.errors import ConfigError
 from scanner.penpals_pg import RETRY_AFTER, PostgresStore
 from scanner.penpals_store import PenPalsStore, PenPalsUnavailable, Store
 from scanner.testing.filter import FilterProcess
@@ -249,6 +250,22 @@ def test_the_check_finds_a_reply_recorded_by_another_check(pg_url: str) -> None:
     assert bounced == [("BOUNCE_KILLED", "carol@example.test")]
     host_a.close()
     host_b.close()
+
+
+def test_a_timeout_the_check_deadline_would_cut_short_is_refused(pg_url: str,
+                                                                 tmp_path: Path) -> None:
+    """Waiting for the database past checks.timeout would make PENPALS_FAIL (a 451 by
+    default) out of a slow database."""
+    (tmp_path / "s.toml").write_text("[checks]\ntimeout = 2.0\n")
+    config = cfgmod.load(str(tmp_path / "s.toml"))
+
+    async def no_cpu(*_a: object) -> None:
+        return None
+    with pytest.raises(ConfigError, match="must be below 'checks.timeout'"):
+        PenPals(PenPalsSettings(database=pg_url, timeout=2.0),
+                CheckContext(config=config, run_cpu=no_cpu))
+    PenPals(PenPalsSettings(database=pg_url, timeout=1.5),
+            CheckContext(config=config, run_cpu=no_cpu)).close()
 
 
 def test_a_postgresql_url_is_shown_without_its_password(tmp_path: Path) -> None:

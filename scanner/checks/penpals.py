@@ -41,6 +41,7 @@ from typing import ClassVar
 from scanner.checks.base import CheckContext
 from scanner.checks.bounce_killer import bounce_hits
 from scanner.config.schema import opt
+from scanner.errors import ConfigError
 from scanner.penpals_store import PenPalsUnavailable, Store, normalise, open_store
 from scanner.penpals_thread import MAX_PENDING, StoreThread
 from scanner.policy.effective import bank_names
@@ -96,6 +97,12 @@ class PenPals:
         self._store: Store = open_store(settings.database, settings.max_age_days * DAY,
                                         settings.timeout)
         self._thread = StoreThread() if self._store.threaded else None
+        if self._thread is not None and settings.timeout >= context.config.checks.timeout:
+            # the check's own deadline would come first: PENPALS_FAIL, by default a 451
+            raise ConfigError(f"'checks.settings.penpals.timeout' = {settings.timeout:g} "
+                              "must be below 'checks.timeout' "
+                              f"({context.config.checks.timeout:g}): a slow database must "
+                              "not make the check fail")
         self._throttle = LogThrottle(60.0)
         self._throttle_lock = threading.Lock()  # reports come from the store's thread too
 
