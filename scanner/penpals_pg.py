@@ -47,6 +47,7 @@ SCHEMA = (
         at DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS penpals_message_ids_at ON penpals_message_ids (at)",
 )
+TABLES = ("penpals_sent", "penpals_message_ids")
 LOCK_KEY = 0x5C4A7E2  # advisory lock serialising schema creation between hosts
 RETRY_AFTER = 10.0
 """Seconds after a failure before the database is tried again."""
@@ -105,7 +106,7 @@ class PostgresStore(Store):
             raise PenPalsUnavailable(f"{self._why} (next attempt in {wait:.0f} s)")
         con = connect_bounded(self._psycopg, self.dsn, self.timeout, autocommit=True)
         self._conn, self._pid = con, os.getpid()
-        create_schema(con, LOCK_KEY, SCHEMA)
+        create_schema(con, LOCK_KEY, SCHEMA, TABLES)
         return con
 
     @contextlib.contextmanager

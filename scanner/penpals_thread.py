@@ -4,9 +4,10 @@ Its calls block on the network, so the pen pals check runs them here, one at a t
 (one connection per process), and never on the event loop:
 
 * a message's look-ups are awaited at most ``timeout`` seconds (a call still waiting
-  its turn is then dropped), and while a call has been running longer than that (a
-  database that stopped answering on an open connection: ``statement_timeout`` needs a
-  live server) the next ones fail at once instead of waiting behind it;
+  its turn is then dropped), and once a caller gave up on the call running in the
+  thread (a database that stopped answering on an open connection:
+  ``statement_timeout`` needs a live server), the next ones fail at once while that
+  call still runs, instead of each waiting behind it;
 * a delivered message's recording is handed over without waiting; at most
   :data:`MAX_PENDING` wait, so a hanging database cannot make them pile up.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -40,7 +42,10 @@ class StoreThread:
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
         self._slots = threading.BoundedSemaphore(MAX_PENDING)
-        self._running_since = 0.0  # when the call running now began; 0: none runs
+        self._numbers = itertools.count(1)
+        self._running = 0  # the number of the call running now; 0: none runs
+        self._running_since = 0.0
+        self._given_up = 0  # the running call a caller stopped waiting for
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None or self._pid != os.getpid():
@@ -49,23 +54,27 @@ class StoreThread:
         return self._pool
 
     def _timed(self, func: Callable[..., R], *args: Any) -> R:
-        self._running_since = self._clock()
+        self._running, self._running_since = next(self._numbers), self._clock()
         try:
             return func(*args)
         finally:
-            self._running_since = 0.0
+            self._running = 0
 
     async def call(self, timeout: float, func: Callable[..., R], *args: Any) -> R:
         """``func(*args)`` in the thread; TimeoutError after ``timeout`` seconds, and
-        PenPalsUnavailable at once while a call has been running longer than that."""
-        since = self._running_since
-        if since and self._clock() - since > timeout:
+        PenPalsUnavailable at once while a call another caller gave up on still runs."""
+        running = self._running
+        if running and running == self._given_up:
             raise PenPalsUnavailable(f"a database call has not returned for "
-                                     f"{self._clock() - since:.0f} s")
+                                     f"{self._clock() - self._running_since:.1f} s")
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
-            return await loop.run_in_executor(self._executor(),
-                                              partial(self._timed, func, *args))
+        try:
+            async with asyncio.timeout(timeout):
+                return await loop.run_in_executor(self._executor(),
+                                                  partial(self._timed, func, *args))
+        except TimeoutError:
+            self._given_up = self._running  # what held this call up (0: nothing runs)
+            raise
 
     def submit(self, func: Callable[[], None]) -> bool:
         """Run ``func()`` in the thread without waiting; False when too many wait."""

@@ -4,23 +4,32 @@
 Both need the optional ``psycopg`` package (``pip install 'scanner[postgresql]'``) and
 create their tables themselves. Hosts starting at the same moment would race on
 ``CREATE TABLE IF NOT EXISTS`` (the loser fails with a unique violation in the
-catalogue), so :func:`create_schema` runs the statements under an advisory lock.
+catalogue), so :func:`create_schema` runs the statements under an advisory lock; and
+only when a table is missing, since PostgreSQL checks the CREATE privilege before it
+finds that the table exists: a user given only SELECT, INSERT, UPDATE and DELETE on
+tables an administrator made would fail on every connection.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 MIN_CONNECT_TIMEOUT = 2
 """libpq's smallest connect_timeout: 1 is taken as 2 seconds."""
 
 
-def create_schema(con: Any, lock_key: int, statements: Iterable[str]) -> None:
-    """Run ``statements`` (``CREATE ... IF NOT EXISTS``) in one transaction, serialised
-    between hosts and processes by the advisory lock ``lock_key``."""
-    with con.transaction():
+def create_schema(con: Any, lock_key: int, statements: Iterable[str],
+                  tables: Sequence[str]) -> None:
+    """Unless every one of ``tables`` exists, run ``statements`` (``CREATE ... IF NOT
+    EXISTS``) in one transaction, serialised between hosts and processes by the
+    advisory lock ``lock_key``."""
+    with con.transaction():  # also on a connection that is not in autocommit mode
+        found = con.execute("SELECT count(to_regclass(t)) FROM unnest(%s::text[]) AS t",
+                            (list(tables),)).fetchone()[0]
+        if found == len(tables):
+            return
         con.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
         for statement in statements:
             con.execute(statement)

@@ -139,6 +139,28 @@ def test_a_stopped_database_fails_at_once_and_is_tried_again_later(
     store.close()
 
 
+def test_a_user_without_create_uses_tables_made_for_it(pg_url: str) -> None:
+    """PostgreSQL checks the CREATE privilege before it finds a table exists: a user
+    with only SELECT, INSERT, UPDATE and DELETE failed on every connection."""
+    PostgresStore(_fresh(pg_url), 30 * DAY, 2.0).probe()  # an administrator made them
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("DROP ROLE IF EXISTS penpals_user")
+        con.execute("CREATE ROLE penpals_user LOGIN")
+        con.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        con.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON penpals_sent, "
+                    "penpals_message_ids TO penpals_user")
+    try:
+        store = PostgresStore(pg_url.replace("scanner@", "penpals_user@"), 30 * DAY, 2.0)
+        store.record(ALICE, [BOB], "q1@example.test")
+        assert store.lookup(ALICE, BOB, ["q1@example.test"]).replied_at is not None
+        assert store.purge(time.time() + 31 * DAY) == 2
+        store.close()
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            con.execute("DROP OWNED BY penpals_user")
+            con.execute("DROP ROLE penpals_user")
+
+
 def test_a_locked_table_costs_at_most_the_timeout(pg_url: str) -> None:
     store = PostgresStore(_fresh(pg_url), 30 * DAY, 0.5)
     store.probe()  # the tables exist
@@ -160,10 +182,12 @@ def _check(database: str, timeout: float = 2.0) -> PenPals:
     return PenPals(settings, CheckContext(config=cfgmod.load(None), run_cpu=no_cpu))
 
 
-async def _flush(check: PenPals) -> None:
+def _flush(check: PenPals) -> None:
     """Wait until the calls queued in the check's store thread are done."""
     assert check._thread is not None
-    await check._thread.call(10.0, lambda: None)
+    done = threading.Event()
+    assert check._thread.submit(done.set)
+    assert done.wait(10.0)
 
 
 def test_the_check_waits_for_a_locked_database_no_longer_than_its_timeout(
@@ -177,7 +201,7 @@ def test_the_check_waits_for_a_locked_database_no_longer_than_its_timeout(
             from scanner.task import Destiny, Verdict
             out.verdicts = {BOB: Verdict("CLEAN", Destiny.PASS, 0.0)}
             check.after_delivery(out, [BOB])
-            await _flush(check)
+            _flush(check)
             with psycopg.connect(pg_url) as holder:
                 holder.execute("LOCK TABLE penpals_sent IN ACCESS EXCLUSIVE MODE")
                 began = time.monotonic()
@@ -215,7 +239,7 @@ def test_a_server_that_stops_answering_costs_one_timeout_then_none(
             found = [await look(), await look(), await look()]
         finally:
             pg_server.signal_all(signal.SIGCONT)
-        await _flush(check)  # the hung call returns once the server goes on
+        _flush(check)  # the hung call returns once the server goes on
         return found
 
     (first, waited), *rest = asyncio.run(scenario())
@@ -236,7 +260,7 @@ def test_the_check_finds_a_reply_recorded_by_another_check(pg_url: str) -> None:
                              recipients=(BOB,), policy_bank="ORIGINATING") as out:
             out.verdicts = {BOB: Verdict("CLEAN", Destiny.PASS, 0.0)}
             host_a.after_delivery(out, [BOB])
-            await _flush(host_a)
+            _flush(host_a)
         reply = _msg("r1@example.org", "In-Reply-To: <a9b8c7d6-minutes@example.net>\r\n")
         with task_from_bytes(reply, sender=BOB, recipients=(ALICE,)) as task:
             replied = [(h.symbol, h.recipient) for h in await host_b.run(task)]

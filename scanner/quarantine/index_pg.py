@@ -43,7 +43,7 @@ class PostgresIndex(Index):
                 f"cannot connect to the quarantine index {self.location}: {exc}") from exc
         if not self._ready:
             try:
-                create_schema(con, _LOCK_KEY, SCHEMA)
+                create_schema(con, _LOCK_KEY, SCHEMA, ("quarantine", "quarantine_rcpt"))
                 self._ready = True
             except psycopg.Error as exc:
                 con.close()
