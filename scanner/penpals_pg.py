@@ -14,7 +14,8 @@ look-ups outside any transaction); a recording is one transaction that writes it
 in one order (sorted), so two hosts recording at once never deadlock; a purge deletes
 only rows no writer holds (``FOR UPDATE SKIP LOCKED``), so it waits for none. ``at``
 only moves forward, so a host whose clock is a little behind never makes a
-correspondence look older.
+correspondence look older. An address or Message-ID with a NUL (which PostgreSQL's
+text cannot hold) is neither recorded nor looked up.
 
 Bounded: a connection is made within ``timeout`` seconds (libpq's minimum is 2) and
 every statement ends within it (``statement_timeout``). After a failure the store does
@@ -126,6 +127,10 @@ class PostgresStore(Store):
 
     def _record(self, local: str, remotes: list[str], message_id: str | None,
                 now: float) -> None:
+        if not _storable(local):
+            return
+        remotes = [r for r in remotes if _storable(r)]
+        message_id = message_id if message_id and _storable(message_id) else None
         with self._using() as con, con.transaction():
             if remotes:
                 with con.cursor() as cur:
@@ -134,6 +139,10 @@ class PostgresStore(Store):
                 con.execute(_MESSAGE_ID, (message_id, local, now))
 
     def _lookup(self, local: str, remote: str, ids: list[str], oldest: float) -> Found:
+        if not _storable(local):
+            return Found()
+        remote = remote if _storable(remote) else ""  # "": matches no row
+        ids = [i for i in ids if _storable(i)]
         with self._using() as con:
             wrote, replied = con.execute(_LOOKUP, (local, remote, oldest, local, oldest,
                                                    ids)).fetchone()
@@ -156,3 +165,10 @@ class PostgresStore(Store):
             with contextlib.suppress(Exception):
                 self._conn.close()
         self._conn = None
+
+
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL's text can hold ``text`` (not a NUL: psycopg refuses it, and
+    a crafted header must not look like a database failure). Such a value is never
+    recorded, so it is never found either."""
+    return "\x00" not in text

@@ -20,7 +20,7 @@ from scanner.checks.base import CheckContext
 from scanner.checks.penpals import PenPals, PenPalsSettings
 from scanner.errors import ConfigError
 from scanner.penpals_pg import RETRY_AFTER, PostgresStore
-from scanner.penpals_store import PenPalsStore, PenPalsUnavailable, Store
+from scanner.penpals_store import Found, PenPalsStore, PenPalsUnavailable, Store
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
@@ -159,6 +159,21 @@ def test_a_user_without_create_uses_tables_made_for_it(pg_url: str) -> None:
         with psycopg.connect(pg_url, autocommit=True) as con:
             con.execute("DROP OWNED BY penpals_user")
             con.execute("DROP ROLE penpals_user")
+
+
+def test_a_nul_in_a_message_id_or_address_does_not_switch_the_memory_off(
+        pg_url: str) -> None:
+    """PostgreSQL text cannot hold NUL (SQLite's can): psycopg refused such a value as
+    a database error, and the store left the database alone for RETRY_AFTER seconds, so
+    one crafted References field turned the pen pals off for everyone's mail."""
+    store = PostgresStore(_fresh(pg_url), 30 * DAY, 2.0)
+    store.record(ALICE, [BOB, "x\x00y@example.org"], "q\x00@example.test")
+    store.record("a\x00b@example.test", [BOB], "q2@example.test")
+    assert store.lookup(ALICE, BOB, ["evil\x00@x", "q1@x"]).wrote_at is not None
+    assert store.lookup(ALICE, "x\x00y@example.org", ["q\x00@example.test"]) == Found()
+    store.record(ALICE, [BOB], "q1@example.test")
+    assert store.lookup(ALICE, BOB, ["q1@example.test"]).replied_at is not None
+    store.close()
 
 
 def test_a_locked_table_costs_at_most_the_timeout(pg_url: str) -> None:
