@@ -15,7 +15,7 @@ in one order (sorted), so two hosts recording at once never deadlock; a purge de
 only rows no writer holds (``FOR UPDATE SKIP LOCKED``), so it waits for none. ``at``
 only moves forward, so a host whose clock is a little behind never makes a
 correspondence look older. An address or Message-ID with a NUL (which PostgreSQL's
-text cannot hold) is neither recorded nor looked up.
+text cannot hold) or longer than an index row allows is neither recorded nor looked up.
 
 Bounded: a connection is made within ``timeout`` seconds (libpq's minimum is 2) and
 every statement ends within it (``statement_timeout``). After a failure the store does
@@ -53,6 +53,8 @@ LOCK_KEY = 0x5C4A7E2  # advisory lock serialising schema creation between hosts
 RETRY_AFTER = 10.0
 """Seconds after a failure before the database is tried again."""
 PURGE_BATCH = 5000  # rows per DELETE, each within statement_timeout
+MAX_KEY = 1000
+"""Longest address or Message-ID stored, in octets (RFC 5321 allows 256 for a path)."""
 _SENT = ("INSERT INTO penpals_sent (local, remote, at) VALUES (%s, %s, %s) "
          "ON CONFLICT (local, remote) DO UPDATE SET at = GREATEST(penpals_sent.at, excluded.at)")
 _MESSAGE_ID = ("INSERT INTO penpals_message_ids (message_id, local, at) VALUES (%s, %s, %s) "
@@ -168,7 +170,8 @@ class PostgresStore(Store):
 
 
 def _storable(text: str) -> bool:
-    """Whether PostgreSQL's text can hold ``text`` (not a NUL: psycopg refuses it, and
-    a crafted header must not look like a database failure). Such a value is never
-    recorded, so it is never found either."""
-    return "\x00" not in text
+    """Whether ``text`` can be a key here: no NUL (PostgreSQL's text cannot hold it)
+    and at most :data:`MAX_KEY` octets (a B-tree row holds about 2.7 kB: two such
+    addresses fit); a crafted header must not look like a database failure. Such a
+    value is never recorded, so it is never found either."""
+    return "\x00" not in text and len(text.encode("utf-8", "replace")) <= MAX_KEY

@@ -176,6 +176,20 @@ def test_a_nul_in_a_message_id_or_address_does_not_switch_the_memory_off(
     store.close()
 
 
+def test_an_address_too_long_for_an_index_does_not_switch_the_memory_off(
+        pg_url: str) -> None:
+    """A key beyond PostgreSQL's B-tree row limit (about 2.7 kB) failed the recording
+    as a database error, which left the database alone for RETRY_AFTER seconds."""
+    store = PostgresStore(_fresh(pg_url), 30 * DAY, 2.0)
+    rng = random.Random(1)
+    huge = "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=3000))
+    store.record(ALICE, [f"{huge}@example.org", BOB], f"{huge}@example.test")
+    assert store.lookup(ALICE, f"{huge}@example.org", [f"{huge}@example.test"]) == Found()
+    store.record(ALICE, [BOB], "q1@example.test")
+    assert store.lookup(ALICE, BOB, ["q1@example.test"]).replied_at is not None
+    store.close()
+
+
 def test_a_locked_table_costs_at_most_the_timeout(pg_url: str) -> None:
     store = PostgresStore(_fresh(pg_url), 30 * DAY, 0.5)
     store.probe()  # the tables exist
