@@ -21,12 +21,14 @@ from scanner.checks.penpals import PenPals, PenPalsSettings
 from scanner.errors import ConfigError
 from scanner.penpals_pg import RETRY_AFTER, PostgresStore
 from scanner.penpals_store import Found, PenPalsStore, PenPalsUnavailable, Store
+from scanner.task import Destiny, Verdict
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from scanner.testing.tasks import task_from_bytes
 from tests.conftest import PgServer
 from tests.test_bounce_killer import _read
+from tests.test_dburl import _scanner
 from tests.test_penpals import _msg, two_listener_config
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
@@ -227,7 +229,6 @@ def test_the_check_waits_for_a_locked_database_no_longer_than_its_timeout(
     async def scenario() -> tuple[list, float, float]:
         with task_from_bytes(_msg("q1@example.test"), sender=ALICE, recipients=(BOB,),
                              policy_bank="ORIGINATING") as out:
-            from scanner.task import Destiny, Verdict
             out.verdicts = {BOB: Verdict("CLEAN", Destiny.PASS, 0.0)}
             check.after_delivery(out, [BOB])
             _flush(check)
@@ -284,7 +285,6 @@ def test_the_check_finds_a_reply_recorded_by_another_check(pg_url: str) -> None:
     host_a, host_b = _check(_fresh(pg_url)), _check(pg_url)
 
     async def scenario() -> tuple[list, list]:
-        from scanner.task import Destiny, Verdict
         with task_from_bytes(_msg("a9b8c7d6-minutes@example.net"), sender=ALICE,
                              recipients=(BOB,), policy_bank="ORIGINATING") as out:
             out.verdicts = {BOB: Verdict("CLEAN", Destiny.PASS, 0.0)}
@@ -327,7 +327,6 @@ def test_a_postgresql_url_is_shown_without_its_password(tmp_path: Path) -> None:
                      '[checks.settings.penpals]\n'
                      f'database = "postgresql://pp:hunter2@/p?host={tmp_path}/none"\n'
                      f'[quarantine]\ndirectory = "{tmp_path}/q"\n')
-    from tests.test_dburl import _scanner
     show = _scanner("config", "show", str(given))
     assert show.returncode == 0, show.stderr
     assert f'database = "postgresql://pp:***@/p?host={tmp_path}/none"' in show.stdout
