@@ -9,9 +9,11 @@ time and a failure there can be re-run exactly.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -70,7 +72,8 @@ class PgServer:
         children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(postmaster)],
                                   capture_output=True, text=True).stdout.split()
         for pid in [postmaster, *map(int, children)]:
-            os.kill(pid, sig)
+            with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                os.kill(pid, sig)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +105,8 @@ def pg_server() -> Iterator[PgServer]:
     try:
         yield server
     finally:
+        with contextlib.suppress(OSError, ValueError):  # a test that froze it, failing
+            server.signal_all(signal.SIGCONT)
         subprocess.run([*server.ctl, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 

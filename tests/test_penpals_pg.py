@@ -264,8 +264,8 @@ def test_a_server_that_stops_answering_costs_one_timeout_then_none(
 
     async def scenario() -> list[tuple[list, float]]:
         await look()  # connected
-        pg_server.signal_all(signal.SIGSTOP)
         try:
+            pg_server.signal_all(signal.SIGSTOP)
             found = [await look(), await look(), await look()]
         finally:
             pg_server.signal_all(signal.SIGCONT)
