@@ -22,3 +22,8 @@ def redact(url: str) -> str:
     ``...?password=***``; a URL without one is returned unchanged."""
     url = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", url, count=1)
     return _PARAMETER.sub(lambda m: f"{m['head']}{MASK}", url)
+
+
+def is_postgresql(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
+    return url.startswith(("postgresql://", "postgres://"))

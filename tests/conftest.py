@@ -9,12 +9,15 @@ time and a failure there can be re-run exactly.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +47,40 @@ def _bin_dir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+@dataclass
+class PgServer:
+    """The private PostgreSQL server of :func:`pg_server`: its URL, and stop/start for
+    tests of an outage (a test that stops it starts it again)."""
+
+    url: str
+    ctl: list[str]  # pg_ctl -D DATA, run as the server's user
+    options: str
+    log: str
+
+    def stop(self) -> None:
+        subprocess.run([*self.ctl, "-m", "immediate", "-w", "stop"], check=True,
+                       capture_output=True)
+
+    def start(self) -> None:
+        subprocess.run([*self.ctl, "-l", self.log, "-w", "-o", self.options, "start"],
+                       check=True, capture_output=True)
+
+    def signal_all(self, sig: int) -> None:
+        """Send ``sig`` to the server and its backends (SIGSTOP: a server that no longer
+        answers on open connections; SIGCONT: on again)."""
+        data = Path(self.ctl[self.ctl.index("-D") + 1])
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(postmaster)],
+                                  capture_output=True, text=True).stdout.split()
+        for pid in [postmaster, *map(int, children)]:
+            with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                os.kill(pid, sig)
+
+
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
+def pg_server() -> Iterator[PgServer]:
     """A private throw-away PostgreSQL server (skipped without psycopg or the server
-    binaries: apt-get install postgresql); its URL, database postgres, user scanner."""
+    binaries: apt-get install postgresql); database postgres, user scanner."""
     pytest.importorskip("psycopg", reason="psycopg is not installed")
     bin_dir = _bin_dir()
     if bin_dir is None:
@@ -66,15 +99,16 @@ def pg_url() -> Iterator[str]:
     data = base / "data"
     subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U",
                     "scanner", "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-l",
-                    str(base / "log"), "-w", "-o",
-                    f"-k {base} -c listen_addresses='' -c fsync=off", "start"],
-                   check=True, capture_output=True)
+    server = PgServer(f"postgresql://scanner@/postgres?host={base}",
+                      [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data)],
+                      f"-k {base} -c listen_addresses='' -c fsync=off", str(base / "log"))
+    server.start()
     try:
-        yield f"postgresql://scanner@/postgres?host={base}"
+        yield server
     finally:
-        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True)
+        with contextlib.suppress(OSError, ValueError):  # a test that froze it, failing
+            server.signal_all(signal.SIGCONT)
+        subprocess.run([*server.ctl, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -94,3 +128,8 @@ def slapd() -> Iterator[Any]:
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+@pytest.fixture(scope="module")
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of :func:`pg_server`."""
+    return pg_server.url

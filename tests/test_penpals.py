@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from scanner import config as cfgmod
+from scanner import penpals_thread
 from scanner.checks.base import CheckContext
 from scanner.checks.penpals import PenPals, PenPalsSettings
+from scanner.errors import ConfigError
 from scanner.penpals_store import PenPalsStore, normalise
 from scanner.policy.decide import decide
 from scanner.scores import load_scores
@@ -152,10 +156,10 @@ def test_a_recipients_hit_counts_in_its_own_verdict_only(tmp_path: Path) -> None
 
 
 def two_listener_config(tmp_path: Path, sink: Sink, inbound: int, outbound: int,
-                        policy: str = "", checks: str = "") -> str:
+                        policy: str = "", checks: str = "", database: str = "") -> str:
     """A filter with an inbound listener and an ORIGINATING one, the pen pals check on
-    (its database under ``tmp_path``), X-Spam-Status on every message; ``policy`` and
-    ``checks`` lines go into those sections."""
+    (its database under ``tmp_path`` unless ``database`` names one), X-Spam-Status on
+    every message; ``policy`` and ``checks`` lines go into those sections."""
     return f"""
 [server]
 workers = 2
@@ -182,7 +186,7 @@ disabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]
 {checks}
 
 [checks.settings.penpals]
-database = "{tmp_path / 'penpals.sqlite'}"
+database = "{database or tmp_path / 'penpals.sqlite'}"
 
 [quarantine]
 directory = "{tmp_path / 'quarantine'}"
@@ -205,3 +209,33 @@ def test_through_the_filter_a_reply_to_outgoing_mail_is_tagged_for_its_recipient
     assert set(copies) == {("alice@example.test",), ("carol@example.test",)}
     assert b"PENPALS_REPLY" in copies[("alice@example.test",)]
     assert b"PENPALS" not in copies[("carol@example.test",)]
+
+
+def test_recordings_waiting_for_a_network_database_are_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hanging database cannot make recordings pile up without end; those that wait
+    are done before the thread ends (a worker's close waits for them)."""
+    monkeypatch.setattr(penpals_thread, "MAX_PENDING", 3)
+    thread = penpals_thread.StoreThread()
+    gate, done = threading.Event(), []
+    assert all(thread.submit(partial(lambda i: (gate.wait(10), done.append(i)), i))
+               for i in range(3))
+    assert not thread.submit(lambda: done.append("dropped"))
+    gate.set()
+    thread.close(lambda: done.append("closed"), wait=10.0)
+    assert done == [0, 1, 2, "closed"]
+
+
+def test_a_database_url_of_another_kind_is_refused_not_made_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt PostgreSQL URL was taken for a relative SQLite path: the filter made
+    ./postgresq:/u:PASSWORD@db.example/ and kept a memory of its own there."""
+    monkeypatch.chdir(tmp_path)
+    async def no_cpu(*_a: object) -> None:
+        return None
+    settings = PenPalsSettings(database="postgresq://u:hunter2@db.example/mail")
+    with pytest.raises(ConfigError) as refused:
+        PenPals(settings, CheckContext(config=cfgmod.load(None), run_cpu=no_cpu))
+    assert "postgresq://u:***@db.example/mail" in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []

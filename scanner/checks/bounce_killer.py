@@ -24,7 +24,7 @@ import time
 
 from scanner.bounces import Bounce, Envelope, inspect_bounce
 from scanner.config.policy import PolicyConfig
-from scanner.penpals_store import PenPalsStore, normalise
+from scanner.penpals_store import Store, normalise
 from scanner.pipeline.parse import header_text
 from scanner.policy.decide import author_address, is_auto
 from scanner.policy.effective import is_local
@@ -37,7 +37,7 @@ RESCUE_AGE = 8 * 86400.0
 _DOMAIN = re.compile(r"@([^@>() \t][^@>]*?)[ \t]*>?\Z")
 
 
-def bounce_hits(task: Task, store: PenPalsStore, policy: PolicyConfig) -> list[Hit]:
+def bounce_hits(task: Task, store: Store, policy: PolicyConfig) -> list[Hit]:
     """``BOUNCE_KILLED`` for each recipient of a bounce that is not theirs."""
     bounce = inspect_bounce(task.parts, _envelope(task))
     if bounce is None:

@@ -15,7 +15,14 @@ Both weigh less the older that correspondence is: the hit's factor is
 one recipient each (``Hit.recipient``), so the other recipients of the same message
 are not affected. Off by default: it needs the site's outgoing mail to pass the filter
 and a database file the workers can write. Trouble with the database never defers
-mail: the check logs it and gives no bonus.
+mail: the check logs it and gives no bonus (nor ``BOUNCE_KILLED``).
+
+With a PostgreSQL database (several filter hosts sharing one memory,
+:mod:`scanner.penpals_pg`) the store's calls run in a thread of their own
+(:mod:`scanner.penpals_thread`): a message waits for its look-ups at most ``timeout``
+seconds (then: database trouble, as above), and a delivered message is recorded in
+that thread without waiting, so a database that is down or slow neither holds up its
+reply nor turns it into a deferral.
 """
 
 from __future__ import annotations
@@ -23,16 +30,20 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import Message
+from functools import partial
 from typing import ClassVar
 
 from scanner.checks.base import CheckContext
 from scanner.checks.bounce_killer import bounce_hits
 from scanner.config.schema import opt
-from scanner.penpals_store import PenPalsStore, normalise
+from scanner.errors import ConfigError
+from scanner.penpals_store import PenPalsUnavailable, Store, normalise, open_store
+from scanner.penpals_thread import MAX_PENDING, StoreThread
 from scanner.policy.effective import bank_names
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
@@ -43,6 +54,7 @@ DAY = 86400.0
 RECORDED = frozenset({"CLEAN", "BAD-HEADER", "OVERSIZED"})
 """Categories of outgoing mail that is remembered (not spam, viruses, banned files)."""
 _MSGID = re.compile(r"<([^<>\s]{1,250})>")
+STORE_ERRORS = (sqlite3.Error, OSError, PenPalsUnavailable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +62,19 @@ class PenPalsSettings:
     """Settings of the pen pals check ([checks.settings.penpals])."""
 
     database: str = opt("/var/lib/scanner/penpals.sqlite",
-                        "SQLite file shared by the workers (created if missing)")
+                        "SQLite file shared by the workers (created if missing), or a "
+                        "'postgresql://user@host/db' URL several filter hosts share "
+                        "(tables created if missing; needs psycopg)")
     halflife_days: float = opt(7.0, "the bonus halves with every this many days since our "
                                "user wrote (amavis's $penpals_halflife)", min=0.01)
     max_age_days: float = opt(60.0, "correspondence older than this is forgotten", min=1.0)
     record_banks: tuple[str, ...] = opt(
         ["ORIGINATING"], "policy banks whose mail counts as written by our users "
         "(the listener's bank, or MYNETS)")
+    timeout: float = opt(2.0, "PostgreSQL only: seconds a message waits for its look-ups, "
+                         "and the bound of each connection (at least 2 s) and statement; "
+                         "slower counts as database trouble (no bonus, mail not held up)",
+                         min=0.1)
 
 
 class PenPals:
@@ -76,8 +94,17 @@ class PenPals:
     def __init__(self, settings: PenPalsSettings, context: CheckContext) -> None:
         self._s = settings
         self._config = context.config
-        self._store = PenPalsStore(settings.database, settings.max_age_days * DAY)
+        self._store: Store = open_store(settings.database, settings.max_age_days * DAY,
+                                        settings.timeout)
+        self._thread = StoreThread() if self._store.threaded else None
+        if self._thread is not None and settings.timeout >= context.config.checks.timeout:
+            # the check's own deadline would come first: PENPALS_FAIL, by default a 451
+            raise ConfigError(f"'checks.settings.penpals.timeout' = {settings.timeout:g} "
+                              "must be below 'checks.timeout' "
+                              f"({context.config.checks.timeout:g}): a slow database must "
+                              "not make the check fail")
         self._throttle = LogThrottle(60.0)
+        self._throttle_lock = threading.Lock()  # reports come from the store's thread too
 
     async def run(self, task: Task) -> Iterable[Hit]:
         delimiter = self._config.policy.recipient_delimiter
@@ -85,13 +112,21 @@ class PenPals:
         if self._outgoing(task):
             return []  # remembered in after_delivery, once it has gone out
         try:
-            hits = bounce_hits(task, self._store, self._config.policy)
-            if sender:  # bounces and notices have nobody to correspond with
-                hits += self._incoming(task, sender, delimiter)
-            return hits
-        except (sqlite3.Error, OSError) as exc:
+            if self._thread is None:
+                return self._look_up(task, sender, delimiter)
+            return await self._thread.call(self._s.timeout, self._look_up, task, sender,
+                                           delimiter)
+        except TimeoutError:
+            self._report(f"no answer within {self._s.timeout:g} s")
+        except STORE_ERRORS as exc:
             self._report(exc)
-            return []
+        return []
+
+    def _look_up(self, task: Task, sender: str, delimiter: str) -> list[Hit]:
+        hits = bounce_hits(task, self._store, self._config.policy)
+        if sender:  # bounces and notices have nobody to correspond with
+            hits += self._incoming(task, sender, delimiter)
+        return hits
 
     def after_delivery(self, task: Task, passed: list[str]) -> None:
         """Outgoing mail the next hop took for ``passed`` recipients: remember them,
@@ -103,18 +138,42 @@ class PenPals:
             return
         if any(task.verdicts[a].category not in RECORDED for a in passed):
             return
+        record = partial(self._record, sender, [normalise(a, delimiter) for a in passed],
+                         _message_id(task.message), time.time())
+        if self._thread is None:
+            record()
+        elif not self._thread.submit(record):
+            self._report(f"{MAX_PENDING} recordings wait for the database; this message "
+                         "is not remembered")
+
+    def _record(self, sender: str, remotes: list[str], message_id: str | None,
+                now: float) -> None:
         try:
-            self._store.record(sender, [normalise(a, delimiter) for a in passed],
-                               _message_id(task.message))
-        except (sqlite3.Error, OSError) as exc:
+            self._store.record(sender, remotes, message_id, now)
+        except STORE_ERRORS as exc:
             self._report(exc)
 
-    def _report(self, exc: Exception) -> None:
-        held = self._throttle.due("db")
+    def _report(self, exc: Exception | str) -> None:
+        with self._throttle_lock:
+            held = self._throttle.due("db")
         if held is not None:
             log.warning("penpals: %s: %s; no pen pals memory meanwhile (mail is not held "
-                        "up)%s", self._s.database, exc,
+                        "up)%s", self._store.location, exc,
                         f" ({held} more since the last report)" if held else "")
+
+    async def probe(self) -> str | None:
+        """At start-up (``scanner serve``, ``scanner config check``): whether the
+        PostgreSQL database answers (its tables are created if missing)."""
+        if self._thread is None:
+            return None
+        try:
+            await self._thread.call(self._s.timeout, self._store.probe)
+        except TimeoutError:
+            return f"{self._store.location}: no answer within {self._s.timeout:g} s"
+        except STORE_ERRORS as exc:
+            return (f"{self._store.location}: {exc}; no pen pals memory until it answers "
+                    "(mail is not held up)")
+        return None
 
     def _outgoing(self, task: Task) -> bool:
         banks = bank_names(self._config, task.policy_bank, task.client.addr)
@@ -139,7 +198,10 @@ class PenPals:
         return Hit(symbol, factor=factor, options=(f"{age / DAY:.1f}d",), recipient=recipient)
 
     def close(self) -> None:
-        self._store.close()
+        if self._thread is None:
+            self._store.close()
+        else:  # after the recordings still waiting
+            self._thread.close(self._store.close, self._s.timeout)
 
 
 def _message_id(msg: Message | None) -> str | None:

@@ -27,7 +27,7 @@ from scanner.config.model import (
 )
 from scanner.config.policy import BUILTIN_BANKS, NOT_OVERRIDABLE
 from scanner.config.schema import build, to_plain
-from scanner.dburl import redact
+from scanner.dburl import is_postgresql, redact
 from scanner.errors import ConfigError
 from scanner.quarantine.config import QuarantineConfig
 
@@ -164,7 +164,7 @@ def _check_sql_lookup(config: Config) -> None:
         return
     if url.startswith("sqlite:") and url[len("sqlite:"):].strip():
         return
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgresql(url):
         return
     raise ConfigError(f"{config.source}: 'policy.sql_lookup' = {redact(url)!r}: use "
                       "'sqlite:/path/to/file' or 'postgresql://user@host/dbname' (or \"\" "
@@ -295,6 +295,9 @@ def render(config: Config) -> str:
     plain["policy"]["ldap_bind_password"] = redacted_password(
         plain["policy"]["ldap_bind_password"])
     plain["quarantine"]["index"] = redact(plain["quarantine"]["index"])
+    penpals = plain["checks"]["settings"].get("penpals")
+    if isinstance(penpals, dict) and isinstance(penpals.get("database"), str):
+        penpals["database"] = redact(penpals["database"])  # may be a PostgreSQL URL
     source = plain.pop("source")
     listeners = plain.pop("listeners")
     lines = [f"# effective configuration (read from {source}, defaults filled in)"]

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from scanner.config.schema import opt
-from scanner.dburl import redact
+from scanner.dburl import is_postgresql, redact
 from scanner.errors import ConfigError
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
@@ -57,7 +57,6 @@ class QuarantineConfig:
             raise ConfigError(f"'quarantine.release_header' = {self.release_header!r} is not "
                               "a header field name (printable ASCII, no colon or space)")
         index = self.index
-        if not (index.startswith("sqlite:") or index.startswith(("postgresql://",
-                                                                   "postgres://"))):
+        if not (index.startswith("sqlite:") or is_postgresql(index)):
             raise ConfigError(f"'quarantine.index' = {redact(index)!r}: use 'sqlite:', "
                               "'sqlite:/path/file' or 'postgresql://user@host/dbname'")

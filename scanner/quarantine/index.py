@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from scanner.dburl import redact
+from scanner.dburl import is_postgresql, redact
 from scanner.idn import fold_address
 from scanner.quarantine.record import QuarantineError, QuarantineRecord
 
@@ -254,7 +254,7 @@ def open_index(spec: str, directory: str) -> Index:
 
         path = spec[len("sqlite:"):] or f"{directory.rstrip('/')}/index.sqlite"
         return SqliteIndex(path)
-    if spec.startswith(("postgresql://", "postgres://")):
+    if is_postgresql(spec):
         from scanner.quarantine.index_pg import PostgresIndex
 
         return PostgresIndex(spec)

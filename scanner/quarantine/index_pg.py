@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from scanner.dburl import redact
+from scanner.pgsql import create_schema
 from scanner.quarantine.index import SCHEMA, Index, Run
 from scanner.quarantine.record import IndexUnavailable, QuarantineError
 
@@ -42,10 +43,7 @@ class PostgresIndex(Index):
                 f"cannot connect to the quarantine index {self.location}: {exc}") from exc
         if not self._ready:
             try:
-                with con.transaction():
-                    con.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-                    for statement in SCHEMA:
-                        con.execute(statement)
+                create_schema(con, _LOCK_KEY, SCHEMA, ("quarantine", "quarantine_rcpt"))
                 self._ready = True
             except psycopg.Error as exc:
                 con.close()

@@ -62,3 +62,28 @@ def test_release_through_postgres_index(pgq: Quarantine, sink: Sink, hop: NextHo
     with pytest.raises(AlreadyReleased):
         asyncio.run(release(pgq, hop, rec.mail_id, recipients=None, requested_by="pg"))
     assert len(sink.wait_for(1)) == 1
+
+
+def test_an_index_user_without_create_uses_tables_made_for_it(pgq: Quarantine,
+                                                              pg_url: str,
+                                                              tmp_path: Path):
+    """PostgreSQL checks the CREATE privilege before it finds a table exists: a user
+    with only the rights the index needs on tables an administrator made failed."""
+    store(pgq)  # the tables exist now
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("DROP ROLE IF EXISTS index_user")
+        con.execute("CREATE ROLE index_user LOGIN")
+        con.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        con.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON quarantine, quarantine_rcpt "
+                    "TO index_user")
+    try:
+        url = pg_url.replace("scanner@", "index_user@")
+        limited = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"), index=url),
+                             hostname="filter2.test")
+        rec = store(limited)
+        assert limited.get(rec.mail_id).mail_id == rec.mail_id
+        assert len(limited.list()) == 2
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            con.execute("DROP OWNED BY index_user")
+            con.execute("DROP ROLE index_user")

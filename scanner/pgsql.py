@@ -1,0 +1,58 @@
+"""PostgreSQL for the stores several filter hosts may share: the quarantine index
+(:mod:`scanner.quarantine.index_pg`) and the pen pals memory (:mod:`scanner.penpals_pg`).
+
+Both need the optional ``psycopg`` package (``pip install 'scanner[postgresql]'``) and
+create their tables themselves. Hosts starting at the same moment would race on
+``CREATE TABLE IF NOT EXISTS`` (the loser fails with a unique violation in the
+catalogue), so :func:`create_schema` runs the statements under an advisory lock; and
+only when a table is missing, since PostgreSQL checks the CREATE privilege before it
+finds that the table exists: a user given only SELECT, INSERT, UPDATE and DELETE on
+tables an administrator made would fail on every connection.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+MIN_CONNECT_TIMEOUT = 2
+"""libpq's smallest connect_timeout: 1 is taken as 2 seconds."""
+
+
+def create_schema(con: Any, lock_key: int, statements: Iterable[str],
+                  tables: Sequence[str]) -> None:
+    """Unless every one of ``tables`` exists, run ``statements`` (``CREATE ... IF NOT
+    EXISTS``) in one transaction, serialised between hosts and processes by the
+    advisory lock ``lock_key``."""
+    with con.transaction():  # also on a connection that is not in autocommit mode
+        found = con.execute("SELECT count(to_regclass(t)) FROM unnest(%s::text[]) AS t",
+                            (list(tables),)).fetchone()[0]
+        if found == len(tables):
+            return
+        con.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+        for statement in statements:
+            con.execute(statement)
+
+
+def connect_bounded(psycopg: Any, dsn: str, timeout: float, **kwargs: Any) -> Any:
+    """A connection that waits at most ``timeout`` seconds (at least libpq's 2) to be
+    made and lets no statement run longer than ``timeout`` (``statement_timeout``, set
+    for the session so the URL's own ``options`` are kept), as the policy SQL lookup
+    bounds its PostgreSQL queries. Over TCP, data the server does not acknowledge within
+    ``timeout`` (a network gone) breaks the connection (``tcp_user_timeout``), unless
+    the URL sets that itself."""
+    given = psycopg.conninfo.conninfo_to_dict(dsn)
+    if "tcp_user_timeout" not in given:
+        kwargs["tcp_user_timeout"] = max(1, round(timeout * 1000))
+    con = psycopg.connect(dsn, connect_timeout=max(MIN_CONNECT_TIMEOUT, math.ceil(timeout)),
+                          **kwargs)
+    try:
+        con.execute("SELECT set_config('statement_timeout', %s, false)",
+                    (f"{max(1, round(timeout * 1000))}ms",))
+        if not con.autocommit:
+            con.commit()
+    except BaseException:
+        con.close()
+        raise
+    return con
