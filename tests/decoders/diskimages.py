@@ -1,0 +1,143 @@
+"""Disk images built at test time: FAT volumes by dosfstools and mtools (``mkfs.vfat
+-C``, ``mmd``, ``mcopy``), an MBR partition table, fixed and dynamic VHDs written here
+after Microsoft's "Virtual Hard Disk Image Format Specification"."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+VHD_BLOCK = 2 * 1024 * 1024
+NO_OFFSET = 0xFFFFFFFFFFFFFFFF
+
+
+def need_mtools() -> None:
+    if not (shutil.which("mkfs.vfat") or Path("/usr/sbin/mkfs.vfat").exists()) \
+            or not shutil.which("mcopy"):
+        pytest.skip("Debian packages dosfstools and mtools are not installed")
+
+
+def _mkfs() -> str:
+    return shutil.which("mkfs.vfat") or "/usr/sbin/mkfs.vfat"
+
+
+def fat_image(files: dict[str, bytes], bits: int = 12, kib: int = 1024,
+              extra: tuple[str, ...] = (), delete: tuple[str, ...] = ()) -> bytes:
+    """A FAT volume of ``kib`` KiB holding ``files`` (paths with ``/``; directories made
+    as needed), after ``delete`` (paths removed again with mdel)."""
+    need_mtools()
+    with tempfile.TemporaryDirectory() as tmp:
+        image = os.path.join(tmp, "v.img")
+        options = ["-s", "1"] if bits != 32 else ["-s", "1", "-S", "512"]
+        subprocess.run([_mkfs(), "-C", "-F", str(bits), *options, *extra, image, str(kib)],
+                       check=True, capture_output=True)
+        env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+        made: set[str] = set()
+        for path, data in files.items():
+            parts = path.split("/")
+            for i in range(1, len(parts)):
+                folder = "/".join(parts[:i])
+                if folder.lower() not in made:  # FAT names ignore case
+                    subprocess.run(["mmd", "-i", image, "::" + folder], check=True, env=env,
+                                   capture_output=True)
+                    made.add(folder.lower())
+            source = os.path.join(tmp, "src")
+            Path(source).write_bytes(data)
+            subprocess.run(["mcopy", "-i", image, source, "::" + path], check=True, env=env,
+                           capture_output=True)
+        for path in delete:
+            subprocess.run(["mdel", "-i", image, "::" + path], check=True, env=env,
+                           capture_output=True)
+        return Path(image).read_bytes()
+
+
+def mbr_disk(volumes: list[tuple[int, bytes]], start: int = 64) -> bytes:
+    """A disk with an MBR partition table: one primary partition of the given type per
+    volume, the first at sector ``start``, each following the one before."""
+    table = bytearray(512)
+    body = bytearray()
+    sector = start
+    for n, (kind, volume) in enumerate(volumes):
+        sectors = (len(volume) + 511) // 512
+        struct.pack_into("<B3sB3sII", table, 446 + 16 * n, 0x80 if n == 0 else 0,
+                         b"\xfe\xff\xff", kind, b"\xfe\xff\xff", sector, sectors)
+        body += volume.ljust(sectors * 512, b"\0")
+        sector += sectors
+    table[510:512] = b"\x55\xaa"
+    return bytes(table) + bytes(512 * (start - 1)) + bytes(body)
+
+
+def vhd_checksum(record: bytes, at: int) -> int:
+    """The spec's checksum: ones' complement of the sum of the record's bytes, the four
+    checksum bytes at ``at`` left out."""
+    return ~(sum(record[:at]) + sum(record[at + 4 :])) & 0xFFFFFFFF
+
+
+def _chs(size: int) -> tuple[int, int, int]:
+    """The spec's CHS geometry calculation (appendix), for the footer."""
+    total = min(size // 512, 65535 * 16 * 255)
+    if total >= 65535 * 16 * 63:
+        spt, heads = 255, 16
+    else:
+        spt = 17
+        cyl_heads = total // spt
+        heads = max(4, (cyl_heads + 1023) // 1024)
+        if cyl_heads >= heads * 1024 or heads > 16:
+            spt, heads = 31, 16
+            cyl_heads = total // spt
+        if cyl_heads >= heads * 1024:
+            spt, heads = 63, 16
+    return total // spt // heads, heads, spt
+
+
+def vhd_footer(size: int, dynamic: bool) -> bytes:
+    footer = bytearray(512)
+    cylinders, heads, spt = _chs(size)
+    struct.pack_into(">8sIIQI4sI4sQQHBBII16sB", footer, 0, b"conectix", 2, 0x00010000,
+                     512 if dynamic else NO_OFFSET, 0, b"test", 0x00010000, b"Wi2k",
+                     size, size, cylinders, heads, spt, 3 if dynamic else 2, 0,
+                     bytes(range(16)), 0)
+    struct.pack_into(">I", footer, 64, vhd_checksum(bytes(footer), 64))
+    return bytes(footer)
+
+
+def fixed_vhd(disk: bytes) -> bytes:
+    """A fixed VHD: the raw disk (whole sectors) and its footer."""
+    disk = disk.ljust((len(disk) + 511) // 512 * 512, b"\0")
+    return disk + vhd_footer(len(disk), dynamic=False)
+
+
+def dynamic_vhd(disk: bytes, size: int | None = None, block: int = VHD_BLOCK,
+                clear_sectors: tuple[int, ...] = ()) -> bytes:
+    """A dynamic VHD of ``size`` bytes (default: the disk's) holding ``disk`` at its
+    start: blocks of zeros stay unallocated, the others are stored in reverse order (so
+    only the BAT finds them), their sector bitmaps all set but for ``clear_sectors``
+    (disk sector numbers, whose stored bytes must then read as zeros)."""
+    size = size or (len(disk) + 511) // 512 * 512
+    entries = (size + block - 1) // block
+    footer = vhd_footer(size, dynamic=True)
+    header = bytearray(1024)
+    struct.pack_into(">8sQQIIII", header, 0, b"cxsparse", NO_OFFSET, 1536, 0x00010000,
+                     entries, block, 0)
+    struct.pack_into(">I", header, 36, vhd_checksum(bytes(header), 36))
+    bat_size = (4 * entries + 511) // 512 * 512
+    bat = bytearray(b"\xff" * bat_size)
+    bitmap_size = (block // 512 // 8 + 511) // 512 * 512
+    blocks = bytearray()
+    data_at = 1536 + bat_size
+    used = [i for i in range(entries) if disk[i * block : (i + 1) * block].strip(b"\0")]
+    for i in reversed(used):
+        bitmap = bytearray(b"\xff" * bitmap_size)
+        for sector in clear_sectors:
+            if sector * 512 // block == i:
+                bit = sector - i * block // 512
+                bitmap[bit // 8] &= ~(0x80 >> (bit % 8)) & 0xFF
+        struct.pack_into(">I", bat, 4 * i, (data_at + len(blocks)) // 512)
+        blocks += bitmap + disk[i * block : (i + 1) * block].ljust(block, b"\0")
+    return footer + bytes(header) + bytes(bat) + bytes(blocks) + footer

@@ -1,0 +1,249 @@
+"""The disk image decoder on real FAT volumes (dosfstools, mtools), MBR disks and VHDs,
+and on damaged and hostile images."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from decoders import unpack
+from decoders.base import DecodeError, Limits
+from decoders.context import DecodeContext
+from decoders.diskimage import DiskImageDecoder
+from decoders.part import Part
+from tests.decoders.builders import message, pe_exe
+from tests.decoders.diskimages import dynamic_vhd, fat_image, fixed_vhd, mbr_disk, need_mtools
+
+FILES = {
+    "readme.txt": b"hello from the volume\n",
+    "Invoice 2024 (copy).pdf.exe": b"MZ" + bytes(range(256)) * 9,
+    "Docs/Sub Folder/deep.js": b"WScript.Echo(1)\n" * 300,
+    "DOCS/PLAIN.BAT": b"@echo off\r\n",
+}
+
+
+def _decode(data: bytes, kind: str = "img", limits: Limits | None = None) -> tuple[dict, str]:
+    """(path -> bytes, the error the decoder ended with or "")."""
+    ctx = DecodeContext(limits or Limits(), len(data))
+    part = Part(1, (1,), ctx.blob(data, counted=False), detected_type=kind)
+    out: dict[str, bytes] = {}
+    try:
+        for child in DiskImageDecoder().decode(part, ctx):
+            out[child.name or ""] = child.blob.read()
+    except DecodeError as exc:
+        return out, f"{type(exc).__name__}: {exc}"
+    finally:
+        ctx.cleanup()
+    return out, ""
+
+
+def _expected(prefix: str = "") -> dict[str, bytes]:
+    # mtools merges "DOCS" into the existing "Docs" directory (FAT is case-insensitive)
+    return {prefix + k.replace("DOCS/", "Docs/"): v for k, v in FILES.items()}
+
+
+@pytest.fixture(scope="module", params=[12, 16, 32])
+def volume(request: pytest.FixtureRequest) -> bytes:
+    kib = {12: 1024, 16: 8192, 32: 33300}[request.param]  # mtools: FAT32 from 65,525 clusters
+    return fat_image(FILES, bits=request.param, kib=kib)
+
+
+def test_every_file_of_a_fat_volume_comes_out_under_its_path(volume: bytes) -> None:
+    assert _decode(volume) == (_expected(), "")
+
+
+def test_a_fat_volume_in_a_message_is_typed_img_and_decoded() -> None:
+    exe = pe_exe(b"x" * 5000)
+    image = fat_image({"a/invoice.exe": exe})
+    with unpack(message(("floppy.img", image))) as result:
+        parts = [(p.name, p.detected_type, p.size) for p in result.parts[2:]]
+        assert parts == [("floppy.img", "img", len(image)), ("a/invoice.exe", "exe-ms", len(exe))]
+        assert not result.unchecked and not result.hits
+
+
+def test_deleted_files_are_skipped() -> None:
+    image = fat_image({"keep.txt": b"k", "gone.exe": b"MZ" * 10, "Dir/gone2.exe": b"MZ"},
+                      delete=("gone.exe", "Dir/gone2.exe"))
+    assert _decode(image) == ({"keep.txt": b"k"}, "")
+
+
+def _find(image: bytes, needle: bytes) -> int:
+    at = image.find(needle)
+    assert at > 0
+    return at
+
+
+def test_a_long_name_whose_checksum_does_not_match_falls_back_to_the_short_name() -> None:
+    image = bytearray(fat_image({"Long Invoice Name.exe": b"MZ"}))
+    short = _find(bytes(image), b"LONGIN~1EXE")
+    lfn = short - 32  # the one LFN entry before it ("Long Invoice Name.exe": 21 chars = 2)
+    assert image[lfn + 11] == 0x0F
+    assert _decode(bytes(image))[0] == {"Long Invoice Name.exe": b"MZ"}
+    image[lfn + 13] ^= 0xFF
+    image[lfn - 32 + 13] ^= 0xFF
+    assert _decode(bytes(image))[0] == {"LONGIN~1.EXE": b"MZ"}
+
+
+def test_fat_partitions_of_an_mbr_disk_are_read_and_others_named() -> None:
+    first = fat_image({"one.txt": b"1"}, kib=512)
+    second = fat_image({"x/two.exe": b"MZ2"}, bits=16, kib=4200)
+    disk = mbr_disk([(0x01, first), (0x83, b"\x11" * 4096), (0x0E, second)])
+    files, error = _decode(disk)
+    assert files == {"p1/one.txt": b"1", "p3/x/two.exe": b"MZ2"}
+    assert error == "Unsupported: disk image: not FAT, not read: partition 2 (type 0x83)"
+
+
+def test_an_mbr_disk_with_one_partition_needs_no_prefix() -> None:
+    files, error = _decode(mbr_disk([(0x0C, fat_image(FILES, bits=32, kib=33300))]))
+    assert (files, error) == (_expected(), "")
+
+
+@pytest.mark.parametrize("build", [fixed_vhd, dynamic_vhd])
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_vhd_disks(build: object, partitioned: bool) -> None:
+    volume = fat_image(FILES, bits=16, kib=8192)
+    disk = mbr_disk([(0x06, volume)]) if partitioned else volume
+    vhd = build(disk)  # type: ignore[operator]
+    assert _decode(vhd, "vhd") == (_expected(), "")
+
+
+def test_vhds_built_here_are_typed_vhd() -> None:
+    volume = fat_image({"a.txt": b"a"})
+    for vhd in (fixed_vhd(volume), dynamic_vhd(volume)):
+        with unpack(message(("disk.vhd", vhd))) as result:
+            assert [(p.name, p.detected_type) for p in result.parts[2:]] == [
+                ("disk.vhd", "vhd"), ("a.txt", "dat")]
+
+
+def test_a_dynamic_vhd_sector_whose_bitmap_bit_is_clear_reads_as_zeros() -> None:
+    volume = bytearray(fat_image({"big.bin": b"\x41" * 20000}))
+    data_at = _find(bytes(volume), b"\x41" * 512)
+    sector = data_at // 512 + 1  # the file's second sector
+    files, _ = _decode(dynamic_vhd(bytes(volume), clear_sectors=(sector,)), "vhd")
+    expected = bytearray(b"\x41" * 20000)
+    expected[512 : 1024] = bytes(512)
+    assert files == {"big.bin": bytes(expected)}
+
+
+def test_a_sparse_two_terabyte_dynamic_vhd_is_read_lazily() -> None:
+    volume = fat_image({"payload.exe": b"MZ" * 100})
+    vhd = dynamic_vhd(volume, size=2 << 40)  # 1,048,576 blocks, one allocated
+    assert len(vhd) < 7 << 20
+    started = time.monotonic()
+    assert _decode(vhd, "vhd") == ({"payload.exe": b"MZ" * 100}, "")
+    assert time.monotonic() - started < 10
+
+
+def _patch_fat(image: bytearray, cluster: int, value: int) -> None:
+    """Set FAT12 entry ``cluster`` in both FAT copies of a mkfs.vfat -s 1 floppy."""
+    reserved, nfats, fat_sectors = image[14], image[16], struct.unpack_from("<H", image, 22)[0]
+    for copy in range(nfats):
+        at = (reserved + copy * fat_sectors) * 512 + cluster * 3 // 2
+        word = struct.unpack_from("<H", image, at)[0]
+        word = (word & 0x000F) | (value << 4) if cluster & 1 else (word & 0xF000) | value
+        struct.pack_into("<H", image, at, word)
+
+
+def _first_cluster(image: bytes, short: bytes) -> int:
+    return struct.unpack_from("<H", image, _find(image, short) + 26)[0]
+
+
+def test_a_cluster_loop_ends_the_file_and_the_image_is_corrupt() -> None:
+    image = bytearray(fat_image({"LOOP.BIN": b"L" * 4096, "OK.TXT": b"fine"}))
+    first = _first_cluster(bytes(image), b"LOOP    BIN")
+    _patch_fat(image, first + 3, first)  # the fourth cluster points back at the first
+    struct.pack_into("<I", image, _find(bytes(image), b"LOOP    BIN") + 28, 0xFFFFFFFF)
+    with unpack(message(("loop.img", bytes(image)))) as result:
+        by_name = {p.name: p for p in result.parts}
+        assert by_name["LOOP.BIN"].size == 4 * 512 and "corrupt" in by_name["LOOP.BIN"].flags
+        assert by_name["OK.TXT"].data() == b"fine"
+        corrupt = [h for h in result.hits if h.symbol == "DECODE_CORRUPT"]
+        assert len(corrupt) == 1 and "loops" in corrupt[0].options[1]
+        assert result.unchecked and "DECODE_FAIL" not in result.symbols()
+
+
+def test_cross_linked_entries_are_a_bomb_stopped_by_the_quota() -> None:
+    """Every root entry claims the same 200 KB chain: 512 x 200 KB produced from one
+    small image; the expansion quota ends it as it ends a zip bomb."""
+    image = bytearray(fat_image({"BIG.BIN": b"B" * 200_000}, kib=1024))
+    entry_at = _find(bytes(image), b"BIG     BIN")
+    entry = bytes(image[entry_at : entry_at + 32])
+    for i in range(1, 512):
+        name = f"F{i:05d}  BIN".encode()
+        image[entry_at + 32 * i : entry_at + 32 * (i + 1)] = name + entry[11:]
+    limits = Limits(max_quota=20 << 20)
+    with unpack(message(("bomb.img", bytes(image))), limits=limits) as result:
+        assert "DECODE_LIMIT_QUOTA" in result.symbols() and result.unchecked
+        assert result.ctx is not None and result.ctx.produced <= result.ctx.quota + 200_000
+
+
+def test_a_directory_pointing_at_itself_is_read_once() -> None:
+    image = bytearray(fat_image({"D/a.txt": b"a"}, bits=32, kib=33300))
+    dot = _find(bytes(image), b".          \x10")  # D's "." entry holds D's own cluster
+    cluster = struct.unpack_from("<H", image, dot + 26)[0]
+    entry = bytearray(image[dot : dot + 32])
+    entry[0:11] = b"LOOPDIR    "
+    image[dot + 96 : dot + 128] = entry  # after ".", ".." and a.txt
+    files, error = _decode(bytes(image))
+    assert files == {"D/a.txt": b"a"} and cluster > 2
+    assert error.startswith("CorruptPart") and "seen before" in error
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad boot sector", "not a disk"])
+def test_damaged_images_are_corrupt_without_a_failure(damage: str) -> None:
+    image = fat_image({"a.txt": b"a" * 3000, "b.txt": b"b"})
+    if damage == "truncated":
+        image = image[: _find(image, b"a" * 512) + 1024]
+    elif damage == "bad boot sector":
+        image = image[:11] + struct.pack("<H", 300) + image[13:]
+    else:
+        image = b"\xeb\x3c\x90" + bytes(507) + b"\x55\xaa" + bytes(512)
+    with unpack(message(("disk.img", image))) as result:
+        assert "DECODE_CORRUPT" in result.symbols(), result.hits
+        assert "DECODE_FAIL" not in result.symbols() and result.unchecked
+
+
+def test_a_differencing_vhd_is_unsupported() -> None:
+    vhd = bytearray(fixed_vhd(fat_image({"a.txt": b"a"})))
+    struct.pack_into(">I", vhd, len(vhd) - 512 + 60, 4)
+    assert _decode(bytes(vhd), "vhd")[1].startswith("Unsupported")
+
+
+def _mutated_sample() -> bytes:
+    try:
+        need_mtools()
+    except pytest.skip.Exception:
+        return b""
+    return dynamic_vhd(mbr_disk([(0x06, fat_image(FILES, kib=256))]))
+
+
+SAMPLE = _mutated_sample()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1,
+                max_size=8), st.sampled_from(["vhd", "img"]))
+def test_damaged_images_raise_only_decode_errors(edits: list[tuple[int, int]],
+                                                 kind: str) -> None:
+    """Byte edits anywhere in a dynamic VHD holding an MBR disk holding a FAT volume
+    (or the VHD's first bytes read as a raw image): decode errors, never a crash, and
+    never more bytes than the quota."""
+    if not SAMPLE:
+        pytest.skip("needs dosfstools and mtools")
+    raw = bytearray(SAMPLE)
+    for pos, value in edits:
+        # most edits land in the headers, the tables and the directories
+        raw[pos % 16384 if pos & 1 else pos % len(raw)] = value
+    ctx = DecodeContext(Limits(), len(raw))
+    part = Part(1, (1,), ctx.blob(bytes(raw), counted=False), detected_type=kind)
+    try:
+        produced = sum(c.blob.size for c in DiskImageDecoder().decode(part, ctx))
+        assert produced <= ctx.quota
+    except DecodeError:
+        pass
+    finally:
+        ctx.cleanup()
