@@ -59,9 +59,12 @@ def _volumes(disk: Disk, ctx: DecodeContext) -> tuple[list[tuple[str, FatVolume]
     volume = FatVolume.open(disk, ctx)
     if volume is not None:
         return [("", volume)], []
-    table = partitions(disk.read(0, SECTOR) if disk.size >= SECTOR else b"", disk.size)
-    if table is None:
-        raise CorruptPart("disk image: neither a FAT volume nor a partition table")
+    boot = disk.read(0, SECTOR) if disk.size >= SECTOR else b""
+    table = partitions(boot, disk.size)
+    if table is None and _says_fat(boot):
+        raise CorruptPart("disk image: a FAT boot sector that does not hold together")
+    if table is None:  # NTFS, exFAT, a boot loader...: formats not read here
+        raise Unsupported("disk image: neither a FAT volume nor an MBR partition table")
     out, skipped = [], []
     for number, kind, start, size in table:
         size = min(size, max(0, disk.size - start))
@@ -71,6 +74,11 @@ def _volumes(disk: Disk, ctx: DecodeContext) -> tuple[list[tuple[str, FatVolume]
         else:
             skipped.append(f"partition {number} (type 0x{kind:02x})")
     return out, skipped
+
+
+def _says_fat(boot: bytes) -> bool:
+    """Whether a boot sector names itself FAT (the FAT12/16 or FAT32 type string)."""
+    return boot[54:58] == b"FAT1" or boot[82:87] == b"FAT32"
 
 
 def _disk(part: Part, stream: BinaryIO) -> Disk:

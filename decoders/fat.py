@@ -250,6 +250,7 @@ class FatVolume:
                 yield data[at : at + 32]
 
     def _walk(self, entries: Iterator[bytes], prefix: str, depth: int) -> Iterator[FatFile]:
+        self.ctx.check_time()
         longname = _LongName()
         subdirs: list[tuple[str, int]] = []
         for entry in entries:

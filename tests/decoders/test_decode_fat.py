@@ -17,6 +17,7 @@ from decoders.diskimage import DiskImageDecoder
 from decoders.part import Part
 from tests.decoders.builders import message, pe_exe
 from tests.decoders.diskimages import dynamic_vhd, fat_image, fixed_vhd, mbr_disk, need_mtools
+from tests.decoders.test_decode_fuzz import LIMITS, SETTINGS, check_limits, mutate
 
 FILES = {
     "readme.txt": b"hello from the volume\n",
@@ -193,18 +194,33 @@ def test_a_directory_pointing_at_itself_is_read_once() -> None:
     assert error.startswith("CorruptPart") and "seen before" in error
 
 
-@pytest.mark.parametrize("damage", ["truncated", "bad boot sector", "not a disk"])
+@pytest.mark.parametrize("damage", ["truncated", "bad boot sector"])
 def test_damaged_images_are_corrupt_without_a_failure(damage: str) -> None:
     image = fat_image({"a.txt": b"a" * 3000, "b.txt": b"b"})
     if damage == "truncated":
         image = image[: _find(image, b"a" * 512) + 1024]
-    elif damage == "bad boot sector":
-        image = image[:11] + struct.pack("<H", 300) + image[13:]
     else:
-        image = b"\xeb\x3c\x90" + bytes(507) + b"\x55\xaa" + bytes(512)
+        image = image[:11] + struct.pack("<H", 300) + image[13:]
     with unpack(message(("disk.img", image))) as result:
         assert "DECODE_CORRUPT" in result.symbols(), result.hits
         assert "DECODE_FAIL" not in result.symbols() and result.unchecked
+        # cut short: a.txt keeps its first two clusters, b.txt (past the cut) only its
+        # name, both flagged; a bad boot sector: nothing is read
+        kept = [(p.name, p.size, "corrupt" in p.flags) for p in result.parts[3:]]
+        assert kept == ([("a.txt", 1024, True), ("b.txt", 0, True)]
+                        if damage == "truncated" else [])
+
+
+def test_a_boot_sector_of_another_file_system_is_unsupported_not_corrupt() -> None:
+    """An NTFS volume (or any MBR-typed image that is neither FAT nor partitioned) is
+    no damage: it stays a leaf for ClamAV and the message is not UNCHECKED for it."""
+    ntfs = bytearray(1024)
+    ntfs[0:11] = b"\xeb\x52\x90NTFS    "
+    ntfs[510:512] = b"\x55\xaa"
+    with unpack(message(("disk.img", bytes(ntfs)))) as result:
+        assert result.parts[2].detected_type == "img"
+        assert [h.symbol for h in result.hits] == ["DECODE_UNSUPPORTED"]
+        assert not result.unchecked
 
 
 def test_a_differencing_vhd_is_unsupported() -> None:
@@ -247,3 +263,19 @@ def test_damaged_images_raise_only_decode_errors(edits: list[tuple[int, int]],
         pass
     finally:
         ctx.cleanup()
+
+
+SMALL = fixed_vhd(fat_image({"a/b/c.txt": b"c" * 700, "x.exe": b"MZ"}, kib=160)) \
+    if SAMPLE else b""
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 1 << 18), st.integers(0, 255)), max_size=8),
+       st.integers(0, 1 << 18))
+def test_mutated_images_keep_the_limits_through_unpack(edits: list[tuple[int, int]],
+                                                       cut: int) -> None:
+    """As the other containers in test_decode_fuzz: no DECODE_FAIL, limits hold."""
+    if not SMALL:
+        pytest.skip("needs dosfstools and mtools")
+    edits = [(pos % 8192, value) for pos, value in edits]  # boot sector, FATs, root
+    check_limits(message(("disk.vhd", mutate(SMALL, edits, cut % 3 * cut))), LIMITS)
