@@ -1,10 +1,11 @@
-"""Disk images: the files of FAT volumes in raw images (``img``) and VHD disks (``vhd``).
+"""Disk images: the files of FAT volumes in raw images (``img``), VHD and VHDX disks.
 
 amavis hands such attachments to 7-Zip, which reads FAT, MBR and VHD; the maintained
 Python readers are GPL/AGPL, so this reader is our own (:mod:`decoders.fat`,
-:mod:`decoders.vhd`). A disk is either a FAT volume itself (a floppy or ``mkfs.vfat
--C`` image) or an MBR-partitioned disk whose FAT partitions (types 0x01, 0x04, 0x06,
-0x0B, 0x0C, 0x0E, their hidden variants and 0xEF) are read in turn. Other partitions
+:mod:`decoders.vhd`, :mod:`decoders.vhdx`; 7-Zip reads VHDX too). A disk is either
+a FAT volume itself (a floppy or ``mkfs.vfat -C`` image) or an MBR-partitioned disk
+whose FAT partitions (types 0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E, their hidden variants
+and 0xEF) are read in turn. Other partitions
 (NTFS, Linux, extended, GPT's protective entry) are not read: they are named in a
 ``DECODE_UNSUPPORTED`` hit, and the image still goes to ClamAV whole.
 
@@ -28,6 +29,7 @@ from decoders.fat import Disk, FatVolume, SliceDisk
 from decoders.mimeutil import clean_name
 from decoders.part import Part
 from decoders.vhd import StreamDisk, open_vhd
+from decoders.vhdx import VhdxDisk
 
 FAT_PARTITIONS = frozenset({0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E,
                             0x11, 0x14, 0x16, 0x1B, 0x1C, 0x1E, 0xEF})
@@ -84,14 +86,16 @@ def _says_fat(boot: bytes) -> bool:
 def _disk(part: Part, stream: BinaryIO) -> Disk:
     if part.detected_type == "vhd":
         return open_vhd(stream, part.size)
+    if part.detected_type == "vhdx":
+        return VhdxDisk(stream, part.size)
     return StreamDisk(stream, part.size)
 
 
 class DiskImageDecoder:
-    """Extracts the files of FAT volumes in raw disk images and VHD disks."""
+    """Extracts the files of FAT volumes in raw disk images, VHD and VHDX disks."""
 
     name = "diskimage"
-    handles = frozenset({"img", "vhd"})
+    handles = frozenset({"img", "vhd", "vhdx"})
     order = 50
 
     def decode(self, part: Part, ctx: DecodeContext) -> Iterator[Child]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from scanner.testing.clamd import TESTFILES_DIR, ClamdInstance, clamd_binary
 from tests.decoders.builders import message, pe_exe, zip_bytes
-from tests.decoders.diskimages import dynamic_vhd, fat_image, mbr_disk
+from tests.decoders.diskimages import dynamic_vhd, fat_image, mbr_disk, vhdx
 
 CONFIG = '[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
 
@@ -45,10 +46,12 @@ def test_an_exe_inside_a_fat_image_under_a_harmless_name_is_banned(tmp_path: Pat
     assert any(b.endswith(("N=invoice.exe", "N=Scans/invoice.exe")) for b in banned), banned
 
 
-def test_an_exe_inside_a_partitioned_dynamic_vhd_is_banned(tmp_path: Path) -> None:
+@pytest.mark.parametrize("build", [dynamic_vhd, vhdx])
+def test_an_exe_inside_a_partitioned_virtual_disk_is_banned(tmp_path: Path,
+                                                            build: Callable) -> None:
     disk = mbr_disk([(0x0C, fat_image({"setup.exe": pe_exe(b"\0" * 600)}, bits=16,
                                       kib=4200))])
-    data = _scan(tmp_path, message(("notes.txt", dynamic_vhd(disk))))
+    data = _scan(tmp_path, message(("notes.txt", build(disk))))
     assert data["category"] == "BANNED", data["symbols"]
     assert any(b.endswith("N=setup.exe") for b in _banned(data)), _banned(data)
 

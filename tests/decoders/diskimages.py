@@ -9,6 +9,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,73 @@ def dynamic_vhd(disk: bytes, size: int | None = None, block: int = VHD_BLOCK,
         struct.pack_into(">I", bat, 4 * i, (data_at + len(blocks)) // 512)
         blocks += bitmap + disk[i * block : (i + 1) * block].ljust(block, b"\0")
     return footer + bytes(header) + bytes(bat) + bytes(blocks) + footer
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), the checksum of VHDX headers and tables."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _with_crc(record: bytearray) -> bytes:
+    struct.pack_into("<I", record, 4, crc32c(bytes(record)))
+    return bytes(record)
+
+
+_MIB = 1 << 20
+_GUIDS = {name: uuid.UUID(text).bytes_le for name, text in {
+    "bat": "2DC27766-F623-4200-9D64-115E9BFD4A08",
+    "metadata": "8B7CA206-4790-4B9A-B8FE-575F050F886E",
+    "params": "CAA16737-FA36-4D43-B3B6-33F0AA44E76B",
+    "size": "2FA54224-CD1B-4876-B211-5DBED83BF4B8",
+    "logical": "8141BF1D-A96F-4709-BA47-F233A8FAAB5F",
+    "physical": "CDA348C7-445D-4471-9CC9-E9885251C556",
+    "page83": "BECA12AB-B2E6-4523-93EF-C309E000C746",
+}.items()}
+
+
+def vhdx(disk: bytes, size: int | None = None, block: int = _MIB) -> bytes:
+    """A dynamic VHDX ([MS-VHDX]) of ``size`` bytes holding ``disk`` at its start: file
+    identifier, two headers, two region tables, an empty log, the metadata region, the
+    BAT and the blocks that hold data, in reverse order; the others NOT_PRESENT."""
+    size = size or (len(disk) + 511) // 512 * 512
+    ident = b"vhdxfile" + "scanner tests".encode("utf-16-le")
+    headers = b""
+    for seq in (2, 1):  # the first header is the current one
+        head = bytearray(4 * 1024)
+        struct.pack_into("<4sIQ16s16s16sHHIQ", head, 0, b"head", 0, seq, bytes(range(16)),
+                         bytes(range(16)), bytes(16), 0, 1, _MIB, _MIB)
+        headers += _with_crc(head).ljust(64 * 1024, b"\0")
+    blocks = (size + block - 1) // block
+    chunk_ratio = (1 << 23) * 512 // block
+    bat_entries = blocks + blocks // chunk_ratio + 1
+    bat_length = (8 * bat_entries + _MIB - 1) // _MIB * _MIB
+    region = bytearray(64 * 1024)
+    struct.pack_into("<4sIII", region, 0, b"regi", 0, 2, 0)
+    struct.pack_into("<16sQII", region, 16, _GUIDS["metadata"], 2 * _MIB, _MIB, 1)
+    struct.pack_into("<16sQII", region, 48, _GUIDS["bat"], 3 * _MIB, bat_length, 1)
+    regions = _with_crc(region) * 2
+    meta = bytearray(_MIB)
+    struct.pack_into("<8sHH", meta, 0, b"metadata", 0, 5)
+    values = [("params", struct.pack("<II", block, 0)), ("size", struct.pack("<Q", size)),
+              ("logical", struct.pack("<I", 512)), ("physical", struct.pack("<I", 512)),
+              ("page83", bytes(range(16)))]
+    at = 64 * 1024
+    for n, (name, value) in enumerate(values):
+        struct.pack_into("<16sIII", meta, 32 + 32 * n, _GUIDS[name], at, len(value), 4)
+        meta[at : at + len(value)] = value
+        at += len(value)
+    bat = bytearray(bat_length)
+    data = bytearray()
+    data_at = 3 * _MIB + bat_length
+    used = [i for i in range(blocks) if disk[i * block : (i + 1) * block].strip(b"\0")]
+    for i in reversed(used):
+        struct.pack_into("<Q", bat, 8 * (i + i // chunk_ratio),
+                         ((data_at + len(data)) // _MIB) << 20 | 6)
+        data += disk[i * block : (i + 1) * block].ljust(block, b"\0")
+    start = (ident.ljust(64 * 1024, b"\0") + headers + regions).ljust(_MIB, b"\0")
+    return start + bytes(_MIB) + bytes(meta) + bytes(bat) + bytes(data)

@@ -16,7 +16,14 @@ from decoders.context import DecodeContext
 from decoders.diskimage import DiskImageDecoder
 from decoders.part import Part
 from tests.decoders.builders import message, pe_exe
-from tests.decoders.diskimages import dynamic_vhd, fat_image, fixed_vhd, mbr_disk, need_mtools
+from tests.decoders.diskimages import (
+    dynamic_vhd,
+    fat_image,
+    fixed_vhd,
+    mbr_disk,
+    need_mtools,
+    vhdx,
+)
 from tests.decoders.test_decode_fuzz import LIMITS, SETTINGS, check_limits, mutate
 
 FILES = {
@@ -110,6 +117,25 @@ def test_vhd_disks(build: object, partitioned: bool) -> None:
     disk = mbr_disk([(0x06, volume)]) if partitioned else volume
     vhd = build(disk)  # type: ignore[operator]
     assert _decode(vhd, "vhd") == (_expected(), "")
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_vhdx_disks(partitioned: bool) -> None:
+    volume = fat_image(FILES, bits=16, kib=8192)
+    disk = mbr_disk([(0x06, volume)]) if partitioned else volume
+    assert _decode(vhdx(disk), "vhdx") == (_expected(), "")
+
+
+def test_a_sparse_two_terabyte_vhdx_is_read_lazily() -> None:
+    image = vhdx(fat_image({"payload.exe": b"MZ" * 100}), size=2 << 40, block=8 << 20)
+    assert len(image) < 16 << 20  # 262,144 blocks, one allocated
+    assert _decode(image, "vhdx") == ({"payload.exe": b"MZ" * 100}, "")
+
+
+def test_a_vhdx_in_a_message_is_typed_vhdx_and_decoded() -> None:
+    with unpack(message(("disk.vhdx", vhdx(fat_image({"a.exe": pe_exe()}))))) as result:
+        assert [(p.name, p.detected_type) for p in result.parts[2:]] == [
+            ("disk.vhdx", "vhdx"), ("a.exe", "exe-ms")]
 
 
 def test_vhds_built_here_are_typed_vhd() -> None:
@@ -279,3 +305,28 @@ def test_mutated_images_keep_the_limits_through_unpack(edits: list[tuple[int, in
         pytest.skip("needs dosfstools and mtools")
     edits = [(pos % 8192, value) for pos, value in edits]  # boot sector, FATs, root
     check_limits(message(("disk.vhd", mutate(SMALL, edits, cut % 3 * cut))), LIMITS)
+
+
+VHDX_SAMPLE = vhdx(fat_image({"a/b.txt": b"b" * 3000}, kib=256)) if SAMPLE else b""
+# the region table, the metadata table and items, the BAT, the volume's boot sector
+VHDX_HOT = (192 << 10, 2 << 20, (2 << 20) + (64 << 10), 3 << 20, 4 << 20)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(VHDX_HOT), st.integers(0, 127), st.integers(0, 255)),
+                min_size=1, max_size=6))
+def test_damaged_vhdx_raise_only_decode_errors(edits: list[tuple[int, int, int]]) -> None:
+    if not VHDX_SAMPLE:
+        pytest.skip("needs dosfstools and mtools")
+    raw = bytearray(VHDX_SAMPLE)
+    for base, pos, value in edits:
+        raw[base + pos] = value
+    ctx = DecodeContext(Limits(), len(raw))
+    part = Part(1, (1,), ctx.blob(bytes(raw), counted=False), detected_type="vhdx")
+    try:
+        produced = sum(c.blob.size for c in DiskImageDecoder().decode(part, ctx))
+        assert produced <= ctx.quota
+    except DecodeError:
+        pass
+    finally:
+        ctx.cleanup()
