@@ -3,11 +3,11 @@
 amavis hands such attachments to 7-Zip, which reads FAT, MBR and VHD; the maintained
 Python readers are GPL/AGPL, so this reader is our own (:mod:`decoders.fat`,
 :mod:`decoders.vhd`, :mod:`decoders.vhdx`; 7-Zip reads VHDX too). A disk is either
-a FAT volume itself (a floppy or ``mkfs.vfat -C`` image) or an MBR-partitioned disk
-whose FAT partitions (types 0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E, their hidden variants
-and 0xEF) are read in turn. Other partitions
-(NTFS, Linux, extended, GPT's protective entry) are not read: they are named in a
-``DECODE_UNSUPPORTED`` hit, and the image still goes to ClamAV whole.
+a FAT volume itself (a floppy or ``mkfs.vfat -C`` image) or a partitioned disk (MBR
+with logical partitions, or GPT: :mod:`decoders.partitions`) whose partitions are read
+when they start with a FAT boot sector, whatever type the table gives them (Windows
+and 7-Zip go by the contents too). Other partitions (NTFS, Linux...) are not read:
+they are named in a ``DECODE_UNSUPPORTED`` hit, and the image still goes to ClamAV.
 
 Each file is a child named with its path inside the volume (``docs/invoice.exe``;
 ``p2/...`` in front for a file of the second partition when the disk has several).
@@ -19,7 +19,6 @@ what could be read and ends ``DECODE_CORRUPT``.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -28,32 +27,11 @@ from decoders.context import DecodeContext
 from decoders.fat import Disk, FatVolume, SliceDisk
 from decoders.mimeutil import clean_name
 from decoders.part import Part
+from decoders.partitions import partitions
 from decoders.vhd import StreamDisk, open_vhd
 from decoders.vhdx import VhdxDisk
 
-FAT_PARTITIONS = frozenset({0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E,
-                            0x11, 0x14, 0x16, 0x1B, 0x1C, 0x1E, 0xEF})
 SECTOR = 512
-
-
-def partitions(boot: bytes, disk_size: int) -> list[tuple[int, int, int]] | None:
-    """(number, type, byte offset, byte size) ... of the MBR's primary partitions, or
-    None when ``boot`` holds no valid partition table."""
-    if len(boot) < 512 or boot[510:512] != b"\x55\xaa":
-        return None
-    found = []
-    for n in range(4):
-        entry = boot[446 + 16 * n : 462 + 16 * n]
-        if entry[0] not in (0, 0x80):
-            return None
-        kind = entry[4]
-        start, count = struct.unpack_from("<II", entry, 8)
-        if kind == 0 or count == 0:
-            continue
-        if start == 0 or (start + count) * SECTOR > disk_size + SECTOR * 2048:
-            return None  # (a partition may end a little past a truncated image)
-        found.append((n + 1, kind, start * SECTOR, count * SECTOR))
-    return found or None
 
 
 def _volumes(disk: Disk, ctx: DecodeContext) -> tuple[list[tuple[str, FatVolume]], list[str]]:
@@ -62,19 +40,19 @@ def _volumes(disk: Disk, ctx: DecodeContext) -> tuple[list[tuple[str, FatVolume]
     if volume is not None:
         return [("", volume)], []
     boot = disk.read(0, SECTOR) if disk.size >= SECTOR else b""
-    table = partitions(boot, disk.size)
+    table = partitions(disk)
     if table is None and _says_fat(boot):
         raise CorruptPart("disk image: a FAT boot sector that does not hold together")
     if table is None:  # NTFS, exFAT, a boot loader...: formats not read here
-        raise Unsupported("disk image: neither a FAT volume nor an MBR partition table")
+        raise Unsupported("disk image: neither a FAT volume nor a partition table")
     out, skipped = [], []
-    for number, kind, start, size in table:
-        size = min(size, max(0, disk.size - start))
-        inner = FatVolume.open(SliceDisk(disk, start, size), ctx) if size else None
-        if kind in FAT_PARTITIONS and inner is not None:
-            out.append((f"p{number}/" if len(table) > 1 else "", inner))
+    for entry in table:
+        size = min(entry.size, max(0, disk.size - entry.start))
+        inner = FatVolume.open(SliceDisk(disk, entry.start, size), ctx) if size else None
+        if inner is not None:  # by its boot sector, whatever type the table gives it
+            out.append((f"{entry.label}/" if len(table) > 1 else "", inner))
         else:
-            skipped.append(f"partition {number} (type 0x{kind:02x})")
+            skipped.append(f"partition {entry.label[1:]} (type {entry.kind})")
     return out, skipped
 
 

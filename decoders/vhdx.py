@@ -1,8 +1,8 @@
 """Microsoft VHDX disks ([MS-VHDX] 2.0) as a :class:`decoders.fat.Disk`, read lazily.
 
 The file starts with the ``vhdxfile`` identifier; two headers (at 64 and 128 KiB,
-signature ``head``: the one with the higher sequence number is current) and two region
-tables (192 and 256 KiB, ``regi``) follow. The region table locates the block
+``head``; not read here: they only matter for the log) and two region tables (192 and
+256 KiB, ``regi``: the first that is there is used) follow. The region table locates the block
 allocation table (BAT) and the metadata region, whose items give the block size, the
 virtual disk size and the logical sector size. BAT entries are 64-bit: the state in
 the low 3 bits (6 fully present, 7 partially present; anything else reads as zeros

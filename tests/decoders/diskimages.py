@@ -4,6 +4,7 @@ after Microsoft's "Virtual Hard Disk Image Format Specification"."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -212,3 +213,31 @@ def vhdx(disk: bytes, size: int | None = None, block: int = _MIB) -> bytes:
         data += disk[i * block : (i + 1) * block].ljust(block, b"\0")
     start = (ident.ljust(64 * 1024, b"\0") + headers + regions).ljust(_MIB, b"\0")
     return start + bytes(_MIB) + bytes(meta) + bytes(bat) + bytes(data)
+
+
+def sfdisk_disk(label: str, entries: list[tuple[str, bytes | None]], mib: int = 16) -> bytes:
+    """A ``mib`` MiB disk partitioned by util-linux's sfdisk (``label: dos`` or ``gpt``):
+    one partition of 1 MiB (or the volume's size) per entry, of the entry's sfdisk type
+    (a dos type ``5`` opens an extended partition: the entries after it are logical),
+    each volume written at the partition's start."""
+    sfdisk = shutil.which("sfdisk") or "/sbin/sfdisk"
+    if not Path(sfdisk).exists():
+        pytest.skip("Debian package fdisk (sfdisk) is not installed")
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp, "disk.img")
+        image.write_bytes(bytes(mib << 20))
+        lines = [f"label: {label}"]
+        for kind, volume in entries:
+            size = "" if volume is None else f"size={max(1, -(-len(volume) // 512))}, "
+            lines.append(f"{size}type={kind}")
+        subprocess.run([sfdisk, "-q", str(image)], input="\n".join(lines).encode(),
+                       check=True, capture_output=True)
+        table = json.loads(subprocess.run([sfdisk, "--json", str(image)], check=True,
+                                          capture_output=True).stdout)["partitiontable"]
+        disk = bytearray(image.read_bytes())
+    placed = [p for p in table["partitions"] if p["type"].lower() not in ("5", "f", "85")]
+    volumes = [v for _, v in entries if v is not None]
+    assert len(placed) == len(volumes), table
+    for partition, volume in zip(placed, volumes, strict=True):
+        disk[partition["start"] * 512 : partition["start"] * 512 + len(volume)] = volume
+    return bytes(disk)

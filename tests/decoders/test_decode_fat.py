@@ -22,6 +22,7 @@ from tests.decoders.diskimages import (
     fixed_vhd,
     mbr_disk,
     need_mtools,
+    sfdisk_disk,
     vhdx,
 )
 from tests.decoders.test_decode_fuzz import LIMITS, SETTINGS, check_limits, mutate
@@ -103,6 +104,43 @@ def test_fat_partitions_of_an_mbr_disk_are_read_and_others_named() -> None:
     files, error = _decode(disk)
     assert files == {"p1/one.txt": b"1", "p3/x/two.exe": b"MZ2"}
     assert error == "Unsupported: disk image: not FAT, not read: partition 2 (type 0x83)"
+
+
+def test_logical_partitions_of_an_extended_partition_are_read() -> None:
+    """sfdisk's dos label: p1 primary FAT32 (0x0c), p2 extended holding p5 (FAT16,
+    0x0e), p6 (Linux, 0x83: not FAT inside) and p7 (FAT12 typed 0x83 by mistake: read
+    by its boot sector, as Windows and 7-Zip go by the contents)."""
+    disk = sfdisk_disk("dos", [("c", fat_image({"one.txt": b"1"}, kib=512)),
+                               ("5", None),
+                               ("e", fat_image({"five/5.exe": b"MZ5"}, bits=16, kib=4200)),
+                               ("83", b"\x11" * 1024),
+                               ("83", fat_image({"seven.txt": b"7"}, kib=512))], mib=24)
+    files, error = _decode(disk)
+    assert files == {"p1/one.txt": b"1", "p5/five/5.exe": b"MZ5", "p7/seven.txt": b"7"}
+    assert error == "Unsupported: disk image: not FAT, not read: partition 6 (type 0x83)"
+
+
+def test_an_ebr_chain_that_loops_is_followed_once() -> None:
+    disk = bytearray(sfdisk_disk("dos", [("5", None),
+                                         ("e", fat_image({"a.txt": b"a"}, kib=512)),
+                                         ("6", fat_image({"b.txt": b"b"}, kib=512))]))
+    ext_start = struct.unpack_from("<I", disk, 446 + 8)[0]
+    second_ebr = ext_start + struct.unpack_from("<I", disk, ext_start * 512 + 462 + 8)[0]
+    struct.pack_into("<I", disk, second_ebr * 512 + 462 + 8, 0)  # link back to the first
+    struct.pack_into("<B", disk, second_ebr * 512 + 462 + 4, 0x05)
+    assert _decode(bytes(disk)) == ({"p5/a.txt": b"a", "p6/b.txt": b"b"}, "")
+
+
+def test_gpt_partitions_are_read() -> None:
+    disk = sfdisk_disk("gpt", [
+        ("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", fat_image({"data/x.exe": b"MZx"})),
+        ("0FC63DAF-8483-4772-8E79-3D69D8477DE4", b"\x22" * 2048),
+        ("C12A7328-F81F-11D2-BA4B-00A0C93EC93B", fat_image({"EFI/boot.txt": b"efi"}, kib=512)),
+    ])
+    files, error = _decode(disk)
+    assert files == {"p1/data/x.exe": b"MZx", "p3/EFI/boot.txt": b"efi"}
+    assert error == ("Unsupported: disk image: not FAT, not read: "
+                     "partition 2 (type 0fc63daf-8483-4772-8e79-3d69d8477de4)")
 
 
 def test_an_mbr_disk_with_one_partition_needs_no_prefix() -> None:
