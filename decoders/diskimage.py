@@ -1,8 +1,10 @@
 """Disk images: the files of FAT volumes in raw images (``img``), VHD and VHDX disks.
 
-amavis hands such attachments to 7-Zip, which reads FAT, MBR and VHD; the maintained
-Python readers are GPL/AGPL, so this reader is our own (:mod:`decoders.fat`,
-:mod:`decoders.vhd`, :mod:`decoders.vhdx`; 7-Zip reads VHDX too). A disk is either
+amavis 2.13 leaves such attachments whole for the virus scanner (its file-type map and
+``@decoders`` have no entry for them), although 7-Zip, which it runs for other formats,
+reads FAT, MBR, GPT, VHD and VHDX; reading them is this project's choice (malware mail
+moved to them). The maintained Python readers are GPL/AGPL, so this reader is our own
+(:mod:`decoders.fat`, :mod:`decoders.vhd`, :mod:`decoders.vhdx`). A disk is either
 a FAT volume itself (a floppy or ``mkfs.vfat -C`` image) or a partitioned disk (MBR
 with logical partitions, or GPT: :mod:`decoders.partitions`) whose partitions are read
 when they start with a FAT boot sector, whatever type the table gives them (Windows
