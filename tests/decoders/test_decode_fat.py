@@ -246,6 +246,13 @@ def test_cross_linked_entries_are_a_bomb_stopped_by_the_quota() -> None:
         assert result.ctx is not None and result.ctx.produced <= result.ctx.quota + 200_000
 
 
+def test_an_image_of_many_files_stops_at_the_file_limit() -> None:
+    image = fat_image({f"d/f{i}.txt": b"x" for i in range(60)})
+    with unpack(message(("many.img", image)), limits=Limits(max_parts=40)) as result:
+        assert len(result.parts) == 40 and "DECODE_LIMIT_FILES" in result.symbols()
+        assert result.unchecked
+
+
 def test_a_directory_pointing_at_itself_is_read_once() -> None:
     image = bytearray(fat_image({"D/a.txt": b"a"}, bits=32, kib=33300))
     dot = _find(bytes(image), b".          \x10")  # D's "." entry holds D's own cluster
