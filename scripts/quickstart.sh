@@ -14,7 +14,7 @@ mode="${1:-}"
 shift || true
 
 runtime_pkgs=(python3 python3-venv libmagic1 libarchive13 clamav-daemon)
-test_pkgs=(postfix clamav-daemon clamav clamav-testfiles swaks arj postgresql nsd opendkim-tools spamassassin libmilter1.0.1
+test_pkgs=(postfix clamav-daemon clamav clamav-testfiles swaks arj dosfstools mtools fdisk postgresql nsd opendkim-tools spamassassin libmilter1.0.1
            dovecot-sieve slapd)
 
 need_pkgs() {

@@ -31,6 +31,7 @@ BUILT_INS = {
     "arj",
     "sis",
     "onenote",
+    "diskimage",
 }
 
 
