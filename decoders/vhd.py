@@ -122,7 +122,7 @@ def open_vhd(stream: BinaryIO, size: int) -> StreamDisk | DynamicDisk:
     if footer is None:
         stream.seek(0)
         footer = stream.read(512)  # a dynamic disk's copy (its end may be cut off)
-        if not footer.startswith(COOKIE):
+        if len(footer) < 512 or not footer.startswith(COOKIE):
             raise CorruptPart("vhd: no footer")
     disk_type = struct.unpack_from(">I", footer, 60)[0]
     if disk_type == FIXED:
