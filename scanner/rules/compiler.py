@@ -21,6 +21,7 @@ from scanner.rules import expr, replacetags
 from scanner.rules.model import LoadStats, ParsedConfig, Problem, RuleDef
 from scanner.rules.perlre import Translated, Untranslatable, split_delimited, translate
 from scanner.rules.prefilter import Prefilter
+from scanner.rules.untimed import NEVER, untimed_max
 
 _HEADER = re.compile(r"^(\S+?)\s*(=~|!~)\s*(.*)$", re.S)
 _UNSET = re.compile(r"^\s*\[if-unset:\s?(.*)\]\s*$", re.S)
@@ -49,6 +50,7 @@ class Rule:
     nosubject: bool = False
     meta: Callable[[Mapping[str, float]], float] | None = None
     deps: tuple[str, ...] = ()
+    untimed_max: int = NEVER  # longest text searched without a timeout (untimed.py)
 
     @property
     def reported(self) -> bool:
@@ -227,6 +229,7 @@ def _build(rd: RuleDef, cfg: ParsedConfig, score: float) -> Rule:
         raise Untranslatable("capture template %{NAME}")
     rule.translated = translate(body, flags)
     rule.pattern = rule.translated.compile()
+    rule.untimed_max = untimed_max(rule.pattern.pattern, rule.translated.flags)
     return rule
 
 

@@ -2,11 +2,14 @@
 
 Order: header and mimeheader rules, then body, uri, rawbody and full rules (each
 family prefiltered by one scan, candidates confirmed with the exact regex on each
-paragraph, URI or the whole message), then metas in dependency order. Every regex
-call gets the time left as its timeout (the ``regex`` module enforces it inside the
-match), so a runaway pattern costs at most the budget: evaluation then stops, the
-rule is named in ``timed_out`` and metas run on what is known, as SpamAssassin does
-when it exceeds its time limit.
+paragraph, URI or the whole message), then metas in dependency order. The budget is
+checked before every regex call, and a call gets the time left as its timeout (the
+``regex`` module enforces it inside the match) unless its text is no longer than the
+rule's ``untimed_max`` (:mod:`scanner.rules.untimed` proves the search's worst case
+there a few milliseconds; the timeout itself costs two system calls per call). So a
+runaway pattern costs at most the budget: evaluation then stops, the rule is named in
+``timed_out`` and metas run on what is known, as SpamAssassin does when it exceeds its
+time limit.
 
 As in SpamAssassin, a rule hits at most once unless ``tflags multiple`` (then once
 per match, up to ``maxhits``); a missing header is matched as the empty string (or
@@ -75,11 +78,13 @@ class _Run:
     def count(self, rule: Rule, texts: Sequence[bytes], skip_first: bool = False) -> int:
         """Matches of ``rule`` in ``texts`` (1 at most unless multiple).
 
-        Every regex call gets the time left of the message's budget as its timeout.
+        A regex call on a text longer than the rule's ``untimed_max`` gets the time
+        left of the message's budget as its timeout.
         """
         pattern = rule.pattern
         assert pattern is not None
         deadline = self.deadline
+        untimed = rule.untimed_max
         if skip_first:
             texts = texts[1:]
         try:
@@ -89,12 +94,16 @@ class _Run:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise _Deadline(rule.name)
-                    if search(text, timeout=left, concurrent=True):
+                    if (search(text) if len(text) <= untimed
+                            else search(text, timeout=left, concurrent=True)):
                         return 1
                 return 0
             hits = 0
             for text in texts:
-                for _ in pattern.finditer(text, timeout=self.left(rule), concurrent=True):
+                left = self.left(rule)
+                matches = (pattern.finditer(text) if len(text) <= untimed
+                           else pattern.finditer(text, timeout=left, concurrent=True))
+                for _ in matches:
                     hits += 1
                     if rule.maxhits and hits >= rule.maxhits:
                         return hits
