@@ -131,13 +131,17 @@ class _Run:
                     self.values[rule.name] = hit
 
     def mimeheaders(self) -> None:
+        whole: dict[int, bytes] = {}  # a leaf's fields as one text, for every ALL rule
         for rule in self.rs.mimeheader:
             values: list[bytes] = []
             name, *mods = rule.target.split(":")
-            for part in self.view.leaves:
+            for i, part in enumerate(self.view.leaves):
                 if name == "ALL":
-                    values.append(b"".join(n.encode("latin-1") + b":" + v
-                                           for n, v in part.headers.order))
+                    text = whole.get(i)
+                    if text is None:
+                        text = whole[i] = b"".join(n.encode("latin-1") + b":" + v
+                                                   for n, v in part.headers.order)
+                    values.append(text)
                     continue
                 raw = part.headers.raw(name)
                 values.extend(raw if "raw" in mods else part.headers.decoded(name))
