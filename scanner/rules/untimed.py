@@ -35,7 +35,10 @@ from typing import NamedTuple, TypeVar
 
 _T = TypeVar("_T")
 
-STEP_LIMIT = 2_000_000  # worst-case steps of an untimed call (about 3 ms measured)
+STEP_LIMIT = 1_000_000  # worst-case steps of an untimed call (see untimed_max)
+# and never a text longer than this: a step costs up to ~15 ns, a linear pattern's one
+# step per octet would otherwise allow ~15 ms on a 1 MB text
+MAX_UNTIMED = 16 * 1024
 MAX_COEF = 10**12  # more ways than this: not worth bounding
 NEVER = -1  # untimed_max of a pattern that is always timed
 
@@ -62,7 +65,9 @@ class _Unbounded(Exception):
 
 def untimed_max(pattern: bytes, flags: str) -> int:
     """The longest text (octets) ``pattern`` (``regex`` syntax, Perl modifiers ``flags``)
-    may search without a timeout; :data:`NEVER` when every call needs one."""
+    may search without a timeout; :data:`NEVER` when every call needs one. Measured on
+    the worst texts found for Debian's SpamAssassin rules and the shipped set: at most
+    about 2.5 ms per call on this VM (``[a-z]+\\d`` on 576 letters: 1.5 ms)."""
     re_flags = (C.SRE_FLAG_IGNORECASE if "i" in flags else 0) | \
         (C.SRE_FLAG_DOTALL if "s" in flags else 0) | \
         (C.SRE_FLAG_MULTILINE if "m" in flags else 0)
@@ -71,7 +76,7 @@ def untimed_max(pattern: bytes, flags: str) -> int:
         bound = _Bound(tree.state.flags).seq(list(tree), frozenset())
     except (_Unbounded, _parser.error, RecursionError, OverflowError, ValueError):
         return NEVER
-    return longest_within(bound)
+    return min(longest_within(bound), MAX_UNTIMED)
 
 
 def steps(bound: Ways, n: int) -> int:
