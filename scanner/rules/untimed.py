@@ -120,6 +120,22 @@ def _then(a: Ways, b: Ways) -> Ways:
     return Ways(ways, a.degree + b.degree, a.items + b.items, a.repeats + b.repeats)
 
 
+def _repeated(ways: int, lo: int, hi: int) -> int:
+    """``ways**lo + ... + ways**hi`` (the ways of a repeat ``{lo,hi}``), without working
+    out powers far past :data:`MAX_COEF` (``{1,65535}`` of two ways took seconds)."""
+    if ways == 1:
+        return hi - lo + 1
+    total, term = 0, ways ** min(lo, 64)
+    if term > MAX_COEF:
+        raise _Unbounded
+    for _ in range(lo, hi + 1):
+        total += term
+        if total > MAX_COEF:
+            raise _Unbounded
+        term *= ways
+    return total
+
+
 class _Bound:
     """Walks a parsed pattern, returning a :class:`Ways` for each part."""
 
@@ -166,10 +182,8 @@ class _Bound:
         if hi == C.MAXREPEAT:
             raise _Unbounded
         one = self.seq(items, self.first(items, frozenset()) | follow)
-        ways = sum(one.ways ** k for k in range(lo, hi + 1))
-        if ways > MAX_COEF:
-            raise _Unbounded
-        return Ways(ways, one.degree * hi, one.items * hi, one.repeats * hi)
+        return Ways(_repeated(one.ways, lo, hi), one.degree * hi, one.items * hi,
+                    one.repeats * hi)
 
     def scoped(self, add: int, remove: int, walk: Callable[[], _T]) -> _T:
         """Run ``walk`` with a group's inline flags."""
