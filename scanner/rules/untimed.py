@@ -40,6 +40,10 @@ STEP_LIMIT = 1_000_000  # worst-case steps of an untimed call (see untimed_max)
 # step per octet would otherwise allow ~15 ms on a 1 MB text
 MAX_UNTIMED = 16 * 1024
 MAX_COEF = 10**12  # more ways than this: not worth bounding
+# a longer pattern is always timed, not parsed: of Debian's rules, the 60 above this
+# took 1.0 s of loading to analyse and 57 of them came out unbounded (the rest: < 20
+# octets)
+MAX_PATTERN = 4096
 NEVER = -1  # untimed_max of a pattern that is always timed
 
 _ALL = frozenset(range(256))
@@ -68,6 +72,8 @@ def untimed_max(pattern: bytes, flags: str) -> int:
     may search without a timeout; :data:`NEVER` when every call needs one. Measured on
     the worst texts found for Debian's SpamAssassin rules and the shipped set: at most
     about 2.5 ms per call on this VM (``[a-z]+\\d`` on 576 letters: 1.5 ms)."""
+    if len(pattern) > MAX_PATTERN:
+        return NEVER
     re_flags = (C.SRE_FLAG_IGNORECASE if "i" in flags else 0) | \
         (C.SRE_FLAG_DOTALL if "s" in flags else 0) | \
         (C.SRE_FLAG_MULTILINE if "m" in flags else 0)
@@ -147,7 +153,7 @@ class _Bound:
         (empty at the end of the pattern or of a look-around)."""
         out = Ways(1, 0, 0, 0)
         for i, (op, av) in enumerate(items):
-            out = _then(out, self.node(op, av, self.first(items[i + 1:], follow)))
+            out = _then(out, self.node(op, av, self.first(items, follow, i + 1)))
         return out
 
     def node(self, op: object, av: object, follow: frozenset[int]) -> Ways:
@@ -194,16 +200,18 @@ class _Bound:
         finally:
             self.flags = saved
 
-    def first(self, items: list, follow: frozenset[int]) -> frozenset[int]:
-        """The octets a match of ``items`` then ``follow`` may start with (a superset)."""
-        out, nullable = self.starts(items)
+    def first(self, items: list, follow: frozenset[int], start: int = 0) -> frozenset[int]:
+        """The octets a match of ``items[start:]`` then ``follow`` may start with (a
+        superset)."""
+        out, nullable = self.starts(items, start)
         return out | follow if nullable else out
 
-    def starts(self, items: list) -> tuple[frozenset[int], bool]:
-        """(the octets a match of ``items`` may start with, whether it may be empty)."""
+    def starts(self, items: list, start: int = 0) -> tuple[frozenset[int], bool]:
+        """(the octets a match of ``items[start:]`` may start with, whether it may be
+        empty); no copy of the list (a 200 KB literal is a sequence of 200,000 items)."""
         out: frozenset[int] = frozenset()
-        for op, av in items:
-            chars, nullable = self.item_starts(op, av)
+        for k in range(start, len(items)):
+            chars, nullable = self.item_starts(*items[k])
             out |= chars
             if not nullable:
                 return out, False
