@@ -22,6 +22,7 @@ from decoders.base import LimitExceeded, Limits, SpoolFailed
 
 if TYPE_CHECKING:
     from decoders.base import Child
+    from decoders.mimeutil import KnownHeader
 
 CHUNK = 64 * 1024
 
@@ -138,6 +139,7 @@ class DecodeContext:
         self.deadline = time.monotonic() + limits.time_budget
         self.encrypted_names: list[str] = []
         self.ambiguities: dict[int, str] = {}  # part index -> why its MIME is ambiguous
+        self.known_header: KnownHeader | None = None  # the top-level section, parsed
         self._tmp_root = tmp_root
         self._tmpdir: str | None = None
 

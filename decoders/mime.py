@@ -28,6 +28,7 @@ from decoders.mimeutil import (
     filenames,
     header_list,
     parse_headers,
+    parse_known,
     split_header_section,
     to_text,
     transfer_encoding,
@@ -107,7 +108,7 @@ class MimeDecoder:
         head, body, mixed = split_header_section(part.data())
         if mixed:
             _flag_ambiguous(part, ctx, _MIXED_SECTION)
-        msg = parse_headers(head)
+        msg = parse_known(head, ctx.known_header)
         part.headers = header_list(msg)
         too_deep: list[bool] = []
         yield from self._entity(msg, body, ctx, 0, part, too_deep)

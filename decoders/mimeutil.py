@@ -12,6 +12,7 @@ from email.header import decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import unquote
+from typing import NamedTuple
 
 from decoders.mimeparams import preserved_params
 
@@ -119,6 +120,28 @@ def parse_headers(block: bytes) -> Message:
         return _PARSER.parsebytes(block)
     except Exception:
         return Message()
+
+
+class KnownHeader(NamedTuple):
+    """A message's header section as the pipeline's parse stage parsed it before
+    unpacking: the bytes given to the parser (the fields and the empty line after them)
+    and the :class:`Entity` made of them (the same parser and policy as
+    :func:`parse_headers`)."""
+
+    section: bytes
+    message: Message
+
+
+def parse_known(block: bytes, known: KnownHeader | None) -> Message:
+    """:func:`parse_headers` of ``block``, or ``known``'s message when it was parsed from
+    these fields followed by the empty line and none of them needs the ``Name :`` fix
+    (the parser then makes the same fields, parameters and defects): the top-level
+    header section is parsed once per message."""
+    if known is not None and isinstance(known.message, Entity) \
+            and len(known.section) == len(block) + 2 and known.section.endswith(b"\r\n") \
+            and known.section.startswith(block) and _SPACE_BEFORE_COLON.search(block) is None:
+        return known.message
+    return parse_headers(block)
 
 
 _WS = re.compile(r"\s+")

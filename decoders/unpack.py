@@ -33,6 +33,7 @@ from decoders.base import (
 )
 from decoders.context import Blob, DecodeContext
 from decoders.filetype import detect, mismatch_hits
+from decoders.mimeutil import KnownHeader
 from decoders.part import Part
 from decoders.registry import candidates, load_decoders
 from scanner.task import Hit
@@ -188,10 +189,14 @@ def unpack(
     limits: Limits | None = None,
     decoders: Sequence[Decoder] | None = None,
     tmp_root: str | None = None,
+    known_header: KnownHeader | None = None,
 ) -> Unpacked:
-    """Decode ``raw`` (a whole message) into parts; never raises."""
+    """Decode ``raw`` (a whole message) into parts; never raises. ``known_header``:
+    ``raw``'s header section as the caller parsed it already (reused, not parsed again,
+    when the MIME decoder would parse the same fields)."""
     limits = limits or Limits()
     ctx = DecodeContext(limits, len(raw), tmp_root)
+    ctx.known_header = known_header
     out = Unpacked(ctx=ctx)
     try:
         if decoders is None:

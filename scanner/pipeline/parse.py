@@ -11,7 +11,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from decoders.mimeutil import decode_words
+from decoders.mimeutil import Entity, decode_words
 
 # amavis's parse_message_id tokens: FWS, a comment, <msg-id>, anything else
 _MSG_ID_TOKENS = re.compile(r"""[ \t]+|\((?:\\.|[^()\\]){0,999}\)"""
@@ -19,13 +19,21 @@ _MSG_ID_TOKENS = re.compile(r"""[ \t]+|\((?:\\.|[^()\\]){0,999}\)"""
                             r"""|[^"<>\[\]\\])*>)|[^<( \t]+|.""", re.DOTALL)
 _QUEUE_ID = re.compile(r"\bwith\s+\S+\s+id\s+([0-9A-Za-z]+)", re.IGNORECASE)
 HEADER_SCAN_LIMIT = 1 << 20
+# the MIME decoder's parser (its Entity reads parameters once, in linear time), so that
+# the decoder can take this parse of the top-level section instead of its own
+_PARSER = BytesHeaderParser(_class=Entity, policy=compat32)
+
+
+def header_section(raw: bytes) -> bytes:
+    """The bytes :func:`parse_headers` reads: the header section with the empty line
+    after it (at most the first MiB)."""
+    end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_LIMIT)
+    return raw[: end + 4] if end >= 0 else raw[:HEADER_SCAN_LIMIT]
 
 
 def parse_headers(raw: bytes) -> Message:
     """The header section of ``raw`` (at most the first MiB is looked at)."""
-    end = raw.find(b"\r\n\r\n", 0, HEADER_SCAN_LIMIT)
-    head = raw[: end + 4] if end >= 0 else raw[:HEADER_SCAN_LIMIT]
-    return BytesHeaderParser(policy=compat32).parsebytes(head)
+    return _PARSER.parsebytes(header_section(raw))
 
 
 def postfix_queue_id(msg: Message) -> str | None:

@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from decoders.base import Decoder, Limits
+from decoders.mimeutil import KnownHeader
 from decoders.registry import load_decoders
 from decoders.unpack import Unpacked, unpack
 from scanner.config import Config
+from scanner.pipeline.parse import header_section
 from scanner.task import Task
 
 
@@ -41,8 +43,12 @@ def _store(task: Task, result: Unpacked) -> Unpacked:
 
 async def unpack_task(task: Task, run_cpu: Callable[..., Awaitable[Any]], limits: Limits,
                       decoders: Sequence[Decoder], tmp_root: str | None) -> Unpacked:
-    """Fill ``task.parts`` and add decoder hits; the caller closes the result."""
-    return _store(task, await run_cpu(unpack, task.raw, limits, decoders, tmp_root))
+    """Fill ``task.parts`` and add decoder hits; the caller closes the result. The MIME
+    decoder takes the parse stage's ``task.message`` (made of ``task.raw``) for the
+    top-level header section instead of parsing it again."""
+    known = KnownHeader(header_section(task.raw), task.message) \
+        if task.message is not None else None
+    return _store(task, await run_cpu(unpack, task.raw, limits, decoders, tmp_root, known))
 
 
 def unpack_now(task: Task, config: Config,

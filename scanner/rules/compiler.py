@@ -22,6 +22,7 @@ from scanner.rules.evals import Eval, find_eval
 from scanner.rules.model import LoadStats, ParsedConfig, Problem, RuleDef
 from scanner.rules.perlre import Translated, Untranslatable, split_delimited, translate
 from scanner.rules.prefilter import Prefilter
+from scanner.rules.untimed import NEVER, untimed_max
 
 _HEADER = re.compile(r"^(\S+?)\s*(=~|!~)\s*(.*)$", re.S)
 _UNSET = re.compile(r"^\s*\[if-unset:\s?(.*)\]\s*$", re.S)
@@ -51,6 +52,7 @@ class Rule:
     meta: Callable[[Mapping[str, float]], float] | None = None
     deps: tuple[str, ...] = ()
     evaluate: Eval | None = None  # an eval: rule this engine runs (scanner.rules.evals)
+    untimed_max: int = NEVER  # longest text searched without a timeout (untimed.py)
 
     @property
     def reported(self) -> bool:
@@ -238,6 +240,7 @@ def _build(rd: RuleDef, cfg: ParsedConfig, score: float) -> Rule:
         raise Untranslatable("capture template %{NAME}")
     rule.translated = translate(body, flags)
     rule.pattern = rule.translated.compile()
+    rule.untimed_max = untimed_max(rule.pattern.pattern, rule.translated.flags)
     return rule
 
 

@@ -3,11 +3,14 @@
 Order: header and mimeheader rules, the ``eval:`` rules the engine knows
 (:mod:`scanner.rules.evals`), then body, uri, rawbody and full rules (each
 family prefiltered by one scan, candidates confirmed with the exact regex on each
-paragraph, URI or the whole message), then metas in dependency order. Every regex
-call gets the time left as its timeout (the ``regex`` module enforces it inside the
-match), so a runaway pattern costs at most the budget: evaluation then stops, the
-rule is named in ``timed_out`` and metas run on what is known, as SpamAssassin does
-when it exceeds its time limit.
+paragraph, URI or the whole message), then metas in dependency order. The budget is
+checked before every regex call, and a call gets the time left as its timeout (the
+``regex`` module enforces it inside the match) unless its text is no longer than the
+rule's ``untimed_max`` (:mod:`scanner.rules.untimed` proves the search's worst case
+there a few milliseconds; the timeout itself costs two system calls per call). So a
+runaway pattern costs at most the budget: evaluation then stops, the rule is named in
+``timed_out`` and metas run on what is known, as SpamAssassin does when it exceeds its
+time limit.
 
 As in SpamAssassin, a rule hits at most once unless ``tflags multiple`` (then once
 per match, up to ``maxhits``); a missing header is matched as the empty string (or
@@ -76,11 +79,13 @@ class _Run:
     def count(self, rule: Rule, texts: Sequence[bytes], skip_first: bool = False) -> int:
         """Matches of ``rule`` in ``texts`` (1 at most unless multiple).
 
-        Every regex call gets the time left of the message's budget as its timeout.
+        A regex call on a text longer than the rule's ``untimed_max`` gets the time
+        left of the message's budget as its timeout.
         """
         pattern = rule.pattern
         assert pattern is not None
         deadline = self.deadline
+        untimed = rule.untimed_max
         if skip_first:
             texts = texts[1:]
         try:
@@ -90,12 +95,16 @@ class _Run:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise _Deadline(rule.name)
-                    if search(text, timeout=left, concurrent=True):
+                    if (search(text) if len(text) <= untimed
+                            else search(text, timeout=left, concurrent=True)):
                         return 1
                 return 0
             hits = 0
             for text in texts:
-                for _ in pattern.finditer(text, timeout=self.left(rule), concurrent=True):
+                left = self.left(rule)
+                matches = (pattern.finditer(text) if len(text) <= untimed
+                           else pattern.finditer(text, timeout=left, concurrent=True))
+                for _ in matches:
                     hits += 1
                     if rule.maxhits and hits >= rule.maxhits:
                         return hits
@@ -123,13 +132,17 @@ class _Run:
                     self.values[rule.name] = hit
 
     def mimeheaders(self) -> None:
+        whole: dict[int, bytes] = {}  # a leaf's fields as one text, for every ALL rule
         for rule in self.rs.mimeheader:
             values: list[bytes] = []
             name, *mods = rule.target.split(":")
-            for part in self.view.leaves:
+            for i, part in enumerate(self.view.leaves):
                 if name == "ALL":
-                    values.append(b"".join(n.encode("latin-1") + b":" + v
-                                           for n, v in part.headers.order))
+                    text = whole.get(i)
+                    if text is None:
+                        text = whole[i] = b"".join(n.encode("latin-1") + b":" + v
+                                                   for n, v in part.headers.order)
+                    values.append(text)
                     continue
                 raw = part.headers.raw(name)
                 values.extend(raw if "raw" in mods else part.headers.decoded(name))
