@@ -82,6 +82,8 @@ def untimed_max(pattern: bytes, flags: str) -> int:
         bound = _Bound(tree.state.flags).seq(list(tree), frozenset())
     except (_Unbounded, _parser.error, RecursionError, OverflowError, ValueError):
         return NEVER
+    except (AttributeError, TypeError, IndexError, KeyError):  # the private parser's
+        return NEVER  # tree changed shape (another Python version): keep the timeout
     return min(longest_within(bound), MAX_UNTIMED)
 
 
