@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import smtplib
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -160,3 +162,16 @@ def mime_tools_structure(data: bytes, tmp: Path) -> list[str]:
     out = subprocess.run(["perl", "-e", _MIME_TOOLS, str(path)], capture_output=True,
                          check=True)
     return out.stdout.decode().splitlines()
+
+
+def scan_json(tmp: Path, raw: bytes, checks: str) -> dict:
+    """``scanner scan --json`` of ``raw`` in a real process, with ``checks`` (TOML) and a
+    quarantine directory under ``tmp``: its JSON report."""
+    cfg = tmp / "c.toml"
+    cfg.write_text(checks + f'[quarantine]\ndirectory = "{tmp / "q"}"\nampdp_socket = ""\n')
+    msg = tmp / "m.eml"
+    msg.write_bytes(raw)
+    run = subprocess.run([sys.executable, "-m", "scanner", "scan", "-c", str(cfg), "--json",
+                          str(msg)], capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)

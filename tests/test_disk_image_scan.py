@@ -3,9 +3,6 @@ rules, and the ClamAV test file inside is found by a real clamd as a part of its
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,19 +11,13 @@ import pytest
 from scanner.testing.clamd import TESTFILES_DIR, ClamdInstance, clamd_binary
 from tests.decoders.builders import message, pe_exe, zip_bytes
 from tests.decoders.diskimages import dynamic_vhd, fat_image, mbr_disk, vhdx
+from tests.helpers import scan_json
 
 CONFIG = '[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
 
 
 def _scan(tmp: Path, raw: bytes, checks: str = CONFIG) -> dict:
-    cfg = tmp / "c.toml"
-    cfg.write_text(checks + f'[quarantine]\ndirectory = "{tmp / "q"}"\nampdp_socket = ""\n')
-    msg = tmp / "m.eml"
-    msg.write_bytes(raw)
-    run = subprocess.run([sys.executable, "-m", "scanner", "scan", "-c", str(cfg), "--json",
-                          str(msg)], capture_output=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)
+    return scan_json(tmp, raw, checks)
 
 
 def _banned(data: dict) -> list[str]:

@@ -4,9 +4,6 @@ an exe smuggled in an HTML attachment make the message BANNED."""
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pytest
 
 from scanner.testing.clamd import TESTFILES_DIR, ClamdInstance, clamd_binary
 from tests.decoders.builders import message, onenote_with_named, pe_exe, zip_bytes
+from tests.helpers import scan_json
 
 CONFIG = '[checks]\ndisabled = ["clamav", "auth", "dnsbl", "uribl", "bayes"]\n'
 HTA = (b'<html><head><HTA:APPLICATION id="x"/><script language="VBScript">'
@@ -21,14 +19,7 @@ HTA = (b'<html><head><HTA:APPLICATION id="x"/><script language="VBScript">'
 
 
 def _scan(tmp: Path, raw: bytes, checks: str = CONFIG) -> dict:
-    cfg = tmp / "c.toml"
-    cfg.write_text(checks + f'[quarantine]\ndirectory = "{tmp / "q"}"\nampdp_socket = ""\n')
-    msg = tmp / "m.eml"
-    msg.write_bytes(raw)
-    run = subprocess.run([sys.executable, "-m", "scanner", "scan", "-c", str(cfg), "--json",
-                          str(msg)], capture_output=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)
+    return scan_json(tmp, raw, checks)
 
 
 def _banned_names(data: dict) -> list[str]:
