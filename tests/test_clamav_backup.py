@@ -231,3 +231,23 @@ def test_one_backup_run_at_a_time_per_worker(tmp_path: Path) -> None:
 
     assert asyncio.run(go()) == [[], [], []]
     assert check.backup is not None and check.backup.runs == 3
+
+
+def test_a_clamd_that_never_answers_leaves_the_backup_time_to_scan(tmp_path: Path) -> None:
+    """clamd accepts the request and never answers (stuck or overloaded): with a backup
+    command, clamd gets half of the check's time and the backup the rest, so the message
+    is scanned (clean here) instead of CLAMAV_FAIL with no time left for the backup."""
+    ok_each = ("/bin/sh", "-c", 'for f in "$@"; do echo "$f: OK"; done', "sh", "{}/*")
+
+    async def go() -> tuple[list[Any], float]:
+        async with FakeClamd(tmp_path / "hang.sock", hang=True) as fake:
+            check = _check_with_timeout(4.0, backup_command=ok_each)
+            check = ClamAV(dataclasses.replace(check.settings, endpoints=(fake.endpoint,)),
+                           check.context)
+            began = asyncio.get_running_loop().time()
+            hits = list(await check.run(make_task(mail())))
+            return hits, asyncio.get_running_loop().time() - began
+
+    hits, took = asyncio.run(go())
+    assert hits == [], hits
+    assert took < 4.0

@@ -79,6 +79,9 @@ SPAM = "CLAMAV_SPAM"
 _HASH_IN_THREAD = 1024 * 1024  # hash larger data off the event loop
 _DEADLINE_RESERVE = 1.0
 """Seconds before checks.timeout by which the check gives up on clamd by itself."""
+BACKUP_SHARE = 0.5
+"""With a backup_command, the share of the check's time clamd may use; the backup
+scanner has the rest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,12 +263,13 @@ class ClamAV:
     async def run(self, task: Task) -> Iterable[Hit]:
         found = _Found()
         deadline = self._deadline(task)
+        clamd_deadline = self._clamd_deadline(deadline)
         pieces = await self._pieces(task)
         for index, piece in enumerate(pieces):
             if self._skip(piece, found):
                 continue
             try:
-                reply = await self._scan(piece, deadline)
+                reply = await self._scan(piece, clamd_deadline)
             except ClamdError as exc:
                 detail = f"{piece.path or 'message'}: {exc}"
                 if found.hits:  # a virus outranks failures
@@ -363,6 +367,15 @@ class ClamAV:
         budget = time_for_check(task, self.context.config.checks.timeout)
         return asyncio.get_running_loop().time() + budget - min(_DEADLINE_RESERVE,
                                                                   budget / 10)
+
+    def _clamd_deadline(self, deadline: float) -> float:
+        """When clamd must have answered: ``deadline``, or with a backup command half-way
+        there, so that a clamd that accepts and never answers (overloaded, stuck) leaves
+        the backup the other half instead of nothing."""
+        if self.backup is None:
+            return deadline
+        now = asyncio.get_running_loop().time()
+        return now + max(0.0, deadline - now) * BACKUP_SHARE
 
     async def _scan(self, piece: _Piece, deadline: float) -> ScanReply:
         cached = self.cache.get(piece.sha256)
