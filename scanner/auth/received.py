@@ -38,9 +38,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from email.message import Message
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from scanner.auth.received_line import FETCHED, UNPARSEABLE, Relay, parse_received, plain_ip
+from scanner.config.schema import opt
 from scanner.dns.blocked import Network, parse_networks
 from scanner.errors import ConfigError
 from scanner.task import ClientInfo, Task
@@ -264,6 +265,14 @@ def networks_setting(values: Sequence[str], default: Sequence[str], key: str, so
         return parse_networks(values or default)
     except ValueError as exc:
         raise ConfigError(f"{source}: '{key}': {exc}") from None
+
+
+def msa_networks_option() -> Any:
+    """The ``msa_networks`` setting of a check that reads the chain (auth, dnsbl, rules):
+    one definition for the three settings tables."""
+    return opt([], "MSAs (submission servers that accept only our own, authenticated "
+               "users; within trusted_networks): every hop before one is trusted, as "
+               "SpamAssassin's msa_networks")
 
 
 class NetworkSettings(Protocol):

@@ -25,7 +25,7 @@ from scanner.auth.arc_trust import sealers_setting, trusted_override
 from scanner.auth.dkim_verify import verify_all
 from scanner.auth.dmarc import DmarcResult, discover, evaluate
 from scanner.auth.identity import from_domains, helo_domain, sender_identity
-from scanner.auth.received import Relay, chain_networks, task_origin
+from scanner.auth.received import Relay, chain_networks, msa_networks_option, task_origin
 from scanner.auth.spf import SpfChecker, SpfResult
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
@@ -55,10 +55,7 @@ class AuthSettings:
         [], "relays whose Received headers are believed; empty = [policy] mynetworks")
     internal_networks: tuple[str, ...] = opt(
         [], "our own MX/relays (also trusted); empty = trusted_networks")
-    msa_networks: tuple[str, ...] = opt(
-        [], "MSAs (submission servers that accept only our own, authenticated users; "
-        "within trusted_networks): every hop before one is trusted, as SpamAssassin's "
-        "msa_networks")
+    msa_networks: tuple[str, ...] = msa_networks_option()
     trust_authenticated: bool = opt(
         True, "a hop a trusted relay recorded as authenticated (ESMTPA) counts as trusted")
     skip_policy_banks: tuple[str, ...] = opt(

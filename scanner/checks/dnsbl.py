@@ -38,7 +38,13 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import ClassVar
 
-from scanner.auth.received import RelayChain, chain_networks, in_networks, task_chain
+from scanner.auth.received import (
+    RelayChain,
+    chain_networks,
+    in_networks,
+    msa_networks_option,
+    task_chain,
+)
 from scanner.checks.base import CheckContext
 from scanner.config.schema import opt
 from scanner.dns import Deadline, DnsSettings, get_client
@@ -102,10 +108,7 @@ class DnsblSettings:
         [], "relays whose Received headers are believed; empty = [policy] mynetworks")
     internal_networks: tuple[str, ...] = opt(
         [], "our own MX/relays (also trusted); empty = trusted_networks")
-    msa_networks: tuple[str, ...] = opt(
-        [], "MSAs (submission servers that accept only our own, authenticated users; "
-        "within trusted_networks): every hop before one is trusted, as SpamAssassin's "
-        "msa_networks")
+    msa_networks: tuple[str, ...] = msa_networks_option()
     trust_authenticated: bool = opt(True, "an authenticated hop (ESMTPA) counts as trusted")
     skip_policy_banks: tuple[str, ...] = opt(["ORIGINATING"],
                                              "policy banks whose mail is not looked up")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from scanner.auth.received import ChainNetworks, chain_networks, task_chain
+from scanner.auth.received import ChainNetworks, chain_networks, msa_networks_option, task_chain
 from scanner.checks.base import CheckContext
 from scanner.config.model import Config
 from scanner.config.schema import opt
@@ -66,10 +66,7 @@ class RulesSettings:
         "empty = [policy] mynetworks")
     internal_networks: tuple[str, ...] = opt(
         [], "our own MX/relays (also trusted); empty = trusted_networks")
-    msa_networks: tuple[str, ...] = opt(
-        [], "MSAs (submission servers that accept only our own, authenticated users; "
-        "within trusted_networks): every hop before one is trusted, as SpamAssassin's "
-        "msa_networks")
+    msa_networks: tuple[str, ...] = msa_networks_option()
 
 
 def _gone(settings: RulesSettings) -> list[str]:
