@@ -16,6 +16,7 @@ of the sectors actually looked at.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import BinaryIO
 
 from decoders.base import CorruptPart, Unsupported
@@ -90,15 +91,7 @@ class DynamicDisk:
         return -1 if sector == UNALLOCATED else sector * SECTOR
 
     def read(self, offset: int, n: int) -> bytes:
-        if offset < 0 or offset + n > self.size:
-            raise CorruptPart(f"vhd: read at {offset} past the disk's {self.size} bytes")
-        out = bytearray()
-        while n > 0:
-            index, within = divmod(offset, self.block_size)
-            take = min(n, self.block_size - within)
-            out += self._read_in_block(index, within, take)
-            offset, n = offset + take, n - take
-        return bytes(out)
+        return read_blocks("vhd", self.size, self.block_size, self._read_in_block, offset, n)
 
     def _read_in_block(self, index: int, within: int, n: int) -> bytes:
         start = self._block(index)
@@ -114,6 +107,21 @@ class DynamicDisk:
                 hi = min((sector + 1) * SECTOR, within + n) - within
                 data[lo:hi] = bytes(hi - lo)
         return bytes(data)
+
+
+def read_blocks(kind: str, size: int, block_size: int,
+                in_block: Callable[[int, int, int], bytes], offset: int, n: int) -> bytes:
+    """``n`` bytes at ``offset`` of a virtual disk of ``size`` bytes stored in blocks
+    (dynamic VHD, VHDX): ``in_block(index, within, count)`` reads within one block."""
+    if offset < 0 or offset + n > size:
+        raise CorruptPart(f"{kind}: read at {offset} past the disk's {size} bytes")
+    out = bytearray()
+    while n > 0:
+        index, within = divmod(offset, block_size)
+        take = min(n, block_size - within)
+        out += in_block(index, within, take)
+        offset, n = offset + take, n - take
+    return bytes(out)
 
 
 def open_vhd(stream: BinaryIO, size: int) -> StreamDisk | DynamicDisk:

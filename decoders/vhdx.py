@@ -21,6 +21,7 @@ import uuid
 from typing import BinaryIO
 
 from decoders.base import CorruptPart, Unsupported
+from decoders.vhd import read_blocks
 
 KIB = 1024
 BAT_REGION = uuid.UUID("2DC27766-F623-4200-9D64-115E9BFD4A08").bytes_le
@@ -94,17 +95,12 @@ class VhdxDisk:
         return items
 
     def read(self, offset: int, n: int) -> bytes:
-        if offset < 0 or offset + n > self.size:
-            raise CorruptPart(f"vhdx: read at {offset} past the disk's {self.size} bytes")
-        out = bytearray()
-        while n > 0:
-            index, within = divmod(offset, self.block_size)
-            take = min(n, self.block_size - within)
-            entry = struct.unpack("<Q", self._raw(
-                self.bat_at + 8 * (index + index // self.chunk_ratio), 8))[0]
-            if entry & 7 in PRESENT:
-                out += self._raw((entry >> 20) * (1 << 20) + within, take)
-            else:
-                out += bytes(take)
-            offset, n = offset + take, n - take
-        return bytes(out)
+        return read_blocks("vhdx", self.size, self.block_size, self._read_in_block, offset,
+                           n)
+
+    def _read_in_block(self, index: int, within: int, n: int) -> bytes:
+        entry = struct.unpack("<Q", self._raw(
+            self.bat_at + 8 * (index + index // self.chunk_ratio), 8))[0]
+        if entry & 7 in PRESENT:
+            return self._raw((entry >> 20) * (1 << 20) + within, n)
+        return bytes(n)
