@@ -35,40 +35,96 @@ def slapd_missing() -> str | None:
     return None
 
 
-class Slapd:
-    """One private slapd under ``base`` listening on 127.0.0.1."""
+def make_pki(base: Path) -> dict[str, Path]:
+    """A test CA and, signed by it, a server certificate for 127.0.0.1 (and no host
+    name) and a client certificate, with the openssl command; EC keys (quick to make).
+    Returns the PEM files by name: ca, server, server_key, client, client_key."""
+    base.mkdir(parents=True, exist_ok=True)
+    files = {name: base / f"{name}.pem" for name in
+             ("ca", "ca_key", "server", "server_key", "client", "client_key")}
 
-    def __init__(self, base: Path) -> None:
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", str(files["ca_key"]), "-out", str(files["ca"]),
+        "-days", "2", "-subj", "/CN=scanner test CA")
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        csr, extfile = base / f"{name}.csr", base / f"{name}.ext"
+        extfile.write_text(ext + "\n")
+        run("req", *ec, "-keyout", str(files[f"{name}_key"]), "-out", str(csr),
+            "-subj", f"/CN=scanner test {name}")
+        run("x509", "-req", "-in", str(csr), "-CA", str(files["ca"]), "-CAkey",
+            str(files["ca_key"]), "-CAcreateserial", "-out", str(files[name]), "-days", "2",
+            "-extfile", str(extfile))
+    return files
+
+
+class Slapd:
+    """One private slapd under ``base`` listening on 127.0.0.1 (``url``); with ``tls``
+    (the files of :func:`make_pki`) it also takes StartTLS there and listens for
+    ldaps:// on ``tls_url``; ``verify_client`` is slapd's TLSVerifyClient. Its log
+    (``log_text()``) has slapd's connection statistics."""
+
+    def __init__(self, base: Path, tls: dict[str, Path] | None = None,
+                 verify_client: str = "never") -> None:
         self.base = base
         self.port = free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.tls_port = free_port() if tls else 0
+        self.tls_url = f"ldaps://127.0.0.1:{self.tls_port}" if tls else ""
+        self.verify_client = verify_client
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Slapd:
         (self.base / "data").mkdir(parents=True)
+        tls = [] if not self.tls else [
+            f"TLSCACertificateFile {self.tls['ca']}",
+            f"TLSCertificateFile {self.tls['server']}",
+            f"TLSCertificateKeyFile {self.tls['server_key']}",
+            f"TLSVerifyClient {self.verify_client}"]
         conf = self.base / "slapd.conf"
         conf.write_text("\n".join([
             *(f"include /etc/ldap/schema/{s}.schema" for s in
               ("core", "cosine", "inetorgperson")),
             f"include {SCHEMA}",
             f"pidfile {self.base / 'slapd.pid'}",
-            "modulepath /usr/lib/ldap", "moduleload back_mdb",
+            "modulepath /usr/lib/ldap", "moduleload back_mdb", *tls,
             "database mdb", "maxsize 10485760",
             f'suffix "{SUFFIX}"', f'rootdn "{ADMIN}"', f"rootpw {PASSWORD}",
             f"directory {self.base / 'data'}",
             "access to * by * read", ""]))
-        with (self.base / "slapd.log").open("wb") as log:
-            self._proc = subprocess.Popen([SLAPD, "-d", "0", "-h", f"{self.url}/", "-f",
-                                           str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        self._run()
+        self.add(SUFFIX, objectClass=["dcObject", "organization"], o="test", dc="example")
+        self.add(PEOPLE, objectClass="organizationalUnit", ou="people")
+        return self
+
+    def _run(self) -> None:
+        listen = f"{self.url}/" + (f" {self.tls_url}/" if self.tls else "")
+        with (self.base / "slapd.log").open("ab") as log:
+            # -d 256: connection and operation statistics on stderr
+            self._proc = subprocess.Popen([SLAPD, "-d", "256", "-h", listen, "-f",
+                                           str(self.base / "slapd.conf")],
+                                          stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_for_port(self.port, 15)
         except Exception as exc:
             self.stop()
-            raise RuntimeError("slapd did not start: " + (self.base / "slapd.log").read_text(
-                errors="replace")) from exc
-        self.add(SUFFIX, objectClass=["dcObject", "organization"], o="test", dc="example")
-        self.add(PEOPLE, objectClass="organizationalUnit", ou="people")
-        return self
+            raise RuntimeError(f"slapd did not start: {self.log_text()}") from exc
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same ports with the same data."""
+        self.stop()
+        self._run()
+
+    def log_text(self) -> str:
+        return (self.base / "slapd.log").read_text(errors="replace")
+
+    def connections(self) -> int:
+        """Connections slapd has accepted so far (its ACCEPT log lines)."""
+        return sum(" ACCEPT from " in line for line in self.log_text().splitlines())
 
     def add(self, dn: str, **attributes: str | list[str]) -> None:
         """Add one entry, bound as the administrator."""

@@ -180,8 +180,9 @@ class PolicyConfig:
                              "message is deferred (451)", min=1.0, max=60.0)
     ldap_lookup: str = opt("", "per-recipient policy from LDAP amavisAccount entries "
                            "(amavis's $enable_ldap): ldap://host[:port] or ldaps://host"
-                           "[:port]; empty = off (needs ldap3: pip install "
-                           "'scanner[ldap]')")
+                           "[:port]; several URLs separated by spaces are tried in turn "
+                           "(failover, as amavis's list of hostnames); empty = off (needs "
+                           "ldap3: pip install 'scanner[ldap]')")
     ldap_base: str = opt("", "the search base (amavis's base; %d = the recipient's domain), "
                          "e.g. \"ou=people,dc=example,dc=com\"")
     ldap_scope: str = opt("sub", "the search scope", choices=("sub", "one", "base"))
@@ -191,6 +192,13 @@ class PolicyConfig:
     ldap_bind_dn: str = opt("", "DN to bind as; empty = anonymous")
     ldap_bind_password: str = opt("", "its password (shown as *** by config show)")
     ldap_tls: bool = opt(False, "StartTLS on an ldap:// connection (amavis's tls)")
+    ldap_ca_file: str = opt("", "PEM file of the CA certificates the server's certificate "
+                            "must chain to, for ldaps:// and ldap_tls (amavis's cafile); "
+                            "empty = the system's CA certificates")
+    ldap_client_cert: str = opt("", "PEM client certificate shown to the server over TLS "
+                                "(amavis's clientcert); empty = none")
+    ldap_client_key: str = opt("", "PEM private key of ldap_client_cert (amavis's "
+                               "clientkey); empty = in the ldap_client_cert file")
     ldap_timeout: float = opt(5.0, "seconds each step of a policy LDAP lookup may take "
                               "(connection, bind, search); then the message is deferred "
                               "(451)", min=1.0, max=60.0)
@@ -203,7 +211,7 @@ class PolicyConfig:
 NOT_OVERRIDABLE = ("local_domains", "mynetworks", "recipients", "sql_lookup",
                    "sql_timeout", "ldap_lookup", "ldap_base", "ldap_scope",
                    "ldap_query_filter", "ldap_bind_dn", "ldap_bind_password", "ldap_tls",
-                   "ldap_timeout")
+                   "ldap_ca_file", "ldap_client_cert", "ldap_client_key", "ldap_timeout")
 
 
 def _override_class() -> type:

@@ -3,12 +3,15 @@
 With ``$enable_ldap`` true, ``$default_ldap``'s hostname and port become
 ``policy.ldap_lookup`` (a URL), and base, scope, query_filter, bind_dn, bind_password,
 timeout and tls the ``policy.ldap_*`` keys of the same meaning (README "LDAP policy").
-The settings scanner has no equivalent for (SASL, client certificates, a list of
-servers, ...) are noted. With LDAP lookups off, ``$default_ldap`` is noted and left out.
+A list of hostnames becomes a list of URLs (tried in turn); cafile, clientcert and
+clientkey become ldap_ca_file, ldap_client_cert and ldap_client_key. The settings scanner
+has no equivalent for (SASL, capath, deref, ...) are noted. With LDAP lookups off,
+``$default_ldap`` is noted and left out.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from scanner.migrate.amavis_tables import as_flag
@@ -22,6 +25,8 @@ SCOPES = {"sub": "sub", "subtree": "sub", "2": "sub", "one": "one", "onelevel": 
 MAX_TIMEOUT = 60.0
 """policy.ldap_timeout's upper bound (amavis's default timeout is 120 s)."""
 SEE = "README \"LDAP policy\""
+TLS_FILES = {"cafile": "ldap_ca_file", "clientcert": "ldap_client_cert",
+             "clientkey": "ldap_client_key"}
 
 
 def map_ldap(last: dict[str, Statement], conv: Any, handled: set[str]) -> None:
@@ -48,10 +53,10 @@ def map_ldap(last: dict[str, Statement], conv: Any, handled: set[str]) -> None:
 def _convert(statement: Statement, conv: Any) -> None:
     settings: dict[str, Any] = dict(statement.value)
     origin = f"$default_ldap ({statement.where})"
-    url = _url(settings.pop("hostname", "localhost"), settings.pop("port", None))
+    url = _urls(settings.pop("hostname", "localhost"), settings.pop("port", None))
     if url is None:
-        conv.note(statement, "its hostname is not one host name or URL (scanner reads "
-                  "one server): set policy.ldap_lookup by hand")
+        conv.note(statement, "its hostname is not a host name or URL, or a list of them: "
+                  "set policy.ldap_lookup by hand")
         return
     if not settings.get("base"):
         conv.note(statement, "it names no base: set policy.ldap_lookup = "
@@ -68,19 +73,47 @@ def _convert(statement: Statement, conv: Any) -> None:
     elif scope != "sub":
         conv.set("policy", "ldap_scope", scope, origin)
     _timeout(settings.pop("timeout", None), statement, conv, origin)
-    if as_flag(settings.pop("tls", 0)):
+    tls = as_flag(settings.pop("tls", 0))
+    if tls:
         conv.set("policy", "ldap_tls", True, origin)
+    _tls_files(settings, statement, conv, origin, tls or "ldaps://" in url)
     settings = {k: v for k, v in settings.items() if v not in (None, "", 0)}
     if settings:
         conv.note(statement, f"not converted: {', '.join(sorted(settings))} (scanner "
-                  "verifies TLS certificates against the system's CA certificates and has "
-                  f"no SASL, client certificate, deref or version settings; {SEE})")
+                  "always verifies the server's TLS certificate, against ldap_ca_file or "
+                  f"the system's CA certificates, and has no SASL, capath, deref or "
+                  f"version settings; {SEE})")
+
+
+def _tls_files(settings: dict[str, Any], statement: Statement, conv: Any, origin: str,
+               tls: bool) -> None:
+    """amavis's cafile, clientcert and clientkey as ldap_ca_file, ldap_client_cert and
+    ldap_client_key, when a connection uses TLS and the file is on this machine."""
+    for name, key in TLS_FILES.items():
+        value = settings.pop(name, None)
+        if not isinstance(value, str) or not value:
+            continue
+        if not tls:
+            conv.note(statement, f"{name} {value!r} left out: no connection uses TLS")
+        elif not Path(value).is_file():
+            conv.note(statement, f"{name} {value!r} is not a file here: set policy.{key} "
+                      "by hand where the filter runs")
+        else:
+            conv.set("policy", key, value, origin)
+
+
+def _urls(hostname: Any, port: Any) -> str | None:
+    """amavis's hostname (a name, an ldap:// or ldaps:// URL, or a list of them, tried
+    in turn) and port as ldap_lookup's URLs."""
+    names = hostname if isinstance(hostname, list) else [hostname]
+    urls = [_url(name, port) for name in names]
+    if not urls or None in urls:
+        return None
+    return " ".join(u for u in urls if u)
 
 
 def _url(hostname: Any, port: Any) -> str | None:
-    """amavis's hostname (a name, or an ldap:// or ldaps:// URL) and port as a URL."""
-    if isinstance(hostname, list) and len(hostname) == 1:
-        hostname = hostname[0]
+    """One host name or URL, with ``port`` when it names none, as a URL."""
     if not isinstance(hostname, str) or not hostname or " " in hostname:
         return None
     url = hostname if "://" in hostname else f"ldap://{hostname}"

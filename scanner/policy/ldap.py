@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import ssl
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from scanner.config import Config
-from scanner.config.ldap import MARK
+from scanner.config.ldap import MARK, ldap_urls
 from scanner.config.policy import PolicyOverride
 from scanner.config.schema import build
 from scanner.dburl import redact
@@ -109,6 +111,10 @@ class LdapPolicy(CachedSource):
         self._policy = config.policy
         self._filter_attrs = [a.strip().lower() for a in
                               MARK.findall(config.policy.ldap_query_filter)]
+        self._lock = threading.Lock()  # one lookup at a time on the kept connection
+        self._conn: Any = None
+        self._conn_pid = 0
+        self._closing = False  # SIGHUP asked for a new connection
 
     @property
     def location(self) -> str:
@@ -123,6 +129,8 @@ class LdapPolicy(CachedSource):
         except Exception as exc:
             raise LdapLookupError(f"policy LDAP directory cannot be read ({self.location}): "
                                   f"{exc}") from exc
+        finally:
+            self.close()
 
     def audit(self) -> list[str]:
         """``scanner config check``: whether the directory can be read (raises)."""
@@ -130,16 +138,67 @@ class LdapPolicy(CachedSource):
         return []
 
     def _fetch(self, wanted: list[tuple[str, list[str]]]) -> dict[str, list[Entry]]:
-        """The entries found under each base the recipients need, one search per base."""
+        """The entries found under each base the recipients need, one search per base,
+        on the worker's connection (opened when there is none; amavis keeps one per
+        child too). A search that fails on a connection kept from before is tried once
+        more on a new one: the server may have closed it or been restarted meanwhile."""
         by_base: dict[str, list[str]] = {}
         for address, keys in wanted:
             by_base.setdefault(self._base(address), []).extend(keys)
-        conn = self._connect()
+        # the holder may try every server (connect, StartTLS, bind) and search
+        wait = self._policy.ldap_timeout * (len(ldap_urls(self._policy.ldap_lookup)) + 2)
+        if not self._lock.acquire(timeout=wait):
+            raise TimeoutError("another lookup of this worker holds the connection")
         try:
-            return {base: self._search(conn, base, list(dict.fromkeys(keys)))
-                    for base, keys in by_base.items()}
+            kept = self._kept()
+            if kept is not None:
+                try:
+                    return self._search_all(kept, by_base)
+                except Exception as exc:
+                    self._drop()
+                    log.warning("policy LDAP connection lost (%s); connecting anew", exc)
+            conn = self._connect()
+            self._conn, self._conn_pid = conn, os.getpid()
+            try:
+                return self._search_all(conn, by_base)
+            except BaseException:
+                self._drop()
+                raise
         finally:
+            self._lock.release()
+
+    def _search_all(self, conn: Any, by_base: dict[str, list[str]]) -> dict[str, list[Entry]]:
+        return {base: self._search(conn, base, list(dict.fromkeys(keys)))
+                for base, keys in by_base.items()}
+
+    def _kept(self) -> Any:
+        """The connection kept from an earlier lookup of this process, or None. One
+        inherited over fork is not used (the parent owns its socket); after SIGHUP the
+        kept one is closed."""
+        if self._conn is not None and self._conn_pid != os.getpid():
+            self._conn = None
+        elif self._closing:
+            self._drop()
+        self._closing = False
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             _close(conn)
+
+    def close(self) -> None:
+        """Unbind and close the kept connection (``probe`` does, so that nothing is
+        left open in the master before the workers fork)."""
+        with self._lock:
+            if self._conn is not None and self._conn_pid == os.getpid():
+                self._drop()
+            self._conn = None
+
+    def reload(self) -> None:
+        """SIGHUP: forget the cached settings and, at the next lookup, the connection."""
+        super().reload()
+        self._closing = True
 
     def _resolve(self, fetched: dict[str, list[Entry]],
                  wanted: list[tuple[str, list[str]]]) -> dict[str, Any]:
@@ -206,13 +265,37 @@ class LdapPolicy(CachedSource):
         return base.replace("%d", escape_rdn(domain)) if domain else base
 
     def _connect(self) -> Any:
-        """A bound connection; raises on a server that is down, slow or refuses."""
+        """A bound connection to the first server of ``ldap_lookup`` that takes one
+        (amavis's list of hostnames); raises, naming each server's failure, when none
+        does."""
+        urls = ldap_urls(self._policy.ldap_lookup)
+        failures = []
+        for url in urls:
+            try:
+                conn = self._connect_to(url)
+            except Exception as exc:
+                failures.append(f"{url}: {exc}" if len(urls) > 1 else str(exc))
+                if url != urls[-1]:
+                    log.warning("policy LDAP server %s cannot be used (%s); trying the next",
+                                url, exc)
+                continue
+            if failures:
+                log.info("policy LDAP: connected to %s", url)
+            return conn
+        raise ConnectionError("; ".join(failures))
+
+    def _connect_to(self, address: str) -> Any:
+        """A bound connection to one server; raises on a server that is down, slow,
+        shows a certificate that does not verify, or refuses the bind."""
         import ldap3
 
         policy = self._policy
-        url = urlsplit(policy.ldap_lookup)
+        url = urlsplit(address)
         timeout = policy.ldap_timeout
-        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED)
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=policy.ldap_ca_file or None,
+                        local_certificate_file=policy.ldap_client_cert or None,
+                        local_private_key_file=policy.ldap_client_key or None,
+                        sni=url.hostname)
         server = ldap3.Server(url.hostname, port=url.port, use_ssl=url.scheme == "ldaps",
                               tls=tls, connect_timeout=timeout, get_info=ldap3.NONE)
         conn = ldap3.Connection(server, user=policy.ldap_bind_dn or None,
@@ -299,9 +382,13 @@ def _log_ignored(name: str, dn: str) -> None:
 
 
 def _close(conn: Any) -> None:
-    """Unbind and close; ldap3 leaves the socket of a failed connect open."""
+    """Unbind and close; ldap3 leaves the socket of a failed connect open. An unbind
+    that fails (a socket a failed TLS handshake closed) must not hide why the
+    connection is being closed."""
     try:
         conn.unbind()
+    except Exception:  # noqa: S110 (closing anyway)
+        pass
     finally:
         sock = getattr(conn, "socket", None)
         if sock is not None:

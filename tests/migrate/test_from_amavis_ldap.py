@@ -62,3 +62,24 @@ def test_ldap_off_or_without_base_is_noted_not_converted(tmp_path: Path) -> None
     config, _, notes = _convert(tmp_path, no_base)
     assert config.policy.ldap_lookup == ""
     assert any("it names no base" in n.reason for n in notes)
+
+
+def test_a_list_of_servers_and_the_tls_files(tmp_path: Path) -> None:
+    """amavis's hostname list becomes ldap_lookup's URLs (tried in turn); cafile,
+    clientcert and clientkey that exist here become the ldap_* files; one that does
+    not is noted, as is a file given with TLS off."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text())
+    text = LDAP_CONF.replace("'ldap.example.com'", "['ldap1.example.com', 'ldap://ldap2/']") \
+        .replace("  sasl          => 1,\n", f"  cafile => '{ca}',\n  clientcert => "
+                 f"'{tmp_path}/missing.pem',\n")
+    config, _, notes = _convert(tmp_path, text)
+    assert config.policy.ldap_lookup == "ldap://ldap1.example.com:3389 ldap://ldap2:3389"
+    assert config.policy.ldap_ca_file == str(ca)
+    assert config.policy.ldap_client_cert == ""
+    assert any(f"clientcert '{tmp_path}/missing.pem' is not a file here" in n.reason
+               for n in notes)
+    off = text.replace("tls           => 1", "tls => 0")
+    config, _, notes = _convert(tmp_path, off)
+    assert config.policy.ldap_ca_file == ""
+    assert any("cafile" in n.reason and "no connection uses TLS" in n.reason for n in notes)

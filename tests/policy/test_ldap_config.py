@@ -19,8 +19,9 @@ GOOD = '[policy]\nldap_lookup = "ldap://127.0.0.1:389"\nldap_base = "dc=example,
 
 
 @pytest.mark.parametrize(("extra", "error"), [
-    ('ldap_lookup = "ldapx://h"\n', "'policy.ldap_lookup' = 'ldapx://h': use 'ldap://host"),
-    ('ldap_lookup = "ldap://h/dc=example,dc=com"\n', "no user, base or filter in it"),
+    ('ldap_lookup = "ldapx://h"\n', "'policy.ldap_lookup' URL 'ldapx://h': use 'ldap://host"),
+    ('ldap_lookup = "ldap://h/dc=example,dc=com"\n', "no user, base or filter in them"),
+    ('ldap_lookup = "ldap://a ldap//b"\n', "URL 'ldap//b': use 'ldap://host"),
     (f'ldap_lookup = "ldap://u:{SECRET}@h"\n', "'ldap://u:***@h'"),
     ('ldap_lookup = "ldap://h:99999"\n', "the port is not a number"),
     ('ldap_base = ""\n', "'policy.ldap_base' is empty"),
@@ -29,6 +30,9 @@ GOOD = '[policy]\nldap_lookup = "ldap://127.0.0.1:389"\nldap_base = "dc=example,
     ('ldap_query_filter = "(&(mail=%m)"\n', "parentheses do not match"),
     (f'ldap_bind_password = "{SECRET}"\n', "'policy.ldap_bind_dn' is empty"),
     ('ldap_lookup = "ldaps://h"\nldap_tls = true\n', "use one or the other"),
+    ('ldap_lookup = "ldap://a ldaps://b"\nldap_tls = true\n', "use one or the other"),
+    ('ldap_ca_file = "/etc/ssl/certs/ca-certificates.crt"\n',
+     "'policy.ldap_ca_file' is set but no connection uses TLS"),
     ('ldap_scope = "subtree"\n', "ldap_scope"),
     ('ldap_timeout = 0.1\n', "ldap_timeout"),
 ])
@@ -41,6 +45,34 @@ def test_settings_that_cannot_work_are_refused(extra: str, error: str) -> None:
         loads(text + extra, "t.toml")
     assert error in str(refused.value)
     assert SECRET not in str(refused.value)
+
+
+def test_several_servers_are_taken() -> None:
+    config = loads(GOOD.replace("ldap://127.0.0.1:389", "ldap://a:389  ldaps://b"), "t.toml")
+    assert config.policy.ldap_lookup == "ldap://a:389  ldaps://b"
+
+
+def test_tls_files_are_read_at_load(tmp_path: Path) -> None:
+    """A CA file or client certificate that TLS cannot load is refused at start, naming
+    the key and the file (not at the first message, which would be deferred)."""
+    tls = GOOD.replace("ldap://", "ldaps://")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    cases = [(f'ldap_ca_file = "{tmp_path}/none.pem"\n', "'policy.ldap_ca_file' = "
+              f"'{tmp_path}/none.pem': no such file"),
+             (f'ldap_ca_file = "{junk}"\n', f"'policy.ldap_ca_file' = '{junk}': not PEM CA"),
+             (f'ldap_client_cert = "{junk}"\n', f"'policy.ldap_client_cert' = '{junk}': not "
+              "a PEM certificate with its private key"),
+             (f'ldap_client_key = "{junk}"\n', "'policy.ldap_client_cert' is empty")]
+    for extra, error in cases:
+        with pytest.raises(ConfigError) as refused:
+            loads(tls + extra, "t.toml")
+        assert error in str(refused.value)
+        assert str(refused.value).startswith("t.toml: ")
+    system = "/etc/ssl/certs/ca-certificates.crt"
+    if Path(system).exists():
+        assert loads(tls + f'ldap_ca_file = "{system}"\n', "t.toml").policy.ldap_ca_file \
+            == system
 
 
 def test_ldap_keys_are_no_per_recipient_keys() -> None:
