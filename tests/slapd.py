@@ -9,6 +9,7 @@ and inetorgperson; entries are added with ldap3 bound as the directory's adminis
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,16 @@ SUFFIX = "dc=example,dc=test"
 ADMIN = f"cn=admin,{SUFFIX}"
 PASSWORD = "s3cret-bind"
 PEOPLE = f"ou=people,{SUFFIX}"
+
+
+def amavis_schema() -> Path | None:
+    """amavis's own amavis.schema (every amavisAccount attribute, scanner's ignored ones
+    too), from the amavisd-new package scripts/quickstart.sh unpacks, or installed."""
+    release = os.environ.get("AMAVISD_RELEASE")
+    places = [Path(release).parents[2] / "etc/ldap/schema/amavis.schema"] if release else []
+    places += [Path(__file__).resolve().parent.parent / ".cache/amavisd/root/etc/ldap/"
+               "schema/amavis.schema", Path("/etc/ldap/schema/amavis.schema")]
+    return next((p for p in places if p.is_file()), None)
 
 
 def slapd_missing() -> str | None:
@@ -64,12 +75,14 @@ def make_pki(base: Path) -> dict[str, Path]:
 class Slapd:
     """One private slapd under ``base`` listening on 127.0.0.1 (``url``); with ``tls``
     (the files of :func:`make_pki`) it also takes StartTLS there and listens for
-    ldaps:// on ``tls_url``; ``verify_client`` is slapd's TLSVerifyClient. Its log
+    ldaps:// on ``tls_url``; ``verify_client`` is slapd's TLSVerifyClient; ``schema``
+    the amavisAccount schema (the project's, or amavis's own). Its log
     (``log_text()``) has slapd's connection statistics."""
 
     def __init__(self, base: Path, tls: dict[str, Path] | None = None,
-                 verify_client: str = "never") -> None:
+                 verify_client: str = "never", schema: Path = SCHEMA) -> None:
         self.base = base
+        self.schema = schema
         self.port = free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
         self.tls = tls
@@ -89,7 +102,7 @@ class Slapd:
         conf.write_text("\n".join([
             *(f"include /etc/ldap/schema/{s}.schema" for s in
               ("core", "cosine", "inetorgperson")),
-            f"include {SCHEMA}",
+            f"include {self.schema}",
             f"pidfile {self.base / 'slapd.pid'}",
             "modulepath /usr/lib/ldap", "moduleload back_mdb", *tls,
             "database mdb", "maxsize 10485760",

@@ -17,7 +17,7 @@ import logging
 from scanner.actions.disclaimer_body import Untouched, add_disclaimer
 from scanner.addresses import parse_addresses
 from scanner.config.disclaimer import PLACEHOLDER, read_disclaimer
-from scanner.policy.effective import is_local
+from scanner.policy.effective import is_local, recipient_is_local
 from scanner.policy.lookup import lookup
 from scanner.task import Destiny, Task, Verdict
 
@@ -51,7 +51,7 @@ def disclaimer_for(task: Task, address: str, verdict: Verdict,
     if not ours:
         log.debug("(%s) no disclaimer: sender not local", task.log_id)
         return ()
-    if policy.outbound_disclaimers_only and is_local(policy, address):
+    if policy.outbound_disclaimers_only and recipient_is_local(policy, address):
         return ()
     option = next((o for a in ours
                    if (o := lookup(policy.disclaimer_options, a)) is not None), "")

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from scanner.actions.notify import KEYS, found_values, new_notice, send_notice
 from scanner.notices import NoticeTemplate, Value, built_in
 from scanner.pipeline.parse import header_display
-from scanner.policy.effective import is_local
+from scanner.policy.effective import recipient_is_local
 from scanner.reinject.pool import ConnectionPool
 from scanner.task import Destiny, Task
 
@@ -36,7 +36,7 @@ def recipients_to_notify(task: Task, replies: Sequence[str]) -> list[str]:
             continue
         if KEYS.get(v.category) not in v.policy.notify_recipient:
             continue
-        if reply[:1] in ("2", "5") and is_local(v.policy, rcpt.address):
+        if reply[:1] in ("2", "5") and recipient_is_local(v.policy, rcpt.address):
             out.append(rcpt.address)
     return out
 

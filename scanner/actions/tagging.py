@@ -25,7 +25,7 @@ from scanner.actions.headers import encode_words, fold
 from scanner.addresses import split_localpart
 from scanner.config.policy import PolicyConfig
 from scanner.headerfields import named
-from scanner.policy.effective import is_local
+from scanner.policy.effective import recipient_is_local
 from scanner.scores import ScoreTable
 from scanner.task import Destiny, Task, Verdict, banned_parts, virus_names
 
@@ -58,7 +58,7 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
         headers.append((policy.virus_scanned_header, text_field(
             policy.virus_scanned_header,
             policy.virus_scanned_value.replace("{hostname}", hostname))))
-    local = is_local(policy, address)
+    local = recipient_is_local(policy, address)
     spammy = verdict.spam_scanned and verdict.score >= policy.tag2_level
     if local and policy.spam_headers and verdict.spam_scanned \
             and verdict.score >= policy.tag_level:

@@ -336,7 +336,8 @@ def reference() -> str:
         out.append("| key | default | meaning |\n|---|---|---|")
         instance = cls()
         for f in dataclasses.fields(cls):
-            default = _toml_value(to_plain(getattr(instance, f.name)))
+            value = getattr(instance, f.name)
+            default = "(unset)" if value is None else _toml_value(to_plain(value))
             meaning = f.metadata.get("help", "")
             choices = f.metadata.get("choices")
             if choices:

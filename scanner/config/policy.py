@@ -124,6 +124,10 @@ class PolicyConfig:
         "amavis's @local_domains_acl: example.com (that domain), .example.com (it and its "
         "subdomains), user@example.com, '.' (every domain), '!ENTRY' (not local); the "
         "first entry that matches decides; empty = all")
+    local: bool | None = opt(None, "per recipient ([policy.recipients], a policy SQL row, "
+                             "LDAP amavisLocal): true = local, false = not local, whatever "
+                             "local_domains says (amavis's SQL local field); unset = "
+                             "local_domains decides")
     mynetworks: tuple[str, ...] = opt(
         ["127.0.0.0/8", "::1"], "client networks of the MYNETS policy bank")
     spam_headers: bool = opt(True, "add X-Spam-Flag/Score/Level/Status to local mail")

@@ -156,7 +156,9 @@ ADVICE: dict[str, str] = {
     "(\"sqlite:/path\" or \"postgresql://user@host/db\"), read from a table "
     "scanner_policy(pattern, settings, priority) whose settings are JSON objects of "
     "[policy] keys: export amavis's users and policy rows into it (a bare user name "
-    "'user' becomes 'user@'; NULL fields left out; users.priority kept, as the rows merge "
+    "'user' becomes 'user@'; NULL fields left out; users.local 'Y' or absent becomes "
+    "\"local\": true and 'N' false, as amavis counts a users row as local; "
+    "users.priority kept, as the rows merge "
     "key by key in its order, as amavis's), then `scanner config check` lists every row "
     "it cannot use (README \"Policy\", per-recipient rows from SQL)",
     "$sql_select_policy": "see @lookup_sql_dsn",

@@ -31,6 +31,7 @@ from scanner.policy.effective import (
     is_local,
     listener_banks,
     message_policy,
+    recipient_is_local,
     recipient_policy,
 )
 from scanner.policy.sources import make_sources, overrides_for
@@ -216,12 +217,14 @@ class Processor:
         from the ORIGINATING bank Internal or Outbound (with no local_domains, which
         makes everyone local, originating mail counts as Outbound)."""
         originating = "ORIGINATING" in (b.upper() for b in listener_banks(listener.policy_bank))
-        policy = self._config.policy
         out = {}
         for rcpt in task.envelope.recipients:
-            local = is_local(policy, rcpt.address)
+            verdict = task.verdicts.get(rcpt.address)
+            policy = verdict.policy if verdict is not None else self._config.policy
+            local = recipient_is_local(policy, rcpt.address)
             if originating:
-                out[rcpt.address] = "Internal" if local and policy.local_domains else "Outbound"
+                known = policy.local_domains or policy.local is not None
+                out[rcpt.address] = "Internal" if local and known else "Outbound"
             else:
                 out[rcpt.address] = "Inbound" if local else "OpenRelay"
         return out

@@ -79,6 +79,14 @@ def is_local(policy: PolicyConfig, address: str) -> bool:
     return False
 
 
+def recipient_is_local(policy: PolicyConfig, address: str) -> bool:
+    """Whether recipient ``address``, whose effective policy is ``policy``, is local:
+    its own ``local`` setting (a policy SQL row's ``local``, an LDAP entry's
+    ``amavisLocal``, a recipient table's) when it has one, else :func:`is_local`. amavis
+    puts its SQL and LDAP lookups in front of ``@local_domains_maps`` the same way."""
+    return policy.local if policy.local is not None else is_local(policy, address)
+
+
 def _acl_key(entry: str) -> str:
     """An entry in the form :func:`pattern_key` gives an address: a domain (with or
     without its leading dot) in A-label form."""

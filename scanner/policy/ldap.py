@@ -69,11 +69,12 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "amavisArchiveQuarantineTo": ("archive_to", "text"),
     "amavisWhitelistSender": ("allow_senders", "list"),
     "amavisBlacklistSender": ("block_senders", "list"),
+    "amavisLocal": ("local", "flag"),
 }
 """amavis attribute -> (the [policy] key it sets, how its value is read)."""
 
 IGNORED = (
-    "amavisLocal", "amavisSpamTag3Level", "amavisSpamSubjectTag3", "amavisSpamModifiesSubj",
+    "amavisSpamTag3Level", "amavisSpamSubjectTag3", "amavisSpamModifiesSubj",
     "amavisVirusQuarantineTo", "amavisSpamQuarantineTo", "amavisBannedQuarantineTo",
     "amavisUncheckedQuarantineTo", "amavisBadHeaderQuarantineTo", "amavisCleanQuarantineTo",
     "amavisWarnVirusRecip", "amavisWarnBannedRecip", "amavisWarnBadHeaderRecip",
@@ -221,6 +222,10 @@ class LdapPolicy(CachedSource):
                 ranked.append((min(found), order, entry.dn))
         ranked.sort()  # the most specific key first; the server's order among equals
         merged = first_set(checked[dn] for _, _, dn in ranked)
+        merged.pop("local", None)
+        local = _local((keys[i], checked[dn].get("local")) for i, _, dn in ranked)
+        if local is not None:
+            merged["local"] = local
         return build(PolicyOverride, merged, f"ldap[{ranked[0][2]}]", SOURCE) \
             if merged else None
 
@@ -338,6 +343,19 @@ class LdapPolicy(CachedSource):
         escaped = [escape_filter_chars(k) for k in keys]
         return MARK.sub(lambda m: "(|" + "".join(f"({m[1]}={k})" for k in escaped) + ")",
                         self._policy.ldap_query_filter)
+
+
+def _local(entries: Iterable[tuple[str, bool | None]]) -> bool | None:
+    """Whether a recipient is local by its entries, each given as (the key it was
+    found by, its amavisLocal), in rank order: amavis's B1 attribute, so the first entry
+    decides, one without amavisLocal counting as TRUE, except the ``@.`` catch-all
+    without it, which is passed over. None: no entry decides (local_domains does)."""
+    for key, value in entries:
+        if value is not None:
+            return value
+        if key != "@.":
+            return True
+    return None
 
 
 def _entry(item: Mapping[str, Any]) -> Entry:
