@@ -3,9 +3,10 @@
 ``detect()`` returns ``(short_type, magic_description)``. A few types are refined beyond
 what libmagic says: OLE compound files become doc/xls/ppt/msi/msg by their streams,
 OOXML zips become docm/xlsm/pptm when they carry a VBA project, and text that starts
-like an RFC 5322 header block (or an mbox ``From`` line) becomes ``mail``, and text or
-data that ends like a zip (junk prepended to an archive, which 7-Zip still opens)
-becomes ``zip``. Formats libmagic 5.44 does not know are typed by their leading bytes
+like an RFC 5322 header block (or an mbox ``From`` line) becomes ``mail``, and text,
+data or media that ends like a zip (junk prepended to an archive, or a zip appended
+to a picture, which 7-Zip still opens) becomes ``zip`` (:data:`ZIP_MAY_TRAIL`).
+Formats libmagic 5.44 does not know are typed by their leading bytes
 (:data:`decoders.filetype_tables.LEADING_BYTES`): a OneNote section is ``one``, a VHDX
 disk image ``vhdx``, a VHD ``vhd`` (a fixed VHD by the footer that ends it), and a raw
 disk or FAT volume image (libmagic's "DOS/MBR boot sector") ``img``.
@@ -54,6 +55,12 @@ _MAIL_HEADERS = frozenset({
     b"authentication-results",
 })
 _EOCD = b"PK\x05\x06"
+ZIP_MAY_TRAIL = frozenset({"asc", "dat", "jpg", "png", "gif", "tif", "bmp", "wav", "avi",
+                           "mpeg", "ogg"})
+"""Types no decoder opens that are still typed ``zip`` when a zip ends them: text or
+data in front of a zip (junk prepended), and media a zip is appended to (a JPEG/ZIP or
+GIF/ZIP polyglot, or junk that libmagic happens to read as an MPEG frame). 7-Zip and
+WinRAR open all of these as the zip; typed by their head, the zip went unseen."""
 _EOCD_SEARCH = 22 + 65535 + 4  # the record plus the longest zip comment
 _OOXML_MACRO = {"docx": "docm", "xlsx": "xlsm", "pptx": "pptm", "ooxml": "ooxml"}
 
@@ -227,7 +234,7 @@ def detect(blob: Blob) -> tuple[str, str]:
         short = _refine_zip(blob, short)
     elif short in ("asc", "dat") and looks_like_mail(head):
         short = "mail"
-    elif short in ("asc", "dat") and zip_at_end(blob):
+    elif short in ZIP_MAY_TRAIL and zip_at_end(blob):
         short = "zip"
     elif short in ("dat", "img") and fixed_vhd(blob):
         short, description = "vhd", "Microsoft VHD disk image (fixed)"

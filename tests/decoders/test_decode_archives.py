@@ -6,6 +6,7 @@ import bz2
 import io
 import lzma
 import os
+import random
 import struct
 import tarfile
 import zipfile
@@ -246,11 +247,20 @@ def test_truncated_archive_is_unchecked_not_clean(what: str) -> None:
         assert "UNCHECKED" in categories, result.hits
 
 
-@pytest.mark.parametrize("junk", [b"hello world\n" * 300, os.urandom(3000).replace(b"PK", b"pk")],
-                         ids=["text", "binary"])
+_RANDOM = random.Random(7)  # fixed: os.urandom gave libmagic an MPEG frame 1 time in 1000
+
+
+@pytest.mark.parametrize("junk", [
+    b"hello world\n" * 300,
+    _RANDOM.randbytes(3000).replace(b"PK", b"pk"),
+    (b"\xff\xfb\x90\x64" + bytes(413)) * 6,  # an MPEG audio frame header, repeated
+    b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    + _RANDOM.randbytes(2000).replace(b"PK", b"pk") + b"\xff\xd9",  # a JPEG/ZIP polyglot
+    b"GIF89a\x10\x00\x10\x00\x80\x00\x00" + bytes(100) + b";",
+], ids=["text", "binary", "mpeg", "jpeg", "gif"])
 def test_zip_behind_prepended_junk_is_decoded(junk: bytes) -> None:
-    # 7-Zip, WinRAR and Python's zipfile open it; libmagic called it text or data, so
-    # an invoice.js inside was never seen
+    # 7-Zip, WinRAR and Python's zipfile open it; libmagic called it text, data, an MPEG
+    # frame or a picture, so an invoice.js inside was never seen
     data = junk + zip_bytes({"invoice.js": b"WScript.Echo(1)\n"})
     with unpack(message(("files.zip", data))) as result:
         assert result.parts[2].detected_type == "zip"
