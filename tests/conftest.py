@@ -116,18 +116,13 @@ def pg_server() -> Iterator[PgServer]:
 def slapd() -> Iterator[Any]:
     """A private OpenLDAP server (tests/slapd.py) with the project's amavisAccount schema,
     ``ou=people,dc=example,dc=test`` empty; killed at teardown."""
-    from tests.slapd import Slapd, slapd_missing
+    from tests.slapd import private_slapd, slapd_missing
 
     why = slapd_missing()
     if why:
         pytest.skip(why)
-    base = Path(tempfile.mkdtemp(prefix="scanner-slapd-", dir="/tmp"))
-    server = Slapd(base).start()
-    try:
+    with private_slapd() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 @pytest.fixture(scope="module")
 def pg_url(pg_server: PgServer) -> str:

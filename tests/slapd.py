@@ -9,8 +9,12 @@ and inetorgperson; entries are added with ldap3 bound as the directory's adminis
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from scanner.testing.postfix import free_port, wait_for_port
@@ -170,3 +174,16 @@ class Slapd:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(10)
+
+
+@contextlib.contextmanager
+def private_slapd(**options: object) -> Iterator[Slapd]:
+    """A :class:`Slapd` (``options`` as its own) started in a new temporary directory,
+    killed and removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="scanner-slapd-", dir="/tmp"))
+    server = Slapd(base, **options).start()  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -17,7 +17,7 @@ import pytest
 from scanner.config import loads
 from scanner.policy.ldap import LdapLookupError, LdapPolicy
 from scanner.testing.postfix import free_port
-from tests.slapd import PEOPLE, Slapd, make_pki, slapd_missing
+from tests.slapd import PEOPLE, Slapd, make_pki, private_slapd, slapd_missing
 
 
 def _config(url: str, extra: str = "") -> Any:
@@ -37,14 +37,9 @@ def pki() -> Iterator[dict[str, Path]]:
 
 
 def _server(pki: dict[str, Path], verify_client: str = "never") -> Iterator[Slapd]:
-    base = Path(tempfile.mkdtemp(prefix="scanner-slapd-", dir="/tmp"))
-    server = Slapd(base, tls=pki, verify_client=verify_client).start()
-    server.account("u", "u@example.test", amavisSpamLover="TRUE")
-    try:
+    with private_slapd(tls=pki, verify_client=verify_client) as server:
+        server.account("u", "u@example.test", amavisSpamLover="TRUE")
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import socket
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from scanner.policy.ldap import LdapLookupError, LdapPolicy
 from scanner.task import Envelope, Recipient, Task
 from scanner.testing.sink import Sink
 from tests.helpers import handle_at_sink, message
-from tests.slapd import PEOPLE, SUFFIX, Slapd, amavis_schema
+from tests.slapd import PEOPLE, SUFFIX, Slapd, amavis_schema, private_slapd
 
 
 def _config(url: str, extra: str = "", base: str = PEOPLE) -> Any:
@@ -136,13 +134,8 @@ def amavis_slapd() -> Iterator[Slapd]:
     if schema is None:
         pytest.skip("amavis.schema not found: run scripts/quickstart.sh (it unpacks the "
                     "amavisd-new package) or set AMAVISD_RELEASE")
-    base = Path(tempfile.mkdtemp(prefix="scanner-slapd-", dir="/tmp"))
-    server = Slapd(base, schema=schema).start()
-    try:
+    with private_slapd(schema=schema) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_an_attribute_without_equivalent_is_logged_once(amavis_slapd: Slapd, caplog,
