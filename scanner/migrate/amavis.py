@@ -25,6 +25,7 @@ from scanner.errors import ConfigError
 from scanner.migrate.amavis_av import map_av_scanners
 from scanner.migrate.amavis_copies import map_copies
 from scanner.migrate.amavis_disclaimer import map_disclaimers
+from scanner.migrate.amavis_files import map_entries
 from scanner.migrate.amavis_ldap import map_ldap
 from scanner.migrate.amavis_notices import call_note, map_notices
 from scanner.migrate.amavis_render import render
@@ -334,9 +335,8 @@ def _local_domains(last: dict[str, Statement], conv: Conversion, handled: set[st
     for statement in (maps, acl):
         if statement is not None:
             handled.add(statement.target)
-    if maps is not None and maps.value is not UNREAD and all(
-            isinstance(t, list) and all(isinstance(v, str) for v in t) for t in maps.value):
-        entries = [v for table in maps.value for v in table]
+    entries = map_entries(maps, conv) if maps is not None else None
+    if maps is not None and entries is not None:
         conv.set("policy", "local_domains", entries, f"@local_domains_maps ({maps.where})")
         if acl is not None:
             conv.note(acl, "@local_domains_maps, converted instead, decides")

@@ -124,8 +124,9 @@ ADVICE: dict[str, str] = {
     "virus_name_to_spam_score starts as amavis's default list; write site changes there "
     "(README \"ClamAV\")",
     "@keep_decoded_original_maps": "scanner always gives clamd the original message",
-    "@local_domains_maps": "only lists of domain strings ([\".example.com\", ...]) are "
-    "converted; turn hash and regex tables into policy.local_domains entries by hand",
+    "@local_domains_maps": "only lists of domain strings ([\".example.com\", ...]) and "
+    "read_hash/read_array files are converted; turn Perl hashes and regex tables into "
+    "policy.local_domains entries by hand",
     "@bypass_virus_checks_maps": "per-recipient lookups: write [policy.recipients.\"PATTERN\"] "
     "bypass_virus_checks = true for the recipients your tables name (empty tables, as in "
     "Debian's 15-content_filter_mode, mean: check everyone, scanner's default)",

@@ -12,7 +12,8 @@ assignments of numbers, strings, constants and lists, which this module reads:
     $default_ldap = { hostname => 'ldap.example.com', timeout => 5 };   # a dict
     chomp($mydomain = `head -n 1 /etc/mailname`);
 
-Everything else (regular expressions, hashes of lookups, subroutine calls, code) is
+``read_hash("FILE")`` and ``read_array("FILE")`` become :class:`FileTable` (named, not
+read). Everything else (regular expressions, hashes of lookups, subroutine calls, code) is
 returned as :class:`Statement` with ``value`` left at :data:`UNREAD` and a reason, so
 the caller can list it for a human. Nothing is executed; the only outside read is the
 first line of a file named in the Debian idiom ``\\`head -n 1 FILE\\``` or
@@ -33,6 +34,16 @@ from scanner.hostname import local_hostname
 
 class Unread(Exception):
     """A value this reader cannot work out; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileTable:
+    """A lookup table amavis reads from a file: ``read_hash("FILE")`` (kind ``hash``)
+    or ``read_array("FILE")`` (kind ``array``). Not read here: the converter decides
+    whether and how (:mod:`scanner.migrate.amavis_files`)."""
+
+    kind: str
+    path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +332,8 @@ class Expression:
                 return text
             if text == "undef":
                 return None
+            if text in ("read_hash", "read_array") and self._peek()[1] == "(":
+                return self._file_table(text)
             if re.fullmatch(r"[A-Z][A-Z0-9_]*", text):
                 return Constant(text)
             raise Unread(f"calls {text}()")
@@ -336,6 +349,14 @@ class Expression:
         if text == "{":
             return self._hash()
         raise Unread(f"cannot read {text!r}")
+
+    def _file_table(self, function: str) -> FileTable:
+        """``read_hash("FILE")`` or ``read_array("FILE")``, the file one string."""
+        self.pos += 1  # "("
+        path = self._list_or_value()
+        if self._take()[1] != ")" or not isinstance(path, str) or not path:
+            raise Unread(f"{function}() is read only with one file name")
+        return FileTable(function.removeprefix("read_"), path)
 
     def _hash(self) -> dict[str, Any]:
         """An anonymous hash of plain values, ``{ key => value, ... }`` (after ``{``)."""
@@ -413,5 +434,5 @@ def _backtick(command: str) -> str:
         raise Unread(f"reads {path}, which cannot be read ({exc.strerror})") from None
 
 
-__all__ = ["UNREAD", "Constant", "Statement", "Unread", "interpret", "read_files",
+__all__ = ["UNREAD", "Constant", "FileTable", "Statement", "Unread", "interpret", "read_files",
            "split_statements"]
