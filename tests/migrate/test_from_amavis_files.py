@@ -96,3 +96,35 @@ def test_other_calls_stay_unread(tmp_path: Path, value: str) -> None:
     _, toml, notes = _convert(tmp_path, f"@local_domains_maps = ( {value} );\n")
     assert "local_domains =" not in toml.split("# Not converted")[0]
     assert any(n.target == "@local_domains_maps" for n in notes)
+
+
+def test_sender_white_and_blacklists_become_sender_lists(tmp_path: Path) -> None:
+    white = tmp_path / "whitelist"
+    white.write_text("# partners\npartner.test\n.friends.test\nceo@vendor.test\n"
+                     "noreply@ 1\nspammy.friends.test 0\n")
+    config, _, notes = _convert(tmp_path, (
+        f"@whitelist_sender_maps = ( read_hash('{white}'), ['boss@example.com', "
+        "'!ex@example.com'] );\n"
+        "@blacklist_sender_acl = qw( .spam.test promo@shop.test );\n"))
+    p = config.policy
+    assert p.allow_senders == ("@partner.test", "@.friends.test", "ceo@vendor.test",
+                               "noreply@", "boss@example.com")
+    assert p.block_senders == ("@.spam.test", "promo@shop.test")
+    for entry in ("spammy.friends.test", "ex@example.com"):
+        assert any(f"'{entry}' says 'not listed'" in n.reason for n in notes)
+    from scanner.policy.lookup import listed
+    assert listed(p.allow_senders, "a@partner.test") and listed(p.allow_senders,
+                                                                 "a@x.friends.test")
+    assert listed(p.allow_senders, "a@friends.test")  # .dom: the domain too, as amavis
+    assert not listed(p.allow_senders, "a@x.partner.test")
+    assert listed(p.block_senders, "x@a.spam.test") and listed(p.block_senders, "x@spam.test")
+
+
+def test_sender_lists_that_cannot_be_read_are_noted(tmp_path: Path) -> None:
+    config, _, notes = _convert(tmp_path, (
+        "@whitelist_sender_maps = ( \\%whitelist_sender, \\@whitelist_sender_acl );\n"
+        f"@blacklist_sender_maps = ( read_hash('{tmp_path}/none') );\n"))
+    assert config.policy.allow_senders == () and config.policy.block_senders == ()
+    assert any(n.target == "@whitelist_sender_maps" and "by hand" in n.reason for n in notes)
+    assert any(n.target == "@blacklist_sender_maps" and "cannot be read here" in n.reason
+               for n in notes)
