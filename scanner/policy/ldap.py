@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import ssl
-import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -36,6 +34,7 @@ from scanner.config.ldap import MARK, ldap_urls
 from scanner.config.policy import PolicyOverride
 from scanner.config.schema import build
 from scanner.dburl import redact
+from scanner.policy.kept import KeptConnection
 from scanner.policy.lookup import pattern_key
 from scanner.policy.sources import TTL, CachedSource, PolicyLookupError, check_setting, first_set
 
@@ -112,10 +111,9 @@ class LdapPolicy(CachedSource):
         self._policy = config.policy
         self._filter_attrs = [a.strip().lower() for a in
                               MARK.findall(config.policy.ldap_query_filter)]
-        self._lock = threading.Lock()  # one lookup at a time on the kept connection
-        self._conn: Any = None
-        self._conn_pid = 0
-        self._closing = False  # SIGHUP asked for a new connection
+        # the holder may try every server (connect, StartTLS, bind) and search
+        wait = config.policy.ldap_timeout * (len(ldap_urls(config.policy.ldap_lookup)) + 2)
+        self._kept = KeptConnection(self._connect, _close, "policy LDAP", wait)
 
     @property
     def location(self) -> str:
@@ -140,66 +138,22 @@ class LdapPolicy(CachedSource):
 
     def _fetch(self, wanted: list[tuple[str, list[str]]]) -> dict[str, list[Entry]]:
         """The entries found under each base the recipients need, one search per base,
-        on the worker's connection (opened when there is none; amavis keeps one per
-        child too). A search that fails on a connection kept from before is tried once
-        more on a new one: the server may have closed it or been restarted meanwhile."""
+        on the worker's kept connection (:mod:`scanner.policy.kept`)."""
         by_base: dict[str, list[str]] = {}
         for address, keys in wanted:
             by_base.setdefault(self._base(address), []).extend(keys)
-        # the holder may try every server (connect, StartTLS, bind) and search
-        wait = self._policy.ldap_timeout * (len(ldap_urls(self._policy.ldap_lookup)) + 2)
-        if not self._lock.acquire(timeout=wait):
-            raise TimeoutError("another lookup of this worker holds the connection")
-        try:
-            kept = self._kept()
-            if kept is not None:
-                try:
-                    return self._search_all(kept, by_base)
-                except Exception as exc:
-                    self._drop()
-                    log.warning("policy LDAP connection lost (%s); connecting anew", exc)
-            conn = self._connect()
-            self._conn, self._conn_pid = conn, os.getpid()
-            try:
-                return self._search_all(conn, by_base)
-            except BaseException:
-                self._drop()
-                raise
-        finally:
-            self._lock.release()
-
-    def _search_all(self, conn: Any, by_base: dict[str, list[str]]) -> dict[str, list[Entry]]:
-        return {base: self._search(conn, base, list(dict.fromkeys(keys)))
-                for base, keys in by_base.items()}
-
-    def _kept(self) -> Any:
-        """The connection kept from an earlier lookup of this process, or None. One
-        inherited over fork is not used (the parent owns its socket); after SIGHUP the
-        kept one is closed."""
-        if self._conn is not None and self._conn_pid != os.getpid():
-            self._conn = None
-        elif self._closing:
-            self._drop()
-        self._closing = False
-        return self._conn
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            _close(conn)
+        return self._kept.run(lambda conn: {
+            base: self._search(conn, base, list(dict.fromkeys(keys)))
+            for base, keys in by_base.items()})
 
     def close(self) -> None:
-        """Unbind and close the kept connection (``probe`` does, so that nothing is
-        left open in the master before the workers fork)."""
-        with self._lock:
-            if self._conn is not None and self._conn_pid == os.getpid():
-                self._drop()
-            self._conn = None
+        """Close the kept connection."""
+        self._kept.close()
 
     def reload(self) -> None:
         """SIGHUP: forget the cached settings and, at the next lookup, the connection."""
         super().reload()
-        self._closing = True
+        self._kept.renew()
 
     def _resolve(self, fetched: dict[str, list[Entry]],
                  wanted: list[tuple[str, list[str]]]) -> dict[str, Any]:

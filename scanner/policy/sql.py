@@ -27,12 +27,15 @@ A lookup that fails (database missing, unreadable, locked past ``policy.sql_time
 PostgreSQL down or slower than that) raises :class:`SqlLookupError`: the message is
 deferred (451), as amavis tempfails it, never delivered with the configuration's policy
 alone. Results are cached per worker for ``ttl`` seconds (a changed row applies within
-that time, or at once after SIGHUP). Passwords in the URL never reach a log line or an
+that time, or at once after SIGHUP). With PostgreSQL each worker keeps one connection
+(:mod:`scanner.policy.kept`: opened anew when the server dropped it, and after SIGHUP);
+a SQLite file is opened for each lookup. Passwords in the URL never reach a log line or an
 error message (:func:`scanner.dburl.redact`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -47,6 +50,7 @@ from scanner.config.policy import PolicyOverride
 from scanner.config.schema import build
 from scanner.dburl import redact
 from scanner.errors import ConfigError
+from scanner.policy.kept import KeptConnection
 from scanner.policy.sources import TTL, CachedSource, PolicyLookupError, check_setting, first_set
 
 log = logging.getLogger("scanner.policy")
@@ -87,6 +91,19 @@ class SqlPolicy(CachedSource):
         self._url = url
         self._config = config
         self._timeout = config.policy.sql_timeout
+        # PostgreSQL: one connection per worker (a SQLite file is opened per lookup, so
+        # that a file replaced with mv is read at the next one)
+        self._kept = KeptConnection(self._pg_connect, _pg_close, "policy SQL",
+                                    self._timeout * 3, _pg_lost)
+
+    def close(self) -> None:
+        """Close the kept PostgreSQL connection."""
+        self._kept.close()
+
+    def reload(self) -> None:
+        """SIGHUP: forget the cached settings and, at the next lookup, the connection."""
+        super().reload()
+        self._kept.renew()
 
     @property
     def location(self) -> str:
@@ -169,6 +186,8 @@ class SqlPolicy(CachedSource):
         except Exception as exc:
             raise SqlLookupError(f"policy SQL table cannot be read ({self.location}): "
                                  f"{exc}") from exc
+        finally:
+            self.close()
 
     def audit(self) -> list[str]:
         """Every problem of every row (``scanner config check``); raises SqlLookupError
@@ -178,6 +197,8 @@ class SqlPolicy(CachedSource):
         except Exception as exc:
             raise SqlLookupError(f"policy SQL table cannot be read ({self.location}): "
                                  f"{exc}") from exc
+        finally:
+            self.close()
         _, problems = _by_pattern(rows)
         for row in rows:
             if row.pattern is None:
@@ -198,17 +219,25 @@ class SqlPolicy(CachedSource):
         the order of ``pattern``; ``priority`` where the table has that column."""
         if self._url.startswith("sqlite:"):
             return sorted(self._sqlite(keys), key=lambda r: str(r.pattern))
-        import psycopg  # optional dependency: pip install 'scanner[postgresql]'
 
-        ms = int(self._timeout * 1000)
-        with psycopg.connect(self._url, connect_timeout=math.ceil(self._timeout),
-                             options=f"-c statement_timeout={ms}") as db:
+        def select(db: Any) -> list[Row]:
             if keys is None:
                 cur = db.execute(f"SELECT * FROM {TABLE} ORDER BY pattern")
             else:
                 cur = db.execute(f"SELECT * FROM {TABLE} "
                                  "WHERE lower(pattern) = ANY(%s) ORDER BY pattern", (keys,))
             return _named(cur.description, cur.fetchall())
+
+        return self._kept.run(select)
+
+    def _pg_connect(self) -> Any:
+        """A PostgreSQL connection whose statements end after ``sql_timeout``; in
+        autocommit, so that it holds no transaction (nor its snapshot) while idle."""
+        import psycopg  # optional dependency: pip install 'scanner[postgresql]'
+
+        ms = int(self._timeout * 1000)
+        return psycopg.connect(self._url, connect_timeout=math.ceil(self._timeout),
+                               options=f"-c statement_timeout={ms}", autocommit=True)
 
     def _sqlite(self, keys: list[str] | None) -> list[Row]:
         """:meth:`_query` of SQLite: waits for a lock and runs its statements within
@@ -231,6 +260,17 @@ class SqlPolicy(CachedSource):
             return rows
         finally:
             db.close()
+
+
+def _pg_close(db: Any) -> None:
+    with contextlib.suppress(Exception):  # a connection the server already dropped
+        db.close()
+
+
+def _pg_lost(db: Any, exc: BaseException) -> bool:
+    """Whether a failed statement lost the connection itself (the server restarted or
+    ended an idle session), rather than failing on its own (statement timeout)."""
+    return bool(db.closed or db.broken)
 
 
 def _named(description: Any, records: list[tuple[Any, ...]]) -> list[Row]:

@@ -253,6 +253,34 @@ def test_postgresql_rows_text_or_jsonb_and_a_locked_table(pg_url, tmp_path, capl
         SqlPolicy(down, _config(tmp_path / "x")).override_for("v@example.test")
 
 
+def test_postgresql_one_connection_per_worker_opened_anew_after_a_restart(
+        pg_server, pg_url, tmp_path, caplog):
+    """A worker keeps its PostgreSQL connection for the lookups that follow (amavis
+    keeps one per child; before, every lookup connected, a backend started for each);
+    when the server restarted meanwhile, the next lookup connects again."""
+    import psycopg
+
+    others = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kept-test'"
+    url = pg_url + "&application_name=kept-test"
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("DROP TABLE IF EXISTS scanner_policy")
+        con.execute("CREATE TABLE scanner_policy (pattern TEXT PRIMARY KEY, settings TEXT)")
+        con.execute("INSERT INTO scanner_policy VALUES ('@example.test', "
+                    "'{\"spam_lover\": true}')")
+        policy = SqlPolicy(url, _config(tmp_path / "unused.sqlite"))
+        for user in ("a", "b", "c"):
+            assert policy.override_for(f"{user}@example.test").spam_lover is True
+        assert con.execute(others).fetchone()[0] == 1
+    pg_server.stop()
+    pg_server.start()
+    assert policy.override_for("d@example.test").spam_lover is True
+    assert "policy SQL connection lost" in caplog.text
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        assert con.execute(others).fetchone()[0] == 1
+        policy.close()
+        assert con.execute(others).fetchone()[0] == 0
+
+
 def test_bare_user_rows_apply_to_local_recipients_only(tmp_path):
     """amavis's lookup_sql tries a bare user name ('postmaster', here 'postmaster@')
     only for a recipient local_domains calls local: outbound mail to another site's
