@@ -213,14 +213,17 @@ def test_classifier_bench_trains_evaluates_and_scores(small_corpus: Path) -> Non
     assert len(cells) == 7 and all(cells[1:]), row  # every figure filled in
 
 
-def test_cross_period_bench_trains_on_older_folders_and_tests_on_later_ones(tmp_path: Path
-                                                                            ) -> None:
+def test_cross_period_bench_trains_on_older_folders_and_tests_on_later_ones(
+        tmp_path: Path, small_corpus: Path) -> None:
     out = _run("bench/classifier/cross_period.py", "--only", "scanner",
-               "--json", str(tmp_path / "figures.json"))
+               "--json", str(tmp_path / "figures.json"), "--corpus", str(small_corpus))
     assert "train: ham easy_ham hard_ham, spam spam; test: ham easy_ham_2, spam spam_2" in out
     figures = json.loads((tmp_path / "figures.json").read_text())["scanner"]
-    assert figures["train_messages"] == 3250 and figures["test_messages"] == 2796
-    assert 0 < figures["one_minus_roca_pct"] < 100  # a real evaluation, not a constant
+    n = SMALL_PER_GROUP  # per folder: trained on three, tested on the two later ones
+    assert figures["train_messages"] == 3 * n and figures["test_messages"] == 2 * n
+    # a real evaluation, not a constant (on this small sample the ranking may be perfect)
+    assert 0 <= figures["one_minus_roca_pct"] < 100
+    assert figures["ham_at_0.9"] < figures["spam_at_0.9"] <= 100
 
 
 def test_format_shift_bench_scores_every_packaging_of_the_same_messages(
