@@ -17,7 +17,9 @@ logged once per worker and ignored.
 A lookup that fails (server down or slower than ``policy.ldap_timeout``, a refused
 bind, a search error other than "no such object") raises :class:`LdapLookupError`: the
 message is deferred (451), never delivered with the configuration's policy alone. The
-bind password never reaches a log line or an error message.
+bind password never reaches a log line or an error message. The servers of
+``ldap_lookup`` are tried in turn; a worker keeps its bound connection
+(:mod:`scanner.policy.kept`).
 """
 
 from __future__ import annotations
