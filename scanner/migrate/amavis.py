@@ -25,7 +25,7 @@ from scanner.errors import ConfigError
 from scanner.migrate.amavis_av import map_av_scanners
 from scanner.migrate.amavis_copies import map_copies
 from scanner.migrate.amavis_disclaimer import map_disclaimers
-from scanner.migrate.amavis_files import map_entries
+from scanner.migrate.amavis_files import map_entries, recipient_flags
 from scanner.migrate.amavis_ldap import map_ldap
 from scanner.migrate.amavis_notices import call_note, map_notices
 from scanner.migrate.amavis_render import render
@@ -168,7 +168,8 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
                 conv.note(statement, _unread(statement))
             elif target in SCALARS:
                 _scalar(statement, conv)
-            elif target in FLAG_MAPS:
+            elif target in FLAG_MAPS and not recipient_flags(statement, FLAG_MAPS[target],
+                                                             conv):
                 _flag_map(statement, conv)
     _admins(last, conv, handled)
     _flag_lists(last, conv, handled)

@@ -17,6 +17,7 @@ or empty) becomes a ``!`` entry.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,47 @@ def map_entries(maps: Statement, conv: Any) -> list[str] | None:
             conv.note(maps, f"{table.path}: {', '.join(left)}: a user name in every domain "
                       "has no local_domains form; left out (write full addresses)")
     return entries
+
+
+def recipient_flags(statement: Statement, key: str, conv: Any) -> bool:
+    """A ``@..._lovers_maps`` or ``@bypass_..._maps`` whose tables are read_hash files
+    and lists of addresses and domains, as ``[policy.recipients."PATTERN"] KEY = true``
+    (or false) tables; ``.`` (everyone) as the ``[policy]`` key itself. The recipient
+    tables answer with their most specific pattern, as a hash lookup does; a list's
+    negated entries (``!...``), whose first-match order a pattern table cannot keep, are
+    noted. False when the value has other tables (a Perl hash, a regex): nothing set."""
+    if statement.value is UNREAD or not statement.value or not all(
+            isinstance(t, FileTable) and t.kind == "hash" or isinstance(t, list)
+            and all(isinstance(v, str) for v in t) for t in statement.value):
+        return False
+    if not any(isinstance(t, FileTable) for t in statement.value):
+        return False  # plain lists: the caller's own rules
+    flags: dict[str, bool] = {}
+    for table in statement.value:
+        try:
+            pairs = [(k, v != "0") for k, v in read_hash(table.path).items()] \
+                if isinstance(table, FileTable) else [(v, True) for v in table]
+        except TableFileError as exc:
+            conv.note(statement, f"read_hash() file cannot be read here ({exc}); run "
+                      "from-amavis where it can, or write the recipient tables by hand")
+            return True
+        for entry, value in pairs:
+            if entry.startswith("!"):
+                conv.note(statement, f"{entry!r}: a negated entry is left out")
+                continue
+            flags.setdefault(_pattern(entry), value)  # the first table that has it decides
+    origin = f"{statement.target} ({statement.where})"
+    for pattern, value in flags.items():
+        if pattern == "@.":
+            conv.set("policy", key, value, origin)
+        else:
+            conv.set(f"policy.recipients.{json.dumps(pattern, ensure_ascii=False)}", key,
+                     value, origin)
+    return True
+
+
+def _pattern(entry: str) -> str:
+    """A hash key or ACL entry as a recipient table's pattern."""
+    if "@" in entry:
+        return entry
+    return "@." if entry == "." else f"@{entry}"

@@ -20,7 +20,8 @@ def render(conv: Conversion) -> str:
     lines += [f"#   {f}" for f in conv.files]
     lines += ["# Review it, then run `scanner config check FILE`. Settings amavis had that",
               "# are not converted are listed at the end.", ""]
-    for section in SECTIONS:
+    recipients = [s for s in conv.sections if s.startswith("policy.recipients.")]
+    for section in (*SECTIONS, *recipients):
         values = conv.sections.get(section)
         if not values:
             continue

@@ -128,3 +128,31 @@ def test_sender_lists_that_cannot_be_read_are_noted(tmp_path: Path) -> None:
     assert any(n.target == "@whitelist_sender_maps" and "by hand" in n.reason for n in notes)
     assert any(n.target == "@blacklist_sender_maps" and "cannot be read here" in n.reason
                for n in notes)
+
+
+def test_lover_and_bypass_files_become_recipient_tables(tmp_path: Path) -> None:
+    from scanner.policy.effective import recipient_policy
+
+    lovers = tmp_path / "spam_lovers"
+    lovers.write_text('postmaster@example.com\n.example.net\nabuse@  # any domain\n'
+                      'boss@example.net 0\n"q\\"x"@example.org\n')
+    config, toml, notes = _convert(tmp_path, (
+        f"@spam_lovers_maps = ( read_hash('{lovers}') );\n"
+        f"@bypass_spam_checks_maps = ( ['list@example.com', '!x@example.com'], "
+        f"read_hash('{lovers}') );\n"))
+    policy = config.policy
+
+    def effective(address: str):
+        return recipient_policy(policy, address)
+
+    assert effective("postmaster@example.com").spam_lover is True
+    assert effective("a@sub.example.net").spam_lover is True
+    assert effective("boss@example.net").spam_lover is False  # the most specific key
+    assert effective("abuse@anywhere.test").spam_lover is True
+    assert effective('q"x@example.org').spam_lover is True
+    assert effective("other@example.com").spam_lover is False
+    assert effective("list@example.com").bypass_spam_checks is True
+    assert effective("a@x.example.net").bypass_spam_checks is True
+    assert effective("x@example.com").bypass_spam_checks is False
+    assert any("'!x@example.com': a negated entry is left out" in n.reason for n in notes)
+    assert '[policy.recipients."postmaster@example.com"]' in toml
