@@ -38,10 +38,10 @@ def create_schema(con: Any, lock_key: int, statements: Iterable[str],
 def connect_bounded(psycopg: Any, dsn: str, timeout: float, **kwargs: Any) -> Any:
     """A connection that waits at most ``timeout`` seconds (at least libpq's 2) to be
     made and lets no statement run longer than ``timeout`` (``statement_timeout``, set
-    for the session so the URL's own ``options`` are kept), as the policy SQL lookup
-    bounds its PostgreSQL queries. Over TCP, data the server does not acknowledge within
-    ``timeout`` (a network gone) breaks the connection (``tcp_user_timeout``), unless
-    the URL sets that itself."""
+    for the session so the URL's own ``options`` are kept); the pen pals memory and the
+    policy SQL lookup (:mod:`scanner.policy.sql`) connect so. Over TCP, data the server
+    does not acknowledge within ``timeout`` (a network gone) breaks the connection
+    (``tcp_user_timeout``), unless the URL sets that itself."""
     given = psycopg.conninfo.conninfo_to_dict(dsn)
     if "tcp_user_timeout" not in given:
         kwargs["tcp_user_timeout"] = max(1, round(timeout * 1000))

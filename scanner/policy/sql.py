@@ -50,6 +50,7 @@ from scanner.config.policy import PolicyOverride
 from scanner.config.schema import build
 from scanner.dburl import redact
 from scanner.errors import ConfigError
+from scanner.pgsql import connect_bounded
 from scanner.policy.kept import KeptConnection
 from scanner.policy.sources import TTL, CachedSource, PolicyLookupError, check_setting, first_set
 
@@ -231,13 +232,12 @@ class SqlPolicy(CachedSource):
         return self._kept.run(select)
 
     def _pg_connect(self) -> Any:
-        """A PostgreSQL connection whose statements end after ``sql_timeout``; in
-        autocommit, so that it holds no transaction (nor its snapshot) while idle."""
+        """A PostgreSQL connection bounded by ``sql_timeout`` (connect, statements, and
+        over TCP unacknowledged data: :func:`scanner.pgsql.connect_bounded`, as the pen
+        pals memory's); in autocommit, so that it holds no transaction while idle."""
         import psycopg  # optional dependency: pip install 'scanner[postgresql]'
 
-        ms = int(self._timeout * 1000)
-        return psycopg.connect(self._url, connect_timeout=math.ceil(self._timeout),
-                               options=f"-c statement_timeout={ms}", autocommit=True)
+        return connect_bounded(psycopg, self._url, self._timeout, autocommit=True)
 
     def _sqlite(self, keys: list[str] | None) -> list[Row]:
         """:meth:`_query` of SQLite: waits for a lock and runs its statements within
