@@ -109,28 +109,55 @@ def hash_as_acl(table: dict[str, str]) -> tuple[list[str], list[str]]:
     return ordered, left
 
 
+def readable(value: Any, kinds: tuple[str, ...] = ("hash", "array")) -> bool:
+    """Whether a maps value is a list of tables this converter reads: lists of strings,
+    and ``read_hash``/``read_array`` files of ``kinds``."""
+    return value is not UNREAD and isinstance(value, list) and all(
+        isinstance(t, FileTable) and t.kind in kinds
+        or isinstance(t, list) and all(isinstance(v, str) for v in t) for t in value)
+
+
+def table_entries(table: FileTable | list[str]) -> list[tuple[str, bool]]:
+    """(entry, listed) of one table: a list or read_array file read as an ACL (``!entry``:
+    not listed), a read_hash file (a value ``0``: not listed); raises TableFileError."""
+    if isinstance(table, FileTable):
+        if table.kind == "hash":
+            return [(key, value != "0") for key, value in read_hash(table.path).items()]
+        table = read_array(table.path)
+    return [(v[1:], False) if v.startswith("!") else (v, True) for v in table]
+
+
+def note_unreadable(statement: Statement, table: FileTable, exc: Exception, conv: Any,
+                    instead: str) -> None:
+    """Note a table file that cannot be read where from-amavis runs."""
+    conv.note(statement, f"read_{table.kind}() file cannot be read here ({exc}); run "
+              f"from-amavis where it can, or {instead}")
+
+
+def as_pattern(entry: str) -> str:
+    """A hash key or ACL entry as a pattern of scanner's recipient tables and sender
+    lists: ``example.com`` -> ``@example.com``, ``.example.com`` -> ``@.example.com``."""
+    if "@" in entry or entry == "<>":
+        return entry
+    return "@." if entry == "." else f"@{entry}"
+
+
 def map_entries(maps: Statement, conv: Any) -> list[str] | None:
     """``@local_domains_maps`` as one ACL: its lists of strings, and its read_hash and
-    read_array files read now (amavis_files); None when a table cannot be converted
-    (a Perl hash or regex, a file that cannot be read: noted)."""
-    if maps.value is UNREAD or not all(
-            isinstance(t, FileTable) or isinstance(t, list) and all(isinstance(v, str)
-                                                                   for v in t)
-            for t in maps.value):
+    read_array files read now; None when a table cannot be converted (a Perl hash or
+    regex, a file that cannot be read: noted)."""
+    if not readable(maps.value):
         return None
     entries: list[str] = []
     for table in maps.value:
-        if not isinstance(table, FileTable):
-            entries += table
-            continue
         try:
-            if table.kind == "array":
-                entries += read_array(table.path)
+            if not isinstance(table, FileTable) or table.kind == "array":
+                entries += [f"!{e}" if not listed else e for e, listed in
+                            table_entries(table)]
                 continue
             acl, left = hash_as_acl(read_hash(table.path))
         except TableFileError as exc:
-            conv.note(maps, f"read_{table.kind}() file cannot be read here ({exc}); run "
-                      "from-amavis where it can, or write policy.local_domains by hand")
+            note_unreadable(maps, table, exc, conv, "write policy.local_domains by hand")
             return None
         entries += acl
         if left:
@@ -145,27 +172,23 @@ def recipient_flags(statement: Statement, key: str, conv: Any) -> bool:
     (or false) tables; ``.`` (everyone) as the ``[policy]`` key itself. The recipient
     tables answer with their most specific pattern, as a hash lookup does; a list's
     negated entries (``!...``), whose first-match order a pattern table cannot keep, are
-    noted. False when the value has other tables (a Perl hash, a regex): nothing set."""
-    if statement.value is UNREAD or not statement.value or not all(
-            isinstance(t, FileTable) and t.kind == "hash" or isinstance(t, list)
-            and all(isinstance(v, str) for v in t) for t in statement.value):
+    noted. False when the value has other tables (a Perl hash, a regex) or no file (the
+    caller's own rules): nothing set."""
+    if not readable(statement.value, ("hash",)) or not any(
+            isinstance(t, FileTable) for t in statement.value):
         return False
-    if not any(isinstance(t, FileTable) for t in statement.value):
-        return False  # plain lists: the caller's own rules
     flags: dict[str, bool] = {}
     for table in statement.value:
         try:
-            pairs = [(k, v != "0") for k, v in read_hash(table.path).items()] \
-                if isinstance(table, FileTable) else [(v, True) for v in table]
+            entries = table_entries(table)
         except TableFileError as exc:
-            conv.note(statement, f"read_hash() file cannot be read here ({exc}); run "
-                      "from-amavis where it can, or write the recipient tables by hand")
+            note_unreadable(statement, table, exc, conv, "write the recipient tables by hand")
             return True
-        for entry, value in pairs:
-            if entry.startswith("!"):
-                conv.note(statement, f"{entry!r}: a negated entry is left out")
+        for entry, value in entries:
+            if not value and not isinstance(table, FileTable):
+                conv.note(statement, f"'!{entry}': a negated entry is left out")
                 continue
-            flags.setdefault(_pattern(entry), value)  # the first table that has it decides
+            flags.setdefault(as_pattern(entry), value)  # the first table that has it decides
     origin = f"{statement.target} ({statement.where})"
     for pattern, value in flags.items():
         if pattern == "@.":
@@ -174,10 +197,3 @@ def recipient_flags(statement: Statement, key: str, conv: Any) -> bool:
             conv.set(f"policy.recipients.{json.dumps(pattern, ensure_ascii=False)}", key,
                      value, origin)
     return True
-
-
-def _pattern(entry: str) -> str:
-    """A hash key or ACL entry as a recipient table's pattern."""
-    if "@" in entry:
-        return entry
-    return "@." if entry == "." else f"@{entry}"

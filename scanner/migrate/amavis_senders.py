@@ -16,20 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from scanner.migrate.amavis_files import TableFileError, read_array, read_hash
-from scanner.migrate.perlconf import UNREAD, FileTable, Statement
+from scanner.migrate.amavis_files import (
+    TableFileError,
+    as_pattern,
+    note_unreadable,
+    readable,
+    table_entries,
+)
+from scanner.migrate.perlconf import UNREAD, Statement
 
 LISTS = {"@whitelist_sender_maps": "allow_senders", "@whitelist_sender_acl": "allow_senders",
          "@blacklist_sender_maps": "block_senders", "@blacklist_sender_acl": "block_senders"}
-
-
-def pattern(entry: str) -> str:
-    """An ACL entry or hash key as a sender pattern of scanner's."""
-    if "@" in entry or entry == "<>":
-        return entry
-    if entry == ".":
-        return "@."
-    return f"@{entry}"  # example.com -> @example.com, .example.com -> @.example.com
 
 
 def map_sender_lists(last: dict[str, Any], conv: Any, handled: set[str]) -> None:
@@ -59,34 +56,22 @@ def _patterns(statement: Statement, conv: Any) -> list[str] | None:
         return None
     if statement.target.endswith("_acl"):
         tables = [tables]
-    patterns: list[str] = []
-    for table in tables:
-        entries = _entries(statement, table, conv)
-        if entries is None:
-            return None
-        for entry, listed in entries:
-            if listed:
-                patterns.append(pattern(entry))
-            else:
-                conv.note(statement, f"{entry!r} says 'not listed', which a sender list "
-                          "cannot say; left out")
-    return patterns
-
-
-def _entries(statement: Statement, table: Any, conv: Any) -> list[tuple[str, bool]] | None:
-    """The (entry, listed) pairs of one table, or None (noted) when it cannot be read."""
-    if isinstance(table, list) and all(isinstance(v, str) for v in table):
-        return [(v[1:], False) if v.startswith("!") else (v, True) for v in table]
-    if not isinstance(table, FileTable):
+    if not readable(tables):
         conv.note(statement, "only lists of addresses and domains and read_hash/read_array "
                   "files are converted; write the others into policy.allow_senders / "
                   "block_senders by hand")
         return None
-    try:
-        if table.kind == "array":
-            return _entries(statement, read_array(table.path), conv)
-        return [(key, value != "0") for key, value in read_hash(table.path).items()]
-    except TableFileError as exc:
-        conv.note(statement, f"read_{table.kind}() file cannot be read here ({exc}); run "
-                  "from-amavis where it can, or list the senders by hand")
-        return None
+    patterns: list[str] = []
+    for table in tables:
+        try:
+            entries = table_entries(table)
+        except TableFileError as exc:
+            note_unreadable(statement, table, exc, conv, "list the senders by hand")
+            return None
+        for entry, listed in entries:
+            if listed:
+                patterns.append(as_pattern(entry))
+            else:
+                conv.note(statement, f"{entry!r} says 'not listed', which a sender list "
+                          "cannot say; left out")
+    return patterns
