@@ -176,6 +176,9 @@ class Task:
     dkim_new: list[str] = field(default_factory=list)
     # the Received chain as scanner.auth.received walked it, by the networks it used
     relay_chains: dict[tuple, Any] = field(default_factory=dict)
+    # originator address -> local, as the policy sources and recipient tables say it
+    # (the policy stage fills it when a disclaimer may be added; absent: local_domains)
+    originator_local: dict[str, bool] = field(default_factory=dict)
 
     def add_hit(self, hit: Hit) -> None:
         self.hits.append(hit)

@@ -3,8 +3,10 @@ there by the external altermime; here natively, :mod:`scanner.actions.disclaimer
 
 A passed copy gets one when its recipient's policy has ``allow_disclaimers`` (set in
 the bank of mail from your users: ORIGINATING, MYNETS) and a disclaimer file, when one
-of the From, Resent-From, Resent-Sender, Sender addresses or the envelope sender is in
-``local_domains``, and, with ``outbound_disclaimers_only``, when the recipient is not
+of the From, Resent-From, Resent-Sender, Sender addresses or the envelope sender is
+local (its policy SQL row's or LDAP entry's ``local``, its recipient table's, else
+``local_domains``: ``Task.originator_local``, filled by the policy stage), and, with
+``outbound_disclaimers_only``, when the recipient is not
 (amavis's conditions, Amavis.pm "disclaimers can only go to mail originating from
 internal networks"). As in amavis one body edit is made per copy: a copy that is
 defanged (local recipients, dangerous mail) is wrapped and gets no disclaimer.
@@ -47,7 +49,7 @@ def disclaimer_for(task: Task, address: str, verdict: Verdict,
     if defanged or verdict.destiny is not Destiny.PASS or not policy.allow_disclaimers \
             or not (policy.disclaimer_text or policy.disclaimer_html):
         return ()
-    ours = [a for a in originators(task) if is_local(policy, a)]
+    ours = [a for a in originators(task) if task.originator_local.get(a, is_local(policy, a))]
     if not ours:
         log.debug("(%s) no disclaimer: sender not local", task.log_id)
         return ()

@@ -16,6 +16,7 @@ from typing import Any
 from decoders.registry import load_decoders
 from decoders.unpack import Unpacked
 from scanner import logline
+from scanner.actions.disclaimer import originators
 from scanner.actions.run import Context, Deliver, Outcome, carry_out
 from scanner.config import Config, PolicyConfig
 from scanner.config.policy import apply
@@ -26,6 +27,7 @@ from scanner.pipeline.parse import message_id, parse_headers, postfix_queue_id
 from scanner.pipeline.unpack import limits_from, tmp_root, unpack_task
 from scanner.policy.decide import PRECEDENCE, decide
 from scanner.policy.effective import (
+    address_is_local,
     bank_names,
     client_is_local,
     is_local,
@@ -201,6 +203,22 @@ class Processor:
             policy = apply(policy, row) if row is not None else policy
             task.verdicts[rcpt.address] = decide(task, rcpt.address, policy, self._scores,
                                                  self._kinds)
+        if any(v.policy.allow_disclaimers for v in task.verdicts.values()):
+            await self._originator_locality(task, base)
+
+    async def _originator_locality(self, task: Task, base: PolicyConfig) -> None:
+        """Which of the message's originators (From, Sender, envelope sender...) are
+        local, asking the policy sources as for a recipient: a disclaimer goes on mail
+        from local senders, and a site whose domains live in its directory names them
+        there, not in local_domains. Only when some recipient may get a disclaimer."""
+        addresses = originators(task)
+        rows: dict[str, Any] = {}
+        if self._sources and addresses:
+            wanted = [(a, is_local(base, a)) for a in addresses]
+            rows = await asyncio.to_thread(overrides_for, self._sources, wanted,
+                                           base.recipient_delimiter)
+        task.originator_local = {a: address_is_local(base, a, rows.get(a))
+                                 for a in addresses}
 
     async def _source_rows(self, task: Task, base: PolicyConfig) -> dict[str, Any]:
         """Each recipient's settings from policy SQL and LDAP (None: none), read in a

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import Any
 
 from scanner.config import Config
 from scanner.config.policy import BUILTIN_BANKS, PolicyConfig, apply
@@ -85,6 +86,16 @@ def recipient_is_local(policy: PolicyConfig, address: str) -> bool:
     ``amavisLocal``, a recipient table's) when it has one, else :func:`is_local`. amavis
     puts its SQL and LDAP lookups in front of ``@local_domains_maps`` the same way."""
     return policy.local if policy.local is not None else is_local(policy, address)
+
+
+def address_is_local(policy: PolicyConfig, address: str, row: Any = None) -> bool:
+    """Whether any ``address`` (a sender's, say) is local: ``row``'s ``local`` (its
+    policy SQL row or LDAP entry, looked up as a recipient's would be), else the
+    ``local`` of its most specific recipient table, else :func:`is_local`. amavis looks
+    senders up in ``@local_domains_maps`` too, SQL and LDAP included."""
+    if row is not None and getattr(row, "local", None) is not None:
+        return bool(row.local)
+    return recipient_is_local(recipient_policy(policy, address), address)
 
 
 def _acl_key(entry: str) -> str:

@@ -6,7 +6,9 @@ only), inbound mail never; the configuration is checked at load."""
 from __future__ import annotations
 
 import email
+import json
 import logging
+import sqlite3
 from email.policy import compat32
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from scanner.task import ClientInfo, Envelope, Recipient, Task
 from scanner.testing.sink import Sink
 from tests.helpers import handle_at_sink
 from tests.policy.recipient_mix import EICAR, FakeCheck
+from tests.slapd import PEOPLE
 from tests.test_pdp_scan import start  # noqa: F401  (fixture)
 
 TEXT = "Sent from Example Ltd: confidential.\n"
@@ -99,6 +102,58 @@ def test_a_foreign_sender_through_the_submission_bank_gets_none(files, sink):
     got = deliver(sink, config(files), "ORIGINATING", "x@other.test", "X <x@other.test>",
                   rcpts=("ext@remote.test",), copies=1)
     assert bodies(got["ext@remote.test"])[0] == "our offer"
+
+
+@pytest.mark.parametrize(("table", "sender", "expected"), [
+    ("", "alice@hosted.test", False),  # local_domains alone: not ours
+    ('[policy.recipients."@hosted.test"]\nlocal = true\n', "alice@hosted.test", True),
+    ('[policy.recipients."alice@example.test"]\nlocal = false\n', "alice@example.test",
+     False),
+])
+def test_a_recipient_tables_local_decides_whether_the_sender_is_ours(files, sink, table,
+                                                                      sender, expected):
+    got = deliver(sink, config(files, policy=table), "ORIGINATING", sender,
+                  f"Alice <{sender}>", rcpts=("ext@remote.test",), copies=1)
+    first = bodies(got["ext@remote.test"])[0]
+    assert first == (f"our offer\r\n\r\n{TEXT.rstrip()}" if expected else "our offer")
+
+
+@pytest.mark.parametrize(("sender", "expected"), [
+    ("alice@hosted.test", True),        # {"local": true} for @hosted.test
+    ("nolocal@example.test", False),    # {"local": false} beats local_domains
+    ("bob@example.test", True),         # a row without "local": local_domains decides
+    ("x@other.test", False),            # no row, not in local_domains
+])
+def test_a_policy_sql_rows_local_decides_whether_the_sender_is_ours(files, sink, tmp_path,
+                                                                     sender, expected):
+    db = tmp_path / "policy.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE scanner_policy (pattern TEXT PRIMARY KEY, settings TEXT)")
+        conn.executemany("INSERT INTO scanner_policy VALUES (?, ?)", [
+            ("@hosted.test", json.dumps({"local": True})),
+            ("nolocal@example.test", json.dumps({"local": False})),
+            ("@example.test", json.dumps({"tag_level": 1.0}))])
+    conf = config(files).replace("[policy]\n", f'[policy]\nsql_lookup = "sqlite:{db}"\n', 1)
+    got = deliver(sink, conf, "ORIGINATING", sender, f"Sender <{sender}>",
+                  rcpts=("ext@remote.test",), copies=1)
+    first = bodies(got["ext@remote.test"])[0]
+    assert first == (f"our offer\r\n\r\n{TEXT.rstrip()}" if expected else "our offer")
+
+
+def test_an_ldap_entry_makes_the_sender_ours(files, sink, slapd):
+    """amavisLocal as for a recipient: an entry without it makes its address local, one
+    with FALSE not, whatever local_domains says."""
+    slapd.account("dom", "@hosted.test", amavisSpamLover="FALSE")
+    slapd.account("off", "off@example.test", amavisLocal="FALSE")
+    conf = config(files).replace(
+        "[policy]\n", f'[policy]\nldap_lookup = "{slapd.url}"\nldap_base = "{PEOPLE}"\n', 1)
+    for sender, expected in (("alice@hosted.test", True), ("off@example.test", False)):
+        before = len(sink.received)
+        deliver(sink, conf, "ORIGINATING", sender, f"S <{sender}>",
+                rcpts=("ext@remote.test",), copies=before + 1)
+        copy = email.message_from_bytes(sink.received[before].data, policy=compat32)
+        assert bodies(copy)[0] == (f"our offer\r\n\r\n{TEXT.rstrip()}" if expected
+                                   else "our offer"), sender
 
 
 def test_the_local_author_chooses_the_option_before_the_envelope_sender(files, sink):
