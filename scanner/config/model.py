@@ -158,7 +158,8 @@ class Config:
     reinject: ReinjectConfig = opt(ReinjectConfig)
     policy: PolicyConfig = opt(PolicyConfig)
     policy_banks: Mapping[str, PolicyOverride] = opt(
-        {}, "named partial policies: [policy_banks.ORIGINATING], [policy_banks.MYNETS]")
+        {}, "named partial policies: [policy_banks.ORIGINATING], [policy_banks.MYNETS], "
+        "[policy_banks.MYUSERS] (our users' own mail from a local sender)")
     decode: DecodeConfig = opt(DecodeConfig)
     checks: ChecksConfig = opt(ChecksConfig)
     quarantine: QuarantineConfig = opt(QuarantineConfig)

@@ -194,6 +194,8 @@ class Processor:
 
     async def _decide(self, task: Task, listener: Listener) -> None:
         banks = bank_names(self._config, listener.policy_bank, task.client.addr)
+        if await self._sender_is_my_user(task, banks):
+            banks.append("MYUSERS")
         task.policy_banks = tuple(banks)  # the log line names them
         base = message_policy(self._config, banks)
         rows = await self._source_rows(task, base)
@@ -206,17 +208,36 @@ class Processor:
         if any(v.policy.allow_disclaimers for v in task.verdicts.values()):
             await self._originator_locality(task, base)
 
+    async def _sender_is_my_user(self, task: Task, banks: list[str]) -> bool:
+        """amavis's MYUSERS bank: with ``[policy_banks.MYUSERS]`` defined, mail of our
+        own users (through the ORIGINATING or MYNETS bank) whose envelope sender is local
+        (its SQL row's or LDAP entry's ``local``, its recipient table's, else
+        ``local_domains``) gets that bank after the others."""
+        sender = task.envelope.sender
+        if "MYUSERS" not in self._config.policy_banks or "@" not in sender \
+                or not {"ORIGINATING", "MYNETS"} & {b.upper() for b in banks}:
+            return False
+        base = message_policy(self._config, banks)
+        rows = await self._address_rows([sender], base)
+        return address_is_local(base, sender, rows.get(sender))
+
+    async def _address_rows(self, addresses: list[str], base: PolicyConfig
+                            ) -> dict[str, Any]:
+        """The policy sources' settings of addresses other than the recipients (the
+        originators), looked up as a recipient's would be; {} without sources."""
+        if not self._sources or not addresses:
+            return {}
+        wanted = [(a, is_local(base, a)) for a in addresses]
+        return await asyncio.to_thread(overrides_for, self._sources, wanted,
+                                       base.recipient_delimiter)
+
     async def _originator_locality(self, task: Task, base: PolicyConfig) -> None:
         """Which of the message's originators (From, Sender, envelope sender...) are
         local, asking the policy sources as for a recipient: a disclaimer goes on mail
         from local senders, and a site whose domains live in its directory names them
         there, not in local_domains. Only when some recipient may get a disclaimer."""
         addresses = originators(task)
-        rows: dict[str, Any] = {}
-        if self._sources and addresses:
-            wanted = [(a, is_local(base, a)) for a in addresses]
-            rows = await asyncio.to_thread(overrides_for, self._sources, wanted,
-                                           base.recipient_delimiter)
+        rows = await self._address_rows(addresses, base)
         task.originator_local = {a: address_is_local(base, a, rows.get(a))
                                  for a in addresses}
 
