@@ -108,6 +108,28 @@ def test_replies_and_correspondents_get_a_bonus_for_their_recipient_only(tmp_pat
     check.close()
 
 
+def test_a_sender_claiming_our_own_domain_from_outside_gets_no_bonus(tmp_path: Path
+                                                                    ) -> None:
+    """Our users' mail to each other is recorded too; mail from outside with one of
+    our addresses as its sender may be forged, so it gets no aid (amavis's "local
+    sender from outside, ignored")."""
+    config = cfgmod.loads("[policy]\nlocal_domains = ['example.test']\n"
+                          '[policy.recipients."@hosted.test"]\nlocal = true\n', "t.toml")
+    check = _check(tmp_path, config)
+    _send_out(check, _msg("q1@example.test"), "alice@example.test",
+              ("carol@example.test", "bob@example.org", "x@hosted.test"))
+    _send_out(check, _msg("q2@example.test"), "carol@example.test", ("alice@example.test",))
+    assert _run(check, _msg("f1@example.test"), "carol@example.test",
+                ("alice@example.test",)) == []
+    assert _run(check, _msg("f2@hosted.test"), "x@hosted.test", ("alice@example.test",)) == []
+    assert [h.symbol for h in _run(check, _msg("b1@example.org"), "bob@example.org",
+                                   ("alice@example.test",))] == ["PENPALS_KNOWN"]
+    # the same mail through the submission bank is our user's own: only recorded
+    assert _run(check, _msg("f3@example.test"), "carol@example.test",
+                ("alice@example.test",), bank="ORIGINATING") == []
+    check.close()
+
+
 def test_outgoing_spam_is_not_remembered(tmp_path: Path) -> None:
     """A hijacked account's spam run must not make its victims pen pals."""
     check = _check(tmp_path)

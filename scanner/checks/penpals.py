@@ -7,6 +7,8 @@ and the Message-ID (:mod:`scanner.penpals_store`). Incoming mail is then looked 
 
 * ``PENPALS_REPLY``: In-Reply-To or References names a message this recipient sent;
 * ``PENPALS_KNOWN``: otherwise, this recipient wrote to the envelope sender before;
+  neither for an envelope sender in our own domains (local_domains): mail from outside
+  claiming one of our addresses may be forged;
 * ``BOUNCE_KILLED``: a bounce (DSN, MDN, feedback report) of a message this recipient
   did not send: amavis's bounce killer (:mod:`scanner.checks.bounce_killer`).
 
@@ -44,7 +46,7 @@ from scanner.config.schema import opt
 from scanner.errors import ConfigError
 from scanner.penpals_store import PenPalsUnavailable, Store, normalise, open_store
 from scanner.penpals_thread import MAX_PENDING, StoreThread
-from scanner.policy.effective import bank_names
+from scanner.policy.effective import bank_names, is_local, recipient_policy
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
 
@@ -124,9 +126,24 @@ class PenPals:
 
     def _look_up(self, task: Task, sender: str, delimiter: str) -> list[Hit]:
         hits = bounce_hits(task, self._store, self._config.policy)
-        if sender:  # bounces and notices have nobody to correspond with
+        if sender and self._claims_local(task):
+            log.debug("(%s) penpals: local sender from outside, ignored: %s", task.log_id,
+                      task.envelope.sender)
+        elif sender:  # bounces and notices have nobody to correspond with
             hits += self._incoming(task, sender, delimiter)
         return hits
+
+    def _claims_local(self, task: Task) -> bool:
+        """Mail from outside whose envelope sender is one of our own addresses: anyone
+        can forge that, and our users' mail to each other is recorded too, so it gets
+        no pen pals aid (amavis: "no bonus to unauthent. senders from outside claiming
+        a local domain"). Local: a recipient table's ``local``, else ``local_domains``
+        (none set: nobody is, as in amavis)."""
+        policy, sender = self._config.policy, task.envelope.sender
+        table = recipient_policy(policy, sender).local
+        if table is not None:
+            return table
+        return bool(policy.local_domains) and is_local(policy, sender)
 
     def after_delivery(self, task: Task, passed: list[str]) -> None:
         """Outgoing mail the next hop took for ``passed`` recipients: remember them,
