@@ -46,7 +46,7 @@ from scanner.config.schema import opt
 from scanner.errors import ConfigError
 from scanner.penpals_store import PenPalsUnavailable, Store, normalise, open_store
 from scanner.penpals_thread import MAX_PENDING, StoreThread
-from scanner.policy.effective import bank_names, is_local, recipient_policy
+from scanner.policy.effective import bank_names, sender_is_local
 from scanner.task import Hit, Task
 from scanner.throttle import LogThrottle
 
@@ -139,11 +139,7 @@ class PenPals:
         no pen pals aid (amavis: "no bonus to unauthent. senders from outside claiming
         a local domain"). Local: a recipient table's ``local``, else ``local_domains``
         (none set: nobody is, as in amavis)."""
-        policy, sender = self._config.policy, task.envelope.sender
-        table = recipient_policy(policy, sender).local
-        if table is not None:
-            return table
-        return bool(policy.local_domains) and is_local(policy, sender)
+        return sender_is_local(self._config.policy, task.envelope.sender)
 
     def after_delivery(self, task: Task, passed: list[str]) -> None:
         """Outgoing mail the next hop took for ``passed`` recipients: remember them,

@@ -27,7 +27,6 @@ from scanner.pipeline.parse import message_id, parse_headers, postfix_queue_id
 from scanner.pipeline.unpack import limits_from, tmp_root, unpack_task
 from scanner.policy.decide import PRECEDENCE, decide
 from scanner.policy.effective import (
-    address_is_local,
     bank_names,
     client_is_local,
     is_local,
@@ -35,6 +34,7 @@ from scanner.policy.effective import (
     message_policy,
     recipient_is_local,
     recipient_policy,
+    sender_is_local,
 )
 from scanner.policy.sources import make_sources, overrides_for
 from scanner.reinject.deliver import NextHop
@@ -219,7 +219,7 @@ class Processor:
             return False
         base = message_policy(self._config, banks)
         rows = await self._address_rows([sender], base)
-        return address_is_local(base, sender, rows.get(sender))
+        return sender_is_local(base, sender, rows.get(sender))
 
     async def _address_rows(self, addresses: list[str], base: PolicyConfig
                             ) -> dict[str, Any]:
@@ -238,7 +238,7 @@ class Processor:
         there, not in local_domains. Only when some recipient may get a disclaimer."""
         addresses = originators(task)
         rows = await self._address_rows(addresses, base)
-        task.originator_local = {a: address_is_local(base, a, rows.get(a))
+        task.originator_local = {a: sender_is_local(base, a, rows.get(a))
                                  for a in addresses}
 
     async def _source_rows(self, task: Task, base: PolicyConfig) -> dict[str, Any]:

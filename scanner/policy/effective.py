@@ -88,14 +88,19 @@ def recipient_is_local(policy: PolicyConfig, address: str) -> bool:
     return policy.local if policy.local is not None else is_local(policy, address)
 
 
-def address_is_local(policy: PolicyConfig, address: str, row: Any = None) -> bool:
-    """Whether any ``address`` (a sender's, say) is local: ``row``'s ``local`` (its
-    policy SQL row or LDAP entry, looked up as a recipient's would be), else the
-    ``local`` of its most specific recipient table, else :func:`is_local`. amavis looks
-    senders up in ``@local_domains_maps`` too, SQL and LDAP included."""
+def sender_is_local(policy: PolicyConfig, address: str, row: Any = None) -> bool:
+    """Whether an originator ``address`` (envelope sender, From...) is one of ours:
+    ``row``'s ``local`` (its policy SQL row or LDAP entry, looked up as a recipient's
+    would be), else the ``local`` of its most specific recipient table, else
+    :func:`is_local` when ``local_domains`` is set; with none of them nobody is, as in
+    amavis, which looks senders up in ``@local_domains_maps`` (SQL and LDAP included).
+    (An empty ``local_domains`` makes every *recipient* local, not every sender.)"""
     if row is not None and getattr(row, "local", None) is not None:
         return bool(row.local)
-    return recipient_is_local(recipient_policy(policy, address), address)
+    table = recipient_policy(policy, address).local
+    if table is not None:
+        return table
+    return bool(policy.local_domains) and is_local(policy, address)
 
 
 def _acl_key(entry: str) -> str:

@@ -75,3 +75,12 @@ def test_a_policy_sql_row_makes_the_sender_local(sink, tmp_path: Path):
     assert _deliver(sink, text, "alice@hosted.test")
     assert not _deliver(sink, text, "carol@example.test")
     assert _deliver(sink, text, "alice@example.test")
+
+
+def test_without_local_domains_only_an_explicit_local_makes_a_sender_ours(sink):
+    """An empty local_domains makes every recipient local, but no sender: as in amavis,
+    whose empty @local_domains_maps matches nobody."""
+    text = CONFIG.replace("local_domains = ['example.test']\n", "") + \
+        '[policy.recipients."@hosted.test"]\nlocal = true\n'
+    assert not _deliver(sink, text, "alice@example.test")
+    assert _deliver(sink, text, "alice@hosted.test")
