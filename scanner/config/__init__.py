@@ -225,6 +225,12 @@ def check_policy_table(config: Config, src: str, where: str, table: object) -> N
                     f"{src}: '{where}.{name}[{i}]' = {pattern!r} never matches; "
                     f"write '@{pattern}' for the domain, '@.{pattern}' for it and its "
                     f"subdomains, 'user@{pattern}', or '<>' for the null sender")
+    for pattern in getattr(table, "sender_scores", None) or {}:
+        if "@" not in pattern and pattern != "<>":
+            raise ConfigError(
+                f"{src}: '{where}.sender_scores.\"{pattern}\"' never matches; write "
+                f"'@{pattern}' for the domain, '@.{pattern}' for it and its subdomains, "
+                f"'user@{pattern}', or '<>' for the null sender")
     _check_notify_admin(src, where, getattr(table, "notify_admin", None) or {})
     for key in ("quarantine_to", "archive_to"):
         _check_copy_address(src, f"{where}.{key}", getattr(table, key, None) or "")

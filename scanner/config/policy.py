@@ -100,9 +100,14 @@ class PolicyConfig:
     bypass_banned_checks: bool = opt(False, "ignore banned-file symbols for this recipient")
     bypass_header_checks: bool = opt(False, "ignore bad-header symbols for this recipient")
     allow_senders: tuple[str, ...] = opt(
-        [], "senders never spam for this recipient: user@dom, user@, @dom, @.dom (subdomains)")
+        [], "senders never spam for this recipient: user@dom, user@, @dom, @.dom "
+        "(subdomains); the envelope sender and the From addresses are checked")
     block_senders: tuple[str, ...] = opt([], "senders always spam for this recipient "
                                          "(same patterns)")
+    sender_scores: Mapping[str, float] = opt(
+        {}, "sender pattern (same patterns, '<>' = the null sender) -> points added to "
+        "this recipient's score (SENDER_SCORE): negative for senders you trust a little, "
+        "positive for ones you distrust (amavis's @score_sender_maps, a soft list)")
     quarantine_to: str = opt("", "deliver quarantined copies to this address as well "
                              "(from <>, X-Envelope-From/-To in front; not taken = 451); "
                              "empty = store only")

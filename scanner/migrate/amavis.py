@@ -29,6 +29,7 @@ from scanner.migrate.amavis_files import map_entries, recipient_flags
 from scanner.migrate.amavis_ldap import map_ldap
 from scanner.migrate.amavis_notices import call_note, map_notices
 from scanner.migrate.amavis_render import render
+from scanner.migrate.amavis_scores import map_score_senders
 from scanner.migrate.amavis_senders import map_sender_lists
 from scanner.migrate.amavis_tables import (
     ADMINS,
@@ -183,6 +184,7 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
     map_ldap(last, conv, handled)
     map_notices(last, conv, handled)
     map_sender_lists(last, conv, handled)
+    map_score_senders(last, conv, handled)
     for target, statement in last.items():
         if target not in handled:
             conv.note(statement, _why_not(statement, conv.predefined))

@@ -96,8 +96,6 @@ ADVICE: dict[str, str] = {
     "site's own as [checks.settings.banned] rules (README \"Policy\"); the shipped defaults "
     "are amavis's Debian list plus today's script and disk-image types",
     "@banned_filename_maps": "see $banned_filename_re",
-    "@score_sender_maps": "per-sender score changes: use allow_senders / block_senders in "
-    "[policy] or [policy.recipients.\"PATTERN\"], or rules of your own (docs/rules.md)",
     "@av_scanners": "scanner talks to clamd itself ([checks.settings.clamav] endpoints); "
     "other scanners are not supported",
     "@av_scanners_backup": "scanner's backup is one command-line scanner run when clamd "

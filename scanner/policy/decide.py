@@ -4,17 +4,18 @@ A hit made for one recipient (``Hit.recipient``, e.g. pen pals) counts for that 
 
 Categories follow amavis's precedence. A recipient's bypass flags drop the hits of the
 matching kind of check; allow/block sender lists add SENDER_ALLOWLISTED or
-SENDER_BLOCKLISTED. As amavis decides a recipient's destiny, every category the
-message falls in for that recipient is looked at, highest first, and the first one
-whose destiny is not ``pass`` and which the recipient does not love blocks (so a virus
-lover still does not get a virus that is also spam his spam destiny discards); with no
-blocking category the verdict's category is the highest one found, and the mail is
-also kept in the quarantine when ``quarantine_passed`` lists that category (amavis
-quarantines by category whatever the destiny; ``clean`` stands for mail of no category
-amavis quarantines on its own). A BAD-HEADER bounce
-from the null sender or bulk mail passes instead (amavis: its DSN would be suppressed
-and such headers are mostly harmless). Symbols flagged ``tempfail`` (e.g. CLAMAV_FAIL)
-defer the message.
+SENDER_BLOCKLISTED and ``sender_scores`` SENDER_SCORE, for the envelope sender or a From
+address (amavis's white and black lists and @score_sender_maps). As amavis decides a
+recipient's destiny, every category the message falls in for that recipient is looked
+at, highest first, and the first one whose destiny is not ``pass`` and which the
+recipient does not love blocks (so a virus lover still does not get a virus that is also
+spam his spam destiny discards); with no blocking category the verdict's category is the
+highest one found, and the mail is also kept in the quarantine when
+``quarantine_passed`` lists that category (amavis quarantines by category whatever the
+destiny; ``clean`` stands for mail of no category amavis quarantines on its own). A
+BAD-HEADER bounce from the null sender or bulk mail passes instead (amavis: its DSN
+would be suppressed and such headers are mostly harmless). Symbols flagged ``tempfail``
+(e.g. CLAMAV_FAIL) defer the message.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from email.utils import getaddresses
 
 from scanner.config.policy import PolicyConfig
 from scanner.pipeline.parse import header_text
-from scanner.policy.lookup import listed
+from scanner.policy.lookup import listed, lookup
 from scanner.scores import ScoreTable
 from scanner.task import Destiny, Hit, Task, Verdict
 
@@ -37,7 +38,7 @@ DESTINY = {"pass": Destiny.PASS, "discard": Destiny.DISCARD, "bounce": Destiny.B
            "reject": Destiny.REJECT}
 OWN_QUARANTINE = ("virus", "banned", "unchecked", "spam", "bad_header")
 """Categories amavis quarantines by their own $*_quarantine_method."""
-ALLOW, BLOCK = "SENDER_ALLOWLISTED", "SENDER_BLOCKLISTED"
+ALLOW, BLOCK, SCORE = "SENDER_ALLOWLISTED", "SENDER_BLOCKLISTED", "SENDER_SCORE"
 KIND_OF_CATEGORY = {"VIRUS": "virus", "UNCHECKED": "virus", "BANNED": "banned",
                     "BAD-HEADER": "header"}
 
@@ -101,11 +102,37 @@ def counted_hits(task: Task, policy: PolicyConfig, scores: ScoreTable,
     hits = [h for h in task.hits if not bypass.get(hit_kind(h, scores, kinds), False)
             and (h.recipient is None or h.recipient.lower() == address.lower())]
     if not policy.bypass_spam_checks:
-        sender = task.envelope.sender
-        if listed(policy.allow_senders, sender, policy.recipient_delimiter):
-            hits.append(Hit(ALLOW, source="policy"))
-        elif listed(policy.block_senders, sender, policy.recipient_delimiter):
-            hits.append(Hit(BLOCK, source="policy"))
+        hits += sender_list_hits(task, policy)
+    return hits
+
+
+def list_senders(task: Task) -> list[str]:
+    """The addresses the sender lists are checked for, as amavis's white_black_list
+    takes them: the envelope sender ('' for the null sender), then each address of
+    the From field, once each."""
+    authors = [a for _, a in getaddresses([header_text(task.message, "From")]) if "@" in a]
+    return list(dict.fromkeys([task.envelope.sender, *authors]))
+
+
+def sender_list_hits(task: Task, policy: PolicyConfig) -> list[Hit]:
+    """SENDER_ALLOWLISTED when any of :func:`list_senders` is on ``allow_senders``, else
+    SENDER_BLOCKLISTED when one is on ``block_senders`` (amavis: a whitelisted sender
+    wins); SENDER_SCORE with the points of ``sender_scores`` for the first of them that
+    has non-zero points there (amavis's @score_sender_maps, a soft list)."""
+    if not (policy.allow_senders or policy.block_senders or policy.sender_scores):
+        return []
+    senders, delimiter = list_senders(task), policy.recipient_delimiter
+    hits = []
+    if any(listed(policy.allow_senders, s, delimiter) for s in senders):
+        hits.append(Hit(ALLOW, source="policy"))
+    elif any(listed(policy.block_senders, s, delimiter) for s in senders):
+        hits.append(Hit(BLOCK, source="policy"))
+    for sender in senders:
+        points = (lookup(policy.sender_scores, sender, delimiter) if sender
+                  else policy.sender_scores.get("<>"))
+        if points:
+            hits.append(Hit(SCORE, factor=points, options=(sender or "<>",), source="policy"))
+            break
     return hits
 
 

@@ -175,5 +175,7 @@ def test_address_extensions_per_category_as_amavis(sink):
     assert sorted(copies(sink)) == ["bob+virus@example.test", "nodelim@example.test",
                                     "nov@example.test"]
     sink.received.clear()
-    run(sink, policy, [BADH], ["bob@example.test"], sender="alice@example.org")
+    # neither the envelope sender nor the From address is on block_senders: no spam
+    run(sink, policy, [BADH], ["bob@example.test"], sender="alice@example.org",
+        raw=RAW.replace(b"From: promo@spam.example", b"From: alice@example.org"))
     assert list(copies(sink)) == ["bob+badh@example.test"]
