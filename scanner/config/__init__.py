@@ -218,7 +218,7 @@ def check_policy_table(config: Config, src: str, where: str, table: object) -> N
     """The checks beyond types and choices that a [policy] table, a bank, a recipient
     table or a policy SQL row (scanner.policy.sql) must pass; ``src`` and ``where``
     name it in the ConfigError."""
-    for name in ("allow_senders", "block_senders"):
+    for name in ("allow_senders", "block_senders", "allow_senders_dkim"):
         for i, pattern in enumerate(getattr(table, name, None) or ()):
             if "@" not in pattern and pattern != "<>":
                 raise ConfigError(

@@ -104,6 +104,10 @@ class PolicyConfig:
         "(subdomains); the envelope sender and the From addresses are checked")
     block_senders: tuple[str, ...] = opt([], "senders always spam for this recipient "
                                          "(same patterns)")
+    allow_senders_dkim: tuple[str, ...] = opt(
+        [], "From addresses never spam for this recipient when a valid DKIM signature of "
+        "their domain (or a parent domain) vouches for them (same patterns; needs the "
+        "auth check): allow_senders that cannot be forged")
     sender_scores: Mapping[str, float] = opt(
         {}, "sender pattern (same patterns, '<>' = the null sender) -> points added to "
         "this recipient's score (SENDER_SCORE): negative for senders you trust a little, "

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from email.utils import getaddresses
 
 from scanner.config.policy import PolicyConfig
+from scanner.idn import fold_domain
 from scanner.pipeline.parse import header_text
 from scanner.policy.lookup import listed, lookup
 from scanner.scores import ScoreTable
@@ -39,6 +40,7 @@ DESTINY = {"pass": Destiny.PASS, "discard": Destiny.DISCARD, "bounce": Destiny.B
 OWN_QUARANTINE = ("virus", "banned", "unchecked", "spam", "bad_header")
 """Categories amavis quarantines by their own $*_quarantine_method."""
 ALLOW, BLOCK, SCORE = "SENDER_ALLOWLISTED", "SENDER_BLOCKLISTED", "SENDER_SCORE"
+ALLOW_DKIM = "SENDER_ALLOWLISTED_DKIM"
 KIND_OF_CATEGORY = {"VIRUS": "virus", "UNCHECKED": "virus", "BANNED": "banned",
                     "BAD-HEADER": "header"}
 
@@ -106,12 +108,32 @@ def counted_hits(task: Task, policy: PolicyConfig, scores: ScoreTable,
     return hits
 
 
+def dkim_vouched(task: Task, patterns: tuple[str, ...], delimiter: str) -> str:
+    """The first From address on ``patterns`` that a valid DKIM signature of its own
+    domain or of a parent domain (``d=example.com`` for ``news.example.com``) vouches
+    for, or ''. The signatures are those the auth check verified (``Task.dkim_valid``)."""
+    if not patterns or not task.dkim_valid:
+        return ""
+    signers = {fold_domain(entry.rpartition(":")[2]) for entry in task.dkim_valid}
+    for author in from_addresses(task):
+        if not listed(patterns, author, delimiter):
+            continue
+        labels = fold_domain(author.rpartition("@")[2]).split(".")
+        if any(".".join(labels[i:]) in signers for i in range(len(labels) - 1)):
+            return author
+    return ""
+
+
 def list_senders(task: Task) -> list[str]:
     """The addresses the sender lists are checked for, as amavis's white_black_list
     takes them: the envelope sender ('' for the null sender), then each address of
     the From field, once each."""
-    authors = [a for _, a in getaddresses([header_text(task.message, "From")]) if "@" in a]
-    return list(dict.fromkeys([task.envelope.sender, *authors]))
+    return list(dict.fromkeys([task.envelope.sender, *from_addresses(task)]))
+
+
+def from_addresses(task: Task) -> list[str]:
+    """The addresses of the From field (amavis's rfc2822_from)."""
+    return [a for _, a in getaddresses([header_text(task.message, "From")]) if "@" in a]
 
 
 def sender_list_hits(task: Task, policy: PolicyConfig) -> list[Hit]:
@@ -119,12 +141,15 @@ def sender_list_hits(task: Task, policy: PolicyConfig) -> list[Hit]:
     SENDER_BLOCKLISTED when one is on ``block_senders`` (amavis: a whitelisted sender
     wins); SENDER_SCORE with the points of ``sender_scores`` for the first of them that
     has non-zero points there (amavis's @score_sender_maps, a soft list)."""
-    if not (policy.allow_senders or policy.block_senders or policy.sender_scores):
+    if not (policy.allow_senders or policy.block_senders or policy.sender_scores
+            or policy.allow_senders_dkim):
         return []
     senders, delimiter = list_senders(task), policy.recipient_delimiter
     hits = []
     if any(listed(policy.allow_senders, s, delimiter) for s in senders):
         hits.append(Hit(ALLOW, source="policy"))
+    elif signed := dkim_vouched(task, policy.allow_senders_dkim, delimiter):
+        hits.append(Hit(ALLOW_DKIM, options=(signed,), source="policy"))
     elif any(listed(policy.block_senders, s, delimiter) for s in senders):
         hits.append(Hit(BLOCK, source="policy"))
     for sender in senders:
