@@ -76,13 +76,14 @@ def test_a_standard_report_is_a_bounce_even_without_a_readable_header() -> None:
     assert found is not None and found.kind == "DSN" and found.message_id is None
 
 
-def _check(tmp_path: Path, local_domains: list[str] | None = None) -> PenPals:
+def _check(tmp_path: Path, local_domains: list[str] | None = None, extra: str = ""
+           ) -> PenPals:
     async def no_cpu(*_a: object) -> None:
         return None
     config = cfgmod.load(None)
-    if local_domains is not None:
-        listed = ", ".join(f'"{d}"' for d in local_domains)
-        text = f"[policy]\nlocal_domains = [{listed}]\n"
+    if local_domains is not None or extra:
+        listed = ", ".join(f'"{d}"' for d in local_domains or [])
+        text = f"[policy]\nlocal_domains = [{listed}]\n{extra}"
         path = tmp_path / "scanner.toml"
         path.write_text(text)
         config = cfgmod.load(str(path))
@@ -133,6 +134,15 @@ def test_a_bounce_older_than_eight_days_is_no_longer_ours(tmp_path: Path) -> Non
 def test_a_message_id_in_a_local_domain_rescues_the_bounce(tmp_path: Path) -> None:
     check = _check(tmp_path, [".example.net"])
     assert _hits(check, "ham-dsn-bounce.eml") == []  # <...@example.net>: ours
+    assert _hits(check, "dsn-headers-backscatter.eml") == [("BOUNCE_KILLED", USER)]
+    check.close()
+
+
+def test_a_recipient_tables_local_domain_rescues_the_bounce_too(tmp_path: Path) -> None:
+    """A domain hosted outside local_domains (a recipient table says local, as amavis's
+    SQL and LDAP lookups in @local_domains_maps would)."""
+    check = _check(tmp_path, None, '[policy.recipients."@.example.net"]\nlocal = true\n')
+    assert _hits(check, "ham-dsn-bounce.eml") == []
     assert _hits(check, "dsn-headers-backscatter.eml") == [("BOUNCE_KILLED", USER)]
     check.close()
 

@@ -27,7 +27,7 @@ from scanner.config.policy import PolicyConfig
 from scanner.penpals_store import Store, normalise
 from scanner.pipeline.parse import header_text
 from scanner.policy.decide import author_address, is_auto
-from scanner.policy.effective import is_local
+from scanner.policy.effective import sender_is_local
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.penpals")
@@ -67,7 +67,7 @@ def _hit(bounce: Bounce, recipient: str) -> Hit:
 
 def _ours_by_domain(message_id: str, policy: PolicyConfig) -> bool:
     m = _DOMAIN.search(message_id)
-    return bool(m and policy.local_domains and is_local(policy, f"postmaster@{m.group(1)}"))
+    return bool(m and sender_is_local(policy, f"postmaster@{m.group(1)}"))
 
 
 def _envelope(task: Task) -> Envelope:
