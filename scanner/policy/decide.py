@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from email.utils import getaddresses
 
+from scanner.auth.psl import org_domain
 from scanner.config.policy import PolicyConfig
 from scanner.idn import fold_domain
 from scanner.pipeline.parse import header_text
@@ -110,18 +111,27 @@ def counted_hits(task: Task, policy: PolicyConfig, scores: ScoreTable,
 
 def dkim_vouched(task: Task, patterns: tuple[str, ...], delimiter: str) -> str:
     """The first From address on ``patterns`` that a valid DKIM signature of its own
-    domain or of a parent domain (``d=example.com`` for ``news.example.com``) vouches
-    for, or ''. The signatures are those the auth check verified (``Task.dkim_valid``)."""
+    domain or of a parent domain in the same registered domain (``d=example.com`` for
+    ``news.example.com``) vouches for, or ''. The signatures are those the auth check
+    verified (``Task.dkim_valid``)."""
     if not patterns or not task.dkim_valid:
         return ""
     signers = {fold_domain(entry.rpartition(":")[2]) for entry in task.dkim_valid}
     for author in from_addresses(task):
         if not listed(patterns, author, delimiter):
             continue
-        labels = fold_domain(author.rpartition("@")[2]).split(".")
-        if any(".".join(labels[i:]) in signers for i in range(len(labels) - 1)):
+        domain = fold_domain(author.rpartition("@")[2])
+        if any(_vouches(signer, domain) for signer in signers):
             return author
     return ""
+
+
+def _vouches(signer: str, domain: str) -> bool:
+    """A signature of ``signer`` speaks for ``domain``: the same domain, or a parent of
+    it within the same registered domain (DMARC's relaxed alignment; a public suffix
+    such as ``co.uk`` never vouches for the names under it)."""
+    return signer == domain or (domain.endswith("." + signer)
+                                and org_domain(signer) == org_domain(domain))
 
 
 def list_senders(task: Task) -> list[str]:

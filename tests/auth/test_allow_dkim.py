@@ -53,3 +53,12 @@ def test_nothing_vouches_for_a_forged_or_third_party_from(dns_server: DnsServer,
     assert _allowed(check, other, "y@nodmarc.test") == []
     own = signed(dkim_keys, mail("x@nodmarc.test"), "nodmarc.test")
     assert _allowed(check, own, "x@nodmarc.test") == ["SENDER_ALLOWLISTED_DKIM"]
+
+
+def test_only_a_parent_within_the_registered_domain_vouches() -> None:
+    from scanner.policy.decide import _vouches
+    assert _vouches("example.co.uk", "news.example.co.uk")
+    assert _vouches("example.co.uk", "example.co.uk")
+    assert not _vouches("co.uk", "shop.co.uk")              # a public suffix
+    assert not _vouches("news.example.co.uk", "example.co.uk")  # a child for its parent
+    assert not _vouches("ample.co.uk", "example.co.uk")     # not a parent, only a tail
