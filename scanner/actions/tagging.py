@@ -30,6 +30,8 @@ from scanner.scores import ScoreTable
 from scanner.task import Destiny, Task, Verdict, banned_parts, virus_names
 
 MAX_LEVEL_STARS = 64
+PENPALS = ("PENPALS_REPLY", "PENPALS_KNOWN")
+"""Pen pals symbols; the age in their option becomes amavis's X-Amavis-PenPals."""
 LONGEST_WORD = 900  # characters; a longer word of an added text field is cut, with "..."
 SPAM_HEADER_NAMES = ("Flag", "Score", "Level", "Status", "Report", "Tests", "Checker-Version")
 
@@ -65,6 +67,9 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
         headers += spam_headers(verdict, policy, scores)
     for alert in _alerts(verdict, scores):
         headers.append(("X-Amavis-Alert", text_field("X-Amavis-Alert", alert)))
+    penpal = next((h for h in verdict.hits if h.symbol in PENPALS and h.options), None)
+    if local and penpal is not None:  # amavis: the age of the correspondence
+        headers.append(("X-Amavis-PenPals", f"age {penpal.options[0]}"))
     prefix = _subject_tag(task, verdict, hostname) if local else ""
     new_address = address
     extension = _extension(verdict, spammy) if local else ""

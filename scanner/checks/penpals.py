@@ -208,13 +208,21 @@ class PenPals:
     def _hit(self, symbol: str, age: float, recipient: str) -> Hit:
         age = max(0.0, age)
         factor = round(2.0 ** (-age / (self._s.halflife_days * DAY)), 3)
-        return Hit(symbol, factor=factor, options=(f"{age / DAY:.1f}d",), recipient=recipient)
+        return Hit(symbol, factor=factor, options=(interval(age),), recipient=recipient)
 
     def close(self) -> None:
         if self._thread is None:
             self._store.close()
         else:  # after the recordings still waiting
             self._thread.close(self._store.close, self._s.timeout)
+
+
+def interval(seconds: float) -> str:
+    """A time interval as amavis writes it (Amavis::Util format_time_interval, in its
+    X-Amavis-PenPals header): ``D H:MM:SS``, e.g. ``3 4:05:06``."""
+    days, rest = divmod(int(seconds + 0.5), int(DAY))
+    hours, rest = divmod(rest, 3600)
+    return f"{days} {hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 def _message_id(msg: Message | None) -> str | None:
