@@ -7,8 +7,8 @@ and the Message-ID (:mod:`scanner.penpals_store`). Incoming mail is then looked 
 
 * ``PENPALS_REPLY``: In-Reply-To or References names a message this recipient sent;
 * ``PENPALS_KNOWN``: otherwise, this recipient wrote to the envelope sender before;
-  neither for an envelope sender in our own domains (local_domains): mail from outside
-  claiming one of our addresses may be forged;
+  neither for an envelope sender that is one of ours (a recipient table's ``local``,
+  else local_domains): mail from outside claiming one of our addresses may be forged;
 * ``BOUNCE_KILLED``: a bounce (DSN, MDN, feedback report) of a message this recipient
   did not send: amavis's bounce killer (:mod:`scanner.checks.bounce_killer`).
 

@@ -109,15 +109,16 @@ def counted_hits(task: Task, policy: PolicyConfig, scores: ScoreTable,
     return hits
 
 
-def dkim_vouched(task: Task, patterns: tuple[str, ...], delimiter: str) -> str:
-    """The first From address on ``patterns`` that a valid DKIM signature of its own
-    domain or of a parent domain in the same registered domain (``d=example.com`` for
-    ``news.example.com``) vouches for, or ''. The signatures are those the auth check
-    verified (``Task.dkim_valid``)."""
+def dkim_vouched(task: Task, authors: list[str], patterns: tuple[str, ...],
+                 delimiter: str) -> str:
+    """The first of the From ``authors`` on ``patterns`` that a valid DKIM signature of
+    its own domain or of a parent domain in the same registered domain
+    (``d=example.com`` for ``news.example.com``) vouches for, or ''. The signatures are
+    those the auth check verified (``Task.dkim_valid``)."""
     if not patterns or not task.dkim_valid:
         return ""
     signers = {fold_domain(entry.rpartition(":")[2]) for entry in task.dkim_valid}
-    for author in from_addresses(task):
+    for author in authors:
         if not listed(patterns, author, delimiter):
             continue
         domain = fold_domain(author.rpartition("@")[2])
@@ -134,31 +135,28 @@ def _vouches(signer: str, domain: str) -> bool:
                                 and org_domain(signer) == org_domain(domain))
 
 
-def list_senders(task: Task) -> list[str]:
-    """The addresses the sender lists are checked for, as amavis's white_black_list
-    takes them: the envelope sender ('' for the null sender), then each address of
-    the From field, once each."""
-    return list(dict.fromkeys([task.envelope.sender, *from_addresses(task)]))
-
-
 def from_addresses(task: Task) -> list[str]:
     """The addresses of the From field (amavis's rfc2822_from)."""
     return [a for _, a in getaddresses([header_text(task.message, "From")]) if "@" in a]
 
 
 def sender_list_hits(task: Task, policy: PolicyConfig) -> list[Hit]:
-    """SENDER_ALLOWLISTED when any of :func:`list_senders` is on ``allow_senders``, else
-    SENDER_BLOCKLISTED when one is on ``block_senders`` (amavis: a whitelisted sender
-    wins); SENDER_SCORE with the points of ``sender_scores`` for the first of them that
-    has non-zero points there (amavis's @score_sender_maps, a soft list)."""
+    """The sender-list symbols, for the addresses amavis's white_black_list checks: the
+    envelope sender ('' for the null sender), then each address of the From field.
+    SENDER_ALLOWLISTED when any of them is on ``allow_senders``, else
+    SENDER_ALLOWLISTED_DKIM (:func:`dkim_vouched`), else SENDER_BLOCKLISTED when one is
+    on ``block_senders`` (amavis: a whitelisted sender wins); SENDER_SCORE with the
+    points of ``sender_scores`` for the first of them that has non-zero points there
+    (amavis's @score_sender_maps, a soft list)."""
     if not (policy.allow_senders or policy.block_senders or policy.sender_scores
             or policy.allow_senders_dkim):
         return []
-    senders, delimiter = list_senders(task), policy.recipient_delimiter
+    authors, delimiter = from_addresses(task), policy.recipient_delimiter
+    senders = list(dict.fromkeys([task.envelope.sender, *authors]))
     hits = []
     if any(listed(policy.allow_senders, s, delimiter) for s in senders):
         hits.append(Hit(ALLOW, source="policy"))
-    elif signed := dkim_vouched(task, policy.allow_senders_dkim, delimiter):
+    elif signed := dkim_vouched(task, authors, policy.allow_senders_dkim, delimiter):
         hits.append(Hit(ALLOW_DKIM, options=(signed,), source="policy"))
     elif any(listed(policy.block_senders, s, delimiter) for s in senders):
         hits.append(Hit(BLOCK, source="policy"))
