@@ -127,6 +127,20 @@ def table_entries(table: FileTable | list[str]) -> list[tuple[str, bool]]:
     return [(v[1:], False) if v.startswith("!") else (v, True) for v in table]
 
 
+def read_entries(statement: Statement, tables: list[Any], conv: Any, instead: str
+                 ) -> list[tuple[Any, str, bool]] | None:
+    """(table, entry, listed) of each table in turn (:func:`table_entries`), or None when
+    a file cannot be read (noted, with ``instead`` as the advice)."""
+    found: list[tuple[Any, str, bool]] = []
+    for table in tables:
+        try:
+            found += [(table, entry, listed) for entry, listed in table_entries(table)]
+        except TableFileError as exc:
+            note_unreadable(statement, table, exc, conv, instead)
+            return None
+    return found
+
+
 def note_unreadable(statement: Statement, table: FileTable, exc: Exception, conv: Any,
                     instead: str) -> None:
     """Note a table file that cannot be read where from-amavis runs."""
@@ -177,18 +191,16 @@ def recipient_flags(statement: Statement, key: str, conv: Any) -> bool:
     if not readable(statement.value, ("hash",)) or not any(
             isinstance(t, FileTable) for t in statement.value):
         return False
+    entries = read_entries(statement, statement.value, conv,
+                           "write the recipient tables by hand")
+    if entries is None:
+        return True
     flags: dict[str, bool] = {}
-    for table in statement.value:
-        try:
-            entries = table_entries(table)
-        except TableFileError as exc:
-            note_unreadable(statement, table, exc, conv, "write the recipient tables by hand")
-            return True
-        for entry, value in entries:
-            if not value and not isinstance(table, FileTable):
-                conv.note(statement, f"'!{entry}': a negated entry is left out")
-                continue
-            flags.setdefault(as_pattern(entry), value)  # the first table that has it decides
+    for table, entry, value in entries:
+        if not value and not isinstance(table, FileTable):
+            conv.note(statement, f"'!{entry}': a negated entry is left out")
+            continue
+        flags.setdefault(as_pattern(entry), value)  # the first table that has it decides
     origin = f"{statement.target} ({statement.where})"
     for pattern, value in flags.items():
         if pattern == "@.":

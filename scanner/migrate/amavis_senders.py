@@ -16,13 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scanner.migrate.amavis_files import (
-    TableFileError,
-    as_pattern,
-    note_unreadable,
-    readable,
-    table_entries,
-)
+from scanner.migrate.amavis_files import as_pattern, read_entries, readable
 from scanner.migrate.perlconf import UNREAD, Statement
 
 LISTS = {"@whitelist_sender_maps": "allow_senders", "@whitelist_sender_acl": "allow_senders",
@@ -61,17 +55,14 @@ def _patterns(statement: Statement, conv: Any) -> list[str] | None:
                   "files are converted; write the others into policy.allow_senders / "
                   "block_senders by hand")
         return None
+    entries = read_entries(statement, tables, conv, "list the senders by hand")
+    if entries is None:
+        return None
     patterns: list[str] = []
-    for table in tables:
-        try:
-            entries = table_entries(table)
-        except TableFileError as exc:
-            note_unreadable(statement, table, exc, conv, "list the senders by hand")
-            return None
-        for entry, listed in entries:
-            if listed:
-                patterns.append(as_pattern(entry))
-            else:
-                conv.note(statement, f"{entry!r} says 'not listed', which a sender list "
-                          "cannot say; left out")
+    for _, entry, listed in entries:
+        if listed:
+            patterns.append(as_pattern(entry))
+        else:
+            conv.note(statement, f"{entry!r} says 'not listed', which a sender list "
+                      "cannot say; left out")
     return patterns
