@@ -16,11 +16,12 @@ import os
 import pwd
 import sys
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
 from scanner.policy.decide import PRECEDENCE
+from scanner.policy.lookup import listed
 from scanner.quarantine.record import QuarantineError, QuarantineRecord, mail_id_from
 from scanner.quarantine.when import format_time, parse_duration, parse_since
 from scanner.text import printable
@@ -42,6 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--category", type=_category,
                     help="only this category (SPAM, VIRUS, BANNED, ...)")
     lp.add_argument("--rcpt", help="only messages for this recipient address")
+    lp.add_argument("--sender", metavar="PATTERN", type=_sender_pattern,
+                    help="only messages from this envelope sender: user@dom, user@, @dom, "
+                         "@.dom (and its subdomains) or <> (bounces), as allow_senders")
+    lp.add_argument("--subject", metavar="TEXT",
+                    help="only messages whose Subject contains TEXT (any case)")
     lp.add_argument("--since", help="only newer: a duration (2d, 12h) or a date (2024-03-01)")
     lp.add_argument("--json", action="store_true", help="print a JSON array")
     lp.set_defaults(func=_list)
@@ -154,6 +160,34 @@ def _short(rec: QuarantineRecord) -> str:
             f"{rec.subject!r}")
 
 
+def _sender_pattern(text: str) -> str:
+    """An address pattern for ``list --sender`` (angle brackets around it dropped;
+    ``<>`` or nothing: the null sender)."""
+    bare = text.strip()
+    if bare in ("", "<>"):
+        return "<>"
+    bare = bare.removeprefix("<").removesuffix(">")
+    if "@" not in bare:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an address pattern: give user@dom, user@, @dom, @.dom "
+            "(the domain and its subdomains) or <> (the null sender)")
+    return bare
+
+
+def _matching(records: Iterable[QuarantineRecord], sender: str | None, subject: str | None,
+              delimiter: str) -> Iterator[QuarantineRecord]:
+    """``records`` whose envelope sender matches the ``sender`` pattern (the policy's
+    address patterns: an extension after ``delimiter`` is matched without it too, a
+    domain in either IDN spelling) and whose Subject contains ``subject``, any case."""
+    wanted = subject.casefold() if subject else None
+    for rec in records:
+        if sender is not None and not listed([sender], rec.sender, delimiter):
+            continue
+        if wanted is not None and wanted not in rec.subject.casefold():
+            continue
+        yield rec
+
+
 @_guarded
 def _list(args: argparse.Namespace) -> int:
     config, q = _quarantine(args)
@@ -164,7 +198,8 @@ def _list(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 0
     since = parse_since(args.since) if args.since else None
-    records = q.records(category=args.category, rcpt=args.rcpt, since=since)
+    records = _matching(q.records(category=args.category, rcpt=args.rcpt, since=since),
+                        args.sender, args.subject, config.policy.recipient_delimiter)
     if args.json:
         _print_json_array(r.as_dict() for r in records)
     else:

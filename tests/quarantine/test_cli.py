@@ -71,6 +71,38 @@ def test_list_show_and_raw(setup):
     assert out.stdout == sample("spam one")
 
 
+def test_list_by_sender_pattern_and_subject(setup):
+    """--sender takes the policy's address patterns (an address with or without its
+    extension, user@, @dom, @.dom for subdomains, <> for bounces; either IDN spelling)
+    and --subject a piece of the Subject in any case; both narrow the other filters."""
+    config, q = setup
+    alice = store(q, sender="Alice+news@Example.ORG", subject="Cheap Pills today")
+    sub = store(q, sender="bob@mail.example.org", subject="invoice 42")
+    bounce = store(q, sender="<>", subject="Undelivered Mail Returned to Sender")
+    idn = store(q, sender="info@bücher.example", subject="Bücher im Angebot",
+                category="VIRUS")
+
+    def ids(*args: str) -> list[str]:
+        out = cli(config, "list", "--json", *args)
+        assert out.returncode == 0, out.stderr
+        return [r["mail_id"] for r in json.loads(out.stdout)]
+
+    assert ids("--sender", "alice@example.org") == [alice.mail_id]
+    assert ids("--sender", "<ALICE+news@example.org>") == [alice.mail_id]
+    assert ids("--sender", "alice+other@example.org") == []
+    assert ids("--sender", "alice@") == [alice.mail_id]
+    assert ids("--sender", "@example.org") == [alice.mail_id]
+    assert ids("--sender", "@.example.org") == [alice.mail_id, sub.mail_id]
+    assert ids("--sender", "<>") == [bounce.mail_id]
+    assert ids("--sender", "") == [bounce.mail_id]
+    assert ids("--sender", "@xn--bcher-kva.example") == [idn.mail_id]
+    assert ids("--sender", "@.example.org", "--subject", "INVOICE") == [sub.mail_id]
+    assert ids("--subject", "bücher") == [idn.mail_id]
+    assert ids("--subject", "pills", "--category", "VIRUS") == []
+    out = cli(config, "list", "--sender", "alice")
+    assert out.returncode == 2 and b"'alice' is not an address pattern" in out.stderr
+
+
 def test_text_from_the_mail_cannot_drive_the_terminal(setup):
     """Subject and envelope come from the sender (an RFC 2047 subject decodes to any
     character): 'show' and 'list' print control characters escaped, so a spammer's
