@@ -82,6 +82,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "given age (for cron)")
     ep.add_argument("--older-than", required=True, metavar="AGE",
                     help="e.g. 30d, 12h, 2w")
+    ep.add_argument("--category", type=_category,
+                    help="only this category (a retention of its own: VIRUS 7d, SPAM 30d)")
     ep.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     ep.set_defaults(func=_expire)
 
@@ -313,7 +315,8 @@ def _reindex(args: argparse.Namespace) -> int:
 def _expire(args: argparse.Namespace) -> int:
     _, q = _quarantine(args)
     age = parse_duration(args.older_than)
-    count = q.expire(age)
+    count = q.expire(age, args.category)
     if not args.quiet:
-        print(f"expired {count} message(s) older than {args.older_than}")
+        kind = f" {args.category}" if args.category else ""
+        print(f"expired {count}{kind} message(s) older than {args.older_than}")
     return 0

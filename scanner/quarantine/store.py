@@ -243,15 +243,16 @@ class Quarantine:
                 files.remove(path)
         return rec
 
-    def expire(self, older_than_seconds: float) -> int:
-        """Remove messages stored more than ``older_than_seconds`` ago; how many went.
+    def expire(self, older_than_seconds: float, category: str | None = None) -> int:
+        """Remove messages stored more than ``older_than_seconds`` ago (of ``category``
+        alone, when given); how many went.
 
         Messages being released are kept (a release that broke off over a day ago is
         not), then debris older than the cut-off is swept (see :meth:`sweep`).
         """
         cutoff = time.time() - older_than_seconds
         count = 0
-        for rec in self.index.iter_rows(before=cutoff):
+        for rec in self.index.iter_rows(category=category, before=cutoff):
             if self.index.delete_expired(rec.mail_id, cutoff):
                 path = self.file_of(rec)
                 if path is not None:

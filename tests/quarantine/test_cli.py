@@ -190,6 +190,26 @@ def test_delete_and_expire(setup):
     assert q.list() == []
 
 
+def test_expire_one_category_keeps_the_others(setup):
+    """expire --category: a retention per category (viruses a week, spam a month);
+    old mail of other categories and new mail of that one stay, files included."""
+    config, q = setup
+    old_virus = store(q, category="VIRUS", subject="old virus")
+    old_spam = store(q, category="SPAM", subject="old spam")
+    new_virus = store(q, category="VIRUS", subject="new virus")
+    with q.index._transaction(write=True) as run:
+        for rec in (old_virus, old_spam):
+            run("UPDATE quarantine SET stored_at = ? WHERE mail_id = ?",
+                [time.time() - 8 * 86400, rec.mail_id])
+    out = cli(config, "expire", "--older-than", "7d", "--category", "virus")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"expired 1 VIRUS message(s) older than 7d\n"
+    assert sorted(r.mail_id for r in q.list()) == sorted([old_spam.mail_id, new_virus.mail_id])
+    assert not Path(old_virus.path).exists() and Path(old_spam.path).exists()
+    out = cli(config, "expire", "--older-than", "7d", "--category", "viruses")
+    assert out.returncode == 2 and b"'viruses' is not a quarantine category" in out.stderr
+
+
 def test_two_cli_releases_at_once_deliver_once(setup, sink: Sink):
     config, q = setup
     sink.behaviour.delay = 0.5
