@@ -49,7 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--subject", metavar="TEXT",
                     help="only messages whose Subject contains TEXT (any case)")
     lp.add_argument("--since", help="only newer: a duration (2d, 12h) or a date (2024-03-01)")
-    lp.add_argument("--json", action="store_true", help="print a JSON array")
+    shape = lp.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print a JSON array")
+    shape.add_argument("--ids", action="store_true",
+                       help="print the mail_ids alone, one a line (for xargs)")
     lp.set_defaults(func=_list)
 
     sp = qsub.add_parser("show", parents=[common], help="show one message's index entry")
@@ -204,6 +207,9 @@ def _list(args: argparse.Namespace) -> int:
                         args.sender, args.subject, config.policy.recipient_delimiter)
     if args.json:
         _print_json_array(r.as_dict() for r in records)
+    elif args.ids:
+        for rec in records:
+            print(rec.mail_id)
     else:
         for rec in records:
             print(_short(rec))

@@ -101,6 +101,9 @@ def test_list_by_sender_pattern_and_subject(setup):
     assert ids("--subject", "pills", "--category", "VIRUS") == []
     out = cli(config, "list", "--sender", "alice")
     assert out.returncode == 2 and b"'alice' is not an address pattern" in out.stderr
+    out = cli(config, "list", "--ids", "--sender", "@.example.org")
+    assert out.returncode == 0 and out.stdout == f"{alice.mail_id}\n{sub.mail_id}\n".encode()
+    assert cli(config, "list", "--ids", "--json").returncode == 2
 
 
 def test_text_from_the_mail_cannot_drive_the_terminal(setup):
