@@ -52,6 +52,9 @@ def _optional_commands(sub: argparse._SubParsersAction) -> None:
         add = getattr(ml_commands, name, None)
         if add is not None:
             add(sub)
+    from scanner.cli import model_cmd
+
+    model_cmd.add_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
