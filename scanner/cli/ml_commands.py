@@ -71,12 +71,12 @@ def _probability(text: str) -> float:
     return value
 
 
-def _config_option(parser: argparse.ArgumentParser) -> None:
+def config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", help="configuration whose [checks.settings.bayes] "
                         "model is the default --model (default: as for serve)")
 
 
-def _model_path(args: argparse.Namespace) -> str:
+def model_path(args: argparse.Namespace) -> str:
     """``--model``, else the configuration's bayes model, else the shipped model: by
     default the commands work on the model the filter started with that configuration
     reads."""
@@ -119,7 +119,7 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     _common(parser)
     parser.add_argument("--model", help="model file to write (default: the model the "
                         "configuration's [checks.settings.bayes] uses, else the shipped one)")
-    _config_option(parser)
+    config_option(parser)
     parser.add_argument("--update", action="store_true",
                         help="continue training the existing --model with this mail")
     parser.add_argument("--features", metavar="TOML",
@@ -162,7 +162,7 @@ def add_learn_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("file", nargs="?", default="-", help="message file, - for stdin")
     parser.add_argument("--model", help="model file (default: the model the configuration's "
                         "[checks.settings.bayes] uses, else the shipped one)")
-    _config_option(parser)
+    config_option(parser)
     parser.add_argument("--verbose", action="store_true", help="say what happened")
     parser.set_defaults(func=run_learn)
     return parser
@@ -199,7 +199,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     try:
-        path = _model_path(args)
+        path = model_path(args)
     except ConfigError as exc:
         _err(str(exc))
         return 2
@@ -276,11 +276,11 @@ def run_eval(args: argparse.Namespace) -> int:
                                            jobs=_jobs(args))
             method = f"{args.folds}-fold cross-validation"
         else:
-            model_path = _model_path(args)
-            model = load_model(model_path)
+            path = model_path(args)
+            model = load_model(path)
             corpus = _read(args, model.settings, "reading")
             probabilities = score_rows(model, corpus)
-            method = f"model {model_path}"
+            method = f"model {path}"
     except (ModelError, TrainingError, FileNotFoundError, ValueError) as exc:
         _err(str(exc))
         return 1
@@ -332,7 +332,7 @@ def run_learn(args: argparse.Namespace) -> int:
         _err(f"{name}: {problem}; nothing learned")
         return 1
     try:
-        path = _model_path(args)
+        path = model_path(args)
     except ConfigError as exc:
         _err(str(exc))
         return 2

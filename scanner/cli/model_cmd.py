@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scanner.cli.ml_commands import _config_option, _model_path
+from scanner.cli.ml_commands import config_option, model_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "and file checksum")
     ip.add_argument("--model", help="model file (default: the model the configuration's "
                     "[checks.settings.bayes] uses, else the shipped one)")
-    _config_option(ip)
+    config_option(ip)
     ip.add_argument("--json", action="store_true", help="print the facts as JSON")
     ip.set_defaults(func=run_info)
 
@@ -36,7 +36,7 @@ def run_info(args: argparse.Namespace) -> int:
     from scanner.ml.model import Model
     from scanner.ml.modelformat import MAX_FILE_BYTES
 
-    path = _model_path(args)
+    path = model_path(args)
     try:  # one read: the checksum shown is that of the model shown, whatever replaces it
         data = Path(path).read_bytes()
         if len(data) > MAX_FILE_BYTES:
