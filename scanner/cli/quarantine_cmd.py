@@ -29,6 +29,7 @@ from scanner.text import printable
 EX_FAIL = 1
 EX_TEMPFAIL = 75
 EX_PIPE = 141  # what a shell reports for a command ended by SIGPIPE
+STATES = ("held", "releasing", "released")  # QuarantineRecord.state
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -48,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "@.dom (and its subdomains) or <> (bounces), as allow_senders")
     lp.add_argument("--subject", metavar="TEXT",
                     help="only messages whose Subject contains TEXT (any case)")
+    lp.add_argument("--state", choices=STATES,
+                    help="only messages in this state (released: an audit of releases)")
     lp.add_argument("--since", help="only newer: a duration (2d, 12h) or a date (2024-03-01)")
     shape = lp.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="print a JSON array")
@@ -205,6 +208,8 @@ def _list(args: argparse.Namespace) -> int:
     since = parse_since(args.since) if args.since else None
     records = _matching(q.records(category=args.category, rcpt=args.rcpt, since=since),
                         args.sender, args.subject, config.policy.recipient_delimiter)
+    if args.state:
+        records = (r for r in records if r.state == args.state)
     if args.json:
         _print_json_array(r.as_dict() for r in records)
     elif args.ids:

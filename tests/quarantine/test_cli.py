@@ -213,6 +213,25 @@ def test_expire_one_category_keeps_the_others(setup):
     assert out.returncode == 2 and b"'viruses' is not a quarantine category" in out.stderr
 
 
+def test_list_by_state_audits_releases(setup):
+    """--state released lists what was released (an audit), held what still waits,
+    releasing a release that is under way or broke off."""
+    config, q = setup
+    released = store(q, subject="released one")
+    held = store(q, subject="held one")
+    stuck = store(q, subject="stuck one")
+    assert cli(config, "release", released.mail_id).returncode == 0
+    with q.index._transaction(write=True) as run:
+        run("UPDATE quarantine SET release_started = ? WHERE mail_id = ?",
+            [time.time(), stuck.mail_id])
+    for state, rec in (("released", released), ("held", held), ("releasing", stuck)):
+        out = cli(config, "list", "--ids", "--state", state)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == f"{rec.mail_id}\n".encode(), state
+    out = cli(config, "list", "--state", "done")
+    assert out.returncode == 2 and b"invalid choice: 'done'" in out.stderr
+
+
 def test_two_cli_releases_at_once_deliver_once(setup, sink: Sink):
     config, q = setup
     sink.behaviour.delay = 0.5
