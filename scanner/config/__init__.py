@@ -214,23 +214,27 @@ def check_recipient_pattern(src: str, where: str, pattern: str) -> None:
                           f"for it and its subdomains, or 'user@{pattern}'")
 
 
+def _sender_patterns(where: str, table: object) -> list[tuple[str, str]]:
+    """(how the error names it, pattern) of every sender pattern of a policy table: the
+    sender lists' entries and the keys of ``sender_scores``."""
+    found = [(f"'{where}.{name}[{i}]' = {pattern!r}", pattern)
+             for name in ("allow_senders", "block_senders", "allow_senders_dkim")
+             for i, pattern in enumerate(getattr(table, name, None) or ())]
+    found += [(f"'{where}.sender_scores.\"{pattern}\"'", pattern)
+              for pattern in getattr(table, "sender_scores", None) or {}]
+    return found
+
+
 def check_policy_table(config: Config, src: str, where: str, table: object) -> None:
     """The checks beyond types and choices that a [policy] table, a bank, a recipient
     table or a policy SQL row (scanner.policy.sql) must pass; ``src`` and ``where``
     name it in the ConfigError."""
-    for name in ("allow_senders", "block_senders", "allow_senders_dkim"):
-        for i, pattern in enumerate(getattr(table, name, None) or ()):
-            if "@" not in pattern and pattern != "<>":
-                raise ConfigError(
-                    f"{src}: '{where}.{name}[{i}]' = {pattern!r} never matches; "
-                    f"write '@{pattern}' for the domain, '@.{pattern}' for it and its "
-                    f"subdomains, 'user@{pattern}', or '<>' for the null sender")
-    for pattern in getattr(table, "sender_scores", None) or {}:
+    for label, pattern in _sender_patterns(where, table):
         if "@" not in pattern and pattern != "<>":
             raise ConfigError(
-                f"{src}: '{where}.sender_scores.\"{pattern}\"' never matches; write "
-                f"'@{pattern}' for the domain, '@.{pattern}' for it and its subdomains, "
-                f"'user@{pattern}', or '<>' for the null sender")
+                f"{src}: {label} never matches; write '@{pattern}' for the domain, "
+                f"'@.{pattern}' for it and its subdomains, 'user@{pattern}', or '<>' for "
+                "the null sender")
     _check_notify_admin(src, where, getattr(table, "notify_admin", None) or {})
     for key in ("quarantine_to", "archive_to"):
         _check_copy_address(src, f"{where}.{key}", getattr(table, key, None) or "")
