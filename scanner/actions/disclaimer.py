@@ -19,7 +19,7 @@ import logging
 from scanner.actions.disclaimer_body import Untouched, add_disclaimer
 from scanner.addresses import parse_addresses
 from scanner.config.disclaimer import PLACEHOLDER, read_disclaimer
-from scanner.policy.effective import is_local, recipient_is_local
+from scanner.policy.effective import recipient_is_local, sender_is_local
 from scanner.policy.lookup import lookup
 from scanner.task import Destiny, Task, Verdict
 
@@ -49,7 +49,9 @@ def disclaimer_for(task: Task, address: str, verdict: Verdict,
     if defanged or verdict.destiny is not Destiny.PASS or not policy.allow_disclaimers \
             or not (policy.disclaimer_text or policy.disclaimer_html):
         return ()
-    ours = [a for a in originators(task) if task.originator_local.get(a, is_local(policy, a))]
+    known = task.originator_local  # the policy stage's answers, sources included
+    ours = [a for a in originators(task)
+            if (known[a] if a in known else sender_is_local(policy, a))]
     if not ours:
         log.debug("(%s) no disclaimer: sender not local", task.log_id)
         return ()
