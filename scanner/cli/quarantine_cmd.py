@@ -182,16 +182,19 @@ def _sender_pattern(text: str) -> str:
     return bare
 
 
-def _matching(records: Iterable[QuarantineRecord], sender: str | None, subject: str | None,
+def _matching(records: Iterable[QuarantineRecord], args: argparse.Namespace,
               delimiter: str) -> Iterator[QuarantineRecord]:
-    """``records`` whose envelope sender matches the ``sender`` pattern (the policy's
-    address patterns: an extension after ``delimiter`` is matched without it too, a
-    domain in either IDN spelling) and whose Subject contains ``subject``, any case."""
-    wanted = subject.casefold() if subject else None
+    """``records`` that pass the filters the index cannot apply: the envelope sender
+    matches the ``--sender`` pattern (the policy's address patterns: an extension after
+    ``delimiter`` is matched without it too, a domain in either IDN spelling), the
+    Subject contains ``--subject`` in any case, the state is ``--state``."""
+    wanted = args.subject.casefold() if args.subject else None
     for rec in records:
-        if sender is not None and not listed([sender], rec.sender, delimiter):
+        if args.sender is not None and not listed([args.sender], rec.sender, delimiter):
             continue
         if wanted is not None and wanted not in rec.subject.casefold():
+            continue
+        if args.state and rec.state != args.state:
             continue
         yield rec
 
@@ -207,9 +210,7 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     since = parse_since(args.since) if args.since else None
     records = _matching(q.records(category=args.category, rcpt=args.rcpt, since=since),
-                        args.sender, args.subject, config.policy.recipient_delimiter)
-    if args.state:
-        records = (r for r in records if r.state == args.state)
+                        args, config.policy.recipient_delimiter)
     if args.json:
         _print_json_array(r.as_dict() for r in records)
     elif args.ids:
