@@ -22,8 +22,31 @@ def check_relays_unparseable(view: Any) -> float:
     return 1.0 if view.relays_unparseable else 0.0
 
 
+_HTML_START = re.compile(
+    rb"<(?:!doctype\s+html|html|head|body|font|table|center|div|p)\b", re.I)
+_HTML_FILE = re.compile(r"\.s?html?$", re.I)
+_LEADING = b"\xef\xbb\xbf \t\r\n"
+
+
+def check_html_as_text(view: Any) -> float:
+    """This project's: 1 when a text/plain part (declared, or a message without any
+    Content-Type) starts with HTML markup. A mail client that writes HTML says so;
+    bulk-mail programs that paste a web page into a bare message do not. Attachments
+    and parts named *.html (which SpamAssassin reads as HTML) do not count."""
+    for part in view.leaves:
+        if part.ctype != "text/plain" or _HTML_FILE.search(part.name):
+            continue
+        disposition = part.headers.raw("Content-Disposition")
+        if disposition and disposition[-1].strip().lower().startswith(b"attachment"):
+            continue
+        if _HTML_START.match(part.data[:512].lstrip(_LEADING)):
+            return 1.0
+    return 0.0
+
+
 EVALS: dict[tuple[str, str], Eval] = {
     ("header", "check_relays_unparseable"): check_relays_unparseable,
+    ("rawbody", "check_html_as_text"): check_html_as_text,
 }
 """(rule kind, function) -> implementation; SpamAssassin registers these without
 arguments."""
