@@ -9,7 +9,9 @@ knows. Each takes the view and returns the rule's value (0: no hit).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
+from email.utils import mktime_tz, parsedate_tz
 from typing import Any
 
 Eval = Callable[[Any], float]
@@ -44,9 +46,42 @@ def check_html_as_text(view: Any) -> float:
     return 0.0
 
 
+FUTURE_HOURS = 6
+
+
+def _epoch(value: bytes) -> float | None:
+    try:  # parsedate_tz has raised on odd input in some Python releases
+        parsed = parsedate_tz(" ".join(value.decode("latin-1").split()))
+        return None if parsed is None else float(mktime_tz(parsed))
+    except (OverflowError, ValueError, IndexError, TypeError):
+        return None
+
+
+def arrival(view: Any) -> float:
+    """When the message reached this site: the date of the topmost Received header
+    (the receiving MTA's own, written on arrival), else now."""
+    for value in view.headers.raw("Received")[:1]:
+        _, sep, date = value.rpartition(b";")
+        when = _epoch(date) if sep else None
+        if when is not None:
+            return when
+    return time.time()
+
+
+def check_date_in_future(view: Any) -> float:
+    """This project's (SpamAssassin has its DATE_IN_FUTURE_* bands): 1 when Date: is
+    more than ``FUTURE_HOURS`` later than the message's arrival. Bulk senders date
+    their mail ahead so that it sorts at the top of a mailbox; a client's wrong time
+    zone is off by whole hours, too, which is why a few hours are allowed."""
+    values = view.headers.raw("Date")
+    sent = _epoch(values[0]) if values else None
+    return 1.0 if sent is not None and sent - arrival(view) > FUTURE_HOURS * 3600 else 0.0
+
+
 EVALS: dict[tuple[str, str], Eval] = {
     ("header", "check_relays_unparseable"): check_relays_unparseable,
     ("rawbody", "check_html_as_text"): check_html_as_text,
+    ("header", "check_date_in_future"): check_date_in_future,
 }
 """(rule kind, function) -> implementation; SpamAssassin registers these without
 arguments."""

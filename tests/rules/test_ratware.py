@@ -99,3 +99,29 @@ def test_date_without_zone(shipped: RuleSet, date: str, hit: bool) -> None:
     raw = _mail("Message-ID: <a1@example.org>\n").replace(
         b"Tue, 14 Jan 2025 10:21:07 +0100", date.encode())
     assert ("SC_DATE_NO_TZ" in names(run(shipped, raw))) is hit
+
+
+_RECEIVED = ("Received: from mail.example.org (mail.example.org [192.0.2.20])\n"
+             "\tby mx.example.net (Postfix) with ESMTP id 5A1B2C3D4E\n"
+             "\tfor <bob@example.net>; {}\n")
+
+
+@pytest.mark.parametrize(("received", "date", "hit"), [
+    # measured from the topmost Received header's date
+    ("Tue, 14 Jan 2025 09:02:11 +0100", "Tue, 14 Jan 2025 15:10:00 +0100", True),
+    ("Tue, 14 Jan 2025 09:02:11 +0100", "Tue, 14 Jan 2025 14:55:00 +0100", False),
+    ("Tue, 14 Jan 2025 09:02:11 +0100", "Tue, 14 Jan 2025 09:00:00 -0400", False),
+    ("Tue, 14 Jan 2025 09:02:11 +0100", "Tue, 14 Jan 2025 09:00:00 -0600", True),
+    ("Tue, 14 Jan 2025 09:02:11 +0100", "Mon, 13 Jan 2025 09:00:00 +0100", False),
+    # no Received header, or none with a date: measured from now
+    (None, "Thu, 1 Jan 2099 00:00:00 +0000", True),
+    (None, "Tue, 14 Jan 2025 09:00:00 +0100", False),
+    ("not a date", "Thu, 1 Jan 2099 00:00:00 +0000", True),
+    # an unreadable Date: is SC_DATE_MALFORMED's, not this rule's
+    ("Tue, 14 Jan 2025 09:02:11 +0100", "tomorrow", False),
+])
+def test_date_in_future(shipped: RuleSet, received: str | None, date: str, hit: bool) -> None:
+    head = _RECEIVED.format(received) if received is not None else ""
+    raw = head.encode() + _mail("Message-ID: <a1@example.org>\n").replace(
+        b"Tue, 14 Jan 2025 10:21:07 +0100", date.encode())
+    assert ("SC_DATE_IN_FUTURE" in names(run(shipped, raw))) is hit
