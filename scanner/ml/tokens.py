@@ -33,6 +33,11 @@ _VERP = re.compile(r"bounce|return|errors|-\d{3,}|\d{5,}|[=+]")
 _SUBJ_REPLY = re.compile(r"(?i)\s*(re|aw|sv)\s*:")
 _SUBJ_FORWARD = re.compile(r"(?i)\s*(fw|fwd|wg)\s*:")
 _DOUBLE_EXT = re.compile(r"\.[a-z0-9]{2,4}\.[a-z0-9]{2,4}$")
+_OUTLOOK_FORM = re.compile(r"^\s*<[0-9a-f]{12}\$[0-9a-f]{8}\$[0-9a-f]{8}\$?@", re.I)
+_OUTLOOK_CLOCK = re.compile(r"^\s*<[0-9a-f]{4}01[b-e]", re.I)
+_OUTLOOK_MAILER = re.compile(r"^\s*Microsoft (?:Office )?Outlook(?: Express)?(?:,? Build)? \d")
+_MICROSOFT_MID = re.compile(r"@(?:[^\s>]+\.)?(?:hotmail|msn|live|outlook)\.com>", re.I)
+_DATE_NO_ZONE = re.compile(r"\d:\d\d(?::\d\d)?\s*(?:\([^)]*\)\s*)?$")
 
 
 @lru_cache(maxsize=512)
@@ -127,11 +132,14 @@ def _misc_header_tokens(mt: MessageText, from_domain: str) -> Iterator[str]:
             yield f"mid:rdom={registered_domain(mid_domain)}"
             if registered_domain(mid_domain) == registered_domain(from_domain):
                 yield "mid:matches_from"
+    yield from _made_by_tokens(mt, message_id)
     date = mt.header("date")
     if not date:
         yield "date:missing"
     elif parsedate_tz(date) is None:
         yield "date:unparsable"
+    elif _DATE_NO_ZONE.search(date.strip()):
+        yield "date:no_zone"
     if mt.header("in-reply-to") or mt.header("references"):
         yield "thread:reply"
     mailer = mt.header("x-mailer") or mt.header("user-agent")
@@ -146,6 +154,19 @@ def _misc_header_tokens(mt: MessageText, from_domain: str) -> Iterator[str]:
             yield f"{name}={value.strip()[:1].lower()}"
     if not mt.header("mime-version"):
         yield "mime:no_version"
+
+
+def _made_by_tokens(mt: MessageText, message_id: str) -> Iterator[str]:
+    """What wrote the Message-ID: Outlook's form (and whether its clock digits are
+    possible), and an X-Mailer that claims Outlook over a Message-ID Outlook did not
+    write (the rule SC_FORGED_OUTLOOK reads the same facts)."""
+    outlook_form = bool(_OUTLOOK_FORM.match(message_id))
+    genuine = outlook_form and bool(_OUTLOOK_CLOCK.match(message_id))
+    if outlook_form:
+        yield "mid:outlook_form" if genuine else "mid:outlook_form_bad_clock"
+    if _OUTLOOK_MAILER.match(mt.header("x-mailer")) and not genuine \
+            and not _MICROSOFT_MID.search(message_id) and not mt.header("thread-index"):
+        yield "mailer:outlook_forged"
 
 
 def subject_tokens(subject: str) -> Iterator[str]:

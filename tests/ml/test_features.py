@@ -10,7 +10,7 @@ import numpy as np
 from scanner.ml.features import Extractor, FeatureSettings
 from scanner.ml.received import external_hops, parse_hop, registered_domain
 from scanner.ml.text import message_text
-from scanner.ml.tokens import client_and_relays, received_tokens
+from scanner.ml.tokens import client_and_relays, header_tokens, received_tokens
 from tests.ml.conftest import CORPORA, REPO
 
 SETTINGS = FeatureSettings(hash_bits=18)
@@ -167,3 +167,31 @@ def test_the_setting_is_stored_only_when_on() -> None:
     assert on.to_dict()["fold_obfuscation"] is True
     assert FeatureSettings.from_dict(on.to_dict()) == on
     assert FeatureSettings.from_dict(FeatureSettings().to_dict()).fold_obfuscation is False
+
+
+def _made_by(headers: str) -> set[str]:
+    raw = ("From: Alice <alice@example.org>\nTo: bob@example.net\nSubject: notes\n"
+           f"{headers}\nHello Bob.\n").encode()
+    return set(header_tokens(message_text(raw))) & {
+        "mid:outlook_form", "mid:outlook_form_bad_clock", "mailer:outlook_forged",
+        "date:no_zone"}
+
+
+def test_made_by_tokens() -> None:
+    """How a message was made, as the rules of 12_ratware.cf read it: Outlook's
+    Message-ID form and its clock, an X-Mailer claiming Outlook over another form, a Date:
+    without zone. A date's value is never a token."""
+    genuine = "Message-ID: <003a01db6675$7f0e2b40$7d2a81c0$@example.org>\n"
+    assert _made_by("X-Mailer: Microsoft Outlook 16.0\n" + genuine
+                    + "Date: Tue, 14 Jan 2025 10:21:07 +0100\n") == {"mid:outlook_form"}
+    assert _made_by("Message-ID: <000056e43b6b$000071f9$00000b63@example.org>\n") == {
+        "mid:outlook_form_bad_clock"}
+    assert _made_by("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\n"
+                    "Message-ID: <200208221955.UAA06531@relay.example.org>\n") == {
+        "mailer:outlook_forged"}
+    assert _made_by("X-Mailer: Microsoft Outlook Express 6.00.2600.0000\n"
+                    "Message-ID: <DAV32l8aii08N8yxdZj00009342@hotmail.com>\n") == set()
+    assert _made_by("X-Mailer: Microsoft Office Outlook 12.0\nThread-Index: AcK8xY==\n"
+                    "Message-ID: <5F1C2B3A@exch01.example.org>\n") == set()
+    assert _made_by("Date: Fri, 23 Aug 2002 19:27:52\n") == {"date:no_zone"}
+    assert _made_by("Date: Fri, 23 Aug 2002 19:27:52 -0400 (EDT)\n") == set()
