@@ -26,7 +26,6 @@ def check_relays_unparseable(view: Any) -> float:
 
 _HTML_START = re.compile(
     rb"<(?:!doctype\s+html|html|head|body|font|table|center|div|p)\b", re.I)
-_HTML_FILE = re.compile(r"\.s?html?$", re.I)
 _LEADING = b"\xef\xbb\xbf \t\r\n"
 
 
@@ -36,7 +35,7 @@ def check_html_as_text(view: Any) -> float:
     bulk-mail programs that paste a web page into a bare message do not. Attachments
     and parts named *.html (which SpamAssassin reads as HTML) do not count."""
     for part in view.leaves:
-        if part.ctype != "text/plain" or _HTML_FILE.search(part.name):
+        if part.effective_type != "text/plain":
             continue
         disposition = part.headers.raw("Content-Disposition")
         if disposition and disposition[-1].strip().lower().startswith(b"attachment"):

@@ -26,6 +26,7 @@ _TEXT_TYPE = re.compile(r"text\b")
 _OWN_TEXT_TYPES = frozenset({"text/html", "text/calendar", "text/x-vcard"})
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*\"?([^\";\s]+)", re.I)
 _NAME_PARAM = re.compile(r"name\s*=\s*\"?([^\";]+)", re.I)
+_HTML_NAME = re.compile(r"\.s?html?$", re.I)
 
 
 @dataclass(slots=True)
@@ -38,6 +39,12 @@ class TextPart:
     headers: hdr.HeaderBlock
     name: str = ""
     source: Any = None  # the decoders' part it was made from, if any (its render cache)
+
+    @property
+    def effective_type(self) -> str:
+        """The type the rules read the part as: a part named *.html or *.shtml is
+        text/html whatever it declares (SpamAssassin)."""
+        return "text/html" if _HTML_NAME.search(self.name) else self.ctype
 
 
 def _content_type(block: hdr.HeaderBlock) -> tuple[str, str, str]:

@@ -73,7 +73,6 @@ _ASCII_PARA = re.compile(r"\n+[ \t\n\r\f\x0b]*\n+")
 _WIDE = re.compile(r"[^\x00-\xff]")
 _RAW_FOLD = re.compile(rb"\r?\n\s+")
 _ENVELOPE_ADDR = re.compile(rb"<?([^\s<>]*@[^\s<>]+|)>?")
-_HTML_NAME = re.compile(r"\.s?html?$", re.I)
 _RENDER_MEMO = "rules.render"  # key of the rendered HTML in a decoders' part's memo
 _ALL_RANGES = {"ALL-TRUSTED": ("trusted", False), "ALL-UNTRUSTED": ("trusted", True),
                "ALL-INTERNAL": ("internal", False), "ALL-EXTERNAL": ("internal", True)}
@@ -246,10 +245,10 @@ class MessageView:
         links: list[str] = []
         anchors: list[tuple[str, str]] = []
         for part in self.leaves:
-            if part.ctype not in ("text/plain", "text/html") and \
-                    not _HTML_NAME.search(part.name):
+            kind = part.effective_type
+            if kind not in ("text/plain", "text/html"):
                 continue
-            is_html = part.ctype == "text/html" or bool(_HTML_NAME.search(part.name))
+            is_html = kind == "text/html"
             text, chars = normalize(part.data, part.charset)
             if is_html and text:
                 rendered = _render(text, part.source)
@@ -285,7 +284,7 @@ class MessageView:
         out: list[bytes] = []
         for part in self.leaves:
             # by the effective type: a part named *.html is text/html (SpamAssassin)
-            ctype = "text/html" if _HTML_NAME.search(part.name) else part.ctype
+            ctype = part.effective_type
             if not (ctype.startswith("text") or ctype.startswith("message")) \
                     or part.ctype == "text/calendar":
                 continue
