@@ -184,6 +184,14 @@ def test_auth_bench_reports_latencies() -> None:
         assert data[key]["n"] > 0 and data[key]["p50_ms"] > 0
 
 
+def test_dns_transport_bench_measures_both_transports() -> None:
+    data = json.loads(_run("bench/auth/dns_transport.py", "-n", "90", "--rounds", "2",
+                           "--json"))
+    assert set(data["median_us"]) == {"transport, socket per query", "transport, kept socket",
+                                      "client, socket per query", "client, kept socket"}
+    assert all(len(v) == 2 and min(v) > 0 for v in data["rounds"].values()), data
+
+
 def test_rules_bench_loads_and_scores_both_rule_sets() -> None:
     from scanner.rules.loader import load_rules
 

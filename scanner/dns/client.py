@@ -40,6 +40,7 @@ from scanner.dns.cache import (
 )
 from scanner.dns.inflight import SharedQueries
 from scanner.dns.settings import DnsSettings, resolver_addresses
+from scanner.dns.shared_udp import SharedSockets, is_loopback
 from scanner.dns.stub import (
     EDNS_PAYLOAD,
     NO_EDNS_RCODES,
@@ -124,10 +125,11 @@ class DnsClient:
     """Queries through one resolver configuration; safe to share between checks.
 
     Each query goes to the resolvers in turn over UDP (TCP when the answer is
-    truncated), ``ATTEMPT_TIMEOUT`` per try, until the query's time is up; a resolver
-    that fails (SERVFAIL, REFUSED, unreachable, garbage) is not asked again for that
-    query; one that answers FORMERR, NOTIMP or BADVERS to our EDNS0 query is asked again
-    without EDNS (RFC 6891 section 7), and gets plain queries for the next
+    truncated; one kept socket per loopback resolver, see :mod:`scanner.dns.shared_udp`,
+    a socket per query for any other), ``ATTEMPT_TIMEOUT`` per try, until the query's
+    time is up; a resolver that fails (SERVFAIL, REFUSED, unreachable, garbage) is not
+    asked again for that query; one that answers FORMERR, NOTIMP or BADVERS to our EDNS0
+    query is asked again without EDNS (RFC 6891 section 7), and gets plain queries for the next
     :data:`NO_EDNS_MEMORY` seconds, as unbound remembers such a server. Identical
     queries (name and type) from concurrent askers share one query on the wire
     (:mod:`scanner.dns.inflight`). At most :data:`MAX_IN_FLIGHT` queries are on the wire
@@ -136,7 +138,9 @@ class DnsClient:
     writes the queries of ordinary names, dnspython the rest (see there why)."""
 
     def __init__(self, servers: list[tuple[str, int]], timeout: float,
-                 cache_size: int = 0) -> None:
+                 cache_size: int = 0, share_loopback: bool = True) -> None:
+        """``share_loopback=False``: a socket per query for loopback resolvers too
+        (the tests run both transports against the same scripted resolvers)."""
         self._servers = servers
         self._timeout = timeout
         self._cache = AnswerCache(cache_size)
@@ -144,6 +148,9 @@ class DnsClient:
         self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._shared: SharedQueries[tuple[Answer, float]] = SharedQueries()
         self._no_edns: dict[tuple[str, int], float] = {}
+        self._loopback = {server for server in servers
+                          if share_loopback and is_loopback(server[0])}
+        self._sockets = SharedSockets()
 
     async def query(self, name: str, rdtype: str, deadline: Deadline,
                     timeout: float | None = None) -> Answer:
@@ -181,11 +188,14 @@ class DnsClient:
         the wait counts against ``limit``."""
         end = time.monotonic() + limit
         slots = self._gate()
-        try:
-            async with asyncio.timeout(limit):
-                await slots.acquire()
-        except TimeoutError:
-            return Answer(Status.TIMEOUT), 0.0
+        if slots.locked():  # a free slot is taken at once: no timer needed then
+            try:
+                async with asyncio.timeout(limit):
+                    await slots.acquire()
+            except TimeoutError:
+                return Answer(Status.TIMEOUT), 0.0
+        else:
+            await slots.acquire()
         try:
             return await self._ask(wire, name, rdtype, max(0.0, end - time.monotonic()))
         finally:
@@ -229,7 +239,11 @@ class DnsClient:
         end = time.monotonic() + left
         if uses_edns(wire) and self._no_edns.get(server, 0.0) > time.monotonic():
             wire = without_edns(wire)  # it did not understand EDNS0 lately
-        reply = await udp_exchange(wire, server, min(ATTEMPT_TIMEOUT, left))
+        attempt = min(ATTEMPT_TIMEOUT, left)
+        if server in self._loopback:  # one socket for all (scanner.dns.shared_udp)
+            reply = await self._sockets.get(server).exchange(wire, attempt)
+        else:
+            reply = await udp_exchange(wire, server, attempt)
         if reply is None:
             return None
         ttl = quick_nxdomain(wire, reply)
