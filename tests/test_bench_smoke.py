@@ -80,6 +80,7 @@ def test_throughput_bench_runs_the_loop_ceiling_and_the_filter() -> None:
     assert flt["log_lines"] == 30  # one summary line per message
     assert flt["cpu_seconds"] > 0 and flt["pss_kib"] > 0 and flt["processes"] == 3
     assert data["ratio_c_to_b"] > 0
+    assert data["filter_code"].startswith(f"{REPO} at ")  # which checkout's code ran
 
 
 @pytest.mark.postfix

@@ -117,6 +117,21 @@ class ScannerProcess:
             self.proc.wait(timeout=5)
 
 
+def filter_code() -> str:
+    """Which code the filter runs: this checkout (``python -m scanner`` runs with the
+    checkout as its working directory, so ``PYTHONPATH`` cannot choose another; run the
+    script from a clone at the commit to measure), its commit, and whether files differ."""
+    def git(*argv: str) -> str:
+        out = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True,
+                             text=True, check=False)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    changed = " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") \
+        else ""
+    return f"{ROOT} at {commit}{changed}"
+
+
 def scanner_toml(base: Path, port: int, reinject_port: int, args: argparse.Namespace,
                  clamd_endpoint: str | None = None) -> str:
     """The filter's configuration for one benchmark run (ClamAV on only with a clamd)."""

@@ -46,7 +46,7 @@ from scanner.testing.postfix import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import DEFAULT_CORPUS, load_corpus  # noqa: E402
-from filter_process import MESSAGE_TIMEOUT, ScannerProcess  # noqa: E402
+from filter_process import MESSAGE_TIMEOUT, ScannerProcess, filter_code  # noqa: E402
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SENDER = "sender@example.test"
@@ -317,6 +317,7 @@ def summary(results: dict[str, Result], args: argparse.Namespace) -> dict[str, o
     return {
         "messages": args.messages, "connections": args.connections, "source": args.source,
         "filter_maxproc": args.filter_maxproc, "workers": args.workers,
+        "filter_code": filter_code(),
         "cpus": os.cpu_count(),
         "checks": args.checks, "disabled_checks": args.disable_checks,
         "dns": ("local NSD, every name NXDOMAIN" if getattr(args, "local_dns_resolver", None)
@@ -334,6 +335,7 @@ def print_text(data: dict[str, object]) -> None:
     print(f"{data['messages']} messages, {data['connections']} connections, "
           f"source {data['source']}, filter maxproc {data['filter_maxproc']}, "
           f"scanner workers {data['workers']}, {data['cpus']} CPUs")
+    print(f"filter code: {data['filter_code']}")
     print(f"checks {data['checks']}, disabled {data['disabled_checks'] or '-'}; "
           f"DNS checks ask {data['dns']}")
     if "d" in data["results"]:  # type: ignore[operator]
