@@ -10,6 +10,7 @@ picked as bench/throughput/run.py picks them (same seed, same sample, CRLF line 
     .venv/bin/python bench/throughput/profile_pipeline.py -n 1000 [--profile]
     .venv/bin/python bench/throughput/profile_pipeline.py --disable-checks bayes,rules
     .venv/bin/python bench/throughput/profile_pipeline.py --disable-checks '' --local-dns
+    .venv/bin/python bench/throughput/profile_pipeline.py --digest --hits hits.jsonl
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def build(disabled: list[str], tmp: Path, resolver: str = "") -> tuple[Processor
 
 
 async def analyse_all(processor: Processor, checks: list[Any], messages: list[bytes],
-                      digest: Any = None) -> dict[str, list[float]]:
+                      digest: Any = None, hits_out: Any = None) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {"total": []}
     for check in checks:  # time each check by wrapping its run method
         timings[check.name] = []
@@ -90,10 +91,15 @@ async def analyse_all(processor: Processor, checks: list[Any], messages: list[by
         start = time.perf_counter()
         unpacked = await processor.analyse(task, listener)
         timings["total"].append((time.perf_counter() - start) * 1000)
-        if digest is not None:  # every hit of every message, to prove a change neutral
+        if digest is not None or hits_out is not None:
+            # every hit of every message, to prove a change neutral
             hits = sorted((h.symbol, round(h.factor, 6), h.options, h.part or "", h.source)
                           for h in task.hits)
-            digest.update(repr(hits).encode())
+            if digest is not None:
+                digest.update(repr(hits).encode())
+            if hits_out is not None:
+                hits_out.write(json.dumps({"message": len(timings["total"]) - 1,
+                                           "hits": [list(h) for h in hits]}) + "\n")
         if unpacked is not None:
             unpacked.close()
     return timings
@@ -112,6 +118,9 @@ def main() -> int:
     p.add_argument("--digest", action="store_true",
                    help="print a SHA-256 over every message's hits (same digest = same "
                         "results, for checking that an optimisation changed nothing)")
+    p.add_argument("--hits", type=Path, metavar="FILE",
+                   help="write each message's hits as a JSON line (diff two runs to see "
+                        "which messages a change touched)")
     p.add_argument("--dump", default="", metavar="FILE",
                    help="with --profile: also write the raw profile (pstats format)")
     p.add_argument("--local-dns", action="store_true",
@@ -133,7 +142,8 @@ def main() -> int:
             profiler.enable()
         digest = hashlib.sha256() if args.digest else None
         cpu = time.process_time()
-        timings = asyncio.run(analyse_all(processor, checks, messages, digest))
+        hits_out = stack.enter_context(args.hits.open("w")) if args.hits else None
+        timings = asyncio.run(analyse_all(processor, checks, messages, digest, hits_out))
         cpu = time.process_time() - cpu
         if profiler:
             profiler.disable()
