@@ -36,6 +36,7 @@ from scanner.ml.corpus import read_corpus  # noqa: E402
 from scanner.ml.evaluate import cross_validate, recall_at_fpr, roc_auc  # noqa: E402
 from scanner.ml.model import Model, load_model  # noqa: E402
 from scanner.ml.train import stratified_folds  # noqa: E402
+from scanner.testing.tar_extract import extract_data  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpora" / "spamassassin-public.tar.xz"
 SETTINGS = REPO / "models" / "default.features.toml"
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-classifier-") as tmp:
         workdir = Path(tmp)
         with tarfile.open(args.corpus) as tar:
-            tar.extractall(workdir, filter="data")
+            extract_data(tar, workdir)
         ham_dir = workdir / "spamassassin-public" / "ham"
         spam_dir = workdir / "spamassassin-public" / "spam"
         settings, _ = load_settings_file(SETTINGS)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from decoders import unpack  # noqa: E402
 from decoders.registry import load_decoders  # noqa: E402
+from scanner.testing.tar_extract import extract_data  # noqa: E402
 
 DEFAULT_CORPUS = ROOT / ".." / "shared" / "corpora" / "spamassassin-public.tar.xz"
 MB = 1_000_000
@@ -37,7 +38,7 @@ MB = 1_000_000
 
 def corpus_messages(tarball: Path, workdir: str, limit: int | None) -> list[bytes]:
     with tarfile.open(tarball) as tf:
-        tf.extractall(workdir, filter="data")
+        extract_data(tf, workdir)
     files = sorted(
         p for p in Path(workdir).rglob("*") if p.is_file() and p.parent.name in ("ham", "spam")
     )
