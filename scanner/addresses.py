@@ -9,12 +9,26 @@ as one without addresses, as the callers already read a header the parser reject
 
 from __future__ import annotations
 
+import inspect
 from email.utils import getaddresses, parseaddr
 
+_HAS_STRICT = "strict" in inspect.signature(parseaddr).parameters
+"""Whether this Python's ``parseaddr`` has the ``strict`` switch of the CVE-2023-27043 fix
+(upstream 3.11.10; Debian 12 backported it to its 3.11.2). Strict parsing gives
+``("", "")`` for a value with several addresses or a malformed one, where the older
+parser gave its first address."""
 
-def parse_address(value: str) -> tuple[str, str]:
-    """``email.utils.parseaddr(value)``, or ``("", "")`` when it cannot be parsed."""
+
+def parse_address(value: str, strict: bool = True) -> tuple[str, str]:
+    """``email.utils.parseaddr(value)``, or ``("", "")`` when it cannot be parsed.
+
+    ``strict=False`` asks for the lenient reading on every Python (the first address of
+    ``a@x, b@y``), the one Pythons without the CVE-2023-27043 fix always give: for the
+    classifier, whose tokens must not change with the interpreter's patch level. The
+    default is the interpreter's own reading."""
     try:
+        if not strict and _HAS_STRICT:
+            return parseaddr(value, strict=False)  # type: ignore[call-arg]
         return parseaddr(value)
     except (RecursionError, ValueError, IndexError):
         return "", ""

@@ -43,8 +43,11 @@ _DATE_NO_ZONE = re.compile(r"\d:\d\d(?::\d\d)?\s*(?:\([^)]*\)\s*)?$")
 @lru_cache(maxsize=512)
 def parseaddr(value: str) -> tuple[str, str]:
     """``email.utils.parseaddr`` with a small cache (From is read several times);
-    ``("", "")`` for a header it cannot parse (hundreds of nested comments)."""
-    return parse_address(value)
+    ``("", "")`` for a header it cannot parse (hundreds of nested comments). Always the
+    lenient reading (the first of several addresses), whatever the Python: the shipped
+    model was trained on one without the CVE-2023-27043 fix, and a token must mean the
+    same in training and scoring (scanner.addresses.parse_address)."""
+    return parse_address(value, strict=False)
 
 
 def bucket_count(value: int) -> str:

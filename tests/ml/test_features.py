@@ -195,3 +195,18 @@ def test_made_by_tokens() -> None:
                     "Message-ID: <5F1C2B3A@exch01.example.org>\n") == set()
     assert _made_by("Date: Fri, 23 Aug 2002 19:27:52\n") == {"date:no_zone"}
     assert _made_by("Date: Fri, 23 Aug 2002 19:27:52 -0400 (EDT)\n") == set()
+
+
+def test_address_tokens_do_not_depend_on_the_pythons_parseaddr() -> None:
+    """A From with several addresses gives the first one's tokens on every Python:
+    Debian 12's 3.11.2 (with the CVE-2023-27043 backport) and upstream 3.11.10+ read it
+    strictly as no address at all, older Pythons (the shipped model's training) as the
+    first; the classifier asks for the lenient reading everywhere."""
+    from scanner.addresses import parse_address
+
+    assert parse_address("WebXperts@one.example, Design@two.example,", strict=False) == (
+        "", "WebXperts@one.example")
+    raw = (b"From: WebXperts@one.example, Design@two.example,\r\nTo: u@example.test\r\n"
+           b"Subject: x\r\n\r\nbody\r\n")
+    tokens = set(header_tokens(message_text(raw)))
+    assert "from:dom=one.example" in tokens and "from:no_domain" not in tokens
