@@ -21,7 +21,7 @@ import pytest
 from scanner.checks.base import CheckContext, LastGood
 from scanner.config import Config, loads
 from scanner.config.schema import build
-from scanner.dns import DnsSettings
+from scanner.dns import DnsClient, DnsSettings
 from scanner.testing.dns_server import BlackHole, DnsServer, find_nsd
 from tests.auth.zones import all_zones, make_keys
 
@@ -81,6 +81,25 @@ def dns_table(server: DnsServer, **extra: Any) -> dict[str, Any]:
     """The ``dns`` settings table pointing at the test server."""
     return {"resolvers": [server.resolver], "timeout": 1.0, "budget": 3.0,
             "cache_size": 0, **extra}
+
+
+_SHARE_LOOPBACK = [True]
+
+
+@pytest.fixture(params=[True, False], ids=["kept-socket", "socket-per-query"])
+def both_udp_transports(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run a test over both UDP transports of the DNS client (a kept socket for a
+    loopback resolver, scanner.dns.shared_udp, and a socket per query): the clients
+    :func:`scripted_client` makes within it use the one of this run."""
+    _SHARE_LOOPBACK[0] = request.param
+    yield
+    _SHARE_LOOPBACK[0] = True
+
+
+def scripted_client(port: int, timeout: float) -> DnsClient:
+    """A DNS client without cache for a scripted resolver on 127.0.0.1:``port``."""
+    return DnsClient([("127.0.0.1", port)], timeout, cache_size=0,
+                     share_loopback=_SHARE_LOOPBACK[0])
 
 
 def run(coro: Any) -> Any:

@@ -4,33 +4,22 @@ that does not answer our question is dropped and the wait goes on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import dns.flags
 import dns.rcode
 import pytest
 
 from scanner.dns import Deadline, DnsClient, Status
-from tests.auth.conftest import run
+from tests.auth.conftest import run, scripted_client
 from tests.auth.fake_dns import FakeResolver, answer
 
 NAME = "2.0.0.127.bl.example"
 
 
+pytestmark = pytest.mark.usefixtures("both_udp_transports")
+
+
 def client_for(fake: FakeResolver, timeout: float = 1.0) -> DnsClient:
-    return DnsClient([("127.0.0.1", fake.port)], timeout, cache_size=0,
-                     share_loopback=SHARE_LOOPBACK[0])
-
-
-SHARE_LOOPBACK = [True]
-
-
-@pytest.fixture(autouse=True, params=[True, False], ids=["kept-socket", "socket-per-query"])
-def _transport(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test here runs over both UDP transports (scanner.dns.shared_udp)."""
-    SHARE_LOOPBACK[0] = request.param
-    yield
-    SHARE_LOOPBACK[0] = True
+    return scripted_client(fake.port, timeout)
 
 
 def with_other_id(wire: bytes) -> bytes:
