@@ -61,9 +61,11 @@ own timeout)."""
 
 MAX_IN_FLIGHT = 100
 """Queries one client has on the wire at once; the rest wait their turn (within their
-own time). Each holds a socket: unbounded, a few messages with many links exhausted the
-process's file descriptors (1,024 under systemd by default) and every further query,
-and the SMTP connections, failed."""
+own time). Toward a resolver that is not on the loopback interface each holds a socket:
+unbounded, a few messages with many links exhausted the process's file descriptors
+(1,024 under systemd by default) and every further query, and the SMTP connections,
+failed. (A loopback resolver's queries share one socket, scanner.dns.shared_udp; the
+limit still bounds what one worker asks of it at once.)"""
 
 _MAX_TTL = 2**31 - 1  # dnspython's "no TTL seen"
 
