@@ -170,6 +170,15 @@ def test_profile_pipeline_times_each_check() -> None:
         assert any(line.split()[:1] == [name] for line in out.splitlines()), out
 
 
+def test_compare_bench_runs_each_side_from_its_own_checkout() -> None:
+    data = json.loads(_run("bench/throughput/compare.py", "--base", "HEAD", "--pairs", "2",
+                           "-n", "20", "--mode", "in-process", "--json"))
+    assert len(data["runs"]["base"]) == len(data["runs"]["head"]) == 2
+    assert all(r["cpu_ms"] > 0 for side in data["runs"].values() for r in side)
+    assert len(data["cpu_ms_difference_per_pair"]) == 2
+    assert data["same_hits"] is True  # HEAD against the checkout: the same analysis
+
+
 def test_decode_bench_decodes_corpus_and_big_attachments() -> None:
     runs = [json.loads(line) for line in
             _run("bench/decode/bench_decode.py", "--limit", "30", "--json").splitlines()

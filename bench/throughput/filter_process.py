@@ -122,8 +122,8 @@ def filter_code() -> str:
     checkout as its working directory, so ``PYTHONPATH`` cannot choose another; run the
     script from a clone at the commit to measure), its commit, and whether files differ."""
     def git(*argv: str) -> str:
-        out = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True,
-                             text=True, check=False)
+        out = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(ROOT), *argv],
+                             capture_output=True, text=True, check=False)
         return out.stdout.strip() if out.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown commit"
