@@ -33,6 +33,7 @@ import secrets
 import socket
 import struct
 
+from scanner.dns.reverse import unmapped
 from scanner.dns.stub import answers_question
 
 _RECV_SIZE = 65535
@@ -41,11 +42,9 @@ _RECV_SIZE = 65535
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is a loopback address (127.0.0.0/8, ::1, ::ffff:127.x)."""
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(unmapped(host)).is_loopback
     except ValueError:
         return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
 class SharedUdp:
