@@ -13,8 +13,8 @@ kill and replace it, or clamd is killed and started again. The
 messages are handed to Postfix evenly over the chaos time, so the filter is busy
 throughout. Afterwards Postfix's queue is flushed until every message is delivered and
 the queue is empty (a message whose copy the next hop took just before a kill is still
-queued for its retry), or the time runs out, and the Maildir is counted by an ``X-Chaos-Id`` header added to each
-message.
+queued for its retry), or the time runs out, and the Maildir is counted by an
+``X-Chaos-Id`` header added to each message.
 
 What it proves: no message is lost (``missing`` must be empty). Duplicates are the
 price of SMTP's own window (the next hop has the message, Postfix has not yet got our
