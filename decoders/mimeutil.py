@@ -7,13 +7,12 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
-from email import policy
 from email.header import decode_header
 from email.message import Message
-from email.parser import BytesHeaderParser
 from email.utils import unquote
 from typing import NamedTuple
 
+from decoders.headerparse import parse_header_block
 from decoders.mimeparams import preserved_params
 
 _BLANK = re.compile(rb"\r?\n")
@@ -60,7 +59,6 @@ class Entity(Message):
         return list(params)
 
 
-_PARSER = BytesHeaderParser(_class=Entity, policy=policy.compat32)
 
 
 def split_head_body(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
@@ -117,7 +115,7 @@ def parse_headers(block: bytes) -> Message:
     """
     block = _SPACE_BEFORE_COLON.sub(rb"\1:", block)
     try:
-        return _PARSER.parsebytes(block)
+        return parse_header_block(block, Entity)
     except Exception:
         return Message()
 

@@ -197,6 +197,36 @@ def test_idle_timeout_does_not_cut_a_message_being_scanned_or_sent(tmp_path: Pat
     assert len(sink.received) == 1
 
 
+def test_idle_timeout_counts_from_the_last_command(tmp_path: Path, sink: Sink):
+    """The idle timer is not re-made at every command: one armed timer fires and, when
+    the client was heard from since, waits again for the rest; the scan cancels it
+    and the reply re-arms it. A client active for three idle times stays; once quiet
+    it gets 421 an idle time after its last command, not earlier and not much later."""
+    proc, port = start_filter(tmp_path, sink.port, server_extra="idle_timeout = 1")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            f = conn.makefile("rb")
+            assert f.readline().startswith(b"220 ")
+            conn.sendall(b"HELO postfix.test\r\nMAIL FROM:<a@example.org>\r\n"
+                         b"RCPT TO:<b@example.test>\r\nDATA\r\n")
+            assert [f.readline()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+            conn.sendall(message("idle") + b".\r\n")
+            assert f.readline().startswith(b"250 ")
+            end = time.monotonic() + 3
+            while time.monotonic() < end:  # a NOOP every 0.3 s for three idle times
+                conn.sendall(b"NOOP\r\n")
+                assert f.readline().startswith(b"250 ")
+                time.sleep(0.3)
+            conn.sendall(b"NOOP\r\n")
+            assert f.readline().startswith(b"250 ")
+            last = time.monotonic()
+            assert f.readline().startswith(b"421 4.4.2 ")
+            quiet = time.monotonic() - last
+            assert 0.9 <= quiet < 2.5, quiet
+    finally:
+        proc.stop()
+
+
 def test_lmtp_gives_one_reply_per_recipient(tmp_path: Path, sink: Sink):
     lmtp_port = free_port()
     proc, _ = start_filter(tmp_path, sink.port, lmtp_port=lmtp_port)

@@ -16,8 +16,12 @@ a private NSD (``--local-dns``):
 * ``--mode in-process``: ``profile_pipeline.py -n N --digest``, the analysis alone;
   its CPU per message, and whether both sides give the same hits digest.
 
+``--mode spine`` runs (c) as ``--mode postfix`` does but with the spine alone (no
+decoding, no checks: bench/throughput/spine.toml), the SMTP in, the reinjection and the
+log line that every message costs whatever is checked.
+
     .venv/bin/python bench/throughput/compare.py --base 56f8e45 [--head HEAD] [--pairs 3]
-        [--mode postfix|in-process] [-n 3000]
+        [--mode postfix|in-process|spine] [-n 3000]
 
 Needs root, postfix and nsd (as run.py and profile_pipeline.py do).
 """
@@ -55,10 +59,12 @@ def worktree(rev: str, where: Path) -> Path:
 def measure(checkout: Path, args: argparse.Namespace) -> dict[str, object]:
     """One measurement of the code in ``checkout``."""
     corpus = str(args.corpus.resolve())
-    if args.mode == "postfix":
+    if args.mode in ("postfix", "spine"):
+        checks = (["--disable-checks", "auth,dnsbl,uribl,banned,rules,bayes",
+                   "--extra-toml", str(ROOT / "bench/throughput/spine.toml")]
+                  if args.mode == "spine" else ["--disable-checks", "", "--local-dns"])
         out = _run(checkout, "bench/throughput/run.py", "-n", str(args.messages), "--configs",
-                   "c", "--rounds", "1", "--disable-checks", "", "--local-dns",
-                   "--corpus", corpus, "--json")
+                   "c", "--rounds", "1", *checks, "--corpus", corpus, "--json")
         result = json.loads(out)["results"]["c"]
         if result["error"]:
             raise SystemExit(f"{checkout}: (c) failed: {result['error']}")
@@ -85,7 +91,7 @@ def main() -> int:
     p.add_argument("--base", required=True, help="the commit to compare against")
     p.add_argument("--head", help="the other commit (default: this checkout as it is)")
     p.add_argument("--pairs", type=int, default=3)
-    p.add_argument("--mode", choices=("postfix", "in-process"), default="postfix")
+    p.add_argument("--mode", choices=("postfix", "in-process", "spine"), default="postfix")
     p.add_argument("-n", "--messages", type=int, default=3000)
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     p.add_argument("--json", action="store_true")

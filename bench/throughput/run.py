@@ -390,7 +390,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--disable-checks", default="auth,dnsbl,uribl",
                    help="scanner checks to disable (default: the DNS checks, which need a "
                    "resolver this machine lacks; see bench/auth for their latency)")
-    p.add_argument("--extra-toml", help="TOML text appended to the scanner configuration")
+    p.add_argument("--extra-toml",
+                   help="a TOML file whose text is appended to the scanner configuration")
     p.add_argument("--local-dns", action="store_true",
                    help="point the DNS checks (auth, dnsbl, uribl) at a private NSD holding "
                    "an empty root zone: every lookup is answered NXDOMAIN at once, as a "

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
+from decoders.headerparse import parse_header_block
 from decoders.mimeutil import Entity, decode_words
 
 # amavis's parse_message_id tokens: FWS, a comment, <msg-id>, anything else
@@ -19,9 +18,6 @@ _MSG_ID_TOKENS = re.compile(r"""[ \t]+|\((?:\\.|[^()\\]){0,999}\)"""
                             r"""|[^"<>\[\]\\])*>)|[^<( \t]+|.""", re.DOTALL)
 _QUEUE_ID = re.compile(r"\bwith\s+\S+\s+id\s+([0-9A-Za-z]+)", re.IGNORECASE)
 HEADER_SCAN_LIMIT = 1 << 20
-# the MIME decoder's parser (its Entity reads parameters once, in linear time), so that
-# the decoder can take this parse of the top-level section instead of its own
-_PARSER = BytesHeaderParser(_class=Entity, policy=compat32)
 
 
 def header_section(raw: bytes) -> bytes:
@@ -32,8 +28,11 @@ def header_section(raw: bytes) -> bytes:
 
 
 def parse_headers(raw: bytes) -> Message:
-    """The header section of ``raw`` (at most the first MiB is looked at)."""
-    return _PARSER.parsebytes(header_section(raw))
+    """The header section of ``raw`` (at most the first MiB is looked at), parsed as the
+    MIME decoder parses one (an :class:`Entity`, which reads parameters once, in linear
+    time), so that the decoder can take this parse of the top-level section instead of
+    its own."""
+    return parse_header_block(header_section(raw), Entity)
 
 
 def postfix_queue_id(msg: Message) -> str | None:

@@ -122,6 +122,11 @@ class SMTPClient:
 
     async def _drain(self) -> None:
         try:
+            if self._writer.transport.get_write_buffer_size() == 0:
+                # the socket took everything: drain cannot wait (it still raises for a
+                # lost connection), so no timer is armed and cancelled for it
+                await self._writer.drain()
+                return
             async with asyncio.timeout(self._timeout):
                 await self._writer.drain()
         except (TimeoutError, OSError) as exc:

@@ -69,6 +69,7 @@ class FilterSMTP(SMTP):
         self._held: list[str] = []
         self._scanning = False  # the DATA handler runs: no idle timeout
         self._active = time.monotonic()  # when the client last sent or we last replied
+        self._idle_deadline = 0.0  # loop time the idle timer (_idle_check) runs out at
 
     def data_received(self, data: bytes) -> None:
         self._active = time.monotonic()
@@ -78,6 +79,29 @@ class FilterSMTP(SMTP):
                 and not self._scanning):
             self._reset_timeout()
         super().data_received(data)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Restart the idle time (aiosmtpd calls this at every command, we at every
+        read). aiosmtpd cancels and schedules a timer each time, about ten per
+        message; here a timer already armed to fire no later than the new deadline
+        stays, and when it fires early it re-arms for what is left (
+        :meth:`_idle_check`). A cancelled timer (DATA's scan) is armed afresh."""
+        loop = self.loop
+        deadline = loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if handle is not None and not handle.cancelled() and handle.when() <= deadline:
+            return
+        if handle is not None:
+            handle.cancel()
+        self._timeout_handle = loop.call_at(deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        deadline = self._idle_deadline
+        if self.loop.time() < deadline:  # something was read or sent since it was armed
+            self._timeout_handle = self.loop.call_at(deadline, self._idle_check)
+            return
+        self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         """server.idle_timeout passed without a byte from the client: say so with 421
