@@ -68,18 +68,19 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.postfix
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("postfix"),
                     reason="the throughput bench runs a private Postfix: needs root and postfix")
-def test_throughput_bench_runs_the_loop_ceiling_and_the_filter() -> None:
-    data = json.loads(_run("bench/throughput/run.py", "-n", "30", "--configs", "bc",
+def test_throughput_bench_runs_the_loop_ceiling_the_filter_and_the_floor_relay() -> None:
+    data = json.loads(_run("bench/throughput/run.py", "-n", "30", "--configs", "bcr",
                            "--warmup", "5", "--json"))
-    for kind in ("b", "c"):
+    for kind in ("b", "c", "r"):
         result = data["results"][kind]
         assert result["error"] is None
         assert (result["messages"], result["deferred"], result["bounced"]) == (30, 0, 0)
         assert result["rate"] > 0
-    flt = data["results"]["c"]["filter"]
-    assert flt["log_lines"] == 30  # one summary line per message
-    assert flt["cpu_seconds"] > 0 and flt["pss_kib"] > 0 and flt["processes"] == 3
-    assert data["ratio_c_to_b"] > 0
+    for kind in ("c", "r"):  # scanner serve, and the floor relay in its place
+        flt = data["results"][kind]["filter"]
+        assert flt["log_lines"] == 30  # one line per message
+        assert flt["cpu_seconds"] > 0 and flt["pss_kib"] > 0 and flt["processes"] == 3
+    assert data["ratio_c_to_b"] > 0 and data["ratio_r_to_b"] > 0
     assert data["filter_code"].startswith(f"{REPO} at ")  # which checkout's code ran
 
 

@@ -117,6 +117,32 @@ class ScannerProcess:
             self.proc.wait(timeout=5)
 
 
+class FloorRelayProcess(ScannerProcess):
+    """run.py's (r): bench/throughput/floor_relay.py, the bare asyncio relay, in place of
+    ``scanner serve`` (same ports, same log-line ending, so the same measurements)."""
+
+    def __init__(self, base: Path, port: int, reinject_port: int) -> None:
+        self.base = base
+        self.port = port
+        self.reinject_port = reinject_port
+        self.log_file = base / "floor.log"
+        self.out_file = base / "floor.out"
+        self.proc = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        with open(self.out_file, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench/throughput/floor_relay.py"),
+                 "--port", str(self.port), "--next-port", str(self.reinject_port),
+                 "--log", str(self.log_file)],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_port(self.port, timeout)
+        except PostfixError:
+            raise RuntimeError(f"floor relay does not listen on port {self.port}\n"
+                               f"{self.tail()}") from None
+
+
 def filter_code() -> str:
     """Which code the filter runs: this checkout (``python -m scanner`` runs with the
     checkout as its working directory, so ``PYTHONPATH`` cannot choose another; run the

@@ -46,7 +46,12 @@ from scanner.testing.postfix import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import DEFAULT_CORPUS, load_corpus  # noqa: E402
-from filter_process import MESSAGE_TIMEOUT, ScannerProcess, filter_code  # noqa: E402
+from filter_process import (  # noqa: E402
+    MESSAGE_TIMEOUT,
+    FloorRelayProcess,
+    ScannerProcess,
+    filter_code,
+)
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SENDER = "sender@example.test"
@@ -57,6 +62,7 @@ LABELS = {
     "b": "loop ceiling (content_filter -> own reinjection smtpd)",
     "c": "Postfix + scanner serve (ClamAV check off)",
     "d": "Postfix + scanner serve (ClamAV check on, private clamd)",
+    "r": "Postfix + floor relay (bench/throughput/floor_relay.py: a bare asyncio relay)",
 }
 
 
@@ -185,7 +191,8 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
     result = Result(config=kind, label=LABELS[kind])
     base = make_base_dir(prefix=f"scanner-bench-{kind}-")
     reinject_port, filter_port = free_port(), free_port()
-    target = {"a": None, "b": reinject_port, "c": filter_port, "d": filter_port}[kind]
+    target = {"a": None, "b": reinject_port, "c": filter_port, "d": filter_port,
+              "r": filter_port}[kind]
     inst = PostfixInstance(
         base=base, smtpd_port=free_port(), reinject_port=reinject_port,
         filter=None if target is None else f"scanner:[127.0.0.1]:{target}",
@@ -202,6 +209,8 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
         if kind in "cd":
             scanner = ScannerProcess(base, filter_port, reinject_port, args,
                                      clamd.unix_endpoint if clamd is not None else None)
+        elif kind == "r":
+            scanner = FloorRelayProcess(base, filter_port, reinject_port)
         inst.start()
         if scanner is not None:
             scanner.start()
@@ -327,6 +336,7 @@ def summary(results: dict[str, Result], args: argparse.Namespace) -> dict[str, o
         "rounds": args.rounds,
         "ratio_c_to_b": ratio("c", "b"), "ratio_c_to_a": ratio("c", "a"),
         "ratio_d_to_b": ratio("d", "b"), "ratio_d_to_c": ratio("d", "c"),
+        "ratio_r_to_b": ratio("r", "b"), "ratio_c_to_r": ratio("c", "r"),
         "round_rates": {k: v for k, v in getattr(args, "round_rates", {}).items()},
     }
 
@@ -363,7 +373,8 @@ def print_text(data: dict[str, object]) -> None:
         print(f"medians of {data['rounds']} interleaved rounds; rates per round: "
               f"{data['round_rates']}")
     for key, text in (("ratio_c_to_b", "(c)/(b)"), ("ratio_c_to_a", "(c)/(a)"),
-                      ("ratio_d_to_b", "(d)/(b)"), ("ratio_d_to_c", "(d)/(c)")):
+                      ("ratio_d_to_b", "(d)/(b)"), ("ratio_d_to_c", "(d)/(c)"),
+                      ("ratio_r_to_b", "(r)/(b)"), ("ratio_c_to_r", "(c)/(r)")):
         value = data[key]
         if value is not None:
             print(f"{text} = {value:.3f}")
@@ -377,7 +388,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     p.add_argument("--size", type=int, default=4096, help="smtp-source payload bytes")
     p.add_argument("--seed", type=int, default=1, help="corpus sampling seed")
-    p.add_argument("--configs", default="abcd", help="which configurations to run, e.g. bc")
+    p.add_argument("--configs", default="abcd",
+                   help="which configurations to run, e.g. bc; r = the floor relay (not in "
+                        "the default)")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the configurations this many times, interleaved; report medians")
     p.add_argument("--warmup", type=int, default=20, help="untimed messages sent first")
@@ -410,8 +423,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.messages < 1 or args.connections < 1 or args.warmup < 0:
         p.error("--messages and --connections must be positive, --warmup not negative")
-    if set(args.configs) - set("abcd") or not args.configs:
-        p.error("--configs takes letters from 'abcd'")
+    if set(args.configs) - set("abcdr") or not args.configs:
+        p.error("--configs takes letters from 'abcdr'")
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
     return args
