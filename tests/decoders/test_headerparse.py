@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import re
-import tarfile
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -23,6 +22,7 @@ from decoders import headerparse
 from decoders.headerparse import parse_header_block
 from decoders.mimeutil import Entity
 from scanner.ml.text import strip_mbox_from
+from tests.decoders.corpus import corpus_messages
 
 
 def _state(msg: Message) -> dict:
@@ -121,27 +121,18 @@ def _sections(raw: bytes) -> list[bytes]:
 
 @pytest.mark.corpora
 def test_corpus_sections_parse_as_the_stdlib(corpora_dir: Path) -> None:
-    archive = corpora_dir / "spamassassin-public.tar.xz"
-    if not archive.is_file():
-        pytest.skip(f"{archive} not found")
     messages = sections = fast = 0
-    with tarfile.open(archive) as tf:
-        for info in tf:
-            if not info.isfile() or "/cmds" in info.name:
-                continue
-            fh = tf.extractfile(info)
-            assert fh is not None
-            stored = fh.read()
-            # as Postfix hands it over: CRLF, no mbox From line
-            smtp = re.sub(rb"\r?\n", b"\r\n", strip_mbox_from(stored))
-            for block in _sections(smtp):
-                _assert_same(block)
-                sections += 1
-            lf_block = stored[:stored.find(b"\n\n") + 2]  # as stored: mbox From line, LF
-            _assert_same(lf_block)
-            top = smtp[:smtp.find(b"\r\n\r\n") + 4]
-            fast += headerparse._parse_simple(top, Entity) is not None
-            messages += 1
+    for _, stored in corpus_messages(corpora_dir):
+        # as Postfix hands it over: CRLF, no mbox From line
+        smtp = re.sub(rb"\r?\n", b"\r\n", strip_mbox_from(stored))
+        for block in _sections(smtp):
+            _assert_same(block)
+            sections += 1
+        lf_block = stored[:stored.find(b"\n\n") + 2]  # as stored: mbox From line, LF
+        _assert_same(lf_block)
+        top = smtp[:smtp.find(b"\r\n\r\n") + 4]
+        fast += headerparse._parse_simple(top, Entity) is not None
+        messages += 1
     assert messages >= 6000
     assert sections >= 2 * messages
     assert fast >= messages * 0.95, (fast, messages)  # the common case is the fast one
