@@ -121,10 +121,11 @@ class FloorRelayProcess(ScannerProcess):
     """run.py's (r): bench/throughput/floor_relay.py, the bare asyncio relay, in place of
     ``scanner serve`` (same ports, same log-line ending, so the same measurements)."""
 
-    def __init__(self, base: Path, port: int, reinject_port: int) -> None:
+    def __init__(self, base: Path, port: int, reinject_port: int, workers: int) -> None:
         self.base = base
         self.port = port
         self.reinject_port = reinject_port
+        self.workers = workers  # as many as scanner serve gets (run.py --workers)
         self.log_file = base / "floor.log"
         self.out_file = base / "floor.out"
         self.proc = None
@@ -134,7 +135,7 @@ class FloorRelayProcess(ScannerProcess):
             self.proc = subprocess.Popen(
                 [sys.executable, str(ROOT / "bench/throughput/floor_relay.py"),
                  "--port", str(self.port), "--next-port", str(self.reinject_port),
-                 "--log", str(self.log_file)],
+                 "--log", str(self.log_file), "--workers", str(self.workers)],
                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for_port(self.port, timeout)

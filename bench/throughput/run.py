@@ -210,7 +210,7 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
             scanner = ScannerProcess(base, filter_port, reinject_port, args,
                                      clamd.unix_endpoint if clamd is not None else None)
         elif kind == "r":
-            scanner = FloorRelayProcess(base, filter_port, reinject_port)
+            scanner = FloorRelayProcess(base, filter_port, reinject_port, args.workers)
         inst.start()
         if scanner is not None:
             scanner.start()
