@@ -222,7 +222,7 @@ def test_idle_timeout_counts_from_the_last_command(tmp_path: Path, sink: Sink):
             last = time.monotonic()
             assert f.readline().startswith(b"421 4.4.2 ")
             quiet = time.monotonic() - last
-            assert 0.9 <= quiet < 2.5, quiet
+            assert 0.5 <= quiet < 5, quiet  # 1 s, with room for a loaded machine
     finally:
         proc.stop()
 
