@@ -59,8 +59,6 @@ class Entity(Message):
         return list(params)
 
 
-
-
 def split_head_body(raw: bytes | memoryview) -> tuple[bytes, memoryview]:
     """Header block and body (a zero-copy view); a leading mbox ``From`` line is dropped."""
     head, body, _ = split_header_section(raw)
