@@ -79,7 +79,11 @@ def test_throughput_bench_runs_the_loop_ceiling_the_filter_and_the_floor_relay()
     for kind in ("c", "r"):  # scanner serve, and the floor relay in its place
         flt = data["results"][kind]["filter"]
         assert flt["log_lines"] == 30  # one line per message
-        assert flt["cpu_seconds"] > 0 and flt["pss_kib"] > 0 and flt["processes"] == 3
+        assert flt["pss_kib"] > 0 and flt["processes"] == 3
+    # /proc counts CPU in 10 ms ticks: the relay's 30 messages (about 0.3 ms each) may
+    # read as none, scanner serve's (over 1 ms each) cannot
+    assert data["results"]["c"]["filter"]["cpu_seconds"] > 0
+    assert data["results"]["r"]["filter"]["cpu_seconds"] >= 0
     assert data["ratio_c_to_b"] > 0 and data["ratio_r_to_b"] > 0
     assert data["filter_code"].startswith(f"{REPO} at ")  # which checkout's code ran
 
