@@ -80,10 +80,9 @@ def test_throughput_bench_runs_the_loop_ceiling_the_filter_and_the_floor_relay()
         flt = data["results"][kind]["filter"]
         assert flt["log_lines"] == 30  # one line per message
         assert flt["pss_kib"] > 0 and flt["processes"] == 3
-    # /proc counts CPU in 10 ms ticks: the relay's 30 messages (about 0.3 ms each) may
-    # read as none, scanner serve's (over 1 ms each) cannot
+    # /proc counts CPU in 10 ms ticks: scanner serve's 30 messages (over 1 ms each) show;
+    # the relay's (about 0.3 ms each) may read as none, so its figure is not checked
     assert data["results"]["c"]["filter"]["cpu_seconds"] > 0
-    assert data["results"]["r"]["filter"]["cpu_seconds"] >= 0
     assert data["ratio_c_to_b"] > 0 and data["ratio_r_to_b"] > 0
     assert data["filter_code"].startswith(f"{REPO} at ")  # which checkout's code ran
 
