@@ -84,8 +84,8 @@ class FilterSMTP(SMTP):
         """Restart the idle time (aiosmtpd calls this at every command, we at every
         read). aiosmtpd cancels and schedules a timer each time, about ten per
         message; here a timer already armed to fire no later than the new deadline
-        stays, and when it fires early it re-arms for what is left (
-        :meth:`_idle_check`). A cancelled timer (DATA's scan) is armed afresh."""
+        stays, and when it fires early it re-arms for what is left
+        (:meth:`_idle_check`). A cancelled timer (DATA's scan) is armed afresh."""
         loop = self.loop
         deadline = loop.time() + (duration or self._timeout_duration)
         self._idle_deadline = deadline

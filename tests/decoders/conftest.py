@@ -28,4 +28,3 @@ def corpora_dir() -> Path:
     if not CORPORA.is_dir():
         pytest.skip(f"shared corpora not found at {CORPORA}")
     return CORPORA.resolve()
-
