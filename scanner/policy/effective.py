@@ -124,6 +124,7 @@ def client_is_local(config: Config, client_addr: str | None) -> bool:
     return bool(client_addr) and _in_networks(str(client_addr), config.policy.mynetworks)
 
 
+@lru_cache(maxsize=4096)  # pure; a few busy clients (Postfix's own relays) repeat
 def _in_networks(addr: str, networks: tuple[str, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(addr)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from scanner.errors import NextHopError
-from scanner.streams import idle_and_open
+from scanner.streams import has_line, idle_and_open
 
 # Writes up to this size are joined into one buffer (one TCP segment for commands and
 # small content); a larger piece is written by itself, saving a copy of a big message.
@@ -67,10 +67,14 @@ class SMTPClient:
     async def read_reply(self) -> Reply:
         """Read one reply (all its continuation lines)."""
         reply = Reply(0)
+        reader = self._reader
         while True:
             try:
-                async with asyncio.timeout(self._timeout):  # no extra Task, unlike wait_for
-                    raw = await self._reader.readline()
+                if has_line(reader):  # pipelined replies come together: no wait, no timer
+                    raw = await reader.readline()
+                else:
+                    async with asyncio.timeout(self._timeout):  # no Task, unlike wait_for
+                        raw = await reader.readline()
             except (TimeoutError, OSError, ValueError) as exc:
                 raise NextHopError(f"no reply from next hop: {_why(exc)}") from None
             if not raw:

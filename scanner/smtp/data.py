@@ -1,17 +1,15 @@
-"""Reading the DATA section in bulk.
+"""Reading the DATA section as it arrives.
 
-aiosmtpd reads DATA one line at a time (an ``await`` and a log call per line), which
-was a fifth of the filter's CPU time per message. This reader asks the stream for
-everything up to the next ``.<CR><LF>`` instead: it never reads past the end-of-data
-line (so pipelined commands after it stay in the stream), needs one call for most
-messages, and enforces the same limits as aiosmtpd: a line longer than the line limit
-(counted with its CRLF) gives 500, more data than the size limit gives 552, both only
-after the whole section has been read (RFC 5321 4.2.5).
+The listener (:mod:`scanner.smtp.server`) hands every piece the client sends during
+DATA to a :class:`DataReader`, which takes bytes up to and including the end-of-data
+line and never more (pipelined commands after it stay with the listener), and enforces
+the limits: a line longer than the line limit (counted with its CRLF) gives 500, more
+data than the size limit gives 552, both only after the whole section has been read
+(RFC 5321 4.2.5). The content is un-stuffed once, at the end.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from dataclasses import dataclass
 
@@ -23,7 +21,7 @@ class DataState(enum.Enum):
     """How reading the DATA section ended."""
 
     OK = "ok"
-    TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"  # aiosmtpd's texts
+    TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
     TOO_MUCH = "552 Error: Too much mail data"
 
 
@@ -61,37 +59,61 @@ class _LineMeter:
         return False
 
 
-async def read_data(reader: asyncio.StreamReader, *, line_limit: int,
-                    size_limit: int | None) -> tuple[DataState, bytes]:
-    """Read up to and including the end-of-data line; return the un-stuffed content.
+class DataReader:
+    """One DATA section, fed in the pieces the client's bytes arrive in."""
 
-    Raises :class:`asyncio.IncompleteReadError` when the client goes away first.
-    """
-    buf = bytearray()
-    meter = _LineMeter(line_limit)
-    state = DataState.OK
-    size = 0
-    while True:
-        try:
-            chunk = await reader.readuntil(_TAIL)
-        except asyncio.LimitOverrunError as exc:
-            chunk = await reader.readexactly(exc.consumed)
-        size += len(chunk)
-        if state is DataState.OK and meter.too_long(chunk):
+    def __init__(self, *, line_limit: int, size_limit: int | None) -> None:
+        self.state = DataState.OK
+        self.done = False
+        self._meter = _LineMeter(line_limit)
+        self._size_limit = size_limit
+        self._size = 0
+        self._content = bytearray()  # stuffed, with the end-of-data line once found
+        # the last (up to) four bytes taken, after a virtual CRLF before the first: the
+        # end-of-data line is the first ".\r\n" that starts a line
+        self._tail = b"\r\n"
+
+    def feed(self, data: bytes | bytearray) -> int:
+        """Take ``data`` up to the end of the section; return how many bytes were taken
+        (all of them unless the end was found: then :attr:`done` is set)."""
+        # an end-of-data line across the boundary with what came before ends within
+        # data's first four bytes; any other one lies wholly in data, after it
+        across = (self._tail + bytes(data[:4])).find(_END)
+        if across >= 0:
+            end = across + len(_END) - len(self._tail)
+        else:
+            inside = data.find(_END)
+            end = inside + len(_END) if inside >= 0 else -1
+        if end < 0:
+            self._take(data)
+            return len(data)
+        self._take(data[:end])
+        self.done = True
+        return end
+
+    def _take(self, piece: bytes | bytearray) -> None:
+        if not piece:
+            return
+        self._size += len(piece)
+        state = self.state
+        if state is DataState.OK and self._meter.too_long(piece):
             state = DataState.TOO_LONG
-        if state is DataState.OK and size_limit and size - len(_TAIL) > size_limit:
+        if state is DataState.OK and self._size_limit and \
+                self._size - len(_TAIL) > self._size_limit:
             state = DataState.TOO_MUCH
-        buf += chunk
-        if buf.endswith(_END) or buf == _TAIL:
-            break
-        if state is not DataState.OK:
-            del buf[:-len(_END)]  # keep only what the end-of-data test needs
-    if state is not DataState.OK:
-        return state, b""
-    with memoryview(buf) as view:  # one copy into bytes, not two via a bytearray slice
-        content = bytes(view[:-len(_TAIL)])
-    del buf  # before un-stuffing, which copies the message once more if a line needs it
-    return state, unstuff(content)
+        self.state = state
+        if state is DataState.OK:
+            self._content += piece
+        self._tail = (self._tail + bytes(piece[-4:]))[-4:]
+
+    def content(self) -> bytes:
+        """The un-stuffed content (``b""`` unless the state is OK); after :attr:`done`."""
+        if self.state is not DataState.OK:
+            return b""
+        with memoryview(self._content) as view:  # one copy into bytes, not two
+            content = bytes(view[:-len(_TAIL)])
+        self._content = bytearray()  # before un-stuffing, which may copy once more
+        return unstuff(content)
 
 
 def unstuff(data: bytes) -> bytes:

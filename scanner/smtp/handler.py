@@ -1,4 +1,4 @@
-"""The thin adapter between aiosmtpd's hooks and the Processor.
+"""The thin adapter between the listener's hooks and the Processor.
 
 It builds a Task from the session and envelope, hands it over, and turns the
 per-recipient replies into one reply (SMTP) or one per recipient (LMTP).
@@ -17,7 +17,7 @@ MAX_RECIPIENTS = 1000
 
 
 class FilterHandler:
-    """aiosmtpd handler hooks for one listener."""
+    """The listener's hooks (:mod:`scanner.smtp.server`) for one listener."""
 
     def __init__(self, processor: Processor, listener: Listener, size_limit: int,
                  log_ids: LogIds) -> None:
@@ -26,7 +26,7 @@ class FilterHandler:
         self._size_limit = size_limit
         self._log_ids = log_ids
 
-    async def handle_EHLO(self, server: Any, session: FilterSession, envelope: Any,
+    def handle_EHLO(self, server: Any, session: FilterSession, envelope: Any,
                           hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
         keywords = ["PIPELINING", f"SIZE {self._size_limit}", "8BITMIME", "SMTPUTF8",
@@ -37,7 +37,7 @@ class FilterHandler:
         lines[-1] = "250 " + lines[-1][4:]
         return lines
 
-    async def handle_RCPT(self, server: Any, session: FilterSession, envelope: FilterEnvelope,
+    def handle_RCPT(self, server: Any, session: FilterSession, envelope: FilterEnvelope,
                           address: str, params: list) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Error: too many recipients"

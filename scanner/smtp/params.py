@@ -6,9 +6,13 @@ Keys are compared case-insensitively and stored upper-case; values keep their ca
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from scanner.smtp import xtext
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""C0 and C1 controls and DEL: never in a DSN field."""
 
 Param = tuple[str, str | None]
 
@@ -95,7 +99,7 @@ def _xtext(value: str | None, limit: int, name: str) -> None:
         decoded = xtext.decode(value)
     except xtext.XtextError:
         raise ParamError(f"501 5.5.4 {name} is not valid xtext") from None
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in decoded):
+    if _CONTROL.search(decoded):
         raise ParamError(f"501 5.5.4 {name} holds a control character")
 
 

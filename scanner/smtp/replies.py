@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 
@@ -16,6 +17,7 @@ DEFAULT_ENHANCED = {
 NO_ENHANCED = {220, 235, 334, 354}
 
 
+@lru_cache(maxsize=1024)  # pure; most replies are the same few texts
 def with_enhanced(line: str) -> str:
     """Insert a default enhanced status code into a reply line that lacks one."""
     if len(line) < 4 or not line[:3].isdigit() or line[3] not in " -":

@@ -13,6 +13,9 @@ UNAVAILABLE = ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
 MAX_VALUE = 255
 MAX_PROTO = 64  # Postfix smtpd's limit
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+"""A dotted quad as ``ipaddress`` writes it (no leading zeros): taken as it is."""
 
 
 def parse(arg: str | None) -> dict[str, str | None]:
@@ -39,6 +42,8 @@ def _valid(key: str, value: str) -> str:
     if _CONTROL.search(value):
         raise ParamError(f"501 5.5.4 Bad XFORWARD {key} value (control characters)")
     if key == "ADDR":
+        if _IPV4.fullmatch(value):  # the usual case, without ipaddress's parse
+            return value
         bare = value[5:] if value.upper().startswith("IPV6:") else value
         try:
             return str(ipaddress.ip_address(bare))

@@ -45,7 +45,7 @@ class _Handler:
         self.b = behaviour
         self.lmtp = lmtp
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+    def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
         lines = [responses[0], "250-PIPELINING", "250-SIZE 1000000000", "250-8BITMIME",
@@ -53,7 +53,7 @@ class _Handler:
                  "250 XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE"]
         return lines
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+    def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           params: list) -> str:
         return self.b.rcpt_reply(address)
 
