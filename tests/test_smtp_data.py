@@ -110,3 +110,13 @@ def test_size_values_python_cannot_or_should_not_read(value: str, code: str | No
     with pytest.raises(ParamError) as caught:
         check_mail_params([("SIZE", value)], 10**8, True)
     assert caught.value.reply.startswith(code)
+
+
+def test_fed_one_byte_at_a_time() -> None:
+    """The listener feeds whatever a read returned; a byte per read is the worst split
+    of every end-of-data candidate at once."""
+    wire = b"A: 1\r\n\r\n..\r\n.\n.x\r\nx.\r\n\r\n.\r\nQUIT\r\n"
+    whole = (DataState.OK, b"A: 1\r\n\r\n.\r\n\n.x\r\nx.\r\n\r\n", b"QUIT\r\n")
+    assert _read([wire]) == whole
+    assert _read([wire[i:i + 1] for i in range(len(wire))]) == whole
+    assert _read([bytes([b]) for b in b".\r\nNOOP\r\n"]) == (DataState.OK, b"", b"NOOP\r\n")

@@ -55,3 +55,27 @@ def test_xtext_octets_are_read_as_utf8_once():
     assert encoded.isascii() and "\\x{F6}" in encoded and "+2B" in encoded
     assert xtext.decode_utf8_addr(xtext.decode(encoded)) == "jörg+x@пример.рф"
     assert xtext.decode_utf8_addr("a\\x{0}b") == "a\\x{0}b"  # no control characters
+
+
+def test_dotted_quads_taken_as_sent_are_what_ipaddress_writes() -> None:
+    """ADDR's fast path takes a dotted quad without parsing it: only where Python's
+    ``ipaddress`` would give the same text back; the rest (leading zeros, octets over
+    255, too few parts) still goes through it and gets its answer."""
+    import ipaddress
+    import random
+
+    rng = random.Random(5)
+    pieces = ["0", "00", "01", "007", "9", "10", "99", "100", "199", "249", "250", "255",
+              "256", "300", "1000", ""]
+    quads = [".".join(rng.choice(pieces) for _ in range(rng.choice((3, 4, 4, 4, 5))))
+             for _ in range(20000)]
+    for quad in quads:
+        try:
+            expected: str | None = str(ipaddress.ip_address(quad))
+        except ValueError:
+            expected = None
+        try:
+            got: str | None = xforward.parse(f"ADDR={quad}")["ADDR"] if quad else None
+        except ParamError:
+            got = None
+        assert got == expected, quad

@@ -192,7 +192,6 @@ def setup_logging(cfg: ServerConfig, hostname: str, source: str = "configuration
             sys_handler = Syslog(SYSLOG_SOCKET)
             root.addHandler(sys_handler)
     root.setLevel(cfg.log_level.upper())
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's chatter
     quiet_libraries(root.level)  # the decoders' libraries: only at debug
 
 

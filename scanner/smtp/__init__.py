@@ -1,1 +1,1 @@
-"""The SMTP/LMTP side: our listener (on aiosmtpd) and the protocol helpers."""
+"""The SMTP/LMTP side: our listener (an asyncio protocol) and the protocol helpers."""
