@@ -81,14 +81,14 @@ class Handler:
 
     def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                     responses: list[str]) -> list[str]:
+        # what scanner.smtp.handler.ehlo_lines answers, written out here: the stand-in
+        # must not depend on either tree's code (older trees have no such function)
         session.host_name = hostname
         keywords = ["PIPELINING", f"SIZE {SIZE_LIMIT}", "8BITMIME", "SMTPUTF8",
                     "ENHANCEDSTATUSCODES", "DSN"]
         if session.xforward_allowed:
             keywords.append("XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE")
-        lines = [responses[0]] + [f"250-{k}" for k in keywords]
-        lines[-1] = "250 " + lines[-1][4:]
-        return lines
+        return [responses[0], *(f"250-{k}" for k in keywords[:-1]), f"250 {keywords[-1]}"]
 
     def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                     params: list) -> str:

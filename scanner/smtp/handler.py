@@ -27,18 +27,12 @@ class FilterHandler:
         self._log_ids = log_ids
 
     def handle_EHLO(self, server: Any, session: FilterSession, envelope: Any,
-                          hostname: str, responses: list[str]) -> list[str]:
+                    hostname: str, responses: list[str]) -> list[str]:
         session.host_name = hostname
-        keywords = ["PIPELINING", f"SIZE {self._size_limit}", "8BITMIME", "SMTPUTF8",
-                    "ENHANCEDSTATUSCODES", "DSN"]
-        if session.xforward_allowed:
-            keywords.append("XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE")
-        lines = [responses[0]] + [f"250-{k}" for k in keywords]
-        lines[-1] = "250 " + lines[-1][4:]
-        return lines
+        return ehlo_lines(responses[0], self._size_limit, session.xforward_allowed)
 
     def handle_RCPT(self, server: Any, session: FilterSession, envelope: FilterEnvelope,
-                          address: str, params: list) -> str:
+                    address: str, params: list) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Error: too many recipients"
         return "250 2.1.5 Ok"
@@ -70,6 +64,18 @@ class FilterHandler:
                     client=client, policy_bank=self._listener.policy_bank,
                     listener=str(self._listener.port), peer=session.peer,
                     helo=session.host_name, log_id=self._log_ids.next())
+
+
+def ehlo_lines(first: str, size_limit: int, xforward_allowed: bool) -> list[str]:
+    """The EHLO/LHLO reply: ``first`` (``250-hostname``), then the extensions we offer
+    (XFORWARD only to the hosts allowed to send it)."""
+    keywords = ["PIPELINING", f"SIZE {size_limit}", "8BITMIME", "SMTPUTF8",
+                "ENHANCEDSTATUSCODES", "DSN"]
+    if xforward_allowed:
+        keywords.append("XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE")
+    lines = [first] + [f"250-{k}" for k in keywords]
+    lines[-1] = "250 " + lines[-1][4:]
+    return lines
 
 
 def aggregate(replies: list[str]) -> str:

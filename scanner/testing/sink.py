@@ -46,7 +46,7 @@ class _Handler:
         self.lmtp = lmtp
 
     def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                          responses: list[str]) -> list[str]:
+                    responses: list[str]) -> list[str]:
         session.host_name = hostname
         lines = [responses[0], "250-PIPELINING", "250-SIZE 1000000000", "250-8BITMIME",
                  "250-SMTPUTF8", "250-ENHANCEDSTATUSCODES", "250-DSN",
@@ -54,7 +54,7 @@ class _Handler:
         return lines
 
     def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          params: list) -> str:
+                    params: list) -> str:
         return self.b.rcpt_reply(address)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
