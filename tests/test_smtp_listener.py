@@ -202,3 +202,22 @@ def test_quit_closes_after_its_reply_and_nothing_after_it_is_read() -> None:
         assert transport.closed
         assert transport.text().endswith("250 XFORWARD NAME ADDR PORT\r\n221 2.0.0 Bye\r\n")
     asyncio.run(run())
+
+
+def test_a_command_line_trickled_in_byte_by_byte() -> None:
+    """A line that arrives a byte at a time is answered once, at its end; one longer
+    than the line limit is dropped as it grows (nothing kept beyond the limit)."""
+    async def run() -> None:
+        proto, transport, _ = _listener(line_limit=1002)
+        proto.data_received(b"EHLO postfix.test\r\n")
+        transport.writes.clear()
+        for byte in b"NOOP hello\r\n":
+            proto.data_received(bytes([byte]))
+        assert transport.text() == "250 2.0.0 OK\r\n"
+        transport.writes.clear()
+        for _ in range(3000):
+            proto.data_received(b"z")
+            assert len(proto._buffer) <= 1003
+        proto.data_received(b"\r\nNOOP\r\n")
+        assert transport.text() == "500 5.5.2 Command line too long\r\n250 2.0.0 OK\r\n"
+    asyncio.run(run())

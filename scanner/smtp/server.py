@@ -195,6 +195,13 @@ class FilterSMTP(asyncio.Protocol):
             if self._scan is not None:
                 self._update_reading()
                 return
+            if self._data is None and b"\n" not in data:
+                # more of an unfinished command line: nothing to look at again (a line
+                # trickled in byte by byte must not be rescanned at every byte)
+                if len(self._buffer) > self.line_length_limit:
+                    self._buffer.clear()
+                    self._skipping = True
+                return
             self._process(None)
         else:
             self._process(data)
