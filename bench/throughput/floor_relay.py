@@ -7,7 +7,7 @@ group in one write), reads DATA and undoes the dot-stuffing, then relays the mes
 over a kept connection to the reinjection smtpd in one write (XFORWARD as received,
 MAIL, RCPT, ``BDAT n LAST`` with the content), reads the replies, answers 250 only after
 the next hop's 250, and appends one line per message to a log file (one ``write``). No
-aiosmtpd, no header parse, no limits or checks of any kind, no DSN or SMTPUTF8 handling:
+SMTP library, no header parse, no limits or checks of any kind, no DSN or SMTPUTF8 handling:
 not a product, a measuring stick. run.py's (r) compares it with (b) the same way (c)
 compares ``scanner serve``, so (r)/(b) bounds what the spine's (c)/(b) could reach on
 the machine.
@@ -30,6 +30,11 @@ _EHLO = (b"250-floor\r\n250-PIPELINING\r\n250-SIZE 0\r\n250-8BITMIME\r\n"
 MAX_IDLE = 8  # kept connections per worker, as scanner.reinject.pool keeps at most
 
 
+def _usable(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """A kept connection the next hop has not closed (after its idle timeout)."""
+    return not (reader.at_eof() or writer.is_closing())
+
+
 class NextHop:
     """Kept connections to the reinjection smtpd: one per message in flight, at most
     MAX_IDLE kept between messages (each holds one of the smtpd's processes)."""
@@ -48,6 +53,8 @@ class NextHop:
 
     async def relay(self, commands: list[bytes], content: bytes) -> bytes:
         """Send one message; the next hop's final reply line, or a 451."""
+        while self.idle and not _usable(*self.idle[-1]):  # the next hop hung up meanwhile
+            self.idle.pop()[1].close()
         reused = bool(self.idle)
         try:
             async with asyncio.timeout(30):
@@ -65,7 +72,6 @@ class NextHop:
         except (OSError, TimeoutError) as exc:
             print(f"relay failed: {exc!r} reused={reused} commands={commands!r} "
                   f"replies={replies!r} size={len(content)}", file=sys.stderr, flush=True)
-            writer.close()
             writer.close()
             return b"451 4.4.1 next hop failed"
         if not all(r.startswith(b"250") for r in replies):
