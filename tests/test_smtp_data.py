@@ -90,7 +90,8 @@ def test_unstuff() -> None:
 def test_address_fast_path_agrees_with_the_full_parser(arg: str) -> None:
     """The regular-expression path for plain ``<local@domain>`` gives what the standard
     library's RFC 5322 parser gives (the path every other address takes)."""
-    from scanner.smtp.server import FilterSMTP, parse_address
+    from scanner.smtp.commands import parse_address
+    from scanner.smtp.server import FilterSMTP
 
     assert FilterSMTP._getaddr(object.__new__(FilterSMTP), arg) == parse_address(arg)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from scanner.mailid import LogIds, new_mail_id
 from scanner.pipeline.processor import Listener, Processor
-from scanner.smtp.server import FilterEnvelope, FilterSession
+from scanner.smtp.session import FilterEnvelope, FilterSession
 from scanner.task import ClientInfo, Envelope, Recipient, Task
 
 MAX_RECIPIENTS = 1000

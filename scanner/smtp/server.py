@@ -12,6 +12,10 @@ networks and outside a transaction), PIPELINING and ENHANCEDSTATUSCODES, enhance
 on every reply, line and size limits (5xx, after reading to the end of the line or of
 DATA), an idle timeout that answers 421, and LMTP (LHLO, one DATA reply per recipient).
 
+The commands themselves (what each checks, changes and answers) are in
+:mod:`scanner.smtp.commands`; this module reads the connection, takes command lines
+and DATA, writes the replies, keeps the idle timer and runs the scan.
+
 The handler (``scanner.smtp.handler.FilterHandler``, the test sink's) provides
 ``handle_EHLO(server, session, envelope, hostname, responses) -> list[str]`` and
 ``handle_RCPT(server, session, envelope, address, params) -> str``, both plain
@@ -24,64 +28,25 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import re
 import time
-from email._header_value_parser import get_addr_spec, get_angle_addr
 from typing import Any
 
-from scanner.smtp import params as esmtp
-from scanner.smtp import xforward
+from scanner.smtp.commands import Commands
 from scanner.smtp.data import DataReader, DataState
 from scanner.smtp.replies import with_enhanced
+from scanner.smtp.session import FilterEnvelope, FilterSession
 
 log = logging.getLogger("scanner.smtp")
 
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_PLAIN_ANGLE_ADDR = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>")
 BOGUS_LIMIT = 5
 """Unknown commands a session may send; the fifth one ends it (502)."""
 COMMAND_SIZE_LIMIT = 512
 """Longest command line before EHLO (RFC 5321 4.5.3.1.4)."""
 ESMTP_COMMAND_SIZE_LIMIT = 4096
 """Longest command line after EHLO (room for ESMTP parameters)."""
-_HELP = {
-    "DATA": "DATA", "EHLO": "EHLO hostname", "HELO": "HELO hostname",
-    "HELP": "HELP [command]", "LHLO": "LHLO hostname", "NOOP": "NOOP [ignored]",
-    "QUIT": "QUIT", "RSET": "RSET", "VRFY": "VRFY <address>",
-    "MAIL": "MAIL FROM:<address> [SP <mail-parameters>]",
-    "RCPT": "RCPT TO:<address> [SP <mail-parameters>]",
-    "XFORWARD": "XFORWARD attribute=value...",
-}
 
 
-class FilterSession:
-    """One connection: the client, its greeting and the XFORWARD attributes Postfix
-    sent for the next mail."""
-
-    def __init__(self, peer: Any) -> None:
-        self.peer = peer
-        self.host_name: str | None = None
-        self.extended_smtp = False
-        self.xforward: dict[str, str | None] = {}
-        self.xforward_allowed = False
-
-
-class FilterEnvelope:
-    """One transaction; ESMTP parameters keep their original case."""
-
-    def __init__(self) -> None:
-        self.mail_from: str | None = None
-        self.mail_options: list[str] = []
-        self.mail_params: list[esmtp.Param] = []
-        self.smtp_utf8 = False
-        self.rcpt_tos: list[str] = []
-        self.rcpt_params: list[list[esmtp.Param]] = []
-        self.content: bytes | None = None
-        self.original_content: bytes | None = None
-
-
-class FilterSMTP(asyncio.Protocol):
+class FilterSMTP(Commands, asyncio.Protocol):
     """ESMTP listener for Postfix's content_filter transport."""
 
     protocol_name = "ESMTP"
@@ -125,7 +90,7 @@ class FilterSMTP(asyncio.Protocol):
             "STARTTLS": self.smtp_STARTTLS,
         }
 
-    # -- the connection ------------------------------------------------------------------
+    # -- the connection --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
@@ -206,7 +171,7 @@ class FilterSMTP(asyncio.Protocol):
         else:
             self._process(data)
 
-    # -- taking commands and DATA --------------------------------------------------------
+    # -- taking commands and DATA ----------------------------------------------------------
     def _process(self, data: bytes | None) -> None:
         """Answer every complete command received (``data``, or the buffer when None);
         read DATA; start the scan at its end; write the replies."""
@@ -294,7 +259,7 @@ class FilterSMTP(asyncio.Protocol):
             log.error("%r SMTP session exception", self.session.peer, exc_info=error)
         return "451 4.3.0 Error in processing, try again later"
 
-    # -- replies -------------------------------------------------------------------------
+    # -- replies ---------------------------------------------------------------------------
     def _reply(self, status: str, *, ehlo: bool = False) -> None:
         """Queue a reply (written with the others of the group, :meth:`_flush`); every
         line gets a default enhanced status code unless it has one (not EHLO's)."""
@@ -330,7 +295,7 @@ class FilterSMTP(asyncio.Protocol):
         self._out.append(reply)
         self._write_closing()
 
-    # -- the idle timer ------------------------------------------------------------------
+    # -- the idle timer --------------------------------------------------------------------
     def _reset_timeout(self, duration: float | None = None) -> None:
         """Restart the idle time (at every read). A timer already armed to fire no later
         than the new deadline stays, and when it fires early it re-arms for what is left
@@ -375,18 +340,6 @@ class FilterSMTP(asyncio.Protocol):
         self._close_with("421 4.3.2 Service shutting down, closing transmission channel")
         return True
 
-    # -- state ---------------------------------------------------------------------------
-    def _new_transaction(self) -> None:
-        """After DATA, RSET and a greeting: no envelope, no XFORWARD attributes."""
-        self.envelope = FilterEnvelope()
-        self.session.xforward = {}
-
-    def _helo_needed(self) -> bool:
-        if not self.session.host_name:
-            self._reply(f"503 Error: send {self.greeting} first")
-            return True
-        return False
-
     def _peer_allowed(self, host: str) -> bool:
         try:
             addr = ipaddress.ip_address(host.split("%")[0])
@@ -396,217 +349,7 @@ class FilterSMTP(asyncio.Protocol):
             addr = addr.ipv4_mapped
         return any(addr in net for net in self._xforward_networks)
 
-    # -- commands ------------------------------------------------------------------------
-    def smtp_HELO(self, arg: str | None) -> None:
-        if not arg:
-            self._reply("501 Syntax: HELO hostname")
-            return
-        self._new_transaction()
-        self.session.extended_smtp = False
-        self.session.host_name = arg
-        self._reply(f"250 {self.hostname}")
-
-    def smtp_EHLO(self, arg: str | None) -> None:
-        if not arg:
-            self._reply("501 Syntax: EHLO hostname", ehlo=True)
-            return
-        self._new_transaction()
-        self.session.extended_smtp = True
-        response = [f"250-{self.hostname}"]
-        if self.data_size_limit:
-            response.append(f"250-SIZE {self.data_size_limit}")
-            self._mail_extra += 26
-        response += ["250-8BITMIME", "250-SMTPUTF8", "250 HELP"]
-        self._mail_extra += 10
-        lines = self.event_handler.handle_EHLO(self, self.session, self.envelope, arg,
-                                               response)
-        for line in lines:
-            self._reply(line, ehlo=True)
-
-    def smtp_LHLO(self, arg: str | None) -> None:
-        self.wrong_protocol("LHLO", "LMTP")
-
-    def smtp_NOOP(self, arg: str | None) -> None:
-        self._reply("250 OK")
-
-    def smtp_QUIT(self, arg: str | None) -> None:
-        if arg:
-            self._reply("501 Syntax: QUIT")
-            return
-        self._reply("221 Bye")
-        self._write_closing()
-
-    def smtp_HELP(self, arg: str | None) -> None:
-        names = sorted(n for n in self._commands if n in _HELP and self._offered(n))
-        if arg:
-            name = arg.upper()
-            if name in names:
-                self._reply(f"250 Syntax: {_HELP[name]}")
-                return
-        self._reply(f"{501 if arg else 250} Supported commands: {' '.join(names)}")
-
-    def _offered(self, name: str) -> bool:
-        if name == "XFORWARD":
-            return self.session.xforward_allowed
-        return name not in (("HELO", "EHLO") if self.protocol_name == "LMTP" else ("LHLO",))
-
-    def smtp_VRFY(self, arg: str | None) -> None:
-        if not arg:
-            self._reply("501 Syntax: VRFY <address>")
-            return
-        address, _ = self._getaddr(arg)
-        if address is None:
-            self._reply("502 Could not VRFY " + arg)
-            return
-        self._reply("252 Cannot VRFY user, but will accept message and attempt delivery")
-
-    def smtp_EXPN(self, arg: str | None) -> None:
-        self._reply("502 EXPN not implemented")
-
-    # Not advertised, so refused as Postfix's smtpd does without TLS and SASL
-    def smtp_AUTH(self, arg: str | None) -> None:
-        self._reply("503 5.5.1 Error: authentication not enabled")
-
-    def smtp_STARTTLS(self, arg: str | None) -> None:
-        self._reply("502 5.5.1 Error: command not implemented")
-
-    def wrong_protocol(self, command: str, spoken: str) -> None:
-        """The client greets in the other protocol: Postfix's transport points at the
-        wrong listener. Answer 421 and close, so that Postfix keeps the mail queued; a
-        5xx to the greeting makes it bounce every message."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        peer = transport.get_extra_info("peername") or ("?",)
-        local = transport.get_extra_info("sockname") or ("?", "?")
-        log.warning("client %s greeted with %s, but listener port %s speaks %s: its mail "
-                    "stays in the client's queue until the transport matches the listener "
-                    "(scanner postfix-config prints it)", peer[0], command, local[1],
-                    self.protocol_name)
-        self._close_with(f"421 4.3.5 {command}: this is {self.protocol_name}, not "
-                         f"{spoken}; check the Postfix transport, closing connection")
-
-    @staticmethod
-    def _strip_keyword(keyword: str, arg: str) -> str | None:
-        if arg[:len(keyword)].upper() == keyword:
-            return arg[len(keyword):].strip()
-        return None
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """``<local@domain> rest``: a fast path for plain addresses, else the standard
-        library's RFC 5322 address parser (an angle address, or an addr-spec); ``(None,
-        None)`` for a malformed one, ``("", "")`` for none."""
-        match = _PLAIN_ANGLE_ADDR.match(arg)
-        if match:
-            rest = arg[match.end():].lstrip(" \t")
-            if not rest.startswith("("):  # a comment: let the full parser skip it
-                return match.group(1), rest
-        return parse_address(arg)
-
-    def smtp_MAIL(self, arg: str | None) -> None:
-        if self._helo_needed():
-            return
-        syntaxerr = "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]"
-        arg = self._strip_keyword("FROM:", arg or "")
-        if not arg:
-            self._reply(syntaxerr)
-            return
-        if arg.startswith("<>"):
-            address, rest = "<>", arg[2:]
-        else:
-            address, rest = self._getaddr(arg)
-        if address is None:
-            self._reply("553 5.1.3 Error: malformed address")
-            return
-        if not address:
-            self._reply(syntaxerr)
-            return
-        envelope = self.envelope
-        if envelope.mail_from:
-            self._reply("503 5.5.1 Error: nested MAIL command")
-            return
-        try:
-            params = esmtp.split_params(rest or "")
-            esmtp.check_mail_params(params, self.data_size_limit or 2**63, True)
-        except esmtp.ParamError as exc:
-            self._reply(exc.reply)
-            return
-        envelope.mail_from = address
-        envelope.mail_params = params
-        envelope.mail_options = [esmtp.render([p]) for p in params]
-        envelope.smtp_utf8 = any(k == "SMTPUTF8" for k, _ in params)
-        self._reply("250 2.1.0 Ok")
-
-    def smtp_RCPT(self, arg: str | None) -> None:
-        if self._helo_needed():
-            return
-        envelope = self.envelope
-        if not envelope.mail_from:
-            self._reply("503 5.5.1 Error: need MAIL command")
-            return
-        syntaxerr = "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]"
-        arg = self._strip_keyword("TO:", arg or "")
-        if not arg:
-            self._reply(syntaxerr)
-            return
-        address, rest = self._getaddr(arg)
-        if address is None:
-            self._reply("553 5.1.3 Error: malformed address")
-            return
-        if not address:
-            self._reply(syntaxerr)
-            return
-        if address == "<>":  # the null path is a sender, never a recipient
-            self._reply("501 5.1.3 Bad recipient address syntax")
-            return
-        try:
-            params = esmtp.split_params(rest or "")
-            esmtp.check_rcpt_params(params)
-        except esmtp.ParamError as exc:
-            self._reply(exc.reply)
-            return
-        status = self.event_handler.handle_RCPT(self, self.session, envelope, address, params)
-        if status.startswith("250"):
-            envelope.rcpt_tos.append(address)
-            envelope.rcpt_params.append(params)
-        self._reply(status)
-
-    def smtp_XFORWARD(self, arg: str | None) -> None:
-        session = self.session
-        if not session.xforward_allowed:
-            self._reply("550 5.7.0 Error: insufficient authorization")
-            return
-        if self.envelope.mail_from:
-            self._reply("503 5.5.1 Error: MAIL transaction in progress")
-            return
-        try:
-            session.xforward.update(xforward.parse(arg))
-        except esmtp.ParamError as exc:
-            self._reply(exc.reply)
-            return
-        self._reply("250 2.0.0 Ok")
-
-    def smtp_RSET(self, arg: str | None) -> None:
-        self.session.xforward = {}
-        if arg:
-            self._reply("501 Syntax: RSET")
-            return
-        self._new_transaction()
-        self._reply("250 OK")
-
-    def smtp_DATA(self, arg: str | None) -> None:
-        if self._helo_needed():
-            return
-        if not self.envelope.rcpt_tos:
-            self._reply("503 Error: need RCPT command")
-            return
-        if arg:
-            self._reply("501 Syntax: DATA")
-            return
-        self._reply("354 End data with <CR><LF>.<CR><LF>")
-        self._data = DataReader(line_limit=self.line_length_limit,
-                                size_limit=self.data_size_limit)
-
+    # -- the end of DATA -------------------------------------------------------------------
     def _end_of_data(self, reader: DataReader) -> None:
         """The end-of-data line arrived: refuse what broke a limit, or scan and relay."""
         if reader.state is not DataState.OK:
@@ -660,18 +403,3 @@ class FilterLMTP(FilterSMTP):
 
     def _per_recipient(self, reply: str) -> str:
         return "\r\n".join([reply] * max(1, len(self.envelope.rcpt_tos)))
-
-
-def parse_address(arg: str) -> tuple[str | None, str | None]:
-    """An SMTP path and what follows it, with the standard library's address parser:
-    ``(address, rest)``; ``(None, None)`` if malformed, ``("", "")`` if ``arg`` is empty."""
-    if not arg:
-        return "", ""
-    try:
-        if arg.lstrip().startswith("<"):
-            address, rest = get_angle_addr(arg)
-        else:
-            address, rest = get_addr_spec(arg)
-        return address.addr_spec, rest
-    except Exception:  # HeaderParseError, and junk the parser trips over ("<": IndexError)
-        return None, None
