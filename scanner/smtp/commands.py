@@ -182,30 +182,37 @@ class Commands:
                 return match.group(1), rest
         return parse_address(arg)
 
+    def _path(self, command: str, keyword: str, arg: str | None) -> tuple[str, str] | None:
+        """MAIL's or RCPT's ``KEYWORD<path> parameters``: the address (``<>`` for the
+        null path after FROM:) and the rest; None when it was refused here (501, 553)."""
+        text = self._strip_keyword(keyword, arg or "")
+        if not text:
+            self._reply(f"501 5.5.4 Syntax: {_HELP[command]}")
+            return None
+        if keyword == "FROM:" and text.startswith("<>"):
+            return "<>", text[2:]
+        address, rest = self._getaddr(text)
+        if address is None:
+            self._reply("553 5.1.3 Error: malformed address")
+            return None
+        if not address:
+            self._reply(f"501 5.5.4 Syntax: {_HELP[command]}")
+            return None
+        return address, rest or ""
+
     def smtp_MAIL(self, arg: str | None) -> None:
         if self._helo_needed():
             return
-        syntaxerr = "501 5.5.4 Syntax: MAIL FROM:<address> [SP <mail-parameters>]"
-        arg = self._strip_keyword("FROM:", arg or "")
-        if not arg:
-            self._reply(syntaxerr)
+        path = self._path("MAIL", "FROM:", arg)
+        if path is None:
             return
-        if arg.startswith("<>"):
-            address, rest = "<>", arg[2:]
-        else:
-            address, rest = self._getaddr(arg)
-        if address is None:
-            self._reply("553 5.1.3 Error: malformed address")
-            return
-        if not address:
-            self._reply(syntaxerr)
-            return
+        address, rest = path
         envelope = self.envelope
         if envelope.mail_from:
             self._reply("503 5.5.1 Error: nested MAIL command")
             return
         try:
-            params = esmtp.split_params(rest or "")
+            params = esmtp.split_params(rest)
             esmtp.check_mail_params(params, self.data_size_limit or 2**63, True)
         except esmtp.ParamError as exc:
             self._reply(exc.reply)
@@ -223,23 +230,15 @@ class Commands:
         if not envelope.mail_from:
             self._reply("503 5.5.1 Error: need MAIL command")
             return
-        syntaxerr = "501 5.5.4 Syntax: RCPT TO:<address> [SP <mail-parameters>]"
-        arg = self._strip_keyword("TO:", arg or "")
-        if not arg:
-            self._reply(syntaxerr)
+        path = self._path("RCPT", "TO:", arg)
+        if path is None:
             return
-        address, rest = self._getaddr(arg)
-        if address is None:
-            self._reply("553 5.1.3 Error: malformed address")
-            return
-        if not address:
-            self._reply(syntaxerr)
-            return
+        address, rest = path
         if address == "<>":  # the null path is a sender, never a recipient
             self._reply("501 5.1.3 Bad recipient address syntax")
             return
         try:
-            params = esmtp.split_params(rest or "")
+            params = esmtp.split_params(rest)
             esmtp.check_rcpt_params(params)
         except esmtp.ParamError as exc:
             self._reply(exc.reply)
