@@ -156,6 +156,19 @@ def wait_ids(stack: Stack, wanted: set[str], timeout: float, flush_every: float 
         time.sleep(0.1)
 
 
+def connections_to(port: int) -> int:
+    """Established TCP connections to 127.0.0.1:port (from /proc/net/tcp)."""
+    count = 0
+    hexport = f"{port:04X}"
+    with open("/proc/net/tcp") as fh:
+        for line in fh.readlines()[1:]:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if local.endswith(":" + hexport) and state == "01":
+                count += 1
+    return count
+
+
 def split_delivered(raw: bytes) -> tuple[bytes, bytes]:
     """Header block and body of a delivered (LF) message."""
     head, _, body = raw.partition(b"\n\n")

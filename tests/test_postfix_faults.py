@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.postfix_stack import Stack, delivered_ids, require_postfix, wait_ids
+from tests.postfix_stack import Stack, connections_to, delivered_ids, require_postfix, wait_ids
 
 pytestmark = [pytest.mark.postfix, pytest.mark.slow]
 
@@ -83,7 +83,7 @@ def test_filter_killed_mid_transaction_and_restarted(make_stack):
         while time.monotonic() < deadline and "fault" not in _filter_busy(stack):
             time.sleep(0.2)
         time.sleep(1.0)
-        in_flight = _connections_to(stack.filter_port)
+        in_flight = connections_to(stack.filter_port)
         stack.filter.kill()  # SIGKILL master and workers while DATA is unanswered
         wanted = future.result(60)
     assert in_flight > 0, "the kill must hit open transactions"
@@ -110,20 +110,7 @@ def test_exception_in_a_check_defers_then_delivers(make_stack):
 
 def _filter_busy(stack: Stack) -> str:
     """Non-empty once Postfix has delivered at least one message to the filter."""
-    return "fault" if _connections_to(stack.filter_port) else ""
-
-
-def _connections_to(port: int) -> int:
-    """Established TCP connections to 127.0.0.1:port (from /proc/net/tcp)."""
-    count = 0
-    hexport = f"{port:04X}"
-    with open("/proc/net/tcp") as fh:
-        for line in fh.readlines()[1:]:
-            fields = line.split()
-            local, state = fields[1], fields[3]
-            if local.endswith(":" + hexport) and state == "01":
-                count += 1
-    return count
+    return "fault" if connections_to(stack.filter_port) else ""
 
 
 @pytest.mark.parametrize(("transport", "listener"), [("lmtp", "smtp"), ("smtp", "lmtp")])

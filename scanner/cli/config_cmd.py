@@ -43,9 +43,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     pf.add_argument("--config", "-c", help="TOML file (default: as for serve)")
     pf.add_argument("--part", choices=("main", "master"), default="",
                     help="print only the main.cf lines or only the master.cf services")
-    pf.add_argument("--milter", action="store_true",
-                    help="print the before-queue settings for amavisd-milter (smtpd_milters, "
-                         "its command line) instead of the content_filter ones")
+    mode = pf.add_mutually_exclusive_group()
+    mode.add_argument("--milter", action="store_true",
+                      help="print the before-queue settings for amavisd-milter (smtpd_milters, "
+                           "its command line) instead of the content_filter ones")
+    mode.add_argument("--proxy", action="store_true",
+                      help="print the before-queue settings for Postfix's smtpd_proxy_filter "
+                           "(the public smtpd hands mail to the listener before queueing it) "
+                           "instead of the content_filter ones")
     pf.set_defaults(func=_postfix)
 
 
@@ -223,7 +228,18 @@ def _from_amavis(args: argparse.Namespace) -> int:
 def _postfix(args: argparse.Namespace) -> int:
     from scanner.postfix_config import render_stanzas
     from scanner.postfix_milter import render_milter
+    from scanner.postfix_proxy import render_proxy
 
+    if args.part and (args.milter or args.proxy):
+        print("scanner: --part selects from the content_filter settings; --milter and "
+              "--proxy print their settings whole", file=sys.stderr)
+        return 2
     config = _load(args.config)
-    print(render_milter(config) if args.milter else render_stanzas(config, args.part), end="")
+    if args.milter:
+        text = render_milter(config)
+    elif args.proxy:
+        text = render_proxy(config)
+    else:
+        text = render_stanzas(config, args.part)
+    print(text, end="")
     return 0

@@ -29,7 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -130,6 +130,9 @@ class PostfixInstance:
         domains: tuple[str, ...] = ("example.test",),
         extra_main: dict[str, str] | None = None,
         users: Iterable[str] = DEFAULT_USERS,
+        smtpd_options: Sequence[tuple[str, str]] = (),
+        smtpd_maxproc: int | str = "-",
+        reinject_builder: Callable[..., str] = reinject_service,
     ) -> None:
         self.base = Path(base).resolve()
         self.smtpd_port = smtpd_port
@@ -140,6 +143,9 @@ class PostfixInstance:
         self.filter_timeout = filter_timeout
         self.domains = tuple(domain.lower() for domain in domains)
         self.extra_main = dict(extra_main or {})
+        self.smtpd_options = tuple(smtpd_options)  # -o overrides of the injection smtpd
+        self.smtpd_maxproc = smtpd_maxproc
+        self.reinject_builder = reinject_builder  # the after-filter smtpd's master.cf entry
         self.conf_dir = self.base / "etc"
         self.queue_dir = self.base / "spool"
         self.data_dir = self.base / "data"
@@ -200,12 +206,13 @@ class PostfixInstance:
     def master_cf(self) -> str:
         """The complete master.cf: the standard services plus our three listeners/transports."""
         parts = [
-            master_entry(f"127.0.0.1:{self.smtpd_port}", "inet", "smtpd", private="n"),
+            master_entry(f"127.0.0.1:{self.smtpd_port}", "inet", "smtpd", private="n",
+                         maxproc=self.smtpd_maxproc, options=self.smtpd_options),
             *standard_services(),
             filter_transport(protocol=self.filter_protocol, maxproc=self.filter_maxproc,
                              timeout=self.filter_timeout, name=TRANSPORT),
-            reinject_service(host="127.0.0.1", port=self.reinject_port,
-                             maxproc=reinject_maxproc(self.filter_maxproc)),
+            self.reinject_builder(host="127.0.0.1", port=self.reinject_port,
+                                  maxproc=reinject_maxproc(self.filter_maxproc)),
         ]
         return "# master.cf of a private test instance (generated)\n" + "".join(parts)
 
