@@ -6,13 +6,15 @@ The sending client itself gets the outcome at the end of DATA: 250 with the afte
 smtpd's queue ID, a policy reject as 5xx (nothing queued, no bounce), every failure (the
 filter down, killed in the middle of a scan, the next hop down, a crashing check) as 4xx
 with nothing queued or delivered, so the client keeps the message; its retry is
-delivered exactly once. Needs root and postfix (skipped with the reason otherwise).
+delivered exactly once; a client sending BDAT with 8-bit text gets through intact. Needs
+root and postfix (skipped with the reason otherwise).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import smtplib
+import socket
 import time
 
 import pytest
@@ -219,3 +221,32 @@ def test_the_next_hop_down_gives_4xx_and_nothing_is_kept(stack):
     assert code == 250, reply
     _delivered_once(stack, "hopdown")
 
+
+
+def test_a_chunking_client_with_8bit_and_smtputf8_gets_through(stack):
+    """The public smtpd offers CHUNKING; what a BDAT client sends reaches the filter
+    (as DATA) and the Maildir byte for byte, with 8-bit text and SMTPUTF8."""
+    data = _msg("bdat") + "8-bit text: café, Grüße\r\n".encode()
+    with socket.create_connection(("127.0.0.1", stack.postfix.smtpd_port), timeout=60) as sock:
+        replies = sock.makefile("rb")
+
+        def reply() -> bytes:
+            lines = [replies.readline()]
+            while lines[-1][3:4] == b"-":
+                lines.append(replies.readline())
+            return lines[-1]
+
+        assert reply().startswith(b"220 ")
+        sock.sendall(b"EHLO client.example.org\r\n")
+        assert reply().startswith(b"250 ")
+        sock.sendall(b"MAIL FROM:<alice@example.org> BODY=8BITMIME SMTPUTF8\r\n"
+                     b"RCPT TO:<bob@example.test> NOTIFY=FAILURE\r\n"
+                     + b"BDAT %d LAST\r\n" % len(data) + data)
+        assert reply().startswith(b"250 2.1.0")
+        assert reply().startswith(b"250 2.1.5")
+        final = reply()
+        assert final.startswith(b"250 2.0.0 from MTA(smtp:[127.0.0.1]:"), final
+        sock.sendall(b"QUIT\r\n")
+    _, body = split_delivered(_delivered_once(stack, "bdat"))
+    assert body == "Hello.\n8-bit text: café, Grüße\n".encode()
+    assert "Passed CLEAN" in summary_line(stack, "bdat")
