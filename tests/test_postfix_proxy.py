@@ -4,8 +4,8 @@ message to the real ``scanner serve`` listener before queueing it, with the sett
 
 The sending client itself gets the outcome at the end of DATA: 250 with the after-filter
 smtpd's queue ID, a policy reject as 5xx (nothing queued, no bounce), every failure (the
-filter down, killed in the middle of a scan, the next hop down, a crashing check) as 4xx
-with nothing queued or delivered, so the client keeps the message; its retry is
+filter down, killed in the middle of a scan, the next hop down) as 4xx with nothing
+queued or delivered, so the client keeps the message; its retry is
 delivered exactly once; a client sending BDAT with 8-bit text gets through intact. Needs
 root and postfix (skipped with the reason otherwise).
 """
