@@ -46,6 +46,8 @@ KINDS: dict[str, frozenset[str]] = {
     "recipient-bad-header": frozenset((*_RECIPIENT, "header_problems")),
     "dsn": frozenset(("hostname", "sender", "failed", "mail_id", "subject", "date",
                       "message_id")),
+    "digest": frozenset(("hostname", "recipient", "count", "period", "messages",
+                         "release_links")),
 }
 """Each notice kind (its file is KIND.txt) and the variables its template may use."""
 

@@ -278,6 +278,32 @@ def test_release_round_trip(stack: Stack):
     assert len(_delivered_to(stack, "dave", "release1")) == 1
 
 
+def test_quarantine_digest_reaches_the_recipients_maildir(stack: Stack):
+    """``scanner quarantine digest`` (cron) lists dave's held spam in a message that
+    Postfix delivers to dave through the reinjection smtpd, past the filter."""
+    stack.postfix.send("promo@spam.example", "dave@example.test",
+                       _msg("digest1", sender="promo@spam.example"))
+    mail_id = _mail_id(_line(stack, "digest1"))
+    run = subprocess.run([sys.executable, "-m", "scanner", "quarantine", "digest",
+                          "--rcpt", "dave@example.test",
+                          "--config", str(stack.filter.config_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("<dave@example.test>: ") and "queued as" in run.stdout
+    deadline = time.monotonic() + 30
+    while True:
+        digests = [raw for raw in (p.read_bytes() for p in stack.postfix.maildir_messages("dave"))
+                   if b"held for you in quarantine" in raw]
+        if digests:
+            break
+        assert time.monotonic() < deadline, stack.postfix.log_tail()
+        time.sleep(0.2)
+    msg = email.message_from_bytes(digests[0], policy=email.policy.default)
+    assert msg["Return-Path"] == "<>" and msg["Auto-Submitted"] == "auto-generated"
+    body = msg.get_content()  # type: ignore[attr-defined]
+    assert f"Id:      {mail_id}" in body and "Subject: policy digest1" in body
+
+
 def test_broken_quarantine_defers_until_it_works(stack: Stack):
     qdir = stack.base / "filter" / "quarantine"
     saved = stack.base / "filter" / "quarantine.saved"

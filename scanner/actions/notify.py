@@ -112,22 +112,29 @@ NOTICE_TIMEOUT = 30.0  # seconds for one notice: it must not hold Postfix's repl
 
 async def send_notice(pool: ConnectionPool, address: str, data: bytes, log_id: str,
                       what: str, smtputf8: bool = False) -> None:
-    """Send one notice from the null sender (BODY=8BITMIME for 8-bit content, SMTPUTF8
-    when asked or for a non-ASCII address); any failure is logged, never raised (the
+    """Send one notice from the null sender; any failure is logged, never raised (the
     message itself has been dealt with: an exception now would defer, and so repeat, it)."""
+    reply = await notice_reply(pool, address, data, smtputf8)
+    if not reply.startswith("2"):
+        log.warning("(%s) %s to <%s> failed: %s", log_id, what, address, reply)
+
+
+async def notice_reply(pool: ConnectionPool, address: str, data: bytes,
+                       smtputf8: bool = False) -> str:
+    """Send one notice from the null sender (BODY=8BITMIME for 8-bit content, SMTPUTF8
+    when asked or for a non-ASCII address) within :data:`NOTICE_TIMEOUT`; the next
+    hop's reply, or why there is none (never raises but for cancellation)."""
     params = ((("BODY", "8BITMIME"),) if not data.isascii() else ()) + (
         (("SMTPUTF8", None),) if smtputf8 or not address.isascii() else ())
     try:
         async with asyncio.timeout(NOTICE_TIMEOUT):
             result = await deliver(pool, Outgoing("", [Recipient(address)], params, data,
                                                   ClientInfo()), all_or_nothing=True)
-        reply = result.replies[0]
+        return result.replies[0]
     except TimeoutError:
-        reply = f"no answer within {NOTICE_TIMEOUT:g} s"
+        return f"no answer within {NOTICE_TIMEOUT:g} s"
     except Exception as exc:
-        reply = f"{type(exc).__name__}: {exc}"
-    if not reply.startswith("2"):
-        log.warning("(%s) %s to <%s> failed: %s", log_id, what, address, reply)
+        return f"{type(exc).__name__}: {exc}"
 
 
 async def notify_admins(task: Task, pool: ConnectionPool, hostname: str,

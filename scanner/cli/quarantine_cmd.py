@@ -1,9 +1,10 @@
-"""``scanner quarantine list|show|release|delete|expire``: manage held mail.
+"""``scanner quarantine list|show|release|delete|expire|reindex|digest``: manage held mail.
 
 Works while ``scanner serve`` runs and from cron. Exit codes: 0 done; 1 the request
-failed (unknown id, corrupt file, already released, bad address, next hop refused);
-2 configuration or usage error; 75 temporary failure (next hop unreachable or 4xx,
-index busy): try again later; 141 (quietly) the reader of the output went away.
+failed (unknown id, corrupt file, already released, bad address, next hop refused a
+release or a digest); 2 configuration or usage error; 75 temporary failure (next hop
+unreachable or 4xx, index busy): try again later; 141 (quietly) the reader of the
+output went away.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
 from scanner.policy.decide import PRECEDENCE
 from scanner.policy.lookup import listed
+from scanner.quarantine.digest import DEFAULT_MAX_LISTED
 from scanner.quarantine.record import QuarantineError, QuarantineRecord, mail_id_from
 from scanner.quarantine.when import format_time, parse_duration, parse_since
 from scanner.text import printable
@@ -35,7 +37,7 @@ Command = Callable[[argparse.Namespace], int]
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quarantine", help="list, show, release, delete, expire or reindex "
-                       "held mail")
+                       "held mail; mail recipients a digest of it")
     qsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", "-c", help="TOML file (default: as for serve)")
@@ -92,6 +94,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="only this category (a retention of its own: VIRUS 7d, SPAM 30d)")
     ep.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     ep.set_defaults(func=_expire)
+
+    gp = qsub.add_parser("digest", parents=[common], help="mail each local recipient a "
+                         "list of the messages held for them (for cron)")
+    gp.add_argument("--since", default="1d", help="messages held since: a duration (1d, "
+                    "12h) or a date (2024-03-01); default 1d, for a daily cron job")
+    gp.add_argument("--category", type=_category, action="append", metavar="CATEGORY",
+                    help="list this category (repeatable); default SPAM")
+    gp.add_argument("--rcpt", action="append", metavar="ADDR",
+                    help="only to this recipient (repeatable); default every local one")
+    gp.add_argument("--max-listed", type=int, default=DEFAULT_MAX_LISTED, metavar="N",
+                    help="messages listed in one digest at most, the newest (the rest are "
+                         f"counted); default {DEFAULT_MAX_LISTED}")
+    gp.add_argument("--dry-run", "-n", action="store_true",
+                    help="print the digests instead of sending them")
+    gp.set_defaults(func=_digest)
 
     xp = qsub.add_parser("reindex", parents=[common], help="give quarantine files that have "
                          "no index row one again, from the envelope each file carries (after "
@@ -332,3 +349,45 @@ def _expire(args: argparse.Namespace) -> int:
         kind = f" {args.category}" if args.category else ""
         print(f"expired {count}{kind} message(s) older than {args.older_than}")
     return 0
+
+
+@_guarded
+def _digest(args: argparse.Namespace) -> int:
+    from scanner.notices import load_templates
+    from scanner.quarantine import digest as dg
+    from scanner.reinject.deliver import NextHop
+
+    config, q = _quarantine(args)
+    if args.max_listed < 1:
+        raise ValueError(f"--max-listed {args.max_listed}: give 1 or more")
+    since = parse_since(args.since)
+    categories = args.category or ["SPAM"]
+    records = (rec for category in dict.fromkeys(categories)
+               for rec in q.records(category=category, since=since))
+    digests = dg.collect(records, config.policy, args.rcpt or ())
+    hostname = configured_hostname(config.server.hostname)
+    templates = load_templates(config.notices.templates_dir)
+    period = f"since {dg.when(since)}"
+    built = [(d.recipient, *dg.render(d, hostname=hostname, period=period,
+                                      release_url=config.quarantine.digest_release_url,
+                                      max_listed=args.max_listed, templates=templates))
+             for d in digests]
+    if args.dry_run:
+        for rcpt, data, _ in built:
+            print(printable(f"--- digest to <{rcpt}> ---"))
+            print(data.decode("utf-8", "replace").replace("\r\n", "\n"))
+        print(f"{len(built)} digest(s) would be sent", file=sys.stderr)
+        return 0
+    hop = NextHop.from_config(config.reinject, hostname)
+    replies = dg.send_all(hop, built)
+    for (rcpt, _, _), digest, reply in zip(built, digests, replies, strict=True):
+        print(printable(f"<{rcpt}>: {len(digest.records)} message(s): {reply}"))
+    failed = [r for r in replies if not r.startswith("2")]
+    if not failed:
+        print(f"{len(built)} digest(s) sent", file=sys.stderr)
+        return 0
+    temporary = all(not r.startswith("5") for r in failed)
+    return _fail(f"{len(failed)} of {len(built)} digest(s) not sent through the next hop "
+                 f"{hop.label} (see above); run again to send them"
+                 + ("" if temporary else " once the refusal is fixed"),
+                 EX_TEMPFAIL if temporary else EX_FAIL)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from string import Formatter
 
 from scanner.config.schema import opt
 from scanner.dburl import is_postgresql, redact
 from scanner.errors import ConfigError
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+RELEASE_URL_FIELDS = ("mail_id", "secret_id", "recipient")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +53,39 @@ class QuarantineConfig:
     requeue_host: str = opt("127.0.0.1", "where 'requeue' requests send mail so it is "
                             "scanned again (Postfix's port 25 listener)")
     requeue_port: int = opt(25, "port for 'requeue' requests", min=1, max=65535)
+    digest_release_url: str = opt(
+        "", "link shown for each message in 'scanner quarantine digest' mail, e.g. "
+        "https://mail.example.com/release?id={mail_id}&s={secret_id} ({mail_id}, "
+        "{secret_id}, {recipient}: URL-encoded); empty = the digest says to ask the "
+        "administrator, quoting the id")
 
     def __post_init__(self) -> None:
         if not _HEADER_NAME.match(self.release_header):
             raise ConfigError(f"'quarantine.release_header' = {self.release_header!r} is not "
                               "a header field name (printable ASCII, no colon or space)")
+        check_release_url(self.digest_release_url)
         index = self.index
         if not (index.startswith("sqlite:") or is_postgresql(index)):
             raise ConfigError(f"'quarantine.index' = {redact(index)!r}: use 'sqlite:', "
                               "'sqlite:/path/file' or 'postgresql://user@host/dbname'")
+
+
+def check_release_url(url: str) -> None:
+    """``digest_release_url``: empty, or an http(s) URL whose only ``{...}`` fields are
+    :data:`RELEASE_URL_FIELDS` (a mistyped field would break every digest)."""
+    if not url:
+        return
+    where = f"'quarantine.digest_release_url' = {url!r}"
+    if not url.startswith(("https://", "http://")) or any(ch.isspace() for ch in url):
+        raise ConfigError(f"{where} is not an http:// or https:// URL without spaces")
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in Formatter().parse(url)
+                  if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}; write {{{{ and }}}} for braces") from None
+    for name, spec, conv in fields:
+        if name not in RELEASE_URL_FIELDS:
+            raise ConfigError(f"{where}: unknown field {{{name}}}; use "
+                              + ", ".join(f"{{{f}}}" for f in RELEASE_URL_FIELDS))
+        if spec or conv:
+            raise ConfigError(f"{where}: write {{{name}}} without a conversion or format")

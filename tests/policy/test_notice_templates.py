@@ -28,7 +28,8 @@ RAW = ("From: a@example.org\r\nTo: b@example.test\r\nSubject: Rechnung für Mai\
 HITS = [Hit("BANNED_FILE", options=("x",), part="P=p004,L=1/2/1,T=exe-ms,N=rechnung.exe"),
         Hit("CLAMAV_VIRUS", options=("Eicar-Test-Signature",)), Hit("BAD_HEADER_8BIT")]
 # one German template per kind, naming each variable the kind has
-GERMAN = {kind: (f"Subject: Nachricht gesperrt ({kind}): Größe ü $mail_id\n\n"
+GERMAN = {kind: (f"Subject: Nachricht gesperrt ({kind}): Größe ü "
+                 + ("$mail_id" if "mail_id" in names else "$count") + "\n\n"
                  "Grüße aus der Prüfstelle.\n"
                  + ("[?quarantine]Quarantäne: $quarantine\n[!quarantine]Nicht aufbewahrt.\n"
                     if "quarantine" in names else "")
