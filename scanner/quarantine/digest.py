@@ -25,6 +25,7 @@ from urllib.parse import quote
 from scanner.actions.notify import new_notice, notice_reply
 from scanner.config.policy import PolicyConfig
 from scanner.notices import NoticeTemplate, Value, built_in
+from scanner.policy.decide import CATEGORY_KEY
 from scanner.policy.effective import recipient_is_local, recipient_policy
 from scanner.quarantine.record import QuarantineRecord
 from scanner.reinject.pool import ConnectionPool
@@ -46,9 +47,13 @@ def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
     """One digest per local recipient of the ``held`` ``records`` (a message to three
     recipients is listed in each one's digest); ``only``: just these addresses (any
     case). Recipients are local as the filter decides (``local_domains``, a recipient
-    table's ``local``), sorted by address."""
+    table's ``local``), and a message is listed only where :func:`blocked_for` says the
+    recipient did not get it. Both are read from ``policy`` and its recipient tables
+    (per-recipient SQL or LDAP settings and policy banks are not looked up here).
+    Sorted by address."""
     wanted = {a.strip("<>").casefold() for a in only}
     found: dict[str, tuple[str, dict[str, QuarantineRecord]]] = {}
+    policies: dict[str, PolicyConfig | None] = {}  # None: not local
     for rec in records:
         if rec.state != "held":
             continue
@@ -56,13 +61,27 @@ def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
             key = address.casefold()
             if wanted and key not in wanted:
                 continue
-            if key not in found:
-                if not recipient_is_local(recipient_policy(policy, address), address):
-                    continue
-                found[key] = (address, {})
-            found[key][1][rec.mail_id] = rec  # once, if the address is there twice
+            if key not in policies:
+                own = recipient_policy(policy, address)
+                policies[key] = own if recipient_is_local(own, address) else None
+            own = policies[key]
+            if own is None or not blocked_for(own, rec.category):
+                continue
+            found.setdefault(key, (address, {}))[1][rec.mail_id] = rec  # once per address
     return [Digest(address, tuple(sorted(recs.values(), key=lambda r: -r.stored_at)))
             for _, (address, recs) in sorted(found.items())]
+
+
+def blocked_for(policy: PolicyConfig, category: str) -> bool:
+    """Whether a recipient with ``policy`` had mail of ``category`` held rather than
+    delivered: its destiny for the category is not ``pass`` and it does not love it.
+    A copy kept although it was delivered (``quarantine_passed``: a lover's spam, clean
+    mail) is in the same quarantine row as the held ones; the recipient already has
+    it, so the digest leaves it out."""
+    key = CATEGORY_KEY.get(category)
+    if key is None:  # CLEAN, SPAMMY, OVERSIZED without a destiny of its own: passed
+        return False
+    return getattr(policy, f"{key}_destiny") != "pass" and not getattr(policy, f"{key}_lover")
 
 
 def release_link(url: str, rec: QuarantineRecord, recipient: str) -> str:

@@ -26,7 +26,8 @@ from scanner.testing.sink import Sink
 from .test_cli import cli
 from .util import config_text, store
 
-POLICY = '[policy]\nlocal_domains = ["example.test"]\n'
+POLICY = ('[policy]\nlocal_domains = ["example.test"]\nspam_destiny = "discard"\n'
+          'virus_destiny = "discard"\n')
 
 
 def _parsed(data: bytes) -> EmailMessage:
@@ -63,6 +64,22 @@ def test_a_recipient_table_can_make_an_address_local_or_not(quarantine: Quaranti
                                   "zed@example.test"])
     assert [d.recipient for d in dg.collect(quarantine.records(), policy)] == [
         "ann@partner.org", "zed@example.test"]
+
+
+def test_a_copy_the_recipient_got_is_not_listed(quarantine: Quarantine):
+    """quarantine_passed keeps a spam lover's delivered copy in the same row as the
+    held ones: the lover is not told it was held; a spam_destiny of pass likewise."""
+    policy = loads(POLICY + 'quarantine_passed = ["spam"]\n'
+                   '[policy.recipients."lover@example.test"]\nspam_lover = true\n'
+                   '[policy.recipients."tagged@example.test"]\nspam_destiny = "pass"\n'
+                   '[policy.recipients."rejecter@example.test"]\nspam_destiny = "reject"\n'
+                   ).policy
+    rec = store(quarantine, recipients=["lover@example.test", "tagged@example.test",
+                                        "rejecter@example.test", "bob@example.test"])
+    store(quarantine, category="CLEAN", recipients=["bob@example.test"])
+    digests = dg.collect(quarantine.records(), policy)
+    assert [(d.recipient, [r.mail_id for r in d.records]) for d in digests] == [
+        ("bob@example.test", [rec.mail_id]), ("rejecter@example.test", [rec.mail_id])]
 
 
 def test_the_text_lists_each_message_and_how_to_get_it(quarantine: Quarantine):
