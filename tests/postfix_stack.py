@@ -26,6 +26,21 @@ FAST_RETRY = {
     "queue_run_delay": "1s",
 }
 
+# The policy of the before-queue stacks (milter, smtpd_proxy_filter): a blocked sender's
+# spam is rejected, carol loves it, dave discards it; spam headers on every message.
+BEFORE_QUEUE_POLICY = """
+[policy]
+tag_level = -999.0
+block_senders = ["@spam.example"]
+spam_destiny = "reject"
+
+[policy.recipients."carol@example.test"]
+spam_lover = true
+
+[policy.recipients."dave@example.test"]
+spam_destiny = "discard"
+"""
+
 
 def require_postfix() -> None:
     why = postfix_available()

@@ -28,7 +28,7 @@ from scanner.testing.clamd import ClamdInstance, clamd_binary, eicar
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir, wait_for_port
 from tests.helpers import filter_config
-from tests.postfix_stack import require_postfix, split_delivered
+from tests.postfix_stack import BEFORE_QUEUE_POLICY, require_postfix, split_delivered
 
 pytestmark = pytest.mark.postfix
 # scripts/quickstart.sh unpacks it from Debian's package (whose amavisd-new dependency
@@ -58,18 +58,7 @@ class MilterStack:
 [quarantine]
 directory = "{self.base / 'filter' / 'quarantine'}"
 ampdp_socket = "{self.socket}"
-
-[policy]
-tag_level = -999.0
-block_senders = ["@spam.example"]
-spam_destiny = "reject"
-
-[policy.recipients."carol@example.test"]
-spam_lover = true
-
-[policy.recipients."dave@example.test"]
-spam_destiny = "discard"
-"""
+""" + BEFORE_QUEUE_POLICY
         if clamd is not None:  # the real clamav check (virus_destiny: discard)
             policy += ('\n[checks]\ndisabled = ["auth", "dnsbl", "uribl", "bayes"]\n'
                        f'[checks.settings.clamav]\nendpoints = ["{clamd.unix_endpoint}"]\n'

@@ -25,6 +25,7 @@ from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir
 from tests.helpers import filter_config
 from tests.postfix_stack import (
+    BEFORE_QUEUE_POLICY,
     Stack,
     connections_to,
     delivered_ids,
@@ -43,18 +44,7 @@ enabled = ["*", "fault_injection"]
 [checks.settings.fault_injection]
 mode = "sleep"
 seconds = 4
-
-[policy]
-tag_level = -999.0
-block_senders = ["@spam.example"]
-spam_destiny = "reject"
-
-[policy.recipients."carol@example.test"]
-spam_lover = true
-
-[policy.recipients."dave@example.test"]
-spam_destiny = "discard"
-"""
+""" + BEFORE_QUEUE_POLICY
 
 
 class ProxyStack(Stack):
