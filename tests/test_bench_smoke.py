@@ -68,22 +68,23 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.postfix
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("postfix"),
                     reason="the throughput bench runs a private Postfix: needs root and postfix")
-def test_throughput_bench_runs_the_loop_ceiling_the_filter_and_the_floor_relay() -> None:
-    data = json.loads(_run("bench/throughput/run.py", "-n", "30", "--configs", "bcr",
+def test_throughput_bench_runs_the_loop_ceiling_the_filter_the_relay_and_before_queue() -> None:
+    data = json.loads(_run("bench/throughput/run.py", "-n", "30", "--configs", "bcrp",
                            "--warmup", "5", "--json"))
-    for kind in ("b", "c", "r"):
+    for kind in ("b", "c", "r", "p"):
         result = data["results"][kind]
         assert result["error"] is None
         assert (result["messages"], result["deferred"], result["bounced"]) == (30, 0, 0)
         assert result["rate"] > 0
-    for kind in ("c", "r"):  # scanner serve, and the floor relay in its place
+    # scanner serve, the floor relay in its place, scanner serve before queue
+    for kind in ("c", "r", "p"):
         flt = data["results"][kind]["filter"]
         assert flt["log_lines"] == 30  # one line per message
         assert flt["pss_kib"] > 0 and flt["processes"] == 3
     # /proc counts CPU in 10 ms ticks: scanner serve's 30 messages (over 1 ms each) show;
     # the relay's (about 0.3 ms each) may read as none, so its figure is not checked
     assert data["results"]["c"]["filter"]["cpu_seconds"] > 0
-    assert data["ratio_c_to_b"] > 0 and data["ratio_r_to_b"] > 0
+    assert data["ratio_c_to_b"] > 0 and data["ratio_r_to_b"] > 0 and data["ratio_p_to_b"] > 0
     assert data["filter_code"].startswith(f"{REPO} at ")  # which checkout's code ran
 
 

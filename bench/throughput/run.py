@@ -8,6 +8,11 @@ second from the first send until the last message is in the Maildir:
      (the cost of the extra queue pass, the upper bound for any after-queue filter);
   c) Postfix with ``python -m scanner serve`` as the content filter.
 
+On request also (d) the same with ClamAV, (r) a bare relay in the filter's place, and
+(p) the filter before queue: the public smtpd hands each message to it through
+``smtpd_proxy_filter`` (``scanner postfix-config --proxy``), so Postfix queues each
+message once, not twice.
+
 For (c) it also reports the filter's per-message time (median, p95) from its log lines
 and its memory (PSS of the master and its workers). Needs root and Postfix; see
 README.md next to this file.
@@ -33,7 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from scanner.config.model import ListenerConfig  # noqa: E402
 from scanner.postfix_config import data_done_timeout  # noqa: E402
+from scanner.postfix_proxy import after_filter_service, proxy_options  # noqa: E402
 from scanner.testing.clamd import ClamdInstance  # noqa: E402
 from scanner.testing.dns_server import nxdomain_server  # noqa: E402
 from scanner.testing.postfix import (  # noqa: E402
@@ -63,6 +70,7 @@ LABELS = {
     "c": "Postfix + scanner serve (ClamAV check off)",
     "d": "Postfix + scanner serve (ClamAV check on, private clamd)",
     "r": "Postfix + floor relay (bench/throughput/floor_relay.py: a bare asyncio relay)",
+    "p": "Postfix's smtpd_proxy_filter -> scanner serve, before queue (ClamAV check off)",
 }
 
 
@@ -192,12 +200,19 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
     base = make_base_dir(prefix=f"scanner-bench-{kind}-")
     reinject_port, filter_port = free_port(), free_port()
     target = {"a": None, "b": reinject_port, "c": filter_port, "d": filter_port,
-              "r": filter_port}[kind]
+              "r": filter_port, "p": None}[kind]
+    proxy: dict[str, object] = {}
+    if kind == "p":  # the public smtpd hands each message to the filter before queueing
+        proxy = {"smtpd_options": proxy_options(ListenerConfig(port=filter_port),
+                                                MESSAGE_TIMEOUT, args.filter_maxproc),
+                 "smtpd_maxproc": max(args.filter_maxproc, args.connections),
+                 "reinject_builder": after_filter_service}
     inst = PostfixInstance(
         base=base, smtpd_port=free_port(), reinject_port=reinject_port,
         filter=None if target is None else f"scanner:[127.0.0.1]:{target}",
         filter_maxproc=args.filter_maxproc, filter_timeout=data_done_timeout(MESSAGE_TIMEOUT),
         extra_main=dict(p.split("=", 1) for p in args.postfix_param),
+        **proxy,  # type: ignore[arg-type]
     )
     clamd = (ClamdInstance(base / "clamd", max_threads=4,
                            tmp_root=Path(args.clamd_tmp) if args.clamd_tmp else None)
@@ -206,7 +221,7 @@ def run_config(kind: str, args: argparse.Namespace, messages: Sequence[bytes]) -
     try:
         if clamd is not None:
             clamd.start()
-        if kind in "cd":
+        if kind in "cdp":
             scanner = ScannerProcess(base, filter_port, reinject_port, args,
                                      clamd.unix_endpoint if clamd is not None else None)
         elif kind == "r":
@@ -337,6 +352,8 @@ def summary(results: dict[str, Result], args: argparse.Namespace) -> dict[str, o
         "ratio_c_to_b": ratio("c", "b"), "ratio_c_to_a": ratio("c", "a"),
         "ratio_d_to_b": ratio("d", "b"), "ratio_d_to_c": ratio("d", "c"),
         "ratio_r_to_b": ratio("r", "b"), "ratio_c_to_r": ratio("c", "r"),
+        "ratio_p_to_b": ratio("p", "b"), "ratio_p_to_a": ratio("p", "a"),
+        "ratio_p_to_c": ratio("p", "c"),
         "round_rates": {k: v for k, v in getattr(args, "round_rates", {}).items()},
     }
 
@@ -374,7 +391,9 @@ def print_text(data: dict[str, object]) -> None:
               f"{data['round_rates']}")
     for key, text in (("ratio_c_to_b", "(c)/(b)"), ("ratio_c_to_a", "(c)/(a)"),
                       ("ratio_d_to_b", "(d)/(b)"), ("ratio_d_to_c", "(d)/(c)"),
-                      ("ratio_r_to_b", "(r)/(b)"), ("ratio_c_to_r", "(c)/(r)")):
+                      ("ratio_r_to_b", "(r)/(b)"), ("ratio_c_to_r", "(c)/(r)"),
+                      ("ratio_p_to_b", "(p)/(b)"), ("ratio_p_to_a", "(p)/(a)"),
+                      ("ratio_p_to_c", "(p)/(c)")):
         value = data[key]
         if value is not None:
             print(f"{text} = {value:.3f}")
@@ -389,7 +408,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=4096, help="smtp-source payload bytes")
     p.add_argument("--seed", type=int, default=1, help="corpus sampling seed")
     p.add_argument("--configs", default="abcd",
-                   help="which configurations to run, e.g. bc; r = the floor relay (not in "
+                   help="which configurations to run, e.g. bc; r = the floor relay, p = "
+                        "the filter before queue through smtpd_proxy_filter (neither in "
                         "the default)")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the configurations this many times, interleaved; report medians")
@@ -423,8 +443,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.messages < 1 or args.connections < 1 or args.warmup < 0:
         p.error("--messages and --connections must be positive, --warmup not negative")
-    if set(args.configs) - set("abcdr") or not args.configs:
-        p.error("--configs takes letters from 'abcdr'")
+    if set(args.configs) - set("abcdrp") or not args.configs:
+        p.error("--configs takes letters from 'abcdrp'")
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
     return args
