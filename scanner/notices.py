@@ -1,11 +1,12 @@
 """Site-editable notice texts: one template file per kind of notice.
 
-The texts of admin notices, recipient notices and the human-readable part of our DSNs
-are UTF-8 files, shipped in ``scanner/data/notices/`` and replaceable one by one from
-``[notices] templates_dir``: a first line ``Subject: ...``, an empty line, then the
-body, in Python's :class:`string.Template` syntax (``$sender``, ``${mail_id}``, ``$$``
-for a dollar sign). A body line may begin with ``[?name]`` (kept only when ``$name`` is
-not empty) or ``[!name]`` (kept only when it is empty), as amavis's ``[? %x |...]``.
+The texts of admin notices, recipient notices, quarantine digests and the
+human-readable part of our DSNs are UTF-8 files, shipped in ``scanner/data/notices/``
+and replaceable one by one from ``[notices] templates_dir``: a first line
+``Subject: ...``, an empty line, then the body, in Python's :class:`string.Template`
+syntax (``$sender``, ``${mail_id}``, ``$$`` for a dollar sign). A body line may begin
+with ``[?name]`` (kept only when ``$name`` is not empty) or ``[!name]`` (kept only when
+it is empty), as amavis's ``[? %x |...]``.
 
 Files are read and checked at start (:func:`load_templates`): a variable the kind does
 not have, a file that is not UTF-8 or has no Subject line is a ConfigError naming the

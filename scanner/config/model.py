@@ -139,11 +139,12 @@ class ChecksConfig:
 
 @dataclass(frozen=True, slots=True)
 class NoticesConfig:
-    """Texts of admin and recipient notices and DSNs (README: Notice templates)."""
+    """Texts of admin and recipient notices, quarantine digests and DSNs (README: Notice
+    templates)."""
 
     templates_dir: str = opt(
         "", "directory of site templates, one KIND.txt per notice (admin-virus.txt, "
-        "recipient-banned.txt, dsn.txt, ...); a kind without a file there keeps the "
+        "recipient-banned.txt, dsn.txt, digest.txt, ...); a kind without a file there keeps the "
         "shipped text; empty = the shipped texts (scanner/data/notices/); read at start "
         "and again on SIGHUP (a broken file keeps the templates in use)")
 
