@@ -136,13 +136,19 @@ def filter_transport(
     return master_entry(name, "unix", protocol, maxproc=maxproc, options=options)
 
 
-def reinject_service(*, host: str, port: int, maxproc: int) -> str:
-    """The master.cf smtpd that takes filtered mail back, with no second filtering."""
+def reinject_service(*, host: str, port: int, maxproc: int,
+                     receive_overrides: str | None = None) -> str:
+    """The master.cf smtpd that takes filtered mail back, with no second filtering;
+    ``receive_overrides`` replaces its ``receive_override_options`` (the before-queue
+    wiring keeps the header/body checks there)."""
     loopback = "127.0.0.0/8"
     if ipaddress.ip_address(host).version == 6:
         loopback += ",[::1]/128"
     options = [(name, value.replace("$loopback", loopback))
                for name, value in REINJECT_OVERRIDES]
+    if receive_overrides is not None:
+        options = [(name, receive_overrides if name == "receive_override_options" else value)
+                   for name, value in options]
     return master_entry(service_address(host, port), "inet", "smtpd", private="n",
                         maxproc=maxproc, options=options)
 

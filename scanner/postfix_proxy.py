@@ -74,10 +74,8 @@ def proxy_smtpd(service: str, listener: ListenerConfig, message_timeout: float,
 
 def after_filter_service(*, host: str, port: int, maxproc: int) -> str:
     """The reinjection smtpd with the receive overrides of this wiring."""
-    text = reinject_service(host=host, port=port, maxproc=maxproc)
-    after_queue = "no_header_body_checks,no_unknown_recipient_checks,no_milters"
-    return text.replace(f"receive_override_options={after_queue}",
-                        f"receive_override_options={PROXY_RECEIVE_OVERRIDES}")
+    return reinject_service(host=host, port=port, maxproc=maxproc,
+                            receive_overrides=PROXY_RECEIVE_OVERRIDES)
 
 
 def proxy_listener(config: Config) -> ListenerConfig:

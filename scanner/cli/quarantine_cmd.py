@@ -219,11 +219,7 @@ def _matching(records: Iterable[QuarantineRecord], args: argparse.Namespace,
 @_guarded
 def _list(args: argparse.Namespace) -> int:
     config, q = _quarantine(args)
-    directory = config.quarantine.directory
-    if not os.path.isdir(directory):  # a mistyped path or --config would list nothing
-        print(f"scanner quarantine: {directory} does not exist (nothing quarantined yet, "
-              f"or quarantine.directory of {config.source} is not the filter's)",
-              file=sys.stderr)
+    if _no_directory(config):
         return 0
     since = parse_since(args.since) if args.since else None
     records = _matching(q.records(category=args.category, rcpt=args.rcpt, since=since),
@@ -237,6 +233,18 @@ def _list(args: argparse.Namespace) -> int:
         for rec in records:
             print(_short(rec))
     return 0
+
+
+def _no_directory(config: cfgmod.Config) -> bool:
+    """Say so when the quarantine directory does not exist: a mistyped path or
+    ``--config`` would otherwise list (or send) nothing without a word."""
+    directory = config.quarantine.directory
+    if os.path.isdir(directory):
+        return False
+    print(f"scanner quarantine: {directory} does not exist (nothing quarantined yet, "
+          f"or quarantine.directory of {config.source} is not the filter's)",
+          file=sys.stderr)
+    return True
 
 
 def _print_json_array(items: Iterable[dict]) -> None:
@@ -360,6 +368,8 @@ def _digest(args: argparse.Namespace) -> int:
     config, q = _quarantine(args)
     if args.max_listed < 1:
         raise ValueError(f"--max-listed {args.max_listed}: give 1 or more")
+    if _no_directory(config):
+        return 0
     since = parse_since(args.since)
     categories = args.category or ["SPAM"]
     records = (rec for category in dict.fromkeys(categories)
