@@ -89,6 +89,23 @@ def proxy_listener(config: Config) -> ListenerConfig:
     return next((lst for lst in smtp if not lst.policy_bank), smtp[0])
 
 
+def postconf_commands(config: Config, service: str = "smtp/inet") -> list[str]:
+    """Shell commands that apply this wiring to an existing master.cf: the public
+    ``service`` gets the proxy, the after-filter smtpd its receive overrides, and
+    main.cf loses the after-queue settings."""
+    listener = proxy_listener(config)
+    concurrency = config.server.concurrency
+    options = proxy_options(listener, config.server.message_timeout, concurrency)
+    after = service_address(config.reinject.host, config.reinject.port) + "/inet"
+    return [
+        "postconf -X content_filter receive_override_options",
+        f"postconf -F '{service}/process_limit={concurrency}'",
+        "postconf -P " + " ".join(f"'{service}/{name}={value}'" for name, value in options),
+        f"postconf -P '{after}/receive_override_options={PROXY_RECEIVE_OVERRIDES}'",
+        "postfix reload",
+    ]
+
+
 def render_proxy(config: Config) -> str:
     """What ``scanner postfix-config --proxy`` prints."""
     listener = proxy_listener(config)
@@ -123,6 +140,11 @@ def render_proxy(config: Config) -> str:
         "# goes back in here; header/body checks and address mappings run here, once.",
         after_filter_service(host=config.reinject.host, port=config.reinject.port,
                              maxproc=reinject_maxproc(concurrency)).rstrip("\n"),
+        "#",
+        "# The same with postconf, which keeps the services' other columns (as root, once",
+        "# 'scanner postfix-config --part master' is in master.cf; it also turns an",
+        "# after-queue wiring into this one):",
+        *(f"#   {command}" for command in postconf_commands(config)),
         "#",
         "# Mail from local programs (sendmail, pickup) does not pass the public smtpd; to",
         "# scan it too, add to the pickup service:",

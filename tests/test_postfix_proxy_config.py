@@ -108,3 +108,37 @@ def test_cli() -> None:
     assert result.returncode == 2 and "--part" in result.stderr and result.stdout == ""
     result = _cli("--proxy", "--milter")
     assert result.returncode == 2 and "not allowed with" in result.stderr
+
+
+@pytest.mark.skipif(not os.access(POSTCONF, os.X_OK), reason="postconf is not installed")
+def test_the_postconf_recipe_turns_an_after_queue_wiring_into_this_one(tmp_path: Path) -> None:
+    """README "Before-queue with Postfix's smtpd_proxy_filter": Debian's configuration
+    wired after queue (README "Postfix wiring"), then the printed postconf commands:
+    Postfix reads back the proxy on the public smtpd, its process limit, the
+    after-filter smtpd's receive overrides, and no content_filter."""
+    for name in ("main.cf", "master.cf"):
+        (tmp_path / name).write_text(Path("/etc/postfix", name).read_text())
+    scanner = f"{sys.executable} -m scanner postfix-config"
+    after_queue = (f"{scanner} --part main | while read -r line; do {POSTCONF} -c {tmp_path} "
+                   f"-e \"$line\"; done && {scanner} --part master >> {tmp_path}/master.cf")
+    subprocess.run(["sh", "-c", after_queue], check=True, timeout=60)
+    text = render_proxy(_config())
+    commands = [ln.removeprefix("#   ") for ln in text.splitlines()
+                if ln.startswith("#   postconf ")]
+    assert len(commands) == 4
+    for command in commands:
+        subprocess.run(["sh", "-c", command.replace("postconf ", f"{POSTCONF} -c {tmp_path} ",
+                                                     1)], check=True, timeout=60)
+    main = subprocess.run([POSTCONF, "-c", str(tmp_path), "-n"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "content_filter" not in main and "receive_override_options" not in main
+    services = subprocess.run([POSTCONF, "-c", str(tmp_path), "-P"], capture_output=True,
+                              text=True, check=True).stdout.splitlines()
+    smtp = _service(_section(text, "master.cf"), "smtp")
+    for name, value in _options(smtp).items():
+        assert f"smtp/inet/{name} = {value}" in services
+    assert ("127.0.0.1:10025/inet/receive_override_options = "
+            "no_unknown_recipient_checks,no_milters") in services
+    fields = subprocess.run([POSTCONF, "-c", str(tmp_path), "-F", "smtp/inet/process_limit"],
+                            capture_output=True, text=True, check=True).stdout
+    assert fields.strip() == "smtp/inet/process_limit = 20"
