@@ -39,6 +39,8 @@ PROXY_MARGIN = 30
 #: the end-of-DATA reply for 10 minutes (RFC 5321 4.5.3.2.6), Postfix's proxy adds
 #: its margin, and slow clients need room too.
 CLIENT_WAIT_ADVICE = 300
+#: master.cf types a public smtpd service has: its own port, or handed over by postscreen
+PUBLIC_TYPES = ("inet", "pass")
 
 #: ``receive_override_options`` of the after-filter smtpd in this wiring: nothing has
 #: been cleaned up before the filter, so header/body checks and address mappings run
@@ -67,9 +69,23 @@ def proxy_options(listener: ListenerConfig, message_timeout: float,
 
 def proxy_smtpd(service: str, listener: ListenerConfig, message_timeout: float,
                 concurrency: int) -> str:
-    """The public smtpd service (``smtp`` in Debian's master.cf) with the proxy."""
-    return master_entry(service, "inet", "smtpd", private="n", maxproc=concurrency,
+    """The public smtpd ``service`` (``NAME/TYPE``: ``smtp/inet`` in Debian's
+    master.cf, ``smtpd/pass`` behind postscreen) with the proxy."""
+    name, kind = check_service(service)
+    private = "n" if kind == "inet" else "-"  # a pass service is internal (postscreen's)
+    return master_entry(name, kind, "smtpd", private=private, maxproc=concurrency,
                         options=proxy_options(listener, message_timeout, concurrency))
+
+
+def check_service(service: str) -> tuple[str, str]:
+    """``NAME/TYPE`` of the public smtpd service as postconf names it; ValueError
+    (a usage error) for anything else."""
+    name, _, kind = service.partition("/")
+    if not name or kind not in PUBLIC_TYPES or any(ch.isspace() or ch in "/'" for ch in name):
+        raise ValueError(f"--service {service!r}: give the public smtpd service as "
+                         "NAME/TYPE, TYPE " + " or ".join(PUBLIC_TYPES)
+                         + " (smtp/inet; smtpd/pass behind postscreen)")
+    return name, kind
 
 
 def after_filter_service(*, host: str, port: int, maxproc: int) -> str:
@@ -93,6 +109,7 @@ def postconf_commands(config: Config, service: str = "smtp/inet") -> list[str]:
     """Shell commands that apply this wiring to an existing master.cf: the public
     ``service`` gets the proxy, the after-filter smtpd its receive overrides, and
     main.cf loses the after-queue settings."""
+    check_service(service)
     listener = proxy_listener(config)
     concurrency = config.server.concurrency
     options = proxy_options(listener, config.server.message_timeout, concurrency)
@@ -106,8 +123,9 @@ def postconf_commands(config: Config, service: str = "smtp/inet") -> list[str]:
     ]
 
 
-def render_proxy(config: Config) -> str:
-    """What ``scanner postfix-config --proxy`` prints."""
+def render_proxy(config: Config, service: str = "smtp/inet") -> str:
+    """What ``scanner postfix-config --proxy [--service NAME/TYPE]`` prints."""
+    check_service(service)
     listener = proxy_listener(config)
     timeout = config.server.message_timeout
     concurrency = config.server.concurrency
@@ -132,9 +150,9 @@ def render_proxy(config: Config) -> str:
         "# (nothing: no content_filter)",
         "",
         "# --- master.cf " + "-" * 64,
-        "# The public smtpd service (the 'smtp inet ... smtpd' line; with postscreen, the",
-        "# 'smtpd pass ... smtpd' one): maxproc = server.concurrency, and these -o lines:",
-        proxy_smtpd("smtp", listener, timeout, concurrency).rstrip("\n"),
+        f"# The public smtpd service, {service} (behind postscreen: --service smtpd/pass):",
+        "# maxproc = server.concurrency, and these -o lines:",
+        proxy_smtpd(service, listener, timeout, concurrency).rstrip("\n"),
         "#",
         "# The after-filter smtpd: scanned mail (and scanner's DSNs, notices, releases)",
         "# goes back in here; header/body checks and address mappings run here, once.",
@@ -144,7 +162,7 @@ def render_proxy(config: Config) -> str:
         "# The same with postconf, which keeps the services' other columns (as root, once",
         "# 'scanner postfix-config --part master' is in master.cf; it also turns an",
         "# after-queue wiring into this one):",
-        *(f"#   {command}" for command in postconf_commands(config)),
+        *(f"#   {command}" for command in postconf_commands(config, service)),
         "#",
         "# Mail from local programs (sendmail, pickup) does not pass the public smtpd; to",
         "# scan it too, add to the pickup service:",

@@ -101,9 +101,35 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, env=env)
 
 
+def test_behind_postscreen_the_pass_service_gets_the_proxy(tmp_path: Path) -> None:
+    text = render_proxy(_config(), "smtpd/pass")
+    smtpd = _service(_section(text, "master.cf"), "smtpd")
+    assert smtpd[0].split() == ["smtpd", "pass", "-", "-", "n", "-", "20", "smtpd"]
+    assert _options(smtpd)["smtpd_proxy_filter"] == "[127.0.0.1]:10024"
+    assert "#   postconf -F 'smtpd/pass/process_limit=20'" in text.splitlines()
+    for bad in ("smtpd", "smtp/unix", "/inet", "a b/inet"):
+        with pytest.raises(ValueError, match="NAME/TYPE"):
+            render_proxy(_config(), bad)
+    if not os.access(POSTCONF, os.X_OK):
+        return
+    (tmp_path / "main.cf").write_text("")
+    (tmp_path / "master.cf").write_text("\n".join(_section(text, "master.cf")) + "\n")
+    result = subprocess.run([POSTCONF, "-c", str(tmp_path), "-P", "smtpd/pass/"
+                             "smtpd_proxy_filter"], capture_output=True, text=True, check=True)
+    assert result.stderr == ""
+    assert result.stdout.strip() == "smtpd/pass/smtpd_proxy_filter = [127.0.0.1]:10024"
+
+
 def test_cli() -> None:
     result = _cli("--proxy")
     assert result.returncode == 0 and "-o smtpd_proxy_filter=" in result.stdout
+    result = _cli("--proxy", "--service", "smtpd/pass")
+    assert result.returncode == 0 and "\nsmtpd      pass  " in result.stdout
+    result = _cli("--proxy", "--service", "smtpd")
+    assert result.returncode == 2 and "give the public smtpd service as NAME/TYPE" in \
+        result.stderr
+    result = _cli("--service", "smtp/inet")
+    assert result.returncode == 2 and "--service goes with --proxy" in result.stderr
     result = _cli("--proxy", "--part", "master")
     assert result.returncode == 2 and "--part" in result.stderr and result.stdout == ""
     result = _cli("--proxy", "--milter")

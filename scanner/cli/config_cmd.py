@@ -51,6 +51,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                       help="print the before-queue settings for Postfix's smtpd_proxy_filter "
                            "(the public smtpd hands mail to the listener before queueing it) "
                            "instead of the content_filter ones")
+    pf.add_argument("--service", metavar="NAME/TYPE",
+                    help="with --proxy: the public smtpd service to give the proxy "
+                         "(default smtp/inet; smtpd/pass behind postscreen)")
     pf.set_defaults(func=_postfix)
 
 
@@ -234,11 +237,18 @@ def _postfix(args: argparse.Namespace) -> int:
         print("scanner: --part selects from the content_filter settings; --milter and "
               "--proxy print their settings whole", file=sys.stderr)
         return 2
+    if args.service and not args.proxy:
+        print("scanner: --service goes with --proxy", file=sys.stderr)
+        return 2
     config = _load(args.config)
     if args.milter:
         text = render_milter(config)
     elif args.proxy:
-        text = render_proxy(config)
+        try:
+            text = render_proxy(config, args.service or "smtp/inet")
+        except ValueError as exc:
+            print(f"scanner: {exc}", file=sys.stderr)
+            return 2
     else:
         text = render_stanzas(config, args.part)
     print(text, end="")
