@@ -2,7 +2,8 @@
 
 ``Stack`` = a private :class:`PostfixInstance` (injection smtpd -> content_filter ->
 our filter -> reinjection smtpd -> virtual delivery into Maildirs) plus a
-:class:`FilterProcess` running ``scanner serve``.
+:class:`FilterProcess` running ``scanner serve``; ``ProxyStack`` the same with the
+filter before queue (the injection smtpd's ``smtpd_proxy_filter``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from email.policy import compat32
 
 import pytest
 
+from scanner.config import loads
+from scanner.postfix_proxy import after_filter_service, proxy_listener, proxy_options
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir, postfix_available
 from tests.helpers import filter_config
@@ -118,6 +121,28 @@ class Stack:
         master.write_text("\n".join(out) + "\n")
         self.postfix._postfix("reload")
 
+
+class ProxyStack(Stack):
+    """Client -> Postfix's public smtpd (``smtpd_proxy_filter``, the settings of
+    ``scanner postfix-config --proxy``) -> the filter -> the after-filter smtpd ->
+    Maildir: the filter before queue; everything private, loopback only."""
+
+    def __init__(self, *, extra: str = "", workers: int = 2,  # noqa: D107 (Stack's)
+                 server_extra: str = "") -> None:
+        self.base = make_base_dir("scanner-proxy-")
+        self.filter_port = free_port()
+        reinject_port = free_port()
+        text = filter_config(self.filter_port, reinject_port, workers=workers,
+                             log_file=self.base / "filter" / "scanner.log", extra=extra,
+                             server_extra=server_extra)
+        config = loads(text, "proxy-test.toml")
+        self.postfix = PostfixInstance(
+            base=self.base / "postfix", smtpd_port=free_port(), reinject_port=reinject_port,
+            filter=None, smtpd_maxproc=config.server.concurrency,
+            smtpd_options=proxy_options(proxy_listener(config), config.server.message_timeout,
+                                        config.server.concurrency),
+            reinject_builder=after_filter_service)
+        self.filter = FilterProcess(self.base / "filter", text, [self.filter_port])
 
 def summary_line(stack: Stack, mid: str, timeout: float = 30) -> str:
     """The filter's last summary line for the message whose Message-ID is

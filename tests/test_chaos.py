@@ -5,7 +5,8 @@ NSD and clamd) while workers, the master, the whole filter and clamd are killed 
 SIGKILL at random and started again, the next hop (Postfix's reinjection smtpd) is
 killed mid-transaction, workers and clamd are frozen for seconds, and workers hang
 for longer than the watchdog allows (the master must kill them). Every message must
-end up in the Maildir.
+end up in the Maildir. Also with the filter before queue (Postfix's smtpd_proxy_filter),
+where a 4xx leaves the message with the sender, which tries again.
 Duplicates can only come from SMTP's own window (the next hop had the message, our 250
 had not reached Postfix): they are counted and bounded by what was in flight, and
 printed (pytest -s) for the record.
@@ -37,11 +38,14 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("protocol, recipients", [("smtp", 1), ("lmtp", 3)])
-def test_random_kills_lose_no_message(protocol: str, recipients: int) -> None:
+@pytest.mark.parametrize("protocol, recipients, wiring", [
+    ("smtp", 1, "after-queue"), ("lmtp", 3, "after-queue"),
+    ("smtp", 1, "before-queue"),  # behind smtpd_proxy_filter: the sender retries a 4xx
+])
+def test_random_kills_lose_no_message(protocol: str, recipients: int, wiring: str) -> None:
     args = [sys.executable, "bench/chaos/run.py", "-n", "400", "--seconds", "12",
             "--seed", "89", "--drain-timeout", "240", "--protocol", protocol,
-            "--recipients", str(recipients), "--json"]
+            "--recipients", str(recipients), "--wiring", wiring, "--json"]
     if clamd_binary() is None:
         args.append("--no-clamav")
     run = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)

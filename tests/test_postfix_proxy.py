@@ -19,14 +19,9 @@ import time
 
 import pytest
 
-from scanner.config import loads
-from scanner.postfix_proxy import after_filter_service, proxy_listener, proxy_options
-from scanner.testing.filter import FilterProcess
-from scanner.testing.postfix import PostfixInstance, free_port, make_base_dir
-from tests.helpers import filter_config
 from tests.postfix_stack import (
     BEFORE_QUEUE_POLICY,
-    Stack,
+    ProxyStack,
     connections_to,
     delivered_ids,
     require_postfix,
@@ -47,30 +42,10 @@ seconds = 4
 """ + BEFORE_QUEUE_POLICY
 
 
-class ProxyStack(Stack):
-    """Client -> Postfix's public smtpd (smtpd_proxy_filter) -> scanner -> the
-    after-filter smtpd -> Maildir; everything private, loopback only."""
-
-    def __init__(self) -> None:  # noqa: D107 (Stack's attributes, another wiring)
-        self.base = make_base_dir("scanner-proxy-")
-        self.filter_port = free_port()
-        reinject_port = free_port()
-        text = filter_config(self.filter_port, reinject_port, workers=2,
-                             log_file=self.base / "filter" / "scanner.log", extra=POLICY)
-        config = loads(text, "proxy-test.toml")
-        self.postfix = PostfixInstance(
-            base=self.base / "postfix", smtpd_port=free_port(), reinject_port=reinject_port,
-            filter=None, smtpd_maxproc=config.server.concurrency,
-            smtpd_options=proxy_options(proxy_listener(config), config.server.message_timeout,
-                                        config.server.concurrency),
-            reinject_builder=after_filter_service)
-        self.filter = FilterProcess(self.base / "filter", text, [self.filter_port])
-
-
 @pytest.fixture(scope="module")
 def stack():
     require_postfix()
-    s = ProxyStack().start()
+    s = ProxyStack(extra=POLICY).start()
     yield s
     s.remove()
 

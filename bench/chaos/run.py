@@ -23,6 +23,13 @@ price of SMTP's own window (the next hop has the message, Postfix has not yet go
     .venv/bin/python bench/chaos/run.py                  # 2,000 messages, 40 s of chaos
     .venv/bin/python bench/chaos/run.py -n 500 --seconds 15 --seed 3 --json
     .venv/bin/python bench/chaos/run.py --recipients 3 --protocol lmtp
+    .venv/bin/python bench/chaos/run.py --wiring before-queue   # smtpd_proxy_filter
+
+With ``--wiring before-queue`` the filter sits behind the public smtpd's
+``smtpd_proxy_filter`` (``scanner postfix-config --proxy``): nothing is queued before the
+filter, so a 4xx at the end of DATA leaves the message with the sender, and the sender
+here retries it (every 0.5 s, as a client's queue would later); a message is lost if a
+250 reached the sender and no copy reached the Maildir.
 
 Needs root, postfix and nsd; clamd is used when installed (``--no-clamav`` to skip it).
 """
@@ -57,7 +64,7 @@ from filter_process import descendants  # noqa: E402
 
 from scanner.testing.clamd import ClamdInstance, clamd_binary  # noqa: E402
 from scanner.testing.dns_server import dns_checks_toml, nxdomain_server  # noqa: E402
-from tests.postfix_stack import Stack  # noqa: E402
+from tests.postfix_stack import ProxyStack, Stack  # noqa: E402
 
 ACTIONS = ("worker", "worker", "worker", "master", "group", "nexthop", "freeze_worker",
            "hang_worker", "freeze_clamd", "clamd")
@@ -85,6 +92,7 @@ class Result:
     clamav: bool = True
     recipients: int = 1
     protocol: str = "smtp"
+    wiring: str = "after-queue"
 
 
 class Chaos:
@@ -227,7 +235,7 @@ def _send(stack: Stack, messages: list[bytes], spread: float, recipients: list[s
         number, raw = item
         time.sleep(max(0.0, start + number * step - time.monotonic()))
         data = b"X-Chaos-Id: %d\r\n" % number + raw
-        for _ in range(60):  # Postfix's injection smtpd is never killed; retry hiccups
+        for _ in range(60):  # a hiccup, or (before queue) a 4xx: the sender tries again
             try:
                 stack.postfix.send("chaos@example.org", recipients, data)
                 return
@@ -240,12 +248,12 @@ def _send(stack: Stack, messages: list[bytes], spread: float, recipients: list[s
 
 
 def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: float,
-         recipients: int = 1, protocol: str = "smtp") -> Result:
+         recipients: int = 1, protocol: str = "smtp", wiring: str = "after-queue") -> Result:
     """One run: start everything, send, make chaos, drain, count."""
     rng = random.Random(seed)
     messages = load_corpus(DEFAULT_CORPUS, n, seed)
     result = Result(messages=n, seed=seed, chaos_seconds=seconds, clamav=use_clamav,
-                    recipients=recipients, protocol=protocol)
+                    recipients=recipients, protocol=protocol, wiring=wiring)
     rcpts = _recipients(recipients)
     wanted = {(i, r.split("@")[0]) for i in range(n) for r in rcpts}
     began = time.monotonic()
@@ -263,8 +271,13 @@ def soak(n: int, seconds: float, seed: int, use_clamav: bool, drain_timeout: flo
         # hang_limit = 0: a worker frozen from outside is not the message's fault; with
         # the default, a message that happened to be in two frozen workers would be
         # refused (451, kept by Postfix) and counted missing here.
-        stack = Stack(extra=_config(dns.resolver, clamd), workers=2, protocol=protocol,
-                      server_extra=f"watchdog_timeout = {WATCHDOG}\nhang_limit = 0")
+        server = f"watchdog_timeout = {WATCHDOG}\nhang_limit = 0"
+        if wiring == "before-queue":  # the sender's retries stand in for a client's
+            stack: Stack = ProxyStack(extra=_config(dns.resolver, clamd), workers=2,
+                                      server_extra=server)
+        else:
+            stack = Stack(extra=_config(dns.resolver, clamd), workers=2, protocol=protocol,
+                          server_extra=server)
         stack_.callback(stack.remove)
         # Postfix's master stops starting a service whose processes died abnormally for
         # service_throttle_time (60 s by default: "bad command startup -- throttling");
@@ -317,16 +330,23 @@ def main() -> int:
                    help="recipients per message (user0..userK-1@example.test)")
     p.add_argument("--protocol", choices=("smtp", "lmtp"), default="smtp",
                    help="Postfix's filter transport and the filter's listener")
+    p.add_argument("--wiring", choices=("after-queue", "before-queue"), default="after-queue",
+                   help="the filter as content_filter, or before queue behind the "
+                        "public smtpd's smtpd_proxy_filter (SMTP only): there a 4xx at "
+                        "the end of DATA leaves the message with the sender, which retries")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    if args.wiring == "before-queue" and args.protocol != "smtp":
+        p.error("--wiring before-queue speaks SMTP to the filter (smtpd_proxy_filter)")
     use_clamav = not args.no_clamav and clamd_binary() is not None
     result = soak(args.messages, args.seconds, args.seed, use_clamav, args.drain_timeout,
-                  args.recipients, args.protocol)
+                  args.recipients, args.protocol, args.wiring)
     if args.json:
         print(json.dumps(asdict(result)))
     else:
         print(f"{result.messages} messages to {result.recipients} recipients each over "
-              f"{result.protocol.upper()}, seed {result.seed}, {result.chaos_seconds:g} s "
+              f"{result.protocol.upper()} ({result.wiring}), seed {result.seed}, "
+              f"{result.chaos_seconds:g} s "
               f"of chaos (ClamAV {'on' if result.clamav else 'off'}): {result.events}")
         print(f"delivered {result.delivered} of {result.messages * result.recipients}; missing "
               f"{len(result.missing)} {result.missing[:20]}; duplicates {result.duplicates}")
