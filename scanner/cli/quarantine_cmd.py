@@ -101,8 +101,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "12h) or a date (2024-03-01); default 1d, for a daily cron job")
     gp.add_argument("--category", type=_category, action="append", metavar="CATEGORY",
                     help="list this category (repeatable); default SPAM")
-    gp.add_argument("--rcpt", action="append", metavar="ADDR",
-                    help="only to this recipient (repeatable); default every local one")
+    gp.add_argument("--rcpt", action="append", metavar="PATTERN",
+                    help="only to the recipients this matches (repeatable): user@dom, "
+                         "user@, @dom, @.dom (and its subdomains); default every local one")
     gp.add_argument("--max-listed", type=int, default=DEFAULT_MAX_LISTED, metavar="N",
                     help="messages listed in one digest at most, the newest (the rest are "
                          f"counted); default {DEFAULT_MAX_LISTED}")

@@ -27,6 +27,7 @@ from scanner.config.policy import PolicyConfig
 from scanner.notices import NoticeTemplate, Value, built_in
 from scanner.policy.decide import CATEGORY_KEY
 from scanner.policy.effective import recipient_is_local, recipient_policy
+from scanner.policy.lookup import listed
 from scanner.quarantine.record import QuarantineRecord
 from scanner.reinject.pool import ConnectionPool
 
@@ -45,23 +46,25 @@ class Digest:
 def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
             only: Sequence[str] = ()) -> list[Digest]:
     """One digest per local recipient of the ``held`` ``records`` (a message to three
-    recipients is listed in each one's digest); ``only``: just these addresses (any
-    case). Recipients are local as the filter decides (``local_domains``, a recipient
-    table's ``local``), and a message is listed only where :func:`blocked_for` says the
-    recipient did not get it. Both are read from ``policy`` and its recipient tables
-    (per-recipient SQL or LDAP settings and policy banks are not looked up here).
-    Sorted by address."""
-    wanted = {a.strip("<>").casefold() for a in only}
+    recipients is listed in each one's digest); ``only``: just the recipients these
+    address patterns match (``user@dom``, ``user@``, ``@dom``, ``@.dom``, as the
+    policy's lists). Recipients are local as the filter decides (``local_domains``, a
+    recipient table's ``local``), and a message is listed only where
+    :func:`blocked_for` says the recipient did not get it. Both are read from
+    ``policy`` and its recipient tables (per-recipient SQL or LDAP settings and policy
+    banks are not looked up here). Sorted by address."""
+    wanted = [a.strip().removeprefix("<").removesuffix(">") for a in only]
     found: dict[str, tuple[str, dict[str, QuarantineRecord]]] = {}
-    policies: dict[str, PolicyConfig | None] = {}  # None: not local
+    policies: dict[str, PolicyConfig | None] = {}  # None: not local, or not asked for
     for rec in records:
         if rec.state != "held":
             continue
         for address in rec.recipients:
             key = address.casefold()
-            if wanted and key not in wanted:
-                continue
             if key not in policies:
+                if wanted and not listed(wanted, address, policy.recipient_delimiter):
+                    policies[key] = None
+                    continue
                 own = recipient_policy(policy, address)
                 policies[key] = own if recipient_is_local(own, address) else None
             own = policies[key]

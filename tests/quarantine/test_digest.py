@@ -57,6 +57,20 @@ def test_one_digest_per_local_recipient_newest_first(quarantine: Quarantine):
     assert [d.recipient for d in only] == ["carol@example.test"]
 
 
+def test_rcpt_takes_the_policys_address_patterns(quarantine: Quarantine):
+    policy = loads(POLICY.replace('"example.test"]', '".example.test"]')).policy
+    store(quarantine, recipients=["bob@example.test", "ann@sales.example.test",
+                                  "bob+spam@sales.example.test"])
+    def only(*patterns: str) -> list[str]:
+        return [d.recipient for d in dg.collect(quarantine.records(), policy, patterns)]
+    assert only("@sales.example.test") == ["ann@sales.example.test",
+                                           "bob+spam@sales.example.test"]
+    assert only("@.example.test") == ["ann@sales.example.test", "bob+spam@sales.example.test",
+                                      "bob@example.test"]
+    assert only("bob@") == ["bob+spam@sales.example.test", "bob@example.test"]
+    assert only("<bob@example.test>") == ["bob@example.test"]
+
+
 def test_a_recipient_table_can_make_an_address_local_or_not(quarantine: Quarantine):
     policy = loads(POLICY + '[policy.recipients."nobody@example.test"]\nlocal = false\n'
                    '[policy.recipients."@partner.org"]\nlocal = true\n').policy
