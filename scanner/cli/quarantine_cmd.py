@@ -363,6 +363,7 @@ def _expire(args: argparse.Namespace) -> int:
 @_guarded
 def _digest(args: argparse.Namespace) -> int:
     from scanner.notices import load_templates
+    from scanner.policy.sources import PolicyLookupError
     from scanner.quarantine import digest as dg
     from scanner.reinject.deliver import NextHop
 
@@ -373,9 +374,15 @@ def _digest(args: argparse.Namespace) -> int:
         return 0
     since = parse_since(args.since)
     categories = args.category or ["SPAM"]
-    records = (rec for category in dict.fromkeys(categories)
-               for rec in q.records(category=category, since=since))
-    digests = dg.collect(records, config.policy, args.rcpt or ())
+    records = [rec for category in dict.fromkeys(categories)
+               for rec in q.records(category=category, since=since)]
+    only = args.rcpt or ()
+    try:
+        rows = dg.source_rows(config, dg.candidates(records, only,
+                                                    config.policy.recipient_delimiter))
+    except PolicyLookupError as exc:
+        return _fail(f"{exc}; no digest sent, try again later", EX_TEMPFAIL)
+    digests = dg.collect(records, config.policy, only, rows)
     hostname = configured_hostname(config.server.hostname)
     templates = load_templates(config.notices.templates_dir)
     period = f"since {dg.when(since)}"

@@ -20,14 +20,17 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from scanner.actions.notify import new_notice, notice_reply
-from scanner.config.policy import PolicyConfig
+from scanner.config import Config
+from scanner.config.policy import PolicyConfig, apply
 from scanner.notices import NoticeTemplate, Value, built_in
 from scanner.policy.decide import CATEGORY_KEY
-from scanner.policy.effective import recipient_is_local, recipient_policy
+from scanner.policy.effective import is_local, recipient_is_local, recipient_policy
 from scanner.policy.lookup import listed
+from scanner.policy.sources import make_sources, overrides_for
 from scanner.quarantine.record import QuarantineRecord
 from scanner.reinject.pool import ConnectionPool
 
@@ -44,15 +47,18 @@ class Digest:
 
 
 def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
-            only: Sequence[str] = ()) -> list[Digest]:
+            only: Sequence[str] = (), rows: Mapping[str, Any] | None = None
+            ) -> list[Digest]:
     """One digest per local recipient of the ``held`` ``records`` (a message to three
     recipients is listed in each one's digest); ``only``: just the recipients these
     address patterns match (``user@dom``, ``user@``, ``@dom``, ``@.dom``, as the
     policy's lists). Recipients are local as the filter decides (``local_domains``, a
     recipient table's ``local``), and a message is listed only where
     :func:`blocked_for` says the recipient did not get it. Both are read from
-    ``policy`` and its recipient tables (per-recipient SQL or LDAP settings and policy
-    banks are not looked up here). Sorted by address."""
+    ``policy``, its recipient tables and ``rows`` (each address's settings from the
+    policy SQL and LDAP sources, :func:`source_rows`), as the filter decides them for
+    a recipient; policy banks (which depend on the client and listener of each message)
+    are not applied. Sorted by address."""
     wanted = [a.strip().removeprefix("<").removesuffix(">") for a in only]
     found: dict[str, tuple[str, dict[str, QuarantineRecord]]] = {}
     policies: dict[str, PolicyConfig | None] = {}  # None: not local, or not asked for
@@ -62,10 +68,12 @@ def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
         for address in rec.recipients:
             key = address.casefold()
             if key not in policies:
-                if wanted and not listed(wanted, address, policy.recipient_delimiter):
+                if not asked_for(address, wanted, policy.recipient_delimiter):
                     policies[key] = None
                     continue
                 own = recipient_policy(policy, address)
+                row = rows.get(address) if rows else None
+                own = apply(own, row) if row is not None else own
                 policies[key] = own if recipient_is_local(own, address) else None
             own = policies[key]
             if own is None or not blocked_for(own, rec.category):
@@ -73,6 +81,37 @@ def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
             found.setdefault(key, (address, {}))[1][rec.mail_id] = rec  # once per address
     return [Digest(address, tuple(sorted(recs.values(), key=lambda r: -r.stored_at)))
             for _, (address, recs) in sorted(found.items())]
+
+
+def asked_for(address: str, patterns: Sequence[str], delimiter: str) -> bool:
+    """Whether ``--rcpt`` ``patterns`` (none: everyone) match ``address``."""
+    return not patterns or listed(patterns, address, delimiter)
+
+
+def candidates(records: Iterable[QuarantineRecord], only: Sequence[str],
+               delimiter: str) -> list[str]:
+    """The recipients of the held ``records`` that ``only`` asks for, once each: the
+    addresses whose policy :func:`source_rows` must read."""
+    wanted = [a.strip().removeprefix("<").removesuffix(">") for a in only]
+    seen: dict[str, str] = {}
+    for rec in records:
+        if rec.state == "held":
+            for address in rec.recipients:
+                if address.casefold() not in seen and asked_for(address, wanted, delimiter):
+                    seen[address.casefold()] = address
+    return list(seen.values())
+
+
+def source_rows(config: Config, addresses: Sequence[str]) -> dict[str, Any]:
+    """Each address's settings from the policy SQL and LDAP sources, read as for a
+    recipient of a message ({} without sources); raises
+    :class:`~scanner.policy.sources.PolicyLookupError` when a source cannot be read."""
+    sources = make_sources(config)
+    if not sources or not addresses:
+        return {}
+    base = config.policy
+    return overrides_for(sources, [(a, is_local(base, a)) for a in addresses],
+                         base.recipient_delimiter)
 
 
 def blocked_for(policy: PolicyConfig, category: str) -> bool:

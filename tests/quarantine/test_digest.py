@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import sqlite3
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -227,3 +228,42 @@ def test_bad_options_are_usage_errors(tmp_path: Path, sink: Sink):
     assert out.returncode == 2 and b"--max-listed 0: give 1 or more" in out.stderr
     out = cli(config, "digest", "--category", "junk")
     assert out.returncode == 2 and b"is not a quarantine category" in out.stderr
+
+
+def _sql(path: Path, rows: dict[str, str]) -> str:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE scanner_policy (pattern TEXT PRIMARY KEY, settings)")
+        conn.executemany("INSERT INTO scanner_policy VALUES (?, ?)", list(rows.items()))
+    conn.close()
+    return f'sql_lookup = "sqlite:{path}"\n'
+
+
+def test_policy_sql_rows_decide_as_for_a_message(tmp_path: Path, quarantine: Quarantine):
+    """A recipient's SQL row (as the filter reads it for each message) can make it not
+    local, make its spam pass, or make an outside address local."""
+    sql = _sql(tmp_path / "policy.sqlite", {
+        "bob@example.test": '{"local": false}',
+        "carol@example.test": '{"spam_destiny": "pass"}',
+        "ann@partner.org": '{"local": true}'})
+    config = loads(POLICY + sql + f'[quarantine]\ndirectory = "{tmp_path}/q"\n', "t.toml")
+    store(quarantine, recipients=["bob@example.test", "carol@example.test",
+                                  "dave@example.test", "ann@partner.org"])
+    records = list(quarantine.records())
+    rows = dg.source_rows(config, dg.candidates(records, (), "+"))
+    assert [d.recipient for d in dg.collect(records, config.policy, (), rows)] == [
+        "ann@partner.org", "dave@example.test"]
+    # without the rows, the static policy alone
+    assert [d.recipient for d in dg.collect(records, config.policy)] == [
+        "bob@example.test", "carol@example.test", "dave@example.test"]
+
+
+def test_an_unreadable_policy_source_sends_nothing_and_says_try_again(tmp_path: Path,
+                                                                        sink: Sink):
+    bad = tmp_path / "policy.sqlite"
+    bad.write_text("not a database")
+    config, q = _setup(tmp_path, sink.port, f'sql_lookup = "sqlite:{bad}"\n')
+    store(q)
+    out = cli(config, "digest")
+    assert out.returncode == 75, out.stderr
+    assert b"lookup failed" in out.stderr and b"no digest sent, try again later" in out.stderr
+    assert sink.received == []
