@@ -82,7 +82,7 @@ def check_service(service: str) -> tuple[str, str]:
     (a usage error) for anything else."""
     name, _, kind = service.partition("/")
     if not name or kind not in PUBLIC_TYPES or any(ch.isspace() or ch in "/'" for ch in name):
-        raise ValueError(f"--service {service!r}: give the public smtpd service as "
+        raise ValueError(f"{service!r}: give the public smtpd service as "
                          "NAME/TYPE, TYPE " + " or ".join(PUBLIC_TYPES)
                          + " (smtp/inet; smtpd/pass behind postscreen)")
     return name, kind
@@ -108,8 +108,8 @@ def proxy_listener(config: Config) -> ListenerConfig:
 def postconf_commands(config: Config, service: str = "smtp/inet") -> list[str]:
     """Shell commands that apply this wiring to an existing master.cf: the public
     ``service`` gets the proxy, the after-filter smtpd its receive overrides, and
-    main.cf loses the after-queue settings."""
-    check_service(service)
+    main.cf loses the after-queue settings (``service`` as :func:`check_service`
+    accepts it)."""
     listener = proxy_listener(config)
     concurrency = config.server.concurrency
     options = proxy_options(listener, config.server.message_timeout, concurrency)
@@ -124,8 +124,8 @@ def postconf_commands(config: Config, service: str = "smtp/inet") -> list[str]:
 
 
 def render_proxy(config: Config, service: str = "smtp/inet") -> str:
-    """What ``scanner postfix-config --proxy [--service NAME/TYPE]`` prints."""
-    check_service(service)
+    """What ``scanner postfix-config --proxy [--service NAME/TYPE]`` prints (ValueError
+    for a ``service`` :func:`check_service` refuses)."""
     listener = proxy_listener(config)
     timeout = config.server.message_timeout
     concurrency = config.server.concurrency

@@ -51,10 +51,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                       help="print the before-queue settings for Postfix's smtpd_proxy_filter "
                            "(the public smtpd hands mail to the listener before queueing it) "
                            "instead of the content_filter ones")
-    pf.add_argument("--service", metavar="NAME/TYPE",
+    pf.add_argument("--service", metavar="NAME/TYPE", type=_public_service,
                     help="with --proxy: the public smtpd service to give the proxy "
                          "(default smtp/inet; smtpd/pass behind postscreen)")
     pf.set_defaults(func=_postfix)
+
+
+def _public_service(text: str) -> str:
+    """``--service``: a public smtpd service as postconf names it (usage error else)."""
+    from scanner.postfix_proxy import check_service
+
+    try:
+        check_service(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _load(path: str | None) -> cfgmod.Config:
@@ -244,11 +255,7 @@ def _postfix(args: argparse.Namespace) -> int:
     if args.milter:
         text = render_milter(config)
     elif args.proxy:
-        try:
-            text = render_proxy(config, args.service or "smtp/inet")
-        except ValueError as exc:
-            print(f"scanner: {exc}", file=sys.stderr)
-            return 2
+        text = render_proxy(config, args.service or "smtp/inet")
     else:
         text = render_stanzas(config, args.part)
     print(text, end="")

@@ -59,18 +59,18 @@ def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
     policy SQL and LDAP sources, :func:`source_rows`), as the filter decides them for
     a recipient; policy banks (which depend on the client and listener of each message)
     are not applied. Sorted by address."""
-    wanted = [a.strip().removeprefix("<").removesuffix(">") for a in only]
+    records = list(records)
+    asked = {a.casefold() for a in candidates(records, only, policy.recipient_delimiter)}
     found: dict[str, tuple[str, dict[str, QuarantineRecord]]] = {}
-    policies: dict[str, PolicyConfig | None] = {}  # None: not local, or not asked for
+    policies: dict[str, PolicyConfig | None] = {}  # None: not local
     for rec in records:
         if rec.state != "held":
             continue
         for address in rec.recipients:
             key = address.casefold()
+            if key not in asked:
+                continue
             if key not in policies:
-                if not asked_for(address, wanted, policy.recipient_delimiter):
-                    policies[key] = None
-                    continue
                 own = recipient_policy(policy, address)
                 row = rows.get(address) if rows else None
                 own = apply(own, row) if row is not None else own
@@ -83,21 +83,18 @@ def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
             for _, (address, recs) in sorted(found.items())]
 
 
-def asked_for(address: str, patterns: Sequence[str], delimiter: str) -> bool:
-    """Whether ``--rcpt`` ``patterns`` (none: everyone) match ``address``."""
-    return not patterns or listed(patterns, address, delimiter)
-
-
 def candidates(records: Iterable[QuarantineRecord], only: Sequence[str],
                delimiter: str) -> list[str]:
-    """The recipients of the held ``records`` that ``only`` asks for, once each: the
-    addresses whose policy :func:`source_rows` must read."""
+    """The recipients of the held ``records`` that the ``only`` patterns ask for (none:
+    every one), once each: who may get a digest, and whose policy :func:`source_rows`
+    reads."""
     wanted = [a.strip().removeprefix("<").removesuffix(">") for a in only]
     seen: dict[str, str] = {}
     for rec in records:
         if rec.state == "held":
             for address in rec.recipients:
-                if address.casefold() not in seen and asked_for(address, wanted, delimiter):
+                if address.casefold() not in seen and (
+                        not wanted or listed(wanted, address, delimiter)):
                     seen[address.casefold()] = address
     return list(seen.values())
 
@@ -121,7 +118,7 @@ def blocked_for(policy: PolicyConfig, category: str) -> bool:
     mail) is in the same quarantine row as the held ones; the recipient already has
     it, so the digest leaves it out."""
     key = CATEGORY_KEY.get(category)
-    if key is None:  # CLEAN, SPAMMY, OVERSIZED without a destiny of its own: passed
+    if key is None:  # CLEAN and SPAMMY have no destiny of their own: passed
         return False
     return getattr(policy, f"{key}_destiny") != "pass" and not getattr(policy, f"{key}_lover")
 
