@@ -32,7 +32,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,8 +56,8 @@ from filter_process import (  # noqa: E402
     MESSAGE_TIMEOUT,
     FloorRelayProcess,
     ScannerProcess,
-    filter_code,
 )
+from report import Result, median_result, print_text, summary  # noqa: E402
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SENDER = "sender@example.test"
@@ -72,21 +71,6 @@ LABELS = {
     "r": "Postfix + floor relay (bench/throughput/floor_relay.py: a bare asyncio relay)",
     "p": "Postfix's smtpd_proxy_filter -> scanner serve, before queue (ClamAV check off)",
 }
-
-
-@dataclass
-class Result:
-    """The outcome of one configuration."""
-
-    config: str
-    label: str
-    messages: int = 0
-    seconds: float = 0.0
-    rate: float = 0.0
-    deferred: int = 0
-    bounced: int = 0
-    error: str | None = None
-    filter: dict[str, object] = field(default_factory=dict)
 
 
 # -- sending -----------------------------------------------------------------------------
@@ -318,87 +302,6 @@ def _filter_stats(scanner: ScannerProcess, offset: int) -> dict[str, object]:
     return stats
 
 
-# -- reporting -----------------------------------------------------------------------------
-
-
-def _median(results: list[Result]) -> Result:
-    """The run with the median rate (a failed run wins, so failures are never hidden)."""
-    failed = [r for r in results if r.error]
-    if failed:
-        return failed[0]
-    ordered = sorted(results, key=lambda r: r.rate)
-    return ordered[(len(ordered) - 1) // 2]
-
-
-def summary(results: dict[str, Result], args: argparse.Namespace) -> dict[str, object]:
-    """Everything printed, as one JSON-able dict."""
-    def ratio(x: str, y: str) -> float | None:
-        rx, ry = results.get(x), results.get(y)
-        if rx and ry and rx.rate and ry.rate and not rx.error and not ry.error:
-            return round(rx.rate / ry.rate, 3)
-        return None
-
-    return {
-        "messages": args.messages, "connections": args.connections, "source": args.source,
-        "filter_maxproc": args.filter_maxproc, "workers": args.workers,
-        "filter_code": filter_code(),
-        "cpus": os.cpu_count(),
-        "checks": args.checks, "disabled_checks": args.disable_checks,
-        "dns": ("local NSD, every name NXDOMAIN" if getattr(args, "local_dns_resolver", None)
-                else "the system's resolvers"),
-        "clamd_tmp": args.clamd_tmp or "instance directory (disk)",
-        "results": {k: asdict(r) for k, r in results.items()},
-        "rounds": args.rounds,
-        "ratio_c_to_b": ratio("c", "b"), "ratio_c_to_a": ratio("c", "a"),
-        "ratio_d_to_b": ratio("d", "b"), "ratio_d_to_c": ratio("d", "c"),
-        "ratio_r_to_b": ratio("r", "b"), "ratio_c_to_r": ratio("c", "r"),
-        "ratio_p_to_b": ratio("p", "b"), "ratio_p_to_a": ratio("p", "a"),
-        "ratio_p_to_c": ratio("p", "c"),
-        "round_rates": {k: v for k, v in getattr(args, "round_rates", {}).items()},
-    }
-
-
-def print_text(data: dict[str, object]) -> None:
-    print(f"{data['messages']} messages, {data['connections']} connections, "
-          f"source {data['source']}, filter maxproc {data['filter_maxproc']}, "
-          f"scanner workers {data['workers']}, {data['cpus']} CPUs")
-    print(f"filter code: {data['filter_code']}")
-    print(f"checks {data['checks']}, disabled {data['disabled_checks'] or '-'}; "
-          f"DNS checks ask {data['dns']}")
-    if "d" in data["results"]:  # type: ignore[operator]
-        print(f"(d)'s clamd keeps its temporary files in {data['clamd_tmp']}")
-    results = data["results"]
-    assert isinstance(results, dict)
-    for kind, res in results.items():
-        if res["error"]:
-            print(f"({kind}) {res['label']}: FAILED\n    " +
-                  "\n    ".join(str(res["error"]).splitlines()))
-            continue
-        print(f"({kind}) {res['label']}: {res['rate']:.1f} msg/s "
-              f"({res['messages']} in {res['seconds']:.2f} s; deferred {res['deferred']}, "
-              f"bounced {res['bounced']})")
-        flt = res["filter"]
-        if flt:
-            print(f"    filter time median {flt.get('median_ms', '-')} ms, "
-                  f"p95 {flt.get('p95_ms', '-')} ms ({flt['log_lines']} log lines); "
-                  f"PSS {int(flt['pss_kib']) / 1024:.1f} MiB in {flt['processes']} processes; "
-                  f"CPU {flt['cpu_seconds']} s during the timed run "
-                  f"({1000 * flt['cpu_seconds'] / res['messages']:.1f} ms per message: "
-                  f"user {1000 * flt['cpu_user_seconds'] / res['messages']:.1f}, "
-                  f"system {1000 * flt['cpu_system_seconds'] / res['messages']:.1f})")
-    if data["rounds"] > 1:
-        print(f"medians of {data['rounds']} interleaved rounds; rates per round: "
-              f"{data['round_rates']}")
-    for key, text in (("ratio_c_to_b", "(c)/(b)"), ("ratio_c_to_a", "(c)/(a)"),
-                      ("ratio_d_to_b", "(d)/(b)"), ("ratio_d_to_c", "(d)/(c)"),
-                      ("ratio_r_to_b", "(r)/(b)"), ("ratio_c_to_r", "(c)/(r)"),
-                      ("ratio_p_to_b", "(p)/(b)"), ("ratio_p_to_a", "(p)/(a)"),
-                      ("ratio_p_to_c", "(p)/(c)")):
-        value = data[key]
-        if value is not None:
-            print(f"{text} = {value:.3f}")
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-n", "--messages", type=int, default=500, help="messages per configuration")
@@ -487,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         args.local_dns_resolver = _start_local_dns(stack) if args.local_dns else None
         runs = _run_rounds(args, messages)
-    results = {kind: _median(rs) for kind, rs in runs.items()}
+    results = {kind: median_result(rs) for kind, rs in runs.items()}
     args.round_rates = {kind: [r.rate for r in rs] for kind, rs in runs.items()}
     data = summary(results, args)
     if args.json:
