@@ -35,6 +35,34 @@ def create_schema(con: Any, lock_key: int, statements: Iterable[str],
             con.execute(statement)
 
 
+def add_columns(con: Any, lock_key: int, table: str,
+                columns: Sequence[tuple[str, str]]) -> frozenset[str]:
+    """Add the ``(name, SQL type)`` columns ``table`` lacks (a table made by an older
+    release), under the advisory lock ``lock_key``; return those that could not be
+    added because this user may not alter the table (an administrator's table, a
+    role given only SELECT and the like): the caller reads NULL for them."""
+    def lacking() -> list[tuple[str, str]]:
+        have = {row[0] for row in con.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+            "AND attnum > 0 AND NOT attisdropped", (table,)).fetchall()}
+        return [(name, kind) for name, kind in columns if name not in have]
+
+    with con.transaction():
+        if not lacking():
+            return frozenset()
+    import psycopg
+
+    try:
+        with con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+            for name, kind in lacking():
+                con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind}")
+    except psycopg.errors.InsufficientPrivilege:
+        with con.transaction():
+            return frozenset(name for name, _ in lacking())
+    return frozenset()
+
+
 def connect_bounded(psycopg: Any, dsn: str, timeout: float, **kwargs: Any) -> Any:
     """A connection that waits at most ``timeout`` seconds (at least libpq's 2) to be
     made and lets no statement run longer than ``timeout`` (``statement_timeout``, set

@@ -233,7 +233,8 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
                 client_addr=task.client.addr, policy_bank=task.policy_bank,
                 mail_params=task.envelope.mail_params,
                 rcpt_params={task.envelope.recipients[i].address:
-                             task.envelope.recipients[i].params for i in idx}))
+                             task.envelope.recipients[i].params for i in idx},
+                held_for=[r for r in rcpts if task.verdicts[r].destiny is not Destiny.PASS]))
         try:
             await _quarantine_to(task, ctx, rcpts)
         except Exception:  # deferred: the retry stores it again, under a new mail_id
@@ -254,7 +255,8 @@ async def _quarantine_to(task: Task, ctx: Context, rcpts: list[str]) -> None:
     every address: the quarantine failed, the message defers."""
     targets = sorted({task.verdicts[r].policy.quarantine_to for r in rcpts} - {""})
     if targets:
-        await send_copy(task, ctx.pool, targets, rcpts, "quarantine_to")
+        await send_copy(task, ctx.pool, targets, rcpts, "quarantine_to", blocked=[
+            r for r in rcpts if task.verdicts[r].destiny is not Destiny.PASS])
 
 
 def _defer(task: Task, ctx: Context, out: Outcome, idx: list[int], why: str) -> None:

@@ -278,7 +278,10 @@ def _show(args: argparse.Namespace) -> int:
         ("category", rec.category),
         ("score", f"{rec.score:.3f}" if rec.score is not None else "-"),
         ("symbols", " ".join(rec.symbols) or "-"), ("sender", f"<{rec.sender}>"),
-        ("recipients", ", ".join(rec.recipients)), ("subject", rec.subject),
+        ("recipients", ", ".join(rec.recipients)),
+        ("held for", "not recorded" if rec.held_for is None else
+         ", ".join(rec.held_for) or "nobody (every recipient got it)"),
+        ("subject", rec.subject),
         ("message-id", rec.message_id or "-"), ("client", rec.client_addr or "-"),
         ("policy bank", rec.policy_bank or "-"), ("size", str(rec.size)),
         ("file", rec.path or f"{rec.relative_path} (not a file of this quarantine: "
@@ -314,7 +317,7 @@ def _release(args: argparse.Namespace) -> int:
     hop = NextHop.from_config(config.reinject, configured_hostname(config.server.hostname))
     replies = asyncio.run(release(q, hop, args.mail_id, recipients=args.to,
                                   requested_by=args.by or _login_name(), force=args.force))
-    targets = args.to or q.get(args.mail_id).recipients
+    targets = args.to or q.get(args.mail_id).release_targets()
     for rcpt, reply in zip(targets, replies, strict=False):
         print(printable(f"<{rcpt.strip('<>')}>: {reply}"))
     codes = {r[:1] for r in replies}

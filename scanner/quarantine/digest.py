@@ -53,12 +53,14 @@ def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
     recipients is listed in each one's digest); ``only``: just the recipients these
     address patterns match (``user@dom``, ``user@``, ``@dom``, ``@.dom``, as the
     policy's lists). Recipients are local as the filter decides (``local_domains``, a
-    recipient table's ``local``), and a message is listed only where
-    :func:`blocked_for` says the recipient did not get it. Both are read from
-    ``policy``, its recipient tables and ``rows`` (each address's settings from the
-    policy SQL and LDAP sources, :func:`source_rows`), as the filter decides them for
-    a recipient; policy banks (which depend on the client and listener of each message)
-    are not applied. Sorted by address."""
+    recipient table's ``local``), read from ``policy``, its recipient tables and
+    ``rows`` (each address's settings from the policy SQL and LDAP sources,
+    :func:`source_rows`) as the filter decides them for a recipient. A message is
+    listed only for the recipients it was held for, as the index recorded when it was
+    stored (whatever the policy says now); for a row stored before that was recorded,
+    where :func:`blocked_for` says the recipient's current policy holds its category
+    (policy banks, which depend on the client and listener of each message, not
+    applied). Sorted by address."""
     records = list(records)
     asked = {a.casefold() for a in candidates(records, only, policy.recipient_delimiter)}
     found: dict[str, tuple[str, dict[str, QuarantineRecord]]] = {}
@@ -76,7 +78,10 @@ def collect(records: Iterable[QuarantineRecord], policy: PolicyConfig,
                 own = apply(own, row) if row is not None else own
                 policies[key] = own if recipient_is_local(own, address) else None
             own = policies[key]
-            if own is None or not blocked_for(own, rec.category):
+            if own is None:
+                continue
+            got = rec.got_it(address)
+            if got or (got is None and not blocked_for(own, rec.category)):
                 continue
             found.setdefault(key, (address, {}))[1][rec.mail_id] = rec  # once per address
     return [Digest(address, tuple(sorted(recs.values(), key=lambda r: -r.stored_at)))

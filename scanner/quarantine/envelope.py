@@ -10,6 +10,7 @@ a block of header fields::
     X-Envelope-From: <alice@example.org>
     X-Envelope-To: <bob@example.test>,
      <carol@example.test>
+    X-Envelope-To-Blocked: <carol@example.test>
     X-Quarantine-ID: <7vykgLjHGVrk>
     X-Quarantine-Category: SPAM
     X-Quarantine-Stored: 1764979200
@@ -17,7 +18,11 @@ a block of header fields::
     X-Envelope-Rcpt-Params: <bob@example.test> NOTIFY=SUCCESS,FAILURE
      ORCPT=rfc822;bob@example.test
 
-followed by the message exactly as received. ``X-Envelope-Params`` holds the ESMTP
+followed by the message exactly as received. ``X-Envelope-To-Blocked`` (amavis's
+name) lists the recipients who did not get the message, their copy held (empty: every
+recipient's copy went on, the file is a copy kept of delivered mail); files written
+before 2026-12-07 lack it, and then who got the message is not known.
+``X-Envelope-Params`` holds the ESMTP
 parameters of MAIL FROM as received (SIZE left out: it is counted again when the
 message goes out), ``X-Envelope-Rcpt-Params`` (one per recipient that had any) those of
 its RCPT TO, so a release sends the message as it came in. Files written before these
@@ -57,6 +62,8 @@ class Envelope:
     """MAIL FROM's parameters; None: a file written before they were kept (unknown)."""
     rcpt_params: dict[str, tuple[Param, ...]] = field(default_factory=dict)
     """RCPT TO's parameters by recipient address, for those that had any."""
+    held_for: list[str] | None = None
+    """The recipients who did not get the message; None: not known (an older file)."""
 
     def params_of(self, address: str) -> tuple[Param, ...]:
         """The RCPT parameters the original recipient ``address`` came with (its
@@ -69,10 +76,14 @@ class Envelope:
 
 def wrap(raw: bytes, *, sender: str, recipients: list[str], mail_id: str, category: str,
          stored_at: float, mail_params: Sequence[Param] | None = None,
-         rcpt_params: Mapping[str, Sequence[Param]] | None = None) -> bytes:
+         rcpt_params: Mapping[str, Sequence[Param]] | None = None,
+         held_for: Sequence[str] | None = None) -> bytes:
     """The block, then ``raw``. ``mail_params`` None (not known, e.g. the archive's
-    copies): no ``X-Envelope-Params`` field."""
+    copies): no ``X-Envelope-Params`` field; ``held_for`` None: no
+    ``X-Envelope-To-Blocked`` field."""
     rcpts = ",\r\n ".join(f"<{_safe(r)}>" for r in recipients) or "<>"
+    blocked = "" if held_for is None else "X-Envelope-To-Blocked:{}{}\r\n".format(
+        " " if held_for else "", ",\r\n ".join(f"<{_safe(r)}>" for r in held_for))
     per_rcpt = "".join(
         f"X-Envelope-Rcpt-Params: <{_safe(r)}> {_render(params)}\r\n"
         for r, params in (rcpt_params or {}).items() if r in recipients and _render(params))
@@ -82,6 +93,7 @@ def wrap(raw: bytes, *, sender: str, recipients: list[str], mail_id: str, catego
     fields = (f"Return-Path: <{_safe(sender)}>\r\n"
               f"X-Envelope-From: <{_safe(sender)}>\r\n"
               f"X-Envelope-To: {rcpts}\r\n"
+              f"{blocked}"
               f"X-Quarantine-ID: <{mail_id}>\r\n"
               f"X-Quarantine-Category: {_safe(category)}\r\n"
               f"X-Quarantine-Stored: {int(stored_at)}\r\n"
@@ -115,6 +127,8 @@ def _parse(block: bytes) -> Envelope:
         mail_params=(_split_params(fields["x-envelope-params"])
                      if "x-envelope-params" in fields else None),
         rcpt_params=dict(_rcpt_params(v) for k, v in found if k == "x-envelope-rcpt-params"),
+        held_for=([a for a in _ADDR.findall(fields["x-envelope-to-blocked"]) if a]
+                  if "x-envelope-to-blocked" in fields else None),
     )
 
 

@@ -8,6 +8,11 @@ conditional UPDATEs, so two releasers (processes or hosts) can never both win:
 
 A row left in ``releasing`` (the releaser died) is not released again without
 ``force``: the next hop may already have the message.
+
+Columns added after the first release of the schema (:data:`ADDED_COLUMNS`) are added
+to an older index with ``ALTER TABLE`` the first time a process that may write opens
+it; a process that may only read (a web front end's database role, a user reading the
+SQLite file) reads NULL for them.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ BATCH = 1000  # rows per query when listing
 COLUMNS = ("mail_id", "secret_id", "stored_at", "sender", "recipients", "category", "score",
            "symbols", "size", "subject", "message_id", "client_addr", "policy_bank",
            "relative_path", "host", "release_started", "released_by", "released_at",
-           "released_to", "release_result")
+           "released_to", "release_result", "held_for")
+# (name, SQL type) of the columns an index created before them lacks
+ADDED_COLUMNS = (("held_for", "TEXT"),)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS quarantine (
@@ -54,7 +61,8 @@ SCHEMA = (
         released_by TEXT,
         released_at DOUBLE PRECISION,
         released_to TEXT NOT NULL DEFAULT '[]',
-        release_result TEXT NOT NULL DEFAULT '[]')""",
+        release_result TEXT NOT NULL DEFAULT '[]',
+        held_for TEXT)""",
     "CREATE INDEX IF NOT EXISTS quarantine_stored_at ON quarantine (stored_at)",
     "CREATE INDEX IF NOT EXISTS quarantine_category ON quarantine (category)",
     """CREATE TABLE IF NOT EXISTS quarantine_rcpt (
@@ -76,6 +84,9 @@ class Index(ABC):
 
     #: where the index lives, for error messages
     location: str = ""
+    #: columns of :data:`ADDED_COLUMNS` this index lacks and could not be given (read
+    #: as NULL, left out when writing); set by the back end when it first connects
+    missing: frozenset[str] = frozenset()
 
     @abstractmethod
     def _transaction(self, write: bool) -> AbstractContextManager[Run]:
@@ -86,11 +97,17 @@ class Index(ABC):
 
     # -- writes --------------------------------------------------------------------------
 
+    def _selected(self) -> str:
+        """The SELECT list of :data:`COLUMNS`, NULL for the missing ones."""
+        return ", ".join("NULL" if c in self.missing else c for c in COLUMNS)
+
     def insert(self, rec: QuarantineRecord) -> None:
-        values = [_to_db(name, getattr(rec, name)) for name in COLUMNS]
-        marks = ", ".join("?" * len(COLUMNS))
         with self._transaction(write=True) as run:
-            run(f"INSERT INTO quarantine ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+            # (the first connection finds out which columns are missing)
+            names = [c for c in COLUMNS if c not in self.missing]
+            values = [_to_db(name, getattr(rec, name)) for name in names]
+            marks = ", ".join("?" * len(names))
+            run(f"INSERT INTO quarantine ({', '.join(names)}) VALUES ({marks})", values)
             for addr in dict.fromkeys(fold_address(a) for a in rec.recipients):
                 run("INSERT INTO quarantine_rcpt (mail_id, address) VALUES (?, ?)",
                     [rec.mail_id, addr])
@@ -154,7 +171,7 @@ class Index(ABC):
         if not self._exists():
             return None
         with self._transaction(write=False) as run:
-            row = run(f"SELECT {', '.join(COLUMNS)} FROM quarantine WHERE mail_id = ?",
+            row = run(f"SELECT {self._selected()} FROM quarantine WHERE mail_id = ?",
                       [mail_id]).fetchone()
         return _from_db(row) if row else None
 
@@ -178,7 +195,7 @@ class Index(ABC):
                 cond.append("(stored_at > ? OR (stored_at = ? AND mail_id > ?))")
                 values += [after[0], after[0], after[1]]
             with self._transaction(write=False) as run:
-                rows = run(f"SELECT {', '.join(COLUMNS)} FROM quarantine WHERE "
+                rows = run(f"SELECT {self._selected()} FROM quarantine WHERE "
                            f"{' AND '.join(cond)} ORDER BY stored_at, mail_id LIMIT {BATCH}",
                            values).fetchall()
             for row in rows:
@@ -233,18 +250,37 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 
 
 _JSON = {"recipients", "symbols", "released_to", "release_result"}
+_JSON_OR_NULL = {"held_for"}
 
 
 def _to_db(name: str, value: Any) -> Any:
-    return json.dumps(list(value)) if name in _JSON else value
+    if name in _JSON_OR_NULL and value is None:
+        return None
+    return json.dumps(list(value)) if name in _JSON | _JSON_OR_NULL else value
 
 
 def _from_db(row: Sequence[Any]) -> QuarantineRecord:
     data = dict(zip(COLUMNS, row, strict=True))
     for name in _JSON:
         data[name] = json.loads(data[name] or "[]")
+    for name in _JSON_OR_NULL:
+        data[name] = _json_list(data[name])
     data["path"] = ""  # filled in by the store, which knows the directory
     return QuarantineRecord(**data)
+
+
+def _json_list(text: str | None) -> list[str] | None:
+    """A JSON list of strings, None for NULL or anything else (a damaged value reads
+    as not known)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return value
 
 
 def open_index(spec: str, directory: str) -> Index:

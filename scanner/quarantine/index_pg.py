@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from scanner.dburl import redact
-from scanner.pgsql import create_schema
-from scanner.quarantine.index import SCHEMA, Index, Run
+from scanner.pgsql import add_columns, create_schema
+from scanner.quarantine.index import ADDED_COLUMNS, SCHEMA, Index, Run
 from scanner.quarantine.record import IndexUnavailable, QuarantineError
 
 _LOCK_KEY = 0x5C4A7E1  # advisory lock serialising schema creation between hosts
@@ -44,6 +44,7 @@ class PostgresIndex(Index):
         if not self._ready:
             try:
                 create_schema(con, _LOCK_KEY, SCHEMA, ("quarantine", "quarantine_rcpt"))
+                self.missing = add_columns(con, _LOCK_KEY, "quarantine", ADDED_COLUMNS)
                 self._ready = True
             except psycopg.Error as exc:
                 con.close()

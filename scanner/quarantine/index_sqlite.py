@@ -18,7 +18,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from scanner.quarantine.index import SCHEMA, Index, Run
+from scanner.quarantine.index import ADDED_COLUMNS, SCHEMA, Index, Run
 from scanner.quarantine.record import IndexUnavailable, QuarantineError
 
 BUSY_TIMEOUT_MS = 30000
@@ -67,6 +67,7 @@ class SqliteIndex(Index):
     def _create(self, con: sqlite3.Connection) -> None:
         have = {row[0] for row in con.execute("SELECT name FROM sqlite_master")}
         if {"quarantine", "quarantine_rcpt"} <= have:  # readers need no write access
+            self._upgrade(con)
             self._ready = True
             return
         con.execute("PRAGMA journal_mode = WAL")
@@ -79,6 +80,27 @@ class SqliteIndex(Index):
             _rollback(con)
             raise
         self._ready = True
+
+    def _upgrade(self, con: sqlite3.Connection) -> None:
+        """Add the columns of :data:`ADDED_COLUMNS` an older index lacks; without write
+        access to it, note them in :attr:`missing` (read as NULL) instead."""
+        if not _lacking(con):
+            return
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for name, kind in _lacking(con):  # again: another process may have won
+                    con.execute(f"ALTER TABLE quarantine ADD COLUMN {name} {kind}")
+                con.execute("COMMIT")
+            except BaseException:
+                _rollback(con)
+                raise
+        except sqlite3.OperationalError as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != sqlite3.SQLITE_READONLY:
+                raise
+            self.missing = frozenset(name for name, _ in _lacking(con))
+            return
+        self._fix_owner()
 
     @contextlib.contextmanager
     def _transaction(self, write: bool) -> Iterator[Run]:
@@ -132,6 +154,12 @@ def _create_private(path: str) -> None:
     except FileExistsError:
         return
     os.close(fd)
+
+
+def _lacking(con: sqlite3.Connection) -> list[tuple[str, str]]:
+    """The columns of :data:`ADDED_COLUMNS` the quarantine table does not have."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(quarantine)")}
+    return [(name, kind) for name, kind in ADDED_COLUMNS if name not in have]
 
 
 def _rollback(con: sqlite3.Connection) -> None:

@@ -108,6 +108,11 @@ class QuarantineRecord:
     released_at: float | None = None
     released_to: list[str] = field(default_factory=list)
     release_result: list[str] = field(default_factory=list)
+    held_for: list[str] | None = None
+    """The recipients (of ``recipients``) who did not get the message when it was
+    stored: their destiny was discard, reject or bounce (amavis's
+    ``X-Envelope-To-Blocked``); the others' copies went on (a lover's, or kept under
+    ``quarantine_passed``). None: not known (stored before 2026-12-07)."""
 
     @property
     def state(self) -> str:
@@ -115,6 +120,19 @@ class QuarantineRecord:
         if self.released_at is not None:
             return "released"
         return "releasing" if self.release_started is not None else "held"
+
+    def release_targets(self) -> list[str]:
+        """Whom a release sends the message to when nobody is named: the recipients it
+        was held for, as amavisd-release does; every recipient when none was held (a
+        copy kept of delivered mail) or that is not known."""
+        return list(self.held_for or self.recipients)
+
+    def got_it(self, address: str) -> bool | None:
+        """Whether the recipient ``address`` got the message when it was stored (case
+        ignored); None when that is not known."""
+        if self.held_for is None:
+            return None
+        return address.casefold() not in {a.casefold() for a in self.held_for}
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -114,7 +114,7 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
     given = (secret_id or "").encode("utf-8", "surrogateescape")  # any bytes a peer sent
     if secret_id and not hmac.compare_digest(given, rec.secret_id.encode()):
         raise BadSecret(f"wrong secret_id for {mail_id}")
-    targets = [check_address(a) for a in recipients] if recipients else list(rec.recipients)
+    targets = [check_address(a) for a in recipients] if recipients else rec.release_targets()
     if not targets:
         raise QuarantineError(f"{mail_id} has no recipients to release to; give some")
     env_sender = rec.sender

@@ -72,12 +72,15 @@ class Quarantine:
               category: str, score: float | None, symbols: list[str], subject: str,
               message_id: str, client_addr: str | None, policy_bank: str,
               mail_params: Sequence[Param] | None = None,
-              rcpt_params: Mapping[str, Sequence[Param]] | None = None) -> QuarantineRecord:
+              rcpt_params: Mapping[str, Sequence[Param]] | None = None,
+              held_for: Sequence[str] | None = None) -> QuarantineRecord:
         """Write the message and its index row; QuarantineError (nothing kept) on failure.
 
         ``mail_params``, ``rcpt_params`` (by recipient): the ESMTP parameters the message
         came with, written into the file's envelope block for a release to send again
-        (``mail_params`` None: not known, the release guesses as for an older file)."""
+        (``mail_params`` None: not known, the release guesses as for an older file).
+        ``held_for``: those of ``recipients`` who do not get the message (their copy is
+        held); the others' went on. None: not known."""
         try:
             check_mail_id(mail_id)
         except UnknownMailId as exc:
@@ -90,8 +93,10 @@ class Quarantine:
             score=score, symbols=[_clean(s, 200) for s in symbols], size=len(raw),
             subject=_clean(subject), message_id=_clean(message_id, 1000),
             client_addr=_clean(client_addr) or None, policy_bank=_clean(policy_bank),
-            relative_path=rel, path=str(self.directory / rel), host=self.hostname)
+            relative_path=rel, path=str(self.directory / rel), host=self.hostname,
+            held_for=None if held_for is None else [_clean(r, 600) for r in held_for])
         stored = envelope.wrap(raw, sender=rec.sender, recipients=rec.recipients,
+                               held_for=rec.held_for,
                                mail_id=mail_id, category=rec.category,
                                stored_at=rec.stored_at, mail_params=mail_params,
                                rcpt_params={_clean(r, 600): p
@@ -305,7 +310,7 @@ class Quarantine:
             message_id=_clean(header_text(headers, "Message-ID"), 1000),
             client_addr=None, policy_bank="",
             relative_path=str(path.relative_to(self.directory)), path=str(path),
-            host=self.hostname)
+            host=self.hostname, held_for=env.held_for)
 
     def sweep(self, min_age: float = DEBRIS_MIN_AGE) -> list[Path]:
         """Remove temporary files and files without an index row older than ``min_age``."""

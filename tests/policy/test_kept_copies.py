@@ -147,6 +147,22 @@ def test_passed_spam_is_kept_when_quarantine_passed_lists_it(sink, caplog, polic
     if kept:
         assert q.stored[0]["category"] == "SPAM"
         assert q.stored[0]["recipients"] == ["bob@example.test"]
+        assert q.stored[0]["held_for"] == []  # delivered: a kept copy, held for nobody
+
+
+def test_the_quarantine_records_whom_a_kept_copy_was_held_for(sink):
+    """A message kept for a spam lover (delivered, quarantine_passed) and a recipient
+    whose spam is discarded: one row for both, held for the second only (amavis's
+    X-Envelope-To-Blocked), so a release or a digest does not give the lover a
+    second copy."""
+    policy = ("kill_level = 2.0\ntag2_level = 2.0\nquarantine_passed = ['spam']\n"
+              "spam_destiny = 'discard'\n"
+              '[policy.recipients."lover@example.test"]\nspam_lover = true\n')
+    replies, q = run(sink, policy, [BAYES], ["lover@example.test", "bob@example.test"])
+    assert [r[:3] for r in replies] == ["250", "250"]
+    assert list(copies(sink)) == ["lover@example.test"]
+    assert q.stored[0]["recipients"] == ["lover@example.test", "bob@example.test"]
+    assert q.stored[0]["held_for"] == ["bob@example.test"]
 
 
 def _archive_files(directory) -> list:

@@ -180,7 +180,8 @@ def test_quarantine_to_gets_the_held_copy(sink, caplog):
     assert held.sender == "<>"
     assert held.data.startswith(b"X-Quarantine-ID: <abcdefghijkl>\r\n"
                                 b"X-Envelope-From: <alice@example.org>\r\n"
-                                b"X-Envelope-To: <bob@example.test>\r\n")
+                                b"X-Envelope-To: <bob@example.test>\r\n"
+                                b"X-Envelope-To-Blocked: <bob@example.test>\r\n")
     assert held.data.endswith(RAW)
     sink.received.clear()
     sink.behaviour.rcpt_reply = (lambda r: "452 4.2.2 mailbox full" if r.startswith("quar")

@@ -67,8 +67,16 @@ def test_list_show_and_raw(setup):
     text = out.stdout.decode()
     assert out.returncode == 0 and f"secret_id:       {spam.secret_id}" in text
     assert "state:           held" in text and spam.relative_path in text
+    assert "held for:        not recorded" in text
     out = cli(config, "show", spam.mail_id, "--raw")
     assert out.stdout == sample("spam one")
+    mixed = store(q, recipients=["lover@example.test", "bob@example.test"],
+                  held_for=["bob@example.test"])
+    text = cli(config, "show", mixed.mail_id).stdout.decode()
+    assert "recipients:      lover@example.test, bob@example.test\n" in text
+    assert "held for:        bob@example.test\n" in text
+    assert json.loads(cli(config, "show", mixed.mail_id, "--json").stdout)["held_for"] == [
+        "bob@example.test"]
 
 
 def test_list_by_sender_pattern_and_subject(setup):

@@ -97,6 +97,23 @@ def test_a_copy_the_recipient_got_is_not_listed(quarantine: Quarantine):
         ("bob@example.test", [rec.mail_id]), ("rejecter@example.test", [rec.mail_id])]
 
 
+def test_who_is_told_follows_what_was_recorded_not_todays_policy(quarantine: Quarantine):
+    """A row records whom its message was held for when it was stored: a recipient
+    whose policy has since changed to pass is still told, and one whose copy went on
+    (a lover's then) is not, though its policy now discards spam. The rows of
+    test_a_copy_the_recipient_got_is_not_listed recorded nothing (stored before the
+    index kept it): there today's policy decides."""
+    policy = loads(POLICY + '[policy.recipients."now-passes@example.test"]\n'
+                   'spam_destiny = "pass"\n').policy
+    rec = store(quarantine, recipients=["now-passes@example.test", "got-it@example.test"],
+                held_for=["Now-Passes@example.test"])
+    kept = store(quarantine, recipients=["bob@example.test"], held_for=[])
+    digests = dg.collect(quarantine.records(), policy)
+    assert [(d.recipient, [r.mail_id for r in d.records]) for d in digests] == [
+        ("now-passes@example.test", [rec.mail_id])]
+    assert kept.mail_id not in {r.mail_id for d in digests for r in d.records}
+
+
 def test_the_text_lists_each_message_and_how_to_get_it(quarantine: Quarantine):
     rec = store(quarantine, subject="Gewinn! Sie haben\r\nX-Injected: yes",
                 recipients=["bob@example.test"])

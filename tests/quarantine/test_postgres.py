@@ -87,3 +87,56 @@ def test_an_index_user_without_create_uses_tables_made_for_it(pgq: Quarantine,
         with psycopg.connect(pg_url, autocommit=True) as con:
             con.execute("DROP OWNED BY index_user")
             con.execute("DROP ROLE index_user")
+
+
+def _old_tables(pg_url: str) -> None:
+    """The tables as releases before the held_for column made them."""
+    from scanner.quarantine.index import SCHEMA
+
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("DROP TABLE IF EXISTS quarantine, quarantine_rcpt")
+        for statement in (SCHEMA[0].replace(",\n        held_for TEXT", ""), *SCHEMA[1:]):
+            con.execute(statement)
+
+
+def _has_held_for(pg_url: str) -> bool:
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        return con.execute("SELECT count(*) FROM information_schema.columns WHERE "
+                           "table_name = 'quarantine' AND column_name = 'held_for'"
+                           ).fetchone()[0] == 1
+
+
+def test_older_tables_get_the_held_for_column(pg_url: str, tmp_path: Path):
+    _old_tables(pg_url)
+    assert not _has_held_for(pg_url)
+    q = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"), index=pg_url))
+    rec = q.store(mail_id="abcdefghijkl", raw=b"Subject: x\r\n\r\nx\r\n", sender="a@b.example",
+                  recipients=["bob@example.test", "carol@example.test"], category="SPAM",
+                  score=None, symbols=[], subject="x", message_id="", client_addr=None,
+                  policy_bank="", held_for=["carol@example.test"])
+    assert _has_held_for(pg_url) and q.index.missing == frozenset()
+    assert q.get(rec.mail_id).held_for == ["carol@example.test"]
+
+
+def test_a_user_who_may_not_alter_older_tables_reads_null(pg_url: str, tmp_path: Path):
+    """The filter's role has only SELECT, INSERT, UPDATE and DELETE on tables made by
+    an older release: it cannot add the column, so it reads NULL and writes rows
+    without it, and nothing fails."""
+    _old_tables(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute("DROP ROLE IF EXISTS index_user")
+        con.execute("CREATE ROLE index_user LOGIN")
+        con.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON quarantine, quarantine_rcpt "
+                    "TO index_user")
+    try:
+        url = pg_url.replace("scanner@", "index_user@")
+        limited = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"), index=url),
+                             hostname="filter2.test")
+        rec = store(limited, recipients=["bob@example.test"])
+        assert limited.index.missing == frozenset({"held_for"})
+        assert limited.get(rec.mail_id).held_for is None
+        assert not _has_held_for(pg_url)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            con.execute("DROP OWNED BY index_user")
+            con.execute("DROP ROLE index_user")

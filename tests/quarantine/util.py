@@ -22,12 +22,14 @@ def sample(subject: str = "cheap pills", body: bytes = b"buy now\r\n") -> bytes:
 
 def store(q: Quarantine, raw: bytes | None = None, *, mail_id: str | None = None,
           category: str = "SPAM", recipients: list[str] | None = None,
-          sender: str = "spam@example.org", subject: str = "cheap pills") -> QuarantineRecord:
+          sender: str = "spam@example.org", subject: str = "cheap pills",
+          held_for: list[str] | None = None) -> QuarantineRecord:
+    """``held_for`` None: a row as stored before it was recorded (not known)."""
     return q.store(mail_id=mail_id or new_mail_id(), raw=raw or sample(subject),
                    sender=sender, recipients=recipients or ["bob@example.test"],
                    category=category, score=9.5, symbols=["BAYES_99", "URIBL"],
                    subject=subject, message_id=f"<{subject.replace(' ', '.')}@example.org>",
-                   client_addr="192.0.2.7", policy_bank="")
+                   client_addr="192.0.2.7", policy_bank="", held_for=held_for)
 
 
 def ampdp(path: str | os.PathLike[str], *requests: list[tuple[str, str]],
