@@ -1,4 +1,5 @@
-"""``scanner quarantine list|show|release|delete|expire|reindex|digest``: manage held mail.
+"""``scanner quarantine list|show|release|delete|expire|reindex|digest|import-amavis``:
+manage held mail.
 
 Works while ``scanner serve`` runs and from cron. Exit codes: 0 done; 1 the request
 failed (unknown id, corrupt file, already released, bad address, next hop refused a
@@ -18,11 +19,13 @@ import pwd
 import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from scanner import config as cfgmod
 from scanner.hostname import configured_hostname
 from scanner.policy.decide import PRECEDENCE
 from scanner.policy.lookup import listed
+from scanner.quarantine.amavis_import import DEFAULT_DIRECTORY as AMAVIS_DIRECTORY
 from scanner.quarantine.digest import DEFAULT_MAX_LISTED
 from scanner.quarantine.record import QuarantineError, QuarantineRecord, mail_id_from
 from scanner.quarantine.when import format_time, parse_duration, parse_since
@@ -117,6 +120,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     xp.add_argument("--dry-run", "-n", action="store_true",
                     help="only say what would be added")
     xp.set_defaults(func=_reindex)
+
+    ip = qsub.add_parser("import-amavis", parents=[common], help="bring the mail amavis "
+                         "holds in its quarantine files into this quarantine, under the "
+                         "same mail_ids (after replacing amavis)")
+    ip.add_argument("directory", nargs="?", default=AMAVIS_DIRECTORY,
+                    help=f"amavis's $QUARANTINEDIR (default {AMAVIS_DIRECTORY})")
+    ip.add_argument("--dry-run", "-n", action="store_true",
+                    help="only say what would be imported")
+    ip.set_defaults(func=_import_amavis)
 
 
 def _quarantine(args: argparse.Namespace):  # -> (Config, Quarantine)
@@ -349,6 +361,27 @@ def _reindex(args: argparse.Namespace) -> int:
         print(f"scanner quarantine: left out {problem}", file=sys.stderr)
     print(f"{len(added)} row(s) {'would be ' if args.dry_run else ''}added, "
           f"{len(skipped)} file(s) left out", file=sys.stderr)
+    return 0
+
+
+@_guarded
+def _import_amavis(args: argparse.Namespace) -> int:
+    from scanner.quarantine.amavis_import import import_directory
+
+    _, q = _quarantine(args)
+    result = import_directory(q, Path(args.directory), dry_run=args.dry_run)
+    for rec in result.added:
+        print(("would import  " if args.dry_run else "imported  ") + _short(rec))
+    for note in result.ignored:
+        print(f"scanner quarantine: ignored {note}", file=sys.stderr)
+    for problem in result.failed:
+        print(f"scanner quarantine: not imported: {problem}", file=sys.stderr)
+    print(f"{len(result.added)} message(s) {'would be ' if args.dry_run else ''}imported, "
+          f"{len(result.present)} already in the quarantine, {len(result.ignored)} other "
+          f"file(s) ignored, {len(result.failed)} not imported", file=sys.stderr)
+    if result.failed:
+        return _fail(f"{len(result.failed)} quarantine file(s) of {args.directory} could "
+                     "not be imported (see above)")
     return 0
 
 
