@@ -178,6 +178,10 @@ ADVICE: dict[str, str] = {
     "and amavisd-milter's -S at it (README \"Before-queue with amavisd-milter\", "
     "scanner postfix-config --milter)",
 }
+ADVICE["$QUARANTINEDIR"] = (
+    "where amavis's local: quarantine keeps the mail it holds; scanner keeps its own "
+    "([quarantine] directory): once amavis is stopped, bring that mail over with "
+    "`scanner quarantine import-amavis DIR` (same mail_ids; docs/quarantine.md)")
 # Debian's 25-amavis_helpers: the bank of amavisd-release's socket, not one to write by hand
 ADVICE["$interface_policy{SOCK}"] = ADVICE["$policy_bank{AM.PDP-SOCK}"] = \
     ADVICE["$unix_socketname"]

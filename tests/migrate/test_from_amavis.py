@@ -86,6 +86,7 @@ def test_a_site_configuration_maps_onto_scanner_keys(tmp_path: Path) -> None:
     notes = toml[toml.index("# Not converted"):]
     assert "$banned_filename_re = new_RE" in notes and "[checks.settings.banned]" in notes
     assert "$QUARANTINEDIR = '/var/virusmails'" in notes
+    assert "scanner quarantine import-amavis DIR" in notes
     assert all(line.startswith("#") for line in notes.splitlines())
 
 
