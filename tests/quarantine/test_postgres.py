@@ -7,7 +7,9 @@ Skipped when psycopg or the PostgreSQL server binaries are missing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,18 @@ def test_an_index_user_without_create_uses_tables_made_for_it(pgq: Quarantine,
     """PostgreSQL checks the CREATE privilege before it finds a table exists: a user
     with only the rights the index needs on tables an administrator made failed."""
     store(pgq)  # the tables exist now
+    with _limited_user(pg_url) as url:
+        limited = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"), index=url),
+                             hostname="filter2.test")
+        rec = store(limited)
+        assert limited.get(rec.mail_id).mail_id == rec.mail_id
+        assert len(limited.list()) == 2
+
+
+@contextlib.contextmanager
+def _limited_user(pg_url: str) -> Iterator[str]:
+    """The URL of a role with only the rights the index needs on the existing tables
+    (no CREATE in the schema, not their owner); dropped afterwards."""
     with psycopg.connect(pg_url, autocommit=True) as con:
         con.execute("DROP ROLE IF EXISTS index_user")
         con.execute("CREATE ROLE index_user LOGIN")
@@ -77,12 +91,7 @@ def test_an_index_user_without_create_uses_tables_made_for_it(pgq: Quarantine,
         con.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON quarantine, quarantine_rcpt "
                     "TO index_user")
     try:
-        url = pg_url.replace("scanner@", "index_user@")
-        limited = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"), index=url),
-                             hostname="filter2.test")
-        rec = store(limited)
-        assert limited.get(rec.mail_id).mail_id == rec.mail_id
-        assert len(limited.list()) == 2
+        yield pg_url.replace("scanner@", "index_user@")
     finally:
         with psycopg.connect(pg_url, autocommit=True) as con:
             con.execute("DROP OWNED BY index_user")
@@ -123,20 +132,10 @@ def test_a_user_who_may_not_alter_older_tables_reads_null(pg_url: str, tmp_path:
     an older release: it cannot add the column, so it reads NULL and writes rows
     without it, and nothing fails."""
     _old_tables(pg_url)
-    with psycopg.connect(pg_url, autocommit=True) as con:
-        con.execute("DROP ROLE IF EXISTS index_user")
-        con.execute("CREATE ROLE index_user LOGIN")
-        con.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON quarantine, quarantine_rcpt "
-                    "TO index_user")
-    try:
-        url = pg_url.replace("scanner@", "index_user@")
+    with _limited_user(pg_url) as url:
         limited = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"), index=url),
                              hostname="filter2.test")
         rec = store(limited, recipients=["bob@example.test"])
         assert limited.index.missing == frozenset({"held_for"})
         assert limited.get(rec.mail_id).held_for is None
         assert not _has_held_for(pg_url)
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as con:
-            con.execute("DROP OWNED BY index_user")
-            con.execute("DROP ROLE index_user")
