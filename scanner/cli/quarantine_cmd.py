@@ -20,8 +20,10 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from scanner import config as cfgmod
+from scanner.errors import ConfigError
 from scanner.hostname import configured_hostname
 from scanner.policy.decide import PRECEDENCE
 from scanner.policy.lookup import listed
@@ -75,11 +77,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("mail_id", type=mail_id_from, metavar="ID",
                     help="the mail_id, or its file as logged (7/spam-7vykgLjHGVrk.gz)")
     rp.add_argument("--to", nargs="+", metavar="ADDR", help="deliver to these addresses "
-                    "instead of the original recipients")
+                    "instead of the recipients it was held for")
     rp.add_argument("--by", help="who releases (in the release header; default: your "
                     "login name)")
     rp.add_argument("--force", action="store_true", help="release even if released before "
                     "or if an earlier release broke off")
+    rp.add_argument("--learn-ham", action="store_true", help="once delivered, learn the "
+                    "message as ham into the spam model the configuration uses (a false "
+                    "positive; as scanner learn --ham)")
     rp.set_defaults(func=_release)
 
     dp = qsub.add_parser("delete", parents=[common], help="remove a message for good")
@@ -87,6 +92,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="the mail_id, or its file as logged (7/spam-7vykgLjHGVrk.gz)")
     dp.add_argument("--force", action="store_true",
                     help="delete even if an earlier release broke off")
+    dp.add_argument("--learn-spam", action="store_true", help="first learn the message as "
+                    "spam into the spam model the configuration uses (as scanner learn "
+                    "--spam)")
     dp.set_defaults(func=_delete)
 
     ep = qsub.add_parser("expire", parents=[common], help="remove messages older than a "
@@ -329,10 +337,13 @@ def _release(args: argparse.Namespace) -> int:
     hop = NextHop.from_config(config.reinject, configured_hostname(config.server.hostname))
     replies = asyncio.run(release(q, hop, args.mail_id, recipients=args.to,
                                   requested_by=args.by or _login_name(), force=args.force))
-    targets = args.to or q.get(args.mail_id).release_targets()
+    rec = q.get(args.mail_id)
+    targets = args.to or rec.release_targets()
     for rcpt, reply in zip(targets, replies, strict=False):
         print(printable(f"<{rcpt.strip('<>')}>: {reply}"))
     codes = {r[:1] for r in replies}
+    if "2" in codes and args.learn_ham and not _learn(args, q, rec, spam=False):
+        return _fail(f"{args.mail_id} was released, but not learned as ham (see above)")
     if codes == {"2"}:
         return 0
     if "2" in codes:
@@ -346,9 +357,30 @@ def _release(args: argparse.Namespace) -> int:
 @_guarded
 def _delete(args: argparse.Namespace) -> int:
     _, q = _quarantine(args)
+    if args.learn_spam and not _learn(args, q, q.get(args.mail_id), spam=True):
+        return _fail(f"{args.mail_id} was not learned as spam (see above), so not deleted")
     rec = q.delete(args.mail_id, force=args.force)
     print(f"deleted {rec.mail_id} ({rec.relative_path})")
     return 0
+
+
+def _learn(args: argparse.Namespace, q: Any, rec: QuarantineRecord, *, spam: bool) -> bool:
+    """Learn a quarantined message (as received) into the configuration's spam model,
+    as ``scanner learn`` does; print what happened; False (said why) on failure."""
+    from scanner.cli.ml_commands import model_path
+    from scanner.ml.errors import ModelError
+    from scanner.ml.learn import learn_message
+
+    label = "spam" if spam else "ham"
+    try:
+        path = model_path(argparse.Namespace(model=None, config=args.config))
+        outcome = learn_message(path, q.read_stored(rec)[1], spam=spam)
+    except (ModelError, ConfigError, QuarantineError) as exc:
+        print(f"scanner quarantine: {rec.mail_id} not learned as {label}: {exc}",
+              file=sys.stderr)
+        return False
+    print(f"{path}: {rec.mail_id} {outcome} as {label}")
+    return True
 
 
 @_guarded
