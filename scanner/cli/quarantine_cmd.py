@@ -50,7 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lp = qsub.add_parser("list", parents=[common], help="list quarantined messages")
     lp.add_argument("--category", type=_category,
                     help="only this category (SPAM, VIRUS, BANNED, ...)")
-    lp.add_argument("--rcpt", help="only messages for this recipient address")
+    who = lp.add_mutually_exclusive_group()
+    who.add_argument("--rcpt", help="only messages for this recipient address")
+    who.add_argument("--held-for", metavar="ADDR",
+                     help="only messages held for this recipient: not those a copy of "
+                          "reached (a spam lover's, kept by quarantine_passed), as a "
+                          "user's own quarantine page lists them")
     lp.add_argument("--sender", metavar="PATTERN", type=_sender_pattern,
                     help="only messages from this envelope sender: user@dom, user@, @dom, "
                          "@.dom (and its subdomains) or <> (bounces), as allow_senders")
@@ -225,7 +230,9 @@ def _matching(records: Iterable[QuarantineRecord], args: argparse.Namespace,
     """``records`` that pass the filters the index cannot apply: the envelope sender
     matches the ``--sender`` pattern (the policy's address patterns: an extension after
     ``delimiter`` is matched without it too, a domain in either IDN spelling), the
-    Subject contains ``--subject`` in any case, the state is ``--state``."""
+    Subject contains ``--subject`` in any case, the state is ``--state``, the message
+    was held for ``--held-for`` (the index's ``held_for``; rows that did not record it
+    count as held for every recipient)."""
     wanted = args.subject.casefold() if args.subject else None
     for rec in records:
         if args.sender is not None and not listed([args.sender], rec.sender, delimiter):
@@ -234,6 +241,8 @@ def _matching(records: Iterable[QuarantineRecord], args: argparse.Namespace,
             continue
         if args.state and rec.state != args.state:
             continue
+        if args.held_for and rec.got_it(args.held_for.strip("<>")):
+            continue  # (not recorded: listed, as for every recipient)
         yield rec
 
 
@@ -243,8 +252,8 @@ def _list(args: argparse.Namespace) -> int:
     if _no_directory(config):
         return 0
     since = parse_since(args.since) if args.since else None
-    records = _matching(q.records(category=args.category, rcpt=args.rcpt, since=since),
-                        args, config.policy.recipient_delimiter)
+    records = _matching(q.records(category=args.category, rcpt=args.rcpt or args.held_for,
+                                  since=since), args, config.policy.recipient_delimiter)
     if args.json:
         _print_json_array(r.as_dict() for r in records)
     elif args.ids:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from scanner.errors import ScannerError
+from scanner.idn import fold_address
 
 MAIL_ID_RE = re.compile(r"^[A-Za-z0-9_-]{12}$")
 
@@ -128,11 +129,13 @@ class QuarantineRecord:
         return list(self.held_for or self.recipients)
 
     def got_it(self, address: str) -> bool | None:
-        """Whether the recipient ``address`` got the message when it was stored (case
-        ignored); None when that is not known."""
+        """Whether the recipient ``address`` got the message when it was stored
+        (compared as policy lookups compare addresses: the domain in either IDN
+        spelling and any case, the local part ASCII-folded); None when that is not
+        known."""
         if self.held_for is None:
             return None
-        return address.casefold() not in {a.casefold() for a in self.held_for}
+        return fold_address(address) not in {fold_address(a) for a in self.held_for}
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -495,3 +495,29 @@ def test_a_model_that_cannot_learn_is_reported_and_nothing_is_lost(tmp_path: Pat
     assert out.returncode == 1 and b"not learned as spam (see above), so not deleted" in \
         out.stderr
     assert q.get(spam.mail_id).state == "held"
+
+
+def test_list_held_for_leaves_out_the_copies_a_recipient_got(setup):
+    """--held-for lists what a user's own quarantine page shows: the messages held for
+    them, not a copy kept of mail that reached them (a lover's); a row stored before
+    the index recorded it counts as held for every recipient. The address matches in
+    either IDN spelling, as --rcpt does."""
+    config, q = setup
+    held = store(q, subject="held", recipients=["lover@example.test", "bob@example.test"],
+                 held_for=["bob@example.test"])
+    store(q, subject="kept only", recipients=["bob@example.test"], held_for=[])
+    old = store(q, subject="old row", recipients=["bob@example.test"])
+    idn = store(q, subject="idn", recipients=["jürgen@xn--mnchen-3ya.test"],
+                held_for=["jürgen@xn--mnchen-3ya.test"])
+
+    def ids(*args: str) -> list[str]:
+        out = cli(config, "list", "--ids", *args)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.decode().split()
+
+    assert ids("--held-for", "Bob@Example.test") == [held.mail_id, old.mail_id]
+    assert ids("--held-for", "lover@example.test") == []
+    assert len(ids("--rcpt", "bob@example.test")) == 3
+    assert ids("--held-for", "jürgen@münchen.test") == [idn.mail_id]
+    out = cli(config, "list", "--rcpt", "a@b.test", "--held-for", "a@b.test")
+    assert out.returncode == 2 and b"not allowed with argument" in out.stderr
