@@ -440,63 +440,6 @@ def test_ids_as_the_log_line_and_amavisd_release_give_them(setup, sink: Sink):
     assert out.returncode == 1 and b"'7/virus-short.gz' is not a mail_id" in out.stderr
 
 
-def _site_model(tmp_path: Path, sink: Sink) -> tuple[Path, Path]:
-    """A configuration whose spam model is a copy of the shipped one: (config, model)."""
-    import shutil
-
-    model = tmp_path / "site.model"
-    shutil.copyfile(REPO / "models" / "default.model", model)
-    config = tmp_path / "learning.toml"
-    config.write_text(config_text(tmp_path / "q", sink.port,
-                                  extra=f'\n[checks.settings.bayes]\nmodel = "{model}"\n'),
-                      encoding="utf-8")
-    return config, model
-
-
-def _online(model: Path) -> dict:
-    from scanner.ml.model import load_model
-
-    return dict(load_model(model).training.get("online", {}))
-
-
-def test_release_learn_ham_and_delete_learn_spam_feed_the_model(tmp_path: Path,
-                                                                 sink: Sink):
-    """A false positive released with --learn-ham is learned as ham into the model the
-    filter uses; a held message deleted with --learn-spam as spam first. The message
-    learned is the one received, as the filter scanned it."""
-    config, model = _site_model(tmp_path, sink)
-    q = Quarantine(cfgmod.load(str(config)).quarantine)
-    ham, spam = store(q, subject="our newsletter"), store(q, subject="cheap pills")
-    out = cli(config, "release", ham.mail_id, "--learn-ham")
-    assert out.returncode == 0, out.stderr
-    assert f"{model}: {ham.mail_id} learned as ham" in out.stdout.decode()
-    assert sink.wait_for(1)[0].recipients == ["bob@example.test"]
-    assert _online(model) == {"ham": 1, "spam": 0}
-    out = cli(config, "delete", spam.mail_id, "--learn-spam")
-    assert out.returncode == 0, out.stderr
-    assert f"{model}: {spam.mail_id} learned as spam" in out.stdout.decode()
-    assert _online(model) == {"ham": 1, "spam": 1} and q.index.get(spam.mail_id) is None
-
-
-def test_a_model_that_cannot_learn_is_reported_and_nothing_is_lost(tmp_path: Path,
-                                                                   sink: Sink):
-    """The release has happened when learning fails: exit 1 saying so. A delete whose
-    learning fails deletes nothing."""
-    config, model = _site_model(tmp_path, sink)
-    model.write_bytes(b"not a model")
-    q = Quarantine(cfgmod.load(str(config)).quarantine)
-    ham, spam = store(q, subject="our newsletter"), store(q, subject="cheap pills")
-    out = cli(config, "release", ham.mail_id, "--learn-ham")
-    err = out.stderr.decode()
-    assert out.returncode == 1 and f"{ham.mail_id} not learned as ham: " in err
-    assert f"{ham.mail_id} was released, but not learned as ham" in err
-    assert len(sink.wait_for(1)) == 1 and q.get(ham.mail_id).state == "released"
-    out = cli(config, "delete", spam.mail_id, "--learn-spam")
-    assert out.returncode == 1 and b"not learned as spam (see above), so not deleted" in \
-        out.stderr
-    assert q.get(spam.mail_id).state == "held"
-
-
 def test_list_held_for_leaves_out_the_copies_a_recipient_got(setup):
     """--held-for lists what a user's own quarantine page shows: the messages held for
     them, not a copy kept of mail that reached them (a lover's); a row stored before
