@@ -207,8 +207,9 @@ def _headers(raw: bytes) -> Any:  # an email.message.Message
 
 
 def _read(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as fh:
+    try:  # never through a link: the directory belongs to amavis's user, not to root
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise QuarantineError(f"cannot read it: {exc.strerror}") from None

@@ -213,3 +213,18 @@ def test_amavisd_release_with_the_id_amavis_logged(amavis_dir: Path, server, sin
     got = sink.wait_for(1)[0]
     assert got.recipients == ["bob@example.test"]
     assert got.data.partition(b"\r\n")[2] == _crlf(MESSAGE)
+
+
+def test_links_are_not_followed(tmp_path: Path, quarantine: Quarantine):
+    """amavis's directory belongs to its user; root importing it must not read, through
+    a link planted there, a file that user could not."""
+    base = tmp_path / "virusmails"
+    base.mkdir()
+    secret = tmp_path / "secret-lLinkTarget1"
+    secret.write_bytes(amavis_file("lLinkTarget1", blocked=[]))
+    (base / "spam-lLinkTarget1").symlink_to(secret)
+    (base / "l").symlink_to(tmp_path, target_is_directory=True)
+    result = import_directory(quarantine, base)
+    assert result.added == [] and result.failed == [] and result.ignored == []
+    with pytest.raises(QuarantineError, match="cannot read it"):
+        read_message(base / "spam-lLinkTarget1")
