@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scanner.pipeline.parse import header_display, header_text
+from scanner.quarantine import files
 from scanner.quarantine.record import QuarantineError, QuarantineRecord
 
 if TYPE_CHECKING:
@@ -144,6 +145,8 @@ def import_directory(q: Quarantine, directory: Path, *, dry_run: bool = False
     if not directory.is_dir():
         raise QuarantineError(f"{directory}: no such directory (amavis's $QUARANTINEDIR)")
     out = ImportResult()
+    if not dry_run:
+        _make_quarantine_directory(q.directory)
     for path in amavis_files(directory):
         try:
             msg = read_message(path)
@@ -179,6 +182,18 @@ def give_to_directory_owner(base: Path, path: Path) -> None:
     while current != base and base in current.parents:
         os.chown(current, st.st_uid, st.st_gid, follow_symlinks=False)
         current = current.parent
+
+
+def _make_quarantine_directory(base: Path) -> None:
+    """Create the quarantine directory if it does not exist yet (run before the filter
+    ever stored anything), as root owned like its parent (the service user's home,
+    ``/var/lib/scanner``): the files given to its owner must be the filter's."""
+    if base.is_dir():
+        return
+    base.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        st = os.stat(base.parent)
+        os.chown(base, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
 def _store(q: Quarantine, msg: AmavisMessage) -> QuarantineRecord:

@@ -167,12 +167,23 @@ def test_not_held_mail_is_told_apart(tmp_path: Path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another user needs root")
-def test_run_as_root_the_files_go_to_the_quarantines_owner(amavis_dir: Path, qdir: Path):
-    qdir.mkdir(parents=True)
-    os.chown(qdir, 65534, 65534)
+@pytest.mark.parametrize("exists", [True, False])
+def test_run_as_root_the_files_go_to_the_quarantines_owner(amavis_dir: Path, tmp_path: Path,
+                                                           exists: bool):
+    """The files and directories made are the quarantine directory's owner's; one
+    that does not exist yet (nothing stored so far) is made as its parent's (the
+    service user's home)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    qdir = home / "quarantine"
+    if exists:
+        qdir.mkdir()
+        os.chown(qdir, 65534, 65534)
     q = Quarantine(QuarantineConfig(directory=str(qdir)))
     result = import_directory(q, amavis_dir)
-    assert result.added
+    assert result.added and qdir.stat().st_uid == 65534
+    assert (qdir / "index.sqlite").stat().st_uid == 65534  # the filter writes it too
     for rec in result.added:
         path = Path(rec.path)
         assert (path.stat().st_uid, path.parent.stat().st_uid) == (65534, 65534), rec.path
