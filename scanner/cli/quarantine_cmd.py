@@ -139,6 +139,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "same mail_ids (after replacing amavis)")
     ip.add_argument("directory", nargs="?", default=AMAVIS_DIRECTORY,
                     help=f"amavis's $QUARANTINEDIR (default {AMAVIS_DIRECTORY})")
+    ip.add_argument("--sql", metavar="URL", help="read amavis's SQL quarantine instead "
+                    "(sql: quarantine method; a postgresql:// URL of the database "
+                    "$storage_sql_dsn names)")
     ip.add_argument("--dry-run", "-n", action="store_true",
                     help="only say what would be imported")
     ip.set_defaults(func=_import_amavis)
@@ -410,7 +413,12 @@ def _import_amavis(args: argparse.Namespace) -> int:
     from scanner.quarantine.amavis_import import import_directory
 
     _, q = _quarantine(args)
-    result = import_directory(q, Path(args.directory), dry_run=args.dry_run)
+    if args.sql:
+        from scanner.quarantine.amavis_sql import import_sql
+
+        result = import_sql(q, args.sql, dry_run=args.dry_run)
+    else:
+        result = import_directory(q, Path(args.directory), dry_run=args.dry_run)
     for rec in result.added:
         print(("would import  " if args.dry_run else "imported  ") + _short(rec))
     for note in result.ignored:
@@ -418,11 +426,12 @@ def _import_amavis(args: argparse.Namespace) -> int:
     for problem in result.failed:
         print(f"scanner quarantine: not imported: {problem}", file=sys.stderr)
     print(f"{len(result.added)} message(s) {'would be ' if args.dry_run else ''}imported, "
-          f"{len(result.present)} already in the quarantine, {len(result.ignored)} other "
-          f"file(s) ignored, {len(result.failed)} not imported", file=sys.stderr)
+          f"{len(result.present)} already in the quarantine, {len(result.ignored)} ignored, "
+          f"{len(result.failed)} not imported", file=sys.stderr)
     if result.failed:
-        return _fail(f"{len(result.failed)} quarantine file(s) of {args.directory} could "
-                     "not be imported (see above)")
+        source = ("message(s) of amavis's SQL quarantine" if args.sql else
+                  f"quarantine file(s) of {args.directory}")
+        return _fail(f"{len(result.failed)} {source} could not be imported (see above)")
     return 0
 
 

@@ -74,6 +74,7 @@ class AmavisMessage:
     symbols: list[str]
     raw: bytes  # the message as amavis would release it, CRLF line ends
     stored_at: float
+    secret_id: str = ""  # amavis's (SQL quarantine only); "": a new one is made
 
 
 def amavis_files(directory: Path) -> Iterator[Path]:
@@ -115,6 +116,16 @@ def read_message(path: Path) -> AmavisMessage:
     if prefix in ARCHIVE_PREFIXES:
         raise NotHeldMail("an archive copy of delivered mail, not held mail")
     data = _read(path)
+    return parse_text(data, mail_id=mail_id, category=CATEGORIES.get(prefix, prefix.upper()),
+                      stored_at=path.stat().st_mtime)
+
+
+def parse_text(data: bytes, *, mail_id: str, category: str, stored_at: float,
+               secret_id: str = "") -> AmavisMessage:
+    """A message as amavis stored it (a file's bytes, or the chunks of its SQL
+    ``quarantine`` rows joined): its envelope fields read, the message from the first
+    field amavis did not add. QuarantineError when it is not ``mail_id``'s or has no
+    envelope."""
     fields, start, mbox = _prefix(data)
     body = data[start:]
     if mbox:
@@ -131,12 +142,12 @@ def read_message(path: Path) -> AmavisMessage:
     blocked = _all(fields, b"x-envelope-to-blocked")
     senders = _addresses(sender_field)
     return AmavisMessage(
-        mail_id=mail_id, category=CATEGORIES.get(prefix, prefix.upper()),
+        mail_id=mail_id, category=category,
         sender=senders[0] if senders else "", recipients=recipients,
         held_for=None if blocked is None else [a for a in _addresses(blocked) if a],
         score=_score(_one(fields, b"x-spam-score")),
         symbols=_symbols(_all(fields, b"x-spam-status") or ""),
-        raw=re.sub(rb"\r?\n", b"\r\n", body), stored_at=path.stat().st_mtime)
+        raw=re.sub(rb"\r?\n", b"\r\n", body), stored_at=stored_at, secret_id=secret_id)
 
 
 def import_directory(q: Quarantine, directory: Path, *, dry_run: bool = False
@@ -146,7 +157,7 @@ def import_directory(q: Quarantine, directory: Path, *, dry_run: bool = False
         raise QuarantineError(f"{directory}: no such directory (amavis's $QUARANTINEDIR)")
     out = ImportResult()
     if not dry_run:
-        _make_quarantine_directory(q.directory)
+        make_quarantine_directory(q.directory)
     for path in amavis_files(directory):
         try:
             msg = read_message(path)
@@ -159,16 +170,10 @@ def import_directory(q: Quarantine, directory: Path, *, dry_run: bool = False
         if q.index.get(msg.mail_id) is not None:
             out.present.append(msg.mail_id)
             continue
-        if dry_run:
-            out.added.append(_record(msg))
-            continue
         try:
-            rec = _store(q, msg)
+            out.added.append(store_message(q, msg, dry_run=dry_run))
         except QuarantineError as exc:
             out.failed.append(f"{path}: {exc}")
-            continue
-        give_to_directory_owner(q.directory, Path(rec.path))
-        out.added.append(rec)
     return out
 
 
@@ -184,7 +189,7 @@ def give_to_directory_owner(base: Path, path: Path) -> None:
         current = current.parent
 
 
-def _make_quarantine_directory(base: Path) -> None:
+def make_quarantine_directory(base: Path) -> None:
     """Create the quarantine directory if it does not exist yet (run before the filter
     ever stored anything), as root owned like its parent (the service user's home,
     ``/var/lib/scanner``): the files given to its owner must be the filter's."""
@@ -196,20 +201,29 @@ def _make_quarantine_directory(base: Path) -> None:
         os.chown(base, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
-def _store(q: Quarantine, msg: AmavisMessage) -> QuarantineRecord:
+def store_message(q: Quarantine, msg: AmavisMessage, *, dry_run: bool = False
+                  ) -> QuarantineRecord:
+    """Add ``msg`` to the quarantine (with ``dry_run``: the record it would get), its
+    file given to the quarantine directory's owner when root runs this."""
+    if dry_run:
+        return _record(msg)
     headers = _headers(msg.raw)
-    return q.store(mail_id=msg.mail_id, raw=msg.raw, sender=msg.sender,
-                   recipients=msg.recipients, category=msg.category, score=msg.score,
-                   symbols=msg.symbols, subject=header_display(headers, "Subject"),
-                   message_id=header_text(headers, "Message-ID"), client_addr=None,
-                   policy_bank="", held_for=msg.held_for, stored_at=msg.stored_at)
+    rec = q.store(mail_id=msg.mail_id, raw=msg.raw, sender=msg.sender,
+                  recipients=msg.recipients, category=msg.category, score=msg.score,
+                  symbols=msg.symbols, subject=header_display(headers, "Subject"),
+                  message_id=header_text(headers, "Message-ID"), client_addr=None,
+                  policy_bank="", held_for=msg.held_for, stored_at=msg.stored_at,
+                  secret_id=msg.secret_id or None)
+    give_to_directory_owner(q.directory, Path(rec.path))
+    return rec
 
 
 def _record(msg: AmavisMessage) -> QuarantineRecord:
     """What :func:`_store` would add (for a dry run)."""
     headers = _headers(msg.raw)
     return QuarantineRecord(
-        mail_id=msg.mail_id, secret_id="", stored_at=msg.stored_at, sender=msg.sender,
+        mail_id=msg.mail_id, secret_id=msg.secret_id, stored_at=msg.stored_at,
+        sender=msg.sender,
         recipients=msg.recipients, category=msg.category, score=msg.score,
         symbols=msg.symbols, size=len(msg.raw), subject=header_display(headers, "Subject"),
         message_id=header_text(headers, "Message-ID"), client_addr=None, policy_bank="",
@@ -311,4 +325,5 @@ def _symbols(status: str) -> list[str]:
 
 
 __all__ = ["DEFAULT_DIRECTORY", "AmavisMessage", "ImportResult", "NotHeldMail",
-           "amavis_files", "give_to_directory_owner", "import_directory", "read_message"]
+           "amavis_files", "give_to_directory_owner", "import_directory",
+           "make_quarantine_directory", "parse_text", "read_message", "store_message"]

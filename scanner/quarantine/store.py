@@ -74,7 +74,8 @@ class Quarantine:
               mail_params: Sequence[Param] | None = None,
               rcpt_params: Mapping[str, Sequence[Param]] | None = None,
               held_for: Sequence[str] | None = None,
-              stored_at: float | None = None) -> QuarantineRecord:
+              stored_at: float | None = None,
+              secret_id: str | None = None) -> QuarantineRecord:
         """Write the message and its index row; QuarantineError (nothing kept) on failure.
 
         ``mail_params``, ``rcpt_params`` (by recipient): the ESMTP parameters the message
@@ -82,14 +83,15 @@ class Quarantine:
         (``mail_params`` None: not known, the release guesses as for an older file).
         ``held_for``: those of ``recipients`` who do not get the message (their copy is
         held); the others' went on. None: not known. ``stored_at``: when the message
-        was first held (a message brought over from another quarantine); default now."""
+        was first held (a message brought over from another quarantine); default now.
+        ``secret_id``: the one it had there; default a new one."""
         try:
             check_mail_id(mail_id)
         except UnknownMailId as exc:
             raise QuarantineError(str(exc)) from None
         rel = relative_path(mail_id, category, self.cfg.subdir_levels)
         rec = QuarantineRecord(
-            mail_id=mail_id, secret_id=new_secret_id(),
+            mail_id=mail_id, secret_id=secret_id or new_secret_id(),
             stored_at=time.time() if stored_at is None else stored_at,
             sender=_clean(sender if sender != "<>" else ""),
             recipients=[_clean(r, 600) for r in recipients], category=_clean(category).upper(),

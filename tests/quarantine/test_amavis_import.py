@@ -199,7 +199,7 @@ def test_the_command(amavis_dir: Path, tmp_path: Path, sink: Sink):
     out = cli(config, "import-amavis", str(amavis_dir))
     err = out.stderr.decode()
     assert out.returncode == 1 and out.stdout.decode().count("imported  ") == 3
-    assert ("3 message(s) imported, 0 already in the quarantine, 2 other file(s) ignored, "
+    assert ("3 message(s) imported, 0 already in the quarantine, 2 ignored, "
             "3 not imported") in err
     assert "could not be imported (see above)" in err
     for bad in ("7/spam-7WrongId0001.gz", "b/badh-bNoRcpts0001", "c/spam-cCutShort001.gz"):
