@@ -35,6 +35,13 @@ def create_schema(con: Any, lock_key: int, statements: Iterable[str],
             con.execute(statement)
 
 
+def table_columns(con: Any, table: str) -> set[str]:
+    """The column names of ``table`` (as the search path finds it); empty without it."""
+    return {row[0] for row in con.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+        "AND attnum > 0 AND NOT attisdropped", (table,)).fetchall()}
+
+
 def add_columns(con: Any, lock_key: int, table: str,
                 columns: Sequence[tuple[str, str]]) -> frozenset[str]:
     """Add the ``(name, SQL type)`` columns ``table`` lacks (a table made by an older
@@ -42,9 +49,7 @@ def add_columns(con: Any, lock_key: int, table: str,
     added because this user may not alter the table (an administrator's table, a
     role given only SELECT and the like): the caller reads NULL for them."""
     def lacking() -> list[tuple[str, str]]:
-        have = {row[0] for row in con.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-            "AND attnum > 0 AND NOT attisdropped", (table,)).fetchall()}
+        have = table_columns(con, table)
         return [(name, kind) for name, kind in columns if name not in have]
 
     with con.transaction():

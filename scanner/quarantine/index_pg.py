@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from scanner.dburl import redact
-from scanner.pgsql import add_columns, create_schema
+from scanner.pgsql import add_columns, create_schema, table_columns
 from scanner.quarantine.index import ADDED_COLUMNS, SCHEMA, Index, Run
 from scanner.quarantine.record import IndexUnavailable, QuarantineError
 
@@ -43,6 +43,15 @@ class PostgresIndex(Index):
                 f"cannot connect to the quarantine index {self.location}: {exc}") from exc
         if not self._ready:
             try:
+                with con.transaction():
+                    have = table_columns(con, "quarantine")
+                if have and "relative_path" not in have:
+                    con.close()
+                    raise QuarantineError(
+                        f"quarantine index {self.location}: its table 'quarantine' is not "
+                        "scanner's (amavis's SQL quarantine has a table of that name): give "
+                        "quarantine.index a database of its own, or a schema of its own "
+                        "(a URL ending ?options=-csearch_path%3Dscanner)")
                 create_schema(con, _LOCK_KEY, SCHEMA, ("quarantine", "quarantine_rcpt"))
                 self.missing = add_columns(con, _LOCK_KEY, "quarantine", ADDED_COLUMNS)
                 self._ready = True

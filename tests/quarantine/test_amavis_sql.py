@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from scanner.quarantine.amavis_sql import import_sql
+from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.record import QuarantineError
 from scanner.quarantine.release import release
 from scanner.quarantine.store import Quarantine
@@ -134,3 +135,16 @@ def test_the_command_and_what_it_refuses(amavis_db: str, tmp_path: Path, sink: S
     with pytest.raises(QuarantineError, match="amavis's SQL quarantine postgresql://"):
         import_sql(Quarantine.__new__(Quarantine),
                    "postgresql://nobody@/nowhere?host=/nonexistent-dir")
+
+
+def test_an_index_pointed_at_amaviss_database_says_so(amavis_db: str, tmp_path: Path):
+    """amavis's SQL quarantine has a table named quarantine, as scanner's index does:
+    an index given amavis's database is refused with the reason, not with an error
+    about a column."""
+    q = Quarantine(QuarantineConfig(directory=str(tmp_path / "q"), index=amavis_db))
+    with pytest.raises(QuarantineError, match="its table 'quarantine' is not scanner's"):
+        q.store(mail_id="abcdefghijkl", raw=b"Subject: x\r\n\r\nx\r\n", sender="a@b.test",
+                recipients=["c@d.test"], category="SPAM", score=None, symbols=[],
+                subject="x", message_id="", client_addr=None, policy_bank="")
+    with psycopg.connect(amavis_db) as con:  # nothing of ours was made there
+        assert con.execute("SELECT to_regclass('quarantine_rcpt')").fetchone()[0] is None
