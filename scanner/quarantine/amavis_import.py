@@ -34,12 +34,10 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from scanner.pipeline.parse import header_display, header_text
+from scanner.pipeline.parse import header_display, header_text, parse_headers
 from scanner.quarantine import files
 from scanner.quarantine.record import QuarantineError, QuarantineRecord
 
@@ -158,7 +156,13 @@ def import_directory(q: Quarantine, directory: Path, *, dry_run: bool = False
     out = ImportResult()
     if not dry_run:
         make_quarantine_directory(q.directory)
-    for path in amavis_files(directory):
+    paths = list(amavis_files(directory))
+    named = {path: m.group("id") for path in paths if (m := _NAME.match(path.name))}
+    have = q.index.known(list(named.values()))  # one query, not one per file
+    for path in paths:
+        if named.get(path) in have:
+            out.present.append(named[path])
+            continue
         try:
             msg = read_message(path)
         except NotHeldMail as exc:
@@ -166,9 +170,6 @@ def import_directory(q: Quarantine, directory: Path, *, dry_run: bool = False
             continue
         except QuarantineError as exc:
             out.failed.append(f"{path}: {exc}")
-            continue
-        if q.index.get(msg.mail_id) is not None:
-            out.present.append(msg.mail_id)
             continue
         try:
             out.added.append(store_message(q, msg, dry_run=dry_run))
@@ -205,34 +206,19 @@ def store_message(q: Quarantine, msg: AmavisMessage, *, dry_run: bool = False
                   ) -> QuarantineRecord:
     """Add ``msg`` to the quarantine (with ``dry_run``: the record it would get), its
     file given to the quarantine directory's owner when root runs this."""
+    headers = parse_headers(msg.raw)
+    about = {"mail_id": msg.mail_id, "sender": msg.sender, "recipients": msg.recipients,
+             "category": msg.category, "score": msg.score, "symbols": msg.symbols,
+             "subject": header_display(headers, "Subject"),
+             "message_id": header_text(headers, "Message-ID"), "client_addr": None,
+             "policy_bank": "", "held_for": msg.held_for}
     if dry_run:
-        return _record(msg)
-    headers = _headers(msg.raw)
-    rec = q.store(mail_id=msg.mail_id, raw=msg.raw, sender=msg.sender,
-                  recipients=msg.recipients, category=msg.category, score=msg.score,
-                  symbols=msg.symbols, subject=header_display(headers, "Subject"),
-                  message_id=header_text(headers, "Message-ID"), client_addr=None,
-                  policy_bank="", held_for=msg.held_for, stored_at=msg.stored_at,
+        return QuarantineRecord(**about, secret_id=msg.secret_id, stored_at=msg.stored_at,
+                                size=len(msg.raw), relative_path="", path="")
+    rec = q.store(**about, raw=msg.raw, stored_at=msg.stored_at,
                   secret_id=msg.secret_id or None)
     give_to_directory_owner(q.directory, Path(rec.path))
     return rec
-
-
-def _record(msg: AmavisMessage) -> QuarantineRecord:
-    """What :func:`_store` would add (for a dry run)."""
-    headers = _headers(msg.raw)
-    return QuarantineRecord(
-        mail_id=msg.mail_id, secret_id=msg.secret_id, stored_at=msg.stored_at,
-        sender=msg.sender,
-        recipients=msg.recipients, category=msg.category, score=msg.score,
-        symbols=msg.symbols, size=len(msg.raw), subject=header_display(headers, "Subject"),
-        message_id=header_text(headers, "Message-ID"), client_addr=None, policy_bank="",
-        relative_path="", path="", held_for=msg.held_for)
-
-
-def _headers(raw: bytes) -> Any:  # an email.message.Message
-    head = raw.split(b"\r\n\r\n", 1)[0]
-    return BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
 
 
 def _read(path: Path) -> bytes:

@@ -73,22 +73,23 @@ def import_sql(q: Quarantine, url: str, *, dry_run: bool = False) -> ImportResul
             rows = con.execute(_MESSAGES).fetchall()
             if not dry_run:
                 make_quarantine_directory(q.directory)
+            have = q.index.known([_text(row[1]) for row in rows])  # one query
             for row in rows:
-                _one_message(q, con, row, where, out, dry_run)
+                _one_message(q, con, row, where, out, dry_run, have)
     except psycopg.Error as exc:
         raise QuarantineError(f"amavis's SQL quarantine {where}: {exc}") from exc
     return out
 
 
 def _one_message(q: Quarantine, con: Any, row: tuple, where: str, out: ImportResult,
-                 dry_run: bool) -> None:
+                 dry_run: bool, have: set[str]) -> None:
     partition, raw_id, secret, time_num, content, rcpts, done = row
     mail_id = _text(raw_id)
     label = f"{where} mail_id {mail_id}" + (f"[{partition}]" if partition else "")
     if rcpts and done == rcpts:
         out.ignored.append(f"{label}: released or deleted in amavis for every recipient")
         return
-    if q.index.get(mail_id) is not None:
+    if mail_id in have:
         out.present.append(mail_id)
         return
     try:

@@ -81,9 +81,9 @@ def wrap(raw: bytes, *, sender: str, recipients: list[str], mail_id: str, catego
     """The block, then ``raw``. ``mail_params`` None (not known, e.g. the archive's
     copies): no ``X-Envelope-Params`` field; ``held_for`` None: no
     ``X-Envelope-To-Blocked`` field."""
-    rcpts = ",\r\n ".join(f"<{_safe(r)}>" for r in recipients) or "<>"
-    blocked = "" if held_for is None else "X-Envelope-To-Blocked:{}{}\r\n".format(
-        " " if held_for else "", ",\r\n ".join(f"<{_safe(r)}>" for r in held_for))
+    rcpts = _address_list(recipients) or "<>"
+    blocked = ("" if held_for is None else
+               f"X-Envelope-To-Blocked:{' ' if held_for else ''}{_address_list(held_for)}\r\n")
     per_rcpt = "".join(
         f"X-Envelope-Rcpt-Params: <{_safe(r)}> {_render(params)}\r\n"
         for r, params in (rcpt_params or {}).items() if r in recipients and _render(params))
@@ -99,6 +99,11 @@ def wrap(raw: bytes, *, sender: str, recipients: list[str], mail_id: str, catego
               f"X-Quarantine-Stored: {int(stored_at)}\r\n"
               f"{params}{per_rcpt}").encode("utf-8", "surrogateescape")
     return MARK + str(len(fields)).encode() + b"\r\n" + fields + raw
+
+
+def _address_list(addresses: Sequence[str]) -> str:
+    """``<a>,`` CRLF `` <b>``: one address a line, as the envelope fields fold them."""
+    return ",\r\n ".join(f"<{_safe(a)}>" for a in addresses)
 
 
 def split(data: bytes) -> tuple[Envelope | None, bytes]:
