@@ -179,6 +179,12 @@ class Task:
     # originator address -> local, as the policy sources and recipient tables say it
     # (the policy stage fills it when a disclaimer may be added; absent: local_domains)
     originator_local: dict[str, bool] = field(default_factory=dict)
+    # the classifier's autolearn decision (scanner.ml.autolearn): X-Spam-Status's
+    # autolearn= word; "disabled" unless [checks.settings.bayes] autolearn is on
+    autolearn: str = "disabled"
+    # what a check keeps of a message for a later stage, by check name (the classifier
+    # keeps the features it scored, to queue them for autolearning)
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     def add_hit(self, hit: Hit) -> None:
         self.hits.append(hit)

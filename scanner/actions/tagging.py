@@ -64,7 +64,7 @@ def edits_for(task: Task, address: str, verdict: Verdict, scores: ScoreTable,
     spammy = verdict.spam_scanned and verdict.score >= policy.tag2_level
     if local and policy.spam_headers and verdict.spam_scanned \
             and verdict.score >= policy.tag_level:
-        headers += spam_headers(verdict, policy, scores)
+        headers += spam_headers(verdict, policy, scores, task.autolearn)
     for alert in _alerts(verdict, scores):
         headers.append(("X-Amavis-Alert", text_field("X-Amavis-Alert", alert)))
     penpal = next((h for h in verdict.hits if h.symbol in PENPALS and h.options), None)
@@ -158,14 +158,16 @@ def spam_header_fields(raw: bytes, header_prefix: str) -> list[tuple[int, int]]:
     return [(f.start, f.end) for f in named(raw, names)]
 
 
-def spam_headers(verdict: Verdict, policy: PolicyConfig,
-                 scores: ScoreTable) -> list[tuple[str, str]]:
+def spam_headers(verdict: Verdict, policy: PolicyConfig, scores: ScoreTable,
+                 autolearn: str = "disabled") -> list[tuple[str, str]]:
+    """The X-Spam-* fields; ``autolearn``: SpamAssassin's autolearn= word (the
+    classifier's autolearn decision, :mod:`scanner.ml.autolearn`)."""
     p = policy.header_prefix
     spam = verdict.score >= policy.tag2_level
     tests = ", ".join(f"{sym}={_num(w)}" for sym, w in _tests(verdict, scores))
     status = (f"{'Yes' if spam else 'No'}, score={_num(verdict.score)} "
               f"tagged_above={_num(policy.tag_level)} required={_num(policy.tag2_level)} "
-              f"tests=[{tests}] autolearn=disabled")
+              f"tests=[{tests}] autolearn={autolearn}")
     headers = [
         (f"{p}Flag", "YES" if spam else "NO"),
         (f"{p}Score", f"{verdict.score:.3f}"),

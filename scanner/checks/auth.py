@@ -80,6 +80,9 @@ class Auth:
     symbols: ClassVar[dict[str, str]] = report.SYMBOLS
     default_enabled: ClassVar[bool] = True
     kind: ClassVar[str] = "spam"
+    autolearn_area: ClassVar[str] = "header"
+    """Where its points count for autolearning (as in SpamAssassin: SPF, DKIM and
+    DMARC results are header tests)."""
     Settings: ClassVar[type] = AuthSettings
 
     def __init__(self, settings: AuthSettings, context: CheckContext) -> None:

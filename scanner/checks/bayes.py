@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,14 +28,19 @@ from typing import Any, ClassVar
 from scanner.checks.base import CheckContext, WatchedFile, file_stamp
 from scanner.config.schema import opt
 from scanner.errors import ConfigError
+from scanner.ml.autolearn import Thresholds
+from scanner.ml.autolearn_spool import apply_spool, fingerprint, write_record
 from scanner.ml.bands import BAND_NAMES, bands_for
 from scanner.ml.errors import ModelError
-from scanner.ml.model import Model, load_model
+from scanner.ml.model import Model, load_model, message_digest
 from scanner.ml.shipped import shipped_model_path
 from scanner.task import Hit, Task
 
 log = logging.getLogger("scanner.checks.bayes")
 SHIPPED_MODEL = str(shipped_model_path())
+MAX_QUEUED = 20000
+"""Autolearn files waiting in the spool beyond which no more are queued."""
+SPOOL_LOOK_INTERVAL = 10.0
 
 @dataclass(frozen=True, slots=True)
 class BayesSettings:
@@ -45,6 +51,25 @@ class BayesSettings:
                                  "file; a changed file is reloaded as on SIGHUP (in the "
                                  "workers' thread pools, never while a message waits); "
                                  "0 = only on SIGHUP", min=0.0)
+    autolearn: bool = opt(False, "learn mail the other checks are sure of into `model` "
+                          "(SpamAssassin's bayes_auto_learn; spam only unless "
+                          "autolearn_ham); needs a site model, never the shipped file")
+    autolearn_spam_above: float = opt(8.0, "learn as spam from this many points of the "
+                                      "other checks (BAYES_* left out)")
+    autolearn_min_header_points: float = opt(0.0, "of those, at least this many from "
+                                             "header tests (header rules, DNS lists, "
+                                             "SPF/DKIM/DMARC; SpamAssassin: 3)")
+    autolearn_min_body_points: float = opt(0.0, "and at least this many from body tests "
+                                           "(body, uri, rawbody, full rules, URI lists; "
+                                           "SpamAssassin: 3)")
+    autolearn_ham: bool = opt(False, "also learn ham below autolearn_ham_below (off: on "
+                              "later mail it taught the model spam nothing else caught)")
+    autolearn_ham_below: float = opt(0.1, "learn as ham under this many points of the "
+                                     "other checks (with autolearn_ham)")
+    autolearn_interval: float = opt(60.0, "seconds between learning what was queued into "
+                                    "the model file", min=1.0)
+    autolearn_spool: str = opt("", "directory of the queued messages' features; empty = "
+                               "the model's path plus .autolearn")
 
 
 class Bayes:
@@ -59,7 +84,15 @@ class Bayes:
 
     def __init__(self, settings: BayesSettings, context: CheckContext) -> None:
         self._path = os.path.abspath(settings.model or SHIPPED_MODEL)
+        self.autolearn: Thresholds | None = None
+        self._spool = ""
+        self._spool_looked = -SPOOL_LOOK_INTERVAL
+        self._spool_was_full = False
+        if settings.autolearn:
+            self.autolearn = _thresholds(settings)
+            self._spool = _spool_dir(settings, context.config.source)
         self._interval = settings.reload_interval
+        self._settings_interval = settings.autolearn_interval
         self._run_cpu = context.run_cpu
         self._model: Model | None = None
         self._last_good = context.last_good
@@ -114,9 +147,102 @@ class Bayes:
         if model is None:
             return []
         client = task.client
-        p: Any = await self._run_cpu(model.score_message, task.raw, client.name, client.addr,
-                                     task.envelope.sender or None)
+        args = (task.raw, client.name, client.addr, task.envelope.sender or None)
+        if self.autolearn is None:
+            p: Any = await self._run_cpu(model.score_message, *args)
+        else:  # keep what was scored: the features are queued if the message is learnt
+            p, features = await self._run_cpu(_score_keeping_features, model, *args)
+            task.scratch[self.name] = (model, features)
         return [Hit(band, options=(f"{p:.4f}",)) for band in bands_for(p)]
+
+    # -- autolearn (scanner.ml.autolearn, scanner.ml.autolearn_spool) -------------------
+    def queue_for_learning(self, task: Task) -> bool:
+        """Queue the features this message was scored with under its autolearn label
+        (``task.autolearn``); False when learning it would change nothing (the model
+        already puts it beyond the margin a PA-I step aims at) or none were kept."""
+        kept = task.scratch.get(self.name)
+        if kept is None or task.autolearn not in ("spam", "ham"):
+            return False
+        model, features = kept
+        spam = task.autolearn == "spam"
+        if (1.0 if spam else -1.0) * model.decision(features) >= 1.0 or self._spool_full():
+            return False
+        write_record(self._spool, message_digest(task.raw), spam, features,
+                     fingerprint(model.settings))
+        return True
+
+    def _spool_full(self) -> bool:
+        """Whether the spool holds :data:`MAX_QUEUED` files (looked at every
+        :data:`SPOOL_LOOK_INTERVAL` seconds at most): a model that cannot be written
+        keeps its queue, and the queue must not fill the disk meanwhile."""
+        now = time.monotonic()
+        if now - self._spool_looked >= SPOOL_LOOK_INTERVAL:
+            self._spool_looked = now
+            try:
+                with os.scandir(self._spool) as entries:
+                    count = sum(1 for _ in entries)
+            except FileNotFoundError:
+                count = 0
+            full = count >= MAX_QUEUED
+            if full and not self._spool_was_full:
+                log.error("autolearn: %d files wait in %s; no more are queued until they "
+                          "are learnt (is the model file writable?)", count, self._spool)
+            self._spool_was_full = full
+        return self._spool_was_full
+
+    @property
+    def housekeeping_interval(self) -> float:
+        """Seconds between :meth:`housekeeping` runs (0: none)."""
+        return self._settings_interval if self.autolearn is not None else 0.0
+
+    def housekeeping(self) -> None:
+        """Learn the queued messages into the model file (in the worker's thread pool;
+        the master's file watch then reloads the model everywhere)."""
+        try:
+            done = apply_spool(self._path, self._spool)
+        except ModelError as exc:
+            log.error("autolearn: queued messages not learnt, they wait in %s: %s",
+                      self._spool, exc)
+            return
+        if done is not None:
+            log.info("autolearn: %s into %s", done.text(), self._path)
+            for damaged in done.damaged[:5]:
+                log.warning("autolearn: dropped a damaged queued file: %s", damaged)
+
+
+def _score_keeping_features(model: Model, raw: bytes, *client: Any) -> tuple[float, Any]:
+    features = model.features(raw, *client)
+    return model.score(features), features
+
+
+def _thresholds(settings: BayesSettings) -> Thresholds:
+    return Thresholds(spam_above=settings.autolearn_spam_above,
+                      min_header_points=settings.autolearn_min_header_points,
+                      min_body_points=settings.autolearn_min_body_points,
+                      ham=settings.autolearn_ham, ham_below=settings.autolearn_ham_below)
+
+
+def _spool_dir(settings: BayesSettings, source: str) -> str:
+    """The autolearn spool directory (made, mode 0700, when the first message is
+    queued); a ConfigError naming the key when autolearn cannot work there."""
+    if not settings.model:
+        raise ConfigError(f"{source}: [checks.settings.bayes] autolearn: needs a site model "
+                          "(the shipped file is never written): set model, e.g. "
+                          '"/var/lib/scanner/site.model", to a copy of the shipped model '
+                          "or one from scanner train")
+    spool = os.path.abspath(settings.autolearn_spool
+                            or os.path.abspath(settings.model) + ".autolearn")
+    place = spool
+    while not os.path.isdir(place):  # the nearest directory that exists
+        if os.path.lexists(place):
+            raise ConfigError(f"{source}: [checks.settings.bayes] autolearn_spool: "
+                              f"{place}: exists and is not a directory")
+        place = os.path.dirname(place)
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise ConfigError(f"{source}: [checks.settings.bayes] autolearn_spool: {spool}: "
+                          f"{place} is not writable by this user; give a directory it "
+                          "may write")
+    return spool
 
 
 def _load(path: str) -> Model:

@@ -131,6 +131,9 @@ class Dnsbl:
     }
     default_enabled: ClassVar[bool] = False
     kind: ClassVar[str] = "spam"
+    autolearn_area: ClassVar[str] = "header"
+    """Where its points count for autolearning (as in SpamAssassin: DNS list hits are header
+    tests)."""
     Settings: ClassVar[type] = DnsblSettings
 
     def __init__(self, settings: DnsblSettings, context: CheckContext) -> None:

@@ -35,6 +35,7 @@ from scanner.rules.views import MessageView, ViewLimits
 from scanner.scores import PROVIDED, SymbolDef
 from scanner.task import Hit, Task
 
+BODY_KINDS = frozenset({"body", "rawbody", "uri", "full", "mimeheader"})
 log = logging.getLogger("scanner.rules")
 MAX_LOGGED_PROBLEMS = 20
 
@@ -121,6 +122,19 @@ class Rules:
     @property
     def ruleset(self) -> RuleSet:
         return self._rs
+
+    def symbol_area(self, symbol: str) -> str | None:
+        """Where a rule's points count for autolearning, as SpamAssassin splits them:
+        header rules in the header, body, rawbody, uri, full and mimeheader rules in
+        the body, meta rules (and the rest) in neither; "ignore" for a rule flagged
+        ``noautolearn`` or ``userconf`` (GTUBE), whose points do not count at all."""
+        rule = self._rs.by_name.get(symbol)
+        if rule is None:
+            return None
+        if rule.noautolearn:
+            return "ignore"
+        return "header" if rule.kind == "header" else \
+            "body" if rule.kind in BODY_KINDS else None
 
     def _load(self) -> tuple[RuleSet, UriFinder]:
         s = self._settings

@@ -112,6 +112,9 @@ class Uribl:
     }
     default_enabled: ClassVar[bool] = False
     kind: ClassVar[str] = "spam"
+    autolearn_area: ClassVar[str] = "body"
+    """Where its points count for autolearning (as in SpamAssassin: URI list hits are body
+    tests)."""
     Settings: ClassVar[type] = UriblSettings
 
     def __init__(self, settings: UriblSettings, context: CheckContext) -> None:

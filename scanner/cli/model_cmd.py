@@ -107,8 +107,8 @@ def render(facts: dict[str, Any]) -> str:
         ("created", f"epoch {created}" if created is not None
          else "not recorded (set SOURCE_DATE_EPOCH when training to record it)"),
         ("learned since", f"{facts['learned_ham']:,} ham, {facts['learned_spam']:,} spam "
-                          f"(scanner learn, train --update); {facts['learned_remembered']:,} "
-                          "message digests remembered"),
+                          "(scanner learn, train --update, autolearn); "
+                          f"{facts['learned_remembered']:,} message digests remembered"),
         ("features", f"{facts['nonzero_weights']:,} non-zero weights in {buckets:,} buckets "
                      f"({facts['value_dtype']}); character {facts['char_ngram']}-grams, word "
                      f"bigrams {'on' if facts['word_bigrams'] else 'off'}"),

@@ -157,7 +157,7 @@ def _render(name: str, task: Task, scores: ScoreTable, as_json: bool,
             "destiny": verdict.destiny.value, "symbols": symbols,
             "hits": [{"symbol": h.symbol, "options": list(h.options), "part": h.part,
                       "source": h.source} for h in verdict.hits],
-            "parts": parts_json(task.parts),
+            "parts": parts_json(task.parts), "autolearn": task.autolearn,
         } | ({"explain": why.to_dict()} if why is not None else {}), ensure_ascii=False)
     lines = [f"== {name}", tree_text(task.parts).rstrip("\n") or "(no parts)", "symbols:"]
     for h in verdict.hits:
@@ -168,6 +168,12 @@ def _render(name: str, task: Task, scores: ScoreTable, as_json: bool,
         lines.append("  (none)")
     lines.append(f"category: {verdict.category}  score: {verdict.score:g}  "
                  f"destiny: {verdict.destiny.value}")
+    learnt = task.scratch.get("autolearn")
+    if learnt is not None:
+        lines.append(f"autolearn: {learnt.label}{f' ({learnt.reason})' if learnt.reason else ''}"
+                     f", {learnt.points:g} points of the other checks (header "
+                     f"{learnt.header:g}, body {learnt.body:g}), classifier "
+                     f"{learnt.learner:g}")
     if why is not None:
         lines.append(why.text())
     return "\n".join(lines)

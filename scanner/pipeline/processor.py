@@ -20,6 +20,7 @@ from scanner.actions.disclaimer import originators
 from scanner.actions.run import Context, Deliver, Outcome, carry_out
 from scanner.config import Config, PolicyConfig
 from scanner.config.policy import apply
+from scanner.ml import autolearn
 from scanner.notices import Notices, NoticeTemplate
 from scanner.pipeline.checks import run_checks
 from scanner.pipeline.cpu import RunCpu, current_message, inline_cpu
@@ -41,7 +42,7 @@ from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
 from scanner.serve.scoreboard import NullSlot, message_digest, summary_counters
-from scanner.task import Destiny, Task, banned_parts, virus_names
+from scanner.task import Destiny, Hit, Task, banned_parts, virus_names
 
 log = logging.getLogger("scanner")
 
@@ -91,6 +92,11 @@ class Processor:
         self._hostname = hostname
         self._notices = Notices(config.notices.templates_dir, notices)
         self._sources = make_sources(config)  # policy SQL, then LDAP
+        # the classifier when it autolearns (scanner.ml.autolearn), and where each
+        # check's points count for it
+        self._learner = next((c for c in self._checks
+                              if getattr(c, "autolearn", None) is not None), None)
+        self._by_name = {getattr(c, "name", ""): c for c in self._checks}
 
     @property
     def reloadable(self) -> list[Any]:
@@ -161,7 +167,32 @@ class Processor:
                 unpacked.close()
         board.stage(task, "policy")
         await self._decide(task, listener)
+        if self._learner is not None:
+            self._decide_learning(task)
         return unpacked if keep_parts else None
+
+    def _decide_learning(self, task: Task) -> None:
+        """The classifier's autolearn decision for ``task`` (scanner.ml.autolearn)."""
+        assert self._learner is not None
+        if any(v.spam_scanned for v in task.verdicts.values()):
+            decision = autolearn.decide(task.hits, self._scores, self._area_of,
+                                        self._learner.autolearn)
+        else:  # as SpamAssassin is not even asked then
+            decision = autolearn.Decision("no", reason="spam checks bypassed")
+        task.autolearn = decision.label
+        task.scratch["autolearn"] = decision  # scanner scan shows it
+        log.debug("(%s) autolearn=%s: %.3f points (header %.3f, body %.3f, classifier "
+                  "%.3f)%s", task.log_id, decision.label, decision.points, decision.header,
+                  decision.body, decision.learner,
+                  f": {decision.reason}" if decision.reason else "")
+
+    def _area_of(self, hit: Hit) -> str | None:
+        """Where a hit's points count for autolearning (its check says)."""
+        check = self._by_name.get(hit.source)
+        area_of = getattr(check, "symbol_area", None)
+        if area_of is not None:
+            return area_of(hit.symbol)
+        return getattr(check, "autolearn_area", None)
 
     async def _process(self, task: Task, listener: Listener,
                        deliver: Deliver | None = None) -> tuple[list[str], list[str]]:
@@ -175,7 +206,21 @@ class Processor:
             run_cpu=self._run_cpu, signers=self._signers, deliver=deliver,
             subdir_levels=self._config.quarantine.subdir_levels, notices=self._notices))
         self._after_delivery(task, outcome)
+        self._queue_for_learning(task, outcome)
         return outcome.replies, self._log_summary(task, outcome)
+
+    def _queue_for_learning(self, task: Task, outcome: Outcome) -> None:
+        """Queue an autolearnt message for the classifier, once the message has its
+        final answer (a 4xx brings it back; it is queued then). A failure only costs
+        the lesson: it is logged, the message goes on."""
+        if self._learner is None or task.autolearn not in ("spam", "ham") \
+                or any(r.startswith("4") for r in outcome.replies):
+            return
+        try:
+            self._learner.queue_for_learning(task)
+        except Exception as exc:
+            log.error("(%s) autolearn: could not queue the message for learning: %s",
+                      task.log_id, exc)
 
     def _after_delivery(self, task: Task, outcome: Outcome) -> None:
         """Tell checks that want it (``after_delivery(task, recipients)``, e.g. pen pals

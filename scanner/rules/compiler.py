@@ -49,6 +49,7 @@ class Rule:
     multiple: bool = False
     maxhits: int = 0
     nosubject: bool = False
+    noautolearn: bool = False
     meta: Callable[[Mapping[str, float]], float] | None = None
     deps: tuple[str, ...] = ()
     evaluate: Eval | None = None  # an eval: rule this engine runs (scanner.rules.evals)
@@ -211,6 +212,9 @@ def _build(rd: RuleDef, cfg: ParsedConfig, score: float) -> Rule:
             except ValueError:
                 raise ValueError(f"tflags: bad {flag!r}") from None
     rule.nosubject = "nosubject" in tflags
+    # SpamAssassin's autolearn leaves out rules flagged noautolearn and the userconf ones
+    # (whitelists, GTUBE): scanner.ml.autolearn
+    rule.noautolearn = "noautolearn" in tflags or "userconf" in tflags
     text = rd.text.strip()
     if rd.kind == "meta":
         rule.meta, deps = expr.compile_expr(_expand_globs(text, cfg, rd.name))

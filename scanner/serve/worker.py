@@ -15,17 +15,19 @@ import asyncio
 import ipaddress
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from decoders.registry import load_decoders
 from scanner.checks.base import CheckContext, LastGood
 from scanner.config import Config, ListenerConfig
 from scanner.mailid import LogIds
 from scanner.notices import templates_key
-from scanner.pipeline.cpu import PoolJobs, make_run_cpu
+from scanner.pipeline.cpu import PoolJobs, inline_cpu, make_run_cpu
 from scanner.pipeline.processor import Listener, Processor
 from scanner.quarantine.ampdp import start_ampdp_server
 from scanner.quarantine.store import Quarantine
@@ -150,9 +152,13 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                                                 log_ids, scan=scanner.answer))
     log.debug("worker ready with checks: %s", ", ".join(c.name for c in checks) or "none")
     heartbeat = asyncio.create_task(_heartbeat(slot, jobs, config, stop, processor))
+    chores = [asyncio.create_task(_housekeeping(c, run_cpu)) for c in checks
+              if getattr(c, "housekeeping_interval", 0.0) > 0]
     await stop.wait()
     retired = heartbeat.done() and heartbeat.result()
     heartbeat.cancel()
+    for chore in chores:
+        chore.cancel()
     await limit.stop_listening()
     for server in servers:
         server.close()
@@ -195,6 +201,25 @@ async def _heartbeat(slot: WorkerSlot | None, jobs: PoolJobs, config: Config,
             stop.set()
             return True
         await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+
+async def _housekeeping(check: object, run_cpu: Callable[..., Any]) -> None:
+    """Run a check's periodic chore (the classifier's autolearn: the queued messages
+    learnt into the model file) every ``housekeeping_interval`` seconds, in the thread
+    pool, never in the event loop; the first after a random part of the interval, so
+    that the workers started together take turns. A failing chore is logged."""
+    interval: float = check.housekeeping_interval  # type: ignore[attr-defined]
+    await asyncio.sleep(interval * random.uniform(0.2, 1.0))
+    while True:
+        try:
+            with inline_cpu(False):
+                await run_cpu(check.housekeeping)  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker %d: %s housekeeping failed", os.getpid(),
+                          getattr(check, "name", check))
+        await asyncio.sleep(interval)
 
 
 async def _drain_connections(connections: ConnectionLimit, seconds: float,
