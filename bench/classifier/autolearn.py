@@ -14,7 +14,8 @@ learning, SpamAssassin's thresholds (ham below 0.1, spam from 12 with 3 header a
 ham learning on, and the oracle (every stream message learnt with its true label:
 what users' "junk"/"not junk" feedback gives at best).
 
-    .venv/bin/python bench/classifier/autolearn.py [--corpus X.tar.xz] [--json OUT]
+    .venv/bin/python bench/classifier/autolearn.py [--corpus X.tar.xz] [--stream-half 0|1]
+        [--json OUT]
 """
 
 from __future__ import annotations
@@ -156,6 +157,9 @@ def table(results: dict[str, dict[str, Any]], stream: Corpus, test: Corpus) -> s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_options(parser)
+    parser.add_argument("--stream-half", type=int, choices=(0, 1), default=0,
+                        help="which half of the later mail (by digest) is the stream; the "
+                        "other is the test set")
     args = parser.parse_args(argv)
     if corpus_missing(args):
         return 1
@@ -167,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         later = read_corpus([str(dirs["easy_ham_2"])], [str(dirs["spam_2"])], settings,
                             jobs=args.jobs)
         half = np.array([d[0] % 2 for d in later.digests])
-        stream, test = later.subset(half == 0), later.subset(half == 1)
+        stream = later.subset(half == args.stream_half)
+        test = later.subset(half != args.stream_half)
         print(f"training on {train.ham} ham, {train.spam} spam ...", file=sys.stderr)
         base = fit_model(train, settings, options)
         print("analysing the stream with the other checks ...", file=sys.stderr)
