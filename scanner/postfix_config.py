@@ -167,7 +167,28 @@ def _transport_name(protocol: str, primary: str) -> str:
 
 def _content_filter(listener: ListenerConfig, primary: str) -> str:
     transport = _transport_name(listener.protocol, primary)
-    return f"{transport}:{nexthop(listener.address, listener.port)}"
+    return f"{transport}:{listener_nexthop(listener)}"
+
+
+def listener_nexthop(listener: ListenerConfig) -> str:
+    """How Postfix's client reaches a listener: ``[addr]:port``, or ``unix:PATH`` for a
+    Unix socket (which only Postfix's LMTP client can use)."""
+    if listener.path:
+        return f"unix:{listener.path}"
+    return nexthop(listener.address, listener.port)
+
+
+def _listener_label(listener: ListenerConfig) -> str:
+    if listener.path:
+        return f"unix:{listener.path}"
+    return service_address(listener.address, listener.port)
+
+
+def _unix_smtp_warning(config: Config) -> list[str]:
+    """Postfix's SMTP client cannot reach a Unix socket: say so for such a listener."""
+    return [f"# Note: listener unix:{lst.path} speaks smtp, but only Postfix's LMTP client "
+            "connects to Unix sockets: set its protocol = \"lmtp\"."
+            for lst in config.listeners if lst.path and lst.protocol != "lmtp"]
 
 
 def _main_cf(config: Config, primary: str) -> list[str]:
@@ -183,6 +204,7 @@ def _main_cf(config: Config, primary: str) -> list[str]:
                                              name=_transport_name(protocol, primary)))
     lines.extend(f"{key} = {value}" for key, value in settings.items())
     lines.extend(_per_service_comments(config, default, primary))
+    lines.extend(_unix_smtp_warning(config))
     return lines
 
 
@@ -196,7 +218,7 @@ def _per_service_comments(
         bank = lst.policy_bank or "none"
         lines += [
             "#",
-            f"# Listener {service_address(lst.address, lst.port)} (policy bank {bank}): "
+            f"# Listener {_listener_label(lst)} (policy bank {bank}): "
             "to filter the mail",
             "# of one Postfix service there, override content_filter on it in master.cf, e.g.:",
             "#   submission inet n       -       n       -       -       smtpd",

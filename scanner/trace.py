@@ -14,12 +14,18 @@ from scanner.task import Task
 
 def received_header(task: Task, hostname: str, port: int, protocol: str,
                     recipients: list[str]) -> tuple[str, str]:
-    """``Received: from HELO ([peer]) by HOST (scanner, port N) with ESMTP id MAILID ...``."""
-    peer = task.peer[0] if task.peer else "127.0.0.1"
-    if ":" in peer:  # RFC 5321 4.1.3 address literal, as amavis writes it: [IPv6:::1]
-        peer = "IPv6:" + peer
+    """``Received: from HELO ([peer]) by HOST (scanner, port N) with ESMTP id MAILID ...``;
+    ``port`` 0: a Unix socket listener (``from HELO by HOST (scanner, unix socket)``, as
+    amavis writes it: no peer address)."""
     helo = task.helo or "localhost"
-    value = (f"from {helo} ([{peer}])\r\n\tby {hostname} ({PRODUCT}, port {port})"
+    if port:
+        peer = task.peer[0] if task.peer else "127.0.0.1"
+        if ":" in peer:  # RFC 5321 4.1.3 address literal, as amavis writes it: [IPv6:::1]
+            peer = "IPv6:" + peer
+        origin, where = f"{helo} ([{peer}])", f"port {port}"
+    else:
+        origin, where = helo, "unix socket"
+    value = (f"from {origin}\r\n\tby {hostname} ({PRODUCT}, {where})"
              f" with {with_protocol(protocol, task.envelope.smtputf8)} id {task.mail_id}")
     if len(recipients) == 1:
         value += f"\r\n\tfor <{recipients[0]}>"

@@ -109,6 +109,13 @@ def test_a_missing_score_file_names_the_key(tmp_path: Path):
     ('[reinject]\nhost = "localhost"\nport = 10024\n',
      "'reinject.port' 10024 is one of our own listeners (127.0.0.1:10024)"),
     ('[quarantine]\nindex = "mysql://x"\n', "'quarantine.index' = 'mysql://x': use"),
+    ('[[listeners]]\npath = "run/lmtp.sock"\n',
+     "'listeners[0].path' = 'run/lmtp.sock' is not an absolute path"),
+    ('[[listeners]]\npath = "/' + "x" * 110 + '"\n', "is longer than 107 bytes"),
+    ('[[listeners]]\npath = "/run/s.sock"\n[[listeners]]\npath = "/run/s.sock"\n',
+     "'listeners[1]' repeats the path of 'listeners[0]' (/run/s.sock)"),
+    ('[[listeners]]\npath = "/run/s.sock"\n[quarantine]\nampdp_socket = "/run/s.sock"\n',
+     "'listeners[0].path' = '/run/s.sock' is also quarantine.ampdp_socket"),
 ])
 def test_values_serve_cannot_use_stop_the_configuration_with_file_and_key(text: str,
                                                                          needle: str):

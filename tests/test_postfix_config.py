@@ -115,6 +115,24 @@ def test_lmtp_listener_gets_lmtp_transport() -> None:
     assert not any("smtp_" in line for line in transport)
 
 
+def test_a_unix_socket_listener_is_reached_as_unix_path() -> None:
+    """A listener on a path (not a port) needs no TCP port, and Postfix's LMTP client
+    reaches it as nexthop unix:PATH; an SMTP one gets a note (Postfix's SMTP client
+    cannot use a socket)."""
+    config = _config('[[listeners]]\npath = "/var/lib/scanner/lmtp.sock"\n'
+                     'protocol = "lmtp"\n[[listeners]]\nport = 10026\n'
+                     'policy_bank = "ORIGINATING"\n')
+    main = _section(render_stanzas(config), "main.cf")
+    assert "content_filter = scanner:unix:/var/lib/scanner/lmtp.sock" in main
+    assert not any("Note:" in line for line in main)
+    smtp = _section(render_stanzas(_config('[[listeners]]\npath = "/run/s.sock"\n')),
+                    "main.cf")
+    assert "content_filter = scanner:unix:/run/s.sock" in smtp
+    assert any(line.startswith("# Note: listener unix:/run/s.sock speaks smtp") for line in smtp)
+    # a path listener and a TCP one on the default port do not overlap
+    assert _config('[[listeners]]\npath = "/run/s.sock"\n[[listeners]]\nport = 10024\n')
+
+
 def test_policy_bank_listener_becomes_a_comment() -> None:
     text = render_stanzas(_config(
         '[[listeners]]\nport = 10026\npolicy_bank = "ORIGINATING"\n'

@@ -142,13 +142,18 @@ def check_paths(config: cfgmod.Config) -> None:
         if archive and not os.path.isdir(_nearest_existing(archive)):
             raise ConfigError(f"{src}: '{where}.archive_directory' {archive}: cannot "
                               f"create it: {_nearest_existing(archive)} is not a directory")
-    group = config.quarantine.socket_group
-    if config.quarantine.ampdp_socket and group and not group.isdigit():
+    groups = [("quarantine.socket_group", config.quarantine.socket_group,
+               bool(config.quarantine.ampdp_socket))]
+    groups += [(f"listeners[{i}].socket_group", lst.socket_group, bool(lst.path))
+               for i, lst in enumerate(config.listeners)]
+    for key, group, used in groups:
+        if not used or not group or group.isdigit():
+            continue
         try:
             grp.getgrnam(group)
         except KeyError:
-            raise ConfigError(f"{src}: 'quarantine.socket_group' {group!r}: no such group; "
-                              "give an existing group name or number, or \"\"") from None
+            raise ConfigError(f"{src}: '{key}' {group!r}: no such group; give an existing "
+                              "group name or number, or \"\"") from None
 
 
 def policy_source_problems(config: cfgmod.Config, every_row: bool = True) -> list[str]:

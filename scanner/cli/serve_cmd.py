@@ -19,7 +19,7 @@ from scanner.quarantine.ampdp import bind_ampdp_socket, unlink_ampdp_socket
 from scanner.quarantine.record import QuarantineError
 from scanner.scores import ScoreTable
 from scanner.serve.logs import setup_logging
-from scanner.serve.master import Master, bind_listeners
+from scanner.serve.master import Master, bind_listeners, listener_files, unlink_listeners
 from scanner.serve.scoreboard import Scoreboard, StatusFileError
 from scanner.serve.watch import FileWatch
 
@@ -45,6 +45,15 @@ def run(args: argparse.Namespace) -> int:
     _check_tmp_dir(config)
     _make_archive_directories(config)
     sockets = bind_listeners(config)
+    files = listener_files(sockets)
+    try:
+        return _serve(config, sockets, hostname, last_good, scores, watch)
+    finally:
+        unlink_listeners(files)
+
+
+def _serve(config: cfgmod.Config, sockets: list, hostname: str, last_good: LastGood,
+           scores: ScoreTable, watch: FileWatch | None) -> int:
     workers = _workers(config)
     pid_fd = _write_pid_file(config) if config.server.pid_file else -1
     try:

@@ -30,6 +30,7 @@ from scanner.config.schema import build, to_plain
 from scanner.dburl import is_postgresql, redact
 from scanner.errors import ConfigError
 from scanner.quarantine.config import QuarantineConfig
+from scanner.unixsock import MAX_PATH_BYTES
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -95,14 +96,18 @@ def _check_semantics(config: Config) -> None:
                           "reinjection smtpd (e.g. 127.0.0.1)")
     if not config.listeners:
         raise ConfigError(f"{src}: 'listeners' is empty; give at least one [[listeners]] table")
-    addresses = []
+    addresses: list[IPAddress | None] = []
     for i, lst in enumerate(config.listeners):
-        try:
-            addresses.append(ipaddress.ip_address(lst.address))
-        except ValueError:
-            raise ConfigError(
-                f"{src}: 'listeners[{i}].address' = {lst.address!r} is not an IP address"
-            ) from None
+        if lst.path:
+            _check_listener_path(config, i)
+            addresses.append(None)  # no TCP address: the overlap checks leave it out
+        else:
+            try:
+                addresses.append(ipaddress.ip_address(lst.address))
+            except ValueError:
+                raise ConfigError(
+                    f"{src}: 'listeners[{i}].address' = {lst.address!r} is not an IP address"
+                ) from None
         _check_listener_bank(config, i, lst.policy_bank)
     _check_listener_overlap(config, addresses)
     _check_reinject_loop(config, addresses)
@@ -116,18 +121,35 @@ def _covers(listener: IPAddress, address: IPAddress) -> bool:
     return listener.is_unspecified and address.version == 4
 
 
-def _check_listener_overlap(config: Config, addresses: list[IPAddress]) -> None:
+def _check_listener_path(config: Config, i: int) -> None:
+    """A Unix socket listener: an absolute path Linux can bind, used once."""
+    path = config.listeners[i].path
+    key = f"{config.source}: 'listeners[{i}].path' = {path!r}"
+    if not os.path.isabs(path):
+        raise ConfigError(f"{key} is not an absolute path")
+    if len(os.fsencode(path)) > MAX_PATH_BYTES:
+        raise ConfigError(f"{key} is longer than {MAX_PATH_BYTES} bytes (a Unix socket's "
+                          "limit)")
+    if path == config.quarantine.ampdp_socket:
+        raise ConfigError(f"{key} is also quarantine.ampdp_socket; give each its own path")
+    for j in range(i):
+        if config.listeners[j].path == path:
+            raise ConfigError(f"{config.source}: 'listeners[{i}]' repeats the path of "
+                              f"'listeners[{j}]' ({path})")
+
+
+def _check_listener_overlap(config: Config, addresses: list[IPAddress | None]) -> None:
     """Two listeners on one port must not take the same connections: ``scanner serve``
     could not bind the second one (Address already in use)."""
     for i, (lst, addr) in enumerate(zip(config.listeners, addresses, strict=True)):
         for j in range(i):
-            other = config.listeners[j]
-            if other.port != lst.port:
+            other, prev = config.listeners[j], addresses[j]
+            if addr is None or prev is None or other.port != lst.port:
                 continue
-            if addr == addresses[j]:
+            if addr == prev:
                 raise ConfigError(f"{config.source}: 'listeners[{i}]' repeats "
                                   f"{lst.address}:{lst.port}")
-            if _covers(addresses[j], addr) or _covers(addr, addresses[j]):
+            if _covers(prev, addr) or _covers(addr, prev):
                 raise ConfigError(
                     f"{config.source}: 'listeners[{i}]' {lst.address}:{lst.port} overlaps "
                     f"'listeners[{j}]' {other.address}:{other.port} (0.0.0.0 and :: take the "
@@ -144,13 +166,13 @@ def _reinject_addresses(host: str) -> list[IPAddress]:
         return []
 
 
-def _check_reinject_loop(config: Config, addresses: list[IPAddress]) -> None:
+def _check_reinject_loop(config: Config, addresses: list[IPAddress | None]) -> None:
     """The next hop must not be one of our own listeners: every message would come back
     to us for ever."""
     hop = config.reinject
     for target in _reinject_addresses(hop.host):
         for lst, addr in zip(config.listeners, addresses, strict=True):
-            if lst.port == hop.port and _covers(addr, target):
+            if addr is not None and lst.port == hop.port and _covers(addr, target):
                 raise ConfigError(
                     f"{config.source}: 'reinject.port' {hop.port} is one of our own "
                     f"listeners ({lst.address}:{lst.port}); it must point at Postfix's "

@@ -24,6 +24,12 @@ class ListenerConfig:
 
     address: str = opt("127.0.0.1", "IP address to listen on (loopback unless you know why)")
     port: int = opt(10024, "TCP port", min=1, max=65535)
+    path: str = opt("", "Unix socket to listen on instead of address and port (absolute "
+                    "path; Postfix reaches it as lmtp nexthop unix:PATH); empty = TCP")
+    socket_mode: int = opt(0o660, "permissions of the socket at path (432 = 0o660; TOML "
+                           "takes 0o660)", min=0, max=0o777)
+    socket_group: str = opt("", "group (name or number) given to the socket at path, e.g. "
+                            "postfix; empty = unchanged")
     protocol: str = opt("smtp", "smtp (ESMTP) or lmtp (one reply per recipient)",
                         choices=PROTOCOLS)
     policy_bank: str = opt("", "policy bank for mail received here: ORIGINATING (built in) or "

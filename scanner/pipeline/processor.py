@@ -56,7 +56,7 @@ async def _inline(func: Callable[..., Any], *args: Any) -> Any:
 class Listener:
     """What the processor needs to know about the socket a message came in on."""
 
-    port: int
+    port: int  # 0: a Unix socket listener
     protocol: str  # "ESMTP" or "LMTP"
     policy_bank: str
 

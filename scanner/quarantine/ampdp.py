@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import grp
 import logging
 import os
 import pwd
 import socket
-import stat
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -57,6 +54,7 @@ from scanner.quarantine.store import Quarantine
 from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 from scanner.text import printable
+from scanner.unixsock import UnixSocketError, bind_unix_socket, unlink_unix_socket
 
 log = logging.getLogger("scanner")
 REQUEST_TIMEOUT = 60.0
@@ -73,67 +71,16 @@ def bind_ampdp_socket(cfg: QuarantineConfig) -> socket.socket:
     A stale socket file (nobody listening) is replaced; a live one or a non-socket file
     in the way raises :class:`QuarantineError`.
     """
-    path = cfg.ampdp_socket
-    if len(os.fsencode(path)) > 107:
-        raise QuarantineError(f"AM.PDP socket path {path!r} is longer than 107 bytes")
-    _remove_stale(path)
-    parent = os.path.dirname(path) or "."
-    os.makedirs(parent, 0o755, exist_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # never reachable by others between bind and chmod
     try:
-        sock.bind(path)
-    except OSError as exc:
-        sock.close()
-        raise QuarantineError(f"cannot bind the AM.PDP socket {path}: {exc.strerror}") from None
-    finally:
-        os.umask(old)
-    try:
-        if cfg.socket_group:
-            os.chown(path, -1, _gid(cfg.socket_group))
-        os.chmod(path, cfg.socket_mode)
-        sock.listen(64)
-    except (OSError, KeyError) as exc:
-        sock.close()
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise QuarantineError(f"cannot set up the AM.PDP socket {path}: {exc}") from None
-    sock.setblocking(False)
-    return sock
-
-
-def _gid(group: str) -> int:
-    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-
-
-def _remove_stale(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise QuarantineError(f"{path} exists and is not a socket; not replacing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError as exc:
-        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-            raise QuarantineError(f"cannot check the old socket {path}: {exc.strerror}") from None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return
-    finally:
-        probe.close()
-    raise QuarantineError(f"another process serves the AM.PDP socket {path}")
+        return bind_unix_socket(cfg.ampdp_socket, cfg.socket_mode, cfg.socket_group,
+                                "AM.PDP socket")
+    except UnixSocketError as exc:
+        raise QuarantineError(str(exc)) from None
 
 
 def unlink_ampdp_socket(sock: socket.socket) -> None:
     """Remove the socket file if it is still ours (call once, in the master, at exit)."""
-    path = sock.getsockname()
-    with contextlib.suppress(OSError):
-        st = os.stat(path)
-        if stat.S_ISSOCK(st.st_mode):
-            os.unlink(path)
+    unlink_unix_socket(sock)
 
 
 # -- serving -------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from scanner.serve.accept import worker_shares
 from scanner.serve.scoreboard import Scoreboard
 from scanner.serve.watch import FileWatch
 from scanner.serve.worker import RETIRED, run_worker
+from scanner.unixsock import FileId, UnixSocketError, bind_unix_socket, file_id, unlink_if_same
 
 log = logging.getLogger("scanner")
 PR_SET_PDEATHSIG = 1
@@ -49,6 +50,9 @@ def bind_listeners(config: Config) -> list[tuple[ListenerConfig, socket.socket]]
     """Open every listening socket before forking (errors name the address)."""
     out = []
     for lst in config.listeners:
+        if lst.path:
+            out.append((lst, _bind_path(lst, out)))
+            continue
         family = socket.AF_INET6 if ":" in lst.address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,6 +60,7 @@ def bind_listeners(config: Config) -> list[tuple[ListenerConfig, socket.socket]]
             sock.bind((lst.address, lst.port))
         except OSError as exc:
             sock.close()
+            unlink_listeners(listener_files(out))
             why = (f"cannot listen on {lst.address}:{lst.port} ({lst.protocol} listener): "
                    f"{exc.strerror}")
             log.error("%s; not starting", why)  # also in server.log_file, not only stderr
@@ -64,6 +69,38 @@ def bind_listeners(config: Config) -> list[tuple[ListenerConfig, socket.socket]]
         sock.setblocking(False)
         out.append((lst, sock))
     return out
+
+
+def _bind_path(lst: ListenerConfig, bound: list[tuple[ListenerConfig, socket.socket]]
+               ) -> socket.socket:
+    """A Unix socket listener (its mode and group set; a stale file replaced)."""
+    try:
+        return bind_unix_socket(lst.path, lst.socket_mode, lst.socket_group,
+                                f"{lst.protocol} listener socket", backlog=256)
+    except UnixSocketError as exc:
+        unlink_listeners(listener_files(bound))
+        log.error("%s; not starting", exc)
+        raise SystemExit(f"scanner: {exc}") from None
+
+
+def listener_files(sockets: list[tuple[ListenerConfig, socket.socket]]
+                   ) -> list[tuple[str, FileId | None]]:
+    """The socket files of the Unix socket listeners, as bound (taken right after
+    binding: the master closes its sockets when it stops)."""
+    return [(lst.path, file_id(lst.path)) for lst, _ in sockets if lst.path]
+
+
+def unlink_listeners(files: list[tuple[str, FileId | None]]) -> None:
+    """Remove the socket files of :func:`listener_files` that are still ours (the
+    master, at exit)."""
+    for path, wanted in files:
+        unlink_if_same(path, wanted)
+
+
+def listener_name(lst: ListenerConfig) -> str:
+    """How the log names a listener: ``smtp:[127.0.0.1]:10024``, ``lmtp:unix:PATH``."""
+    return f"{lst.protocol}:unix:{lst.path}" if lst.path else \
+        f"{lst.protocol}:[{lst.address}]:{lst.port}"
 
 
 class Master:
@@ -105,8 +142,7 @@ class Master:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         log.info("starting %d workers on %s", self._n,
-                 ", ".join(f"{lst.protocol}:[{lst.address}]:{lst.port}"
-                           for lst, _ in self._sockets))
+                 ", ".join(listener_name(lst) for lst, _ in self._sockets))
         if self._board.carried:
             log.warning("%d message(s) that stopped workers in the previous run are still "
                         "remembered for server.hang_limit (scanner status lists them; remove "

@@ -134,8 +134,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                             on_change=slot.connections if slot is not None else None)
     servers = []
     for lcfg, sock in sockets:
-        listener = Listener(lcfg.port, "LMTP" if lcfg.protocol == "lmtp" else "ESMTP",
-                            lcfg.policy_bank)
+        listener = Listener(0 if lcfg.path else lcfg.port,  # 0: a Unix socket
+                            "LMTP" if lcfg.protocol == "lmtp" else "ESMTP", lcfg.policy_bank)
         handler = FilterHandler(processor, listener, config.server.max_message_size, log_ids)
         cls = FilterLMTP if lcfg.protocol == "lmtp" else FilterSMTP
 

@@ -158,9 +158,13 @@ class Commands:
             return
         peer = transport.get_extra_info("peername") or ("?",)
         local = transport.get_extra_info("sockname") or ("?", "?")
-        log.warning("client %s greeted with %s, but listener port %s speaks %s: its mail "
+        if isinstance(local, str):  # a Unix socket listener: its path
+            peer, where = ("local",), f"socket {local}"
+        else:
+            where = f"port {local[1]}"
+        log.warning("client %s greeted with %s, but listener %s speaks %s: its mail "
                     "stays in the client's queue until the transport matches the listener "
-                    "(scanner postfix-config prints it)", peer[0], command, local[1],
+                    "(scanner postfix-config prints it)", peer[0], command, where,
                     self.protocol_name)
         self._close_with(f"421 4.3.5 {command}: this is {self.protocol_name}, not "
                          f"{spoken}; check the Postfix transport, closing connection")

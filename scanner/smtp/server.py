@@ -96,7 +96,11 @@ class FilterSMTP(Commands, asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.session = FilterSession(peer)
-        if peer:
+        if isinstance(transport.get_extra_info("sockname"), str):
+            # a Unix socket listener: who may connect is the socket file's mode and
+            # group, so whoever got in is a local process as trusted as loopback
+            self.session.xforward_allowed = True
+        elif peer:
             self.session.xforward_allowed = self._peer_allowed(peer[0])
         self._session_task = self.loop.create_task(self._session_life())
         self._reset_timeout()
