@@ -15,7 +15,7 @@ shift || true
 
 runtime_pkgs=(python3 python3-venv libmagic1 libarchive13 clamav-daemon)
 test_pkgs=(postfix clamav-daemon clamav clamav-testfiles swaks arj dosfstools mtools fdisk postgresql nsd opendkim-tools spamassassin libmilter1.0.1
-           dovecot-sieve slapd logwatch libmime-tools-perl)
+           dovecot-sieve slapd logwatch libmime-tools-perl mariadb-server)
 
 need_pkgs() {
     local missing=()

@@ -140,8 +140,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ip.add_argument("directory", nargs="?", default=AMAVIS_DIRECTORY,
                     help=f"amavis's $QUARANTINEDIR (default {AMAVIS_DIRECTORY})")
     ip.add_argument("--sql", metavar="URL", help="read amavis's SQL quarantine instead "
-                    "(sql: quarantine method; a postgresql:// URL of the database "
-                    "$storage_sql_dsn names)")
+                    "(sql: quarantine method; the database $storage_sql_dsn names: "
+                    "postgresql://... or mysql://USER:PASS@HOST/DB)")
     ip.add_argument("--dry-run", "-n", action="store_true",
                     help="only say what would be imported")
     ip.set_defaults(func=_import_amavis)

@@ -4,19 +4,22 @@ Sites with a web front end (iRedMail, Modoboa) often let amavis quarantine into 
 database (``$*_quarantine_method = 'sql:'``): the message in the ``quarantine`` table,
 cut into ``mail_text`` chunks, and its facts in ``msgs`` and ``msgrcpt`` (README.sql-pg
 of amavisd-new). This reads a PostgreSQL one (the ``psycopg`` package, as the
-PostgreSQL quarantine index uses): every message of ``msgs`` quarantined to SQL
-(``quar_type = 'Q'``) that has its text, unless amavis released or the front end
+PostgreSQL quarantine index uses), or a MySQL/MariaDB one: every message of ``msgs``
+quarantined to SQL (``quar_type = 'Q'``) that has its text, unless amavis released or the front end
 deleted it for every recipient (``msgrcpt.rs`` R or D). Each becomes held mail of ours
 with amavis's mail_id **and secret_id** (release links built from them keep working),
 held since ``msgs.time_num``, of the category ``msgs.content`` names. The text is read
 as a quarantine file's is (:func:`scanner.quarantine.amavis_import.parse_text`: amavis
 puts the same envelope fields in front); where it lacks ``X-Envelope-To-Blocked``,
 ``msgrcpt.ds`` (anything but P, passed) says whom the message was held for. Nothing in
-amavis's database is changed. A MySQL/MariaDB database is not read.
+amavis's database is changed. A MySQL or MariaDB one (README.sql-mysql: the same tables,
+``varbinary`` and ``blob`` columns; iRedMail's default) is read the same way through
+PyMySQL (:mod:`scanner.quarantine.amavis_mysql`); the queries are the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ from scanner.quarantine.amavis_import import (
     parse_text,
     store_message,
 )
+from scanner.quarantine.amavis_mysql import MysqlReader, is_mysql
 from scanner.quarantine.record import QuarantineError
 
 if TYPE_CHECKING:
@@ -56,32 +60,58 @@ _BLOCKED = ("SELECT a.email FROM msgrcpt r JOIN maddr a ON a.id = r.rid "
 
 
 def import_sql(q: Quarantine, url: str, *, dry_run: bool = False) -> ImportResult:
-    """Import amavis's SQL quarantine at ``url`` (``postgresql://...``)."""
-    if not is_postgresql(url):
-        raise QuarantineError(f"{redact(url)}: only amavis's PostgreSQL quarantine is read "
-                              "(a postgresql:// URL)")
-    try:
-        import psycopg
-    except ImportError:
-        raise QuarantineError("reading amavis's SQL quarantine needs the psycopg package "
-                              "(pip install 'psycopg[binary]')") from None
+    """Import amavis's SQL quarantine at ``url`` (``postgresql://...``, ``mysql://...``)."""
     out = ImportResult()
     where = redact(url)
+    reader = _open(url, where)
     try:
-        with psycopg.connect(url, connect_timeout=10) as con:
-            con.read_only = True
-            rows = con.execute(_MESSAGES).fetchall()
-            if not dry_run:
-                make_quarantine_directory(q.directory)
-            have = q.index.known([_text(row[1]) for row in rows])  # one query
-            for row in rows:
-                _one_message(q, con, row, where, out, dry_run, have)
-    except psycopg.Error as exc:
+        rows = reader.rows(_MESSAGES)
+        if not dry_run:
+            make_quarantine_directory(q.directory)
+        have = q.index.known([_text(row[1]) for row in rows])  # one query
+        for row in rows:
+            _one_message(q, reader, row, where, out, dry_run, have)
+    except reader.errors as exc:
         raise QuarantineError(f"amavis's SQL quarantine {where}: {exc}") from exc
+    finally:
+        reader.close()
     return out
 
 
-def _one_message(q: Quarantine, con: Any, row: tuple, where: str, out: ImportResult,
+class _PgReader:
+    """Rows of amavis's tables over one read-only psycopg connection."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise QuarantineError("reading amavis's PostgreSQL quarantine needs the psycopg "
+                                  "package (pip install 'psycopg[binary]')") from None
+        self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+        try:
+            self._con = psycopg.connect(url, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise QuarantineError(f"amavis's SQL quarantine {redact(url)}: {exc}") from exc
+        self._con.read_only = True
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._con.execute(sql, tuple(params)).fetchall()
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _open(url: str, where: str) -> Any:
+    """A reader (``rows(sql, params)``, ``errors``, ``close()``) of the database."""
+    if is_postgresql(url):
+        return _PgReader(url)
+    if is_mysql(url):
+        return MysqlReader(url)
+    raise QuarantineError(f"{where}: amavis's SQL quarantine is read from PostgreSQL "
+                          "(postgresql://...) or MySQL/MariaDB (mysql://...)")
+
+
+def _one_message(q: Quarantine, reader: Any, row: tuple, where: str, out: ImportResult,
                  dry_run: bool, have: set[str]) -> None:
     partition, raw_id, secret, time_num, content, rcpts, done = row
     mail_id = _text(raw_id)
@@ -93,12 +123,12 @@ def _one_message(q: Quarantine, con: Any, row: tuple, where: str, out: ImportRes
         out.present.append(mail_id)
         return
     try:
-        data = b"".join(bytes(c[0]) for c in con.execute(_TEXT, (partition, raw_id)))
+        data = b"".join(bytes(c[0]) for c in reader.rows(_TEXT, (partition, raw_id)))
         msg = parse_text(data, mail_id=mail_id,
-                         category=CONTENT.get((content or "").strip(), "CLEAN"),
+                         category=CONTENT.get(_text(content or "").strip(), "CLEAN"),
                          stored_at=float(time_num), secret_id=_text(secret or b""))
         if msg.held_for is None:  # a text without X-Envelope-To-Blocked: msgrcpt knows
-            blocked = [_text(r[0]) for r in con.execute(_BLOCKED, (partition, raw_id))]
+            blocked = [_text(r[0]) for r in reader.rows(_BLOCKED, (partition, raw_id))]
             msg = replace(msg, held_for=blocked)
         out.added.append(store_message(q, msg, dry_run=dry_run))
     except QuarantineError as exc:

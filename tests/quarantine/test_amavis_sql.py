@@ -129,9 +129,9 @@ def test_the_command_and_what_it_refuses(amavis_db: str, tmp_path: Path, sink: S
     out = cli(config, "import-amavis", "--sql", amavis_db, "--dry-run")
     assert out.returncode == 1 and out.stdout.decode().count("would import  ") == 2
     assert b"1 message(s) of amavis's SQL quarantine could not be imported" in out.stderr
-    out = cli(config, "import-amavis", "--sql", "mysql://amavis@localhost/amavis")
-    assert out.returncode == 1 and b"only amavis's PostgreSQL quarantine is read" in \
-        out.stderr
+    out = cli(config, "import-amavis", "--sql", "sqlite:///var/lib/amavis/amavis.db")
+    assert out.returncode == 1 and b"amavis's SQL quarantine is read from PostgreSQL " \
+        b"(postgresql://...) or MySQL/MariaDB (mysql://...)" in out.stderr
     with pytest.raises(QuarantineError, match="amavis's SQL quarantine postgresql://"):
         import_sql(Quarantine.__new__(Quarantine),
                    "postgresql://nobody@/nowhere?host=/nonexistent-dir")
