@@ -9,7 +9,6 @@ and the release goes to a real SMTP next hop (the test sink).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +19,13 @@ import pytest
 from scanner.quarantine.amavis_mysql import connect_arguments
 from scanner.quarantine.amavis_sql import import_sql
 from scanner.quarantine.record import QuarantineError
-from scanner.quarantine.release import release
 from scanner.quarantine.store import Quarantine
 from scanner.reinject.deliver import NextHop
 from scanner.testing.sink import Sink
 from tests.mariadb import mariadb_missing, private_mariadb
 
-from .test_amavis_import import MESSAGE, _crlf, amavis_file
+from .test_amavis_import import amavis_file
+from .test_amavis_sql import imported_as_amavis_held_it
 from .test_cli import cli
 from .util import config_text
 
@@ -124,26 +123,8 @@ def amavis_db(mariadb_url: str) -> str:
 
 def test_held_mail_keeps_its_ids_secret_and_time(amavis_db: str, quarantine: Quarantine,
                                                  sink: Sink, hop: NextHop):
-    result = import_sql(quarantine, amavis_db)
-    assert sorted(r.mail_id for r in result.added) == ["sQLspam00001", "vIRUSnoBlck1"]
-    assert [f.split(": ", 1)[1] for f in result.failed] == [
-        "its X-Quarantine-ID is sQLspam00001, not wRONGid00001"]
-    assert len(result.ignored) == 1 and "sQLreleased1" in result.ignored[0]
-    assert "p@ss" not in "".join(result.ignored + result.failed)  # the password never shown
-    spam = quarantine.get("sQLspam00001")
-    assert (spam.secret_id, spam.stored_at, spam.category) == ("s3cretS3cret", 1765000000,
-                                                               "SPAM")
-    assert spam.held_for == ["bob@example.test"] and spam.score == 12.345
-    assert quarantine.read_stored(spam)[1] == _crlf(MESSAGE)  # chunks joined, fields gone
-    virus = quarantine.get("vIRUSnoBlck1")
-    assert virus.category == "VIRUS" and virus.held_for == ["bob@example.test"]
-    assert len(virus.secret_id) == 12  # amavis had none: a new one
-    asyncio.run(release(quarantine, hop, "sQLspam00001", recipients=None,
-                        requested_by="admin", secret_id="s3cretS3cret"))
-    assert sink.received[-1].recipients == ["bob@example.test"]
-    assert sink.received[-1].data.partition(b"\r\n")[2] == _crlf(MESSAGE)
-    again = import_sql(quarantine, amavis_db)
-    assert again.added == [] and sorted(again.present) == ["sQLspam00001", "vIRUSnoBlck1"]
+    said = imported_as_amavis_held_it(amavis_db, quarantine, sink, hop)
+    assert "p@ss" not in "".join(said) and "reader:***@" in said[0]  # no password shown
 
 
 def test_the_command_and_what_it_refuses(amavis_db: str, tmp_path: Path, sink: Sink):
