@@ -50,11 +50,32 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"scanner model: {exc}", file=sys.stderr)
         return 1
     facts = model_facts(model, data, path)
+    queue = _autolearn_queue(args, path)
+    if queue is not None:
+        facts["autolearn_queue"] = {"directory": queue[0], "waiting": queue[1]}
     if args.json:
         print(json.dumps(facts, indent=2, sort_keys=True))
     else:
         print(render(facts))
     return 0
+
+
+def _autolearn_queue(args: argparse.Namespace, path: str) -> tuple[str, int] | None:
+    """The autolearn spool of the model (``[checks.settings.bayes] autolearn_spool`` of
+    the configuration when it names the model, else ``MODEL.autolearn``) and how many
+    messages wait there to be learnt; None when there is none."""
+    from scanner.ml.autolearn_spool import queued
+
+    spool = path + ".autolearn"
+    if not args.model:
+        from scanner import config as cfgmod
+
+        config = cfgmod.load(cfgmod.resolve_path(args.config))
+        spool = config.checks.settings.get("bayes", {}).get("autolearn_spool") or spool
+    try:
+        return spool, len(queued(spool))
+    except OSError:
+        return None
 
 
 def model_facts(model: Any, data: bytes, path: str) -> dict[str, Any]:
@@ -116,4 +137,8 @@ def render(facts: dict[str, Any]) -> str:
         ("calibration", f"Platt a={facts['calibration']['a']:.6g} "
                         f"b={facts['calibration']['b']:.6g}, bias {facts['bias']:.6g}"),
     ]
+    queue = facts.get("autolearn_queue")
+    if queue is not None:
+        lines.append(("autolearn", f"{queue['waiting']:,} message(s) queued in "
+                                   f"{queue['directory']}, learnt every autolearn_interval"))
     return "\n".join(f"{name + ':':<15}{value}" for name, value in lines)

@@ -42,6 +42,27 @@ def test_info_reports_training_learning_and_checksum(
     assert code == 0
     assert "trained on:    60 ham, 40 spam" in out
     assert "learned since: 0 ham, 1 spam" in out and str(model) in out
+    assert "autolearn:" not in out  # no spool: autolearn never queued anything here
+
+
+def test_info_counts_the_autolearn_queue(trained_model_path: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from scanner.ml.autolearn_spool import fingerprint, write_record
+    from scanner.ml.model import load_model, message_digest
+
+    model_path = tmp_path / "site.model"
+    shutil.copyfile(trained_model_path, model_path)
+    model = load_model(model_path)
+    for n in range(3):
+        raw = synthetic_message(True, 500 + n)
+        write_record(f"{model_path}.autolearn", message_digest(raw), True,
+                     model.features(raw), fingerprint(model.settings))
+    code, out, _ = info(capsys, "--model", str(model_path))
+    assert code == 0
+    assert f"autolearn:     3 message(s) queued in {model_path}.autolearn" in out
+    code, out, _ = info(capsys, "--model", str(model_path), "--json")
+    assert json.loads(out)["autolearn_queue"] == {"directory": f"{model_path}.autolearn",
+                                                  "waiting": 3}
 
 
 def test_info_on_the_shipped_model_by_default(capsys: pytest.CaptureFixture[str],
