@@ -349,7 +349,11 @@ def test_config_show_fills_in_the_enabled_checks_settings(tmp_path: Path):
     settings = again.checks.settings
     assert settings["clamav"]["timeout"] == 30.0
     assert settings["clamav"]["endpoints"] == ["unix:/var/run/clamav/clamd.ctl"]
-    assert settings["bayes"] == {"model": "", "reload_interval": 5.0}
+    assert settings["bayes"] == {
+        "model": "", "reload_interval": 5.0, "autolearn": False,
+        "autolearn_spam_above": 8.0, "autolearn_min_header_points": 0.0,
+        "autolearn_min_body_points": 0.0, "autolearn_ham": False, "autolearn_ham_below": 0.1,
+        "autolearn_interval": 60.0, "autolearn_spool": ""}
     assert settings["dnsbl"]["lists"][0]["codes"]["127.0.0.2"] == "RCVD_IN_SBL"
     assert settings["uribl"] == {"lists": []}  # off: as written
     assert again.policy == load(str(given)).policy

@@ -16,13 +16,11 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from pathlib import Path, PurePosixPath
 
 from scanner.hostname import local_hostname
 from scanner.mailid import new_secret_id
-from scanner.pipeline.parse import header_display, header_text
+from scanner.pipeline.parse import header_display, header_text, parse_headers
 from scanner.quarantine import envelope, files
 from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.index import Index, open_index
@@ -303,8 +301,7 @@ class Quarantine:
         if env.mail_id != mail_id:
             raise QuarantineError(f"the file's envelope names {env.mail_id!r}, not its own "
                                   "mail_id")
-        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-        headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
+        headers = parse_headers(raw)  # as the filter read it when it stored the message
         category = env.category or path.name.rsplit("-", 1)[0].upper()
         return QuarantineRecord(
             mail_id=mail_id, secret_id=new_secret_id(),
