@@ -178,7 +178,8 @@ def listener_nexthop(listener: ListenerConfig) -> str:
     return nexthop(listener.address, listener.port)
 
 
-def _listener_label(listener: ListenerConfig) -> str:
+def listener_label(listener: ListenerConfig) -> str:
+    """How comments name a listener: ``127.0.0.1:10024`` or ``unix:PATH``."""
     if listener.path:
         return f"unix:{listener.path}"
     return service_address(listener.address, listener.port)
@@ -218,7 +219,7 @@ def _per_service_comments(
         bank = lst.policy_bank or "none"
         lines += [
             "#",
-            f"# Listener {_listener_label(lst)} (policy bank {bank}): "
+            f"# Listener {listener_label(lst)} (policy bank {bank}): "
             "to filter the mail",
             "# of one Postfix service there, override content_filter on it in master.cf, e.g.:",
             "#   submission inet n       -       n       -       -       smtpd",

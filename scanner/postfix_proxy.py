@@ -26,8 +26,9 @@ import math
 from scanner.config.model import Config, ListenerConfig
 from scanner.errors import ConfigError
 from scanner.postfix_config import (
+    listener_label,
+    listener_nexthop,
     master_entry,
-    nexthop,
     reinject_maxproc,
     reinject_service,
     service_address,
@@ -59,7 +60,9 @@ def proxy_options(listener: ListenerConfig, message_timeout: float,
                   concurrency: int) -> list[tuple[str, str]]:
     """The ``-o`` overrides of the public smtpd service."""
     return [
-        ("smtpd_proxy_filter", nexthop(listener.address, listener.port)),
+        # a Unix socket listener: unix:PATH, which smtpd_proxy_filter takes since
+        # Postfix 2.7 (our service is not chrooted, so the path is the real one)
+        ("smtpd_proxy_filter", listener_nexthop(listener)),
         ("smtpd_proxy_timeout", f"{proxy_timeout(message_timeout)}s"),
         ("smtpd_proxy_options", "speed_adjust"),
         # one client must not take every connection to the filter (Postfix's example)
@@ -129,7 +132,7 @@ def render_proxy(config: Config, service: str = "smtp/inet") -> str:
     listener = proxy_listener(config)
     timeout = config.server.message_timeout
     concurrency = config.server.concurrency
-    where = service_address(listener.address, listener.port)
+    where = listener_label(listener)
     lines = [
         f"# Before-queue scanning with Postfix's smtpd_proxy_filter (from {config.source}).",
         f"# The public smtpd hands every message to scanner's listener {where} before it",
@@ -166,7 +169,7 @@ def render_proxy(config: Config, service: str = "smtp/inet") -> str:
         "#",
         "# Mail from local programs (sendmail, pickup) does not pass the public smtpd; to",
         "# scan it too, add to the pickup service:",
-        f"#     -o content_filter=scanner:{nexthop(listener.address, listener.port)}",
+        f"#     -o content_filter=scanner:{listener_nexthop(listener)}",
         "# and the scanner transport of 'scanner postfix-config --part master'.",
     ]
     return "\n".join(lines) + "\n"

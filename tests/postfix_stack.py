@@ -127,14 +127,20 @@ class ProxyStack(Stack):
     ``scanner postfix-config --proxy``) -> the filter -> the after-filter smtpd ->
     Maildir: the filter before queue; everything private, loopback only."""
 
-    def __init__(self, *, extra: str = "", workers: int = 2,  # noqa: D107 (Stack's)
-                 server_extra: str = "") -> None:
+    def __init__(self, *, extra: str = "", workers: int = 2,
+                 server_extra: str = "", unix_socket: bool = False) -> None:
+        """``unix_socket``: the public smtpd reaches the filter through an SMTP listener
+        on a Unix socket (``smtpd_proxy_filter = unix:PATH``), listed first."""
         self.base = make_base_dir("scanner-proxy-")
         self.filter_port = free_port()
         reinject_port = free_port()
         text = filter_config(self.filter_port, reinject_port, workers=workers,
                              log_file=self.base / "filter" / "scanner.log", extra=extra,
                              server_extra=server_extra)
+        self.socket = self.base / "filter" / "smtp.sock"
+        if unix_socket:  # before the TCP listener (which the harness waits for)
+            text = text.replace("[[listeners]]", f'[[listeners]]\npath = "{self.socket}"\n'
+                                'socket_group = "postfix"\n\n[[listeners]]', 1)
         config = loads(text, "proxy-test.toml")
         self.postfix = PostfixInstance(
             base=self.base / "postfix", smtpd_port=free_port(), reinject_port=reinject_port,

@@ -74,6 +74,14 @@ def test_the_smtp_listener_is_chosen() -> None:
     assert _options(smtp)["smtpd_proxy_filter"] == "[127.0.0.1]:10026"
 
 
+def test_an_smtp_listener_on_a_unix_socket_is_reached_as_unix_path() -> None:
+    config = _config('[[listeners]]\npath = "/var/lib/scanner/smtp.sock"\n')
+    text = render_proxy(config)
+    smtp = _service(_section(text, "master.cf"), "smtp")
+    assert _options(smtp)["smtpd_proxy_filter"] == "unix:/var/lib/scanner/smtp.sock"
+    assert "scanner's listener unix:/var/lib/scanner/smtp.sock before it" in text
+
+
 def test_only_lmtp_listeners_is_an_error_naming_the_file_and_key() -> None:
     with pytest.raises(ConfigError) as err:
         render_proxy(_config('[[listeners]]\nport = 10024\nprotocol = "lmtp"\n'))

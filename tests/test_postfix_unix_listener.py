@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from scanner.testing.filter import FilterProcess
-from tests.postfix_stack import Stack, require_postfix, split_delivered, wait_ids
+from tests.postfix_stack import (
+    ProxyStack,
+    Stack,
+    require_postfix,
+    split_delivered,
+    wait_ids,
+)
 
 pytestmark = [pytest.mark.postfix, pytest.mark.slow]
 
@@ -59,7 +65,7 @@ def _send(stack: Stack, mid: str, rcpts: list[str]) -> None:
         s.sendmail("alice@example.org", rcpts, _msg(mid))
 
 
-def _delivered(stack: Stack, mid: str) -> list[bytes]:
+def _delivered(stack: Stack | ProxyStack, mid: str) -> list[bytes]:
     return [p.read_bytes() for p in stack.postfix.maildir_messages()
             if f"<{mid}@example.org>".encode() in p.read_bytes()]
 
@@ -96,3 +102,20 @@ def test_a_killed_filter_leaves_a_socket_the_next_start_replaces(stack: Stack):
     assert not os.path.lexists(sock)
     stack.filter.start()
     assert stat.S_ISSOCK(os.lstat(sock).st_mode)
+
+
+def test_before_queue_the_public_smtpd_proxies_through_the_socket():
+    """``smtpd_proxy_filter = unix:PATH`` (``scanner postfix-config --proxy`` with an SMTP
+    listener on a socket): the client's 250 comes after the scan, through the socket."""
+    require_postfix()
+    proxy = ProxyStack(extra=POLICY, unix_socket=True).start()
+    try:
+        assert any(line.strip() == f"-o smtpd_proxy_filter=unix:{proxy.socket}"
+                   for line in (proxy.postfix.conf_dir / "master.cf").read_text().splitlines())
+        with smtplib.SMTP("127.0.0.1", proxy.postfix.smtpd_port, timeout=30) as s:
+            s.sendmail("alice@example.org", ["user@example.test"], _msg("proxy1"))
+        wait_ids(proxy, {"<proxy1@example.org>"}, 30)
+        [raw] = _delivered(proxy, "proxy1")
+        assert re.search(rb"\(scanner, unix socket\) with ESMTP id ", raw), raw[:600]
+    finally:
+        proxy.remove()
