@@ -187,8 +187,9 @@ def listener_label(listener: ListenerConfig) -> str:
 
 def _unix_smtp_warning(config: Config) -> list[str]:
     """Postfix's SMTP client cannot reach a Unix socket: say so for such a listener."""
-    return [f"# Note: listener unix:{lst.path} speaks smtp, but only Postfix's LMTP client "
-            "connects to Unix sockets: set its protocol = \"lmtp\"."
+    return [f"# Note: listener unix:{lst.path} speaks smtp, but Postfix's SMTP client "
+            "cannot use a Unix socket:\n# set its protocol = \"lmtp\" for content_filter "
+            "(an SMTP one on a path serves smtpd_proxy_filter, --proxy)."
             for lst in config.listeners if lst.path and lst.protocol != "lmtp"]
 
 
