@@ -7,6 +7,7 @@ and the postfix package; elsewhere they are skipped with the reason.
 from __future__ import annotations
 
 import smtplib
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -123,13 +124,21 @@ def test_loop_ceiling_delivers_once(postfix_factory: Factory) -> None:
 def test_dead_filter_defers_then_delivers(postfix_factory: Factory) -> None:
     filter_port = free_port()
     inst = postfix_factory(filter=f"scanner:[127.0.0.1]:{filter_port}")
-    queue_id = inst.send("sender@example.test", "bob@example.test", MESSAGE)
+    # The port bound, never listened on: every connection is refused. Left free, the
+    # port (an ephemeral one) could become the source port of Postfix's own connection
+    # to it (a TCP self-connect), which then waits for a greeting for 300 s.
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", filter_port))
+    try:
+        queue_id = inst.send("sender@example.test", "bob@example.test", MESSAGE)
 
-    def deferred() -> bool:
-        return any(e["queue_id"] == queue_id and e["queue_name"] == "deferred"
-                   for e in inst.queue())
+        def deferred() -> bool:
+            return any(e["queue_id"] == queue_id and e["queue_name"] == "deferred"
+                       for e in inst.queue())
 
-    _wait_for(deferred, 20, f"{queue_id} in the deferred queue")
+        _wait_for(deferred, 20, f"{queue_id} in the deferred queue")
+    finally:
+        blocker.close()
     assert inst.maildir_messages() == []
     assert "status=bounced" not in inst.log_text()
 
