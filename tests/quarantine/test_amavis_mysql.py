@@ -24,8 +24,7 @@ from scanner.reinject.deliver import NextHop
 from scanner.testing.sink import Sink
 from tests.mariadb import mariadb_missing, private_mariadb
 
-from .test_amavis_import import amavis_file
-from .test_amavis_sql import imported_as_amavis_held_it
+from .test_amavis_sql import amavis_messages, imported_as_amavis_held_it
 from .test_cli import cli
 from .util import config_text
 
@@ -105,16 +104,8 @@ def amavis_db(mariadb_url: str) -> str:
         cur.execute("USE amavis")
         for table in TABLES:
             cur.execute(table)
-        both = (("lover@example.test", "P", " "), ("bob@example.test", "D", " "))
-        _message(cur, "sQLspam00001", amavis_file("sQLspam00001", blocked=["bob@example.test"]),
-                 rcpts=both)
-        _message(cur, "sQLreleased1", amavis_file("sQLreleased1", blocked=["bob@example.test"]),
-                 rcpts=(("bob@example.test", "D", "R"),))
-        _message(cur, "fILEquar0001", amavis_file("fILEquar0001", blocked=[]), quar="F",
-                 rcpts=both)
-        _message(cur, "vIRUSnoBlck1", amavis_file("vIRUSnoBlck1", blocked=None, spam=False),
-                 content="V", rcpts=both, secret="")
-        _message(cur, "wRONGid00001", amavis_file("sQLspam00001", blocked=[]), rcpts=both)
+        for mail_id, text, kwargs in amavis_messages():
+            _message(cur, mail_id, text, **kwargs)
         cur.execute("CREATE USER IF NOT EXISTS 'reader'@'localhost' IDENTIFIED BY 'p@ss/w:rd'")
         cur.execute("GRANT SELECT ON amavis.* TO 'reader'@'localhost'")
     sock = admin["unix_socket"]

@@ -74,6 +74,27 @@ def _message(con, mail_id: str, text: bytes, *, content: str = "S", quar: str = 
                     "(%s, %s, %s)", (mail_id.encode(), ind, text[start:start + 100]))
 
 
+def amavis_messages() -> list[tuple[str, bytes, dict]]:
+    """What the ``amavis_db`` fixtures (this one's, MySQL's) put in amavis's tables:
+    (mail_id, text, the rest of ``_message``'s arguments)."""
+    both = (("lover@example.test", "P", " "), ("bob@example.test", "D", " "))
+    return [
+        ("sQLspam00001", amavis_file("sQLspam00001", blocked=["bob@example.test"]),
+         {"rcpts": both}),
+        # released by amavis for its only recipient: not held any more
+        ("sQLreleased1", amavis_file("sQLreleased1", blocked=["bob@example.test"]),
+         {"rcpts": (("bob@example.test", "D", "R"),)}),
+        # quarantined to a file, not to SQL: left to the files' import
+        ("fILEquar0001", amavis_file("fILEquar0001", blocked=[]),
+         {"quar": "F", "rcpts": both}),
+        # no X-Envelope-To-Blocked in the text (older amavis): msgrcpt.ds says
+        ("vIRUSnoBlck1", amavis_file("vIRUSnoBlck1", blocked=None, spam=False),
+         {"content": "V", "rcpts": both, "secret": ""}),
+        # the text is another message's
+        ("wRONGid00001", amavis_file("sQLspam00001", blocked=[]), {"rcpts": both}),
+    ]
+
+
 @pytest.fixture
 def amavis_db(pg_url: str) -> str:
     """A URL whose search path is a schema holding amavis's tables, filled."""
@@ -82,20 +103,8 @@ def amavis_db(pg_url: str) -> str:
         con.execute("CREATE SCHEMA amavis")
         con.execute("SET search_path TO amavis")
         con.execute(TABLES)
-        both = (("lover@example.test", "P", " "), ("bob@example.test", "D", " "))
-        _message(con, "sQLspam00001", amavis_file("sQLspam00001", blocked=["bob@example.test"]),
-                 rcpts=both)
-        # released by amavis for its only recipient: not held any more
-        _message(con, "sQLreleased1", amavis_file("sQLreleased1", blocked=["bob@example.test"]),
-                 rcpts=(("bob@example.test", "D", "R"),))
-        # quarantined to a file, not to SQL: left to the files' import
-        _message(con, "fILEquar0001", amavis_file("fILEquar0001", blocked=[]), quar="F",
-                 rcpts=both)
-        # no X-Envelope-To-Blocked in the text (older amavis): msgrcpt.ds says
-        _message(con, "vIRUSnoBlck1", amavis_file("vIRUSnoBlck1", blocked=None, spam=False),
-                 content="V", rcpts=both, secret="")
-        # the text is another message's
-        _message(con, "wRONGid00001", amavis_file("sQLspam00001", blocked=[]), rcpts=both)
+        for mail_id, text, kwargs in amavis_messages():
+            _message(con, mail_id, text, **kwargs)
     sep = "&" if "?" in pg_url else "?"
     return f"{pg_url}{sep}options=-csearch_path%3Damavis"
 
