@@ -125,6 +125,19 @@ def slapd() -> Iterator[Any]:
         yield server
 
 @pytest.fixture(scope="module")
+def mariadb_url() -> Iterator[str]:
+    """A private throw-away MariaDB server (tests/mariadb.py), database ``test``; skipped
+    without the server or PyMySQL."""
+    from tests.mariadb import mariadb_missing, private_mariadb
+
+    why = mariadb_missing()
+    if why:
+        pytest.skip(why)
+    with private_mariadb() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def pg_url(pg_server: PgServer) -> str:
     """The URL of :func:`pg_server`."""
     return pg_server.url

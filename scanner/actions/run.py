@@ -55,6 +55,8 @@ class Outcome:
     quarantined: bool = False
     queued_as: list[str] = field(default_factory=list)
     quarantine: str | None = None
+    secret_id: str = ""
+    """The held copy's secret_id (authorises its release); empty when none was held."""
     archived: list[tuple[Path, list[int]]] = field(default_factory=list)
     """Archive files written (``archive_directory``), each with its recipients' indexes."""
     mailed_archive: bool = False
@@ -246,6 +248,7 @@ async def _quarantine(task: Task, ctx: Context, out: Outcome, idx: list[int]) ->
         return False
     out.quarantine = str(getattr(record, "relative_path", "") or getattr(record, "path", ""))
     out.quarantined = True
+    out.secret_id = str(getattr(record, "secret_id", "") or "")
     return True
 
 

@@ -142,6 +142,12 @@ def check_paths(config: cfgmod.Config) -> None:
         if archive and not os.path.isdir(_nearest_existing(archive)):
             raise ConfigError(f"{src}: '{where}.archive_directory' {archive}: cannot "
                               f"create it: {_nearest_existing(archive)} is not a directory")
+    if config.sql_log.enabled:
+        from scanner.sqllog.db import driver_problem
+
+        problem = driver_problem(config.sql_log.database)
+        if problem:
+            raise ConfigError(f"{src}: {problem}")
     groups = [("quarantine.socket_group", config.quarantine.socket_group,
                bool(config.quarantine.ampdp_socket))]
     groups += [(f"listeners[{i}].socket_group", lst.socket_group, bool(lst.path))

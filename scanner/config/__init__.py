@@ -30,6 +30,7 @@ from scanner.config.schema import build, to_plain
 from scanner.dburl import is_postgresql, redact
 from scanner.errors import ConfigError
 from scanner.quarantine.config import QuarantineConfig
+from scanner.sqllog.config import SqlLogConfig
 from scanner.unixsock import MAX_PATH_BYTES
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -327,6 +328,7 @@ def render(config: Config) -> str:
     plain["policy"]["ldap_bind_password"] = redacted_password(
         plain["policy"]["ldap_bind_password"])
     plain["quarantine"]["index"] = redact(plain["quarantine"]["index"])
+    plain["sql_log"]["database"] = redact(plain["sql_log"]["database"])
     penpals = plain["checks"]["settings"].get("penpals")
     if isinstance(penpals, dict) and isinstance(penpals.get("database"), str):
         penpals["database"] = redact(penpals["database"])  # may be a PostgreSQL URL
@@ -389,6 +391,7 @@ def reference() -> str:
     table("[checks]", ChecksConfig)
     table("[quarantine]", QuarantineConfig)
     table("[notices]", NoticesConfig)
+    table("[sql_log]", SqlLogConfig)
     return "\n".join(out) + "\n"
 
 

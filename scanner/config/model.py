@@ -13,6 +13,7 @@ from typing import Any
 from scanner.config.policy import PolicyConfig, PolicyOverride
 from scanner.config.schema import opt
 from scanner.quarantine.config import QuarantineConfig
+from scanner.sqllog.config import SqlLogConfig
 
 PROTOCOLS = ("smtp", "lmtp")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -171,4 +172,5 @@ class Config:
     checks: ChecksConfig = opt(ChecksConfig)
     quarantine: QuarantineConfig = opt(QuarantineConfig)
     notices: NoticesConfig = opt(NoticesConfig)
+    sql_log: SqlLogConfig = opt(SqlLogConfig)
     source: str = opt("<defaults>", "file this configuration was read from")

@@ -42,6 +42,7 @@ from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
 from scanner.scores import ScoreTable
 from scanner.serve.scoreboard import NullSlot, message_digest, summary_counters
+from scanner.sqllog.build import message_row
 from scanner.task import Destiny, Hit, Task, banned_parts, virus_names
 
 log = logging.getLogger("scanner")
@@ -68,9 +69,11 @@ class Processor:
                  hop: NextHop, hostname: str, run_cpu: RunCpu | None = None,
                  decoders: Sequence | None = None, quarantine: Any = None,
                  board: Any = None,
-                 notices: Mapping[str, NoticeTemplate] | None = None) -> None:
+                 notices: Mapping[str, NoticeTemplate] | None = None,
+                 sql_log: Any = None) -> None:
         """``notices``: the notice templates read at start (None: read them now); they
-        are read again from ``[notices] templates_dir`` on SIGHUP (:attr:`reloadable`)."""
+        are read again from ``[notices] templates_dir`` on SIGHUP (:attr:`reloadable`).
+        ``sql_log``: where each message's SQL log rows go (scanner.sqllog.writer)."""
         self._config = config
         # the worker's scoreboard slot: stages and counters for the watchdog and status
         self._board = board if board is not None else NullSlot()
@@ -97,6 +100,7 @@ class Processor:
         self._learner = next((c for c in self._checks
                               if getattr(c, "autolearn", None) is not None), None)
         self._by_name = {getattr(c, "name", ""): c for c in self._checks}
+        self._sql_log = sql_log
 
     @property
     def reloadable(self) -> list[Any]:
@@ -207,7 +211,22 @@ class Processor:
             subdir_levels=self._config.quarantine.subdir_levels, notices=self._notices))
         self._after_delivery(task, outcome)
         self._queue_for_learning(task, outcome)
-        return outcome.replies, self._log_summary(task, outcome)
+        counters, category = self._log_summary(task, outcome)
+        if self._sql_log is not None:
+            self._log_to_sql(task, outcome, category)
+        return outcome.replies, counters
+
+    def _log_to_sql(self, task: Task, outcome: Outcome, category: str) -> None:
+        """Hand the message's rows to the SQL log (written later, in its thread); a
+        failure only costs the rows: it is logged, the message goes on."""
+        try:
+            row = message_row(task, outcome, category, self._config.sql_log,
+                              self._hostname, self._scores,
+                              self._config.quarantine.directory, self._config.policy)
+            if row is not None:
+                self._sql_log.submit(row)
+        except Exception:
+            log.exception("(%s) SQL log: the message's rows could not be made", task.log_id)
 
     def _queue_for_learning(self, task: Task, outcome: Outcome) -> None:
         """Queue an autolearnt message for the classifier, once the message has its
@@ -313,10 +332,11 @@ class Processor:
                 out[rcpt.address] = "Inbound" if local else "OpenRelay"
         return out
 
-    def _log_summary(self, task: Task, outcome: Outcome) -> list[str]:
+    def _log_summary(self, task: Task, outcome: Outcome) -> tuple[list[str], str]:
         """Log the summary lines (amavis's: ``Passed`` for the recipients the next hop
         took, ``Blocked`` for the others: discarded, rejected, bounced, or deferred with
-        4xx for a retry); return the scoreboard counters they add to."""
+        4xx for a retry); return the scoreboard counters they add to and the message's
+        category (``MTA-BLOCKED`` included)."""
         verdicts = list(task.verdicts.values())
         kept = [v for v in verdicts if v.destiny not in (Destiny.PASS, Destiny.TEMPFAIL)]
         # both lines name the blocking category (amavis's [:ccat|major], the message's
@@ -329,7 +349,8 @@ class Processor:
             self._scores.get(h.symbol).weight for h in worst.hits)
         # amavis: a copy the next hop did not take makes the message's blocking category
         # MTA-BLOCKED (CC_MTA), unless a recipient's policy blocked it
-        shown = "MTA-BLOCKED" if outcome.refused and not kept else _log_category(task, category)
+        blocked_by_mta = bool(outcome.refused and not kept)
+        shown = "MTA-BLOCKED" if blocked_by_mta else _log_category(task, category)
         summary = logline.Summary(
             log_id=task.log_id,
             verb="",
@@ -359,7 +380,8 @@ class Processor:
         for line in logline.render_lines(summary, passed, blocked):
             log.info("%s", line)
         verbs = ["Passed"] * bool(passed) + ["Blocked"] * bool(blocked)
-        return summary_counters(verbs, category, outcome.actions)
+        return (summary_counters(verbs, category, outcome.actions),
+                "MTA-BLOCKED" if blocked_by_mta else category)
 
 
 def _log_category(task: Task, category: str) -> str:

@@ -101,6 +101,22 @@ def wrap(raw: bytes, *, sender: str, recipients: list[str], mail_id: str, catego
     return MARK + str(len(fields)).encode() + b"\r\n" + fields + raw
 
 
+def amavis_text(data: bytes) -> bytes:
+    """A stored file's bytes as amavis stores held mail (its SQL quarantine's text):
+    only amavis's fields in front (Return-Path, X-Envelope-From, X-Envelope-To,
+    X-Envelope-To-Blocked, X-Quarantine-ID), then the message; ``data`` as it is when
+    it has no block."""
+    env, raw = split(data)
+    if env is None:
+        return data
+    blocked = ("" if env.held_for is None else f"X-Envelope-To-Blocked:"
+               f"{' ' if env.held_for else ''}{_address_list(env.held_for)}\r\n")
+    return (f"Return-Path: <{_safe(env.sender)}>\r\n"
+            f"X-Envelope-From: <{_safe(env.sender)}>\r\n"
+            f"X-Envelope-To: {_address_list(env.recipients) or '<>'}\r\n{blocked}"
+            f"X-Quarantine-ID: <{env.mail_id}>\r\n").encode("utf-8", "surrogateescape") + raw
+
+
 def _address_list(addresses: Sequence[str]) -> str:
     """``<a>,`` CRLF `` <b>``: one address a line, as the envelope fields fold them."""
     return ",\r\n ".join(f"<{_safe(a)}>" for a in addresses)

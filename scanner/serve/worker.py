@@ -40,6 +40,7 @@ from scanner.serve.reload import Reloads, handle_signals
 from scanner.serve.scoreboard import WorkerSlot
 from scanner.smtp.handler import FilterHandler
 from scanner.smtp.server import FilterLMTP, FilterSMTP
+from scanner.sqllog.writer import SqlLog
 
 log = logging.getLogger("scanner")
 
@@ -120,11 +121,13 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     quarantine = _open_quarantine(config, hostname)
     if scores is None:
         scores = load_scores(config.checks.score_files)
+    sql_log = SqlLog(config.sql_log) if config.sql_log.enabled else None
     processor = Processor(config, checks, scores,
                           NextHop.from_config(config.reinject, hostname), hostname,
                           run_cpu=run_cpu, decoders=load_decoders(), quarantine=quarantine,
                           board=slot,
-                          notices=last_good.get(templates_key(config.notices.templates_dir)))
+                          notices=last_good.get(templates_key(config.notices.templates_dir)),
+                          sql_log=sql_log)
     stop = asyncio.Event()
     # before anything is served: a stop or reload from now on is handled, not lost
     await handle_signals(loop, stop, Reloads([*checks, *processor.reloadable], run_cpu))
@@ -166,6 +169,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                              slot.beat if slot is not None else None,
                              RETIRE_QUIET if retired else 0.0)
     close_checks(checks)
+    if sql_log is not None:  # what waits for the database gets its timeout
+        await asyncio.to_thread(sql_log.close)
     executor.shutdown(wait=False, cancel_futures=True)
     return RETIRED if retired else 0
 

@@ -10,7 +10,6 @@ and the release goes to a real SMTP next hop (the test sink).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,7 +21,6 @@ from scanner.quarantine.record import QuarantineError
 from scanner.quarantine.store import Quarantine
 from scanner.reinject.deliver import NextHop
 from scanner.testing.sink import Sink
-from tests.mariadb import mariadb_missing, private_mariadb
 
 from .test_amavis_sql import amavis_messages, imported_as_amavis_held_it
 from .test_cli import cli
@@ -56,15 +54,6 @@ TABLES = [
          mail_text blob NOT NULL, PRIMARY KEY (partition_tag, mail_id, chunk_ind))
          ENGINE=InnoDB""",
 ]
-
-
-@pytest.fixture(scope="module")
-def mariadb_url() -> Iterator[str]:
-    why = mariadb_missing()
-    if why:
-        pytest.skip(why)
-    with private_mariadb() as url:
-        yield url
 
 
 def _message(cur, mail_id: str, text: bytes, *, content: str = "S", quar: str = "Q",
