@@ -26,7 +26,7 @@ from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from scanner.testing.tasks import task_from_bytes
-from tests.conftest import PgServer
+from tests.pgserver import PgServer
 from tests.test_bounce_killer import _read
 from tests.test_dburl import _scanner
 from tests.test_penpals import _msg, two_listener_config

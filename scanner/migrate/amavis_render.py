@@ -9,7 +9,7 @@ from scanner.config import _toml_value
 if TYPE_CHECKING:
     from scanner.migrate.amavis import Conversion, Note
 
-SECTIONS = ("server", "reinject", "policy", "decode", "quarantine",
+SECTIONS = ("server", "reinject", "policy", "decode", "quarantine", "sql_log",
             "policy_banks.ORIGINATING", "checks.settings.clamav", "checks.settings.penpals")
 
 

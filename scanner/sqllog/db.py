@@ -6,7 +6,10 @@ the ``msgs`` row, the ``msgrcpt`` rows and, with ``quarantine_text``, the held t
 inserting the same new addresses never deadlock. A new address's id comes back from
 its own INSERT (PostgreSQL's ``RETURNING``; MySQL's ``LAST_INSERT_ID(id)`` on a
 duplicate key, which also holds under InnoDB's repeatable-read snapshot); where another
-writer inserted it first, a second look-up finds it.
+writer inserted it first, a second look-up finds it. An id is then used without a
+look-up for :data:`ID_CACHE_SECONDS` after the last committed row that refers to it
+(amavis's documented purges delete only addresses no row refers to, or whole old
+partitions); a transaction that rolls back adds nothing to that memory.
 
 The tables may be amavis's newer (bytea/varbinary ids and addresses) or older
 (varchar) kind; at connection the column types are read and each value is written in
@@ -18,6 +21,7 @@ amavis's ``YYYYMMDDTHHMMSSZ`` text.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -28,6 +32,9 @@ from scanner.sqllog.schema import CHUNK_SIZE, MYSQL, POSTGRESQL, TABLES
 
 BINARY_TYPES = {"bytea", "binary", "varbinary", "blob", "tinyblob", "mediumblob", "longblob"}
 TIME_TYPES = ("timestamp", "datetime")
+ID_CACHE_SECONDS = 60.0
+"""How long an address's maddr id is used without looking it up again."""
+ID_CACHE_SIZE = 20000
 MSGS = ("partition_tag, mail_id, secret_id, am_id, time_num, time_iso, sid, policy, "
         "client_addr, size, originating, content, quar_type, quar_loc, dsn_sent, "
         "spam_level, message_id, from_addr, subject, host")
@@ -54,6 +61,8 @@ class Database:
         self._timeout, self._create = timeout, create_tables
         self._con: Any = None
         self._types: dict[str, str] = {}
+        # (partition_tag, email) -> (maddr id, when it was last written in a row)
+        self._ids: dict[tuple[int, str], tuple[int, float]] = {}
         self.driver = self._driver()
         # a failure of the connection or server (try again later), and a row this
         # database refuses (a duplicate mail_id, a value out of range: dropped)
@@ -147,6 +156,7 @@ class Database:
 
     def close(self) -> None:
         con, self._con = self._con, None
+        self._ids.clear()  # the next connection may be to a restored database
         if con is not None:
             with contextlib.suppress(Exception):
                 con.close()
@@ -178,6 +188,7 @@ class Database:
                                 "mail_text) VALUES (%s, %s, %s, %s)", [
                     (row.partition_tag, qid, n, mail_text[at:at + CHUNK_SIZE])
                     for n, at in enumerate(range(0, len(mail_text), CHUNK_SIZE), 1)])
+        self._remember(row.partition_tag, ids)  # committed: the ids are real
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -200,10 +211,25 @@ class Database:
 
     def _address_ids(self, cur: Any, tag: int, addresses: list[Address]) -> dict[Address, int]:
         ids: dict[Address, int] = {}
+        now = time.monotonic()
         for addr in sorted(set(addresses), key=lambda a: a.email):
+            known = self._ids.get((tag, addr.email))
+            if known is not None and now - known[1] < ID_CACHE_SECONDS:
+                ids[addr] = known[0]
+                continue
             email = self._email(addr.email)
             ids[addr] = self._find(cur, tag, email) or self._insert(cur, tag, email, addr)
         return ids
+
+    def _remember(self, tag: int, ids: dict[Address, int]) -> None:
+        """Keep the ids of addresses a committed row refers to, for
+        :data:`ID_CACHE_SECONDS`: amavis's purges delete only addresses no row refers
+        to, and the row just written refers to these."""
+        if len(self._ids) >= ID_CACHE_SIZE:
+            self._ids.clear()
+        now = time.monotonic()
+        for addr, found in ids.items():
+            self._ids[(tag, addr.email)] = (found, now)
 
     def _find(self, cur: Any, tag: int, email: str | bytes) -> int | None:
         cur.execute("SELECT id FROM maddr WHERE partition_tag = %s AND email = %s "

@@ -102,6 +102,21 @@ def test_the_same_mail_id_twice_is_refused_not_retried(url: str) -> None:
     assert rows(url, "SELECT count(*) FROM msgs")[0][0] == 2
 
 
+def test_addresses_of_a_refused_row_are_not_remembered(url: str) -> None:
+    """The refused transaction's new address rows are rolled back: the next message to
+    the same address must insert it again, not use the id of a row that is gone."""
+    db = Database(url, 5.0, True)
+    db.write(message())
+    with pytest.raises(db.refused):
+        db.write(message(rcpts=("new@example.test",)))  # duplicate mail_id
+    db.write(message("other-mailid", rcpts=("new@example.test",)))
+    db.write(message("third-mailid", rcpts=("new@example.test",)))  # remembered now
+    db.close()
+    found = [(as_text(r[0]), as_text(r[7])) for r in rows(url, AMAVIS_QUERY)]
+    assert ("other-mailid", "new@example.test") in found
+    assert ("third-mailid", "new@example.test") in found
+
+
 def test_without_the_tables_and_create_tables_off_the_error_says_so(url: str) -> None:
     with pytest.raises(SqlLogError, match="has no table maddr, msgs, msgrcpt; make amavis"):
         Database(url, 5.0, False).open()

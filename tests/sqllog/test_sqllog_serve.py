@@ -17,8 +17,8 @@ from scanner.quarantine.store import Quarantine
 from scanner.testing.filter import FilterProcess
 from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
-from tests.conftest import PgServer
 from tests.helpers import filter_config
+from tests.pgserver import PgServer
 
 from .util import AMAVIS_QUERY, KINDS, as_text, fresh, rows
 

@@ -12,7 +12,7 @@ import pytest
 from scanner.sqllog import writer as writer_mod
 from scanner.sqllog.config import SqlLogConfig
 from scanner.sqllog.writer import SqlLog
-from tests.conftest import PgServer
+from tests.pgserver import PgServer
 
 from .util import as_text, fresh, message, rows
 
