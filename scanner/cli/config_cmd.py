@@ -181,6 +181,29 @@ def policy_source_problems(config: cfgmod.Config, every_row: bool = True) -> lis
     return problems
 
 
+def sql_log_problems(config: cfgmod.Config) -> list[str]:
+    """Why the SQL log's database cannot be written now (connection, tables, privileges:
+    the tables are made when create_tables allows), as ``config check`` warns; mail
+    flows all the same, its rows wait in the workers."""
+    if not config.sql_log.enabled:
+        return []
+    from scanner.sqllog.db import Database, SqlLogError
+
+    cfg = config.sql_log
+    db = Database(cfg.database, cfg.timeout, cfg.create_tables,
+                  need_quarantine=cfg.quarantine_text)
+    try:
+        db.open()
+    except Exception as exc:
+        why = str(exc) if isinstance(exc, SqlLogError) else \
+            f"sql_log.database {db.where}: {str(exc).strip() or type(exc).__name__}"
+        return [f"{why}; mail is scanned and delivered all the same, its rows wait in memory "
+                "(sql_log.max_waiting)"]
+    finally:
+        db.close()
+    return []
+
+
 def _nearest_existing(path: str) -> str:
     """``path`` itself if it exists, else its nearest ancestor that does."""
     path = os.path.abspath(path)
@@ -193,7 +216,8 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args.file)
     check_paths(config)
     checks, _ = preflight(config)
-    for problem in probe_checks(checks) + policy_source_problems(config):
+    for problem in probe_checks(checks) + policy_source_problems(config) \
+            + sql_log_problems(config):
         print(f"scanner: warning: {problem}", file=sys.stderr)
     print(f"{config.source}: OK ({len(config.listeners)} listener(s), checks: "
           f"{', '.join(c.name for c in checks) or 'none'})")

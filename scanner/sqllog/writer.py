@@ -110,7 +110,8 @@ class SqlLog:
             done = self._write(row)
             with self._cond:
                 if done:
-                    self._waiting.popleft()
+                    if self._waiting and self._waiting[0] is row:  # close() may clear it
+                        self._waiting.popleft()
                     continue
                 if self._closing:
                     return

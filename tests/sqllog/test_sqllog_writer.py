@@ -5,6 +5,7 @@ dropped with a log line; what is left at exit is counted."""
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 import pytest
@@ -15,6 +16,9 @@ from scanner.sqllog.writer import SqlLog
 from tests.pgserver import PgServer
 
 from .util import as_text, fresh, message, rows
+
+# the writer's thread must never die of an exception
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 def _wait(predicate, seconds: float = 20.0) -> bool:
@@ -99,3 +103,25 @@ def test_rows_left_at_exit_are_counted(pg_server: PgServer, request, caplog) -> 
         pg_server.start()
     assert "SQL log: 1 rows not written to" in caplog.text
     assert "the database did not answer" in caplog.text
+
+
+def test_a_hanging_database_holds_up_neither_submit_nor_close(pg_server: PgServer, request,
+                                                              caplog) -> None:
+    """A server that stopped answering on an open connection (SIGSTOP): queuing rows
+    never waits, and a stopping worker waits only the time it gives the rows."""
+    url = fresh(request, "postgresql")
+    log = SqlLog(SqlLogConfig(database=url, timeout=30.0))
+    log.submit(message("before-hang1", time_num=1765000001))
+    assert _wait(lambda: log.waiting == 0)
+    pg_server.signal_all(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        for n in range(200):
+            log.submit(message(f"hang-{n:07d}", time_num=1765000002 + n))
+        assert time.monotonic() - started < 1.0
+        started = time.monotonic()
+        log.close(1.0)
+        assert time.monotonic() - started < 3.0
+    finally:
+        pg_server.signal_all(signal.SIGCONT)
+    assert "rows not written to" in caplog.text
