@@ -15,7 +15,7 @@ from scanner.checks.base import LastGood
 from scanner.cli.config_cmd import policy_source_problems, preflight, probe_checks
 from scanner.errors import ConfigError
 from scanner.hostname import configured_hostname
-from scanner.quarantine.ampdp import bind_ampdp_socket, unlink_ampdp_socket
+from scanner.quarantine.ampdp import bind_ampdp_inet, bind_ampdp_socket, unlink_ampdp_socket
 from scanner.quarantine.record import QuarantineError
 from scanner.scores import ScoreTable
 from scanner.serve.logs import setup_logging
@@ -64,8 +64,10 @@ def _serve(config: cfgmod.Config, sockets: list, hostname: str, last_good: LastG
                           last_good, scores, watch).run()
         finally:
             board.close()
-            if ampdp is not None:
-                unlink_ampdp_socket(ampdp)
+            for sock in ampdp:
+                if sock.family == socket.AF_UNIX:
+                    unlink_ampdp_socket(sock)
+                sock.close()
     finally:
         if pid_fd >= 0:
             with contextlib.suppress(OSError):
@@ -138,21 +140,33 @@ def _workers(config: cfgmod.Config) -> int:
     return workers
 
 
-def _bind_ampdp(config: cfgmod.Config) -> socket.socket | None:
-    """Prepare the quarantine directory and bind the AM.PDP release socket, if configured."""
+def _bind_ampdp(config: cfgmod.Config) -> list[socket.socket]:
+    """Prepare the quarantine directory and bind the AM.PDP sockets that are configured
+    (the Unix socket, and TCP for release requests)."""
     q = config.quarantine
     try:
         os.makedirs(q.directory, mode=0o750, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{config.source}: 'quarantine.directory' {q.directory}: cannot "
                           f"create it: {exc.strerror}") from None
-    if not q.ampdp_socket:
-        return None
-    try:
-        return bind_ampdp_socket(q)
-    except (OSError, QuarantineError) as exc:
-        raise ConfigError(f"{config.source}: 'quarantine.ampdp_socket' {q.ampdp_socket}: "
-                          f"{exc}; set it to \"\" to run without AM.PDP") from None
+    bound: list[socket.socket] = []
+    if q.ampdp_socket:
+        try:
+            bound.append(bind_ampdp_socket(q))
+        except (OSError, QuarantineError) as exc:
+            raise ConfigError(f"{config.source}: 'quarantine.ampdp_socket' {q.ampdp_socket}:"
+                              f" {exc}; set it to \"\" to run without AM.PDP") from None
+    if q.ampdp_inet:
+        try:
+            bound.append(bind_ampdp_inet(q))
+        except OSError as exc:
+            for sock in bound:
+                unlink_ampdp_socket(sock)
+                sock.close()
+            raise ConfigError(f"{config.source}: 'quarantine.ampdp_inet' {q.ampdp_inet}: "
+                              f"cannot listen: {exc.strerror}; set it to \"\" to serve "
+                              "AM.PDP on the Unix socket only") from None
+    return bound
 
 
 def _scoreboard(config: cfgmod.Config, workers: int) -> Scoreboard:

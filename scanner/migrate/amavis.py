@@ -22,6 +22,7 @@ from typing import Any
 from scanner import config as cfgmod
 from scanner.config import _toml_value
 from scanner.errors import ConfigError
+from scanner.migrate.amavis_ampdp import ampdp_port
 from scanner.migrate.amavis_av import map_av_scanners
 from scanner.migrate.amavis_copies import map_copies
 from scanner.migrate.amavis_disclaimer import map_disclaimers
@@ -383,6 +384,8 @@ def _listeners(last: dict[str, Statement], conv: Conversion, handled: set[str]) 
         for port in ports:
             listener: dict[str, Any] = {"address": address.strip("[]"), "port": port}
             bank = last.get(f"$interface_policy{{{port}}}")
+            if bank is not None and ampdp_port(last, conv, handled, bank, address, port):
+                continue
             if bank is not None:
                 handled.add(bank.target)
                 if bank.value == "ORIGINATING":

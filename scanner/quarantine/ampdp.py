@@ -17,14 +17,22 @@ groups the process really has, as for a user added to an ``amavis`` group who lo
 again. Where the kernel does not give them (another system, more groups than fit), the
 group database (``/etc/group``, NSS) is asked for the memberships of the peer's user.
 
-The master binds the socket (:func:`bind_ampdp_socket`) before forking; each worker
-serves it with :func:`start_ampdp_server` (or :func:`serve_ampdp`).
+Over TCP (``[quarantine] ampdp_inet``, amavis's AM.PDP-INET policy bank, which web
+front ends such as iRedAdmin and Modoboa's inet mode use) there are no peer credentials:
+a client is allowed by its address (``ampdp_inet_networks``, amavis's ``inet_acl``),
+every release or requeue must carry the message's secret_id, and scans are refused
+(their ``mail_file`` is a path on this host: they stay on the Unix socket).
+
+The master binds the sockets (:func:`bind_ampdp_socket`, :func:`bind_ampdp_inet`)
+before forking; each worker serves them with :func:`start_ampdp_server` (or
+:func:`serve_ampdp`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import pwd
@@ -41,7 +49,7 @@ from scanner.quarantine.ampdp_proto import (
     format_message,
     read_message,
 )
-from scanner.quarantine.config import QuarantineConfig
+from scanner.quarantine.config import QuarantineConfig, inet_address
 from scanner.quarantine.record import (
     AlreadyReleased,
     BadSecret,
@@ -78,6 +86,22 @@ def bind_ampdp_socket(cfg: QuarantineConfig) -> socket.socket:
         raise QuarantineError(str(exc)) from None
 
 
+def bind_ampdp_inet(cfg: QuarantineConfig) -> socket.socket:
+    """A listening TCP socket at ``cfg.ampdp_inet``; OSError when it cannot be bound."""
+    host, port = inet_address(cfg.ampdp_inet)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(64)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def unlink_ampdp_socket(sock: socket.socket) -> None:
     """Remove the socket file if it is still ours (call once, in the master, at exit)."""
     unlink_unix_socket(sock)
@@ -108,7 +132,9 @@ async def start_ampdp_server(path_or_sock: str | socket.socket, q: Quarantine | 
                            scan)
     if log_ids is not None:
         service.log_ids = log_ids
-    return await asyncio.start_unix_server(service.handle, sock=sock, limit=MAX_LINE + 2)
+    if sock.family == socket.AF_UNIX:
+        return await asyncio.start_unix_server(service.handle, sock=sock, limit=MAX_LINE + 2)
+    return await asyncio.start_server(service.handle, sock=sock, limit=MAX_LINE + 2)
 
 
 async def serve_ampdp(sock: socket.socket, q: Quarantine | None, config: Any,
@@ -188,6 +214,8 @@ class AmpdpService:
         self.pools = {"release": ConnectionPool(self.release_hop, max_idle=2),
                       "requeue": ConnectionPool(self.requeue_hop, max_idle=2)}
         self.log_ids = LogIds()
+        self.networks = [ipaddress.ip_network(n, strict=False)
+                         for n in self.cfg.ampdp_inet_networks]
 
     def allowed(self, uid: int, gid: int) -> bool:
         """The peer may use the socket by its uid or its process's gid alone."""
@@ -210,6 +238,9 @@ class AmpdpService:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family != socket.AF_UNIX:
+            await self._handle_inet(reader, writer)
+            return
         try:
             pid, uid, gid = peer_credentials(sock)
         except OSError:
@@ -248,12 +279,62 @@ class AmpdpService:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def answer(self, attrs: Sequence[tuple[str, str]], who: str, log_id: str) -> Attrs:
-        """The response attributes for one request."""
+    async def _handle_inet(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        """A TCP client: allowed by its address; release and requeue only, each with
+        the message's secret_id."""
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        try:
+            address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+            if address.version == 6 and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            allowed = any(address in net for net in self.networks)
+        except ValueError:
+            allowed = False
+        shown = f"[{peer[0]}]:{peer[1]}"
+        try:
+            while True:
+                try:
+                    attrs = await asyncio.wait_for(read_message(reader), REQUEST_TIMEOUT)
+                except (ProtocolError, TimeoutError) as exc:
+                    why = str(exc) or "timed out waiting for a request"
+                    writer.write(format_message(_error("", "554 5.5.2", why, 69)))
+                    await writer.drain()
+                    return
+                if attrs is None:
+                    return
+                log_id = self.log_ids.next()
+                if not allowed:
+                    log.warning("(%s) AM.PDP: refused %s (not in [quarantine] "
+                                "ampdp_inet_networks)", log_id, shown)
+                    writer.write(format_message(_error(
+                        log_id, "554 5.7.1", f"permission denied: {peer[0]} may not use "
+                        "this port (see [quarantine] ampdp_inet_networks)", 69)))
+                    await writer.drain()
+                    return
+                asked = next((v.strip() for k, v in attrs
+                              if k.lower() == "requested_by" and v.strip()), "")
+                who = f"{printable(asked or 'AM.PDP client')} (AM.PDP, {shown})"
+                writer.write(format_message(await self.answer(attrs, who, log_id,
+                                                              inet=True)))
+                await writer.drain()
+        except (ConnectionError, BrokenPipeError):
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def answer(self, attrs: Sequence[tuple[str, str]], who: str, log_id: str,
+                     inet: bool = False) -> Attrs:
+        """The response attributes for one request (``inet``: over TCP: no scans, and
+        a release needs the secret_id)."""
         values: dict[str, list[str]] = {}
         for name, value in attrs:
             values.setdefault(name.lower(), []).append(value)
         request = (values.get("request") or [""])[0].strip().lower()
+        if request == "am.pdp" and inet:
+            return _error(log_id, "554 5.5.1", "scans (request=AM.PDP) are served on the "
+                          "AM.PDP Unix socket only, not over TCP", 69)
         if request == "am.pdp":
             return await self._scan(values, log_id)
         if request not in ("release", "requeue"):
@@ -269,8 +350,9 @@ class AmpdpService:
         sender = values.get("sender", [None])[0]
         ref = f"rel-{mail_id}" if mail_id else "rel-?"
         try:
-            if secret is None and self.cfg.require_secret:
-                raise BadSecret(f"a secret_id is required to release {mail_id}")
+            if secret is None and (self.cfg.require_secret or inet):
+                raise BadSecret(f"a secret_id is required to release {mail_id}"
+                                + (" over TCP" if inet else ""))
             replies = await release(self.q, self.pools[request], mail_id, recipients=rcpts or None,
                                     requested_by=who, secret_id=secret,
                                     sender=sender.strip() if sender is not None else None)

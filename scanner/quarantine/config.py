@@ -9,6 +9,7 @@ AM.PDP protocol, so the stock ``amavisd-release`` client can release mail and
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from string import Formatter
@@ -46,6 +47,14 @@ class QuarantineConfig:
                                         "of its supplementary groups, SO_PEERGROUPS; "
                                         "where the kernel does not give them, a group "
                                         "its user is a member of in /etc/group)")
+    ampdp_inet: str = opt(
+        "", "HOST:PORT where release requests are served over TCP too (amavis's "
+        "AM.PDP-INET policy bank; iRedAdmin and Modoboa's inet mode use 127.0.0.1:9998); "
+        "each request must carry the message's secret_id, from a client in "
+        "ampdp_inet_networks; scans (amavisd-milter) stay on ampdp_socket; empty = off")
+    ampdp_inet_networks: tuple[str, ...] = opt(
+        ["127.0.0.0/8", "::1"], "client networks allowed to use ampdp_inet (amavis's "
+        "inet_acl)")
     require_secret: bool = opt(False, "AM.PDP release requests must carry the message's "
                                "secret_id (a secret_id that is given is always checked)")
     release_header: str = opt("X-Quarantine-Released",
@@ -64,10 +73,33 @@ class QuarantineConfig:
             raise ConfigError(f"'quarantine.release_header' = {self.release_header!r} is not "
                               "a header field name (printable ASCII, no colon or space)")
         check_release_url(self.digest_release_url)
+        if self.ampdp_inet:
+            inet_address(self.ampdp_inet)
+        for i, net in enumerate(self.ampdp_inet_networks):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ConfigError(f"'quarantine.ampdp_inet_networks[{i}]' = {net!r} is not "
+                                  "an IP network (e.g. 127.0.0.0/8)") from None
         index = self.index
         if not (index.startswith("sqlite:") or is_postgresql(index)):
             raise ConfigError(f"'quarantine.index' = {redact(index)!r}: use 'sqlite:', "
                               "'sqlite:/path/file' or 'postgresql://user@host/dbname'")
+
+
+def inet_address(value: str) -> tuple[str, int]:
+    """``127.0.0.1:9998`` or ``[::1]:9998`` as (address, port); ConfigError otherwise."""
+    host, _, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+        if not 0 < number < 65536:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"'quarantine.ampdp_inet' = {value!r}: give ADDRESS:PORT, e.g. "
+                          "127.0.0.1:9998 or [::1]:9998") from None
+    return host, number
 
 
 def check_release_url(url: str) -> None:

@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from typing import NoReturn
 
 from scanner.checks.base import LastGood
@@ -107,7 +108,7 @@ class Master:
     """Keeps ``n`` workers alive until told to stop."""
 
     def __init__(self, config: Config, sockets: list, hostname: str, workers: int,
-                 ampdp: socket.socket | None = None, board: Scoreboard | None = None,
+                 ampdp: Sequence[socket.socket] = (), board: Scoreboard | None = None,
                  last_good: LastGood | None = None,
                  scores: ScoreTable | None = None, watch: FileWatch | None = None) -> None:
         """``scores``: the score table read at start (every worker uses this one);

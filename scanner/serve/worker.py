@@ -58,7 +58,7 @@ message waits for the queue's next run)."""
 
 
 def run_worker(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
-               hostname: str, ampdp: socket.socket | None = None,
+               hostname: str, ampdp: Sequence[socket.socket] = (),
                slot: WorkerSlot | None = None, connections: int = 0,
                last_good: LastGood | None = None, scores: ScoreTable | None = None) -> int:
     """Serve until SIGTERM or retirement; then stop accepting and let open transactions
@@ -108,7 +108,7 @@ def _open_quarantine(config: Config, hostname: str) -> Quarantine | None:
 
 
 async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.socket]],
-                 hostname: str, ampdp: socket.socket | None,
+                 hostname: str, ampdp: Sequence[socket.socket],
                  slot: WorkerSlot | None, connections: int, last_good: LastGood,
                  scores: ScoreTable | None) -> int:
     loop = asyncio.get_running_loop()
@@ -149,9 +149,9 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
                        timeout=config.server.idle_timeout, loop=loop)
 
         limit.serve(sock, factory)
-    if ampdp is not None:  # release requests and scans for amavisd-milter
-        scanner = PdpScanner(processor, config.server.max_message_size)
-        servers.append(await start_ampdp_server(ampdp, quarantine, config, hostname,
+    scanner = PdpScanner(processor, config.server.max_message_size)
+    for sock in ampdp:  # release requests, and scans for amavisd-milter
+        servers.append(await start_ampdp_server(sock, quarantine, config, hostname,
                                                 log_ids, scan=scanner.answer))
     log.debug("worker ready with checks: %s", ", ".join(c.name for c in checks) or "none")
     heartbeat = asyncio.create_task(_heartbeat(slot, jobs, config, stop, processor))

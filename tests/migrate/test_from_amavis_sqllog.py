@@ -63,3 +63,26 @@ def test_sqlite_a_partition_number_and_a_fail_over_list(tmp_path: Path) -> None:
     assert (config.sql_log.database, config.sql_log.partition_tag) == (
         "postgresql://u:p@/log", 7)
     assert any("fail-over" in n.reason for n in notes)
+
+
+AMPDP_INET = r"""
+$inet_socket_port = [10024, 9998];
+$interface_policy{'9998'} = 'AM.PDP-INET';
+$policy_bank{'AM.PDP-INET'} = {
+  protocol => 'AM.PDP',
+  inet_acl => [qw( 127.0.0.1 [::1] 192.0.2.10 )],
+};
+1;
+"""
+
+
+def test_the_am_pdp_port_of_a_web_front_end_is_no_mail_listener(tmp_path: Path) -> None:
+    """Modoboa's and iRedMail's release port: quarantine.ampdp_inet with its ACL."""
+    config, notes = _convert(tmp_path, AMPDP_INET)
+    assert [(lst.address, lst.port) for lst in config.listeners] == [("127.0.0.1", 10024)]
+    assert config.quarantine.ampdp_inet == "127.0.0.1:9998"
+    assert config.quarantine.ampdp_inet_networks == ("127.0.0.1", "::1", "192.0.2.10")
+    assert notes == []
+    config, notes = _convert(tmp_path, AMPDP_INET.replace("qw( 127.0.0.1", "qw( !127.0.0.2"))
+    assert config.quarantine.ampdp_inet_networks == ("::1", "192.0.2.10")
+    assert any("exclusions are not converted" in n.reason for n in notes)

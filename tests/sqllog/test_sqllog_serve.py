@@ -19,6 +19,7 @@ from scanner.testing.postfix import free_port
 from scanner.testing.sink import Sink
 from tests.helpers import filter_config
 from tests.pgserver import PgServer
+from tests.quarantine.test_ampdp_inet import _ask
 
 from .util import AMAVIS_QUERY, KINDS, as_text, fresh, rows
 
@@ -32,7 +33,10 @@ def _msg(mid: str, body: str = "hello\r\n") -> bytes:
 
 
 def _filter(tmp: Path, sink: Sink, url: str) -> tuple[FilterProcess, int]:
-    port = free_port()
+    """A filter host logging to ``url``, its AM.PDP release port at ``ampdp_port``
+    (the file ``tmp/ampdp_port``)."""
+    port, pdp = free_port(), free_port()
+    (tmp / "ampdp_port").write_text(str(pdp))
     extra = f"""
 [policy]
 local_domains = ["example.test"]
@@ -41,6 +45,7 @@ spam_destiny = "discard"
 [quarantine]
 directory = "{tmp / 'quarantine'}"
 ampdp_socket = ""
+ampdp_inet = "127.0.0.1:{pdp}"
 
 [sql_log]
 database = "{url}"
@@ -78,12 +83,21 @@ def test_clean_and_held_mail_logged_and_held_text_imported_back(
             s.sendmail("alice@example.org", ["bob@example.test"], _msg("clean1"))
             s.sendmail("", ["bob@example.test", "carol@example.net"], spam)
         found = sorted(_logged(url, 3), key=lambda r: (r[1], r[11]))  # C before S
+        # the front end lists the held message and releases it to bob, as Modoboa does
+        held_id, secret = (as_text(v) for v in rows(
+            url, "SELECT mail_id, secret_id FROM msgs WHERE quar_type = 'Q'")[0])
+        answer = dict(_ask(int((tmp_path / "ampdp_port").read_text()),
+                           f"request=release\nmail_id={held_id}\nsecret_id={secret}\n"
+                           "quar_type=Q\nrecipient=bob@example.test\n\n"))
+        assert answer["setreply"].startswith("250 2.6.0 Ok"), answer
+        released = sink.wait_for(2)[1]
+        assert released.recipients == ["bob@example.test"] and GTUBE.encode() in released.data
     assert [(r[1], r[3], as_text(r[6]), as_text(r[7]), r[12]) for r in found] == [
         ("C", "P", "alice@example.org", "bob@example.test", "Y"),
         ("S", "D", "", "bob@example.test", "Y"),
         ("S", "D", "", "carol@example.net", "N")]
     assert found[0][13].startswith("250 2.0.0") and "discarded" in found[1][13]
-    assert [m.data.count(b"clean1@example.org") for m in sink.received] == [1]
+    assert [m.data.count(b"clean1@example.org") for m in sink.received] == [1, 0]
     held = Quarantine(QuarantineConfig(directory=str(tmp_path / "quarantine")),
                       hostname="scanner.test")
     spam_id = as_text(found[1][0])
