@@ -189,9 +189,13 @@ def _check_sql_lookup(config: Config) -> None:
         return
     if is_postgresql(url):
         return
+    amavis = config.policy.sql_lookup_tables == "amavis"
+    if amavis and url.startswith(("mysql://", "mariadb://")):
+        return
+    mysql = ", 'mysql://user:password@host/dbname'" if amavis else ""
     raise ConfigError(f"{config.source}: 'policy.sql_lookup' = {redact(url)!r}: use "
-                      "'sqlite:/path/to/file' or 'postgresql://user@host/dbname' (or \"\" "
-                      "for no SQL lookups)")
+                      f"'sqlite:/path/to/file', 'postgresql://user@host/dbname'{mysql} (or "
+                      "\"\" for no SQL lookups)")
 
 
 def _check_listener_bank(config: Config, index: int, bank: str) -> None:

@@ -188,6 +188,11 @@ class PolicyConfig:
     sql_lookup: str = opt("", "per-recipient policy rows from SQL: sqlite:/path/file or "
                           "postgresql://...; table scanner_policy(pattern, settings JSON"
                           "[, priority])")
+    sql_lookup_tables: str = opt(
+        "scanner", "which tables sql_lookup reads: scanner (scanner_policy) or amavis "
+        "(amavis's users and policy tables, as web front ends edit them; PostgreSQL, "
+        "mysql://USER:PASSWORD@HOST/DB or sqlite:/path; README \"Policy\")",
+        choices=("scanner", "amavis"))
     sql_timeout: float = opt(5.0, "seconds a policy SQL lookup may take (SQLite: lock wait and "
                              "statements; PostgreSQL: connection, and statement); then the "
                              "message is deferred (451)", min=1.0, max=60.0)
@@ -222,7 +227,7 @@ class PolicyConfig:
 
 
 NOT_OVERRIDABLE = ("local_domains", "mynetworks", "recipients", "sql_lookup",
-                   "sql_timeout", "ldap_lookup", "ldap_base", "ldap_scope",
+                   "sql_lookup_tables", "sql_timeout", "ldap_lookup", "ldap_base", "ldap_scope",
                    "ldap_query_filter", "ldap_bind_dn", "ldap_bind_password", "ldap_tls",
                    "ldap_ca_file", "ldap_client_cert", "ldap_client_key", "ldap_timeout")
 

@@ -32,7 +32,7 @@ from scanner.migrate.amavis_notices import call_note, map_notices
 from scanner.migrate.amavis_render import render
 from scanner.migrate.amavis_scores import map_score_senders
 from scanner.migrate.amavis_senders import map_sender_lists
-from scanner.migrate.amavis_sqllog import map_sql_log
+from scanner.migrate.amavis_sqllog import map_sql_log, map_sql_lookup
 from scanner.migrate.amavis_tables import (
     ADMINS,
     ADVICE,
@@ -188,6 +188,7 @@ def _map(last: dict[str, Statement], conv: Conversion) -> None:
     map_sender_lists(last, conv, handled)
     map_score_senders(last, conv, handled)
     map_sql_log(last, conv, handled)
+    map_sql_lookup(last, conv, handled)
     for target, statement in last.items():
         if target not in handled:
             conv.note(statement, _why_not(statement, conv.predefined))

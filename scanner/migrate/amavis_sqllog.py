@@ -1,4 +1,11 @@
-"""from-amavis: amavis's SQL logging database (``@storage_sql_dsn``) and what goes there.
+"""from-amavis: amavis's SQL databases: logging (``@storage_sql_dsn``) and lookups
+(``@lookup_sql_dsn``).
+
+``@lookup_sql_dsn``'s first DSN becomes ``policy.sql_lookup`` with ``sql_lookup_tables
+= "amavis"``: amavis's users, policy, wblist and mailaddr tables are read as they are
+(amavis's default queries; a changed ``$sql_select_policy`` or
+``$sql_select_white_black_list`` is noted). A ``DBI:SQLite:`` DSN becomes
+``sqlite:PATH`` there (amavis recommends SQLite for lookups).
 
 ``@storage_sql_dsn``'s first ``[DSN, user, password]`` becomes ``sql_log.database``: a
 ``DBI:Pg:`` DSN a ``postgresql://`` URL, a ``DBI:mysql:`` (or ``MariaDB``) one a
@@ -26,6 +33,38 @@ QUARANTINE_METHODS = tuple(f"${c}_quarantine_method" for c in (
     "virus", "spam", "banned_files", "bad_header", "unchecked", "clean"))
 DEBIAN_MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 SEE = "README \"SQL logging\""
+
+
+LOOKUP, QUERIES = "@lookup_sql_dsn", ("$sql_select_policy", "$sql_select_white_black_list")
+
+
+def map_sql_lookup(last: dict[str, Statement], conv: Any, handled: set[str]) -> None:
+    """``@lookup_sql_dsn`` (see the module docstring)."""
+    dsn = last.get(LOOKUP)
+    if dsn is None:
+        return
+    handled.add(LOOKUP)
+    entries = dsn.value if isinstance(dsn.value, list) and dsn.value \
+        and all(isinstance(v, list) for v in dsn.value) else [dsn.value]
+    url, why = _url(entries[0], sqlite=True)
+    if url is None:
+        conv.note(dsn, f"{why}; policy.sql_lookup takes PostgreSQL, MySQL/MariaDB or "
+                       "SQLite (README \"Policy\")")
+        return
+    origin = f"{LOOKUP} ({dsn.where})"
+    conv.set("policy", "sql_lookup", url, f"{origin}: amavis's users, policy and wblist "
+             "tables, read as they are")
+    conv.set("policy", "sql_lookup_tables", "amavis", origin)
+    if len(entries) > 1:
+        conv.note(dsn, "the DSNs after the first (amavis's fail-over list) are not "
+                       "used: give policy.sql_lookup the one to read")
+    for name in QUERIES:
+        statement = last.get(name)
+        if statement is not None:
+            handled.add(name)
+            conv.note(statement, "scanner reads amavis's tables with amavis's default "
+                                 "query; a changed one is not converted (check what it "
+                                 "selects against README \"Policy\", amavis's tables)")
 
 
 def map_sql_log(last: dict[str, Statement], conv: Any, handled: set[str]) -> None:
@@ -84,8 +123,9 @@ def _partition(last: dict[str, Statement], conv: Any, handled: set[str]) -> None
                  f"{PARTITION} ({statement.where}): the ISO 8601 week of arrival")
 
 
-def _url(value: Any) -> tuple[str | None, str]:
-    """``[DSN, user, password, ...]`` as a URL, or (None, why not)."""
+def _url(value: Any, sqlite: bool = False) -> tuple[str | None, str]:
+    """``[DSN, user, password, ...]`` as a URL (``sqlite``: SQLite too), or (None, why
+    not)."""
     if value is UNREAD or not isinstance(value, list) or not value \
             or not isinstance(value[0], str):
         return None, "the DSN could not be read"
@@ -104,6 +144,8 @@ def _url(value: Any) -> tuple[str | None, str]:
     auth += "@" if auth else ""
     host, port = attrs.get("host", ""), attrs.get("port", "")
     where = f"{host}{':' + port if port else ''}"
+    if driver == "sqlite" and sqlite:
+        return f"sqlite:{database}", ""
     if driver == "pg":
         return f"postgresql://{auth}{where}/{quote(database, safe='')}", ""
     if driver in ("mysql", "mariadb"):

@@ -151,15 +151,8 @@ ADVICE: dict[str, str] = {
     "symbol, weight 0 as amavis's default; to keep your value, give it that weight in a "
     "site score file ([symbols.BOUNCE_KILLED] weight = ...; README \"Policy\", Pen pals) "
     "and set policy.local_domains, whose domains in a returned Message-ID rescue a bounce",
-    "@lookup_sql_dsn": "per-recipient policy from SQL is policy.sql_lookup "
-    "(\"sqlite:/path\" or \"postgresql://user@host/db\"), read from a table "
-    "scanner_policy(pattern, settings, priority) whose settings are JSON objects of "
-    "[policy] keys: export amavis's users and policy rows into it (a bare user name "
-    "'user' becomes 'user@'; NULL fields left out; users.local 'Y' or absent becomes "
-    "\"local\": true and 'N' false, as amavis counts a users row as local; "
-    "users.priority kept, as the rows merge "
-    "key by key in its order, as amavis's), then `scanner config check` lists every row "
-    "it cannot use (README \"Policy\", per-recipient rows from SQL)",
+    "@lookup_sql_dsn": "per-recipient policy from amavis's SQL tables is "
+    "policy.sql_lookup with sql_lookup_tables = \"amavis\" (README \"Policy\")",
     "$sql_select_policy": "see @lookup_sql_dsn",
     "$sql_select_white_black_list": "per-recipient sender lists are a row's allow_senders "
     "and block_senders (see @lookup_sql_dsn)",

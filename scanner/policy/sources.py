@@ -146,7 +146,10 @@ class CachedSource:
 def make_sources(config: Config) -> list[Any]:
     """The configured sources, in amavis's order: SQL, then LDAP."""
     sources: list[Any] = []
-    if config.policy.sql_lookup:
+    if config.policy.sql_lookup and config.policy.sql_lookup_tables == "amavis":
+        from scanner.policy.amavis_sql import AmavisSqlPolicy
+        sources.append(AmavisSqlPolicy(config.policy.sql_lookup, config))
+    elif config.policy.sql_lookup:
         from scanner.policy.sql import SqlPolicy
         sources.append(SqlPolicy(config.policy.sql_lookup, config))
     if config.policy.ldap_lookup:

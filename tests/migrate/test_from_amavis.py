@@ -379,14 +379,18 @@ def test_the_by_sender_spam_quarantine_is_explained(tmp_path: Path) -> None:
     assert "no scanner equivalent\n" not in notes
 
 
-def test_sql_lookups_point_at_policy_sql_lookup(tmp_path: Path) -> None:
-    """amavis's SQL lookups have an equivalent (policy.sql_lookup); the converted file
-    says how to get there instead of calling them unconvertible."""
-    _, toml = _convert(tmp_path, "@lookup_sql_dsn = ( ['DBI:Pg:database=mail', 'u', 'p'] );\n"
-                                 "$sql_select_policy = 'SELECT * FROM users';\n")
+def test_sql_lookups_read_amavis_s_own_tables(tmp_path: Path) -> None:
+    """@lookup_sql_dsn becomes policy.sql_lookup reading amavis's tables as they are;
+    a changed query is noted, not called unconvertible."""
+    config, toml = _convert(tmp_path, "@lookup_sql_dsn = ( ['DBI:Pg:database=mail', 'u', "
+                                      "'p'] );\n$sql_select_policy = 'SELECT * FROM users';\n")
+    assert (config.policy.sql_lookup, config.policy.sql_lookup_tables) == (
+        "postgresql://u:p@/mail", "amavis")
     tail = toml.split("# Not converted")[1]
-    assert "no scanner equivalent" not in tail
-    assert "policy.sql_lookup" in tail and "'user@'" in tail
+    assert "no scanner equivalent" not in tail and "amavis's default query" in tail
+    config, _ = _convert(tmp_path, "@lookup_sql_dsn = (['DBI:SQLite:dbname=/var/lib/"
+                                   "amavis/lookup.sqlite', '', '']);\n")
+    assert config.policy.sql_lookup == "sqlite:/var/lib/amavis/lookup.sqlite"
 
 
 CLAMSCAN_BACKUP = r"""
