@@ -140,7 +140,7 @@ class AmavisSqlPolicy(CachedSource):
     # -- reading -------------------------------------------------------------------------
 
     def _fetch(self, wanted: list[tuple[str, list[str]]]) -> dict[str, list[dict[str, Any]]]:
-        keys = list(dict.fromkeys(k for _, ks in wanted for k in ks))
+        keys = list(dict.fromkeys(_amavis_key(k) for _, ks in wanted for k in ks))
         if self._url.startswith("sqlite:"):
             return self._select(self._sqlite_rows, keys)
         return self._kept.run(lambda db: self._select(
@@ -250,7 +250,8 @@ class AmavisSqlPolicy(CachedSource):
 
     def _merged(self, fetched: Mapping[str, list[dict[str, Any]]], keys: list[str]) -> Any:
         ranked = sorted(((-_priority(row.get("priority")), i, key, row)
-                         for i, key in enumerate(keys) for row in fetched.get(key, ())),
+                         for i, key in enumerate(keys)
+                         for row in fetched.get(_amavis_key(key), ())),
                         key=lambda r: (r[0], r[1]))
         if not ranked:
             return None
@@ -301,6 +302,12 @@ class AmavisSqlPolicy(CachedSource):
             else:
                 good[key] = converted
         return good
+
+
+def _amavis_key(key: str) -> str:
+    """A lookup key as amavis's users table spells it: ``user@`` (a bare user name,
+    for local recipients only) is ``user`` there."""
+    return key[:-1] if key.endswith("@") and not key.startswith("@") else key
 
 
 def _rows(db: Any, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:

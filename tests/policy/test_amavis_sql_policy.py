@@ -39,6 +39,7 @@ USERS = [  # (id, priority, policy_id, email, local)
     (2, 5, 3, "@example.test", None),
     (3, 7, 2, "bob@example.test", None),
     (4, 7, 2, "eve@example.test", "N"),
+    (5, 6, 2, "alice", None),  # a bare user name: local recipients only
 ]
 WBLIST = [  # (users id, sender pattern, wb)
     (3, "@friend.example", "W"), (3, "spammer@bad.example", "B"),
@@ -128,6 +129,8 @@ def test_fields_merge_by_priority_then_specificity(url: str, caplog) -> None:
         "oversized_size": 1000, "bypass_spam_checks": False, "local": True,
         "block_senders": ("boss@evil.example",)}
     assert _set(got["eve@example.test"])["local"] is False  # users.local N
+    assert source.override_for("alice@example.test", local=True).spam_lover is True
+    assert source.override_for("alice@other.example", local=False).spam_lover is None
     assert _set(got["x@other.example"]) == {  # the catch-all: no say on locality
         "kill_level": pytest.approx(6.31), "bypass_spam_checks": False}
     assert caplog.text.count("virus_quarantine_to has no equivalent") <= 1
