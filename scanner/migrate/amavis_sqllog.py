@@ -44,8 +44,7 @@ def map_sql_lookup(last: dict[str, Statement], conv: Any, handled: set[str]) -> 
     if dsn is None:
         return
     handled.add(LOOKUP)
-    entries = dsn.value if isinstance(dsn.value, list) and dsn.value \
-        and all(isinstance(v, list) for v in dsn.value) else [dsn.value]
+    entries = _entries(dsn)
     url, why = _url(entries[0], sqlite=True)
     if url is None:
         conv.note(dsn, f"{why}; policy.sql_lookup takes PostgreSQL, MySQL/MariaDB or "
@@ -73,8 +72,7 @@ def map_sql_log(last: dict[str, Statement], conv: Any, handled: set[str]) -> Non
     if dsn is None:
         return
     handled.add(DSN)
-    entries = dsn.value if isinstance(dsn.value, list) and dsn.value \
-        and all(isinstance(v, list) for v in dsn.value) else [dsn.value]
+    entries = _entries(dsn)
     url, why = _url(entries[0])
     if url is None:
         conv.note(dsn, f"{why}; scanner's SQL log (sql_log.database) takes PostgreSQL or "
@@ -121,6 +119,14 @@ def _partition(last: dict[str, Statement], conv: Any, handled: set[str]) -> None
         handled.add(PARTITION)
         conv.set("sql_log", "partition_by_week", True,
                  f"{PARTITION} ({statement.where}): the ISO 8601 week of arrival")
+
+
+def _entries(dsn: Statement) -> list[Any]:
+    """A DSN list's ``[DSN, user, password]`` entries (one given alone is not nested)."""
+    value = dsn.value
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        return value
+    return [value]
 
 
 def _url(value: Any, sqlite: bool = False) -> tuple[str | None, str]:

@@ -246,38 +246,19 @@ class AmpdpService:
         except OSError:
             pid, uid, gid = 0, -1, -1
         groups = peer_groups(sock)  # now: the groups it had when it connected
-        permitted: bool | None = None  # decided at the first request
-        try:
-            while True:
-                try:
-                    attrs = await asyncio.wait_for(read_message(reader), REQUEST_TIMEOUT)
-                except (ProtocolError, TimeoutError) as exc:
-                    why = str(exc) or "timed out waiting for a request"
-                    writer.write(format_message(_error("", "554 5.5.2", why, 69)))
-                    await writer.drain()
-                    return
-                if attrs is None:
-                    return
-                log_id = self.log_ids.next()
-                if permitted is None:
-                    permitted = await self.permitted(uid, gid, groups)
-                if not permitted:
-                    log.warning("(%s) AM.PDP: refused uid %d gid %d (pid %d %s)", log_id, uid,
-                                gid, pid, printable(_process_name(pid)))
-                    writer.write(format_message(_error(
-                        log_id, "554 5.7.1", f"permission denied: uid {uid} gid {gid} may "
-                        "not use this socket (see [quarantine] allowed_uids and allowed_gids)",
-                        69)))
-                    await writer.drain()
-                    return
-                who = _requester(attrs, pid, uid)
-                writer.write(format_message(await self.answer(attrs, who, log_id)))
-                await writer.drain()
-        except (ConnectionError, BrokenPipeError):
-            return
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+        decided: list[bool] = []  # decided at the first request
+
+        async def refusal(log_id: str) -> str | None:
+            if not decided:
+                decided.append(await self.permitted(uid, gid, groups))
+            if decided[0]:
+                return None
+            log.warning("(%s) AM.PDP: refused uid %d gid %d (pid %d %s)", log_id, uid, gid,
+                        pid, printable(_process_name(pid)))
+            return (f"permission denied: uid {uid} gid {gid} may not use this socket (see "
+                    "[quarantine] allowed_uids and allowed_gids)")
+
+        await self._requests(reader, writer, refusal, lambda a: _requester(a, pid, uid))
 
     async def _handle_inet(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
@@ -292,6 +273,28 @@ class AmpdpService:
         except ValueError:
             allowed = False
         shown = f"[{peer[0]}]:{peer[1]}"
+
+        async def refusal(log_id: str) -> str | None:
+            if allowed:
+                return None
+            log.warning("(%s) AM.PDP: refused %s (not in [quarantine] ampdp_inet_networks)",
+                        log_id, shown)
+            return (f"permission denied: {peer[0]} may not use this port (see "
+                    "[quarantine] ampdp_inet_networks)")
+
+        def requester(attrs: Sequence[tuple[str, str]]) -> str:
+            asked = next((v.strip() for k, v in attrs
+                          if k.lower() == "requested_by" and v.strip()), "")
+            return f"{printable(asked or 'AM.PDP client')} (AM.PDP, {shown})"
+
+        await self._requests(reader, writer, refusal, requester, inet=True)
+
+    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        refusal: Callable[[str], Awaitable[str | None]],
+                        requester: Callable[[Sequence[tuple[str, str]]], str],
+                        inet: bool = False) -> None:
+        """Answer a connection's requests in turn; ``refusal`` (the log id) says why
+        the peer may not ask (None: it may), and ends the connection."""
         try:
             while True:
                 try:
@@ -304,19 +307,13 @@ class AmpdpService:
                 if attrs is None:
                     return
                 log_id = self.log_ids.next()
-                if not allowed:
-                    log.warning("(%s) AM.PDP: refused %s (not in [quarantine] "
-                                "ampdp_inet_networks)", log_id, shown)
-                    writer.write(format_message(_error(
-                        log_id, "554 5.7.1", f"permission denied: {peer[0]} may not use "
-                        "this port (see [quarantine] ampdp_inet_networks)", 69)))
+                refused = await refusal(log_id)
+                if refused is not None:
+                    writer.write(format_message(_error(log_id, "554 5.7.1", refused, 69)))
                     await writer.drain()
                     return
-                asked = next((v.strip() for k, v in attrs
-                              if k.lower() == "requested_by" and v.strip()), "")
-                who = f"{printable(asked or 'AM.PDP client')} (AM.PDP, {shown})"
-                writer.write(format_message(await self.answer(attrs, who, log_id,
-                                                              inet=True)))
+                writer.write(format_message(await self.answer(attrs, requester(attrs),
+                                                              log_id, inet=inet)))
                 await writer.drain()
         except (ConnectionError, BrokenPipeError):
             return
