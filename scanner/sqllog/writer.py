@@ -4,12 +4,14 @@ The log is not the mail: a message's rows are handed over once Postfix has its r
 and a thread of the worker's own writes them, one transaction per message, so a slow
 or unreachable database never holds up mail nor makes it wait in Postfix's queue
 (amavis answers 451 then, ``sql-prelim FAILED``). While the database cannot be
-reached (or refuses the statements: a missing table or column, no privilege) the rows
-wait in order, in memory, at most ``max_waiting`` of them (more are dropped and
-counted); the thread tries again every :data:`RETRY_AFTER` seconds and logs the
-outage once when it starts and once when it ends. A row the database refuses on its
-own (a duplicate mail_id: written before, its acknowledgement lost; a value out of
-range) is dropped with a log line, not retried. At the worker's end the thread gets
+reached (or lacks amavis's tables) the rows wait in order, in memory, at most
+``max_waiting`` of them (more are dropped and counted); the thread tries again every
+:data:`RETRY_AFTER` seconds and logs the outage once when it starts and once when it
+ends. A row the database refuses on its own (a duplicate mail_id: written before, its
+acknowledgement lost; a value out of range) is dropped with a log line, not retried;
+one whose write fails otherwise while the database can be reached is tried
+:data:`MAX_ATTEMPTS` times, then dropped the same way, so that one row the database
+will not take never holds up the others. At the worker's end the thread gets
 ``timeout`` seconds to write what waits; what is left is counted in the log. One
 thread per process: a thread does not survive a fork.
 """
@@ -37,6 +39,9 @@ log = logging.getLogger("scanner")
 
 RETRY_AFTER = 10.0
 """Seconds between attempts while the database cannot be written."""
+MAX_ATTEMPTS = 3
+"""Writes of one message's rows that may fail on a reachable database (a lost
+connection, a statement it will not take) before the rows are given up."""
 
 
 class SqlLog:
@@ -56,6 +61,7 @@ class SqlLog:
         self._closing = False
         self._dropped = 0
         self._down_since: float | None = None
+        self._attempts = 0  # failed writes of the first waiting row, the database reached
         self.written = 0
 
     def submit(self, row: MessageRow) -> None:
@@ -118,34 +124,50 @@ class SqlLog:
                 self._cond.wait(RETRY_AFTER)
 
     def _write(self, row: MessageRow) -> bool:
-        """True: written or refused for good; False: try again later."""
+        """True: written, or given up on; False: try again later."""
         try:
             if self._db is None:
                 self._db = self._make_db()
+            self._db.open()
+        except Exception as exc:  # the database cannot be reached: wait for it
+            self._outage(exc)
+            return False
+        try:
             text = self._text(row)
             if row.quarantine_file and text is None:
                 row = dataclasses.replace(row, quar_type="F", quarantine_file=None)
             self._db.write(row, text)
         except Exception as exc:
-            if self._db is not None and isinstance(exc, self._db.refused):
-                log.error("(%s) SQL log: %s refused the rows of mail_id %s: %s; not "
-                          "written", row.am_id, self._where(), row.mail_id, exc)
+            self._attempts += 1
+            refused = isinstance(exc, self._db.refused)
+            if refused or self._attempts >= MAX_ATTEMPTS:
+                log.error("(%s) SQL log: %s refused the rows of mail_id %s%s: %s; not "
+                          "written", row.am_id, self._where(), row.mail_id,
+                          "" if refused else f" {self._attempts} times",
+                          str(exc).strip() or type(exc).__name__)
+                self._attempts = 0
                 return True
-            if self._db is not None:
-                self._db.close()
-            if self._down_since is None:
-                self._down_since = time.monotonic()
-                log.error("SQL log: cannot write to %s: %s; rows wait (at most %d) and are "
-                          "written when it answers, every %g s; mail goes on", self._where(),
-                          str(exc).strip() or type(exc).__name__, self._cfg.max_waiting,
-                          RETRY_AFTER)
+            self._db.close()
+            self._outage(exc)
             return False
+        self._attempts = 0
         self.written += 1
         if self._down_since is not None:
             log.info("SQL log: %s answers again after %.0f s; %d rows wait", self._where(),
                      time.monotonic() - self._down_since, len(self._waiting))
             self._down_since = None
         return True
+
+    def _outage(self, exc: BaseException) -> None:
+        """Log the start of an outage (once)."""
+        if self._db is not None:
+            self._db.close()
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.error("SQL log: cannot write to %s: %s; rows wait (at most %d) and are "
+                      "written when it answers, every %g s; mail goes on", self._where(),
+                      str(exc).strip() or type(exc).__name__, self._cfg.max_waiting,
+                      RETRY_AFTER)
 
     @staticmethod
     def _text(row: MessageRow) -> bytes | None:

@@ -92,6 +92,28 @@ def test_a_refused_row_is_dropped_and_the_next_ones_written(request, caplog) -> 
     assert "refused the rows of mail_id same-mail-id" in caplog.text
 
 
+def test_a_row_that_keeps_failing_is_given_up_after_three_tries(request, monkeypatch,
+                                                                caplog) -> None:
+    """A statement error that is neither a refusal nor an outage (here a trigger's):
+    the row is tried three times, then dropped; the rows behind it are written."""
+    monkeypatch.setattr(writer_mod, "RETRY_AFTER", 0.05)
+    url = fresh(request, "postgresql")
+    log = SqlLog(SqlLogConfig(database=url, timeout=2.0))
+    log.submit(message("first-mail01", time_num=1765000001))
+    assert _wait(lambda: log.waiting == 0)
+    from .util import run
+    run(url, "CREATE OR REPLACE FUNCTION poison() RETURNS trigger AS $$ BEGIN "
+             "IF NEW.subject = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; "
+             "RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER poison BEFORE INSERT ON msgs FOR EACH ROW EXECUTE FUNCTION poison()")
+    log.submit(message("poison-mail1", time_num=1765000002, subject="poison"))
+    log.submit(message("after-poison", time_num=1765000003))
+    assert _wait(lambda: log.waiting == 0)
+    log.close()
+    assert _ids(url) == ["first-mail01", "after-poison"]
+    assert "refused the rows of mail_id poison-mail1 3 times: poisoned row" in caplog.text
+
+
 def test_rows_left_at_exit_are_counted(pg_server: PgServer, request, caplog) -> None:
     url = fresh(request, "postgresql")
     log = SqlLog(SqlLogConfig(database=url, timeout=1.0))
