@@ -64,17 +64,10 @@ class Database:
         # (partition_tag, email) -> (maddr id, when it was last written in a row)
         self._ids: dict[tuple[int, str], tuple[int, float]] = {}
         self.driver = self._driver()
-        # a failure of the connection or server (try again later), and a row this
-        # database refuses (a duplicate mail_id, a value out of range: dropped)
-        if self.postgresql:
-            self.transient: tuple[type[BaseException], ...] = (
-                self.driver.OperationalError, self.driver.InterfaceError)
-            self.refused: tuple[type[BaseException], ...] = (
-                self.driver.IntegrityError, self.driver.DataError)
-        else:
-            err = self.driver.err
-            self.transient = (err.OperationalError, err.InterfaceError, OSError)
-            self.refused = (err.IntegrityError, err.DataError)
+        # a row this database refuses on its own (a duplicate mail_id, a value out of
+        # range): the writer drops it instead of trying again
+        err = self.driver if self.postgresql else self.driver.err
+        self.refused: tuple[type[BaseException], ...] = (err.IntegrityError, err.DataError)
 
     def _driver(self) -> Any:
         try:
@@ -115,7 +108,6 @@ class Database:
             raise SqlLogError(f"sql_log.database {self.where} has no table "
                               f"{', '.join(missing)}; make amavis's tables (README.sql-pg "
                               "or README.sql-mysql) or set sql_log.create_tables = true")
-
 
     def _mysql_connect(self) -> Any:
         from scanner.quarantine.amavis_mysql import connect_arguments
