@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.testing.postfix import free_port
+from scanner.testing.postfix import dead_port, free_port
 from scanner.testing.sink import Sink
 from tests.helpers import at_data, message, smtp, start_filter
 
@@ -125,7 +125,11 @@ def test_mixed_outcome_over_smtp_sends_dsn_to_sender(scanner, sink):
 
 
 def test_next_hop_down_gives_451(tmp_path: Path):
-    dead = free_port()
+    with dead_port() as dead:
+        _next_hop_down_gives_451(tmp_path, dead)
+
+
+def _next_hop_down_gives_451(tmp_path: Path, dead: int) -> None:
     proc, port = start_filter(tmp_path, dead)
     try:
         s = smtp(port)

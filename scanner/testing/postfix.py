@@ -29,7 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -73,6 +73,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def dead_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that refuses every connection while the block runs:
+    bound, never listened on. A port merely free could become the source port of a
+    connection to itself (a TCP self-connect: the kernel picks ephemeral source ports
+    from the same range), which then waits for a greeting instead of being refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 def make_base_dir(prefix: str = "scanner-postfix-", parent: str | None = None) -> Path:

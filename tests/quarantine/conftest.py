@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from scanner.quarantine.ampdp import start_ampdp_server
 from scanner.quarantine.config import QuarantineConfig
 from scanner.quarantine.store import Quarantine
 from scanner.reinject.deliver import NextHop
-from scanner.testing.postfix import free_port
+from scanner.testing.postfix import dead_port
 from scanner.testing.sink import Sink
 
 from .util import LoopThread, config_text
@@ -33,8 +34,10 @@ def hop(sink: Sink) -> NextHop:
 
 
 @pytest.fixture
-def dead_hop() -> NextHop:
-    return NextHop("127.0.0.1", free_port(), False, 1.0, 2.0, "scanner.test", True)
+def dead_hop() -> Iterator[NextHop]:
+    """A next hop whose port refuses connections (bound, never listened on)."""
+    with dead_port() as port:
+        yield NextHop("127.0.0.1", port, False, 1.0, 2.0, "scanner.test", True)
 
 
 async def _close_server(srv) -> None:
