@@ -342,13 +342,14 @@ def _login_name() -> str:
 
 @_guarded
 def _release(args: argparse.Namespace) -> int:
-    from scanner.quarantine.release import release
+    from scanner.quarantine.release import release, released_marker
     from scanner.reinject.deliver import NextHop
 
     config, q = _quarantine(args)
     hop = NextHop.from_config(config.reinject, configured_hostname(config.server.hostname))
     replies = asyncio.run(release(q, hop, args.mail_id, recipients=args.to,
-                                  requested_by=args.by or _login_name(), force=args.force))
+                                  requested_by=args.by or _login_name(), force=args.force,
+                                  on_released=released_marker(config)))
     rec = q.get(args.mail_id)
     targets = args.to or rec.release_targets()
     for rcpt, reply in zip(targets, replies, strict=False):

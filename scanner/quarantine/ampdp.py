@@ -57,7 +57,7 @@ from scanner.quarantine.record import (
     QuarantineError,
     UnknownMailId,
 )
-from scanner.quarantine.release import release
+from scanner.quarantine.release import release, released_marker
 from scanner.quarantine.store import Quarantine
 from scanner.reinject.deliver import NextHop
 from scanner.reinject.pool import ConnectionPool
@@ -216,6 +216,7 @@ class AmpdpService:
         self.log_ids = LogIds()
         self.networks = [ipaddress.ip_network(n, strict=False)
                          for n in self.cfg.ampdp_inet_networks]
+        self.mark_released = released_marker(config)
 
     def allowed(self, uid: int, gid: int) -> bool:
         """The peer may use the socket by its uid or its process's gid alone."""
@@ -350,9 +351,11 @@ class AmpdpService:
             if secret is None and (self.cfg.require_secret or inet):
                 raise BadSecret(f"a secret_id is required to release {mail_id}"
                                 + (" over TCP" if inet else ""))
-            replies = await release(self.q, self.pools[request], mail_id, recipients=rcpts or None,
-                                    requested_by=who, secret_id=secret,
-                                    sender=sender.strip() if sender is not None else None)
+            replies = await release(
+                self.q, self.pools[request], mail_id, recipients=rcpts or None,
+                requested_by=who, secret_id=secret,
+                sender=sender.strip() if sender is not None else None,
+                on_released=self.mark_released if request == "release" else None)
         except (UnknownMailId, BadSecret, AlreadyReleased) as exc:
             log.info("(%s) AM.PDP %s %s by %s refused: %s", log_id, request, shown, who, exc)
             return _error(log_id, "550 5.7.1" if isinstance(exc, BadSecret) else "550 5.7.0",

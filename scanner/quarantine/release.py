@@ -14,8 +14,9 @@ import asyncio
 import hmac
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.utils import formatdate
+from typing import Any
 
 from scanner.actions.headers import encode_words
 from scanner.quarantine.envelope import Envelope
@@ -98,7 +99,8 @@ def _recipients(env: Envelope | None, targets: Sequence[str]) -> list[Recipient]
 async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id: str, *,
                   recipients: list[str] | None, requested_by: str,
                   secret_id: str | None = None, sender: str | None = None,
-                  force: bool = False) -> list[str]:
+                  force: bool = False,
+                  on_released: Callable[[str, list[str]], None] | None = None) -> list[str]:
     """Deliver the message; one reply line per recipient (2xx = the next hop took it).
 
     Raises :class:`QuarantineError` (or a subclass) before sending anything for an
@@ -108,6 +110,9 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
     The index and the file are used from a worker thread: a busy index (SQLite's busy
     timeout, a PostgreSQL server far away) or a large message must not stop the event
     loop, which in ``scanner serve`` also runs the worker's SMTP sessions.
+
+    ``on_released(mail_id, recipients)``: called (in a thread) with the recipients the
+    next hop took, e.g. to mark them released in the SQL log; a failure is logged.
     """
     requested_by = printable(requested_by)  # e.g. Latin-1 from a web form: no index takes it
     rec = await asyncio.to_thread(q.get, mail_id)
@@ -149,7 +154,25 @@ async def release(q: Quarantine, pool_or_hop: ConnectionPool | NextHop, mail_id:
         accepted = [a for a, r in zip(targets, result.replies, strict=True) if r.startswith("2")]
         await asyncio.to_thread(_record_outcome, q, mail_id, token, accepted, result.replies,
                                 result.awaiting_final)
-        return result.replies
+    if accepted and on_released is not None:
+        try:
+            await asyncio.to_thread(on_released, mail_id, accepted)
+        except Exception as exc:  # the release stands: only its mark is missing
+            log.warning("release of %s: could not mark it released in the SQL log: %s",
+                        mail_id, str(exc).strip() or type(exc).__name__)
+    return result.replies
+
+
+def released_marker(config: Any) -> Callable[[str, list[str]], None] | None:
+    """What marks a release in the SQL log (``[sql_log]``, msgrcpt.rs R) for
+    :func:`release`'s ``on_released``; None without a SQL log."""
+    sql_log = getattr(config, "sql_log", None)
+    if sql_log is None or not sql_log.enabled:
+        return None
+    from functools import partial
+
+    from scanner.sqllog.db import mark_released
+    return partial(mark_released, sql_log)
 
 
 def _record_outcome(q: Quarantine, mail_id: str, token: str, accepted: list[str],

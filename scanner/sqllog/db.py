@@ -1,8 +1,9 @@
 """Writing a message's rows into amavis's SQL log, PostgreSQL or MySQL/MariaDB.
 
-One transaction per message: its ``maddr`` ids (looked up, inserted where missing),
-the ``msgs`` row, the ``msgrcpt`` rows and, with ``quarantine_text``, the held text in
-16 KiB ``quarantine`` chunks. Addresses are taken in sorted order, so two writers
+One transaction per message, or per batch of the messages that wait (all or none):
+the ``maddr`` ids (looked up, inserted where missing), the ``msgs`` rows, the
+``msgrcpt`` rows and, with ``quarantine_text``, the held text in 16 KiB ``quarantine``
+chunks. A transaction's addresses are taken in sorted order, so two writers
 inserting the same new addresses never deadlock. A new address's id comes back from
 its own INSERT (PostgreSQL's ``RETURNING``; MySQL's ``LAST_INSERT_ID(id)`` on a
 duplicate key, which also holds under InnoDB's repeatable-read snapshot); where another
@@ -27,7 +28,7 @@ from typing import Any
 
 from scanner.dburl import is_postgresql, redact
 from scanner.errors import ScannerError
-from scanner.sqllog.rows import Address, MessageRow, seven_bit
+from scanner.sqllog.rows import Address, MessageRow, address, seven_bit
 from scanner.sqllog.schema import CHUNK_SIZE, MYSQL, POSTGRESQL, TABLES
 
 BINARY_TYPES = {"bytea", "binary", "varbinary", "blob", "tinyblob", "mediumblob", "longblob"}
@@ -157,30 +158,55 @@ class Database:
 
     def write(self, row: MessageRow, mail_text: bytes | None = None) -> None:
         """The message's rows in one transaction; raises the driver's error."""
+        self.write_many([(row, mail_text)])
+
+    def write_many(self, items: Sequence[tuple[MessageRow, bytes | None]]) -> None:
+        """Several messages' rows (each with its held text or None) in one transaction:
+        all or none; raises the driver's error."""
         self.open()
         with self._transaction() as cur:
-            ids = self._address_ids(cur, row.partition_tag,
-                                    [row.sender, *(r.address for r in row.recipients)])
-            cur.execute(f"INSERT INTO msgs ({MSGS}) VALUES ({', '.join(['%s'] * 20)})", (
-                row.partition_tag, self._b("msgs.mail_id", row.mail_id),
-                self._b("msgs.secret_id", row.secret_id), row.am_id, row.time_num,
-                self._time(row), ids[row.sender], row.policy, row.client_addr, row.size,
-                yes(row.originating), row.content, row.quar_type,
-                self._b("msgs.quar_loc", row.quar_loc), row.dsn_sent, row.spam_level,
-                row.message_id, row.from_addr, row.subject, row.host))
-            mail_id = self._b("msgrcpt.mail_id", row.mail_id)
+            ids = self._address_ids(cur, [(row.partition_tag, a) for row, _ in items
+                                          for a in (row.sender, *(r.address
+                                                                  for r in row.recipients))])
+            cur.executemany(f"INSERT INTO msgs ({MSGS}) VALUES ({', '.join(['%s'] * 20)})",
+                            [self._msgs(row, ids[(row.partition_tag, row.sender)])
+                             for row, _ in items])
             cur.executemany(f"INSERT INTO msgrcpt ({MSGRCPT}) VALUES "
                             f"({', '.join(['%s'] * 12)})", [
-                (row.partition_tag, mail_id, n, ids[r.address], yes(r.is_local), r.content,
-                 r.ds, " ", yes(r.blocklisted), yes(r.allowlisted), r.bspam_level,
-                 r.smtp_resp) for n, r in enumerate(row.recipients, 1)])
-            if mail_text is not None:
-                qid = self._b("quarantine.mail_id", row.mail_id)
+                (row.partition_tag, self._b("msgrcpt.mail_id", row.mail_id), n,
+                 ids[(row.partition_tag, r.address)], yes(r.is_local), r.content, r.ds, " ",
+                 yes(r.blocklisted), yes(r.allowlisted), r.bspam_level, r.smtp_resp)
+                for row, _ in items for n, r in enumerate(row.recipients, 1)])
+            chunks = [(row.partition_tag, self._b("quarantine.mail_id", row.mail_id), n,
+                       text[at:at + CHUNK_SIZE])
+                      for row, text in items if text is not None
+                      for n, at in enumerate(range(0, len(text), CHUNK_SIZE), 1)]
+            if chunks:
                 cur.executemany("INSERT INTO quarantine (partition_tag, mail_id, chunk_ind, "
-                                "mail_text) VALUES (%s, %s, %s, %s)", [
-                    (row.partition_tag, qid, n, mail_text[at:at + CHUNK_SIZE])
-                    for n, at in enumerate(range(0, len(mail_text), CHUNK_SIZE), 1)])
-        self._remember(row.partition_tag, ids)  # committed: the ids are real
+                                "mail_text) VALUES (%s, %s, %s, %s)", chunks)
+        self._remember(ids)  # committed: the ids are real
+
+    def _msgs(self, row: MessageRow, sid: int) -> tuple[Any, ...]:
+        return (row.partition_tag, self._b("msgs.mail_id", row.mail_id),
+                self._b("msgs.secret_id", row.secret_id), row.am_id, row.time_num,
+                self._time(row), sid, row.policy, row.client_addr, row.size,
+                yes(row.originating), row.content, row.quar_type,
+                self._b("msgs.quar_loc", row.quar_loc), row.dsn_sent, row.spam_level,
+                row.message_id, row.from_addr, row.subject, row.host)
+
+    def mark_released(self, mail_id: str, recipients: Sequence[str]) -> int:
+        """``msgrcpt.rs = 'R'`` (released) for ``recipients`` of ``mail_id``, as a front
+        end marks what it released; the number of rows changed."""
+        self.open()
+        emails = [self._email(address(r).email) for r in recipients]
+        if not emails:
+            return 0
+        with self._transaction() as cur:
+            cur.execute("UPDATE msgrcpt SET rs = 'R' WHERE mail_id = %s AND rid IN "
+                        "(SELECT id FROM maddr WHERE email IN "
+                        f"({', '.join(['%s'] * len(emails))}))",
+                        (self._b("msgrcpt.mail_id", mail_id), *emails))
+            return int(cur.rowcount or 0)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -201,26 +227,29 @@ class Database:
         finally:
             cur.close()
 
-    def _address_ids(self, cur: Any, tag: int, addresses: list[Address]) -> dict[Address, int]:
-        ids: dict[Address, int] = {}
+    def _address_ids(self, cur: Any, wanted: Sequence[tuple[int, Address]]
+                     ) -> dict[tuple[int, Address], int]:
+        """The maddr id of each (partition_tag, address), taken in sorted order."""
+        ids: dict[tuple[int, Address], int] = {}
         now = time.monotonic()
-        for addr in sorted(set(addresses), key=lambda a: a.email):
+        for tag, addr in sorted(set(wanted), key=lambda w: (w[0], w[1].email)):
             known = self._ids.get((tag, addr.email))
             if known is not None and now - known[1] < ID_CACHE_SECONDS:
-                ids[addr] = known[0]
+                ids[(tag, addr)] = known[0]
                 continue
             email = self._email(addr.email)
-            ids[addr] = self._find(cur, tag, email) or self._insert(cur, tag, email, addr)
+            ids[(tag, addr)] = (self._find(cur, tag, email)
+                                or self._insert(cur, tag, email, addr))
         return ids
 
-    def _remember(self, tag: int, ids: dict[Address, int]) -> None:
+    def _remember(self, ids: dict[tuple[int, Address], int]) -> None:
         """Keep the ids of addresses a committed row refers to, for
         :data:`ID_CACHE_SECONDS`: amavis's purges delete only addresses no row refers
-        to, and the row just written refers to these."""
+        to, and the rows just written refer to these."""
         if len(self._ids) >= ID_CACHE_SIZE:
             self._ids.clear()
         now = time.monotonic()
-        for addr, found in ids.items():
+        for (tag, addr), found in ids.items():
             self._ids[(tag, addr.email)] = (found, now)
 
     def _find(self, cur: Any, tag: int, email: str | bytes) -> int | None:
@@ -269,3 +298,13 @@ def driver_problem(url: str) -> str | None:
     except SqlLogError as exc:
         return str(exc)
     return None
+
+
+def mark_released(cfg: Any, mail_id: str, recipients: Sequence[str]) -> None:
+    """Mark a release in the SQL log of ``cfg`` (``[sql_log]``): its own connection,
+    bounded by ``cfg.timeout``; raises what the database raised."""
+    db = Database(cfg.database, cfg.timeout, False)
+    try:
+        db.mark_released(mail_id, recipients)
+    finally:
+        db.close()

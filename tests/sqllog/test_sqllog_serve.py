@@ -20,6 +20,7 @@ from scanner.testing.sink import Sink
 from tests.helpers import filter_config
 from tests.pgserver import PgServer
 from tests.quarantine.test_ampdp_inet import _ask
+from tests.test_dburl import _scanner
 
 from .util import AMAVIS_QUERY, KINDS, as_text, fresh, rows
 
@@ -92,6 +93,10 @@ def test_clean_and_held_mail_logged_and_held_text_imported_back(
         assert answer["setreply"].startswith("250 2.6.0 Ok"), answer
         released = sink.wait_for(2)[1]
         assert released.recipients == ["bob@example.test"] and GTUBE.encode() in released.data
+        # marked released for bob, as a front end marks it (msgrcpt.rs R); then carol's
+        # copy by the administrator's command
+        assert _release_marks(url, held_id) == {"bob@example.test": "R",
+                                                "carol@example.net": ""}
     assert [(r[1], r[3], as_text(r[6]), as_text(r[7]), r[12]) for r in found] == [
         ("C", "P", "alice@example.org", "bob@example.test", "Y"),
         ("S", "D", "", "bob@example.test", "Y"),
@@ -119,6 +124,21 @@ def test_clean_and_held_mail_logged_and_held_text_imported_back(
     assert other.read_stored(copy)[1] == held.read_stored(record)[1]
     assert held.read_stored(record)[1].replace(b"\r\n", b"\n").endswith(
         spam.replace(b"\r\n", b"\n"))
+    # carol's copy by the administrator's command: marked too (and amavis's reader now
+    # leaves the message out, released for every recipient)
+    done = _scanner("quarantine", "release", spam_id, "--to", "carol@example.net", "--force",
+                    "--config", str(proc.config_path))
+    assert done.returncode == 0, done.stderr
+    assert _release_marks(url, spam_id) == {"bob@example.test": "R", "carol@example.net": "R"}
+    assert len(import_sql(Quarantine(QuarantineConfig(directory=str(tmp_path / "third")),
+                                     hostname="scanner.test"), url).ignored) == 1
+
+
+def _release_marks(url: str, mail_id: str) -> dict[str, str]:
+    """Each recipient's msgrcpt.rs (stripped: MySQL reads char(1) ' ' as '')."""
+    found = rows(url, "SELECT maddr.email, msgrcpt.rs, msgrcpt.mail_id FROM msgrcpt "
+                      "JOIN maddr ON maddr.id = msgrcpt.rid")
+    return {as_text(e): as_text(rs).strip() for e, rs, m in found if as_text(m) == mail_id}
 
 
 def test_a_database_that_is_down_holds_up_no_mail(
