@@ -99,6 +99,7 @@ class AmavisSqlPolicy(CachedSource):
     what = "policy SQL"
     entries = "users rows"
     error = AmavisSqlLookupError
+    readable = "amavis's policy tables"
 
     def __init__(self, url: str, config: Config, ttl: float = TTL) -> None:
         super().__init__(ttl)
@@ -121,21 +122,6 @@ class AmavisSqlPolicy(CachedSource):
         super().reload()
         self._kept.renew()
         self._binary_email = self._wblist = None
-
-    def probe(self) -> None:
-        """Read the tables once (``scanner serve`` at start); raises."""
-        try:
-            self._fetch([("", ["@."])])
-        except Exception as exc:
-            raise AmavisSqlLookupError(f"amavis's policy tables cannot be read "
-                                       f"({self.location}): {exc}") from exc
-        finally:
-            self.close()
-
-    def audit(self) -> list[str]:
-        """``scanner config check``: whether the tables can be read (raises)."""
-        self.probe()
-        return []
 
     # -- reading -------------------------------------------------------------------------
 

@@ -106,6 +106,7 @@ class LdapPolicy(CachedSource):
     what = "policy LDAP"
     entries = "entries"
     error = LdapLookupError
+    readable = "policy LDAP directory"
 
     def __init__(self, config: Config, ttl: float = TTL) -> None:
         super().__init__(ttl)
@@ -121,22 +122,6 @@ class LdapPolicy(CachedSource):
     def location(self) -> str:
         """The server's URL and the search base, for log lines and messages."""
         return f"{redact(self._policy.ldap_lookup)} base {self._policy.ldap_base!r}"
-
-    def probe(self) -> None:
-        """Connect, bind and search once (``scanner serve`` at start, ``scanner config
-        check``); raises LdapLookupError."""
-        try:
-            self._fetch([("", ["@."])])
-        except Exception as exc:
-            raise LdapLookupError(f"policy LDAP directory cannot be read ({self.location}): "
-                                  f"{exc}") from exc
-        finally:
-            self.close()
-
-    def audit(self) -> list[str]:
-        """``scanner config check``: whether the directory can be read (raises)."""
-        self.probe()
-        return []
 
     def _fetch(self, wanted: list[tuple[str, list[str]]]) -> dict[str, list[Entry]]:
         """The entries found under each base the recipients need, one search per base,

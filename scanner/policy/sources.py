@@ -76,6 +76,8 @@ class CachedSource:
     what = "policy source"
     entries = "entries"
     error: type[PolicyLookupError] = PolicyLookupError
+    readable = "policy source"
+    """What :meth:`probe` says cannot be read (``policy LDAP directory``)."""
 
     def __init__(self, ttl: float = TTL) -> None:
         self._ttl = ttl
@@ -135,6 +137,25 @@ class CachedSource:
             if generation == self._generation:
                 self._cache[key] = (now, found[address])
         return found
+
+    def probe(self) -> None:
+        """Read the source once (``scanner serve`` at start, ``scanner config check``);
+        raises :attr:`error`."""
+        try:
+            self._fetch([("", ["@."])])
+        except Exception as exc:
+            raise self.error(f"{self.readable} cannot be read ({self.location}): "
+                             f"{exc}") from exc
+        finally:
+            self.close()
+
+    def audit(self) -> list[str]:
+        """``scanner config check``: whether the source can be read (raises)."""
+        self.probe()
+        return []
+
+    def close(self) -> None:
+        """Close what the source keeps open (nothing here)."""
 
     def _fetch(self, wanted: list[tuple[str, list[str]]]) -> Any:
         raise NotImplementedError

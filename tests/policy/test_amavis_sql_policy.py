@@ -150,6 +150,9 @@ def test_an_unreadable_database_defers(tmp_path: Path) -> None:
     source = _source(f"sqlite:{tmp_path / 'missing.sqlite'}")
     with pytest.raises(AmavisSqlLookupError):
         source.overrides_for([("bob@example.test", True)])
+    with pytest.raises(AmavisSqlLookupError, match="amavis's policy tables cannot be read "
+                                                   r"\(sqlite:.*missing.sqlite\)"):
+        source.probe()  # scanner serve at start, scanner config check
 
 
 def test_mysql_urls_only_with_amavis_tables() -> None:
