@@ -154,10 +154,12 @@ def test_archived_messages_have_a_counter():
     assert set(names) <= set(COUNTERS)
 
 
-def _version_3_file(path, counters: list[int], hang: tuple[bytes, int, float]) -> None:
-    """A one-slot status file as a master of version 3 (before the Archived counter)
-    wrote it: the same header and slot, 8 action counters instead of 9."""
-    header = struct.pack("<8sHHiddII", b"SCANSTAT", 3, 1, 4242, time.time(),
+def _old_version_file(path, version: int, counters: list[int],
+                      hang: tuple[bytes, int, float]) -> None:
+    """A one-slot status file as a master of an older version wrote it: the same
+    header and slot, fewer counters (3: before the Archived counter; 4: before the SQL
+    log's two)."""
+    header = struct.pack("<8sHHiddII", b"SCANSTAT", version, 1, 4242, time.time(),
                          time.monotonic(), 0, 0).ljust(64, b"\0")
     slot = struct.pack(f"<iIddIHHd24s12s16s{len(counters)}Q" + "16sId" * 8,
                        4243, 1, 0.0, time.monotonic(), 0, 2, 10, 0.0, b"", b"", b"",
@@ -165,17 +167,19 @@ def _version_3_file(path, counters: list[int], hang: tuple[bytes, int, float]) -
     path.write_bytes(header + slot)
 
 
-def test_a_version_3_file_is_read_and_its_hang_records_carried_over(tmp_path):
+@pytest.mark.parametrize(("version", "missing"), [(3, 3), (4, 2)])
+def test_an_older_file_is_read_and_its_hang_records_carried_over(tmp_path, version: int,
+                                                                  missing: int):
     """After an upgrade, ``scanner status`` reads the file of the master still running
     the old version (it stopped with "status file version 3, this scanner reads 4"), and
     the new master carries its hang records over."""
     path = tmp_path / "status"
-    old = [n + 1 for n in range(len(COUNTERS) - 1)]  # every counter but Archived
+    old = [n + 1 for n in range(len(COUNTERS) - missing)]  # the counters it had
     bad = message_digest(b"bad")
-    _version_3_file(path, old, (bad, 2, time.time()))
+    _old_version_file(path, version, old, (bad, 2, time.time()))
     board = read_board(str(path))
     totals = board.totals()
-    assert [totals[c] for c in COUNTERS] == [*old, 0]
+    assert [totals[c] for c in COUNTERS] == [*old, *[0] * missing]
     assert board.master_pid == 4242 and board.slots[0].connections == 2
     assert [(r.digest, r.count) for r in board.hang_records()] == [(bad.hex(), 2)]
     new = Scoreboard(1, str(path))

@@ -118,6 +118,9 @@ def render(board: BoardState, path: str, running: bool) -> str:
     acts = [f"{a} {totals['action:' + a]}" for a in ACTIONS if totals["action:" + a]]
     lines.append("categories: " + (", ".join(cats) or "-"))
     lines.append("actions: " + (", ".join(acts) or "-"))
+    if totals["sqllog:written"] or totals["sqllog:dropped"]:
+        lines.append(f"SQL log: messages written {totals['sqllog:written']}, dropped "
+                     f"{totals['sqllog:dropped']}")
     lines.append(f"worker restarts {board.restarts}, watchdog kills {board.watchdog_kills}")
     hung = board.hang_records()
     if hung:
@@ -162,6 +165,10 @@ def prometheus(board: BoardState, running: bool) -> str:
            [(f'{{category="{c}"}}', totals["category:" + c]) for c in PRECEDENCE])
     metric("scanner_actions_total", "counter", "Actions taken, as in the summary log line.",
            [(f'{{action="{a}"}}', totals["action:" + a]) for a in ACTIONS])
+    metric("scanner_sqllog_messages_total", "counter",
+           "Messages whose rows the SQL log ([sql_log]) wrote or dropped.",
+           [('{outcome="written"}', totals["sqllog:written"]),
+            ('{outcome="dropped"}', totals["sqllog:dropped"])])
     metric("scanner_worker_restarts_total", "counter",
            "Workers started again after one exited or was killed.", [("", board.restarts)])
     metric("scanner_watchdog_kills_total", "counter",

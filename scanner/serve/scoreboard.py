@@ -41,8 +41,9 @@ from typing import Any
 from scanner.policy.decide import PRECEDENCE
 
 MAGIC = b"SCANSTAT"
-VERSION = 4  # 3: the Accepted action (AM.PDP scans for a milter) has a counter;
-# 4: the Archived action (archive_directory, archive_to) has one, after the others
+VERSION = 5  # 3: the Accepted action (AM.PDP scans for a milter) has a counter;
+# 4: the Archived action (archive_directory, archive_to) has one, after the others;
+# 5: the SQL log's messages written and dropped ([sql_log]), after those
 HANG_RECORDS = 8  # per slot; the oldest record makes way for a new digest
 DIGEST_BYTES = 16
 _DIGEST_HEAD = 1 << 20  # a message's digest covers its first MiB and its length
@@ -54,12 +55,13 @@ ACTIONS = ("Relayed", "Accepted", "TempFailed", "Quarantined", "Discarded", "Rej
 # Every counter a slot keeps, in file order. "errors": 451 after an exception inside
 # the filter; "timeouts": 451 after server.message_timeout.
 COUNTERS = ("messages", "passed", "blocked", "errors", "timeouts", "hung",
-            *(f"category:{c}" for c in PRECEDENCE), *(f"action:{a}" for a in ACTIONS))
+            *(f"category:{c}" for c in PRECEDENCE), *(f"action:{a}" for a in ACTIONS),
+            "sqllog:written", "sqllog:dropped")
 _COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 # How many counters a slot of each version this scanner reads has: a file written by a
 # master started before an upgrade (counters were only ever added at the end) is read
 # as it is, its missing counters zero, its hang records carried over.
-_VERSION_COUNTERS = {3: len(COUNTERS) - 1, VERSION: len(COUNTERS)}
+_VERSION_COUNTERS = {3: len(COUNTERS) - 3, 4: len(COUNTERS) - 2, VERSION: len(COUNTERS)}
 _ACTION_NAMES = {a: f"action:{a}" for a in ACTIONS}
 
 # magic, version, slots, master pid, started (wall clock), started (monotonic),
@@ -259,15 +261,16 @@ class WorkerSlot:
                              b"")
         self.count(counters)
 
-    def count(self, counters: Iterable[str]) -> None:
-        """Add one to each named counter."""
+    def count(self, counters: Iterable[str], by: int = 1) -> None:
+        """Add ``by`` to each named counter (the worker's SQL log thread counts its own
+        counters, the event loop the others: no two threads write one)."""
         for name in counters:
             index = _COUNTER_INDEX.get(name)
             if index is None:
                 continue
             at = self._at + _COUNTERS_AT + 8 * index
             (value,) = struct.unpack_from("<Q", self._map, at)
-            struct.pack_into("<Q", self._map, at, value + 1)
+            struct.pack_into("<Q", self._map, at, value + by)
 
     def record_hang(self, digest: bytes) -> None:
         """The message with ``digest`` stopped this slot's worker once more."""

@@ -121,7 +121,8 @@ async def _serve(config: Config, sockets: Sequence[tuple[ListenerConfig, socket.
     quarantine = _open_quarantine(config, hostname)
     if scores is None:
         scores = load_scores(config.checks.score_files)
-    sql_log = SqlLog(config.sql_log) if config.sql_log.enabled else None
+    sql_log = SqlLog(config.sql_log, count=slot.count if slot is not None else None) \
+        if config.sql_log.enabled else None
     processor = Processor(config, checks, scores,
                           NextHop.from_config(config.reinject, hostname), hostname,
                           run_cpu=run_cpu, decoders=load_decoders(), quarantine=quarantine,

@@ -54,8 +54,13 @@ class SqlLog:
     """A worker's queue of rows and the thread writing them."""
 
     def __init__(self, cfg: SqlLogConfig,
-                 database: Callable[[], Any] | None = None) -> None:
+                 database: Callable[[], Any] | None = None,
+                 count: Callable[[list[str], int], None] | None = None) -> None:
+        """``count(names, by)``: the scoreboard's counters (``sqllog:written``,
+        ``sqllog:dropped``; scanner.serve.scoreboard), for ``scanner status``."""
         self._cfg = cfg
+        self._count = count
+        self._count_lock = threading.Lock()  # submit (the loop) and the thread drop
         self._make_db = database or (lambda: Database(
             cfg.database, cfg.timeout, cfg.create_tables,
             need_quarantine=cfg.quarantine_text))
@@ -75,6 +80,7 @@ class SqlLog:
         with self._cond:
             if len(self._waiting) >= self._cfg.max_waiting:
                 self._dropped += 1
+                self._counted("sqllog:dropped")
                 if self._dropped == 1 or self._dropped % 1000 == 0:
                     log.error("SQL log: %d rows wait for %s already (sql_log.max_waiting); "
                               "%d dropped so far, mail_id %s the last", len(self._waiting),
@@ -105,6 +111,7 @@ class SqlLog:
             left = len(self._waiting)
             self._waiting.clear()
         if left:
+            self._counted("sqllog:dropped", left)
             log.error("SQL log: %d rows not written to %s at exit (%s)", left,
                       self._where(), "the database did not answer" if self._down_since
                       else "no time left")
@@ -182,6 +189,7 @@ class SqlLog:
                           "" if refused else f" {self._attempts} times",
                           str(exc).strip() or type(exc).__name__)
                 self._attempts = 0
+                self._counted("sqllog:dropped")
                 return True
             self._db.close()
             self._outage(exc)
@@ -190,8 +198,14 @@ class SqlLog:
         self._written(1)
         return True
 
+    def _counted(self, name: str, by: int = 1) -> None:
+        if self._count is not None:
+            with self._count_lock:
+                self._count([name], by)
+
     def _written(self, count: int) -> None:
         self.written += count
+        self._counted("sqllog:written", count)
         if self._down_since is not None:
             log.info("SQL log: %s answers again after %.0f s; %d rows wait", self._where(),
                      time.monotonic() - self._down_since, len(self._waiting))

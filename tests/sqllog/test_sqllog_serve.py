@@ -54,7 +54,8 @@ quarantine_text = true
 timeout = 2.0
 """
     config = filter_config(port, sink.port, extra=extra, workers=2,
-                           log_file=tmp / "scanner.log")
+                           log_file=tmp / "scanner.log",
+                           server_extra=f'status_file = "{tmp / "status"}"')
     return FilterProcess(tmp, config, [port]), port
 
 
@@ -97,6 +98,8 @@ def test_clean_and_held_mail_logged_and_held_text_imported_back(
         # copy by the administrator's command
         assert _release_marks(url, held_id) == {"bob@example.test": "R",
                                                 "carol@example.net": ""}
+        status = _scanner("status", "--config", str(proc.config_path)).stdout
+        assert "SQL log: messages written 2, dropped 0" in status, status
     assert [(r[1], r[3], as_text(r[6]), as_text(r[7]), r[12]) for r in found] == [
         ("C", "P", "alice@example.org", "bob@example.test", "Y"),
         ("S", "D", "", "bob@example.test", "Y"),

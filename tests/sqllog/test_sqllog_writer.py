@@ -68,7 +68,10 @@ def test_beyond_max_waiting_rows_are_dropped_and_counted(pg_server: PgServer, mo
                                                          caplog, request) -> None:
     monkeypatch.setattr(writer_mod, "RETRY_AFTER", 0.2)
     url = fresh(request, "postgresql")
-    log = SqlLog(SqlLogConfig(database=url, timeout=2.0, max_waiting=3))
+    counted: dict[str, int] = {}
+    log = SqlLog(SqlLogConfig(database=url, timeout=2.0, max_waiting=3),
+                 count=lambda names, by: [counted.__setitem__(n, counted.get(n, 0) + by)
+                                          for n in names])
     pg_server.stop()
     try:
         for n in range(5):
@@ -78,6 +81,7 @@ def test_beyond_max_waiting_rows_are_dropped_and_counted(pg_server: PgServer, mo
         pg_server.start()
     log.close(20)
     assert len(_ids(url)) == 3
+    assert counted == {"sqllog:dropped": 2, "sqllog:written": 3}  # for scanner status
 
 
 def test_a_refused_row_is_dropped_and_the_next_ones_written(request, caplog) -> None:
