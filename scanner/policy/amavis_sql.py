@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,37 +44,32 @@ from scanner.config.policy import PolicyOverride
 from scanner.config.schema import build
 from scanner.dburl import is_postgresql, redact
 from scanner.policy.kept import KeptConnection
+from scanner.policy.ldap import ATTRIBUTES
 from scanner.policy.ldap import _local as local_by_rank
-from scanner.policy.sources import TTL, CachedSource, PolicyLookupError, check_setting, first_set
+from scanner.policy.sources import (
+    TTL,
+    CachedSource,
+    PolicyLookupError,
+    check_setting,
+    first_set,
+    number_value,
+)
 
 log = logging.getLogger("scanner.policy")
 SOURCE = "amavis policy SQL"
 
+def _column(attribute: str) -> str:
+    """``amavisSpamTag2Level`` -> ``spam_tag2_level``: amavis's LDAP schema names its
+    attributes after the policy table's columns."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", attribute.removeprefix("amavis")).lower()
+
+
 COLUMNS: dict[str, tuple[str, str]] = {
-    "spam_tag_level": ("tag_level", "number"),
-    "spam_tag2_level": ("tag2_level", "number"),
-    "spam_kill_level": ("kill_level", "number"),
-    "spam_dsn_cutoff_level": ("dsn_cutoff_level", "number"),
-    "spam_quarantine_cutoff_level": ("spam_quarantine_cutoff_level", "number"),
-    "message_size_limit": ("oversized_size", "count"),
-    "spam_subject_tag": ("subject_tag", "text"),
-    "spam_subject_tag2": ("subject_tag2", "text"),
-    "virus_lover": ("virus_lover", "flag"),
-    "spam_lover": ("spam_lover", "flag"),
-    "banned_files_lover": ("banned_lover", "flag"),
-    "bad_header_lover": ("bad_header_lover", "flag"),
-    "unchecked_lover": ("unchecked_lover", "flag"),
-    "bypass_virus_checks": ("bypass_virus_checks", "flag"),
-    "bypass_spam_checks": ("bypass_spam_checks", "flag"),
-    "bypass_banned_checks": ("bypass_banned_checks", "flag"),
-    "bypass_header_checks": ("bypass_header_checks", "flag"),
-    "addr_extension_virus": ("addr_extension_virus", "text"),
-    "addr_extension_spam": ("addr_extension_spam", "text"),
-    "addr_extension_banned": ("addr_extension_banned", "text"),
-    "addr_extension_bad_header": ("addr_extension_bad_header", "text"),
-    "archive_quarantine_to": ("archive_to", "text"),
-}
-"""amavis policy column -> (the [policy] key it sets, how its value is read)."""
+    _column(name): setting for name, setting in ATTRIBUTES.items()
+    if setting[1] != "list" and name != "amavisLocal"}
+"""amavis policy column -> (the [policy] key it sets, how its value is read): the LDAP
+attributes' (:data:`scanner.policy.ldap.ATTRIBUTES`) but the sender lists, which are
+the wblist table here, and ``local``, a users column."""
 
 IGNORED = (
     "spam_tag3_level", "spam_subject_tag3", "spam_modifies_subj", "virus_quarantine_to",
@@ -148,9 +144,7 @@ class AmavisSqlPolicy(CachedSource):
         senders = self._senders(rows, [u["id"] for u in users if u.get("id") is not None])
         found: dict[str, list[dict[str, Any]]] = {}
         for user in users:
-            email = user.get("email")
-            email = bytes(email).decode("utf-8", "replace") \
-                if isinstance(email, bytes | bytearray | memoryview) else str(email)
+            email = _text(user.get("email"))
             merged = {**policies.get(user.get("policy_id"), {}),
                       **senders.get(user.get("id"), {}),
                       "priority": user.get("priority"), "local": user.get("local"),
@@ -220,13 +214,8 @@ class AmavisSqlPolicy(CachedSource):
 
             from scanner.pgsql import connect_bounded
             return connect_bounded(psycopg, self._url, self._timeout, autocommit=True)
-        import pymysql
-
-        from scanner.quarantine.amavis_mysql import connect_arguments
-        args = connect_arguments(self._url)
-        t = max(1, math.ceil(self._timeout))
-        args.update(connect_timeout=t, read_timeout=t, write_timeout=t, autocommit=True)
-        return pymysql.connect(**args)
+        from scanner.quarantine.amavis_mysql import connect_bounded
+        return connect_bounded(self._url, self._timeout)
 
     # -- merging -------------------------------------------------------------------------
 
@@ -320,8 +309,7 @@ def _flag(value: Any) -> bool | None:
     """amavis's Y/N (also 1/0, true/false); None for NULL or anything else."""
     if value is None:
         return None
-    text = (bytes(value).decode() if isinstance(value, bytes | bytearray | memoryview)
-            else str(value)).strip().upper()
+    text = _text(value).strip().upper()
     if text in ("Y", "1", "T", "TRUE", "YES"):
         return True
     if text in ("N", "0", "F", "FALSE", "NO", ""):
@@ -335,18 +323,8 @@ def _convert(kind: str, value: Any) -> tuple[Any, str]:
         flag = _flag(value)
         return (flag, "") if flag is not None else (None, f"{value!r} is not Y or N")
     if kind in ("number", "count"):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return None, f"{value!r} is not a number"
-        if not math.isfinite(number):
-            return None, f"{value!r} is not a finite number"
-        if kind == "count":
-            return (int(number), "") if number == int(number) else \
-                (None, f"{value!r} is not a whole number")
-        return number, ""
-    return (bytes(value).decode("utf-8", "replace")
-            if isinstance(value, bytes | bytearray | memoryview) else str(value)), ""
+        return number_value(value, whole=kind == "count")
+    return _text(value), ""
 
 
 def _priority(value: Any) -> float:

@@ -38,7 +38,14 @@ from scanner.config.schema import build
 from scanner.dburl import redact
 from scanner.policy.kept import KeptConnection
 from scanner.policy.lookup import pattern_key
-from scanner.policy.sources import TTL, CachedSource, PolicyLookupError, check_setting, first_set
+from scanner.policy.sources import (
+    TTL,
+    CachedSource,
+    PolicyLookupError,
+    check_setting,
+    first_set,
+    number_value,
+)
 
 log = logging.getLogger("scanner.policy")
 SOURCE = "policy LDAP entry"
@@ -319,16 +326,7 @@ def _convert(kind: str, values: list[str]) -> tuple[Any, str]:
             return None, f"{value!r} is not TRUE or FALSE"
         return value == "TRUE", ""
     if kind in ("number", "count"):
-        try:
-            number = float(value)
-        except ValueError:
-            return None, f"{value!r} is not a number"
-        if not math.isfinite(number):
-            return None, f"{value!r} is not a finite number"
-        if kind == "count":
-            return (int(number), "") if number == int(number) else \
-                (None, f"{value!r} is not a whole number")
-        return number, ""
+        return number_value(value, whole=kind == "count")
     return value, ""
 
 

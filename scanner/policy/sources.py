@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -44,6 +45,21 @@ def first_set(values: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             if item is not None:
                 merged.setdefault(name, item)
     return merged
+
+
+def number_value(value: Any, whole: bool = False) -> tuple[Any, str]:
+    """A looked-up value as a [policy] number (``whole``: a count), and what was wrong
+    with it: the LDAP and SQL sources read levels and sizes alike."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None, f"{value!r} is not a number"
+    if not math.isfinite(number):
+        return None, f"{value!r} is not a finite number"
+    if whole:
+        return (int(number), "") if number == int(number) else \
+            (None, f"{value!r} is not a whole number")
+    return number, ""
 
 
 def set_fields(override: Any) -> dict[str, Any]:

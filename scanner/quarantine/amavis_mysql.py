@@ -11,6 +11,7 @@ anything is read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -54,6 +55,19 @@ def connect_arguments(url: str) -> dict[str, Any]:
     if "unix_socket" in query:
         args["unix_socket"] = query["unix_socket"][-1]
     return args
+
+
+def connect_bounded(url: str, timeout: float) -> Any:
+    """A PyMySQL connection to ``url`` in autocommit, waiting at most ``timeout``
+    seconds (whole, at least 1) to connect and for each read and write, as the SQL log
+    and the amavis policy tables use it; raises what PyMySQL raises (ImportError
+    without it) or QuarantineError for a bad URL."""
+    import pymysql
+
+    args = connect_arguments(url)
+    t = max(1, math.ceil(timeout))
+    args.update(connect_timeout=t, read_timeout=t, write_timeout=t, autocommit=True)
+    return pymysql.connect(**args)
 
 
 class MysqlReader:

@@ -111,15 +111,12 @@ class Database:
                               "or README.sql-mysql) or set sql_log.create_tables = true")
 
     def _mysql_connect(self) -> Any:
-        from scanner.quarantine.amavis_mysql import connect_arguments
+        from scanner.quarantine.amavis_mysql import connect_bounded
 
         try:
-            args = connect_arguments(self.url)
-        except ScannerError as exc:
+            con = connect_bounded(self.url, self._timeout)
+        except ScannerError as exc:  # a URL it cannot use
             raise SqlLogError(f"sql_log.database: {exc}") from None
-        t = max(1, round(self._timeout))
-        args.update(connect_timeout=t, read_timeout=t, write_timeout=t, autocommit=True)
-        con = self.driver.connect(**args)
         try:
             self._types = self._column_types(con, "DATABASE()")
             if self._create and len({k.split(".")[0] for k in self._types}) < len(TABLES):

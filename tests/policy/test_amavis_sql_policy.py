@@ -185,3 +185,27 @@ def test_serve_applies_a_front_ends_spam_lover(tmp_path: Path, sink: Sink) -> No
     assert b"X-Spam-Flag: YES" in first.data and b"Subject: ***SPAM*** t" in first.data
     # bob loves spam: his copy comes, flagged; carol's is discarded
     assert second.recipients == ["bob@example.test"] and b"SENDER_BLOCKLISTED" in second.data
+
+
+def test_the_policy_columns_read_are_amavis_s():
+    """The column names derived from the LDAP attributes are those of amavis's policy
+    table (README.sql-pg), each with the [policy] key it sets."""
+    from scanner.policy.amavis_sql import COLUMNS
+
+    assert {c: key for c, (key, _) in COLUMNS.items()} == {
+        "spam_tag_level": "tag_level", "spam_tag2_level": "tag2_level",
+        "spam_kill_level": "kill_level", "spam_dsn_cutoff_level": "dsn_cutoff_level",
+        "spam_quarantine_cutoff_level": "spam_quarantine_cutoff_level",
+        "message_size_limit": "oversized_size", "spam_subject_tag": "subject_tag",
+        "spam_subject_tag2": "subject_tag2", "virus_lover": "virus_lover",
+        "spam_lover": "spam_lover", "banned_files_lover": "banned_lover",
+        "bad_header_lover": "bad_header_lover", "unchecked_lover": "unchecked_lover",
+        "bypass_virus_checks": "bypass_virus_checks",
+        "bypass_spam_checks": "bypass_spam_checks",
+        "bypass_banned_checks": "bypass_banned_checks",
+        "bypass_header_checks": "bypass_header_checks",
+        "addr_extension_virus": "addr_extension_virus",
+        "addr_extension_spam": "addr_extension_spam",
+        "addr_extension_banned": "addr_extension_banned",
+        "addr_extension_bad_header": "addr_extension_bad_header",
+        "archive_quarantine_to": "archive_to"}
